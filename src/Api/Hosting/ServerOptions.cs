@@ -1,0 +1,29 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Telemetry.Api.Hosting;
+
+/// <summary>Where the server listens. Bound from <c>Telemetry:Server</c>; a port of 0 turns that listener off.</summary>
+public sealed class ServerOptions
+{
+    public const string Section = "Telemetry:Server";
+
+    /// <summary>The address every listener binds: <c>*</c> for all interfaces, or an IP address such as 127.0.0.1.</summary>
+    [Required]
+    public string ListenAddress { get; set; } = "*";
+
+    /// <summary>HTTP/1.1: REST, FHIR, pages, SSE and MQTT over WebSocket.</summary>
+    [Range(0, 65535)]
+    public int HttpPort { get; set; } = 5080;
+
+    /// <summary>gRPC over HTTP/2 cleartext.</summary>
+    [Range(0, 65535)]
+    public int GrpcPort { get; set; } = 5081;
+
+    /// <summary>MQTT over TCP.</summary>
+    [Range(0, 65535)]
+    public int MqttPort { get; set; } = 1883;
+
+    /// <summary>The co-hosted Orleans silo's port for silo-to-silo traffic.</summary>
+    [Range(1, 65535)]
+    public int SiloPort { get; set; } = 11111;
+}

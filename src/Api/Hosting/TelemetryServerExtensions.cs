@@ -1,0 +1,86 @@
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using MQTTnet.AspNetCore;
+using OpenTelemetry.Metrics;
+using Telemetry.Api.Devices;
+using Telemetry.Api.Health;
+using Telemetry.Api.Patients;
+using Telemetry.Api.Security;
+using Telemetry.Grains;
+using Telemetry.Ingest;
+using Telemetry.Storage;
+
+namespace Telemetry.Api.Hosting;
+
+/// <summary>The composition root: what the one Telemetry executable runs and where it listens.</summary>
+public static class TelemetryServerExtensions
+{
+    public static WebApplicationBuilder AddTelemetryServer(this WebApplicationBuilder builder)
+    {
+        var services = builder.Services;
+        services.AddOptions<ServerOptions>().BindConfiguration(ServerOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section);
+        var server = builder.Configuration.GetSection(ServerOptions.Section).Get<ServerOptions>() ?? new ServerOptions();
+
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            Listen(kestrel, server.ListenAddress, server.HttpPort, listen => listen.Protocols = HttpProtocols.Http1);
+            Listen(kestrel, server.ListenAddress, server.GrpcPort, listen => listen.Protocols = HttpProtocols.Http2);
+            Listen(kestrel, server.ListenAddress, server.MqttPort, listen => listen.UseMqtt());
+        });
+
+        // Order matters for shutdown, which runs in reverse: ingest drains first, then the silo deactivates grains
+        // (which write their last rollups), then the store.
+        services.AddSingleton(TimeProvider.System);
+        services.AddDuckDbStorage();
+        services.AddSingleton<GrainInstruments>();
+        builder.UseOrleans(silo => silo.UseLocalhostClustering(siloPort: server.SiloPort, gatewayPort: 0));
+        services.AddIngest();
+
+        services.AddSingleton<AdminToken>();
+        services.AddProblemDetails();
+        services.AddTelemetryHealthChecks();
+        services.AddOpenTelemetry().WithMetrics(metrics => metrics
+            .AddMeter(IngestInstruments.MeterName)
+            .AddAspNetCoreInstrumentation()
+            .AddRuntimeInstrumentation()
+            .AddPrometheusExporter());
+        return builder;
+    }
+
+    public static WebApplication MapTelemetryServer(this WebApplication app)
+    {
+        app.UseExceptionHandler();
+        app.UseStatusCodePages();
+        app.UseWebSockets();
+        app.MapIngest("/mqtt");
+        app.MapDeviceEndpoints();
+        app.MapPatientEndpoints();
+        app.MapTelemetryHealthChecks();
+        app.MapPrometheusScrapingEndpoint("/metrics");
+
+        // Make the admin token (or its file) exist from the first second, not the first request.
+        app.Services.GetRequiredService<AdminToken>();
+        return app;
+    }
+
+    private static void Listen(KestrelServerOptions kestrel, string address, int port, Action<ListenOptions> configure)
+    {
+        if (port == 0)
+        {
+            return;
+        }
+
+        switch (address)
+        {
+            case "*" or "0.0.0.0" or "::":
+                kestrel.ListenAnyIP(port, configure);
+                break;
+            case "localhost":
+                kestrel.ListenLocalhost(port, configure);
+                break;
+            default:
+                kestrel.Listen(System.Net.IPAddress.Parse(address), port, configure);
+                break;
+        }
+    }
+}

@@ -1,0 +1,13 @@
+namespace Telemetry.Api.Security;
+
+/// <summary>Credentials for people and tools using the REST API. Bound from <c>Telemetry:Auth</c>.</summary>
+public sealed class AuthOptions
+{
+    public const string Section = "Telemetry:Auth";
+
+    /// <summary>
+    /// The admin bearer token. When empty, the server makes one at first start and keeps it in
+    /// <c>admin-token</c> beside the database (readable by the owner only); it is never logged.
+    /// </summary>
+    public string? AdminToken { get; set; }
+}

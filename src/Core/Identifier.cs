@@ -1,0 +1,26 @@
+namespace Telemetry.Core;
+
+/// <summary>The shape of device and patient ids: safe in MQTT topics, URLs and logs.</summary>
+public static class Identifier
+{
+    public const int MaxLength = 128;
+
+    /// <summary>1 to 128 characters of ASCII letters, digits and <c>- _ : .</c></summary>
+    public static bool IsValid(ReadOnlySpan<char> id)
+    {
+        if (id.IsEmpty || id.Length > MaxLength)
+        {
+            return false;
+        }
+
+        foreach (var c in id)
+        {
+            if (!char.IsAsciiLetterOrDigit(c) && c is not ('-' or '_' or ':' or '.'))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+}

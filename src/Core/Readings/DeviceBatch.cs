@@ -1,0 +1,7 @@
+namespace Telemetry.Core.Readings;
+
+/// <summary>
+/// Validated readings from one device, bound to the patient the device belongs to, ready to commit.
+/// <see cref="Sequence"/> is the device's batch number; zero means the batch has none.
+/// </summary>
+public sealed record DeviceBatch(string DeviceId, string PatientId, ulong Sequence, ReadOnlyMemory<VitalReading> Readings);

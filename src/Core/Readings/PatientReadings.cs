@@ -1,0 +1,8 @@
+namespace Telemetry.Core.Readings;
+
+/// <summary>
+/// A patient's committed readings from one ingest flush: the argument of the one grain call per patient per flush.
+/// <see cref="CommitId"/> is the raw store's number for the commit that stored them.
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record PatientReadings(long CommitId, VitalReading[] Readings);

@@ -1,0 +1,22 @@
+using Telemetry.Core.Readings;
+using Telemetry.Core.Rollups;
+using Telemetry.Core.Vitals;
+
+namespace Telemetry.Core.Storage;
+
+/// <summary>The raw series: every accepted reading as (patient, device, kind, time, value), committed durably before any ack.</summary>
+public interface IRawSeriesStore
+{
+    /// <summary>
+    /// Durably commits <paramref name="batches"/> in one transaction (group commit) and says for each whether it was stored
+    /// or was a duplicate of a sequence number the device already committed. Returns the commit's id, which increases
+    /// with every commit. Throws when nothing could be committed. Called from one thread at a time.
+    /// </summary>
+    long Commit(IReadOnlyList<DeviceBatch> batches, Span<CommitOutcome> outcomes);
+
+    /// <summary>The patient's readings in [<paramref name="fromMs"/>, <paramref name="toMs"/>) summarised per vital and window of <paramref name="resolution"/>.</summary>
+    Task<RawAggregate> AggregateAsync(string patientId, long fromMs, long toMs, Resolution resolution, CancellationToken cancellationToken = default);
+
+    /// <summary>The patient's raw readings of <paramref name="kind"/> in [<paramref name="fromMs"/>, <paramref name="toMs"/>), oldest first, at most <paramref name="limit"/>.</summary>
+    Task<IReadOnlyList<VitalReading>> ReadAsync(string patientId, VitalKind kind, long fromMs, long toMs, int limit, CancellationToken cancellationToken = default);
+}

@@ -1,0 +1,135 @@
+using System.Collections.Frozen;
+using System.Text;
+
+namespace Telemetry.Core.Vitals;
+
+/// <summary>
+/// The vitals Telemetry understands, coded as the FHIR R4 vital signs profile codes them (LOINC and UCUM).
+/// Lookups by name, alias or LOINC code work on UTF-8 bytes too, so decoders resolve a reading's kind
+/// without allocating a string.
+/// </summary>
+public static class VitalCatalogue
+{
+    private static readonly UnitConversion[] PerMinute =
+        [new("/min"), new("beat/min"), new("beats/min"), new("{beats}/min"), new("bpm"), new("1/min")];
+
+    private static readonly UnitConversion[] BreathsPerMinute =
+        [new("/min"), new("{breaths}/min"), new("breaths/min"), new("1/min")];
+
+    private static readonly UnitConversion[] MillimetresOfMercury =
+        [new("mm[Hg]"), new("mmHg"), new("kPa", 7.500615758)];
+
+    private static readonly VitalDefinition[] Definitions =
+    [
+        new(VitalKind.HeartRate, "heart_rate", "8867-4", "Heart rate", "/min", 20, 300, PerMinute)
+        {
+            Aliases = ["hr", "pulse"],
+        },
+        new(VitalKind.RestingHeartRate, "resting_heart_rate", "40443-4", "Heart rate --resting", "/min", 20, 200, PerMinute),
+        new(VitalKind.RespiratoryRate, "respiratory_rate", "9279-1", "Respiratory rate", "/min", 2, 80, BreathsPerMinute),
+        new(VitalKind.OxygenSaturation, "spo2", "59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry", "%", 50, 100,
+            [new("%"), new("1", 100), new("/1", 100)])
+        {
+            Aliases = ["oxygen_saturation", "2708-6"],
+        },
+        new(VitalKind.BodyTemperature, "body_temperature", "8310-5", "Body temperature", "Cel", 25, 45,
+            [new("Cel"), new("degC"), new("[degF]", 5.0 / 9.0, -32 * 5.0 / 9.0), new("degF", 5.0 / 9.0, -32 * 5.0 / 9.0), new("K", 1, -273.15)])
+        {
+            Aliases = ["temperature"],
+        },
+        new(VitalKind.SystolicPressure, "systolic_bp", "8480-6", "Systolic blood pressure", "mm[Hg]", 40, 300, MillimetresOfMercury)
+        {
+            Aliases = ["systolic"],
+        },
+        new(VitalKind.DiastolicPressure, "diastolic_bp", "8462-4", "Diastolic blood pressure", "mm[Hg]", 20, 200, MillimetresOfMercury)
+        {
+            Aliases = ["diastolic"],
+        },
+        new(VitalKind.Steps, "steps", "55423-8", "Number of steps", "{steps}", 0, 100_000,
+            [new("{steps}"), new("steps"), new("1"), new("count")]),
+        new(VitalKind.BodyWeight, "body_weight", "29463-7", "Body weight", "kg", 0.5, 650,
+            [new("kg"), new("g", 0.001), new("[lb_av]", 0.45359237), new("lb", 0.45359237)])
+        {
+            Aliases = ["weight"],
+        },
+        new(VitalKind.BloodGlucose, "blood_glucose", "2339-0", "Glucose [Mass/volume] in Blood", "mg/dL", 10, 1000,
+            [new("mg/dL"), new("mmol/L", 18.01559)])
+        {
+            Aliases = ["glucose"],
+        },
+        new(VitalKind.SleepDuration, "sleep_duration", "93832-4", "Sleep duration", "h", 0, 24,
+            [new("h"), new("min", 1.0 / 60), new("s", 1.0 / 3600)])
+        {
+            Aliases = ["sleep"],
+        },
+    ];
+
+    private static readonly FrozenDictionary<string, VitalDefinition> ByName = BuildNameIndex();
+
+    private static readonly (byte[] Utf8, VitalDefinition Definition)[] Utf8Names =
+        [.. ByName.Select(pair => (Encoding.UTF8.GetBytes(pair.Key), pair.Value)).OrderBy(entry => entry.Item1.Length)];
+
+    private static readonly VitalDefinition?[] ByKind = BuildKindIndex();
+
+    /// <summary>Every vital in the catalogue.</summary>
+    public static IReadOnlyList<VitalDefinition> All => Definitions;
+
+    /// <summary>The definition of <paramref name="kind"/>.</summary>
+    public static VitalDefinition Get(VitalKind kind) =>
+        (byte)kind < ByKind.Length && ByKind[(byte)kind] is { } definition
+            ? definition
+            : throw new ArgumentOutOfRangeException(nameof(kind), kind, "Not a catalogue vital.");
+
+    /// <summary>Finds a vital by catalogue name, alias or LOINC code.</summary>
+    public static bool TryFind(string nameOrCode, out VitalDefinition definition) =>
+        ByName.TryGetValue(nameOrCode, out definition!);
+
+    /// <summary>Finds a vital by catalogue name, alias or LOINC code given as UTF-8 bytes.</summary>
+    public static bool TryFind(ReadOnlySpan<byte> utf8NameOrCode, out VitalDefinition definition)
+    {
+        foreach (var (utf8, candidate) in Utf8Names)
+        {
+            if (utf8NameOrCode.SequenceEqual(utf8))
+            {
+                definition = candidate;
+                return true;
+            }
+        }
+
+        definition = null!;
+        return false;
+    }
+
+    private static FrozenDictionary<string, VitalDefinition> BuildNameIndex()
+    {
+        var index = new Dictionary<string, VitalDefinition>(StringComparer.Ordinal);
+        foreach (var definition in Definitions)
+        {
+            foreach (var name in definition.Aliases.Prepend(definition.Loinc).Prepend(definition.Name))
+            {
+                if (!index.TryAdd(name, definition))
+                {
+                    throw new InvalidOperationException($"The vital catalogue names '{name}' twice.");
+                }
+            }
+
+            if (definition.Units.Count == 0 || definition.Units[0].Unit != definition.Unit)
+            {
+                throw new InvalidOperationException($"The first unit of '{definition.Name}' must be its canonical unit '{definition.Unit}'.");
+            }
+        }
+
+        return index.ToFrozenDictionary(StringComparer.Ordinal);
+    }
+
+    private static VitalDefinition?[] BuildKindIndex()
+    {
+        var index = new VitalDefinition?[Definitions.Max(d => (int)d.Kind) + 1];
+        foreach (var definition in Definitions)
+        {
+            index[(byte)definition.Kind] = definition;
+        }
+
+        return index;
+    }
+}

@@ -1,0 +1,57 @@
+namespace Telemetry.Core.Vitals;
+
+/// <summary>One entry of the vital catalogue: names, LOINC coding, canonical UCUM unit and plausible range.</summary>
+public sealed record VitalDefinition(
+    VitalKind Kind,
+    string Name,
+    string Loinc,
+    string Display,
+    string Unit,
+    double PlausibleMin,
+    double PlausibleMax,
+    IReadOnlyList<UnitConversion> Units)
+{
+    /// <summary>Other names and LOINC codes a sender may use for this vital.</summary>
+    public IReadOnlyList<string> Aliases { get; init; } = [];
+
+    public bool IsPlausible(double canonicalValue) =>
+        double.IsFinite(canonicalValue) && canonicalValue >= PlausibleMin && canonicalValue <= PlausibleMax;
+
+    /// <summary>Finds how to convert from <paramref name="unit"/>; an empty unit means the canonical one.</summary>
+    public UnitConversion? FindUnit(ReadOnlySpan<char> unit)
+    {
+        if (unit.IsEmpty)
+        {
+            return Units[0];
+        }
+
+        foreach (var conversion in Units)
+        {
+            if (unit.SequenceEqual(conversion.Unit))
+            {
+                return conversion;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>Finds how to convert from a unit given as UTF-8 bytes; empty means the canonical one.</summary>
+    public UnitConversion? FindUnit(ReadOnlySpan<byte> utf8Unit)
+    {
+        if (utf8Unit.IsEmpty)
+        {
+            return Units[0];
+        }
+
+        foreach (var conversion in Units)
+        {
+            if (utf8Unit.SequenceEqual(conversion.Utf8))
+            {
+                return conversion;
+            }
+        }
+
+        return null;
+    }
+}

@@ -1,0 +1,61 @@
+using Orleans.Runtime;
+using System.Security.Cryptography;
+using System.Text;
+using Telemetry.Core.Devices;
+using Telemetry.Core.Grains;
+
+namespace Telemetry.Grains.Devices;
+
+/// <summary>Keeps one device's binding to its patient and checks its secret against a salted SHA-256 hash.</summary>
+/// <remarks>
+/// The secret is 256 random bits made by the server, so a single salted SHA-256 is as strong as a slow password hash
+/// would be: there is no dictionary to guess from.
+/// </remarks>
+public sealed class DeviceGrain(
+    [PersistentState("device", GrainStorageNames.Durable)] IPersistentState<DeviceState> state,
+    TimeProvider timeProvider) : Grain, IDeviceGrain
+{
+    private const int SaltBytes = 16;
+
+    public async Task<string?> ProvisionAsync(string patientId)
+    {
+        if (state.State.PatientId is not null)
+        {
+            return null;
+        }
+
+        var secret = DeviceToken.NewSecret();
+        var salt = RandomNumberGenerator.GetBytes(SaltBytes);
+        state.State.PatientId = patientId;
+        state.State.Salt = salt;
+        state.State.SecretHash = Hash(salt, secret);
+        state.State.ProvisionedAt = timeProvider.GetUtcNow();
+        await state.WriteStateAsync();
+        return secret;
+    }
+
+    public Task<string?> AuthenticateAsync(string secret)
+    {
+        var current = state.State;
+        if (current.PatientId is null || !CryptographicOperations.FixedTimeEquals(Hash(current.Salt, secret), current.SecretHash))
+        {
+            return Task.FromResult<string?>(null);
+        }
+
+        return Task.FromResult<string?>(current.PatientId);
+    }
+
+    public Task<DeviceBinding?> GetAsync() => Task.FromResult(
+        state.State.PatientId is { } patientId
+            ? new DeviceBinding(this.GetPrimaryKeyString(), patientId, state.State.ProvisionedAt)
+            : null);
+
+    private static byte[] Hash(byte[] salt, string secret)
+    {
+        var secretBytes = Encoding.UTF8.GetBytes(secret);
+        var input = new byte[salt.Length + secretBytes.Length];
+        salt.CopyTo(input, 0);
+        secretBytes.CopyTo(input, salt.Length);
+        return SHA256.HashData(input);
+    }
+}

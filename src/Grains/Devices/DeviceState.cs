@@ -1,0 +1,18 @@
+namespace Telemetry.Grains.Devices;
+
+/// <summary>The persisted binding of a device: its patient and a salted hash of its secret, never the secret.</summary>
+[GenerateSerializer]
+public sealed class DeviceState
+{
+    [Id(0)]
+    public string? PatientId { get; set; }
+
+    [Id(1)]
+    public byte[] Salt { get; set; } = [];
+
+    [Id(2)]
+    public byte[] SecretHash { get; set; } = [];
+
+    [Id(3)]
+    public DateTimeOffset ProvisionedAt { get; set; }
+}

@@ -1,0 +1,129 @@
+using Telemetry.Core.Rollups;
+
+namespace Telemetry.Grains.Patients;
+
+/// <summary>
+/// One vital's open windows in a patient's grain: the open minute, the closed minutes of the open hour and the
+/// closed hours of the open day. Readings fold in; windows that close are handed out as rollups.
+/// </summary>
+internal sealed class VitalWindows
+{
+    private RollupWindow _minute;
+    private RollupWindow _hour;
+    private RollupWindow _day;
+
+    public double LatestValue { get; private set; }
+
+    public long LatestMs { get; private set; } = long.MinValue;
+
+    public RollupWindow Minute => _minute;
+
+    /// <summary>Starts from windows rebuilt out of the raw store, oldest first, all of one vital and one day.</summary>
+    public static VitalWindows Rebuild(IReadOnlyList<RollupWindow> minutes, Action<Resolution, RollupWindow> closed)
+    {
+        var windows = new VitalWindows();
+        foreach (var minute in minutes)
+        {
+            windows.Fold(minute, closed);
+            if (minute.LastMs >= windows.LatestMs)
+            {
+                windows.LatestMs = minute.LastMs;
+                windows.LatestValue = minute.Last;
+            }
+        }
+
+        return windows;
+    }
+
+    /// <summary>
+    /// Folds one reading in. Returns false when the reading falls in a minute that is already closed; the caller then has
+    /// the closed windows it touches recomputed from the raw store, and the open hour and day have already taken it.
+    /// </summary>
+    public bool Add(long timestampMs, double value, Action<Resolution, RollupWindow> closed)
+    {
+        if (timestampMs >= LatestMs)
+        {
+            LatestMs = timestampMs;
+            LatestValue = value;
+        }
+
+        var minuteStart = Resolution.Minute.WindowStart(timestampMs);
+        if (_minute.Count > 0 && minuteStart < _minute.StartMs)
+        {
+            AddLate(timestampMs, value);
+            return false;
+        }
+
+        Fold(RollupWindow.Of(minuteStart, timestampMs, value), closed);
+        return true;
+    }
+
+    /// <summary>The window still open at <paramref name="resolution"/>, with everything folded into it so far.</summary>
+    public RollupWindow? Open(Resolution resolution)
+    {
+        if (_minute.Count == 0)
+        {
+            return null;
+        }
+
+        return resolution switch
+        {
+            Resolution.Minute => _minute,
+            Resolution.Hour => _hour.Merge(_minute),
+            _ => _day.Merge(_hour).Merge(_minute),
+        };
+    }
+
+    private void Fold(RollupWindow minute, Action<Resolution, RollupWindow> closed)
+    {
+        if (_minute.Count == 0)
+        {
+            _minute = minute;
+            _hour = Empty(Resolution.Hour, minute.StartMs);
+            _day = Empty(Resolution.Day, minute.StartMs);
+            return;
+        }
+
+        if (minute.StartMs == _minute.StartMs)
+        {
+            _minute = _minute.Merge(minute);
+            return;
+        }
+
+        // The open minute closes; so do the hour and the day when the new minute lies past them.
+        closed(Resolution.Minute, _minute);
+        _hour = _hour.Merge(_minute);
+        if (Resolution.Hour.WindowStart(minute.StartMs) != _hour.StartMs)
+        {
+            closed(Resolution.Hour, _hour);
+            _day = _day.Merge(_hour);
+            _hour = Empty(Resolution.Hour, minute.StartMs);
+        }
+
+        if (Resolution.Day.WindowStart(minute.StartMs) != _day.StartMs)
+        {
+            closed(Resolution.Day, _day);
+            _day = Empty(Resolution.Day, minute.StartMs);
+        }
+
+        _minute = minute;
+    }
+
+    private void AddLate(long timestampMs, double value)
+    {
+        if (Resolution.Hour.WindowStart(timestampMs) == _hour.StartMs)
+        {
+            _hour = Include(_hour, timestampMs, value);
+        }
+        else if (Resolution.Day.WindowStart(timestampMs) == _day.StartMs)
+        {
+            _day = Include(_day, timestampMs, value);
+        }
+    }
+
+    private static RollupWindow Include(RollupWindow window, long timestampMs, double value) =>
+        window.Count == 0 ? RollupWindow.Of(window.StartMs, timestampMs, value) : window.Add(timestampMs, value);
+
+    private static RollupWindow Empty(Resolution resolution, long timestampMs) =>
+        new(resolution.WindowStart(timestampMs), 0, 0, double.PositiveInfinity, double.NegativeInfinity, 0, double.NaN, long.MinValue);
+}

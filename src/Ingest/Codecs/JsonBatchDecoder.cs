@@ -1,0 +1,156 @@
+using System.Buffers;
+using System.Text.Json;
+
+namespace Telemetry.Ingest.Codecs;
+
+/// <summary>
+/// Decodes the project's JSON batch: <c>{"seq":42,"readings":[{"kind":"heart_rate","time":"2026-11-24T10:00:00Z","value":72,"unit":"/min"}]}</c>.
+/// A reading whose fields are wrong is rejected alone; a payload that is not this JSON is refused whole.
+/// </summary>
+public static class JsonBatchDecoder
+{
+    private const int MaxNameBytes = 64;
+
+    public static bool TryDecode(in ReadOnlySequence<byte> payload, ReadingBatchBuilder batch, out string? error)
+    {
+        try
+        {
+            var reader = new Utf8JsonReader(payload, new JsonReaderOptions { MaxDepth = 8 });
+            error = Decode(ref reader, batch);
+        }
+        catch (JsonException exception)
+        {
+            error = $"malformed JSON batch: {exception.Message}";
+        }
+
+        return error is null;
+    }
+
+    private static string? Decode(ref Utf8JsonReader reader, ReadingBatchBuilder batch)
+    {
+        if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
+        {
+            return "a JSON batch must be an object";
+        }
+
+        var sawReadings = false;
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            if (reader.ValueTextEquals("seq"u8))
+            {
+                reader.Read();
+                if (reader.TokenType != JsonTokenType.Number || !reader.TryGetUInt64(out var seq))
+                {
+                    return "\"seq\" must be a non-negative integer";
+                }
+
+                batch.Sequence = seq;
+            }
+            else if (reader.ValueTextEquals("readings"u8))
+            {
+                reader.Read();
+                if (reader.TokenType != JsonTokenType.StartArray)
+                {
+                    return "\"readings\" must be an array";
+                }
+
+                sawReadings = true;
+                while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+                {
+                    if (reader.TokenType != JsonTokenType.StartObject)
+                    {
+                        return "each reading must be an object";
+                    }
+
+                    ReadReading(ref reader, batch);
+                }
+            }
+            else
+            {
+                reader.Read();
+                reader.Skip();
+            }
+        }
+
+        if (reader.TokenType != JsonTokenType.EndObject)
+        {
+            return "a JSON batch must be an object";
+        }
+
+        return sawReadings ? null : "a JSON batch needs a \"readings\" array";
+    }
+
+    private static void ReadReading(ref Utf8JsonReader reader, ReadingBatchBuilder batch)
+    {
+        Span<byte> kind = stackalloc byte[MaxNameBytes];
+        Span<byte> unit = stackalloc byte[MaxNameBytes];
+        int kindLength = -1, unitLength = 0;
+        long? timestampMs = null;
+        var value = double.NaN;
+
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            if (reader.ValueTextEquals("kind"u8))
+            {
+                reader.Read();
+                kindLength = CopyString(ref reader, kind);
+            }
+            else if (reader.ValueTextEquals("unit"u8))
+            {
+                reader.Read();
+                unitLength = CopyString(ref reader, unit);
+            }
+            else if (reader.ValueTextEquals("time"u8))
+            {
+                reader.Read();
+                if (reader.TokenType == JsonTokenType.String && reader.TryGetDateTimeOffset(out var time))
+                {
+                    timestampMs = time.ToUnixTimeMilliseconds();
+                }
+            }
+            else if (reader.ValueTextEquals("value"u8))
+            {
+                reader.Read();
+                if (reader.TokenType != JsonTokenType.Number || !reader.TryGetDouble(out value))
+                {
+                    value = double.NaN;
+                }
+            }
+            else
+            {
+                reader.Read();
+                reader.Skip();
+            }
+        }
+
+        if (kindLength < 0)
+        {
+            batch.Reject(RejectReason.UnknownKind);
+        }
+        else if (unitLength < 0)
+        {
+            batch.Reject(RejectReason.UnknownUnit);
+        }
+        else if (timestampMs is null || double.IsNaN(value))
+        {
+            batch.Reject(RejectReason.MissingValue);
+        }
+        else
+        {
+            batch.Add(kind[..kindLength], unit[..unitLength], timestampMs.Value, value);
+        }
+    }
+
+    /// <summary>Unescapes the current string token into <paramref name="destination"/>; -1 when it is not a short string.</summary>
+    internal static int CopyString(ref Utf8JsonReader reader, scoped Span<byte> destination)
+    {
+        if (reader.TokenType != JsonTokenType.String)
+        {
+            reader.Skip();
+            return -1;
+        }
+
+        var length = reader.HasValueSequence ? reader.ValueSequence.Length : reader.ValueSpan.Length;
+        return length <= destination.Length ? reader.CopyString(destination) : -1;
+    }
+}

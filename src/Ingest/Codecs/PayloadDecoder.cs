@@ -1,0 +1,64 @@
+using System.Buffers;
+
+namespace Telemetry.Ingest.Codecs;
+
+/// <summary>Decodes a device payload in whichever format its first byte names. Pure and synchronous.</summary>
+public static class PayloadDecoder
+{
+    public static PayloadFormat Detect(in ReadOnlySequence<byte> payload)
+    {
+        var reader = new SequenceReader<byte>(payload);
+        while (reader.TryRead(out var first))
+        {
+            switch (first)
+            {
+                case (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n':
+                    continue;
+                case (byte)'[':
+                    return PayloadFormat.SenMl;
+                case (byte)'{':
+                    return PayloadFormat.Json;
+                default:
+                    return PayloadFormat.Protobuf;
+            }
+        }
+
+        return PayloadFormat.Protobuf;
+    }
+
+    /// <summary>
+    /// Decodes <paramref name="payload"/> into <paramref name="batch"/> (which is reset first). False, with the reason in
+    /// <paramref name="error"/>, when the payload as a whole is unreadable; individual bad readings are counted in the batch instead.
+    /// </summary>
+    public static bool TryDecode(in ReadOnlySequence<byte> payload, ReadingBatchBuilder batch, out PayloadFormat format, out string? error)
+    {
+        batch.Reset();
+        if (payload.IsEmpty)
+        {
+            format = PayloadFormat.Protobuf;
+            error = "empty payload";
+            return false;
+        }
+
+        format = Detect(payload);
+        var decoded = format switch
+        {
+            PayloadFormat.SenMl => SenMlDecoder.TryDecode(payload, batch, out error),
+            PayloadFormat.Json => JsonBatchDecoder.TryDecode(payload, batch, out error),
+            _ => ProtobufBatchDecoder.TryDecode(payload, batch, out error),
+        };
+
+        if (decoded && batch.Overflowed)
+        {
+            error = $"a batch may hold at most {batch.Limits.MaxReadingsPerBatch} readings";
+            decoded = false;
+        }
+
+        if (!decoded)
+        {
+            batch.Reset();
+        }
+
+        return decoded;
+    }
+}

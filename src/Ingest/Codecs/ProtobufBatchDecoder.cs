@@ -1,0 +1,63 @@
+using System.Buffers;
+using Google.Protobuf;
+using Telemetry.Core.Vitals;
+using Telemetry.Protos;
+
+namespace Telemetry.Ingest.Codecs;
+
+/// <summary>Decodes the protobuf <see cref="VitalBatch"/> of <c>protos/telemetry.proto</c>: columnar series of time deltas and values.</summary>
+public static class ProtobufBatchDecoder
+{
+    public static bool TryDecode(in ReadOnlySequence<byte> payload, ReadingBatchBuilder batch, out string? error)
+    {
+        VitalBatch message;
+        try
+        {
+            message = VitalBatch.Parser.ParseFrom(payload);
+        }
+        catch (InvalidProtocolBufferException exception)
+        {
+            error = $"malformed protobuf VitalBatch: {exception.Message}";
+            return false;
+        }
+
+        return TryDecode(message, batch, out error);
+    }
+
+    /// <summary>Adds the readings of an already parsed batch, as the gRPC stream receives them.</summary>
+    public static bool TryDecode(VitalBatch message, ReadingBatchBuilder batch, out string? error)
+    {
+        batch.Sequence = message.Seq;
+        foreach (var series in message.Series)
+        {
+            var deltas = series.TimeDeltasMs;
+            var values = series.Values;
+            if (deltas.Count != values.Count)
+            {
+                error = $"series '{series.Kind}' has {deltas.Count} time deltas but {values.Count} values";
+                return false;
+            }
+
+            if (!VitalCatalogue.TryFind(series.Kind, out var definition))
+            {
+                for (var i = 0; i < values.Count; i++)
+                {
+                    batch.Reject(RejectReason.UnknownKind);
+                }
+
+                continue;
+            }
+
+            var unit = definition.FindUnit(series.Unit.AsSpan());
+            var timestampMs = message.BaseTimeMs;
+            for (var i = 0; i < values.Count; i++)
+            {
+                timestampMs += deltas[i];
+                batch.Add(definition, unit, timestampMs, values[i]);
+            }
+        }
+
+        error = null;
+        return true;
+    }
+}

@@ -1,0 +1,146 @@
+using Telemetry.Core.Readings;
+using Telemetry.Core.Vitals;
+
+namespace Telemetry.Ingest.Codecs;
+
+/// <summary>
+/// Collects a payload's readings as a decoder finds them: resolves kind and unit, converts to the canonical unit,
+/// validates, and counts what it refuses and why. A bad reading is counted and skipped; its neighbours stay.
+/// Reusable: <see cref="Reset"/> before each payload.
+/// </summary>
+public sealed class ReadingBatchBuilder
+{
+    private readonly int[] _rejects = new int[RejectReasonExtensions.Count];
+    private VitalReading[] _readings = new VitalReading[64];
+    private long _minTimestampMs;
+    private long _maxTimestampMs;
+
+    public ReadingBatchBuilder(ValidationLimits limits, TimeProvider timeProvider)
+    {
+        Limits = limits;
+        TimeProvider = timeProvider;
+        Reset();
+    }
+
+    public ValidationLimits Limits { get; }
+
+    public TimeProvider TimeProvider { get; }
+
+    /// <summary>The time relative SenML times and the validation window are taken from, fixed at <see cref="Reset"/>.</summary>
+    public long NowMs { get; private set; }
+
+    /// <summary>The device's batch sequence number, when the payload carries one.</summary>
+    public ulong Sequence { get; set; }
+
+    public int Count { get; private set; }
+
+    public int RejectedCount { get; private set; }
+
+    /// <summary>Set when the payload holds more readings than <see cref="ValidationLimits.MaxReadingsPerBatch"/>.</summary>
+    public bool Overflowed { get; private set; }
+
+    public ReadOnlySpan<VitalReading> Readings => _readings.AsSpan(0, Count);
+
+    public void Reset()
+    {
+        Count = 0;
+        RejectedCount = 0;
+        Sequence = 0;
+        Overflowed = false;
+        Array.Clear(_rejects);
+        NowMs = TimeProvider.GetUtcNow().ToUnixTimeMilliseconds();
+        _minTimestampMs = NowMs - (long)Limits.BackfillHorizon.TotalMilliseconds;
+        _maxTimestampMs = NowMs + (long)Limits.MaxFutureSkew.TotalMilliseconds;
+    }
+
+    /// <summary>Adds a reading named and united by UTF-8 bytes, as the JSON decoders find them.</summary>
+    public void Add(ReadOnlySpan<byte> utf8Kind, ReadOnlySpan<byte> utf8Unit, long timestampMs, double value)
+    {
+        if (!VitalCatalogue.TryFind(utf8Kind, out var definition))
+        {
+            Reject(RejectReason.UnknownKind);
+            return;
+        }
+
+        Add(definition, definition.FindUnit(utf8Unit), timestampMs, value);
+    }
+
+    /// <summary>Adds a reading whose kind and unit conversion are already resolved; a null unit means it was not recognised.</summary>
+    public void Add(VitalDefinition definition, UnitConversion? unit, long timestampMs, double value)
+    {
+        if (unit is null)
+        {
+            Reject(RejectReason.UnknownUnit);
+            return;
+        }
+
+        if (!double.IsFinite(value))
+        {
+            Reject(RejectReason.MissingValue);
+            return;
+        }
+
+        var canonical = unit.ToCanonical(value);
+        if (!definition.IsPlausible(canonical))
+        {
+            Reject(RejectReason.Implausible);
+            return;
+        }
+
+        if (timestampMs > _maxTimestampMs)
+        {
+            Reject(RejectReason.FutureTimestamp);
+            return;
+        }
+
+        if (timestampMs < _minTimestampMs)
+        {
+            Reject(RejectReason.TooOld);
+            return;
+        }
+
+        if (Count == Limits.MaxReadingsPerBatch)
+        {
+            Overflowed = true;
+            return;
+        }
+
+        if (Count == _readings.Length)
+        {
+            Array.Resize(ref _readings, Math.Min(_readings.Length * 2, Limits.MaxReadingsPerBatch));
+        }
+
+        _readings[Count++] = new VitalReading(definition.Kind, timestampMs, canonical);
+    }
+
+    public void Reject(RejectReason reason)
+    {
+        _rejects[(int)reason]++;
+        RejectedCount++;
+    }
+
+    public int RejectedFor(RejectReason reason) => _rejects[(int)reason];
+
+    /// <summary>The accepted readings, copied out so the builder can be reused.</summary>
+    public VitalReading[] ToArray() => Readings.ToArray();
+
+    /// <summary>A sentence for the sender, such as "2 readings rejected: 1 unknown vital kind, 1 value outside the plausible range".</summary>
+    public string? DescribeRejects()
+    {
+        if (RejectedCount == 0)
+        {
+            return null;
+        }
+
+        var parts = new List<string>();
+        for (var i = 0; i < _rejects.Length; i++)
+        {
+            if (_rejects[i] > 0)
+            {
+                parts.Add($"{_rejects[i]} {((RejectReason)i).Describe()}");
+            }
+        }
+
+        return $"{RejectedCount} reading{(RejectedCount == 1 ? "" : "s")} rejected: {string.Join(", ", parts)}";
+    }
+}

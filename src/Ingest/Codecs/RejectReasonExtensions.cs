@@ -1,0 +1,29 @@
+namespace Telemetry.Ingest.Codecs;
+
+/// <summary>Words for <see cref="RejectReason"/>: a tag value for metrics and a phrase for senders.</summary>
+public static class RejectReasonExtensions
+{
+    public const int Count = (int)RejectReason.TooOld + 1;
+
+    public static string ToTag(this RejectReason reason) => reason switch
+    {
+        RejectReason.UnknownKind => "unknown_kind",
+        RejectReason.UnknownUnit => "unknown_unit",
+        RejectReason.MissingValue => "missing_value",
+        RejectReason.Implausible => "implausible",
+        RejectReason.FutureTimestamp => "future_timestamp",
+        RejectReason.TooOld => "too_old",
+        _ => "other",
+    };
+
+    public static string Describe(this RejectReason reason) => reason switch
+    {
+        RejectReason.UnknownKind => "unknown vital kind",
+        RejectReason.UnknownUnit => "unit not convertible to the vital's unit",
+        RejectReason.MissingValue => "missing or non-numeric value or time",
+        RejectReason.Implausible => "value outside the plausible range",
+        RejectReason.FutureTimestamp => "timestamp too far in the future",
+        RejectReason.TooOld => "timestamp older than the backfill horizon",
+        _ => "invalid",
+    };
+}

@@ -1,0 +1,147 @@
+using System.Threading.Channels;
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Telemetry.Core.Readings;
+using Telemetry.Ingest.Codecs;
+using Telemetry.Ingest.Pipeline;
+using Telemetry.Protos;
+
+namespace Telemetry.Ingest.Grpc;
+
+/// <summary>
+/// The gRPC front door: a bidirectional stream of <see cref="VitalBatch"/> in and <see cref="IngestAck"/> out, the
+/// device token as bearer. Batches are pipelined: the stream keeps reading while earlier batches commit, and acks go
+/// out in order, each only after its batch is durable. A bounded number of batches may await commit per stream.
+/// </summary>
+public sealed partial class GrpcIngestService(
+    DeviceAuthenticator authenticator,
+    CommitPipeline pipeline,
+    IngestInstruments instruments,
+    IOptions<IngestOptions> options,
+    TimeProvider timeProvider,
+    ILogger<GrpcIngestService> logger) : Protos.Ingest.IngestBase
+{
+    public const string Protocol = "grpc";
+
+    public override async Task Stream(IAsyncStreamReader<VitalBatch> requestStream, IServerStreamWriter<IngestAck> responseStream, ServerCallContext context)
+    {
+        var device = await AuthenticateAsync(context);
+        instruments.DeviceConnected(Protocol);
+        try
+        {
+            var inFlight = Channel.CreateBounded<Task<IngestAck>>(new BoundedChannelOptions(options.Value.MaxInFlightBatchesPerStream)
+            {
+                SingleReader = true,
+                SingleWriter = true,
+            });
+            // When acks stop (the store failed), stop reading too.
+            using var reading = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
+            var acks = WriteAcksAsync(inFlight.Reader, responseStream, context.CancellationToken);
+            _ = acks.ContinueWith(_ => reading.Cancel(), CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+            var batch = new ReadingBatchBuilder(options.Value.ToLimits(), timeProvider);
+            try
+            {
+                await foreach (var message in requestStream.ReadAllAsync(reading.Token))
+                {
+                    await inFlight.Writer.WriteAsync(SubmitAsync(device, message, batch), reading.Token);
+                }
+            }
+            catch (OperationCanceledException) when (acks.IsFaulted)
+            {
+                // Reported by the acks below.
+            }
+            finally
+            {
+                inFlight.Writer.TryComplete();
+            }
+
+            await acks;
+        }
+        finally
+        {
+            instruments.DeviceDisconnected(Protocol);
+        }
+    }
+
+    private async Task<DeviceIdentity> AuthenticateAsync(ServerCallContext context)
+    {
+        var header = context.RequestHeaders.GetValue("authorization");
+        const string Scheme = "Bearer ";
+        if (header is null || !header.StartsWith(Scheme, StringComparison.OrdinalIgnoreCase))
+        {
+            instruments.AuthenticationFailed(Protocol);
+            throw new RpcException(new Status(StatusCode.Unauthenticated, "send the device token as 'authorization: Bearer <token>'"));
+        }
+
+        var identity = await authenticator.AuthenticateAsync(header[Scheme.Length..].Trim());
+        if (identity is null)
+        {
+            instruments.AuthenticationFailed(Protocol);
+            throw new RpcException(new Status(StatusCode.Unauthenticated, "unknown device or wrong token"));
+        }
+
+        return identity;
+    }
+
+    /// <summary>Decodes one batch synchronously (the builder is reused) and returns the task of its ack.</summary>
+    private Task<IngestAck> SubmitAsync(DeviceIdentity device, VitalBatch message, ReadingBatchBuilder batch)
+    {
+        batch.Reset();
+        if (!ProtobufBatchDecoder.TryDecode(message, batch, out var error) || batch.Overflowed)
+        {
+            instruments.PayloadRejected(Protocol, "malformed");
+            var reason = error ?? $"a batch may hold at most {batch.Limits.MaxReadingsPerBatch} readings";
+            return Task.FromResult(new IngestAck { Seq = message.Seq, Status = AckStatus.Rejected, Reason = reason });
+        }
+
+        instruments.Rejected(Protocol, batch);
+        var rejected = (uint)batch.RejectedCount;
+        var rejects = batch.DescribeRejects() ?? string.Empty;
+        if (batch.Count == 0)
+        {
+            instruments.PayloadRejected(Protocol, rejected > 0 ? "all_rejected" : "empty");
+            return Task.FromResult(new IngestAck { Seq = message.Seq, Status = AckStatus.Rejected, Rejected = rejected, Reason = rejects.Length > 0 ? rejects : "no readings" });
+        }
+
+        var deviceBatch = new DeviceBatch(device.DeviceId, device.PatientId, batch.Sequence, batch.ToArray());
+        return CommitAsync(deviceBatch, rejected, rejects);
+    }
+
+    private async Task<IngestAck> CommitAsync(DeviceBatch batch, uint rejected, string rejects)
+    {
+        var result = await pipeline.CommitAsync(batch, CancellationToken.None);
+        if (result.Outcome == CommitOutcome.Duplicate)
+        {
+            instruments.Duplicate(Protocol, result.Readings);
+            return new IngestAck { Seq = batch.Sequence, Status = AckStatus.Duplicate, Reason = $"batch {batch.Sequence} was already committed; not stored again" };
+        }
+
+        instruments.Accepted(Protocol, result.Readings);
+        return new IngestAck { Seq = batch.Sequence, Status = AckStatus.Committed, Accepted = (uint)result.Readings, Rejected = rejected, Reason = rejects };
+    }
+
+    private async Task WriteAcksAsync(ChannelReader<Task<IngestAck>> inFlight, IServerStreamWriter<IngestAck> responseStream, CancellationToken cancellationToken)
+    {
+        await foreach (var pending in inFlight.ReadAllAsync(cancellationToken))
+        {
+            IngestAck ack;
+            try
+            {
+                ack = await pending;
+            }
+            catch (StoreUnavailableException exception)
+            {
+                // Nothing from here on is acknowledged: end the stream so the device resends what it has no ack for.
+                LogStreamEnded(logger, exception.Message);
+                throw new RpcException(new Status(StatusCode.Unavailable, exception.Message));
+            }
+
+            await responseStream.WriteAsync(ack, cancellationToken);
+            instruments.AckSent(Protocol);
+        }
+    }
+
+    [LoggerMessage(EventId = 1201, Level = LogLevel.Warning, Message = "gRPC ingest stream ended without further acks: {Reason}")]
+    private static partial void LogStreamEnded(ILogger logger, string reason);
+}

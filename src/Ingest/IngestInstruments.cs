@@ -1,0 +1,101 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using Telemetry.Ingest.Codecs;
+
+namespace Telemetry.Ingest;
+
+/// <summary>The ingest path's metrics: one meter, instrument names as constants.</summary>
+public sealed class IngestInstruments
+{
+    public const string MeterName = "Telemetry";
+    public const string ReadingsAccepted = "telemetry.readings.accepted";
+    public const string ReadingsRejected = "telemetry.readings.rejected";
+    public const string ReadingsDuplicate = "telemetry.readings.duplicate";
+    public const string PayloadsRejected = "telemetry.payloads.rejected";
+    public const string BatchesCommitted = "telemetry.batches.committed";
+    public const string CommitDuration = "telemetry.commit.duration";
+    public const string CommitFailures = "telemetry.commit.failures";
+    public const string AcksSent = "telemetry.acks.sent";
+    public const string DevicesConnected = "telemetry.devices.connected";
+    public const string AuthenticationFailures = "telemetry.devices.authentication_failures";
+    public const string GrainCallFailures = "telemetry.grain_calls.failures";
+
+    private readonly Counter<long> _accepted;
+    private readonly Counter<long> _rejected;
+    private readonly Counter<long> _duplicate;
+    private readonly Counter<long> _payloadsRejected;
+    private readonly Counter<long> _batchesCommitted;
+    private readonly Histogram<double> _commitDuration;
+    private readonly Counter<long> _commitFailures;
+    private readonly Counter<long> _acks;
+    private readonly UpDownCounter<long> _connected;
+    private readonly Counter<long> _authenticationFailures;
+    private readonly Counter<long> _grainCallFailures;
+
+    public IngestInstruments(IMeterFactory meterFactory)
+    {
+        var meter = meterFactory.Create(MeterName);
+        _accepted = meter.CreateCounter<long>(ReadingsAccepted, "{reading}", "Readings validated and committed.");
+        _rejected = meter.CreateCounter<long>(ReadingsRejected, "{reading}", "Readings refused, by reason.");
+        _duplicate = meter.CreateCounter<long>(ReadingsDuplicate, "{reading}", "Readings in resent batches that were already committed.");
+        _payloadsRejected = meter.CreateCounter<long>(PayloadsRejected, "{payload}", "Messages refused whole (malformed, too large, wrong topic).");
+        _batchesCommitted = meter.CreateCounter<long>(BatchesCommitted, "{batch}", "Device batches durably committed.");
+        _commitDuration = meter.CreateHistogram<double>(CommitDuration, "s", "Time to commit one group of batches to the raw store.");
+        _commitFailures = meter.CreateCounter<long>(CommitFailures, "{commit}", "Group commits the raw store refused.");
+        _acks = meter.CreateCounter<long>(AcksSent, "{ack}", "Acknowledgements sent to devices after commit.");
+        _connected = meter.CreateUpDownCounter<long>(DevicesConnected, "{device}", "Devices connected now.");
+        _authenticationFailures = meter.CreateCounter<long>(AuthenticationFailures, "{attempt}", "Device connections refused for bad credentials.");
+        _grainCallFailures = meter.CreateCounter<long>(GrainCallFailures, "{call}", "Patient grain calls that failed after commit.");
+    }
+
+    public void Accepted(string protocol, int count)
+    {
+        if (count > 0)
+        {
+            _accepted.Add(count, new KeyValuePair<string, object?>("protocol", protocol));
+        }
+    }
+
+    public void Rejected(string protocol, ReadingBatchBuilder batch)
+    {
+        if (batch.RejectedCount == 0)
+        {
+            return;
+        }
+
+        for (var i = 0; i < RejectReasonExtensions.Count; i++)
+        {
+            var reason = (RejectReason)i;
+            var count = batch.RejectedFor(reason);
+            if (count > 0)
+            {
+                _rejected.Add(count, new TagList { { "protocol", protocol }, { "reason", reason.ToTag() } });
+            }
+        }
+    }
+
+    public void Duplicate(string protocol, int count) =>
+        _duplicate.Add(count, new KeyValuePair<string, object?>("protocol", protocol));
+
+    public void PayloadRejected(string protocol, string reason) =>
+        _payloadsRejected.Add(1, new TagList { { "protocol", protocol }, { "reason", reason } });
+
+    public void Committed(int batches, TimeSpan duration)
+    {
+        _batchesCommitted.Add(batches);
+        _commitDuration.Record(duration.TotalSeconds);
+    }
+
+    public void CommitFailed() => _commitFailures.Add(1);
+
+    public void AckSent(string protocol) => _acks.Add(1, new KeyValuePair<string, object?>("protocol", protocol));
+
+    public void DeviceConnected(string protocol) => _connected.Add(1, new KeyValuePair<string, object?>("protocol", protocol));
+
+    public void DeviceDisconnected(string protocol) => _connected.Add(-1, new KeyValuePair<string, object?>("protocol", protocol));
+
+    public void AuthenticationFailed(string protocol) =>
+        _authenticationFailures.Add(1, new KeyValuePair<string, object?>("protocol", protocol));
+
+    public void GrainCallFailed() => _grainCallFailures.Add(1);
+}

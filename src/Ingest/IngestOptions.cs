@@ -1,0 +1,38 @@
+using System.ComponentModel.DataAnnotations;
+using Telemetry.Ingest.Codecs;
+
+namespace Telemetry.Ingest;
+
+/// <summary>Bounds and validation of the ingest path. Bound from <c>Telemetry:Ingest</c>.</summary>
+public sealed class IngestOptions
+{
+    public const string Section = "Telemetry:Ingest";
+
+    /// <summary>Batches waiting for commit before senders are held back (no ack until there is room).</summary>
+    [Range(1, 1_000_000)]
+    public int CommitQueueCapacity { get; set; } = 4_096;
+
+    /// <summary>The most readings committed in one transaction (group commit).</summary>
+    [Range(1, 10_000_000)]
+    public int MaxReadingsPerCommit { get; set; } = 100_000;
+
+    /// <summary>The most readings one message or batch may carry.</summary>
+    [Range(1, 1_000_000)]
+    public int MaxReadingsPerBatch { get; set; } = 10_000;
+
+    /// <summary>The largest MQTT payload or gRPC message accepted, in bytes.</summary>
+    [Range(64, 64 * 1024 * 1024)]
+    public int MaxMessageBytes { get; set; } = 256 * 1024;
+
+    /// <summary>How far ahead of the server's clock a reading's time may be.</summary>
+    public TimeSpan MaxFutureSkew { get; set; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>How old a reading may be and still be taken (backfill after a phone was offline).</summary>
+    public TimeSpan BackfillHorizon { get; set; } = TimeSpan.FromDays(30);
+
+    /// <summary>Batches a gRPC stream may have awaiting commit before it stops reading.</summary>
+    [Range(1, 100_000)]
+    public int MaxInFlightBatchesPerStream { get; set; } = 256;
+
+    public ValidationLimits ToLimits() => new(MaxFutureSkew, BackfillHorizon, MaxReadingsPerBatch);
+}

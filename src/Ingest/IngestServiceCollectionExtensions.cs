@@ -1,0 +1,47 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+using MQTTnet.AspNetCore;
+using MQTTnet.Server;
+using Telemetry.Ingest.Grpc;
+using Telemetry.Ingest.Mqtt;
+using Telemetry.Ingest.Pipeline;
+
+namespace Telemetry.Ingest;
+
+/// <summary>Wires the front doors (MQTT on Kestrel, gRPC) and the commit pipeline behind them.</summary>
+public static class IngestServiceCollectionExtensions
+{
+    /// <summary>Registers ingest. Call after the store and Orleans, so the pipeline stops (and drains) before them.</summary>
+    public static IServiceCollection AddIngest(this IServiceCollection services)
+    {
+        services.AddOptions<IngestOptions>().BindConfiguration(IngestOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton<IngestInstruments>();
+        services.AddSingleton<DeviceAuthenticator>();
+        services.AddSingleton<CommitPipeline>();
+        services.AddHostedService(sp => sp.GetRequiredService<CommitPipeline>());
+        services.AddSingleton<MqttIngestEndpoint>();
+
+        services.AddGrpc();
+        services.AddOptions<global::Grpc.AspNetCore.Server.GrpcServiceOptions>()
+            .Configure<IOptions<IngestOptions>>((grpc, ingest) => grpc.MaxReceiveMessageSize = ingest.Value.MaxMessageBytes);
+
+        services.AddHostedMqttServer(mqtt => mqtt.WithoutDefaultEndpoint());
+        services.AddMqttConnectionHandler();
+        services.AddConnections();
+        return services;
+    }
+
+    /// <summary>Maps the gRPC ingest stream and MQTT over WebSocket at <paramref name="mqttWebSocketPath"/>, and attaches the MQTT handlers.</summary>
+    public static WebApplication MapIngest(this WebApplication app, string mqttWebSocketPath = "/mqtt")
+    {
+        app.MapGrpcService<GrpcIngestService>();
+        app.MapMqtt(mqttWebSocketPath);
+        var endpoint = app.Services.GetRequiredService<MqttIngestEndpoint>();
+        app.UseMqttServer(endpoint.Attach);
+        return app;
+    }
+}

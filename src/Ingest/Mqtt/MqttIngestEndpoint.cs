@@ -1,0 +1,204 @@
+using System.Buffers;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using MQTTnet.Formatter;
+using MQTTnet.Protocol;
+using MQTTnet.Server;
+using Telemetry.Core.Readings;
+using Telemetry.Ingest.Codecs;
+using Telemetry.Ingest.Pipeline;
+
+namespace Telemetry.Ingest.Mqtt;
+
+/// <summary>
+/// The MQTT front door, on the broker hosted in Kestrel. A device connects with its id as client id and username and
+/// its token as password; it may publish only to <c>devices/{deviceId}/vitals</c> and subscribe only to its patient's
+/// alerts. A QoS 1 PUBACK leaves only after the batch is committed; a reading is never relayed to other clients.
+/// </summary>
+public sealed partial class MqttIngestEndpoint(
+    DeviceAuthenticator authenticator,
+    CommitPipeline pipeline,
+    IngestInstruments instruments,
+    IOptions<IngestOptions> options,
+    TimeProvider timeProvider,
+    ILogger<MqttIngestEndpoint> logger)
+{
+    public const string Protocol = "mqtt";
+
+    private const string IdentityItem = "telemetry.device";
+    private const string ProtocolVersionItem = "telemetry.protocol-version";
+
+    [ThreadStatic]
+    private static ReadingBatchBuilder? t_batch;
+
+    /// <summary>True once the broker has started and the handlers are in place.</summary>
+    public bool IsListening { get; private set; }
+
+    public void Attach(MqttServer server)
+    {
+        server.ValidatingConnectionAsync += ValidateConnectionAsync;
+        server.InterceptingPublishAsync += InterceptPublishAsync;
+        server.InterceptingSubscriptionAsync += InterceptSubscriptionAsync;
+        server.ClientConnectedAsync += args =>
+        {
+            instruments.DeviceConnected(Protocol);
+            return Task.CompletedTask;
+        };
+        server.ClientDisconnectedAsync += args =>
+        {
+            if (args.SessionItems?.Contains(IdentityItem) == true)
+            {
+                instruments.DeviceDisconnected(Protocol);
+            }
+
+            return Task.CompletedTask;
+        };
+        server.StartedAsync += _ =>
+        {
+            IsListening = true;
+            return Task.CompletedTask;
+        };
+        server.StoppedAsync += _ =>
+        {
+            IsListening = false;
+            return Task.CompletedTask;
+        };
+    }
+
+    private async Task ValidateConnectionAsync(ValidatingConnectionEventArgs args)
+    {
+        if (string.IsNullOrEmpty(args.UserName) || string.IsNullOrEmpty(args.Password))
+        {
+            Refuse(args, MqttConnectReasonCode.BadUserNameOrPassword, "username (device id) and password (device token) are required");
+            return;
+        }
+
+        var identity = await authenticator.AuthenticateAsync(args.Password, args.UserName);
+        if (identity is null)
+        {
+            Refuse(args, MqttConnectReasonCode.BadUserNameOrPassword, "unknown device or wrong token");
+            return;
+        }
+
+        // One session per device: the client id is the device id, so a second connection takes the first over and no
+        // device can take over another device's session.
+        if (!string.Equals(args.ClientId, identity.DeviceId, StringComparison.Ordinal))
+        {
+            Refuse(args, MqttConnectReasonCode.ClientIdentifierNotValid, "the client id must be the device id");
+            return;
+        }
+
+        args.SessionItems[IdentityItem] = identity;
+        args.SessionItems[ProtocolVersionItem] = args.ProtocolVersion;
+        LogDeviceConnected(logger, identity.DeviceId, args.ProtocolVersion);
+    }
+
+    private void Refuse(ValidatingConnectionEventArgs args, MqttConnectReasonCode code, string reason)
+    {
+        args.ReasonCode = code;
+        args.ReasonString = reason;
+        instruments.AuthenticationFailed(Protocol);
+        LogConnectionRefused(logger, args.UserName ?? string.Empty, reason);
+    }
+
+    private async Task InterceptPublishAsync(InterceptingPublishEventArgs args)
+    {
+        // Readings are for Telemetry alone: never routed on to other subscribers.
+        args.ProcessPublish = false;
+        if (args.SessionItems?[IdentityItem] is not DeviceIdentity device)
+        {
+            Answer(args, MqttPubAckReasonCode.NotAuthorized, "not authenticated", "unauthenticated");
+            return;
+        }
+
+        if (args.ApplicationMessage.Topic != MqttTopics.DeviceVitals(device.DeviceId))
+        {
+            Answer(args, MqttPubAckReasonCode.NotAuthorized, $"a device publishes only to {MqttTopics.DeviceVitals(device.DeviceId)}", "topic");
+            return;
+        }
+
+        var payload = args.ApplicationMessage.Payload;
+        var limit = options.Value.MaxMessageBytes;
+        if (payload.Length > limit)
+        {
+            Answer(args, MqttPubAckReasonCode.QuotaExceeded, $"payload of {payload.Length} bytes exceeds the limit of {limit} bytes", "too_large");
+            return;
+        }
+
+        var batch = t_batch ??= new ReadingBatchBuilder(options.Value.ToLimits(), timeProvider);
+        if (!PayloadDecoder.TryDecode(payload, batch, out _, out var error))
+        {
+            Answer(args, MqttPubAckReasonCode.PayloadFormatInvalid, error!, "malformed");
+            return;
+        }
+
+        instruments.Rejected(Protocol, batch);
+        var rejects = batch.DescribeRejects();
+        if (batch.Count == 0)
+        {
+            Answer(args, MqttPubAckReasonCode.PayloadFormatInvalid, rejects ?? "no readings", rejects is null ? "empty" : "all_rejected");
+            return;
+        }
+
+        var deviceBatch = new DeviceBatch(device.DeviceId, device.PatientId, batch.Sequence, batch.ToArray());
+        CommitResult result;
+        try
+        {
+            result = await pipeline.CommitAsync(deviceBatch, args.CancellationToken);
+        }
+        catch (StoreUnavailableException exception)
+        {
+            // An MQTT 3.1.1 PUBACK cannot carry an error, and would read as success: close instead, so the device resends.
+            if (args.SessionItems[ProtocolVersionItem] is MqttProtocolVersion.V500)
+            {
+                Answer(args, MqttPubAckReasonCode.ImplementationSpecificError, exception.Message, "store_unavailable");
+            }
+            else
+            {
+                args.CloseConnection = true;
+            }
+
+            return;
+        }
+
+        if (result.Outcome == CommitOutcome.Duplicate)
+        {
+            instruments.Duplicate(Protocol, result.Readings);
+            args.Response.ReasonString = $"batch {deviceBatch.Sequence} was already committed; not stored again";
+        }
+        else
+        {
+            instruments.Accepted(Protocol, result.Readings);
+            args.Response.ReasonString = rejects;
+        }
+
+        args.Response.ReasonCode = MqttPubAckReasonCode.Success;
+        instruments.AckSent(Protocol);
+    }
+
+    private void Answer(InterceptingPublishEventArgs args, MqttPubAckReasonCode code, string reason, string metricReason)
+    {
+        args.Response.ReasonCode = code;
+        args.Response.ReasonString = reason;
+        instruments.PayloadRejected(Protocol, metricReason);
+    }
+
+    private Task InterceptSubscriptionAsync(InterceptingSubscriptionEventArgs args)
+    {
+        if (args.SessionItems?[IdentityItem] is not DeviceIdentity device
+            || args.TopicFilter.Topic != MqttTopics.PatientAlerts(device.PatientId))
+        {
+            args.ProcessSubscription = false;
+            args.Response.ReasonCode = MqttSubscribeReasonCode.NotAuthorized;
+            args.Response.ReasonString = "a device may subscribe only to its own patient's alerts";
+        }
+
+        return Task.CompletedTask;
+    }
+
+    [LoggerMessage(EventId = 1101, Level = LogLevel.Debug, Message = "Device {DeviceId} connected over MQTT {ProtocolVersion}")]
+    private static partial void LogDeviceConnected(ILogger logger, string deviceId, MqttProtocolVersion protocolVersion);
+
+    [LoggerMessage(EventId = 1102, Level = LogLevel.Information, Message = "MQTT connection of {UserName} refused: {Reason}")]
+    private static partial void LogConnectionRefused(ILogger logger, string userName, string reason);
+}

@@ -1,0 +1,208 @@
+using System.Diagnostics;
+using System.Threading.Channels;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Telemetry.Core.Grains;
+using Telemetry.Core.Readings;
+using Telemetry.Core.Storage;
+
+namespace Telemetry.Ingest.Pipeline;
+
+/// <summary>
+/// The one way readings enter Telemetry. Every front door hands its device batches here and waits: batches queue in
+/// a bounded channel, one loop commits whatever has gathered in one transaction (group commit), answers each waiter
+/// only then, and afterwards calls each patient's grain once with all of that patient's readings from the flush.
+/// When the store is slow the queue fills and the front doors stop acking: backpressure, not growth.
+/// </summary>
+public sealed partial class CommitPipeline : BackgroundService
+{
+    private static readonly TimeSpan RetryDelay = TimeSpan.FromMilliseconds(200);
+
+    private readonly Channel<PendingBatch> _queue;
+    private readonly IRawSeriesStore _store;
+    private readonly IGrainFactory _grains;
+    private readonly IngestInstruments _instruments;
+    private readonly ILogger<CommitPipeline> _logger;
+    private readonly int _maxReadingsPerCommit;
+
+    public CommitPipeline(
+        IRawSeriesStore store,
+        IGrainFactory grains,
+        IngestInstruments instruments,
+        IOptions<IngestOptions> options,
+        ILogger<CommitPipeline> logger)
+    {
+        _store = store;
+        _grains = grains;
+        _instruments = instruments;
+        _logger = logger;
+        _maxReadingsPerCommit = options.Value.MaxReadingsPerCommit;
+        _queue = Channel.CreateBounded<PendingBatch>(new BoundedChannelOptions(options.Value.CommitQueueCapacity)
+        {
+            SingleReader = true,
+            FullMode = BoundedChannelFullMode.Wait,
+        });
+    }
+
+    /// <summary>True once the last commit attempt failed and until one succeeds.</summary>
+    public bool StoreFailing { get; private set; }
+
+    /// <summary>
+    /// Commits <paramref name="batch"/> and completes once it is durable (or was already committed earlier). Throws
+    /// <see cref="StoreUnavailableException"/> when the store refused it; nothing was acknowledged then.
+    /// </summary>
+    public async ValueTask<CommitResult> CommitAsync(DeviceBatch batch, CancellationToken cancellationToken)
+    {
+        var pending = new PendingBatch(batch);
+        try
+        {
+            await _queue.Writer.WriteAsync(pending, cancellationToken);
+        }
+        catch (ChannelClosedException exception)
+        {
+            throw new StoreUnavailableException("the server is shutting down", exception);
+        }
+
+        return await pending.Completion.Task.WaitAsync(cancellationToken);
+    }
+
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        // Stop taking batches, then let the loop commit and answer what is already queued.
+        _queue.Writer.TryComplete();
+        await base.StopAsync(cancellationToken);
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        // The store's API is synchronous: commit on a thread of our own rather than a pool thread.
+        await Task.Factory.StartNew(() => RunAsync(stoppingToken), stoppingToken, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+    }
+
+    private async Task RunAsync(CancellationToken stoppingToken)
+    {
+        var flush = new List<PendingBatch>();
+        var batches = new List<DeviceBatch>();
+        var outcomes = new CommitOutcome[64];
+        var reader = _queue.Reader;
+        while (await reader.WaitToReadAsync(CancellationToken.None))
+        {
+            flush.Clear();
+            batches.Clear();
+            var readings = 0;
+            while (readings < _maxReadingsPerCommit && reader.TryRead(out var pending))
+            {
+                flush.Add(pending);
+                batches.Add(pending.Batch);
+                readings += pending.Batch.Readings.Length;
+            }
+
+            if (outcomes.Length < flush.Count)
+            {
+                outcomes = new CommitOutcome[Math.Max(flush.Count, outcomes.Length * 2)];
+            }
+
+            var started = Stopwatch.GetTimestamp();
+            long commitId;
+            try
+            {
+                commitId = _store.Commit(batches, outcomes.AsSpan(0, flush.Count));
+                StoreFailing = false;
+            }
+            catch (Exception exception) when (exception is not OperationCanceledException)
+            {
+                StoreFailing = true;
+                _instruments.CommitFailed();
+                LogCommitFailed(_logger, exception, flush.Count, readings);
+                var failure = new StoreUnavailableException("the raw store could not commit the batch; retry", exception);
+                foreach (var pending in flush)
+                {
+                    pending.Completion.TrySetException(failure);
+                }
+
+                // Give a failing store a moment rather than spinning on it.
+                await Task.Delay(RetryDelay, stoppingToken.IsCancellationRequested ? CancellationToken.None : stoppingToken)
+                    .ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                continue;
+            }
+
+            _instruments.Committed(flush.Count, Stopwatch.GetElapsedTime(started));
+            for (var i = 0; i < flush.Count; i++)
+            {
+                flush[i].Completion.TrySetResult(new CommitResult(outcomes[i], flush[i].Batch.Readings.Length));
+            }
+
+            await DispatchToGrainsAsync(commitId, flush, outcomes);
+        }
+    }
+
+    /// <summary>Calls each patient's grain once with all of that patient's newly stored readings from this flush.</summary>
+    private async Task DispatchToGrainsAsync(long commitId, List<PendingBatch> flush, CommitOutcome[] outcomes)
+    {
+        var byPatient = new Dictionary<string, List<ReadOnlyMemory<VitalReading>>>(StringComparer.Ordinal);
+        for (var i = 0; i < flush.Count; i++)
+        {
+            var batch = flush[i].Batch;
+            if (outcomes[i] != CommitOutcome.Stored || batch.Readings.IsEmpty)
+            {
+                continue;
+            }
+
+            if (!byPatient.TryGetValue(batch.PatientId, out var parts))
+            {
+                parts = [];
+                byPatient[batch.PatientId] = parts;
+            }
+
+            parts.Add(batch.Readings);
+        }
+
+        var calls = new List<Task>(byPatient.Count);
+        foreach (var (patientId, parts) in byPatient)
+        {
+            calls.Add(_grains.GetGrain<IPatientGrain>(patientId).ApplyAsync(new PatientReadings(commitId, Concat(parts))));
+        }
+
+        try
+        {
+            await Task.WhenAll(calls);
+        }
+        catch (Exception)
+        {
+            // The readings are committed; a grain that missed them rebuilds from the raw store when it next activates.
+            foreach (var call in calls.Where(call => call.IsFaulted))
+            {
+                _instruments.GrainCallFailed();
+                LogGrainCallFailed(_logger, call.Exception!.GetBaseException());
+            }
+        }
+    }
+
+    private static VitalReading[] Concat(List<ReadOnlyMemory<VitalReading>> parts)
+    {
+        var total = parts.Sum(part => part.Length);
+        var all = new VitalReading[total];
+        var offset = 0;
+        foreach (var part in parts)
+        {
+            part.Span.CopyTo(all.AsSpan(offset));
+            offset += part.Length;
+        }
+
+        return all;
+    }
+
+    [LoggerMessage(EventId = 1001, Level = LogLevel.Error, Message = "Committing {Batches} batches ({Readings} readings) failed; none was acknowledged")]
+    private static partial void LogCommitFailed(ILogger logger, Exception exception, int batches, int readings);
+
+    [LoggerMessage(EventId = 1002, Level = LogLevel.Warning, Message = "A patient grain call failed after commit; the grain rebuilds from the raw store")]
+    private static partial void LogGrainCallFailed(ILogger logger, Exception exception);
+
+    private sealed class PendingBatch(DeviceBatch batch)
+    {
+        public DeviceBatch Batch { get; } = batch;
+
+        public TaskCompletionSource<CommitResult> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+}

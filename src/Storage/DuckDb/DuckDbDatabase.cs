@@ -1,0 +1,70 @@
+using DuckDB.NET.Data;
+using Microsoft.Extensions.Options;
+
+namespace Telemetry.Storage.DuckDb;
+
+/// <summary>The embedded DuckDB file: creates the schema once and hands out connections to it.</summary>
+public sealed class DuckDbDatabase : IDisposable
+{
+    private const string Schema = """
+        CREATE TABLE IF NOT EXISTS readings (
+            patient_id VARCHAR NOT NULL,
+            device_id VARCHAR NOT NULL,
+            kind UTINYINT NOT NULL,
+            ts TIMESTAMP NOT NULL,
+            value DOUBLE NOT NULL,
+            commit_id BIGINT NOT NULL);
+        CREATE TABLE IF NOT EXISTS device_sequences (
+            device_id VARCHAR PRIMARY KEY,
+            seq UBIGINT NOT NULL);
+        CREATE TABLE IF NOT EXISTS rollups (
+            patient_id VARCHAR NOT NULL,
+            kind UTINYINT NOT NULL,
+            resolution INTEGER NOT NULL,
+            start TIMESTAMP NOT NULL,
+            count BIGINT NOT NULL,
+            sum DOUBLE NOT NULL,
+            min DOUBLE NOT NULL,
+            max DOUBLE NOT NULL,
+            sum_sq DOUBLE NOT NULL,
+            last DOUBLE NOT NULL,
+            last_ts TIMESTAMP NOT NULL,
+            PRIMARY KEY (patient_id, kind, resolution, start));
+        CREATE TABLE IF NOT EXISTS grain_state (
+            grain_type VARCHAR NOT NULL,
+            grain_id VARCHAR NOT NULL,
+            etag VARCHAR NOT NULL,
+            data BLOB NOT NULL,
+            PRIMARY KEY (grain_type, grain_id));
+        """;
+
+    private readonly string _connectionString;
+
+    // Held open for the life of the process so the database instance, and its cache, stay loaded between queries.
+    private readonly DuckDBConnection _anchor;
+
+    public DuckDbDatabase(IOptions<DuckDbOptions> options)
+    {
+        var path = System.IO.Path.GetFullPath(options.Value.Path);
+        Directory.CreateDirectory(System.IO.Path.GetDirectoryName(path)!);
+        FilePath = path;
+        _connectionString = $"Data Source={path}";
+        _anchor = new DuckDBConnection(_connectionString);
+        _anchor.Open();
+        using var command = _anchor.CreateCommand();
+        command.CommandText = Schema;
+        command.ExecuteNonQuery();
+    }
+
+    public string FilePath { get; }
+
+    /// <summary>A new open connection to the database. Connections are not thread-safe: one per thread of work.</summary>
+    public DuckDBConnection OpenConnection()
+    {
+        var connection = new DuckDBConnection(_connectionString);
+        connection.Open();
+        return connection;
+    }
+
+    public void Dispose() => _anchor.Dispose();
+}

@@ -1,0 +1,17 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Telemetry.Storage.DuckDb;
+
+/// <summary>Where the embedded store keeps its file. Bound from <c>Telemetry:Storage:DuckDb</c>.</summary>
+public sealed class DuckDbOptions
+{
+    public const string Section = "Telemetry:Storage:DuckDb";
+
+    /// <summary>The database file; relative paths are taken from the working directory. Default <c>data/telemetry.duckdb</c>.</summary>
+    [Required]
+    public string Path { get; set; } = "data/telemetry.duckdb";
+
+    /// <summary>The most rollups written in one transaction.</summary>
+    [Range(1, 1_000_000)]
+    public int RollupBatchSize { get; set; } = 10_000;
+}

@@ -1,0 +1,14 @@
+namespace Telemetry.Storage.DuckDb;
+
+/// <summary>Conversions between Unix milliseconds and the UTC <see cref="DateTime"/> DuckDB's TIMESTAMP columns take.</summary>
+internal static class Timestamps
+{
+    private static readonly long MaxMs = new DateTimeOffset(9999, 12, 31, 0, 0, 0, TimeSpan.Zero).ToUnixTimeMilliseconds();
+    private static readonly long MinMs = new DateTimeOffset(1, 1, 2, 0, 0, 0, TimeSpan.Zero).ToUnixTimeMilliseconds();
+
+    public static DateTime ToDateTime(long unixMs) =>
+        DateTime.UnixEpoch.AddMilliseconds(Math.Clamp(unixMs, MinMs, MaxMs));
+
+    public static long ToUnixMs(DateTime value) =>
+        (DateTime.SpecifyKind(value, DateTimeKind.Utc) - DateTime.UnixEpoch).Ticks / TimeSpan.TicksPerMillisecond;
+}

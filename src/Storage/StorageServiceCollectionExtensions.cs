@@ -1,0 +1,26 @@
+using Microsoft.Extensions.DependencyInjection;
+using Orleans.Runtime.Hosting;
+using Orleans.Storage;
+using Telemetry.Core.Grains;
+using Telemetry.Core.Storage;
+using Telemetry.Storage.DuckDb;
+
+namespace Telemetry.Storage;
+
+/// <summary>Wires the embedded DuckDB store: raw series, rollups and durable grain state in one file.</summary>
+public static class StorageServiceCollectionExtensions
+{
+    public static IServiceCollection AddDuckDbStorage(this IServiceCollection services)
+    {
+        services.AddOptions<DuckDbOptions>().BindConfiguration(DuckDbOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<DuckDbDatabase>();
+        services.AddSingleton<DuckDbRawSeriesStore>();
+        services.AddSingleton<IRawSeriesStore>(sp => sp.GetRequiredService<DuckDbRawSeriesStore>());
+        services.AddSingleton<DuckDbRollupStore>();
+        services.AddSingleton<IRollupStore>(sp => sp.GetRequiredService<DuckDbRollupStore>());
+        services.AddHostedService(sp => sp.GetRequiredService<DuckDbRollupStore>());
+        services.AddGrainStorage(GrainStorageNames.Durable, static (sp, _) =>
+            new DuckDbGrainStorage(sp.GetRequiredService<DuckDbDatabase>(), new OrleansGrainStorageSerializer(sp.GetRequiredService<Orleans.Serialization.Serializer>())));
+        return services;
+    }
+}
