@@ -1,0 +1,81 @@
+using Grpc.Core;
+using Grpc.Net.Client;
+using Telemetry.Protos;
+
+namespace Telemetry.EndToEnd.Tests;
+
+public sealed class GrpcIngestTests(ServerFixture fixture) : IClassFixture<ServerFixture>
+{
+    private TelemetryServer Server => fixture.Server;
+
+    [Fact]
+    public async Task Stream_acks_every_batch_in_order_after_commit_and_the_trend_shows_them()
+    {
+        var token = await Server.ProvisionAsync("grpc-phone", "p-grpc-1");
+        var start = Devices.RecentMinute();
+        using var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{Server.GrpcPort}");
+        var client = new Ingest.IngestClient(channel);
+        using var call = client.Stream(new Metadata { { "authorization", $"Bearer {token}" } });
+
+        VitalBatch? last = null;
+        for (ulong seq = 1; seq <= 10; seq++)
+        {
+            var values = Enumerable.Range(0, 6).Select(i => 60.0 + (double)seq + i).ToArray();
+            last = Devices.ProtobufBatch(seq, start.AddSeconds((double)(seq - 1) * 6), "heart_rate", "/min", values);
+            await call.RequestStream.WriteAsync(last);
+        }
+
+        // The last batch again, as a device does when it saw no ack.
+        await call.RequestStream.WriteAsync(last!);
+        await call.RequestStream.CompleteAsync();
+        var acks = new List<IngestAck>();
+        await foreach (var ack in call.ResponseStream.ReadAllAsync())
+        {
+            acks.Add(ack);
+        }
+
+        Assert.Equal(Enumerable.Range(1, 10).Select(i => (ulong)i).Append(10UL), acks.Select(a => a.Seq));
+        Assert.All(acks.Take(10), ack => Assert.Equal(AckStatus.Committed, ack.Status));
+        Assert.All(acks.Take(10), ack => Assert.Equal(6u, ack.Accepted));
+        Assert.Equal(AckStatus.Duplicate, acks[^1].Status);
+        var point = Assert.Single((await Server.TrendAsync("p-grpc-1", "heart_rate", start, start.AddMinutes(1))).Points);
+        Assert.Equal(60, point.Count);
+        Assert.Equal(61, point.Min);
+        Assert.Equal(75, point.Max);
+    }
+
+    [Fact]
+    public async Task Stream_without_a_valid_token_is_unauthenticated()
+    {
+        await Server.ProvisionAsync("grpc-refused", "p-grpc-2");
+        using var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{Server.GrpcPort}");
+        var client = new Ingest.IngestClient(channel);
+
+        foreach (var headers in new[] { new Metadata(), new Metadata { { "authorization", "Bearer grpc-refused." + new string('0', 64) } } })
+        {
+            using var call = client.Stream(headers);
+            await call.RequestStream.WriteAsync(Devices.ProtobufBatch(1, Devices.RecentMinute(), "heart_rate", "", 70));
+            var error = await Assert.ThrowsAsync<RpcException>(async () => await call.ResponseStream.MoveNext());
+            Assert.Equal(StatusCode.Unauthenticated, error.StatusCode);
+        }
+
+        Assert.Empty((await Server.TrendAsync("p-grpc-2", "heart_rate", Devices.RecentMinute(), Devices.RecentMinute(-1))).Points);
+    }
+
+    [Fact]
+    public async Task A_batch_with_mismatched_columns_is_rejected_with_its_reason()
+    {
+        var token = await Server.ProvisionAsync("grpc-broken", "p-grpc-3");
+        using var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{Server.GrpcPort}");
+        using var call = new Ingest.IngestClient(channel).Stream(new Metadata { { "authorization", $"Bearer {token}" } });
+        var broken = Devices.ProtobufBatch(1, Devices.RecentMinute(), "heart_rate", "", 70, 71);
+        broken.Series[0].TimeDeltasMs.RemoveAt(1);
+
+        await call.RequestStream.WriteAsync(broken);
+        await call.RequestStream.CompleteAsync();
+        Assert.True(await call.ResponseStream.MoveNext());
+
+        Assert.Equal(AckStatus.Rejected, call.ResponseStream.Current.Status);
+        Assert.Contains("1 time deltas but 2 values", call.ResponseStream.Current.Reason);
+    }
+}

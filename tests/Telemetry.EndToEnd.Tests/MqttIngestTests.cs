@@ -1,0 +1,122 @@
+using MQTTnet;
+using MQTTnet.Formatter;
+
+namespace Telemetry.EndToEnd.Tests;
+
+public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<ServerFixture>
+{
+    private TelemetryServer Server => fixture.Server;
+
+    [Fact]
+    public async Task Qos1_publish_is_acked_and_its_readings_come_back_in_the_trend()
+    {
+        var token = await Server.ProvisionAsync("mqtt-watch-1", "p-mqtt-1");
+        using var client = await Devices.ConnectMqttAsync(Server, "mqtt-watch-1", token);
+        var start = Devices.RecentMinute();
+
+        var result = await Devices.PublishAsync(client, "devices/mqtt-watch-1/vitals", Devices.JsonHeartRates(1, start, 60, 70, 80, 90));
+
+        Assert.Equal(MqttClientPublishReasonCode.Success, result.ReasonCode);
+        var trend = await Server.TrendAsync("p-mqtt-1", "heart_rate", start, start.AddMinutes(1));
+        var point = Assert.Single(trend.Points);
+        Assert.Equal(start, point.Start);
+        Assert.Equal(4, point.Count);
+        Assert.Equal(60, point.Min);
+        Assert.Equal(90, point.Max);
+        Assert.Equal(75, point.Mean);
+        Assert.Equal("/min", trend.Unit);
+    }
+
+    [Fact]
+    public async Task Mqtt_311_device_publishes_protobuf_with_units_converted()
+    {
+        var token = await Server.ProvisionAsync("mqtt-thermo", "p-mqtt-2");
+        using var client = await Devices.ConnectMqttAsync(Server, "mqtt-thermo", token, MqttProtocolVersion.V311);
+        var start = Devices.RecentMinute();
+
+        var batch = Devices.ProtobufBatch(1, start, "8310-5", "[degF]", 98.6, 100.4);
+        var result = await Devices.PublishAsync(client, "devices/mqtt-thermo/vitals", batch.ToBytes());
+
+        Assert.True(result.IsSuccess);
+        var trend = await Server.TrendAsync("p-mqtt-2", "body_temperature", start, start.AddMinutes(1));
+        var point = Assert.Single(trend.Points);
+        Assert.Equal("Cel", trend.Unit);
+        Assert.Equal(37, point.Min, precision: 6);
+        Assert.Equal(38, point.Max, precision: 6);
+    }
+
+    [Fact]
+    public async Task Resent_batch_is_acked_but_not_stored_twice()
+    {
+        var token = await Server.ProvisionAsync("mqtt-resender", "p-mqtt-3");
+        using var client = await Devices.ConnectMqttAsync(Server, "mqtt-resender", token);
+        var start = Devices.RecentMinute();
+        var payload = Devices.JsonHeartRates(7, start, 61, 62, 63);
+
+        var first = await Devices.PublishAsync(client, "devices/mqtt-resender/vitals", payload);
+        var again = await Devices.PublishAsync(client, "devices/mqtt-resender/vitals", payload);
+
+        Assert.Equal(MqttClientPublishReasonCode.Success, first.ReasonCode);
+        Assert.Equal(MqttClientPublishReasonCode.Success, again.ReasonCode);
+        Assert.Contains("already committed", again.ReasonString);
+        Assert.Equal(3, (await Server.TrendAsync("p-mqtt-3", "heart_rate", start, start.AddMinutes(1))).TotalCount);
+    }
+
+    [Fact]
+    public async Task Bad_readings_are_refused_with_a_reason_and_good_neighbours_stored()
+    {
+        var token = await Server.ProvisionAsync("mqtt-mixed", "p-mqtt-4");
+        using var client = await Devices.ConnectMqttAsync(Server, "mqtt-mixed", token);
+        var start = Devices.RecentMinute();
+        var time = start.ToString("O");
+        var payload = System.Text.Encoding.UTF8.GetBytes(
+            $$"""{"seq":1,"readings":[{"kind":"heart_rate","time":"{{time}}","value":72},{"kind":"heart_rate","time":"{{time}}","value":900},{"kind":"mood","time":"{{time}}","value":3}]}""");
+
+        var result = await Devices.PublishAsync(client, "devices/mqtt-mixed/vitals", payload);
+        var malformed = await Devices.PublishAsync(client, "devices/mqtt-mixed/vitals", "{\"seq\":2,"u8.ToArray());
+
+        Assert.Equal(MqttClientPublishReasonCode.Success, result.ReasonCode);
+        Assert.Contains("2 readings rejected", result.ReasonString);
+        Assert.Equal(MqttClientPublishReasonCode.PayloadFormatInvalid, malformed.ReasonCode);
+        var point = Assert.Single((await Server.TrendAsync("p-mqtt-4", "heart_rate", start, start.AddMinutes(1))).Points);
+        Assert.Equal(1, point.Count);
+        Assert.Equal(72, point.Max);
+    }
+
+    [Fact]
+    public async Task Device_cannot_publish_to_another_devices_topic()
+    {
+        var token = await Server.ProvisionAsync("mqtt-intruder", "p-mqtt-5");
+        await Server.ProvisionAsync("mqtt-victim", "p-mqtt-6");
+        using var client = await Devices.ConnectMqttAsync(Server, "mqtt-intruder", token);
+        var start = Devices.RecentMinute();
+
+        var result = await Devices.PublishAsync(client, "devices/mqtt-victim/vitals", Devices.JsonHeartRates(1, start, 150));
+
+        Assert.Equal(MqttClientPublishReasonCode.NotAuthorized, result.ReasonCode);
+        Assert.Empty((await Server.TrendAsync("p-mqtt-6", "heart_rate", start, start.AddMinutes(1))).Points);
+        Assert.Empty((await Server.TrendAsync("p-mqtt-5", "heart_rate", start, start.AddMinutes(1))).Points);
+    }
+
+    [Fact]
+    public async Task Unknown_device_wrong_token_and_borrowed_client_id_are_refused()
+    {
+        var token = await Server.ProvisionAsync("mqtt-known", "p-mqtt-7");
+        var factory = new MqttClientFactory();
+
+        async Task<MqttClientConnectResultCode> ConnectAsync(string clientId, string user, string password)
+        {
+            using var client = factory.CreateMqttClient();
+            var options = new MqttClientOptionsBuilder().WithTcpServer("127.0.0.1", Server.MqttPort)
+                .WithClientId(clientId).WithCredentials(user, password).WithProtocolVersion(MqttProtocolVersion.V500).Build();
+            return (await client.ConnectAsync(options)).ResultCode;
+        }
+
+        var wrongSecret = token[..^4] + (token.EndsWith("0000", StringComparison.Ordinal) ? "1111" : "0000");
+        Assert.Equal(MqttClientConnectResultCode.BadUserNameOrPassword, await ConnectAsync("mqtt-unknown", "mqtt-unknown", "mqtt-unknown." + new string('0', 64)));
+        Assert.Equal(MqttClientConnectResultCode.BadUserNameOrPassword, await ConnectAsync("mqtt-known", "mqtt-known", wrongSecret));
+        Assert.Equal(MqttClientConnectResultCode.BadUserNameOrPassword, await ConnectAsync("mqtt-known", "mqtt-other", token));
+        Assert.Equal(MqttClientConnectResultCode.ClientIdentifierNotValid, await ConnectAsync("someone-else", "mqtt-known", token));
+        Assert.Equal(MqttClientConnectResultCode.Success, await ConnectAsync("mqtt-known", "mqtt-known", token));
+    }
+}

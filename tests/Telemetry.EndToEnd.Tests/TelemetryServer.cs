@@ -1,0 +1,200 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Text;
+
+namespace Telemetry.EndToEnd.Tests;
+
+/// <summary>
+/// The real Telemetry server as its own process on loopback, on free ports, with its data in a temporary folder.
+/// It can be killed hard (SIGKILL) and started again on the same data and ports.
+/// </summary>
+public sealed class TelemetryServer : IAsyncDisposable
+{
+    private readonly StringBuilder _output = new();
+    private Process? _process;
+
+    public TelemetryServer()
+    {
+        DataDirectory = Path.Combine(Path.GetTempPath(), "telemetry-e2e-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(DataDirectory);
+        AdminToken = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
+        HttpPort = FreePort();
+        GrpcPort = FreePort();
+        MqttPort = FreePort();
+        SiloPort = FreePort();
+        Http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{HttpPort}") };
+        Http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AdminToken);
+    }
+
+    public string DataDirectory { get; }
+
+    public string AdminToken { get; }
+
+    public int HttpPort { get; }
+
+    public int GrpcPort { get; }
+
+    public int MqttPort { get; }
+
+    public int SiloPort { get; }
+
+    /// <summary>An HTTP client for the REST API, carrying the admin token.</summary>
+    public HttpClient Http { get; }
+
+    /// <summary>Everything the server printed so far, for failure messages.</summary>
+    public string Output
+    {
+        get
+        {
+            lock (_output)
+            {
+                return _output.ToString();
+            }
+        }
+    }
+
+    public static async Task<TelemetryServer> StartNewAsync()
+    {
+        var server = new TelemetryServer();
+        await server.StartAsync();
+        return server;
+    }
+
+    public async Task StartAsync()
+    {
+        var start = new ProcessStartInfo("dotnet", [ServerAssembly()])
+        {
+            WorkingDirectory = DataDirectory,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        start.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
+        start.Environment["Telemetry__Server__ListenAddress"] = "127.0.0.1";
+        start.Environment["Telemetry__Server__HttpPort"] = HttpPort.ToString();
+        start.Environment["Telemetry__Server__GrpcPort"] = GrpcPort.ToString();
+        start.Environment["Telemetry__Server__MqttPort"] = MqttPort.ToString();
+        start.Environment["Telemetry__Server__SiloPort"] = SiloPort.ToString();
+        start.Environment["Telemetry__Storage__DuckDb__Path"] = Path.Combine(DataDirectory, "telemetry.duckdb");
+        start.Environment["Telemetry__Auth__AdminToken"] = AdminToken;
+
+        _process = Process.Start(start) ?? throw new InvalidOperationException("dotnet did not start");
+        _process.OutputDataReceived += (_, e) => Append(e.Data);
+        _process.ErrorDataReceived += (_, e) => Append(e.Data);
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+
+        var deadline = DateTime.UtcNow.AddSeconds(90);
+        while (DateTime.UtcNow < deadline)
+        {
+            if (_process.HasExited)
+            {
+                throw new InvalidOperationException($"The server exited with {_process.ExitCode}:\n{Output}");
+            }
+
+            try
+            {
+                using var health = await Http.GetAsync("/healthz");
+                if (health.StatusCode == HttpStatusCode.OK)
+                {
+                    return;
+                }
+            }
+            catch (HttpRequestException)
+            {
+                // Not listening yet.
+            }
+
+            await Task.Delay(200);
+        }
+
+        throw new TimeoutException($"The server did not become healthy:\n{Output}");
+    }
+
+    /// <summary>Ends the server at once with SIGKILL: no shutdown code runs.</summary>
+    public async Task KillAsync()
+    {
+        if (_process is { HasExited: false })
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync();
+        }
+    }
+
+    /// <summary>Provisions a device for a patient and returns the device's token.</summary>
+    public async Task<string> ProvisionAsync(string deviceId, string patientId)
+    {
+        using var response = await Http.PostAsJsonAsync("/api/devices", new { deviceId, patientId });
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.Created, $"provisioning answered {response.StatusCode}: {body}");
+        return System.Text.Json.JsonDocument.Parse(body).RootElement.GetProperty("token").GetString()!;
+    }
+
+    /// <summary>The patient's trend of <paramref name="kind"/> through the REST API.</summary>
+    public async Task<TrendResponse> TrendAsync(string patientId, string kind, DateTimeOffset from, DateTimeOffset to, string resolution = "1m")
+    {
+        var url = $"/api/patients/{patientId}/trends?kind={kind}&from={Uri.EscapeDataString(from.ToString("O"))}&to={Uri.EscapeDataString(to.ToString("O"))}&resolution={resolution}";
+        var trend = await Http.GetFromJsonAsync<TrendResponse>(url);
+        return trend ?? throw new InvalidOperationException("empty trend response");
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await KillAsync();
+        _process?.Dispose();
+        Http.Dispose();
+        try
+        {
+            Directory.Delete(DataDirectory, recursive: true);
+        }
+        catch (IOException)
+        {
+            // Best effort: a temp folder left behind harms nothing.
+        }
+    }
+
+    private void Append(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        lock (_output)
+        {
+            _output.AppendLine(line);
+        }
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    /// <summary>The server built beside these tests: src/Api/bin/{Configuration}/net10.0/Telemetry.Api.dll.</summary>
+    private static string ServerAssembly()
+    {
+        var testOutput = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
+        var framework = testOutput.Name;
+        var configuration = testOutput.Parent!.Name;
+        var root = testOutput;
+        while (root is not null && !File.Exists(Path.Combine(root.FullName, "Telemetry.sln")))
+        {
+            root = root.Parent;
+        }
+
+        if (root is null)
+        {
+            throw new InvalidOperationException("Telemetry.sln not found above " + AppContext.BaseDirectory);
+        }
+
+        var assembly = Path.Combine(root.FullName, "src", "Api", "bin", configuration, framework, "Telemetry.Api.dll");
+        return File.Exists(assembly) ? assembly : throw new FileNotFoundException("Build src/Api first.", assembly);
+    }
+}

@@ -1,0 +1,51 @@
+using Telemetry.Core.Grains;
+
+namespace Telemetry.Grains.Tests;
+
+public sealed class DeviceGrainTests(ClusterFixture fixture) : IClassFixture<ClusterFixture>
+{
+    [Fact]
+    public async Task Provisioned_device_authenticates_with_its_secret_only()
+    {
+        var device = fixture.Cluster.GrainFactory.GetGrain<IDeviceGrain>("watch-auth");
+
+        var secret = await device.ProvisionAsync("p-auth");
+
+        Assert.NotNull(secret);
+        Assert.Equal("p-auth", await device.AuthenticateAsync(secret));
+        Assert.Null(await device.AuthenticateAsync(secret[..^1] + (secret[^1] == '0' ? '1' : '0')));
+        Assert.Null(await device.AuthenticateAsync(string.Empty));
+    }
+
+    [Fact]
+    public async Task Device_cannot_be_provisioned_twice()
+    {
+        var device = fixture.Cluster.GrainFactory.GetGrain<IDeviceGrain>("watch-twice");
+
+        Assert.NotNull(await device.ProvisionAsync("p-one"));
+        Assert.Null(await device.ProvisionAsync("p-two"));
+
+        var binding = await device.GetAsync();
+        Assert.Equal("p-one", binding?.PatientId);
+    }
+
+    [Fact]
+    public async Task Unknown_device_does_not_authenticate()
+    {
+        var device = fixture.Cluster.GrainFactory.GetGrain<IDeviceGrain>("watch-never-provisioned");
+
+        Assert.Null(await device.AuthenticateAsync("00"));
+        Assert.Null(await device.GetAsync());
+    }
+
+    [Fact]
+    public async Task Binding_survives_deactivation_because_it_is_stored_in_duckdb()
+    {
+        var device = fixture.Cluster.GrainFactory.GetGrain<IDeviceGrain>("watch-durable");
+        var secret = await device.ProvisionAsync("p-durable");
+
+        await fixture.Cluster.GrainFactory.GetGrain<IManagementGrain>(0).ForceActivationCollection(TimeSpan.Zero);
+
+        Assert.Equal("p-durable", await device.AuthenticateAsync(secret!));
+    }
+}

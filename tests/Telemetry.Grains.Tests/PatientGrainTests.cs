@@ -1,0 +1,144 @@
+using Microsoft.Extensions.DependencyInjection;
+using Telemetry.Core.Grains;
+using Telemetry.Core.Readings;
+using Telemetry.Core.Rollups;
+using Telemetry.Core.Storage;
+using Telemetry.Core.Vitals;
+
+namespace Telemetry.Grains.Tests;
+
+/// <summary>
+/// The patient grain against the real DuckDB store: readings are committed to the raw store first and then handed to
+/// the grain with their commit id, exactly as the ingest pipeline does.
+/// </summary>
+public sealed class PatientGrainTests(ClusterFixture fixture) : IClassFixture<ClusterFixture>
+{
+    private static readonly object CommitLock = new();
+
+    // An hour into today (UTC), so every test's windows fall into the day the grain rebuilds on activation.
+    private readonly long _base = Resolution.Day.WindowStart(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()) + 3_600_000;
+
+    private IRawSeriesStore RawStore => fixture.SiloServices.GetRequiredService<IRawSeriesStore>();
+
+    private IRollupStore Rollups => fixture.SiloServices.GetRequiredService<IRollupStore>();
+
+    [Fact]
+    public async Task Readings_show_at_once_in_the_open_minute_and_the_live_picture()
+    {
+        var patient = "p-open";
+        await CommitAndApplyAsync(patient, Heart(_base + 1_000, 70), Heart(_base + 2_000, 80), Oxygen(_base + 3_000, 97));
+
+        var grain = Grain(patient);
+        var minute = await grain.GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Minute);
+        var live = await grain.GetLiveAsync();
+
+        Assert.Equal(2, minute?.Count);
+        Assert.Equal(75, minute?.Mean);
+        Assert.Equal(70, minute?.Min);
+        Assert.Equal(80, minute?.Max);
+        Assert.Equal([VitalKind.HeartRate, VitalKind.OxygenSaturation], live.Vitals.Select(v => v.Kind));
+        Assert.Equal(80, live.Vitals[0].Value);
+        Assert.Equal(_base + 2_000, live.Vitals[0].TimestampMs);
+    }
+
+    [Fact]
+    public async Task A_minute_that_closes_is_written_as_a_rollup()
+    {
+        var patient = "p-close";
+        await CommitAndApplyAsync(patient, Heart(_base + 1_000, 60), Heart(_base + 30_000, 62));
+        await CommitAndApplyAsync(patient, Heart(_base + 61_000, 90));
+
+        var stored = await Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Minute, _base, _base + 3_600_000);
+
+        var closed = Assert.Single(stored);
+        Assert.Equal(_base, closed.StartMs);
+        Assert.Equal(2, closed.Count);
+        Assert.Equal(61, closed.Mean);
+        Assert.Equal(90, (await Grain(patient).GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Minute))?.Max);
+    }
+
+    [Fact]
+    public async Task Crossing_an_hour_writes_the_hour_and_keeps_the_day_open()
+    {
+        var patient = "p-hour";
+        await CommitAndApplyAsync(patient, Heart(_base + 10_000, 50), Heart(_base + 120_000, 70));
+        await CommitAndApplyAsync(patient, Heart(_base + 3_600_000 + 5_000, 100));
+
+        var hours = await Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Hour, _base, _base + 7_200_000);
+        var day = await Grain(patient).GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Day);
+
+        var hour = Assert.Single(hours);
+        Assert.Equal(2, hour.Count);
+        Assert.Equal(60, hour.Mean);
+        Assert.Equal(3, day?.Count);
+        Assert.Equal(Resolution.Day.WindowStart(_base), day?.StartMs);
+    }
+
+    [Fact]
+    public async Task A_late_reading_recomputes_the_closed_minute_it_belongs_to()
+    {
+        var patient = "p-late";
+        await CommitAndApplyAsync(patient, Heart(_base + 1_000, 60));
+        await CommitAndApplyAsync(patient, Heart(_base + 65_000, 70));
+        await CommitAndApplyAsync(patient, Heart(_base + 2_000, 80));
+
+        var minutes = await Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Minute, _base, _base + 60_000);
+        var hour = await Grain(patient).GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Hour);
+
+        var first = Assert.Single(minutes);
+        Assert.Equal(2, first.Count);
+        Assert.Equal(70, first.Mean);
+        Assert.Equal(3, hour?.Count);
+    }
+
+    [Fact]
+    public async Task A_reactivated_grain_rebuilds_its_windows_from_the_raw_store()
+    {
+        var patient = "p-rebuild";
+        await CommitAndApplyAsync(patient, Heart(_base + 1_000, 60), Heart(_base + 2_000, 64));
+        await CommitAndApplyAsync(patient, Heart(_base + 61_000, 90));
+
+        await fixture.Cluster.GrainFactory.GetGrain<IManagementGrain>(0).ForceActivationCollection(TimeSpan.Zero);
+
+        var grain = Grain(patient);
+        Assert.Equal(1, (await grain.GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Minute))?.Count);
+        Assert.Equal(3, (await grain.GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Hour))?.Count);
+        Assert.Equal(90, (await grain.GetLiveAsync()).Vitals.Single().Value);
+    }
+
+    [Fact]
+    public async Task A_commit_the_activation_already_read_is_not_counted_twice()
+    {
+        var patient = "p-race";
+
+        // The grain activates (and reads the raw store) between the commit and the pipeline's call.
+        var commitId = Commit(patient, Heart(_base + 1_000, 60), Heart(_base + 2_000, 62));
+        var grain = Grain(patient);
+        await grain.GetLiveAsync();
+        await grain.ApplyAsync(new PatientReadings(commitId, [Heart(_base + 1_000, 60), Heart(_base + 2_000, 62)]));
+
+        Assert.Equal(2, (await grain.GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Minute))?.Count);
+    }
+
+    private IPatientGrain Grain(string patientId) => fixture.Cluster.GrainFactory.GetGrain<IPatientGrain>(patientId);
+
+    private async Task CommitAndApplyAsync(string patientId, params VitalReading[] readings)
+    {
+        var commitId = Commit(patientId, readings);
+        await Grain(patientId).ApplyAsync(new PatientReadings(commitId, readings));
+    }
+
+    private long Commit(string patientId, params VitalReading[] readings)
+    {
+        // The store takes one committer at a time, as the pipeline guarantees in the server.
+        lock (CommitLock)
+        {
+            var outcomes = new CommitOutcome[1];
+            return RawStore.Commit([new DeviceBatch("device-" + patientId, patientId, 0, readings)], outcomes);
+        }
+    }
+
+    private static VitalReading Heart(long timestampMs, double value) => new(VitalKind.HeartRate, timestampMs, value);
+
+    private static VitalReading Oxygen(long timestampMs, double value) => new(VitalKind.OxygenSaturation, timestampMs, value);
+}
