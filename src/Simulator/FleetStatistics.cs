@@ -1,0 +1,58 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+
+namespace Telemetry.Simulator;
+
+/// <summary>What the fleet sent and what the server acknowledged, with ack latencies.</summary>
+public sealed class FleetStatistics
+{
+    private readonly ConcurrentQueue<double> _latenciesMs = new();
+    private long _readingsSent;
+    private long _batchesSent;
+    private long _batchesAcked;
+    private long _readingsAcked;
+    private long _batchesRefused;
+
+    public long ReadingsSent => Interlocked.Read(ref _readingsSent);
+
+    public long ReadingsAcked => Interlocked.Read(ref _readingsAcked);
+
+    public long BatchesSent => Interlocked.Read(ref _batchesSent);
+
+    public long BatchesAcked => Interlocked.Read(ref _batchesAcked);
+
+    public long BatchesRefused => Interlocked.Read(ref _batchesRefused);
+
+    public void Sent(int readings)
+    {
+        Interlocked.Add(ref _readingsSent, readings);
+        Interlocked.Increment(ref _batchesSent);
+    }
+
+    public void Acked(int readings, long startedTimestamp)
+    {
+        Interlocked.Add(ref _readingsAcked, readings);
+        Interlocked.Increment(ref _batchesAcked);
+        _latenciesMs.Enqueue(Stopwatch.GetElapsedTime(startedTimestamp).TotalMilliseconds);
+    }
+
+    public void Refused() => Interlocked.Increment(ref _batchesRefused);
+
+    /// <summary>Ack latency percentiles of the acks since the last call.</summary>
+    public (double P50, double P99) DrainLatencies()
+    {
+        var latencies = new List<double>();
+        while (_latenciesMs.TryDequeue(out var latency))
+        {
+            latencies.Add(latency);
+        }
+
+        if (latencies.Count == 0)
+        {
+            return (double.NaN, double.NaN);
+        }
+
+        latencies.Sort();
+        return (latencies[(int)(latencies.Count * 0.50)], latencies[Math.Min(latencies.Count - 1, (int)(latencies.Count * 0.99))]);
+    }
+}

@@ -1,0 +1,97 @@
+using System.Globalization;
+
+namespace Telemetry.Simulator;
+
+/// <summary>The simulator's command line.</summary>
+public sealed record SimulatorOptions
+{
+    public string Url { get; init; } = "http://localhost:5080";
+
+    public string MqttHost { get; init; } = "localhost";
+
+    public int MqttPort { get; init; } = 1883;
+
+    public string GrpcUrl { get; init; } = "http://localhost:5081";
+
+    public string? AdminToken { get; init; }
+
+    public string Protocol { get; init; } = "mqtt";
+
+    public int Devices { get; init; } = 10;
+
+    /// <summary>Readings per second from each device.</summary>
+    public double Rate { get; init; } = 5;
+
+    /// <summary>Readings per message.</summary>
+    public int Batch { get; init; } = 10;
+
+    public TimeSpan Duration { get; init; } = TimeSpan.FromSeconds(60);
+
+    public string Prefix { get; init; } = "sim-" + Convert.ToHexStringLower(BitConverter.GetBytes(Random.Shared.Next()))[..6];
+
+    public const string Usage = """
+        Streams vital signs from a fleet of virtual wearables to a running Telemetry server.
+
+        usage: dotnet run --project src/Simulator -- [options]
+          --devices N          virtual wearables, each bound to patient p-0001, p-0002, ... (default 10)
+          --protocol mqtt|grpc how they send (default mqtt)
+          --rate R             readings per second per device (default 5)
+          --batch B            readings per message (default 10)
+          --duration S         seconds to run (default 60)
+          --url U              REST API (default http://localhost:5080)
+          --mqtt HOST:PORT     MQTT broker (default localhost:1883)
+          --grpc U             gRPC endpoint (default http://localhost:5081)
+          --admin-token T      admin token (default: $TELEMETRY_ADMIN_TOKEN, else ./data/admin-token)
+          --prefix P           device id prefix (default sim-<random>)
+        """;
+
+    public static SimulatorOptions Parse(string[] args)
+    {
+        var options = new SimulatorOptions();
+        for (var i = 0; i < args.Length; i++)
+        {
+            var value = i + 1 < args.Length ? args[i + 1] : throw new ArgumentException($"{args[i]} needs a value");
+            options = args[i] switch
+            {
+                "--devices" => options with { Devices = int.Parse(value, CultureInfo.InvariantCulture) },
+                "--protocol" => options with { Protocol = value is "mqtt" or "grpc" ? value : throw new ArgumentException("--protocol is mqtt or grpc") },
+                "--rate" => options with { Rate = double.Parse(value, CultureInfo.InvariantCulture) },
+                "--batch" => options with { Batch = int.Parse(value, CultureInfo.InvariantCulture) },
+                "--duration" => options with { Duration = TimeSpan.FromSeconds(double.Parse(value, CultureInfo.InvariantCulture)) },
+                "--url" => options with { Url = value },
+                "--mqtt" => options with { MqttHost = value.Split(':')[0], MqttPort = value.Contains(':') ? int.Parse(value.Split(':')[1], CultureInfo.InvariantCulture) : 1883 },
+                "--grpc" => options with { GrpcUrl = value },
+                "--admin-token" => options with { AdminToken = value },
+                "--prefix" => options with { Prefix = value },
+                _ => throw new ArgumentException($"unknown option {args[i]}"),
+            };
+            i++;
+        }
+
+        if (options.Devices < 1 || options.Rate <= 0 || options.Batch < 1)
+        {
+            throw new ArgumentException("--devices, --rate and --batch must be positive");
+        }
+
+        return options;
+    }
+
+    /// <summary>The admin token from the option, the environment, or the server's data folder.</summary>
+    public string ResolveAdminToken()
+    {
+        if (!string.IsNullOrWhiteSpace(AdminToken))
+        {
+            return AdminToken;
+        }
+
+        if (Environment.GetEnvironmentVariable("TELEMETRY_ADMIN_TOKEN") is { Length: > 0 } fromEnvironment)
+        {
+            return fromEnvironment;
+        }
+
+        var file = Path.Combine("data", "admin-token");
+        return File.Exists(file)
+            ? File.ReadAllText(file).Trim()
+            : throw new ArgumentException("no admin token: pass --admin-token, set TELEMETRY_ADMIN_TOKEN, or run from the folder the server runs in");
+    }
+}
