@@ -1,6 +1,12 @@
 using System.Diagnostics;
 using Telemetry.Simulator;
 
+if (args is ["--help"] or ["-h"])
+{
+    Console.WriteLine(SimulatorOptions.Usage);
+    return 0;
+}
+
 SimulatorOptions options;
 try
 {
