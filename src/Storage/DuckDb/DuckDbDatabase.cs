@@ -15,7 +15,7 @@ public sealed class DuckDbDatabase : IDisposable
             value DOUBLE NOT NULL,
             commit_id BIGINT NOT NULL);
         CREATE TABLE IF NOT EXISTS device_sequences (
-            device_id VARCHAR PRIMARY KEY,
+            device_id VARCHAR NOT NULL,
             seq UBIGINT NOT NULL);
         CREATE TABLE IF NOT EXISTS rollups (
             patient_id VARCHAR NOT NULL,
