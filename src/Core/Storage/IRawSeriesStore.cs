@@ -10,7 +10,7 @@ public interface IRawSeriesStore
     /// <summary>
     /// Durably commits <paramref name="batches"/> in one transaction (group commit) and says for each whether it was stored
     /// or was a duplicate of a sequence number the device already committed. Returns the commit's id, which increases
-    /// with every commit. Throws when nothing could be committed. Called from one thread at a time.
+    /// with every commit that stores readings. Throws when nothing could be committed. Called from one thread at a time.
     /// </summary>
     long Commit(IReadOnlyList<DeviceBatch> batches, Span<CommitOutcome> outcomes);
 

@@ -16,7 +16,7 @@ public static class JsonBatchDecoder
         try
         {
             var reader = new Utf8JsonReader(payload, new JsonReaderOptions { MaxDepth = 8 });
-            error = Decode(ref reader, batch);
+            error = Decode(ref reader, batch) ?? RequireEnd(ref reader);
         }
         catch (JsonException exception)
         {
@@ -107,12 +107,17 @@ public static class JsonBatchDecoder
                 {
                     timestampMs = time.ToUnixTimeMilliseconds();
                 }
+                else
+                {
+                    reader.Skip();
+                }
             }
             else if (reader.ValueTextEquals("value"u8))
             {
                 reader.Read();
                 if (reader.TokenType != JsonTokenType.Number || !reader.TryGetDouble(out value))
                 {
+                    reader.Skip();
                     value = double.NaN;
                 }
             }
@@ -140,6 +145,10 @@ public static class JsonBatchDecoder
             batch.Add(kind[..kindLength], unit[..unitLength], timestampMs.Value, value);
         }
     }
+
+    /// <summary>Refuses anything after the first JSON value: a second batch in one payload would otherwise go unseen.</summary>
+    internal static string? RequireEnd(ref Utf8JsonReader reader) =>
+        reader.Read() ? "unexpected content after the end of the payload" : null;
 
     /// <summary>Unescapes the current string token into <paramref name="destination"/>; -1 when it is not a short string.</summary>
     internal static int CopyString(ref Utf8JsonReader reader, scoped Span<byte> destination)

@@ -20,7 +20,7 @@ public static class SenMlDecoder
         try
         {
             var reader = new Utf8JsonReader(payload, new JsonReaderOptions { MaxDepth = 4 });
-            error = Decode(ref reader, batch);
+            error = Decode(ref reader, batch) ?? JsonBatchDecoder.RequireEnd(ref reader);
         }
         catch (JsonException exception)
         {

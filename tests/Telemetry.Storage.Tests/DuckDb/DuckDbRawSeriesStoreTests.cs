@@ -1,0 +1,155 @@
+using Telemetry.Core.Readings;
+using Telemetry.Core.Rollups;
+using Telemetry.Core.Storage;
+using Telemetry.Core.Vitals;
+using Telemetry.Storage.DuckDb;
+using static Telemetry.Storage.Tests.DuckDb.Batches;
+
+namespace Telemetry.Storage.Tests.DuckDb;
+
+public sealed class DuckDbRawSeriesStoreTests : IDisposable
+{
+    private readonly TemporaryDirectory _directory = new();
+    private DuckDbDatabase _database;
+    private DuckDbRawSeriesStore _store;
+
+    public DuckDbRawSeriesStoreTests()
+    {
+        _database = new DuckDbDatabase(_directory.Options);
+        _store = new DuckDbRawSeriesStore(_database);
+    }
+
+    public void Dispose()
+    {
+        _store.Dispose();
+        _database.Dispose();
+        _directory.Dispose();
+    }
+
+    [Fact]
+    public void The_database_file_is_created_at_the_configured_path()
+    {
+        Assert.Equal(Path.Combine(_directory.Path, "telemetry.duckdb"), _database.FilePath);
+        Assert.True(File.Exists(_database.FilePath));
+    }
+
+    [Fact]
+    public async Task Committed_readings_aggregate_into_minute_windows_per_kind()
+    {
+        var (commitId, outcomes) = _store.Commit(
+            Of("watch-1", "patient-1", 1,
+                new(VitalKind.HeartRate, T0 + 5_000, 70),
+                new(VitalKind.OxygenSaturation, T0 + 10_000, 97),
+                new(VitalKind.HeartRate, T0 + 50_000, 75),
+                new(VitalKind.HeartRate, T0 + 20_000, 80),
+                new(VitalKind.OxygenSaturation, T0 + 30_000, 95),
+                new(VitalKind.HeartRate, T0 + 65_000, 90)),
+            Of("watch-2", "patient-2", 1, new VitalReading(VitalKind.HeartRate, T0 + 5_000, 140)));
+
+        var aggregate = await _store.AggregateAsync("patient-1", T0, T0 + 120_000, Resolution.Minute);
+
+        Assert.Equal([CommitOutcome.Stored, CommitOutcome.Stored], outcomes);
+        Assert.Equal(commitId, aggregate.HighestCommitId);
+        Assert.Equal(
+            [
+                new KindWindow(VitalKind.HeartRate, new RollupWindow(T0, 3, 225, 70, 80, (70 * 70) + (80 * 80) + (75 * 75), 75, T0 + 50_000)),
+                new KindWindow(VitalKind.HeartRate, new RollupWindow(T0 + 60_000, 1, 90, 90, 90, 90 * 90, 90, T0 + 65_000)),
+                new KindWindow(VitalKind.OxygenSaturation, new RollupWindow(T0, 2, 192, 95, 97, (97 * 97) + (95 * 95), 95, T0 + 30_000)),
+            ],
+            aggregate.Windows);
+    }
+
+    [Fact]
+    public async Task Aggregation_covers_from_inclusive_to_exclusive_and_hour_windows()
+    {
+        _store.Commit(Of("watch-1", "patient-1", 0,
+            new(VitalKind.Steps, T0 - 1, 1),
+            new(VitalKind.Steps, T0, 100),
+            new(VitalKind.Steps, T0 + 1_800_000, 200),
+            new(VitalKind.Steps, T0 + 3_600_000, 400)));
+
+        var aggregate = await _store.AggregateAsync("patient-1", T0, T0 + 3_600_000, Resolution.Hour);
+
+        var window = Assert.Single(aggregate.Windows);
+        Assert.Equal(VitalKind.Steps, window.Kind);
+        Assert.Equal(T0, window.Window.StartMs);
+        Assert.Equal(2, window.Window.Count);
+        Assert.Equal(300, window.Window.Sum);
+        Assert.Equal(200, window.Window.Last);
+    }
+
+    [Fact]
+    public async Task The_highest_commit_id_is_that_of_the_latest_commit_holding_the_patients_readings()
+    {
+        var first = _store.Commit(Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.HeartRate, T0, 70))).CommitId;
+        var second = _store.Commit(Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 71))).CommitId;
+        _store.Commit(Of("watch-2", "patient-2", 0, new VitalReading(VitalKind.HeartRate, T0, 72)));
+
+        var aggregate = await _store.AggregateAsync("patient-1", T0, T0 + 60_000, Resolution.Minute);
+
+        Assert.True(second > first);
+        Assert.Equal(second, aggregate.HighestCommitId);
+        Assert.Equal(2, Assert.Single(aggregate.Windows).Window.Count);
+    }
+
+    [Fact]
+    public async Task A_patient_without_readings_aggregates_to_nothing()
+    {
+        _store.Commit(Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.HeartRate, T0, 70)));
+
+        var aggregate = await _store.AggregateAsync("patient-9", T0, T0 + 60_000, Resolution.Minute);
+
+        Assert.Empty(aggregate.Windows);
+        Assert.Equal(0, aggregate.HighestCommitId);
+    }
+
+    [Fact]
+    public void Commit_ids_increase_with_every_commit()
+    {
+        var ids = new List<long>();
+        for (var i = 0; i < 4; i++)
+        {
+            ids.Add(_store.Commit(Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.HeartRate, T0 + i, 70))).CommitId);
+        }
+
+        Assert.True(ids[0] > 0);
+        Assert.Equal(ids.Order().Distinct(), ids);
+        Assert.Equal(4, ids.Distinct().Count());
+    }
+
+    [Fact]
+    public async Task Raw_readings_come_back_oldest_first_within_the_range_and_limit()
+    {
+        _store.Commit(Of("watch-1", "patient-1", 0,
+            new(VitalKind.HeartRate, T0 + 30_000, 73),
+            new(VitalKind.HeartRate, T0 - 1, 60),
+            new(VitalKind.OxygenSaturation, T0 + 15_000, 97)));
+        _store.Commit(Of("watch-1", "patient-1", 0,
+            new(VitalKind.HeartRate, T0 + 10_000, 71),
+            new(VitalKind.HeartRate, T0, 70),
+            new(VitalKind.HeartRate, T0 + 60_000, 99)));
+        _store.Commit(Of("watch-2", "patient-2", 0, new VitalReading(VitalKind.HeartRate, T0 + 5_000, 140)));
+
+        var all = await _store.ReadAsync("patient-1", VitalKind.HeartRate, T0, T0 + 60_000, limit: 100);
+        var firstTwo = await _store.ReadAsync("patient-1", VitalKind.HeartRate, T0, T0 + 60_000, limit: 2);
+
+        Assert.Equal(
+            [new VitalReading(VitalKind.HeartRate, T0, 70), new VitalReading(VitalKind.HeartRate, T0 + 10_000, 71), new VitalReading(VitalKind.HeartRate, T0 + 30_000, 73)],
+            all);
+        Assert.Equal(all.Take(2), firstTwo);
+    }
+
+    [Fact]
+    public void Commit_ids_keep_increasing_after_the_store_is_reopened()
+    {
+        var before = _store.Commit(Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.HeartRate, T0, 70))).CommitId;
+
+        _store.Dispose();
+        _database.Dispose();
+        _database = new DuckDbDatabase(_directory.Options);
+        _store = new DuckDbRawSeriesStore(_database);
+        var after = _store.Commit(Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.HeartRate, T0 + 1, 71))).CommitId;
+
+        Assert.True(after > before, $"commit {after} after reopening is not later than commit {before}");
+    }
+}

@@ -1,0 +1,132 @@
+using Telemetry.Core.Readings;
+using Telemetry.Core.Rollups;
+using Telemetry.Core.Vitals;
+using Telemetry.Storage.DuckDb;
+using static Telemetry.Storage.Tests.DuckDb.Batches;
+
+namespace Telemetry.Storage.Tests.DuckDb;
+
+public sealed class SequenceDeduplicationTests : IDisposable
+{
+    private readonly TemporaryDirectory _directory = new();
+    private DuckDbDatabase _database;
+    private DuckDbRawSeriesStore _store;
+
+    public SequenceDeduplicationTests()
+    {
+        _database = new DuckDbDatabase(_directory.Options);
+        _store = new DuckDbRawSeriesStore(_database);
+    }
+
+    public void Dispose()
+    {
+        _store.Dispose();
+        _database.Dispose();
+        _directory.Dispose();
+    }
+
+    [Fact]
+    public async Task Resent_batch_is_reported_duplicate_and_not_stored_twice()
+    {
+        var batch = Of("watch-1", "patient-1", 5, new VitalReading(VitalKind.HeartRate, T0, 70), new VitalReading(VitalKind.HeartRate, T0 + 1_000, 72));
+
+        var first = _store.Commit(batch);
+        var resent = _store.Commit(batch);
+
+        Assert.Equal([CommitOutcome.Stored], first.Outcomes);
+        Assert.Equal([CommitOutcome.Duplicate], resent.Outcomes);
+        Assert.Equal(2, await StoredCount("patient-1"));
+    }
+
+    [Fact]
+    public async Task An_older_sequence_is_a_duplicate_and_a_newer_one_is_stored()
+    {
+        _store.Commit(Of("watch-1", "patient-1", 5, new VitalReading(VitalKind.HeartRate, T0, 70)));
+
+        var older = _store.Commit(Of("watch-1", "patient-1", 4, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 71)));
+        var newer = _store.Commit(Of("watch-1", "patient-1", 6, new VitalReading(VitalKind.HeartRate, T0 + 2_000, 72)));
+
+        Assert.Equal([CommitOutcome.Duplicate], older.Outcomes);
+        Assert.Equal([CommitOutcome.Stored], newer.Outcomes);
+        var stored = await StoredValues("patient-1");
+        Assert.Equal([70.0, 72.0], stored);
+    }
+
+    [Fact]
+    public async Task The_sequence_high_water_mark_survives_reopening_the_file()
+    {
+        _store.Commit(Of("watch-1", "patient-1", 5, new VitalReading(VitalKind.HeartRate, T0, 70)));
+        Reopen();
+
+        var resent = _store.Commit(Of("watch-1", "patient-1", 5, new VitalReading(VitalKind.HeartRate, T0, 70)));
+        var next = _store.Commit(Of("watch-1", "patient-1", 6, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 71)));
+
+        Assert.Equal([CommitOutcome.Duplicate], resent.Outcomes);
+        Assert.Equal([CommitOutcome.Stored], next.Outcomes);
+        var stored = await StoredValues("patient-1");
+        Assert.Equal([70.0, 71.0], stored);
+    }
+
+    [Fact]
+    public async Task The_same_sequence_twice_in_one_commit_stores_only_the_first()
+    {
+        var (_, outcomes) = _store.Commit(
+            Of("watch-1", "patient-1", 3, new VitalReading(VitalKind.HeartRate, T0, 70)),
+            Of("watch-1", "patient-1", 3, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 99)));
+
+        Assert.Equal([CommitOutcome.Stored, CommitOutcome.Duplicate], outcomes);
+        var stored = await StoredValues("patient-1");
+        Assert.Equal([70.0], stored);
+    }
+
+    [Fact]
+    public async Task Devices_have_independent_sequences()
+    {
+        var (_, outcomes) = _store.Commit(
+            Of("watch-1", "patient-1", 3, new VitalReading(VitalKind.HeartRate, T0, 70)),
+            Of("ring-1", "patient-1", 3, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 71)));
+
+        Assert.Equal([CommitOutcome.Stored, CommitOutcome.Stored], outcomes);
+        var stored = await StoredValues("patient-1");
+        Assert.Equal([70.0, 71.0], stored);
+    }
+
+    [Fact]
+    public async Task A_batch_without_a_sequence_is_never_a_duplicate()
+    {
+        var batch = Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.HeartRate, T0, 70));
+        _store.Commit(Of("watch-1", "patient-1", 5, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 71)));
+
+        var sameCommit = _store.Commit(batch, batch);
+        var again = _store.Commit(batch);
+        Reopen();
+        var afterReopen = _store.Commit(batch);
+        var resentNumbered = _store.Commit(Of("watch-1", "patient-1", 5, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 71)));
+
+        Assert.Equal([CommitOutcome.Stored, CommitOutcome.Stored], sameCommit.Outcomes);
+        Assert.Equal([CommitOutcome.Stored], again.Outcomes);
+        Assert.Equal([CommitOutcome.Stored], afterReopen.Outcomes);
+        Assert.Equal([CommitOutcome.Duplicate], resentNumbered.Outcomes);
+        Assert.Equal(5, await StoredCount("patient-1"));
+    }
+
+    private void Reopen()
+    {
+        _store.Dispose();
+        _database.Dispose();
+        _database = new DuckDbDatabase(_directory.Options);
+        _store = new DuckDbRawSeriesStore(_database);
+    }
+
+    private async Task<long> StoredCount(string patientId)
+    {
+        var aggregate = await _store.AggregateAsync(patientId, T0 - 86_400_000, T0 + 86_400_000, Resolution.Day);
+        return aggregate.Windows.Sum(window => window.Window.Count);
+    }
+
+    private async Task<double[]> StoredValues(string patientId)
+    {
+        var readings = await _store.ReadAsync(patientId, VitalKind.HeartRate, T0 - 86_400_000, T0 + 86_400_000, limit: 1_000);
+        return [.. readings.Select(reading => reading.Value)];
+    }
+}
