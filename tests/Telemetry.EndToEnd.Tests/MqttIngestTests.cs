@@ -28,6 +28,26 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
     }
 
     [Fact]
+    public async Task Mqtt_over_websocket_at_slash_mqtt_is_acked_after_commit()
+    {
+        var token = await Server.ProvisionAsync("mqtt-ws", "p-mqtt-ws");
+        using var client = new MqttClientFactory().CreateMqttClient();
+        var connected = await client.ConnectAsync(new MqttClientOptionsBuilder()
+            .WithWebSocketServer(ws => ws.WithUri($"ws://127.0.0.1:{Server.HttpPort}/mqtt"))
+            .WithClientId("mqtt-ws")
+            .WithCredentials("mqtt-ws", token)
+            .WithProtocolVersion(MqttProtocolVersion.V500)
+            .Build());
+        Assert.Equal(MqttClientConnectResultCode.Success, connected.ResultCode);
+        var start = Devices.RecentMinute();
+
+        var result = await Devices.PublishAsync(client, "devices/mqtt-ws/vitals", Devices.JsonHeartRates(1, start, 66, 68));
+
+        Assert.Equal(MqttClientPublishReasonCode.Success, result.ReasonCode);
+        Assert.Equal(67, Assert.Single((await Server.TrendAsync("p-mqtt-ws", "heart_rate", start, start.AddMinutes(1))).Points).Mean);
+    }
+
+    [Fact]
     public async Task Mqtt_311_device_publishes_protobuf_with_units_converted()
     {
         var token = await Server.ProvisionAsync("mqtt-thermo", "p-mqtt-2");

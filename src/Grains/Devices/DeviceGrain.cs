@@ -1,6 +1,6 @@
-using Orleans.Runtime;
 using System.Security.Cryptography;
 using System.Text;
+using Orleans.Runtime;
 using Telemetry.Core.Devices;
 using Telemetry.Core.Grains;
 

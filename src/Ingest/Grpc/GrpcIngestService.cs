@@ -37,8 +37,7 @@ public sealed partial class GrpcIngestService(
             });
             // When acks stop (the store failed), stop reading too.
             using var reading = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
-            var acks = WriteAcksAsync(inFlight.Reader, responseStream, context.CancellationToken);
-            _ = acks.ContinueWith(_ => reading.Cancel(), CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+            var acks = WriteAcksAsync(inFlight.Reader, responseStream, reading, context.CancellationToken);
             var batch = new ReadingBatchBuilder(options.Value.ToLimits(), timeProvider);
             try
             {
@@ -121,7 +120,7 @@ public sealed partial class GrpcIngestService(
         return new IngestAck { Seq = batch.Sequence, Status = AckStatus.Committed, Accepted = (uint)result.Readings, Rejected = rejected, Reason = rejects };
     }
 
-    private async Task WriteAcksAsync(ChannelReader<Task<IngestAck>> inFlight, IServerStreamWriter<IngestAck> responseStream, CancellationToken cancellationToken)
+    private async Task WriteAcksAsync(ChannelReader<Task<IngestAck>> inFlight, IServerStreamWriter<IngestAck> responseStream, CancellationTokenSource reading, CancellationToken cancellationToken)
     {
         await foreach (var pending in inFlight.ReadAllAsync(cancellationToken))
         {
@@ -134,6 +133,7 @@ public sealed partial class GrpcIngestService(
             {
                 // Nothing from here on is acknowledged: end the stream so the device resends what it has no ack for.
                 LogStreamEnded(logger, exception.Message);
+                await reading.CancelAsync();
                 throw new RpcException(new Status(StatusCode.Unavailable, exception.Message));
             }
 

@@ -29,7 +29,7 @@ public sealed partial class MqttIngestEndpoint(
     private const string ProtocolVersionItem = "telemetry.protocol-version";
 
     [ThreadStatic]
-    private static ReadingBatchBuilder? t_batch;
+    private static ReadingBatchBuilder? _batchOfThread;
 
     /// <summary>True once the broker has started and the handlers are in place.</summary>
     public bool IsListening { get; private set; }
@@ -125,7 +125,7 @@ public sealed partial class MqttIngestEndpoint(
             return;
         }
 
-        var batch = t_batch ??= new ReadingBatchBuilder(options.Value.ToLimits(), timeProvider);
+        var batch = _batchOfThread ??= new ReadingBatchBuilder(options.Value.ToLimits(), timeProvider);
         if (!PayloadDecoder.TryDecode(payload, batch, out _, out var error))
         {
             Answer(args, MqttPubAckReasonCode.PayloadFormatInvalid, error!, "malformed");
