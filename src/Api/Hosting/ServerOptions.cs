@@ -15,6 +15,11 @@ public sealed class ServerOptions
     [Range(0, 65535)]
     public int HttpPort { get; set; } = 5080;
 
+    /// <summary>The path of MQTT over WebSocket on the HTTP port.</summary>
+    [Required]
+    [RegularExpression("^/.*", ErrorMessage = "The MQTT WebSocket path must start with '/'.")]
+    public string MqttWebSocketPath { get; set; } = "/mqtt";
+
     /// <summary>gRPC over HTTP/2 cleartext.</summary>
     [Range(0, 65535)]
     public int GrpcPort { get; set; } = 5081;

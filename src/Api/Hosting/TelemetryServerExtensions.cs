@@ -1,4 +1,5 @@
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Options;
 using MQTTnet.AspNetCore;
 using OpenTelemetry.Metrics;
 using Telemetry.Api.Devices;
@@ -52,7 +53,7 @@ public static class TelemetryServerExtensions
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         app.UseWebSockets();
-        app.MapIngest("/mqtt");
+        app.MapIngest(app.Services.GetRequiredService<IOptions<ServerOptions>>().Value.MqttWebSocketPath);
         app.MapDeviceEndpoints();
         app.MapPatientEndpoints();
         app.MapTelemetryHealthChecks();

@@ -9,34 +9,23 @@ namespace Telemetry.Storage.Tests.DuckDb;
 
 public sealed class DuckDbRawSeriesStoreTests : IDisposable
 {
-    private readonly TemporaryDirectory _directory = new();
-    private DuckDbDatabase _database;
-    private DuckDbRawSeriesStore _store;
+    private readonly RawStoreFile _file = new();
 
-    public DuckDbRawSeriesStoreTests()
-    {
-        _database = new DuckDbDatabase(_directory.Options);
-        _store = new DuckDbRawSeriesStore(_database);
-    }
+    private DuckDbRawSeriesStore Store => _file.Store;
 
-    public void Dispose()
-    {
-        _store.Dispose();
-        _database.Dispose();
-        _directory.Dispose();
-    }
+    public void Dispose() => _file.Dispose();
 
     [Fact]
     public void The_database_file_is_created_at_the_configured_path()
     {
-        Assert.Equal(Path.Combine(_directory.Path, "telemetry.duckdb"), _database.FilePath);
-        Assert.True(File.Exists(_database.FilePath));
+        Assert.Equal(Path.Combine(_file.Directory.Path, "telemetry.duckdb"), _file.Database.FilePath);
+        Assert.True(File.Exists(_file.Database.FilePath));
     }
 
     [Fact]
     public async Task Committed_readings_aggregate_into_minute_windows_per_kind()
     {
-        var (commitId, outcomes) = _store.Commit(
+        var (commitId, outcomes) = Store.Commit(
             Of("watch-1", "patient-1", 1,
                 new(VitalKind.HeartRate, T0 + 5_000, 70),
                 new(VitalKind.OxygenSaturation, T0 + 10_000, 97),
@@ -46,7 +35,7 @@ public sealed class DuckDbRawSeriesStoreTests : IDisposable
                 new(VitalKind.HeartRate, T0 + 65_000, 90)),
             Of("watch-2", "patient-2", 1, new VitalReading(VitalKind.HeartRate, T0 + 5_000, 140)));
 
-        var aggregate = await _store.AggregateAsync("patient-1", T0, T0 + 120_000, Resolution.Minute);
+        var aggregate = await Store.AggregateAsync("patient-1", T0, T0 + 120_000, Resolution.Minute);
 
         Assert.Equal([CommitOutcome.Stored, CommitOutcome.Stored], outcomes);
         Assert.Equal(commitId, aggregate.HighestCommitId);
@@ -62,13 +51,13 @@ public sealed class DuckDbRawSeriesStoreTests : IDisposable
     [Fact]
     public async Task Aggregation_covers_from_inclusive_to_exclusive_and_hour_windows()
     {
-        _store.Commit(Of("watch-1", "patient-1", 0,
+        Store.Commit(Of("watch-1", "patient-1", 0,
             new(VitalKind.Steps, T0 - 1, 1),
             new(VitalKind.Steps, T0, 100),
             new(VitalKind.Steps, T0 + 1_800_000, 200),
             new(VitalKind.Steps, T0 + 3_600_000, 400)));
 
-        var aggregate = await _store.AggregateAsync("patient-1", T0, T0 + 3_600_000, Resolution.Hour);
+        var aggregate = await Store.AggregateAsync("patient-1", T0, T0 + 3_600_000, Resolution.Hour);
 
         var window = Assert.Single(aggregate.Windows);
         Assert.Equal(VitalKind.Steps, window.Kind);
@@ -81,11 +70,11 @@ public sealed class DuckDbRawSeriesStoreTests : IDisposable
     [Fact]
     public async Task The_highest_commit_id_is_that_of_the_latest_commit_holding_the_patients_readings()
     {
-        var first = _store.Commit(Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.HeartRate, T0, 70))).CommitId;
-        var second = _store.Commit(Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 71))).CommitId;
-        _store.Commit(Of("watch-2", "patient-2", 0, new VitalReading(VitalKind.HeartRate, T0, 72)));
+        var first = Store.Commit(Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.HeartRate, T0, 70))).CommitId;
+        var second = Store.Commit(Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 71))).CommitId;
+        Store.Commit(Of("watch-2", "patient-2", 0, new VitalReading(VitalKind.HeartRate, T0, 72)));
 
-        var aggregate = await _store.AggregateAsync("patient-1", T0, T0 + 60_000, Resolution.Minute);
+        var aggregate = await Store.AggregateAsync("patient-1", T0, T0 + 60_000, Resolution.Minute);
 
         Assert.True(second > first);
         Assert.Equal(second, aggregate.HighestCommitId);
@@ -95,9 +84,9 @@ public sealed class DuckDbRawSeriesStoreTests : IDisposable
     [Fact]
     public async Task A_patient_without_readings_aggregates_to_nothing()
     {
-        _store.Commit(Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.HeartRate, T0, 70)));
+        Store.Commit(Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.HeartRate, T0, 70)));
 
-        var aggregate = await _store.AggregateAsync("patient-9", T0, T0 + 60_000, Resolution.Minute);
+        var aggregate = await Store.AggregateAsync("patient-9", T0, T0 + 60_000, Resolution.Minute);
 
         Assert.Empty(aggregate.Windows);
         Assert.Equal(0, aggregate.HighestCommitId);
@@ -109,7 +98,7 @@ public sealed class DuckDbRawSeriesStoreTests : IDisposable
         var ids = new List<long>();
         for (var i = 0; i < 4; i++)
         {
-            ids.Add(_store.Commit(Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.HeartRate, T0 + i, 70))).CommitId);
+            ids.Add(Store.Commit(Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.HeartRate, T0 + i, 70))).CommitId);
         }
 
         Assert.True(ids[0] > 0);
@@ -120,18 +109,18 @@ public sealed class DuckDbRawSeriesStoreTests : IDisposable
     [Fact]
     public async Task Raw_readings_come_back_oldest_first_within_the_range_and_limit()
     {
-        _store.Commit(Of("watch-1", "patient-1", 0,
+        Store.Commit(Of("watch-1", "patient-1", 0,
             new(VitalKind.HeartRate, T0 + 30_000, 73),
             new(VitalKind.HeartRate, T0 - 1, 60),
             new(VitalKind.OxygenSaturation, T0 + 15_000, 97)));
-        _store.Commit(Of("watch-1", "patient-1", 0,
+        Store.Commit(Of("watch-1", "patient-1", 0,
             new(VitalKind.HeartRate, T0 + 10_000, 71),
             new(VitalKind.HeartRate, T0, 70),
             new(VitalKind.HeartRate, T0 + 60_000, 99)));
-        _store.Commit(Of("watch-2", "patient-2", 0, new VitalReading(VitalKind.HeartRate, T0 + 5_000, 140)));
+        Store.Commit(Of("watch-2", "patient-2", 0, new VitalReading(VitalKind.HeartRate, T0 + 5_000, 140)));
 
-        var all = await _store.ReadAsync("patient-1", VitalKind.HeartRate, T0, T0 + 60_000, limit: 100);
-        var firstTwo = await _store.ReadAsync("patient-1", VitalKind.HeartRate, T0, T0 + 60_000, limit: 2);
+        var all = await Store.ReadAsync("patient-1", VitalKind.HeartRate, T0, T0 + 60_000, limit: 100);
+        var firstTwo = await Store.ReadAsync("patient-1", VitalKind.HeartRate, T0, T0 + 60_000, limit: 2);
 
         Assert.Equal(
             [new VitalReading(VitalKind.HeartRate, T0, 70), new VitalReading(VitalKind.HeartRate, T0 + 10_000, 71), new VitalReading(VitalKind.HeartRate, T0 + 30_000, 73)],
@@ -142,13 +131,10 @@ public sealed class DuckDbRawSeriesStoreTests : IDisposable
     [Fact]
     public void Commit_ids_keep_increasing_after_the_store_is_reopened()
     {
-        var before = _store.Commit(Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.HeartRate, T0, 70))).CommitId;
+        var before = Store.Commit(Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.HeartRate, T0, 70))).CommitId;
 
-        _store.Dispose();
-        _database.Dispose();
-        _database = new DuckDbDatabase(_directory.Options);
-        _store = new DuckDbRawSeriesStore(_database);
-        var after = _store.Commit(Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.HeartRate, T0 + 1, 71))).CommitId;
+        _file.Reopen();
+        var after = Store.Commit(Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.HeartRate, T0 + 1, 71))).CommitId;
 
         Assert.True(after > before, $"commit {after} after reopening is not later than commit {before}");
     }

@@ -8,30 +8,19 @@ namespace Telemetry.Storage.Tests.DuckDb;
 
 public sealed class SequenceDeduplicationTests : IDisposable
 {
-    private readonly TemporaryDirectory _directory = new();
-    private DuckDbDatabase _database;
-    private DuckDbRawSeriesStore _store;
+    private readonly RawStoreFile _file = new();
 
-    public SequenceDeduplicationTests()
-    {
-        _database = new DuckDbDatabase(_directory.Options);
-        _store = new DuckDbRawSeriesStore(_database);
-    }
+    private DuckDbRawSeriesStore Store => _file.Store;
 
-    public void Dispose()
-    {
-        _store.Dispose();
-        _database.Dispose();
-        _directory.Dispose();
-    }
+    public void Dispose() => _file.Dispose();
 
     [Fact]
     public async Task Resent_batch_is_reported_duplicate_and_not_stored_twice()
     {
         var batch = Of("watch-1", "patient-1", 5, new VitalReading(VitalKind.HeartRate, T0, 70), new VitalReading(VitalKind.HeartRate, T0 + 1_000, 72));
 
-        var first = _store.Commit(batch);
-        var resent = _store.Commit(batch);
+        var first = Store.Commit(batch);
+        var resent = Store.Commit(batch);
 
         Assert.Equal([CommitOutcome.Stored], first.Outcomes);
         Assert.Equal([CommitOutcome.Duplicate], resent.Outcomes);
@@ -41,10 +30,10 @@ public sealed class SequenceDeduplicationTests : IDisposable
     [Fact]
     public async Task An_older_sequence_is_a_duplicate_and_a_newer_one_is_stored()
     {
-        _store.Commit(Of("watch-1", "patient-1", 5, new VitalReading(VitalKind.HeartRate, T0, 70)));
+        Store.Commit(Of("watch-1", "patient-1", 5, new VitalReading(VitalKind.HeartRate, T0, 70)));
 
-        var older = _store.Commit(Of("watch-1", "patient-1", 4, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 71)));
-        var newer = _store.Commit(Of("watch-1", "patient-1", 6, new VitalReading(VitalKind.HeartRate, T0 + 2_000, 72)));
+        var older = Store.Commit(Of("watch-1", "patient-1", 4, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 71)));
+        var newer = Store.Commit(Of("watch-1", "patient-1", 6, new VitalReading(VitalKind.HeartRate, T0 + 2_000, 72)));
 
         Assert.Equal([CommitOutcome.Duplicate], older.Outcomes);
         Assert.Equal([CommitOutcome.Stored], newer.Outcomes);
@@ -55,11 +44,11 @@ public sealed class SequenceDeduplicationTests : IDisposable
     [Fact]
     public async Task The_sequence_high_water_mark_survives_reopening_the_file()
     {
-        _store.Commit(Of("watch-1", "patient-1", 5, new VitalReading(VitalKind.HeartRate, T0, 70)));
-        Reopen();
+        Store.Commit(Of("watch-1", "patient-1", 5, new VitalReading(VitalKind.HeartRate, T0, 70)));
+        _file.Reopen();
 
-        var resent = _store.Commit(Of("watch-1", "patient-1", 5, new VitalReading(VitalKind.HeartRate, T0, 70)));
-        var next = _store.Commit(Of("watch-1", "patient-1", 6, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 71)));
+        var resent = Store.Commit(Of("watch-1", "patient-1", 5, new VitalReading(VitalKind.HeartRate, T0, 70)));
+        var next = Store.Commit(Of("watch-1", "patient-1", 6, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 71)));
 
         Assert.Equal([CommitOutcome.Duplicate], resent.Outcomes);
         Assert.Equal([CommitOutcome.Stored], next.Outcomes);
@@ -70,7 +59,7 @@ public sealed class SequenceDeduplicationTests : IDisposable
     [Fact]
     public async Task The_same_sequence_twice_in_one_commit_stores_only_the_first()
     {
-        var (_, outcomes) = _store.Commit(
+        var (_, outcomes) = Store.Commit(
             Of("watch-1", "patient-1", 3, new VitalReading(VitalKind.HeartRate, T0, 70)),
             Of("watch-1", "patient-1", 3, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 99)));
 
@@ -82,7 +71,7 @@ public sealed class SequenceDeduplicationTests : IDisposable
     [Fact]
     public async Task Devices_have_independent_sequences()
     {
-        var (_, outcomes) = _store.Commit(
+        var (_, outcomes) = Store.Commit(
             Of("watch-1", "patient-1", 3, new VitalReading(VitalKind.HeartRate, T0, 70)),
             Of("ring-1", "patient-1", 3, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 71)));
 
@@ -95,13 +84,13 @@ public sealed class SequenceDeduplicationTests : IDisposable
     public async Task A_batch_without_a_sequence_is_never_a_duplicate()
     {
         var batch = Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.HeartRate, T0, 70));
-        _store.Commit(Of("watch-1", "patient-1", 5, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 71)));
+        Store.Commit(Of("watch-1", "patient-1", 5, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 71)));
 
-        var sameCommit = _store.Commit(batch, batch);
-        var again = _store.Commit(batch);
-        Reopen();
-        var afterReopen = _store.Commit(batch);
-        var resentNumbered = _store.Commit(Of("watch-1", "patient-1", 5, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 71)));
+        var sameCommit = Store.Commit(batch, batch);
+        var again = Store.Commit(batch);
+        _file.Reopen();
+        var afterReopen = Store.Commit(batch);
+        var resentNumbered = Store.Commit(Of("watch-1", "patient-1", 5, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 71)));
 
         Assert.Equal([CommitOutcome.Stored, CommitOutcome.Stored], sameCommit.Outcomes);
         Assert.Equal([CommitOutcome.Stored], again.Outcomes);
@@ -110,23 +99,16 @@ public sealed class SequenceDeduplicationTests : IDisposable
         Assert.Equal(5, await StoredCount("patient-1"));
     }
 
-    private void Reopen()
-    {
-        _store.Dispose();
-        _database.Dispose();
-        _database = new DuckDbDatabase(_directory.Options);
-        _store = new DuckDbRawSeriesStore(_database);
-    }
 
     private async Task<long> StoredCount(string patientId)
     {
-        var aggregate = await _store.AggregateAsync(patientId, T0 - 86_400_000, T0 + 86_400_000, Resolution.Day);
+        var aggregate = await Store.AggregateAsync(patientId, T0 - 86_400_000, T0 + 86_400_000, Resolution.Day);
         return aggregate.Windows.Sum(window => window.Window.Count);
     }
 
     private async Task<double[]> StoredValues(string patientId)
     {
-        var readings = await _store.ReadAsync(patientId, VitalKind.HeartRate, T0 - 86_400_000, T0 + 86_400_000, limit: 1_000);
+        var readings = await Store.ReadAsync(patientId, VitalKind.HeartRate, T0 - 86_400_000, T0 + 86_400_000, limit: 1_000);
         return [.. readings.Select(reading => reading.Value)];
     }
 }
