@@ -122,7 +122,8 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
     {
         var intervalMs = 1_000 / options.Rate;
         var period = TimeSpan.FromMilliseconds(intervalMs * options.Batch);
-        var next = DateTimeOffset.UtcNow;
+        // A batch holds readings already taken: the period that just ended.
+        var next = DateTimeOffset.UtcNow - period;
         using var timer = new PeriodicTimer(period);
         while (!stop.IsCancellationRequested)
         {

@@ -119,6 +119,17 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
     }
 
     [Fact]
+    public async Task Mqtt_311_device_publishing_to_another_topic_is_disconnected_rather_than_acked()
+    {
+        var token = await Server.ProvisionAsync("mqtt-311-stray", "p-mqtt-8");
+        using var client = await Devices.ConnectMqttAsync(Server, "mqtt-311-stray", token, MqttProtocolVersion.V311);
+
+        // A 3.1.1 PUBACK carries no reason code: any PUBACK would read as "stored".
+        await Assert.ThrowsAnyAsync<MQTTnet.Exceptions.MqttCommunicationException>(
+            () => Devices.PublishAsync(client, "devices/somebody-else/vitals", Devices.JsonHeartRates(1, Devices.RecentMinute(), 70)));
+    }
+
+    [Fact]
     public async Task Unknown_device_wrong_token_and_borrowed_client_id_are_refused()
     {
         var token = await Server.ProvisionAsync("mqtt-known", "p-mqtt-7");

@@ -120,6 +120,25 @@ public sealed class PatientGrainTests(ClusterFixture fixture) : IClassFixture<Cl
         Assert.Equal(2, (await grain.GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Minute))?.Count);
     }
 
+    [Fact]
+    public async Task Readings_from_before_the_rebuilt_days_are_recomputed_into_stored_rollups()
+    {
+        var patient = "p-backfill";
+        var threeDaysAgo = _base - (3 * Resolution.Day.Milliseconds());
+        await CommitAndApplyAsync(patient, Heart(_base + 1_000, 70));
+
+        // A phone back online uploads readings of a vital the grain has no window for, from days ago, in two parts.
+        await CommitAndApplyAsync(patient, Oxygen(threeDaysAgo + 1_000, 90), Oxygen(threeDaysAgo + 2_000, 92));
+        await CommitAndApplyAsync(patient, Oxygen(threeDaysAgo + 10_000, 95));
+
+        var minute = Assert.Single(await Rollups.QueryAsync(patient, VitalKind.OxygenSaturation, Resolution.Minute, threeDaysAgo, threeDaysAgo + 60_000));
+        var day = Assert.Single(await Rollups.QueryAsync(patient, VitalKind.OxygenSaturation, Resolution.Day, Resolution.Day.WindowStart(threeDaysAgo), threeDaysAgo + 1));
+        Assert.Equal(3, minute.Count);
+        Assert.Equal(95, minute.Max);
+        Assert.Equal(3, day.Count);
+        Assert.Null(await Grain(patient).GetOpenWindowAsync(VitalKind.OxygenSaturation, Resolution.Minute));
+    }
+
     private IPatientGrain Grain(string patientId) => fixture.Cluster.GrainFactory.GetGrain<IPatientGrain>(patientId);
 
     private async Task CommitAndApplyAsync(string patientId, params VitalReading[] readings)

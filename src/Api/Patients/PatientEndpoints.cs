@@ -18,7 +18,7 @@ public static class PatientEndpoints
         var patients = routes.MapGroup("/api/patients/{patientId}").AddEndpointFilter<AdminAuthorizationFilter>().WithTags("Patients");
         patients.MapGet("/trends", GetTrendAsync);
         patients.MapGet("/live", GetLiveAsync);
-        return patients;
+        return routes;
     }
 
     private static async Task<IResult> GetTrendAsync(
@@ -61,16 +61,19 @@ public static class PatientEndpoints
             return Invalid("from", $"a {window.ToWireName()} trend spans at most {MaxPoints} windows; narrow the range or choose a coarser resolution");
         }
 
-        var stored = await rollups.QueryAsync(patientId, vital.Kind, window, startMs, toMs, cancellationToken);
+        // The grain first, then the store: a window that closes in between is then in the store's answer.
         var open = await grains.GetGrain<IPatientGrain>(patientId).GetOpenWindowAsync(vital.Kind, window);
+        var stored = await rollups.QueryAsync(patientId, vital.Kind, window, startMs, toMs, cancellationToken);
 
-        // The grain's open window is the freshest word on its start: it replaces any checkpoint of it in the store.
-        var points = stored
-            .Where(w => open is not { } o || w.StartMs != o.StartMs)
-            .Concat(open is { } current && current.StartMs >= startMs && current.StartMs < toMs ? [current] : [])
-            .OrderBy(w => w.StartMs)
-            .Select(ToPoint)
-            .ToList();
+        // Where both have a window of the same start, the one that has seen more readings is the fresher.
+        var windows = stored.ToDictionary(w => w.StartMs);
+        if (open is { } current && current.StartMs >= startMs && current.StartMs < toMs
+            && (!windows.TryGetValue(current.StartMs, out var checkpoint) || current.Count >= checkpoint.Count))
+        {
+            windows[current.StartMs] = current;
+        }
+
+        var points = windows.Values.OrderBy(w => w.StartMs).Select(ToPoint).ToList();
         return TypedResults.Ok(new Trend(patientId, vital.Name, vital.Unit, window.ToWireName(), points));
     }
 

@@ -9,6 +9,7 @@ namespace Telemetry.Api.Security;
 public sealed partial class AdminToken
 {
     public const string FileName = "admin-token";
+    public const int MinimumLength = 16;
 
     private readonly byte[] _hash;
 
@@ -21,6 +22,12 @@ public sealed partial class AdminToken
             var path = Path.Combine(directory, FileName);
             token = LoadOrCreate(path);
             LogTokenFile(logger, path);
+        }
+
+        if (token.Length < MinimumLength)
+        {
+            throw new InvalidOperationException(
+                $"The admin token must be at least {MinimumLength} characters (Telemetry:Auth:AdminToken or the {FileName} file).");
         }
 
         _hash = SHA256.HashData(Encoding.UTF8.GetBytes(token));

@@ -1,3 +1,4 @@
+using Orleans.Concurrency;
 using Telemetry.Core.Readings;
 using Telemetry.Core.Rollups;
 using Telemetry.Core.Vitals;
@@ -14,9 +15,11 @@ public interface IPatientGrain : IGrainWithStringKey
 
     /// <summary>The latest value of every vital the patient has, with its still-open minute.</summary>
     [Alias("live")]
+    [AlwaysInterleave]
     Task<LiveSnapshot> GetLiveAsync();
 
     /// <summary>The still-open window of <paramref name="kind"/> at <paramref name="resolution"/>, if the patient has one.</summary>
     [Alias("open-window")]
+    [AlwaysInterleave]
     Task<RollupWindow?> GetOpenWindowAsync(VitalKind kind, Resolution resolution);
 }

@@ -30,7 +30,17 @@ public sealed class DeviceGrain(
         state.State.Salt = salt;
         state.State.SecretHash = Hash(salt, secret);
         state.State.ProvisionedAt = timeProvider.GetUtcNow();
-        await state.WriteStateAsync();
+        try
+        {
+            await state.WriteStateAsync();
+        }
+        catch
+        {
+            // Nobody received this secret: leave the device unprovisioned, so provisioning can be tried again.
+            state.State = new DeviceState();
+            throw;
+        }
+
         return secret;
     }
 

@@ -9,8 +9,10 @@ namespace Telemetry.Grains.Patients;
 
 /// <summary>
 /// A patient's live picture. Every reading it sees is already committed to the raw store, so all it holds is derived:
-/// on activation it rebuilds the open day from the raw store, and a reading that arrives late for a closed window has
-/// that window recomputed from the raw store.
+/// on activation it rebuilds yesterday and today from the raw store (rewriting their closed rollups, which a crash may
+/// have kept from the store), and a reading that arrives late for a closed window, or from before the rebuilt range,
+/// has the windows it falls in recomputed from the raw store. When anything fails the grain deactivates, so the next
+/// call rebuilds it rather than building on a gap.
 /// </summary>
 public sealed partial class PatientGrain(
     IRawSeriesStore rawStore,
@@ -33,10 +35,10 @@ public sealed partial class PatientGrain(
     {
         instruments.PatientActivated();
         var now = timeProvider.GetUtcNow().ToUnixTimeMilliseconds();
-        var dayStart = Resolution.Day.WindowStart(now);
-        var minutes = await rawStore.AggregateAsync(PatientId, dayStart, long.MaxValue, Resolution.Minute, cancellationToken);
+        var rebuildFrom = Resolution.Day.WindowStart(now) - Resolution.Day.Milliseconds();
+        var minutes = await rawStore.AggregateAsync(PatientId, rebuildFrom, long.MaxValue, Resolution.Minute, cancellationToken);
         _rebuiltThroughCommit = minutes.HighestCommitId;
-        _rebuiltFromMs = dayStart;
+        _rebuiltFromMs = rebuildFrom;
         foreach (var group in minutes.Windows.GroupBy(window => window.Kind))
         {
             var kind = group.Key;
@@ -44,7 +46,7 @@ public sealed partial class PatientGrain(
             _vitals[kind] = VitalWindows.Rebuild(ordered, (resolution, window) => Close(kind, resolution, window));
         }
 
-        // Rollups closed before a crash may not have reached the store; rewriting today's is cheap and makes sure.
+        // Rollups closed before a crash may not have reached the store; rewriting these two days' makes sure.
         await FlushClosedAsync(cancellationToken);
         LogRebuilt(logger, PatientId, minutes.Windows.Count);
     }
@@ -70,18 +72,19 @@ public sealed partial class PatientGrain(
 
     public async Task ApplyAsync(PatientReadings readings)
     {
-        // A commit the activation already read from the raw store is counted once: only its readings from before the
-        // rebuilt range still need their (closed) windows recomputed.
+        // A commit the activation already read from the raw store is counted once. Readings from before the rebuilt
+        // range are not in the grain's windows at all: the windows they fall in are recomputed from the raw store.
         var rebuilt = readings.CommitId <= _rebuiltThroughCommit;
         foreach (var reading in readings.Readings)
         {
+            if (reading.TimestampMs < _rebuiltFromMs)
+            {
+                _late.Add((reading.Kind, Resolution.Minute.WindowStart(reading.TimestampMs)));
+                continue;
+            }
+
             if (rebuilt)
             {
-                if (reading.TimestampMs < _rebuiltFromMs)
-                {
-                    _late.Add((reading.Kind, Resolution.Minute.WindowStart(reading.TimestampMs)));
-                }
-
                 continue;
             }
 
@@ -98,12 +101,25 @@ public sealed partial class PatientGrain(
             }
         }
 
-        if (_late.Count > 0)
+        try
         {
-            await RecomputeLateAsync();
-        }
+            if (_late.Count > 0)
+            {
+                await RecomputeLateAsync();
+            }
 
-        await FlushClosedAsync(CancellationToken.None);
+            await FlushClosedAsync(CancellationToken.None);
+        }
+        catch (Exception exception)
+        {
+            // Windows not recomputed or rollups not written would be lost with this activation's memory: start over
+            // from the raw store instead.
+            LogApplyFailed(logger, exception, PatientId);
+            _late.Clear();
+            _closed.Clear();
+            DeactivateOnIdle();
+            throw;
+        }
     }
 
     public Task<LiveSnapshot> GetLiveAsync()
@@ -127,7 +143,7 @@ public sealed partial class PatientGrain(
         }
     }
 
-    /// <summary>Recomputes, from the raw store, every closed window that late readings fell into.</summary>
+    /// <summary>Recomputes, from the raw store, every closed window that late readings fell into: one query per resolution.</summary>
     private async Task RecomputeLateAsync()
     {
         var touched = new HashSet<(VitalKind Kind, Resolution Resolution, long StartMs)>();
@@ -144,18 +160,22 @@ public sealed partial class PatientGrain(
             }
         }
 
-        _late.Clear();
-        foreach (var (kind, resolution, start) in touched)
+        foreach (var group in touched.GroupBy(window => window.Resolution))
         {
-            var windows = await rawStore.AggregateAsync(PatientId, start, start + resolution.Milliseconds(), resolution);
-            foreach (var window in windows.Windows)
+            var resolution = group.Key;
+            var from = group.Min(window => window.StartMs);
+            var to = group.Max(window => window.StartMs) + resolution.Milliseconds();
+            var recomputed = await rawStore.AggregateAsync(PatientId, from, to, resolution);
+            foreach (var window in recomputed.Windows)
             {
-                if (window.Kind == kind)
+                if (touched.Contains((window.Kind, resolution, window.Window.StartMs)))
                 {
-                    Close(kind, resolution, window.Window);
+                    Close(window.Kind, resolution, window.Window);
                 }
             }
         }
+
+        _late.Clear();
     }
 
     private async Task FlushClosedAsync(CancellationToken cancellationToken)
@@ -165,10 +185,12 @@ public sealed partial class PatientGrain(
             return;
         }
 
-        var rollups = _closed.ToArray();
+        await rollupStore.WriteAsync(_closed.ToArray(), cancellationToken);
         _closed.Clear();
-        await rollupStore.WriteAsync(rollups, cancellationToken);
     }
+
+    [LoggerMessage(EventId = 2002, Level = LogLevel.Warning, Message = "Applying readings to patient {PatientId} failed; the grain rebuilds from the raw store")]
+    private static partial void LogApplyFailed(ILogger logger, Exception exception, string patientId);
 
     [LoggerMessage(EventId = 2001, Level = LogLevel.Debug, Message = "Patient {PatientId} activated; rebuilt from {Windows} minute windows of the raw store")]
     private static partial void LogRebuilt(ILogger logger, string patientId, int windows);

@@ -18,8 +18,9 @@ public static class JsonBatchDecoder
             var reader = new Utf8JsonReader(payload, new JsonReaderOptions { MaxDepth = 8 });
             error = Decode(ref reader, batch) ?? RequireEnd(ref reader);
         }
-        catch (JsonException exception)
+        catch (Exception exception) when (exception is JsonException or InvalidOperationException)
         {
+            // InvalidOperationException: a string that is not valid UTF-8 or holds a lone surrogate escape.
             error = $"malformed JSON batch: {exception.Message}";
         }
 

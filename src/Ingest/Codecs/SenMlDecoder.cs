@@ -22,8 +22,9 @@ public static class SenMlDecoder
             var reader = new Utf8JsonReader(payload, new JsonReaderOptions { MaxDepth = 4 });
             error = Decode(ref reader, batch) ?? JsonBatchDecoder.RequireEnd(ref reader);
         }
-        catch (JsonException exception)
+        catch (Exception exception) when (exception is JsonException or InvalidOperationException)
         {
+            // InvalidOperationException: a string that is not valid UTF-8 or holds a lone surrogate escape.
             error = $"malformed SenML: {exception.Message}";
         }
 

@@ -46,9 +46,9 @@ public sealed partial class GrpcIngestService(
                     await inFlight.Writer.WriteAsync(SubmitAsync(device, message, batch), reading.Token);
                 }
             }
-            catch (OperationCanceledException) when (acks.IsFaulted)
+            catch (OperationCanceledException) when (reading.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
             {
-                // Reported by the acks below.
+                // The acks stopped (the store failed); awaiting them below ends the call with their status.
             }
             finally
             {

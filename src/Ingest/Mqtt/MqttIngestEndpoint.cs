@@ -4,6 +4,7 @@ using Microsoft.Extensions.Options;
 using MQTTnet.Formatter;
 using MQTTnet.Protocol;
 using MQTTnet.Server;
+using Telemetry.Core;
 using Telemetry.Core.Readings;
 using Telemetry.Ingest.Codecs;
 using Telemetry.Ingest.Pipeline;
@@ -41,6 +42,8 @@ public sealed partial class MqttIngestEndpoint(
         server.InterceptingSubscriptionAsync += InterceptSubscriptionAsync;
         server.ClientConnectedAsync += args =>
         {
+            // Set here, after the session is chosen: a session taken over from an older connection keeps its items.
+            args.SessionItems[ProtocolVersionItem] = args.ProtocolVersion;
             instruments.DeviceConnected(Protocol);
             return Task.CompletedTask;
         };
@@ -89,7 +92,6 @@ public sealed partial class MqttIngestEndpoint(
         }
 
         args.SessionItems[IdentityItem] = identity;
-        args.SessionItems[ProtocolVersionItem] = args.ProtocolVersion;
         LogDeviceConnected(logger, identity.DeviceId, args.ProtocolVersion);
     }
 
@@ -98,13 +100,30 @@ public sealed partial class MqttIngestEndpoint(
         args.ReasonCode = code;
         args.ReasonString = reason;
         instruments.AuthenticationFailed(Protocol);
-        LogConnectionRefused(logger, args.UserName ?? string.Empty, reason);
+
+        // A username that is not a device id may be a token pasted into the wrong field: never log it.
+        LogConnectionRefused(logger, Identifier.IsValid(args.UserName) ? args.UserName : "(not a device id)", reason);
     }
 
     private async Task InterceptPublishAsync(InterceptingPublishEventArgs args)
     {
         // Readings are for Telemetry alone: never routed on to other subscribers.
         args.ProcessPublish = false;
+        try
+        {
+            await HandlePublishAsync(args);
+        }
+        catch (Exception exception)
+        {
+            // Nothing unexpected may leave the handler (MQTTnet would drop the connection without a word), and
+            // nothing here was committed: refuse in a way the device cannot mistake for an ack.
+            LogPublishFailed(logger, exception);
+            RefuseUncommitted(args, MqttPubAckReasonCode.UnspecifiedError, "the server could not take this message; publish again", "error");
+        }
+    }
+
+    private async Task HandlePublishAsync(InterceptingPublishEventArgs args)
+    {
         if (args.SessionItems?[IdentityItem] is not DeviceIdentity device)
         {
             Answer(args, MqttPubAckReasonCode.NotAuthorized, "not authenticated", "unauthenticated");
@@ -113,7 +132,8 @@ public sealed partial class MqttIngestEndpoint(
 
         if (args.ApplicationMessage.Topic != MqttTopics.DeviceVitals(device.DeviceId))
         {
-            Answer(args, MqttPubAckReasonCode.NotAuthorized, $"a device publishes only to {MqttTopics.DeviceVitals(device.DeviceId)}", "topic");
+            // A 3.1.1 device would read a refusing PUBACK as success and drop its data: it is disconnected instead.
+            RefuseUncommitted(args, MqttPubAckReasonCode.NotAuthorized, $"a device publishes only to {MqttTopics.DeviceVitals(device.DeviceId)}", "topic");
             return;
         }
 
@@ -148,16 +168,7 @@ public sealed partial class MqttIngestEndpoint(
         }
         catch (StoreUnavailableException exception)
         {
-            // An MQTT 3.1.1 PUBACK cannot carry an error, and would read as success: close instead, so the device resends.
-            if (args.SessionItems[ProtocolVersionItem] is MqttProtocolVersion.V500)
-            {
-                Answer(args, MqttPubAckReasonCode.ImplementationSpecificError, exception.Message, "store_unavailable");
-            }
-            else
-            {
-                args.CloseConnection = true;
-            }
-
+            RefuseUncommitted(args, MqttPubAckReasonCode.ImplementationSpecificError, exception.Message, "store_unavailable");
             return;
         }
 
@@ -183,6 +194,23 @@ public sealed partial class MqttIngestEndpoint(
         instruments.PayloadRejected(Protocol, metricReason);
     }
 
+    /// <summary>
+    /// Refuses a message that was not stored and that the device should send again (or fix). An MQTT 3.1.1 PUBACK cannot
+    /// carry an error and would read as success, so a 3.1.1 device is disconnected instead and resends on reconnect.
+    /// </summary>
+    private void RefuseUncommitted(InterceptingPublishEventArgs args, MqttPubAckReasonCode code, string reason, string metricReason)
+    {
+        if (args.SessionItems?[ProtocolVersionItem] is MqttProtocolVersion.V500)
+        {
+            Answer(args, code, reason, metricReason);
+        }
+        else
+        {
+            args.CloseConnection = true;
+            instruments.PayloadRejected(Protocol, metricReason);
+        }
+    }
+
     private Task InterceptSubscriptionAsync(InterceptingSubscriptionEventArgs args)
     {
         if (args.SessionItems?[IdentityItem] is not DeviceIdentity device
@@ -198,6 +226,9 @@ public sealed partial class MqttIngestEndpoint(
 
     [LoggerMessage(EventId = 1101, Level = LogLevel.Debug, Message = "Device {DeviceId} connected over MQTT {ProtocolVersion}")]
     private static partial void LogDeviceConnected(ILogger logger, string deviceId, MqttProtocolVersion protocolVersion);
+
+    [LoggerMessage(EventId = 1103, Level = LogLevel.Error, Message = "An MQTT publish could not be handled; it was refused, not acknowledged")]
+    private static partial void LogPublishFailed(ILogger logger, Exception exception);
 
     [LoggerMessage(EventId = 1102, Level = LogLevel.Information, Message = "MQTT connection of {UserName} refused: {Reason}")]
     private static partial void LogConnectionRefused(ILogger logger, string userName, string reason);

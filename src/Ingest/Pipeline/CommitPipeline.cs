@@ -12,8 +12,9 @@ namespace Telemetry.Ingest.Pipeline;
 /// <summary>
 /// The one way readings enter Telemetry. Every front door hands its device batches here and waits: batches queue in
 /// a bounded channel, one loop commits whatever has gathered in one transaction (group commit), answers each waiter
-/// only then, and afterwards calls each patient's grain once with all of that patient's readings from the flush.
-/// When the store is slow the queue fills and the front doors stop acking: backpressure, not growth.
+/// only then, and calls each patient's grain once with all of that patient's readings from the flush. A flush's
+/// grain calls run while the next flush commits; at most one flush's calls are outstanding. When the store is slow
+/// the queue fills and the front doors stop acking: backpressure, not growth.
 /// </summary>
 public sealed partial class CommitPipeline : BackgroundService
 {
@@ -45,8 +46,10 @@ public sealed partial class CommitPipeline : BackgroundService
         });
     }
 
+    private volatile bool _storeFailing;
+
     /// <summary>True once the last commit attempt failed and until one succeeds.</summary>
-    public bool StoreFailing { get; private set; }
+    public bool StoreFailing => _storeFailing;
 
     /// <summary>
     /// Commits <paramref name="batch"/> and completes once it is durable (or was already committed earlier). Throws
@@ -76,7 +79,7 @@ public sealed partial class CommitPipeline : BackgroundService
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        // The store's API is synchronous: commit on a thread of our own rather than a pool thread.
+        // The store's API is synchronous: start the loop off the host's start-up path, on a thread of its own.
         await Task.Factory.StartNew(() => RunAsync(stoppingToken), stoppingToken, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
     }
 
@@ -86,6 +89,7 @@ public sealed partial class CommitPipeline : BackgroundService
         var batches = new List<DeviceBatch>();
         var outcomes = new CommitOutcome[64];
         var reader = _queue.Reader;
+        var dispatch = Task.CompletedTask;
         while (await reader.WaitToReadAsync(CancellationToken.None))
         {
             flush.Clear();
@@ -108,11 +112,11 @@ public sealed partial class CommitPipeline : BackgroundService
             try
             {
                 commitId = _store.Commit(batches, outcomes.AsSpan(0, flush.Count));
-                StoreFailing = false;
+                _storeFailing = false;
             }
-            catch (Exception exception) when (exception is not OperationCanceledException)
+            catch (Exception exception)
             {
-                StoreFailing = true;
+                _storeFailing = true;
                 _instruments.CommitFailed();
                 LogCommitFailed(_logger, exception, flush.Count, readings);
                 var failure = new StoreUnavailableException("the raw store could not commit the batch; retry", exception);
@@ -133,12 +137,18 @@ public sealed partial class CommitPipeline : BackgroundService
                 flush[i].Completion.TrySetResult(new CommitResult(outcomes[i], flush[i].Batch.Readings.Length));
             }
 
-            await DispatchToGrainsAsync(commitId, flush, outcomes);
+            await dispatch;
+            dispatch = DispatchToGrains(commitId, flush, outcomes);
         }
+
+        await dispatch;
     }
 
-    /// <summary>Calls each patient's grain once with all of that patient's newly stored readings from this flush.</summary>
-    private async Task DispatchToGrainsAsync(long commitId, List<PendingBatch> flush, CommitOutcome[] outcomes)
+    /// <summary>
+    /// Calls each patient's grain once with all of that patient's newly stored readings from this flush. The calls are
+    /// made before this returns (the flush's lists are reused); the task completes when they have all answered.
+    /// </summary>
+    private Task DispatchToGrains(long commitId, List<PendingBatch> flush, CommitOutcome[] outcomes)
     {
         var byPatient = new Dictionary<string, List<ReadOnlyMemory<VitalReading>>>(StringComparer.Ordinal);
         for (var i = 0; i < flush.Count; i++)
@@ -164,13 +174,19 @@ public sealed partial class CommitPipeline : BackgroundService
             calls.Add(_grains.GetGrain<IPatientGrain>(patientId).ApplyAsync(new PatientReadings(commitId, Concat(parts))));
         }
 
+        return AwaitGrainCallsAsync(calls);
+    }
+
+    private async Task AwaitGrainCallsAsync(List<Task> calls)
+    {
         try
         {
             await Task.WhenAll(calls);
         }
         catch (Exception)
         {
-            // The readings are committed; a grain that missed them rebuilds from the raw store when it next activates.
+            // The readings are committed. A grain whose call failed inside it deactivates and rebuilds from the raw
+            // store; one whose call never arrived (timed out) lacks these readings until it next activates.
             foreach (var call in calls.Where(call => call.IsFaulted))
             {
                 _instruments.GrainCallFailed();

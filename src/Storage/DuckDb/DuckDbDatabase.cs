@@ -16,7 +16,8 @@ public sealed class DuckDbDatabase : IDisposable
             commit_id BIGINT NOT NULL);
         CREATE TABLE IF NOT EXISTS device_sequences (
             device_id VARCHAR NOT NULL,
-            seq UBIGINT NOT NULL);
+            first_seq UBIGINT NOT NULL,
+            last_seq UBIGINT NOT NULL);
         CREATE TABLE IF NOT EXISTS rollups (
             patient_id VARCHAR NOT NULL,
             kind UTINYINT NOT NULL,

@@ -8,108 +8,77 @@ namespace Telemetry.Storage.DuckDb;
 
 /// <summary>
 /// The raw series in the embedded DuckDB file. Commits append every batch of a flush through one appender in one
-/// transaction, together with each device's highest committed sequence number, so a batch and the record that it was
+/// transaction, together with the sequence numbers of the batches they store, so a batch and the record that it was
 /// committed become durable together and a resent batch is recognised after any restart.
 /// </summary>
-/// <remarks>
-/// Sequence numbers are appended to an unindexed log rather than upserted: an upsert per device cost about 5 ms of
-/// every commit. The log is folded to one row per device when the store opens.
-/// </remarks>
 public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
 {
     private readonly DuckDbDatabase _database;
     private readonly DuckDBConnection _writer;
-    private readonly Dictionary<string, ulong> _sequences = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, ulong> _flushSequences = new(StringComparer.Ordinal);
+    private readonly SequenceLedger _sequences;
     private long _lastCommitId;
 
     public DuckDbRawSeriesStore(DuckDbDatabase database)
     {
         _database = database;
         _writer = database.OpenConnection();
-        using (var fold = _writer.CreateCommand())
-        {
-            fold.CommandText = """
-                BEGIN TRANSACTION;
-                CREATE TEMP TABLE latest_sequences AS SELECT device_id, max(seq) AS seq FROM device_sequences GROUP BY device_id;
-                DELETE FROM device_sequences;
-                INSERT INTO device_sequences SELECT device_id, seq FROM latest_sequences;
-                DROP TABLE latest_sequences;
-                COMMIT;
-                """;
-            fold.ExecuteNonQuery();
-        }
-
-        using (var load = _writer.CreateCommand())
-        {
-            load.CommandText = "SELECT device_id, seq FROM device_sequences";
-            using var reader = load.ExecuteReader();
-            while (reader.Read())
-            {
-                _sequences[reader.GetString(0)] = reader.GetFieldValue<ulong>(1);
-            }
-        }
-
-        using (var last = _writer.CreateCommand())
-        {
-            last.CommandText = "SELECT coalesce(max(commit_id), 0) FROM readings";
-            _lastCommitId = Convert.ToInt64(last.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
-        }
+        _sequences = new SequenceLedger(_writer);
+        using var last = _writer.CreateCommand();
+        last.CommandText = "SELECT coalesce(max(commit_id), 0) FROM readings";
+        _lastCommitId = Convert.ToInt64(last.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
     }
 
     public long Commit(IReadOnlyList<DeviceBatch> batches, Span<CommitOutcome> outcomes)
     {
-        _flushSequences.Clear();
         var commitId = _lastCommitId + 1;
-        using var transaction = _writer.BeginTransaction();
-        using (var appender = _writer.CreateAppender("readings"))
+        try
         {
-            for (var i = 0; i < batches.Count; i++)
+            using var transaction = _writer.BeginTransaction();
+
+            // The appender flushes when disposed, and a failed flush must not be followed by a commit: dispose it first.
+            using (var appender = _writer.CreateAppender("readings"))
             {
-                var batch = batches[i];
-                if (IsDuplicate(batch))
+                for (var i = 0; i < batches.Count; i++)
                 {
-                    outcomes[i] = CommitOutcome.Duplicate;
-                    continue;
-                }
+                    var batch = batches[i];
+                    if (batch.Sequence != 0 && _sequences.IsCommitted(batch.DeviceId, batch.Sequence))
+                    {
+                        outcomes[i] = CommitOutcome.Duplicate;
+                        continue;
+                    }
 
-                if (batch.Sequence != 0)
-                {
-                    _flushSequences[batch.DeviceId] = batch.Sequence;
-                }
+                    if (batch.Sequence != 0)
+                    {
+                        _sequences.Stage(batch.DeviceId, batch.Sequence);
+                    }
 
-                foreach (var reading in batch.Readings.Span)
-                {
-                    appender.CreateRow()
-                        .AppendValue(batch.PatientId)
-                        .AppendValue(batch.DeviceId)
-                        .AppendValue((byte)reading.Kind)
-                        .AppendValue(Timestamps.ToDateTime(reading.TimestampMs))
-                        .AppendValue(reading.Value)
-                        .AppendValue(commitId)
-                        .EndRow();
-                }
+                    foreach (var reading in batch.Readings.Span)
+                    {
+                        appender.CreateRow()
+                            .AppendValue(batch.PatientId)
+                            .AppendValue(batch.DeviceId)
+                            .AppendValue((byte)reading.Kind)
+                            .AppendValue(Timestamps.ToDateTime(reading.TimestampMs))
+                            .AppendValue(reading.Value)
+                            .AppendValue(commitId)
+                            .EndRow();
+                    }
 
-                outcomes[i] = CommitOutcome.Stored;
+                    outcomes[i] = CommitOutcome.Stored;
+                }
             }
+
+            _sequences.AppendStaged(_writer);
+            transaction.Commit();
+        }
+        catch
+        {
+            _sequences.RolledBack();
+            throw;
         }
 
-        if (_flushSequences.Count > 0)
-        {
-            using var appender = _writer.CreateAppender("device_sequences");
-            foreach (var (deviceId, sequence) in _flushSequences)
-            {
-                appender.CreateRow().AppendValue(deviceId).AppendValue(sequence).EndRow();
-            }
-        }
-
-        transaction.Commit();
         _lastCommitId = commitId;
-        foreach (var (deviceId, sequence) in _flushSequences)
-        {
-            _sequences[deviceId] = sequence;
-        }
-
+        _sequences.Committed(_writer);
         return commitId;
     }
 
@@ -178,16 +147,4 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         }, cancellationToken);
 
     public void Dispose() => _writer.Dispose();
-
-    private bool IsDuplicate(DeviceBatch batch)
-    {
-        if (batch.Sequence == 0)
-        {
-            return false;
-        }
-
-        var committed = _flushSequences.TryGetValue(batch.DeviceId, out var inFlush) ? inFlush
-            : _sequences.GetValueOrDefault(batch.DeviceId);
-        return batch.Sequence <= committed;
-    }
 }

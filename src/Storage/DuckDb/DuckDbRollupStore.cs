@@ -98,8 +98,9 @@ public sealed partial class DuckDbRollupStore(DuckDbDatabase database, IOptions<
                     pending.Completion.TrySetResult();
                 }
             }
-            catch (Exception exception) when (exception is DuckDBException or InvalidOperationException)
+            catch (Exception exception)
             {
+                // Whatever went wrong, fail this batch's writers (their grains rebuild) and keep writing the next.
                 LogWriteFailed(logger, exception, latest.Count);
                 foreach (var pending in batch)
                 {

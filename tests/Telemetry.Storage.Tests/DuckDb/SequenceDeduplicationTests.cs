@@ -28,21 +28,44 @@ public sealed class SequenceDeduplicationTests : IDisposable
     }
 
     [Fact]
-    public async Task An_older_sequence_is_a_duplicate_and_a_newer_one_is_stored()
+    public async Task A_batch_left_behind_by_a_failed_commit_is_stored_when_sent_again_after_later_ones()
     {
-        Store.Commit(Of("watch-1", "patient-1", 5, new VitalReading(VitalKind.HeartRate, T0, 70)));
+        // Batch 41's commit failed, 42 and 43 went through; the device then resends 41 and, not trusting its acks, 42.
+        Store.Commit(Of("watch-1", "patient-1", 42, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 71)));
+        Store.Commit(Of("watch-1", "patient-1", 43, new VitalReading(VitalKind.HeartRate, T0 + 2_000, 72)));
 
-        var older = Store.Commit(Of("watch-1", "patient-1", 4, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 71)));
-        var newer = Store.Commit(Of("watch-1", "patient-1", 6, new VitalReading(VitalKind.HeartRate, T0 + 2_000, 72)));
+        var missing = Store.Commit(Of("watch-1", "patient-1", 41, new VitalReading(VitalKind.HeartRate, T0, 70)));
+        var resent = Store.Commit(Of("watch-1", "patient-1", 42, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 71)));
 
-        Assert.Equal([CommitOutcome.Duplicate], older.Outcomes);
-        Assert.Equal([CommitOutcome.Stored], newer.Outcomes);
+        Assert.Equal([CommitOutcome.Stored], missing.Outcomes);
+        Assert.Equal([CommitOutcome.Duplicate], resent.Outcomes);
         var stored = await StoredValues("patient-1");
-        Assert.Equal([70.0, 72.0], stored);
+        Assert.Equal([70.0, 71.0, 72.0], stored);
     }
 
     [Fact]
-    public async Task The_sequence_high_water_mark_survives_reopening_the_file()
+    public async Task Gaps_and_committed_ranges_survive_reopening_the_file()
+    {
+        foreach (var sequence in new ulong[] { 1, 2, 3, 5, 6 })
+        {
+            Store.Commit(Of("watch-1", "patient-1", sequence, new VitalReading(VitalKind.HeartRate, T0 + ((long)sequence * 1_000), 60 + sequence)));
+        }
+
+        _file.Reopen();
+
+        var outcomes = Enumerable.Range(1, 7)
+            .Select(sequence => Store.Commit(Of("watch-1", "patient-1", (ulong)sequence, new VitalReading(VitalKind.HeartRate, T0 + (sequence * 1_000), 60 + sequence))).Outcomes.Single())
+            .ToList();
+
+        Assert.Equal(
+            [CommitOutcome.Duplicate, CommitOutcome.Duplicate, CommitOutcome.Duplicate, CommitOutcome.Stored, CommitOutcome.Duplicate, CommitOutcome.Duplicate, CommitOutcome.Stored],
+            outcomes);
+        var stored = await StoredValues("patient-1");
+        Assert.Equal([61.0, 62.0, 63.0, 64.0, 65.0, 66.0, 67.0], stored);
+    }
+
+    [Fact]
+    public async Task A_committed_sequence_is_still_a_duplicate_after_reopening_the_file()
     {
         Store.Commit(Of("watch-1", "patient-1", 5, new VitalReading(VitalKind.HeartRate, T0, 70)));
         _file.Reopen();

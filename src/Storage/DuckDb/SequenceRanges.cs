@@ -1,0 +1,55 @@
+namespace Telemetry.Storage.DuckDb;
+
+/// <summary>
+/// The batch sequence numbers one device has committed, as sorted, disjoint ranges. A device that sends in order has
+/// one range; a gap left by a batch that failed to commit stays open until that batch is sent again.
+/// </summary>
+internal sealed class SequenceRanges
+{
+    private readonly List<(ulong First, ulong Last)> _ranges = [];
+
+    public IReadOnlyList<(ulong First, ulong Last)> Ranges => _ranges;
+
+    public bool Contains(ulong sequence)
+    {
+        var index = FindFirstEndingAtOrAfter(sequence);
+        return index < _ranges.Count && _ranges[index].First <= sequence;
+    }
+
+    public void Add(ulong sequence) => Add(sequence, sequence);
+
+    public void Add(ulong first, ulong last)
+    {
+        // Merge with every range that overlaps or touches [first, last].
+        var index = FindFirstEndingAtOrAfter(first == 0 ? 0 : first - 1);
+        var end = index;
+        while (end < _ranges.Count && (last == ulong.MaxValue || _ranges[end].First <= last + 1))
+        {
+            first = Math.Min(first, _ranges[end].First);
+            last = Math.Max(last, _ranges[end].Last);
+            end++;
+        }
+
+        _ranges.RemoveRange(index, end - index);
+        _ranges.Insert(index, (first, last));
+    }
+
+    private int FindFirstEndingAtOrAfter(ulong sequence)
+    {
+        int low = 0, high = _ranges.Count;
+        while (low < high)
+        {
+            var middle = (low + high) / 2;
+            if (_ranges[middle].Last < sequence)
+            {
+                low = middle + 1;
+            }
+            else
+            {
+                high = middle;
+            }
+        }
+
+        return low;
+    }
+}
