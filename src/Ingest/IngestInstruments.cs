@@ -37,7 +37,7 @@ public sealed class IngestInstruments
         var meter = meterFactory.Create(MeterName);
         _accepted = meter.CreateCounter<long>(ReadingsAccepted, "{reading}", "Readings validated and committed.");
         _rejected = meter.CreateCounter<long>(ReadingsRejected, "{reading}", "Readings refused, by reason.");
-        _duplicate = meter.CreateCounter<long>(ReadingsDuplicate, "{reading}", "Readings in resent batches that were already committed.");
+        _duplicate = meter.CreateCounter<long>(ReadingsDuplicate, "{reading}", "Readings not stored again: in resent batches, or the same device, vital and time as a stored reading.");
         _payloadsRejected = meter.CreateCounter<long>(PayloadsRejected, "{payload}", "Messages refused whole (malformed, too large, wrong topic).");
         _batchesCommitted = meter.CreateCounter<long>(BatchesCommitted, "{batch}", "Device batches durably committed.");
         _commitDuration = meter.CreateHistogram<double>(CommitDuration, "s", "Time to commit one group of batches to the raw store.");
@@ -74,8 +74,13 @@ public sealed class IngestInstruments
         }
     }
 
-    public void Duplicate(string protocol, int count) =>
-        _duplicate.Add(count, new KeyValuePair<string, object?>("protocol", protocol));
+    public void Duplicate(string protocol, int count)
+    {
+        if (count > 0)
+        {
+            _duplicate.Add(count, new KeyValuePair<string, object?>("protocol", protocol));
+        }
+    }
 
     public void PayloadRejected(string protocol, string reason) =>
         _payloadsRejected.Add(1, new TagList { { "protocol", protocol }, { "reason", reason } });

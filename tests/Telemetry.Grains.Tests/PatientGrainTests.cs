@@ -152,7 +152,7 @@ public sealed class PatientGrainTests(ClusterFixture fixture) : IClassFixture<Cl
         // The store takes one committer at a time, as the pipeline guarantees in the server.
         lock (CommitLock)
         {
-            var outcomes = new CommitOutcome[1];
+            var outcomes = new BatchOutcome[1];
             return RawStore.Commit([new DeviceBatch("device-" + patientId, patientId, 0, readings)], outcomes);
         }
     }

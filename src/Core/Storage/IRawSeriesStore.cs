@@ -8,11 +8,12 @@ namespace Telemetry.Core.Storage;
 public interface IRawSeriesStore
 {
     /// <summary>
-    /// Durably commits <paramref name="batches"/> in one transaction (group commit) and says for each whether it was stored
-    /// or was a duplicate of a sequence number the device already committed. Returns the commit's id, which increases
-    /// with every commit that stores readings. Throws when nothing could be committed. Called from one thread at a time.
+    /// Durably commits <paramref name="batches"/> in one transaction (group commit) and says for each what was stored: a
+    /// batch whose sequence number the device already committed stores nothing, and a reading the device already sent
+    /// (same vital and time) is stored once. Returns the commit's id, which increases with every commit that stores
+    /// readings. Throws when nothing could be committed. Called from one thread at a time.
     /// </summary>
-    long Commit(IReadOnlyList<DeviceBatch> batches, Span<CommitOutcome> outcomes);
+    long Commit(IReadOnlyList<DeviceBatch> batches, Span<BatchOutcome> outcomes);
 
     /// <summary>The patient's readings in [<paramref name="fromMs"/>, <paramref name="toMs"/>) summarised per vital and window of <paramref name="resolution"/>.</summary>
     Task<RawAggregate> AggregateAsync(string patientId, long fromMs, long toMs, Resolution resolution, CancellationToken cancellationToken = default);

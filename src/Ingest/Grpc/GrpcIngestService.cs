@@ -110,14 +110,22 @@ public sealed partial class GrpcIngestService(
     private async Task<IngestAck> CommitAsync(DeviceBatch batch, uint rejected, string rejects)
     {
         var result = await pipeline.CommitAsync(batch, CancellationToken.None);
+        instruments.Duplicate(Protocol, result.Duplicates);
         if (result.Outcome == CommitOutcome.Duplicate)
         {
-            instruments.Duplicate(Protocol, result.Readings);
-            return new IngestAck { Seq = batch.Sequence, Status = AckStatus.Duplicate, Reason = $"batch {batch.Sequence} was already committed; not stored again" };
+            return new IngestAck { Seq = batch.Sequence, Status = AckStatus.Duplicate, Duplicates = (uint)result.Duplicates, Reason = $"batch {batch.Sequence} was already committed; not stored again" };
         }
 
-        instruments.Accepted(Protocol, result.Readings);
-        return new IngestAck { Seq = batch.Sequence, Status = AckStatus.Committed, Accepted = (uint)result.Readings, Rejected = rejected, Reason = rejects };
+        instruments.Accepted(Protocol, result.Stored);
+        return new IngestAck
+        {
+            Seq = batch.Sequence,
+            Status = AckStatus.Committed,
+            Accepted = (uint)result.Stored,
+            Rejected = rejected,
+            Duplicates = (uint)result.Duplicates,
+            Reason = result.Describe(rejects.Length > 0 ? rejects : null) ?? string.Empty,
+        };
     }
 
     private async Task WriteAcksAsync(ChannelReader<Task<IngestAck>> inFlight, IServerStreamWriter<IngestAck> responseStream, CancellationTokenSource reading, CancellationToken cancellationToken)

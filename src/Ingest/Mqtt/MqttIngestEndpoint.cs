@@ -172,16 +172,11 @@ public sealed partial class MqttIngestEndpoint(
             return;
         }
 
-        if (result.Outcome == CommitOutcome.Duplicate)
-        {
-            instruments.Duplicate(Protocol, result.Readings);
-            args.Response.ReasonString = $"batch {deviceBatch.Sequence} was already committed; not stored again";
-        }
-        else
-        {
-            instruments.Accepted(Protocol, result.Readings);
-            args.Response.ReasonString = rejects;
-        }
+        instruments.Accepted(Protocol, result.Stored);
+        instruments.Duplicate(Protocol, result.Duplicates);
+        args.Response.ReasonString = result.Outcome == CommitOutcome.Duplicate
+            ? $"batch {deviceBatch.Sequence} was already committed; not stored again"
+            : result.Describe(rejects);
 
         args.Response.ReasonCode = MqttPubAckReasonCode.Success;
         instruments.AckSent(Protocol);

@@ -87,7 +87,7 @@ public sealed partial class CommitPipeline : BackgroundService
     {
         var flush = new List<PendingBatch>();
         var batches = new List<DeviceBatch>();
-        var outcomes = new CommitOutcome[64];
+        var outcomes = new BatchOutcome[64];
         var reader = _queue.Reader;
         var dispatch = Task.CompletedTask;
         while (await reader.WaitToReadAsync(CancellationToken.None))
@@ -104,7 +104,7 @@ public sealed partial class CommitPipeline : BackgroundService
 
             if (outcomes.Length < flush.Count)
             {
-                outcomes = new CommitOutcome[Math.Max(flush.Count, outcomes.Length * 2)];
+                outcomes = new BatchOutcome[Math.Max(flush.Count, outcomes.Length * 2)];
             }
 
             var started = Stopwatch.GetTimestamp();
@@ -134,7 +134,7 @@ public sealed partial class CommitPipeline : BackgroundService
             _instruments.Committed(flush.Count, Stopwatch.GetElapsedTime(started));
             for (var i = 0; i < flush.Count; i++)
             {
-                flush[i].Completion.TrySetResult(new CommitResult(outcomes[i], flush[i].Batch.Readings.Length));
+                flush[i].Completion.TrySetResult(new CommitResult(outcomes[i].Outcome, outcomes[i].Stored.Length, outcomes[i].Duplicates));
             }
 
             await dispatch;
@@ -148,13 +148,13 @@ public sealed partial class CommitPipeline : BackgroundService
     /// Calls each patient's grain once with all of that patient's newly stored readings from this flush. The calls are
     /// made before this returns (the flush's lists are reused); the task completes when they have all answered.
     /// </summary>
-    private Task DispatchToGrains(long commitId, List<PendingBatch> flush, CommitOutcome[] outcomes)
+    private Task DispatchToGrains(long commitId, List<PendingBatch> flush, BatchOutcome[] outcomes)
     {
         var byPatient = new Dictionary<string, List<ReadOnlyMemory<VitalReading>>>(StringComparer.Ordinal);
         for (var i = 0; i < flush.Count; i++)
         {
             var batch = flush[i].Batch;
-            if (outcomes[i] != CommitOutcome.Stored || batch.Readings.IsEmpty)
+            if (outcomes[i].Stored.IsEmpty)
             {
                 continue;
             }
@@ -165,7 +165,7 @@ public sealed partial class CommitPipeline : BackgroundService
                 byPatient[batch.PatientId] = parts;
             }
 
-            parts.Add(batch.Readings);
+            parts.Add(outcomes[i].Stored);
         }
 
         var calls = new List<Task>(byPatient.Count);

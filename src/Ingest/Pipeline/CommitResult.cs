@@ -2,5 +2,18 @@ using Telemetry.Core.Readings;
 
 namespace Telemetry.Ingest.Pipeline;
 
-/// <summary>What became of one device batch handed to the <see cref="CommitPipeline"/>.</summary>
-public readonly record struct CommitResult(CommitOutcome Outcome, int Readings);
+/// <summary>What became of one device batch handed to the <see cref="CommitPipeline"/>: readings stored, and readings not stored again because they were already.</summary>
+public readonly record struct CommitResult(CommitOutcome Outcome, int Stored, int Duplicates)
+{
+    /// <summary>What to tell the sender of a stored batch, with the decoder's <paramref name="rejects"/>: null when every reading was new and valid.</summary>
+    public string? Describe(string? rejects)
+    {
+        var duplicates = Duplicates == 0 ? null : $"{Duplicates} reading{(Duplicates == 1 ? " was" : "s were")} already stored";
+        return (duplicates, rejects) switch
+        {
+            (null, _) => rejects,
+            (_, null) => duplicates,
+            _ => $"{rejects}; {duplicates}",
+        };
+    }
+}

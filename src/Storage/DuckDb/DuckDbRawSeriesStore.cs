@@ -11,11 +11,21 @@ namespace Telemetry.Storage.DuckDb;
 /// transaction, together with the sequence numbers of the batches they store, so a batch and the record that it was
 /// committed become durable together and a resent batch is recognised after any restart.
 /// </summary>
+/// <remarks>
+/// A reading the device already sent (same vital and time) is stored once. The store keeps, per device and vital, the
+/// time of the latest reading committed: a reading after it is new without any lookup, which is every reading of a
+/// device sending in order. Only readings at or before it (resends, a second uploader, out-of-order data) are looked up,
+/// with one range query per device and flush.
+/// </remarks>
 public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
 {
     private readonly DuckDbDatabase _database;
     private readonly DuckDBConnection _writer;
     private readonly SequenceLedger _sequences;
+    private readonly Dictionary<(string DeviceId, VitalKind Kind), long> _latest = [];
+    private readonly Dictionary<(string DeviceId, VitalKind Kind), long> _flushLatest = [];
+    private readonly List<(int Batch, int Reading)> _candidates = [];
+    private readonly HashSet<(int Batch, int Reading)> _duplicates = [];
     private long _lastCommitId;
 
     public DuckDbRawSeriesStore(DuckDbDatabase database)
@@ -23,16 +33,27 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         _database = database;
         _writer = database.OpenConnection();
         _sequences = new SequenceLedger(_writer);
-        using var last = _writer.CreateCommand();
-        last.CommandText = "SELECT coalesce(max(commit_id), 0) FROM readings";
-        _lastCommitId = Convert.ToInt64(last.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
+        using (var last = _writer.CreateCommand())
+        {
+            last.CommandText = "SELECT coalesce(max(commit_id), 0) FROM readings";
+            _lastCommitId = Convert.ToInt64(last.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        using var latest = _writer.CreateCommand();
+        latest.CommandText = "SELECT device_id, kind, epoch_ms(max(ts)) FROM readings GROUP BY device_id, kind";
+        using var reader = latest.ExecuteReader();
+        while (reader.Read())
+        {
+            _latest[(reader.GetString(0), (VitalKind)reader.GetByte(1))] = reader.GetInt64(2);
+        }
     }
 
-    public long Commit(IReadOnlyList<DeviceBatch> batches, Span<CommitOutcome> outcomes)
+    public long Commit(IReadOnlyList<DeviceBatch> batches, Span<BatchOutcome> outcomes)
     {
         var commitId = _lastCommitId + 1;
         try
         {
+            FindRepeatedReadings(batches, outcomes);
             using var transaction = _writer.BeginTransaction();
 
             // The appender flushes when disposed, and a failed flush must not be followed by a commit: dispose it first.
@@ -40,20 +61,27 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
             {
                 for (var i = 0; i < batches.Count; i++)
                 {
-                    var batch = batches[i];
-                    if (batch.Sequence != 0 && _sequences.IsCommitted(batch.DeviceId, batch.Sequence))
+                    if (outcomes[i].Outcome == CommitOutcome.Duplicate)
                     {
-                        outcomes[i] = CommitOutcome.Duplicate;
                         continue;
                     }
 
-                    if (batch.Sequence != 0)
+                    var batch = batches[i];
+                    var readings = batch.Readings.Span;
+                    var stored = _duplicates.Count == 0 ? null : new List<VitalReading>(readings.Length);
+                    for (var j = 0; j < readings.Length; j++)
                     {
-                        _sequences.Stage(batch.DeviceId, batch.Sequence);
-                    }
+                        var reading = readings[j];
+                        if (stored is not null)
+                        {
+                            if (_duplicates.Contains((i, j)))
+                            {
+                                continue;
+                            }
 
-                    foreach (var reading in batch.Readings.Span)
-                    {
+                            stored.Add(reading);
+                        }
+
                         appender.CreateRow()
                             .AppendValue(batch.PatientId)
                             .AppendValue(batch.DeviceId)
@@ -64,7 +92,9 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
                             .EndRow();
                     }
 
-                    outcomes[i] = CommitOutcome.Stored;
+                    outcomes[i] = stored is null || stored.Count == readings.Length
+                        ? new BatchOutcome(CommitOutcome.Stored, batch.Readings, 0)
+                        : new BatchOutcome(CommitOutcome.Stored, stored.ToArray(), readings.Length - stored.Count);
                 }
             }
 
@@ -79,7 +109,101 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
 
         _lastCommitId = commitId;
         _sequences.Committed(_writer);
+        foreach (var (key, timestampMs) in _flushLatest)
+        {
+            _latest[key] = timestampMs;
+        }
+
         return commitId;
+    }
+
+    /// <summary>
+    /// Marks batches whose sequence number was committed before, and collects in <see cref="_duplicates"/> the readings
+    /// that repeat one already stored or one earlier in this flush.
+    /// </summary>
+    private void FindRepeatedReadings(IReadOnlyList<DeviceBatch> batches, Span<BatchOutcome> outcomes)
+    {
+        _flushLatest.Clear();
+        _candidates.Clear();
+        _duplicates.Clear();
+        for (var i = 0; i < batches.Count; i++)
+        {
+            var batch = batches[i];
+            if (batch.Sequence != 0 && _sequences.IsCommitted(batch.DeviceId, batch.Sequence))
+            {
+                outcomes[i] = BatchOutcome.DuplicateBatch(batch.Readings.Length);
+                continue;
+            }
+
+            if (batch.Sequence != 0)
+            {
+                _sequences.Stage(batch.DeviceId, batch.Sequence);
+            }
+
+            outcomes[i] = new BatchOutcome(CommitOutcome.Stored, batch.Readings, 0);
+            var readings = batch.Readings.Span;
+            for (var j = 0; j < readings.Length; j++)
+            {
+                var key = (batch.DeviceId, readings[j].Kind);
+                var latest = _flushLatest.TryGetValue(key, out var inFlush) ? inFlush : _latest.GetValueOrDefault(key, long.MinValue);
+                if (readings[j].TimestampMs > latest)
+                {
+                    _flushLatest[key] = readings[j].TimestampMs;
+                }
+                else
+                {
+                    _candidates.Add((i, j));
+                }
+            }
+        }
+
+        if (_candidates.Count == 0)
+        {
+            return;
+        }
+
+        // Walk each such device's readings of this flush in order against what the store already has in their range.
+        var candidates = _candidates.ToHashSet();
+        foreach (var device in _candidates.Select(c => batches[c.Batch].DeviceId).Distinct(StringComparer.Ordinal))
+        {
+            var times = _candidates.Where(c => batches[c.Batch].DeviceId == device)
+                .Select(c => batches[c.Batch].Readings.Span[c.Reading].TimestampMs)
+                .ToList();
+            var seen = StoredKeys(device, times.Min(), times.Max());
+            for (var i = 0; i < batches.Count; i++)
+            {
+                if (batches[i].DeviceId != device || outcomes[i].Outcome == CommitOutcome.Duplicate)
+                {
+                    continue;
+                }
+
+                var readings = batches[i].Readings.Span;
+                for (var j = 0; j < readings.Length; j++)
+                {
+                    if (!seen.Add((readings[j].Kind, readings[j].TimestampMs)) && candidates.Contains((i, j)))
+                    {
+                        _duplicates.Add((i, j));
+                    }
+                }
+            }
+        }
+    }
+
+    private HashSet<(VitalKind Kind, long TimestampMs)> StoredKeys(string deviceId, long fromMs, long toMs)
+    {
+        using var command = _writer.CreateCommand();
+        command.CommandText = "SELECT kind, epoch_ms(ts) FROM readings WHERE device_id = $1 AND ts >= $2 AND ts <= $3";
+        command.Parameters.Add(new DuckDBParameter(deviceId));
+        command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(fromMs)));
+        command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(toMs)));
+        using var reader = command.ExecuteReader();
+        var keys = new HashSet<(VitalKind, long)>();
+        while (reader.Read())
+        {
+            keys.Add(((VitalKind)reader.GetByte(0), reader.GetInt64(1)));
+        }
+
+        return keys;
     }
 
     public Task<RawAggregate> AggregateAsync(string patientId, long fromMs, long toMs, Resolution resolution, CancellationToken cancellationToken = default) =>

@@ -12,10 +12,10 @@ internal static class Batches
     public static DeviceBatch Of(string deviceId, string patientId, ulong sequence, params VitalReading[] readings) =>
         new(deviceId, patientId, sequence, readings);
 
-    public static (long CommitId, CommitOutcome[] Outcomes) Commit(this IRawSeriesStore store, params DeviceBatch[] batches)
+    public static (long CommitId, CommitOutcome[] Outcomes, BatchOutcome[] Batches) Commit(this IRawSeriesStore store, params DeviceBatch[] batches)
     {
-        var outcomes = new CommitOutcome[batches.Length];
+        var outcomes = new BatchOutcome[batches.Length];
         var commitId = store.Commit(batches, outcomes);
-        return (commitId, outcomes);
+        return (commitId, [.. outcomes.Select(outcome => outcome.Outcome)], outcomes);
     }
 }

@@ -25,7 +25,7 @@ public sealed class DuckDbRawSeriesStoreTests : IDisposable
     [Fact]
     public async Task Committed_readings_aggregate_into_minute_windows_per_kind()
     {
-        var (commitId, outcomes) = Store.Commit(
+        var (commitId, outcomes, _) = Store.Commit(
             Of("watch-1", "patient-1", 1,
                 new(VitalKind.HeartRate, T0 + 5_000, 70),
                 new(VitalKind.OxygenSaturation, T0 + 10_000, 97),

@@ -82,7 +82,7 @@ public sealed class SequenceDeduplicationTests : IDisposable
     [Fact]
     public async Task The_same_sequence_twice_in_one_commit_stores_only_the_first()
     {
-        var (_, outcomes) = Store.Commit(
+        var (_, outcomes, _) = Store.Commit(
             Of("watch-1", "patient-1", 3, new VitalReading(VitalKind.HeartRate, T0, 70)),
             Of("watch-1", "patient-1", 3, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 99)));
 
@@ -94,7 +94,7 @@ public sealed class SequenceDeduplicationTests : IDisposable
     [Fact]
     public async Task Devices_have_independent_sequences()
     {
-        var (_, outcomes) = Store.Commit(
+        var (_, outcomes, _) = Store.Commit(
             Of("watch-1", "patient-1", 3, new VitalReading(VitalKind.HeartRate, T0, 70)),
             Of("ring-1", "patient-1", 3, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 71)));
 
@@ -104,22 +104,20 @@ public sealed class SequenceDeduplicationTests : IDisposable
     }
 
     [Fact]
-    public async Task A_batch_without_a_sequence_is_never_a_duplicate()
+    public async Task A_batch_without_a_sequence_is_stored_once_by_its_readings()
     {
         var batch = Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.HeartRate, T0, 70));
-        Store.Commit(Of("watch-1", "patient-1", 5, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 71)));
 
-        var sameCommit = Store.Commit(batch, batch);
+        var first = Store.Commit(batch);
         var again = Store.Commit(batch);
         _file.Reopen();
         var afterReopen = Store.Commit(batch);
-        var resentNumbered = Store.Commit(Of("watch-1", "patient-1", 5, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 71)));
 
-        Assert.Equal([CommitOutcome.Stored, CommitOutcome.Stored], sameCommit.Outcomes);
+        Assert.Equal(1, first.Batches[0].Stored.Length);
         Assert.Equal([CommitOutcome.Stored], again.Outcomes);
-        Assert.Equal([CommitOutcome.Stored], afterReopen.Outcomes);
-        Assert.Equal([CommitOutcome.Duplicate], resentNumbered.Outcomes);
-        Assert.Equal(5, await StoredCount("patient-1"));
+        Assert.Equal((0, 1), (again.Batches[0].Stored.Length, again.Batches[0].Duplicates));
+        Assert.Equal((0, 1), (afterReopen.Batches[0].Stored.Length, afterReopen.Batches[0].Duplicates));
+        Assert.Equal(1, await StoredCount("patient-1"));
     }
 
 

@@ -1,0 +1,91 @@
+using Telemetry.Core.Readings;
+using Telemetry.Core.Vitals;
+using Telemetry.Storage.DuckDb;
+using static Telemetry.Storage.Tests.DuckDb.Batches;
+
+namespace Telemetry.Storage.Tests.DuckDb;
+
+/// <summary>The same reading (device, vital, time) arriving twice, from a resend or a second uploader, is stored once.</summary>
+public sealed class ReadingDeduplicationTests : IDisposable
+{
+    private readonly RawStoreFile _file = new();
+
+    private DuckDbRawSeriesStore Store => _file.Store;
+
+    public void Dispose() => _file.Dispose();
+
+    [Fact]
+    public async Task A_resend_under_a_new_sequence_number_stores_only_the_readings_that_are_new()
+    {
+        Store.Commit(Of("watch-1", "patient-1", 1, Heart(0, 60), Heart(1, 61), Heart(2, 62)));
+
+        var resend = Store.Commit(Of("watch-1", "patient-1", 2, Heart(1, 61), Heart(2, 62), Heart(3, 63)));
+
+        Assert.Equal([CommitOutcome.Stored], resend.Outcomes);
+        Assert.Equal(2, resend.Batches[0].Duplicates);
+        Assert.Equal([Heart(3, 63)], resend.Batches[0].Stored.ToArray());
+        double[] expected = [60.0, 61.0, 62.0, 63.0];
+        Assert.Equal(expected, await Values(VitalKind.HeartRate));
+    }
+
+    [Fact]
+    public async Task Two_uploaders_of_the_same_readings_in_one_commit_store_them_once()
+    {
+        var (_, _, batches) = Store.Commit(
+            Of("watch-1", "patient-1", 0, Heart(0, 60), Heart(1, 61)),
+            Of("watch-1", "patient-1", 0, Heart(1, 61), Heart(0, 60)));
+
+        Assert.Equal(2, batches[0].Stored.Length);
+        Assert.Equal((0, 2), (batches[1].Stored.Length, batches[1].Duplicates));
+        double[] expected = [60.0, 61.0];
+        Assert.Equal(expected, await Values(VitalKind.HeartRate));
+    }
+
+    [Fact]
+    public async Task Late_readings_that_were_never_stored_are_stored_even_though_later_ones_were()
+    {
+        Store.Commit(Of("watch-1", "patient-1", 0, Heart(10, 70)));
+
+        var late = Store.Commit(Of("watch-1", "patient-1", 0, Heart(5, 65), Heart(10, 70), Heart(7, 67)));
+
+        Assert.Equal(1, late.Batches[0].Duplicates);
+        Assert.Equal([Heart(5, 65), Heart(7, 67)], late.Batches[0].Stored.ToArray());
+        double[] expected = [65.0, 67.0, 70.0];
+        Assert.Equal(expected, await Values(VitalKind.HeartRate));
+    }
+
+    [Fact]
+    public async Task The_same_time_in_another_vital_or_from_another_device_is_not_a_duplicate()
+    {
+        Store.Commit(Of("watch-1", "patient-1", 0, Heart(0, 60)));
+
+        var (_, _, batches) = Store.Commit(
+            Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.OxygenSaturation, T0, 97)),
+            Of("ring-1", "patient-1", 0, Heart(0, 60)));
+
+        Assert.All(batches, batch => Assert.Equal((1, 0), (batch.Stored.Length, batch.Duplicates)));
+        double[] expected = [60.0, 60.0];
+        Assert.Equal(expected, await Values(VitalKind.HeartRate));
+    }
+
+    [Fact]
+    public async Task Stored_readings_are_recognised_after_the_file_is_reopened()
+    {
+        Store.Commit(Of("watch-1", "patient-1", 0, Heart(0, 60), Heart(1, 61)));
+        _file.Reopen();
+
+        var resend = Store.Commit(Of("watch-1", "patient-1", 0, Heart(0, 60), Heart(1, 61), Heart(2, 62)));
+
+        Assert.Equal(2, resend.Batches[0].Duplicates);
+        double[] expected = [60.0, 61.0, 62.0];
+        Assert.Equal(expected, await Values(VitalKind.HeartRate));
+    }
+
+    private static VitalReading Heart(int second, double value) => new(VitalKind.HeartRate, T0 + (second * 1_000L), value);
+
+    private async Task<double[]> Values(VitalKind kind)
+    {
+        var readings = await Store.ReadAsync("patient-1", kind, T0 - 60_000, T0 + 3_600_000, limit: 1_000);
+        return [.. readings.Select(reading => reading.Value)];
+    }
+}
