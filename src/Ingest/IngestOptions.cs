@@ -30,6 +30,14 @@ public sealed class IngestOptions
     /// <summary>How old a reading may be and still be taken (backfill after a phone was offline).</summary>
     public TimeSpan BackfillHorizon { get; set; } = TimeSpan.FromDays(30);
 
+    /// <summary>The largest bulk upload (<c>POST /api/devices/{id}/readings</c>) accepted, in bytes. A day of 1 Hz heart rate as JSON is about 7 MB.</summary>
+    [Range(1_024, long.MaxValue)]
+    public long MaxUploadBytes { get; set; } = 256L * 1024 * 1024;
+
+    /// <summary>Readings of a bulk upload committed together; the upload is committed in batches of this size as it streams in.</summary>
+    [Range(1, 1_000_000)]
+    public int UploadCommitReadings { get; set; } = 5_000;
+
     /// <summary>Batches a gRPC stream may have awaiting commit before it stops reading.</summary>
     [Range(1, 100_000)]
     public int MaxInFlightBatchesPerStream { get; set; } = 256;

@@ -6,6 +6,7 @@ using Microsoft.Extensions.Options;
 using MQTTnet.AspNetCore;
 using MQTTnet.Server;
 using Telemetry.Ingest.Grpc;
+using Telemetry.Ingest.Http;
 using Telemetry.Ingest.Mqtt;
 using Telemetry.Ingest.Pipeline;
 
@@ -24,6 +25,7 @@ public static class IngestServiceCollectionExtensions
         services.AddSingleton<CommitPipeline>();
         services.AddHostedService(sp => sp.GetRequiredService<CommitPipeline>());
         services.AddSingleton<MqttIngestEndpoint>();
+        services.AddSingleton<HttpIngestEndpoint>();
 
         services.AddGrpc();
         services.AddOptions<global::Grpc.AspNetCore.Server.GrpcServiceOptions>()
@@ -35,10 +37,11 @@ public static class IngestServiceCollectionExtensions
         return services;
     }
 
-    /// <summary>Maps the gRPC ingest stream and MQTT over WebSocket at <paramref name="mqttWebSocketPath"/>, and attaches the MQTT handlers.</summary>
+    /// <summary>Maps the gRPC ingest stream, the HTTP bulk upload and MQTT over WebSocket at <paramref name="mqttWebSocketPath"/>, and attaches the MQTT handlers.</summary>
     public static WebApplication MapIngest(this WebApplication app, string mqttWebSocketPath = "/mqtt")
     {
         app.MapGrpcService<GrpcIngestService>();
+        HttpIngestEndpoint.Map(app);
         app.MapMqtt(mqttWebSocketPath);
         var endpoint = app.Services.GetRequiredService<MqttIngestEndpoint>();
         app.UseMqttServer(endpoint.Attach);

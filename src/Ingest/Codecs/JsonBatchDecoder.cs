@@ -81,7 +81,8 @@ public static class JsonBatchDecoder
         return sawReadings ? null : "a JSON batch needs a \"readings\" array";
     }
 
-    private static void ReadReading(ref Utf8JsonReader reader, ReadingBatchBuilder batch)
+    /// <summary>Decodes the reading object whose start the reader is on; a bad reading is counted in <paramref name="batch"/>.</summary>
+    public static void ReadReading(ref Utf8JsonReader reader, ReadingBatchBuilder batch)
     {
         Span<byte> kind = stackalloc byte[MaxNameBytes];
         Span<byte> unit = stackalloc byte[MaxNameBytes];

@@ -1,0 +1,363 @@
+using System.Buffers;
+using System.Text.Json;
+using Google.Protobuf;
+using Telemetry.Protos;
+
+namespace Telemetry.Ingest.Codecs;
+
+/// <summary>
+/// Reads a bulk upload of any size piece by piece, as it arrives: each call decodes the complete records in the
+/// buffer into a <see cref="ReadingBatchBuilder"/> and says how far it got, so the caller can advance its pipe, commit
+/// a full batch, and call again. Nothing is kept between calls but the position in the document; memory stays flat
+/// however large the upload. Pure and synchronous.
+/// </summary>
+public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch, int maxRecordBytes)
+{
+    private readonly SenMlContext _senMl = new();
+    private JsonReaderState _json = new(new JsonReaderOptions { MaxDepth = 8 });
+    private Phase _phase = Phase.Start;
+
+    private enum Phase
+    {
+        Start,
+        Properties,
+        Records,
+        Suffix,
+        Done,
+    }
+
+    public UploadFormat Format => format;
+
+    /// <summary>Why the upload was refused, after <see cref="UploadReadStatus.Malformed"/>.</summary>
+    public string? Error { get; private set; }
+
+    /// <summary>
+    /// Decodes complete records from <paramref name="buffer"/> until it runs out or <paramref name="batch"/> holds a
+    /// batch's worth. <paramref name="consumed"/> is where the next call's buffer must start.
+    /// </summary>
+    public UploadReadStatus Read(in ReadOnlySequence<byte> buffer, bool isFinalBlock, ReadingBatchBuilder batch, out SequencePosition consumed)
+    {
+        consumed = buffer.Start;
+        if (Error is not null)
+        {
+            return UploadReadStatus.Malformed;
+        }
+
+        try
+        {
+            var status = format switch
+            {
+                UploadFormat.NdJson => ReadLines(buffer, isFinalBlock, batch, ref consumed),
+                UploadFormat.DelimitedProtobuf => ReadMessages(buffer, isFinalBlock, batch, ref consumed),
+                _ => ReadJson(buffer, isFinalBlock, batch, ref consumed),
+            };
+
+            if (status == UploadReadStatus.NeedMoreData && isFinalBlock)
+            {
+                return Fail("the upload ends in the middle of a record");
+            }
+
+            return status;
+        }
+        catch (Exception exception) when (exception is JsonException or InvalidOperationException or InvalidProtocolBufferException)
+        {
+            // InvalidOperationException: a string that is not valid UTF-8 or holds a lone surrogate escape.
+            return Fail($"malformed {Describe(format)}: {exception.Message}");
+        }
+    }
+
+    private UploadReadStatus ReadJson(in ReadOnlySequence<byte> buffer, bool isFinalBlock, ReadingBatchBuilder batch, ref SequencePosition consumed)
+    {
+        var reader = new Utf8JsonReader(buffer, isFinalBlock, _json);
+        while (true)
+        {
+            switch (_phase)
+            {
+                case Phase.Start:
+                    if (!reader.Read())
+                    {
+                        return UploadReadStatus.NeedMoreData;
+                    }
+
+                    if (format == UploadFormat.SenMl)
+                    {
+                        if (reader.TokenType != JsonTokenType.StartArray)
+                        {
+                            return Fail("SenML must be a JSON array of records");
+                        }
+
+                        _phase = Phase.Records;
+                    }
+                    else
+                    {
+                        if (reader.TokenType != JsonTokenType.StartObject)
+                        {
+                            return Fail("a JSON batch must be an object");
+                        }
+
+                        _phase = Phase.Properties;
+                    }
+
+                    Save(ref reader, buffer, ref consumed);
+                    break;
+
+                case Phase.Properties or Phase.Suffix:
+                    if (!reader.Read())
+                    {
+                        return UploadReadStatus.NeedMoreData;
+                    }
+
+                    if (reader.TokenType == JsonTokenType.EndObject)
+                    {
+                        if (_phase == Phase.Properties)
+                        {
+                            return Fail("a JSON batch needs a \"readings\" array");
+                        }
+
+                        _phase = Phase.Done;
+                        Save(ref reader, buffer, ref consumed);
+                        break;
+                    }
+
+                    var isReadings = _phase == Phase.Properties && reader.ValueTextEquals("readings"u8);
+                    if (!reader.Read())
+                    {
+                        return UploadReadStatus.NeedMoreData;
+                    }
+
+                    if (isReadings)
+                    {
+                        if (reader.TokenType != JsonTokenType.StartArray)
+                        {
+                            return Fail("\"readings\" must be an array");
+                        }
+
+                        _phase = Phase.Records;
+                    }
+                    else if (!reader.TrySkip())
+                    {
+                        return UploadReadStatus.NeedMoreData;
+                    }
+
+                    Save(ref reader, buffer, ref consumed);
+                    break;
+
+                case Phase.Records:
+                    if (batch.Count >= readingsPerBatch)
+                    {
+                        return UploadReadStatus.BatchFull;
+                    }
+
+                    if (!reader.Read())
+                    {
+                        return UploadReadStatus.NeedMoreData;
+                    }
+
+                    if (reader.TokenType == JsonTokenType.EndArray)
+                    {
+                        _phase = format == UploadFormat.SenMl ? Phase.Done : Phase.Suffix;
+                        Save(ref reader, buffer, ref consumed);
+                        break;
+                    }
+
+                    if (reader.TokenType != JsonTokenType.StartObject)
+                    {
+                        return Fail("each record must be an object");
+                    }
+
+                    var start = reader.TokenStartIndex;
+                    if (!reader.TrySkip())
+                    {
+                        return buffer.Length - start > maxRecordBytes
+                            ? Fail($"a record may be at most {maxRecordBytes} bytes")
+                            : UploadReadStatus.NeedMoreData;
+                    }
+
+                    if (reader.BytesConsumed - start > maxRecordBytes)
+                    {
+                        return Fail($"a record may be at most {maxRecordBytes} bytes");
+                    }
+
+                    DecodeRecord(buffer.Slice(start, reader.BytesConsumed - start), batch);
+                    Save(ref reader, buffer, ref consumed);
+                    break;
+
+                default:
+                    // Only white space may follow the document.
+                    if (reader.Read())
+                    {
+                        return Fail("unexpected content after the end of the upload");
+                    }
+
+                    consumed = buffer.GetPosition(reader.BytesConsumed);
+                    return isFinalBlock ? UploadReadStatus.Completed : UploadReadStatus.NeedMoreData;
+            }
+        }
+    }
+
+    private void DecodeRecord(in ReadOnlySequence<byte> record, ReadingBatchBuilder batch)
+    {
+        var reader = new Utf8JsonReader(record, new JsonReaderOptions { MaxDepth = 4 });
+        reader.Read();
+        if (format == UploadFormat.SenMl)
+        {
+            SenMlDecoder.DecodeRecord(ref reader, _senMl, batch);
+        }
+        else
+        {
+            JsonBatchDecoder.ReadReading(ref reader, batch);
+        }
+    }
+
+    private void Save(ref Utf8JsonReader reader, in ReadOnlySequence<byte> buffer, ref SequencePosition consumed)
+    {
+        _json = reader.CurrentState;
+        consumed = buffer.GetPosition(reader.BytesConsumed);
+    }
+
+    private UploadReadStatus ReadLines(in ReadOnlySequence<byte> buffer, bool isFinalBlock, ReadingBatchBuilder batch, ref SequencePosition consumed)
+    {
+        var remaining = buffer;
+        while (true)
+        {
+            if (batch.Count >= readingsPerBatch)
+            {
+                return UploadReadStatus.BatchFull;
+            }
+
+            ReadOnlySequence<byte> line;
+            if (remaining.PositionOf((byte)'\n') is { } newline)
+            {
+                line = remaining.Slice(0, newline);
+                remaining = remaining.Slice(remaining.GetPosition(1, newline));
+            }
+            else if (isFinalBlock && !remaining.IsEmpty)
+            {
+                line = remaining;
+                remaining = remaining.Slice(remaining.End);
+            }
+            else if (remaining.Length > maxRecordBytes)
+            {
+                return Fail($"a line may be at most {maxRecordBytes} bytes");
+            }
+            else
+            {
+                return isFinalBlock ? UploadReadStatus.Completed : UploadReadStatus.NeedMoreData;
+            }
+
+            if (line.Length > maxRecordBytes)
+            {
+                return Fail($"a line may be at most {maxRecordBytes} bytes");
+            }
+
+            if (!IsBlank(line))
+            {
+                var reader = new Utf8JsonReader(line, new JsonReaderOptions { MaxDepth = 4 });
+                if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
+                {
+                    return Fail("each line must be one reading object");
+                }
+
+                JsonBatchDecoder.ReadReading(ref reader, batch);
+                if (JsonBatchDecoder.RequireEnd(ref reader) is { } error)
+                {
+                    return Fail(error);
+                }
+            }
+
+            consumed = remaining.Start;
+        }
+    }
+
+    private UploadReadStatus ReadMessages(in ReadOnlySequence<byte> buffer, bool isFinalBlock, ReadingBatchBuilder batch, ref SequencePosition consumed)
+    {
+        var remaining = buffer;
+        while (true)
+        {
+            if (batch.Count >= readingsPerBatch)
+            {
+                return UploadReadStatus.BatchFull;
+            }
+
+            if (remaining.IsEmpty)
+            {
+                return isFinalBlock ? UploadReadStatus.Completed : UploadReadStatus.NeedMoreData;
+            }
+
+            var prefix = new SequenceReader<byte>(remaining);
+            if (!TryReadVarint(ref prefix, out var length))
+            {
+                return prefix.Remaining >= 10 ? Fail("a message length is not a valid varint") : UploadReadStatus.NeedMoreData;
+            }
+
+            if (length > (ulong)maxRecordBytes)
+            {
+                return Fail($"a message may be at most {maxRecordBytes} bytes");
+            }
+
+            if (prefix.Remaining < (long)length)
+            {
+                return UploadReadStatus.NeedMoreData;
+            }
+
+            var message = VitalBatch.Parser.ParseFrom(remaining.Slice(prefix.Position, (long)length));
+            if (!ProtobufBatchDecoder.TryDecode(message, batch, out var error))
+            {
+                return Fail(error!);
+            }
+
+            remaining = remaining.Slice(remaining.GetPosition((long)length, prefix.Position));
+            consumed = remaining.Start;
+        }
+    }
+
+    private static bool TryReadVarint(ref SequenceReader<byte> reader, out ulong value)
+    {
+        value = 0;
+        for (var shift = 0; shift < 70; shift += 7)
+        {
+            if (!reader.TryRead(out var next))
+            {
+                return false;
+            }
+
+            value |= (ulong)(next & 0x7F) << shift;
+            if ((next & 0x80) == 0)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private static bool IsBlank(in ReadOnlySequence<byte> line)
+    {
+        foreach (var segment in line)
+        {
+            foreach (var b in segment.Span)
+            {
+                if (b is not ((byte)' ' or (byte)'\t' or (byte)'\r'))
+                {
+                    return false;
+                }
+            }
+        }
+
+        return true;
+    }
+
+    private UploadReadStatus Fail(string error)
+    {
+        Error = error;
+        return UploadReadStatus.Malformed;
+    }
+
+    private static string Describe(UploadFormat format) => format switch
+    {
+        UploadFormat.SenMl => "SenML",
+        UploadFormat.JsonBatch => "JSON batch",
+        UploadFormat.NdJson => "NDJSON",
+        _ => "protobuf stream",
+    };
+}

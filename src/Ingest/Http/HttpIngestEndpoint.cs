@@ -1,0 +1,200 @@
+using System.IO.Pipelines;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Options;
+using Telemetry.Core.Readings;
+using Telemetry.Ingest.Codecs;
+using Telemetry.Ingest.Pipeline;
+
+namespace Telemetry.Ingest.Http;
+
+/// <summary>
+/// Bulk upload for backfill: <c>POST /api/devices/{deviceId}/readings</c> with the device token as bearer. The body is
+/// read from the request pipe as it arrives and committed in batches, so a day of readings never sits in memory whole.
+/// It answers 200 only after everything it counts as accepted is committed. A resent upload stores nothing twice:
+/// readings the device already sent (same vital and time) are counted as duplicates.
+/// </summary>
+public sealed class HttpIngestEndpoint(
+    DeviceAuthenticator authenticator,
+    CommitPipeline pipeline,
+    IngestInstruments instruments,
+    IOptions<IngestOptions> options,
+    TimeProvider timeProvider)
+{
+    public const string Protocol = "http";
+
+    public static void Map(IEndpointRouteBuilder routes) =>
+        routes.MapPost("/api/devices/{deviceId}/readings", (string deviceId, HttpContext context, HttpIngestEndpoint endpoint) => endpoint.UploadAsync(deviceId, context))
+            .WithTags("Devices")
+            .DisableAntiforgery();
+
+    public async Task<IResult> UploadAsync(string deviceId, HttpContext context)
+    {
+        var request = context.Request;
+        var header = request.Headers.Authorization.ToString();
+        const string Scheme = "Bearer ";
+        var identity = header.StartsWith(Scheme, StringComparison.OrdinalIgnoreCase)
+            ? await authenticator.AuthenticateAsync(header[Scheme.Length..].Trim())
+            : null;
+        if (identity is null)
+        {
+            instruments.AuthenticationFailed(Protocol);
+            context.Response.Headers.WWWAuthenticate = "Bearer";
+            return Problem(StatusCodes.Status401Unauthorized, "Unauthorized", "Send the device token as 'Authorization: Bearer <token>'.");
+        }
+
+        if (!string.Equals(identity.DeviceId, deviceId, StringComparison.Ordinal))
+        {
+            return Problem(StatusCodes.Status403Forbidden, "Forbidden", "A device uploads only its own readings.");
+        }
+
+        if (FormatOf(request.ContentType) is not { } format)
+        {
+            return Problem(StatusCodes.Status415UnsupportedMediaType, "Unsupported media type",
+                "Send application/senml+json, application/json, application/x-ndjson or application/x-protobuf (length-delimited VitalBatch messages).");
+        }
+
+        var limits = options.Value;
+        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } bodySize)
+        {
+            bodySize.MaxRequestBodySize = limits.MaxUploadBytes;
+        }
+
+        if (request.ContentLength > limits.MaxUploadBytes)
+        {
+            return TooLarge(limits.MaxUploadBytes);
+        }
+
+        var upload = new Upload(limits, timeProvider);
+        var reader = new UploadStreamReader(format, limits.UploadCommitReadings, limits.MaxMessageBytes);
+        var body = request.BodyReader;
+        try
+        {
+            while (true)
+            {
+                var read = await body.ReadAsync(context.RequestAborted);
+                var status = reader.Read(read.Buffer, read.IsCompleted, upload.Batch, out var consumed);
+                body.AdvanceTo(consumed, status == UploadReadStatus.NeedMoreData ? read.Buffer.End : consumed);
+                if (status is UploadReadStatus.BatchFull or UploadReadStatus.Completed or UploadReadStatus.Malformed)
+                {
+                    await CommitAsync(identity, upload, context.RequestAborted);
+                }
+
+                if (status == UploadReadStatus.Completed)
+                {
+                    return TypedResults.Ok(upload.Result());
+                }
+
+                if (status == UploadReadStatus.Malformed)
+                {
+                    instruments.PayloadRejected(Protocol, "malformed");
+                    return Problem(StatusCodes.Status400BadRequest, "Malformed upload",
+                        $"{reader.Error}. Readings before this point are stored; fix the upload and send it again (stored readings count as duplicates).",
+                        upload.Result());
+                }
+            }
+        }
+        catch (BadHttpRequestException exception) when (exception.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            return TooLarge(limits.MaxUploadBytes, upload.Result());
+        }
+        catch (StoreUnavailableException exception)
+        {
+            context.Response.Headers.RetryAfter = "5";
+            return Problem(StatusCodes.Status503ServiceUnavailable, "Store unavailable",
+                $"{exception.Message}. Readings counted as accepted are stored; send the upload again.", upload.Result());
+        }
+        finally
+        {
+            await body.CompleteAsync();
+        }
+    }
+
+    private async Task CommitAsync(DeviceIdentity device, Upload upload, CancellationToken cancellationToken)
+    {
+        var batch = upload.Batch;
+        instruments.Rejected(Protocol, batch);
+        upload.CountRejects();
+        if (batch.Count > 0)
+        {
+            // Uploads carry no sequence numbers: resends are recognised reading by reading.
+            var result = await pipeline.CommitAsync(new DeviceBatch(device.DeviceId, device.PatientId, 0, batch.ToArray()), cancellationToken);
+            upload.Accepted += result.Stored;
+            upload.Duplicates += result.Duplicates;
+            instruments.Accepted(Protocol, result.Stored);
+            instruments.Duplicate(Protocol, result.Duplicates);
+        }
+
+        batch.Reset();
+    }
+
+    private static UploadFormat? FormatOf(string? contentType)
+    {
+        var mediaType = contentType?.Split(';')[0].Trim().ToLowerInvariant();
+        return mediaType switch
+        {
+            "application/senml+json" => UploadFormat.SenMl,
+            "application/json" or null or "" => UploadFormat.JsonBatch,
+            "application/x-ndjson" or "application/jsonl" or "application/jsonlines" => UploadFormat.NdJson,
+            "application/x-protobuf" or "application/protobuf" or "application/octet-stream" => UploadFormat.DelimitedProtobuf,
+            _ => null,
+        };
+    }
+
+    private IResult TooLarge(long limit, UploadResult? partial = null)
+    {
+        instruments.PayloadRejected(Protocol, "too_large");
+        return Problem(StatusCodes.Status413PayloadTooLarge, "Upload too large",
+            $"An upload may be at most {limit} bytes; split it (stored readings count as duplicates when sent again).", partial);
+    }
+
+    private static IResult Problem(int status, string title, string detail, UploadResult? partial = null) =>
+        TypedResults.Problem(
+            statusCode: status,
+            title: title,
+            detail: detail,
+            extensions: partial is null ? null : new Dictionary<string, object?>
+            {
+                ["accepted"] = partial.Accepted,
+                ["duplicates"] = partial.Duplicates,
+                ["rejected"] = partial.Rejected,
+                ["rejects"] = partial.Rejects,
+            });
+
+    /// <summary>One upload's running batch and totals.</summary>
+    private sealed class Upload
+    {
+        private readonly long[] _rejects = new long[RejectReasonExtensions.Count];
+
+        public Upload(IngestOptions options, TimeProvider timeProvider)
+        {
+            // Room for a full batch plus the largest single protobuf message (8-byte values, at least a byte of delta).
+            var capacity = options.UploadCommitReadings + (options.MaxMessageBytes / 9) + 1;
+            Batch = new ReadingBatchBuilder(new ValidationLimits(options.MaxFutureSkew, options.BackfillHorizon, capacity), timeProvider);
+        }
+
+        public ReadingBatchBuilder Batch { get; }
+
+        public long Accepted { get; set; }
+
+        public long Duplicates { get; set; }
+
+        public void CountRejects()
+        {
+            for (var i = 0; i < _rejects.Length; i++)
+            {
+                _rejects[i] += Batch.RejectedFor((RejectReason)i);
+            }
+        }
+
+        public UploadResult Result() => new(
+            Accepted,
+            Duplicates,
+            _rejects.Sum(),
+            Enumerable.Range(0, _rejects.Length)
+                .Where(i => _rejects[i] > 0)
+                .ToDictionary(i => ((RejectReason)i).ToTag(), i => _rejects[i]));
+    }
+}

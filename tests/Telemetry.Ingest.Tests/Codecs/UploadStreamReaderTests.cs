@@ -1,0 +1,157 @@
+using System.Globalization;
+using System.IO.Pipelines;
+using System.Text;
+using Google.Protobuf;
+using Telemetry.Core.Readings;
+using Telemetry.Core.Vitals;
+using Telemetry.Ingest.Codecs;
+using Telemetry.Protos;
+
+namespace Telemetry.Ingest.Tests.Codecs;
+
+/// <summary>
+/// A bulk upload read from a real pipe in chunks of every awkward size: the same readings come out as when the whole
+/// payload is decoded at once, in batches no larger than asked for.
+/// </summary>
+public sealed class UploadStreamReaderTests
+{
+    private const int Readings = 250;
+    private const int BatchSize = 40;
+
+    public static TheoryData<UploadFormat, int> FormatsAndChunks()
+    {
+        var cases = new TheoryData<UploadFormat, int>();
+        foreach (var format in Enum.GetValues<UploadFormat>())
+        {
+            foreach (var chunk in new[] { 1, 7, 64, 4096 })
+            {
+                cases.Add(format, chunk);
+            }
+        }
+
+        return cases;
+    }
+
+    [Theory]
+    [MemberData(nameof(FormatsAndChunks))]
+    public async Task Every_format_reads_the_same_readings_whatever_the_chunking(UploadFormat format, int chunk)
+    {
+        var (payload, expected) = Build(format);
+
+        var (status, batches, error) = await ReadAsync(format, payload, chunk);
+
+        Assert.True(status == UploadReadStatus.Completed, error);
+        Assert.Equal(expected, batches.SelectMany(b => b));
+        Assert.All(batches, b => Assert.InRange(b.Length, 1, format == UploadFormat.DelimitedProtobuf ? BatchSize + 25 : BatchSize));
+    }
+
+    [Theory]
+    [InlineData(UploadFormat.JsonBatch, "{\"readings\":[{\"kind\":\"heart_rate\",\"time\":\"2026-11-24T09:59:00Z\",\"value\":70},{\"kind\":")]
+    [InlineData(UploadFormat.SenMl, "[{\"n\":\"heart_rate\",\"v\":70,\"t\":-1},{\"n\":")]
+    [InlineData(UploadFormat.JsonBatch, "{\"readings\":[{\"kind\":\"heart_rate\",\"time\":\"2026-11-24T09:59:00Z\",\"value\":70}]}{\"readings\":[]}")]
+    [InlineData(UploadFormat.NdJson, "{\"kind\":\"heart_rate\",\"time\":\"2026-11-24T09:59:00Z\",\"value\":70}\n[1,2]\n")]
+    [InlineData(UploadFormat.JsonBatch, "{\"seq\":1}")]
+    public async Task A_broken_upload_is_refused_with_a_reason_after_the_readings_before_it(UploadFormat format, string payload)
+    {
+        var (status, batches, error) = await ReadAsync(format, Encoding.UTF8.GetBytes(payload), chunk: 5);
+
+        Assert.Equal(UploadReadStatus.Malformed, status);
+        Assert.False(string.IsNullOrEmpty(error));
+        Assert.True(batches.Sum(b => b.Length) <= 1);
+    }
+
+    [Theory]
+    [InlineData(UploadFormat.SenMl, "[{{\"n\":\"heart_rate\",\"v\":70,\"x\":\"{0}\"}}]")]
+    [InlineData(UploadFormat.JsonBatch, "{{\"readings\":[{{\"kind\":\"heart_rate\",\"x\":\"{0}\"}}]}}")]
+    [InlineData(UploadFormat.NdJson, "{{\"kind\":\"heart_rate\",\"x\":\"{0}\"}}\n")]
+    public async Task A_record_larger_than_the_limit_is_refused(UploadFormat format, string template)
+    {
+        var payload = Encoding.UTF8.GetBytes(string.Format(CultureInfo.InvariantCulture, template, new string('a', 10_000)));
+
+        var (status, _, error) = await ReadAsync(format, payload, chunk: 512, maxRecordBytes: 1_000);
+
+        Assert.Equal(UploadReadStatus.Malformed, status);
+        Assert.Contains("at most 1000 bytes", error);
+    }
+
+    private static async Task<(UploadReadStatus Status, List<VitalReading[]> Batches, string? Error)> ReadAsync(
+        UploadFormat format, byte[] payload, int chunk, int maxRecordBytes = 64 * 1024)
+    {
+        var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 0, minimumSegmentSize: 16));
+        var writing = Task.Run(async () =>
+        {
+            for (var offset = 0; offset < payload.Length; offset += chunk)
+            {
+                await pipe.Writer.WriteAsync(payload.AsMemory(offset, Math.Min(chunk, payload.Length - offset)));
+            }
+
+            await pipe.Writer.CompleteAsync();
+        });
+
+        var builder = Wearable.NewBuilder();
+        var reader = new UploadStreamReader(format, BatchSize, maxRecordBytes);
+        var batches = new List<VitalReading[]>();
+        UploadReadStatus status;
+        do
+        {
+            var read = await pipe.Reader.ReadAsync();
+            status = reader.Read(read.Buffer, read.IsCompleted, builder, out var consumed);
+            pipe.Reader.AdvanceTo(consumed, status == UploadReadStatus.NeedMoreData ? read.Buffer.End : consumed);
+            if (status != UploadReadStatus.NeedMoreData && builder.Count > 0)
+            {
+                batches.Add(builder.ToArray());
+                builder.Reset();
+            }
+        }
+        while (status is UploadReadStatus.NeedMoreData or UploadReadStatus.BatchFull);
+
+        await pipe.Reader.CompleteAsync();
+        await writing;
+        return (status, batches, reader.Error);
+    }
+
+    private static (byte[] Payload, VitalReading[] Expected) Build(UploadFormat format)
+    {
+        var start = Wearable.NowMs - (Readings * 1_000L);
+        var expected = Enumerable.Range(0, Readings).Select(i => new VitalReading(VitalKind.HeartRate, start + (i * 1_000L), 60 + (i % 50))).ToArray();
+        var text = new StringBuilder();
+        switch (format)
+        {
+            case UploadFormat.SenMl:
+                text.Append(CultureInfo.InvariantCulture, $"[{{\"bn\":\"urn:dev:watch-1:\",\"bt\":{start / 1000},\"bu\":\"beat/min\"}}");
+                foreach (var (reading, i) in expected.Select((r, i) => (r, i)))
+                {
+                    text.Append(CultureInfo.InvariantCulture, $",\n  {{\"n\":\"heart_rate\",\"t\":{i},\"v\":{reading.Value}}}");
+                }
+
+                return (Encoding.UTF8.GetBytes(text.Append(']').ToString()), expected);
+            case UploadFormat.JsonBatch:
+                text.Append("{\"seq\":9,\"device\":{\"model\":\"x\",\"tags\":[1,2]},\"readings\":[");
+                text.AppendJoin(",", expected.Select(Json));
+                return (Encoding.UTF8.GetBytes(text.Append("],\"note\":\"end\"}\n").ToString()), expected);
+            case UploadFormat.NdJson:
+                foreach (var reading in expected)
+                {
+                    text.Append(Json(reading)).Append(reading.Value > 100 ? "\r\n" : "\n");
+                }
+
+                return (Encoding.UTF8.GetBytes(text.Append("\n\n").ToString()), expected);
+            default:
+                using (var stream = new MemoryStream())
+                {
+                    foreach (var part in expected.Chunk(25))
+                    {
+                        var series = new VitalSeries { Kind = "heart_rate" };
+                        series.TimeDeltasMs.Add(part.Select((r, i) => i == 0 ? 0 : 1_000L));
+                        series.Values.Add(part.Select(r => r.Value));
+                        new VitalBatch { BaseTimeMs = part[0].TimestampMs, Series = { series } }.WriteDelimitedTo(stream);
+                    }
+
+                    return (stream.ToArray(), expected);
+                }
+        }
+    }
+
+    private static string Json(VitalReading reading) =>
+        string.Create(CultureInfo.InvariantCulture, $"{{\"kind\":\"heart_rate\",\"time\":\"{DateTimeOffset.FromUnixTimeMilliseconds(reading.TimestampMs):O}\",\"value\":{reading.Value}}}");
+}
