@@ -38,7 +38,7 @@ public sealed class GrpcIngestTests(ServerFixture fixture) : IClassFixture<Serve
         Assert.All(acks.Take(10), ack => Assert.Equal(AckStatus.Committed, ack.Status));
         Assert.All(acks.Take(10), ack => Assert.Equal(6u, ack.Accepted));
         Assert.Equal(AckStatus.Duplicate, acks[^1].Status);
-        var point = Assert.Single((await Server.TrendAsync("p-grpc-1", "heart_rate", start, start.AddMinutes(1))).Points);
+        var point = Assert.Single((await Server.TrendAsync("p-grpc-1", "heart_rate", start, start.AddMinutes(1), count: 60)).Points);
         Assert.Equal(60, point.Count);
         Assert.Equal(61, point.Min);
         Assert.Equal(75, point.Max);

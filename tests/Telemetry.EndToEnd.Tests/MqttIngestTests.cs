@@ -17,7 +17,7 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
         var result = await Devices.PublishAsync(client, "devices/mqtt-watch-1/vitals", Devices.JsonHeartRates(1, start, 60, 70, 80, 90));
 
         Assert.Equal(MqttClientPublishReasonCode.Success, result.ReasonCode);
-        var trend = await Server.TrendAsync("p-mqtt-1", "heart_rate", start, start.AddMinutes(1));
+        var trend = await Server.TrendAsync("p-mqtt-1", "heart_rate", start, start.AddMinutes(1), count: 4);
         var point = Assert.Single(trend.Points);
         Assert.Equal(start, point.Start);
         Assert.Equal(4, point.Count);
@@ -44,7 +44,7 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
         var result = await Devices.PublishAsync(client, "devices/mqtt-ws/vitals", Devices.JsonHeartRates(1, start, 66, 68));
 
         Assert.Equal(MqttClientPublishReasonCode.Success, result.ReasonCode);
-        Assert.Equal(67, Assert.Single((await Server.TrendAsync("p-mqtt-ws", "heart_rate", start, start.AddMinutes(1))).Points).Mean);
+        Assert.Equal(67, Assert.Single((await Server.TrendAsync("p-mqtt-ws", "heart_rate", start, start.AddMinutes(1), count: 2)).Points).Mean);
     }
 
     [Fact]
@@ -58,7 +58,7 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
         var result = await Devices.PublishAsync(client, "devices/mqtt-thermo/vitals", batch.ToBytes());
 
         Assert.True(result.IsSuccess);
-        var trend = await Server.TrendAsync("p-mqtt-2", "body_temperature", start, start.AddMinutes(1));
+        var trend = await Server.TrendAsync("p-mqtt-2", "body_temperature", start, start.AddMinutes(1), count: 2);
         var point = Assert.Single(trend.Points);
         Assert.Equal("Cel", trend.Unit);
         Assert.Equal(37, point.Min, precision: 6);
@@ -79,7 +79,7 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
         Assert.Equal(MqttClientPublishReasonCode.Success, first.ReasonCode);
         Assert.Equal(MqttClientPublishReasonCode.Success, again.ReasonCode);
         Assert.Contains("already committed", again.ReasonString);
-        Assert.Equal(3, (await Server.TrendAsync("p-mqtt-3", "heart_rate", start, start.AddMinutes(1))).TotalCount);
+        Assert.Equal(3, (await Server.TrendAsync("p-mqtt-3", "heart_rate", start, start.AddMinutes(1), count: 3)).TotalCount);
     }
 
     [Fact]
@@ -98,7 +98,7 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
         Assert.Equal(MqttClientPublishReasonCode.Success, result.ReasonCode);
         Assert.Contains("2 readings rejected", result.ReasonString);
         Assert.Equal(MqttClientPublishReasonCode.PayloadFormatInvalid, malformed.ReasonCode);
-        var point = Assert.Single((await Server.TrendAsync("p-mqtt-4", "heart_rate", start, start.AddMinutes(1))).Points);
+        var point = Assert.Single((await Server.TrendAsync("p-mqtt-4", "heart_rate", start, start.AddMinutes(1), count: 1)).Points);
         Assert.Equal(1, point.Count);
         Assert.Equal(72, point.Max);
     }

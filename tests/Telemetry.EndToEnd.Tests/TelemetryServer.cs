@@ -134,12 +134,39 @@ public sealed class TelemetryServer : IAsyncDisposable
         return System.Text.Json.JsonDocument.Parse(body).RootElement.GetProperty("token").GetString()!;
     }
 
-    /// <summary>The patient's trend of <paramref name="kind"/> through the REST API.</summary>
-    public async Task<TrendResponse> TrendAsync(string patientId, string kind, DateTimeOffset from, DateTimeOffset to, string resolution = "1m")
+    /// <summary>
+    /// The patient's trend of <paramref name="kind"/> through the REST API; with <paramref name="count"/>, once it holds
+    /// that many readings (an ack means committed; the grain folds the readings into windows a moment later).
+    /// </summary>
+    public Task<TrendResponse> TrendAsync(string patientId, string kind, DateTimeOffset from, DateTimeOffset to, string resolution = "1m", long? count = null) =>
+        count is null
+            ? ReadTrendAsync(patientId, kind, from, to, resolution)
+            : TrendWhenAsync(patientId, kind, from, to, resolution, trend => trend.TotalCount == count);
+
+    private async Task<TrendResponse> ReadTrendAsync(string patientId, string kind, DateTimeOffset from, DateTimeOffset to, string resolution)
     {
         var url = $"/api/patients/{patientId}/trends?kind={kind}&from={Uri.EscapeDataString(from.ToString("O"))}&to={Uri.EscapeDataString(to.ToString("O"))}&resolution={resolution}";
         var trend = await Http.GetFromJsonAsync<TrendResponse>(url);
         return trend ?? throw new InvalidOperationException("empty trend response");
+    }
+
+    /// <summary>
+    /// The trend once it satisfies <paramref name="settled"/>, or as it is after 15 s. An ack means the readings are
+    /// committed; the patient's grain folds them into rollups a moment later.
+    /// </summary>
+    public async Task<TrendResponse> TrendWhenAsync(string patientId, string kind, DateTimeOffset from, DateTimeOffset to, string resolution, Func<TrendResponse, bool> settled)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(15);
+        while (true)
+        {
+            var trend = await ReadTrendAsync(patientId, kind, from, to, resolution);
+            if (settled(trend) || DateTime.UtcNow > deadline)
+            {
+                return trend;
+            }
+
+            await Task.Delay(100);
+        }
     }
 
     public async ValueTask DisposeAsync()

@@ -1,0 +1,150 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+
+namespace Telemetry.EndToEnd.Tests;
+
+/// <summary>A phone back online uploads a day of readings over HTTP: stored once, in the right windows, with clear answers.</summary>
+public sealed class BulkUploadTests(ServerFixture fixture) : IClassFixture<ServerFixture>
+{
+    private TelemetryServer Server => fixture.Server;
+
+    [Fact]
+    public async Task A_day_of_1_hz_senml_in_one_request_is_stored_and_a_resend_is_all_duplicates()
+    {
+        var token = await Server.ProvisionAsync("upload-day", "p-upload-day");
+        var dayStart = Devices.RecentMinute(0).AddDays(-1).AddMinutes(-2);
+        const int Seconds = 86_400;
+
+        var first = await UploadAsync("upload-day", token, "application/senml+json", SenMlDay(dayStart, Seconds));
+        var again = await UploadAsync("upload-day", token, "application/senml+json", SenMlDay(dayStart, Seconds));
+
+        Assert.Equal(HttpStatusCode.OK, first.Status);
+        Assert.Equal((Seconds, 0, 0), (first.Accepted, first.Duplicates, first.Rejected));
+        Assert.Equal(HttpStatusCode.OK, again.Status);
+        Assert.Equal((0, Seconds, 0), (again.Accepted, again.Duplicates, again.Rejected));
+        var hours = await Server.TrendWhenAsync("p-upload-day", "heart_rate", dayStart.AddHours(-1), dayStart.AddDays(1).AddHours(1), "1h", t => t.TotalCount == Seconds);
+        Assert.Equal(Seconds, hours.TotalCount);
+        Assert.Equal(60, hours.Points.Min(p => p.Min));
+        Assert.Equal(119, hours.Points.Max(p => p.Max));
+    }
+
+    [Fact]
+    public async Task Shuffled_readings_give_the_same_trend_as_ordered_ones()
+    {
+        var orderedToken = await Server.ProvisionAsync("upload-ordered", "p-upload-ordered");
+        var shuffledToken = await Server.ProvisionAsync("upload-shuffled", "p-upload-shuffled");
+        var start = Devices.RecentMinute(0).AddHours(-3);
+        var lines = Enumerable.Range(0, 3 * 3_600 / 5)
+            .Select(i => Reading(start.AddSeconds(i * 5), 55 + ((i * 7) % 60)))
+            .ToList();
+        var shuffled = lines.OrderBy(_ => Random.Shared.Next()).ToList();
+
+        // The shuffled device sends in three parts, so late readings reach windows its grain has already closed.
+        var ordered = await UploadAsync("upload-ordered", orderedToken, "application/x-ndjson", Ndjson(lines));
+        foreach (var part in shuffled.Chunk(shuffled.Count / 3 + 1))
+        {
+            Assert.Equal(HttpStatusCode.OK, (await UploadAsync("upload-shuffled", shuffledToken, "application/x-ndjson", Ndjson(part))).Status);
+        }
+
+        Assert.Equal(lines.Count, ordered.Accepted);
+        foreach (var resolution in new[] { "1m", "1h", "1d" })
+        {
+            var expected = await Server.TrendWhenAsync("p-upload-ordered", "heart_rate", start.AddDays(-1), start.AddDays(1), resolution, t => t.TotalCount == lines.Count);
+            var actual = await Server.TrendWhenAsync("p-upload-shuffled", "heart_rate", start.AddDays(-1), start.AddDays(1), resolution, t => t.Points.SequenceEqual(expected.Points));
+            Assert.Equal(lines.Count, expected.TotalCount);
+            Assert.Equal(expected.Points, actual.Points);
+        }
+    }
+
+    [Fact]
+    public async Task A_batch_mixing_good_and_bad_readings_stores_exactly_the_good_ones()
+    {
+        var token = await Server.ProvisionAsync("upload-mixed", "p-upload-mixed");
+        var at = Devices.RecentMinute();
+        var body = $$"""
+            {"readings":[
+              {"kind":"heart_rate","time":"{{Iso(at)}}","value":72},
+              {"kind":"heart_rate","time":"{{Iso(at.AddSeconds(1))}}","value":900},
+              {"kind":"mood","time":"{{Iso(at.AddSeconds(2))}}","value":3},
+              {"kind":"heart_rate","time":"{{Iso(DateTimeOffset.UtcNow.AddHours(2))}}","value":70},
+              {"kind":"body_temperature","time":"{{Iso(at.AddSeconds(3))}}","value":98.6,"unit":"[degF]"},
+              {"kind":"body_weight","time":"{{Iso(at.AddSeconds(4))}}","value":70,"unit":"stone"}
+            ]}
+            """;
+
+        var result = await UploadAsync("upload-mixed", token, "application/json", Encoding.UTF8.GetBytes(body));
+
+        Assert.Equal(HttpStatusCode.OK, result.Status);
+        Assert.Equal((2, 0, 4), (result.Accepted, result.Duplicates, result.Rejected));
+        Assert.Equal(1, result.Rejects["implausible"]);
+        Assert.Equal(1, result.Rejects["unknown_kind"]);
+        Assert.Equal(1, result.Rejects["future_timestamp"]);
+        Assert.Equal(1, result.Rejects["unknown_unit"]);
+        Assert.Equal(72, Assert.Single((await Server.TrendAsync("p-upload-mixed", "heart_rate", at, at.AddMinutes(1), count: 1)).Points).Max);
+        Assert.Equal(37, Assert.Single((await Server.TrendAsync("p-upload-mixed", "body_temperature", at, at.AddMinutes(1), count: 1)).Points).Max, precision: 6);
+    }
+
+    [Fact]
+    public async Task Uploads_need_the_devices_own_token_and_a_known_format()
+    {
+        var token = await Server.ProvisionAsync("upload-owner", "p-upload-owner");
+        var otherToken = await Server.ProvisionAsync("upload-other", "p-upload-other");
+        var body = Ndjson([Reading(Devices.RecentMinute(), 70)]);
+
+        Assert.Equal(HttpStatusCode.Unauthorized, (await UploadAsync("upload-owner", null, "application/x-ndjson", body)).Status);
+        Assert.Equal(HttpStatusCode.Forbidden, (await UploadAsync("upload-owner", otherToken, "application/x-ndjson", body)).Status);
+        Assert.Equal(HttpStatusCode.UnsupportedMediaType, (await UploadAsync("upload-owner", token, "text/csv", body)).Status);
+        var malformed = await UploadAsync("upload-owner", token, "application/x-ndjson", [.. body, .. "{\"kind\":"u8.ToArray()]);
+        Assert.Equal(HttpStatusCode.BadRequest, malformed.Status);
+        Assert.Equal(1, malformed.Accepted);
+    }
+
+    private async Task<UploadAnswer> UploadAsync(string deviceId, string? token, string contentType, byte[] body)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, $"/api/devices/{deviceId}/readings")
+        {
+            Content = new ByteArrayContent(body),
+        };
+        request.Content.Headers.ContentType = new MediaTypeHeaderValue(contentType);
+        request.Headers.Authorization = token is null ? null : new AuthenticationHeaderValue("Bearer", token);
+        using var client = new HttpClient { BaseAddress = Server.Http.BaseAddress, Timeout = TimeSpan.FromMinutes(2) };
+        using var response = await client.SendAsync(request);
+        var text = await response.Content.ReadAsStringAsync();
+        if (text.Length == 0 || !text.TrimStart().StartsWith('{'))
+        {
+            return new UploadAnswer(response.StatusCode, 0, 0, 0, []);
+        }
+
+        var json = JsonDocument.Parse(text).RootElement;
+        long Number(string name) => json.TryGetProperty(name, out var value) ? value.GetInt64() : 0;
+        var rejects = json.TryGetProperty("rejects", out var byReason)
+            ? byReason.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetInt64())
+            : [];
+        return new UploadAnswer(response.StatusCode, Number("accepted"), Number("duplicates"), Number("rejected"), rejects);
+    }
+
+    private static byte[] SenMlDay(DateTimeOffset start, int seconds)
+    {
+        var text = new StringBuilder(seconds * 40);
+        text.Append(CultureInfo.InvariantCulture, $"[{{\"bn\":\"urn:dev:phone:\",\"bt\":{start.ToUnixTimeSeconds()},\"bu\":\"beat/min\"}}");
+        for (var i = 0; i < seconds; i++)
+        {
+            text.Append(CultureInfo.InvariantCulture, $",{{\"n\":\"heart_rate\",\"t\":{i},\"v\":{60 + (i % 60)}}}");
+        }
+
+        return Encoding.UTF8.GetBytes(text.Append(']').ToString());
+    }
+
+    private static string Reading(DateTimeOffset time, double value) =>
+        string.Create(CultureInfo.InvariantCulture, $$"""{"kind":"heart_rate","time":"{{Iso(time)}}","value":{{value}}}""");
+
+    private static byte[] Ndjson(IEnumerable<string> lines) => Encoding.UTF8.GetBytes(string.Join('\n', lines) + "\n");
+
+    private static string Iso(DateTimeOffset time) => time.ToString("O", CultureInfo.InvariantCulture);
+
+    private sealed record UploadAnswer(HttpStatusCode Status, long Accepted, long Duplicates, long Rejected, Dictionary<string, long> Rejects);
+}
