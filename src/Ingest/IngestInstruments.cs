@@ -11,6 +11,7 @@ public sealed class IngestInstruments
     public const string ReadingsAccepted = "telemetry.readings.accepted";
     public const string ReadingsRejected = "telemetry.readings.rejected";
     public const string ReadingsDuplicate = "telemetry.readings.duplicate";
+    public const string ReadingsQuarantined = "telemetry.readings.quarantined";
     public const string PayloadsRejected = "telemetry.payloads.rejected";
     public const string BatchesCommitted = "telemetry.batches.committed";
     public const string CommitDuration = "telemetry.commit.duration";
@@ -23,6 +24,7 @@ public sealed class IngestInstruments
     private readonly Counter<long> _accepted;
     private readonly Counter<long> _rejected;
     private readonly Counter<long> _duplicate;
+    private readonly Counter<long> _quarantined;
     private readonly Counter<long> _payloadsRejected;
     private readonly Counter<long> _batchesCommitted;
     private readonly Histogram<double> _commitDuration;
@@ -38,6 +40,7 @@ public sealed class IngestInstruments
         _accepted = meter.CreateCounter<long>(ReadingsAccepted, "{reading}", "Readings validated and committed.");
         _rejected = meter.CreateCounter<long>(ReadingsRejected, "{reading}", "Readings refused, by reason.");
         _duplicate = meter.CreateCounter<long>(ReadingsDuplicate, "{reading}", "Readings not stored again: in resent batches, or the same device, vital and time as a stored reading.");
+        _quarantined = meter.CreateCounter<long>(ReadingsQuarantined, "{reading}", "Implausible readings stored apart in quarantine, never in the patient's series.");
         _payloadsRejected = meter.CreateCounter<long>(PayloadsRejected, "{payload}", "Messages refused whole (malformed, too large, wrong topic).");
         _batchesCommitted = meter.CreateCounter<long>(BatchesCommitted, "{batch}", "Device batches durably committed.");
         _commitDuration = meter.CreateHistogram<double>(CommitDuration, "s", "Time to commit one group of batches to the raw store.");
@@ -79,6 +82,14 @@ public sealed class IngestInstruments
         if (count > 0)
         {
             _duplicate.Add(count, new KeyValuePair<string, object?>("protocol", protocol));
+        }
+    }
+
+    public void Quarantined(string protocol, int count)
+    {
+        if (count > 0)
+        {
+            _quarantined.Add(count, new KeyValuePair<string, object?>("protocol", protocol));
         }
     }
 

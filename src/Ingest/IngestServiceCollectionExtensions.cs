@@ -22,6 +22,7 @@ public static class IngestServiceCollectionExtensions
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<IngestInstruments>();
         services.AddSingleton<DeviceAuthenticator>();
+        services.AddSingleton<DeviceRejectLog>();
         services.AddSingleton<CommitPipeline>();
         services.AddHostedService(sp => sp.GetRequiredService<CommitPipeline>());
         services.AddSingleton<MqttIngestEndpoint>();

@@ -130,6 +130,29 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
     }
 
     [Fact]
+    public async Task An_mqtt_311_sender_finds_its_refusals_and_quarantined_readings_in_the_rejects_endpoint()
+    {
+        var token = await Server.ProvisionAsync("mqtt-311-rejects", "p-mqtt-9");
+        using var client = await Devices.ConnectMqttAsync(Server, "mqtt-311-rejects", token, MqttProtocolVersion.V311);
+        var at = Devices.RecentMinute().ToString("O");
+
+        await Devices.PublishAsync(client, "devices/mqtt-311-rejects/vitals", "{\"seq\":1,"u8.ToArray());
+        await Devices.PublishAsync(client, "devices/mqtt-311-rejects/vitals", System.Text.Encoding.UTF8.GetBytes(
+            $$"""{"seq":2,"readings":[{"kind":"heart_rate","time":"{{at}}","value":72},{"kind":"heart_rate","time":"{{at}}","value":400}]}"""));
+
+        using var response = await Server.Http.GetAsync("/api/devices/mqtt-311-rejects/rejects");
+        var body = System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+        var reasons = body.GetProperty("rejects").EnumerateArray().Select(r => r.GetProperty("reason").GetString()).ToList();
+        var quarantined = Assert.Single(body.GetProperty("quarantined").EnumerateArray());
+        Assert.Equal(2, reasons.Count);
+        Assert.Contains("value outside the plausible range", reasons[0]);
+        Assert.Contains("malformed JSON batch", reasons[1]);
+        Assert.Equal(400, quarantined.GetProperty("value").GetDouble());
+        Assert.Equal("/min", quarantined.GetProperty("unit").GetString());
+        Assert.Equal("implausible", quarantined.GetProperty("reason").GetString());
+    }
+
+    [Fact]
     public async Task Unknown_device_wrong_token_and_borrowed_client_id_are_refused()
     {
         var token = await Server.ProvisionAsync("mqtt-known", "p-mqtt-7");

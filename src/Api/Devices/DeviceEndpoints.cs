@@ -2,6 +2,9 @@ using Telemetry.Api.Security;
 using Telemetry.Core;
 using Telemetry.Core.Devices;
 using Telemetry.Core.Grains;
+using Telemetry.Core.Storage;
+using Telemetry.Core.Vitals;
+using Telemetry.Ingest;
 
 namespace Telemetry.Api.Devices;
 
@@ -13,6 +16,7 @@ public static class DeviceEndpoints
         var devices = routes.MapGroup("/api/devices").AddEndpointFilter<AdminAuthorizationFilter>().WithTags("Devices");
         devices.MapPost("/", ProvisionAsync);
         devices.MapGet("/{deviceId}", GetAsync);
+        devices.MapGet("/{deviceId}/rejects", GetRejectsAsync);
         return routes;
     }
 
@@ -45,6 +49,25 @@ public static class DeviceEndpoints
 
         var device = new ProvisionedDevice(request.DeviceId!, request.PatientId!, DeviceToken.Format(request.DeviceId!, secret));
         return TypedResults.Created($"/api/devices/{device.DeviceId}", device);
+    }
+
+    /// <summary>What the device sent that was refused, and its quarantined readings: for MQTT 3.1.1 senders and integrators.</summary>
+    private static async Task<IResult> GetRejectsAsync(string deviceId, IGrainFactory grains, DeviceRejectLog rejectLog, IRawSeriesStore store, CancellationToken cancellationToken)
+    {
+        if (!Identifier.IsValid(deviceId) || await grains.GetGrain<IDeviceGrain>(deviceId).GetAsync() is null)
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown device", detail: $"No device '{deviceId}' is provisioned.");
+        }
+
+        var quarantined = await store.ReadQuarantineAsync(deviceId, DeviceRejectLog.PerDevice, cancellationToken);
+        return TypedResults.Ok(new DeviceRejects(
+            deviceId,
+            rejectLog.Latest(deviceId),
+            [.. quarantined.Select(q =>
+            {
+                var vital = VitalCatalogue.Get(q.Reading.Kind);
+                return new QuarantinedReadingView(vital.Name, DateTimeOffset.FromUnixTimeMilliseconds(q.Reading.TimestampMs), q.Reading.Value, vital.Unit, q.Reason);
+            })]));
     }
 
     private static async Task<IResult> GetAsync(string deviceId, IGrainFactory grains)

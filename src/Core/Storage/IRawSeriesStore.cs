@@ -18,6 +18,9 @@ public interface IRawSeriesStore
     /// <summary>The patient's readings in [<paramref name="fromMs"/>, <paramref name="toMs"/>) summarised per vital and window of <paramref name="resolution"/>.</summary>
     Task<RawAggregate> AggregateAsync(string patientId, long fromMs, long toMs, Resolution resolution, CancellationToken cancellationToken = default);
 
+    /// <summary>The device's latest quarantined readings (refused as implausible, stored apart), newest first.</summary>
+    Task<IReadOnlyList<QuarantinedReading>> ReadQuarantineAsync(string deviceId, int limit, CancellationToken cancellationToken = default);
+
     /// <summary>The patient's raw readings of <paramref name="kind"/> in [<paramref name="fromMs"/>, <paramref name="toMs"/>), oldest first, at most <paramref name="limit"/>.</summary>
     Task<IReadOnlyList<VitalReading>> ReadAsync(string patientId, VitalKind kind, long fromMs, long toMs, int limit, CancellationToken cancellationToken = default);
 }

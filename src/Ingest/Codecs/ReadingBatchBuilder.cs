@@ -11,6 +11,7 @@ namespace Telemetry.Ingest.Codecs;
 public sealed class ReadingBatchBuilder
 {
     private readonly int[] _rejects = new int[RejectReasonExtensions.Count];
+    private readonly List<VitalReading> _quarantined = [];
     private VitalReading[] _readings = new VitalReading[64];
     private long _minTimestampMs;
     private long _maxTimestampMs;
@@ -41,6 +42,9 @@ public sealed class ReadingBatchBuilder
 
     public ReadOnlySpan<VitalReading> Readings => _readings.AsSpan(0, Count);
 
+    /// <summary>Readings refused as implausible, kept to be stored in quarantine (counted among the rejects too).</summary>
+    public IReadOnlyList<VitalReading> Quarantined => _quarantined;
+
     public void Reset()
     {
         Count = 0;
@@ -48,6 +52,7 @@ public sealed class ReadingBatchBuilder
         Sequence = 0;
         Overflowed = false;
         Array.Clear(_rejects);
+        _quarantined.Clear();
         NowMs = TimeProvider.GetUtcNow().ToUnixTimeMilliseconds();
         _minTimestampMs = NowMs - (long)Limits.BackfillHorizon.TotalMilliseconds;
         _maxTimestampMs = NowMs + (long)Limits.MaxFutureSkew.TotalMilliseconds;
@@ -80,13 +85,6 @@ public sealed class ReadingBatchBuilder
             return;
         }
 
-        var canonical = unit.ToCanonical(value);
-        if (!definition.IsPlausible(canonical))
-        {
-            Reject(RejectReason.Implausible);
-            return;
-        }
-
         if (timestampMs > _maxTimestampMs)
         {
             Reject(RejectReason.FutureTimestamp);
@@ -96,6 +94,19 @@ public sealed class ReadingBatchBuilder
         if (timestampMs < _minTimestampMs)
         {
             Reject(RejectReason.TooOld);
+            return;
+        }
+
+        var canonical = unit.ToCanonical(value);
+        if (!definition.IsPlausible(canonical))
+        {
+            // Kept apart, with its reason, for whoever looks into the device; never part of the patient's series.
+            Reject(RejectReason.Implausible);
+            if (_quarantined.Count < Limits.MaxReadingsPerBatch)
+            {
+                _quarantined.Add(new VitalReading(definition.Kind, timestampMs, canonical));
+            }
+
             return;
         }
 
@@ -123,6 +134,10 @@ public sealed class ReadingBatchBuilder
 
     /// <summary>The accepted readings, copied out so the builder can be reused.</summary>
     public VitalReading[] ToArray() => Readings.ToArray();
+
+    /// <summary>The batch to commit for <paramref name="device"/>: the accepted readings and the quarantined ones.</summary>
+    public DeviceBatch ToBatch(string deviceId, string patientId) =>
+        new(deviceId, patientId, Sequence, ToArray()) { Quarantined = _quarantined.Count == 0 ? ReadOnlyMemory<VitalReading>.Empty : _quarantined.ToArray() };
 
     /// <summary>A sentence for the sender, such as "2 readings rejected: 1 unknown vital kind, 1 value outside the plausible range".</summary>
     public string? DescribeRejects()

@@ -18,6 +18,7 @@ public sealed partial class GrpcIngestService(
     DeviceAuthenticator authenticator,
     CommitPipeline pipeline,
     IngestInstruments instruments,
+    DeviceRejectLog rejectLog,
     IOptions<IngestOptions> options,
     TimeProvider timeProvider,
     ILogger<GrpcIngestService> logger) : Protos.Ingest.IngestBase
@@ -91,20 +92,25 @@ public sealed partial class GrpcIngestService(
         {
             instruments.PayloadRejected(Protocol, "malformed");
             var reason = error ?? $"a batch may hold at most {batch.Limits.MaxReadingsPerBatch} readings";
+            rejectLog.Record(device.DeviceId, Protocol, reason);
             return Task.FromResult(new IngestAck { Seq = message.Seq, Status = AckStatus.Rejected, Reason = reason });
         }
 
         instruments.Rejected(Protocol, batch);
         var rejected = (uint)batch.RejectedCount;
         var rejects = batch.DescribeRejects() ?? string.Empty;
-        if (batch.Count == 0)
+        if (rejects.Length > 0)
+        {
+            rejectLog.Record(device.DeviceId, Protocol, rejects);
+        }
+
+        if (batch.Count == 0 && batch.Quarantined.Count == 0)
         {
             instruments.PayloadRejected(Protocol, rejected > 0 ? "all_rejected" : "empty");
             return Task.FromResult(new IngestAck { Seq = message.Seq, Status = AckStatus.Rejected, Rejected = rejected, Reason = rejects.Length > 0 ? rejects : "no readings" });
         }
 
-        var deviceBatch = new DeviceBatch(device.DeviceId, device.PatientId, batch.Sequence, batch.ToArray());
-        return CommitAsync(deviceBatch, rejected, rejects);
+        return CommitAsync(batch.ToBatch(device.DeviceId, device.PatientId), rejected, rejects);
     }
 
     private async Task<IngestAck> CommitAsync(DeviceBatch batch, uint rejected, string rejects)
@@ -114,6 +120,13 @@ public sealed partial class GrpcIngestService(
         if (result.Outcome == CommitOutcome.Duplicate)
         {
             return new IngestAck { Seq = batch.Sequence, Status = AckStatus.Duplicate, Duplicates = (uint)result.Duplicates, Reason = $"batch {batch.Sequence} was already committed; not stored again" };
+        }
+
+        instruments.Quarantined(Protocol, batch.Quarantined.Length);
+        if (batch.Readings.IsEmpty)
+        {
+            instruments.PayloadRejected(Protocol, "all_rejected");
+            return new IngestAck { Seq = batch.Sequence, Status = AckStatus.Rejected, Rejected = rejected, Reason = rejects };
         }
 
         instruments.Accepted(Protocol, result.Stored);

@@ -20,6 +20,7 @@ public sealed class HttpIngestEndpoint(
     DeviceAuthenticator authenticator,
     CommitPipeline pipeline,
     IngestInstruments instruments,
+    DeviceRejectLog rejectLog,
     IOptions<IngestOptions> options,
     TimeProvider timeProvider)
 {
@@ -90,6 +91,7 @@ public sealed class HttpIngestEndpoint(
                 if (status == UploadReadStatus.Malformed)
                 {
                     instruments.PayloadRejected(Protocol, "malformed");
+                    rejectLog.Record(deviceId, Protocol, reader.Error!);
                     return Problem(StatusCodes.Status400BadRequest, "Malformed upload",
                         $"{reader.Error}. Readings before this point are stored; fix the upload and send it again (stored readings count as duplicates).",
                         upload.Result());
@@ -117,10 +119,17 @@ public sealed class HttpIngestEndpoint(
         var batch = upload.Batch;
         instruments.Rejected(Protocol, batch);
         upload.CountRejects();
-        if (batch.Count > 0)
+        if (batch.DescribeRejects() is { } rejects)
+        {
+            rejectLog.Record(device.DeviceId, Protocol, rejects);
+        }
+
+        if (batch.Count > 0 || batch.Quarantined.Count > 0)
         {
             // Uploads carry no sequence numbers: resends are recognised reading by reading.
-            var result = await pipeline.CommitAsync(new DeviceBatch(device.DeviceId, device.PatientId, 0, batch.ToArray()), cancellationToken);
+            batch.Sequence = 0;
+            var result = await pipeline.CommitAsync(batch.ToBatch(device.DeviceId, device.PatientId), cancellationToken);
+            instruments.Quarantined(Protocol, batch.Quarantined.Count);
             upload.Accepted += result.Stored;
             upload.Duplicates += result.Duplicates;
             instruments.Accepted(Protocol, result.Stored);

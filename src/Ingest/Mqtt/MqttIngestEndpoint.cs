@@ -20,6 +20,7 @@ public sealed partial class MqttIngestEndpoint(
     DeviceAuthenticator authenticator,
     CommitPipeline pipeline,
     IngestInstruments instruments,
+    DeviceRejectLog rejectLog,
     IOptions<IngestOptions> options,
     TimeProvider timeProvider,
     ILogger<MqttIngestEndpoint> logger)
@@ -154,13 +155,18 @@ public sealed partial class MqttIngestEndpoint(
 
         instruments.Rejected(Protocol, batch);
         var rejects = batch.DescribeRejects();
-        if (batch.Count == 0)
+        if (rejects is not null)
+        {
+            rejectLog.Record(device.DeviceId, Protocol, rejects);
+        }
+
+        if (batch.Count == 0 && batch.Quarantined.Count == 0)
         {
             Answer(args, MqttPubAckReasonCode.PayloadFormatInvalid, rejects ?? "no readings", rejects is null ? "empty" : "all_rejected");
             return;
         }
 
-        var deviceBatch = new DeviceBatch(device.DeviceId, device.PatientId, batch.Sequence, batch.ToArray());
+        var deviceBatch = batch.ToBatch(device.DeviceId, device.PatientId);
         CommitResult result;
         try
         {
@@ -174,6 +180,14 @@ public sealed partial class MqttIngestEndpoint(
 
         instruments.Accepted(Protocol, result.Stored);
         instruments.Duplicate(Protocol, result.Duplicates);
+        instruments.Quarantined(Protocol, deviceBatch.Quarantined.Length);
+        if (deviceBatch.Readings.IsEmpty && result.Outcome != CommitOutcome.Duplicate)
+        {
+            // Only quarantined readings: stored apart, but nothing the sender should count as accepted.
+            Answer(args, MqttPubAckReasonCode.PayloadFormatInvalid, rejects!, "all_rejected");
+            return;
+        }
+
         args.Response.ReasonString = result.Outcome == CommitOutcome.Duplicate
             ? $"batch {deviceBatch.Sequence} was already committed; not stored again"
             : result.Describe(rejects);
@@ -187,6 +201,10 @@ public sealed partial class MqttIngestEndpoint(
         args.Response.ReasonCode = code;
         args.Response.ReasonString = reason;
         instruments.PayloadRejected(Protocol, metricReason);
+        if (args.SessionItems?[IdentityItem] is DeviceIdentity device && metricReason != "all_rejected")
+        {
+            rejectLog.Record(device.DeviceId, Protocol, reason);
+        }
     }
 
     /// <summary>

@@ -14,6 +14,14 @@ public sealed class DuckDbDatabase : IDisposable
             ts TIMESTAMP NOT NULL,
             value DOUBLE NOT NULL,
             commit_id BIGINT NOT NULL);
+        CREATE TABLE IF NOT EXISTS quarantine (
+            patient_id VARCHAR NOT NULL,
+            device_id VARCHAR NOT NULL,
+            kind UTINYINT NOT NULL,
+            ts TIMESTAMP NOT NULL,
+            value DOUBLE NOT NULL,
+            reason VARCHAR NOT NULL,
+            commit_id BIGINT NOT NULL);
         CREATE TABLE IF NOT EXISTS device_sequences (
             device_id VARCHAR NOT NULL,
             first_seq UBIGINT NOT NULL,

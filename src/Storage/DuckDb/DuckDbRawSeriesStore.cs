@@ -98,6 +98,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
                 }
             }
 
+            AppendQuarantined(batches, outcomes, commitId);
             _sequences.AppendStaged(_writer);
             transaction.Commit();
         }
@@ -116,6 +117,58 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
 
         return commitId;
     }
+
+    private void AppendQuarantined(IReadOnlyList<DeviceBatch> batches, Span<BatchOutcome> outcomes, long commitId)
+    {
+        DuckDBAppender? appender = null;
+        try
+        {
+            for (var i = 0; i < batches.Count; i++)
+            {
+                var batch = batches[i];
+                if (batch.Quarantined.IsEmpty || outcomes[i].Outcome == CommitOutcome.Duplicate)
+                {
+                    continue;
+                }
+
+                appender ??= _writer.CreateAppender("quarantine");
+                foreach (var reading in batch.Quarantined.Span)
+                {
+                    appender.CreateRow()
+                        .AppendValue(batch.PatientId)
+                        .AppendValue(batch.DeviceId)
+                        .AppendValue((byte)reading.Kind)
+                        .AppendValue(Timestamps.ToDateTime(reading.TimestampMs))
+                        .AppendValue(reading.Value)
+                        .AppendValue("implausible")
+                        .AppendValue(commitId)
+                        .EndRow();
+                }
+            }
+        }
+        finally
+        {
+            appender?.Dispose();
+        }
+    }
+
+    public Task<IReadOnlyList<QuarantinedReading>> ReadQuarantineAsync(string deviceId, int limit, CancellationToken cancellationToken = default) =>
+        Task.Run<IReadOnlyList<QuarantinedReading>>(() =>
+        {
+            using var connection = _database.OpenConnection();
+            using var command = connection.CreateCommand();
+            command.CommandText = "SELECT kind, epoch_ms(ts), value, reason FROM quarantine WHERE device_id = $1 ORDER BY commit_id DESC, ts DESC LIMIT $2";
+            command.Parameters.Add(new DuckDBParameter(deviceId));
+            command.Parameters.Add(new DuckDBParameter(limit));
+            using var reader = command.ExecuteReader();
+            var readings = new List<QuarantinedReading>();
+            while (reader.Read())
+            {
+                readings.Add(new QuarantinedReading(new VitalReading((VitalKind)reader.GetByte(0), reader.GetInt64(1), reader.GetDouble(2)), reader.GetString(3)));
+            }
+
+            return readings;
+        }, cancellationToken);
 
     /// <summary>
     /// Marks batches whose sequence number was committed before, and collects in <see cref="_duplicates"/> the readings

@@ -1,0 +1,47 @@
+using Telemetry.Core.Readings;
+using Telemetry.Core.Vitals;
+using Telemetry.Storage.DuckDb;
+using static Telemetry.Storage.Tests.DuckDb.Batches;
+
+namespace Telemetry.Storage.Tests.DuckDb;
+
+/// <summary>Implausible readings are committed apart from the patient's series, with their reason.</summary>
+public sealed class QuarantineTests : IDisposable
+{
+    private readonly RawStoreFile _file = new();
+
+    private DuckDbRawSeriesStore Store => _file.Store;
+
+    public void Dispose() => _file.Dispose();
+
+    [Fact]
+    public async Task Quarantined_readings_are_kept_with_their_reason_and_never_in_the_series()
+    {
+        var batch = Of("watch-1", "patient-1", 1, new VitalReading(VitalKind.HeartRate, T0, 70)) with
+        {
+            Quarantined = new[] { new VitalReading(VitalKind.HeartRate, T0 + 1_000, 900) },
+        };
+
+        Store.Commit(batch);
+        var resent = Store.Commit(batch);
+
+        var quarantined = Assert.Single(await Store.ReadQuarantineAsync("watch-1", limit: 10));
+        Assert.Equal(new VitalReading(VitalKind.HeartRate, T0 + 1_000, 900), quarantined.Reading);
+        Assert.Equal("implausible", quarantined.Reason);
+        Assert.Equal([CommitOutcome.Duplicate], resent.Outcomes);
+        var series = await Store.ReadAsync("patient-1", VitalKind.HeartRate, T0 - 1, T0 + 60_000, limit: 10);
+        Assert.Equal([70.0], series.Select(reading => reading.Value));
+    }
+
+    [Fact]
+    public async Task A_batch_of_only_quarantined_readings_commits_them()
+    {
+        var batch = Of("watch-2", "patient-2", 0) with { Quarantined = new[] { new VitalReading(VitalKind.OxygenSaturation, T0, 12) } };
+
+        var (_, outcomes, batches) = Store.Commit(batch);
+
+        Assert.Equal([CommitOutcome.Stored], outcomes);
+        Assert.True(batches[0].Stored.IsEmpty);
+        Assert.Equal(12, Assert.Single(await Store.ReadQuarantineAsync("watch-2", limit: 10)).Reading.Value);
+    }
+}
