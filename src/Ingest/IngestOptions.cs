@@ -38,6 +38,14 @@ public sealed class IngestOptions
     [Range(1, 1_000_000)]
     public int UploadCommitReadings { get; set; } = 5_000;
 
+    /// <summary>MQTT publishes or gRPC batches one device may send per second (bursts of twice that are allowed).</summary>
+    [Range(1, 1_000_000)]
+    public int MaxMessagesPerSecondPerDevice { get; set; } = 200;
+
+    /// <summary>Bulk uploads one device may start per minute.</summary>
+    [Range(1, 100_000)]
+    public int MaxUploadsPerMinutePerDevice { get; set; } = 30;
+
     /// <summary>Batches a gRPC stream may have awaiting commit before it stops reading.</summary>
     [Range(1, 100_000)]
     public int MaxInFlightBatchesPerStream { get; set; } = 256;

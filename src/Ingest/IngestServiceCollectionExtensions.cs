@@ -23,6 +23,8 @@ public static class IngestServiceCollectionExtensions
         services.AddSingleton<IngestInstruments>();
         services.AddSingleton<DeviceAuthenticator>();
         services.AddSingleton<DeviceRejectLog>();
+        services.AddSingleton<DeviceRateLimiter>();
+        services.AddSingleton<GrpcStreamRegistry>();
         services.AddSingleton<CommitPipeline>();
         services.AddHostedService(sp => sp.GetRequiredService<CommitPipeline>());
         services.AddSingleton<MqttIngestEndpoint>();

@@ -15,10 +15,13 @@ namespace Telemetry.EndToEnd.Tests;
 public sealed class TelemetryServer : IAsyncDisposable
 {
     private readonly StringBuilder _output = new();
+    private readonly IReadOnlyDictionary<string, string> _settings;
     private Process? _process;
 
-    public TelemetryServer()
+    /// <param name="settings">Extra configuration, as environment variables (<c>Telemetry__Ingest__MaxMessageBytes</c>).</param>
+    public TelemetryServer(IReadOnlyDictionary<string, string>? settings = null)
     {
+        _settings = settings ?? new Dictionary<string, string>();
         DataDirectory = Path.Combine(Path.GetTempPath(), "telemetry-e2e-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(DataDirectory);
         AdminToken = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
@@ -57,9 +60,9 @@ public sealed class TelemetryServer : IAsyncDisposable
         }
     }
 
-    public static async Task<TelemetryServer> StartNewAsync()
+    public static async Task<TelemetryServer> StartNewAsync(IReadOnlyDictionary<string, string>? settings = null)
     {
-        var server = new TelemetryServer();
+        var server = new TelemetryServer(settings);
         await server.StartAsync();
         return server;
     }
@@ -81,6 +84,10 @@ public sealed class TelemetryServer : IAsyncDisposable
         start.Environment["Telemetry__Server__SiloPort"] = SiloPort.ToString();
         start.Environment["Telemetry__Storage__DuckDb__Path"] = Path.Combine(DataDirectory, "telemetry.duckdb");
         start.Environment["Telemetry__Auth__AdminToken"] = AdminToken;
+        foreach (var (key, value) in _settings)
+        {
+            start.Environment[key] = value;
+        }
 
         _process = Process.Start(start) ?? throw new InvalidOperationException("dotnet did not start");
         _process.OutputDataReceived += (_, e) => Append(e.Data);

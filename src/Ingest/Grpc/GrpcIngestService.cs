@@ -19,6 +19,8 @@ public sealed partial class GrpcIngestService(
     CommitPipeline pipeline,
     IngestInstruments instruments,
     DeviceRejectLog rejectLog,
+    DeviceRateLimiter rateLimiter,
+    GrpcStreamRegistry streams,
     IOptions<IngestOptions> options,
     TimeProvider timeProvider,
     ILogger<GrpcIngestService> logger) : Protos.Ingest.IngestBase
@@ -28,6 +30,7 @@ public sealed partial class GrpcIngestService(
     public override async Task Stream(IAsyncStreamReader<VitalBatch> requestStream, IServerStreamWriter<IngestAck> responseStream, ServerCallContext context)
     {
         var device = await AuthenticateAsync(context);
+        using var registration = streams.Open(device.DeviceId, context.CancellationToken);
         instruments.DeviceConnected(Protocol);
         try
         {
@@ -36,20 +39,29 @@ public sealed partial class GrpcIngestService(
                 SingleReader = true,
                 SingleWriter = true,
             });
-            // When acks stop (the store failed), stop reading too.
-            using var reading = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
+
+            // Reading stops when acks stop (the store failed) or a newer stream of the device takes over.
+            using var reading = CancellationTokenSource.CreateLinkedTokenSource(registration.Token);
             var acks = WriteAcksAsync(inFlight.Reader, responseStream, reading, context.CancellationToken);
             var batch = new ReadingBatchBuilder(options.Value.ToLimits(), timeProvider);
+            RpcException? refusal = null;
             try
             {
-                await foreach (var message in requestStream.ReadAllAsync(reading.Token))
+                // The server's stream reader does not watch a token while it waits for the client, so wait for it
+                // here: a replaced stream or failed store must not hang on a client that stays silent.
+                while (await requestStream.MoveNext(CancellationToken.None).WaitAsync(reading.Token))
                 {
-                    await inFlight.Writer.WriteAsync(SubmitAsync(device, message, batch), reading.Token);
+                    await inFlight.Writer.WriteAsync(SubmitAsync(device, requestStream.Current, batch), reading.Token);
                 }
             }
             catch (OperationCanceledException) when (reading.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
             {
-                // The acks stopped (the store failed); awaiting them below ends the call with their status.
+                // The acks stopped (their status ends the call below), or a newer stream replaced this one.
+            }
+            catch (RpcException exception)
+            {
+                // Refused from here on (rate limit): the acks of batches already taken still go out first.
+                refusal = exception;
             }
             finally
             {
@@ -57,6 +69,15 @@ public sealed partial class GrpcIngestService(
             }
 
             await acks;
+            if (refusal is not null)
+            {
+                throw refusal;
+            }
+
+            if (registration.Replaced)
+            {
+                throw new RpcException(new Status(StatusCode.Aborted, "a newer stream of this device took over; batches without an ack must be sent again"));
+            }
         }
         finally
         {
@@ -87,6 +108,13 @@ public sealed partial class GrpcIngestService(
     /// <summary>Decodes one batch synchronously (the builder is reused) and returns the task of its ack.</summary>
     private Task<IngestAck> SubmitAsync(DeviceIdentity device, VitalBatch message, ReadingBatchBuilder batch)
     {
+        if (!rateLimiter.TryTakeMessage(device.DeviceId))
+        {
+            instruments.PayloadRejected(Protocol, "rate_limited");
+            throw new RpcException(new Status(StatusCode.ResourceExhausted,
+                $"more than {options.Value.MaxMessagesPerSecondPerDevice} batches a second; batch readings or slow down, then resend what has no ack"));
+        }
+
         batch.Reset();
         if (!ProtobufBatchDecoder.TryDecode(message, batch, out var error) || batch.Overflowed)
         {

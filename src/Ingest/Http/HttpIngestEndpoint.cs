@@ -21,6 +21,7 @@ public sealed class HttpIngestEndpoint(
     CommitPipeline pipeline,
     IngestInstruments instruments,
     DeviceRejectLog rejectLog,
+    DeviceRateLimiter rateLimiter,
     IOptions<IngestOptions> options,
     TimeProvider timeProvider)
 {
@@ -49,6 +50,14 @@ public sealed class HttpIngestEndpoint(
         if (!string.Equals(identity.DeviceId, deviceId, StringComparison.Ordinal))
         {
             return Problem(StatusCodes.Status403Forbidden, "Forbidden", "A device uploads only its own readings.");
+        }
+
+        if (!rateLimiter.TryTakeUpload(identity.DeviceId))
+        {
+            instruments.PayloadRejected(Protocol, "rate_limited");
+            context.Response.Headers.RetryAfter = "60";
+            return Problem(StatusCodes.Status429TooManyRequests, "Too many uploads",
+                $"A device may start {options.Value.MaxUploadsPerMinutePerDevice} uploads a minute; send more readings per upload.");
         }
 
         if (FormatOf(request.ContentType) is not { } format)

@@ -21,6 +21,7 @@ public sealed partial class MqttIngestEndpoint(
     CommitPipeline pipeline,
     IngestInstruments instruments,
     DeviceRejectLog rejectLog,
+    DeviceRateLimiter rateLimiter,
     IOptions<IngestOptions> options,
     TimeProvider timeProvider,
     ILogger<MqttIngestEndpoint> logger)
@@ -135,6 +136,13 @@ public sealed partial class MqttIngestEndpoint(
         {
             // A 3.1.1 device would read a refusing PUBACK as success and drop its data: it is disconnected instead.
             RefuseUncommitted(args, MqttPubAckReasonCode.NotAuthorized, $"a device publishes only to {MqttTopics.DeviceVitals(device.DeviceId)}", "topic");
+            return;
+        }
+
+        if (!rateLimiter.TryTakeMessage(device.DeviceId))
+        {
+            RefuseUncommitted(args, MqttPubAckReasonCode.QuotaExceeded,
+                $"more than {options.Value.MaxMessagesPerSecondPerDevice} messages a second; batch readings or slow down", "rate_limited");
             return;
         }
 

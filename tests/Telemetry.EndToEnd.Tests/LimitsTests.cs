@@ -1,0 +1,145 @@
+using System.Net;
+using System.Net.Http.Headers;
+using Grpc.Core;
+using Grpc.Net.Client;
+using MQTTnet;
+using Telemetry.Protos;
+
+namespace Telemetry.EndToEnd.Tests;
+
+/// <summary>Limits on size, rate and streams answer with the protocol's own words and store nothing they refuse.</summary>
+public sealed class LimitsTests(LimitsTests.LimitedServer fixture) : IClassFixture<LimitsTests.LimitedServer>
+{
+    private TelemetryServer Server => fixture.Server;
+
+    [Fact]
+    public async Task An_mqtt_device_over_its_message_rate_gets_quota_exceeded_and_the_refused_message_is_not_stored()
+    {
+        var token = await Server.ProvisionAsync("limit-mqtt-rate", "p-limit-1");
+        using var client = await Devices.ConnectMqttAsync(Server, "limit-mqtt-rate", token);
+        var start = Devices.RecentMinute();
+
+        var results = new List<MqttClientPublishResult>();
+        for (var i = 0; i < 12; i++)
+        {
+            results.Add(await Devices.PublishAsync(client, "devices/limit-mqtt-rate/vitals", Devices.JsonHeartRates((ulong)i + 1, start.AddSeconds(i), 60 + i)));
+        }
+
+        var refused = results.Where(r => r.ReasonCode == MqttClientPublishReasonCode.QuotaExceeded).ToList();
+        Assert.NotEmpty(refused);
+        Assert.All(refused, r => Assert.Contains("messages a second", r.ReasonString));
+        var acked = results.Count(r => r.ReasonCode == MqttClientPublishReasonCode.Success);
+        Assert.Equal(acked, (await Server.TrendAsync("p-limit-1", "heart_rate", start, start.AddMinutes(1), count: acked)).TotalCount);
+    }
+
+    [Fact]
+    public async Task An_mqtt_payload_over_the_size_limit_is_refused_with_its_size()
+    {
+        var token = await Server.ProvisionAsync("limit-mqtt-size", "p-limit-2");
+        using var client = await Devices.ConnectMqttAsync(Server, "limit-mqtt-size", token);
+
+        var result = await Devices.PublishAsync(client, "devices/limit-mqtt-size/vitals", new byte[4_096]);
+
+        Assert.Equal(MqttClientPublishReasonCode.QuotaExceeded, result.ReasonCode);
+        Assert.Contains("exceeds the limit of 2048 bytes", result.ReasonString);
+    }
+
+    [Fact]
+    public async Task A_grpc_message_over_the_size_limit_ends_the_stream_with_resource_exhausted()
+    {
+        var token = await Server.ProvisionAsync("limit-grpc-size", "p-limit-3");
+        using var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{Server.GrpcPort}");
+        using var call = new Ingest.IngestClient(channel).Stream(new Metadata { { "authorization", $"Bearer {token}" } });
+
+        await call.RequestStream.WriteAsync(Devices.ProtobufBatch(1, Devices.RecentMinute(), "heart_rate", "", [.. Enumerable.Repeat(70.0, 600)]));
+
+        var error = await Assert.ThrowsAsync<RpcException>(async () => await call.ResponseStream.MoveNext());
+        Assert.Equal(StatusCode.ResourceExhausted, error.StatusCode);
+    }
+
+    [Fact]
+    public async Task A_grpc_device_over_its_rate_gets_its_acks_and_then_resource_exhausted()
+    {
+        var token = await Server.ProvisionAsync("limit-grpc-rate", "p-limit-4");
+        var start = Devices.RecentMinute();
+        using var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{Server.GrpcPort}");
+        using var call = new Ingest.IngestClient(channel).Stream(new Metadata { { "authorization", $"Bearer {token}" } });
+
+        for (ulong seq = 1; seq <= 12; seq++)
+        {
+            await call.RequestStream.WriteAsync(Devices.ProtobufBatch(seq, start.AddSeconds((double)seq), "heart_rate", "", 70));
+        }
+
+        var acks = new List<IngestAck>();
+        var error = await Assert.ThrowsAsync<RpcException>(async () =>
+        {
+            await foreach (var ack in call.ResponseStream.ReadAllAsync())
+            {
+                acks.Add(ack);
+            }
+        });
+
+        Assert.Equal(StatusCode.ResourceExhausted, error.StatusCode);
+        Assert.InRange(acks.Count, 1, 11);
+        Assert.All(acks, ack => Assert.Equal(AckStatus.Committed, ack.Status));
+        Assert.Equal(acks.Count, (await Server.TrendAsync("p-limit-4", "heart_rate", start, start.AddMinutes(1), count: acks.Count)).TotalCount);
+    }
+
+    [Fact]
+    public async Task A_newer_grpc_stream_of_a_device_ends_the_older_one()
+    {
+        var token = await Server.ProvisionAsync("limit-grpc-twice", "p-limit-5");
+        using var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{Server.GrpcPort}");
+        var client = new Ingest.IngestClient(channel);
+        var headers = new Metadata { { "authorization", $"Bearer {token}" } };
+        using var first = client.Stream(headers);
+        await first.RequestStream.WriteAsync(Devices.ProtobufBatch(1, Devices.RecentMinute(), "heart_rate", "", 70));
+        Assert.True(await first.ResponseStream.MoveNext().WaitAsync(TimeSpan.FromSeconds(10)), "first ack");
+
+        using var second = client.Stream(headers);
+        await second.RequestStream.WriteAsync(Devices.ProtobufBatch(2, Devices.RecentMinute(), "heart_rate", "", 71)).WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.True(await second.ResponseStream.MoveNext().WaitAsync(TimeSpan.FromSeconds(10)), "second ack");
+
+        var error = await Assert.ThrowsAsync<RpcException>(async () => await first.ResponseStream.MoveNext().WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal(StatusCode.Aborted, error.StatusCode);
+    }
+
+    [Fact]
+    public async Task A_device_over_its_upload_rate_gets_429_with_retry_after()
+    {
+        var token = await Server.ProvisionAsync("limit-upload", "p-limit-6");
+        async Task<HttpResponseMessage> UploadAsync()
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/api/devices/limit-upload/readings")
+            {
+                Content = new StringContent($$"""{"kind":"heart_rate","time":"{{Devices.RecentMinute():O}}","value":70}""" + "\n"),
+            };
+            request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/x-ndjson");
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+            using var client = new HttpClient { BaseAddress = Server.Http.BaseAddress };
+            return await client.SendAsync(request);
+        }
+
+        using var first = await UploadAsync();
+        using var second = await UploadAsync();
+
+        Assert.Equal(HttpStatusCode.OK, first.StatusCode);
+        Assert.Equal(HttpStatusCode.TooManyRequests, second.StatusCode);
+        Assert.NotNull(second.Headers.RetryAfter);
+    }
+
+    /// <summary>A server with small limits, so tests reach them quickly.</summary>
+    public sealed class LimitedServer : IAsyncLifetime
+    {
+        public TelemetryServer Server { get; private set; } = null!;
+
+        public async Task InitializeAsync() => Server = await TelemetryServer.StartNewAsync(new Dictionary<string, string>
+        {
+            ["Telemetry__Ingest__MaxMessagesPerSecondPerDevice"] = "2",
+            ["Telemetry__Ingest__MaxUploadsPerMinutePerDevice"] = "1",
+            ["Telemetry__Ingest__MaxMessageBytes"] = "2048",
+        });
+
+        public async Task DisposeAsync() => await Server.DisposeAsync();
+    }
+}
