@@ -17,6 +17,8 @@ public static class TelemetryServerExtensions
 {
     public static WebApplicationBuilder AddTelemetryServer(this WebApplicationBuilder builder)
     {
+        // A wrong catalogue entry would store wrong values under a clinical code: refuse to start instead.
+        Core.Vitals.VitalCatalogue.Validate();
         var services = builder.Services;
         services.AddOptions<ServerOptions>().BindConfiguration(ServerOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section);

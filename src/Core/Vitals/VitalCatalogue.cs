@@ -71,6 +71,10 @@ public static class VitalCatalogue
 
     private static readonly VitalDefinition?[] ByKind = BuildKindIndex();
 
+    /// <summary>The blood pressure panel (LOINC 85354-9): a systolic and a diastolic reading taken together.</summary>
+    public static VitalPanel BloodPressure { get; } = new(
+        "blood_pressure", "85354-9", "Blood pressure panel with all children optional", Get(VitalKind.SystolicPressure), Get(VitalKind.DiastolicPressure));
+
     /// <summary>Every vital in the catalogue.</summary>
     public static IReadOnlyList<VitalDefinition> All => Definitions;
 
@@ -79,6 +83,62 @@ public static class VitalCatalogue
         (byte)kind < ByKind.Length && ByKind[(byte)kind] is { } definition
             ? definition
             : throw new ArgumentOutOfRangeException(nameof(kind), kind, "Not a catalogue vital.");
+
+    /// <summary>Finds a panel (a pair of vitals sent as one reading) by name or LOINC code.</summary>
+    public static bool TryFindPanel(ReadOnlySpan<byte> utf8NameOrCode, out VitalPanel panel)
+    {
+        panel = BloodPressure;
+        return utf8NameOrCode.SequenceEqual("blood_pressure"u8) || utf8NameOrCode.SequenceEqual("85354-9"u8) || utf8NameOrCode.SequenceEqual("bp"u8);
+    }
+
+    /// <summary>
+    /// Checks every entry: names and codes unique, every LOINC code well formed with its check digit right, the canonical
+    /// unit first and unscaled, every conversion finite and increasing, every plausible range inside what the units allow.
+    /// Throws with a message naming the entry that is wrong; the server runs it at start-up.
+    /// </summary>
+    public static void Validate()
+    {
+        _ = ByName;
+        foreach (var definition in Definitions)
+        {
+            foreach (var code in definition.Aliases.Where(alias => char.IsAsciiDigit(alias[0])).Prepend(definition.Loinc))
+            {
+                if (!Loinc.IsValid(code))
+                {
+                    throw new InvalidOperationException($"'{definition.Name}' carries '{code}', which is not a valid LOINC code.");
+                }
+            }
+
+            var canonical = definition.Units[0];
+            if (canonical.Scale != 1 || canonical.Offset != 0)
+            {
+                throw new InvalidOperationException($"The canonical unit '{canonical.Unit}' of '{definition.Name}' must convert as itself.");
+            }
+
+            if (!(definition.PlausibleMin < definition.PlausibleMax))
+            {
+                throw new InvalidOperationException($"The plausible range of '{definition.Name}' is empty.");
+            }
+
+            foreach (var unit in definition.Units)
+            {
+                if (string.IsNullOrWhiteSpace(unit.Unit) || !double.IsFinite(unit.Scale) || unit.Scale <= 0 || !double.IsFinite(unit.Offset))
+                {
+                    throw new InvalidOperationException($"The conversion from '{unit.Unit}' for '{definition.Name}' is not a finite increasing one.");
+                }
+
+                if (definition.Units.Count(other => other.Unit == unit.Unit) > 1)
+                {
+                    throw new InvalidOperationException($"'{definition.Name}' lists the unit '{unit.Unit}' twice.");
+                }
+            }
+        }
+
+        if (!Loinc.IsValid(BloodPressure.Loinc))
+        {
+            throw new InvalidOperationException($"The blood pressure panel carries '{BloodPressure.Loinc}', which is not a valid LOINC code.");
+        }
+    }
 
     /// <summary>Finds a vital by catalogue name, alias or LOINC code.</summary>
     public static bool TryFind(string nameOrCode, out VitalDefinition definition) =>

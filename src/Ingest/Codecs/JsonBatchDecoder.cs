@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Text.Json;
+using Telemetry.Core.Vitals;
 
 namespace Telemetry.Ingest.Codecs;
 
@@ -89,6 +90,8 @@ public static class JsonBatchDecoder
         int kindLength = -1, unitLength = 0;
         long? timestampMs = null;
         var value = double.NaN;
+        var second = double.NaN;
+        var pair = false;
 
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
@@ -117,7 +120,12 @@ public static class JsonBatchDecoder
             else if (reader.ValueTextEquals("value"u8))
             {
                 reader.Read();
-                if (reader.TokenType != JsonTokenType.Number || !reader.TryGetDouble(out value))
+                if (reader.TokenType == JsonTokenType.StartArray)
+                {
+                    // A panel's pair of values, such as blood pressure [systolic, diastolic].
+                    pair = TryReadPair(ref reader, out value, out second);
+                }
+                else if (reader.TokenType != JsonTokenType.Number || !reader.TryGetDouble(out value))
                 {
                     reader.Skip();
                     value = double.NaN;
@@ -142,10 +150,61 @@ public static class JsonBatchDecoder
         {
             batch.Reject(RejectReason.MissingValue);
         }
+        else if (VitalCatalogue.TryFindPanel(kind[..kindLength], out var panel))
+        {
+            if (!pair)
+            {
+                batch.Reject(RejectReason.MissingValue);
+                return;
+            }
+
+            batch.Add(panel.First, panel.First.FindUnit(unit[..unitLength]), timestampMs.Value, value);
+            batch.Add(panel.Second, panel.Second.FindUnit(unit[..unitLength]), timestampMs.Value, second);
+        }
+        else if (pair)
+        {
+            batch.Reject(RejectReason.MissingValue);
+        }
         else
         {
             batch.Add(kind[..kindLength], unit[..unitLength], timestampMs.Value, value);
         }
+    }
+
+    /// <summary>Reads an array of exactly two numbers; anything else is skipped and reads as no value.</summary>
+    private static bool TryReadPair(ref Utf8JsonReader reader, out double first, out double second)
+    {
+        first = second = double.NaN;
+        var count = 0;
+        while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+        {
+            if (reader.TokenType == JsonTokenType.Number && count < 2 && reader.TryGetDouble(out var number))
+            {
+                if (count == 0)
+                {
+                    first = number;
+                }
+                else
+                {
+                    second = number;
+                }
+            }
+            else
+            {
+                reader.Skip();
+                count = 3;
+            }
+
+            count++;
+        }
+
+        if (count != 2)
+        {
+            first = second = double.NaN;
+            return false;
+        }
+
+        return true;
     }
 
     /// <summary>Refuses anything after the first JSON value: a second batch in one payload would otherwise go unseen.</summary>

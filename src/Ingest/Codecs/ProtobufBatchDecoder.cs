@@ -32,6 +32,26 @@ public static class ProtobufBatchDecoder
         {
             var deltas = series.TimeDeltasMs;
             var values = series.Values;
+            if (VitalCatalogue.TryFindPanel(System.Text.Encoding.UTF8.GetBytes(series.Kind), out var panel))
+            {
+                // A panel's series holds a pair of values per time: systolic, diastolic, systolic, ...
+                if (values.Count != deltas.Count * 2)
+                {
+                    error = $"series '{series.Kind}' has {deltas.Count} time deltas but {values.Count} values; a panel needs two values per time";
+                    return false;
+                }
+
+                var time = message.BaseTimeMs;
+                for (var i = 0; i < deltas.Count; i++)
+                {
+                    time += deltas[i];
+                    batch.Add(panel.First, panel.First.FindUnit(series.Unit.AsSpan()), time, values[2 * i]);
+                    batch.Add(panel.Second, panel.Second.FindUnit(series.Unit.AsSpan()), time, values[(2 * i) + 1]);
+                }
+
+                continue;
+            }
+
             if (deltas.Count != values.Count)
             {
                 error = $"series '{series.Kind}' has {deltas.Count} time deltas but {values.Count} values";

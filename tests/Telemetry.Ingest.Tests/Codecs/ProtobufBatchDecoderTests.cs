@@ -49,7 +49,7 @@ public sealed class ProtobufBatchDecoderTests
             BaseTimeMs = Wearable.NowMs,
             Series =
             {
-                new VitalSeries { Kind = "blood_pressure", TimeDeltasMs = { 0, 1, 1 }, Values = { 120, 121, 122 } },
+                new VitalSeries { Kind = "mood", TimeDeltasMs = { 0, 1, 1 }, Values = { 120, 121, 122 } },
                 new VitalSeries { Kind = "weight", Unit = "stone", TimeDeltasMs = { 0, 1 }, Values = { 11, 12 } },
                 new VitalSeries { Kind = "spo2", Unit = "1", TimeDeltasMs = { 0, 1, 1 }, Values = { 0.97, double.NaN, 1.2 } },
                 new VitalSeries { Kind = "steps", TimeDeltasMs = { -2_600_000_000, 2_600_000_000 + 700_000 }, Values = { 10, 20 } },

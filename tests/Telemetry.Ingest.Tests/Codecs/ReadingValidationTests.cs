@@ -15,7 +15,7 @@ public sealed class ReadingValidationTests
         var payload = $$"""
             {"seq":11,"readings":[
               {"kind":"heart_rate","time":"{{At}}","value":72},
-              {"kind":"blood_pressure","time":"{{At}}","value":120},
+              {"kind":"mood","time":"{{At}}","value":120},
               {"time":"{{At}}","value":120},
               {"kind":"heart_rate","time":"{{At}}","value":72,"unit":"Hz"},
               {"kind":"heart_rate","time":"{{At}}","value":72,"unit":7},
@@ -89,7 +89,7 @@ public sealed class ReadingValidationTests
         var payload = $$"""
             {"readings":[
               {"kind":"heart_rate","time":"{{At}}","value":400},
-              {"kind":"blood_pressure","time":"{{At}}","value":120},
+              {"kind":"mood","time":"{{At}}","value":120},
               {"kind":"heart_rate","time":"{{At}}","value":500}
             ]}
             """;
