@@ -45,6 +45,25 @@ public sealed class LimitsTests(LimitsTests.LimitedServer fixture) : IClassFixtu
     }
 
     [Fact]
+    public async Task An_mqtt_5_packet_far_over_the_limit_is_refused_from_its_header_with_packet_too_large()
+    {
+        var token = await Server.ProvisionAsync("limit-mqtt-huge", "p-limit-7");
+        using var client = await Devices.ConnectMqttAsync(Server, "limit-mqtt-huge", token);
+        var disconnected = new TaskCompletionSource<MqttClientDisconnectedEventArgs>();
+        client.DisconnectedAsync += args =>
+        {
+            disconnected.TrySetResult(args);
+            return Task.CompletedTask;
+        };
+
+        await Assert.ThrowsAnyAsync<MQTTnet.Exceptions.MqttCommunicationException>(
+            () => Devices.PublishAsync(client, "devices/limit-mqtt-huge/vitals", new byte[200_000]));
+
+        var args = await disconnected.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(MqttClientDisconnectReason.PacketTooLarge, args.Reason);
+    }
+
+    [Fact]
     public async Task A_grpc_message_over_the_size_limit_ends_the_stream_with_resource_exhausted()
     {
         var token = await Server.ProvisionAsync("limit-grpc-size", "p-limit-3");

@@ -8,6 +8,7 @@ using Telemetry.Api.Patients;
 using Telemetry.Api.Security;
 using Telemetry.Grains;
 using Telemetry.Ingest;
+using Telemetry.Ingest.Mqtt;
 using Telemetry.Storage;
 
 namespace Telemetry.Api.Hosting;
@@ -15,6 +16,9 @@ namespace Telemetry.Api.Hosting;
 /// <summary>The composition root: what the one Telemetry executable runs and where it listens.</summary>
 public static class TelemetryServerExtensions
 {
+    /// <summary>Room in an MQTT packet beyond its payload: fixed header, a device's topic and a few properties.</summary>
+    private const int MqttPacketOverheadBytes = 4_096;
+
     public static WebApplicationBuilder AddTelemetryServer(this WebApplicationBuilder builder)
     {
         // A wrong catalogue entry would store wrong values under a clinical code: refuse to start instead.
@@ -28,7 +32,17 @@ public static class TelemetryServerExtensions
         {
             Listen(kestrel, server.ListenAddress, server.HttpPort, listen => listen.Protocols = HttpProtocols.Http1);
             Listen(kestrel, server.ListenAddress, server.GrpcPort, listen => listen.Protocols = HttpProtocols.Http2);
-            Listen(kestrel, server.ListenAddress, server.MqttPort, listen => listen.UseMqtt());
+            Listen(kestrel, server.ListenAddress, server.MqttPort, listen =>
+            {
+                // Packets far over the payload limit are refused from their header, before they are buffered; the
+                // payload limit itself is answered per message (0x97) by the ingest endpoint.
+                var ingest = listen.ApplicationServices.GetRequiredService<IOptions<IngestOptions>>().Value;
+                var instruments = listen.ApplicationServices.GetRequiredService<IngestInstruments>();
+                listen.Use(MqttPacketSizeGuard.Middleware(
+                    ingest.MaxMessageBytes + MqttPacketOverheadBytes,
+                    () => instruments.PayloadRejected(MqttIngestEndpoint.Protocol, "packet_too_large")));
+                listen.UseMqtt();
+            });
         });
 
         // Order matters for shutdown, which runs in reverse: ingest drains first, then the silo deactivates grains

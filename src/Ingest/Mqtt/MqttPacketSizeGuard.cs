@@ -1,0 +1,183 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using Microsoft.AspNetCore.Connections;
+
+namespace Telemetry.Ingest.Mqtt;
+
+/// <summary>
+/// Refuses MQTT packets larger than the limit as soon as their fixed header arrives, before the broker buffers them:
+/// an MQTT 5 client gets DISCONNECT with reason 0x95 (Packet too large), a 3.1.1 client a closed connection. MQTTnet
+/// itself has no such limit and would read a packet of any size into memory first.
+/// </summary>
+public sealed class MqttPacketSizeGuard : PipeReader
+{
+    private const byte ProtocolLevel5 = 5;
+
+    private readonly PipeReader _inner;
+    private readonly PipeWriter _output;
+    private readonly long _limit;
+    private readonly Action _refused;
+    private ReadOnlySequence<byte> _lastBuffer;
+    private long _bufferStart;
+    private long _nextHeader;
+    private byte _protocolLevel;
+    private bool _refusedAlready;
+
+    private MqttPacketSizeGuard(PipeReader inner, PipeWriter output, long limit, Action refused)
+    {
+        _inner = inner;
+        _output = output;
+        _limit = limit;
+        _refused = refused;
+    }
+
+    /// <summary>Kestrel connection middleware that refuses packets of more than <paramref name="limit"/> bytes on every connection of the listener.</summary>
+    public static Func<ConnectionDelegate, ConnectionDelegate> Middleware(long limit, Action refused) => next => connection =>
+    {
+        var transport = connection.Transport;
+        connection.Transport = new GuardedPipe(new MqttPacketSizeGuard(transport.Input, transport.Output, limit, refused), transport.Output);
+        return next(connection);
+    };
+
+    /// <summary>The size of an MQTT packet whose fixed header starts <paramref name="input"/>, when the header is complete.</summary>
+    public static bool TryReadPacketLength(in ReadOnlySequence<byte> input, out long packetLength)
+    {
+        packetLength = 0;
+        var reader = new SequenceReader<byte>(input);
+        if (!reader.TryRead(out _))
+        {
+            return false;
+        }
+
+        long remaining = 0;
+        for (var i = 0; i < 4; i++)
+        {
+            if (!reader.TryRead(out var b))
+            {
+                return false;
+            }
+
+            remaining |= (long)(b & 0x7F) << (7 * i);
+            if ((b & 0x80) == 0)
+            {
+                packetLength = 1 + (i + 1) + remaining;
+                return true;
+            }
+        }
+
+        // A fifth length byte is a protocol error: report it as too large to be refused.
+        packetLength = long.MaxValue;
+        return true;
+    }
+
+    public override async ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
+    {
+        var result = await _inner.ReadAsync(cancellationToken);
+        return await InspectAsync(result, cancellationToken);
+    }
+
+    public override bool TryRead(out ReadResult result)
+    {
+        if (!_inner.TryRead(out result))
+        {
+            return false;
+        }
+
+        var inspected = InspectAsync(result, CancellationToken.None);
+        result = inspected.IsCompletedSuccessfully ? inspected.Result : inspected.AsTask().GetAwaiter().GetResult();
+        return true;
+    }
+
+    public override void AdvanceTo(SequencePosition consumed) => AdvanceTo(consumed, consumed);
+
+    public override void AdvanceTo(SequencePosition consumed, SequencePosition examined)
+    {
+        _bufferStart += _lastBuffer.Slice(_lastBuffer.Start, consumed).Length;
+        _inner.AdvanceTo(consumed, examined);
+    }
+
+    public override void CancelPendingRead() => _inner.CancelPendingRead();
+
+    public override void Complete(Exception? exception = null) => _inner.Complete(exception);
+
+    private async ValueTask<ReadResult> InspectAsync(ReadResult result, CancellationToken cancellationToken)
+    {
+        var buffer = result.Buffer;
+        _lastBuffer = buffer;
+        while (_nextHeader - _bufferStart < buffer.Length)
+        {
+            var header = buffer.Slice(_nextHeader - _bufferStart);
+            if (!TryReadPacketLength(header, out var packetLength))
+            {
+                break;
+            }
+
+            if (_protocolLevel == 0)
+            {
+                _protocolLevel = ReadProtocolLevel(header);
+            }
+
+            if (packetLength > _limit)
+            {
+                await RefuseAsync(cancellationToken);
+                return new ReadResult(buffer.Slice(buffer.Start, 0), isCanceled: false, isCompleted: true);
+            }
+
+            _nextHeader += packetLength;
+        }
+
+        return result;
+    }
+
+    private async ValueTask RefuseAsync(CancellationToken cancellationToken)
+    {
+        if (_refusedAlready)
+        {
+            return;
+        }
+
+        _refusedAlready = true;
+        _refused();
+        if (_protocolLevel == ProtocolLevel5)
+        {
+            // DISCONNECT, remaining length 2, reason 0x95 Packet too large, no properties.
+            await _output.WriteAsync(new byte[] { 0xE0, 0x02, 0x95, 0x00 }, cancellationToken);
+        }
+
+        await _output.CompleteAsync();
+    }
+
+    /// <summary>The protocol level of a CONNECT packet (4 for 3.1.1, 5 for 5.0), or 0 when it is not one or not all here.</summary>
+    private static byte ReadProtocolLevel(in ReadOnlySequence<byte> packet)
+    {
+        var reader = new SequenceReader<byte>(packet);
+        if (!reader.TryRead(out var type) || type >> 4 != 1)
+        {
+            return 0;
+        }
+
+        for (var i = 0; i < 4; i++)
+        {
+            if (!reader.TryRead(out var b) || (b & 0x80) == 0)
+            {
+                break;
+            }
+        }
+
+        // Protocol name: two length bytes and "MQTT" (or "MQIsdp"), then the level.
+        if (!reader.TryReadBigEndian(out short nameLength) || nameLength < 0 || reader.Remaining < nameLength)
+        {
+            return 0;
+        }
+
+        reader.Advance(nameLength);
+        return reader.TryRead(out var level) ? level : (byte)0;
+    }
+
+    private sealed class GuardedPipe(PipeReader input, PipeWriter output) : IDuplexPipe
+    {
+        public PipeReader Input { get; } = input;
+
+        public PipeWriter Output { get; } = output;
+    }
+}
