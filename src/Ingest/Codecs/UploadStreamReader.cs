@@ -57,6 +57,12 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
                 return Fail("the upload ends in the middle of a record");
             }
 
+            // Whatever waits for more data (a record, a value outside the records, white space) is bounded too.
+            if (status == UploadReadStatus.NeedMoreData && buffer.Slice(consumed).Length > maxRecordBytes)
+            {
+                return Fail($"a record or value may be at most {maxRecordBytes} bytes");
+            }
+
             return status;
         }
         catch (Exception exception) when (exception is JsonException or InvalidOperationException or InvalidProtocolBufferException)

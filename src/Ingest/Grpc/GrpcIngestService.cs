@@ -47,9 +47,7 @@ public sealed partial class GrpcIngestService(
             RpcException? refusal = null;
             try
             {
-                // The server's stream reader does not watch a token while it waits for the client, so wait for it
-                // here: a replaced stream or failed store must not hang on a client that stays silent.
-                while (await requestStream.MoveNext(CancellationToken.None).WaitAsync(reading.Token))
+                while (await requestStream.MoveNext(reading.Token))
                 {
                     await inFlight.Writer.WriteAsync(SubmitAsync(device, requestStream.Current, batch), reading.Token);
                 }
@@ -171,23 +169,31 @@ public sealed partial class GrpcIngestService(
 
     private async Task WriteAcksAsync(ChannelReader<Task<IngestAck>> inFlight, IServerStreamWriter<IngestAck> responseStream, CancellationTokenSource reading, CancellationToken cancellationToken)
     {
-        await foreach (var pending in inFlight.ReadAllAsync(cancellationToken))
+        try
         {
-            IngestAck ack;
-            try
+            await foreach (var pending in inFlight.ReadAllAsync(cancellationToken))
             {
-                ack = await pending;
-            }
-            catch (StoreUnavailableException exception)
-            {
-                // Nothing from here on is acknowledged: end the stream so the device resends what it has no ack for.
-                LogStreamEnded(logger, exception.Message);
-                await reading.CancelAsync();
-                throw new RpcException(new Status(StatusCode.Unavailable, exception.Message));
-            }
+                IngestAck ack;
+                try
+                {
+                    ack = await pending;
+                }
+                catch (StoreUnavailableException exception)
+                {
+                    // Nothing from here on is acknowledged: end the stream so the device resends what it has no ack for.
+                    LogStreamEnded(logger, exception.Message);
+                    throw new RpcException(new Status(StatusCode.Unavailable, exception.Message));
+                }
 
-            await responseStream.WriteAsync(ack, cancellationToken);
-            instruments.AckSent(Protocol);
+                await responseStream.WriteAsync(ack, cancellationToken);
+                instruments.AckSent(Protocol);
+            }
+        }
+        catch
+        {
+            // When acks stop for any reason, reading stops too, so the read loop never waits on a full channel.
+            await reading.CancelAsync();
+            throw;
         }
     }
 

@@ -111,6 +111,10 @@ public sealed class HttpIngestEndpoint(
         {
             return TooLarge(limits.MaxUploadBytes, upload.Result());
         }
+        catch (BadHttpRequestException exception)
+        {
+            return Problem(exception.StatusCode, "Upload not read", $"{exception.Message}. Readings counted as accepted are stored.", upload.Result());
+        }
         catch (StoreUnavailableException exception)
         {
             context.Response.Headers.RetryAfter = "5";
@@ -126,6 +130,12 @@ public sealed class HttpIngestEndpoint(
     private async Task CommitAsync(DeviceIdentity device, Upload upload, CancellationToken cancellationToken)
     {
         var batch = upload.Batch;
+        if (batch.Overflowed)
+        {
+            // Cannot happen with the capacity above; if it did, readings were dropped and must not be answered as taken.
+            throw new InvalidOperationException("An upload batch overflowed its capacity.");
+        }
+
         instruments.Rejected(Protocol, batch);
         upload.CountRejects();
         if (batch.DescribeRejects() is { } rejects)
@@ -188,8 +198,8 @@ public sealed class HttpIngestEndpoint(
 
         public Upload(IngestOptions options, TimeProvider timeProvider)
         {
-            // Room for a full batch plus the largest single protobuf message (8-byte values, at least a byte of delta).
-            var capacity = options.UploadCommitReadings + (options.MaxMessageBytes / 9) + 1;
+            // Room for a full batch plus the largest single protobuf message: at most one reading per 8-byte value.
+            var capacity = options.UploadCommitReadings + (options.MaxMessageBytes / 8) + 1;
             Batch = new ReadingBatchBuilder(new ValidationLimits(options.MaxFutureSkew, options.BackfillHorizon, capacity), timeProvider);
         }
 

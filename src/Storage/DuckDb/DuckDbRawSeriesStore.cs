@@ -26,6 +26,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
     private readonly Dictionary<(string DeviceId, VitalKind Kind), long> _flushLatest = [];
     private readonly List<(int Batch, int Reading)> _candidates = [];
     private readonly HashSet<(int Batch, int Reading)> _duplicates = [];
+    private readonly List<bool> _knownSequence = [];
     private long _lastCommitId;
 
     public DuckDbRawSeriesStore(DuckDbDatabase database)
@@ -108,12 +109,14 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
             throw;
         }
 
+        // The commit is durable: nothing from here on may fail it.
         _lastCommitId = commitId;
-        _sequences.Committed(_writer);
         foreach (var (key, timestampMs) in _flushLatest)
         {
             _latest[key] = timestampMs;
         }
+
+        _sequences.Committed(_writer);
 
         return commitId;
     }
@@ -171,29 +174,30 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         }, cancellationToken);
 
     /// <summary>
-    /// Marks batches whose sequence number was committed before, and collects in <see cref="_duplicates"/> the readings
-    /// that repeat one already stored or one earlier in this flush.
+    /// Collects in <see cref="_duplicates"/> the readings that repeat one already stored or one earlier in this flush, and
+    /// marks as duplicate the batches whose sequence number was committed before and that bring nothing new. A known
+    /// sequence number alone stores nothing twice but loses nothing either: a device that starts its numbering over
+    /// (a reinstalled app) still has its new readings stored.
     /// </summary>
     private void FindRepeatedReadings(IReadOnlyList<DeviceBatch> batches, Span<BatchOutcome> outcomes)
     {
         _flushLatest.Clear();
         _candidates.Clear();
         _duplicates.Clear();
+        _knownSequence.Clear();
         for (var i = 0; i < batches.Count; i++)
         {
             var batch = batches[i];
-            if (batch.Sequence != 0 && _sequences.IsCommitted(batch.DeviceId, batch.Sequence))
-            {
-                outcomes[i] = BatchOutcome.DuplicateBatch(batch.Readings.Length);
-                continue;
-            }
+            outcomes[i] = new BatchOutcome(CommitOutcome.Stored, batch.Readings, 0);
 
-            if (batch.Sequence != 0)
+            // Known: committed before, or carried by an earlier batch of this flush.
+            var known = batch.Sequence != 0 && _sequences.IsCommitted(batch.DeviceId, batch.Sequence);
+            _knownSequence.Add(known);
+            if (batch.Sequence != 0 && !known)
             {
                 _sequences.Stage(batch.DeviceId, batch.Sequence);
             }
 
-            outcomes[i] = new BatchOutcome(CommitOutcome.Stored, batch.Readings, 0);
             var readings = batch.Readings.Span;
             for (var j = 0; j < readings.Length; j++)
             {
@@ -210,53 +214,83 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
             }
         }
 
-        if (_candidates.Count == 0)
+        if (_candidates.Count > 0)
         {
-            return;
+            MarkDuplicates(batches);
         }
 
-        // Walk each such device's readings of this flush in order against what the store already has in their range.
-        var candidates = _candidates.ToHashSet();
-        foreach (var device in _candidates.Select(c => batches[c.Batch].DeviceId).Distinct(StringComparer.Ordinal))
+        for (var i = 0; i < batches.Count; i++)
         {
-            var times = _candidates.Where(c => batches[c.Batch].DeviceId == device)
-                .Select(c => batches[c.Batch].Readings.Span[c.Reading].TimestampMs)
-                .ToList();
-            var seen = StoredKeys(device, times.Min(), times.Max());
-            for (var i = 0; i < batches.Count; i++)
+            var batch = batches[i];
+            if (_knownSequence[i] && _duplicates.Count(d => d.Batch == i) == batch.Readings.Length)
             {
-                if (batches[i].DeviceId != device || outcomes[i].Outcome == CommitOutcome.Duplicate)
-                {
-                    continue;
-                }
-
-                var readings = batches[i].Readings.Span;
-                for (var j = 0; j < readings.Length; j++)
-                {
-                    if (!seen.Add((readings[j].Kind, readings[j].TimestampMs)) && candidates.Contains((i, j)))
-                    {
-                        _duplicates.Add((i, j));
-                    }
-                }
+                outcomes[i] = BatchOutcome.DuplicateBatch(batch.Readings.Length);
             }
         }
     }
 
-    private HashSet<(VitalKind Kind, long TimestampMs)> StoredKeys(string deviceId, long fromMs, long toMs)
+    /// <summary>
+    /// Looks the flush's candidate readings up in the store by their exact (device, vital, time), through a temporary
+    /// table joined to the readings, so only matches come back however wide the candidates' time range; then walks each
+    /// such device's readings of the flush in order, so a repeat within the flush counts too.
+    /// </summary>
+    private void MarkDuplicates(IReadOnlyList<DeviceBatch> batches)
     {
-        using var command = _writer.CreateCommand();
-        command.CommandText = "SELECT kind, epoch_ms(ts) FROM readings WHERE device_id = $1 AND ts >= $2 AND ts <= $3";
-        command.Parameters.Add(new DuckDBParameter(deviceId));
-        command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(fromMs)));
-        command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(toMs)));
-        using var reader = command.ExecuteReader();
-        var keys = new HashSet<(VitalKind, long)>();
-        while (reader.Read())
+        using (var clear = _writer.CreateCommand())
         {
-            keys.Add(((VitalKind)reader.GetByte(0), reader.GetInt64(1)));
+            clear.CommandText = "CREATE TEMP TABLE IF NOT EXISTS dedup_candidates (device_id VARCHAR, kind UTINYINT, ts TIMESTAMP); DELETE FROM dedup_candidates;";
+            clear.ExecuteNonQuery();
         }
 
-        return keys;
+        using (var appender = _writer.CreateAppender("dedup_candidates"))
+        {
+            foreach (var (i, j) in _candidates)
+            {
+                var reading = batches[i].Readings.Span[j];
+                appender.CreateRow()
+                    .AppendValue(batches[i].DeviceId)
+                    .AppendValue((byte)reading.Kind)
+                    .AppendValue(Timestamps.ToDateTime(reading.TimestampMs))
+                    .EndRow();
+            }
+        }
+
+        var stored = new HashSet<(string DeviceId, VitalKind Kind, long TimestampMs)>();
+        using (var query = _writer.CreateCommand())
+        {
+            query.CommandText = """
+                SELECT DISTINCT c.device_id, c.kind, epoch_ms(c.ts) FROM dedup_candidates c
+                WHERE EXISTS (SELECT 1 FROM readings r WHERE r.device_id = c.device_id AND r.kind = c.kind AND r.ts = c.ts)
+                """;
+            using var reader = query.ExecuteReader();
+            while (reader.Read())
+            {
+                stored.Add((reader.GetString(0), (VitalKind)reader.GetByte(1), reader.GetInt64(2)));
+            }
+        }
+
+        var candidates = _candidates.ToHashSet();
+        var devices = _candidates.Select(c => batches[c.Batch].DeviceId).ToHashSet(StringComparer.Ordinal);
+        var seen = new HashSet<(string DeviceId, VitalKind Kind, long TimestampMs)>();
+        for (var i = 0; i < batches.Count; i++)
+        {
+            var batch = batches[i];
+            if (!devices.Contains(batch.DeviceId))
+            {
+                continue;
+            }
+
+            var readings = batch.Readings.Span;
+            for (var j = 0; j < readings.Length; j++)
+            {
+                var key = (batch.DeviceId, readings[j].Kind, readings[j].TimestampMs);
+                var firstInFlush = seen.Add(key);
+                if (candidates.Contains((i, j)) && (!firstInFlush || stored.Contains(key)))
+                {
+                    _duplicates.Add((i, j));
+                }
+            }
+        }
     }
 
     public Task<RawAggregate> AggregateAsync(string patientId, long fromMs, long toMs, Resolution resolution, CancellationToken cancellationToken = default) =>

@@ -71,7 +71,7 @@ internal sealed class SequenceLedger
             {
                 Fold(connection);
             }
-            catch (DuckDBException)
+            catch (Exception)
             {
                 // The log is still complete, only longer; the next commit tries again.
             }

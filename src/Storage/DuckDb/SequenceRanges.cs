@@ -6,6 +6,12 @@ namespace Telemetry.Storage.DuckDb;
 /// </summary>
 internal sealed class SequenceRanges
 {
+    /// <summary>
+    /// The most ranges kept per device. Past it the oldest are forgotten: a batch with a forgotten number is treated as
+    /// new, and its readings are still stored once by the reading-level check.
+    /// </summary>
+    public const int MaxRanges = 4_096;
+
     private readonly List<(ulong First, ulong Last)> _ranges = [];
 
     public IReadOnlyList<(ulong First, ulong Last)> Ranges => _ranges;
@@ -32,6 +38,10 @@ internal sealed class SequenceRanges
 
         _ranges.RemoveRange(index, end - index);
         _ranges.Insert(index, (first, last));
+        if (_ranges.Count > MaxRanges)
+        {
+            _ranges.RemoveAt(0);
+        }
     }
 
     private int FindFirstEndingAtOrAfter(ulong sequence)

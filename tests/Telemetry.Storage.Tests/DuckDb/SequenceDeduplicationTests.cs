@@ -80,15 +80,21 @@ public sealed class SequenceDeduplicationTests : IDisposable
     }
 
     [Fact]
-    public async Task The_same_sequence_twice_in_one_commit_stores_only_the_first()
+    public async Task A_reused_sequence_number_with_new_readings_stores_them_and_repeats_nothing()
     {
-        var (_, outcomes, _) = Store.Commit(
-            Of("watch-1", "patient-1", 3, new VitalReading(VitalKind.HeartRate, T0, 70)),
-            Of("watch-1", "patient-1", 3, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 99)));
+        // A reinstalled app starts its numbering over: its new readings must not be lost as "already committed".
+        Store.Commit(Of("watch-1", "patient-1", 3, new VitalReading(VitalKind.HeartRate, T0, 70)));
 
-        Assert.Equal([CommitOutcome.Stored, CommitOutcome.Duplicate], outcomes);
+        var reused = Store.Commit(
+            Of("watch-1", "patient-1", 3, new VitalReading(VitalKind.HeartRate, T0 + 60_000, 99)),
+            Of("watch-1", "patient-1", 3, new VitalReading(VitalKind.HeartRate, T0 + 60_000, 99)));
+
+        // The second copy brings nothing new under a known number: that is a resend.
+        Assert.Equal([CommitOutcome.Stored, CommitOutcome.Duplicate], reused.Outcomes);
+        Assert.Equal((1, 0), (reused.Batches[0].Stored.Length, reused.Batches[0].Duplicates));
+        Assert.Equal((0, 1), (reused.Batches[1].Stored.Length, reused.Batches[1].Duplicates));
         var stored = await StoredValues("patient-1");
-        Assert.Equal([70.0], stored);
+        Assert.Equal([70.0, 99.0], stored);
     }
 
     [Fact]
