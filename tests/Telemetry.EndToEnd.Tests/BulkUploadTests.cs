@@ -98,7 +98,12 @@ public sealed class BulkUploadTests(ServerFixture fixture) : IClassFixture<Serve
         Assert.Equal(HttpStatusCode.Unauthorized, (await UploadAsync("upload-owner", null, "application/x-ndjson", body)).Status);
         Assert.Equal(HttpStatusCode.Forbidden, (await UploadAsync("upload-owner", otherToken, "application/x-ndjson", body)).Status);
         Assert.Equal(HttpStatusCode.UnsupportedMediaType, (await UploadAsync("upload-owner", token, "text/csv", body)).Status);
-        var malformed = await UploadAsync("upload-owner", token, "application/x-ndjson", [.. body, .. "{\"kind\":"u8.ToArray()]);
+        // A broken NDJSON line is refused alone; a JSON document broken half-way is refused from there on.
+        var brokenLine = await UploadAsync("upload-owner", token, "application/x-ndjson", [.. body, .. "{\"kind\":"u8.ToArray()]);
+        Assert.Equal(HttpStatusCode.OK, brokenLine.Status);
+        Assert.Equal((1, 1), (brokenLine.Accepted, brokenLine.Rejects["malformed_record"]));
+        var truncated = Encoding.UTF8.GetBytes($$"""{"readings":[{{Reading(Devices.RecentMinute().AddSeconds(1), 71)}},{"kind":""");
+        var malformed = await UploadAsync("upload-owner", token, "application/json", truncated);
         Assert.Equal(HttpStatusCode.BadRequest, malformed.Status);
         Assert.Equal(1, malformed.Accepted);
     }

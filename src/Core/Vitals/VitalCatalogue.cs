@@ -85,6 +85,13 @@ public static class VitalCatalogue
             : throw new ArgumentOutOfRangeException(nameof(kind), kind, "Not a catalogue vital.");
 
     /// <summary>Finds a panel (a pair of vitals sent as one reading) by name or LOINC code.</summary>
+    public static bool TryFindPanel(string nameOrCode, out VitalPanel panel)
+    {
+        panel = BloodPressure;
+        return nameOrCode is "blood_pressure" or "85354-9" or "bp";
+    }
+
+    /// <summary>Finds a panel (a pair of vitals sent as one reading) by name or LOINC code given as UTF-8 bytes.</summary>
     public static bool TryFindPanel(ReadOnlySpan<byte> utf8NameOrCode, out VitalPanel panel)
     {
         panel = BloodPressure;

@@ -27,20 +27,27 @@ public static class ProtobufBatchDecoder
     /// <summary>Adds the readings of an already parsed batch, as the gRPC stream receives them.</summary>
     public static bool TryDecode(VitalBatch message, ReadingBatchBuilder batch, out string? error)
     {
+        // Check every series' shape first: a malformed batch adds nothing.
+        foreach (var series in message.Series)
+        {
+            var pairs = VitalCatalogue.TryFindPanel(series.Kind, out _) ? 2 : 1;
+            if (series.Values.Count != series.TimeDeltasMs.Count * pairs)
+            {
+                error = pairs == 2
+                    ? $"series '{series.Kind}' has {series.TimeDeltasMs.Count} time deltas but {series.Values.Count} values; a panel needs two values per time"
+                    : $"series '{series.Kind}' has {series.TimeDeltasMs.Count} time deltas but {series.Values.Count} values";
+                return false;
+            }
+        }
+
         batch.Sequence = message.Seq;
         foreach (var series in message.Series)
         {
             var deltas = series.TimeDeltasMs;
             var values = series.Values;
-            if (VitalCatalogue.TryFindPanel(System.Text.Encoding.UTF8.GetBytes(series.Kind), out var panel))
+            if (VitalCatalogue.TryFindPanel(series.Kind, out var panel))
             {
                 // A panel's series holds a pair of values per time: systolic, diastolic, systolic, ...
-                if (values.Count != deltas.Count * 2)
-                {
-                    error = $"series '{series.Kind}' has {deltas.Count} time deltas but {values.Count} values; a panel needs two values per time";
-                    return false;
-                }
-
                 var time = message.BaseTimeMs;
                 for (var i = 0; i < deltas.Count; i++)
                 {
@@ -50,12 +57,6 @@ public static class ProtobufBatchDecoder
                 }
 
                 continue;
-            }
-
-            if (deltas.Count != values.Count)
-            {
-                error = $"series '{series.Kind}' has {deltas.Count} time deltas but {values.Count} values";
-                return false;
             }
 
             if (!VitalCatalogue.TryFind(series.Kind, out var definition))

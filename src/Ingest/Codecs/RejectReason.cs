@@ -9,4 +9,7 @@ public enum RejectReason
     Implausible,
     FutureTimestamp,
     TooOld,
+
+    /// <summary>A record of a stream (an NDJSON line, a delimited protobuf message) that could not be read at all.</summary>
+    MalformedRecord,
 }

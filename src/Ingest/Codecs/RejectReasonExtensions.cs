@@ -3,7 +3,7 @@ namespace Telemetry.Ingest.Codecs;
 /// <summary>Words for <see cref="RejectReason"/>: a tag value for metrics and a phrase for senders.</summary>
 public static class RejectReasonExtensions
 {
-    public const int Count = (int)RejectReason.TooOld + 1;
+    public const int Count = (int)RejectReason.MalformedRecord + 1;
 
     public static string ToTag(this RejectReason reason) => reason switch
     {
@@ -13,6 +13,7 @@ public static class RejectReasonExtensions
         RejectReason.Implausible => "implausible",
         RejectReason.FutureTimestamp => "future_timestamp",
         RejectReason.TooOld => "too_old",
+        RejectReason.MalformedRecord => "malformed_record",
         _ => "other",
     };
 
@@ -24,6 +25,7 @@ public static class RejectReasonExtensions
         RejectReason.Implausible => "value outside the plausible range",
         RejectReason.FutureTimestamp => "timestamp too far in the future",
         RejectReason.TooOld => "timestamp older than the backfill horizon",
+        RejectReason.MalformedRecord => "record that could not be read",
         _ => "invalid",
     };
 }

@@ -256,22 +256,38 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
                 return Fail($"a line may be at most {maxRecordBytes} bytes");
             }
 
-            if (!IsBlank(line))
+            if (!IsBlank(line) && !TryReadLine(line, batch))
             {
-                var reader = new Utf8JsonReader(line, new JsonReaderOptions { MaxDepth = 4 });
-                if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
-                {
-                    return Fail("each line must be one reading object");
-                }
-
-                JsonBatchDecoder.ReadReading(ref reader, batch);
-                if (JsonBatchDecoder.RequireEnd(ref reader) is { } error)
-                {
-                    return Fail(error);
-                }
+                // The line's bounds are known: refuse it alone and go on with the next.
+                batch.Reject(RejectReason.MalformedRecord);
             }
 
             consumed = remaining.Start;
+        }
+    }
+
+    /// <summary>Decodes one NDJSON line; false, having added nothing, when it is not one JSON reading object.</summary>
+    private static bool TryReadLine(in ReadOnlySequence<byte> line, ReadingBatchBuilder batch)
+    {
+        var options = new JsonReaderOptions { MaxDepth = 4 };
+        try
+        {
+            // Check the whole line first, so a broken one is refused before any of it is taken.
+            var probe = new Utf8JsonReader(line, options);
+            if (!probe.Read() || probe.TokenType != JsonTokenType.StartObject || !probe.TrySkip() || probe.Read())
+            {
+                return false;
+            }
+
+            var reader = new Utf8JsonReader(line, options);
+            reader.Read();
+            JsonBatchDecoder.ReadReading(ref reader, batch);
+            return true;
+        }
+        catch (Exception exception) when (exception is JsonException or InvalidOperationException)
+        {
+            // Not JSON, or a string that is not valid UTF-8: ReadReading adds its reading only at the object's end.
+            return false;
         }
     }
 
@@ -306,10 +322,19 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
                 return UploadReadStatus.NeedMoreData;
             }
 
-            var message = VitalBatch.Parser.ParseFrom(remaining.Slice(prefix.Position, (long)length));
-            if (!ProtobufBatchDecoder.TryDecode(message, batch, out var error))
+            // The message's bounds are known: one that cannot be read is refused alone (the decoder checks a whole
+            // message before it adds any of it).
+            try
             {
-                return Fail(error!);
+                var message = VitalBatch.Parser.ParseFrom(remaining.Slice(prefix.Position, (long)length));
+                if (!ProtobufBatchDecoder.TryDecode(message, batch, out _))
+                {
+                    batch.Reject(RejectReason.MalformedRecord);
+                }
+            }
+            catch (InvalidProtocolBufferException)
+            {
+                batch.Reject(RejectReason.MalformedRecord);
             }
 
             remaining = remaining.Slice(remaining.GetPosition((long)length, prefix.Position));

@@ -120,11 +120,12 @@ public sealed class ReadingValidationTests
         }
 
         Assert.Equal(
-            "6 readings rejected: 1 unknown vital kind, 1 unit not convertible to the vital's unit, 1 missing or non-numeric value or time, "
-            + "1 value outside the plausible range, 1 timestamp too far in the future, 1 timestamp older than the backfill horizon",
+            "7 readings rejected: 1 unknown vital kind, 1 unit not convertible to the vital's unit, 1 missing or non-numeric value or time, "
+            + "1 value outside the plausible range, 1 timestamp too far in the future, 1 timestamp older than the backfill horizon, "
+            + "1 record that could not be read",
             builder.DescribeRejects());
         Assert.Equal(
-            ["unknown_kind", "unknown_unit", "missing_value", "implausible", "future_timestamp", "too_old"],
+            ["unknown_kind", "unknown_unit", "missing_value", "implausible", "future_timestamp", "too_old", "malformed_record"],
             Enum.GetValues<RejectReason>().Select(reason => reason.ToTag()));
     }
 

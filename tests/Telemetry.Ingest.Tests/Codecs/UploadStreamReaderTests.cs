@@ -49,7 +49,6 @@ public sealed class UploadStreamReaderTests
     [InlineData(UploadFormat.JsonBatch, "{\"readings\":[{\"kind\":\"heart_rate\",\"time\":\"2026-11-24T09:59:00Z\",\"value\":70},{\"kind\":")]
     [InlineData(UploadFormat.SenMl, "[{\"n\":\"heart_rate\",\"v\":70,\"t\":-1},{\"n\":")]
     [InlineData(UploadFormat.JsonBatch, "{\"readings\":[{\"kind\":\"heart_rate\",\"time\":\"2026-11-24T09:59:00Z\",\"value\":70}]}{\"readings\":[]}")]
-    [InlineData(UploadFormat.NdJson, "{\"kind\":\"heart_rate\",\"time\":\"2026-11-24T09:59:00Z\",\"value\":70}\n[1,2]\n")]
     [InlineData(UploadFormat.JsonBatch, "{\"seq\":1}")]
     public async Task A_broken_upload_is_refused_with_a_reason_after_the_readings_before_it(UploadFormat format, string payload)
     {
@@ -58,6 +57,47 @@ public sealed class UploadStreamReaderTests
         Assert.Equal(UploadReadStatus.Malformed, status);
         Assert.False(string.IsNullOrEmpty(error));
         Assert.True(batches.Sum(b => b.Length) <= 1);
+    }
+
+    [Fact]
+    public void A_broken_ndjson_line_is_refused_alone_and_its_neighbours_kept()
+    {
+        var payload = Encoding.UTF8.GetBytes(
+            "{\"kind\":\"heart_rate\",\"time\":\"2026-11-24T09:59:00Z\",\"value\":70}\n" +
+            "[1,2]\n{\"kind\":\"heart_rate\",\"ti\n{\"kind\":\"heart_rate\",\"time\":\"2026-11-24T09:59:01Z\",\"value\":71} trailing\n" +
+            "{\"kind\":\"heart_rate\",\"time\":\"2026-11-24T09:59:02Z\",\"value\":72}\n");
+
+        var (status, batches, error, rejected) = ReadWhole(UploadFormat.NdJson, payload);
+
+        Assert.True(status == UploadReadStatus.Completed, error);
+        Assert.Equal([70.0, 72.0], batches.SelectMany(b => b).Select(r => r.Value));
+        Assert.Equal(3, rejected);
+    }
+
+    [Fact]
+    public void A_broken_protobuf_message_is_refused_alone_and_its_neighbours_kept()
+    {
+        var good = new VitalBatch { BaseTimeMs = Wearable.NowMs - 60_000, Series = { new VitalSeries { Kind = "heart_rate", TimeDeltasMs = { 0 }, Values = { 70 } } } };
+        var broken = new VitalBatch
+        {
+            BaseTimeMs = Wearable.NowMs - 30_000,
+            Series =
+            {
+                new VitalSeries { Kind = "heart_rate", TimeDeltasMs = { 0 }, Values = { 90 } },
+                new VitalSeries { Kind = "spo2", TimeDeltasMs = { 0, 1 }, Values = { 97 } },
+            },
+        };
+        using var stream = new MemoryStream();
+        good.WriteDelimitedTo(stream);
+        broken.WriteDelimitedTo(stream);
+        stream.Write([3, 0x0A, 0xFF, 0xFF]);
+        good.WriteDelimitedTo(stream);
+
+        var (status, batches, error, rejected) = ReadWhole(UploadFormat.DelimitedProtobuf, stream.ToArray());
+
+        Assert.True(status == UploadReadStatus.Completed, error);
+        Assert.Equal([70.0, 70.0], batches.SelectMany(b => b).Select(r => r.Value));
+        Assert.Equal(2, rejected);
     }
 
     [Theory]
@@ -72,6 +112,14 @@ public sealed class UploadStreamReaderTests
 
         Assert.Equal(UploadReadStatus.Malformed, status);
         Assert.Contains("at most 1000 bytes", error);
+    }
+
+    private static (UploadReadStatus Status, List<VitalReading[]> Batches, string? Error, int Rejected) ReadWhole(UploadFormat format, byte[] payload)
+    {
+        var builder = Wearable.NewBuilder();
+        var reader = new UploadStreamReader(format, BatchSize, 64 * 1024);
+        var status = reader.Read(new System.Buffers.ReadOnlySequence<byte>(payload), isFinalBlock: true, builder, out _);
+        return (status, [builder.ToArray()], reader.Error, builder.RejectedCount);
     }
 
     private static async Task<(UploadReadStatus Status, List<VitalReading[]> Batches, string? Error)> ReadAsync(
