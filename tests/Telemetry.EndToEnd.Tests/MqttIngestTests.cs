@@ -48,6 +48,27 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
     }
 
     [Fact]
+    public async Task A_large_batch_over_websocket_is_acked_after_commit()
+    {
+        var token = await Server.ProvisionAsync("mqtt-ws-large", "p-mqtt-ws-large");
+        using var client = new MqttClientFactory().CreateMqttClient();
+        await client.ConnectAsync(new MqttClientOptionsBuilder()
+            .WithWebSocketServer(ws => ws.WithUri($"ws://127.0.0.1:{Server.HttpPort}/mqtt"))
+            .WithClientId("mqtt-ws-large")
+            .WithCredentials("mqtt-ws-large", token)
+            .WithProtocolVersion(MqttProtocolVersion.V500)
+            .Build());
+        var start = Devices.RecentMinute(30);
+        var payload = Devices.JsonHeartRates(1, start, [.. Enumerable.Range(0, 1_500).Select(i => 60.0 + (i % 60))]);
+        Assert.True(payload.Length > 100_000, $"{payload.Length} bytes");
+
+        var result = await Devices.PublishAsync(client, "devices/mqtt-ws-large/vitals", payload).WaitAsync(TimeSpan.FromSeconds(20));
+
+        Assert.Equal(MqttClientPublishReasonCode.Success, result.ReasonCode);
+        Assert.Equal(1_500, (await Server.TrendAsync("p-mqtt-ws-large", "heart_rate", start, start.AddMinutes(30), count: 1_500)).TotalCount);
+    }
+
+    [Fact]
     public async Task Mqtt_311_device_publishes_protobuf_with_units_converted()
     {
         var token = await Server.ProvisionAsync("mqtt-thermo", "p-mqtt-2");
