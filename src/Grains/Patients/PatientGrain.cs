@@ -29,7 +29,12 @@ public sealed partial class PatientGrain(
     private long _rebuiltThroughCommit;
     private long _rebuiltFromMs = long.MaxValue;
 
+    // One delegate for the grain's life: folding a reading allocates nothing.
+    private Action<VitalKind, Resolution, RollupWindow>? _closeWindow;
+
     private string PatientId => this.GetPrimaryKeyString();
+
+    private Action<VitalKind, Resolution, RollupWindow> CloseWindow => _closeWindow ??= Close;
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
@@ -43,7 +48,7 @@ public sealed partial class PatientGrain(
         {
             var kind = group.Key;
             var ordered = group.Select(window => window.Window).OrderBy(window => window.StartMs).ToList();
-            _vitals[kind] = VitalWindows.Rebuild(ordered, (resolution, window) => Close(kind, resolution, window));
+            _vitals[kind] = VitalWindows.Rebuild(kind, ordered, CloseWindow);
         }
 
         // Rollups closed before a crash may not have reached the store; rewriting these two days' makes sure.
@@ -90,14 +95,13 @@ public sealed partial class PatientGrain(
 
             if (!_vitals.TryGetValue(reading.Kind, out var windows))
             {
-                windows = new VitalWindows();
+                windows = new VitalWindows(reading.Kind);
                 _vitals[reading.Kind] = windows;
             }
 
-            var kind = reading.Kind;
-            if (!windows.Add(reading.TimestampMs, reading.Value, (resolution, window) => Close(kind, resolution, window)))
+            if (!windows.Add(reading.TimestampMs, reading.Value, CloseWindow))
             {
-                _late.Add((kind, Resolution.Minute.WindowStart(reading.TimestampMs)));
+                _late.Add((reading.Kind, Resolution.Minute.WindowStart(reading.TimestampMs)));
             }
         }
 

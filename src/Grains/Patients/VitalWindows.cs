@@ -1,4 +1,5 @@
 using Telemetry.Core.Rollups;
+using Telemetry.Core.Vitals;
 
 namespace Telemetry.Grains.Patients;
 
@@ -6,11 +7,13 @@ namespace Telemetry.Grains.Patients;
 /// One vital's open windows in a patient's grain: the open minute, the closed minutes of the open hour and the
 /// closed hours of the open day. Readings fold in; windows that close are handed out as rollups.
 /// </summary>
-internal sealed class VitalWindows
+internal sealed class VitalWindows(VitalKind kind)
 {
     private RollupWindow _minute;
     private RollupWindow _hour;
     private RollupWindow _day;
+
+    public VitalKind Kind { get; } = kind;
 
     public double LatestValue { get; private set; }
 
@@ -19,9 +22,9 @@ internal sealed class VitalWindows
     public RollupWindow Minute => _minute;
 
     /// <summary>Starts from windows rebuilt out of the raw store, oldest first, all of one vital and one day.</summary>
-    public static VitalWindows Rebuild(IReadOnlyList<RollupWindow> minutes, Action<Resolution, RollupWindow> closed)
+    public static VitalWindows Rebuild(VitalKind kind, IReadOnlyList<RollupWindow> minutes, Action<VitalKind, Resolution, RollupWindow> closed)
     {
-        var windows = new VitalWindows();
+        var windows = new VitalWindows(kind);
         foreach (var minute in minutes)
         {
             windows.Fold(minute, closed);
@@ -39,7 +42,7 @@ internal sealed class VitalWindows
     /// Folds one reading in. Returns false when the reading falls in a minute that is already closed; the caller then has
     /// the closed windows it touches recomputed from the raw store, and the open hour and day have already taken it.
     /// </summary>
-    public bool Add(long timestampMs, double value, Action<Resolution, RollupWindow> closed)
+    public bool Add(long timestampMs, double value, Action<VitalKind, Resolution, RollupWindow> closed)
     {
         if (timestampMs >= LatestMs)
         {
@@ -74,7 +77,7 @@ internal sealed class VitalWindows
         };
     }
 
-    private void Fold(RollupWindow minute, Action<Resolution, RollupWindow> closed)
+    private void Fold(RollupWindow minute, Action<VitalKind, Resolution, RollupWindow> closed)
     {
         if (_minute.Count == 0)
         {
@@ -91,18 +94,18 @@ internal sealed class VitalWindows
         }
 
         // The open minute closes; so do the hour and the day when the new minute lies past them.
-        closed(Resolution.Minute, _minute);
+        closed(Kind, Resolution.Minute, _minute);
         _hour = _hour.Merge(_minute);
         if (Resolution.Hour.WindowStart(minute.StartMs) != _hour.StartMs)
         {
-            closed(Resolution.Hour, _hour);
+            closed(Kind, Resolution.Hour, _hour);
             _day = _day.Merge(_hour);
             _hour = Empty(Resolution.Hour, minute.StartMs);
         }
 
         if (Resolution.Day.WindowStart(minute.StartMs) != _day.StartMs)
         {
-            closed(Resolution.Day, _day);
+            closed(Kind, Resolution.Day, _day);
             _day = Empty(Resolution.Day, minute.StartMs);
         }
 

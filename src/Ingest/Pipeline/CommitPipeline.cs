@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using System.Threading.Channels;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -197,6 +198,12 @@ public sealed partial class CommitPipeline : BackgroundService
 
     private static VitalReading[] Concat(List<ReadOnlyMemory<VitalReading>> parts)
     {
+        // The common case, one batch from one device: its array is immutable and goes to the grain as it is.
+        if (parts.Count == 1 && MemoryMarshal.TryGetArray(parts[0], out var whole) && whole.Offset == 0 && whole.Count == whole.Array!.Length)
+        {
+            return whole.Array;
+        }
+
         var total = parts.Sum(part => part.Length);
         var all = new VitalReading[total];
         var offset = 0;
