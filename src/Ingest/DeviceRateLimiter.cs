@@ -30,12 +30,13 @@ public sealed class DeviceRateLimiter(IOptions<IngestOptions> options, TimeProvi
 
     private sealed class Bucket(double tokens, long timestamp)
     {
+        private readonly Lock _lock = new();
         private double _tokens = tokens;
         private long _timestamp = timestamp;
 
         public bool TryTake(double perSecond, double capacity, long now, long frequency)
         {
-            lock (this)
+            lock (_lock)
             {
                 _tokens = Math.Min(capacity, _tokens + ((now - _timestamp) * perSecond / frequency));
                 _timestamp = now;

@@ -219,10 +219,11 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
             MarkDuplicates(batches);
         }
 
+        var duplicatesPerBatch = _duplicates.CountBy(d => d.Batch).ToDictionary();
         for (var i = 0; i < batches.Count; i++)
         {
             var batch = batches[i];
-            if (_knownSequence[i] && _duplicates.Count(d => d.Batch == i) == batch.Readings.Length)
+            if (_knownSequence[i] && duplicatesPerBatch.GetValueOrDefault(i) == batch.Readings.Length)
             {
                 outcomes[i] = BatchOutcome.DuplicateBatch(batch.Readings.Length);
             }

@@ -1,6 +1,6 @@
 namespace Telemetry.Storage.DuckDb;
 
-/// <summary>Conversions between Unix milliseconds and the UTC <see cref="DateTime"/> DuckDB's TIMESTAMP columns take.</summary>
+/// <summary>Unix milliseconds as the UTC <see cref="DateTime"/> DuckDB's TIMESTAMP columns take (reads come back through <c>epoch_ms</c>).</summary>
 internal static class Timestamps
 {
     private static readonly long MaxMs = new DateTimeOffset(9999, 12, 31, 0, 0, 0, TimeSpan.Zero).ToUnixTimeMilliseconds();
@@ -8,7 +8,4 @@ internal static class Timestamps
 
     public static DateTime ToDateTime(long unixMs) =>
         DateTime.UnixEpoch.AddMilliseconds(Math.Clamp(unixMs, MinMs, MaxMs));
-
-    public static long ToUnixMs(DateTime value) =>
-        (DateTime.SpecifyKind(value, DateTimeKind.Utc) - DateTime.UnixEpoch).Ticks / TimeSpan.TicksPerMillisecond;
 }
