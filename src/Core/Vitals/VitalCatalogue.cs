@@ -25,11 +25,15 @@ public static class VitalCatalogue
         {
             Aliases = ["hr", "pulse"],
         },
-        new(VitalKind.RestingHeartRate, "resting_heart_rate", "40443-4", "Heart rate --resting", "/min", 20, 200, PerMinute),
+        new(VitalKind.RestingHeartRate, "resting_heart_rate", "40443-4", "Heart rate --resting", "/min", 20, 200, PerMinute)
+        {
+            Label = "Resting heart rate",
+        },
         new(VitalKind.RespiratoryRate, "respiratory_rate", "9279-1", "Respiratory rate", "/min", 2, 80, BreathsPerMinute),
         new(VitalKind.OxygenSaturation, "spo2", "59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry", "%", 50, 100,
             [new("%"), new("1", 100), new("/1", 100)])
         {
+            Label = "SpO2",
             Aliases = ["oxygen_saturation", "2708-6"],
         },
         new(VitalKind.BodyTemperature, "body_temperature", "8310-5", "Body temperature", "Cel", 25, 45,
@@ -46,7 +50,10 @@ public static class VitalCatalogue
             Aliases = ["diastolic"],
         },
         new(VitalKind.Steps, "steps", "55423-8", "Number of steps", "{steps}", 0, 100_000,
-            [new("{steps}"), new("steps"), new("1"), new("count")]),
+            [new("{steps}"), new("steps"), new("1"), new("count")])
+        {
+            Label = "Steps",
+        },
         new(VitalKind.BodyWeight, "body_weight", "29463-7", "Body weight", "kg", 0.5, 650,
             [new("kg"), new("g", 0.001), new("[lb_av]", 0.45359237), new("lb", 0.45359237)])
         {
@@ -55,6 +62,7 @@ public static class VitalCatalogue
         new(VitalKind.BloodGlucose, "blood_glucose", "2339-0", "Glucose [Mass/volume] in Blood", "mg/dL", 10, 1000,
             [new("mg/dL"), new("mmol/L", 18.01559)])
         {
+            Label = "Blood glucose",
             Aliases = ["glucose"],
         },
         new(VitalKind.SleepDuration, "sleep_duration", "93832-4", "Sleep duration", "h", 0, 24,
@@ -83,6 +91,13 @@ public static class VitalCatalogue
         (byte)kind < ByKind.Length && ByKind[(byte)kind] is { } definition
             ? definition
             : throw new ArgumentOutOfRangeException(nameof(kind), kind, "Not a catalogue vital.");
+
+    /// <summary>The definition of <paramref name="kind"/>, when it is a catalogue vital.</summary>
+    public static bool TryGet(VitalKind kind, out VitalDefinition definition)
+    {
+        definition = (byte)kind < ByKind.Length ? ByKind[(byte)kind]! : null!;
+        return definition is not null;
+    }
 
     /// <summary>Finds a panel (a pair of vitals sent as one reading) by name or LOINC code.</summary>
     public static bool TryFindPanel(string nameOrCode, out VitalPanel panel)

@@ -11,6 +11,15 @@ public sealed record VitalDefinition(
     double PlausibleMax,
     IReadOnlyList<UnitConversion> Units)
 {
+    private readonly string? _label;
+
+    /// <summary>What people call the vital in a sentence ("SpO2", "resting heart rate"); the LOINC display when not set.</summary>
+    public string Label
+    {
+        get => _label ?? Display;
+        init => _label = value;
+    }
+
     /// <summary>Other names and LOINC codes a sender may use for this vital.</summary>
     public IReadOnlyList<string> Aliases { get; init; } = [];
 

@@ -1,0 +1,44 @@
+using Telemetry.Core.Vitals;
+
+namespace Telemetry.Core.Alerts;
+
+/// <summary>Named starting points for a patient's rules; a clinician applies one and tunes it.</summary>
+public static class AlertRuleTemplates
+{
+    /// <summary>An adult on a ward or at home: the limits a general adult monitor ships with, NEWS2, and the technical alerts.</summary>
+    public const string AdultDefault = "adult-default";
+
+    /// <summary>A person with diabetes on a CGM: low, urgent low, high, falling fast, and sensor silence.</summary>
+    public const string Glucose = "glucose";
+
+    private static readonly Dictionary<string, AlertRuleSet> Templates = new(StringComparer.Ordinal)
+    {
+        [AdultDefault] = new AlertRuleSet(
+        [
+            new("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 110, SustainSeconds: 60, RearmSeconds: 300),
+            new("hr-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.HeartRate, AlertDirection.Below, 40, 45, SustainSeconds: 30, RearmSeconds: 300, EscalateAfterSeconds: 300),
+            new("spo2-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 90, 92, SustainSeconds: 60, RearmSeconds: 300, EscalateAfterSeconds: 300),
+            new("rr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.RespiratoryRate, AlertDirection.Above, 25, 22, SustainSeconds: 120, RearmSeconds: 300),
+            new("temp-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.BodyTemperature, AlertDirection.Above, 38.5, 38.0, RearmSeconds: 600),
+            new("sbp-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.SystolicPressure, AlertDirection.Above, 180, 170, RearmSeconds: 600),
+            new("sbp-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.SystolicPressure, AlertDirection.Below, 90, 95, RearmSeconds: 600, EscalateAfterSeconds: 300),
+            new("news2-medium", AlertRuleType.EarlyWarning, AlertPriority.Medium, Direction: AlertDirection.Above, Level: 5, RearmSeconds: 900),
+            new("news2-high", AlertRuleType.EarlyWarning, AlertPriority.High, Direction: AlertDirection.Above, Level: 7, RearmSeconds: 900, EscalateAfterSeconds: 300),
+            new("no-data", AlertRuleType.NoData, AlertPriority.Low, SilenceSeconds: 900),
+            new("implausible", AlertRuleType.Implausible, AlertPriority.Low, RearmSeconds: 300),
+        ], AdultDefault),
+        [Glucose] = new AlertRuleSet(
+        [
+            new("glucose-urgent-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.BloodGlucose, AlertDirection.Below, 54, 60, RearmSeconds: 900, EscalateAfterSeconds: 600),
+            new("glucose-low", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.BloodGlucose, AlertDirection.Below, 70, 80, SustainSeconds: 300, RearmSeconds: 900),
+            new("glucose-high", AlertRuleType.Threshold, AlertPriority.Low, VitalKind.BloodGlucose, AlertDirection.Above, 250, 230, SustainSeconds: 900, RearmSeconds: 3600),
+            new("glucose-falling-fast", AlertRuleType.RateOfChange, AlertPriority.Medium, VitalKind.BloodGlucose, AlertDirection.Falling, 2, 1, RearmSeconds: 900, WindowSeconds: 900),
+            new("glucose-no-data", AlertRuleType.NoData, AlertPriority.Medium, VitalKind.BloodGlucose, SilenceSeconds: 1200),
+            new("implausible", AlertRuleType.Implausible, AlertPriority.Low, RearmSeconds: 300),
+        ], Glucose),
+    };
+
+    public static IReadOnlyCollection<string> Names => Templates.Keys;
+
+    public static bool TryGet(string name, out AlertRuleSet rules) => Templates.TryGetValue(name, out rules!);
+}

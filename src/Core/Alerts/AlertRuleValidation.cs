@@ -1,0 +1,179 @@
+using Telemetry.Core.Vitals;
+
+namespace Telemetry.Core.Alerts;
+
+/// <summary>Checks a rule set before it is saved, so a clinician hears at once what is wrong with a rule rather than getting silence later.</summary>
+public static class AlertRuleValidation
+{
+    public const int MaxRules = 64;
+    public const int MaxDurationSeconds = 7 * 24 * 3600;
+    public const int MinWindowSeconds = 60;
+    public const int MaxWindowSeconds = 6 * 3600;
+    public const int MinSilenceSeconds = 5;
+
+    /// <summary>Every problem of <paramref name="rules"/>, keyed by the field it is about (<c>rules[2].level</c>); empty when the set is good.</summary>
+    public static Dictionary<string, string[]> Validate(AlertRuleSet rules)
+    {
+        var errors = new Dictionary<string, List<string>>(StringComparer.Ordinal);
+        void Add(string field, string message)
+        {
+            if (!errors.TryGetValue(field, out var list))
+            {
+                errors[field] = list = [];
+            }
+
+            list.Add(message);
+        }
+
+        if (rules.Rules is null)
+        {
+            Add("rules", "required");
+            return Freeze(errors);
+        }
+
+        if (rules.Rules.Length > MaxRules)
+        {
+            Add("rules", $"at most {MaxRules} rules");
+        }
+
+        var ids = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < rules.Rules.Length; i++)
+        {
+            var rule = rules.Rules[i];
+            var at = $"rules[{i}]";
+            if (rule is null)
+            {
+                Add(at, "a rule is required");
+                continue;
+            }
+
+            if (!Identifier.IsValid(rule.Id) || rule.Id.Length > 64)
+            {
+                Add($"{at}.id", "1 to 64 characters of letters, digits and - _ : .");
+            }
+            else if (!ids.Add(rule.Id))
+            {
+                Add($"{at}.id", $"'{rule.Id}' is used by another rule");
+            }
+
+            if (!Enum.IsDefined(rule.Priority))
+            {
+                Add($"{at}.priority", "high, medium or low");
+            }
+            else if (rule.Category == AlertCategory.Technical && rule.Priority == AlertPriority.High)
+            {
+                Add($"{at}.priority", "a technical alert is medium or low: high is kept for the patient's condition");
+            }
+
+            if (rule.Kind is { } kind && !VitalCatalogue.TryGet(kind, out _))
+            {
+                Add($"{at}.kind", "not a vital of the catalogue");
+            }
+
+            CheckDuration(rule.SustainSeconds, $"{at}.sustainSeconds", Add);
+            CheckDuration(rule.RearmSeconds, $"{at}.rearmSeconds", Add);
+            if (rule.EscalateAfterSeconds is { } escalate && (escalate < 1 || escalate > MaxDurationSeconds))
+            {
+                Add($"{at}.escalateAfterSeconds", $"1 to {MaxDurationSeconds} seconds");
+            }
+
+            switch (rule.Type)
+            {
+                case AlertRuleType.Threshold:
+                    RequireKind(rule, at, Add);
+                    CheckLevels(rule, at, [AlertDirection.Above, AlertDirection.Below], "above or below", Add);
+                    break;
+                case AlertRuleType.RateOfChange:
+                    RequireKind(rule, at, Add);
+                    CheckLevels(rule, at, [AlertDirection.Rising, AlertDirection.Falling], "rising or falling", Add);
+                    if (rule.Level is <= 0)
+                    {
+                        Add($"{at}.level", "a rate per minute greater than 0");
+                    }
+
+                    if (rule.WindowSeconds is { } window && (window < MinWindowSeconds || window > MaxWindowSeconds))
+                    {
+                        Add($"{at}.windowSeconds", $"{MinWindowSeconds} to {MaxWindowSeconds} seconds");
+                    }
+
+                    break;
+                case AlertRuleType.NoData:
+                    if (rule.SilenceSeconds is not { } silence || silence < MinSilenceSeconds || silence > MaxDurationSeconds)
+                    {
+                        Add($"{at}.silenceSeconds", $"required: {MinSilenceSeconds} to {MaxDurationSeconds} seconds");
+                    }
+
+                    break;
+                case AlertRuleType.EarlyWarning:
+                    if (rule.Kind is not null)
+                    {
+                        Add($"{at}.kind", "an early-warning score is computed from all of its vitals: leave kind out");
+                    }
+
+                    CheckLevels(rule, at, [AlertDirection.Above], "above", Add);
+                    if (rule.Level is { } score && (score < 1 || score > 20))
+                    {
+                        Add($"{at}.level", "a NEWS2 score from 1 to 20");
+                    }
+
+                    break;
+                case AlertRuleType.Implausible:
+                    break;
+                default:
+                    Add($"{at}.type", "threshold, rate_of_change, no_data, early_warning or implausible");
+                    break;
+            }
+        }
+
+        return Freeze(errors);
+    }
+
+    private static void RequireKind(AlertRule rule, string at, Action<string, string> add)
+    {
+        if (rule.Kind is null)
+        {
+            add($"{at}.kind", "required: the vital this rule watches");
+        }
+    }
+
+    private static void CheckLevels(AlertRule rule, string at, AlertDirection[] directions, string allowed, Action<string, string> add)
+    {
+        var direction = rule.Direction ?? (directions.Length == 1 ? directions[0] : (AlertDirection?)null);
+        if (direction is null || !directions.Contains(direction.Value))
+        {
+            add($"{at}.direction", $"required: {allowed}");
+            return;
+        }
+
+        if (rule.Level is not { } level || !double.IsFinite(level))
+        {
+            add($"{at}.level", "required: the level that raises the alert");
+            return;
+        }
+
+        if (rule.ClearLevel is not { } clear)
+        {
+            return;
+        }
+
+        // Hysteresis: the clear level lies on the safe side of the raise level, or the alert could never clear.
+        var safeSide = direction is AlertDirection.Below ? clear >= level : clear <= level;
+        if (!double.IsFinite(clear) || !safeSide)
+        {
+            add($"{at}.clearLevel", direction is AlertDirection.Below
+                ? "at or above the level: the value must recover past it before the alert clears"
+                : "at or below the level: the value must recover past it before the alert clears");
+        }
+    }
+
+    private static void CheckDuration(int seconds, string field, Action<string, string> add)
+    {
+        if (seconds < 0 || seconds > MaxDurationSeconds)
+        {
+            add(field, $"0 to {MaxDurationSeconds} seconds");
+        }
+    }
+
+    private static Dictionary<string, string[]> Freeze(Dictionary<string, List<string>> errors) =>
+        errors.ToDictionary(pair => pair.Key, pair => pair.Value.ToArray(), StringComparer.Ordinal);
+}

@@ -1,0 +1,531 @@
+using System.Globalization;
+using Telemetry.Core.Alerts;
+using Telemetry.Core.Readings;
+using Telemetry.Core.Vitals;
+
+namespace Telemetry.Grains.Alerts;
+
+/// <summary>
+/// Evaluates one patient's alert rules. Pure and single-threaded: readings and the clock come in as arguments, every
+/// change to an alert goes into <see cref="AlertState.Outbox"/> as an event, and <see cref="NextDueMs"/> says when
+/// <see cref="Tick"/> must run next (no-data, escalation, snooze expiry) even when no reading arrives.
+/// </summary>
+/// <remarks>
+/// Conditions are judged in reading time (a sustained condition holds for N seconds of the patient's readings), so a
+/// burst of buffered readings is judged as it happened; silence, snoozes and escalation run on the server's clock.
+/// A reading older than <see cref="StaleAfterMs"/>, or older than one of its vital already judged, is history: it
+/// counts as data arriving, but it raises or clears nothing (replay judges history).
+/// </remarks>
+public sealed class AlertEngine
+{
+    /// <summary>Readings older than this when they arrive are history, not the patient's present.</summary>
+    public const long StaleAfterMs = 15 * 60_000;
+
+    /// <summary>An implausible-reading alert clears on a plausible reading once no implausible one has come for this long.</summary>
+    public const long ImplausibleQuietMs = 60_000;
+
+    /// <summary>A NEWS2 parameter counts towards the score while its latest reading is at most this much older than the newest.</summary>
+    public const long EarlyWarningFreshMs = 60 * 60_000;
+
+    /// <summary>An unacknowledged alert escalates at most this many times.</summary>
+    public const int MaxEscalations = 3;
+
+    private const int KindSlots = 256;
+
+    private readonly string _patientId;
+    private readonly List<RuleRuntime>[] _byKind = new List<RuleRuntime>[KindSlots];
+    private readonly List<RuleRuntime> _earlyWarning = [];
+    private readonly List<RuleRuntime> _noData = [];
+    private readonly List<RuleRuntime> _implausible = [];
+
+    // What has been seen: arrival time per vital and of any vital (no-data), the latest reading per vital (judging
+    // order, NEWS2).
+    private readonly long[] _lastSeenMs = new long[KindSlots];
+    private readonly long[] _latestMs = new long[KindSlots];
+    private readonly double[] _latestValue = new double[KindSlots];
+    private long _lastSeenAnyMs = long.MinValue;
+
+    public AlertEngine(string patientId, AlertState state)
+    {
+        _patientId = patientId;
+        State = state;
+        Array.Fill(_lastSeenMs, long.MinValue);
+        Array.Fill(_latestMs, long.MinValue);
+        BuildRuntimes();
+    }
+
+    public AlertState State { get; }
+
+    public bool HasRules => State.Rules.Rules.Length > 0;
+
+    /// <summary>When <see cref="Tick"/> must run next, or null when nothing is waiting on the clock.</summary>
+    public long? NextDueMs
+    {
+        get
+        {
+            var next = long.MaxValue;
+            foreach (var alert in State.Open)
+            {
+                if (alert.Status == AlertStatus.Snoozed && alert.SnoozedUntil is { } until)
+                {
+                    next = Math.Min(next, until.ToUnixTimeMilliseconds());
+                }
+                else if (alert.Status == AlertStatus.Active && alert.EscalatesAt is { } escalates)
+                {
+                    next = Math.Min(next, escalates.ToUnixTimeMilliseconds());
+                }
+            }
+
+            foreach (var runtime in _noData)
+            {
+                if (SilenceDeadline(runtime) is { } deadline && FindOpen(runtime.Rule.Id) is null)
+                {
+                    next = Math.Min(next, deadline);
+                }
+            }
+
+            return next == long.MaxValue ? null : next;
+        }
+    }
+
+    /// <summary>
+    /// Marks a vital as seen at <paramref name="nowMs"/> with its latest reading, without judging it: what an activation
+    /// knows from the raw store. A restart thus gives every device a full silence period to come back.
+    /// </summary>
+    public void Seed(VitalKind kind, long latestMs, double latestValue, long nowMs)
+    {
+        var slot = (byte)kind;
+        _lastSeenMs[slot] = Math.Max(_lastSeenMs[slot], nowMs);
+        _lastSeenAnyMs = Math.Max(_lastSeenAnyMs, nowMs);
+        if (latestMs > _latestMs[slot])
+        {
+            _latestMs[slot] = latestMs;
+            _latestValue[slot] = latestValue;
+        }
+    }
+
+    /// <summary>Replaces the rules. Open alerts of rules that are gone are cleared; the others are judged by their new levels from the next reading.</summary>
+    public void SetRules(AlertRuleSet rules, long nowMs)
+    {
+        State.Rules = rules;
+        State.RulesUpdatedAt = DateTimeOffset.FromUnixTimeMilliseconds(nowMs);
+        var ids = rules.Rules.Select(rule => rule.Id).ToHashSet(StringComparer.Ordinal);
+        foreach (var alert in State.Open.ToArray())
+        {
+            if (!ids.Contains(alert.RuleId))
+            {
+                Clear(alert, nowMs);
+            }
+        }
+
+        foreach (var id in State.ClearedAtMs.Keys.Where(id => !ids.Contains(id)).ToArray())
+        {
+            State.ClearedAtMs.Remove(id);
+        }
+
+        foreach (var id in State.SnoozedUntilMs.Keys.Where(id => !ids.Contains(id)).ToArray())
+        {
+            State.SnoozedUntilMs.Remove(id);
+        }
+
+        BuildRuntimes();
+    }
+
+    /// <summary>Judges one committed, plausible reading.</summary>
+    public void Observe(in VitalReading reading, long nowMs)
+    {
+        var slot = (byte)reading.Kind;
+        _lastSeenMs[slot] = nowMs;
+        _lastSeenAnyMs = nowMs;
+        if (!HasRules)
+        {
+            return;
+        }
+
+        ClearNoData(reading.Kind, nowMs);
+        if (reading.TimestampMs <= _latestMs[slot] || reading.TimestampMs < nowMs - StaleAfterMs)
+        {
+            return;
+        }
+
+        _latestMs[slot] = reading.TimestampMs;
+        _latestValue[slot] = reading.Value;
+
+        if (_byKind[slot] is { } rules)
+        {
+            foreach (var runtime in rules)
+            {
+                if (runtime.Rule.Type == AlertRuleType.Threshold)
+                {
+                    Judge(runtime, reading.Value, reading.TimestampMs, nowMs);
+                }
+                else
+                {
+                    runtime.Rate!.Add(reading.TimestampMs, reading.Value);
+                    if (runtime.Rate.TryGetSlopePerMinute(out var slope))
+                    {
+                        Judge(runtime, runtime.Rule.Direction == AlertDirection.Falling ? -slope : slope, reading.TimestampMs, nowMs);
+                    }
+                }
+            }
+        }
+
+        if (_earlyWarning.Count > 0 && EarlyWarningScore.IsParameter(reading.Kind))
+        {
+            var score = CurrentEarlyWarningScore(reading.TimestampMs);
+            foreach (var runtime in _earlyWarning)
+            {
+                Judge(runtime, score, reading.TimestampMs, nowMs);
+            }
+        }
+
+        foreach (var runtime in _implausible)
+        {
+            if (FindOpen(runtime.Rule.Id) is { } open && open.Kind == reading.Kind && nowMs - runtime.LastImplausibleMs >= ImplausibleQuietMs)
+            {
+                Clear(open, nowMs);
+                State.ClearedAtMs[runtime.Rule.Id] = nowMs;
+            }
+        }
+    }
+
+    /// <summary>Judges a reading refused as implausible: a sensor fault, raised as a technical alert and never as a clinical one.</summary>
+    public void ObserveImplausible(in VitalReading reading, long nowMs)
+    {
+        if (reading.TimestampMs < nowMs - StaleAfterMs)
+        {
+            return;
+        }
+
+        foreach (var runtime in _implausible)
+        {
+            if (runtime.Rule.Kind is { } kind && kind != reading.Kind)
+            {
+                continue;
+            }
+
+            runtime.LastImplausibleMs = nowMs;
+            if (FindOpen(runtime.Rule.Id) is null && IsArmed(runtime.Rule, nowMs))
+            {
+                var definition = VitalCatalogue.Get(reading.Kind);
+                var message = string.Create(CultureInfo.InvariantCulture,
+                    $"{definition.Label} reading implausible: {reading.Value:0.##} {definition.Unit} is outside {definition.PlausibleMin:0.##}–{definition.PlausibleMax:0.##} {definition.Unit}; check the sensor");
+                Raise(runtime.Rule, reading.Kind, reading.Value, reading.TimestampMs, message, nowMs);
+            }
+        }
+    }
+
+    /// <summary>Runs what is due on the clock: snoozes that ran out, escalations, silences long enough to raise a no-data alert.</summary>
+    public void Tick(long nowMs)
+    {
+        foreach (var alert in State.Open.ToArray())
+        {
+            if (alert.Status == AlertStatus.Snoozed && alert.SnoozedUntil is { } until && until.ToUnixTimeMilliseconds() <= nowMs)
+            {
+                var active = alert with { Status = AlertStatus.Active, SnoozedUntil = null, EscalatesAt = EscalationTime(alert.RuleId, nowMs) };
+                Replace(alert, active);
+                Emit(AlertEventType.Reactivated, active, nowMs);
+            }
+            else if (alert.Status == AlertStatus.Active && alert.EscalatesAt is { } escalates && escalates.ToUnixTimeMilliseconds() <= nowMs)
+            {
+                var level = alert.EscalationLevel + 1;
+                var escalated = alert with { EscalationLevel = level, EscalatesAt = level < MaxEscalations ? EscalationTime(alert.RuleId, nowMs) : null };
+                Replace(alert, escalated);
+                Emit(AlertEventType.Escalated, escalated, nowMs);
+            }
+        }
+
+        foreach (var (rule, until) in State.SnoozedUntilMs.ToArray())
+        {
+            if (until <= nowMs)
+            {
+                State.SnoozedUntilMs.Remove(rule);
+            }
+        }
+
+        foreach (var runtime in _noData)
+        {
+            if (SilenceDeadline(runtime) is { } deadline && deadline <= nowMs && FindOpen(runtime.Rule.Id) is null)
+            {
+                var lastSeen = deadline - (runtime.Rule.SilenceSeconds!.Value * 1000L);
+                var minutes = Math.Max(1, (nowMs - lastSeen) / 60_000);
+                var message = runtime.Rule.Kind is { } kind
+                    ? $"{VitalCatalogue.Get(kind).Label} readings stopped {minutes} min ago: check the device and its connection"
+                    : $"No readings for {minutes} min: check the devices and their connection";
+                Raise(runtime.Rule, runtime.Rule.Kind, null, lastSeen, message, nowMs);
+            }
+        }
+    }
+
+    /// <summary>Acknowledges an open alert: it stops escalating and stays open until its condition clears. Null when no such alert is open.</summary>
+    public Alert? Acknowledge(string alertId, string by, long nowMs)
+    {
+        if (FindOpenById(alertId) is not { } alert)
+        {
+            return null;
+        }
+
+        if (alert.Status == AlertStatus.Acknowledged)
+        {
+            return alert;
+        }
+
+        var acknowledged = alert with
+        {
+            Status = AlertStatus.Acknowledged,
+            AcknowledgedAt = DateTimeOffset.FromUnixTimeMilliseconds(nowMs),
+            AcknowledgedBy = by,
+            SnoozedUntil = null,
+            EscalatesAt = null,
+        };
+        Replace(alert, acknowledged);
+        Emit(AlertEventType.Acknowledged, acknowledged, nowMs);
+        return acknowledged;
+    }
+
+    /// <summary>
+    /// Silences an open alert until <paramref name="untilMs"/>; if its condition still holds then, it is active again.
+    /// A new episode of the same rule raised meanwhile starts snoozed too. Null when no such alert is open.
+    /// </summary>
+    public Alert? Snooze(string alertId, long untilMs, string by, long nowMs)
+    {
+        if (FindOpenById(alertId) is not { } alert)
+        {
+            return null;
+        }
+
+        var snoozed = alert with
+        {
+            Status = AlertStatus.Snoozed,
+            SnoozedUntil = DateTimeOffset.FromUnixTimeMilliseconds(untilMs),
+            EscalatesAt = null,
+        };
+        State.SnoozedUntilMs[alert.RuleId] = untilMs;
+        Replace(alert, snoozed);
+        Emit(AlertEventType.Snoozed, snoozed, nowMs);
+        return snoozed;
+    }
+
+    /// <summary>The NEWS2 score of the latest fresh value of each parameter, judged at <paramref name="atMs"/>.</summary>
+    public int CurrentEarlyWarningScore(long atMs)
+    {
+        var score = 0;
+        foreach (var kind in EarlyWarningScore.Parameters)
+        {
+            var slot = (byte)kind;
+            if (_latestMs[slot] != long.MinValue && _latestMs[slot] >= atMs - EarlyWarningFreshMs)
+            {
+                score += EarlyWarningScore.Points(kind, _latestValue[slot]);
+            }
+        }
+
+        return score;
+    }
+
+    /// <summary>
+    /// The one place a condition becomes an alert. Raise at the level, sustained; clear only past the clear level
+    /// (hysteresis), so a value hovering at the level makes one episode; after a clear, the re-arm guard must pass.
+    /// </summary>
+    private void Judge(RuleRuntime runtime, double value, long timestampMs, long nowMs)
+    {
+        var rule = runtime.Rule;
+        var level = rule.Level!.Value;
+        var clearLevel = rule.ClearLevel ?? level;
+        var below = rule.Direction == AlertDirection.Below;
+        var inAlarm = below ? value <= level : value >= level;
+        var recovered = below ? value > clearLevel : value < clearLevel;
+
+        if (FindOpen(rule.Id) is { } open)
+        {
+            if (recovered)
+            {
+                Clear(open, nowMs);
+                State.ClearedAtMs[rule.Id] = timestampMs;
+                runtime.PendingSinceMs = long.MinValue;
+            }
+
+            return;
+        }
+
+        if (!inAlarm)
+        {
+            runtime.PendingSinceMs = long.MinValue;
+            return;
+        }
+
+        if (runtime.PendingSinceMs == long.MinValue)
+        {
+            runtime.PendingSinceMs = timestampMs;
+        }
+
+        if (timestampMs - runtime.PendingSinceMs < rule.SustainSeconds * 1000L || !IsArmed(rule, timestampMs))
+        {
+            return;
+        }
+
+        runtime.PendingSinceMs = long.MinValue;
+        Raise(rule, rule.Kind, value, timestampMs, Describe(rule, value), nowMs);
+    }
+
+    private bool IsArmed(AlertRule rule, long atMs) =>
+        !State.ClearedAtMs.TryGetValue(rule.Id, out var clearedAt) || atMs >= clearedAt + (rule.RearmSeconds * 1000L);
+
+    private long? SilenceDeadline(RuleRuntime runtime)
+    {
+        var lastSeen = runtime.Rule.Kind is { } kind ? _lastSeenMs[(byte)kind] : _lastSeenAnyMs;
+        if (lastSeen == long.MinValue)
+        {
+            // Nothing has arrived yet: a device that never sent is not a device that went silent.
+            return null;
+        }
+
+        var deadline = lastSeen + (runtime.Rule.SilenceSeconds!.Value * 1000L);
+        return State.ClearedAtMs.TryGetValue(runtime.Rule.Id, out var clearedAt)
+            ? Math.Max(deadline, clearedAt + (runtime.Rule.RearmSeconds * 1000L))
+            : deadline;
+    }
+
+    private void ClearNoData(VitalKind kind, long nowMs)
+    {
+        foreach (var runtime in _noData)
+        {
+            if ((runtime.Rule.Kind is null || runtime.Rule.Kind == kind) && FindOpen(runtime.Rule.Id) is { } open)
+            {
+                Clear(open, nowMs);
+                State.ClearedAtMs[runtime.Rule.Id] = nowMs;
+            }
+        }
+    }
+
+    private void Raise(AlertRule rule, VitalKind? kind, double? value, long triggeredAtMs, string message, long nowMs)
+    {
+        var snoozedUntil = State.SnoozedUntilMs.TryGetValue(rule.Id, out var until) && until > nowMs ? until : (long?)null;
+        var alert = new Alert(
+            AlertIds.Format(_patientId, ++State.LastEpisode),
+            _patientId,
+            rule.Id,
+            rule.Type,
+            rule.Category,
+            rule.Priority,
+            kind,
+            snoozedUntil is null ? AlertStatus.Active : AlertStatus.Snoozed,
+            message,
+            value,
+            DateTimeOffset.FromUnixTimeMilliseconds(triggeredAtMs),
+            DateTimeOffset.FromUnixTimeMilliseconds(nowMs),
+            SnoozedUntil: snoozedUntil is { } snooze ? DateTimeOffset.FromUnixTimeMilliseconds(snooze) : null,
+            EscalatesAt: snoozedUntil is null ? EscalationTime(rule, nowMs) : null);
+        State.Open.Add(alert);
+        Emit(AlertEventType.Raised, alert, nowMs);
+    }
+
+    private void Clear(Alert alert, long nowMs)
+    {
+        var cleared = alert with { Status = AlertStatus.Cleared, ClearedAt = DateTimeOffset.FromUnixTimeMilliseconds(nowMs), EscalatesAt = null };
+        State.Open.Remove(alert);
+        Emit(AlertEventType.Cleared, cleared, nowMs);
+    }
+
+    private void Replace(Alert old, Alert updated) => State.Open[State.Open.IndexOf(old)] = updated;
+
+    private void Emit(AlertEventType type, Alert alert, long nowMs) =>
+        State.Outbox.Add(new AlertEvent(_patientId, ++State.LastEventSeq, type, DateTimeOffset.FromUnixTimeMilliseconds(nowMs), alert));
+
+    private DateTimeOffset? EscalationTime(string ruleId, long nowMs) =>
+        State.Rules.Rules.FirstOrDefault(rule => rule.Id == ruleId) is { } rule ? EscalationTime(rule, nowMs) : null;
+
+    private static DateTimeOffset? EscalationTime(AlertRule rule, long nowMs) =>
+        rule.EscalateAfterSeconds is { } seconds ? DateTimeOffset.FromUnixTimeMilliseconds(nowMs + (seconds * 1000L)) : null;
+
+    private Alert? FindOpen(string ruleId)
+    {
+        foreach (var alert in State.Open)
+        {
+            if (alert.RuleId == ruleId)
+            {
+                return alert;
+            }
+        }
+
+        return null;
+    }
+
+    private Alert? FindOpenById(string alertId)
+    {
+        foreach (var alert in State.Open)
+        {
+            if (alert.AlertId == alertId)
+            {
+                return alert;
+            }
+        }
+
+        return null;
+    }
+
+    private static string Describe(AlertRule rule, double value)
+    {
+        var side = rule.Direction switch
+        {
+            AlertDirection.Below => "at or below",
+            _ => "at or above",
+        };
+        if (rule.Type == AlertRuleType.EarlyWarning)
+        {
+            return string.Create(CultureInfo.InvariantCulture, $"NEWS2 score {value:0} is {side} {rule.Level:0}");
+        }
+
+        var definition = VitalCatalogue.Get(rule.Kind!.Value);
+        if (rule.Type == AlertRuleType.RateOfChange)
+        {
+            var moving = rule.Direction == AlertDirection.Falling ? "falling" : "rising";
+            return string.Create(CultureInfo.InvariantCulture,
+                $"{definition.Label} {moving} {value:0.##} {definition.Unit}/min, at or faster than {rule.Level:0.##} {definition.Unit}/min");
+        }
+
+        return string.Create(CultureInfo.InvariantCulture, $"{definition.Label} {value:0.##} {definition.Unit} is {side} {rule.Level:0.##} {definition.Unit}");
+    }
+
+    private void BuildRuntimes()
+    {
+        Array.Clear(_byKind);
+        _earlyWarning.Clear();
+        _noData.Clear();
+        _implausible.Clear();
+        foreach (var rule in State.Rules.Rules)
+        {
+            var runtime = new RuleRuntime(rule);
+            switch (rule.Type)
+            {
+                case AlertRuleType.Threshold:
+                    (_byKind[(byte)rule.Kind!.Value] ??= []).Add(runtime);
+                    break;
+                case AlertRuleType.RateOfChange:
+                    runtime.Rate = new RateWindow((rule.WindowSeconds ?? AlertRule.DefaultWindowSeconds) * 1000L);
+                    (_byKind[(byte)rule.Kind!.Value] ??= []).Add(runtime);
+                    break;
+                case AlertRuleType.EarlyWarning:
+                    _earlyWarning.Add(runtime);
+                    break;
+                case AlertRuleType.NoData:
+                    _noData.Add(runtime);
+                    break;
+                case AlertRuleType.Implausible:
+                    _implausible.Add(runtime);
+                    break;
+            }
+        }
+    }
+
+    /// <summary>What the engine tracks per rule between readings; derived, so not persisted.</summary>
+    private sealed class RuleRuntime(AlertRule rule)
+    {
+        public AlertRule Rule { get; } = rule;
+
+        public long PendingSinceMs { get; set; } = long.MinValue;
+
+        public long LastImplausibleMs { get; set; }
+
+        public RateWindow? Rate { get; set; }
+    }
+}

@@ -1,0 +1,38 @@
+using Telemetry.Core.Alerts;
+
+namespace Telemetry.Grains.Alerts;
+
+/// <summary>
+/// A patient's persisted alert state: the rules, the open episodes (with their snoozes and escalation times), the re-arm
+/// and snooze marks per rule, and the events not yet handed to the alert store (the outbox).
+/// </summary>
+[GenerateSerializer]
+public sealed class AlertState
+{
+    [Id(0)]
+    public AlertRuleSet Rules { get; set; } = AlertRuleSet.Empty;
+
+    [Id(1)]
+    public List<Alert> Open { get; set; } = [];
+
+    /// <summary>Per rule, when its last episode cleared: the re-arm guard counts from here.</summary>
+    [Id(2)]
+    public Dictionary<string, long> ClearedAtMs { get; set; } = [];
+
+    /// <summary>Per rule, until when it is snoozed: a new episode of the rule in that time starts snoozed.</summary>
+    [Id(3)]
+    public Dictionary<string, long> SnoozedUntilMs { get; set; } = [];
+
+    [Id(4)]
+    public long LastEpisode { get; set; }
+
+    [Id(5)]
+    public long LastEventSeq { get; set; }
+
+    /// <summary>Events persisted with this state but not yet known to be in the alert store.</summary>
+    [Id(6)]
+    public List<AlertEvent> Outbox { get; set; } = [];
+
+    [Id(7)]
+    public DateTimeOffset? RulesUpdatedAt { get; set; }
+}

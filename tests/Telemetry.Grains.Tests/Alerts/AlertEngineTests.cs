@@ -1,0 +1,439 @@
+using Microsoft.Extensions.Time.Testing;
+using Telemetry.Core.Alerts;
+using Telemetry.Core.Readings;
+using Telemetry.Core.Vitals;
+using Telemetry.Grains.Alerts;
+
+namespace Telemetry.Grains.Tests.Alerts;
+
+/// <summary>The rule engine on a fake clock: readings arrive as a device would send them, and the clock moves only when a test moves it.</summary>
+public sealed class AlertEngineTests
+{
+    private readonly FakeTimeProvider _clock = new(new DateTimeOffset(2026, 11, 25, 8, 0, 0, TimeSpan.Zero));
+
+    private long Now => _clock.GetUtcNow().ToUnixTimeMilliseconds();
+
+    [Fact]
+    public void A_sustained_threshold_fires_only_once_the_condition_has_held_long_enough()
+    {
+        var engine = Engine(new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 110, SustainSeconds: 60));
+
+        Send(engine, VitalKind.HeartRate, 125);
+        Advance(30);
+        Send(engine, VitalKind.HeartRate, 130);
+        Assert.Empty(engine.State.Outbox);
+
+        Advance(30);
+        Send(engine, VitalKind.HeartRate, 128);
+
+        var raised = Assert.Single(engine.State.Outbox);
+        Assert.Equal(AlertEventType.Raised, raised.Type);
+        Assert.Equal("hr-high", raised.Alert.RuleId);
+        Assert.Equal(AlertStatus.Active, raised.Alert.Status);
+        Assert.Equal(AlertCategory.Clinical, raised.Alert.Category);
+        Assert.Equal(128, raised.Alert.Value);
+        Assert.Equal("Heart rate 128 /min is at or above 120 /min", raised.Alert.Message);
+    }
+
+    [Fact]
+    public void A_condition_that_breaks_before_its_sustain_time_starts_again()
+    {
+        var engine = Engine(new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 110, SustainSeconds: 60));
+
+        Send(engine, VitalKind.HeartRate, 125);
+        Advance(50);
+        Send(engine, VitalKind.HeartRate, 100);
+        Advance(20);
+        Send(engine, VitalKind.HeartRate, 125);
+        Advance(50);
+        Send(engine, VitalKind.HeartRate, 125);
+
+        Assert.Empty(engine.State.Outbox);
+    }
+
+    [Fact]
+    public void A_heart_rate_alternating_around_the_threshold_gives_one_episode()
+    {
+        var engine = Engine(new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 115));
+
+        for (var i = 0; i < 600; i++)
+        {
+            Send(engine, VitalKind.HeartRate, i % 2 == 0 ? 121 : 119);
+            Advance(1);
+        }
+
+        var raised = Assert.Single(engine.State.Outbox);
+        Assert.Equal(AlertEventType.Raised, raised.Type);
+
+        Send(engine, VitalKind.HeartRate, 114);
+
+        Assert.Equal([AlertEventType.Raised, AlertEventType.Cleared], engine.State.Outbox.Select(e => e.Type));
+        Assert.Equal(raised.Alert.AlertId, engine.State.Outbox[1].Alert.AlertId);
+        Assert.Empty(engine.State.Open);
+    }
+
+    [Fact]
+    public void The_rearm_guard_holds_back_a_new_episode_until_it_has_passed()
+    {
+        var engine = Engine(new AlertRule("spo2-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 90, 92, RearmSeconds: 120));
+
+        Send(engine, VitalKind.OxygenSaturation, 88);
+        Advance(10);
+        Send(engine, VitalKind.OxygenSaturation, 95);
+        Advance(10);
+        Send(engine, VitalKind.OxygenSaturation, 87);
+        Advance(60);
+        Send(engine, VitalKind.OxygenSaturation, 87);
+        Assert.Equal([AlertEventType.Raised, AlertEventType.Cleared], engine.State.Outbox.Select(e => e.Type));
+
+        Advance(60);
+        Send(engine, VitalKind.OxygenSaturation, 86);
+
+        Assert.Equal([AlertEventType.Raised, AlertEventType.Cleared, AlertEventType.Raised], engine.State.Outbox.Select(e => e.Type));
+        Assert.NotEqual(engine.State.Outbox[0].Alert.AlertId, engine.State.Outbox[2].Alert.AlertId);
+    }
+
+    [Fact]
+    public void Glucose_falling_faster_than_two_a_minute_raises_a_rate_alert()
+    {
+        var engine = Engine(new AlertRule("falling", AlertRuleType.RateOfChange, AlertPriority.Medium, VitalKind.BloodGlucose, AlertDirection.Falling, 2, 1, WindowSeconds: 900));
+
+        // A CGM every five minutes: steady, then falling 3 mg/dL a minute.
+        foreach (var value in new double[] { 140, 141, 139, 140 })
+        {
+            Send(engine, VitalKind.BloodGlucose, value);
+            Advance(300);
+        }
+
+        Assert.Empty(engine.State.Outbox);
+        foreach (var value in new double[] { 125, 110, 95 })
+        {
+            Send(engine, VitalKind.BloodGlucose, value);
+            Advance(300);
+        }
+
+        var raised = Assert.Single(engine.State.Outbox);
+        Assert.Equal(AlertRuleType.RateOfChange, raised.Alert.RuleType);
+        Assert.InRange(raised.Alert.Value!.Value, 2, 3.01);
+        Assert.StartsWith("Blood glucose falling", raised.Alert.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Glucose_falling_slowly_raises_nothing()
+    {
+        var engine = Engine(new AlertRule("falling", AlertRuleType.RateOfChange, AlertPriority.Medium, VitalKind.BloodGlucose, AlertDirection.Falling, 2, WindowSeconds: 900));
+
+        for (var i = 0; i < 12; i++)
+        {
+            Send(engine, VitalKind.BloodGlucose, 180 - (i * 5));
+            Advance(300);
+        }
+
+        Assert.Empty(engine.State.Outbox);
+    }
+
+    [Fact]
+    public void Silence_raises_a_no_data_alert_by_the_clock_alone_and_data_clears_it()
+    {
+        var engine = Engine(new AlertRule("no-data", AlertRuleType.NoData, AlertPriority.Low, SilenceSeconds: 600));
+
+        Send(engine, VitalKind.HeartRate, 70);
+        Assert.Equal(Now + 600_000, engine.NextDueMs);
+
+        // No traffic at all: only the clock moves, and the grain's timer ticks when due.
+        Advance(599);
+        engine.Tick(Now);
+        Assert.Empty(engine.State.Outbox);
+        Advance(1);
+        engine.Tick(Now);
+
+        var raised = Assert.Single(engine.State.Outbox);
+        Assert.Equal(AlertCategory.Technical, raised.Alert.Category);
+        Assert.Equal("No readings for 10 min: check the devices and their connection", raised.Alert.Message);
+        Assert.Null(engine.NextDueMs);
+
+        Advance(3600);
+        engine.Tick(Now);
+        Assert.Single(engine.State.Outbox);
+
+        Send(engine, VitalKind.HeartRate, 72);
+        Assert.Equal([AlertEventType.Raised, AlertEventType.Cleared], engine.State.Outbox.Select(e => e.Type));
+        Assert.Equal(Now + 600_000, engine.NextDueMs);
+    }
+
+    [Fact]
+    public void A_device_that_never_sent_raises_no_no_data_alert()
+    {
+        var engine = Engine(new AlertRule("no-data", AlertRuleType.NoData, AlertPriority.Low, SilenceSeconds: 60));
+
+        Advance(3600);
+        engine.Tick(Now);
+
+        Assert.Empty(engine.State.Outbox);
+        Assert.Null(engine.NextDueMs);
+    }
+
+    [Fact]
+    public void A_no_data_rule_for_one_vital_watches_only_that_vital()
+    {
+        var engine = Engine(new AlertRule("cgm-silent", AlertRuleType.NoData, AlertPriority.Medium, VitalKind.BloodGlucose, SilenceSeconds: 1200));
+
+        Send(engine, VitalKind.BloodGlucose, 110);
+        for (var i = 0; i < 25; i++)
+        {
+            Advance(60);
+            Send(engine, VitalKind.HeartRate, 70);
+        }
+
+        var raised = Assert.Single(engine.State.Outbox);
+        Assert.Equal(VitalKind.BloodGlucose, raised.Alert.Kind);
+        Assert.Equal("Blood glucose readings stopped 20 min ago: check the device and its connection", raised.Alert.Message);
+    }
+
+    [Theory]
+    [InlineData(VitalKind.RespiratoryRate, 8, 3)]
+    [InlineData(VitalKind.RespiratoryRate, 9, 1)]
+    [InlineData(VitalKind.RespiratoryRate, 11, 1)]
+    [InlineData(VitalKind.RespiratoryRate, 12, 0)]
+    [InlineData(VitalKind.RespiratoryRate, 20, 0)]
+    [InlineData(VitalKind.RespiratoryRate, 21, 2)]
+    [InlineData(VitalKind.RespiratoryRate, 24, 2)]
+    [InlineData(VitalKind.RespiratoryRate, 25, 3)]
+    [InlineData(VitalKind.OxygenSaturation, 91, 3)]
+    [InlineData(VitalKind.OxygenSaturation, 92, 2)]
+    [InlineData(VitalKind.OxygenSaturation, 93, 2)]
+    [InlineData(VitalKind.OxygenSaturation, 94, 1)]
+    [InlineData(VitalKind.OxygenSaturation, 95, 1)]
+    [InlineData(VitalKind.OxygenSaturation, 96, 0)]
+    [InlineData(VitalKind.SystolicPressure, 90, 3)]
+    [InlineData(VitalKind.SystolicPressure, 91, 2)]
+    [InlineData(VitalKind.SystolicPressure, 100, 2)]
+    [InlineData(VitalKind.SystolicPressure, 101, 1)]
+    [InlineData(VitalKind.SystolicPressure, 110, 1)]
+    [InlineData(VitalKind.SystolicPressure, 111, 0)]
+    [InlineData(VitalKind.SystolicPressure, 219, 0)]
+    [InlineData(VitalKind.SystolicPressure, 220, 3)]
+    [InlineData(VitalKind.HeartRate, 40, 3)]
+    [InlineData(VitalKind.HeartRate, 41, 1)]
+    [InlineData(VitalKind.HeartRate, 50, 1)]
+    [InlineData(VitalKind.HeartRate, 51, 0)]
+    [InlineData(VitalKind.HeartRate, 90, 0)]
+    [InlineData(VitalKind.HeartRate, 91, 1)]
+    [InlineData(VitalKind.HeartRate, 110, 1)]
+    [InlineData(VitalKind.HeartRate, 111, 2)]
+    [InlineData(VitalKind.HeartRate, 130, 2)]
+    [InlineData(VitalKind.HeartRate, 131, 3)]
+    [InlineData(VitalKind.BodyTemperature, 35.0, 3)]
+    [InlineData(VitalKind.BodyTemperature, 35.1, 1)]
+    [InlineData(VitalKind.BodyTemperature, 36.0, 1)]
+    [InlineData(VitalKind.BodyTemperature, 36.1, 0)]
+    [InlineData(VitalKind.BodyTemperature, 38.0, 0)]
+    [InlineData(VitalKind.BodyTemperature, 38.1, 1)]
+    [InlineData(VitalKind.BodyTemperature, 39.0, 1)]
+    [InlineData(VitalKind.BodyTemperature, 39.1, 2)]
+    [InlineData(VitalKind.BloodGlucose, 40, 0)]
+    public void Early_warning_score_bands_follow_NEWS2(VitalKind kind, double value, int points) =>
+        Assert.Equal(points, EarlyWarningScore.Points(kind, value));
+
+    [Fact]
+    public void The_early_warning_score_sums_the_vitals_present_and_alerts_on_its_levels()
+    {
+        var engine = Engine(
+            new AlertRule("news2-medium", AlertRuleType.EarlyWarning, AlertPriority.Medium, Direction: AlertDirection.Above, Level: 5),
+            new AlertRule("news2-high", AlertRuleType.EarlyWarning, AlertPriority.High, Direction: AlertDirection.Above, Level: 7));
+
+        Send(engine, VitalKind.HeartRate, 115); // 2
+        Send(engine, VitalKind.RespiratoryRate, 22); // 2
+        Assert.Equal(4, engine.CurrentEarlyWarningScore(Now));
+        Assert.Empty(engine.State.Outbox);
+
+        Send(engine, VitalKind.OxygenSaturation, 95); // 1: 5
+        Assert.Equal("news2-medium", Assert.Single(engine.State.Outbox).Alert.RuleId);
+
+        Send(engine, VitalKind.BodyTemperature, 39.5); // 2: 7
+        Assert.Equal(["news2-medium", "news2-high"], engine.State.Outbox.Select(e => e.Alert.RuleId));
+        Assert.Equal("NEWS2 score 7 is at or above 7", engine.State.Outbox[1].Alert.Message);
+
+        Advance(60);
+        Send(engine, VitalKind.BodyTemperature, 37); // 0: 5
+        Send(engine, VitalKind.HeartRate, 70); // 0: 3
+        Assert.Equal(
+            [AlertEventType.Raised, AlertEventType.Raised, AlertEventType.Cleared, AlertEventType.Cleared],
+            engine.State.Outbox.Select(e => e.Type));
+    }
+
+    [Fact]
+    public void A_vital_measured_over_an_hour_before_the_newest_no_longer_counts_towards_the_score()
+    {
+        var engine = Engine(new AlertRule("news2", AlertRuleType.EarlyWarning, AlertPriority.Medium, Direction: AlertDirection.Above, Level: 5));
+
+        Send(engine, VitalKind.OxygenSaturation, 88); // 3
+        Advance(3601);
+        Send(engine, VitalKind.HeartRate, 115); // 2, the SpO2 reading is stale
+
+        Assert.Equal(2, engine.CurrentEarlyWarningScore(Now));
+        Assert.Empty(engine.State.Outbox);
+    }
+
+    [Fact]
+    public void A_high_alert_escalates_until_it_is_acknowledged()
+    {
+        var engine = Engine(new AlertRule("spo2-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 90, 92, EscalateAfterSeconds: 300));
+
+        Send(engine, VitalKind.OxygenSaturation, 85);
+        var alertId = engine.State.Open.Single().AlertId;
+        Assert.Equal(Now + 300_000, engine.NextDueMs);
+
+        Advance(299);
+        engine.Tick(Now);
+        Assert.Single(engine.State.Outbox);
+        Advance(1);
+        engine.Tick(Now);
+        Assert.Equal(AlertEventType.Escalated, engine.State.Outbox[^1].Type);
+        Assert.Equal(1, engine.State.Outbox[^1].Alert.EscalationLevel);
+
+        Advance(60);
+        var acknowledged = engine.Acknowledge(alertId, "nurse-1", Now);
+        Assert.Equal(AlertStatus.Acknowledged, acknowledged?.Status);
+        Assert.Equal("nurse-1", acknowledged?.AcknowledgedBy);
+        Assert.Null(engine.NextDueMs);
+
+        Advance(3600);
+        engine.Tick(Now);
+        Assert.Equal([AlertEventType.Raised, AlertEventType.Escalated, AlertEventType.Acknowledged], engine.State.Outbox.Select(e => e.Type));
+
+        // Acknowledged is not over: it clears when the patient recovers.
+        Send(engine, VitalKind.OxygenSaturation, 96);
+        Assert.Equal(AlertEventType.Cleared, engine.State.Outbox[^1].Type);
+        Assert.Equal("nurse-1", engine.State.Outbox[^1].Alert.AcknowledgedBy);
+    }
+
+    [Fact]
+    public void A_snoozed_alert_is_silent_until_the_snooze_ends_and_then_active_again()
+    {
+        var engine = Engine(new AlertRule("hr-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.HeartRate, AlertDirection.Below, 40, 45, EscalateAfterSeconds: 120));
+
+        Send(engine, VitalKind.HeartRate, 38);
+        var alertId = engine.State.Open.Single().AlertId;
+        var snoozed = engine.Snooze(alertId, Now + 600_000, "nurse-1", Now);
+        Assert.Equal(AlertStatus.Snoozed, snoozed?.Status);
+        Assert.Equal(Now + 600_000, engine.NextDueMs);
+
+        // No escalation while snoozed, however long the condition lasts.
+        for (var i = 0; i < 9; i++)
+        {
+            Advance(60);
+            Send(engine, VitalKind.HeartRate, 37);
+        }
+
+        Assert.Equal([AlertEventType.Raised, AlertEventType.Snoozed], engine.State.Outbox.Select(e => e.Type));
+
+        Advance(60);
+        engine.Tick(Now);
+        Assert.Equal(AlertEventType.Reactivated, engine.State.Outbox[^1].Type);
+        Assert.Equal(AlertStatus.Active, engine.State.Outbox[^1].Alert.Status);
+        Assert.Equal(alertId, engine.State.Outbox[^1].Alert.AlertId);
+
+        Advance(120);
+        engine.Tick(Now);
+        Assert.Equal(AlertEventType.Escalated, engine.State.Outbox[^1].Type);
+    }
+
+    [Fact]
+    public void A_new_episode_of_a_snoozed_rule_starts_snoozed()
+    {
+        var engine = Engine(new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 110));
+
+        Send(engine, VitalKind.HeartRate, 130);
+        engine.Snooze(engine.State.Open.Single().AlertId, Now + 1_800_000, "dr-a", Now);
+        Advance(60);
+        Send(engine, VitalKind.HeartRate, 100);
+        Advance(60);
+        Send(engine, VitalKind.HeartRate, 135);
+
+        var second = engine.State.Outbox[^1];
+        Assert.Equal(AlertEventType.Raised, second.Type);
+        Assert.Equal(AlertStatus.Snoozed, second.Alert.Status);
+        Assert.NotEqual(engine.State.Outbox[0].Alert.AlertId, second.Alert.AlertId);
+    }
+
+    [Fact]
+    public void An_implausible_reading_raises_a_technical_alert_and_never_a_clinical_one()
+    {
+        var engine = Engine(
+            new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.High, VitalKind.HeartRate, AlertDirection.Above, 120, 110),
+            new AlertRule("implausible", AlertRuleType.Implausible, AlertPriority.Low));
+
+        engine.ObserveImplausible(new VitalReading(VitalKind.HeartRate, Now, 400), Now);
+        engine.ObserveImplausible(new VitalReading(VitalKind.HeartRate, Now + 1, 410), Now);
+
+        var raised = Assert.Single(engine.State.Outbox);
+        Assert.Equal("implausible", raised.Alert.RuleId);
+        Assert.Equal(AlertCategory.Technical, raised.Alert.Category);
+        Assert.Equal(VitalKind.HeartRate, raised.Alert.Kind);
+        Assert.Equal("Heart rate reading implausible: 400 /min is outside 20–300 /min; check the sensor", raised.Alert.Message);
+
+        // A plausible reading right after does not clear it; one after a quiet minute does.
+        Send(engine, VitalKind.HeartRate, 80);
+        Assert.Single(engine.State.Outbox);
+        Advance(60);
+        Send(engine, VitalKind.HeartRate, 80);
+        Assert.Equal(AlertEventType.Cleared, engine.State.Outbox[^1].Type);
+    }
+
+    [Fact]
+    public void Readings_from_long_ago_or_out_of_order_raise_nothing()
+    {
+        var engine = Engine(new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 110));
+
+        engine.Observe(new VitalReading(VitalKind.HeartRate, Now - 3_600_000, 150), Now);
+        Send(engine, VitalKind.HeartRate, 80);
+        engine.Observe(new VitalReading(VitalKind.HeartRate, Now - 1_000, 150), Now);
+
+        Assert.Empty(engine.State.Outbox);
+    }
+
+    [Fact]
+    public void Removing_a_rule_clears_its_open_alert()
+    {
+        var engine = Engine(new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 110));
+        Send(engine, VitalKind.HeartRate, 150);
+
+        engine.SetRules(AlertRuleSet.Empty, Now);
+
+        Assert.Equal([AlertEventType.Raised, AlertEventType.Cleared], engine.State.Outbox.Select(e => e.Type));
+        Assert.Empty(engine.State.Open);
+    }
+
+    [Fact]
+    public void Events_are_numbered_in_order_and_alert_ids_name_the_patient()
+    {
+        var engine = Engine(new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 110));
+        Send(engine, VitalKind.HeartRate, 150);
+        engine.Acknowledge(engine.State.Open.Single().AlertId, "dr-a", Now);
+        Advance(1);
+        Send(engine, VitalKind.HeartRate, 90);
+
+        Assert.Equal([1L, 2L, 3L], engine.State.Outbox.Select(e => e.Seq));
+        Assert.True(AlertIds.TryParse(engine.State.Outbox[0].Alert.AlertId, out var patientId, out var number));
+        Assert.Equal("p-1", patientId);
+        Assert.Equal(1, number);
+    }
+
+    private AlertEngine Engine(params AlertRule[] rules)
+    {
+        var rulesSet = new AlertRuleSet(rules);
+        Assert.Empty(AlertRuleValidation.Validate(rulesSet));
+        var engine = new AlertEngine("p-1", new AlertState());
+        engine.SetRules(rulesSet, Now);
+        return engine;
+    }
+
+    private void Send(AlertEngine engine, VitalKind kind, double value)
+    {
+        engine.Tick(Now);
+        engine.Observe(new VitalReading(kind, Now, value), Now);
+    }
+
+    private void Advance(int seconds) => _clock.Advance(TimeSpan.FromSeconds(seconds));
+}
