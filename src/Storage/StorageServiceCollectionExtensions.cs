@@ -19,6 +19,7 @@ public static class StorageServiceCollectionExtensions
         services.AddSingleton<DuckDbRollupStore>();
         services.AddSingleton<IRollupStore>(sp => sp.GetRequiredService<DuckDbRollupStore>());
         services.AddHostedService(sp => sp.GetRequiredService<DuckDbRollupStore>());
+        services.AddSingleton<IAlertStore, DuckDbAlertStore>();
         services.AddGrainStorage(GrainStorageNames.Durable, static (sp, _) =>
             new DuckDbGrainStorage(sp.GetRequiredService<DuckDbDatabase>(), new OrleansGrainStorageSerializer(sp.GetRequiredService<Orleans.Serialization.Serializer>())));
         return services;

@@ -45,6 +45,26 @@ public sealed class DuckDbDatabase : IDisposable
             etag VARCHAR NOT NULL,
             data BLOB NOT NULL,
             PRIMARY KEY (grain_type, grain_id));
+        CREATE TABLE IF NOT EXISTS alert_events (
+            position BIGINT PRIMARY KEY,
+            patient_id VARCHAR NOT NULL,
+            seq BIGINT NOT NULL,
+            alert_id VARCHAR NOT NULL,
+            type UTINYINT NOT NULL,
+            occurred_at TIMESTAMP NOT NULL,
+            event VARCHAR NOT NULL,
+            UNIQUE (patient_id, seq));
+        CREATE TABLE IF NOT EXISTS alerts (
+            alert_id VARCHAR PRIMARY KEY,
+            patient_id VARCHAR NOT NULL,
+            raised_at TIMESTAMP NOT NULL,
+            is_open BOOLEAN NOT NULL,
+            alert VARCHAR NOT NULL);
+        CREATE TABLE IF NOT EXISTS alert_patients (
+            patient_id VARCHAR PRIMARY KEY);
+        CREATE TABLE IF NOT EXISTS alert_cursors (
+            consumer VARCHAR PRIMARY KEY,
+            position BIGINT NOT NULL);
         """;
 
     private readonly string _connectionString;

@@ -1,0 +1,99 @@
+using Telemetry.Core.Alerts;
+using Telemetry.Core.Storage;
+using Telemetry.Core.Vitals;
+using Telemetry.Storage.DuckDb;
+
+namespace Telemetry.Storage.Tests.DuckDb;
+
+/// <summary>Alert history in a real DuckDB file: positions in order, resent events stored once, alerts as they stand.</summary>
+public sealed class DuckDbAlertStoreTests : IDisposable
+{
+    private static readonly DateTimeOffset T0 = new(2026, 11, 25, 9, 0, 0, TimeSpan.Zero);
+
+    private readonly TemporaryDirectory _directory = new();
+    private DuckDbDatabase _database;
+    private DuckDbAlertStore _store;
+
+    public DuckDbAlertStoreTests()
+    {
+        _database = new DuckDbDatabase(_directory.Options);
+        _store = new DuckDbAlertStore(_database);
+    }
+
+    [Fact]
+    public async Task Events_get_increasing_positions_and_a_resent_event_keeps_its_own()
+    {
+        var raised = Event("p-1", 1, AlertEventType.Raised, Alert("p-1~1", AlertStatus.Active));
+        var cleared = Event("p-1", 2, AlertEventType.Cleared, Alert("p-1~1", AlertStatus.Cleared));
+
+        var first = await _store.AppendAsync([raised]);
+        var second = await _store.AppendAsync([raised, cleared]);
+
+        Assert.Equal(1, first[0].Position);
+        Assert.Equal([1L, 2L], second.Select(e => e.Position));
+        var stored = await _store.ReadEventsAsync(0, null, 100);
+        Assert.Equal([AlertEventType.Raised, AlertEventType.Cleared], stored.Select(e => e.Type));
+        Assert.Equal("p-1~1", stored[1].Alert.AlertId);
+        Assert.Equal(VitalKind.HeartRate, stored[1].Alert.Kind);
+    }
+
+    [Fact]
+    public async Task An_alert_reads_as_its_latest_event_left_it_even_when_one_append_holds_several()
+    {
+        await _store.AppendAsync(
+        [
+            Event("p-1", 1, AlertEventType.Raised, Alert("p-1~1", AlertStatus.Active)),
+            Event("p-1", 2, AlertEventType.Acknowledged, Alert("p-1~1", AlertStatus.Acknowledged)),
+            Event("p-2", 1, AlertEventType.Raised, Alert("p-2~1", AlertStatus.Active, "p-2")),
+        ]);
+
+        Assert.Equal(AlertStatus.Acknowledged, (await _store.GetAsync("p-1~1"))?.Status);
+        Assert.Null(await _store.GetAsync("p-1~9"));
+        var open = await _store.QueryAsync(new AlertQuery(null, null, null, OpenOnly: true, Limit: 10));
+        Assert.Equal(2, open.Count);
+
+        await _store.AppendAsync([Event("p-1", 3, AlertEventType.Cleared, Alert("p-1~1", AlertStatus.Cleared))]);
+
+        var stillOpen = await _store.QueryAsync(new AlertQuery(null, null, null, OpenOnly: true, Limit: 10));
+        Assert.Equal("p-2~1", Assert.Single(stillOpen).AlertId);
+        var history = await _store.QueryAsync(new AlertQuery("p-1", T0.AddMinutes(-1), T0.AddMinutes(1), OpenOnly: false, Limit: 10));
+        Assert.Equal(AlertStatus.Cleared, Assert.Single(history).Status);
+        Assert.Empty(await _store.QueryAsync(new AlertQuery("p-1", T0.AddMinutes(1), null, OpenOnly: false, Limit: 10)));
+    }
+
+    [Fact]
+    public async Task Positions_continue_after_the_file_is_opened_again()
+    {
+        await _store.AppendAsync([Event("p-1", 1, AlertEventType.Raised, Alert("p-1~1", AlertStatus.Active))]);
+        await _store.WriteCursorAsync("webhook:ward", 1);
+        await _store.SetWatchedAsync("p-1", true);
+        await _store.SetWatchedAsync("p-2", true);
+        await _store.SetWatchedAsync("p-2", false);
+
+        _database.Dispose();
+        _database = new DuckDbDatabase(_directory.Options);
+        _store = new DuckDbAlertStore(_database);
+        var appended = await _store.AppendAsync([Event("p-1", 2, AlertEventType.Cleared, Alert("p-1~1", AlertStatus.Cleared))]);
+
+        Assert.Equal(2, appended[0].Position);
+        Assert.Equal(2, await _store.LastPositionAsync());
+        Assert.Equal(1, await _store.ReadCursorAsync("webhook:ward"));
+        Assert.Equal(0, await _store.ReadCursorAsync("webhook:other"));
+        Assert.Equal(["p-1"], await _store.WatchedPatientsAsync());
+        Assert.Equal([2L], (await _store.ReadEventsAsync(1, "p-1", 10)).Select(e => e.Position));
+        Assert.Empty(await _store.ReadEventsAsync(0, "p-9", 10));
+    }
+
+    public void Dispose()
+    {
+        _database.Dispose();
+        _directory.Dispose();
+    }
+
+    private static AlertEvent Event(string patientId, long seq, AlertEventType type, Alert alert) =>
+        new(patientId, seq, type, T0.AddSeconds(seq), alert);
+
+    private static Alert Alert(string alertId, AlertStatus status, string patientId = "p-1") =>
+        new(alertId, patientId, "hr-high", AlertRuleType.Threshold, AlertCategory.Clinical, AlertPriority.Medium, VitalKind.HeartRate, status,
+            "Heart rate 130 /min is at or above 120 /min", 130, T0, T0, ClearedAt: status == AlertStatus.Cleared ? T0.AddMinutes(5) : null);
+}
