@@ -1,6 +1,8 @@
 using Microsoft.Extensions.DependencyInjection;
 using Orleans.TestingHost;
+using Telemetry.Core.Alerts;
 using Telemetry.Grains;
+using Telemetry.Grains.Tests.Alerts;
 using Telemetry.Storage;
 
 namespace Telemetry.Grains.Tests;
@@ -38,6 +40,8 @@ public sealed class ClusterFixture : IAsyncLifetime
             siloBuilder.Services.AddSingleton(TimeProvider.System);
             siloBuilder.Services.AddSingleton<GrainInstruments>();
             siloBuilder.Services.AddDuckDbStorage();
+            siloBuilder.Services.AddSingleton<RecordingAlertPublisher>();
+            siloBuilder.Services.AddSingleton<IAlertPublisher>(sp => sp.GetRequiredService<RecordingAlertPublisher>());
         }
     }
 }

@@ -1,4 +1,5 @@
 using Orleans.Concurrency;
+using Telemetry.Core.Alerts;
 using Telemetry.Core.Readings;
 using Telemetry.Core.Rollups;
 using Telemetry.Core.Vitals;
@@ -22,4 +23,30 @@ public interface IPatientGrain : IGrainWithStringKey
     [Alias("open-window")]
     [AlwaysInterleave]
     Task<RollupWindow?> GetOpenWindowAsync(VitalKind kind, Resolution resolution);
+
+    /// <summary>The patient's alert rules.</summary>
+    [Alias("alert-rules")]
+    [AlwaysInterleave]
+    Task<AlertRuleSet> GetAlertRulesAsync();
+
+    /// <summary>Replaces the patient's alert rules (already validated); open alerts of rules that are gone clear.</summary>
+    [Alias("set-alert-rules")]
+    Task<AlertRuleSet> SetAlertRulesAsync(AlertRuleSet rules);
+
+    /// <summary>The patient's open alerts.</summary>
+    [Alias("open-alerts")]
+    [AlwaysInterleave]
+    Task<Alert[]> GetOpenAlertsAsync();
+
+    /// <summary>Acknowledges an open alert; null when the patient has no such open alert.</summary>
+    [Alias("ack")]
+    Task<Alert?> AcknowledgeAsync(string alertId, string by);
+
+    /// <summary>Snoozes an open alert for <paramref name="duration"/>; null when the patient has no such open alert.</summary>
+    [Alias("snooze")]
+    Task<Alert?> SnoozeAsync(string alertId, TimeSpan duration, string by);
+
+    /// <summary>Activates the grain, so its alert timers (no-data, escalation, snooze) run again after a restart.</summary>
+    [Alias("wake")]
+    Task WakeAsync();
 }

@@ -2,7 +2,8 @@ namespace Telemetry.Core.Readings;
 
 /// <summary>
 /// A patient's committed readings from one ingest flush: the argument of the one grain call per patient per flush.
-/// <see cref="CommitId"/> is the raw store's number for the commit that stored them.
+/// <see cref="CommitId"/> is the raw store's number for the commit that stored them. <see cref="Implausible"/> are the
+/// readings the same batches had quarantined as implausible: never part of the series, but a sign of a faulty sensor.
 /// </summary>
 [GenerateSerializer, Immutable]
-public sealed record PatientReadings(long CommitId, VitalReading[] Readings);
+public sealed record PatientReadings(long CommitId, VitalReading[] Readings, VitalReading[]? Implausible = null);

@@ -137,19 +137,23 @@ public sealed class AlertEngine
         var slot = (byte)reading.Kind;
         _lastSeenMs[slot] = nowMs;
         _lastSeenAnyMs = nowMs;
+        var present = reading.TimestampMs > _latestMs[slot] && reading.TimestampMs >= nowMs - StaleAfterMs;
+        if (present)
+        {
+            _latestMs[slot] = reading.TimestampMs;
+            _latestValue[slot] = reading.Value;
+        }
+
         if (!HasRules)
         {
             return;
         }
 
         ClearNoData(reading.Kind, nowMs);
-        if (reading.TimestampMs <= _latestMs[slot] || reading.TimestampMs < nowMs - StaleAfterMs)
+        if (!present)
         {
             return;
         }
-
-        _latestMs[slot] = reading.TimestampMs;
-        _latestValue[slot] = reading.Value;
 
         if (_byKind[slot] is { } rules)
         {

@@ -1,9 +1,11 @@
 using Microsoft.Extensions.Logging;
+using Telemetry.Core.Alerts;
 using Telemetry.Core.Grains;
 using Telemetry.Core.Readings;
 using Telemetry.Core.Rollups;
 using Telemetry.Core.Storage;
 using Telemetry.Core.Vitals;
+using Telemetry.Grains.Alerts;
 
 namespace Telemetry.Grains.Patients;
 
@@ -13,14 +15,26 @@ namespace Telemetry.Grains.Patients;
 /// have kept from the store), and a reading that arrives late for a closed window, or from before the rebuilt range,
 /// has the windows it falls in recomputed from the raw store. When anything fails the grain deactivates, so the next
 /// call rebuilds it rather than building on a gap.
+/// <para>
+/// It also runs the patient's alert rules on every reading it is handed, and on a timer for what depends on the clock
+/// alone. Alert state is persisted grain state: each change is written with its events (an outbox) before the events
+/// go to the alert store and on to subscribers, so an alert raised is never lost and never raised twice by a crash.
+/// </para>
 /// </summary>
 public sealed partial class PatientGrain(
+    [PersistentState("alerts", GrainStorageNames.Durable)] IPersistentState<AlertState> alertState,
     IRawSeriesStore rawStore,
     IRollupStore rollupStore,
+    IAlertStore alertStore,
+    IAlertPublisher alertPublisher,
     TimeProvider timeProvider,
     GrainInstruments instruments,
     ILogger<PatientGrain> logger) : Grain, IPatientGrain
 {
+    // The alert timer wakes at least this often while anything waits on the clock, which also keeps the grain active.
+    private static readonly TimeSpan MaxTimerDelay = TimeSpan.FromSeconds(60);
+    private static readonly TimeSpan TimerRetryDelay = TimeSpan.FromSeconds(5);
+
     private readonly Dictionary<VitalKind, VitalWindows> _vitals = [];
     private readonly List<Rollup> _closed = [];
     private readonly HashSet<(VitalKind Kind, long MinuteStartMs)> _late = [];
@@ -32,7 +46,12 @@ public sealed partial class PatientGrain(
     // One delegate for the grain's life: folding a reading allocates nothing.
     private Action<VitalKind, Resolution, RollupWindow>? _closeWindow;
 
+    private AlertEngine _alerts = null!;
+    private IGrainTimer? _alertTimer;
+
     private string PatientId => this.GetPrimaryKeyString();
+
+    private long NowMs => timeProvider.GetUtcNow().ToUnixTimeMilliseconds();
 
     private Action<VitalKind, Resolution, RollupWindow> CloseWindow => _closeWindow ??= Close;
 
@@ -53,6 +72,23 @@ public sealed partial class PatientGrain(
 
         // Rollups closed before a crash may not have reached the store; rewriting these two days' makes sure.
         await FlushClosedAsync(cancellationToken);
+
+        _alerts = new AlertEngine(PatientId, alertState.State);
+        foreach (var (kind, windows) in _vitals)
+        {
+            if (windows.LatestMs != long.MinValue)
+            {
+                _alerts.Seed(kind, windows.LatestMs, windows.LatestValue, now);
+            }
+        }
+
+        // Events persisted before a crash but perhaps not handed on go now (the store keeps each once).
+        if (alertState.State.Outbox.Count > 0)
+        {
+            await CommitAlertsAsync(writeState: true);
+        }
+
+        ScheduleAlertTimer();
         LogRebuilt(logger, PatientId, minutes.Windows.Count);
     }
 
@@ -105,8 +141,25 @@ public sealed partial class PatientGrain(
             }
         }
 
+        var now = NowMs;
+        foreach (var reading in readings.Readings)
+        {
+            _alerts.Observe(reading, now);
+        }
+
+        if (readings.Implausible is { } implausible)
+        {
+            foreach (var reading in implausible)
+            {
+                _alerts.ObserveImplausible(reading, now);
+            }
+        }
+
         try
         {
+            // Alerts first: they are what someone is waiting for.
+            await CommitAlertsAsync(writeState: true);
+            ScheduleAlertTimer();
             if (_late.Count > 0)
             {
                 await RecomputeLateAsync();
@@ -138,6 +191,111 @@ public sealed partial class PatientGrain(
 
     public Task<RollupWindow?> GetOpenWindowAsync(VitalKind kind, Resolution resolution) =>
         Task.FromResult(_vitals.TryGetValue(kind, out var windows) ? windows.Open(resolution) : null);
+
+    public Task<AlertRuleSet> GetAlertRulesAsync() => Task.FromResult(alertState.State.Rules);
+
+    public async Task<AlertRuleSet> SetAlertRulesAsync(AlertRuleSet rules)
+    {
+        _alerts.SetRules(rules, NowMs);
+        await CommitAlertsAsync(writeState: true, force: true);
+        await alertStore.SetWatchedAsync(PatientId, rules.Rules.Length > 0);
+        ScheduleAlertTimer();
+        LogRulesChanged(logger, PatientId, rules.Rules.Length, rules.Template);
+        return alertState.State.Rules;
+    }
+
+    public Task<Alert[]> GetOpenAlertsAsync() => Task.FromResult(alertState.State.Open.ToArray());
+
+    public async Task<Alert?> AcknowledgeAsync(string alertId, string by)
+    {
+        var alert = _alerts.Acknowledge(alertId, by, NowMs);
+        await CommitAlertsAsync(writeState: true);
+        ScheduleAlertTimer();
+        return alert;
+    }
+
+    public async Task<Alert?> SnoozeAsync(string alertId, TimeSpan duration, string by)
+    {
+        var now = NowMs;
+        var alert = _alerts.Snooze(alertId, now + (long)duration.TotalMilliseconds, by, now);
+        await CommitAlertsAsync(writeState: true);
+        ScheduleAlertTimer();
+        return alert;
+    }
+
+    public Task WakeAsync() => Task.CompletedTask;
+
+    /// <summary>
+    /// Persists the alert state with its new events, then stores the events and hands them on. If storing fails, the
+    /// events stay in the persisted outbox and go with the next change (or the next activation).
+    /// </summary>
+    private async Task CommitAlertsAsync(bool writeState, bool force = false)
+    {
+        var outbox = alertState.State.Outbox;
+        if (outbox.Count == 0 && !force)
+        {
+            return;
+        }
+
+        if (writeState)
+        {
+            await alertState.WriteStateAsync();
+        }
+
+        if (outbox.Count == 0)
+        {
+            return;
+        }
+
+        var stored = await alertStore.AppendAsync(outbox.ToArray());
+        outbox.Clear();
+        instruments.AlertEventsStored(stored);
+        alertPublisher.Publish(stored);
+    }
+
+    private void ScheduleAlertTimer()
+    {
+        if (_alerts.NextDueMs is not { } due)
+        {
+            _alertTimer?.Dispose();
+            _alertTimer = null;
+            return;
+        }
+
+        var delay = TimeSpan.FromMilliseconds(Math.Clamp(due - NowMs, 0, (long)MaxTimerDelay.TotalMilliseconds));
+        SetAlertTimer(delay);
+    }
+
+    private void SetAlertTimer(TimeSpan delay)
+    {
+        if (_alertTimer is null)
+        {
+            _alertTimer = this.RegisterGrainTimer(
+                static (grain, _) => grain.OnAlertTimerAsync(),
+                this,
+                new GrainTimerCreationOptions(delay, Timeout.InfiniteTimeSpan) { KeepAlive = true });
+        }
+        else
+        {
+            _alertTimer.Change(delay, Timeout.InfiniteTimeSpan);
+        }
+    }
+
+    private async Task OnAlertTimerAsync()
+    {
+        try
+        {
+            _alerts.Tick(NowMs);
+            await CommitAlertsAsync(writeState: true);
+            ScheduleAlertTimer();
+        }
+        catch (Exception exception)
+        {
+            // The events are in memory (and, if the state was written, in the outbox): try again shortly.
+            LogAlertTimerFailed(logger, exception, PatientId);
+            SetAlertTimer(TimerRetryDelay);
+        }
+    }
 
     private void Close(VitalKind kind, Resolution resolution, RollupWindow window)
     {
@@ -195,6 +353,12 @@ public sealed partial class PatientGrain(
 
     [LoggerMessage(EventId = 2002, Level = LogLevel.Warning, Message = "Applying readings to patient {PatientId} failed; the grain rebuilds from the raw store")]
     private static partial void LogApplyFailed(ILogger logger, Exception exception, string patientId);
+
+    [LoggerMessage(EventId = 2003, Level = LogLevel.Information, Message = "Alert rules of patient {PatientId} set: {Rules} rules (template {Template})")]
+    private static partial void LogRulesChanged(ILogger logger, string patientId, int rules, string? template);
+
+    [LoggerMessage(EventId = 2004, Level = LogLevel.Warning, Message = "The alert timer of patient {PatientId} failed; it runs again shortly")]
+    private static partial void LogAlertTimerFailed(ILogger logger, Exception exception, string patientId);
 
     [LoggerMessage(EventId = 2001, Level = LogLevel.Debug, Message = "Patient {PatientId} activated; rebuilt from {Windows} minute windows of the raw store")]
     private static partial void LogRebuilt(ILogger logger, string patientId, int windows);

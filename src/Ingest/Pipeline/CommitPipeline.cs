@@ -151,28 +151,40 @@ public sealed partial class CommitPipeline : BackgroundService
     /// </summary>
     private Task DispatchToGrains(long commitId, List<PendingBatch> flush, BatchOutcome[] outcomes)
     {
-        var byPatient = new Dictionary<string, List<ReadOnlyMemory<VitalReading>>>(StringComparer.Ordinal);
+        var byPatient = new Dictionary<string, PatientParts>(StringComparer.Ordinal);
         for (var i = 0; i < flush.Count; i++)
         {
             var batch = flush[i].Batch;
-            if (outcomes[i].Stored.IsEmpty)
+
+            // A resent batch stored nothing, its quarantine included: the grain saw it the first time.
+            var implausible = outcomes[i].Outcome == CommitOutcome.Duplicate ? ReadOnlyMemory<VitalReading>.Empty : batch.Quarantined;
+            if (outcomes[i].Stored.IsEmpty && implausible.IsEmpty)
             {
                 continue;
             }
 
             if (!byPatient.TryGetValue(batch.PatientId, out var parts))
             {
-                parts = [];
+                parts = new PatientParts();
                 byPatient[batch.PatientId] = parts;
             }
 
-            parts.Add(outcomes[i].Stored);
+            if (!outcomes[i].Stored.IsEmpty)
+            {
+                parts.Stored.Add(outcomes[i].Stored);
+            }
+
+            if (!implausible.IsEmpty)
+            {
+                parts.Implausible.Add(implausible);
+            }
         }
 
         var calls = new List<Task>(byPatient.Count);
         foreach (var (patientId, parts) in byPatient)
         {
-            calls.Add(_grains.GetGrain<IPatientGrain>(patientId).ApplyAsync(new PatientReadings(commitId, Concat(parts))));
+            var readings = new PatientReadings(commitId, Concat(parts.Stored), parts.Implausible.Count == 0 ? null : Concat(parts.Implausible));
+            calls.Add(_grains.GetGrain<IPatientGrain>(patientId).ApplyAsync(readings));
         }
 
         return AwaitGrainCallsAsync(calls);
@@ -198,6 +210,11 @@ public sealed partial class CommitPipeline : BackgroundService
 
     private static VitalReading[] Concat(List<ReadOnlyMemory<VitalReading>> parts)
     {
+        if (parts.Count == 0)
+        {
+            return [];
+        }
+
         // The common case, one batch from one device: its array is immutable and goes to the grain as it is.
         if (parts.Count == 1 && MemoryMarshal.TryGetArray(parts[0], out var whole) && whole.Offset == 0 && whole.Count == whole.Array!.Length)
         {
@@ -221,6 +238,13 @@ public sealed partial class CommitPipeline : BackgroundService
 
     [LoggerMessage(EventId = 1002, Level = LogLevel.Warning, Message = "A patient grain call failed after commit; the grain rebuilds from the raw store")]
     private static partial void LogGrainCallFailed(ILogger logger, Exception exception);
+
+    private sealed class PatientParts
+    {
+        public List<ReadOnlyMemory<VitalReading>> Stored { get; } = [];
+
+        public List<ReadOnlyMemory<VitalReading>> Implausible { get; } = [];
+    }
 
     private sealed class PendingBatch(DeviceBatch batch)
     {
