@@ -17,6 +17,7 @@ public sealed class IngestInstruments
     public const string CommitDuration = "telemetry.commit.duration";
     public const string CommitFailures = "telemetry.commit.failures";
     public const string AcksSent = "telemetry.acks.sent";
+    public const string AlertsPublished = "telemetry.alerts.published";
     public const string DevicesConnected = "telemetry.devices.connected";
     public const string AuthenticationFailures = "telemetry.devices.authentication_failures";
     public const string GrainCallFailures = "telemetry.grain_calls.failures";
@@ -30,6 +31,7 @@ public sealed class IngestInstruments
     private readonly Histogram<double> _commitDuration;
     private readonly Counter<long> _commitFailures;
     private readonly Counter<long> _acks;
+    private readonly Counter<long> _alertsPublished;
     private readonly UpDownCounter<long> _connected;
     private readonly Counter<long> _authenticationFailures;
     private readonly Counter<long> _grainCallFailures;
@@ -46,6 +48,7 @@ public sealed class IngestInstruments
         _commitDuration = meter.CreateHistogram<double>(CommitDuration, "s", "Time to commit one group of batches to the raw store.");
         _commitFailures = meter.CreateCounter<long>(CommitFailures, "{commit}", "Group commits the raw store refused.");
         _acks = meter.CreateCounter<long>(AcksSent, "{ack}", "Acknowledgements sent to devices after commit.");
+        _alertsPublished = meter.CreateCounter<long>(AlertsPublished, "{event}", "Alert events published, by channel (mqtt, sse, webhook).");
         _connected = meter.CreateUpDownCounter<long>(DevicesConnected, "{device}", "Devices connected now.");
         _authenticationFailures = meter.CreateCounter<long>(AuthenticationFailures, "{attempt}", "Device connections refused for bad credentials.");
         _grainCallFailures = meter.CreateCounter<long>(GrainCallFailures, "{call}", "Patient grain calls that failed after commit.");
@@ -103,6 +106,8 @@ public sealed class IngestInstruments
     }
 
     public void CommitFailed() => _commitFailures.Add(1);
+
+    public void AlertPublished(string channel) => _alertsPublished.Add(1, new KeyValuePair<string, object?>("channel", channel));
 
     public void AckSent(string protocol) => _acks.Add(1, new KeyValuePair<string, object?>("protocol", protocol));
 

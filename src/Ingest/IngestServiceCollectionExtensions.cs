@@ -28,6 +28,7 @@ public static class IngestServiceCollectionExtensions
         services.AddSingleton<CommitPipeline>();
         services.AddHostedService(sp => sp.GetRequiredService<CommitPipeline>());
         services.AddSingleton<MqttIngestEndpoint>();
+        services.AddSingleton<MqttAlertRelay>();
         services.AddSingleton<HttpIngestEndpoint>();
 
         services.AddGrpc();
@@ -47,7 +48,12 @@ public static class IngestServiceCollectionExtensions
         HttpIngestEndpoint.Map(app);
         app.MapMqtt(mqttWebSocketPath);
         var endpoint = app.Services.GetRequiredService<MqttIngestEndpoint>();
-        app.UseMqttServer(endpoint.Attach);
+        var alerts = app.Services.GetRequiredService<MqttAlertRelay>();
+        app.UseMqttServer(server =>
+        {
+            endpoint.Attach(server);
+            alerts.Attach(server);
+        });
         return app;
     }
 }

@@ -2,10 +2,12 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
 using MQTTnet.AspNetCore;
 using OpenTelemetry.Metrics;
+using Telemetry.Api.Alerts;
 using Telemetry.Api.Devices;
 using Telemetry.Api.Health;
 using Telemetry.Api.Patients;
 using Telemetry.Api.Security;
+using Telemetry.Core.Alerts;
 using Telemetry.Grains;
 using Telemetry.Ingest;
 using Telemetry.Ingest.Mqtt;
@@ -53,6 +55,14 @@ public static class TelemetryServerExtensions
         builder.UseOrleans(silo => silo.UseLocalhostClustering(siloPort: server.SiloPort, gatewayPort: 0));
         services.AddIngest();
 
+        services.AddOptions<AlertOptions>().BindConfiguration(AlertOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<AlertBroadcaster>();
+        services.AddSingleton<WebhookDispatcher>();
+        services.AddHostedService(sp => sp.GetRequiredService<WebhookDispatcher>());
+        services.AddSingleton<IAlertPublisher, AlertFanOut>();
+        services.AddHostedService<AlertWatchService>();
+        services.ConfigureHttpJsonOptions(json => Core.TelemetryJson.Configure(json.SerializerOptions));
+
         services.AddSingleton<AdminToken>();
         services.AddProblemDetails();
         services.AddTelemetryHealthChecks();
@@ -72,6 +82,7 @@ public static class TelemetryServerExtensions
         app.MapIngest(app.Services.GetRequiredService<IOptions<ServerOptions>>().Value.MqttWebSocketPath);
         app.MapDeviceEndpoints();
         app.MapPatientEndpoints();
+        app.MapAlertEndpoints();
         app.MapTelemetryHealthChecks();
         app.MapPrometheusScrapingEndpoint("/metrics");
 

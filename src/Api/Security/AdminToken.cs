@@ -11,6 +11,9 @@ public sealed partial class AdminToken
     public const string FileName = "admin-token";
     public const int MinimumLength = 16;
 
+    /// <summary>Who a request made with the admin token acts as, in what it records (who acknowledged an alert).</summary>
+    public const string Principal = "admin";
+
     private readonly byte[] _hash;
 
     public AdminToken(IOptions<AuthOptions> auth, IOptions<DuckDbOptions> storage, ILogger<AdminToken> logger)

@@ -252,10 +252,10 @@ public sealed class AlertEngine
             if (SilenceDeadline(runtime) is { } deadline && deadline <= nowMs && FindOpen(runtime.Rule.Id) is null)
             {
                 var lastSeen = deadline - (runtime.Rule.SilenceSeconds!.Value * 1000L);
-                var minutes = Math.Max(1, (nowMs - lastSeen) / 60_000);
+                var silence = FormatDuration(runtime.Rule.SilenceSeconds!.Value);
                 var message = runtime.Rule.Kind is { } kind
-                    ? $"{VitalCatalogue.Get(kind).Label} readings stopped {minutes} min ago: check the device and its connection"
-                    : $"No readings for {minutes} min: check the devices and their connection";
+                    ? $"{VitalCatalogue.Get(kind).Label}: no readings for {silence}; check the device and its connection"
+                    : $"No readings for {silence}; check the devices and their connection";
                 Raise(runtime.Rule, runtime.Rule.Kind, null, lastSeen, message, nowMs);
             }
         }
@@ -466,6 +466,13 @@ public sealed class AlertEngine
 
         return null;
     }
+
+    private static string FormatDuration(int seconds) => seconds switch
+    {
+        < 60 => string.Create(CultureInfo.InvariantCulture, $"{seconds} s"),
+        < 7200 => string.Create(CultureInfo.InvariantCulture, $"{seconds / 60.0:0.#} min"),
+        _ => string.Create(CultureInfo.InvariantCulture, $"{seconds / 3600.0:0.#} h"),
+    };
 
     private static string Describe(AlertRule rule, double value)
     {

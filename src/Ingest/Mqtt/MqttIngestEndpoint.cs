@@ -109,6 +109,12 @@ public sealed partial class MqttIngestEndpoint(
 
     private async Task InterceptPublishAsync(InterceptingPublishEventArgs args)
     {
+        if (MqttAlertRelay.IsFromServer(args))
+        {
+            // The server's own alert messages go to their subscribers.
+            return;
+        }
+
         // Readings are for Telemetry alone: never routed on to other subscribers.
         args.ProcessPublish = false;
         try

@@ -149,7 +149,7 @@ public sealed class AlertEngineTests
 
         var raised = Assert.Single(engine.State.Outbox);
         Assert.Equal(AlertCategory.Technical, raised.Alert.Category);
-        Assert.Equal("No readings for 10 min: check the devices and their connection", raised.Alert.Message);
+        Assert.Equal("No readings for 10 min; check the devices and their connection", raised.Alert.Message);
         Assert.Null(engine.NextDueMs);
 
         Advance(3600);
@@ -187,7 +187,7 @@ public sealed class AlertEngineTests
 
         var raised = Assert.Single(engine.State.Outbox);
         Assert.Equal(VitalKind.BloodGlucose, raised.Alert.Kind);
-        Assert.Equal("Blood glucose readings stopped 20 min ago: check the device and its connection", raised.Alert.Message);
+        Assert.Equal("Blood glucose: no readings for 20 min; check the device and its connection", raised.Alert.Message);
     }
 
     [Theory]

@@ -1,0 +1,274 @@
+using System.Text.Json;
+using Telemetry.Api.Security;
+using Telemetry.Core;
+using Telemetry.Core.Alerts;
+using Telemetry.Core.Grains;
+using Telemetry.Core.Readings;
+using Telemetry.Core.Storage;
+using Telemetry.Grains.Alerts;
+
+namespace Telemetry.Api.Alerts;
+
+/// <summary>Alert rules, alert history, acknowledge and snooze, replay, and live alert streams (server-sent events).</summary>
+public static class AlertEndpoints
+{
+    public const int MaxListed = 1_000;
+    public const int MaxReplayReadings = 500_000;
+    public static readonly TimeSpan MaxReplayRange = TimeSpan.FromDays(31);
+    public static readonly TimeSpan MaxSnooze = TimeSpan.FromHours(24);
+
+    public static IEndpointRouteBuilder MapAlertEndpoints(this IEndpointRouteBuilder routes)
+    {
+        var patient = routes.MapGroup("/api/patients/{patientId}").AddEndpointFilter<AdminAuthorizationFilter>().WithTags("Alerts");
+        patient.MapGet("/alert-rules", GetRulesAsync);
+        patient.MapPut("/alert-rules", PutRulesAsync);
+        patient.MapPost("/alert-rules/replay", ReplayAsync);
+        patient.MapGet("/alerts", GetPatientAlertsAsync);
+        patient.MapGet("/alerts/stream", (string patientId, HttpContext context, IAlertStore store, AlertBroadcaster broadcaster) =>
+            Identifier.IsValid(patientId)
+                ? AlertEventStream.RunAsync(context, patientId, store, broadcaster)
+                : InvalidPatient().ExecuteAsync(context));
+
+        var alerts = routes.MapGroup("/api/alerts").AddEndpointFilter<AdminAuthorizationFilter>().WithTags("Alerts");
+        alerts.MapGet("/", GetOpenAlertsAsync);
+        alerts.MapGet("/stream", (HttpContext context, IAlertStore store, AlertBroadcaster broadcaster) =>
+            AlertEventStream.RunAsync(context, null, store, broadcaster));
+        alerts.MapGet("/{alertId}", GetAlertAsync);
+        alerts.MapPost("/{alertId}/ack", AcknowledgeAsync);
+        alerts.MapPost("/{alertId}/snooze", SnoozeAsync);
+
+        routes.MapGet("/api/alert-templates", () => TypedResults.Ok(AlertRuleTemplates.Names.Order().Select(name =>
+            new AlertTemplate(name, AlertRuleTemplates.TryGet(name, out var rules) ? rules.Rules : []))))
+            .AddEndpointFilter<AdminAuthorizationFilter>().WithTags("Alerts");
+        return routes;
+    }
+
+    private static async Task<IResult> GetRulesAsync(string patientId, IGrainFactory grains)
+    {
+        if (!Identifier.IsValid(patientId))
+        {
+            return InvalidPatient();
+        }
+
+        return TypedResults.Ok(await grains.GetGrain<IPatientGrain>(patientId).GetAlertRulesAsync());
+    }
+
+    private static async Task<IResult> PutRulesAsync(string patientId, HttpRequest request, IGrainFactory grains)
+    {
+        if (!Identifier.IsValid(patientId))
+        {
+            return InvalidPatient();
+        }
+
+        var (rules, problem) = await ReadRulesAsync(request);
+        if (problem is not null)
+        {
+            return problem;
+        }
+
+        return TypedResults.Ok(await grains.GetGrain<IPatientGrain>(patientId).SetAlertRulesAsync(rules!));
+    }
+
+    private static async Task<IResult> ReplayAsync(string patientId, HttpRequest request, IRawSeriesStore rawStore, TimeProvider timeProvider, CancellationToken cancellationToken)
+    {
+        if (!Identifier.IsValid(patientId))
+        {
+            return InvalidPatient();
+        }
+
+        var (rules, problem, body) = await ReadRulesWithBodyAsync(request);
+        if (problem is not null)
+        {
+            return problem;
+        }
+
+        var to = body!.To ?? timeProvider.GetUtcNow();
+        var from = body.From ?? to.AddDays(-1);
+        if (from >= to)
+        {
+            return Invalid("from", "must be before 'to'");
+        }
+
+        if (to - from > MaxReplayRange)
+        {
+            return Invalid("from", $"a replay spans at most {MaxReplayRange.TotalDays} days");
+        }
+
+        var fromMs = from.ToUnixTimeMilliseconds();
+        var toMs = to.ToUnixTimeMilliseconds();
+        var readings = new List<VitalReading>();
+        var truncated = false;
+        foreach (var kind in AlertReplay.KindsNeeded(rules!))
+        {
+            var remaining = MaxReplayReadings - readings.Count;
+            var some = await rawStore.ReadAsync(patientId, kind, fromMs, toMs, remaining + 1, cancellationToken);
+            truncated |= some.Count > remaining;
+            readings.AddRange(some.Take(remaining));
+        }
+
+        var alerts = AlertReplay.Run(patientId, rules!, readings, fromMs, toMs);
+        return TypedResults.Ok(new ReplayResult(patientId, from, to, readings.Count, truncated, alerts));
+    }
+
+    private static async Task<IResult> GetPatientAlertsAsync(
+        string patientId, DateTimeOffset? from, DateTimeOffset? to, string? status, int? limit, IAlertStore store, CancellationToken cancellationToken)
+    {
+        if (!Identifier.IsValid(patientId))
+        {
+            return InvalidPatient();
+        }
+
+        return await ListAsync(patientId, from, to, status ?? "all", limit, store, cancellationToken);
+    }
+
+    private static Task<IResult> GetOpenAlertsAsync(DateTimeOffset? from, DateTimeOffset? to, string? status, int? limit, IAlertStore store, CancellationToken cancellationToken) =>
+        ListAsync(null, from, to, status ?? "open", limit, store, cancellationToken);
+
+    private static async Task<IResult> ListAsync(
+        string? patientId, DateTimeOffset? from, DateTimeOffset? to, string status, int? limit, IAlertStore store, CancellationToken cancellationToken)
+    {
+        if (status is not ("open" or "all"))
+        {
+            return Invalid("status", "open or all");
+        }
+
+        if (limit is < 1 or > MaxListed)
+        {
+            return Invalid("limit", $"1 to {MaxListed}");
+        }
+
+        if (from is not null && to is not null && from >= to)
+        {
+            return Invalid("from", "must be before 'to'");
+        }
+
+        var alerts = await store.QueryAsync(new AlertQuery(patientId, from, to, status == "open", limit ?? 100), cancellationToken);
+
+        // Most urgent first, then newest: the order a clinician works through them.
+        return TypedResults.Ok(status == "open" ? [.. alerts.OrderByDescending(a => a.Priority).ThenByDescending(a => a.RaisedAt)] : alerts);
+    }
+
+    private static async Task<IResult> GetAlertAsync(string alertId, IAlertStore store, CancellationToken cancellationToken)
+    {
+        if (!AlertIds.TryParse(alertId, out _, out _))
+        {
+            return InvalidAlertId();
+        }
+
+        return await store.GetAsync(alertId, cancellationToken) is { } alert ? TypedResults.Ok(alert) : AlertNotFound(alertId);
+    }
+
+    private static async Task<IResult> AcknowledgeAsync(string alertId, HttpRequest request, IGrainFactory grains, IAlertStore store)
+    {
+        if (!AlertIds.TryParse(alertId, out var patientId, out _))
+        {
+            return InvalidAlertId();
+        }
+
+        var (action, problem) = await ReadActionAsync(request);
+        if (problem is not null)
+        {
+            return problem;
+        }
+
+        var alert = await grains.GetGrain<IPatientGrain>(patientId).AcknowledgeAsync(alertId, action.By ?? AdminToken.Principal);
+        return alert is not null ? TypedResults.Ok(alert) : await NotOpenAsync(alertId, store);
+    }
+
+    private static async Task<IResult> SnoozeAsync(string alertId, HttpRequest request, IGrainFactory grains, IAlertStore store)
+    {
+        if (!AlertIds.TryParse(alertId, out var patientId, out _))
+        {
+            return InvalidAlertId();
+        }
+
+        var (action, problem) = await ReadActionAsync(request);
+        if (problem is not null)
+        {
+            return problem;
+        }
+
+        if (action.Minutes is not { } minutes || !double.IsFinite(minutes) || minutes <= 0 || minutes > MaxSnooze.TotalMinutes)
+        {
+            return Invalid("minutes", $"required: how long to snooze, more than 0 and at most {MaxSnooze.TotalMinutes} minutes");
+        }
+
+        var alert = await grains.GetGrain<IPatientGrain>(patientId).SnoozeAsync(alertId, TimeSpan.FromMinutes(minutes), action.By ?? AdminToken.Principal);
+        return alert is not null ? TypedResults.Ok(alert) : await NotOpenAsync(alertId, store);
+    }
+
+    private static async Task<IResult> NotOpenAsync(string alertId, IAlertStore store) =>
+        await store.GetAsync(alertId) is { } closed
+            ? TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Alert is not open",
+                detail: $"Alert {alertId} was {closed.Status.ToString().ToLowerInvariant()} at {closed.ClearedAt:O}; only an open alert can be acknowledged or snoozed.")
+            : AlertNotFound(alertId);
+
+    private static async Task<(AlertRuleSet? Rules, IResult? Problem)> ReadRulesAsync(HttpRequest request)
+    {
+        var (rules, problem, _) = await ReadRulesWithBodyAsync(request);
+        return (rules, problem);
+    }
+
+    private static async Task<(AlertRuleSet? Rules, IResult? Problem, AlertRulesRequest? Body)> ReadRulesWithBodyAsync(HttpRequest request)
+    {
+        AlertRulesRequest? body;
+        try
+        {
+            body = await JsonSerializer.DeserializeAsync<AlertRulesRequest>(request.Body, TelemetryJson.Options, request.HttpContext.RequestAborted);
+        }
+        catch (JsonException exception)
+        {
+            return (null, Invalid(exception.Path ?? "body", exception.Message), null);
+        }
+
+        if (body is null || (body.Rules is null && body.Template is null))
+        {
+            return (null, Invalid("rules", "send 'rules', or a 'template' name: " + string.Join(", ", AlertRuleTemplates.Names)), body);
+        }
+
+        AlertRuleSet? template = null;
+        if (body.Template is not null && !AlertRuleTemplates.TryGet(body.Template, out template))
+        {
+            return (null, Invalid("template", "one of: " + string.Join(", ", AlertRuleTemplates.Names)), body);
+        }
+
+        var rules = new AlertRuleSet(body.Rules ?? template!.Rules, body.Template);
+        var errors = AlertRuleValidation.Validate(rules);
+        return errors.Count > 0
+            ? (null, TypedResults.ValidationProblem(errors, title: "The alert rules are not valid"), body)
+            : (rules, null, body);
+    }
+
+    private static async Task<(AlertActionRequest Action, IResult? Problem)> ReadActionAsync(HttpRequest request)
+    {
+        if (request.ContentLength is 0 || (request.ContentLength is null && !request.HasJsonContentType()))
+        {
+            return (new AlertActionRequest(), null);
+        }
+
+        try
+        {
+            var action = await JsonSerializer.DeserializeAsync<AlertActionRequest>(request.Body, TelemetryJson.Options, request.HttpContext.RequestAborted);
+            if (action?.By is { } by && (by.Length > 128 || by.Any(char.IsControl)))
+            {
+                return (new AlertActionRequest(), Invalid("by", "at most 128 characters, no control characters"));
+            }
+
+            return (action ?? new AlertActionRequest(), null);
+        }
+        catch (JsonException exception)
+        {
+            return (new AlertActionRequest(), Invalid(exception.Path ?? "body", exception.Message));
+        }
+    }
+
+    private static IResult InvalidPatient() => Invalid("patientId", "1 to 128 characters of letters, digits and - _ : .");
+
+    private static IResult InvalidAlertId() => Invalid("alertId", "an alert id: the patient id, '~' and the alert's number");
+
+    private static IResult AlertNotFound(string alertId) =>
+        TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "No such alert", detail: $"There is no alert {alertId}.");
+
+    private static IResult Invalid(string field, string message) =>
+        TypedResults.ValidationProblem(new Dictionary<string, string[]> { [field] = [message] });
+}

@@ -1,0 +1,191 @@
+using System.Globalization;
+using System.Net;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.Options;
+using Telemetry.Core;
+using Telemetry.Core.Alerts;
+using Telemetry.Core.Storage;
+using Telemetry.Ingest;
+
+namespace Telemetry.Api.Alerts;
+
+/// <summary>
+/// Delivers alert events to each configured webhook, in order, from the alert store: its position is kept in the store,
+/// so an event is delivered at least once across restarts. Each POST carries the event as JSON and a signature,
+/// <c>X-Telemetry-Signature: sha256=hex(HMAC-SHA256(secret, timestamp + "." + body))</c>, with the timestamp in
+/// <c>X-Telemetry-Timestamp</c>. Failures (network, 408, 429, 5xx) are retried with doubling waits.
+/// </summary>
+public sealed partial class WebhookDispatcher(
+    IAlertStore store,
+    IOptions<AlertOptions> options,
+    IngestInstruments instruments,
+    TimeProvider timeProvider,
+    ILogger<WebhookDispatcher> logger) : BackgroundService
+{
+    public const string SignatureHeader = "X-Telemetry-Signature";
+    public const string TimestampHeader = "X-Telemetry-Timestamp";
+    public const string EventIdHeader = "X-Telemetry-Event-Id";
+
+    private const int PageSize = 100;
+    private static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan AttemptTimeout = TimeSpan.FromSeconds(10);
+
+    private readonly HttpClient _http = new(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(2) }) { Timeout = AttemptTimeout };
+    private readonly List<SemaphoreSlim> _wakeups = [];
+
+    /// <summary>Tells every webhook loop that new events are stored.</summary>
+    public void Notify()
+    {
+        lock (_wakeups)
+        {
+            foreach (var wakeup in _wakeups)
+            {
+                if (wakeup.CurrentCount == 0)
+                {
+                    wakeup.Release();
+                }
+            }
+        }
+    }
+
+    public override void Dispose()
+    {
+        _http.Dispose();
+        base.Dispose();
+    }
+
+    /// <summary>The signature of <paramref name="body"/> sent at <paramref name="timestamp"/> (Unix seconds), as the header carries it.</summary>
+    public static string Sign(string secret, string timestamp, ReadOnlySpan<byte> body)
+    {
+        var signed = new byte[Encoding.UTF8.GetByteCount(timestamp) + 1 + body.Length];
+        var at = Encoding.UTF8.GetBytes(timestamp, signed);
+        signed[at++] = (byte)'.';
+        body.CopyTo(signed.AsSpan(at));
+        return "sha256=" + Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(secret), signed));
+    }
+
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
+        Task.WhenAll(options.Value.Webhooks.Select(webhook => RunAsync(webhook, stoppingToken)));
+
+    private async Task RunAsync(WebhookOptions webhook, CancellationToken stoppingToken)
+    {
+        var wakeup = new SemaphoreSlim(0, 1);
+        lock (_wakeups)
+        {
+            _wakeups.Add(wakeup);
+        }
+
+        var consumer = "webhook:" + webhook.Name;
+        long position;
+        while (true)
+        {
+            try
+            {
+                position = await store.ReadCursorAsync(consumer, stoppingToken);
+                if (position == 0)
+                {
+                    // A new webhook starts from now, not from the whole history; the mark is kept before anything is sent.
+                    position = await store.LastPositionAsync(stoppingToken);
+                    await store.WriteCursorAsync(consumer, position, stoppingToken);
+                }
+
+                break;
+            }
+            catch (Exception exception) when (!stoppingToken.IsCancellationRequested)
+            {
+                LogStoreFailed(logger, exception, webhook.Name);
+                await Task.Delay(PollInterval, timeProvider, stoppingToken);
+            }
+        }
+
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                var events = await store.ReadEventsAsync(position, null, PageSize, stoppingToken);
+                foreach (var item in events)
+                {
+                    await DeliverAsync(webhook, item, stoppingToken);
+                    position = item.Position;
+                    await store.WriteCursorAsync(consumer, position, stoppingToken);
+                }
+
+                if (events.Count < PageSize)
+                {
+                    await wakeup.WaitAsync(PollInterval, stoppingToken);
+                }
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception exception)
+            {
+                LogStoreFailed(logger, exception, webhook.Name);
+                await Task.Delay(PollInterval, timeProvider, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
+        }
+    }
+
+    private async Task DeliverAsync(WebhookOptions webhook, AlertEvent item, CancellationToken stoppingToken)
+    {
+        var body = JsonSerializer.SerializeToUtf8Bytes(item, TelemetryJson.Options);
+        var delay = TimeSpan.FromSeconds(1);
+        var maxDelay = TimeSpan.FromSeconds(options.Value.WebhookMaxBackoffSeconds);
+        for (var attempt = 1; ; attempt++)
+        {
+            var timestamp = timeProvider.GetUtcNow().ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture);
+            using var request = new HttpRequestMessage(HttpMethod.Post, webhook.Url) { Content = new ByteArrayContent(body) };
+            request.Content.Headers.ContentType = new("application/json");
+            request.Headers.Add(EventIdHeader, item.EventId);
+            request.Headers.Add(TimestampHeader, timestamp);
+            request.Headers.Add(SignatureHeader, Sign(webhook.Secret, timestamp, body));
+
+            string failure;
+            try
+            {
+                using var response = await _http.SendAsync(request, stoppingToken);
+                if (response.IsSuccessStatusCode)
+                {
+                    instruments.AlertPublished("webhook");
+                    return;
+                }
+
+                failure = $"HTTP {(int)response.StatusCode}";
+                if (!IsWorthRetrying(response.StatusCode))
+                {
+                    LogGivenUp(logger, webhook.Name, item.EventId, attempt, failure);
+                    return;
+                }
+            }
+            catch (Exception exception) when (!stoppingToken.IsCancellationRequested)
+            {
+                failure = exception.GetType().Name;
+            }
+
+            if (attempt >= options.Value.WebhookMaxAttempts)
+            {
+                LogGivenUp(logger, webhook.Name, item.EventId, attempt, failure);
+                return;
+            }
+
+            LogRetrying(logger, webhook.Name, item.EventId, attempt, failure, delay);
+            await Task.Delay(delay, timeProvider, stoppingToken);
+            delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, maxDelay.Ticks));
+        }
+    }
+
+    private static bool IsWorthRetrying(HttpStatusCode status) =>
+        status is HttpStatusCode.RequestTimeout or HttpStatusCode.TooManyRequests || (int)status >= 500;
+
+    [LoggerMessage(EventId = 3201, Level = LogLevel.Warning, Message = "Webhook {Webhook}: delivering event {EventId} failed (attempt {Attempt}: {Failure}); retrying in {Delay}")]
+    private static partial void LogRetrying(ILogger logger, string webhook, string eventId, int attempt, string failure, TimeSpan delay);
+
+    [LoggerMessage(EventId = 3202, Level = LogLevel.Error, Message = "Webhook {Webhook}: gave up on event {EventId} after {Attempts} attempts ({Failure}); it stays in the alert history")]
+    private static partial void LogGivenUp(ILogger logger, string webhook, string eventId, int attempts, string failure);
+
+    [LoggerMessage(EventId = 3203, Level = LogLevel.Warning, Message = "Webhook {Webhook}: reading the alert store failed; trying again")]
+    private static partial void LogStoreFailed(ILogger logger, Exception exception, string webhook);
+}

@@ -1,0 +1,64 @@
+using Telemetry.Core.Alerts;
+using Telemetry.Core.Readings;
+using Telemetry.Core.Vitals;
+
+namespace Telemetry.Grains.Alerts;
+
+/// <summary>
+/// Runs a rule set over stored readings as if it had been switched on at the start: the same engine, with the clock at
+/// each reading's time, so sustain, hysteresis, re-arm and silence behave as they would have live.
+/// </summary>
+public static class AlertReplay
+{
+    /// <summary>The vitals whose readings <paramref name="rules"/> need (all of them when a rule watches any vital).</summary>
+    public static IReadOnlyList<VitalKind> KindsNeeded(AlertRuleSet rules)
+    {
+        var kinds = new HashSet<VitalKind>();
+        foreach (var rule in rules.Rules)
+        {
+            switch (rule.Type)
+            {
+                case AlertRuleType.EarlyWarning:
+                    kinds.UnionWith(EarlyWarningScore.Parameters);
+                    break;
+                case AlertRuleType.Threshold or AlertRuleType.RateOfChange:
+                    kinds.Add(rule.Kind!.Value);
+                    break;
+                default:
+                    if (rule.Kind is { } kind)
+                    {
+                        kinds.Add(kind);
+                    }
+                    else
+                    {
+                        return VitalCatalogue.All.Select(v => v.Kind).ToList();
+                    }
+
+                    break;
+            }
+        }
+
+        return [.. kinds.Order()];
+    }
+
+    /// <summary>The alerts the rules would have raised over <paramref name="readings"/> (any order), as each stood at <paramref name="toMs"/>.</summary>
+    public static IReadOnlyList<Alert> Run(string patientId, AlertRuleSet rules, IEnumerable<VitalReading> readings, long fromMs, long toMs)
+    {
+        var engine = new AlertEngine(patientId, new AlertState());
+        engine.SetRules(rules, fromMs);
+        foreach (var reading in readings.OrderBy(r => r.TimestampMs))
+        {
+            engine.Tick(reading.TimestampMs);
+            engine.Observe(reading, reading.TimestampMs);
+        }
+
+        engine.Tick(toMs);
+        var latest = new Dictionary<string, Alert>(StringComparer.Ordinal);
+        foreach (var item in engine.State.Outbox)
+        {
+            latest[item.Alert.AlertId] = item.Alert;
+        }
+
+        return [.. latest.Values.OrderBy(alert => alert.TriggeredAt)];
+    }
+}

@@ -1,0 +1,193 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using MQTTnet;
+
+namespace Telemetry.EndToEnd.Tests;
+
+/// <summary>Alerts end to end: a reading over MQTT raises an alert that reaches an MQTT subscriber, an SSE client and a webhook.</summary>
+public sealed class AlertTests
+{
+    private const string WebhookSecret = "a-webhook-secret-for-the-ward";
+
+    [Fact]
+    public async Task A_reading_over_MQTT_raises_an_alert_for_MQTT_SSE_and_webhook_and_acknowledging_it_stops_escalation()
+    {
+        using var webhook = new WebhookReceiver(WebhookSecret) { FailFirst = 1 };
+        await using var server = await TelemetryServer.StartNewAsync(new Dictionary<string, string>
+        {
+            ["Telemetry__Alerts__Webhooks__0__Name"] = "ward",
+            ["Telemetry__Alerts__Webhooks__0__Url"] = webhook.Url,
+            ["Telemetry__Alerts__Webhooks__0__Secret"] = WebhookSecret,
+        });
+        var watchToken = await server.ProvisionAsync("alert-watch", "p-alert");
+        var phoneToken = await server.ProvisionAsync("alert-phone", "p-alert");
+        await PutRulesAsync(server, "p-alert", """
+            {"rules":[{"id":"hr-high","type":"threshold","kind":"heart_rate","direction":"above","level":120,"clearLevel":110,
+                       "priority":"high","escalateAfterSeconds":2}]}
+            """);
+
+        using var phone = await Devices.ConnectMqttAsync(server, "alert-phone", phoneToken);
+        var mqtt = await Eventually.SubscribeAsync(phone, "patients/p-alert/alerts");
+        await using var stream = await AlertStreamClient.OpenAsync(server, "/api/patients/p-alert/alerts/stream");
+        await using var clinicianList = await AlertStreamClient.OpenAsync(server, "/api/alerts/stream");
+        using var watch = await Devices.ConnectMqttAsync(server, "alert-watch", watchToken);
+
+        var ack = await Devices.PublishAsync(watch, "devices/alert-watch/vitals", Devices.JsonHeartRates(1, DateTimeOffset.UtcNow, 135));
+        Assert.Equal(MqttClientPublishReasonCode.Success, ack.ReasonCode);
+
+        var overMqtt = await Eventually.FirstAsync(mqtt, a => a.Type == "raised");
+        var overSse = await Eventually.FirstAsync(stream.Received, e => e.Alert.Type == "raised");
+        var inList = await Eventually.FirstAsync(clinicianList.Received, e => e.Alert.Type == "raised");
+        var overWebhook = await Eventually.FirstAsync(webhook.Received, a => a.Type == "raised");
+        var alertId = overMqtt.AlertId;
+        Assert.Equal(alertId, overSse.Alert.AlertId);
+        Assert.Equal(alertId, inList.Alert.AlertId);
+        Assert.Equal(alertId, overWebhook.AlertId);
+        Assert.StartsWith("p-alert~", alertId, StringComparison.Ordinal);
+        Assert.Equal("Heart rate 135 /min is at or above 120 /min", overMqtt.Json.GetProperty("alert").GetProperty("message").GetString());
+        Assert.Equal("heart_rate", overMqtt.Json.GetProperty("alert").GetProperty("kind").GetString());
+        Assert.Equal("high", overMqtt.Json.GetProperty("alert").GetProperty("priority").GetString());
+        Assert.True(webhook.Attempts >= 2, "the first delivery was refused with 503 and retried");
+        Assert.Empty(webhook.BadSignatures);
+
+        // Not acknowledged within two seconds: it escalates, on every channel.
+        await Eventually.FirstAsync(mqtt, a => a.Type == "escalated");
+        await Eventually.FirstAsync(webhook.Received, a => a.Type == "escalated");
+
+        using var acknowledged = await server.Http.PostAsJsonAsync($"/api/alerts/{alertId}/ack", new { by = "nurse-ana" });
+        Assert.Equal(HttpStatusCode.OK, acknowledged.StatusCode);
+        var body = JsonDocument.Parse(await acknowledged.Content.ReadAsStringAsync()).RootElement;
+        Assert.Equal("acknowledged", body.GetProperty("status").GetString());
+        Assert.Equal("nurse-ana", body.GetProperty("acknowledgedBy").GetString());
+        await Eventually.FirstAsync(stream.Received, e => e.Alert.Type == "acknowledged");
+
+        // Five escalation periods later, nothing more has escalated.
+        var escalationsAtAck = stream.Received.Count(e => e.Alert.Type == "escalated");
+        await Task.Delay(TimeSpan.FromSeconds(5));
+        Assert.Equal(escalationsAtAck, stream.Received.Count(e => e.Alert.Type == "escalated"));
+        Assert.Equal(escalationsAtAck, mqtt.Count(e => e.Type == "escalated"));
+
+        // The episode clears when the heart rate comes back under the clear level, and the history has it all.
+        await Devices.PublishAsync(watch, "devices/alert-watch/vitals", Devices.JsonHeartRates(2, DateTimeOffset.UtcNow, 100));
+        await Eventually.FirstAsync(stream.Received, e => e.Alert.Type == "cleared");
+        var history = await server.Http.GetFromJsonAsync<JsonElement>("/api/patients/p-alert/alerts");
+        var stored = Assert.Single(history.EnumerateArray());
+        Assert.Equal("cleared", stored.GetProperty("status").GetString());
+        Assert.Equal("nurse-ana", stored.GetProperty("acknowledgedBy").GetString());
+        Assert.True(stored.GetProperty("escalationLevel").GetInt32() >= 1);
+        Assert.Empty((await server.Http.GetFromJsonAsync<JsonElement>("/api/alerts")).EnumerateArray());
+
+        // SSE ids are positions: a client that reconnects after the first event gets the rest, in order.
+        var firstId = stream.Received.First().Id;
+        await using var resumed = await AlertStreamClient.OpenAsync(server, "/api/patients/p-alert/alerts/stream", firstId);
+        await Eventually.FirstAsync(resumed.Received, e => e.Alert.Type == "cleared");
+        Assert.Equal(stream.Received.Skip(1).Select(e => e.Id), resumed.Received.Select(e => e.Id));
+
+        // A cleared alert can no longer be acknowledged; an unknown one is not found.
+        using var late = await server.Http.PostAsync($"/api/alerts/{alertId}/ack", null);
+        Assert.Equal(HttpStatusCode.Conflict, late.StatusCode);
+        using var unknown = await server.Http.PostAsync("/api/alerts/p-alert~999/ack", null);
+        Assert.Equal(HttpStatusCode.NotFound, unknown.StatusCode);
+    }
+
+    [Fact]
+    public async Task A_restart_keeps_the_open_episode_and_its_escalation()
+    {
+        await using var server = await TelemetryServer.StartNewAsync();
+        var token = await server.ProvisionAsync("restart-watch", "p-restart");
+        await PutRulesAsync(server, "p-restart", """
+            {"rules":[{"id":"spo2-low","type":"threshold","kind":"spo2","direction":"below","level":90,"clearLevel":92,
+                       "priority":"high","escalateAfterSeconds":6}]}
+            """);
+        using (var watch = await Devices.ConnectMqttAsync(server, "restart-watch", token))
+        {
+            var payload = Encoding.UTF8.GetBytes($$"""{"seq":1,"readings":[{"kind":"spo2","time":"{{DateTimeOffset.UtcNow:O}}","value":86}]}""");
+            Assert.Equal(MqttClientPublishReasonCode.Success, (await Devices.PublishAsync(watch, "devices/restart-watch/vitals", payload)).ReasonCode);
+        }
+
+        var open = await Eventually.FirstAsync(OpenAlerts(server), _ => true);
+        var alertId = open.GetProperty("alertId").GetString()!;
+        Assert.Equal(0, open.GetProperty("escalationLevel").GetInt32());
+
+        await server.KillAsync();
+        await server.StartAsync();
+
+        // No reading arrives after the restart: the escalation fires from the persisted state alone.
+        var escalated = await Eventually.FirstAsync(OpenAlerts(server), alert => alert.GetProperty("escalationLevel").GetInt32() >= 1, seconds: 30);
+        Assert.Equal(alertId, escalated.GetProperty("alertId").GetString());
+        Assert.Equal("active", escalated.GetProperty("status").GetString());
+        var history = await server.Http.GetFromJsonAsync<JsonElement>("/api/patients/p-restart/alerts");
+        Assert.Single(history.EnumerateArray());
+        var rules = await server.Http.GetFromJsonAsync<JsonElement>("/api/patients/p-restart/alert-rules");
+        Assert.Equal("spo2-low", rules.GetProperty("rules")[0].GetProperty("id").GetString());
+    }
+
+    [Fact]
+    public async Task Rules_are_validated_templates_apply_and_replay_shows_what_history_would_have_raised()
+    {
+        await using var server = await TelemetryServer.StartNewAsync();
+
+        using var invalid = await server.Http.PutAsync("/api/patients/p-rules/alert-rules", Json("""
+            {"rules":[{"id":"hr-high","type":"threshold","kind":"heart_rate","direction":"above","level":120,"clearLevel":130,"priority":"high"},
+                      {"id":"hr-high","type":"no_data","priority":"high"}]}
+            """));
+        Assert.Equal(HttpStatusCode.BadRequest, invalid.StatusCode);
+        Assert.Equal("application/problem+json", invalid.Content.Headers.ContentType?.MediaType);
+        var errors = JsonDocument.Parse(await invalid.Content.ReadAsStringAsync()).RootElement.GetProperty("errors");
+        Assert.True(errors.TryGetProperty("rules[0].clearLevel", out _));
+        Assert.True(errors.TryGetProperty("rules[1].id", out _));
+        Assert.True(errors.TryGetProperty("rules[1].silenceSeconds", out _));
+        Assert.True(errors.TryGetProperty("rules[1].priority", out _));
+
+        using var unknownKind = await server.Http.PutAsync("/api/patients/p-rules/alert-rules", Json("""{"rules":[{"id":"x","type":"threshold","kind":"mood"}]}"""));
+        Assert.Equal(HttpStatusCode.BadRequest, unknownKind.StatusCode);
+        Assert.Contains("Not a vital of the catalogue", await unknownKind.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+
+        await PutRulesAsync(server, "p-rules", """{"template":"adult-default"}""");
+        var rules = await server.Http.GetFromJsonAsync<JsonElement>("/api/patients/p-rules/alert-rules");
+        Assert.Equal("adult-default", rules.GetProperty("template").GetString());
+        Assert.Contains(rules.GetProperty("rules").EnumerateArray(), rule => rule.GetProperty("type").GetString() == "early_warning");
+
+        // A night of stored SpO2 with one dip, uploaded afterwards: replay finds it; the live rules raised nothing for it.
+        var token = await server.ProvisionAsync("rules-ring", "p-rules");
+        var start = Devices.RecentMinute(180);
+        var readings = string.Join(",", Enumerable.Range(0, 120).Select(minute =>
+            $$"""{"kind":"spo2","time":"{{start.AddMinutes(minute).ToString("O", CultureInfo.InvariantCulture)}}","value":{{(minute is >= 30 and < 40 ? 87 : 96)}}}"""));
+        using var upload = new HttpRequestMessage(HttpMethod.Post, "/api/devices/rules-ring/readings") { Content = Json($$"""{"seq":1,"readings":[{{readings}}]}""") };
+        upload.Headers.Authorization = new("Bearer", token);
+        using var uploaded = await server.Http.SendAsync(upload);
+        Assert.Equal(HttpStatusCode.OK, uploaded.StatusCode);
+
+        using var replay = await server.Http.PostAsync("/api/patients/p-rules/alert-rules/replay", Json($$"""
+            {"template":"adult-default","from":"{{start.AddMinutes(-1):O}}","to":"{{start.AddMinutes(121):O}}"}
+            """));
+        var result = JsonDocument.Parse(await replay.Content.ReadAsStringAsync()).RootElement;
+        Assert.Equal(HttpStatusCode.OK, replay.StatusCode);
+        Assert.Equal(120, result.GetProperty("readings").GetInt32());
+        var dip = Assert.Single(result.GetProperty("alerts").EnumerateArray(), alert => alert.GetProperty("ruleId").GetString() == "spo2-low");
+        Assert.Equal(start.AddMinutes(31), dip.GetProperty("triggeredAt").GetDateTimeOffset());
+        Assert.Equal("cleared", dip.GetProperty("status").GetString());
+        Assert.Empty((await server.Http.GetFromJsonAsync<JsonElement>("/api/patients/p-rules/alerts")).EnumerateArray());
+    }
+
+    private static async Task PutRulesAsync(TelemetryServer server, string patientId, string json)
+    {
+        using var response = await server.Http.PutAsync($"/api/patients/{patientId}/alert-rules", Json(json));
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.OK, $"PUT alert-rules answered {response.StatusCode}: {body}");
+    }
+
+    /// <summary>The open alerts, read again each time the sequence is enumerated.</summary>
+    private static IEnumerable<JsonElement> OpenAlerts(TelemetryServer server)
+    {
+        foreach (var alert in server.Http.GetFromJsonAsync<JsonElement>("/api/alerts?status=open").GetAwaiter().GetResult().EnumerateArray())
+        {
+            yield return alert;
+        }
+    }
+
+    private static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
+}

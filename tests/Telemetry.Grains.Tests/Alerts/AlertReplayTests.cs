@@ -1,0 +1,52 @@
+using Telemetry.Core.Alerts;
+using Telemetry.Core.Readings;
+using Telemetry.Core.Vitals;
+using Telemetry.Grains.Alerts;
+
+namespace Telemetry.Grains.Tests.Alerts;
+
+public sealed class AlertReplayTests
+{
+    private const long Start = 1_795_000_000_000;
+
+    [Fact]
+    public void Replay_finds_each_excursion_of_a_history_once_with_when_it_began_and_ended()
+    {
+        var rules = new AlertRuleSet([new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 110, SustainSeconds: 60)]);
+
+        // A day of one reading a minute: two excursions over 120 (one too short to count), given out of order.
+        var readings = Enumerable.Range(0, 1440).Select(minute => new VitalReading(VitalKind.HeartRate, Start + (minute * 60_000L), minute switch
+        {
+            >= 100 and < 130 => 130,
+            200 => 140,
+            _ => 80,
+        })).Reverse().ToList();
+
+        var alerts = AlertReplay.Run("p-1", rules, readings, Start, Start + 86_400_000);
+
+        var alert = Assert.Single(alerts);
+        Assert.Equal(AlertStatus.Cleared, alert.Status);
+        Assert.Equal(Start + (101 * 60_000L), alert.TriggeredAt.ToUnixTimeMilliseconds());
+        Assert.Equal(Start + (130 * 60_000L), alert.ClearedAt?.ToUnixTimeMilliseconds());
+    }
+
+    [Fact]
+    public void Replay_raises_no_data_for_gaps_in_the_history()
+    {
+        var rules = new AlertRuleSet([new AlertRule("no-data", AlertRuleType.NoData, AlertPriority.Low, SilenceSeconds: 600)]);
+        var readings = new[] { 0, 5, 10, 40, 45 }.Select(minute => new VitalReading(VitalKind.OxygenSaturation, Start + (minute * 60_000L), 97));
+
+        var alert = Assert.Single(AlertReplay.Run("p-1", rules, readings, Start, Start + (50 * 60_000L)));
+
+        Assert.Equal(Start + (10 * 60_000L), alert.TriggeredAt.ToUnixTimeMilliseconds());
+        Assert.Equal(Start + (40 * 60_000L), alert.ClearedAt?.ToUnixTimeMilliseconds());
+    }
+
+    [Fact]
+    public void The_vitals_a_rule_set_needs_are_read_and_no_others()
+    {
+        Assert.Equal([VitalKind.BloodGlucose], AlertReplay.KindsNeeded(new AlertRuleSet([new AlertRule("low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.BloodGlucose, AlertDirection.Below, 70)])));
+        Assert.Equal(5, AlertReplay.KindsNeeded(new AlertRuleSet([new AlertRule("news", AlertRuleType.EarlyWarning, AlertPriority.High, Level: 7)])).Count);
+        Assert.Equal(VitalCatalogue.All.Count, AlertReplay.KindsNeeded(new AlertRuleSet([new AlertRule("silent", AlertRuleType.NoData, AlertPriority.Low, SilenceSeconds: 60)])).Count);
+    }
+}
