@@ -15,6 +15,13 @@ namespace Telemetry.Simulator;
 /// <summary>Provisions the virtual wearables and runs each one's send loop over MQTT or gRPC.</summary>
 public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
 {
+    /// <summary>A heart rate no simulated patient reaches, so every probe (and nothing else) raises one alert.</summary>
+    private const double ProbeValue = 260;
+
+    private const string ProbeRules = """
+        {"rules":[{"id":"probe","type":"threshold","kind":"heart_rate","direction":"above","level":250,"clearLevel":200,"priority":"low"}]}
+        """;
+
     public async Task<IReadOnlyList<VirtualWearable>> ProvisionAsync(CancellationToken cancellationToken)
     {
         using var http = new HttpClient { BaseAddress = new Uri(options.Url) };
@@ -31,6 +38,15 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
             }
 
             using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync(cancellationToken));
+            if (options.AlertProbeSeconds > 0)
+            {
+                using var rules = await http.PutAsync($"/api/patients/{patientId}/alert-rules", new StringContent(ProbeRules, System.Text.Encoding.UTF8, "application/json"), cancellationToken);
+                if (!rules.IsSuccessStatusCode)
+                {
+                    throw new InvalidOperationException($"setting {patientId}'s probe rule answered {(int)rules.StatusCode}: {await rules.Content.ReadAsStringAsync(cancellationToken)}");
+                }
+            }
+
             wearables.Add(new VirtualWearable(deviceId, patientId, body.RootElement.GetProperty("token").GetString()!, seed: i));
         }
 
@@ -56,9 +72,34 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
         }
 
         var topic = $"devices/{wearable.DeviceId}/vitals";
+        var probeSent = 0L;
+        var nextProbe = Stopwatch.GetTimestamp();
+        if (options.AlertProbeSeconds > 0)
+        {
+            client.ApplicationMessageReceivedAsync += args =>
+            {
+                // The probe rule's raised event: the time since the probe's reading was published.
+                var json = System.Text.Encoding.UTF8.GetString(args.ApplicationMessage.Payload);
+                if (json.Contains("\"type\":\"raised\"", StringComparison.Ordinal) && Interlocked.Exchange(ref probeSent, 0) is var sent and not 0)
+                {
+                    statistics.AlertArrived(sent);
+                }
+
+                return Task.CompletedTask;
+            };
+            await client.SubscribeAsync($"patients/{wearable.PatientId}/alerts", MqttQualityOfServiceLevel.AtLeastOnce, stop);
+        }
+
         await foreach (var batch in BatchesAsync(wearable, stop))
         {
             var started = Stopwatch.GetTimestamp();
+            if (options.AlertProbeSeconds > 0 && started >= nextProbe && ProbeSettled(Interlocked.Read(ref probeSent)))
+            {
+                AddProbe(batch);
+                Interlocked.Exchange(ref probeSent, started);
+                nextProbe = started + (long)(options.AlertProbeSeconds * Stopwatch.Frequency);
+            }
+
             var count = Count(batch);
             statistics.Sent(count);
             var result = await client.PublishAsync(new MqttApplicationMessageBuilder()
@@ -138,6 +179,16 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
                 yield break;
             }
         }
+    }
+
+    /// <summary>No probe is waiting for its alert, or the one waiting has waited too long to count (it is dropped).</summary>
+    private static bool ProbeSettled(long sent) => sent == 0 || Stopwatch.GetElapsedTime(sent) > TimeSpan.FromSeconds(10);
+
+    /// <summary>Adds a heart rate over the probe level after every other reading of the batch.</summary>
+    private static void AddProbe(VitalBatch batch)
+    {
+        var lastMs = batch.Series.Max(series => series.TimeDeltasMs.Sum());
+        batch.Series.Add(new VitalSeries { Kind = "heart_rate", TimeDeltasMs = { lastMs + 1 }, Values = { ProbeValue } });
     }
 
     private static int Count(VitalBatch batch) => batch.Series.Sum(series => series.Values.Count);

@@ -7,6 +7,7 @@ namespace Telemetry.Simulator;
 public sealed class FleetStatistics
 {
     private readonly ConcurrentQueue<double> _latenciesMs = new();
+    private readonly ConcurrentQueue<double> _alertLatenciesMs = new();
     private long _readingsSent;
     private long _batchesSent;
     private long _batchesAcked;
@@ -38,11 +39,19 @@ public sealed class FleetStatistics
 
     public void Refused() => Interlocked.Increment(ref _batchesRefused);
 
+    /// <summary>An alert probe's alert arrived, <paramref name="startedTimestamp"/> being when its reading was published.</summary>
+    public void AlertArrived(long startedTimestamp) => _alertLatenciesMs.Enqueue(Stopwatch.GetElapsedTime(startedTimestamp).TotalMilliseconds);
+
     /// <summary>Ack latency percentiles of the acks since the last call.</summary>
-    public (double P50, double P99) DrainLatencies()
+    public (double P50, double P99) DrainLatencies() => Drain(_latenciesMs);
+
+    /// <summary>Publish-to-alert latency percentiles of the probe alerts since the last call.</summary>
+    public (double P50, double P99) DrainAlertLatencies() => Drain(_alertLatenciesMs);
+
+    private static (double P50, double P99) Drain(ConcurrentQueue<double> queue)
     {
         var latencies = new List<double>();
-        while (_latenciesMs.TryDequeue(out var latency))
+        while (queue.TryDequeue(out var latency))
         {
             latencies.Add(latency);
         }

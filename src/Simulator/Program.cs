@@ -44,8 +44,15 @@ while (!all.IsCompleted)
     var seconds = Stopwatch.GetElapsedTime(lastReport).TotalSeconds;
     lastReport = Stopwatch.GetTimestamp();
     var (p50, p99) = statistics.DrainLatencies();
+    var alerts = string.Empty;
+    if (options.AlertProbeSeconds > 0)
+    {
+        var (alertP50, alertP99) = statistics.DrainAlertLatencies();
+        alerts = $"  alert p50 {alertP50,6:0.0} ms  p99 {alertP99,6:0.0} ms";
+    }
+
     Console.WriteLine($"{Stopwatch.GetElapsedTime(started).TotalSeconds,6:0}s  sent {statistics.ReadingsSent,10:N0}  acked {acked,10:N0}  " +
-        $"{(acked - lastAcked) / seconds,10:N0} readings/s  ack p50 {p50,6:0.0} ms  p99 {p99,6:0.0} ms");
+        $"{(acked - lastAcked) / seconds,10:N0} readings/s  ack p50 {p50,6:0.0} ms  p99 {p99,6:0.0} ms{alerts}");
     lastAcked = acked;
 }
 

@@ -27,6 +27,9 @@ public sealed record SimulatorOptions
 
     public TimeSpan Duration { get; init; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>Seconds between alert probes per device (MQTT only); zero for none.</summary>
+    public double AlertProbeSeconds { get; init; }
+
     public string Prefix { get; init; } = "sim-" + Convert.ToHexStringLower(BitConverter.GetBytes(Random.Shared.Next()))[..6];
 
     public const string Usage = """
@@ -43,6 +46,8 @@ public sealed record SimulatorOptions
           --grpc U             gRPC endpoint (default http://localhost:5081)
           --admin-token T      admin token (default: $TELEMETRY_ADMIN_TOKEN, else ./data/admin-token)
           --prefix P           device id prefix (default sim-<random>)
+          --alert-probes S     every S seconds each device sends a heart rate over a probe rule's level and
+                               times the alert's arrival on its patient's MQTT alerts topic (MQTT only)
         """;
 
     public static SimulatorOptions Parse(string[] args)
@@ -63,6 +68,7 @@ public sealed record SimulatorOptions
                 "--grpc" => options with { GrpcUrl = value },
                 "--admin-token" => options with { AdminToken = value },
                 "--prefix" => options with { Prefix = value },
+                "--alert-probes" => options with { AlertProbeSeconds = double.Parse(value, CultureInfo.InvariantCulture) },
                 _ => throw new ArgumentException($"unknown option {args[i]}"),
             };
             i++;
@@ -71,6 +77,11 @@ public sealed record SimulatorOptions
         if (options.Devices < 1 || options.Rate <= 0 || options.Batch < 1)
         {
             throw new ArgumentException("--devices, --rate and --batch must be positive");
+        }
+
+        if (options.AlertProbeSeconds < 0 || (options.AlertProbeSeconds > 0 && options.Protocol != "mqtt"))
+        {
+            throw new ArgumentException("--alert-probes is a number of seconds, and works over mqtt only");
         }
 
         return options;
