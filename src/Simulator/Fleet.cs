@@ -79,7 +79,7 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
             client.ApplicationMessageReceivedAsync += args =>
             {
                 // The probe rule's raised event: the time since the probe's reading was published.
-                var json = System.Text.Encoding.UTF8.GetString(args.ApplicationMessage.Payload);
+                var json = args.ApplicationMessage.ConvertPayloadToString();
                 if (json.Contains("\"type\":\"raised\"", StringComparison.Ordinal) && Interlocked.Exchange(ref probeSent, 0) is var sent and not 0)
                 {
                     statistics.AlertArrived(sent);
