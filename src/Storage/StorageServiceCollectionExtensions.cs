@@ -4,6 +4,7 @@ using Orleans.Storage;
 using Telemetry.Core.Grains;
 using Telemetry.Core.Storage;
 using Telemetry.Storage.DuckDb;
+using Telemetry.Storage.Retention;
 
 namespace Telemetry.Storage;
 
@@ -20,6 +21,9 @@ public static class StorageServiceCollectionExtensions
         services.AddSingleton<IRollupStore>(sp => sp.GetRequiredService<DuckDbRollupStore>());
         services.AddHostedService(sp => sp.GetRequiredService<DuckDbRollupStore>());
         services.AddSingleton<IAlertStore, DuckDbAlertStore>();
+        services.AddOptions<RetentionOptions>().BindConfiguration(RetentionOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<RetentionService>();
+        services.AddHostedService(sp => sp.GetRequiredService<RetentionService>());
         services.AddGrainStorage(GrainStorageNames.Durable, static (sp, _) =>
             new DuckDbGrainStorage(sp.GetRequiredService<DuckDbDatabase>(), new OrleansGrainStorageSerializer(sp.GetRequiredService<Orleans.Serialization.Serializer>())));
         return services;

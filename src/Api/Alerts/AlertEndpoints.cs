@@ -103,7 +103,7 @@ public static class AlertEndpoints
             var remaining = MaxReplayReadings - readings.Count;
             var some = await rawStore.ReadAsync(patientId, kind, fromMs, toMs, remaining + 1, cancellationToken);
             truncated |= some.Count > remaining;
-            readings.AddRange(some.Take(remaining));
+            readings.AddRange(some.Take(remaining).Select(reading => new VitalReading(reading.Kind, reading.TimestampMs, reading.Value)));
         }
 
         var alerts = AlertReplay.Run(patientId, rules!, readings, fromMs, toMs);

@@ -4,9 +4,11 @@ using MQTTnet.AspNetCore;
 using OpenTelemetry.Metrics;
 using Telemetry.Api.Alerts;
 using Telemetry.Api.Devices;
+using Telemetry.Api.Fhir;
 using Telemetry.Api.Health;
 using Telemetry.Api.Patients;
 using Telemetry.Api.Security;
+using Telemetry.Api.Trends;
 using Telemetry.Core.Alerts;
 using Telemetry.Grains;
 using Telemetry.Ingest;
@@ -63,8 +65,10 @@ public static class TelemetryServerExtensions
         services.AddHostedService<AlertWatchService>();
         services.ConfigureHttpJsonOptions(json => Core.TelemetryJson.Configure(json.SerializerOptions));
 
+        services.AddSingleton<TrendReader>();
         services.AddSingleton<AdminToken>();
         services.AddProblemDetails();
+        services.AddOpenApi();
         services.AddTelemetryHealthChecks();
         services.AddOpenTelemetry().WithMetrics(metrics => metrics
             .AddMeter(IngestInstruments.MeterName)
@@ -83,8 +87,10 @@ public static class TelemetryServerExtensions
         app.MapDeviceEndpoints();
         app.MapPatientEndpoints();
         app.MapAlertEndpoints();
+        app.MapFhirEndpoints();
         app.MapTelemetryHealthChecks();
         app.MapPrometheusScrapingEndpoint("/metrics");
+        app.MapOpenApi();
 
         // Make the admin token (or its file) exist from the first second, not the first request.
         app.Services.GetRequiredService<AdminToken>();

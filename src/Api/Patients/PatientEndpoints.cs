@@ -1,4 +1,8 @@
+using System.Globalization;
+using System.Text;
+using Microsoft.AspNetCore.Http.HttpResults;
 using Telemetry.Api.Security;
+using Telemetry.Api.Trends;
 using Telemetry.Core;
 using Telemetry.Core.Grains;
 using Telemetry.Core.Rollups;
@@ -7,81 +11,284 @@ using Telemetry.Core.Vitals;
 
 namespace Telemetry.Api.Patients;
 
-/// <summary>A patient's trends (rollups plus the window still open) and live picture.</summary>
+/// <summary>A patient's trends (rollups plus the window still open), raw readings, exports, daily progress and live picture.</summary>
 public static class PatientEndpoints
 {
-    /// <summary>The most windows one trend request may span, so a query stays bounded.</summary>
-    public const int MaxPoints = 10_080;
+    /// <summary>The longest range one CSV export may cover.</summary>
+    public static readonly TimeSpan MaxExportRange = TimeSpan.FromDays(366);
+
+    /// <summary>The most days one daily summary may cover.</summary>
+    public const int MaxDays = 366;
+
+    /// <summary>The steps goal when the request names none.</summary>
+    public const int DefaultStepsGoal = 8_000;
+
+    private static readonly string KindChoices = string.Join(", ", VitalCatalogue.All.Select(v => v.Name).Append(VitalCatalogue.BloodPressure.Name));
 
     public static IEndpointRouteBuilder MapPatientEndpoints(this IEndpointRouteBuilder routes)
     {
         var patients = routes.MapGroup("/api/patients/{patientId}").AddEndpointFilter<AdminAuthorizationFilter>().WithTags("Patients");
-        patients.MapGet("/trends", GetTrendAsync);
-        patients.MapGet("/live", GetLiveAsync);
+        patients.MapGet("/trends", GetTrendsAsync)
+            .WithSummary("Trends of one or more vitals")
+            .WithDescription("kind: one or more catalogue names or LOINC codes (comma-separated or repeated; blood_pressure gives systolic and diastolic). "
+                + "resolution: auto (default), raw, 1m, 1h or 1d. One kind answers a Trend; several answer a TrendSet.");
+        patients.MapGet("/export.csv", ExportAsync)
+            .WithSummary("A range of readings (or windows) as CSV")
+            .Produces(StatusCodes.Status200OK, contentType: "text/csv");
+        patients.MapGet("/daily", GetDailyAsync).WithSummary("Steps, resting heart rate, sleep and weight per day");
+        patients.MapGet("/live", GetLiveAsync).WithSummary("The latest value of every vital");
         return routes;
     }
 
-    private static async Task<IResult> GetTrendAsync(
+    private static async Task<Results<Ok<Trend>, Ok<TrendSet>, ValidationProblem>> GetTrendsAsync(
         string patientId,
-        string? kind,
+        string[]? kind,
         DateTimeOffset? from,
         DateTimeOffset? to,
         string? resolution,
-        IRollupStore rollups,
-        IGrainFactory grains,
+        TrendReader reader,
         TimeProvider timeProvider,
         CancellationToken cancellationToken)
     {
         if (!Identifier.IsValid(patientId))
         {
-            return Invalid("patientId", "1 to 128 characters of letters, digits and - _ : .");
+            return InvalidPatient();
         }
 
-        if (kind is null || !VitalCatalogue.TryFind(kind, out var vital))
+        if (!TryParseKinds(kind, out var vitals) || vitals.Count == 0)
         {
-            return Invalid("kind", $"one of: {string.Join(", ", VitalCatalogue.All.Select(v => v.Name))} (or a LOINC code)");
+            return Invalid("kind", $"one or more of: {KindChoices} (or LOINC codes)");
         }
 
-        var window = Resolution.Minute;
-        if (resolution is not null && !ResolutionExtensions.TryParseWireName(resolution, out window))
+        if (!TrendScale.TryParse(resolution, out var scale))
         {
-            return Invalid("resolution", "1m, 1h or 1d");
+            return Invalid("resolution", "auto, raw, 1m, 1h or 1d");
         }
 
         var toMs = (to ?? timeProvider.GetUtcNow()).ToUnixTimeMilliseconds();
-        var fromMs = from?.ToUnixTimeMilliseconds() ?? toMs - (MaxPoints / 7 * window.Milliseconds());
+        var fromMs = from?.ToUnixTimeMilliseconds() ?? toMs - (long)TimeSpan.FromDays(1).TotalMilliseconds;
         if (fromMs >= toMs)
         {
             return Invalid("from", "must be before 'to'");
         }
 
-        var startMs = window.WindowStart(fromMs);
-        if ((toMs - startMs) / window.Milliseconds() > MaxPoints)
+        if (scale is { Window: { } window } && scale.Value.WindowsSpanned(fromMs, toMs) > TrendReader.MaxWindows)
         {
-            return Invalid("from", $"a {window.ToWireName()} trend spans at most {MaxPoints} windows; narrow the range or choose a coarser resolution");
+            return Invalid("from", $"a {window.ToWireName()} trend spans at most {TrendReader.MaxWindows} windows; narrow the range or choose a coarser resolution");
         }
 
-        // The grain first, then the store: a window that closes in between is then in the store's answer.
-        var open = await grains.GetGrain<IPatientGrain>(patientId).GetOpenWindowAsync(vital.Kind, window);
-        var stored = await rollups.QueryAsync(patientId, vital.Kind, window, startMs, toMs, cancellationToken);
-
-        // Where both have a window of the same start, the one that has seen more readings is the fresher.
-        var windows = stored.ToDictionary(w => w.StartMs);
-        if (open is { } current && current.StartMs >= startMs && current.StartMs < toMs
-            && (!windows.TryGetValue(current.StartMs, out var checkpoint) || current.Count >= checkpoint.Count))
+        var series = new List<Trend>(vitals.Count);
+        foreach (var vital in vitals)
         {
-            windows[current.StartMs] = current;
+            var trend = await ReadTrendAsync(reader, patientId, vital, scale, fromMs, toMs, cancellationToken);
+            if (trend is null)
+            {
+                return Invalid("resolution", $"more than {TrendReader.MaxRawReadings} raw readings of {vital.Name} in the range; narrow it or choose 1m");
+            }
+
+            series.Add(trend);
         }
 
-        var points = windows.Values.OrderBy(w => w.StartMs).Select(ToPoint).ToList();
-        return TypedResults.Ok(new Trend(patientId, vital.Name, vital.Unit, window.ToWireName(), points));
+        return series.Count == 1
+            ? TypedResults.Ok(series[0])
+            : TypedResults.Ok(new TrendSet(patientId, DateTimeOffset.FromUnixTimeMilliseconds(fromMs), DateTimeOffset.FromUnixTimeMilliseconds(toMs), series));
     }
 
-    private static async Task<IResult> GetLiveAsync(string patientId, IGrainFactory grains)
+    /// <summary>One vital's trend; null when raw readings were asked for and there are too many.</summary>
+    private static async Task<Trend?> ReadTrendAsync(
+        TrendReader reader, string patientId, VitalDefinition vital, TrendScale? asked, long fromMs, long toMs, CancellationToken cancellationToken)
+    {
+        var scale = asked ?? TrendScale.Auto(fromMs, toMs);
+        if (scale.IsRaw)
+        {
+            var raw = await reader.ReadRawAsync(patientId, vital.Kind, fromMs, toMs, TrendReader.MaxRawReadings + 1, cancellationToken);
+            if (raw.Count <= TrendReader.MaxRawReadings)
+            {
+                var points = raw.Select(r => ToPoint(TrendReader.Single(r.TimestampMs, r.Value))).ToList();
+                return new Trend(patientId, vital.Name, vital.Unit, scale.WireName, points);
+            }
+
+            if (asked is not null)
+            {
+                return null;
+            }
+
+            // Auto chose raw readings for a short range, but they are too dense to list: minutes say it better.
+            scale = new TrendScale(Resolution.Minute);
+        }
+
+        var windows = await reader.ReadWindowsAsync(patientId, vital.Kind, scale.Window!.Value, fromMs, toMs, cancellationToken);
+        return new Trend(patientId, vital.Name, vital.Unit, scale.WireName, [.. windows.Select(ToPoint)]);
+    }
+
+    private static async Task<IResult> ExportAsync(
+        HttpContext context,
+        string patientId,
+        string[]? kind,
+        DateTimeOffset? from,
+        DateTimeOffset? to,
+        string? resolution,
+        TrendReader reader,
+        IRawSeriesStore rawStore,
+        TimeProvider timeProvider)
     {
         if (!Identifier.IsValid(patientId))
         {
-            return Invalid("patientId", "1 to 128 characters of letters, digits and - _ : .");
+            return InvalidPatient();
+        }
+
+        if (!TryParseKinds(kind, out var vitals))
+        {
+            return Invalid("kind", $"any of: {KindChoices} (or LOINC codes); all when left out");
+        }
+
+        if (vitals.Count == 0)
+        {
+            vitals = [.. VitalCatalogue.All];
+        }
+
+        Resolution? window = null;
+        if (resolution is not null and not "raw")
+        {
+            if (!ResolutionExtensions.TryParseWireName(resolution, out var parsed))
+            {
+                return Invalid("resolution", "raw (the default), 1m, 1h or 1d");
+            }
+
+            window = parsed;
+        }
+
+        var toMs = (to ?? timeProvider.GetUtcNow()).ToUnixTimeMilliseconds();
+        var fromMs = from?.ToUnixTimeMilliseconds() ?? toMs - (long)TimeSpan.FromDays(1).TotalMilliseconds;
+        if (fromMs >= toMs)
+        {
+            return Invalid("from", "must be before 'to'");
+        }
+
+        if (toMs - fromMs > (long)MaxExportRange.TotalMilliseconds)
+        {
+            return Invalid("from", $"an export covers at most {MaxExportRange.TotalDays} days; export in parts");
+        }
+
+        if (window is { } w && new TrendScale(w).WindowsSpanned(fromMs, toMs) > TrendReader.MaxWindows * 10L)
+        {
+            return Invalid("resolution", "too many windows for one export; choose a coarser resolution or a shorter range");
+        }
+
+        var response = context.Response;
+        response.ContentType = "text/csv; charset=utf-8";
+        var name = $"{patientId}_{DateTimeOffset.FromUnixTimeMilliseconds(fromMs):yyyyMMdd'T'HHmm}_{window?.ToWireName() ?? "raw"}.csv".Replace(':', '-');
+        response.Headers.ContentDisposition = $"attachment; filename=\"{name}\"";
+        await using var writer = new StreamWriter(response.Body, new UTF8Encoding(false), bufferSize: 64 * 1024, leaveOpen: true);
+        var cancellationToken = context.RequestAborted;
+        if (window is null)
+        {
+            await writer.WriteLineAsync("time,kind,loinc,value,unit,device_id");
+            var kinds = vitals.Select(v => v.Kind).ToList();
+            await foreach (var reading in rawStore.StreamAsync(patientId, kinds, fromMs, toMs, cancellationToken))
+            {
+                var vital = VitalCatalogue.Get(reading.Kind);
+                await writer.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+                    $"{Iso(reading.TimestampMs)},{vital.Name},{vital.Loinc},{reading.Value:R},{vital.Unit},{reading.DeviceId}"));
+            }
+        }
+        else
+        {
+            await writer.WriteLineAsync("start,kind,loinc,unit,count,min,max,mean,std_dev");
+            foreach (var vital in vitals)
+            {
+                foreach (var point in await reader.ReadWindowsAsync(patientId, vital.Kind, window.Value, fromMs, toMs, cancellationToken))
+                {
+                    await writer.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+                        $"{Iso(point.StartMs)},{vital.Name},{vital.Loinc},{vital.Unit},{point.Count},{point.Min:R},{point.Max:R},{point.Mean:R},{point.StandardDeviation:R}"));
+                }
+            }
+        }
+
+        return TypedResults.Empty;
+    }
+
+    private static async Task<Results<Ok<DailySummary>, ValidationProblem>> GetDailyAsync(
+        string patientId,
+        DateOnly? from,
+        DateOnly? to,
+        string? timeZone,
+        int? stepsGoal,
+        TrendReader reader,
+        TimeProvider timeProvider,
+        CancellationToken cancellationToken)
+    {
+        if (!Identifier.IsValid(patientId))
+        {
+            return InvalidPatient();
+        }
+
+        TimeZoneInfo zone;
+        try
+        {
+            zone = timeZone is null ? TimeZoneInfo.Utc : TimeZoneInfo.FindSystemTimeZoneById(timeZone);
+        }
+        catch (Exception exception) when (exception is TimeZoneNotFoundException or InvalidTimeZoneException)
+        {
+            return Invalid("timeZone", "an IANA time zone such as Europe/Berlin or America/New_York (UTC when left out)");
+        }
+
+        var goal = stepsGoal ?? DefaultStepsGoal;
+        if (goal is < 1 or > 100_000)
+        {
+            return Invalid("stepsGoal", "between 1 and 100000 steps");
+        }
+
+        var today = DateOnly.FromDateTime(TimeZoneInfo.ConvertTime(timeProvider.GetUtcNow(), zone).DateTime);
+        var lastDay = to ?? today;
+        var firstDay = from ?? lastDay.AddDays(-6);
+        if (firstDay > lastDay)
+        {
+            return Invalid("from", "must be on or before 'to'");
+        }
+
+        if (lastDay.DayNumber - firstDay.DayNumber + 1 > MaxDays)
+        {
+            return Invalid("from", $"a summary covers at most {MaxDays} days");
+        }
+
+        // Days are read from 1-hour windows, so a day runs midnight to midnight in the patient's zone (to the hour).
+        var fromMs = LocalMidnightMs(firstDay, zone);
+        var toMs = LocalMidnightMs(lastDay.AddDays(1), zone);
+        DateOnly DayOf(long ms) => DateOnly.FromDateTime(TimeZoneInfo.ConvertTime(DateTimeOffset.FromUnixTimeMilliseconds(ms), zone).DateTime);
+
+        async Task<Dictionary<DateOnly, RollupWindow>> PerDayAsync(VitalKind kind)
+        {
+            var hours = await reader.ReadWindowsAsync(patientId, kind, Resolution.Hour, fromMs, toMs, cancellationToken);
+            return hours.Where(h => h.StartMs >= fromMs).GroupBy(h => DayOf(h.StartMs)).ToDictionary(g => g.Key, g => TrendReader.Merge(g.First().StartMs, g));
+        }
+
+        var steps = await PerDayAsync(VitalKind.Steps);
+        var resting = await PerDayAsync(VitalKind.RestingHeartRate);
+        var sleep = await PerDayAsync(VitalKind.SleepDuration);
+        var weight = await PerDayAsync(VitalKind.BodyWeight);
+
+        var days = new List<DaySummary>(lastDay.DayNumber - firstDay.DayNumber + 1);
+        for (var day = firstDay; day <= lastDay; day = day.AddDays(1))
+        {
+            long? daySteps = steps.TryGetValue(day, out var s) ? (long)Math.Round(s.Sum) : null;
+            days.Add(new DaySummary(
+                day,
+                daySteps,
+                daySteps is { } taken ? taken >= goal : null,
+                resting.TryGetValue(day, out var r) ? Math.Round(r.Mean, 1) : null,
+                sleep.TryGetValue(day, out var z) ? Math.Round(z.Sum, 2) : null,
+                weight.TryGetValue(day, out var w) ? Math.Round(w.Last, 2) : null));
+        }
+
+        return TypedResults.Ok(new DailySummary(patientId, zone.Id, goal, days));
+    }
+
+    private static async Task<Results<Ok<LiveView>, ValidationProblem>> GetLiveAsync(string patientId, IGrainFactory grains)
+    {
+        if (!Identifier.IsValid(patientId))
+        {
+            return InvalidPatient();
         }
 
         var snapshot = await grains.GetGrain<IPatientGrain>(patientId).GetLiveAsync();
@@ -94,9 +301,49 @@ public static class PatientEndpoints
         return TypedResults.Ok(new LiveView(patientId, vitals));
     }
 
+    /// <summary>Reads kind names (comma-separated or repeated); blood_pressure stands for its systolic and diastolic parts.</summary>
+    private static bool TryParseKinds(string[]? values, out List<VitalDefinition> vitals)
+    {
+        vitals = [];
+        foreach (var name in (values ?? []).SelectMany(value => value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)))
+        {
+            if (VitalCatalogue.TryFind(name, out var vital))
+            {
+                vitals.Add(vital);
+            }
+            else if (VitalCatalogue.TryFindPanel(name, out var panel))
+            {
+                vitals.Add(panel.First);
+                vitals.Add(panel.Second);
+            }
+            else
+            {
+                return false;
+            }
+        }
+
+        vitals = [.. vitals.Distinct()];
+        return true;
+    }
+
+    private static long LocalMidnightMs(DateOnly day, TimeZoneInfo zone)
+    {
+        var local = day.ToDateTime(TimeOnly.MinValue, DateTimeKind.Unspecified);
+        while (zone.IsInvalidTime(local))
+        {
+            local = local.AddHours(1);
+        }
+
+        return new DateTimeOffset(local, zone.GetUtcOffset(local)).ToUnixTimeMilliseconds();
+    }
+
+    private static string Iso(long ms) => DateTimeOffset.FromUnixTimeMilliseconds(ms).ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
+
     private static TrendPoint ToPoint(RollupWindow window) =>
         new(DateTimeOffset.FromUnixTimeMilliseconds(window.StartMs), window.Count, window.Min, window.Max, window.Mean);
 
-    private static IResult Invalid(string parameter, string message) =>
+    private static ValidationProblem InvalidPatient() => Invalid("patientId", "1 to 128 characters of letters, digits and - _ : .");
+
+    private static ValidationProblem Invalid(string parameter, string message) =>
         TypedResults.ValidationProblem(new Dictionary<string, string[]> { [parameter] = [message] });
 }

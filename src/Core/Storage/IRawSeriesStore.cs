@@ -22,5 +22,17 @@ public interface IRawSeriesStore
     Task<IReadOnlyList<QuarantinedReading>> ReadQuarantineAsync(string deviceId, int limit, CancellationToken cancellationToken = default);
 
     /// <summary>The patient's raw readings of <paramref name="kind"/> in [<paramref name="fromMs"/>, <paramref name="toMs"/>), oldest first, at most <paramref name="limit"/>.</summary>
-    Task<IReadOnlyList<VitalReading>> ReadAsync(string patientId, VitalKind kind, long fromMs, long toMs, int limit, CancellationToken cancellationToken = default);
+    Task<IReadOnlyList<StoredReading>> ReadAsync(string patientId, VitalKind kind, long fromMs, long toMs, int limit, CancellationToken cancellationToken = default);
+
+    /// <summary>The patient's newest <paramref name="perKind"/> readings of each of <paramref name="kinds"/> in [<paramref name="fromMs"/>, <paramref name="toMs"/>), newest first within each kind.</summary>
+    Task<IReadOnlyList<StoredReading>> ReadLatestAsync(string patientId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, int perKind, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Streams the patient's readings of <paramref name="kinds"/> in [<paramref name="fromMs"/>, <paramref name="toMs"/>) in time order,
+    /// without holding them all in memory (for exports).
+    /// </summary>
+    IAsyncEnumerable<StoredReading> StreamAsync(string patientId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, CancellationToken cancellationToken = default);
+
+    /// <summary>Deletes raw and quarantined readings older than <paramref name="beforeMs"/>; returns how many went.</summary>
+    Task<long> DeleteBeforeAsync(long beforeMs, CancellationToken cancellationToken = default);
 }

@@ -10,4 +10,7 @@ public interface IRollupStore
 
     /// <summary>The patient's windows of <paramref name="kind"/> at <paramref name="resolution"/> starting in [<paramref name="fromMs"/>, <paramref name="toMs"/>), oldest first.</summary>
     Task<IReadOnlyList<RollupWindow>> QueryAsync(string patientId, VitalKind kind, Resolution resolution, long fromMs, long toMs, CancellationToken cancellationToken = default);
+
+    /// <summary>Deletes the windows of <paramref name="resolution"/> that start before <paramref name="beforeMs"/>; returns how many went.</summary>
+    Task<long> DeleteBeforeAsync(Resolution resolution, long beforeMs, CancellationToken cancellationToken = default);
 }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using DuckDB.NET.Data;
 using Telemetry.Core.Readings;
 using Telemetry.Core.Rollups;
@@ -333,30 +334,112 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
             return new RawAggregate(windows, highestCommitId);
         }, cancellationToken);
 
-    public Task<IReadOnlyList<VitalReading>> ReadAsync(string patientId, VitalKind kind, long fromMs, long toMs, int limit, CancellationToken cancellationToken = default) =>
-        Task.Run<IReadOnlyList<VitalReading>>(() =>
+    public Task<IReadOnlyList<StoredReading>> ReadAsync(string patientId, VitalKind kind, long fromMs, long toMs, int limit, CancellationToken cancellationToken = default) =>
+        Task.Run<IReadOnlyList<StoredReading>>(() =>
         {
             using var connection = _database.OpenConnection();
             using var command = connection.CreateCommand();
             command.CommandText = """
-                SELECT epoch_ms(ts), value FROM readings
+                SELECT device_id, kind, epoch_ms(ts), value FROM readings
                 WHERE patient_id = $1 AND kind = $2 AND ts >= $3 AND ts < $4
-                ORDER BY ts LIMIT $5
+                ORDER BY ts, device_id LIMIT $5
                 """;
             command.Parameters.Add(new DuckDBParameter(patientId));
             command.Parameters.Add(new DuckDBParameter((byte)kind));
             command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(fromMs)));
             command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(toMs)));
             command.Parameters.Add(new DuckDBParameter(limit));
-            using var reader = command.ExecuteReader();
-            var readings = new List<VitalReading>();
-            while (reader.Read())
+            return ReadAll(command);
+        }, cancellationToken);
+
+    public Task<IReadOnlyList<StoredReading>> ReadLatestAsync(string patientId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, int perKind, CancellationToken cancellationToken = default) =>
+        Task.Run<IReadOnlyList<StoredReading>>(() =>
+        {
+            using var connection = _database.OpenConnection();
+            using var command = connection.CreateCommand();
+            command.CommandText = $"""
+                SELECT device_id, kind, epoch_ms(ts), value FROM readings
+                WHERE patient_id = $1 AND kind IN ({KindList(kinds)}) AND ts >= $2 AND ts < $3
+                QUALIFY row_number() OVER (PARTITION BY kind ORDER BY ts DESC, device_id) <= $4
+                ORDER BY kind, ts DESC, device_id
+                """;
+            command.Parameters.Add(new DuckDBParameter(patientId));
+            command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(fromMs)));
+            command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(toMs)));
+            command.Parameters.Add(new DuckDBParameter((long)perKind));
+            return ReadAll(command);
+        }, cancellationToken);
+
+    public async IAsyncEnumerable<StoredReading> StreamAsync(
+        string patientId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        // Pages by (time, kind, device), which is unique per reading: each page is one short query, and no connection
+        // stays open while the caller writes to a slow client.
+        const int PageSize = 10_000;
+        var after = (TimestampMs: fromMs - 1, Kind: (byte)0, DeviceId: string.Empty);
+        while (true)
+        {
+            var cursor = after;
+            var page = await Task.Run(() =>
             {
-                readings.Add(new VitalReading(kind, reader.GetInt64(0), reader.GetDouble(1)));
+                using var connection = _database.OpenConnection();
+                using var command = connection.CreateCommand();
+                command.CommandText = $"""
+                    SELECT device_id, kind, epoch_ms(ts), value FROM readings
+                    WHERE patient_id = $1 AND kind IN ({KindList(kinds)}) AND ts >= $2 AND ts < $3
+                      AND (ts > $4 OR (ts = $4 AND (kind > $5 OR (kind = $5 AND device_id > $6))))
+                    ORDER BY ts, kind, device_id LIMIT {PageSize}
+                    """;
+                command.Parameters.Add(new DuckDBParameter(patientId));
+                command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(fromMs)));
+                command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(toMs)));
+                command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(cursor.TimestampMs)));
+                command.Parameters.Add(new DuckDBParameter(cursor.Kind));
+                command.Parameters.Add(new DuckDBParameter(cursor.DeviceId));
+                return ReadAll(command);
+            }, cancellationToken);
+
+            foreach (var reading in page)
+            {
+                yield return reading;
             }
 
-            return readings;
+            if (page.Count < PageSize)
+            {
+                yield break;
+            }
+
+            var last = page[^1];
+            after = (last.TimestampMs, (byte)last.Kind, last.DeviceId);
+        }
+    }
+
+    public Task<long> DeleteBeforeAsync(long beforeMs, CancellationToken cancellationToken = default) =>
+        Task.Run(() =>
+        {
+            using var connection = _database.OpenConnection();
+            using var command = connection.CreateCommand();
+            command.CommandText = "DELETE FROM readings WHERE ts < $1";
+            command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(beforeMs)));
+            var deleted = (long)command.ExecuteNonQuery();
+            command.CommandText = "DELETE FROM quarantine WHERE ts < $1";
+            return deleted + command.ExecuteNonQuery();
         }, cancellationToken);
+
+    private static string KindList(IReadOnlyCollection<VitalKind> kinds) =>
+        kinds.Count == 0 ? "NULL" : string.Join(", ", kinds.Select(kind => ((byte)kind).ToString(System.Globalization.CultureInfo.InvariantCulture)));
+
+    private static List<StoredReading> ReadAll(DuckDBCommand command)
+    {
+        using var reader = command.ExecuteReader();
+        var readings = new List<StoredReading>();
+        while (reader.Read())
+        {
+            readings.Add(new StoredReading(reader.GetString(0), (VitalKind)reader.GetByte(1), reader.GetInt64(2), reader.GetDouble(3)));
+        }
+
+        return readings;
+    }
 
     public void Dispose() => _writer.Dispose();
 }

@@ -58,6 +58,17 @@ public sealed partial class DuckDbRollupStore(DuckDbDatabase database, IOptions<
             return windows;
         }, cancellationToken);
 
+    public Task<long> DeleteBeforeAsync(Resolution resolution, long beforeMs, CancellationToken cancellationToken = default) =>
+        Task.Run(() =>
+        {
+            using var connection = database.OpenConnection();
+            using var command = connection.CreateCommand();
+            command.CommandText = "DELETE FROM rollups WHERE resolution = $1 AND start < $2";
+            command.Parameters.Add(new DuckDBParameter((int)resolution));
+            command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(beforeMs)));
+            return (long)command.ExecuteNonQuery();
+        }, cancellationToken);
+
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
         // Let queued rollups reach the file before the process ends.

@@ -123,7 +123,7 @@ public sealed class DuckDbRawSeriesStoreTests : IDisposable
         var firstTwo = await Store.ReadAsync("patient-1", VitalKind.HeartRate, T0, T0 + 60_000, limit: 2);
 
         Assert.Equal(
-            [new VitalReading(VitalKind.HeartRate, T0, 70), new VitalReading(VitalKind.HeartRate, T0 + 10_000, 71), new VitalReading(VitalKind.HeartRate, T0 + 30_000, 73)],
+            [new StoredReading("watch-1", VitalKind.HeartRate, T0, 70), new StoredReading("watch-1", VitalKind.HeartRate, T0 + 10_000, 71), new StoredReading("watch-1", VitalKind.HeartRate, T0 + 30_000, 73)],
             all);
         Assert.Equal(all.Take(2), firstTwo);
     }

@@ -1,0 +1,80 @@
+using Hl7.Fhir.Model;
+using Telemetry.Api.Trends;
+
+namespace Telemetry.Api.Fhir;
+
+/// <summary>The CapabilityStatement: exactly what this FHIR endpoint serves, and how its Observations are shaped.</summary>
+public static class CapabilityStatementFactory
+{
+    private const string SearchParameterBase = "http://hl7.org/fhir/SearchParameter/";
+
+    public static CapabilityStatement Create(string baseUrl)
+    {
+        var version = typeof(CapabilityStatementFactory).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
+        var observation = new CapabilityStatement.ResourceComponent
+        {
+            Type = "Observation",
+            Profile = FhirVitals.VitalSignsProfile,
+            SupportedProfile = [.. FhirVitals.All.SelectMany(s => s.Profiles).Distinct()],
+            Documentation =
+                "Vital signs of one patient per request, coded with LOINC and UCUM. Searches over a long range return one Observation per "
+                + "rollup window (resolution auto: raw readings up to 1 hour, 1-minute windows up to 1 day, 1-hour windows up to 62 days, "
+                + "1-day windows beyond). A window's value is its mean over effectivePeriod; its minimum, maximum and count are components "
+                + $"coded from {FhirVitals.StatisticsSystem} (in the blood pressure panel they also carry the part's LOINC code). "
+                + "Raw readings carry effectiveDateTime and the sending device. Blood pressure is the 85354-9 panel with 8480-6 and 8462-4 "
+                + "components; SpO2 carries both 59408-5 and 2708-6. Without 'date', a search covers the 30 days up to now. Results sort by "
+                + $"date (ascending, or _sort=-date) and page with _count (default {FhirEndpoints.DefaultCount}, at most {FhirEndpoints.MaxCount}) "
+                + "and the next/previous links.",
+            Interaction = { new CapabilityStatement.ResourceInteractionComponent { Code = CapabilityStatement.TypeRestfulInteraction.SearchType } },
+            SearchParam =
+            {
+                Param("patient", SearchParameterBase + "clinical-patient", SearchParamType.Reference, "Required (or subject): Patient/{id}. One patient per search."),
+                Param("subject", SearchParameterBase + "Observation-subject", SearchParamType.Reference, "Patient/{id}."),
+                Param("code", SearchParameterBase + "clinical-code", SearchParamType.Token, "LOINC code, with or without http://loinc.org|; comma for OR."),
+                Param("category", SearchParameterBase + "Observation-category", SearchParamType.Token, "vital-signs (every Observation here)."),
+                Param("date", SearchParameterBase + "clinical-date", SearchParamType.Date, "Prefixes ge, gt, le, lt, eq; any precision; UTC unless a zone is given."),
+                Param("resolution", null, SearchParamType.Token,
+                    $"auto (default), raw, 1m, 1h or 1d. Raw readings at most {TrendReader.MaxRawReadings} per code; windows at most {TrendReader.MaxWindows} per code."),
+            },
+            Operation =
+            {
+                new CapabilityStatement.OperationComponent
+                {
+                    Name = "lastn",
+                    Definition = "http://hl7.org/fhir/OperationDefinition/Observation-lastn",
+                    Documentation = $"The latest raw readings per code (max, default 1, at most {FhirEndpoints.MaxLastN}); patient and category or code required.",
+                },
+                new CapabilityStatement.OperationComponent
+                {
+                    Name = "stats",
+                    Definition = "http://hl7.org/fhir/OperationDefinition/Observation-stats",
+                    Documentation = $"Exact statistics ({string.Join(", ", ObservationFactory.Statistics)}) over 'duration' hours up to now or a 'period' (POST Parameters); include=true is not supported.",
+                },
+            },
+        };
+
+        return new CapabilityStatement
+        {
+            Status = PublicationStatus.Active,
+            Date = DateTimeOffset.UtcNow.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture),
+            Publisher = "Telemetry",
+            Kind = CapabilityStatementKind.Instance,
+            Software = new CapabilityStatement.SoftwareComponent { Name = "Telemetry", Version = version },
+            Implementation = new CapabilityStatement.ImplementationComponent { Description = "Telemetry wearable vital signs", Url = baseUrl },
+            FhirVersion = FHIRVersion.N4_0_1,
+            Format = ["application/fhir+json", "json"],
+            Rest =
+            {
+                new CapabilityStatement.RestComponent
+                {
+                    Mode = CapabilityStatement.RestfulCapabilityMode.Server,
+                    Documentation = "Read-only access to wearable vital signs. Every request but metadata needs 'Authorization: Bearer <token>'.",
+                    Resource = { observation },
+                },
+            },
+        };
+    }
+
+    private static CapabilityStatement.SearchParamComponent Param(string name, string? definition, SearchParamType type, string documentation) =>
+        new() { Name = name, Definition = definition, Type = type, Documentation = documentation };
+}

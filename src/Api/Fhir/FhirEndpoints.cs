@@ -1,0 +1,488 @@
+using System.Globalization;
+using Hl7.Fhir.Model;
+using Microsoft.AspNetCore.WebUtilities;
+using Telemetry.Api.Trends;
+using Telemetry.Core.Rollups;
+using Telemetry.Core.Storage;
+
+namespace Telemetry.Api.Fhir;
+
+/// <summary>
+/// FHIR R4 for the EMR: Observation search over a patient's vitals (rollup windows at a resolution that suits the range,
+/// raw readings for short ranges), <c>$lastn</c> and <c>$stats</c>, and the CapabilityStatement that says exactly that.
+/// </summary>
+public static class FhirEndpoints
+{
+    public const int DefaultCount = 100;
+    public const int MaxCount = 1_000;
+    public const int MaxLastN = 100;
+
+    /// <summary>A search without a lower date bound covers this long before its upper bound.</summary>
+    public static readonly TimeSpan DefaultSearchRange = TimeSpan.FromDays(30);
+
+    /// <summary>The longest period <c>$stats</c> summarises.</summary>
+    public static readonly TimeSpan MaxStatsPeriod = TimeSpan.FromDays(366 * 5);
+
+    private static readonly HashSet<string> SearchParameters = ["patient", "subject", "code", "category", "date", "_count", "_offset", "_sort", "resolution"];
+    private static readonly HashSet<string> LastNParameters = ["patient", "subject", "code", "category", "date", "max"];
+    private static readonly HashSet<string> StatsParameters = ["subject", "patient", "code", "system", "coding", "duration", "statistic", "include", "limit"];
+
+    public static IEndpointRouteBuilder MapFhirEndpoints(this IEndpointRouteBuilder routes)
+    {
+        var fhir = routes.MapGroup("/fhir").AddEndpointFilter<FhirGuardFilter>().ExcludeFromDescription();
+        fhir.MapGet("/metadata", (HttpRequest request) => new FhirResult(CapabilityStatementFactory.Create(BaseUrl(request))));
+        fhir.MapGet("/Observation", SearchAsync);
+        fhir.MapGet("/Observation/$lastn", LastNAsync);
+        fhir.MapGet("/Observation/$stats", StatsFromQueryAsync);
+        fhir.MapPost("/Observation/$stats", StatsFromBodyAsync);
+        fhir.MapMethods("/{**rest}", ["GET", "POST", "PUT", "PATCH", "DELETE"], (string? rest) =>
+            FhirResult.Error(StatusCodes.Status404NotFound, OperationOutcome.IssueType.NotSupported,
+                $"'{rest}' is not served here: this server supports Observation search, Observation/$lastn, Observation/$stats and metadata."));
+        return routes;
+    }
+
+    private static async Task<FhirResult> SearchAsync(HttpRequest request, TrendReader reader, TimeProvider timeProvider, CancellationToken cancellationToken)
+    {
+        var query = request.Query;
+        if (FhirGuardFilter.RefuseUnknown(request, SearchParameters) is { } refused)
+        {
+            return refused;
+        }
+
+        if (!FhirParameters.TryReadPatient(query, out var patientId, out var error, "patient", "subject")
+            || !TrySelectSeries(query, out var series, out error)
+            || !TryReadRange(query, timeProvider, DefaultSearchRange, out var fromMs, out var toMs, out error)
+            || !FhirParameters.TryReadCount(query, "_count", DefaultCount, MaxCount, out var count, out error)
+            || !FhirParameters.TryReadCount(query, "_offset", 0, int.MaxValue, out var offset, out error))
+        {
+            return FhirResult.Invalid(error!);
+        }
+
+        var sort = query["_sort"].ToString();
+        if (sort is not ("" or "date" or "-date"))
+        {
+            return FhirResult.NotSupported($"'_sort={sort}' is not supported; sort by date or -date.");
+        }
+
+        if (!TrendScale.TryParse(query["resolution"].Count == 0 ? null : query["resolution"].ToString(), out var asked))
+        {
+            return FhirResult.Invalid("'resolution' must be auto, raw, 1m, 1h or 1d.");
+        }
+
+        var scale = asked ?? TrendScale.Auto(fromMs, toMs);
+        if (scale.WindowsSpanned(fromMs, toMs) > TrendReader.MaxWindows)
+        {
+            return FhirResult.Error(StatusCodes.Status400BadRequest, OperationOutcome.IssueType.TooCostly,
+                $"A {scale.WireName} search spans at most {TrendReader.MaxWindows} windows; narrow 'date' or choose a coarser 'resolution'.");
+        }
+
+        var matches = fromMs < toMs ? await ReadSeriesAsync(reader, patientId, series, scale, fromMs, toMs, cancellationToken) : [];
+        if (matches is null && asked is null)
+        {
+            // Auto chose raw readings for a short range, but they are too dense to list: minutes say it better.
+            scale = new TrendScale(Resolution.Minute);
+            matches = await ReadSeriesAsync(reader, patientId, series, scale, fromMs, toMs, cancellationToken);
+        }
+
+        if (matches is null)
+        {
+            return FhirResult.Error(StatusCodes.Status400BadRequest, OperationOutcome.IssueType.TooCostly,
+                $"More than {TrendReader.MaxRawReadings} raw readings of one code in the range; narrow 'date' or choose resolution=1m.");
+        }
+
+        var ordered = sort == "-date"
+            ? matches.OrderByDescending(m => m.TimeMs).ThenBy(m => m.Order)
+            : matches.OrderBy(m => m.TimeMs).ThenBy(m => m.Order);
+        var page = ordered.Skip(offset).Take(count).ToList();
+
+        var bundle = new Bundle
+        {
+            Id = Guid.NewGuid().ToString(),
+            Type = Bundle.BundleType.Searchset,
+            Timestamp = timeProvider.GetUtcNow(),
+            Total = matches.Count,
+        };
+        var self = SearchLinkParameters(query);
+        var url = BaseUrl(request) + "/Observation";
+        bundle.Link.Add(Link("self", url, self, offset, count));
+        bundle.Link.Add(Link("first", url, self, 0, count));
+        if (offset > 0)
+        {
+            bundle.Link.Add(Link("previous", url, self, Math.Max(0, offset - count), count));
+        }
+
+        if (count > 0 && offset + count < matches.Count)
+        {
+            bundle.Link.Add(Link("next", url, self, offset + count, count));
+            bundle.Link.Add(Link("last", url, self, (matches.Count - 1) / count * count, count));
+        }
+
+        foreach (var match in page)
+        {
+            AddEntry(bundle, match.Build());
+        }
+
+        return new FhirResult(bundle);
+    }
+
+    private static async Task<FhirResult> LastNAsync(HttpRequest request, IRawSeriesStore rawStore, TimeProvider timeProvider, CancellationToken cancellationToken)
+    {
+        var query = request.Query;
+        if (FhirGuardFilter.RefuseUnknown(request, LastNParameters) is { } refused)
+        {
+            return refused;
+        }
+
+        if (query["category"].Count == 0 && query["code"].Count == 0)
+        {
+            return FhirResult.Invalid("$lastn needs 'category' or 'code' (for example category=vital-signs).");
+        }
+
+        if (!FhirParameters.TryReadPatient(query, out var patientId, out var error, "patient", "subject")
+            || !TrySelectSeries(query, out var series, out error)
+            || !FhirParameters.TryReadCount(query, "max", 1, MaxLastN, out var max, out error))
+        {
+            return FhirResult.Invalid(error!);
+        }
+
+        // Without a date, the latest readings the store still holds, however old.
+        var fromMs = 0L;
+        var toMs = timeProvider.GetUtcNow().AddDays(1).ToUnixTimeMilliseconds();
+        if (!FhirParameters.TryNarrowByDates(query["date"], ref fromMs, ref toMs, out error))
+        {
+            return FhirResult.Invalid(error!);
+        }
+
+        var bundle = new Bundle { Id = Guid.NewGuid().ToString(), Type = Bundle.BundleType.Searchset, Timestamp = timeProvider.GetUtcNow() };
+        if (max > 0 && fromMs < toMs && series.Count > 0)
+        {
+            var kinds = series.SelectMany(s => s.Parts).Select(v => v.Kind).Distinct().ToList();
+            var latest = await rawStore.ReadLatestAsync(patientId, kinds, fromMs, toMs, max, cancellationToken);
+            foreach (var one in series)
+            {
+                var readings = Pair(one, latest.Where(r => one.Parts.Any(p => p.Kind == r.Kind)));
+                foreach (var parts in readings.OrderByDescending(p => p.TimeMs).Take(max))
+                {
+                    AddEntry(bundle, ObservationFactory.FromReadings(patientId, one, parts.Parts));
+                }
+            }
+        }
+
+        bundle.Total = bundle.Entry.Count;
+        bundle.Link.Add(new Bundle.LinkComponent { Relation = "self", Url = request.GetEncodedUrlWithoutFormat() });
+        return new FhirResult(bundle);
+    }
+
+    private static Task<FhirResult> StatsFromQueryAsync(HttpRequest request, TrendReader reader, TimeProvider timeProvider, CancellationToken cancellationToken)
+    {
+        if (FhirGuardFilter.RefuseUnknown(request, StatsParameters) is { } refused)
+        {
+            return System.Threading.Tasks.Task.FromResult(refused);
+        }
+
+        var query = request.Query;
+        var statsRequest = new StatsRequest(
+            [.. query["subject"].Concat(query["patient"]).Select(v => v ?? string.Empty)],
+            [.. query["code"].SelectMany(v => (v ?? string.Empty).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))],
+            query["system"].Count == 0 ? null : query["system"].ToString(),
+            [.. FhirParameters.Tokens(query["coding"])],
+            query["duration"].Count == 0 ? null : query["duration"].ToString(),
+            null,
+            [.. query["statistic"].SelectMany(v => (v ?? string.Empty).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))],
+            query["include"].ToString());
+        return StatsAsync(statsRequest, reader, timeProvider, cancellationToken);
+    }
+
+    private static async Task<FhirResult> StatsFromBodyAsync(HttpRequest request, TrendReader reader, TimeProvider timeProvider, CancellationToken cancellationToken)
+    {
+        Parameters parameters;
+        try
+        {
+            parameters = await System.Text.Json.JsonSerializer.DeserializeAsync<Parameters>(request.Body, FhirResult.StrictOptions, cancellationToken)
+                ?? throw new System.Text.Json.JsonException("empty body");
+        }
+        catch (Exception exception) when (exception is System.Text.Json.JsonException or Hl7.Fhir.Serialization.DeserializationFailedException)
+        {
+            return FhirResult.Error(StatusCodes.Status400BadRequest, OperationOutcome.IssueType.Structure,
+                $"The body must be a FHIR Parameters resource in JSON: {exception.Message}");
+        }
+
+        string? Text(DataType? value) => value switch
+        {
+            null => null,
+            ResourceReference reference => reference.Reference,
+            PrimitiveType primitive => primitive.ToString(),
+            _ => null,
+        };
+        IEnumerable<DataType?> Values(string name) => parameters.Parameter.Where(p => p.Name == name).Select(p => p.Value);
+
+        var statsRequest = new StatsRequest(
+            [.. Values("subject").Concat(Values("patient")).Select(Text).OfType<string>()],
+            [.. Values("code").Select(Text).OfType<string>()],
+            Values("system").Select(Text).FirstOrDefault(),
+            [.. Values("coding").OfType<Coding>().Select(c => ((string?)c.System, c.Code ?? string.Empty))],
+            Values("duration").Select(Text).FirstOrDefault(),
+            Values("period").OfType<Period>().FirstOrDefault(),
+            [.. Values("statistic").Select(Text).OfType<string>()],
+            Values("include").Select(Text).FirstOrDefault());
+        return await StatsAsync(statsRequest, reader, timeProvider, cancellationToken);
+    }
+
+    private static async Task<FhirResult> StatsAsync(StatsRequest statsRequest, TrendReader reader, TimeProvider timeProvider, CancellationToken cancellationToken)
+    {
+        if (statsRequest.Subjects.Count != 1 || !FhirParameters.TryReadReference(statsRequest.Subjects[0], out var patientId))
+        {
+            return FhirResult.Invalid("$stats needs exactly one 'subject' (Patient/{id}).");
+        }
+
+        var series = new List<FhirSeries>();
+        if (statsRequest.System is not (null or FhirVitals.Loinc))
+        {
+            return FhirResult.Invalid($"'system' must be {FhirVitals.Loinc}: every code this server holds is LOINC.");
+        }
+
+        foreach (var (system, code) in statsRequest.Codes.Select(c => ((string?)FhirVitals.Loinc, c)).Concat(statsRequest.Codings))
+        {
+            if (system is not (null or FhirVitals.Loinc) || !FhirVitals.TryFindByCode(code, out var found))
+            {
+                return FhirResult.Invalid($"'{code}' is not a LOINC code this server holds; known: {string.Join(", ", FhirVitals.All.Select(s => s.Code))}.");
+            }
+
+            if (!series.Contains(found))
+            {
+                series.Add(found);
+            }
+        }
+
+        if (series.Count == 0)
+        {
+            return FhirResult.Invalid("$stats needs 'code' (with system http://loinc.org) or 'coding'.");
+        }
+
+        if (statsRequest.Statistics.Count == 0)
+        {
+            return FhirResult.Invalid($"$stats needs 'statistic': any of {string.Join(", ", ObservationFactory.Statistics)}.");
+        }
+
+        var unknown = statsRequest.Statistics.Where(s => !ObservationFactory.Statistics.Contains(s)).ToList();
+        if (unknown.Count > 0)
+        {
+            return FhirResult.NotSupported($"Statistic(s) {string.Join(", ", unknown)} not supported; this server computes {string.Join(", ", ObservationFactory.Statistics)}.");
+        }
+
+        if (statsRequest.Include is "true")
+        {
+            return FhirResult.NotSupported("'include=true' is not supported: search Observation over the same period for the readings themselves.");
+        }
+
+        long fromMs, toMs;
+        if (statsRequest.Period is { } period)
+        {
+            if (!TryPeriodBound(period.Start, start: true, out fromMs) || !TryPeriodBound(period.End, start: false, out toMs))
+            {
+                return FhirResult.Invalid("'period' needs a start and an end.");
+            }
+        }
+        else if (decimal.TryParse(statsRequest.Duration, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var hours) && hours > 0)
+        {
+            toMs = timeProvider.GetUtcNow().ToUnixTimeMilliseconds();
+            fromMs = toMs - (long)Math.Min(hours * 3_600_000m, (decimal)MaxStatsPeriod.TotalMilliseconds);
+        }
+        else
+        {
+            return FhirResult.Invalid("$stats needs 'duration' (hours back from now, more than 0) or 'period'.");
+        }
+
+        if (fromMs >= toMs || toMs - fromMs > (long)MaxStatsPeriod.TotalMilliseconds)
+        {
+            return FhirResult.Invalid($"The period must have its start before its end and span at most {MaxStatsPeriod.TotalDays} days.");
+        }
+
+        var statistics = statsRequest.Statistics.Distinct().ToList();
+        var result = new Parameters();
+        foreach (var one in series)
+        {
+            var parts = new List<RollupWindow?>();
+            foreach (var part in one.Parts)
+            {
+                parts.Add(await reader.SummariseAsync(patientId, part.Kind, fromMs, toMs, cancellationToken));
+            }
+
+            result.Add("statistics", ObservationFactory.FromStatistics(patientId, one, fromMs, toMs, parts, statistics));
+        }
+
+        return new FhirResult(result);
+    }
+
+    private static bool TryPeriodBound(string? value, bool start, out long ms)
+    {
+        ms = 0;
+        if (value is null || !FhirParameters.TryParseDate(value, out var startMs, out var endMs))
+        {
+            return false;
+        }
+
+        ms = start ? startMs : endMs;
+        return true;
+    }
+
+    /// <summary>The series a search asks for, from <c>code</c> and <c>category</c>; every series when neither narrows it.</summary>
+    private static bool TrySelectSeries(IQueryCollection query, out List<FhirSeries> series, out string? error)
+    {
+        error = null;
+
+        // Every Observation here is a vital sign: another category matches none of them.
+        var vitalSigns = query["category"].All(values =>
+            FhirParameters.Tokens(values).Any(t => t.Code == FhirVitals.VitalSignsCategory && t.System is null or FhirVitals.CategorySystem));
+
+        // The values of one code parameter are alternatives (OR); repeated code parameters must all match (AND).
+        List<FhirSeries>? byCode = null;
+        foreach (var values in query["code"])
+        {
+            var named = new List<FhirSeries>();
+            foreach (var (system, code) in FhirParameters.Tokens(values))
+            {
+                if (system is null or FhirVitals.Loinc && FhirVitals.TryFindByCode(code, out var found) && !named.Contains(found))
+                {
+                    named.Add(found);
+                }
+            }
+
+            byCode = byCode is null ? named : [.. byCode.Where(named.Contains)];
+        }
+
+        series = !vitalSigns ? [] : byCode ?? [.. FhirVitals.All];
+        return true;
+    }
+
+    /// <summary>The range a search covers: narrowed by <c>date</c>, otherwise the <paramref name="defaultRange"/> up to now.</summary>
+    private static bool TryReadRange(IQueryCollection query, TimeProvider timeProvider, TimeSpan defaultRange, out long fromMs, out long toMs, out string? error)
+    {
+        fromMs = long.MinValue;
+        toMs = long.MaxValue;
+        if (!FhirParameters.TryNarrowByDates(query["date"], ref fromMs, ref toMs, out error))
+        {
+            return false;
+        }
+
+        var now = timeProvider.GetUtcNow().ToUnixTimeMilliseconds();
+        if (toMs == long.MaxValue)
+        {
+            toMs = Math.Max(now + 1, fromMs == long.MinValue ? now + 1 : Math.Min(fromMs + (long)defaultRange.TotalMilliseconds, now + 1));
+        }
+
+        if (fromMs == long.MinValue)
+        {
+            fromMs = toMs - (long)defaultRange.TotalMilliseconds;
+        }
+
+        return true;
+    }
+
+    /// <summary>One matching Observation, built only if it lands on the page asked for.</summary>
+    private sealed record Match(long TimeMs, int Order, Func<Observation> Build);
+
+    /// <summary>The matches of every series; null when raw readings were asked for and one series has too many.</summary>
+    private static async Task<List<Match>?> ReadSeriesAsync(
+        TrendReader reader, string patientId, List<FhirSeries> series, TrendScale scale, long fromMs, long toMs, CancellationToken cancellationToken)
+    {
+        var matches = new List<Match>();
+        for (var order = 0; order < series.Count; order++)
+        {
+            var one = series[order];
+            var index = order;
+            if (scale.Window is { } resolution)
+            {
+                var byStart = new SortedDictionary<long, RollupWindow?[]>();
+                for (var i = 0; i < one.Parts.Count; i++)
+                {
+                    foreach (var window in await reader.ReadWindowsAsync(patientId, one.Parts[i].Kind, resolution, fromMs, toMs, cancellationToken))
+                    {
+                        var slot = byStart.TryGetValue(window.StartMs, out var existing) ? existing : byStart[window.StartMs] = new RollupWindow?[one.Parts.Count];
+                        slot[i] = window;
+                    }
+                }
+
+                matches.AddRange(byStart.Select(pair => new Match(pair.Key, index, () => ObservationFactory.FromWindow(patientId, one, resolution, pair.Value))));
+                continue;
+            }
+
+            var readings = new List<StoredReading>();
+            foreach (var part in one.Parts)
+            {
+                var some = await reader.ReadRawAsync(patientId, part.Kind, fromMs, toMs, TrendReader.MaxRawReadings + 1, cancellationToken);
+                if (some.Count > TrendReader.MaxRawReadings)
+                {
+                    return null;
+                }
+
+                readings.AddRange(some);
+            }
+
+            matches.AddRange(Pair(one, readings).Select(p => new Match(p.TimeMs, index, () => ObservationFactory.FromReadings(patientId, one, p.Parts))));
+        }
+
+        return matches;
+    }
+
+    /// <summary>Readings of a series as Observations' parts: a panel's parts paired by device and time.</summary>
+    private static IEnumerable<(long TimeMs, StoredReading?[] Parts)> Pair(FhirSeries series, IEnumerable<StoredReading> readings)
+    {
+        if (!series.IsPanel)
+        {
+            return readings.Select(r => (r.TimestampMs, new StoredReading?[] { r }));
+        }
+
+        var paired = new Dictionary<(string, long), StoredReading?[]>();
+        foreach (var reading in readings)
+        {
+            var key = (reading.DeviceId, reading.TimestampMs);
+            var slot = paired.TryGetValue(key, out var existing) ? existing : paired[key] = new StoredReading?[series.Parts.Count];
+            for (var i = 0; i < series.Parts.Count; i++)
+            {
+                if (series.Parts[i].Kind == reading.Kind)
+                {
+                    slot[i] = reading;
+                }
+            }
+        }
+
+        return paired.Select(pair => (pair.Key.Item2, pair.Value));
+    }
+
+    private static void AddEntry(Bundle bundle, Observation observation) =>
+        bundle.Entry.Add(new Bundle.EntryComponent
+        {
+            FullUrl = "urn:uuid:" + observation.Id,
+            Resource = observation,
+            Search = new Bundle.SearchComponent { Mode = Bundle.SearchEntryMode.Match },
+        });
+
+    private static List<KeyValuePair<string, string?>> SearchLinkParameters(IQueryCollection query) =>
+        [.. query.Where(p => SearchParameters.Contains(p.Key) && p.Key is not ("_offset" or "_count"))
+            .SelectMany(p => p.Value.Select(v => new KeyValuePair<string, string?>(p.Key, v)))];
+
+    private static Bundle.LinkComponent Link(string relation, string url, List<KeyValuePair<string, string?>> parameters, int offset, int count) =>
+        new()
+        {
+            Relation = relation,
+            Url = QueryHelpers.AddQueryString(url, [.. parameters, new("_count", count.ToString(CultureInfo.InvariantCulture)), new("_offset", offset.ToString(CultureInfo.InvariantCulture))]),
+        };
+
+    private static string BaseUrl(HttpRequest request) => $"{request.Scheme}://{request.Host}{request.PathBase}/fhir";
+
+    private static string GetEncodedUrlWithoutFormat(this HttpRequest request) =>
+        QueryHelpers.AddQueryString($"{BaseUrl(request)}{request.Path.Value![5..]}",
+            request.Query.Where(p => p.Key != "_format").SelectMany(p => p.Value.Select(v => new KeyValuePair<string, string?>(p.Key, v))));
+
+    /// <summary>A <c>$stats</c> request, from the query string or a Parameters body.</summary>
+    private sealed record StatsRequest(
+        IReadOnlyList<string> Subjects,
+        IReadOnlyList<string> Codes,
+        string? System,
+        IReadOnlyList<(string? System, string Code)> Codings,
+        string? Duration,
+        Period? Period,
+        IReadOnlyList<string> Statistics,
+        string? Include);
+}

@@ -1,0 +1,72 @@
+using Hl7.Fhir.Model;
+using Telemetry.Api.Security;
+
+namespace Telemetry.Api.Fhir;
+
+/// <summary>
+/// Every FHIR request passes here: JSON is the only format served (406 otherwise), the admin bearer token is required
+/// except for the CapabilityStatement, and anything that goes wrong becomes an OperationOutcome rather than problem+json.
+/// </summary>
+public sealed partial class FhirGuardFilter(AdminToken adminToken, ILogger<FhirGuardFilter> logger) : IEndpointFilter
+{
+    public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        var http = context.HttpContext;
+        if (!AcceptsJson(http.Request))
+        {
+            return FhirResult.Error(StatusCodes.Status406NotAcceptable, OperationOutcome.IssueType.NotSupported,
+                "This server answers in FHIR JSON only: accept application/fhir+json (or _format=json).");
+        }
+
+        if (!http.Request.Path.Equals("/fhir/metadata", StringComparison.OrdinalIgnoreCase))
+        {
+            var header = http.Request.Headers.Authorization.ToString();
+            const string Scheme = "Bearer ";
+            if (!header.StartsWith(Scheme, StringComparison.OrdinalIgnoreCase) || !adminToken.Matches(header[Scheme.Length..].Trim()))
+            {
+                http.Response.Headers.WWWAuthenticate = "Bearer";
+                return FhirResult.Error(StatusCodes.Status401Unauthorized, OperationOutcome.IssueType.Login, "Send a bearer token: 'Authorization: Bearer <token>'.");
+            }
+        }
+
+        try
+        {
+            return await next(context);
+        }
+        catch (Exception exception) when (!http.RequestAborted.IsCancellationRequested)
+        {
+            LogFailed(logger, exception, http.Request.Path);
+            return FhirResult.Error(StatusCodes.Status500InternalServerError, OperationOutcome.IssueType.Exception,
+                "The request failed on the server; it has been logged. Try again shortly.");
+        }
+    }
+
+    /// <summary>Strict handling (<c>Prefer: handling=strict</c>) refuses parameters the server does not know instead of ignoring them.</summary>
+    public static FhirResult? RefuseUnknown(HttpRequest request, IReadOnlySet<string> known)
+    {
+        if (!request.Headers["Prefer"].ToString().Contains("handling=strict", StringComparison.OrdinalIgnoreCase))
+        {
+            return null;
+        }
+
+        var unknown = request.Query.Keys.Where(key => !known.Contains(key) && key != "_format").ToList();
+        return unknown.Count == 0 ? null : FhirResult.NotSupported($"Unknown parameter(s): {string.Join(", ", unknown)}.");
+    }
+
+    private static bool AcceptsJson(HttpRequest request)
+    {
+        var format = request.Query["_format"].ToString();
+        if (format.Length > 0)
+        {
+            return format is "json" or "application/json" or "application/fhir+json";
+        }
+
+        var accept = request.Headers.Accept.ToString();
+        return accept.Length == 0
+            || accept.Contains("json", StringComparison.OrdinalIgnoreCase)
+            || accept.Contains("*/*", StringComparison.Ordinal);
+    }
+
+    [LoggerMessage(EventId = 5001, Level = LogLevel.Error, Message = "FHIR request {Path} failed")]
+    private static partial void LogFailed(ILogger logger, Exception exception, string path);
+}

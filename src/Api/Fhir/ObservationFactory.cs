@@ -1,0 +1,215 @@
+using System.Security.Cryptography;
+using System.Text;
+using Hl7.Fhir.Model;
+using Telemetry.Core.Rollups;
+using Telemetry.Core.Storage;
+using Telemetry.Core.Vitals;
+
+namespace Telemetry.Api.Fhir;
+
+/// <summary>
+/// Builds the Observations Telemetry serves. A raw reading is an Observation at its time. A rollup window is one
+/// Observation over its <c>effectivePeriod</c> whose value is the window's mean, with the window's minimum, maximum and
+/// count as components coded from FHIR's statistics code system (the coding <c>$stats</c> uses); in a panel, such a
+/// component also carries the LOINC code of the part it describes.
+/// </summary>
+public static class ObservationFactory
+{
+    /// <summary>The statistic codes of the observation-statistics code system this server computes.</summary>
+    public static IReadOnlyList<string> Statistics { get; } = ["average", "minimum", "maximum", "count", "sum", "std-dev", "variance"];
+
+    /// <summary>One Observation per rollup window of a series; a panel's windows are paired by start.</summary>
+    public static Observation FromWindow(string patientId, FhirSeries series, Resolution resolution, IReadOnlyList<RollupWindow?> parts)
+    {
+        var start = parts.First(part => part is not null)!.Value.StartMs;
+        var observation = New(patientId, series, $"{resolution.ToWireName()}|{start}");
+        observation.Effective = new Period(Instant(start), Instant(start + resolution.Milliseconds()));
+        if (!series.IsPanel)
+        {
+            var window = parts[0]!.Value;
+            observation.Value = Quantity(series.Parts[0], window.Mean);
+            observation.Component.AddRange(WindowStatistics(series.Parts[0], window, partCode: null));
+            return observation;
+        }
+
+        for (var i = 0; i < series.Parts.Count; i++)
+        {
+            observation.Component.Add(Component(series.Parts[i], parts[i]?.Mean));
+        }
+
+        for (var i = 0; i < series.Parts.Count; i++)
+        {
+            if (parts[i] is { } window)
+            {
+                observation.Component.AddRange(WindowStatistics(series.Parts[i], window, series.Parts[i].Loinc));
+            }
+        }
+
+        return observation;
+    }
+
+    /// <summary>One Observation per raw reading; a panel's readings are paired by device and time.</summary>
+    public static Observation FromReadings(string patientId, FhirSeries series, IReadOnlyList<StoredReading?> parts)
+    {
+        var first = parts.First(part => part is not null)!.Value;
+        var observation = New(patientId, series, $"raw|{first.TimestampMs}|{first.DeviceId}");
+        observation.Effective = Instant(first.TimestampMs);
+        observation.Device = new ResourceReference
+        {
+            Identifier = new Identifier(FhirVitals.DeviceIdentifierSystem, first.DeviceId),
+            Display = first.DeviceId,
+        };
+        if (series.IsPanel)
+        {
+            for (var i = 0; i < series.Parts.Count; i++)
+            {
+                observation.Component.Add(Component(series.Parts[i], parts[i]?.Value));
+            }
+        }
+        else
+        {
+            observation.Value = Quantity(series.Parts[0], first.Value);
+        }
+
+        return observation;
+    }
+
+    /// <summary>The <c>$stats</c> answer for one series: a component per statistic asked for, over the period.</summary>
+    public static Observation FromStatistics(string patientId, FhirSeries series, long fromMs, long toMs, IReadOnlyList<RollupWindow?> parts, IReadOnlyList<string> statistics)
+    {
+        var observation = New(patientId, series, $"stats|{fromMs}|{toMs}|{string.Join(',', statistics)}");
+        observation.Meta = null;
+        observation.Effective = new Period(Instant(fromMs), Instant(toMs));
+        for (var i = 0; i < series.Parts.Count; i++)
+        {
+            var part = series.Parts[i];
+            foreach (var statistic in statistics)
+            {
+                observation.Component.Add(Statistic(part, statistic, parts[i], series.IsPanel ? part.Loinc : null));
+            }
+        }
+
+        return observation;
+    }
+
+    public static FhirDateTime Instant(long ms) =>
+        new(DateTimeOffset.FromUnixTimeMilliseconds(ms));
+
+    private static Observation New(string patientId, FhirSeries series, string identity) => new()
+    {
+        Id = StableId($"{patientId}|{series.Name}|{identity}"),
+        Meta = new Meta { Profile = series.Profiles },
+        Status = ObservationStatus.Final,
+        Category = { Concept(FhirVitals.CategorySystem, FhirVitals.VitalSignsCategory, "Vital Signs") },
+        Code = Code(series),
+        Subject = new ResourceReference($"Patient/{patientId}"),
+    };
+
+    private static CodeableConcept Code(FhirSeries series)
+    {
+        var concept = new CodeableConcept { Text = series.IsPanel ? "Blood pressure" : series.Parts[0].Label };
+        foreach (var code in series.Codes)
+        {
+            concept.Coding.Add(new Coding(FhirVitals.Loinc, code, code == series.Code ? series.Display : null));
+        }
+
+        return concept;
+    }
+
+    private static IEnumerable<Observation.ComponentComponent> WindowStatistics(VitalDefinition vital, RollupWindow window, string? partCode)
+    {
+        yield return Statistic(vital, "minimum", window, partCode);
+        yield return Statistic(vital, "maximum", window, partCode);
+        yield return Statistic(vital, "count", window, partCode);
+    }
+
+    private static Observation.ComponentComponent Statistic(VitalDefinition vital, string statistic, RollupWindow? window, string? partCode)
+    {
+        var code = Concept(FhirVitals.StatisticsSystem, statistic, StatisticDisplay(statistic));
+        if (partCode is not null)
+        {
+            code.Coding.Add(new Coding(FhirVitals.Loinc, partCode, vital.Display));
+        }
+
+        var component = new Observation.ComponentComponent { Code = code };
+        if (statistic == "count")
+        {
+            component.Value = new Integer((int)Math.Min(int.MaxValue, window?.Count ?? 0));
+            return component;
+        }
+
+        double? value = window is not { Count: > 0 } w ? null : statistic switch
+        {
+            "average" => w.Mean,
+            "minimum" => w.Min,
+            "maximum" => w.Max,
+            "sum" => w.Sum,
+            "std-dev" => w.StandardDeviation,
+            "variance" => w.StandardDeviation * w.StandardDeviation,
+            _ => throw new ArgumentOutOfRangeException(nameof(statistic), statistic, "Not a statistic this server computes."),
+        };
+        if (value is null)
+        {
+            component.DataAbsentReason = Concept(FhirVitals.DataAbsentSystem, "not-applicable", "Not Applicable");
+        }
+        else
+        {
+            component.Value = statistic == "variance"
+                ? new Quantity { Value = Round(value.Value) }
+                : Quantity(vital, value.Value);
+        }
+
+        return component;
+    }
+
+    private static Observation.ComponentComponent Component(VitalDefinition vital, double? value)
+    {
+        var component = new Observation.ComponentComponent { Code = Concept(FhirVitals.Loinc, vital.Loinc, vital.Display) };
+        if (value is { } v)
+        {
+            component.Value = Quantity(vital, v);
+        }
+        else
+        {
+            component.DataAbsentReason = Concept(FhirVitals.DataAbsentSystem, "unknown", "Unknown");
+        }
+
+        return component;
+    }
+
+    private static CodeableConcept Concept(string system, string code, string display) =>
+        new() { Coding = { new Coding(system, code, display) }, Text = display };
+
+    private static Quantity Quantity(VitalDefinition vital, double value) => new()
+    {
+        Value = Round(value),
+        Unit = FhirVitals.UnitDisplay(vital),
+        System = FhirVitals.Ucum,
+        Code = vital.Unit,
+    };
+
+    /// <summary>Values as FHIR decimals: a stored reading exactly as sent, a computed one to 4 decimal places.</summary>
+    private static decimal Round(double value) => Math.Round((decimal)value, 4);
+
+    private static string StatisticDisplay(string code) => code switch
+    {
+        "average" => "Average",
+        "minimum" => "Minimum",
+        "maximum" => "Maximum",
+        "count" => "Count",
+        "sum" => "Sum",
+        "std-dev" => "Standard Deviation",
+        "variance" => "Variance",
+        _ => code,
+    };
+
+    /// <summary>A UUID derived from what the Observation is, so the same window or reading has the same id in every response.</summary>
+    private static string StableId(string identity)
+    {
+        Span<byte> hash = stackalloc byte[32];
+        SHA256.HashData(Encoding.UTF8.GetBytes(identity), hash);
+        hash[6] = (byte)((hash[6] & 0x0F) | 0x80);
+        hash[8] = (byte)((hash[8] & 0x3F) | 0x80);
+        return new Guid(hash[..16], bigEndian: true).ToString();
+    }
+}

@@ -1,0 +1,77 @@
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Telemetry.Core.Rollups;
+using Telemetry.Core.Storage;
+
+namespace Telemetry.Storage.Retention;
+
+/// <summary>Deletes what is older than each resolution's retention, on start and then every <see cref="RetentionOptions.Interval"/>.</summary>
+public sealed partial class RetentionService(
+    IRawSeriesStore rawStore,
+    IRollupStore rollupStore,
+    IOptions<RetentionOptions> options,
+    TimeProvider timeProvider,
+    IMeterFactory meterFactory,
+    ILogger<RetentionService> logger) : BackgroundService
+{
+    public const string MeterName = "Telemetry";
+
+    private readonly Counter<long> _deleted = meterFactory.Create(MeterName).CreateCounter<long>(
+        "telemetry.retention.deleted", "{row}", "Readings and rollup windows deleted by retention, by resolution.");
+
+    /// <summary>Applies every resolution's retention once; returns how many rows went, by resolution name.</summary>
+    public async Task<IReadOnlyDictionary<string, long>> ApplyAsync(CancellationToken cancellationToken = default)
+    {
+        var retention = options.Value;
+        var now = timeProvider.GetUtcNow();
+        var deleted = new Dictionary<string, long>();
+        if (retention.RawDays > 0)
+        {
+            deleted["raw"] = await rawStore.DeleteBeforeAsync(now.AddDays(-retention.RawDays).ToUnixTimeMilliseconds(), cancellationToken);
+        }
+
+        foreach (var (resolution, days) in new[] { (Resolution.Minute, retention.MinuteRollupDays), (Resolution.Hour, retention.HourRollupDays), (Resolution.Day, retention.DayRollupDays) })
+        {
+            if (days > 0)
+            {
+                // Whole windows only: a window goes when all of it is older than the retention.
+                var cutoff = resolution.WindowStart(now.AddDays(-days).ToUnixTimeMilliseconds());
+                deleted[resolution.ToWireName()] = await rollupStore.DeleteBeforeAsync(resolution, cutoff, cancellationToken);
+            }
+        }
+
+        foreach (var (name, count) in deleted)
+        {
+            _deleted.Add(count, new KeyValuePair<string, object?>("resolution", name));
+        }
+
+        return deleted;
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(options.Value.Interval, timeProvider);
+        do
+        {
+            try
+            {
+                var deleted = await ApplyAsync(stoppingToken);
+                LogApplied(logger, string.Join(", ", deleted.Select(pair => $"{pair.Key} {pair.Value}")));
+            }
+            catch (Exception exception) when (!stoppingToken.IsCancellationRequested)
+            {
+                // Nothing is lost by a late deletion: try again at the next interval.
+                LogFailed(logger, exception);
+            }
+        }
+        while (await timer.WaitForNextTickAsync(stoppingToken));
+    }
+
+    [LoggerMessage(EventId = 3101, Level = LogLevel.Information, Message = "Retention applied; rows deleted: {Deleted}")]
+    private static partial void LogApplied(ILogger logger, string deleted);
+
+    [LoggerMessage(EventId = 3102, Level = LogLevel.Warning, Message = "Applying retention failed; it runs again at the next interval")]
+    private static partial void LogFailed(ILogger logger, Exception exception);
+}

@@ -1,0 +1,102 @@
+using System.ComponentModel.DataAnnotations;
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Time.Testing;
+using Telemetry.Core.Readings;
+using Telemetry.Core.Rollups;
+using Telemetry.Core.Vitals;
+using Telemetry.Storage.DuckDb;
+using Telemetry.Storage.Retention;
+using Telemetry.Storage.Tests.DuckDb;
+using static Telemetry.Storage.Tests.DuckDb.Batches;
+
+namespace Telemetry.Storage.Tests.Retention;
+
+/// <summary>Retention per resolution: old raw readings go while the rollups that summarise them stay.</summary>
+public sealed class RetentionTests : IAsyncLifetime
+{
+    private const long Day = 86_400_000;
+    private readonly TemporaryDirectory _directory = new();
+    private DuckDbDatabase _database = null!;
+    private DuckDbRawSeriesStore _raw = null!;
+    private DuckDbRollupStore _rollups = null!;
+
+    public async Task InitializeAsync()
+    {
+        _database = new DuckDbDatabase(_directory.Options);
+        _raw = new DuckDbRawSeriesStore(_database);
+        _rollups = new DuckDbRollupStore(_database, _directory.Options, NullLogger<DuckDbRollupStore>.Instance);
+        await _rollups.StartAsync(CancellationToken.None);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _rollups.StopAsync(CancellationToken.None);
+        _rollups.Dispose();
+        _raw.Dispose();
+        _database.Dispose();
+        _directory.Dispose();
+    }
+
+    [Fact]
+    public async Task Each_resolution_keeps_its_own_days_and_rollups_outlive_the_readings_they_summarise()
+    {
+        var now = T0 + (400 * Day);
+        long[] ages = [1, 100, 200, 2_000];
+        foreach (var age in ages)
+        {
+            var at = now - (age * Day);
+            _raw.Commit(Of("watch-1", "patient-1", (ulong)age, new VitalReading(VitalKind.HeartRate, at, 70)));
+            await _rollups.WriteAsync([.. ResolutionExtensions.All.Select(r =>
+                new Rollup("patient-1", VitalKind.HeartRate, r, new RollupWindow(r.WindowStart(at), 1, 70, 70, 70, 4_900, 70, at)))]);
+        }
+
+        var service = Service(now, new RetentionOptions { RawDays = 90, MinuteRollupDays = 180, HourRollupDays = 1_095, DayRollupDays = 0 });
+        var deleted = await service.ApplyAsync();
+
+        Assert.Equal(3, deleted["raw"]);
+        Assert.Equal(2, deleted["1m"]);
+        Assert.Equal(1, deleted["1h"]);
+        Assert.False(deleted.ContainsKey("1d"));
+        Assert.Single(await _raw.ReadAsync("patient-1", VitalKind.HeartRate, 0, now, 10));
+        Assert.Equal(2, (await _rollups.QueryAsync("patient-1", VitalKind.HeartRate, Resolution.Minute, 0, now)).Count);
+        Assert.Equal(3, (await _rollups.QueryAsync("patient-1", VitalKind.HeartRate, Resolution.Hour, 0, now)).Count);
+        Assert.Equal(4, (await _rollups.QueryAsync("patient-1", VitalKind.HeartRate, Resolution.Day, 0, now)).Count);
+    }
+
+    [Theory]
+    [InlineData(90, 180, 1_095, 0, null)]
+    [InlineData(0, 0, 0, 0, null)]
+    [InlineData(2, 180, 1_095, 0, "RawDays")]
+    [InlineData(90, 30, 1_095, 0, "MinuteRollupDays")]
+    [InlineData(0, 180, 1_095, 0, "MinuteRollupDays")]
+    [InlineData(90, 180, 1_095, 365, "DayRollupDays")]
+    public void Options_refuse_keeping_a_summary_shorter_than_what_it_summarises(int raw, int minute, int hour, int day, string? invalid)
+    {
+        var options = new RetentionOptions { RawDays = raw, MinuteRollupDays = minute, HourRollupDays = hour, DayRollupDays = day };
+        var results = new List<ValidationResult>();
+
+        Validator.TryValidateObject(options, new ValidationContext(options), results, validateAllProperties: true);
+
+        Assert.Equal(invalid is null ? [] : [invalid], results.SelectMany(r => r.MemberNames));
+    }
+
+    private RetentionService Service(long nowMs, RetentionOptions options) =>
+        new(_raw, _rollups, Options.Create(options), new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(nowMs)),
+            new TestMeterFactory(), NullLogger<RetentionService>.Instance);
+
+    private sealed class TestMeterFactory : IMeterFactory
+    {
+        private readonly List<Meter> _meters = [];
+
+        public Meter Create(MeterOptions options)
+        {
+            var meter = new Meter(options);
+            _meters.Add(meter);
+            return meter;
+        }
+
+        public void Dispose() => _meters.ForEach(meter => meter.Dispose());
+    }
+}
