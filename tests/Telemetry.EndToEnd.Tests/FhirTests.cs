@@ -1,0 +1,256 @@
+// Firely's model annotates nearly every element as nullable; the assertions here are what check presence.
+#nullable disable warnings
+
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using Hl7.Fhir.Model;
+using Hl7.Fhir.Serialization;
+using Task = System.Threading.Tasks.Task;
+
+namespace Telemetry.EndToEnd.Tests;
+
+/// <summary>The EMR's view: every FHIR response parsed strictly with Firely's parser, codes, units, periods, paging and errors checked.</summary>
+[Collection("seeded")]
+public sealed class FhirTests(SeededServer seeded)
+{
+    private const string Loinc = "http://loinc.org";
+    private const string Statistics = "http://terminology.hl7.org/CodeSystem/observation-statistics";
+    private static readonly FhirJsonDeserializer Strict = new(new DeserializerSettings().UsingMode(DeserializationMode.Strict));
+
+    private TelemetryServer Server => seeded.Server;
+
+    private string Patient => SeededServer.PatientId;
+
+    [Fact]
+    public async Task The_capability_statement_says_what_is_served()
+    {
+        var (status, resource) = await GetAsync("/fhir/metadata", token: false);
+
+        var capability = Assert.IsType<CapabilityStatement>(resource);
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(FHIRVersion.N4_0_1, capability.FhirVersion);
+        var observation = Assert.Single(Assert.Single(capability.Rest).Resource);
+        Assert.Equal("Observation", observation.Type);
+        Assert.Equal([CapabilityStatement.TypeRestfulInteraction.SearchType], observation.Interaction.Select(i => i.Code));
+        Assert.Equal(["patient", "subject", "code", "category", "date", "resolution"], observation.SearchParam.Select(p => p.Name));
+        Assert.Equal(["http://hl7.org/fhir/OperationDefinition/Observation-lastn", "http://hl7.org/fhir/OperationDefinition/Observation-stats"], observation.Operation.Select(o => o.Definition));
+        Assert.Contains("http://hl7.org/fhir/StructureDefinition/bp", observation.SupportedProfile);
+    }
+
+    [Fact]
+    public async Task An_hourly_search_returns_one_vital_signs_observation_per_window_with_mean_min_max_and_count()
+    {
+        var from = seeded.Start.AddHours(5);
+        var bundle = await SearchAsync($"patient=Patient/{Patient}&code={Loinc}|8867-4&category=vital-signs&date=ge{Iso(from)}&date=lt{Iso(from.AddHours(24))}&resolution=1h");
+
+        Assert.Equal(Bundle.BundleType.Searchset, bundle.Type);
+        Assert.Equal(24, bundle.Total);
+        var observations = bundle.Entry.Select(e => Assert.IsType<Observation>(e.Resource)).ToList();
+        Assert.Equal(24, observations.Count);
+        for (var hour = 0; hour < 24; hour++)
+        {
+            var observation = observations[hour];
+            var values = seeded.Values("heart_rate", from.AddHours(hour), from.AddHours(hour + 1));
+            Assert.Equal(ObservationStatus.Final, observation.Status);
+            Assert.Contains("http://hl7.org/fhir/StructureDefinition/heartrate", observation.Meta.Profile);
+            Assert.Equal(("http://terminology.hl7.org/CodeSystem/observation-category", "vital-signs"), (observation.Category[0].Coding[0].System, observation.Category[0].Coding[0].Code));
+            Assert.Equal((Loinc, "8867-4"), (observation.Code.Coding[0].System, observation.Code.Coding[0].Code));
+            Assert.Equal($"Patient/{Patient}", observation.Subject.Reference);
+            var period = Assert.IsType<Period>(observation.Effective);
+            Assert.Equal(from.AddHours(hour), period.StartElement!.ToDateTimeOffset(TimeSpan.Zero));
+            Assert.Equal(from.AddHours(hour + 1), period.EndElement!.ToDateTimeOffset(TimeSpan.Zero));
+            var mean = Assert.IsType<Quantity>(observation.Value);
+            Assert.Equal(("http://unitsofmeasure.org", "/min"), (mean.System, mean.Code));
+            Assert.Equal(Math.Round((decimal)values.Average(), 4), mean.Value);
+            Assert.Equal((decimal)values.Min(), Statistic(observation, "minimum"));
+            Assert.Equal((decimal)values.Max(), Statistic(observation, "maximum"));
+            Assert.Equal(values.Count, ((Integer)observation.Component.Single(c => c.Code.Coding[0].Code == "count").Value).Value);
+            Assert.Equal("urn:uuid:" + observation.Id, bundle.Entry[hour].FullUrl);
+        }
+    }
+
+    [Fact]
+    public async Task Paging_walks_every_observation_once_in_date_order_either_way()
+    {
+        var query = $"patient={Patient}&code=8867-4,59408-5&date=ge{Iso(seeded.Start)}&date=lt{Iso(seeded.Start.AddDays(2))}&resolution=1h&_count=7";
+        foreach (var descending in new[] { false, true })
+        {
+            var pages = 0;
+            var seen = new List<Observation>();
+            Bundle? bundle = await SearchAsync(query + (descending ? "&_sort=-date" : string.Empty));
+            var total = bundle.Total;
+            while (bundle is not null)
+            {
+                pages++;
+                seen.AddRange(bundle.Entry.Select(e => (Observation)e.Resource!));
+                var next = bundle.Link.FirstOrDefault(l => l.Relation == "next")?.Url;
+                bundle = next is null ? null : await SearchAsync(new Uri(next).Query.TrimStart('?'));
+            }
+
+            Assert.Equal(2 * 48, total);
+            Assert.Equal(total, seen.Count);
+            Assert.Equal(seen.Count, seen.Select(o => o.Id).Distinct().Count());
+            Assert.Equal((int)Math.Ceiling(total!.Value / 7.0), pages);
+            var starts = seen.Select(o => ((Period)o.Effective!).StartElement!.ToDateTimeOffset(TimeSpan.Zero)).ToList();
+            Assert.Equal(descending ? starts.OrderByDescending(s => s) : starts.OrderBy(s => s), starts);
+        }
+    }
+
+    [Fact]
+    public async Task Blood_pressure_is_the_panel_with_systolic_and_diastolic_components_and_spo2_carries_both_codes()
+    {
+        var from = seeded.Start.AddHours(10);
+        var panel = (Observation)(await SearchAsync($"patient={Patient}&code=85354-9&date=ge{Iso(from)}&date=lt{Iso(from.AddHours(1))}&resolution=1h")).Entry.Single().Resource!;
+        var systolicAlone = await SearchAsync($"patient={Patient}&code={Loinc}|8480-6&date=ge{Iso(from)}&date=lt{Iso(from.AddHours(1))}&resolution=1h");
+        var spo2 = await SearchAsync($"patient={Patient}&code={Loinc}|2708-6&date=ge{Iso(from)}&date=lt{Iso(from.AddHours(1))}&resolution=1h");
+
+        Assert.Equal("85354-9", panel.Code.Coding.Single().Code);
+        Assert.Null(panel.Value);
+        Assert.Contains("http://hl7.org/fhir/StructureDefinition/bp", panel.Meta.Profile);
+        var systolic = panel.Component.Single(c => c.Code.Coding.Count == 1 && c.Code.Coding[0].Code == "8480-6");
+        var diastolic = panel.Component.Single(c => c.Code.Coding.Count == 1 && c.Code.Coding[0].Code == "8462-4");
+        Assert.Equal(("mm[Hg]", (decimal)seeded.Values("systolic_bp", from, from.AddHours(1)).Single()), (((Quantity)systolic.Value).Code, ((Quantity)systolic.Value).Value));
+        Assert.Equal(("mm[Hg]", (decimal)seeded.Values("diastolic_bp", from, from.AddHours(1)).Single()), (((Quantity)diastolic.Value).Code, ((Quantity)diastolic.Value).Value));
+        Assert.Contains(panel.Component, c => c.Code.Coding.Any(x => x.System == Statistics && x.Code == "maximum") && c.Code.Coding.Any(x => x.Code == "8462-4"));
+        Assert.Equal("8480-6", ((Observation)systolicAlone.Entry.Single().Resource!).Code.Coding[0].Code);
+        var oximetry = (Observation)spo2.Entry.Single().Resource!;
+        Assert.Equal(["59408-5", "2708-6"], oximetry.Code.Coding.Select(c => c.Code));
+        Assert.Equal("%", ((Quantity)oximetry.Value).Code);
+    }
+
+    [Fact]
+    public async Task A_short_range_returns_the_raw_readings_with_their_device()
+    {
+        var from = seeded.Start.AddHours(30);
+        var bundle = await SearchAsync($"patient={Patient}&code=8867-4&date=ge{Iso(from)}&date=lt{Iso(from.AddMinutes(30))}");
+
+        var observations = bundle.Entry.Select(e => (Observation)e.Resource!).ToList();
+        Assert.Equal(seeded.Values("heart_rate", from, from.AddMinutes(30)).Select(v => (decimal)v), observations.Select(o => ((Quantity)o.Value).Value!.Value));
+        Assert.All(observations, o =>
+        {
+            Assert.IsType<FhirDateTime>(o.Effective);
+            Assert.Equal(SeededServer.DeviceId, o.Device.Identifier.Value);
+            Assert.Empty(o.Component);
+        });
+    }
+
+    [Fact]
+    public async Task Lastn_returns_the_newest_readings_of_each_code_newest_first()
+    {
+        var bundle = await GetBundleAsync($"/fhir/Observation/$lastn?patient={Patient}&category=vital-signs&code=8867-4,85354-9,29463-7&max=2");
+
+        var byCode = bundle.Entry.Select(e => (Observation)e.Resource!).GroupBy(o => o.Code.Coding[0].Code).ToDictionary(g => g.Key, g => g.ToList());
+        Assert.Equal(["8867-4", "85354-9", "29463-7"], byCode.Keys);
+        Assert.All(byCode.Values, list => Assert.Equal(2, list.Count));
+        var newestHeartRates = seeded.Readings.Where(r => r.Kind == "heart_rate").OrderByDescending(r => r.Time).Take(2).ToList();
+        Assert.Equal(newestHeartRates.Select(r => r.Time), byCode["8867-4"].Select(o => ((FhirDateTime)o.Effective!).ToDateTimeOffset(TimeSpan.Zero)));
+        Assert.Equal(newestHeartRates.Select(r => (decimal)r.Value), byCode["8867-4"].Select(o => ((Quantity)o.Value).Value!.Value));
+        Assert.Equal(2, byCode["85354-9"][0].Component.Count);
+        Assert.Equal(bundle.Entry.Count, bundle.Total);
+    }
+
+    [Fact]
+    public async Task Stats_over_a_period_are_exact_whether_asked_by_query_or_by_parameters()
+    {
+        var from = seeded.Start.AddHours(3).AddMinutes(17).AddSeconds(30);
+        var to = seeded.Start.AddDays(2).AddHours(1).AddMinutes(2);
+        var values = seeded.Values("heart_rate", from, to);
+        var body = new Parameters();
+        body.Add("subject", new FhirUri($"Patient/{Patient}"));
+        body.Add("code", new FhirString("8867-4"));
+        body.Add("system", new FhirUri(Loinc));
+        body.Add("period", new Period(new FhirDateTime(from), new FhirDateTime(to)));
+        foreach (var statistic in new[] { "average", "minimum", "maximum", "count", "sum", "std-dev" })
+        {
+            body.Add("statistic", new Code(statistic));
+        }
+
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/fhir/Observation/$stats") { Content = new StringContent(body.ToJson(), Encoding.UTF8, "application/fhir+json") };
+        using var response = await Server.Http.SendAsync(request);
+        var result = Assert.IsType<Parameters>(Strict.DeserializeResource(await response.Content.ReadAsStringAsync()));
+        var byQuery = Assert.IsType<Parameters>((await GetAsync($"/fhir/Observation/$stats?subject=Patient/{Patient}&code=8867-4&system={Loinc}&duration=1&statistic=count,average")).Resource);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var stats = (Observation)result.Parameter.Single(p => p.Name == "statistics").Resource!;
+        Assert.Equal(values.Count, ((Integer)stats.Component.Single(c => c.Code.Coding[0].Code == "count").Value).Value);
+        Assert.Equal(Math.Round((decimal)values.Average(), 4), Statistic(stats, "average"));
+        Assert.Equal((decimal)values.Min(), Statistic(stats, "minimum"));
+        Assert.Equal((decimal)values.Max(), Statistic(stats, "maximum"));
+        Assert.Equal((decimal)values.Sum(), Statistic(stats, "sum"));
+        var mean = values.Average();
+        Assert.Equal(Math.Round((decimal)Math.Sqrt(values.Sum(v => (v - mean) * (v - mean)) / values.Count), 2), Math.Round(Statistic(stats, "std-dev"), 2));
+        Assert.Equal(from, ((Period)stats.Effective!).StartElement!.ToDateTimeOffset(TimeSpan.Zero));
+        var recent = (Observation)byQuery.Parameter.Single().Resource!;
+        Assert.Equal(2, recent.Component.Count);
+    }
+
+    [Theory]
+    [InlineData("/fhir/Observation?code=8867-4", HttpStatusCode.BadRequest, "invalid")]
+    [InlineData("/fhir/Observation?patient=p-seeded&date=2026-13-40", HttpStatusCode.BadRequest, "invalid")]
+    [InlineData("/fhir/Observation?patient=p-seeded&date=sa2026-01-01", HttpStatusCode.BadRequest, "invalid")]
+    [InlineData("/fhir/Observation?patient=p-seeded&_sort=code", HttpStatusCode.BadRequest, "not-supported")]
+    [InlineData("/fhir/Observation?patient=p-seeded&resolution=1m&date=ge2020-01-01", HttpStatusCode.BadRequest, "too-costly")]
+    [InlineData("/fhir/Observation?patient=p-seeded&_count=5000", HttpStatusCode.BadRequest, "invalid")]
+    [InlineData("/fhir/Observation/$lastn?patient=p-seeded", HttpStatusCode.BadRequest, "invalid")]
+    [InlineData("/fhir/Observation/$stats?subject=Patient/p-seeded&code=8867-4&statistic=median&duration=1", HttpStatusCode.BadRequest, "not-supported")]
+    [InlineData("/fhir/Observation/$stats?subject=Patient/p-seeded&code=1234-5&statistic=count&duration=1", HttpStatusCode.BadRequest, "invalid")]
+    [InlineData("/fhir/Patient/p-seeded", HttpStatusCode.NotFound, "not-supported")]
+    [InlineData("/fhir/Observation?patient=p-seeded&_format=xml", HttpStatusCode.NotAcceptable, "not-supported")]
+    public async Task Errors_are_operation_outcomes_with_the_right_status(string url, HttpStatusCode expected, string issueCode)
+    {
+        var (status, resource) = await GetAsync(url);
+
+        Assert.Equal(expected, status);
+        var outcome = Assert.IsType<OperationOutcome>(resource);
+        Assert.Equal(issueCode, Hl7.Fhir.Utility.EnumUtility.GetLiteral(outcome.Issue.Single().Code));
+        Assert.False(string.IsNullOrWhiteSpace(outcome.Issue[0].Diagnostics));
+    }
+
+    [Fact]
+    public async Task Without_a_token_a_search_is_refused_and_strict_handling_refuses_unknown_parameters()
+    {
+        var (anonymous, outcome) = await GetAsync($"/fhir/Observation?patient={Patient}", token: false);
+        using var request = new HttpRequestMessage(HttpMethod.Get, $"/fhir/Observation?patient={Patient}&colour=blue");
+        request.Headers.Add("Prefer", "handling=strict");
+        using var strict = await Server.Http.SendAsync(request);
+        var lenient = await SearchAsync($"patient={Patient}&colour=blue&date=ge{Iso(seeded.Start)}&date=lt{Iso(seeded.Start.AddHours(2))}&resolution=1h&code=8867-4");
+
+        Assert.Equal(HttpStatusCode.Unauthorized, anonymous);
+        Assert.IsType<OperationOutcome>(outcome);
+        Assert.Equal(HttpStatusCode.BadRequest, strict.StatusCode);
+        Assert.IsType<OperationOutcome>(Strict.DeserializeResource(await strict.Content.ReadAsStringAsync()));
+        Assert.Equal(2, lenient.Total);
+        Assert.DoesNotContain("colour", lenient.Link[0].Url, StringComparison.Ordinal);
+    }
+
+    private static decimal Statistic(Observation observation, string code) =>
+        ((Quantity)observation.Component.Single(c => c.Code.Coding[0].System == Statistics && c.Code.Coding[0].Code == code).Value).Value!.Value;
+
+    private static string Iso(DateTimeOffset time) => Uri.EscapeDataString(time.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture));
+
+    private Task<Bundle> SearchAsync(string query) => GetBundleAsync("/fhir/Observation?" + query);
+
+    private async Task<Bundle> GetBundleAsync(string url)
+    {
+        var (status, resource) = await GetAsync(url);
+        Assert.True(status == HttpStatusCode.OK, $"{url} answered {status}: {resource.ToJson()}");
+        return Assert.IsType<Bundle>(resource);
+    }
+
+    /// <summary>GETs a FHIR URL and parses the body strictly: any element Firely does not know, or any invalid value, fails the test.</summary>
+    private async Task<(HttpStatusCode Status, Resource Resource)> GetAsync(string url, bool token = true)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, url);
+        request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("application/fhir+json"));
+        if (!token)
+        {
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", "not-the-token");
+        }
+
+        using var response = await Server.Http.SendAsync(request);
+        Assert.Equal("application/fhir+json", response.Content.Headers.ContentType?.MediaType);
+        return (response.StatusCode, Strict.DeserializeResource(await response.Content.ReadAsStringAsync()));
+    }
+}
