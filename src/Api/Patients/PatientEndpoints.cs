@@ -65,9 +65,7 @@ public static class PatientEndpoints
             return Invalid("resolution", "auto, raw, 1m, 1h or 1d");
         }
 
-        var toMs = (to ?? timeProvider.GetUtcNow()).ToUnixTimeMilliseconds();
-        var fromMs = from?.ToUnixTimeMilliseconds() ?? toMs - (long)TimeSpan.FromDays(1).TotalMilliseconds;
-        if (fromMs >= toMs)
+        if (!TryReadRange(from, to, timeProvider, out var fromMs, out var toMs))
         {
             return Invalid("from", "must be before 'to'");
         }
@@ -158,9 +156,7 @@ public static class PatientEndpoints
             window = parsed;
         }
 
-        var toMs = (to ?? timeProvider.GetUtcNow()).ToUnixTimeMilliseconds();
-        var fromMs = from?.ToUnixTimeMilliseconds() ?? toMs - (long)TimeSpan.FromDays(1).TotalMilliseconds;
-        if (fromMs >= toMs)
+        if (!TryReadRange(from, to, timeProvider, out var fromMs, out var toMs))
         {
             return Invalid("from", "must be before 'to'");
         }
@@ -324,6 +320,14 @@ public static class PatientEndpoints
 
         vitals = [.. vitals.Distinct()];
         return true;
+    }
+
+    /// <summary>The range asked for in Unix milliseconds: <c>to</c> defaults to now, <c>from</c> to a day before it. False when empty.</summary>
+    private static bool TryReadRange(DateTimeOffset? from, DateTimeOffset? to, TimeProvider timeProvider, out long fromMs, out long toMs)
+    {
+        toMs = (to ?? timeProvider.GetUtcNow()).ToUnixTimeMilliseconds();
+        fromMs = from?.ToUnixTimeMilliseconds() ?? toMs - (long)TimeSpan.FromDays(1).TotalMilliseconds;
+        return fromMs < toMs;
     }
 
     private static long LocalMidnightMs(DateOnly day, TimeZoneInfo zone)
