@@ -1,4 +1,5 @@
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Orleans.Runtime.Hosting;
 using Orleans.Storage;
 using Telemetry.Core.Grains;
@@ -14,6 +15,7 @@ public static class StorageServiceCollectionExtensions
     public static IServiceCollection AddDuckDbStorage(this IServiceCollection services)
     {
         services.AddOptions<DuckDbOptions>().BindConfiguration(DuckDbOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<DuckDbDatabase>();
         services.AddSingleton<DuckDbRawSeriesStore>();
         services.AddSingleton<IRawSeriesStore>(sp => sp.GetRequiredService<DuckDbRawSeriesStore>());

@@ -26,19 +26,6 @@ public sealed class DuckDbDatabase : IDisposable
             device_id VARCHAR NOT NULL,
             first_seq UBIGINT NOT NULL,
             last_seq UBIGINT NOT NULL);
-        CREATE TABLE IF NOT EXISTS rollups (
-            patient_id VARCHAR NOT NULL,
-            kind UTINYINT NOT NULL,
-            resolution INTEGER NOT NULL,
-            start TIMESTAMP NOT NULL,
-            count BIGINT NOT NULL,
-            sum DOUBLE NOT NULL,
-            min DOUBLE NOT NULL,
-            max DOUBLE NOT NULL,
-            sum_sq DOUBLE NOT NULL,
-            last DOUBLE NOT NULL,
-            last_ts TIMESTAMP NOT NULL,
-            PRIMARY KEY (patient_id, kind, resolution, start));
         CREATE TABLE IF NOT EXISTS grain_state (
             grain_type VARCHAR NOT NULL,
             grain_id VARCHAR NOT NULL,
@@ -80,9 +67,13 @@ public sealed class DuckDbDatabase : IDisposable
         _connectionString = $"Data Source={path}";
         _anchor = new DuckDBConnection(_connectionString);
         _anchor.Open();
-        using var command = _anchor.CreateCommand();
-        command.CommandText = Schema;
-        command.ExecuteNonQuery();
+        using (var command = _anchor.CreateCommand())
+        {
+            command.CommandText = Schema;
+            command.ExecuteNonQuery();
+        }
+
+        DuckDbRollupStore.CreateSchema(_anchor);
     }
 
     public string FilePath { get; }

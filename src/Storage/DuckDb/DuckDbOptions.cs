@@ -14,4 +14,8 @@ public sealed class DuckDbOptions
     /// <summary>The most rollups written in one transaction.</summary>
     [Range(1, 1_000_000)]
     public int RollupBatchSize { get; set; } = 10_000;
+
+    /// <summary>How often rollup windows of closed buckets are packed into blocks (see the README's storage section). Default one minute.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "7.00:00:00")]
+    public TimeSpan CompactionInterval { get; set; } = TimeSpan.FromMinutes(1);
 }

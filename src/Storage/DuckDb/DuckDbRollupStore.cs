@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Threading.Channels;
 using DuckDB.NET.Data;
 using Microsoft.Extensions.Hosting;
@@ -10,68 +11,152 @@ using Telemetry.Core.Vitals;
 namespace Telemetry.Storage.DuckDb;
 
 /// <summary>
-/// Rollups in the embedded DuckDB file. Writes from many grains are queued and written together by one background
-/// writer (staging table, then one INSERT OR REPLACE), and each writer learns when its rollups are stored.
+/// Rollups in the embedded DuckDB file, laid out so that one patient's trend is a handful of index lookups however
+/// many patients the file holds.
 /// </summary>
-public sealed partial class DuckDbRollupStore(DuckDbDatabase database, IOptions<DuckDbOptions> options, ILogger<DuckDbRollupStore> logger)
+/// <remarks>
+/// <para>
+/// Windows are first written as rows of <c>rollups</c>, as grains close them. Once a bucket of windows is over (an
+/// hour of minutes, a day of hours, 32 days), compaction packs each series' bucket into one row of
+/// <c>rollup_blocks</c> (<see cref="RollupBlock"/>) and deletes the rows. A 30-day trend of hours then reads 31 blocks
+/// and at most a day of rows, all through single-column index lookups on the bucket hash; rows of one patient lie
+/// scattered through the file, and fetching hundreds of them is what made trends slow.
+/// </para>
+/// <para>
+/// One background writer owns every change: writes from many grains are queued and written together (staging table,
+/// then one INSERT OR REPLACE), compaction and retention run between them, and each caller learns when its work is
+/// stored. A window written again after its bucket was compacted goes to the rows, wins over the block on read, and is
+/// folded into the block by the next compaction.
+/// </para>
+/// </remarks>
+public sealed partial class DuckDbRollupStore(
+    DuckDbDatabase database, IOptions<DuckDbOptions> options, TimeProvider timeProvider, ILogger<DuckDbRollupStore> logger)
     : BackgroundService, IRollupStore
 {
-    private readonly Channel<PendingWrite> _queue = Channel.CreateBounded<PendingWrite>(
+    /// <summary>About how many rows one compaction transaction moves, so writes waiting behind it wait briefly.</summary>
+    private const int CompactionSliceRows = 100_000;
+
+    /// <summary>The most buckets one lookup names.</summary>
+    private const int BucketsPerLookup = 64;
+
+    /// <summary>The most buckets a read looks up one by one; a wider range is scanned.</summary>
+    private const int MaxLookupBuckets = 512;
+
+    private const string RowColumns = "series, epoch_ms(start), count, sum, min, max, sum_sq, last, epoch_ms(last_ts)";
+
+    private const string Tables = """
+        CREATE TABLE IF NOT EXISTS rollups (
+            patient_id VARCHAR NOT NULL,
+            kind UTINYINT NOT NULL,
+            resolution INTEGER NOT NULL,
+            start TIMESTAMP NOT NULL,
+            count BIGINT NOT NULL,
+            sum DOUBLE NOT NULL,
+            min DOUBLE NOT NULL,
+            max DOUBLE NOT NULL,
+            sum_sq DOUBLE NOT NULL,
+            last DOUBLE NOT NULL,
+            last_ts TIMESTAMP NOT NULL,
+            bucket BIGINT NOT NULL,
+            series BIGINT NOT NULL,
+            PRIMARY KEY (patient_id, kind, resolution, start));
+        CREATE TABLE IF NOT EXISTS rollup_blocks (
+            patient_id VARCHAR NOT NULL,
+            kind UTINYINT NOT NULL,
+            resolution INTEGER NOT NULL,
+            bucket_start TIMESTAMP NOT NULL,
+            bucket BIGINT NOT NULL,
+            series BIGINT NOT NULL,
+            windows BLOB NOT NULL,
+            PRIMARY KEY (patient_id, kind, resolution, bucket_start));
+        CREATE INDEX IF NOT EXISTS rollups_bucket ON rollups (bucket);
+        CREATE INDEX IF NOT EXISTS rollup_blocks_bucket ON rollup_blocks (bucket);
+        """;
+
+    private readonly Channel<Work> _queue = Channel.CreateBounded<Work>(
         new BoundedChannelOptions(1_024) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
 
     public async Task WriteAsync(IReadOnlyCollection<Rollup> rollups, CancellationToken cancellationToken = default)
     {
-        if (rollups.Count == 0)
+        if (rollups.Count > 0)
         {
-            return;
+            await RunAsync(new WriteWork(rollups), cancellationToken);
         }
-
-        var pending = new PendingWrite(rollups);
-        await _queue.Writer.WriteAsync(pending, cancellationToken);
-        await pending.Completion.Task.WaitAsync(cancellationToken);
     }
 
     public Task<IReadOnlyList<RollupWindow>> QueryAsync(string patientId, VitalKind kind, Resolution resolution, long fromMs, long toMs, CancellationToken cancellationToken = default) =>
-        Task.Run<IReadOnlyList<RollupWindow>>(() =>
-        {
-            using var connection = database.OpenConnection();
-            using var command = connection.CreateCommand();
-            command.CommandText = """
-                SELECT epoch_ms(start), count, sum, min, max, sum_sq, last, epoch_ms(last_ts) FROM rollups
-                WHERE patient_id = $1 AND kind = $2 AND resolution = $3 AND start >= $4 AND start < $5
-                ORDER BY start
-                """;
-            command.Parameters.Add(new DuckDBParameter(patientId));
-            command.Parameters.Add(new DuckDBParameter((byte)kind));
-            command.Parameters.Add(new DuckDBParameter((int)resolution));
-            command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(fromMs)));
-            command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(toMs)));
-            using var reader = command.ExecuteReader();
-            var windows = new List<RollupWindow>();
-            while (reader.Read())
+        Task.Run<IReadOnlyList<RollupWindow>>(
+            () =>
             {
-                windows.Add(new RollupWindow(
-                    reader.GetInt64(0), reader.GetInt64(1), reader.GetDouble(2), reader.GetDouble(3),
-                    reader.GetDouble(4), reader.GetDouble(5), reader.GetDouble(6), reader.GetInt64(7)));
-            }
-
-            return windows;
-        }, cancellationToken);
+                using var connection = database.OpenConnection();
+                return Query(connection, patientId, kind, resolution, fromMs, toMs);
+            },
+            cancellationToken);
 
     public Task<long> DeleteBeforeAsync(Resolution resolution, long beforeMs, CancellationToken cancellationToken = default) =>
-        Task.Run(() =>
+        RunAsync(new DeleteWork(resolution, beforeMs), cancellationToken);
+
+    /// <summary>Packs every bucket that is over into blocks now; returns how many windows moved. The writer also does this every <see cref="DuckDbOptions.CompactionInterval"/>.</summary>
+    public Task<long> CompactAsync(CancellationToken cancellationToken = default) => RunAsync(new CompactWork(), cancellationToken);
+
+    /// <summary>Appends one rollup as a row of <c>rollups</c> (or its staging copy).</summary>
+    public static void AppendRow(DuckDBAppender appender, Rollup rollup)
+    {
+        var window = rollup.Window;
+        appender.CreateRow()
+            .AppendValue(rollup.PatientId)
+            .AppendValue((byte)rollup.Kind)
+            .AppendValue((int)rollup.Resolution)
+            .AppendValue(Timestamps.ToDateTime(window.StartMs))
+            .AppendValue(window.Count)
+            .AppendValue(window.Sum)
+            .AppendValue(window.Min)
+            .AppendValue(window.Max)
+            .AppendValue(window.SumOfSquares)
+            .AppendValue(window.Last)
+            .AppendValue(Timestamps.ToDateTime(window.LastMs))
+            .AppendValue(RollupKeys.Bucket(rollup.PatientId, rollup.Kind, rollup.Resolution, RollupKeys.BucketStart(rollup.Resolution, window.StartMs)))
+            .AppendValue(RollupKeys.Series(rollup.PatientId, rollup.Kind, rollup.Resolution))
+            .EndRow();
+    }
+
+    /// <summary>
+    /// Creates the rollup tables, and brings a file written before rollups were keyed by bucket up to date (its rows
+    /// gain their keys, in one transaction). Called once when the database opens.
+    /// </summary>
+    public static void CreateSchema(DuckDBConnection connection)
+    {
+        using var transaction = connection.BeginTransaction();
+        var unkeyed = Scalar(connection, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'rollups'") > 0
+            && Scalar(connection, "SELECT count(*) FROM duckdb_columns() WHERE table_name = 'rollups' AND column_name = 'bucket'") == 0;
+        if (unkeyed)
         {
-            using var connection = database.OpenConnection();
-            using var command = connection.CreateCommand();
-            command.CommandText = "DELETE FROM rollups WHERE resolution = $1 AND start < $2";
-            command.Parameters.Add(new DuckDBParameter((int)resolution));
-            command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(beforeMs)));
-            return (long)command.ExecuteNonQuery();
-        }, cancellationToken);
+            Execute(connection, "ALTER TABLE rollups RENAME TO rollups_unkeyed");
+        }
+
+        Execute(connection, Tables);
+        if (unkeyed)
+        {
+            using (var select = connection.CreateCommand())
+            using (var appender = connection.CreateAppender("rollups"))
+            {
+                select.CommandText = "SELECT patient_id, kind, resolution, epoch_ms(start), count, sum, min, max, sum_sq, last, epoch_ms(last_ts) FROM rollups_unkeyed";
+                using var reader = select.ExecuteReader();
+                while (reader.Read())
+                {
+                    AppendRow(appender, new Rollup(reader.GetString(0), (VitalKind)reader.GetByte(1), (Resolution)reader.GetInt32(2), ReadWindow(reader, 3)));
+                }
+            }
+
+            Execute(connection, "DROP TABLE rollups_unkeyed");
+        }
+
+        transaction.Commit();
+    }
 
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
-        // Let queued rollups reach the file before the process ends.
+        // Let queued work reach the file before the process ends.
         _queue.Writer.TryComplete();
         await base.StopAsync(cancellationToken);
     }
@@ -79,85 +164,437 @@ public sealed partial class DuckDbRollupStore(DuckDbDatabase database, IOptions<
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         await Task.Yield();
+        var compactions = ScheduleCompactionsAsync(stoppingToken);
         using var connection = database.OpenConnection();
-        using (var create = connection.CreateCommand())
-        {
-            create.CommandText = "CREATE TEMP TABLE IF NOT EXISTS rollup_staging AS SELECT * FROM rollups LIMIT 0";
-            create.ExecuteNonQuery();
-        }
+        Execute(connection, """
+            CREATE TEMP TABLE IF NOT EXISTS rollup_staging AS SELECT * FROM rollups LIMIT 0;
+            CREATE TEMP TABLE IF NOT EXISTS block_staging AS SELECT * FROM rollup_blocks LIMIT 0;
+            """);
 
-        var batch = new List<PendingWrite>();
+        var writes = new List<WriteWork>();
         var latest = new Dictionary<(string, VitalKind, Resolution, long), Rollup>();
         while (await _queue.Reader.WaitToReadAsync(CancellationToken.None))
         {
-            batch.Clear();
+            // Consecutive writes go to the file together; other work runs alone, in the order it was asked for.
+            writes.Clear();
             latest.Clear();
-            while (latest.Count < options.Value.RollupBatchSize && _queue.Reader.TryRead(out var pending))
+            while (latest.Count < options.Value.RollupBatchSize && _queue.Reader.TryPeek(out var next) && next is WriteWork)
             {
-                batch.Add(pending);
-                foreach (var rollup in pending.Rollups)
+                _queue.Reader.TryRead(out _);
+                var write = (WriteWork)next;
+                writes.Add(write);
+                foreach (var rollup in write.Rollups)
                 {
                     latest[(rollup.PatientId, rollup.Kind, rollup.Resolution, rollup.Window.StartMs)] = rollup;
                 }
             }
 
-            try
+            if (writes.Count > 0)
             {
-                Write(connection, latest.Values);
-                foreach (var pending in batch)
-                {
-                    pending.Completion.TrySetResult();
-                }
+                Complete(writes, () => Write(connection, latest.Values), latest.Count);
             }
-            catch (Exception exception)
+            else if (_queue.Reader.TryRead(out var work))
             {
-                // Whatever went wrong, fail this batch's writers (their grains rebuild) and keep writing the next.
-                LogWriteFailed(logger, exception, latest.Count);
-                foreach (var pending in batch)
-                {
-                    pending.Completion.TrySetException(exception);
-                }
+                Complete([work], () => work.Run(this, connection), 0);
+            }
+        }
+
+        await compactions;
+    }
+
+    private void Complete(IReadOnlyList<Work> batch, Func<long> run, int rows)
+    {
+        try
+        {
+            var result = run();
+            foreach (var work in batch)
+            {
+                work.Completion.TrySetResult(result);
+            }
+        }
+        catch (Exception exception)
+        {
+            // Whatever went wrong, fail this batch (grains whose rollups were not written rebuild) and go on.
+            LogWorkFailed(logger, exception, batch[0].Name, rows);
+            foreach (var work in batch)
+            {
+                work.Completion.TrySetException(exception);
             }
         }
     }
 
-    private static void Write(DuckDBConnection connection, IEnumerable<Rollup> rollups)
+    private async Task ScheduleCompactionsAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(options.Value.CompactionInterval, timeProvider);
+        try
+        {
+            do
+            {
+                var work = new CompactWork();
+                if (!_queue.Writer.TryWrite(work) && !await TryQueueAsync(work, stoppingToken))
+                {
+                    return;
+                }
+
+                await work.Completion.Task.ContinueWith(static _ => { }, TaskScheduler.Default);
+            }
+            while (await timer.WaitForNextTickAsync(stoppingToken));
+        }
+        catch (OperationCanceledException)
+        {
+            // Stopping.
+        }
+    }
+
+    private async Task<bool> TryQueueAsync(Work work, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _queue.Writer.WriteAsync(work, cancellationToken);
+            return true;
+        }
+        catch (ChannelClosedException)
+        {
+            return false;
+        }
+    }
+
+    private async Task<long> RunAsync(Work work, CancellationToken cancellationToken)
+    {
+        await _queue.Writer.WriteAsync(work, cancellationToken);
+        return await work.Completion.Task.WaitAsync(cancellationToken);
+    }
+
+    private static List<RollupWindow> Query(DuckDBConnection connection, string patientId, VitalKind kind, Resolution resolution, long fromMs, long toMs)
+    {
+        var series = RollupKeys.Series(patientId, kind, resolution);
+        var windows = new Dictionary<long, RollupWindow>();
+        var decoded = new List<RollupWindow>();
+
+        // One snapshot for both tables, so a compaction committing in between neither hides nor doubles a window.
+        using var transaction = connection.BeginTransaction();
+        foreach (var command in Reads(connection, "SELECT series, windows FROM rollup_blocks", "bucket_start", patientId, kind, resolution, fromMs, toMs))
+        {
+            using (command)
+            using (var reader = command.ExecuteReader())
+            {
+                while (reader.Read())
+                {
+                    if (reader.GetInt64(0) == series)
+                    {
+                        DecodeBlock(reader, 1, fromMs, toMs, decoded);
+                    }
+                }
+            }
+        }
+
+        foreach (var window in decoded)
+        {
+            windows[window.StartMs] = window;
+        }
+
+        foreach (var command in Reads(connection, $"SELECT {RowColumns} FROM rollups", "start", patientId, kind, resolution, fromMs, toMs))
+        {
+            // Rows are newer than any block: a window written again after compaction replaces the packed one.
+            using (command)
+            using (var reader = command.ExecuteReader())
+            {
+                while (reader.Read())
+                {
+                    var window = ReadWindow(reader, 1);
+                    if (reader.GetInt64(0) == series && window.StartMs >= fromMs && window.StartMs < toMs)
+                    {
+                        windows[window.StartMs] = window;
+                    }
+                }
+            }
+        }
+
+        transaction.Commit();
+        var ordered = windows.Values.ToList();
+        ordered.Sort(static (a, b) => a.StartMs.CompareTo(b.StartMs));
+        return ordered;
+    }
+
+    /// <summary>
+    /// The reads that find a series' rows or blocks in a range. Each names its buckets as the only condition, since
+    /// with any other condition DuckDB scans the table instead of using the index. A range of more buckets than a
+    /// trend ever spans (an export of years of minutes, say) is read by one scan instead.
+    /// </summary>
+    private static IEnumerable<DuckDBCommand> Reads(
+        DuckDBConnection connection, string select, string startColumn, string patientId, VitalKind kind, Resolution resolution, long fromMs, long toMs)
+    {
+        if (fromMs >= toMs)
+        {
+            yield break;
+        }
+
+        var length = RollupKeys.BucketMilliseconds(resolution);
+        var first = RollupKeys.BucketStart(resolution, fromMs);
+        if ((RollupKeys.BucketStart(resolution, toMs - 1) - first) / length >= MaxLookupBuckets)
+        {
+            var scan = connection.CreateCommand();
+            scan.CommandText = $"{select} WHERE patient_id = $1 AND kind = $2 AND resolution = $3 AND {startColumn} >= $4 AND {startColumn} < $5";
+            scan.Parameters.Add(new DuckDBParameter(patientId));
+            scan.Parameters.Add(new DuckDBParameter((byte)kind));
+            scan.Parameters.Add(new DuckDBParameter((int)resolution));
+            scan.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(first)));
+            scan.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(toMs)));
+            yield return scan;
+            yield break;
+        }
+
+        var buckets = RollupKeys.BucketStarts(resolution, fromMs, toMs).Select(start => RollupKeys.Bucket(patientId, kind, resolution, start));
+        foreach (var chunk in buckets.Chunk(BucketsPerLookup))
+        {
+            var lookup = connection.CreateCommand();
+            lookup.CommandText = $"{select} WHERE bucket IN ({string.Join(", ", chunk.Select((_, i) => $"${i + 1}"))})";
+            foreach (var bucket in chunk)
+            {
+                lookup.Parameters.Add(new DuckDBParameter(bucket));
+            }
+
+            yield return lookup;
+        }
+    }
+
+    private static RollupWindow ReadWindow(DuckDBDataReader reader, int first) => new(
+        reader.GetInt64(first), reader.GetInt64(first + 1), reader.GetDouble(first + 2), reader.GetDouble(first + 3),
+        reader.GetDouble(first + 4), reader.GetDouble(first + 5), reader.GetDouble(first + 6), reader.GetInt64(first + 7));
+
+    private static void DecodeBlock(DuckDBDataReader reader, int column, long fromMs, long toMs, ICollection<RollupWindow> windows)
+    {
+        using var stream = reader.GetStream(column);
+        var length = checked((int)stream.Length);
+        var buffer = ArrayPool<byte>.Shared.Rent(length);
+        try
+        {
+            stream.ReadExactly(buffer, 0, length);
+            RollupBlock.Decode(buffer.AsSpan(0, length), fromMs, toMs, windows);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private static long Write(DuckDBConnection connection, IEnumerable<Rollup> rollups)
     {
         using var transaction = connection.BeginTransaction();
         using (var appender = connection.CreateAppender("rollup_staging"))
         {
             foreach (var rollup in rollups)
             {
-                var window = rollup.Window;
-                appender.CreateRow()
-                    .AppendValue(rollup.PatientId)
-                    .AppendValue((byte)rollup.Kind)
-                    .AppendValue((int)rollup.Resolution)
-                    .AppendValue(Timestamps.ToDateTime(window.StartMs))
-                    .AppendValue(window.Count)
-                    .AppendValue(window.Sum)
-                    .AppendValue(window.Min)
-                    .AppendValue(window.Max)
-                    .AppendValue(window.SumOfSquares)
-                    .AppendValue(window.Last)
-                    .AppendValue(Timestamps.ToDateTime(window.LastMs))
-                    .EndRow();
+                AppendRow(appender, rollup);
             }
         }
 
-        using var merge = connection.CreateCommand();
-        merge.CommandText = "INSERT OR REPLACE INTO rollups SELECT * FROM rollup_staging; DELETE FROM rollup_staging;";
-        merge.ExecuteNonQuery();
+        Execute(connection, "INSERT OR REPLACE INTO rollups SELECT * FROM rollup_staging; DELETE FROM rollup_staging;");
         transaction.Commit();
+        return 0;
     }
 
-    [LoggerMessage(EventId = 3001, Level = LogLevel.Error, Message = "Writing {Count} rollups failed; they are rebuilt from the raw store when their patient next activates")]
-    private static partial void LogWriteFailed(ILogger logger, Exception exception, int count);
+    private long Compact(DuckDBConnection connection)
+    {
+        var now = timeProvider.GetUtcNow().ToUnixTimeMilliseconds();
+        long moved = 0;
+        foreach (var resolution in ResolutionExtensions.All)
+        {
+            // Every bucket before the one holding the current window is over.
+            var cutoff = RollupKeys.BucketStart(resolution, resolution.WindowStart(now));
+            var rows = Scalar(connection, "SELECT count(*) FROM rollups WHERE resolution = $1 AND start < $2", (int)resolution, Timestamps.ToDateTime(cutoff));
+            var slices = (int)Math.Clamp((rows + CompactionSliceRows - 1) / CompactionSliceRows, 1, 10_000);
+            for (var slice = 0; rows > 0 && slice < slices; slice++)
+            {
+                moved += CompactSlice(connection, resolution, cutoff, slice, slices);
+            }
+        }
 
-    private sealed class PendingWrite(IReadOnlyCollection<Rollup> rollups)
+        if (moved > 0)
+        {
+            LogCompacted(logger, moved);
+        }
+
+        return moved;
+    }
+
+    /// <summary>Packs the rows of one slice of the series (by series hash) that lie before <paramref name="cutoff"/>, in one transaction.</summary>
+    private static long CompactSlice(DuckDBConnection connection, Resolution resolution, long cutoff, int slice, int slices)
+    {
+        var inSlice = $"resolution = $1 AND start < $2 AND ((series % {slices}) + {slices}) % {slices} = {slice}";
+        using var transaction = connection.BeginTransaction();
+        var groups = new Dictionary<(string PatientId, VitalKind Kind, long BucketStart), Dictionary<long, RollupWindow>>();
+        long moved = 0, earliest = long.MaxValue;
+        using (var select = connection.CreateCommand())
+        {
+            select.CommandText = $"SELECT patient_id, kind, {RowColumns} FROM rollups WHERE {inSlice}";
+            select.Parameters.Add(new DuckDBParameter((int)resolution));
+            select.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(cutoff)));
+            using var reader = select.ExecuteReader();
+            while (reader.Read())
+            {
+                var window = ReadWindow(reader, 3);
+                var bucketStart = RollupKeys.BucketStart(resolution, window.StartMs);
+                var key = (reader.GetString(0), (VitalKind)reader.GetByte(1), bucketStart);
+                if (!groups.TryGetValue(key, out var group))
+                {
+                    groups[key] = group = [];
+                }
+
+                group[window.StartMs] = window;
+                earliest = Math.Min(earliest, bucketStart);
+                moved++;
+            }
+        }
+
+        if (moved == 0)
+        {
+            return 0;
+        }
+
+        // Blocks these windows join: a bucket compacted before, whose windows were written again since.
+        var merged = new Dictionary<(string, VitalKind, long), List<RollupWindow>>();
+        using (var existing = connection.CreateCommand())
+        {
+            existing.CommandText = $"""
+                SELECT patient_id, kind, epoch_ms(bucket_start), windows FROM rollup_blocks
+                WHERE resolution = $1 AND bucket_start >= $3 AND bucket_start < $2 AND ((series % {slices}) + {slices}) % {slices} = {slice}
+                """;
+            existing.Parameters.Add(new DuckDBParameter((int)resolution));
+            existing.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(cutoff)));
+            existing.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(earliest)));
+            using var reader = existing.ExecuteReader();
+            while (reader.Read())
+            {
+                var key = (reader.GetString(0), (VitalKind)reader.GetByte(1), reader.GetInt64(2));
+                if (groups.ContainsKey(key))
+                {
+                    var windows = new List<RollupWindow>();
+                    DecodeBlock(reader, 3, long.MinValue, long.MaxValue, windows);
+                    merged[key] = windows;
+                }
+            }
+        }
+
+        using (var appender = connection.CreateAppender("block_staging"))
+        {
+            foreach (var ((patientId, kind, bucketStart), fresh) in groups)
+            {
+                var windows = merged.TryGetValue((patientId, kind, bucketStart), out var old)
+                    ? old.Where(window => !fresh.ContainsKey(window.StartMs)).Concat(fresh.Values).ToList()
+                    : [.. fresh.Values];
+                windows.Sort(static (a, b) => a.StartMs.CompareTo(b.StartMs));
+                AppendBlock(appender, patientId, kind, resolution, bucketStart, windows);
+            }
+        }
+
+        Execute(connection, "INSERT OR REPLACE INTO rollup_blocks SELECT * FROM block_staging; DELETE FROM block_staging;");
+        Execute(connection, $"DELETE FROM rollups WHERE {inSlice}", (int)resolution, Timestamps.ToDateTime(cutoff));
+        transaction.Commit();
+        return moved;
+    }
+
+    private static void AppendBlock(DuckDBAppender appender, string patientId, VitalKind kind, Resolution resolution, long bucketStart, IReadOnlyList<RollupWindow> windows) =>
+        appender.CreateRow()
+            .AppendValue(patientId)
+            .AppendValue((byte)kind)
+            .AppendValue((int)resolution)
+            .AppendValue(Timestamps.ToDateTime(bucketStart))
+            .AppendValue(RollupKeys.Bucket(patientId, kind, resolution, bucketStart))
+            .AppendValue(RollupKeys.Series(patientId, kind, resolution))
+            .AppendValue(RollupBlock.Encode(windows))
+            .EndRow();
+
+    /// <summary>Deletes the windows of <paramref name="resolution"/> that start before <paramref name="beforeMs"/>, from rows and blocks; returns how many went.</summary>
+    private static long DeleteBefore(DuckDBConnection connection, Resolution resolution, long beforeMs)
+    {
+        var before = Timestamps.ToDateTime(beforeMs);
+        var wholeBefore = Timestamps.ToDateTime(beforeMs - RollupKeys.BucketMilliseconds(resolution));
+        using var transaction = connection.BeginTransaction();
+        var deleted = Scalar(connection, "SELECT count(*) FROM rollups WHERE resolution = $1 AND start < $2", (int)resolution, before);
+        deleted += Scalar(connection, "SELECT coalesce(sum((octet_length(windows) - 1) // 64), 0)::BIGINT FROM rollup_blocks WHERE resolution = $1 AND bucket_start <= $2", (int)resolution, wholeBefore);
+
+        // A block that straddles the cutoff keeps its later windows.
+        using (var straddling = connection.CreateCommand())
+        {
+            straddling.CommandText = "SELECT patient_id, kind, epoch_ms(bucket_start), windows FROM rollup_blocks WHERE resolution = $1 AND bucket_start > $2 AND bucket_start < $3";
+            straddling.Parameters.Add(new DuckDBParameter((int)resolution));
+            straddling.Parameters.Add(new DuckDBParameter(wholeBefore));
+            straddling.Parameters.Add(new DuckDBParameter(before));
+            using var reader = straddling.ExecuteReader();
+            using var appender = connection.CreateAppender("block_staging");
+            var windows = new List<RollupWindow>();
+            while (reader.Read())
+            {
+                windows.Clear();
+                DecodeBlock(reader, 3, long.MinValue, long.MaxValue, windows);
+                var kept = windows.Where(window => window.StartMs >= beforeMs).ToList();
+                deleted += windows.Count - kept.Count;
+
+                // An emptied block is written empty here and deleted below with the rest.
+                AppendBlock(appender, reader.GetString(0), (VitalKind)reader.GetByte(1), resolution, reader.GetInt64(2), kept);
+            }
+        }
+
+        Execute(connection, "DELETE FROM rollups WHERE resolution = $1 AND start < $2", (int)resolution, before);
+        Execute(connection, "DELETE FROM rollup_blocks WHERE resolution = $1 AND bucket_start <= $2", (int)resolution, wholeBefore);
+        Execute(connection, "INSERT OR REPLACE INTO rollup_blocks SELECT * FROM block_staging; DELETE FROM block_staging;");
+        Execute(connection, "DELETE FROM rollup_blocks WHERE resolution = $1 AND octet_length(windows) = 1", (int)resolution);
+        transaction.Commit();
+        return deleted;
+    }
+
+    private static long Scalar(DuckDBConnection connection, string sql, params object[] parameters)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        foreach (var parameter in parameters)
+        {
+            command.Parameters.Add(new DuckDBParameter(parameter));
+        }
+
+        return Convert.ToInt64(command.ExecuteScalar());
+    }
+
+    private static void Execute(DuckDBConnection connection, string sql, params object[] parameters)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        foreach (var parameter in parameters)
+        {
+            command.Parameters.Add(new DuckDBParameter(parameter));
+        }
+
+        command.ExecuteNonQuery();
+    }
+
+    [LoggerMessage(EventId = 3001, Level = LogLevel.Error, Message = "Rollup {Work} failed ({Count} rollups); written rollups are rebuilt from the raw store when their patient next activates")]
+    private static partial void LogWorkFailed(ILogger logger, Exception exception, string work, int count);
+
+    [LoggerMessage(EventId = 3002, Level = LogLevel.Debug, Message = "Compacted {Windows} rollup windows into blocks")]
+    private static partial void LogCompacted(ILogger logger, long windows);
+
+    private abstract class Work(string name)
+    {
+        public string Name { get; } = name;
+
+        public TaskCompletionSource<long> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public virtual long Run(DuckDbRollupStore store, DuckDBConnection connection) => throw new NotSupportedException();
+    }
+
+    private sealed class WriteWork(IReadOnlyCollection<Rollup> rollups) : Work("write")
     {
         public IReadOnlyCollection<Rollup> Rollups { get; } = rollups;
+    }
 
-        public TaskCompletionSource Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private sealed class CompactWork() : Work("compaction")
+    {
+        public override long Run(DuckDbRollupStore store, DuckDBConnection connection) => store.Compact(connection);
+    }
+
+    private sealed class DeleteWork(Resolution resolution, long beforeMs) : Work("retention")
+    {
+        public override long Run(DuckDbRollupStore store, DuckDBConnection connection) => DeleteBefore(connection, resolution, beforeMs);
     }
 }

@@ -95,7 +95,7 @@ public sealed class DuckDbRollupStoreTests : IAsyncLifetime
     private async Task OpenAsync()
     {
         _database = new DuckDbDatabase(_directory.Options);
-        _store = new DuckDbRollupStore(_database, _directory.Options, NullLogger<DuckDbRollupStore>.Instance);
+        _store = new DuckDbRollupStore(_database, _directory.Options, TimeProvider.System, NullLogger<DuckDbRollupStore>.Instance);
         await _store.StartAsync(CancellationToken.None);
     }
 

@@ -26,7 +26,7 @@ public sealed class RetentionTests : IAsyncLifetime
     {
         _database = new DuckDbDatabase(_directory.Options);
         _raw = new DuckDbRawSeriesStore(_database);
-        _rollups = new DuckDbRollupStore(_database, _directory.Options, NullLogger<DuckDbRollupStore>.Instance);
+        _rollups = new DuckDbRollupStore(_database, _directory.Options, TimeProvider.System, NullLogger<DuckDbRollupStore>.Instance);
         await _rollups.StartAsync(CancellationToken.None);
     }
 
