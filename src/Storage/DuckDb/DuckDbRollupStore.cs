@@ -18,9 +18,10 @@ namespace Telemetry.Storage.DuckDb;
 /// <para>
 /// Windows are first written as rows of <c>rollups</c>, as grains close them. Once a bucket of windows is over (an
 /// hour of minutes, a day of hours, 32 days), compaction packs each series' bucket into one row of
-/// <c>rollup_blocks</c> (<see cref="RollupBlock"/>) and deletes the rows. A 30-day trend of hours then reads 31 blocks
-/// and at most a day of rows, all through single-column index lookups on the bucket hash; rows of one patient lie
-/// scattered through the file, and fetching hundreds of them is what made trends slow.
+/// <c>rollup_blocks</c> (<see cref="RollupBlock"/>) and deletes the rows. A 30-day trend of hours is then two index
+/// lookups for its blocks (by group of buckets) and one for the rows not packed yet (by series; see
+/// <see cref="RollupKeys"/>). Rows of one patient lie scattered through the file, and fetching hundreds of them, or
+/// looking up dozens of keys, is what made trends slow.
 /// </para>
 /// <para>
 /// One background writer owns every change: writes from many grains are queued and written together (staging table,
@@ -36,13 +37,10 @@ public sealed partial class DuckDbRollupStore(
     /// <summary>About how many rows one compaction transaction moves, so writes waiting behind it wait briefly.</summary>
     private const int CompactionSliceRows = 100_000;
 
-    /// <summary>The most buckets one lookup names.</summary>
-    private const int BucketsPerLookup = 64;
+    /// <summary>The most groups of blocks a read looks up by key; a wider range is scanned.</summary>
+    private const int MaxLookupGroups = 64;
 
-    /// <summary>The most buckets a read looks up one by one; a wider range is scanned.</summary>
-    private const int MaxLookupBuckets = 512;
-
-    private const string RowColumns = "series, epoch_ms(start), count, sum, min, max, sum_sq, last, epoch_ms(last_ts)";
+    private const string RowColumns = "series_check, epoch_ms(start), count, sum, min, max, sum_sq, last, epoch_ms(last_ts)";
 
     private const string Tables = """
         CREATE TABLE IF NOT EXISTS rollups (
@@ -57,20 +55,20 @@ public sealed partial class DuckDbRollupStore(
             sum_sq DOUBLE NOT NULL,
             last DOUBLE NOT NULL,
             last_ts TIMESTAMP NOT NULL,
-            bucket BIGINT NOT NULL,
             series BIGINT NOT NULL,
+            series_check BIGINT NOT NULL,
             PRIMARY KEY (patient_id, kind, resolution, start));
         CREATE TABLE IF NOT EXISTS rollup_blocks (
             patient_id VARCHAR NOT NULL,
             kind UTINYINT NOT NULL,
             resolution INTEGER NOT NULL,
             bucket_start TIMESTAMP NOT NULL,
-            bucket BIGINT NOT NULL,
-            series BIGINT NOT NULL,
+            bucket_group BIGINT NOT NULL,
+            series_check BIGINT NOT NULL,
             windows BLOB NOT NULL,
             PRIMARY KEY (patient_id, kind, resolution, bucket_start));
-        CREATE INDEX IF NOT EXISTS rollups_bucket ON rollups (bucket);
-        CREATE INDEX IF NOT EXISTS rollup_blocks_bucket ON rollup_blocks (bucket);
+        CREATE INDEX IF NOT EXISTS rollups_series ON rollups (series);
+        CREATE INDEX IF NOT EXISTS rollup_blocks_group ON rollup_blocks (bucket_group);
         """;
 
     private readonly Channel<Work> _queue = Channel.CreateBounded<Work>(
@@ -115,8 +113,8 @@ public sealed partial class DuckDbRollupStore(
             .AppendValue(window.SumOfSquares)
             .AppendValue(window.Last)
             .AppendValue(Timestamps.ToDateTime(window.LastMs))
-            .AppendValue(RollupKeys.Bucket(rollup.PatientId, rollup.Kind, rollup.Resolution, RollupKeys.BucketStart(rollup.Resolution, window.StartMs)))
             .AppendValue(RollupKeys.Series(rollup.PatientId, rollup.Kind, rollup.Resolution))
+            .AppendValue(RollupKeys.Check(rollup.PatientId, rollup.Kind, rollup.Resolution))
             .EndRow();
     }
 
@@ -128,7 +126,7 @@ public sealed partial class DuckDbRollupStore(
     {
         using var transaction = connection.BeginTransaction();
         var unkeyed = Scalar(connection, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'rollups'") > 0
-            && Scalar(connection, "SELECT count(*) FROM duckdb_columns() WHERE table_name = 'rollups' AND column_name = 'bucket'") == 0;
+            && Scalar(connection, "SELECT count(*) FROM duckdb_columns() WHERE table_name = 'rollups' AND column_name = 'series_check'") == 0;
         if (unkeyed)
         {
             Execute(connection, "ALTER TABLE rollups RENAME TO rollups_unkeyed");
@@ -267,23 +265,20 @@ public sealed partial class DuckDbRollupStore(
 
     private static List<RollupWindow> Query(DuckDBConnection connection, string patientId, VitalKind kind, Resolution resolution, long fromMs, long toMs)
     {
-        var series = RollupKeys.Series(patientId, kind, resolution);
+        var check = RollupKeys.Check(patientId, kind, resolution);
         var windows = new Dictionary<long, RollupWindow>();
         var decoded = new List<RollupWindow>();
 
         // One snapshot for both tables, so a compaction committing in between neither hides nor doubles a window.
         using var transaction = connection.BeginTransaction();
-        foreach (var command in Reads(connection, "SELECT series, windows FROM rollup_blocks", "bucket_start", patientId, kind, resolution, fromMs, toMs))
+        using (var blocks = BlockRead(connection, patientId, kind, resolution, fromMs, toMs))
+        using (var reader = blocks.ExecuteReader())
         {
-            using (command)
-            using (var reader = command.ExecuteReader())
+            while (reader.Read())
             {
-                while (reader.Read())
+                if (reader.GetInt64(0) == check)
                 {
-                    if (reader.GetInt64(0) == series)
-                    {
-                        DecodeBlock(reader, 1, fromMs, toMs, decoded);
-                    }
+                    DecodeBlock(reader, 1, fromMs, toMs, decoded);
                 }
             }
         }
@@ -293,19 +288,19 @@ public sealed partial class DuckDbRollupStore(
             windows[window.StartMs] = window;
         }
 
-        foreach (var command in Reads(connection, $"SELECT {RowColumns} FROM rollups", "start", patientId, kind, resolution, fromMs, toMs))
+        // The rows not packed yet: the bucket still going, and windows written again after theirs was packed. They
+        // are newer than any block, so they win.
+        using (var rows = connection.CreateCommand())
         {
-            // Rows are newer than any block: a window written again after compaction replaces the packed one.
-            using (command)
-            using (var reader = command.ExecuteReader())
+            rows.CommandText = $"SELECT {RowColumns} FROM rollups WHERE series = $1";
+            rows.Parameters.Add(new DuckDBParameter(RollupKeys.Series(patientId, kind, resolution)));
+            using var reader = rows.ExecuteReader();
+            while (reader.Read())
             {
-                while (reader.Read())
+                var window = ReadWindow(reader, 1);
+                if (reader.GetInt64(0) == check && window.StartMs >= fromMs && window.StartMs < toMs)
                 {
-                    var window = ReadWindow(reader, 1);
-                    if (reader.GetInt64(0) == series && window.StartMs >= fromMs && window.StartMs < toMs)
-                    {
-                        windows[window.StartMs] = window;
-                    }
+                    windows[window.StartMs] = window;
                 }
             }
         }
@@ -317,45 +312,34 @@ public sealed partial class DuckDbRollupStore(
     }
 
     /// <summary>
-    /// The reads that find a series' rows or blocks in a range. Each names its buckets as the only condition, since
-    /// with any other condition DuckDB scans the table instead of using the index. A range of more buckets than a
-    /// trend ever spans (an export of years of minutes, say) is read by one scan instead.
+    /// The read that finds a series' blocks in a range: the groups it spans, named as the only condition, since with
+    /// any other condition DuckDB scans the table instead of using the index. A range over more groups than a trend
+    /// ever spans (years of minutes, say) is read by one scan instead.
     /// </summary>
-    private static IEnumerable<DuckDBCommand> Reads(
-        DuckDBConnection connection, string select, string startColumn, string patientId, VitalKind kind, Resolution resolution, long fromMs, long toMs)
+    private static DuckDBCommand BlockRead(DuckDBConnection connection, string patientId, VitalKind kind, Resolution resolution, long fromMs, long toMs)
     {
-        if (fromMs >= toMs)
+        const string Select = "SELECT series_check, windows FROM rollup_blocks";
+        var command = connection.CreateCommand();
+        var groups = fromMs < toMs ? RollupKeys.GroupStarts(resolution, fromMs, toMs).Take(MaxLookupGroups + 1).ToList() : [];
+        if (groups.Count <= MaxLookupGroups)
         {
-            yield break;
-        }
-
-        var length = RollupKeys.BucketMilliseconds(resolution);
-        var first = RollupKeys.BucketStart(resolution, fromMs);
-        if ((RollupKeys.BucketStart(resolution, toMs - 1) - first) / length >= MaxLookupBuckets)
-        {
-            var scan = connection.CreateCommand();
-            scan.CommandText = $"{select} WHERE patient_id = $1 AND kind = $2 AND resolution = $3 AND {startColumn} >= $4 AND {startColumn} < $5";
-            scan.Parameters.Add(new DuckDBParameter(patientId));
-            scan.Parameters.Add(new DuckDBParameter((byte)kind));
-            scan.Parameters.Add(new DuckDBParameter((int)resolution));
-            scan.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(first)));
-            scan.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(toMs)));
-            yield return scan;
-            yield break;
-        }
-
-        var buckets = RollupKeys.BucketStarts(resolution, fromMs, toMs).Select(start => RollupKeys.Bucket(patientId, kind, resolution, start));
-        foreach (var chunk in buckets.Chunk(BucketsPerLookup))
-        {
-            var lookup = connection.CreateCommand();
-            lookup.CommandText = $"{select} WHERE bucket IN ({string.Join(", ", chunk.Select((_, i) => $"${i + 1}"))})";
-            foreach (var bucket in chunk)
+            var keys = groups.Count == 0 ? [0L] : groups.Select(start => RollupKeys.Group(patientId, kind, resolution, start)).ToList();
+            command.CommandText = $"{Select} WHERE bucket_group IN ({string.Join(", ", keys.Select((_, i) => $"${i + 1}"))})";
+            foreach (var key in keys)
             {
-                lookup.Parameters.Add(new DuckDBParameter(bucket));
+                command.Parameters.Add(new DuckDBParameter(key));
             }
 
-            yield return lookup;
+            return command;
         }
+
+        command.CommandText = $"{Select} WHERE patient_id = $1 AND kind = $2 AND resolution = $3 AND bucket_start >= $4 AND bucket_start < $5";
+        command.Parameters.Add(new DuckDBParameter(patientId));
+        command.Parameters.Add(new DuckDBParameter((byte)kind));
+        command.Parameters.Add(new DuckDBParameter((int)resolution));
+        command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(RollupKeys.BucketStart(resolution, fromMs))));
+        command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(toMs)));
+        return command;
     }
 
     private static RollupWindow ReadWindow(DuckDBDataReader reader, int first) => new(
@@ -458,7 +442,7 @@ public sealed partial class DuckDbRollupStore(
         {
             existing.CommandText = $"""
                 SELECT patient_id, kind, epoch_ms(bucket_start), windows FROM rollup_blocks
-                WHERE resolution = $1 AND bucket_start >= $3 AND bucket_start < $2 AND ((series % {slices}) + {slices}) % {slices} = {slice}
+                WHERE resolution = $1 AND bucket_start >= $3 AND bucket_start < $2
                 """;
             existing.Parameters.Add(new DuckDBParameter((int)resolution));
             existing.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(cutoff)));
@@ -500,8 +484,8 @@ public sealed partial class DuckDbRollupStore(
             .AppendValue((byte)kind)
             .AppendValue((int)resolution)
             .AppendValue(Timestamps.ToDateTime(bucketStart))
-            .AppendValue(RollupKeys.Bucket(patientId, kind, resolution, bucketStart))
-            .AppendValue(RollupKeys.Series(patientId, kind, resolution))
+            .AppendValue(RollupKeys.Group(patientId, kind, resolution, RollupKeys.GroupStart(resolution, bucketStart)))
+            .AppendValue(RollupKeys.Check(patientId, kind, resolution))
             .AppendValue(RollupBlock.Encode(windows))
             .EndRow();
 

@@ -7,15 +7,21 @@ using Telemetry.Core.Vitals;
 namespace Telemetry.Storage.DuckDb;
 
 /// <summary>
-/// The keys one patient's windows are found by. Windows are grouped into buckets of a fixed number of windows per
-/// resolution; <see cref="Bucket"/> names one series' bucket and is what the rollup tables are indexed on (DuckDB uses
-/// an ART index for a single-column equality only). <see cref="Series"/> is a second, independent hash that every row
-/// read is checked against, so two series whose bucket hashes collide never see each other's windows.
+/// The keys one patient's windows are found by. DuckDB uses an ART index only for a single-column equality, and each
+/// key looked up costs tens of microseconds, so keys are hashes chosen to make a trend a few lookups:
+/// <list type="bullet">
+/// <item><see cref="Series"/> names one patient's vital at one resolution; the rows not yet packed are found by it.</item>
+/// <item>Windows are packed by bucket (a fixed number of windows per resolution) into blocks, and blocks are found by
+/// <see cref="Group"/>, which names a run of buckets, so a 30-day trend of hours is two lookups.</item>
+/// <item><see cref="Check"/> is a third, independent hash that every row read is compared with, so two series whose
+/// keys collide never see each other's windows.</item>
+/// </list>
 /// </summary>
 public static class RollupKeys
 {
-    private const long BucketSeed = 0x5445_4C45_4D31;
-    private const long SeriesSeed = 0x5445_4C45_4D32;
+    private const long SeriesSeed = 0x5445_4C45_4D31;
+    private const long GroupSeed = 0x5445_4C45_4D32;
+    private const long CheckSeed = 0x5445_4C45_4D33;
 
     /// <summary>How many windows one bucket spans: an hour of minutes, a day of hours, 32 days.</summary>
     public static int WindowsPerBucket(Resolution resolution) => resolution switch
@@ -36,21 +42,40 @@ public static class RollupKeys
         return windowStartMs - (((windowStartMs % length) + length) % length);
     }
 
-    /// <summary>The starts of every bucket that may hold a window starting in [<paramref name="fromMs"/>, <paramref name="toMs"/>).</summary>
-    public static IEnumerable<long> BucketStarts(Resolution resolution, long fromMs, long toMs)
+    /// <summary>How many buckets one group of blocks spans: a day of hour blocks, 32 days of day blocks, 512 days.</summary>
+    public static int BucketsPerGroup(Resolution resolution) => resolution switch
     {
-        var length = BucketMilliseconds(resolution);
-        for (var start = BucketStart(resolution, fromMs); start < toMs; start += length)
+        Resolution.Minute => 24,
+        Resolution.Hour => 32,
+        Resolution.Day => 16,
+        _ => throw new ArgumentOutOfRangeException(nameof(resolution), resolution, null),
+    };
+
+    /// <summary>The start of the group that holds the bucket starting at <paramref name="bucketStartMs"/>.</summary>
+    public static long GroupStart(Resolution resolution, long bucketStartMs)
+    {
+        var length = BucketMilliseconds(resolution) * BucketsPerGroup(resolution);
+        return bucketStartMs - (((bucketStartMs % length) + length) % length);
+    }
+
+    /// <summary>The starts of every group that may hold a window starting in [<paramref name="fromMs"/>, <paramref name="toMs"/>).</summary>
+    public static IEnumerable<long> GroupStarts(Resolution resolution, long fromMs, long toMs)
+    {
+        var length = BucketMilliseconds(resolution) * BucketsPerGroup(resolution);
+        for (var start = GroupStart(resolution, BucketStart(resolution, fromMs)); start < toMs; start += length)
         {
             yield return start;
         }
     }
 
-    public static long Bucket(string patientId, VitalKind kind, Resolution resolution, long bucketStartMs) =>
-        Hash(patientId, kind, resolution, bucketStartMs, BucketSeed);
-
     public static long Series(string patientId, VitalKind kind, Resolution resolution) =>
         Hash(patientId, kind, resolution, 0, SeriesSeed);
+
+    public static long Group(string patientId, VitalKind kind, Resolution resolution, long groupStartMs) =>
+        Hash(patientId, kind, resolution, groupStartMs, GroupSeed);
+
+    public static long Check(string patientId, VitalKind kind, Resolution resolution) =>
+        Hash(patientId, kind, resolution, 0, CheckSeed);
 
     private static long Hash(string patientId, VitalKind kind, Resolution resolution, long value, long seed)
     {
