@@ -132,6 +132,45 @@ public sealed class TelemetryServer : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// A development token from the server's own command (<c>token --role …</c>), run as its own process on this
+    /// server's configuration.
+    /// </summary>
+    public async Task<string> MintTokenAsync(params string[] arguments)
+    {
+        var start = new ProcessStartInfo("dotnet", [ServerAssembly(), "token", .. arguments])
+        {
+            WorkingDirectory = DataDirectory,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        start.Environment["Telemetry__Storage__DuckDb__Path"] = Path.Combine(DataDirectory, "telemetry.duckdb");
+        foreach (var (key, value) in _settings)
+        {
+            start.Environment[key] = value;
+        }
+
+        using var command = Process.Start(start) ?? throw new InvalidOperationException("dotnet did not start");
+        var output = command.StandardOutput.ReadToEndAsync();
+        var error = command.StandardError.ReadToEndAsync();
+        await command.WaitForExitAsync();
+        Assert.True(command.ExitCode == 0, $"token {string.Join(' ', arguments)} exited with {command.ExitCode}: {await error}");
+        return (await output).Trim();
+    }
+
+    /// <summary>An HTTP client for this server carrying <paramref name="token"/> (none when null).</summary>
+    public HttpClient ClientWith(string? token)
+    {
+        var client = new HttpClient { BaseAddress = Http.BaseAddress };
+        if (token is not null)
+        {
+            client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        }
+
+        return client;
+    }
+
     /// <summary>Provisions a device for a patient and returns the device's token.</summary>
     public async Task<string> ProvisionAsync(string deviceId, string patientId)
     {

@@ -19,7 +19,7 @@ public static class AlertEndpoints
 
     public static IEndpointRouteBuilder MapAlertEndpoints(this IEndpointRouteBuilder routes)
     {
-        var patient = routes.MapGroup("/api/patients/{patientId}").AddEndpointFilter<AdminAuthorizationFilter>().WithTags("Alerts");
+        var patient = routes.MapGroup("/api/patients/{patientId}").RequireAuthorization(TelemetryAuthentication.AdminPolicy).WithTags("Alerts");
         patient.MapGet("/alert-rules", GetRulesAsync);
         patient.MapPut("/alert-rules", PutRulesAsync);
         patient.MapPost("/alert-rules/replay", ReplayAsync);
@@ -29,7 +29,7 @@ public static class AlertEndpoints
                 ? AlertEventStream.RunAsync(context, patientId, store, broadcaster)
                 : InvalidPatient().ExecuteAsync(context));
 
-        var alerts = routes.MapGroup("/api/alerts").AddEndpointFilter<AdminAuthorizationFilter>().WithTags("Alerts");
+        var alerts = routes.MapGroup("/api/alerts").RequireAuthorization(TelemetryAuthentication.AdminPolicy).WithTags("Alerts");
         alerts.MapGet("/", GetOpenAlertsAsync);
         alerts.MapGet("/stream", (HttpContext context, IAlertStore store, AlertBroadcaster broadcaster) =>
             AlertEventStream.RunAsync(context, null, store, broadcaster));
@@ -39,7 +39,7 @@ public static class AlertEndpoints
 
         routes.MapGet("/api/alert-templates", () => TypedResults.Ok(AlertRuleTemplates.Names.Order().Select(name =>
             new AlertTemplate(name, AlertRuleTemplates.TryGet(name, out var rules) ? rules.Rules : []))))
-            .AddEndpointFilter<AdminAuthorizationFilter>().WithTags("Alerts");
+            .RequireAuthorization(TelemetryAuthentication.AdminPolicy).WithTags("Alerts");
         return routes;
     }
 
@@ -171,7 +171,7 @@ public static class AlertEndpoints
             return problem;
         }
 
-        var alert = await grains.GetGrain<IPatientGrain>(patientId).AcknowledgeAsync(alertId, action.By ?? AdminToken.Principal);
+        var alert = await grains.GetGrain<IPatientGrain>(patientId).AcknowledgeAsync(alertId, Actor(request, action));
         return alert is not null ? TypedResults.Ok(alert) : await NotOpenAsync(alertId, store);
     }
 
@@ -193,9 +193,18 @@ public static class AlertEndpoints
             return Invalid("minutes", $"required: how long to snooze, more than 0 and at most {MaxSnooze.TotalMinutes} minutes");
         }
 
-        var alert = await grains.GetGrain<IPatientGrain>(patientId).SnoozeAsync(alertId, TimeSpan.FromMinutes(minutes), action.By ?? AdminToken.Principal);
+        var alert = await grains.GetGrain<IPatientGrain>(patientId).SnoozeAsync(alertId, TimeSpan.FromMinutes(minutes), Actor(request, action));
         return alert is not null ? TypedResults.Ok(alert) : await NotOpenAsync(alertId, store);
     }
+
+    /// <summary>
+    /// Who acknowledged or snoozed: a person is who their token says, whatever the body claims; a tool using the admin
+    /// token may name the person it acts for in <c>by</c>.
+    /// </summary>
+    private static string Actor(HttpRequest request, AlertActionRequest action) =>
+        request.HttpContext.User.Identity is { AuthenticationType: AdminTokenAuthenticationHandler.SchemeName }
+            ? action.By ?? AdminToken.Principal
+            : request.HttpContext.User.Identity?.Name ?? AdminToken.Principal;
 
     private static async Task<IResult> NotOpenAsync(string alertId, IAlertStore store) =>
         await store.GetAsync(alertId) is { } closed

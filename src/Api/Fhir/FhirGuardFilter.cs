@@ -4,10 +4,11 @@ using Telemetry.Api.Security;
 namespace Telemetry.Api.Fhir;
 
 /// <summary>
-/// Every FHIR request passes here: JSON is the only format served (406 otherwise), the admin bearer token is required
-/// except for the CapabilityStatement, and anything that goes wrong becomes an OperationOutcome rather than problem+json.
+/// Every FHIR request passes here: JSON is the only format served (406 otherwise), an admin's bearer token (the admin
+/// token or a JWT in the admin role) is required except for the CapabilityStatement, and anything that goes wrong
+/// becomes an OperationOutcome rather than problem+json.
 /// </summary>
-public sealed partial class FhirGuardFilter(AdminToken adminToken, ILogger<FhirGuardFilter> logger) : IEndpointFilter
+public sealed partial class FhirGuardFilter(ILogger<FhirGuardFilter> logger) : IEndpointFilter
 {
     public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
@@ -20,12 +21,15 @@ public sealed partial class FhirGuardFilter(AdminToken adminToken, ILogger<FhirG
 
         if (!http.Request.Path.Equals("/fhir/metadata", StringComparison.OrdinalIgnoreCase))
         {
-            var header = http.Request.Headers.Authorization.ToString();
-            const string Scheme = "Bearer ";
-            if (!header.StartsWith(Scheme, StringComparison.OrdinalIgnoreCase) || !adminToken.Matches(header[Scheme.Length..].Trim()))
+            if (http.User.Identity?.IsAuthenticated != true)
             {
                 http.Response.Headers.WWWAuthenticate = "Bearer";
-                return FhirResult.Error(StatusCodes.Status401Unauthorized, OperationOutcome.IssueType.Login, "Send a bearer token: 'Authorization: Bearer <token>'.");
+                return FhirResult.Error(StatusCodes.Status401Unauthorized, OperationOutcome.IssueType.Login, "Send a valid bearer token: 'Authorization: Bearer <token>'.");
+            }
+
+            if (!http.User.IsInRole(TelemetryRoles.Admin))
+            {
+                return FhirResult.Error(StatusCodes.Status403Forbidden, OperationOutcome.IssueType.Forbidden, "This token's role may not read Observations here.");
             }
         }
 

@@ -29,7 +29,6 @@ public static class TelemetryServerExtensions
         Core.Vitals.VitalCatalogue.Validate();
         var services = builder.Services;
         services.AddOptions<ServerOptions>().BindConfiguration(ServerOptions.Section).ValidateDataAnnotations().ValidateOnStart();
-        services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section);
         var server = builder.Configuration.GetSection(ServerOptions.Section).Get<ServerOptions>() ?? new ServerOptions();
 
         builder.WebHost.ConfigureKestrel(kestrel =>
@@ -66,7 +65,7 @@ public static class TelemetryServerExtensions
         services.ConfigureHttpJsonOptions(json => Core.TelemetryJson.Configure(json.SerializerOptions));
 
         services.AddSingleton<TrendReader>();
-        services.AddSingleton<AdminToken>();
+        services.AddTelemetryAuthentication();
         services.AddProblemDetails();
         services.AddOpenApi();
         services.AddTelemetryHealthChecks();
@@ -82,6 +81,8 @@ public static class TelemetryServerExtensions
     {
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+        app.UseAuthentication();
+        app.UseAuthorization();
         app.UseWebSockets();
         app.MapIngest(app.Services.GetRequiredService<IOptions<ServerOptions>>().Value.MqttWebSocketPath);
         app.MapDeviceEndpoints();
@@ -92,8 +93,9 @@ public static class TelemetryServerExtensions
         app.MapPrometheusScrapingEndpoint("/metrics");
         app.MapOpenApi();
 
-        // Make the admin token (or its file) exist from the first second, not the first request.
+        // Make the admin token and the development signing key (or their files) exist from the first second.
         app.Services.GetRequiredService<AdminToken>();
+        app.Services.GetRequiredService<DevelopmentTokens>();
         return app;
     }
 

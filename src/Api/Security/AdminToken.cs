@@ -21,9 +21,8 @@ public sealed partial class AdminToken
         var token = auth.Value.AdminToken;
         if (string.IsNullOrWhiteSpace(token))
         {
-            var directory = Path.GetDirectoryName(Path.GetFullPath(storage.Value.Path))!;
-            var path = Path.Combine(directory, FileName);
-            token = LoadOrCreate(path);
+            var path = SecretFile.Beside(storage.Value.Path, FileName);
+            token = SecretFile.LoadOrCreate(path, static () => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32)));
             LogTokenFile(logger, path);
         }
 
@@ -39,29 +38,6 @@ public sealed partial class AdminToken
     /// <summary>True when <paramref name="candidate"/> is the admin token; compared in constant time.</summary>
     public bool Matches(string candidate) =>
         CryptographicOperations.FixedTimeEquals(SHA256.HashData(Encoding.UTF8.GetBytes(candidate)), _hash);
-
-    private static string LoadOrCreate(string path)
-    {
-        if (File.Exists(path))
-        {
-            return File.ReadAllText(path).Trim();
-        }
-
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        var token = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
-        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
-        if (!OperatingSystem.IsWindows())
-        {
-            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-        }
-
-        using (var writer = new StreamWriter(path, new UTF8Encoding(encoderShouldEmitUTF8Identifier: false), options))
-        {
-            writer.Write(token);
-        }
-
-        return token;
-    }
 
     [LoggerMessage(EventId = 4001, Level = LogLevel.Information, Message = "No Telemetry:Auth:AdminToken configured; the admin token is in {Path}")]
     private static partial void LogTokenFile(ILogger logger, string path);

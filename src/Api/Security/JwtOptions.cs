@@ -1,0 +1,38 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Telemetry.Api.Security;
+
+/// <summary>How people's bearer tokens (JWT) are validated. Bound from <c>Telemetry:Auth:Jwt</c>.</summary>
+public sealed class JwtOptions : IValidatableObject
+{
+    public const string Section = "Telemetry:Auth:Jwt";
+
+    /// <summary>
+    /// The OpenID Connect provider that issues tokens (its issuer URL); its signing keys come from its discovery
+    /// document. Empty: only development tokens are accepted.
+    /// </summary>
+    public string? Authority { get; set; }
+
+    /// <summary>The audience tokens must be issued for. Default <c>telemetry</c>.</summary>
+    [Required]
+    public string Audience { get; set; } = "telemetry";
+
+    /// <summary>Whether the provider's discovery document must be fetched over HTTPS. Default true.</summary>
+    public bool RequireHttpsMetadata { get; set; } = true;
+
+    /// <summary>
+    /// Whether tokens signed with this server's development key (<c>dotnet run --project src/Api -- token …</c>) are
+    /// accepted. Default: only when no <see cref="Authority"/> is configured.
+    /// </summary>
+    public bool? AcceptDevelopmentTokens { get; set; }
+
+    public bool DevelopmentTokensAccepted => AcceptDevelopmentTokens ?? string.IsNullOrWhiteSpace(Authority);
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (!string.IsNullOrWhiteSpace(Authority) && !Uri.TryCreate(Authority, UriKind.Absolute, out _))
+        {
+            yield return new ValidationResult("Authority must be an absolute URL (the provider's issuer).", [nameof(Authority)]);
+        }
+    }
+}

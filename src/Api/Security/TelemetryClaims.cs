@@ -1,0 +1,35 @@
+namespace Telemetry.Api.Security;
+
+/// <summary>The claims people's tokens carry (see the README's access section).</summary>
+public static class TelemetryClaims
+{
+    /// <summary>Who the person is; recorded as who acknowledged an alert and in the audit log.</summary>
+    public const string Subject = "sub";
+
+    /// <summary>One of <see cref="TelemetryRoles"/>; may repeat.</summary>
+    public const string Role = "role";
+
+    /// <summary>For a patient, the patient they are (SMART's launch context names it the same way).</summary>
+    public const string Patient = "patient";
+
+    /// <summary>For a clinician, a care team they belong to; may repeat.</summary>
+    public const string CareTeam = "care_team";
+
+    /// <summary>SMART on FHIR scopes, space-separated (<c>user/Observation.rs</c>).</summary>
+    public const string Scope = "scope";
+}
+
+/// <summary>The roles people act in.</summary>
+public static class TelemetryRoles
+{
+    /// <summary>Runs the service: devices, rules, every patient, the audit log.</summary>
+    public const string Admin = "admin";
+
+    /// <summary>Reads and acts for the patients of their care teams.</summary>
+    public const string Clinician = "clinician";
+
+    /// <summary>Reads their own record only.</summary>
+    public const string Patient = "patient";
+
+    public static readonly IReadOnlyList<string> All = [Admin, Clinician, Patient];
+}

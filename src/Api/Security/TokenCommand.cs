@@ -1,0 +1,86 @@
+using Microsoft.Extensions.Options;
+
+namespace Telemetry.Api.Security;
+
+/// <summary>
+/// <c>dotnet run --project src/Api -- token --role clinician --sub dr-lee --care-team ward-3</c>: prints a development
+/// token signed with this server's key (made beside the database if it is not there yet), for trying roles locally.
+/// </summary>
+public static class TokenCommand
+{
+    public const string Name = "token";
+
+    private const string Usage = """
+        usage: token --role admin|clinician|patient [--sub <who>] [--patient <id>]... [--care-team <id>]... [--scope "<scopes>"] [--hours <n>]
+          --patient    for a patient: the patient they are
+          --care-team  for a clinician: a care team they belong to (repeatable)
+          --scope      SMART on FHIR scopes, space-separated (default: user/Observation.rs, or patient/Observation.rs for a patient)
+          --hours      lifetime (default 8)
+        The server must read the same configuration (Telemetry:Storage:DuckDb:Path) to find the key.
+        """;
+
+    public static int Run(WebApplication app, IReadOnlyList<string> args, TextWriter output, TextWriter error)
+    {
+        string? role = null, subject = null, scope = null;
+        var patients = new List<string>();
+        var teams = new List<string>();
+        var hours = 8.0;
+        for (var i = 0; i < args.Count; i++)
+        {
+            var value = i + 1 < args.Count ? args[i + 1] : null;
+            var known = args[i] switch
+            {
+                "--role" => Set(ref role, value),
+                "--sub" => Set(ref subject, value),
+                "--scope" => Set(ref scope, value),
+                "--patient" => Add(patients, value),
+                "--care-team" => Add(teams, value),
+                "--hours" => double.TryParse(value, System.Globalization.CultureInfo.InvariantCulture, out hours) && hours > 0,
+                _ => false,
+            };
+            if (!known)
+            {
+                error.WriteLine($"token: '{args[i]}' is not understood.");
+                error.WriteLine(Usage);
+                return 2;
+            }
+
+            i++;
+        }
+
+        if (role is null || !TelemetryRoles.All.Contains(role) || (role == TelemetryRoles.Patient && patients.Count != 1))
+        {
+            error.WriteLine("token: --role must be admin, clinician or patient, and a patient needs exactly one --patient.");
+            error.WriteLine(Usage);
+            return 2;
+        }
+
+        if (!app.Services.GetRequiredService<IOptions<JwtOptions>>().Value.DevelopmentTokensAccepted)
+        {
+            error.WriteLine("token: note that this server is configured not to accept development tokens (Telemetry:Auth:Jwt).");
+        }
+
+        scope ??= role == TelemetryRoles.Patient ? "patient/Observation.rs" : "user/Observation.rs";
+        var token = app.Services.GetRequiredService<DevelopmentTokens>()
+            .Mint(subject ?? role, role, patients, teams, scope, TimeSpan.FromHours(hours), TimeProvider.System);
+        output.WriteLine(token);
+        return 0;
+    }
+
+    private static bool Set(ref string? target, string? value)
+    {
+        target = value;
+        return !string.IsNullOrWhiteSpace(value);
+    }
+
+    private static bool Add(List<string> target, string? value)
+    {
+        if (string.IsNullOrWhiteSpace(value))
+        {
+            return false;
+        }
+
+        target.Add(value);
+        return true;
+    }
+}
