@@ -23,6 +23,7 @@ public static class StorageServiceCollectionExtensions
         services.AddSingleton<IRollupStore>(sp => sp.GetRequiredService<DuckDbRollupStore>());
         services.AddHostedService(sp => sp.GetRequiredService<DuckDbRollupStore>());
         services.AddSingleton<IAlertStore, DuckDbAlertStore>();
+        services.AddSingleton<ICareTeamStore, DuckDbCareTeamStore>();
         services.AddOptions<RetentionOptions>().BindConfiguration(RetentionOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<RetentionService>();
         services.AddHostedService(sp => sp.GetRequiredService<RetentionService>());

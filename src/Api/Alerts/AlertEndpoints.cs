@@ -19,27 +19,30 @@ public static class AlertEndpoints
 
     public static IEndpointRouteBuilder MapAlertEndpoints(this IEndpointRouteBuilder routes)
     {
-        var patient = routes.MapGroup("/api/patients/{patientId}").RequireAuthorization(TelemetryAuthentication.AdminPolicy).WithTags("Alerts");
-        patient.MapGet("/alert-rules", GetRulesAsync);
-        patient.MapPut("/alert-rules", PutRulesAsync);
-        patient.MapPost("/alert-rules/replay", ReplayAsync);
-        patient.MapGet("/alerts", GetPatientAlertsAsync);
+        var read = new PatientAccessFilter(PatientRight.Read);
+        var act = new PatientAccessFilter(PatientRight.Act);
+        var patient = routes.MapGroup("/api/patients/{patientId}").RequireAuthorization(TelemetryAuthentication.PersonPolicy).WithTags("Alerts");
+        patient.MapGet("/alert-rules", GetRulesAsync).AddEndpointFilter(read);
+        patient.MapPut("/alert-rules", PutRulesAsync).AddEndpointFilter(act);
+        patient.MapPost("/alert-rules/replay", ReplayAsync).AddEndpointFilter(act);
+        patient.MapGet("/alerts", GetPatientAlertsAsync).AddEndpointFilter(read);
         patient.MapGet("/alerts/stream", (string patientId, HttpContext context, IAlertStore store, AlertBroadcaster broadcaster) =>
             Identifier.IsValid(patientId)
-                ? AlertEventStream.RunAsync(context, patientId, store, broadcaster)
-                : InvalidPatient().ExecuteAsync(context));
+                ? AlertEventStream.RunAsync(context, patientId, null, store, broadcaster)
+                : InvalidPatient().ExecuteAsync(context)).AddEndpointFilter(read);
 
-        var alerts = routes.MapGroup("/api/alerts").RequireAuthorization(TelemetryAuthentication.AdminPolicy).WithTags("Alerts");
+        // Across patients: an admin sees every patient's alerts, anyone else those of the patients they may read.
+        var alerts = routes.MapGroup("/api/alerts").RequireAuthorization(TelemetryAuthentication.PersonPolicy).WithTags("Alerts");
         alerts.MapGet("/", GetOpenAlertsAsync);
-        alerts.MapGet("/stream", (HttpContext context, IAlertStore store, AlertBroadcaster broadcaster) =>
-            AlertEventStream.RunAsync(context, null, store, broadcaster));
-        alerts.MapGet("/{alertId}", GetAlertAsync);
-        alerts.MapPost("/{alertId}/ack", AcknowledgeAsync);
-        alerts.MapPost("/{alertId}/snooze", SnoozeAsync);
+        alerts.MapGet("/stream", async (HttpContext context, PatientAccess access, IAlertStore store, AlertBroadcaster broadcaster) =>
+            await AlertEventStream.RunAsync(context, null, await access.ReadablePatientsAsync(context.User, context.RequestAborted), store, broadcaster));
+        alerts.MapGet("/{alertId}", GetAlertAsync).AddEndpointFilter(read);
+        alerts.MapPost("/{alertId}/ack", AcknowledgeAsync).AddEndpointFilter(act);
+        alerts.MapPost("/{alertId}/snooze", SnoozeAsync).AddEndpointFilter(act);
 
         routes.MapGet("/api/alert-templates", () => TypedResults.Ok(AlertRuleTemplates.Names.Order().Select(name =>
             new AlertTemplate(name, AlertRuleTemplates.TryGet(name, out var rules) ? rules.Rules : []))))
-            .RequireAuthorization(TelemetryAuthentication.AdminPolicy).WithTags("Alerts");
+            .RequireAuthorization(TelemetryAuthentication.PersonPolicy).WithTags("Alerts");
         return routes;
     }
 
@@ -121,11 +124,13 @@ public static class AlertEndpoints
         return await ListAsync(patientId, from, to, status ?? "all", limit, store, cancellationToken);
     }
 
-    private static Task<IResult> GetOpenAlertsAsync(DateTimeOffset? from, DateTimeOffset? to, string? status, int? limit, IAlertStore store, CancellationToken cancellationToken) =>
-        ListAsync(null, from, to, status ?? "open", limit, store, cancellationToken);
+    private static async Task<IResult> GetOpenAlertsAsync(
+        DateTimeOffset? from, DateTimeOffset? to, string? status, int? limit, HttpContext context, PatientAccess access, IAlertStore store, CancellationToken cancellationToken) =>
+        await ListAsync(null, from, to, status ?? "open", limit, store, cancellationToken, await access.ReadablePatientsAsync(context.User, cancellationToken));
 
     private static async Task<IResult> ListAsync(
-        string? patientId, DateTimeOffset? from, DateTimeOffset? to, string status, int? limit, IAlertStore store, CancellationToken cancellationToken)
+        string? patientId, DateTimeOffset? from, DateTimeOffset? to, string status, int? limit, IAlertStore store, CancellationToken cancellationToken,
+        IReadOnlySet<string>? visible = null)
     {
         if (status is not ("open" or "all"))
         {
@@ -142,7 +147,22 @@ public static class AlertEndpoints
             return Invalid("from", "must be before 'to'");
         }
 
-        var alerts = await store.QueryAsync(new AlertQuery(patientId, from, to, status == "open", limit ?? 100), cancellationToken);
+        IReadOnlyList<Alert> alerts;
+        if (visible is null)
+        {
+            alerts = await store.QueryAsync(new AlertQuery(patientId, from, to, status == "open", limit ?? 100), cancellationToken);
+        }
+        else
+        {
+            // Someone who may read only some patients gets theirs, each read on its own (a care team is tens of patients).
+            var found = new List<Alert>();
+            foreach (var visiblePatient in visible.Order(StringComparer.Ordinal))
+            {
+                found.AddRange(await store.QueryAsync(new AlertQuery(visiblePatient, from, to, status == "open", limit ?? 100), cancellationToken));
+            }
+
+            alerts = [.. found.OrderByDescending(a => a.RaisedAt).Take(limit ?? 100)];
+        }
 
         // Most urgent first, then newest: the order a clinician works through them.
         return TypedResults.Ok(status == "open" ? [.. alerts.OrderByDescending(a => a.Priority).ThenByDescending(a => a.RaisedAt)] : alerts);

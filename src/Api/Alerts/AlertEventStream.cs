@@ -16,7 +16,7 @@ public static class AlertEventStream
     private const int CatchUpPage = 500;
     private static readonly TimeSpan KeepAliveInterval = TimeSpan.FromSeconds(15);
 
-    public static async Task RunAsync(HttpContext context, string? patientId, IAlertStore store, AlertBroadcaster broadcaster)
+    public static async Task RunAsync(HttpContext context, string? patientId, IReadOnlySet<string>? visible, IAlertStore store, AlertBroadcaster broadcaster)
     {
         var cancellationToken = context.RequestAborted;
         var after = StartPosition(context.Request);
@@ -38,7 +38,7 @@ public static class AlertEventStream
         var position = after.Value == -1 ? await store.LastPositionAsync(cancellationToken) : after.Value;
         try
         {
-            position = await CatchUpAsync(response, store, patientId, position, cancellationToken);
+            position = await CatchUpAsync(response, store, patientId, visible, position, cancellationToken);
             while (!cancellationToken.IsCancellationRequested)
             {
                 using var keepAlive = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -64,14 +64,18 @@ public static class AlertEventStream
                 {
                     if (item.Position > position)
                     {
-                        await WriteAsync(response, item, cancellationToken);
+                        if (visible is null || visible.Contains(item.PatientId))
+                        {
+                            await WriteAsync(response, item, cancellationToken);
+                        }
+
                         position = item.Position;
                     }
                 }
 
                 if (subscription.TakeOverflow())
                 {
-                    position = await CatchUpAsync(response, store, patientId, position, cancellationToken);
+                    position = await CatchUpAsync(response, store, patientId, visible, position, cancellationToken);
                 }
 
                 await response.Body.FlushAsync(cancellationToken);
@@ -95,14 +99,19 @@ public static class AlertEventStream
         return long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var position) ? position : null;
     }
 
-    private static async Task<long> CatchUpAsync(HttpResponse response, IAlertStore store, string? patientId, long position, CancellationToken cancellationToken)
+    private static async Task<long> CatchUpAsync(
+        HttpResponse response, IAlertStore store, string? patientId, IReadOnlySet<string>? visible, long position, CancellationToken cancellationToken)
     {
         while (true)
         {
             var events = await store.ReadEventsAsync(position, patientId, CatchUpPage, cancellationToken);
             foreach (var item in events)
             {
-                await WriteAsync(response, item, cancellationToken);
+                if (visible is null || visible.Contains(item.PatientId))
+                {
+                    await WriteAsync(response, item, cancellationToken);
+                }
+
                 position = item.Position;
             }
 

@@ -58,6 +58,11 @@ public static class FhirEndpoints
             return FhirResult.Invalid(error!);
         }
 
+        if (await FhirGuardFilter.ForbiddenAsync(request.HttpContext, patientId) is { } forbidden)
+        {
+            return forbidden;
+        }
+
         var sort = query["_sort"].ToString();
         if (sort is not ("" or "date" or "-date"))
         {
@@ -145,6 +150,11 @@ public static class FhirEndpoints
             return FhirResult.Invalid(error!);
         }
 
+        if (await FhirGuardFilter.ForbiddenAsync(request.HttpContext, patientId) is { } forbidden)
+        {
+            return forbidden;
+        }
+
         // Without a date, the latest readings the store still holds, however old.
         var fromMs = 0L;
         var toMs = timeProvider.GetUtcNow().AddDays(1).ToUnixTimeMilliseconds();
@@ -190,7 +200,7 @@ public static class FhirEndpoints
             null,
             [.. query["statistic"].SelectMany(v => (v ?? string.Empty).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))],
             query["include"].ToString());
-        return StatsAsync(statsRequest, reader, timeProvider, cancellationToken);
+        return StatsAsync(request.HttpContext, statsRequest, reader, timeProvider, cancellationToken);
     }
 
     private static async Task<FhirResult> StatsFromBodyAsync(HttpRequest request, TrendReader reader, TimeProvider timeProvider, CancellationToken cancellationToken)
@@ -225,14 +235,19 @@ public static class FhirEndpoints
             Values("period").OfType<Period>().FirstOrDefault(),
             [.. Values("statistic").Select(Text).OfType<string>()],
             Values("include").Select(Text).FirstOrDefault());
-        return await StatsAsync(statsRequest, reader, timeProvider, cancellationToken);
+        return await StatsAsync(request.HttpContext, statsRequest, reader, timeProvider, cancellationToken);
     }
 
-    private static async Task<FhirResult> StatsAsync(StatsRequest statsRequest, TrendReader reader, TimeProvider timeProvider, CancellationToken cancellationToken)
+    private static async Task<FhirResult> StatsAsync(HttpContext http, StatsRequest statsRequest, TrendReader reader, TimeProvider timeProvider, CancellationToken cancellationToken)
     {
         if (statsRequest.Subjects.Count != 1 || !FhirParameters.TryReadReference(statsRequest.Subjects[0], out var patientId))
         {
             return FhirResult.Invalid("$stats needs exactly one 'subject' (Patient/{id}).");
+        }
+
+        if (await FhirGuardFilter.ForbiddenAsync(http, patientId) is { } forbidden)
+        {
+            return forbidden;
         }
 
         var series = new List<FhirSeries>();

@@ -4,9 +4,10 @@ using Telemetry.Api.Security;
 namespace Telemetry.Api.Fhir;
 
 /// <summary>
-/// Every FHIR request passes here: JSON is the only format served (406 otherwise), an admin's bearer token (the admin
-/// token or a JWT in the admin role) is required except for the CapabilityStatement, and anything that goes wrong
-/// becomes an OperationOutcome rather than problem+json.
+/// Every FHIR request passes here: JSON is the only format served (406 otherwise), a valid bearer token is required
+/// except for the CapabilityStatement (an admin's, or a person's with a SMART scope that reads Observations; which
+/// patient they may read is checked by <see cref="ForbiddenAsync"/>), and anything that goes wrong becomes an
+/// OperationOutcome rather than problem+json.
 /// </summary>
 public sealed partial class FhirGuardFilter(ILogger<FhirGuardFilter> logger) : IEndpointFilter
 {
@@ -27,9 +28,10 @@ public sealed partial class FhirGuardFilter(ILogger<FhirGuardFilter> logger) : I
                 return FhirResult.Error(StatusCodes.Status401Unauthorized, OperationOutcome.IssueType.Login, "Send a valid bearer token: 'Authorization: Bearer <token>'.");
             }
 
-            if (!http.User.IsInRole(TelemetryRoles.Admin))
+            if (!http.User.IsInRole(TelemetryRoles.Admin) && SmartScopes.ForObservations(http.User) == SmartScopes.ObservationRead.None)
             {
-                return FhirResult.Error(StatusCodes.Status403Forbidden, OperationOutcome.IssueType.Forbidden, "This token's role may not read Observations here.");
+                return FhirResult.Error(StatusCodes.Status403Forbidden, OperationOutcome.IssueType.Forbidden,
+                    "This token has no SMART scope that reads Observations (user/Observation.rs or patient/Observation.rs).");
             }
         }
 
@@ -43,6 +45,22 @@ public sealed partial class FhirGuardFilter(ILogger<FhirGuardFilter> logger) : I
             return FhirResult.Error(StatusCodes.Status500InternalServerError, OperationOutcome.IssueType.Exception,
                 "The request failed on the server; it has been logged. Try again shortly.");
         }
+    }
+
+    /// <summary>
+    /// A 403 OperationOutcome when the caller may not read <paramref name="patientId"/>'s Observations: by role (an
+    /// admin any patient, a clinician their care teams', a patient their own) and, with only <c>patient/</c> scopes,
+    /// only the patient the token names.
+    /// </summary>
+    public static async ValueTask<FhirResult?> ForbiddenAsync(HttpContext http, string patientId)
+    {
+        var user = http.User;
+        var allowed = user.IsInRole(TelemetryRoles.Admin)
+            || (await http.RequestServices.GetRequiredService<PatientAccess>().AllowsAsync(user, patientId, PatientRight.Read, http.RequestAborted)
+                && (SmartScopes.ForObservations(user) == SmartScopes.ObservationRead.AsRoleAllows
+                    || user.FindAll(TelemetryClaims.Patient).Any(claim => claim.Value == patientId)));
+        return allowed ? null : FhirResult.Error(StatusCodes.Status403Forbidden, OperationOutcome.IssueType.Forbidden,
+            "This token may not read this patient's Observations.");
     }
 
     /// <summary>Strict handling (<c>Prefer: handling=strict</c>) refuses parameters the server does not know instead of ignoring them.</summary>

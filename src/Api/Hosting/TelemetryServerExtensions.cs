@@ -89,6 +89,7 @@ public static class TelemetryServerExtensions
         app.MapPatientEndpoints();
         app.MapAlertEndpoints();
         app.MapFhirEndpoints();
+        app.MapCareTeamEndpoints();
         app.MapTelemetryHealthChecks();
         app.MapPrometheusScrapingEndpoint("/metrics");
         app.MapOpenApi();

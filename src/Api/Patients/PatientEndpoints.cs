@@ -27,7 +27,10 @@ public static class PatientEndpoints
 
     public static IEndpointRouteBuilder MapPatientEndpoints(this IEndpointRouteBuilder routes)
     {
-        var patients = routes.MapGroup("/api/patients/{patientId}").RequireAuthorization(TelemetryAuthentication.AdminPolicy).WithTags("Patients");
+        var patients = routes.MapGroup("/api/patients/{patientId}")
+            .RequireAuthorization(TelemetryAuthentication.PersonPolicy)
+            .AddEndpointFilter(new PatientAccessFilter(PatientRight.Read))
+            .WithTags("Patients");
         patients.MapGet("/trends", GetTrendsAsync)
             .WithSummary("Trends of one or more vitals")
             .WithDescription("kind: one or more catalogue names or LOINC codes (comma-separated or repeated; blood_pressure gives systolic and diastolic). "

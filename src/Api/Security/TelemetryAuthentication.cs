@@ -16,12 +16,20 @@ public static class TelemetryAuthentication
     /// <summary>The policy every admin-only endpoint requires.</summary>
     public const string AdminPolicy = "admin";
 
+    /// <summary>
+    /// The policy of endpoints people in any role may call; which patient's record they may reach is then decided by
+    /// <see cref="PatientAccess"/>.
+    /// </summary>
+    public const string PersonPolicy = "person";
+
     public static IServiceCollection AddTelemetryAuthentication(this IServiceCollection services)
     {
         services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section);
         services.AddOptions<JwtOptions>().BindConfiguration(JwtOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<AdminToken>();
         services.AddSingleton<DevelopmentTokens>();
+        services.AddSingleton<CareTeams>();
+        services.AddSingleton<PatientAccess>();
         services.AddAuthentication(Scheme)
             .AddPolicyScheme(Scheme, Scheme, scheme =>
             {
@@ -37,7 +45,8 @@ public static class TelemetryAuthentication
         services.AddOptions<JwtBearerOptions>(JwtBearerDefaults.AuthenticationScheme)
             .Configure<IOptions<JwtOptions>, DevelopmentTokens>((bearer, jwt, development) => Configure(bearer, jwt.Value, development));
         services.AddAuthorizationBuilder()
-            .AddPolicy(AdminPolicy, policy => policy.RequireRole(TelemetryRoles.Admin));
+            .AddPolicy(AdminPolicy, policy => policy.RequireRole(TelemetryRoles.Admin))
+            .AddPolicy(PersonPolicy, policy => policy.RequireRole(TelemetryRoles.All));
         return services;
     }
 

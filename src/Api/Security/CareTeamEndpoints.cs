@@ -1,0 +1,47 @@
+using Telemetry.Core;
+
+namespace Telemetry.Api.Security;
+
+/// <summary>Care teams: which patients a team looks after. Clinicians belong to teams by their token's <c>care_team</c> claims.</summary>
+public static class CareTeamEndpoints
+{
+    public const int MaxPatients = 10_000;
+
+    public static IEndpointRouteBuilder MapCareTeamEndpoints(this IEndpointRouteBuilder routes)
+    {
+        var teams = routes.MapGroup("/api/care-teams").RequireAuthorization(TelemetryAuthentication.AdminPolicy).WithTags("Access");
+        teams.MapGet("/{teamId}", async (string teamId, CareTeams careTeams, CancellationToken cancellationToken) =>
+            Identifier.IsValid(teamId)
+                ? Results.Ok(new CareTeam(teamId, [.. (await careTeams.GetAsync(teamId, cancellationToken)).Order(StringComparer.Ordinal)]))
+                : Invalid("teamId", "1 to 128 characters of letters, digits and - _ : ."))
+            .WithSummary("The patients a care team looks after");
+        teams.MapPut("/{teamId}", PutAsync).WithSummary("Sets the whole of a care team's patients (an empty list removes the team)");
+        return routes;
+    }
+
+    private static async Task<IResult> PutAsync(string teamId, CareTeamRequest request, CareTeams careTeams, CancellationToken cancellationToken)
+    {
+        if (!Identifier.IsValid(teamId))
+        {
+            return Invalid("teamId", "1 to 128 characters of letters, digits and - _ : .");
+        }
+
+        if (request.Patients is not { Count: <= MaxPatients } patients || patients.Any(patient => !Identifier.IsValid(patient)))
+        {
+            return Invalid("patients", $"a list of at most {MaxPatients} patient ids (1 to 128 characters of letters, digits and - _ : .)");
+        }
+
+        var distinct = patients.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+        await careTeams.SetAsync(teamId, distinct, cancellationToken);
+        return Results.Ok(new CareTeam(teamId, distinct));
+    }
+
+    private static IResult Invalid(string field, string expected) =>
+        TypedResults.ValidationProblem(new Dictionary<string, string[]> { [field] = [expected] });
+}
+
+/// <summary>A care team and the patients it looks after.</summary>
+public sealed record CareTeam(string TeamId, IReadOnlyList<string> Patients);
+
+/// <summary>The body of <c>PUT /api/care-teams/{teamId}</c>.</summary>
+public sealed record CareTeamRequest(IReadOnlyList<string>? Patients);

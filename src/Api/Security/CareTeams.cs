@@ -1,0 +1,73 @@
+using Telemetry.Core.Storage;
+
+namespace Telemetry.Api.Security;
+
+/// <summary>
+/// Which care teams look after which patient, held in memory for every request's access check and written through
+/// to the store. Loaded once at first use; changed only through the admin API on this server.
+/// </summary>
+public sealed class CareTeams(ICareTeamStore store)
+{
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private volatile Dictionary<string, IReadOnlySet<string>>? _teams;
+
+    /// <summary>True when any of <paramref name="teams"/> looks after <paramref name="patientId"/>.</summary>
+    public async ValueTask<bool> AnyLooksAfterAsync(IEnumerable<string> teams, string patientId, CancellationToken cancellationToken = default)
+    {
+        var all = await LoadAsync(cancellationToken);
+        return teams.Any(team => all.TryGetValue(team, out var patients) && patients.Contains(patientId));
+    }
+
+    /// <summary>The patients <paramref name="teams"/> look after between them.</summary>
+    public async ValueTask<IReadOnlySet<string>> PatientsOfAsync(IEnumerable<string> teams, CancellationToken cancellationToken = default)
+    {
+        var all = await LoadAsync(cancellationToken);
+        return teams.SelectMany(team => all.TryGetValue(team, out var patients) ? patients : Enumerable.Empty<string>()).ToHashSet(StringComparer.Ordinal);
+    }
+
+    public async ValueTask<IReadOnlySet<string>> GetAsync(string teamId, CancellationToken cancellationToken = default) =>
+        (await LoadAsync(cancellationToken)).TryGetValue(teamId, out var patients) ? patients : new HashSet<string>();
+
+    public async Task SetAsync(string teamId, IReadOnlyCollection<string> patientIds, CancellationToken cancellationToken = default)
+    {
+        await LoadAsync(cancellationToken);
+        await _gate.WaitAsync(cancellationToken);
+        try
+        {
+            await store.SetAsync(teamId, patientIds, cancellationToken);
+            var next = new Dictionary<string, IReadOnlySet<string>>(_teams!, StringComparer.Ordinal);
+            if (patientIds.Count == 0)
+            {
+                next.Remove(teamId);
+            }
+            else
+            {
+                next[teamId] = patientIds.ToHashSet(StringComparer.Ordinal);
+            }
+
+            _teams = next;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    private async ValueTask<Dictionary<string, IReadOnlySet<string>>> LoadAsync(CancellationToken cancellationToken)
+    {
+        if (_teams is { } loaded)
+        {
+            return loaded;
+        }
+
+        await _gate.WaitAsync(cancellationToken);
+        try
+        {
+            return _teams ??= new Dictionary<string, IReadOnlySet<string>>(await store.ReadAllAsync(cancellationToken), StringComparer.Ordinal);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+}

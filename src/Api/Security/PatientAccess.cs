@@ -1,0 +1,92 @@
+using System.Security.Claims;
+using Telemetry.Core.Alerts;
+
+namespace Telemetry.Api.Security;
+
+/// <summary>What a person may do with one patient's record.</summary>
+public enum PatientRight
+{
+    /// <summary>Read trends, live values, alerts and exports: admins, the patient's care teams, the patient.</summary>
+    Read,
+
+    /// <summary>Acknowledge and snooze alerts, set alert rules: admins and the patient's care teams.</summary>
+    Act,
+}
+
+/// <summary>
+/// Object-level access to a patient's record (OWASP API1): an admin may reach every patient, a clinician the patients
+/// of their care teams, a patient only themself.
+/// </summary>
+public sealed class PatientAccess(CareTeams careTeams)
+{
+    public async ValueTask<bool> AllowsAsync(ClaimsPrincipal user, string patientId, PatientRight right, CancellationToken cancellationToken = default)
+    {
+        if (user.IsInRole(TelemetryRoles.Admin))
+        {
+            return true;
+        }
+
+        if (user.IsInRole(TelemetryRoles.Clinician)
+            && await careTeams.AnyLooksAfterAsync(user.FindAll(TelemetryClaims.CareTeam).Select(claim => claim.Value), patientId, cancellationToken))
+        {
+            return true;
+        }
+
+        return right == PatientRight.Read
+            && user.IsInRole(TelemetryRoles.Patient)
+            && user.FindAll(TelemetryClaims.Patient).Any(claim => claim.Value == patientId);
+    }
+
+    /// <summary>
+    /// The patients whose records <paramref name="user"/> may read, or null for every patient (an admin). Lists and
+    /// streams across patients are filtered by it.
+    /// </summary>
+    public async ValueTask<IReadOnlySet<string>?> ReadablePatientsAsync(ClaimsPrincipal user, CancellationToken cancellationToken = default)
+    {
+        if (user.IsInRole(TelemetryRoles.Admin))
+        {
+            return null;
+        }
+
+        var patients = new HashSet<string>(StringComparer.Ordinal);
+        if (user.IsInRole(TelemetryRoles.Clinician))
+        {
+            patients.UnionWith(await careTeams.PatientsOfAsync(user.FindAll(TelemetryClaims.CareTeam).Select(claim => claim.Value), cancellationToken));
+        }
+
+        if (user.IsInRole(TelemetryRoles.Patient))
+        {
+            patients.UnionWith(user.FindAll(TelemetryClaims.Patient).Select(claim => claim.Value));
+        }
+
+        return patients;
+    }
+}
+
+/// <summary>
+/// Lets a request through only when the caller may <see cref="PatientRight"/> the patient it names, by the route's
+/// <c>patientId</c> or the patient an <c>alertId</c> belongs to; otherwise 403 problem+json. A malformed id passes on
+/// to the endpoint, which answers 400.
+/// </summary>
+public sealed class PatientAccessFilter(PatientRight right) : IEndpointFilter
+{
+    public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        var http = context.HttpContext;
+        var route = http.Request.RouteValues;
+        var patientId = route.TryGetValue("patientId", out var id) ? id as string
+            : route.TryGetValue("alertId", out var alert) && AlertIds.TryParse(alert as string, out var owner, out _) ? owner
+            : null;
+        if (patientId is null || await http.RequestServices.GetRequiredService<PatientAccess>().AllowsAsync(http.User, patientId, right, http.RequestAborted))
+        {
+            return await next(context);
+        }
+
+        return TypedResults.Problem(
+            statusCode: StatusCodes.Status403Forbidden,
+            title: "Forbidden",
+            detail: right == PatientRight.Read
+                ? "This token may not read this patient's record."
+                : "This token may not act on this patient's record.");
+    }
+}

@@ -1,0 +1,48 @@
+using System.Security.Claims;
+
+namespace Telemetry.Api.Security;
+
+/// <summary>
+/// SMART on FHIR scopes that let a token read Observations: v2 (<c>user/Observation.rs</c>) and v1
+/// (<c>user/Observation.read</c>), for the contexts <c>patient</c>, <c>user</c> and <c>system</c>, or any resource (<c>*</c>).
+/// </summary>
+public static class SmartScopes
+{
+    /// <summary>How a token may read Observations: not at all, only its own patient's, or as far as its role allows.</summary>
+    public enum ObservationRead
+    {
+        None,
+        OwnPatient,
+        AsRoleAllows,
+    }
+
+    public static ObservationRead ForObservations(ClaimsPrincipal user)
+    {
+        var contexts = user.FindAll(TelemetryClaims.Scope)
+            .SelectMany(claim => claim.Value.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            .Select(ReadContext)
+            .OfType<string>()
+            .ToHashSet(StringComparer.Ordinal);
+        return contexts.Contains("user") || contexts.Contains("system") ? ObservationRead.AsRoleAllows
+            : contexts.Contains("patient") ? ObservationRead.OwnPatient
+            : ObservationRead.None;
+    }
+
+    /// <summary>The context (<c>patient</c>, <c>user</c>, <c>system</c>) of a scope that grants reading Observations, or null.</summary>
+    private static string? ReadContext(string scope)
+    {
+        var slash = scope.IndexOf('/', StringComparison.Ordinal);
+        var dot = scope.LastIndexOf('.');
+        if (slash <= 0 || dot <= slash)
+        {
+            return null;
+        }
+
+        var context = scope[..slash];
+        var resource = scope[(slash + 1)..dot];
+        var permission = scope[(dot + 1)..];
+        var reads = permission is "read" or "*"
+            || (permission.Length > 0 && permission.All(c => "cruds".Contains(c)) && (permission.Contains('r') || permission.Contains('s')));
+        return context is "patient" or "user" or "system" && resource is "Observation" or "*" && reads ? context : null;
+    }
+}
