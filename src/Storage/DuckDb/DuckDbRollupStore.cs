@@ -161,6 +161,8 @@ public sealed partial class DuckDbRollupStore(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        // The first compaction is queued before StartAsync returns, so it runs before anything written after start.
+        _queue.Writer.TryWrite(new CompactWork());
         await Task.Yield();
         var compactions = ScheduleCompactionsAsync(stoppingToken);
         using var connection = database.OpenConnection();
@@ -226,7 +228,7 @@ public sealed partial class DuckDbRollupStore(
         using var timer = new PeriodicTimer(options.Value.CompactionInterval, timeProvider);
         try
         {
-            do
+            while (await timer.WaitForNextTickAsync(stoppingToken))
             {
                 var work = new CompactWork();
                 if (!_queue.Writer.TryWrite(work) && !await TryQueueAsync(work, stoppingToken))
@@ -236,7 +238,6 @@ public sealed partial class DuckDbRollupStore(
 
                 await work.Completion.Task.ContinueWith(static _ => { }, TaskScheduler.Default);
             }
-            while (await timer.WaitForNextTickAsync(stoppingToken));
         }
         catch (OperationCanceledException)
         {
