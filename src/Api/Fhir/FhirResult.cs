@@ -5,7 +5,7 @@ using Hl7.Fhir.Serialization;
 namespace Telemetry.Api.Fhir;
 
 /// <summary>A FHIR resource as the response, in FHIR's JSON (<c>application/fhir+json</c>).</summary>
-public sealed class FhirResult(Resource resource, int statusCode = StatusCodes.Status200OK) : IResult
+public sealed class FhirResult(Resource resource, int statusCode = StatusCodes.Status200OK) : IResult, IStatusCodeHttpResult
 {
     public const string ContentType = "application/fhir+json";
 
@@ -18,6 +18,8 @@ public sealed class FhirResult(Resource resource, int statusCode = StatusCodes.S
     public Resource Resource { get; } = resource;
 
     public int StatusCode { get; } = statusCode;
+
+    int? IStatusCodeHttpResult.StatusCode => StatusCode;
 
     public async System.Threading.Tasks.Task ExecuteAsync(HttpContext httpContext)
     {

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Options;
 using MQTTnet.AspNetCore;
 using OpenTelemetry.Metrics;
 using Telemetry.Api.Alerts;
+using Telemetry.Api.Audit;
 using Telemetry.Api.Devices;
 using Telemetry.Api.Fhir;
 using Telemetry.Api.Health;
@@ -66,6 +67,8 @@ public static class TelemetryServerExtensions
 
         services.AddSingleton<TrendReader>();
         services.AddTelemetryAuthentication();
+        services.AddSingleton<AuditLog>();
+        services.AddHostedService(sp => sp.GetRequiredService<AuditLog>());
         services.AddProblemDetails();
         services.AddOpenApi();
         services.AddTelemetryHealthChecks();
@@ -90,6 +93,7 @@ public static class TelemetryServerExtensions
         app.MapAlertEndpoints();
         app.MapFhirEndpoints();
         app.MapCareTeamEndpoints();
+        app.MapAuditEndpoints();
         app.MapTelemetryHealthChecks();
         app.MapPrometheusScrapingEndpoint("/metrics");
         app.MapOpenApi();

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using Microsoft.AspNetCore.Http.HttpResults;
+using Telemetry.Api.Audit;
 using Telemetry.Api.Security;
 using Telemetry.Api.Trends;
 using Telemetry.Core;
@@ -29,6 +30,7 @@ public static class PatientEndpoints
     {
         var patients = routes.MapGroup("/api/patients/{patientId}")
             .RequireAuthorization(TelemetryAuthentication.PersonPolicy)
+            .AddEndpointFilter<AuditFilter>()
             .AddEndpointFilter(new PatientAccessFilter(PatientRight.Read))
             .WithTags("Patients");
         patients.MapGet("/trends", GetTrendsAsync)

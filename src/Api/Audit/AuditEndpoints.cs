@@ -1,0 +1,37 @@
+using Telemetry.Api.Security;
+using Telemetry.Core;
+
+namespace Telemetry.Api.Audit;
+
+/// <summary>The audit log, for admins: who read which patient's record, and whether the chain is intact.</summary>
+public static class AuditEndpoints
+{
+    public const int MaxListed = 1_000;
+
+    public static IEndpointRouteBuilder MapAuditEndpoints(this IEndpointRouteBuilder routes)
+    {
+        var audit = routes.MapGroup("/api/audit").RequireAuthorization(TelemetryAuthentication.AdminPolicy).WithTags("Access");
+        audit.MapGet("/", ListAsync).WithSummary("Accesses to patients' records, newest first");
+        audit.MapGet("/verify", (AuditLog log) => Task.Run(() => TypedResults.Ok(AuditLog.Verify(log.FilePath))))
+            .WithSummary("Checks every record's hash and link; says where the chain first breaks");
+        return routes;
+    }
+
+    private static async Task<IResult> ListAsync(string? patientId, string? actor, DateTimeOffset? from, DateTimeOffset? to, int? limit, AuditLog log)
+    {
+        if (patientId is not null && !Identifier.IsValid(patientId))
+        {
+            return Invalid("patientId", "1 to 128 characters of letters, digits and - _ : .");
+        }
+
+        if (limit is < 1 or > MaxListed)
+        {
+            return Invalid("limit", $"1 to {MaxListed}");
+        }
+
+        return TypedResults.Ok(await Task.Run(() => log.Query(patientId, actor, from, to, limit ?? 100)));
+    }
+
+    private static IResult Invalid(string field, string expected) =>
+        TypedResults.ValidationProblem(new Dictionary<string, string[]> { [field] = [expected] });
+}

@@ -1,0 +1,75 @@
+using Telemetry.Api.Fhir;
+using Telemetry.Core.Alerts;
+
+namespace Telemetry.Api.Audit;
+
+/// <summary>
+/// Writes an <see cref="AuditRecord"/> for every request it wraps, before the response is sent: who (the token's
+/// subject and role), which patient (the route's, an alert's, or FHIR's <c>patient</c>/<c>subject</c>), what (method
+/// and path), and the status answered, refusals included. A stream is recorded as it opens.
+/// </summary>
+public sealed class AuditFilter : IEndpointFilter
+{
+    public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        var http = context.HttpContext;
+        var audit = http.RequestServices.GetRequiredService<AuditLog>();
+        if (http.Request.Path.StartsWithSegments("/fhir/metadata"))
+        {
+            return await next(context);
+        }
+
+        if (http.Request.Path.Value?.EndsWith("/stream", StringComparison.Ordinal) == true)
+        {
+            await WriteAsync(audit, http, StatusCodes.Status200OK);
+            return await next(context);
+        }
+
+        object? result;
+        try
+        {
+            result = await next(context);
+        }
+        catch (Exception) when (!http.RequestAborted.IsCancellationRequested)
+        {
+            await WriteAsync(audit, http, StatusCodes.Status500InternalServerError);
+            throw;
+        }
+
+        var status = result is IStatusCodeHttpResult { StatusCode: { } code } ? code : StatusCodes.Status200OK;
+        await WriteAsync(audit, http, status);
+        return result;
+    }
+
+    private static Task WriteAsync(AuditLog audit, HttpContext http, int status)
+    {
+        var user = http.User;
+        var roles = string.Join(',', Security.TelemetryRoles.All.Where(user.IsInRole));
+        var action = $"{http.Request.Method} {http.Request.Path}{http.Request.QueryString}";
+        return audit.WriteAsync(user.Identity?.Name ?? "anonymous", roles.Length > 0 ? roles : "none", PatientOf(http), action, status, CancellationToken.None);
+    }
+
+    private static string? PatientOf(HttpContext http)
+    {
+        var route = http.Request.RouteValues;
+        if (route.TryGetValue("patientId", out var patientId) && patientId is string id)
+        {
+            return id;
+        }
+
+        if (route.TryGetValue("alertId", out var alertId) && AlertIds.TryParse(alertId as string, out var owner, out _))
+        {
+            return owner;
+        }
+
+        foreach (var name in new[] { "patient", "subject" })
+        {
+            if (http.Request.Query.TryGetValue(name, out var values) && values.Count == 1 && FhirParameters.TryReadReference(values[0] ?? string.Empty, out var fhirPatient))
+            {
+                return fhirPatient;
+            }
+        }
+
+        return null;
+    }
+}
