@@ -252,6 +252,10 @@ public static class TrendQueryBenchmark
             start.Environment["Telemetry__Server__SiloPort"] = FreePort().ToString(CultureInfo.InvariantCulture);
             start.Environment["Telemetry__Storage__DuckDb__Path"] = databasePath;
             start.Environment["Telemetry__Auth__AdminToken"] = token;
+
+            // One caller asking as fast as it can is the point here, not a client to slow down.
+            start.Environment["Telemetry__Auth__RateLimits__RequestsPerSecond"] = "1000000";
+            start.Environment["Telemetry__Auth__RateLimits__Burst"] = "1000000";
             var process = Process.Start(start) ?? throw new InvalidOperationException("dotnet did not start");
             process.OutputDataReceived += (_, _) => { };
             process.ErrorDataReceived += (_, e) => Console.Error.WriteLine(e.Data);

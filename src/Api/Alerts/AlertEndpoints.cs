@@ -22,7 +22,7 @@ public static class AlertEndpoints
     {
         var read = new PatientAccessFilter(PatientRight.Read);
         var act = new PatientAccessFilter(PatientRight.Act);
-        var patient = routes.MapGroup("/api/patients/{patientId}").RequireAuthorization(TelemetryAuthentication.PersonPolicy).AddEndpointFilter<AuditFilter>().WithTags("Alerts");
+        var patient = routes.MapGroup("/api/patients/{patientId}").RequireAuthorization(TelemetryAuthentication.PersonPolicy).RequireRateLimiting(TelemetryAuthentication.ApiRateLimit).AddEndpointFilter<AuditFilter>().WithTags("Alerts");
         patient.MapGet("/alert-rules", GetRulesAsync).AddEndpointFilter(read);
         patient.MapPut("/alert-rules", PutRulesAsync).AddEndpointFilter(act);
         patient.MapPost("/alert-rules/replay", ReplayAsync).AddEndpointFilter(act);
@@ -33,7 +33,7 @@ public static class AlertEndpoints
                 : InvalidPatient().ExecuteAsync(context)).AddEndpointFilter(read);
 
         // Across patients: an admin sees every patient's alerts, anyone else those of the patients they may read.
-        var alerts = routes.MapGroup("/api/alerts").RequireAuthorization(TelemetryAuthentication.PersonPolicy).AddEndpointFilter<AuditFilter>().WithTags("Alerts");
+        var alerts = routes.MapGroup("/api/alerts").RequireAuthorization(TelemetryAuthentication.PersonPolicy).RequireRateLimiting(TelemetryAuthentication.ApiRateLimit).AddEndpointFilter<AuditFilter>().WithTags("Alerts");
         alerts.MapGet("/", GetOpenAlertsAsync);
         alerts.MapGet("/stream", async (HttpContext context, PatientAccess access, IAlertStore store, AlertBroadcaster broadcaster) =>
             await AlertEventStream.RunAsync(context, null, await access.ReadablePatientsAsync(context.User, context.RequestAborted), store, broadcaster));
@@ -43,7 +43,7 @@ public static class AlertEndpoints
 
         routes.MapGet("/api/alert-templates", () => TypedResults.Ok(AlertRuleTemplates.Names.Order().Select(name =>
             new AlertTemplate(name, AlertRuleTemplates.TryGet(name, out var rules) ? rules.Rules : []))))
-            .RequireAuthorization(TelemetryAuthentication.PersonPolicy).WithTags("Alerts");
+            .RequireAuthorization(TelemetryAuthentication.PersonPolicy).RequireRateLimiting(TelemetryAuthentication.ApiRateLimit).WithTags("Alerts");
         return routes;
     }
 

@@ -10,7 +10,7 @@ public static class AuditEndpoints
 
     public static IEndpointRouteBuilder MapAuditEndpoints(this IEndpointRouteBuilder routes)
     {
-        var audit = routes.MapGroup("/api/audit").RequireAuthorization(TelemetryAuthentication.AdminPolicy).WithTags("Access");
+        var audit = routes.MapGroup("/api/audit").RequireAuthorization(TelemetryAuthentication.AdminPolicy).RequireRateLimiting(TelemetryAuthentication.ApiRateLimit).WithTags("Access");
         audit.MapGet("/", ListAsync).WithSummary("Accesses to patients' records, newest first");
         audit.MapGet("/verify", (AuditLog log) => Task.Run(() => TypedResults.Ok(AuditLog.Verify(log.FilePath))))
             .WithSummary("Checks every record's hash and link; says where the chain first breaks");

@@ -13,7 +13,7 @@ public static class DeviceEndpoints
 {
     public static IEndpointRouteBuilder MapDeviceEndpoints(this IEndpointRouteBuilder routes)
     {
-        var devices = routes.MapGroup("/api/devices").RequireAuthorization(TelemetryAuthentication.AdminPolicy).WithTags("Devices");
+        var devices = routes.MapGroup("/api/devices").RequireAuthorization(TelemetryAuthentication.AdminPolicy).RequireRateLimiting(TelemetryAuthentication.ApiRateLimit).WithTags("Devices");
         devices.MapPost("/", ProvisionAsync);
         devices.MapGet("/{deviceId}", GetAsync);
         devices.MapGet("/{deviceId}/rejects", GetRejectsAsync);

@@ -2,6 +2,7 @@ using System.Globalization;
 using Hl7.Fhir.Model;
 using Microsoft.AspNetCore.WebUtilities;
 using Telemetry.Api.Audit;
+using Telemetry.Api.Security;
 using Telemetry.Api.Trends;
 using Telemetry.Core.Rollups;
 using Telemetry.Core.Storage;
@@ -30,7 +31,7 @@ public static class FhirEndpoints
 
     public static IEndpointRouteBuilder MapFhirEndpoints(this IEndpointRouteBuilder routes)
     {
-        var fhir = routes.MapGroup("/fhir").AddEndpointFilter<AuditFilter>().AddEndpointFilter<FhirGuardFilter>().ExcludeFromDescription();
+        var fhir = routes.MapGroup("/fhir").RequireRateLimiting(TelemetryAuthentication.ApiRateLimit).AddEndpointFilter<AuditFilter>().AddEndpointFilter<FhirGuardFilter>().ExcludeFromDescription();
         fhir.MapGet("/metadata", (HttpRequest request) => new FhirResult(CapabilityStatementFactory.Create(BaseUrl(request))));
         fhir.MapGet("/Observation", SearchAsync);
         fhir.MapGet("/Observation/$lastn", LastNAsync);

@@ -84,8 +84,7 @@ public static class TelemetryServerExtensions
     {
         app.UseExceptionHandler();
         app.UseStatusCodePages();
-        app.UseAuthentication();
-        app.UseAuthorization();
+        app.UseTelemetryAccess();
         app.UseWebSockets();
         app.MapIngest(app.Services.GetRequiredService<IOptions<ServerOptions>>().Value.MqttWebSocketPath);
         app.MapDeviceEndpoints();

@@ -29,7 +29,7 @@ public static class PatientEndpoints
     public static IEndpointRouteBuilder MapPatientEndpoints(this IEndpointRouteBuilder routes)
     {
         var patients = routes.MapGroup("/api/patients/{patientId}")
-            .RequireAuthorization(TelemetryAuthentication.PersonPolicy)
+            .RequireAuthorization(TelemetryAuthentication.PersonPolicy).RequireRateLimiting(TelemetryAuthentication.ApiRateLimit)
             .AddEndpointFilter<AuditFilter>()
             .AddEndpointFilter(new PatientAccessFilter(PatientRight.Read))
             .WithTags("Patients");

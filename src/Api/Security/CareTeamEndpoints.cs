@@ -9,7 +9,7 @@ public static class CareTeamEndpoints
 
     public static IEndpointRouteBuilder MapCareTeamEndpoints(this IEndpointRouteBuilder routes)
     {
-        var teams = routes.MapGroup("/api/care-teams").RequireAuthorization(TelemetryAuthentication.AdminPolicy).WithTags("Access");
+        var teams = routes.MapGroup("/api/care-teams").RequireAuthorization(TelemetryAuthentication.AdminPolicy).RequireRateLimiting(TelemetryAuthentication.ApiRateLimit).WithTags("Access");
         teams.MapGet("/{teamId}", async (string teamId, CareTeams careTeams, CancellationToken cancellationToken) =>
             Identifier.IsValid(teamId)
                 ? Results.Ok(new CareTeam(teamId, [.. (await careTeams.GetAsync(teamId, cancellationToken)).Order(StringComparer.Ordinal)]))

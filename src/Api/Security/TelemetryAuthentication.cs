@@ -1,3 +1,4 @@
+using System.Threading.RateLimiting;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authentication.JwtBearer;
 using Microsoft.Extensions.Options;
@@ -22,12 +23,39 @@ public static class TelemetryAuthentication
     /// </summary>
     public const string PersonPolicy = "person";
 
+    /// <summary>The rate limit on every API endpoint people and tools call (<see cref="RateLimitOptions"/>).</summary>
+    public const string ApiRateLimit = "api";
+
     public static IServiceCollection AddTelemetryAuthentication(this IServiceCollection services)
     {
         services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section);
         services.AddOptions<JwtOptions>().BindConfiguration(JwtOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<AdminToken>();
         services.AddSingleton<DevelopmentTokens>();
+        services.AddOptions<RateLimitOptions>().BindConfiguration(RateLimitOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<SignInThrottle>();
+        services.AddRateLimiter(limiter =>
+        {
+            limiter.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
+            limiter.OnRejected = async (rejected, _) =>
+            {
+                rejected.HttpContext.RequestServices.GetRequiredService<SignInThrottle>().Throttled("rate");
+                await RejectAsync(rejected.HttpContext, TimeSpan.FromSeconds(1), "Too many requests from this caller; slow down.");
+            };
+            limiter.AddPolicy(ApiRateLimit, context =>
+            {
+                var limits = context.RequestServices.GetRequiredService<IOptions<RateLimitOptions>>().Value;
+                var caller = context.User.Identity is { IsAuthenticated: true, Name: { } name } ? "sub:" + name : "address:" + context.Connection.RemoteIpAddress;
+                return RateLimitPartition.GetTokenBucketLimiter(caller, _ => new TokenBucketRateLimiterOptions
+                {
+                    TokenLimit = limits.Burst,
+                    TokensPerPeriod = limits.RequestsPerSecond,
+                    ReplenishmentPeriod = TimeSpan.FromSeconds(1),
+                    QueueLimit = 0,
+                    AutoReplenishment = true,
+                });
+            });
+        });
         services.AddSingleton<CareTeams>();
         services.AddSingleton<PatientAccess>();
         services.AddAuthentication(Scheme)
@@ -50,6 +78,36 @@ public static class TelemetryAuthentication
         return services;
     }
 
+    /// <summary>
+    /// Who is calling, and how fast: refuses the tokens of an address that keeps presenting bad ones, authenticates,
+    /// authorizes, and applies the API rate limit.
+    /// </summary>
+    public static WebApplication UseTelemetryAccess(this WebApplication app)
+    {
+        var throttle = app.Services.GetRequiredService<SignInThrottle>();
+        app.Use(async (context, next) =>
+        {
+            var address = context.Connection.RemoteIpAddress;
+            var presented = address is not null && BearerToken(context.Request) is not null;
+            if (presented && throttle.IsLockedOut(address!, out var retryAfter))
+            {
+                throttle.Throttled("sign_in");
+                await RejectAsync(context, retryAfter, "Too many refused tokens from this address; try again later.");
+                return;
+            }
+
+            await next(context);
+            if (presented && context.Response.StatusCode == StatusCodes.Status401Unauthorized)
+            {
+                throttle.Failed(address!);
+            }
+        });
+        app.UseAuthentication();
+        app.UseAuthorization();
+        app.UseRateLimiter();
+        return app;
+    }
+
     /// <summary>The token of an <c>Authorization: Bearer</c> header, if there is one.</summary>
     public static string? BearerToken(HttpRequest request)
     {
@@ -58,6 +116,16 @@ public static class TelemetryAuthentication
         return header.StartsWith(Prefix, StringComparison.OrdinalIgnoreCase) && header.Length > Prefix.Length
             ? header[Prefix.Length..].Trim()
             : null;
+    }
+
+    /// <summary>429 with Retry-After: problem+json, or an OperationOutcome on <c>/fhir</c>.</summary>
+    private static Task RejectAsync(HttpContext context, TimeSpan retryAfter, string detail)
+    {
+        context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        IResult result = context.Request.Path.StartsWithSegments("/fhir")
+            ? Fhir.FhirResult.Error(StatusCodes.Status429TooManyRequests, Hl7.Fhir.Model.OperationOutcome.IssueType.Throttled, detail)
+            : TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests, title: "Too many requests", detail: detail);
+        return result.ExecuteAsync(context);
     }
 
     private static bool IsJwt(string? token) => token is not null && token.Count(c => c == '.') == 2;

@@ -1,0 +1,70 @@
+using System.Net;
+using System.Security.Cryptography;
+
+namespace Telemetry.EndToEnd.Tests;
+
+/// <summary>Guessing tokens gets an address locked out; a caller over its pace gets 429. Both are counted.</summary>
+public sealed class RateLimitTests
+{
+    [Fact]
+    public async Task An_address_that_keeps_presenting_bad_tokens_is_refused_even_a_good_one_for_a_while()
+    {
+        await using var server = await TelemetryServer.StartNewAsync(new Dictionary<string, string>
+        {
+            ["Telemetry__Auth__RateLimits__FailedSignInsPerMinute"] = "3",
+            ["Telemetry__Auth__RateLimits__LockoutSeconds"] = "120",
+        });
+        using var guessing = server.ClientWith(Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32)));
+        using var anonymous = server.ClientWith(null);
+
+        for (var i = 0; i < 4; i++)
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, (await guessing.GetAsync("/api/alerts")).StatusCode);
+        }
+
+        using var locked = await server.Http.GetAsync("/api/alerts");
+        using var lockedFhir = await server.Http.GetAsync("/fhir/Observation?patient=p-1");
+
+        Assert.Equal(HttpStatusCode.TooManyRequests, locked.StatusCode);
+        Assert.Equal("application/problem+json", locked.Content.Headers.ContentType?.MediaType);
+        Assert.InRange(locked.Headers.RetryAfter?.Delta ?? TimeSpan.Zero, TimeSpan.FromSeconds(100), TimeSpan.FromSeconds(120));
+        Assert.Equal(HttpStatusCode.TooManyRequests, lockedFhir.StatusCode);
+        Assert.Contains("\"throttled\"", await lockedFhir.Content.ReadAsStringAsync());
+
+        // Without a token there is nothing to guess: such requests are still simply unauthorised.
+        Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync("/api/alerts")).StatusCode);
+        Assert.True(Counted(await anonymous.GetStringAsync("/metrics"), "sign_in"));
+    }
+
+    [Fact]
+    public async Task A_caller_over_its_pace_gets_429_and_others_are_not_held_back()
+    {
+        await using var server = await TelemetryServer.StartNewAsync(new Dictionary<string, string>
+        {
+            ["Telemetry__Auth__RateLimits__RequestsPerSecond"] = "1",
+            ["Telemetry__Auth__RateLimits__Burst"] = "3",
+        });
+        using var clinician = server.ClientWith(await server.MintTokenAsync("--role", "clinician", "--sub", "dr-fast"));
+
+        var statuses = new List<HttpStatusCode>();
+        for (var i = 0; i < 10; i++)
+        {
+            using var response = await server.Http.GetAsync("/api/alerts");
+            statuses.Add(response.StatusCode);
+            if (response.StatusCode == HttpStatusCode.TooManyRequests)
+            {
+                Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+                Assert.NotNull(response.Headers.RetryAfter);
+            }
+        }
+
+        Assert.Contains(HttpStatusCode.OK, statuses);
+        Assert.Contains(HttpStatusCode.TooManyRequests, statuses);
+        Assert.Equal(HttpStatusCode.OK, (await clinician.GetAsync("/api/alerts")).StatusCode);
+        Assert.True(Counted(await server.Http.GetStringAsync("/metrics"), "rate"));
+    }
+
+    private static bool Counted(string metrics, string reason) =>
+        metrics.Split('\n').Any(line => line.StartsWith("telemetry_requests_throttled_total{", StringComparison.Ordinal)
+            && line.Contains($"reason=\"{reason}\"", StringComparison.Ordinal));
+}
