@@ -31,8 +31,10 @@ public sealed class FhirTests(SeededServer seeded)
         var capability = Assert.IsType<CapabilityStatement>(resource);
         Assert.Equal(HttpStatusCode.OK, status);
         Assert.Equal(FHIRVersion.N4_0_1, capability.FhirVersion);
-        var observation = Assert.Single(Assert.Single(capability.Rest).Resource);
-        Assert.Equal("Observation", observation.Type);
+        var resources = Assert.Single(capability.Rest).Resource;
+        Assert.Equal(["Observation", "AuditEvent"], resources.Select(r => r.Type));
+        var observation = resources[0];
+        Assert.Equal(["patient", "entity", "_count"], resources[1].SearchParam.Select(p => p.Name));
         Assert.Equal([CapabilityStatement.TypeRestfulInteraction.SearchType], observation.Interaction.Select(i => i.Code));
         Assert.Equal(["patient", "subject", "code", "category", "date", "resolution"], observation.SearchParam.Select(p => p.Name));
         Assert.Equal(["http://hl7.org/fhir/OperationDefinition/Observation-lastn", "http://hl7.org/fhir/OperationDefinition/Observation-stats"], observation.Operation.Select(o => o.Definition));
@@ -227,6 +229,35 @@ public sealed class FhirTests(SeededServer seeded)
 
     private static decimal Statistic(Observation observation, string code) =>
         ((Quantity)observation.Component.Single(c => c.Code.Coding[0].System == Statistics && c.Code.Coding[0].Code == code).Value).Value!.Value;
+
+    [Fact]
+    public async Task The_audit_log_reads_as_AuditEvents_newest_first_for_an_admin_only()
+    {
+        await SearchAsync($"patient=Patient/{Patient}&code=8867-4&_count=1");
+
+        var bundle = await GetBundleAsync($"/fhir/AuditEvent?patient=Patient/{Patient}&_count=5");
+
+        Assert.Equal(Bundle.BundleType.Searchset, bundle.Type);
+        Assert.InRange(bundle.Entry.Count, 1, 5);
+        var events = bundle.Entry.Select(e => Assert.IsType<AuditEvent>(e.Resource)).ToList();
+        Assert.Equal(events.OrderByDescending(e => long.Parse(e.Id, CultureInfo.InvariantCulture)).Select(e => e.Id), events.Select(e => e.Id));
+        Assert.All(events, audit =>
+        {
+            Assert.Equal("rest", audit.Type.Code);
+            Assert.Equal("http://terminology.hl7.org/CodeSystem/audit-event-type", audit.Type.System);
+            Assert.Equal($"Patient/{Patient}", Assert.Single(audit.Entity).What.Reference);
+            Assert.Equal("admin", audit.Agent.Single().Who.Identifier.Value);
+            Assert.NotNull(audit.Source.Observer);
+        });
+        var search = events.First(e => e.Entity[0].Description.StartsWith("GET /fhir/Observation?", StringComparison.Ordinal));
+        Assert.Equal(AuditEvent.AuditEventAction.R, search.Action);
+        Assert.Equal(AuditEvent.AuditEventOutcome.N0, search.Outcome);
+
+        using var clinician = Server.ClientWith(await Server.MintTokenAsync("--role", "clinician", "--care-team", "fhir-audit-ward"));
+        using var refused = await clinician.GetAsync($"/fhir/AuditEvent?patient=Patient/{Patient}");
+        Assert.Equal(HttpStatusCode.Forbidden, refused.StatusCode);
+        Assert.IsType<OperationOutcome>(Strict.DeserializeResource(await refused.Content.ReadAsStringAsync()));
+    }
 
     private static string Iso(DateTimeOffset time) => Uri.EscapeDataString(time.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture));
 

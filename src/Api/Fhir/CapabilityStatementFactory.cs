@@ -69,7 +69,22 @@ public static class CapabilityStatementFactory
                 {
                     Mode = CapabilityStatement.RestfulCapabilityMode.Server,
                     Documentation = "Read-only access to wearable vital signs. Every request but metadata needs 'Authorization: Bearer <token>'.",
-                    Resource = { observation },
+                    Resource =
+                    {
+                        observation,
+                        new CapabilityStatement.ResourceComponent
+                        {
+                            Type = "AuditEvent",
+                            Documentation = "The audit log of every access to a patient's record, newest first; admins only. patient (or entity) narrows it to one patient.",
+                            Interaction = { new CapabilityStatement.ResourceInteractionComponent { Code = CapabilityStatement.TypeRestfulInteraction.SearchType } },
+                            SearchParam =
+                            {
+                                Param("patient", SearchParameterBase + "clinical-patient", SearchParamType.Reference, "Patient/{id}: accesses to this patient's record."),
+                                Param("entity", SearchParameterBase + "AuditEvent-entity", SearchParamType.Reference, "Patient/{id}, as patient."),
+                                Param("_count", null, SearchParamType.Number, $"How many, newest first (default {FhirEndpoints.DefaultCount}, at most {FhirEndpoints.MaxCount})."),
+                            },
+                        },
+                    },
                 },
             },
         };

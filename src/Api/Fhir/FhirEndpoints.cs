@@ -27,6 +27,7 @@ public static class FhirEndpoints
 
     private static readonly HashSet<string> SearchParameters = ["patient", "subject", "code", "category", "date", "_count", "_offset", "_sort", "resolution"];
     private static readonly HashSet<string> LastNParameters = ["patient", "subject", "code", "category", "date", "max"];
+    private static readonly HashSet<string> AuditEventParameters = ["patient", "entity", "_count"];
     private static readonly HashSet<string> StatsParameters = ["subject", "patient", "code", "system", "coding", "duration", "statistic", "include", "limit"];
 
     public static IEndpointRouteBuilder MapFhirEndpoints(this IEndpointRouteBuilder routes)
@@ -37,9 +38,10 @@ public static class FhirEndpoints
         fhir.MapGet("/Observation/$lastn", LastNAsync);
         fhir.MapGet("/Observation/$stats", StatsFromQueryAsync);
         fhir.MapPost("/Observation/$stats", StatsFromBodyAsync);
+        fhir.MapGet("/AuditEvent", SearchAuditEventsAsync);
         fhir.MapMethods("/{**rest}", ["GET", "POST", "PUT", "PATCH", "DELETE"], (string? rest) =>
             FhirResult.Error(StatusCodes.Status404NotFound, OperationOutcome.IssueType.NotSupported,
-                $"'{rest}' is not served here: this server supports Observation search, Observation/$lastn, Observation/$stats and metadata."));
+                $"'{rest}' is not served here: this server supports Observation search, Observation/$lastn, Observation/$stats, AuditEvent search and metadata."));
         return routes;
     }
 
@@ -465,6 +467,47 @@ public static class FhirEndpoints
         }
 
         return paired.Select(pair => (pair.Key.Item2, pair.Value));
+    }
+
+    /// <summary>The audit log as AuditEvents, newest first; for admins only.</summary>
+    private static async Task<FhirResult> SearchAuditEventsAsync(HttpRequest request, AuditLog audit, TimeProvider timeProvider)
+    {
+        if (!request.HttpContext.User.IsInRole(TelemetryRoles.Admin))
+        {
+            return FhirResult.Error(StatusCodes.Status403Forbidden, OperationOutcome.IssueType.Forbidden, "Only an admin may read the audit log.");
+        }
+
+        if (FhirGuardFilter.RefuseUnknown(request, AuditEventParameters) is { } refused)
+        {
+            return refused;
+        }
+
+        string? patientId = null;
+        if ((request.Query.ContainsKey("patient") || request.Query.ContainsKey("entity"))
+            && !FhirParameters.TryReadPatient(request.Query, out patientId, out var patientError, "patient", "entity"))
+        {
+            return FhirResult.Invalid(patientError!);
+        }
+
+        if (!FhirParameters.TryReadCount(request.Query, "_count", DefaultCount, MaxCount, out var count, out var error))
+        {
+            return FhirResult.Invalid(error!);
+        }
+
+        var records = await System.Threading.Tasks.Task.Run(() => audit.Query(patientId, null, null, null, count));
+        var bundle = new Bundle { Id = Guid.NewGuid().ToString(), Type = Bundle.BundleType.Searchset, Timestamp = timeProvider.GetUtcNow(), Total = records.Count };
+        bundle.Link.Add(new Bundle.LinkComponent { Relation = "self", Url = request.GetEncodedUrlWithoutFormat() });
+        foreach (var record in records)
+        {
+            bundle.Entry.Add(new Bundle.EntryComponent
+            {
+                FullUrl = $"{BaseUrl(request)}/AuditEvent/{record.Seq}",
+                Resource = AuditEventFactory.Create(record),
+                Search = new Bundle.SearchComponent { Mode = Bundle.SearchEntryMode.Match },
+            });
+        }
+
+        return new FhirResult(bundle);
     }
 
     private static void AddEntry(Bundle bundle, Observation observation) =>
