@@ -30,6 +30,41 @@ public sealed class DeviceGrainTests(ClusterFixture fixture) : IClassFixture<Clu
     }
 
     [Fact]
+    public async Task A_new_token_replaces_the_old_and_a_revoked_device_works_again_only_with_a_new_one()
+    {
+        var device = fixture.Cluster.GrainFactory.GetGrain<IDeviceGrain>("watch-rotate");
+        var first = await device.ProvisionAsync("p-rotate");
+
+        var second = await device.RotateAsync();
+
+        Assert.NotNull(first);
+        Assert.NotNull(second);
+        Assert.Null(await device.AuthenticateAsync(first));
+        Assert.Equal("p-rotate", await device.AuthenticateAsync(second));
+        Assert.NotNull((await device.GetAsync())?.RotatedAt);
+
+        Assert.True(await device.RevokeAsync());
+        Assert.Null(await device.AuthenticateAsync(second));
+        Assert.NotNull((await device.GetAsync())?.RevokedAt);
+
+        var third = await device.RotateAsync();
+        Assert.NotNull(third);
+        Assert.Equal("p-rotate", await device.AuthenticateAsync(third));
+        Assert.Null((await device.GetAsync())?.RevokedAt);
+        Assert.Equal("p-rotate", (await device.GetAsync())?.PatientId);
+    }
+
+    [Fact]
+    public async Task An_unknown_device_can_be_neither_rotated_nor_revoked()
+    {
+        var device = fixture.Cluster.GrainFactory.GetGrain<IDeviceGrain>("watch-rotate-never");
+
+        Assert.Null(await device.RotateAsync());
+        Assert.False(await device.RevokeAsync());
+        Assert.Null(await device.GetAsync());
+    }
+
+    [Fact]
     public async Task Unknown_device_does_not_authenticate()
     {
         var device = fixture.Cluster.GrainFactory.GetGrain<IDeviceGrain>("watch-never-provisioned");

@@ -17,6 +17,10 @@ public static class DeviceEndpoints
         devices.MapPost("/", ProvisionAsync);
         devices.MapGet("/{deviceId}", GetAsync);
         devices.MapGet("/{deviceId}/rejects", GetRejectsAsync);
+        devices.MapPost("/{deviceId}/token", RotateAsync)
+            .WithSummary("Issues the device a new token, shown this once; the old one stops working (a revoked device works again)");
+        devices.MapDelete("/{deviceId}/token", RevokeAsync)
+            .WithSummary("Revokes the device's token: it is refused until the device gets a new one");
         return routes;
     }
 
@@ -70,11 +74,36 @@ public static class DeviceEndpoints
             })]));
     }
 
+    private static async Task<IResult> RotateAsync(string deviceId, IGrainFactory grains)
+    {
+        var device = grains.GetGrain<IDeviceGrain>(deviceId);
+        if (!Identifier.IsValid(deviceId) || await device.RotateAsync() is not { } secret || await device.GetAsync() is not { } binding)
+        {
+            return UnknownDevice(deviceId);
+        }
+
+        return TypedResults.Ok(new ProvisionedDevice(deviceId, binding.PatientId, DeviceToken.Format(deviceId, secret)));
+    }
+
+    private static async Task<IResult> RevokeAsync(string deviceId, IGrainFactory grains)
+    {
+        var device = grains.GetGrain<IDeviceGrain>(deviceId);
+        if (!Identifier.IsValid(deviceId) || !await device.RevokeAsync() || await device.GetAsync() is not { } binding)
+        {
+            return UnknownDevice(deviceId);
+        }
+
+        return TypedResults.Ok(binding);
+    }
+
+    private static IResult UnknownDevice(string deviceId) =>
+        TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown device", detail: $"No device '{deviceId}' is provisioned.");
+
     private static async Task<IResult> GetAsync(string deviceId, IGrainFactory grains)
     {
         if (!Identifier.IsValid(deviceId) || await grains.GetGrain<IDeviceGrain>(deviceId).GetAsync() is not { } binding)
         {
-            return TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown device", detail: $"No device '{deviceId}' is provisioned.");
+            return UnknownDevice(deviceId);
         }
 
         return TypedResults.Ok(binding);

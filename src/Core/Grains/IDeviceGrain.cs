@@ -12,6 +12,17 @@ public interface IDeviceGrain : IGrainWithStringKey
     [Alias("authenticate")]
     Task<string?> AuthenticateAsync(string secret);
 
+    /// <summary>
+    /// Replaces the device's secret with a new one and returns it (the old one stops working at once, and a revoked
+    /// device works again with the new one); null when the device was never provisioned.
+    /// </summary>
+    [Alias("rotate")]
+    Task<string?> RotateAsync();
+
+    /// <summary>Makes the device's secret stop working until it gets a new one; false when the device was never provisioned.</summary>
+    [Alias("revoke")]
+    Task<bool> RevokeAsync();
+
     /// <summary>The device's binding, or null when it was never provisioned.</summary>
     [Alias("get")]
     Task<DeviceBinding?> GetAsync();

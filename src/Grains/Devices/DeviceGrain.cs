@@ -44,10 +44,48 @@ public sealed class DeviceGrain(
         return secret;
     }
 
+    public async Task<string?> RotateAsync()
+    {
+        if (state.State.PatientId is null)
+        {
+            return null;
+        }
+
+        var secret = DeviceToken.NewSecret();
+        var salt = RandomNumberGenerator.GetBytes(SaltBytes);
+        var previous = (state.State.Salt, state.State.SecretHash, state.State.RevokedAt, state.State.RotatedAt);
+        (state.State.Salt, state.State.SecretHash, state.State.RevokedAt, state.State.RotatedAt) = (salt, Hash(salt, secret), null, timeProvider.GetUtcNow());
+        try
+        {
+            await state.WriteStateAsync();
+        }
+        catch
+        {
+            // Nobody received the new secret: the old one stays in force.
+            (state.State.Salt, state.State.SecretHash, state.State.RevokedAt, state.State.RotatedAt) = previous;
+            throw;
+        }
+
+        return secret;
+    }
+
+    public async Task<bool> RevokeAsync()
+    {
+        if (state.State.PatientId is null)
+        {
+            return false;
+        }
+
+        state.State.RevokedAt ??= timeProvider.GetUtcNow();
+        await state.WriteStateAsync();
+        return true;
+    }
+
     public Task<string?> AuthenticateAsync(string secret)
     {
         var current = state.State;
-        if (current.PatientId is null || !CryptographicOperations.FixedTimeEquals(Hash(current.Salt, secret), current.SecretHash))
+        if (current.PatientId is null || current.RevokedAt is not null
+            || !CryptographicOperations.FixedTimeEquals(Hash(current.Salt, secret), current.SecretHash))
         {
             return Task.FromResult<string?>(null);
         }
@@ -57,7 +95,7 @@ public sealed class DeviceGrain(
 
     public Task<DeviceBinding?> GetAsync() => Task.FromResult(
         state.State.PatientId is { } patientId
-            ? new DeviceBinding(this.GetPrimaryKeyString(), patientId, state.State.ProvisionedAt)
+            ? new DeviceBinding(this.GetPrimaryKeyString(), patientId, state.State.ProvisionedAt, state.State.RotatedAt, state.State.RevokedAt)
             : null);
 
     private static byte[] Hash(byte[] salt, string secret)

@@ -15,4 +15,12 @@ public sealed class DeviceState
 
     [Id(3)]
     public DateTimeOffset ProvisionedAt { get; set; }
+
+    /// <summary>When the device's token was revoked; null while it is valid. A new token makes it valid again.</summary>
+    [Id(4)]
+    public DateTimeOffset? RevokedAt { get; set; }
+
+    /// <summary>When the device last got a new token.</summary>
+    [Id(5)]
+    public DateTimeOffset? RotatedAt { get; set; }
 }

@@ -1,0 +1,78 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using MQTTnet;
+using MQTTnet.Formatter;
+
+namespace Telemetry.EndToEnd.Tests;
+
+/// <summary>An admin issues a device a new token or revokes it; the old secret is refused at once over MQTT and HTTP.</summary>
+public sealed class DeviceTokenTests(ServerFixture fixture) : IClassFixture<ServerFixture>
+{
+    private TelemetryServer Server => fixture.Server;
+
+    [Fact]
+    public async Task A_new_token_replaces_the_old_and_a_revoked_token_is_refused_until_the_next()
+    {
+        var first = await Server.ProvisionAsync("token-watch", "token-p1");
+
+        using var rotated = await Server.Http.PostAsync("/api/devices/token-watch/token", null);
+        Assert.Equal(HttpStatusCode.OK, rotated.StatusCode);
+        var issued = await rotated.Content.ReadFromJsonAsync<JsonElement>();
+        var second = issued.GetProperty("token").GetString()!;
+        Assert.Equal("token-p1", issued.GetProperty("patientId").GetString());
+        Assert.NotEqual(first, second);
+
+        Assert.Equal(MqttClientConnectResultCode.BadUserNameOrPassword, await ConnectAsync(first));
+        Assert.Equal(MqttClientConnectResultCode.Success, await ConnectAsync(second));
+        Assert.Equal(HttpStatusCode.Unauthorized, await UploadAsync(first));
+        Assert.Equal(HttpStatusCode.OK, await UploadAsync(second));
+
+        using var revoked = await Server.Http.DeleteAsync("/api/devices/token-watch/token");
+        Assert.Equal(HttpStatusCode.OK, revoked.StatusCode);
+        Assert.Equal(JsonValueKind.String, (await revoked.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("revokedAt").ValueKind);
+        Assert.Equal(MqttClientConnectResultCode.BadUserNameOrPassword, await ConnectAsync(second));
+        Assert.Equal(HttpStatusCode.Unauthorized, await UploadAsync(second));
+
+        using var reissued = await Server.Http.PostAsync("/api/devices/token-watch/token", null);
+        var third = (await reissued.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("token").GetString()!;
+        Assert.Equal(MqttClientConnectResultCode.Success, await ConnectAsync(third));
+        Assert.Equal(JsonValueKind.Null, (await Server.Http.GetFromJsonAsync<JsonElement>("/api/devices/token-watch")).GetProperty("revokedAt").ValueKind);
+    }
+
+    [Fact]
+    public async Task Only_an_admin_may_rotate_or_revoke_and_an_unknown_device_is_not_found()
+    {
+        await Server.ProvisionAsync("token-watch-2", "token-p2");
+        using var clinician = Server.ClientWith(await Server.MintTokenAsync("--role", "clinician", "--care-team", "token-ward"));
+
+        Assert.Equal(HttpStatusCode.Forbidden, (await clinician.PostAsync("/api/devices/token-watch-2/token", null)).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await clinician.DeleteAsync("/api/devices/token-watch-2/token")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await Server.Http.PostAsync("/api/devices/token-nobody/token", null)).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await Server.Http.DeleteAsync("/api/devices/token-nobody/token")).StatusCode);
+    }
+
+    private async Task<MqttClientConnectResultCode> ConnectAsync(string token)
+    {
+        using var client = new MqttClientFactory().CreateMqttClient();
+        var options = new MqttClientOptionsBuilder().WithTcpServer("127.0.0.1", Server.MqttPort)
+            .WithClientId("token-watch").WithCredentials("token-watch", token).WithProtocolVersion(MqttProtocolVersion.V500).Build();
+        var result = (await client.ConnectAsync(options)).ResultCode;
+        if (client.IsConnected)
+        {
+            await client.DisconnectAsync();
+        }
+
+        return result;
+    }
+
+    private async Task<HttpStatusCode> UploadAsync(string token)
+    {
+        using var client = Server.ClientWith(token);
+        using var content = new StringContent(
+            $$"""{"readings":[{"kind":"heart_rate","time":"{{DateTimeOffset.UtcNow.AddSeconds(-Random.Shared.Next(1, 3600)):O}}","value":70}]}""",
+            System.Text.Encoding.UTF8, "application/json");
+        using var response = await client.PostAsync("/api/devices/token-watch/readings", content);
+        return response.StatusCode;
+    }
+}
