@@ -1,5 +1,5 @@
 using Telemetry.Api.Fhir;
-using Telemetry.Core.Alerts;
+using Telemetry.Api.Security;
 
 namespace Telemetry.Api.Audit;
 
@@ -51,15 +51,9 @@ public sealed class AuditFilter : IEndpointFilter
 
     private static string? PatientOf(HttpContext http)
     {
-        var route = http.Request.RouteValues;
-        if (route.TryGetValue("patientId", out var patientId) && patientId is string id)
+        if (PatientAccessFilter.PatientOfRoute(http.Request) is { } routed)
         {
-            return id;
-        }
-
-        if (route.TryGetValue("alertId", out var alertId) && AlertIds.TryParse(alertId as string, out var owner, out _))
-        {
-            return owner;
+            return routed;
         }
 
         foreach (var name in new[] { "patient", "subject" })

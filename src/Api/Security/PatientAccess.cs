@@ -73,10 +73,7 @@ public sealed class PatientAccessFilter(PatientRight right) : IEndpointFilter
     public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
         var http = context.HttpContext;
-        var route = http.Request.RouteValues;
-        var patientId = route.TryGetValue("patientId", out var id) ? id as string
-            : route.TryGetValue("alertId", out var alert) && AlertIds.TryParse(alert as string, out var owner, out _) ? owner
-            : null;
+        var patientId = PatientOfRoute(http.Request);
         if (patientId is null || await http.RequestServices.GetRequiredService<PatientAccess>().AllowsAsync(http.User, patientId, right, http.RequestAborted))
         {
             return await next(context);
@@ -88,5 +85,14 @@ public sealed class PatientAccessFilter(PatientRight right) : IEndpointFilter
             detail: right == PatientRight.Read
                 ? "This token may not read this patient's record."
                 : "This token may not act on this patient's record.");
+    }
+
+    /// <summary>The patient a request's route names: its <c>patientId</c>, or the patient its <c>alertId</c> belongs to.</summary>
+    public static string? PatientOfRoute(HttpRequest request)
+    {
+        var route = request.RouteValues;
+        return route.TryGetValue("patientId", out var id) ? id as string
+            : route.TryGetValue("alertId", out var alert) && AlertIds.TryParse(alert as string, out var owner, out _) ? owner
+            : null;
     }
 }
