@@ -25,6 +25,7 @@ public static class IngestServiceCollectionExtensions
         services.AddSingleton<DeviceRejectLog>();
         services.AddSingleton<DeviceRateLimiter>();
         services.AddSingleton<GrpcStreamRegistry>();
+        services.AddSingleton<DeviceSessions>();
         services.AddSingleton<CommitPipeline>();
         services.AddHostedService(sp => sp.GetRequiredService<CommitPipeline>());
         services.AddSingleton<MqttIngestEndpoint>();

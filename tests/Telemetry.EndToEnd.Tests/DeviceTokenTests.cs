@@ -1,8 +1,11 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
+using Grpc.Core;
+using Grpc.Net.Client;
 using MQTTnet;
 using MQTTnet.Formatter;
+using Telemetry.Protos;
 
 namespace Telemetry.EndToEnd.Tests;
 
@@ -38,6 +41,39 @@ public sealed class DeviceTokenTests(ServerFixture fixture) : IClassFixture<Serv
         var third = (await reissued.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("token").GetString()!;
         Assert.Equal(MqttClientConnectResultCode.Success, await ConnectAsync(third));
         Assert.Equal(JsonValueKind.Null, (await Server.Http.GetFromJsonAsync<JsonElement>("/api/devices/token-watch")).GetProperty("revokedAt").ValueKind);
+    }
+
+    [Theory]
+    [InlineData(false, MqttClientDisconnectReason.AdministrativeAction, "rotated")]
+    [InlineData(true, MqttClientDisconnectReason.NotAuthorized, "revoked")]
+    public async Task Rotating_or_revoking_a_token_ends_the_devices_live_mqtt_session_and_grpc_stream(bool revoke, MqttClientDisconnectReason expected, string reason)
+    {
+        var deviceId = revoke ? "token-live-revoked" : "token-live-rotated";
+        var token = await Server.ProvisionAsync(deviceId, "token-p3");
+        using var mqtt = await Devices.ConnectMqttAsync(Server, deviceId, token);
+        var disconnected = new TaskCompletionSource<MqttClientDisconnectedEventArgs>(TaskCreationOptions.RunContinuationsAsynchronously);
+        mqtt.DisconnectedAsync += args =>
+        {
+            disconnected.TrySetResult(args);
+            return Task.CompletedTask;
+        };
+        using var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{Server.GrpcPort}");
+        using var stream = new Ingest.IngestClient(channel).Stream(new Metadata { { "authorization", $"Bearer {token}" } });
+        await stream.RequestStream.WriteAsync(Devices.ProtobufBatch(1, Devices.RecentMinute(), "heart_rate", "", 70));
+        Assert.True(await stream.ResponseStream.MoveNext());
+        Assert.Equal(AckStatus.Committed, stream.ResponseStream.Current.Status);
+
+        using var changed = revoke
+            ? await Server.Http.DeleteAsync($"/api/devices/{deviceId}/token")
+            : await Server.Http.PostAsync($"/api/devices/{deviceId}/token", null);
+        Assert.Equal(HttpStatusCode.OK, changed.StatusCode);
+
+        var ended = await disconnected.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(expected, ended.Reason);
+        Assert.Contains(reason, ended.ReasonString);
+        var error = await Assert.ThrowsAsync<RpcException>(async () => await stream.ResponseStream.MoveNext()).WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(StatusCode.Unauthenticated, error.StatusCode);
+        Assert.Contains("rotated or revoked", error.Status.Detail);
     }
 
     [Fact]

@@ -140,6 +140,23 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
     }
 
     [Fact]
+    public async Task Device_subscribes_only_to_its_own_patients_alerts()
+    {
+        var token = await Server.ProvisionAsync("mqtt-listener", "p-mqtt-10");
+        using var client = await Devices.ConnectMqttAsync(Server, "mqtt-listener", token);
+
+        async Task<MqttClientSubscribeResultCode> SubscribeAsync(string topic) =>
+            (await client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder()
+                .WithTopicFilter(topic, MQTTnet.Protocol.MqttQualityOfServiceLevel.AtLeastOnce).Build())).Items.Single().ResultCode;
+
+        Assert.Equal(MqttClientSubscribeResultCode.NotAuthorized, await SubscribeAsync("patients/p-mqtt-11/alerts"));
+        Assert.Equal(MqttClientSubscribeResultCode.NotAuthorized, await SubscribeAsync("patients/+/alerts"));
+        Assert.Equal(MqttClientSubscribeResultCode.NotAuthorized, await SubscribeAsync("#"));
+        Assert.Equal(MqttClientSubscribeResultCode.NotAuthorized, await SubscribeAsync("devices/mqtt-listener/vitals"));
+        Assert.Equal(MqttClientSubscribeResultCode.GrantedQoS1, await SubscribeAsync("patients/p-mqtt-10/alerts"));
+    }
+
+    [Fact]
     public async Task Mqtt_311_device_publishing_to_another_topic_is_disconnected_rather_than_acked()
     {
         var token = await Server.ProvisionAsync("mqtt-311-stray", "p-mqtt-8");

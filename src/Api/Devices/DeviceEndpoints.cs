@@ -74,7 +74,7 @@ public static class DeviceEndpoints
             })]));
     }
 
-    private static async Task<IResult> RotateAsync(string deviceId, IGrainFactory grains)
+    private static async Task<IResult> RotateAsync(string deviceId, IGrainFactory grains, DeviceSessions sessions)
     {
         var device = grains.GetGrain<IDeviceGrain>(deviceId);
         if (!Identifier.IsValid(deviceId) || await device.RotateAsync() is not { } secret || await device.GetAsync() is not { } binding)
@@ -82,16 +82,21 @@ public static class DeviceEndpoints
             return UnknownDevice(deviceId);
         }
 
+        // A connection opened with the old token ends now, so the old token buys nothing more.
+        await sessions.EndAsync(deviceId, revoked: false);
+
         return TypedResults.Ok(new ProvisionedDevice(deviceId, binding.PatientId, DeviceToken.Format(deviceId, secret)));
     }
 
-    private static async Task<IResult> RevokeAsync(string deviceId, IGrainFactory grains)
+    private static async Task<IResult> RevokeAsync(string deviceId, IGrainFactory grains, DeviceSessions sessions)
     {
         var device = grains.GetGrain<IDeviceGrain>(deviceId);
         if (!Identifier.IsValid(deviceId) || !await device.RevokeAsync() || await device.GetAsync() is not { } binding)
         {
             return UnknownDevice(deviceId);
         }
+
+        await sessions.EndAsync(deviceId, revoked: true);
 
         return TypedResults.Ok(binding);
     }

@@ -54,7 +54,7 @@ public sealed partial class GrpcIngestService(
             }
             catch (OperationCanceledException) when (reading.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
             {
-                // The acks stopped (their status ends the call below), or a newer stream replaced this one.
+                // The acks stopped (their status ends the call below), a newer stream replaced this one, or the token changed.
             }
             catch (RpcException exception)
             {
@@ -72,9 +72,12 @@ public sealed partial class GrpcIngestService(
                 throw refusal;
             }
 
-            if (registration.Replaced)
+            switch (registration.EndedBy)
             {
-                throw new RpcException(new Status(StatusCode.Aborted, "a newer stream of this device took over; batches without an ack must be sent again"));
+                case GrpcStreamRegistry.StreamEnd.Replaced:
+                    throw new RpcException(new Status(StatusCode.Aborted, "a newer stream of this device took over; batches without an ack must be sent again"));
+                case GrpcStreamRegistry.StreamEnd.CredentialsChanged:
+                    throw new RpcException(new Status(StatusCode.Unauthenticated, "the device's token was rotated or revoked; batches without an ack must be sent again with a valid token"));
             }
         }
         finally

@@ -34,11 +34,14 @@ public sealed partial class MqttIngestEndpoint(
     [ThreadStatic]
     private static ReadingBatchBuilder? _batchOfThread;
 
+    private MqttServer? _server;
+
     /// <summary>True once the broker has started and the handlers are in place.</summary>
     public bool IsListening { get; private set; }
 
     public void Attach(MqttServer server)
     {
+        _server = server;
         server.ValidatingConnectionAsync += ValidateConnectionAsync;
         server.InterceptingPublishAsync += InterceptPublishAsync;
         server.InterceptingSubscriptionAsync += InterceptSubscriptionAsync;
@@ -68,6 +71,28 @@ public sealed partial class MqttIngestEndpoint(
             IsListening = false;
             return Task.CompletedTask;
         };
+    }
+
+    /// <summary>
+    /// Ends the device's live MQTT connection, if it has one, with <paramref name="code"/> and <paramref name="reason"/>
+    /// in the DISCONNECT an MQTT 5 device reads; false when it had none. A publish still in flight gets no PUBACK, so the
+    /// device resends it, and the batch's sequence keeps it from being stored twice.
+    /// </summary>
+    public async Task<bool> DisconnectAsync(string deviceId, MqttDisconnectReasonCode code, string reason)
+    {
+        if (_server is not { IsStarted: true } server)
+        {
+            return false;
+        }
+
+        var clients = await server.GetClientsAsync();
+        if (!clients.Any(client => string.Equals(client.Id, deviceId, StringComparison.Ordinal)))
+        {
+            return false;
+        }
+
+        await server.DisconnectClientAsync(deviceId, new MqttServerClientDisconnectOptions { ReasonCode = code, ReasonString = reason });
+        return true;
     }
 
     private async Task ValidateConnectionAsync(ValidatingConnectionEventArgs args)

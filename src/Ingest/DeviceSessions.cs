@@ -1,0 +1,23 @@
+using MQTTnet.Protocol;
+using Telemetry.Ingest.Grpc;
+using Telemetry.Ingest.Mqtt;
+
+namespace Telemetry.Ingest;
+
+/// <summary>
+/// A device's live connections across the front doors. A device whose token is rotated or revoked must not keep
+/// writing on a connection it opened with the old credentials, so its MQTT session and gRPC stream are ended at once;
+/// the device reconnects with what it holds now (and a revoked one is refused).
+/// </summary>
+public sealed class DeviceSessions(MqttIngestEndpoint mqtt, GrpcStreamRegistry grpc)
+{
+    /// <summary>Ends every live connection of the device on this server; returns how many there were.</summary>
+    public async Task<int> EndAsync(string deviceId, bool revoked)
+    {
+        var (code, reason) = revoked
+            ? (MqttDisconnectReasonCode.NotAuthorized, "the device's token was revoked")
+            : (MqttDisconnectReasonCode.AdministrativeAction, "the device's token was rotated; connect again with the new token");
+        var ended = await mqtt.DisconnectAsync(deviceId, code, reason) ? 1 : 0;
+        return ended + (grpc.Close(deviceId) ? 1 : 0);
+    }
+}
