@@ -23,4 +23,14 @@ public sealed class DeviceAuthenticator(IGrainFactory grains)
         var patientId = await grains.GetGrain<IDeviceGrain>(deviceId).AuthenticateAsync(secret);
         return patientId is null ? null : new DeviceIdentity(deviceId, patientId);
     }
+
+    /// <summary>
+    /// The device a verified client certificate names, or null when it is not provisioned or was revoked: revoking a
+    /// device's token refuses its certificate too, until an admin issues it a new token.
+    /// </summary>
+    public async Task<DeviceIdentity?> AuthenticateCertificateAsync(string deviceId)
+    {
+        var binding = await grains.GetGrain<IDeviceGrain>(deviceId).GetAsync();
+        return binding is { RevokedAt: null } ? new DeviceIdentity(deviceId, binding.PatientId) : null;
+    }
 }

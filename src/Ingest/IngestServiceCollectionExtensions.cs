@@ -22,6 +22,7 @@ public static class IngestServiceCollectionExtensions
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<IngestInstruments>();
         services.AddSingleton<DeviceAuthenticator>();
+        services.TryAddSingleton(new DeviceCertificates());
         services.AddSingleton<DeviceRejectLog>();
         services.AddSingleton<DeviceRateLimiter>();
         services.AddSingleton<GrpcStreamRegistry>();

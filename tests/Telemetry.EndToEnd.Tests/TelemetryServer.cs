@@ -16,12 +16,18 @@ public sealed class TelemetryServer : IAsyncDisposable
 {
     private readonly StringBuilder _output = new();
     private readonly IReadOnlyDictionary<string, string> _settings;
+    private readonly TestCertificates? _tls;
     private Process? _process;
 
     /// <param name="settings">Extra configuration, as environment variables (<c>Telemetry__Ingest__MaxMessageBytes</c>).</param>
-    public TelemetryServer(IReadOnlyDictionary<string, string>? settings = null)
+    /// <param name="tls">
+    /// Certificates to serve TLS with: the plain ports are then turned off, devices may sign in with certificates from
+    /// the test authority, and <see cref="Http"/> speaks HTTPS, trusting that authority.
+    /// </param>
+    public TelemetryServer(IReadOnlyDictionary<string, string>? settings = null, TestCertificates? tls = null)
     {
         _settings = settings ?? new Dictionary<string, string>();
+        _tls = tls;
         DataDirectory = Path.Combine(Path.GetTempPath(), "telemetry-e2e-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(DataDirectory);
         AdminToken = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
@@ -29,8 +35,9 @@ public sealed class TelemetryServer : IAsyncDisposable
         GrpcPort = FreePort();
         MqttPort = FreePort();
         SiloPort = FreePort();
-        Http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{HttpPort}") };
-        Http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AdminToken);
+        HttpsPort = FreePort();
+        MqttTlsPort = FreePort();
+        Http = ClientWith(AdminToken);
     }
 
     public string DataDirectory { get; }
@@ -44,6 +51,12 @@ public sealed class TelemetryServer : IAsyncDisposable
     public int MqttPort { get; }
 
     public int SiloPort { get; }
+
+    /// <summary>HTTPS and gRPC over TLS; listening only with <see cref="TestCertificates"/>.</summary>
+    public int HttpsPort { get; }
+
+    /// <summary>MQTT over TLS; listening only with <see cref="TestCertificates"/>.</summary>
+    public int MqttTlsPort { get; }
 
     /// <summary>An HTTP client for the REST API, carrying the admin token.</summary>
     public HttpClient Http { get; }
@@ -82,6 +95,18 @@ public sealed class TelemetryServer : IAsyncDisposable
         start.Environment["Telemetry__Server__GrpcPort"] = GrpcPort.ToString();
         start.Environment["Telemetry__Server__MqttPort"] = MqttPort.ToString();
         start.Environment["Telemetry__Server__SiloPort"] = SiloPort.ToString();
+        start.Environment["Telemetry__Server__HttpsPort"] = HttpsPort.ToString();
+        start.Environment["Telemetry__Server__MqttTlsPort"] = MqttTlsPort.ToString();
+        if (_tls is not null)
+        {
+            start.Environment["Telemetry__Server__HttpPort"] = "0";
+            start.Environment["Telemetry__Server__GrpcPort"] = "0";
+            start.Environment["Telemetry__Server__MqttPort"] = "0";
+            start.Environment["Telemetry__Server__Tls__CertificatePath"] = _tls.ServerCertificatePath;
+            start.Environment["Telemetry__Server__Tls__KeyPath"] = _tls.ServerKeyPath;
+            start.Environment["Telemetry__Server__Tls__DeviceCertificateAuthorityPath"] = _tls.AuthorityPath;
+        }
+
         start.Environment["Telemetry__Storage__DuckDb__Path"] = Path.Combine(DataDirectory, "telemetry.duckdb");
         start.Environment["Telemetry__Auth__AdminToken"] = AdminToken;
         foreach (var (key, value) in _settings)
@@ -162,7 +187,9 @@ public sealed class TelemetryServer : IAsyncDisposable
     /// <summary>An HTTP client for this server carrying <paramref name="token"/> (none when null).</summary>
     public HttpClient ClientWith(string? token)
     {
-        var client = new HttpClient { BaseAddress = Http.BaseAddress };
+        var client = _tls is null
+            ? new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{HttpPort}") }
+            : new HttpClient(_tls.Handler()) { BaseAddress = new Uri($"https://127.0.0.1:{HttpsPort}") };
         if (token is not null)
         {
             client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);

@@ -28,6 +28,14 @@ public sealed class ServerOptions
     [Range(0, 65535)]
     public int MqttPort { get; set; } = 1883;
 
+    /// <summary>HTTPS with HTTP/1.1 and HTTP/2: everything on the HTTP port, and gRPC over TLS. Only with a TLS certificate.</summary>
+    [Range(0, 65535)]
+    public int HttpsPort { get; set; } = 5443;
+
+    /// <summary>MQTT over TLS, with optional device certificates. Only with a TLS certificate.</summary>
+    [Range(0, 65535)]
+    public int MqttTlsPort { get; set; } = 8883;
+
     /// <summary>The co-hosted Orleans silo's port for silo-to-silo traffic.</summary>
     [Range(1, 65535)]
     public int SiloPort { get; set; } = 11111;

@@ -19,7 +19,7 @@ using Telemetry.Storage;
 namespace Telemetry.Api.Hosting;
 
 /// <summary>The composition root: what the one Telemetry executable runs and where it listens.</summary>
-public static class TelemetryServerExtensions
+public static partial class TelemetryServerExtensions
 {
     /// <summary>Room in an MQTT packet beyond its payload: fixed header, a device's topic and a few properties.</summary>
     private const int MqttPacketOverheadBytes = 4_096;
@@ -30,22 +30,45 @@ public static class TelemetryServerExtensions
         Core.Vitals.VitalCatalogue.Validate();
         var services = builder.Services;
         services.AddOptions<ServerOptions>().BindConfiguration(ServerOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddOptions<TlsOptions>().BindConfiguration(TlsOptions.Section);
         var server = builder.Configuration.GetSection(ServerOptions.Section).Get<ServerOptions>() ?? new ServerOptions();
+
+        var tls = builder.Configuration.GetSection(TlsOptions.Section).Get<TlsOptions>() ?? new TlsOptions();
+        if (!tls.Enabled && !string.IsNullOrWhiteSpace(tls.DeviceCertificateAuthorityPath))
+        {
+            throw new InvalidOperationException($"{TlsOptions.Section}:DeviceCertificateAuthorityPath needs a server certificate: set {TlsOptions.Section}:CertificatePath too.");
+        }
+
+        if (tls.Enabled)
+        {
+            // Registered before ingest, whose default accepts no device certificates.
+            services.AddSingleton(ServerTls.LoadDeviceAuthorities(tls));
+            services.AddSingleton(sp => new ServerTls(tls, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<ServerTls>>()));
+        }
 
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             Listen(kestrel, server.ListenAddress, server.HttpPort, listen => listen.Protocols = HttpProtocols.Http1);
             Listen(kestrel, server.ListenAddress, server.GrpcPort, listen => listen.Protocols = HttpProtocols.Http2);
-            Listen(kestrel, server.ListenAddress, server.MqttPort, listen =>
+            Listen(kestrel, server.ListenAddress, server.MqttPort, UseMqtt);
+            if (!tls.Enabled)
             {
-                // Packets far over the payload limit are refused from their header, before they are buffered; the
-                // payload limit itself is answered per message (0x97) by the ingest endpoint.
-                var ingest = listen.ApplicationServices.GetRequiredService<IOptions<IngestOptions>>().Value;
+                return;
+            }
+
+            var serverTls = kestrel.ApplicationServices.GetRequiredService<ServerTls>();
+            Listen(kestrel, server.ListenAddress, server.HttpsPort, listen =>
+            {
+                listen.Protocols = HttpProtocols.Http1AndHttp2;
+                listen.UseHttps(serverTls.Https());
+            });
+            Listen(kestrel, server.ListenAddress, server.MqttTlsPort, listen =>
+            {
                 var instruments = listen.ApplicationServices.GetRequiredService<IngestInstruments>();
-                listen.Use(MqttPacketSizeGuard.Middleware(
-                    ingest.MaxMessageBytes + MqttPacketOverheadBytes,
-                    () => instruments.PayloadRejected(MqttIngestEndpoint.Protocol, "packet_too_large")));
-                listen.UseMqtt();
+                listen.UseHttps(serverTls.Mqtt(
+                    listen.ApplicationServices.GetRequiredService<DeviceCertificates>(),
+                    () => instruments.AuthenticationFailed(MqttIngestEndpoint.Protocol)));
+                UseMqtt(listen);
             });
         });
 
@@ -100,7 +123,27 @@ public static class TelemetryServerExtensions
         // Make the admin token and the development signing key (or their files) exist from the first second.
         app.Services.GetRequiredService<AdminToken>();
         app.Services.GetRequiredService<DevelopmentTokens>();
+        if (app.Services.GetService<ServerTls>() is { } tls)
+        {
+            var server = app.Services.GetRequiredService<IOptions<ServerOptions>>().Value;
+            LogTls(app.Logger, server.HttpsPort, server.MqttTlsPort, tls.Certificate.Subject, tls.Certificate.NotAfter, app.Services.GetRequiredService<DeviceCertificates>().Enabled);
+        }
+
         return app;
+    }
+
+    /// <summary>
+    /// MQTT on a listener. Packets far over the payload limit are refused from their header, before they are buffered;
+    /// the payload limit itself is answered per message (0x97) by the ingest endpoint.
+    /// </summary>
+    private static void UseMqtt(ListenOptions listen)
+    {
+        var ingest = listen.ApplicationServices.GetRequiredService<IOptions<IngestOptions>>().Value;
+        var instruments = listen.ApplicationServices.GetRequiredService<IngestInstruments>();
+        listen.Use(MqttPacketSizeGuard.Middleware(
+            ingest.MaxMessageBytes + MqttPacketOverheadBytes,
+            () => instruments.PayloadRejected(MqttIngestEndpoint.Protocol, "packet_too_large")));
+        listen.UseMqtt();
     }
 
     private static void Listen(KestrelServerOptions kestrel, string address, int port, Action<ListenOptions> configure)
@@ -123,4 +166,8 @@ public static class TelemetryServerExtensions
                 break;
         }
     }
+
+    [LoggerMessage(EventId = 1500, Level = LogLevel.Information,
+        Message = "TLS on HTTPS port {HttpsPort} and MQTT port {MqttTlsPort}, certificate {Subject} valid until {NotAfter:u}; device certificates accepted: {DeviceCertificates}")]
+    private static partial void LogTls(ILogger logger, int httpsPort, int mqttTlsPort, string subject, DateTime notAfter, bool deviceCertificates);
 }

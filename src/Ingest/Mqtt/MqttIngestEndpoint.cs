@@ -13,11 +13,12 @@ namespace Telemetry.Ingest.Mqtt;
 
 /// <summary>
 /// The MQTT front door, on the broker hosted in Kestrel. A device connects with its id as client id and username and
-/// its token as password; it may publish only to <c>devices/{deviceId}/vitals</c> and subscribe only to its patient's
-/// alerts. A QoS 1 PUBACK leaves only after the batch is committed; a reading is never relayed to other clients.
+/// its token as password, or with a client certificate that names it; it may publish only to
+/// <c>devices/{deviceId}/vitals</c> and subscribe only to its patient's alerts. A QoS 1 PUBACK leaves only after the batch is committed; a reading is never relayed to other clients.
 /// </summary>
 public sealed partial class MqttIngestEndpoint(
     DeviceAuthenticator authenticator,
+    DeviceCertificates certificates,
     CommitPipeline pipeline,
     IngestInstruments instruments,
     DeviceRejectLog rejectLog,
@@ -97,16 +98,11 @@ public sealed partial class MqttIngestEndpoint(
 
     private async Task ValidateConnectionAsync(ValidatingConnectionEventArgs args)
     {
-        if (string.IsNullOrEmpty(args.UserName) || string.IsNullOrEmpty(args.Password))
-        {
-            Refuse(args, MqttConnectReasonCode.BadUserNameOrPassword, "username (device id) and password (device token) are required");
-            return;
-        }
-
-        var identity = await authenticator.AuthenticateAsync(args.Password, args.UserName);
+        var identity = args.ClientCertificate is { } certificate && certificates.Enabled
+            ? await AuthenticateCertificateAsync(args, certificate)
+            : await AuthenticateTokenAsync(args);
         if (identity is null)
         {
-            Refuse(args, MqttConnectReasonCode.BadUserNameOrPassword, "unknown device or wrong token");
             return;
         }
 
@@ -114,7 +110,7 @@ public sealed partial class MqttIngestEndpoint(
         // device can take over another device's session.
         if (!string.Equals(args.ClientId, identity.DeviceId, StringComparison.Ordinal))
         {
-            Refuse(args, MqttConnectReasonCode.ClientIdentifierNotValid, "the client id must be the device id");
+            Refuse(args, MqttConnectReasonCode.ClientIdentifierNotValid, "the client id must be the device id", identity.DeviceId);
             return;
         }
 
@@ -122,14 +118,60 @@ public sealed partial class MqttIngestEndpoint(
         LogDeviceConnected(logger, identity.DeviceId, args.ProtocolVersion);
     }
 
-    private void Refuse(ValidatingConnectionEventArgs args, MqttConnectReasonCode code, string reason)
+    private async Task<DeviceIdentity?> AuthenticateTokenAsync(ValidatingConnectionEventArgs args)
+    {
+        if (string.IsNullOrEmpty(args.UserName) || string.IsNullOrEmpty(args.Password))
+        {
+            Refuse(args, MqttConnectReasonCode.BadUserNameOrPassword, "username (device id) and password (device token) are required");
+            return null;
+        }
+
+        var identity = await authenticator.AuthenticateAsync(args.Password, args.UserName);
+        if (identity is null)
+        {
+            Refuse(args, MqttConnectReasonCode.BadUserNameOrPassword, "unknown device or wrong token");
+        }
+
+        return identity;
+    }
+
+    /// <summary>
+    /// A device with a client certificate (checked once more here, whatever the listener did) needs no token; a
+    /// username, when sent, must be the certificate's device, and a password, when sent, that device's token.
+    /// </summary>
+    private async Task<DeviceIdentity?> AuthenticateCertificateAsync(ValidatingConnectionEventArgs args, System.Security.Cryptography.X509Certificates.X509Certificate2 certificate)
+    {
+        if (!certificates.TryIdentify(certificate, out var deviceId, out var problem))
+        {
+            Refuse(args, MqttConnectReasonCode.BadAuthenticationMethod, problem);
+            return null;
+        }
+
+        if (!string.IsNullOrEmpty(args.UserName) && !string.Equals(args.UserName, deviceId, StringComparison.Ordinal))
+        {
+            Refuse(args, MqttConnectReasonCode.BadUserNameOrPassword, "the username must be the device the certificate names", deviceId);
+            return null;
+        }
+
+        var identity = string.IsNullOrEmpty(args.Password)
+            ? await authenticator.AuthenticateCertificateAsync(deviceId)
+            : await authenticator.AuthenticateAsync(args.Password, deviceId);
+        if (identity is null)
+        {
+            Refuse(args, MqttConnectReasonCode.NotAuthorized, "the certificate's device is unknown or revoked, or the token is wrong", deviceId);
+        }
+
+        return identity;
+    }
+
+    private void Refuse(ValidatingConnectionEventArgs args, MqttConnectReasonCode code, string reason, string? deviceId = null)
     {
         args.ReasonCode = code;
         args.ReasonString = reason;
         instruments.AuthenticationFailed(Protocol);
 
         // A username that is not a device id may be a token pasted into the wrong field: never log it.
-        LogConnectionRefused(logger, Identifier.IsValid(args.UserName) ? args.UserName : "(not a device id)", reason);
+        LogConnectionRefused(logger, deviceId ?? (Identifier.IsValid(args.UserName) ? args.UserName : "(not a device id)"), reason);
     }
 
     private async Task InterceptPublishAsync(InterceptingPublishEventArgs args)
@@ -282,6 +324,6 @@ public sealed partial class MqttIngestEndpoint(
     [LoggerMessage(EventId = 1103, Level = LogLevel.Error, Message = "An MQTT publish could not be handled; it was refused, not acknowledged")]
     private static partial void LogPublishFailed(ILogger logger, Exception exception);
 
-    [LoggerMessage(EventId = 1102, Level = LogLevel.Information, Message = "MQTT connection of {UserName} refused: {Reason}")]
-    private static partial void LogConnectionRefused(ILogger logger, string userName, string reason);
+    [LoggerMessage(EventId = 1102, Level = LogLevel.Information, Message = "MQTT connection of {Device} refused: {Reason}")]
+    private static partial void LogConnectionRefused(ILogger logger, string device, string reason);
 }

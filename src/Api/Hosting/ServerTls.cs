@@ -1,0 +1,190 @@
+using System.Net.Security;
+using System.Security.Cryptography.X509Certificates;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
+using Telemetry.Ingest;
+
+namespace Telemetry.Api.Hosting;
+
+/// <summary>
+/// The server's TLS certificate and the handshake of every TLS listener. The certificate files are read at start (a
+/// file that cannot be read stops start-up) and read again when they change, so a renewed certificate is served
+/// without a restart. The MQTT TLS port asks for device certificates when device authorities are configured.
+/// </summary>
+public sealed partial class ServerTls
+{
+    private readonly TlsOptions _options;
+    private readonly TimeProvider _timeProvider;
+    private readonly ILogger _logger;
+    private readonly Lock _reload = new();
+    private SslStreamCertificateContext _certificate;
+    private DateTime _filesWrittenAt;
+    private long _checkedAt;
+
+    public ServerTls(TlsOptions options, TimeProvider timeProvider, ILogger logger)
+    {
+        _options = options;
+        _timeProvider = timeProvider;
+        _logger = logger;
+        _filesWrittenAt = FilesWrittenAt();
+        _certificate = Load(options);
+        _checkedAt = timeProvider.GetTimestamp();
+    }
+
+    /// <summary>The subject and expiry of the certificate served now, for the start-up log.</summary>
+    public X509Certificate2 Certificate => _certificate.TargetCertificate;
+
+    /// <summary>The authorities of <see cref="TlsOptions.DeviceCertificateAuthorityPath"/>, or none.</summary>
+    public static DeviceCertificates LoadDeviceAuthorities(TlsOptions options)
+    {
+        if (string.IsNullOrWhiteSpace(options.DeviceCertificateAuthorityPath))
+        {
+            return new DeviceCertificates();
+        }
+
+        var authorities = new X509Certificate2Collection();
+        try
+        {
+            authorities.ImportFromPemFile(options.DeviceCertificateAuthorityPath);
+        }
+        catch (Exception exception) when (exception is IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException)
+        {
+            throw new InvalidOperationException($"{TlsOptions.Section}:DeviceCertificateAuthorityPath: cannot read '{options.DeviceCertificateAuthorityPath}': {exception.Message}", exception);
+        }
+
+        if (authorities.Count == 0)
+        {
+            throw new InvalidOperationException($"{TlsOptions.Section}:DeviceCertificateAuthorityPath: '{options.DeviceCertificateAuthorityPath}' holds no PEM certificate.");
+        }
+
+        return new DeviceCertificates(authorities);
+    }
+
+    /// <summary>The handshake of the HTTPS port: HTTP/2 (gRPC) or HTTP/1.1 by ALPN, no client certificate.</summary>
+    public TlsHandshakeCallbackOptions Https() => new()
+    {
+        OnConnection = _ => ValueTask.FromResult(new SslServerAuthenticationOptions
+        {
+            ServerCertificateContext = Current(),
+            ApplicationProtocols = [SslApplicationProtocol.Http2, SslApplicationProtocol.Http11],
+        }),
+    };
+
+    /// <summary>
+    /// The handshake of the MQTT TLS port. With device authorities, a client certificate is asked for; one that does not
+    /// verify ends the handshake (and is counted), and none at all is fine unless <see cref="TlsOptions.RequireDeviceCertificate"/>.
+    /// </summary>
+    public TlsHandshakeCallbackOptions Mqtt(DeviceCertificates devices, Action refused) => new()
+    {
+        OnConnection = connection => ValueTask.FromResult(new SslServerAuthenticationOptions
+        {
+            ServerCertificateContext = Current(),
+            ClientCertificateRequired = devices.Enabled,
+            RemoteCertificateValidationCallback = (_, certificate, _, _) =>
+            {
+                if (!devices.Enabled)
+                {
+                    return true;
+                }
+
+                if (certificate is null)
+                {
+                    if (_options.RequireDeviceCertificate)
+                    {
+                        refused();
+                        LogDeviceCertificateRefused(_logger, "(none)", "a device certificate is required on this port");
+                        return false;
+                    }
+
+                    return true;
+                }
+
+                using var device = new X509Certificate2(certificate);
+                if (devices.TryIdentify(device, out _, out var problem))
+                {
+                    return true;
+                }
+
+                refused();
+                LogDeviceCertificateRefused(_logger, device.Subject, problem);
+                return false;
+            },
+        }),
+    };
+
+    private SslStreamCertificateContext Current()
+    {
+        if (_timeProvider.GetElapsedTime(Interlocked.Read(ref _checkedAt)) < _options.ReloadInterval)
+        {
+            return _certificate;
+        }
+
+        lock (_reload)
+        {
+            Interlocked.Exchange(ref _checkedAt, _timeProvider.GetTimestamp());
+            var writtenAt = FilesWrittenAt();
+            if (writtenAt != _filesWrittenAt)
+            {
+                try
+                {
+                    _certificate = Load(_options);
+                    _filesWrittenAt = writtenAt;
+                    LogCertificateReloaded(_logger, _certificate.TargetCertificate.Subject, _certificate.TargetCertificate.NotAfter);
+                }
+                catch (InvalidOperationException exception)
+                {
+                    // Half-written files during a renewal: keep serving the old certificate and look again later.
+                    LogCertificateReloadFailed(_logger, exception.Message);
+                }
+            }
+
+            return _certificate;
+        }
+    }
+
+    private DateTime FilesWrittenAt()
+    {
+        var certificate = File.GetLastWriteTimeUtc(_options.CertificatePath!);
+        var key = string.IsNullOrWhiteSpace(_options.KeyPath) ? default : File.GetLastWriteTimeUtc(_options.KeyPath);
+        return certificate > key ? certificate : key;
+    }
+
+    private static SslStreamCertificateContext Load(TlsOptions options)
+    {
+        var path = options.CertificatePath!;
+        try
+        {
+            if (path.EndsWith(".pfx", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".p12", StringComparison.OrdinalIgnoreCase))
+            {
+                var bundle = X509CertificateLoader.LoadPkcs12CollectionFromFile(path, options.Password);
+                var leaf = bundle.FirstOrDefault(certificate => certificate.HasPrivateKey)
+                    ?? throw new InvalidOperationException("it holds no certificate with a private key");
+                return SslStreamCertificateContext.Create(leaf, [.. bundle.Where(certificate => !ReferenceEquals(certificate, leaf))]);
+            }
+
+            if (string.IsNullOrWhiteSpace(options.KeyPath))
+            {
+                throw new InvalidOperationException($"a PEM certificate needs its key: set {TlsOptions.Section}:KeyPath");
+            }
+
+            var server = string.IsNullOrEmpty(options.Password)
+                ? X509Certificate2.CreateFromPemFile(path, options.KeyPath)
+                : X509Certificate2.CreateFromEncryptedPemFile(path, options.Password, options.KeyPath);
+            var chain = new X509Certificate2Collection();
+            chain.ImportFromPemFile(path);
+            return SslStreamCertificateContext.Create(server, [.. chain.Skip(1)]);
+        }
+        catch (Exception exception) when (exception is IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException or InvalidOperationException)
+        {
+            throw new InvalidOperationException($"{TlsOptions.Section}:CertificatePath: cannot use '{path}': {exception.Message}", exception);
+        }
+    }
+
+    [LoggerMessage(EventId = 1501, Level = LogLevel.Information, Message = "TLS certificate reloaded: {Subject}, valid until {NotAfter:u}")]
+    private static partial void LogCertificateReloaded(ILogger logger, string subject, DateTime notAfter);
+
+    [LoggerMessage(EventId = 1502, Level = LogLevel.Warning, Message = "The TLS certificate files changed but could not be used; the previous certificate stays: {Reason}")]
+    private static partial void LogCertificateReloadFailed(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 1503, Level = LogLevel.Information, Message = "MQTT TLS connection refused, device certificate {Subject}: {Reason}")]
+    private static partial void LogDeviceCertificateRefused(ILogger logger, string subject, string reason);
+}

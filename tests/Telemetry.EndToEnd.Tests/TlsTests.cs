@@ -1,0 +1,223 @@
+using System.Net.Sockets;
+using System.Security.Cryptography.X509Certificates;
+using Grpc.Core;
+using Grpc.Net.Client;
+using MQTTnet;
+using MQTTnet.Formatter;
+using Telemetry.Protos;
+
+namespace Telemetry.EndToEnd.Tests;
+
+/// <summary>A server with a certificate and its plain ports turned off, and the test authority for device certificates.</summary>
+public sealed class TlsFixture : IAsyncLifetime
+{
+    private readonly string _directory = Path.Combine(Path.GetTempPath(), "telemetry-tls-" + Guid.NewGuid().ToString("N"));
+
+    public TestCertificates Certificates { get; private set; } = null!;
+
+    public TelemetryServer Server { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        Certificates = new TestCertificates(_directory);
+        Server = new TelemetryServer(new Dictionary<string, string> { ["Telemetry__Server__Tls__ReloadInterval"] = "00:00:01" }, Certificates);
+        await Server.StartAsync();
+    }
+
+    public async Task DisposeAsync()
+    {
+        await Server.DisposeAsync();
+        Certificates.Dispose();
+        Directory.Delete(_directory, recursive: true);
+    }
+}
+
+/// <summary>
+/// TLS on every front door: HTTPS and gRPC over TLS on one port, MQTT over TLS with a token or a device certificate
+/// (mutual TLS), and the plain ports off. Certificates that are expired, from another authority, or name an unknown or
+/// revoked device are refused.
+/// </summary>
+public sealed class TlsTests(TlsFixture fixture) : IClassFixture<TlsFixture>
+{
+    private TelemetryServer Server => fixture.Server;
+
+    private TestCertificates Certificates => fixture.Certificates;
+
+    [Fact]
+    public async Task Rest_and_grpc_work_over_tls_and_the_plain_ports_are_off()
+    {
+        var token = await Server.ProvisionAsync("tls-phone", "p-tls-1");
+        using var channel = GrpcChannel.ForAddress($"https://127.0.0.1:{Server.HttpsPort}", new GrpcChannelOptions { HttpHandler = Certificates.Handler() });
+        using var call = new Ingest.IngestClient(channel).Stream(new Metadata { { "authorization", $"Bearer {token}" } });
+        await call.RequestStream.WriteAsync(Devices.ProtobufBatch(1, Devices.RecentMinute(), "heart_rate", "", 71));
+        await call.RequestStream.CompleteAsync();
+        Assert.True(await call.ResponseStream.MoveNext());
+        Assert.Equal(AckStatus.Committed, call.ResponseStream.Current.Status);
+
+        foreach (var plain in new[] { Server.HttpPort, Server.GrpcPort, Server.MqttPort })
+        {
+            using var client = new TcpClient();
+            var refused = await Assert.ThrowsAsync<SocketException>(async () => await client.ConnectAsync("127.0.0.1", plain));
+            Assert.Equal(SocketError.ConnectionRefused, refused.SocketErrorCode);
+        }
+
+        using var untrusting = new HttpClient { BaseAddress = new Uri($"https://127.0.0.1:{Server.HttpsPort}") };
+        await Assert.ThrowsAsync<HttpRequestException>(() => untrusting.GetAsync("/healthz"));
+    }
+
+    [Fact]
+    public async Task A_device_signs_in_over_mqtt_tls_with_its_token_or_with_a_certificate_naming_it()
+    {
+        var token = await Server.ProvisionAsync("tls-token-watch", "p-tls-2");
+        await Server.ProvisionAsync("tls-cert-watch", "p-tls-3");
+        using var certificate = Certificates.Device("tls-cert-watch");
+        var start = Devices.RecentMinute();
+
+        using var byToken = await ConnectedAsync(null, "tls-token-watch", "tls-token-watch", token);
+        using var byCertificate = await ConnectedAsync(certificate, "tls-cert-watch", null, null);
+
+        var tokenAck = await Devices.PublishAsync(byToken, "devices/tls-token-watch/vitals", Devices.JsonHeartRates(1, start, 70, 71));
+        var certificateAck = await Devices.PublishAsync(byCertificate, "devices/tls-cert-watch/vitals", Devices.JsonHeartRates(1, start, 80, 81, 82));
+        Assert.Equal(MqttClientPublishReasonCode.Success, tokenAck.ReasonCode);
+        Assert.Equal(MqttClientPublishReasonCode.Success, certificateAck.ReasonCode);
+        Assert.Equal(3, (await Server.TrendAsync("p-tls-3", "heart_rate", start, start.AddMinutes(1), count: 3)).TotalCount);
+
+        // A certificate device still publishes only to its own topic.
+        var stray = await Devices.PublishAsync(byCertificate, "devices/tls-token-watch/vitals", Devices.JsonHeartRates(2, start, 90));
+        Assert.Equal(MqttClientPublishReasonCode.NotAuthorized, stray.ReasonCode);
+    }
+
+    [Fact]
+    public async Task Expired_foreign_unknown_revoked_and_borrowed_device_certificates_are_refused()
+    {
+        await Server.ProvisionAsync("tls-expired", "p-tls-4");
+        await Server.ProvisionAsync("tls-foreign", "p-tls-4");
+        await Server.ProvisionAsync("tls-revoked", "p-tls-4");
+        await Server.ProvisionAsync("tls-owner", "p-tls-4");
+        using var revoked = await Server.Http.DeleteAsync("/api/devices/tls-revoked/token");
+        Assert.True(revoked.IsSuccessStatusCode);
+        var failuresBefore = await AuthenticationFailuresAsync();
+
+        using (var expired = Certificates.Device("tls-expired", expired: true))
+        {
+            await Assert.ThrowsAnyAsync<Exception>(() => ConnectAsync(expired, "tls-expired", null, null));
+        }
+
+        using (var foreign = Certificates.Device("tls-foreign", fromOtherAuthority: true))
+        {
+            await Assert.ThrowsAnyAsync<Exception>(() => ConnectAsync(foreign, "tls-foreign", null, null));
+        }
+
+        using (var unknown = Certificates.Device("tls-nobody"))
+        {
+            Assert.Equal(MqttClientConnectResultCode.NotAuthorized, await ConnectAsync(unknown, "tls-nobody", null, null));
+        }
+
+        using (var ofRevoked = Certificates.Device("tls-revoked"))
+        {
+            Assert.Equal(MqttClientConnectResultCode.NotAuthorized, await ConnectAsync(ofRevoked, "tls-revoked", null, null));
+        }
+
+        using (var owner = Certificates.Device("tls-owner"))
+        {
+            Assert.Equal(MqttClientConnectResultCode.BadUserNameOrPassword, await ConnectAsync(owner, "tls-expired", "tls-expired", null));
+            Assert.Equal(MqttClientConnectResultCode.ClientIdentifierNotValid, await ConnectAsync(owner, "tls-expired", null, null));
+            Assert.Equal(MqttClientConnectResultCode.Success, await ConnectAsync(owner, "tls-owner", null, null));
+        }
+
+        Assert.Contains("device certificate CN=tls-expired", Server.Output);
+        Assert.Contains("device certificate CN=tls-foreign", Server.Output);
+        // Two refused at the handshake, four at CONNECT. The scrape is cached for a moment, so read until it catches up.
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        double failures;
+        while ((failures = await AuthenticationFailuresAsync()) < failuresBefore + 6 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(200);
+        }
+
+        Assert.Equal(failuresBefore + 6, failures);
+    }
+
+    [Fact]
+    public async Task A_renewed_certificate_is_served_without_a_restart()
+    {
+        var before = await ServedSerialAsync(Server.HttpsPort);
+        var renewed = Certificates.RenewServerCertificate();
+        Assert.NotEqual(before, renewed);
+
+        var deadline = DateTime.UtcNow.AddSeconds(15);
+        while ((await ServedSerialAsync(Server.MqttTlsPort) != renewed || await ServedSerialAsync(Server.HttpsPort) != renewed) && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(250);
+        }
+
+        Assert.Equal(renewed, await ServedSerialAsync(Server.HttpsPort));
+        Assert.Equal(renewed, await ServedSerialAsync(Server.MqttTlsPort));
+        Assert.Contains("TLS certificate reloaded", Server.Output);
+    }
+
+    private async Task<string> ServedSerialAsync(int port)
+    {
+        using var tcp = new TcpClient();
+        await tcp.ConnectAsync("127.0.0.1", port);
+        await using var tls = new System.Net.Security.SslStream(tcp.GetStream());
+        await tls.AuthenticateAsClientAsync(new System.Net.Security.SslClientAuthenticationOptions
+        {
+            TargetHost = "localhost",
+            RemoteCertificateValidationCallback = (_, certificate, _, _) => Certificates.Trusts(certificate),
+        });
+        using var served = new X509Certificate2(tls.RemoteCertificate!);
+        return served.SerialNumber;
+    }
+
+    private async Task<IMqttClient> ConnectedAsync(X509Certificate2? certificate, string clientId, string? user, string? password)
+    {
+        var client = new MqttClientFactory().CreateMqttClient();
+        var result = await client.ConnectAsync(Options(certificate, clientId, user, password));
+        Assert.Equal(MqttClientConnectResultCode.Success, result.ResultCode);
+        return client;
+    }
+
+    private async Task<MqttClientConnectResultCode> ConnectAsync(X509Certificate2? certificate, string clientId, string? user, string? password)
+    {
+        using var client = new MqttClientFactory().CreateMqttClient();
+        var result = (await client.ConnectAsync(Options(certificate, clientId, user, password))).ResultCode;
+        if (client.IsConnected)
+        {
+            await client.DisconnectAsync();
+        }
+
+        return result;
+    }
+
+    private MqttClientOptions Options(X509Certificate2? certificate, string clientId, string? user, string? password)
+    {
+        var options = new MqttClientOptionsBuilder()
+            .WithTcpServer("127.0.0.1", Server.MqttTlsPort)
+            .WithClientId(clientId)
+            .WithProtocolVersion(MqttProtocolVersion.V500)
+            .WithTimeout(TimeSpan.FromSeconds(10))
+            .WithTlsOptions(tls =>
+            {
+                tls.UseTls().WithCertificateValidationHandler(args => Certificates.Trusts(args.Certificate));
+                if (certificate is not null)
+                {
+                    tls.WithClientCertificates([certificate]);
+                }
+            });
+        if (user is not null)
+        {
+            options.WithCredentials(user, password ?? string.Empty);
+        }
+
+        return options.Build();
+    }
+
+    private async Task<double> AuthenticationFailuresAsync()
+    {
+        var metrics = await Server.Http.GetStringAsync("/metrics");
+        return metrics.Split('\n')
+            .Where(line => line.StartsWith("telemetry_devices_authentication_failures_total{", StringComparison.Ordinal) && line.Contains("protocol=\"mqtt\""))
+            .Sum(line => double.Parse(line[(line.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture));
+    }
+}
