@@ -1,0 +1,41 @@
+using System.Net;
+using System.Security.Cryptography;
+
+namespace Telemetry.EndToEnd.Tests;
+
+/// <summary>
+/// The server configured with an OpenID Connect authority finds the provider's keys through its discovery document
+/// and accepts the tokens it signs, and nothing else: not a token signed with another key under the same key id,
+/// not another issuer, not another audience, and not the server's own development tokens.
+/// </summary>
+public sealed class OidcProviderTests
+{
+    [Fact]
+    public async Task Tokens_the_configured_provider_signs_are_accepted_and_forgeries_refused()
+    {
+        await using var provider = await LoopbackOidcProvider.StartAsync();
+        await using var server = await TelemetryServer.StartNewAsync(new Dictionary<string, string>
+        {
+            ["Telemetry__Auth__Jwt__Authority"] = provider.Issuer,
+            ["Telemetry__Auth__Jwt__RequireHttpsMetadata"] = "false",
+        });
+        using var forgedKey = RSA.Create(2048);
+
+        async Task<HttpStatusCode> GetAsync(string token, string path)
+        {
+            using var client = server.ClientWith(token);
+            using var response = await client.GetAsync(path);
+            return response.StatusCode;
+        }
+
+        Assert.Equal(HttpStatusCode.OK, await GetAsync(provider.Issue("ops-1", "admin"), "/api/audit"));
+        Assert.True(provider.DiscoveryReads > 0 && provider.KeyReads > 0, "the server never read the provider's discovery document and keys");
+        Assert.Equal(HttpStatusCode.Forbidden, await GetAsync(provider.Issue("alex", "patient", patient: "p-oidc-1"), "/api/patients/p-oidc-2/trends?kind=heart_rate"));
+        Assert.Equal(HttpStatusCode.Forbidden, await GetAsync(provider.Issue("alex", "patient", patient: "p-oidc-1"), "/api/audit"));
+
+        Assert.Equal(HttpStatusCode.Unauthorized, await GetAsync(provider.Issue("ops-1", "admin", signWith: forgedKey), "/api/audit"));
+        Assert.Equal(HttpStatusCode.Unauthorized, await GetAsync(provider.Issue("ops-1", "admin", issuer: "http://127.0.0.1:1"), "/api/audit"));
+        Assert.Equal(HttpStatusCode.Unauthorized, await GetAsync(provider.Issue("ops-1", "admin", audience: "someone-else"), "/api/audit"));
+        Assert.Equal(HttpStatusCode.Unauthorized, await GetAsync(await server.MintTokenAsync("--role", "admin"), "/api/audit"));
+    }
+}
