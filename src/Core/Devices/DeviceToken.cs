@@ -15,6 +15,25 @@ public static class DeviceToken
 
     public static string Format(string deviceId, string secret) => $"{deviceId}.{secret}";
 
+    /// <summary>
+    /// True when <paramref name="text"/> may hold a secret: a whole token, or a run of 32 or more hex digits. Text a
+    /// device sent where a name belongs (an MQTT username) is logged only when this is false.
+    /// </summary>
+    public static bool MayHoldSecret(ReadOnlySpan<char> text)
+    {
+        var run = 0;
+        foreach (var c in text)
+        {
+            run = char.IsAsciiHexDigit(c) ? run + 1 : 0;
+            if (run >= SecretBytes)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     /// <summary>Splits a token into its device id and secret.</summary>
     public static bool TryParse(ReadOnlySpan<char> token, out string deviceId, out string secret)
     {

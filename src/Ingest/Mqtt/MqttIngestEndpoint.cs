@@ -5,6 +5,7 @@ using MQTTnet.Formatter;
 using MQTTnet.Protocol;
 using MQTTnet.Server;
 using Telemetry.Core;
+using Telemetry.Core.Devices;
 using Telemetry.Core.Readings;
 using Telemetry.Ingest.Codecs;
 using Telemetry.Ingest.Pipeline;
@@ -170,8 +171,8 @@ public sealed partial class MqttIngestEndpoint(
         args.ReasonString = reason;
         instruments.AuthenticationFailed(Protocol);
 
-        // A username that is not a device id may be a token pasted into the wrong field: never log it.
-        LogConnectionRefused(logger, deviceId ?? (Identifier.IsValid(args.UserName) ? args.UserName : "(not a device id)"), reason);
+        // The username may be a token pasted into the wrong field: it is logged only when it cannot hold a secret.
+        LogConnectionRefused(logger, deviceId ?? (Identifier.IsValid(args.UserName) && !DeviceToken.MayHoldSecret(args.UserName) ? args.UserName : "(not a device id)"), reason);
     }
 
     private async Task InterceptPublishAsync(InterceptingPublishEventArgs args)

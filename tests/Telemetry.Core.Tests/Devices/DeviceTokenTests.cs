@@ -54,4 +54,13 @@ public sealed class DeviceTokenTests
         Assert.Empty(deviceId);
         Assert.Empty(secret);
     }
+
+    [Theory]
+    [InlineData("watch-42", false)]
+    [InlineData("cafe-babe-0042", false)]
+    [InlineData("a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d", false)]
+    [InlineData("a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6", true)]
+    [InlineData("watch-42.0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", true)]
+    public void Text_that_may_hold_a_secret_is_recognised(string text, bool mayHoldSecret) =>
+        Assert.Equal(mayHoldSecret, DeviceToken.MayHoldSecret(text));
 }
