@@ -6,30 +6,40 @@ namespace Telemetry.EndToEnd.Tests;
 /// <summary>Guessing tokens gets an address locked out; a caller over its pace gets 429. Both are counted.</summary>
 public sealed class RateLimitTests
 {
+    private const string Guesser = "203.0.113.7";
+
     [Fact]
     public async Task An_address_that_keeps_presenting_bad_tokens_is_refused_even_a_good_one_for_a_while()
     {
+        // The server sits behind a proxy on loopback: the guesser is the address the proxy forwards, not the proxy.
         await using var server = await TelemetryServer.StartNewAsync(new Dictionary<string, string>
         {
             ["Telemetry__Auth__RateLimits__FailedSignInsPerMinute"] = "3",
             ["Telemetry__Auth__RateLimits__LockoutSeconds"] = "120",
+            ["Telemetry__Server__TrustedProxies__0"] = "127.0.0.1",
         });
         using var guessing = server.ClientWith(Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32)));
+        guessing.DefaultRequestHeaders.Add("X-Forwarded-For", Guesser);
         using var anonymous = server.ClientWith(null);
+        using var admin = server.ClientWith(server.AdminToken);
+        admin.DefaultRequestHeaders.Add("X-Forwarded-For", Guesser);
 
         for (var i = 0; i < 4; i++)
         {
             Assert.Equal(HttpStatusCode.Unauthorized, (await guessing.GetAsync("/api/alerts")).StatusCode);
         }
 
-        using var locked = await server.Http.GetAsync("/api/alerts");
-        using var lockedFhir = await server.Http.GetAsync("/fhir/Observation?patient=p-1");
+        using var locked = await admin.GetAsync("/api/alerts");
+        using var lockedFhir = await admin.GetAsync("/fhir/Observation?patient=p-1");
 
         Assert.Equal(HttpStatusCode.TooManyRequests, locked.StatusCode);
         Assert.Equal("application/problem+json", locked.Content.Headers.ContentType?.MediaType);
         Assert.InRange(locked.Headers.RetryAfter?.Delta ?? TimeSpan.Zero, TimeSpan.FromSeconds(100), TimeSpan.FromSeconds(120));
         Assert.Equal(HttpStatusCode.TooManyRequests, lockedFhir.StatusCode);
         Assert.Contains("\"throttled\"", await lockedFhir.Content.ReadAsStringAsync());
+
+        // Other clients of the same proxy are not locked out.
+        Assert.Equal(HttpStatusCode.OK, (await server.Http.GetAsync("/api/alerts")).StatusCode);
 
         // Without a token there is nothing to guess: such requests are still simply unauthorised.
         Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync("/api/alerts")).StatusCode);

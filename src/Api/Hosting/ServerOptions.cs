@@ -1,9 +1,10 @@
 using System.ComponentModel.DataAnnotations;
+using System.Net;
 
 namespace Telemetry.Api.Hosting;
 
 /// <summary>Where the server listens. Bound from <c>Telemetry:Server</c>; a port of 0 turns that listener off.</summary>
-public sealed class ServerOptions
+public sealed class ServerOptions : IValidatableObject
 {
     public const string Section = "Telemetry:Server";
 
@@ -39,4 +40,22 @@ public sealed class ServerOptions
     /// <summary>The co-hosted Orleans silo's port for silo-to-silo traffic.</summary>
     [Range(1, 65535)]
     public int SiloPort { get; set; } = 11111;
+
+    /// <summary>
+    /// Reverse proxies (addresses such as <c>10.0.0.5</c>, or networks such as <c>10.0.0.0/8</c>) whose
+    /// <c>X-Forwarded-For</c> and <c>X-Forwarded-Proto</c> name the real client. Empty: the headers are ignored, so
+    /// no client can claim another address.
+    /// </summary>
+    public string[] TrustedProxies { get; set; } = [];
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        foreach (var proxy in TrustedProxies)
+        {
+            if (!IPAddress.TryParse(proxy, out _) && !IPNetwork.TryParse(proxy, out _))
+            {
+                yield return new ValidationResult($"TrustedProxies: '{proxy}' is neither an IP address nor a network such as 10.0.0.0/8.", [nameof(TrustedProxies)]);
+            }
+        }
+    }
 }

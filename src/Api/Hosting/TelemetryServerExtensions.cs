@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.HttpOverrides;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
 using MQTTnet.AspNetCore;
@@ -107,6 +108,7 @@ public static partial class TelemetryServerExtensions
     {
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+        UseTrustedProxies(app, app.Services.GetRequiredService<IOptions<ServerOptions>>().Value.TrustedProxies);
         app.UseTelemetryAccess();
         app.UseWebSockets();
         app.MapIngest(app.Services.GetRequiredService<IOptions<ServerOptions>>().Value.MqttWebSocketPath);
@@ -130,6 +132,35 @@ public static partial class TelemetryServerExtensions
         }
 
         return app;
+    }
+
+    /// <summary>
+    /// Behind trusted proxies, the client's address (for rate limits, sign-in lockouts and logs) and scheme come from the
+    /// proxy's forwarded headers; from anyone else the headers are ignored.
+    /// </summary>
+    private static void UseTrustedProxies(WebApplication app, string[] proxies)
+    {
+        if (proxies.Length == 0)
+        {
+            return;
+        }
+
+        var forwarded = new ForwardedHeadersOptions { ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto };
+        forwarded.KnownProxies.Clear();
+        forwarded.KnownIPNetworks.Clear();
+        foreach (var proxy in proxies)
+        {
+            if (System.Net.IPAddress.TryParse(proxy, out var address))
+            {
+                forwarded.KnownProxies.Add(address);
+            }
+            else
+            {
+                forwarded.KnownIPNetworks.Add(System.Net.IPNetwork.Parse(proxy));
+            }
+        }
+
+        app.UseForwardedHeaders(forwarded);
     }
 
     /// <summary>
