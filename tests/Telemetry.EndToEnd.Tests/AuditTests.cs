@@ -55,14 +55,16 @@ public sealed class AuditTests
 
         // Someone with access to the file changes whose record the second one is.
         await server.KillAsync();
-        var path = Path.Combine(server.DataDirectory, "audit.log");
+        var path = Directory.GetFiles(server.DataDirectory, "audit-*.log").Single(file => File.ReadAllText(file).Contains("audit-p1"));
         var lines = await File.ReadAllLinesAsync(path);
-        lines[1] = lines[1].Replace("audit-p1", "audit-p9", StringComparison.Ordinal);
+        var line = Array.FindIndex(lines, record => record.Contains("audit-p1", StringComparison.Ordinal));
+        lines[line] = lines[line].Replace("audit-p1", "audit-p9", StringComparison.Ordinal);
         await File.WriteAllLinesAsync(path, lines);
         await server.StartAsync();
 
         var after = await server.Http.GetFromJsonAsync<JsonElement>("/api/audit/verify");
         Assert.False(after.GetProperty("intact").GetBoolean());
-        Assert.Equal(2, after.GetProperty("firstBrokenLine").GetInt64());
+        Assert.Equal(line + 1, after.GetProperty("firstBrokenLine").GetInt64());
+        Assert.Equal(Path.GetFileName(path), after.GetProperty("file").GetString());
     }
 }

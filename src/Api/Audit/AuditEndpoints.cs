@@ -1,5 +1,6 @@
 using Telemetry.Api.Security;
 using Telemetry.Core;
+using Telemetry.Storage.Audit;
 
 namespace Telemetry.Api.Audit;
 
@@ -12,7 +13,7 @@ public static class AuditEndpoints
     {
         var audit = routes.MapGroup("/api/audit").RequireAuthorization(TelemetryAuthentication.AdminPolicy).RequireRateLimiting(TelemetryAuthentication.ApiRateLimit).WithTags("Access");
         audit.MapGet("/", ListAsync).WithSummary("Accesses to patients' records, newest first");
-        audit.MapGet("/verify", (AuditLog log) => Task.Run(() => TypedResults.Ok(AuditLog.Verify(log.FilePath))))
+        audit.MapGet("/verify", (AuditLog log) => Task.Run(() => TypedResults.Ok(log.Verify())))
             .WithSummary("Checks every record's hash and link; says where the chain first breaks");
         return routes;
     }

@@ -1,5 +1,6 @@
 using Telemetry.Api.Fhir;
 using Telemetry.Api.Security;
+using Telemetry.Storage.Audit;
 
 namespace Telemetry.Api.Audit;
 

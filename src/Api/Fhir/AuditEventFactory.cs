@@ -1,5 +1,6 @@
 using Hl7.Fhir.Model;
 using Telemetry.Api.Audit;
+using Telemetry.Storage.Audit;
 
 namespace Telemetry.Api.Fhir;
 

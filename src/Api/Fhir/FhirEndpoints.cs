@@ -6,6 +6,7 @@ using Telemetry.Api.Security;
 using Telemetry.Api.Trends;
 using Telemetry.Core.Rollups;
 using Telemetry.Core.Storage;
+using Telemetry.Storage.Audit;
 
 namespace Telemetry.Api.Fhir;
 

@@ -16,6 +16,7 @@ using Telemetry.Grains;
 using Telemetry.Ingest;
 using Telemetry.Ingest.Mqtt;
 using Telemetry.Storage;
+using Telemetry.Storage.Audit;
 
 namespace Telemetry.Api.Hosting;
 

@@ -1,4 +1,4 @@
-namespace Telemetry.Api.Audit;
+namespace Telemetry.Storage.Audit;
 
 /// <summary>
 /// One access to a patient's record: who, in which role, which patient, what (method and path), when, and the outcome
