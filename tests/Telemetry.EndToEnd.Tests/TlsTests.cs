@@ -82,6 +82,19 @@ public sealed class TlsTests(TlsFixture fixture) : IClassFixture<TlsFixture>
         Assert.Equal(MqttClientPublishReasonCode.Success, certificateAck.ReasonCode);
         Assert.Equal(3, (await Server.TrendAsync("p-tls-3", "heart_rate", start, start.AddMinutes(1), count: 3)).TotalCount);
 
+        // MQTT over secure WebSocket on the HTTPS port, with the token.
+        using var overWebSocket = new MqttClientFactory().CreateMqttClient();
+        var connected = await overWebSocket.ConnectAsync(new MqttClientOptionsBuilder()
+            .WithWebSocketServer(ws => ws.WithUri($"wss://127.0.0.1:{Server.HttpsPort}/mqtt"))
+            .WithTlsOptions(tls => tls.UseTls().WithCertificateValidationHandler(args => Certificates.Trusts(args.Certificate)))
+            .WithClientId("tls-token-watch")
+            .WithCredentials("tls-token-watch", token)
+            .WithProtocolVersion(MqttProtocolVersion.V500)
+            .Build());
+        Assert.Equal(MqttClientConnectResultCode.Success, connected.ResultCode);
+        var webSocketAck = await Devices.PublishAsync(overWebSocket, "devices/tls-token-watch/vitals", Devices.JsonHeartRates(3, start.AddSeconds(10), 72));
+        Assert.Equal(MqttClientPublishReasonCode.Success, webSocketAck.ReasonCode);
+
         // A certificate device still publishes only to its own topic.
         var stray = await Devices.PublishAsync(byCertificate, "devices/tls-token-watch/vitals", Devices.JsonHeartRates(2, start, 90));
         Assert.Equal(MqttClientPublishReasonCode.NotAuthorized, stray.ReasonCode);
