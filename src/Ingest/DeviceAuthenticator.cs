@@ -20,17 +20,23 @@ public sealed class DeviceAuthenticator(IGrainFactory grains)
             return null;
         }
 
-        var patientId = await grains.GetGrain<IDeviceGrain>(deviceId).AuthenticateAsync(secret);
-        return patientId is null ? null : new DeviceIdentity(deviceId, patientId);
+        return ToIdentity(await grains.GetGrain<IDeviceGrain>(deviceId).AuthenticateAsync(secret));
     }
 
     /// <summary>
     /// The device a verified client certificate names, or null when it is not provisioned or was revoked: revoking a
     /// device's token refuses its certificate too, until an admin issues it a new token.
     /// </summary>
-    public async Task<DeviceIdentity?> AuthenticateCertificateAsync(string deviceId)
-    {
-        var binding = await grains.GetGrain<IDeviceGrain>(deviceId).GetAsync();
-        return binding is { RevokedAt: null } ? new DeviceIdentity(deviceId, binding.PatientId) : null;
-    }
+    public async Task<DeviceIdentity?> AuthenticateCertificateAsync(string deviceId) =>
+        ToIdentity(await grains.GetGrain<IDeviceGrain>(deviceId).GetAsync());
+
+    /// <summary>
+    /// False when the device's credentials changed (rotated or revoked) since <paramref name="identity"/> signed in.
+    /// A connection checks this once it is registered, so a change that raced its sign-in still ends it.
+    /// </summary>
+    public async Task<bool> IsCurrentAsync(DeviceIdentity identity) =>
+        ToIdentity(await grains.GetGrain<IDeviceGrain>(identity.DeviceId).GetAsync()) == identity;
+
+    private static DeviceIdentity? ToIdentity(DeviceBinding? binding) =>
+        binding is { RevokedAt: null } ? new DeviceIdentity(binding.DeviceId, binding.PatientId, binding.RotatedAt ?? binding.ProvisionedAt) : null;
 }

@@ -7,8 +7,9 @@ namespace Telemetry.Ingest;
 
 /// <summary>
 /// Device client certificates (mutual TLS): a certificate identifies a device when it chains to one of the configured
-/// authorities, is within its validity period, is meant for client authentication, and its subject's common name is a
-/// device id. Only the configured authorities count, never the machine's trust store.
+/// authorities, is within its validity period, is meant for client authentication, and its subject has exactly one
+/// common name, which is a device id. Only the configured authorities count, never the machine's trust store, and
+/// nothing is fetched from the network to build a chain (intermediates belong in the authorities file).
 /// </summary>
 public sealed class DeviceCertificates
 {
@@ -38,6 +39,8 @@ public sealed class DeviceCertificates
         using var chain = new X509Chain();
         chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
         chain.ChainPolicy.CustomTrustStore.AddRange(_authorities);
+        chain.ChainPolicy.ExtraStore.AddRange(_authorities);
+        chain.ChainPolicy.DisableCertificateDownloads = true;
         chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
         chain.ChainPolicy.ApplicationPolicy.Add(new Oid(ClientAuthentication));
         try
@@ -59,15 +62,41 @@ public sealed class DeviceCertificates
             }
         }
 
-        var name = certificate.GetNameInfo(X509NameType.SimpleName, forIssuer: false);
-        if (!Identifier.IsValid(name))
+        if (CommonName(certificate.SubjectName) is not { } name || !Identifier.IsValid(name))
         {
-            problem = "the certificate's subject common name is not a device id";
+            problem = "the certificate's subject must hold exactly one common name, a device id";
             return false;
         }
 
         deviceId = name;
         problem = null;
         return true;
+    }
+
+    /// <summary>The subject's one common name; null when it has none, several, or a multi-valued part (never another field in its place).</summary>
+    private static string? CommonName(X500DistinguishedName subject)
+    {
+        const string CommonNameOid = "2.5.4.3";
+        string? name = null;
+        foreach (var part in subject.EnumerateRelativeDistinguishedNames())
+        {
+            if (part.HasMultipleElements)
+            {
+                // A multi-valued part (CN=a+O=b) could hide a second name: device certificates have no need of one.
+                return null;
+            }
+
+            if (part.GetSingleElementType().Value == CommonNameOid)
+            {
+                if (name is not null)
+                {
+                    return null;
+                }
+
+                name = part.GetSingleElementValue();
+            }
+        }
+
+        return name;
     }
 }

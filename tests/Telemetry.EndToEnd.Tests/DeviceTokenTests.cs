@@ -69,11 +69,11 @@ public sealed class DeviceTokenTests(ServerFixture fixture) : IClassFixture<Serv
         Assert.Equal(HttpStatusCode.OK, changed.StatusCode);
 
         var ended = await disconnected.Task.WaitAsync(TimeSpan.FromSeconds(10));
-        Assert.Equal(expected, ended.Reason);
-        Assert.Contains(reason, ended.ReasonString);
+        Assert.True(ended.Reason == expected && ended.ReasonString?.Contains(reason, StringComparison.Ordinal) == true,
+            $"MQTT ended with {ended.Reason} '{ended.ReasonString}' ({ended.Exception?.Message})\n{Server.Output}");
         var error = await Assert.ThrowsAsync<RpcException>(async () => await stream.ResponseStream.MoveNext()).WaitAsync(TimeSpan.FromSeconds(10));
-        Assert.Equal(StatusCode.Unauthenticated, error.StatusCode);
-        Assert.Contains("rotated or revoked", error.Status.Detail);
+        Assert.True(error.StatusCode == StatusCode.Unauthenticated && error.Status.Detail.Contains("rotated or revoked", StringComparison.Ordinal),
+            $"gRPC ended with {error.StatusCode} '{error.Status.Detail}'\n{Server.Output}");
     }
 
     [Fact]
@@ -88,19 +88,8 @@ public sealed class DeviceTokenTests(ServerFixture fixture) : IClassFixture<Serv
         Assert.Equal(HttpStatusCode.NotFound, (await Server.Http.DeleteAsync("/api/devices/token-nobody/token")).StatusCode);
     }
 
-    private async Task<MqttClientConnectResultCode> ConnectAsync(string token)
-    {
-        using var client = new MqttClientFactory().CreateMqttClient();
-        var options = new MqttClientOptionsBuilder().WithTcpServer("127.0.0.1", Server.MqttPort)
-            .WithClientId("token-watch").WithCredentials("token-watch", token).WithProtocolVersion(MqttProtocolVersion.V500).Build();
-        var result = (await client.ConnectAsync(options)).ResultCode;
-        if (client.IsConnected)
-        {
-            await client.DisconnectAsync();
-        }
-
-        return result;
-    }
+    private Task<MqttClientConnectResultCode> ConnectAsync(string token) =>
+        Devices.TryConnectMqttAsync(Devices.MqttOptions(Server.MqttPort, "token-watch", "token-watch", token).Build());
 
     private async Task<HttpStatusCode> UploadAsync(string token)
     {

@@ -10,19 +10,40 @@ namespace Telemetry.EndToEnd.Tests;
 /// <summary>What a device does: connect over MQTT, publish payloads in each format.</summary>
 public static class Devices
 {
-    public static async Task<IMqttClient> ConnectMqttAsync(TelemetryServer server, string deviceId, string token, MqttProtocolVersion version = MqttProtocolVersion.V500)
+    public static async Task<IMqttClient> ConnectMqttAsync(TelemetryServer server, string deviceId, string token, MqttProtocolVersion version = MqttProtocolVersion.V500) =>
+        await ConnectMqttAsync(MqttOptions(server.MqttPort, deviceId, deviceId, token, version).WithCleanSession().Build());
+
+    /// <summary>A connected client, once the CONNACK says success.</summary>
+    public static async Task<IMqttClient> ConnectMqttAsync(MqttClientOptions options)
     {
         var client = new MqttClientFactory().CreateMqttClient();
-        var options = new MqttClientOptionsBuilder()
-            .WithTcpServer("127.0.0.1", server.MqttPort)
-            .WithClientId(deviceId)
-            .WithCredentials(deviceId, token)
-            .WithProtocolVersion(version)
-            .WithCleanSession()
-            .Build();
         var result = await client.ConnectAsync(options);
         Assert.Equal(MqttClientConnectResultCode.Success, result.ResultCode);
         return client;
+    }
+
+    /// <summary>How a device connects over MQTT TCP on loopback: its client id, and a username and password when given.</summary>
+    public static MqttClientOptionsBuilder MqttOptions(int port, string clientId, string? user, string? password, MqttProtocolVersion version = MqttProtocolVersion.V500)
+    {
+        var options = new MqttClientOptionsBuilder()
+            .WithTcpServer("127.0.0.1", port)
+            .WithClientId(clientId)
+            .WithProtocolVersion(version)
+            .WithTimeout(TimeSpan.FromSeconds(10));
+        return user is null ? options : options.WithCredentials(user, password ?? string.Empty);
+    }
+
+    /// <summary>Connects, returns what the CONNACK says, and disconnects again.</summary>
+    public static async Task<MqttClientConnectResultCode> TryConnectMqttAsync(MqttClientOptions options)
+    {
+        using var client = new MqttClientFactory().CreateMqttClient();
+        var result = (await client.ConnectAsync(options)).ResultCode;
+        if (client.IsConnected)
+        {
+            await client.DisconnectAsync();
+        }
+
+        return result;
     }
 
     public static Task<MqttClientPublishResult> PublishAsync(IMqttClient client, string topic, byte[] payload) =>

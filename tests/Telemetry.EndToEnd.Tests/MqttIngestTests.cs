@@ -194,15 +194,8 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
     public async Task Unknown_device_wrong_token_and_borrowed_client_id_are_refused()
     {
         var token = await Server.ProvisionAsync("mqtt-known", "p-mqtt-7");
-        var factory = new MqttClientFactory();
-
-        async Task<MqttClientConnectResultCode> ConnectAsync(string clientId, string user, string password)
-        {
-            using var client = factory.CreateMqttClient();
-            var options = new MqttClientOptionsBuilder().WithTcpServer("127.0.0.1", Server.MqttPort)
-                .WithClientId(clientId).WithCredentials(user, password).WithProtocolVersion(MqttProtocolVersion.V500).Build();
-            return (await client.ConnectAsync(options)).ResultCode;
-        }
+        Task<MqttClientConnectResultCode> ConnectAsync(string clientId, string user, string password) =>
+            Devices.TryConnectMqttAsync(Devices.MqttOptions(Server.MqttPort, clientId, user, password).Build());
 
         var wrongSecret = token[..^4] + (token.EndsWith("0000", StringComparison.Ordinal) ? "1111" : "0000");
         Assert.Equal(MqttClientConnectResultCode.BadUserNameOrPassword, await ConnectAsync("mqtt-unknown", "mqtt-unknown", "mqtt-unknown." + new string('0', 64)));

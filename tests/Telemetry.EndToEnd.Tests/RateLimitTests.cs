@@ -38,8 +38,10 @@ public sealed class RateLimitTests
         Assert.Equal(HttpStatusCode.TooManyRequests, lockedFhir.StatusCode);
         Assert.Contains("\"throttled\"", await lockedFhir.Content.ReadAsStringAsync());
 
-        // Other clients of the same proxy are not locked out.
-        Assert.Equal(HttpStatusCode.OK, (await server.Http.GetAsync("/api/alerts")).StatusCode);
+        // Other clients behind the same proxy are not locked out.
+        using var neighbour = server.ClientWith(server.AdminToken);
+        neighbour.DefaultRequestHeaders.Add("X-Forwarded-For", "203.0.113.8");
+        Assert.Equal(HttpStatusCode.OK, (await neighbour.GetAsync("/api/alerts")).StatusCode);
 
         // Without a token there is nothing to guess: such requests are still simply unauthorised.
         Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync("/api/alerts")).StatusCode);
@@ -53,6 +55,7 @@ public sealed class RateLimitTests
         {
             ["Telemetry__Auth__RateLimits__RequestsPerSecond"] = "1",
             ["Telemetry__Auth__RateLimits__Burst"] = "3",
+            ["Telemetry__Auth__RateLimits__FailedSignInsPerMinute"] = "3",
         });
         using var clinician = server.ClientWith(await server.MintTokenAsync("--role", "clinician", "--sub", "dr-fast"));
 
@@ -72,6 +75,18 @@ public sealed class RateLimitTests
         Assert.Contains(HttpStatusCode.TooManyRequests, statuses);
         Assert.Equal(HttpStatusCode.OK, (await clinician.GetAsync("/api/alerts")).StatusCode);
         Assert.True(Counted(await server.Http.GetStringAsync("/metrics"), "rate"));
+
+        // With no trusted proxy, a client cannot claim another address: the guesser's lockout is its own.
+        using var guessing = server.ClientWith(Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32)));
+        guessing.DefaultRequestHeaders.Add("X-Forwarded-For", Guesser);
+        for (var i = 0; i < 4; i++)
+        {
+            (await guessing.GetAsync("/api/alerts")).Dispose();
+        }
+
+        using var claimingAnother = server.ClientWith(await server.MintTokenAsync("--role", "clinician", "--sub", "dr-slow"));
+        claimingAnother.DefaultRequestHeaders.Add("X-Forwarded-For", "203.0.113.8");
+        Assert.Equal(HttpStatusCode.TooManyRequests, (await claimingAnother.GetAsync("/api/alerts")).StatusCode);
     }
 
     private static bool Counted(string metrics, string reason) =>

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using Grpc.Core;
 using Grpc.Net.Client;
@@ -21,11 +22,17 @@ public sealed class SecretLogTests
     [Fact]
     public async Task A_full_run_logged_at_trace_holds_none_of_the_secrets_it_used()
     {
+        var keyPassword = Remember(Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16)));
+        using var certificates = new TestCertificates(Path.Combine(Path.GetTempPath(), "telemetry-secrets-" + Guid.NewGuid().ToString("N")), keyPassword);
         await using var server = await TelemetryServer.StartNewAsync(new Dictionary<string, string>
         {
             ["Logging__LogLevel__Default"] = "Trace",
             ["Logging__LogLevel__Microsoft"] = "Trace",
             ["Logging__LogLevel__Orleans"] = "Trace",
+            ["Telemetry__Server__Tls__CertificatePath"] = certificates.ServerCertificatePath,
+            ["Telemetry__Server__Tls__KeyPath"] = certificates.ServerKeyPath,
+            ["Telemetry__Server__Tls__Password"] = keyPassword,
+            ["Telemetry__Server__Tls__DeviceCertificateAuthorityPath"] = certificates.AuthorityPath,
         });
         Remember(server.AdminToken);
         var start = Devices.RecentMinute();
@@ -42,6 +49,26 @@ public sealed class SecretLogTests
         await RefusedMqttAsync(server, "secret-watch", "secret-watch", nearMiss);
         await RefusedMqttAsync(server, "secret-watch", watch, "x");
         await RefusedMqttAsync(server, watch, watch, watch);
+
+        // The same over MQTT TLS (the server's key encrypted with a password), by token and by certificate.
+        MqttClientOptions OverTls(string clientId, string? user, string? password, X509Certificate2? certificate = null) =>
+            Devices.MqttOptions(server.MqttTlsPort, clientId, user, password)
+                .WithTlsOptions(tls =>
+                {
+                    tls.UseTls().WithCertificateValidationHandler(args => certificates.Trusts(args.Certificate));
+                    if (certificate is not null)
+                    {
+                        tls.WithClientCertificates([certificate]);
+                    }
+                })
+                .Build();
+        using (var certificate = certificates.Device("secret-watch"))
+        {
+            Assert.Equal(MqttClientConnectResultCode.Success, await Devices.TryConnectMqttAsync(OverTls("secret-watch", "secret-watch", watch)));
+            Assert.Equal(MqttClientConnectResultCode.Success, await Devices.TryConnectMqttAsync(OverTls("secret-watch", null, null, certificate)));
+            Assert.NotEqual(MqttClientConnectResultCode.Success, await Devices.TryConnectMqttAsync(OverTls("secret-watch", watch, nearMiss)));
+            Assert.NotEqual(MqttClientConnectResultCode.Success, await Devices.TryConnectMqttAsync(OverTls("secret-watch", "secret-watch", nearMiss, certificate)));
+        }
 
         using (var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{server.GrpcPort}"))
         {
@@ -132,14 +159,8 @@ public sealed class SecretLogTests
         return text[previous..to].Replace(secret, "[SECRET]", StringComparison.Ordinal);
     }
 
-    private static async Task RefusedMqttAsync(TelemetryServer server, string clientId, string user, string password)
-    {
-        using var client = new MqttClientFactory().CreateMqttClient();
-        var options = new MqttClientOptionsBuilder().WithTcpServer("127.0.0.1", server.MqttPort)
-            .WithClientId(clientId).WithCredentials(user, password).WithProtocolVersion(MqttProtocolVersion.V500).Build();
-        var result = await client.ConnectAsync(options);
-        Assert.NotEqual(MqttClientConnectResultCode.Success, result.ResultCode);
-    }
+    private static async Task RefusedMqttAsync(TelemetryServer server, string clientId, string user, string password) =>
+        Assert.NotEqual(MqttClientConnectResultCode.Success, await Devices.TryConnectMqttAsync(Devices.MqttOptions(server.MqttPort, clientId, user, password).Build()));
 
     private static async Task<HttpStatusCode> UploadAsync(TelemetryServer server, string token, DateTimeOffset start)
     {

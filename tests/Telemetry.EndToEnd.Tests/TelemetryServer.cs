@@ -73,6 +73,21 @@ public sealed class TelemetryServer : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// The output once it holds <paramref name="text"/>, or as it is after 10 s: the server logs through a queue and
+    /// its output is read as it comes, so what a test caused reaches <see cref="Output"/> a moment later.
+    /// </summary>
+    public async Task<string> OutputWhenAsync(string text)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (!Output.Contains(text, StringComparison.Ordinal) && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(100);
+        }
+
+        return Output;
+    }
+
     public static async Task<TelemetryServer> StartNewAsync(IReadOnlyDictionary<string, string>? settings = null)
     {
         var server = new TelemetryServer(settings);

@@ -6,7 +6,7 @@ using System.Security.Cryptography.X509Certificates;
 namespace Telemetry.EndToEnd.Tests;
 
 /// <summary>
-/// Certificates made for one test run, written as PEM files into a folder: an authority, a server certificate for
+/// Certificates made for one test run, written as PEM files into a folder it owns: an authority, a server certificate for
 /// 127.0.0.1 and localhost that it signed, and device client certificates (valid, expired, or from another authority).
 /// </summary>
 public sealed class TestCertificates : IDisposable
@@ -15,9 +15,14 @@ public sealed class TestCertificates : IDisposable
     private static readonly Oid ClientAuthentication = new("1.3.6.1.5.5.7.3.2");
 
     private readonly X509Certificate2 _otherAuthority;
+    private readonly string? _keyPassword;
+    private readonly string _directory;
 
-    public TestCertificates(string directory)
+    /// <param name="keyPassword">When given, the server's key is written encrypted with it.</param>
+    public TestCertificates(string directory, string? keyPassword = null)
     {
+        _keyPassword = keyPassword;
+        _directory = directory;
         Directory.CreateDirectory(directory);
         Authority = CreateAuthority("Telemetry Test Devices CA");
         _otherAuthority = CreateAuthority("Somebody Else's CA");
@@ -49,7 +54,9 @@ public sealed class TestCertificates : IDisposable
         request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([ServerAuthentication], critical: false));
         using var server = request.Create(Authority, DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(30), Serial());
         File.WriteAllText(ServerCertificatePath, server.ExportCertificatePem());
-        File.WriteAllText(ServerKeyPath, key.ExportPkcs8PrivateKeyPem());
+        File.WriteAllText(ServerKeyPath, _keyPassword is null
+            ? key.ExportPkcs8PrivateKeyPem()
+            : key.ExportEncryptedPkcs8PrivateKeyPem(_keyPassword, new PbeParameters(PbeEncryptionAlgorithm.Aes256Cbc, HashAlgorithmName.SHA256, 100_000)));
         return server.SerialNumber;
     }
 
@@ -88,10 +95,12 @@ public sealed class TestCertificates : IDisposable
         SslOptions = new SslClientAuthenticationOptions { RemoteCertificateValidationCallback = (_, certificate, _, _) => Trusts(certificate) },
     };
 
+    /// <summary>Disposes the authorities and deletes the folder of PEM files.</summary>
     public void Dispose()
     {
         Authority.Dispose();
         _otherAuthority.Dispose();
+        Directory.Delete(_directory, recursive: true);
     }
 
     private static X509Certificate2 CreateAuthority(string name)

@@ -8,30 +8,6 @@ using Telemetry.Protos;
 
 namespace Telemetry.EndToEnd.Tests;
 
-/// <summary>A server with a certificate and its plain ports turned off, and the test authority for device certificates.</summary>
-public sealed class TlsFixture : IAsyncLifetime
-{
-    private readonly string _directory = Path.Combine(Path.GetTempPath(), "telemetry-tls-" + Guid.NewGuid().ToString("N"));
-
-    public TestCertificates Certificates { get; private set; } = null!;
-
-    public TelemetryServer Server { get; private set; } = null!;
-
-    public async Task InitializeAsync()
-    {
-        Certificates = new TestCertificates(_directory);
-        Server = new TelemetryServer(new Dictionary<string, string> { ["Telemetry__Server__Tls__ReloadInterval"] = "00:00:01" }, Certificates);
-        await Server.StartAsync();
-    }
-
-    public async Task DisposeAsync()
-    {
-        await Server.DisposeAsync();
-        Certificates.Dispose();
-        Directory.Delete(_directory, recursive: true);
-    }
-}
-
 /// <summary>
 /// TLS on every front door: HTTPS and gRPC over TLS on one port, MQTT over TLS with a token or a device certificate
 /// (mutual TLS), and the plain ports off. Certificates that are expired, from another authority, or name an unknown or
@@ -54,15 +30,18 @@ public sealed class TlsTests(TlsFixture fixture) : IClassFixture<TlsFixture>
         Assert.True(await call.ResponseStream.MoveNext());
         Assert.Equal(AckStatus.Committed, call.ResponseStream.Current.Status);
 
-        foreach (var plain in new[] { Server.HttpPort, Server.GrpcPort, Server.MqttPort })
-        {
-            using var client = new TcpClient();
-            var refused = await Assert.ThrowsAsync<SocketException>(async () => await client.ConnectAsync("127.0.0.1", plain));
-            Assert.Equal(SocketError.ConnectionRefused, refused.SocketErrorCode);
-        }
+        // Kestrel names every listener it opened: only the two TLS ones.
+        await Server.OutputWhenAsync($"Now listening on: https://127.0.0.1:{Server.HttpsPort}");
+        var listening = (await Server.OutputWhenAsync($"Now listening on: https://127.0.0.1:{Server.MqttTlsPort}")).Split('\n')
+            .Where(line => line.Contains("Now listening on: ", StringComparison.Ordinal))
+            .Select(line => line[(line.IndexOf("Now listening on: ", StringComparison.Ordinal) + 18)..].Trim())
+            .Order(StringComparer.Ordinal);
+        Assert.Equal(new[] { $"https://127.0.0.1:{Server.HttpsPort}", $"https://127.0.0.1:{Server.MqttTlsPort}" }.Order(StringComparer.Ordinal), listening);
 
         using var untrusting = new HttpClient { BaseAddress = new Uri($"https://127.0.0.1:{Server.HttpsPort}") };
         await Assert.ThrowsAsync<HttpRequestException>(() => untrusting.GetAsync("/healthz"));
+        using var plainText = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{Server.HttpsPort}") };
+        await Assert.ThrowsAsync<HttpRequestException>(() => plainText.GetAsync("/healthz"));
     }
 
     [Fact]
@@ -113,12 +92,12 @@ public sealed class TlsTests(TlsFixture fixture) : IClassFixture<TlsFixture>
 
         using (var expired = Certificates.Device("tls-expired", expired: true))
         {
-            await Assert.ThrowsAnyAsync<Exception>(() => ConnectAsync(expired, "tls-expired", null, null));
+            await Assert.ThrowsAnyAsync<MQTTnet.Exceptions.MqttCommunicationException>(() => ConnectAsync(expired, "tls-expired", null, null));
         }
 
         using (var foreign = Certificates.Device("tls-foreign", fromOtherAuthority: true))
         {
-            await Assert.ThrowsAnyAsync<Exception>(() => ConnectAsync(foreign, "tls-foreign", null, null));
+            await Assert.ThrowsAnyAsync<MQTTnet.Exceptions.MqttCommunicationException>(() => ConnectAsync(foreign, "tls-foreign", null, null));
         }
 
         using (var unknown = Certificates.Device("tls-nobody"))
@@ -138,8 +117,8 @@ public sealed class TlsTests(TlsFixture fixture) : IClassFixture<TlsFixture>
             Assert.Equal(MqttClientConnectResultCode.Success, await ConnectAsync(owner, "tls-owner", null, null));
         }
 
-        Assert.Contains("device certificate CN=tls-expired", Server.Output);
-        Assert.Contains("device certificate CN=tls-foreign", Server.Output);
+        Assert.Contains("device certificate CN=tls-expired", await Server.OutputWhenAsync("device certificate CN=tls-expired"));
+        Assert.Contains("device certificate CN=tls-foreign", await Server.OutputWhenAsync("device certificate CN=tls-foreign"));
         // Two refused at the handshake, four at CONNECT. The scrape is cached for a moment, so read until it catches up.
         var deadline = DateTime.UtcNow.AddSeconds(10);
         double failures;
@@ -166,7 +145,7 @@ public sealed class TlsTests(TlsFixture fixture) : IClassFixture<TlsFixture>
 
         Assert.Equal(renewed, await ServedSerialAsync(Server.HttpsPort));
         Assert.Equal(renewed, await ServedSerialAsync(Server.MqttTlsPort));
-        Assert.Contains("TLS certificate reloaded", Server.Output);
+        Assert.Contains("TLS certificate reloaded", await Server.OutputWhenAsync("TLS certificate reloaded"));
     }
 
     private async Task<string> ServedSerialAsync(int port)
@@ -183,33 +162,15 @@ public sealed class TlsTests(TlsFixture fixture) : IClassFixture<TlsFixture>
         return served.SerialNumber;
     }
 
-    private async Task<IMqttClient> ConnectedAsync(X509Certificate2? certificate, string clientId, string? user, string? password)
-    {
-        var client = new MqttClientFactory().CreateMqttClient();
-        var result = await client.ConnectAsync(Options(certificate, clientId, user, password));
-        Assert.Equal(MqttClientConnectResultCode.Success, result.ResultCode);
-        return client;
-    }
+    private Task<IMqttClient> ConnectedAsync(X509Certificate2? certificate, string clientId, string? user, string? password) =>
+        Devices.ConnectMqttAsync(Options(certificate, clientId, user, password));
 
-    private async Task<MqttClientConnectResultCode> ConnectAsync(X509Certificate2? certificate, string clientId, string? user, string? password)
-    {
-        using var client = new MqttClientFactory().CreateMqttClient();
-        var result = (await client.ConnectAsync(Options(certificate, clientId, user, password))).ResultCode;
-        if (client.IsConnected)
-        {
-            await client.DisconnectAsync();
-        }
+    private Task<MqttClientConnectResultCode> ConnectAsync(X509Certificate2? certificate, string clientId, string? user, string? password) =>
+        Devices.TryConnectMqttAsync(Options(certificate, clientId, user, password));
 
-        return result;
-    }
-
-    private MqttClientOptions Options(X509Certificate2? certificate, string clientId, string? user, string? password)
-    {
-        var options = new MqttClientOptionsBuilder()
-            .WithTcpServer("127.0.0.1", Server.MqttTlsPort)
-            .WithClientId(clientId)
-            .WithProtocolVersion(MqttProtocolVersion.V500)
-            .WithTimeout(TimeSpan.FromSeconds(10))
+    /// <summary>A device on the MQTT TLS port, trusting the test authority, with a client certificate when given.</summary>
+    private MqttClientOptions Options(X509Certificate2? certificate, string clientId, string? user, string? password) =>
+        Devices.MqttOptions(Server.MqttTlsPort, clientId, user, password)
             .WithTlsOptions(tls =>
             {
                 tls.UseTls().WithCertificateValidationHandler(args => Certificates.Trusts(args.Certificate));
@@ -217,14 +178,8 @@ public sealed class TlsTests(TlsFixture fixture) : IClassFixture<TlsFixture>
                 {
                     tls.WithClientCertificates([certificate]);
                 }
-            });
-        if (user is not null)
-        {
-            options.WithCredentials(user, password ?? string.Empty);
-        }
-
-        return options.Build();
-    }
+            })
+            .Build();
 
     private async Task<double> AuthenticationFailuresAsync()
     {

@@ -12,7 +12,7 @@ public sealed class DeviceGrainTests(ClusterFixture fixture) : IClassFixture<Clu
         var secret = await device.ProvisionAsync("p-auth");
 
         Assert.NotNull(secret);
-        Assert.Equal("p-auth", await device.AuthenticateAsync(secret));
+        Assert.Equal("p-auth", (await device.AuthenticateAsync(secret))?.PatientId);
         Assert.Null(await device.AuthenticateAsync(secret[..^1] + (secret[^1] == '0' ? '1' : '0')));
         Assert.Null(await device.AuthenticateAsync(string.Empty));
     }
@@ -40,7 +40,7 @@ public sealed class DeviceGrainTests(ClusterFixture fixture) : IClassFixture<Clu
         Assert.NotNull(first);
         Assert.NotNull(second);
         Assert.Null(await device.AuthenticateAsync(first));
-        Assert.Equal("p-rotate", await device.AuthenticateAsync(second));
+        Assert.Equal("p-rotate", (await device.AuthenticateAsync(second))?.PatientId);
         Assert.NotNull((await device.GetAsync())?.RotatedAt);
 
         Assert.True(await device.RevokeAsync());
@@ -49,7 +49,7 @@ public sealed class DeviceGrainTests(ClusterFixture fixture) : IClassFixture<Clu
 
         var third = await device.RotateAsync();
         Assert.NotNull(third);
-        Assert.Equal("p-rotate", await device.AuthenticateAsync(third));
+        Assert.Equal("p-rotate", (await device.AuthenticateAsync(third))?.PatientId);
         Assert.Null((await device.GetAsync())?.RevokedAt);
         Assert.Equal("p-rotate", (await device.GetAsync())?.PatientId);
     }
@@ -81,6 +81,6 @@ public sealed class DeviceGrainTests(ClusterFixture fixture) : IClassFixture<Clu
 
         await fixture.Cluster.GrainFactory.GetGrain<IManagementGrain>(0).ForceActivationCollection(TimeSpan.Zero);
 
-        Assert.Equal("p-durable", await device.AuthenticateAsync(secret!));
+        Assert.Equal("p-durable", (await device.AuthenticateAsync(secret!))?.PatientId);
     }
 }

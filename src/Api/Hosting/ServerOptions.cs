@@ -48,14 +48,35 @@ public sealed class ServerOptions : IValidatableObject
     /// </summary>
     public string[] TrustedProxies { get; set; } = [];
 
-    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    /// <summary>The trusted proxies as addresses and networks; false, naming it, at the first entry that is neither.</summary>
+    public bool TryParseTrustedProxies(out List<IPAddress> addresses, out List<IPNetwork> networks, out string? invalid)
     {
+        (addresses, networks, invalid) = ([], [], null);
         foreach (var proxy in TrustedProxies)
         {
-            if (!IPAddress.TryParse(proxy, out _) && !IPNetwork.TryParse(proxy, out _))
+            if (IPAddress.TryParse(proxy, out var address))
             {
-                yield return new ValidationResult($"TrustedProxies: '{proxy}' is neither an IP address nor a network such as 10.0.0.0/8.", [nameof(TrustedProxies)]);
+                addresses.Add(address);
             }
+            else if (IPNetwork.TryParse(proxy, out var network))
+            {
+                networks.Add(network);
+            }
+            else
+            {
+                invalid = proxy;
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (!TryParseTrustedProxies(out _, out _, out var invalid))
+        {
+            yield return new ValidationResult($"TrustedProxies: '{invalid}' is neither an IP address nor a network such as 10.0.0.0/8.", [nameof(TrustedProxies)]);
         }
     }
 }

@@ -7,8 +7,8 @@ namespace Telemetry.Api.Hosting;
 
 /// <summary>
 /// The server's TLS certificate and the handshake of every TLS listener. The certificate files are read at start (a
-/// file that cannot be read stops start-up) and read again when they change, so a renewed certificate is served
-/// without a restart. The MQTT TLS port asks for device certificates when device authorities are configured.
+/// file that cannot be read stops start-up) and read again when their content changes, so a renewed certificate is
+/// served without a restart. The MQTT TLS port asks for device certificates when device authorities are configured.
 /// </summary>
 public sealed partial class ServerTls
 {
@@ -17,7 +17,7 @@ public sealed partial class ServerTls
     private readonly ILogger _logger;
     private readonly Lock _reload = new();
     private SslStreamCertificateContext _certificate;
-    private DateTime _filesWrittenAt;
+    private byte[] _filesHash;
     private long _checkedAt;
 
     public ServerTls(TlsOptions options, TimeProvider timeProvider, ILogger logger)
@@ -25,7 +25,7 @@ public sealed partial class ServerTls
         _options = options;
         _timeProvider = timeProvider;
         _logger = logger;
-        _filesWrittenAt = FilesWrittenAt();
+        _filesHash = FilesHash();
         _certificate = Load(options);
         _checkedAt = timeProvider.GetTimestamp();
     }
@@ -105,7 +105,7 @@ public sealed partial class ServerTls
                 }
 
                 refused();
-                LogDeviceCertificateRefused(_logger, device.Subject, problem);
+                LogDeviceCertificateRefused(_logger, Printable(device.Subject), problem);
                 return false;
             },
         }),
@@ -121,31 +121,42 @@ public sealed partial class ServerTls
         lock (_reload)
         {
             Interlocked.Exchange(ref _checkedAt, _timeProvider.GetTimestamp());
-            var writtenAt = FilesWrittenAt();
-            if (writtenAt != _filesWrittenAt)
+            try
             {
-                try
+                var hash = FilesHash();
+                if (!hash.AsSpan().SequenceEqual(_filesHash))
                 {
-                    _certificate = Load(_options);
-                    _filesWrittenAt = writtenAt;
+                    var renewed = Load(_options);
+                    if (renewed.TargetCertificate.NotAfter.ToUniversalTime() < _timeProvider.GetUtcNow().UtcDateTime)
+                    {
+                        throw new InvalidOperationException($"the new certificate expired on {renewed.TargetCertificate.NotAfter.ToUniversalTime():u}");
+                    }
+
+                    (_certificate, _filesHash) = (renewed, hash);
                     LogCertificateReloaded(_logger, _certificate.TargetCertificate.Subject, _certificate.TargetCertificate.NotAfter);
                 }
-                catch (InvalidOperationException exception)
-                {
-                    // Half-written files during a renewal: keep serving the old certificate and look again later.
-                    LogCertificateReloadFailed(_logger, exception.Message);
-                }
+            }
+            catch (Exception exception) when (exception is InvalidOperationException or IOException or UnauthorizedAccessException)
+            {
+                // Half-written files during a renewal, or an expired certificate: keep serving the old one and look again later.
+                LogCertificateReloadFailed(_logger, exception.Message);
             }
 
             return _certificate;
         }
     }
 
-    private DateTime FilesWrittenAt()
+    /// <summary>A hash of the certificate and key files' content: renewals are seen whatever their timestamps (a swapped symlink too).</summary>
+    private byte[] FilesHash()
     {
-        var certificate = File.GetLastWriteTimeUtc(_options.CertificatePath!);
-        var key = string.IsNullOrWhiteSpace(_options.KeyPath) ? default : File.GetLastWriteTimeUtc(_options.KeyPath);
-        return certificate > key ? certificate : key;
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        hash.AppendData(File.ReadAllBytes(_options.CertificatePath!));
+        if (!string.IsNullOrWhiteSpace(_options.KeyPath))
+        {
+            hash.AppendData(File.ReadAllBytes(_options.KeyPath));
+        }
+
+        return hash.GetHashAndReset();
     }
 
     private static SslStreamCertificateContext Load(TlsOptions options)
@@ -177,6 +188,13 @@ public sealed partial class ServerTls
         {
             throw new InvalidOperationException($"{TlsOptions.Section}:CertificatePath: cannot use '{path}': {exception.Message}", exception);
         }
+    }
+
+    /// <summary>A subject the client chose, made safe to log: printable characters only, at most 200 of them.</summary>
+    private static string Printable(string subject)
+    {
+        var printable = string.Concat(subject.Take(200).Select(c => char.IsControl(c) ? '?' : c));
+        return subject.Length > 200 ? printable + "…" : printable;
     }
 
     [LoggerMessage(EventId = 1501, Level = LogLevel.Information, Message = "TLS certificate reloaded: {Subject}, valid until {NotAfter:u}")]

@@ -32,19 +32,14 @@ public static partial class TelemetryServerExtensions
         Core.Vitals.VitalCatalogue.Validate();
         var services = builder.Services;
         services.AddOptions<ServerOptions>().BindConfiguration(ServerOptions.Section).ValidateDataAnnotations().ValidateOnStart();
-        services.AddOptions<TlsOptions>().BindConfiguration(TlsOptions.Section);
+        services.AddOptions<TlsOptions>().BindConfiguration(TlsOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         var server = builder.Configuration.GetSection(ServerOptions.Section).Get<ServerOptions>() ?? new ServerOptions();
 
         var tls = builder.Configuration.GetSection(TlsOptions.Section).Get<TlsOptions>() ?? new TlsOptions();
-        if (!tls.Enabled && !string.IsNullOrWhiteSpace(tls.DeviceCertificateAuthorityPath))
-        {
-            throw new InvalidOperationException($"{TlsOptions.Section}:DeviceCertificateAuthorityPath needs a server certificate: set {TlsOptions.Section}:CertificatePath too.");
-        }
-
         if (tls.Enabled)
         {
             // Registered before ingest, whose default accepts no device certificates.
-            services.AddSingleton(ServerTls.LoadDeviceAuthorities(tls));
+            services.AddSingleton(_ => ServerTls.LoadDeviceAuthorities(tls));
             services.AddSingleton(sp => new ServerTls(tls, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<ServerTls>>()));
         }
 
@@ -109,7 +104,7 @@ public static partial class TelemetryServerExtensions
     {
         app.UseExceptionHandler();
         app.UseStatusCodePages();
-        UseTrustedProxies(app, app.Services.GetRequiredService<IOptions<ServerOptions>>().Value.TrustedProxies);
+        UseTrustedProxies(app, app.Services.GetRequiredService<IOptions<ServerOptions>>().Value);
         app.UseTelemetryAccess();
         app.UseWebSockets();
         app.MapIngest(app.Services.GetRequiredService<IOptions<ServerOptions>>().Value.MqttWebSocketPath);
@@ -139,28 +134,20 @@ public static partial class TelemetryServerExtensions
     /// Behind trusted proxies, the client's address (for rate limits, sign-in lockouts and logs) and scheme come from the
     /// proxy's forwarded headers; from anyone else the headers are ignored.
     /// </summary>
-    private static void UseTrustedProxies(WebApplication app, string[] proxies)
+    private static void UseTrustedProxies(WebApplication app, ServerOptions server)
     {
-        if (proxies.Length == 0)
+        if (server.TrustedProxies.Length == 0 || !server.TryParseTrustedProxies(out var addresses, out var networks, out _))
         {
             return;
         }
 
-        var forwarded = new ForwardedHeadersOptions { ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto };
+        // No limit on how many listed proxies the header is walked back through (load balancer, then nginx); it stops
+        // at the first address that is not a listed proxy, which is the client.
+        var forwarded = new ForwardedHeadersOptions { ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto, ForwardLimit = null };
         forwarded.KnownProxies.Clear();
         forwarded.KnownIPNetworks.Clear();
-        foreach (var proxy in proxies)
-        {
-            if (System.Net.IPAddress.TryParse(proxy, out var address))
-            {
-                forwarded.KnownProxies.Add(address);
-            }
-            else
-            {
-                forwarded.KnownIPNetworks.Add(System.Net.IPNetwork.Parse(proxy));
-            }
-        }
-
+        addresses.ForEach(forwarded.KnownProxies.Add);
+        networks.ForEach(forwarded.KnownIPNetworks.Add);
         app.UseForwardedHeaders(forwarded);
     }
 

@@ -1,3 +1,5 @@
+using System.ComponentModel.DataAnnotations;
+
 namespace Telemetry.Api.Hosting;
 
 /// <summary>
@@ -5,7 +7,7 @@ namespace Telemetry.Api.Hosting;
 /// listens on <see cref="ServerOptions.HttpsPort"/> (HTTPS and gRPC over TLS) and <see cref="ServerOptions.MqttTlsPort"/>
 /// (MQTT over TLS); the plain ports stay until they are set to 0.
 /// </summary>
-public sealed class TlsOptions
+public sealed class TlsOptions : IValidatableObject
 {
     public const string Section = "Telemetry:Server:Tls";
 
@@ -31,4 +33,22 @@ public sealed class TlsOptions
     public TimeSpan ReloadInterval { get; set; } = TimeSpan.FromMinutes(1);
 
     public bool Enabled => !string.IsNullOrWhiteSpace(CertificatePath);
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (!Enabled && !string.IsNullOrWhiteSpace(DeviceCertificateAuthorityPath))
+        {
+            yield return new ValidationResult("DeviceCertificateAuthorityPath needs a server certificate: set CertificatePath too.", [nameof(DeviceCertificateAuthorityPath)]);
+        }
+
+        if (RequireDeviceCertificate && string.IsNullOrWhiteSpace(DeviceCertificateAuthorityPath))
+        {
+            yield return new ValidationResult("RequireDeviceCertificate needs DeviceCertificateAuthorityPath: without authorities no device certificate can be accepted.", [nameof(RequireDeviceCertificate)]);
+        }
+
+        if (ReloadInterval <= TimeSpan.Zero)
+        {
+            yield return new ValidationResult("ReloadInterval must be positive.", [nameof(ReloadInterval)]);
+        }
+    }
 }

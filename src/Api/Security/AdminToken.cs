@@ -21,7 +21,7 @@ public sealed partial class AdminToken
         var token = auth.Value.AdminToken;
         if (string.IsNullOrWhiteSpace(token))
         {
-            var path = SecretFile.Beside(storage.Value.Path, FileName);
+            var path = storage.Value.Beside(FileName);
             token = SecretFile.LoadOrCreate(path, static () => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32)));
             LogTokenFile(logger, path);
         }

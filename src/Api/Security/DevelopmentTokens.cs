@@ -18,7 +18,7 @@ public sealed class DevelopmentTokens
 
     public DevelopmentTokens(IOptions<DuckDbOptions> storage, IOptions<JwtOptions> jwt)
     {
-        var secret = SecretFile.LoadOrCreate(SecretFile.Beside(storage.Value.Path, FileName), static () => Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)));
+        var secret = SecretFile.LoadOrCreate(storage.Value.Beside(FileName), static () => Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)));
         SigningKey = new SymmetricSecurityKey(Convert.FromBase64String(secret)) { KeyId = "development" };
         Audience = jwt.Value.Audience;
     }

@@ -28,8 +28,4 @@ public static class SecretFile
 
         return secret;
     }
-
-    /// <summary>Where <paramref name="fileName"/> lives: the folder of the database file.</summary>
-    public static string Beside(string databasePath, string fileName) =>
-        Path.Combine(Path.GetDirectoryName(Path.GetFullPath(databasePath))!, fileName);
 }

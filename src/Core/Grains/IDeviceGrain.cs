@@ -8,9 +8,12 @@ public interface IDeviceGrain : IGrainWithStringKey
     [Alias("provision")]
     Task<string?> ProvisionAsync(string patientId);
 
-    /// <summary>The patient this device writes for, when <paramref name="secret"/> is the device's secret; otherwise null.</summary>
+    /// <summary>
+    /// The device's binding (the patient it writes for, and when its credentials last changed), when
+    /// <paramref name="secret"/> is the device's secret and it is not revoked; otherwise null.
+    /// </summary>
     [Alias("authenticate")]
-    Task<string?> AuthenticateAsync(string secret);
+    Task<DeviceBinding?> AuthenticateAsync(string secret);
 
     /// <summary>
     /// Replaces the device's secret with a new one and returns it (the old one stops working at once, and a revoked

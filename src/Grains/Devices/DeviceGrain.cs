@@ -81,16 +81,16 @@ public sealed class DeviceGrain(
         return true;
     }
 
-    public Task<string?> AuthenticateAsync(string secret)
+    public Task<DeviceBinding?> AuthenticateAsync(string secret)
     {
         var current = state.State;
         if (current.PatientId is null || current.RevokedAt is not null
             || !CryptographicOperations.FixedTimeEquals(Hash(current.Salt, secret), current.SecretHash))
         {
-            return Task.FromResult<string?>(null);
+            return Task.FromResult<DeviceBinding?>(null);
         }
 
-        return Task.FromResult<string?>(current.PatientId);
+        return GetAsync();
     }
 
     public Task<DeviceBinding?> GetAsync() => Task.FromResult(

@@ -31,6 +31,14 @@ public sealed partial class GrpcIngestService(
     {
         var device = await AuthenticateAsync(context);
         using var registration = streams.Open(device.DeviceId, context.CancellationToken);
+
+        // Registered now, so a rotation or revocation from here on ends this stream; one that raced the sign-in is caught here.
+        if (!await authenticator.IsCurrentAsync(device))
+        {
+            instruments.AuthenticationFailed(Protocol);
+            throw new RpcException(new Status(StatusCode.Unauthenticated, "the device's token was rotated or revoked; connect again with a valid token"));
+        }
+
         instruments.DeviceConnected(Protocol);
         try
         {

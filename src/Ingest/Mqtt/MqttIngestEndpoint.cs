@@ -52,6 +52,13 @@ public sealed partial class MqttIngestEndpoint(
             // Set here, after the session is chosen: a session taken over from an older connection keeps its items.
             args.SessionItems[ProtocolVersionItem] = args.ProtocolVersion;
             instruments.DeviceConnected(Protocol);
+            if (args.SessionItems[IdentityItem] is DeviceIdentity device)
+            {
+                // The client is registered now, so a rotation or revocation from here on ends it; one that raced the
+                // sign-in is caught by this check.
+                _ = EndIfOutdatedAsync(device);
+            }
+
             return Task.CompletedTask;
         };
         server.ClientDisconnectedAsync += args =>
@@ -78,7 +85,8 @@ public sealed partial class MqttIngestEndpoint(
     /// <summary>
     /// Ends the device's live MQTT connection, if it has one, with <paramref name="code"/> and <paramref name="reason"/>
     /// in the DISCONNECT an MQTT 5 device reads; false when it had none. A publish still in flight gets no PUBACK, so the
-    /// device resends it, and the batch's sequence keeps it from being stored twice.
+    /// device resends it, and the batch's sequence keeps it from being stored twice. (The broker keeps no session after
+    /// a disconnect, so no alerts queue for the device afterwards.)
     /// </summary>
     public async Task<bool> DisconnectAsync(string deviceId, MqttDisconnectReasonCode code, string reason)
     {
@@ -87,14 +95,38 @@ public sealed partial class MqttIngestEndpoint(
             return false;
         }
 
-        var clients = await server.GetClientsAsync();
-        if (!clients.Any(client => string.Equals(client.Id, deviceId, StringComparison.Ordinal)))
+        var ended = false;
+        try
         {
-            return false;
+            var client = (await server.GetClientsAsync()).FirstOrDefault(client => string.Equals(client.Id, deviceId, StringComparison.Ordinal));
+            if (client is not null)
+            {
+                await client.DisconnectAsync(new MqttServerClientDisconnectOptions { ReasonCode = code, ReasonString = reason });
+                ended = true;
+            }
+        }
+        catch (InvalidOperationException)
+        {
+            // The client left meanwhile, or the broker is stopping: either way it is not connected.
         }
 
-        await server.DisconnectClientAsync(deviceId, new MqttServerClientDisconnectOptions { ReasonCode = code, ReasonString = reason });
-        return true;
+        return ended;
+    }
+
+    private async Task EndIfOutdatedAsync(DeviceIdentity device)
+    {
+        try
+        {
+            if (!await authenticator.IsCurrentAsync(device))
+            {
+                instruments.AuthenticationFailed(Protocol);
+                await DisconnectAsync(device.DeviceId, MqttDisconnectReasonCode.NotAuthorized, "the device's token was rotated or revoked while it connected");
+            }
+        }
+        catch (Exception exception)
+        {
+            LogCredentialCheckFailed(logger, exception, device.DeviceId);
+        }
     }
 
     private async Task ValidateConnectionAsync(ValidatingConnectionEventArgs args)
@@ -321,6 +353,9 @@ public sealed partial class MqttIngestEndpoint(
 
     [LoggerMessage(EventId = 1101, Level = LogLevel.Debug, Message = "Device {DeviceId} connected over MQTT {ProtocolVersion}")]
     private static partial void LogDeviceConnected(ILogger logger, string deviceId, MqttProtocolVersion protocolVersion);
+
+    [LoggerMessage(EventId = 1104, Level = LogLevel.Warning, Message = "Checking that device {DeviceId}'s credentials are still current failed")]
+    private static partial void LogCredentialCheckFailed(ILogger logger, Exception exception, string deviceId);
 
     [LoggerMessage(EventId = 1103, Level = LogLevel.Error, Message = "An MQTT publish could not be handled; it was refused, not acknowledged")]
     private static partial void LogPublishFailed(ILogger logger, Exception exception);

@@ -44,11 +44,14 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
     {
         _timeProvider = timeProvider;
         _logger = logger;
-        Directory = Path.GetDirectoryName(Path.GetFullPath(storage.Value.Path))!;
+        Directory = Path.GetDirectoryName(storage.Value.Beside(LegacyFileName))!;
         System.IO.Directory.CreateDirectory(Directory);
 
-        // Continue the chain where the newest file ends; a record torn by a power cut is left for Verify to report.
-        foreach (var segment in Segments().Reverse())
+        // Continue the chain where the newest file ends, and in no older file than that even if the clock says so; a
+        // record torn by a power cut is left for Verify to report.
+        var segments = Segments().ToList();
+        _day = segments.LastOrDefault(segment => segment.Day is not null).Day ?? DateOnly.MinValue;
+        foreach (var segment in Enumerable.Reverse(segments))
         {
             if (ReadAll(segment.Path, skipDamaged: true).LastOrDefault() is { } last)
             {
@@ -124,34 +127,77 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
         return newest;
     }
 
-    /// <summary>Checks the whole chain across every file: every hash, every link, every sequence number.</summary>
+    /// <summary>
+    /// Checks the whole chain across every file: every record exactly as it is on disk, its hash, its link and its
+    /// sequence number. A line that is not a record, followed by one that links to the record before it, was torn by a
+    /// power cut and never joined the chain: it is listed, not counted as a break. The answer ends with the newest
+    /// record's hash, to keep elsewhere: truncating the newest records is found only against such a copy.
+    /// </summary>
     public AuditVerification Verify()
     {
         var previous = Genesis;
         long records = 0;
+        var torn = new List<string>();
+        (string File, long Line)? damaged = null;
         foreach (var segment in Segments())
         {
+            var file = Path.GetFileName(segment.Path);
             long line = 0;
-            try
+            foreach (var text in File.ReadLines(segment.Path, Encoding.UTF8))
             {
-                foreach (var record in ReadAll(segment.Path))
+                line++;
+                if (text.Length == 0)
                 {
-                    line++;
-                    if (record.Seq != records + 1 || record.Previous != previous || Seal(record with { Hash = string.Empty }).Hash != record.Hash)
+                    continue;
+                }
+
+                AuditRecord? record;
+                try
+                {
+                    record = JsonSerializer.Deserialize<AuditRecord>(text, TelemetryJson.Options);
+                }
+                catch (JsonException)
+                {
+                    record = null;
+                }
+
+                if (record is null)
+                {
+                    if (damaged is { } earlier)
                     {
-                        return new AuditVerification(false, records, line, Path.GetFileName(segment.Path));
+                        return Broken(earlier.File, earlier.Line);
                     }
 
-                    (previous, records) = (record.Hash, records + 1);
+                    damaged = (file, line);
+                    continue;
                 }
-            }
-            catch (JsonException)
-            {
-                return new AuditVerification(false, records, line + 1, Path.GetFileName(segment.Path));
+
+                var links = record.Seq == records + 1 && record.Previous == previous
+                    && Seal(record with { Hash = string.Empty }).Hash == record.Hash
+                    && JsonSerializer.Serialize(record, TelemetryJson.Options) == text;
+                if (!links)
+                {
+                    return damaged is { } earlier ? Broken(earlier.File, earlier.Line) : Broken(file, line);
+                }
+
+                if (damaged is { } tornLine)
+                {
+                    torn.Add($"{tornLine.File}:{tornLine.Line}");
+                    damaged = null;
+                }
+
+                (previous, records) = (record.Hash, records + 1);
             }
         }
 
-        return new AuditVerification(true, records, null, null);
+        if (damaged is { } tail)
+        {
+            torn.Add($"{tail.File}:{tail.Line}");
+        }
+
+        return new AuditVerification(true, records, null, null, previous, torn);
+
+        AuditVerification Broken(string file, long line) => new(false, records, line, file, previous, torn);
     }
 
     public Task StartAsync(CancellationToken cancellationToken)
@@ -205,10 +251,14 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
         }
     }
 
-    /// <summary>The open file of <paramref name="day"/>; the day never moves back, so a clock set back keeps writing today's file.</summary>
+    /// <summary>
+    /// The open file for a record of <paramref name="day"/>. The day never moves back, in this process or across
+    /// restarts, so a clock set back keeps writing the newest file and the files stay in chain order.
+    /// </summary>
     private FileStream FileFor(DateOnly day)
     {
-        if (_file is not null && day <= _day)
+        var target = day > _day ? day : _day;
+        if (_file is not null && target == _day)
         {
             return _file;
         }
@@ -219,7 +269,7 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
             _file.Dispose();
         }
 
-        var path = Path.Combine(Directory, SegmentPrefix + day.ToString(DayFormat, CultureInfo.InvariantCulture) + SegmentSuffix);
+        var path = Path.Combine(Directory, SegmentPrefix + target.ToString(DayFormat, CultureInfo.InvariantCulture) + SegmentSuffix);
         var file = new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.Read, 4_096, FileOptions.None);
         if (file.Position > 0 && !EndsWithNewLine(path))
         {
@@ -227,7 +277,7 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
             file.WriteByte((byte)'\n');
         }
 
-        (_file, _day) = (file, day);
+        (_file, _day) = (file, target);
         return file;
     }
 
@@ -321,7 +371,7 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
 }
 
 /// <summary>
-/// The result of checking the audit chain: whether it is intact, how many records were good, and where it first breaks
-/// (the file and its line).
+/// The result of checking the audit chain: whether it is intact, how many records were good, where it first breaks
+/// (the file and its line), the hash of the last good record, and the lines torn by a power cut (<c>file:line</c>).
 /// </summary>
-public sealed record AuditVerification(bool Intact, long Records, long? FirstBrokenLine, string? File);
+public sealed record AuditVerification(bool Intact, long Records, long? FirstBrokenLine, string? File, string LastHash, IReadOnlyList<string> Torn);

@@ -11,6 +11,10 @@ public sealed class DuckDbOptions
     [Required]
     public string Path { get; set; } = "data/telemetry.duckdb";
 
+    /// <summary>Where a file kept beside the database lives (the audit log, the server's secrets): the database's folder.</summary>
+    public string Beside(string fileName) =>
+        System.IO.Path.Combine(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(Path))!, fileName);
+
     /// <summary>The most rollups written in one transaction.</summary>
     [Range(1, 1_000_000)]
     public int RollupBatchSize { get; set; } = 10_000;

@@ -103,7 +103,7 @@ public sealed class AuditLogTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task A_record_torn_by_a_power_cut_is_reported_and_writing_goes_on_after_it()
+    public async Task A_record_torn_by_a_power_cut_is_listed_and_the_chain_goes_on_after_it()
     {
         await WriteDaysAsync(1, perDay: 2);
         await _log.DisposeAsync();
@@ -112,12 +112,80 @@ public sealed class AuditLogTests : IAsyncLifetime
         _log = Open();
 
         var next = await _log.WriteAsync("dr-b", "clinician", "p-2", "GET /api/patients/p-2/live", 200);
+        await _log.WriteAsync("dr-a", "clinician", "p-1", "GET /api/patients/p-1/live", 200);
 
         Assert.Equal(3, next.Seq);
-        Assert.Equal(3, _log.Query(null, null, null, null, 10).Count);
+        Assert.Equal(4, _log.Query(null, null, null, null, 10).Count);
         var verified = _log.Verify();
+        Assert.True(verified.Intact);
+        Assert.Equal(4, verified.Records);
+        Assert.Equal(["audit-2026-11-28.log:3"], verified.Torn);
+    }
+
+    [Fact]
+    public async Task A_record_replaced_by_garbage_breaks_the_chain_there()
+    {
+        await WriteDaysAsync(1, perDay: 4);
+        var path = Path.Combine(_directory.Path, "audit-2026-11-28.log");
+        var lines = File.ReadAllLines(path);
+        lines[1] = "{\"seq\":2,";
+        File.WriteAllLines(path, lines);
+
+        var verified = _log.Verify();
+
         Assert.False(verified.Intact);
-        Assert.Equal(3, verified.FirstBrokenLine);
+        Assert.Equal(2, verified.FirstBrokenLine);
+    }
+
+    [Theory]
+    [InlineData("\"actor\":\"dr-a\"", "\"Actor\":\"dr-z\",\"actor\":\"dr-a\"")]
+    [InlineData("\"status\":200", "\"status\":200,\"note\":\"fine\"")]
+    [InlineData("\"status\":200", "\"status\":\"200\"")]
+    public async Task A_record_that_reads_the_same_but_is_not_byte_for_byte_what_was_written_breaks_the_chain(string written, string altered)
+    {
+        await WriteDaysAsync(1, perDay: 3);
+        var path = Path.Combine(_directory.Path, "audit-2026-11-28.log");
+        var lines = File.ReadAllLines(path);
+        Assert.Contains(written, lines[0]);
+        lines[0] = lines[0].Replace(written, altered, StringComparison.Ordinal);
+        File.WriteAllLines(path, lines);
+
+        var verified = _log.Verify();
+
+        Assert.False(verified.Intact);
+        Assert.Equal(1, verified.FirstBrokenLine);
+    }
+
+    [Fact]
+    public async Task A_restart_with_the_clock_behind_the_newest_file_keeps_writing_that_file()
+    {
+        await WriteDaysAsync(2, perDay: 2);
+        await _log.DisposeAsync();
+        var clock = new SettableClock { Now = Start };
+        await using (var behind = new AuditLog(_directory.Options, clock, NullLogger<AuditLog>.Instance))
+        {
+            await behind.WriteAsync("dr-b", "clinician", "p-2", "GET /api/patients/p-2/live", 200);
+        }
+
+        _log = Open();
+        var next = await _log.WriteAsync("dr-a", "clinician", "p-1", "GET /api/patients/p-1/live", 200);
+
+        Assert.Equal(6, next.Seq);
+        Assert.Equal(["audit-2026-11-28.log", "audit-2026-11-29.log"], Files());
+        Assert.True(_log.Verify().Intact);
+    }
+
+    [Fact]
+    public async Task A_query_reads_back_only_as_far_as_it_needs()
+    {
+        await WriteDaysAsync(3, perDay: 4);
+
+        // An older day's file that cannot be opened: a query must not need it.
+        using var locked = new FileStream(Path.Combine(_directory.Path, "audit-2026-11-28.log"), FileMode.Open, FileAccess.ReadWrite, FileShare.None);
+
+        Assert.Equal([12L, 11, 10, 9, 8, 7], _log.Query(null, null, null, null, 6).Select(record => record.Seq));
+        Assert.Equal([6L, 5], _log.Query(null, null, new DateTimeOffset(2026, 11, 29, 0, 0, 0, TimeSpan.Zero), null, 100).TakeLast(2).Select(record => record.Seq));
+        Assert.ThrowsAny<IOException>(() => _log.Query(null, null, null, null, 9));
     }
 
     [Fact]
