@@ -24,6 +24,7 @@ public static class StorageServiceCollectionExtensions
         services.AddHostedService(sp => sp.GetRequiredService<DuckDbRollupStore>());
         services.AddSingleton<IAlertStore, DuckDbAlertStore>();
         services.AddSingleton<ICareTeamStore, DuckDbCareTeamStore>();
+        services.AddSingleton<IPatientDirectory, DuckDbPatientDirectory>();
         services.AddOptions<RetentionOptions>().BindConfiguration(RetentionOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<RetentionService>();
         services.AddHostedService(sp => sp.GetRequiredService<RetentionService>());

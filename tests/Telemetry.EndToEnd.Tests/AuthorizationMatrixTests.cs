@@ -21,6 +21,8 @@ public sealed class AuthorizationMatrixTests(ServerFixture fixture) : IClassFixt
     [
         ("GET", "/api/patients/{p}/trends?kind=heart_rate", 'R'),
         ("GET", "/api/patients/{p}/live", 'R'),
+        ("GET", "/api/patients/{p}/live/stream", 'R'),
+        ("GET", "/api/patients/{p}/alerts/stream", 'R'),
         ("GET", "/api/patients/{p}/daily", 'R'),
         ("GET", "/api/patients/{p}/export.csv?kind=heart_rate", 'R'),
         ("GET", "/api/patients/{p}/alerts", 'R'),
@@ -91,7 +93,7 @@ public sealed class AuthorizationMatrixTests(ServerFixture fixture) : IClassFixt
         using var watch = await Devices.ConnectMqttAsync(Server, "mx-watch-3", deviceToken);
         await Devices.PublishAsync(watch, "devices/mx-watch-3/vitals", Devices.JsonHeartRates(1, DateTimeOffset.UtcNow, 150));
         using var team = await Server.Http.PutAsJsonAsync("/api/care-teams/mx-ward-3", new { patients = new[] { "mx-p3" } });
-        using var ownTeam = Server.ClientWith(await Server.MintTokenAsync("--role", "clinician", "--care-team", "mx-ward-3"));
+        using var ownTeam = Server.ClientWith(await Server.MintTokenAsync("--role", "clinician", "--care-team", "mx-ward-3", "--sub", "mx-dr-3"));
         using var otherTeam = Server.ClientWith(await Server.MintTokenAsync("--role", "clinician", "--care-team", "mx-ward-4"));
         using var patient = Server.ClientWith(await Server.MintTokenAsync("--role", "patient", "--patient", "mx-p3"));
         using var otherPatient = Server.ClientWith(await Server.MintTokenAsync("--role", "patient", "--patient", "mx-p4"));
@@ -106,12 +108,53 @@ public sealed class AuthorizationMatrixTests(ServerFixture fixture) : IClassFixt
         Assert.Equal(["mx-p3"], await OpenPatientsAsync(patient));
         Assert.Empty(await OpenPatientsAsync(otherTeam));
         Assert.Empty(await OpenPatientsAsync(otherPatient));
+
+        // The patient list of the dashboard: the same patients, each listed one recorded in the audit log.
+        Assert.Contains("mx-p3", await ListedPatientsAsync(Server.Http));
+        Assert.Equal(["mx-p3"], await ListedPatientsAsync(ownTeam));
+        Assert.Equal(["mx-p3"], await ListedPatientsAsync(patient));
+        Assert.Empty(await ListedPatientsAsync(otherTeam));
+        Assert.Equal(["mx-p4"], await ListedPatientsAsync(otherPatient));
+        var audited = await Server.Http.GetFromJsonAsync<System.Text.Json.JsonElement>("/api/audit?actor=mx-dr-3&patientId=mx-p3");
+        Assert.Contains(audited.EnumerateArray(), record => record.GetProperty("action").GetString()!.StartsWith("GET /api/patients?", StringComparison.Ordinal)
+            || record.GetProperty("action").GetString() == "GET /api/patients");
+    }
+
+    [Fact]
+    public async Task The_live_stream_sends_a_readable_patients_latest_vitals()
+    {
+        var deviceToken = await Server.ProvisionAsync("mx-watch-5", "mx-p5");
+        using var watch = await Devices.ConnectMqttAsync(Server, "mx-watch-5", deviceToken);
+        await Devices.PublishAsync(watch, "devices/mx-watch-5/vitals", Devices.JsonHeartRates(1, DateTimeOffset.UtcNow.AddSeconds(-2), 77));
+        using var team = await Server.Http.PutAsJsonAsync("/api/care-teams/mx-ward-5", new { patients = new[] { "mx-p5" } });
+        using var clinician = Server.ClientWith(await Server.MintTokenAsync("--role", "clinician", "--care-team", "mx-ward-5"));
+
+        using var response = await clinician.GetAsync("/api/live/stream", HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(15));
+        string? data = null;
+        while (data is null || !data.Contains("\"value\":77", StringComparison.Ordinal))
+        {
+            var line = await reader.ReadLineAsync(timeout.Token) ?? throw new EndOfStreamException("the stream ended");
+            data = line.StartsWith("data: ", StringComparison.Ordinal) ? line[6..] : data;
+        }
+
+        var view = System.Text.Json.JsonDocument.Parse(data).RootElement;
+        Assert.Equal("mx-p5", view.GetProperty("patientId").GetString());
+        Assert.Equal("heart_rate", view.GetProperty("vitals")[0].GetProperty("kind").GetString());
     }
 
     private static async Task<List<string>> OpenPatientsAsync(HttpClient client)
     {
         var alerts = await client.GetFromJsonAsync<System.Text.Json.JsonElement>("/api/alerts?status=open");
         return [.. alerts.EnumerateArray().Select(alert => alert.GetProperty("patientId").GetString()!).Distinct()];
+    }
+
+    private static async Task<List<string>> ListedPatientsAsync(HttpClient client)
+    {
+        var list = await client.GetFromJsonAsync<System.Text.Json.JsonElement>("/api/patients");
+        return [.. list.GetProperty("patients").EnumerateArray().Select(patient => patient.GetProperty("patientId").GetString()!)];
     }
 
     private static async Task<HttpStatusCode> SendAsync(HttpClient client, string method, string path, string patient)
@@ -126,7 +169,8 @@ public sealed class AuthorizationMatrixTests(ServerFixture fixture) : IClassFixt
             request.Content = new StringContent(body, Encoding.UTF8, "application/json");
         }
 
-        using var response = await client.SendAsync(request);
+        // Headers only: a stream that was let through answers 200 at once and never ends.
+        using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
         return response.StatusCode;
     }
 }

@@ -14,7 +14,6 @@ namespace Telemetry.Api.Alerts;
 public static class AlertEventStream
 {
     private const int CatchUpPage = 500;
-    private static readonly TimeSpan KeepAliveInterval = TimeSpan.FromSeconds(15);
 
     public static async Task RunAsync(HttpContext context, string? patientId, IReadOnlySet<string>? visible, IAlertStore store, AlertBroadcaster broadcaster)
     {
@@ -29,11 +28,7 @@ public static class AlertEventStream
         // Subscribed before the catch-up read, so nothing stored in between is missed; what both deliver is sent once.
         using var subscription = broadcaster.Subscribe(patientId);
         var response = context.Response;
-        response.ContentType = "text/event-stream";
-        response.Headers.CacheControl = "no-cache";
-        response.Headers["X-Accel-Buffering"] = "no";
-        await response.WriteAsync(": telemetry alert stream\n\n", cancellationToken);
-        await response.Body.FlushAsync(cancellationToken);
+        await Hosting.EventStream.BeginAsync(response, "telemetry alert stream", cancellationToken);
 
         var position = after.Value == -1 ? await store.LastPositionAsync(cancellationToken) : after.Value;
         try
@@ -42,7 +37,7 @@ public static class AlertEventStream
             while (!cancellationToken.IsCancellationRequested)
             {
                 using var keepAlive = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-                keepAlive.CancelAfter(KeepAliveInterval);
+                keepAlive.CancelAfter(Hosting.EventStream.KeepAliveInterval);
                 bool available;
                 try
                 {

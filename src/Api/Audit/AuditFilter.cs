@@ -42,12 +42,15 @@ public sealed class AuditFilter : IEndpointFilter
         return result;
     }
 
-    private static Task WriteAsync(AuditLog audit, HttpContext http, int status)
+    private static Task WriteAsync(AuditLog audit, HttpContext http, int status) => RecordAsync(audit, http, PatientOf(http), status);
+
+    /// <summary>Records that the request <paramref name="http"/> read <paramref name="patientId"/>'s record: for responses that hold several patients.</summary>
+    public static Task RecordAsync(AuditLog audit, HttpContext http, string? patientId, int status)
     {
         var user = http.User;
         var roles = string.Join(',', Security.TelemetryRoles.All.Where(user.IsInRole));
         var action = $"{http.Request.Method} {http.Request.Path}{http.Request.QueryString}";
-        return audit.WriteAsync(user.Identity?.Name ?? "anonymous", roles.Length > 0 ? roles : "none", PatientOf(http), action, status, CancellationToken.None);
+        return audit.WriteAsync(user.Identity?.Name ?? "anonymous", roles.Length > 0 ? roles : "none", patientId, action, status, CancellationToken.None);
     }
 
     private static string? PatientOf(HttpContext http)

@@ -24,7 +24,7 @@ public static class DeviceEndpoints
         return routes;
     }
 
-    private static async Task<IResult> ProvisionAsync(ProvisionDeviceRequest request, IGrainFactory grains)
+    private static async Task<IResult> ProvisionAsync(ProvisionDeviceRequest request, IGrainFactory grains, IPatientDirectory directory, CancellationToken cancellationToken)
     {
         var errors = new Dictionary<string, string[]>();
         if (!Identifier.IsValid(request.DeviceId))
@@ -51,6 +51,8 @@ public static class DeviceEndpoints
                 detail: $"Device '{request.DeviceId}' is already bound to a patient.");
         }
 
+        // Listed before the token is handed out, so the patient is on the dashboard as soon as the device can send.
+        await directory.RegisterAsync(request.PatientId!, cancellationToken);
         var device = new ProvisionedDevice(request.DeviceId!, request.PatientId!, DeviceToken.Format(request.DeviceId!, secret));
         return TypedResults.Created($"/api/devices/{device.DeviceId}", device);
     }

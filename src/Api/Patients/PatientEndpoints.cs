@@ -42,6 +42,7 @@ public static class PatientEndpoints
             .Produces(StatusCodes.Status200OK, contentType: "text/csv");
         patients.MapGet("/daily", GetDailyAsync).WithSummary("Steps, resting heart rate, sleep and weight per day");
         patients.MapGet("/live", GetLiveAsync).WithSummary("The latest value of every vital");
+        patients.MapGet("/live/stream", LiveEndpoints.StreamOneAsync).WithSummary("Server-sent events: the patient's latest vitals whenever they change");
         return routes;
     }
 
@@ -292,14 +293,7 @@ public static class PatientEndpoints
             return InvalidPatient();
         }
 
-        var snapshot = await grains.GetGrain<IPatientGrain>(patientId).GetLiveAsync();
-        var vitals = snapshot.Vitals.Select(v =>
-        {
-            var definition = VitalCatalogue.Get(v.Kind);
-            return new LiveVitalView(definition.Name, definition.Loinc, definition.Unit, v.Value,
-                DateTimeOffset.FromUnixTimeMilliseconds(v.TimestampMs), ToPoint(v.CurrentMinute));
-        }).ToList();
-        return TypedResults.Ok(new LiveView(patientId, vitals));
+        return TypedResults.Ok(await LiveView.ReadAsync(grains, patientId));
     }
 
     /// <summary>Reads kind names (comma-separated or repeated); blood_pressure stands for its systolic and diastolic parts.</summary>
@@ -348,7 +342,7 @@ public static class PatientEndpoints
 
     private static string Iso(long ms) => DateTimeOffset.FromUnixTimeMilliseconds(ms).ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
 
-    private static TrendPoint ToPoint(RollupWindow window) =>
+    internal static TrendPoint ToPoint(RollupWindow window) =>
         new(DateTimeOffset.FromUnixTimeMilliseconds(window.StartMs), window.Count, window.Min, window.Max, window.Mean);
 
     private static ValidationProblem InvalidPatient() => Invalid("patientId", "1 to 128 characters of letters, digits and - _ : .");

@@ -52,6 +52,8 @@ public sealed class DuckDbDatabase : IDisposable
         CREATE TABLE IF NOT EXISTS care_team_members (
             team_id VARCHAR NOT NULL,
             patient_id VARCHAR NOT NULL);
+        CREATE TABLE IF NOT EXISTS patients (
+            patient_id VARCHAR PRIMARY KEY);
         CREATE TABLE IF NOT EXISTS alert_cursors (
             consumer VARCHAR PRIMARY KEY,
             position BIGINT NOT NULL);
