@@ -298,18 +298,19 @@ public sealed class TelemetryServer : IAsyncDisposable
         var testOutput = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
         var framework = testOutput.Name;
         var configuration = testOutput.Parent!.Name;
-        var root = testOutput;
+        var assembly = Path.Combine(RepositoryRoot(), "src", "Api", "bin", configuration, framework, "Telemetry.Api.dll");
+        return File.Exists(assembly) ? assembly : throw new FileNotFoundException("Build src/Api first.", assembly);
+    }
+
+    /// <summary>The folder holding Telemetry.sln, above the tests' output.</summary>
+    public static string RepositoryRoot()
+    {
+        var root = new DirectoryInfo(AppContext.BaseDirectory);
         while (root is not null && !File.Exists(Path.Combine(root.FullName, "Telemetry.sln")))
         {
             root = root.Parent;
         }
 
-        if (root is null)
-        {
-            throw new InvalidOperationException("Telemetry.sln not found above " + AppContext.BaseDirectory);
-        }
-
-        var assembly = Path.Combine(root.FullName, "src", "Api", "bin", configuration, framework, "Telemetry.Api.dll");
-        return File.Exists(assembly) ? assembly : throw new FileNotFoundException("Build src/Api first.", assembly);
+        return root?.FullName ?? throw new InvalidOperationException("Telemetry.sln not found above " + AppContext.BaseDirectory);
     }
 }

@@ -1,0 +1,121 @@
+// A patient's own progress at /me: steps against a goal, resting heart rate, sleep and weight, in words and charts.
+
+import { requireSignIn, api, person, say, element, ApiError } from './session.js';
+import { dayBars, dayLine, colours } from './charts.js';
+
+const StepsGoal = 8000;
+
+/** The page's sections, each a sentence and a chart: ids steps-words, steps-chart and so on. */
+const Sections = [
+  ['steps', 'Steps'],
+  ['rhr', 'Resting heart rate'],
+  ['sleep', 'Sleep'],
+  ['weight', 'Weight'],
+];
+
+requireSignIn(() => {
+  document.getElementById('progress').replaceChildren(...Sections.map(([id, title]) => element('section', { class: 'progress', 'aria-labelledby': `${id}-title` },
+    element('h2', { id: `${id}-title`, text: title }),
+    element('p', { id: `${id}-words`, class: 'words' }),
+    element('div', { id: `${id}-chart`, role: 'img' }))));
+  const me = person();
+  const patientId = me.patients[0];
+  if (!patientId) {
+    say('This page shows a patient their own progress; your sign-in does not name a patient.', true);
+    return;
+  }
+
+  let days = 30;
+  const draw = () => show(patientId, days).catch(error => say(error instanceof ApiError && error.status === 403
+    ? 'You may not see this record.'
+    : `Something went wrong: ${error.message}`, true));
+  for (const button of document.querySelectorAll('.ranges button')) {
+    button.addEventListener('click', () => {
+      days = Number(button.dataset.days);
+      for (const other of document.querySelectorAll('.ranges button')) other.setAttribute('aria-pressed', String(other === button));
+      draw();
+    });
+  }
+
+  draw();
+}, 'dotnet run --project src/Api -- token --role patient --patient p-001');
+
+function isoDay(date) {
+  return date.toISOString().slice(0, 10);
+}
+
+function number(value, digits = 0) {
+  return value.toLocaleString(undefined, { maximumFractionDigits: digits, minimumFractionDigits: digits });
+}
+
+async function show(patientId, days) {
+  const timeZone = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+  const to = new Date();
+  const from = new Date(to.getTime() - (days - 1) * 86400_000);
+  const summary = await api(`/api/patients/${encodeURIComponent(patientId)}/daily?from=${isoDay(from)}&to=${isoDay(to)}&timeZone=${encodeURIComponent(timeZone)}&stepsGoal=${StepsGoal}`);
+  const dates = summary.days.map(d => d.date);
+  const known = key => summary.days.filter(d => d[key] !== null && d[key] !== undefined);
+
+  // Steps: the latest day with steps, how many days met the goal.
+  const stepDays = known('steps');
+  const met = stepDays.filter(d => d.stepsGoalMet).length;
+  const latestSteps = stepDays[stepDays.length - 1];
+  words('steps-words', stepDays.length === 0
+    ? 'No steps recorded in this period yet.'
+    : `On ${dayName(latestSteps.date)} you walked ${number(latestSteps.steps)} steps${latestSteps.stepsGoalMet ? ', meeting your goal' : ''}. `
+      + `You met your goal of ${number(summary.stepsGoal)} steps on ${met} of ${stepDays.length} days.`);
+  chart('steps-chart', `Steps per day against a goal of ${summary.stepsGoal}`, () =>
+    dayBars(el('steps-chart'), { days: dates, values: summary.days.map(d => d.steps), unit: 'steps', goal: summary.stepsGoal }));
+
+  // Resting heart rate: its trend from the first to the last week.
+  const rhr = known('restingHeartRate');
+  words('rhr-words', rhr.length === 0
+    ? 'No resting heart rate recorded in this period yet.'
+    : `Your resting heart rate was ${number(rhr[rhr.length - 1].restingHeartRate)} beats per minute on ${dayName(rhr[rhr.length - 1].date)}`
+      + (rhr.length > 1 ? `, ${trendWords(rhr[0].restingHeartRate, rhr[rhr.length - 1].restingHeartRate, 'beats per minute', 0)} since ${dayName(rhr[0].date)}.` : '.'));
+  chart('rhr-chart', 'Resting heart rate per day, in beats per minute', () =>
+    dayLine(el('rhr-chart'), { days: dates, values: summary.days.map(d => d.restingHeartRate), unit: 'beats/min', colour: colours.vermillion }));
+
+  // Sleep: the average night.
+  const nights = known('sleepHours');
+  const average = nights.reduce((sum, d) => sum + d.sleepHours, 0) / (nights.length || 1);
+  words('sleep-words', nights.length === 0
+    ? 'No sleep recorded in this period yet.'
+    : `You slept ${number(nights[nights.length - 1].sleepHours, 1)} hours on the night ending ${dayName(nights[nights.length - 1].date)}, and ${number(average, 1)} hours a night on average.`);
+  chart('sleep-chart', 'Hours of sleep per night', () =>
+    dayBars(el('sleep-chart'), { days: dates, values: summary.days.map(d => d.sleepHours), unit: 'hours', colour: colours.purple }));
+
+  // Weight: the latest and the change.
+  const weights = known('weightKg');
+  words('weight-words', weights.length === 0
+    ? 'No weight recorded in this period yet.'
+    : `You weighed ${number(weights[weights.length - 1].weightKg, 1)} kg on ${dayName(weights[weights.length - 1].date)}`
+      + (weights.length > 1 ? `, ${trendWords(weights[0].weightKg, weights[weights.length - 1].weightKg, 'kg', 1)} since ${dayName(weights[0].date)}.` : '.'));
+  chart('weight-chart', 'Weight per day, in kilograms', () =>
+    dayLine(el('weight-chart'), { days: dates, values: summary.days.map(d => d.weightKg), unit: 'kg', colour: colours.green }));
+
+  say(`Your last ${days} days.`);
+}
+
+function el(id) {
+  return document.getElementById(id);
+}
+
+function words(id, text) {
+  el(id).textContent = text;
+}
+
+function chart(id, label, draw) {
+  el(id).setAttribute('aria-label', label);
+  draw();
+}
+
+function dayName(date) {
+  return new Date(`${date}T12:00:00`).toLocaleDateString(undefined, { weekday: 'long', day: 'numeric', month: 'long' });
+}
+
+function trendWords(first, last, unit, digits) {
+  const change = last - first;
+  if (Math.abs(change) < 10 ** -digits) return 'unchanged';
+  return `${change > 0 ? 'up' : 'down'} ${number(Math.abs(change), digits)} ${unit}`;
+}

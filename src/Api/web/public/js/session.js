@@ -1,0 +1,187 @@
+// Signing in, calling the API with the person's token, reading server-sent events, and showing values with units.
+
+const TokenKey = 'telemetry.token';
+
+/** The token this tab signed in with (kept for the tab only), or null. */
+export function token() {
+  return sessionStorage.getItem(TokenKey);
+}
+
+export function signOut() {
+  sessionStorage.removeItem(TokenKey);
+  location.reload();
+}
+
+/** Who the token says the person is: a JWT's claims, or the admin token's fixed ones. */
+export function person() {
+  const value = token();
+  if (!value) return null;
+  const parts = value.split('.');
+  if (parts.length !== 3) return { sub: 'admin', roles: ['admin'], patients: [] };
+  try {
+    const json = atob(parts[1].replace(/-/g, '+').replace(/_/g, '/'));
+    const claims = JSON.parse(json);
+    const list = v => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+    return { sub: claims.sub ?? '(unknown)', roles: list(claims.role), patients: list(claims.patient) };
+  } catch {
+    return { sub: '(unreadable token)', roles: [], patients: [] };
+  }
+}
+
+/**
+ * Shows a sign-in form in place of the page until a token is given, then calls start(). A token is pasted: one from
+ * the organisation's sign-in, or on a local server a development token (`example` shows the command for one).
+ */
+export function requireSignIn(start, example) {
+  const slot = document.getElementById('sign-in');
+  const app = document.getElementById('app');
+  if (token()) {
+    slot.hidden = true;
+    app.hidden = false;
+    const who = document.getElementById('who');
+    if (who) who.textContent = `Signed in as ${person().sub}`;
+    document.getElementById('sign-out')?.addEventListener('click', signOut);
+    start();
+    return;
+  }
+
+  const field = element('textarea', { id: 'token', name: 'token', rows: 4, autocomplete: 'off', spellcheck: 'false', required: true });
+  const form = element('form', { class: 'sign-in' },
+    element('h2', { text: 'Sign in' }),
+    element('label', { for: 'token', text: 'Your access token' }),
+    field,
+    element('p', { class: 'hint' }, 'Paste the token from your organisation\'s sign-in. On a local server, mint one with ',
+      element('code', { text: example }), '.'),
+    element('button', { type: 'submit', text: 'Sign in' }));
+  form.addEventListener('submit', event => {
+    event.preventDefault();
+    const value = field.value.trim();
+    if (!value) return;
+    sessionStorage.setItem(TokenKey, value);
+    location.reload();
+  });
+  document.getElementById('sign-out').hidden = true;
+  app.hidden = true;
+  slot.replaceChildren(form);
+  slot.hidden = false;
+  field.focus();
+}
+
+/** An API answer that was not a success: its status and the problem's title and detail. */
+export class ApiError extends Error {
+  constructor(status, problem) {
+    super(problem?.detail || problem?.title || `the server answered ${status}`);
+    this.status = status;
+  }
+}
+
+/** Calls the API with the person's token; JSON in and out. A refused token signs the tab out. */
+export async function api(path, { method = 'GET', body } = {}) {
+  const response = await fetch(path, {
+    method,
+    headers: { Authorization: `Bearer ${token()}`, ...(body ? { 'Content-Type': 'application/json' } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  if (response.status === 401) {
+    sessionStorage.removeItem(TokenKey);
+    throw new ApiError(401, { detail: 'Your sign-in is no longer valid; reload the page to sign in again.' });
+  }
+
+  const text = await response.text();
+  const json = text ? JSON.parse(text) : null;
+  if (!response.ok) throw new ApiError(response.status, json);
+  return json;
+}
+
+/**
+ * Follows a server-sent event stream with the person's token (EventSource cannot send one), calling onEvent(name,
+ * data) for each event, and reconnects after a drop until signal aborts.
+ */
+export async function follow(path, onEvent, signal) {
+  while (!signal?.aborted) {
+    try {
+      const response = await fetch(path, { headers: { Authorization: `Bearer ${token()}`, Accept: 'text/event-stream' }, signal });
+      if (!response.ok) throw new ApiError(response.status, null);
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        let end;
+        while ((end = buffer.indexOf('\n\n')) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          let name = 'message';
+          const data = [];
+          for (const line of block.split('\n')) {
+            if (line.startsWith('event:')) name = line.slice(6).trim();
+            else if (line.startsWith('data:')) data.push(line.slice(5).trimStart());
+          }
+          if (data.length > 0) onEvent(name, JSON.parse(data.join('\n')));
+        }
+      }
+    } catch (error) {
+      if (signal?.aborted) return;
+      if (error instanceof ApiError && (error.status === 401 || error.status === 403)) return;
+    }
+    await new Promise(resolve => setTimeout(resolve, 2000));
+  }
+}
+
+/** How each vital is named and in which unit it is shown (the API's UCUM unit, made readable). */
+export const vitals = {
+  heart_rate: { label: 'Heart rate', unit: 'beats/min', digits: 0 },
+  resting_heart_rate: { label: 'Resting heart rate', unit: 'beats/min', digits: 0 },
+  respiratory_rate: { label: 'Respiratory rate', unit: 'breaths/min', digits: 0 },
+  spo2: { label: 'SpO₂', unit: '%', digits: 0 },
+  body_temperature: { label: 'Temperature', unit: '°C', digits: 1 },
+  systolic_bp: { label: 'Systolic BP', unit: 'mmHg', digits: 0 },
+  diastolic_bp: { label: 'Diastolic BP', unit: 'mmHg', digits: 0 },
+  steps: { label: 'Steps', unit: 'steps', digits: 0 },
+  body_weight: { label: 'Weight', unit: 'kg', digits: 1 },
+  blood_glucose: { label: 'Blood glucose', unit: 'mg/dL', digits: 0 },
+  sleep_duration: { label: 'Sleep', unit: 'h', digits: 1 },
+};
+
+export function describe(kind) {
+  return vitals[kind] ?? { label: kind, unit: '', digits: 1 };
+}
+
+/** A value with its unit, as a person reads it: "72 beats/min". */
+export function withUnit(kind, value) {
+  const vital = describe(kind);
+  const number = Number(value).toLocaleString(undefined, { minimumFractionDigits: vital.digits, maximumFractionDigits: vital.digits });
+  return `${number} ${vital.unit}`.trim();
+}
+
+/** How long ago, in words: "just now", "4 min ago", "3 h ago". */
+export function ago(time, now = Date.now()) {
+  const seconds = Math.max(0, Math.round((now - new Date(time).getTime()) / 1000));
+  if (seconds < 10) return 'just now';
+  if (seconds < 60) return `${seconds} s ago`;
+  if (seconds < 3600) return `${Math.round(seconds / 60)} min ago`;
+  if (seconds < 86400) return `${Math.round(seconds / 3600)} h ago`;
+  return `${Math.round(seconds / 86400)} d ago`;
+}
+
+/** Shows a message in the page's status line (read out by screen readers). */
+export function say(text, isError = false) {
+  const status = document.getElementById('status');
+  if (!status) return;
+  status.textContent = text;
+  status.classList.toggle('error', isError);
+}
+
+/** Creates an element with attributes and children. */
+export function element(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name === 'text') node.textContent = value;
+    else if (name.startsWith('on')) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value === true ? '' : value);
+  }
+  node.append(...children.filter(child => child !== null && child !== undefined));
+  return node;
+}

@@ -1,0 +1,19 @@
+// A clinician acknowledges the alert waiting in the inbox, using the keyboard, and it leaves the inbox.
+
+import { run, signIn, env, screenshot, until } from './harness.mjs';
+
+await run('clinician-ack', async page => {
+  await signIn(page, '/', env('CLINICIAN_TOKEN'));
+  // p-web-3's high heart-rate alert, waiting for someone.
+  const waiting = page.locator('#inbox li[data-alert^="p-web-3~"]');
+  await until('the alert in the inbox', async () => (await waiting.count()) === 1);
+  const alert = waiting.first();
+  if (!(await alert.textContent())?.includes('High')) throw new Error(`the alert does not say its priority: ${await alert.textContent()}`);
+  await screenshot(page, 'alert-inbox');
+
+  await alert.getByRole('button', { name: /^Acknowledge/ }).focus();
+  await page.keyboard.press('Enter');
+  await until('the alert to leave the inbox', async () => (await waiting.count()) === 0);
+  await until('the confirmation', async () => (await page.locator('#status').textContent())?.startsWith('Acknowledged'));
+  await screenshot(page, 'alert-acknowledged');
+});
