@@ -5,6 +5,9 @@ public static class Identifier
 {
     public const int MaxLength = 128;
 
+    /// <summary>What a valid id looks like, in the words a refusal uses.</summary>
+    public const string Shape = "1 to 128 characters of letters, digits and - _ : .";
+
     /// <summary>1 to 128 characters of ASCII letters, digits and <c>- _ : .</c></summary>
     public static bool IsValid(ReadOnlySpan<char> id)
     {

@@ -5,9 +5,10 @@ using System.Text;
 namespace Telemetry.EndToEnd.Tests;
 
 /// <summary>
-/// A server for the browser tests: a care team (ward-web) with three patients, the last hour and two days of heart
-/// rate, a high heart-rate alert raised for p-web-1 and p-web-3, a week of steps, resting heart rate, sleep and weight
-/// for p-web-2, and a patient outside the team (p-web-other). Tokens for a clinician of the team and for p-web-2.
+/// A server for the browser tests: a care team (ward-web) with four patients, the last hour and two days of heart
+/// rate, a high heart-rate alert raised for p-web-1 (trends) and p-web-3 (acknowledged by a scenario), a week of
+/// steps, resting heart rate, sleep and weight for p-web-2, p-web-4 for the live scenario's new reading, and a patient
+/// outside the team (p-web-other). Tokens for a clinician of the team and for p-web-2.
 /// </summary>
 public sealed class BrowserFixture : IAsyncLifetime
 {
@@ -17,24 +18,26 @@ public sealed class BrowserFixture : IAsyncLifetime
 
     public string PatientToken { get; private set; } = null!;
 
-    /// <summary>The token of web-watch, p-web-1's device, for the scenario that sends a new reading.</summary>
+    /// <summary>The token of web-live, p-web-4's device, for the scenario that sends a new reading.</summary>
     public string DeviceToken { get; private set; } = null!;
 
     public async Task InitializeAsync()
     {
         Server = await TelemetryServer.StartNewAsync();
         var now = DateTimeOffset.UtcNow;
-        DeviceToken = await Server.ProvisionAsync("web-watch", "p-web-1");
+        var watchToken = await Server.ProvisionAsync("web-watch", "p-web-1");
+        DeviceToken = await Server.ProvisionAsync("web-live", "p-web-4");
         var progressToken = await Server.ProvisionAsync("web-scale", "p-web-2");
         var alertToken = await Server.ProvisionAsync("web-band", "p-web-3");
         await Server.ProvisionAsync("web-other", "p-web-other");
-        (await Server.Http.PutAsync("/api/care-teams/ward-web", Json("""{"patients":["p-web-1","p-web-2","p-web-3"]}"""))).EnsureSuccessStatusCode();
+        (await Server.Http.PutAsync("/api/care-teams/ward-web", Json("""{"patients":["p-web-1","p-web-2","p-web-3","p-web-4"]}"""))).EnsureSuccessStatusCode();
 
         var heartRates = Enumerable.Range(1, 48).Select(hour => ("heart_rate", now.AddHours(-hour), 64.0 + (hour % 7)))
             .Concat(Enumerable.Range(2, 58).Select(minute => ("heart_rate", now.AddMinutes(-minute), 70.0 + (minute % 5))))
             .ToList();
-        await UploadAsync("web-watch", DeviceToken, heartRates);
+        await UploadAsync("web-watch", watchToken, heartRates);
         await UploadAsync("web-band", alertToken, heartRates);
+        await UploadAsync("web-live", DeviceToken, heartRates);
         var week = Enumerable.Range(0, 7).SelectMany(day =>
         {
             var morning = now.Date.AddDays(-day).AddHours(7);
@@ -49,7 +52,7 @@ public sealed class BrowserFixture : IAsyncLifetime
         }).Where(reading => reading.Item2 < now).ToList();
         await UploadAsync("web-scale", progressToken, week);
 
-        foreach (var (patientId, deviceId, token) in new[] { ("p-web-1", "web-watch", DeviceToken), ("p-web-3", "web-band", alertToken) })
+        foreach (var (patientId, deviceId, token) in new[] { ("p-web-1", "web-watch", watchToken), ("p-web-3", "web-band", alertToken) })
         {
             (await Server.Http.PutAsync($"/api/patients/{patientId}/alert-rules", Json("""
                 {"rules":[{"id":"hr-high","type":"threshold","kind":"heart_rate","direction":"above","level":120,"priority":"high"}]}

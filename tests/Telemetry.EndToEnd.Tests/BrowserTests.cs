@@ -51,7 +51,7 @@ public sealed class BrowserTests(BrowserFixture fixture) : IClassFixture<Browser
         catch (OperationCanceledException)
         {
             node.Kill(entireProcessTree: true);
-            throw;
+            Assert.Fail($"{scenario} took more than 2 minutes:\n{await output}\n{await error}");
         }
 
         Assert.True(node.ExitCode == 0, $"{scenario} failed:\n{await output}\n{await error}");

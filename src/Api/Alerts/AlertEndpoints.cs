@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Microsoft.AspNetCore.Http.HttpResults;
 using Telemetry.Api.Audit;
 using Telemetry.Api.Security;
 using Telemetry.Core;
@@ -7,6 +8,7 @@ using Telemetry.Core.Grains;
 using Telemetry.Core.Readings;
 using Telemetry.Core.Storage;
 using Telemetry.Grains.Alerts;
+using Telemetry.Storage.Audit;
 
 namespace Telemetry.Api.Alerts;
 
@@ -126,8 +128,21 @@ public static class AlertEndpoints
     }
 
     private static async Task<IResult> GetOpenAlertsAsync(
-        DateTimeOffset? from, DateTimeOffset? to, string? status, int? limit, HttpContext context, PatientAccess access, IAlertStore store, CancellationToken cancellationToken) =>
-        await ListAsync(null, from, to, status ?? "open", limit, store, cancellationToken, await access.ReadablePatientsAsync(context.User, cancellationToken));
+        DateTimeOffset? from, DateTimeOffset? to, string? status, int? limit, HttpContext context, PatientAccess access, IAlertStore store, AuditLog audit, CancellationToken cancellationToken)
+    {
+        var result = await ListAsync(null, from, to, status ?? "open", limit, store, cancellationToken, await access.ReadablePatientsAsync(context.User, cancellationToken));
+
+        // A list across patients reads each listed patient's alerts: each one is recorded, beside the request's record.
+        if (result is Ok<IReadOnlyList<Alert>> { Value: { } alerts })
+        {
+            foreach (var patientId in alerts.Select(alert => alert.PatientId).Distinct(StringComparer.Ordinal))
+            {
+                await AuditFilter.RecordAsync(audit, context, patientId, StatusCodes.Status200OK);
+            }
+        }
+
+        return result;
+    }
 
     private static async Task<IResult> ListAsync(
         string? patientId, DateTimeOffset? from, DateTimeOffset? to, string status, int? limit, IAlertStore store, CancellationToken cancellationToken,
@@ -292,7 +307,7 @@ public static class AlertEndpoints
         }
     }
 
-    private static IResult InvalidPatient() => Invalid("patientId", "1 to 128 characters of letters, digits and - _ : .");
+    private static IResult InvalidPatient() => Invalid("patientId", Identifier.Shape);
 
     private static IResult InvalidAlertId() => Invalid("alertId", "an alert id: the patient id, '~' and the alert's number");
 

@@ -22,7 +22,7 @@ public static class AuditEndpoints
     {
         if (patientId is not null && !Identifier.IsValid(patientId))
         {
-            return Invalid("patientId", "1 to 128 characters of letters, digits and - _ : .");
+            return Invalid("patientId", Identifier.Shape);
         }
 
         if (limit is < 1 or > MaxListed)

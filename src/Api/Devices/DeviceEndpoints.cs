@@ -24,17 +24,17 @@ public static class DeviceEndpoints
         return routes;
     }
 
-    private static async Task<IResult> ProvisionAsync(ProvisionDeviceRequest request, IGrainFactory grains, IPatientDirectory directory, CancellationToken cancellationToken)
+    private static async Task<IResult> ProvisionAsync(ProvisionDeviceRequest request, IGrainFactory grains, IPatientDirectory directory)
     {
         var errors = new Dictionary<string, string[]>();
         if (!Identifier.IsValid(request.DeviceId))
         {
-            errors["deviceId"] = ["1 to 128 characters of letters, digits and - _ : ."];
+            errors["deviceId"] = [Identifier.Shape];
         }
 
         if (!Identifier.IsValid(request.PatientId))
         {
-            errors["patientId"] = ["1 to 128 characters of letters, digits and - _ : ."];
+            errors["patientId"] = [Identifier.Shape];
         }
 
         if (errors.Count > 0)
@@ -42,6 +42,9 @@ public static class DeviceEndpoints
             return TypedResults.ValidationProblem(errors);
         }
 
+        // Listed first (idempotent, and whatever the client does), so a device is never bound to a patient the
+        // dashboards do not know.
+        await directory.RegisterAsync(request.PatientId!, CancellationToken.None);
         var secret = await grains.GetGrain<IDeviceGrain>(request.DeviceId!).ProvisionAsync(request.PatientId!);
         if (secret is null)
         {
@@ -51,8 +54,6 @@ public static class DeviceEndpoints
                 detail: $"Device '{request.DeviceId}' is already bound to a patient.");
         }
 
-        // Listed before the token is handed out, so the patient is on the dashboard as soon as the device can send.
-        await directory.RegisterAsync(request.PatientId!, cancellationToken);
         var device = new ProvisionedDevice(request.DeviceId!, request.PatientId!, DeviceToken.Format(request.DeviceId!, secret));
         return TypedResults.Created($"/api/devices/{device.DeviceId}", device);
     }

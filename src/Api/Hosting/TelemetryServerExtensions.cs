@@ -87,6 +87,7 @@ public static partial class TelemetryServerExtensions
         services.ConfigureHttpJsonOptions(json => Core.TelemetryJson.Configure(json.SerializerOptions));
 
         services.AddSingleton<TrendReader>();
+        services.AddSingleton<LiveStreamSlots>();
         services.AddTelemetryAuthentication();
         services.AddSingleton<AuditLog>();
         services.AddHostedService(sp => sp.GetRequiredService<AuditLog>());

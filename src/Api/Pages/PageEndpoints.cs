@@ -7,7 +7,7 @@ namespace Telemetry.Api.Pages;
 /// <c>/me</c>: static pages beside the server's assembly that use the same REST and SSE endpoints as any client, so
 /// they hold no data and need no sign-in to load. Everything they show is fetched with the person's own token.
 /// </summary>
-public static class PageEndpoints
+public static partial class PageEndpoints
 {
     /// <summary>Scripts, styles and data only from this server; the pages are never framed.</summary>
     private const string ContentSecurityPolicy =
@@ -18,6 +18,7 @@ public static class PageEndpoints
         var root = Path.Combine(AppContext.BaseDirectory, "wwwroot");
         if (!Directory.Exists(root))
         {
+            LogPagesMissing(app.Logger, root);
             return app;
         }
 
@@ -25,7 +26,12 @@ public static class PageEndpoints
         app.UseStaticFiles(new StaticFileOptions
         {
             FileProvider = files,
-            OnPrepareResponse = context => Secure(context.Context.Response),
+            OnPrepareResponse = context =>
+            {
+                // Revalidated on each load (cheap: an ETag), so a browser never runs last version's script with this version's page.
+                context.Context.Response.Headers.CacheControl = "no-cache";
+                Secure(context.Context.Response);
+            },
         });
         MapPage(app, "/", files, "index.html");
         MapPage(app, "/patients/{patientId}", files, "index.html");
@@ -47,4 +53,7 @@ public static class PageEndpoints
         response.Headers.XContentTypeOptions = "nosniff";
         response.Headers["Referrer-Policy"] = "no-referrer";
     }
+
+    [LoggerMessage(EventId = 1601, Level = LogLevel.Warning, Message = "No pages at {Root}: / and /me are not served (the build puts them there)")]
+    private static partial void LogPagesMissing(ILogger logger, string root);
 }

@@ -1,5 +1,7 @@
+using System.Globalization;
 using System.Security.Claims;
 using System.Text.Json;
+using Telemetry.Api.Audit;
 using Telemetry.Api.Hosting;
 using Telemetry.Api.Security;
 using Telemetry.Core;
@@ -11,31 +13,36 @@ namespace Telemetry.Api.Patients;
 /// <summary>
 /// The patients a person may read, with their latest vitals: as a list, and as a stream of server-sent events that
 /// says when a patient's vitals change. What the clinician's dashboard shows; every patient listed or streamed is
-/// recorded in the audit log.
+/// recorded in the audit log, and a stream keeps checking that its reader may still see each patient.
 /// </summary>
-public static class LiveEndpoints
+public static partial class LiveEndpoints
 {
     /// <summary>The most patients one list page or one stream covers.</summary>
     public const int MaxPatients = 500;
 
     private static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan AccessCheckInterval = TimeSpan.FromSeconds(30);
 
     public static IEndpointRouteBuilder MapLiveEndpoints(this IEndpointRouteBuilder routes)
     {
         routes.MapGet("/api/patients", ListAsync)
             .RequireAuthorization(TelemetryAuthentication.PersonPolicy).RequireRateLimiting(TelemetryAuthentication.ApiRateLimit)
+            .AddEndpointFilter<AuditFilter>()
             .WithTags("Patients").WithSummary("The patients the caller may read, in id order, with their latest vitals");
         routes.MapGet("/api/live/stream", StreamAllAsync)
             .RequireAuthorization(TelemetryAuthentication.PersonPolicy).RequireRateLimiting(TelemetryAuthentication.ApiRateLimit)
+            .AddEndpointFilter<AuditFilter>()
             .WithTags("Patients").WithSummary("Server-sent events: a patient's latest vitals whenever they change, for every patient the caller may read");
         return routes;
     }
 
     /// <summary>The live stream of one patient, mapped in the patient group (whose filters check access and audit).</summary>
-    public static Task StreamOneAsync(string patientId, HttpContext context, IGrainFactory grains, TimeProvider timeProvider) =>
+    public static Task StreamOneAsync(string patientId, HttpContext context, PatientAccess access, IGrainFactory grains, LiveStreamSlots slots, TimeProvider timeProvider, ILoggerFactory loggers) =>
         Identifier.IsValid(patientId)
-            ? StreamAsync(context, [patientId], grains, timeProvider)
-            : TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["patientId"] = ["1 to 128 characters of letters, digits and - _ : ."] }).ExecuteAsync(context);
+            ? StreamAsync(context, async cancellationToken =>
+                await access.AllowsAsync(context.User, patientId, PatientRight.Read, cancellationToken) ? [patientId] : [],
+                grains, slots, timeProvider, loggers)
+            : TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["patientId"] = [Identifier.Shape] }).ExecuteAsync(context);
 
     private static async Task<IResult> ListAsync(
         int? limit, string? after, HttpContext context, PatientAccess access, IPatientDirectory directory, IGrainFactory grains, AuditLog audit, CancellationToken cancellationToken)
@@ -48,23 +55,21 @@ public static class LiveEndpoints
         var pageSize = limit ?? 100;
         var patients = await VisibleAsync(context.User, access, directory, pageSize, after, cancellationToken);
         var views = await Task.WhenAll(patients.Select(patientId => LiveView.ReadAsync(grains, patientId)));
-        foreach (var patientId in patients)
-        {
-            await Audit.AuditFilter.RecordAsync(audit, context, patientId, StatusCodes.Status200OK);
-        }
-
+        await AuditEachAsync(audit, context, patients);
         return TypedResults.Ok(new PatientList(views, patients.Count == pageSize ? patients[^1] : null));
     }
 
-    private static async Task StreamAllAsync(HttpContext context, PatientAccess access, IPatientDirectory directory, IGrainFactory grains, AuditLog audit, TimeProvider timeProvider)
+    private static Task StreamAllAsync(
+        HttpContext context, PatientAccess access, IPatientDirectory directory, IGrainFactory grains, LiveStreamSlots slots, TimeProvider timeProvider, ILoggerFactory loggers) =>
+        StreamAsync(context, cancellationToken => VisibleAsync(context.User, access, directory, MaxPatients, null, cancellationToken), grains, slots, timeProvider, loggers);
+
+    /// <summary>One audit record per patient a response holds, beside the request's own record.</summary>
+    private static async Task AuditEachAsync(AuditLog audit, HttpContext context, IEnumerable<string> patients)
     {
-        var patients = await VisibleAsync(context.User, access, directory, MaxPatients, null, context.RequestAborted);
         foreach (var patientId in patients)
         {
-            await Audit.AuditFilter.RecordAsync(audit, context, patientId, StatusCodes.Status200OK);
+            await AuditFilter.RecordAsync(audit, context, patientId, StatusCodes.Status200OK);
         }
-
-        await StreamAsync(context, patients, grains, timeProvider);
     }
 
     /// <summary>The patients <paramref name="user"/> may read, in id order: every known patient for an admin.</summary>
@@ -83,26 +88,75 @@ public static class LiveEndpoints
     /// <summary>
     /// Reads the patients' live pictures from their grains every second and sends each patient whose vitals changed
     /// (every patient once at the start) as an event <c>vitals</c>. Reading the grains, not the ingest path, keeps the
-    /// stream off the hot path and right in a cluster.
+    /// stream off the hot path and right in a cluster. Every 30 seconds the stream asks again which patients its reader
+    /// may see (a care team changed, a patient added; each new one audited), and it ends when the reader's token expires.
     /// </summary>
-    private static async Task StreamAsync(HttpContext context, IReadOnlyList<string> patients, IGrainFactory grains, TimeProvider timeProvider)
+    private static async Task StreamAsync(
+        HttpContext context, Func<CancellationToken, Task<IReadOnlyList<string>>> readable, IGrainFactory grains, LiveStreamSlots slots, TimeProvider timeProvider, ILoggerFactory loggers)
+    {
+        var caller = context.User.Identity?.Name ?? "anonymous";
+        if (!slots.TryTake(caller))
+        {
+            await TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests, title: "Too many live streams",
+                detail: $"A caller may hold {LiveStreamSlots.PerCaller} live streams at once; close one first.").ExecuteAsync(context);
+            return;
+        }
+
+        try
+        {
+            await RunAsync(context, readable, grains, timeProvider, loggers.CreateLogger(typeof(LiveEndpoints)));
+        }
+        finally
+        {
+            slots.Release(caller);
+        }
+    }
+
+    private static async Task RunAsync(HttpContext context, Func<CancellationToken, Task<IReadOnlyList<string>>> readable, IGrainFactory grains, TimeProvider timeProvider, ILogger logger)
     {
         var cancellationToken = context.RequestAborted;
+        var audit = context.RequestServices.GetRequiredService<AuditLog>();
+        var expires = ExpiryOf(context.User);
+        var patients = await readable(cancellationToken);
+        await AuditEachAsync(audit, context, patients);
         var response = context.Response;
         await EventStream.BeginAsync(response, "telemetry live vitals", cancellationToken);
 
         var sent = new Dictionary<string, string>(StringComparer.Ordinal);
         var quietSince = timeProvider.GetTimestamp();
+        var checkedAt = timeProvider.GetTimestamp();
         using var timer = new PeriodicTimer(PollInterval, timeProvider);
         try
         {
             do
             {
-                var views = await Task.WhenAll(patients.Select(patientId => LiveView.ReadAsync(grains, patientId)));
-                var wrote = false;
-                foreach (var view in views)
+                if (expires is { } end && timeProvider.GetUtcNow() >= end)
                 {
-                    var signature = string.Join('|', view.Vitals.Select(vital => $"{vital.Kind}:{vital.Time.ToUnixTimeMilliseconds()}:{vital.Value}"));
+                    await response.WriteAsync("event: expired\ndata: {}\n\n", cancellationToken);
+                    return;
+                }
+
+                if (timeProvider.GetElapsedTime(checkedAt) >= AccessCheckInterval)
+                {
+                    var now = await readable(cancellationToken);
+                    await AuditEachAsync(audit, context, now.Except(patients, StringComparer.Ordinal));
+                    foreach (var gone in patients.Except(now, StringComparer.Ordinal))
+                    {
+                        sent.Remove(gone);
+                    }
+
+                    (patients, checkedAt) = (now, timeProvider.GetTimestamp());
+                }
+
+                var wrote = false;
+                foreach (var view in await Task.WhenAll(patients.Select(patientId => TryReadAsync(grains, patientId, logger))))
+                {
+                    if (view is null)
+                    {
+                        continue;
+                    }
+
+                    var signature = string.Join('|', view.Vitals.Select(vital => string.Create(CultureInfo.InvariantCulture, $"{vital.Kind}:{vital.Time.ToUnixTimeMilliseconds()}:{vital.Value}")));
                     if (sent.TryGetValue(view.PatientId, out var previous) && previous == signature)
                     {
                         continue;
@@ -113,19 +167,15 @@ public static class LiveEndpoints
                     wrote = true;
                 }
 
-                if (wrote)
-                {
-                    quietSince = timeProvider.GetTimestamp();
-                }
-                else if (timeProvider.GetElapsedTime(quietSince) >= EventStream.KeepAliveInterval)
+                if (!wrote && timeProvider.GetElapsedTime(quietSince) >= EventStream.KeepAliveInterval)
                 {
                     await response.WriteAsync(": keep-alive\n\n", cancellationToken);
-                    quietSince = timeProvider.GetTimestamp();
                     wrote = true;
                 }
 
                 if (wrote)
                 {
+                    quietSince = timeProvider.GetTimestamp();
                     await response.Body.FlushAsync(cancellationToken);
                 }
             }
@@ -136,4 +186,27 @@ public static class LiveEndpoints
             // The client went away.
         }
     }
+
+    /// <summary>One patient's live view, or null when their grain could not answer this time (the stream goes on).</summary>
+    private static async Task<LiveView?> TryReadAsync(IGrainFactory grains, string patientId, ILogger logger)
+    {
+        try
+        {
+            return await LiveView.ReadAsync(grains, patientId);
+        }
+        catch (Exception exception) when (exception is not OperationCanceledException)
+        {
+            LogReadFailed(logger, exception, patientId);
+            return null;
+        }
+    }
+
+    /// <summary>When the caller's token stops being valid: a JWT's <c>exp</c>; never for the admin token.</summary>
+    private static DateTimeOffset? ExpiryOf(ClaimsPrincipal user) =>
+        long.TryParse(user.FindFirst("exp")?.Value, NumberStyles.Integer, CultureInfo.InvariantCulture, out var seconds)
+            ? DateTimeOffset.FromUnixTimeSeconds(seconds)
+            : null;
+
+    [LoggerMessage(EventId = 3301, Level = LogLevel.Warning, Message = "A live stream could not read patient {PatientId}'s vitals this time")]
+    private static partial void LogReadFailed(ILogger logger, Exception exception, string patientId);
 }

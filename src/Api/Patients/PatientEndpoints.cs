@@ -345,7 +345,7 @@ public static class PatientEndpoints
     internal static TrendPoint ToPoint(RollupWindow window) =>
         new(DateTimeOffset.FromUnixTimeMilliseconds(window.StartMs), window.Count, window.Min, window.Max, window.Mean);
 
-    private static ValidationProblem InvalidPatient() => Invalid("patientId", "1 to 128 characters of letters, digits and - _ : .");
+    private static ValidationProblem InvalidPatient() => Invalid("patientId", Identifier.Shape);
 
     private static ValidationProblem Invalid(string parameter, string message) =>
         TypedResults.ValidationProblem(new Dictionary<string, string[]> { [parameter] = [message] });

@@ -13,7 +13,7 @@ public static class CareTeamEndpoints
         teams.MapGet("/{teamId}", async (string teamId, CareTeams careTeams, CancellationToken cancellationToken) =>
             Identifier.IsValid(teamId)
                 ? Results.Ok(new CareTeam(teamId, [.. (await careTeams.GetAsync(teamId, cancellationToken)).Order(StringComparer.Ordinal)]))
-                : Invalid("teamId", "1 to 128 characters of letters, digits and - _ : ."))
+                : Invalid("teamId", Identifier.Shape))
             .WithSummary("The patients a care team looks after");
         teams.MapPut("/{teamId}", PutAsync).WithSummary("Sets the whole of a care team's patients (an empty list removes the team)");
         return routes;
@@ -23,12 +23,12 @@ public static class CareTeamEndpoints
     {
         if (!Identifier.IsValid(teamId))
         {
-            return Invalid("teamId", "1 to 128 characters of letters, digits and - _ : .");
+            return Invalid("teamId", Identifier.Shape);
         }
 
         if (request.Patients is not { Count: <= MaxPatients } patients || patients.Any(patient => !Identifier.IsValid(patient)))
         {
-            return Invalid("patients", $"a list of at most {MaxPatients} patient ids (1 to 128 characters of letters, digits and - _ : .)");
+            return Invalid("patients", $"a list of at most {MaxPatients} patient ids ({Identifier.Shape})");
         }
 
         var distinct = patients.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();

@@ -52,8 +52,6 @@ public sealed class DuckDbDatabase : IDisposable
         CREATE TABLE IF NOT EXISTS care_team_members (
             team_id VARCHAR NOT NULL,
             patient_id VARCHAR NOT NULL);
-        CREATE TABLE IF NOT EXISTS patients (
-            patient_id VARCHAR PRIMARY KEY);
         CREATE TABLE IF NOT EXISTS alert_cursors (
             consumer VARCHAR PRIMARY KEY,
             position BIGINT NOT NULL);
@@ -79,6 +77,7 @@ public sealed class DuckDbDatabase : IDisposable
         }
 
         DuckDbRollupStore.CreateSchema(_anchor);
+        DuckDbPatientDirectory.CreateSchema(_anchor);
     }
 
     public string FilePath { get; }

@@ -9,6 +9,35 @@ namespace Telemetry.Storage.DuckDb;
 /// </summary>
 public sealed class DuckDbPatientDirectory(DuckDbDatabase database) : IPatientDirectory
 {
+    /// <summary>
+    /// Creates the directory; a file from before it existed gets every patient it holds readings or alerts of, once
+    /// (a scan of the readings, paid on the first start after the upgrade only).
+    /// </summary>
+    internal static void CreateSchema(DuckDBConnection connection)
+    {
+        using var exists = connection.CreateCommand();
+        exists.CommandText = "SELECT count(*) FROM information_schema.tables WHERE table_name = 'patients'";
+        if (Convert.ToInt64(exists.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture) > 0)
+        {
+            return;
+        }
+
+        using var transaction = connection.BeginTransaction();
+        using (var create = connection.CreateCommand())
+        {
+            create.CommandText = "CREATE TABLE patients (patient_id VARCHAR PRIMARY KEY)";
+            create.ExecuteNonQuery();
+        }
+
+        using (var fill = connection.CreateCommand())
+        {
+            fill.CommandText = "INSERT INTO patients SELECT DISTINCT patient_id FROM readings UNION SELECT DISTINCT patient_id FROM alerts";
+            fill.ExecuteNonQuery();
+        }
+
+        transaction.Commit();
+    }
+
     public Task RegisterAsync(string patientId, CancellationToken cancellationToken = default) =>
         Task.Run(() =>
         {

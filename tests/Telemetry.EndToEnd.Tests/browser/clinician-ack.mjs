@@ -4,6 +4,7 @@ import { run, signIn, env, screenshot, until } from './harness.mjs';
 
 await run('clinician-ack', async page => {
   await signIn(page, '/', env('CLINICIAN_TOKEN'));
+  await until('the patient list', async () => (await page.locator('#status').textContent())?.endsWith('patients.'));
   // p-web-3's high heart-rate alert, waiting for someone.
   const waiting = page.locator('#inbox li[data-alert^="p-web-3~"]');
   await until('the alert in the inbox', async () => (await waiting.count()) === 1);

@@ -4,14 +4,14 @@ import { run, signIn, env, base, screenshot, until } from './harness.mjs';
 
 await run('clinician-live', async page => {
   await signIn(page, '/', env('CLINICIAN_TOKEN'));
-  const row = page.locator('tr[data-patient="p-web-1"]');
+  const row = page.locator('tr[data-patient="p-web-4"]');
   await row.waitFor();
   const heartRate = row.locator('.vital[data-kind="heart_rate"] .value');
   await until('the latest heart rate', async () => (await heartRate.textContent())?.includes('beats/min'));
   if (await page.locator('tr[data-patient="p-web-other"]').count() !== 0) throw new Error('a patient outside the care team is listed');
 
   // The watch sends a new reading; the row shows it over the live stream, with no reload.
-  const response = await fetch(`${base()}/api/devices/web-watch/readings`, {
+  const response = await fetch(`${base()}/api/devices/web-live/readings`, {
     method: 'POST',
     headers: { Authorization: `Bearer ${env('DEVICE_TOKEN')}`, 'Content-Type': 'application/json' },
     body: JSON.stringify({ readings: [{ kind: 'heart_rate', time: new Date().toISOString(), value: 93 }] }),

@@ -33,8 +33,11 @@ export async function signIn(page, path, token) {
   await page.locator('#app').waitFor({ state: 'visible' });
 }
 
-/** Runs scenario(page) in a fresh browser at tablet size; any failure ends the process with exit code 1. */
-export async function run(name, scenario) {
+/**
+ * Runs scenario(page) in a fresh browser at tablet size; any failure ends the process with exit code 1, and so does
+ * any error the page reports, but for console errors matching expectedErrors (a refusal the scenario provokes).
+ */
+export async function run(name, scenario, expectedErrors = null) {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
@@ -49,7 +52,7 @@ export async function run(name, scenario) {
   });
   try {
     await scenario(page);
-    const unexpected = problems.filter(p => !p.includes('403'));
+    const unexpected = problems.filter(p => !expectedErrors?.test(p));
     if (unexpected.length > 0) throw new Error(`the page reported errors:\n${unexpected.join('\n')}`);
     console.log(`${name}: passed`);
   } catch (error) {

@@ -17,4 +17,4 @@ await run('patient-own-only', async page => {
   await until('the refusal', async () => (await status.textContent())?.includes('You may not see this'));
   if ((await page.locator('#charts canvas').count()) !== 0) throw new Error('another patient\'s chart was drawn');
   await screenshot(page, 'patient-refused');
-});
+}, /status of 403 .*\/api\/patients\/p-web-1\//);

@@ -21,6 +21,7 @@ public sealed class DuckDbPatientDirectoryTests : IDisposable
         _directory.Dispose();
     }
 
+
     [Fact]
     public async Task Registered_care_team_and_watched_patients_are_listed_once_in_id_order_page_by_page()
     {
@@ -34,5 +35,27 @@ public sealed class DuckDbPatientDirectoryTests : IDisposable
         Assert.Equal(["p-1", "p-2"], await _patients.ListAsync(2));
         Assert.Equal(["p-3", "p-4"], await _patients.ListAsync(2, after: "p-2"));
         Assert.Empty(await _patients.ListAsync(2, after: "p-4"));
+    }
+
+    [Fact]
+    public async Task A_file_from_before_the_directory_lists_the_patients_it_holds_readings_of()
+    {
+        using (var connection = _database.OpenConnection())
+        using (var command = connection.CreateCommand())
+        {
+            // As a file written before the directory existed: readings, and no patients table.
+            command.CommandText = "DROP TABLE patients";
+            command.ExecuteNonQuery();
+        }
+
+        using (var store = new DuckDbRawSeriesStore(_database))
+        {
+            store.Commit(Batches.Of("old-watch", "p-old", 1, new Core.Readings.VitalReading(Core.Vitals.VitalKind.HeartRate, Batches.T0, 70)));
+        }
+
+        _database.Dispose();
+        using var reopened = new DuckDbDatabase(_directory.Options);
+
+        Assert.Equal(["p-old"], await new DuckDbPatientDirectory(reopened).ListAsync(10));
     }
 }

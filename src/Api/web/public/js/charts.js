@@ -36,20 +36,29 @@ function dashedLevel(u, level, label) {
   context.restore();
 }
 
+/** Draws a chart into container, first destroying the one drawn there before (uPlot holds listeners until then). */
+function mount(container, options, data) {
+  container.telemetryChart?.destroy();
+  container.replaceChildren();
+  container.telemetryChart = new uPlot(options, data, container);
+  return container.telemetryChart;
+}
+
 function widthOf(container) {
   return Math.max(240, Math.floor(container.getBoundingClientRect().width || 600));
 }
 
 /** A last-hour sparkline of means, for a row of the patient list. */
 export function sparkline(container, points) {
-  container.replaceChildren();
   if (points.length < 2) {
+    container.telemetryChart?.destroy();
+    container.telemetryChart = null;
     container.textContent = 'no data this hour';
     return null;
   }
 
   const data = [points.map(p => seconds(p.start)), points.map(p => p.mean)];
-  return new uPlot({
+  return mount(container, {
     width: 140,
     height: 36,
     cursor: { show: false },
@@ -58,7 +67,7 @@ export function sparkline(container, points) {
     scales: { x: { time: true } },
     axes: [{ show: false }, { show: false }],
     series: [{}, { stroke: colours.blue, width: 1.5, points: { show: false } }],
-  }, data, container);
+  }, data);
 }
 
 /**
@@ -66,7 +75,6 @@ export function sparkline(container, points) {
  * horizontal lines with their level written beside them, and when alerts were raised as marks on the time axis.
  */
 export function trendChart(container, { points, unit, from, to, thresholds = [], markers = [] }) {
-  container.replaceChildren();
   const data = [
     points.map(p => seconds(p.start)),
     points.map(p => p.min),
@@ -95,7 +103,7 @@ export function trendChart(container, { points, unit, from, to, thresholds = [],
 
   // The value axis always takes in the thresholds, so a line is drawn even when the values stay far from it.
   const levels = thresholds.map(t => t.level);
-  return new uPlot({
+  return mount(container, {
     width: widthOf(container),
     height: 220,
     scales: {
@@ -119,18 +127,17 @@ export function trendChart(container, { points, unit, from, to, thresholds = [],
     ],
     bands: [{ series: [2, 1], fill: 'rgba(86, 180, 233, 0.25)' }],
     hooks: { draw: [drawExtras] },
-  }, data, container);
+  }, data);
 }
 
 /** Bars per day (steps, hours of sleep), with a goal drawn as a dashed line when there is one. */
 export function dayBars(container, { days, values, unit, goal, colour = colours.blue }) {
-  container.replaceChildren();
   const data = [days.map(day => seconds(`${day}T12:00:00Z`)), values];
   const drawGoal = u => {
     if (goal !== undefined) dashedLevel(u, goal, `goal ${goal.toLocaleString()} ${unit}`);
   };
 
-  return new uPlot({
+  return mount(container, {
     width: widthOf(container),
     height: 200,
     legend: { show: false },
@@ -141,19 +148,26 @@ export function dayBars(container, { days, values, unit, goal, colour = colours.
     axes: [{}, { label: unit, size: 60 }],
     series: [{}, { label: unit, fill: colour, stroke: colour, paths: uPlot.paths.bars({ size: [0.6, 40] }), points: { show: false } }],
     hooks: { draw: [drawGoal] },
-  }, data, container);
+  }, data);
 }
 
 /** A line per day (resting heart rate, weight), days without a value left as gaps. */
 export function dayLine(container, { days, values, unit, colour = colours.blue }) {
-  container.replaceChildren();
   const data = [days.map(day => seconds(`${day}T12:00:00Z`)), values];
-  return new uPlot({
+  return mount(container, {
     width: widthOf(container),
     height: 200,
     legend: { show: false },
     scales: { x: { time: true } },
     axes: [{}, { label: unit, size: 60 }],
     series: [{}, { label: unit, stroke: colour, width: 2, spanGaps: true, points: { show: true, size: 6 } }],
-  }, data, container);
+  }, data);
+}
+
+/** Destroys every chart drawn inside root, before root's contents are replaced. */
+export function destroyCharts(root) {
+  for (const node of root.querySelectorAll('*')) {
+    node.telemetryChart?.destroy();
+    node.telemetryChart = null;
+  }
 }

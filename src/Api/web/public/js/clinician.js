@@ -1,14 +1,25 @@
 // The clinician's pages: the patient list with the alert inbox at /, and one patient's trends at /patients/{id}.
 
-import { requireSignIn, api, follow, element, say, withUnit, describe, ago, ApiError } from './session.js';
-import { sparkline, trendChart } from './charts.js';
+import { requireSignIn, api, follow, element, say, describe, ago, person, latestValue, choice, latestOnly, ApiError } from './session.js';
+import { sparkline, trendChart, destroyCharts } from './charts.js';
 
 const priorities = { high: 3, medium: 2, low: 1 };
 const priorityMarks = { high: '▲▲▲ High', medium: '▲▲ Medium', low: '▲ Low' };
 
+/** The most patients the list loads, page by page. */
+const MaxListed = 2000;
+
 requireSignIn(() => {
   const match = location.pathname.match(/^\/patients\/([^/]+)$/);
-  if (match) showPatient(decodeURIComponent(match[1]));
+  let patientId = null;
+  try {
+    patientId = match ? decodeURIComponent(match[1]) : null;
+  } catch {
+    say('That address does not name a patient.', true);
+    return;
+  }
+
+  if (patientId) showPatient(patientId);
   else showCohort();
 }, 'dotnet run --project src/Api -- token --role clinician --care-team ward-3');
 
@@ -22,6 +33,12 @@ function failed(error) {
     : `Something went wrong: ${error.message}`, true);
 }
 
+/** Who may act on alerts: admins and clinicians (a patient reads only). */
+function mayAct() {
+  const roles = person().roles;
+  return roles.includes('admin') || roles.includes('clinician');
+}
+
 // ---- The cohort: every patient the person may read, the most urgent first, and the alerts waiting for someone.
 
 async function showCohort() {
@@ -29,103 +46,138 @@ async function showCohort() {
   const rows = new Map();
   let alerts = [];
 
-  const renderInbox = () => {
-    const waiting = alerts.filter(a => a.status === 'active');
-    const list = document.getElementById('inbox');
-    list.replaceChildren(...waiting.map(alertItem));
-    document.getElementById('inbox-count').textContent = `(${waiting.length})`;
-    document.getElementById('inbox-empty').hidden = waiting.length > 0;
-    orderRows();
-  };
-
   const alertItem = alert => element('li', { class: `alert ${alert.priority}`, 'data-alert': alert.alertId },
     priorityBadge(alert.priority),
     element('a', { href: `/patients/${encodeURIComponent(alert.patientId)}`, text: alert.patientId }),
     element('span', { class: 'message', text: alert.message }),
     element('time', { datetime: alert.raisedAt, text: ago(alert.raisedAt) }),
-    element('span', { class: 'actions' },
-      element('button', { type: 'button', text: 'Acknowledge', 'aria-label': `Acknowledge: ${alert.message} (${alert.patientId})`, onclick: () => act(alert, 'ack', {}) }),
-      element('button', { type: 'button', class: 'quiet', text: 'Snooze 15 min', 'aria-label': `Snooze 15 minutes: ${alert.message} (${alert.patientId})`, onclick: () => act(alert, 'snooze', { minutes: 15 }) })));
+    mayAct() ? element('span', { class: 'actions' },
+      element('button', { type: 'button', 'data-action': 'ack', text: 'Acknowledge', 'aria-label': `Acknowledge: ${alert.message} (${alert.patientId})`, onclick: event => act(event, alert, 'ack', {}) }),
+      element('button', { type: 'button', 'data-action': 'snooze', class: 'quiet', text: 'Snooze 15 min', 'aria-label': `Snooze 15 minutes: ${alert.message} (${alert.patientId})`, onclick: event => act(event, alert, 'snooze', { minutes: 15 }) }))
+      : null);
 
-  const act = async (alert, action, body) => {
+  // Rebuilt on every change; the control that had the keyboard focus gets it back.
+  const renderInbox = () => {
+    const focused = document.activeElement?.closest?.('#inbox li');
+    const focusKey = focused ? [focused.dataset.alert, document.activeElement.dataset.action] : null;
+    const waiting = alerts.filter(a => a.status === 'active');
+    const list = document.getElementById('inbox');
+    list.replaceChildren(...waiting.map(alertItem));
+    document.getElementById('inbox-count').textContent = `(${waiting.length})`;
+    document.getElementById('inbox-empty').hidden = waiting.length > 0;
+    if (focusKey) {
+      list.querySelector(`li[data-alert="${CSS.escape(focusKey[0])}"] [data-action="${focusKey[1]}"]`)?.focus();
+    }
+
+    orderRows();
+  };
+
+  const act = async (event, alert, action, body) => {
+    event.currentTarget.disabled = true;
     try {
       const updated = await api(`/api/alerts/${encodeURIComponent(alert.alertId)}/${action}`, { method: 'POST', body });
       alerts = alerts.map(a => (a.alertId === updated.alertId ? updated : a));
       renderInbox();
       say(action === 'ack' ? `Acknowledged: ${alert.message}` : `Snoozed for 15 minutes: ${alert.message}`);
     } catch (error) {
+      event.currentTarget.disabled = false;
       failed(error);
     }
   };
 
+  // One refresh at a time; changes that arrive meanwhile ask for one more afterwards.
+  let refreshing = null;
+  let again = false;
   const refreshAlerts = async () => {
-    alerts = await api('/api/alerts?status=open&limit=500');
-    renderInbox();
+    if (refreshing) {
+      again = true;
+      return refreshing;
+    }
+
+    refreshing = (async () => {
+      do {
+        again = false;
+        alerts = await api('/api/alerts?status=open&limit=500');
+        renderInbox();
+      } while (again);
+    })().finally(() => {
+      refreshing = null;
+    });
+    return refreshing;
   };
 
   const orderRows = () => {
     const tbody = document.querySelector('#patients tbody');
     const rank = patientId => Math.max(0, ...alerts.filter(a => a.patientId === patientId).map(a => priorities[a.priority] ?? 0));
     const ordered = [...rows.keys()].sort((a, b) => rank(b) - rank(a) || a.localeCompare(b));
-    for (const patientId of ordered) {
+    ordered.forEach((patientId, index) => {
       const row = rows.get(patientId);
-      const open = alerts.filter(a => a.patientId === patientId);
-      const top = open.sort((a, b) => (priorities[b.priority] ?? 0) - (priorities[a.priority] ?? 0))[0];
+      const open = alerts.filter(a => a.patientId === patientId).sort((a, b) => (priorities[b.priority] ?? 0) - (priorities[a.priority] ?? 0));
       row.alertsCell.replaceChildren(open.length === 0
         ? element('span', { class: 'none', text: 'none' })
-        : element('span', {}, priorityBadge(top.priority), ` ${open.length} open`));
-      tbody.append(row.row);
-    }
+        : element('span', {}, priorityBadge(open[0].priority), ` ${open.length} open`));
+      if (tbody.children[index] !== row.row) tbody.insertBefore(row.row, tbody.children[index] ?? null);
+    });
   };
 
-  const showVitals = (row, vitals) => {
-    row.vitalsCell.replaceChildren(...vitals.map(v => element('span', { class: 'vital', 'data-kind': v.kind },
-      element('span', { class: 'label', text: describe(v.kind).label }),
-      element('span', { class: 'value', text: withUnit(v.kind, v.value) }),
-      element('time', { datetime: v.time, text: ago(v.time) }))));
-  };
+  const showVitals = (row, vitals) => row.vitals.replaceChildren(...vitals.map(v => latestValue('span', 'vital', v)));
 
   try {
-    const [list] = await Promise.all([api('/api/patients?limit=500'), refreshAlerts()]);
+    const patients = [];
+    let after = null;
+    await Promise.all([(async () => {
+      do {
+        const page = await api(`/api/patients?limit=500${after ? `&after=${encodeURIComponent(after)}` : ''}`);
+        patients.push(...page.patients);
+        after = page.next;
+      } while (after && patients.length < MaxListed);
+    })(), refreshAlerts()]);
+
     const tbody = document.querySelector('#patients tbody');
-    for (const patient of list.patients) {
-      const vitalsCell = element('td', { class: 'vitals' });
+    for (const patient of patients) {
+      const vitals = element('div', { class: 'vitals' });
       const alertsCell = element('td');
       const sparkCell = element('td', { class: 'spark' });
       const row = element('tr', { 'data-patient': patient.patientId },
         element('th', { scope: 'row' }, element('a', { href: `/patients/${encodeURIComponent(patient.patientId)}`, text: patient.patientId })),
-        alertsCell, vitalsCell, sparkCell);
-      rows.set(patient.patientId, { row, vitalsCell, alertsCell, sparkCell });
+        alertsCell, element('td', {}, vitals), sparkCell);
+      rows.set(patient.patientId, { row, vitals, alertsCell, sparkCell });
       tbody.append(row);
       showVitals(rows.get(patient.patientId), patient.vitals);
     }
 
     orderRows();
-    say(list.patients.length === 0 ? 'No patients to show yet.' : `${list.patients.length} patients.`);
-    const from = new Date(Date.now() - 3600_000).toISOString();
-    await Promise.all(list.patients.map(async patient => {
-      try {
-        const trend = await api(`/api/patients/${encodeURIComponent(patient.patientId)}/trends?kind=heart_rate&resolution=1m&from=${encodeURIComponent(from)}`);
-        const cell = rows.get(patient.patientId).sparkCell;
-        cell.setAttribute('aria-label', trend.points.length ? `Heart rate last hour: ${trend.points.length} minutes of readings` : 'No heart rate this hour');
-        sparkline(cell, trend.points);
-      } catch {
-        // A sparkline that cannot be drawn leaves its cell empty; the row still shows the latest values.
-      }
-    }));
+    say(patients.length === 0 ? 'No patients to show yet.' : `${patients.length} patients.`);
   } catch (error) {
     failed(error);
     return;
   }
 
   const stop = new AbortController();
-  follow('/api/live/stream', (name, view) => {
-    if (name === 'vitals' && rows.has(view.patientId)) showVitals(rows.get(view.patientId), view.vitals);
+  follow('/api/live/stream', {
+    onEvent: (name, view) => {
+      if (name === 'vitals' && rows.has(view.patientId)) showVitals(rows.get(view.patientId), view.vitals);
+    },
   }, stop.signal);
-  follow('/api/alerts/stream', () => refreshAlerts().catch(failed), stop.signal);
+  follow('/api/alerts/stream', {
+    // On every (re)connect the inbox is read whole, so nothing raised while the stream was away is missed.
+    onOpen: () => refreshAlerts().catch(failed),
+    onEvent: () => refreshAlerts().catch(failed),
+  }, stop.signal);
   setInterval(() => {
     for (const time of document.querySelectorAll('#patients time, #inbox time')) time.textContent = ago(time.getAttribute('datetime'));
   }, 10_000);
+
+  const from = new Date(Date.now() - 3600_000).toISOString();
+  await Promise.all([...rows.entries()].map(async ([patientId, row]) => {
+    try {
+      const trend = await api(`/api/patients/${encodeURIComponent(patientId)}/trends?kind=heart_rate&resolution=1m&from=${encodeURIComponent(from)}`);
+      row.sparkCell.setAttribute('aria-label', trend.points.length ? `Heart rate last hour: ${trend.points.length} minutes of readings` : 'No heart rate this hour');
+      sparkline(row.sparkCell, trend.points);
+    } catch {
+      // A sparkline that cannot be drawn leaves its cell empty; the row still shows the latest values.
+    }
+  }));
 }
 
 // ---- One patient: latest values, trends over 24 hours, 7 days or 30 days, thresholds and alerts.
@@ -138,14 +190,10 @@ async function showPatient(patientId) {
   const ranges = { '24h': 1, '7d': 7, '30d': 30 };
   let range = '24h';
 
-  const showLatest = vitals => {
-    document.getElementById('patient-latest').replaceChildren(...vitals.map(v => element('div', { class: 'tile', 'data-kind': v.kind },
-      element('span', { class: 'label', text: describe(v.kind).label }),
-      element('span', { class: 'value', text: withUnit(v.kind, v.value) }),
-      element('time', { datetime: v.time, text: ago(v.time) }))));
-  };
+  const showLatest = vitals =>
+    document.getElementById('patient-latest').replaceChildren(...vitals.map(v => latestValue('div', 'tile', v)));
 
-  const draw = async () => {
+  const draw = latestOnly(async current => {
     const to = new Date();
     const from = new Date(to.getTime() - ranges[range] * 86400_000);
     const window = `from=${encodeURIComponent(from.toISOString())}&to=${encodeURIComponent(to.toISOString())}`;
@@ -154,28 +202,26 @@ async function showPatient(patientId) {
       api(`${base}/alert-rules`),
       api(`${base}/alerts?status=all&limit=500&${window}`),
     ]);
-    showLatest(live.vitals);
     const kinds = live.vitals.map(v => v.kind);
+    const trends = kinds.length === 0 ? null : await api(`${base}/trends?${window}&${kinds.map(k => `kind=${encodeURIComponent(k)}`).join('&')}`);
+    if (!current()) return;
+
+    showLatest(live.vitals);
     const charts = document.getElementById('charts');
+    destroyCharts(charts);
     charts.replaceChildren();
-    if (kinds.length === 0) {
+    if (!trends) {
       charts.append(element('p', { class: 'empty', text: 'No readings yet.' }));
     } else {
-      const trends = await api(`${base}/trends?${window}&${kinds.map(k => `kind=${encodeURIComponent(k)}`).join('&')}`);
-      const series = trends.series ?? [trends];
-      for (const trend of series) {
-        const vital = describe(trend.kind);
+      for (const trend of trends.series ?? [trends]) {
+        const vital = describe(trend.kind, trend.unit);
         const thresholds = rules.rules
           .filter(rule => rule.type === 'threshold' && rule.kind === trend.kind && rule.level !== undefined && rule.level !== null)
           .map(rule => ({ level: rule.level, label: rule.direction === 'below' ? 'alert below' : 'alert above' }));
         const markers = history.filter(a => a.kind === trend.kind).map(a => ({ time: a.triggeredAt }));
-        const figure = element('figure', { class: 'chart', 'data-kind': trend.kind });
-        const canvas = element('div', {
-          role: 'img',
-          'aria-label': summary(vital, trend.points, thresholds, markers.length),
-        });
-        figure.append(element('figcaption', { text: `${vital.label} (${vital.unit}), ${trend.resolution} windows` }), canvas);
-        charts.append(figure);
+        const canvas = element('div', { role: 'img', 'aria-label': summary(vital, trend.points, thresholds, markers.length) });
+        charts.append(element('figure', { class: 'chart', 'data-kind': trend.kind },
+          element('figcaption', { text: `${vital.label} (${vital.unit}), ${trend.resolution} windows` }), canvas));
         if (trend.points.length > 0) trendChart(canvas, { points: trend.points, unit: vital.unit, from, to, thresholds, markers });
         else canvas.append(element('p', { class: 'empty', text: 'No readings in this range.' }));
       }
@@ -188,27 +234,25 @@ async function showPatient(patientId) {
         element('span', { class: 'message', text: a.message }),
         element('span', { class: 'state', text: a.status }),
         element('time', { datetime: a.triggeredAt, text: new Date(a.triggeredAt).toLocaleString() })))));
-  };
+  });
 
-  for (const button of document.querySelectorAll('.ranges button')) {
-    button.addEventListener('click', () => {
-      range = button.dataset.range;
-      for (const other of document.querySelectorAll('.ranges button')) other.setAttribute('aria-pressed', String(other === button));
-      draw().catch(failed);
-    });
-  }
+  choice([...document.querySelectorAll('.ranges button')], button => {
+    range = button.dataset.range;
+    draw().catch(failed);
+  });
 
   try {
     await draw();
     say(`Showing ${patientId}.`);
   } catch (error) {
-    document.getElementById('charts').replaceChildren();
     failed(error);
     return;
   }
 
-  follow(`${base}/live/stream`, (name, view) => {
-    if (name === 'vitals') showLatest(view.vitals);
+  follow(`${base}/live/stream`, {
+    onEvent: (name, view) => {
+      if (name === 'vitals') showLatest(view.vitals);
+    },
   }, new AbortController().signal);
 }
 

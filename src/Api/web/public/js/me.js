@@ -1,9 +1,7 @@
 // A patient's own progress at /me: steps against a goal, resting heart rate, sleep and weight, in words and charts.
 
-import { requireSignIn, api, person, say, element, ApiError } from './session.js';
+import { requireSignIn, api, person, say, element, choice, latestOnly, ApiError } from './session.js';
 import { dayBars, dayLine, colours } from './charts.js';
-
-const StepsGoal = 8000;
 
 /** The page's sections, each a sentence and a chart: ids steps-words, steps-chart and so on. */
 const Sections = [
@@ -26,33 +24,33 @@ requireSignIn(() => {
   }
 
   let days = 30;
-  const draw = () => show(patientId, days).catch(error => say(error instanceof ApiError && error.status === 403
+  const draw = latestOnly(current => show(current, patientId, days).catch(error => say(error instanceof ApiError && error.status === 403
     ? 'You may not see this record.'
-    : `Something went wrong: ${error.message}`, true));
-  for (const button of document.querySelectorAll('.ranges button')) {
-    button.addEventListener('click', () => {
-      days = Number(button.dataset.days);
-      for (const other of document.querySelectorAll('.ranges button')) other.setAttribute('aria-pressed', String(other === button));
-      draw();
-    });
-  }
+    : `Something went wrong: ${error.message}`, true)));
+  choice([...document.querySelectorAll('.ranges button')], button => {
+    days = Number(button.dataset.days);
+    draw();
+  });
 
   draw();
 }, 'dotnet run --project src/Api -- token --role patient --patient p-001');
 
+/** The calendar day of date where the browser is, as the server's time zone parameter counts days. */
 function isoDay(date) {
-  return date.toISOString().slice(0, 10);
+  const pad = n => String(n).padStart(2, '0');
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
 }
 
 function number(value, digits = 0) {
   return value.toLocaleString(undefined, { maximumFractionDigits: digits, minimumFractionDigits: digits });
 }
 
-async function show(patientId, days) {
+async function show(current, patientId, days) {
   const timeZone = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
   const to = new Date();
   const from = new Date(to.getTime() - (days - 1) * 86400_000);
-  const summary = await api(`/api/patients/${encodeURIComponent(patientId)}/daily?from=${isoDay(from)}&to=${isoDay(to)}&timeZone=${encodeURIComponent(timeZone)}&stepsGoal=${StepsGoal}`);
+  const summary = await api(`/api/patients/${encodeURIComponent(patientId)}/daily?from=${isoDay(from)}&to=${isoDay(to)}&timeZone=${encodeURIComponent(timeZone)}`);
+  if (!current()) return;
   const dates = summary.days.map(d => d.date);
   const known = key => summary.days.filter(d => d[key] !== null && d[key] !== undefined);
 

@@ -77,9 +77,11 @@ export class ApiError extends Error {
 
 /** Calls the API with the person's token; JSON in and out. A refused token signs the tab out. */
 export async function api(path, { method = 'GET', body } = {}) {
+  const current = token();
+  if (!current) throw new ApiError(401, { detail: 'You are signed out; reload the page to sign in again.' });
   const response = await fetch(path, {
     method,
-    headers: { Authorization: `Bearer ${token()}`, ...(body ? { 'Content-Type': 'application/json' } : {}) },
+    headers: { Authorization: `Bearer ${current}`, ...(body ? { 'Content-Type': 'application/json' } : {}) },
     body: body ? JSON.stringify(body) : undefined,
   });
   if (response.status === 401) {
@@ -88,44 +90,74 @@ export async function api(path, { method = 'GET', body } = {}) {
   }
 
   const text = await response.text();
-  const json = text ? JSON.parse(text) : null;
+  let json = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    // Not JSON: a proxy's error page, say. The status tells what happened.
+  }
+
   if (!response.ok) throw new ApiError(response.status, json);
   return json;
 }
 
 /**
- * Follows a server-sent event stream with the person's token (EventSource cannot send one), calling onEvent(name,
- * data) for each event, and reconnects after a drop until signal aborts.
+ * Follows a server-sent event stream with the person's token (EventSource cannot send one): onOpen() each time the
+ * stream (re)connects, so the page can fetch what it may have missed, and onEvent(name, data) for each event.
+ * Reconnects after a drop until signal aborts; stops for good when the server refuses the token or the access.
  */
-export async function follow(path, onEvent, signal) {
-  while (!signal?.aborted) {
+export async function follow(path, { onOpen = () => {}, onEvent }, signal) {
+  while (!signal?.aborted && token()) {
+    let reader = null;
     try {
       const response = await fetch(path, { headers: { Authorization: `Bearer ${token()}`, Accept: 'text/event-stream' }, signal });
+      if (response.status === 401 || response.status === 403) return;
       if (!response.ok) throw new ApiError(response.status, null);
-      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      onOpen();
       let buffer = '';
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
+        // Lines may end in CRLF, LF or CR; a CR at the end of a chunk may be half of a CRLF, so it waits.
         buffer += value;
+        const keep = buffer.endsWith('\r') ? 1 : 0;
+        const ready = buffer.slice(0, buffer.length - keep).replace(/\r\n?/g, '\n');
+        buffer = ready + buffer.slice(buffer.length - keep);
         let end;
         while ((end = buffer.indexOf('\n\n')) >= 0) {
-          const block = buffer.slice(0, end);
+          dispatch(buffer.slice(0, end), onEvent);
           buffer = buffer.slice(end + 2);
-          let name = 'message';
-          const data = [];
-          for (const line of block.split('\n')) {
-            if (line.startsWith('event:')) name = line.slice(6).trim();
-            else if (line.startsWith('data:')) data.push(line.slice(5).trimStart());
-          }
-          if (data.length > 0) onEvent(name, JSON.parse(data.join('\n')));
         }
       }
-    } catch (error) {
+    } catch {
       if (signal?.aborted) return;
-      if (error instanceof ApiError && (error.status === 401 || error.status === 403)) return;
+    } finally {
+      reader?.cancel().catch(() => {});
     }
     await new Promise(resolve => setTimeout(resolve, 2000));
+  }
+}
+
+/** One event block: its name (default "message") and its data lines, as JSON; a bad event is skipped, not fatal. */
+function dispatch(block, onEvent) {
+  let name = 'message';
+  const data = [];
+  for (const line of block.split('\n')) {
+    if (line.startsWith(':')) continue;
+    const colon = line.indexOf(':');
+    const field = colon < 0 ? line : line.slice(0, colon);
+    let value = colon < 0 ? '' : line.slice(colon + 1);
+    if (value.startsWith(' ')) value = value.slice(1);
+    if (field === 'event') name = value;
+    else if (field === 'data') data.push(value);
+  }
+
+  if (data.length === 0) return;
+  try {
+    onEvent(name, JSON.parse(data.join('\n')));
+  } catch (error) {
+    console.warn(`skipped a ${name} event: ${error.message}`);
   }
 }
 
@@ -144,13 +176,14 @@ export const vitals = {
   sleep_duration: { label: 'Sleep', unit: 'h', digits: 1 },
 };
 
-export function describe(kind) {
-  return vitals[kind] ?? { label: kind, unit: '', digits: 1 };
+/** How a vital is shown; a kind this page does not know keeps the unit the API gave. */
+export function describe(kind, unit = '') {
+  return vitals[kind] ?? { label: kind, unit, digits: 1 };
 }
 
 /** A value with its unit, as a person reads it: "72 beats/min". */
-export function withUnit(kind, value) {
-  const vital = describe(kind);
+export function withUnit(kind, value, unit) {
+  const vital = describe(kind, unit);
   const number = Number(value).toLocaleString(undefined, { minimumFractionDigits: vital.digits, maximumFractionDigits: vital.digits });
   return `${number} ${vital.unit}`.trim();
 }
@@ -171,6 +204,33 @@ export function say(text, isError = false) {
   if (!status) return;
   status.textContent = text;
   status.classList.toggle('error', isError);
+}
+
+/** A vital's latest value: its name, the value with its unit, and how old it is. */
+export function latestValue(tag, className, vital) {
+  return element(tag, { class: className, 'data-kind': vital.kind },
+    element('span', { class: 'label', text: describe(vital.kind, vital.unit).label }),
+    element('span', { class: 'value', text: withUnit(vital.kind, vital.value, vital.unit) }),
+    element('time', { datetime: vital.time, text: ago(vital.time) }));
+}
+
+/** Makes a group of buttons a one-of choice (aria-pressed), calling onChoose with the chosen button. */
+export function choice(buttons, onChoose) {
+  for (const button of buttons) {
+    button.addEventListener('click', () => {
+      for (const other of buttons) other.setAttribute('aria-pressed', String(other === button));
+      onChoose(button);
+    });
+  }
+}
+
+/** Runs draw() so that only the latest call's result is shown: each call gets a generation, stale ones are ignored. */
+export function latestOnly(draw) {
+  let generation = 0;
+  return (...args) => {
+    const mine = ++generation;
+    return draw(() => mine === generation, ...args);
+  };
 }
 
 /** Creates an element with attributes and children. */
