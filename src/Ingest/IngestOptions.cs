@@ -30,6 +30,12 @@ public sealed class IngestOptions
     /// <summary>How old a reading may be and still be taken (backfill after a phone was offline).</summary>
     public TimeSpan BackfillHorizon { get; set; } = TimeSpan.FromDays(30);
 
+    /// <summary>
+    /// On shutdown, how long publishes already being committed may take to get their acks before every device is told
+    /// to reconnect (MQTT DISCONNECT 0x8B, gRPC UNAVAILABLE). A device resends what it has no ack for.
+    /// </summary>
+    public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
     /// <summary>The largest bulk upload (<c>POST /api/devices/{id}/readings</c>) accepted, in bytes. A day of 1 Hz heart rate as JSON is about 7 MB.</summary>
     [Range(1_024, long.MaxValue)]
     public long MaxUploadBytes { get; set; } = 256L * 1024 * 1024;

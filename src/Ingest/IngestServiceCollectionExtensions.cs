@@ -27,6 +27,7 @@ public static class IngestServiceCollectionExtensions
         services.AddSingleton<DeviceRateLimiter>();
         services.AddSingleton<GrpcStreamRegistry>();
         services.AddSingleton<DeviceSessions>();
+        services.AddHostedService<IngestDrain>();
         services.AddSingleton<CommitPipeline>();
         services.AddHostedService(sp => sp.GetRequiredService<CommitPipeline>());
         services.AddSingleton<MqttIngestEndpoint>();

@@ -162,6 +162,34 @@ public sealed class TelemetryServer : IAsyncDisposable
         throw new TimeoutException($"The server did not become healthy:\n{Output}");
     }
 
+    /// <summary>
+    /// Asks the server to stop with SIGTERM, as an orchestrator does, and waits up to <paramref name="timeout"/> for it
+    /// to exit; returns its exit code, or null when it was still running then (it is then killed).
+    /// </summary>
+    public async Task<int?> TerminateAsync(TimeSpan timeout)
+    {
+        if (_process is not { HasExited: false } process)
+        {
+            return _process?.ExitCode;
+        }
+
+        Assert.Equal(0, SendSignal(process.Id, 15));
+        using var wait = new CancellationTokenSource(timeout);
+        try
+        {
+            await process.WaitForExitAsync(wait.Token);
+            return process.ExitCode;
+        }
+        catch (OperationCanceledException)
+        {
+            await KillAsync();
+            return null;
+        }
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int SendSignal(int pid, int signal);
+
     /// <summary>Ends the server at once with SIGKILL: no shutdown code runs.</summary>
     public async Task KillAsync()
     {

@@ -29,6 +29,11 @@ public sealed partial class GrpcIngestService(
 
     public override async Task Stream(IAsyncStreamReader<VitalBatch> requestStream, IServerStreamWriter<IngestAck> responseStream, ServerCallContext context)
     {
+        if (streams.IsShuttingDown)
+        {
+            throw new RpcException(new Status(StatusCode.Unavailable, "the server is shutting down; connect again shortly"));
+        }
+
         var device = await AuthenticateAsync(context);
         using var registration = streams.Open(device.DeviceId, context.CancellationToken);
 
@@ -86,6 +91,8 @@ public sealed partial class GrpcIngestService(
                     throw new RpcException(new Status(StatusCode.Aborted, "a newer stream of this device took over; batches without an ack must be sent again"));
                 case GrpcStreamRegistry.StreamEnd.CredentialsChanged:
                     throw new RpcException(new Status(StatusCode.Unauthenticated, "the device's token was rotated or revoked; batches without an ack must be sent again with a valid token"));
+                case GrpcStreamRegistry.StreamEnd.ShuttingDown:
+                    throw new RpcException(new Status(StatusCode.Unavailable, "the server is shutting down; connect again shortly and send the batches without an ack"));
             }
         }
         finally

@@ -10,6 +10,10 @@ namespace Telemetry.Ingest.Grpc;
 public sealed class GrpcStreamRegistry
 {
     private readonly ConcurrentDictionary<string, Registration> _streams = new(StringComparer.Ordinal);
+    private volatile bool _shuttingDown;
+
+    /// <summary>True once the server is shutting down: new streams are refused.</summary>
+    public bool IsShuttingDown => _shuttingDown;
 
     /// <summary>Registers a new stream for the device, ending its previous one. Dispose the result when the stream ends.</summary>
     public Registration Open(string deviceId, CancellationToken callEnded)
@@ -37,12 +41,27 @@ public sealed class GrpcStreamRegistry
         return true;
     }
 
+    /// <summary>Ends every stream because the server is shutting down (each still acks what it took); returns how many.</summary>
+    public int CloseAll()
+    {
+        _shuttingDown = true;
+        var ended = 0;
+        foreach (var stream in _streams.Values)
+        {
+            stream.End(StreamEnd.ShuttingDown);
+            ended++;
+        }
+
+        return ended;
+    }
+
     /// <summary>Why a stream was ended from outside the call.</summary>
     public enum StreamEnd
     {
         None,
         Replaced,
         CredentialsChanged,
+        ShuttingDown,
     }
 
     /// <summary>A stream's place in the registry; its token is cancelled when a newer stream of the device opens or its credentials change.</summary>

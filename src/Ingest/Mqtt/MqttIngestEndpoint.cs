@@ -37,6 +37,8 @@ public sealed partial class MqttIngestEndpoint(
     private static ReadingBatchBuilder? _batchOfThread;
 
     private MqttServer? _server;
+    private int _inFlight;
+    private volatile bool _draining;
 
     /// <summary>True once the broker has started and the handlers are in place.</summary>
     public bool IsListening { get; private set; }
@@ -217,8 +219,17 @@ public sealed partial class MqttIngestEndpoint(
 
         // Readings are for Telemetry alone: never routed on to other subscribers.
         args.ProcessPublish = false;
+
+        // Counted before the drain flag is read, so a drain waits for every publish that got past it.
+        Interlocked.Increment(ref _inFlight);
         try
         {
+            if (_draining)
+            {
+                RefuseUncommitted(args, MqttPubAckReasonCode.ImplementationSpecificError, "the server is shutting down; publish again after reconnecting", "shutting_down");
+                return;
+            }
+
             await HandlePublishAsync(args);
         }
         catch (Exception exception)
@@ -228,6 +239,50 @@ public sealed partial class MqttIngestEndpoint(
             LogPublishFailed(logger, exception);
             RefuseUncommitted(args, MqttPubAckReasonCode.UnspecifiedError, "the server could not take this message; publish again", "error");
         }
+        finally
+        {
+            Interlocked.Decrement(ref _inFlight);
+        }
+    }
+
+    /// <summary>
+    /// For shutdown: takes no new connections and no new publishes, waits up to <paramref name="timeout"/> for the
+    /// publishes being committed to be acked, then tells every device to reconnect (DISCONNECT 0x8B, server shutting
+    /// down). Returns how many devices were connected.
+    /// </summary>
+    public async Task<int> DrainAsync(TimeSpan timeout, TimeProvider clock, CancellationToken cancellationToken)
+    {
+        _draining = true;
+        if (_server is not { IsStarted: true } server)
+        {
+            return 0;
+        }
+
+        server.AcceptNewConnections = false;
+        var started = clock.GetTimestamp();
+        while (Volatile.Read(ref _inFlight) > 0 && clock.GetElapsedTime(started) < timeout)
+        {
+            await Task.Delay(10, cancellationToken);
+        }
+
+        var clients = await server.GetClientsAsync();
+        foreach (var client in clients)
+        {
+            try
+            {
+                await client.DisconnectAsync(new MqttServerClientDisconnectOptions
+                {
+                    ReasonCode = MqttDisconnectReasonCode.ServerShuttingDown,
+                    ReasonString = "the server is shutting down; reconnect shortly and publish again what has no ack",
+                });
+            }
+            catch (InvalidOperationException)
+            {
+                // Gone already.
+            }
+        }
+
+        return clients.Count;
     }
 
     private async Task HandlePublishAsync(InterceptingPublishEventArgs args)

@@ -39,6 +39,7 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
     private long _seq;
     private string _last = Genesis;
     private bool _dirty;
+    private int _disposed;
 
     public AuditLog(IOptions<DuckDbOptions> storage, TimeProvider timeProvider, ILogger<AuditLog> logger)
     {
@@ -213,8 +214,14 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
         Sync();
     }
 
+    /// <summary>Closes the file. Safe to call twice: the host disposes a singleton that is also its hosted service twice.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return;
+        }
+
         await _stopping.CancelAsync();
         await _syncing;
         if (_file is not null)

@@ -1,0 +1,191 @@
+using System.Globalization;
+using MQTTnet;
+using Xunit.Abstractions;
+
+namespace Telemetry.EndToEnd.Tests;
+
+/// <summary>
+/// Nothing acknowledged is lost and nothing resent is stored twice, whatever moment the server dies at: devices stream
+/// over MQTT QoS 1 while the server is killed with SIGKILL at random points, again and again. Each device keeps a
+/// ledger of what was acked, resends what was not (and, after each restart, the last batches that were, as a device
+/// that missed its acks would), and at the end the server holds exactly what was sent, once.
+/// </summary>
+public sealed class FaultInjectionTests(ITestOutputHelper output)
+{
+    private const int DeviceCount = 4;
+    private const int BatchesPerDevice = 300;
+    private const int ReadingsPerBatch = 10;
+    private const int Kills = 5;
+
+    [Fact]
+    public async Task Acked_readings_survive_repeated_kill_9_at_random_points_of_a_load()
+    {
+        // TELEMETRY_FAULT_SEED replays a run.
+        var seed = int.TryParse(Environment.GetEnvironmentVariable("TELEMETRY_FAULT_SEED"), NumberStyles.Integer, CultureInfo.InvariantCulture, out var given)
+            ? given
+            : Random.Shared.Next();
+        output.WriteLine($"seed {seed} (set TELEMETRY_FAULT_SEED={seed} to replay)");
+        var random = new Random(seed);
+
+        await using var server = await TelemetryServer.StartNewAsync();
+        // 50 minutes of readings, 10 a batch one second apart, ending 10 minutes ago.
+        var start = Devices.RecentMinute(60);
+        var ledgers = new List<Ledger>();
+        for (var device = 0; device < DeviceCount; device++)
+        {
+            var deviceId = $"fault-watch-{device}";
+            ledgers.Add(new Ledger(deviceId, $"p-fault-{device}", await server.ProvisionAsync(deviceId, $"p-fault-{device}"), start));
+        }
+
+        using var loadDone = new CancellationTokenSource(TimeSpan.FromMinutes(4));
+        var restarts = 0;
+        var load = ledgers.Select(ledger => SendAllAsync(server, ledger, () => Volatile.Read(ref restarts), loadDone.Token)).ToList();
+        // Each kill comes when the devices together have had a random share of their batches acked, so every kill
+        // lands in the middle of the load.
+        var total = DeviceCount * BatchesPerDevice;
+        var killPoints = Enumerable.Range(0, Kills).Select(_ => random.Next(total / 20, total * 19 / 20)).Order().ToList();
+        foreach (var point in killPoints)
+        {
+            while (ledgers.Sum(ledger => ledger.Acked) < point)
+            {
+                await Task.Delay(10);
+            }
+
+            await server.KillAsync();
+            output.WriteLine($"killed at {ledgers.Sum(ledger => ledger.Acked)} acked batches (aimed at {point})");
+            await Task.Delay(random.Next(0, 500));
+            await server.StartAsync();
+            Interlocked.Increment(ref restarts);
+        }
+
+        await Task.WhenAll(load);
+
+        foreach (var ledger in ledgers)
+        {
+            output.WriteLine($"{ledger.DeviceId}: {ledger.Acked} batches acked, {ledger.Resent} resends, {ledger.Refused} publishes lost to a kill");
+            Assert.Equal(BatchesPerDevice, ledger.Acked);
+
+            // The raw series: every reading once. The rollups the grain rebuilt and kept folding: every reading counted once.
+            var to = ledger.Start.AddSeconds(BatchesPerDevice * ReadingsPerBatch).AddMinutes(1);
+            var csv = await server.Http.GetStringAsync(
+                $"/api/patients/{ledger.PatientId}/export.csv?kind=heart_rate&resolution=raw&from={Uri.EscapeDataString(ledger.Start.ToString("O"))}&to={Uri.EscapeDataString(to.ToString("O"))}");
+            var stored = csv.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length - 1;
+            Assert.Equal(BatchesPerDevice * ReadingsPerBatch, stored);
+            var trend = await server.TrendWhenAsync(ledger.PatientId, "heart_rate", ledger.Start, to, "1m", t => t.TotalCount == BatchesPerDevice * ReadingsPerBatch);
+            Assert.Equal(BatchesPerDevice * ReadingsPerBatch, trend.TotalCount);
+        }
+
+        using var health = await server.Http.GetAsync("/healthz");
+        Assert.Equal(System.Net.HttpStatusCode.OK, health.StatusCode);
+    }
+
+    [Fact]
+    public async Task A_sigterm_in_the_middle_of_a_load_acks_what_it_took_flushes_and_exits()
+    {
+        await using var server = await TelemetryServer.StartNewAsync();
+        var start = Devices.RecentMinute(60);
+        var ledger = new Ledger("term-watch", "p-term", await server.ProvisionAsync("term-watch", "p-term"), start);
+        using var loadDone = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        var restarts = 0;
+        var load = SendAllAsync(server, ledger, () => Volatile.Read(ref restarts), loadDone.Token);
+        while (ledger.Acked < BatchesPerDevice / 3)
+        {
+            await Task.Delay(10);
+        }
+
+        var ackedAtSignal = ledger.Acked;
+        var exitCode = await server.TerminateAsync(TimeSpan.FromSeconds(45));
+        var ackedAtExit = ledger.Acked;
+        output.WriteLine($"SIGTERM at {ackedAtSignal} acked batches, exited at {ackedAtExit}; exit code {exitCode?.ToString(CultureInfo.InvariantCulture) ?? "none (still running)"}");
+        Assert.True(exitCode == 0, server.Output[Math.Max(0, server.Output.IndexOf("Application is shutting down", StringComparison.Ordinal) - 200)..]);
+
+        // It stopped taking publishes at once (the device was told to reconnect), rather than serving it to the end.
+        Assert.Contains("Ingest drained for shutdown: 1 MQTT devices", server.Output);
+        Assert.True(ackedAtExit < BatchesPerDevice, $"the server went on acking to the end of the load: {ackedAtExit} batches");
+
+        await server.StartAsync();
+        Interlocked.Increment(ref restarts);
+        await load;
+
+        var to = start.AddSeconds(BatchesPerDevice * ReadingsPerBatch).AddMinutes(1);
+        var trend = await server.TrendWhenAsync(ledger.PatientId, "heart_rate", start, to, "1m", t => t.TotalCount == BatchesPerDevice * ReadingsPerBatch);
+        Assert.Equal(BatchesPerDevice * ReadingsPerBatch, trend.TotalCount);
+    }
+
+    /// <summary>
+    /// One device: sends its batches in order, each until it is acked, reconnecting whenever the server is gone. After
+    /// each restart it first sends its last three acked batches again, which must be acked and not stored twice.
+    /// </summary>
+    private static async Task SendAllAsync(TelemetryServer server, Ledger ledger, Func<int> restarts, CancellationToken cancellationToken)
+    {
+        var seenRestarts = 0;
+        IMqttClient? client = null;
+        try
+        {
+            while (ledger.Acked < BatchesPerDevice)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                try
+                {
+                    if (client is not { IsConnected: true })
+                    {
+                        client?.Dispose();
+                        client = await Devices.ConnectMqttAsync(server, ledger.DeviceId, ledger.Token);
+                        if (restarts() != seenRestarts)
+                        {
+                            seenRestarts = restarts();
+                            for (var seq = Math.Max(1, ledger.Acked - 2); seq <= ledger.Acked; seq++)
+                            {
+                                await PublishAsync(client, ledger, seq);
+                                ledger.Resent++;
+                            }
+                        }
+                    }
+
+                    await PublishAsync(client, ledger, ledger.Acked + 1);
+                    ledger.Acked++;
+                    await Task.Delay(15, cancellationToken);
+                }
+                catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+                {
+                    // The server died under this publish (or before the connect): no ack, so it is sent again.
+                    ledger.Refused++;
+                    await Task.Delay(100, cancellationToken);
+                }
+            }
+        }
+        finally
+        {
+            client?.Dispose();
+        }
+    }
+
+    private static async Task PublishAsync(IMqttClient client, Ledger ledger, int seq)
+    {
+        var values = Enumerable.Range(0, ReadingsPerBatch).Select(i => 60.0 + ((seq + i) % 40)).ToArray();
+        var ack = await Devices.PublishAsync(client, $"devices/{ledger.DeviceId}/vitals",
+            Devices.JsonHeartRates((ulong)seq, ledger.Start.AddSeconds((seq - 1) * ReadingsPerBatch), values));
+        if (ack.ReasonCode != MqttClientPublishReasonCode.Success)
+        {
+            throw new InvalidOperationException($"batch {seq} of {ledger.DeviceId} refused: {ack.ReasonCode} {ack.ReasonString}");
+        }
+    }
+
+    /// <summary>What one device sent and what the server acknowledged: batches 1 to <see cref="Acked"/>, in order.</summary>
+    private sealed class Ledger(string deviceId, string patientId, string token, DateTimeOffset start)
+    {
+        public string DeviceId { get; } = deviceId;
+
+        public string PatientId { get; } = patientId;
+
+        public string Token { get; } = token;
+
+        public DateTimeOffset Start { get; } = start;
+
+        public int Acked { get; set; }
+
+        public int Resent { get; set; }
+
+        public int Refused { get; set; }
+    }
+}
