@@ -15,6 +15,9 @@ namespace Telemetry.Simulator;
 /// <summary>Provisions the virtual wearables and runs each one's send loop over MQTT or gRPC.</summary>
 public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
 {
+    /// <summary>How long after the run a device keeps trying to deliver a batch it holds, so its ledger settles.</summary>
+    private static readonly TimeSpan SettleTime = TimeSpan.FromSeconds(30);
+
     /// <summary>A heart rate no simulated patient reaches, so every probe (and nothing else) raises one alert.</summary>
     private const double ProbeValue = 260;
 
@@ -53,10 +56,15 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
         return wearables;
     }
 
-    public Task RunAsync(VirtualWearable wearable, CancellationToken stop) =>
-        options.Protocol == "grpc" ? RunGrpcAsync(wearable, stop) : RunMqttAsync(wearable, stop);
+    public Task RunAsync(VirtualWearable wearable, DeviceLedger ledger, CancellationToken stop) =>
+        options.Protocol == "grpc" ? RunGrpcAsync(wearable, ledger, stop) : RunMqttAsync(wearable, ledger, stop);
 
-    private async Task RunMqttAsync(VirtualWearable wearable, CancellationToken stop)
+    /// <summary>
+    /// Publishes each batch at QoS 1 until the server answers it. A connection that drops (a server restart, a network
+    /// fault) is made again and the batch without an answer is sent again, as a device must; the ledger counts each
+    /// batch once, however many times it was sent.
+    /// </summary>
+    private async Task RunMqttAsync(VirtualWearable wearable, DeviceLedger ledger, CancellationToken stop)
     {
         using var client = new MqttClientFactory().CreateMqttClient();
         var connect = new MqttClientOptionsBuilder()
@@ -64,6 +72,7 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
             .WithClientId(wearable.DeviceId)
             .WithCredentials(wearable.DeviceId, wearable.Token)
             .WithProtocolVersion(MQTTnet.Formatter.MqttProtocolVersion.V500)
+            .WithTimeout(TimeSpan.FromSeconds(5))
             .Build();
         var connected = await client.ConnectAsync(connect, stop);
         if (connected.ResultCode != MqttClientConnectResultCode.Success)
@@ -102,31 +111,73 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
 
             var count = Count(batch);
             statistics.Sent(count);
-            var result = await client.PublishAsync(new MqttApplicationMessageBuilder()
+            var message = new MqttApplicationMessageBuilder()
                 .WithTopic(topic)
                 .WithPayload(batch.ToByteArray())
                 .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce)
-                .Build(), CancellationToken.None);
-            if (result.ReasonCode == MqttClientPublishReasonCode.Success)
+                .Build();
+            var result = await PublishUntilAnsweredAsync(client, connect, message, wearable.DeviceId, stop);
+            if (result?.ReasonCode == MqttClientPublishReasonCode.Success)
             {
                 statistics.Acked(count, started);
+                ledger.Acked(batch.Seq, count, batch.BaseTimeMs, LastMs(batch), batch.Series.Select(series => series.Kind));
             }
             else
             {
                 statistics.Refused();
-                Console.Error.WriteLine($"{wearable.DeviceId}: batch {batch.Seq} refused: {result.ReasonCode} {result.ReasonString}");
+                Console.Error.WriteLine($"{wearable.DeviceId}: batch {batch.Seq} {(result is null ? "never answered" : $"refused: {result.ReasonCode} {result.ReasonString}")}");
             }
         }
 
-        await client.DisconnectAsync();
+        if (client.IsConnected)
+        {
+            await client.DisconnectAsync();
+        }
     }
 
-    private async Task RunGrpcAsync(VirtualWearable wearable, CancellationToken stop)
+    /// <summary>The server's answer to <paramref name="message"/>, connecting again as often as it takes; null when none came before the settle time after the run.</summary>
+    private async Task<MqttClientPublishResult?> PublishUntilAnsweredAsync(IMqttClient client, MqttClientOptions connect, MqttApplicationMessage message, string deviceId, CancellationToken stop)
+    {
+        var giveUpAt = (DateTime?)null;
+        while (true)
+        {
+            try
+            {
+                if (!client.IsConnected)
+                {
+                    var connected = await client.ConnectAsync(connect, CancellationToken.None);
+                    if (connected.ResultCode != MqttClientConnectResultCode.Success)
+                    {
+                        throw new MQTTnet.Exceptions.MqttCommunicationException($"connect refused: {connected.ResultCode}");
+                    }
+
+                    statistics.Reconnected();
+                }
+
+                return await client.PublishAsync(message, CancellationToken.None);
+            }
+            catch (Exception exception) when (exception is MQTTnet.Exceptions.MqttCommunicationException or OperationCanceledException or TimeoutException or InvalidOperationException)
+            {
+                // No answer: the batch is sent again on a new connection.
+                statistics.NoAnswer();
+                giveUpAt ??= stop.IsCancellationRequested ? DateTime.UtcNow + SettleTime : null;
+                if (giveUpAt is { } deadline && DateTime.UtcNow > deadline)
+                {
+                    Console.Error.WriteLine($"{deviceId}: gave up on a batch after the run: {exception.Message}");
+                    return null;
+                }
+
+                await Task.Delay(500, CancellationToken.None);
+            }
+        }
+    }
+
+    private async Task RunGrpcAsync(VirtualWearable wearable, DeviceLedger ledger, CancellationToken stop)
     {
         using var channel = GrpcChannel.ForAddress(options.GrpcUrl);
         var client = new Ingest.IngestClient(channel);
         using var call = client.Stream(new Metadata { { "authorization", $"Bearer {wearable.Token}" } }, cancellationToken: CancellationToken.None);
-        var inFlight = new System.Collections.Concurrent.ConcurrentDictionary<ulong, (int Count, long Started)>();
+        var inFlight = new System.Collections.Concurrent.ConcurrentDictionary<ulong, (int Count, long Started, long FirstMs, long LastMs, string[] Kinds)>();
         var acks = Task.Run(async () =>
         {
             await foreach (var ack in call.ResponseStream.ReadAllAsync())
@@ -136,6 +187,7 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
                     if (ack.Status is AckStatus.Committed or AckStatus.Duplicate)
                     {
                         statistics.Acked(sent.Count, sent.Started);
+                        ledger.Acked(ack.Seq, sent.Count, sent.FirstMs, sent.LastMs, sent.Kinds);
                     }
                     else
                     {
@@ -149,7 +201,7 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
         await foreach (var batch in BatchesAsync(wearable, stop))
         {
             var count = Count(batch);
-            inFlight[batch.Seq] = (count, Stopwatch.GetTimestamp());
+            inFlight[batch.Seq] = (count, Stopwatch.GetTimestamp(), batch.BaseTimeMs, LastMs(batch), [.. batch.Series.Select(series => series.Kind)]);
             statistics.Sent(count);
             await call.RequestStream.WriteAsync(batch, CancellationToken.None);
         }
@@ -192,4 +244,7 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
     }
 
     private static int Count(VitalBatch batch) => batch.Series.Sum(series => series.Values.Count);
+
+    /// <summary>The time of the batch's last reading.</summary>
+    private static long LastMs(VitalBatch batch) => batch.BaseTimeMs + batch.Series.Max(series => series.TimeDeltasMs.Sum());
 }

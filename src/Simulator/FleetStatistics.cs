@@ -13,6 +13,8 @@ public sealed class FleetStatistics
     private long _batchesAcked;
     private long _readingsAcked;
     private long _batchesRefused;
+    private long _unanswered;
+    private long _reconnects;
 
     public long ReadingsSent => Interlocked.Read(ref _readingsSent);
 
@@ -38,6 +40,15 @@ public sealed class FleetStatistics
     }
 
     public void Refused() => Interlocked.Increment(ref _batchesRefused);
+
+    /// <summary>Sends that got no answer (the connection dropped or the ack did not come); the batch went again.</summary>
+    public long Unanswered => Interlocked.Read(ref _unanswered);
+
+    public long Reconnects => Interlocked.Read(ref _reconnects);
+
+    public void NoAnswer() => Interlocked.Increment(ref _unanswered);
+
+    public void Reconnected() => Interlocked.Increment(ref _reconnects);
 
     /// <summary>An alert probe's alert arrived, <paramref name="startedTimestamp"/> being when its reading was published.</summary>
     public void AlertArrived(long startedTimestamp) => _alertLatenciesMs.Enqueue(Stopwatch.GetElapsedTime(startedTimestamp).TotalMilliseconds);

@@ -33,7 +33,8 @@ Console.WriteLine($"provisioned {wearables.Count} devices ({wearables[0].DeviceI
     $"sending {options.Rate:0.##} readings/s each in batches of {options.Batch} over {options.Protocol} for {options.Duration.TotalSeconds:0} s");
 
 var started = Stopwatch.GetTimestamp();
-var runs = wearables.Select(wearable => fleet.RunAsync(wearable, stop.Token)).ToList();
+var ledgers = wearables.Select(wearable => new DeviceLedger(wearable.DeviceId, wearable.PatientId)).ToList();
+var runs = wearables.Select((wearable, i) => fleet.RunAsync(wearable, ledgers[i], stop.Token)).ToList();
 var all = Task.WhenAll(runs);
 var lastAcked = 0L;
 var lastReport = Stopwatch.GetTimestamp();
@@ -66,5 +67,7 @@ catch (Exception exception)
 }
 
 Console.WriteLine($"done: sent {statistics.ReadingsSent:N0} readings in {statistics.BatchesSent:N0} batches; " +
-    $"acked {statistics.ReadingsAcked:N0} readings in {statistics.BatchesAcked:N0} batches; refused {statistics.BatchesRefused:N0} batches");
-return statistics.BatchesRefused == 0 && statistics.BatchesAcked == statistics.BatchesSent ? 0 : 1;
+    $"acked {statistics.ReadingsAcked:N0} readings in {statistics.BatchesAcked:N0} batches; refused {statistics.BatchesRefused:N0} batches; " +
+    $"{statistics.Unanswered:N0} sends without an answer, sent again; {statistics.Reconnects:N0} reconnects");
+var verified = !options.Verify || await Verification.CompareAsync(options, ledgers, CancellationToken.None);
+return verified && statistics.BatchesRefused == 0 && statistics.BatchesAcked == statistics.BatchesSent ? 0 : 1;

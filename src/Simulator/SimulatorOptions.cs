@@ -30,6 +30,9 @@ public sealed record SimulatorOptions
     /// <summary>Seconds between alert probes per device (MQTT only); zero for none.</summary>
     public double AlertProbeSeconds { get; init; }
 
+    /// <summary>After the run, compare each device's ledger of acknowledged readings with what the server stored.</summary>
+    public bool Verify { get; init; }
+
     public string Prefix { get; init; } = "sim-" + Convert.ToHexStringLower(BitConverter.GetBytes(Random.Shared.Next()))[..6];
 
     public const string Usage = """
@@ -48,6 +51,11 @@ public sealed record SimulatorOptions
           --prefix P           device id prefix (default sim-<random>)
           --alert-probes S     every S seconds each device sends a heart rate over a probe rule's level and
                                times the alert's arrival on its patient's MQTT alerts topic (MQTT only)
+          --verify             after the run, compare each device's ledger of acknowledged readings with the
+                               readings the server stored for it (exit code 1 when any is missing or extra)
+
+        Over MQTT a device whose connection drops (a server restart, a network fault) connects again and resends
+        the batch it had no answer for; the ledger counts each acknowledged batch once.
         """;
 
     public static SimulatorOptions Parse(string[] args)
@@ -55,6 +63,12 @@ public sealed record SimulatorOptions
         var options = new SimulatorOptions();
         for (var i = 0; i < args.Length; i++)
         {
+            if (args[i] == "--verify")
+            {
+                options = options with { Verify = true };
+                continue;
+            }
+
             var value = i + 1 < args.Length ? args[i + 1] : throw new ArgumentException($"{args[i]} needs a value");
             options = args[i] switch
             {
