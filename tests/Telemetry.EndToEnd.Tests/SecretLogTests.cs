@@ -52,16 +52,7 @@ public sealed class SecretLogTests
 
         // The same over MQTT TLS (the server's key encrypted with a password), by token and by certificate.
         MqttClientOptions OverTls(string clientId, string? user, string? password, X509Certificate2? certificate = null) =>
-            Devices.MqttOptions(server.MqttTlsPort, clientId, user, password)
-                .WithTlsOptions(tls =>
-                {
-                    tls.UseTls().WithCertificateValidationHandler(args => certificates.Trusts(args.Certificate));
-                    if (certificate is not null)
-                    {
-                        tls.WithClientCertificates([certificate]);
-                    }
-                })
-                .Build();
+            certificates.MqttOverTls(server.MqttTlsPort, clientId, user, password, certificate);
         using (var certificate = certificates.Device("secret-watch"))
         {
             Assert.Equal(MqttClientConnectResultCode.Success, await Devices.TryConnectMqttAsync(OverTls("secret-watch", "secret-watch", watch)));

@@ -89,6 +89,19 @@ public sealed class TestCertificates : IDisposable
         return chain.Build(certificate as X509Certificate2 ?? new X509Certificate2(certificate));
     }
 
+    /// <summary>A device on an MQTT TLS port, trusting the test authority, with a client certificate when given.</summary>
+    public MQTTnet.MqttClientOptions MqttOverTls(int port, string clientId, string? user, string? password, X509Certificate2? certificate = null) =>
+        Devices.MqttOptions(port, clientId, user, password)
+            .WithTlsOptions(tls =>
+            {
+                tls.UseTls().WithCertificateValidationHandler(args => Trusts(args.Certificate));
+                if (certificate is not null)
+                {
+                    tls.WithClientCertificates([certificate]);
+                }
+            })
+            .Build();
+
     /// <summary>An HTTP handler that trusts the test authority (and nothing else) for the server's certificate.</summary>
     public HttpMessageHandler Handler() => new SocketsHttpHandler
     {

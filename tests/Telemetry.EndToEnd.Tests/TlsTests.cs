@@ -168,18 +168,8 @@ public sealed class TlsTests(TlsFixture fixture) : IClassFixture<TlsFixture>
     private Task<MqttClientConnectResultCode> ConnectAsync(X509Certificate2? certificate, string clientId, string? user, string? password) =>
         Devices.TryConnectMqttAsync(Options(certificate, clientId, user, password));
 
-    /// <summary>A device on the MQTT TLS port, trusting the test authority, with a client certificate when given.</summary>
     private MqttClientOptions Options(X509Certificate2? certificate, string clientId, string? user, string? password) =>
-        Devices.MqttOptions(Server.MqttTlsPort, clientId, user, password)
-            .WithTlsOptions(tls =>
-            {
-                tls.UseTls().WithCertificateValidationHandler(args => Certificates.Trusts(args.Certificate));
-                if (certificate is not null)
-                {
-                    tls.WithClientCertificates([certificate]);
-                }
-            })
-            .Build();
+        Certificates.MqttOverTls(Server.MqttTlsPort, clientId, user, password, certificate);
 
     private async Task<double> AuthenticationFailuresAsync()
     {
