@@ -122,6 +122,19 @@ async function showCohort() {
 
   const showVitals = (row, vitals) => row.vitals.replaceChildren(...vitals.map(v => latestValue('span', 'vital', v)));
 
+  // A row per patient; one the live stream brings later (a patient added to the care team) gets its row then.
+  const addRow = patient => {
+    const vitals = element('div', { class: 'vitals' });
+    const alertsCell = element('td');
+    const sparkCell = element('td', { class: 'spark' });
+    const row = element('tr', { 'data-patient': patient.patientId },
+      element('th', { scope: 'row' }, element('a', { href: `/patients/${encodeURIComponent(patient.patientId)}`, text: patient.patientId })),
+      alertsCell, element('td', {}, vitals), sparkCell);
+    rows.set(patient.patientId, { row, vitals, alertsCell, sparkCell });
+    document.querySelector('#patients tbody').append(row);
+    showVitals(rows.get(patient.patientId), patient.vitals);
+  };
+
   try {
     const patients = [];
     let after = null;
@@ -133,19 +146,7 @@ async function showCohort() {
       } while (after && patients.length < MaxListed);
     })(), refreshAlerts()]);
 
-    const tbody = document.querySelector('#patients tbody');
-    for (const patient of patients) {
-      const vitals = element('div', { class: 'vitals' });
-      const alertsCell = element('td');
-      const sparkCell = element('td', { class: 'spark' });
-      const row = element('tr', { 'data-patient': patient.patientId },
-        element('th', { scope: 'row' }, element('a', { href: `/patients/${encodeURIComponent(patient.patientId)}`, text: patient.patientId })),
-        alertsCell, element('td', {}, vitals), sparkCell);
-      rows.set(patient.patientId, { row, vitals, alertsCell, sparkCell });
-      tbody.append(row);
-      showVitals(rows.get(patient.patientId), patient.vitals);
-    }
-
+    for (const patient of patients) addRow(patient);
     orderRows();
     say(patients.length === 0 ? 'No patients to show yet.' : `${patients.length} patients.`);
   } catch (error) {
@@ -156,7 +157,13 @@ async function showCohort() {
   const stop = new AbortController();
   follow('/api/live/stream', {
     onEvent: (name, view) => {
-      if (name === 'vitals' && rows.has(view.patientId)) showVitals(rows.get(view.patientId), view.vitals);
+      if (name !== 'vitals') return;
+      if (rows.has(view.patientId)) {
+        showVitals(rows.get(view.patientId), view.vitals);
+      } else {
+        addRow(view);
+        orderRows();
+      }
     },
   }, stop.signal);
   follow('/api/alerts/stream', {
