@@ -120,7 +120,7 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
             if (result?.ReasonCode == MqttClientPublishReasonCode.Success)
             {
                 statistics.Acked(count, started);
-                ledger.Acked(batch.Seq, count, batch.BaseTimeMs, LastMs(batch), batch.Series.Select(series => series.Kind));
+                ledger.Acked(batch.Seq, Distinct(batch), batch.BaseTimeMs, LastMs(batch), batch.Series.Select(series => series.Kind));
             }
             else
             {
@@ -177,7 +177,7 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
         using var channel = GrpcChannel.ForAddress(options.GrpcUrl);
         var client = new Ingest.IngestClient(channel);
         using var call = client.Stream(new Metadata { { "authorization", $"Bearer {wearable.Token}" } }, cancellationToken: CancellationToken.None);
-        var inFlight = new System.Collections.Concurrent.ConcurrentDictionary<ulong, (int Count, long Started, long FirstMs, long LastMs, string[] Kinds)>();
+        var inFlight = new System.Collections.Concurrent.ConcurrentDictionary<ulong, (int Count, long Started, long FirstMs, long LastMs, string[] Kinds, int Distinct)>();
         var acks = Task.Run(async () =>
         {
             await foreach (var ack in call.ResponseStream.ReadAllAsync())
@@ -187,7 +187,7 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
                     if (ack.Status is AckStatus.Committed or AckStatus.Duplicate)
                     {
                         statistics.Acked(sent.Count, sent.Started);
-                        ledger.Acked(ack.Seq, sent.Count, sent.FirstMs, sent.LastMs, sent.Kinds);
+                        ledger.Acked(ack.Seq, sent.Distinct, sent.FirstMs, sent.LastMs, sent.Kinds);
                     }
                     else
                     {
@@ -201,7 +201,7 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
         await foreach (var batch in BatchesAsync(wearable, stop))
         {
             var count = Count(batch);
-            inFlight[batch.Seq] = (count, Stopwatch.GetTimestamp(), batch.BaseTimeMs, LastMs(batch), [.. batch.Series.Select(series => series.Kind)]);
+            inFlight[batch.Seq] = (count, Stopwatch.GetTimestamp(), batch.BaseTimeMs, LastMs(batch), [.. batch.Series.Select(series => series.Kind)], Distinct(batch));
             statistics.Sent(count);
             await call.RequestStream.WriteAsync(batch, CancellationToken.None);
         }
@@ -244,6 +244,13 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
     }
 
     private static int Count(VitalBatch batch) => batch.Series.Sum(series => series.Values.Count);
+
+    /// <summary>
+    /// The readings the server keeps of the batch: one per vital and millisecond. Faster than 1,000 readings a second
+    /// of one vital, readings share a millisecond, and the server stores such a reading once (the same device, vital
+    /// and time is a duplicate).
+    /// </summary>
+    private static int Distinct(VitalBatch batch) => batch.Series.Sum(series => series.TimeDeltasMs.Count == 0 ? 0 : 1 + series.TimeDeltasMs.Skip(1).Count(delta => delta > 0));
 
     /// <summary>The time of the batch's last reading.</summary>
     private static long LastMs(VitalBatch batch) => batch.BaseTimeMs + batch.Series.Max(series => series.TimeDeltasMs.Sum());
