@@ -99,6 +99,7 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
             await client.SubscribeAsync($"patients/{wearable.PatientId}/alerts", MqttQualityOfServiceLevel.AtLeastOnce, stop);
         }
 
+        var pending = new Queue<(VitalBatch Batch, MqttApplicationMessage Message, int Count, long Started, Task<MqttClientPublishResult?> Answer)>();
         await foreach (var batch in BatchesAsync(wearable, stop))
         {
             var started = Stopwatch.GetTimestamp();
@@ -116,22 +117,52 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
                 .WithPayload(batch.ToByteArray())
                 .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce)
                 .Build();
-            var result = await PublishUntilAnsweredAsync(client, connect, message, wearable.DeviceId, stop);
+            // Up to the window's worth of publishes wait for their PUBACKs at once; the oldest is settled first.
+            pending.Enqueue((batch, message, count, started, TryPublishAsync(client, message)));
+            while (pending.Count >= options.Window)
+            {
+                await SettleAsync(pending.Dequeue());
+            }
+        }
+
+        while (pending.Count > 0)
+        {
+            await SettleAsync(pending.Dequeue());
+        }
+
+        async Task SettleAsync((VitalBatch Batch, MqttApplicationMessage Message, int Count, long Started, Task<MqttClientPublishResult?> Answer) item)
+        {
+            // No answer on the first try (the connection dropped): sent again until answered.
+            var result = await item.Answer ?? await PublishUntilAnsweredAsync(client, connect, item.Message, wearable.DeviceId, stop);
             if (result?.ReasonCode == MqttClientPublishReasonCode.Success)
             {
-                statistics.Acked(count, started);
-                ledger.Acked(batch.Seq, Distinct(batch), batch.BaseTimeMs, LastMs(batch), batch.Series.Select(series => series.Kind));
+                statistics.Acked(item.Count, item.Started);
+                ledger.Acked(item.Batch.Seq, Distinct(item.Batch), item.Batch.BaseTimeMs, LastMs(item.Batch), item.Batch.Series.Select(series => series.Kind));
             }
             else
             {
                 statistics.Refused();
-                Console.Error.WriteLine($"{wearable.DeviceId}: batch {batch.Seq} {(result is null ? "never answered" : $"refused: {result.ReasonCode} {result.ReasonString}")}");
+                Console.Error.WriteLine($"{wearable.DeviceId}: batch {item.Batch.Seq} {(result is null ? "never answered" : $"refused: {result.ReasonCode} {result.ReasonString}")}");
             }
         }
 
         if (client.IsConnected)
         {
             await client.DisconnectAsync();
+        }
+    }
+
+    /// <summary>One try: the server's answer, or null when the connection is gone or dropped before it came.</summary>
+    private async Task<MqttClientPublishResult?> TryPublishAsync(IMqttClient client, MqttApplicationMessage message)
+    {
+        try
+        {
+            return client.IsConnected ? await client.PublishAsync(message, CancellationToken.None) : null;
+        }
+        catch (Exception exception) when (exception is MQTTnet.Exceptions.MqttCommunicationException or OperationCanceledException or TimeoutException or InvalidOperationException)
+        {
+            statistics.NoAnswer();
+            return null;
         }
     }
 

@@ -30,6 +30,9 @@ public sealed record SimulatorOptions
     /// <summary>Seconds between alert probes per device (MQTT only); zero for none.</summary>
     public double AlertProbeSeconds { get; init; }
 
+    /// <summary>MQTT publishes each device has waiting for their PUBACKs at once.</summary>
+    public int Window { get; init; } = 1;
+
     /// <summary>After the run, compare each device's ledger of acknowledged readings with what the server stored.</summary>
     public bool Verify { get; init; }
 
@@ -51,6 +54,7 @@ public sealed record SimulatorOptions
           --prefix P           device id prefix (default sim-<random>)
           --alert-probes S     every S seconds each device sends a heart rate over a probe rule's level and
                                times the alert's arrival on its patient's MQTT alerts topic (MQTT only)
+          --window W           MQTT publishes a device has waiting for their acks at once (default 1)
           --verify             after the run, compare each device's ledger of acknowledged readings with the
                                readings the server stored for it (exit code 1 when any is missing or extra)
 
@@ -82,15 +86,16 @@ public sealed record SimulatorOptions
                 "--grpc" => options with { GrpcUrl = value },
                 "--admin-token" => options with { AdminToken = value },
                 "--prefix" => options with { Prefix = value },
+                "--window" => options with { Window = int.Parse(value, CultureInfo.InvariantCulture) },
                 "--alert-probes" => options with { AlertProbeSeconds = double.Parse(value, CultureInfo.InvariantCulture) },
                 _ => throw new ArgumentException($"unknown option {args[i]}"),
             };
             i++;
         }
 
-        if (options.Devices < 1 || options.Rate <= 0 || options.Batch < 1)
+        if (options.Devices < 1 || options.Rate <= 0 || options.Batch < 1 || options.Window < 1)
         {
-            throw new ArgumentException("--devices, --rate and --batch must be positive");
+            throw new ArgumentException("--devices, --rate, --batch and --window must be positive");
         }
 
         if (options.AlertProbeSeconds < 0 || (options.AlertProbeSeconds > 0 && options.Protocol != "mqtt"))
