@@ -277,6 +277,7 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
         }
 
         var path = Path.Combine(Directory, SegmentPrefix + target.ToString(DayFormat, CultureInfo.InvariantCulture) + SegmentSuffix);
+        var created = !File.Exists(path);
         var file = new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.Read, 4_096, FileOptions.None);
         if (file.Position > 0 && !EndsWithNewLine(path))
         {
@@ -284,8 +285,51 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
             file.WriteByte((byte)'\n');
         }
 
+        if (created)
+        {
+            // The new file's name is in the folder only once the folder is on disk too; the file's own flushes do not
+            // cover it, so without this a power cut just after midnight could lose the day's first records.
+            SyncDirectory(Directory);
+        }
+
         (_file, _day) = (file, target);
         return file;
+    }
+
+    /// <summary>Flushes a folder's entries to disk (fsync on the folder); a no-op where the platform has no such call.</summary>
+    private static void SyncDirectory(string directory)
+    {
+        if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS())
+        {
+            return;
+        }
+
+        var descriptor = NativeMethods.Open(directory, 0);
+        if (descriptor < 0)
+        {
+            return;
+        }
+
+        try
+        {
+            _ = NativeMethods.Fsync(descriptor);
+        }
+        finally
+        {
+            _ = NativeMethods.Close(descriptor);
+        }
+    }
+
+    private static class NativeMethods
+    {
+        [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "open", CharSet = System.Runtime.InteropServices.CharSet.Ansi)]
+        internal static extern int Open(string path, int flags);
+
+        [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "fsync")]
+        internal static extern int Fsync(int descriptor);
+
+        [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "close")]
+        internal static extern int Close(int descriptor);
     }
 
     private static bool EndsWithNewLine(string path)
