@@ -135,10 +135,7 @@ public static class AlertEndpoints
         // A list across patients reads each listed patient's alerts: each one is recorded, beside the request's record.
         if (result is Ok<IReadOnlyList<Alert>> { Value: { } alerts })
         {
-            foreach (var patientId in alerts.Select(alert => alert.PatientId).Distinct(StringComparer.Ordinal))
-            {
-                await AuditFilter.RecordAsync(audit, context, patientId, StatusCodes.Status200OK);
-            }
+            await AuditFilter.RecordEachAsync(audit, context, alerts.Select(alert => alert.PatientId).Distinct(StringComparer.Ordinal));
         }
 
         return result;

@@ -44,7 +44,16 @@ public sealed class AuditFilter : IEndpointFilter
 
     private static Task WriteAsync(AuditLog audit, HttpContext http, int status) => RecordAsync(audit, http, PatientOf(http), status);
 
-    /// <summary>Records that the request <paramref name="http"/> read <paramref name="patientId"/>'s record: for responses that hold several patients.</summary>
+    /// <summary>Records that the request <paramref name="http"/> read each of <paramref name="patients"/>' records: for responses that hold several patients, beside the request's own record.</summary>
+    public static async Task RecordEachAsync(AuditLog audit, HttpContext http, IEnumerable<string> patients)
+    {
+        foreach (var patientId in patients)
+        {
+            await RecordAsync(audit, http, patientId, StatusCodes.Status200OK);
+        }
+    }
+
+    /// <summary>Records that the request <paramref name="http"/> read <paramref name="patientId"/>'s record.</summary>
     public static Task RecordAsync(AuditLog audit, HttpContext http, string? patientId, int status)
     {
         var user = http.User;

@@ -25,8 +25,9 @@ public sealed partial class ServerTls
         _options = options;
         _timeProvider = timeProvider;
         _logger = logger;
-        _filesHash = FilesHash();
+        // Loaded first: a file that cannot be used stops start-up with a message naming the setting.
         _certificate = Load(options);
+        _filesHash = FilesHash();
         _checkedAt = timeProvider.GetTimestamp();
     }
 

@@ -55,22 +55,13 @@ public static partial class LiveEndpoints
         var pageSize = limit ?? 100;
         var patients = await VisibleAsync(context.User, access, directory, pageSize, after, cancellationToken);
         var views = await Task.WhenAll(patients.Select(patientId => LiveView.ReadAsync(grains, patientId)));
-        await AuditEachAsync(audit, context, patients);
+        await AuditFilter.RecordEachAsync(audit, context, patients);
         return TypedResults.Ok(new PatientList(views, patients.Count == pageSize ? patients[^1] : null));
     }
 
     private static Task StreamAllAsync(
         HttpContext context, PatientAccess access, IPatientDirectory directory, IGrainFactory grains, LiveStreamSlots slots, TimeProvider timeProvider, ILoggerFactory loggers) =>
         StreamAsync(context, cancellationToken => VisibleAsync(context.User, access, directory, MaxPatients, null, cancellationToken), grains, slots, timeProvider, loggers);
-
-    /// <summary>One audit record per patient a response holds, beside the request's own record.</summary>
-    private static async Task AuditEachAsync(AuditLog audit, HttpContext context, IEnumerable<string> patients)
-    {
-        foreach (var patientId in patients)
-        {
-            await AuditFilter.RecordAsync(audit, context, patientId, StatusCodes.Status200OK);
-        }
-    }
 
     /// <summary>The patients <paramref name="user"/> may read, in id order: every known patient for an admin.</summary>
     private static async Task<IReadOnlyList<string>> VisibleAsync(
@@ -118,7 +109,7 @@ public static partial class LiveEndpoints
         var audit = context.RequestServices.GetRequiredService<AuditLog>();
         var expires = ExpiryOf(context.User);
         var patients = await readable(cancellationToken);
-        await AuditEachAsync(audit, context, patients);
+        await AuditFilter.RecordEachAsync(audit, context, patients);
         var response = context.Response;
         await EventStream.BeginAsync(response, "telemetry live vitals", cancellationToken);
 
@@ -139,7 +130,7 @@ public static partial class LiveEndpoints
                 if (timeProvider.GetElapsedTime(checkedAt) >= AccessCheckInterval)
                 {
                     var now = await readable(cancellationToken);
-                    await AuditEachAsync(audit, context, now.Except(patients, StringComparer.Ordinal));
+                    await AuditFilter.RecordEachAsync(audit, context, now.Except(patients, StringComparer.Ordinal));
                     foreach (var gone in patients.Except(now, StringComparer.Ordinal))
                     {
                         sent.Remove(gone);

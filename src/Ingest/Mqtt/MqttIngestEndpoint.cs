@@ -15,7 +15,8 @@ namespace Telemetry.Ingest.Mqtt;
 /// <summary>
 /// The MQTT front door, on the broker hosted in Kestrel. A device connects with its id as client id and username and
 /// its token as password, or with a client certificate that names it; it may publish only to
-/// <c>devices/{deviceId}/vitals</c> and subscribe only to its patient's alerts. A QoS 1 PUBACK leaves only after the batch is committed; a reading is never relayed to other clients.
+/// <c>devices/{deviceId}/vitals</c> and subscribe only to its patient's alerts. A QoS 1 PUBACK leaves only after the
+/// batch is committed; a reading is never relayed to other clients.
 /// </summary>
 public sealed partial class MqttIngestEndpoint(
     DeviceAuthenticator authenticator,
@@ -97,22 +98,8 @@ public sealed partial class MqttIngestEndpoint(
             return false;
         }
 
-        var ended = false;
-        try
-        {
-            var client = (await server.GetClientsAsync()).FirstOrDefault(client => string.Equals(client.Id, deviceId, StringComparison.Ordinal));
-            if (client is not null)
-            {
-                await client.DisconnectAsync(new MqttServerClientDisconnectOptions { ReasonCode = code, ReasonString = reason });
-                ended = true;
-            }
-        }
-        catch (InvalidOperationException)
-        {
-            // The client left meanwhile, or the broker is stopping: either way it is not connected.
-        }
-
-        return ended;
+        var client = (await server.GetClientsAsync()).FirstOrDefault(client => string.Equals(client.Id, deviceId, StringComparison.Ordinal));
+        return client is not null && await TryDisconnectAsync(client, code, reason);
     }
 
     private async Task EndIfOutdatedAsync(DeviceIdentity device)
@@ -268,21 +255,24 @@ public sealed partial class MqttIngestEndpoint(
         var clients = await server.GetClientsAsync();
         foreach (var client in clients)
         {
-            try
-            {
-                await client.DisconnectAsync(new MqttServerClientDisconnectOptions
-                {
-                    ReasonCode = MqttDisconnectReasonCode.ServerShuttingDown,
-                    ReasonString = "the server is shutting down; reconnect shortly and publish again what has no ack",
-                });
-            }
-            catch (InvalidOperationException)
-            {
-                // Gone already.
-            }
+            await TryDisconnectAsync(client, MqttDisconnectReasonCode.ServerShuttingDown, "the server is shutting down; reconnect shortly and publish again what has no ack");
         }
 
         return clients.Count;
+    }
+
+    /// <summary>Sends the client a DISCONNECT with a reason and closes it; false when it had left meanwhile (or the broker is stopping).</summary>
+    private static async Task<bool> TryDisconnectAsync(MqttClientStatus client, MqttDisconnectReasonCode code, string reason)
+    {
+        try
+        {
+            await client.DisconnectAsync(new MqttServerClientDisconnectOptions { ReasonCode = code, ReasonString = reason });
+            return true;
+        }
+        catch (InvalidOperationException)
+        {
+            return false;
+        }
     }
 
     private async Task HandlePublishAsync(InterceptingPublishEventArgs args)
