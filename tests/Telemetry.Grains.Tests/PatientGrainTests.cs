@@ -153,7 +153,7 @@ public sealed class PatientGrainTests(ClusterFixture fixture) : IClassFixture<Cl
         lock (CommitLock)
         {
             var outcomes = new BatchOutcome[1];
-            return RawStore.Commit([new DeviceBatch("device-" + patientId, patientId, 0, readings)], outcomes);
+            return fixture.SiloServices.GetRequiredService<Telemetry.Storage.DuckDb.DuckDbRawSeriesStore>().Commit([new DeviceBatch("device-" + patientId, patientId, 0, readings)], outcomes);
         }
     }
 

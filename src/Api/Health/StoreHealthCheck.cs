@@ -1,11 +1,16 @@
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Telemetry.Ingest.Pipeline;
+using Telemetry.Core.Storage;
 using Telemetry.Storage.DuckDb;
+using Telemetry.Storage.Influx;
 
 namespace Telemetry.Api.Health;
 
-/// <summary>Healthy when the DuckDB file answers a query and the last group commit succeeded.</summary>
-public sealed class StoreHealthCheck(DuckDbDatabase database, CommitPipeline pipeline) : IHealthCheck
+/// <summary>
+/// Healthy when the DuckDB file answers a query and the last group commit succeeded (to DuckDB or InfluxDB, whichever
+/// holds the raw series).
+/// </summary>
+public sealed class StoreHealthCheck(DuckDbDatabase database, CommitPipeline pipeline, IRawSeriesStore rawStore) : IHealthCheck
 {
     public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
@@ -20,7 +25,8 @@ public sealed class StoreHealthCheck(DuckDbDatabase database, CommitPipeline pip
             using var command = connection.CreateCommand();
             command.CommandText = "SELECT 1";
             command.ExecuteScalar();
-            return Task.FromResult(HealthCheckResult.Healthy($"DuckDB at {database.FilePath}"));
+            var raw = rawStore is InfluxRawSeriesStore influx ? $"; raw series in {influx.Describe()}" : "";
+            return Task.FromResult(HealthCheckResult.Healthy($"DuckDB at {database.FilePath}{raw}"));
         }
         catch (Exception exception)
         {

@@ -73,7 +73,7 @@ public static partial class TelemetryServerExtensions
         // Order matters for shutdown, which runs in reverse: ingest drains first, then the silo deactivates grains
         // (which write their last rollups), then the store.
         services.AddSingleton(TimeProvider.System);
-        services.AddDuckDbStorage();
+        services.AddDuckDbStorage(builder.Configuration.GetValue(StorageServiceCollectionExtensions.RawStoreKey, RawStoreKind.DuckDb));
         services.AddSingleton<GrainInstruments>();
         builder.UseOrleans(silo => silo.UseLocalhostClustering(siloPort: server.SiloPort, gatewayPort: 0));
         services.AddIngest();

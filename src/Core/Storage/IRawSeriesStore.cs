@@ -13,7 +13,7 @@ public interface IRawSeriesStore
     /// (same vital and time) is stored once. Returns the commit's id, which increases with every commit that stores
     /// readings. Throws when nothing could be committed. Called from one thread at a time.
     /// </summary>
-    long Commit(IReadOnlyList<DeviceBatch> batches, Span<BatchOutcome> outcomes);
+    ValueTask<long> CommitAsync(IReadOnlyList<DeviceBatch> batches, Memory<BatchOutcome> outcomes, CancellationToken cancellationToken = default);
 
     /// <summary>The patient's readings in [<paramref name="fromMs"/>, <paramref name="toMs"/>) summarised per vital and window of <paramref name="resolution"/>.</summary>
     Task<RawAggregate> AggregateAsync(string patientId, long fromMs, long toMs, Resolution resolution, CancellationToken cancellationToken = default);
@@ -33,6 +33,6 @@ public interface IRawSeriesStore
     /// </summary>
     IAsyncEnumerable<StoredReading> StreamAsync(string patientId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, CancellationToken cancellationToken = default);
 
-    /// <summary>Deletes raw and quarantined readings older than <paramref name="beforeMs"/>; returns how many went.</summary>
+    /// <summary>Deletes raw and quarantined readings older than <paramref name="beforeMs"/>; returns how many went, or -1 when the store does not say.</summary>
     Task<long> DeleteBeforeAsync(long beforeMs, CancellationToken cancellationToken = default);
 }

@@ -80,7 +80,7 @@ public sealed partial class CommitPipeline : BackgroundService
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        // The store's API is synchronous: start the loop off the host's start-up path, on a thread of its own.
+        // The embedded store commits synchronously: start the loop off the host's start-up path, on a thread of its own.
         await Task.Factory.StartNew(() => RunAsync(stoppingToken), stoppingToken, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
     }
 
@@ -112,7 +112,8 @@ public sealed partial class CommitPipeline : BackgroundService
             long commitId;
             try
             {
-                commitId = _store.Commit(batches, outcomes.AsSpan(0, flush.Count));
+                // Not cancelled by shutdown: what is queued is committed and answered before the server stops.
+                commitId = await _store.CommitAsync(batches, outcomes.AsMemory(0, flush.Count), CancellationToken.None);
                 _storeFailing = false;
             }
             catch (Exception exception)

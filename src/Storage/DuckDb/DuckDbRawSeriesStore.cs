@@ -50,6 +50,10 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         }
     }
 
+    public ValueTask<long> CommitAsync(IReadOnlyList<DeviceBatch> batches, Memory<BatchOutcome> outcomes, CancellationToken cancellationToken = default) =>
+        ValueTask.FromResult(Commit(batches, outcomes.Span));
+
+    /// <summary>The commit, synchronously: DuckDB's appender has no asynchronous API.</summary>
     public long Commit(IReadOnlyList<DeviceBatch> batches, Span<BatchOutcome> outcomes)
     {
         var commitId = _lastCommitId + 1;

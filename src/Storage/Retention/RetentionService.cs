@@ -42,7 +42,7 @@ public sealed partial class RetentionService(
             }
         }
 
-        foreach (var (name, count) in deleted)
+        foreach (var (name, count) in deleted.Where(entry => entry.Value >= 0))
         {
             _deleted.Add(count, new KeyValuePair<string, object?>("resolution", name));
         }

@@ -125,7 +125,7 @@ public sealed class PatientAlertTests(ClusterFixture fixture) : IClassFixture<Cl
         lock (CommitLock)
         {
             var outcomes = new BatchOutcome[1];
-            return fixture.SiloServices.GetRequiredService<IRawSeriesStore>().Commit([new DeviceBatch("device-" + patientId, patientId, 0, readings)], outcomes);
+            return fixture.SiloServices.GetRequiredService<Telemetry.Storage.DuckDb.DuckDbRawSeriesStore>().Commit([new DeviceBatch("device-" + patientId, patientId, 0, readings)], outcomes);
         }
     }
 }

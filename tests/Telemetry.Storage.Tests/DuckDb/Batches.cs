@@ -1,5 +1,5 @@
 using Telemetry.Core.Readings;
-using Telemetry.Core.Storage;
+using Telemetry.Storage.DuckDb;
 
 namespace Telemetry.Storage.Tests.DuckDb;
 
@@ -12,7 +12,7 @@ internal static class Batches
     public static DeviceBatch Of(string deviceId, string patientId, ulong sequence, params VitalReading[] readings) =>
         new(deviceId, patientId, sequence, readings);
 
-    public static (long CommitId, CommitOutcome[] Outcomes, BatchOutcome[] Batches) Commit(this IRawSeriesStore store, params DeviceBatch[] batches)
+    public static (long CommitId, CommitOutcome[] Outcomes, BatchOutcome[] Batches) Commit(this DuckDbRawSeriesStore store, params DeviceBatch[] batches)
     {
         var outcomes = new BatchOutcome[batches.Length];
         var commitId = store.Commit(batches, outcomes);

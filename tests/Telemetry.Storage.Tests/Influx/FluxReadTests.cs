@@ -1,0 +1,157 @@
+using Telemetry.Core.Rollups;
+using Telemetry.Core.Storage;
+using Telemetry.Core.Vitals;
+using Xunit;
+using static Telemetry.Storage.Tests.DuckDb.Batches;
+
+namespace Telemetry.Storage.Tests.Influx;
+
+/// <summary>
+/// The Flux the store sends and how it reads InfluxDB's answers: responses in InfluxDB 2's annotated CSV, as its
+/// <c>/api/v2/query</c> answers these queries, served from loopback (no InfluxDB 2 server can run here).
+/// </summary>
+public sealed class FluxReadTests : IDisposable
+{
+    private readonly RecordingInfluxServer _server = new();
+    private readonly InfluxStoreFile _file;
+
+    public FluxReadTests() => _file = new InfluxStoreFile(_server.Url);
+
+    private static string At(long ms) => DateTimeOffset.FromUnixTimeMilliseconds(ms).UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'");
+
+    public void Dispose()
+    {
+        _file.Dispose();
+        _server.Dispose();
+    }
+
+    [Fact]
+    public async Task Aggregates_are_windows_per_vital_with_the_highest_commit()
+    {
+        var lastNs = (T0 + 59_000) * 1_000_000;
+        _server.ThenCsv($"""
+            #group,false,false,true,true,true,false,false,false,false,false,false,false
+            #datatype,string,long,dateTime:RFC3339,dateTime:RFC3339,string,long,double,double,double,double,double,long
+            #default,windows,,,,,,,,,,,
+            ,result,table,_start,_stop,kind,count,sum,min,max,squares,last,lastTime
+            ,,0,{At(T0)},{At(T0 + 60_000)},heart_rate,3,210,68,72,14708,70,{lastNs}
+            ,,1,{At(T0 + 60_000)},{At(T0 + 120_000)},heart_rate,1,75,75,75,5625,75,{(T0 + 61_000) * 1_000_000}
+            ,,2,{At(T0)},{At(T0 + 60_000)},spo2,2,195,97,98,19013,98,{(T0 + 30_000) * 1_000_000}
+
+            #group,false,false,false,false,false,false,false,false,false,false,false
+            #datatype,string,long,dateTime:RFC3339,dateTime:RFC3339,dateTime:RFC3339,long,string,string,string,string,string
+            #default,commit,,,,,,,,,,
+            ,result,table,_start,_stop,_time,_value,_field,_measurement,device,kind,patient
+            ,,0,{At(T0)},{At(T0 + 86_400_000)},{At(T0 + 30_000)},1795500000000123,commit,vitals,watch-1,spo2,patient-1
+
+            """);
+
+        var aggregate = await _file.Store.AggregateAsync("patient-1", T0, T0 + 86_400_000, Resolution.Minute);
+
+        Assert.Equal(1795500000000123, aggregate.HighestCommitId);
+        Assert.Equal(
+            [
+                new KindWindow(VitalKind.HeartRate, new RollupWindow(T0, 3, 210, 68, 72, 14708, 70, T0 + 59_000)),
+                new KindWindow(VitalKind.HeartRate, new RollupWindow(T0 + 60_000, 1, 75, 75, 75, 5625, 75, T0 + 61_000)),
+                new KindWindow(VitalKind.OxygenSaturation, new RollupWindow(T0, 2, 195, 97, 98, 19013, 98, T0 + 30_000)),
+            ],
+            aggregate.Windows);
+
+        var flux = RecordingInfluxServer.Flux(Assert.Single(_server.Requests));
+        Assert.Contains("from(bucket: \"vitals\")", flux);
+        Assert.Contains($"range(start: {At(T0)}, stop: {At(T0 + 86_400_000)})", flux);
+        Assert.Contains("r._measurement == \"vitals\" and r.patient == \"patient-1\"", flux);
+        Assert.Contains("window(every: 1m)", flux);
+        Assert.Contains("yield(name: \"commit\")", flux);
+    }
+
+    [Fact]
+    public async Task An_empty_answer_is_no_windows_and_commit_zero()
+    {
+        _server.ThenCsv("\n");
+
+        var aggregate = await _file.Store.AggregateAsync("patient-1", T0, long.MaxValue, Resolution.Hour);
+
+        Assert.Empty(aggregate.Windows);
+        Assert.Equal(0, aggregate.HighestCommitId);
+        var flux = RecordingInfluxServer.Flux(Assert.Single(_server.Requests));
+        Assert.Contains("stop: 2200-01-01T00:00:00.000Z", flux);
+        Assert.Contains("window(every: 1h)", flux);
+    }
+
+    [Fact]
+    public async Task Raw_reads_give_device_vital_time_and_value_in_the_order_asked()
+    {
+        _server.ThenCsv(RawCsv((T0, "watch-1", 61), (T0 + 1_000, "ring-2", 62.5)));
+        _server.ThenCsv(RawCsv((T0 + 1_000, "ring-2", 62.5)));
+
+        var read = await _file.Store.ReadAsync("patient-1", VitalKind.HeartRate, T0, T0 + 60_000, 500);
+        var latest = await _file.Store.ReadLatestAsync("patient-1", [VitalKind.HeartRate, VitalKind.OxygenSaturation], T0, T0 + 60_000, 1);
+
+        Assert.Equal([new StoredReading("watch-1", VitalKind.HeartRate, T0, 61), new StoredReading("ring-2", VitalKind.HeartRate, T0 + 1_000, 62.5)], read);
+        Assert.Equal([new StoredReading("ring-2", VitalKind.HeartRate, T0 + 1_000, 62.5)], latest);
+        var queries = _server.Requests.Select(RecordingInfluxServer.Flux).ToArray();
+        Assert.Contains("r.kind == \"heart_rate\"", queries[0]);
+        Assert.Contains("limit(n: 500)", queries[0]);
+        Assert.Contains("contains(value: r.kind, set: [\"heart_rate\", \"spo2\"])", queries[1]);
+        Assert.Contains("sort(columns: [\"_time\"], desc: true)", queries[1]);
+        Assert.Contains("limit(n: 1)", queries[1]);
+    }
+
+    [Fact]
+    public async Task An_export_streams_every_row()
+    {
+        var rows = Enumerable.Range(0, 2_500).Select(i => (T0 + i, "watch-1", 60.0 + (i % 30))).ToArray();
+        _server.ThenCsv(RawCsv(rows));
+
+        var streamed = new List<StoredReading>();
+        await foreach (var reading in _file.Store.StreamAsync("patient-1", [VitalKind.HeartRate], T0, T0 + 60_000))
+        {
+            streamed.Add(reading);
+        }
+
+        Assert.Equal(rows.Select(row => new StoredReading(row.Item2, VitalKind.HeartRate, row.Item1, row.Item3)), streamed);
+    }
+
+    [Fact]
+    public async Task Quarantine_reads_the_value_and_reason_of_each_point()
+    {
+        _server.ThenCsv($"""
+            #group,false,false,false,false,false,false,false,false,false,false,false
+            #datatype,string,long,dateTime:RFC3339,dateTime:RFC3339,dateTime:RFC3339,string,string,string,string,double,string
+            #default,_result,,,,,,,,,,
+            ,result,table,_start,_stop,_time,_measurement,device,kind,patient,value,reason
+            ,,0,1970-01-01T00:00:00Z,{At(T0 + 86_400_000)},{At(T0 + 2_000)},quarantine,watch-1,heart_rate,patient-1,400,implausible
+
+            """);
+
+        var quarantined = Assert.Single(await _file.Store.ReadQuarantineAsync("watch-1", 20));
+
+        Assert.Equal(new Core.Readings.VitalReading(VitalKind.HeartRate, T0 + 2_000, 400), quarantined.Reading);
+        Assert.Equal("implausible", quarantined.Reason);
+        Assert.Contains("r.device == \"watch-1\"", RecordingInfluxServer.Flux(Assert.Single(_server.Requests)));
+    }
+
+    [Fact]
+    public async Task Caller_values_are_quoted_so_they_cannot_change_the_query()
+    {
+        _server.ThenCsv("\n");
+
+        await _file.Store.ReadAsync("p\" or true or r.patient == \"${x}", VitalKind.HeartRate, T0, T0 + 1, 1);
+
+        Assert.Contains("r.patient == \"p\\\" or true or r.patient == \\\"\\${x}\"", RecordingInfluxServer.Flux(Assert.Single(_server.Requests)));
+    }
+
+    private static string RawCsv(params (long TimestampMs, string Device, double Value)[] rows)
+    {
+        var lines = new List<string>
+        {
+            "#group,false,false,true,true,false,false,true,true,true,true,true",
+            "#datatype,string,long,dateTime:RFC3339,dateTime:RFC3339,dateTime:RFC3339,double,string,string,string,string,string",
+            "#default,_result,,,,,,,,,,",
+            ",result,table,_start,_stop,_time,_value,_field,_measurement,device,kind,patient",
+        };
+        lines.AddRange(rows.Select(row => $",,0,{At(T0)},{At(T0 + 60_000)},{At(row.TimestampMs)},{row.Value.ToString(System.Globalization.CultureInfo.InvariantCulture)},value,vitals,{row.Device},heart_rate,patient-1"));
+        return string.Join('\n', lines) + "\n\n";
+    }
+}

@@ -1,0 +1,85 @@
+using Telemetry.Core.Readings;
+using Telemetry.Core.Vitals;
+using Xunit;
+using static Telemetry.Storage.Tests.DuckDb.Batches;
+
+namespace Telemetry.Storage.Tests.Influx;
+
+/// <summary>What the store sends and how it answers InfluxDB's refusals, against a server that answers from a script.</summary>
+public sealed class InfluxRetryTests : IDisposable
+{
+    private readonly RecordingInfluxServer _server = new();
+    private readonly InfluxStoreFile _file;
+
+    public InfluxRetryTests()
+    {
+        _file = new InfluxStoreFile(_server.Url, options =>
+        {
+            options.RetryFor = TimeSpan.FromSeconds(5);
+            options.RetryDelay = TimeSpan.FromMilliseconds(10);
+            options.MaxRetryDelay = TimeSpan.FromMilliseconds(100);
+        });
+    }
+
+    public void Dispose()
+    {
+        _file.Dispose();
+        _server.Dispose();
+    }
+
+    [Fact]
+    public async Task Writes_are_gzip_line_protocol_in_milliseconds_with_the_token()
+    {
+        await _file.CommitAsync(Of("watch-1", "patient-1", 1, new VitalReading(VitalKind.HeartRate, T0, 72.5)));
+
+        var write = Assert.Single(_server.Requests);
+        Assert.Equal("/api/v2/write", write.Path);
+        Assert.Contains("precision=ms", write.Query);
+        Assert.Contains("bucket=vitals", write.Query);
+        Assert.Contains("org=clinic", write.Query);
+        Assert.Equal("gzip", write.Headers["Content-Encoding"]);
+        Assert.Equal("Token test-token-not-secret", write.Headers["Authorization"]);
+        Assert.Matches($@"^vitals,device=watch-1,kind=heart_rate,patient=patient-1 value=72.5,commit=\d+i {T0}\n?$", write.Body);
+    }
+
+    [Fact]
+    public async Task Busy_and_failing_answers_are_retried_until_the_write_is_taken()
+    {
+        _server.Then(503, """{"code":"unavailable","message":"shutting down"}""");
+        _server.Then(429, """{"code":"too many requests","message":"slow down"}""", headers: ("Retry-After", "1"));
+        _server.Then(500, """{"code":"internal error","message":"disk"}""");
+
+        var (_, outcomes) = await _file.CommitAsync(Of("watch-1", "patient-1", 1, new VitalReading(VitalKind.HeartRate, T0, 72)));
+
+        Assert.Equal(CommitOutcome.Stored, outcomes[0].Outcome);
+        Assert.Equal(4, _server.Requests.Count);
+        Assert.Single(_server.Requests.Select(request => request.Body).Distinct());
+    }
+
+    [Fact]
+    public async Task A_refusal_that_waiting_cannot_change_fails_the_commit_at_once()
+    {
+        _server.Then(400, """{"code":"invalid","message":"unable to parse"}""");
+
+        await Assert.ThrowsAnyAsync<Exception>(() => _file.CommitAsync(Of("watch-1", "patient-1", 1, new VitalReading(VitalKind.HeartRate, T0, 72))));
+        Assert.Single(_server.Requests);
+    }
+
+    [Fact]
+    public async Task A_commit_that_failed_leaves_its_batch_unrecorded_so_the_resend_is_stored()
+    {
+        using var impatient = new InfluxStoreFile(_server.Url, options =>
+        {
+            options.RetryFor = TimeSpan.FromMilliseconds(200);
+            options.RetryDelay = TimeSpan.FromMilliseconds(20);
+        });
+        _server.FailingWith = 503;
+        var batch = Of("watch-1", "patient-1", 9, new VitalReading(VitalKind.HeartRate, T0, 72));
+        await Assert.ThrowsAnyAsync<Exception>(() => impatient.CommitAsync(batch));
+        Assert.True(_server.Requests.Count > 1, "the write was retried");
+
+        _server.FailingWith = null;
+        var (_, outcomes) = await impatient.CommitAsync(batch);
+        Assert.Equal(CommitOutcome.Stored, outcomes[0].Outcome);
+    }
+}

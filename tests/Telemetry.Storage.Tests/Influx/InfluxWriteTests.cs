@@ -1,0 +1,98 @@
+using Telemetry.Core.Readings;
+using Telemetry.Core.Vitals;
+using Xunit;
+using static Telemetry.Storage.Tests.DuckDb.Batches;
+
+namespace Telemetry.Storage.Tests.Influx;
+
+/// <summary>The write path through InfluxDB.Client into a real line-protocol server (VictoriaMetrics), read back from it.</summary>
+public sealed class InfluxWriteTests : IAsyncLifetime
+{
+    private VictoriaMetrics _server = null!;
+    private InfluxStoreFile _file = null!;
+
+    public async Task InitializeAsync()
+    {
+        _server = await VictoriaMetrics.StartNewAsync();
+        _file = new InfluxStoreFile(_server.Url);
+    }
+
+    public async Task DisposeAsync()
+    {
+        _file.Dispose();
+        await _server.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Every_reading_is_written_as_a_point_tagged_with_patient_device_and_vital()
+    {
+        var (commitId, outcomes) = await _file.CommitAsync(
+            Of("watch-1", "patient-1", 1, Heart(0, 61), Heart(1_000, 62.5), new VitalReading(VitalKind.OxygenSaturation, T0, 97)),
+            Of("ring-2", "patient-2", 1, Heart(0, 55)));
+
+        Assert.All(outcomes, outcome => Assert.Equal(CommitOutcome.Stored, outcome.Outcome));
+        var values = await _server.ExportAsync("vitals_value");
+        Assert.Equal(
+            [("patient-1", "watch-1", "heart_rate", T0, 61.0), ("patient-1", "watch-1", "heart_rate", T0 + 1_000, 62.5),
+             ("patient-1", "watch-1", "spo2", T0, 97.0), ("patient-2", "ring-2", "heart_rate", T0, 55.0)],
+            values.Select(Row).Order());
+        var commits = await _server.ExportAsync("vitals_commit");
+        Assert.Equal(4, commits.Count);
+        Assert.All(commits, sample => Assert.Equal(commitId, (long)sample.Value));
+    }
+
+    [Fact]
+    public async Task A_resent_batch_is_a_duplicate_and_a_resend_after_a_restart_is_stored_once()
+    {
+        var batch = Of("watch-1", "patient-1", 7, Heart(0, 61), Heart(1_000, 62));
+        await _file.CommitAsync(batch);
+
+        var (_, again) = await _file.CommitAsync(batch);
+        Assert.Equal(CommitOutcome.Duplicate, again[0].Outcome);
+        Assert.Equal(2, again[0].Duplicates);
+
+        // The batch ledger is in the local file, so a restarted store still knows the batch.
+        _file.Reopen();
+        var (_, afterRestart) = await _file.CommitAsync(batch);
+        Assert.Equal(CommitOutcome.Duplicate, afterRestart[0].Outcome);
+
+        // A batch with no number is written again, and the server still holds each reading once.
+        await _file.CommitAsync(Of("watch-1", "patient-1", 0, Heart(0, 61), Heart(1_000, 62)));
+        Assert.Equal(2, (await _server.ExportAsync("vitals_value")).Count);
+    }
+
+    [Fact]
+    public async Task Commit_ids_increase_across_restarts()
+    {
+        var (first, _) = await _file.CommitAsync(Of("watch-1", "patient-1", 1, Heart(0, 61)));
+        var (second, _) = await _file.CommitAsync(Of("watch-1", "patient-1", 2, Heart(1, 61)));
+        _file.Reopen();
+        var (third, _) = await _file.CommitAsync(Of("watch-1", "patient-1", 3, Heart(2, 61)));
+
+        Assert.True(first < second && second < third, $"{first} < {second} < {third}");
+    }
+
+    [Fact]
+    public async Task Quarantined_readings_go_to_their_own_measurement_with_the_reason()
+    {
+        await _file.CommitAsync(Of("watch-1", "patient-1", 1, Heart(0, 61)) with { Quarantined = new[] { Heart(1_000, 400) } });
+
+        var quarantined = Assert.Single(await _server.ExportAsync("quarantine_value"));
+        Assert.Equal(("patient-1", "watch-1", "heart_rate", T0 + 1_000, 400.0), Row(quarantined));
+        Assert.Single(await _server.ExportAsync("vitals_value"));
+    }
+
+    [Fact]
+    public async Task A_flush_larger_than_one_request_is_written_in_several_and_all_arrive()
+    {
+        var readings = Enumerable.Range(0, (Telemetry.Storage.Influx.InfluxRawSeriesStore.MaxLinesPerWrite * 2) + 17).Select(i => Heart(i, 60 + (i % 40))).ToArray();
+        await _file.CommitAsync(Of("watch-1", "patient-1", 1, readings));
+
+        Assert.Equal(readings.Length, (await _server.ExportAsync("vitals_value")).Count);
+    }
+
+    private static VitalReading Heart(long offsetMs, double value) => new(VitalKind.HeartRate, T0 + offsetMs, value);
+
+    private static (string Patient, string Device, string Kind, long TimestampMs, double Value) Row(VictoriaMetrics.Sample sample) =>
+        (sample.Labels["patient"], sample.Labels["device"], sample.Labels["kind"], sample.TimestampMs, sample.Value);
+}
