@@ -8,4 +8,7 @@ public enum RawStoreKind
 
     /// <summary>InfluxDB 2, configured under <c>Telemetry:Storage:InfluxDb</c>.</summary>
     InfluxDb,
+
+    /// <summary>VictoriaMetrics (InfluxDB's write API, its own export API for reads), configured under <c>Telemetry:Storage:VictoriaMetrics</c>.</summary>
+    VictoriaMetrics,
 }

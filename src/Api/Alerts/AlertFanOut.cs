@@ -1,19 +1,30 @@
+using Microsoft.Extensions.Options;
 using Telemetry.Core.Alerts;
 using Telemetry.Ingest.Mqtt;
+using Telemetry.Storage.Redis;
 
 namespace Telemetry.Api.Alerts;
 
-/// <summary>Where the grains' stored alert events go live: the MQTT alerts topic, server-sent event streams, and the webhooks.</summary>
-public sealed class AlertFanOut(MqttAlertRelay mqtt, AlertBroadcaster streams, WebhookDispatcher webhooks) : IAlertPublisher
+/// <summary>
+/// Where the grains' stored alert events go live: the MQTT alerts topic, server-sent event streams, and the webhooks.
+/// In a cluster the streams and MQTT subscribers of every server are served by its <see cref="Cluster.AlertTail"/>
+/// instead, and this server only wakes its webhook delivery.
+/// </summary>
+public sealed class AlertFanOut(MqttAlertRelay mqtt, AlertBroadcaster streams, WebhookDispatcher webhooks, IOptions<TelemetryClusterOptions> cluster) : IAlertPublisher
 {
     public void Publish(IReadOnlyList<AlertEvent> events)
     {
+        webhooks.Notify();
+        if (cluster.Value.Enabled)
+        {
+            return;
+        }
+
         foreach (var item in events)
         {
             mqtt.Publish(item);
         }
 
         streams.Publish(events);
-        webhooks.Notify();
     }
 }

@@ -4,6 +4,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Options;
+using Telemetry.Api.Cluster;
 using Telemetry.Core;
 using Telemetry.Core.Alerts;
 using Telemetry.Core.Storage;
@@ -19,6 +20,7 @@ namespace Telemetry.Api.Alerts;
 /// </summary>
 public sealed partial class WebhookDispatcher(
     IAlertStore store,
+    DeliveryLease lease,
     IOptions<AlertOptions> options,
     IngestInstruments instruments,
     TimeProvider timeProvider,
@@ -100,10 +102,25 @@ public sealed partial class WebhookDispatcher(
             }
         }
 
+        var held = true;
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
+                // In a cluster one server delivers; one that takes over carries on from the delivered mark.
+                if (!await lease.HoldAsync(consumer))
+                {
+                    held = false;
+                    await Task.Delay(PollInterval, timeProvider, stoppingToken);
+                    continue;
+                }
+
+                if (!held)
+                {
+                    position = await store.ReadCursorAsync(consumer, stoppingToken);
+                    held = true;
+                }
+
                 var events = await store.ReadEventsAsync(position, null, PageSize, stoppingToken);
                 foreach (var item in events)
                 {

@@ -1,3 +1,4 @@
+using Telemetry.Api.Cluster;
 using Telemetry.Api.Security;
 using Telemetry.Core;
 using Telemetry.Core.Devices;
@@ -77,7 +78,7 @@ public static class DeviceEndpoints
             })]));
     }
 
-    private static async Task<IResult> RotateAsync(string deviceId, IGrainFactory grains, DeviceSessions sessions)
+    private static async Task<IResult> RotateAsync(string deviceId, IGrainFactory grains, ClusterSignals signals)
     {
         var device = grains.GetGrain<IDeviceGrain>(deviceId);
         if (!Identifier.IsValid(deviceId) || await device.RotateAsync() is not { } secret || await device.GetAsync() is not { } binding)
@@ -85,13 +86,13 @@ public static class DeviceEndpoints
             return UnknownDevice(deviceId);
         }
 
-        // A connection opened with the old token ends now, so the old token buys nothing more.
-        await sessions.EndAsync(deviceId, revoked: false);
+        // A connection opened with the old token ends now, on whichever server holds it, so the old token buys nothing more.
+        await signals.DeviceCredentialsChangedAsync(deviceId, revoked: false);
 
         return TypedResults.Ok(new ProvisionedDevice(deviceId, binding.PatientId, DeviceToken.Format(deviceId, secret)));
     }
 
-    private static async Task<IResult> RevokeAsync(string deviceId, IGrainFactory grains, DeviceSessions sessions)
+    private static async Task<IResult> RevokeAsync(string deviceId, IGrainFactory grains, ClusterSignals signals)
     {
         var device = grains.GetGrain<IDeviceGrain>(deviceId);
         if (!Identifier.IsValid(deviceId) || !await device.RevokeAsync() || await device.GetAsync() is not { } binding)
@@ -99,7 +100,7 @@ public static class DeviceEndpoints
             return UnknownDevice(deviceId);
         }
 
-        await sessions.EndAsync(deviceId, revoked: true);
+        await signals.DeviceCredentialsChangedAsync(deviceId, revoked: true);
 
         return TypedResults.Ok(binding);
     }

@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Diagnostics.HealthChecks;
-using Telemetry.Ingest.Pipeline;
 using Telemetry.Core.Storage;
+using Telemetry.Ingest.Pipeline;
 using Telemetry.Storage.DuckDb;
 using Telemetry.Storage.Influx;
 

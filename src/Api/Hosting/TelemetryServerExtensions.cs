@@ -5,6 +5,7 @@ using MQTTnet.AspNetCore;
 using OpenTelemetry.Metrics;
 using Telemetry.Api.Alerts;
 using Telemetry.Api.Audit;
+using Telemetry.Api.Cluster;
 using Telemetry.Api.Devices;
 using Telemetry.Api.Fhir;
 using Telemetry.Api.Health;
@@ -18,6 +19,7 @@ using Telemetry.Ingest;
 using Telemetry.Ingest.Mqtt;
 using Telemetry.Storage;
 using Telemetry.Storage.Audit;
+using Telemetry.Storage.Redis;
 
 namespace Telemetry.Api.Hosting;
 
@@ -73,10 +75,20 @@ public static partial class TelemetryServerExtensions
         // Order matters for shutdown, which runs in reverse: ingest drains first, then the silo deactivates grains
         // (which write their last rollups), then the store.
         services.AddSingleton(TimeProvider.System);
-        services.AddDuckDbStorage(builder.Configuration.GetValue(StorageServiceCollectionExtensions.RawStoreKey, RawStoreKind.DuckDb));
+        var storage = builder.Configuration.GetSection(StorageOptions.Section).Get<StorageOptions>() ?? new StorageOptions();
+        var cluster = builder.Configuration.GetSection(TelemetryClusterOptions.Section).Get<TelemetryClusterOptions>() ?? new TelemetryClusterOptions();
+        services.AddOptions<TelemetryClusterOptions>().BindConfiguration(TelemetryClusterOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddTelemetryStorage(storage, cluster);
         services.AddSingleton<GrainInstruments>();
-        builder.UseOrleans(silo => silo.UseLocalhostClustering(siloPort: server.SiloPort, gatewayPort: 0));
+        builder.UseOrleans(silo => UseClustering(silo, server, cluster));
         services.AddIngest();
+        services.AddSingleton<ClusterSignals>();
+        services.AddHostedService(sp => sp.GetRequiredService<ClusterSignals>());
+        services.AddSingleton<DeliveryLease>();
+        if (cluster.Enabled)
+        {
+            services.AddHostedService<AlertTail>();
+        }
 
         services.AddOptions<AlertOptions>().BindConfiguration(AlertOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<AlertBroadcaster>();
@@ -132,6 +144,39 @@ public static partial class TelemetryServerExtensions
         }
 
         return app;
+    }
+
+    /// <summary>
+    /// Alone, the silo is its own cluster on loopback. In cluster mode, membership is kept in Redis: every server with the
+    /// same Redis and cluster id joins, and patients' grains spread across them (and move when one dies).
+    /// </summary>
+    private static void UseClustering(ISiloBuilder silo, ServerOptions server, TelemetryClusterOptions cluster)
+    {
+        if (!cluster.Enabled)
+        {
+            silo.UseLocalhostClustering(siloPort: server.SiloPort, gatewayPort: 0);
+            return;
+        }
+
+        silo.UseRedisClustering(options =>
+        {
+            options.ConfigurationOptions = StackExchange.Redis.ConfigurationOptions.Parse(cluster.Redis!);
+            options.ConfigurationOptions.AbortOnConnectFail = false;
+        });
+        silo.Configure<Orleans.Configuration.ClusterOptions>(options =>
+        {
+            options.ClusterId = cluster.ClusterId;
+            options.ServiceId = cluster.ClusterId;
+        });
+        silo.Configure<Orleans.Configuration.EndpointOptions>(options =>
+        {
+            options.SiloPort = server.SiloPort;
+            options.GatewayPort = 0;
+            if (cluster.AdvertisedAddress is { Length: > 0 } address)
+            {
+                options.AdvertisedIPAddress = System.Net.IPAddress.Parse(address);
+            }
+        });
     }
 
     /// <summary>

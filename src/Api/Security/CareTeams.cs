@@ -4,12 +4,21 @@ namespace Telemetry.Api.Security;
 
 /// <summary>
 /// Which care teams look after which patient, held in memory for every request's access check and written through
-/// to the store. Loaded once at first use; changed only through the admin API on this server.
+/// to the store. Loaded at first use, and again after another server of a cluster changed a team.
 /// </summary>
-public sealed class CareTeams(ICareTeamStore store)
+public sealed class CareTeams
 {
+    private readonly ICareTeamStore _store;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private volatile Dictionary<string, IReadOnlySet<string>>? _teams;
+
+    public CareTeams(ICareTeamStore store)
+    {
+        _store = store;
+
+        // Forget what was read: the next access check reads the teams again.
+        store.ChangedElsewhere += () => _teams = null;
+    }
 
     /// <summary>True when any of <paramref name="teams"/> looks after <paramref name="patientId"/>.</summary>
     public async ValueTask<bool> AnyLooksAfterAsync(IEnumerable<string> teams, string patientId, CancellationToken cancellationToken = default)
@@ -34,8 +43,8 @@ public sealed class CareTeams(ICareTeamStore store)
         await _gate.WaitAsync(cancellationToken);
         try
         {
-            await store.SetAsync(teamId, patientIds, cancellationToken);
-            var next = new Dictionary<string, IReadOnlySet<string>>(_teams!, StringComparer.Ordinal);
+            await _store.SetAsync(teamId, patientIds, cancellationToken);
+            var next = new Dictionary<string, IReadOnlySet<string>>(_teams ?? await _store.ReadAllAsync(cancellationToken), StringComparer.Ordinal);
             if (patientIds.Count == 0)
             {
                 next.Remove(teamId);
@@ -63,7 +72,7 @@ public sealed class CareTeams(ICareTeamStore store)
         await _gate.WaitAsync(cancellationToken);
         try
         {
-            return _teams ??= new Dictionary<string, IReadOnlySet<string>>(await store.ReadAllAsync(cancellationToken), StringComparer.Ordinal);
+            return _teams ??= new Dictionary<string, IReadOnlySet<string>>(await _store.ReadAllAsync(cancellationToken), StringComparer.Ordinal);
         }
         finally
         {

@@ -8,4 +8,7 @@ public interface ICareTeamStore
 
     /// <summary>Makes <paramref name="patientIds"/> the whole of <paramref name="teamId"/>'s patients (none removes the team).</summary>
     Task SetAsync(string teamId, IReadOnlyCollection<string> patientIds, CancellationToken cancellationToken = default);
+
+    /// <summary>Raised when another server sharing the store may have changed a team, so what was read before may be stale.</summary>
+    event Action? ChangedElsewhere;
 }

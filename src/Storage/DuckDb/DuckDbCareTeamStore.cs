@@ -6,6 +6,13 @@ namespace Telemetry.Storage.DuckDb;
 /// <summary>Care teams' patients in the embedded DuckDB file; a team is replaced whole, in one transaction.</summary>
 public sealed class DuckDbCareTeamStore(DuckDbDatabase database) : ICareTeamStore
 {
+    /// <summary>The file is this server's alone: no one else changes it.</summary>
+    public event Action? ChangedElsewhere
+    {
+        add { }
+        remove { }
+    }
+
     public Task<IReadOnlyDictionary<string, IReadOnlySet<string>>> ReadAllAsync(CancellationToken cancellationToken = default) =>
         Task.Run<IReadOnlyDictionary<string, IReadOnlySet<string>>>(() =>
         {

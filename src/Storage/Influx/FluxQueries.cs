@@ -81,6 +81,15 @@ internal static class FluxQueries
           |> limit(n: {limit.ToString(CultureInfo.InvariantCulture)})
         """;
 
+    /// <summary>The patient's rollups of one vital at one resolution, one row per window with its fields, oldest first.</summary>
+    public static string Rollups(string bucket, string patientId, VitalKind kind, Resolution resolution, long fromMs, long toMs) => $"""
+        {Patient(bucket, InfluxLayout.Rollups, patientId, fromMs, toMs)}
+          |> filter(fn: (r) => r.{InfluxLayout.KindTag} == {Quote(VitalCatalogue.Get(kind).Name)} and r.{InfluxLayout.ResolutionTag} == "{resolution.ToWireName()}")
+          |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+          |> group()
+          |> sort(columns: ["_time"])
+        """;
+
     /// <summary>A Flux string literal: quotes, backslashes and interpolation escaped.</summary>
     public static string Quote(string value)
     {

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using Telemetry.Core.Readings;
+using Telemetry.Core.Rollups;
 using Telemetry.Core.Vitals;
 
 namespace Telemetry.Storage.Influx;
@@ -15,6 +16,8 @@ internal static class InfluxLayout
 {
     public const string Vitals = "vitals";
     public const string Quarantine = "quarantine";
+    public const string Rollups = "rollups";
+    public const string ResolutionTag = "resolution";
     public const string ValueField = "value";
     public const string CommitField = "commit";
     public const string ReasonField = "reason";
@@ -38,6 +41,35 @@ internal static class InfluxLayout
         }
 
         lines.Append(' ').Append(reading.TimestampMs.ToString(CultureInfo.InvariantCulture)).Append('\n');
+    }
+
+    /// <summary>
+    /// Appends a rollup as one point of <c>rollups</c>, tagged with kind, patient and resolution. At its window's start
+    /// (<paramref name="writtenAtMs"/> null), so writing a window again replaces it, as InfluxDB replaces a point; or, for
+    /// a server that does not reliably replace a point written twice (VictoriaMetrics), at a time of writing unique to
+    /// the series, with the window's start as field <c>start</c>, so a reader keeps the latest write of each window.
+    /// </summary>
+    public static void AppendRollup(StringBuilder lines, Rollup rollup, long? writtenAtMs = null)
+    {
+        var window = rollup.Window;
+        var invariant = CultureInfo.InvariantCulture;
+        lines.Append(Rollups)
+            .Append(",kind=").Append(VitalCatalogue.Get(rollup.Kind).Name)
+            .Append(",patient=").Append(rollup.PatientId)
+            .Append(",resolution=").Append(rollup.Resolution.ToWireName())
+            .Append(" count=").Append(window.Count.ToString(invariant)).Append('i')
+            .Append(",sum=").Append(window.Sum.ToString("R", invariant))
+            .Append(",min=").Append(window.Min.ToString("R", invariant))
+            .Append(",max=").Append(window.Max.ToString("R", invariant))
+            .Append(",squares=").Append(window.SumOfSquares.ToString("R", invariant))
+            .Append(",last=").Append(window.Last.ToString("R", invariant))
+            .Append(",lastTime=").Append(window.LastMs.ToString(invariant)).Append('i');
+        if (writtenAtMs is { } written)
+        {
+            lines.Append(",start=").Append(window.StartMs.ToString(invariant)).Append('i');
+        }
+
+        lines.Append(' ').Append((writtenAtMs ?? window.StartMs).ToString(invariant)).Append('\n');
     }
 
     /// <summary>The vital a <c>kind</c> tag names, if it is one of the catalogue's.</summary>

@@ -1,5 +1,6 @@
 using Telemetry.Core.Readings;
 using Telemetry.Core.Vitals;
+using Telemetry.Testing;
 using Xunit;
 using static Telemetry.Storage.Tests.DuckDb.Batches;
 

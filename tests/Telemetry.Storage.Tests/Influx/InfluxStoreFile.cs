@@ -1,5 +1,4 @@
 using Microsoft.Extensions.Logging.Abstractions;
-using Microsoft.Extensions.Options;
 using Telemetry.Core.Readings;
 using Telemetry.Storage.DuckDb;
 using Telemetry.Storage.Influx;
@@ -7,15 +6,34 @@ using Telemetry.Storage.Tests.DuckDb;
 
 namespace Telemetry.Storage.Tests.Influx;
 
-/// <summary>An InfluxDB raw store pointed at <paramref name="url"/>, with its local file (the batch ledger); it can be reopened as a restart does.</summary>
-internal sealed class InfluxStoreFile(string url, Action<InfluxOptions>? configure = null) : IDisposable
+/// <summary>
+/// The raw store on a series server at a URL (InfluxDB's API, or VictoriaMetrics' for reads), with its local file (the
+/// batch ledger); it can be reopened as a restart does.
+/// </summary>
+internal sealed class InfluxStoreFile : IDisposable
 {
+    private readonly Func<SeriesBackend> _connect;
+    private SeriesBackend? _backend;
     private DuckDbDatabase? _database;
     private InfluxRawSeriesStore? _store;
 
+    /// <summary>Reads through Flux, as from InfluxDB.</summary>
+    public InfluxStoreFile(string url, Action<InfluxOptions>? configure = null)
+    {
+        var options = new InfluxOptions { Url = url, Token = "test-token-not-secret", Org = "clinic", Bucket = "vitals" };
+        configure?.Invoke(options);
+        _connect = () => SeriesBackend.ForInfluxDb(options, TimeProvider.System, NullLogger.Instance);
+    }
+
+    private InfluxStoreFile(Func<SeriesBackend> connect) => _connect = connect;
+
+    /// <summary>Reads through VictoriaMetrics' export API.</summary>
+    public static InfluxStoreFile ForVictoriaMetrics(string url) =>
+        new(() => SeriesBackend.ForVictoriaMetrics(new VictoriaMetricsOptions { Url = url }, TimeProvider.System, NullLogger.Instance));
+
     public TemporaryDirectory Directory { get; } = new();
 
-    public InfluxOptions Options { get; } = Configure(url, configure);
+    public SeriesBackend Backend => _backend ??= _connect();
 
     public InfluxRawSeriesStore Store => _store ??= Open();
 
@@ -38,24 +56,19 @@ internal sealed class InfluxStoreFile(string url, Action<InfluxOptions>? configu
         Directory.Dispose();
     }
 
-    private static InfluxOptions Configure(string url, Action<InfluxOptions>? configure)
-    {
-        var options = new InfluxOptions { Url = url, Token = "test-token-not-secret", Org = "clinic", Bucket = "vitals" };
-        configure?.Invoke(options);
-        return options;
-    }
-
     private InfluxRawSeriesStore Open()
     {
         _database = new DuckDbDatabase(Directory.Options);
-        return new InfluxRawSeriesStore(Microsoft.Extensions.Options.Options.Create(Options), _database, TimeProvider.System, NullLogger<InfluxRawSeriesStore>.Instance);
+        return new InfluxRawSeriesStore(Backend, _database, TimeProvider.System, NullLogger<InfluxRawSeriesStore>.Instance);
     }
 
     private void Close()
     {
         _store?.Dispose();
         _database?.Dispose();
+        _backend?.Dispose();
         _store = null;
         _database = null;
+        _backend = null;
     }
 }

@@ -1,0 +1,140 @@
+using System.Globalization;
+using InfluxDB.Client;
+using InfluxDB.Client.Core;
+using InfluxDB.Client.Core.Flux.Domain;
+using Telemetry.Core.Readings;
+using Telemetry.Core.Rollups;
+using Telemetry.Core.Storage;
+using Telemetry.Core.Vitals;
+
+namespace Telemetry.Storage.Influx;
+
+/// <summary>Reads the series from InfluxDB 2 through Flux (see <see cref="FluxQueries"/>).</summary>
+internal sealed class FluxSeriesReader(InfluxDBClient client, string bucket, string org) : ISeriesReader
+{
+    private readonly IQueryApi _queries = client.GetQueryApi();
+
+    public async Task<RawAggregate> AggregateAsync(string patientId, long fromMs, long toMs, Resolution resolution, CancellationToken cancellationToken)
+    {
+        var windows = new List<KindWindow>();
+        long highestCommit = 0;
+        foreach (var record in await QueryAsync(FluxQueries.Aggregate(bucket, patientId, fromMs, toMs, resolution), cancellationToken))
+        {
+            switch (record.GetValueByKey("result") as string)
+            {
+                case "commit":
+                    highestCommit = Math.Max(highestCommit, Convert.ToInt64(record.GetValue(), CultureInfo.InvariantCulture));
+                    break;
+                case "windows" when InfluxLayout.TryParseKind(record.GetValueByKey(InfluxLayout.KindTag), out var kind):
+                    var lastMs = Long(record, "lastTime") / 1_000_000;
+                    windows.Add(new KindWindow(kind, new RollupWindow(
+                        resolution.WindowStart(lastMs), Long(record, "count"), Double(record, "sum"), Double(record, "min"),
+                        Double(record, "max"), Double(record, "squares"), Double(record, "last"), lastMs)));
+                    break;
+            }
+        }
+
+        return new RawAggregate(windows, highestCommit);
+    }
+
+    public async Task<IReadOnlyList<QuarantinedReading>> ReadQuarantineAsync(string deviceId, int limit, CancellationToken cancellationToken)
+    {
+        var readings = new List<QuarantinedReading>();
+        foreach (var record in await QueryAsync(FluxQueries.Quarantine(bucket, deviceId, limit), cancellationToken))
+        {
+            if (InfluxLayout.TryParseKind(record.GetValueByKey(InfluxLayout.KindTag), out var kind) && record.GetTime() is { } time)
+            {
+                readings.Add(new QuarantinedReading(
+                    new VitalReading(kind, time.ToUnixTimeMilliseconds(), Double(record, InfluxLayout.ValueField)),
+                    record.GetValueByKey(InfluxLayout.ReasonField) as string ?? "implausible"));
+            }
+        }
+
+        return readings;
+    }
+
+    public async Task<IReadOnlyList<StoredReading>> ReadAsync(string patientId, VitalKind kind, long fromMs, long toMs, int limit, CancellationToken cancellationToken) =>
+        [.. (await QueryAsync(FluxQueries.Read(bucket, patientId, kind, fromMs, toMs, limit), cancellationToken)).Select(ToStoredReading).OfType<StoredReading>()];
+
+    public async Task<IReadOnlyList<StoredReading>> ReadLatestAsync(string patientId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, int perKind, CancellationToken cancellationToken) =>
+        kinds.Count == 0
+            ? []
+            : [.. (await QueryAsync(FluxQueries.ReadLatest(bucket, patientId, kinds, fromMs, toMs, perKind), cancellationToken)).Select(ToStoredReading).OfType<StoredReading>()];
+
+    public async IAsyncEnumerable<StoredReading> StreamAsync(string patientId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        if (kinds.Count == 0)
+        {
+            yield break;
+        }
+
+        // Rows are read from the response as it arrives, so an export never holds the whole range.
+        await foreach (var row in _queries.QueryAsyncEnumerable<ReadingRow>(FluxQueries.Stream(bucket, patientId, kinds, fromMs, toMs), org, cancellationToken))
+        {
+            if (InfluxLayout.TryParseKind(row.Kind, out var kind) && row.Device is { } deviceId)
+            {
+                yield return new StoredReading(deviceId, kind, new DateTimeOffset(DateTime.SpecifyKind(row.Time, DateTimeKind.Utc)).ToUnixTimeMilliseconds(), row.Value);
+            }
+        }
+    }
+
+    public async Task<IReadOnlyList<RollupWindow>> ReadRollupsAsync(string patientId, VitalKind kind, Resolution resolution, long fromMs, long toMs, CancellationToken cancellationToken)
+    {
+        var windows = new List<RollupWindow>();
+        foreach (var record in await QueryAsync(FluxQueries.Rollups(bucket, patientId, kind, resolution, fromMs, toMs), cancellationToken))
+        {
+            if (record.GetTime() is { } start)
+            {
+                windows.Add(new RollupWindow(
+                    start.ToUnixTimeMilliseconds(), Long(record, "count"), Double(record, "sum"), Double(record, "min"),
+                    Double(record, "max"), Double(record, "squares"), Double(record, "last"), Long(record, "lastTime")));
+            }
+        }
+
+        return windows;
+    }
+
+    public async Task<bool> DeleteBeforeAsync(string measurement, Resolution? resolution, long beforeMs, CancellationToken cancellationToken)
+    {
+        var before = DateTimeOffset.FromUnixTimeMilliseconds(beforeMs).UtcDateTime;
+        var predicate = resolution is { } of
+            ? $"_measurement=\"{measurement}\" AND {InfluxLayout.ResolutionTag}=\"{of.ToWireName()}\""
+            : $"_measurement=\"{measurement}\"";
+        await client.GetDeleteApi().Delete(DateTime.UnixEpoch, before, predicate, bucket, org, cancellationToken);
+        return true;
+    }
+
+    public void Dispose()
+    {
+    }
+
+    private async Task<IEnumerable<FluxRecord>> QueryAsync(string flux, CancellationToken cancellationToken) =>
+        (await _queries.QueryAsync(flux, org, cancellationToken)).SelectMany(table => table.Records);
+
+    private static StoredReading? ToStoredReading(FluxRecord record) =>
+        InfluxLayout.TryParseKind(record.GetValueByKey(InfluxLayout.KindTag), out var kind)
+        && record.GetValueByKey(InfluxLayout.DeviceTag) is string deviceId
+        && record.GetTime() is { } time
+            ? new StoredReading(deviceId, kind, time.ToUnixTimeMilliseconds(), Convert.ToDouble(record.GetValue(), CultureInfo.InvariantCulture))
+            : null;
+
+    private static long Long(FluxRecord record, string column) => Convert.ToInt64(record.GetValueByKey(column), CultureInfo.InvariantCulture);
+
+    private static double Double(FluxRecord record, string column) => Convert.ToDouble(record.GetValueByKey(column), CultureInfo.InvariantCulture);
+
+    /// <summary>One row of a raw read, as InfluxDB.Client maps it from the response.</summary>
+    internal sealed class ReadingRow
+    {
+        [Column(InfluxLayout.DeviceTag, IsTag = true)]
+        public string? Device { get; set; }
+
+        [Column(InfluxLayout.KindTag, IsTag = true)]
+        public string? Kind { get; set; }
+
+        [Column(IsTimestamp = true)]
+        public DateTime Time { get; set; }
+
+        [Column("_value")]
+        public double Value { get; set; }
+    }
+}

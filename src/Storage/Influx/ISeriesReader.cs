@@ -1,0 +1,27 @@
+using Telemetry.Core.Rollups;
+using Telemetry.Core.Storage;
+using Telemetry.Core.Vitals;
+
+namespace Telemetry.Storage.Influx;
+
+/// <summary>How the series written as line protocol are read back: Flux for InfluxDB, the export API for VictoriaMetrics.</summary>
+internal interface ISeriesReader : IDisposable
+{
+    Task<RawAggregate> AggregateAsync(string patientId, long fromMs, long toMs, Resolution resolution, CancellationToken cancellationToken);
+
+    Task<IReadOnlyList<QuarantinedReading>> ReadQuarantineAsync(string deviceId, int limit, CancellationToken cancellationToken);
+
+    Task<IReadOnlyList<StoredReading>> ReadAsync(string patientId, VitalKind kind, long fromMs, long toMs, int limit, CancellationToken cancellationToken);
+
+    Task<IReadOnlyList<StoredReading>> ReadLatestAsync(string patientId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, int perKind, CancellationToken cancellationToken);
+
+    IAsyncEnumerable<StoredReading> StreamAsync(string patientId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, CancellationToken cancellationToken);
+
+    Task<IReadOnlyList<RollupWindow>> ReadRollupsAsync(string patientId, VitalKind kind, Resolution resolution, long fromMs, long toMs, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Deletes the measurement's points before <paramref name="beforeMs"/> (of one resolution, for rollups); false when the
+    /// server keeps its own retention instead.
+    /// </summary>
+    Task<bool> DeleteBeforeAsync(string measurement, Resolution? resolution, long beforeMs, CancellationToken cancellationToken);
+}

@@ -1,0 +1,71 @@
+using InfluxDB.Client;
+using Microsoft.Extensions.Logging;
+
+namespace Telemetry.Storage.Influx;
+
+/// <summary>
+/// A time-series server the raw series (and, if so configured, the rollups) live in: written through InfluxDB.Client's
+/// v2 write API, read through Flux (InfluxDB) or the export API (VictoriaMetrics).
+/// </summary>
+public sealed class SeriesBackend : IDisposable
+{
+    private readonly InfluxDBClient _client;
+
+    private SeriesBackend(InfluxDBClient client, SeriesServerOptions options, string bucket, string org, Func<InfluxDBClient, ISeriesReader> reader, string description, bool versionedRollups, TimeProvider timeProvider, ILogger logger)
+    {
+        _client = client;
+        VersionedRollups = versionedRollups;
+        if (options.Gzip)
+        {
+            client.EnableGzip();
+        }
+
+        Writer = new SeriesWriter(client.GetWriteApiAsync(), options, bucket, org, timeProvider, logger);
+        Reader = reader(client);
+        Description = description;
+    }
+
+    /// <summary>Where the series are, for health reports and logs (no secrets).</summary>
+    public string Description { get; }
+
+    internal SeriesWriter Writer { get; }
+
+    internal ISeriesReader Reader { get; }
+
+    /// <summary>True when a point written twice is not reliably replaced, so rollups are written by time of writing (see <see cref="InfluxLayout.AppendRollup"/>).</summary>
+    internal bool VersionedRollups { get; }
+
+    public static SeriesBackend ForInfluxDb(InfluxOptions options, TimeProvider timeProvider, ILogger logger)
+    {
+        var client = new InfluxDBClient(new InfluxDBClientOptions(options.Url)
+        {
+            Token = options.ResolveToken(),
+            Org = options.Org,
+            Bucket = options.Bucket,
+            Timeout = options.RequestTimeout,
+        });
+        return new SeriesBackend(client, options, options.Bucket, options.Org, client => new FluxSeriesReader(client, options.Bucket, options.Org),
+            $"InfluxDB bucket {options.Bucket} at {options.Url}", versionedRollups: false, timeProvider, logger);
+    }
+
+    public static SeriesBackend ForVictoriaMetrics(VictoriaMetricsOptions options, TimeProvider timeProvider, ILogger logger)
+    {
+        // VictoriaMetrics takes InfluxDB's write API as it is; the token, bucket and organisation are not used there (the
+        // client insists on a token).
+        var client = new InfluxDBClient(new InfluxDBClientOptions(options.Url)
+        {
+            Token = "unused",
+            Org = "telemetry",
+            Bucket = "vitals",
+            Timeout = options.RequestTimeout,
+        });
+        return new SeriesBackend(client, options, "vitals", "telemetry", _ => new VictoriaMetricsSeriesReader(options),
+            $"VictoriaMetrics at {options.Url}", versionedRollups: true, timeProvider, logger);
+    }
+
+    public void Dispose()
+    {
+        Reader.Dispose();
+        _client.Dispose();
+    }
+}

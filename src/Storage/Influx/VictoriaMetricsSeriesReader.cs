@@ -1,0 +1,228 @@
+using System.Globalization;
+using System.Net.Http;
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using Telemetry.Core.Readings;
+using Telemetry.Core.Rollups;
+using Telemetry.Core.Storage;
+using Telemetry.Core.Vitals;
+
+namespace Telemetry.Storage.Influx;
+
+/// <summary>
+/// Reads the series back from VictoriaMetrics through its export API (<c>/api/v1/export</c>), which streams each
+/// series' raw samples as a JSON line; windows, orders and limits are worked out here. Line protocol field
+/// <c>value</c> of measurement <c>vitals</c> is the series <c>vitals_value</c> there, and so on.
+/// </summary>
+internal sealed class VictoriaMetricsSeriesReader : ISeriesReader
+{
+    private static readonly long LatestMs = new DateTimeOffset(2200, 1, 1, 0, 0, 0, TimeSpan.Zero).ToUnixTimeMilliseconds();
+
+    private readonly HttpClient _http;
+
+    public VictoriaMetricsSeriesReader(VictoriaMetricsOptions options)
+    {
+        _http = new HttpClient { BaseAddress = new Uri(options.Url), Timeout = options.RequestTimeout };
+    }
+
+    public async Task<RawAggregate> AggregateAsync(string patientId, long fromMs, long toMs, Resolution resolution, CancellationToken cancellationToken)
+    {
+        var windows = new Dictionary<(VitalKind Kind, long StartMs), RollupWindow>();
+        await foreach (var series in ExportAsync(Selector("vitals_value", patientId), fromMs, toMs, cancellationToken))
+        {
+            if (!InfluxLayout.TryParseKind(series.Label(InfluxLayout.KindTag), out var kind))
+            {
+                continue;
+            }
+
+            for (var i = 0; i < series.Timestamps.Length; i++)
+            {
+                var (timestampMs, value) = (series.Timestamps[i], series.Values[i]);
+                var key = (kind, resolution.WindowStart(timestampMs));
+                windows[key] = windows.TryGetValue(key, out var window) ? window.Add(timestampMs, value) : RollupWindow.Of(key.Item2, timestampMs, value);
+            }
+        }
+
+        long highestCommit = 0;
+        await foreach (var series in ExportAsync(Selector("vitals_commit", patientId), fromMs, toMs, cancellationToken))
+        {
+            foreach (var commit in series.Values)
+            {
+                highestCommit = Math.Max(highestCommit, (long)commit);
+            }
+        }
+
+        return new RawAggregate([.. windows.Select(entry => new KindWindow(entry.Key.Kind, entry.Value))], highestCommit);
+    }
+
+    public async Task<IReadOnlyList<QuarantinedReading>> ReadQuarantineAsync(string deviceId, int limit, CancellationToken cancellationToken)
+    {
+        // VictoriaMetrics keeps numbers only: the reason (a string field) is not kept, and every quarantine is "implausible".
+        var readings = new List<QuarantinedReading>();
+        await foreach (var series in ExportAsync($"{{__name__=\"quarantine_value\",{InfluxLayout.DeviceTag}={Quote(deviceId)}}}", 0, LatestMs, cancellationToken))
+        {
+            if (InfluxLayout.TryParseKind(series.Label(InfluxLayout.KindTag), out var kind))
+            {
+                for (var i = 0; i < series.Timestamps.Length; i++)
+                {
+                    readings.Add(new QuarantinedReading(new VitalReading(kind, series.Timestamps[i], series.Values[i]), "implausible"));
+                }
+            }
+        }
+
+        return [.. readings.OrderByDescending(reading => reading.Reading.TimestampMs).Take(limit)];
+    }
+
+    public async Task<IReadOnlyList<StoredReading>> ReadAsync(string patientId, VitalKind kind, long fromMs, long toMs, int limit, CancellationToken cancellationToken)
+    {
+        var readings = await CollectAsync(patientId, [kind], fromMs, toMs, cancellationToken);
+        return [.. readings.OrderBy(reading => reading.TimestampMs).ThenBy(reading => reading.DeviceId, StringComparer.Ordinal).Take(limit)];
+    }
+
+    public async Task<IReadOnlyList<StoredReading>> ReadLatestAsync(string patientId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, int perKind, CancellationToken cancellationToken)
+    {
+        var readings = await CollectAsync(patientId, kinds, fromMs, toMs, cancellationToken);
+        return [.. readings.GroupBy(reading => reading.Kind).SelectMany(kind => kind.OrderByDescending(reading => reading.TimestampMs).Take(perKind))];
+    }
+
+    public async IAsyncEnumerable<StoredReading> StreamAsync(string patientId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        // The export API answers series by series; putting them in time order means holding one day's at a time.
+        const long Day = 86_400_000;
+        for (var dayStart = Math.Max(0, fromMs); dayStart < Math.Min(toMs, LatestMs); dayStart += Day)
+        {
+            var readings = await CollectAsync(patientId, kinds, dayStart, Math.Min(dayStart + Day, toMs), cancellationToken);
+            foreach (var reading in readings.OrderBy(reading => reading.TimestampMs))
+            {
+                yield return reading;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Rollups are written here by time of writing, each with its window's start (see <see cref="InfluxLayout.AppendRollup"/>):
+    /// every write of a window in the range happened at or after its start, so the writes from <paramref name="fromMs"/>
+    /// until now are read, and the latest of each window kept.
+    /// </summary>
+    public async Task<IReadOnlyList<RollupWindow>> ReadRollupsAsync(string patientId, VitalKind kind, Resolution resolution, long fromMs, long toMs, CancellationToken cancellationToken)
+    {
+        var writes = new Dictionary<long, Dictionary<string, double>>();
+        var selector = $"{{__name__=~\"rollups_.*\",{InfluxLayout.PatientTag}={Quote(patientId)},{InfluxLayout.KindTag}={Quote(VitalCatalogue.Get(kind).Name)},{InfluxLayout.ResolutionTag}=\"{resolution.ToWireName()}\"}}";
+        var until = DateTimeOffset.UtcNow.AddDays(1).ToUnixTimeMilliseconds();
+        await foreach (var series in ExportAsync(selector, fromMs, until, cancellationToken))
+        {
+            var field = series.Label("__name__")?["rollups_".Length..] ?? "";
+            for (var i = 0; i < series.Timestamps.Length; i++)
+            {
+                if (!writes.TryGetValue(series.Timestamps[i], out var write))
+                {
+                    write = [];
+                    writes[series.Timestamps[i]] = write;
+                }
+
+                write[field] = series.Values[i];
+            }
+        }
+
+        var latest = new Dictionary<long, (long WrittenAtMs, Dictionary<string, double> Fields)>();
+        foreach (var (writtenAtMs, fields) in writes)
+        {
+            if (fields.TryGetValue("start", out var startValue) && (long)startValue is var start && start >= fromMs && start < toMs
+                && (!latest.TryGetValue(start, out var kept) || kept.WrittenAtMs < writtenAtMs))
+            {
+                latest[start] = (writtenAtMs, fields);
+            }
+        }
+
+        return [.. latest.OrderBy(entry => entry.Key).Select(entry => new RollupWindow(
+            entry.Key,
+            (long)entry.Value.Fields.GetValueOrDefault("count"),
+            entry.Value.Fields.GetValueOrDefault("sum"),
+            entry.Value.Fields.GetValueOrDefault("min"),
+            entry.Value.Fields.GetValueOrDefault("max"),
+            entry.Value.Fields.GetValueOrDefault("squares"),
+            entry.Value.Fields.GetValueOrDefault("last"),
+            (long)entry.Value.Fields.GetValueOrDefault("lastTime")))];
+    }
+
+    /// <summary>VictoriaMetrics deletes whole series only; what it keeps is its own <c>-retentionPeriod</c>.</summary>
+    public Task<bool> DeleteBeforeAsync(string measurement, Resolution? resolution, long beforeMs, CancellationToken cancellationToken) => Task.FromResult(false);
+
+    public void Dispose() => _http.Dispose();
+
+    private async Task<List<StoredReading>> CollectAsync(string patientId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, CancellationToken cancellationToken)
+    {
+        var readings = new List<StoredReading>();
+        if (kinds.Count == 0)
+        {
+            return readings;
+        }
+
+        var names = string.Join('|', kinds.Select(kind => VitalCatalogue.Get(kind).Name));
+        var selector = $"{{__name__=\"vitals_value\",{InfluxLayout.PatientTag}={Quote(patientId)},{InfluxLayout.KindTag}=~\"{names}\"}}";
+        await foreach (var series in ExportAsync(selector, fromMs, toMs, cancellationToken))
+        {
+            if (InfluxLayout.TryParseKind(series.Label(InfluxLayout.KindTag), out var kind) && series.Label(InfluxLayout.DeviceTag) is { } deviceId)
+            {
+                for (var i = 0; i < series.Timestamps.Length; i++)
+                {
+                    readings.Add(new StoredReading(deviceId, kind, series.Timestamps[i], series.Values[i]));
+                }
+            }
+        }
+
+        return readings;
+    }
+
+    /// <summary>Every series matching <paramref name="selector"/> with its samples in [<paramref name="fromMs"/>, <paramref name="toMs"/>).</summary>
+    private async IAsyncEnumerable<Series> ExportAsync(string selector, long fromMs, long toMs, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        fromMs = Math.Clamp(fromMs, 0, LatestMs);
+        toMs = Math.Clamp(toMs, 0, LatestMs);
+        if (toMs <= fromMs)
+        {
+            yield break;
+        }
+
+        // The export range includes its end: stop a millisecond short of it.
+        using var form = new FormUrlEncodedContent(
+        [
+            new("match[]", selector),
+            new("start", Seconds(fromMs)),
+            new("end", Seconds(toMs - 1)),
+        ]);
+        using var response = await _http.PostAsync("/api/v1/export", form, cancellationToken);
+        response.EnsureSuccessStatusCode();
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancellationToken));
+        while (await reader.ReadLineAsync(cancellationToken) is { } line)
+        {
+            if (line.Length == 0)
+            {
+                continue;
+            }
+
+            using var json = JsonDocument.Parse(line);
+            var root = json.RootElement;
+            var labels = root.GetProperty("metric").EnumerateObject().ToDictionary(label => label.Name, label => label.Value.GetString() ?? "", StringComparer.Ordinal);
+            var timestamps = root.GetProperty("timestamps").EnumerateArray().Select(value => value.GetInt64()).ToArray();
+            var values = root.GetProperty("values").EnumerateArray().Select(ReadNumber).ToArray();
+            yield return new Series(labels, timestamps, values);
+        }
+    }
+
+    private static double ReadNumber(JsonElement value) => value.ValueKind == JsonValueKind.Number
+        ? value.GetDouble()
+        : double.Parse(value.GetString()!, CultureInfo.InvariantCulture);
+
+    private static string Seconds(long ms) => (ms / 1000.0).ToString("0.###", CultureInfo.InvariantCulture);
+
+    private static string Selector(string metric, string patientId) => $"{{__name__=\"{metric}\",{InfluxLayout.PatientTag}={Quote(patientId)}}}";
+
+    /// <summary>A label value in a series selector, quotes and backslashes escaped.</summary>
+    private static string Quote(string value) => "\"" + value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal) + "\"";
+
+    private sealed record Series(Dictionary<string, string> Labels, long[] Timestamps, double[] Values)
+    {
+        public string? Label(string name) => Labels.GetValueOrDefault(name);
+    }
+}

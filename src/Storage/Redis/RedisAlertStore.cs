@@ -1,0 +1,152 @@
+using System.Text.Json;
+using StackExchange.Redis;
+using Telemetry.Core;
+using Telemetry.Core.Alerts;
+using Telemetry.Core.Storage;
+
+namespace Telemetry.Storage.Redis;
+
+/// <summary>
+/// Alert history in Redis, shared by the cluster. Each event is appended by one script, so handing out its position,
+/// recording it and updating the alert it changes happen at once: a reader of "after position N" never sees a gap
+/// fill in later, and an event handed over again (a grain's outbox after a crash, on any server) keeps its position.
+/// Every append is announced on a channel, which the servers' alert tails listen to.
+/// </summary>
+public sealed class RedisAlertStore(RedisConnection redis) : IAlertStore
+{
+    public const string AppendedChannel = "alerts:appended";
+
+    // KEYS: seq hash of the patient, position counter, all events, the patient's events, alerts by id, raised (all),
+    // raised (patient), open (all), open (patient). ARGV: seq, event, alert id, alert, raised at (ms), open (1/0).
+    private const string AppendScript = """
+        local existing = redis.call('HGET', KEYS[1], ARGV[1])
+        if existing then return tonumber(existing) end
+        local position = redis.call('INCR', KEYS[2])
+        redis.call('HSET', KEYS[1], ARGV[1], position)
+        redis.call('ZADD', KEYS[3], position, ARGV[2])
+        redis.call('ZADD', KEYS[4], position, ARGV[2])
+        redis.call('HSET', KEYS[5], ARGV[3], ARGV[4])
+        redis.call('ZADD', KEYS[6], ARGV[5], ARGV[3])
+        redis.call('ZADD', KEYS[7], ARGV[5], ARGV[3])
+        if ARGV[6] == '1' then
+            redis.call('ZADD', KEYS[8], ARGV[5], ARGV[3])
+            redis.call('ZADD', KEYS[9], ARGV[5], ARGV[3])
+        else
+            redis.call('ZREM', KEYS[8], ARGV[3])
+            redis.call('ZREM', KEYS[9], ARGV[3])
+        end
+        return position
+        """;
+
+    private readonly RedisKey _position = redis.Key("alerts:position");
+    private readonly RedisKey _events = redis.Key("alerts:events");
+    private readonly RedisKey _alerts = redis.Key("alerts:by-id");
+    private readonly RedisKey _raised = redis.Key("alerts:raised");
+    private readonly RedisKey _open = redis.Key("alerts:open");
+    private readonly RedisKey _watched = redis.Key("alerts:watched");
+    private readonly RedisKey _cursors = redis.Key("alerts:cursors");
+    private readonly RedisChannel _appended = redis.Channel(AppendedChannel);
+
+    public async Task<IReadOnlyList<AlertEvent>> AppendAsync(IReadOnlyList<AlertEvent> events, CancellationToken cancellationToken = default)
+    {
+        if (events.Count == 0)
+        {
+            return [];
+        }
+
+        var database = await redis.DatabaseAsync();
+        var stored = new List<AlertEvent>(events.Count);
+        foreach (var item in events)
+        {
+            var alert = item.Alert;
+            var position = (long)await database.ScriptEvaluateAsync(
+                AppendScript,
+                [
+                    redis.Key($"alerts:seq:{item.PatientId}"), _position, _events, redis.Key($"alerts:events:{item.PatientId}"), _alerts,
+                    _raised, redis.Key($"alerts:raised:{item.PatientId}"), _open, redis.Key($"alerts:open:{item.PatientId}"),
+                ],
+                [
+                    item.Seq, JsonSerializer.Serialize(item with { Position = 0 }, TelemetryJson.Options), alert.AlertId,
+                    JsonSerializer.Serialize(alert, TelemetryJson.Options), alert.RaisedAt.ToUnixTimeMilliseconds(), alert.IsOpen ? 1 : 0,
+                ]);
+            stored.Add(item with { Position = position });
+        }
+
+        await database.PublishAsync(_appended, stored[^1].Position);
+        return stored;
+    }
+
+    public async Task<IReadOnlyList<AlertEvent>> ReadEventsAsync(long afterPosition, string? patientId, int limit, CancellationToken cancellationToken = default)
+    {
+        var database = await redis.DatabaseAsync();
+        var entries = await database.SortedSetRangeByScoreWithScoresAsync(
+            patientId is null ? _events : redis.Key($"alerts:events:{patientId}"),
+            afterPosition,
+            double.PositiveInfinity,
+            Exclude.Start,
+            Order.Ascending,
+            0,
+            limit);
+        return [.. entries.Select(entry => JsonSerializer.Deserialize<AlertEvent>((string)entry.Element!, TelemetryJson.Options)! with { Position = (long)entry.Score })];
+    }
+
+    public async Task<long> LastPositionAsync(CancellationToken cancellationToken = default) =>
+        (long?)await (await redis.DatabaseAsync()).StringGetAsync(_position) ?? 0;
+
+    public async Task<IReadOnlyList<Alert>> QueryAsync(AlertQuery query, CancellationToken cancellationToken = default)
+    {
+        var database = await redis.DatabaseAsync();
+        var index = (query.OpenOnly, query.PatientId) switch
+        {
+            (true, null) => _open,
+            (true, { } patientId) => redis.Key($"alerts:open:{patientId}"),
+            (false, null) => _raised,
+            (false, { } patientId) => redis.Key($"alerts:raised:{patientId}"),
+        };
+
+        // Newest first; alerts raised in the same millisecond come by id, descending, as the embedded store orders them.
+        var ids = await database.SortedSetRangeByScoreAsync(
+            index,
+            query.From?.ToUnixTimeMilliseconds() ?? double.NegativeInfinity,
+            query.To?.ToUnixTimeMilliseconds() ?? double.PositiveInfinity,
+            query.To is null ? Exclude.None : Exclude.Stop,
+            Order.Descending,
+            0,
+            query.Limit);
+        if (ids.Length == 0)
+        {
+            return [];
+        }
+
+        var alerts = await database.HashGetAsync(_alerts, ids);
+        return [.. alerts.Where(alert => alert.HasValue).Select(alert => JsonSerializer.Deserialize<Alert>((string)alert!, TelemetryJson.Options)!)];
+    }
+
+    public async Task<Alert?> GetAsync(string alertId, CancellationToken cancellationToken = default) =>
+        await (await redis.DatabaseAsync()).HashGetAsync(_alerts, alertId) is { HasValue: true } json
+            ? JsonSerializer.Deserialize<Alert>((string)json!, TelemetryJson.Options)
+            : null;
+
+    public async Task SetWatchedAsync(string patientId, bool watched, CancellationToken cancellationToken = default)
+    {
+        var database = await redis.DatabaseAsync();
+        if (watched)
+        {
+            await database.SetAddAsync(_watched, patientId);
+            await database.SortedSetAddAsync(redis.Key(RedisPatientDirectory.KeyName), patientId, 0);
+        }
+        else
+        {
+            await database.SetRemoveAsync(_watched, patientId);
+        }
+    }
+
+    public async Task<IReadOnlyList<string>> WatchedPatientsAsync(CancellationToken cancellationToken = default) =>
+        [.. (await (await redis.DatabaseAsync()).SetMembersAsync(_watched)).Select(id => (string)id!).Order(StringComparer.Ordinal)];
+
+    public async Task<long> ReadCursorAsync(string consumer, CancellationToken cancellationToken = default) =>
+        (long?)await (await redis.DatabaseAsync()).HashGetAsync(_cursors, consumer) ?? 0;
+
+    public async Task WriteCursorAsync(string consumer, long position, CancellationToken cancellationToken = default) =>
+        await (await redis.DatabaseAsync()).HashSetAsync(_cursors, consumer, position);
+}

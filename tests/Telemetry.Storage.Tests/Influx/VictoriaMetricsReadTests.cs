@@ -1,0 +1,113 @@
+using Telemetry.Core.Readings;
+using Telemetry.Core.Rollups;
+using Telemetry.Core.Storage;
+using Telemetry.Core.Vitals;
+using Telemetry.Storage.Influx;
+using Telemetry.Testing;
+using Xunit;
+using static Telemetry.Storage.Tests.DuckDb.Batches;
+
+namespace Telemetry.Storage.Tests.Influx;
+
+/// <summary>VictoriaMetrics as the whole raw store: written through InfluxDB.Client, read back through its export API.</summary>
+public sealed class VictoriaMetricsReadTests : IAsyncLifetime
+{
+    private VictoriaMetrics _server = null!;
+    private InfluxStoreFile _file = null!;
+
+    private InfluxRawSeriesStore Store => _file.Store;
+
+    public async Task InitializeAsync()
+    {
+        _server = await VictoriaMetrics.StartNewAsync();
+        _file = InfluxStoreFile.ForVictoriaMetrics(_server.Url);
+    }
+
+    public async Task DisposeAsync()
+    {
+        _file.Dispose();
+        await _server.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Aggregates_rebuild_windows_and_report_the_highest_commit()
+    {
+        var (first, _) = await _file.CommitAsync(Of("watch-1", "patient-1", 1, Heart(0, 60), Heart(30_000, 70), Oxygen(10_000, 97)));
+        var (second, _) = await _file.CommitAsync(Of("ring-2", "patient-1", 1, Heart(45_000, 80), Heart(61_000, 90)), Of("watch-9", "patient-9", 1, Heart(0, 50)));
+        await _server.FlushAsync();
+
+        var aggregate = await Store.AggregateAsync("patient-1", T0, T0 + 86_400_000, Resolution.Minute);
+
+        Assert.Equal(second, aggregate.HighestCommitId);
+        Assert.True(second > first);
+        Assert.Equal(
+            [
+                new KindWindow(VitalKind.HeartRate, new RollupWindow(T0, 3, 210, 60, 80, 3600 + 4900 + 6400, 80, T0 + 45_000)),
+                new KindWindow(VitalKind.HeartRate, new RollupWindow(T0 + 60_000, 1, 90, 90, 90, 8100, 90, T0 + 61_000)),
+                new KindWindow(VitalKind.OxygenSaturation, new RollupWindow(T0, 1, 97, 97, 97, 9409, 97, T0 + 10_000)),
+            ],
+            aggregate.Windows.OrderBy(window => window.Kind).ThenBy(window => window.Window.StartMs));
+    }
+
+    [Fact]
+    public async Task Raw_reads_come_in_order_with_their_limits_and_ranges()
+    {
+        await _file.CommitAsync(
+            Of("watch-1", "patient-1", 1, Heart(0, 60), Heart(2_000, 62), Oxygen(1_000, 97), Oxygen(3_000, 96)),
+            Of("ring-2", "patient-1", 1, Heart(1_000, 61)));
+        await _server.FlushAsync();
+
+        Assert.Equal(
+            [new StoredReading("watch-1", VitalKind.HeartRate, T0, 60), new StoredReading("ring-2", VitalKind.HeartRate, T0 + 1_000, 61)],
+            await Store.ReadAsync("patient-1", VitalKind.HeartRate, T0, T0 + 60_000, 2));
+        Assert.Equal(
+            [new StoredReading("ring-2", VitalKind.HeartRate, T0 + 1_000, 61)],
+            await Store.ReadAsync("patient-1", VitalKind.HeartRate, T0 + 1_000, T0 + 2_000, 10));
+        Assert.Equal(
+            [new StoredReading("watch-1", VitalKind.HeartRate, T0 + 2_000, 62), new StoredReading("watch-1", VitalKind.OxygenSaturation, T0 + 3_000, 96)],
+            (await Store.ReadLatestAsync("patient-1", [VitalKind.HeartRate, VitalKind.OxygenSaturation], T0, T0 + 60_000, 1)).OrderBy(reading => reading.Kind));
+
+        var streamed = new List<StoredReading>();
+        await foreach (var reading in Store.StreamAsync("patient-1", [VitalKind.HeartRate, VitalKind.OxygenSaturation], T0 - 86_400_000, T0 + 86_400_000))
+        {
+            streamed.Add(reading);
+        }
+
+        Assert.Equal([T0, T0 + 1_000, T0 + 1_000, T0 + 2_000, T0 + 3_000], streamed.Select(reading => reading.TimestampMs));
+    }
+
+    [Fact]
+    public async Task Quarantined_readings_are_read_back_newest_first()
+    {
+        await _file.CommitAsync(Of("watch-1", "patient-1", 1, Heart(0, 60)) with { Quarantined = new[] { Heart(1_000, 300), Heart(2_000, 400) } });
+        await _server.FlushAsync();
+
+        var quarantined = await Store.ReadQuarantineAsync("watch-1", 1);
+
+        Assert.Equal(new VitalReading(VitalKind.HeartRate, T0 + 2_000, 400), Assert.Single(quarantined).Reading);
+    }
+
+    [Fact]
+    public async Task Rollups_written_beside_the_series_are_read_back_and_a_rewrite_replaces_a_window()
+    {
+        var rollups = new SeriesRollupStore(_file.Backend, TimeProvider.System);
+        await rollups.WriteAsync(
+        [
+            new Rollup("patient-1", VitalKind.HeartRate, Resolution.Minute, new RollupWindow(T0, 2, 130, 60, 70, 8500, 70, T0 + 30_000)),
+            new Rollup("patient-1", VitalKind.HeartRate, Resolution.Minute, new RollupWindow(T0 + 60_000, 1, 80, 80, 80, 6400, 80, T0 + 61_000)),
+            new Rollup("patient-1", VitalKind.HeartRate, Resolution.Hour, new RollupWindow(T0, 3, 210, 60, 80, 14900, 80, T0 + 61_000)),
+        ]);
+        await rollups.WriteAsync([new Rollup("patient-1", VitalKind.HeartRate, Resolution.Minute, new RollupWindow(T0, 3, 195, 60, 70, 12725, 65, T0 + 50_000))]);
+        await _server.FlushAsync();
+
+        Assert.Equal(
+            [new RollupWindow(T0, 3, 195, 60, 70, 12725, 65, T0 + 50_000), new RollupWindow(T0 + 60_000, 1, 80, 80, 80, 6400, 80, T0 + 61_000)],
+            await rollups.QueryAsync("patient-1", VitalKind.HeartRate, Resolution.Minute, T0, T0 + 3_600_000));
+        Assert.Single(await rollups.QueryAsync("patient-1", VitalKind.HeartRate, Resolution.Hour, T0, T0 + 3_600_000));
+        Assert.Empty(await rollups.QueryAsync("patient-1", VitalKind.OxygenSaturation, Resolution.Minute, T0, T0 + 3_600_000));
+    }
+
+    private static VitalReading Heart(long offsetMs, double value) => new(VitalKind.HeartRate, T0 + offsetMs, value);
+
+    private static VitalReading Oxygen(long offsetMs, double value) => new(VitalKind.OxygenSaturation, T0 + offsetMs, value);
+}

@@ -1,0 +1,151 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using Telemetry.Core.Alerts;
+using Telemetry.Core.Storage;
+using Telemetry.Storage.Redis;
+using Telemetry.Testing;
+using Xunit;
+
+namespace Telemetry.Storage.Tests.Redis;
+
+/// <summary>The cluster-mode stores against a real Redis: two connections stand for two servers of a cluster.</summary>
+public sealed class RedisStoreTests : IAsyncLifetime
+{
+    private static readonly DateTimeOffset T0 = new(2026, 11, 24, 10, 0, 0, TimeSpan.Zero);
+
+    private RedisServer _redis = null!;
+    private RedisConnection _first = null!;
+    private RedisConnection _second = null!;
+
+    public async Task InitializeAsync()
+    {
+        _redis = await RedisServer.StartAsync();
+        _first = Connect("ward");
+        _second = Connect("ward");
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _first.DisposeAsync();
+        await _second.DisposeAsync();
+        await _redis.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Alert_events_get_positions_in_order_and_an_event_handed_over_again_keeps_its_own()
+    {
+        var store = new RedisAlertStore(_first);
+        var other = new RedisAlertStore(_second);
+
+        var raised = await store.AppendAsync([Event("patient-1", 1, AlertStatus.Active), Event("patient-2", 1, AlertStatus.Active)]);
+        var again = await other.AppendAsync([Event("patient-1", 1, AlertStatus.Active), Event("patient-1", 2, AlertStatus.Cleared)]);
+
+        Assert.Equal([1L, 2L], raised.Select(item => item.Position));
+        Assert.Equal([1L, 3L], again.Select(item => item.Position));
+        Assert.Equal(3, await other.LastPositionAsync());
+        Assert.Equal([2L, 3L], (await other.ReadEventsAsync(1, null, 10)).Select(item => item.Position));
+        var patient = await store.ReadEventsAsync(0, "patient-1", 10);
+        Assert.Equal([1L, 3L], patient.Select(item => item.Position));
+        Assert.Equal(2, patient[1].Seq);
+        Assert.Equal("patient-1~1", patient[1].Alert.AlertId);
+    }
+
+    [Fact]
+    public async Task Alerts_are_queried_as_they_stand_newest_first_and_open_only_when_asked()
+    {
+        var store = new RedisAlertStore(_first);
+        await store.AppendAsync([Event("patient-1", 1, AlertStatus.Active, episode: 1, raisedAt: T0)]);
+        await store.AppendAsync([Event("patient-1", 2, AlertStatus.Active, episode: 2, raisedAt: T0.AddMinutes(5))]);
+        await store.AppendAsync([Event("patient-2", 1, AlertStatus.Active, episode: 1, raisedAt: T0.AddMinutes(1))]);
+        await store.AppendAsync([Event("patient-1", 3, AlertStatus.Cleared, episode: 1, raisedAt: T0)]);
+
+        var all = await store.QueryAsync(new AlertQuery(null, null, null, OpenOnly: false, Limit: 10));
+        var open = await store.QueryAsync(new AlertQuery("patient-1", null, null, OpenOnly: true, Limit: 10));
+        var window = await store.QueryAsync(new AlertQuery(null, T0, T0.AddMinutes(5), OpenOnly: false, Limit: 10));
+
+        Assert.Equal(["patient-1~2", "patient-2~1", "patient-1~1"], all.Select(alert => alert.AlertId));
+        Assert.Equal(AlertStatus.Cleared, all[2].Status);
+        Assert.Equal(["patient-1~2"], open.Select(alert => alert.AlertId));
+        Assert.Equal(["patient-2~1", "patient-1~1"], window.Select(alert => alert.AlertId));
+        Assert.Equal(AlertStatus.Cleared, (await new RedisAlertStore(_second).GetAsync("patient-1~1"))!.Status);
+        Assert.Null(await store.GetAsync("patient-9~1"));
+    }
+
+    [Fact]
+    public async Task Cursors_and_watched_patients_are_shared()
+    {
+        var store = new RedisAlertStore(_first);
+        var other = new RedisAlertStore(_second);
+
+        await store.WriteCursorAsync("webhook:pager", 42);
+        await store.SetWatchedAsync("patient-2", true);
+        await store.SetWatchedAsync("patient-1", true);
+        await other.SetWatchedAsync("patient-2", false);
+
+        Assert.Equal(42, await other.ReadCursorAsync("webhook:pager"));
+        Assert.Equal(0, await other.ReadCursorAsync("webhook:other"));
+        Assert.Equal(["patient-1"], await other.WatchedPatientsAsync());
+    }
+
+    [Fact]
+    public async Task A_care_team_changed_on_one_server_is_read_on_the_other_which_is_told()
+    {
+        var store = new RedisCareTeamStore(_first);
+        var other = new RedisCareTeamStore(_second);
+        await other.ReadAllAsync();
+        var told = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        other.ChangedElsewhere += () => told.TrySetResult();
+        var toldSelf = false;
+        store.ChangedElsewhere += () => toldSelf = true;
+
+        await store.SetAsync("ward-7", ["patient-2", "patient-1", "patient-1"]);
+        await told.Task.WaitAsync(TimeSpan.FromSeconds(10));
+
+        var teams = await other.ReadAllAsync();
+        Assert.Equal(["patient-1", "patient-2"], teams["ward-7"].Order());
+        Assert.False(toldSelf);
+
+        await other.SetAsync("ward-7", []);
+        Assert.Empty(await store.ReadAllAsync());
+    }
+
+    [Fact]
+    public async Task The_directory_lists_patients_once_in_id_order_page_by_page_with_care_team_and_watched_patients()
+    {
+        var directory = new RedisPatientDirectory(_first);
+        await directory.RegisterAsync("patient-3");
+        await directory.RegisterAsync("patient-1");
+        await directory.RegisterAsync("patient-1");
+        await new RedisCareTeamStore(_second).SetAsync("ward-7", ["patient-2"]);
+        await new RedisAlertStore(_second).SetWatchedAsync("patient-4", true);
+
+        var other = new RedisPatientDirectory(_second);
+        Assert.Equal(["patient-1", "patient-2"], await other.ListAsync(2));
+        Assert.Equal(["patient-3", "patient-4"], await other.ListAsync(5, "patient-2"));
+        Assert.Empty(await other.ListAsync(5, "patient-4"));
+    }
+
+    [Fact]
+    public async Task Clusters_with_other_ids_share_nothing()
+    {
+        await using var elsewhere = Connect("clinic-b");
+        await new RedisPatientDirectory(_first).RegisterAsync("patient-1");
+        await new RedisAlertStore(_first).AppendAsync([Event("patient-1", 1, AlertStatus.Active)]);
+
+        Assert.Empty(await new RedisPatientDirectory(elsewhere).ListAsync(10));
+        Assert.Equal(0, await new RedisAlertStore(elsewhere).LastPositionAsync());
+    }
+
+    private RedisConnection Connect(string clusterId) => new(
+        Options.Create(new TelemetryClusterOptions { Redis = _redis.ConnectionString, ClusterId = clusterId }),
+        NullLogger<RedisConnection>.Instance);
+
+    private static AlertEvent Event(string patientId, long seq, AlertStatus status, int episode = 1, DateTimeOffset? raisedAt = null)
+    {
+        var at = raisedAt ?? T0;
+        var alert = new Alert(
+            $"{patientId}~{episode}", patientId, "rule-1", AlertRuleType.Threshold, AlertCategory.Clinical, AlertPriority.High,
+            Core.Vitals.VitalKind.HeartRate, status, "heart rate high", 130, at, at, ClearedAt: status == AlertStatus.Cleared ? at : null);
+        return new AlertEvent(patientId, seq, status == AlertStatus.Cleared ? AlertEventType.Cleared : AlertEventType.Raised, at, alert);
+    }
+}
