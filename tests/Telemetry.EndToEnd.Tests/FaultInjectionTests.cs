@@ -26,15 +26,15 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
         await using var server = await TelemetryServer.StartNewAsync();
         // 50 minutes of readings, 10 a batch one second apart, ending 10 minutes ago.
         var start = Devices.RecentMinute(60);
-        var ledgers = new List<Ledger>();
+        var ledgers = new List<ResendingDevice>();
         for (var device = 0; device < DeviceCount; device++)
         {
             var deviceId = $"fault-watch-{device}";
-            ledgers.Add(new Ledger(deviceId, $"p-fault-{device}", await server.ProvisionAsync(deviceId, $"p-fault-{device}"), start));
+            ledgers.Add(new ResendingDevice(deviceId, $"p-fault-{device}", await server.ProvisionAsync(deviceId, $"p-fault-{device}"), start, BatchesPerDevice, ReadingsPerBatch));
         }
 
         using var loadDone = new CancellationTokenSource(TimeSpan.FromMinutes(4));
-        var load = ledgers.Select(ledger => SendAllAsync(ledger, () => Devices.ConnectMqttAsync(server, ledger.DeviceId, ledger.Token), loadDone.Token)).ToList();
+        var load = ledgers.Select(ledger => ledger.SendAllAsync(() => Devices.ConnectMqttAsync(server, ledger.DeviceId, ledger.Token), loadDone.Token)).ToList();
         // Each kill comes when the devices together have had a random share of their batches acked, so every kill
         // lands in the middle of the load.
         var total = DeviceCount * BatchesPerDevice;
@@ -65,18 +65,18 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
         await using var server = await TelemetryServer.StartNewAsync();
         await using var proxy = new FaultyProxy(server.MqttPort);
         var start = Devices.RecentMinute(60);
-        var ledgers = new List<Ledger>();
+        var ledgers = new List<ResendingDevice>();
         for (var device = 0; device < DeviceCount; device++)
         {
             var deviceId = $"net-watch-{device}";
-            ledgers.Add(new Ledger(deviceId, $"p-net-{device}", await server.ProvisionAsync(deviceId, $"p-net-{device}"), start));
+            ledgers.Add(new ResendingDevice(deviceId, $"p-net-{device}", await server.ProvisionAsync(deviceId, $"p-net-{device}"), start, BatchesPerDevice, ReadingsPerBatch));
         }
 
         // Through the proxy, and an ack that does not come within 2 s counts as lost.
-        Task<IMqttClient> ConnectAsync(Ledger ledger) => Devices.ConnectMqttAsync(
+        Task<IMqttClient> ConnectAsync(ResendingDevice ledger) => Devices.ConnectMqttAsync(
             Devices.MqttOptions(proxy.Port, ledger.DeviceId, ledger.DeviceId, ledger.Token).WithCleanSession().WithTimeout(TimeSpan.FromSeconds(2)).Build());
         using var loadDone = new CancellationTokenSource(TimeSpan.FromMinutes(4));
-        var load = ledgers.Select(ledger => SendAllAsync(ledger, () => ConnectAsync(ledger), loadDone.Token)).ToList();
+        var load = ledgers.Select(ledger => ledger.SendAllAsync(() => ConnectAsync(ledger), loadDone.Token)).ToList();
 
         var total = DeviceCount * BatchesPerDevice;
         foreach (var point in Enumerable.Range(0, Faults).Select(_ => random.Next(total / 20, total * 19 / 20)).Order().ToList())
@@ -114,11 +114,11 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
     }
 
     /// <summary>Every device had every batch acked, and the server holds each reading once, in the raw series and the rollups.</summary>
-    private async Task AssertStoredOnceAsync(TelemetryServer server, List<Ledger> ledgers)
+    private async Task AssertStoredOnceAsync(TelemetryServer server, List<ResendingDevice> ledgers)
     {
         foreach (var ledger in ledgers)
         {
-            output.WriteLine($"{ledger.DeviceId}: {ledger.Acked} batches acked, {ledger.Resent} resends, {ledger.Refused} publishes without an ack");
+            output.WriteLine(ledger.ToString());
             Assert.Equal(BatchesPerDevice, ledger.Acked);
 
             // The raw series: every reading once. The rollups the grain rebuilt and kept folding: every reading counted once.
@@ -150,9 +150,9 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
     {
         await using var server = await TelemetryServer.StartNewAsync();
         var start = Devices.RecentMinute(60);
-        var ledger = new Ledger("term-watch", "p-term", await server.ProvisionAsync("term-watch", "p-term"), start);
+        var ledger = new ResendingDevice("term-watch", "p-term", await server.ProvisionAsync("term-watch", "p-term"), start, BatchesPerDevice, ReadingsPerBatch);
         using var loadDone = new CancellationTokenSource(TimeSpan.FromMinutes(2));
-        var load = SendAllAsync(ledger, () => Devices.ConnectMqttAsync(server, ledger.DeviceId, ledger.Token), loadDone.Token);
+        var load = ledger.SendAllAsync(() => Devices.ConnectMqttAsync(server, ledger.DeviceId, ledger.Token), loadDone.Token);
         while (ledger.Acked < BatchesPerDevice / 3)
         {
             await Task.Delay(10);
@@ -174,85 +174,5 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
         var to = start.AddSeconds(BatchesPerDevice * ReadingsPerBatch).AddMinutes(1);
         var trend = await server.TrendWhenAsync(ledger.PatientId, "heart_rate", start, to, "1m", t => t.TotalCount == BatchesPerDevice * ReadingsPerBatch);
         Assert.Equal(BatchesPerDevice * ReadingsPerBatch, trend.TotalCount);
-    }
-
-    /// <summary>
-    /// One device: sends its batches in order, each until it is acked, connecting again whenever its connection is
-    /// gone or an ack does not come. After each reconnect it first sends its last three acked batches again, as a
-    /// device that missed its acks would; they must be acked and not stored twice.
-    /// </summary>
-    private static async Task SendAllAsync(Ledger ledger, Func<Task<IMqttClient>> connect, CancellationToken cancellationToken)
-    {
-        IMqttClient? client = null;
-        var connections = 0;
-        try
-        {
-            while (ledger.Acked < BatchesPerDevice)
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                try
-                {
-                    if (client is not { IsConnected: true })
-                    {
-                        client?.Dispose();
-                        client = null;
-                        client = await connect();
-                        if (connections++ > 0)
-                        {
-                            for (var seq = Math.Max(1, ledger.Acked - 2); seq <= ledger.Acked; seq++)
-                            {
-                                await PublishAsync(client, ledger, seq);
-                                ledger.Resent++;
-                            }
-                        }
-                    }
-
-                    await PublishAsync(client, ledger, ledger.Acked + 1);
-                    ledger.Acked++;
-                    await Task.Delay(15, cancellationToken);
-                }
-                catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
-                {
-                    // The server died, the connection was cut, or the ack never came: no ack, so it is sent again.
-                    ledger.Refused++;
-                    client?.Dispose();
-                    client = null;
-                    await Task.Delay(100, cancellationToken);
-                }
-            }
-        }
-        finally
-        {
-            client?.Dispose();
-        }
-    }
-
-    private static async Task PublishAsync(IMqttClient client, Ledger ledger, int seq)
-    {
-        var values = Enumerable.Range(0, ReadingsPerBatch).Select(i => 60.0 + ((seq + i) % 40)).ToArray();
-        var ack = await Devices.PublishAsync(client, $"devices/{ledger.DeviceId}/vitals",
-            Devices.JsonHeartRates((ulong)seq, ledger.Start.AddSeconds((seq - 1) * ReadingsPerBatch), values));
-        if (ack.ReasonCode != MqttClientPublishReasonCode.Success)
-        {
-            throw new InvalidOperationException($"batch {seq} of {ledger.DeviceId} refused: {ack.ReasonCode} {ack.ReasonString}");
-        }
-    }
-
-    /// <summary>What one device sent and what the server acknowledged: batches 1 to <see cref="Acked"/>, in order.</summary>
-    private sealed class Ledger(string deviceId, string patientId, string token, DateTimeOffset start)
-    {
-        public string DeviceId { get; } = deviceId;
-
-        public string PatientId { get; } = patientId;
-
-        public string Token { get; } = token;
-
-        public DateTimeOffset Start { get; } = start;
-
-        public int Acked { get; set; }
-
-        public int Resent { get; set; }
-
-        public int Refused { get; set; }
     }
 }

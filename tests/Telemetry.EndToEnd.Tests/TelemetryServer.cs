@@ -24,13 +24,14 @@ public sealed class TelemetryServer : IAsyncDisposable
     /// Certificates to serve TLS with: the plain ports are then turned off, devices may sign in with certificates from
     /// the test authority, and <see cref="Http"/> speaks HTTPS, trusting that authority.
     /// </param>
-    public TelemetryServer(IReadOnlyDictionary<string, string>? settings = null, TestCertificates? tls = null)
+    /// <param name="adminToken">The admin token; servers of one cluster share one. A fresh random one by default.</param>
+    public TelemetryServer(IReadOnlyDictionary<string, string>? settings = null, TestCertificates? tls = null, string? adminToken = null)
     {
         _settings = settings ?? new Dictionary<string, string>();
         _tls = tls;
         DataDirectory = Path.Combine(Path.GetTempPath(), "telemetry-e2e-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(DataDirectory);
-        AdminToken = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
+        AdminToken = adminToken ?? Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
         HttpPort = FreePort();
         GrpcPort = FreePort();
         MqttPort = FreePort();

@@ -1,0 +1,188 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Json;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using MQTTnet;
+using Telemetry.Testing;
+using Xunit.Abstractions;
+
+namespace Telemetry.EndToEnd.Tests;
+
+/// <summary>
+/// Two server processes form one cluster through a real Redis, with the raw series and rollups in a real
+/// VictoriaMetrics. Devices publish to both; one server is killed (SIGKILL) in the middle; its devices move to the other,
+/// its patients' grains come back there with their rules and alert state, and nothing acked is lost or stored twice.
+/// </summary>
+public sealed partial class ClusterTests(ITestOutputHelper output)
+{
+    private const int Patients = 8;
+    private const int Batches = 120;
+    private const int ReadingsPerBatch = 5;
+
+    // Every patient's heart rate goes over 120 in these batches: one alert episode each time.
+    private const int FirstAlertBatch = 10;
+    private const int SecondAlertBatch = 100;
+
+    [Fact]
+    public async Task Two_servers_share_the_patients_and_one_killed_loses_no_acked_reading_and_no_alert()
+    {
+        await using var redis = await RedisServer.StartAsync();
+        await using var series = await VictoriaMetrics.StartNewAsync();
+        var settings = new Dictionary<string, string>
+        {
+            ["Telemetry__Cluster__Redis"] = redis.ConnectionString,
+            ["Telemetry__Cluster__ClusterId"] = "e2e",
+            ["Telemetry__Cluster__AdvertisedAddress"] = "127.0.0.1",
+            ["Telemetry__Storage__RawStore"] = "VictoriaMetrics",
+            ["Telemetry__Storage__VictoriaMetrics__Url"] = series.Url,
+        };
+        var adminToken = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
+        await using var first = new TelemetryServer(settings, adminToken: adminToken);
+        await using var second = new TelemetryServer(settings, adminToken: adminToken);
+        await first.StartAsync();
+        await second.StartAsync();
+        using var dump = new OutputOnFailure(output, first, second);
+        await ActiveSilosAsync(second, 2);
+
+        // Devices are all provisioned on the first server, and half of them connect to the second: it is one registry.
+        // A patient's grain starts where it is first called (where its rules are set), so they spread over both.
+        // Ten minutes of readings ending two minutes ago: recent enough to raise alerts.
+        var start = Devices.RecentMinute(12);
+        var firstServerGone = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var devices = new List<ResendingDevice>();
+        for (var i = 0; i < Patients; i++)
+        {
+            var patientId = $"p-cluster-{i}";
+            var token = await first.ProvisionAsync($"cluster-watch-{i}", patientId);
+            using var rules = await (i % 2 == 0 ? first : second).Http.PutAsync($"/api/patients/{patientId}/alert-rules", new StringContent(
+                """{"rules":[{"id":"hr-high","type":"threshold","kind":"heart_rate","direction":"above","level":120,"clearLevel":110,"priority":"high"}]}""",
+                Encoding.UTF8,
+                "application/json"));
+            Assert.Equal(HttpStatusCode.OK, rules.StatusCode);
+            devices.Add(new ResendingDevice($"cluster-watch-{i}", patientId, token, start, Batches, ReadingsPerBatch)
+            {
+                HeartRates = seq => seq is FirstAlertBatch or SecondAlertBatch
+                    ? [.. Enumerable.Repeat(130.0, ReadingsPerBatch)]
+                    : [.. Enumerable.Range(0, ReadingsPerBatch).Select(r => 60.0 + ((seq + r) % 40))],
+
+                // The second episode comes once the cluster has settled without the killed server.
+                BeforeBatch = seq => seq == SecondAlertBatch ? firstServerGone.Task : Task.CompletedTask,
+            });
+        }
+
+        await using var alerts = await AlertStreamClient.OpenAsync(second, "/api/alerts/stream");
+
+        // Even-numbered devices connect to the first server while it lives, the others to the second.
+        var firstAlive = 1;
+        Task<IMqttClient> Connect(ResendingDevice device, int index) =>
+            index % 2 == 0 && Volatile.Read(ref firstAlive) == 1
+                ? Devices.ConnectMqttAsync(first, device.DeviceId, device.Token)
+                : Devices.ConnectMqttAsync(second, device.DeviceId, device.Token);
+        using var loadDone = new CancellationTokenSource(TimeSpan.FromMinutes(4));
+        var load = devices.Select((device, index) => device.SendAllAsync(() => Connect(device, index), loadDone.Token)).ToList();
+
+        while (devices.Any(device => device.Acked < FirstAlertBatch + 20))
+        {
+            await Task.Delay(20);
+        }
+
+        // The patients' grains are spread over both servers.
+        var onFirst = await ActivePatientsAsync(first);
+        var onSecond = await ActivePatientsAsync(second);
+        output.WriteLine($"patients active before the kill: {onFirst} on the first server, {onSecond} on the second");
+        Assert.True(onFirst > 0 && onSecond > 0, $"grains on one server only: {onFirst} and {onSecond}");
+
+        Volatile.Write(ref firstAlive, 0);
+        await first.KillAsync();
+        var killed = DateTimeOffset.UtcNow;
+        await ActiveSilosAsync(second, 1);
+        output.WriteLine($"the second server declared the first dead after {(DateTimeOffset.UtcNow - killed).TotalSeconds:F1} s");
+        firstServerGone.SetResult();
+        await Task.WhenAll(load);
+
+        // Every acked reading is stored, once, whichever server took it.
+        await series.FlushAsync();
+        foreach (var device in devices)
+        {
+            output.WriteLine(device.ToString());
+            Assert.Equal(Batches, device.Acked);
+            var csv = await second.Http.GetStringAsync(
+                $"/api/patients/{device.PatientId}/export.csv?kind=heart_rate&resolution=raw&from={Uri.EscapeDataString(device.Start.ToString("O"))}&to={Uri.EscapeDataString(device.End.ToString("O"))}");
+            Assert.Equal(device.Readings, csv.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length - 1);
+        }
+
+        // Each patient had exactly two episodes, numbered on from the first: the grains that came back on the second
+        // server knew their rules and their alert history, and raised nothing twice.
+        foreach (var device in devices)
+        {
+            var episodes = await EventuallyAsync(
+                () => second.Http.GetFromJsonAsync<JsonElement>($"/api/patients/{device.PatientId}/alerts?status=all"),
+                list => list.GetArrayLength() == 2);
+            Assert.Equal(
+                [$"{device.PatientId}~2", $"{device.PatientId}~1"],
+                episodes.EnumerateArray().Select(alert => alert.GetProperty("alertId").GetString()));
+        }
+
+        // The second server's dashboard stream carried every patient's alerts, whichever server raised them.
+        var raised = await EventuallyAsync(
+            () => Task.FromResult(alerts.Received.Where(item => item.Alert.Type == "raised").Select(item => item.Alert.AlertId).ToHashSet()),
+            ids => ids.Count == 2 * Patients);
+        Assert.Equal(2 * Patients, raised.Count);
+
+        using var health = await second.Http.GetAsync("/healthz");
+        Assert.Equal(HttpStatusCode.OK, health.StatusCode);
+        dump.Passed = true;
+    }
+
+    /// <summary>Writes both servers' output to the test's output when the test fails (disposed without <see cref="Passed"/>).</summary>
+    private sealed class OutputOnFailure(ITestOutputHelper output, params TelemetryServer[] servers) : IDisposable
+    {
+        public bool Passed { get; set; }
+
+        public void Dispose()
+        {
+            if (!Passed)
+            {
+                foreach (var server in servers)
+                {
+                    output.WriteLine($"--- server on port {server.HttpPort} ---");
+                    output.WriteLine(server.Output);
+                }
+            }
+        }
+    }
+
+    private static async Task ActiveSilosAsync(TelemetryServer server, int count)
+    {
+        var expected = $"{count} active silo(s)";
+        var body = await EventuallyAsync(() => server.Http.GetStringAsync("/healthz"), text => text.Contains(expected, StringComparison.Ordinal), TimeSpan.FromSeconds(90));
+        Assert.Contains(expected, body, StringComparison.Ordinal);
+    }
+
+    private static async Task<long> ActivePatientsAsync(TelemetryServer server)
+    {
+        var metrics = await server.Http.GetStringAsync("/metrics");
+        return ActivePatients().Match(metrics) is { Success: true } match ? long.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture) : 0;
+    }
+
+    private static async Task<T> EventuallyAsync<T>(Func<Task<T>> read, Func<T, bool> settled, TimeSpan? within = null)
+    {
+        var deadline = DateTime.UtcNow + (within ?? TimeSpan.FromSeconds(20));
+        while (true)
+        {
+            var value = await read();
+            if (settled(value) || DateTime.UtcNow > deadline)
+            {
+                return value;
+            }
+
+            await Task.Delay(200);
+        }
+    }
+
+    [GeneratedRegex(@"^telemetry_patients_active\S*\s+(\d+)", RegexOptions.Multiline)]
+    private static partial Regex ActivePatients();
+}
