@@ -27,7 +27,13 @@ public sealed class DeviceAuthenticator(IGrainFactory grains)
     /// The device a verified client certificate names, or null when it is not provisioned or was revoked: revoking a
     /// device's token refuses its certificate too, until an admin issues it a new token.
     /// </summary>
-    public async Task<DeviceIdentity?> AuthenticateCertificateAsync(string deviceId) =>
+    public Task<DeviceIdentity?> AuthenticateCertificateAsync(string deviceId) => IdentifyAsync(deviceId);
+
+    /// <summary>
+    /// The device another party has authenticated (a client certificate's name, the external broker's sign-in and topic
+    /// rules), or null when it is not provisioned or was revoked.
+    /// </summary>
+    public async Task<DeviceIdentity?> IdentifyAsync(string deviceId) =>
         ToIdentity(await grains.GetGrain<IDeviceGrain>(deviceId).GetAsync());
 
     /// <summary>

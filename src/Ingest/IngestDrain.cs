@@ -13,6 +13,7 @@ namespace Telemetry.Ingest;
 /// </summary>
 public sealed partial class IngestDrain(
     MqttIngestEndpoint mqtt,
+    ExternalBrokerIngest broker,
     GrpcStreamRegistry grpc,
     IOptions<IngestOptions> options,
     TimeProvider timeProvider,
@@ -22,7 +23,12 @@ public sealed partial class IngestDrain(
     {
         var streams = grpc.CloseAll();
         var clients = await mqtt.DrainAsync(options.Value.DrainTimeout, timeProvider, cancellationToken);
+        var unacknowledged = await broker.DrainAsync(options.Value.DrainTimeout, cancellationToken);
         LogDrained(logger, clients, streams);
+        if (broker.Enabled)
+        {
+            LogBrokerLeft(logger, unacknowledged);
+        }
     }
 
     public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
@@ -34,6 +40,9 @@ public sealed partial class IngestDrain(
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
     public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    [LoggerMessage(EventId = 1402, Level = LogLevel.Information, Message = "Left the external broker; {Unacknowledged} messages left unacknowledged there for the next start")]
+    private static partial void LogBrokerLeft(ILogger logger, int unacknowledged);
 
     [LoggerMessage(EventId = 1401, Level = LogLevel.Information, Message = "Ingest drained for shutdown: {MqttClients} MQTT devices and {GrpcStreams} gRPC streams told to reconnect")]
     private static partial void LogDrained(ILogger logger, int mqttClients, int grpcStreams);

@@ -30,7 +30,11 @@ public static class IngestServiceCollectionExtensions
         services.AddHostedService<IngestDrain>();
         services.AddSingleton<CommitPipeline>();
         services.AddHostedService(sp => sp.GetRequiredService<CommitPipeline>());
+        services.AddSingleton<MqttPayloadIngest>();
         services.AddSingleton<MqttIngestEndpoint>();
+        services.AddOptions<ExternalBrokerOptions>().BindConfiguration(ExternalBrokerOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<ExternalBrokerIngest>();
+        services.AddHostedService(sp => sp.GetRequiredService<ExternalBrokerIngest>());
         services.AddSingleton<MqttAlertRelay>();
         services.AddSingleton<HttpIngestEndpoint>();
 
@@ -44,18 +48,29 @@ public static class IngestServiceCollectionExtensions
         return services;
     }
 
-    /// <summary>Maps the gRPC ingest stream, the HTTP bulk upload and MQTT over WebSocket at <paramref name="mqttWebSocketPath"/>, and attaches the MQTT handlers.</summary>
+    /// <summary>
+    /// Maps the gRPC ingest stream, the HTTP bulk upload and MQTT over WebSocket at <paramref name="mqttWebSocketPath"/>
+    /// (none when devices use an external broker), and attaches the MQTT handlers.
+    /// </summary>
     public static WebApplication MapIngest(this WebApplication app, string mqttWebSocketPath = "/mqtt")
     {
         app.MapGrpcService<GrpcIngestService>();
         HttpIngestEndpoint.Map(app);
-        app.MapMqtt(mqttWebSocketPath);
+        if (!app.Services.GetRequiredService<IOptions<ExternalBrokerOptions>>().Value.Enabled)
+        {
+            app.MapMqtt(mqttWebSocketPath);
+        }
+
         var endpoint = app.Services.GetRequiredService<MqttIngestEndpoint>();
         var alerts = app.Services.GetRequiredService<MqttAlertRelay>();
+        var external = app.Services.GetRequiredService<ExternalBrokerIngest>().Enabled;
         app.UseMqttServer(server =>
         {
             endpoint.Attach(server);
-            alerts.Attach(server);
+            if (!external)
+            {
+                alerts.Attach(server);
+            }
         });
         return app;
     }

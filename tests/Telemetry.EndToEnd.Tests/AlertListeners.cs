@@ -191,6 +191,22 @@ public static class Eventually
         throw new TimeoutException($"Nothing matching arrived within {seconds} s; received: {string.Join(" | ", source)}");
     }
 
+    /// <summary>The first value <paramref name="settled"/> accepts, or the last one read when <paramref name="within"/> (20 s) has passed.</summary>
+    public static async Task<T> ReadAsync<T>(Func<Task<T>> read, Func<T, bool> settled, TimeSpan? within = null)
+    {
+        var deadline = DateTime.UtcNow + (within ?? TimeSpan.FromSeconds(20));
+        while (true)
+        {
+            var value = await read();
+            if (settled(value) || DateTime.UtcNow > deadline)
+            {
+                return value;
+            }
+
+            await Task.Delay(200);
+        }
+    }
+
     /// <summary>Subscribes an MQTT client to a topic and collects what it receives.</summary>
     public static async Task<ConcurrentQueue<ReceivedAlert>> SubscribeAsync(IMqttClient client, string topic)
     {

@@ -118,7 +118,7 @@ public sealed partial class ClusterTests(ITestOutputHelper output)
         // server knew their rules and their alert history, and raised nothing twice.
         foreach (var device in devices)
         {
-            var episodes = await EventuallyAsync(
+            var episodes = await Eventually.ReadAsync(
                 () => second.Http.GetFromJsonAsync<JsonElement>($"/api/patients/{device.PatientId}/alerts?status=all"),
                 list => list.GetArrayLength() == 2);
             Assert.Equal(
@@ -127,7 +127,7 @@ public sealed partial class ClusterTests(ITestOutputHelper output)
         }
 
         // The second server's dashboard stream carried every patient's alerts, whichever server raised them.
-        var raised = await EventuallyAsync(
+        var raised = await Eventually.ReadAsync(
             () => Task.FromResult(alerts.Received.Where(item => item.Alert.Type == "raised").Select(item => item.Alert.AlertId).ToHashSet()),
             ids => ids.Count == 2 * Patients);
         Assert.Equal(2 * Patients, raised.Count);
@@ -158,7 +158,7 @@ public sealed partial class ClusterTests(ITestOutputHelper output)
     private static async Task ActiveSilosAsync(TelemetryServer server, int count)
     {
         var expected = $"{count} active silo(s)";
-        var body = await EventuallyAsync(() => server.Http.GetStringAsync("/healthz"), text => text.Contains(expected, StringComparison.Ordinal), TimeSpan.FromSeconds(90));
+        var body = await Eventually.ReadAsync(() => server.Http.GetStringAsync("/healthz"), text => text.Contains(expected, StringComparison.Ordinal), TimeSpan.FromSeconds(90));
         Assert.Contains(expected, body, StringComparison.Ordinal);
     }
 
@@ -166,21 +166,6 @@ public sealed partial class ClusterTests(ITestOutputHelper output)
     {
         var metrics = await server.Http.GetStringAsync("/metrics");
         return ActivePatients().Match(metrics) is { Success: true } match ? long.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture) : 0;
-    }
-
-    private static async Task<T> EventuallyAsync<T>(Func<Task<T>> read, Func<T, bool> settled, TimeSpan? within = null)
-    {
-        var deadline = DateTime.UtcNow + (within ?? TimeSpan.FromSeconds(20));
-        while (true)
-        {
-            var value = await read();
-            if (settled(value) || DateTime.UtcNow > deadline)
-            {
-                return value;
-            }
-
-            await Task.Delay(200);
-        }
     }
 
     [GeneratedRegex(@"^telemetry_patients_active\S*\s+(\d+)", RegexOptions.Multiline)]

@@ -33,6 +33,21 @@ public static class Devices
         return user is null ? options : options.WithCredentials(user, password ?? string.Empty);
     }
 
+    /// <summary>True when something accepts TCP connections on the loopback <paramref name="port"/>.</summary>
+    public static async Task<bool> IsListeningAsync(int port)
+    {
+        using var client = new System.Net.Sockets.TcpClient();
+        try
+        {
+            await client.ConnectAsync(System.Net.IPAddress.Loopback, port);
+            return true;
+        }
+        catch (System.Net.Sockets.SocketException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>Connects, returns what the CONNACK says, and disconnects again.</summary>
     public static async Task<MqttClientConnectResultCode> TryConnectMqttAsync(MqttClientOptions options)
     {

@@ -47,9 +47,13 @@ public sealed partial class AlertTail(
                     events = await store.ReadEventsAsync(position, null, PageSize, stoppingToken);
                     if (events.Count > 0)
                     {
-                        foreach (var item in events)
+                        // An external broker gets each alert from the server that raised it (see AlertFanOut).
+                        if (!mqtt.IsExternal)
                         {
-                            mqtt.Publish(item);
+                            foreach (var item in events)
+                            {
+                                mqtt.Publish(item);
+                            }
                         }
 
                         streams.Publish(events);

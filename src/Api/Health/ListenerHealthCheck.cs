@@ -3,8 +3,8 @@ using Telemetry.Ingest.Mqtt;
 
 namespace Telemetry.Api.Health;
 
-/// <summary>Healthy once Kestrel has started its listeners and the MQTT broker is running.</summary>
-public sealed class ListenerHealthCheck(IHostApplicationLifetime lifetime, MqttIngestEndpoint mqtt) : IHealthCheck
+/// <summary>Healthy once Kestrel has started its listeners and the MQTT broker is running (or, with an external broker, once connected to it).</summary>
+public sealed class ListenerHealthCheck(IHostApplicationLifetime lifetime, MqttIngestEndpoint mqtt, ExternalBrokerIngest broker) : IHealthCheck
 {
     public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
@@ -16,6 +16,13 @@ public sealed class ListenerHealthCheck(IHostApplicationLifetime lifetime, MqttI
         if (lifetime.ApplicationStopping.IsCancellationRequested)
         {
             return Task.FromResult(HealthCheckResult.Unhealthy("the server is stopping"));
+        }
+
+        if (broker.Enabled)
+        {
+            return Task.FromResult(broker.IsConnected
+                ? HealthCheckResult.Healthy("HTTP and gRPC listening; reading devices from the external MQTT broker")
+                : HealthCheckResult.Unhealthy("not connected to the external MQTT broker"));
         }
 
         return Task.FromResult(mqtt.IsListening

@@ -46,11 +46,13 @@ public static partial class TelemetryServerExtensions
             services.AddSingleton(sp => new ServerTls(tls, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<ServerTls>>()));
         }
 
+        // With an external broker the devices' MQTT goes there: the server listens for no MQTT of its own.
+        var hostsMqtt = builder.Configuration.GetSection(ExternalBrokerOptions.Section).Get<ExternalBrokerOptions>() is not { Enabled: true };
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             Listen(kestrel, server.ListenAddress, server.HttpPort, listen => listen.Protocols = HttpProtocols.Http1);
             Listen(kestrel, server.ListenAddress, server.GrpcPort, listen => listen.Protocols = HttpProtocols.Http2);
-            Listen(kestrel, server.ListenAddress, server.MqttPort, UseMqtt);
+            Listen(kestrel, server.ListenAddress, hostsMqtt ? server.MqttPort : 0, UseMqtt);
             if (!tls.Enabled)
             {
                 return;
@@ -62,7 +64,7 @@ public static partial class TelemetryServerExtensions
                 listen.Protocols = HttpProtocols.Http1AndHttp2;
                 listen.UseHttps(serverTls.Https());
             });
-            Listen(kestrel, server.ListenAddress, server.MqttTlsPort, listen =>
+            Listen(kestrel, server.ListenAddress, hostsMqtt ? server.MqttTlsPort : 0, listen =>
             {
                 var instruments = listen.ApplicationServices.GetRequiredService<IngestInstruments>();
                 listen.UseHttps(serverTls.Mqtt(

@@ -8,22 +8,38 @@ using Telemetry.Core.Alerts;
 
 namespace Telemetry.Ingest.Mqtt;
 
-/// <summary>Publishes alert events on the hosted broker, to <c>patients/{patientId}/alerts</c> at QoS 1, as JSON.</summary>
+/// <summary>
+/// Publishes alert events to <c>patients/{patientId}/alerts</c> at QoS 1, as JSON: on the hosted broker, or on the
+/// external broker the server reads devices from.
+/// </summary>
 public sealed partial class MqttAlertRelay(IngestInstruments instruments, ILogger<MqttAlertRelay> logger)
 {
     /// <summary>The sender of the server's own messages: not a valid device id, so no device can pose as it.</summary>
     public const string SenderClientId = "$telemetry";
 
-    private MqttServer? _server;
+    private Func<MqttApplicationMessage, Task>? _publish;
 
-    public void Attach(MqttServer server) => _server = server;
+    /// <summary>True when alerts go to an external broker (so one server publishes each, not every server of a cluster).</summary>
+    public bool IsExternal { get; private set; }
+
+    public void Attach(MqttServer server) =>
+        _publish = message => server.IsStarted
+            ? server.InjectApplicationMessage(new InjectedMqttApplicationMessage(message) { SenderClientId = SenderClientId })
+            : Task.CompletedTask;
+
+    /// <summary>Publishes through <paramref name="publish"/> (the external broker's client) instead of a hosted broker.</summary>
+    public void AttachExternal(Func<MqttApplicationMessage, Task> publish)
+    {
+        _publish = publish;
+        IsExternal = true;
+    }
 
     /// <summary>True for a message the server itself publishes, which goes to subscribers like any broker's message.</summary>
     public static bool IsFromServer(InterceptingPublishEventArgs args) => args.ClientId == SenderClientId;
 
     public void Publish(AlertEvent alertEvent)
     {
-        if (_server is not { IsStarted: true } server)
+        if (_publish is not { } publish)
         {
             return;
         }
@@ -34,14 +50,14 @@ public sealed partial class MqttAlertRelay(IngestInstruments instruments, ILogge
             .WithContentType("application/json")
             .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce)
             .Build();
-        _ = InjectAsync(server, message);
+        _ = PublishAsync(publish, message);
     }
 
-    private async Task InjectAsync(MqttServer server, MqttApplicationMessage message)
+    private async Task PublishAsync(Func<MqttApplicationMessage, Task> publish, MqttApplicationMessage message)
     {
         try
         {
-            await server.InjectApplicationMessage(new InjectedMqttApplicationMessage(message) { SenderClientId = SenderClientId });
+            await publish(message);
             instruments.AlertPublished(MqttIngestEndpoint.Protocol);
         }
         catch (Exception exception)

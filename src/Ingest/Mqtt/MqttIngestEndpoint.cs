@@ -21,21 +21,17 @@ namespace Telemetry.Ingest.Mqtt;
 public sealed partial class MqttIngestEndpoint(
     DeviceAuthenticator authenticator,
     DeviceCertificates certificates,
-    CommitPipeline pipeline,
+    MqttPayloadIngest payloads,
     IngestInstruments instruments,
     DeviceRejectLog rejectLog,
     DeviceRateLimiter rateLimiter,
     IOptions<IngestOptions> options,
-    TimeProvider timeProvider,
     ILogger<MqttIngestEndpoint> logger)
 {
     public const string Protocol = "mqtt";
 
     private const string IdentityItem = "telemetry.device";
     private const string ProtocolVersionItem = "telemetry.protocol-version";
-
-    [ThreadStatic]
-    private static ReadingBatchBuilder? _batchOfThread;
 
     private MqttServer? _server;
     private int _inFlight;
@@ -297,62 +293,23 @@ public sealed partial class MqttIngestEndpoint(
             return;
         }
 
-        var payload = args.ApplicationMessage.Payload;
-        var limit = options.Value.MaxMessageBytes;
-        if (payload.Length > limit)
+        var answer = await payloads.IngestAsync(device, args.ApplicationMessage.Payload, args.CancellationToken);
+        switch (answer.Verdict)
         {
-            Answer(args, MqttPubAckReasonCode.QuotaExceeded, $"payload of {payload.Length} bytes exceeds the limit of {limit} bytes", "too_large");
-            return;
+            case MqttPayloadVerdict.Stored:
+                args.Response.ReasonCode = MqttPubAckReasonCode.Success;
+                args.Response.ReasonString = answer.Reason;
+                instruments.AckSent(Protocol);
+                break;
+            case MqttPayloadVerdict.StoreUnavailable:
+                // Not stored: the device must send it again, which a 3.1.1 device does only after a reconnect.
+                RefuseUncommitted(args, answer.Code, answer.Reason!, metricReason: null);
+                break;
+            default:
+                args.Response.ReasonCode = answer.Code;
+                args.Response.ReasonString = answer.Reason;
+                break;
         }
-
-        var batch = _batchOfThread ??= new ReadingBatchBuilder(options.Value.ToLimits(), timeProvider);
-        if (!PayloadDecoder.TryDecode(payload, batch, out _, out var error))
-        {
-            Answer(args, MqttPubAckReasonCode.PayloadFormatInvalid, error!, "malformed");
-            return;
-        }
-
-        instruments.Rejected(Protocol, batch);
-        var rejects = batch.DescribeRejects();
-        if (rejects is not null)
-        {
-            rejectLog.Record(device.DeviceId, Protocol, rejects);
-        }
-
-        if (batch.Count == 0 && batch.Quarantined.Count == 0)
-        {
-            Answer(args, MqttPubAckReasonCode.PayloadFormatInvalid, rejects ?? "no readings", rejects is null ? "empty" : "all_rejected");
-            return;
-        }
-
-        var deviceBatch = batch.ToBatch(device.DeviceId, device.PatientId);
-        CommitResult result;
-        try
-        {
-            result = await pipeline.CommitAsync(deviceBatch, args.CancellationToken);
-        }
-        catch (StoreUnavailableException exception)
-        {
-            RefuseUncommitted(args, MqttPubAckReasonCode.ImplementationSpecificError, exception.Message, "store_unavailable");
-            return;
-        }
-
-        instruments.Accepted(Protocol, result.Stored);
-        instruments.Duplicate(Protocol, result.Duplicates);
-        instruments.Quarantined(Protocol, deviceBatch.Quarantined.Length);
-        if (deviceBatch.Readings.IsEmpty && result.Outcome != CommitOutcome.Duplicate)
-        {
-            // Only quarantined readings: stored apart, but nothing the sender should count as accepted.
-            Answer(args, MqttPubAckReasonCode.PayloadFormatInvalid, rejects!, "all_rejected");
-            return;
-        }
-
-        args.Response.ReasonString = result.Outcome == CommitOutcome.Duplicate
-            ? $"batch {deviceBatch.Sequence} was already committed; not stored again"
-            : result.Describe(rejects);
-
-        args.Response.ReasonCode = MqttPubAckReasonCode.Success;
-        instruments.AckSent(Protocol);
     }
 
     private void Answer(InterceptingPublishEventArgs args, MqttPubAckReasonCode code, string reason, string metricReason)
@@ -370,16 +327,25 @@ public sealed partial class MqttIngestEndpoint(
     /// Refuses a message that was not stored and that the device should send again (or fix). An MQTT 3.1.1 PUBACK cannot
     /// carry an error and would read as success, so a 3.1.1 device is disconnected instead and resends on reconnect.
     /// </summary>
-    private void RefuseUncommitted(InterceptingPublishEventArgs args, MqttPubAckReasonCode code, string reason, string metricReason)
+    private void RefuseUncommitted(InterceptingPublishEventArgs args, MqttPubAckReasonCode code, string reason, string? metricReason)
     {
+        if (metricReason is not null)
+        {
+            instruments.PayloadRejected(Protocol, metricReason);
+        }
+
         if (args.SessionItems?[ProtocolVersionItem] is MqttProtocolVersion.V500)
         {
-            Answer(args, code, reason, metricReason);
+            args.Response.ReasonCode = code;
+            args.Response.ReasonString = reason;
+            if (metricReason is not null && args.SessionItems?[IdentityItem] is DeviceIdentity device)
+            {
+                rejectLog.Record(device.DeviceId, Protocol, reason);
+            }
         }
         else
         {
             args.CloseConnection = true;
-            instruments.PayloadRejected(Protocol, metricReason);
         }
     }
 
