@@ -52,7 +52,7 @@ public static class StorageServiceCollectionExtensions
 
         if (cluster.Enabled)
         {
-            services.AddOptions<TelemetryClusterOptions>().BindConfiguration(TelemetryClusterOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+            services.AddOptions<TelemetryClusterOptions>().BindConfiguration(TelemetryClusterOptions.Section);
             services.AddSingleton<RedisConnection>();
             services.AddSingleton<IAlertStore, RedisAlertStore>();
             services.AddSingleton<ICareTeamStore, RedisCareTeamStore>();

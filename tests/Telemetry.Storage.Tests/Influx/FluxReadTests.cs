@@ -133,6 +133,29 @@ public sealed class FluxReadTests : IDisposable
     }
 
     [Fact]
+    public async Task Rollups_are_read_one_row_per_window_with_their_fields()
+    {
+        _server.ThenCsv($"""
+            #group,false,false,true,true,false,true,true,true,true,false,false,false,false,false,false,false
+            #datatype,string,long,dateTime:RFC3339,dateTime:RFC3339,dateTime:RFC3339,string,string,string,string,long,double,double,double,double,double,long
+            #default,_result,,,,,,,,,,,,,,,
+            ,result,table,_start,_stop,_time,_measurement,kind,patient,resolution,count,sum,min,max,squares,last,lastTime
+            ,,0,{At(T0)},{At(T0 + 3_600_000)},{At(T0)},rollups,heart_rate,patient-1,1m,2,130,60,70,8500,70,{T0 + 30_000}
+            ,,0,{At(T0)},{At(T0 + 3_600_000)},{At(T0 + 60_000)},rollups,heart_rate,patient-1,1m,1,80,80,80,6400,80,{T0 + 61_000}
+
+            """);
+
+        var rollups = new Telemetry.Storage.Influx.SeriesRollupStore(_file.Backend, TimeProvider.System);
+        var windows = await rollups.QueryAsync("patient-1", VitalKind.HeartRate, Resolution.Minute, T0, T0 + 3_600_000);
+
+        Assert.Equal([new RollupWindow(T0, 2, 130, 60, 70, 8500, 70, T0 + 30_000), new RollupWindow(T0 + 60_000, 1, 80, 80, 80, 6400, 80, T0 + 61_000)], windows);
+        var flux = RecordingInfluxServer.Flux(Assert.Single(_server.Requests));
+        Assert.Contains("r._measurement == \"rollups\" and r.patient == \"patient-1\"", flux);
+        Assert.Contains("r.kind == \"heart_rate\" and r.resolution == \"1m\"", flux);
+        Assert.Contains("pivot(rowKey: [\"_time\"], columnKey: [\"_field\"], valueColumn: \"_value\")", flux);
+    }
+
+    [Fact]
     public async Task Caller_values_are_quoted_so_they_cannot_change_the_query()
     {
         _server.ThenCsv("\n");
