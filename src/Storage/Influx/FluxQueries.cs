@@ -43,6 +43,13 @@ internal static class FluxQueries
           |> yield(name: "commit")
         """;
 
+    /// <summary>The vital and time of each of the device's readings (to recognise a reading sent again).</summary>
+    public static string Existing(string bucket, string patientId, string deviceId, long fromMs, long toMs) => $"""
+        {Patient(bucket, InfluxLayout.Vitals, patientId, fromMs, toMs)}
+          |> filter(fn: (r) => r._field == "{InfluxLayout.ValueField}" and r.{InfluxLayout.DeviceTag} == {Quote(deviceId)})
+          |> keep(columns: ["_time", "{InfluxLayout.KindTag}", "{InfluxLayout.DeviceTag}", "_value"])
+        """;
+
     /// <summary>The patient's readings of one vital, oldest first, at most <paramref name="limit"/>.</summary>
     public static string Read(string bucket, string patientId, VitalKind kind, long fromMs, long toMs, int limit) => $"""
         {Patient(bucket, InfluxLayout.Vitals, patientId, fromMs, toMs)}

@@ -7,6 +7,9 @@ namespace Telemetry.Storage.Influx;
 /// <summary>How the series written as line protocol are read back: Flux for InfluxDB, the export API for VictoriaMetrics.</summary>
 internal interface ISeriesReader : IDisposable
 {
+    /// <summary>The (vital, time) of every reading the device has stored for the patient in [<paramref name="fromMs"/>, <paramref name="toMs"/>).</summary>
+    Task<HashSet<(VitalKind Kind, long TimestampMs)>> ExistingAsync(string patientId, string deviceId, long fromMs, long toMs, CancellationToken cancellationToken);
+
     Task<RawAggregate> AggregateAsync(string patientId, long fromMs, long toMs, Resolution resolution, CancellationToken cancellationToken);
 
     Task<IReadOnlyList<QuarantinedReading>> ReadQuarantineAsync(string deviceId, int limit, CancellationToken cancellationToken);

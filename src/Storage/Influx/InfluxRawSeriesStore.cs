@@ -15,11 +15,12 @@ namespace Telemetry.Storage.Influx;
 /// <see cref="SeriesWriter"/> for retries); when it fails, nothing is acknowledged.
 /// </summary>
 /// <remarks>
-/// A reading's identity in the server is its series and time, so a reading written twice is stored once. Which batch
-/// numbers each device has committed is kept in the local DuckDB file (as the embedded store keeps it), so a resent
-/// batch is answered as a duplicate and not handed to the patient's grain again. That record is written after the
-/// server's answer: a crash between the two, or a device resending to another node of a cluster, stores the batch once
-/// all the same but may count it twice in the live windows until the grain next rebuilds from the raw series.
+/// A reading's identity in the server is its series and time, so a reading written twice is stored once. As in the
+/// embedded store, a resent batch is recognised by its number (kept in the local DuckDB file) and a reading sent again
+/// by its device, vital and time (see <see cref="FindRepeatedAsync"/>), so neither is handed to the patient's grain
+/// again. One gap remains in a cluster: a server that has seen a device before knows the device's latest reading only
+/// from what it committed itself, so a resend of a batch another server committed, with readings after that, is
+/// stored once but may be counted twice in the live windows until the grain next rebuilds.
 /// </remarks>
 public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
 {
@@ -32,6 +33,10 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
     private readonly TimeProvider _timeProvider;
     private readonly ILogger<InfluxRawSeriesStore> _logger;
     private readonly List<string> _chunks = [];
+    private readonly Dictionary<(string DeviceId, VitalKind Kind), long> _latest = [];
+    private readonly Dictionary<(string DeviceId, VitalKind Kind), long> _flushLatest = [];
+    private readonly HashSet<(string DeviceId, VitalKind Kind, long TimestampMs)> _inFlush = [];
+    private readonly HashSet<(int Batch, int Reading)> _repeated = [];
     private readonly StringBuilder _lines = new();
     private long _lastCommitId;
 
@@ -54,6 +59,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         // Commit ids are microseconds of the clock, so they keep increasing across restarts and across the nodes of a
         // cluster (as far as their clocks agree), as the grains' rebuild expects.
         var commitId = Math.Max(_lastCommitId + 1, _timeProvider.GetUtcNow().ToUnixTimeMilliseconds() * 1_000);
+        await FindRepeatedAsync(batches, cancellationToken);
         Stage(batches, outcomes.Span, commitId);
         try
         {
@@ -70,8 +76,76 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
 
         // InfluxDB holds every line: the commit is durable and nothing from here on may fail it.
         _lastCommitId = commitId;
+        foreach (var (key, timestampMs) in _flushLatest)
+        {
+            _latest[key] = timestampMs;
+        }
+
         RecordSequences();
         return commitId;
+    }
+
+    /// <summary>
+    /// Finds the readings the device sent before (same vital and time), so they are neither written again (which could
+    /// replace the stored value) nor handed to the grain twice. A reading after the latest this server committed for
+    /// the device and vital is new without a lookup, which is every reading of a device sending in order. The rest (a
+    /// resend, out-of-order data, a device this server has not seen since it started) are looked up, with one query per
+    /// device and flush, and checked against the flush itself.
+    /// </summary>
+    private async Task FindRepeatedAsync(IReadOnlyList<DeviceBatch> batches, CancellationToken cancellationToken)
+    {
+        _repeated.Clear();
+        _flushLatest.Clear();
+        _inFlush.Clear();
+        var candidates = new Dictionary<(string DeviceId, string PatientId), List<(int Batch, int Reading)>>();
+        for (var i = 0; i < batches.Count; i++)
+        {
+            var batch = batches[i];
+            if (batch.Sequence != 0 && _sequences.IsCommitted(batch.DeviceId, batch.Sequence))
+            {
+                continue;
+            }
+
+            var readings = batch.Readings.Span;
+            for (var j = 0; j < readings.Length; j++)
+            {
+                var key = (batch.DeviceId, readings[j].Kind);
+                var known = _flushLatest.TryGetValue(key, out var latest) || _latest.TryGetValue(key, out latest);
+                if (known && readings[j].TimestampMs > latest)
+                {
+                    _flushLatest[key] = readings[j].TimestampMs;
+                    _inFlush.Add((batch.DeviceId, readings[j].Kind, readings[j].TimestampMs));
+                    continue;
+                }
+
+                if (!candidates.TryGetValue((batch.DeviceId, batch.PatientId), out var list))
+                {
+                    candidates[(batch.DeviceId, batch.PatientId)] = list = [];
+                }
+
+                list.Add((i, j));
+            }
+        }
+
+        foreach (var ((deviceId, patientId), list) in candidates)
+        {
+            var from = list.Min(at => batches[at.Batch].Readings.Span[at.Reading].TimestampMs);
+            var to = list.Max(at => batches[at.Batch].Readings.Span[at.Reading].TimestampMs);
+            var stored = await Reader.ExistingAsync(patientId, deviceId, from, to + 1, cancellationToken);
+            foreach (var (i, j) in list)
+            {
+                var reading = batches[i].Readings.Span[j];
+                if (stored.Contains((reading.Kind, reading.TimestampMs)) || !_inFlush.Add((deviceId, reading.Kind, reading.TimestampMs)))
+                {
+                    _repeated.Add((i, j));
+                    continue;
+                }
+
+                var key = (deviceId, reading.Kind);
+                var latest = _flushLatest.TryGetValue(key, out var inFlush) ? inFlush : _latest.GetValueOrDefault(key, long.MinValue);
+                _flushLatest[key] = Math.Max(latest, reading.TimestampMs);
+            }
+        }
     }
 
     /// <summary>Decides each batch's outcome and writes the lines of what is new into <see cref="_chunks"/>.</summary>
@@ -94,9 +168,17 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
                 _sequences.Stage(batch.DeviceId, batch.Sequence);
             }
 
-            foreach (var reading in batch.Readings.Span)
+            var readings = batch.Readings.Span;
+            var stored = new List<VitalReading>(readings.Length);
+            for (var j = 0; j < readings.Length; j++)
             {
-                InfluxLayout.AppendLine(_lines, InfluxLayout.Vitals, batch.DeviceId, batch.PatientId, reading, commitId);
+                if (_repeated.Contains((i, j)))
+                {
+                    continue;
+                }
+
+                stored.Add(readings[j]);
+                InfluxLayout.AppendLine(_lines, InfluxLayout.Vitals, batch.DeviceId, batch.PatientId, readings[j], commitId);
                 lines = EndChunkIfFull(lines + 1);
             }
 
@@ -106,7 +188,9 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
                 lines = EndChunkIfFull(lines + 1);
             }
 
-            outcomes[i] = new BatchOutcome(CommitOutcome.Stored, batch.Readings, 0);
+            outcomes[i] = stored.Count == readings.Length
+                ? new BatchOutcome(CommitOutcome.Stored, batch.Readings, 0)
+                : new BatchOutcome(CommitOutcome.Stored, stored.ToArray(), readings.Length - stored.Count);
         }
 
         if (lines > 0)

@@ -25,6 +25,24 @@ internal sealed class VictoriaMetricsSeriesReader : ISeriesReader
         _http = new HttpClient { BaseAddress = new Uri(options.Url), Timeout = options.RequestTimeout };
     }
 
+    public async Task<HashSet<(VitalKind Kind, long TimestampMs)>> ExistingAsync(string patientId, string deviceId, long fromMs, long toMs, CancellationToken cancellationToken)
+    {
+        var existing = new HashSet<(VitalKind Kind, long TimestampMs)>();
+        var selector = $"{{__name__=\"vitals_value\",{InfluxLayout.PatientTag}={Quote(patientId)},{InfluxLayout.DeviceTag}={Quote(deviceId)}}}";
+        await foreach (var series in ExportAsync(selector, fromMs, toMs, cancellationToken))
+        {
+            if (InfluxLayout.TryParseKind(series.Label(InfluxLayout.KindTag), out var kind))
+            {
+                foreach (var timestampMs in series.Timestamps)
+                {
+                    existing.Add((kind, timestampMs));
+                }
+            }
+        }
+
+        return existing;
+    }
+
     public async Task<RawAggregate> AggregateAsync(string patientId, long fromMs, long toMs, Resolution resolution, CancellationToken cancellationToken)
     {
         var windows = new Dictionary<(VitalKind Kind, long StartMs), RollupWindow>();

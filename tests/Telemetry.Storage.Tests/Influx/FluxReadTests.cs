@@ -57,7 +57,7 @@ public sealed class FluxReadTests : IDisposable
             ],
             aggregate.Windows);
 
-        var flux = RecordingInfluxServer.Flux(Assert.Single(_server.Requests));
+        var flux = RecordingInfluxServer.Flux(Assert.Single(_server.Reads));
         Assert.Contains("from(bucket: \"vitals\")", flux);
         Assert.Contains($"range(start: {At(T0)}, stop: {At(T0 + 86_400_000)})", flux);
         Assert.Contains("r._measurement == \"vitals\" and r.patient == \"patient-1\"", flux);
@@ -74,7 +74,7 @@ public sealed class FluxReadTests : IDisposable
 
         Assert.Empty(aggregate.Windows);
         Assert.Equal(0, aggregate.HighestCommitId);
-        var flux = RecordingInfluxServer.Flux(Assert.Single(_server.Requests));
+        var flux = RecordingInfluxServer.Flux(Assert.Single(_server.Reads));
         Assert.Contains("stop: 2200-01-01T00:00:00.000Z", flux);
         Assert.Contains("window(every: 1h)", flux);
     }
@@ -90,7 +90,7 @@ public sealed class FluxReadTests : IDisposable
 
         Assert.Equal([new StoredReading("watch-1", VitalKind.HeartRate, T0, 61), new StoredReading("ring-2", VitalKind.HeartRate, T0 + 1_000, 62.5)], read);
         Assert.Equal([new StoredReading("ring-2", VitalKind.HeartRate, T0 + 1_000, 62.5)], latest);
-        var queries = _server.Requests.Select(RecordingInfluxServer.Flux).ToArray();
+        var queries = _server.Reads.Select(RecordingInfluxServer.Flux).ToArray();
         Assert.Contains("r.kind == \"heart_rate\"", queries[0]);
         Assert.Contains("limit(n: 500)", queries[0]);
         Assert.Contains("contains(value: r.kind, set: [\"heart_rate\", \"spo2\"])", queries[1]);
@@ -129,7 +129,7 @@ public sealed class FluxReadTests : IDisposable
 
         Assert.Equal(new Core.Readings.VitalReading(VitalKind.HeartRate, T0 + 2_000, 400), quarantined.Reading);
         Assert.Equal("implausible", quarantined.Reason);
-        Assert.Contains("r.device == \"watch-1\"", RecordingInfluxServer.Flux(Assert.Single(_server.Requests)));
+        Assert.Contains("r.device == \"watch-1\"", RecordingInfluxServer.Flux(Assert.Single(_server.Reads)));
     }
 
     [Fact]
@@ -149,7 +149,7 @@ public sealed class FluxReadTests : IDisposable
         var windows = await rollups.QueryAsync("patient-1", VitalKind.HeartRate, Resolution.Minute, T0, T0 + 3_600_000);
 
         Assert.Equal([new RollupWindow(T0, 2, 130, 60, 70, 8500, 70, T0 + 30_000), new RollupWindow(T0 + 60_000, 1, 80, 80, 80, 6400, 80, T0 + 61_000)], windows);
-        var flux = RecordingInfluxServer.Flux(Assert.Single(_server.Requests));
+        var flux = RecordingInfluxServer.Flux(Assert.Single(_server.Reads));
         Assert.Contains("r._measurement == \"rollups\" and r.patient == \"patient-1\"", flux);
         Assert.Contains("r.kind == \"heart_rate\" and r.resolution == \"1m\"", flux);
         Assert.Contains("pivot(rowKey: [\"_time\"], columnKey: [\"_field\"], valueColumn: \"_value\")", flux);
@@ -162,7 +162,7 @@ public sealed class FluxReadTests : IDisposable
 
         await _file.Store.ReadAsync("p\" or true or r.patient == \"${x}", VitalKind.HeartRate, T0, T0 + 1, 1);
 
-        Assert.Contains("r.patient == \"p\\\" or true or r.patient == \\\"\\${x}\"", RecordingInfluxServer.Flux(Assert.Single(_server.Requests)));
+        Assert.Contains("r.patient == \"p\\\" or true or r.patient == \\\"\\${x}\"", RecordingInfluxServer.Flux(Assert.Single(_server.Reads)));
     }
 
     private static string RawCsv(params (long TimestampMs, string Device, double Value)[] rows)

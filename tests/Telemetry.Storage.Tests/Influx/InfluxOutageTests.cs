@@ -16,7 +16,7 @@ public sealed class InfluxOutageTests
     public async Task Nothing_is_acknowledged_while_the_store_is_away_and_nothing_is_lost_or_doubled_when_it_returns()
     {
         await using var server = await VictoriaMetrics.StartNewAsync();
-        using var file = new InfluxStoreFile(server.Url, options =>
+        using var file = InfluxStoreFile.ForVictoriaMetrics(server.Url, options =>
         {
             options.RetryFor = TimeSpan.FromSeconds(2);
             options.RetryDelay = TimeSpan.FromMilliseconds(50);

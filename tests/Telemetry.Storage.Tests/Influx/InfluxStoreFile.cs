@@ -28,8 +28,12 @@ internal sealed class InfluxStoreFile : IDisposable
     private InfluxStoreFile(Func<SeriesBackend> connect) => _connect = connect;
 
     /// <summary>Reads through VictoriaMetrics' export API.</summary>
-    public static InfluxStoreFile ForVictoriaMetrics(string url) =>
-        new(() => SeriesBackend.ForVictoriaMetrics(new VictoriaMetricsOptions { Url = url }, TimeProvider.System, NullLogger.Instance));
+    public static InfluxStoreFile ForVictoriaMetrics(string url, Action<SeriesServerOptions>? configure = null)
+    {
+        var options = new VictoriaMetricsOptions { Url = url };
+        configure?.Invoke(options);
+        return new(() => SeriesBackend.ForVictoriaMetrics(options, TimeProvider.System, NullLogger.Instance));
+    }
 
     public TemporaryDirectory Directory { get; } = new();
 

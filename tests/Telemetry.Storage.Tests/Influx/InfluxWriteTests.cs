@@ -15,7 +15,7 @@ public sealed class InfluxWriteTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         _server = await VictoriaMetrics.StartNewAsync();
-        _file = new InfluxStoreFile(_server.Url);
+        _file = InfluxStoreFile.ForVictoriaMetrics(_server.Url);
     }
 
     public async Task DisposeAsync()
@@ -57,9 +57,35 @@ public sealed class InfluxWriteTests : IAsyncLifetime
         var (_, afterRestart) = await _file.CommitAsync(batch);
         Assert.Equal(CommitOutcome.Duplicate, afterRestart[0].Outcome);
 
-        // A batch with no number is written again, and the server still holds each reading once.
-        await _file.CommitAsync(Of("watch-1", "patient-1", 0, Heart(0, 61), Heart(1_000, 62)));
-        Assert.Equal(2, (await _server.ExportAsync("vitals_value")).Count);
+        // A batch with no number is recognised reading by reading, looked up in the server after the restart.
+        await _server.FlushAsync();
+        var (_, unnumbered) = await _file.CommitAsync(Of("watch-1", "patient-1", 0, Heart(0, 61), Heart(1_000, 62), Heart(2_000, 63)));
+        Assert.Equal(2, unnumbered[0].Duplicates);
+        Assert.Equal([Heart(2_000, 63)], unnumbered[0].Stored.ToArray());
+        Assert.Equal(3, (await _server.ExportAsync("vitals_value")).Count);
+    }
+
+    [Fact]
+    public async Task Readings_sent_again_are_recognised_whether_in_order_late_or_twice_in_one_flush()
+    {
+        await _file.CommitAsync(Of("watch-1", "patient-1", 0, Heart(0, 60), Heart(10_000, 70)));
+
+        // (VictoriaMetrics makes writes searchable within about a second; a device resends later than that.)
+        await _server.FlushAsync();
+
+        // Known to this server: the late reading is looked up, the one after its latest is new without a lookup.
+        var (_, late) = await _file.CommitAsync(Of("watch-1", "patient-1", 0, Heart(5_000, 65), Heart(10_000, 70), Heart(20_000, 80)));
+        Assert.Equal([Heart(5_000, 65), Heart(20_000, 80)], late[0].Stored.ToArray());
+        Assert.Equal(1, late[0].Duplicates);
+
+        // The same reading in two batches of one flush is stored once; the other device's is its own.
+        var (_, twice) = await _file.CommitAsync(
+            Of("watch-1", "patient-1", 0, Heart(30_000, 90)),
+            Of("watch-1", "patient-1", 0, Heart(30_000, 90)),
+            Of("ring-2", "patient-1", 0, Heart(30_000, 90)));
+        Assert.Equal([1, 0, 1], twice.Select(outcome => outcome.Stored.Length));
+        Assert.Equal(1, twice[1].Duplicates);
+        Assert.Equal(6, (await _server.ExportAsync("vitals_value")).Count);
     }
 
     [Fact]

@@ -8,13 +8,15 @@ using System.Text.Json;
 namespace Telemetry.Storage.Tests.Influx;
 
 /// <summary>
-/// A loopback HTTP server answering as InfluxDB 2 would, from a script: each request is recorded (path, query, headers,
-/// body unzipped) and answered with the next scripted response, or 204 once the script runs out.
+/// A loopback HTTP server answering as InfluxDB 2 would, from scripts: each request is recorded (path, query, headers,
+/// body unzipped) and answered with the next scripted response for its kind (writes, queries), or once a script runs
+/// out, 204 for a write and no rows for a query.
 /// </summary>
 internal sealed class RecordingInfluxServer : IDisposable
 {
     private readonly HttpListener _listener = new();
-    private readonly ConcurrentQueue<Answer> _script = new();
+    private readonly ConcurrentQueue<Answer> _writes = new();
+    private readonly ConcurrentQueue<Answer> _queries = new();
     private readonly Task _loop;
 
     public RecordingInfluxServer()
@@ -33,15 +35,21 @@ internal sealed class RecordingInfluxServer : IDisposable
 
     public ConcurrentQueue<Request> Requests { get; } = new();
 
-    /// <summary>While set, every request is answered with this status, whatever the script holds.</summary>
+    /// <summary>While set, every write is answered with this status, whatever the script holds.</summary>
     public int? FailingWith { get; set; }
 
-    /// <summary>Answers the next request with <paramref name="status"/>, <paramref name="body"/> and <paramref name="headers"/>.</summary>
+    /// <summary>Answers the next write with <paramref name="status"/>, <paramref name="body"/> and <paramref name="headers"/>.</summary>
     public void Then(int status, string body = "", string contentType = "application/json", params (string Name, string Value)[] headers) =>
-        _script.Enqueue(new Answer(status, body, contentType, headers));
+        _writes.Enqueue(new Answer(status, body, contentType, headers));
 
     /// <summary>Answers the next query with annotated CSV, as InfluxDB answers Flux.</summary>
-    public void ThenCsv(string csv) => Then(200, csv.ReplaceLineEndings("\r\n"), "text/csv; charset=utf-8");
+    public void ThenCsv(string csv) => _queries.Enqueue(new Answer(200, csv.ReplaceLineEndings("\r\n"), "text/csv; charset=utf-8", []));
+
+    /// <summary>The queries asked, other than the store's lookups of readings sent before.</summary>
+    public IEnumerable<Request> Reads => Requests.Where(request => request.Path == "/api/v2/query" && !Flux(request).Contains("keep(columns:", StringComparison.Ordinal));
+
+    /// <summary>The writes made.</summary>
+    public IEnumerable<Request> Writes => Requests.Where(request => request.Path == "/api/v2/write");
 
     /// <summary>The Flux text of a recorded query request.</summary>
     public static string Flux(Request request)
@@ -85,8 +93,11 @@ internal sealed class RecordingInfluxServer : IDisposable
                     await reader.ReadToEndAsync()));
             }
 
-            var answer = FailingWith is { } failing ? new Answer(failing, "", "text/plain", [])
-                : _script.TryDequeue(out var next) ? next : new Answer(204, "", "text/plain", []);
+            var isQuery = request.Url.AbsolutePath == "/api/v2/query";
+            var answer = isQuery
+                ? _queries.TryDequeue(out var query) ? query : new Answer(200, "\r\n", "text/csv; charset=utf-8", [])
+                : FailingWith is { } failing ? new Answer(failing, "", "text/plain", [])
+                : _writes.TryDequeue(out var write) ? write : new Answer(204, "", "text/plain", []);
             context.Response.StatusCode = answer.Status;
             foreach (var (name, value) in answer.Headers)
             {
