@@ -138,8 +138,30 @@ public sealed partial class ClusterTests(ITestOutputHelper output)
         Assert.Equal(2 * Patients, raised.Count);
         Assert.Equal(2 * Patients, raised.Distinct().Count());
 
-        using var health = await second.Http.GetAsync("/healthz");
-        Assert.Equal(HttpStatusCode.OK, health.StatusCode);
+        using (var health = await second.Http.GetAsync("/healthz"))
+        {
+            Assert.Equal(HttpStatusCode.OK, health.StatusCode);
+        }
+
+        // A token revoked through one server (a new one, joining) ends the device's session on another.
+        var first2 = new TelemetryServer(settings, adminToken: adminToken);
+        await using (first2)
+        {
+            await first2.StartAsync();
+            var device = devices[1];
+            using var session = await Devices.ConnectMqttAsync(second, device.DeviceId, device.Token);
+            var ended = new TaskCompletionSource<MqttClientDisconnectedEventArgs>(TaskCreationOptions.RunContinuationsAsynchronously);
+            session.DisconnectedAsync += args =>
+            {
+                ended.TrySetResult(args);
+                return Task.CompletedTask;
+            };
+            using var revoked = await first2.Http.DeleteAsync($"/api/devices/{device.DeviceId}/token");
+            Assert.Equal(HttpStatusCode.OK, revoked.StatusCode);
+            Assert.Equal(MqttClientDisconnectReason.NotAuthorized, (await ended.Task.WaitAsync(TimeSpan.FromSeconds(10))).Reason);
+            await first2.TerminateAsync(TimeSpan.FromSeconds(30));
+        }
+
         dump.Passed = true;
     }
 

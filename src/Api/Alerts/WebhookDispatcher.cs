@@ -124,7 +124,19 @@ public sealed partial class WebhookDispatcher(
                 var events = await store.ReadEventsAsync(position, null, PageSize, stoppingToken);
                 foreach (var item in events)
                 {
-                    await DeliverAsync(webhook, item, stoppingToken);
+                    // Renewed before each event, so a server that lost the lease (its retries outlasted it) stops at once.
+                    if (!await lease.HoldAsync(consumer))
+                    {
+                        held = false;
+                        break;
+                    }
+
+                    if (!await DeliverAsync(webhook, consumer, item, stoppingToken))
+                    {
+                        held = false;
+                        break;
+                    }
+
                     position = item.Position;
                     await store.WriteCursorAsync(consumer, position, stoppingToken);
                 }
@@ -146,7 +158,8 @@ public sealed partial class WebhookDispatcher(
         }
     }
 
-    private async Task DeliverAsync(WebhookOptions webhook, AlertEvent item, CancellationToken stoppingToken)
+    /// <summary>Delivers (or gives up on) the event; false when this server lost the delivery lease meanwhile and must stop.</summary>
+    private async Task<bool> DeliverAsync(WebhookOptions webhook, string consumer, AlertEvent item, CancellationToken stoppingToken)
     {
         var body = JsonSerializer.SerializeToUtf8Bytes(item, TelemetryJson.Options);
         var delay = TimeSpan.FromSeconds(1);
@@ -167,14 +180,14 @@ public sealed partial class WebhookDispatcher(
                 if (response.IsSuccessStatusCode)
                 {
                     instruments.AlertPublished("webhook");
-                    return;
+                    return true;
                 }
 
                 failure = $"HTTP {(int)response.StatusCode}";
                 if (!IsWorthRetrying(response.StatusCode))
                 {
                     LogGivenUp(logger, webhook.Name, item.EventId, attempt, failure);
-                    return;
+                    return true;
                 }
             }
             catch (Exception exception) when (!stoppingToken.IsCancellationRequested)
@@ -185,12 +198,16 @@ public sealed partial class WebhookDispatcher(
             if (attempt >= options.Value.WebhookMaxAttempts)
             {
                 LogGivenUp(logger, webhook.Name, item.EventId, attempt, failure);
-                return;
+                return true;
             }
 
             LogRetrying(logger, webhook.Name, item.EventId, attempt, failure, delay);
             await Task.Delay(delay, timeProvider, stoppingToken);
             delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, maxDelay.Ticks));
+            if (!await lease.HoldAsync(consumer))
+            {
+                return false;
+            }
         }
     }
 

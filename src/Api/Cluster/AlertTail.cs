@@ -32,19 +32,24 @@ public sealed partial class AlertTail(
             return;
         }
 
-        var subscriber = await redis.SubscriberAsync();
-        await subscriber.SubscribeAsync(redis.Channel(RedisAlertStore.AppendedChannel), (_, _) => Wake());
-
-        // From now on: what was raised before this server started is history, read through the API.
-        var position = await store.LastPositionAsync(stoppingToken);
+        // From now on: what was raised before this server started is history, read through the API. Redis may be away
+        // at start: keep trying rather than stop the server.
+        long? position = null;
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
+                if (position is null)
+                {
+                    var subscriber = await redis.SubscriberAsync();
+                    await subscriber.SubscribeAsync(redis.Channel(RedisAlertStore.AppendedChannel), (_, _) => Wake());
+                    position = await store.LastPositionAsync(stoppingToken);
+                }
+
                 IReadOnlyList<Core.Alerts.AlertEvent> events;
                 do
                 {
-                    events = await store.ReadEventsAsync(position, null, PageSize, stoppingToken);
+                    events = await store.ReadEventsAsync(position.Value, null, PageSize, stoppingToken);
                     if (events.Count > 0)
                     {
                         // An external broker gets each alert from the server that raised it (see AlertFanOut).

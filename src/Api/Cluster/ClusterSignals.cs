@@ -1,4 +1,3 @@
-using System.Globalization;
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;
 using Telemetry.Ingest;
@@ -8,16 +7,20 @@ namespace Telemetry.Api.Cluster;
 
 /// <summary>
 /// What one server must tell the others. A device's token rotated or revoked on one server ends the device's live
-/// connections on whichever server holds them: alone, the server ends its own; in a cluster, the change is announced
-/// on a Redis channel and every server (this one too) ends its own.
+/// connections on whichever server holds them: alone, the server ends its own; in a cluster, the change is appended
+/// to a Redis stream that every server (this one too) reads from where it left off, twice a second, so a server whose
+/// connection to Redis dropped for a while still sees every change when it is back.
 /// </summary>
 public sealed partial class ClusterSignals(
     DeviceSessions sessions,
     IOptions<TelemetryClusterOptions> cluster,
     IServiceProvider services,
-    ILogger<ClusterSignals> logger) : IHostedService
+    TimeProvider timeProvider,
+    ILogger<ClusterSignals> logger) : BackgroundService
 {
-    private const string CredentialsChannel = "devices:credentials-changed";
+    private const string CredentialsStream = "devices:credentials-changed";
+    private const int StreamLength = 10_000;
+    private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(500);
 
     public async Task DeviceCredentialsChangedAsync(string deviceId, bool revoked)
     {
@@ -30,7 +33,11 @@ public sealed partial class ClusterSignals(
         try
         {
             var redis = services.GetRequiredService<RedisConnection>();
-            await (await redis.SubscriberAsync()).PublishAsync(redis.Channel(CredentialsChannel), (revoked ? "1:" : "0:") + deviceId);
+            await (await redis.DatabaseAsync()).StreamAddAsync(
+                redis.Key(CredentialsStream),
+                [new NameValueEntry("device", deviceId), new NameValueEntry("revoked", revoked ? 1 : 0)],
+                maxLength: StreamLength,
+                useApproximateMaxLength: true);
         }
         catch (Exception exception)
         {
@@ -40,7 +47,7 @@ public sealed partial class ClusterSignals(
         }
     }
 
-    public async Task StartAsync(CancellationToken cancellationToken)
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         if (!cluster.Value.Enabled)
         {
@@ -48,19 +55,37 @@ public sealed partial class ClusterSignals(
         }
 
         var redis = services.GetRequiredService<RedisConnection>();
-        var subscriber = await redis.SubscriberAsync();
-        await subscriber.SubscribeAsync(redis.Channel(CredentialsChannel), (channel, message) =>
+        var key = redis.Key(CredentialsStream);
+        RedisValue? position = null;
+        while (!stoppingToken.IsCancellationRequested)
         {
-            var text = (string?)message ?? "";
-            if (text.Length > 2)
+            try
             {
-                _ = sessions.EndAsync(text[2..], revoked: text[0] == '1');
-            }
-        });
-    }
+                var database = await redis.DatabaseAsync();
 
-    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+                // From the changes after this server started: connections opened before are its own.
+                position ??= (await database.StreamRangeAsync(key, "-", "+", count: 1, messageOrder: Order.Descending)) is [var last, ..] ? last.Id : "0-0";
+                foreach (var entry in await database.StreamReadAsync(key, position.Value, count: 100))
+                {
+                    position = entry.Id;
+                    if (entry["device"] is { IsNullOrEmpty: false } device)
+                    {
+                        await sessions.EndAsync(device!, revoked: entry["revoked"] == 1);
+                    }
+                }
+            }
+            catch (Exception exception) when (!stoppingToken.IsCancellationRequested)
+            {
+                LogReadFailed(logger, exception);
+            }
+
+            await Task.Delay(PollInterval, timeProvider, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+    }
 
     [LoggerMessage(EventId = 2410, Level = LogLevel.Warning, Message = "Could not tell the cluster that device {DeviceId}'s token changed; only this server's connections were ended")]
     private static partial void LogAnnounceFailed(ILogger logger, Exception exception, string deviceId);
+
+    [LoggerMessage(EventId = 2411, Level = LogLevel.Warning, Message = "Could not read the cluster's token changes; retrying")]
+    private static partial void LogReadFailed(ILogger logger, Exception exception);
 }

@@ -12,12 +12,19 @@ public sealed class CareTeams
     private readonly SemaphoreSlim _gate = new(1, 1);
     private volatile Dictionary<string, IReadOnlySet<string>>? _teams;
 
+    // Counts changes announced by other servers: a read that one overtook is not kept.
+    private int _changes;
+
     public CareTeams(ICareTeamStore store)
     {
         _store = store;
 
         // Forget what was read: the next access check reads the teams again.
-        store.ChangedElsewhere += () => _teams = null;
+        store.ChangedElsewhere += () =>
+        {
+            Interlocked.Increment(ref _changes);
+            _teams = null;
+        };
     }
 
     /// <summary>True when any of <paramref name="teams"/> looks after <paramref name="patientId"/>.</summary>
@@ -44,6 +51,7 @@ public sealed class CareTeams
         try
         {
             await _store.SetAsync(teamId, patientIds, cancellationToken);
+            var changes = Volatile.Read(ref _changes);
             var next = new Dictionary<string, IReadOnlySet<string>>(_teams ?? await _store.ReadAllAsync(cancellationToken), StringComparer.Ordinal);
             if (patientIds.Count == 0)
             {
@@ -54,7 +62,7 @@ public sealed class CareTeams
                 next[teamId] = patientIds.ToHashSet(StringComparer.Ordinal);
             }
 
-            _teams = next;
+            _teams = changes == Volatile.Read(ref _changes) ? next : null;
         }
         finally
         {
@@ -72,7 +80,19 @@ public sealed class CareTeams
         await _gate.WaitAsync(cancellationToken);
         try
         {
-            return _teams ??= new Dictionary<string, IReadOnlySet<string>>(await _store.ReadAllAsync(cancellationToken), StringComparer.Ordinal);
+            if (_teams is { } current)
+            {
+                return current;
+            }
+
+            var changes = Volatile.Read(ref _changes);
+            var read = new Dictionary<string, IReadOnlySet<string>>(await _store.ReadAllAsync(cancellationToken), StringComparer.Ordinal);
+            if (changes == Volatile.Read(ref _changes))
+            {
+                _teams = read;
+            }
+
+            return read;
         }
         finally
         {

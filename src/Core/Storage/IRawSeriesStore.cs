@@ -8,6 +8,13 @@ namespace Telemetry.Core.Storage;
 public interface IRawSeriesStore
 {
     /// <summary>
+    /// True when a commit becomes readable all at once, and commit ids increase in the order commits become readable.
+    /// When false (a time-series server written in several requests, or searchable a moment after its answer), what a
+    /// grain rebuilt around the time of a commit is recomputed from the store when its windows close.
+    /// </summary>
+    bool CommitsReadableAtOnce => true;
+
+    /// <summary>
     /// Durably commits <paramref name="batches"/> in one transaction (group commit) and says for each what was stored: a
     /// batch whose sequence number the device already committed stores nothing, and a reading the device already sent
     /// (same vital and time) is stored once. Returns the commit's id, which increases with every commit that stores

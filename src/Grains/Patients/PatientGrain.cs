@@ -39,6 +39,10 @@ public sealed partial class PatientGrain(
     private readonly List<Rollup> _closed = [];
     private readonly HashSet<(VitalKind Kind, long MinuteStartMs)> _late = [];
 
+    // Minutes holding readings of commits the activation read, when the store may have shown only part of them:
+    // every window over such a minute is recomputed from the store as it closes.
+    private readonly HashSet<(VitalKind Kind, long MinuteStartMs)> _unsettled = [];
+
     // What the activation rebuilt from the raw store: commits up to this id, readings from this time on.
     private long _rebuiltThroughCommit;
     private long _rebuiltFromMs = long.MaxValue;
@@ -126,6 +130,11 @@ public sealed partial class PatientGrain(
 
             if (rebuilt)
             {
+                if (!rawStore.CommitsReadableAtOnce)
+                {
+                    _unsettled.Add((reading.Kind, Resolution.Minute.WindowStart(reading.TimestampMs)));
+                }
+
                 continue;
             }
 
@@ -347,8 +356,48 @@ public sealed partial class PatientGrain(
             return;
         }
 
+        if (_unsettled.Count > 0)
+        {
+            await SettleClosedAsync(cancellationToken);
+        }
+
         await rollupStore.WriteAsync(_closed.ToArray(), cancellationToken);
         _closed.Clear();
+    }
+
+    /// <summary>Replaces each closed window over an unsettled minute with the store's own (one query per resolution).</summary>
+    private async Task SettleClosedAsync(CancellationToken cancellationToken)
+    {
+        var settle = new List<int>();
+        for (var i = 0; i < _closed.Count; i++)
+        {
+            var rollup = _closed[i];
+            if (_unsettled.Any(minute => minute.Kind == rollup.Kind && rollup.Resolution.WindowStart(minute.MinuteStartMs) == rollup.Window.StartMs))
+            {
+                settle.Add(i);
+            }
+        }
+
+        foreach (var group in settle.GroupBy(i => _closed[i].Resolution))
+        {
+            var resolution = group.Key;
+            var from = group.Min(i => _closed[i].Window.StartMs);
+            var to = group.Max(i => _closed[i].Window.StartMs) + resolution.Milliseconds();
+            var stored = (await rawStore.AggregateAsync(PatientId, from, to, resolution, cancellationToken)).Windows
+                .ToDictionary(window => (window.Kind, window.Window.StartMs), window => window.Window);
+            foreach (var i in group)
+            {
+                var rollup = _closed[i];
+                if (stored.TryGetValue((rollup.Kind, rollup.Window.StartMs), out var window))
+                {
+                    _closed[i] = rollup with { Window = window };
+                }
+            }
+        }
+
+        // A minute is settled once its last window (the day's) has closed.
+        _unsettled.RemoveWhere(minute => settle.Any(i => _closed[i].Kind == minute.Kind && _closed[i].Resolution == Resolution.Day
+            && Resolution.Day.WindowStart(minute.MinuteStartMs) == _closed[i].Window.StartMs));
     }
 
     [LoggerMessage(EventId = 2002, Level = LogLevel.Warning, Message = "Applying readings to patient {PatientId} failed; the grain rebuilds from the raw store")]

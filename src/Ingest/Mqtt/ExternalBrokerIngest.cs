@@ -22,6 +22,7 @@ namespace Telemetry.Ingest.Mqtt;
 /// </remarks>
 public sealed partial class ExternalBrokerIngest(
     IOptions<ExternalBrokerOptions> options,
+    IOptions<IngestOptions> ingest,
     DeviceAuthenticator devices,
     MqttPayloadIngest payloads,
     MqttAlertRelay alerts,
@@ -31,10 +32,18 @@ public sealed partial class ExternalBrokerIngest(
 {
     private static readonly TimeSpan MaxRetryDelay = TimeSpan.FromSeconds(5);
 
+    /// <summary>Room in an MQTT packet beyond its payload: fixed header, a device's topic and a few properties.</summary>
+    private const int PacketOverheadBytes = 4_096;
+
     private readonly Channel<Pending> _inOrder = Channel.CreateUnbounded<Pending>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
     private readonly CancellationTokenSource _draining = new();
+    private readonly SemaphoreSlim _slots = new(options.Value.InFlight, options.Value.InFlight);
     private IMqttClient? _client;
     private int _pending;
+
+    // Which connection a message came on: an acknowledgement belongs to its own connection only (after a reconnect
+    // the broker sends what was not acknowledged again, under a session that may have reused the packet id).
+    private int _generation;
 
     /// <summary>True while the server is connected and subscribed to the broker.</summary>
     public bool IsConnected { get; private set; }
@@ -88,7 +97,9 @@ public sealed partial class ExternalBrokerIngest(
             IsConnected = false;
             return Task.CompletedTask;
         };
-        alerts.AttachExternal(message => client.IsConnected ? client.PublishAsync(message, CancellationToken.None) : Task.CompletedTask);
+        alerts.AttachExternal(message => client.IsConnected
+            ? client.PublishAsync(message, CancellationToken.None)
+            : throw new InvalidOperationException("not connected to the external MQTT broker"));
         var acks = AcknowledgeInOrderAsync();
 
         var delay = TimeSpan.FromSeconds(1);
@@ -124,10 +135,11 @@ public sealed partial class ExternalBrokerIngest(
         var builder = new MqttClientOptionsBuilder()
             .WithTcpServer(broker.Host, broker.Port)
             .WithProtocolVersion(MQTTnet.Formatter.MqttProtocolVersion.V500)
-            .WithClientId(broker.EffectiveClientId)
+            .WithClientId(broker.ClientId)
             .WithCleanStart(false)
             .WithSessionExpiryInterval((uint)Math.Min(broker.SessionExpiry.TotalSeconds, uint.MaxValue))
             .WithReceiveMaximum((ushort)broker.InFlight)
+            .WithMaximumPacketSize((uint)(ingest.Value.MaxMessageBytes + PacketOverheadBytes))
             .WithKeepAlivePeriod(TimeSpan.FromSeconds(15))
             .WithTimeout(TimeSpan.FromSeconds(10));
         if (broker.Username is not null)
@@ -140,6 +152,7 @@ public sealed partial class ExternalBrokerIngest(
             builder.WithTlsOptions(tls => tls.UseTls());
         }
 
+        Interlocked.Increment(ref _generation);
         var connected = await client.ConnectAsync(builder.Build(), cancellationToken);
         if (connected.ResultCode != MqttClientConnectResultCode.Success)
         {
@@ -147,42 +160,59 @@ public sealed partial class ExternalBrokerIngest(
         }
 
         var topic = $"$share/{broker.SharedGroup}/{MqttTopics.AllDeviceVitals}";
-        var subscribed = await client.SubscribeAsync(
-            new MqttClientSubscribeOptionsBuilder().WithTopicFilter(filter => filter.WithTopic(topic).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce)).Build(),
-            cancellationToken);
-        if (subscribed.Items.FirstOrDefault()?.ResultCode is not MqttClientSubscribeResultCode.GrantedQoS1)
+        try
         {
-            throw new InvalidOperationException($"the broker did not grant {topic} at QoS 1: {subscribed.Items.FirstOrDefault()?.ResultCode}");
+            var subscribed = await client.SubscribeAsync(
+                new MqttClientSubscribeOptionsBuilder().WithTopicFilter(filter => filter.WithTopic(topic).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce)).Build(),
+                cancellationToken);
+            if (subscribed.Items.FirstOrDefault()?.ResultCode is not MqttClientSubscribeResultCode.GrantedQoS1)
+            {
+                throw new InvalidOperationException($"the broker did not grant {topic} at QoS 1: {subscribed.Items.FirstOrDefault()?.ResultCode}");
+            }
+        }
+        catch
+        {
+            // Connected but not subscribed would read nothing: leave, and the loop connects again.
+            await client.DisconnectAsync(new MqttClientDisconnectOptionsBuilder().Build(), CancellationToken.None).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            throw;
         }
 
         IsConnected = true;
-        LogConnected(logger, broker.Host!, broker.Port, topic, broker.EffectiveClientId, connected.IsSessionPresent);
+        LogConnected(logger, broker.Host!, broker.Port, topic, broker.ClientId!, connected.IsSessionPresent);
     }
 
-    private Task Receive(MqttApplicationMessageReceivedEventArgs args)
+    private async Task Receive(MqttApplicationMessageReceivedEventArgs args)
     {
         // Acknowledged by this server once committed, never by the client library on its own.
         args.AutoAcknowledge = false;
         if (_draining.IsCancellationRequested)
         {
             // Left unacknowledged: the session keeps it for the next start.
-            return Task.CompletedTask;
+            return;
         }
+
+        // At most InFlight messages are being processed; past that the client stops reading from the broker (the
+        // receive maximum already holds back QoS 1; this holds back QoS 0 too).
+        await _slots.WaitAsync(CancellationToken.None);
 
         // The payload is copied: processing goes on after this handler returns.
         var message = args.ApplicationMessage;
+        var generation = Volatile.Read(ref _generation);
         Interlocked.Increment(ref _pending);
-        var work = ProcessAsync(message.Topic, message.Payload.ToArray());
-        if (!_inOrder.Writer.TryWrite(new Pending(args, work)))
+        var work = ProcessAsync(message.Topic, message.Payload.ToArray(), message.QualityOfServiceLevel == MqttQualityOfServiceLevel.AtMostOnce ? null : generation);
+        if (!_inOrder.Writer.TryWrite(new Pending(args, work, generation)))
         {
             Interlocked.Decrement(ref _pending);
+            _slots.Release();
         }
-
-        return Task.CompletedTask;
     }
 
-    /// <summary>True when the message is done with (stored, or refused for good) and may be acknowledged.</summary>
-    private async Task<bool> ProcessAsync(string topic, byte[] payload)
+    /// <summary>
+    /// True when the message is done with (stored, or refused for good) and may be acknowledged. A QoS 1 message
+    /// (<paramref name="generation"/> given) that cannot be stored yet is tried again while its connection lasts; a QoS
+    /// 0 message is tried once, as QoS 0 promises no more.
+    /// </summary>
+    private async Task<bool> ProcessAsync(string topic, byte[] payload, int? generation)
     {
         if (!MqttTopics.TryParseDeviceVitals(topic, out var deviceId))
         {
@@ -220,8 +250,9 @@ public sealed partial class ExternalBrokerIngest(
                 LogProcessFailed(logger, exception, deviceId);
             }
 
-            // Not stored: try again until it is, or until the server stops (then it stays with the broker).
-            if (_draining.IsCancellationRequested)
+            // Not stored: try again until it is, or until the server stops or the connection it came on is gone (then
+            // it stays with the broker, which sends it again).
+            if (generation is not { } of || of != Volatile.Read(ref _generation) || _draining.IsCancellationRequested)
             {
                 return false;
             }
@@ -237,7 +268,7 @@ public sealed partial class ExternalBrokerIngest(
         {
             try
             {
-                if (await pending.Done)
+                if (await pending.Done && pending.Generation == Volatile.Read(ref _generation))
                 {
                     await pending.Message.AcknowledgeAsync(CancellationToken.None);
                 }
@@ -251,11 +282,12 @@ public sealed partial class ExternalBrokerIngest(
             finally
             {
                 Interlocked.Decrement(ref _pending);
+                _slots.Release();
             }
         }
     }
 
-    private sealed record Pending(MqttApplicationMessageReceivedEventArgs Message, Task<bool> Done);
+    private sealed record Pending(MqttApplicationMessageReceivedEventArgs Message, Task<bool> Done, int Generation);
 
     [LoggerMessage(EventId = 1600, Level = LogLevel.Information, Message = "Reading devices from the broker at {Host}:{Port}, {Topic}, as {ClientId} (session resumed: {SessionPresent})")]
     private static partial void LogConnected(ILogger logger, string host, int port, string topic, string clientId, bool sessionPresent);

@@ -29,8 +29,8 @@ public sealed class ExternalBrokerOptions : IValidatableObject
     public string? Password { get; set; }
 
     /// <summary>
-    /// The server's client id: its persistent session at the broker, so it must stay the same across restarts and
-    /// differ between servers. Default: <c>telemetry-</c> and the machine name.
+    /// The server's client id: its persistent session at the broker. Required: it must stay the same across restarts
+    /// (messages the broker queued for this server wait in that session) and differ between servers.
     /// </summary>
     public string? ClientId { get; set; }
 
@@ -48,10 +48,15 @@ public sealed class ExternalBrokerOptions : IValidatableObject
 
     public bool Enabled => !string.IsNullOrWhiteSpace(Host);
 
-    public string EffectiveClientId => string.IsNullOrWhiteSpace(ClientId) ? "telemetry-" + Environment.MachineName : ClientId;
-
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
+        if (Enabled && string.IsNullOrWhiteSpace(ClientId))
+        {
+            yield return new ValidationResult(
+                $"{Section}:ClientId is required with an external broker: a name for this server that stays the same across restarts (its session at the broker) and differs between servers.",
+                [nameof(ClientId)]);
+        }
+
         if (Password is not null && Username is null)
         {
             yield return new ValidationResult($"{Section}:Password is set without {Section}:Username.", [nameof(Password)]);

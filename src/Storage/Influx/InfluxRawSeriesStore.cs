@@ -51,6 +51,9 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
 
     private ISeriesReader Reader => _backend.Reader;
 
+    /// <summary>A commit is several requests, and VictoriaMetrics makes writes searchable a moment after answering.</summary>
+    public bool CommitsReadableAtOnce => false;
+
     /// <summary>Where the series are written, for health reports.</summary>
     public string Describe() => _backend.Description;
 

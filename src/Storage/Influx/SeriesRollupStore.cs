@@ -12,7 +12,10 @@ namespace Telemetry.Storage.Influx;
 /// </summary>
 public sealed class SeriesRollupStore(SeriesBackend backend, TimeProvider timeProvider) : IRollupStore
 {
-    private long _lastWrittenAtMs;
+    /// <summary>The most series whose last time of writing is remembered; past it the memory starts over.</summary>
+    private const int MaxRemembered = 100_000;
+
+    private readonly Dictionary<(string PatientId, VitalKind Kind, Resolution Resolution), long> _lastWrittenAtMs = [];
 
     public async Task WriteAsync(IReadOnlyCollection<Rollup> rollups, CancellationToken cancellationToken = default)
     {
@@ -26,7 +29,7 @@ public sealed class SeriesRollupStore(SeriesBackend backend, TimeProvider timePr
         var count = 0;
         foreach (var rollup in rollups)
         {
-            InfluxLayout.AppendRollup(lines, rollup, backend.VersionedRollups ? NextWriteTime() : null);
+            InfluxLayout.AppendRollup(lines, rollup, backend.VersionedRollups ? NextWriteTime(rollup) : null);
             if (++count == InfluxRawSeriesStore.MaxLinesPerWrite)
             {
                 chunks.Add(lines.ToString());
@@ -43,18 +46,26 @@ public sealed class SeriesRollupStore(SeriesBackend backend, TimeProvider timePr
         await backend.Writer.WriteAsync(chunks, cancellationToken);
     }
 
-    /// <summary>A time of writing no earlier write of this store had: a patient's grain lives on one server at a time, so its series' times do not collide.</summary>
-    private long NextWriteTime()
+    /// <summary>
+    /// A time of writing for the rollup's series later than any this store gave it, and otherwise the clock's: a
+    /// patient's grain lives on one server at a time, and the times stay with the clock however many windows a grain
+    /// writes at once (each series gets one per window, from now on).
+    /// </summary>
+    private long NextWriteTime(Rollup rollup)
     {
         var now = timeProvider.GetUtcNow().ToUnixTimeMilliseconds();
-        long last, next;
-        do
+        lock (_lastWrittenAtMs)
         {
-            last = Interlocked.Read(ref _lastWrittenAtMs);
-            next = Math.Max(last + 1, now);
+            if (_lastWrittenAtMs.Count >= MaxRemembered)
+            {
+                _lastWrittenAtMs.Clear();
+            }
+
+            var key = (rollup.PatientId, rollup.Kind, rollup.Resolution);
+            var next = _lastWrittenAtMs.TryGetValue(key, out var last) ? Math.Max(last + 1, now) : now;
+            _lastWrittenAtMs[key] = next;
+            return next;
         }
-        while (Interlocked.CompareExchange(ref _lastWrittenAtMs, next, last) != last);
-        return next;
     }
 
     public Task<IReadOnlyList<RollupWindow>> QueryAsync(string patientId, VitalKind kind, Resolution resolution, long fromMs, long toMs, CancellationToken cancellationToken = default) =>

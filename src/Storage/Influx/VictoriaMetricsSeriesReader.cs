@@ -11,12 +11,16 @@ namespace Telemetry.Storage.Influx;
 
 /// <summary>
 /// Reads the series back from VictoriaMetrics through its export API (<c>/api/v1/export</c>), which streams each
-/// series' raw samples as a JSON line; windows, orders and limits are worked out here. Line protocol field
+/// series' raw samples as a JSON line, read as they arrive; windows, orders and limits are worked out here, one read
+/// holding at most <see cref="MaxSamples"/> readings. Line protocol field
 /// <c>value</c> of measurement <c>vitals</c> is the series <c>vitals_value</c> there, and so on.
 /// </summary>
 internal sealed class VictoriaMetricsSeriesReader : ISeriesReader
 {
     private static readonly long LatestMs = new DateTimeOffset(2200, 1, 1, 0, 0, 0, TimeSpan.Zero).ToUnixTimeMilliseconds();
+
+    /// <summary>The most readings one read holds in memory (a month of one vital at 1 Hz is 2.6 million).</summary>
+    private const int MaxSamples = 10_000_000;
 
     private readonly HttpClient _http;
 
@@ -99,8 +103,31 @@ internal sealed class VictoriaMetricsSeriesReader : ISeriesReader
 
     public async Task<IReadOnlyList<StoredReading>> ReadLatestAsync(string patientId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, int perKind, CancellationToken cancellationToken)
     {
-        var readings = await CollectAsync(patientId, kinds, fromMs, toMs, cancellationToken);
-        return [.. readings.GroupBy(reading => reading.Kind).SelectMany(kind => kind.OrderByDescending(reading => reading.TimestampMs).Take(perKind))];
+        // Walked back from the end in growing steps (a day, then eight, ...), so "the latest" never reads a whole
+        // history when the recent past has enough.
+        var found = new List<StoredReading>();
+        var wanted = kinds.ToHashSet();
+        var end = Math.Min(toMs, LatestMs);
+        var step = 86_400_000L;
+        while (end > fromMs && wanted.Count > 0)
+        {
+            var start = Math.Max(fromMs, end - step);
+            var readings = await CollectAsync(patientId, wanted, start, end, cancellationToken);
+            foreach (var kind in readings.GroupBy(reading => reading.Kind))
+            {
+                var have = found.Count(reading => reading.Kind == kind.Key);
+                found.AddRange(kind.OrderByDescending(reading => reading.TimestampMs).Take(perKind - have));
+                if (have + kind.Count() >= perKind)
+                {
+                    wanted.Remove(kind.Key);
+                }
+            }
+
+            end = start;
+            step *= 8;
+        }
+
+        return [.. found.GroupBy(reading => reading.Kind).SelectMany(kind => kind.OrderByDescending(reading => reading.TimestampMs))];
     }
 
     public async IAsyncEnumerable<StoredReading> StreamAsync(string patientId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, [EnumeratorCancellation] CancellationToken cancellationToken)
@@ -182,6 +209,11 @@ internal sealed class VictoriaMetricsSeriesReader : ISeriesReader
         {
             if (InfluxLayout.TryParseKind(series.Label(InfluxLayout.KindTag), out var kind) && series.Label(InfluxLayout.DeviceTag) is { } deviceId)
             {
+                if (readings.Count + series.Timestamps.Length > MaxSamples)
+                {
+                    throw new InvalidOperationException($"more than {MaxSamples} readings in one read; ask for a shorter range");
+                }
+
                 for (var i = 0; i < series.Timestamps.Length; i++)
                 {
                     readings.Add(new StoredReading(deviceId, kind, series.Timestamps[i], series.Values[i]));
@@ -209,7 +241,8 @@ internal sealed class VictoriaMetricsSeriesReader : ISeriesReader
             new("start", Seconds(fromMs)),
             new("end", Seconds(toMs - 1)),
         ]);
-        using var response = await _http.PostAsync("/api/v1/export", form, cancellationToken);
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/api/v1/export") { Content = form };
+        using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
         response.EnsureSuccessStatusCode();
         using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancellationToken));
         while (await reader.ReadLineAsync(cancellationToken) is { } line)

@@ -15,21 +15,21 @@ public sealed class RedisCareTeamStore : ICareTeamStore
     private readonly RedisKey _teams;
     private readonly RedisChannel _changes;
     private readonly string _self = Guid.NewGuid().ToString("N");
-    private readonly Lazy<Task> _subscription;
+    private readonly SemaphoreSlim _subscribing = new(1, 1);
+    private bool _subscribed;
 
     public RedisCareTeamStore(RedisConnection redis)
     {
         _redis = redis;
         _teams = redis.Key("care-teams");
         _changes = redis.Channel("care-teams:changed");
-        _subscription = new Lazy<Task>(SubscribeAsync);
     }
 
     public event Action? ChangedElsewhere;
 
     public async Task<IReadOnlyDictionary<string, IReadOnlySet<string>>> ReadAllAsync(CancellationToken cancellationToken = default)
     {
-        await _subscription.Value;
+        await SubscribeAsync();
         var entries = await (await _redis.DatabaseAsync()).HashGetAllAsync(_teams);
         return entries.ToDictionary(
             entry => (string)entry.Name!,
@@ -56,16 +56,36 @@ public sealed class RedisCareTeamStore : ICareTeamStore
         await database.PublishAsync(_changes, _self);
     }
 
+    /// <summary>Subscribes to other servers' changes once; a failed attempt (Redis away) is tried again on the next read.</summary>
     private async Task SubscribeAsync()
     {
-        var connection = await _redis.MultiplexerAsync();
-        await connection.GetSubscriber().SubscribeAsync(_changes, (_, origin) =>
+        if (Volatile.Read(ref _subscribed))
         {
-            if (origin != _self)
+            return;
+        }
+
+        await _subscribing.WaitAsync();
+        try
+        {
+            if (_subscribed)
             {
-                ChangedElsewhere?.Invoke();
+                return;
             }
-        });
-        connection.ConnectionRestored += (_, _) => ChangedElsewhere?.Invoke();
+
+            var connection = await _redis.MultiplexerAsync();
+            await connection.GetSubscriber().SubscribeAsync(_changes, (_, origin) =>
+            {
+                if (origin != _self)
+                {
+                    ChangedElsewhere?.Invoke();
+                }
+            });
+            connection.ConnectionRestored += (_, _) => ChangedElsewhere?.Invoke();
+            Volatile.Write(ref _subscribed, true);
+        }
+        finally
+        {
+            _subscribing.Release();
+        }
     }
 }
