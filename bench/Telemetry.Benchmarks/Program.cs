@@ -3,11 +3,18 @@ using Telemetry.Benchmarks.Trends;
 
 // The trend query through the API against a loaded store:
 //   dotnet run -c Release --project bench/Telemetry.Benchmarks -- trends [--patients 10000] [--days 30]
+// The end-to-end load benchmark (the server driven at rising rates over gRPC and MQTT, and Mosquitto for comparison):
+//   dotnet run -c Release --project bench/Telemetry.Benchmarks -- load [--step-seconds 10] [--runs grpc,mqtt,mqtt1,mosquitto]
 // Everything else runs non-interactively with a filter, e.g.:
 //   dotnet run -c Release --project bench/Telemetry.Benchmarks -- --filter '*Decoder*'
 if (args is ["trends", .. var options])
 {
     return await TrendQueryBenchmark.RunAsync(options);
+}
+
+if (args is ["load", .. var loadOptions])
+{
+    return await Telemetry.Benchmarks.Load.LoadBenchmark.RunAsync(loadOptions);
 }
 
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);

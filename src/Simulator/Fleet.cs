@@ -99,7 +99,7 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
             await client.SubscribeAsync($"patients/{wearable.PatientId}/alerts", MqttQualityOfServiceLevel.AtLeastOnce, stop);
         }
 
-        var pending = new Queue<(VitalBatch Batch, MqttApplicationMessage Message, int Count, long Started, Task<MqttClientPublishResult?> Answer)>();
+        var pending = new Queue<(VitalBatch Batch, MqttApplicationMessage Message, int Count, long Started, Task<(MqttClientPublishResult? Result, long At)> Answer)>();
         await foreach (var batch in BatchesAsync(wearable, stop))
         {
             var started = Stopwatch.GetTimestamp();
@@ -130,13 +130,20 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
             await SettleAsync(pending.Dequeue());
         }
 
-        async Task SettleAsync((VitalBatch Batch, MqttApplicationMessage Message, int Count, long Started, Task<MqttClientPublishResult?> Answer) item)
+        async Task SettleAsync((VitalBatch Batch, MqttApplicationMessage Message, int Count, long Started, Task<(MqttClientPublishResult? Result, long At)> Answer) item)
         {
-            // No answer on the first try (the connection dropped): sent again until answered.
-            var result = await item.Answer ?? await PublishUntilAnsweredAsync(client, connect, item.Message, wearable.DeviceId, stop);
+            // No answer on the first try (the connection dropped): sent again until answered. The latency runs to the
+            // answer's arrival, not to this settling, which waits for the window.
+            var (result, answeredAt) = await item.Answer;
+            if (result is null)
+            {
+                result = await PublishUntilAnsweredAsync(client, connect, item.Message, wearable.DeviceId, stop);
+                answeredAt = Stopwatch.GetTimestamp();
+            }
+
             if (result?.ReasonCode == MqttClientPublishReasonCode.Success)
             {
-                statistics.Acked(item.Count, item.Started);
+                statistics.Acked(item.Count, item.Started, answeredAt);
                 ledger.Acked(item.Batch.Seq, Distinct(item.Batch), item.Batch.BaseTimeMs, LastMs(item.Batch), item.Batch.Series.Select(series => series.Kind));
             }
             else
@@ -152,17 +159,17 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
         }
     }
 
-    /// <summary>One try: the server's answer, or null when the connection is gone or dropped before it came.</summary>
-    private async Task<MqttClientPublishResult?> TryPublishAsync(IMqttClient client, MqttApplicationMessage message)
+    /// <summary>One try: the server's answer and when it came, or null when the connection is gone or dropped before it came.</summary>
+    private async Task<(MqttClientPublishResult? Result, long At)> TryPublishAsync(IMqttClient client, MqttApplicationMessage message)
     {
         try
         {
-            return client.IsConnected ? await client.PublishAsync(message, CancellationToken.None) : null;
+            return client.IsConnected ? (await client.PublishAsync(message, CancellationToken.None), Stopwatch.GetTimestamp()) : (null, 0);
         }
         catch (Exception exception) when (exception is MQTTnet.Exceptions.MqttCommunicationException or OperationCanceledException or TimeoutException or InvalidOperationException)
         {
             statistics.NoAnswer();
-            return null;
+            return (null, 0);
         }
     }
 

@@ -32,11 +32,12 @@ public sealed class FleetStatistics
         Interlocked.Increment(ref _batchesSent);
     }
 
-    public void Acked(int readings, long startedTimestamp)
+    /// <summary>A batch sent at <paramref name="startedTimestamp"/> was acknowledged, now or at <paramref name="answeredTimestamp"/>.</summary>
+    public void Acked(int readings, long startedTimestamp, long? answeredTimestamp = null)
     {
         Interlocked.Add(ref _readingsAcked, readings);
         Interlocked.Increment(ref _batchesAcked);
-        _latenciesMs.Enqueue(Stopwatch.GetElapsedTime(startedTimestamp).TotalMilliseconds);
+        _latenciesMs.Enqueue(Stopwatch.GetElapsedTime(startedTimestamp, answeredTimestamp ?? Stopwatch.GetTimestamp()).TotalMilliseconds);
     }
 
     public void Refused() => Interlocked.Increment(ref _batchesRefused);

@@ -4,17 +4,22 @@ using System.Net.Sockets;
 
 namespace Telemetry.Testing;
 
-/// <summary>A real Redis server (Debian's <c>redis-server</c>) on a loopback port, keeping nothing on disk.</summary>
+/// <summary>
+/// A real Redis server (Debian's <c>redis-server</c>) on a loopback port. By default it keeps nothing on disk; a
+/// persistent one keeps an append-only file in a folder of its own, and can be stopped and started again on it.
+/// </summary>
 internal sealed class RedisServer : IAsyncDisposable
 {
     private const string Binary = "/usr/bin/redis-server";
 
-    private readonly Process _process;
+    private readonly string? _folder;
+    private Process _process;
 
-    private RedisServer(int port, Process process)
+    private RedisServer(int port, Process process, string? folder)
     {
         Port = port;
         _process = process;
+        _folder = folder;
     }
 
     public int Port { get; }
@@ -22,7 +27,7 @@ internal sealed class RedisServer : IAsyncDisposable
     /// <summary>The StackExchange.Redis connection string.</summary>
     public string ConnectionString => $"127.0.0.1:{Port}";
 
-    public static async Task<RedisServer> StartAsync()
+    public static async Task<RedisServer> StartAsync(bool persistent = false)
     {
         if (!File.Exists(Binary))
         {
@@ -33,9 +38,33 @@ internal sealed class RedisServer : IAsyncDisposable
         listener.Start();
         var port = ((IPEndPoint)listener.LocalEndpoint).Port;
         listener.Stop();
+        var folder = persistent ? Directory.CreateTempSubdirectory("telemetry-redis-").FullName : null;
+        return new RedisServer(port, await LaunchAsync(port, folder), folder);
+    }
 
+    /// <summary>Stops the server as an operator does (SIGTERM: it writes what it holds and exits).</summary>
+    public async Task StopAsync()
+    {
+        if (!_process.HasExited)
+        {
+            _ = Kill(_process.Id, 15);
+            await _process.WaitForExitAsync();
+        }
+    }
+
+    /// <summary>Starts it again on the same port (and, when persistent, the same data).</summary>
+    public async Task RestartAsync()
+    {
+        await StopAsync();
+        _process.Dispose();
+        _process = await LaunchAsync(Port, _folder);
+    }
+
+    private static async Task<Process> LaunchAsync(int port, string? folder)
+    {
         var start = new ProcessStartInfo(Binary) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var argument in new[] { "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no" })
+        string[] storage = folder is null ? ["--save", "", "--appendonly", "no"] : ["--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", folder];
+        foreach (var argument in new[] { "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1" }.Concat(storage))
         {
             start.ArgumentList.Add(argument);
         }
@@ -51,7 +80,7 @@ internal sealed class RedisServer : IAsyncDisposable
             {
                 using var client = new TcpClient();
                 await client.ConnectAsync(IPAddress.Loopback, port);
-                return new RedisServer(port, process);
+                return process;
             }
             catch (SocketException)
             {
@@ -63,6 +92,9 @@ internal sealed class RedisServer : IAsyncDisposable
         throw new InvalidOperationException("redis-server did not start");
     }
 
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int Kill(int pid, int signal);
+
     public async ValueTask DisposeAsync()
     {
         if (!_process.HasExited)
@@ -72,5 +104,9 @@ internal sealed class RedisServer : IAsyncDisposable
         }
 
         _process.Dispose();
+        if (_folder is not null)
+        {
+            Directory.Delete(_folder, recursive: true);
+        }
     }
 }

@@ -12,7 +12,8 @@ public static class HealthEndpoints
         services.AddHealthChecks()
             .AddCheck<SiloHealthCheck>("silo")
             .AddCheck<StoreHealthCheck>("store")
-            .AddCheck<ListenerHealthCheck>("listeners");
+            .AddCheck<ListenerHealthCheck>("listeners")
+            .AddCheck<ClusterHealthCheck>("cluster");
         return services;
     }
 

@@ -1,0 +1,257 @@
+extern alias simulator;
+
+using System.Diagnostics;
+using System.Globalization;
+using simulator::Telemetry.Simulator;
+
+namespace Telemetry.Benchmarks.Load;
+
+/// <summary>
+/// The end-to-end load benchmark: starts the real server (Release) on a fresh store and drives it with the Simulator's
+/// fleet at rising rates, each for a few seconds, until a rate is not sustained (the acks fall behind what was sent, or
+/// the backlog grows). Then it runs again at half the highest sustained rate for latencies. It does this for batched
+/// readings over gRPC and MQTT QoS 1, and for one reading per MQTT message, and then drives Debian's Mosquitto, with
+/// one subscriber, with the same one-reading MQTT load, and prints the table and the ratio.
+/// </summary>
+/// <remarks>
+/// Run: <c>dotnet run -c Release --project bench/Telemetry.Benchmarks -- load [--step-seconds 10] [--batch 50]
+/// [--start 20000] [--max 4000000] [--runs grpc,mqtt,mqtt1,mosquitto]</c>. The load generator shares the machine with
+/// the server, as the targets say; a step the generator itself cannot pace is marked so rather than counted as the
+/// server's limit.
+/// </remarks>
+public static class LoadBenchmark
+{
+    /// <summary>Readings per second one simulated device sends at most, so its readings stay a millisecond apart.</summary>
+    private const int ReadingsPerDevice = 1_000;
+
+    /// <summary>
+    /// Messages per second one simulated device sends at most when every message is one reading. A hosted MQTT broker
+    /// (MQTTnet's, as Mosquitto) handles one connection's messages in turn, and each waits for its commit, so one device
+    /// gets about one message per commit time through; more devices carry a higher rate.
+    /// </summary>
+    private const int MessagesPerDevice = 50;
+
+    /// <summary>A pause between steps, so one step's backlog does not count against the next.</summary>
+    private static readonly TimeSpan Settle = TimeSpan.FromSeconds(5);
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var stepSeconds = Option(args, "--step-seconds", 10);
+        var batch = Option(args, "--batch", 50);
+        var start = Option(args, "--start", 20_000);
+        var ceiling = Option(args, "--max", 4_000_000);
+        var runs = (OptionText(args, "--runs") ?? "grpc,mqtt,mqtt1,mosquitto").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+        Console.WriteLine($"machine: {Environment.ProcessorCount} cores, {GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (1L << 30)} GiB, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, .NET {Environment.Version}");
+        Console.WriteLine(Step.Header);
+        var summary = new List<string>();
+        var directory = Directory.CreateTempSubdirectory("telemetry-load-bench-");
+        try
+        {
+            await using var server = await ServerProcess.StartAsync(Path.Combine(directory.FullName, "telemetry.duckdb"), new Dictionary<string, string>
+            {
+                // The benchmark measures throughput; a device's own limits would measure the limits instead.
+                ["Telemetry__Ingest__MaxMessagesPerSecondPerDevice"] = "1000000",
+            });
+            var telemetry = new Target("telemetry", $"http://127.0.0.1:{server.HttpPort}", server.MqttPort, $"http://127.0.0.1:{server.GrpcPort}", server.AdminToken, server.Process);
+            double? oneReadingMax = null;
+            foreach (var run in runs.Where(run => run != "mosquitto"))
+            {
+                var (protocol, size) = run switch
+                {
+                    "grpc" => ("grpc", batch),
+                    "mqtt" => ("mqtt", batch),
+                    "mqtt1" => ("mqtt", 1),
+                    _ => throw new ArgumentException($"unknown run '{run}': grpc, mqtt, mqtt1 or mosquitto"),
+                };
+                var (max, half) = await LadderAsync(telemetry, protocol, size, size == 1 ? Math.Max(1_000, start / 10) : start, ceiling, stepSeconds);
+                summary.Add($"{run}: highest sustained {max?.SentPerSecond ?? 0:N0} readings/s; at half of it, ack p50 {half?.AckP50:0.0} ms, p99 {half?.AckP99:0.0} ms" +
+                    (half?.AlertP99 is > 0 ? $", publish-to-alert p50 {half.AlertP50:0.0} ms, p99 {half.AlertP99:0.0} ms" : "") +
+                    (max is null ? "" : $"; server CPU {max.ServerCpu:0}%, RSS {max.ServerRssMb:N0} MB"));
+                if (run == "mqtt1")
+                {
+                    oneReadingMax = max?.SentPerSecond;
+                }
+            }
+
+            if (runs.Contains("mosquitto"))
+            {
+                await using var mosquitto = await MosquittoProcess.StartAsync();
+                var broker = new Target("mosquitto", "", mosquitto.Port, "", null, mosquitto.Process) { Subscriber = mosquitto };
+                var (max, _) = await LadderAsync(broker, "mqtt", 1, Math.Max(1_000, start / 10), ceiling, stepSeconds);
+                summary.Add($"mosquitto (one subscriber): highest sustained {max?.SentPerSecond ?? 0:N0} messages/s");
+                if (oneReadingMax is { } ours && max is { SentPerSecond: > 0 } theirs)
+                {
+                    summary.Add($"one reading per MQTT message, Telemetry (committed before each ack) / Mosquitto (relayed): {ours / theirs.SentPerSecond:0.00}x");
+                }
+            }
+        }
+        finally
+        {
+            directory.Delete(recursive: true);
+        }
+
+        Console.WriteLine();
+        summary.ForEach(Console.WriteLine);
+        return 0;
+    }
+
+    /// <summary>Doubles the rate until a step is not sustained, bisects twice between the last two, and runs half the highest for latencies.</summary>
+    private static async Task<(Step? Max, Step? Half)> LadderAsync(Target target, string protocol, int batch, int start, int ceiling, int seconds)
+    {
+        Step? best = null;
+        int? failedAt = null;
+        for (var rate = start; rate <= ceiling; rate *= 2)
+        {
+            var step = await RunStepAsync(target, protocol, batch, rate, seconds, probes: false);
+            Console.WriteLine(step);
+            if (!step.Sustained)
+            {
+                failedAt = rate;
+                break;
+            }
+
+            best = step;
+        }
+
+        for (var i = 0; i < 2 && failedAt is { } high; i++)
+        {
+            var low = best?.TargetRate ?? start / 2;
+            var rate = (low + high) / 2;
+            var step = await RunStepAsync(target, protocol, batch, rate, seconds, probes: false);
+            Console.WriteLine(step);
+            if (step.Sustained)
+            {
+                best = step;
+            }
+            else
+            {
+                failedAt = rate;
+            }
+        }
+
+        if (best is null)
+        {
+            return (null, null);
+        }
+
+        var half = await RunStepAsync(target, protocol, batch, Math.Max(1, best.TargetRate / 2), seconds, probes: protocol == "mqtt" && target.AdminToken is not null);
+        Console.WriteLine(half with { Note = "half the highest sustained" });
+        return (best, half);
+    }
+
+    private static async Task<Step> RunStepAsync(Target target, string protocol, int batch, int rate, int seconds, bool probes)
+    {
+        var devices = Math.Clamp((int)Math.Ceiling(rate / (double)(batch == 1 ? MessagesPerDevice : ReadingsPerDevice)), 8, 4_000);
+        var options = new SimulatorOptions
+        {
+            Url = target.Url,
+            MqttHost = "127.0.0.1",
+            MqttPort = target.MqttPort,
+            GrpcUrl = target.GrpcUrl,
+            AdminToken = target.AdminToken ?? "unused",
+            Protocol = protocol,
+            Devices = devices,
+            Rate = (double)rate / devices,
+            Batch = batch,
+            // About ten probe alerts a second across the fleet: each raises and clears an alert, which is measured,
+            // not made the load.
+            AlertProbeSeconds = probes ? Math.Min(seconds / 4.0, Math.Max(1, devices / 10.0)) : 0,
+
+            // Enough publishes in flight for the device's pace at a commit time of up to 100 ms, and no more: a deeper
+            // window only queues in the device and shows as ack latency.
+            Window = Math.Max(1, (int)Math.Ceiling(rate / (double)devices / batch * 0.1)),
+            Prefix = $"load-{protocol}{batch}-{rate}-{Random.Shared.Next():x}",
+        };
+        var statistics = new FleetStatistics();
+        var fleet = new Fleet(options, statistics);
+        var wearables = target.AdminToken is null
+            ? [.. Enumerable.Range(1, devices).Select(i => new VirtualWearable($"{options.Prefix}-{i:D4}", $"p-{i:D4}", "unused", seed: i))]
+            : await fleet.ProvisionAsync(CancellationToken.None);
+
+        using var stop = new CancellationTokenSource();
+        var running = wearables.Select(wearable => fleet.RunAsync(wearable, new DeviceLedger(wearable.DeviceId, wearable.PatientId), stop.Token)).ToList();
+        var warmUp = TimeSpan.FromSeconds(seconds / 4.0);
+        await Task.Delay(warmUp);
+        var first = Snapshot.Take(statistics, target);
+        statistics.DrainLatencies();
+        statistics.DrainAlertLatencies();
+        await Task.Delay(TimeSpan.FromSeconds(seconds) - warmUp);
+        var last = Snapshot.Take(statistics, target);
+        var (ackP50, ackP99) = statistics.DrainLatencies();
+        var (alertP50, alertP99) = statistics.DrainAlertLatencies();
+        await stop.CancelAsync();
+        try
+        {
+            await Task.WhenAll(running).WaitAsync(TimeSpan.FromMinutes(2));
+        }
+        catch (Exception exception)
+        {
+            Console.Error.WriteLine($"  a device ended badly: {exception.Message}");
+        }
+
+        await Task.Delay(Settle);
+        var elapsed = (last.At - first.At).TotalSeconds;
+        var sent = (last.Sent - first.Sent) / elapsed;
+        var acked = (last.Acked - first.Acked) / elapsed;
+        var received = target.Subscriber is null ? (double?)null : (last.Received - first.Received) / elapsed;
+
+        // Sustained: what was sent was acknowledged (and, for a broker, delivered), and the backlog did not grow by
+        // more than half a second's worth.
+        var backlogGrowth = (last.Sent - last.Acked) - (first.Sent - first.Acked);
+        var generatorLimited = sent < 0.9 * rate;
+        var sustained = !generatorLimited && acked >= 0.95 * sent && backlogGrowth <= 0.5 * rate
+            && (received is null || received >= 0.95 * sent);
+        return new Step(
+            target.Name, protocol, batch, devices, rate, sent, acked, received, ackP50, ackP99,
+            probes ? alertP50 : null, probes ? alertP99 : null,
+            (last.Cpu - first.Cpu).TotalSeconds / elapsed * 100, last.RssMb, sustained,
+            generatorLimited ? "the load generator could not pace it" : "");
+    }
+
+    private static int Option(string[] args, string name, int fallback)
+    {
+        var value = OptionText(args, name);
+        return value is null ? fallback : int.Parse(value, CultureInfo.InvariantCulture);
+    }
+
+    private static string? OptionText(string[] args, string name)
+    {
+        var index = Array.IndexOf(args, name);
+        return index >= 0 && index + 1 < args.Length ? args[index + 1] : null;
+    }
+
+    /// <summary>What is driven: its name, where it listens, and the process whose CPU and memory are measured.</summary>
+    private sealed record Target(string Name, string Url, int MqttPort, string GrpcUrl, string? AdminToken, Process Process)
+    {
+        public MosquittoProcess? Subscriber { get; init; }
+    }
+
+    private sealed record Snapshot(DateTime At, long Sent, long Acked, long Received, TimeSpan Cpu, double RssMb)
+    {
+        public static Snapshot Take(FleetStatistics statistics, Target target)
+        {
+            target.Process.Refresh();
+            return new Snapshot(
+                DateTime.UtcNow,
+                statistics.ReadingsSent,
+                statistics.ReadingsAcked,
+                target.Subscriber?.Received ?? 0,
+                target.Process.TotalProcessorTime,
+                target.Process.WorkingSet64 / (1024.0 * 1024.0));
+        }
+    }
+
+    private sealed record Step(
+        string Name, string Protocol, int Batch, int Devices, int TargetRate, double SentPerSecond, double AckedPerSecond, double? ReceivedPerSecond,
+        double AckP50, double AckP99, double? AlertP50, double? AlertP99, double ServerCpu, double ServerRssMb, bool Sustained, string Note)
+    {
+        public const string Header =
+            "| target | protocol | batch | devices | offered/s | sent/s | acked/s | delivered/s | ack p50 ms | ack p99 ms | alert p50 ms | alert p99 ms | server CPU % | RSS MB | sustained | note |\n" +
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |";
+
+        public override string ToString() =>
+            string.Create(CultureInfo.InvariantCulture,
+                $"| {Name} | {Protocol} | {Batch} | {Devices} | {TargetRate:N0} | {SentPerSecond:N0} | {AckedPerSecond:N0} | {ReceivedPerSecond?.ToString("N0", CultureInfo.InvariantCulture) ?? "-"} | {AckP50:0.0} | {AckP99:0.0} | {AlertP50?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {AlertP99?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {ServerCpu:0} | {ServerRssMb:N0} | {(Sustained ? "yes" : "no")} | {Note} |");
+    }
+}

@@ -1,0 +1,84 @@
+using System.Net;
+using Telemetry.Testing;
+using Xunit.Abstractions;
+
+namespace Telemetry.EndToEnd.Tests;
+
+/// <summary>
+/// Redis, which keeps a cluster's shared state, stopped while devices stream and started again: the readings go on
+/// being committed to the series store and acknowledged meanwhile, health says what is missing, and everything
+/// resumes by itself, with every reading stored once.
+/// </summary>
+public sealed class ClusterStoreOutageTests(ITestOutputHelper output)
+{
+    private const int Batches = 800;
+    private const int ReadingsPerBatch = 5;
+
+    [Fact]
+    public async Task Redis_stopped_mid_stream_costs_no_acked_reading_and_health_comes_back()
+    {
+        await using var redis = await RedisServer.StartAsync(persistent: true);
+        await using var series = await VictoriaMetrics.StartNewAsync();
+        await using var server = await TelemetryServer.StartNewAsync(new Dictionary<string, string>
+        {
+            ["Telemetry__Cluster__Redis"] = redis.ConnectionString,
+            ["Telemetry__Cluster__AdvertisedAddress"] = "127.0.0.1",
+            ["Telemetry__Storage__RawStore"] = "VictoriaMetrics",
+            ["Telemetry__Storage__VictoriaMetrics__Url"] = series.Url,
+        });
+        var start = Devices.RecentMinute(60);
+        var devices = new List<ResendingDevice>();
+        for (var i = 0; i < 2; i++)
+        {
+            var deviceId = $"redis-outage-watch-{i}";
+            devices.Add(new ResendingDevice(deviceId, $"p-redis-outage-{i}", await server.ProvisionAsync(deviceId, $"p-redis-outage-{i}"), start, Batches, ReadingsPerBatch));
+        }
+
+        using var loadDone = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        var load = devices.Select(device => device.SendAllAsync(() => Devices.ConnectMqttAsync(server, device.DeviceId, device.Token), loadDone.Token)).ToList();
+        while (devices.Any(device => device.Acked < Batches / 4))
+        {
+            await Task.Delay(10);
+        }
+
+        await redis.StopAsync();
+        var ackedWhenStopped = devices.Sum(device => device.Acked);
+        var health = await Eventually.ReadAsync(
+            async () =>
+            {
+                using var response = await server.Http.GetAsync("/healthz");
+                return (response.StatusCode, Body: await response.Content.ReadAsStringAsync());
+            },
+            answer => answer.StatusCode == HttpStatusCode.ServiceUnavailable);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, health.StatusCode);
+        Assert.Contains("Redis does not answer", health.Body, StringComparison.Ordinal);
+
+        // The readings are safe in the series store, so the devices are still acknowledged while Redis is away.
+        var ackedWhileAway = devices.Sum(device => device.Acked) - ackedWhenStopped;
+        output.WriteLine($"acked while Redis was away: {ackedWhileAway} batches");
+        Assert.True(ackedWhileAway > 0 && devices.All(device => device.Acked < Batches), $"acks stopped while Redis was away: {string.Join("; ", devices)}");
+
+        await redis.RestartAsync();
+        await Task.WhenAll(load);
+
+        await series.FlushAsync();
+        foreach (var device in devices)
+        {
+            output.WriteLine(device.ToString());
+            var csv = await server.Http.GetStringAsync(
+                $"/api/patients/{device.PatientId}/export.csv?kind=heart_rate&resolution=raw&from={Uri.EscapeDataString(device.Start.ToString("O"))}&to={Uri.EscapeDataString(device.End.ToString("O"))}");
+            var rows = csv.Split('\n', StringSplitOptions.RemoveEmptyEntries).Skip(1).ToList();
+            Assert.Equal(device.Readings, rows.Count);
+            Assert.Equal(rows.Count, rows.Distinct().Count());
+        }
+
+        var healthy = await Eventually.ReadAsync(
+            async () =>
+            {
+                using var response = await server.Http.GetAsync("/healthz");
+                return response.StatusCode;
+            },
+            status => status == HttpStatusCode.OK);
+        Assert.Equal(HttpStatusCode.OK, healthy);
+    }
+}
