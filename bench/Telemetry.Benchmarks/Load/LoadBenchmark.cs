@@ -15,7 +15,8 @@ namespace Telemetry.Benchmarks.Load;
 /// </summary>
 /// <remarks>
 /// Run: <c>dotnet run -c Release --project bench/Telemetry.Benchmarks -- load [--step-seconds 10] [--batch 50]
-/// [--start 20000] [--max 4000000] [--runs grpc,mqtt,mqtt1,mosquitto]</c>. The load generator shares the machine with
+/// [--start 20000] [--max 4000000] [--runs grpc,mqtt,mqtt1,mosquitto]</c>. The soak:
+/// <c>-- load --soak-minutes 60 --rate 160000 [--protocol grpc|mqtt] [--batch 50]</c>. The load generator shares the machine with
 /// the server, as the targets say; a step the generator itself cannot pace is marked so rather than counted as the
 /// server's limit.
 /// </remarks>
@@ -41,6 +42,10 @@ public static class LoadBenchmark
         var start = Option(args, "--start", 20_000);
         var ceiling = Option(args, "--max", 4_000_000);
         var runs = (OptionText(args, "--runs") ?? "grpc,mqtt,mqtt1,mosquitto").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        if (Option(args, "--soak-minutes", 0) is var soakMinutes and > 0)
+        {
+            return await SoakAsync(OptionText(args, "--protocol") ?? "grpc", batch, Option(args, "--rate", 150_000), soakMinutes);
+        }
 
         Console.WriteLine($"machine: {Environment.ProcessorCount} cores, {GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (1L << 30)} GiB, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, .NET {Environment.Version}");
         Console.WriteLine(Step.Header);
@@ -96,6 +101,52 @@ public static class LoadBenchmark
         return 0;
     }
 
+    /// <summary>
+    /// The soak: one rate (half the highest sustained, say) for <paramref name="minutes"/>, with a row a minute of what
+    /// was sent and acknowledged, ack latency, the server's CPU and memory, and the store's size on disk.
+    /// </summary>
+    private static async Task<int> SoakAsync(string protocol, int batch, int rate, int minutes)
+    {
+        var directory = Directory.CreateTempSubdirectory("telemetry-soak-");
+        try
+        {
+            var database = Path.Combine(directory.FullName, "telemetry.duckdb");
+            await using var server = await ServerProcess.StartAsync(database, new Dictionary<string, string> { ["Telemetry__Ingest__MaxMessagesPerSecondPerDevice"] = "1000000" });
+            var target = new Target("telemetry", $"http://127.0.0.1:{server.HttpPort}", server.MqttPort, $"http://127.0.0.1:{server.GrpcPort}", server.AdminToken, server.Process);
+            var devices = Math.Clamp((int)Math.Ceiling(rate / (double)ReadingsPerDevice), 8, 4_000);
+            var options = Options(target, protocol, batch, rate, devices, probes: false, seconds: minutes * 60);
+            var statistics = new FleetStatistics();
+            var fleet = new Fleet(options, statistics);
+            var wearables = await fleet.ProvisionAsync(CancellationToken.None);
+            Console.WriteLine($"soak: {protocol}, {rate:N0} readings/s in batches of {batch} from {devices} devices, {minutes} minutes");
+            Console.WriteLine("| minute | sent/s | acked/s | backlog (readings) | ack p50 ms | ack p99 ms | server CPU % | RSS MB | store on disk MB |");
+            Console.WriteLine("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+            using var stop = new CancellationTokenSource();
+            var running = wearables.Select(wearable => fleet.RunAsync(wearable, new DeviceLedger(wearable.DeviceId, wearable.PatientId), stop.Token)).ToList();
+            var previous = Snapshot.Take(statistics, target);
+            for (var minute = 1; minute <= minutes; minute++)
+            {
+                await Task.Delay(TimeSpan.FromMinutes(1));
+                var now = Snapshot.Take(statistics, target);
+                var seconds = (now.At - previous.At).TotalSeconds;
+                var (p50, p99) = statistics.DrainLatencies();
+                var onDisk = directory.EnumerateFiles().Sum(file => file.Length) / (1024.0 * 1024.0);
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"| {minute} | {(now.Sent - previous.Sent) / seconds:N0} | {(now.Acked - previous.Acked) / seconds:N0} | {now.Sent - now.Acked:N0} | {p50:0.0} | {p99:0.0} | {(now.Cpu - previous.Cpu).TotalSeconds / seconds * 100:0} | {now.RssMb:N0} | {onDisk:N0} |"));
+                previous = now;
+            }
+
+            await stop.CancelAsync();
+            await Task.WhenAll(running).WaitAsync(TimeSpan.FromMinutes(2));
+            Console.WriteLine($"done: sent {statistics.ReadingsSent:N0}, acked {statistics.ReadingsAcked:N0}, refused batches {statistics.BatchesRefused:N0}");
+            return statistics.BatchesRefused == 0 && statistics.ReadingsAcked == statistics.ReadingsSent ? 0 : 1;
+        }
+        finally
+        {
+            directory.Delete(recursive: true);
+        }
+    }
+
     /// <summary>Doubles the rate until a step is not sustained, bisects twice between the last two, and runs half the highest for latencies.</summary>
     private static async Task<(Step? Max, Step? Half)> LadderAsync(Target target, string protocol, int batch, int start, int ceiling, int seconds)
     {
@@ -143,26 +194,7 @@ public static class LoadBenchmark
     private static async Task<Step> RunStepAsync(Target target, string protocol, int batch, int rate, int seconds, bool probes)
     {
         var devices = Math.Clamp((int)Math.Ceiling(rate / (double)(batch == 1 ? MessagesPerDevice : ReadingsPerDevice)), 8, 4_000);
-        var options = new SimulatorOptions
-        {
-            Url = target.Url,
-            MqttHost = "127.0.0.1",
-            MqttPort = target.MqttPort,
-            GrpcUrl = target.GrpcUrl,
-            AdminToken = target.AdminToken ?? "unused",
-            Protocol = protocol,
-            Devices = devices,
-            Rate = (double)rate / devices,
-            Batch = batch,
-            // About ten probe alerts a second across the fleet: each raises and clears an alert, which is measured,
-            // not made the load.
-            AlertProbeSeconds = probes ? Math.Min(seconds / 4.0, Math.Max(1, devices / 10.0)) : 0,
-
-            // Enough publishes in flight for the device's pace at a commit time of up to 100 ms, and no more: a deeper
-            // window only queues in the device and shows as ack latency.
-            Window = Math.Max(1, (int)Math.Ceiling(rate / (double)devices / batch * 0.1)),
-            Prefix = $"load-{protocol}{batch}-{rate}-{Random.Shared.Next():x}",
-        };
+        var options = Options(target, protocol, batch, rate, devices, probes, seconds);
         var statistics = new FleetStatistics();
         var fleet = new Fleet(options, statistics);
         var wearables = target.AdminToken is null
@@ -208,6 +240,28 @@ public static class LoadBenchmark
             (last.Cpu - first.Cpu).TotalSeconds / elapsed * 100, last.RssMb, sustained,
             generatorLimited ? "the load generator could not pace it" : "");
     }
+
+    private static SimulatorOptions Options(Target target, string protocol, int batch, int rate, int devices, bool probes, int seconds) => new()
+    {
+        Url = target.Url,
+        MqttHost = "127.0.0.1",
+        MqttPort = target.MqttPort,
+        GrpcUrl = target.GrpcUrl,
+        AdminToken = target.AdminToken ?? "unused",
+        Protocol = protocol,
+        Devices = devices,
+        Rate = (double)rate / devices,
+        Batch = batch,
+
+        // About ten probe alerts a second across the fleet: each raises and clears an alert, which is measured, not
+        // made the load.
+        AlertProbeSeconds = probes ? Math.Min(seconds / 4.0, Math.Max(1, devices / 10.0)) : 0,
+
+        // Enough publishes in flight for the device's pace at a commit time of up to 100 ms, and no more: a deeper
+        // window only queues in the device and shows as ack latency.
+        Window = Math.Max(1, (int)Math.Ceiling(rate / (double)devices / batch * 0.1)),
+        Prefix = $"load-{protocol}{batch}-{rate}-{Random.Shared.Next():x}",
+    };
 
     private static int Option(string[] args, string name, int fallback)
     {
