@@ -70,6 +70,16 @@ public sealed class DuckDbDatabase : IDisposable
         _connectionString = $"Data Source={path}";
         _anchor = new DuckDBConnection(_connectionString);
         _anchor.Open();
+
+        // DuckDB would otherwise keep up to 80% of the machine's memory as its cache, growing with the file. (The value
+        // is checked here too, as it is written into the statement.)
+        System.ComponentModel.DataAnnotations.Validator.ValidateObject(options.Value, new System.ComponentModel.DataAnnotations.ValidationContext(options.Value), validateAllProperties: true);
+        using (var limit = _anchor.CreateCommand())
+        {
+            limit.CommandText = $"SET memory_limit = '{options.Value.MemoryLimit}'";
+            limit.ExecuteNonQuery();
+        }
+
         using (var command = _anchor.CreateCommand())
         {
             command.CommandText = Schema;

@@ -15,6 +15,14 @@ public sealed class DuckDbOptions
     public string Beside(string fileName) =>
         System.IO.Path.Combine(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(Path))!, fileName);
 
+    /// <summary>
+    /// The most memory DuckDB keeps (its cache of the file; larger work spills to disk). DuckDB's own default is 80% of
+    /// the machine's memory, which the cache grows into as the file grows. Default <c>2GB</c>.
+    /// </summary>
+    [Required]
+    [RegularExpression(@"^\d{1,6}(\.\d{1,3})?\s?(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", ErrorMessage = "Telemetry:Storage:DuckDb:MemoryLimit is a size such as 512MB or 2GB.")]
+    public string MemoryLimit { get; set; } = "2GB";
+
     /// <summary>The most rollups written in one transaction.</summary>
     [Range(1, 1_000_000)]
     public int RollupBatchSize { get; set; } = 10_000;
