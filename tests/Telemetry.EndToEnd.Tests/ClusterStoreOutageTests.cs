@@ -65,9 +65,7 @@ public sealed class ClusterStoreOutageTests(ITestOutputHelper output)
         foreach (var device in devices)
         {
             output.WriteLine(device.ToString());
-            var csv = await server.Http.GetStringAsync(
-                $"/api/patients/{device.PatientId}/export.csv?kind=heart_rate&resolution=raw&from={Uri.EscapeDataString(device.Start.ToString("O"))}&to={Uri.EscapeDataString(device.End.ToString("O"))}");
-            var rows = csv.Split('\n', StringSplitOptions.RemoveEmptyEntries).Skip(1).ToList();
+            var rows = await server.RawHeartRatesAsync(device.PatientId, device.Start, device.End);
             Assert.Equal(device.Readings, rows.Count);
             Assert.Equal(rows.Count, rows.Distinct().Count());
         }

@@ -114,9 +114,7 @@ public sealed partial class ExternalBrokerTests(ITestOutputHelper output)
             var rows = await Eventually.ReadAsync(async () =>
             {
                 await series.FlushAsync();
-                var csv = await second.Http.GetStringAsync(
-                    $"/api/patients/{patientId}/export.csv?kind=heart_rate&resolution=raw&from={Uri.EscapeDataString(start.ToString("O"))}&to={Uri.EscapeDataString(to.ToString("O"))}");
-                return csv.Split('\n', StringSplitOptions.RemoveEmptyEntries).Skip(1).ToList();
+                return await second.RawHeartRatesAsync(patientId, start, to);
             }, list => list.Count >= Batches * ReadingsPerBatch, TimeSpan.FromSeconds(60));
             Assert.Equal(Batches * ReadingsPerBatch, rows.Count);
             Assert.Equal(rows.Count, rows.Distinct().Count());

@@ -123,9 +123,7 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
 
             // The raw series: every reading once. The rollups the grain rebuilt and kept folding: every reading counted once.
             var to = ledger.Start.AddSeconds(BatchesPerDevice * ReadingsPerBatch).AddMinutes(1);
-            var csv = await server.Http.GetStringAsync(
-                $"/api/patients/{ledger.PatientId}/export.csv?kind=heart_rate&resolution=raw&from={Uri.EscapeDataString(ledger.Start.ToString("O"))}&to={Uri.EscapeDataString(to.ToString("O"))}");
-            var stored = csv.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length - 1;
+            var stored = (await server.RawHeartRatesAsync(ledger.PatientId, ledger.Start, to)).Count;
             Assert.Equal(BatchesPerDevice * ReadingsPerBatch, stored);
             var trend = await server.TrendWhenAsync(ledger.PatientId, "heart_rate", ledger.Start, to, "1m", t => t.TotalCount == BatchesPerDevice * ReadingsPerBatch);
             Assert.Equal(BatchesPerDevice * ReadingsPerBatch, trend.TotalCount);

@@ -271,6 +271,14 @@ public sealed class TelemetryServer : IAsyncDisposable
     /// The trend once it satisfies <paramref name="settled"/>, or as it is after 15 s. An ack means the readings are
     /// committed; the patient's grain folds them into rollups a moment later.
     /// </summary>
+    /// <summary>The patient's raw heart rates in [<paramref name="from"/>, <paramref name="to"/>), as rows of the CSV export (header left out).</summary>
+    public async Task<List<string>> RawHeartRatesAsync(string patientId, DateTimeOffset from, DateTimeOffset to, HttpClient? client = null)
+    {
+        var csv = await (client ?? Http).GetStringAsync(
+            $"/api/patients/{patientId}/export.csv?kind=heart_rate&resolution=raw&from={Uri.EscapeDataString(from.ToString("O"))}&to={Uri.EscapeDataString(to.ToString("O"))}");
+        return [.. csv.Split('\n', StringSplitOptions.RemoveEmptyEntries).Skip(1)];
+    }
+
     public async Task<TrendResponse> TrendWhenAsync(string patientId, string kind, DateTimeOffset from, DateTimeOffset to, string resolution, Func<TrendResponse, bool> settled)
     {
         var deadline = DateTime.UtcNow.AddSeconds(15);

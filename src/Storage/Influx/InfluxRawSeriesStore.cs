@@ -172,15 +172,19 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
             }
 
             var readings = batch.Readings.Span;
-            var stored = new List<VitalReading>(readings.Length);
+            var stored = _repeated.Count == 0 ? null : new List<VitalReading>(readings.Length);
             for (var j = 0; j < readings.Length; j++)
             {
-                if (_repeated.Contains((i, j)))
+                if (stored is not null)
                 {
-                    continue;
+                    if (_repeated.Contains((i, j)))
+                    {
+                        continue;
+                    }
+
+                    stored.Add(readings[j]);
                 }
 
-                stored.Add(readings[j]);
                 InfluxLayout.AppendLine(_lines, InfluxLayout.Vitals, batch.DeviceId, batch.PatientId, readings[j], commitId);
                 lines = EndChunkIfFull(lines + 1);
             }
@@ -191,7 +195,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
                 lines = EndChunkIfFull(lines + 1);
             }
 
-            outcomes[i] = stored.Count == readings.Length
+            outcomes[i] = stored is null || stored.Count == readings.Length
                 ? new BatchOutcome(CommitOutcome.Stored, batch.Readings, 0)
                 : new BatchOutcome(CommitOutcome.Stored, stored.ToArray(), readings.Length - stored.Count);
         }
