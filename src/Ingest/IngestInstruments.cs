@@ -21,6 +21,10 @@ public sealed class IngestInstruments
     public const string DevicesConnected = "telemetry.devices.connected";
     public const string AuthenticationFailures = "telemetry.devices.authentication_failures";
     public const string GrainCallFailures = "telemetry.grain_calls.failures";
+    public const string CommitQueued = "telemetry.commit.queued";
+    public const string CommitOldestWait = "telemetry.commit.oldest_wait";
+
+    private readonly Meter _meter;
 
     private readonly Counter<long> _accepted;
     private readonly Counter<long> _rejected;
@@ -38,7 +42,7 @@ public sealed class IngestInstruments
 
     public IngestInstruments(IMeterFactory meterFactory)
     {
-        var meter = meterFactory.Create(MeterName);
+        var meter = _meter = meterFactory.Create(MeterName);
         _accepted = meter.CreateCounter<long>(ReadingsAccepted, "{reading}", "Readings validated and committed.");
         _rejected = meter.CreateCounter<long>(ReadingsRejected, "{reading}", "Readings refused, by reason.");
         _duplicate = meter.CreateCounter<long>(ReadingsDuplicate, "{reading}", "Readings not stored again: in resent batches, or the same device, vital and time as a stored reading.");
@@ -106,6 +110,13 @@ public sealed class IngestInstruments
     }
 
     public void CommitFailed() => _commitFailures.Add(1);
+
+    /// <summary>Reports the commit queue's depth and the wait of its oldest batch, read when metrics are collected.</summary>
+    public void ObserveCommitQueue(Func<int> queued, Func<double> oldestWaitSeconds)
+    {
+        _meter.CreateObservableGauge(CommitQueued, queued, "{batch}", "Device batches waiting for a commit.");
+        _meter.CreateObservableGauge(CommitOldestWait, oldestWaitSeconds, "s", "How long the oldest batch not yet acknowledged has waited for its commit.");
+    }
 
     public void AlertPublished(string channel) => _alertsPublished.Add(1, new KeyValuePair<string, object?>("channel", channel));
 

@@ -12,6 +12,12 @@ public sealed class IngestOptions
     [Range(1, 1_000_000)]
     public int CommitQueueCapacity { get; set; } = 4_096;
 
+    /// <summary>
+    /// How long a batch may wait for its commit before health turns unready: the store is slower than the load, and
+    /// devices are acknowledged late.
+    /// </summary>
+    public TimeSpan SlowCommitWait { get; set; } = TimeSpan.FromSeconds(5);
+
     /// <summary>The most readings committed in one transaction (group commit).</summary>
     [Range(1, 10_000_000)]
     public int MaxReadingsPerCommit { get; set; } = 100_000;

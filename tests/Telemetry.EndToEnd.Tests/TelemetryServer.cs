@@ -188,6 +188,14 @@ public sealed class TelemetryServer : IAsyncDisposable
         }
     }
 
+    /// <summary>The server process's resident memory now (<c>VmRSS</c>), in bytes.</summary>
+    public long ResidentBytes()
+    {
+        var status = File.ReadAllLines($"/proc/{_process!.Id}/status");
+        var line = status.First(line => line.StartsWith("VmRSS:", StringComparison.Ordinal));
+        return long.Parse(line["VmRSS:".Length..].Trim().Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture) * 1024;
+    }
+
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static extern int SendSignal(int pid, int signal);
 

@@ -1,4 +1,7 @@
+using System.Globalization;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Options;
+using Telemetry.Ingest;
 using Telemetry.Core.Storage;
 using Telemetry.Ingest.Pipeline;
 using Telemetry.Storage.DuckDb;
@@ -7,16 +10,24 @@ using Telemetry.Storage.Influx;
 namespace Telemetry.Api.Health;
 
 /// <summary>
-/// Healthy when the DuckDB file answers a query and the last group commit succeeded (to DuckDB or InfluxDB, whichever
-/// holds the raw series).
+/// Healthy when the DuckDB file answers a query, the last group commit succeeded (to whichever store holds the raw
+/// series), and no batch has waited longer than <see cref="IngestOptions.SlowCommitWait"/> for its commit.
 /// </summary>
-public sealed class StoreHealthCheck(DuckDbDatabase database, CommitPipeline pipeline, IRawSeriesStore rawStore) : IHealthCheck
+public sealed class StoreHealthCheck(DuckDbDatabase database, CommitPipeline pipeline, IRawSeriesStore rawStore, IOptions<IngestOptions> ingest) : IHealthCheck
 {
     public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
         if (pipeline.StoreFailing)
         {
             return Task.FromResult(HealthCheckResult.Unhealthy("the last commit to the raw store failed; devices are not being acknowledged"));
+        }
+
+        var wait = pipeline.OldestWait;
+        if (wait > ingest.Value.SlowCommitWait)
+        {
+            return Task.FromResult(HealthCheckResult.Unhealthy(string.Create(
+                CultureInfo.InvariantCulture,
+                $"the raw store is slower than the load: a batch has waited {wait.TotalSeconds:0.0} s for its commit ({pipeline.Queued} batches queued); devices are acknowledged late")));
         }
 
         try

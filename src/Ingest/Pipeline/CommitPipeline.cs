@@ -28,6 +28,9 @@ public sealed partial class CommitPipeline : BackgroundService
     private readonly ILogger<CommitPipeline> _logger;
     private readonly int _maxReadingsPerCommit;
 
+    // Stopwatch timestamp at which the oldest batch of the flush being committed was queued; 0 between commits.
+    private long _committingSince;
+
     public CommitPipeline(
         IRawSeriesStore store,
         IGrainFactory grains,
@@ -40,17 +43,39 @@ public sealed partial class CommitPipeline : BackgroundService
         _instruments = instruments;
         _logger = logger;
         _maxReadingsPerCommit = options.Value.MaxReadingsPerCommit;
+        // Not SingleReader: health peeks at the oldest waiting batch while the loop reads.
         _queue = Channel.CreateBounded<PendingBatch>(new BoundedChannelOptions(options.Value.CommitQueueCapacity)
         {
-            SingleReader = true,
             FullMode = BoundedChannelFullMode.Wait,
         });
+        instruments.ObserveCommitQueue(() => _queue.Reader.Count, () => OldestWait.TotalSeconds);
     }
 
     private volatile bool _storeFailing;
 
     /// <summary>True once the last commit attempt failed and until one succeeds.</summary>
     public bool StoreFailing => _storeFailing;
+
+    /// <summary>
+    /// How long the oldest batch not yet answered has waited: in the commit under way, or at the head of the queue.
+    /// Zero when nothing waits. It grows when the store is slower than the load.
+    /// </summary>
+    public TimeSpan OldestWait
+    {
+        get
+        {
+            var since = Volatile.Read(ref _committingSince);
+            if (since == 0 && _queue.Reader.TryPeek(out var head))
+            {
+                since = head.Queued;
+            }
+
+            return since == 0 ? TimeSpan.Zero : Stopwatch.GetElapsedTime(since);
+        }
+    }
+
+    /// <summary>Batches waiting in the queue for a commit.</summary>
+    public int Queued => _queue.Reader.Count;
 
     /// <summary>
     /// Commits <paramref name="batch"/> and completes once it is durable (or was already committed earlier). Throws
@@ -109,6 +134,7 @@ public sealed partial class CommitPipeline : BackgroundService
             }
 
             var started = Stopwatch.GetTimestamp();
+            Volatile.Write(ref _committingSince, flush[0].Queued);
             long commitId;
             try
             {
@@ -119,6 +145,7 @@ public sealed partial class CommitPipeline : BackgroundService
             catch (Exception exception)
             {
                 _storeFailing = true;
+                Volatile.Write(ref _committingSince, 0);
                 _instruments.CommitFailed();
                 LogCommitFailed(_logger, exception, flush.Count, readings);
                 var failure = new StoreUnavailableException("the raw store could not commit the batch; retry", exception);
@@ -138,6 +165,8 @@ public sealed partial class CommitPipeline : BackgroundService
             {
                 flush[i].Completion.TrySetResult(new CommitResult(outcomes[i].Outcome, outcomes[i].Stored.Length, outcomes[i].Duplicates));
             }
+
+            Volatile.Write(ref _committingSince, 0);
 
             await dispatch;
             dispatch = DispatchToGrains(commitId, flush, outcomes);
@@ -250,6 +279,8 @@ public sealed partial class CommitPipeline : BackgroundService
     private sealed class PendingBatch(DeviceBatch batch)
     {
         public DeviceBatch Batch { get; } = batch;
+
+        public long Queued { get; } = Stopwatch.GetTimestamp();
 
         public TaskCompletionSource<CommitResult> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
