@@ -5,22 +5,28 @@ using Xunit.Abstractions;
 namespace Telemetry.EndToEnd.Tests;
 
 /// <summary>
-/// The raw store on its own server (VictoriaMetrics) stopped while devices stream to Telemetry, and started again:
-/// devices get no acks meanwhile and health says why, then everything resumes by itself and every reading is stored once.
+/// The raw store on its own server (VictoriaMetrics) lost while devices stream to Telemetry, then back: stopped and
+/// started again, or reached through a proxy that swallows its answers for a while (half-open: the writes arrive and
+/// are stored, but the server never hears so, and writes them again). Devices get no acks meanwhile and health says
+/// why, then everything resumes by itself and every reading is stored once.
 /// </summary>
 public sealed class SeriesStoreOutageTests(ITestOutputHelper output)
 {
     private const int Batches = 200;
     private const int ReadingsPerBatch = 5;
 
-    [Fact]
-    public async Task A_store_stopped_mid_stream_stops_the_acks_and_loses_nothing_when_it_returns()
+    [Theory]
+    [InlineData("stopped")]
+    [InlineData("half-open")]
+    public async Task A_store_lost_mid_stream_stops_the_acks_and_loses_nothing_when_it_returns(string fault)
     {
         await using var series = await VictoriaMetrics.StartNewAsync();
+        await using var proxy = new FaultyProxy(series.Port);
         await using var server = await TelemetryServer.StartNewAsync(new Dictionary<string, string>
         {
             ["Telemetry__Storage__RawStore"] = "VictoriaMetrics",
-            ["Telemetry__Storage__VictoriaMetrics__Url"] = series.Url,
+            ["Telemetry__Storage__VictoriaMetrics__Url"] = $"http://127.0.0.1:{proxy.Port}",
+            ["Telemetry__Storage__VictoriaMetrics__RequestTimeout"] = "00:00:01",
             ["Telemetry__Storage__VictoriaMetrics__RetryFor"] = "00:00:01",
             ["Telemetry__Storage__VictoriaMetrics__RetryDelay"] = "00:00:00.050",
             ["Telemetry__Storage__VictoriaMetrics__MaxRetryDelay"] = "00:00:00.200",
@@ -40,7 +46,14 @@ public sealed class SeriesStoreOutageTests(ITestOutputHelper output)
             await Task.Delay(10);
         }
 
-        await series.StopAsync();
+        if (fault == "stopped")
+        {
+            await series.StopAsync();
+        }
+        else
+        {
+            proxy.Blackhole = true;
+        }
 
         // Health turns unready with the reason, and while the store is away nothing more is acknowledged.
         var health = await Eventually.ReadAsync(
@@ -57,13 +70,23 @@ public sealed class SeriesStoreOutageTests(ITestOutputHelper output)
         Assert.Equal(ackedWhileAway, devices.Sum(device => device.Acked));
         Assert.All(devices, device => Assert.True(device.Refused > 0, $"{device} was never refused"));
 
-        await series.StartAsync();
+        if (fault == "stopped")
+        {
+            await series.StartAsync();
+        }
+        else
+        {
+            // The connections that swallowed answers are cut, as a client's timeout or a router would.
+            proxy.Blackhole = false;
+            proxy.CutAll();
+        }
+
         await Task.WhenAll(load);
 
         await series.FlushAsync();
         foreach (var device in devices)
         {
-            output.WriteLine(device.ToString());
+            output.WriteLine($"{fault}: {device}");
             var rows = await server.RawHeartRatesAsync(device.PatientId, device.Start, device.End);
             Assert.Equal(device.Readings, rows.Count);
             Assert.Equal(rows.Count, rows.Distinct().Count());
