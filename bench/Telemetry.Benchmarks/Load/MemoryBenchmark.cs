@@ -1,0 +1,238 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Json;
+
+namespace Telemetry.Benchmarks.Load;
+
+/// <summary>
+/// Memory per active patient and per idle MQTT connection, in the server's resident memory: starts the real server
+/// (Release, DuckDB), provisions one device per patient, then
+/// <list type="number">
+/// <item>makes every patient active: each device uploads a few readings of four vitals (heart rate, SpO2, respiratory
+/// rate, temperature), so each patient's grain holds open windows for four vitals and runs its alert engine;</item>
+/// <item>opens one idle MQTT 5 connection per device, signed in with its token, spread over several 127.0.0.x source
+/// addresses (a loopback address has about 28,000 ephemeral ports).</item>
+/// </list>
+/// Each step's figure is the growth of the server's resident memory divided by the count, after a pause for the
+/// server to settle.
+/// </summary>
+/// <remarks>
+/// Run: <c>dotnet run -c Release --project bench/Telemetry.Benchmarks -- memory [--patients 100000]
+/// [--connections 100000]</c>. It raises its open-file limit (the server inherits it), which needs root or a high
+/// hard limit.
+/// </remarks>
+public static class MemoryBenchmark
+{
+    private const int Parallelism = 64;
+    private const int PortsPerAddress = 25_000;
+    private static readonly TimeSpan SettleTime = TimeSpan.FromSeconds(10);
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var patients = Option(args, "--patients", 100_000);
+        var connections = Option(args, "--connections", 100_000);
+        var devices = Math.Max(patients, connections);
+        RaiseOpenFileLimit(devices + 10_000);
+        Console.WriteLine($"machine: {Environment.ProcessorCount} cores, {GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (1L << 30)} GiB, {RuntimeInformation.OSDescription}, .NET {Environment.Version}");
+
+        var directory = Directory.CreateTempSubdirectory("telemetry-memory-bench-");
+        var sockets = new List<Socket>(connections);
+        try
+        {
+            await using var server = await ServerProcess.StartAsync(Path.Combine(directory.FullName, "telemetry.duckdb"));
+            var started = Stopwatch.StartNew();
+            var tokens = await ProvisionAsync(server, devices);
+            Console.WriteLine($"provisioned {devices:N0} devices in {started.Elapsed.TotalSeconds:0} s");
+            var rows = new List<string>();
+            var before = await SettleAsync(server);
+            Console.WriteLine($"server resident memory with {devices:N0} devices provisioned: {before / (1 << 20):N0} MB");
+
+            started.Restart();
+            await ActivateAsync(server, tokens, patients);
+            var active = await SettleAsync(server);
+            rows.Add(Row("active patient (4 vitals each, uploaded over HTTP)", patients, before, active, started.Elapsed));
+
+            started.Restart();
+            await ConnectAsync(server, tokens, connections, sockets);
+            var connected = await SettleAsync(server);
+            var alive = sockets.Count(socket => socket.Connected);
+            rows.Add(Row($"idle MQTT 5 connection ({alive:N0} still open after the pause)", connections, active, connected, started.Elapsed));
+
+            Console.WriteLine();
+            Console.WriteLine("| per | count | server RSS before (MB) | after (MB) | per item (KB) | took (s) |");
+            Console.WriteLine("| --- | ---: | ---: | ---: | ---: | ---: |");
+            rows.ForEach(Console.WriteLine);
+            return 0;
+        }
+        finally
+        {
+            foreach (var socket in sockets)
+            {
+                socket.Dispose();
+            }
+
+            directory.Delete(recursive: true);
+        }
+    }
+
+    private static string Row(string what, int count, long before, long after, TimeSpan took) =>
+        string.Create(CultureInfo.InvariantCulture,
+            $"| {what} | {count:N0} | {before / (1 << 20):N0} | {after / (1 << 20):N0} | {(after - before) / 1024.0 / count:0.0} | {took.TotalSeconds:0} |");
+
+    /// <summary>The server's resident memory once it has been left alone for a moment.</summary>
+    private static async Task<long> SettleAsync(ServerProcess server)
+    {
+        await Task.Delay(SettleTime);
+        server.Process.Refresh();
+        return server.Process.WorkingSet64;
+    }
+
+    private static async Task<string[]> ProvisionAsync(ServerProcess server, int devices)
+    {
+        var tokens = new string[devices];
+        await Parallel.ForAsync(0, devices, new ParallelOptions { MaxDegreeOfParallelism = Parallelism }, async (i, cancellationToken) =>
+        {
+            using var response = await server.Http.PostAsJsonAsync("/api/devices", new { deviceId = DeviceId(i), patientId = PatientId(i) }, cancellationToken);
+            var body = await response.Content.ReadAsStringAsync(cancellationToken);
+            if (response.StatusCode != HttpStatusCode.Created)
+            {
+                throw new InvalidOperationException($"provisioning {DeviceId(i)} answered {(int)response.StatusCode}: {body}");
+            }
+
+            using var json = JsonDocument.Parse(body);
+            tokens[i] = json.RootElement.GetProperty("token").GetString()!;
+        });
+        return tokens;
+    }
+
+    /// <summary>Each device uploads three readings of each of four vitals from the last minutes: its patient's grain activates and keeps them.</summary>
+    private static async Task ActivateAsync(ServerProcess server, string[] tokens, int patients)
+    {
+        string[] kinds = ["heart_rate", "spo2", "respiratory_rate", "body_temperature"];
+        double[] values = [72, 97, 16, 36.8];
+        var start = DateTimeOffset.UtcNow.AddMinutes(-3);
+        await Parallel.ForAsync(0, patients, new ParallelOptions { MaxDegreeOfParallelism = Parallelism }, async (i, cancellationToken) =>
+        {
+            var readings = new StringBuilder();
+            for (var k = 0; k < kinds.Length; k++)
+            {
+                for (var r = 0; r < 3; r++)
+                {
+                    readings.Append(readings.Length == 0 ? "" : ",")
+                        .Append(CultureInfo.InvariantCulture, $$"""{"kind":"{{kinds[k]}}","time":"{{start.AddSeconds(r * 60):O}}","value":{{values[k]}}}""");
+                }
+            }
+
+            using var request = new HttpRequestMessage(HttpMethod.Post, $"/api/devices/{DeviceId(i)}/readings")
+            {
+                Content = new StringContent($$"""{"seq":1,"readings":[{{readings}}]}""", Encoding.UTF8, "application/json"),
+            };
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", tokens[i]);
+            using var response = await server.Http.SendAsync(request, cancellationToken);
+            if (!response.IsSuccessStatusCode)
+            {
+                throw new InvalidOperationException($"the upload of {DeviceId(i)} answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(cancellationToken)}");
+            }
+        });
+    }
+
+    /// <summary>
+    /// One MQTT 5 connection per device, signed in, then left idle (keep-alive off). The packets are written by hand: a
+    /// client library's own buffers and loops for 100,000 connections would crowd the machine the server runs on.
+    /// </summary>
+    private static async Task ConnectAsync(ServerProcess server, string[] tokens, int connections, List<Socket> sockets)
+    {
+        var opened = new Socket[connections];
+        await Parallel.ForAsync(0, connections, new ParallelOptions { MaxDegreeOfParallelism = Parallelism }, async (i, cancellationToken) =>
+        {
+            var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            socket.Bind(new IPEndPoint(new IPAddress([127, 0, 0, (byte)(2 + (i / PortsPerAddress))]), 0));
+            await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, server.MqttPort), cancellationToken);
+            await socket.SendAsync(Connect(DeviceId(i), tokens[i]), cancellationToken);
+            var connack = new byte[64];
+            var read = await socket.ReceiveAsync(connack, cancellationToken);
+            if (read < 4 || connack[0] != 0x20 || connack[3] != 0)
+            {
+                throw new InvalidOperationException($"{DeviceId(i)} was not let in: {Convert.ToHexString(connack, 0, read)}");
+            }
+
+            opened[i] = socket;
+        });
+        sockets.AddRange(opened);
+    }
+
+    /// <summary>An MQTT 5 CONNECT: clean start, keep-alive off, the device id as client id and user name, its token as password.</summary>
+    private static byte[] Connect(string clientId, string token)
+    {
+        var body = new List<byte>();
+        AddString(body, "MQTT");
+        body.Add(5);
+        body.Add(0xC2);
+        body.Add(0);
+        body.Add(0);
+        body.Add(0);
+        AddString(body, clientId);
+        AddString(body, clientId);
+        AddString(body, token);
+        var packet = new List<byte> { 0x10 };
+        for (var length = body.Count; ; length >>= 7)
+        {
+            packet.Add((byte)((length & 0x7F) | (length >= 0x80 ? 0x80 : 0)));
+            if (length < 0x80)
+            {
+                break;
+            }
+        }
+
+        packet.AddRange(body);
+        return [.. packet];
+    }
+
+    private static void AddString(List<byte> packet, string value)
+    {
+        var bytes = Encoding.UTF8.GetBytes(value);
+        Span<byte> length = stackalloc byte[2];
+        BinaryPrimitives.WriteUInt16BigEndian(length, (ushort)bytes.Length);
+        packet.AddRange(length);
+        packet.AddRange(bytes);
+    }
+
+    private static string DeviceId(int i) => string.Create(CultureInfo.InvariantCulture, $"mem-{i:D6}");
+
+    private static string PatientId(int i) => string.Create(CultureInfo.InvariantCulture, $"pm-{i:D6}");
+
+    private static int Option(string[] args, string name, int fallback)
+    {
+        var index = Array.IndexOf(args, name);
+        return index >= 0 && index + 1 < args.Length ? int.Parse(args[index + 1], CultureInfo.InvariantCulture) : fallback;
+    }
+
+    /// <summary>Each connection is a file descriptor on both ends; the server, started from here, inherits the limit.</summary>
+    private static void RaiseOpenFileLimit(int wanted)
+    {
+        var limit = new ResourceLimit { Current = (ulong)wanted, Maximum = (ulong)wanted };
+        if (SetResourceLimit(OpenFiles, ref limit) != 0)
+        {
+            Console.Error.WriteLine($"could not raise the open-file limit to {wanted:N0} (errno {Marshal.GetLastPInvokeError()}); run as root or raise 'ulimit -Hn'");
+        }
+    }
+
+    private const int OpenFiles = 7;
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct ResourceLimit
+    {
+        public ulong Current;
+        public ulong Maximum;
+    }
+
+    [DllImport("libc", EntryPoint = "setrlimit", SetLastError = true)]
+    private static extern int SetResourceLimit(int resource, ref ResourceLimit limit);
+}

@@ -1,0 +1,111 @@
+using System.Net;
+using System.Net.Sockets;
+using BenchmarkDotNet.Attributes;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Telemetry.Core.Alerts;
+using Telemetry.Core.Grains;
+using Telemetry.Core.Readings;
+using Telemetry.Core.Vitals;
+using Telemetry.Grains;
+using Telemetry.Storage;
+
+namespace Telemetry.Benchmarks.Pipeline;
+
+/// <summary>
+/// The pipeline's grain calls after a commit, with the silo in this process over a DuckDB file as the server runs it:
+/// one patient's call with 50 heart rates, and one flush's calls to 100 patients at once. Each call folds the readings
+/// into the patient's windows, runs its alert rules (none set: the default), and writes the windows that closed.
+/// Per reading.
+/// </summary>
+[MemoryDiagnoser]
+public class GrainBatchBenchmarks
+{
+    private const int Patients = 100;
+    private const int ReadingsPerCall = 50;
+    private const long ReadingSpacingMs = 20;
+
+    private readonly VitalReading[][] _readings = [.. Enumerable.Range(0, Patients).Select(_ => new VitalReading[ReadingsPerCall])];
+    private readonly long[] _nextMs = new long[Patients];
+    private readonly Task[] _calls = new Task[Patients];
+    private DirectoryInfo _directory = null!;
+    private IHost _host = null!;
+    private IPatientGrain[] _grains = null!;
+    private long _commitId;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _directory = Directory.CreateTempSubdirectory("telemetry-grain-bench-");
+        var builder = Host.CreateApplicationBuilder();
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        builder.Configuration["Telemetry:Storage:DuckDb:Path"] = Path.Combine(_directory.FullName, "telemetry.duckdb");
+        builder.Services.AddMetrics();
+        builder.Services.AddSingleton<GrainInstruments>();
+        builder.Services.AddDuckDbStorage();
+        builder.Services.AddSingleton<IAlertPublisher, CountingAlertPublisher>();
+        builder.UseOrleans(silo => silo.UseLocalhostClustering(siloPort: FreePort(), gatewayPort: FreePort()));
+        _host = builder.Build();
+        _host.StartAsync().GetAwaiter().GetResult();
+
+        var grains = _host.Services.GetRequiredService<IGrainFactory>();
+        _grains = [.. Enumerable.Range(0, Patients).Select(i => grains.GetGrain<IPatientGrain>($"patient-{i}"))];
+        Array.Fill(_nextMs, DateTimeOffset.UtcNow.AddHours(-1).ToUnixTimeMilliseconds());
+
+        // Activate every patient first: activation (a rebuild from the raw store) is not what is measured.
+        Flush();
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _host.StopAsync().GetAwaiter().GetResult();
+        _host.Dispose();
+        _directory.Delete(recursive: true);
+    }
+
+    [Benchmark(Baseline = true, OperationsPerInvoke = ReadingsPerCall)]
+    public Task One_patient() => Call(0);
+
+    [Benchmark(OperationsPerInvoke = Patients * ReadingsPerCall)]
+    public void A_flush_to_100_patients() => Flush();
+
+    private void Flush()
+    {
+        for (var i = 0; i < Patients; i++)
+        {
+            _calls[i] = Call(i);
+        }
+
+        Task.WaitAll(_calls);
+    }
+
+    private Task Call(int patient)
+    {
+        // The arrays are rewritten only after the previous call returned: the grain keeps no reference to them.
+        var readings = _readings[patient];
+        var start = _nextMs[patient];
+        for (var j = 0; j < ReadingsPerCall; j++)
+        {
+            readings[j] = new VitalReading(VitalKind.HeartRate, start + (j * ReadingSpacingMs), 60 + (j % 40));
+        }
+
+        _nextMs[patient] = start + (ReadingsPerCall * ReadingSpacingMs);
+        return _grains[patient].ApplyAsync(new PatientReadings(Interlocked.Increment(ref _commitId), readings));
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    private sealed class CountingAlertPublisher : IAlertPublisher
+    {
+        public int Published { get; private set; }
+
+        public void Publish(IReadOnlyList<AlertEvent> events) => Published += events.Count;
+    }
+}

@@ -1,0 +1,77 @@
+using BenchmarkDotNet.Attributes;
+using Telemetry.Core.Alerts;
+using Telemetry.Core.Readings;
+using Telemetry.Core.Rollups;
+using Telemetry.Core.Vitals;
+using Telemetry.Grains.Alerts;
+using Telemetry.Grains.Patients;
+
+namespace Telemetry.Benchmarks.Pipeline;
+
+/// <summary>
+/// What a patient's grain does per reading, without the grain: folding into the open minute, hour and day (closing
+/// windows as time moves on, each closed window kept as a rollup for the store, as the grain does), and running the
+/// adult default alert rules.
+/// </summary>
+[MemoryDiagnoser]
+public class WindowBenchmarks
+{
+    private const int Readings = 3_600;
+
+    private readonly List<Rollup> _closed = new(Readings);
+    private readonly VitalReading[] _everySecond = new VitalReading[Readings];
+    private readonly VitalReading[] _everyMinute = new VitalReading[Readings];
+    private Action<VitalKind, Resolution, RollupWindow> _close = null!;
+    private AlertEngine _alerts = null!;
+    private long _now;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _close = (kind, resolution, window) => _closed.Add(new Rollup("patient-1", kind, resolution, window));
+        var hour = Resolution.Hour.WindowStart(DateTimeOffset.UtcNow.AddHours(-2).ToUnixTimeMilliseconds());
+        for (var i = 0; i < Readings; i++)
+        {
+            _everySecond[i] = new VitalReading(VitalKind.HeartRate, hour + (i * 1_000L), 60 + (i % 40));
+            _everyMinute[i] = new VitalReading(VitalKind.HeartRate, hour + (i * 60_000L), 60 + (i % 40));
+        }
+
+        AlertRuleTemplates.TryGet(AlertRuleTemplates.AdultDefault, out var rules);
+        _alerts = new AlertEngine("patient-1", new AlertState { Rules = rules });
+        _now = _everySecond[^1].TimestampMs;
+    }
+
+    /// <summary>An hour of 1 Hz heart rate: a minute closes every 60 readings, the hour at the end.</summary>
+    [Benchmark(Baseline = true, OperationsPerInvoke = Readings)]
+    public int Fold_one_reading_a_second() => Fold(_everySecond);
+
+    /// <summary>Every reading closes a minute (and every 60th an hour): the cost of closing windows.</summary>
+    [Benchmark(OperationsPerInvoke = Readings)]
+    public int Fold_one_reading_a_minute() => Fold(_everyMinute);
+
+    /// <summary>The adult default rules (eleven: thresholds, NEWS2, no data, implausible) on readings in range.</summary>
+    [Benchmark(OperationsPerInvoke = Readings)]
+    public int Alert_rules_one_reading_a_second()
+    {
+        foreach (var reading in _everySecond)
+        {
+            _alerts.Observe(reading, _now);
+        }
+
+        var events = _alerts.State.Outbox.Count;
+        _alerts.State.Outbox.Clear();
+        return events;
+    }
+
+    private int Fold(VitalReading[] readings)
+    {
+        _closed.Clear();
+        var windows = new VitalWindows(VitalKind.HeartRate);
+        foreach (var reading in readings)
+        {
+            windows.Add(reading.TimestampMs, reading.Value, _close);
+        }
+
+        return _closed.Count;
+    }
+}
