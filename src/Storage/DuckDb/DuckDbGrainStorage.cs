@@ -6,7 +6,8 @@ namespace Telemetry.Storage.DuckDb;
 
 /// <summary>
 /// Orleans grain state in the embedded DuckDB file, so device bindings and alert state are as durable as the raw
-/// series on a single machine. Optimistic concurrency through an ETag per grain, as Orleans expects.
+/// series on a single machine. Optimistic concurrency through an ETag per grain, as Orleans expects. Writes go through
+/// the file's group commit (<see cref="DuckDbWriteQueue"/>): many grains' writes share one transaction and one fsync.
 /// </summary>
 public sealed class DuckDbGrainStorage(DuckDbDatabase database, IGrainStorageSerializer serializer) : IGrainStorage
 {
@@ -33,46 +34,51 @@ public sealed class DuckDbGrainStorage(DuckDbDatabase database, IGrainStorageSer
         grainState.RecordExists = true;
     });
 
-    public Task WriteStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState) => Task.Run(() =>
+    public async Task WriteStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
         var data = serializer.Serialize(grainState.State).ToArray();
+        var key = grainId.ToString();
+        var expected = grainState.ETag;
         var etag = Guid.NewGuid().ToString("N");
-        using var connection = database.OpenConnection();
-        using var transaction = connection.BeginTransaction();
-        CheckETag(connection, stateName, grainId, grainState.ETag);
-        using var command = connection.CreateCommand();
-        command.CommandText = "INSERT OR REPLACE INTO grain_state VALUES ($1, $2, $3, $4)";
-        command.Parameters.Add(new DuckDBParameter(stateName));
-        command.Parameters.Add(new DuckDBParameter(grainId.ToString()));
-        command.Parameters.Add(new DuckDBParameter(etag));
-        command.Parameters.Add(new DuckDBParameter(data));
-        command.ExecuteNonQuery();
-        transaction.Commit();
+        await database.Writes.WriteAsync(connection =>
+        {
+            CheckETag(connection, stateName, key, expected);
+            using var command = connection.CreateCommand();
+            command.CommandText = "INSERT OR REPLACE INTO grain_state VALUES ($1, $2, $3, $4)";
+            command.Parameters.Add(new DuckDBParameter(stateName));
+            command.Parameters.Add(new DuckDBParameter(key));
+            command.Parameters.Add(new DuckDBParameter(etag));
+            command.Parameters.Add(new DuckDBParameter(data));
+            return command.ExecuteNonQuery();
+        });
         grainState.ETag = etag;
         grainState.RecordExists = true;
-    });
+    }
 
-    public Task ClearStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState) => Task.Run(() =>
+    public async Task ClearStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
-        using var connection = database.OpenConnection();
-        using var transaction = connection.BeginTransaction();
-        CheckETag(connection, stateName, grainId, grainState.ETag);
-        using var command = connection.CreateCommand();
-        command.CommandText = "DELETE FROM grain_state WHERE grain_type = $1 AND grain_id = $2";
-        command.Parameters.Add(new DuckDBParameter(stateName));
-        command.Parameters.Add(new DuckDBParameter(grainId.ToString()));
-        command.ExecuteNonQuery();
-        transaction.Commit();
+        var key = grainId.ToString();
+        var expected = grainState.ETag;
+        await database.Writes.WriteAsync(connection =>
+        {
+            CheckETag(connection, stateName, key, expected);
+            using var command = connection.CreateCommand();
+            command.CommandText = "DELETE FROM grain_state WHERE grain_type = $1 AND grain_id = $2";
+            command.Parameters.Add(new DuckDBParameter(stateName));
+            command.Parameters.Add(new DuckDBParameter(key));
+            return command.ExecuteNonQuery();
+        });
         grainState.ETag = null;
         grainState.RecordExists = false;
-    });
+    }
 
-    private static void CheckETag(DuckDBConnection connection, string stateName, GrainId grainId, string? expected)
+    /// <summary>Refuses, before anything is written, a write whose grain state was changed since it was read.</summary>
+    private static void CheckETag(DuckDBConnection connection, string stateName, string grainId, string? expected)
     {
         using var command = connection.CreateCommand();
         command.CommandText = "SELECT etag FROM grain_state WHERE grain_type = $1 AND grain_id = $2";
         command.Parameters.Add(new DuckDBParameter(stateName));
-        command.Parameters.Add(new DuckDBParameter(grainId.ToString()));
+        command.Parameters.Add(new DuckDBParameter(grainId));
         var stored = command.ExecuteScalar() as string;
         if (!string.Equals(stored, expected, StringComparison.Ordinal))
         {
