@@ -14,12 +14,16 @@ namespace Telemetry.Ingest.Pipeline;
 /// The one way readings enter Telemetry. Every front door hands its device batches here and waits: batches queue in
 /// a bounded channel, one loop commits whatever has gathered in one transaction (group commit), answers each waiter
 /// only then, and calls each patient's grain once with all of that patient's readings from the flush. A flush's
-/// grain calls run while the next flush commits; at most one flush's calls are outstanding. When the store is slow
+/// grain calls run while the next flushes commit; at most four flushes' calls are outstanding. When the store is slow
 /// the queue fills and the front doors stop acking: backpressure, not growth.
 /// </summary>
 public sealed partial class CommitPipeline : BackgroundService
 {
     private static readonly TimeSpan RetryDelay = TimeSpan.FromMilliseconds(200);
+
+    // Flushes whose grain calls may be outstanding while the next commits: a patient whose call is slow (its alert
+    // state being written) holds back neither the commits nor the other patients for a while, and memory stays bounded.
+    private const int DispatchesInFlight = 4;
 
     private readonly Channel<PendingBatch> _queue;
     private readonly IRawSeriesStore _store;
@@ -115,7 +119,7 @@ public sealed partial class CommitPipeline : BackgroundService
         var batches = new List<DeviceBatch>();
         var outcomes = new BatchOutcome[64];
         var reader = _queue.Reader;
-        var dispatch = Task.CompletedTask;
+        var dispatches = new Queue<Task>(DispatchesInFlight);
         while (await reader.WaitToReadAsync(CancellationToken.None))
         {
             flush.Clear();
@@ -168,11 +172,15 @@ public sealed partial class CommitPipeline : BackgroundService
 
             Volatile.Write(ref _committingSince, 0);
 
-            await dispatch;
-            dispatch = DispatchToGrains(commitId, flush, outcomes);
+            if (dispatches.Count == DispatchesInFlight)
+            {
+                await dispatches.Dequeue();
+            }
+
+            dispatches.Enqueue(DispatchToGrains(commitId, flush, outcomes));
         }
 
-        await dispatch;
+        await Task.WhenAll(dispatches);
     }
 
     /// <summary>
