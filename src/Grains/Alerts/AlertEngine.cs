@@ -30,7 +30,9 @@ public sealed class AlertEngine
     /// <summary>An unacknowledged alert escalates at most this many times.</summary>
     public const int MaxEscalations = 3;
 
-    private const int KindSlots = 256;
+    // One slot per vital kind, indexed by its value: a patient's engine holds four small arrays of these, not of 256
+    // (which cost 8 KB per active patient).
+    private static readonly int KindSlots = Enum.GetValues<VitalKind>().Max(kind => (int)kind) + 1;
 
     private readonly string _patientId;
     private readonly List<RuleRuntime>[] _byKind = new List<RuleRuntime>[KindSlots];
