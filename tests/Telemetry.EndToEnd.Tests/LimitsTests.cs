@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Http.Headers;
+using System.Net.Sockets;
 using Grpc.Core;
 using Grpc.Net.Client;
 using MQTTnet;
@@ -145,6 +146,49 @@ public sealed class LimitsTests(LimitsTests.LimitedServer fixture) : IClassFixtu
         Assert.Equal(HttpStatusCode.OK, first.StatusCode);
         Assert.Equal(HttpStatusCode.TooManyRequests, second.StatusCode);
         Assert.NotNull(second.Headers.RetryAfter);
+    }
+
+    [Fact]
+    public async Task Connections_over_the_servers_limit_are_closed_at_once_and_counted()
+    {
+        await using var server = await TelemetryServer.StartNewAsync(new Dictionary<string, string> { ["Telemetry__Server__MaxConnections"] = "4" });
+        var sockets = new List<TcpClient>();
+        var closed = 0;
+        try
+        {
+            for (var i = 0; i < 8; i++)
+            {
+                var socket = new TcpClient();
+                await socket.ConnectAsync(IPAddress.Loopback, server.MqttPort);
+                sockets.Add(socket);
+                using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+                try
+                {
+                    // A connection over the limit is closed by the server; one within it waits for the device's CONNECT.
+                    if (await socket.GetStream().ReadAsync(new byte[1], wait.Token) == 0)
+                    {
+                        closed++;
+                    }
+                }
+                catch (OperationCanceledException)
+                {
+                    // Still open.
+                }
+                catch (IOException)
+                {
+                    closed++;
+                }
+            }
+        }
+        finally
+        {
+            sockets.ForEach(socket => socket.Dispose());
+        }
+
+        // Four at most are held (the test's own HTTP connection may be one of them).
+        Assert.InRange(closed, 4, 8);
+        var metrics = await Eventually.ReadAsync(() => server.Http.GetStringAsync("/metrics"), text => text.Contains("kestrel_rejected_connections", StringComparison.Ordinal));
+        Assert.Matches(@"kestrel_rejected_connections\S*\{[^}]*\} [1-9]", metrics);
     }
 
     /// <summary>A server with small limits, so tests reach them quickly.</summary>

@@ -8,11 +8,16 @@ using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
+using Telemetry.Benchmarks.Pipeline;
+using Telemetry.Core.Grains;
+using Telemetry.Core.Readings;
+using Telemetry.Core.Vitals;
 
 namespace Telemetry.Benchmarks.Load;
 
 /// <summary>
-/// Memory per active patient and per idle MQTT connection, in the server's resident memory: starts the real server
+/// Memory per active patient and per idle MQTT connection. First the patients' grains alone, in this process (the
+/// managed heap after full collections). Then in the server's resident memory: starts the real server
 /// (Release, DuckDB), provisions one device per patient, then
 /// <list type="number">
 /// <item>makes every patient active: each device uploads a few readings of four vitals (heart rate, SpO2, respiratory
@@ -25,7 +30,7 @@ namespace Telemetry.Benchmarks.Load;
 /// </summary>
 /// <remarks>
 /// Run: <c>dotnet run -c Release --project bench/Telemetry.Benchmarks -- memory [--patients 100000]
-/// [--connections 100000]</c>. It raises its open-file limit (the server inherits it), which needs root or a high
+/// [--connections 100000] [--hold-seconds 0]</c>. It raises its open-file limit (the server inherits it), which needs root or a high
 /// hard limit.
 /// </remarks>
 public static class MemoryBenchmark
@@ -42,6 +47,7 @@ public static class MemoryBenchmark
         RaiseOpenFileLimit(devices + 10_000);
         Console.WriteLine($"machine: {Environment.ProcessorCount} cores, {GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (1L << 30)} GiB, {RuntimeInformation.OSDescription}, .NET {Environment.Version}");
 
+        var inProcess = await PatientGrainsInProcessAsync(patients, TimeSpan.FromSeconds(Option(args, "--hold-seconds", 0)));
         var directory = Directory.CreateTempSubdirectory("telemetry-memory-bench-");
         var sockets = new List<Socket>(connections);
         try
@@ -50,7 +56,7 @@ public static class MemoryBenchmark
             var started = Stopwatch.StartNew();
             var tokens = await ProvisionAsync(server, devices);
             Console.WriteLine($"provisioned {devices:N0} devices in {started.Elapsed.TotalSeconds:0} s");
-            var rows = new List<string>();
+            var rows = new List<string> { inProcess };
             var before = await SettleAsync(server);
             Console.WriteLine($"server resident memory with {devices:N0} devices provisioned: {before / (1 << 20):N0} MB");
 
@@ -80,6 +86,51 @@ public static class MemoryBenchmark
 
             directory.Delete(recursive: true);
         }
+    }
+
+    /// <summary>
+    /// The grains alone, with the silo in this process: the managed heap after a full collection, before and after
+    /// <paramref name="patients"/> patients' grains take four vitals each. Native memory (DuckDB's) is not in it.
+    /// </summary>
+    /// <param name="hold">A pause with the grains active, to take a heap dump of this process (<c>dotnet-gcdump collect -p</c>).</param>
+    private static async Task<string> PatientGrainsInProcessAsync(int patients, TimeSpan hold)
+    {
+        using var silo = InProcessSilo.Start();
+        await ApplyAsync(silo.Grains, "warm", 1_000);
+        var before = GC.GetTotalMemory(forceFullCollection: true);
+        var started = Stopwatch.StartNew();
+        await ApplyAsync(silo.Grains, "pm", patients);
+        var took = started.Elapsed;
+        var after = GC.GetTotalMemory(forceFullCollection: true);
+        if (hold > TimeSpan.Zero)
+        {
+            Console.WriteLine($"holding {patients:N0} active patients for {hold.TotalSeconds:0} s: process {Environment.ProcessId}");
+            await Task.Delay(hold);
+        }
+
+        return Row("active patient grain (4 vitals each), managed heap in process", patients, before, after, took);
+    }
+
+    private static async Task ApplyAsync(IGrainFactory grains, string prefix, int patients)
+    {
+        VitalKind[] kinds = [VitalKind.HeartRate, VitalKind.OxygenSaturation, VitalKind.RespiratoryRate, VitalKind.BodyTemperature];
+        double[] values = [72, 97, 16, 36.8];
+        var start = DateTimeOffset.UtcNow.AddMinutes(-3).ToUnixTimeMilliseconds();
+        var commitId = 0L;
+        await Parallel.ForAsync(0, patients, new ParallelOptions { MaxDegreeOfParallelism = 256 }, async (i, _) =>
+        {
+            var readings = new VitalReading[kinds.Length * 3];
+            for (var k = 0; k < kinds.Length; k++)
+            {
+                for (var r = 0; r < 3; r++)
+                {
+                    readings[(k * 3) + r] = new VitalReading(kinds[k], start + (r * 60_000L), values[k]);
+                }
+            }
+
+            var id = string.Create(CultureInfo.InvariantCulture, $"{prefix}-{i:D6}");
+            await grains.GetGrain<IPatientGrain>(id).ApplyAsync(new PatientReadings(Interlocked.Increment(ref commitId), readings));
+        });
     }
 
     private static string Row(string what, int count, long before, long after, TimeSpan took) =>

@@ -1,15 +1,7 @@
-using System.Net;
-using System.Net.Sockets;
 using BenchmarkDotNet.Attributes;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
-using Telemetry.Core.Alerts;
 using Telemetry.Core.Grains;
 using Telemetry.Core.Readings;
 using Telemetry.Core.Vitals;
-using Telemetry.Grains;
-using Telemetry.Storage;
 
 namespace Telemetry.Benchmarks.Pipeline;
 
@@ -29,28 +21,15 @@ public class GrainBatchBenchmarks
     private readonly VitalReading[][] _readings = [.. Enumerable.Range(0, Patients).Select(_ => new VitalReading[ReadingsPerCall])];
     private readonly long[] _nextMs = new long[Patients];
     private readonly Task[] _calls = new Task[Patients];
-    private DirectoryInfo _directory = null!;
-    private IHost _host = null!;
+    private InProcessSilo _silo = null!;
     private IPatientGrain[] _grains = null!;
     private long _commitId;
 
     [GlobalSetup]
     public void Setup()
     {
-        _directory = Directory.CreateTempSubdirectory("telemetry-grain-bench-");
-        var builder = Host.CreateApplicationBuilder();
-        builder.Logging.SetMinimumLevel(LogLevel.Warning);
-        builder.Configuration["Telemetry:Storage:DuckDb:Path"] = Path.Combine(_directory.FullName, "telemetry.duckdb");
-        builder.Services.AddMetrics();
-        builder.Services.AddSingleton<GrainInstruments>();
-        builder.Services.AddDuckDbStorage();
-        builder.Services.AddSingleton<IAlertPublisher, CountingAlertPublisher>();
-        builder.UseOrleans(silo => silo.UseLocalhostClustering(siloPort: FreePort(), gatewayPort: FreePort()));
-        _host = builder.Build();
-        _host.StartAsync().GetAwaiter().GetResult();
-
-        var grains = _host.Services.GetRequiredService<IGrainFactory>();
-        _grains = [.. Enumerable.Range(0, Patients).Select(i => grains.GetGrain<IPatientGrain>($"patient-{i}"))];
+        _silo = InProcessSilo.Start();
+        _grains = [.. Enumerable.Range(0, Patients).Select(i => _silo.Grains.GetGrain<IPatientGrain>($"patient-{i}"))];
         Array.Fill(_nextMs, DateTimeOffset.UtcNow.AddHours(-1).ToUnixTimeMilliseconds());
 
         // Activate every patient first: activation (a rebuild from the raw store) is not what is measured.
@@ -58,12 +37,7 @@ public class GrainBatchBenchmarks
     }
 
     [GlobalCleanup]
-    public void Cleanup()
-    {
-        _host.StopAsync().GetAwaiter().GetResult();
-        _host.Dispose();
-        _directory.Delete(recursive: true);
-    }
+    public void Cleanup() => _silo.Dispose();
 
     [Benchmark(Baseline = true, OperationsPerInvoke = ReadingsPerCall)]
     public Task One_patient() => Call(0);
@@ -93,19 +67,5 @@ public class GrainBatchBenchmarks
 
         _nextMs[patient] = start + (ReadingsPerCall * ReadingSpacingMs);
         return _grains[patient].ApplyAsync(new PatientReadings(Interlocked.Increment(ref _commitId), readings));
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
-
-    private sealed class CountingAlertPublisher : IAlertPublisher
-    {
-        public int Published { get; private set; }
-
-        public void Publish(IReadOnlyList<AlertEvent> events) => Published += events.Count;
     }
 }

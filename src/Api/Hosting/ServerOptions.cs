@@ -37,6 +37,14 @@ public sealed class ServerOptions : IValidatableObject
     [Range(0, 65535)]
     public int MqttTlsPort { get; set; } = 8883;
 
+    /// <summary>
+    /// Connections the server holds open at once, over every listener (devices' MQTT and gRPC, people's HTTP). Beyond it
+    /// a new connection is closed at once, and counted in <c>kestrel_rejected_connections_total</c>. An idle MQTT
+    /// connection costs the server a few KB; the machine's open-file limit must allow this many too.
+    /// </summary>
+    [Range(1, 10_000_000)]
+    public int MaxConnections { get; set; } = 200_000;
+
     /// <summary>The co-hosted Orleans silo's port for silo-to-silo traffic.</summary>
     [Range(1, 65535)]
     public int SiloPort { get; set; } = 11111;

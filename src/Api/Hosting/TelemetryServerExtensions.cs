@@ -50,6 +50,7 @@ public static partial class TelemetryServerExtensions
         var hostsMqtt = builder.Configuration.GetSection(ExternalBrokerOptions.Section).Get<ExternalBrokerOptions>() is not { Enabled: true };
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
+            kestrel.Limits.MaxConcurrentConnections = server.MaxConnections;
             Listen(kestrel, server.ListenAddress, server.HttpPort, listen => listen.Protocols = HttpProtocols.Http1);
             Listen(kestrel, server.ListenAddress, server.GrpcPort, listen => listen.Protocols = HttpProtocols.Http2);
             Listen(kestrel, server.ListenAddress, hostsMqtt ? server.MqttPort : 0, UseMqtt);
