@@ -117,7 +117,6 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
                 if (known && readings[j].TimestampMs > latest)
                 {
                     _flushLatest[key] = readings[j].TimestampMs;
-                    _inFlush.Add((batch.DeviceId, readings[j].Kind, readings[j].TimestampMs));
                     continue;
                 }
 
@@ -132,6 +131,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
 
         foreach (var ((deviceId, patientId), list) in candidates)
         {
+            NoteNewReadingsOf(deviceId, batches, list);
             var from = list.Min(at => batches[at.Batch].Readings.Span[at.Reading].TimestampMs);
             var to = list.Max(at => batches[at.Batch].Readings.Span[at.Reading].TimestampMs);
             var stored = await Reader.ExistingAsync(patientId, deviceId, from, to + 1, cancellationToken);
@@ -147,6 +147,32 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
                 var key = (deviceId, reading.Kind);
                 var latest = _flushLatest.TryGetValue(key, out var inFlush) ? inFlush : _latest.GetValueOrDefault(key, long.MinValue);
                 _flushLatest[key] = Math.Max(latest, reading.TimestampMs);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Puts the device's readings of this flush that were new without a lookup into <c>_inFlush</c>, so that a candidate
+    /// repeating one of them is caught. Only devices with candidates pay for it, which is rare (resends, out of order).
+    /// </summary>
+    private void NoteNewReadingsOf(string deviceId, IReadOnlyList<DeviceBatch> batches, List<(int Batch, int Reading)> candidates)
+    {
+        var looked = candidates.ToHashSet();
+        for (var i = 0; i < batches.Count; i++)
+        {
+            var batch = batches[i];
+            if (batch.DeviceId != deviceId || (batch.Sequence != 0 && _sequences.IsCommitted(batch.DeviceId, batch.Sequence)))
+            {
+                continue;
+            }
+
+            var readings = batch.Readings.Span;
+            for (var j = 0; j < readings.Length; j++)
+            {
+                if (!looked.Contains((i, j)))
+                {
+                    _inFlush.Add((deviceId, readings[j].Kind, readings[j].TimestampMs));
+                }
             }
         }
     }

@@ -59,7 +59,7 @@ public sealed class SeriesBackend : IDisposable
             Bucket = "vitals",
             Timeout = options.RequestTimeout,
         });
-        return new SeriesBackend(client, options, "vitals", "telemetry", _ => new VictoriaMetricsSeriesReader(options),
+        return new SeriesBackend(client, options, "vitals", "telemetry", _ => new VictoriaMetricsSeriesReader(options, timeProvider),
             $"VictoriaMetrics at {options.Url}", versionedRollups: true, timeProvider, logger);
     }
 

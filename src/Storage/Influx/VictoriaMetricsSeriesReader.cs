@@ -23,9 +23,11 @@ internal sealed class VictoriaMetricsSeriesReader : ISeriesReader
     private const int MaxSamples = 10_000_000;
 
     private readonly HttpClient _http;
+    private readonly TimeProvider _timeProvider;
 
-    public VictoriaMetricsSeriesReader(VictoriaMetricsOptions options)
+    public VictoriaMetricsSeriesReader(VictoriaMetricsOptions options, TimeProvider timeProvider)
     {
+        _timeProvider = timeProvider;
         _http = new HttpClient { BaseAddress = new Uri(options.Url), Timeout = options.RequestTimeout };
     }
 
@@ -153,7 +155,7 @@ internal sealed class VictoriaMetricsSeriesReader : ISeriesReader
     {
         var writes = new Dictionary<long, Dictionary<string, double>>();
         var selector = $"{{__name__=~\"rollups_.*\",{InfluxLayout.PatientTag}={Quote(patientId)},{InfluxLayout.KindTag}={Quote(VitalCatalogue.Get(kind).Name)},{InfluxLayout.ResolutionTag}=\"{resolution.ToWireName()}\"}}";
-        var until = DateTimeOffset.UtcNow.AddDays(1).ToUnixTimeMilliseconds();
+        var until = _timeProvider.GetUtcNow().AddDays(1).ToUnixTimeMilliseconds();
         await foreach (var series in ExportAsync(selector, fromMs, until, cancellationToken))
         {
             var field = series.Label("__name__")?["rollups_".Length..] ?? "";
