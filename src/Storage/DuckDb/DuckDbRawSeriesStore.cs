@@ -1,5 +1,7 @@
 using System.Runtime.CompilerServices;
+using System.Text;
 using DuckDB.NET.Data;
+using Telemetry.Core;
 using Telemetry.Core.Readings;
 using Telemetry.Core.Rollups;
 using Telemetry.Core.Storage;
@@ -28,6 +30,10 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
     private readonly List<(int Batch, int Reading)> _candidates = [];
     private readonly HashSet<(int Batch, int Reading)> _duplicates = [];
     private readonly List<bool> _knownSequence = [];
+
+    // A batch's patient and device ids in UTF-8, written once per batch and appended to each of its rows as bytes: a
+    // string would be marshalled to native memory and freed again for every reading. Ids are ASCII (Identifier).
+    private readonly byte[] _ids = new byte[2 * Identifier.MaxLength];
     private long _lastCommitId;
 
     public DuckDbRawSeriesStore(DuckDbDatabase database)
@@ -74,6 +80,8 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
 
                     var batch = batches[i];
                     var readings = batch.Readings.Span;
+                    var patientLength = Encoding.UTF8.GetBytes(batch.PatientId, _ids);
+                    var deviceLength = Encoding.UTF8.GetBytes(batch.DeviceId, _ids.AsSpan(Identifier.MaxLength));
                     var stored = _duplicates.Count == 0 ? null : new List<VitalReading>(readings.Length);
                     for (var j = 0; j < readings.Length; j++)
                     {
@@ -88,14 +96,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
                             stored.Add(reading);
                         }
 
-                        appender.CreateRow()
-                            .AppendValue(batch.PatientId)
-                            .AppendValue(batch.DeviceId)
-                            .AppendValue((byte)reading.Kind)
-                            .AppendValue(Timestamps.ToDateTime(reading.TimestampMs))
-                            .AppendValue(reading.Value)
-                            .AppendValue(commitId)
-                            .EndRow();
+                        appender.AppendRow(new Row(_ids, patientLength, deviceLength, reading, commitId), AppendReading);
                     }
 
                     outcomes[i] = stored is null || stored.Count == readings.Length
@@ -125,6 +126,18 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
 
         return commitId;
     }
+
+    // One static delegate for every row: the appender's row object is reused, nothing is allocated per reading.
+    private static readonly Action<IDuckDBAppenderRow, Row> AppendReading = static (row, state) => row
+        .AppendValue(state.Ids.AsSpan(0, state.PatientLength))
+        .AppendValue(state.Ids.AsSpan(Identifier.MaxLength, state.DeviceLength))
+        .AppendValue((byte)state.Reading.Kind)
+        .AppendValue(Timestamps.ToDateTime(state.Reading.TimestampMs))
+        .AppendValue(state.Reading.Value)
+        .AppendValue(state.CommitId)
+        .EndRow();
+
+    private readonly record struct Row(byte[] Ids, int PatientLength, int DeviceLength, VitalReading Reading, long CommitId);
 
     private void AppendQuarantined(IReadOnlyList<DeviceBatch> batches, Span<BatchOutcome> outcomes, long commitId)
     {
