@@ -30,7 +30,8 @@ internal sealed class InProcessSilo : IDisposable
     {
         var directory = Directory.CreateTempSubdirectory("telemetry-silo-bench-");
         var builder = Host.CreateApplicationBuilder();
-        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        // Quiet: stopping a silo of 100,000 patients reports every deactivation cut short by the stop's timeout.
+        builder.Logging.ClearProviders();
         builder.Configuration["Telemetry:Storage:DuckDb:Path"] = Path.Combine(directory.FullName, "telemetry.duckdb");
         builder.Services.AddMetrics();
         builder.Services.AddSingleton<GrainInstruments>();
