@@ -175,10 +175,7 @@ public sealed class DuckDbAlertStore : IAlertStore
         foreach (var item in events)
         {
             // An event handed over again (a grain's outbox after a crash) keeps the position it was stored with.
-            using var existing = connection.CreateCommand();
-            existing.CommandText = "SELECT position FROM alert_events WHERE patient_id = $1 AND seq = $2";
-            existing.Parameters.Add(new DuckDBParameter(item.PatientId));
-            existing.Parameters.Add(new DuckDBParameter(item.Seq));
+            var existing = _database.Writes.Command("SELECT position FROM alert_events WHERE patient_id = $1 AND seq = $2", item.PatientId, item.Seq);
             if (existing.ExecuteScalar() is long position)
             {
                 stored.Add(item with { Position = position });
@@ -186,24 +183,14 @@ public sealed class DuckDbAlertStore : IAlertStore
             }
 
             var positioned = item with { Position = ++next };
-            using var insert = connection.CreateCommand();
-            insert.CommandText = "INSERT INTO alert_events VALUES ($1, $2, $3, $4, $5, $6, $7)";
-            insert.Parameters.Add(new DuckDBParameter(positioned.Position));
-            insert.Parameters.Add(new DuckDBParameter(item.PatientId));
-            insert.Parameters.Add(new DuckDBParameter(item.Seq));
-            insert.Parameters.Add(new DuckDBParameter(item.Alert.AlertId));
-            insert.Parameters.Add(new DuckDBParameter((byte)item.Type));
-            insert.Parameters.Add(new DuckDBParameter(item.At.UtcDateTime));
-            insert.Parameters.Add(new DuckDBParameter(JsonSerializer.Serialize(positioned, TelemetryJson.Options)));
+            var insert = _database.Writes.Command(
+                "INSERT INTO alert_events VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                positioned.Position, item.PatientId, item.Seq, item.Alert.AlertId, (byte)item.Type, item.At.UtcDateTime, JsonSerializer.Serialize(positioned, TelemetryJson.Options));
             insert.ExecuteNonQuery();
 
-            using var upsert = connection.CreateCommand();
-            upsert.CommandText = "INSERT OR REPLACE INTO alerts VALUES ($1, $2, $3, $4, $5)";
-            upsert.Parameters.Add(new DuckDBParameter(item.Alert.AlertId));
-            upsert.Parameters.Add(new DuckDBParameter(item.PatientId));
-            upsert.Parameters.Add(new DuckDBParameter(item.Alert.RaisedAt.UtcDateTime));
-            upsert.Parameters.Add(new DuckDBParameter(item.Alert.IsOpen));
-            upsert.Parameters.Add(new DuckDBParameter(JsonSerializer.Serialize(item.Alert, TelemetryJson.Options)));
+            var upsert = _database.Writes.Command(
+                "INSERT OR REPLACE INTO alerts VALUES ($1, $2, $3, $4, $5)",
+                item.Alert.AlertId, item.PatientId, item.Alert.RaisedAt.UtcDateTime, item.Alert.IsOpen, JsonSerializer.Serialize(item.Alert, TelemetryJson.Options));
             upsert.ExecuteNonQuery();
             stored.Add(positioned);
         }

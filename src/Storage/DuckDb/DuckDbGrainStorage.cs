@@ -40,15 +40,11 @@ public sealed class DuckDbGrainStorage(DuckDbDatabase database, IGrainStorageSer
         var key = grainId.ToString();
         var expected = grainState.ETag;
         var etag = Guid.NewGuid().ToString("N");
-        await database.Writes.WriteAsync(connection =>
+        var writes = database.Writes;
+        await writes.WriteAsync(_ =>
         {
-            CheckETag(connection, stateName, key, expected);
-            using var command = connection.CreateCommand();
-            command.CommandText = "INSERT OR REPLACE INTO grain_state VALUES ($1, $2, $3, $4)";
-            command.Parameters.Add(new DuckDBParameter(stateName));
-            command.Parameters.Add(new DuckDBParameter(key));
-            command.Parameters.Add(new DuckDBParameter(etag));
-            command.Parameters.Add(new DuckDBParameter(data));
+            CheckETag(writes, stateName, key, expected);
+            var command = writes.Command("INSERT OR REPLACE INTO grain_state VALUES ($1, $2, $3, $4)", stateName, key, etag, data);
             return command.ExecuteNonQuery();
         });
         grainState.ETag = etag;
@@ -59,13 +55,11 @@ public sealed class DuckDbGrainStorage(DuckDbDatabase database, IGrainStorageSer
     {
         var key = grainId.ToString();
         var expected = grainState.ETag;
-        await database.Writes.WriteAsync(connection =>
+        var writes = database.Writes;
+        await writes.WriteAsync(_ =>
         {
-            CheckETag(connection, stateName, key, expected);
-            using var command = connection.CreateCommand();
-            command.CommandText = "DELETE FROM grain_state WHERE grain_type = $1 AND grain_id = $2";
-            command.Parameters.Add(new DuckDBParameter(stateName));
-            command.Parameters.Add(new DuckDBParameter(key));
+            CheckETag(writes, stateName, key, expected);
+            var command = writes.Command("DELETE FROM grain_state WHERE grain_type = $1 AND grain_id = $2", stateName, key);
             return command.ExecuteNonQuery();
         });
         grainState.ETag = null;
@@ -73,12 +67,9 @@ public sealed class DuckDbGrainStorage(DuckDbDatabase database, IGrainStorageSer
     }
 
     /// <summary>Refuses, before anything is written, a write whose grain state was changed since it was read.</summary>
-    private static void CheckETag(DuckDBConnection connection, string stateName, string grainId, string? expected)
+    private static void CheckETag(DuckDbWriteQueue writes, string stateName, string grainId, string? expected)
     {
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT etag FROM grain_state WHERE grain_type = $1 AND grain_id = $2";
-        command.Parameters.Add(new DuckDBParameter(stateName));
-        command.Parameters.Add(new DuckDBParameter(grainId));
+        var command = writes.Command("SELECT etag FROM grain_state WHERE grain_type = $1 AND grain_id = $2", stateName, grainId);
         var stored = command.ExecuteScalar() as string;
         if (!string.Equals(stored, expected, StringComparison.Ordinal))
         {

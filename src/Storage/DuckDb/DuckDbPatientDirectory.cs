@@ -41,11 +41,9 @@ public sealed class DuckDbPatientDirectory(DuckDbDatabase database) : IPatientDi
     /// <summary>Lists the patient, through the file's group commit (many devices provisioned at once share a commit).</summary>
     public Task RegisterAsync(string patientId, CancellationToken cancellationToken = default) =>
         database.Writes.WriteAsync(
-            connection =>
+            _ =>
             {
-                using var command = connection.CreateCommand();
-                command.CommandText = "INSERT INTO patients (patient_id) VALUES ($1) ON CONFLICT DO NOTHING";
-                command.Parameters.Add(new DuckDBParameter(patientId));
+                var command = database.Writes.Command("INSERT INTO patients (patient_id) VALUES ($1) ON CONFLICT DO NOTHING", patientId);
                 return command.ExecuteNonQuery();
             },
             cancellationToken);

@@ -26,6 +26,7 @@ public sealed class DuckDbWriteQueue : IDisposable
     });
 
     private readonly DuckDBConnection _connection;
+    private readonly Dictionary<string, DuckDBCommand> _commands = new(StringComparer.Ordinal);
     private readonly Task _loop;
     private long _commits;
 
@@ -60,11 +61,44 @@ public sealed class DuckDbWriteQueue : IDisposable
         return await pending.Completion.Task;
     }
 
+    /// <summary>
+    /// Inside a write: the command for <paramref name="sql"/> on the loop's connection with <paramref name="values"/>
+    /// as its parameters. It is prepared once and kept, its parameters given new values (a changed parameter list would
+    /// have it prepared again): DuckDB plans a statement in longer than the write itself takes. Not to be disposed.
+    /// </summary>
+    public DuckDBCommand Command(string sql, params ReadOnlySpan<object> values)
+    {
+        if (!_commands.TryGetValue(sql, out var command))
+        {
+            command = _connection.CreateCommand();
+            command.CommandText = sql;
+            foreach (var value in values)
+            {
+                command.Parameters.Add(new DuckDBParameter(value));
+            }
+
+            _commands[sql] = command;
+            return command;
+        }
+
+        for (var i = 0; i < values.Length; i++)
+        {
+            command.Parameters[i].Value = values[i];
+        }
+
+        return command;
+    }
+
     public void Dispose()
     {
         // What is queued is still written: grains write their state as the silo stops.
         _queue.Writer.TryComplete();
         _loop.GetAwaiter().GetResult();
+        foreach (var command in _commands.Values)
+        {
+            command.Dispose();
+        }
+
         _connection.Dispose();
     }
 
