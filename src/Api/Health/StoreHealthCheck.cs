@@ -1,8 +1,8 @@
 using System.Globalization;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
-using Telemetry.Ingest;
 using Telemetry.Core.Storage;
+using Telemetry.Ingest;
 using Telemetry.Ingest.Pipeline;
 using Telemetry.Storage.DuckDb;
 using Telemetry.Storage.Influx;
