@@ -10,19 +10,11 @@ namespace Telemetry.Storage.DuckDb;
 /// Alert history in the embedded DuckDB file: the event log (positions in commit order, so a consumer that reads
 /// "after position N" never skips one) and each alert as it stands, updated in the same transaction.
 /// </summary>
-public sealed class DuckDbAlertStore : IAlertStore
+public sealed class DuckDbAlertStore(DuckDbDatabase database) : IAlertStore
 {
-    private readonly DuckDbDatabase _database;
-
-    // Appends run one at a time on the file's group-commit loop, positions handed out in that order and committed
-    // together, so readers see no gaps fill in later. Forgotten when a group is rolled back.
+    // Appends are serialised: a position is handed out and committed before the next, so readers see no gaps fill in later.
+    private readonly SemaphoreSlim _appendLock = new(1, 1);
     private long _lastPosition = -1;
-
-    public DuckDbAlertStore(DuckDbDatabase database)
-    {
-        _database = database;
-        database.Writes.RolledBack += () => _lastPosition = -1;
-    }
 
     public async Task<IReadOnlyList<AlertEvent>> AppendAsync(IReadOnlyList<AlertEvent> events, CancellationToken cancellationToken = default)
     {
@@ -31,13 +23,21 @@ public sealed class DuckDbAlertStore : IAlertStore
             return [];
         }
 
-        return await _database.Writes.WriteAsync(connection => Append(connection, events), cancellationToken);
+        await _appendLock.WaitAsync(cancellationToken);
+        try
+        {
+            return await Task.Run(() => Append(events), cancellationToken);
+        }
+        finally
+        {
+            _appendLock.Release();
+        }
     }
 
     public Task<IReadOnlyList<AlertEvent>> ReadEventsAsync(long afterPosition, string? patientId, int limit, CancellationToken cancellationToken = default) =>
         Task.Run<IReadOnlyList<AlertEvent>>(() =>
         {
-            using var connection = _database.OpenConnection();
+            using var connection = database.OpenConnection();
             using var command = connection.CreateCommand();
             command.CommandText = patientId is null
                 ? "SELECT position, event FROM alert_events WHERE position > $1 ORDER BY position LIMIT $2"
@@ -61,14 +61,14 @@ public sealed class DuckDbAlertStore : IAlertStore
 
     public Task<long> LastPositionAsync(CancellationToken cancellationToken = default) => Task.Run(() =>
     {
-        using var connection = _database.OpenConnection();
+        using var connection = database.OpenConnection();
         return LastPosition(connection);
     }, cancellationToken);
 
     public Task<IReadOnlyList<Alert>> QueryAsync(AlertQuery query, CancellationToken cancellationToken = default) =>
         Task.Run<IReadOnlyList<Alert>>(() =>
         {
-            using var connection = _database.OpenConnection();
+            using var connection = database.OpenConnection();
             using var command = connection.CreateCommand();
             var where = new List<string>();
             if (query.PatientId is not null)
@@ -110,7 +110,7 @@ public sealed class DuckDbAlertStore : IAlertStore
 
     public Task<Alert?> GetAsync(string alertId, CancellationToken cancellationToken = default) => Task.Run(() =>
     {
-        using var connection = _database.OpenConnection();
+        using var connection = database.OpenConnection();
         using var command = connection.CreateCommand();
         command.CommandText = "SELECT alert FROM alerts WHERE alert_id = $1";
         command.Parameters.Add(new DuckDBParameter(alertId));
@@ -119,7 +119,7 @@ public sealed class DuckDbAlertStore : IAlertStore
 
     public Task SetWatchedAsync(string patientId, bool watched, CancellationToken cancellationToken = default) => Task.Run(() =>
     {
-        using var connection = _database.OpenConnection();
+        using var connection = database.OpenConnection();
         using var command = connection.CreateCommand();
         command.CommandText = watched
             ? "INSERT OR IGNORE INTO alert_patients VALUES ($1)"
@@ -131,7 +131,7 @@ public sealed class DuckDbAlertStore : IAlertStore
     public Task<IReadOnlyList<string>> WatchedPatientsAsync(CancellationToken cancellationToken = default) =>
         Task.Run<IReadOnlyList<string>>(() =>
         {
-            using var connection = _database.OpenConnection();
+            using var connection = database.OpenConnection();
             using var command = connection.CreateCommand();
             command.CommandText = "SELECT patient_id FROM alert_patients ORDER BY patient_id";
             using var reader = command.ExecuteReader();
@@ -146,7 +146,7 @@ public sealed class DuckDbAlertStore : IAlertStore
 
     public Task<long> ReadCursorAsync(string consumer, CancellationToken cancellationToken = default) => Task.Run(() =>
     {
-        using var connection = _database.OpenConnection();
+        using var connection = database.OpenConnection();
         using var command = connection.CreateCommand();
         command.CommandText = "SELECT position FROM alert_cursors WHERE consumer = $1";
         command.Parameters.Add(new DuckDBParameter(consumer));
@@ -155,7 +155,7 @@ public sealed class DuckDbAlertStore : IAlertStore
 
     public Task WriteCursorAsync(string consumer, long position, CancellationToken cancellationToken = default) => Task.Run(() =>
     {
-        using var connection = _database.OpenConnection();
+        using var connection = database.OpenConnection();
         using var command = connection.CreateCommand();
         command.CommandText = "INSERT OR REPLACE INTO alert_cursors VALUES ($1, $2)";
         command.Parameters.Add(new DuckDBParameter(consumer));
@@ -163,8 +163,9 @@ public sealed class DuckDbAlertStore : IAlertStore
         command.ExecuteNonQuery();
     }, cancellationToken);
 
-    private IReadOnlyList<AlertEvent> Append(DuckDBConnection connection, IReadOnlyList<AlertEvent> events)
+    private List<AlertEvent> Append(IReadOnlyList<AlertEvent> events)
     {
+        using var connection = database.OpenConnection();
         if (_lastPosition < 0)
         {
             _lastPosition = LastPosition(connection);
@@ -172,10 +173,14 @@ public sealed class DuckDbAlertStore : IAlertStore
 
         var stored = new List<AlertEvent>(events.Count);
         var next = _lastPosition;
+        using var transaction = connection.BeginTransaction();
         foreach (var item in events)
         {
             // An event handed over again (a grain's outbox after a crash) keeps the position it was stored with.
-            var existing = _database.Writes.Command("SELECT position FROM alert_events WHERE patient_id = $1 AND seq = $2", item.PatientId, item.Seq);
+            using var existing = connection.CreateCommand();
+            existing.CommandText = "SELECT position FROM alert_events WHERE patient_id = $1 AND seq = $2";
+            existing.Parameters.Add(new DuckDBParameter(item.PatientId));
+            existing.Parameters.Add(new DuckDBParameter(item.Seq));
             if (existing.ExecuteScalar() is long position)
             {
                 stored.Add(item with { Position = position });
@@ -183,18 +188,29 @@ public sealed class DuckDbAlertStore : IAlertStore
             }
 
             var positioned = item with { Position = ++next };
-            var insert = _database.Writes.Command(
-                "INSERT INTO alert_events VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                positioned.Position, item.PatientId, item.Seq, item.Alert.AlertId, (byte)item.Type, item.At.UtcDateTime, JsonSerializer.Serialize(positioned, TelemetryJson.Options));
+            using var insert = connection.CreateCommand();
+            insert.CommandText = "INSERT INTO alert_events VALUES ($1, $2, $3, $4, $5, $6, $7)";
+            insert.Parameters.Add(new DuckDBParameter(positioned.Position));
+            insert.Parameters.Add(new DuckDBParameter(item.PatientId));
+            insert.Parameters.Add(new DuckDBParameter(item.Seq));
+            insert.Parameters.Add(new DuckDBParameter(item.Alert.AlertId));
+            insert.Parameters.Add(new DuckDBParameter((byte)item.Type));
+            insert.Parameters.Add(new DuckDBParameter(item.At.UtcDateTime));
+            insert.Parameters.Add(new DuckDBParameter(JsonSerializer.Serialize(positioned, TelemetryJson.Options)));
             insert.ExecuteNonQuery();
 
-            var upsert = _database.Writes.Command(
-                "INSERT OR REPLACE INTO alerts VALUES ($1, $2, $3, $4, $5)",
-                item.Alert.AlertId, item.PatientId, item.Alert.RaisedAt.UtcDateTime, item.Alert.IsOpen, JsonSerializer.Serialize(item.Alert, TelemetryJson.Options));
+            using var upsert = connection.CreateCommand();
+            upsert.CommandText = "INSERT OR REPLACE INTO alerts VALUES ($1, $2, $3, $4, $5)";
+            upsert.Parameters.Add(new DuckDBParameter(item.Alert.AlertId));
+            upsert.Parameters.Add(new DuckDBParameter(item.PatientId));
+            upsert.Parameters.Add(new DuckDBParameter(item.Alert.RaisedAt.UtcDateTime));
+            upsert.Parameters.Add(new DuckDBParameter(item.Alert.IsOpen));
+            upsert.Parameters.Add(new DuckDBParameter(JsonSerializer.Serialize(item.Alert, TelemetryJson.Options)));
             upsert.ExecuteNonQuery();
             stored.Add(positioned);
         }
 
+        transaction.Commit();
         _lastPosition = next;
         return stored;
     }

@@ -88,11 +88,7 @@ public sealed class DuckDbDatabase : IDisposable
 
         DuckDbRollupStore.CreateSchema(_anchor);
         DuckDbPatientDirectory.CreateSchema(_anchor);
-        Writes = new DuckDbWriteQueue(this);
     }
-
-    /// <summary>The group commit that grain state and alert events are written through.</summary>
-    public DuckDbWriteQueue Writes { get; }
 
     public string FilePath { get; }
 
@@ -104,9 +100,5 @@ public sealed class DuckDbDatabase : IDisposable
         return connection;
     }
 
-    public void Dispose()
-    {
-        Writes.Dispose();
-        _anchor.Dispose();
-    }
+    public void Dispose() => _anchor.Dispose();
 }

@@ -6,8 +6,7 @@ namespace Telemetry.Storage.DuckDb;
 
 /// <summary>
 /// Orleans grain state in the embedded DuckDB file, so device bindings and alert state are as durable as the raw
-/// series on a single machine. Optimistic concurrency through an ETag per grain, as Orleans expects. Writes go through
-/// the file's group commit (<see cref="DuckDbWriteQueue"/>): many grains' writes share one transaction and one fsync.
+/// series on a single machine. Optimistic concurrency through an ETag per grain, as Orleans expects.
 /// </summary>
 public sealed class DuckDbGrainStorage(DuckDbDatabase database, IGrainStorageSerializer serializer) : IGrainStorage
 {
@@ -34,42 +33,46 @@ public sealed class DuckDbGrainStorage(DuckDbDatabase database, IGrainStorageSer
         grainState.RecordExists = true;
     });
 
-    public async Task WriteStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
+    public Task WriteStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState) => Task.Run(() =>
     {
         var data = serializer.Serialize(grainState.State).ToArray();
-        var key = grainId.ToString();
-        var expected = grainState.ETag;
         var etag = Guid.NewGuid().ToString("N");
-        var writes = database.Writes;
-        await writes.WriteAsync(_ =>
-        {
-            CheckETag(writes, stateName, key, expected);
-            var command = writes.Command("INSERT OR REPLACE INTO grain_state VALUES ($1, $2, $3, $4)", stateName, key, etag, data);
-            return command.ExecuteNonQuery();
-        });
+        using var connection = database.OpenConnection();
+        using var transaction = connection.BeginTransaction();
+        CheckETag(connection, stateName, grainId, grainState.ETag);
+        using var command = connection.CreateCommand();
+        command.CommandText = "INSERT OR REPLACE INTO grain_state VALUES ($1, $2, $3, $4)";
+        command.Parameters.Add(new DuckDBParameter(stateName));
+        command.Parameters.Add(new DuckDBParameter(grainId.ToString()));
+        command.Parameters.Add(new DuckDBParameter(etag));
+        command.Parameters.Add(new DuckDBParameter(data));
+        command.ExecuteNonQuery();
+        transaction.Commit();
         grainState.ETag = etag;
         grainState.RecordExists = true;
-    }
+    });
 
-    public async Task ClearStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
+    public Task ClearStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState) => Task.Run(() =>
     {
-        var key = grainId.ToString();
-        var expected = grainState.ETag;
-        var writes = database.Writes;
-        await writes.WriteAsync(_ =>
-        {
-            CheckETag(writes, stateName, key, expected);
-            var command = writes.Command("DELETE FROM grain_state WHERE grain_type = $1 AND grain_id = $2", stateName, key);
-            return command.ExecuteNonQuery();
-        });
+        using var connection = database.OpenConnection();
+        using var transaction = connection.BeginTransaction();
+        CheckETag(connection, stateName, grainId, grainState.ETag);
+        using var command = connection.CreateCommand();
+        command.CommandText = "DELETE FROM grain_state WHERE grain_type = $1 AND grain_id = $2";
+        command.Parameters.Add(new DuckDBParameter(stateName));
+        command.Parameters.Add(new DuckDBParameter(grainId.ToString()));
+        command.ExecuteNonQuery();
+        transaction.Commit();
         grainState.ETag = null;
         grainState.RecordExists = false;
-    }
+    });
 
-    /// <summary>Refuses, before anything is written, a write whose grain state was changed since it was read.</summary>
-    private static void CheckETag(DuckDbWriteQueue writes, string stateName, string grainId, string? expected)
+    private static void CheckETag(DuckDBConnection connection, string stateName, GrainId grainId, string? expected)
     {
-        var command = writes.Command("SELECT etag FROM grain_state WHERE grain_type = $1 AND grain_id = $2", stateName, grainId);
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT etag FROM grain_state WHERE grain_type = $1 AND grain_id = $2";
+        command.Parameters.Add(new DuckDBParameter(stateName));
+        command.Parameters.Add(new DuckDBParameter(grainId.ToString()));
         var stored = command.ExecuteScalar() as string;
         if (!string.Equals(stored, expected, StringComparison.Ordinal))
         {

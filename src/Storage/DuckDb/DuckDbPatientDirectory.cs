@@ -38,15 +38,15 @@ public sealed class DuckDbPatientDirectory(DuckDbDatabase database) : IPatientDi
         transaction.Commit();
     }
 
-    /// <summary>Lists the patient, through the file's group commit (many devices provisioned at once share a commit).</summary>
     public Task RegisterAsync(string patientId, CancellationToken cancellationToken = default) =>
-        database.Writes.WriteAsync(
-            _ =>
-            {
-                var command = database.Writes.Command("INSERT INTO patients (patient_id) VALUES ($1) ON CONFLICT DO NOTHING", patientId);
-                return command.ExecuteNonQuery();
-            },
-            cancellationToken);
+        Task.Run(() =>
+        {
+            using var connection = database.OpenConnection();
+            using var command = connection.CreateCommand();
+            command.CommandText = "INSERT INTO patients (patient_id) VALUES ($1) ON CONFLICT DO NOTHING";
+            command.Parameters.Add(new DuckDBParameter(patientId));
+            command.ExecuteNonQuery();
+        }, cancellationToken);
 
     public Task<IReadOnlyList<string>> ListAsync(int limit, string? after = null, CancellationToken cancellationToken = default) =>
         Task.Run<IReadOnlyList<string>>(() =>
