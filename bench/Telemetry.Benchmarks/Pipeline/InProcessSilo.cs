@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -37,7 +35,7 @@ internal sealed class InProcessSilo : IDisposable
         builder.Services.AddSingleton<GrainInstruments>();
         builder.Services.AddDuckDbStorage();
         builder.Services.AddSingleton<IAlertPublisher, CountingAlertPublisher>();
-        builder.UseOrleans(silo => silo.UseLocalhostClustering(siloPort: FreePort(), gatewayPort: FreePort()));
+        builder.UseOrleans(silo => silo.UseLocalhostClustering(siloPort: ServerProcess.FreePort(), gatewayPort: ServerProcess.FreePort()));
         var host = builder.Build();
         host.StartAsync().GetAwaiter().GetResult();
         return new InProcessSilo(directory, host);
@@ -48,13 +46,6 @@ internal sealed class InProcessSilo : IDisposable
         _host.StopAsync().GetAwaiter().GetResult();
         _host.Dispose();
         _directory.Delete(recursive: true);
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     private sealed class CountingAlertPublisher : IAlertPublisher
