@@ -43,13 +43,7 @@ public sealed class ClusterStoreOutageTests(ITestOutputHelper output)
 
         await redis.StopAsync();
         var ackedWhenStopped = devices.Sum(device => device.Acked);
-        var health = await Eventually.ReadAsync(
-            async () =>
-            {
-                using var response = await server.Http.GetAsync("/healthz");
-                return (response.StatusCode, Body: await response.Content.ReadAsStringAsync());
-            },
-            answer => answer.StatusCode == HttpStatusCode.ServiceUnavailable);
+        var health = await Eventually.ReadAsync(server.HealthAsync, answer => answer.StatusCode == HttpStatusCode.ServiceUnavailable);
         Assert.Equal(HttpStatusCode.ServiceUnavailable, health.StatusCode);
         Assert.Contains("Redis does not answer", health.Body, StringComparison.Ordinal);
 
@@ -70,13 +64,7 @@ public sealed class ClusterStoreOutageTests(ITestOutputHelper output)
             Assert.Equal(rows.Count, rows.Distinct().Count());
         }
 
-        var healthy = await Eventually.ReadAsync(
-            async () =>
-            {
-                using var response = await server.Http.GetAsync("/healthz");
-                return response.StatusCode;
-            },
-            status => status == HttpStatusCode.OK);
-        Assert.Equal(HttpStatusCode.OK, healthy);
+        var healthy = await Eventually.ReadAsync(server.HealthAsync, answer => answer.StatusCode == HttpStatusCode.OK);
+        Assert.Equal(HttpStatusCode.OK, healthy.StatusCode);
     }
 }

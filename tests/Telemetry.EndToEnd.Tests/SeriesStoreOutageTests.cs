@@ -56,13 +56,7 @@ public sealed class SeriesStoreOutageTests(ITestOutputHelper output)
         }
 
         // Health turns unready with the reason, and while the store is away nothing more is acknowledged.
-        var health = await Eventually.ReadAsync(
-            async () =>
-            {
-                using var response = await server.Http.GetAsync("/healthz");
-                return (response.StatusCode, Body: await response.Content.ReadAsStringAsync());
-            },
-            answer => answer.StatusCode == HttpStatusCode.ServiceUnavailable);
+        var health = await Eventually.ReadAsync(server.HealthAsync, answer => answer.StatusCode == HttpStatusCode.ServiceUnavailable);
         Assert.Equal(HttpStatusCode.ServiceUnavailable, health.StatusCode);
         Assert.Contains("the last commit to the raw store failed", health.Body, StringComparison.Ordinal);
         var ackedWhileAway = devices.Sum(device => device.Acked);
@@ -92,7 +86,6 @@ public sealed class SeriesStoreOutageTests(ITestOutputHelper output)
             Assert.Equal(rows.Count, rows.Distinct().Count());
         }
 
-        using var healthy = await server.Http.GetAsync("/healthz");
-        Assert.Equal(HttpStatusCode.OK, healthy.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await server.HealthAsync()).StatusCode);
     }
 }

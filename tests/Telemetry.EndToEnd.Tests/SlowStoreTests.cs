@@ -66,18 +66,17 @@ public sealed partial class SlowStoreTests(ITestOutputHelper output)
         // For a while the store is slow: sample what the streams hold unacked, the server's memory and its health.
         var maxUnacked = 0L;
         var maxResident = before;
-        (HttpStatusCode Status, string Body) slowHealth = default;
+        (HttpStatusCode StatusCode, string Body) slowHealth = default;
         var oldestWait = 0.0;
         var slowUntil = DateTime.UtcNow.AddSeconds(12);
         while (DateTime.UtcNow < slowUntil)
         {
             maxUnacked = Math.Max(maxUnacked, floods.Max(flood => flood.Written - flood.Acked));
             maxResident = Math.Max(maxResident, server.ResidentBytes());
-            if (slowHealth.Status != HttpStatusCode.ServiceUnavailable)
+            if (slowHealth.StatusCode != HttpStatusCode.ServiceUnavailable)
             {
-                using var response = await server.Http.GetAsync("/healthz");
-                slowHealth = (response.StatusCode, await response.Content.ReadAsStringAsync());
-                if (slowHealth.Status == HttpStatusCode.ServiceUnavailable)
+                slowHealth = await server.HealthAsync();
+                if (slowHealth.StatusCode == HttpStatusCode.ServiceUnavailable)
                 {
                     var metrics = await server.Http.GetStringAsync("/metrics");
                     oldestWait = double.Parse(OldestWait().Match(metrics).Groups[1].Value, CultureInfo.InvariantCulture);
@@ -90,9 +89,9 @@ public sealed partial class SlowStoreTests(ITestOutputHelper output)
         var batchBytes = Flood.Batch(1, floodStart).CalculateSize();
         output.WriteLine($"store slowed: streams wrote {floods.Sum(flood => flood.Written)} batches of {batchBytes} bytes, {floods.Sum(flood => flood.Acked)} acked; " +
             $"most unacked on one stream {maxUnacked}; devices {string.Join("; ", devices)}; server memory {before >> 20} MB before, at most {maxResident >> 20} MB while slow");
-        output.WriteLine($"health while slow: {slowHealth.Status} {slowHealth.Body}; telemetry_commit_oldest_wait_seconds {oldestWait}");
+        output.WriteLine($"health while slow: {slowHealth.StatusCode} {slowHealth.Body}; telemetry_commit_oldest_wait_seconds {oldestWait}");
 
-        Assert.Equal(HttpStatusCode.ServiceUnavailable, slowHealth.Status);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, slowHealth.StatusCode);
         Assert.Contains("the raw store is slower than the load", slowHealth.Body, StringComparison.Ordinal);
         Assert.True(oldestWait > 0, $"the metric showed the oldest batch waiting {oldestWait} s");
 
@@ -108,14 +107,8 @@ public sealed partial class SlowStoreTests(ITestOutputHelper output)
         await stopWriting.CancelAsync();
         await Task.WhenAll(flooding);
         await Task.WhenAll(load);
-        var health = await Eventually.ReadAsync(
-            async () =>
-            {
-                using var response = await server.Http.GetAsync("/healthz");
-                return response.StatusCode;
-            },
-            status => status == HttpStatusCode.OK);
-        Assert.Equal(HttpStatusCode.OK, health);
+        var health = await Eventually.ReadAsync(server.HealthAsync, answer => answer.StatusCode == HttpStatusCode.OK);
+        Assert.Equal(HttpStatusCode.OK, health.StatusCode);
 
         await series.FlushAsync();
         foreach (var device in devices)

@@ -188,6 +188,13 @@ public sealed class TelemetryServer : IAsyncDisposable
         }
     }
 
+    /// <summary><c>/healthz</c>'s answer: 200 or 503, and each check's word.</summary>
+    public async Task<(HttpStatusCode StatusCode, string Body)> HealthAsync()
+    {
+        using var response = await Http.GetAsync("/healthz");
+        return (response.StatusCode, await response.Content.ReadAsStringAsync());
+    }
+
     /// <summary>The server process's resident memory now (<c>VmRSS</c>), in bytes.</summary>
     public long ResidentBytes()
     {
