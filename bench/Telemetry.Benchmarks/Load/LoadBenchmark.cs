@@ -1,8 +1,8 @@
 extern alias simulator;
-
 using System.Diagnostics;
 using System.Globalization;
 using simulator::Telemetry.Simulator;
+using static Telemetry.Benchmarks.CommandLine;
 
 namespace Telemetry.Benchmarks.Load;
 
@@ -262,18 +262,6 @@ public static class LoadBenchmark
         Window = Math.Max(1, (int)Math.Ceiling(rate / (double)devices / batch * 0.1)),
         Prefix = $"load-{protocol}{batch}-{rate}-{Random.Shared.Next():x}",
     };
-
-    private static int Option(string[] args, string name, int fallback)
-    {
-        var value = OptionText(args, name);
-        return value is null ? fallback : int.Parse(value, CultureInfo.InvariantCulture);
-    }
-
-    private static string? OptionText(string[] args, string name)
-    {
-        var index = Array.IndexOf(args, name);
-        return index >= 0 && index + 1 < args.Length ? args[index + 1] : null;
-    }
 
     /// <summary>What is driven: its name, where it listens, and the process whose CPU and memory are measured.</summary>
     private sealed record Target(string Name, string Url, int MqttPort, string GrpcUrl, string? AdminToken, Process Process)

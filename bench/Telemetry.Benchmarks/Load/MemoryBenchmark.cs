@@ -12,6 +12,7 @@ using Telemetry.Benchmarks.Pipeline;
 using Telemetry.Core.Grains;
 using Telemetry.Core.Readings;
 using Telemetry.Core.Vitals;
+using static Telemetry.Benchmarks.CommandLine;
 
 namespace Telemetry.Benchmarks.Load;
 
@@ -265,12 +266,6 @@ public static class MemoryBenchmark
     private static string DeviceId(int i) => string.Create(CultureInfo.InvariantCulture, $"mem-{i:D6}");
 
     private static string PatientId(int i) => string.Create(CultureInfo.InvariantCulture, $"pm-{i:D6}");
-
-    private static int Option(string[] args, string name, int fallback)
-    {
-        var index = Array.IndexOf(args, name);
-        return index >= 0 && index + 1 < args.Length ? int.Parse(args[index + 1], CultureInfo.InvariantCulture) : fallback;
-    }
 
     /// <summary>
     /// Raises this process's open-file limit to <paramref name="wanted"/> if it may (the server, started from here,

@@ -9,6 +9,7 @@ using Microsoft.Extensions.Options;
 using Telemetry.Core.Rollups;
 using Telemetry.Core.Vitals;
 using Telemetry.Storage.DuckDb;
+using static Telemetry.Benchmarks.CommandLine;
 
 namespace Telemetry.Benchmarks.Trends;
 
@@ -202,15 +203,6 @@ public static class TrendQueryBenchmark
     private static double Percentile(double[] sorted, double quantile) => sorted[(int)Math.Min(sorted.Length - 1, Math.Ceiling(quantile * sorted.Length) - 1)];
 
     private static string PatientId(int patient) => $"patient-{patient:D5}";
-
-    private static int Option(string[] args, string name, int fallback) =>
-        OptionText(args, name) is { } text ? int.Parse(text, CultureInfo.InvariantCulture) : fallback;
-
-    private static string? OptionText(string[] args, string name)
-    {
-        var at = Array.IndexOf(args, name);
-        return at >= 0 && at + 1 < args.Length ? args[at + 1] : null;
-    }
 
     private sealed class ManualClock : TimeProvider
     {
