@@ -34,10 +34,7 @@ internal sealed class RedisServer : IAsyncDisposable
             throw new InvalidOperationException($"{Binary} is missing: install Debian's redis-server package (.ci/run does)");
         }
 
-        var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
+        var port = TestPorts.Free();
         var folder = persistent ? Directory.CreateTempSubdirectory("telemetry-redis-").FullName : null;
         return new RedisServer(port, await LaunchAsync(port, folder), folder);
     }

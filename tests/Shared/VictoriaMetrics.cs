@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using System.Text.Json;
 
 namespace Telemetry.Testing;
@@ -20,10 +18,7 @@ internal sealed class VictoriaMetrics : IAsyncDisposable
 
     public VictoriaMetrics()
     {
-        var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        Port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
+        Port = TestPorts.Free();
     }
 
     public int Port { get; }

@@ -1,10 +1,10 @@
 using System.Collections.Concurrent;
 using System.Net;
-using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using MQTTnet;
+using Telemetry.Testing;
 
 namespace Telemetry.EndToEnd.Tests;
 
@@ -29,7 +29,7 @@ public sealed class WebhookReceiver : IDisposable
     public WebhookReceiver(string secret)
     {
         _secret = secret;
-        Port = FreePort();
+        Port = TestPorts.Free();
         Url = $"http://127.0.0.1:{Port}/hooks/alerts/";
         _listener.Prefixes.Add(Url);
         _listener.Start();
@@ -97,13 +97,6 @@ public sealed class WebhookReceiver : IDisposable
             context.Response.StatusCode = 204;
             context.Response.Close();
         }
-    }
-
-    private static int FreePort()
-    {
-        using var socket = new TcpListener(IPAddress.Loopback, 0);
-        socket.Start();
-        return ((IPEndPoint)socket.LocalEndpoint).Port;
     }
 }
 

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using Telemetry.Testing;
 
 namespace Telemetry.EndToEnd.Tests;
 
@@ -37,10 +38,7 @@ internal sealed class MosquittoBroker : IAsyncDisposable
     /// <summary>Starts a broker that knows the ingest servers' account and <paramref name="devices"/> (id and password).</summary>
     public static async Task<MosquittoBroker> StartAsync(IReadOnlyDictionary<string, string> devices)
     {
-        var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        var broker = new MosquittoBroker(((IPEndPoint)listener.LocalEndpoint).Port);
-        listener.Stop();
+        var broker = new MosquittoBroker(TestPorts.Free());
         Directory.CreateDirectory(broker._folder);
 
         var passwords = Path.Combine(broker._folder, "passwords");

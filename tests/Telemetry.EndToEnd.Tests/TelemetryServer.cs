@@ -2,9 +2,9 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
-using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
+using Telemetry.Testing;
 
 namespace Telemetry.EndToEnd.Tests;
 
@@ -32,12 +32,12 @@ public sealed class TelemetryServer : IAsyncDisposable
         DataDirectory = Path.Combine(Path.GetTempPath(), "telemetry-e2e-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(DataDirectory);
         AdminToken = adminToken ?? Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
-        HttpPort = FreePort();
-        GrpcPort = FreePort();
-        MqttPort = FreePort();
-        SiloPort = FreePort();
-        HttpsPort = FreePort();
-        MqttTlsPort = FreePort();
+        HttpPort = TestPorts.Free();
+        GrpcPort = TestPorts.Free();
+        MqttPort = TestPorts.Free();
+        SiloPort = TestPorts.Free();
+        HttpsPort = TestPorts.Free();
+        MqttTlsPort = TestPorts.Free();
         Http = ClientWith(AdminToken);
     }
 
@@ -335,13 +335,6 @@ public sealed class TelemetryServer : IAsyncDisposable
         {
             _output.AppendLine(line);
         }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     /// <summary>The server built beside these tests: src/Api/bin/{Configuration}/net10.0/Telemetry.Api.dll.</summary>

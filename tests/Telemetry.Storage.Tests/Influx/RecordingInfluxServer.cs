@@ -1,9 +1,9 @@
 using System.Collections.Concurrent;
 using System.IO.Compression;
 using System.Net;
-using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
+using Telemetry.Testing;
 
 namespace Telemetry.Storage.Tests.Influx;
 
@@ -21,11 +21,7 @@ internal sealed class RecordingInfluxServer : IDisposable
 
     public RecordingInfluxServer()
     {
-        var probe = new TcpListener(IPAddress.Loopback, 0);
-        probe.Start();
-        var port = ((IPEndPoint)probe.LocalEndpoint).Port;
-        probe.Stop();
-        Url = $"http://127.0.0.1:{port}";
+        Url = $"http://127.0.0.1:{TestPorts.Free()}";
         _listener.Prefixes.Add(Url + "/");
         _listener.Start();
         _loop = Task.Run(ServeAsync);
