@@ -23,6 +23,7 @@ public sealed class IngestInstruments
     public const string GrainCallFailures = "telemetry.grain_calls.failures";
     public const string CommitQueued = "telemetry.commit.queued";
     public const string CommitOldestWait = "telemetry.commit.oldest_wait";
+    public const string GrainCallReadings = "telemetry.grain_calls.readings";
 
     private readonly Meter _meter;
 
@@ -49,7 +50,9 @@ public sealed class IngestInstruments
         _quarantined = meter.CreateCounter<long>(ReadingsQuarantined, "{reading}", "Implausible readings stored apart in quarantine, never in the patient's series.");
         _payloadsRejected = meter.CreateCounter<long>(PayloadsRejected, "{payload}", "Messages refused whole (malformed, too large, wrong topic).");
         _batchesCommitted = meter.CreateCounter<long>(BatchesCommitted, "{batch}", "Device batches durably committed.");
-        _commitDuration = meter.CreateHistogram<double>(CommitDuration, "s", "Time to commit one group of batches to the raw store.");
+        // Seconds, so buckets from a millisecond to ten seconds (the default buckets are sized for milliseconds).
+        _commitDuration = meter.CreateHistogram(CommitDuration, "s", "Time to commit one group of batches to the raw store.", tags: null,
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] });
         _commitFailures = meter.CreateCounter<long>(CommitFailures, "{commit}", "Group commits the raw store refused.");
         _acks = meter.CreateCounter<long>(AcksSent, "{ack}", "Acknowledgements sent to devices after commit.");
         _alertsPublished = meter.CreateCounter<long>(AlertsPublished, "{event}", "Alert events published, by channel (mqtt, sse, webhook).");
@@ -117,6 +120,10 @@ public sealed class IngestInstruments
         _meter.CreateObservableGauge(CommitQueued, queued, "{batch}", "Device batches waiting for a commit.");
         _meter.CreateObservableGauge(CommitOldestWait, oldestWaitSeconds, "s", "How long the oldest batch not yet acknowledged has waited for its commit.");
     }
+
+    /// <summary>Reports the readings handed to patient grains and not yet answered for, read when metrics are collected.</summary>
+    public void ObserveGrainCalls(Func<long> readings) =>
+        _meter.CreateObservableGauge(GrainCallReadings, readings, "{reading}", "Committed readings handed to patient grains and not yet answered for.");
 
     public void AlertPublished(string channel) => _alertsPublished.Add(1, new KeyValuePair<string, object?>("channel", channel));
 

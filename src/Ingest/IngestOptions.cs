@@ -18,6 +18,14 @@ public sealed class IngestOptions
     /// </summary>
     public TimeSpan SlowCommitWait { get; set; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// Readings committed and handed to their patients' grains that the grains have not yet answered for. Beyond it the
+    /// commit loop waits for grains to catch up (and devices are acknowledged late): live state never falls
+    /// unboundedly behind the store. About 24 bytes each.
+    /// </summary>
+    [Range(1_000, 100_000_000)]
+    public int MaxReadingsInGrainCalls { get; set; } = 1_000_000;
+
     /// <summary>The most readings committed in one transaction (group commit).</summary>
     [Range(1, 10_000_000)]
     public int MaxReadingsPerCommit { get; set; } = 100_000;

@@ -11,7 +11,8 @@ namespace Telemetry.Api.Health;
 
 /// <summary>
 /// Healthy when the DuckDB file answers a query, the last group commit succeeded (to whichever store holds the raw
-/// series), and no batch has waited longer than <see cref="IngestOptions.SlowCommitWait"/> for its commit.
+/// series), and no batch has waited longer than <see cref="IngestOptions.SlowCommitWait"/> for its commit (nor the
+/// commit loop as long for patients' grains to take what was committed).
 /// </summary>
 public sealed class StoreHealthCheck(DuckDbDatabase database, CommitPipeline pipeline, IRawSeriesStore rawStore, IOptions<IngestOptions> ingest) : IHealthCheck
 {
@@ -20,6 +21,15 @@ public sealed class StoreHealthCheck(DuckDbDatabase database, CommitPipeline pip
         if (pipeline.StoreFailing)
         {
             return Task.FromResult(HealthCheckResult.Unhealthy("the last commit to the raw store failed; devices are not being acknowledged"));
+        }
+
+        // The commit loop waiting for patients' grains holds commits back too: name the cause, not the symptom.
+        var grainWait = pipeline.GrainWait;
+        if (grainWait > ingest.Value.SlowCommitWait)
+        {
+            return Task.FromResult(HealthCheckResult.Unhealthy(string.Create(
+                CultureInfo.InvariantCulture,
+                $"patients' live state is slower than the load: commits have waited {grainWait.TotalSeconds:0.0} s for grains to take {pipeline.ReadingsInGrainCalls} readings; devices are acknowledged late")));
         }
 
         var wait = pipeline.OldestWait;

@@ -14,16 +14,13 @@ namespace Telemetry.Ingest.Pipeline;
 /// The one way readings enter Telemetry. Every front door hands its device batches here and waits: batches queue in
 /// a bounded channel, one loop commits whatever has gathered in one transaction (group commit), answers each waiter
 /// only then, and calls each patient's grain once with all of that patient's readings from the flush. A flush's
-/// grain calls run while the next flushes commit; at most four flushes' calls are outstanding. When the store is slow
-/// the queue fills and the front doors stop acking: backpressure, not growth.
+/// grain calls run while the next flushes commit, up to <see cref="IngestOptions.MaxReadingsInGrainCalls"/> readings
+/// not yet answered for. When the store (or the grains) are slow the queue fills and the front doors stop acking:
+/// backpressure, not growth.
 /// </summary>
 public sealed partial class CommitPipeline : BackgroundService
 {
     private static readonly TimeSpan RetryDelay = TimeSpan.FromMilliseconds(200);
-
-    // Flushes whose grain calls may be outstanding while the next commits: a patient whose call is slow (its alert
-    // state being written) holds back neither the commits nor the other patients for a while, and memory stays bounded.
-    private const int DispatchesInFlight = 4;
 
     private readonly Channel<PendingBatch> _queue;
     private readonly IRawSeriesStore _store;
@@ -31,6 +28,15 @@ public sealed partial class CommitPipeline : BackgroundService
     private readonly IngestInstruments _instruments;
     private readonly ILogger<CommitPipeline> _logger;
     private readonly int _maxReadingsPerCommit;
+
+    // Committed readings whose grain calls may be outstanding while the next flushes commit: a patient whose call is
+    // slow (its alert state being written, its silo just lost) holds back neither the commits nor the other patients,
+    // and memory stays bounded.
+    private readonly long _maxReadingsInGrainCalls;
+    private long _readingsInGrainCalls;
+
+    // Stopwatch timestamp since which the loop has waited for grain calls to make room; 0 when it does not wait.
+    private long _waitingForGrainsSince;
 
     // Stopwatch timestamp at which the oldest batch of the flush being committed was queued; 0 between commits.
     private long _committingSince;
@@ -47,12 +53,14 @@ public sealed partial class CommitPipeline : BackgroundService
         _instruments = instruments;
         _logger = logger;
         _maxReadingsPerCommit = options.Value.MaxReadingsPerCommit;
+        _maxReadingsInGrainCalls = options.Value.MaxReadingsInGrainCalls;
         // Not SingleReader: health peeks at the oldest waiting batch while the loop reads.
         _queue = Channel.CreateBounded<PendingBatch>(new BoundedChannelOptions(options.Value.CommitQueueCapacity)
         {
             FullMode = BoundedChannelFullMode.Wait,
         });
         instruments.ObserveCommitQueue(() => _queue.Reader.Count, () => OldestWait.TotalSeconds);
+        instruments.ObserveGrainCalls(() => ReadingsInGrainCalls);
     }
 
     private volatile bool _storeFailing;
@@ -80,6 +88,22 @@ public sealed partial class CommitPipeline : BackgroundService
 
     /// <summary>Batches waiting in the queue for a commit.</summary>
     public int Queued => _queue.Reader.Count;
+
+    /// <summary>Committed readings handed to patient grains and not yet answered for.</summary>
+    public long ReadingsInGrainCalls => Volatile.Read(ref _readingsInGrainCalls);
+
+    /// <summary>
+    /// How long the commit loop has waited for patient grains to answer for enough readings to go on; zero when it
+    /// does not wait. It grows when live state (a patient's alerts, a lost silo) is slower than the load.
+    /// </summary>
+    public TimeSpan GrainWait
+    {
+        get
+        {
+            var since = Volatile.Read(ref _waitingForGrainsSince);
+            return since == 0 ? TimeSpan.Zero : Stopwatch.GetElapsedTime(since);
+        }
+    }
 
     /// <summary>
     /// Commits <paramref name="batch"/> and completes once it is durable (or was already committed earlier). Throws
@@ -119,7 +143,7 @@ public sealed partial class CommitPipeline : BackgroundService
         var batches = new List<DeviceBatch>();
         var outcomes = new BatchOutcome[64];
         var reader = _queue.Reader;
-        var dispatches = new Queue<Task>(DispatchesInFlight);
+        var dispatches = new Queue<(Task Calls, int Readings)>();
         while (await reader.WaitToReadAsync(CancellationToken.None))
         {
             flush.Clear();
@@ -172,23 +196,43 @@ public sealed partial class CommitPipeline : BackgroundService
 
             Volatile.Write(ref _committingSince, 0);
 
-            if (dispatches.Count == DispatchesInFlight)
-            {
-                await dispatches.Dequeue();
-            }
-
-            dispatches.Enqueue(DispatchToGrains(commitId, flush, outcomes));
+            var dispatched = DispatchToGrains(commitId, flush, outcomes, out var handed);
+            dispatches.Enqueue((dispatched, handed));
+            Interlocked.Add(ref _readingsInGrainCalls, handed);
+            await MakeRoomForGrainCallsAsync(dispatches);
         }
 
-        await Task.WhenAll(dispatches);
+        await Task.WhenAll(dispatches.Select(dispatch => dispatch.Calls));
+    }
+
+    /// <summary>
+    /// Forgets the flushes whose grain calls have all answered, oldest first, and waits while more than the bound of
+    /// readings are still with the grains.
+    /// </summary>
+    private async Task MakeRoomForGrainCallsAsync(Queue<(Task Calls, int Readings)> dispatches)
+    {
+        while (dispatches.TryPeek(out var oldest) && (oldest.Calls.IsCompleted || Volatile.Read(ref _readingsInGrainCalls) > _maxReadingsInGrainCalls))
+        {
+            if (!oldest.Calls.IsCompleted)
+            {
+                Volatile.Write(ref _waitingForGrainsSince, Stopwatch.GetTimestamp());
+                await oldest.Calls;
+                Volatile.Write(ref _waitingForGrainsSince, 0);
+            }
+
+            dispatches.Dequeue();
+            Interlocked.Add(ref _readingsInGrainCalls, -oldest.Readings);
+        }
     }
 
     /// <summary>
     /// Calls each patient's grain once with all of that patient's newly stored readings from this flush. The calls are
-    /// made before this returns (the flush's lists are reused); the task completes when they have all answered.
+    /// made before this returns (the flush's lists are reused); the task completes when they have all answered (it
+    /// never faults). <paramref name="handed"/> is the number of readings handed over.
     /// </summary>
-    private Task DispatchToGrains(long commitId, List<PendingBatch> flush, BatchOutcome[] outcomes)
+    private Task DispatchToGrains(long commitId, List<PendingBatch> flush, BatchOutcome[] outcomes, out int handed)
     {
+        handed = 0;
         var byPatient = new Dictionary<string, PatientParts>(StringComparer.Ordinal);
         for (var i = 0; i < flush.Count; i++)
         {
@@ -222,6 +266,7 @@ public sealed partial class CommitPipeline : BackgroundService
         foreach (var (patientId, parts) in byPatient)
         {
             var readings = new PatientReadings(commitId, Concat(parts.Stored), parts.Implausible.Count == 0 ? null : Concat(parts.Implausible));
+            handed += readings.Readings.Length + (readings.Implausible?.Length ?? 0);
             calls.Add(_grains.GetGrain<IPatientGrain>(patientId).ApplyAsync(readings));
         }
 
