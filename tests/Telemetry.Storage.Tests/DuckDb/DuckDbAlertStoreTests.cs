@@ -84,6 +84,34 @@ public sealed class DuckDbAlertStoreTests : IDisposable
         Assert.Empty(await _store.ReadEventsAsync(0, "p-9", 10));
     }
 
+    [Fact]
+    public async Task Appends_made_at_once_by_many_patients_are_stored_together_in_order_and_a_resend_among_them_keeps_its_position()
+    {
+        var early = await _store.AppendAsync([Event("p-0", 1, AlertEventType.Raised, Alert("p-0~1", AlertStatus.Active, "p-0"))]);
+
+        // Fifty patients raise at once, one patient raises and clears in the same append, and p-0 hands its stored
+        // event over again (its outbox after a crash).
+        var appends = Enumerable.Range(1, 50)
+            .Select(i => _store.AppendAsync([Event($"p-{i}", 1, AlertEventType.Raised, Alert($"p-{i}~1", AlertStatus.Active, $"p-{i}"))]))
+            .Append(_store.AppendAsync(
+            [
+                Event("p-99", 1, AlertEventType.Raised, Alert("p-99~1", AlertStatus.Active, "p-99")),
+                Event("p-99", 2, AlertEventType.Cleared, Alert("p-99~1", AlertStatus.Cleared, "p-99")),
+            ]))
+            .Append(_store.AppendAsync([early[0] with { Position = 0 }]))
+            .ToList();
+        var answers = await Task.WhenAll(appends);
+
+        Assert.Equal(early[0].Position, answers[^1][0].Position);
+        var positions = answers.Take(51).SelectMany(events => events).Select(e => e.Position).Order().ToList();
+        Assert.Equal(Enumerable.Range(2, 52).Select(i => (long)i), positions);
+        var stored = await _store.ReadEventsAsync(0, null, 100);
+        Assert.Equal(53, stored.Count);
+        Assert.Equal(stored.OrderBy(e => e.Position).Select(e => e.Position), stored.Select(e => e.Position));
+        Assert.Equal(AlertStatus.Cleared, (await _store.GetAsync("p-99~1"))?.Status);
+        Assert.Equal(51, (await _store.QueryAsync(new AlertQuery(null, null, null, OpenOnly: true, Limit: 100))).Count);
+    }
+
     public void Dispose()
     {
         _database.Dispose();

@@ -1,0 +1,60 @@
+using System.Text;
+using DuckDB.NET.Data;
+
+namespace Telemetry.Storage.DuckDb;
+
+/// <summary>
+/// Multi-row statements: one statement for a group of rows instead of one each. DuckDB spends milliseconds on every
+/// statement, however few rows it touches, so a group written row by row costs far more than the same group at once.
+/// </summary>
+internal static class DuckDbValues
+{
+    // Rows per statement, so a burst does not make one statement with tens of thousands of parameters.
+    private const int RowsPerStatement = 500;
+
+    /// <summary>
+    /// Commands for <paramref name="sql"/>, one per slice of <paramref name="rows"/>, with <c>{values}</c> replaced by
+    /// <c>($1, $2), ($3, $4), …</c> and the parameters bound from <paramref name="columns"/> (a null binds SQL NULL).
+    /// The caller runs and disposes each.
+    /// </summary>
+    public static IEnumerable<DuckDBCommand> Commands<T>(DuckDBConnection connection, string sql, IReadOnlyList<T> rows, Func<T, object?[]> columns)
+    {
+        for (var start = 0; start < rows.Count; start += RowsPerStatement)
+        {
+            var count = Math.Min(RowsPerStatement, rows.Count - start);
+            var command = connection.CreateCommand();
+            var values = new StringBuilder();
+            var parameter = 0;
+            for (var row = 0; row < count; row++)
+            {
+                values.Append(row == 0 ? "(" : ", (");
+                var fields = columns(rows[start + row]);
+                for (var column = 0; column < fields.Length; column++)
+                {
+                    values.Append(column == 0 ? "$" : ", $").Append(++parameter);
+                    command.Parameters.Add(new DuckDBParameter(fields[column] ?? DBNull.Value));
+                }
+
+                values.Append(')');
+            }
+
+            command.CommandText = sql.Replace("{values}", values.ToString(), StringComparison.Ordinal);
+            yield return command;
+        }
+    }
+
+    /// <summary>Runs <paramref name="sql"/> over <paramref name="rows"/> as <see cref="Commands"/> makes it; returns the rows changed.</summary>
+    public static int Execute<T>(DuckDBConnection connection, string sql, IReadOnlyList<T> rows, Func<T, object?[]> columns)
+    {
+        var changed = 0;
+        foreach (var command in Commands(connection, sql, rows, columns))
+        {
+            using (command)
+            {
+                changed += command.ExecuteNonQuery();
+            }
+        }
+
+        return changed;
+    }
+}

@@ -1,0 +1,96 @@
+using System.Text.Json;
+using Orleans;
+using Orleans.Runtime;
+using Orleans.Storage;
+using Telemetry.Storage.DuckDb;
+
+namespace Telemetry.Storage.Tests.DuckDb;
+
+/// <summary>Grain state in a real DuckDB file: writes made at once are committed together, and an ETag conflict fails alone.</summary>
+public sealed class DuckDbGrainStorageTests : IDisposable
+{
+    private readonly TemporaryDirectory _directory = new();
+    private readonly DuckDbDatabase _database;
+    private readonly DuckDbGrainStorage _storage;
+
+    public DuckDbGrainStorageTests()
+    {
+        _database = new DuckDbDatabase(_directory.Options);
+        _storage = new DuckDbGrainStorage(_database, new JsonStateSerializer());
+    }
+
+    [Fact]
+    public async Task Writes_made_at_once_are_all_stored_and_one_with_a_stale_etag_is_refused_alone()
+    {
+        var states = Enumerable.Range(0, 40).Select(i => new GrainState<Counter>(new Counter(i))).ToArray();
+        await Task.WhenAll(states.Select((state, i) => _storage.WriteStateAsync("alerts", Patient(i), state)));
+        Assert.All(states, state => Assert.True(state.RecordExists && state.ETag is not null));
+
+        // Everyone writes again at once; patient 7 writes with the ETag it had before its first write.
+        var stale = new GrainState<Counter>(new Counter(-1)) { ETag = null };
+        for (var i = 0; i < states.Length; i++)
+        {
+            states[i].State = new Counter(i + 100);
+        }
+
+        var again = states.Select((state, i) => _storage.WriteStateAsync("alerts", Patient(i), state))
+            .Append(_storage.WriteStateAsync("alerts", Patient(7), stale))
+            .ToList();
+        var refused = await Assert.ThrowsAsync<InconsistentStateException>(() => Task.WhenAll(again));
+        Assert.Contains("was changed by someone else", refused.Message, StringComparison.Ordinal);
+        Assert.Equal(1, again.Count(task => task.IsFaulted));
+
+        for (var i = 0; i < states.Length; i++)
+        {
+            var read = new GrainState<Counter>();
+            await _storage.ReadStateAsync("alerts", Patient(i), read);
+            Assert.Equal(i + 100, read.State!.Value);
+            Assert.True(read.RecordExists);
+        }
+    }
+
+    [Fact]
+    public async Task A_cleared_state_is_gone_and_a_clear_with_a_stale_etag_is_refused()
+    {
+        var kept = new GrainState<Counter>(new Counter(1));
+        var cleared = new GrainState<Counter>(new Counter(2));
+        await _storage.WriteStateAsync("alerts", Patient(1), kept);
+        await _storage.WriteStateAsync("alerts", Patient(2), cleared);
+        var before = kept.ETag;
+        await _storage.WriteStateAsync("alerts", Patient(1), kept);
+
+        await Task.WhenAll(
+            _storage.ClearStateAsync("alerts", Patient(2), cleared),
+            Assert.ThrowsAsync<InconsistentStateException>(() => _storage.ClearStateAsync("alerts", Patient(1), new GrainState<Counter>(new Counter(0)) { ETag = before })));
+
+        Assert.False(cleared.RecordExists);
+        var read = new GrainState<Counter>();
+        await _storage.ReadStateAsync("alerts", Patient(2), read);
+        Assert.False(read.RecordExists);
+        await _storage.ReadStateAsync("alerts", Patient(1), read);
+        Assert.Equal(1, read.State!.Value);
+    }
+
+    public void Dispose()
+    {
+        _database.Dispose();
+        _directory.Dispose();
+    }
+
+    private static GrainId Patient(int i) => GrainId.Create("patient", $"p-{i}");
+
+    public sealed record Counter(int Value)
+    {
+        public Counter()
+            : this(0)
+        {
+        }
+    }
+
+    private sealed class JsonStateSerializer : IGrainStorageSerializer
+    {
+        public BinaryData Serialize<T>(T? input) => new(JsonSerializer.SerializeToUtf8Bytes(input));
+
+        public T Deserialize<T>(BinaryData input) => JsonSerializer.Deserialize<T>(input.ToMemory().Span)!;
+    }
+}
