@@ -82,7 +82,9 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
 
         var topic = $"devices/{wearable.DeviceId}/vitals";
         var probeSent = 0L;
-        var nextProbe = Stopwatch.GetTimestamp();
+        // Devices start their probes at random points of the period, so the fleet's alerts come evenly rather than all
+        // at once each period.
+        var nextProbe = Stopwatch.GetTimestamp() + (long)(Random.Shared.NextDouble() * options.AlertProbeSeconds * Stopwatch.Frequency);
         if (options.AlertProbeSeconds > 0)
         {
             client.ApplicationMessageReceivedAsync += args =>

@@ -52,8 +52,9 @@ public sealed record SimulatorOptions
           --grpc U             gRPC endpoint (default http://localhost:5081)
           --admin-token T      admin token (default: $TELEMETRY_ADMIN_TOKEN, else ./data/admin-token)
           --prefix P           device id prefix (default sim-<random>)
-          --alert-probes S     every S seconds each device sends a heart rate over a probe rule's level and
-                               times the alert's arrival on its patient's MQTT alerts topic (MQTT only)
+          --alert-probes S     every S seconds (the first at a random point of the first S) each device sends a
+                               heart rate over a probe rule's level and times the alert's arrival on its
+                               patient's MQTT alerts topic (MQTT only)
           --window W           MQTT publishes a device has waiting for their acks at once (default 1)
           --verify             after the run, compare each device's ledger of acknowledged readings with the
                                readings the server stored for it (exit code 1 when any is missing or extra)
