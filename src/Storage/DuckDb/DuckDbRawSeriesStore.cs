@@ -274,13 +274,25 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
             }
         }
 
+        // The candidates' time range bounds the readings scanned: DuckDB skips the row groups outside it by their zone
+        // maps, so a few repeated readings cost a look at the recent part of the table, not a join over all of it.
+        var (fromMs, toMs) = (long.MaxValue, long.MinValue);
+        foreach (var (i, j) in _candidates)
+        {
+            var timestampMs = batches[i].Readings.Span[j].TimestampMs;
+            (fromMs, toMs) = (Math.Min(fromMs, timestampMs), Math.Max(toMs, timestampMs));
+        }
+
         var stored = new HashSet<(string DeviceId, VitalKind Kind, long TimestampMs)>();
         using (var query = _writer.CreateCommand())
         {
             query.CommandText = """
                 SELECT DISTINCT c.device_id, c.kind, epoch_ms(c.ts) FROM dedup_candidates c
-                WHERE EXISTS (SELECT 1 FROM readings r WHERE r.device_id = c.device_id AND r.kind = c.kind AND r.ts = c.ts)
+                WHERE EXISTS (SELECT 1 FROM readings r
+                              WHERE r.ts BETWEEN $1 AND $2 AND r.device_id = c.device_id AND r.kind = c.kind AND r.ts = c.ts)
                 """;
+            query.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(fromMs)));
+            query.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(toMs)));
             using var reader = query.ExecuteReader();
             while (reader.Read())
             {
