@@ -105,9 +105,8 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
         await foreach (var batch in BatchesAsync(wearable, stop))
         {
             var started = Stopwatch.GetTimestamp();
-            if (options.AlertProbeSeconds > 0 && started >= nextProbe && ProbeSettled(Interlocked.Read(ref probeSent)))
+            if (options.AlertProbeSeconds > 0 && started >= nextProbe && ProbeSettled(Interlocked.Read(ref probeSent)) && TryProbe(batch))
             {
-                AddProbe(batch);
                 Interlocked.Exchange(ref probeSent, started);
                 nextProbe = started + (long)(options.AlertProbeSeconds * Stopwatch.Frequency);
             }
@@ -276,11 +275,21 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
     /// <summary>No probe is waiting for its alert, or the one waiting has waited too long to count (it is dropped).</summary>
     private static bool ProbeSettled(long sent) => sent == 0 || Stopwatch.GetElapsedTime(sent) > TimeSpan.FromSeconds(10);
 
-    /// <summary>Adds a heart rate over the probe level after every other reading of the batch.</summary>
-    private static void AddProbe(VitalBatch batch)
+    /// <summary>
+    /// Makes the batch's last heart rate one over the probe level; false for a batch without a heart rate (the probe
+    /// waits for the next). The probe is a reading the device was sending anyway, in its place in time: an extra one
+    /// would put the heart rate series out of order and make the next batch's readings look like repeats.
+    /// </summary>
+    private static bool TryProbe(VitalBatch batch)
     {
-        var lastMs = batch.Series.Max(series => series.TimeDeltasMs.Sum());
-        batch.Series.Add(new VitalSeries { Kind = "heart_rate", TimeDeltasMs = { lastMs + 1 }, Values = { ProbeValue } });
+        var heartRate = batch.Series.LastOrDefault(series => series.Kind == "heart_rate");
+        if (heartRate is null || heartRate.Values.Count == 0)
+        {
+            return false;
+        }
+
+        heartRate.Values[^1] = ProbeValue;
+        return true;
     }
 
     private static int Count(VitalBatch batch) => batch.Series.Sum(series => series.Values.Count);

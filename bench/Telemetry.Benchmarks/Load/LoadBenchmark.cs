@@ -254,8 +254,9 @@ public static class LoadBenchmark
         Batch = batch,
 
         // About ten probe alerts a second across the fleet: each raises and clears an alert, which is measured, not
-        // made the load.
-        AlertProbeSeconds = probes ? Math.Min(seconds / 4.0, Math.Max(1, devices / 10.0)) : 0,
+        // made the load. Each device's first probe comes at a random point of its period, so they arrive evenly from
+        // the start of the step.
+        AlertProbeSeconds = probes ? Math.Max(1, devices / 10.0) : 0,
 
         // Enough publishes in flight for the device's pace at a commit time of up to 100 ms, and no more: a deeper
         // window only queues in the device and shows as ack latency.
