@@ -23,7 +23,7 @@ public sealed class IngestOptions
     /// commit loop waits for grains to catch up (and devices are acknowledged late): live state never falls
     /// unboundedly behind the store. About 24 bytes each.
     /// </summary>
-    [Range(1_000, 100_000_000)]
+    [Range(100, 100_000_000)]
     public int MaxReadingsInGrainCalls { get; set; } = 1_000_000;
 
     /// <summary>The most readings committed in one transaction (group commit).</summary>
