@@ -58,10 +58,7 @@ public sealed class ClusterStoreOutageTests(ITestOutputHelper output)
         await series.FlushAsync();
         foreach (var device in devices)
         {
-            output.WriteLine(device.ToString());
-            var rows = await server.RawHeartRatesAsync(device.PatientId, device.Start, device.End);
-            Assert.Equal(device.Readings, rows.Count);
-            Assert.Equal(rows.Count, rows.Distinct().Count());
+            await device.AssertStoredOnceAsync(server, output);
         }
 
         var healthy = await Eventually.ReadAsync(server.HealthAsync, answer => answer.StatusCode == HttpStatusCode.OK);

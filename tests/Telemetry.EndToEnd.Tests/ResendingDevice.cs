@@ -1,4 +1,5 @@
 using MQTTnet;
+using Xunit.Abstractions;
 
 namespace Telemetry.EndToEnd.Tests;
 
@@ -88,6 +89,15 @@ internal sealed class ResendingDevice(string deviceId, string patientId, string 
     }
 
     public override string ToString() => $"{DeviceId}: {Acked} batches acked, {Resent} resends, {Refused} publishes without an ack";
+
+    /// <summary>Asserts that the server holds every reading this device sent exactly once, after writing how it went.</summary>
+    public async Task AssertStoredOnceAsync(TelemetryServer server, ITestOutputHelper output, string? label = null)
+    {
+        output.WriteLine(label is null ? ToString() : $"{label}: {this}");
+        var rows = await server.RawHeartRatesAsync(PatientId, Start, End);
+        Assert.Equal(Readings, rows.Count);
+        Assert.Equal(rows.Count, rows.Distinct().Count());
+    }
 
     private async Task PublishAsync(IMqttClient client, int seq)
     {

@@ -80,10 +80,7 @@ public sealed class SeriesStoreOutageTests(ITestOutputHelper output)
         await series.FlushAsync();
         foreach (var device in devices)
         {
-            output.WriteLine($"{fault}: {device}");
-            var rows = await server.RawHeartRatesAsync(device.PatientId, device.Start, device.End);
-            Assert.Equal(device.Readings, rows.Count);
-            Assert.Equal(rows.Count, rows.Distinct().Count());
+            await device.AssertStoredOnceAsync(server, output, fault);
         }
 
         Assert.Equal(HttpStatusCode.OK, (await server.HealthAsync()).StatusCode);
