@@ -143,7 +143,7 @@ public sealed partial class CommitPipeline : BackgroundService
         var batches = new List<DeviceBatch>();
         var outcomes = new BatchOutcome[64];
         var reader = _queue.Reader;
-        var dispatches = new Queue<(Task Calls, int Readings)>();
+        var dispatches = new Queue<Task>();
         while (await reader.WaitToReadAsync(CancellationToken.None))
         {
             flush.Clear();
@@ -196,43 +196,40 @@ public sealed partial class CommitPipeline : BackgroundService
 
             Volatile.Write(ref _committingSince, 0);
 
-            var dispatched = DispatchToGrains(commitId, flush, outcomes, out var handed);
-            dispatches.Enqueue((dispatched, handed));
-            Interlocked.Add(ref _readingsInGrainCalls, handed);
+            dispatches.Enqueue(DispatchToGrains(commitId, flush, outcomes));
             await MakeRoomForGrainCallsAsync(dispatches);
         }
 
-        await Task.WhenAll(dispatches.Select(dispatch => dispatch.Calls));
+        await Task.WhenAll(dispatches);
     }
 
     /// <summary>
-    /// Forgets the flushes whose grain calls have all answered, oldest first, and waits while more than the bound of
-    /// readings are still with the grains.
+    /// Forgets the flushes whose grain calls have all answered, and waits for the oldest outstanding ones while more
+    /// than the bound of readings are still with the grains.
     /// </summary>
-    private async Task MakeRoomForGrainCallsAsync(Queue<(Task Calls, int Readings)> dispatches)
+    private async Task MakeRoomForGrainCallsAsync(Queue<Task> dispatches)
     {
-        while (dispatches.TryPeek(out var oldest) && (oldest.Calls.IsCompleted || Volatile.Read(ref _readingsInGrainCalls) > _maxReadingsInGrainCalls))
+        while (dispatches.TryPeek(out var oldest) && oldest.IsCompleted)
         {
-            if (!oldest.Calls.IsCompleted)
-            {
-                Volatile.Write(ref _waitingForGrainsSince, Stopwatch.GetTimestamp());
-                await oldest.Calls;
-                Volatile.Write(ref _waitingForGrainsSince, 0);
-            }
+            _ = dispatches.Dequeue();
+        }
 
-            dispatches.Dequeue();
-            Interlocked.Add(ref _readingsInGrainCalls, -oldest.Readings);
+        while (Volatile.Read(ref _readingsInGrainCalls) > _maxReadingsInGrainCalls && dispatches.TryDequeue(out var oldest))
+        {
+            Volatile.Write(ref _waitingForGrainsSince, Stopwatch.GetTimestamp());
+            await oldest;
+            Volatile.Write(ref _waitingForGrainsSince, 0);
         }
     }
 
     /// <summary>
     /// Calls each patient's grain once with all of that patient's newly stored readings from this flush. The calls are
     /// made before this returns (the flush's lists are reused); the task completes when they have all answered (it
-    /// never faults). <paramref name="handed"/> is the number of readings handed over.
+    /// never faults). The readings handed over count towards the bound until then.
     /// </summary>
-    private Task DispatchToGrains(long commitId, List<PendingBatch> flush, BatchOutcome[] outcomes, out int handed)
+    private Task DispatchToGrains(long commitId, List<PendingBatch> flush, BatchOutcome[] outcomes)
     {
-        handed = 0;
+        var handed = 0;
         var byPatient = new Dictionary<string, PatientParts>(StringComparer.Ordinal);
         for (var i = 0; i < flush.Count; i++)
         {
@@ -270,10 +267,11 @@ public sealed partial class CommitPipeline : BackgroundService
             calls.Add(_grains.GetGrain<IPatientGrain>(patientId).ApplyAsync(readings));
         }
 
-        return AwaitGrainCallsAsync(calls);
+        Interlocked.Add(ref _readingsInGrainCalls, handed);
+        return AwaitGrainCallsAsync(calls, handed);
     }
 
-    private async Task AwaitGrainCallsAsync(List<Task> calls)
+    private async Task AwaitGrainCallsAsync(List<Task> calls, int handed)
     {
         try
         {
@@ -288,6 +286,10 @@ public sealed partial class CommitPipeline : BackgroundService
                 _instruments.GrainCallFailed();
                 LogGrainCallFailed(_logger, call.Exception!.GetBaseException());
             }
+        }
+        finally
+        {
+            Interlocked.Add(ref _readingsInGrainCalls, -handed);
         }
     }
 
