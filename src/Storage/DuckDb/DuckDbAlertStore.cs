@@ -180,19 +180,10 @@ public sealed class DuckDbAlertStore : IAlertStore
             .Select(item => (item.PatientId, item.Seq))
             .Distinct()
             .ToList();
-        foreach (var command in DuckDbValues.Commands(connection,
+        DuckDbValues.Read(connection,
             "SELECT e.patient_id, e.seq, e.position FROM alert_events e JOIN (VALUES {values}) k(patient_id, seq) USING (patient_id, seq)",
-            again, key => [key.PatientId, key.Seq]))
-        {
-            using (command)
-            using (var reader = command.ExecuteReader())
-            {
-                while (reader.Read())
-                {
-                    positions[(reader.GetString(0), reader.GetInt64(1))] = reader.GetInt64(2);
-                }
-            }
-        }
+            again, key => [key.PatientId, key.Seq],
+            reader => positions[(reader.GetString(0), reader.GetInt64(1))] = reader.GetInt64(2));
 
         var next = _lastPosition;
         var added = new List<AlertEvent>();

@@ -82,19 +82,10 @@ public sealed class DuckDbGrainStorage : IGrainStorage
 
         var keys = changes.Select(change => (change.StateName, GrainId: change.GrainId.ToString())).Distinct().ToList();
         var etags = keys.ToDictionary(key => key, _ => (string?)null);
-        foreach (var command in DuckDbValues.Commands(connection,
+        DuckDbValues.Read(connection,
             "SELECT s.grain_type, s.grain_id, s.etag FROM grain_state s JOIN (VALUES {values}) k(grain_type, grain_id) USING (grain_type, grain_id)",
-            keys, key => [key.StateName, key.GrainId]))
-        {
-            using (command)
-            using (var reader = command.ExecuteReader())
-            {
-                while (reader.Read())
-                {
-                    etags[(reader.GetString(0), reader.GetString(1))] = reader.GetString(2);
-                }
-            }
-        }
+            keys, key => [key.StateName, key.GrainId],
+            reader => etags[(reader.GetString(0), reader.GetString(1))] = reader.GetString(2));
 
         // The last accepted change of each grain is what the group leaves stored.
         var existed = etags.Where(pair => pair.Value is not null).Select(pair => pair.Key).ToHashSet();

@@ -17,7 +17,7 @@ internal static class DuckDbValues
     /// <c>($1, $2), ($3, $4), …</c> and the parameters bound from <paramref name="columns"/> (a null binds SQL NULL).
     /// The caller runs and disposes each.
     /// </summary>
-    public static IEnumerable<DuckDBCommand> Commands<T>(DuckDBConnection connection, string sql, IReadOnlyList<T> rows, Func<T, object?[]> columns)
+    private static IEnumerable<DuckDBCommand> Commands<T>(DuckDBConnection connection, string sql, IReadOnlyList<T> rows, Func<T, object?[]> columns)
     {
         for (var start = 0; start < rows.Count; start += RowsPerStatement)
         {
@@ -56,5 +56,21 @@ internal static class DuckDbValues
         }
 
         return changed;
+    }
+
+    /// <summary>Runs the query <paramref name="sql"/> over <paramref name="rows"/> as <see cref="Commands"/> makes it, handing each result row to <paramref name="read"/>.</summary>
+    public static void Read<T>(DuckDBConnection connection, string sql, IReadOnlyList<T> rows, Func<T, object?[]> columns, Action<DuckDBDataReader> read)
+    {
+        foreach (var command in Commands(connection, sql, rows, columns))
+        {
+            using (command)
+            using (var reader = command.ExecuteReader())
+            {
+                while (reader.Read())
+                {
+                    read(reader);
+                }
+            }
+        }
     }
 }
