@@ -7,13 +7,6 @@ namespace Telemetry.Storage.DuckDb;
 public sealed class DuckDbDatabase : IDisposable
 {
     private const string Schema = """
-        CREATE TABLE IF NOT EXISTS readings (
-            patient_id VARCHAR NOT NULL,
-            device_id VARCHAR NOT NULL,
-            kind UTINYINT NOT NULL,
-            ts TIMESTAMP NOT NULL,
-            value DOUBLE NOT NULL,
-            commit_id BIGINT NOT NULL);
         CREATE TABLE IF NOT EXISTS quarantine (
             patient_id VARCHAR NOT NULL,
             device_id VARCHAR NOT NULL,
@@ -80,9 +73,10 @@ public sealed class DuckDbDatabase : IDisposable
             limit.ExecuteNonQuery();
         }
 
+        SeriesCatalog.MigrateReadings(_anchor);
         using (var command = _anchor.CreateCommand())
         {
-            command.CommandText = Schema;
+            command.CommandText = SeriesCatalog.SeriesSchema + Schema;
             command.ExecuteNonQuery();
         }
 

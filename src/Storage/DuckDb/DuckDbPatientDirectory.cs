@@ -11,7 +11,7 @@ public sealed class DuckDbPatientDirectory(DuckDbDatabase database) : IPatientDi
 {
     /// <summary>
     /// Creates the directory; a file from before it existed gets every patient it holds readings or alerts of, once
-    /// (a scan of the readings, paid on the first start after the upgrade only).
+    /// (a scan of the series, paid on the first start after the upgrade only).
     /// </summary>
     internal static void CreateSchema(DuckDBConnection connection)
     {
@@ -31,7 +31,7 @@ public sealed class DuckDbPatientDirectory(DuckDbDatabase database) : IPatientDi
 
         using (var fill = connection.CreateCommand())
         {
-            fill.CommandText = "INSERT INTO patients SELECT DISTINCT patient_id FROM readings UNION SELECT DISTINCT patient_id FROM alerts";
+            fill.CommandText = "INSERT INTO patients SELECT DISTINCT patient_id FROM series UNION SELECT DISTINCT patient_id FROM alerts";
             fill.ExecuteNonQuery();
         }
 

@@ -1,7 +1,5 @@
 using System.Runtime.CompilerServices;
-using System.Text;
 using DuckDB.NET.Data;
-using Telemetry.Core;
 using Telemetry.Core.Readings;
 using Telemetry.Core.Rollups;
 using Telemetry.Core.Storage;
@@ -12,7 +10,8 @@ namespace Telemetry.Storage.DuckDb;
 /// <summary>
 /// The raw series in the embedded DuckDB file. Commits append every batch of a flush through one appender in one
 /// transaction, together with the sequence numbers of the batches they store, so a batch and the record that it was
-/// committed become durable together and a resent batch is recognised after any restart.
+/// committed become durable together and a resent batch is recognised after any restart. A stored reading is its
+/// series' id (patient, device and vital, see <see cref="SeriesCatalog"/>), its time, its value and its commit.
 /// </summary>
 /// <remarks>
 /// A reading the device already sent (same vital and time) is stored once. The store keeps, per device and vital, the
@@ -25,15 +24,15 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
     private readonly DuckDbDatabase _database;
     private readonly DuckDBConnection _writer;
     private readonly SequenceLedger _sequences;
+    private readonly SeriesCatalog _series;
     private readonly Dictionary<(string DeviceId, VitalKind Kind), long> _latest = [];
     private readonly Dictionary<(string DeviceId, VitalKind Kind), long> _flushLatest = [];
     private readonly List<(int Batch, int Reading)> _candidates = [];
     private readonly HashSet<(int Batch, int Reading)> _duplicates = [];
     private readonly List<bool> _knownSequence = [];
 
-    // A batch's patient and device ids in UTF-8, written once per batch and appended to each of its rows as bytes: a
-    // string would be marshalled to native memory and freed again for every reading. Ids are ASCII (Identifier).
-    private readonly byte[] _ids = new byte[2 * Identifier.MaxLength];
+    // A batch's series id per vital kind, looked up on the batch's first reading of the kind; 0 when not yet.
+    private readonly int[] _seriesOfKind = new int[byte.MaxValue + 1];
     private long _lastCommitId;
 
     public DuckDbRawSeriesStore(DuckDbDatabase database)
@@ -41,6 +40,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         _database = database;
         _writer = database.OpenConnection();
         _sequences = new SequenceLedger(_writer);
+        _series = new SeriesCatalog(_writer);
         using (var last = _writer.CreateCommand())
         {
             last.CommandText = "SELECT coalesce(max(commit_id), 0) FROM readings";
@@ -48,7 +48,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         }
 
         using var latest = _writer.CreateCommand();
-        latest.CommandText = "SELECT device_id, kind, epoch_ms(max(ts)) FROM readings GROUP BY device_id, kind";
+        latest.CommandText = "SELECT s.device_id, s.kind, epoch_ms(max(r.ts)) FROM readings r JOIN series s USING (series_id) GROUP BY s.device_id, s.kind";
         using var reader = latest.ExecuteReader();
         while (reader.Read())
         {
@@ -80,8 +80,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
 
                     var batch = batches[i];
                     var readings = batch.Readings.Span;
-                    var patientLength = Encoding.UTF8.GetBytes(batch.PatientId, _ids);
-                    var deviceLength = Encoding.UTF8.GetBytes(batch.DeviceId, _ids.AsSpan(Identifier.MaxLength));
+                    Array.Clear(_seriesOfKind);
                     var stored = _duplicates.Count == 0 ? null : new List<VitalReading>(readings.Length);
                     for (var j = 0; j < readings.Length; j++)
                     {
@@ -96,7 +95,13 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
                             stored.Add(reading);
                         }
 
-                        appender.AppendRow(new Row(_ids, patientLength, deviceLength, reading, commitId), AppendReading);
+                        ref var series = ref _seriesOfKind[(byte)reading.Kind];
+                        if (series == 0)
+                        {
+                            series = _series.IdOf(batch.PatientId, batch.DeviceId, reading.Kind);
+                        }
+
+                        appender.AppendRow(new Row(series, reading, commitId), AppendReading);
                     }
 
                     outcomes[i] = stored is null || stored.Count == readings.Length
@@ -106,6 +111,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
             }
 
             AppendQuarantined(batches, outcomes, commitId);
+            _series.AppendStaged(_writer);
             _sequences.AppendStaged(_writer);
             transaction.Commit();
         }
@@ -123,21 +129,20 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         }
 
         _sequences.Committed(_writer);
+        _series.Committed();
 
         return commitId;
     }
 
     // One static delegate for every row: the appender's row object is reused, nothing is allocated per reading.
     private static readonly Action<IDuckDBAppenderRow, Row> AppendReading = static (row, state) => row
-        .AppendValue(state.Ids.AsSpan(0, state.PatientLength))
-        .AppendValue(state.Ids.AsSpan(Identifier.MaxLength, state.DeviceLength))
-        .AppendValue((byte)state.Reading.Kind)
+        .AppendValue(state.SeriesId)
         .AppendValue(Timestamps.ToDateTime(state.Reading.TimestampMs))
         .AppendValue(state.Reading.Value)
         .AppendValue(state.CommitId)
         .EndRow();
 
-    private readonly record struct Row(byte[] Ids, int PatientLength, int DeviceLength, VitalReading Reading, long CommitId);
+    private readonly record struct Row(int SeriesId, VitalReading Reading, long CommitId);
 
     private void AppendQuarantined(IReadOnlyList<DeviceBatch> batches, Span<BatchOutcome> outcomes, long commitId)
     {
@@ -288,8 +293,8 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         {
             query.CommandText = """
                 SELECT DISTINCT c.device_id, c.kind, epoch_ms(c.ts) FROM dedup_candidates c
-                WHERE EXISTS (SELECT 1 FROM readings r
-                              WHERE r.ts BETWEEN $1 AND $2 AND r.device_id = c.device_id AND r.kind = c.kind AND r.ts = c.ts)
+                WHERE EXISTS (SELECT 1 FROM readings r JOIN series s USING (series_id)
+                              WHERE r.ts BETWEEN $1 AND $2 AND s.device_id = c.device_id AND s.kind = c.kind AND r.ts = c.ts)
                 """;
             query.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(fromMs)));
             query.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(toMs)));
@@ -330,12 +335,12 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
             using var connection = _database.OpenConnection();
             using var command = connection.CreateCommand();
             command.CommandText = """
-                SELECT kind, (epoch_ms(ts) // $4) * $4 AS start, count(*), sum(value), min(value), max(value),
-                       sum(value * value), arg_max(value, ts), epoch_ms(max(ts)), max(commit_id)
-                FROM readings
-                WHERE patient_id = $1 AND ts >= $2 AND ts < $3
-                GROUP BY kind, start
-                ORDER BY kind, start
+                SELECT s.kind, (epoch_ms(r.ts) // $4) * $4 AS start, count(*), sum(r.value), min(r.value), max(r.value),
+                       sum(r.value * r.value), arg_max(r.value, r.ts), epoch_ms(max(r.ts)), max(r.commit_id)
+                FROM readings r JOIN series s USING (series_id)
+                WHERE s.patient_id = $1 AND r.ts >= $2 AND r.ts < $3
+                GROUP BY s.kind, start
+                ORDER BY s.kind, start
                 """;
             command.Parameters.Add(new DuckDBParameter(patientId));
             command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(fromMs)));
@@ -369,9 +374,9 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
             using var connection = _database.OpenConnection();
             using var command = connection.CreateCommand();
             command.CommandText = """
-                SELECT device_id, kind, epoch_ms(ts), value FROM readings
-                WHERE patient_id = $1 AND kind = $2 AND ts >= $3 AND ts < $4
-                ORDER BY ts, device_id LIMIT $5
+                SELECT s.device_id, s.kind, epoch_ms(r.ts), r.value FROM readings r JOIN series s USING (series_id)
+                WHERE s.patient_id = $1 AND s.kind = $2 AND r.ts >= $3 AND r.ts < $4
+                ORDER BY r.ts, s.device_id LIMIT $5
                 """;
             command.Parameters.Add(new DuckDBParameter(patientId));
             command.Parameters.Add(new DuckDBParameter((byte)kind));
@@ -387,10 +392,10 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
             using var connection = _database.OpenConnection();
             using var command = connection.CreateCommand();
             command.CommandText = $"""
-                SELECT device_id, kind, epoch_ms(ts), value FROM readings
-                WHERE patient_id = $1 AND kind IN ({KindList(kinds)}) AND ts >= $2 AND ts < $3
-                QUALIFY row_number() OVER (PARTITION BY kind ORDER BY ts DESC, device_id) <= $4
-                ORDER BY kind, ts DESC, device_id
+                SELECT s.device_id, s.kind, epoch_ms(r.ts), r.value FROM readings r JOIN series s USING (series_id)
+                WHERE s.patient_id = $1 AND s.kind IN ({KindList(kinds)}) AND r.ts >= $2 AND r.ts < $3
+                QUALIFY row_number() OVER (PARTITION BY s.kind ORDER BY r.ts DESC, s.device_id) <= $4
+                ORDER BY s.kind, r.ts DESC, s.device_id
                 """;
             command.Parameters.Add(new DuckDBParameter(patientId));
             command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(fromMs)));
@@ -414,10 +419,10 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
                 using var connection = _database.OpenConnection();
                 using var command = connection.CreateCommand();
                 command.CommandText = $"""
-                    SELECT device_id, kind, epoch_ms(ts), value FROM readings
-                    WHERE patient_id = $1 AND kind IN ({KindList(kinds)}) AND ts >= $2 AND ts < $3
-                      AND (ts > $4 OR (ts = $4 AND (kind > $5 OR (kind = $5 AND device_id > $6))))
-                    ORDER BY ts, kind, device_id LIMIT {PageSize}
+                    SELECT s.device_id, s.kind, epoch_ms(r.ts), r.value FROM readings r JOIN series s USING (series_id)
+                    WHERE s.patient_id = $1 AND s.kind IN ({KindList(kinds)}) AND r.ts >= $2 AND r.ts < $3
+                      AND (r.ts > $4 OR (r.ts = $4 AND (s.kind > $5 OR (s.kind = $5 AND s.device_id > $6))))
+                    ORDER BY r.ts, s.kind, s.device_id LIMIT {PageSize}
                     """;
                 command.Parameters.Add(new DuckDBParameter(patientId));
                 command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(fromMs)));
