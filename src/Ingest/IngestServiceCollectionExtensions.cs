@@ -42,7 +42,13 @@ public static class IngestServiceCollectionExtensions
         services.AddOptions<global::Grpc.AspNetCore.Server.GrpcServiceOptions>()
             .Configure<IOptions<IngestOptions>>((grpc, ingest) => grpc.MaxReceiveMessageSize = ingest.Value.MaxMessageBytes);
 
-        services.AddHostedMqttServer(mqtt => mqtt.WithoutDefaultEndpoint());
+        // Each connection keeps a packet writer for what the server sends it: PUBACKs, and alerts to subscribers. MQTTnet
+        // starts it at 4 KB and lets it keep up to 64 KB, which an idle connection holds for its whole life. Ours start
+        // at 256 bytes (a PUBACK with a reason is under 100) and give back anything above 4 KB after a large packet.
+        var mqttOptions = new MqttServerOptionsBuilder().WithoutDefaultEndpoint().Build();
+        mqttOptions.WriterBufferSize = 256;
+        mqttOptions.WriterBufferSizeMax = 4096;
+        services.AddHostedMqttServer(mqttOptions);
         services.AddMqttConnectionHandler();
         services.AddConnections();
         return services;
