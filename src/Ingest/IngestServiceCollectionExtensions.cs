@@ -42,11 +42,13 @@ public static class IngestServiceCollectionExtensions
         services.AddOptions<global::Grpc.AspNetCore.Server.GrpcServiceOptions>()
             .Configure<IOptions<IngestOptions>>((grpc, ingest) => grpc.MaxReceiveMessageSize = ingest.Value.MaxMessageBytes);
 
-        // Each connection keeps a packet writer for what the server sends it: PUBACKs, and alerts to subscribers. MQTTnet
-        // starts it at 4 KB and lets it keep up to 64 KB, which an idle connection holds for its whole life. Ours start
-        // at 256 bytes (a PUBACK with a reason is under 100) and give back anything above 4 KB after a large packet.
+        // Each connection keeps a packet writer for what the server sends it: PUBACKs, DISCONNECTs, alerts to subscribers.
+        // MQTTnet starts it at 4 KB, which an idle connection holds for its whole life; ours start at 1 KB and give back
+        // anything above 4 KB after a large packet. Not smaller: MQTTnet reserves four bytes per character of a string
+        // it encodes, and a DISCONNECT whose reason made the writer grow reached the device without its reason code
+        // (seen with 256 bytes). 1 KB holds the longest reason the server gives (84 characters).
         var mqttOptions = new MqttServerOptionsBuilder().WithoutDefaultEndpoint().Build();
-        mqttOptions.WriterBufferSize = 256;
+        mqttOptions.WriterBufferSize = 1024;
         mqttOptions.WriterBufferSizeMax = 4096;
         services.AddHostedMqttServer(mqttOptions);
         services.AddMqttConnectionHandler();

@@ -91,11 +91,13 @@ public sealed partial class ClusterTests(ITestOutputHelper output)
             await Task.Delay(20);
         }
 
-        // The patients' grains are spread over both servers.
+        // The server about to be killed holds some of the patients' grains, usually about half. Orleans places a grain by
+        // the servers' load, so now and then it puts all eight on the first: the kill then moves every grain, which is
+        // the harder case, so only the first server's share is required.
         var onFirst = await ActivePatientsAsync(first);
         var onSecond = await ActivePatientsAsync(second);
         output.WriteLine($"patients active before the kill: {onFirst} on the first server, {onSecond} on the second");
-        Assert.True(onFirst > 0 && onSecond > 0, $"grains on one server only: {onFirst} and {onSecond}");
+        Assert.True(onFirst > 0, $"no grain on the server about to be killed: {onFirst} and {onSecond}");
 
         Volatile.Write(ref firstAlive, 0);
         await first.KillAsync();
