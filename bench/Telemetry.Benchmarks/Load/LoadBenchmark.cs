@@ -147,9 +147,15 @@ public static class LoadBenchmark
         }
     }
 
-    /// <summary>Doubles the rate until a step is not sustained, bisects twice between the last two, and runs half the highest for latencies.</summary>
+    /// <summary>
+    /// Warms the target up at the first rate (not counted: a cold server's first seconds are its JIT and caches, and
+    /// with one reading per message a slow first step stops the ladder), then doubles the rate until a step is not
+    /// sustained, bisects twice between the last two, and runs half the highest for latencies.
+    /// </summary>
     private static async Task<(Step? Max, Step? Half)> LadderAsync(Target target, string protocol, int batch, int start, int ceiling, int seconds)
     {
+        var warmUp = await RunStepAsync(target, protocol, batch, start, seconds, probes: false);
+        Console.WriteLine(warmUp with { Note = "warm-up, not counted" });
         Step? best = null;
         int? failedAt = null;
         for (var rate = start; rate <= ceiling; rate *= 2)

@@ -19,6 +19,8 @@ public sealed class DuckDbDatabase : IDisposable
             device_id VARCHAR NOT NULL,
             first_seq UBIGINT NOT NULL,
             last_seq UBIGINT NOT NULL);
+        CREATE TABLE IF NOT EXISTS sequence_folds (
+            commit_id BIGINT NOT NULL);
         CREATE TABLE IF NOT EXISTS grain_state (
             grain_type VARCHAR NOT NULL,
             grain_id VARCHAR NOT NULL,
@@ -80,6 +82,7 @@ public sealed class DuckDbDatabase : IDisposable
             command.ExecuteNonQuery();
         }
 
+        SequenceLedger.AddSequenceColumn(_anchor);
         DuckDbRollupStore.CreateSchema(_anchor);
         DuckDbPatientDirectory.CreateSchema(_anchor);
     }

@@ -11,7 +11,8 @@ namespace Telemetry.Storage.DuckDb;
 /// The raw series in the embedded DuckDB file. Commits append every batch of a flush through one appender in one
 /// transaction, together with the sequence numbers of the batches they store, so a batch and the record that it was
 /// committed become durable together and a resent batch is recognised after any restart. A stored reading is its
-/// series' id (patient, device and vital, see <see cref="SeriesCatalog"/>), its time, its value and its commit.
+/// series' id (patient, device and vital, see <see cref="SeriesCatalog"/>), its time, its value, its commit and its
+/// batch's sequence number (see <see cref="SequenceLedger"/>).
 /// </summary>
 /// <remarks>
 /// A reading the device already sent (same vital and time) is stored once. The store keeps, per device and vital, the
@@ -39,13 +40,16 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
     {
         _database = database;
         _writer = database.OpenConnection();
-        _sequences = new SequenceLedger(_writer);
-        _series = new SeriesCatalog(_writer);
         using (var last = _writer.CreateCommand())
         {
-            last.CommandText = "SELECT coalesce(max(commit_id), 0) FROM readings";
+            // Past the sequence log's fold too: a fold can follow commits that stored no reading, and the readings after
+            // it are found by their commit ids when the file next opens.
+            last.CommandText = "SELECT greatest((SELECT coalesce(max(commit_id), 0) FROM readings), (SELECT coalesce(max(commit_id), 0) FROM sequence_folds))";
             _lastCommitId = Convert.ToInt64(last.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
         }
+
+        _sequences = new SequenceLedger(_writer, _lastCommitId, readingsCarrySequences: true);
+        _series = new SeriesCatalog(_writer);
 
         using var latest = _writer.CreateCommand();
         latest.CommandText = "SELECT s.device_id, s.kind, epoch_ms(max(r.ts)) FROM readings r JOIN series s USING (series_id) GROUP BY s.device_id, s.kind";
@@ -101,7 +105,13 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
                             series = _series.IdOf(batch.PatientId, batch.DeviceId, reading.Kind);
                         }
 
-                        appender.AppendRow(new Row(series, reading, commitId), AppendReading);
+                        appender.AppendRow(new Row(series, reading, commitId, batch.Sequence), AppendReading);
+                    }
+
+                    var storedCount = stored?.Count ?? readings.Length;
+                    if (storedCount == 0 && batch.Sequence != 0 && !_knownSequence[i])
+                    {
+                        _sequences.StageWithoutReadings(batch.DeviceId, batch.Sequence);
                     }
 
                     outcomes[i] = stored is null || stored.Count == readings.Length
@@ -128,7 +138,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
             _latest[key] = timestampMs;
         }
 
-        _sequences.Committed(_writer);
+        _sequences.Committed(_writer, commitId);
         _series.Committed();
 
         return commitId;
@@ -140,9 +150,10 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         .AppendValue(Timestamps.ToDateTime(state.Reading.TimestampMs))
         .AppendValue(state.Reading.Value)
         .AppendValue(state.CommitId)
+        .AppendValue(state.Sequence)
         .EndRow();
 
-    private readonly record struct Row(int SeriesId, VitalReading Reading, long CommitId);
+    private readonly record struct Row(int SeriesId, VitalReading Reading, long CommitId, ulong Sequence);
 
     private void AppendQuarantined(IReadOnlyList<DeviceBatch> batches, Span<BatchOutcome> outcomes, long commitId)
     {

@@ -5,9 +5,12 @@ namespace Telemetry.Storage.DuckDb;
 /// <summary>
 /// Which batch sequence numbers every device has committed. A batch is a duplicate exactly when its number was
 /// committed before, so a batch that failed to commit is stored when it is sent again even if later batches
-/// committed meanwhile. New numbers are appended to an unindexed log in the commit's own transaction (an upsert per
-/// device cost about 5 ms of every commit); the log is folded into one row per range when it opens and every
-/// <see cref="FoldEvery"/> appended rows.
+/// committed meanwhile. A batch's number is written on each reading it stores (the <c>seq</c> column), in the commit's
+/// own transaction, so it costs no statement of its own; only a batch that stores no reading (all repeats, or only
+/// quarantined ones) appends its number to the <c>device_sequences</c> log. Every <see cref="FoldEvery"/> numbers, and
+/// when the file opens, the numbers are folded into one log row per range, with the commit folded through in
+/// <c>sequence_folds</c>: opening the file reads the log and the readings committed after that commit. A store whose
+/// readings live elsewhere (InfluxDB, VictoriaMetrics) logs every number.
 /// </summary>
 internal sealed class SequenceLedger
 {
@@ -15,11 +18,17 @@ internal sealed class SequenceLedger
 
     private readonly Dictionary<string, SequenceRanges> _committed = new(StringComparer.Ordinal);
     private readonly HashSet<(string DeviceId, ulong Sequence)> _staged = [];
-    private int _appendedSinceFold;
+    private readonly List<(string DeviceId, ulong Sequence)> _withoutReadings = [];
+    private readonly bool _readingsCarrySequences;
+    private int _stagedSinceFold;
 
-    /// <summary>Reads and folds the log.</summary>
-    public SequenceLedger(DuckDBConnection connection)
+    /// <summary>
+    /// Reads the log and, when <paramref name="readingsCarrySequences"/>, the numbers on readings committed since it was
+    /// last folded; then folds them.
+    /// </summary>
+    public SequenceLedger(DuckDBConnection connection, long lastCommitId, bool readingsCarrySequences)
     {
+        _readingsCarrySequences = readingsCarrySequences;
         using (var load = connection.CreateCommand())
         {
             load.CommandText = "SELECT device_id, first_seq, last_seq FROM device_sequences";
@@ -30,56 +39,79 @@ internal sealed class SequenceLedger
             }
         }
 
-        Fold(connection);
+        if (readingsCarrySequences)
+        {
+            using var recent = connection.CreateCommand();
+            recent.CommandText = """
+                SELECT DISTINCT s.device_id, r.seq FROM readings r JOIN series s USING (series_id)
+                WHERE r.commit_id > (SELECT coalesce(max(commit_id), 0) FROM sequence_folds) AND r.seq <> 0
+                """;
+            using var reader = recent.ExecuteReader();
+            while (reader.Read())
+            {
+                Ranges(reader.GetString(0)).Add(reader.GetFieldValue<ulong>(1));
+            }
+        }
+
+        Fold(connection, lastCommitId);
     }
 
     /// <summary>True when the device committed this number before, or a batch staged in the current commit has it.</summary>
     public bool IsCommitted(string deviceId, ulong sequence) =>
         _staged.Contains((deviceId, sequence)) || (_committed.TryGetValue(deviceId, out var ranges) && ranges.Contains(sequence));
 
-    /// <summary>Notes a number the current commit is storing.</summary>
+    /// <summary>Notes a number the current commit is storing (on its readings, or see <see cref="StageWithoutReadings"/>).</summary>
     public void Stage(string deviceId, ulong sequence) => _staged.Add((deviceId, sequence));
 
-    /// <summary>Appends the staged numbers to the log, inside the commit's transaction.</summary>
+    /// <summary>Notes a staged number whose batch stores no reading to carry it: it goes to the log instead.</summary>
+    public void StageWithoutReadings(string deviceId, ulong sequence) => _withoutReadings.Add((deviceId, sequence));
+
+    /// <summary>Appends the numbers no reading carries to the log, inside the commit's transaction.</summary>
     public void AppendStaged(DuckDBConnection connection)
     {
-        if (_staged.Count == 0)
+        IReadOnlyCollection<(string DeviceId, ulong Sequence)> numbers = _readingsCarrySequences ? _withoutReadings : _staged;
+        if (numbers.Count == 0)
         {
             return;
         }
 
         using var appender = connection.CreateAppender("device_sequences");
-        foreach (var (deviceId, sequence) in _staged)
+        foreach (var (deviceId, sequence) in numbers)
         {
             appender.CreateRow().AppendValue(deviceId).AppendValue(sequence).AppendValue(sequence).EndRow();
         }
     }
 
-    /// <summary>The commit went through: the staged numbers are committed.</summary>
-    public void Committed(DuckDBConnection connection)
+    /// <summary>The commit (<paramref name="commitId"/>) went through: the staged numbers are committed.</summary>
+    public void Committed(DuckDBConnection connection, long commitId)
     {
         foreach (var (deviceId, sequence) in _staged)
         {
             Ranges(deviceId).Add(sequence);
         }
 
-        _appendedSinceFold += _staged.Count;
+        _stagedSinceFold += _staged.Count;
         _staged.Clear();
-        if (_appendedSinceFold >= FoldEvery)
+        _withoutReadings.Clear();
+        if (_stagedSinceFold >= FoldEvery)
         {
             try
             {
-                Fold(connection);
+                Fold(connection, commitId);
             }
             catch (Exception)
             {
-                // The log is still complete, only longer; the next commit tries again.
+                // The log and the readings still hold every number; the next commit tries again.
             }
         }
     }
 
     /// <summary>The commit failed: nothing staged was committed.</summary>
-    public void RolledBack() => _staged.Clear();
+    public void RolledBack()
+    {
+        _staged.Clear();
+        _withoutReadings.Clear();
+    }
 
     private SequenceRanges Ranges(string deviceId)
     {
@@ -92,13 +124,13 @@ internal sealed class SequenceLedger
         return ranges;
     }
 
-    /// <summary>Rewrites the log as one row per committed range.</summary>
-    private void Fold(DuckDBConnection connection)
+    /// <summary>Rewrites the log as one row per committed range, folded through <paramref name="commitId"/>.</summary>
+    private void Fold(DuckDBConnection connection, long commitId)
     {
         using var transaction = connection.BeginTransaction();
         using (var delete = connection.CreateCommand())
         {
-            delete.CommandText = "DELETE FROM device_sequences";
+            delete.CommandText = "DELETE FROM device_sequences; DELETE FROM sequence_folds;";
             delete.ExecuteNonQuery();
         }
 
@@ -113,7 +145,26 @@ internal sealed class SequenceLedger
             }
         }
 
+        using (var folded = connection.CreateCommand())
+        {
+            folded.CommandText = "INSERT INTO sequence_folds VALUES ($1)";
+            folded.Parameters.Add(new DuckDBParameter(commitId));
+            folded.ExecuteNonQuery();
+        }
+
         transaction.Commit();
-        _appendedSinceFold = 0;
+        _stagedSinceFold = 0;
+    }
+
+    /// <summary>Adds the <c>seq</c> column to a file's readings from before it (their numbers are in the log).</summary>
+    public static void AddSequenceColumn(DuckDBConnection connection)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT count(*) FROM information_schema.columns WHERE table_name = 'readings' AND column_name = 'seq'";
+        if (Convert.ToInt64(command.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture) == 0)
+        {
+            command.CommandText = "ALTER TABLE readings ADD COLUMN seq UBIGINT DEFAULT 0";
+            command.ExecuteNonQuery();
+        }
     }
 }

@@ -91,7 +91,7 @@ internal sealed class SeriesCatalog
                     SELECT (row_number() OVER (ORDER BY patient_id, device_id, kind))::INTEGER, patient_id, device_id, kind
                     FROM (SELECT DISTINCT patient_id, device_id, kind FROM readings_before_series);
                 INSERT INTO readings
-                    SELECT s.series_id, r.ts, r.value, r.commit_id
+                    SELECT s.series_id, r.ts, r.value, r.commit_id, 0
                     FROM readings_before_series r JOIN series s USING (patient_id, device_id, kind)
                     ORDER BY r.commit_id, r.ts;
                 DROP TABLE readings_before_series;
@@ -113,6 +113,7 @@ internal sealed class SeriesCatalog
             series_id INTEGER NOT NULL,
             ts TIMESTAMP NOT NULL,
             value DOUBLE NOT NULL,
-            commit_id BIGINT NOT NULL);
+            commit_id BIGINT NOT NULL,
+            seq UBIGINT NOT NULL);
         """;
 }

@@ -46,7 +46,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         _timeProvider = timeProvider;
         _logger = logger;
         _ledgerConnection = database.OpenConnection();
-        _sequences = new SequenceLedger(_ledgerConnection);
+        _sequences = new SequenceLedger(_ledgerConnection, lastCommitId: 0, readingsCarrySequences: false);
     }
 
     private ISeriesReader Reader => _backend.Reader;
@@ -251,7 +251,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
             using var transaction = _ledgerConnection.BeginTransaction();
             _sequences.AppendStaged(_ledgerConnection);
             transaction.Commit();
-            _sequences.Committed(_ledgerConnection);
+            _sequences.Committed(_ledgerConnection, _lastCommitId);
         }
         catch (Exception exception)
         {

@@ -80,6 +80,41 @@ public sealed class SequenceDeduplicationTests : IDisposable
     }
 
     [Fact]
+    public async Task A_batch_that_stores_no_reading_is_still_known_by_its_number_after_reopening_the_file()
+    {
+        // A batch's number is written on the readings it stores; batch 6 stores none (its one reading repeats batch
+        // 5's), so its number must be kept another way.
+        Store.Commit(Of("watch-1", "patient-1", 5, new VitalReading(VitalKind.HeartRate, T0, 70)));
+        var repeats = Store.Commit(Of("watch-1", "patient-1", 6, new VitalReading(VitalKind.HeartRate, T0, 70)));
+        _file.Reopen();
+
+        var resent = Store.Commit(Of("watch-1", "patient-1", 6, new VitalReading(VitalKind.HeartRate, T0, 70)));
+
+        Assert.Equal((0, 1), (repeats.Batches[0].Stored.Length, repeats.Batches[0].Duplicates));
+        Assert.Equal([CommitOutcome.Duplicate], resent.Outcomes);
+        Assert.Equal(1, await StoredCount("patient-1"));
+    }
+
+    [Fact]
+    public async Task Numbers_on_readings_committed_after_the_last_fold_are_known_after_reopening_twice()
+    {
+        Store.Commit(Of("watch-1", "patient-1", 1, new VitalReading(VitalKind.HeartRate, T0, 70)));
+        _file.Reopen();
+        Store.Commit(Of("watch-1", "patient-1", 2, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 71)));
+        _file.Reopen();
+        Store.Commit(Of("watch-1", "patient-1", 3, new VitalReading(VitalKind.HeartRate, T0 + 2_000, 72)));
+        _file.Reopen();
+
+        var outcomes = new ulong[] { 1, 2, 3 }
+            .Select(sequence => Store.Commit(Of("watch-1", "patient-1", sequence, new VitalReading(VitalKind.HeartRate, T0 + ((long)sequence - 1) * 1_000, 69 + sequence))).Outcomes.Single())
+            .ToList();
+
+        Assert.Equal([CommitOutcome.Duplicate, CommitOutcome.Duplicate, CommitOutcome.Duplicate], outcomes);
+        var stored = await StoredValues("patient-1");
+        Assert.Equal([70.0, 71.0, 72.0], stored);
+    }
+
+    [Fact]
     public async Task A_reused_sequence_number_with_new_readings_stores_them_and_repeats_nothing()
     {
         // A reinstalled app starts its numbering over: its new readings must not be lost as "already committed".
