@@ -128,6 +128,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         catch
         {
             _sequences.RolledBack();
+            _series.Failed();
             throw;
         }
 
@@ -464,6 +465,8 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         {
             using var connection = _database.OpenConnection();
             using var command = connection.CreateCommand();
+            // Deleted readings take their batch numbers with them until the next fold, which is harmless: a resend of such
+            // a batch is a duplicate only while all its readings are stored, and they are not.
             command.CommandText = "DELETE FROM readings WHERE ts < $1";
             command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(beforeMs)));
             var deleted = (long)command.ExecuteNonQuery();

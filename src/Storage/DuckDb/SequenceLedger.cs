@@ -163,7 +163,7 @@ internal sealed class SequenceLedger
         command.CommandText = "SELECT count(*) FROM information_schema.columns WHERE table_name = 'readings' AND column_name = 'seq'";
         if (Convert.ToInt64(command.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture) == 0)
         {
-            command.CommandText = "ALTER TABLE readings ADD COLUMN seq UBIGINT DEFAULT 0";
+            command.CommandText = "ALTER TABLE readings ADD COLUMN seq UBIGINT DEFAULT 0; ALTER TABLE readings ALTER COLUMN seq SET NOT NULL;";
             command.ExecuteNonQuery();
         }
     }

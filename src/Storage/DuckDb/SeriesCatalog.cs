@@ -20,6 +20,10 @@ internal sealed class SeriesCatalog
     private readonly List<(string PatientId, string DeviceId, VitalKind Kind, int Id)> _staged = [];
     private int _lastId;
 
+    // Set when a commit failed: it may have failed after its transaction was durable (a commit can report an error
+    // after the WAL is written), so the next append first drops the staged series the file already holds.
+    private bool _mayBeStored;
+
     /// <summary>Reads the series the file holds.</summary>
     public SeriesCatalog(DuckDBConnection connection)
     {
@@ -56,6 +60,23 @@ internal sealed class SeriesCatalog
             return;
         }
 
+        if (_mayBeStored)
+        {
+            using var stored = connection.CreateCommand();
+            stored.CommandText = "SELECT series_id FROM series WHERE series_id >= $1";
+            stored.Parameters.Add(new DuckDBParameter(_staged.Min(series => series.Id)));
+            var inFile = new HashSet<int>();
+            using (var reader = stored.ExecuteReader())
+            {
+                while (reader.Read())
+                {
+                    inFile.Add(reader.GetInt32(0));
+                }
+            }
+
+            _staged.RemoveAll(series => inFile.Contains(series.Id));
+        }
+
         using var appender = connection.CreateAppender("series");
         foreach (var (patientId, deviceId, kind, id) in _staged)
         {
@@ -64,11 +85,19 @@ internal sealed class SeriesCatalog
     }
 
     /// <summary>The commit went through: the staged series are in the file.</summary>
-    public void Committed() => _staged.Clear();
+    public void Committed()
+    {
+        _staged.Clear();
+        _mayBeStored = false;
+    }
+
+    /// <summary>The commit failed: its series stay staged for the next commit, which checks which the file holds.</summary>
+    public void Failed() => _mayBeStored = _staged.Count > 0;
 
     /// <summary>
     /// Moves a file from before series ids to them, once: the readings table of (patient, device, kind, time, value,
-    /// commit) becomes the series table and readings of (series, time, value, commit), in the order they were stored.
+    /// commit) becomes the series table and readings of (series, time, value, commit, sequence number), in the order
+    /// they were stored. Their sequence numbers are 0: that file's log (<c>device_sequences</c>) holds them.
     /// </summary>
     public static void MigrateReadings(DuckDBConnection connection)
     {

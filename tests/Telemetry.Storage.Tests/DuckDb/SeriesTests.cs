@@ -108,6 +108,68 @@ public sealed class SeriesTests : IDisposable
         Assert.Equal(3L, Scalar(reopened.Database, "SELECT count(*) FROM series"));
     }
 
+    [Fact]
+    public void Series_a_commit_stored_before_reporting_a_failure_are_not_stored_again()
+    {
+        using var database = new DuckDbDatabase(_directory.Options);
+        using var connection = database.OpenConnection();
+        var catalog = new SeriesCatalog(connection);
+        var id = catalog.IdOf("patient-1", "watch-1", VitalKind.HeartRate);
+        using (var transaction = connection.BeginTransaction())
+        {
+            catalog.AppendStaged(connection);
+            transaction.Commit();
+        }
+
+        // The commit reported an error although its transaction was durable: the series stay staged, and the next
+        // commit must find them in the file rather than write them twice (every join would double their readings).
+        catalog.Failed();
+        var other = catalog.IdOf("patient-2", "watch-2", VitalKind.HeartRate);
+        using (var transaction = connection.BeginTransaction())
+        {
+            catalog.AppendStaged(connection);
+            transaction.Commit();
+        }
+
+        catalog.Committed();
+        Assert.Equal(2L, Scalar(database, "SELECT count(*) FROM series"));
+        var reloaded = new SeriesCatalog(connection);
+        Assert.Equal((id, other), (reloaded.IdOf("patient-1", "watch-1", VitalKind.HeartRate), reloaded.IdOf("patient-2", "watch-2", VitalKind.HeartRate)));
+    }
+
+    [Fact]
+    public async Task A_file_with_series_ids_but_no_sequence_column_gets_one_and_keeps_its_logged_numbers()
+    {
+        var path = _directory.Options.Value.Path;
+        using (var connection = new DuckDBConnection($"Data Source={path}"))
+        {
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = $"""
+                CREATE TABLE series (series_id INTEGER NOT NULL, patient_id VARCHAR NOT NULL, device_id VARCHAR NOT NULL, kind UTINYINT NOT NULL);
+                CREATE TABLE readings (series_id INTEGER NOT NULL, ts TIMESTAMP NOT NULL, value DOUBLE NOT NULL, commit_id BIGINT NOT NULL);
+                CREATE TABLE device_sequences (device_id VARCHAR NOT NULL, first_seq UBIGINT NOT NULL, last_seq UBIGINT NOT NULL);
+                INSERT INTO series VALUES (1, 'patient-1', 'watch-1', {(byte)VitalKind.HeartRate});
+                INSERT INTO readings VALUES (1, make_timestamp({T0 * 1_000}), 60, 1), (1, make_timestamp({(T0 + 1_000) * 1_000}), 61, 2);
+                INSERT INTO device_sequences VALUES ('watch-1', 1, 2);
+                """;
+            command.ExecuteNonQuery();
+        }
+
+        using (var file = new StoreOver(_directory))
+        {
+            var resent = file.Store.Commit(Of("watch-1", "patient-1", 2, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 61)));
+            var next = file.Store.Commit(Of("watch-1", "patient-1", 3, new VitalReading(VitalKind.HeartRate, T0 + 2_000, 62)));
+            Assert.Equal([CommitOutcome.Duplicate], resent.Outcomes);
+            Assert.Equal([CommitOutcome.Stored], next.Outcomes);
+        }
+
+        using var reopened = new StoreOver(_directory);
+        Assert.Equal(new[] { 60.0, 61.0, 62.0 }, await Values(reopened.Store, "patient-1"));
+        var again = reopened.Store.Commit(Of("watch-1", "patient-1", 3, new VitalReading(VitalKind.HeartRate, T0 + 2_000, 62)));
+        Assert.Equal([CommitOutcome.Duplicate], again.Outcomes);
+    }
+
     private static async Task<double[]> Values(DuckDbRawSeriesStore store, string patientId) =>
         [.. (await store.ReadAsync(patientId, VitalKind.HeartRate, T0 - 60_000, T0 + 60_000, 100)).Select(reading => reading.Value)];
 
