@@ -152,6 +152,14 @@ public sealed partial class DuckDbRollupStore(
         transaction.Commit();
     }
 
+    public override Task StartAsync(CancellationToken cancellationToken)
+    {
+        // The first compaction is queued here, before anything can be written: ExecuteAsync starts on a thread-pool
+        // thread, so a compaction queued there could run after writes made just after start, with a later clock.
+        _queue.Writer.TryWrite(new CompactWork());
+        return base.StartAsync(cancellationToken);
+    }
+
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
         // Let queued work reach the file before the process ends.
@@ -161,8 +169,6 @@ public sealed partial class DuckDbRollupStore(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        // The first compaction is queued before StartAsync returns, so it runs before anything written after start.
-        _queue.Writer.TryWrite(new CompactWork());
         await Task.Yield();
         var compactions = ScheduleCompactionsAsync(stoppingToken);
         using var connection = database.OpenConnection();
