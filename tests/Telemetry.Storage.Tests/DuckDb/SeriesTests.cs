@@ -68,24 +68,17 @@ public sealed class SeriesTests : IDisposable
     [Fact]
     public async Task A_file_from_before_series_ids_is_moved_to_them_once_and_keeps_every_reading_and_commit()
     {
-        var path = _directory.Options.Value.Path;
-        using (var connection = new DuckDBConnection($"Data Source={path}"))
-        {
-            connection.Open();
-            using var command = connection.CreateCommand();
-            command.CommandText = $"""
-                CREATE TABLE readings (patient_id VARCHAR NOT NULL, device_id VARCHAR NOT NULL, kind UTINYINT NOT NULL,
-                                       ts TIMESTAMP NOT NULL, value DOUBLE NOT NULL, commit_id BIGINT NOT NULL);
-                CREATE TABLE device_sequences (device_id VARCHAR NOT NULL, first_seq UBIGINT NOT NULL, last_seq UBIGINT NOT NULL);
-                INSERT INTO readings VALUES
-                    ('patient-1', 'watch-1', {(byte)VitalKind.HeartRate}, make_timestamp({T0 * 1_000}), 60, 1),
-                    ('patient-1', 'watch-1', {(byte)VitalKind.OxygenSaturation}, make_timestamp({T0 * 1_000}), 97, 1),
-                    ('patient-2', 'watch-2', {(byte)VitalKind.HeartRate}, make_timestamp({T0 * 1_000}), 70, 1),
-                    ('patient-1', 'watch-1', {(byte)VitalKind.HeartRate}, make_timestamp({(T0 + 1_000) * 1_000}), 61, 2);
-                INSERT INTO device_sequences VALUES ('watch-1', 1, 2), ('watch-2', 1, 1);
-                """;
-            command.ExecuteNonQuery();
-        }
+        WriteFile($"""
+            CREATE TABLE readings (patient_id VARCHAR NOT NULL, device_id VARCHAR NOT NULL, kind UTINYINT NOT NULL,
+                                   ts TIMESTAMP NOT NULL, value DOUBLE NOT NULL, commit_id BIGINT NOT NULL);
+            CREATE TABLE device_sequences (device_id VARCHAR NOT NULL, first_seq UBIGINT NOT NULL, last_seq UBIGINT NOT NULL);
+            INSERT INTO readings VALUES
+                ('patient-1', 'watch-1', {(byte)VitalKind.HeartRate}, make_timestamp({T0 * 1_000}), 60, 1),
+                ('patient-1', 'watch-1', {(byte)VitalKind.OxygenSaturation}, make_timestamp({T0 * 1_000}), 97, 1),
+                ('patient-2', 'watch-2', {(byte)VitalKind.HeartRate}, make_timestamp({T0 * 1_000}), 70, 1),
+                ('patient-1', 'watch-1', {(byte)VitalKind.HeartRate}, make_timestamp({(T0 + 1_000) * 1_000}), 61, 2);
+            INSERT INTO device_sequences VALUES ('watch-1', 1, 2), ('watch-2', 1, 1);
+            """);
 
         using (var file = new StoreOver(_directory))
         {
@@ -140,21 +133,14 @@ public sealed class SeriesTests : IDisposable
     [Fact]
     public async Task A_file_with_series_ids_but_no_sequence_column_gets_one_and_keeps_its_logged_numbers()
     {
-        var path = _directory.Options.Value.Path;
-        using (var connection = new DuckDBConnection($"Data Source={path}"))
-        {
-            connection.Open();
-            using var command = connection.CreateCommand();
-            command.CommandText = $"""
-                CREATE TABLE series (series_id INTEGER NOT NULL, patient_id VARCHAR NOT NULL, device_id VARCHAR NOT NULL, kind UTINYINT NOT NULL);
-                CREATE TABLE readings (series_id INTEGER NOT NULL, ts TIMESTAMP NOT NULL, value DOUBLE NOT NULL, commit_id BIGINT NOT NULL);
-                CREATE TABLE device_sequences (device_id VARCHAR NOT NULL, first_seq UBIGINT NOT NULL, last_seq UBIGINT NOT NULL);
-                INSERT INTO series VALUES (1, 'patient-1', 'watch-1', {(byte)VitalKind.HeartRate});
-                INSERT INTO readings VALUES (1, make_timestamp({T0 * 1_000}), 60, 1), (1, make_timestamp({(T0 + 1_000) * 1_000}), 61, 2);
-                INSERT INTO device_sequences VALUES ('watch-1', 1, 2);
-                """;
-            command.ExecuteNonQuery();
-        }
+        WriteFile($"""
+            CREATE TABLE series (series_id INTEGER NOT NULL, patient_id VARCHAR NOT NULL, device_id VARCHAR NOT NULL, kind UTINYINT NOT NULL);
+            CREATE TABLE readings (series_id INTEGER NOT NULL, ts TIMESTAMP NOT NULL, value DOUBLE NOT NULL, commit_id BIGINT NOT NULL);
+            CREATE TABLE device_sequences (device_id VARCHAR NOT NULL, first_seq UBIGINT NOT NULL, last_seq UBIGINT NOT NULL);
+            INSERT INTO series VALUES (1, 'patient-1', 'watch-1', {(byte)VitalKind.HeartRate});
+            INSERT INTO readings VALUES (1, make_timestamp({T0 * 1_000}), 60, 1), (1, make_timestamp({(T0 + 1_000) * 1_000}), 61, 2);
+            INSERT INTO device_sequences VALUES ('watch-1', 1, 2);
+            """);
 
         using (var file = new StoreOver(_directory))
         {
@@ -172,6 +158,16 @@ public sealed class SeriesTests : IDisposable
 
     private static async Task<double[]> Values(DuckDbRawSeriesStore store, string patientId) =>
         [.. (await store.ReadAsync(patientId, VitalKind.HeartRate, T0 - 60_000, T0 + 60_000, 100)).Select(reading => reading.Value)];
+
+    /// <summary>Writes the test's file directly, as an older version of the server left it.</summary>
+    private void WriteFile(string sql)
+    {
+        using var connection = new DuckDBConnection($"Data Source={_directory.Options.Value.Path}");
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        command.ExecuteNonQuery();
+    }
 
     private static void Execute(DuckDbDatabase database, string sql)
     {
