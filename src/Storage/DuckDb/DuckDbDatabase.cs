@@ -89,6 +89,16 @@ public sealed class DuckDbDatabase : IDisposable
 
     public string FilePath { get; }
 
+    /// <summary>True when <paramref name="table"/> has <paramref name="column"/>: how an upgrade tells a file's layout.</summary>
+    internal static bool HasColumn(DuckDBConnection connection, string table, string column)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT count(*) FROM information_schema.columns WHERE table_name = $1 AND column_name = $2";
+        command.Parameters.Add(new DuckDBParameter(table));
+        command.Parameters.Add(new DuckDBParameter(column));
+        return Convert.ToInt64(command.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture) > 0;
+    }
+
     /// <summary>A new open connection to the database. Connections are not thread-safe: one per thread of work.</summary>
     public DuckDBConnection OpenConnection()
     {

@@ -159,12 +159,13 @@ internal sealed class SequenceLedger
     /// <summary>Adds the <c>seq</c> column to a file's readings from before it (their numbers are in the log).</summary>
     public static void AddSequenceColumn(DuckDBConnection connection)
     {
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT count(*) FROM information_schema.columns WHERE table_name = 'readings' AND column_name = 'seq'";
-        if (Convert.ToInt64(command.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture) == 0)
+        if (DuckDbDatabase.HasColumn(connection, "readings", "seq"))
         {
-            command.CommandText = "ALTER TABLE readings ADD COLUMN seq UBIGINT DEFAULT 0; ALTER TABLE readings ALTER COLUMN seq SET NOT NULL;";
-            command.ExecuteNonQuery();
+            return;
         }
+
+        using var command = connection.CreateCommand();
+        command.CommandText = "ALTER TABLE readings ADD COLUMN seq UBIGINT DEFAULT 0; ALTER TABLE readings ALTER COLUMN seq SET NOT NULL;";
+        command.ExecuteNonQuery();
     }
 }

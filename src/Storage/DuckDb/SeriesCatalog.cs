@@ -101,13 +101,9 @@ internal sealed class SeriesCatalog
     /// </summary>
     public static void MigrateReadings(DuckDBConnection connection)
     {
-        using (var old = connection.CreateCommand())
+        if (!DuckDbDatabase.HasColumn(connection, "readings", "patient_id"))
         {
-            old.CommandText = "SELECT count(*) FROM information_schema.columns WHERE table_name = 'readings' AND column_name = 'patient_id'";
-            if (Convert.ToInt64(old.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture) == 0)
-            {
-                return;
-            }
+            return;
         }
 
         using var transaction = connection.BeginTransaction();
