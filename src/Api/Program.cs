@@ -1,7 +1,9 @@
 using Telemetry.Api.Hosting;
 using Telemetry.Api.Security;
 
-var builder = WebApplication.CreateBuilder(args is [TokenCommand.Name, ..] ? [] : args);
+// The configuration files are read once. Watching them for changes watches the working directory and all below it,
+// the database's directory included by default, so every write to the database would wake the watcher.
+var builder = WebApplication.CreateBuilder(["--hostBuilder:reloadConfigOnChange=false", .. args is [TokenCommand.Name, ..] ? [] : args]);
 builder.AddTelemetryServer();
 
 var app = builder.Build();
