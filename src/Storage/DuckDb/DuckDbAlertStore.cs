@@ -1,5 +1,6 @@
 using System.Text.Json;
 using DuckDB.NET.Data;
+using DuckDB.NET.Native;
 using Telemetry.Core;
 using Telemetry.Core.Alerts;
 using Telemetry.Core.Storage;
@@ -160,8 +161,25 @@ public sealed class DuckDbAlertStore : IAlertStore
         command.ExecuteNonQuery();
     }, cancellationToken);
 
-    /// <summary>Stores a group of appends in one transaction, a few statements for the whole group.</summary>
+    /// <summary>
+    /// Stores a group of appends in one transaction, a few statements for the whole group. A newly raised alert is
+    /// inserted: its id is new, as the grain numbers its alerts in the state it wrote before handing the events over.
+    /// Should a row of that id exist all the same (grain state restored from an older copy of the file), the group is
+    /// stored again with the row replaced.
+    /// </summary>
     private IReadOnlyList<AlertEvent>[] Append(IReadOnlyList<IReadOnlyList<AlertEvent>> group)
+    {
+        try
+        {
+            return Append(group, replaceRaised: false);
+        }
+        catch (DuckDBException exception) when (exception.ErrorType == DuckDBErrorType.Constraint)
+        {
+            return Append(group, replaceRaised: true);
+        }
+    }
+
+    private IReadOnlyList<AlertEvent>[] Append(IReadOnlyList<IReadOnlyList<AlertEvent>> group, bool replaceRaised)
     {
         using var connection = _database.OpenConnection();
         if (_lastPosition < 0)
@@ -210,13 +228,14 @@ public sealed class DuckDbAlertStore : IAlertStore
             [item.Position, item.PatientId, item.Seq, item.Alert.AlertId, (byte)item.Type, item.At.UtcDateTime, JsonSerializer.Serialize(item, TelemetryJson.Options)]);
 
         // Each alert as the group's latest event of it leaves it: put in place with the event that raised it, updated
-        // after (an UPDATE costs DuckDB a fraction of an INSERT OR REPLACE; the latter stays for a row found missing).
+        // after. A plain INSERT and an UPDATE each cost DuckDB a fraction of an INSERT OR REPLACE, which stays for a row
+        // found missing or already there.
         var latest = added.GroupBy(item => item.Alert.AlertId, StringComparer.Ordinal)
             .Select(events => (Raised: events.Any(item => item.Type == AlertEventType.Raised), events.Last().Alert))
             .ToList();
         var raised = latest.Where(alert => alert.Raised).Select(alert => alert.Alert).ToList();
         var changed = latest.Where(alert => !alert.Raised).Select(alert => alert.Alert).ToList();
-        DuckDbValues.Execute(connection, "INSERT OR REPLACE INTO alerts VALUES {values}", raised, AlertRow);
+        DuckDbValues.Execute(connection, replaceRaised ? "INSERT OR REPLACE INTO alerts VALUES {values}" : "INSERT INTO alerts VALUES {values}", raised, AlertRow);
         if (DuckDbValues.Execute(connection,
             "UPDATE alerts SET is_open = v.is_open, alert = v.alert FROM (VALUES {values}) v(alert_id, patient_id, raised_at, is_open, alert) "
             + "WHERE alerts.alert_id = v.alert_id",

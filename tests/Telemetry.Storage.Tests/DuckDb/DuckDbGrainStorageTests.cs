@@ -71,6 +71,31 @@ public sealed class DuckDbGrainStorageTests : IDisposable
         Assert.Equal(1, read.State!.Value);
     }
 
+    [Fact]
+    public async Task After_a_restart_writes_are_checked_against_the_stored_etag_and_a_cleared_state_can_be_written_anew()
+    {
+        var state = new GrainState<Counter>(new Counter(1));
+        await _storage.WriteStateAsync("alerts", Patient(1), state);
+        var cleared = new GrainState<Counter>(new Counter(2));
+        await _storage.WriteStateAsync("alerts", Patient(2), cleared);
+        await _storage.ClearStateAsync("alerts", Patient(2), cleared);
+
+        // A new storage over the same file knows nothing of the writes above but what the file holds.
+        var restarted = new DuckDbGrainStorage(_database, new JsonStateSerializer());
+        await Assert.ThrowsAsync<InconsistentStateException>(() => restarted.WriteStateAsync("alerts", Patient(1), new GrainState<Counter>(new Counter(9))));
+        state.State = new Counter(3);
+        await restarted.WriteStateAsync("alerts", Patient(1), state);
+        state.State = new Counter(4);
+        await restarted.WriteStateAsync("alerts", Patient(1), state);
+        await restarted.WriteStateAsync("alerts", Patient(2), new GrainState<Counter>(new Counter(5)));
+
+        var read = new GrainState<Counter>();
+        await restarted.ReadStateAsync("alerts", Patient(1), read);
+        Assert.Equal(4, read.State!.Value);
+        await restarted.ReadStateAsync("alerts", Patient(2), read);
+        Assert.Equal(5, read.State!.Value);
+    }
+
     public void Dispose()
     {
         _database.Dispose();
