@@ -17,10 +17,6 @@ public sealed class DuckDbGrainStorage : IGrainStorage
     // Writes and clears group themselves: a burst of alert changes across patients costs a few commits, not one each.
     private readonly WriteGroups<StateChange, InconsistentStateException?> _changes;
 
-    // What each grain's row holds since this process last wrote it (null: no row), so a grain's later writes check
-    // their ETag without a query. This process is the file's only writer, and the groups run one at a time.
-    private readonly Dictionary<(string StateName, string GrainId), string?> _written = [];
-
     public DuckDbGrainStorage(DuckDbDatabase database, IGrainStorageSerializer serializer)
     {
         _database = database;
@@ -81,32 +77,14 @@ public sealed class DuckDbGrainStorage : IGrainStorage
     /// </summary>
     private InconsistentStateException?[] Apply(IReadOnlyList<StateChange> changes)
     {
-        try
-        {
-            return ApplyGroup(changes);
-        }
-        catch
-        {
-            // A commit that failed may still have been durable: these grains' rows are read again on their next write.
-            foreach (var change in changes)
-            {
-                _written.Remove((change.StateName, change.GrainId.ToString()));
-            }
-
-            throw;
-        }
-    }
-
-    private InconsistentStateException?[] ApplyGroup(IReadOnlyList<StateChange> changes)
-    {
         using var connection = _database.OpenConnection();
         using var transaction = connection.BeginTransaction();
 
         var keys = changes.Select(change => (change.StateName, GrainId: change.GrainId.ToString())).Distinct().ToList();
-        var etags = keys.ToDictionary(key => key, key => _written.GetValueOrDefault(key));
+        var etags = keys.ToDictionary(key => key, _ => (string?)null);
         DuckDbValues.Read(connection,
             "SELECT s.grain_type, s.grain_id, s.etag FROM grain_state s JOIN (VALUES {values}) k(grain_type, grain_id) USING (grain_type, grain_id)",
-            keys.Where(key => !_written.ContainsKey(key)).ToList(), key => [key.StateName, key.GrainId],
+            keys, key => [key.StateName, key.GrainId],
             reader => etags[(reader.GetString(0), reader.GetString(1))] = reader.GetString(2));
 
         // The last accepted change of each grain is what the group leaves stored.
@@ -142,11 +120,6 @@ public sealed class DuckDbGrainStorage : IGrainStorage
             clears, key => [key.StateName, key.GrainId]);
 
         transaction.Commit();
-        foreach (var (key, change) in last)
-        {
-            _written[key] = change.NewETag;
-        }
-
         return results;
     }
 
