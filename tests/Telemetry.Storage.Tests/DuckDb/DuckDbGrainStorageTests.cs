@@ -88,6 +88,8 @@ public sealed class DuckDbGrainStorageTests : IDisposable
         state.State = new Counter(4);
         await restarted.WriteStateAsync("alerts", Patient(1), state);
         await restarted.WriteStateAsync("alerts", Patient(2), new GrainState<Counter>(new Counter(5)));
+        var stale = new GrainState<Counter>(new Counter(7)) { ETag = "an etag the row no longer has" };
+        await Assert.ThrowsAsync<InconsistentStateException>(() => restarted.WriteStateAsync("alerts", Patient(1), stale));
 
         var read = new GrainState<Counter>();
         await restarted.ReadStateAsync("alerts", Patient(1), read);
