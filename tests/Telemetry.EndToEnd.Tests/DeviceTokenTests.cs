@@ -77,6 +77,40 @@ public sealed class DeviceTokenTests(ServerFixture fixture) : IClassFixture<Serv
     }
 
     [Fact]
+    public async Task Every_device_whose_token_is_rotated_hears_why_even_many_at_once()
+    {
+        // The server's DISCONNECT must reach each device before its connection closes, however the connections' ends interleave.
+        const int count = 40;
+        var devices = await Task.WhenAll(Enumerable.Range(0, count).Select(async i =>
+        {
+            var deviceId = $"token-many-{i}";
+            var mqtt = await Devices.ConnectMqttAsync(Server, deviceId, await Server.ProvisionAsync(deviceId, $"token-many-p{i}"));
+            var disconnected = new TaskCompletionSource<MqttClientDisconnectedEventArgs>(TaskCreationOptions.RunContinuationsAsynchronously);
+            mqtt.DisconnectedAsync += args =>
+            {
+                disconnected.TrySetResult(args);
+                return Task.CompletedTask;
+            };
+            return (DeviceId: deviceId, Mqtt: mqtt, Disconnected: disconnected);
+        }));
+
+        await Task.WhenAll(devices.Select(async device =>
+        {
+            using var rotated = await Server.Http.PostAsync($"/api/devices/{device.DeviceId}/token", null);
+            Assert.Equal(HttpStatusCode.OK, rotated.StatusCode);
+        }));
+
+        var ended = await Task.WhenAll(devices.Select(device => device.Disconnected.Task.WaitAsync(TimeSpan.FromSeconds(10))));
+        var unexplained = ended.Count(args => args.Reason != MqttClientDisconnectReason.AdministrativeAction || args.ReasonString?.Contains("rotated", StringComparison.Ordinal) != true);
+        Assert.True(unexplained == 0, $"{unexplained} of {count} devices were disconnected without the reason: "
+            + string.Join(", ", ended.Select(args => $"{args.Reason} '{args.ReasonString}'").Distinct()));
+        foreach (var device in devices)
+        {
+            device.Mqtt.Dispose();
+        }
+    }
+
+    [Fact]
     public async Task Only_an_admin_may_rotate_or_revoke_and_an_unknown_device_is_not_found()
     {
         await Server.ProvisionAsync("token-watch-2", "token-p2");

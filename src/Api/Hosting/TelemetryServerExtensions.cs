@@ -205,7 +205,8 @@ public static partial class TelemetryServerExtensions
 
     /// <summary>
     /// MQTT on a listener. Packets far over the payload limit are refused from their header, before they are buffered;
-    /// the payload limit itself is answered per message (0x97) by the ingest endpoint.
+    /// the payload limit itself is answered per message (0x97) by the ingest endpoint. A connection the broker ends sends
+    /// what was written to it (its DISCONNECT) before it closes.
     /// </summary>
     private static void UseMqtt(ListenOptions listen)
     {
@@ -214,6 +215,7 @@ public static partial class TelemetryServerExtensions
         listen.Use(MqttPacketSizeGuard.Middleware(
             ingest.MaxMessageBytes + MqttPacketOverheadBytes,
             () => instruments.PayloadRejected(MqttIngestEndpoint.Protocol, "packet_too_large")));
+        listen.Use(MqttOrderlyClose.Middleware);
         listen.UseMqtt();
     }
 
