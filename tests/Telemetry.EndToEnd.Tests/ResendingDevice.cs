@@ -41,6 +41,20 @@ internal sealed class ResendingDevice(string deviceId, string patientId, string 
 
     public int Refused { get; private set; }
 
+    /// <summary>How the server ended each of its connections: the reason of its DISCONNECT, or NormalDisconnection for a bare close.</summary>
+    public IReadOnlyList<MqttClientDisconnectReason> Disconnects
+    {
+        get
+        {
+            lock (_disconnects)
+            {
+                return [.. _disconnects];
+            }
+        }
+    }
+
+    private readonly List<MqttClientDisconnectReason> _disconnects = [];
+
     public async Task SendAllAsync(Func<Task<IMqttClient>> connect, CancellationToken cancellationToken)
     {
         IMqttClient? client = null;
@@ -57,6 +71,7 @@ internal sealed class ResendingDevice(string deviceId, string patientId, string 
                         client?.Dispose();
                         client = null;
                         client = await connect();
+                        client.DisconnectedAsync += Disconnected;
                         if (connections++ > 0)
                         {
                             for (var seq = Math.Max(1, Acked - 2); seq <= Acked; seq++)
@@ -88,7 +103,8 @@ internal sealed class ResendingDevice(string deviceId, string patientId, string 
         }
     }
 
-    public override string ToString() => $"{DeviceId}: {Acked} batches acked, {Resent} resends, {Refused} publishes without an ack";
+    public override string ToString() =>
+        $"{DeviceId}: {Acked} batches acked, {Resent} resends, {Refused} publishes without an ack; connections ended: [{string.Join(", ", Disconnects)}]";
 
     /// <summary>Asserts that the server holds every reading this device sent exactly once, after writing how it went.</summary>
     public async Task AssertStoredOnceAsync(TelemetryServer server, ITestOutputHelper output, string? label = null)
@@ -97,6 +113,21 @@ internal sealed class ResendingDevice(string deviceId, string patientId, string 
         var rows = await server.RawHeartRatesAsync(PatientId, Start, End);
         Assert.Equal(Readings, rows.Count);
         Assert.Equal(rows.Count, rows.Distinct().Count());
+    }
+
+    private Task Disconnected(MqttClientDisconnectedEventArgs args)
+    {
+        // Only connections that were up get this handler. The device's own end of one (disposing it to connect again) is
+        // not the server's word; a bare close from the server comes with the exception that saw it.
+        if (args.Reason != MqttClientDisconnectReason.NormalDisconnection || args.Exception is not null)
+        {
+            lock (_disconnects)
+            {
+                _disconnects.Add(args.Reason);
+            }
+        }
+
+        return Task.CompletedTask;
     }
 
     private async Task PublishAsync(IMqttClient client, int seq)
