@@ -236,10 +236,14 @@ public sealed class DuckDbAlertStore : IAlertStore
         var raised = latest.Where(alert => alert.Raised).Select(alert => alert.Alert).ToList();
         var changed = latest.Where(alert => !alert.Raised).Select(alert => alert.Alert).ToList();
         DuckDbValues.Execute(connection, replaceRaised ? "INSERT OR REPLACE INTO alerts VALUES {values}" : "INSERT INTO alerts VALUES {values}", raised, AlertRow);
-        if (DuckDbValues.Execute(connection,
-            "UPDATE alerts SET is_open = v.is_open, alert = v.alert FROM (VALUES {values}) v(alert_id, patient_id, raised_at, is_open, alert) "
-            + "WHERE alerts.alert_id = v.alert_id",
-            changed, AlertRow) < changed.Count)
+        var updated = changed is [var only]
+            ? DuckDbValues.ExecuteRow(connection, "UPDATE alerts SET is_open = $1, alert = $2 WHERE alert_id = $3",
+                only.IsOpen, JsonSerializer.Serialize(only, TelemetryJson.Options), only.AlertId)
+            : DuckDbValues.Execute(connection,
+                "UPDATE alerts SET is_open = v.is_open, alert = v.alert FROM (VALUES {values}) v(alert_id, patient_id, raised_at, is_open, alert) "
+                + "WHERE alerts.alert_id = v.alert_id",
+                changed, AlertRow);
+        if (updated < changed.Count)
         {
             DuckDbValues.Execute(connection, "INSERT OR REPLACE INTO alerts VALUES {values}", changed, AlertRow);
         }

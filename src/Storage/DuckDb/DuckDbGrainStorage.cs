@@ -82,10 +82,18 @@ public sealed class DuckDbGrainStorage : IGrainStorage
 
         var keys = changes.Select(change => (change.StateName, GrainId: change.GrainId.ToString())).Distinct().ToList();
         var etags = keys.ToDictionary(key => key, _ => (string?)null);
-        DuckDbValues.Read(connection,
-            "SELECT s.grain_type, s.grain_id, s.etag FROM grain_state s JOIN (VALUES {values}) k(grain_type, grain_id) USING (grain_type, grain_id)",
-            keys, key => [key.StateName, key.GrainId],
-            reader => etags[(reader.GetString(0), reader.GetString(1))] = reader.GetString(2));
+        void Found(DuckDBDataReader reader) => etags[(reader.GetString(0), reader.GetString(1))] = reader.GetString(2);
+        if (keys.Count == 1)
+        {
+            DuckDbValues.ReadRow(connection, "SELECT grain_type, grain_id, etag FROM grain_state WHERE grain_type = $1 AND grain_id = $2",
+                [keys[0].StateName, keys[0].GrainId], Found);
+        }
+        else
+        {
+            DuckDbValues.Read(connection,
+                "SELECT s.grain_type, s.grain_id, s.etag FROM grain_state s JOIN (VALUES {values}) k(grain_type, grain_id) USING (grain_type, grain_id)",
+                keys, key => [key.StateName, key.GrainId], Found);
+        }
 
         // The last accepted change of each grain is what the group leaves stored.
         var existed = etags.Where(pair => pair.Value is not null).Select(pair => pair.Key).ToHashSet();
@@ -110,10 +118,18 @@ public sealed class DuckDbGrainStorage : IGrainStorage
         var updates = last.Where(pair => pair.Value.Data is not null && existed.Contains(pair.Key)).ToList();
         var inserts = last.Where(pair => pair.Value.Data is not null && !existed.Contains(pair.Key)).ToList();
         var clears = last.Where(pair => pair.Value.Data is null && existed.Contains(pair.Key)).Select(pair => pair.Key).ToList();
-        DuckDbValues.Execute(connection,
-            "UPDATE grain_state SET etag = v.etag, data = v.data FROM (VALUES {values}) v(grain_type, grain_id, etag, data) "
-            + "WHERE grain_state.grain_type = v.grain_type AND grain_state.grain_id = v.grain_id",
-            updates, write => [write.Key.StateName, write.Key.GrainId, write.Value.NewETag, write.Value.Data]);
+        if (updates is [var (onlyKey, only)])
+        {
+            DuckDbValues.ExecuteRow(connection, "UPDATE grain_state SET etag = $1, data = $2 WHERE grain_type = $3 AND grain_id = $4",
+                only.NewETag, only.Data, onlyKey.StateName, onlyKey.GrainId);
+        }
+        else
+        {
+            DuckDbValues.Execute(connection,
+                "UPDATE grain_state SET etag = v.etag, data = v.data FROM (VALUES {values}) v(grain_type, grain_id, etag, data) "
+                + "WHERE grain_state.grain_type = v.grain_type AND grain_state.grain_id = v.grain_id",
+                updates, write => [write.Key.StateName, write.Key.GrainId, write.Value.NewETag, write.Value.Data]);
+        }
         DuckDbValues.Execute(connection, "INSERT INTO grain_state VALUES {values}",
             inserts, write => [write.Key.StateName, write.Key.GrainId, write.Value.NewETag, write.Value.Data]);
         DuckDbValues.Execute(connection, "DELETE FROM grain_state WHERE (grain_type, grain_id) IN (SELECT * FROM (VALUES {values}))",
