@@ -94,19 +94,25 @@ public sealed class DeviceTokenTests(ServerFixture fixture) : IClassFixture<Serv
             return (DeviceId: deviceId, Mqtt: mqtt, Disconnected: disconnected);
         }));
 
-        await Task.WhenAll(devices.Select(async device =>
+        try
         {
-            using var rotated = await Server.Http.PostAsync($"/api/devices/{device.DeviceId}/token", null);
-            Assert.Equal(HttpStatusCode.OK, rotated.StatusCode);
-        }));
+            await Task.WhenAll(devices.Select(async device =>
+            {
+                using var rotated = await Server.Http.PostAsync($"/api/devices/{device.DeviceId}/token", null);
+                Assert.Equal(HttpStatusCode.OK, rotated.StatusCode);
+            }));
 
-        var ended = await Task.WhenAll(devices.Select(device => device.Disconnected.Task.WaitAsync(TimeSpan.FromSeconds(10))));
-        var unexplained = ended.Count(args => args.Reason != MqttClientDisconnectReason.AdministrativeAction || args.ReasonString?.Contains("rotated", StringComparison.Ordinal) != true);
-        Assert.True(unexplained == 0, $"{unexplained} of {count} devices were disconnected without the reason: "
-            + string.Join(", ", ended.Select(args => $"{args.Reason} '{args.ReasonString}'").Distinct()));
-        foreach (var device in devices)
+            var ended = await Task.WhenAll(devices.Select(device => device.Disconnected.Task.WaitAsync(TimeSpan.FromSeconds(10))));
+            var unexplained = ended.Count(args => args.Reason != MqttClientDisconnectReason.AdministrativeAction || args.ReasonString?.Contains("rotated", StringComparison.Ordinal) != true);
+            Assert.True(unexplained == 0, $"{unexplained} of {count} devices were disconnected without the reason: "
+                + string.Join(", ", ended.Select(args => $"{args.Reason} '{args.ReasonString}'").Distinct()));
+        }
+        finally
         {
-            device.Mqtt.Dispose();
+            foreach (var device in devices)
+            {
+                device.Mqtt.Dispose();
+            }
         }
     }
 
