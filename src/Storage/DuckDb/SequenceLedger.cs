@@ -66,10 +66,15 @@ internal sealed class SequenceLedger
     /// <summary>Notes a staged number whose batch stores no reading to carry it: it goes to the log instead.</summary>
     public void StageWithoutReadings(string deviceId, ulong sequence) => _withoutReadings.Add((deviceId, sequence));
 
+    /// <summary>True when numbers wait to be appended to the log with the current commit (see <see cref="AppendStaged"/>).</summary>
+    public bool HasStaged => ToAppend.Count > 0;
+
+    private IReadOnlyCollection<(string DeviceId, ulong Sequence)> ToAppend => _readingsCarrySequences ? _withoutReadings : _staged;
+
     /// <summary>Appends the numbers no reading carries to the log, inside the commit's transaction.</summary>
     public void AppendStaged(DuckDBConnection connection)
     {
-        IReadOnlyCollection<(string DeviceId, ulong Sequence)> numbers = _readingsCarrySequences ? _withoutReadings : _staged;
+        var numbers = ToAppend;
         if (numbers.Count == 0)
         {
             return;

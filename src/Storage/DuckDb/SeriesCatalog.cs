@@ -52,6 +52,9 @@ internal sealed class SeriesCatalog
         return id;
     }
 
+    /// <summary>True when series wait to be stored with the current commit.</summary>
+    public bool HasStaged => _staged.Count > 0;
+
     /// <summary>Appends the series staged since the last commit that went through, inside the current commit's transaction.</summary>
     public void AppendStaged(DuckDBConnection connection)
     {

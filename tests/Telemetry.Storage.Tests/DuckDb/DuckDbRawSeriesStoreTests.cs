@@ -4,6 +4,7 @@ using Telemetry.Core.Storage;
 using Telemetry.Core.Vitals;
 using Telemetry.Storage.DuckDb;
 using static Telemetry.Storage.Tests.DuckDb.Batches;
+using static Telemetry.Storage.Tests.DuckDb.Sql;
 
 namespace Telemetry.Storage.Tests.DuckDb;
 
@@ -104,6 +105,28 @@ public sealed class DuckDbRawSeriesStoreTests : IDisposable
         Assert.True(ids[0] > 0);
         Assert.Equal(ids.Order().Distinct(), ids);
         Assert.Equal(4, ids.Distinct().Count());
+    }
+
+    [Fact]
+    public void A_commit_of_more_readings_than_the_appender_holds_is_stored_whole_or_not_at_all()
+    {
+        // DuckDB's appender commits on its own every 204,800 rows when no transaction is open: a commit that large must
+        // open one before its first row. This one fails on its quarantined reading, after all its readings were appended.
+        Store.Commit(Of("watch-1", "patient-1", 1, new VitalReading(VitalKind.HeartRate, T0 - 1_000, 60)));
+        var batches = Enumerable.Range(0, 250)
+            .Select(b => Of("watch-1", "patient-1", (ulong)b + 2, [.. Enumerable.Range(0, 1_000).Select(r => new VitalReading(VitalKind.HeartRate, T0 + (b * 1_000) + r, 70))]))
+            .ToArray();
+        batches[^1] = batches[^1] with { Quarantined = new[] { new VitalReading(VitalKind.HeartRate, T0 + 250_000, 900) } };
+        Execute(_file.Database, "ALTER TABLE quarantine RENAME TO quarantine_away");
+
+        Assert.ThrowsAny<DuckDB.NET.Data.DuckDBException>(() => Store.Commit(batches));
+        Assert.Equal(1L, Scalar(_file.Database, "SELECT count(*) FROM readings"));
+
+        Execute(_file.Database, "ALTER TABLE quarantine_away RENAME TO quarantine");
+        var again = Store.Commit(batches);
+        Assert.All(again.Outcomes, outcome => Assert.Equal(CommitOutcome.Stored, outcome));
+        Assert.Equal(250_001L, Scalar(_file.Database, "SELECT count(*) FROM readings"));
+        Assert.Equal(1L, Scalar(_file.Database, "SELECT count(*) FROM quarantine"));
     }
 
     [Fact]

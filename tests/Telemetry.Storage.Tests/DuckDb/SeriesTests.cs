@@ -4,6 +4,7 @@ using Telemetry.Core.Storage;
 using Telemetry.Core.Vitals;
 using Telemetry.Storage.DuckDb;
 using static Telemetry.Storage.Tests.DuckDb.Batches;
+using static Telemetry.Storage.Tests.DuckDb.Sql;
 
 namespace Telemetry.Storage.Tests.DuckDb;
 
@@ -167,22 +168,6 @@ public sealed class SeriesTests : IDisposable
         using var command = connection.CreateCommand();
         command.CommandText = sql;
         command.ExecuteNonQuery();
-    }
-
-    private static void Execute(DuckDbDatabase database, string sql)
-    {
-        using var connection = database.OpenConnection();
-        using var command = connection.CreateCommand();
-        command.CommandText = sql;
-        command.ExecuteNonQuery();
-    }
-
-    private static long Scalar(DuckDbDatabase database, string sql)
-    {
-        using var connection = database.OpenConnection();
-        using var command = connection.CreateCommand();
-        command.CommandText = sql;
-        return Convert.ToInt64(command.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
     }
 
     /// <summary>The database and the store over the directory's file, closed together.</summary>
