@@ -279,7 +279,7 @@ public sealed partial class MqttIngestEndpoint(
             return;
         }
 
-        if (args.ApplicationMessage.Topic != MqttTopics.DeviceVitals(device.DeviceId))
+        if (!MqttTopics.IsDeviceVitals(args.ApplicationMessage.Topic, device.DeviceId))
         {
             // A 3.1.1 device would read a refusing PUBACK as success and drop its data: it is disconnected instead.
             RefuseUncommitted(args, MqttPubAckReasonCode.NotAuthorized, $"a device publishes only to {MqttTopics.DeviceVitals(device.DeviceId)}", "topic");

@@ -6,6 +6,17 @@ public static class MqttTopics
     /// <summary>Where a device publishes its readings.</summary>
     public static string DeviceVitals(string deviceId) => $"devices/{deviceId}/vitals";
 
+    /// <summary>True when <paramref name="topic"/> is <see cref="DeviceVitals"/> of <paramref name="deviceId"/>, compared without building it.</summary>
+    public static bool IsDeviceVitals(string topic, string deviceId)
+    {
+        const string Prefix = "devices/", Suffix = "/vitals";
+        var rest = topic.AsSpan();
+        return rest.Length == Prefix.Length + deviceId.Length + Suffix.Length
+            && rest.StartsWith(Prefix, StringComparison.Ordinal)
+            && rest.EndsWith(Suffix, StringComparison.Ordinal)
+            && rest.Slice(Prefix.Length, deviceId.Length).SequenceEqual(deviceId);
+    }
+
     /// <summary>Every device's readings topic, as a subscription filter.</summary>
     public const string AllDeviceVitals = "devices/+/vitals";
 

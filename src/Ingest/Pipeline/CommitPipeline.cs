@@ -39,6 +39,10 @@ public sealed partial class CommitPipeline : BackgroundService
     // interface by reflection on every call, a few percent of the server's CPU at one reading per MQTT message.
     private (GrainType Type, GrainInterfaceType Interface)? _patientGrain;
 
+    // A flush's readings by patient, and the lists that held them, kept for the next flush (only the loop uses them).
+    private readonly Dictionary<string, PatientParts> _byPatient = new(StringComparer.Ordinal);
+    private readonly Stack<PatientParts> _spareParts = new();
+
     // Stopwatch timestamp since which the loop has waited for grain calls to make room; 0 when it does not wait.
     private long _waitingForGrainsSince;
 
@@ -125,7 +129,12 @@ public sealed partial class CommitPipeline : BackgroundService
             throw new StoreUnavailableException("the server is shutting down", exception);
         }
 
-        return await pending.Completion.Task.WaitAsync(cancellationToken);
+        // A caller that gives up stops waiting; the batch still commits. (Registered on the token rather than through
+        // Task.WaitAsync, which allocates a task of its own for every batch.)
+        using (cancellationToken.UnsafeRegister(static (state, token) => ((PendingBatch)state!).Completion.TrySetCanceled(token), pending))
+        {
+            return await pending.Completion.Task;
+        }
     }
 
     public override async Task StopAsync(CancellationToken cancellationToken)
@@ -228,13 +237,13 @@ public sealed partial class CommitPipeline : BackgroundService
 
     /// <summary>
     /// Calls each patient's grain once with all of that patient's newly stored readings from this flush. The calls are
-    /// made before this returns (the flush's lists are reused); the task completes when they have all answered (it
+    /// made before this returns (the flush's lists, and the lists here, are reused); the task completes when they have all answered (it
     /// never faults). The readings handed over count towards the bound until then.
     /// </summary>
     private Task DispatchToGrains(long commitId, List<PendingBatch> flush, BatchOutcome[] outcomes)
     {
         var handed = 0;
-        var byPatient = new Dictionary<string, PatientParts>(StringComparer.Ordinal);
+        var byPatient = _byPatient;
         for (var i = 0; i < flush.Count; i++)
         {
             var batch = flush[i].Batch;
@@ -248,7 +257,7 @@ public sealed partial class CommitPipeline : BackgroundService
 
             if (!byPatient.TryGetValue(batch.PatientId, out var parts))
             {
-                parts = new PatientParts();
+                parts = _spareParts.TryPop(out var spare) ? spare : new PatientParts();
                 byPatient[batch.PatientId] = parts;
             }
 
@@ -264,11 +273,25 @@ public sealed partial class CommitPipeline : BackgroundService
         }
 
         var calls = new List<Task>(byPatient.Count);
-        foreach (var (patientId, parts) in byPatient)
+        try
         {
-            var readings = new PatientReadings(commitId, Concat(parts.Stored), parts.Implausible.Count == 0 ? null : Concat(parts.Implausible));
-            handed += readings.Readings.Length + (readings.Implausible?.Length ?? 0);
-            calls.Add(PatientGrain(patientId).ApplyAsync(readings));
+            foreach (var (patientId, parts) in byPatient)
+            {
+                var readings = new PatientReadings(commitId, Concat(parts.Stored), parts.Implausible.Count == 0 ? null : Concat(parts.Implausible));
+                handed += readings.Readings.Length + (readings.Implausible?.Length ?? 0);
+                calls.Add(PatientGrain(patientId).ApplyAsync(readings));
+            }
+        }
+        finally
+        {
+            foreach (var parts in byPatient.Values)
+            {
+                parts.Stored.Clear();
+                parts.Implausible.Clear();
+                _spareParts.Push(parts);
+            }
+
+            byPatient.Clear();
         }
 
         Interlocked.Add(ref _readingsInGrainCalls, handed);

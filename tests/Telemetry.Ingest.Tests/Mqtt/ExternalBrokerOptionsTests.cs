@@ -37,6 +37,21 @@ public sealed class ExternalBrokerOptionsTests
         Assert.Equal(deviceId ?? "", parsed);
     }
 
+    [Theory]
+    [InlineData("devices/watch-1/vitals", true)]
+    [InlineData("devices/watch-2/vitals", false)]
+    [InlineData("devices/watch-10/vitals", false)]
+    [InlineData("devices/watch-/vitals", false)]
+    [InlineData("devices/watch-1/vitals/extra", false)]
+    [InlineData("device/watch-1/vitals/", false)]
+    [InlineData("patients/watch-1/vitals", false)]
+    [InlineData("", false)]
+    public void A_device_publishes_only_to_its_own_readings_topic(string topic, bool own)
+    {
+        Assert.Equal(own, MqttTopics.IsDeviceVitals(topic, "watch-1"));
+        Assert.Equal(topic == MqttTopics.DeviceVitals("watch-1"), MqttTopics.IsDeviceVitals(topic, "watch-1"));
+    }
+
     private static List<ValidationResult> Validate(ExternalBrokerOptions options)
     {
         var results = new List<ValidationResult>();
