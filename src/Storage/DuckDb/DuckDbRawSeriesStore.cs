@@ -95,6 +95,12 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         }
         catch
         {
+            // A failed commit may still have stored readings: an appender whose flush failed flushes again when its
+            // native handle is released (in DuckDB's own transaction when none is open), and a COMMIT can fail after
+            // the WAL is written. So its id is not used again, and its readings count as possibly stored: the same
+            // readings sent again are looked up in the file rather than taken as new.
+            _lastCommitId = commitId;
+            NoteLatest();
             _sequences.RolledBack();
             _series.Failed();
             throw;
@@ -106,10 +112,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
 
         // The commit is durable: nothing from here on may fail it.
         _lastCommitId = commitId;
-        foreach (var (key, timestampMs) in _flushLatest)
-        {
-            _latest[key] = timestampMs;
-        }
+        NoteLatest();
 
         _sequences.Committed(_writer, commitId);
         _series.Committed();
@@ -122,7 +125,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
     /// stored. When the commit holds more than readings (a new series, a sequence number no reading carries, a
     /// quarantined reading), <paramref name="transaction"/> is opened before the appender flushes, so all of it commits
     /// together; otherwise the flush commits the readings by itself. After a failure before the flush, the transaction
-    /// is open and holds the rows appended, for the caller to roll back.
+    /// is open (if it could be) and holds the rows appended, for the caller to roll back.
     /// </summary>
     private void AppendReadings(IReadOnlyList<DeviceBatch> batches, Span<BatchOutcome> outcomes, long commitId, ref DuckDBTransaction? transaction)
     {
@@ -179,20 +182,34 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
                 transaction = _writer.BeginTransaction();
             }
 
-            // A flush that fails leaves the appender closed: disposing it below does not flush it again.
+            // Close flushes; a failure in it is the caller's to handle (see Commit), not a reason to flush again here.
             flushed = true;
             appender.Close();
         }
         finally
         {
-            if (!flushed)
+            try
             {
-                // The appender flushes what it holds when disposed, even after a failed row: inside a transaction the
-                // caller rolls back, that never commits.
-                transaction ??= _writer.BeginTransaction();
+                if (!flushed)
+                {
+                    // Disposing the appender flushes what it holds, even after a failed row: into a transaction, which
+                    // the caller rolls back.
+                    transaction ??= _writer.BeginTransaction();
+                }
             }
+            finally
+            {
+                appender.Dispose();
+            }
+        }
+    }
 
-            appender.Dispose();
+    /// <summary>Raises each device and vital's latest stored time to this flush's: readings at or before it are looked up.</summary>
+    private void NoteLatest()
+    {
+        foreach (var (key, timestampMs) in _flushLatest)
+        {
+            _latest[key] = timestampMs;
         }
     }
 

@@ -130,6 +130,31 @@ public sealed class DuckDbRawSeriesStoreTests : IDisposable
     }
 
     [Fact]
+    public void Readings_a_failed_commit_may_have_stored_are_not_stored_again_when_resent()
+    {
+        // A flush that fails can still have stored its rows (DuckDB's appender flushes again when released). Here the
+        // commit fails, and the file is then given its readings by hand, as such a retry would have stored them.
+        var first = Store.Commit(Of("watch-1", "patient-1", 1, new VitalReading(VitalKind.HeartRate, T0, 60)));
+        var batch = Of("watch-1", "patient-1", 2, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 61), new VitalReading(VitalKind.HeartRate, T0 + 2_000, 62));
+        Execute(_file.Database, "ALTER TABLE readings RENAME TO readings_away");
+        Assert.ThrowsAny<DuckDB.NET.Data.DuckDBException>(() => Store.Commit(batch));
+        Execute(_file.Database, "ALTER TABLE readings_away RENAME TO readings");
+        Execute(_file.Database, $"INSERT INTO readings SELECT series_id, ts + to_seconds(i), 60 + i, {first.CommitId + 1}, 2 FROM readings, range(1, 3) t(i)");
+
+        var resent = Store.Commit(batch);
+        var next = Store.Commit(Of("watch-1", "patient-1", 3, new VitalReading(VitalKind.HeartRate, T0 + 3_000, 63)));
+
+        Assert.Equal([CommitOutcome.Stored], resent.Outcomes);
+        Assert.Equal(2, resent.Batches[0].Duplicates);
+        Assert.Equal(4L, Scalar(_file.Database, "SELECT count(*) FROM readings"));
+        Assert.Equal(4L, Scalar(_file.Database, "SELECT count(DISTINCT ts) FROM readings"));
+
+        // The failed commit's id is not handed out again.
+        Assert.True(resent.CommitId > first.CommitId + 1);
+        Assert.True(next.CommitId > resent.CommitId);
+    }
+
+    [Fact]
     public async Task Raw_readings_come_back_oldest_first_within_the_range_and_limit()
     {
         Store.Commit(Of("watch-1", "patient-1", 0,
