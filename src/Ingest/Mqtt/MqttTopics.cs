@@ -3,19 +3,20 @@ namespace Telemetry.Ingest.Mqtt;
 /// <summary>The MQTT topics of the public surface.</summary>
 public static class MqttTopics
 {
-    /// <summary>Where a device publishes its readings.</summary>
-    public static string DeviceVitals(string deviceId) => $"devices/{deviceId}/vitals";
+    private const string DevicePrefix = "devices/", VitalsSuffix = "/vitals";
 
-    /// <summary>True when <paramref name="topic"/> is <see cref="DeviceVitals"/> of <paramref name="deviceId"/>, compared without building it.</summary>
-    public static bool IsDeviceVitals(string topic, string deviceId)
-    {
-        const string Prefix = "devices/", Suffix = "/vitals";
-        var rest = topic.AsSpan();
-        return rest.Length == Prefix.Length + deviceId.Length + Suffix.Length
-            && rest.StartsWith(Prefix, StringComparison.Ordinal)
-            && rest.EndsWith(Suffix, StringComparison.Ordinal)
-            && rest.Slice(Prefix.Length, deviceId.Length).SequenceEqual(deviceId);
-    }
+    /// <summary>Where a device publishes its readings.</summary>
+    public static string DeviceVitals(string deviceId) => $"{DevicePrefix}{deviceId}{VitalsSuffix}";
+
+    /// <summary>
+    /// True when <paramref name="topic"/> is <see cref="DeviceVitals"/> of <paramref name="deviceId"/>, compared in
+    /// place: every message is checked, and building the topic to compare cost a string each.
+    /// </summary>
+    public static bool IsDeviceVitals(string topic, string deviceId) =>
+        topic.Length == DevicePrefix.Length + deviceId.Length + VitalsSuffix.Length
+        && topic.StartsWith(DevicePrefix, StringComparison.Ordinal)
+        && topic.EndsWith(VitalsSuffix, StringComparison.Ordinal)
+        && topic.AsSpan(DevicePrefix.Length, deviceId.Length).SequenceEqual(deviceId);
 
     /// <summary>Every device's readings topic, as a subscription filter.</summary>
     public const string AllDeviceVitals = "devices/+/vitals";
@@ -24,15 +25,14 @@ public static class MqttTopics
     public static bool TryParseDeviceVitals(string topic, out string deviceId)
     {
         deviceId = "";
-        const string Prefix = "devices/", Suffix = "/vitals";
-        if (topic.Length <= Prefix.Length + Suffix.Length
-            || !topic.StartsWith(Prefix, StringComparison.Ordinal)
-            || !topic.EndsWith(Suffix, StringComparison.Ordinal))
+        if (topic.Length <= DevicePrefix.Length + VitalsSuffix.Length
+            || !topic.StartsWith(DevicePrefix, StringComparison.Ordinal)
+            || !topic.EndsWith(VitalsSuffix, StringComparison.Ordinal))
         {
             return false;
         }
 
-        var id = topic[Prefix.Length..^Suffix.Length];
+        var id = topic[DevicePrefix.Length..^VitalsSuffix.Length];
         if (!Core.Identifier.IsValid(id))
         {
             return false;

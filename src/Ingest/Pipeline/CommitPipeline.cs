@@ -237,8 +237,8 @@ public sealed partial class CommitPipeline : BackgroundService
 
     /// <summary>
     /// Calls each patient's grain once with all of that patient's newly stored readings from this flush. The calls are
-    /// made before this returns (the flush's lists, and the lists here, are reused); the task completes when they have all answered (it
-    /// never faults). The readings handed over count towards the bound until then.
+    /// made before this returns (the flush's lists, and those here, are reused); the task completes when they have all
+    /// answered (it never faults). The readings handed over count towards the bound until then.
     /// </summary>
     private Task DispatchToGrains(long commitId, List<PendingBatch> flush, BatchOutcome[] outcomes)
     {
