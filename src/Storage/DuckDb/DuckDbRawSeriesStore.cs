@@ -77,8 +77,8 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
 
             // A commit that appends readings and nothing else is the appender's flush alone, in DuckDB's own
             // transaction: no BEGIN and COMMIT statements to run, about half a millisecond of DuckDB's time less per
-            // commit. The appender's own flushes (see AppenderFlushRows) would split a larger commit into transactions: a
-            // commit that large opens its own from the start.
+            // commit. The appender's own flushes (see AppenderFlushRows) would split a larger commit into
+            // transactions: a commit that large opens its own from the start.
             if (ReadingsToAppend(batches, outcomes) >= AppenderFlushRows)
             {
                 transaction = _writer.BeginTransaction();
@@ -204,7 +204,9 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         }
     }
 
-    /// <summary>Raises each device and vital's latest stored time to this flush's: readings at or before it are looked up.</summary>
+    /// <summary>
+    /// Raises each device and vital's latest stored time to this flush's: readings at or before it are looked up.
+    /// </summary>
     private void NoteLatest()
     {
         foreach (var (key, timestampMs) in _flushLatest)
