@@ -55,6 +55,20 @@ internal sealed class ResendingDevice(string deviceId, string patientId, string 
 
     private readonly List<MqttClientDisconnectReason> _disconnects = [];
 
+    /// <summary>The server's answers to publishes it refused: reason code and reason string.</summary>
+    public IReadOnlyList<string> Refusals
+    {
+        get
+        {
+            lock (_refusals)
+            {
+                return [.. _refusals];
+            }
+        }
+    }
+
+    private readonly List<string> _refusals = [];
+
     public async Task SendAllAsync(Func<Task<IMqttClient>> connect, CancellationToken cancellationToken)
     {
         IMqttClient? client = null;
@@ -104,7 +118,7 @@ internal sealed class ResendingDevice(string deviceId, string patientId, string 
     }
 
     public override string ToString() =>
-        $"{DeviceId}: {Acked} batches acked, {Resent} resends, {Refused} publishes without an ack; connections ended: [{string.Join(", ", Disconnects)}]";
+        $"{DeviceId}: {Acked} batches acked, {Resent} resends, {Refused} publishes without an ack; refused: [{string.Join(", ", Refusals)}]; connections ended: [{string.Join(", ", Disconnects)}]";
 
     /// <summary>Asserts that the server holds every reading this device sent exactly once, after writing how it went.</summary>
     public async Task AssertStoredOnceAsync(TelemetryServer server, ITestOutputHelper output, string? label = null)
@@ -136,6 +150,11 @@ internal sealed class ResendingDevice(string deviceId, string patientId, string 
             Devices.JsonHeartRates((ulong)seq, Start.AddSeconds((seq - 1) * ReadingsPerBatch), HeartRates(seq)));
         if (ack.ReasonCode != MqttClientPublishReasonCode.Success)
         {
+            lock (_refusals)
+            {
+                _refusals.Add($"{ack.ReasonCode} {ack.ReasonString}");
+            }
+
             throw new InvalidOperationException($"batch {seq} of {DeviceId} refused: {ack.ReasonCode} {ack.ReasonString}");
         }
     }
