@@ -130,7 +130,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
     private void AppendReadings(IReadOnlyList<DeviceBatch> batches, Span<BatchOutcome> outcomes, long commitId, ref DuckDBTransaction? transaction)
     {
         var appender = _writer.CreateAppender("readings");
-        var flushed = false;
+        var closing = false;
         try
         {
             for (var i = 0; i < batches.Count; i++)
@@ -183,14 +183,14 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
             }
 
             // Close flushes; a failure in it is the caller's to handle (see Commit), not a reason to flush again here.
-            flushed = true;
+            closing = true;
             appender.Close();
         }
         finally
         {
             try
             {
-                if (!flushed)
+                if (!closing)
                 {
                     // Disposing the appender flushes what it holds, even after a failed row: into a transaction, which
                     // the caller rolls back.
