@@ -23,6 +23,14 @@ public sealed class DuckDbOptions
     [RegularExpression(@"^\d{1,6}(\.\d{1,3})?\s?(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", ErrorMessage = "Telemetry:Storage:DuckDb:MemoryLimit is a size such as 512MB or 2GB.")]
     public string MemoryLimit { get; set; } = "2GB";
 
+    /// <summary>
+    /// How large a file's write-ahead log grows before it is checkpointed into the file: the commit loop then moves the
+    /// readings to the other readings file, so the checkpoint holds no commit (see the README's storage section).
+    /// Default 16 MiB, DuckDB's own threshold.
+    /// </summary>
+    [Range(typeof(long), "65536", "17179869184")]
+    public long CheckpointWalBytes { get; set; } = 16L << 20;
+
     /// <summary>The most rollups written in one transaction.</summary>
     [Range(1, 1_000_000)]
     public int RollupBatchSize { get; set; } = 10_000;

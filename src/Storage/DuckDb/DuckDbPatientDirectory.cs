@@ -31,7 +31,7 @@ public sealed class DuckDbPatientDirectory(DuckDbDatabase database) : IPatientDi
 
         using (var fill = connection.CreateCommand())
         {
-            fill.CommandText = "INSERT INTO patients SELECT DISTINCT patient_id FROM series UNION SELECT DISTINCT patient_id FROM alerts";
+            fill.CommandText = "INSERT INTO patients SELECT DISTINCT patient_id FROM all_series UNION SELECT DISTINCT patient_id FROM alerts";
             fill.ExecuteNonQuery();
         }
 

@@ -47,15 +47,15 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         {
             // Past the sequence log's fold too: a fold can follow commits that stored no reading, and the readings after
             // it are found by their commit ids when the file next opens.
-            last.CommandText = "SELECT greatest((SELECT coalesce(max(commit_id), 0) FROM readings), (SELECT coalesce(max(commit_id), 0) FROM sequence_folds))";
+            last.CommandText = "SELECT greatest((SELECT coalesce(max(commit_id), 0) FROM all_readings), (SELECT coalesce(max(commit_id), 0) FROM all_sequence_folds))";
             _lastCommitId = Convert.ToInt64(last.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
         }
 
-        _sequences = new SequenceLedger(_writer, _lastCommitId, readingsCarrySequences: true);
+        _sequences = new SequenceLedger(_writer, database.Readings.Active, _lastCommitId, readingsCarrySequences: true);
         _series = new SeriesCatalog(_writer);
 
         using var latest = _writer.CreateCommand();
-        latest.CommandText = "SELECT s.device_id, s.kind, epoch_ms(max(r.ts)) FROM readings r JOIN series s USING (series_id) GROUP BY s.device_id, s.kind";
+        latest.CommandText = "SELECT s.device_id, s.kind, epoch_ms(max(r.ts)) FROM all_readings r JOIN all_series s USING (series_id) GROUP BY s.device_id, s.kind";
         using var reader = latest.ExecuteReader();
         while (reader.Read())
         {
@@ -70,6 +70,10 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
     public long Commit(IReadOnlyList<DeviceBatch> batches, Span<BatchOutcome> outcomes)
     {
         var commitId = _lastCommitId + 1;
+
+        // The whole commit goes to one file; between commits, the readings may move to the other (see ReadingsFiles).
+        _database.Readings.BetweenCommits();
+        var catalog = _database.Readings.Active;
         DuckDBTransaction? transaction = null;
         try
         {
@@ -84,12 +88,12 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
                 transaction = _writer.BeginTransaction();
             }
 
-            AppendReadings(batches, outcomes, commitId, ref transaction);
+            AppendReadings(batches, outcomes, catalog, commitId, ref transaction);
             if (transaction is not null)
             {
-                AppendQuarantined(batches, outcomes, commitId);
-                _series.AppendStaged(_writer);
-                _sequences.AppendStaged(_writer);
+                AppendQuarantined(batches, outcomes, catalog, commitId);
+                _series.AppendStaged(_writer, catalog);
+                _sequences.AppendStaged(_writer, catalog);
                 transaction.Commit();
             }
         }
@@ -114,7 +118,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         _lastCommitId = commitId;
         NoteLatest();
 
-        _sequences.Committed(_writer, commitId);
+        _sequences.Committed(_writer, catalog, commitId);
         _series.Committed();
 
         return commitId;
@@ -127,9 +131,9 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
     /// together; otherwise the flush commits the readings by itself. After a failure before the flush, the transaction
     /// is open (if it could be) and holds the rows appended, for the caller to roll back.
     /// </summary>
-    private void AppendReadings(IReadOnlyList<DeviceBatch> batches, Span<BatchOutcome> outcomes, long commitId, ref DuckDBTransaction? transaction)
+    private void AppendReadings(IReadOnlyList<DeviceBatch> batches, Span<BatchOutcome> outcomes, string catalog, long commitId, ref DuckDBTransaction? transaction)
     {
-        var appender = _writer.CreateAppender("readings");
+        var appender = _writer.CreateAppender(catalog, "main", "readings");
         var closing = false;
         try
         {
@@ -253,7 +257,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
 
     private readonly record struct Row(int SeriesId, VitalReading Reading, long CommitId, ulong Sequence);
 
-    private void AppendQuarantined(IReadOnlyList<DeviceBatch> batches, Span<BatchOutcome> outcomes, long commitId)
+    private void AppendQuarantined(IReadOnlyList<DeviceBatch> batches, Span<BatchOutcome> outcomes, string catalog, long commitId)
     {
         DuckDBAppender? appender = null;
         try
@@ -266,7 +270,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
                     continue;
                 }
 
-                appender ??= _writer.CreateAppender("quarantine");
+                appender ??= _writer.CreateAppender(catalog, "main", "quarantine");
                 foreach (var reading in batch.Quarantined.Span)
                 {
                     appender.CreateRow()
@@ -292,7 +296,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         {
             using var connection = _database.OpenConnection();
             using var command = connection.CreateCommand();
-            command.CommandText = "SELECT kind, epoch_ms(ts), value, reason FROM quarantine WHERE device_id = $1 ORDER BY commit_id DESC, ts DESC LIMIT $2";
+            command.CommandText = "SELECT kind, epoch_ms(ts), value, reason FROM all_quarantine WHERE device_id = $1 ORDER BY commit_id DESC, ts DESC LIMIT $2";
             command.Parameters.Add(new DuckDBParameter(deviceId));
             command.Parameters.Add(new DuckDBParameter(limit));
             using var reader = command.ExecuteReader();
@@ -402,7 +406,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         {
             query.CommandText = """
                 SELECT DISTINCT c.device_id, c.kind, epoch_ms(c.ts) FROM dedup_candidates c
-                WHERE EXISTS (SELECT 1 FROM readings r JOIN series s USING (series_id)
+                WHERE EXISTS (SELECT 1 FROM all_readings r JOIN all_series s USING (series_id)
                               WHERE r.ts BETWEEN $1 AND $2 AND s.device_id = c.device_id AND s.kind = c.kind AND r.ts = c.ts)
                 """;
             query.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(fromMs)));
@@ -446,7 +450,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
             command.CommandText = """
                 SELECT s.kind, (epoch_ms(r.ts) // $4) * $4 AS start, count(*), sum(r.value), min(r.value), max(r.value),
                        sum(r.value * r.value), arg_max(r.value, r.ts), epoch_ms(max(r.ts)), max(r.commit_id)
-                FROM readings r JOIN series s USING (series_id)
+                FROM all_readings r JOIN all_series s USING (series_id)
                 WHERE s.patient_id = $1 AND r.ts >= $2 AND r.ts < $3
                 GROUP BY s.kind, start
                 ORDER BY s.kind, start
@@ -483,7 +487,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
             using var connection = _database.OpenConnection();
             using var command = connection.CreateCommand();
             command.CommandText = """
-                SELECT s.device_id, s.kind, epoch_ms(r.ts), r.value FROM readings r JOIN series s USING (series_id)
+                SELECT s.device_id, s.kind, epoch_ms(r.ts), r.value FROM all_readings r JOIN all_series s USING (series_id)
                 WHERE s.patient_id = $1 AND s.kind = $2 AND r.ts >= $3 AND r.ts < $4
                 ORDER BY r.ts, s.device_id LIMIT $5
                 """;
@@ -501,7 +505,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
             using var connection = _database.OpenConnection();
             using var command = connection.CreateCommand();
             command.CommandText = $"""
-                SELECT s.device_id, s.kind, epoch_ms(r.ts), r.value FROM readings r JOIN series s USING (series_id)
+                SELECT s.device_id, s.kind, epoch_ms(r.ts), r.value FROM all_readings r JOIN all_series s USING (series_id)
                 WHERE s.patient_id = $1 AND s.kind IN ({KindList(kinds)}) AND r.ts >= $2 AND r.ts < $3
                 QUALIFY row_number() OVER (PARTITION BY s.kind ORDER BY r.ts DESC, s.device_id) <= $4
                 ORDER BY s.kind, r.ts DESC, s.device_id
@@ -528,7 +532,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
                 using var connection = _database.OpenConnection();
                 using var command = connection.CreateCommand();
                 command.CommandText = $"""
-                    SELECT s.device_id, s.kind, epoch_ms(r.ts), r.value FROM readings r JOIN series s USING (series_id)
+                    SELECT s.device_id, s.kind, epoch_ms(r.ts), r.value FROM all_readings r JOIN all_series s USING (series_id)
                     WHERE s.patient_id = $1 AND s.kind IN ({KindList(kinds)}) AND r.ts >= $2 AND r.ts < $3
                       AND (r.ts > $4 OR (r.ts = $4 AND (s.kind > $5 OR (s.kind = $5 AND s.device_id > $6))))
                     ORDER BY r.ts, s.kind, s.device_id LIMIT {PageSize}
@@ -564,11 +568,18 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
             using var command = connection.CreateCommand();
             // Deleted readings take their batch numbers with them until the next fold, which is harmless: a resend of such
             // a batch is a duplicate only while all its readings are stored, and they are not.
-            command.CommandText = "DELETE FROM readings WHERE ts < $1";
             command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(beforeMs)));
-            var deleted = (long)command.ExecuteNonQuery();
-            command.CommandText = "DELETE FROM quarantine WHERE ts < $1";
-            return deleted + command.ExecuteNonQuery();
+            var deleted = 0L;
+            foreach (var catalog in _database.Readings.Catalogs)
+            {
+                foreach (var table in (ReadOnlySpan<string>)["readings", "quarantine"])
+                {
+                    command.CommandText = $"DELETE FROM {DuckDbDatabase.Quote(catalog)}.main.{table} WHERE ts < $1";
+                    deleted += command.ExecuteNonQuery();
+                }
+            }
+
+            return deleted;
         }, cancellationToken);
 
     private static string KindList(IReadOnlyCollection<VitalKind> kinds) =>

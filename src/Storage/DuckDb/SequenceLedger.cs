@@ -26,12 +26,12 @@ internal sealed class SequenceLedger
     /// Reads the log and, when <paramref name="readingsCarrySequences"/>, the numbers on readings committed since it was
     /// last folded; then folds them.
     /// </summary>
-    public SequenceLedger(DuckDBConnection connection, long lastCommitId, bool readingsCarrySequences)
+    public SequenceLedger(DuckDBConnection connection, string catalog, long lastCommitId, bool readingsCarrySequences)
     {
         _readingsCarrySequences = readingsCarrySequences;
         using (var load = connection.CreateCommand())
         {
-            load.CommandText = "SELECT device_id, first_seq, last_seq FROM device_sequences";
+            load.CommandText = "SELECT device_id, first_seq, last_seq FROM all_device_sequences";
             using var reader = load.ExecuteReader();
             while (reader.Read())
             {
@@ -43,8 +43,8 @@ internal sealed class SequenceLedger
         {
             using var recent = connection.CreateCommand();
             recent.CommandText = """
-                SELECT DISTINCT s.device_id, r.seq FROM readings r JOIN series s USING (series_id)
-                WHERE r.commit_id > (SELECT coalesce(max(commit_id), 0) FROM sequence_folds) AND r.seq <> 0
+                SELECT DISTINCT s.device_id, r.seq FROM all_readings r JOIN all_series s USING (series_id)
+                WHERE r.commit_id > (SELECT coalesce(max(commit_id), 0) FROM all_sequence_folds) AND r.seq <> 0
                 """;
             using var reader = recent.ExecuteReader();
             while (reader.Read())
@@ -53,7 +53,7 @@ internal sealed class SequenceLedger
             }
         }
 
-        Fold(connection, lastCommitId);
+        Fold(connection, catalog, lastCommitId);
     }
 
     /// <summary>True when the device committed this number before, or a batch staged in the current commit has it.</summary>
@@ -71,8 +71,8 @@ internal sealed class SequenceLedger
 
     private IReadOnlyCollection<(string DeviceId, ulong Sequence)> ToAppend => _readingsCarrySequences ? _withoutReadings : _staged;
 
-    /// <summary>Appends the numbers no reading carries to the log, inside the commit's transaction.</summary>
-    public void AppendStaged(DuckDBConnection connection)
+    /// <summary>Appends the numbers no reading carries to the log of the commit's file, inside its transaction.</summary>
+    public void AppendStaged(DuckDBConnection connection, string catalog)
     {
         var numbers = ToAppend;
         if (numbers.Count == 0)
@@ -80,15 +80,18 @@ internal sealed class SequenceLedger
             return;
         }
 
-        using var appender = connection.CreateAppender("device_sequences");
+        using var appender = connection.CreateAppender(catalog, "main", "device_sequences");
         foreach (var (deviceId, sequence) in numbers)
         {
             appender.CreateRow().AppendValue(deviceId).AppendValue(sequence).AppendValue(sequence).EndRow();
         }
     }
 
-    /// <summary>The commit (<paramref name="commitId"/>) went through: the staged numbers are committed.</summary>
-    public void Committed(DuckDBConnection connection, long commitId)
+    /// <summary>
+    /// The commit (<paramref name="commitId"/>) went through: the staged numbers are committed. A fold, when due, goes
+    /// to the file the commit went to (<paramref name="catalog"/>), the one not being checkpointed.
+    /// </summary>
+    public void Committed(DuckDBConnection connection, string catalog, long commitId)
     {
         foreach (var (deviceId, sequence) in _staged)
         {
@@ -102,7 +105,7 @@ internal sealed class SequenceLedger
         {
             try
             {
-                Fold(connection, commitId);
+                Fold(connection, catalog, commitId);
             }
             catch (Exception)
             {
@@ -129,17 +132,22 @@ internal sealed class SequenceLedger
         return ranges;
     }
 
-    /// <summary>Rewrites the log as one row per committed range, folded through <paramref name="commitId"/>.</summary>
-    private void Fold(DuckDBConnection connection, long commitId)
+    /// <summary>
+    /// Rewrites one file's log as one row per committed range, folded through <paramref name="commitId"/>. The other
+    /// file's log keeps its rows until a fold there: every one of them is a committed number, so reading both logs
+    /// and the readings after the latest fold of either still finds every number.
+    /// </summary>
+    private void Fold(DuckDBConnection connection, string catalog, long commitId)
     {
+        var file = DuckDbDatabase.Quote(catalog);
         using var transaction = connection.BeginTransaction();
         using (var delete = connection.CreateCommand())
         {
-            delete.CommandText = "DELETE FROM device_sequences; DELETE FROM sequence_folds;";
+            delete.CommandText = $"DELETE FROM {file}.main.device_sequences; DELETE FROM {file}.main.sequence_folds;";
             delete.ExecuteNonQuery();
         }
 
-        using (var appender = connection.CreateAppender("device_sequences"))
+        using (var appender = connection.CreateAppender(catalog, "main", "device_sequences"))
         {
             foreach (var (deviceId, ranges) in _committed)
             {
@@ -152,7 +160,7 @@ internal sealed class SequenceLedger
 
         using (var folded = connection.CreateCommand())
         {
-            folded.CommandText = "INSERT INTO sequence_folds VALUES ($1)";
+            folded.CommandText = $"INSERT INTO {file}.main.sequence_folds VALUES ($1)";
             folded.Parameters.Add(new DuckDBParameter(commitId));
             folded.ExecuteNonQuery();
         }

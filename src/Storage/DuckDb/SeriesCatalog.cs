@@ -28,7 +28,7 @@ internal sealed class SeriesCatalog
     public SeriesCatalog(DuckDBConnection connection)
     {
         using var load = connection.CreateCommand();
-        load.CommandText = "SELECT series_id, patient_id, device_id, kind FROM series";
+        load.CommandText = "SELECT series_id, patient_id, device_id, kind FROM all_series";
         using var reader = load.ExecuteReader();
         while (reader.Read())
         {
@@ -55,8 +55,10 @@ internal sealed class SeriesCatalog
     /// <summary>True when series wait to be stored with the current commit.</summary>
     public bool HasStaged => _staged.Count > 0;
 
-    /// <summary>Appends the series staged since the last commit that went through, inside the current commit's transaction.</summary>
-    public void AppendStaged(DuckDBConnection connection)
+    /// <summary>
+    /// Appends the series staged since the last commit that went through to the commit's file, inside its transaction.
+    /// </summary>
+    public void AppendStaged(DuckDBConnection connection, string catalog)
     {
         if (_staged.Count == 0)
         {
@@ -66,7 +68,7 @@ internal sealed class SeriesCatalog
         if (_mayBeStored)
         {
             using var stored = connection.CreateCommand();
-            stored.CommandText = "SELECT series_id FROM series WHERE series_id >= $1";
+            stored.CommandText = "SELECT series_id FROM all_series WHERE series_id >= $1";
             stored.Parameters.Add(new DuckDBParameter(_staged.Min(series => series.Id)));
             var inFile = new HashSet<int>();
             using (var reader = stored.ExecuteReader())
@@ -80,7 +82,7 @@ internal sealed class SeriesCatalog
             _staged.RemoveAll(series => inFile.Contains(series.Id));
         }
 
-        using var appender = connection.CreateAppender("series");
+        using var appender = connection.CreateAppender(catalog, "main", "series");
         foreach (var (patientId, deviceId, kind, id) in _staged)
         {
             appender.CreateRow().AppendValue(id).AppendValue(patientId).AppendValue(deviceId).AppendValue((byte)kind).EndRow();

@@ -30,6 +30,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
     private readonly SeriesBackend _backend;
     private readonly SequenceLedger _sequences;
     private readonly DuckDB.NET.Data.DuckDBConnection _ledgerConnection;
+    private readonly ReadingsFiles _ledgerFiles;
     private readonly TimeProvider _timeProvider;
     private readonly ILogger<InfluxRawSeriesStore> _logger;
     private readonly List<string> _chunks = [];
@@ -45,8 +46,9 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         _backend = backend;
         _timeProvider = timeProvider;
         _logger = logger;
+        _ledgerFiles = database.Readings;
         _ledgerConnection = database.OpenConnection();
-        _sequences = new SequenceLedger(_ledgerConnection, lastCommitId: 0, readingsCarrySequences: false);
+        _sequences = new SequenceLedger(_ledgerConnection, _ledgerFiles.Active, lastCommitId: 0, readingsCarrySequences: false);
     }
 
     private ISeriesReader Reader => _backend.Reader;
@@ -248,10 +250,12 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
     {
         try
         {
+            _ledgerFiles.BetweenCommits();
+            var catalog = _ledgerFiles.Active;
             using var transaction = _ledgerConnection.BeginTransaction();
-            _sequences.AppendStaged(_ledgerConnection);
+            _sequences.AppendStaged(_ledgerConnection, catalog);
             transaction.Commit();
-            _sequences.Committed(_ledgerConnection, _lastCommitId);
+            _sequences.Committed(_ledgerConnection, catalog, _lastCommitId);
         }
         catch (Exception exception)
         {

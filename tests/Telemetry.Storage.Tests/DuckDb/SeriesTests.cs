@@ -109,24 +109,26 @@ public sealed class SeriesTests : IDisposable
         using var connection = database.OpenConnection();
         var catalog = new SeriesCatalog(connection);
         var id = catalog.IdOf("patient-1", "watch-1", VitalKind.HeartRate);
+        var (first, second) = (database.Readings.Catalogs.First(), database.Readings.Catalogs.Last());
         using (var transaction = connection.BeginTransaction())
         {
-            catalog.AppendStaged(connection);
+            catalog.AppendStaged(connection, second);
             transaction.Commit();
         }
 
         // The commit reported an error although its transaction was durable: the series stay staged, and the next
-        // commit must find them in the file rather than write them twice (every join would double their readings).
+        // commit must find them in the files rather than write them twice (every join would double their readings),
+        // even when it goes to the other readings file.
         catalog.Failed();
         var other = catalog.IdOf("patient-2", "watch-2", VitalKind.HeartRate);
         using (var transaction = connection.BeginTransaction())
         {
-            catalog.AppendStaged(connection);
+            catalog.AppendStaged(connection, first);
             transaction.Commit();
         }
 
         catalog.Committed();
-        Assert.Equal(2L, Scalar(database, "SELECT count(*) FROM series"));
+        Assert.Equal(2L, Scalar(database, "SELECT count(*) FROM all_series"));
         var reloaded = new SeriesCatalog(connection);
         Assert.Equal((id, other), (reloaded.IdOf("patient-1", "watch-1", VitalKind.HeartRate), reloaded.IdOf("patient-2", "watch-2", VitalKind.HeartRate)));
     }

@@ -1,0 +1,185 @@
+using Telemetry.Core.Readings;
+using Telemetry.Core.Rollups;
+using Telemetry.Core.Vitals;
+using Telemetry.Storage.DuckDb;
+using static Telemetry.Storage.Tests.DuckDb.Batches;
+using static Telemetry.Storage.Tests.DuckDb.Sql;
+
+namespace Telemetry.Storage.Tests.DuckDb;
+
+/// <summary>
+/// The readings alternate between the database file and a second file beside it, so that a checkpoint of one holds no
+/// commit: every query reads both, each commit stays whole in one, and a restart finds every batch number in either.
+/// </summary>
+public sealed class ReadingsFilesTests : IDisposable
+{
+    private const int Devices = 10;
+
+    // The smallest WAL limit there is, so a few hundred kilobytes of readings move between the files several times.
+    private readonly TemporaryDirectory _directory = new();
+    private readonly Microsoft.Extensions.Options.IOptions<DuckDbOptions> _options;
+    private DuckDbDatabase _database;
+    private DuckDbRawSeriesStore _store;
+
+    public ReadingsFilesTests()
+    {
+        _options = Microsoft.Extensions.Options.Options.Create(new DuckDbOptions { Path = Path.Combine(_directory.Path, "telemetry.duckdb"), CheckpointWalBytes = 65_536 });
+        _database = new DuckDbDatabase(_options);
+        _store = new DuckDbRawSeriesStore(_database);
+    }
+
+    public void Dispose()
+    {
+        _store.Dispose();
+        _database.Dispose();
+        _directory.Dispose();
+    }
+
+    [Fact]
+    public void The_second_file_lies_beside_the_database()
+    {
+        Assert.Equal(Path.Combine(_directory.Path, "telemetry.readings.duckdb"), _database.SecondReadingsPath);
+        Assert.True(File.Exists(_database.SecondReadingsPath));
+    }
+
+    [Fact]
+    public async Task Commits_move_between_the_files_and_every_reading_is_read_once_from_either()
+    {
+        var batches = Numbered(commits: 40, perCommit: 250);
+        CommitAll(batches, perCommit: 250);
+
+        Assert.True(Scalar(_database, "SELECT count(*) FROM readings") > 0);
+        Assert.True(Scalar(_database, "SELECT count(*) FROM readings_b.readings") > 0);
+        Assert.Equal(batches.Count, Scalar(_database, "SELECT count(*) FROM all_readings"));
+        Assert.Equal(Devices, Scalar(_database, "SELECT count(*) FROM all_series"));
+
+        var aggregate = await _store.AggregateAsync("patient-3", T0, T0 + 3_600_000, Resolution.Hour);
+        Assert.Equal(batches.Count / Devices, Assert.Single(aggregate.Windows).Window.Count);
+        var read = await _store.ReadAsync("patient-3", VitalKind.HeartRate, T0, T0 + 3_600_000, limit: 10_000);
+        Assert.Equal(batches.Count / Devices, read.Select(reading => reading.TimestampMs).Distinct().Count());
+        Assert.Equal(batches.Count / Devices, read.Count);
+    }
+
+    [Fact]
+    public void Batches_committed_to_either_file_are_duplicates_when_resent_before_and_after_a_restart()
+    {
+        // More batch numbers than a fold of the sequence log takes, so a fold lands in one of the files.
+        var batches = Numbered(commits: 110, perCommit: 1_000);
+        CommitAll(batches, perCommit: 1_000);
+
+        foreach (var restart in (bool[])[false, true])
+        {
+            if (restart)
+            {
+                Reopen();
+            }
+
+            foreach (var chunk in batches.Chunk(1_000))
+            {
+                Assert.All(_store.Commit(chunk).Outcomes, outcome => Assert.Equal(CommitOutcome.Duplicate, outcome));
+            }
+        }
+
+        Assert.Equal(batches.Count, Scalar(_database, "SELECT count(*) FROM all_readings"));
+        Assert.True(Scalar(_database, "SELECT count(*) FROM all_sequence_folds") > 0);
+    }
+
+    [Fact]
+    public void Readings_resent_without_their_batch_number_are_found_in_either_file()
+    {
+        var batches = Numbered(commits: 40, perCommit: 250);
+        CommitAll(batches, perCommit: 250);
+        Reopen();
+
+        var resent = batches.Select(batch => batch with { Sequence = 0 }).ToArray();
+        foreach (var chunk in resent.Chunk(250))
+        {
+            _store.Commit(chunk);
+        }
+
+        Assert.Equal(batches.Count, Scalar(_database, "SELECT count(*) FROM all_readings"));
+    }
+
+    [Fact]
+    public async Task A_commit_to_the_second_file_keeps_its_new_series_and_quarantine_with_its_readings()
+    {
+        CommitUntilTheSecondFileIsActive();
+
+        var batch = Of("patch-1", "patient-new", 1, new VitalReading(VitalKind.BodyTemperature, T0, 36.6)) with
+        {
+            Quarantined = new[] { new VitalReading(VitalKind.BodyTemperature, T0 + 1_000, 90) },
+        };
+        _store.Commit(batch);
+        Reopen();
+
+        Assert.Equal(1L, Scalar(_database, "SELECT count(*) FROM readings_b.series WHERE patient_id = 'patient-new'"));
+        Assert.Equal(1L, Scalar(_database, "SELECT count(*) FROM readings_b.quarantine WHERE device_id = 'patch-1'"));
+        Assert.Equal([36.6], (await _store.ReadAsync("patient-new", VitalKind.BodyTemperature, T0, T0 + 60_000, limit: 10)).Select(reading => reading.Value));
+        Assert.Equal(90, Assert.Single(await _store.ReadQuarantineAsync("patch-1", limit: 10)).Reading.Value);
+        Assert.Equal([CommitOutcome.Duplicate], _store.Commit(batch).Outcomes);
+    }
+
+    [Fact]
+    public async Task Retention_deletes_old_readings_from_both_files()
+    {
+        var batches = Numbered(commits: 40, perCommit: 250);
+        CommitAll(batches, perCommit: 250);
+
+        var deleted = await _store.DeleteBeforeAsync(T0 + 3_600_000);
+
+        Assert.Equal(batches.Count, deleted);
+        Assert.Equal(0L, Scalar(_database, "SELECT count(*) FROM all_readings"));
+    }
+
+    [Fact]
+    public async Task The_file_left_is_checkpointed_in_the_background()
+    {
+        CommitUntilTheSecondFileIsActive();
+
+        // The checkpoint thread wakes when the commit loop moves; nothing else checkpoints at this WAL size.
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (_database.Readings.Checkpoints == 0 && waited.Elapsed < TimeSpan.FromSeconds(30))
+        {
+            await Task.Delay(20);
+        }
+
+        Assert.True(_database.Readings.Checkpoints > 0);
+        Assert.False(File.Exists(_database.FilePath + ".wal") && new FileInfo(_database.FilePath + ".wal").Length >= _options.Value.CheckpointWalBytes);
+    }
+
+    /// <summary>Batches of one reading each, numbered per device, enough for <paramref name="commits"/> of <paramref name="perCommit"/>.</summary>
+    private static List<DeviceBatch> Numbered(int commits, int perCommit) =>
+        [.. Enumerable.Range(0, commits * perCommit).Select(i => Of(
+            $"watch-{i % Devices}", $"patient-{i % Devices}", (ulong)(i / Devices) + 1,
+            new VitalReading(VitalKind.HeartRate, T0 + ((i / Devices) * 100L), 60 + (i % 40))))];
+
+    private void CommitAll(List<DeviceBatch> batches, int perCommit)
+    {
+        foreach (var chunk in batches.Chunk(perCommit))
+        {
+            Assert.All(_store.Commit(chunk).Outcomes, outcome => Assert.Equal(CommitOutcome.Stored, outcome));
+        }
+    }
+
+    private void CommitUntilTheSecondFileIsActive()
+    {
+        var next = 0;
+        while (_database.Readings.Active != "readings_b")
+        {
+            Assert.True(next < 100_000, "the commits never moved to the second file");
+            _store.Commit([.. Enumerable.Range(next, 500).Select(i => Of("watch-0", "patient-0", (ulong)i + 1, new VitalReading(VitalKind.HeartRate, T0 + i, 70)))]);
+            next += 500;
+
+            // The move happens between commits, when the next one starts.
+            _database.Readings.BetweenCommits();
+        }
+    }
+
+    private void Reopen()
+    {
+        _store.Dispose();
+        _database.Dispose();
+        _database = new DuckDbDatabase(_options);
+        _store = new DuckDbRawSeriesStore(_database);
+    }
+}
