@@ -209,7 +209,12 @@ public sealed partial class MqttIngestEndpoint(
         {
             if (_draining)
             {
-                RefuseUncommitted(args, MqttPubAckReasonCode.ImplementationSpecificError, "the server is shutting down; publish again after reconnecting", "shutting_down");
+                // Every device hears the same during a drain: DISCONNECT 0x8B, and no PUBACK for this publish, which it
+                // sends again after reconnecting. (The DISCONNECT is sent at once; the broker's own close after the
+                // interceptor sends no second one.)
+                instruments.PayloadRejected(Protocol, "shutting_down");
+                await DisconnectAsync(args.ClientId, MqttDisconnectReasonCode.ServerShuttingDown, ShuttingDown);
+                args.CloseConnection = true;
                 return;
             }
 
@@ -227,6 +232,8 @@ public sealed partial class MqttIngestEndpoint(
             Interlocked.Decrement(ref _inFlight);
         }
     }
+
+    private const string ShuttingDown = "the server is shutting down; reconnect shortly and publish again what has no ack";
 
     /// <summary>
     /// For shutdown: takes no new connections and no new publishes, waits up to <paramref name="timeout"/> for the
@@ -251,7 +258,7 @@ public sealed partial class MqttIngestEndpoint(
         var clients = await server.GetClientsAsync();
         foreach (var client in clients)
         {
-            await TryDisconnectAsync(client, MqttDisconnectReasonCode.ServerShuttingDown, "the server is shutting down; reconnect shortly and publish again what has no ack");
+            await TryDisconnectAsync(client, MqttDisconnectReasonCode.ServerShuttingDown, ShuttingDown);
         }
 
         return clients.Count;
