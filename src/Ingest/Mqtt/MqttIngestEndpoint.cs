@@ -94,8 +94,17 @@ public sealed partial class MqttIngestEndpoint(
             return false;
         }
 
-        var client = (await server.GetClientsAsync()).FirstOrDefault(client => string.Equals(client.Id, deviceId, StringComparison.Ordinal));
-        return client is not null && await TryDisconnectAsync(client, code, reason);
+        try
+        {
+            // Looked up by id: listing every client would cost a status object per connection, for each device a drain ends.
+            await server.DisconnectClientAsync(deviceId, new MqttServerClientDisconnectOptions { ReasonCode = code, ReasonString = reason });
+            return true;
+        }
+        catch (InvalidOperationException)
+        {
+            // It had left meanwhile, or the broker is stopping.
+            return false;
+        }
     }
 
     private async Task EndIfOutdatedAsync(DeviceIdentity device)
