@@ -4,7 +4,10 @@ using Microsoft.Extensions.Options;
 
 namespace Telemetry.Storage.DuckDb;
 
-/// <summary>The embedded DuckDB file: creates the schema once and hands out connections to it.</summary>
+/// <summary>
+/// The embedded DuckDB file, with the second file the raw readings alternate with (see <see cref="ReadingsFiles"/>):
+/// creates the schema once and hands out connections to both.
+/// </summary>
 public sealed class DuckDbDatabase : IDisposable
 {
     /// <summary>The tables a commit of readings writes, in each of the two readings files (see <see cref="ReadingsFiles"/>).</summary>
@@ -71,38 +74,97 @@ public sealed class DuckDbDatabase : IDisposable
         _connectionString = $"Data Source={path}";
         _anchor = new DuckDBConnection(_connectionString);
         _anchor.Open();
+        try
+        {
+            Readings = Open(options.Value, logger ?? (ILogger)Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+        }
+        catch
+        {
+            _anchor.Dispose();
+            throw;
+        }
+    }
 
+    private ReadingsFiles Open(DuckDbOptions options, ILogger logger)
+    {
         // DuckDB would otherwise keep up to 80% of the machine's memory as its cache, growing with the file. Its own
-        // checkpoints are off: ReadingsFiles checkpoints each file when no commit needs it. (The values are checked here
-        // too, as they are written into the statements.)
-        System.ComponentModel.DataAnnotations.Validator.ValidateObject(options.Value, new System.ComponentModel.DataAnnotations.ValidationContext(options.Value), validateAllProperties: true);
-        Execute($"SET memory_limit = '{options.Value.MemoryLimit}'; SET GLOBAL checkpoint_threshold = '1TB';");
+        // checkpoints wait for four times the WAL limit, a fallback: ReadingsFiles checkpoints each file when no commit
+        // needs it. (The values are checked here too, as they are written into the statements.)
+        System.ComponentModel.DataAnnotations.Validator.ValidateObject(options, new System.ComponentModel.DataAnnotations.ValidationContext(options), validateAllProperties: true);
+        Execute($"SET memory_limit = '{options.MemoryLimit}'; SET GLOBAL checkpoint_threshold = '{4 * options.CheckpointWalBytes}B';");
 
         // The file's own tables first (upgrading a file from before series ids or sequence numbers), then the second
         // readings file, new or not, and the views that read both.
         SeriesCatalog.MigrateReadings(_anchor);
-        Execute(ReadingsSchema + Schema);
+        Execute(ReadingsSchema + Schema + PairSchema);
         SequenceLedger.AddSequenceColumn(_anchor);
 
         var catalog = Convert.ToString(Scalar("SELECT current_database()"), System.Globalization.CultureInfo.InvariantCulture)!;
-        Execute($"ATTACH IF NOT EXISTS {Literal(SecondReadingsPath)} AS {Quote(SecondReadingsCatalog)}; USE {Quote(SecondReadingsCatalog)};");
-        try
+        if (catalog == SecondReadingsCatalog)
         {
-            Execute(ReadingsSchema);
-        }
-        finally
-        {
-            Execute($"USE {Quote(catalog)}");
+            throw new InvalidOperationException($"The database file may not be named {SecondReadingsCatalog}: that name is the second readings file's.");
         }
 
+        AttachSecondFile(catalog);
         Execute(string.Concat(ReadingsFiles.Tables.Select(table =>
             $"CREATE OR REPLACE VIEW all_{table} AS SELECT * FROM {Quote(catalog)}.main.{table} UNION ALL SELECT * FROM {Quote(SecondReadingsCatalog)}.main.{table};")));
 
         DuckDbRollupStore.CreateSchema(_anchor);
         DuckDbPatientDirectory.CreateSchema(_anchor);
-        Readings = new ReadingsFiles(
-            (catalog, path), (SecondReadingsCatalog, SecondReadingsPath), options.Value.CheckpointWalBytes, OpenConnection,
-            logger ?? (ILogger)Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+        return new ReadingsFiles((catalog, FilePath), (SecondReadingsCatalog, SecondReadingsPath), options.CheckpointWalBytes, OpenConnection, logger);
+    }
+
+    /// <summary>Both readings files record the id of their pair, so that one is never opened with another's partner.</summary>
+    private const string PairSchema = "CREATE TABLE IF NOT EXISTS readings_pair (id UUID NOT NULL);";
+
+    /// <summary>
+    /// Attaches the second readings file, creating it on the first start. Once paired, the database refuses to open
+    /// without its own second file: starting with a missing or foreign one would lose the readings it holds from every
+    /// query, and store again the batches it holds when devices resend them. The second file records the pair's id
+    /// first, so a start stopped between the two writes finds an empty second file and pairs with it.
+    /// </summary>
+    private void AttachSecondFile(string catalog)
+    {
+        var paired = Scalar("SELECT min(id)::VARCHAR FROM readings_pair") as string;
+        if (paired is not null && !File.Exists(SecondReadingsPath))
+        {
+            throw new InvalidOperationException(
+                $"The database {FilePath} keeps raw readings also in {SecondReadingsPath}, which is missing. Restore it beside the " +
+                "database (the two are backed up together): without it, its readings would be missing from every query.");
+        }
+
+        Execute($"ATTACH IF NOT EXISTS {Literal(SecondReadingsPath)} AS {Quote(SecondReadingsCatalog)}; USE {Quote(SecondReadingsCatalog)};");
+        try
+        {
+            Execute(ReadingsSchema + PairSchema);
+            var second = Scalar("SELECT min(id)::VARCHAR FROM readings_pair") as string;
+            if (paired is null)
+            {
+                if (second is not null && Convert.ToInt64(Scalar("SELECT (SELECT count(*) FROM series) + (SELECT count(*) FROM device_sequences)"), System.Globalization.CultureInfo.InvariantCulture) > 0)
+                {
+                    throw new InvalidOperationException(
+                        $"{SecondReadingsPath} holds readings of another database than {FilePath}. Move it away, or put back the database it belongs with.");
+                }
+
+                if (second is null)
+                {
+                    second = Guid.NewGuid().ToString();
+                    Execute($"INSERT INTO readings_pair VALUES ('{second}')");
+                }
+
+                Execute($"USE {Quote(catalog)}; INSERT INTO readings_pair VALUES ('{second}');");
+            }
+            else if (!string.Equals(second, paired, StringComparison.Ordinal))
+            {
+                throw new InvalidOperationException(
+                    $"{SecondReadingsPath} is not the readings file {FilePath} was paired with (it is another database's, or a new one). " +
+                    "Put back the one the database was backed up with.");
+            }
+        }
+        finally
+        {
+            Execute($"USE {Quote(catalog)}");
+        }
     }
 
     /// <summary>The catalog name of the second readings file, attached to every connection.</summary>

@@ -13,9 +13,10 @@ namespace Telemetry.Storage.DuckDb;
 /// <remarks>
 /// The first file is the database's own (with the alerts, the grain state and the rollups); the second lies beside it.
 /// Each holds the tables one commit writes (readings, series, quarantine, the sequence log), and queries read both
-/// through the <c>all_*</c> views. DuckDB's own checkpoints are off (its threshold is global to the database); this
-/// thread also checkpoints whichever file's WAL grows past the limit for another reason, and, at twice the limit, even
-/// the active one (when the commit loop is idle, or the other file's checkpoint keeps failing).
+/// through the <c>all_*</c> views. DuckDB's own checkpoints wait for four times the limit (its threshold is global to
+/// the database, so it is a fallback); this thread also checkpoints whichever file's WAL grows past the limit for
+/// another reason, and, at twice the limit, even the active one (when the commit loop is idle, or the other file's
+/// checkpoint keeps failing).
 /// </remarks>
 internal sealed partial class ReadingsFiles : IDisposable
 {
@@ -28,6 +29,7 @@ internal sealed partial class ReadingsFiles : IDisposable
     private readonly long _walLimit;
     private readonly Func<DuckDBConnection> _openConnection;
     private readonly ILogger _logger;
+    private readonly Lock _lock = new();
     private readonly AutoResetEvent _wake = new(false);
     private readonly CancellationTokenSource _stopping = new();
     private readonly Thread _checkpointer;
@@ -55,65 +57,93 @@ internal sealed partial class ReadingsFiles : IDisposable
     public int Checkpoints => Volatile.Read(ref _checkpoints);
 
     /// <summary>
-    /// Called by the commit loop, the only writer of readings, between commits: moves to the other file when the
+    /// Called between commits by the commit loop (the one writer of new readings): moves to the other file when the
     /// active one's WAL has passed the limit and the other is checkpointed.
     /// </summary>
     public void BetweenCommits()
     {
-        var active = _files[_active];
-        if (active.WalBytes() < _walLimit)
+        lock (_lock)
         {
-            return;
+            var active = _files[_active];
+            if (active.WalBytes() < _walLimit)
+            {
+                return;
+            }
+
+            var other = _files[1 - _active];
+            if (other.Checkpointing || other.WalBytes() >= _walLimit)
+            {
+                return;
+            }
+
+            _active = 1 - _active;
         }
 
-        var other = _files[1 - _active];
-        if (Volatile.Read(ref other.Checkpointing) || other.WalBytes() >= _walLimit)
-        {
-            return;
-        }
-
-        _active = 1 - _active;
         _wake.Set();
     }
 
     private void CheckpointLoop()
     {
-        using var connection = OpenOrNull();
-        while (!_stopping.IsCancellationRequested)
+        DuckDBConnection? connection = null;
+        try
         {
-            _wake.WaitOne(Tick);
-            if (connection is null || _stopping.IsCancellationRequested)
+            while (!_stopping.IsCancellationRequested)
             {
-                continue;
-            }
-
-            for (var i = 0; i < _files.Length; i++)
-            {
-                var file = _files[i];
-                var limit = i == _active ? 2 * _walLimit : _walLimit;
-                if (file.WalBytes() >= limit)
+                _wake.WaitOne(Tick);
+                connection ??= OpenOrNull();
+                if (_stopping.IsCancellationRequested || connection is null)
                 {
-                    Checkpoint(connection, file);
+                    continue;
+                }
+
+                foreach (var file in _files)
+                {
+                    if (Claim(file))
+                    {
+                        Checkpoint(connection, file);
+                    }
                 }
             }
+        }
+        finally
+        {
+            connection?.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// True, and the file marked as being checkpointed, when its WAL is over the limit and it is not the active file
+    /// (or, the commit loop idle or the other file's checkpoint failing, over twice the limit).
+    /// </summary>
+    private bool Claim(File file)
+    {
+        lock (_lock)
+        {
+            var limit = file == _files[_active] ? 2 * _walLimit : _walLimit;
+            file.Checkpointing = file.WalBytes() >= limit;
+            return file.Checkpointing;
         }
     }
 
     private void Checkpoint(DuckDBConnection connection, File file)
     {
-        Volatile.Write(ref file.Checkpointing, true);
         try
         {
             using var command = connection.CreateCommand();
             command.CommandText = $"CHECKPOINT {DuckDbDatabase.Quote(file.Catalog)}";
             command.ExecuteNonQuery();
             Interlocked.Increment(ref _checkpoints);
+            file.Failures = 0;
         }
         catch (Exception exception) when (!_stopping.IsCancellationRequested)
         {
-            // The WAL keeps every commit; the next tick tries again.
-            LogCheckpointFailed(_logger, exception, file.Catalog);
-            _stopping.Token.WaitHandle.WaitOne(TimeSpan.FromSeconds(1));
+            // DuckDB refuses a checkpoint while another transaction holds the file's checkpoint lock (an update of an
+            // indexed table, a delete): the WAL keeps every commit, and the next tick tries again. Past four times the
+            // limit, DuckDB's own checkpoint on commit takes over.
+            if (file.Failures++ % 100 == 0)
+            {
+                LogCheckpointFailed(_logger, exception, file.Catalog, file.Failures, file.WalBytes());
+            }
         }
         catch (Exception)
         {
@@ -121,7 +151,10 @@ internal sealed partial class ReadingsFiles : IDisposable
         }
         finally
         {
-            Volatile.Write(ref file.Checkpointing, false);
+            lock (_lock)
+            {
+                file.Checkpointing = false;
+            }
         }
     }
 
@@ -133,7 +166,8 @@ internal sealed partial class ReadingsFiles : IDisposable
         }
         catch (Exception exception)
         {
-            LogCheckpointFailed(_logger, exception, "(connection)");
+            // Tried again on the next tick.
+            LogCheckpointFailed(_logger, exception, "(no connection)", 1, 0);
             return null;
         }
     }
@@ -152,14 +186,18 @@ internal sealed partial class ReadingsFiles : IDisposable
         _stopping.Dispose();
     }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Checkpointing the DuckDB file {Catalog} failed; its WAL keeps every commit and it is tried again")]
-    private static partial void LogCheckpointFailed(ILogger logger, Exception exception, string catalog);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Checkpointing the DuckDB file {Catalog} failed ({Failures} times in a row, WAL {WalBytes} bytes); the WAL keeps every commit, and it is tried again")]
+    private static partial void LogCheckpointFailed(ILogger logger, Exception exception, string catalog, int failures, long walBytes);
 
     private sealed class File(string catalog, string walPath)
     {
         public string Catalog { get; } = catalog;
 
-        public bool Checkpointing;
+        /// <summary>Set while the checkpoint thread works on the file (under the lock): the commit loop does not move to it.</summary>
+        public bool Checkpointing { get; set; }
+
+        /// <summary>Failed checkpoints in a row (the checkpoint thread's alone).</summary>
+        public int Failures { get; set; }
 
         public long WalBytes()
         {

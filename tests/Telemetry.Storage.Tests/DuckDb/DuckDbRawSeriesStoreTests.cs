@@ -120,13 +120,13 @@ public sealed class DuckDbRawSeriesStoreTests : IDisposable
         Execute(_file.Database, "ALTER TABLE quarantine RENAME TO quarantine_away");
 
         Assert.ThrowsAny<DuckDB.NET.Data.DuckDBException>(() => Store.Commit(batches));
-        Assert.Equal(1L, Scalar(_file.Database, "SELECT count(*) FROM readings"));
+        Assert.Equal(1L, Scalar(_file.Database, "SELECT count(*) FROM all_readings"));
 
         Execute(_file.Database, "ALTER TABLE quarantine_away RENAME TO quarantine");
         var again = Store.Commit(batches);
         Assert.All(again.Outcomes, outcome => Assert.Equal(CommitOutcome.Stored, outcome));
-        Assert.Equal(250_001L, Scalar(_file.Database, "SELECT count(*) FROM readings"));
-        Assert.Equal(1L, Scalar(_file.Database, "SELECT count(*) FROM quarantine"));
+        Assert.Equal(250_001L, Scalar(_file.Database, "SELECT count(*) FROM all_readings"));
+        Assert.Equal(1L, Scalar(_file.Database, "SELECT count(*) FROM all_quarantine"));
     }
 
     [Fact]
@@ -146,8 +146,8 @@ public sealed class DuckDbRawSeriesStoreTests : IDisposable
 
         Assert.Equal([CommitOutcome.Stored], resent.Outcomes);
         Assert.Equal(2, resent.Batches[0].Duplicates);
-        Assert.Equal(4L, Scalar(_file.Database, "SELECT count(*) FROM readings"));
-        Assert.Equal(4L, Scalar(_file.Database, "SELECT count(DISTINCT ts) FROM readings"));
+        Assert.Equal(4L, Scalar(_file.Database, "SELECT count(*) FROM all_readings"));
+        Assert.Equal(4L, Scalar(_file.Database, "SELECT count(DISTINCT ts) FROM all_readings"));
 
         // The failed commit's id is not handed out again.
         Assert.True(resent.CommitId > first.CommitId + 1);

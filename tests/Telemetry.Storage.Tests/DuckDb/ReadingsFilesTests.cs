@@ -81,7 +81,7 @@ public sealed class ReadingsFilesTests : IDisposable
         }
 
         Assert.Equal(batches.Count, Scalar(_database, "SELECT count(*) FROM all_readings"));
-        Assert.True(Scalar(_database, "SELECT count(*) FROM all_sequence_folds") > 0);
+        Assert.True(Scalar(_database, "SELECT max(commit_id) FROM all_sequence_folds") >= 100, "no fold during the commits");
     }
 
     [Fact]
@@ -147,6 +147,56 @@ public sealed class ReadingsFilesTests : IDisposable
         Assert.False(File.Exists(_database.FilePath + ".wal") && new FileInfo(_database.FilePath + ".wal").Length >= _options.Value.CheckpointWalBytes);
     }
 
+    [Fact]
+    public void A_database_whose_second_file_is_missing_refuses_to_open()
+    {
+        CommitUntilTheSecondFileIsActive();
+        _store.Commit(Of("patch-1", "patient-new", 1, new VitalReading(VitalKind.BodyTemperature, T0, 36.6)));
+        _store.Dispose();
+        _database.Dispose();
+        File.Move(SecondPath, SecondPath + ".away");
+
+        var refusal = Assert.Throws<InvalidOperationException>(() => new DuckDbDatabase(_options));
+
+        Assert.Contains(SecondPath, refusal.Message, StringComparison.Ordinal);
+        Assert.Contains("missing", refusal.Message, StringComparison.Ordinal);
+        File.Move(SecondPath + ".away", SecondPath);
+        ReopenDatabase();
+        Assert.Equal(1L, Scalar(_database, "SELECT count(*) FROM readings_b.readings"));
+    }
+
+    [Fact]
+    public void A_second_file_of_another_database_is_refused()
+    {
+        _store.Commit(Of("watch-1", "patient-1", 1, new VitalReading(VitalKind.HeartRate, T0, 70)));
+        _store.Dispose();
+        _database.Dispose();
+        using var other = new TemporaryDirectory();
+        var otherOptions = Microsoft.Extensions.Options.Options.Create(new DuckDbOptions { Path = Path.Combine(other.Path, "telemetry.duckdb") });
+        new DuckDbDatabase(otherOptions).Dispose();
+        File.Copy(Path.Combine(other.Path, "telemetry.readings.duckdb"), SecondPath, overwrite: true);
+        File.Delete(SecondPath + ".wal");
+
+        var refusal = Assert.Throws<InvalidOperationException>(() => new DuckDbDatabase(_options));
+
+        Assert.Contains("not the readings file", refusal.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_start_stopped_before_the_database_recorded_its_pair_pairs_with_the_empty_second_file()
+    {
+        _store.Dispose();
+        Execute(_database, "DELETE FROM readings_pair");
+        _database.Dispose();
+
+        ReopenDatabase();
+
+        Assert.Equal(1L, Scalar(_database, "SELECT count(*) FROM readings_pair"));
+        Assert.Equal(1L, Scalar(_database, "SELECT count(*) FROM readings_pair p JOIN readings_b.readings_pair b USING (id)"));
+    }
+
+    private string SecondPath => Path.Combine(_directory.Path, "telemetry.readings.duckdb");
+
     /// <summary>Batches of one reading each, numbered per device, enough for <paramref name="commits"/> of <paramref name="perCommit"/>.</summary>
     private static List<DeviceBatch> Numbered(int commits, int perCommit) =>
         [.. Enumerable.Range(0, commits * perCommit).Select(i => Of(
@@ -179,6 +229,11 @@ public sealed class ReadingsFilesTests : IDisposable
     {
         _store.Dispose();
         _database.Dispose();
+        ReopenDatabase();
+    }
+
+    private void ReopenDatabase()
+    {
         _database = new DuckDbDatabase(_options);
         _store = new DuckDbRawSeriesStore(_database);
     }

@@ -44,8 +44,8 @@ public sealed class SeriesTests : IDisposable
         Assert.Equal(new[] { 60.0 }, await Values(reopened.Store, "patient-1"));
         Assert.Equal(new[] { 70.0 }, await Values(reopened.Store, "patient-2"));
         Assert.Equal(new[] { 80.0 }, await Values(reopened.Store, "patient-3"));
-        Assert.Equal(3L, Scalar(reopened.Database, "SELECT count(*) FROM series"));
-        Assert.Equal(3L, Scalar(reopened.Database, "SELECT count(DISTINCT series_id) FROM series"));
+        Assert.Equal(3L, Scalar(reopened.Database, "SELECT count(*) FROM all_series"));
+        Assert.Equal(3L, Scalar(reopened.Database, "SELECT count(DISTINCT series_id) FROM all_series"));
     }
 
     [Fact]
