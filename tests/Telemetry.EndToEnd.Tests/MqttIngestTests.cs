@@ -28,6 +28,15 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
     }
 
     [Fact]
+    public async Task The_metrics_give_each_database_files_write_ahead_log()
+    {
+        var metrics = await Server.Http.GetStringAsync("/metrics");
+
+        Assert.Matches(@"telemetry_duckdb_wal_size_bytes\{[^}]*file=""telemetry\.duckdb""[^}]*\} \d+", metrics);
+        Assert.Matches(@"telemetry_duckdb_wal_size_bytes\{[^}]*file=""telemetry\.readings\.duckdb""[^}]*\} \d+", metrics);
+    }
+
+    [Fact]
     public async Task Mqtt_over_websocket_at_slash_mqtt_is_acked_after_commit()
     {
         var token = await Server.ProvisionAsync("mqtt-ws", "p-mqtt-ws");

@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using DuckDB.NET.Data;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -65,7 +66,7 @@ public sealed class DuckDbDatabase : IDisposable
     // Held open for the life of the process so the database instance, and its cache, stay loaded between queries.
     private readonly DuckDBConnection _anchor;
 
-    public DuckDbDatabase(IOptions<DuckDbOptions> options, ILogger<DuckDbDatabase>? logger = null)
+    public DuckDbDatabase(IOptions<DuckDbOptions> options, ILogger<DuckDbDatabase>? logger = null, IMeterFactory? meterFactory = null)
     {
         var path = System.IO.Path.GetFullPath(options.Value.Path);
         Directory.CreateDirectory(System.IO.Path.GetDirectoryName(path)!);
@@ -76,7 +77,7 @@ public sealed class DuckDbDatabase : IDisposable
         _anchor.Open();
         try
         {
-            Readings = Open(options.Value, logger ?? (ILogger)Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+            Readings = Open(options.Value, logger ?? (ILogger)Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, meterFactory);
         }
         catch
         {
@@ -85,7 +86,7 @@ public sealed class DuckDbDatabase : IDisposable
         }
     }
 
-    private ReadingsFiles Open(DuckDbOptions options, ILogger logger)
+    private ReadingsFiles Open(DuckDbOptions options, ILogger logger, IMeterFactory? meterFactory)
     {
         // DuckDB would otherwise keep up to 80% of the machine's memory as its cache, growing with the file. Its own
         // checkpoints wait for four times the WAL limit, a fallback: ReadingsFiles checkpoints each file when no commit
@@ -111,7 +112,7 @@ public sealed class DuckDbDatabase : IDisposable
 
         DuckDbRollupStore.CreateSchema(_anchor);
         DuckDbPatientDirectory.CreateSchema(_anchor);
-        return new ReadingsFiles((catalog, FilePath), (SecondReadingsCatalog, SecondReadingsPath), options.CheckpointWalBytes, OpenConnection, logger);
+        return new ReadingsFiles((catalog, FilePath), (SecondReadingsCatalog, SecondReadingsPath), options.CheckpointWalBytes, OpenConnection, logger, meterFactory);
     }
 
     /// <summary>Both readings files record the id of their pair, so that one is never opened with another's partner.</summary>

@@ -1,3 +1,5 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
 using DuckDB.NET.Data;
 using Microsoft.Extensions.Logging;
 
@@ -23,6 +25,11 @@ internal sealed partial class ReadingsFiles : IDisposable
     /// <summary>The tables one commit writes, created in each file.</summary>
     public static readonly string[] Tables = ["series", "readings", "quarantine", "device_sequences", "sequence_folds"];
 
+    public const string MeterName = "Telemetry";
+    public const string CheckpointDuration = "telemetry.duckdb.checkpoint.duration";
+    public const string CheckpointFailures = "telemetry.duckdb.checkpoint.failures";
+    public const string WalSize = "telemetry.duckdb.wal.size";
+
     private static readonly TimeSpan Tick = TimeSpan.FromMilliseconds(50);
 
     private readonly File[] _files;
@@ -34,15 +41,27 @@ internal sealed partial class ReadingsFiles : IDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly Thread _checkpointer;
     private volatile int _active;
+    private readonly Histogram<double>? _checkpointDuration;
+    private readonly Counter<long>? _checkpointFailures;
     private int _checkpoints;
     private int _disposed;
 
-    public ReadingsFiles((string Catalog, string Path) first, (string Catalog, string Path) second, long walLimit, Func<DuckDBConnection> openConnection, ILogger logger)
+    public ReadingsFiles(
+        (string Catalog, string Path) first, (string Catalog, string Path) second, long walLimit, Func<DuckDBConnection> openConnection, ILogger logger, IMeterFactory? meterFactory)
     {
-        _files = [new File(first.Catalog, first.Path + ".wal"), new File(second.Catalog, second.Path + ".wal")];
+        _files = [new File(first.Catalog, first.Path), new File(second.Catalog, second.Path)];
         _walLimit = walLimit;
         _openConnection = openConnection;
         _logger = logger;
+        if (meterFactory is not null)
+        {
+            var meter = meterFactory.Create(MeterName);
+            _checkpointDuration = meter.CreateHistogram(CheckpointDuration, "s", "DuckDB checkpoints of the database's files, by file.", tags: null,
+                advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] });
+            _checkpointFailures = meter.CreateCounter<long>(CheckpointFailures, "{checkpoint}", "DuckDB checkpoints refused or failed, by file; each is tried again.");
+            meter.CreateObservableGauge(WalSize, () => _files.Select(file => new Measurement<long>(file.WalBytes(), file.Tag)), "By", "Size of each database file's write-ahead log.");
+        }
+
         _checkpointer = new Thread(CheckpointLoop) { IsBackground = true, Name = "DuckDB checkpoints" };
         _checkpointer.Start();
     }
@@ -127,11 +146,13 @@ internal sealed partial class ReadingsFiles : IDisposable
 
     private void Checkpoint(DuckDBConnection connection, File file)
     {
+        var started = Stopwatch.GetTimestamp();
         try
         {
             using var command = connection.CreateCommand();
             command.CommandText = $"CHECKPOINT {DuckDbDatabase.Quote(file.Catalog)}";
             command.ExecuteNonQuery();
+            _checkpointDuration?.Record(Stopwatch.GetElapsedTime(started).TotalSeconds, file.Tag);
             Interlocked.Increment(ref _checkpoints);
             file.Failures = 0;
         }
@@ -140,6 +161,7 @@ internal sealed partial class ReadingsFiles : IDisposable
             // DuckDB refuses a checkpoint while another transaction holds the file's checkpoint lock (an update of an
             // indexed table, a delete): the WAL keeps every commit, and the next tick tries again. Past four times the
             // limit, DuckDB's own checkpoint on commit takes over.
+            _checkpointFailures?.Add(1, file.Tag);
             if (file.Failures++ % 100 == 0)
             {
                 LogCheckpointFailed(_logger, exception, file.Catalog, file.Failures, file.WalBytes());
@@ -189,9 +211,14 @@ internal sealed partial class ReadingsFiles : IDisposable
     [LoggerMessage(Level = LogLevel.Warning, Message = "Checkpointing the DuckDB file {Catalog} failed ({Failures} times in a row, WAL {WalBytes} bytes); the WAL keeps every commit, and it is tried again")]
     private static partial void LogCheckpointFailed(ILogger logger, Exception exception, string catalog, int failures, long walBytes);
 
-    private sealed class File(string catalog, string walPath)
+    private sealed class File(string catalog, string path)
     {
+        private readonly string _walPath = path + ".wal";
+
         public string Catalog { get; } = catalog;
+
+        /// <summary>The file's name, as the metrics' <c>file</c> tag.</summary>
+        public KeyValuePair<string, object?> Tag { get; } = new("file", System.IO.Path.GetFileName(path));
 
         /// <summary>Set while the checkpoint thread works on the file (under the lock): the commit loop does not move to it.</summary>
         public bool Checkpointing { get; set; }
@@ -201,7 +228,7 @@ internal sealed partial class ReadingsFiles : IDisposable
 
         public long WalBytes()
         {
-            var wal = new FileInfo(walPath);
+            var wal = new FileInfo(_walPath);
             return wal.Exists ? wal.Length : 0;
         }
     }

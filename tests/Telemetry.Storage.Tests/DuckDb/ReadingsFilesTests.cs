@@ -137,14 +137,109 @@ public sealed class ReadingsFilesTests : IDisposable
         CommitUntilTheSecondFileIsActive();
 
         // The checkpoint thread wakes when the commit loop moves; nothing else checkpoints at this WAL size.
-        var waited = System.Diagnostics.Stopwatch.StartNew();
-        while (_database.Readings.Checkpoints == 0 && waited.Elapsed < TimeSpan.FromSeconds(30))
+        await Until(() => _database.Readings.Checkpoints > 0, "the file left was not checkpointed");
+        Assert.False(File.Exists(_database.FilePath + ".wal") && new FileInfo(_database.FilePath + ".wal").Length >= _options.Value.CheckpointWalBytes);
+    }
+
+    [Fact]
+    public async Task A_checkpoint_refused_while_a_transaction_holds_the_file_is_counted_and_tried_again()
+    {
+        using var meterFactory = new MeterFactory();
+        _store.Dispose();
+        _database.Dispose();
+        _database = new DuckDbDatabase(_options, meterFactory: meterFactory);
+        _store = new DuckDbRawSeriesStore(_database);
+        var (failures, checkpoints) = (0, 0);
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = (instrument, listening) =>
         {
-            await Task.Delay(20);
+            if (instrument.Meter.Scope == meterFactory)
+            {
+                listening.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<long>((instrument, _, tags, _) =>
+        {
+            if (instrument.Name == ReadingsFiles.CheckpointFailures && OfTheDatabaseFile(tags))
+            {
+                Interlocked.Increment(ref failures);
+            }
+        });
+        listener.SetMeasurementEventCallback<double>((instrument, _, tags, _) =>
+        {
+            if (instrument.Name == ReadingsFiles.CheckpointDuration && OfTheDatabaseFile(tags))
+            {
+                Interlocked.Increment(ref checkpoints);
+            }
+        });
+        listener.Start();
+
+        // An UPDATE holds the file's checkpoint lock until its transaction ends (as a grain's state write does briefly).
+        Execute(_database, "CREATE TABLE held (v INTEGER); INSERT INTO held VALUES (1);");
+        using var holder = _database.OpenConnection();
+        using (var transaction = holder.BeginTransaction())
+        {
+            using (var update = holder.CreateCommand())
+            {
+                update.CommandText = "UPDATE held SET v = 2";
+                update.ExecuteNonQuery();
+            }
+
+            CommitUntilTheSecondFileIsActive();
+            await Until(() => Volatile.Read(ref failures) > 0, "the refused checkpoint was not counted");
+            Assert.Equal(0, Volatile.Read(ref checkpoints));
+            transaction.Commit();
         }
 
-        Assert.True(_database.Readings.Checkpoints > 0);
-        Assert.False(File.Exists(_database.FilePath + ".wal") && new FileInfo(_database.FilePath + ".wal").Length >= _options.Value.CheckpointWalBytes);
+        await Until(() => Volatile.Read(ref checkpoints) > 0, "the checkpoint was not tried again once the transaction ended");
+        var walSizes = new List<long>();
+        listener.SetMeasurementEventCallback<long>((instrument, value, _, _) =>
+        {
+            if (instrument.Name == ReadingsFiles.WalSize)
+            {
+                walSizes.Add(value);
+            }
+        });
+        listener.RecordObservableInstruments();
+        Assert.Equal(2, walSizes.Count);
+    }
+
+    /// <summary>Meters of this test's database alone (tests run side by side, each with its own).</summary>
+    private sealed class MeterFactory : System.Diagnostics.Metrics.IMeterFactory
+    {
+        private readonly List<System.Diagnostics.Metrics.Meter> _meters = [];
+
+        public System.Diagnostics.Metrics.Meter Create(System.Diagnostics.Metrics.MeterOptions options)
+        {
+            var meter = new System.Diagnostics.Metrics.Meter(options.Name, options.Version, options.Tags, scope: this);
+            _meters.Add(meter);
+            return meter;
+        }
+
+        public void Dispose() => _meters.ForEach(meter => meter.Dispose());
+    }
+
+    private static bool OfTheDatabaseFile(ReadOnlySpan<KeyValuePair<string, object?>> tags)
+    {
+        foreach (var tag in tags)
+        {
+            if (tag.Key == "file" && Equals(tag.Value, "telemetry.duckdb"))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private static async Task Until(Func<bool> condition, string failure)
+    {
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (!condition())
+        {
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), failure);
+            await Task.Delay(20);
+        }
     }
 
     [Fact]
