@@ -33,7 +33,7 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
         var metrics = await Server.Http.GetStringAsync("/metrics");
 
         Assert.Matches(@"telemetry_duckdb_wal_size_bytes\{[^}]*file=""telemetry\.duckdb""[^}]*\} \d+", metrics);
-        Assert.Matches(@"telemetry_duckdb_wal_size_bytes\{[^}]*file=""telemetry\.readings\.duckdb""[^}]*\} \d+", metrics);
+        Assert.Matches(@"telemetry_duckdb_wal_size_bytes\{[^}]*file=""telemetry\.readings-2\.duckdb""[^}]*\} \d+", metrics);
     }
 
     [Fact]

@@ -6,8 +6,8 @@ using Microsoft.Extensions.Options;
 namespace Telemetry.Storage.DuckDb;
 
 /// <summary>
-/// The embedded DuckDB file, with the second file the raw readings alternate with (see <see cref="ReadingsFiles"/>):
-/// creates the schema once and hands out connections to both.
+/// The embedded DuckDB file, with the two files the raw readings alternate between (see <see cref="ReadingsFiles"/>):
+/// creates the schema once and hands out connections to all three.
 /// </summary>
 public sealed class DuckDbDatabase : IDisposable
 {
@@ -71,7 +71,7 @@ public sealed class DuckDbDatabase : IDisposable
         var path = System.IO.Path.GetFullPath(options.Value.Path);
         Directory.CreateDirectory(System.IO.Path.GetDirectoryName(path)!);
         FilePath = path;
-        SecondReadingsPath = System.IO.Path.ChangeExtension(path, null) + ".readings.duckdb";
+        ReadingsPaths = [.. ReadingsCatalogs.Select((_, i) => System.IO.Path.ChangeExtension(path, null) + $".readings-{i + 1}.duckdb")];
         _connectionString = $"Data Source={path}";
         _anchor = new DuckDBConnection(_connectionString);
         _anchor.Open();
@@ -94,89 +94,101 @@ public sealed class DuckDbDatabase : IDisposable
         System.ComponentModel.DataAnnotations.Validator.ValidateObject(options, new System.ComponentModel.DataAnnotations.ValidationContext(options), validateAllProperties: true);
         Execute($"SET memory_limit = '{options.MemoryLimit}'; SET GLOBAL checkpoint_threshold = '{4 * options.CheckpointWalBytes}B';");
 
-        // The file's own tables first (upgrading a file from before series ids or sequence numbers), then the second
-        // readings file, new or not, and the views that read both.
+        // The file's own tables first (upgrading a file from before series ids or sequence numbers), then the two
+        // readings files, new or not, and the views that read all three.
         SeriesCatalog.MigrateReadings(_anchor);
         Execute(ReadingsSchema + Schema + PairSchema);
         SequenceLedger.AddSequenceColumn(_anchor);
 
         var catalog = Convert.ToString(Scalar("SELECT current_database()"), System.Globalization.CultureInfo.InvariantCulture)!;
-        if (catalog == SecondReadingsCatalog)
+        if (ReadingsCatalogs.Contains(catalog))
         {
-            throw new InvalidOperationException($"The database file may not be named {SecondReadingsCatalog}: that name is the second readings file's.");
+            throw new InvalidOperationException($"The database file may not be named {catalog}: that name is a readings file's.");
         }
 
-        AttachSecondFile(catalog);
+        AttachReadingsFiles(catalog);
+        string[] catalogs = [catalog, .. ReadingsCatalogs];
         Execute(string.Concat(ReadingsFiles.Tables.Select(table =>
-            $"CREATE OR REPLACE VIEW all_{table} AS SELECT * FROM {Quote(catalog)}.main.{table} UNION ALL SELECT * FROM {Quote(SecondReadingsCatalog)}.main.{table};")));
+            $"CREATE OR REPLACE VIEW all_{table} AS {string.Join(" UNION ALL ", catalogs.Select(from => $"SELECT * FROM {Quote(from)}.main.{table}"))};")));
 
         DuckDbRollupStore.CreateSchema(_anchor);
         DuckDbPatientDirectory.CreateSchema(_anchor);
-        return new ReadingsFiles((catalog, FilePath), (SecondReadingsCatalog, SecondReadingsPath), options.CheckpointWalBytes, OpenConnection, logger, meterFactory);
+        return new ReadingsFiles(
+            (catalog, FilePath), [.. ReadingsCatalogs.Zip(ReadingsPaths)], options.CheckpointWalBytes, OpenConnection, logger, meterFactory);
     }
 
-    /// <summary>Both readings files record the id of their pair, so that one is never opened with another's partner.</summary>
+    /// <summary>The database and its readings files record the id of their set, so that none is opened with another's.</summary>
     private const string PairSchema = "CREATE TABLE IF NOT EXISTS readings_pair (id UUID NOT NULL);";
 
     /// <summary>
-    /// Attaches the second readings file, creating it on the first start. Once paired, the database refuses to open
-    /// without its own second file: starting with a missing or foreign one would lose the readings it holds from every
-    /// query, and store again the batches it holds when devices resend them. The second file records the pair's id
-    /// first, so a start stopped between the two writes finds an empty second file and pairs with it.
+    /// Attaches the two readings files, creating them on the first start. Once paired, the database refuses to open
+    /// without its own readings files: starting with a missing or foreign one would lose the readings it holds from
+    /// every query, and store again the batches it holds when devices resend them. The readings files record the id
+    /// before the database does, so a start stopped part way finds them empty and pairs with them.
     /// </summary>
-    private void AttachSecondFile(string catalog)
+    private void AttachReadingsFiles(string catalog)
     {
         var paired = Scalar("SELECT min(id)::VARCHAR FROM readings_pair") as string;
-        if (paired is not null && !File.Exists(SecondReadingsPath))
+        var ids = new string?[ReadingsCatalogs.Length];
+        for (var i = 0; i < ReadingsCatalogs.Length; i++)
         {
-            throw new InvalidOperationException(
-                $"The database {FilePath} keeps raw readings also in {SecondReadingsPath}, which is missing. Restore it beside the " +
-                "database (the two are backed up together): without it, its readings would be missing from every query.");
-        }
-
-        Execute($"ATTACH IF NOT EXISTS {Literal(SecondReadingsPath)} AS {Quote(SecondReadingsCatalog)}; USE {Quote(SecondReadingsCatalog)};");
-        try
-        {
-            Execute(ReadingsSchema + PairSchema);
-            var second = Scalar("SELECT min(id)::VARCHAR FROM readings_pair") as string;
-            if (paired is null)
-            {
-                if (second is not null && Convert.ToInt64(Scalar("SELECT (SELECT count(*) FROM series) + (SELECT count(*) FROM device_sequences)"), System.Globalization.CultureInfo.InvariantCulture) > 0)
-                {
-                    throw new InvalidOperationException(
-                        $"{SecondReadingsPath} holds readings of another database than {FilePath}. Move it away, or put back the database it belongs with.");
-                }
-
-                if (second is null)
-                {
-                    second = Guid.NewGuid().ToString();
-                    Execute($"INSERT INTO readings_pair VALUES ('{second}')");
-                }
-
-                Execute($"USE {Quote(catalog)}; INSERT INTO readings_pair VALUES ('{second}');");
-            }
-            else if (!string.Equals(second, paired, StringComparison.Ordinal))
+            var (file, path) = (ReadingsCatalogs[i], ReadingsPaths[i]);
+            if (paired is not null && !File.Exists(path))
             {
                 throw new InvalidOperationException(
-                    $"{SecondReadingsPath} is not the readings file {FilePath} was paired with (it is another database's, or a new one). " +
-                    "Put back the one the database was backed up with.");
+                    $"The database {FilePath} keeps raw readings also in {path}, which is missing. Restore it beside the database " +
+                    "(the files are backed up together): without it, its readings would be missing from every query.");
+            }
+
+            Execute($"ATTACH IF NOT EXISTS {Literal(path)} AS {Quote(file)}; USE {Quote(file)};");
+            try
+            {
+                Execute(ReadingsSchema + PairSchema);
+                ids[i] = Scalar("SELECT min(id)::VARCHAR FROM readings_pair") as string;
+                if (paired is not null && !string.Equals(ids[i], paired, StringComparison.Ordinal))
+                {
+                    throw new InvalidOperationException(
+                        $"{path} is not the readings file {FilePath} was paired with (it is another database's, or a new one). " +
+                        "Put back the one the database was backed up with.");
+                }
+
+                if (paired is null && ids[i] is not null
+                    && Convert.ToInt64(Scalar("SELECT (SELECT count(*) FROM series) + (SELECT count(*) FROM device_sequences)"), System.Globalization.CultureInfo.InvariantCulture) > 0)
+                {
+                    throw new InvalidOperationException(
+                        $"{path} holds readings of another database than {FilePath}. Move it away, or put back the database it belongs with.");
+                }
+            }
+            finally
+            {
+                Execute($"USE {Quote(catalog)}");
             }
         }
-        finally
+
+        if (paired is null)
         {
-            Execute($"USE {Quote(catalog)}");
+            var id = ids.FirstOrDefault(id => id is not null) ?? Guid.NewGuid().ToString();
+            for (var i = 0; i < ReadingsCatalogs.Length; i++)
+            {
+                if (ids[i] != id)
+                {
+                    Execute($"DELETE FROM {Quote(ReadingsCatalogs[i])}.main.readings_pair; INSERT INTO {Quote(ReadingsCatalogs[i])}.main.readings_pair VALUES ('{id}');");
+                }
+            }
+
+            Execute($"INSERT INTO readings_pair VALUES ('{id}')");
         }
     }
 
-    /// <summary>The catalog name of the second readings file, attached to every connection.</summary>
-    private const string SecondReadingsCatalog = "readings_b";
+    /// <summary>The catalog names of the two readings files, attached to every connection.</summary>
+    private static readonly string[] ReadingsCatalogs = ["readings_1", "readings_2"];
 
     public string FilePath { get; }
 
-    /// <summary>The second file the readings alternate with (see <see cref="ReadingsFiles"/>), beside <see cref="FilePath"/>.</summary>
-    public string SecondReadingsPath { get; }
+    /// <summary>The two files the readings alternate between (see <see cref="ReadingsFiles"/>), beside <see cref="FilePath"/>.</summary>
+    public IReadOnlyList<string> ReadingsPaths { get; }
 
-    /// <summary>Which of the two files the next commit of readings writes to, and their checkpoints.</summary>
+    /// <summary>Which of the two files the next commit of readings writes to, and the checkpoints of all three.</summary>
     internal ReadingsFiles Readings { get; }
 
     /// <summary>An identifier in double quotes, for a statement.</summary>

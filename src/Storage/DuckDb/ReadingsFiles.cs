@@ -13,11 +13,13 @@ namespace Telemetry.Storage.DuckDb;
 /// the other file and a background thread checkpoints the one left.
 /// </summary>
 /// <remarks>
-/// The first file is the database's own (with the alerts, the grain state and the rollups); the second lies beside it.
-/// Each holds the tables one commit writes (readings, series, quarantine, the sequence log), and queries read both
-/// through the <c>all_*</c> views. DuckDB's own checkpoints wait for four times the limit (its threshold is global to
-/// the database, so it is a fallback); this thread also checkpoints whichever file's WAL grows past the limit for
-/// another reason, and, at twice the limit, even the active one (when the commit loop is idle, or the other file's
+/// Both readings files lie beside the database file, which keeps the alerts, the grain state and the rollups, and so
+/// is checkpointed only as those grow, holding no commit of readings. Each of the three holds the tables one commit
+/// writes (readings, series, quarantine, the sequence log): the database's own hold what was stored before the
+/// readings files existed, and are read and trimmed by retention but not written. Queries read all three through the
+/// <c>all_*</c> views. DuckDB's own checkpoints wait for four times the limit (its threshold is global to the
+/// database, so it is a fallback); this thread checkpoints whichever file's WAL grows past the limit and is not the
+/// active one, and, at twice the limit, even the active one (when the commit loop is idle, or the other file's
 /// checkpoint keeps failing).
 /// </remarks>
 internal sealed partial class ReadingsFiles : IDisposable
@@ -47,9 +49,15 @@ internal sealed partial class ReadingsFiles : IDisposable
     private int _disposed;
 
     public ReadingsFiles(
-        (string Catalog, string Path) first, (string Catalog, string Path) second, long walLimit, Func<DuckDBConnection> openConnection, ILogger logger, IMeterFactory? meterFactory)
+        (string Catalog, string Path) database, (string Catalog, string Path)[] alternating, long walLimit, Func<DuckDBConnection> openConnection, ILogger logger, IMeterFactory? meterFactory)
     {
-        _files = [new File(first.Catalog, first.Path), new File(second.Catalog, second.Path)];
+        if (alternating.Length != 2)
+        {
+            throw new ArgumentException("The readings alternate between two files.", nameof(alternating));
+        }
+
+        _files = [new File(database.Catalog, database.Path), .. alternating.Select(file => new File(file.Catalog, file.Path))];
+        _active = 1;
         _walLimit = walLimit;
         _openConnection = openConnection;
         _logger = logger;
@@ -69,7 +77,7 @@ internal sealed partial class ReadingsFiles : IDisposable
     /// <summary>The catalog (attached database) the next commit writes to.</summary>
     public string Active => _files[_active].Catalog;
 
-    /// <summary>Both catalogs, the database's own first.</summary>
+    /// <summary>Every catalog holding readings, the database's own first.</summary>
     public IEnumerable<string> Catalogs => _files.Select(file => file.Catalog);
 
     /// <summary>How many checkpoints this thread has run.</summary>
@@ -89,17 +97,20 @@ internal sealed partial class ReadingsFiles : IDisposable
                 return;
             }
 
-            var other = _files[1 - _active];
+            var other = _files[Other];
             if (other.Checkpointing || other.WalBytes() >= _walLimit)
             {
                 return;
             }
 
-            _active = 1 - _active;
+            _active = Other;
         }
 
         _wake.Set();
     }
+
+    /// <summary>The readings file that is not active.</summary>
+    private int Other => _active == 1 ? 2 : 1;
 
     private void CheckpointLoop()
     {

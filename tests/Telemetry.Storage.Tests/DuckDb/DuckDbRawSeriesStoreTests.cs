@@ -117,12 +117,12 @@ public sealed class DuckDbRawSeriesStoreTests : IDisposable
             .Select(b => Of("watch-1", "patient-1", (ulong)b + 2, [.. Enumerable.Range(0, 1_000).Select(r => new VitalReading(VitalKind.HeartRate, T0 + (b * 1_000) + r, 70))]))
             .ToArray();
         batches[^1] = batches[^1] with { Quarantined = new[] { new VitalReading(VitalKind.HeartRate, T0 + 250_000, 900) } };
-        Execute(_file.Database, "ALTER TABLE quarantine RENAME TO quarantine_away");
+        Execute(_file.Database, "ALTER TABLE readings_1.quarantine RENAME TO quarantine_away");
 
         Assert.ThrowsAny<DuckDB.NET.Data.DuckDBException>(() => Store.Commit(batches));
         Assert.Equal(1L, Scalar(_file.Database, "SELECT count(*) FROM all_readings"));
 
-        Execute(_file.Database, "ALTER TABLE quarantine_away RENAME TO quarantine");
+        Execute(_file.Database, "ALTER TABLE readings_1.quarantine_away RENAME TO quarantine");
         var again = Store.Commit(batches);
         Assert.All(again.Outcomes, outcome => Assert.Equal(CommitOutcome.Stored, outcome));
         Assert.Equal(250_001L, Scalar(_file.Database, "SELECT count(*) FROM all_readings"));
@@ -136,10 +136,10 @@ public sealed class DuckDbRawSeriesStoreTests : IDisposable
         // commit fails, and the file is then given its readings by hand, as such a retry would have stored them.
         var first = Store.Commit(Of("watch-1", "patient-1", 1, new VitalReading(VitalKind.HeartRate, T0, 60)));
         var batch = Of("watch-1", "patient-1", 2, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 61), new VitalReading(VitalKind.HeartRate, T0 + 2_000, 62));
-        Execute(_file.Database, "ALTER TABLE readings RENAME TO readings_away");
+        Execute(_file.Database, "ALTER TABLE readings_1.readings RENAME TO readings_away");
         Assert.ThrowsAny<DuckDB.NET.Data.DuckDBException>(() => Store.Commit(batch));
-        Execute(_file.Database, "ALTER TABLE readings_away RENAME TO readings");
-        Execute(_file.Database, $"INSERT INTO readings SELECT series_id, ts + to_seconds(i), 60 + i, {first.CommitId + 1}, 2 FROM readings, range(1, 3) t(i)");
+        Execute(_file.Database, "ALTER TABLE readings_1.readings_away RENAME TO readings");
+        Execute(_file.Database, $"INSERT INTO readings_1.readings SELECT series_id, ts + to_seconds(i), 60 + i, {first.CommitId + 1}, 2 FROM readings_1.readings, range(1, 3) t(i)");
 
         var resent = Store.Commit(batch);
         var next = Store.Commit(Of("watch-1", "patient-1", 3, new VitalReading(VitalKind.HeartRate, T0 + 3_000, 63)));

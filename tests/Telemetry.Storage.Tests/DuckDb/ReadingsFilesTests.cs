@@ -36,10 +36,10 @@ public sealed class ReadingsFilesTests : IDisposable
     }
 
     [Fact]
-    public void The_second_file_lies_beside_the_database()
+    public void The_readings_files_lie_beside_the_database()
     {
-        Assert.Equal(Path.Combine(_directory.Path, "telemetry.readings.duckdb"), _database.SecondReadingsPath);
-        Assert.True(File.Exists(_database.SecondReadingsPath));
+        Assert.Equal([Path.Combine(_directory.Path, "telemetry.readings-1.duckdb"), Path.Combine(_directory.Path, "telemetry.readings-2.duckdb")], _database.ReadingsPaths);
+        Assert.All(_database.ReadingsPaths, path => Assert.True(File.Exists(path)));
     }
 
     [Fact]
@@ -48,8 +48,9 @@ public sealed class ReadingsFilesTests : IDisposable
         var batches = Numbered(commits: 40, perCommit: 250);
         CommitAll(batches, perCommit: 250);
 
-        Assert.True(Scalar(_database, "SELECT count(*) FROM readings") > 0);
-        Assert.True(Scalar(_database, "SELECT count(*) FROM readings_b.readings") > 0);
+        Assert.True(Scalar(_database, "SELECT count(*) FROM readings_1.readings") > 0);
+        Assert.True(Scalar(_database, "SELECT count(*) FROM readings_2.readings") > 0);
+        Assert.Equal(0L, Scalar(_database, "SELECT count(*) FROM readings"));
         Assert.Equal(batches.Count, Scalar(_database, "SELECT count(*) FROM all_readings"));
         Assert.Equal(Devices, Scalar(_database, "SELECT count(*) FROM all_series"));
 
@@ -112,8 +113,8 @@ public sealed class ReadingsFilesTests : IDisposable
         _store.Commit(batch);
         Reopen();
 
-        Assert.Equal(1L, Scalar(_database, "SELECT count(*) FROM readings_b.series WHERE patient_id = 'patient-new'"));
-        Assert.Equal(1L, Scalar(_database, "SELECT count(*) FROM readings_b.quarantine WHERE device_id = 'patch-1'"));
+        Assert.Equal(1L, Scalar(_database, "SELECT count(*) FROM readings_2.series WHERE patient_id = 'patient-new'"));
+        Assert.Equal(1L, Scalar(_database, "SELECT count(*) FROM readings_2.quarantine WHERE device_id = 'patch-1'"));
         Assert.Equal([36.6], (await _store.ReadAsync("patient-new", VitalKind.BodyTemperature, T0, T0 + 60_000, limit: 10)).Select(reading => reading.Value));
         Assert.Equal(90, Assert.Single(await _store.ReadQuarantineAsync("patch-1", limit: 10)).Reading.Value);
         Assert.Equal([CommitOutcome.Duplicate], _store.Commit(batch).Outcomes);
@@ -137,8 +138,9 @@ public sealed class ReadingsFilesTests : IDisposable
         CommitUntilTheSecondFileIsActive();
 
         // The checkpoint thread wakes when the commit loop moves; nothing else checkpoints at this WAL size.
+        var first = _database.ReadingsPaths[0] + ".wal";
         await Until(() => _database.Readings.Checkpoints > 0, "the file left was not checkpointed");
-        Assert.False(File.Exists(_database.FilePath + ".wal") && new FileInfo(_database.FilePath + ".wal").Length >= _options.Value.CheckpointWalBytes);
+        Assert.False(File.Exists(first) && new FileInfo(first).Length >= _options.Value.CheckpointWalBytes);
     }
 
     [Fact]
@@ -160,28 +162,29 @@ public sealed class ReadingsFilesTests : IDisposable
         };
         listener.SetMeasurementEventCallback<long>((instrument, _, tags, _) =>
         {
-            if (instrument.Name == ReadingsFiles.CheckpointFailures && OfTheDatabaseFile(tags))
+            if (instrument.Name == ReadingsFiles.CheckpointFailures && OfTheFirstReadingsFile(tags))
             {
                 Interlocked.Increment(ref failures);
             }
         });
         listener.SetMeasurementEventCallback<double>((instrument, _, tags, _) =>
         {
-            if (instrument.Name == ReadingsFiles.CheckpointDuration && OfTheDatabaseFile(tags))
+            if (instrument.Name == ReadingsFiles.CheckpointDuration && OfTheFirstReadingsFile(tags))
             {
                 Interlocked.Increment(ref checkpoints);
             }
         });
         listener.Start();
 
-        // An UPDATE holds the file's checkpoint lock until its transaction ends (as a grain's state write does briefly).
-        Execute(_database, "CREATE TABLE held (v INTEGER); INSERT INTO held VALUES (1);");
+        // An UPDATE holds the file's checkpoint lock until its transaction ends (as a grain's state write holds the
+        // database file's briefly).
+        _store.Commit(Of("watch-0", "patient-0", 1, new VitalReading(VitalKind.HeartRate, T0 - 1, 70)));
         using var holder = _database.OpenConnection();
         using (var transaction = holder.BeginTransaction())
         {
             using (var update = holder.CreateCommand())
             {
-                update.CommandText = "UPDATE held SET v = 2";
+                update.CommandText = "UPDATE readings_1.readings SET value = 71";
                 update.ExecuteNonQuery();
             }
 
@@ -201,7 +204,7 @@ public sealed class ReadingsFilesTests : IDisposable
             }
         });
         listener.RecordObservableInstruments();
-        Assert.Equal(2, walSizes.Count);
+        Assert.Equal(3, walSizes.Count);
     }
 
     /// <summary>Meters of this test's database alone (tests run side by side, each with its own).</summary>
@@ -219,11 +222,11 @@ public sealed class ReadingsFilesTests : IDisposable
         public void Dispose() => _meters.ForEach(meter => meter.Dispose());
     }
 
-    private static bool OfTheDatabaseFile(ReadOnlySpan<KeyValuePair<string, object?>> tags)
+    private static bool OfTheFirstReadingsFile(ReadOnlySpan<KeyValuePair<string, object?>> tags)
     {
         foreach (var tag in tags)
         {
-            if (tag.Key == "file" && Equals(tag.Value, "telemetry.duckdb"))
+            if (tag.Key == "file" && Equals(tag.Value, "telemetry.readings-1.duckdb"))
             {
                 return true;
             }
@@ -257,7 +260,7 @@ public sealed class ReadingsFilesTests : IDisposable
         Assert.Contains("missing", refusal.Message, StringComparison.Ordinal);
         File.Move(SecondPath + ".away", SecondPath);
         ReopenDatabase();
-        Assert.Equal(1L, Scalar(_database, "SELECT count(*) FROM readings_b.readings"));
+        Assert.Equal(1L, Scalar(_database, "SELECT count(*) FROM readings_2.readings"));
     }
 
     [Fact]
@@ -269,7 +272,7 @@ public sealed class ReadingsFilesTests : IDisposable
         using var other = new TemporaryDirectory();
         var otherOptions = Microsoft.Extensions.Options.Options.Create(new DuckDbOptions { Path = Path.Combine(other.Path, "telemetry.duckdb") });
         new DuckDbDatabase(otherOptions).Dispose();
-        File.Copy(Path.Combine(other.Path, "telemetry.readings.duckdb"), SecondPath, overwrite: true);
+        File.Copy(Path.Combine(other.Path, "telemetry.readings-2.duckdb"), SecondPath, overwrite: true);
         File.Delete(SecondPath + ".wal");
 
         var refusal = Assert.Throws<InvalidOperationException>(() => new DuckDbDatabase(_options));
@@ -287,10 +290,10 @@ public sealed class ReadingsFilesTests : IDisposable
         ReopenDatabase();
 
         Assert.Equal(1L, Scalar(_database, "SELECT count(*) FROM readings_pair"));
-        Assert.Equal(1L, Scalar(_database, "SELECT count(*) FROM readings_pair p JOIN readings_b.readings_pair b USING (id)"));
+        Assert.Equal(1L, Scalar(_database, "SELECT count(*) FROM readings_pair p JOIN readings_1.readings_pair USING (id) JOIN readings_2.readings_pair USING (id)"));
     }
 
-    private string SecondPath => Path.Combine(_directory.Path, "telemetry.readings.duckdb");
+    private string SecondPath => Path.Combine(_directory.Path, "telemetry.readings-2.duckdb");
 
     /// <summary>Batches of one reading each, numbered per device, enough for <paramref name="commits"/> of <paramref name="perCommit"/>.</summary>
     private static List<DeviceBatch> Numbered(int commits, int perCommit) =>
@@ -309,7 +312,7 @@ public sealed class ReadingsFilesTests : IDisposable
     private void CommitUntilTheSecondFileIsActive()
     {
         var next = 0;
-        while (_database.Readings.Active != "readings_b")
+        while (_database.Readings.Active != "readings_2")
         {
             Assert.True(next < 100_000, "the commits never moved to the second file");
             _store.Commit([.. Enumerable.Range(next, 500).Select(i => Of("watch-0", "patient-0", (ulong)i + 1, new VitalReading(VitalKind.HeartRate, T0 + i, 70)))]);

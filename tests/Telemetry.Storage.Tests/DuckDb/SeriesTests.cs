@@ -27,13 +27,13 @@ public sealed class SeriesTests : IDisposable
 
             // The quarantine table moved away from under the store fails the commit after the batch's new series (patient-2's)
             // got their ids and its readings were appended.
-            Execute(file.Database, "ALTER TABLE quarantine RENAME TO quarantine_away");
+            Execute(file.Database, "ALTER TABLE readings_1.quarantine RENAME TO quarantine_away");
             var refused = Of("watch-2", "patient-2", 1, new VitalReading(VitalKind.HeartRate, T0, 70)) with
             {
                 Quarantined = new[] { new VitalReading(VitalKind.HeartRate, T0 + 1, 900) },
             };
             Assert.ThrowsAny<DuckDBException>(() => file.Store.Commit(refused));
-            Execute(file.Database, "ALTER TABLE quarantine_away RENAME TO quarantine");
+            Execute(file.Database, "ALTER TABLE readings_1.quarantine_away RENAME TO quarantine");
 
             file.Store.Commit(
                 Of("watch-3", "patient-3", 1, new VitalReading(VitalKind.HeartRate, T0, 80)),
@@ -109,7 +109,7 @@ public sealed class SeriesTests : IDisposable
         using var connection = database.OpenConnection();
         var catalog = new SeriesCatalog(connection);
         var id = catalog.IdOf("patient-1", "watch-1", VitalKind.HeartRate);
-        var (first, second) = (database.Readings.Catalogs.First(), database.Readings.Catalogs.Last());
+        var (first, second) = (database.Readings.Catalogs.ElementAt(1), database.Readings.Catalogs.ElementAt(2));
         using (var transaction = connection.BeginTransaction())
         {
             catalog.AppendStaged(connection, second);
