@@ -34,6 +34,7 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
 
         Assert.Matches(@"telemetry_duckdb_wal_size_bytes\{[^}]*file=""telemetry\.duckdb""[^}]*\} \d+", metrics);
         Assert.Matches(@"telemetry_duckdb_wal_size_bytes\{[^}]*file=""telemetry\.readings-2\.duckdb""[^}]*\} \d+", metrics);
+        Assert.Matches(@"telemetry_duckdb_wal_size_bytes\{[^}]*file=""telemetry\.readings-1\.duckdb""[^}]*\} \d+", metrics);
     }
 
     [Fact]

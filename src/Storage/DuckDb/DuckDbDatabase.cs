@@ -11,7 +11,10 @@ namespace Telemetry.Storage.DuckDb;
 /// </summary>
 public sealed class DuckDbDatabase : IDisposable
 {
-    /// <summary>The tables a commit of readings writes, in each of the two readings files (see <see cref="ReadingsFiles"/>).</summary>
+    /// <summary>
+    /// The tables a commit of readings writes, in each of the two readings files (see <see cref="ReadingsFiles"/>), and
+    /// in the database file for the readings stored before those existed.
+    /// </summary>
     private const string ReadingsSchema = SeriesCatalog.SeriesSchema + """
         CREATE TABLE IF NOT EXISTS quarantine (
             patient_id VARCHAR NOT NULL,
@@ -128,6 +131,16 @@ public sealed class DuckDbDatabase : IDisposable
     /// </summary>
     private void AttachReadingsFiles(string catalog)
     {
+        // The first form of this layout (one readings file beside the database, which took readings too) was never
+        // released; its file is not read, so a database written that way is refused rather than opened without it.
+        var firstForm = System.IO.Path.ChangeExtension(FilePath, null) + ".readings.duckdb";
+        if (File.Exists(firstForm))
+        {
+            throw new InvalidOperationException(
+                $"{firstForm} holds readings in a layout this server does not read (a development build's). Start with a new " +
+                "data directory, or move the file away if its readings are not needed.");
+        }
+
         var paired = Scalar("SELECT min(id)::VARCHAR FROM readings_pair") as string;
         var ids = new string?[ReadingsCatalogs.Length];
         for (var i = 0; i < ReadingsCatalogs.Length; i++)
@@ -153,7 +166,7 @@ public sealed class DuckDbDatabase : IDisposable
                 }
 
                 if (paired is null && ids[i] is not null
-                    && Convert.ToInt64(Scalar("SELECT (SELECT count(*) FROM series) + (SELECT count(*) FROM device_sequences)"), System.Globalization.CultureInfo.InvariantCulture) > 0)
+                    && Convert.ToInt64(Scalar("SELECT " + string.Join(" + ", ReadingsFiles.Tables.Select(table => $"(SELECT count(*) FROM {table})"))), System.Globalization.CultureInfo.InvariantCulture) > 0)
                 {
                     throw new InvalidOperationException(
                         $"{path} holds readings of another database than {FilePath}. Move it away, or put back the database it belongs with.");

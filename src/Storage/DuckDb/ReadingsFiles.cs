@@ -33,6 +33,7 @@ internal sealed partial class ReadingsFiles : IDisposable
     public const string WalSize = "telemetry.duckdb.wal.size";
 
     private static readonly TimeSpan Tick = TimeSpan.FromMilliseconds(50);
+    private static readonly TimeSpan MaxRetryDelay = TimeSpan.FromSeconds(2);
 
     private readonly File[] _files;
     private readonly long _walLimit;
@@ -115,12 +116,13 @@ internal sealed partial class ReadingsFiles : IDisposable
     private void CheckpointLoop()
     {
         DuckDBConnection? connection = null;
+        var connectionFailures = 0;
         try
         {
             while (!_stopping.IsCancellationRequested)
             {
                 _wake.WaitOne(Tick);
-                connection ??= OpenOrNull();
+                connection ??= OpenOrNull(ref connectionFailures);
                 if (_stopping.IsCancellationRequested || connection is null)
                 {
                     continue;
@@ -147,6 +149,11 @@ internal sealed partial class ReadingsFiles : IDisposable
     /// </summary>
     private bool Claim(File file)
     {
+        if (Stopwatch.GetTimestamp() < file.RetryAt)
+        {
+            return false;
+        }
+
         lock (_lock)
         {
             var limit = file == _files[_active] ? 2 * _walLimit : _walLimit;
@@ -166,13 +173,17 @@ internal sealed partial class ReadingsFiles : IDisposable
             _checkpointDuration?.Record(Stopwatch.GetElapsedTime(started).TotalSeconds, file.Tag);
             Interlocked.Increment(ref _checkpoints);
             file.Failures = 0;
+            file.RetryAt = 0;
         }
         catch (Exception exception) when (!_stopping.IsCancellationRequested)
         {
-            // DuckDB refuses a checkpoint while another transaction holds the file's checkpoint lock (an update of an
-            // indexed table, a delete): the WAL keeps every commit, and the next tick tries again. Past four times the
-            // limit, DuckDB's own checkpoint on commit takes over.
+            // DuckDB refuses a checkpoint while another transaction holds the file's checkpoint lock (an open UPDATE):
+            // the WAL keeps every commit, and the checkpoint is tried again, at once on the next tick, then less and
+            // less often (up to MaxRetryDelay) should it go on failing, as on a full disk. Past four times the limit,
+            // DuckDB's own checkpoint on commit takes over.
             _checkpointFailures?.Add(1, file.Tag);
+            var delay = Math.Min(Tick.TotalMilliseconds * Math.Pow(2, Math.Min(file.Failures, 10)), MaxRetryDelay.TotalMilliseconds);
+            file.RetryAt = Stopwatch.GetTimestamp() + (long)(delay * Stopwatch.Frequency / 1000);
             if (file.Failures++ % 100 == 0)
             {
                 LogCheckpointFailed(_logger, exception, file.Catalog, file.Failures, file.WalBytes());
@@ -191,16 +202,22 @@ internal sealed partial class ReadingsFiles : IDisposable
         }
     }
 
-    private DuckDBConnection? OpenOrNull()
+    private DuckDBConnection? OpenOrNull(ref int failures)
     {
         try
         {
-            return _openConnection();
+            var connection = _openConnection();
+            failures = 0;
+            return connection;
         }
         catch (Exception exception)
         {
             // Tried again on the next tick.
-            LogCheckpointFailed(_logger, exception, "(no connection)", 1, 0);
+            if (failures++ % 100 == 0)
+            {
+                LogConnectionFailed(_logger, exception, failures);
+            }
+
             return null;
         }
     }
@@ -219,6 +236,9 @@ internal sealed partial class ReadingsFiles : IDisposable
         _stopping.Dispose();
     }
 
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The DuckDB checkpoint thread could not open a connection ({Failures} times in a row); it tries again")]
+    private static partial void LogConnectionFailed(ILogger logger, Exception exception, int failures);
+
     [LoggerMessage(Level = LogLevel.Warning, Message = "Checkpointing the DuckDB file {Catalog} failed ({Failures} times in a row, WAL {WalBytes} bytes); the WAL keeps every commit, and it is tried again")]
     private static partial void LogCheckpointFailed(ILogger logger, Exception exception, string catalog, int failures, long walBytes);
 
@@ -236,6 +256,9 @@ internal sealed partial class ReadingsFiles : IDisposable
 
         /// <summary>Failed checkpoints in a row (the checkpoint thread's alone).</summary>
         public int Failures { get; set; }
+
+        /// <summary>When, after failures, the next checkpoint may be tried (a <see cref="Stopwatch"/> timestamp).</summary>
+        public long RetryAt { get; set; }
 
         public long WalBytes()
         {

@@ -134,8 +134,9 @@ internal sealed class SequenceLedger
 
     /// <summary>
     /// Rewrites one file's log as one row per committed range, folded through <paramref name="commitId"/>. The other
-    /// file's log keeps its rows until a fold there: every one of them is a committed number, so reading both logs
-    /// and the readings after the latest fold of either still finds every number.
+    /// files' logs keep their rows until a fold there (the database file's, from before the readings files, for good):
+    /// every one of them is a committed number, so reading every log and the readings after the latest fold in any
+    /// still finds every number.
     /// </summary>
     private void Fold(DuckDBConnection connection, string catalog, long commitId)
     {
