@@ -30,8 +30,7 @@ public sealed class ReadingsFilesTests : IDisposable
 
     public void Dispose()
     {
-        _store.Dispose();
-        _database.Dispose();
+        Close();
         _directory.Dispose();
     }
 
@@ -151,8 +150,7 @@ public sealed class ReadingsFilesTests : IDisposable
     public async Task A_checkpoint_refused_while_a_transaction_holds_the_file_is_counted_and_tried_again()
     {
         using var meterFactory = new MeterFactory();
-        _store.Dispose();
-        _database.Dispose();
+        Close();
         _database = new DuckDbDatabase(_options, meterFactory: meterFactory);
         _store = new DuckDbRawSeriesStore(_database);
         var (failures, checkpoints) = (0, 0);
@@ -254,11 +252,10 @@ public sealed class ReadingsFilesTests : IDisposable
     {
         CommitUntilTheSecondFileIsActive();
         _store.Commit(Of("patch-1", "patient-new", 1, new VitalReading(VitalKind.BodyTemperature, T0, 36.6)));
-        _store.Dispose();
-        _database.Dispose();
+        Close();
         File.Move(SecondPath, SecondPath + ".away");
 
-        var refusal = Assert.Throws<InvalidOperationException>(() => new DuckDbDatabase(_options));
+        var refusal = RefusalToOpen();
 
         Assert.Contains(SecondPath, refusal.Message, StringComparison.Ordinal);
         Assert.Contains("missing", refusal.Message, StringComparison.Ordinal);
@@ -271,15 +268,14 @@ public sealed class ReadingsFilesTests : IDisposable
     public void A_second_file_of_another_database_is_refused()
     {
         _store.Commit(Of("watch-1", "patient-1", 1, new VitalReading(VitalKind.HeartRate, T0, 70)));
-        _store.Dispose();
-        _database.Dispose();
+        Close();
         using var other = new TemporaryDirectory();
         var otherOptions = Microsoft.Extensions.Options.Options.Create(new DuckDbOptions { Path = Path.Combine(other.Path, "telemetry.duckdb") });
         new DuckDbDatabase(otherOptions).Dispose();
         File.Copy(Path.Combine(other.Path, "telemetry.readings-2.duckdb"), SecondPath, overwrite: true);
         File.Delete(SecondPath + ".wal");
 
-        var refusal = Assert.Throws<InvalidOperationException>(() => new DuckDbDatabase(_options));
+        var refusal = RefusalToOpen();
 
         Assert.Contains("not the readings file", refusal.Message, StringComparison.Ordinal);
     }
@@ -303,12 +299,11 @@ public sealed class ReadingsFilesTests : IDisposable
     public void A_new_database_beside_readings_files_that_hold_readings_is_refused()
     {
         _store.Commit(Of("watch-1", "patient-1", 1, new VitalReading(VitalKind.HeartRate, T0, 70)));
-        _store.Dispose();
-        _database.Dispose();
+        Close();
         File.Delete(_database.FilePath);
         File.Delete(_database.FilePath + ".wal");
 
-        var refusal = Assert.Throws<InvalidOperationException>(() => new DuckDbDatabase(_options));
+        var refusal = RefusalToOpen();
 
         Assert.Contains("holds readings of another database", refusal.Message, StringComparison.Ordinal);
     }
@@ -316,11 +311,10 @@ public sealed class ReadingsFilesTests : IDisposable
     [Fact]
     public void A_readings_file_of_the_first_form_of_this_layout_is_refused_rather_than_left_unread()
     {
-        _store.Dispose();
-        _database.Dispose();
+        Close();
         File.WriteAllText(Path.Combine(_directory.Path, "telemetry.readings.duckdb"), string.Empty);
 
-        var refusal = Assert.Throws<InvalidOperationException>(() => new DuckDbDatabase(_options));
+        var refusal = RefusalToOpen();
 
         Assert.Contains("telemetry.readings.duckdb", refusal.Message, StringComparison.Ordinal);
     }
@@ -357,10 +351,17 @@ public sealed class ReadingsFilesTests : IDisposable
 
     private void Reopen()
     {
-        _store.Dispose();
-        _database.Dispose();
+        Close();
         ReopenDatabase();
     }
+
+    private void Close()
+    {
+        _store.Dispose();
+        _database.Dispose();
+    }
+
+    private InvalidOperationException RefusalToOpen() => Assert.Throws<InvalidOperationException>(() => new DuckDbDatabase(_options));
 
     private void ReopenDatabase()
     {
