@@ -8,9 +8,10 @@ using Telemetry.Core.Vitals;
 namespace Telemetry.Storage.DuckDb;
 
 /// <summary>
-/// The raw series in the embedded DuckDB file. Commits append every batch of a flush through one appender in one
-/// transaction, together with the sequence numbers of the batches they store, so a batch and the record that it was
-/// committed become durable together and a resent batch is recognised after any restart. A stored reading is its
+/// The raw series in the embedded DuckDB files (see <see cref="ReadingsFiles"/>). Commits append every batch of a
+/// flush through one appender in one transaction, together with the sequence numbers of the batches they store, so a
+/// batch and the record that it was committed become durable together and a resent batch is recognised after any
+/// restart. A stored reading is its
 /// series' id (patient, device and vital, see <see cref="SeriesCatalog"/>), its time, its value, its commit and its
 /// batch's sequence number (see <see cref="SequenceLedger"/>).
 /// </summary>

@@ -9,7 +9,7 @@ namespace Telemetry.Storage.DuckDb;
 /// checkpoint their compression, on every reading; an id is looked up once per batch and vital.
 /// </summary>
 /// <remarks>
-/// The commit loop is the file's only writer, so the ids are handed out here, in memory, and the new ones are appended
+/// The commit loop is the only writer of series, so the ids are handed out here, in memory, and the new ones are appended
 /// to the <c>series</c> table in the commit's own transaction. A failed commit leaves its new series staged, so the
 /// next commit that goes through stores them (a series without readings is harmless; a reading without its series
 /// would be lost to every query).
@@ -21,10 +21,10 @@ internal sealed class SeriesCatalog
     private int _lastId;
 
     // Set when a commit failed: it may have failed after its transaction was durable (a commit can report an error
-    // after the WAL is written), so the next append first drops the staged series the file already holds.
+    // after the WAL is written), so the next append first drops the staged series the files already hold.
     private bool _mayBeStored;
 
-    /// <summary>Reads the series the file holds.</summary>
+    /// <summary>Reads the series every file holds (see <see cref="ReadingsFiles"/>).</summary>
     public SeriesCatalog(DuckDBConnection connection)
     {
         using var load = connection.CreateCommand();
@@ -38,7 +38,7 @@ internal sealed class SeriesCatalog
         }
     }
 
-    /// <summary>The series' id; a series new to the file gets the next one, stored with the current commit.</summary>
+    /// <summary>The series' id; a series new to the store gets the next one, stored with the current commit.</summary>
     public int IdOf(string patientId, string deviceId, VitalKind kind)
     {
         if (_ids.TryGetValue((patientId, deviceId, kind), out var id))
@@ -89,14 +89,14 @@ internal sealed class SeriesCatalog
         }
     }
 
-    /// <summary>The commit went through: the staged series are in the file.</summary>
+    /// <summary>The commit went through: the staged series are in its file.</summary>
     public void Committed()
     {
         _staged.Clear();
         _mayBeStored = false;
     }
 
-    /// <summary>The commit failed: its series stay staged for the next commit, which checks which the file holds.</summary>
+    /// <summary>The commit failed: its series stay staged for the next commit, which checks which the files hold.</summary>
     public void Failed() => _mayBeStored = _staged.Count > 0;
 
     /// <summary>
