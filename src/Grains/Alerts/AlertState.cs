@@ -7,7 +7,7 @@ namespace Telemetry.Grains.Alerts;
 /// and snooze marks per rule, and the events not yet handed to the alert store (the outbox).
 /// </summary>
 [GenerateSerializer]
-public sealed class AlertState
+public sealed class AlertState : IAlertOutbox
 {
     [Id(0)]
     public AlertRuleSet Rules { get; set; } = AlertRuleSet.Empty;
@@ -35,4 +35,6 @@ public sealed class AlertState
 
     [Id(7)]
     public DateTimeOffset? RulesUpdatedAt { get; set; }
+
+    IReadOnlyList<AlertEvent> IAlertOutbox.PendingEvents => Outbox;
 }

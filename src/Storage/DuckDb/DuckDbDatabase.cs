@@ -87,6 +87,8 @@ public sealed class DuckDbDatabase : IDisposable
             _anchor.Dispose();
             throw;
         }
+
+        StateWrites = new DuckDbStateWrites(this);
     }
 
     private ReadingsFiles Open(DuckDbOptions options, ILogger logger, IMeterFactory? meterFactory)
@@ -203,6 +205,9 @@ public sealed class DuckDbDatabase : IDisposable
 
     /// <summary>Which of the two files the next commit of readings writes to, and the checkpoints of all three.</summary>
     internal ReadingsFiles Readings { get; }
+
+    /// <summary>The one writer of grain state and the alert log, shared by every store over this file.</summary>
+    internal DuckDbStateWrites StateWrites { get; }
 
     /// <summary>An identifier in double quotes, for a statement.</summary>
     internal static string Quote(string identifier) => $"\"{identifier.Replace("\"", "\"\"", StringComparison.Ordinal)}\"";

@@ -1,3 +1,6 @@
+using Orleans;
+using Orleans.Runtime;
+using Orleans.Storage;
 using Telemetry.Core.Alerts;
 using Telemetry.Core.Storage;
 using Telemetry.Core.Vitals;
@@ -131,11 +134,94 @@ public sealed class DuckDbAlertStoreTests : IDisposable
         Assert.Equal(4, (await _store.ReadEventsAsync(0, null, 10)).Count);
     }
 
+    [Fact]
+    public async Task A_state_carrying_alert_events_stores_them_in_its_own_transaction_and_the_append_after_finds_them_stored()
+    {
+        var storage = new DuckDbGrainStorage(_database, new JsonStateSerializer());
+        var outbox = new OutboxState { Rules = 3 };
+        var state = new GrainState<OutboxState>(outbox);
+        outbox.Outbox.Add(Event("p-1", 1, AlertEventType.Raised, Alert("p-1~1", AlertStatus.Active)));
+
+        await storage.WriteStateAsync("alerts", PatientGrain("p-1"), state);
+
+        // In the log and in the alerts before anything was appended: the state and its events were one commit.
+        Assert.Equal(1, Assert.Single(await _store.ReadEventsAsync(0, "p-1", 10)).Position);
+        Assert.Equal(AlertStatus.Active, (await _store.GetAsync("p-1~1"))?.Status);
+
+        var appended = await _store.AppendAsync([.. outbox.Outbox]);
+        Assert.Equal(1, Assert.Single(appended).Position);
+        Assert.Equal("p-1~1", appended[0].Alert.AlertId);
+
+        // The next change of the same grain, and an append of another patient's, follow in order.
+        outbox.Outbox.Clear();
+        outbox.Outbox.Add(Event("p-1", 2, AlertEventType.Cleared, Alert("p-1~1", AlertStatus.Cleared)));
+        await storage.WriteStateAsync("alerts", PatientGrain("p-1"), state);
+        Assert.Equal(2, Assert.Single(await _store.AppendAsync([.. outbox.Outbox])).Position);
+        Assert.Equal(3, Assert.Single(await _store.AppendAsync([Event("p-2", 1, AlertEventType.Raised, Alert("p-2~1", AlertStatus.Active, "p-2"))])).Position);
+        Assert.Equal([1L, 2L, 3L], (await _store.ReadEventsAsync(0, null, 10)).Select(e => e.Position));
+        Assert.Equal(AlertStatus.Cleared, (await _store.GetAsync("p-1~1"))?.Status);
+
+        var read = new GrainState<OutboxState>();
+        await storage.ReadStateAsync("alerts", PatientGrain("p-1"), read);
+        Assert.Equal(3, read.State?.Rules);
+    }
+
+    [Fact]
+    public async Task A_state_write_refused_for_its_etag_stores_none_of_its_events()
+    {
+        var storage = new DuckDbGrainStorage(_database, new JsonStateSerializer());
+        await storage.WriteStateAsync("alerts", PatientGrain("p-1"), new GrainState<OutboxState>(new OutboxState()));
+        var outbox = new OutboxState();
+        var stale = new GrainState<OutboxState>(outbox) { ETag = "not the stored one" };
+        outbox.Outbox.Add(Event("p-1", 1, AlertEventType.Raised, Alert("p-1~1", AlertStatus.Active)));
+
+        await Assert.ThrowsAsync<InconsistentStateException>(() => storage.WriteStateAsync("alerts", PatientGrain("p-1"), stale));
+
+        Assert.Empty(await _store.ReadEventsAsync(0, null, 10));
+        Assert.Null(await _store.GetAsync("p-1~1"));
+        Assert.Equal(1, Assert.Single(await _store.AppendAsync([.. outbox.Outbox])).Position);
+    }
+
+    [Fact]
+    public async Task States_with_events_and_appends_made_at_once_share_one_order_of_positions_and_survive_a_restart()
+    {
+        var storage = new DuckDbGrainStorage(_database, new JsonStateSerializer());
+        var outboxes = Enumerable.Range(1, 40).Select(i => new OutboxState
+        {
+            Outbox = [Event($"p-{i}", 1, AlertEventType.Raised, Alert($"p-{i}~1", AlertStatus.Active, $"p-{i}"))],
+        }).ToList();
+
+        var writes = outboxes.Select((outbox, i) => storage.WriteStateAsync("alerts", PatientGrain($"p-{i + 1}"), new GrainState<OutboxState>(outbox))).ToList();
+        var appends = Enumerable.Range(100, 20)
+            .Select(i => _store.AppendAsync([Event($"p-{i}", 1, AlertEventType.Raised, Alert($"p-{i}~1", AlertStatus.Active, $"p-{i}"))]))
+            .ToList();
+        await Task.WhenAll(writes);
+        var appended = await Task.WhenAll(appends);
+
+        var stored = await _store.ReadEventsAsync(0, null, 100);
+        Assert.Equal(Enumerable.Range(1, 60).Select(i => (long)i), stored.Select(e => e.Position));
+        Assert.Equal(60, stored.Select(e => e.PatientId).Distinct().Count());
+        Assert.All(appended, events => Assert.Contains(stored, e => e.Position == events[0].Position && e.PatientId == events[0].PatientId));
+
+        // Opened again, the events the states carried are found where they were stored, not stored twice.
+        _database.Dispose();
+        _database = new DuckDbDatabase(_directory.Options);
+        _store = new DuckDbAlertStore(_database);
+        var again = await Task.WhenAll(outboxes.Select(outbox => _store.AppendAsync([.. outbox.Outbox])));
+        Assert.Equal(
+            outboxes.Select(outbox => stored.Single(e => e.PatientId == outbox.Outbox[0].PatientId).Position),
+            again.Select(events => Assert.Single(events).Position));
+        Assert.Equal(60, (await _store.ReadEventsAsync(0, null, 100)).Count);
+        Assert.Equal(61, Assert.Single(await _store.AppendAsync([Event("p-1", 2, AlertEventType.Cleared, Alert("p-1~1", AlertStatus.Cleared))])).Position);
+    }
+
     public void Dispose()
     {
         _database.Dispose();
         _directory.Dispose();
     }
+
+    private static GrainId PatientGrain(string patientId) => GrainId.Create("patient", patientId);
 
     private static AlertEvent Event(string patientId, long seq, AlertEventType type, Alert alert) =>
         new(patientId, seq, type, T0.AddSeconds(seq), alert);
@@ -143,4 +229,14 @@ public sealed class DuckDbAlertStoreTests : IDisposable
     private static Alert Alert(string alertId, AlertStatus status, string patientId = "p-1") =>
         new(alertId, patientId, "hr-high", AlertRuleType.Threshold, AlertCategory.Clinical, AlertPriority.Medium, VitalKind.HeartRate, status,
             "Heart rate 130 /min is at or above 120 /min", 130, T0, T0, ClearedAt: status == AlertStatus.Cleared ? T0.AddMinutes(5) : null);
+
+    /// <summary>A grain state with an outbox, as a patient's alert state is.</summary>
+    public sealed class OutboxState : IAlertOutbox
+    {
+        public int Rules { get; set; }
+
+        public List<AlertEvent> Outbox { get; set; } = [];
+
+        IReadOnlyList<AlertEvent> IAlertOutbox.PendingEvents => Outbox;
+    }
 }

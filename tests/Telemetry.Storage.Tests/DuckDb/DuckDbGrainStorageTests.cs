@@ -1,4 +1,3 @@
-using System.Text.Json;
 using Orleans;
 using Orleans.Runtime;
 using Orleans.Storage;
@@ -112,12 +111,5 @@ public sealed class DuckDbGrainStorageTests : IDisposable
             : this(0)
         {
         }
-    }
-
-    private sealed class JsonStateSerializer : IGrainStorageSerializer
-    {
-        public BinaryData Serialize<T>(T? input) => new(JsonSerializer.SerializeToUtf8Bytes(input));
-
-        public T Deserialize<T>(BinaryData input) => JsonSerializer.Deserialize<T>(input.ToMemory().Span)!;
     }
 }
