@@ -236,7 +236,8 @@ public sealed partial class PatientGrain(
 
     /// <summary>
     /// Persists the alert state with its new events, then stores the events and hands them on. If storing fails, the
-    /// events stay in the persisted outbox and go with the next change (or the next activation).
+    /// events stay in the persisted outbox and go with the next change (or the next activation). The DuckDB grain
+    /// storage stores the events in the state's own transaction, and the append finds them stored.
     /// </summary>
     private async Task CommitAlertsAsync(bool writeState, bool force = false)
     {

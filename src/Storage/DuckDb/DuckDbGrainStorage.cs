@@ -70,6 +70,4 @@ public sealed class DuckDbGrainStorage : IGrainStorage
         grainState.ETag = null;
         grainState.RecordExists = false;
     }
-
-    private sealed record StateChange(string StateName, GrainId GrainId, string? ExpectedETag, byte[]? Data, string? NewETag);
 }

@@ -1,3 +1,4 @@
+using System.Runtime.ExceptionServices;
 using System.Text.Json;
 using DuckDB.NET.Data;
 using DuckDB.NET.Native;
@@ -23,14 +24,16 @@ namespace Telemetry.Storage.DuckDb;
 /// </summary>
 internal sealed class DuckDbStateWrites
 {
-    // Events stored with a grain's state and not yet asked for by its append. The append follows the state write at
-    // once; entries stay only when a grain stops in between, and the append finds those in the file anyway.
+    // Events stored with a grain's state and not yet asked for by its append, the latest few thousand (oldest dropped
+    // first). The append follows the state write at once; an entry stays only when a grain stops in between, and an
+    // append that misses finds its events in the file anyway.
     private const int MaxStoredWithState = 4_096;
 
     private readonly DuckDbDatabase _database;
     private readonly WriteGroups<Write, Written> _writes;
     private readonly Lock _storedLock = new();
     private readonly Dictionary<(string PatientId, long Seq), AlertEvent> _storedWithState = [];
+    private readonly Queue<(string PatientId, long Seq)> _storedOrder = new();
 
     // The last position handed out, and each patient's last stored event number; read on the first write.
     private long _lastPosition = -1;
@@ -46,8 +49,12 @@ internal sealed class DuckDbStateWrites
     /// Writes (or, without <see cref="StateChange.Data"/>, clears) a grain's state with the events it carries. Returns
     /// the exception to throw when the stored ETag is not the one expected; nothing of the change is stored then.
     /// </summary>
-    public async Task<InconsistentStateException?> WriteStateAsync(StateChange change) =>
-        (await _writes.WriteAsync(new Write(change, change.Events))).Refused;
+    public async Task<InconsistentStateException?> WriteStateAsync(StateChange change)
+    {
+        var written = await _writes.WriteAsync(new Write(change, change.Events));
+        written.Failure?.Throw();
+        return written.Refused;
+    }
 
     /// <summary>Stores the events not stored before and returns every one of them with its position.</summary>
     public Task<IReadOnlyList<AlertEvent>> AppendAsync(IReadOnlyList<AlertEvent> events, CancellationToken cancellationToken)
@@ -60,8 +67,12 @@ internal sealed class DuckDbStateWrites
         return TakeStoredWithState(events) is { } stored ? Task.FromResult<IReadOnlyList<AlertEvent>>(stored) : AppendStoringAsync(events, cancellationToken);
     }
 
-    private async Task<IReadOnlyList<AlertEvent>> AppendStoringAsync(IReadOnlyList<AlertEvent> events, CancellationToken cancellationToken) =>
-        (await _writes.WriteAsync(new Write(null, events), cancellationToken)).Stored;
+    private async Task<IReadOnlyList<AlertEvent>> AppendStoringAsync(IReadOnlyList<AlertEvent> events, CancellationToken cancellationToken)
+    {
+        var written = await _writes.WriteAsync(new Write(null, events), cancellationToken);
+        written.Failure?.Throw();
+        return written.Stored;
+    }
 
     /// <summary>The events as stored with a state, when every one of them was; null otherwise.</summary>
     private AlertEvent[]? TakeStoredWithState(IReadOnlyList<AlertEvent> events)
@@ -88,15 +99,53 @@ internal sealed class DuckDbStateWrites
         }
     }
 
+    /// <summary>
+    /// Writes a group in one transaction. A group that fails is written again one write at a time, so a write that
+    /// cannot be stored (an event the log refuses) fails alone, not every grain whose state shared its group.
+    /// </summary>
     private Written[] WriteGroup(IReadOnlyList<Write> group)
     {
         try
         {
-            return WriteGroup(group, replaceRaised: false);
+            return WriteTransaction(group);
         }
-        catch (DuckDBException exception) when (exception.ErrorType == DuckDBErrorType.Constraint)
+        catch (Exception) when (group.Count > 1)
         {
-            return WriteGroup(group, replaceRaised: true);
+            var results = new Written[group.Count];
+            for (var i = 0; i < group.Count; i++)
+            {
+                try
+                {
+                    results[i] = WriteTransaction([group[i]])[0];
+                }
+                catch (Exception alone)
+                {
+                    results[i] = new Written(null, [], ExceptionDispatchInfo.Capture(alone));
+                }
+            }
+
+            return results;
+        }
+    }
+
+    private Written[] WriteTransaction(IReadOnlyList<Write> group)
+    {
+        try
+        {
+            try
+            {
+                return WriteTransaction(group, replaceRaised: false);
+            }
+            catch (DuckDBException exception) when (exception.ErrorType == DuckDBErrorType.Constraint)
+            {
+                return WriteTransaction(group, replaceRaised: true);
+            }
+        }
+        catch
+        {
+            // What the file holds is read again before the next write: another writer of the file may have moved on.
+            _lastPosition = -1;
+            throw;
         }
     }
 
@@ -106,13 +155,14 @@ internal sealed class DuckDbStateWrites
     /// grain numbers its alerts in the state it writes. Should a row of that id exist all the same (grain state restored
     /// from an older copy of the file), the group is written again with the row replaced.
     /// </summary>
-    private Written[] WriteGroup(IReadOnlyList<Write> group, bool replaceRaised)
+    private Written[] WriteTransaction(IReadOnlyList<Write> group, bool replaceRaised)
     {
         using var connection = _database.OpenConnection();
         if (_lastPosition < 0)
         {
+            var seqs = LastSeqs(connection);
             _lastPosition = LastPosition(connection);
-            _lastSeq = LastSeqs(connection);
+            _lastSeq = seqs;
         }
 
         using var transaction = connection.BeginTransaction();
@@ -138,16 +188,18 @@ internal sealed class DuckDbStateWrites
             for (var i = 0; i < group.Count; i++)
             {
                 results[i] = new Written(refused[i], stored[i]);
-                if (group[i].State is not null && stored[i].Count > 0)
+                if (group[i].State is null)
                 {
-                    if (_storedWithState.Count + stored[i].Count > MaxStoredWithState)
-                    {
-                        _storedWithState.Clear();
-                    }
+                    continue;
+                }
 
-                    foreach (var item in stored[i])
+                foreach (var item in stored[i])
+                {
+                    _storedWithState[(item.PatientId, item.Seq)] = item;
+                    _storedOrder.Enqueue((item.PatientId, item.Seq));
+                    if (_storedOrder.Count > MaxStoredWithState)
                     {
-                        _storedWithState[(item.PatientId, item.Seq)] = item;
+                        _storedWithState.Remove(_storedOrder.Dequeue());
                     }
                 }
             }
@@ -341,6 +393,9 @@ internal sealed class DuckDbStateWrites
     /// <summary>A state change with its events, or (without a state) an append of events alone.</summary>
     private readonly record struct Write(StateChange? State, IReadOnlyList<AlertEvent> Events);
 
-    /// <summary>A write's answer: the refusal of its state change, or its events as stored (with their positions).</summary>
-    private readonly record struct Written(InconsistentStateException? Refused, IReadOnlyList<AlertEvent> Stored);
+    /// <summary>
+    /// A write's answer: the refusal of its state change, or its events as stored (with their positions); or, when it
+    /// failed alone, the exception.
+    /// </summary>
+    private readonly record struct Written(InconsistentStateException? Refused, IReadOnlyList<AlertEvent> Stored, ExceptionDispatchInfo? Failure = null);
 }

@@ -179,7 +179,55 @@ public sealed class DuckDbAlertStoreTests : IDisposable
 
         Assert.Empty(await _store.ReadEventsAsync(0, null, 10));
         Assert.Null(await _store.GetAsync("p-1~1"));
+        var read = new GrainState<OutboxState>();
+        await storage.ReadStateAsync("alerts", PatientGrain("p-1"), read);
+        Assert.Empty(read.State?.Outbox ?? [null!]);
+
+        // Not taken for stored by the append after: it stores them.
         Assert.Equal(1, Assert.Single(await _store.AppendAsync([.. outbox.Outbox])).Position);
+        Assert.Equal(1, Assert.Single(await _store.ReadEventsAsync(0, null, 10)).Position);
+    }
+
+    [Fact]
+    public async Task Events_the_log_refuses_fail_their_own_write_alone_and_the_writes_after_go_on()
+    {
+        var storage = new DuckDbGrainStorage(_database, new JsonStateSerializer());
+        await _store.AppendAsync([Event("p-1", 1, AlertEventType.Raised, Alert("p-1~1", AlertStatus.Active))]);
+
+        // Another writer of the file takes the next position behind this one's back: an insert there breaks the key.
+        using (var other = _database.OpenConnection())
+        using (var insert = other.CreateCommand())
+        {
+            insert.CommandText = "INSERT INTO alert_events VALUES (2, 'p-x', 1, 'p-x~1', 0, now()::TIMESTAMP, '{}')";
+            insert.ExecuteNonQuery();
+        }
+
+        // Twenty grains write state (without events) at once with an append that cannot be stored where this writer
+        // would put it. The group fails; each write is tried again alone, and the state writes are stored.
+        var states = Enumerable.Range(10, 20)
+            .Select(i => storage.WriteStateAsync("alerts", PatientGrain($"p-{i}"), new GrainState<OutboxState>(new OutboxState { Rules = i })))
+            .ToList();
+        AlertEvent[] events = [Event("p-2", 1, AlertEventType.Raised, Alert("p-2~1", AlertStatus.Active, "p-2"))];
+        var append = _store.AppendAsync(events);
+        await Task.WhenAll(states);
+        var read = new GrainState<OutboxState>();
+        await storage.ReadStateAsync("alerts", PatientGrain("p-29"), read);
+        Assert.Equal(29, read.State?.Rules);
+
+        // After a failure the writer reads the log's end again: the append tried alone after its group failed is
+        // stored after the other writer's row; one that was alone in its group fails once, and its next try is.
+        IReadOnlyList<AlertEvent> stored;
+        try
+        {
+            stored = await append;
+        }
+        catch (DuckDB.NET.Data.DuckDBException)
+        {
+            stored = await _store.AppendAsync(events);
+        }
+
+        Assert.Equal(3, Assert.Single(stored).Position);
+        Assert.Equal([1L, 2L, 3L], (await _store.ReadEventsAsync(0, null, 10)).Select(e => e.Position));
     }
 
     [Fact]
