@@ -226,6 +226,24 @@ internal sealed class DuckDbStateWrites
 
         var etags = keys.ToDictionary(key => key, _ => (string?)null);
         void Found(DuckDBDataReader reader) => etags[(reader.GetString(0), reader.GetString(1))] = reader.GetString(2);
+
+        // One grain's update alone (an alert change at a time): the UPDATE checks the ETag itself, one statement where a
+        // read and an UPDATE cost DuckDB about half a millisecond more. The stored ETag is read only to refuse.
+        var withState = Enumerable.Range(0, group.Count).Where(i => group[i].State is not null).ToList();
+        if (withState is [var alone] && group[alone].State is { ExpectedETag: not null, Data: not null } single)
+        {
+            var (stateName, grainId) = keys[0];
+            if (DuckDbValues.ExecuteRow(connection, "UPDATE grain_state SET etag = $1, data = $2 WHERE grain_type = $3 AND grain_id = $4 AND etag = $5",
+                single.NewETag, single.Data, stateName, grainId, single.ExpectedETag) == 0)
+            {
+                DuckDbValues.ReadRow(connection, "SELECT grain_type, grain_id, etag FROM grain_state WHERE grain_type = $1 AND grain_id = $2",
+                    [stateName, grainId], Found);
+                results[alone] = Refusal(single, etags[keys[0]]);
+            }
+
+            return results;
+        }
+
         if (keys.Count == 1)
         {
             DuckDbValues.ReadRow(connection, "SELECT grain_type, grain_id, etag FROM grain_state WHERE grain_type = $1 AND grain_id = $2",
@@ -252,7 +270,7 @@ internal sealed class DuckDbStateWrites
             var stored = etags[key];
             if (!string.Equals(stored, change.ExpectedETag, StringComparison.Ordinal))
             {
-                results[i] = new InconsistentStateException($"State '{change.StateName}' of {change.GrainId} was changed by someone else.", stored, change.ExpectedETag);
+                results[i] = Refusal(change, stored);
                 continue;
             }
 
@@ -283,6 +301,9 @@ internal sealed class DuckDbStateWrites
             clears, key => [key.StateName, key.GrainId]);
         return results;
     }
+
+    private static InconsistentStateException Refusal(StateChange change, string? stored) =>
+        new($"State '{change.StateName}' of {change.GrainId} was changed by someone else.", stored, change.ExpectedETag);
 
     /// <summary>
     /// Stores each list's events not stored before, with the next positions, and each alert as its latest event leaves
