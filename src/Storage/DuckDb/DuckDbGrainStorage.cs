@@ -49,9 +49,8 @@ public sealed class DuckDbGrainStorage : IGrainStorage
     {
         // The events taken with the serialised state, so what is stored of the two matches.
         AlertEvent[] events = grainState.State is IAlertOutbox { PendingEvents.Count: > 0 } outbox ? [.. outbox.PendingEvents] : [];
-        var change = new DuckDbStateWrites.StateChange(
-            stateName, grainId, grainState.ETag, _serializer.Serialize(grainState.State).ToArray(), Guid.NewGuid().ToString("N"), events);
-        if (await _database.StateWrites.WriteStateAsync(change) is { } refused)
+        var change = new DuckDbStateWrites.StateChange(stateName, grainId, grainState.ETag, _serializer.Serialize(grainState.State).ToArray(), Guid.NewGuid().ToString("N"));
+        if (await _database.StateWrites.WriteStateAsync(change, events) is { } refused)
         {
             throw refused;
         }
@@ -62,7 +61,7 @@ public sealed class DuckDbGrainStorage : IGrainStorage
 
     public async Task ClearStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
-        if (await _database.StateWrites.WriteStateAsync(new(stateName, grainId, grainState.ETag, Data: null, NewETag: null, Events: [])) is { } refused)
+        if (await _database.StateWrites.WriteStateAsync(new(stateName, grainId, grainState.ETag, Data: null, NewETag: null), []) is { } refused)
         {
             throw refused;
         }

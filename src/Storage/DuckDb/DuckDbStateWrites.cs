@@ -46,12 +46,12 @@ internal sealed class DuckDbStateWrites
     }
 
     /// <summary>
-    /// Writes (or, without <see cref="StateChange.Data"/>, clears) a grain's state with the events it carries. Returns
-    /// the exception to throw when the stored ETag is not the one expected; nothing of the change is stored then.
+    /// Writes (or, without <see cref="StateChange.Data"/>, clears) a grain's state with the alert events it carries.
+    /// Returns the exception to throw when the stored ETag is not the one expected; nothing of the change is stored then.
     /// </summary>
-    public async Task<InconsistentStateException?> WriteStateAsync(StateChange change)
+    public async Task<InconsistentStateException?> WriteStateAsync(StateChange change, IReadOnlyList<AlertEvent> events)
     {
-        var written = await _writes.WriteAsync(new Write(change, change.Events));
+        var written = await _writes.WriteAsync(new Write(change, events));
         written.Failure?.Throw();
         return written.Refused;
     }
@@ -405,13 +405,10 @@ internal sealed class DuckDbStateWrites
         return Convert.ToInt64(command.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
     }
 
-    /// <summary>
-    /// A write (with <paramref name="Data"/>) or a clear (without) of one grain's state, and the alert events it
-    /// carries (stored with it when it is accepted).
-    /// </summary>
-    internal sealed record StateChange(string StateName, GrainId GrainId, string? ExpectedETag, byte[]? Data, string? NewETag, IReadOnlyList<AlertEvent> Events);
+    /// <summary>A write (with <paramref name="Data"/>) or a clear (without) of one grain's state.</summary>
+    internal sealed record StateChange(string StateName, GrainId GrainId, string? ExpectedETag, byte[]? Data, string? NewETag);
 
-    /// <summary>A state change with its events, or (without a state) an append of events alone.</summary>
+    /// <summary>A state change with the events it carries (stored with it when it is accepted), or an append alone.</summary>
     private readonly record struct Write(StateChange? State, IReadOnlyList<AlertEvent> Events);
 
     /// <summary>
