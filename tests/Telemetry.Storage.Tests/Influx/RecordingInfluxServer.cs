@@ -113,7 +113,8 @@ internal sealed class RecordingInfluxServer : IDisposable
 
     public void Dispose()
     {
-        _listener.Stop();
+        // Close alone: on Linux, Stop and then Close each remove the listener's prefixes, and the second removal binds
+        // the port again to look its listener up, which fails when another process has taken the port meanwhile.
         _listener.Close();
         _loop.Wait(TimeSpan.FromSeconds(5));
     }
