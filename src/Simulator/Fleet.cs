@@ -57,7 +57,80 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
     }
 
     public Task RunAsync(VirtualWearable wearable, DeviceLedger ledger, CancellationToken stop) =>
-        options.Protocol == "grpc" ? RunGrpcAsync(wearable, ledger, stop) : RunMqttAsync(wearable, ledger, stop);
+        options.Protocol == "grpc" ? RunGrpcAsync(wearable, ledger, stop)
+        : options.MqttClient == SimulatorOptions.LeanMqttClient ? RunLeanMqttAsync(wearable, stop)
+        : RunMqttAsync(wearable, ledger, stop);
+
+    private readonly MqttLoadPacer _pacer = new();
+
+    /// <summary>
+    /// Publishes on a <see cref="MqttLoadConnection"/>, paced with the fleet's other devices from one thread: for
+    /// throughput, without the ledger, reconnects or resends (a connection that drops ends the device's run).
+    /// </summary>
+    private async Task RunLeanMqttAsync(VirtualWearable wearable, CancellationToken stop)
+    {
+        using var connection = await MqttLoadConnection.ConnectAsync(options.MqttHost, options.MqttPort, wearable.DeviceId, wearable.DeviceId, wearable.Token, stop);
+        connection.Acked = (readings, started, answeredAt, reason) =>
+        {
+            if (reason < 0x80)
+            {
+                statistics.Acked(readings, started, answeredAt);
+            }
+            else
+            {
+                statistics.Refused();
+                Console.Error.WriteLine($"{wearable.DeviceId}: a batch was refused: reason 0x{reason:x2}");
+            }
+        };
+
+        Func<VitalBatch, long, bool>? probe = null;
+        if (options.AlertProbeSeconds > 0)
+        {
+            var probeSent = 0L;
+            var period = (long)(options.AlertProbeSeconds * Stopwatch.Frequency);
+            var nextProbe = Stopwatch.GetTimestamp() + (long)(Random.Shared.NextDouble() * period);
+            connection.MessageReceived = (_, payload) =>
+            {
+                if (payload.IndexOf("\"type\":\"raised\""u8) >= 0 && Interlocked.Exchange(ref probeSent, 0) is var sent and not 0)
+                {
+                    statistics.AlertArrived(sent);
+                }
+            };
+            await connection.SubscribeAsync($"patients/{wearable.PatientId}/alerts", stop);
+            probe = (batch, now) =>
+            {
+                if (now < nextProbe || !ProbeSettled(Interlocked.Read(ref probeSent)) || !TryProbe(batch))
+                {
+                    return false;
+                }
+
+                Interlocked.Exchange(ref probeSent, now);
+                nextProbe = now + period;
+                return true;
+            };
+        }
+
+        await _pacer.Add(new MqttLoadPacer.Device(wearable, connection, statistics, options.Rate, options.Batch, options.Window, probe, stop));
+        await connection.DrainAsync(SettleTime);
+
+        // Closed, and its receive loop ended, before what had no answer is counted: a late ack is then not also counted.
+        connection.Dispose();
+        var ended = await connection.Completion.ContinueWith(static task => task.Exception?.InnerException, TaskScheduler.Default);
+        if (connection.InFlight > 0)
+        {
+            for (var i = 0; i < connection.InFlight; i++)
+            {
+                statistics.NoAnswer();
+            }
+
+            Console.Error.WriteLine($"{wearable.DeviceId}: {connection.InFlight} batches never answered");
+        }
+
+        if (ended is not null)
+        {
+            throw new InvalidOperationException($"{wearable.DeviceId}: {ended.Message}", ended);
+        }
+    }
 
     /// <summary>
     /// Publishes each batch at QoS 1 until the server answers it. A connection that drops (a server restart, a network

@@ -33,6 +33,16 @@ public sealed record SimulatorOptions
     /// <summary>MQTT publishes each device has waiting for their PUBACKs at once.</summary>
     public int Window { get; init; } = 1;
 
+    /// <summary>The MQTT client: <see cref="FullMqttClient"/> (MQTTnet) or <see cref="LeanMqttClient"/> (<see cref="MqttLoadConnection"/>).</summary>
+    public string MqttClient { get; init; } = FullMqttClient;
+
+    public const string FullMqttClient = "full";
+
+    /// <summary>The most publishes a device has waiting at once: well within MQTT's 65,535 packet ids.</summary>
+    public const int MaxWindow = 10_000;
+
+    public const string LeanMqttClient = "lean";
+
     /// <summary>After the run, compare each device's ledger of acknowledged readings with what the server stored.</summary>
     public bool Verify { get; init; }
 
@@ -56,6 +66,10 @@ public sealed record SimulatorOptions
                                heart rate over a probe rule's level and times the alert's arrival on its
                                patient's MQTT alerts topic (MQTT only)
           --window W           MQTT publishes a device has waiting for their acks at once (default 1)
+          --mqtt-client full|lean
+                               full (default): MQTTnet, reconnecting and resending what had no answer;
+                               lean: a minimal client for load, all devices paced from one thread, costing
+                               the machine far less CPU per message; no reconnects, no --verify
           --verify             after the run, compare each device's ledger of acknowledged readings with the
                                readings the server stored for it (exit code 1 when any is missing or extra)
 
@@ -88,20 +102,26 @@ public sealed record SimulatorOptions
                 "--admin-token" => options with { AdminToken = value },
                 "--prefix" => options with { Prefix = value },
                 "--window" => options with { Window = int.Parse(value, CultureInfo.InvariantCulture) },
+                "--mqtt-client" => options with { MqttClient = value is FullMqttClient or LeanMqttClient ? value : throw new ArgumentException("--mqtt-client is full or lean") },
                 "--alert-probes" => options with { AlertProbeSeconds = double.Parse(value, CultureInfo.InvariantCulture) },
                 _ => throw new ArgumentException($"unknown option {args[i]}"),
             };
             i++;
         }
 
-        if (options.Devices < 1 || options.Rate <= 0 || options.Batch < 1 || options.Window < 1)
+        if (options.Devices < 1 || options.Rate <= 0 || options.Batch < 1 || options.Window is < 1 or > MaxWindow)
         {
-            throw new ArgumentException("--devices, --rate, --batch and --window must be positive");
+            throw new ArgumentException($"--devices, --rate and --batch must be positive, and --window from 1 to {MaxWindow}");
         }
 
         if (options.AlertProbeSeconds < 0 || (options.AlertProbeSeconds > 0 && options.Protocol != "mqtt"))
         {
             throw new ArgumentException("--alert-probes is a number of seconds, and works over mqtt only");
+        }
+
+        if (options.MqttClient == LeanMqttClient && (options.Verify || options.Protocol != "mqtt"))
+        {
+            throw new ArgumentException("--mqtt-client lean is for load over mqtt: it keeps no ledger, so it cannot --verify");
         }
 
         return options;

@@ -1,8 +1,9 @@
+extern alias simulator;
+
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
-using MQTTnet;
-using MQTTnet.Protocol;
+using simulator::Telemetry.Simulator;
 
 namespace Telemetry.Benchmarks.Load;
 
@@ -15,10 +16,10 @@ internal sealed class MosquittoProcess : IAsyncDisposable
     private const string Binary = "/usr/sbin/mosquitto";
 
     private readonly string _folder;
-    private readonly IMqttClient _subscriber;
+    private readonly MqttLoadConnection _subscriber;
     private long _received;
 
-    private MosquittoProcess(string folder, Process process, int port, IMqttClient subscriber)
+    private MosquittoProcess(string folder, Process process, int port, MqttLoadConnection subscriber)
     {
         _folder = folder;
         Process = process;
@@ -72,16 +73,12 @@ internal sealed class MosquittoProcess : IAsyncDisposable
             }
         }
 
-        var subscriber = new MqttClientFactory().CreateMqttClient();
+        // The same minimal client the devices publish with, so the subscriber costs the generator little per message;
+        // it answers each QoS 1 delivery with a PUBACK, as a subscriber must.
+        var subscriber = await MqttLoadConnection.ConnectAsync("127.0.0.1", port, "load-subscriber", null, null, CancellationToken.None);
         var broker = new MosquittoProcess(folder, process, port, subscriber);
-        subscriber.ApplicationMessageReceivedAsync += _ =>
-        {
-            Interlocked.Increment(ref broker._received);
-            return Task.CompletedTask;
-        };
-        await subscriber.ConnectAsync(new MqttClientOptionsBuilder().WithTcpServer("127.0.0.1", port).WithClientId("load-subscriber")
-            .WithProtocolVersion(MQTTnet.Formatter.MqttProtocolVersion.V500).WithReceiveMaximum(65_535).Build());
-        await subscriber.SubscribeAsync("devices/+/vitals", MqttQualityOfServiceLevel.AtLeastOnce);
+        subscriber.MessageReceived = (_, _) => Interlocked.Increment(ref broker._received);
+        await subscriber.SubscribeAsync("devices/+/vitals", CancellationToken.None);
         return broker;
     }
 

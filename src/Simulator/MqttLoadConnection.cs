@@ -1,0 +1,442 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Net.Sockets;
+using System.Text;
+using Google.Protobuf;
+
+namespace Telemetry.Simulator;
+
+/// <summary>
+/// A minimal MQTT 5 client for load: one connection that publishes at QoS 1 and matches each PUBACK to its publish by
+/// packet id, subscribes, and takes messages in (answering QoS 1 ones). Each packet goes out in one send and one
+/// receive loop reads whatever has arrived, with no objects made per message beyond the batch itself. A full client
+/// costs the load generator tens of microseconds of CPU per message, which on a machine it shares with the server
+/// is CPU the server does not get.
+/// </summary>
+/// <remarks>
+/// It does not reconnect, resend or keep a session: a connection that drops ends with an exception, and what it had
+/// in flight is reported unanswered. The Simulator's default client (MQTTnet) does all of that; this one is for
+/// measuring throughput.
+/// </remarks>
+public sealed class MqttLoadConnection : IDisposable
+{
+    private const int ReceiveBufferBytes = 64 * 1024;
+
+    private readonly Socket _socket;
+    private readonly Lock _sendLock = new();
+    private readonly byte[] _receive = new byte[ReceiveBufferBytes];
+    private readonly long[] _startedAt = new long[ushort.MaxValue + 1];
+    private readonly int[] _readings = new int[ushort.MaxValue + 1];
+    private readonly bool[] _waiting = new bool[ushort.MaxValue + 1];
+    private byte[] _send = new byte[1024];
+    private ushort _lastId;
+    private int _inFlight;
+    private TaskCompletionSource<byte>? _subscribed;
+    private Task _receiving = Task.CompletedTask;
+    private volatile bool _disposed;
+
+    private MqttLoadConnection(Socket socket) => _socket = socket;
+
+    /// <summary>A PUBACK came for a publish: its readings, when it was sent, when the answer came, and the reason code (below 0x80 is success).</summary>
+    public Action<int, long, long, byte>? Acked { get; set; }
+
+    /// <summary>A message came in on a subscription: its topic and payload, valid only during the call.</summary>
+    public MessageHandler? MessageReceived { get; set; }
+
+    public delegate void MessageHandler(ReadOnlySpan<byte> topic, ReadOnlySpan<byte> payload);
+
+    /// <summary>Publishes sent and not yet answered.</summary>
+    public int InFlight => Volatile.Read(ref _inFlight);
+
+    /// <summary>Completes when the connection ends: normally after <see cref="Dispose"/>, with the exception when it dropped or the server ended it.</summary>
+    public Task Completion => _receiving;
+
+    /// <summary>Connects and signs in with MQTT 5 (clean start, no keep-alive); throws when the server refuses.</summary>
+    public static async Task<MqttLoadConnection> ConnectAsync(string host, int port, string clientId, string? userName, string? password, CancellationToken cancellationToken)
+    {
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            await socket.ConnectAsync(host, port, cancellationToken);
+            var connection = new MqttLoadConnection(socket);
+            await connection.SignInAsync(clientId, userName, password, cancellationToken);
+            connection._receiving = Task.Run(connection.ReceiveLoopAsync, CancellationToken.None);
+            return connection;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Subscribes to <paramref name="topicFilter"/> at QoS 1; throws when the server refuses it.</summary>
+    public async Task SubscribeAsync(string topicFilter, CancellationToken cancellationToken)
+    {
+        var filter = Encoding.UTF8.GetBytes(topicFilter);
+        var packet = new byte[5 + 2 + 1 + 2 + filter.Length + 1];
+        var length = 2 + 1 + 2 + filter.Length + 1;
+        var at = WriteFixedHeader(packet, 0x82, length);
+        BinaryPrimitives.WriteUInt16BigEndian(packet.AsSpan(at), 1);
+        packet[at + 2] = 0; // no properties
+        BinaryPrimitives.WriteUInt16BigEndian(packet.AsSpan(at + 3), (ushort)filter.Length);
+        filter.CopyTo(packet, at + 5);
+        packet[at + 5 + filter.Length] = 0x01; // QoS 1
+        _subscribed = new TaskCompletionSource<byte>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Send(packet.AsSpan(0, at + length));
+        var reason = await _subscribed.Task.WaitAsync(TimeSpan.FromSeconds(10), cancellationToken);
+        if (reason >= 0x80)
+        {
+            throw new InvalidOperationException($"subscribing to {topicFilter} was refused: reason 0x{reason:x2}");
+        }
+    }
+
+    /// <summary>
+    /// Publishes <paramref name="payload"/> to <paramref name="topic"/> (UTF-8) at QoS 1, its PUBACK to be reported
+    /// through <see cref="Acked"/> with <paramref name="readings"/> and the moment it was sent.
+    /// </summary>
+    public void Publish(ReadOnlySpan<byte> topic, IMessage payload, int readings)
+    {
+        var payloadBytes = payload.CalculateSize();
+        var length = 2 + topic.Length + 2 + 1 + payloadBytes;
+        lock (_sendLock)
+        {
+            if (_send.Length < 5 + length)
+            {
+                _send = new byte[Math.Max(5 + length, _send.Length * 2)];
+            }
+
+            var id = NextId();
+            var at = WriteFixedHeader(_send, 0x32, length);
+            BinaryPrimitives.WriteUInt16BigEndian(_send.AsSpan(at), (ushort)topic.Length);
+            topic.CopyTo(_send.AsSpan(at + 2));
+            at += 2 + topic.Length;
+            BinaryPrimitives.WriteUInt16BigEndian(_send.AsSpan(at), id);
+            _send[at + 2] = 0; // no properties
+            payload.WriteTo(_send.AsSpan(at + 3, payloadBytes));
+
+            // Timed from just before the send, as a device times its publish.
+            _startedAt[id] = Stopwatch.GetTimestamp();
+            _readings[id] = readings;
+            Volatile.Write(ref _waiting[id], true);
+            Interlocked.Increment(ref _inFlight);
+            SendAll(_send.AsSpan(0, at + 3 + payloadBytes));
+        }
+    }
+
+    /// <summary>Waits up to <paramref name="timeout"/> for every publish to be answered; false when some were not (or the connection ended).</summary>
+    public async Task<bool> DrainAsync(TimeSpan timeout)
+    {
+        var until = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
+        while (InFlight > 0 && !_receiving.IsCompleted && Stopwatch.GetTimestamp() < until)
+        {
+            await Task.Delay(10);
+        }
+
+        return InFlight == 0;
+    }
+
+    /// <summary>Sends DISCONNECT and closes the connection.</summary>
+    public void Dispose()
+    {
+        _disposed = true;
+        try
+        {
+            Send([0xE0, 0x00]);
+            _socket.Shutdown(SocketShutdown.Both);
+        }
+        catch (Exception exception) when (exception is SocketException or ObjectDisposedException)
+        {
+            // Already gone.
+        }
+
+        _socket.Dispose();
+    }
+
+    private ushort NextId()
+    {
+        // Called under the send lock. Ids of publishes still waiting are skipped; the window keeps far fewer waiting.
+        do
+        {
+            _lastId = (ushort)(_lastId == ushort.MaxValue ? 1 : _lastId + 1);
+        }
+        while (Volatile.Read(ref _waiting[_lastId]));
+
+        return _lastId;
+    }
+
+    private async Task SignInAsync(string clientId, string? userName, string? password, CancellationToken cancellationToken)
+    {
+        var client = Encoding.UTF8.GetBytes(clientId);
+        var user = userName is null ? null : Encoding.UTF8.GetBytes(userName);
+        var secret = password is null ? null : Encoding.UTF8.GetBytes(password);
+        var length = 10 + 1 + 2 + client.Length + (user is null ? 0 : 2 + user.Length) + (secret is null ? 0 : 2 + secret.Length);
+        var packet = new byte[5 + length];
+        var at = WriteFixedHeader(packet, 0x10, length);
+        ReadOnlySpan<byte> protocol = [0x00, 0x04, (byte)'M', (byte)'Q', (byte)'T', (byte)'T', 0x05];
+        protocol.CopyTo(packet.AsSpan(at));
+        at += protocol.Length;
+        packet[at++] = (byte)(0x02 | (user is null ? 0 : 0x80) | (secret is null ? 0 : 0x40)); // clean start
+        at += 2; // keep-alive 0: none
+        packet[at++] = 0; // no properties
+        at = WriteString(packet, at, client);
+        if (user is not null)
+        {
+            at = WriteString(packet, at, user);
+        }
+
+        if (secret is not null)
+        {
+            at = WriteString(packet, at, secret);
+        }
+
+        Send(packet.AsSpan(0, at));
+
+        // CONNACK: flags, reason code, properties.
+        var read = 0;
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(TimeSpan.FromSeconds(10));
+        while (!TryReadPacket(_receive.AsSpan(0, read), out _, out _, out _))
+        {
+            var received = await _socket.ReceiveAsync(_receive.AsMemory(read), SocketFlags.None, timeout.Token);
+            if (received == 0)
+            {
+                throw new InvalidOperationException($"{clientId}: the server closed the connection before CONNACK");
+            }
+
+            read += received;
+        }
+
+        TryReadPacket(_receive.AsSpan(0, read), out var type, out var body, out var consumed);
+        if (type != 0x20 || body.Length < 2)
+        {
+            throw new InvalidOperationException($"{clientId}: expected CONNACK, got packet type 0x{type:x2}");
+        }
+
+        if (body[1] != 0)
+        {
+            throw new InvalidOperationException($"{clientId}: MQTT connect refused: reason 0x{body[1]:x2}");
+        }
+
+        if (consumed != read)
+        {
+            throw new InvalidOperationException($"{clientId}: the server sent more than CONNACK before the connection was used");
+        }
+    }
+
+    private async Task ReceiveLoopAsync()
+    {
+        var start = 0;
+        var end = 0;
+        var acks = new byte[1024];
+        while (true)
+        {
+            if (end == _receive.Length)
+            {
+                if (start == 0)
+                {
+                    throw new InvalidOperationException("a packet larger than the receive buffer");
+                }
+
+                _receive.AsSpan(start, end - start).CopyTo(_receive);
+                end -= start;
+                start = 0;
+            }
+
+            int received;
+            try
+            {
+                received = await _socket.ReceiveAsync(_receive.AsMemory(end), SocketFlags.None);
+            }
+            catch (Exception exception) when (exception is ObjectDisposedException or SocketException { SocketErrorCode: SocketError.OperationAborted })
+            {
+                return;
+            }
+
+            if (received == 0)
+            {
+                if (_disposed)
+                {
+                    return;
+                }
+
+                throw new InvalidOperationException($"the server closed the connection ({InFlight} publishes unanswered)");
+            }
+
+            end += received;
+            var acksLength = 0;
+            var now = Stopwatch.GetTimestamp();
+            while (TryReadPacket(_receive.AsSpan(start, end - start), out var type, out var body, out var consumed))
+            {
+                start += consumed;
+                switch (type)
+                {
+                    case 0x40:
+                        OnPubAck(body, now);
+                        break;
+                    case 0x30:
+                        if (OnPublish(_receive[start - consumed], body) is { } id)
+                        {
+                            if (acksLength + 4 > acks.Length)
+                            {
+                                Send(acks.AsSpan(0, acksLength));
+                                acksLength = 0;
+                            }
+
+                            acks[acksLength] = 0x40;
+                            acks[acksLength + 1] = 0x02;
+                            BinaryPrimitives.WriteUInt16BigEndian(acks.AsSpan(acksLength + 2), id);
+                            acksLength += 4;
+                        }
+
+                        break;
+                    case 0x90:
+                        // SUBACK: packet id, properties, one reason code.
+                        var propertiesAt = 2;
+                        var properties = ReadVariableInt(body, ref propertiesAt);
+                        _subscribed?.TrySetResult(body[propertiesAt + properties]);
+                        break;
+                    case 0xE0:
+                        throw new InvalidOperationException($"the server ended the connection: reason 0x{(body.Length > 0 ? body[0] : 0):x2}");
+                }
+            }
+
+            if (acksLength > 0)
+            {
+                Send(acks.AsSpan(0, acksLength));
+            }
+
+            if (start == end)
+            {
+                start = end = 0;
+            }
+        }
+    }
+
+    private void OnPubAck(ReadOnlySpan<byte> body, long now)
+    {
+        var id = BinaryPrimitives.ReadUInt16BigEndian(body);
+        if (!Volatile.Read(ref _waiting[id]))
+        {
+            return;
+        }
+
+        var started = _startedAt[id];
+        var readings = _readings[id];
+        Volatile.Write(ref _waiting[id], false);
+        Interlocked.Decrement(ref _inFlight);
+        Acked?.Invoke(readings, started, now, body.Length > 2 ? body[2] : (byte)0);
+    }
+
+    /// <summary>Hands a message to <see cref="MessageReceived"/>; its packet id when it needs a PUBACK (QoS 1).</summary>
+    private ushort? OnPublish(byte flags, ReadOnlySpan<byte> body)
+    {
+        var qos = (flags >> 1) & 0x03;
+        var topicLength = BinaryPrimitives.ReadUInt16BigEndian(body);
+        var at = 2 + topicLength;
+        ushort? id = null;
+        if (qos > 0)
+        {
+            id = BinaryPrimitives.ReadUInt16BigEndian(body[at..]);
+            at += 2;
+        }
+
+        var properties = ReadVariableInt(body, ref at);
+        at += properties;
+        MessageReceived?.Invoke(body.Slice(2, topicLength), body[at..]);
+        return qos == 1 ? id : null;
+    }
+
+    private void Send(ReadOnlySpan<byte> packet)
+    {
+        lock (_sendLock)
+        {
+            SendAll(packet);
+        }
+    }
+
+    private void SendAll(ReadOnlySpan<byte> packet)
+    {
+        while (!packet.IsEmpty)
+        {
+            packet = packet[_socket.Send(packet)..];
+        }
+    }
+
+    /// <summary>A whole packet at the start of <paramref name="buffer"/>: its type (high nibble), body and size; false when it has not all arrived.</summary>
+    private static bool TryReadPacket(ReadOnlySpan<byte> buffer, out byte type, out ReadOnlySpan<byte> body, out int consumed)
+    {
+        type = 0;
+        body = default;
+        consumed = 0;
+        var length = 0;
+        var at = 1;
+        for (var shift = 0; ; shift += 7)
+        {
+            if (at >= buffer.Length)
+            {
+                return false;
+            }
+
+            var digit = buffer[at++];
+            length |= (digit & 0x7F) << shift;
+            if ((digit & 0x80) == 0)
+            {
+                break;
+            }
+
+            if (shift >= 21)
+            {
+                throw new InvalidOperationException("a malformed remaining length");
+            }
+        }
+
+        if (buffer.Length - at < length)
+        {
+            return false;
+        }
+
+        type = (byte)(buffer[0] & 0xF0);
+        body = buffer.Slice(at, length);
+        consumed = at + length;
+        return true;
+    }
+
+    private static int ReadVariableInt(ReadOnlySpan<byte> buffer, ref int at)
+    {
+        var value = 0;
+        for (var shift = 0; shift <= 21; shift += 7)
+        {
+            var digit = buffer[at++];
+            value |= (digit & 0x7F) << shift;
+            if ((digit & 0x80) == 0)
+            {
+                return value;
+            }
+        }
+
+        throw new InvalidOperationException("a malformed variable byte integer");
+    }
+
+    private static int WriteFixedHeader(byte[] packet, byte first, int length)
+    {
+        packet[0] = first;
+        var at = 1;
+        do
+        {
+            var digit = (byte)(length % 128);
+            length /= 128;
+            packet[at++] = length > 0 ? (byte)(digit | 0x80) : digit;
+        }
+        while (length > 0);
+
+        return at;
+    }
+
+    private static int WriteString(byte[] packet, int at, byte[] value)
+    {
+        BinaryPrimitives.WriteUInt16BigEndian(packet.AsSpan(at), (ushort)value.Length);
+        value.CopyTo(packet, at + 2);
+        return at + 2 + value.Length;
+    }
+}

@@ -1,0 +1,138 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+using System.Text;
+using Telemetry.Protos;
+
+namespace Telemetry.Simulator;
+
+/// <summary>
+/// Paces every device on an <see cref="MqttLoadConnection"/> from one thread: about every millisecond it publishes
+/// each device's batches that are due, as many as its window allows. One thread and no timer per device keeps the
+/// generator's own cost per message low.
+/// </summary>
+internal sealed class MqttLoadPacer
+{
+    private readonly Lock _lock = new();
+    private readonly List<Device> _devices = [];
+    private Device[] _snapshot = [];
+    private Thread? _thread;
+
+    /// <summary>Paces <paramref name="device"/> until its stop token is cancelled; the returned task completes then.</summary>
+    public Task Add(Device device)
+    {
+        lock (_lock)
+        {
+            _devices.Add(device);
+            _snapshot = [.. _devices];
+            if (_thread is null)
+            {
+                _thread = new Thread(Run) { IsBackground = true, Name = "MQTT load pacer" };
+                _thread.Start();
+            }
+        }
+
+        return device.Stopped;
+    }
+
+    private void Run()
+    {
+        while (true)
+        {
+            var devices = Volatile.Read(ref _snapshot);
+            var now = Stopwatch.GetTimestamp();
+            var stopped = false;
+            foreach (var device in devices)
+            {
+                stopped |= !device.Pace(now);
+            }
+
+            if (stopped)
+            {
+                lock (_lock)
+                {
+                    _devices.RemoveAll(device => device.Stopped.IsCompleted);
+                    _snapshot = [.. _devices];
+                    if (_devices.Count == 0)
+                    {
+                        // The next device added starts a new thread: none is left waking with nothing to pace.
+                        _thread = null;
+                        return;
+                    }
+                }
+            }
+
+            Thread.Sleep(1);
+        }
+    }
+
+    /// <summary>One device's pace: a batch of <c>batch</c> readings every period, up to <c>window</c> waiting for their PUBACKs.</summary>
+    internal sealed class Device(
+        VirtualWearable wearable,
+        MqttLoadConnection connection,
+        FleetStatistics statistics,
+        double readingsPerSecond,
+        int batch,
+        int window,
+        Func<VitalBatch, long, bool>? probe,
+        CancellationToken stop)
+    {
+        private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly byte[] _topic = Encoding.UTF8.GetBytes($"devices/{wearable.DeviceId}/vitals");
+        private readonly double _intervalMs = 1_000 / readingsPerSecond;
+        private readonly long _period = (long)(batch / readingsPerSecond * Stopwatch.Frequency);
+        private long _next = Stopwatch.GetTimestamp();
+        private double _nextMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - (batch * 1_000 / readingsPerSecond);
+
+        public Task Stopped => _stopped.Task;
+
+        /// <summary>Publishes what is due by <paramref name="now"/>; false once the device has stopped.</summary>
+        public bool Pace(long now)
+        {
+            if (_stopped.Task.IsCompleted)
+            {
+                return false;
+            }
+
+            if (stop.IsCancellationRequested || connection.Completion.IsCompleted)
+            {
+                _stopped.TrySetResult();
+                return false;
+            }
+
+            try
+            {
+                while (now >= _next && connection.InFlight < window)
+                {
+                    // A batch holds readings already taken: the period that just ended.
+                    var next = wearable.NextBatch((long)_nextMs, _intervalMs, batch);
+                    probe?.Invoke(next, Stopwatch.GetTimestamp());
+                    statistics.Sent(batch);
+                    connection.Publish(_topic, next, batch);
+                    _next += _period;
+                    _nextMs += batch * _intervalMs;
+                }
+
+                // Behind by more than a period (a full window): the missed batches are not sent later in a burst.
+                if (now - _next > _period)
+                {
+                    var skipped = (now - _next) / _period;
+                    _next += skipped * _period;
+                    _nextMs += skipped * batch * _intervalMs;
+                }
+            }
+            catch (Exception exception) when (exception is SocketException or ObjectDisposedException)
+            {
+                // The connection is gone; its receive loop ends too, and the device's run reports what had no answer.
+                _stopped.TrySetResult();
+                return false;
+            }
+            catch (Exception exception)
+            {
+                _stopped.TrySetException(exception);
+                return false;
+            }
+
+            return true;
+        }
+    }
+}
