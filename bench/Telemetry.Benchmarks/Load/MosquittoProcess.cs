@@ -31,8 +31,10 @@ internal sealed class MosquittoProcess : IAsyncDisposable
 
     public int Port { get; }
 
-    /// <summary>Messages delivered to the subscriber so far.</summary>
-    public long Received => Interlocked.Read(ref _received);
+    /// <summary>Messages delivered to the subscriber so far; throws once the subscriber's connection has ended, as every step after would fail unexplained.</summary>
+    public long Received => _subscriber.Completion.IsCompleted
+        ? throw new InvalidOperationException("Mosquitto's subscriber lost its connection", _subscriber.Completion.Exception?.InnerException)
+        : Interlocked.Read(ref _received);
 
     public static async Task<MosquittoProcess> StartAsync()
     {
