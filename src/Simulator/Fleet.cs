@@ -83,7 +83,7 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
             }
         };
 
-        Func<VitalBatch, long, bool>? probe = null;
+        Action<VitalBatch, long>? probe = null;
         if (options.AlertProbeSeconds > 0)
         {
             var probeSent = 0L;
@@ -99,14 +99,11 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
             await connection.SubscribeAsync($"patients/{wearable.PatientId}/alerts", stop);
             probe = (batch, now) =>
             {
-                if (now < nextProbe || !ProbeSettled(Interlocked.Read(ref probeSent)) || !TryProbe(batch))
+                if (now >= nextProbe && ProbeSettled(Interlocked.Read(ref probeSent)) && TryProbe(batch))
                 {
-                    return false;
+                    Interlocked.Exchange(ref probeSent, now);
+                    nextProbe = now + period;
                 }
-
-                Interlocked.Exchange(ref probeSent, now);
-                nextProbe = now + period;
-                return true;
             };
         }
 

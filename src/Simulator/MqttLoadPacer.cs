@@ -73,7 +73,7 @@ internal sealed class MqttLoadPacer
         double readingsPerSecond,
         int batch,
         int window,
-        Func<VitalBatch, long, bool>? probe,
+        Action<VitalBatch, long>? probe,
         CancellationToken stop)
     {
         private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);

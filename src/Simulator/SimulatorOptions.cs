@@ -38,10 +38,10 @@ public sealed record SimulatorOptions
 
     public const string FullMqttClient = "full";
 
+    public const string LeanMqttClient = "lean";
+
     /// <summary>The most publishes a device has waiting at once: well within MQTT's 65,535 packet ids.</summary>
     public const int MaxWindow = 10_000;
-
-    public const string LeanMqttClient = "lean";
 
     /// <summary>After the run, compare each device's ledger of acknowledged readings with what the server stored.</summary>
     public bool Verify { get; init; }
