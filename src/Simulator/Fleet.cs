@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
@@ -17,9 +18,6 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
 {
     /// <summary>How long after the run a device keeps trying to deliver a batch it holds, so its ledger settles.</summary>
     private static readonly TimeSpan SettleTime = TimeSpan.FromSeconds(30);
-
-    /// <summary>A heart rate no simulated patient reaches, so every probe (and nothing else) raises one alert.</summary>
-    private const double ProbeValue = 260;
 
     private const string ProbeRules = """
         {"rules":[{"id":"probe","type":"threshold","kind":"heart_rate","direction":"above","level":250,"clearLevel":200,"priority":"low"}]}
@@ -69,7 +67,7 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
     /// </summary>
     private async Task RunLeanMqttAsync(VirtualWearable wearable, CancellationToken stop)
     {
-        using var connection = await MqttLoadConnection.ConnectAsync(options.MqttHost, options.MqttPort, wearable.DeviceId, wearable.DeviceId, wearable.Token, stop);
+        using var connection = await MqttLoadConnection.ConnectAsync(options.MqttHost, options.MqttPort, wearable.DeviceId, wearable.DeviceId, wearable.Token, options.Window, stop);
         connection.Acked = (readings, started, answeredAt, reason) =>
         {
             if (reason < 0x80)
@@ -83,28 +81,12 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
             }
         };
 
-        Action<VitalBatch, long>? probe = null;
+        AlertProbe? probe = null;
         if (options.AlertProbeSeconds > 0)
         {
-            var probeSent = 0L;
-            var period = (long)(options.AlertProbeSeconds * Stopwatch.Frequency);
-            var nextProbe = Stopwatch.GetTimestamp() + (long)(Random.Shared.NextDouble() * period);
-            connection.MessageReceived = (_, payload) =>
-            {
-                if (payload.IndexOf("\"type\":\"raised\""u8) >= 0 && Interlocked.Exchange(ref probeSent, 0) is var sent and not 0)
-                {
-                    statistics.AlertArrived(sent);
-                }
-            };
+            probe = new AlertProbe(options.AlertProbeSeconds, statistics);
+            connection.MessageReceived = (_, payload) => probe.OnAlert(payload);
             await connection.SubscribeAsync($"patients/{wearable.PatientId}/alerts", stop);
-            probe = (batch, now) =>
-            {
-                if (now >= nextProbe && ProbeSettled(Interlocked.Read(ref probeSent)) && TryProbe(batch))
-                {
-                    Interlocked.Exchange(ref probeSent, now);
-                    nextProbe = now + period;
-                }
-            };
         }
 
         await _pacer.Add(new MqttLoadPacer.Device(wearable, connection, statistics, options.Rate, options.Batch, options.Window, probe, stop));
@@ -151,21 +133,13 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
         }
 
         var topic = $"devices/{wearable.DeviceId}/vitals";
-        var probeSent = 0L;
-        // Devices start their probes at random points of the period, so the fleet's alerts come evenly rather than all
-        // at once each period.
-        var nextProbe = Stopwatch.GetTimestamp() + (long)(Random.Shared.NextDouble() * options.AlertProbeSeconds * Stopwatch.Frequency);
+        AlertProbe? probe = null;
         if (options.AlertProbeSeconds > 0)
         {
+            probe = new AlertProbe(options.AlertProbeSeconds, statistics);
             client.ApplicationMessageReceivedAsync += args =>
             {
-                // The probe rule's raised event: the time since the probe's reading was published.
-                var json = args.ApplicationMessage.ConvertPayloadToString();
-                if (json.Contains("\"type\":\"raised\"", StringComparison.Ordinal) && Interlocked.Exchange(ref probeSent, 0) is var sent and not 0)
-                {
-                    statistics.AlertArrived(sent);
-                }
-
+                probe.OnAlert(args.ApplicationMessage.Payload.ToArray());
                 return Task.CompletedTask;
             };
             await client.SubscribeAsync($"patients/{wearable.PatientId}/alerts", MqttQualityOfServiceLevel.AtLeastOnce, stop);
@@ -175,12 +149,7 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
         await foreach (var batch in BatchesAsync(wearable, stop))
         {
             var started = Stopwatch.GetTimestamp();
-            if (options.AlertProbeSeconds > 0 && started >= nextProbe && ProbeSettled(Interlocked.Read(ref probeSent)) && TryProbe(batch))
-            {
-                Interlocked.Exchange(ref probeSent, started);
-                nextProbe = started + (long)(options.AlertProbeSeconds * Stopwatch.Frequency);
-            }
-
+            probe?.Mark(batch, started);
             var count = Count(batch);
             statistics.Sent(count);
             var message = new MqttApplicationMessageBuilder()
@@ -340,26 +309,6 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
                 yield break;
             }
         }
-    }
-
-    /// <summary>No probe is waiting for its alert, or the one waiting has waited too long to count (it is dropped).</summary>
-    private static bool ProbeSettled(long sent) => sent == 0 || Stopwatch.GetElapsedTime(sent) > TimeSpan.FromSeconds(10);
-
-    /// <summary>
-    /// Makes the batch's last heart rate one over the probe level; false for a batch without a heart rate (the probe
-    /// waits for the next). The probe is a reading the device was sending anyway, in its place in time: an extra one
-    /// would put the heart rate series out of order and make the next batch's readings look like repeats.
-    /// </summary>
-    private static bool TryProbe(VitalBatch batch)
-    {
-        var heartRate = batch.Series.LastOrDefault(series => series.Kind == "heart_rate");
-        if (heartRate is null || heartRate.Values.Count == 0)
-        {
-            return false;
-        }
-
-        heartRate.Values[^1] = ProbeValue;
-        return true;
     }
 
     private static int Count(VitalBatch batch) => batch.Series.Sum(series => series.Values.Count);

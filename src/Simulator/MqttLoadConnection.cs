@@ -25,9 +25,11 @@ public sealed class MqttLoadConnection : IDisposable
     private readonly Socket _socket;
     private readonly Lock _sendLock = new();
     private readonly byte[] _receive = new byte[ReceiveBufferBytes];
-    private readonly long[] _startedAt = new long[ushort.MaxValue + 1];
-    private readonly int[] _readings = new int[ushort.MaxValue + 1];
-    private readonly bool[] _waiting = new bool[ushort.MaxValue + 1];
+    // By packet id, 1 to the most publishes in flight: sized to the window, not to MQTT's 65,535 ids, as a fleet holds
+    // thousands of connections.
+    private readonly long[] _startedAt;
+    private readonly int[] _readings;
+    private readonly bool[] _waiting;
     private byte[] _send = new byte[1024];
     private ushort _lastId;
     private int _inFlight;
@@ -35,7 +37,13 @@ public sealed class MqttLoadConnection : IDisposable
     private Task _receiving = Task.CompletedTask;
     private volatile bool _disposed;
 
-    private MqttLoadConnection(Socket socket) => _socket = socket;
+    private MqttLoadConnection(Socket socket, int maxInFlight)
+    {
+        _socket = socket;
+        _startedAt = new long[maxInFlight + 1];
+        _readings = new int[maxInFlight + 1];
+        _waiting = new bool[maxInFlight + 1];
+    }
 
     /// <summary>A PUBACK came for a publish: its readings, when it was sent, when the answer came, and the reason code (below 0x80 is success).</summary>
     public Action<int, long, long, byte>? Acked { get; set; }
@@ -51,14 +59,19 @@ public sealed class MqttLoadConnection : IDisposable
     /// <summary>Completes when the connection ends: normally after <see cref="Dispose"/>, with the exception when it dropped or the server ended it.</summary>
     public Task Completion => _receiving;
 
-    /// <summary>Connects and signs in with MQTT 5 (clean start, no keep-alive); throws when the server refuses.</summary>
-    public static async Task<MqttLoadConnection> ConnectAsync(string host, int port, string clientId, string? userName, string? password, CancellationToken cancellationToken)
+    /// <summary>
+    /// Connects and signs in with MQTT 5 (clean start, no keep-alive); throws when the server refuses. At most
+    /// <paramref name="maxInFlight"/> publishes (1 to 65,535) may wait for their PUBACKs at once.
+    /// </summary>
+    public static async Task<MqttLoadConnection> ConnectAsync(string host, int port, string clientId, string? userName, string? password, int maxInFlight, CancellationToken cancellationToken)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxInFlight, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(maxInFlight, ushort.MaxValue);
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         try
         {
             await socket.ConnectAsync(host, port, cancellationToken);
-            var connection = new MqttLoadConnection(socket);
+            var connection = new MqttLoadConnection(socket, maxInFlight);
             await connection.SignInAsync(clientId, userName, password, cancellationToken);
             connection._receiving = Task.Run(connection.ReceiveLoopAsync, CancellationToken.None);
             return connection;
@@ -93,7 +106,8 @@ public sealed class MqttLoadConnection : IDisposable
 
     /// <summary>
     /// Publishes <paramref name="payload"/> to <paramref name="topic"/> (UTF-8) at QoS 1, its PUBACK to be reported
-    /// through <see cref="Acked"/> with <paramref name="readings"/> and the moment it was sent.
+    /// through <see cref="Acked"/> with <paramref name="readings"/> and the moment it was sent. Throws when the most
+    /// publishes in flight are already waiting.
     /// </summary>
     public void Publish(ReadOnlySpan<byte> topic, IMessage payload, int readings)
     {
@@ -104,6 +118,11 @@ public sealed class MqttLoadConnection : IDisposable
             if (_send.Length < 5 + length)
             {
                 _send = new byte[Math.Max(5 + length, _send.Length * 2)];
+            }
+
+            if (InFlight >= _waiting.Length - 1)
+            {
+                throw new InvalidOperationException($"{InFlight} publishes are already waiting for their PUBACKs");
             }
 
             var id = NextId();
@@ -155,10 +174,11 @@ public sealed class MqttLoadConnection : IDisposable
 
     private ushort NextId()
     {
-        // Called under the send lock. Ids of publishes still waiting are skipped; the window keeps far fewer waiting.
+        // Called under the send lock with fewer than the most publishes waiting (a PUBACK frees its id before it counts
+        // down), so a free id is found.
         do
         {
-            _lastId = (ushort)(_lastId == ushort.MaxValue ? 1 : _lastId + 1);
+            _lastId = (ushort)(_lastId == _waiting.Length - 1 ? 1 : _lastId + 1);
         }
         while (Volatile.Read(ref _waiting[_lastId]));
 
@@ -316,7 +336,7 @@ public sealed class MqttLoadConnection : IDisposable
     private void OnPubAck(ReadOnlySpan<byte> body, long now)
     {
         var id = BinaryPrimitives.ReadUInt16BigEndian(body);
-        if (!Volatile.Read(ref _waiting[id]))
+        if (id >= _waiting.Length || !Volatile.Read(ref _waiting[id]))
         {
             return;
         }

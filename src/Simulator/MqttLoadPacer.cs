@@ -73,7 +73,7 @@ internal sealed class MqttLoadPacer
         double readingsPerSecond,
         int batch,
         int window,
-        Action<VitalBatch, long>? probe,
+        AlertProbe? probe,
         CancellationToken stop)
     {
         private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -105,7 +105,7 @@ internal sealed class MqttLoadPacer
                 {
                     // A batch holds readings already taken: the period that just ended.
                     var next = wearable.NextBatch((long)_nextMs, _intervalMs, batch);
-                    probe?.Invoke(next, Stopwatch.GetTimestamp());
+                    probe?.Mark(next, Stopwatch.GetTimestamp());
                     statistics.Sent(batch);
                     connection.Publish(_topic, next, batch);
                     _next += _period;

@@ -19,7 +19,7 @@ public sealed class MqttLoadConnectionTests(ServerFixture fixture) : IClassFixtu
     public async Task Every_publish_is_matched_to_its_puback_and_its_readings_are_stored()
     {
         var token = await Server.ProvisionAsync("load-watch", "p-load-1");
-        using var connection = await MqttLoadConnection.ConnectAsync("127.0.0.1", Server.MqttPort, "load-watch", "load-watch", token, CancellationToken.None);
+        using var connection = await MqttLoadConnection.ConnectAsync("127.0.0.1", Server.MqttPort, "load-watch", "load-watch", token, maxInFlight: 100, CancellationToken.None);
         var acked = new List<(int Readings, byte Reason)>();
         connection.Acked = (readings, _, _, reason) =>
         {
@@ -52,7 +52,7 @@ public sealed class MqttLoadConnectionTests(ServerFixture fixture) : IClassFixtu
     public async Task A_refused_publish_reports_the_servers_reason_code()
     {
         var token = await Server.ProvisionAsync("load-empty", "p-load-2");
-        using var connection = await MqttLoadConnection.ConnectAsync("127.0.0.1", Server.MqttPort, "load-empty", "load-empty", token, CancellationToken.None);
+        using var connection = await MqttLoadConnection.ConnectAsync("127.0.0.1", Server.MqttPort, "load-empty", "load-empty", token, maxInFlight: 100, CancellationToken.None);
         var reasons = new List<byte>();
         connection.Acked = (_, _, _, reason) =>
         {
@@ -75,10 +75,10 @@ public sealed class MqttLoadConnectionTests(ServerFixture fixture) : IClassFixtu
         var token = await Server.ProvisionAsync("load-sub", "p-load-3");
 
         var refused = await Assert.ThrowsAsync<InvalidOperationException>(() =>
-            MqttLoadConnection.ConnectAsync("127.0.0.1", Server.MqttPort, "load-sub", "load-sub", "load-sub." + new string('a', 64), CancellationToken.None));
+            MqttLoadConnection.ConnectAsync("127.0.0.1", Server.MqttPort, "load-sub", "load-sub", "load-sub." + new string('a', 64), maxInFlight: 1, CancellationToken.None));
         Assert.Contains("0x86", refused.Message); // bad user name or password
 
-        using var connection = await MqttLoadConnection.ConnectAsync("127.0.0.1", Server.MqttPort, "load-sub", "load-sub", token, CancellationToken.None);
+        using var connection = await MqttLoadConnection.ConnectAsync("127.0.0.1", Server.MqttPort, "load-sub", "load-sub", token, maxInFlight: 100, CancellationToken.None);
         await connection.SubscribeAsync("patients/p-load-3/alerts", CancellationToken.None);
         var other = await Assert.ThrowsAsync<InvalidOperationException>(() => connection.SubscribeAsync("patients/p-load-1/alerts", CancellationToken.None));
         Assert.Contains("0x87", other.Message); // not authorized
@@ -88,7 +88,7 @@ public sealed class MqttLoadConnectionTests(ServerFixture fixture) : IClassFixtu
     public async Task Through_mosquitto_a_subscriber_is_delivered_every_message_a_device_publishes()
     {
         await using var broker = await MosquittoBroker.StartAsync(new Dictionary<string, string> { ["relay-watch"] = "relay-secret" });
-        using var subscriber = await MqttLoadConnection.ConnectAsync("127.0.0.1", broker.Port, "relay-reader", MosquittoBroker.IngestUser, broker.IngestPassword, CancellationToken.None);
+        using var subscriber = await MqttLoadConnection.ConnectAsync("127.0.0.1", broker.Port, "relay-reader", MosquittoBroker.IngestUser, broker.IngestPassword, maxInFlight: 1, CancellationToken.None);
         var delivered = new List<ulong>();
         subscriber.MessageReceived = (topic, payload) =>
         {
@@ -100,7 +100,7 @@ public sealed class MqttLoadConnectionTests(ServerFixture fixture) : IClassFixtu
         };
         await subscriber.SubscribeAsync("devices/+/vitals", CancellationToken.None);
 
-        using var device = await MqttLoadConnection.ConnectAsync("127.0.0.1", broker.Port, "relay-watch", "relay-watch", "relay-secret", CancellationToken.None);
+        using var device = await MqttLoadConnection.ConnectAsync("127.0.0.1", broker.Port, "relay-watch", "relay-watch", "relay-secret", maxInFlight: 500, CancellationToken.None);
         var acked = 0;
         device.Acked = (_, _, _, reason) =>
         {

@@ -77,7 +77,7 @@ internal sealed class MosquittoProcess : IAsyncDisposable
 
         // The same minimal client the devices publish with, so the subscriber costs the generator little per message;
         // it answers each QoS 1 delivery with a PUBACK, as a subscriber must.
-        var subscriber = await MqttLoadConnection.ConnectAsync("127.0.0.1", port, "load-subscriber", null, null, CancellationToken.None);
+        var subscriber = await MqttLoadConnection.ConnectAsync("127.0.0.1", port, "load-subscriber", null, null, maxInFlight: 1, CancellationToken.None);
         var broker = new MosquittoProcess(folder, process, port, subscriber);
         subscriber.MessageReceived = (_, _) => Interlocked.Increment(ref broker._received);
         await subscriber.SubscribeAsync("devices/+/vitals", CancellationToken.None);
