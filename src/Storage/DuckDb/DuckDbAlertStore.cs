@@ -9,7 +9,8 @@ namespace Telemetry.Storage.DuckDb;
 /// <summary>
 /// Alert history in the embedded DuckDB file: the event log (positions in commit order, so a consumer that reads
 /// "after position N" never skips one) and each alert as it stands, updated in the same transaction. Writes go through
-/// <see cref="DuckDbStateWrites"/>, which also stores the events a grain's alert state carries with that state.
+/// <see cref="DuckDbStateWrites"/>, which also stores the events a grain's alert state carries with that state, and
+/// journals them before the file takes them: every read here first waits for the file to hold what was written.
 /// </summary>
 public sealed class DuckDbAlertStore : IAlertStore
 {
@@ -20,13 +21,13 @@ public sealed class DuckDbAlertStore : IAlertStore
         _database = database;
     }
 
-    // Appends go through the database file's one writer of state and alerts, grouped (a burst of alerts costs a few
-    // commits, not one each); events a grain's state write already stored are answered without a transaction.
+    // Appends go through the database file's one writer of state and alerts, grouped (a burst of alerts costs one record
+    // in its journal, not one each); events a grain's state write already stored are answered at once.
     public Task<IReadOnlyList<AlertEvent>> AppendAsync(IReadOnlyList<AlertEvent> events, CancellationToken cancellationToken = default) =>
         _database.StateWrites.AppendAsync(events, cancellationToken);
 
     public Task<IReadOnlyList<AlertEvent>> ReadEventsAsync(long afterPosition, string? patientId, int limit, CancellationToken cancellationToken = default) =>
-        Task.Run<IReadOnlyList<AlertEvent>>(() =>
+        ReadAsync<IReadOnlyList<AlertEvent>>(() =>
         {
             using var connection = _database.OpenConnection();
             using var command = connection.CreateCommand();
@@ -50,14 +51,14 @@ public sealed class DuckDbAlertStore : IAlertStore
             return events;
         }, cancellationToken);
 
-    public Task<long> LastPositionAsync(CancellationToken cancellationToken = default) => Task.Run(() =>
+    public Task<long> LastPositionAsync(CancellationToken cancellationToken = default) => ReadAsync(() =>
     {
         using var connection = _database.OpenConnection();
         return DuckDbStateWrites.LastPosition(connection);
     }, cancellationToken);
 
     public Task<IReadOnlyList<Alert>> QueryAsync(AlertQuery query, CancellationToken cancellationToken = default) =>
-        Task.Run<IReadOnlyList<Alert>>(() =>
+        ReadAsync<IReadOnlyList<Alert>>(() =>
         {
             using var connection = _database.OpenConnection();
             using var command = connection.CreateCommand();
@@ -99,7 +100,7 @@ public sealed class DuckDbAlertStore : IAlertStore
             return alerts;
         }, cancellationToken);
 
-    public Task<Alert?> GetAsync(string alertId, CancellationToken cancellationToken = default) => Task.Run(() =>
+    public Task<Alert?> GetAsync(string alertId, CancellationToken cancellationToken = default) => ReadAsync(() =>
     {
         using var connection = _database.OpenConnection();
         using var command = connection.CreateCommand();
@@ -107,6 +108,13 @@ public sealed class DuckDbAlertStore : IAlertStore
         command.Parameters.Add(new DuckDBParameter(alertId));
         return command.ExecuteScalar() is string json ? JsonSerializer.Deserialize<Alert>(json, TelemetryJson.Options) : null;
     }, cancellationToken);
+
+    /// <summary>Runs a read of the log or the alerts once the file holds every write answered before it (see <see cref="DuckDbStateWrites.SettleAsync"/>).</summary>
+    private async Task<T> ReadAsync<T>(Func<T> read, CancellationToken cancellationToken)
+    {
+        await _database.StateWrites.SettleAsync(cancellationToken);
+        return await Task.Run(read, cancellationToken);
+    }
 
     public Task SetWatchedAsync(string patientId, bool watched, CancellationToken cancellationToken = default) => Task.Run(() =>
     {

@@ -78,9 +78,10 @@ public sealed class DuckDbDatabase : IDisposable
         _connectionString = $"Data Source={path}";
         _anchor = new DuckDBConnection(_connectionString);
         _anchor.Open();
+        var log = logger ?? (ILogger)Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
         try
         {
-            Readings = Open(options.Value, logger ?? (ILogger)Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, meterFactory);
+            Readings = Open(options.Value, log, meterFactory);
         }
         catch
         {
@@ -88,7 +89,16 @@ public sealed class DuckDbDatabase : IDisposable
             throw;
         }
 
-        StateWrites = new DuckDbStateWrites(this);
+        try
+        {
+            StateWrites = new DuckDbStateWrites(this, options.Value.JournalDelay, log);
+        }
+        catch
+        {
+            Readings.Dispose();
+            _anchor.Dispose();
+            throw;
+        }
     }
 
     private ReadingsFiles Open(DuckDbOptions options, ILogger logger, IMeterFactory? meterFactory)
@@ -206,7 +216,7 @@ public sealed class DuckDbDatabase : IDisposable
     /// <summary>Which of the two files the next commit of readings writes to, and the checkpoints of all three.</summary>
     internal ReadingsFiles Readings { get; }
 
-    /// <summary>The one writer of grain state and the alert log, shared by every store over this file.</summary>
+    /// <summary>The one writer of grain state and the alert log, shared by every store over this file, with its journal beside the file.</summary>
     internal DuckDbStateWrites StateWrites { get; }
 
     /// <summary>An identifier in double quotes, for a statement.</summary>
@@ -248,6 +258,7 @@ public sealed class DuckDbDatabase : IDisposable
 
     public void Dispose()
     {
+        StateWrites.Dispose();
         Readings.Dispose();
         _anchor.Dispose();
     }

@@ -8,8 +8,8 @@ namespace Telemetry.Storage.DuckDb;
 /// <summary>
 /// Orleans grain state in the embedded DuckDB file, so device bindings and alert state are as durable as the raw
 /// series on a single machine. Optimistic concurrency through an ETag per grain, as Orleans expects; concurrent writes
-/// are committed together. A state that carries alert events (<see cref="IAlertOutbox"/>) is committed with them in
-/// the alert log, in one transaction (see <see cref="DuckDbStateWrites"/>).
+/// are journaled together. A state that carries alert events (<see cref="IAlertOutbox"/>) is stored with them in the
+/// alert log, in one record of the journal and one transaction of the file (see <see cref="DuckDbStateWrites"/>).
 /// </summary>
 public sealed class DuckDbGrainStorage : IGrainStorage
 {
@@ -22,7 +22,13 @@ public sealed class DuckDbGrainStorage : IGrainStorage
         _serializer = serializer;
     }
 
-    public Task ReadStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState) => Task.Run(() =>
+    public async Task ReadStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
+    {
+        await _database.StateWrites.SettleAsync();
+        await Task.Run(() => Read(stateName, grainId, grainState));
+    }
+
+    private void Read<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
         using var connection = _database.OpenConnection();
         using var command = connection.CreateCommand();
@@ -43,7 +49,7 @@ public sealed class DuckDbGrainStorage : IGrainStorage
         data.CopyTo(buffer);
         grainState.State = _serializer.Deserialize<T>(new BinaryData(buffer.ToArray()));
         grainState.RecordExists = true;
-    });
+    }
 
     public async Task WriteStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {

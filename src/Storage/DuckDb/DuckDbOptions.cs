@@ -35,6 +35,14 @@ public sealed class DuckDbOptions
     [Range(1, 1_000_000)]
     public int RollupBatchSize { get; set; } = 10_000;
 
+    /// <summary>
+    /// How long a write of grain state or of the alert log waits, at most, in the journal beside the database file
+    /// (<c>&lt;name&gt;.state-journal</c>) before the file takes it with the others; a read of those tables writes them at
+    /// once. The write is durable, and answered, once it is in the journal. Default half a second.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00", "1.00:00:00")]
+    public TimeSpan JournalDelay { get; set; } = TimeSpan.FromMilliseconds(500);
+
     /// <summary>How often rollup windows of closed buckets are packed into blocks (see the README's storage section). Default one minute.</summary>
     [Range(typeof(TimeSpan), "00:00:01", "7.00:00:00")]
     public TimeSpan CompactionInterval { get; set; } = TimeSpan.FromMinutes(1);

@@ -2,6 +2,7 @@ using System.Runtime.ExceptionServices;
 using System.Text.Json;
 using DuckDB.NET.Data;
 using DuckDB.NET.Native;
+using Microsoft.Extensions.Logging;
 using Orleans.Runtime;
 using Orleans.Storage;
 using Telemetry.Core;
@@ -11,38 +12,89 @@ namespace Telemetry.Storage.DuckDb;
 
 /// <summary>
 /// The database file's one writer of grain state and the alert log. Writes group themselves (see
-/// <see cref="WriteGroups{TRequest, TResult}"/>): a group is one transaction, whatever grains and appends it holds.
+/// <see cref="WriteGroups{TRequest, TResult}"/>); a group is checked (each state change against its ETag), given its
+/// events' positions, and appended to the <see cref="StateJournal"/> beside the file, flushed to the disk, before any of
+/// its writers is answered. The journal's records are written into the database file later, many in one transaction:
+/// within <see cref="DuckDbOptions.JournalDelay"/>, before any read of these tables (<see cref="SettleAsync"/>), when the server stops,
+/// and, for what a crash left in the journal, when the file is opened again. A DuckDB transaction costs a few
+/// milliseconds however little it writes; a record in the journal, a fraction of one, and an alert waits for no more.
 /// <para>
 /// A grain state that carries alert events (<see cref="IAlertOutbox"/>) is written with them: the events are stored in
-/// the state's transaction, so an alert change costs one commit, and the state and the log never disagree. The grain
-/// then hands the same events to <see cref="AppendAsync"/>, which finds them here and answers at once.
+/// the state's record, so the state and the log never disagree. The grain then hands the same events to
+/// <see cref="AppendAsync"/>, which finds them here and answers at once.
 /// </para>
 /// <para>
-/// Positions are handed out in this one writer and each group is committed before the next, so a reader that reads
+/// Positions are handed out in this one writer and the records are written to the file in order, so a reader that reads
 /// "after position N" never sees a gap fill in later.
 /// </para>
 /// </summary>
-internal sealed class DuckDbStateWrites
+internal sealed partial class DuckDbStateWrites : IDisposable
 {
+    private static readonly TimeSpan RetryDelay = TimeSpan.FromSeconds(2);
+
     // Events stored with a grain's state and not yet asked for by its append, the latest few thousand (oldest dropped
     // first). The append follows the state write at once; an entry stays only when a grain stops in between, and an
-    // append that misses finds its events in the file anyway.
+    // append that misses finds its events stored anyway.
     private const int MaxStoredWithState = 4_096;
 
+    // Records waiting for the database file, at most: beyond, a write first writes them (or fails, when it cannot).
+    private const int MaxPendingRecords = 1_024;
+
+    // ETags remembered, at most; forgotten all at once when the file holds every record, and read from it again.
+    private const int MaxKnownETags = 200_000;
+
     private readonly DuckDbDatabase _database;
+    private readonly ILogger _logger;
+    private readonly StateJournal _journal;
     private readonly WriteGroups<Write, Written> _writes;
+    private readonly Timer _applyTimer;
+    private readonly TimeSpan _applyDelay;
     private readonly Lock _storedLock = new();
     private readonly Dictionary<(string PatientId, long Seq), AlertEvent> _storedWithState = [];
     private readonly Queue<(string PatientId, long Seq)> _storedOrder = new();
 
-    // The last position handed out, and each patient's last stored event number; read on the first write.
-    private long _lastPosition = -1;
-    private Dictionary<string, long> _lastSeq = [];
+    // Only the writer (one group at a time) reads and writes these. Every state the journal holds and the file does not
+    // yet has its ETag here, so one missing from here is read from the file.
+    private readonly List<StateJournalRecord> _pending = [];
+    private readonly Dictionary<(string PatientId, long Seq), long> _pendingPositions = [];
+    private readonly Dictionary<(string StateName, string GrainId), string?> _etags = [];
+    private long _lastPosition;
+    private readonly Dictionary<string, long> _lastSeq;
 
-    public DuckDbStateWrites(DuckDbDatabase database)
+    // Records in the journal that the file does not hold yet; read by SettleAsync outside the writer.
+    private int _pendingCount;
+    private int _applyScheduled;
+
+    public DuckDbStateWrites(DuckDbDatabase database, TimeSpan applyDelay, ILogger logger)
     {
         _database = database;
+        _applyDelay = applyDelay;
+        _logger = logger;
         _writes = new(WriteGroup);
+        _journal = new StateJournal(System.IO.Path.ChangeExtension(database.FilePath, null) + ".state-journal");
+        try
+        {
+            using var connection = database.OpenConnection();
+
+            // What the last run journaled and did not write to the file (it stopped without a chance to) goes there now.
+            var left = _journal.ReadAll();
+            if (left.Count > 0)
+            {
+                Apply(connection, left, replay: true);
+                _journal.Clear();
+                LogReplayed(logger, left.Count, _journal.Path);
+            }
+
+            _lastPosition = LastPosition(connection);
+            _lastSeq = LastSeqs(connection);
+        }
+        catch
+        {
+            _journal.Dispose();
+            throw;
+        }
+
+        _applyTimer = new Timer(static state => ((DuckDbStateWrites)state!).ApplyOnTimer(), this, Timeout.Infinite, Timeout.Infinite);
     }
 
     /// <summary>
@@ -65,6 +117,35 @@ internal sealed class DuckDbStateWrites
         }
 
         return TakeStoredWithState(events) is { } stored ? Task.FromResult<IReadOnlyList<AlertEvent>>(stored) : AppendStoringAsync(events, cancellationToken);
+    }
+
+    /// <summary>
+    /// Completes once the database file holds every write answered so far: a read of grain state or of the alert log
+    /// waits for this first, so it sees what was written before it.
+    /// </summary>
+    public Task SettleAsync(CancellationToken cancellationToken = default) =>
+        Volatile.Read(ref _pendingCount) == 0 ? Task.CompletedTask : SettleWritingAsync(cancellationToken);
+
+    /// <summary>Writes what the journal holds into the file and closes the journal (what cannot be written stays in it for the next start).</summary>
+    public void Dispose()
+    {
+        _applyTimer.Dispose();
+        try
+        {
+            SettleAsync().GetAwaiter().GetResult();
+        }
+        catch (Exception exception)
+        {
+            LogApplyFailed(_logger, exception, _journal.Path);
+        }
+
+        _journal.Dispose();
+    }
+
+    private async Task SettleWritingAsync(CancellationToken cancellationToken)
+    {
+        var written = await _writes.WriteAsync(new Write(null, [], Settle: true), cancellationToken);
+        written.Failure?.Throw();
     }
 
     private async Task<IReadOnlyList<AlertEvent>> AppendStoringAsync(IReadOnlyList<AlertEvent> events, CancellationToken cancellationToken)
@@ -100,100 +181,191 @@ internal sealed class DuckDbStateWrites
     }
 
     /// <summary>
-    /// Writes a group in one transaction. A group that fails is written again one write at a time, so a write that
-    /// cannot be stored (an event the log refuses) fails alone, not every grain whose state shared its group.
+    /// Journals a group's writes, and writes the journal into the file when a read waits for it (or too much waits).
+    /// A journal that cannot be written fails the group's writes; a file that cannot be written fails the reads waiting.
     /// </summary>
     private Written[] WriteGroup(IReadOnlyList<Write> group)
     {
-        try
+        var results = new Written[group.Count];
+        var settle = false;
+        var writes = new List<int>(group.Count);
+        for (var i = 0; i < group.Count; i++)
         {
-            return WriteTransaction(group);
-        }
-        catch (Exception) when (group.Count > 1)
-        {
-            var results = new Written[group.Count];
-            for (var i = 0; i < group.Count; i++)
+            if (group[i].Settle)
             {
-                try
-                {
-                    results[i] = WriteTransaction([group[i]])[0];
-                }
-                catch (Exception alone)
-                {
-                    results[i] = new Written(null, [], ExceptionDispatchInfo.Capture(alone));
-                }
+                settle = true;
             }
-
-            return results;
+            else
+            {
+                writes.Add(i);
+            }
         }
-    }
 
-    private Written[] WriteTransaction(IReadOnlyList<Write> group)
-    {
-        try
+        if (writes.Count > 0)
         {
             try
             {
-                return WriteTransaction(group, replaceRaised: false);
+                JournalWrites(group, writes, results);
             }
-            catch (DuckDBException exception) when (exception.ErrorType == DuckDBErrorType.Constraint)
+            catch (Exception exception)
             {
-                return WriteTransaction(group, replaceRaised: true);
+                var failure = ExceptionDispatchInfo.Capture(exception);
+                foreach (var i in writes)
+                {
+                    results[i] = new Written(null, [], failure);
+                }
             }
         }
-        catch
+
+        if (settle)
         {
-            // What the file holds is read again before the next write: another writer of the file may have moved on.
-            _lastPosition = -1;
-            throw;
+            ExceptionDispatchInfo? failure = null;
+            try
+            {
+                ApplyPending();
+            }
+            catch (Exception exception)
+            {
+                failure = ExceptionDispatchInfo.Capture(exception);
+            }
+
+            for (var i = 0; i < group.Count; i++)
+            {
+                if (group[i].Settle)
+                {
+                    results[i] = new Written(null, [], failure);
+                }
+            }
         }
+
+        return results;
     }
 
     /// <summary>
-    /// Writes a group in one transaction: the state changes (each checked against its ETag), then the events of the
-    /// accepted ones and of the appends, in the group's order. A newly raised alert is inserted: its id is new, as the
-    /// grain numbers its alerts in the state it writes. Should a row of that id exist all the same (grain state restored
-    /// from an older copy of the file), the group is written again with the row replaced.
+    /// Checks the writes' state changes against their ETags, gives the events of the accepted ones (and of the appends)
+    /// their positions, and journals what was accepted as one record.
     /// </summary>
-    private Written[] WriteTransaction(IReadOnlyList<Write> group, bool replaceRaised)
+    private void JournalWrites(IReadOnlyList<Write> group, List<int> writes, Written[] results)
     {
-        using var connection = _database.OpenConnection();
-        if (_lastPosition < 0)
+        if (_pending.Count >= MaxPendingRecords)
         {
-            var seqs = LastSeqs(connection);
-            _lastPosition = LastPosition(connection);
-            _lastSeq = seqs;
+            ApplyPending();
         }
 
-        using var transaction = connection.BeginTransaction();
-        var refused = ApplyStateChanges(connection, group);
-        var results = new Written[group.Count];
-        var accepted = new List<IReadOnlyList<AlertEvent>>(group.Count);
-        for (var i = 0; i < group.Count; i++)
+        DuckDBConnection? connection = null;
+        try
         {
-            accepted.Add(refused[i] is null ? group[i].Events : []);
-        }
-
-        var (stored, added, next) = AppendEvents(connection, accepted, replaceRaised);
-        transaction.Commit();
-
-        _lastPosition = next;
-        foreach (var item in added)
-        {
-            _lastSeq[item.PatientId] = Math.Max(item.Seq, _lastSeq.GetValueOrDefault(item.PatientId));
-        }
-
-        lock (_storedLock)
-        {
-            for (var i = 0; i < group.Count; i++)
+            // Each state change against the ETag stored, or left by an earlier change of the group.
+            var etags = new Dictionary<(string StateName, string GrainId), string?>();
+            var states = new List<JournaledState>();
+            var refused = new InconsistentStateException?[group.Count];
+            foreach (var i in writes)
             {
-                results[i] = new Written(refused[i], stored[i]);
-                if (group[i].State is null)
+                if (group[i].State is not { } change)
                 {
                     continue;
                 }
 
-                foreach (var item in stored[i])
+                var key = (change.StateName, change.GrainId.ToString());
+                if (!etags.TryGetValue(key, out var stored))
+                {
+                    stored = StoredETag(key, ref connection);
+                }
+
+                if (!string.Equals(stored, change.ExpectedETag, StringComparison.Ordinal))
+                {
+                    refused[i] = Refusal(change, stored);
+                    continue;
+                }
+
+                etags[key] = change.NewETag;
+                states.Add(new JournaledState(key.StateName, key.Item2, change.NewETag, change.Data));
+            }
+
+            // An event handed over again (a grain's outbox after a crash) keeps the position it was stored with. A
+            // patient's events are numbered in order, so only one numbered no later than its last stored can have been.
+            var next = _lastPosition;
+            var positions = new Dictionary<(string PatientId, long Seq), long>();
+            var added = new List<JournaledEvent>();
+            foreach (var i in writes)
+            {
+                if (refused[i] is not null)
+                {
+                    results[i] = new Written(refused[i], []);
+                    continue;
+                }
+
+                var stored = new List<AlertEvent>(group[i].Events.Count);
+                foreach (var item in group[i].Events)
+                {
+                    var key = (item.PatientId, item.Seq);
+                    if (!positions.TryGetValue(key, out var position) && !_pendingPositions.TryGetValue(key, out position))
+                    {
+                        var storedBefore = _lastSeq.TryGetValue(item.PatientId, out var last) && item.Seq <= last;
+                        if (storedBefore && StoredPosition(key, ref connection) is { } found)
+                        {
+                            position = found;
+                        }
+                        else
+                        {
+                            position = ++next;
+                            added.Add(new JournaledEvent(position, item with { Position = position }));
+                        }
+
+                        positions[key] = position;
+                    }
+
+                    stored.Add(item with { Position = position });
+                }
+
+                results[i] = new Written(null, stored);
+            }
+
+            if (states.Count > 0 || added.Count > 0)
+            {
+                var record = new StateJournalRecord(states, added);
+                _journal.Append(record);
+                _pending.Add(record);
+                Volatile.Write(ref _pendingCount, _pending.Count);
+                foreach (var item in added)
+                {
+                    _pendingPositions[(item.Event.PatientId, item.Event.Seq)] = item.Position;
+                }
+
+                ScheduleApply();
+            }
+
+            foreach (var (key, etag) in etags)
+            {
+                _etags[key] = etag;
+            }
+
+            _lastPosition = next;
+            foreach (var item in added)
+            {
+                _lastSeq[item.Event.PatientId] = Math.Max(item.Event.Seq, _lastSeq.GetValueOrDefault(item.Event.PatientId));
+            }
+
+            RememberStoredWithState(group, writes, results);
+        }
+        finally
+        {
+            connection?.Dispose();
+        }
+    }
+
+    private void RememberStoredWithState(IReadOnlyList<Write> group, List<int> writes, Written[] results)
+    {
+        lock (_storedLock)
+        {
+            foreach (var i in writes)
+            {
+                if (group[i].State is null || results[i].Refused is not null)
+                {
+                    continue;
+                }
+
+                foreach (var item in results[i].Stored)
                 {
                     _storedWithState[(item.PatientId, item.Seq)] = item;
                     _storedOrder.Enqueue((item.PatientId, item.Seq));
@@ -204,160 +376,187 @@ internal sealed class DuckDbStateWrites
                 }
             }
         }
+    }
 
-        return results;
+    /// <summary>A grain's ETag as last written: remembered, or read from the file (which then holds its latest state).</summary>
+    private string? StoredETag((string StateName, string GrainId) key, ref DuckDBConnection? connection)
+    {
+        if (_etags.TryGetValue(key, out var etag))
+        {
+            return etag;
+        }
+
+        connection ??= _database.OpenConnection();
+        string? stored = null;
+        DuckDbValues.ReadRow(connection, "SELECT etag FROM grain_state WHERE grain_type = $1 AND grain_id = $2", [key.StateName, key.GrainId],
+            reader => stored = reader.GetString(0));
+        return stored;
+    }
+
+    /// <summary>The position an event was stored at in the file, if it was.</summary>
+    private long? StoredPosition((string PatientId, long Seq) key, ref DuckDBConnection? connection)
+    {
+        connection ??= _database.OpenConnection();
+        long? position = null;
+        DuckDbValues.ReadRow(connection, "SELECT position FROM alert_events WHERE patient_id = $1 AND seq = $2", [key.PatientId, key.Seq],
+            reader => position = reader.GetInt64(0));
+        return position;
+    }
+
+    private void ScheduleApply()
+    {
+        if (Interlocked.Exchange(ref _applyScheduled, 1) == 0)
+        {
+            _applyTimer.Change(_applyDelay, Timeout.InfiniteTimeSpan);
+        }
+    }
+
+    private void ApplyOnTimer()
+    {
+        Volatile.Write(ref _applyScheduled, 0);
+        _ = ApplyOnTimerAsync();
+    }
+
+    private async Task ApplyOnTimerAsync()
+    {
+        try
+        {
+            await SettleAsync();
+        }
+        catch (Exception exception)
+        {
+            LogApplyFailed(_logger, exception, _journal.Path);
+            if (Interlocked.Exchange(ref _applyScheduled, 1) == 0)
+            {
+                _applyTimer.Change(RetryDelay, Timeout.InfiniteTimeSpan);
+            }
+        }
+    }
+
+    /// <summary>Writes the journal's records into the file in one transaction, then empties the journal.</summary>
+    private void ApplyPending()
+    {
+        if (_pending.Count == 0)
+        {
+            return;
+        }
+
+        using (var connection = _database.OpenConnection())
+        {
+            Apply(connection, _pending, replay: false);
+        }
+
+        _journal.Clear();
+        _pending.Clear();
+        _pendingPositions.Clear();
+        Volatile.Write(ref _pendingCount, 0);
+        if (_etags.Count > MaxKnownETags)
+        {
+            _etags.Clear();
+        }
     }
 
     /// <summary>
-    /// Applies the group's state changes, a few statements for all of them. A change whose ETag does not match what is
-    /// stored (or what an earlier change of the group left) is refused alone: its result is the exception to throw.
+    /// Writes records into the file in one transaction. A newly raised alert is inserted: its id is new, as the grain
+    /// numbers its alerts in the state it writes. Should a row of that id exist all the same (grain state restored from
+    /// an older copy of the file), the records are written again with the row replaced. Replaying records a crash left
+    /// in the journal (<paramref name="replay"/>), the events the file already holds (its transaction committed, the
+    /// journal not yet emptied) are skipped; the states are written again, the last of each grain last.
     /// </summary>
-    private static InconsistentStateException?[] ApplyStateChanges(DuckDBConnection connection, IReadOnlyList<Write> group)
+    private static void Apply(DuckDBConnection connection, IReadOnlyList<StateJournalRecord> records, bool replay)
     {
-        var results = new InconsistentStateException?[group.Count];
-        var keys = group.Where(write => write.State is not null)
-            .Select(write => (write.State!.StateName, GrainId: write.State.GrainId.ToString()))
-            .Distinct()
-            .ToList();
-        if (keys.Count == 0)
+        try
         {
-            return results;
+            ApplyTransaction(connection, records, replay, replaceRaised: false);
         }
-
-        var etags = keys.ToDictionary(key => key, _ => (string?)null);
-        void Found(DuckDBDataReader reader) => etags[(reader.GetString(0), reader.GetString(1))] = reader.GetString(2);
-
-        // One grain's update alone (an alert change at a time): the UPDATE checks the ETag itself, one statement where a
-        // read and an UPDATE cost DuckDB about half a millisecond more. The stored ETag is read only to refuse.
-        var withState = Enumerable.Range(0, group.Count).Where(i => group[i].State is not null).ToList();
-        if (withState is [var alone] && group[alone].State is { ExpectedETag: not null, Data: not null } single)
+        catch (DuckDBException exception) when (exception.ErrorType == DuckDBErrorType.Constraint)
         {
-            var (stateName, grainId) = keys[0];
-            if (DuckDbValues.ExecuteRow(connection, "UPDATE grain_state SET etag = $1, data = $2 WHERE grain_type = $3 AND grain_id = $4 AND etag = $5",
-                single.NewETag, single.Data, stateName, grainId, single.ExpectedETag) == 0)
+            ApplyTransaction(connection, records, replay, replaceRaised: true);
+        }
+    }
+
+    private static void ApplyTransaction(DuckDBConnection connection, IReadOnlyList<StateJournalRecord> records, bool replay, bool replaceRaised)
+    {
+        using var transaction = connection.BeginTransaction();
+        var states = new Dictionary<(string StateName, string GrainId), JournaledState>();
+        var events = new List<AlertEvent>();
+        var storedThrough = replay ? LastPosition(connection) : 0;
+        foreach (var record in records)
+        {
+            foreach (var state in record.States)
             {
-                DuckDbValues.ReadRow(connection, "SELECT grain_type, grain_id, etag FROM grain_state WHERE grain_type = $1 AND grain_id = $2",
-                    [stateName, grainId], Found);
-                results[alone] = Refusal(single, etags[keys[0]]);
+                states[(state.StateName, state.GrainId)] = state;
             }
 
-            return results;
-        }
-
-        if (keys.Count == 1)
-        {
-            DuckDbValues.ReadRow(connection, "SELECT grain_type, grain_id, etag FROM grain_state WHERE grain_type = $1 AND grain_id = $2",
-                [keys[0].StateName, keys[0].GrainId], Found);
-        }
-        else
-        {
-            DuckDbValues.Read(connection,
-                "SELECT s.grain_type, s.grain_id, s.etag FROM grain_state s JOIN (VALUES {values}) k(grain_type, grain_id) USING (grain_type, grain_id)",
-                keys, key => [key.StateName, key.GrainId], Found);
-        }
-
-        // The last accepted change of each grain is what the group leaves stored.
-        var existed = etags.Where(pair => pair.Value is not null).Select(pair => pair.Key).ToHashSet();
-        var last = new Dictionary<(string StateName, string GrainId), StateChange>();
-        for (var i = 0; i < group.Count; i++)
-        {
-            if (group[i].State is not { } change)
+            foreach (var item in record.Events)
             {
-                continue;
+                if (item.Position > storedThrough)
+                {
+                    events.Add(item.Event with { Position = item.Position });
+                }
+            }
+        }
+
+        WriteStates(connection, states);
+        WriteEvents(connection, events, replaceRaised);
+        transaction.Commit();
+    }
+
+    /// <summary>Writes each grain's latest state: an UPDATE of rows that exist, an INSERT of those that do not, a DELETE of those cleared.</summary>
+    private static void WriteStates(DuckDBConnection connection, Dictionary<(string StateName, string GrainId), JournaledState> states)
+    {
+        if (states.Count == 0)
+        {
+            return;
+        }
+
+        // One grain's update alone (an alert change at a time) goes by its key, a statement DuckDB runs in a fraction
+        // of a join's time; a row found missing is inserted.
+        if (states.Count == 1 && states.Values.Single() is { Data: not null } single)
+        {
+            if (DuckDbValues.ExecuteRow(connection, "UPDATE grain_state SET etag = $1, data = $2 WHERE grain_type = $3 AND grain_id = $4",
+                single.ETag, single.Data, single.StateName, single.GrainId) == 0)
+            {
+                DuckDbValues.ExecuteRow(connection, "INSERT INTO grain_state VALUES ($1, $2, $3, $4)", single.StateName, single.GrainId, single.ETag, single.Data);
             }
 
-            var key = (change.StateName, change.GrainId.ToString());
-            var stored = etags[key];
-            if (!string.Equals(stored, change.ExpectedETag, StringComparison.Ordinal))
-            {
-                results[i] = Refusal(change, stored);
-                continue;
-            }
-
-            etags[key] = change.NewETag;
-            last[key] = change;
+            return;
         }
+
+        var keys = states.Keys.ToList();
+        var existed = new HashSet<(string StateName, string GrainId)>();
+        DuckDbValues.Read(connection,
+            "SELECT s.grain_type, s.grain_id FROM grain_state s JOIN (VALUES {values}) k(grain_type, grain_id) USING (grain_type, grain_id)",
+            keys, key => [key.StateName, key.GrainId], reader => existed.Add((reader.GetString(0), reader.GetString(1))));
 
         // An UPDATE of rows that exist and an INSERT of those that do not: DuckDB's INSERT OR REPLACE costs several times either.
-        var updates = last.Where(pair => pair.Value.Data is not null && existed.Contains(pair.Key)).ToList();
-        var inserts = last.Where(pair => pair.Value.Data is not null && !existed.Contains(pair.Key)).ToList();
-        var clears = last.Where(pair => pair.Value.Data is null && existed.Contains(pair.Key)).Select(pair => pair.Key).ToList();
-        if (updates is [var (onlyKey, only)])
-        {
-            DuckDbValues.ExecuteRow(connection, "UPDATE grain_state SET etag = $1, data = $2 WHERE grain_type = $3 AND grain_id = $4",
-                only.NewETag, only.Data, onlyKey.StateName, onlyKey.GrainId);
-        }
-        else
-        {
-            DuckDbValues.Execute(connection,
-                "UPDATE grain_state SET etag = v.etag, data = v.data FROM (VALUES {values}) v(grain_type, grain_id, etag, data) "
-                + "WHERE grain_state.grain_type = v.grain_type AND grain_state.grain_id = v.grain_id",
-                updates, write => [write.Key.StateName, write.Key.GrainId, write.Value.NewETag, write.Value.Data]);
-        }
-
+        var updates = states.Where(pair => pair.Value.Data is not null && existed.Contains(pair.Key)).Select(pair => pair.Value).ToList();
+        var inserts = states.Where(pair => pair.Value.Data is not null && !existed.Contains(pair.Key)).Select(pair => pair.Value).ToList();
+        var clears = states.Where(pair => pair.Value.Data is null && existed.Contains(pair.Key)).Select(pair => pair.Key).ToList();
+        DuckDbValues.Execute(connection,
+            "UPDATE grain_state SET etag = v.etag, data = v.data FROM (VALUES {values}) v(grain_type, grain_id, etag, data) "
+            + "WHERE grain_state.grain_type = v.grain_type AND grain_state.grain_id = v.grain_id",
+            updates, state => [state.StateName, state.GrainId, state.ETag, state.Data]);
         DuckDbValues.Execute(connection, "INSERT INTO grain_state VALUES {values}",
-            inserts, write => [write.Key.StateName, write.Key.GrainId, write.Value.NewETag, write.Value.Data]);
+            inserts, state => [state.StateName, state.GrainId, state.ETag, state.Data]);
         DuckDbValues.Execute(connection, "DELETE FROM grain_state WHERE (grain_type, grain_id) IN (SELECT * FROM (VALUES {values}))",
             clears, key => [key.StateName, key.GrainId]);
-        return results;
     }
 
-    private static InconsistentStateException Refusal(StateChange change, string? stored) =>
-        new($"State '{change.StateName}' of {change.GrainId} was changed by someone else.", stored, change.ExpectedETag);
-
-    /// <summary>
-    /// Stores each list's events not stored before, with the next positions, and each alert as its latest event leaves
-    /// it. Returns every list's events with their positions, the events added, and the last position handed out.
-    /// </summary>
-    private (IReadOnlyList<AlertEvent>[] Stored, List<AlertEvent> Added, long Next) AppendEvents(
-        DuckDBConnection connection, List<IReadOnlyList<AlertEvent>> lists, bool replaceRaised)
+    /// <summary>Stores events at their positions, and each alert as the latest of them leaves it.</summary>
+    private static void WriteEvents(DuckDBConnection connection, List<AlertEvent> added, bool replaceRaised)
     {
-        var next = _lastPosition;
-        var added = new List<AlertEvent>();
-        var results = new IReadOnlyList<AlertEvent>[lists.Count];
-        if (lists.All(events => events.Count == 0))
+        if (added.Count == 0)
         {
-            Array.Fill(results, []);
-            return (results, added, next);
-        }
-
-        // An event handed over again (a grain's outbox after a crash) keeps the position it was stored with. A patient's
-        // events are numbered in order, so only one numbered no later than its last stored can have been stored.
-        var positions = new Dictionary<(string PatientId, long Seq), long>();
-        var again = lists.SelectMany(events => events)
-            .Where(item => _lastSeq.TryGetValue(item.PatientId, out var last) && item.Seq <= last)
-            .Select(item => (item.PatientId, item.Seq))
-            .Distinct()
-            .ToList();
-        DuckDbValues.Read(connection,
-            "SELECT e.patient_id, e.seq, e.position FROM alert_events e JOIN (VALUES {values}) k(patient_id, seq) USING (patient_id, seq)",
-            again, key => [key.PatientId, key.Seq],
-            reader => positions[(reader.GetString(0), reader.GetInt64(1))] = reader.GetInt64(2));
-
-        for (var g = 0; g < lists.Count; g++)
-        {
-            var stored = new List<AlertEvent>(lists[g].Count);
-            foreach (var item in lists[g])
-            {
-                if (!positions.TryGetValue((item.PatientId, item.Seq), out var position))
-                {
-                    position = ++next;
-                    positions[(item.PatientId, item.Seq)] = position;
-                    added.Add(item with { Position = position });
-                }
-
-                stored.Add(item with { Position = position });
-            }
-
-            results[g] = stored;
+            return;
         }
 
         DuckDbValues.Execute(connection, "INSERT INTO alert_events VALUES {values}", added, item =>
             [item.Position, item.PatientId, item.Seq, item.Alert.AlertId, (byte)item.Type, item.At.UtcDateTime, JsonSerializer.Serialize(item, TelemetryJson.Options)]);
 
-        // Each alert as the group's latest event of it leaves it: put in place with the event that raised it, updated
-        // after. A plain INSERT and an UPDATE each cost DuckDB a fraction of an INSERT OR REPLACE, which stays for a row
-        // found missing or already there.
+        // Each alert as the latest event of it leaves it: put in place with the event that raised it, updated after. A
+        // plain INSERT and an UPDATE each cost DuckDB a fraction of an INSERT OR REPLACE, which stays for a row found
+        // missing or already there.
         var latest = added.GroupBy(item => item.Alert.AlertId, StringComparer.Ordinal)
             .Select(events => (Raised: events.Any(item => item.Type == AlertEventType.Raised), events.Last().Alert))
             .ToList();
@@ -375,9 +574,10 @@ internal sealed class DuckDbStateWrites
         {
             DuckDbValues.Execute(connection, "INSERT OR REPLACE INTO alerts VALUES {values}", changed, AlertRow);
         }
-
-        return (results, added, next);
     }
+
+    private static InconsistentStateException Refusal(StateChange change, string? stored) =>
+        new($"State '{change.StateName}' of {change.GrainId} was changed by someone else.", stored, change.ExpectedETag);
 
     private static object?[] AlertRow(Alert alert) =>
         [alert.AlertId, alert.PatientId, alert.RaisedAt.UtcDateTime, alert.IsOpen, JsonSerializer.Serialize(alert, TelemetryJson.Options)];
@@ -405,15 +605,21 @@ internal sealed class DuckDbStateWrites
         return Convert.ToInt64(command.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
     }
 
+    [LoggerMessage(EventId = 3101, Level = LogLevel.Warning, Message = "Wrote {Records} records that the last run left in {Journal} into the database")]
+    private static partial void LogReplayed(ILogger logger, int records, string journal);
+
+    [LoggerMessage(EventId = 3102, Level = LogLevel.Error, Message = "Writing the records of {Journal} into the database failed; they stay in the journal and are tried again")]
+    private static partial void LogApplyFailed(ILogger logger, Exception exception, string journal);
+
     /// <summary>A write (with <paramref name="Data"/>) or a clear (without) of one grain's state.</summary>
     internal sealed record StateChange(string StateName, GrainId GrainId, string? ExpectedETag, byte[]? Data, string? NewETag);
 
-    /// <summary>A state change with the events it carries (stored with it when it is accepted), or an append alone.</summary>
-    private readonly record struct Write(StateChange? State, IReadOnlyList<AlertEvent> Events);
+    /// <summary>A state change with the events it carries (stored with it when it is accepted), an append alone, or a read waiting for the file (<paramref name="Settle"/>).</summary>
+    private readonly record struct Write(StateChange? State, IReadOnlyList<AlertEvent> Events, bool Settle = false);
 
     /// <summary>
     /// A write's answer: the refusal of its state change, or its events as stored (with their positions); or, when it
-    /// failed alone, the exception.
+    /// failed, the exception.
     /// </summary>
     private readonly record struct Written(InconsistentStateException? Refused, IReadOnlyList<AlertEvent> Stored, ExceptionDispatchInfo? Failure = null);
 }

@@ -2,12 +2,12 @@ namespace Telemetry.Storage.DuckDb;
 
 /// <summary>
 /// Serialised writes that group themselves: a write made while none is under way starts at once, and whatever gathers
-/// while one group is written goes in the next group together, so a burst costs a few transactions (and fsyncs) of
-/// the DuckDB file, not one each. A lone write waits for nothing.
+/// while one group is written goes in the next group together, so a burst costs a few records (and flushes) of the
+/// journal, not one each. A lone write waits for nothing.
 /// </summary>
 /// <param name="writeGroup">
-/// Writes a group in one transaction and returns one result per request, in order; throwing fails the whole group
-/// (nothing of it may have been committed then).
+/// Writes a group and returns one result per request, in order; throwing fails the whole group (nothing of it may have
+/// been stored then).
 /// </param>
 internal sealed class WriteGroups<TRequest, TResult>(Func<IReadOnlyList<TRequest>, TResult[]> writeGroup)
 {

@@ -189,45 +189,82 @@ public sealed class DuckDbAlertStoreTests : IDisposable
     }
 
     [Fact]
-    public async Task Events_the_log_refuses_fail_their_own_write_alone_and_the_writes_after_go_on()
+    public async Task Writes_answered_are_in_the_journal_and_a_crash_before_the_file_takes_them_loses_none_and_stores_none_twice()
     {
+        // The file takes the journal's records only when read (or the server stops): what a crash finds is the journal.
+        _database.Dispose();
+        var options = Microsoft.Extensions.Options.Options.Create(new DuckDbOptions { Path = _directory.Options.Value.Path, JournalDelay = TimeSpan.FromDays(1) });
+        _database = new DuckDbDatabase(options);
+        _store = new DuckDbAlertStore(_database);
         var storage = new DuckDbGrainStorage(_database, new JsonStateSerializer());
-        await _store.AppendAsync([Event("p-1", 1, AlertEventType.Raised, Alert("p-1~1", AlertStatus.Active))]);
+        await _store.AppendAsync([Event("p-0", 1, AlertEventType.Raised, Alert("p-0~1", AlertStatus.Active, "p-0"))]);
+        Assert.Single(await _store.ReadEventsAsync(0, null, 10));
 
-        // Another writer of the file takes the next position behind this one's back: an insert there breaks the key.
-        using (var other = _database.OpenConnection())
-        using (var insert = other.CreateCommand())
+        var outbox = new OutboxState { Rules = 7, Outbox = [Event("p-1", 1, AlertEventType.Raised, Alert("p-1~1", AlertStatus.Active))] };
+        var state = new GrainState<OutboxState>(outbox);
+        await storage.WriteStateAsync("alerts", PatientGrain("p-1"), state);
+        outbox.Outbox = [Event("p-1", 2, AlertEventType.Cleared, Alert("p-1~1", AlertStatus.Cleared))];
+        outbox.Rules = 8;
+        await storage.WriteStateAsync("alerts", PatientGrain("p-1"), state);
+        await storage.WriteStateAsync("devices", GrainId.Create("device", "d-1"), new GrainState<OutboxState>(new OutboxState { Rules = 1 }));
+        var stale = new GrainState<OutboxState>(new OutboxState { Rules = 99 }) { ETag = "not the stored one" };
+        await Assert.ThrowsAsync<InconsistentStateException>(() => storage.WriteStateAsync("alerts", PatientGrain("p-1"), stale));
+
+        // Crashed now: the files as they stand, and a torn record at the journal's end (a write the crash cut short).
+        var crashed = CopyFiles(_directory.Path);
+        var journal = Path.Combine(crashed, "telemetry.state-journal");
+        Assert.True(new FileInfo(journal).Length > 0);
+        File.AppendAllText(journal, "\u0040\u0000\u0000\u0000torn");
+
+        // The file itself had the first append only; opened again, the journal's records are written into it.
+        using (var reopened = new DuckDbDatabase(Microsoft.Extensions.Options.Options.Create(new DuckDbOptions { Path = Path.Combine(crashed, "telemetry.duckdb") })))
         {
-            insert.CommandText = "INSERT INTO alert_events VALUES (2, 'p-x', 1, 'p-x~1', 0, now()::TIMESTAMP, '{}')";
-            insert.ExecuteNonQuery();
+            Assert.Equal(0, new FileInfo(journal).Length);
+            var store = new DuckDbAlertStore(reopened);
+            Assert.Equal([1L, 2L, 3L], (await store.ReadEventsAsync(0, null, 10)).Select(e => e.Position));
+            Assert.Equal(AlertStatus.Cleared, (await store.GetAsync("p-1~1"))?.Status);
+            var read = new GrainState<OutboxState>();
+            var reopenedStorage = new DuckDbGrainStorage(reopened, new JsonStateSerializer());
+            await reopenedStorage.ReadStateAsync("alerts", PatientGrain("p-1"), read);
+            Assert.Equal((8, state.ETag), (read.State?.Rules, read.ETag));
+            var device = new GrainState<OutboxState>();
+            await reopenedStorage.ReadStateAsync("devices", GrainId.Create("device", "d-1"), device);
+            Assert.Equal(1, device.State?.Rules);
+
+            // The outbox handed over again after the crash keeps its positions; the next event follows.
+            Assert.Equal([1L, 2L], (await Task.WhenAll(
+                store.AppendAsync([Event("p-1", 1, AlertEventType.Raised, Alert("p-1~1", AlertStatus.Active))]),
+                store.AppendAsync([Event("p-1", 2, AlertEventType.Cleared, Alert("p-1~1", AlertStatus.Cleared))]))).Select(events => events[0].Position - 1));
+            Assert.Equal(4, Assert.Single(await store.AppendAsync([Event("p-2", 1, AlertEventType.Raised, Alert("p-2~1", AlertStatus.Active, "p-2"))])).Position);
         }
 
-        // Twenty grains write state (without events) at once with an append that cannot be stored where this writer
-        // would put it. The group fails; each write is tried again alone, and the state writes are stored.
-        var states = Enumerable.Range(10, 20)
-            .Select(i => storage.WriteStateAsync("alerts", PatientGrain($"p-{i}"), new GrainState<OutboxState>(new OutboxState { Rules = i })))
-            .ToList();
-        AlertEvent[] events = [Event("p-2", 1, AlertEventType.Raised, Alert("p-2~1", AlertStatus.Active, "p-2"))];
-        var append = _store.AppendAsync(events);
-        await Task.WhenAll(states);
-        var read = new GrainState<OutboxState>();
-        await storage.ReadStateAsync("alerts", PatientGrain("p-29"), read);
-        Assert.Equal(29, read.State?.Rules);
-
-        // After a failure the writer reads the log's end again: the append tried alone after its group failed is
-        // stored after the other writer's row; one that was alone in its group fails once, and its next try is.
-        IReadOnlyList<AlertEvent> stored;
-        try
+        // A crash after the file took the records but before the journal was emptied: the same records, again.
+        var before = File.ReadAllBytes(Path.Combine(_directory.Path, "telemetry.state-journal"));
+        Assert.Equal(3, (await _store.ReadEventsAsync(0, null, 10)).Count);
+        var again = CopyFiles(_directory.Path);
+        File.WriteAllBytes(Path.Combine(again, "telemetry.state-journal"), before);
+        using (var reopened = new DuckDbDatabase(Microsoft.Extensions.Options.Options.Create(new DuckDbOptions { Path = Path.Combine(again, "telemetry.duckdb") })))
         {
-            stored = await append;
+            var store = new DuckDbAlertStore(reopened);
+            Assert.Equal([1L, 2L, 3L], (await store.ReadEventsAsync(0, null, 10)).Select(e => e.Position));
+            Assert.Single(await store.QueryAsync(new AlertQuery("p-1", null, null, OpenOnly: false, Limit: 10)));
+            var read = new GrainState<OutboxState>();
+            await new DuckDbGrainStorage(reopened, new JsonStateSerializer()).ReadStateAsync("alerts", PatientGrain("p-1"), read);
+            Assert.Equal(8, read.State?.Rules);
         }
-        catch (DuckDB.NET.Data.DuckDBException)
+    }
+
+    /// <summary>A copy of a folder's files as they stand, in a new folder inside the test's.</summary>
+    private static string CopyFiles(string from)
+    {
+        var to = Path.Combine(from, "copy-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(to);
+        foreach (var file in Directory.GetFiles(from))
         {
-            stored = await _store.AppendAsync(events);
+            File.Copy(file, Path.Combine(to, Path.GetFileName(file)));
         }
 
-        Assert.Equal(3, Assert.Single(stored).Position);
-        Assert.Equal([1L, 2L, 3L], (await _store.ReadEventsAsync(0, null, 10)).Select(e => e.Position));
+        return to;
     }
 
     [Fact]
