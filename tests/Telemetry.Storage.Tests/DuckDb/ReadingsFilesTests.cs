@@ -140,10 +140,11 @@ public sealed class ReadingsFilesTests : IDisposable
     {
         CommitUntilTheSecondFileIsActive();
 
-        // The checkpoint thread wakes when the commit loop moves; nothing else checkpoints at this WAL size.
+        // The checkpoint thread wakes when the commit loop moves; nothing else checkpoints at this WAL size. DuckDB
+        // empties the log inside the CHECKPOINT statement, and the thread counts it once the statement returns.
         var first = _database.ReadingsPaths[0] + ".wal";
         await Until(() => !File.Exists(first) || new FileInfo(first).Length < _options.Value.CheckpointWalBytes, "the file left was not checkpointed");
-        Assert.True(_database.Readings.Checkpoints > 0);
+        await Until(() => _database.Readings.Checkpoints > 0, "the checkpoint was not counted");
     }
 
     [Fact]
