@@ -61,16 +61,22 @@ internal sealed partial class DuckDbStateWrites : IDisposable
     private long _lastPosition;
     private readonly Dictionary<string, long> _lastSeq;
 
+    // Reads waiting for the file to take the journal's records, answered after the group they came in (writer only);
+    // and whether the journal is closed (writer only).
+    private TaskCompletionSource? _settled;
+    private bool _closed;
+
     // Records in the journal that the file does not hold yet; read by SettleAsync outside the writer.
     private int _pendingCount;
     private int _applyScheduled;
+    private volatile bool _disposed;
 
     public DuckDbStateWrites(DuckDbDatabase database, TimeSpan applyDelay, ILogger logger)
     {
         _database = database;
         _applyDelay = applyDelay;
         _logger = logger;
-        _writes = new(WriteGroup);
+        _writes = new(WriteGroup, AfterAnswered);
         _journal = new StateJournal(System.IO.Path.ChangeExtension(database.FilePath, null) + ".state-journal");
         try
         {
@@ -126,26 +132,36 @@ internal sealed partial class DuckDbStateWrites : IDisposable
     public Task SettleAsync(CancellationToken cancellationToken = default) =>
         Volatile.Read(ref _pendingCount) == 0 ? Task.CompletedTask : SettleWritingAsync(cancellationToken);
 
-    /// <summary>Writes what the journal holds into the file and closes the journal (what cannot be written stays in it for the next start).</summary>
+    /// <summary>
+    /// Writes what the journal holds into the file and closes the journal, in the writer after the writes before it
+    /// (what cannot be written stays in the journal for the next start); a write after it fails.
+    /// </summary>
     public void Dispose()
     {
-        _applyTimer.Dispose();
+        _disposed = true;
+        using (var stopped = new ManualResetEvent(false))
+        {
+            if (_applyTimer.Dispose(stopped))
+            {
+                stopped.WaitOne();
+            }
+        }
+
         try
         {
-            SettleAsync().GetAwaiter().GetResult();
+            _writes.WriteAsync(new Write(null, [], Close: true)).GetAwaiter().GetResult().Failure?.Throw();
         }
         catch (Exception exception)
         {
             LogApplyFailed(_logger, exception, _journal.Path);
         }
-
-        _journal.Dispose();
     }
 
     private async Task SettleWritingAsync(CancellationToken cancellationToken)
     {
         var written = await _writes.WriteAsync(new Write(null, [], Settle: true), cancellationToken);
         written.Failure?.Throw();
+        await written.Applied!.WaitAsync(cancellationToken);
     }
 
     private async Task<IReadOnlyList<AlertEvent>> AppendStoringAsync(IReadOnlyList<AlertEvent> events, CancellationToken cancellationToken)
@@ -181,17 +197,30 @@ internal sealed partial class DuckDbStateWrites : IDisposable
     }
 
     /// <summary>
-    /// Journals a group's writes, and writes the journal into the file when a read waits for it (or too much waits).
-    /// A journal that cannot be written fails the group's writes; a file that cannot be written fails the reads waiting.
+    /// Journals a group's writes; the reads among them wait for the file to take the journal after the writes are
+    /// answered (<see cref="AfterAnswered"/>). A journal that cannot be written fails the group's writes; a file that
+    /// cannot be written fails the reads waiting.
     /// </summary>
     private Written[] WriteGroup(IReadOnlyList<Write> group)
     {
         var results = new Written[group.Count];
+        if (_closed)
+        {
+            var closed = ExceptionDispatchInfo.Capture(new ObjectDisposedException(nameof(DuckDbDatabase), "The database is closed."));
+            Array.Fill(results, new Written(null, [], closed));
+            return results;
+        }
+
         var settle = false;
+        var close = false;
         var writes = new List<int>(group.Count);
         for (var i = 0; i < group.Count; i++)
         {
-            if (group[i].Settle)
+            if (group[i].Close)
+            {
+                close = true;
+            }
+            else if (group[i].Settle)
             {
                 settle = true;
             }
@@ -217,7 +246,7 @@ internal sealed partial class DuckDbStateWrites : IDisposable
             }
         }
 
-        if (settle)
+        if (close)
         {
             ExceptionDispatchInfo? failure = null;
             try
@@ -229,16 +258,49 @@ internal sealed partial class DuckDbStateWrites : IDisposable
                 failure = ExceptionDispatchInfo.Capture(exception);
             }
 
+            _journal.Dispose();
+            _closed = true;
+            for (var i = 0; i < group.Count; i++)
+            {
+                if (group[i].Close || group[i].Settle)
+                {
+                    results[i] = new Written(null, [], failure, Task.CompletedTask);
+                }
+            }
+        }
+        else if (settle)
+        {
+            _settled ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             for (var i = 0; i < group.Count; i++)
             {
                 if (group[i].Settle)
                 {
-                    results[i] = new Written(null, [], failure);
+                    results[i] = new Written(null, [], Applied: _settled.Task);
                 }
             }
         }
 
         return results;
+    }
+
+    /// <summary>Once a group's writes are answered: the file takes the journal's records, if a read waits for it.</summary>
+    private void AfterAnswered()
+    {
+        if (_settled is not { } settled)
+        {
+            return;
+        }
+
+        _settled = null;
+        try
+        {
+            ApplyPending();
+            settled.TrySetResult();
+        }
+        catch (Exception exception)
+        {
+            settled.TrySetException(exception);
+        }
     }
 
     /// <summary>
@@ -321,18 +383,19 @@ internal sealed partial class DuckDbStateWrites : IDisposable
                 results[i] = new Written(null, stored);
             }
 
-            if (states.Count > 0 || added.Count > 0)
+            // Nothing of the group is remembered until its record is on the disk; from there on nothing can fail.
+            var journaled = states.Count > 0 || added.Count > 0;
+            if (journaled)
             {
                 var record = new StateJournalRecord(states, added);
                 _journal.Append(record);
                 _pending.Add(record);
-                Volatile.Write(ref _pendingCount, _pending.Count);
-                foreach (var item in added)
-                {
-                    _pendingPositions[(item.Event.PatientId, item.Event.Seq)] = item.Position;
-                }
+            }
 
-                ScheduleApply();
+            Volatile.Write(ref _pendingCount, _pending.Count);
+            foreach (var item in added)
+            {
+                _pendingPositions[(item.Event.PatientId, item.Event.Seq)] = item.Position;
             }
 
             foreach (var (key, etag) in etags)
@@ -347,6 +410,10 @@ internal sealed partial class DuckDbStateWrites : IDisposable
             }
 
             RememberStoredWithState(group, writes, results);
+            if (journaled)
+            {
+                ScheduleApply();
+            }
         }
         finally
         {
@@ -403,17 +470,24 @@ internal sealed partial class DuckDbStateWrites : IDisposable
         return position;
     }
 
-    private void ScheduleApply()
+    private void ScheduleApply(TimeSpan? delay = null)
     {
-        if (Interlocked.Exchange(ref _applyScheduled, 1) == 0)
+        if (!_disposed && Interlocked.Exchange(ref _applyScheduled, 1) == 0)
         {
-            _applyTimer.Change(_applyDelay, Timeout.InfiniteTimeSpan);
+            try
+            {
+                _applyTimer.Change(delay ?? _applyDelay, Timeout.InfiniteTimeSpan);
+            }
+            catch (ObjectDisposedException)
+            {
+                // Stopping: the Dispose writes what the journal holds.
+            }
         }
     }
 
     private void ApplyOnTimer()
     {
-        Volatile.Write(ref _applyScheduled, 0);
+        Interlocked.Exchange(ref _applyScheduled, 0);
         _ = ApplyOnTimerAsync();
     }
 
@@ -423,13 +497,14 @@ internal sealed partial class DuckDbStateWrites : IDisposable
         {
             await SettleAsync();
         }
-        catch (Exception exception)
+        catch (Exception exception) when (!_disposed)
         {
             LogApplyFailed(_logger, exception, _journal.Path);
-            if (Interlocked.Exchange(ref _applyScheduled, 1) == 0)
-            {
-                _applyTimer.Change(RetryDelay, Timeout.InfiniteTimeSpan);
-            }
+            ScheduleApply(RetryDelay);
+        }
+        catch (Exception)
+        {
+            // Stopping: the Dispose writes what the journal holds, or reports why it could not.
         }
     }
 
@@ -446,13 +521,23 @@ internal sealed partial class DuckDbStateWrites : IDisposable
             Apply(connection, _pending, replay: false);
         }
 
-        _journal.Clear();
+        // The file holds the records now, whether or not the journal empties: one not emptied holds records that a
+        // replay skips (their events) or writes again before the later ones (their states), and the next apply empties it.
         _pending.Clear();
         _pendingPositions.Clear();
         Volatile.Write(ref _pendingCount, 0);
         if (_etags.Count > MaxKnownETags)
         {
             _etags.Clear();
+        }
+
+        try
+        {
+            _journal.Clear();
+        }
+        catch (Exception exception)
+        {
+            LogNotEmptied(_logger, exception, _journal.Path);
         }
     }
 
@@ -608,18 +693,25 @@ internal sealed partial class DuckDbStateWrites : IDisposable
     [LoggerMessage(EventId = 3101, Level = LogLevel.Warning, Message = "Wrote {Records} records that the last run left in {Journal} into the database")]
     private static partial void LogReplayed(ILogger logger, int records, string journal);
 
+    [LoggerMessage(EventId = 3103, Level = LogLevel.Warning, Message = "Emptying {Journal} failed; the database holds its records, and it is emptied again after the next write")]
+    private static partial void LogNotEmptied(ILogger logger, Exception exception, string journal);
+
     [LoggerMessage(EventId = 3102, Level = LogLevel.Error, Message = "Writing the records of {Journal} into the database failed; they stay in the journal and are tried again")]
     private static partial void LogApplyFailed(ILogger logger, Exception exception, string journal);
 
     /// <summary>A write (with <paramref name="Data"/>) or a clear (without) of one grain's state.</summary>
     internal sealed record StateChange(string StateName, GrainId GrainId, string? ExpectedETag, byte[]? Data, string? NewETag);
 
-    /// <summary>A state change with the events it carries (stored with it when it is accepted), an append alone, or a read waiting for the file (<paramref name="Settle"/>).</summary>
-    private readonly record struct Write(StateChange? State, IReadOnlyList<AlertEvent> Events, bool Settle = false);
+    /// <summary>
+    /// A state change with the events it carries (stored with it when it is accepted), an append alone, a read waiting
+    /// for the file (<paramref name="Settle"/>), or the last request (<paramref name="Close"/>).
+    /// </summary>
+    private readonly record struct Write(StateChange? State, IReadOnlyList<AlertEvent> Events, bool Settle = false, bool Close = false);
 
     /// <summary>
     /// A write's answer: the refusal of its state change, or its events as stored (with their positions); or, when it
-    /// failed, the exception.
+    /// failed, the exception. A read waiting for the file waits for <paramref name="Applied"/> as well.
     /// </summary>
-    private readonly record struct Written(InconsistentStateException? Refused, IReadOnlyList<AlertEvent> Stored, ExceptionDispatchInfo? Failure = null);
+    private readonly record struct Written(
+        InconsistentStateException? Refused, IReadOnlyList<AlertEvent> Stored, ExceptionDispatchInfo? Failure = null, Task? Applied = null);
 }

@@ -22,6 +22,9 @@ internal sealed class StateJournal : IDisposable
 
     private readonly FileStream _file;
 
+    // Set when a failed record could not be cut off: what follows it would not be read, so nothing more is appended.
+    private Exception? _broken;
+
     public StateJournal(string path)
     {
         Path = path;
@@ -67,10 +70,20 @@ internal sealed class StateJournal : IDisposable
         return records;
     }
 
-    /// <summary>Appends a record and returns once it is on the disk.</summary>
+    /// <summary>Appends a record and returns once it is on the disk; when this throws, the journal holds nothing of it.</summary>
     public void Append(StateJournalRecord record)
     {
+        if (_broken is not null)
+        {
+            throw new IOException($"{Path} could not cut off a record that failed; the server must be restarted to write to it again.", _broken);
+        }
+
         var body = JsonSerializer.SerializeToUtf8Bytes(record, TelemetryJson.Options);
+        if (body.Length > MaxRecordBytes)
+        {
+            throw new InvalidOperationException($"A record of {body.Length} bytes is over the journal's limit of {MaxRecordBytes}.");
+        }
+
         var buffer = new byte[HeaderBytes + body.Length];
         BinaryPrimitives.WriteInt32LittleEndian(buffer, body.Length);
         BinaryPrimitives.WriteUInt32LittleEndian(buffer.AsSpan(4), Crc32.HashToUInt32(body));
@@ -81,12 +94,21 @@ internal sealed class StateJournal : IDisposable
             _file.Write(buffer);
             _file.Flush(flushToDisk: true);
         }
-        catch
+        catch (Exception failure)
         {
             // What may have reached the file of a failed record is cut off, so that the next one follows the last whole one.
-            _file.SetLength(start);
-            _file.Position = start;
-            throw;
+            try
+            {
+                _file.SetLength(start);
+                _file.Position = start;
+                _file.Flush(flushToDisk: true);
+            }
+            catch (Exception exception)
+            {
+                _broken = exception;
+            }
+
+            throw new IOException($"Appending to {Path} failed.", failure);
         }
     }
 

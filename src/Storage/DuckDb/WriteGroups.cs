@@ -9,7 +9,8 @@ namespace Telemetry.Storage.DuckDb;
 /// Writes a group and returns one result per request, in order; throwing fails the whole group (nothing of it may have
 /// been stored then).
 /// </param>
-internal sealed class WriteGroups<TRequest, TResult>(Func<IReadOnlyList<TRequest>, TResult[]> writeGroup)
+/// <param name="afterAnswered">Work the writer does once a group's requests are answered, before the next group.</param>
+internal sealed class WriteGroups<TRequest, TResult>(Func<IReadOnlyList<TRequest>, TResult[]> writeGroup, Action? afterAnswered = null)
 {
     private readonly Lock _lock = new();
     private List<(TRequest Request, TaskCompletionSource<TResult> Completion)> _waiting = [];
@@ -66,6 +67,8 @@ internal sealed class WriteGroups<TRequest, TResult>(Func<IReadOnlyList<TRequest
                     completion.TrySetException(exception);
                 }
             }
+
+            afterAnswered?.Invoke();
         }
     }
 }

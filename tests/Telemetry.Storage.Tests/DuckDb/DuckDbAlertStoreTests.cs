@@ -254,6 +254,30 @@ public sealed class DuckDbAlertStoreTests : IDisposable
         }
     }
 
+    [Fact]
+    public async Task Stopping_writes_the_journal_into_the_file_and_a_write_after_it_fails()
+    {
+        _database.Dispose();
+        var options = Microsoft.Extensions.Options.Options.Create(new DuckDbOptions { Path = _directory.Options.Value.Path, JournalDelay = TimeSpan.FromDays(1) });
+        _database = new DuckDbDatabase(options);
+        var storage = new DuckDbGrainStorage(_database, new JsonStateSerializer());
+        var outbox = new OutboxState { Rules = 5, Outbox = [Event("p-1", 1, AlertEventType.Raised, Alert("p-1~1", AlertStatus.Active))] };
+        await storage.WriteStateAsync("alerts", PatientGrain("p-1"), new GrainState<OutboxState>(outbox));
+        var journal = Path.Combine(_directory.Path, "telemetry.state-journal");
+        Assert.True(new FileInfo(journal).Length > 0);
+
+        _database.Dispose();
+
+        Assert.Equal(0, new FileInfo(journal).Length);
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => storage.WriteStateAsync("alerts", PatientGrain("p-2"), new GrainState<OutboxState>(new OutboxState())));
+        _database = new DuckDbDatabase(_directory.Options);
+        _store = new DuckDbAlertStore(_database);
+        Assert.Equal(1, Assert.Single(await _store.ReadEventsAsync(0, null, 10)).Position);
+        var read = new GrainState<OutboxState>();
+        await new DuckDbGrainStorage(_database, new JsonStateSerializer()).ReadStateAsync("alerts", PatientGrain("p-2"), read);
+        Assert.False(read.RecordExists);
+    }
+
     /// <summary>A copy of a folder's files as they stand, in a new folder inside the test's.</summary>
     private static string CopyFiles(string from)
     {
