@@ -70,5 +70,13 @@ public sealed class IngestOptions
     [Range(1, 100_000)]
     public int MaxInFlightBatchesPerStream { get; set; } = 256;
 
+    /// <summary>
+    /// QoS 1 publishes one MQTT 5 connection may have awaiting commit before the broker stops reading it. The broker
+    /// reads a connection's next publish while the ones before it commit, and sends their PUBACKs in order as each
+    /// commit completes; 1 handles a connection's publishes one at a time.
+    /// </summary>
+    [Range(1, 65_535)]
+    public int MaxInFlightPublishesPerConnection { get; set; } = 32;
+
     public ValidationLimits ToLimits() => new(MaxFutureSkew, BackfillHorizon, MaxReadingsPerBatch);
 }

@@ -135,6 +135,47 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
     }
 
     [Fact]
+    public async Task An_mqtt5_devices_publishes_in_flight_are_committed_together_and_each_gets_its_own_answer()
+    {
+        var token = await Server.ProvisionAsync("mqtt-window", "p-mqtt-window");
+        using var client = await Devices.ConnectMqttAsync(Server, "mqtt-window", token);
+        var start = Devices.RecentMinute();
+        var sentBefore = Devices.JsonHeartRates(1, start.AddSeconds(59), 59);
+        Assert.Equal(MqttClientPublishReasonCode.Success, (await Devices.PublishAsync(client, "devices/mqtt-window/vitals", sentBefore)).ReasonCode);
+        var before = await CommitCountsAsync();
+
+        // Twenty publishes at once, none waiting for another's PUBACK: every fourth malformed, one a batch sent before.
+        var payloads = Enumerable.Range(0, 20).Select(i =>
+            i % 4 == 3 ? System.Text.Encoding.UTF8.GetBytes($"{{\"seq\":{100 + i},") : i == 10 ? sentBefore : Devices.JsonHeartRates((ulong)(100 + i), start.AddSeconds(i), 60 + i)).ToList();
+        var results = await Task.WhenAll(payloads.Select(payload => Devices.PublishAsync(client, "devices/mqtt-window/vitals", payload)));
+
+        for (var i = 0; i < results.Length; i++)
+        {
+            var expected = i % 4 == 3 ? MqttClientPublishReasonCode.PayloadFormatInvalid : MqttClientPublishReasonCode.Success;
+            Assert.True(expected == results[i].ReasonCode, $"publish {i}: {results[i].ReasonCode} ({results[i].ReasonString}), expected {expected}");
+        }
+
+        Assert.Contains("already committed", results[10].ReasonString);
+        Assert.DoesNotContain(results.Where((_, i) => i != 10), result => result.ReasonString?.Contains("already committed") == true);
+
+        // Fifteen batches committed (the malformed five are not), in far fewer commits than publishes: the broker read
+        // each publish while the ones before it committed, rather than one publish per commit.
+        var after = await Eventually.ReadAsync(CommitCountsAsync, counts => counts.Batches >= before.Batches + 15);
+        Assert.Equal(before.Batches + 15, after.Batches);
+        Assert.InRange(after.Commits - before.Commits, 1, 10);
+        var trend = await Server.TrendAsync("p-mqtt-window", "heart_rate", start, start.AddMinutes(1), count: 15);
+        Assert.Equal(15, trend.TotalCount);
+    }
+
+    private async Task<(long Batches, long Commits)> CommitCountsAsync()
+    {
+        var metrics = await Server.Http.GetStringAsync("/metrics");
+        static long Sum(string metrics, string name) => System.Text.RegularExpressions.Regex.Matches(metrics, $@"^{name}\{{[^}}]*\}} (\d+)", System.Text.RegularExpressions.RegexOptions.Multiline)
+            .Sum(match => long.Parse(match.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));
+        return (Sum(metrics, "telemetry_batches_committed_total"), Sum(metrics, "telemetry_commit_duration_seconds_count"));
+    }
+
+    [Fact]
     public async Task Device_cannot_publish_to_another_devices_topic()
     {
         var token = await Server.ProvisionAsync("mqtt-intruder", "p-mqtt-5");

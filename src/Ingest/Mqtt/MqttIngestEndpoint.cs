@@ -1,7 +1,9 @@
 using System.Buffers;
+using System.Diagnostics.CodeAnalysis;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using MQTTnet.Formatter;
+using MQTTnet.Packets;
 using MQTTnet.Protocol;
 using MQTTnet.Server;
 using Telemetry.Core;
@@ -16,12 +18,15 @@ namespace Telemetry.Ingest.Mqtt;
 /// The MQTT front door, on the broker hosted in Kestrel. A device connects with its id as client id and username and
 /// its token as password, or with a client certificate that names it; it may publish only to
 /// <c>devices/{deviceId}/vitals</c> and subscribe only to its patient's alerts. A QoS 1 PUBACK leaves only after the
-/// batch is committed; a reading is never relayed to other clients.
+/// batch is committed; a reading is never relayed to other clients. An MQTT 5 connection's publishes are read and queued
+/// for commit while the ones before them commit (up to <see cref="IngestOptions.MaxInFlightPublishesPerConnection"/>),
+/// and their PUBACKs leave in order as the commits complete.
 /// </summary>
 public sealed partial class MqttIngestEndpoint(
     DeviceAuthenticator authenticator,
     DeviceCertificates certificates,
     MqttPayloadIngest payloads,
+    CommitPipeline pipeline,
     IngestInstruments instruments,
     DeviceRejectLog rejectLog,
     DeviceRateLimiter rateLimiter,
@@ -32,6 +37,7 @@ public sealed partial class MqttIngestEndpoint(
 
     private const string IdentityItem = "telemetry.device";
     private const string ProtocolVersionItem = "telemetry.protocol-version";
+    private const string PendingAcksItem = "telemetry.pending-acks";
 
     private MqttServer? _server;
     private int _inFlight;
@@ -45,6 +51,7 @@ public sealed partial class MqttIngestEndpoint(
         _server = server;
         server.ValidatingConnectionAsync += ValidateConnectionAsync;
         server.InterceptingPublishAsync += InterceptPublishAsync;
+        server.InterceptingOutboundPacketAsync += InterceptOutboundAsync;
         server.InterceptingSubscriptionAsync += InterceptSubscriptionAsync;
         server.ClientConnectedAsync += args =>
         {
@@ -212,6 +219,95 @@ public sealed partial class MqttIngestEndpoint(
         // Readings are for Telemetry alone: never routed on to other subscribers.
         args.ProcessPublish = false;
 
+        var acks = PendingAcksOf(args);
+        var answer = AnswerAsync(args);
+        if (acks is null || answer.IsCompleted || pipeline.IsFull)
+        {
+            // Answered before the broker makes its PUBACK. With the commit queue full, the connection is not read on
+            // until this publish is committed: the device is held back rather than its publishes queued in the server.
+            var decided = await answer;
+            if (decided.Close)
+            {
+                args.CloseConnection = true;
+                return;
+            }
+
+            args.Response.ReasonCode = decided.Code;
+            args.Response.ReasonString = decided.Reason;
+            acks?.Add(answer);
+            return;
+        }
+
+        // The broker goes on reading the connection while this publish commits; its PUBACK waits in the connection's
+        // send loop for the answer (see SendAnswerAsync), so PUBACKs leave in the order the publishes came.
+        acks.Add(answer);
+        if (acks.ToAwait(options.Value.MaxInFlightPublishesPerConnection) is { } earlier)
+        {
+            await earlier;
+        }
+    }
+
+    /// <summary>
+    /// The answers owed to the connection's QoS 1 publishes, for an MQTT 5 device (a refusal is a reason code in the
+    /// PUBACK). Null for an MQTT 3.1.1 device, which is answered before the broker reads its next packet: a refusal
+    /// closes its connection instead of a PUBACK, which it would read as success.
+    /// </summary>
+    private static PendingAcks? PendingAcksOf(InterceptingPublishEventArgs args)
+    {
+        if (args.ApplicationMessage.QualityOfServiceLevel != MqttQualityOfServiceLevel.AtLeastOnce
+            || args.SessionItems is not { } items
+            || items[ProtocolVersionItem] is not MqttProtocolVersion.V500)
+        {
+            return null;
+        }
+
+        // The session's items outlive a connection taken over by the device's next one: the answers are per connection.
+        if (items[PendingAcksItem] is PendingAcks acks && acks.Connection == args.CancellationToken)
+        {
+            return acks;
+        }
+
+        var fresh = new PendingAcks(args.CancellationToken);
+        items[PendingAcksItem] = fresh;
+        return fresh;
+    }
+
+    private Task InterceptOutboundAsync(InterceptingPacketEventArgs args) =>
+        args.Packet is MqttPubAckPacket puback && args.SessionItems?[PendingAcksItem] is PendingAcks acks
+            ? SendAnswerAsync(args, puback, acks)
+            : Task.CompletedTask;
+
+    /// <summary>
+    /// A PUBACK about to leave on an MQTT 5 connection: waits for the answer owed to its publish (the oldest not yet
+    /// sent) and writes it into the PUBACK. A PUBACK with no answer owed on this connection is not sent: no ack ever
+    /// leaves before its batch is committed.
+    /// </summary>
+    private static async Task SendAnswerAsync(InterceptingPacketEventArgs args, MqttPubAckPacket puback, PendingAcks acks)
+    {
+        if (acks.Connection != args.CancellationToken || !acks.TryTake(out var answer))
+        {
+            // The connection was taken over by the device's next one, which is sent what it publishes from now on.
+            args.ProcessPacket = false;
+            return;
+        }
+
+        var decided = await answer;
+        if (decided.Close || acks.Closing)
+        {
+            // The connection is closing (a drain, or it dropped): this and every later PUBACK on it stay unsent, and the
+            // device publishes them again.
+            acks.Closing = true;
+            args.ProcessPacket = false;
+            return;
+        }
+
+        puback.ReasonCode = decided.Code;
+        puback.ReasonString = decided.Reason;
+    }
+
+    /// <summary>Handles a publish and decides its PUBACK; counted as in flight until then. Never faults.</summary>
+    private async Task<PublishAnswer> AnswerAsync(InterceptingPublishEventArgs args)
+    {
         // Counted before the drain flag is read, so a drain waits for every publish that got past it.
         Interlocked.Increment(ref _inFlight);
         try
@@ -223,18 +319,23 @@ public sealed partial class MqttIngestEndpoint(
                 // interceptor sends no second one.)
                 instruments.PayloadRejected(Protocol, "shutting_down");
                 await DisconnectAsync(args.ClientId, MqttDisconnectReasonCode.ServerShuttingDown, ShuttingDown);
-                args.CloseConnection = true;
-                return;
+                return PublishAnswer.CloseInstead;
             }
 
-            await HandlePublishAsync(args);
+            return await HandlePublishAsync(args);
+        }
+        catch (OperationCanceledException) when (args.CancellationToken.IsCancellationRequested)
+        {
+            // The connection ended while the batch was committing: there is no one to answer, and the device sends again
+            // what had no PUBACK.
+            return PublishAnswer.CloseInstead;
         }
         catch (Exception exception)
         {
             // Nothing unexpected may leave the handler (MQTTnet would drop the connection without a word), and
             // nothing here was committed: refuse in a way the device cannot mistake for an ack.
             LogPublishFailed(logger, exception);
-            RefuseUncommitted(args, MqttPubAckReasonCode.UnspecifiedError, "the server could not take this message; publish again", "error");
+            return RefuseUncommitted(args, MqttPubAckReasonCode.UnspecifiedError, "the server could not take this message; publish again", "error");
         }
         finally
         {
@@ -287,82 +388,72 @@ public sealed partial class MqttIngestEndpoint(
         }
     }
 
-    private async Task HandlePublishAsync(InterceptingPublishEventArgs args)
+    private async Task<PublishAnswer> HandlePublishAsync(InterceptingPublishEventArgs args)
     {
         if (args.SessionItems?[IdentityItem] is not DeviceIdentity device)
         {
-            Answer(args, MqttPubAckReasonCode.NotAuthorized, "not authenticated", "unauthenticated");
-            return;
+            return Answer(args, MqttPubAckReasonCode.NotAuthorized, "not authenticated", "unauthenticated");
         }
 
         if (!MqttTopics.IsDeviceVitals(args.ApplicationMessage.Topic, device.DeviceId))
         {
             // A 3.1.1 device would read a refusing PUBACK as success and drop its data: it is disconnected instead.
-            RefuseUncommitted(args, MqttPubAckReasonCode.NotAuthorized, $"a device publishes only to {MqttTopics.DeviceVitals(device.DeviceId)}", "topic");
-            return;
+            return RefuseUncommitted(args, MqttPubAckReasonCode.NotAuthorized, $"a device publishes only to {MqttTopics.DeviceVitals(device.DeviceId)}", "topic");
         }
 
         if (!rateLimiter.TryTakeMessage(device.DeviceId))
         {
-            RefuseUncommitted(args, MqttPubAckReasonCode.QuotaExceeded,
+            return RefuseUncommitted(args, MqttPubAckReasonCode.QuotaExceeded,
                 $"more than {options.Value.MaxMessagesPerSecondPerDevice} messages a second; batch readings or slow down", "rate_limited");
-            return;
         }
 
         var answer = await payloads.IngestAsync(device, args.ApplicationMessage.Payload, args.CancellationToken);
         switch (answer.Verdict)
         {
             case MqttPayloadVerdict.Stored:
-                args.Response.ReasonCode = MqttPubAckReasonCode.Success;
-                args.Response.ReasonString = answer.Reason;
                 instruments.AckSent(Protocol);
-                break;
+                return new PublishAnswer(MqttPubAckReasonCode.Success, answer.Reason);
             case MqttPayloadVerdict.StoreUnavailable:
                 // Not stored: the device must send it again, which a 3.1.1 device does only after a reconnect.
-                RefuseUncommitted(args, answer.Code, answer.Reason!, metricReason: null);
-                break;
+                return RefuseUncommitted(args, answer.Code, answer.Reason!, metricReason: null);
             default:
-                args.Response.ReasonCode = answer.Code;
-                args.Response.ReasonString = answer.Reason;
-                break;
+                return new PublishAnswer(answer.Code, answer.Reason);
         }
     }
 
-    private void Answer(InterceptingPublishEventArgs args, MqttPubAckReasonCode code, string reason, string metricReason)
+    private PublishAnswer Answer(InterceptingPublishEventArgs args, MqttPubAckReasonCode code, string reason, string metricReason)
     {
-        args.Response.ReasonCode = code;
-        args.Response.ReasonString = reason;
         instruments.PayloadRejected(Protocol, metricReason);
         if (args.SessionItems?[IdentityItem] is DeviceIdentity device && metricReason != "all_rejected")
         {
             rejectLog.Record(device.DeviceId, Protocol, reason);
         }
+
+        return new PublishAnswer(code, reason);
     }
 
     /// <summary>
     /// Refuses a message that was not stored and that the device should send again (or fix). An MQTT 3.1.1 PUBACK cannot
     /// carry an error and would read as success, so a 3.1.1 device is disconnected instead and resends on reconnect.
     /// </summary>
-    private void RefuseUncommitted(InterceptingPublishEventArgs args, MqttPubAckReasonCode code, string reason, string? metricReason)
+    private PublishAnswer RefuseUncommitted(InterceptingPublishEventArgs args, MqttPubAckReasonCode code, string reason, string? metricReason)
     {
         if (metricReason is not null)
         {
             instruments.PayloadRejected(Protocol, metricReason);
         }
 
-        if (args.SessionItems?[ProtocolVersionItem] is MqttProtocolVersion.V500)
+        if (args.SessionItems?[ProtocolVersionItem] is not MqttProtocolVersion.V500)
         {
-            args.Response.ReasonCode = code;
-            args.Response.ReasonString = reason;
-            if (metricReason is not null && args.SessionItems?[IdentityItem] is DeviceIdentity device)
-            {
-                rejectLog.Record(device.DeviceId, Protocol, reason);
-            }
+            return PublishAnswer.CloseInstead;
         }
-        else
+
+        if (metricReason is not null && args.SessionItems?[IdentityItem] is DeviceIdentity device)
         {
-            args.CloseConnection = true;
+            rejectLog.Record(device.DeviceId, Protocol, reason);
         }
+
+        return new PublishAnswer(code, reason);
     }
 
     private Task InterceptSubscriptionAsync(InterceptingSubscriptionEventArgs args)
@@ -389,4 +480,60 @@ public sealed partial class MqttIngestEndpoint(
 
     [LoggerMessage(EventId = 1102, Level = LogLevel.Information, Message = "MQTT connection of {Device} refused: {Reason}")]
     private static partial void LogConnectionRefused(ILogger logger, string device, string reason);
+
+    /// <summary>A publish's PUBACK: its reason code and reason string, or the connection closed instead of any PUBACK.</summary>
+    private readonly record struct PublishAnswer(MqttPubAckReasonCode Code, string? Reason, bool Close = false)
+    {
+        public static readonly PublishAnswer CloseInstead = new(MqttPubAckReasonCode.UnspecifiedError, null, Close: true);
+    }
+
+    /// <summary>
+    /// One MQTT 5 connection's answers to its QoS 1 publishes, oldest first: the broker makes a publish's PUBACK as soon as
+    /// the interceptor returns and sends the PUBACKs in order, so the n-th PUBACK to leave carries the n-th answer.
+    /// </summary>
+    private sealed class PendingAcks(CancellationToken connection)
+    {
+        private readonly Queue<Task<PublishAnswer>> _answers = new();
+
+        /// <summary>The connection's token, which the broker hands to every event of that connection.</summary>
+        public CancellationToken Connection { get; } = connection;
+
+        /// <summary>Set once a PUBACK was held back because the connection is closing; none after it is sent.</summary>
+        public bool Closing { get; set; }
+
+        public void Add(Task<PublishAnswer> answer)
+        {
+            lock (_answers)
+            {
+                _answers.Enqueue(answer);
+            }
+        }
+
+        public bool TryTake([MaybeNullWhen(false)] out Task<PublishAnswer> answer)
+        {
+            lock (_answers)
+            {
+                return _answers.TryDequeue(out answer);
+            }
+        }
+
+        /// <summary>
+        /// The answer to wait for before the connection is read on, so that fewer than <paramref name="limit"/> wait
+        /// for their commits: the <paramref name="limit"/>-th newest, when it is not decided yet; else null. (With a
+        /// limit of 1, the newest: each publish is answered before the next is read.)
+        /// </summary>
+        public Task<PublishAnswer>? ToAwait(int limit)
+        {
+            lock (_answers)
+            {
+                if (_answers.Count < limit)
+                {
+                    return null;
+                }
+
+                var answer = _answers.ElementAt(_answers.Count - limit);
+                return answer.IsCompleted ? null : answer;
+            }
+        }
+    }
 }

@@ -28,6 +28,7 @@ public sealed partial class CommitPipeline : BackgroundService
     private readonly IngestInstruments _instruments;
     private readonly ILogger<CommitPipeline> _logger;
     private readonly int _maxReadingsPerCommit;
+    private readonly int _capacity;
 
     // Committed readings whose grain calls may be outstanding while the next flushes commit: a patient whose call is
     // slow (its alert state being written, its silo just lost) holds back neither the commits nor the other patients,
@@ -61,6 +62,7 @@ public sealed partial class CommitPipeline : BackgroundService
         _instruments = instruments;
         _logger = logger;
         _maxReadingsPerCommit = options.Value.MaxReadingsPerCommit;
+        _capacity = options.Value.CommitQueueCapacity;
         _maxReadingsInGrainCalls = options.Value.MaxReadingsInGrainCalls;
         // Not SingleReader: health peeks at the oldest waiting batch while the loop reads.
         _queue = Channel.CreateBounded<PendingBatch>(new BoundedChannelOptions(options.Value.CommitQueueCapacity)
@@ -96,6 +98,9 @@ public sealed partial class CommitPipeline : BackgroundService
 
     /// <summary>Batches waiting in the queue for a commit.</summary>
     public int Queued => _queue.Reader.Count;
+
+    /// <summary>True when the queue is full: a batch handed over now waits for room before it is queued.</summary>
+    public bool IsFull => _queue.Reader.Count >= _capacity;
 
     /// <summary>Committed readings handed to patient grains and not yet answered for.</summary>
     public long ReadingsInGrainCalls => Volatile.Read(ref _readingsInGrainCalls);
