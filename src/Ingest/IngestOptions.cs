@@ -71,9 +71,9 @@ public sealed class IngestOptions
     public int MaxInFlightBatchesPerStream { get; set; } = 256;
 
     /// <summary>
-    /// QoS 1 publishes one MQTT 5 connection may have awaiting commit before the broker stops reading it. The broker
-    /// reads a connection's next publish while the ones before it commit, and sends their PUBACKs in order as each
-    /// commit completes; 1 handles a connection's publishes one at a time.
+    /// QoS 1 publishes one MQTT 5 connection may have awaiting commit, or PUBACKs not yet sent, before the broker stops
+    /// reading it. The broker reads a connection's next publish while the ones before it commit, and sends their PUBACKs
+    /// in order as the commits complete; 1 answers a connection's publishes one at a time.
     /// </summary>
     [Range(1, 65_535)]
     public int MaxInFlightPublishesPerConnection { get; set; } = 32;

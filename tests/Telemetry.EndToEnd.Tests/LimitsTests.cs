@@ -34,6 +34,23 @@ public sealed class LimitsTests(LimitsTests.LimitedServer fixture) : IClassFixtu
     }
 
     [Fact]
+    public async Task With_one_publish_in_flight_per_connection_each_is_committed_before_the_next_is_read()
+    {
+        var token = await Server.ProvisionAsync("limit-mqtt-window", "p-limit-8");
+        using var client = await Devices.ConnectMqttAsync(Server, "limit-mqtt-window", token);
+        var start = Devices.RecentMinute();
+        var before = await Server.CommitCountsAsync();
+
+        // Four at once (the device's burst allowance), none waiting for another's PUBACK.
+        var results = await Task.WhenAll(Enumerable.Range(0, 4).Select(i =>
+            Devices.PublishAsync(client, "devices/limit-mqtt-window/vitals", Devices.JsonHeartRates((ulong)i + 1, start.AddSeconds(i), 60 + i))));
+
+        Assert.All(results, result => Assert.Equal(MqttClientPublishReasonCode.Success, result.ReasonCode));
+        var after = await Eventually.ReadAsync(Server.CommitCountsAsync, counts => counts.Batches >= before.Batches + 4);
+        Assert.Equal((4L, 4L), (after.Batches - before.Batches, after.Commits - before.Commits));
+    }
+
+    [Fact]
     public async Task An_mqtt_payload_over_the_size_limit_is_refused_with_its_size()
     {
         var token = await Server.ProvisionAsync("limit-mqtt-size", "p-limit-2");
@@ -201,6 +218,7 @@ public sealed class LimitsTests(LimitsTests.LimitedServer fixture) : IClassFixtu
             ["Telemetry__Ingest__MaxMessagesPerSecondPerDevice"] = "2",
             ["Telemetry__Ingest__MaxUploadsPerMinutePerDevice"] = "1",
             ["Telemetry__Ingest__MaxMessageBytes"] = "2048",
+            ["Telemetry__Ingest__MaxInFlightPublishesPerConnection"] = "1",
         });
 
         public async Task DisposeAsync() => await Server.DisposeAsync();

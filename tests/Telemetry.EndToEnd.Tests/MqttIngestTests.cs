@@ -142,7 +142,7 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
         var start = Devices.RecentMinute();
         var sentBefore = Devices.JsonHeartRates(1, start.AddSeconds(59), 59);
         Assert.Equal(MqttClientPublishReasonCode.Success, (await Devices.PublishAsync(client, "devices/mqtt-window/vitals", sentBefore)).ReasonCode);
-        var before = await CommitCountsAsync();
+        var before = await Server.CommitCountsAsync();
 
         // Twenty publishes at once, none waiting for another's PUBACK: every fourth malformed, one a batch sent before.
         var payloads = Enumerable.Range(0, 20).Select(i =>
@@ -160,19 +160,11 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
 
         // Fifteen batches committed (the malformed five are not), in far fewer commits than publishes: the broker read
         // each publish while the ones before it committed, rather than one publish per commit.
-        var after = await Eventually.ReadAsync(CommitCountsAsync, counts => counts.Batches >= before.Batches + 15);
+        var after = await Eventually.ReadAsync(Server.CommitCountsAsync, counts => counts.Batches >= before.Batches + 15);
         Assert.Equal(before.Batches + 15, after.Batches);
         Assert.InRange(after.Commits - before.Commits, 1, 10);
         var trend = await Server.TrendAsync("p-mqtt-window", "heart_rate", start, start.AddMinutes(1), count: 15);
         Assert.Equal(15, trend.TotalCount);
-    }
-
-    private async Task<(long Batches, long Commits)> CommitCountsAsync()
-    {
-        var metrics = await Server.Http.GetStringAsync("/metrics");
-        static long Sum(string metrics, string name) => System.Text.RegularExpressions.Regex.Matches(metrics, $@"^{name}\{{[^}}]*\}} (\d+)", System.Text.RegularExpressions.RegexOptions.Multiline)
-            .Sum(match => long.Parse(match.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));
-        return (Sum(metrics, "telemetry_batches_committed_total"), Sum(metrics, "telemetry_commit_duration_seconds_count"));
     }
 
     [Fact]

@@ -286,6 +286,16 @@ public sealed class TelemetryServer : IAsyncDisposable
     /// The trend once it satisfies <paramref name="settled"/>, or as it is after 15 s. An ack means the readings are
     /// committed; the patient's grain folds them into rollups a moment later.
     /// </summary>
+    /// <summary>Device batches committed, and the commits (group commits) that took them, since the server started.</summary>
+    public async Task<(long Batches, long Commits)> CommitCountsAsync()
+    {
+        var metrics = await Http.GetStringAsync("/metrics");
+        static long Sum(string metrics, string name) =>
+            System.Text.RegularExpressions.Regex.Matches(metrics, $@"^{name}\{{[^}}]*\}} (\d+)", System.Text.RegularExpressions.RegexOptions.Multiline)
+                .Sum(match => long.Parse(match.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));
+        return (Sum(metrics, "telemetry_batches_committed_total"), Sum(metrics, "telemetry_commit_duration_seconds_count"));
+    }
+
     /// <summary>The patient's raw heart rates in [<paramref name="from"/>, <paramref name="to"/>), as rows of the CSV export (header left out).</summary>
     public async Task<List<string>> RawHeartRatesAsync(string patientId, DateTimeOffset from, DateTimeOffset to, HttpClient? client = null)
     {

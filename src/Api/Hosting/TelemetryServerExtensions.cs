@@ -113,7 +113,8 @@ public static partial class TelemetryServerExtensions
             .AddMeter(IngestInstruments.MeterName)
             .AddAspNetCoreInstrumentation()
             .AddRuntimeInstrumentation()
-            .AddPrometheusExporter());
+            // Every scrape is read fresh (the exporter would otherwise answer from a copy up to 300 ms old).
+            .AddPrometheusExporter(prometheus => prometheus.ScrapeResponseCacheDurationMilliseconds = 0));
         return builder;
     }
 

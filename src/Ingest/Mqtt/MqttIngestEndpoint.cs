@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Collections.Concurrent;
 using System.Diagnostics.CodeAnalysis;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -18,9 +19,10 @@ namespace Telemetry.Ingest.Mqtt;
 /// The MQTT front door, on the broker hosted in Kestrel. A device connects with its id as client id and username and
 /// its token as password, or with a client certificate that names it; it may publish only to
 /// <c>devices/{deviceId}/vitals</c> and subscribe only to its patient's alerts. A QoS 1 PUBACK leaves only after the
-/// batch is committed; a reading is never relayed to other clients. An MQTT 5 connection's publishes are read and queued
-/// for commit while the ones before them commit (up to <see cref="IngestOptions.MaxInFlightPublishesPerConnection"/>),
-/// and their PUBACKs leave in order as the commits complete.
+/// batch is committed; a reading is never relayed to other clients. An MQTT 5 connection's QoS 1 publishes are read and
+/// queued for commit while the ones before them commit (up to <see cref="IngestOptions.MaxInFlightPublishesPerConnection"/>),
+/// and their PUBACKs leave in order as the commits complete; what else the broker sends on that connection (its
+/// patient's alerts, PINGRESP) leaves in turn after the PUBACKs made before it.
 /// </summary>
 public sealed partial class MqttIngestEndpoint(
     DeviceAuthenticator authenticator,
@@ -41,6 +43,11 @@ public sealed partial class MqttIngestEndpoint(
 
     private MqttServer? _server;
     private int _inFlight;
+
+    // Per MQTT 5 connection (the broker's token for it), its PUBACKs made before their publishes were committed; and
+    // how many of those, over every connection, have not left yet.
+    private readonly ConcurrentDictionary<CancellationToken, PendingAcks> _pendingAcks = new();
+    private long _owedAcks;
     private volatile bool _draining;
 
     /// <summary>True once the broker has started and the handlers are in place.</summary>
@@ -219,109 +226,148 @@ public sealed partial class MqttIngestEndpoint(
         // Readings are for Telemetry alone: never routed on to other subscribers.
         args.ProcessPublish = false;
 
-        var acks = PendingAcksOf(args);
-        var answer = AnswerAsync(args);
-        if (acks is null || answer.IsCompleted || pipeline.IsFull)
+        // Counted before the drain flag is read, so a drain waits for every publish that got past it.
+        Interlocked.Increment(ref _inFlight);
+        Task<PublishAnswer>? answer = null;
+        try
         {
-            // Answered before the broker makes its PUBACK. With the commit queue full, the connection is not read on
-            // until this publish is committed: the device is held back rather than its publishes queued in the server.
-            var decided = await answer;
-            if (decided.Close)
+            var acks = args.SessionItems?[ProtocolVersionItem] is MqttProtocolVersion.V500 ? PendingAcksOf(args.CancellationToken) : null;
+            if (_draining || args.CancellationToken.IsCancellationRequested)
             {
+                // Every device hears the same during a drain: DISCONNECT 0x8B, once the PUBACKs it is owed have left, and
+                // no PUBACK for this publish, which it sends again after reconnecting. (The DISCONNECT is sent at once;
+                // the broker's own close after the interceptor sends no second one.) A connection already ending (taken
+                // over by the device's next one) makes no PUBACK either.
+                if (_draining)
+                {
+                    instruments.PayloadRejected(Protocol, "shutting_down");
+                    if (acks is not null)
+                    {
+                        await acks.WaitUntilPaidAsync();
+                    }
+
+                    await DisconnectAsync(args.ClientId, MqttDisconnectReasonCode.ServerShuttingDown, ShuttingDown);
+                }
+
                 args.CloseConnection = true;
                 return;
             }
 
-            args.Response.ReasonCode = decided.Code;
-            args.Response.ReasonString = decided.Reason;
-            acks?.Add(answer);
-            return;
-        }
+            answer = AnswerAsync(args);
+            if (acks is null || args.ApplicationMessage.QualityOfServiceLevel != MqttQualityOfServiceLevel.AtLeastOnce
+                || answer.IsCompleted || pipeline.IsFull)
+            {
+                // Answered before the broker makes its PUBACK. With the commit queue full, the connection is not read on
+                // until this publish is committed: the device is held back rather than its publishes queued in the server.
+                var decided = await answer;
+                if (decided.Close || args.CancellationToken.IsCancellationRequested)
+                {
+                    args.CloseConnection = true;
+                    return;
+                }
 
-        // The broker goes on reading the connection while this publish commits; its PUBACK waits in the connection's
-        // send loop for the answer (see SendAnswerAsync), so PUBACKs leave in the order the publishes came.
-        acks.Add(answer);
-        if (acks.ToAwait(options.Value.MaxInFlightPublishesPerConnection) is { } earlier)
+                args.Response.ReasonCode = decided.Code;
+                args.Response.ReasonString = decided.Reason;
+                if (decided.Stored)
+                {
+                    instruments.AckSent(Protocol);
+                }
+
+                return;
+            }
+
+            // The broker goes on reading the connection while this publish commits. Its PUBACK is made now, marked as
+            // owed an answer, and waits in the connection's send loop for it (see SendAnswerAsync), so PUBACKs leave in
+            // the order the publishes came. The connection is read on while fewer than the limit are owed.
+            args.Response.ReasonCode = MqttPubAckReasonCode.UnspecifiedError;
+            args.Response.ReasonString = acks.Owe(answer);
+            await acks.WaitForRoomAsync(options.Value.MaxInFlightPublishesPerConnection);
+            if (args.CancellationToken.IsCancellationRequested)
+            {
+                // Taken over while waiting: the session's packets go to the device's next connection now, which does
+                // not send this one's PUBACK (see SendAnswerAsync); none is made.
+                args.CloseConnection = true;
+            }
+        }
+        finally
         {
-            await earlier;
+            // Once the answer is asked for, it counts itself out when decided.
+            if (answer is null)
+            {
+                Interlocked.Decrement(ref _inFlight);
+            }
         }
     }
 
-    /// <summary>
-    /// The answers owed to the connection's QoS 1 publishes, for an MQTT 5 device (a refusal is a reason code in the
-    /// PUBACK). Null for an MQTT 3.1.1 device, which is answered before the broker reads its next packet: a refusal
-    /// closes its connection instead of a PUBACK, which it would read as success.
-    /// </summary>
-    private static PendingAcks? PendingAcksOf(InterceptingPublishEventArgs args)
+    /// <summary>The PUBACKs owed answers on the connection of <paramref name="connection"/>, the broker's token for it.</summary>
+    private PendingAcks? PendingAcksOf(CancellationToken connection)
     {
-        if (args.ApplicationMessage.QualityOfServiceLevel != MqttQualityOfServiceLevel.AtLeastOnce
-            || args.SessionItems is not { } items
-            || items[ProtocolVersionItem] is not MqttProtocolVersion.V500)
+        if (!connection.CanBeCanceled)
         {
+            // No token to tell the connection by (nor its end): answered one publish at a time.
             return null;
         }
 
-        // The session's items outlive a connection taken over by the device's next one: the answers are per connection.
-        if (items[PendingAcksItem] is PendingAcks acks && acks.Connection == args.CancellationToken)
+        if (_pendingAcks.TryGetValue(connection, out var acks))
         {
             return acks;
         }
 
-        var fresh = new PendingAcks(args.CancellationToken);
-        items[PendingAcksItem] = fresh;
-        return fresh;
+        acks = _pendingAcks.GetOrAdd(connection, static (token, endpoint) => new PendingAcks(endpoint), this);
+        acks.ForgetWhenEnded(connection, _pendingAcks);
+        return acks;
     }
 
     private Task InterceptOutboundAsync(InterceptingPacketEventArgs args) =>
-        args.Packet is MqttPubAckPacket puback && args.SessionItems?[PendingAcksItem] is PendingAcks acks
-            ? SendAnswerAsync(args, puback, acks)
+        args.Packet is MqttPubAckPacket puback && PendingAcks.IsOwed(puback.ReasonString)
+            ? SendAnswerAsync(args, puback)
             : Task.CompletedTask;
 
     /// <summary>
-    /// A PUBACK about to leave on an MQTT 5 connection: waits for the answer owed to its publish (the oldest not yet
-    /// sent) and writes it into the PUBACK. A PUBACK with no answer owed on this connection is not sent: no ack ever
-    /// leaves before its batch is committed.
+    /// A PUBACK made before its publish was committed, about to leave: waits for the publish's answer and writes it into
+    /// the PUBACK. One not owed on this connection (its own ended, taken over by the device's next one, whose send loop
+    /// now sends the session's packets) is not sent: no ack ever leaves before its batch is committed, nor with another
+    /// publish's answer.
     /// </summary>
-    private static async Task SendAnswerAsync(InterceptingPacketEventArgs args, MqttPubAckPacket puback, PendingAcks acks)
+    private async Task SendAnswerAsync(InterceptingPacketEventArgs args, MqttPubAckPacket puback)
     {
-        if (acks.Connection != args.CancellationToken || !acks.TryTake(out var answer))
+        var marker = puback.ReasonString!;
+        if (!_pendingAcks.TryGetValue(args.CancellationToken, out var acks) || acks.Find(marker) is not { } answer)
         {
-            // The connection was taken over by the device's next one, which is sent what it publishes from now on.
             args.ProcessPacket = false;
             return;
         }
 
-        var decided = await answer;
-        if (decided.Close || acks.Closing)
+        try
         {
-            // The connection is closing (a drain, or it dropped): this and every later PUBACK on it stay unsent, and the
-            // device publishes them again.
-            acks.Closing = true;
-            args.ProcessPacket = false;
-            return;
-        }
+            var decided = await answer;
+            if (decided.Close || acks.Closing)
+            {
+                // The connection is closing (it dropped while the batch committed): this and every later PUBACK on it
+                // stay unsent, and the device publishes them again.
+                acks.Closing = true;
+                args.ProcessPacket = false;
+                return;
+            }
 
-        puback.ReasonCode = decided.Code;
-        puback.ReasonString = decided.Reason;
+            puback.ReasonCode = decided.Code;
+            puback.ReasonString = decided.Reason;
+            if (decided.Stored)
+            {
+                instruments.AckSent(Protocol);
+            }
+        }
+        finally
+        {
+            acks.Paid(marker);
+        }
     }
 
     /// <summary>Handles a publish and decides its PUBACK; counted as in flight until then. Never faults.</summary>
     private async Task<PublishAnswer> AnswerAsync(InterceptingPublishEventArgs args)
     {
-        // Counted before the drain flag is read, so a drain waits for every publish that got past it.
-        Interlocked.Increment(ref _inFlight);
         try
         {
-            if (_draining)
-            {
-                // Every device hears the same during a drain: DISCONNECT 0x8B, and no PUBACK for this publish, which it
-                // sends again after reconnecting. (The DISCONNECT is sent at once; the broker's own close after the
-                // interceptor sends no second one.)
-                instruments.PayloadRejected(Protocol, "shutting_down");
-                await DisconnectAsync(args.ClientId, MqttDisconnectReasonCode.ServerShuttingDown, ShuttingDown);
-                return PublishAnswer.CloseInstead;
-            }
-
             return await HandlePublishAsync(args);
         }
         catch (OperationCanceledException) when (args.CancellationToken.IsCancellationRequested)
@@ -360,7 +406,7 @@ public sealed partial class MqttIngestEndpoint(
 
         server.AcceptNewConnections = false;
         var started = clock.GetTimestamp();
-        while (Volatile.Read(ref _inFlight) > 0 && clock.GetElapsedTime(started) < timeout)
+        while ((Volatile.Read(ref _inFlight) > 0 || Volatile.Read(ref _owedAcks) > 0) && clock.GetElapsedTime(started) < timeout)
         {
             await Task.Delay(10, cancellationToken);
         }
@@ -411,8 +457,7 @@ public sealed partial class MqttIngestEndpoint(
         switch (answer.Verdict)
         {
             case MqttPayloadVerdict.Stored:
-                instruments.AckSent(Protocol);
-                return new PublishAnswer(MqttPubAckReasonCode.Success, answer.Reason);
+                return new PublishAnswer(MqttPubAckReasonCode.Success, answer.Reason, Stored: true);
             case MqttPayloadVerdict.StoreUnavailable:
                 // Not stored: the device must send it again, which a 3.1.1 device does only after a reconnect.
                 return RefuseUncommitted(args, answer.Code, answer.Reason!, metricReason: null);
@@ -481,59 +526,166 @@ public sealed partial class MqttIngestEndpoint(
     [LoggerMessage(EventId = 1102, Level = LogLevel.Information, Message = "MQTT connection of {Device} refused: {Reason}")]
     private static partial void LogConnectionRefused(ILogger logger, string device, string reason);
 
-    /// <summary>A publish's PUBACK: its reason code and reason string, or the connection closed instead of any PUBACK.</summary>
-    private readonly record struct PublishAnswer(MqttPubAckReasonCode Code, string? Reason, bool Close = false)
+    /// <summary>
+    /// A publish's PUBACK: its reason code and reason string (and whether the batch was stored), or the connection closed
+    /// instead of any PUBACK.
+    /// </summary>
+    private readonly record struct PublishAnswer(MqttPubAckReasonCode Code, string? Reason, bool Close = false, bool Stored = false)
     {
         public static readonly PublishAnswer CloseInstead = new(MqttPubAckReasonCode.UnspecifiedError, null, Close: true);
     }
 
     /// <summary>
-    /// One MQTT 5 connection's answers to its QoS 1 publishes, oldest first: the broker makes a publish's PUBACK as soon as
-    /// the interceptor returns and sends the PUBACKs in order, so the n-th PUBACK to leave carries the n-th answer.
+    /// One MQTT 5 connection's PUBACKs made before their publishes were committed, each with the answer it waits for.
+    /// Such a PUBACK carries a marker as its reason string until it leaves: a string of its own (found by reference, so
+    /// no other PUBACK can take its answer) whose first character no reason of Telemetry's begins with.
     /// </summary>
-    private sealed class PendingAcks(CancellationToken connection)
+    private sealed class PendingAcks(MqttIngestEndpoint endpoint)
     {
-        private readonly Queue<Task<PublishAnswer>> _answers = new();
-
-        /// <summary>The connection's token, which the broker hands to every event of that connection.</summary>
-        public CancellationToken Connection { get; } = connection;
+        private const char OwedMark = '\u0001';
+        private readonly List<(string Marker, Task<PublishAnswer> Answer)> _owed = [];
+        private TaskCompletionSource? _paid;
+        private bool _ended;
 
         /// <summary>Set once a PUBACK was held back because the connection is closing; none after it is sent.</summary>
         public bool Closing { get; set; }
 
-        public void Add(Task<PublishAnswer> answer)
+        /// <summary>True for the reason string of a PUBACK made before its answer.</summary>
+        public static bool IsOwed(string? reason) => reason is [OwedMark, ..];
+
+        /// <summary>Owes <paramref name="answer"/> to a PUBACK about to be made; returns its marker.</summary>
+        public string Owe(Task<PublishAnswer> answer)
         {
-            lock (_answers)
+            var marker = new string(OwedMark, 2);
+            lock (_owed)
             {
-                _answers.Enqueue(answer);
+                if (!_ended)
+                {
+                    _owed.Add((marker, answer));
+                    Interlocked.Increment(ref endpoint._owedAcks);
+                }
+            }
+
+            return marker;
+        }
+
+        public Task<PublishAnswer>? Find(string marker)
+        {
+            lock (_owed)
+            {
+                foreach (var (owed, answer) in _owed)
+                {
+                    if (ReferenceEquals(owed, marker))
+                    {
+                        return answer;
+                    }
+                }
+
+                return null;
             }
         }
 
-        public bool TryTake([MaybeNullWhen(false)] out Task<PublishAnswer> answer)
+        /// <summary>The PUBACK of <paramref name="marker"/> has been answered (or held back): it is owed no longer.</summary>
+        public void Paid(string marker)
         {
-            lock (_answers)
+            TaskCompletionSource? paid;
+            lock (_owed)
             {
-                return _answers.TryDequeue(out answer);
+                var index = _owed.FindIndex(owed => ReferenceEquals(owed.Marker, marker));
+                if (index < 0)
+                {
+                    return;
+                }
+
+                _owed.RemoveAt(index);
+                Interlocked.Decrement(ref endpoint._owedAcks);
+                paid = _paid;
+                _paid = null;
             }
+
+            paid?.TrySetResult();
         }
 
         /// <summary>
-        /// The answer to wait for before the connection is read on, so that fewer than <paramref name="limit"/> wait
-        /// for their commits: the <paramref name="limit"/>-th newest, when it is not decided yet; else null. (With a
-        /// limit of 1, the newest: each publish is answered before the next is read.)
+        /// Right after <see cref="Owe"/>: completes once fewer than <paramref name="limit"/> of the connection's publishes
+        /// await their commits (this one included, so a limit of 1 waits for this one's), and fewer than
+        /// <paramref name="limit"/> PUBACKs made before this one's have yet to leave (a device that does not read its
+        /// PUBACKs is not read either); or once the connection has ended.
         /// </summary>
-        public Task<PublishAnswer>? ToAwait(int limit)
+        public async Task WaitForRoomAsync(int limit)
         {
-            lock (_answers)
+            while (Room(limit) is { } wait)
             {
-                if (_answers.Count < limit)
+                await wait;
+            }
+        }
+
+        /// <summary>Completes once every PUBACK owed has left, or the connection has ended.</summary>
+        public async Task WaitUntilPaidAsync()
+        {
+            while (Room(limit: 1, afterOwing: false) is { } wait)
+            {
+                await wait;
+            }
+        }
+
+        /// <summary>What to wait for before there is room, or null when there is.</summary>
+        private Task? Room(int limit, bool afterOwing = true)
+        {
+            lock (_owed)
+            {
+                if (_ended)
                 {
                     return null;
                 }
 
-                var answer = _answers.ElementAt(_answers.Count - limit);
-                return answer.IsCompleted ? null : answer;
+                Task<PublishAnswer>? oldestUndecided = null;
+                var undecided = 0;
+                foreach (var (_, answer) in _owed)
+                {
+                    if (!answer.IsCompleted)
+                    {
+                        oldestUndecided ??= answer;
+                        undecided++;
+                    }
+                }
+
+                if (undecided >= limit)
+                {
+                    return oldestUndecided;
+                }
+
+                if (_owed.Count - (afterOwing ? 1 : 0) >= limit)
+                {
+                    return (_paid ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+                }
+
+                return null;
             }
+        }
+
+        /// <summary>When the connection ends, its PUBACKs are owed no longer, and the registry forgets it.</summary>
+        public void ForgetWhenEnded(CancellationToken connection, ConcurrentDictionary<CancellationToken, PendingAcks> registry) =>
+            connection.UnsafeRegister(static (state, token) =>
+            {
+                var (acks, registry) = ((PendingAcks, ConcurrentDictionary<CancellationToken, PendingAcks>))state!;
+                registry.TryRemove(new KeyValuePair<CancellationToken, PendingAcks>(token, acks));
+                acks.End();
+            }, (this, registry));
+
+        private void End()
+        {
+            TaskCompletionSource? paid;
+            lock (_owed)
+            {
+                _ended = true;
+                Interlocked.Add(ref endpoint._owedAcks, -_owed.Count);
+                _owed.Clear();
+                paid = _paid;
+                _paid = null;
+            }
+
+            paid?.TrySetResult();
         }
     }
 }
