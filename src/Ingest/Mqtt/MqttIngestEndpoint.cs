@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Collections.Concurrent;
-using System.Diagnostics.CodeAnalysis;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using MQTTnet.Formatter;
@@ -39,7 +38,6 @@ public sealed partial class MqttIngestEndpoint(
 
     private const string IdentityItem = "telemetry.device";
     private const string ProtocolVersionItem = "telemetry.protocol-version";
-    private const string PendingAcksItem = "telemetry.pending-acks";
 
     private MqttServer? _server;
     private int _inFlight;
@@ -573,16 +571,22 @@ public sealed partial class MqttIngestEndpoint(
         {
             lock (_owed)
             {
-                foreach (var (owed, answer) in _owed)
-                {
-                    if (ReferenceEquals(owed, marker))
-                    {
-                        return answer;
-                    }
-                }
-
-                return null;
+                var index = IndexOf(marker);
+                return index < 0 ? null : _owed[index].Answer;
             }
+        }
+
+        private int IndexOf(string marker)
+        {
+            for (var i = 0; i < _owed.Count; i++)
+            {
+                if (ReferenceEquals(_owed[i].Marker, marker))
+                {
+                    return i;
+                }
+            }
+
+            return -1;
         }
 
         /// <summary>The PUBACK of <paramref name="marker"/> has been answered (or held back): it is owed no longer.</summary>
@@ -591,7 +595,7 @@ public sealed partial class MqttIngestEndpoint(
             TaskCompletionSource? paid;
             lock (_owed)
             {
-                var index = _owed.FindIndex(owed => ReferenceEquals(owed.Marker, marker));
+                var index = IndexOf(marker);
                 if (index < 0)
                 {
                     return;
