@@ -339,11 +339,10 @@ public sealed partial class MqttIngestEndpoint(
         try
         {
             var decided = await answer;
-            if (decided.Close || acks.Closing)
+            if (decided.Close)
             {
-                // The connection is closing (it dropped while the batch committed): this and every later PUBACK on it
-                // stay unsent, and the device publishes them again.
-                acks.Closing = true;
+                // The connection dropped while the batch committed: its token is cancelled, so the connection's owed
+                // PUBACKs are forgotten and none after this one is found either; the device publishes them again.
                 args.ProcessPacket = false;
                 return;
             }
@@ -544,9 +543,6 @@ public sealed partial class MqttIngestEndpoint(
         private readonly List<(string Marker, Task<PublishAnswer> Answer)> _owed = [];
         private TaskCompletionSource? _paid;
         private bool _ended;
-
-        /// <summary>Set once a PUBACK was held back because the connection is closing; none after it is sent.</summary>
-        public bool Closing { get; set; }
 
         /// <summary>True for the reason string of a PUBACK made before its answer.</summary>
         public static bool IsOwed(string? reason) => reason is [OwedMark, ..];
