@@ -25,7 +25,7 @@ namespace Telemetry.Storage.DuckDb;
 /// </para>
 /// <para>
 /// One background writer owns every change: writes from many grains are queued and written together (staging table,
-/// then one INSERT OR REPLACE), compaction and retention run between them, and each caller learns when its work is
+/// then one upsert), compaction and retention run between them, and each caller learns when its work is
 /// stored. A window written again after its bucket was compacted goes to the rows, wins over the block on read, and is
 /// folded into the block by the next compaction.
 /// </para>
@@ -69,6 +69,22 @@ public sealed partial class DuckDbRollupStore(
             PRIMARY KEY (patient_id, kind, resolution, bucket_start));
         CREATE INDEX IF NOT EXISTS rollups_series ON rollups (series);
         CREATE INDEX IF NOT EXISTS rollup_blocks_group ON rollup_blocks (bucket_group);
+        """;
+
+    // Upserts that set only columns no index holds. An upsert that sets an indexed column (INSERT OR REPLACE sets them
+    // all) is carried out as a delete and an insert, and DuckDB's index can then fail the commit as a duplicate key,
+    // fatally: the process aborts. Seen when a backfill rewrote the same day window call after call. A window's series
+    // and bucket group follow from its key, so they never change.
+    private const string UpsertRows = """
+        INSERT INTO rollups SELECT * FROM rollup_staging
+        ON CONFLICT (patient_id, kind, resolution, start) DO UPDATE SET count = excluded.count, sum = excluded.sum,
+            min = excluded.min, max = excluded.max, sum_sq = excluded.sum_sq, last = excluded.last, last_ts = excluded.last_ts,
+            series_check = excluded.series_check;
+        """;
+
+    private const string UpsertBlocks = """
+        INSERT INTO rollup_blocks SELECT * FROM block_staging
+        ON CONFLICT (patient_id, kind, resolution, bucket_start) DO UPDATE SET series_check = excluded.series_check, windows = excluded.windows;
         """;
 
     private readonly Channel<Work> _queue = Channel.CreateBounded<Work>(
@@ -380,7 +396,7 @@ public sealed partial class DuckDbRollupStore(
             }
         }
 
-        Execute(connection, "INSERT OR REPLACE INTO rollups SELECT * FROM rollup_staging; DELETE FROM rollup_staging;");
+        Execute(connection, $"{UpsertRows} DELETE FROM rollup_staging;");
         transaction.Commit();
         return 0;
     }
@@ -479,7 +495,7 @@ public sealed partial class DuckDbRollupStore(
             }
         }
 
-        Execute(connection, "INSERT OR REPLACE INTO rollup_blocks SELECT * FROM block_staging; DELETE FROM block_staging;");
+        Execute(connection, $"{UpsertBlocks} DELETE FROM block_staging;");
         Execute(connection, $"DELETE FROM rollups WHERE {inSlice}", (int)resolution, Timestamps.ToDateTime(cutoff));
         transaction.Commit();
         return moved;
@@ -529,7 +545,7 @@ public sealed partial class DuckDbRollupStore(
 
         Execute(connection, "DELETE FROM rollups WHERE resolution = $1 AND start < $2", (int)resolution, before);
         Execute(connection, "DELETE FROM rollup_blocks WHERE resolution = $1 AND bucket_start <= $2", (int)resolution, wholeBefore);
-        Execute(connection, "INSERT OR REPLACE INTO rollup_blocks SELECT * FROM block_staging; DELETE FROM block_staging;");
+        Execute(connection, $"{UpsertBlocks} DELETE FROM block_staging;");
         Execute(connection, "DELETE FROM rollup_blocks WHERE resolution = $1 AND octet_length(windows) = 1", (int)resolution);
         transaction.Commit();
         return deleted;
