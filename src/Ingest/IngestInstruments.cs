@@ -24,6 +24,7 @@ public sealed class IngestInstruments
     public const string CommitQueued = "telemetry.commit.queued";
     public const string CommitOldestWait = "telemetry.commit.oldest_wait";
     public const string GrainCallReadings = "telemetry.grain_calls.readings";
+    public const string GrainCallsRepaired = "telemetry.grain_calls.repaired";
 
     private readonly Meter _meter;
 
@@ -40,6 +41,7 @@ public sealed class IngestInstruments
     private readonly UpDownCounter<long> _connected;
     private readonly Counter<long> _authenticationFailures;
     private readonly Counter<long> _grainCallFailures;
+    private readonly Counter<long> _grainCallsRepaired;
 
     public IngestInstruments(IMeterFactory meterFactory)
     {
@@ -59,6 +61,7 @@ public sealed class IngestInstruments
         _connected = meter.CreateUpDownCounter<long>(DevicesConnected, "{device}", "Devices connected now.");
         _authenticationFailures = meter.CreateCounter<long>(AuthenticationFailures, "{attempt}", "Device connections refused for bad credentials.");
         _grainCallFailures = meter.CreateCounter<long>(GrainCallFailures, "{call}", "Patient grain calls that failed after commit.");
+        _grainCallsRepaired = meter.CreateCounter<long>(GrainCallsRepaired, "{call}", "Patient grain calls that recomputed, from the raw store, windows a crash or a failed call may have kept from the grain.");
     }
 
     public void Accepted(string protocol, int count)
@@ -137,4 +140,6 @@ public sealed class IngestInstruments
         _authenticationFailures.Add(1, new KeyValuePair<string, object?>("protocol", protocol));
 
     public void GrainCallFailed() => _grainCallFailures.Add(1);
+
+    public void GrainCallsMadeWhole(int calls) => _grainCallsRepaired.Add(calls);
 }

@@ -97,6 +97,7 @@ public static class StorageServiceCollectionExtensions
             default:
                 services.AddSingleton<DuckDbRawSeriesStore>();
                 services.AddSingleton<IRawSeriesStore>(sp => sp.GetRequiredService<DuckDbRawSeriesStore>());
+                services.AddSingleton<ICommitLog, DuckDbCommitLog>();
                 return;
         }
 

@@ -282,10 +282,6 @@ public sealed class TelemetryServer : IAsyncDisposable
         return trend ?? throw new InvalidOperationException("empty trend response");
     }
 
-    /// <summary>
-    /// The trend once it satisfies <paramref name="settled"/>, or as it is after 15 s. An ack means the readings are
-    /// committed; the patient's grain folds them into rollups a moment later.
-    /// </summary>
     /// <summary>Device batches committed, and the commits (group commits) that took them, since the server started.</summary>
     public async Task<(long Batches, long Commits)> CommitCountsAsync()
     {
@@ -304,6 +300,10 @@ public sealed class TelemetryServer : IAsyncDisposable
         return [.. csv.Split('\n', StringSplitOptions.RemoveEmptyEntries).Skip(1)];
     }
 
+    /// <summary>
+    /// The trend once it satisfies <paramref name="settled"/>, or as it is after 15 s. An ack means the readings are
+    /// committed; the patient's grain folds them into rollups a moment later.
+    /// </summary>
     public async Task<TrendResponse> TrendWhenAsync(string patientId, string kind, DateTimeOffset from, DateTimeOffset to, string resolution, Func<TrendResponse, bool> settled)
     {
         var deadline = DateTime.UtcNow.AddSeconds(15);

@@ -37,7 +37,8 @@ public sealed class ClusterFixture : IAsyncLifetime
         public void Configure(ISiloBuilder siloBuilder)
         {
             siloBuilder.Services.AddMetrics();
-            siloBuilder.Services.AddSingleton(TimeProvider.System);
+            siloBuilder.Services.AddSingleton<ShiftableClock>();
+            siloBuilder.Services.AddSingleton<TimeProvider>(sp => sp.GetRequiredService<ShiftableClock>());
             siloBuilder.Services.AddSingleton<GrainInstruments>();
             siloBuilder.Services.AddDuckDbStorage();
             siloBuilder.Services.AddSingleton<RecordingAlertPublisher>();

@@ -139,6 +139,35 @@ public sealed class PatientGrainTests(ClusterFixture fixture) : IClassFixture<Cl
         Assert.Null(await Grain(patient).GetOpenWindowAsync(VitalKind.OxygenSaturation, Resolution.Minute));
     }
 
+    [Fact]
+    public async Task Minutes_whose_call_was_lost_are_recomputed_once_however_often_asked()
+    {
+        var patient = "p-lost-call";
+        var threeDaysAgo = _base - (3 * Resolution.Day.Milliseconds());
+        await CommitAndApplyAsync(patient, Heart(_base + 1_000, 70));
+
+        // Committed, but the call that carried them never arrived: readings from days ago and one from today.
+        var commitId = Commit(patient, Heart(threeDaysAgo + 1_000, 80), Heart(threeDaysAgo + 2_000, 90), Heart(_base + 2_000, 74));
+        CommittedMinute[] minutes = [new(VitalKind.HeartRate, threeDaysAgo, commitId), new(VitalKind.HeartRate, _base, commitId)];
+        Assert.Empty(await Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Minute, threeDaysAgo, threeDaysAgo + 60_000));
+        Assert.Equal(1, (await Grain(patient).GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Minute))?.Count);
+
+        // A repair may be asked for again (a restart repeats what may already be done): nothing counts twice.
+        for (var i = 0; i < 2; i++)
+        {
+            await Grain(patient).RecomputeAsync(minutes);
+
+            var minute = Assert.Single(await Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Minute, threeDaysAgo, threeDaysAgo + 60_000));
+            var hour = Assert.Single(await Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Hour, threeDaysAgo, threeDaysAgo + 1));
+            var day = Assert.Single(await Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Day, Resolution.Day.WindowStart(threeDaysAgo), threeDaysAgo + 1));
+            Assert.Equal((2, 90), (minute.Count, minute.Max));
+            Assert.Equal(2, hour.Count);
+            Assert.Equal(2, day.Count);
+            Assert.Equal(2, (await Grain(patient).GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Minute))?.Count);
+            Assert.Equal(74, (await Grain(patient).GetLiveAsync()).Vitals.Single().Value);
+        }
+    }
+
     private IPatientGrain Grain(string patientId) => fixture.Cluster.GrainFactory.GetGrain<IPatientGrain>(patientId);
 
     private async Task CommitAndApplyAsync(string patientId, params VitalReading[] readings)

@@ -14,6 +14,13 @@ public interface IPatientGrain : IGrainWithStringKey
     [Alias("apply")]
     Task ApplyAsync(PatientReadings readings);
 
+    /// <summary>
+    /// Recomputes from the raw store the windows over <paramref name="minutes"/>, whose readings are committed but may
+    /// never have reached the grain (its call lost in a crash, or failed). Safe to call whether or not they did.
+    /// </summary>
+    [Alias("recompute")]
+    Task RecomputeAsync(CommittedMinute[] minutes);
+
     /// <summary>The latest value of every vital the patient has, with its still-open minute.</summary>
     [Alias("live")]
     [AlwaysInterleave]

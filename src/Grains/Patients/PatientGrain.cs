@@ -14,7 +14,9 @@ namespace Telemetry.Grains.Patients;
 /// on activation it rebuilds yesterday and today from the raw store (rewriting their closed rollups, which a crash may
 /// have kept from the store), and a reading that arrives late for a closed window, or from before the rebuilt range,
 /// has the windows it falls in recomputed from the raw store. When anything fails the grain deactivates, so the next
-/// call rebuilds it rather than building on a gap.
+/// call rebuilds it rather than building on a gap. With the embedded store, readings whose call never arrived (a crash
+/// after their commit, a call that timed out) are made whole by the ingest pipeline's repair (<see cref="RecomputeAsync"/>).
+/// Windows still open when their day has ended are written then, so a crash days later does not take them.
 /// <para>
 /// It also runs the patient's alert rules on every reading it is handed, and on a timer for what depends on the clock
 /// alone. Alert state is persisted grain state: each change is written with its events (an outbox) before the events
@@ -47,6 +49,16 @@ public sealed partial class PatientGrain(
     private long _rebuiltThroughCommit;
     private long _rebuiltFromMs = long.MaxValue;
 
+    // The latest commits applied since the activation (at most MaxAppliedCommits): a repair of one of them finds its
+    // readings already in the windows, and need not rebuild.
+    private const int MaxAppliedCommits = 1_024;
+    private readonly HashSet<long> _applied = [];
+    private readonly Queue<long> _appliedOrder = new();
+
+    // Start of the day from which on open windows have not been written: once a day has ended, the windows still open
+    // are written once, so a crash days later keeps them (an activation rebuilds only yesterday and today).
+    private long _checkpointedBeforeMs;
+
     // One delegate for the grain's life: folding a reading allocates nothing.
     private Action<VitalKind, Resolution, RollupWindow>? _closeWindow;
 
@@ -62,21 +74,8 @@ public sealed partial class PatientGrain(
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
         instruments.PatientActivated();
-        var now = timeProvider.GetUtcNow().ToUnixTimeMilliseconds();
-        var rebuildFrom = Resolution.Day.WindowStart(now) - Resolution.Day.Milliseconds();
-        var minutes = await rawStore.AggregateAsync(PatientId, rebuildFrom, long.MaxValue, Resolution.Minute, cancellationToken);
-        _rebuiltThroughCommit = minutes.HighestCommitId;
-        _rebuiltFromMs = rebuildFrom;
-        foreach (var group in minutes.Windows.GroupBy(window => window.Kind))
-        {
-            var kind = group.Key;
-            var ordered = group.Select(window => window.Window).OrderBy(window => window.StartMs).ToList();
-            _vitals[kind] = VitalWindows.Rebuild(kind, ordered, CloseWindow);
-        }
-
-        // Rollups closed before a crash may not have reached the store; rewriting these two days' makes sure.
-        await FlushClosedAsync(cancellationToken);
-
+        var now = NowMs;
+        var rebuilt = await RebuildAsync(cancellationToken);
         _alerts = new AlertEngine(PatientId, alertState.State);
         foreach (var (kind, windows) in _vitals)
         {
@@ -93,7 +92,36 @@ public sealed partial class PatientGrain(
         }
 
         ScheduleAlertTimer();
-        LogRebuilt(logger, PatientId, minutes.Windows.Count);
+        LogRebuilt(logger, PatientId, rebuilt);
+    }
+
+    /// <summary>
+    /// Rebuilds yesterday's and today's windows from the raw store, and rewrites their closed rollups (which a crash, or
+    /// a call that never arrived, may have kept from the store). Returns how many minute windows it read.
+    /// </summary>
+    private async Task<int> RebuildAsync(CancellationToken cancellationToken)
+    {
+        var today = Resolution.Day.WindowStart(NowMs);
+        var rebuildFrom = today - Resolution.Day.Milliseconds();
+
+        // An active grain rebuilding (a repair) first writes what it holds from before the days it rebuilds.
+        CheckpointOpenWindows(endingBy: rebuildFrom);
+        var minutes = await rawStore.AggregateAsync(PatientId, rebuildFrom, long.MaxValue, Resolution.Minute, cancellationToken);
+        _vitals.Clear();
+        _applied.Clear();
+        _appliedOrder.Clear();
+        _rebuiltThroughCommit = minutes.HighestCommitId;
+        _rebuiltFromMs = rebuildFrom;
+        _checkpointedBeforeMs = today;
+        foreach (var group in minutes.Windows.GroupBy(window => window.Kind))
+        {
+            var kind = group.Key;
+            var ordered = group.Select(window => window.Window).OrderBy(window => window.StartMs).ToList();
+            _vitals[kind] = VitalWindows.Rebuild(kind, ordered, CloseWindow);
+        }
+
+        await FlushClosedAsync(cancellationToken);
+        return minutes.Windows.Count;
     }
 
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
@@ -120,6 +148,7 @@ public sealed partial class PatientGrain(
         // A commit the activation already read from the raw store is counted once. Readings from before the rebuilt
         // range are not in the grain's windows at all: the windows they fall in are recomputed from the raw store.
         var rebuilt = readings.CommitId <= _rebuiltThroughCommit;
+        NoteApplied(readings.CommitId);
         foreach (var reading in readings.Readings)
         {
             if (reading.TimestampMs < _rebuiltFromMs)
@@ -151,6 +180,7 @@ public sealed partial class PatientGrain(
         }
 
         var now = NowMs;
+        CheckpointEndedDays(now);
         foreach (var reading in readings.Readings)
         {
             _alerts.Observe(reading, now);
@@ -178,14 +208,97 @@ public sealed partial class PatientGrain(
         }
         catch (Exception exception)
         {
-            // Windows not recomputed or rollups not written would be lost with this activation's memory: start over
-            // from the raw store instead.
-            LogApplyFailed(logger, exception, PatientId);
-            _late.Clear();
-            _closed.Clear();
-            DeactivateOnIdle();
+            StartOver(exception);
             throw;
         }
+    }
+
+    public async Task RecomputeAsync(CommittedMinute[] minutes)
+    {
+        // A minute within the rebuilt days holds readings this activation has if their commit is one it read or was
+        // handed; otherwise it may lack them (its call failed, or never arrived) and rebuilds, as a new activation
+        // would. A minute from before the rebuilt days (those of a rebuild just made included) is recomputed from the
+        // raw store, as a late reading's is.
+        var missed = minutes.Any(minute => minute.MinuteStartMs >= _rebuiltFromMs && minute.CommitId > _rebuiltThroughCommit && !_applied.Contains(minute.CommitId));
+        try
+        {
+            if (missed)
+            {
+                await RebuildAsync(CancellationToken.None);
+            }
+
+            foreach (var minute in minutes)
+            {
+                if (minute.MinuteStartMs < _rebuiltFromMs)
+                {
+                    _late.Add((minute.Kind, minute.MinuteStartMs));
+                }
+            }
+
+            if (_late.Count > 0)
+            {
+                await RecomputeLateAsync();
+            }
+
+            await FlushClosedAsync(CancellationToken.None);
+        }
+        catch (Exception exception)
+        {
+            StartOver(exception);
+            throw;
+        }
+    }
+
+    private void NoteApplied(long commitId)
+    {
+        if (!_applied.Add(commitId))
+        {
+            return;
+        }
+
+        _appliedOrder.Enqueue(commitId);
+        if (_appliedOrder.Count > MaxAppliedCommits)
+        {
+            _applied.Remove(_appliedOrder.Dequeue());
+        }
+    }
+
+    /// <summary>Once a day has ended, writes the windows still open from before it (a vital that stopped, say).</summary>
+    private void CheckpointEndedDays(long nowMs)
+    {
+        var today = Resolution.Day.WindowStart(nowMs);
+        if (today > _checkpointedBeforeMs)
+        {
+            CheckpointOpenWindows(endingBy: today);
+            _checkpointedBeforeMs = today;
+        }
+    }
+
+    /// <summary>Writes (without closing) every open window that ends by <paramref name="endingBy"/>.</summary>
+    private void CheckpointOpenWindows(long endingBy)
+    {
+        foreach (var (kind, windows) in _vitals)
+        {
+            foreach (var resolution in ResolutionExtensions.All)
+            {
+                if (windows.Open(resolution) is { } open && open.StartMs + resolution.Milliseconds() <= endingBy)
+                {
+                    Close(kind, resolution, open);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Windows not recomputed or rollups not written would be lost with this activation's memory: start over from the
+    /// raw store instead.
+    /// </summary>
+    private void StartOver(Exception exception)
+    {
+        LogApplyFailed(logger, exception, PatientId);
+        _late.Clear();
+        _closed.Clear();
+        DeactivateOnIdle();
     }
 
     public Task<LiveSnapshot> GetLiveAsync()
@@ -295,9 +408,14 @@ public sealed partial class PatientGrain(
     {
         try
         {
-            _alerts.Tick(NowMs);
+            var now = NowMs;
+            _alerts.Tick(now);
             await CommitAlertsAsync(writeState: true);
             ScheduleAlertTimer();
+
+            // The timer keeps the grain active without readings: what a day left open is written once it ends.
+            CheckpointEndedDays(now);
+            await FlushClosedAsync(CancellationToken.None);
         }
         catch (Exception exception)
         {

@@ -16,7 +16,8 @@ namespace Telemetry.Ingest.Pipeline;
 /// only then, and calls each patient's grain once with all of that patient's readings from the flush. A flush's
 /// grain calls run while the next flushes commit, up to <see cref="IngestOptions.MaxReadingsInGrainCalls"/> readings
 /// not yet answered for. When the store (or the grains) are slow the queue fills and the front doors stop acking:
-/// backpressure, not growth.
+/// backpressure, not growth. Grain calls lost to a crash or failed are made good from the raw store by
+/// <see cref="GrainRepair"/>, when the store keeps a commit log.
 /// </summary>
 public sealed partial class CommitPipeline : BackgroundService
 {
@@ -50,12 +51,19 @@ public sealed partial class CommitPipeline : BackgroundService
     // Stopwatch timestamp at which the oldest batch of the flush being committed was queued; 0 between commits.
     private long _committingSince;
 
+    // Repairs grains that may lack committed readings (a crash, a failed call); null when the store keeps no commit log
+    // (or it could not be read at start).
+    private GrainRepair? _repair;
+    private readonly CancellationToken _hostStarted;
+
     public CommitPipeline(
         IRawSeriesStore store,
         IGrainFactory grains,
         IngestInstruments instruments,
         IOptions<IngestOptions> options,
-        ILogger<CommitPipeline> logger)
+        ILogger<CommitPipeline> logger,
+        IHostApplicationLifetime lifetime,
+        ICommitLog? commitLog = null)
     {
         _store = store;
         _grains = grains;
@@ -64,6 +72,8 @@ public sealed partial class CommitPipeline : BackgroundService
         _maxReadingsPerCommit = options.Value.MaxReadingsPerCommit;
         _capacity = options.Value.CommitQueueCapacity;
         _maxReadingsInGrainCalls = options.Value.MaxReadingsInGrainCalls;
+        _repair = commitLog is null ? null : new GrainRepair(commitLog, grains, instruments, logger);
+        _hostStarted = lifetime.ApplicationStarted;
         // Not SingleReader: health peeks at the oldest waiting batch while the loop reads.
         _queue = Channel.CreateBounded<PendingBatch>(new BoundedChannelOptions(options.Value.CommitQueueCapacity)
         {
@@ -161,7 +171,12 @@ public sealed partial class CommitPipeline : BackgroundService
         var batches = new List<DeviceBatch>();
         var outcomes = new BatchOutcome[64];
         var reader = _queue.Reader;
-        var dispatches = new Queue<Task>();
+        var dispatches = new Queue<Dispatch>();
+
+        // The last commit known to the loop (from the store at start, then each that succeeded), and whether one has
+        // failed since (its readings may be stored all the same).
+        var lastCommitId = await StartRepairAsync(stoppingToken);
+        var failedSince = false;
         while (await reader.WaitToReadAsync(CancellationToken.None))
         {
             flush.Clear();
@@ -191,6 +206,7 @@ public sealed partial class CommitPipeline : BackgroundService
             catch (Exception exception)
             {
                 _storeFailing = true;
+                failedSince = true;
                 Volatile.Write(ref _committingSince, 0);
                 _instruments.CommitFailed();
                 LogCommitFailed(_logger, exception, flush.Count, readings);
@@ -214,20 +230,68 @@ public sealed partial class CommitPipeline : BackgroundService
 
             Volatile.Write(ref _committingSince, 0);
 
-            dispatches.Enqueue(DispatchToGrains(commitId, flush, outcomes));
+            if (failedSince)
+            {
+                // The commits that failed since the last one that succeeded may have stored readings that no grain saw.
+                _repair?.Add(lastCommitId, commitId - 1, patients: null);
+                failedSince = false;
+            }
+
+            lastCommitId = commitId;
+            dispatches.Enqueue(new Dispatch(commitId, DispatchToGrains(commitId, flush, outcomes)));
             await MakeRoomForGrainCallsAsync(dispatches);
+            _repair?.SaveSoon(AppliedThrough(dispatches, lastCommitId));
         }
 
-        await Task.WhenAll(dispatches);
+        await Task.WhenAll(dispatches.Select(dispatch => dispatch.Done));
+        if (_repair is not null)
+        {
+            await _repair.SaveLastAsync(lastCommitId);
+        }
+    }
+
+    /// <summary>Starts repairing what grains may lack from before this start; returns the last commit.</summary>
+    private async Task<long> StartRepairAsync(CancellationToken stoppingToken)
+    {
+        if (_repair is null)
+        {
+            return 0;
+        }
+
+        try
+        {
+            return await _repair.StartAsync(_hostStarted, stoppingToken);
+        }
+        catch (Exception exception)
+        {
+            // Ingest goes on; grains are not repaired this time, and the mark stays where it was for the next start.
+            LogRepairUnavailable(_logger, exception);
+            _repair = null;
+            return 0;
+        }
+    }
+
+    /// <summary>The commit through which every grain call has answered: before the oldest call still outstanding.</summary>
+    private static long AppliedThrough(Queue<Dispatch> dispatches, long lastCommitId)
+    {
+        foreach (var dispatch in dispatches)
+        {
+            if (!dispatch.Done.IsCompleted)
+            {
+                return dispatch.CommitId - 1;
+            }
+        }
+
+        return lastCommitId;
     }
 
     /// <summary>
     /// Forgets the flushes whose grain calls have all answered, and waits for the oldest outstanding ones while more
     /// than the bound of readings are still with the grains.
     /// </summary>
-    private async Task MakeRoomForGrainCallsAsync(Queue<Task> dispatches)
+    private async Task MakeRoomForGrainCallsAsync(Queue<Dispatch> dispatches)
     {
-        while (dispatches.TryPeek(out var oldest) && oldest.IsCompleted)
+        while (dispatches.TryPeek(out var oldest) && oldest.Done.IsCompleted)
         {
             _ = dispatches.Dequeue();
         }
@@ -235,7 +299,7 @@ public sealed partial class CommitPipeline : BackgroundService
         while (Volatile.Read(ref _readingsInGrainCalls) > _maxReadingsInGrainCalls && dispatches.TryDequeue(out var oldest))
         {
             Volatile.Write(ref _waitingForGrainsSince, Stopwatch.GetTimestamp());
-            await oldest;
+            await oldest.Done;
             Volatile.Write(ref _waitingForGrainsSince, 0);
         }
     }
@@ -277,14 +341,14 @@ public sealed partial class CommitPipeline : BackgroundService
             }
         }
 
-        var calls = new List<Task>(byPatient.Count);
+        var calls = new List<(string PatientId, Task Call)>(byPatient.Count);
         try
         {
             foreach (var (patientId, parts) in byPatient)
             {
                 var readings = new PatientReadings(commitId, Concat(parts.Stored), parts.Implausible.Count == 0 ? null : Concat(parts.Implausible));
                 handed += readings.Readings.Length + (readings.Implausible?.Length ?? 0);
-                calls.Add(PatientGrain(patientId).ApplyAsync(readings));
+                calls.Add((patientId, PatientGrain(patientId).ApplyAsync(readings)));
             }
         }
         finally
@@ -300,7 +364,7 @@ public sealed partial class CommitPipeline : BackgroundService
         }
 
         Interlocked.Add(ref _readingsInGrainCalls, handed);
-        return AwaitGrainCallsAsync(calls, handed);
+        return AwaitGrainCallsAsync(commitId, calls, handed);
     }
 
     private IPatientGrain PatientGrain(string patientId)
@@ -316,20 +380,31 @@ public sealed partial class CommitPipeline : BackgroundService
         return (IPatientGrain)_grains.GetGrain(GrainId.Create(resolved.Type, patientId), resolved.Interface);
     }
 
-    private async Task AwaitGrainCallsAsync(List<Task> calls, int handed)
+    private async Task AwaitGrainCallsAsync(long commitId, List<(string PatientId, Task Call)> calls, int handed)
     {
         try
         {
-            await Task.WhenAll(calls);
-        }
-        catch (Exception)
-        {
-            // The readings are committed. A grain whose call failed inside it deactivates and rebuilds from the raw
-            // store; one whose call never arrived (timed out) lacks these readings until it next activates.
-            foreach (var call in calls.Where(call => call.IsFaulted))
+            foreach (var (_, call) in calls)
             {
-                _instruments.GrainCallFailed();
-                LogGrainCallFailed(_logger, call.Exception!.GetBaseException());
+                await call.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
+
+            List<string>? failed = null;
+            foreach (var (patientId, call) in calls)
+            {
+                if (call.IsFaulted)
+                {
+                    _instruments.GrainCallFailed();
+                    LogGrainCallFailed(_logger, call.Exception!.GetBaseException());
+                    (failed ??= []).Add(patientId);
+                }
+            }
+
+            // The readings are committed, but the grain may lack them (a call that timed out may never have arrived),
+            // and windows older than the days a grain rebuilds would lack them for good: they are recomputed.
+            if (failed is not null)
+            {
+                _repair?.Add(commitId - 1, commitId, failed);
             }
         }
         finally
@@ -366,8 +441,14 @@ public sealed partial class CommitPipeline : BackgroundService
     [LoggerMessage(EventId = 1001, Level = LogLevel.Error, Message = "Committing {Batches} batches ({Readings} readings) failed; none was acknowledged")]
     private static partial void LogCommitFailed(ILogger logger, Exception exception, int batches, int readings);
 
-    [LoggerMessage(EventId = 1002, Level = LogLevel.Warning, Message = "A patient grain call failed after commit; the grain rebuilds from the raw store")]
+    [LoggerMessage(EventId = 1002, Level = LogLevel.Warning, Message = "A patient grain call failed after commit")]
     private static partial void LogGrainCallFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 1007, Level = LogLevel.Error, Message = "The commit log could not be read: patient grains are not repaired until the next start")]
+    private static partial void LogRepairUnavailable(ILogger logger, Exception exception);
+
+    /// <summary>A commit's grain calls: <see cref="Done"/> completes when they have all answered (it never faults).</summary>
+    private readonly record struct Dispatch(long CommitId, Task Done);
 
     private sealed class PatientParts
     {

@@ -62,6 +62,9 @@ public sealed class DuckDbDatabase : IDisposable
         CREATE TABLE IF NOT EXISTS alert_cursors (
             consumer VARCHAR PRIMARY KEY,
             position BIGINT NOT NULL);
+        CREATE TABLE IF NOT EXISTS grain_progress (
+            id UTINYINT PRIMARY KEY,
+            applied_through BIGINT NOT NULL);
         """;
 
     private readonly string _connectionString;

@@ -64,6 +64,9 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         }
     }
 
+    /// <summary>The id of the last commit, stored or failed (a failed commit's id is not used again).</summary>
+    public long LastCommitId => Interlocked.Read(ref _lastCommitId);
+
     public ValueTask<long> CommitAsync(IReadOnlyList<DeviceBatch> batches, Memory<BatchOutcome> outcomes, CancellationToken cancellationToken = default) =>
         ValueTask.FromResult(Commit(batches, outcomes.Span));
 
@@ -104,7 +107,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
             // native handle is released (in DuckDB's own transaction when none is open), and a COMMIT can fail after
             // the WAL is written. So its id is not used again, and its readings count as possibly stored: the same
             // readings sent again are looked up in the file rather than taken as new.
-            _lastCommitId = commitId;
+            Interlocked.Exchange(ref _lastCommitId, commitId);
             NoteLatest();
             _sequences.RolledBack();
             _series.Failed();
@@ -116,7 +119,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         }
 
         // The commit is durable: nothing from here on may fail it.
-        _lastCommitId = commitId;
+        Interlocked.Exchange(ref _lastCommitId, commitId);
         NoteLatest();
 
         _sequences.Committed(_writer, catalog, commitId);

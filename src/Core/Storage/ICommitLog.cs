@@ -1,0 +1,26 @@
+using Telemetry.Core.Grains;
+
+namespace Telemetry.Core.Storage;
+
+/// <summary>
+/// A raw store that numbers its commits durably, in order, can say which minutes later commits stored readings in. With
+/// a durable mark of how far patient grains are known to have applied the commits, that lets the ingest pipeline make
+/// the grains' windows and rollups whole after a crash (a commit acknowledged, its grain call lost) or a failed call.
+/// </summary>
+public interface ICommitLog
+{
+    /// <summary>
+    /// Where the log stands: the commit through which grains were last recorded to have applied every commit, and the
+    /// last commit. A log that has no mark yet (a new file, or one from before the mark) takes the last commit as it.
+    /// </summary>
+    Task<CommitLogPosition> ReadPositionAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>Records that grains have applied every commit through <paramref name="commitId"/>.</summary>
+    Task SaveAppliedThroughAsync(long commitId, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// The minutes, per patient and vital, holding readings of the commits in (<paramref name="afterCommitId"/>,
+    /// <paramref name="throughCommitId"/>], ordered by patient: streamed, however many there are.
+    /// </summary>
+    IAsyncEnumerable<PatientMinute> MinutesCommittedAsync(long afterCommitId, long throughCommitId, CancellationToken cancellationToken = default);
+}

@@ -1,0 +1,328 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Telemetry.Core.Grains;
+using Telemetry.Core.Storage;
+
+namespace Telemetry.Ingest.Pipeline;
+
+/// <summary>
+/// Makes patient grains whole where committed readings may never have reached them. A batch is acknowledged at its
+/// commit, before its grain call answers, so a crash can lose calls whose readings are stored; a call can fail or time
+/// out; a commit the store failed can still have stored readings, which come back as duplicates and go to no grain. A
+/// grain rebuilds only yesterday and today from the raw store, and only when it activates: older windows (a backfill)
+/// would stay without those readings for good.
+/// <para>
+/// So the commits whose calls are not known to have been applied are repaired: the store lists the minutes they stored
+/// readings in (<see cref="ICommitLog"/>) and each patient's grain recomputes them (<see cref="IPatientGrain.RecomputeAsync"/>).
+/// A patient whose repair fails is tried again later (5 s, doubling to 5 minutes), while the others go on. A durable
+/// mark records the commit through which every call was applied or repaired; on start, everything after it is
+/// repaired. The mark is saved about once a second, so it lags a little, which costs only a repair not needed.
+/// </para>
+/// </summary>
+internal sealed partial class GrainRepair(ICommitLog log, IGrainFactory grains, IngestInstruments instruments, ILogger logger)
+{
+    private static readonly TimeSpan FirstRetryDelay = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan MaxRetryDelay = TimeSpan.FromMinutes(5);
+    private static readonly TimeSpan SaveInterval = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan StopWait = TimeSpan.FromSeconds(5);
+
+    // A patient's minutes go to its grain in calls of at most this many; this many calls are made at a time.
+    private const int MaxMinutesPerCall = 10_000;
+    private const int MaxCallsAtOnce = 8;
+
+    private readonly Lock _lock = new();
+
+    // Commit ranges still to repair (not the one being repaired), in order of their start.
+    private readonly List<CommitRange> _pending = [];
+    private CommitRange? _repairing;
+    private readonly SemaphoreSlim _signal = new(0);
+    private Task _loop = Task.CompletedTask;
+    private long _saved = -1;
+    private long _lastSaveTimestamp;
+    private Task _saving = Task.CompletedTask;
+
+    /// <summary>
+    /// Reads where the commit log stands, queues the repair of the commits after its mark, and starts repairing once
+    /// <paramref name="ready"/> is cancelled (the host started: grains can be called). Returns the last commit.
+    /// </summary>
+    public async Task<long> StartAsync(CancellationToken ready, CancellationToken stopping)
+    {
+        var position = await log.ReadPositionAsync(stopping);
+        _saved = position.AppliedThrough;
+        if (position.AppliedThrough < position.LastCommitId)
+        {
+            LogRepairingAfterStart(logger, position.LastCommitId - position.AppliedThrough, position.AppliedThrough);
+            Add(position.AppliedThrough, position.LastCommitId, patients: null);
+        }
+
+        _loop = RunAsync(ready, stopping);
+        return position.LastCommitId;
+    }
+
+    /// <summary>
+    /// Queues the repair of the commits in (<paramref name="after"/>, <paramref name="through"/>], for
+    /// <paramref name="patients"/> only when given. Ranges that meet are merged into one.
+    /// </summary>
+    public void Add(long after, long through, IReadOnlyCollection<string>? patients)
+    {
+        var range = new CommitRange(after, through, patients?.ToHashSet(StringComparer.Ordinal), NotBefore: 0, Attempts: 0);
+        lock (_lock)
+        {
+            // Merged with the waiting ranges it meets that are not being retried: a run of failed calls under load
+            // becomes one range, one query. (A retry keeps its own pace.)
+            for (var i = _pending.Count - 1; i >= 0; i--)
+            {
+                var other = _pending[i];
+                if (other.Attempts == 0 && other.After <= range.Through && range.After <= other.Through)
+                {
+                    range = range with
+                    {
+                        After = Math.Min(range.After, other.After),
+                        Through = Math.Max(range.Through, other.Through),
+                        Patients = range.Patients is null || other.Patients is null ? null : [.. range.Patients, .. other.Patients],
+                    };
+                    _pending.RemoveAt(i);
+                }
+            }
+
+            Insert(range);
+        }
+
+        _signal.Release();
+    }
+
+    /// <summary>
+    /// Saves the mark, at most about once a second and one save at a time: <paramref name="appliedThrough"/> (every
+    /// commit through it has had its grain calls answered), held back before any commit still to be repaired.
+    /// </summary>
+    public void SaveSoon(long appliedThrough)
+    {
+        if (!_saving.IsCompleted || Stopwatch.GetElapsedTime(_lastSaveTimestamp) < SaveInterval)
+        {
+            return;
+        }
+
+        _lastSaveTimestamp = Stopwatch.GetTimestamp();
+        _saving = SaveAsync(appliedThrough);
+    }
+
+    /// <summary>
+    /// Once the pipeline has stopped: lets a repair under way end (for a few seconds at most; what it has not finished
+    /// stays behind the mark) and saves the mark once more.
+    /// </summary>
+    public async Task SaveLastAsync(long appliedThrough)
+    {
+        await _loop.WaitAsync(StopWait).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        await _saving;
+        await SaveAsync(appliedThrough);
+    }
+
+    private async Task SaveAsync(long appliedThrough)
+    {
+        long mark;
+        lock (_lock)
+        {
+            mark = appliedThrough;
+            foreach (var range in _pending)
+            {
+                mark = Math.Min(mark, range.After);
+            }
+
+            if (_repairing is { } repairing)
+            {
+                mark = Math.Min(mark, repairing.After);
+            }
+        }
+
+        if (mark <= _saved)
+        {
+            return;
+        }
+
+        try
+        {
+            await log.SaveAppliedThroughAsync(mark);
+            _saved = mark;
+        }
+        catch (Exception exception)
+        {
+            // The older mark stands: a restart repairs a little more than it needs to.
+            LogSaveFailed(logger, exception);
+        }
+    }
+
+    private async Task RunAsync(CancellationToken ready, CancellationToken stopping)
+    {
+        try
+        {
+            using (var readyOrStopping = CancellationTokenSource.CreateLinkedTokenSource(ready, stopping))
+            {
+                await Task.Delay(Timeout.Infinite, readyOrStopping.Token).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
+
+            while (!stopping.IsCancellationRequested)
+            {
+                if (TakeNext(out var wait) is not { } range)
+                {
+                    // Nothing due: wait for a new range, or for the earliest retry to come due.
+                    await _signal.WaitAsync(wait, stopping);
+                    continue;
+                }
+
+                var failed = await RepairAsync(range, stopping);
+                lock (_lock)
+                {
+                    _repairing = null;
+                    if (failed is not null)
+                    {
+                        // Tried again later, for the patients whose repair failed only; the others go on meanwhile.
+                        var delay = TimeSpan.FromTicks(Math.Min(MaxRetryDelay.Ticks, FirstRetryDelay.Ticks << Math.Min(range.Attempts, 16)));
+                        Insert(range with
+                        {
+                            Patients = failed.Count == 0 ? range.Patients : failed,
+                            NotBefore = Stopwatch.GetTimestamp() + (long)(delay.TotalSeconds * Stopwatch.Frequency),
+                            Attempts = range.Attempts + 1,
+                        });
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+            // What is not repaired stays behind the mark, for the next start.
+        }
+    }
+
+    /// <summary>Inserts <paramref name="range"/> in order of start (under the lock).</summary>
+    private void Insert(CommitRange range)
+    {
+        var at = _pending.FindIndex(other => other.After > range.After);
+        _pending.Insert(at < 0 ? _pending.Count : at, range);
+    }
+
+    /// <summary>Takes the lowest range that is due, or says how long until the first one is.</summary>
+    private CommitRange? TakeNext(out TimeSpan wait)
+    {
+        lock (_lock)
+        {
+            var now = Stopwatch.GetTimestamp();
+            wait = Timeout.InfiniteTimeSpan;
+            for (var i = 0; i < _pending.Count; i++)
+            {
+                var range = _pending[i];
+                if (range.NotBefore <= now)
+                {
+                    _pending.RemoveAt(i);
+                    _repairing = range;
+                    return range;
+                }
+
+                var untilDue = TimeSpan.FromSeconds((double)(range.NotBefore - now) / Stopwatch.Frequency);
+                wait = wait == Timeout.InfiniteTimeSpan || untilDue < wait ? untilDue : wait;
+            }
+
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// Has every patient with readings in <paramref name="range"/> recompute their minutes. Returns null when all
+    /// succeeded; else the patients whose calls failed (empty when the store could not list the minutes).
+    /// </summary>
+    private async Task<HashSet<string>?> RepairAsync(CommitRange range, CancellationToken cancellationToken)
+    {
+        var failed = new HashSet<string>(StringComparer.Ordinal);
+        var made = 0;
+        var calls = new List<(string PatientId, Task Call)>(MaxCallsAtOnce);
+        var minutes = new List<CommittedMinute>();
+        string? patientId = null;
+
+        async Task AwaitCallsAsync()
+        {
+            foreach (var (patient, call) in calls)
+            {
+                await call.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                if (call.IsFaulted)
+                {
+                    failed.Add(patient);
+                    instruments.GrainCallFailed();
+                    LogRepairCallFailed(logger, call.Exception!.GetBaseException(), patient);
+                }
+            }
+
+            calls.Clear();
+        }
+
+        async Task CallAsync()
+        {
+            if (patientId is null || minutes.Count == 0)
+            {
+                return;
+            }
+
+            calls.Add((patientId, grains.GetGrain<IPatientGrain>(patientId).RecomputeAsync([.. minutes])));
+            minutes.Clear();
+            made++;
+            if (calls.Count == MaxCallsAtOnce)
+            {
+                await AwaitCallsAsync();
+            }
+        }
+
+        try
+        {
+            await foreach (var (patient, minute) in log.MinutesCommittedAsync(range.After, range.Through, cancellationToken))
+            {
+                if (range.Patients is { } only && !only.Contains(patient))
+                {
+                    continue;
+                }
+
+                if (patient != patientId || minutes.Count == MaxMinutesPerCall)
+                {
+                    await CallAsync();
+                    patientId = patient;
+                }
+
+                minutes.Add(minute);
+            }
+
+            await CallAsync();
+        }
+        catch (Exception exception) when (!cancellationToken.IsCancellationRequested)
+        {
+            // The minutes could not be listed: the whole range again, later.
+            LogRepairFailed(logger, exception, range.After, range.Through);
+            await AwaitCallsAsync();
+            return [];
+        }
+
+        await AwaitCallsAsync();
+        instruments.GrainCallsMadeWhole(made - failed.Count);
+        if (failed.Count > 0)
+        {
+            return failed;
+        }
+
+        LogRepaired(logger, range.After, range.Through, made);
+        return null;
+    }
+
+    [LoggerMessage(EventId = 1003, Level = LogLevel.Warning, Message = "Patient grains may lack the readings of {Commits} commits after commit {AppliedThrough} (the server stopped before their calls were known to be applied): recomputing their windows from the raw store")]
+    private static partial void LogRepairingAfterStart(ILogger logger, long commits, long appliedThrough);
+
+    [LoggerMessage(EventId = 1004, Level = LogLevel.Information, Message = "Recomputed the windows of commits {After} (exclusive) to {Through} in {Calls} patient grain calls")]
+    private static partial void LogRepaired(ILogger logger, long after, long through, int calls);
+
+    [LoggerMessage(EventId = 1005, Level = LogLevel.Warning, Message = "Listing the minutes of commits {After} (exclusive) to {Through} failed; trying again later")]
+    private static partial void LogRepairFailed(ILogger logger, Exception exception, long after, long through);
+
+    [LoggerMessage(EventId = 1008, Level = LogLevel.Warning, Message = "Recomputing the windows of patient {PatientId} failed; trying again later")]
+    private static partial void LogRepairCallFailed(ILogger logger, Exception exception, string patientId);
+
+    [LoggerMessage(EventId = 1006, Level = LogLevel.Warning, Message = "Saving how far patient grains have applied the commits failed; a restart repairs from the mark saved before")]
+    private static partial void LogSaveFailed(ILogger logger, Exception exception);
+
+    /// <summary>Commits (<see cref="After"/>, <see cref="Through"/>] to repair, for <see cref="Patients"/> only when set; due at Stopwatch timestamp <see cref="NotBefore"/>.</summary>
+    private sealed record CommitRange(long After, long Through, HashSet<string>? Patients, long NotBefore, int Attempts);
+}

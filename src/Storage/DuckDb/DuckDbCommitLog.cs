@@ -1,0 +1,102 @@
+using System.Runtime.CompilerServices;
+using DuckDB.NET.Data;
+using Telemetry.Core.Grains;
+using Telemetry.Core.Storage;
+using Telemetry.Core.Vitals;
+
+namespace Telemetry.Storage.DuckDb;
+
+/// <summary>
+/// The embedded store's commit log: every reading carries the id of the commit that stored it (ids increase by one per
+/// commit within a run, a failed commit's too, and never repeat one that stored a reading), and the mark of how far
+/// grains have applied them is a row of the database file.
+/// </summary>
+public sealed class DuckDbCommitLog(DuckDbDatabase database, DuckDbRawSeriesStore rawStore) : ICommitLog
+{
+    // Minutes listed per query: each page is a query of its own, so no read stays open while grains are called.
+    private const int PageSize = 10_000;
+
+    public Task<CommitLogPosition> ReadPositionAsync(CancellationToken cancellationToken = default) =>
+        Task.Run(() =>
+        {
+            using var connection = database.OpenConnection();
+            using var command = connection.CreateCommand();
+            command.CommandText = "SELECT applied_through FROM grain_progress WHERE id = 1";
+            var saved = command.ExecuteScalar();
+            var last = rawStore.LastCommitId;
+
+            // No mark (a new file, or one from before the mark): take the grains to be up to date. A mark past the last
+            // commit: the commits after the last that stored a reading stored nothing, and their ids are handed out
+            // again, so the mark comes back to it before any of them.
+            if (saved is null or DBNull || Convert.ToInt64(saved, System.Globalization.CultureInfo.InvariantCulture) > last)
+            {
+                Save(connection, last);
+                return new CommitLogPosition(last, last);
+            }
+
+            return new CommitLogPosition(Convert.ToInt64(saved, System.Globalization.CultureInfo.InvariantCulture), last);
+        }, cancellationToken);
+
+    public Task SaveAppliedThroughAsync(long commitId, CancellationToken cancellationToken = default) =>
+        Task.Run(() =>
+        {
+            using var connection = database.OpenConnection();
+            Save(connection, commitId);
+        }, cancellationToken);
+
+    public async IAsyncEnumerable<PatientMinute> MinutesCommittedAsync(
+        long afterCommitId, long throughCommitId, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var page = new List<PatientMinute>(PageSize);
+        PatientMinute? last = null;
+        do
+        {
+            page.Clear();
+            var after = last;
+            await Task.Run(() => ReadPage(afterCommitId, throughCommitId, after, page), cancellationToken);
+            foreach (var minute in page)
+            {
+                yield return minute;
+            }
+
+            last = page.Count > 0 ? page[^1] : null;
+        }
+        while (page.Count == PageSize);
+    }
+
+    /// <summary>One page of the minutes, in (patient, vital, minute) order, after <paramref name="after"/>.</summary>
+    private void ReadPage(long afterCommitId, long throughCommitId, PatientMinute? after, List<PatientMinute> page)
+    {
+        // Readings are appended in commit order, so DuckDB skips the row groups outside the range by their zone maps.
+        using var connection = database.OpenConnection();
+        using var command = connection.CreateCommand();
+        command.CommandText = $"""
+            SELECT patient_id, kind, minute, max(commit_id) FROM (
+                SELECT s.patient_id, s.kind, (epoch_ms(r.ts) // 60000) * 60000 AS minute, r.commit_id
+                FROM all_readings r JOIN all_series s USING (series_id)
+                WHERE r.commit_id > $1 AND r.commit_id <= $2)
+            WHERE $3 IS NULL OR patient_id > $3 OR (patient_id = $3 AND (kind > $4 OR (kind = $4 AND minute > $5)))
+            GROUP BY patient_id, kind, minute
+            ORDER BY patient_id, kind, minute
+            LIMIT {PageSize}
+            """;
+        command.Parameters.Add(new DuckDBParameter(afterCommitId));
+        command.Parameters.Add(new DuckDBParameter(throughCommitId));
+        command.Parameters.Add(new DuckDBParameter((object?)after?.PatientId ?? DBNull.Value));
+        command.Parameters.Add(new DuckDBParameter((byte)(after?.Minute.Kind ?? 0)));
+        command.Parameters.Add(new DuckDBParameter(after?.Minute.MinuteStartMs ?? 0));
+        using var reader = command.ExecuteReader();
+        while (reader.Read())
+        {
+            page.Add(new PatientMinute(reader.GetString(0), new CommittedMinute((VitalKind)reader.GetByte(1), reader.GetInt64(2), reader.GetInt64(3))));
+        }
+    }
+
+    private static void Save(DuckDBConnection connection, long commitId)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "INSERT OR REPLACE INTO grain_progress VALUES (1, $1)";
+        command.Parameters.Add(new DuckDBParameter(commitId));
+        command.ExecuteNonQuery();
+    }
+}

@@ -1,0 +1,79 @@
+using Microsoft.Extensions.DependencyInjection;
+using Telemetry.Core.Grains;
+using Telemetry.Core.Readings;
+using Telemetry.Core.Rollups;
+using Telemetry.Core.Storage;
+using Telemetry.Core.Vitals;
+
+namespace Telemetry.Grains.Tests;
+
+/// <summary>
+/// A patient grain that stays active while days pass (its clock moved on): what it holds from a day that has ended
+/// reaches the rollup store, where an activation days later, which rebuilds only yesterday and today, cannot.
+/// </summary>
+public sealed class PatientGrainDayTests(ClusterFixture fixture) : IClassFixture<ClusterFixture>, IDisposable
+{
+    private static readonly long Day = Resolution.Day.Milliseconds();
+
+    // An hour into today (UTC), by the clock before any test moves it.
+    private readonly long _base = Resolution.Day.WindowStart(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()) + 3_600_000;
+
+    private ShiftableClock Clock => fixture.SiloServices.GetRequiredService<ShiftableClock>();
+
+    private IRollupStore Rollups => fixture.SiloServices.GetRequiredService<IRollupStore>();
+
+    public void Dispose() => Clock.Offset = TimeSpan.Zero;
+
+    [Fact]
+    public async Task A_vital_that_stopped_has_its_open_windows_written_once_its_day_is_over()
+    {
+        var patient = "p-stopped-vital";
+        await CommitAndApplyAsync(patient, Heart(_base + 1_000, 70), Oxygen(_base + 1_000, 96), Oxygen(_base + 2_000, 98));
+
+        // The oximeter stops; the heart rate goes on the next day and keeps the grain active.
+        Clock.Offset = TimeSpan.FromDays(1);
+        await CommitAndApplyAsync(patient, Heart(_base + Day + 1_000, 72));
+
+        foreach (var resolution in ResolutionExtensions.All)
+        {
+            var window = Assert.Single(await Rollups.QueryAsync(patient, VitalKind.OxygenSaturation, resolution, resolution.WindowStart(_base), _base + 1));
+            Assert.Equal((2, 97.0), (window.Count, window.Mean));
+        }
+    }
+
+    [Fact]
+    public async Task A_repair_days_after_the_activation_recomputes_a_day_the_grain_no_longer_rebuilds()
+    {
+        var patient = "p-repair-later";
+        await CommitAndApplyAsync(patient, Heart(_base + 1_000, 60));
+
+        // A reading of the same minute whose call never arrived; the repair comes two days on, to the same activation.
+        var lost = Commit(patient, Heart(_base + 2_000, 80));
+        Clock.Offset = TimeSpan.FromDays(2);
+        await Grain(patient).RecomputeAsync([new CommittedMinute(VitalKind.HeartRate, _base, lost)]);
+
+        foreach (var resolution in ResolutionExtensions.All)
+        {
+            var window = Assert.Single(await Rollups.QueryAsync(patient, VitalKind.HeartRate, resolution, resolution.WindowStart(_base), _base + 1));
+            Assert.Equal((2, 70.0), (window.Count, window.Mean));
+        }
+    }
+
+    private IPatientGrain Grain(string patientId) => fixture.Cluster.GrainFactory.GetGrain<IPatientGrain>(patientId);
+
+    private async Task CommitAndApplyAsync(string patientId, params VitalReading[] readings)
+    {
+        var commitId = Commit(patientId, readings);
+        await Grain(patientId).ApplyAsync(new PatientReadings(commitId, readings));
+    }
+
+    private long Commit(string patientId, params VitalReading[] readings)
+    {
+        var outcomes = new BatchOutcome[1];
+        return fixture.SiloServices.GetRequiredService<Telemetry.Storage.DuckDb.DuckDbRawSeriesStore>().Commit([new DeviceBatch("device-" + patientId, patientId, 0, readings)], outcomes);
+    }
+
+    private static VitalReading Heart(long timestampMs, double value) => new(VitalKind.HeartRate, timestampMs, value);
+
+    private static VitalReading Oxygen(long timestampMs, double value) => new(VitalKind.OxygenSaturation, timestampMs, value);
+}

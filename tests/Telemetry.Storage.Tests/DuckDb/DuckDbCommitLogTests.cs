@@ -1,0 +1,101 @@
+using Telemetry.Core.Grains;
+using Telemetry.Core.Readings;
+using Telemetry.Core.Storage;
+using Telemetry.Core.Vitals;
+using Telemetry.Storage.DuckDb;
+using static Telemetry.Storage.Tests.DuckDb.Batches;
+
+namespace Telemetry.Storage.Tests.DuckDb;
+
+public sealed class DuckDbCommitLogTests : IDisposable
+{
+    private readonly RawStoreFile _file = new();
+
+    private DuckDbCommitLog Log => new(_file.Database, _file.Store);
+
+    public void Dispose() => _file.Dispose();
+
+    [Fact]
+    public async Task A_file_without_a_mark_takes_its_last_commit_as_applied()
+    {
+        _file.Store.Commit(Of("watch-1", "patient-1", 1, new VitalReading(VitalKind.HeartRate, T0, 70)));
+        var (last, _, _) = _file.Store.Commit(Of("watch-1", "patient-1", 2, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 71)));
+
+        Assert.Equal(new CommitLogPosition(last, last), await Log.ReadPositionAsync());
+
+        // Taken as the mark from then on, so commits after it are to be repaired after a restart.
+        _file.Store.Commit(Of("watch-1", "patient-1", 3, new VitalReading(VitalKind.HeartRate, T0 + 2_000, 72)));
+        _file.Reopen();
+        Assert.Equal(new CommitLogPosition(last, last + 1), await Log.ReadPositionAsync());
+    }
+
+    [Fact]
+    public async Task The_mark_saved_is_read_back_after_a_restart()
+    {
+        var (first, _, _) = _file.Store.Commit(Of("watch-1", "patient-1", 1, new VitalReading(VitalKind.HeartRate, T0, 70)));
+        _file.Store.Commit(Of("watch-1", "patient-1", 2, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 71)));
+        var (last, _, _) = _file.Store.Commit(Of("watch-1", "patient-1", 3, new VitalReading(VitalKind.HeartRate, T0 + 2_000, 72)));
+
+        await Log.SaveAppliedThroughAsync(first);
+        _file.Reopen();
+
+        Assert.Equal(new CommitLogPosition(first, last), await Log.ReadPositionAsync());
+    }
+
+    [Fact]
+    public async Task A_mark_past_the_last_commit_comes_back_to_it_as_ids_are_handed_out_again()
+    {
+        var (last, _, _) = _file.Store.Commit(Of("watch-1", "patient-1", 1, new VitalReading(VitalKind.HeartRate, T0, 70)));
+
+        // Commits after it stored nothing (resent batches): a restart hands their ids out again.
+        await Log.SaveAppliedThroughAsync(last + 3);
+        _file.Reopen();
+        Assert.Equal(new CommitLogPosition(last, last), await Log.ReadPositionAsync());
+
+        var (next, _, _) = _file.Store.Commit(Of("watch-1", "patient-1", 2, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 71)));
+        _file.Reopen();
+        Assert.Equal(last + 1, next);
+        Assert.Equal(new CommitLogPosition(last, next), await Log.ReadPositionAsync());
+    }
+
+    [Fact]
+    public async Task Minutes_committed_are_listed_per_patient_and_vital_for_the_commits_asked()
+    {
+        var (before, _, _) = _file.Store.Commit(Of("watch-1", "patient-1", 1, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 70)));
+        var (backfill, _, _) = _file.Store.Commit(
+            Of("watch-2", "patient-2", 1, new VitalReading(VitalKind.OxygenSaturation, T0 - 86_400_000, 95), new VitalReading(VitalKind.OxygenSaturation, T0 - 86_400_000 + 59_000, 96)),
+            Of("watch-1", "patient-1", 2, new VitalReading(VitalKind.HeartRate, T0 + 2_000, 71), new VitalReading(VitalKind.HeartRate, T0 + 61_000, 72), new VitalReading(VitalKind.Steps, T0 + 5_000, 10)));
+        var (later, _, _) = _file.Store.Commit(Of("watch-1", "patient-1", 3, new VitalReading(VitalKind.HeartRate, T0 + 62_000, 73)));
+
+        var minutes = new List<PatientMinute>();
+        await foreach (var minute in Log.MinutesCommittedAsync(before, later))
+        {
+            minutes.Add(minute);
+        }
+
+        Assert.Equal(
+            [
+                new PatientMinute("patient-1", new CommittedMinute(VitalKind.HeartRate, T0, backfill)),
+                new PatientMinute("patient-1", new CommittedMinute(VitalKind.HeartRate, T0 + 60_000, later)),
+                new PatientMinute("patient-1", new CommittedMinute(VitalKind.Steps, T0, backfill)),
+                new PatientMinute("patient-2", new CommittedMinute(VitalKind.OxygenSaturation, T0 - 86_400_000, backfill)),
+            ],
+            minutes);
+    }
+
+    [Fact]
+    public async Task A_backfill_of_many_minutes_is_listed_whole()
+    {
+        // More minutes than one page the log reads at a time: a week of one reading a minute, uploaded at once.
+        const int Minutes = 7 * 1_440;
+        var (commitId, _, _) = _file.Store.Commit(Of("watch-1", "patient-1", 1, [.. Enumerable.Range(0, Minutes).Select(i => new VitalReading(VitalKind.HeartRate, T0 - (i * 60_000L), 60 + (i % 40)))]));
+
+        var listed = new List<long>();
+        await foreach (var (_, minute) in Log.MinutesCommittedAsync(commitId - 1, commitId))
+        {
+            listed.Add(minute.MinuteStartMs);
+        }
+
+        Assert.Equal(Enumerable.Range(0, Minutes).Select(i => T0 - (i * 60_000L)).Order(), listed);
+    }
+}
