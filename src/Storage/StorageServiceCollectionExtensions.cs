@@ -97,11 +97,12 @@ public static class StorageServiceCollectionExtensions
             default:
                 services.AddSingleton<DuckDbRawSeriesStore>();
                 services.AddSingleton<IRawSeriesStore>(sp => sp.GetRequiredService<DuckDbRawSeriesStore>());
-                services.AddSingleton<ICommitLog, DuckDbCommitLog>();
+                services.AddSingleton<ICommitLog>(sp => DuckDbCommitLog.ForReadings(sp.GetRequiredService<DuckDbDatabase>(), sp.GetRequiredService<DuckDbRawSeriesStore>()));
                 return;
         }
 
         services.AddSingleton<InfluxRawSeriesStore>();
         services.AddSingleton<IRawSeriesStore>(sp => sp.GetRequiredService<InfluxRawSeriesStore>());
+        services.AddSingleton<ICommitLog>(sp => DuckDbCommitLog.ForLedger(sp.GetRequiredService<DuckDbDatabase>()));
     }
 }

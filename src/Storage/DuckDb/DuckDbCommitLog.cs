@@ -7,23 +7,61 @@ using Telemetry.Core.Vitals;
 namespace Telemetry.Storage.DuckDb;
 
 /// <summary>
-/// The embedded store's commit log: every reading carries the id of the commit that stored it (ids increase by one per
-/// commit within a run, a failed commit's too, and never repeat one that stored a reading), and the mark of how far
-/// grains have applied them is a row of the database file.
+/// A commit log in the DuckDB file; the mark of how far grains have applied the commits is a row of it. For the
+/// embedded store (<see cref="ForReadings"/>) every reading carries the id of the commit that stored it (ids increase
+/// by one per commit within a run, a failed commit's too, and never repeat one that stored a reading). For a series
+/// server (<see cref="ForLedger"/>) the store records, with each commit's batch numbers, the minutes it stored readings
+/// in (table <c>commit_minutes</c>); its ids are the clock's microseconds, and rows the mark has passed are deleted.
 /// </summary>
-public sealed class DuckDbCommitLog(DuckDbDatabase database, DuckDbRawSeriesStore rawStore) : ICommitLog
+public sealed class DuckDbCommitLog : ICommitLog
 {
     // Minutes listed per query: each page is a query of its own, so no read stays open while grains are called.
     private const int PageSize = 10_000;
 
+    private readonly DuckDbDatabase _database;
+    private readonly Func<DuckDBConnection, long> _lastCommitId;
+    private readonly string _minutes;
+    private readonly bool _deleteApplied;
+
+    private DuckDbCommitLog(DuckDbDatabase database, Func<DuckDBConnection, long> lastCommitId, string minutes, bool deleteApplied)
+    {
+        _database = database;
+        _lastCommitId = lastCommitId;
+        _minutes = minutes;
+        _deleteApplied = deleteApplied;
+    }
+
+    /// <summary>The embedded store's log: the readings themselves.</summary>
+    public static DuckDbCommitLog ForReadings(DuckDbDatabase database, DuckDbRawSeriesStore rawStore) => new(
+        database,
+        _ => rawStore.LastCommitId,
+        """
+        SELECT s.patient_id, s.kind, (epoch_ms(r.ts) // 60000) * 60000 AS minute, r.commit_id
+        FROM all_readings r JOIN all_series s USING (series_id)
+        WHERE r.commit_id > $1 AND r.commit_id <= $2
+        """,
+        deleteApplied: false);
+
+    /// <summary>A series server's log: the minutes its commits recorded in the local file.</summary>
+    public static DuckDbCommitLog ForLedger(DuckDbDatabase database) => new(
+        database,
+        connection =>
+        {
+            using var command = connection.CreateCommand();
+            command.CommandText = "SELECT coalesce(max(commit_id), 0) FROM all_commit_minutes";
+            return Convert.ToInt64(command.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
+        },
+        "SELECT patient_id, kind, minute, commit_id FROM all_commit_minutes WHERE commit_id > $1 AND commit_id <= $2",
+        deleteApplied: true);
+
     public Task<CommitLogPosition> ReadPositionAsync(CancellationToken cancellationToken = default) =>
         Task.Run(() =>
         {
-            using var connection = database.OpenConnection();
+            using var connection = _database.OpenConnection();
             using var command = connection.CreateCommand();
             command.CommandText = "SELECT applied_through FROM grain_progress WHERE id = 1";
             var saved = command.ExecuteScalar();
-            var last = rawStore.LastCommitId;
+            var last = _lastCommitId(connection);
 
             // No mark (a new file, or one from before the mark): take the grains to be up to date. A mark past the last
             // commit: the commits after the last that stored a reading stored nothing, and their ids are handed out
@@ -40,8 +78,19 @@ public sealed class DuckDbCommitLog(DuckDbDatabase database, DuckDbRawSeriesStor
     public Task SaveAppliedThroughAsync(long commitId, CancellationToken cancellationToken = default) =>
         Task.Run(() =>
         {
-            using var connection = database.OpenConnection();
+            using var connection = _database.OpenConnection();
             Save(connection, commitId);
+            if (_deleteApplied)
+            {
+                // What the mark has passed is not needed again.
+                foreach (var catalog in _database.Readings.Catalogs)
+                {
+                    using var delete = connection.CreateCommand();
+                    delete.CommandText = $"DELETE FROM {DuckDbDatabase.Quote(catalog)}.main.commit_minutes WHERE commit_id <= $1";
+                    delete.Parameters.Add(new DuckDBParameter(commitId));
+                    delete.ExecuteNonQuery();
+                }
+            }
         }, cancellationToken);
 
     public async IAsyncEnumerable<PatientMinute> MinutesCommittedAsync(
@@ -67,14 +116,11 @@ public sealed class DuckDbCommitLog(DuckDbDatabase database, DuckDbRawSeriesStor
     /// <summary>One page of the minutes, in (patient, vital, minute) order, after <paramref name="after"/>.</summary>
     private void ReadPage(long afterCommitId, long throughCommitId, PatientMinute? after, List<PatientMinute> page)
     {
-        // Readings are appended in commit order, so DuckDB skips the row groups outside the range by their zone maps.
-        using var connection = database.OpenConnection();
+        // Rows are appended in commit order, so DuckDB skips the row groups outside the range by their zone maps.
+        using var connection = _database.OpenConnection();
         using var command = connection.CreateCommand();
         command.CommandText = $"""
-            SELECT patient_id, kind, minute, max(commit_id) FROM (
-                SELECT s.patient_id, s.kind, (epoch_ms(r.ts) // 60000) * 60000 AS minute, r.commit_id
-                FROM all_readings r JOIN all_series s USING (series_id)
-                WHERE r.commit_id > $1 AND r.commit_id <= $2)
+            SELECT patient_id, kind, minute, max(commit_id) FROM ({_minutes})
             WHERE $3 IS NULL OR patient_id > $3 OR (patient_id = $3 AND (kind > $4 OR (kind = $4 AND minute > $5)))
             GROUP BY patient_id, kind, minute
             ORDER BY patient_id, kind, minute

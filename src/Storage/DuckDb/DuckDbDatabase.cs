@@ -30,6 +30,11 @@ public sealed class DuckDbDatabase : IDisposable
             last_seq UBIGINT NOT NULL);
         CREATE TABLE IF NOT EXISTS sequence_folds (
             commit_id BIGINT NOT NULL);
+        CREATE TABLE IF NOT EXISTS commit_minutes (
+            commit_id BIGINT NOT NULL,
+            patient_id VARCHAR NOT NULL,
+            kind UTINYINT NOT NULL,
+            minute BIGINT NOT NULL);
         """;
 
     private const string Schema = """

@@ -25,7 +25,7 @@ namespace Telemetry.Storage.DuckDb;
 internal sealed partial class ReadingsFiles : IDisposable
 {
     /// <summary>The tables one commit writes, created in each file.</summary>
-    public static readonly string[] Tables = ["series", "readings", "quarantine", "device_sequences", "sequence_folds"];
+    public static readonly string[] Tables = ["series", "readings", "quarantine", "device_sequences", "sequence_folds", "commit_minutes"];
 
     public const string MeterName = "Telemetry";
     public const string CheckpointDuration = "telemetry.duckdb.checkpoint.duration";

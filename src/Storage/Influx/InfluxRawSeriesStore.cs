@@ -38,6 +38,10 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
     private readonly Dictionary<(string DeviceId, VitalKind Kind), long> _flushLatest = [];
     private readonly HashSet<(string DeviceId, VitalKind Kind, long TimestampMs)> _inFlush = [];
     private readonly HashSet<(int Batch, int Reading)> _repeated = [];
+
+    // The minutes, per patient and vital, this commit stores readings in: recorded with its batch numbers, so that a
+    // grain call lost or failed after the commit can be repaired (see DuckDbCommitLog.ForLedger).
+    private readonly HashSet<(string PatientId, VitalKind Kind, long MinuteStartMs)> _minutes = [];
     private readonly StringBuilder _lines = new();
     private long _lastCommitId;
 
@@ -184,6 +188,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
     {
         _chunks.Clear();
         _lines.Clear();
+        _minutes.Clear();
         var lines = 0;
         for (var i = 0; i < batches.Count; i++)
         {
@@ -201,6 +206,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
 
             var readings = batch.Readings.Span;
             var stored = _repeated.Count == 0 ? null : new List<VitalReading>(readings.Length);
+            var (lastKind, lastMinute) = ((VitalKind)0, long.MinValue);
             for (var j = 0; j < readings.Length; j++)
             {
                 if (stored is not null)
@@ -211,6 +217,14 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
                     }
 
                     stored.Add(readings[j]);
+                }
+
+                // A batch's readings mostly share their minute: one lookup per minute and vital, not per reading.
+                var minute = Resolution.Minute.WindowStart(readings[j].TimestampMs);
+                if (minute != lastMinute || readings[j].Kind != lastKind)
+                {
+                    (lastKind, lastMinute) = (readings[j].Kind, minute);
+                    _minutes.Add((batch.PatientId, lastKind, minute));
                 }
 
                 InfluxLayout.AppendLine(_lines, InfluxLayout.Vitals, batch.DeviceId, batch.PatientId, readings[j], commitId);
@@ -254,15 +268,31 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
             var catalog = _ledgerFiles.Active;
             using var transaction = _ledgerConnection.BeginTransaction();
             _sequences.AppendStaged(_ledgerConnection, catalog);
+            AppendMinutes(catalog);
             transaction.Commit();
             _sequences.Committed(_ledgerConnection, catalog, _lastCommitId);
         }
         catch (Exception exception)
         {
             // The readings are stored; only the memory of their batch numbers is lost, so a resend is stored once
-            // again (same series and time) and may be counted twice in the live windows until the next rebuild.
+            // again (same series and time) and may be counted twice in the live windows until the next rebuild. So is
+            // the record of their minutes: a grain call of theirs that fails is not repaired.
             _sequences.RolledBack();
             LogLedgerFailed(_logger, exception);
+        }
+    }
+
+    private void AppendMinutes(string catalog)
+    {
+        if (_minutes.Count == 0)
+        {
+            return;
+        }
+
+        using var appender = _ledgerConnection.CreateAppender(catalog, "main", "commit_minutes");
+        foreach (var (patientId, kind, minute) in _minutes)
+        {
+            appender.CreateRow().AppendValue(_lastCommitId).AppendValue(patientId).AppendValue((byte)kind).AppendValue(minute).EndRow();
         }
     }
 

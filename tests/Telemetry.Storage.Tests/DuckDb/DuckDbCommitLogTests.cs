@@ -11,7 +11,7 @@ public sealed class DuckDbCommitLogTests : IDisposable
 {
     private readonly RawStoreFile _file = new();
 
-    private DuckDbCommitLog Log => new(_file.Database, _file.Store);
+    private DuckDbCommitLog Log => DuckDbCommitLog.ForReadings(_file.Database, _file.Store);
 
     public void Dispose() => _file.Dispose();
 

@@ -41,6 +41,16 @@ internal sealed class InfluxStoreFile : IDisposable
 
     public InfluxRawSeriesStore Store => _store ??= Open();
 
+    /// <summary>The local file (opened with the store).</summary>
+    public DuckDbDatabase Database
+    {
+        get
+        {
+            _ = Store;
+            return _database!;
+        }
+    }
+
     public async Task<(long CommitId, BatchOutcome[] Outcomes)> CommitAsync(params DeviceBatch[] batches)
     {
         var outcomes = new BatchOutcome[batches.Length];

@@ -1,5 +1,8 @@
+using Telemetry.Core.Grains;
 using Telemetry.Core.Readings;
+using Telemetry.Core.Storage;
 using Telemetry.Core.Vitals;
+using Telemetry.Storage.DuckDb;
 using Telemetry.Testing;
 using Xunit;
 using static Telemetry.Storage.Tests.DuckDb.Batches;
@@ -123,6 +126,43 @@ public sealed class InfluxWriteTests : IAsyncLifetime
         await _file.CommitAsync(Of("watch-1", "patient-1", 1, readings));
 
         Assert.Equal(readings.Length, (await _server.ExportAsync("vitals_value")).Count);
+    }
+
+    [Fact]
+    public async Task Each_commit_records_the_minutes_it_stored_readings_in_until_the_mark_passes_it()
+    {
+        var (first, _) = await _file.CommitAsync(Of("watch-1", "patient-1", 1, Heart(0, 61), Heart(1_000, 62), Heart(61_000, 63)));
+        var (second, outcomes) = await _file.CommitAsync(Of("ring-2", "patient-2", 1, Heart(0, 55)), Of("watch-1", "patient-1", 1, Heart(0, 61)));
+        Assert.Equal(CommitOutcome.Duplicate, outcomes[1].Outcome);
+
+        // A resent batch stored nothing, so it records no minute.
+        var log = DuckDbCommitLog.ForLedger(_file.Database);
+        Assert.Equal(new CommitLogPosition(second, second), await log.ReadPositionAsync());
+        Assert.Equal(
+            [
+                new PatientMinute("patient-1", new CommittedMinute(VitalKind.HeartRate, T0, first)),
+                new PatientMinute("patient-1", new CommittedMinute(VitalKind.HeartRate, T0 + 60_000, first)),
+                new PatientMinute("patient-2", new CommittedMinute(VitalKind.HeartRate, T0, second)),
+            ],
+            await MinutesAsync(log, 0, second));
+
+        // What the mark has passed is gone, and stays gone after a restart.
+        await log.SaveAppliedThroughAsync(first);
+        _file.Reopen();
+        log = DuckDbCommitLog.ForLedger(_file.Database);
+        Assert.Equal(new CommitLogPosition(first, second), await log.ReadPositionAsync());
+        Assert.Equal([new PatientMinute("patient-2", new CommittedMinute(VitalKind.HeartRate, T0, second))], await MinutesAsync(log, 0, second));
+    }
+
+    private static async Task<List<PatientMinute>> MinutesAsync(ICommitLog log, long after, long through)
+    {
+        var minutes = new List<PatientMinute>();
+        await foreach (var minute in log.MinutesCommittedAsync(after, through))
+        {
+            minutes.Add(minute);
+        }
+
+        return minutes;
     }
 
     private static VitalReading Heart(long offsetMs, double value) => new(VitalKind.HeartRate, T0 + offsetMs, value);
