@@ -50,7 +50,7 @@ public sealed class PatientGrainDayTests(ClusterFixture fixture) : IClassFixture
         // A reading of the same minute whose call never arrived; the repair comes two days on, to the same activation.
         var lost = Commit(patient, Heart(_base + 2_000, 80));
         Clock.Offset = TimeSpan.FromDays(2);
-        await Grain(patient).RecomputeAsync([new CommittedMinute(VitalKind.HeartRate, _base, lost)]);
+        await Grain(patient).RecomputeAsync([new CommittedMinute(VitalKind.HeartRate, _base, lost, lost)]);
 
         foreach (var resolution in ResolutionExtensions.All)
         {

@@ -148,7 +148,7 @@ public sealed class PatientGrainTests(ClusterFixture fixture) : IClassFixture<Cl
 
         // Committed, but the call that carried them never arrived: readings from days ago and one from today.
         var commitId = Commit(patient, Heart(threeDaysAgo + 1_000, 80), Heart(threeDaysAgo + 2_000, 90), Heart(_base + 2_000, 74));
-        CommittedMinute[] minutes = [new(VitalKind.HeartRate, threeDaysAgo, commitId), new(VitalKind.HeartRate, _base, commitId)];
+        CommittedMinute[] minutes = [new(VitalKind.HeartRate, threeDaysAgo, commitId, commitId), new(VitalKind.HeartRate, _base, commitId, commitId)];
         Assert.Empty(await Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Minute, threeDaysAgo, threeDaysAgo + 60_000));
         Assert.Equal(1, (await Grain(patient).GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Minute))?.Count);
 

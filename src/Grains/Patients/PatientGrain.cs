@@ -56,8 +56,10 @@ public sealed partial class PatientGrain(
     private readonly Queue<long> _appliedOrder = new();
 
     // Start of the day from which on open windows have not been written: once a day has ended, the windows still open
-    // are written once, so a crash days later keeps them (an activation rebuilds only yesterday and today).
+    // are written, so a crash days later keeps them (an activation rebuilds only yesterday and today); a vital's open
+    // day as last written, so a vital that stopped is not written again every night.
     private long _checkpointedBeforeMs;
+    private readonly Dictionary<VitalKind, RollupWindow> _checkpointedDays = [];
 
     // One delegate for the grain's life: folding a reading allocates nothing.
     private Action<VitalKind, Resolution, RollupWindow>? _closeWindow;
@@ -105,9 +107,10 @@ public sealed partial class PatientGrain(
         var rebuildFrom = today - Resolution.Day.Milliseconds();
 
         // An active grain rebuilding (a repair) first writes what it holds from before the days it rebuilds.
-        CheckpointOpenWindows(endingBy: rebuildFrom);
+        await CheckpointOpenWindowsAsync(endingBy: rebuildFrom, cancellationToken);
         var minutes = await rawStore.AggregateAsync(PatientId, rebuildFrom, long.MaxValue, Resolution.Minute, cancellationToken);
         _vitals.Clear();
+        _checkpointedDays.Clear();
         _applied.Clear();
         _appliedOrder.Clear();
         _rebuiltThroughCommit = minutes.HighestCommitId;
@@ -180,7 +183,6 @@ public sealed partial class PatientGrain(
         }
 
         var now = NowMs;
-        CheckpointEndedDays(now);
         foreach (var reading in readings.Readings)
         {
             _alerts.Observe(reading, now);
@@ -199,6 +201,7 @@ public sealed partial class PatientGrain(
             // Alerts first: they are what someone is waiting for.
             await CommitAlertsAsync(writeState: true);
             ScheduleAlertTimer();
+            await CheckpointEndedDaysAsync(now);
             if (_late.Count > 0)
             {
                 await RecomputeLateAsync();
@@ -215,11 +218,12 @@ public sealed partial class PatientGrain(
 
     public async Task RecomputeAsync(CommittedMinute[] minutes)
     {
-        // A minute within the rebuilt days holds readings this activation has if their commit is one it read or was
-        // handed; otherwise it may lack them (its call failed, or never arrived) and rebuilds, as a new activation
-        // would. A minute from before the rebuilt days (those of a rebuild just made included) is recomputed from the
-        // raw store, as a late reading's is.
-        var missed = minutes.Any(minute => minute.MinuteStartMs >= _rebuiltFromMs && minute.CommitId > _rebuiltThroughCommit && !_applied.Contains(minute.CommitId));
+        // A minute within the rebuilt days holds readings this activation has if their commits are ones it read or was
+        // handed (known only when the minute holds one commit); otherwise it may lack them (a call failed, or never
+        // arrived) and rebuilds, as a new activation would. A minute from before the rebuilt days (those of a rebuild
+        // just made included) is recomputed from the raw store, as a late reading's is.
+        var missed = minutes.Any(minute => minute.MinuteStartMs >= _rebuiltFromMs && minute.LastCommitId > _rebuiltThroughCommit
+            && (minute.FirstCommitId != minute.LastCommitId || !_applied.Contains(minute.LastCommitId)));
         try
         {
             if (missed)
@@ -264,28 +268,46 @@ public sealed partial class PatientGrain(
     }
 
     /// <summary>Once a day has ended, writes the windows still open from before it (a vital that stopped, say).</summary>
-    private void CheckpointEndedDays(long nowMs)
+    private async Task CheckpointEndedDaysAsync(long nowMs)
     {
         var today = Resolution.Day.WindowStart(nowMs);
         if (today > _checkpointedBeforeMs)
         {
-            CheckpointOpenWindows(endingBy: today);
+            await CheckpointOpenWindowsAsync(endingBy: today, CancellationToken.None);
             _checkpointedBeforeMs = today;
         }
     }
 
-    /// <summary>Writes (without closing) every open window that ends by <paramref name="endingBy"/>.</summary>
-    private void CheckpointOpenWindows(long endingBy)
+    /// <summary>
+    /// Writes (without closing) every open window that ends by <paramref name="endingBy"/>, unless its vital's open day
+    /// is as last written. Straight to the store: these are not closed windows, whose minutes settle (see
+    /// <see cref="SettleClosedAsync"/>).
+    /// </summary>
+    private async Task CheckpointOpenWindowsAsync(long endingBy, CancellationToken cancellationToken)
     {
+        var checkpoints = new List<Rollup>();
         foreach (var (kind, windows) in _vitals)
         {
+            if (windows.Open(Resolution.Day) is not { } day || day.StartMs + Resolution.Day.Milliseconds() > endingBy
+                || (_checkpointedDays.TryGetValue(kind, out var written) && written == day))
+            {
+                continue;
+            }
+
             foreach (var resolution in ResolutionExtensions.All)
             {
-                if (windows.Open(resolution) is { } open && open.StartMs + resolution.Milliseconds() <= endingBy)
+                if (windows.Open(resolution) is { Count: > 0 } open)
                 {
-                    Close(kind, resolution, open);
+                    checkpoints.Add(new Rollup(PatientId, kind, resolution, open));
                 }
             }
+
+            _checkpointedDays[kind] = day;
+        }
+
+        if (checkpoints.Count > 0)
+        {
+            await rollupStore.WriteAsync(checkpoints, cancellationToken);
         }
     }
 
@@ -414,8 +436,7 @@ public sealed partial class PatientGrain(
             ScheduleAlertTimer();
 
             // The timer keeps the grain active without readings: what a day left open is written once it ends.
-            CheckpointEndedDays(now);
-            await FlushClosedAsync(CancellationToken.None);
+            await CheckpointEndedDaysAsync(now);
         }
         catch (Exception exception)
         {

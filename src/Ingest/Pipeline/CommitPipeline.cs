@@ -56,6 +56,9 @@ public sealed partial class CommitPipeline : BackgroundService
     private GrainRepair? _repair;
     private readonly CancellationToken _hostStarted;
 
+    // The commit through which every grain call has answered, as the loop last worked it out (for the repair's saves).
+    private long _appliedThrough;
+
     public CommitPipeline(
         IRawSeriesStore store,
         IGrainFactory grains,
@@ -72,7 +75,13 @@ public sealed partial class CommitPipeline : BackgroundService
         _maxReadingsPerCommit = options.Value.MaxReadingsPerCommit;
         _capacity = options.Value.CommitQueueCapacity;
         _maxReadingsInGrainCalls = options.Value.MaxReadingsInGrainCalls;
-        _repair = commitLog is null ? null : new GrainRepair(commitLog, grains, instruments, logger);
+        _repair = commitLog is null ? null : new GrainRepair(
+            commitLog,
+            grains,
+            instruments,
+            logger,
+            () => Volatile.Read(ref _appliedThrough),
+            settleDelay: store.CommitsReadableAtOnce ? TimeSpan.Zero : TimeSpan.FromSeconds(5));
         _hostStarted = lifetime.ApplicationStarted;
         // Not SingleReader: health peeks at the oldest waiting batch while the loop reads.
         _queue = Channel.CreateBounded<PendingBatch>(new BoundedChannelOptions(options.Value.CommitQueueCapacity)
@@ -176,6 +185,7 @@ public sealed partial class CommitPipeline : BackgroundService
         // The last commit known to the loop (from the store at start, then each that succeeded), and whether one has
         // failed since (its readings may be stored all the same).
         var lastCommitId = await StartRepairAsync(stoppingToken);
+        Volatile.Write(ref _appliedThrough, lastCommitId);
         var failedSince = false;
         while (await reader.WaitToReadAsync(CancellationToken.None))
         {
@@ -232,15 +242,19 @@ public sealed partial class CommitPipeline : BackgroundService
 
             if (failedSince)
             {
-                // The commits that failed since the last one that succeeded may have stored readings that no grain saw.
+                // The commits that failed since the last one that succeeded may have stored readings that no grain saw;
+                // and the store is back, so repairs waiting on it go now.
                 _repair?.Add(lastCommitId, commitId - 1, patients: null);
+                _repair?.RetryNow();
                 failedSince = false;
             }
 
+            dispatches.Enqueue(new Dispatch(commitId, DispatchToGrains(lastCommitId, commitId, flush, outcomes)));
             lastCommitId = commitId;
-            dispatches.Enqueue(new Dispatch(commitId, DispatchToGrains(commitId, flush, outcomes)));
             await MakeRoomForGrainCallsAsync(dispatches);
-            _repair?.SaveSoon(AppliedThrough(dispatches, lastCommitId));
+            var appliedThrough = AppliedThrough(dispatches, lastCommitId);
+            Volatile.Write(ref _appliedThrough, appliedThrough);
+            _repair?.SaveSoon(appliedThrough);
         }
 
         await Task.WhenAll(dispatches.Select(dispatch => dispatch.Done));
@@ -309,7 +323,7 @@ public sealed partial class CommitPipeline : BackgroundService
     /// made before this returns (the flush's lists, and those here, are reused); the task completes when they have all
     /// answered (it never faults). The readings handed over count towards the bound until then.
     /// </summary>
-    private Task DispatchToGrains(long commitId, List<PendingBatch> flush, BatchOutcome[] outcomes)
+    private Task DispatchToGrains(long previousCommitId, long commitId, List<PendingBatch> flush, BatchOutcome[] outcomes)
     {
         var handed = 0;
         var byPatient = _byPatient;
@@ -364,7 +378,7 @@ public sealed partial class CommitPipeline : BackgroundService
         }
 
         Interlocked.Add(ref _readingsInGrainCalls, handed);
-        return AwaitGrainCallsAsync(commitId, calls, handed);
+        return AwaitGrainCallsAsync(previousCommitId, commitId, calls, handed);
     }
 
     private IPatientGrain PatientGrain(string patientId)
@@ -380,7 +394,7 @@ public sealed partial class CommitPipeline : BackgroundService
         return (IPatientGrain)_grains.GetGrain(GrainId.Create(resolved.Type, patientId), resolved.Interface);
     }
 
-    private async Task AwaitGrainCallsAsync(long commitId, List<(string PatientId, Task Call)> calls, int handed)
+    private async Task AwaitGrainCallsAsync(long previousCommitId, long commitId, List<(string PatientId, Task Call)> calls, int handed)
     {
         try
         {
@@ -404,7 +418,8 @@ public sealed partial class CommitPipeline : BackgroundService
             // and windows older than the days a grain rebuilds would lack them for good: they are recomputed.
             if (failed is not null)
             {
-                _repair?.Add(commitId - 1, commitId, failed);
+                // From the commit before (ids need not be consecutive): failed calls of neighbouring commits make one range.
+                _repair?.Add(previousCommitId, commitId, failed);
             }
         }
         finally

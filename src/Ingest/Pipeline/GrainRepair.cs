@@ -14,14 +14,19 @@ namespace Telemetry.Ingest.Pipeline;
 /// <para>
 /// So the commits whose calls are not known to have been applied are repaired: the store lists the minutes they stored
 /// readings in (<see cref="ICommitLog"/>) and each patient's grain recomputes them (<see cref="IPatientGrain.RecomputeAsync"/>).
-/// A patient whose repair fails is tried again later (5 s, doubling to 5 minutes), while the others go on. A durable
-/// mark records the commit through which every call was applied or repaired; on start, everything after it is
-/// repaired. The mark is saved about once a second, so it lags a little, which costs only a repair not needed.
+/// A patient whose repair fails is tried again later (after 1 s, doubling to 5 minutes, at once when the store
+/// recovers), while the others go on; after <see cref="MaxAttempts"/> tries it is given up, with an error in the log,
+/// so that one broken patient does not hold back the mark for good. A durable mark records the commit through which
+/// every call was applied or repaired; on start, everything after it is repaired. The mark is saved about once a
+/// second, so it lags a little, which costs only a repair not needed. With a store that shows a commit a moment after
+/// answering it, a repair waits <c>settleDelay</c> first.
 /// </para>
 /// </summary>
-internal sealed partial class GrainRepair(ICommitLog log, IGrainFactory grains, IngestInstruments instruments, ILogger logger)
+internal sealed partial class GrainRepair(
+    ICommitLog log, IGrainFactory grains, IngestInstruments instruments, ILogger logger, Func<long> appliedThrough, TimeSpan settleDelay)
 {
-    private static readonly TimeSpan FirstRetryDelay = TimeSpan.FromSeconds(5);
+    private const int MaxAttempts = 12;
+    private static readonly TimeSpan FirstRetryDelay = TimeSpan.FromSeconds(1);
     private static readonly TimeSpan MaxRetryDelay = TimeSpan.FromMinutes(5);
     private static readonly TimeSpan SaveInterval = TimeSpan.FromSeconds(1);
     private static readonly TimeSpan StopWait = TimeSpan.FromSeconds(5);
@@ -65,7 +70,7 @@ internal sealed partial class GrainRepair(ICommitLog log, IGrainFactory grains, 
     /// </summary>
     public void Add(long after, long through, IReadOnlyCollection<string>? patients)
     {
-        var range = new CommitRange(after, through, patients?.ToHashSet(StringComparer.Ordinal), NotBefore: 0, Attempts: 0);
+        var range = new CommitRange(after, through, patients?.ToHashSet(StringComparer.Ordinal), NotBefore: DueIn(settleDelay), Attempts: 0);
         lock (_lock)
         {
             // Merged with the waiting ranges it meets that are not being retried: a run of failed calls under load
@@ -77,6 +82,7 @@ internal sealed partial class GrainRepair(ICommitLog log, IGrainFactory grains, 
                 {
                     range = range with
                     {
+                        NotBefore = Math.Min(range.NotBefore, other.NotBefore),
                         After = Math.Min(range.After, other.After),
                         Through = Math.Max(range.Through, other.Through),
                         Patients = range.Patients is null || other.Patients is null ? null : [.. range.Patients, .. other.Patients],
@@ -97,13 +103,30 @@ internal sealed partial class GrainRepair(ICommitLog log, IGrainFactory grains, 
     /// </summary>
     public void SaveSoon(long appliedThrough)
     {
-        if (!_saving.IsCompleted || Stopwatch.GetElapsedTime(_lastSaveTimestamp) < SaveInterval)
+        lock (_lock)
         {
-            return;
+            if (!_saving.IsCompleted || Stopwatch.GetElapsedTime(_lastSaveTimestamp) < SaveInterval)
+            {
+                return;
+            }
+
+            _lastSaveTimestamp = Stopwatch.GetTimestamp();
+            _saving = Task.Run(() => SaveAsync(appliedThrough));
+        }
+    }
+
+    /// <summary>Makes every repair waiting to be tried again due now (the store has recovered).</summary>
+    public void RetryNow()
+    {
+        lock (_lock)
+        {
+            for (var i = 0; i < _pending.Count; i++)
+            {
+                _pending[i] = _pending[i] with { NotBefore = 0 };
+            }
         }
 
-        _lastSaveTimestamp = Stopwatch.GetTimestamp();
-        _saving = SaveAsync(appliedThrough);
+        _signal.Release();
     }
 
     /// <summary>
@@ -113,7 +136,13 @@ internal sealed partial class GrainRepair(ICommitLog log, IGrainFactory grains, 
     public async Task SaveLastAsync(long appliedThrough)
     {
         await _loop.WaitAsync(StopWait).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-        await _saving;
+        Task saving;
+        lock (_lock)
+        {
+            saving = _saving;
+        }
+
+        await saving;
         await SaveAsync(appliedThrough);
     }
 
@@ -173,18 +202,26 @@ internal sealed partial class GrainRepair(ICommitLog log, IGrainFactory grains, 
                 lock (_lock)
                 {
                     _repairing = null;
-                    if (failed is not null)
+                    if (failed is not null && range.Attempts + 1 >= MaxAttempts)
+                    {
+                        // Given up: these windows may lack those readings until the patient's readings are sent again.
+                        LogRepairGivenUp(logger, range.After, range.Through, string.Join(", ", failed.Count == 0 ? (IEnumerable<string>)["all patients"] : failed.Take(10)));
+                    }
+                    else if (failed is not null)
                     {
                         // Tried again later, for the patients whose repair failed only; the others go on meanwhile.
                         var delay = TimeSpan.FromTicks(Math.Min(MaxRetryDelay.Ticks, FirstRetryDelay.Ticks << Math.Min(range.Attempts, 16)));
                         Insert(range with
                         {
                             Patients = failed.Count == 0 ? range.Patients : failed,
-                            NotBefore = Stopwatch.GetTimestamp() + (long)(delay.TotalSeconds * Stopwatch.Frequency),
+                            NotBefore = DueIn(delay),
                             Attempts = range.Attempts + 1,
                         });
                     }
                 }
+
+                // Idle ingest saves no mark; a repair done is worth saving.
+                SaveSoon(appliedThrough());
             }
         }
         catch (OperationCanceledException) when (stopping.IsCancellationRequested)
@@ -192,6 +229,8 @@ internal sealed partial class GrainRepair(ICommitLog log, IGrainFactory grains, 
             // What is not repaired stays behind the mark, for the next start.
         }
     }
+
+    private static long DueIn(TimeSpan delay) => delay <= TimeSpan.Zero ? 0 : Stopwatch.GetTimestamp() + (long)(delay.TotalSeconds * Stopwatch.Frequency);
 
     /// <summary>Inserts <paramref name="range"/> in order of start (under the lock).</summary>
     private void Insert(CommitRange range)
@@ -319,6 +358,9 @@ internal sealed partial class GrainRepair(ICommitLog log, IGrainFactory grains, 
 
     [LoggerMessage(EventId = 1008, Level = LogLevel.Warning, Message = "Recomputing the windows of patient {PatientId} failed; trying again later")]
     private static partial void LogRepairCallFailed(ILogger logger, Exception exception, string patientId);
+
+    [LoggerMessage(EventId = 1009, Level = LogLevel.Error, Message = "Gave up recomputing the windows of commits {After} (exclusive) to {Through} for {Patients}: their minute, hour and day trends may lack readings the raw store has")]
+    private static partial void LogRepairGivenUp(ILogger logger, long after, long through, string patients);
 
     [LoggerMessage(EventId = 1006, Level = LogLevel.Warning, Message = "Saving how far patient grains have applied the commits failed; a restart repairs from the mark saved before")]
     private static partial void LogSaveFailed(ILogger logger, Exception exception);

@@ -120,7 +120,7 @@ public sealed class DuckDbCommitLog : ICommitLog
         using var connection = _database.OpenConnection();
         using var command = connection.CreateCommand();
         command.CommandText = $"""
-            SELECT patient_id, kind, minute, max(commit_id) FROM ({_minutes})
+            SELECT patient_id, kind, minute, min(commit_id), max(commit_id) FROM ({_minutes})
             WHERE $3 IS NULL OR patient_id > $3 OR (patient_id = $3 AND (kind > $4 OR (kind = $4 AND minute > $5)))
             GROUP BY patient_id, kind, minute
             ORDER BY patient_id, kind, minute
@@ -134,7 +134,7 @@ public sealed class DuckDbCommitLog : ICommitLog
         using var reader = command.ExecuteReader();
         while (reader.Read())
         {
-            page.Add(new PatientMinute(reader.GetString(0), new CommittedMinute((VitalKind)reader.GetByte(1), reader.GetInt64(2), reader.GetInt64(3))));
+            page.Add(new PatientMinute(reader.GetString(0), new CommittedMinute((VitalKind)reader.GetByte(1), reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4))));
         }
     }
 

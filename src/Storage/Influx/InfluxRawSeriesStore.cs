@@ -79,7 +79,12 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         }
         catch
         {
+            // A write that failed may still have stored some lines, which a resend then finds stored and hands to no
+            // grain: its minutes are recorded all the same (as far as the local file takes them), and its id not
+            // used again, so the repair after a failed commit finds them.
             _sequences.RolledBack();
+            _lastCommitId = commitId;
+            RecordMinutesOfFailedCommit();
             throw;
         }
 
@@ -282,6 +287,21 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         }
     }
 
+    private void RecordMinutesOfFailedCommit()
+    {
+        try
+        {
+            _ledgerFiles.BetweenCommits();
+            using var transaction = _ledgerConnection.BeginTransaction();
+            AppendMinutes(_ledgerFiles.Active);
+            transaction.Commit();
+        }
+        catch (Exception exception)
+        {
+            LogFailedCommitMinutesLost(_logger, exception);
+        }
+    }
+
     private void AppendMinutes(string catalog)
     {
         if (_minutes.Count == 0)
@@ -326,4 +346,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
 
     [LoggerMessage(EventId = 2301, Level = LogLevel.Warning, Message = "Readings are in InfluxDB but their batch numbers could not be recorded in the local file; a resend of those batches will be stored once but may be counted twice in live windows")]
     private static partial void LogLedgerFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 2302, Level = LogLevel.Warning, Message = "The minutes of a failed commit could not be recorded in the local file; patients' trends may lack readings the failed write stored")]
+    private static partial void LogFailedCommitMinutesLost(ILogger logger, Exception exception);
 }

@@ -75,10 +75,10 @@ public sealed class DuckDbCommitLogTests : IDisposable
 
         Assert.Equal(
             [
-                new PatientMinute("patient-1", new CommittedMinute(VitalKind.HeartRate, T0, backfill)),
-                new PatientMinute("patient-1", new CommittedMinute(VitalKind.HeartRate, T0 + 60_000, later)),
-                new PatientMinute("patient-1", new CommittedMinute(VitalKind.Steps, T0, backfill)),
-                new PatientMinute("patient-2", new CommittedMinute(VitalKind.OxygenSaturation, T0 - 86_400_000, backfill)),
+                new PatientMinute("patient-1", new CommittedMinute(VitalKind.HeartRate, T0, backfill, backfill)),
+                new PatientMinute("patient-1", new CommittedMinute(VitalKind.HeartRate, T0 + 60_000, backfill, later)),
+                new PatientMinute("patient-1", new CommittedMinute(VitalKind.Steps, T0, backfill, backfill)),
+                new PatientMinute("patient-2", new CommittedMinute(VitalKind.OxygenSaturation, T0 - 86_400_000, backfill, backfill)),
             ],
             minutes);
     }

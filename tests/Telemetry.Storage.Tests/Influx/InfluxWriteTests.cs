@@ -140,9 +140,9 @@ public sealed class InfluxWriteTests : IAsyncLifetime
         Assert.Equal(new CommitLogPosition(second, second), await log.ReadPositionAsync());
         Assert.Equal(
             [
-                new PatientMinute("patient-1", new CommittedMinute(VitalKind.HeartRate, T0, first)),
-                new PatientMinute("patient-1", new CommittedMinute(VitalKind.HeartRate, T0 + 60_000, first)),
-                new PatientMinute("patient-2", new CommittedMinute(VitalKind.HeartRate, T0, second)),
+                new PatientMinute("patient-1", new CommittedMinute(VitalKind.HeartRate, T0, first, first)),
+                new PatientMinute("patient-1", new CommittedMinute(VitalKind.HeartRate, T0 + 60_000, first, first)),
+                new PatientMinute("patient-2", new CommittedMinute(VitalKind.HeartRate, T0, second, second)),
             ],
             await MinutesAsync(log, 0, second));
 
@@ -151,7 +151,7 @@ public sealed class InfluxWriteTests : IAsyncLifetime
         _file.Reopen();
         log = DuckDbCommitLog.ForLedger(_file.Database);
         Assert.Equal(new CommitLogPosition(first, second), await log.ReadPositionAsync());
-        Assert.Equal([new PatientMinute("patient-2", new CommittedMinute(VitalKind.HeartRate, T0, second))], await MinutesAsync(log, 0, second));
+        Assert.Equal([new PatientMinute("patient-2", new CommittedMinute(VitalKind.HeartRate, T0, second, second))], await MinutesAsync(log, 0, second));
     }
 
     private static async Task<List<PatientMinute>> MinutesAsync(ICommitLog log, long after, long through)
