@@ -10,13 +10,9 @@ namespace Telemetry.Core.Grains;
 [Alias("telemetry.patient")]
 public interface IPatientGrain : IGrainWithStringKey
 {
-    /// <summary>
-    /// Folds readings that are already committed to the raw store into the patient's windows. Answers false when windows
-    /// of late readings were recomputed from a store that did not show them all yet (a series server shows a commit a
-    /// moment after answering it): those are to be recomputed again (<see cref="RecomputeAsync"/>) a little later.
-    /// </summary>
+    /// <summary>Folds readings that are already committed to the raw store into the patient's windows.</summary>
     [Alias("apply")]
-    Task<bool> ApplyAsync(PatientReadings readings);
+    Task ApplyAsync(PatientReadings readings);
 
     /// <summary>
     /// Recomputes from the raw store the windows over <paramref name="minutes"/>, whose readings are committed but may

@@ -41,10 +41,6 @@ public sealed partial class PatientGrain(
     private readonly List<Rollup> _closed = [];
     private readonly HashSet<(VitalKind Kind, long MinuteStartMs)> _late = [];
 
-    // With a store that shows a commit a moment after answering it: how many late readings this call was handed per
-    // minute, so that a recompute that finds fewer is known to be early (see ApplyAsync's answer).
-    private readonly Dictionary<(VitalKind Kind, long MinuteStartMs), int> _lateHanded = [];
-
     // Minutes holding readings of commits the activation read, when the store may have shown only part of them:
     // every window over such a minute is recomputed from the store as it closes.
     private readonly HashSet<(VitalKind Kind, long MinuteStartMs)> _unsettled = [];
@@ -150,7 +146,7 @@ public sealed partial class PatientGrain(
         instruments.PatientDeactivated();
     }
 
-    public async Task<bool> ApplyAsync(PatientReadings readings)
+    public async Task ApplyAsync(PatientReadings readings)
     {
         // A commit the activation already read from the raw store is counted once. Readings from before the rebuilt
         // range are not in the grain's windows at all: the windows they fall in are recomputed from the raw store.
@@ -160,7 +156,7 @@ public sealed partial class PatientGrain(
         {
             if (reading.TimestampMs < _rebuiltFromMs)
             {
-                AddLate(reading);
+                _late.Add((reading.Kind, Resolution.Minute.WindowStart(reading.TimestampMs)));
                 continue;
             }
 
@@ -182,7 +178,7 @@ public sealed partial class PatientGrain(
 
             if (!windows.Add(reading.TimestampMs, reading.Value, CloseWindow))
             {
-                AddLate(reading);
+                _late.Add((reading.Kind, Resolution.Minute.WindowStart(reading.TimestampMs)));
             }
         }
 
@@ -206,29 +202,17 @@ public sealed partial class PatientGrain(
             await CommitAlertsAsync(writeState: true);
             ScheduleAlertTimer();
             await CheckpointEndedDaysAsync(now);
-            var settled = true;
             if (_late.Count > 0)
             {
-                settled = await RecomputeLateAsync();
+                await RecomputeLateAsync();
             }
 
             await FlushClosedAsync(CancellationToken.None);
-            return settled;
         }
         catch (Exception exception)
         {
             StartOver(exception);
             throw;
-        }
-    }
-
-    private void AddLate(in VitalReading reading)
-    {
-        var minute = (reading.Kind, Resolution.Minute.WindowStart(reading.TimestampMs));
-        _late.Add(minute);
-        if (!rawStore.CommitsReadableAtOnce)
-        {
-            _lateHanded[minute] = _lateHanded.GetValueOrDefault(minute) + 1;
         }
     }
 
@@ -470,14 +454,9 @@ public sealed partial class PatientGrain(
         }
     }
 
-    /// <summary>
-    /// Recomputes, from the raw store, every closed window that late readings fell into: one query per resolution.
-    /// Returns false when the store showed fewer readings in a late minute than this call was handed: it has not caught
-    /// up yet, and the minutes are to be recomputed again later.
-    /// </summary>
-    private async Task<bool> RecomputeLateAsync()
+    /// <summary>Recomputes, from the raw store, every closed window that late readings fell into: one query per resolution.</summary>
+    private async Task RecomputeLateAsync()
     {
-        var settled = true;
         var touched = new HashSet<(VitalKind Kind, Resolution Resolution, long StartMs)>();
         foreach (var (kind, minuteStart) in _late)
         {
@@ -505,18 +484,9 @@ public sealed partial class PatientGrain(
                     Close(window.Kind, resolution, window.Window);
                 }
             }
-
-            if (resolution == Resolution.Minute && _lateHanded.Count > 0)
-            {
-                var shown = recomputed.Windows.ToDictionary(window => (window.Kind, window.Window.StartMs), window => window.Window.Count);
-                settled = !_lateHanded.Any(handed => touched.Contains((handed.Key.Kind, Resolution.Minute, handed.Key.MinuteStartMs))
-                    && shown.GetValueOrDefault(handed.Key) < handed.Value);
-            }
         }
 
         _late.Clear();
-        _lateHanded.Clear();
-        return settled;
     }
 
     private async Task FlushClosedAsync(CancellationToken cancellationToken)

@@ -355,7 +355,7 @@ public sealed partial class CommitPipeline : BackgroundService
             }
         }
 
-        var calls = new List<(string PatientId, Task<bool> Call)>(byPatient.Count);
+        var calls = new List<(string PatientId, Task Call)>(byPatient.Count);
         try
         {
             foreach (var (patientId, parts) in byPatient)
@@ -394,13 +394,13 @@ public sealed partial class CommitPipeline : BackgroundService
         return (IPatientGrain)_grains.GetGrain(GrainId.Create(resolved.Type, patientId), resolved.Interface);
     }
 
-    private async Task AwaitGrainCallsAsync(long previousCommitId, long commitId, List<(string PatientId, Task<bool> Call)> calls, int handed)
+    private async Task AwaitGrainCallsAsync(long previousCommitId, long commitId, List<(string PatientId, Task Call)> calls, int handed)
     {
         try
         {
             foreach (var (_, call) in calls)
             {
-                await ((Task)call).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                await call.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             }
 
             List<string>? failed = null;
@@ -410,11 +410,6 @@ public sealed partial class CommitPipeline : BackgroundService
                 {
                     _instruments.GrainCallFailed();
                     LogGrainCallFailed(_logger, call.Exception!.GetBaseException());
-                    (failed ??= []).Add(patientId);
-                }
-                else if (call.IsCompletedSuccessfully && !call.Result)
-                {
-                    // Late windows recomputed before the store showed the readings: recomputed again shortly.
                     (failed ??= []).Add(patientId);
                 }
             }
