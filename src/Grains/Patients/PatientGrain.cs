@@ -202,12 +202,7 @@ public sealed partial class PatientGrain(
             await CommitAlertsAsync(writeState: true);
             ScheduleAlertTimer();
             await CheckpointEndedDaysAsync(now);
-            if (_late.Count > 0)
-            {
-                await RecomputeLateAsync();
-            }
-
-            await FlushClosedAsync(CancellationToken.None);
+            await RecomputeLateAndFlushAsync();
         }
         catch (Exception exception)
         {
@@ -239,18 +234,24 @@ public sealed partial class PatientGrain(
                 }
             }
 
-            if (_late.Count > 0)
-            {
-                await RecomputeLateAsync();
-            }
-
-            await FlushClosedAsync(CancellationToken.None);
+            await RecomputeLateAndFlushAsync();
         }
         catch (Exception exception)
         {
             StartOver(exception);
             throw;
         }
+    }
+
+    /// <summary>Recomputes the windows late readings fell into, if any, and writes every window closed.</summary>
+    private async Task RecomputeLateAndFlushAsync()
+    {
+        if (_late.Count > 0)
+        {
+            await RecomputeLateAsync();
+        }
+
+        await FlushClosedAsync(CancellationToken.None);
     }
 
     private void NoteApplied(long commitId)

@@ -398,14 +398,10 @@ public sealed partial class CommitPipeline : BackgroundService
     {
         try
         {
-            foreach (var (_, call) in calls)
-            {
-                await call.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-            }
-
             List<string>? failed = null;
             foreach (var (patientId, call) in calls)
             {
+                await call.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
                 if (call.IsFaulted)
                 {
                     _instruments.GrainCallFailed();
