@@ -301,12 +301,13 @@ public sealed class TelemetryServer : IAsyncDisposable
     }
 
     /// <summary>
-    /// The trend once it satisfies <paramref name="settled"/>, or as it is after 15 s. An ack means the readings are
-    /// committed; the patient's grain folds them into rollups a moment later.
+    /// The trend once it satisfies <paramref name="settled"/>, or as it is after 40 s. An ack means the readings are
+    /// committed; the patient's grain folds them into rollups a moment later (with a series server, late windows and
+    /// repairs wait for it to show what it was sent: up to 15 s).
     /// </summary>
     public async Task<TrendResponse> TrendWhenAsync(string patientId, string kind, DateTimeOffset from, DateTimeOffset to, string resolution, Func<TrendResponse, bool> settled)
     {
-        var deadline = DateTime.UtcNow.AddSeconds(15);
+        var deadline = DateTime.UtcNow.AddSeconds(40);
         while (true)
         {
             var trend = await ReadTrendAsync(patientId, kind, from, to, resolution);

@@ -168,6 +168,32 @@ public sealed class PatientGrainTests(ClusterFixture fixture) : IClassFixture<Cl
         }
     }
 
+    [Fact]
+    public async Task Settling_late_minutes_recomputes_their_closed_windows_from_the_store_and_leaves_open_ones_alone()
+    {
+        var patient = "p-settle";
+        var threeDaysAgo = _base - (3 * Resolution.Day.Milliseconds());
+
+        // The embedded store shows a commit at once: no call leaves anything to settle.
+        var today = Heart(_base + 1_000, 70);
+        Assert.Empty(await Grain(patient).ApplyAsync(new PatientReadings(Commit(patient, today), [today])));
+        var late = Heart(threeDaysAgo + 1_000, 80);
+        Assert.Empty(await Grain(patient).ApplyAsync(new PatientReadings(Commit(patient, late), [late])));
+
+        // What a store that shows commits late had not shown when the late window was recomputed: one more reading in
+        // that minute, and one in the open minute the grain was never handed.
+        var commitId = Commit(patient, Heart(threeDaysAgo + 2_000, 90), Heart(_base + 2_000, 74));
+        for (var i = 0; i < 2; i++)
+        {
+            await Grain(patient).SettleAsync([new(VitalKind.HeartRate, threeDaysAgo, commitId, commitId), new(VitalKind.HeartRate, _base, commitId, commitId)]);
+            var minute = Assert.Single(await Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Minute, threeDaysAgo, threeDaysAgo + 60_000));
+            var day = Assert.Single(await Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Day, Resolution.Day.WindowStart(threeDaysAgo), threeDaysAgo + 1));
+            Assert.Equal((2, 90), (minute.Count, minute.Max));
+            Assert.Equal(2, day.Count);
+            Assert.Equal(1, (await Grain(patient).GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Minute))?.Count);
+        }
+    }
+
     private IPatientGrain Grain(string patientId) => fixture.Cluster.GrainFactory.GetGrain<IPatientGrain>(patientId);
 
     private async Task CommitAndApplyAsync(string patientId, params VitalReading[] readings)

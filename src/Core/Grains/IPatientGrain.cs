@@ -10,9 +10,14 @@ namespace Telemetry.Core.Grains;
 [Alias("telemetry.patient")]
 public interface IPatientGrain : IGrainWithStringKey
 {
-    /// <summary>Folds readings that are already committed to the raw store into the patient's windows.</summary>
+    /// <summary>
+    /// Folds readings that are already committed to the raw store into the patient's windows. Returns the minutes of
+    /// late readings (closed windows, or before the rebuilt days) whose windows were recomputed from a raw store that
+    /// shows a commit only a moment after answering it: they are to be settled later (<see cref="SettleAsync"/>).
+    /// Empty with a store that shows a commit at once.
+    /// </summary>
     [Alias("apply")]
-    Task ApplyAsync(PatientReadings readings);
+    Task<CommittedMinute[]> ApplyAsync(PatientReadings readings);
 
     /// <summary>
     /// Recomputes from the raw store the windows over <paramref name="minutes"/>, whose readings are committed but may
@@ -20,6 +25,13 @@ public interface IPatientGrain : IGrainWithStringKey
     /// </summary>
     [Alias("recompute")]
     Task RecomputeAsync(CommittedMinute[] minutes);
+
+    /// <summary>
+    /// Recomputes from the raw store the closed windows over <paramref name="minutes"/>, the late minutes an earlier
+    /// call recomputed before the store may have shown all of their readings (see <see cref="ApplyAsync"/>).
+    /// </summary>
+    [Alias("settle")]
+    Task SettleAsync(CommittedMinute[] minutes);
 
     /// <summary>The latest value of every vital the patient has, with its still-open minute.</summary>
     [Alias("live")]

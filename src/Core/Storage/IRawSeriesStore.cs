@@ -8,11 +8,13 @@ namespace Telemetry.Core.Storage;
 public interface IRawSeriesStore
 {
     /// <summary>
-    /// True when a commit becomes readable all at once, and commit ids increase in the order commits become readable.
-    /// When false (a time-series server written in several requests, or searchable a moment after its answer), what a
-    /// grain rebuilt around the time of a commit is recomputed from the store when its windows close.
+    /// How long after answering a commit the store may take to show all of it to reads. Zero when a commit becomes
+    /// readable all at once, and commit ids increase in the order commits become readable. Otherwise (a time-series
+    /// server written in several requests, or searchable a while after its answer) what a grain rebuilt around the time
+    /// of a commit is recomputed from the store when its windows close, and late windows a grain recomputed at once,
+    /// and repairs, wait this long.
     /// </summary>
-    bool CommitsReadableAtOnce => true;
+    TimeSpan ReadableAfter => TimeSpan.Zero;
 
     /// <summary>
     /// Durably commits <paramref name="batches"/> in one transaction (group commit) and says for each what was stored: a

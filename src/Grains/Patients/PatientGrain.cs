@@ -146,7 +146,7 @@ public sealed partial class PatientGrain(
         instruments.PatientDeactivated();
     }
 
-    public async Task ApplyAsync(PatientReadings readings)
+    public async Task<CommittedMinute[]> ApplyAsync(PatientReadings readings)
     {
         // A commit the activation already read from the raw store is counted once. Readings from before the rebuilt
         // range are not in the grain's windows at all: the windows they fall in are recomputed from the raw store.
@@ -162,7 +162,7 @@ public sealed partial class PatientGrain(
 
             if (rebuilt)
             {
-                if (!rawStore.CommitsReadableAtOnce)
+                if (rawStore.ReadableAfter > TimeSpan.Zero)
                 {
                     _unsettled.Add((reading.Kind, Resolution.Minute.WindowStart(reading.TimestampMs)));
                 }
@@ -196,12 +196,36 @@ public sealed partial class PatientGrain(
             }
         }
 
+        // A store that shows a commit a moment after answering it may not show these readings yet: the windows
+        // recomputed now are recomputed again once it does.
+        CommittedMinute[] unsettled = rawStore.ReadableAfter == TimeSpan.Zero || _late.Count == 0
+            ? []
+            : [.. _late.Select(minute => new CommittedMinute(minute.Kind, minute.MinuteStartMs, readings.CommitId, readings.CommitId))];
         try
         {
             // Alerts first: they are what someone is waiting for.
             await CommitAlertsAsync(writeState: true);
             ScheduleAlertTimer();
             await CheckpointEndedDaysAsync(now);
+            await RecomputeLateAndFlushAsync();
+            return unsettled;
+        }
+        catch (Exception exception)
+        {
+            StartOver(exception);
+            throw;
+        }
+    }
+
+    public async Task SettleAsync(CommittedMinute[] minutes)
+    {
+        foreach (var minute in minutes)
+        {
+            _late.Add((minute.Kind, minute.MinuteStartMs));
+        }
+
+        try
+        {
             await RecomputeLateAndFlushAsync();
         }
         catch (Exception exception)

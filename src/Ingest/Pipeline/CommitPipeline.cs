@@ -81,7 +81,7 @@ public sealed partial class CommitPipeline : BackgroundService
             instruments,
             logger,
             () => Volatile.Read(ref _appliedThrough),
-            settleDelay: store.CommitsReadableAtOnce ? TimeSpan.Zero : TimeSpan.FromSeconds(5));
+            settleDelay: store.ReadableAfter);
         _hostStarted = lifetime.ApplicationStarted;
         // Not SingleReader: health peeks at the oldest waiting batch while the loop reads.
         _queue = Channel.CreateBounded<PendingBatch>(new BoundedChannelOptions(options.Value.CommitQueueCapacity)
@@ -355,7 +355,7 @@ public sealed partial class CommitPipeline : BackgroundService
             }
         }
 
-        var calls = new List<(string PatientId, Task Call)>(byPatient.Count);
+        var calls = new List<(string PatientId, Task<CommittedMinute[]> Call)>(byPatient.Count);
         try
         {
             foreach (var (patientId, parts) in byPatient)
@@ -394,19 +394,24 @@ public sealed partial class CommitPipeline : BackgroundService
         return (IPatientGrain)_grains.GetGrain(GrainId.Create(resolved.Type, patientId), resolved.Interface);
     }
 
-    private async Task AwaitGrainCallsAsync(long previousCommitId, long commitId, List<(string PatientId, Task Call)> calls, int handed)
+    private async Task AwaitGrainCallsAsync(long previousCommitId, long commitId, List<(string PatientId, Task<CommittedMinute[]> Call)> calls, int handed)
     {
         try
         {
             List<string>? failed = null;
             foreach (var (patientId, call) in calls)
             {
-                await call.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                await ((Task)call).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
                 if (call.IsFaulted)
                 {
                     _instruments.GrainCallFailed();
                     LogGrainCallFailed(_logger, call.Exception!.GetBaseException());
                     (failed ??= []).Add(patientId);
+                }
+                else if (call.Result.Length > 0)
+                {
+                    // Late windows recomputed before the store showed the commit: again, once it does.
+                    _repair?.AddUnsettled(patientId, commitId, call.Result);
                 }
             }
 

@@ -19,7 +19,9 @@ namespace Telemetry.Ingest.Pipeline;
 /// so that one broken patient does not hold back the mark for good. A durable mark records the commit through which
 /// every call was applied or repaired; on start, everything after it is repaired. The mark is saved about once a
 /// second, so it lags a little, which costs only a repair not needed. With a store that shows a commit a moment after
-/// answering it, a repair waits <c>settleDelay</c> first.
+/// answering it, a repair waits <c>settleDelay</c> first; and the late windows a grain call recomputed from such a
+/// store (which may not have shown the call's readings yet) are recomputed again once that delay has passed, the mark
+/// held before their commit until then.
 /// </para>
 /// </summary>
 internal sealed partial class GrainRepair(
@@ -34,6 +36,9 @@ internal sealed partial class GrainRepair(
     // A patient's minutes go to its grain in calls of at most this many; this many calls are made at a time.
     private const int MaxMinutesPerCall = 10_000;
     private const int MaxCallsAtOnce = 8;
+
+    // Unsettled minutes a patient's calls report within this long are recomputed in one call.
+    private static readonly TimeSpan UnsettledGathering = TimeSpan.FromSeconds(1);
 
     private readonly Lock _lock = new();
 
@@ -78,7 +83,7 @@ internal sealed partial class GrainRepair(
             for (var i = _pending.Count - 1; i >= 0; i--)
             {
                 var other = _pending[i];
-                if (other.Attempts == 0 && other.After <= range.Through && range.After <= other.Through)
+                if (other.Attempts == 0 && other.Minutes is null && other.After <= range.Through && range.After <= other.Through)
                 {
                     range = range with
                     {
@@ -89,6 +94,37 @@ internal sealed partial class GrainRepair(
                     };
                     _pending.RemoveAt(i);
                 }
+            }
+
+            Insert(range);
+        }
+
+        _signal.Release();
+    }
+
+    /// <summary>
+    /// Queues, for once <c>settleDelay</c> has passed, the recomputing of the late <paramref name="minutes"/> the grain
+    /// call of <paramref name="patientId"/> in commit <paramref name="commitId"/> recomputed before the store may have
+    /// shown them whole. The minutes a patient's calls report within about a second go in one call.
+    /// </summary>
+    public void AddUnsettled(string patientId, long commitId, CommittedMinute[] minutes)
+    {
+        var range = new CommitRange(commitId - 1, commitId, [patientId], DueIn(settleDelay), Attempts: 0, minutes);
+        lock (_lock)
+        {
+            var recent = DueIn(settleDelay - UnsettledGathering);
+            var at = _pending.FindLastIndex(other => other.Minutes is not null && other.Attempts == 0 && other.NotBefore > recent
+                && other.Patients!.Contains(patientId) && other.Minutes.Length + minutes.Length <= MaxMinutesPerCall);
+            if (at >= 0)
+            {
+                var other = _pending[at];
+                _pending.RemoveAt(at);
+                range = range with
+                {
+                    After = Math.Min(range.After, other.After),
+                    Through = Math.Max(range.Through, other.Through),
+                    Minutes = [.. other.Minutes!.Concat(minutes).DistinctBy(minute => (minute.Kind, minute.MinuteStartMs))],
+                };
             }
 
             Insert(range);
@@ -115,14 +151,18 @@ internal sealed partial class GrainRepair(
         }
     }
 
-    /// <summary>Makes every repair waiting to be tried again due now (the store has recovered).</summary>
+    /// <summary>Makes every repair waiting to be tried again due now, or once the store has settled (the store has recovered).</summary>
     public void RetryNow()
     {
         lock (_lock)
         {
+            var due = DueIn(settleDelay);
             for (var i = 0; i < _pending.Count; i++)
             {
-                _pending[i] = _pending[i] with { NotBefore = 0 };
+                if (_pending[i].Attempts > 0)
+                {
+                    _pending[i] = _pending[i] with { NotBefore = Math.Min(_pending[i].NotBefore, due) };
+                }
             }
         }
 
@@ -308,6 +348,14 @@ internal sealed partial class GrainRepair(
             }
         }
 
+        if (range.Minutes is { } unsettled)
+        {
+            var patient = range.Patients!.Single();
+            calls.Add((patient, grains.GetGrain<IPatientGrain>(patient).SettleAsync(unsettled)));
+            await AwaitCallsAsync();
+            return failed.Count > 0 ? failed : null;
+        }
+
         try
         {
             await foreach (var (patient, minute) in log.MinutesCommittedAsync(range.After, range.Through, cancellationToken))
@@ -365,6 +413,10 @@ internal sealed partial class GrainRepair(
     [LoggerMessage(EventId = 1006, Level = LogLevel.Warning, Message = "Saving how far patient grains have applied the commits failed; a restart repairs from the mark saved before")]
     private static partial void LogSaveFailed(ILogger logger, Exception exception);
 
-    /// <summary>Commits (<see cref="After"/>, <see cref="Through"/>] to repair, for <see cref="Patients"/> only when set; due at Stopwatch timestamp <see cref="NotBefore"/>.</summary>
-    private sealed record CommitRange(long After, long Through, HashSet<string>? Patients, long NotBefore, int Attempts);
+    /// <summary>
+    /// Commits (<see cref="After"/>, <see cref="Through"/>] to repair, for <see cref="Patients"/> only when set; due at
+    /// Stopwatch timestamp <see cref="NotBefore"/>. With <see cref="Minutes"/>, only those late minutes of the one
+    /// patient are recomputed (<see cref="IPatientGrain.SettleAsync"/>), without asking the commit log.
+    /// </summary>
+    private sealed record CommitRange(long After, long Through, HashSet<string>? Patients, long NotBefore, int Attempts, CommittedMinute[]? Minutes = null);
 }

@@ -57,8 +57,8 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
 
     private ISeriesReader Reader => _backend.Reader;
 
-    /// <summary>A commit is several requests, and VictoriaMetrics makes writes searchable a moment after answering.</summary>
-    public bool CommitsReadableAtOnce => false;
+    /// <summary>A commit is several requests, and the server makes writes searchable a while after answering (see <see cref="SeriesServerOptions.ReadableAfter"/>).</summary>
+    public TimeSpan ReadableAfter => _backend.ReadableAfter;
 
     /// <summary>Where the series are written, for health reports.</summary>
     public string Describe() => _backend.Description;

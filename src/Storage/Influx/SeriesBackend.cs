@@ -15,6 +15,7 @@ public sealed class SeriesBackend : IDisposable
     {
         _client = client;
         VersionedRollups = versionedRollups;
+        ReadableAfter = options.ReadableAfter;
         if (options.Gzip)
         {
             client.EnableGzip();
@@ -29,6 +30,9 @@ public sealed class SeriesBackend : IDisposable
     public string Description { get; }
 
     internal SeriesWriter Writer { get; }
+
+    /// <summary>How long after a write the server may take to show it (<see cref="SeriesServerOptions.ReadableAfter"/>).</summary>
+    public TimeSpan ReadableAfter { get; }
 
     internal ISeriesReader Reader { get; }
 
