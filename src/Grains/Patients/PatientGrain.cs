@@ -14,8 +14,9 @@ namespace Telemetry.Grains.Patients;
 /// on activation it rebuilds yesterday and today from the raw store (rewriting their closed rollups, which a crash may
 /// have kept from the store), and a reading that arrives late for a closed window, or from before the rebuilt range,
 /// has the windows it falls in recomputed from the raw store. When anything fails the grain deactivates, so the next
-/// call rebuilds it rather than building on a gap. With the embedded store, readings whose call never arrived (a crash
-/// after their commit, a call that timed out) are made whole by the ingest pipeline's repair (<see cref="RecomputeAsync"/>).
+/// call rebuilds it rather than building on a gap. Readings whose call never arrived (a crash after their commit, a call
+/// that timed out) are made whole by the ingest pipeline's repair (<see cref="RecomputeAsync"/>); with a store that shows
+/// a commit a while after answering it, the late windows a call recomputed are recomputed again later (<see cref="SettleAsync"/>).
 /// Windows still open when their day has ended are written then, so a crash days later does not take them.
 /// <para>
 /// It also runs the patient's alert rules on every reading it is handed, and on a timer for what depends on the clock
@@ -164,7 +165,14 @@ public sealed partial class PatientGrain(
             {
                 if (rawStore.ReadableAfter > TimeSpan.Zero)
                 {
-                    _unsettled.Add((reading.Kind, Resolution.Minute.WindowStart(reading.TimestampMs)));
+                    // The rebuild may have seen part of this commit: its windows are taken from the store as they
+                    // close, and those already closed (which close no more) now, as a late reading's are.
+                    var minute = Resolution.Minute.WindowStart(reading.TimestampMs);
+                    _unsettled.Add((reading.Kind, minute));
+                    if (!_vitals.TryGetValue(reading.Kind, out var known) || known.Open(Resolution.Minute) is not { } open || minute < open.StartMs)
+                    {
+                        _late.Add((reading.Kind, minute));
+                    }
                 }
 
                 continue;

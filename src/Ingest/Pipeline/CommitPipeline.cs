@@ -402,16 +402,17 @@ public sealed partial class CommitPipeline : BackgroundService
             foreach (var (patientId, call) in calls)
             {
                 await ((Task)call).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-                if (call.IsFaulted)
+                if (!call.IsCompletedSuccessfully)
                 {
+                    // Faulted, or cancelled (a timeout can end a call that way).
                     _instruments.GrainCallFailed();
-                    LogGrainCallFailed(_logger, call.Exception!.GetBaseException());
+                    LogGrainCallFailed(_logger, call.Exception?.GetBaseException() ?? new TaskCanceledException(call));
                     (failed ??= []).Add(patientId);
                 }
-                else if (call.Result.Length > 0)
+                else if (call.Result is { Length: > 0 } unsettled)
                 {
                     // Late windows recomputed before the store showed the commit: again, once it does.
-                    _repair?.AddUnsettled(patientId, commitId, call.Result);
+                    _repair?.AddUnsettled(patientId, commitId, unsettled);
                 }
             }
 

@@ -14,8 +14,8 @@ namespace Telemetry.Ingest.Pipeline;
 /// <para>
 /// So the commits whose calls are not known to have been applied are repaired: the store lists the minutes they stored
 /// readings in (<see cref="ICommitLog"/>) and each patient's grain recomputes them (<see cref="IPatientGrain.RecomputeAsync"/>).
-/// A patient whose repair fails is tried again later (after 1 s, doubling to 5 minutes, at once when the store
-/// recovers), while the others go on; after <see cref="MaxAttempts"/> tries it is given up, with an error in the log,
+/// A patient whose repair fails is tried again later (after 1 s, doubling to 5 minutes, as soon as the store recovers),
+/// while the others go on; after <see cref="MaxAttempts"/> tries it is given up, with an error in the log,
 /// so that one broken patient does not hold back the mark for good. A durable mark records the commit through which
 /// every call was applied or repaired; on start, everything after it is repaired. The mark is saved about once a
 /// second, so it lags a little, which costs only a repair not needed. With a store that shows a commit a moment after
@@ -42,9 +42,9 @@ internal sealed partial class GrainRepair(
 
     private readonly Lock _lock = new();
 
-    // Commit ranges still to repair (not the one being repaired), in order of their start.
+    // Commit ranges still to repair (not those being repaired), in order of their start.
     private readonly List<CommitRange> _pending = [];
-    private CommitRange? _repairing;
+    private readonly List<CommitRange> _repairing = [];
     private readonly SemaphoreSlim _signal = new(0);
     private Task _loop = Task.CompletedTask;
     private long _saved = -1;
@@ -109,22 +109,27 @@ internal sealed partial class GrainRepair(
     /// </summary>
     public void AddUnsettled(string patientId, long commitId, CommittedMinute[] minutes)
     {
-        var range = new CommitRange(commitId - 1, commitId, [patientId], DueIn(settleDelay), Attempts: 0, minutes);
+        var now = Stopwatch.GetTimestamp();
+        var range = new CommitRange(commitId - 1, commitId, [patientId], DueIn(settleDelay), Attempts: 0, minutes)
+        {
+            GatherUntil = now + (long)(UnsettledGathering.TotalSeconds * Stopwatch.Frequency),
+        };
         lock (_lock)
         {
-            var recent = DueIn(settleDelay - UnsettledGathering);
-            var at = _pending.FindLastIndex(other => other.Minutes is not null && other.Attempts == 0 && other.NotBefore > recent
+            // Into the patient's range still gathering, if any: it keeps its time of gathering, so it is due at most
+            // that long after its first minutes were due.
+            var at = _pending.FindLastIndex(other => other.Minutes is not null && other.Attempts == 0 && now < other.GatherUntil
                 && other.Patients!.Contains(patientId) && other.Minutes.Length + minutes.Length <= MaxMinutesPerCall);
             if (at >= 0)
             {
                 var other = _pending[at];
-                _pending.RemoveAt(at);
-                range = range with
+                _pending[at] = other with
                 {
-                    After = Math.Min(range.After, other.After),
                     Through = Math.Max(range.Through, other.Through),
+                    NotBefore = range.NotBefore,
                     Minutes = [.. other.Minutes!.Concat(minutes).DistinctBy(minute => (minute.Kind, minute.MinuteStartMs))],
                 };
+                return;
             }
 
             Insert(range);
@@ -151,7 +156,10 @@ internal sealed partial class GrainRepair(
         }
     }
 
-    /// <summary>Makes every repair waiting to be tried again due now, or once the store has settled (the store has recovered).</summary>
+    /// <summary>
+    /// Makes every repair waiting to be tried again due now (the store has recovered), or once <c>settleDelay</c> has
+    /// passed; a repair not tried yet keeps its own wait.
+    /// </summary>
     public void RetryNow()
     {
         lock (_lock)
@@ -197,9 +205,9 @@ internal sealed partial class GrainRepair(
                 mark = Math.Min(mark, range.After);
             }
 
-            if (_repairing is { } repairing)
+            foreach (var range in _repairing)
             {
-                mark = Math.Min(mark, repairing.After);
+                mark = Math.Min(mark, range.After);
             }
         }
 
@@ -231,32 +239,21 @@ internal sealed partial class GrainRepair(
 
             while (!stopping.IsCancellationRequested)
             {
-                if (TakeNext(out var wait) is not { } range)
+                var ranges = TakeDue(out var wait);
+                if (ranges.Count == 0)
                 {
                     // Nothing due: wait for a new range, or for the earliest retry to come due.
                     await _signal.WaitAsync(wait, stopping);
                     continue;
                 }
 
-                var failed = await RepairAsync(range, stopping);
+                var failures = ranges[0].Minutes is null ? [await RepairAsync(ranges[0], stopping)] : await SettleAsync(ranges);
                 lock (_lock)
                 {
-                    _repairing = null;
-                    if (failed is not null && range.Attempts + 1 >= MaxAttempts)
+                    _repairing.Clear();
+                    for (var i = 0; i < ranges.Count; i++)
                     {
-                        // Given up: these windows may lack those readings until the patient's readings are sent again.
-                        LogRepairGivenUp(logger, range.After, range.Through, string.Join(", ", failed.Count == 0 ? (IEnumerable<string>)["all patients"] : failed.Take(10)));
-                    }
-                    else if (failed is not null)
-                    {
-                        // Tried again later, for the patients whose repair failed only; the others go on meanwhile.
-                        var delay = TimeSpan.FromTicks(Math.Min(MaxRetryDelay.Ticks, FirstRetryDelay.Ticks << Math.Min(range.Attempts, 16)));
-                        Insert(range with
-                        {
-                            Patients = failed.Count == 0 ? range.Patients : failed,
-                            NotBefore = DueIn(delay),
-                            Attempts = range.Attempts + 1,
-                        });
+                        Retry(ranges[i], failures[i]);
                     }
                 }
 
@@ -270,6 +267,31 @@ internal sealed partial class GrainRepair(
         }
     }
 
+    /// <summary>Queues a range whose repair failed for <paramref name="failed"/> again, or gives it up (under the lock).</summary>
+    private void Retry(CommitRange range, HashSet<string>? failed)
+    {
+        if (failed is null)
+        {
+            return;
+        }
+
+        if (range.Attempts + 1 >= MaxAttempts)
+        {
+            // Given up: these windows may lack those readings until the patient's readings are sent again.
+            LogRepairGivenUp(logger, range.After, range.Through, string.Join(", ", failed.Count == 0 ? (IEnumerable<string>)["all patients"] : failed.Take(10)));
+            return;
+        }
+
+        // Tried again later, for the patients whose repair failed only; the others go on meanwhile.
+        var delay = TimeSpan.FromTicks(Math.Min(MaxRetryDelay.Ticks, FirstRetryDelay.Ticks << Math.Min(range.Attempts, 16)));
+        Insert(range with
+        {
+            Patients = failed.Count == 0 ? range.Patients : failed,
+            NotBefore = DueIn(delay),
+            Attempts = range.Attempts + 1,
+        });
+    }
+
     private static long DueIn(TimeSpan delay) => delay <= TimeSpan.Zero ? 0 : Stopwatch.GetTimestamp() + (long)(delay.TotalSeconds * Stopwatch.Frequency);
 
     /// <summary>Inserts <paramref name="range"/> in order of start (under the lock).</summary>
@@ -279,29 +301,71 @@ internal sealed partial class GrainRepair(
         _pending.Insert(at < 0 ? _pending.Count : at, range);
     }
 
-    /// <summary>Takes the lowest range that is due, or says how long until the first one is.</summary>
-    private CommitRange? TakeNext(out TimeSpan wait)
+    /// <summary>
+    /// Takes the lowest range that is due, with, when it is one of unsettled minutes, the next such ranges due (up to
+    /// <see cref="MaxCallsAtOnce"/>, a call each); or, when none is due, says how long until the first one is.
+    /// </summary>
+    private List<CommitRange> TakeDue(out TimeSpan wait)
     {
         lock (_lock)
         {
             var now = Stopwatch.GetTimestamp();
             wait = Timeout.InfiniteTimeSpan;
-            for (var i = 0; i < _pending.Count; i++)
+            for (var i = 0; i < _pending.Count && _repairing.Count < MaxCallsAtOnce; i++)
             {
                 var range = _pending[i];
-                if (range.NotBefore <= now)
+                if (range.NotBefore <= now && (_repairing.Count == 0 || (range.Minutes is not null && _repairing[0].Minutes is not null)))
                 {
-                    _pending.RemoveAt(i);
-                    _repairing = range;
-                    return range;
+                    _pending.RemoveAt(i--);
+                    _repairing.Add(range);
+                    if (range.Minutes is null)
+                    {
+                        break;
+                    }
                 }
-
-                var untilDue = TimeSpan.FromSeconds((double)(range.NotBefore - now) / Stopwatch.Frequency);
-                wait = wait == Timeout.InfiniteTimeSpan || untilDue < wait ? untilDue : wait;
+                else if (range.NotBefore > now)
+                {
+                    var untilDue = TimeSpan.FromSeconds((double)(range.NotBefore - now) / Stopwatch.Frequency);
+                    wait = wait == Timeout.InfiniteTimeSpan || untilDue < wait ? untilDue : wait;
+                }
             }
 
-            return null;
+            return [.. _repairing];
         }
+    }
+
+    /// <summary>
+    /// Has each range's patient recompute its unsettled minutes, all at once. Returns, per range, null when it
+    /// succeeded, else the patient.
+    /// </summary>
+    private async Task<HashSet<string>?[]> SettleAsync(List<CommitRange> ranges)
+    {
+        var calls = ranges.Select(range => grains.GetGrain<IPatientGrain>(range.Patients!.Single()).SettleAsync(range.Minutes!)).ToArray();
+        var failures = new HashSet<string>?[ranges.Count];
+        for (var i = 0; i < calls.Length; i++)
+        {
+            var patient = ranges[i].Patients!.Single();
+            if (await SucceededAsync(calls[i], patient) is false)
+            {
+                failures[i] = [patient];
+            }
+        }
+
+        return failures;
+    }
+
+    /// <summary>Awaits a repair call; a failed one (faulted, or cancelled by a timeout) is counted and logged.</summary>
+    private async Task<bool> SucceededAsync(Task call, string patientId)
+    {
+        await call.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        if (call.IsCompletedSuccessfully)
+        {
+            return true;
+        }
+
+        instruments.GrainCallFailed();
+        LogRepairCallFailed(logger, call.Exception?.GetBaseException() ?? new TaskCanceledException(call), patientId);
+        return false;
     }
 
     /// <summary>
@@ -320,12 +384,9 @@ internal sealed partial class GrainRepair(
         {
             foreach (var (patient, call) in calls)
             {
-                await call.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-                if (call.IsFaulted)
+                if (!await SucceededAsync(call, patient))
                 {
                     failed.Add(patient);
-                    instruments.GrainCallFailed();
-                    LogRepairCallFailed(logger, call.Exception!.GetBaseException(), patient);
                 }
             }
 
@@ -346,14 +407,6 @@ internal sealed partial class GrainRepair(
             {
                 await AwaitCallsAsync();
             }
-        }
-
-        if (range.Minutes is { } unsettled)
-        {
-            var patient = range.Patients!.Single();
-            calls.Add((patient, grains.GetGrain<IPatientGrain>(patient).SettleAsync(unsettled)));
-            await AwaitCallsAsync();
-            return failed.Count > 0 ? failed : null;
         }
 
         try
@@ -418,5 +471,9 @@ internal sealed partial class GrainRepair(
     /// Stopwatch timestamp <see cref="NotBefore"/>. With <see cref="Minutes"/>, only those late minutes of the one
     /// patient are recomputed (<see cref="IPatientGrain.SettleAsync"/>), without asking the commit log.
     /// </summary>
-    private sealed record CommitRange(long After, long Through, HashSet<string>? Patients, long NotBefore, int Attempts, CommittedMinute[]? Minutes = null);
+    private sealed record CommitRange(long After, long Through, HashSet<string>? Patients, long NotBefore, int Attempts, CommittedMinute[]? Minutes = null)
+    {
+        /// <summary>For unsettled minutes: the Stopwatch timestamp until which more of the patient's join this range.</summary>
+        public long GatherUntil { get; init; }
+    }
 }

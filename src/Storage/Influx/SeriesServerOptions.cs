@@ -32,7 +32,7 @@ public abstract class SeriesServerOptions
     /// recomputed again after this long, and so are the grains a crash or a failed call left short. VictoriaMetrics shows
     /// a new series (a new patient, device or vital) up to about 10 seconds after its first write. Default 15 seconds.
     /// </summary>
-    [Range(typeof(TimeSpan), "00:00:00", "00:10:00")]
+    [Range(typeof(TimeSpan), "00:00:01", "00:10:00")]
     public TimeSpan ReadableAfter { get; set; } = TimeSpan.FromSeconds(15);
 
     /// <summary>Compress writes with gzip (InfluxDB and VictoriaMetrics both accept it). Default on.</summary>
