@@ -1,6 +1,10 @@
 using Microsoft.Extensions.DependencyInjection;
 using Orleans.TestingHost;
 using Telemetry.Core.Alerts;
+using Telemetry.Core.Grains;
+using Telemetry.Core.Readings;
+using Telemetry.Core.Storage;
+using Telemetry.Core.Vitals;
 using Telemetry.Grains;
 using Telemetry.Grains.Tests.Alerts;
 using Telemetry.Storage;
@@ -15,6 +19,29 @@ public sealed class ClusterFixture : IAsyncLifetime
     public TestCluster Cluster { get; private set; } = null!;
 
     public IServiceProvider SiloServices => Cluster.GetSiloServiceProvider();
+
+    // The store takes one committer at a time, as the pipeline guarantees in the server.
+    private readonly Lock _commitLock = new();
+
+    public IPatientGrain Patient(string patientId) => Cluster.GrainFactory.GetGrain<IPatientGrain>(patientId);
+
+    /// <summary>Commits <paramref name="readings"/> to the raw store, from the patient's one device; returns the commit's id.</summary>
+    public long Commit(string patientId, params VitalReading[] readings)
+    {
+        lock (_commitLock)
+        {
+            var outcomes = new BatchOutcome[1];
+            return SiloServices.GetRequiredService<Telemetry.Storage.DuckDb.DuckDbRawSeriesStore>().Commit([new DeviceBatch("device-" + patientId, patientId, 0, readings)], outcomes);
+        }
+    }
+
+    /// <summary>Commits <paramref name="readings"/> and hands them to the patient's grain, as the ingest pipeline does.</summary>
+    public async Task CommitAndApplyAsync(string patientId, params VitalReading[] readings) =>
+        await Patient(patientId).ApplyAsync(new PatientReadings(Commit(patientId, readings), readings));
+
+    public static VitalReading Heart(long timestampMs, double value) => new(VitalKind.HeartRate, timestampMs, value);
+
+    public static VitalReading Oxygen(long timestampMs, double value) => new(VitalKind.OxygenSaturation, timestampMs, value);
 
     public async Task InitializeAsync()
     {

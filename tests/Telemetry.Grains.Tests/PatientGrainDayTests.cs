@@ -4,6 +4,7 @@ using Telemetry.Core.Readings;
 using Telemetry.Core.Rollups;
 using Telemetry.Core.Storage;
 using Telemetry.Core.Vitals;
+using static Telemetry.Grains.Tests.ClusterFixture;
 
 namespace Telemetry.Grains.Tests;
 
@@ -28,11 +29,11 @@ public sealed class PatientGrainDayTests(ClusterFixture fixture) : IClassFixture
     public async Task A_vital_that_stopped_has_its_open_windows_written_once_its_day_is_over()
     {
         var patient = "p-stopped-vital";
-        await CommitAndApplyAsync(patient, Heart(_base + 1_000, 70), Oxygen(_base + 1_000, 96), Oxygen(_base + 2_000, 98));
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 1_000, 70), Oxygen(_base + 1_000, 96), Oxygen(_base + 2_000, 98));
 
         // The oximeter stops; the heart rate goes on the next day and keeps the grain active.
         Clock.Offset = TimeSpan.FromDays(1);
-        await CommitAndApplyAsync(patient, Heart(_base + Day + 1_000, 72));
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + Day + 1_000, 72));
 
         foreach (var resolution in ResolutionExtensions.All)
         {
@@ -45,12 +46,12 @@ public sealed class PatientGrainDayTests(ClusterFixture fixture) : IClassFixture
     public async Task A_repair_days_after_the_activation_recomputes_a_day_the_grain_no_longer_rebuilds()
     {
         var patient = "p-repair-later";
-        await CommitAndApplyAsync(patient, Heart(_base + 1_000, 60));
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 1_000, 60));
 
         // A reading of the same minute whose call never arrived; the repair comes two days on, to the same activation.
-        var lost = Commit(patient, Heart(_base + 2_000, 80));
+        var lost = fixture.Commit(patient, Heart(_base + 2_000, 80));
         Clock.Offset = TimeSpan.FromDays(2);
-        await Grain(patient).RecomputeAsync([new CommittedMinute(VitalKind.HeartRate, _base, lost, lost)]);
+        await fixture.Patient(patient).RecomputeAsync([new CommittedMinute(VitalKind.HeartRate, _base, lost, lost)]);
 
         foreach (var resolution in ResolutionExtensions.All)
         {
@@ -58,22 +59,4 @@ public sealed class PatientGrainDayTests(ClusterFixture fixture) : IClassFixture
             Assert.Equal((2, 70.0), (window.Count, window.Mean));
         }
     }
-
-    private IPatientGrain Grain(string patientId) => fixture.Cluster.GrainFactory.GetGrain<IPatientGrain>(patientId);
-
-    private async Task CommitAndApplyAsync(string patientId, params VitalReading[] readings)
-    {
-        var commitId = Commit(patientId, readings);
-        await Grain(patientId).ApplyAsync(new PatientReadings(commitId, readings));
-    }
-
-    private long Commit(string patientId, params VitalReading[] readings)
-    {
-        var outcomes = new BatchOutcome[1];
-        return fixture.SiloServices.GetRequiredService<Telemetry.Storage.DuckDb.DuckDbRawSeriesStore>().Commit([new DeviceBatch("device-" + patientId, patientId, 0, readings)], outcomes);
-    }
-
-    private static VitalReading Heart(long timestampMs, double value) => new(VitalKind.HeartRate, timestampMs, value);
-
-    private static VitalReading Oxygen(long timestampMs, double value) => new(VitalKind.OxygenSaturation, timestampMs, value);
 }

@@ -4,6 +4,7 @@ using Telemetry.Core.Readings;
 using Telemetry.Core.Rollups;
 using Telemetry.Core.Storage;
 using Telemetry.Core.Vitals;
+using static Telemetry.Grains.Tests.ClusterFixture;
 
 namespace Telemetry.Grains.Tests;
 
@@ -13,7 +14,6 @@ namespace Telemetry.Grains.Tests;
 /// </summary>
 public sealed class PatientGrainTests(ClusterFixture fixture) : IClassFixture<ClusterFixture>
 {
-    private static readonly object CommitLock = new();
 
     // An hour into today (UTC), so every test's windows fall into the day the grain rebuilds on activation.
     private readonly long _base = Resolution.Day.WindowStart(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()) + 3_600_000;
@@ -26,9 +26,9 @@ public sealed class PatientGrainTests(ClusterFixture fixture) : IClassFixture<Cl
     public async Task Readings_show_at_once_in_the_open_minute_and_the_live_picture()
     {
         var patient = "p-open";
-        await CommitAndApplyAsync(patient, Heart(_base + 1_000, 70), Heart(_base + 2_000, 80), Oxygen(_base + 3_000, 97));
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 1_000, 70), Heart(_base + 2_000, 80), Oxygen(_base + 3_000, 97));
 
-        var grain = Grain(patient);
+        var grain = fixture.Patient(patient);
         var minute = await grain.GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Minute);
         var live = await grain.GetLiveAsync();
 
@@ -45,8 +45,8 @@ public sealed class PatientGrainTests(ClusterFixture fixture) : IClassFixture<Cl
     public async Task A_minute_that_closes_is_written_as_a_rollup()
     {
         var patient = "p-close";
-        await CommitAndApplyAsync(patient, Heart(_base + 1_000, 60), Heart(_base + 30_000, 62));
-        await CommitAndApplyAsync(patient, Heart(_base + 61_000, 90));
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 1_000, 60), Heart(_base + 30_000, 62));
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 61_000, 90));
 
         var stored = await Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Minute, _base, _base + 3_600_000);
 
@@ -54,18 +54,18 @@ public sealed class PatientGrainTests(ClusterFixture fixture) : IClassFixture<Cl
         Assert.Equal(_base, closed.StartMs);
         Assert.Equal(2, closed.Count);
         Assert.Equal(61, closed.Mean);
-        Assert.Equal(90, (await Grain(patient).GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Minute))?.Max);
+        Assert.Equal(90, (await fixture.Patient(patient).GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Minute))?.Max);
     }
 
     [Fact]
     public async Task Crossing_an_hour_writes_the_hour_and_keeps_the_day_open()
     {
         var patient = "p-hour";
-        await CommitAndApplyAsync(patient, Heart(_base + 10_000, 50), Heart(_base + 120_000, 70));
-        await CommitAndApplyAsync(patient, Heart(_base + 3_600_000 + 5_000, 100));
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 10_000, 50), Heart(_base + 120_000, 70));
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 3_600_000 + 5_000, 100));
 
         var hours = await Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Hour, _base, _base + 7_200_000);
-        var day = await Grain(patient).GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Day);
+        var day = await fixture.Patient(patient).GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Day);
 
         var hour = Assert.Single(hours);
         Assert.Equal(2, hour.Count);
@@ -78,12 +78,12 @@ public sealed class PatientGrainTests(ClusterFixture fixture) : IClassFixture<Cl
     public async Task A_late_reading_recomputes_the_closed_minute_it_belongs_to()
     {
         var patient = "p-late";
-        await CommitAndApplyAsync(patient, Heart(_base + 1_000, 60));
-        await CommitAndApplyAsync(patient, Heart(_base + 65_000, 70));
-        await CommitAndApplyAsync(patient, Heart(_base + 2_000, 80));
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 1_000, 60));
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 65_000, 70));
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 2_000, 80));
 
         var minutes = await Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Minute, _base, _base + 60_000);
-        var hour = await Grain(patient).GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Hour);
+        var hour = await fixture.Patient(patient).GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Hour);
 
         var first = Assert.Single(minutes);
         Assert.Equal(2, first.Count);
@@ -95,12 +95,12 @@ public sealed class PatientGrainTests(ClusterFixture fixture) : IClassFixture<Cl
     public async Task A_reactivated_grain_rebuilds_its_windows_from_the_raw_store()
     {
         var patient = "p-rebuild";
-        await CommitAndApplyAsync(patient, Heart(_base + 1_000, 60), Heart(_base + 2_000, 64));
-        await CommitAndApplyAsync(patient, Heart(_base + 61_000, 90));
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 1_000, 60), Heart(_base + 2_000, 64));
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 61_000, 90));
 
         await fixture.Cluster.GrainFactory.GetGrain<IManagementGrain>(0).ForceActivationCollection(TimeSpan.Zero);
 
-        var grain = Grain(patient);
+        var grain = fixture.Patient(patient);
         Assert.Equal(1, (await grain.GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Minute))?.Count);
         Assert.Equal(3, (await grain.GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Hour))?.Count);
         Assert.Equal(90, (await grain.GetLiveAsync()).Vitals.Single().Value);
@@ -112,8 +112,8 @@ public sealed class PatientGrainTests(ClusterFixture fixture) : IClassFixture<Cl
         var patient = "p-race";
 
         // The grain activates (and reads the raw store) between the commit and the pipeline's call.
-        var commitId = Commit(patient, Heart(_base + 1_000, 60), Heart(_base + 2_000, 62));
-        var grain = Grain(patient);
+        var commitId = fixture.Commit(patient, Heart(_base + 1_000, 60), Heart(_base + 2_000, 62));
+        var grain = fixture.Patient(patient);
         await grain.GetLiveAsync();
         await grain.ApplyAsync(new PatientReadings(commitId, [Heart(_base + 1_000, 60), Heart(_base + 2_000, 62)]));
 
@@ -125,18 +125,18 @@ public sealed class PatientGrainTests(ClusterFixture fixture) : IClassFixture<Cl
     {
         var patient = "p-backfill";
         var threeDaysAgo = _base - (3 * Resolution.Day.Milliseconds());
-        await CommitAndApplyAsync(patient, Heart(_base + 1_000, 70));
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 1_000, 70));
 
         // A phone back online uploads readings of a vital the grain has no window for, from days ago, in two parts.
-        await CommitAndApplyAsync(patient, Oxygen(threeDaysAgo + 1_000, 90), Oxygen(threeDaysAgo + 2_000, 92));
-        await CommitAndApplyAsync(patient, Oxygen(threeDaysAgo + 10_000, 95));
+        await fixture.CommitAndApplyAsync(patient, Oxygen(threeDaysAgo + 1_000, 90), Oxygen(threeDaysAgo + 2_000, 92));
+        await fixture.CommitAndApplyAsync(patient, Oxygen(threeDaysAgo + 10_000, 95));
 
         var minute = Assert.Single(await Rollups.QueryAsync(patient, VitalKind.OxygenSaturation, Resolution.Minute, threeDaysAgo, threeDaysAgo + 60_000));
         var day = Assert.Single(await Rollups.QueryAsync(patient, VitalKind.OxygenSaturation, Resolution.Day, Resolution.Day.WindowStart(threeDaysAgo), threeDaysAgo + 1));
         Assert.Equal(3, minute.Count);
         Assert.Equal(95, minute.Max);
         Assert.Equal(3, day.Count);
-        Assert.Null(await Grain(patient).GetOpenWindowAsync(VitalKind.OxygenSaturation, Resolution.Minute));
+        Assert.Null(await fixture.Patient(patient).GetOpenWindowAsync(VitalKind.OxygenSaturation, Resolution.Minute));
     }
 
     [Fact]
@@ -144,18 +144,18 @@ public sealed class PatientGrainTests(ClusterFixture fixture) : IClassFixture<Cl
     {
         var patient = "p-lost-call";
         var threeDaysAgo = _base - (3 * Resolution.Day.Milliseconds());
-        await CommitAndApplyAsync(patient, Heart(_base + 1_000, 70));
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 1_000, 70));
 
         // Committed, but the call that carried them never arrived: readings from days ago and one from today.
-        var commitId = Commit(patient, Heart(threeDaysAgo + 1_000, 80), Heart(threeDaysAgo + 2_000, 90), Heart(_base + 2_000, 74));
+        var commitId = fixture.Commit(patient, Heart(threeDaysAgo + 1_000, 80), Heart(threeDaysAgo + 2_000, 90), Heart(_base + 2_000, 74));
         CommittedMinute[] minutes = [new(VitalKind.HeartRate, threeDaysAgo, commitId, commitId), new(VitalKind.HeartRate, _base, commitId, commitId)];
         Assert.Empty(await Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Minute, threeDaysAgo, threeDaysAgo + 60_000));
-        Assert.Equal(1, (await Grain(patient).GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Minute))?.Count);
+        Assert.Equal(1, (await fixture.Patient(patient).GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Minute))?.Count);
 
         // A repair may be asked for again (a restart repeats what may already be done): nothing counts twice.
         for (var i = 0; i < 2; i++)
         {
-            await Grain(patient).RecomputeAsync(minutes);
+            await fixture.Patient(patient).RecomputeAsync(minutes);
 
             var minute = Assert.Single(await Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Minute, threeDaysAgo, threeDaysAgo + 60_000));
             var hour = Assert.Single(await Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Hour, threeDaysAgo, threeDaysAgo + 1));
@@ -163,8 +163,8 @@ public sealed class PatientGrainTests(ClusterFixture fixture) : IClassFixture<Cl
             Assert.Equal((2, 90), (minute.Count, minute.Max));
             Assert.Equal(2, hour.Count);
             Assert.Equal(2, day.Count);
-            Assert.Equal(2, (await Grain(patient).GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Minute))?.Count);
-            Assert.Equal(74, (await Grain(patient).GetLiveAsync()).Vitals.Single().Value);
+            Assert.Equal(2, (await fixture.Patient(patient).GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Minute))?.Count);
+            Assert.Equal(74, (await fixture.Patient(patient).GetLiveAsync()).Vitals.Single().Value);
         }
     }
 
@@ -176,43 +176,21 @@ public sealed class PatientGrainTests(ClusterFixture fixture) : IClassFixture<Cl
 
         // The embedded store shows a commit at once: no call leaves anything to settle.
         var today = Heart(_base + 1_000, 70);
-        Assert.Empty(await Grain(patient).ApplyAsync(new PatientReadings(Commit(patient, today), [today])));
+        Assert.Empty(await fixture.Patient(patient).ApplyAsync(new PatientReadings(fixture.Commit(patient, today), [today])));
         var late = Heart(threeDaysAgo + 1_000, 80);
-        Assert.Empty(await Grain(patient).ApplyAsync(new PatientReadings(Commit(patient, late), [late])));
+        Assert.Empty(await fixture.Patient(patient).ApplyAsync(new PatientReadings(fixture.Commit(patient, late), [late])));
 
         // What a store that shows commits late had not shown when the late window was recomputed: one more reading in
         // that minute, and one in the open minute the grain was never handed.
-        var commitId = Commit(patient, Heart(threeDaysAgo + 2_000, 90), Heart(_base + 2_000, 74));
+        var commitId = fixture.Commit(patient, Heart(threeDaysAgo + 2_000, 90), Heart(_base + 2_000, 74));
         for (var i = 0; i < 2; i++)
         {
-            await Grain(patient).SettleAsync([new(VitalKind.HeartRate, threeDaysAgo, commitId, commitId), new(VitalKind.HeartRate, _base, commitId, commitId)]);
+            await fixture.Patient(patient).SettleAsync([new(VitalKind.HeartRate, threeDaysAgo, commitId, commitId), new(VitalKind.HeartRate, _base, commitId, commitId)]);
             var minute = Assert.Single(await Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Minute, threeDaysAgo, threeDaysAgo + 60_000));
             var day = Assert.Single(await Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Day, Resolution.Day.WindowStart(threeDaysAgo), threeDaysAgo + 1));
             Assert.Equal((2, 90), (minute.Count, minute.Max));
             Assert.Equal(2, day.Count);
-            Assert.Equal(1, (await Grain(patient).GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Minute))?.Count);
+            Assert.Equal(1, (await fixture.Patient(patient).GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Minute))?.Count);
         }
     }
-
-    private IPatientGrain Grain(string patientId) => fixture.Cluster.GrainFactory.GetGrain<IPatientGrain>(patientId);
-
-    private async Task CommitAndApplyAsync(string patientId, params VitalReading[] readings)
-    {
-        var commitId = Commit(patientId, readings);
-        await Grain(patientId).ApplyAsync(new PatientReadings(commitId, readings));
-    }
-
-    private long Commit(string patientId, params VitalReading[] readings)
-    {
-        // The store takes one committer at a time, as the pipeline guarantees in the server.
-        lock (CommitLock)
-        {
-            var outcomes = new BatchOutcome[1];
-            return fixture.SiloServices.GetRequiredService<Telemetry.Storage.DuckDb.DuckDbRawSeriesStore>().Commit([new DeviceBatch("device-" + patientId, patientId, 0, readings)], outcomes);
-        }
-    }
-
-    private static VitalReading Heart(long timestampMs, double value) => new(VitalKind.HeartRate, timestampMs, value);
-
-    private static VitalReading Oxygen(long timestampMs, double value) => new(VitalKind.OxygenSaturation, timestampMs, value);
 }
