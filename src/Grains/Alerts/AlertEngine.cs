@@ -44,6 +44,9 @@ public sealed class AlertEngine
     // order, NEWS2).
     private readonly long[] _lastSeenMs = new long[KindSlots];
     private readonly long[] _latestMs = new long[KindSlots];
+
+    // The latest reading per vital the rules judged: readings are judged in time order, each once (see AlertState.JudgedThroughMs).
+    private readonly long[] _judgedMs = new long[KindSlots];
     private readonly double[] _latestValue = new double[KindSlots];
     private long _lastSeenAnyMs = long.MinValue;
 
@@ -53,6 +56,12 @@ public sealed class AlertEngine
         State = state;
         Array.Fill(_lastSeenMs, long.MinValue);
         Array.Fill(_latestMs, long.MinValue);
+        Array.Fill(_judgedMs, long.MinValue);
+        foreach (var (kind, judgedMs) in state.JudgedThroughMs)
+        {
+            _judgedMs[(byte)kind] = judgedMs;
+        }
+
         BuildRuntimes();
     }
 
@@ -106,6 +115,21 @@ public sealed class AlertEngine
         }
     }
 
+    /// <summary>The time of the latest reading of <paramref name="kind"/> the rules judged (<see cref="long.MinValue"/> when none).</summary>
+    public long JudgedThroughMs(VitalKind kind) => _judgedMs[(byte)kind];
+
+    /// <summary>Records in <see cref="State"/>, about to be written, how far the rules have judged each vital.</summary>
+    public void RecordJudged()
+    {
+        for (var slot = 0; slot < KindSlots; slot++)
+        {
+            if (_judgedMs[slot] != long.MinValue)
+            {
+                State.JudgedThroughMs[(VitalKind)slot] = _judgedMs[slot];
+            }
+        }
+    }
+
     /// <summary>Replaces the rules. Open alerts of rules that are gone are cleared; the others are judged by their new levels from the next reading.</summary>
     public void SetRules(AlertRuleSet rules, long nowMs)
     {
@@ -139,11 +163,19 @@ public sealed class AlertEngine
         var slot = (byte)reading.Kind;
         _lastSeenMs[slot] = nowMs;
         _lastSeenAnyMs = nowMs;
-        var present = reading.TimestampMs > _latestMs[slot] && reading.TimestampMs >= nowMs - StaleAfterMs;
-        if (present)
+        var fresh = reading.TimestampMs >= nowMs - StaleAfterMs;
+        if (fresh && reading.TimestampMs > _latestMs[slot])
         {
             _latestMs[slot] = reading.TimestampMs;
             _latestValue[slot] = reading.Value;
+        }
+
+        // Judged if it is news and after what was judged: an activation seeds the latest values without judging them,
+        // so a reading a crash kept from the rules is judged when the repair brings it back.
+        var present = fresh && reading.TimestampMs > _judgedMs[slot];
+        if (present)
+        {
+            _judgedMs[slot] = reading.TimestampMs;
         }
 
         if (!HasRules)

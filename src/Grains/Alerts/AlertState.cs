@@ -1,4 +1,5 @@
 using Telemetry.Core.Alerts;
+using Telemetry.Core.Vitals;
 
 namespace Telemetry.Grains.Alerts;
 
@@ -35,6 +36,14 @@ public sealed class AlertState : IAlertOutbox
 
     [Id(7)]
     public DateTimeOffset? RulesUpdatedAt { get; set; }
+
+    /// <summary>
+    /// Per vital, the time of the latest reading the rules had judged when this state was last written. Every reading
+    /// that raised or cleared an alert is at or before it; readings after it that a crash kept from the grain are judged
+    /// when the repair brings them back.
+    /// </summary>
+    [Id(8)]
+    public Dictionary<VitalKind, long> JudgedThroughMs { get; set; } = [];
 
     IReadOnlyList<AlertEvent> IAlertOutbox.PendingEvents => Outbox;
 }

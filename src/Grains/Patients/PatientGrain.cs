@@ -53,6 +53,9 @@ public sealed partial class PatientGrain(
     // The latest commits applied since the activation (at most MaxAppliedCommits): a repair of one of them finds its
     // readings already in the windows, and need not rebuild.
     private const int MaxAppliedCommits = 1_024;
+
+    // The most readings of one vital a repair has the alert rules judge: a quarter of an hour at 10 Hz.
+    private const int MaxMissedReadings = 10_000;
     private readonly HashSet<long> _applied = [];
     private readonly Queue<long> _appliedOrder = new();
 
@@ -267,12 +270,45 @@ public sealed partial class PatientGrain(
             }
 
             await RecomputeLateAndFlushAsync();
+            await JudgeMissedAsync(minutes);
         }
         catch (Exception exception)
         {
             StartOver(exception);
             throw;
         }
+    }
+
+    /// <summary>
+    /// Has the alert rules judge the readings of <paramref name="minutes"/> they have not judged yet (a crash or a failed
+    /// call kept them from the grain), if they are still news: in time order, after what the rules had judged.
+    /// </summary>
+    private async Task JudgeMissedAsync(CommittedMinute[] minutes)
+    {
+        if (!_alerts.HasRules)
+        {
+            return;
+        }
+
+        var now = NowMs;
+        var newsFrom = now - AlertEngine.StaleAfterMs;
+        foreach (var kind in minutes.Where(minute => minute.MinuteStartMs + Resolution.Minute.Milliseconds() > newsFrom).GroupBy(minute => minute.Kind))
+        {
+            var from = Math.Max(newsFrom, _alerts.JudgedThroughMs(kind.Key) + 1);
+            var to = kind.Max(minute => minute.MinuteStartMs) + Resolution.Minute.Milliseconds();
+            if (from >= to)
+            {
+                continue;
+            }
+
+            foreach (var reading in await rawStore.ReadAsync(PatientId, kind.Key, from, to, MaxMissedReadings))
+            {
+                _alerts.Observe(new VitalReading(reading.Kind, reading.TimestampMs, reading.Value), now);
+            }
+        }
+
+        await CommitAlertsAsync(writeState: true);
+        ScheduleAlertTimer();
     }
 
     /// <summary>Recomputes the windows late readings fell into, if any, and writes every window closed.</summary>
@@ -417,6 +453,7 @@ public sealed partial class PatientGrain(
 
         if (writeState)
         {
+            _alerts.RecordJudged();
             await alertState.WriteStateAsync();
         }
 

@@ -420,6 +420,27 @@ public sealed class AlertEngineTests
         Assert.Equal(1, number);
     }
 
+    [Fact]
+    public void Readings_are_judged_once_in_time_order_across_activations_but_an_activation_seeds_without_judging()
+    {
+        var engine = Engine(new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 110));
+        Send(engine, VitalKind.HeartRate, 80);
+        var judged = Now;
+        engine.RecordJudged();
+
+        // The next activation (the state as written) knows what was judged: a reading from before is not judged again.
+        Advance(1);
+        var next = new AlertEngine("p-1", engine.State);
+        next.Seed(VitalKind.HeartRate, Now, 150, Now);
+        next.Observe(new VitalReading(VitalKind.HeartRate, judged, 150), Now);
+        Assert.Empty(next.State.Outbox);
+
+        // A reading after it that the activation only seeded (a crash kept it from the rules) is judged when it comes back.
+        next.Observe(new VitalReading(VitalKind.HeartRate, Now, 150), Now);
+        Assert.Equal(AlertEventType.Raised, Assert.Single(next.State.Outbox).Type);
+        Assert.Equal(Now, next.JudgedThroughMs(VitalKind.HeartRate));
+    }
+
     private AlertEngine Engine(params AlertRule[] rules)
     {
         var rulesSet = new AlertRuleSet(rules);

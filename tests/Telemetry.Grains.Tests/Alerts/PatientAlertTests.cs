@@ -2,6 +2,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Telemetry.Core.Alerts;
 using Telemetry.Core.Grains;
 using Telemetry.Core.Readings;
+using Telemetry.Core.Rollups;
 using Telemetry.Core.Storage;
 using Telemetry.Core.Vitals;
 
@@ -10,7 +11,6 @@ namespace Telemetry.Grains.Tests.Alerts;
 /// <summary>Alerts in the patient's grain, in Orleans' test cluster over a real DuckDB file: raised, stored, published, timed.</summary>
 public sealed class PatientAlertTests(ClusterFixture fixture) : IClassFixture<ClusterFixture>
 {
-
     private static readonly AlertRuleSet HeartRules = new(
     [
         new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.High, VitalKind.HeartRate, AlertDirection.Above, 120, 110, EscalateAfterSeconds: 600),
@@ -41,6 +41,34 @@ public sealed class PatientAlertTests(ClusterFixture fixture) : IClassFixture<Cl
         Assert.True(published.Position > 0);
         Assert.Equal(open, await Store.GetAsync(open.AlertId));
         Assert.Contains(patient, await Store.WatchedPatientsAsync());
+    }
+
+    [Fact]
+    public async Task A_reading_whose_call_was_lost_is_judged_when_repaired_and_only_once()
+    {
+        var patient = "p-alert-lost-call";
+        await fixture.Patient(patient).SetAlertRulesAsync(HeartRules);
+        var now = Now;
+        await fixture.CommitAndApplyAsync(patient, new VitalReading(VitalKind.HeartRate, now, 80));
+
+        // Committed (and acked), but its call was lost with the process: the repair brings it back, judged.
+        var high = new VitalReading(VitalKind.HeartRate, now + 1, 150);
+        var commitId = fixture.Commit(patient, high);
+        Assert.Empty(await fixture.Patient(patient).GetOpenAlertsAsync());
+        CommittedMinute[] minutes = [new(VitalKind.HeartRate, Resolution.Minute.WindowStart(high.TimestampMs), commitId, commitId)];
+        for (var i = 0; i < 2; i++)
+        {
+            await fixture.Patient(patient).RecomputeAsync(minutes);
+            Assert.Equal("hr-high", Assert.Single(await fixture.Patient(patient).GetOpenAlertsAsync()).RuleId);
+            Assert.Equal([AlertEventType.Raised], Publisher.Of(patient).Select(e => e.Type));
+        }
+
+        // A reading the grain was handed is not judged again by a repair that covers it.
+        await fixture.CommitAndApplyAsync(patient, new VitalReading(VitalKind.HeartRate, now + 2, 90));
+        Assert.Empty(await fixture.Patient(patient).GetOpenAlertsAsync());
+        await fixture.Patient(patient).RecomputeAsync(minutes);
+        Assert.Empty(await fixture.Patient(patient).GetOpenAlertsAsync());
+        Assert.Equal([AlertEventType.Raised, AlertEventType.Cleared], Publisher.Of(patient).Select(e => e.Type));
     }
 
     [Fact]
