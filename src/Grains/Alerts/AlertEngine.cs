@@ -30,7 +30,7 @@ public sealed class AlertEngine
     /// <summary>An unacknowledged alert escalates at most this many times.</summary>
     public const int MaxEscalations = 3;
 
-    // One slot per vital kind, indexed by its value: a patient's engine holds four small arrays of these, not of 256
+    // One slot per vital kind, indexed by its value: a patient's engine holds five small arrays of these, not of 256
     // (which cost 8 KB per active patient).
     private static readonly int KindSlots = Enum.GetValues<VitalKind>().Max(kind => (int)kind) + 1;
 
@@ -40,8 +40,8 @@ public sealed class AlertEngine
     private readonly List<RuleRuntime> _noData = [];
     private readonly List<RuleRuntime> _implausible = [];
 
-    // What has been seen: arrival time per vital and of any vital (no-data), the latest reading per vital (judging
-    // order, NEWS2).
+    // What has been seen: arrival time per vital and of any vital (no-data), the latest reading per vital
+    // (NEWS2).
     private readonly long[] _lastSeenMs = new long[KindSlots];
     private readonly long[] _latestMs = new long[KindSlots];
 
@@ -170,8 +170,7 @@ public sealed class AlertEngine
             _latestValue[slot] = reading.Value;
         }
 
-        // Judged if it is news and after what was judged: an activation seeds the latest values without judging them,
-        // so a reading a crash kept from the rules is judged when the repair brings it back.
+        // Judged if it is news and after what was judged (readings come back after a crash, see AlertState.JudgedThroughMs).
         var present = fresh && reading.TimestampMs > _judgedMs[slot];
         if (present)
         {

@@ -39,8 +39,8 @@ public sealed class AlertState : IAlertOutbox
 
     /// <summary>
     /// Per vital, the time of the latest reading the rules had judged when this state was last written. Every reading
-    /// that raised or cleared an alert is at or before it; readings after it that a crash kept from the grain are judged
-    /// when the repair brings them back.
+    /// that raised or cleared an alert is at or before it; the readings after it that are still news are judged when
+    /// the grain activates (a crash, or a failed call, may have kept them from the rules) and when it is repaired.
     /// </summary>
     [Id(8)]
     public Dictionary<VitalKind, long> JudgedThroughMs { get; set; } = [];

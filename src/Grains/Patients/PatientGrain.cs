@@ -54,8 +54,6 @@ public sealed partial class PatientGrain(
     // readings already in the windows, and need not rebuild.
     private const int MaxAppliedCommits = 1_024;
 
-    // The most readings of one vital a repair has the alert rules judge: a quarter of an hour at 10 Hz.
-    private const int MaxMissedReadings = 10_000;
     private readonly HashSet<long> _applied = [];
     private readonly Queue<long> _appliedOrder = new();
 
@@ -83,6 +81,10 @@ public sealed partial class PatientGrain(
         var now = NowMs;
         var rebuilt = await RebuildAsync(cancellationToken);
         _alerts = new AlertEngine(PatientId, alertState.State);
+
+        // Readings a crash or a lost call kept from the rules are judged first, in time order, before any new one; then
+        // the latest of every vital is taken as seen, without judging.
+        await JudgeUnjudgedAsync(cancellationToken);
         foreach (var (kind, windows) in _vitals)
         {
             if (windows.LatestMs != long.MinValue)
@@ -91,7 +93,7 @@ public sealed partial class PatientGrain(
             }
         }
 
-        // Events persisted before a crash but perhaps not handed on go now (the store keeps each once).
+        // Events persisted before a crash but perhaps not handed on go now (the store keeps each once), with any just raised.
         if (alertState.State.Outbox.Count > 0)
         {
             await CommitAlertsAsync(writeState: true);
@@ -270,7 +272,9 @@ public sealed partial class PatientGrain(
             }
 
             await RecomputeLateAndFlushAsync();
-            await JudgeMissedAsync(minutes);
+            await JudgeUnjudgedAsync(CancellationToken.None);
+            await CommitAlertsAsync(writeState: true);
+            ScheduleAlertTimer();
         }
         catch (Exception exception)
         {
@@ -280,35 +284,24 @@ public sealed partial class PatientGrain(
     }
 
     /// <summary>
-    /// Has the alert rules judge the readings of <paramref name="minutes"/> they have not judged yet (a crash or a failed
-    /// call kept them from the grain), if they are still news: in time order, after what the rules had judged.
+    /// Has the alert rules judge, in time order across vitals, the readings still news (the last 15 minutes) that come
+    /// after what they had judged when the alert state was last written: those a crash, or a call that failed or never
+    /// arrived, kept from them (their batches acked all the same). Readings judged before without raising or clearing
+    /// anything may be judged again, which changes nothing written.
     /// </summary>
-    private async Task JudgeMissedAsync(CommittedMinute[] minutes)
+    private async Task JudgeUnjudgedAsync(CancellationToken cancellationToken)
     {
-        if (!_alerts.HasRules)
+        if (!_alerts.HasRules || _vitals.Count == 0)
         {
             return;
         }
 
         var now = NowMs;
-        var newsFrom = now - AlertEngine.StaleAfterMs;
-        foreach (var kind in minutes.Where(minute => minute.MinuteStartMs + Resolution.Minute.Milliseconds() > newsFrom).GroupBy(minute => minute.Kind))
+        var from = Math.Max(now - AlertEngine.StaleAfterMs, _vitals.Keys.Min(kind => _alerts.JudgedThroughMs(kind)) + 1);
+        await foreach (var reading in rawStore.StreamAsync(PatientId, _vitals.Keys, from, now + Resolution.Day.Milliseconds(), cancellationToken))
         {
-            var from = Math.Max(newsFrom, _alerts.JudgedThroughMs(kind.Key) + 1);
-            var to = kind.Max(minute => minute.MinuteStartMs) + Resolution.Minute.Milliseconds();
-            if (from >= to)
-            {
-                continue;
-            }
-
-            foreach (var reading in await rawStore.ReadAsync(PatientId, kind.Key, from, to, MaxMissedReadings))
-            {
-                _alerts.Observe(new VitalReading(reading.Kind, reading.TimestampMs, reading.Value), now);
-            }
+            _alerts.Observe(new VitalReading(reading.Kind, reading.TimestampMs, reading.Value), now);
         }
-
-        await CommitAlertsAsync(writeState: true);
-        ScheduleAlertTimer();
     }
 
     /// <summary>Recomputes the windows late readings fell into, if any, and writes every window closed.</summary>

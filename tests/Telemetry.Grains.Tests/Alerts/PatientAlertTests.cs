@@ -72,6 +72,30 @@ public sealed class PatientAlertTests(ClusterFixture fixture) : IClassFixture<Cl
     }
 
     [Fact]
+    public async Task A_reading_kept_from_the_rules_by_a_crash_is_judged_when_the_grain_comes_back_before_newer_ones()
+    {
+        var patient = "p-alert-crash";
+        await fixture.Patient(patient).SetAlertRulesAsync(HeartRules);
+        var now = Now;
+        await fixture.CommitAndApplyAsync(patient, new VitalReading(VitalKind.HeartRate, now, 80));
+
+        // Acked, then the process died before its call: the grain that comes back with the device's next reading
+        // judges the lost one first, in time order.
+        fixture.Commit(patient, new VitalReading(VitalKind.HeartRate, now + 1, 150));
+        await fixture.Cluster.GrainFactory.GetGrain<IManagementGrain>(0).ForceActivationCollection(TimeSpan.Zero);
+        await fixture.CommitAndApplyAsync(patient, new VitalReading(VitalKind.HeartRate, now + 2, 85));
+
+        Assert.Equal([AlertEventType.Raised, AlertEventType.Cleared], Publisher.Of(patient).Select(e => e.Type));
+        Assert.Equal(150, Publisher.Of(patient).First().Alert.Value);
+
+        // And once only: the next activation finds them judged (it may hand on the events it holds again, at the
+        // positions they have: subscribers tell them by position).
+        await fixture.Cluster.GrainFactory.GetGrain<IManagementGrain>(0).ForceActivationCollection(TimeSpan.Zero);
+        await fixture.CommitAndApplyAsync(patient, new VitalReading(VitalKind.HeartRate, now + 3, 84));
+        Assert.Equal(2, Publisher.Of(patient).Select(e => e.Position).Distinct().Count());
+    }
+
+    [Fact]
     public async Task Acknowledging_stops_escalation_and_is_kept_in_the_history()
     {
         var patient = "p-alert-ack";
