@@ -79,7 +79,7 @@ public sealed class DeviceGrainTests(ClusterFixture fixture) : IClassFixture<Clu
         var device = fixture.Cluster.GrainFactory.GetGrain<IDeviceGrain>("watch-durable");
         var secret = await device.ProvisionAsync("p-durable");
 
-        await fixture.Cluster.GrainFactory.GetGrain<IManagementGrain>(0).ForceActivationCollection(TimeSpan.Zero);
+        await fixture.DeactivateIdleGrainsAsync();
 
         Assert.Equal("p-durable", (await device.AuthenticateAsync(secret!))?.PatientId);
     }

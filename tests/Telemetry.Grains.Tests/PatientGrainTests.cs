@@ -98,7 +98,7 @@ public sealed class PatientGrainTests(ClusterFixture fixture) : IClassFixture<Cl
         await fixture.CommitAndApplyAsync(patient, Heart(_base + 1_000, 60), Heart(_base + 2_000, 64));
         await fixture.CommitAndApplyAsync(patient, Heart(_base + 61_000, 90));
 
-        await fixture.Cluster.GrainFactory.GetGrain<IManagementGrain>(0).ForceActivationCollection(TimeSpan.Zero);
+        await fixture.DeactivateIdleGrainsAsync();
 
         var grain = fixture.Patient(patient);
         Assert.Equal(1, (await grain.GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Minute))?.Count);

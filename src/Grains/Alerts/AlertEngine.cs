@@ -40,15 +40,14 @@ public sealed class AlertEngine
     private readonly List<RuleRuntime> _noData = [];
     private readonly List<RuleRuntime> _implausible = [];
 
-    // What has been seen: arrival time per vital and of any vital (no-data), the latest reading per vital
-    // (NEWS2).
+    // What has been seen: arrival time per vital and of any vital (no-data), the latest reading per vital (NEWS2).
     private readonly long[] _lastSeenMs = new long[KindSlots];
     private readonly long[] _latestMs = new long[KindSlots];
+    private readonly double[] _latestValue = new double[KindSlots];
+    private long _lastSeenAnyMs = long.MinValue;
 
     // The latest reading per vital the rules judged: readings are judged in time order, each once (see AlertState.JudgedThroughMs).
     private readonly long[] _judgedMs = new long[KindSlots];
-    private readonly double[] _latestValue = new double[KindSlots];
-    private long _lastSeenAnyMs = long.MinValue;
 
     public AlertEngine(string patientId, AlertState state)
     {

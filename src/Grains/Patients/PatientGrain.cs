@@ -287,7 +287,7 @@ public sealed partial class PatientGrain(
     /// Has the alert rules judge, in time order across vitals, the readings still news (the last 15 minutes) that come
     /// after what they had judged when the alert state was last written: those a crash, or a call that failed or never
     /// arrived, kept from them (their batches acked all the same). Readings judged before without raising or clearing
-    /// anything may be judged again, which changes nothing written.
+    /// anything may be judged again, which rebuilds what the rules remember of them (a sustained condition, a rate).
     /// </summary>
     private async Task JudgeUnjudgedAsync(CancellationToken cancellationToken)
     {

@@ -47,9 +47,7 @@ public sealed class PatientAlertTests(ClusterFixture fixture) : IClassFixture<Cl
     public async Task A_reading_whose_call_was_lost_is_judged_when_repaired_and_only_once()
     {
         var patient = "p-alert-lost-call";
-        await fixture.Patient(patient).SetAlertRulesAsync(HeartRules);
-        var now = Now;
-        await fixture.CommitAndApplyAsync(patient, new VitalReading(VitalKind.HeartRate, now, 80));
+        var now = await WatchedWithANormalHeartRateAsync(patient);
 
         // Committed (and acked), but its call was lost with the process: the repair brings it back, judged.
         var high = new VitalReading(VitalKind.HeartRate, now + 1, 150);
@@ -75,14 +73,12 @@ public sealed class PatientAlertTests(ClusterFixture fixture) : IClassFixture<Cl
     public async Task A_reading_kept_from_the_rules_by_a_crash_is_judged_when_the_grain_comes_back_before_newer_ones()
     {
         var patient = "p-alert-crash";
-        await fixture.Patient(patient).SetAlertRulesAsync(HeartRules);
-        var now = Now;
-        await fixture.CommitAndApplyAsync(patient, new VitalReading(VitalKind.HeartRate, now, 80));
+        var now = await WatchedWithANormalHeartRateAsync(patient);
 
         // Acked, then the process died before its call: the grain that comes back with the device's next reading
         // judges the lost one first, in time order.
         fixture.Commit(patient, new VitalReading(VitalKind.HeartRate, now + 1, 150));
-        await fixture.Cluster.GrainFactory.GetGrain<IManagementGrain>(0).ForceActivationCollection(TimeSpan.Zero);
+        await fixture.DeactivateIdleGrainsAsync();
         await fixture.CommitAndApplyAsync(patient, new VitalReading(VitalKind.HeartRate, now + 2, 85));
 
         Assert.Equal([AlertEventType.Raised, AlertEventType.Cleared], Publisher.Of(patient).Select(e => e.Type));
@@ -90,9 +86,18 @@ public sealed class PatientAlertTests(ClusterFixture fixture) : IClassFixture<Cl
 
         // And once only: the next activation finds them judged (it may hand on the events it holds again, at the
         // positions they have: subscribers tell them by position).
-        await fixture.Cluster.GrainFactory.GetGrain<IManagementGrain>(0).ForceActivationCollection(TimeSpan.Zero);
+        await fixture.DeactivateIdleGrainsAsync();
         await fixture.CommitAndApplyAsync(patient, new VitalReading(VitalKind.HeartRate, now + 3, 84));
         Assert.Equal(2, Publisher.Of(patient).Select(e => e.Position).Distinct().Count());
+    }
+
+    /// <summary>Sets the heart rules for the patient and hands its grain a normal heart rate; returns that reading's time.</summary>
+    private async Task<long> WatchedWithANormalHeartRateAsync(string patientId)
+    {
+        await fixture.Patient(patientId).SetAlertRulesAsync(HeartRules);
+        var now = Now;
+        await fixture.CommitAndApplyAsync(patientId, new VitalReading(VitalKind.HeartRate, now, 80));
+        return now;
     }
 
     [Fact]
