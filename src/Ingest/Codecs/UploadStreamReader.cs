@@ -1,7 +1,5 @@
 using System.Buffers;
 using System.Text.Json;
-using Google.Protobuf;
-using Telemetry.Protos;
 
 namespace Telemetry.Ingest.Codecs;
 
@@ -65,7 +63,7 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
 
             return status;
         }
-        catch (Exception exception) when (exception is JsonException or InvalidOperationException or InvalidProtocolBufferException)
+        catch (Exception exception) when (exception is JsonException or InvalidOperationException)
         {
             // InvalidOperationException: a string that is not valid UTF-8 or holds a lone surrogate escape.
             return Fail($"malformed {Describe(format)}: {exception.Message}");
@@ -324,15 +322,7 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
 
             // The message's bounds are known: one that cannot be read is refused alone (the decoder checks a whole
             // message before it adds any of it).
-            try
-            {
-                var message = VitalBatch.Parser.ParseFrom(remaining.Slice(prefix.Position, (long)length));
-                if (!ProtobufBatchDecoder.TryDecode(message, batch, out _))
-                {
-                    batch.Reject(RejectReason.MalformedRecord);
-                }
-            }
-            catch (InvalidProtocolBufferException)
+            if (!ProtobufBatchDecoder.TryDecode(remaining.Slice(prefix.Position, (long)length), batch, out _))
             {
                 batch.Reject(RejectReason.MalformedRecord);
             }
