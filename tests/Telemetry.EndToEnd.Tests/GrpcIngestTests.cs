@@ -1,3 +1,4 @@
+using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Net.Client;
 using Telemetry.Protos;
@@ -63,6 +64,35 @@ public sealed class GrpcIngestTests(ServerFixture fixture) : IClassFixture<Serve
     }
 
     [Fact]
+    public async Task A_batch_that_is_not_protobuf_is_refused_alone_with_its_reason_and_counted()
+    {
+        var token = await Server.ProvisionAsync("grpc-garbage", "p-grpc-5");
+        var start = Devices.RecentMinute();
+        using var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{Server.GrpcPort}");
+
+        // The stream's method with requests as raw bytes, to send what no protobuf library would write.
+        var raw = new Method<byte[], IngestAck>(
+            MethodType.DuplexStreaming,
+            "telemetry.v1.Ingest",
+            "Stream",
+            Marshallers.Create<byte[]>(bytes => bytes, bytes => bytes),
+            Marshallers.Create<IngestAck>(ack => ack.ToByteArray(), IngestAck.Parser.ParseFrom));
+        using var call = channel.CreateCallInvoker().AsyncDuplexStreamingCall(raw, null, new CallOptions(new Metadata { { "authorization", $"Bearer {token}" } }));
+        var before = await MalformedAsync();
+
+        await call.RequestStream.WriteAsync([0x1A, 0x40, 0x0A, 0x02]);
+        await call.RequestStream.WriteAsync(Devices.ProtobufBatch(2, start, "heart_rate", "", 71).ToByteArray());
+        await call.RequestStream.CompleteAsync();
+        var acks = await call.ResponseStream.ReadAllAsync().ToListAsync();
+
+        Assert.Equal([AckStatus.Rejected, AckStatus.Committed], acks.Select(ack => ack.Status));
+        Assert.StartsWith("malformed protobuf VitalBatch: ", acks[0].Reason, StringComparison.Ordinal);
+        Assert.Equal(2UL, acks[1].Seq);
+        Assert.Equal(before + 1, await MalformedAsync());
+        Assert.Equal(71, Assert.Single((await Server.TrendAsync("p-grpc-5", "heart_rate", start, start.AddMinutes(1))).Points).Min);
+    }
+
+    [Fact]
     public async Task A_batch_with_mismatched_columns_is_rejected_with_its_reason()
     {
         var token = await Server.ProvisionAsync("grpc-broken", "p-grpc-3");
@@ -77,5 +107,13 @@ public sealed class GrpcIngestTests(ServerFixture fixture) : IClassFixture<Serve
 
         Assert.Equal(AckStatus.Rejected, call.ResponseStream.Current.Status);
         Assert.Contains("1 time deltas but 2 values", call.ResponseStream.Current.Reason);
+    }
+
+    private async Task<long> MalformedAsync()
+    {
+        var metrics = await Server.Http.GetStringAsync("/metrics");
+        var line = metrics.Split('\n').FirstOrDefault(line => line.StartsWith("telemetry_payloads_rejected_total{", StringComparison.Ordinal)
+            && line.Contains("protocol=\"grpc\"", StringComparison.Ordinal) && line.Contains("reason=\"malformed\"", StringComparison.Ordinal));
+        return line is null ? 0 : long.Parse(line[(line.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
     }
 }

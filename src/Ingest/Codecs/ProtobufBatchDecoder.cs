@@ -9,8 +9,7 @@ namespace Telemetry.Ingest.Codecs;
 /// Decodes the protobuf <see cref="VitalBatch"/> of <c>protos/telemetry.proto</c>: columnar series of time deltas and values.
 /// A payload is read straight from its wire format (<see cref="ProtobufBatchReader"/>), with no message objects: the
 /// generated parser made a series object, two growing arrays and a string per series, about a third of what the server
-/// allocated per batched MQTT message. Both read protobuf the same way: fields in any order, the last of a repeated
-/// scalar field winning, repeated numbers packed or not, unknown fields skipped.
+/// allocated per batched MQTT message, and most of what it allocated per gRPC batch.
 /// </summary>
 public static class ProtobufBatchDecoder
 {
@@ -57,25 +56,6 @@ public static class ProtobufBatchDecoder
         }
     }
 
-    /// <summary>Adds the readings of an already parsed batch, as the gRPC stream receives them.</summary>
-    public static bool TryDecode(VitalBatch message, ReadingBatchBuilder batch, out string? error)
-    {
-        var scratch = Scratch();
-        try
-        {
-            foreach (var series in message.Series)
-            {
-                scratch.AddSeries(series);
-            }
-
-            return TryAdd(scratch, message.Seq, message.BaseTimeMs, batch, out error);
-        }
-        finally
-        {
-            scratch.Release();
-        }
-    }
-
     private static SeriesScratch Scratch()
     {
         var scratch = _scratch ??= new SeriesScratch();
@@ -85,7 +65,8 @@ public static class ProtobufBatchDecoder
 
     private static bool TryAdd(SeriesScratch scratch, ulong sequence, long baseTimeMs, ReadingBatchBuilder batch, out string? error)
     {
-        // Check every series' shape first: a malformed batch adds nothing.
+        // Check every series' shape first: a malformed batch adds nothing (but its sequence number, for the answer).
+        batch.Sequence = sequence;
         foreach (ref readonly var series in scratch.All)
         {
             var kind = scratch.Kind(series);
@@ -100,7 +81,6 @@ public static class ProtobufBatchDecoder
             }
         }
 
-        batch.Sequence = sequence;
         foreach (ref readonly var series in scratch.All)
         {
             var kind = scratch.Kind(series);

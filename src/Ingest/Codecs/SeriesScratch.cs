@@ -1,7 +1,5 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
-using System.Text;
-using Telemetry.Protos;
 
 namespace Telemetry.Ingest.Codecs;
 
@@ -137,31 +135,6 @@ internal sealed class SeriesScratch
         Current.ValueCount += count;
     }
 
-    /// <summary>Adds a series of an already parsed message (the gRPC stream's).</summary>
-    public void AddSeries(VitalSeries series)
-    {
-        BeginSeries();
-        ref var current = ref Current;
-        current.KindStart = AppendText(series.Kind, out current.KindLength);
-        current.UnitStart = AppendText(series.Unit, out current.UnitLength);
-
-        var deltas = series.TimeDeltasMs;
-        if (_deltaCount + deltas.Count > _deltas.Length)
-        {
-            Array.Resize(ref _deltas, Math.Max(_deltas.Length * 2, _deltaCount + deltas.Count));
-        }
-
-        deltas.CopyTo(_deltas, _deltaCount);
-        _deltaCount += deltas.Count;
-        current.DeltaCount = deltas.Count;
-
-        var values = series.Values;
-        EnsureValues(values.Count);
-        values.CopyTo(_values, _valueCount);
-        _valueCount += values.Count;
-        current.ValueCount = values.Count;
-    }
-
     private ref Series Current => ref _series[_seriesCount - 1];
 
     private void EnsureValues(int more)
@@ -178,15 +151,6 @@ internal sealed class SeriesScratch
         var start = _textLength;
         utf8.CopyTo(_text.AsSpan(start));
         _textLength += utf8.Length;
-        return start;
-    }
-
-    private int AppendText(string text, out int length)
-    {
-        EnsureText(Encoding.UTF8.GetMaxByteCount(text.Length));
-        var start = _textLength;
-        length = Encoding.UTF8.GetBytes(text, _text.AsSpan(start));
-        _textLength += length;
         return start;
     }
 

@@ -13,6 +13,8 @@ namespace Telemetry.Ingest.Grpc;
 /// The gRPC front door: a bidirectional stream of <see cref="VitalBatch"/> in and <see cref="IngestAck"/> out, the
 /// device token as bearer. Batches are pipelined: the stream keeps reading while earlier batches commit, and acks go
 /// out in order, each only after its batch is durable. A bounded number of batches may await commit per stream.
+/// Batches arrive encoded (<see cref="IngestStreamBase"/>): a malformed one is refused alone, with its reason, and the
+/// stream goes on.
 /// </summary>
 public sealed partial class GrpcIngestService(
     DeviceAuthenticator authenticator,
@@ -23,11 +25,11 @@ public sealed partial class GrpcIngestService(
     GrpcStreamRegistry streams,
     IOptions<IngestOptions> options,
     TimeProvider timeProvider,
-    ILogger<GrpcIngestService> logger) : Protos.Ingest.IngestBase
+    ILogger<GrpcIngestService> logger) : IngestStreamBase
 {
     public const string Protocol = "grpc";
 
-    public override async Task Stream(IAsyncStreamReader<VitalBatch> requestStream, IServerStreamWriter<IngestAck> responseStream, ServerCallContext context)
+    public override async Task Stream(IAsyncStreamReader<EncodedBatch> requestStream, IServerStreamWriter<IngestAck> responseStream, ServerCallContext context)
     {
         if (streams.IsShuttingDown)
         {
@@ -122,7 +124,19 @@ public sealed partial class GrpcIngestService(
     }
 
     /// <summary>Decodes one batch synchronously (the builder is reused) and returns the task of its ack.</summary>
-    private Task<IngestAck> SubmitAsync(DeviceIdentity device, VitalBatch message, ReadingBatchBuilder batch)
+    private Task<IngestAck> SubmitAsync(DeviceIdentity device, EncodedBatch message, ReadingBatchBuilder batch)
+    {
+        try
+        {
+            return Submit(device, message.Bytes, batch);
+        }
+        finally
+        {
+            message.Release();
+        }
+    }
+
+    private Task<IngestAck> Submit(DeviceIdentity device, ReadOnlySpan<byte> message, ReadingBatchBuilder batch)
     {
         if (!rateLimiter.TryTakeMessage(device.DeviceId))
         {
@@ -137,7 +151,7 @@ public sealed partial class GrpcIngestService(
             instruments.PayloadRejected(Protocol, "malformed");
             var reason = error ?? $"a batch may hold at most {batch.Limits.MaxReadingsPerBatch} readings";
             rejectLog.Record(device.DeviceId, Protocol, reason);
-            return Task.FromResult(new IngestAck { Seq = message.Seq, Status = AckStatus.Rejected, Reason = reason });
+            return Task.FromResult(new IngestAck { Seq = batch.Sequence, Status = AckStatus.Rejected, Reason = reason });
         }
 
         instruments.Rejected(Protocol, batch);
@@ -151,7 +165,7 @@ public sealed partial class GrpcIngestService(
         if (batch.Count == 0 && batch.Quarantined.Count == 0)
         {
             instruments.PayloadRejected(Protocol, rejected > 0 ? "all_rejected" : "empty");
-            return Task.FromResult(new IngestAck { Seq = message.Seq, Status = AckStatus.Rejected, Rejected = rejected, Reason = rejects.Length > 0 ? rejects : "no readings" });
+            return Task.FromResult(new IngestAck { Seq = batch.Sequence, Status = AckStatus.Rejected, Rejected = rejected, Reason = rejects.Length > 0 ? rejects : "no readings" });
         }
 
         return CommitAsync(batch.ToBatch(device.DeviceId, device.PatientId), rejected, rejects);

@@ -167,23 +167,6 @@ public sealed class ProtobufBatchDecoderTests
         Assert.False(builder.Overflowed);
     }
 
-    [Fact]
-    public void An_already_parsed_batch_from_a_stream_decodes_without_bytes()
-    {
-        var builder = Wearable.NewBuilder();
-        var batch = new VitalBatch
-        {
-            Seq = 77,
-            BaseTimeMs = Wearable.NowMs,
-            Series = { new VitalSeries { Kind = "59408-5", Unit = "%", TimeDeltasMs = { -5_000 }, Values = { 95 } } },
-        };
-
-        Assert.True(ProtobufBatchDecoder.TryDecode(batch, builder, out var error), error);
-
-        Assert.Equal([new VitalReading(VitalKind.OxygenSaturation, Wearable.NowMs - 5_000, 95)], builder.ToArray());
-        Assert.Equal(77UL, builder.Sequence);
-    }
-
     private static VitalBatch Steps(int count)
     {
         var series = new VitalSeries { Kind = "steps" };
