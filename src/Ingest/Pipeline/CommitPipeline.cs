@@ -141,24 +141,38 @@ public sealed partial class CommitPipeline : BackgroundService
     /// Commits <paramref name="batch"/> and completes once it is durable (or was already committed earlier). Throws
     /// <see cref="StoreUnavailableException"/> when the store refused it; nothing was acknowledged then.
     /// </summary>
-    public async ValueTask<CommitResult> CommitAsync(DeviceBatch batch, CancellationToken cancellationToken)
+    public ValueTask<CommitResult> CommitAsync(DeviceBatch batch, CancellationToken cancellationToken)
     {
+        cancellationToken.ThrowIfCancellationRequested();
         var pending = new PendingBatch(batch);
+
+        // A caller that gives up stops waiting; the batch still commits. Registered before the batch is queued, so the
+        // loop, which lets the registration go once it answers, always finds it. (A registration on the token rather
+        // than Task.WaitAsync, which allocates a task of its own for every batch; and no async method here, whose
+        // state machine would be another allocation per batch, unless the queue is full.)
+        pending.StopWaitingOn(cancellationToken);
+        return _queue.Writer.TryWrite(pending) ? new ValueTask<CommitResult>(pending.Completion.Task) : QueueAsync(pending, cancellationToken);
+    }
+
+    /// <summary>Waits for room in the queue (backpressure), then for the commit.</summary>
+    private async ValueTask<CommitResult> QueueAsync(PendingBatch pending, CancellationToken cancellationToken)
+    {
         try
         {
             await _queue.Writer.WriteAsync(pending, cancellationToken);
         }
         catch (ChannelClosedException exception)
         {
+            pending.Answered();
             throw new StoreUnavailableException("the server is shutting down", exception);
         }
-
-        // A caller that gives up stops waiting; the batch still commits. (Registered on the token rather than through
-        // Task.WaitAsync, which allocates a task of its own for every batch.)
-        using (cancellationToken.UnsafeRegister(static (state, token) => ((PendingBatch)state!).Completion.TrySetCanceled(token), pending))
+        catch (OperationCanceledException)
         {
-            return await pending.Completion.Task;
+            pending.Answered();
+            throw;
         }
+
+        return await pending.Completion.Task;
     }
 
     public override async Task StopAsync(CancellationToken cancellationToken)
@@ -224,6 +238,7 @@ public sealed partial class CommitPipeline : BackgroundService
                 foreach (var pending in flush)
                 {
                     pending.Completion.TrySetException(failure);
+                    pending.Answered();
                 }
 
                 // Give a failing store a moment rather than spinning on it.
@@ -236,6 +251,7 @@ public sealed partial class CommitPipeline : BackgroundService
             for (var i = 0; i < flush.Count; i++)
             {
                 flush[i].Completion.TrySetResult(new CommitResult(outcomes[i].Outcome, outcomes[i].Stored.Length, outcomes[i].Duplicates));
+                flush[i].Answered();
             }
 
             Volatile.Write(ref _committingSince, 0);
@@ -476,10 +492,19 @@ public sealed partial class CommitPipeline : BackgroundService
 
     private sealed class PendingBatch(DeviceBatch batch)
     {
+        private CancellationTokenRegistration _caller;
+
         public DeviceBatch Batch { get; } = batch;
 
         public long Queued { get; } = Stopwatch.GetTimestamp();
 
         public TaskCompletionSource<CommitResult> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        /// <summary>Stops the caller's wait (not the commit) when <paramref name="cancellationToken"/> is cancelled.</summary>
+        public void StopWaitingOn(CancellationToken cancellationToken) =>
+            _caller = cancellationToken.UnsafeRegister(static (state, token) => ((PendingBatch)state!).Completion.TrySetCanceled(token), this);
+
+        /// <summary>Lets the caller's token go once the batch is answered (without waiting for a callback under way).</summary>
+        public void Answered() => _caller.Unregister();
     }
 }
