@@ -32,7 +32,7 @@ public static class ProtobufBatchDecoder
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(whole);
+            ArrayPool<byte>.Shared.Return(whole, clearArray: true);
         }
     }
 

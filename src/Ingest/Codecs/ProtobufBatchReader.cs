@@ -38,6 +38,9 @@ internal static class ProtobufBatchReader
 
     private const string Truncated = "the input ends inside a field";
 
+    /// <summary>The refusal of a packed field of negative length (which the generated parser reads as empty).</summary>
+    public const string NegativePackedLength = "a packed field's length is negative";
+
     public static bool TryRead(ReadOnlySpan<byte> payload, SeriesScratch scratch, out ulong sequence, out long baseTimeMs, out string? error)
     {
         sequence = 0;
@@ -133,7 +136,7 @@ internal static class ProtobufBatchReader
                     scratch.AddDelta(ZigZag(delta));
                     break;
                 case PackedDeltasTag:
-                    if (!reader.TryReadLengthDelimited(out var packedDeltas, out error) || !TryReadDeltas(packedDeltas, scratch, out error))
+                    if (!reader.TryReadLengthDelimited(out var packedDeltas, out error, NegativePackedLength) || !TryReadDeltas(packedDeltas, scratch, out error))
                     {
                         return false;
                     }
@@ -148,7 +151,7 @@ internal static class ProtobufBatchReader
                     scratch.AddValue(BitConverter.UInt64BitsToDouble(value));
                     break;
                 case PackedValuesTag:
-                    if (!reader.TryReadLengthDelimited(out var packedValues, out error))
+                    if (!reader.TryReadLengthDelimited(out var packedValues, out error, NegativePackedLength))
                     {
                         return false;
                     }
@@ -265,7 +268,7 @@ internal static class ProtobufBatchReader
             return true;
         }
 
-        public bool TryReadLengthDelimited(out ReadOnlySpan<byte> field, out string? error)
+        public bool TryReadLengthDelimited(out ReadOnlySpan<byte> field, out string? error, string negative = "a length is negative")
         {
             field = default;
             if (!TryReadVarint(out var value, out error))
@@ -277,7 +280,7 @@ internal static class ProtobufBatchReader
             var length = (int)(uint)value;
             if (length < 0)
             {
-                error = "a length is negative";
+                error = negative;
                 return false;
             }
 

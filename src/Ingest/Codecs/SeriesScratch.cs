@@ -5,12 +5,13 @@ namespace Telemetry.Ingest.Codecs;
 
 /// <summary>
 /// A protobuf batch's series while the decoder checks them: each one's kind and unit (UTF-8), time deltas and values,
-/// in arrays one thread keeps from batch to batch. The arrays of a batch larger than <see cref="KeptReadings"/> are
-/// let go after it.
+/// in arrays one thread keeps from batch to batch. The arrays a very large batch grew (more than
+/// <see cref="KeptReadings"/> numbers or <see cref="KeptSeries"/> series) are let go after it.
 /// </summary>
 internal sealed class SeriesScratch
 {
     private const int KeptReadings = 16_384;
+    private const int KeptSeries = 256;
     private const int KeptText = 4_096;
 
     private Series[] _series = new Series[8];
@@ -59,7 +60,7 @@ internal sealed class SeriesScratch
             _text = new byte[256];
         }
 
-        if (_series.Length > KeptReadings)
+        if (_series.Length > KeptSeries)
         {
             _series = new Series[8];
         }

@@ -8,7 +8,7 @@ namespace Telemetry.Ingest.Grpc;
 /// <summary>
 /// A <see cref="VitalBatch"/> as the gRPC stream received it, still encoded: the stream's front door decodes it from the
 /// wire format (<see cref="Codecs.ProtobufBatchDecoder"/>), as MQTT payloads are, rather than through the generated
-/// parser's message objects. Its bytes are rented from the shared pool and given back once decoded.
+/// parser's message objects. Its bytes are rented from the shared pool and given back, cleared, once decoded.
 /// </summary>
 public sealed class EncodedBatch
 {
@@ -46,7 +46,7 @@ public sealed class EncodedBatch
         if (_bytes is { } bytes)
         {
             _bytes = null;
-            ArrayPool<byte>.Shared.Return(bytes);
+            ArrayPool<byte>.Shared.Return(bytes, clearArray: true);
         }
     }
 }
