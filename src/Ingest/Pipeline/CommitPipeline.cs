@@ -139,7 +139,9 @@ public sealed partial class CommitPipeline : BackgroundService
 
     /// <summary>
     /// Commits <paramref name="batch"/> and completes once it is durable (or was already committed earlier). Throws
-    /// <see cref="StoreUnavailableException"/> when the store refused it; nothing was acknowledged then.
+    /// <see cref="StoreUnavailableException"/> when the store refused it; nothing was acknowledged then. Cancelling
+    /// <paramref name="cancellationToken"/> ends the wait with <see cref="OperationCanceledException"/>: a batch already
+    /// queued still commits; one cancelled before it is queued (or while it waits for room) is not.
     /// </summary>
     public ValueTask<CommitResult> CommitAsync(DeviceBatch batch, CancellationToken cancellationToken)
     {
@@ -149,7 +151,7 @@ public sealed partial class CommitPipeline : BackgroundService
         // A caller that gives up stops waiting; the batch still commits. Registered before the batch is queued, so the
         // loop, which lets the registration go once it answers, always finds it. (A registration on the token rather
         // than Task.WaitAsync, which allocates a task of its own for every batch; and no async method here, whose
-        // state machine would be another allocation per batch, unless the queue is full.)
+        // state machine would be another allocation per batch, unless the queue is full or closed.)
         pending.StopWaitingOn(cancellationToken);
         return _queue.Writer.TryWrite(pending) ? new ValueTask<CommitResult>(pending.Completion.Task) : QueueAsync(pending, cancellationToken);
     }
@@ -232,8 +234,6 @@ public sealed partial class CommitPipeline : BackgroundService
                 _storeFailing = true;
                 failedSince = true;
                 Volatile.Write(ref _committingSince, 0);
-                _instruments.CommitFailed();
-                LogCommitFailed(_logger, exception, flush.Count, readings);
                 var failure = new StoreUnavailableException("the raw store could not commit the batch; retry", exception);
                 foreach (var pending in flush)
                 {
@@ -241,18 +241,24 @@ public sealed partial class CommitPipeline : BackgroundService
                     pending.Answered();
                 }
 
+                // Answered first: nothing after may leave a caller waiting.
+                _instruments.CommitFailed();
+                LogCommitFailed(_logger, exception, flush.Count, readings);
+
                 // Give a failing store a moment rather than spinning on it.
                 await Task.Delay(RetryDelay, stoppingToken.IsCancellationRequested ? CancellationToken.None : stoppingToken)
                     .ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
                 continue;
             }
 
-            _instruments.Committed(flush.Count, Stopwatch.GetElapsedTime(started));
+            var took = Stopwatch.GetElapsedTime(started);
             for (var i = 0; i < flush.Count; i++)
             {
                 flush[i].Completion.TrySetResult(new CommitResult(outcomes[i].Outcome, outcomes[i].Stored.Length, outcomes[i].Duplicates));
                 flush[i].Answered();
             }
+
+            _instruments.Committed(flush.Count, took);
 
             Volatile.Write(ref _committingSince, 0);
 
