@@ -360,12 +360,31 @@ public sealed partial class MqttIngestEndpoint(
         }
     }
 
-    /// <summary>Handles a publish and decides its PUBACK; counted as in flight until then. Never faults.</summary>
+    /// <summary>
+    /// Handles a publish and decides its PUBACK; counted as in flight until then. Never faults. The wait for the commit
+    /// is its one asynchronous step: the checks and the decoding before it are synchronous (an async method per step
+    /// would allocate its state machine for every publish).
+    /// </summary>
     private async Task<PublishAnswer> AnswerAsync(InterceptingPublishEventArgs args)
     {
         try
         {
-            return await HandlePublishAsync(args);
+            if (!TrySubmit(args, out var refusal, out var pending))
+            {
+                return refusal;
+            }
+
+            MqttPayloadAnswer answer;
+            try
+            {
+                answer = payloads.Committed(pending, await pending.Commit);
+            }
+            catch (StoreUnavailableException exception)
+            {
+                answer = payloads.Unavailable(exception);
+            }
+
+            return Decide(args, answer);
         }
         catch (OperationCanceledException) when (args.CancellationToken.IsCancellationRequested)
         {
@@ -431,26 +450,43 @@ public sealed partial class MqttIngestEndpoint(
         }
     }
 
-    private async Task<PublishAnswer> HandlePublishAsync(InterceptingPublishEventArgs args)
+    /// <summary>Checks a publish and hands its payload to the commit pipeline, or refuses it (false).</summary>
+    private bool TrySubmit(InterceptingPublishEventArgs args, out PublishAnswer refusal, out PendingPayload pending)
     {
+        pending = default;
         if (args.SessionItems?[IdentityItem] is not DeviceIdentity device)
         {
-            return Answer(args, MqttPubAckReasonCode.NotAuthorized, "not authenticated", "unauthenticated");
+            refusal = Answer(args, MqttPubAckReasonCode.NotAuthorized, "not authenticated", "unauthenticated");
+            return false;
         }
 
         if (!MqttTopics.IsDeviceVitals(args.ApplicationMessage.Topic, device.DeviceId))
         {
             // A 3.1.1 device would read a refusing PUBACK as success and drop its data: it is disconnected instead.
-            return RefuseUncommitted(args, MqttPubAckReasonCode.NotAuthorized, $"a device publishes only to {MqttTopics.DeviceVitals(device.DeviceId)}", "topic");
+            refusal = RefuseUncommitted(args, MqttPubAckReasonCode.NotAuthorized, $"a device publishes only to {MqttTopics.DeviceVitals(device.DeviceId)}", "topic");
+            return false;
         }
 
         if (!rateLimiter.TryTakeMessage(device.DeviceId))
         {
-            return RefuseUncommitted(args, MqttPubAckReasonCode.QuotaExceeded,
+            refusal = RefuseUncommitted(args, MqttPubAckReasonCode.QuotaExceeded,
                 $"more than {options.Value.MaxMessagesPerSecondPerDevice} messages a second; batch readings or slow down", "rate_limited");
+            return false;
         }
 
-        var answer = await payloads.IngestAsync(device, args.ApplicationMessage.Payload, args.CancellationToken);
+        if (!payloads.TrySubmit(device, args.ApplicationMessage.Payload, args.CancellationToken, out var answer, out pending))
+        {
+            refusal = Decide(args, answer);
+            return false;
+        }
+
+        refusal = default;
+        return true;
+    }
+
+    /// <summary>The PUBACK for a payload's answer.</summary>
+    private PublishAnswer Decide(InterceptingPublishEventArgs args, MqttPayloadAnswer answer)
+    {
         switch (answer.Verdict)
         {
             case MqttPayloadVerdict.Stored:

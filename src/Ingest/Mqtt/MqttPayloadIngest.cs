@@ -21,18 +21,45 @@ public sealed class MqttPayloadIngest(
     [ThreadStatic]
     private static ReadingBatchBuilder? _batchOfThread;
 
+    /// <summary>Takes a payload in and waits for its commit; the answer never faults for a store that is away.</summary>
     public async Task<MqttPayloadAnswer> IngestAsync(DeviceIdentity device, ReadOnlySequence<byte> payload, CancellationToken cancellationToken)
     {
+        if (!TrySubmit(device, payload, cancellationToken, out var refusal, out var pending))
+        {
+            return refusal;
+        }
+
+        try
+        {
+            return Committed(pending, await pending.Commit);
+        }
+        catch (StoreUnavailableException exception)
+        {
+            return Unavailable(exception);
+        }
+    }
+
+    /// <summary>
+    /// Checks, decodes and validates a payload and hands its readings to the commit pipeline (<paramref name="pending"/>),
+    /// or refuses it (<paramref name="refusal"/>, false). Synchronous, so that a front door has one asynchronous step per
+    /// message, the wait for its commit; then <see cref="Committed"/> or, when the commit throws
+    /// <see cref="StoreUnavailableException"/>, <see cref="Unavailable"/> gives the answer.
+    /// </summary>
+    public bool TrySubmit(DeviceIdentity device, ReadOnlySequence<byte> payload, CancellationToken cancellationToken, out MqttPayloadAnswer refusal, out PendingPayload pending)
+    {
+        pending = default;
         var limit = options.Value.MaxMessageBytes;
         if (payload.Length > limit)
         {
-            return Refuse(device, MqttPubAckReasonCode.QuotaExceeded, $"payload of {payload.Length} bytes exceeds the limit of {limit} bytes", "too_large");
+            refusal = Refuse(device, MqttPubAckReasonCode.QuotaExceeded, $"payload of {payload.Length} bytes exceeds the limit of {limit} bytes", "too_large");
+            return false;
         }
 
         var batch = _batchOfThread ??= new ReadingBatchBuilder(options.Value.ToLimits(), timeProvider);
         if (!PayloadDecoder.TryDecode(payload, batch, out _, out var error))
         {
-            return Refuse(device, MqttPubAckReasonCode.PayloadFormatInvalid, error!, "malformed");
+            refusal = Refuse(device, MqttPubAckReasonCode.PayloadFormatInvalid, error!, "malformed");
+            return false;
         }
 
         instruments.Rejected(MqttIngestEndpoint.Protocol, batch);
@@ -44,35 +71,41 @@ public sealed class MqttPayloadIngest(
 
         if (batch.Count == 0 && batch.Quarantined.Count == 0)
         {
-            return rejects is null
+            refusal = rejects is null
                 ? Refuse(device, MqttPubAckReasonCode.PayloadFormatInvalid, "no readings", "empty")
                 : Refused(MqttPubAckReasonCode.PayloadFormatInvalid, rejects, "all_rejected");
+            return false;
         }
 
         var deviceBatch = batch.ToBatch(device.DeviceId, device.PatientId);
-        CommitResult result;
-        try
-        {
-            result = await pipeline.CommitAsync(deviceBatch, cancellationToken);
-        }
-        catch (StoreUnavailableException exception)
-        {
-            instruments.PayloadRejected(MqttIngestEndpoint.Protocol, "store_unavailable");
-            return new MqttPayloadAnswer(MqttPayloadVerdict.StoreUnavailable, MqttPubAckReasonCode.ImplementationSpecificError, exception.Message);
-        }
+        pending = new PendingPayload(deviceBatch, rejects, pipeline.CommitAsync(deviceBatch, cancellationToken));
+        refusal = default;
+        return true;
+    }
 
+    /// <summary>The answer to a submitted payload once its commit completed.</summary>
+    public MqttPayloadAnswer Committed(in PendingPayload pending, CommitResult result)
+    {
+        var deviceBatch = pending.Batch;
         instruments.Accepted(MqttIngestEndpoint.Protocol, result.Stored);
         instruments.Duplicate(MqttIngestEndpoint.Protocol, result.Duplicates);
         instruments.Quarantined(MqttIngestEndpoint.Protocol, deviceBatch.Quarantined.Length);
         if (deviceBatch.Readings.IsEmpty && result.Outcome != CommitOutcome.Duplicate)
         {
             // Only quarantined readings: stored apart, but nothing the sender should count as accepted.
-            return Refused(MqttPubAckReasonCode.PayloadFormatInvalid, rejects!, "all_rejected");
+            return Refused(MqttPubAckReasonCode.PayloadFormatInvalid, pending.Rejects!, "all_rejected");
         }
 
         return result.Outcome == CommitOutcome.Duplicate
             ? new MqttPayloadAnswer(MqttPayloadVerdict.Stored, MqttPubAckReasonCode.Success, $"batch {deviceBatch.Sequence} was already committed; not stored again")
-            : new MqttPayloadAnswer(MqttPayloadVerdict.Stored, MqttPubAckReasonCode.Success, result.Describe(rejects));
+            : new MqttPayloadAnswer(MqttPayloadVerdict.Stored, MqttPubAckReasonCode.Success, result.Describe(pending.Rejects));
+    }
+
+    /// <summary>The answer to a submitted payload whose commit failed: not stored, to be sent again.</summary>
+    public MqttPayloadAnswer Unavailable(StoreUnavailableException exception)
+    {
+        instruments.PayloadRejected(MqttIngestEndpoint.Protocol, "store_unavailable");
+        return new MqttPayloadAnswer(MqttPayloadVerdict.StoreUnavailable, MqttPubAckReasonCode.ImplementationSpecificError, exception.Message);
     }
 
     /// <summary>A refusal counted and recorded in the device's reject log.</summary>
@@ -100,3 +133,6 @@ public enum MqttPayloadVerdict
 
 /// <summary>The verdict on a message with the MQTT 5 reason code and reason string (none for a plain success) that tell its sender.</summary>
 public readonly record struct MqttPayloadAnswer(MqttPayloadVerdict Verdict, MqttPubAckReasonCode Code, string? Reason);
+
+/// <summary>A payload's readings handed to the commit pipeline, and the commit under way; awaited once.</summary>
+public readonly record struct PendingPayload(DeviceBatch Batch, string? Rejects, ValueTask<CommitResult> Commit);
