@@ -23,6 +23,7 @@ public sealed class IngestInstruments
     public const string GrainCallFailures = "telemetry.grain_calls.failures";
     public const string CommitQueued = "telemetry.commit.queued";
     public const string CommitOldestWait = "telemetry.commit.oldest_wait";
+    public const string CommitWait = "telemetry.commit.wait";
     public const string GrainCallReadings = "telemetry.grain_calls.readings";
     public const string GrainCallsRepaired = "telemetry.grain_calls.repaired";
 
@@ -35,6 +36,7 @@ public sealed class IngestInstruments
     private readonly Counter<long> _payloadsRejected;
     private readonly Counter<long> _batchesCommitted;
     private readonly Histogram<double> _commitDuration;
+    private readonly Histogram<double> _commitWait;
     private readonly Counter<long> _commitFailures;
     private readonly Counter<long> _acks;
     private readonly Counter<long> _alertsPublished;
@@ -55,6 +57,8 @@ public sealed class IngestInstruments
         // Seconds, so buckets from a millisecond to ten seconds (the default buckets are sized for milliseconds).
         _commitDuration = meter.CreateHistogram(CommitDuration, "s", "Time to commit one group of batches to the raw store.", tags: null,
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] });
+        _commitWait = meter.CreateHistogram(CommitWait, "s", "Time from a device batch's hand-over to the commit pipeline to its commit's answer (queue wait and commit): the server's part of an ack's latency.", tags: null,
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] });
         _commitFailures = meter.CreateCounter<long>(CommitFailures, "{commit}", "Group commits the raw store refused.");
         _acks = meter.CreateCounter<long>(AcksSent, "{ack}", "Acknowledgements sent to devices after commit.");
         _alertsPublished = meter.CreateCounter<long>(AlertsPublished, "{event}", "Alert events published, by channel (mqtt, sse, webhook).");
@@ -114,6 +118,9 @@ public sealed class IngestInstruments
         _batchesCommitted.Add(batches);
         _commitDuration.Record(duration.TotalSeconds);
     }
+
+    /// <summary>A committed batch answered <paramref name="waited"/> after it was handed over.</summary>
+    public void BatchAnswered(TimeSpan waited) => _commitWait.Record(waited.TotalSeconds);
 
     public void CommitFailed() => _commitFailures.Add(1);
 

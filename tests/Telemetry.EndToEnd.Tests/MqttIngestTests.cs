@@ -159,10 +159,12 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
         Assert.DoesNotContain(results.Where((_, i) => i != 10), result => result.ReasonString?.Contains("already committed") == true);
 
         // Fifteen batches committed (the malformed five are not), in far fewer commits than publishes: the broker read
-        // each publish while the ones before it committed, rather than one publish per commit.
-        var after = await Eventually.ReadAsync(Server.CommitCountsAsync, counts => counts.Batches >= before.Batches + 15);
+        // each publish while the ones before it committed, rather than one publish per commit. Each one's wait for its
+        // commit is measured.
+        var after = await Eventually.ReadAsync(Server.CommitCountsAsync, counts => counts.Batches >= before.Batches + 15 && counts.Waited >= before.Waited + 15);
         Assert.Equal(before.Batches + 15, after.Batches);
         Assert.InRange(after.Commits - before.Commits, 1, 10);
+        Assert.Equal(15, after.Waited - before.Waited);
         var trend = await Server.TrendAsync("p-mqtt-window", "heart_rate", start, start.AddMinutes(1), count: 15);
         Assert.Equal(15, trend.TotalCount);
     }

@@ -282,14 +282,17 @@ public sealed class TelemetryServer : IAsyncDisposable
         return trend ?? throw new InvalidOperationException("empty trend response");
     }
 
-    /// <summary>Device batches committed, and the commits (group commits) that took them, since the server started.</summary>
-    public async Task<(long Batches, long Commits)> CommitCountsAsync()
+    /// <summary>
+    /// Device batches committed, the commits (group commits) that took them, and the batches whose wait for their commit
+    /// was measured, since the server started.
+    /// </summary>
+    public async Task<(long Batches, long Commits, long Waited)> CommitCountsAsync()
     {
         var metrics = await Http.GetStringAsync("/metrics");
         static long Sum(string metrics, string name) =>
             System.Text.RegularExpressions.Regex.Matches(metrics, $@"^{name}\{{[^}}]*\}} (\d+)", System.Text.RegularExpressions.RegexOptions.Multiline)
                 .Sum(match => long.Parse(match.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));
-        return (Sum(metrics, "telemetry_batches_committed_total"), Sum(metrics, "telemetry_commit_duration_seconds_count"));
+        return (Sum(metrics, "telemetry_batches_committed_total"), Sum(metrics, "telemetry_commit_duration_seconds_count"), Sum(metrics, "telemetry_commit_wait_seconds_count"));
     }
 
     /// <summary>The patient's raw heart rates in [<paramref name="from"/>, <paramref name="to"/>), as rows of the CSV export (header left out).</summary>

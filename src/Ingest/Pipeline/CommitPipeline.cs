@@ -251,14 +251,18 @@ public sealed partial class CommitPipeline : BackgroundService
                 continue;
             }
 
-            var took = Stopwatch.GetElapsedTime(started);
+            var answeredAt = Stopwatch.GetTimestamp();
             for (var i = 0; i < flush.Count; i++)
             {
                 flush[i].Completion.TrySetResult(new CommitResult(outcomes[i].Outcome, outcomes[i].Stored.Length, outcomes[i].Duplicates));
                 flush[i].Answered();
             }
 
-            _instruments.Committed(flush.Count, took);
+            _instruments.Committed(flush.Count, Stopwatch.GetElapsedTime(started, answeredAt));
+            foreach (var pending in flush)
+            {
+                _instruments.BatchAnswered(Stopwatch.GetElapsedTime(pending.Queued, answeredAt));
+            }
 
             Volatile.Write(ref _committingSince, 0);
 
