@@ -35,6 +35,13 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
 
     // A batch's series id per vital kind, looked up on the batch's first reading of the kind; 0 when not yet.
     private readonly int[] _seriesOfKind = new int[byte.MaxValue + 1];
+
+    // A batch's latest time per vital kind while its readings are checked for repeats, with the time before the batch
+    // (from the flush or the store): looked up by device and kind on the batch's first reading of the kind only. An
+    // entry belongs to the batch whose number it carries.
+    private readonly (long Before, long Latest, int Batch)[] _timesOfKind = new (long, long, int)[byte.MaxValue + 1];
+    private readonly List<VitalKind> _kindsOfBatch = [];
+    private int _batchNumber;
     private long _lastCommitId;
 
     // DuckDB's appender flushes by itself whenever it holds this many rows (100 vectors of 2,048).
@@ -338,20 +345,45 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
                 _sequences.Stage(batch.DeviceId, batch.Sequence);
             }
 
+            // A reading is a candidate repeat unless it is later than every one of its device and vital before it.
+            if (++_batchNumber == int.MaxValue)
+            {
+                Array.Clear(_timesOfKind);
+                _batchNumber = 1;
+            }
+
             var readings = batch.Readings.Span;
             for (var j = 0; j < readings.Length; j++)
             {
-                var key = (batch.DeviceId, readings[j].Kind);
-                var latest = _flushLatest.TryGetValue(key, out var inFlush) ? inFlush : _latest.GetValueOrDefault(key, long.MinValue);
-                if (readings[j].TimestampMs > latest)
+                ref var times = ref _timesOfKind[(byte)readings[j].Kind];
+                if (times.Batch != _batchNumber)
                 {
-                    _flushLatest[key] = readings[j].TimestampMs;
+                    var key = (batch.DeviceId, readings[j].Kind);
+                    var before = _flushLatest.TryGetValue(key, out var inFlush) ? inFlush : _latest.GetValueOrDefault(key, long.MinValue);
+                    times = (before, before, _batchNumber);
+                    _kindsOfBatch.Add(readings[j].Kind);
+                }
+
+                if (readings[j].TimestampMs > times.Latest)
+                {
+                    times.Latest = readings[j].TimestampMs;
                 }
                 else
                 {
                     _candidates.Add((i, j));
                 }
             }
+
+            foreach (var kind in _kindsOfBatch)
+            {
+                var (before, latest, _) = _timesOfKind[(byte)kind];
+                if (latest > before)
+                {
+                    _flushLatest[(batch.DeviceId, kind)] = latest;
+                }
+            }
+
+            _kindsOfBatch.Clear();
         }
 
         if (_candidates.Count > 0)
@@ -359,11 +391,11 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
             MarkDuplicates(batches);
         }
 
-        var duplicatesPerBatch = _duplicates.CountBy(d => d.Batch).ToDictionary();
+        var duplicatesPerBatch = _duplicates.Count == 0 ? null : _duplicates.CountBy(d => d.Batch).ToDictionary();
         for (var i = 0; i < batches.Count; i++)
         {
             var batch = batches[i];
-            if (_knownSequence[i] && duplicatesPerBatch.GetValueOrDefault(i) == batch.Readings.Length)
+            if (_knownSequence[i] && (duplicatesPerBatch?.GetValueOrDefault(i) ?? 0) == batch.Readings.Length)
             {
                 outcomes[i] = BatchOutcome.DuplicateBatch(batch.Readings.Length);
             }
