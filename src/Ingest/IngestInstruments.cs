@@ -57,7 +57,7 @@ public sealed class IngestInstruments
         // Seconds, so buckets from a millisecond to ten seconds (the default buckets are sized for milliseconds).
         _commitDuration = meter.CreateHistogram(CommitDuration, "s", "Time to commit one group of batches to the raw store.", tags: null,
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] });
-        _commitWait = meter.CreateHistogram(CommitWait, "s", "Time from a device batch's hand-over to the commit pipeline to its commit's answer (queue wait and commit): the server's part of an ack's latency.", tags: null,
+        _commitWait = meter.CreateHistogram(CommitWait, "s", "Time from a device batch's hand-over to the commit pipeline to its commit's answer (waiting for room, in the queue, and the commit), by outcome: the server's part of an ack's latency.", tags: null,
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] });
         _commitFailures = meter.CreateCounter<long>(CommitFailures, "{commit}", "Group commits the raw store refused.");
         _acks = meter.CreateCounter<long>(AcksSent, "{ack}", "Acknowledgements sent to devices after commit.");
@@ -119,8 +119,12 @@ public sealed class IngestInstruments
         _commitDuration.Record(duration.TotalSeconds);
     }
 
-    /// <summary>A committed batch answered <paramref name="waited"/> after it was handed over.</summary>
-    public void BatchAnswered(TimeSpan waited) => _commitWait.Record(waited.TotalSeconds);
+    private static readonly KeyValuePair<string, object?> CommittedOutcome = new("outcome", "committed");
+    private static readonly KeyValuePair<string, object?> FailedOutcome = new("outcome", "failed");
+
+    /// <summary>A batch answered <paramref name="waited"/> after it was handed over: committed, or refused by the store.</summary>
+    public void BatchAnswered(TimeSpan waited, bool committed) =>
+        _commitWait.Record(waited.TotalSeconds, committed ? CommittedOutcome : FailedOutcome);
 
     public void CommitFailed() => _commitFailures.Add(1);
 

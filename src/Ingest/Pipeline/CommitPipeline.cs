@@ -139,7 +139,8 @@ public sealed partial class CommitPipeline : BackgroundService
 
     /// <summary>
     /// Commits <paramref name="batch"/> and completes once it is durable (or was already committed earlier). Throws
-    /// <see cref="StoreUnavailableException"/> when the store refused it; nothing was acknowledged then. Cancelling
+    /// <see cref="StoreUnavailableException"/> when the store refused it (through the returned task, never at once);
+    /// nothing was acknowledged then. Cancelling
     /// <paramref name="cancellationToken"/> ends the wait with <see cref="OperationCanceledException"/>: a batch already
     /// queued still commits; one cancelled before it is queued (or while it waits for room) is not.
     /// </summary>
@@ -235,6 +236,7 @@ public sealed partial class CommitPipeline : BackgroundService
                 failedSince = true;
                 Volatile.Write(ref _committingSince, 0);
                 var failure = new StoreUnavailableException("the raw store could not commit the batch; retry", exception);
+                var failedAt = Stopwatch.GetTimestamp();
                 foreach (var pending in flush)
                 {
                     pending.Completion.TrySetException(failure);
@@ -243,6 +245,11 @@ public sealed partial class CommitPipeline : BackgroundService
 
                 // Answered first: nothing after may leave a caller waiting.
                 _instruments.CommitFailed();
+                foreach (var pending in flush)
+                {
+                    _instruments.BatchAnswered(Stopwatch.GetElapsedTime(pending.Queued, failedAt), committed: false);
+                }
+
                 LogCommitFailed(_logger, exception, flush.Count, readings);
 
                 // Give a failing store a moment rather than spinning on it.
@@ -261,7 +268,7 @@ public sealed partial class CommitPipeline : BackgroundService
             _instruments.Committed(flush.Count, Stopwatch.GetElapsedTime(started, answeredAt));
             foreach (var pending in flush)
             {
-                _instruments.BatchAnswered(Stopwatch.GetElapsedTime(pending.Queued, answeredAt));
+                _instruments.BatchAnswered(Stopwatch.GetElapsedTime(pending.Queued, answeredAt), committed: true);
             }
 
             Volatile.Write(ref _committingSince, 0);

@@ -332,6 +332,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         _candidates.Clear();
         _duplicates.Clear();
         _knownSequence.Clear();
+        _kindsOfBatch.Clear();
         for (var i = 0; i < batches.Count; i++)
         {
             var batch = batches[i];

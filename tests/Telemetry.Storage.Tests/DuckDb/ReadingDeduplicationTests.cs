@@ -69,6 +69,21 @@ public sealed class ReadingDeduplicationTests : IDisposable
     }
 
     [Fact]
+    public async Task Vitals_interleaved_in_one_batch_are_each_checked_against_their_own_latest_reading()
+    {
+        Store.Commit(Of("watch-1", "patient-1", 0, Heart(10, 70), Oxygen(2, 97)));
+
+        // Heart rate at 11 is new and at 10 repeated; SpO2 at 2 repeated, at 1 late but new, at 3 new and at 3 again
+        // repeated within the batch.
+        var (_, _, batches) = Store.Commit(Of("watch-1", "patient-1", 0, Heart(11, 71), Oxygen(2, 97), Heart(10, 70), Oxygen(1, 96), Oxygen(3, 98), Oxygen(3, 98)));
+
+        Assert.Equal(3, batches[0].Duplicates);
+        Assert.Equal([Heart(11, 71), Oxygen(1, 96), Oxygen(3, 98)], batches[0].Stored.ToArray());
+        double[] oxygen = [96.0, 97.0, 98.0];
+        Assert.Equal(oxygen, await Values(VitalKind.OxygenSaturation));
+    }
+
+    [Fact]
     public async Task Stored_readings_are_recognised_after_the_file_is_reopened()
     {
         Store.Commit(Of("watch-1", "patient-1", 0, Heart(0, 60), Heart(1, 61)));
@@ -82,6 +97,8 @@ public sealed class ReadingDeduplicationTests : IDisposable
     }
 
     private static VitalReading Heart(int second, double value) => new(VitalKind.HeartRate, T0 + (second * 1_000L), value);
+
+    private static VitalReading Oxygen(int second, double value) => new(VitalKind.OxygenSaturation, T0 + (second * 1_000L), value);
 
     private async Task<double[]> Values(VitalKind kind)
     {
