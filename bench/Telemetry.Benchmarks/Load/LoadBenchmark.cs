@@ -217,10 +217,12 @@ public static class LoadBenchmark
         var warmUp = TimeSpan.FromSeconds(seconds / 4.0);
         await Task.Delay(warmUp);
         var first = Snapshot.Take(statistics, target);
+        var waitsBefore = await ServerWaits.ReadAsync(target);
         statistics.DrainLatencies();
         statistics.DrainAlertLatencies();
         await Task.Delay(TimeSpan.FromSeconds(seconds) - warmUp);
         var last = Snapshot.Take(statistics, target);
+        var waitsAfter = await ServerWaits.ReadAsync(target);
         var (ackP50, ackP99) = statistics.DrainLatencies();
         var (alertP50, alertP99) = statistics.DrainAlertLatencies();
         await stop.CancelAsync();
@@ -249,6 +251,7 @@ public static class LoadBenchmark
             && (received is null || received >= 0.95 * sent);
         return new Step(
             target.Name, protocol, batch, devices, rate, sent, acked, received, ackP50, ackP99,
+            ServerWaits.P99(waitsBefore, waitsAfter),
             probes ? alertP50 : null, probes ? alertP99 : null,
             (last.Cpu - first.Cpu).TotalSeconds / elapsed * 100, last.RssMb, sustained,
             generatorLimited ? "under 90% of the offered rate sent: the generator's pace, or devices' windows full of publishes waiting for acks" : "");
@@ -304,14 +307,80 @@ public static class LoadBenchmark
 
     private sealed record Step(
         string Name, string Protocol, int Batch, int Devices, int TargetRate, double SentPerSecond, double AckedPerSecond, double? ReceivedPerSecond,
-        double AckP50, double AckP99, double? AlertP50, double? AlertP99, double ServerCpu, double ServerRssMb, bool Sustained, string Note)
+        double AckP50, double AckP99, double? ServerWaitP99, double? AlertP50, double? AlertP99, double ServerCpu, double ServerRssMb, bool Sustained, string Note)
     {
         public const string Header =
-            "| target | protocol | batch | devices | offered/s | sent/s | acked/s | delivered/s | ack p50 ms | ack p99 ms | alert p50 ms | alert p99 ms | server CPU % | RSS MB | sustained | note |\n" +
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |";
+            "| target | protocol | batch | devices | offered/s | sent/s | acked/s | delivered/s | ack p50 ms | ack p99 ms | server wait p99 ms | alert p50 ms | alert p99 ms | server CPU % | RSS MB | sustained | note |\n" +
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |";
 
         public override string ToString() =>
             string.Create(CultureInfo.InvariantCulture,
-                $"| {Name} | {Protocol} | {Batch} | {Devices} | {TargetRate:N0} | {SentPerSecond:N0} | {AckedPerSecond:N0} | {ReceivedPerSecond?.ToString("N0", CultureInfo.InvariantCulture) ?? "-"} | {AckP50:0.0} | {AckP99:0.0} | {AlertP50?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {AlertP99?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {ServerCpu:0} | {ServerRssMb:N0} | {(Sustained ? "yes" : "no")} | {Note} |");
+                $"| {Name} | {Protocol} | {Batch} | {Devices} | {TargetRate:N0} | {SentPerSecond:N0} | {AckedPerSecond:N0} | {ReceivedPerSecond?.ToString("N0", CultureInfo.InvariantCulture) ?? "-"} | {AckP50:0.0} | {AckP99:0.0} | {ServerWaitP99?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {AlertP50?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {AlertP99?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {ServerCpu:0} | {ServerRssMb:N0} | {(Sustained ? "yes" : "no")} | {Note} |");
+    }
+
+    /// <summary>
+    /// The server's own wait per batch, from its hand-over to the commit pipeline to the answer (the histogram
+    /// <c>telemetry_commit_wait_seconds</c> on <c>/metrics</c>): the server's part of the ack latency, apart from the
+    /// network and the generator's own scheduling on the shared cores.
+    /// </summary>
+    private static class ServerWaits
+    {
+        private static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(10) };
+
+        /// <summary>Batches answered within each bucket's bound (seconds), every outcome summed; null for a broker.</summary>
+        public static async Task<SortedDictionary<double, double>?> ReadAsync(Target target)
+        {
+            if (target.AdminToken is null)
+            {
+                return null;
+            }
+
+            const string Prefix = "telemetry_commit_wait_seconds_bucket{";
+            var buckets = new SortedDictionary<double, double>();
+            foreach (var line in (await Http.GetStringAsync($"{target.Url}/metrics")).Split('\n'))
+            {
+                var bound = line.IndexOf("le=\"", StringComparison.Ordinal);
+                if (!line.StartsWith(Prefix, StringComparison.Ordinal) || bound < 0)
+                {
+                    continue;
+                }
+
+                var text = line[(bound + 4)..line.IndexOf('"', bound + 4)];
+                var le = text == "+Inf" ? double.PositiveInfinity : double.Parse(text, CultureInfo.InvariantCulture);
+                buckets[le] = buckets.GetValueOrDefault(le) + double.Parse(line[(line.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture);
+            }
+
+            return buckets;
+        }
+
+        /// <summary>The 99th percentile in milliseconds of the waits between two readings, interpolated within its bucket.</summary>
+        public static double? P99(SortedDictionary<double, double>? before, SortedDictionary<double, double>? after)
+        {
+            if (before is null || after is null || after.Count == 0)
+            {
+                return null;
+            }
+
+            var total = after.Last().Value - before.GetValueOrDefault(double.PositiveInfinity);
+            if (total <= 0)
+            {
+                return null;
+            }
+
+            var rank = 0.99 * total;
+            var (lower, below) = (0.0, 0.0);
+            foreach (var (le, cumulative) in after)
+            {
+                var count = cumulative - before.GetValueOrDefault(le);
+                if (count >= rank)
+                {
+                    return double.IsPositiveInfinity(le) ? lower * 1_000 : (lower + ((le - lower) * (rank - below) / Math.Max(count - below, 1))) * 1_000;
+                }
+
+                (lower, below) = (le, count);
+            }
+
+            return lower * 1_000;
+        }
     }
 }
