@@ -19,9 +19,9 @@ public sealed class IngestOptions
     public TimeSpan SlowCommitWait { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>
-    /// Readings committed and handed to their patients' grains that the grains have not yet answered for. Beyond it the
-    /// commit loop waits for grains to catch up (and devices are acknowledged late): live state never falls
-    /// unboundedly behind the store. About 24 bytes each.
+    /// Readings committed and handed on for their patients' grains (the calls made, or about to be) that the grains have
+    /// not yet answered for. Beyond it the commit loop waits for grains to catch up (and devices are acknowledged late):
+    /// live state never falls unboundedly behind the store. About 24 bytes each.
     /// </summary>
     [Range(100, 100_000_000)]
     public int MaxReadingsInGrainCalls { get; set; } = 1_000_000;

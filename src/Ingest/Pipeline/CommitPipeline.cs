@@ -13,10 +13,11 @@ namespace Telemetry.Ingest.Pipeline;
 /// <summary>
 /// The one way readings enter Telemetry. Every front door hands its device batches here and waits: batches queue in
 /// a bounded channel, one loop commits whatever has gathered in one transaction (group commit), answers each waiter
-/// only then, and calls each patient's grain once with all of that patient's readings from the flush. A flush's
-/// grain calls run while the next flushes commit, up to <see cref="IngestOptions.MaxReadingsInGrainCalls"/> readings
-/// not yet answered for. When the store (or the grains) are slow the queue fills and the front doors stop acking:
-/// backpressure, not growth. Grain calls lost to a crash or failed are made good from the raw store by
+/// only then, and hands the flush to a second loop, which calls each patient's grain once with all of that patient's
+/// readings from the flush (one flush after another, so a patient's calls are issued in commit order). A flush's grain
+/// calls run while the next flushes commit, up to <see cref="IngestOptions.MaxReadingsInGrainCalls"/> readings handed
+/// over and not yet answered for. When the store (or the grains) are slow the queue fills and the front doors stop
+/// acking: backpressure, not growth. Grain calls lost to a crash or failed are made good from the raw store by
 /// <see cref="GrainRepair"/>, when the store keeps a commit log.
 /// </summary>
 public sealed partial class CommitPipeline : BackgroundService
@@ -24,6 +25,14 @@ public sealed partial class CommitPipeline : BackgroundService
     private static readonly TimeSpan RetryDelay = TimeSpan.FromMilliseconds(200);
 
     private readonly Channel<PendingBatch> _queue;
+
+    // Committed flushes for the dispatching loop, in commit order; bounded by the readings they hold (see
+    // MaxReadingsInGrainCalls), which the commit loop counts before it hands a flush over.
+    private readonly Channel<CommittedFlush> _toGrains = Channel.CreateUnbounded<CommittedFlush>(new UnboundedChannelOptions
+    {
+        SingleReader = true,
+        SingleWriter = true,
+    });
     private readonly IRawSeriesStore _store;
     private readonly IGrainFactory _grains;
     private readonly IngestInstruments _instruments;
@@ -41,7 +50,8 @@ public sealed partial class CommitPipeline : BackgroundService
     // interface by reflection on every call, a few percent of the server's CPU at one reading per MQTT message.
     private (GrainType Type, GrainInterfaceType Interface)? _patientGrain;
 
-    // A flush's readings by patient, and the lists that held them, kept for the next flush (only the loop uses them).
+    // A flush's readings by patient, and the lists that held them, kept for the next flush (only the dispatching loop
+    // uses them).
     private readonly Dictionary<string, PatientParts> _byPatient = new(StringComparer.Ordinal);
     private readonly Stack<PatientParts> _spareParts = new();
 
@@ -56,7 +66,8 @@ public sealed partial class CommitPipeline : BackgroundService
     private GrainRepair? _repair;
     private readonly CancellationToken _hostStarted;
 
-    // The commit through which every grain call has answered, as the loop last worked it out (for the repair's saves).
+    // The commit through which every grain call has answered, as the commit loop last worked it out (for the repair's
+    // saves).
     private long _appliedThrough;
 
     public CommitPipeline(
@@ -203,93 +214,119 @@ public sealed partial class CommitPipeline : BackgroundService
         // failed since (its readings may be stored all the same).
         var lastCommitId = await StartRepairAsync(stoppingToken);
         Volatile.Write(ref _appliedThrough, lastCommitId);
+        var dispatching = DispatchLoopAsync();
         var failedSince = false;
-        while (await reader.WaitToReadAsync(CancellationToken.None))
+        try
         {
-            flush.Clear();
-            batches.Clear();
-            var readings = 0;
-            while (readings < _maxReadingsPerCommit && reader.TryRead(out var pending))
+            while (await reader.WaitToReadAsync(CancellationToken.None))
             {
-                flush.Add(pending);
-                batches.Add(pending.Batch);
-                readings += pending.Batch.Readings.Length;
-            }
+                flush.Clear();
+                batches.Clear();
+                var readings = 0;
+                while (readings < _maxReadingsPerCommit && reader.TryRead(out var pending))
+                {
+                    flush.Add(pending);
+                    batches.Add(pending.Batch);
+                    readings += pending.Batch.Readings.Length;
+                }
 
-            if (outcomes.Length < flush.Count)
-            {
-                outcomes = new BatchOutcome[Math.Max(flush.Count, outcomes.Length * 2)];
-            }
+                if (outcomes.Length < flush.Count)
+                {
+                    outcomes = new BatchOutcome[Math.Max(flush.Count, outcomes.Length * 2)];
+                }
 
-            var started = Stopwatch.GetTimestamp();
-            Volatile.Write(ref _committingSince, flush[0].Queued);
-            long commitId;
-            try
-            {
-                // Not cancelled by shutdown: what is queued is committed and answered before the server stops.
-                commitId = await _store.CommitAsync(batches, outcomes.AsMemory(0, flush.Count), CancellationToken.None);
-                _storeFailing = false;
-            }
-            catch (Exception exception)
-            {
-                _storeFailing = true;
-                failedSince = true;
+                var started = Stopwatch.GetTimestamp();
+                Volatile.Write(ref _committingSince, flush[0].Queued);
+                long commitId;
+                try
+                {
+                    // Not cancelled by shutdown: what is queued is committed and answered before the server stops.
+                    commitId = await _store.CommitAsync(batches, outcomes.AsMemory(0, flush.Count), CancellationToken.None);
+                    _storeFailing = false;
+                }
+                catch (Exception exception)
+                {
+                    _storeFailing = true;
+                    failedSince = true;
+                    Volatile.Write(ref _committingSince, 0);
+                    var failure = new StoreUnavailableException("the raw store could not commit the batch; retry", exception);
+                    var failedAt = Stopwatch.GetTimestamp();
+                    foreach (var pending in flush)
+                    {
+                        pending.Completion.TrySetException(failure);
+                        pending.Answered();
+                    }
+
+                    // Answered first: nothing after may leave a caller waiting.
+                    _instruments.CommitFailed();
+                    foreach (var pending in flush)
+                    {
+                        _instruments.BatchAnswered(Stopwatch.GetElapsedTime(pending.Queued, failedAt), committed: false);
+                    }
+
+                    LogCommitFailed(_logger, exception, flush.Count, readings);
+
+                    // Give a failing store a moment rather than spinning on it.
+                    await Task.Delay(RetryDelay, stoppingToken.IsCancellationRequested ? CancellationToken.None : stoppingToken)
+                        .ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                    continue;
+                }
+
+                var answeredAt = Stopwatch.GetTimestamp();
+                for (var i = 0; i < flush.Count; i++)
+                {
+                    flush[i].Completion.TrySetResult(new CommitResult(outcomes[i].Outcome, outcomes[i].Stored.Length, outcomes[i].Duplicates));
+                    flush[i].Answered();
+                }
+
+                _instruments.Committed(flush.Count, Stopwatch.GetElapsedTime(started, answeredAt));
+                foreach (var pending in flush)
+                {
+                    _instruments.BatchAnswered(Stopwatch.GetElapsedTime(pending.Queued, answeredAt), committed: true);
+                }
+
                 Volatile.Write(ref _committingSince, 0);
-                var failure = new StoreUnavailableException("the raw store could not commit the batch; retry", exception);
-                var failedAt = Stopwatch.GetTimestamp();
-                foreach (var pending in flush)
+
+                if (failedSince)
                 {
-                    pending.Completion.TrySetException(failure);
-                    pending.Answered();
+                    // The commits that failed since the last one that succeeded may have stored readings that no grain saw;
+                    // and the store is back, so repairs waiting on it go now.
+                    _repair?.Add(lastCommitId, commitId - 1, patients: null);
+                    _repair?.RetryNow();
+                    failedSince = false;
                 }
 
-                // Answered first: nothing after may leave a caller waiting.
-                _instruments.CommitFailed();
-                foreach (var pending in flush)
+                // The grain calls are made by the dispatching loop, so the next commit need not wait for them to be issued.
+                var committed = CommittedFlush.Of(lastCommitId, commitId, flush, outcomes);
+                if (committed is null)
                 {
-                    _instruments.BatchAnswered(Stopwatch.GetElapsedTime(pending.Queued, failedAt), committed: false);
+                    dispatches.Enqueue(new Dispatch(commitId, Task.CompletedTask));
+                }
+                else
+                {
+                    Interlocked.Add(ref _readingsInGrainCalls, committed.Readings);
+                    if (!_toGrains.Writer.TryWrite(committed))
+                    {
+                        throw new UnreachableException("the dispatching loop's channel is completed only after the commit loop ends");
+                    }
+
+                    dispatches.Enqueue(new Dispatch(commitId, committed.Done.Task));
                 }
 
-                LogCommitFailed(_logger, exception, flush.Count, readings);
-
-                // Give a failing store a moment rather than spinning on it.
-                await Task.Delay(RetryDelay, stoppingToken.IsCancellationRequested ? CancellationToken.None : stoppingToken)
-                    .ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-                continue;
+                lastCommitId = commitId;
+                await MakeRoomForGrainCallsAsync(dispatches);
+                var appliedThrough = AppliedThrough(dispatches, lastCommitId);
+                Volatile.Write(ref _appliedThrough, appliedThrough);
+                _repair?.SaveSoon(appliedThrough);
             }
-
-            var answeredAt = Stopwatch.GetTimestamp();
-            for (var i = 0; i < flush.Count; i++)
-            {
-                flush[i].Completion.TrySetResult(new CommitResult(outcomes[i].Outcome, outcomes[i].Stored.Length, outcomes[i].Duplicates));
-                flush[i].Answered();
-            }
-
-            _instruments.Committed(flush.Count, Stopwatch.GetElapsedTime(started, answeredAt));
-            foreach (var pending in flush)
-            {
-                _instruments.BatchAnswered(Stopwatch.GetElapsedTime(pending.Queued, answeredAt), committed: true);
-            }
-
-            Volatile.Write(ref _committingSince, 0);
-
-            if (failedSince)
-            {
-                // The commits that failed since the last one that succeeded may have stored readings that no grain saw;
-                // and the store is back, so repairs waiting on it go now.
-                _repair?.Add(lastCommitId, commitId - 1, patients: null);
-                _repair?.RetryNow();
-                failedSince = false;
-            }
-
-            dispatches.Enqueue(new Dispatch(commitId, DispatchToGrains(lastCommitId, commitId, flush, outcomes)));
-            lastCommitId = commitId;
-            await MakeRoomForGrainCallsAsync(dispatches);
-            var appliedThrough = AppliedThrough(dispatches, lastCommitId);
-            Volatile.Write(ref _appliedThrough, appliedThrough);
-            _repair?.SaveSoon(appliedThrough);
+        }
+        finally
+        {
+            // The dispatching loop ends once it has made the calls of every flush handed over.
+            _toGrains.Writer.TryComplete();
         }
 
+        await dispatching;
         await Task.WhenAll(dispatches.Select(dispatch => dispatch.Done));
         if (_repair is not null)
         {
@@ -352,50 +389,83 @@ public sealed partial class CommitPipeline : BackgroundService
     }
 
     /// <summary>
-    /// Calls each patient's grain once with all of that patient's newly stored readings from this flush. The calls are
-    /// made before this returns (the flush's lists, and those here, are reused); the task completes when they have all
-    /// answered (it never faults). The readings handed over count towards the bound until then.
+    /// The dispatching loop: for each committed flush, in commit order, makes its grain calls; they run on while the
+    /// next flushes' calls are made. Ends once the commit loop has handed over its last flush.
     /// </summary>
-    private Task DispatchToGrains(long previousCommitId, long commitId, List<PendingBatch> flush, BatchOutcome[] outcomes)
+    private async Task DispatchLoopAsync()
     {
-        var handed = 0;
-        var byPatient = _byPatient;
-        for (var i = 0; i < flush.Count; i++)
+        var reader = _toGrains.Reader;
+        while (await reader.WaitToReadAsync())
         {
-            var batch = flush[i].Batch;
-
-            // A resent batch stored nothing, its quarantine included: the grain saw it the first time.
-            var implausible = outcomes[i].Outcome == CommitOutcome.Duplicate ? ReadOnlyMemory<VitalReading>.Empty : batch.Quarantined;
-            if (outcomes[i].Stored.IsEmpty && implausible.IsEmpty)
+            while (reader.TryRead(out var committed))
             {
-                continue;
-            }
+                List<(string PatientId, Task<CommittedMinute[]> Call)> calls;
+                try
+                {
+                    // A call that could not be made comes back as a failed one, repaired with the others.
+                    calls = CallGrains(committed);
+                }
+                catch (Exception exception)
+                {
+                    // Not even the flush's patients could be told apart: all of them are repaired.
+                    _instruments.GrainCallFailed();
+                    LogGrainCallFailed(_logger, exception);
+                    _repair?.Add(committed.PreviousCommitId, committed.CommitId, patients: null);
+                    calls = [];
+                }
 
-            if (!byPatient.TryGetValue(batch.PatientId, out var parts))
-            {
-                parts = _spareParts.TryPop(out var spare) ? spare : new PatientParts();
-                byPatient[batch.PatientId] = parts;
-            }
-
-            if (!outcomes[i].Stored.IsEmpty)
-            {
-                parts.Stored.Add(outcomes[i].Stored);
-            }
-
-            if (!implausible.IsEmpty)
-            {
-                parts.Implausible.Add(implausible);
+                // Never faults; releases the flush's readings and completes its Done once its calls have answered.
+                _ = AwaitGrainCallsAsync(committed, calls);
             }
         }
+    }
 
-        var calls = new List<(string PatientId, Task<CommittedMinute[]> Call)>(byPatient.Count);
+    /// <summary>
+    /// Calls each patient's grain once with all of that patient's newly stored and implausible readings from the flush,
+    /// and returns the calls; a call that could not be made is a faulted one. The lists here are reused for the next
+    /// flush.
+    /// </summary>
+    private List<(string PatientId, Task<CommittedMinute[]> Call)> CallGrains(CommittedFlush committed)
+    {
+        var byPatient = _byPatient;
+        var calls = new List<(string PatientId, Task<CommittedMinute[]> Call)>();
         try
         {
+            foreach (var (batch, outcome) in committed.Batches)
+            {
+                if (!byPatient.TryGetValue(batch.PatientId, out var parts))
+                {
+                    parts = _spareParts.TryPop(out var spare) ? spare : new PatientParts();
+                    byPatient[batch.PatientId] = parts;
+                }
+
+                if (!outcome.Stored.IsEmpty)
+                {
+                    parts.Stored.Add(outcome.Stored);
+                }
+
+                var implausible = CommittedFlush.Implausible(batch, outcome);
+                if (!implausible.IsEmpty)
+                {
+                    parts.Implausible.Add(implausible);
+                }
+            }
+
+            calls.Capacity = byPatient.Count;
             foreach (var (patientId, parts) in byPatient)
             {
-                var readings = new PatientReadings(commitId, Concat(parts.Stored), parts.Implausible.Count == 0 ? null : Concat(parts.Implausible));
-                handed += readings.Readings.Length + (readings.Implausible?.Length ?? 0);
-                calls.Add((patientId, PatientGrain(patientId).ApplyAsync(readings)));
+                Task<CommittedMinute[]> call;
+                try
+                {
+                    var readings = new PatientReadings(committed.CommitId, Concat(parts.Stored), parts.Implausible.Count == 0 ? null : Concat(parts.Implausible));
+                    call = PatientGrain(patientId).ApplyAsync(readings);
+                }
+                catch (Exception exception)
+                {
+                    call = Task.FromException<CommittedMinute[]>(exception);
+                }
+
+                calls.Add((patientId, call));
             }
         }
         finally
@@ -410,8 +480,7 @@ public sealed partial class CommitPipeline : BackgroundService
             byPatient.Clear();
         }
 
-        Interlocked.Add(ref _readingsInGrainCalls, handed);
-        return AwaitGrainCallsAsync(previousCommitId, commitId, calls, handed);
+        return calls;
     }
 
     private IPatientGrain PatientGrain(string patientId)
@@ -427,7 +496,11 @@ public sealed partial class CommitPipeline : BackgroundService
         return (IPatientGrain)_grains.GetGrain(GrainId.Create(resolved.Type, patientId), resolved.Interface);
     }
 
-    private async Task AwaitGrainCallsAsync(long previousCommitId, long commitId, List<(string PatientId, Task<CommittedMinute[]> Call)> calls, int handed)
+    /// <summary>
+    /// Awaits a flush's grain calls, queues the repair of what failed, and completes <see cref="CommittedFlush.Done"/>;
+    /// never faults.
+    /// </summary>
+    private async Task AwaitGrainCallsAsync(CommittedFlush committed, List<(string PatientId, Task<CommittedMinute[]> Call)> calls)
     {
         try
         {
@@ -445,7 +518,7 @@ public sealed partial class CommitPipeline : BackgroundService
                 else if (call.Result is { Length: > 0 } unsettled)
                 {
                     // Late windows recomputed before the store showed the commit: again, once it does.
-                    _repair?.AddUnsettled(patientId, commitId, unsettled);
+                    _repair?.AddUnsettled(patientId, committed.CommitId, unsettled);
                 }
             }
 
@@ -454,12 +527,13 @@ public sealed partial class CommitPipeline : BackgroundService
             if (failed is not null)
             {
                 // From the commit before (ids need not be consecutive): failed calls of neighbouring commits make one range.
-                _repair?.Add(previousCommitId, commitId, failed);
+                _repair?.Add(committed.PreviousCommitId, committed.CommitId, failed);
             }
         }
         finally
         {
-            Interlocked.Add(ref _readingsInGrainCalls, -handed);
+            Interlocked.Add(ref _readingsInGrainCalls, -committed.Readings);
+            committed.Done.TrySetResult();
         }
     }
 
@@ -497,8 +571,63 @@ public sealed partial class CommitPipeline : BackgroundService
     [LoggerMessage(EventId = 1007, Level = LogLevel.Error, Message = "The commit log could not be read: patient grains are not repaired until the next start")]
     private static partial void LogRepairUnavailable(ILogger logger, Exception exception);
 
-    /// <summary>A commit's grain calls: <see cref="Done"/> completes when they have all answered (it never faults).</summary>
+    /// <summary>
+    /// A commit's grain calls: <see cref="Done"/> completes when they have all answered, those that failed queued for
+    /// repair (it never faults).
+    /// </summary>
     private readonly record struct Dispatch(long CommitId, Task Done);
+
+    /// <summary>
+    /// A committed flush's batches that stored readings or had implausible ones, each with what it stored, handed from
+    /// the commit loop to the dispatching loop. <see cref="Done"/> completes when its grain calls have all answered,
+    /// those that failed queued for repair.
+    /// </summary>
+    private sealed class CommittedFlush(long previousCommitId, long commitId, int readings, (DeviceBatch Batch, BatchOutcome Outcome)[] batches)
+    {
+        public long PreviousCommitId { get; } = previousCommitId;
+
+        public long CommitId { get; } = commitId;
+
+        /// <summary>The readings handed to grains: stored and implausible.</summary>
+        public int Readings { get; } = readings;
+
+        public (DeviceBatch Batch, BatchOutcome Outcome)[] Batches { get; } = batches;
+
+        public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        /// <summary>The flush's batches for grains (the loop's lists are reused), or null when it has none.</summary>
+        public static CommittedFlush? Of(long previousCommitId, long commitId, List<PendingBatch> flush, BatchOutcome[] outcomes)
+        {
+            var count = 0;
+            var readings = 0;
+            for (var i = 0; i < flush.Count; i++)
+            {
+                var forGrains = outcomes[i].Stored.Length + Implausible(flush[i].Batch, outcomes[i]).Length;
+                count += forGrains > 0 ? 1 : 0;
+                readings += forGrains;
+            }
+
+            if (count == 0)
+            {
+                return null;
+            }
+
+            var batches = new (DeviceBatch, BatchOutcome)[count];
+            for (int i = 0, j = 0; i < flush.Count; i++)
+            {
+                if (outcomes[i].Stored.Length + Implausible(flush[i].Batch, outcomes[i]).Length > 0)
+                {
+                    batches[j++] = (flush[i].Batch, outcomes[i]);
+                }
+            }
+
+            return new CommittedFlush(previousCommitId, commitId, readings, batches);
+        }
+
+        /// <summary>A batch's implausible readings for its grain: none when resent (the grain saw them the first time).</summary>
+        public static ReadOnlyMemory<VitalReading> Implausible(DeviceBatch batch, BatchOutcome outcome) =>
+            outcome.Outcome == CommitOutcome.Duplicate ? ReadOnlyMemory<VitalReading>.Empty : batch.Quarantined;
+    }
 
     private sealed class PatientParts
     {
