@@ -2,6 +2,7 @@ using BenchmarkDotNet.Attributes;
 using Microsoft.Extensions.Options;
 using Telemetry.Core.Readings;
 using Telemetry.Core.Rollups;
+using Telemetry.Core.Storage;
 using Telemetry.Core.Vitals;
 using Telemetry.Storage.DuckDb;
 
@@ -18,6 +19,7 @@ public class RawReadBenchmarks
 {
     private const int Patients = 500;
     private const int Minutes = 2 * 24 * 60;
+    private const int AtOnce = 100;
 
     private DirectoryInfo _directory = null!;
     private DuckDbDatabase _database = null!;
@@ -70,6 +72,27 @@ public class RawReadBenchmarks
     [Benchmark(Baseline = true)]
     public async Task<int> Minute_windows_of_two_days() =>
         (await _store.AggregateAsync(NextPatient(), _fromMs, _toMs, Resolution.Minute)).Windows.Count;
+
+    /// <summary>
+    /// The same for 100 patients whose grains activate together (after a start, or as a fleet comes back), per patient.
+    /// </summary>
+    [Benchmark(OperationsPerInvoke = AtOnce)]
+    public async Task<int> Minute_windows_of_two_days_100_patients_at_once()
+    {
+        var reads = new Task<RawAggregate>[AtOnce];
+        for (var i = 0; i < AtOnce; i++)
+        {
+            reads[i] = _store.AggregateAsync(NextPatient(), _fromMs, _toMs, Resolution.Minute);
+        }
+
+        var windows = 0;
+        foreach (var aggregate in await Task.WhenAll(reads))
+        {
+            windows += aggregate.Windows.Count;
+        }
+
+        return windows;
+    }
 
     /// <summary>The latest 10 readings of each of two vitals of one patient.</summary>
     [Benchmark]

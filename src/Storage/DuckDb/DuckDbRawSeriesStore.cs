@@ -26,6 +26,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
     private readonly DuckDbDatabase _database;
     private readonly DuckDBConnection _writer;
     private readonly SequenceLedger _sequences;
+    private readonly AggregateReads _aggregates;
     private readonly SeriesCatalog _series;
     private readonly Dictionary<(string DeviceId, VitalKind Kind), long> _latest = [];
     private readonly Dictionary<(string DeviceId, VitalKind Kind), long> _flushLatest = [];
@@ -50,6 +51,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
     public DuckDbRawSeriesStore(DuckDbDatabase database)
     {
         _database = database;
+        _aggregates = new AggregateReads(Aggregate);
         _writer = database.OpenConnection();
         using (var last = _writer.CreateCommand())
         {
@@ -480,43 +482,71 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
     }
 
     public Task<RawAggregate> AggregateAsync(string patientId, long fromMs, long toMs, Resolution resolution, CancellationToken cancellationToken = default) =>
-        Task.Run(() =>
+        _aggregates.ReadAsync(patientId, fromMs, toMs, resolution, cancellationToken);
+
+    /// <summary>The aggregates of <paramref name="patientIds"/> over one span, in one query; a patient without readings is left out.</summary>
+    private Dictionary<string, RawAggregate> Aggregate(IReadOnlyList<string> patientIds, long fromMs, long toMs, Resolution resolution)
+    {
+        using var connection = _database.OpenConnection();
+        using var command = connection.CreateCommand();
+        // Each row names its patient by place in the list (from 1): no string read per row.
+        var patients = string.Join(", ", patientIds.Select((_, i) => $"${i + 4}"));
+        command.CommandText = $"""
+            SELECT list_position([{patients}], s.patient_id) AS patient, s.kind, (epoch_ms(r.ts) // $3) * $3 AS start, count(*),
+                   sum(r.value), min(r.value), max(r.value), sum(r.value * r.value), arg_max(r.value, r.ts), epoch_ms(max(r.ts)),
+                   max(r.commit_id)
+            FROM all_readings r JOIN all_series s USING (series_id)
+            WHERE s.patient_id IN ({patients}) AND r.ts >= $1 AND r.ts < $2
+            GROUP BY patient, s.kind, start
+            ORDER BY patient, s.kind, start
+            """;
+        command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(fromMs)));
+        command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(toMs)));
+        command.Parameters.Add(new DuckDBParameter(resolution.Milliseconds()));
+        foreach (var patientId in patientIds)
         {
-            using var connection = _database.OpenConnection();
-            using var command = connection.CreateCommand();
-            command.CommandText = """
-                SELECT s.kind, (epoch_ms(r.ts) // $4) * $4 AS start, count(*), sum(r.value), min(r.value), max(r.value),
-                       sum(r.value * r.value), arg_max(r.value, r.ts), epoch_ms(max(r.ts)), max(r.commit_id)
-                FROM all_readings r JOIN all_series s USING (series_id)
-                WHERE s.patient_id = $1 AND r.ts >= $2 AND r.ts < $3
-                GROUP BY s.kind, start
-                ORDER BY s.kind, start
-                """;
             command.Parameters.Add(new DuckDBParameter(patientId));
-            command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(fromMs)));
-            command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(toMs)));
-            command.Parameters.Add(new DuckDBParameter(resolution.Milliseconds()));
-            using var reader = command.ExecuteReader();
-            var windows = new List<KindWindow>();
-            var highestCommitId = 0L;
-            while (reader.Read())
+        }
+
+        using var reader = command.ExecuteReader();
+        var aggregates = new Dictionary<string, RawAggregate>(StringComparer.Ordinal);
+        var patient = 0;
+        var windows = new List<KindWindow>();
+        var highestCommitId = 0L;
+        while (reader.Read())
+        {
+            var rowPatient = reader.GetInt32(0);
+            if (rowPatient != patient)
             {
-                highestCommitId = Math.Max(highestCommitId, reader.GetInt64(9));
-                windows.Add(new KindWindow(
-                    (VitalKind)reader.GetByte(0),
-                    new RollupWindow(
-                        reader.GetInt64(1),
-                        reader.GetInt64(2),
-                        reader.GetDouble(3),
-                        reader.GetDouble(4),
-                        reader.GetDouble(5),
-                        reader.GetDouble(6),
-                        reader.GetDouble(7),
-                        reader.GetInt64(8))));
+                if (patient != 0)
+                {
+                    aggregates[patientIds[patient - 1]] = new RawAggregate(windows, highestCommitId);
+                }
+
+                (patient, windows, highestCommitId) = (rowPatient, [], 0L);
             }
 
-            return new RawAggregate(windows, highestCommitId);
-        }, cancellationToken);
+            highestCommitId = Math.Max(highestCommitId, reader.GetInt64(10));
+            windows.Add(new KindWindow(
+                (VitalKind)reader.GetByte(1),
+                new RollupWindow(
+                    reader.GetInt64(2),
+                    reader.GetInt64(3),
+                    reader.GetDouble(4),
+                    reader.GetDouble(5),
+                    reader.GetDouble(6),
+                    reader.GetDouble(7),
+                    reader.GetDouble(8),
+                    reader.GetInt64(9))));
+        }
+
+        if (patient != 0)
+        {
+            aggregates[patientIds[patient - 1]] = new RawAggregate(windows, highestCommitId);
+        }
+
+        return aggregates;
+    }
 
     public Task<IReadOnlyList<StoredReading>> ReadAsync(string patientId, VitalKind kind, long fromMs, long toMs, int limit, CancellationToken cancellationToken = default) =>
         Task.Run<IReadOnlyList<StoredReading>>(() =>

@@ -94,6 +94,32 @@ public sealed class DuckDbRawSeriesStoreTests : IDisposable
     }
 
     [Fact]
+    public async Task Patients_asking_at_once_each_get_their_own_aggregate()
+    {
+        // More patients than one query reads for, each with readings of its own over two commits, and one without any.
+        const int Patients = AggregateReads.MaxPatientsPerRead + 44;
+        var first = Store.Commit([.. Enumerable.Range(1, Patients).Select(i => Of($"watch-{i}", $"patient-{i}", 0, new VitalReading(VitalKind.HeartRate, T0 + i, i)))]).CommitId;
+        var second = Store.Commit([.. Enumerable.Range(1, Patients).Where(i => i % 2 == 0)
+            .Select(i => Of($"watch-{i}", $"patient-{i}", 0, new VitalReading(VitalKind.HeartRate, T0 + 1_000 + i, i + 1), new VitalReading(VitalKind.Steps, T0 + 2_000, i)))]).CommitId;
+
+        var together = await Task.WhenAll(Enumerable.Range(0, Patients + 1).Select(i => Store.AggregateAsync($"patient-{i}", T0, T0 + 60_000, Resolution.Minute)));
+
+        Assert.Empty(together[0].Windows);
+        Assert.Equal(0, together[0].HighestCommitId);
+        for (var i = 1; i <= Patients; i++)
+        {
+            var aggregate = together[i];
+            Assert.Equal(i % 2 == 0 ? second : first, aggregate.HighestCommitId);
+            var heartRate = Assert.Single(aggregate.Windows, window => window.Kind == VitalKind.HeartRate).Window;
+            Assert.Equal(i % 2 == 0 ? 2 : 1, heartRate.Count);
+            Assert.Equal(i % 2 == 0 ? i + i + 1 : i, heartRate.Sum);
+            Assert.Equal(i % 2 == 0 ? i + 1 : i, heartRate.Last);
+            Assert.Equal(i % 2 == 0 ? 2 : 1, aggregate.Windows.Count);
+            Assert.Equal((await Store.AggregateAsync($"patient-{i}", T0, T0 + 60_000, Resolution.Minute)).Windows, aggregate.Windows);
+        }
+    }
+
+    [Fact]
     public void Commit_ids_increase_with_every_commit()
     {
         var ids = new List<long>();
