@@ -9,12 +9,13 @@ namespace Telemetry.Storage.DuckDb;
 /// the files, so a patient's rows cannot be skipped to), and patient grains ask for the same span, yesterday and today,
 /// when they activate: after a start, when a fleet comes back, when devices of many new patients begin to send. Read one
 /// by one, each activation would scan those two days again. The first request is read at once; those that arrive
-/// while it runs go together in the next query (up to <see cref="MaxPatientsPerRead"/> patients each).
+/// while it runs go together in the next query (up to <see cref="MaxPatientsPerRead"/> patients each). When a query
+/// for several patients fails, each is read alone, so one patient's failure is not every patient's.
 /// </summary>
 internal sealed class AggregateReads(Func<IReadOnlyList<string>, long, long, Resolution, IReadOnlyDictionary<string, RawAggregate>> read)
 {
-    /// <summary>The most patients one query reads for.</summary>
-    public const int MaxPatientsPerRead = 256;
+    /// <summary>The most patients one query reads for (two days of minute windows are about a megabyte a patient).</summary>
+    public const int MaxPatientsPerRead = 64;
 
     private static readonly RawAggregate Nothing = new([], 0);
 
@@ -26,7 +27,11 @@ internal sealed class AggregateReads(Func<IReadOnlyList<string>, long, long, Res
 
     public Task<RawAggregate> ReadAsync(string patientId, long fromMs, long toMs, Resolution resolution, CancellationToken cancellationToken)
     {
-        cancellationToken.ThrowIfCancellationRequested();
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return Task.FromCanceled<RawAggregate>(cancellationToken);
+        }
+
         var span = new Span(fromMs, toMs, resolution);
         var request = new Request(patientId);
         bool first;
@@ -46,60 +51,114 @@ internal sealed class AggregateReads(Func<IReadOnlyList<string>, long, long, Res
             _ = Task.Run(() => ReadWaiting(span), CancellationToken.None);
         }
 
-        // A caller that gives up stops waiting; the query goes on for the others.
-        return request.Completion.Task.WaitAsync(cancellationToken);
+        // A caller that gives up stops waiting, and a request given up before its query is left out of it.
+        request.StopWaitingOn(cancellationToken);
+        return request.Completion.Task;
     }
 
     /// <summary>Reads the span's waiting requests, a query at a time, until none is left.</summary>
     private void ReadWaiting(Span span)
     {
-        while (true)
+        List<Request> taken = [];
+        try
         {
-            List<Request> requests;
+            while (true)
+            {
+                lock (_lock)
+                {
+                    if (!_waiting.Remove(span, out var waiting))
+                    {
+                        _reading.Remove(span);
+                        return;
+                    }
+
+                    taken = Take(waiting, out var rest);
+                    if (rest.Count > 0)
+                    {
+                        _waiting[span] = rest;
+                    }
+                }
+
+                var patients = taken.Select(request => request.PatientId).Distinct(StringComparer.Ordinal).ToList();
+                if (patients.Count > 1 && !TryRead(patients, taken, span))
+                {
+                    // A query for several failed: each patient alone, so that only those whose own read fails fail.
+                    foreach (var patient in patients)
+                    {
+                        TryRead([patient], taken, span);
+                    }
+                }
+                else if (patients.Count == 1)
+                {
+                    TryRead(patients, taken, span);
+                }
+            }
+        }
+        catch (Exception exception)
+        {
+            // Not a query's failure (those go to their requests): whatever waits fails, and the span starts afresh.
+            List<Request>? waiting;
             lock (_lock)
             {
-                if (!_waiting.Remove(span, out var waiting))
-                {
-                    _reading.Remove(span);
-                    return;
-                }
-
-                requests = waiting;
-                if (!TakeFirstPatients(ref requests, out var rest))
-                {
-                    _waiting[span] = rest;
-                }
+                _waiting.Remove(span, out waiting);
+                _reading.Remove(span);
             }
 
-            try
+            foreach (var request in taken.Concat(waiting ?? []))
             {
-                var aggregates = read([.. requests.Select(request => request.PatientId).Distinct(StringComparer.Ordinal)], span.FromMs, span.ToMs, span.Resolution);
-                foreach (var request in requests)
-                {
-                    request.Completion.TrySetResult(aggregates.GetValueOrDefault(request.PatientId) ?? Nothing);
-                }
-            }
-            catch (Exception exception)
-            {
-                foreach (var request in requests)
-                {
-                    request.Completion.TrySetException(exception);
-                }
+                request.Completion.TrySetException(exception);
             }
         }
     }
 
+    /// <summary>Reads <paramref name="patients"/> and answers their requests among <paramref name="requests"/>; false when the query failed.</summary>
+    private bool TryRead(List<string> patients, List<Request> requests, Span span)
+    {
+        IReadOnlyDictionary<string, RawAggregate> aggregates;
+        try
+        {
+            aggregates = read(patients, span.FromMs, span.ToMs, span.Resolution);
+        }
+        catch (Exception exception)
+        {
+            if (patients.Count == 1)
+            {
+                foreach (var request in requests.Where(request => request.PatientId == patients[0]))
+                {
+                    request.Completion.TrySetException(exception);
+                }
+            }
+
+            return false;
+        }
+
+        foreach (var request in requests)
+        {
+            if (patients.Count > 1 || request.PatientId == patients[0])
+            {
+                request.Completion.TrySetResult(aggregates.GetValueOrDefault(request.PatientId) ?? Nothing);
+            }
+        }
+
+        return true;
+    }
+
     /// <summary>
-    /// Keeps in <paramref name="requests"/> those of the first <see cref="MaxPatientsPerRead"/> patients; the others go to
-    /// <paramref name="rest"/>. True when none is left over.
+    /// The requests of the first <see cref="MaxPatientsPerRead"/> patients still waited for; the others' go to
+    /// <paramref name="rest"/>. Requests given up are dropped.
     /// </summary>
-    private static bool TakeFirstPatients(ref List<Request> requests, out List<Request> rest)
+    private static List<Request> Take(List<Request> requests, out List<Request> rest)
     {
         rest = [];
         var patients = new HashSet<string>(StringComparer.Ordinal);
         var taken = new List<Request>(Math.Min(requests.Count, MaxPatientsPerRead));
         foreach (var request in requests)
         {
+            if (request.Completion.Task.IsCompleted)
+            {
+                continue;
+            }
+
             if (patients.Contains(request.PatientId) || patients.Count < MaxPatientsPerRead)
             {
                 patients.Add(request.PatientId);
@@ -111,8 +170,7 @@ internal sealed class AggregateReads(Func<IReadOnlyList<string>, long, long, Res
             }
         }
 
-        requests = taken;
-        return rest.Count == 0;
+        return taken;
     }
 
     private readonly record struct Span(long FromMs, long ToMs, Resolution Resolution);
@@ -122,5 +180,15 @@ internal sealed class AggregateReads(Func<IReadOnlyList<string>, long, long, Res
         public string PatientId { get; } = patientId;
 
         public TaskCompletionSource<RawAggregate> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        /// <summary>Ends the caller's wait (the request is then left out of the next query) when the token is cancelled.</summary>
+        public void StopWaitingOn(CancellationToken cancellationToken)
+        {
+            if (cancellationToken.CanBeCanceled)
+            {
+                var registration = cancellationToken.UnsafeRegister(static (state, token) => ((Request)state!).Completion.TrySetCanceled(token), this);
+                _ = Completion.Task.ContinueWith(static (_, state) => ((CancellationTokenRegistration)state!).Unregister(), registration, TaskScheduler.Default);
+            }
+        }
     }
 }
