@@ -60,6 +60,7 @@ internal sealed class AggregateReads(Func<IReadOnlyList<string>, long, long, Res
     private void ReadWaiting(Span span)
     {
         List<Request> taken = [];
+        List<string> patients;
         try
         {
             while (true)
@@ -72,25 +73,20 @@ internal sealed class AggregateReads(Func<IReadOnlyList<string>, long, long, Res
                         return;
                     }
 
-                    taken = Take(waiting, out var rest);
+                    (taken, patients) = Take(waiting, out var rest);
                     if (rest.Count > 0)
                     {
                         _waiting[span] = rest;
                     }
                 }
 
-                var patients = taken.Select(request => request.PatientId).Distinct(StringComparer.Ordinal).ToList();
-                if (patients.Count > 1 && !TryRead(patients, taken, span))
+                if (patients.Count > 0 && !TryRead(patients, taken, span) && patients.Count > 1)
                 {
                     // A query for several failed: each patient alone, so that only those whose own read fails fail.
                     foreach (var patient in patients)
                     {
                         TryRead([patient], taken, span);
                     }
-                }
-                else if (patients.Count == 1)
-                {
-                    TryRead(patients, taken, span);
                 }
             }
         }
@@ -144,13 +140,14 @@ internal sealed class AggregateReads(Func<IReadOnlyList<string>, long, long, Res
     }
 
     /// <summary>
-    /// The requests of the first <see cref="MaxPatientsPerRead"/> patients still waited for; the others' go to
-    /// <paramref name="rest"/>. Requests given up are dropped.
+    /// The requests of the first <see cref="MaxPatientsPerRead"/> patients still waited for, and those patients (each
+    /// once); the others' requests go to <paramref name="rest"/>. Requests given up are dropped.
     /// </summary>
-    private static List<Request> Take(List<Request> requests, out List<Request> rest)
+    private static (List<Request> Taken, List<string> Patients) Take(List<Request> requests, out List<Request> rest)
     {
         rest = [];
-        var patients = new HashSet<string>(StringComparer.Ordinal);
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var patients = new List<string>();
         var taken = new List<Request>(Math.Min(requests.Count, MaxPatientsPerRead));
         foreach (var request in requests)
         {
@@ -159,9 +156,13 @@ internal sealed class AggregateReads(Func<IReadOnlyList<string>, long, long, Res
                 continue;
             }
 
-            if (patients.Contains(request.PatientId) || patients.Count < MaxPatientsPerRead)
+            if (seen.Contains(request.PatientId) || seen.Count < MaxPatientsPerRead)
             {
-                patients.Add(request.PatientId);
+                if (seen.Add(request.PatientId))
+                {
+                    patients.Add(request.PatientId);
+                }
+
                 taken.Add(request);
             }
             else
@@ -170,7 +171,7 @@ internal sealed class AggregateReads(Func<IReadOnlyList<string>, long, long, Res
             }
         }
 
-        return taken;
+        return (taken, patients);
     }
 
     private readonly record struct Span(long FromMs, long ToMs, Resolution Resolution);
