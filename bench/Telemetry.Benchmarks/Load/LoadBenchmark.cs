@@ -9,7 +9,8 @@ namespace Telemetry.Benchmarks.Load;
 /// <summary>
 /// The end-to-end load benchmark: starts the real server (Release) on a fresh store and drives it with the Simulator's
 /// fleet at rising rates, each for a few seconds, until a rate is not sustained (the acks fall behind what was sent, or
-/// the backlog grows). Then it runs again at half the highest sustained rate for latencies. It does this for batched
+/// the backlog grows). Each step's fleet is new and joins at once; a step is measured once the fleet has caught up (at
+/// most the step's length later), and the table says when that was. Then it runs again at half the highest sustained rate for latencies. It does this for batched
 /// readings over gRPC and MQTT QoS 1, and for one reading per MQTT message, and then drives Debian's Mosquitto, with
 /// one subscriber, with the same one-reading MQTT load, and prints the table and the ratio.
 /// </summary>
@@ -213,9 +214,11 @@ public static class LoadBenchmark
             : await fleet.ProvisionAsync(CancellationToken.None);
 
         using var stop = new CancellationTokenSource();
+        var started = Stopwatch.StartNew();
         var running = wearables.Select(wearable => fleet.RunAsync(wearable, new DeviceLedger(wearable.DeviceId, wearable.PatientId), stop.Token)).ToList();
         var warmUp = TimeSpan.FromSeconds(seconds / 4.0);
         await Task.Delay(warmUp);
+        var windowAt = await CatchUpAsync(statistics, rate, started, TimeSpan.FromSeconds(seconds));
         var first = Snapshot.Take(statistics, target);
         var waitsBefore = await ServerWaits.ReadAsync(target);
         statistics.DrainLatencies();
@@ -250,11 +253,34 @@ public static class LoadBenchmark
         var sustained = !generatorLimited && acked >= 0.95 * sent && backlogAtStart <= 0.5 * rate && backlogGrowth <= 0.5 * rate
             && (received is null || received >= 0.95 * sent);
         return new Step(
-            target.Name, protocol, batch, devices, rate, sent, acked, received, ackP50, ackP99,
+            target.Name, protocol, batch, devices, rate, windowAt?.TotalSeconds, sent, acked, received, ackP50, ackP99,
             ServerWaits.P99(waitsBefore, waitsAfter),
             probes ? alertP50 : null, probes ? alertP99 : null,
             (last.Cpu - first.Cpu).TotalSeconds / elapsed * 100, last.RssMb, sustained,
             generatorLimited ? "under 90% of the offered rate sent: the generator's pace, or devices' windows full of publishes waiting for acks" : "");
+    }
+
+    /// <summary>
+    /// Waits, at most <paramref name="limit"/>, until the fleet that joined at the step's start has caught up: no more
+    /// than half a second's load sent and not yet acknowledged. Devices that all connect at once at full rate cost the
+    /// server their joining (sessions, series, grain activations, code not yet compiled for the load); the step measures
+    /// the rate held after it, and reports when its measuring window opened. Returns that time from the step's start, or
+    /// null when the backlog did not fall within the limit (the window then opens on it, and the step fails).
+    /// </summary>
+    private static async Task<TimeSpan?> CatchUpAsync(FleetStatistics statistics, int rate, Stopwatch started, TimeSpan limit)
+    {
+        var deadline = started.Elapsed + limit;
+        while (statistics.ReadingsSent - statistics.ReadingsAcked > 0.5 * rate)
+        {
+            if (started.Elapsed >= deadline)
+            {
+                return null;
+            }
+
+            await Task.Delay(TimeSpan.FromMilliseconds(100));
+        }
+
+        return started.Elapsed;
     }
 
     private static SimulatorOptions Options(Target target, string protocol, int batch, int rate, int devices, bool probes, int seconds) => new()
@@ -306,16 +332,16 @@ public static class LoadBenchmark
     }
 
     private sealed record Step(
-        string Name, string Protocol, int Batch, int Devices, int TargetRate, double SentPerSecond, double AckedPerSecond, double? ReceivedPerSecond,
+        string Name, string Protocol, int Batch, int Devices, int TargetRate, double? WindowAtSeconds, double SentPerSecond, double AckedPerSecond, double? ReceivedPerSecond,
         double AckP50, double AckP99, double? ServerWaitP99, double? AlertP50, double? AlertP99, double ServerCpu, double ServerRssMb, bool Sustained, string Note)
     {
         public const string Header =
-            "| target | protocol | batch | devices | offered/s | sent/s | acked/s | delivered/s | ack p50 ms | ack p99 ms | server wait p99 ms | alert p50 ms | alert p99 ms | server CPU % | RSS MB | sustained | note |\n" +
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |";
+            "| target | protocol | batch | devices | offered/s | window at s | sent/s | acked/s | delivered/s | ack p50 ms | ack p99 ms | server wait p99 ms | alert p50 ms | alert p99 ms | server CPU % | RSS MB | sustained | note |\n" +
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |";
 
         public override string ToString() =>
             string.Create(CultureInfo.InvariantCulture,
-                $"| {Name} | {Protocol} | {Batch} | {Devices} | {TargetRate:N0} | {SentPerSecond:N0} | {AckedPerSecond:N0} | {ReceivedPerSecond?.ToString("N0", CultureInfo.InvariantCulture) ?? "-"} | {AckP50:0.0} | {AckP99:0.0} | {ServerWaitP99?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {AlertP50?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {AlertP99?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {ServerCpu:0} | {ServerRssMb:N0} | {(Sustained ? "yes" : "no")} | {Note} |");
+                $"| {Name} | {Protocol} | {Batch} | {Devices} | {TargetRate:N0} | {WindowAtSeconds?.ToString("0.0", CultureInfo.InvariantCulture) ?? "late"} | {SentPerSecond:N0} | {AckedPerSecond:N0} | {ReceivedPerSecond?.ToString("N0", CultureInfo.InvariantCulture) ?? "-"} | {AckP50:0.0} | {AckP99:0.0} | {ServerWaitP99?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {AlertP50?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {AlertP99?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {ServerCpu:0} | {ServerRssMb:N0} | {(Sustained ? "yes" : "no")} | {Note} |");
     }
 
     /// <summary>
@@ -327,7 +353,10 @@ public static class LoadBenchmark
     {
         private static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(10) };
 
-        /// <summary>Batches answered within each bucket's bound (seconds), every outcome summed; null for a broker.</summary>
+        /// <summary>
+        /// Batches answered within each bucket's bound (seconds), every outcome summed; null for a broker, or when a server
+        /// overloaded by the step does not answer in time (the step is then measured without it).
+        /// </summary>
         public static async Task<SortedDictionary<double, double>?> ReadAsync(Target target)
         {
             if (target.AdminToken is null)
@@ -335,9 +364,19 @@ public static class LoadBenchmark
                 return null;
             }
 
+            string body;
+            try
+            {
+                body = await Http.GetStringAsync($"{target.Url}/metrics");
+            }
+            catch (Exception exception) when (exception is HttpRequestException or TaskCanceledException)
+            {
+                return null;
+            }
+
             const string Prefix = "telemetry_commit_wait_seconds_bucket{";
             var buckets = new SortedDictionary<double, double>();
-            foreach (var line in (await Http.GetStringAsync($"{target.Url}/metrics")).Split('\n'))
+            foreach (var line in body.Split('\n'))
             {
                 var bound = line.IndexOf("le=\"", StringComparison.Ordinal);
                 if (!line.StartsWith(Prefix, StringComparison.Ordinal) || bound < 0)
