@@ -109,7 +109,7 @@ public sealed class DuckDbAlertStore : IAlertStore
         return command.ExecuteScalar() is string json ? JsonSerializer.Deserialize<Alert>(json, TelemetryJson.Options) : null;
     }, cancellationToken);
 
-    /// <summary>Runs a read of the log or the alerts once the file holds every write answered before it (see <see cref="DuckDbStateWrites.SettleAsync"/>).</summary>
+    /// <summary>Runs a read of the log or the alerts once the file holds every write answered before it (see <see cref="DuckDbStateWrites.SettleAsync(CancellationToken)"/>).</summary>
     private async Task<T> ReadAsync<T>(Func<T> read, CancellationToken cancellationToken)
     {
         await _database.StateWrites.SettleAsync(cancellationToken);

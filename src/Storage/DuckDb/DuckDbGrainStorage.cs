@@ -24,17 +24,18 @@ public sealed class DuckDbGrainStorage : IGrainStorage
 
     public async Task ReadStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
-        await _database.StateWrites.SettleAsync();
-        await Task.Run(() => Read(stateName, grainId, grainState));
+        var id = grainId.ToString();
+        await _database.StateWrites.SettleAsync(stateName, id);
+        await Task.Run(() => Read(stateName, id, grainState));
     }
 
-    private void Read<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
+    private void Read<T>(string stateName, string grainId, IGrainState<T> grainState)
     {
         using var connection = _database.OpenConnection();
         using var command = connection.CreateCommand();
         command.CommandText = "SELECT etag, data FROM grain_state WHERE grain_type = $1 AND grain_id = $2";
         command.Parameters.Add(new DuckDBParameter(stateName));
-        command.Parameters.Add(new DuckDBParameter(grainId.ToString()));
+        command.Parameters.Add(new DuckDBParameter(grainId));
         using var reader = command.ExecuteReader();
         if (!reader.Read())
         {

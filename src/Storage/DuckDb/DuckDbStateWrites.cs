@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Runtime.ExceptionServices;
 using System.Text.Json;
 using DuckDB.NET.Data;
@@ -15,7 +16,8 @@ namespace Telemetry.Storage.DuckDb;
 /// <see cref="WriteGroups{TRequest, TResult}"/>); a group is checked (each state change against its ETag), given its
 /// events' positions, and appended to the <see cref="StateJournal"/> beside the file, flushed to the disk, before any of
 /// its writers is answered. The journal's records are written into the database file later, many in one transaction:
-/// within <see cref="DuckDbOptions.JournalDelay"/>, before any read of these tables (<see cref="SettleAsync"/>), when the server stops,
+/// within <see cref="DuckDbOptions.JournalDelay"/>, before any read of the alert log (<see cref="SettleAsync(CancellationToken)"/>) and any read
+/// of a grain's state the journal holds (<see cref="SettleAsync(string, string, CancellationToken)"/>), when the server stops,
 /// and, for what a crash left in the journal, when the file is opened again. A DuckDB transaction costs a few
 /// milliseconds however little it writes; a record in the journal, a fraction of one, and an alert waits for no more.
 /// <para>
@@ -66,8 +68,10 @@ internal sealed partial class DuckDbStateWrites : IDisposable
     private TaskCompletionSource? _settled;
     private bool _closed;
 
-    // Records in the journal that the file does not hold yet; read by SettleAsync outside the writer.
+    // Records in the journal that the file does not hold yet, and the grains whose states they hold; read by the
+    // SettleAsync overloads outside the writer.
     private int _pendingCount;
+    private readonly ConcurrentDictionary<(string StateName, string GrainId), byte> _pendingStates = new();
     private int _applyScheduled;
     private volatile bool _disposed;
 
@@ -131,6 +135,14 @@ internal sealed partial class DuckDbStateWrites : IDisposable
     /// </summary>
     public Task SettleAsync(CancellationToken cancellationToken = default) =>
         Volatile.Read(ref _pendingCount) == 0 ? Task.CompletedTask : SettleWritingAsync(cancellationToken);
+
+    /// <summary>
+    /// Completes once the database file holds the latest state written for one grain, so that reading it sees that
+    /// state. A grain whose state is not in the journal waits for nothing: grains loading while others' writes are in
+    /// the journal (devices being provisioned one after another, say) do not each have it written into the file alone.
+    /// </summary>
+    public Task SettleAsync(string stateName, string grainId, CancellationToken cancellationToken = default) =>
+        _pendingStates.ContainsKey((stateName, grainId)) ? SettleWritingAsync(cancellationToken) : Task.CompletedTask;
 
     /// <summary>
     /// Writes what the journal holds into the file and closes the journal, in the writer after the writes before it
@@ -390,6 +402,10 @@ internal sealed partial class DuckDbStateWrites : IDisposable
                 var record = new StateJournalRecord(states, added);
                 _journal.Append(record);
                 _pending.Add(record);
+                foreach (var state in states)
+                {
+                    _pendingStates.TryAdd((state.StateName, state.GrainId), 0);
+                }
             }
 
             Volatile.Write(ref _pendingCount, _pending.Count);
@@ -524,6 +540,7 @@ internal sealed partial class DuckDbStateWrites : IDisposable
         // The file holds the records now, whether or not the journal empties: one not emptied holds records that a
         // replay skips (their events) or writes again before the later ones (their states), and the next apply empties it.
         _pending.Clear();
+        _pendingStates.Clear();
         _pendingPositions.Clear();
         Volatile.Write(ref _pendingCount, 0);
         if (_etags.Count > MaxKnownETags)
