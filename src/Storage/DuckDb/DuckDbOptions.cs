@@ -37,8 +37,9 @@ public sealed class DuckDbOptions
 
     /// <summary>
     /// How long a write of grain state or of the alert log waits, at most, in the journal beside the database file
-    /// (<c>&lt;name&gt;.state-journal</c>) before the file takes it with the others; a read of those tables writes them at
-    /// once. The write is durable, and answered, once it is in the journal. Default half a second.
+    /// (<c>&lt;name&gt;.state-journal</c>) before the file takes it with the others; a read of the alert log, or of a grain's
+    /// state the journal holds, has the file take them at once. The write is durable, and answered, once it is in the
+    /// journal. Default half a second.
     /// </summary>
     [Range(typeof(TimeSpan), "00:00:00", "1.00:00:00")]
     public TimeSpan JournalDelay { get; set; } = TimeSpan.FromMilliseconds(500);

@@ -130,8 +130,8 @@ internal sealed partial class DuckDbStateWrites : IDisposable
     }
 
     /// <summary>
-    /// Completes once the database file holds every write answered so far: a read of grain state or of the alert log
-    /// waits for this first, so it sees what was written before it.
+    /// Completes once the database file holds every write answered so far: a read of the alert log waits for this first,
+    /// so it sees what was written before it (a read of one grain's state waits for the overload below).
     /// </summary>
     public Task SettleAsync(CancellationToken cancellationToken = default) =>
         Volatile.Read(ref _pendingCount) == 0 ? Task.CompletedTask : SettleWritingAsync(cancellationToken);

@@ -126,6 +126,12 @@ public sealed class DuckDbGrainStorageTests : IDisposable
         var again = new GrainState<Counter>();
         await storage.ReadStateAsync("devices", Device(1), again);
         Assert.Equal((2, read.ETag), (again.State!.Value, again.ETag));
+
+        // A clear waiting in the journal is seen the same way.
+        await storage.ClearStateAsync("devices", Device(1), again);
+        var cleared = new GrainState<Counter>();
+        await storage.ReadStateAsync("devices", Device(1), cleared);
+        Assert.False(cleared.RecordExists);
     }
 
     public void Dispose()
