@@ -10,9 +10,10 @@ namespace Telemetry.Benchmarks.Load;
 /// The end-to-end load benchmark: starts the real server (Release) on a fresh store and drives it with the Simulator's
 /// fleet at rising rates, each for a few seconds, until a rate is not sustained (the acks fall behind what was sent, or
 /// the backlog grows). Each step's fleet is new and joins at once; a step is measured once the fleet has caught up (at
-/// most the step's length after its warm-up), and the table says when that was. Then it runs again at half the highest sustained rate for latencies. It does this for batched
-/// readings over gRPC and MQTT QoS 1, and for one reading per MQTT message, and then drives Debian's Mosquitto, with
-/// one subscriber, with the same one-reading MQTT load, and prints the table and the ratio.
+/// most the step's length after its warm-up), and the table says when that was. Then it runs again at half the highest
+/// sustained rate for latencies. It does this for batched readings over gRPC and MQTT QoS 1, and for one reading per
+/// MQTT message, and then drives Debian's Mosquitto, with one subscriber, with the same one-reading MQTT load, and
+/// prints the table and the ratio.
 /// </summary>
 /// <remarks>
 /// Run: <c>dotnet run -c Release --project bench/Telemetry.Benchmarks -- load [--step-seconds 10] [--half-seconds 30]
