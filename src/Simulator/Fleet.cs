@@ -146,7 +146,7 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
         }
 
         var pending = new Queue<(VitalBatch Batch, MqttApplicationMessage Message, int Count, long Started, Task<(MqttClientPublishResult? Result, long At)> Answer)>();
-        await foreach (var batch in BatchesAsync(wearable, stop))
+        await foreach (var batch in BatchesAsync(wearable, reuse: false, stop))
         {
             var started = Stopwatch.GetTimestamp();
             probe?.Mark(batch, started);
@@ -276,7 +276,8 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
             }
         }, CancellationToken.None);
 
-        await foreach (var batch in BatchesAsync(wearable, stop))
+        // The batch is encoded once WriteAsync returns, so the wearable's one reusable batch serves every message.
+        await foreach (var batch in BatchesAsync(wearable, reuse: true, stop))
         {
             var count = Count(batch);
             inFlight[batch.Seq] = (count, Stopwatch.GetTimestamp(), batch.BaseTimeMs, LastMs(batch), [.. batch.Series.Select(series => series.Kind)], Distinct(batch));
@@ -288,8 +289,11 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
         await acks;
     }
 
-    /// <summary>The wearable's batches, paced so the device sends <c>rate</c> readings a second in batches of <c>batch</c>.</summary>
-    private async IAsyncEnumerable<VitalBatch> BatchesAsync(VirtualWearable wearable, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken stop)
+    /// <summary>
+    /// The wearable's batches, paced so the device sends <c>rate</c> readings a second in batches of <c>batch</c>; with
+    /// <paramref name="reuse"/>, each in the same object, valid until the next is asked for.
+    /// </summary>
+    private async IAsyncEnumerable<VitalBatch> BatchesAsync(VirtualWearable wearable, bool reuse, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken stop)
     {
         var intervalMs = 1_000 / options.Rate;
         var period = TimeSpan.FromMilliseconds(intervalMs * options.Batch);
@@ -298,7 +302,8 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
         using var timer = new PeriodicTimer(period);
         while (!stop.IsCancellationRequested)
         {
-            yield return wearable.NextBatch(next.ToUnixTimeMilliseconds(), intervalMs, options.Batch);
+            var startMs = next.ToUnixTimeMilliseconds();
+            yield return reuse ? wearable.NextBatchReused(startMs, intervalMs, options.Batch) : wearable.NextBatch(startMs, intervalMs, options.Batch);
             next += period;
             try
             {
@@ -311,15 +316,55 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
         }
     }
 
-    private static int Count(VitalBatch batch) => batch.Series.Sum(series => series.Values.Count);
+    private static int Count(VitalBatch batch)
+    {
+        var count = 0;
+        foreach (var series in batch.Series)
+        {
+            count += series.Values.Count;
+        }
+
+        return count;
+    }
 
     /// <summary>
     /// The readings the server keeps of the batch: one per vital and millisecond. Faster than 1,000 readings a second
     /// of one vital, readings share a millisecond, and the server stores such a reading once (the same device, vital
     /// and time is a duplicate).
     /// </summary>
-    private static int Distinct(VitalBatch batch) => batch.Series.Sum(series => series.TimeDeltasMs.Count == 0 ? 0 : 1 + series.TimeDeltasMs.Skip(1).Count(delta => delta > 0));
+    private static int Distinct(VitalBatch batch)
+    {
+        var distinct = 0;
+        foreach (var series in batch.Series)
+        {
+            var deltas = series.TimeDeltasMs;
+            for (var i = 0; i < deltas.Count; i++)
+            {
+                if (i == 0 || deltas[i] > 0)
+                {
+                    distinct++;
+                }
+            }
+        }
+
+        return distinct;
+    }
 
     /// <summary>The time of the batch's last reading.</summary>
-    private static long LastMs(VitalBatch batch) => batch.BaseTimeMs + batch.Series.Max(series => series.TimeDeltasMs.Sum());
+    private static long LastMs(VitalBatch batch)
+    {
+        var lastMs = long.MinValue;
+        foreach (var series in batch.Series)
+        {
+            var timeMs = batch.BaseTimeMs;
+            for (var i = 0; i < series.TimeDeltasMs.Count; i++)
+            {
+                timeMs += series.TimeDeltasMs[i];
+            }
+
+            lastMs = Math.Max(lastMs, timeMs);
+        }
+
+        return lastMs;
+    }
 }

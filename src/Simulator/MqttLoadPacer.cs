@@ -104,7 +104,8 @@ internal sealed class MqttLoadPacer
                 while (now >= _next && connection.InFlight < window)
                 {
                     // A batch holds readings already taken: the period that just ended.
-                    var next = wearable.NextBatch((long)_nextMs, _intervalMs, batch);
+                    // Encoded into the connection's buffer before the next is made: one reusable batch serves.
+                    var next = wearable.NextBatchReused((long)_nextMs, _intervalMs, batch);
                     probe?.Mark(next, Stopwatch.GetTimestamp());
                     statistics.Sent(batch);
                     connection.Publish(_topic, next, batch);

@@ -8,11 +8,26 @@ namespace Telemetry.Simulator;
 /// </summary>
 public sealed class VirtualWearable(string deviceId, string patientId, string token, int seed)
 {
+    // The vitals a wearable sends; a reading's kind is its index here.
+    private static readonly string[] Kinds = ["heart_rate", "spo2", "steps", "respiratory_rate", "body_temperature"];
+    private const int HeartRate = 0;
+    private const int Spo2 = 1;
+    private const int Steps = 2;
+    private const int RespiratoryRate = 3;
+    private const int BodyTemperature = 4;
+
     private readonly Random _random = new(seed);
     private readonly double _restingHeartRate = 58 + new Random(seed).NextDouble() * 15;
     private long _exerciseUntilMs;
     private long _walkingUntilMs;
     private int _tick;
+
+    // Box-Muller gives two independent normal values: the second is kept for the next call.
+    private double _spareNormal = double.NaN;
+
+    // The batch NextBatchReused fills, and its series by kind.
+    private VitalBatch? _reused;
+    private VitalSeries[]? _reusedSeries;
 
     public string DeviceId { get; } = deviceId;
 
@@ -23,29 +38,53 @@ public sealed class VirtualWearable(string deviceId, string patientId, string to
     public ulong Sequence { get; private set; }
 
     /// <summary>The next batch: <paramref name="count"/> readings spread evenly from <paramref name="startMs"/>, <paramref name="intervalMs"/> apart.</summary>
-    public VitalBatch NextBatch(long startMs, double intervalMs, int count)
+    public VitalBatch NextBatch(long startMs, double intervalMs, int count) =>
+        Fill(new VitalBatch(), NewSeries(), startMs, intervalMs, count);
+
+    /// <summary>
+    /// The next batch, as <see cref="NextBatch"/>, in the one batch this wearable keeps for it: valid until the next
+    /// call, for a sender that has encoded it by then. A load generator that makes a new batch for every message spends
+    /// much of the cores it shares with the server on allocating them.
+    /// </summary>
+    public VitalBatch NextBatchReused(long startMs, double intervalMs, int count) =>
+        Fill(_reused ??= new VitalBatch(), _reusedSeries ??= NewSeries(), startMs, intervalMs, count);
+
+    private static VitalSeries[] NewSeries() => [.. Kinds.Select(kind => new VitalSeries { Kind = kind })];
+
+    private VitalBatch Fill(VitalBatch batch, VitalSeries[] series, long startMs, double intervalMs, int count)
     {
-        var series = new Dictionary<string, (VitalSeries Series, long LastMs)>();
+        batch.Series.Clear();
+        Span<long> lastMs = stackalloc long[Kinds.Length];
+        lastMs.Fill(startMs);
+        foreach (var one in series)
+        {
+            one.TimeDeltasMs.Clear();
+            one.Values.Clear();
+        }
+
+        // The daily rhythm moves too slowly to change within a batch: taken once, at its start.
+        var rhythm = DailyRhythm(startMs);
         for (var i = 0; i < count; i++)
         {
             var timeMs = startMs + (long)(i * intervalMs);
-            var (kind, value) = NextReading(timeMs);
-            if (!series.TryGetValue(kind, out var entry))
+            var (kind, value) = NextReading(timeMs, rhythm);
+            var one = series[kind];
+            if (one.Values.Count == 0)
             {
-                entry = (new VitalSeries { Kind = kind }, startMs);
+                batch.Series.Add(one);
             }
 
-            entry.Series.TimeDeltasMs.Add(timeMs - entry.LastMs);
-            entry.Series.Values.Add(Math.Round(value, 2));
-            series[kind] = (entry.Series, timeMs);
+            one.TimeDeltasMs.Add(timeMs - lastMs[kind]);
+            one.Values.Add(Math.Round(value, 2));
+            lastMs[kind] = timeMs;
         }
 
-        var batch = new VitalBatch { Seq = ++Sequence, BaseTimeMs = startMs };
-        batch.Series.AddRange(series.Values.Select(entry => entry.Series));
+        batch.Seq = ++Sequence;
+        batch.BaseTimeMs = startMs;
         return batch;
     }
 
-    private (string Kind, double Value) NextReading(long timeMs)
+    private (int Kind, double Value) NextReading(long timeMs, double rhythm)
     {
         _tick++;
         if (timeMs > _exerciseUntilMs && _random.NextDouble() < 0.0005)
@@ -60,11 +99,11 @@ public sealed class VirtualWearable(string deviceId, string patientId, string to
 
         return (_tick % 20) switch
         {
-            5 => ("spo2", Math.Clamp(97.5 + Gaussian(0.8), 90, 100)),
-            10 => ("steps", timeMs < _walkingUntilMs ? _random.Next(1, 4) : 0),
-            15 => ("respiratory_rate", 14 + Gaussian(1.5) + (timeMs < _exerciseUntilMs ? 10 : 0)),
-            19 => ("body_temperature", 36.7 + (0.3 * DailyRhythm(timeMs)) + Gaussian(0.05)),
-            _ => ("heart_rate", _restingHeartRate + (8 * DailyRhythm(timeMs)) + (timeMs < _exerciseUntilMs ? 55 : 0) + Gaussian(2)),
+            5 => (Spo2, Math.Clamp(97.5 + Gaussian(0.8), 90, 100)),
+            10 => (Steps, timeMs < _walkingUntilMs ? _random.Next(1, 4) : 0),
+            15 => (RespiratoryRate, 14 + Gaussian(1.5) + (timeMs < _exerciseUntilMs ? 10 : 0)),
+            19 => (BodyTemperature, 36.7 + (0.3 * rhythm) + Gaussian(0.05)),
+            _ => (HeartRate, _restingHeartRate + (8 * rhythm) + (timeMs < _exerciseUntilMs ? 55 : 0) + Gaussian(2)),
         };
     }
 
@@ -77,8 +116,18 @@ public sealed class VirtualWearable(string deviceId, string patientId, string to
 
     private double Gaussian(double deviation)
     {
+        if (!double.IsNaN(_spareNormal))
+        {
+            var spare = _spareNormal;
+            _spareNormal = double.NaN;
+            return deviation * spare;
+        }
+
         var u1 = 1.0 - _random.NextDouble();
         var u2 = _random.NextDouble();
-        return deviation * Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2);
+        var radius = Math.Sqrt(-2 * Math.Log(u1));
+        var (sin, cos) = Math.SinCos(2 * Math.PI * u2);
+        _spareNormal = radius * sin;
+        return deviation * radius * cos;
     }
 }
