@@ -276,11 +276,12 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
             }
         }, CancellationToken.None);
 
-        // The batch is encoded once WriteAsync returns, so the wearable's one reusable batch serves every message.
+        // WriteAsync's task completes only once the batch is serialized and written, so the wearable's one reusable batch
+        // serves every message.
         await foreach (var batch in BatchesAsync(wearable, reuse: true, stop))
         {
             var count = Count(batch);
-            inFlight[batch.Seq] = (count, Stopwatch.GetTimestamp(), batch.BaseTimeMs, LastMs(batch), [.. batch.Series.Select(series => series.Kind)], Distinct(batch));
+            inFlight[batch.Seq] = (count, Stopwatch.GetTimestamp(), batch.BaseTimeMs, LastMs(batch), KindsOf(batch), Distinct(batch));
             statistics.Sent(count);
             await call.RequestStream.WriteAsync(batch, CancellationToken.None);
         }
@@ -314,6 +315,18 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
                 yield break;
             }
         }
+    }
+
+    /// <summary>The batch's vitals, copied out of it (a reused batch changes).</summary>
+    private static string[] KindsOf(VitalBatch batch)
+    {
+        var kinds = new string[batch.Series.Count];
+        for (var i = 0; i < kinds.Length; i++)
+        {
+            kinds[i] = batch.Series[i].Kind;
+        }
+
+        return kinds;
     }
 
     private static int Count(VitalBatch batch)

@@ -25,9 +25,13 @@ public sealed class VirtualWearable(string deviceId, string patientId, string to
     // Box-Muller gives two independent normal values: the second is kept for the next call.
     private double _spareNormal = double.NaN;
 
+    // The daily rhythm, as last worked out, and the time it was worked out for (it moves by a few thousandths a minute).
+    private double _rhythm = double.NaN;
+    private long _rhythmAtMs;
+
     // The batch NextBatchReused fills, and its series by kind.
     private VitalBatch? _reused;
-    private VitalSeries[]? _reusedSeries;
+    private VitalSeries?[]? _reusedSeries;
 
     public string DeviceId { get; } = deviceId;
 
@@ -39,7 +43,7 @@ public sealed class VirtualWearable(string deviceId, string patientId, string to
 
     /// <summary>The next batch: <paramref name="count"/> readings spread evenly from <paramref name="startMs"/>, <paramref name="intervalMs"/> apart.</summary>
     public VitalBatch NextBatch(long startMs, double intervalMs, int count) =>
-        Fill(new VitalBatch(), NewSeries(), startMs, intervalMs, count);
+        Fill(new VitalBatch(), new VitalSeries?[Kinds.Length], startMs, intervalMs, count);
 
     /// <summary>
     /// The next batch, as <see cref="NextBatch"/>, in the one batch this wearable keeps for it: valid until the next
@@ -47,28 +51,25 @@ public sealed class VirtualWearable(string deviceId, string patientId, string to
     /// much of the cores it shares with the server on allocating them.
     /// </summary>
     public VitalBatch NextBatchReused(long startMs, double intervalMs, int count) =>
-        Fill(_reused ??= new VitalBatch(), _reusedSeries ??= NewSeries(), startMs, intervalMs, count);
+        Fill(_reused ??= new VitalBatch(), _reusedSeries ??= new VitalSeries?[Kinds.Length], startMs, intervalMs, count);
 
-    private static VitalSeries[] NewSeries() => [.. Kinds.Select(kind => new VitalSeries { Kind = kind })];
-
-    private VitalBatch Fill(VitalBatch batch, VitalSeries[] series, long startMs, double intervalMs, int count)
+    /// <summary>Fills <paramref name="batch"/> anew; <paramref name="series"/> holds its series by kind, made on first use.</summary>
+    private VitalBatch Fill(VitalBatch batch, VitalSeries?[] series, long startMs, double intervalMs, int count)
     {
         batch.Series.Clear();
         Span<long> lastMs = stackalloc long[Kinds.Length];
         lastMs.Fill(startMs);
         foreach (var one in series)
         {
-            one.TimeDeltasMs.Clear();
-            one.Values.Clear();
+            one?.TimeDeltasMs.Clear();
+            one?.Values.Clear();
         }
 
-        // The daily rhythm moves too slowly to change within a batch: taken once, at its start.
-        var rhythm = DailyRhythm(startMs);
         for (var i = 0; i < count; i++)
         {
             var timeMs = startMs + (long)(i * intervalMs);
-            var (kind, value) = NextReading(timeMs, rhythm);
-            var one = series[kind];
+            var (kind, value) = NextReading(timeMs);
+            var one = series[kind] ??= new VitalSeries { Kind = Kinds[kind] };
             if (one.Values.Count == 0)
             {
                 batch.Series.Add(one);
@@ -84,7 +85,7 @@ public sealed class VirtualWearable(string deviceId, string patientId, string to
         return batch;
     }
 
-    private (int Kind, double Value) NextReading(long timeMs, double rhythm)
+    private (int Kind, double Value) NextReading(long timeMs)
     {
         _tick++;
         if (timeMs > _exerciseUntilMs && _random.NextDouble() < 0.0005)
@@ -102,16 +103,22 @@ public sealed class VirtualWearable(string deviceId, string patientId, string to
             5 => (Spo2, Math.Clamp(97.5 + Gaussian(0.8), 90, 100)),
             10 => (Steps, timeMs < _walkingUntilMs ? _random.Next(1, 4) : 0),
             15 => (RespiratoryRate, 14 + Gaussian(1.5) + (timeMs < _exerciseUntilMs ? 10 : 0)),
-            19 => (BodyTemperature, 36.7 + (0.3 * rhythm) + Gaussian(0.05)),
-            _ => (HeartRate, _restingHeartRate + (8 * rhythm) + (timeMs < _exerciseUntilMs ? 55 : 0) + Gaussian(2)),
+            19 => (BodyTemperature, 36.7 + (0.3 * DailyRhythm(timeMs)) + Gaussian(0.05)),
+            _ => (HeartRate, _restingHeartRate + (8 * DailyRhythm(timeMs)) + (timeMs < _exerciseUntilMs ? 55 : 0) + Gaussian(2)),
         };
     }
 
-    /// <summary>-1 at 4 am, +1 at 4 pm.</summary>
-    private static double DailyRhythm(long timeMs)
+    /// <summary>-1 at 4 am, +1 at 4 pm; worked out again once <paramref name="timeMs"/> is a minute from the last time it was.</summary>
+    private double DailyRhythm(long timeMs)
     {
-        var hours = timeMs / 3_600_000.0 % 24;
-        return -Math.Cos((hours - 4) / 24 * 2 * Math.PI);
+        if (double.IsNaN(_rhythm) || Math.Abs(timeMs - _rhythmAtMs) > 60_000)
+        {
+            var hours = timeMs / 3_600_000.0 % 24;
+            _rhythm = -Math.Cos((hours - 4) / 24 * 2 * Math.PI);
+            _rhythmAtMs = timeMs;
+        }
+
+        return _rhythm;
     }
 
     private double Gaussian(double deviation)
