@@ -31,6 +31,15 @@ public sealed class DuckDbOptions
     [Range(typeof(long), "65536", "17179869184")]
     public long CheckpointWalBytes { get; set; } = 16L << 20;
 
+    /// <summary>
+    /// How many threads DuckDB's executor uses; 0 for DuckDB's own choice, one per core. Default 1: each commit's insert
+    /// then runs on the commit loop's own thread rather than being handed to DuckDB's worker threads, where it can wait
+    /// behind a checkpoint's work, and no read can take every core from ingest. Larger reads run on one core; a server
+    /// with cores to spare for them can raise it.
+    /// </summary>
+    [Range(0, 1024)]
+    public int Threads { get; set; } = 1;
+
     /// <summary>The most rollups written in one transaction.</summary>
     [Range(1, 1_000_000)]
     public int RollupBatchSize { get; set; } = 10_000;
