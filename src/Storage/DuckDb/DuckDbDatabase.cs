@@ -113,8 +113,8 @@ public sealed class DuckDbDatabase : IDisposable
     {
         // DuckDB would otherwise keep up to 80% of the machine's memory as its cache, growing with the file. Its own
         // checkpoints wait for four times the WAL limit, a fallback: ReadingsFiles checkpoints each file when no commit
-        // needs it. DuckDB's executor takes Threads when it is set (see DuckDbOptions). (The values are checked here too, as they are
-        // written into the statements.)
+        // needs it. DuckDB's executor takes Threads when it is set (see DuckDbOptions). (The values are checked here too,
+        // as they are written into the statements.)
         System.ComponentModel.DataAnnotations.Validator.ValidateObject(options, new System.ComponentModel.DataAnnotations.ValidationContext(options), validateAllProperties: true);
         Execute($"SET memory_limit = '{options.MemoryLimit}'; SET GLOBAL checkpoint_threshold = '{4 * options.CheckpointWalBytes}B';");
         if (options.Threads > 0)
