@@ -8,11 +8,10 @@ using Telemetry.Core.Vitals;
 namespace Telemetry.Storage.DuckDb;
 
 /// <summary>
-/// The raw series in the embedded DuckDB files (see <see cref="ReadingsFiles"/>). Commits append every batch of a
-/// flush through one appender in one transaction, together with the sequence numbers of the batches they store, so a
-/// batch and the record that it was committed become durable together and a resent batch is recognised after any
-/// restart. A stored reading is its
-/// series' id (patient, device and vital, see <see cref="SeriesCatalog"/>), its time, its value, its commit and its
+/// The raw series in the embedded DuckDB files (see <see cref="ReadingsFiles"/>). Commits insert every batch of a
+/// flush with one prepared statement (see <see cref="ReadingsInsert"/>) in one transaction, together with the sequence
+/// numbers of the batches they store, so a batch and the record that it was committed become durable together and a
+/// resent batch is recognised after any restart. A stored reading is its series' id (patient, device and vital, see <see cref="SeriesCatalog"/>), its time, its value, its commit and its
 /// batch's sequence number (see <see cref="SequenceLedger"/>).
 /// </summary>
 /// <remarks>
@@ -25,6 +24,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
 {
     private readonly DuckDbDatabase _database;
     private readonly DuckDBConnection _writer;
+    private readonly ReadingsInsert _insert;
     private readonly SequenceLedger _sequences;
     private readonly AggregateReads _aggregates;
     private readonly SeriesCatalog _series;
@@ -45,14 +45,12 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
     private int _batchNumber;
     private long _lastCommitId;
 
-    // DuckDB's appender flushes by itself whenever it holds this many rows (100 vectors of 2,048).
-    private const int AppenderFlushRows = 204_800;
-
     public DuckDbRawSeriesStore(DuckDbDatabase database)
     {
         _database = database;
         _aggregates = new AggregateReads(Aggregate);
         _writer = database.OpenConnection();
+        _insert = new ReadingsInsert(_writer);
         using (var last = _writer.CreateCommand())
         {
             // Past the sequence log's fold too: a fold can follow commits that stored no reading, and the readings after
@@ -79,7 +77,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
     public ValueTask<long> CommitAsync(IReadOnlyList<DeviceBatch> batches, Memory<BatchOutcome> outcomes, CancellationToken cancellationToken = default) =>
         ValueTask.FromResult(Commit(batches, outcomes.Span));
 
-    /// <summary>The commit, synchronously: DuckDB's appender has no asynchronous API.</summary>
+    /// <summary>The commit, synchronously: DuckDB's API has no asynchronous execution.</summary>
     public long Commit(IReadOnlyList<DeviceBatch> batches, Span<BatchOutcome> outcomes)
     {
         var commitId = _lastCommitId + 1;
@@ -91,17 +89,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         try
         {
             FindRepeatedReadings(batches, outcomes);
-
-            // A commit that appends readings and nothing else is the appender's flush alone, in DuckDB's own
-            // transaction: no BEGIN and COMMIT statements to run, about half a millisecond of DuckDB's time less per
-            // commit. The appender's own flushes (see AppenderFlushRows) would split a larger commit into
-            // transactions: a commit that large opens its own from the start.
-            if (ReadingsToAppend(batches, outcomes) >= AppenderFlushRows)
-            {
-                transaction = _writer.BeginTransaction();
-            }
-
-            AppendReadings(batches, outcomes, catalog, commitId, ref transaction);
+            InsertReadings(batches, outcomes, catalog, commitId, ref transaction);
             if (transaction is not null)
             {
                 AppendQuarantined(batches, outcomes, catalog, commitId);
@@ -112,10 +100,9 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         }
         catch
         {
-            // A failed commit may still have stored readings: an appender whose flush failed flushes again when its
-            // native handle is released (in DuckDB's own transaction when none is open), and a COMMIT can fail after
-            // the WAL is written. So its id is not used again, and its readings count as possibly stored: the same
-            // readings sent again are looked up in the file rather than taken as new.
+            // A failed commit may still have stored readings: a commit (the insert's own, or the transaction's) can fail
+            // after the WAL is written. So its id is not used again, and its readings count as possibly stored: the
+            // same readings sent again are looked up in the file rather than taken as new.
             Interlocked.Exchange(ref _lastCommitId, commitId);
             NoteLatest();
             _sequences.RolledBack();
@@ -138,87 +125,64 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
     }
 
     /// <summary>
-    /// Appends the stored readings of every batch not a duplicate, and notes in <paramref name="outcomes"/> what each
-    /// stored. When the commit holds more than readings (a new series, a sequence number no reading carries, a
-    /// quarantined reading), <paramref name="transaction"/> is opened before the appender flushes, so all of it commits
-    /// together; otherwise the flush commits the readings by itself. After a failure before the flush, the transaction
-    /// is open (if it could be) and holds the rows appended, for the caller to roll back.
+    /// Stages the stored readings of every batch not a duplicate and inserts them, and notes in
+    /// <paramref name="outcomes"/> what each stored. When the commit holds more than readings (a new series, a sequence
+    /// number no reading carries, a quarantined reading), <paramref name="transaction"/> is opened before the insert, so
+    /// all of it commits together; otherwise the insert commits the readings by itself. A failed insert stores nothing.
     /// </summary>
-    private void AppendReadings(IReadOnlyList<DeviceBatch> batches, Span<BatchOutcome> outcomes, string catalog, long commitId, ref DuckDBTransaction? transaction)
+    private void InsertReadings(IReadOnlyList<DeviceBatch> batches, Span<BatchOutcome> outcomes, string catalog, long commitId, ref DuckDBTransaction? transaction)
     {
-        var appender = _writer.CreateAppender(catalog, "main", "readings");
-        var closing = false;
-        try
+        _insert.Clear();
+        for (var i = 0; i < batches.Count; i++)
         {
-            for (var i = 0; i < batches.Count; i++)
+            if (outcomes[i].Outcome == CommitOutcome.Duplicate)
             {
-                if (outcomes[i].Outcome == CommitOutcome.Duplicate)
-                {
-                    continue;
-                }
+                continue;
+            }
 
-                var batch = batches[i];
-                var readings = batch.Readings.Span;
-                Array.Clear(_seriesOfKind);
-                var stored = _duplicates.Count == 0 ? null : new List<VitalReading>(readings.Length);
-                for (var j = 0; j < readings.Length; j++)
+            var batch = batches[i];
+            var readings = batch.Readings.Span;
+            Array.Clear(_seriesOfKind);
+            var stored = _duplicates.Count == 0 ? null : new List<VitalReading>(readings.Length);
+            for (var j = 0; j < readings.Length; j++)
+            {
+                var reading = readings[j];
+                if (stored is not null)
                 {
-                    var reading = readings[j];
-                    if (stored is not null)
+                    if (_duplicates.Contains((i, j)))
                     {
-                        if (_duplicates.Contains((i, j)))
-                        {
-                            continue;
-                        }
-
-                        stored.Add(reading);
+                        continue;
                     }
 
-                    ref var series = ref _seriesOfKind[(byte)reading.Kind];
-                    if (series == 0)
-                    {
-                        series = _series.IdOf(batch.PatientId, batch.DeviceId, reading.Kind);
-                    }
-
-                    appender.AppendRow(new Row(series, reading, commitId, batch.Sequence), AppendReading);
+                    stored.Add(reading);
                 }
 
-                var storedCount = stored?.Count ?? readings.Length;
-                if (storedCount == 0 && batch.Sequence != 0 && !_knownSequence[i])
+                ref var series = ref _seriesOfKind[(byte)reading.Kind];
+                if (series == 0)
                 {
-                    _sequences.StageWithoutReadings(batch.DeviceId, batch.Sequence);
+                    series = _series.IdOf(batch.PatientId, batch.DeviceId, reading.Kind);
                 }
 
-                outcomes[i] = stored is null || stored.Count == readings.Length
-                    ? new BatchOutcome(CommitOutcome.Stored, batch.Readings, 0)
-                    : new BatchOutcome(CommitOutcome.Stored, stored.ToArray(), readings.Length - stored.Count);
+                _insert.Add(series, reading.TimestampMs, reading.Value, batch.Sequence);
             }
 
-            if (transaction is null && (_series.HasStaged || _sequences.HasStaged || HasQuarantined(batches, outcomes)))
+            var storedCount = stored?.Count ?? readings.Length;
+            if (storedCount == 0 && batch.Sequence != 0 && !_knownSequence[i])
             {
-                transaction = _writer.BeginTransaction();
+                _sequences.StageWithoutReadings(batch.DeviceId, batch.Sequence);
             }
 
-            // Close flushes; a failure in it is the caller's to handle (see Commit), not a reason to flush again here.
-            closing = true;
-            appender.Close();
+            outcomes[i] = stored is null || stored.Count == readings.Length
+                ? new BatchOutcome(CommitOutcome.Stored, batch.Readings, 0)
+                : new BatchOutcome(CommitOutcome.Stored, stored.ToArray(), readings.Length - stored.Count);
         }
-        finally
+
+        if (transaction is null && (_series.HasStaged || _sequences.HasStaged || HasQuarantined(batches, outcomes)))
         {
-            try
-            {
-                if (!closing)
-                {
-                    // Disposing the appender flushes what it holds, even after a failed row: into a transaction, which
-                    // the caller rolls back.
-                    transaction ??= _writer.BeginTransaction();
-                }
-            }
-            finally
-            {
-                appender.Dispose();
-            }
+            transaction = _writer.BeginTransaction();
         }
+
+        _insert.Insert(catalog, commitId);
     }
 
     /// <summary>
@@ -230,20 +194,6 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         {
             _latest[key] = timestampMs;
         }
-    }
-
-    private static int ReadingsToAppend(IReadOnlyList<DeviceBatch> batches, ReadOnlySpan<BatchOutcome> outcomes)
-    {
-        var count = 0;
-        for (var i = 0; i < batches.Count; i++)
-        {
-            if (outcomes[i].Outcome != CommitOutcome.Duplicate)
-            {
-                count += batches[i].Readings.Length;
-            }
-        }
-
-        return count;
     }
 
     private static bool HasQuarantined(IReadOnlyList<DeviceBatch> batches, ReadOnlySpan<BatchOutcome> outcomes)
@@ -258,17 +208,6 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
 
         return false;
     }
-
-    // One static delegate for every row: the appender's row object is reused, nothing is allocated per reading.
-    private static readonly Action<IDuckDBAppenderRow, Row> AppendReading = static (row, state) => row
-        .AppendValue(state.SeriesId)
-        .AppendValue(Timestamps.ToDateTime(state.Reading.TimestampMs))
-        .AppendValue(state.Reading.Value)
-        .AppendValue(state.CommitId)
-        .AppendValue(state.Sequence)
-        .EndRow();
-
-    private readonly record struct Row(int SeriesId, VitalReading Reading, long CommitId, ulong Sequence);
 
     private void AppendQuarantined(IReadOnlyList<DeviceBatch> batches, Span<BatchOutcome> outcomes, string catalog, long commitId)
     {
@@ -665,5 +604,9 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         return readings;
     }
 
-    public void Dispose() => _writer.Dispose();
+    public void Dispose()
+    {
+        _insert.Dispose();
+        _writer.Dispose();
+    }
 }

@@ -8,4 +8,7 @@ internal static class Timestamps
 
     public static DateTime ToDateTime(long unixMs) =>
         DateTime.UnixEpoch.AddMilliseconds(Math.Clamp(unixMs, MinMs, MaxMs));
+
+    /// <summary>Unix milliseconds, clamped as <see cref="ToDateTime"/> does, as the microseconds a TIMESTAMP holds.</summary>
+    public static long ToMicroseconds(long unixMs) => Math.Clamp(unixMs, MinMs, MaxMs) * 1000;
 }

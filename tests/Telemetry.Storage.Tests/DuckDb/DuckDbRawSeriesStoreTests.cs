@@ -134,10 +134,10 @@ public sealed class DuckDbRawSeriesStoreTests : IDisposable
     }
 
     [Fact]
-    public void A_commit_of_more_readings_than_the_appender_holds_is_stored_whole_or_not_at_all()
+    public void A_large_commit_is_stored_whole_or_not_at_all()
     {
-        // DuckDB's appender commits on its own every 204,800 rows when no transaction is open: a commit that large must
-        // open one before its first row. This one fails on its quarantined reading, after all its readings were appended.
+        // 250,000 readings, more than DuckDB's own vectors and row groups hold: the commit's transaction spans them all.
+        // This one fails on its quarantined reading, after all its readings were inserted.
         Store.Commit(Of("watch-1", "patient-1", 1, new VitalReading(VitalKind.HeartRate, T0 - 1_000, 60)));
         var batches = Enumerable.Range(0, 250)
             .Select(b => Of("watch-1", "patient-1", (ulong)b + 2, [.. Enumerable.Range(0, 1_000).Select(r => new VitalReading(VitalKind.HeartRate, T0 + (b * 1_000) + r, 70))]))
@@ -158,12 +158,12 @@ public sealed class DuckDbRawSeriesStoreTests : IDisposable
     [Fact]
     public void Readings_a_failed_commit_may_have_stored_are_not_stored_again_when_resent()
     {
-        // A flush that fails can still have stored its rows (DuckDB's appender flushes again when released). Here the
-        // commit fails, and the file is then given its readings by hand, as such a retry would have stored them.
+        // A commit that fails can still have stored its rows (its COMMIT can fail after the WAL is written). Here the
+        // commit fails, and the file is then given its readings by hand, as such a commit would have stored them.
         var first = Store.Commit(Of("watch-1", "patient-1", 1, new VitalReading(VitalKind.HeartRate, T0, 60)));
         var batch = Of("watch-1", "patient-1", 2, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 61), new VitalReading(VitalKind.HeartRate, T0 + 2_000, 62));
         Execute(_file.Database, "ALTER TABLE readings_1.readings RENAME TO readings_away");
-        Assert.ThrowsAny<DuckDB.NET.Data.DuckDBException>(() => Store.Commit(batch));
+        Assert.Throws<DuckDbStoreException>(() => Store.Commit(batch));
         Execute(_file.Database, "ALTER TABLE readings_1.readings_away RENAME TO readings");
         Execute(_file.Database, $"INSERT INTO readings_1.readings SELECT series_id, ts + to_seconds(i), 60 + i, {first.CommitId + 1}, 2 FROM readings_1.readings, range(1, 3) t(i)");
 
