@@ -19,7 +19,7 @@ namespace Telemetry.Storage.DuckDb;
 /// </remarks>
 internal sealed unsafe class ReadingsInsert : IDisposable
 {
-    private static int s_functions;
+    private static int _functions;
 
     private readonly DuckDBConnection _connection;
     private readonly string _function;
@@ -35,7 +35,7 @@ internal sealed unsafe class ReadingsInsert : IDisposable
     public ReadingsInsert(DuckDBConnection connection)
     {
         _connection = connection;
-        _function = $"telemetry_staged_readings_{Interlocked.Increment(ref s_functions)}";
+        _function = $"telemetry_staged_readings_{Interlocked.Increment(ref _functions)}";
 
         var function = NativeMethods.TableFunction.DuckDBCreateTableFunction();
         try
