@@ -91,16 +91,16 @@ internal sealed unsafe class ReadingsInsert : IDisposable
             return;
         }
 
-        if (!_statements.TryGetValue(catalog, out var statement))
-        {
-            statement = Prepare(catalog);
-            _statements[catalog] = statement;
-        }
-
         _commitId = commitId;
         _produced = 0;
         try
         {
+            if (!_statements.TryGetValue(catalog, out var statement))
+            {
+                statement = Prepare(catalog);
+                _statements[catalog] = statement;
+            }
+
             var state = NativeMethods.PreparedStatements.DuckDBExecutePrepared(statement, out var result);
             try
             {

@@ -121,6 +121,18 @@ public sealed class ReadingsInsertTests : IDisposable
         _insert.Insert("empty", commitId: 1);
     }
 
+    [Fact]
+    public void A_file_without_the_table_is_refused_with_duckdb_s_reason_and_the_rows_are_dropped()
+    {
+        Run("ATTACH ':memory:' AS empty");
+        _insert.Add(1, T0, 60, 1);
+
+        var error = Assert.Throws<DuckDbStoreException>(() => _insert.Insert("empty", commitId: 1));
+
+        Assert.Contains("readings", error.Message, StringComparison.Ordinal);
+        Assert.Equal(0, _insert.Count);
+    }
+
     private void Run(string sql)
     {
         using var command = _connection.CreateCommand();
