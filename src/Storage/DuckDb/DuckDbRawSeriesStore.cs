@@ -11,8 +11,9 @@ namespace Telemetry.Storage.DuckDb;
 /// The raw series in the embedded DuckDB files (see <see cref="ReadingsFiles"/>). Commits insert every batch of a
 /// flush with one prepared statement (see <see cref="ReadingsInsert"/>) in one transaction, together with the sequence
 /// numbers of the batches they store, so a batch and the record that it was committed become durable together and a
-/// resent batch is recognised after any restart. A stored reading is its series' id (patient, device and vital, see <see cref="SeriesCatalog"/>), its time, its value, its commit and its
-/// batch's sequence number (see <see cref="SequenceLedger"/>).
+/// resent batch is recognised after any restart. A stored reading is its series' id (patient, device and vital, see
+/// <see cref="SeriesCatalog"/>), its time, its value, its commit and its batch's sequence number (see
+/// <see cref="SequenceLedger"/>).
 /// </summary>
 /// <remarks>
 /// A reading the device already sent (same vital and time) is stored once. The store keeps, per device and vital, the
@@ -128,7 +129,8 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
     /// Stages the stored readings of every batch not a duplicate and inserts them, and notes in
     /// <paramref name="outcomes"/> what each stored. When the commit holds more than readings (a new series, a sequence
     /// number no reading carries, a quarantined reading), <paramref name="transaction"/> is opened before the insert, so
-    /// all of it commits together; otherwise the insert commits the readings by itself. A failed insert stores nothing.
+    /// all of it commits together; otherwise the insert commits the readings by itself (and, like any commit, may fail
+    /// after its WAL is written: see Commit).
     /// </summary>
     private void InsertReadings(IReadOnlyList<DeviceBatch> batches, Span<BatchOutcome> outcomes, string catalog, long commitId, ref DuckDBTransaction? transaction)
     {

@@ -7,18 +7,33 @@ namespace Telemetry.Storage.DuckDb;
 
 /// <summary>
 /// Inserts a commit's readings with one statement prepared once per readings file: <c>INSERT INTO file.readings
-/// SELECT * FROM f()</c>, where <c>f</c> is a table function registered on the writer's connection that hands DuckDB
-/// the rows staged here, column by column, straight into its vectors.
+/// (...) SELECT ... FROM f()</c>, where <c>f</c> is a table function of this instance's own (registered in the
+/// database's catalog under a name no other instance has) that hands DuckDB the rows staged here, column by column,
+/// straight into its vectors.
 /// </summary>
 /// <remarks>
 /// DuckDB's appender parses, binds, optimises and plans an INSERT statement of its own for every flush, about a
 /// quarter of a small commit's CPU; a prepared statement is planned once. The rows are staged as columns (series id,
 /// time in microseconds, value, batch sequence), so filling a vector is a copy; the commit id is the same for every row
-/// of a commit. An INSERT that fails stores nothing (its own transaction, or the caller's, which is then rolled back).
-/// Not thread-safe: the commit loop, the one writer of new readings, is its only caller.
+/// of a commit. An INSERT refused stores nothing (DuckDB rolls back its own transaction, or the caller rolls back its).
+/// The function yields rows only while <see cref="Insert"/> runs: called from anywhere else, it yields none. Not
+/// thread-safe: the commit loop, the one writer of new readings, is its only caller; DuckDB may run the function on a
+/// worker thread of its own, while that caller waits in the statement's execution.
 /// </remarks>
 internal sealed unsafe class ReadingsInsert : IDisposable
 {
+    private static readonly (string Name, DuckDBType Type)[] Columns =
+    [
+        ("series_id", DuckDBType.Integer),
+        ("ts", DuckDBType.Timestamp),
+        ("value", DuckDBType.Double),
+        ("commit_id", DuckDBType.BigInt),
+        ("seq", DuckDBType.UnsignedBigInt),
+    ];
+
+    // The rows an output chunk holds: DuckDB's vector size, as the native library was built.
+    private static readonly int VectorSize = NativeVectorSize();
+
     private static int _functions;
 
     private readonly DuckDBConnection _connection;
@@ -31,6 +46,7 @@ internal sealed unsafe class ReadingsInsert : IDisposable
     private int _count;
     private int _produced;
     private long _commitId;
+    private bool _inserting;
 
     public ReadingsInsert(DuckDBConnection connection)
     {
@@ -42,8 +58,9 @@ internal sealed unsafe class ReadingsInsert : IDisposable
         {
             NativeMethods.TableFunction.DuckDBTableFunctionSetName(function, _function);
 
-            // DuckDB owns the handle from here and frees it when the function is destroyed with the database.
-            NativeMethods.TableFunction.DuckDBTableFunctionSetExtraInfo(function, GCHandle.ToIntPtr(GCHandle.Alloc(this)), &FreeHandle);
+            // DuckDB owns the handle from here and frees it when the function is destroyed with the database. A weak
+            // one: the function, which lives as long as the database, does not keep a store's connection alive.
+            NativeMethods.TableFunction.DuckDBTableFunctionSetExtraInfo(function, GCHandle.ToIntPtr(GCHandle.Alloc(this, GCHandleType.Weak)), &FreeHandle);
             NativeMethods.TableFunction.DuckDBTableFunctionSetBind(function, &Bind);
             NativeMethods.TableFunction.DuckDBTableFunctionSetInit(function, &Init);
             NativeMethods.TableFunction.DuckDBTableFunctionSetFunction(function, &Produce);
@@ -57,6 +74,9 @@ internal sealed unsafe class ReadingsInsert : IDisposable
             NativeMethods.TableFunction.DuckDBDestroyTableFunction(ref function);
         }
     }
+
+    /// <summary>The table function's name in the database's catalog.</summary>
+    public string Function => _function;
 
     /// <summary>How many rows are staged.</summary>
     public int Count => _count;
@@ -93,6 +113,7 @@ internal sealed unsafe class ReadingsInsert : IDisposable
 
         _commitId = commitId;
         _produced = 0;
+        _inserting = true;
         try
         {
             if (!_statements.TryGetValue(catalog, out var statement))
@@ -116,6 +137,7 @@ internal sealed unsafe class ReadingsInsert : IDisposable
         }
         finally
         {
+            _inserting = false;
             Clear();
         }
     }
@@ -160,7 +182,7 @@ internal sealed unsafe class ReadingsInsert : IDisposable
     /// <summary>Fills DuckDB's output chunk with up to one vector of the staged rows; none left ends the scan.</summary>
     private void Fill(IntPtr output)
     {
-        var count = Math.Min(VectorSize, _count - _produced);
+        var count = _inserting ? Math.Min(VectorSize, _count - _produced) : 0;
         using var chunk = new DuckDBDataChunk(output);
         if (count > 0)
         {
@@ -179,19 +201,15 @@ internal sealed unsafe class ReadingsInsert : IDisposable
         where T : unmanaged =>
         new(NativeMethods.Vectors.DuckDBVectorGetData(NativeMethods.DataChunks.DuckDBDataChunkGetVector(chunk, column)), count);
 
-    // DuckDB's STANDARD_VECTOR_SIZE: the rows an output chunk holds.
-    private const int VectorSize = 2048;
+    private static int NativeVectorSize()
+    {
+        var library = NativeLibrary.Load("duckdb", typeof(NativeMethods).Assembly, searchPath: null);
+        var vectorSize = ((delegate* unmanaged[Cdecl]<ulong>)NativeLibrary.GetExport(library, "duckdb_vector_size"))();
+        return checked((int)vectorSize);
+    }
 
-    private static readonly (string Name, DuckDBType Type)[] Columns =
-    [
-        ("series_id", DuckDBType.Integer),
-        ("ts", DuckDBType.Timestamp),
-        ("value", DuckDBType.Double),
-        ("commit_id", DuckDBType.BigInt),
-        ("seq", DuckDBType.UnsignedBigInt),
-    ];
-
-    // The callbacks below run inside DuckDB: an exception may not leave them, so each reports it as DuckDB's error.
+    // The callbacks below run inside DuckDB: an exception may not leave them, so those that can throw report it as
+    // DuckDB's error.
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     private static void Bind(IntPtr info)
     {
@@ -209,6 +227,7 @@ internal sealed unsafe class ReadingsInsert : IDisposable
         }
     }
 
+    // Nothing to set up per execution (Insert does), but DuckDB registers no table function without an init.
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     private static void Init(IntPtr info)
     {
@@ -219,7 +238,11 @@ internal sealed unsafe class ReadingsInsert : IDisposable
     {
         try
         {
-            var insert = (ReadingsInsert)GCHandle.FromIntPtr(NativeMethods.TableFunction.DuckDBFunctionGetExtraInfo(info)).Target!;
+            if (GCHandle.FromIntPtr(NativeMethods.TableFunction.DuckDBFunctionGetExtraInfo(info)).Target is not ReadingsInsert insert)
+            {
+                throw new ObjectDisposedException(nameof(ReadingsInsert));
+            }
+
             insert.Fill(output);
         }
         catch (Exception exception)

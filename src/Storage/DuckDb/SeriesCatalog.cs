@@ -5,7 +5,7 @@ namespace Telemetry.Storage.DuckDb;
 
 /// <summary>
 /// The series of the raw store: one small integer per (patient, device, vital), so each stored reading carries a
-/// 4-byte id instead of two strings and a kind. Strings cost the commit their copy into the appender and the
+/// 4-byte id instead of two strings and a kind. Strings cost the commit their copy into DuckDB's vectors and the
 /// checkpoint their compression, on every reading; an id is looked up once per batch and vital.
 /// </summary>
 /// <remarks>

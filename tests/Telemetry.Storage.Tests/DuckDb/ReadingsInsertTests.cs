@@ -119,6 +119,52 @@ public sealed class ReadingsInsertTests : IDisposable
         Run("ATTACH ':memory:' AS empty");
 
         _insert.Insert("empty", commitId: 1);
+
+        Assert.Equal(0, _insert.Count);
+        Assert.Equal(0L, Scalar("SELECT count(*) FROM duckdb_tables() WHERE database_name = 'empty'"));
+    }
+
+    [Fact]
+    public void A_commit_of_more_rows_than_a_row_group_is_refused_whole()
+    {
+        // A readings-only commit is one INSERT that commits by itself: a row refused past DuckDB's first row group
+        // (122,880 rows) leaves none of the 250,000 stored.
+        for (var i = 0; i < 250_000; i++)
+        {
+            _insert.Add(1, T0 + i, i == 200_000 ? 1_000 : 60, 1);
+        }
+
+        Assert.Throws<DuckDbStoreException>(() => _insert.Insert("two", commitId: 1));
+
+        Assert.Equal(0L, Scalar("SELECT count(*) FROM two.readings"));
+    }
+
+    [Fact]
+    public void The_function_yields_no_rows_outside_an_insert()
+    {
+        // Registered in the database's catalog, it can be called from any statement: only the insert takes the rows.
+        _insert.Add(1, T0, 60, 1);
+
+        Assert.Equal(0L, Scalar($"SELECT count(*) FROM {_insert.Function}()"));
+
+        _insert.Insert("one", commitId: 1);
+        Assert.Equal([(1, T0, 60.0, 1L, 1UL)], Rows("SELECT series_id, epoch_ms(ts), value, commit_id, seq FROM one.readings"));
+    }
+
+    [Fact]
+    public void Two_inserts_on_one_database_keep_their_rows_apart()
+    {
+        using var other = new ReadingsInsert(_connection);
+        _insert.Add(1, T0, 60, 1);
+        other.Add(2, T0 + 1_000, 61, 1);
+
+        other.Insert("one", commitId: 2);
+        _insert.Insert("one", commitId: 1);
+
+        Assert.NotEqual(_insert.Function, other.Function);
+        Assert.Equal(
+            [(2, T0 + 1_000, 61.0, 2L, 1UL), (1, T0, 60.0, 1L, 1UL)],
+            Rows("SELECT series_id, epoch_ms(ts), value, commit_id, seq FROM one.readings ORDER BY rowid"));
     }
 
     [Fact]
@@ -138,6 +184,13 @@ public sealed class ReadingsInsertTests : IDisposable
         using var command = _connection.CreateCommand();
         command.CommandText = sql;
         command.ExecuteNonQuery();
+    }
+
+    private long Scalar(string sql)
+    {
+        using var command = _connection.CreateCommand();
+        command.CommandText = sql;
+        return Convert.ToInt64(command.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
     }
 
     private List<(int SeriesId, long TimestampMs, double Value, long CommitId, ulong Sequence)> Rows(string sql)
