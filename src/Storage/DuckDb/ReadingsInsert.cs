@@ -37,7 +37,6 @@ internal sealed unsafe class ReadingsInsert : IDisposable
     private static int _functions;
 
     private readonly DuckDBConnection _connection;
-    private readonly string _function;
     private readonly Dictionary<string, DuckDBPreparedStatement> _statements = [];
     private int[] _series = new int[1024];
     private long[] _micros = new long[1024];
@@ -51,12 +50,12 @@ internal sealed unsafe class ReadingsInsert : IDisposable
     public ReadingsInsert(DuckDBConnection connection)
     {
         _connection = connection;
-        _function = $"telemetry_staged_readings_{Interlocked.Increment(ref _functions)}";
+        Function = $"telemetry_staged_readings_{Interlocked.Increment(ref _functions)}";
 
         var function = NativeMethods.TableFunction.DuckDBCreateTableFunction();
         try
         {
-            NativeMethods.TableFunction.DuckDBTableFunctionSetName(function, _function);
+            NativeMethods.TableFunction.DuckDBTableFunctionSetName(function, Function);
 
             // DuckDB owns the handle from here and frees it when the function is destroyed with the database. A weak
             // one: the function, which lives as long as the database, does not keep a store's connection alive.
@@ -66,7 +65,7 @@ internal sealed unsafe class ReadingsInsert : IDisposable
             NativeMethods.TableFunction.DuckDBTableFunctionSetFunction(function, &Produce);
             if (NativeMethods.TableFunction.DuckDBRegisterTableFunction(connection.NativeConnection, function) != DuckDBState.Success)
             {
-                throw new DuckDbStoreException($"DuckDB refused the table function {_function}.");
+                throw new DuckDbStoreException($"DuckDB refused the table function {Function}.");
             }
         }
         finally
@@ -76,7 +75,7 @@ internal sealed unsafe class ReadingsInsert : IDisposable
     }
 
     /// <summary>The table function's name in the database's catalog.</summary>
-    public string Function => _function;
+    public string Function { get; }
 
     /// <summary>How many rows are staged.</summary>
     public int Count => _count;
@@ -159,7 +158,8 @@ internal sealed unsafe class ReadingsInsert : IDisposable
 
     private DuckDBPreparedStatement Prepare(string catalog)
     {
-        var sql = $"INSERT INTO \"{catalog}\".main.readings (series_id, ts, value, commit_id, seq) SELECT series_id, ts, value, commit_id, seq FROM {_function}()";
+        var columns = string.Join(", ", Columns.Select(column => column.Name));
+        var sql = $"INSERT INTO \"{catalog}\".main.readings ({columns}) SELECT {columns} FROM {Function}()";
         if (NativeMethods.PreparedStatements.DuckDBPrepare(_connection.NativeConnection, sql, out var statement) != DuckDBState.Success)
         {
             var error = NativeMethods.PreparedStatements.DuckDBPrepareError(statement);
