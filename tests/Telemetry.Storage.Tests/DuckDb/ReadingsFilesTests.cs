@@ -249,6 +249,35 @@ public sealed class ReadingsFilesTests : IDisposable
     }
 
     [Fact]
+    public void A_commit_larger_than_two_row_groups_is_written_to_the_file_not_its_wal_and_is_whole_after_a_crash()
+    {
+        // The pipeline's largest commit (Telemetry:Ingest:MaxReadingsPerCommit): DuckDB writes its full row groups
+        // (122,880 rows) into the file as they fill, and the WAL records where they are; the commit is durable all the same.
+        using var file = new RawStoreFile();
+        var batches = Enumerable.Range(0, 5_000).Select(i => Of(
+            $"watch-{i % Devices}", $"patient-{i % Devices}", (ulong)(i / Devices) + 1,
+            [.. Enumerable.Range(0, 50).Select(j => new VitalReading(VitalKind.HeartRate, T0 + ((i / Devices) * 50L) + j, 60 + (j % 40)))])).ToArray();
+        Assert.All(file.Store.Commit(batches).Outcomes, outcome => Assert.Equal(CommitOutcome.Stored, outcome));
+
+        var active = file.Database.ReadingsPaths[0];
+        Assert.True(new FileInfo(active + ".wal").Length < (2 << 20), $"the WAL took the rows: {new FileInfo(active + ".wal").Length:N0} bytes");
+
+        // Crashed now: the files as they stand, opened again.
+        var crashed = Path.Combine(file.Directory.Path, "crashed");
+        Directory.CreateDirectory(crashed);
+        foreach (var path in Directory.GetFiles(file.Directory.Path))
+        {
+            File.Copy(path, Path.Combine(crashed, Path.GetFileName(path)));
+        }
+
+        using var reopened = new DuckDbDatabase(Microsoft.Extensions.Options.Options.Create(new DuckDbOptions { Path = Path.Combine(crashed, "telemetry.duckdb") }));
+        using var store = new DuckDbRawSeriesStore(reopened);
+        Assert.Equal(250_000L, Scalar(reopened, "SELECT count(*) FROM all_readings"));
+        Assert.Equal(batches.Sum(batch => batch.Readings.ToArray().Sum(reading => (long)reading.Value)), Scalar(reopened, "SELECT sum(value)::BIGINT FROM all_readings"));
+        Assert.All(store.Commit(batches[^10..]).Outcomes, outcome => Assert.Equal(CommitOutcome.Duplicate, outcome));
+    }
+
+    [Fact]
     public void A_database_whose_second_file_is_missing_refuses_to_open()
     {
         CommitUntilTheSecondFileIsActive();
