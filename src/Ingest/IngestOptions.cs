@@ -29,10 +29,11 @@ public sealed class IngestOptions
     public int MaxReadingsInGrainCalls { get; set; } = 4_000_000;
 
     /// <summary>
-    /// The most readings committed in one transaction (group commit). Commits reach it only while a backlog drains (a
-    /// fleet joining, a store that paused); the default is above two of DuckDB's row groups (122,880 rows each), which
-    /// DuckDB writes to the file compressed as they fill instead of into its WAL and then its table: such a commit costs
-    /// about two fifths less per reading than one of 100,000.
+    /// The most readings committed in one transaction (group commit). Commits reach it only when readings arrive faster
+    /// than commits take them: while a backlog drains (a fleet joining, a store that paused) or near the highest rates.
+    /// The default is above two of DuckDB's row groups (122,880 rows each), which DuckDB writes to the file compressed
+    /// as they fill instead of into its WAL and then its table: such a commit costs about two fifths less per reading
+    /// than one of 100,000.
     /// </summary>
     [Range(1, 10_000_000)]
     public int MaxReadingsPerCommit { get; set; } = 250_000;
