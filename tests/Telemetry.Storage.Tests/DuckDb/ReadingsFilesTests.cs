@@ -253,6 +253,7 @@ public sealed class ReadingsFilesTests : IDisposable
     {
         // The pipeline's largest commit (Telemetry:Ingest:MaxReadingsPerCommit): DuckDB writes its full row groups
         // (122,880 rows) into the file as they fill, and the WAL records where they are; the commit is durable all the same.
+        // A store of its own, at the default WAL limit: at this class's, the copy below could race a checkpoint.
         using var file = new RawStoreFile();
         var batches = Enumerable.Range(0, 5_000).Select(i => Of(
             $"watch-{i % Devices}", $"patient-{i % Devices}", (ulong)(i / Devices) + 1,
