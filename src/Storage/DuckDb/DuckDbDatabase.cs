@@ -38,12 +38,10 @@ public sealed class DuckDbDatabase : IDisposable
         """;
 
     private const string Schema = """
-        CREATE TABLE IF NOT EXISTS grain_state (
-            grain_type VARCHAR NOT NULL,
-            grain_id VARCHAR NOT NULL,
+        CREATE TABLE IF NOT EXISTS grain_states (
+            state_key VARCHAR PRIMARY KEY,
             etag VARCHAR NOT NULL,
-            data BLOB NOT NULL,
-            PRIMARY KEY (grain_type, grain_id));
+            data BLOB NOT NULL);
         CREATE TABLE IF NOT EXISTS alert_events (
             position BIGINT PRIMARY KEY,
             patient_id VARCHAR NOT NULL,
@@ -127,6 +125,7 @@ public sealed class DuckDbDatabase : IDisposable
         SeriesCatalog.MigrateReadings(_anchor);
         Execute(ReadingsSchema + Schema + PairSchema);
         SequenceLedger.AddSequenceColumn(_anchor);
+        DuckDbStateWrites.MoveToStateKeys(_anchor);
 
         var catalog = Convert.ToString(Scalar("SELECT current_database()"), System.Globalization.CultureInfo.InvariantCulture)!;
         if (ReadingsCatalogs.Contains(catalog))

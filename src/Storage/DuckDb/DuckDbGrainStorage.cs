@@ -33,9 +33,8 @@ public sealed class DuckDbGrainStorage : IGrainStorage
     {
         using var connection = _database.OpenConnection();
         using var command = connection.CreateCommand();
-        command.CommandText = "SELECT etag, data FROM grain_state WHERE grain_type = $1 AND grain_id = $2";
-        command.Parameters.Add(new DuckDBParameter(stateName));
-        command.Parameters.Add(new DuckDBParameter(grainId));
+        command.CommandText = "SELECT etag, data FROM grain_states WHERE state_key = $1";
+        command.Parameters.Add(new DuckDBParameter(DuckDbStateWrites.StateKey(stateName, grainId)));
         using var reader = command.ExecuteReader();
         if (!reader.Read())
         {

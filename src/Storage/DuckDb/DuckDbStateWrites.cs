@@ -471,7 +471,7 @@ internal sealed partial class DuckDbStateWrites : IDisposable
 
         connection ??= _database.OpenConnection();
         string? stored = null;
-        DuckDbValues.ReadRow(connection, "SELECT etag FROM grain_state WHERE grain_type = $1 AND grain_id = $2", [key.StateName, key.GrainId],
+        DuckDbValues.ReadRow(connection, "SELECT etag FROM grain_states WHERE state_key = $1", [StateKey(key.StateName, key.GrainId)],
             reader => stored = reader.GetString(0));
         return stored;
     }
@@ -616,33 +616,68 @@ internal sealed partial class DuckDbStateWrites : IDisposable
         // of a join's time; a row found missing is inserted.
         if (states.Count == 1 && states.Values.Single() is { Data: not null } single)
         {
-            if (DuckDbValues.ExecuteRow(connection, "UPDATE grain_state SET etag = $1, data = $2 WHERE grain_type = $3 AND grain_id = $4",
-                single.ETag, single.Data, single.StateName, single.GrainId) == 0)
+            var key = StateKey(single.StateName, single.GrainId);
+            if (DuckDbValues.ExecuteRow(connection, "UPDATE grain_states SET etag = $1, data = $2 WHERE state_key = $3", single.ETag, single.Data, key) == 0)
             {
-                DuckDbValues.ExecuteRow(connection, "INSERT INTO grain_state VALUES ($1, $2, $3, $4)", single.StateName, single.GrainId, single.ETag, single.Data);
+                DuckDbValues.ExecuteRow(connection, "INSERT INTO grain_states VALUES ($1, $2, $3)", key, single.ETag, single.Data);
             }
 
             return;
         }
 
-        var keys = states.Keys.ToList();
-        var existed = new HashSet<(string StateName, string GrainId)>();
-        DuckDbValues.Read(connection,
-            "SELECT s.grain_type, s.grain_id FROM grain_state s JOIN (VALUES {values}) k(grain_type, grain_id) USING (grain_type, grain_id)",
-            keys, key => [key.StateName, key.GrainId], reader => existed.Add((reader.GetString(0), reader.GetString(1))));
+        var keys = states.Keys.Select(key => StateKey(key.StateName, key.GrainId)).ToList();
+        var existed = new HashSet<string>(StringComparer.Ordinal);
+        DuckDbValues.Read(connection, "SELECT s.state_key FROM grain_states s JOIN (VALUES {values}) k(state_key) USING (state_key)",
+            keys, key => [key], reader => existed.Add(reader.GetString(0)));
 
         // An UPDATE of rows that exist and an INSERT of those that do not: DuckDB's INSERT OR REPLACE costs several times either.
-        var updates = states.Where(pair => pair.Value.Data is not null && existed.Contains(pair.Key)).Select(pair => pair.Value).ToList();
-        var inserts = states.Where(pair => pair.Value.Data is not null && !existed.Contains(pair.Key)).Select(pair => pair.Value).ToList();
-        var clears = states.Where(pair => pair.Value.Data is null && existed.Contains(pair.Key)).Select(pair => pair.Key).ToList();
+        var written = states.Values.Select(state => (Key: StateKey(state.StateName, state.GrainId), State: state)).ToList();
+        var updates = written.Where(row => row.State.Data is not null && existed.Contains(row.Key)).ToList();
+        var inserts = written.Where(row => row.State.Data is not null && !existed.Contains(row.Key)).ToList();
+        var clears = written.Where(row => row.State.Data is null && existed.Contains(row.Key)).Select(row => row.Key).ToList();
         DuckDbValues.Execute(connection,
-            "UPDATE grain_state SET etag = v.etag, data = v.data FROM (VALUES {values}) v(grain_type, grain_id, etag, data) "
-            + "WHERE grain_state.grain_type = v.grain_type AND grain_state.grain_id = v.grain_id",
-            updates, state => [state.StateName, state.GrainId, state.ETag, state.Data]);
-        DuckDbValues.Execute(connection, "INSERT INTO grain_state VALUES {values}",
-            inserts, state => [state.StateName, state.GrainId, state.ETag, state.Data]);
-        DuckDbValues.Execute(connection, "DELETE FROM grain_state WHERE (grain_type, grain_id) IN (SELECT * FROM (VALUES {values}))",
-            clears, key => [key.StateName, key.GrainId]);
+            "UPDATE grain_states SET etag = v.etag, data = v.data FROM (VALUES {values}) v(state_key, etag, data) WHERE grain_states.state_key = v.state_key",
+            updates, row => [row.Key, row.State.ETag, row.State.Data]);
+        DuckDbValues.Execute(connection, "INSERT INTO grain_states VALUES {values}", inserts, row => [row.Key, row.State.ETag, row.State.Data]);
+        DuckDbValues.Execute(connection, "DELETE FROM grain_states WHERE state_key IN (SELECT * FROM (VALUES {values}))", clears, key => [key]);
+    }
+
+    /// <summary>
+    /// The row key of a grain's state: its name, then the grain's id (which holds a slash itself, after its type). One
+    /// column, because DuckDB finds a row through an index only by a single column: by the two columns of a compound key
+    /// it scans the whole table, a cost that grows with every patient and device the file knows.
+    /// </summary>
+    internal static string StateKey(string stateName, string grainId) =>
+        stateName.Contains('/', StringComparison.Ordinal)
+            ? throw new ArgumentException($"A grain state's name may not hold a slash ('{stateName}'): it ends the name in the state's key.", nameof(stateName))
+            : string.Concat(stateName, "/", grainId);
+
+    /// <summary>
+    /// Moves grain state from the first layout, keyed by two columns (state name, grain id), to one key column, in one
+    /// transaction; a file already moved, or new, is left alone.
+    /// </summary>
+    internal static void MoveToStateKeys(DuckDBConnection connection)
+    {
+        using var transaction = connection.BeginTransaction();
+        using (var find = connection.CreateCommand())
+        {
+            find.CommandText = "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main' AND table_name = 'grain_state'";
+            if (Convert.ToInt64(find.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture) == 0)
+            {
+                return;
+            }
+        }
+
+        using (var move = connection.CreateCommand())
+        {
+            move.CommandText = """
+                INSERT INTO grain_states SELECT grain_type || '/' || grain_id, etag, data FROM grain_state;
+                DROP TABLE grain_state;
+                """;
+            move.ExecuteNonQuery();
+        }
+
+        transaction.Commit();
     }
 
     /// <summary>Stores events at their positions, and each alert as the latest of them leaves it.</summary>
