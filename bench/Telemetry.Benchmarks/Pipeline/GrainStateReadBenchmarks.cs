@@ -8,10 +8,10 @@ namespace Telemetry.Benchmarks.Pipeline;
 
 /// <summary>
 /// What a grain's activation pays to read its state from the DuckDB file (a patient's alert state, a device's binding):
-/// one state read by its key, in a file that holds the states of <see cref="States"/> patients. Every patient's grain
-/// reads its state when it activates: after a start, and when a fleet of new patients' devices begins to send. The
-/// file is written through the grain storage in the order patients arrive (not the order of their keys), then closed
-/// and opened again, as after a restart.
+/// one state read by its key, alone or with others at once, in a file that holds the states of <see cref="States"/>
+/// patients. Every patient's grain reads its state when it activates: after a start, and when a fleet of new patients'
+/// devices begins to send. The file is written through the grain storage in the order patients arrive (not the order
+/// of their keys), then closed and opened again, as after a restart.
 /// </summary>
 [MemoryDiagnoser]
 public class GrainStateReadBenchmarks
@@ -54,13 +54,18 @@ public class GrainStateReadBenchmarks
     }
 
     /// <summary>One patient's alert state read, as its grain activates (a different patient each time).</summary>
-    [Benchmark]
+    [Benchmark(Baseline = true)]
     public async Task<bool> Read_one_state()
     {
         var state = new GrainState<byte[]>();
         await _storage.ReadStateAsync("alerts", _patients[_next++ % _patients.Length], state);
         return state.RecordExists;
     }
+
+    /// <summary>Fifty patients' alert states read at once, as a fleet of new patients' grains activates; per state.</summary>
+    [Benchmark(OperationsPerInvoke = 50)]
+    public Task Read_fifty_states_at_once() =>
+        Task.WhenAll(Enumerable.Range(0, 50).Select(_ => _storage.ReadStateAsync("alerts", _patients[_next++ % _patients.Length], new GrainState<byte[]>())));
 
     private sealed class BlobSerializer : IGrainStorageSerializer
     {

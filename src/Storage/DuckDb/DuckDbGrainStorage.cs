@@ -13,42 +13,64 @@ namespace Telemetry.Storage.DuckDb;
 /// </summary>
 public sealed class DuckDbGrainStorage : IGrainStorage
 {
+    /// <summary>The most grains' states one query reads (a state is a few kilobytes at most).</summary>
+    internal const int MaxStatesPerRead = 64;
+
     private readonly DuckDbDatabase _database;
     private readonly IGrainStorageSerializer _serializer;
+
+    // Grains activating together (a start, a fleet of new patients) read their states in shared queries: a query by
+    // key costs DuckDB a few hundred microseconds, one for 32 keys about four times that.
+    private readonly CoalescedReads<string, StoredState?> _reads;
 
     public DuckDbGrainStorage(DuckDbDatabase database, IGrainStorageSerializer serializer)
     {
         _database = database;
         _serializer = serializer;
+        _reads = new CoalescedReads<string, StoredState?>(Read, missing: null, MaxStatesPerRead);
     }
 
     public async Task ReadStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
         var id = grainId.ToString();
+        var key = DuckDbStateWrites.StateKey(stateName, id);
         await _database.StateWrites.SettleAsync(stateName, id);
-        await Task.Run(() => Read(stateName, id, grainState));
-    }
-
-    private void Read<T>(string stateName, string grainId, IGrainState<T> grainState)
-    {
-        using var connection = _database.OpenConnection();
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT etag, data FROM grain_states WHERE state_key = $1";
-        command.Parameters.Add(new DuckDBParameter(DuckDbStateWrites.StateKey(stateName, grainId)));
-        using var reader = command.ExecuteReader();
-        if (!reader.Read())
+        if (await _reads.ReadAsync(key, stateName, CancellationToken.None) is not { } stored)
         {
             grainState.ETag = null;
             grainState.RecordExists = false;
             return;
         }
 
-        grainState.ETag = reader.GetString(0);
-        using var data = reader.GetStream(1);
-        using var buffer = new MemoryStream();
-        data.CopyTo(buffer);
-        grainState.State = _serializer.Deserialize<T>(new BinaryData(buffer.ToArray()));
+        grainState.State = _serializer.Deserialize<T>(new BinaryData(stored.Data));
+        grainState.ETag = stored.ETag;
         grainState.RecordExists = true;
+    }
+
+    /// <summary>The stored states of <paramref name="keys"/> (all of one state name), by key; a state not stored is left out.</summary>
+    private IReadOnlyDictionary<string, StoredState?> Read(IReadOnlyList<string> keys, string stateName)
+    {
+        using var connection = _database.OpenConnection();
+        using var command = connection.CreateCommand();
+        command.CommandText = keys.Count == 1
+            ? "SELECT state_key, etag, data FROM grain_states WHERE state_key = $1"
+            : $"SELECT state_key, etag, data FROM grain_states WHERE state_key IN ({string.Join(", ", keys.Select((_, i) => $"${i + 1}"))})";
+        foreach (var key in keys)
+        {
+            command.Parameters.Add(new DuckDBParameter(key));
+        }
+
+        var states = new Dictionary<string, StoredState?>(keys.Count, StringComparer.Ordinal);
+        using var reader = command.ExecuteReader();
+        while (reader.Read())
+        {
+            using var data = reader.GetStream(2);
+            using var buffer = new MemoryStream();
+            data.CopyTo(buffer);
+            states[reader.GetString(0)] = new StoredState(reader.GetString(1), buffer.ToArray());
+        }
+
+        return states;
     }
 
     public async Task WriteStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
@@ -75,4 +97,6 @@ public sealed class DuckDbGrainStorage : IGrainStorage
         grainState.ETag = null;
         grainState.RecordExists = false;
     }
+
+    private sealed record StoredState(string ETag, byte[] Data);
 }

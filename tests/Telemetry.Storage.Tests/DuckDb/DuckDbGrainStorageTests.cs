@@ -136,6 +136,26 @@ public sealed class DuckDbGrainStorageTests : IDisposable
     }
 
     [Fact]
+    public async Task Grains_activating_together_each_read_their_own_state_or_none()
+    {
+        // More grains than one query reads, of two state names, stored and not, some asked for twice.
+        var stored = Enumerable.Range(0, 150).Where(i => i % 3 != 0).ToArray();
+        await Task.WhenAll(stored.Select(i => _storage.WriteStateAsync("alerts", Patient(i), new GrainState<Counter>(new Counter(i)))));
+        await _storage.WriteStateAsync("devices", Patient(1), new GrainState<Counter>(new Counter(-1)));
+
+        var reads = Enumerable.Range(0, 150).Concat([1, 2, 3]).Select(i => (Patient: i, State: new GrainState<Counter>())).ToArray();
+        var device = new GrainState<Counter>();
+        await Task.WhenAll(reads.Select(read => _storage.ReadStateAsync("alerts", Patient(read.Patient), read.State))
+            .Append(_storage.ReadStateAsync("devices", Patient(1), device)));
+
+        Assert.All(reads, read => Assert.Equal(
+            read.Patient % 3 != 0 ? (read.Patient, true) : (0, false),
+            (read.State.State?.Value ?? 0, read.State.RecordExists)));
+        Assert.All(reads.Where(read => read.Patient % 3 == 0), read => Assert.Null(read.State.ETag));
+        Assert.Equal((-1, true), (device.State!.Value, device.RecordExists));
+    }
+
+    [Fact]
     public async Task A_file_keyed_by_state_name_and_grain_id_moves_to_one_key_column_and_a_state_is_then_found_through_its_index()
     {
         using var directory = new TemporaryDirectory();
