@@ -75,6 +75,9 @@ public sealed class DuckDbGrainStorage : IGrainStorage
 
     public async Task WriteStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
+        // A name refused here never reaches the journal, whose records the file takes later.
+        DuckDbStateWrites.CheckStateName(stateName);
+
         // The events taken with the serialised state, so what is stored of the two matches.
         AlertEvent[] events = grainState.State is IAlertOutbox { PendingEvents.Count: > 0 } outbox ? [.. outbox.PendingEvents] : [];
         var change = new DuckDbStateWrites.StateChange(stateName, grainId, grainState.ETag, _serializer.Serialize(grainState.State).ToArray(), Guid.NewGuid().ToString("N"));
@@ -89,6 +92,7 @@ public sealed class DuckDbGrainStorage : IGrainStorage
 
     public async Task ClearStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
+        DuckDbStateWrites.CheckStateName(stateName);
         if (await _database.StateWrites.WriteStateAsync(new(stateName, grainId, grainState.ETag, Data: null, NewETag: null), []) is { } refused)
         {
             throw refused;

@@ -647,10 +647,20 @@ internal sealed partial class DuckDbStateWrites : IDisposable
     /// column, because DuckDB finds a row through an index only by a single column: by the two columns of a compound key
     /// it scans the whole table, a cost that grows with every patient and device the file knows.
     /// </summary>
-    internal static string StateKey(string stateName, string grainId) =>
-        stateName.Contains('/', StringComparison.Ordinal)
-            ? throw new ArgumentException($"A grain state's name may not hold a slash ('{stateName}'): it ends the name in the state's key.", nameof(stateName))
-            : string.Concat(stateName, "/", grainId);
+    internal static string StateKey(string stateName, string grainId)
+    {
+        CheckStateName(stateName);
+        return string.Concat(stateName, "/", grainId);
+    }
+
+    /// <summary>Refuses a state name that would make two states' keys alike (see <see cref="StateKey"/>).</summary>
+    internal static void CheckStateName(string stateName)
+    {
+        if (stateName.Contains('/', StringComparison.Ordinal))
+        {
+            throw new ArgumentException($"A grain state's name may not hold a slash ('{stateName}'): it ends the name in the state's key.", nameof(stateName));
+        }
+    }
 
     /// <summary>
     /// Moves grain state from the first layout, keyed by two columns (state name, grain id), to one key column, in one

@@ -186,6 +186,8 @@ public sealed class DuckDbGrainStorageTests : IDisposable
             // A state name with a slash in it would make two different states' keys alike, so it is refused.
             var refused = await Assert.ThrowsAsync<ArgumentException>(() => storage.ReadStateAsync("alerts/x", Patient(1), new GrainState<Counter>()));
             Assert.Contains("may not hold a slash", refused.Message, StringComparison.Ordinal);
+            await Assert.ThrowsAsync<ArgumentException>(() => storage.WriteStateAsync("alerts/x", Patient(1), new GrainState<Counter>(new Counter(1))));
+            await Assert.ThrowsAsync<ArgumentException>(() => storage.ClearStateAsync("alerts/x", Patient(1), new GrainState<Counter>()));
         }
 
         using (var reopened = new DuckDbDatabase(directory.Options))
