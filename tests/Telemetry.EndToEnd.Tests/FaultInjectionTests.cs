@@ -168,6 +168,13 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
         // the end: whether the device published during the drain (its connection ended there, the publish unacked) or
         // not (once the publishes being committed were acked). Should the device not have heard it, the server's last
         // words tell whether it drained a device.
+        // The device's client reports its connection's end a moment after its publishes fail, which can be after the
+        // server has exited: wait for that report (a bare close, without the DISCONNECT, is reported too, and fails).
+        for (var waited = 0; ledger.Disconnects.Count == 0 && waited < 10_000; waited += 20)
+        {
+            await Task.Delay(20);
+        }
+
         var serverOutput = server.Output;
         Assert.True(
             ledger.Disconnects.Contains(MqttClientDisconnectReason.ServerShuttingDown),

@@ -69,6 +69,9 @@ internal sealed class ResendingDevice(string deviceId, string patientId, string 
 
     private readonly List<string> _refusals = [];
 
+    // Set once the current connection's end has been reported (see Disconnected).
+    private TaskCompletionSource _connectionEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     public async Task SendAllAsync(Func<Task<IMqttClient>> connect, CancellationToken cancellationToken)
     {
         IMqttClient? client = null;
@@ -84,6 +87,7 @@ internal sealed class ResendingDevice(string deviceId, string patientId, string 
                     {
                         client?.Dispose();
                         client = null;
+                        _connectionEnded = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
                         client = await connect();
                         client.DisconnectedAsync += Disconnected;
                         if (connections++ > 0)
@@ -103,8 +107,15 @@ internal sealed class ResendingDevice(string deviceId, string patientId, string 
                 }
                 catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
                 {
-                    // The server died, the connection was cut, or the ack never came: no ack, so it is sent again.
+                    // The server died, the connection was cut, or the ack never came: no ack, so it is sent again. The
+                    // client reports how its connection ended a moment after the publish fails; disposed first, it would
+                    // report the device's own end instead, so it is given that moment (a second at most).
                     Refused++;
+                    if (client is not null)
+                    {
+                        await Task.WhenAny(_connectionEnded.Task, Task.Delay(1_000, cancellationToken));
+                    }
+
                     client?.Dispose();
                     client = null;
                     await Task.Delay(100, cancellationToken);
@@ -141,6 +152,7 @@ internal sealed class ResendingDevice(string deviceId, string patientId, string 
             }
         }
 
+        _connectionEnded.TrySetResult();
         return Task.CompletedTask;
     }
 
