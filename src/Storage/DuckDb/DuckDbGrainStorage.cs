@@ -14,7 +14,7 @@ namespace Telemetry.Storage.DuckDb;
 public sealed class DuckDbGrainStorage : IGrainStorage
 {
     /// <summary>The most grains' states one query reads (a state is a few kilobytes at most).</summary>
-    internal const int MaxStatesPerRead = 64;
+    private const int MaxStatesPerRead = 64;
 
     private readonly DuckDbDatabase _database;
     private readonly IGrainStorageSerializer _serializer;

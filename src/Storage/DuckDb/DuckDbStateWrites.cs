@@ -625,13 +625,12 @@ internal sealed partial class DuckDbStateWrites : IDisposable
             return;
         }
 
-        var keys = states.Keys.Select(key => StateKey(key.StateName, key.GrainId)).ToList();
+        var written = states.Values.Select(state => (Key: StateKey(state.StateName, state.GrainId), State: state)).ToList();
         var existed = new HashSet<string>(StringComparer.Ordinal);
         DuckDbValues.Read(connection, "SELECT s.state_key FROM grain_states s JOIN (VALUES {values}) k(state_key) USING (state_key)",
-            keys, key => [key], reader => existed.Add(reader.GetString(0)));
+            written, row => [row.Key], reader => existed.Add(reader.GetString(0)));
 
         // An UPDATE of rows that exist and an INSERT of those that do not: DuckDB's INSERT OR REPLACE costs several times either.
-        var written = states.Values.Select(state => (Key: StateKey(state.StateName, state.GrainId), State: state)).ToList();
         var updates = written.Where(row => row.State.Data is not null && existed.Contains(row.Key)).ToList();
         var inserts = written.Where(row => row.State.Data is not null && !existed.Contains(row.Key)).ToList();
         var clears = written.Where(row => row.State.Data is null && existed.Contains(row.Key)).Select(row => row.Key).ToList();
@@ -668,16 +667,12 @@ internal sealed partial class DuckDbStateWrites : IDisposable
     /// </summary>
     internal static void MoveToStateKeys(DuckDBConnection connection)
     {
-        using var transaction = connection.BeginTransaction();
-        using (var find = connection.CreateCommand())
+        if (!DuckDbDatabase.HasColumn(connection, "grain_state", "grain_type"))
         {
-            find.CommandText = "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main' AND table_name = 'grain_state'";
-            if (Convert.ToInt64(find.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture) == 0)
-            {
-                return;
-            }
+            return;
         }
 
+        using var transaction = connection.BeginTransaction();
         using (var move = connection.CreateCommand())
         {
             move.CommandText = """
