@@ -298,6 +298,18 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
     {
         var intervalMs = 1_000 / options.Rate;
         var period = TimeSpan.FromMilliseconds(intervalMs * options.Batch);
+
+        // The first batch at a random point of the first period, as independent devices' are: a fleet started together
+        // would otherwise send in step, all its batches in the same millisecond of every period.
+        try
+        {
+            await Task.Delay(period * Random.Shared.NextDouble(), stop);
+        }
+        catch (OperationCanceledException)
+        {
+            yield break;
+        }
+
         // A batch holds readings already taken: the period that just ended.
         var next = DateTimeOffset.UtcNow - period;
         using var timer = new PeriodicTimer(period);

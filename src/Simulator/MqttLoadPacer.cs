@@ -20,6 +20,7 @@ internal sealed class MqttLoadPacer
     /// <summary>Paces <paramref name="device"/> until its stop token is cancelled; the returned task completes then.</summary>
     public Task Add(Device device)
     {
+        device.Start(Stopwatch.GetTimestamp());
         lock (_lock)
         {
             _devices.Add(device);
@@ -80,10 +81,23 @@ internal sealed class MqttLoadPacer
         private readonly byte[] _topic = Encoding.UTF8.GetBytes($"devices/{wearable.DeviceId}/vitals");
         private readonly double _intervalMs = 1_000 / readingsPerSecond;
         private readonly long _period = (long)(batch / readingsPerSecond * Stopwatch.Frequency);
-        private long _next = Stopwatch.GetTimestamp();
-        private double _nextMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - (batch * 1_000 / readingsPerSecond);
+
+        // The first batch at a random point of the first period, as independent devices' are: a fleet started together
+        // would otherwise publish in step, all its batches in the same millisecond of every period.
+        private readonly double _phase = Random.Shared.NextDouble();
+        private long _next;
+        private double _nextMs;
 
         public Task Stopped => _stopped.Task;
+
+        /// <summary>Starts the device's pace from <paramref name="now"/>, its first batch due at its phase of a period.</summary>
+        public void Start(long now)
+        {
+            _next = now + (long)(_phase * _period);
+
+            // A batch holds readings already taken: the period that ends as it is sent.
+            _nextMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() + ((_phase - 1) * batch * _intervalMs);
+        }
 
         /// <summary>Publishes what is due by <paramref name="now"/>; false once the device has stopped.</summary>
         public bool Pace(long now)
