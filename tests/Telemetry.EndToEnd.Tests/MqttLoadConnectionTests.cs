@@ -155,6 +155,7 @@ public sealed class MqttLoadConnectionTests(ServerFixture fixture) : IClassFixtu
         foreach (var wearable in wearables)
         {
             var rows = await Server.RawHeartRatesAsync(wearable.PatientId, started.AddSeconds(-2), started.AddSeconds(10));
+            Assert.NotEmpty(rows);
             firsts.Add(DateTimeOffset.Parse(rows[0].Split(',')[0], CultureInfo.InvariantCulture));
         }
 
