@@ -69,6 +69,10 @@ public sealed partial class PatientGrain(
     private AlertEngine _alerts = null!;
     private IGrainTimer? _alertTimer;
 
+    // The alert state as last written still holds events that have since been handed on: the grain writes it again,
+    // emptied, as it deactivates, or the next activation would hand them on again.
+    private bool _writtenOutboxHandedOn;
+
     private string PatientId => this.GetPrimaryKeyString();
 
     private long NowMs => timeProvider.GetUtcNow().ToUnixTimeMilliseconds();
@@ -149,7 +153,32 @@ public sealed partial class PatientGrain(
         }
 
         await FlushClosedAsync(cancellationToken);
+        await ForgetHandedOnEventsAsync();
         instruments.PatientDeactivated();
+    }
+
+    /// <summary>
+    /// Writes the alert state without the events it was last written with, once they have all been handed on, so the
+    /// next activation does not hand them on again. Only a crash leaves them there, and then they go again (at the
+    /// positions they were stored at), as they may not have gone at all.
+    /// </summary>
+    private async Task ForgetHandedOnEventsAsync()
+    {
+        if (!_writtenOutboxHandedOn || alertState.State.Outbox.Count > 0)
+        {
+            return;
+        }
+
+        try
+        {
+            _alerts.RecordJudged();
+            await alertState.WriteStateAsync();
+            _writtenOutboxHandedOn = false;
+        }
+        catch (Exception exception)
+        {
+            LogHandedOnEventsKept(logger, exception, PatientId);
+        }
     }
 
     public async Task<CommittedMinute[]> ApplyAsync(PatientReadings readings)
@@ -448,6 +477,7 @@ public sealed partial class PatientGrain(
         {
             _alerts.RecordJudged();
             await alertState.WriteStateAsync();
+            _writtenOutboxHandedOn = false;
         }
 
         if (outbox.Count == 0)
@@ -457,6 +487,7 @@ public sealed partial class PatientGrain(
 
         var stored = await alertStore.AppendAsync(outbox.ToArray());
         outbox.Clear();
+        _writtenOutboxHandedOn = true;
         instruments.AlertEventsStored(stored);
         alertPublisher.Publish(stored);
     }
@@ -611,6 +642,9 @@ public sealed partial class PatientGrain(
 
     [LoggerMessage(EventId = 2004, Level = LogLevel.Warning, Message = "The alert timer of patient {PatientId} failed; it runs again shortly")]
     private static partial void LogAlertTimerFailed(ILogger logger, Exception exception, string patientId);
+
+    [LoggerMessage(EventId = 2005, Level = LogLevel.Warning, Message = "Patient {PatientId} deactivates with alert events already handed on still in its written state; its next activation hands them on again")]
+    private static partial void LogHandedOnEventsKept(ILogger logger, Exception exception, string patientId);
 
     [LoggerMessage(EventId = 2001, Level = LogLevel.Debug, Message = "Patient {PatientId} activated; rebuilt from {Windows} minute windows of the raw store")]
     private static partial void LogRebuilt(ILogger logger, string patientId, int windows);
