@@ -3,12 +3,13 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using MQTTnet;
 
 namespace Telemetry.EndToEnd.Tests;
 
 /// <summary>Alerts end to end: a reading over MQTT raises an alert that reaches an MQTT subscriber, an SSE client and a webhook.</summary>
-public sealed class AlertTests
+public sealed partial class AlertTests
 {
     private const string WebhookSecret = "a-webhook-secret-for-the-ward";
 
@@ -124,6 +125,41 @@ public sealed class AlertTests
         var rules = await server.Http.GetFromJsonAsync<JsonElement>("/api/patients/p-restart/alert-rules");
         Assert.Equal("spo2-low", rules.GetProperty("rules")[0].GetProperty("id").GetString());
     }
+
+    [Fact]
+    public async Task A_server_stopped_and_started_again_does_not_hand_on_the_alert_events_it_handed_on_before()
+    {
+        await using var server = await TelemetryServer.StartNewAsync();
+        var token = await server.ProvisionAsync("stop-watch", "p-stop");
+        await PutRulesAsync(server, "p-stop", """
+            {"rules":[{"id":"spo2-low","type":"threshold","kind":"spo2","direction":"below","level":90,"clearLevel":92,"priority":"high"}]}
+            """);
+        using (var watch = await Devices.ConnectMqttAsync(server, "stop-watch", token))
+        {
+            var payload = Encoding.UTF8.GetBytes($$"""{"seq":1,"readings":[{"kind":"spo2","time":"{{DateTimeOffset.UtcNow:O}}","value":86}]}""");
+            Assert.Equal(MqttClientPublishReasonCode.Success, (await Devices.PublishAsync(watch, "devices/stop-watch/vitals", payload)).ReasonCode);
+        }
+
+        await Eventually.FirstAsync(OpenAlerts(server), _ => true);
+        Assert.Equal(1, await AlertEventsHandedOnAsync(server));
+
+        Assert.Equal(0, await server.TerminateAsync(TimeSpan.FromSeconds(30)));
+        await server.StartAsync();
+
+        // The start activates the patient (it has rules); a call to its grain answers once the activation is done. By
+        // then an activation that found the raised event still in the written state would have handed it on again.
+        using var live = await server.Http.GetAsync("/api/patients/p-stop/live");
+        Assert.Equal(HttpStatusCode.OK, live.StatusCode);
+        Assert.Equal(0, await AlertEventsHandedOnAsync(server));
+        Assert.Equal("spo2-low", Assert.Single(OpenAlerts(server)).GetProperty("ruleId").GetString());
+    }
+
+    /// <summary>Alert events this server process stored and handed on, from <c>/metrics</c>.</summary>
+    private static async Task<long> AlertEventsHandedOnAsync(TelemetryServer server) =>
+        AlertEvents().Matches(await server.Http.GetStringAsync("/metrics")).Sum(match => long.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture));
+
+    [GeneratedRegex(@"^telemetry_alerts_events_total\S*\s+(\d+)", RegexOptions.Multiline)]
+    private static partial Regex AlertEvents();
 
     [Fact]
     public async Task Rules_are_validated_templates_apply_and_replay_shows_what_history_would_have_raised()
