@@ -257,9 +257,12 @@ public static class LoadBenchmark
             && (received is null || received >= 0.95 * sent);
         return new Step(
             target.Name, protocol, batch, devices, rate, windowAt?.TotalSeconds, sent, acked, received, ackP50, ackP99,
-            ServerWaits.P99(waitsBefore, waitsAfter),
+            ServerWaits.P99(waitsBefore?.Buckets, waitsAfter?.Buckets),
             probes ? alertP50 : null, probes ? alertP99 : null,
-            (last.Cpu - first.Cpu).TotalSeconds / elapsed * 100, last.RssMb, sustained,
+            (last.Cpu - first.Cpu).TotalSeconds / elapsed * 100,
+            waitsAfter?.CommitSeconds - waitsBefore?.CommitSeconds is { } committing ? committing / elapsed * 100 : null,
+            (last.GeneratorCpu - first.GeneratorCpu).TotalSeconds / elapsed * 100,
+            last.RssMb, sustained,
             generatorLimited ? "under 90% of the offered rate sent: the generator's pace, or devices' windows full of publishes waiting for acks" : "");
     }
 
@@ -324,7 +327,8 @@ public static class LoadBenchmark
         public MosquittoProcess? Subscriber { get; init; }
     }
 
-    private sealed record Snapshot(DateTime At, long Sent, long Acked, long Received, TimeSpan Cpu, double RssMb)
+    /// <param name="GeneratorCpu">This process's CPU time: the devices, and a broker's subscriber.</param>
+    private sealed record Snapshot(DateTime At, long Sent, long Acked, long Received, TimeSpan Cpu, TimeSpan GeneratorCpu, double RssMb)
     {
         public static Snapshot Take(FleetStatistics statistics, Target target)
         {
@@ -335,37 +339,44 @@ public static class LoadBenchmark
                 statistics.ReadingsAcked,
                 target.Subscriber?.Received ?? 0,
                 target.Process.TotalProcessorTime,
+                Process.GetCurrentProcess().TotalProcessorTime,
                 target.Process.WorkingSet64 / (1024.0 * 1024.0));
         }
     }
 
     private sealed record Step(
         string Name, string Protocol, int Batch, int Devices, int TargetRate, double? WindowAtSeconds, double SentPerSecond, double AckedPerSecond, double? ReceivedPerSecond,
-        double AckP50, double AckP99, double? ServerWaitP99, double? AlertP50, double? AlertP99, double ServerCpu, double ServerRssMb, bool Sustained, string Note)
+        double AckP50, double AckP99, double? ServerWaitP99, double? AlertP50, double? AlertP99, double ServerCpu, double? CommitBusy, double GeneratorCpu, double ServerRssMb, bool Sustained, string Note)
     {
         public const string Header =
-            "| target | protocol | batch | devices | offered/s | window at s | sent/s | acked/s | delivered/s | ack p50 ms | ack p99 ms | server wait p99 ms | alert p50 ms | alert p99 ms | server CPU % | RSS MB | sustained | note |\n" +
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |";
+            "| target | protocol | batch | devices | offered/s | window at s | sent/s | acked/s | delivered/s | ack p50 ms | ack p99 ms | server wait p99 ms | alert p50 ms | alert p99 ms | server CPU % | commit busy % | generator CPU % | RSS MB | sustained | note |\n" +
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |";
 
         public override string ToString() =>
             string.Create(CultureInfo.InvariantCulture,
-                $"| {Name} | {Protocol} | {Batch} | {Devices} | {TargetRate:N0} | {WindowAtSeconds?.ToString("0.0", CultureInfo.InvariantCulture) ?? "late"} | {SentPerSecond:N0} | {AckedPerSecond:N0} | {ReceivedPerSecond?.ToString("N0", CultureInfo.InvariantCulture) ?? "-"} | {AckP50:0.0} | {AckP99:0.0} | {ServerWaitP99?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {AlertP50?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {AlertP99?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {ServerCpu:0} | {ServerRssMb:N0} | {(Sustained ? "yes" : "no")} | {Note} |");
+                $"| {Name} | {Protocol} | {Batch} | {Devices} | {TargetRate:N0} | {WindowAtSeconds?.ToString("0.0", CultureInfo.InvariantCulture) ?? "late"} | {SentPerSecond:N0} | {AckedPerSecond:N0} | {ReceivedPerSecond?.ToString("N0", CultureInfo.InvariantCulture) ?? "-"} | {AckP50:0.0} | {AckP99:0.0} | {ServerWaitP99?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {AlertP50?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {AlertP99?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {ServerCpu:0} | {CommitBusy?.ToString("0", CultureInfo.InvariantCulture) ?? "-"} | {GeneratorCpu:0} | {ServerRssMb:N0} | {(Sustained ? "yes" : "no")} | {Note} |");
     }
+
+    /// <summary>
+    /// What the server's <c>/metrics</c> tell of its commits at one moment: batches answered within each bucket's bound
+    /// (seconds, every outcome summed) and the time spent committing so far.
+    /// </summary>
+    private sealed record ServerCommits(SortedDictionary<double, double> Buckets, double CommitSeconds);
 
     /// <summary>
     /// The server's own wait per batch, from its hand-over to the commit pipeline to the answer (the histogram
     /// <c>telemetry_commit_wait_seconds</c> on <c>/metrics</c>): the server's part of the ack latency, apart from the
-    /// network and the generator's own scheduling on the shared cores.
+    /// network and the generator's own scheduling on the shared cores. And how much of the time the commit loop spent
+    /// committing (the sum of <c>telemetry_commit_duration_seconds</c>): it commits whatever is waiting as soon as its
+    /// last commit ends, so it is busy most of the time at all but low rates.
     /// </summary>
     private static class ServerWaits
     {
         private static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(10) };
 
-        /// <summary>
-        /// Batches answered within each bucket's bound (seconds), every outcome summed; null for a broker, or when a server
-        /// overloaded by the step does not answer in time (the step is then measured without it).
-        /// </summary>
-        public static async Task<SortedDictionary<double, double>?> ReadAsync(Target target)
+        /// <summary>The server's commits so far; null for a broker, or when a server overloaded by the step does not
+        /// answer in time (the step is then measured without them).</summary>
+        public static async Task<ServerCommits?> ReadAsync(Target target)
         {
             if (target.AdminToken is null)
             {
@@ -383,9 +394,17 @@ public static class LoadBenchmark
             }
 
             const string Prefix = "telemetry_commit_wait_seconds_bucket{";
+            const string CommitSum = "telemetry_commit_duration_seconds_sum";
             var buckets = new SortedDictionary<double, double>();
+            var commitSeconds = 0.0;
             foreach (var line in body.Split('\n'))
             {
+                if (line.StartsWith(CommitSum, StringComparison.Ordinal))
+                {
+                    commitSeconds += double.Parse(line[(line.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture);
+                    continue;
+                }
+
                 var bound = line.IndexOf("le=\"", StringComparison.Ordinal);
                 if (!line.StartsWith(Prefix, StringComparison.Ordinal) || bound < 0)
                 {
@@ -397,7 +416,7 @@ public static class LoadBenchmark
                 buckets[le] = buckets.GetValueOrDefault(le) + double.Parse(line[(line.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture);
             }
 
-            return buckets;
+            return new ServerCommits(buckets, commitSeconds);
         }
 
         /// <summary>The 99th percentile in milliseconds of the waits between two readings, interpolated within its bucket.</summary>
