@@ -55,11 +55,12 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
     }
 
     public Task RunAsync(VirtualWearable wearable, DeviceLedger ledger, CancellationToken stop) =>
-        options.Protocol == "grpc" ? RunGrpcAsync(wearable, ledger, stop)
-        : options.MqttClient == SimulatorOptions.LeanMqttClient ? RunLeanMqttAsync(wearable, stop)
-        : RunMqttAsync(wearable, ledger, stop);
+        options.Protocol == "grpc"
+            ? options.GrpcClient == SimulatorOptions.LeanClient ? RunLeanGrpcAsync(wearable, stop) : RunGrpcAsync(wearable, ledger, stop)
+            : options.MqttClient == SimulatorOptions.LeanClient ? RunLeanMqttAsync(wearable, stop)
+            : RunMqttAsync(wearable, ledger, stop);
 
-    private readonly MqttLoadPacer _pacer = new();
+    private readonly LoadPacer _pacer = new();
 
     /// <summary>
     /// Publishes on a <see cref="MqttLoadConnection"/>, paced with the fleet's other devices from one thread: for
@@ -89,20 +90,55 @@ public sealed class Fleet(SimulatorOptions options, FleetStatistics statistics)
             await connection.SubscribeAsync($"patients/{wearable.PatientId}/alerts", stop);
         }
 
-        await _pacer.Add(new MqttLoadPacer.Device(wearable, connection, statistics, options.Rate, options.Batch, options.Window, probe, stop));
+        await _pacer.Add(new LoadPacer.Device(wearable, new LoadPacer.MqttSender(connection, wearable.DeviceId), statistics, options.Rate, options.Batch, options.Window, probe, stop));
         await connection.DrainAsync(SettleTime);
 
         // Closed, and its receive loop ended, before what had no answer is counted: a late ack is then not also counted.
         connection.Dispose();
-        var ended = await connection.Completion.ContinueWith(static task => task.Exception?.InnerException, TaskScheduler.Default);
-        if (connection.InFlight > 0)
+        await CountUnansweredAsync(wearable, connection.Completion, () => connection.InFlight);
+    }
+
+    /// <summary>
+    /// Sends on a <see cref="GrpcLoadConnection"/>, paced with the fleet's other devices from one thread, as many batches
+    /// in flight as the server's flow control lets through: for throughput, without the ledger, reconnects or resends (a
+    /// call that ends early ends the device's run).
+    /// </summary>
+    private async Task RunLeanGrpcAsync(VirtualWearable wearable, CancellationToken stop)
+    {
+        var endpoint = new Uri(options.GrpcUrl);
+        using var connection = await GrpcLoadConnection.ConnectAsync(endpoint.Host, endpoint.Port, wearable.Token, GrpcLoadConnection.MostInFlight, stop);
+        connection.Acked = (readings, started, answeredAt, ack) =>
         {
-            for (var i = 0; i < connection.InFlight; i++)
+            if (ack.Status is AckStatus.Committed or AckStatus.Duplicate)
+            {
+                statistics.Acked(readings, started, answeredAt);
+            }
+            else
+            {
+                statistics.Refused();
+                Console.Error.WriteLine($"{wearable.DeviceId}: batch {ack.Seq} refused: {ack.Reason}");
+            }
+        };
+
+        await _pacer.Add(new LoadPacer.Device(wearable, new LoadPacer.GrpcSender(connection), statistics, options.Rate, options.Batch, GrpcLoadConnection.MostInFlight, probe: null, stop));
+        await connection.DrainAsync(SettleTime);
+        connection.Dispose();
+        await CountUnansweredAsync(wearable, connection.Completion, () => connection.InFlight);
+    }
+
+    /// <summary>Counts a lean connection's batches that had no answer, once it has ended; throws when it ended badly.</summary>
+    private async Task CountUnansweredAsync(VirtualWearable wearable, Task completion, Func<int> inFlight)
+    {
+        var ended = await completion.ContinueWith(static task => task.Exception?.InnerException, TaskScheduler.Default);
+        var inFlightAtClose = inFlight();
+        if (inFlightAtClose > 0)
+        {
+            for (var i = 0; i < inFlightAtClose; i++)
             {
                 statistics.NoAnswer();
             }
 
-            Console.Error.WriteLine($"{wearable.DeviceId}: {connection.InFlight} batches never answered");
+            Console.Error.WriteLine($"{wearable.DeviceId}: {inFlightAtClose} batches never answered");
         }
 
         if (ended is not null)

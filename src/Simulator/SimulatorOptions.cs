@@ -33,12 +33,15 @@ public sealed record SimulatorOptions
     /// <summary>MQTT publishes each device has waiting for their PUBACKs at once.</summary>
     public int Window { get; init; } = 1;
 
-    /// <summary>The MQTT client: <see cref="FullMqttClient"/> (MQTTnet) or <see cref="LeanMqttClient"/> (<see cref="MqttLoadConnection"/>).</summary>
-    public string MqttClient { get; init; } = FullMqttClient;
+    /// <summary>The MQTT client: <see cref="FullClient"/> (MQTTnet) or <see cref="LeanClient"/> (<see cref="MqttLoadConnection"/>).</summary>
+    public string MqttClient { get; init; } = FullClient;
 
-    public const string FullMqttClient = "full";
+    /// <summary>The gRPC client: <see cref="FullClient"/> (Grpc.Net.Client) or <see cref="LeanClient"/> (<see cref="GrpcLoadConnection"/>).</summary>
+    public string GrpcClient { get; init; } = FullClient;
 
-    public const string LeanMqttClient = "lean";
+    public const string FullClient = "full";
+
+    public const string LeanClient = "lean";
 
     /// <summary>The most publishes a device has waiting at once: well within MQTT's 65,535 packet ids.</summary>
     public const int MaxWindow = 10_000;
@@ -70,6 +73,9 @@ public sealed record SimulatorOptions
                                full (default): MQTTnet, reconnecting and resending what had no answer;
                                lean: a minimal client for load, all devices paced from one thread, costing
                                the machine far less CPU per message; no reconnects, no --verify
+          --grpc-client full|lean
+                               full (default): Grpc.Net.Client; lean: a minimal HTTP/2 client for load, one
+                               call per device, all paced from one thread; no reconnects, no --verify
           --verify             after the run, compare each device's ledger of acknowledged readings with the
                                readings the server stored for it (exit code 1 when any is missing or extra)
 
@@ -102,7 +108,8 @@ public sealed record SimulatorOptions
                 "--admin-token" => options with { AdminToken = value },
                 "--prefix" => options with { Prefix = value },
                 "--window" => options with { Window = int.Parse(value, CultureInfo.InvariantCulture) },
-                "--mqtt-client" => options with { MqttClient = value is FullMqttClient or LeanMqttClient ? value : throw new ArgumentException("--mqtt-client is full or lean") },
+                "--mqtt-client" => options with { MqttClient = value is FullClient or LeanClient ? value : throw new ArgumentException("--mqtt-client is full or lean") },
+                "--grpc-client" => options with { GrpcClient = value is FullClient or LeanClient ? value : throw new ArgumentException("--grpc-client is full or lean") },
                 "--alert-probes" => options with { AlertProbeSeconds = double.Parse(value, CultureInfo.InvariantCulture) },
                 _ => throw new ArgumentException($"unknown option {args[i]}"),
             };
@@ -119,9 +126,14 @@ public sealed record SimulatorOptions
             throw new ArgumentException("--alert-probes is a number of seconds, and works over mqtt only");
         }
 
-        if (options.MqttClient == LeanMqttClient && (options.Verify || options.Protocol != "mqtt"))
+        if (options.MqttClient == LeanClient && (options.Verify || options.Protocol != "mqtt"))
         {
             throw new ArgumentException("--mqtt-client lean is for load over mqtt: it keeps no ledger, so it cannot --verify");
+        }
+
+        if (options.GrpcClient == LeanClient && (options.Verify || options.Protocol != "grpc"))
+        {
+            throw new ArgumentException("--grpc-client lean is for load over grpc: it keeps no ledger, so it cannot --verify");
         }
 
         return options;

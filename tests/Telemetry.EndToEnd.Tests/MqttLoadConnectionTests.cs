@@ -137,7 +137,7 @@ public sealed class MqttLoadConnectionTests(ServerFixture fixture) : IClassFixtu
             MqttPort = Server.MqttPort,
             AdminToken = Server.AdminToken,
             Protocol = "mqtt",
-            MqttClient = SimulatorOptions.LeanMqttClient,
+            MqttClient = SimulatorOptions.LeanClient,
             Devices = 16,
             Rate = 5,
             Batch = 5,

@@ -6,11 +6,12 @@ using Telemetry.Protos;
 namespace Telemetry.Simulator;
 
 /// <summary>
-/// Paces every device on an <see cref="MqttLoadConnection"/> from one thread: about every millisecond it publishes
-/// each device's batches that are due, as many as its window allows. One thread and no timer per device keeps the
-/// generator's own cost per message low.
+/// Paces every device on a lean connection (<see cref="MqttLoadConnection"/>, <see cref="GrpcLoadConnection"/>) from
+/// one thread: about every millisecond it sends each device's batches that are due, as many as its window (and, over
+/// gRPC, the server's flow control) allows. One thread and no timer per device keeps the generator's own cost per
+/// message low.
 /// </summary>
-internal sealed class MqttLoadPacer
+internal sealed class LoadPacer
 {
     private readonly Lock _lock = new();
     private readonly List<Device> _devices = [];
@@ -27,7 +28,7 @@ internal sealed class MqttLoadPacer
             _snapshot = [.. _devices];
             if (_thread is null)
             {
-                _thread = new Thread(Run) { IsBackground = true, Name = "MQTT load pacer" };
+                _thread = new Thread(Run) { IsBackground = true, Name = "load pacer" };
                 _thread.Start();
             }
         }
@@ -66,10 +67,49 @@ internal sealed class MqttLoadPacer
         }
     }
 
-    /// <summary>One device's pace: a batch of <c>batch</c> readings every period, up to <c>window</c> waiting for their PUBACKs.</summary>
+    /// <summary>A lean connection as the pacer sees it.</summary>
+    internal interface ISender
+    {
+        /// <summary>Batches sent and not yet answered.</summary>
+        int InFlight { get; }
+
+        /// <summary>Completes when the connection ends.</summary>
+        Task Completion { get; }
+
+        /// <summary>Sends the batch, valid only during the call; false when the connection cannot take it now.</summary>
+        bool TrySend(VitalBatch batch, int readings);
+    }
+
+    /// <summary>An MQTT connection publishing to one device's topic.</summary>
+    internal sealed class MqttSender(MqttLoadConnection connection, string deviceId) : ISender
+    {
+        private readonly byte[] _topic = Encoding.UTF8.GetBytes($"devices/{deviceId}/vitals");
+
+        public int InFlight => connection.InFlight;
+
+        public Task Completion => connection.Completion;
+
+        public bool TrySend(VitalBatch batch, int readings)
+        {
+            connection.Publish(_topic, batch, readings);
+            return true;
+        }
+    }
+
+    /// <summary>A gRPC call.</summary>
+    internal sealed class GrpcSender(GrpcLoadConnection connection) : ISender
+    {
+        public int InFlight => connection.InFlight;
+
+        public Task Completion => connection.Completion;
+
+        public bool TrySend(VitalBatch batch, int readings) => connection.TrySend(batch, readings);
+    }
+
+    /// <summary>One device's pace: a batch of <c>batch</c> readings every period, up to <c>window</c> waiting for their answers.</summary>
     internal sealed class Device(
         VirtualWearable wearable,
-        MqttLoadConnection connection,
+        ISender connection,
         FleetStatistics statistics,
         double readingsPerSecond,
         int batch,
@@ -78,7 +118,6 @@ internal sealed class MqttLoadPacer
         CancellationToken stop)
     {
         private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
-        private readonly byte[] _topic = Encoding.UTF8.GetBytes($"devices/{wearable.DeviceId}/vitals");
         private readonly double _intervalMs = 1_000 / readingsPerSecond;
         private readonly long _period = (long)(batch / readingsPerSecond * Stopwatch.Frequency);
 
@@ -87,6 +126,7 @@ internal sealed class MqttLoadPacer
         private readonly double _phase = Random.Shared.NextDouble();
         private long _next;
         private double _nextMs;
+        private VitalBatch? _unsent;
 
         public Task Stopped => _stopped.Task;
 
@@ -119,10 +159,17 @@ internal sealed class MqttLoadPacer
                 {
                     // A batch holds readings already taken: the period that just ended.
                     // Encoded into the connection's buffer before the next is made: one reusable batch serves.
-                    var next = wearable.NextBatchReused((long)_nextMs, _intervalMs, batch);
+                    // A batch the connection cannot take now (the server's flow control) is kept, and tried again
+                    // before another is made.
+                    var next = _unsent ?? wearable.NextBatchReused((long)_nextMs, _intervalMs, batch);
                     probe?.Mark(next, Stopwatch.GetTimestamp());
+                    _unsent = connection.TrySend(next, batch) ? null : next;
+                    if (_unsent is not null)
+                    {
+                        break;
+                    }
+
                     statistics.Sent(batch);
-                    connection.Publish(_topic, next, batch);
                     _next += _period;
                     _nextMs += batch * _intervalMs;
                 }
