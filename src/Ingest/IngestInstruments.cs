@@ -22,6 +22,7 @@ public sealed class IngestInstruments
     public const string AuthenticationFailures = "telemetry.devices.authentication_failures";
     public const string GrainCallFailures = "telemetry.grain_calls.failures";
     public const string CommitQueued = "telemetry.commit.queued";
+    public const string CommitWaitingForRoom = "telemetry.commit.waiting_for_room";
     public const string CommitOldestWait = "telemetry.commit.oldest_wait";
     public const string CommitWait = "telemetry.commit.wait";
     public const string GrainCallReadings = "telemetry.grain_calls.readings";
@@ -129,9 +130,10 @@ public sealed class IngestInstruments
     public void CommitFailed() => _commitFailures.Add(1);
 
     /// <summary>Reports the commit queue's depth and the wait of its oldest batch, read when metrics are collected.</summary>
-    public void ObserveCommitQueue(Func<int> queued, Func<double> oldestWaitSeconds)
+    public void ObserveCommitQueue(Func<int> queued, Func<int> waitingForRoom, Func<double> oldestWaitSeconds)
     {
         _meter.CreateObservableGauge(CommitQueued, queued, "{batch}", "Device batches waiting for a commit.");
+        _meter.CreateObservableGauge(CommitWaitingForRoom, waitingForRoom, "{batch}", "Device batches read and decoded, waiting for room in the full commit queue.");
         _meter.CreateObservableGauge(CommitOldestWait, oldestWaitSeconds, "s", "How long the oldest batch not yet acknowledged has waited for its commit.");
     }
 

@@ -125,8 +125,57 @@ public sealed partial class SlowStoreTests(ITestOutputHelper output)
         }
     }
 
+    [Fact]
+    public async Task With_the_commit_queue_full_a_grpc_stream_is_not_read_on_until_its_batch_commits()
+    {
+        const int Streams = 4;
+        await using var series = await VictoriaMetrics.StartNewAsync();
+        await using var proxy = new FaultyProxy(series.Port);
+        await using var server = await TelemetryServer.StartNewAsync(new Dictionary<string, string>
+        {
+            ["Telemetry__Storage__RawStore"] = "VictoriaMetrics",
+            ["Telemetry__Storage__VictoriaMetrics__Url"] = $"http://127.0.0.1:{proxy.Port}",
+            ["Telemetry__Storage__VictoriaMetrics__RequestTimeout"] = "00:01:00",
+            ["Telemetry__Ingest__CommitQueueCapacity"] = "2",
+            ["Telemetry__Ingest__MaxInFlightBatchesPerStream"] = "64",
+            ["Telemetry__Ingest__MaxMessagesPerSecondPerDevice"] = "1000000",
+        });
+
+        proxy.Delay = TimeSpan.FromMilliseconds(500);
+        var floodStart = DateTimeOffset.UtcNow.AddHours(-3);
+        var floods = new List<Flood>();
+        for (var i = 0; i < Streams; i++)
+        {
+            var deviceId = $"full-queue-{i}";
+            floods.Add(new Flood(deviceId, $"p-full-queue-{i}", await server.ProvisionAsync(deviceId, $"p-full-queue-{i}"), floodStart));
+        }
+
+        using var stopWriting = new CancellationTokenSource();
+        var flooding = floods.Select(flood => flood.RunAsync(server.GrpcPort, stopWriting.Token)).ToList();
+
+        // Each stream could have 64 batches in flight; with the queue full, the server reads no further than the one
+        // batch per stream that found it full, instead of decoding the rest and holding them.
+        var mostWaiting = 0;
+        for (var until = DateTime.UtcNow.AddSeconds(6); DateTime.UtcNow < until; await Task.Delay(50))
+        {
+            var metrics = await server.Http.GetStringAsync("/metrics");
+            mostWaiting = Math.Max(mostWaiting, int.Parse(WaitingForRoom().Match(metrics).Groups[1].Value, CultureInfo.InvariantCulture));
+        }
+
+        output.WriteLine($"most batches waiting for room in the commit queue: {mostWaiting}; {string.Join("; ", floods)}");
+        Assert.InRange(mostWaiting, 1, Streams);
+
+        proxy.Delay = TimeSpan.Zero;
+        await stopWriting.CancelAsync();
+        await Task.WhenAll(flooding);
+        Assert.All(floods, flood => Assert.Equal(flood.Written, flood.Acked));
+    }
+
     [GeneratedRegex(@"^telemetry_commit_oldest_wait_seconds(?:\{[^}]*\})? ([0-9.eE+-]+)", RegexOptions.Multiline)]
     private static partial Regex OldestWait();
+
+    [GeneratedRegex(@"^telemetry_commit_waiting_for_room(?:\{[^}]*\})? ([0-9]+)", RegexOptions.Multiline)]
+    private static partial Regex WaitingForRoom();
 
     /// <summary>A device on a gRPC stream that writes batches as fast as the stream takes them and counts the acks.</summary>
     private sealed class Flood(string deviceId, string patientId, string token, DateTimeOffset start)

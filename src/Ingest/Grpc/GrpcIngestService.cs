@@ -12,7 +12,8 @@ namespace Telemetry.Ingest.Grpc;
 /// <summary>
 /// The gRPC front door: a bidirectional stream of <see cref="VitalBatch"/> in and <see cref="IngestAck"/> out, the
 /// device token as bearer. Batches are pipelined: the stream keeps reading while earlier batches commit, and acks go
-/// out in order, each only after its batch is durable. A bounded number of batches may await commit per stream.
+/// out in order, each only after its batch is durable. A bounded number of batches may await commit per stream, and
+/// while the commit queue is full a stream is not read on until its last batch has committed.
 /// Batches arrive encoded (<see cref="IngestStreamBase"/>): a malformed one is refused alone, with its reason, and the
 /// stream goes on.
 /// </summary>
@@ -64,7 +65,16 @@ public sealed partial class GrpcIngestService(
             {
                 while (await requestStream.MoveNext(reading.Token))
                 {
-                    await inFlight.Writer.WriteAsync(SubmitAsync(device, requestStream.Current, batch), reading.Token);
+                    var submitted = SubmitAsync(device, requestStream.Current, batch);
+                    await inFlight.Writer.WriteAsync(submitted, reading.Token);
+
+                    // With the commit queue full, the stream is not read on until this batch is committed: the device is
+                    // held back by HTTP/2's flow control rather than its batches decoded and held in the server, so a
+                    // backlog costs at most one waiting batch per stream, however many streams there are.
+                    if (pipeline.IsFull && !submitted.IsCompleted)
+                    {
+                        await ((Task)submitted).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                    }
                 }
             }
             catch (OperationCanceledException) when (reading.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)

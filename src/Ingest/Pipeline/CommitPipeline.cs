@@ -26,6 +26,9 @@ public sealed partial class CommitPipeline : BackgroundService
 
     private readonly Channel<PendingBatch> _queue;
 
+    // Batches a sender has handed over while the queue was full, waiting for room in it.
+    private int _waitingForRoom;
+
     // Committed flushes for the dispatching loop, in commit order; bounded by the readings they hold (see
     // MaxReadingsInGrainCalls), which the commit loop counts before it hands a flush over.
     private readonly Channel<CommittedFlush> _toGrains = Channel.CreateUnbounded<CommittedFlush>(new UnboundedChannelOptions
@@ -99,7 +102,7 @@ public sealed partial class CommitPipeline : BackgroundService
         {
             FullMode = BoundedChannelFullMode.Wait,
         });
-        instruments.ObserveCommitQueue(() => _queue.Reader.Count, () => OldestWait.TotalSeconds);
+        instruments.ObserveCommitQueue(() => _queue.Reader.Count, () => Volatile.Read(ref _waitingForRoom), () => OldestWait.TotalSeconds);
         instruments.ObserveGrainCalls(() => ReadingsInGrainCalls);
     }
 
@@ -171,6 +174,7 @@ public sealed partial class CommitPipeline : BackgroundService
     /// <summary>Waits for room in the queue (backpressure), then for the commit.</summary>
     private async ValueTask<CommitResult> QueueAsync(PendingBatch pending, CancellationToken cancellationToken)
     {
+        Interlocked.Increment(ref _waitingForRoom);
         try
         {
             await _queue.Writer.WriteAsync(pending, cancellationToken);
@@ -184,6 +188,10 @@ public sealed partial class CommitPipeline : BackgroundService
         {
             pending.Answered();
             throw;
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _waitingForRoom);
         }
 
         return await pending.Completion.Task;
