@@ -29,6 +29,9 @@ public static partial class TelemetryServerExtensions
     /// <summary>Room in an MQTT packet beyond its payload: fixed header, a device's topic and a few properties.</summary>
     private const int MqttPacketOverheadBytes = 4_096;
 
+    /// <summary>HTTP/2's flow-control windows, for a connection and for each of its streams.</summary>
+    private const int Http2WindowBytes = 128 * 1024;
+
     public static WebApplicationBuilder AddTelemetryServer(this WebApplicationBuilder builder)
     {
         // A wrong catalogue entry would store wrong values under a clinical code: refuse to start instead.
@@ -51,6 +54,13 @@ public static partial class TelemetryServerExtensions
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.Limits.MaxConcurrentConnections = server.MaxConnections;
+
+            // What an HTTP/2 connection may send that the server has not read: Kestrel's windows (1 MiB a connection,
+            // 768 KiB a stream by default) let every device's connection fill that much while its stream is held back
+            // (its in-flight bound, a full commit queue), which thousands of gRPC devices turn into gigabytes. 128 KiB
+            // still carries a stream of about 130,000 readings a second over a 100 ms round trip.
+            kestrel.Limits.Http2.InitialConnectionWindowSize = Http2WindowBytes;
+            kestrel.Limits.Http2.InitialStreamWindowSize = Http2WindowBytes;
             Listen(kestrel, server.ListenAddress, server.HttpPort, listen => listen.Protocols = HttpProtocols.Http1);
             Listen(kestrel, server.ListenAddress, server.GrpcPort, listen => listen.Protocols = HttpProtocols.Http2);
             Listen(kestrel, server.ListenAddress, hostsMqtt ? server.MqttPort : 0, UseMqtt);
