@@ -21,7 +21,7 @@ namespace Telemetry.Simulator;
 /// reconnect or resend: a call that ends early ends the connection with an exception, and what it had in flight is
 /// reported unanswered. The Simulator's default client (Grpc.Net.Client) does that; this one is for measuring throughput.
 /// </remarks>
-public sealed class GrpcLoadConnection : IDisposable
+public sealed class GrpcLoadConnection : LoadConnection
 {
     /// <summary>
     /// Batches a device may have waiting for acks: more than the server takes in at once on a stream, so that its flow
@@ -48,10 +48,6 @@ public sealed class GrpcLoadConnection : IDisposable
 
     private static ReadOnlySpan<byte> Preface => "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"u8;
 
-    private readonly Socket _socket;
-    private readonly Lock _sendLock = new();
-    private readonly byte[] _receive = new byte[64 * 1024];
-
     // By sequence number modulo the slots: a batch in flight, its readings and when it was sent.
     private readonly ulong[] _sequences;
     private readonly long[] _startedAt;
@@ -65,13 +61,10 @@ public sealed class GrpcLoadConnection : IDisposable
     private int _serverInitialWindow = DefaultWindow;
     private int _maxFrame = 16_384;
     private long _receivedSinceUpdate;
-    private int _inFlight;
-    private Task _receiving = Task.CompletedTask;
-    private volatile bool _disposed;
 
     private GrpcLoadConnection(Socket socket, int maxInFlight)
+        : base(socket)
     {
-        _socket = socket;
         _sequences = new ulong[maxInFlight];
         _startedAt = new long[maxInFlight];
         _readings = new int[maxInFlight];
@@ -81,11 +74,7 @@ public sealed class GrpcLoadConnection : IDisposable
     /// <summary>An ack came for a batch: its readings, when it was sent, when the ack came, and the ack.</summary>
     public Action<int, long, long, IngestAck>? Acked { get; set; }
 
-    /// <summary>Batches sent and not yet acknowledged.</summary>
-    public int InFlight => Volatile.Read(ref _inFlight);
-
-    /// <summary>Completes when the connection ends: normally after <see cref="Dispose"/>, with the exception when it dropped or the server ended the call.</summary>
-    public Task Completion => _receiving;
+    protected override string InFlightName => "batches";
 
     /// <summary>
     /// Connects to the gRPC endpoint at <paramref name="host"/>:<paramref name="port"/> and opens the call with the
@@ -101,7 +90,7 @@ public sealed class GrpcLoadConnection : IDisposable
             await socket.ConnectAsync(host, port, cancellationToken);
             var connection = new GrpcLoadConnection(socket, maxInFlight);
             connection.Open($"{host}:{port}", token);
-            connection._receiving = Task.Run(connection.ReceiveLoopAsync, CancellationToken.None);
+            connection.StartReceiving();
             return connection;
         }
         catch
@@ -122,7 +111,7 @@ public sealed class GrpcLoadConnection : IDisposable
         var size = batch.CalculateSize();
         var payload = MessagePrefixBytes + size;
         var slot = (int)(batch.Seq % (ulong)_waiting.Length);
-        lock (_sendLock)
+        lock (SendLock)
         {
             if (Volatile.Read(ref _waiting[slot]) || payload > _connectionWindow || payload > _streamWindow)
             {
@@ -166,42 +155,19 @@ public sealed class GrpcLoadConnection : IDisposable
             _startedAt[slot] = Stopwatch.GetTimestamp();
             _readings[slot] = readings;
             Volatile.Write(ref _waiting[slot], true);
-            Interlocked.Increment(ref _inFlight);
+            Sent();
             SendAll(_send.AsSpan(0, length));
         }
 
         return true;
     }
 
-    /// <summary>Waits up to <paramref name="timeout"/> for every batch to be acknowledged; false when some were not (or the connection ended).</summary>
-    public async Task<bool> DrainAsync(TimeSpan timeout)
+    /// <summary>The end of the call's request stream: an empty DATA frame that ends it.</summary>
+    protected override void SayGoodbye()
     {
-        var until = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
-        while (InFlight > 0 && !_receiving.IsCompleted && Stopwatch.GetTimestamp() < until)
-        {
-            await Task.Delay(10);
-        }
-
-        return InFlight == 0;
-    }
-
-    /// <summary>Ends the call's request stream and closes the connection.</summary>
-    public void Dispose()
-    {
-        _disposed = true;
-        try
-        {
-            Span<byte> end = stackalloc byte[FrameHeaderBytes];
-            WriteFrameHeader(end, 0, Data, EndStream, StreamId);
-            Send(end);
-            _socket.Shutdown(SocketShutdown.Both);
-        }
-        catch (Exception exception) when (exception is SocketException or ObjectDisposedException)
-        {
-            // Already gone.
-        }
-
-        _socket.Dispose();
+        Span<byte> end = stackalloc byte[FrameHeaderBytes];
+        WriteFrameHeader(end, 0, Data, EndStream, StreamId);
+        Send(end);
     }
 
     /// <summary>The connection preface, this side's settings, a window for the server's acks, and the call's headers.</summary>
@@ -239,75 +205,29 @@ public sealed class GrpcLoadConnection : IDisposable
         Send(opening);
     }
 
-    private async Task ReceiveLoopAsync()
+    protected override int Receive(ReadOnlySpan<byte> received, long now)
     {
-        var start = 0;
-        var end = 0;
-        while (true)
+        var taken = 0;
+        while (received.Length - taken >= FrameHeaderBytes)
         {
-            if (end == _receive.Length)
+            var header = received.Slice(taken, FrameHeaderBytes);
+            var length = (header[0] << 16) | (header[1] << 8) | header[2];
+            if (received.Length - taken < FrameHeaderBytes + length)
             {
-                if (start == 0)
-                {
-                    throw new InvalidOperationException("a frame larger than the receive buffer");
-                }
-
-                _receive.AsSpan(start, end - start).CopyTo(_receive);
-                end -= start;
-                start = 0;
+                break;
             }
 
-            int received;
-            try
+            var (type, flags) = (header[3], header[4]);
+            var stream = (int)(BinaryPrimitives.ReadUInt32BigEndian(header[5..]) & 0x7FFF_FFFF);
+            var body = received.Slice(taken + FrameHeaderBytes, length);
+            taken += FrameHeaderBytes + length;
+            if (OnFrame(type, flags, stream, body, now) is { } ended && !Disposed)
             {
-                received = await _socket.ReceiveAsync(_receive.AsMemory(end), SocketFlags.None);
-            }
-            catch (Exception exception) when (exception is ObjectDisposedException or SocketException { SocketErrorCode: SocketError.OperationAborted })
-            {
-                return;
-            }
-
-            if (received == 0)
-            {
-                if (_disposed)
-                {
-                    return;
-                }
-
-                throw new InvalidOperationException($"the server closed the connection ({InFlight} batches unanswered)");
-            }
-
-            end += received;
-            var now = Stopwatch.GetTimestamp();
-            while (end - start >= FrameHeaderBytes)
-            {
-                var header = _receive.AsSpan(start, FrameHeaderBytes);
-                var length = (header[0] << 16) | (header[1] << 8) | header[2];
-                if (end - start < FrameHeaderBytes + length)
-                {
-                    break;
-                }
-
-                var (type, flags) = (header[3], header[4]);
-                var stream = (int)(BinaryPrimitives.ReadUInt32BigEndian(header[5..]) & 0x7FFF_FFFF);
-                var body = _receive.AsSpan(start + FrameHeaderBytes, length);
-                start += FrameHeaderBytes + length;
-                if (OnFrame(type, flags, stream, body, now) is { } ended)
-                {
-                    if (_disposed)
-                    {
-                        return;
-                    }
-
-                    throw new InvalidOperationException($"{ended} ({InFlight} batches unanswered)");
-                }
-            }
-
-            if (start == end)
-            {
-                (start, end) = (0, 0);
+                throw new InvalidOperationException($"{ended} ({InFlight} batches unanswered)");
             }
         }
+
+        return taken;
     }
 
     /// <summary>Handles one frame from the server; returns why the call ended when it did.</summary>
@@ -342,7 +262,7 @@ public sealed class GrpcLoadConnection : IDisposable
                 return null;
             case WindowUpdate:
                 var increment = BinaryPrimitives.ReadUInt32BigEndian(body) & 0x7FFF_FFFF;
-                lock (_sendLock)
+                lock (SendLock)
                 {
                     if (stream == 0)
                     {
@@ -363,7 +283,7 @@ public sealed class GrpcLoadConnection : IDisposable
     /// <summary>Takes the server's settings (its window for this stream, its largest frame) and acknowledges them.</summary>
     private void OnSettings(ReadOnlySpan<byte> body)
     {
-        lock (_sendLock)
+        lock (SendLock)
         {
             for (var at = 0; at + 6 <= body.Length; at += 6)
             {
@@ -423,7 +343,7 @@ public sealed class GrpcLoadConnection : IDisposable
 
         var (readings, started) = (_readings[slot], _startedAt[slot]);
         Volatile.Write(ref _waiting[slot], false);
-        Interlocked.Decrement(ref _inFlight);
+        Answered();
         Acked?.Invoke(readings, started, now, ack);
     }
 
@@ -507,21 +427,5 @@ public sealed class GrpcLoadConnection : IDisposable
         frame[3] = type;
         frame[4] = flags;
         BinaryPrimitives.WriteUInt32BigEndian(frame[5..], (uint)stream);
-    }
-
-    private void Send(ReadOnlySpan<byte> frames)
-    {
-        lock (_sendLock)
-        {
-            SendAll(frames);
-        }
-    }
-
-    private void SendAll(ReadOnlySpan<byte> frames)
-    {
-        while (!frames.IsEmpty)
-        {
-            frames = frames[_socket.Send(frames)..];
-        }
     }
 }

@@ -18,28 +18,21 @@ namespace Telemetry.Simulator;
 /// in flight is reported unanswered. The Simulator's default client (MQTTnet) does all of that; this one is for
 /// measuring throughput.
 /// </remarks>
-public sealed class MqttLoadConnection : IDisposable
+public sealed class MqttLoadConnection : LoadConnection
 {
-    private const int ReceiveBufferBytes = 64 * 1024;
-
-    private readonly Socket _socket;
-    private readonly Lock _sendLock = new();
-    private readonly byte[] _receive = new byte[ReceiveBufferBytes];
     // By packet id, 1 to the most publishes in flight: sized to the window, not to MQTT's 65,535 ids, as a fleet holds
     // thousands of connections.
     private readonly long[] _startedAt;
     private readonly int[] _readings;
     private readonly bool[] _waiting;
     private byte[] _send = new byte[1024];
+    private readonly byte[] _acks = new byte[1024];
     private ushort _lastId;
-    private int _inFlight;
     private TaskCompletionSource<byte>? _subscribed;
-    private Task _receiving = Task.CompletedTask;
-    private volatile bool _disposed;
 
     private MqttLoadConnection(Socket socket, int maxInFlight)
+        : base(socket)
     {
-        _socket = socket;
         _startedAt = new long[maxInFlight + 1];
         _readings = new int[maxInFlight + 1];
         _waiting = new bool[maxInFlight + 1];
@@ -53,11 +46,7 @@ public sealed class MqttLoadConnection : IDisposable
 
     public delegate void MessageHandler(ReadOnlySpan<byte> topic, ReadOnlySpan<byte> payload);
 
-    /// <summary>Publishes sent and not yet answered.</summary>
-    public int InFlight => Volatile.Read(ref _inFlight);
-
-    /// <summary>Completes when the connection ends: normally after <see cref="Dispose"/>, with the exception when it dropped or the server ended it.</summary>
-    public Task Completion => _receiving;
+    protected override string InFlightName => "publishes";
 
     /// <summary>
     /// Connects and signs in with MQTT 5 (clean start, no keep-alive); throws when the server refuses. At most
@@ -73,7 +62,7 @@ public sealed class MqttLoadConnection : IDisposable
             await socket.ConnectAsync(host, port, cancellationToken);
             var connection = new MqttLoadConnection(socket, maxInFlight);
             await connection.SignInAsync(clientId, userName, password, cancellationToken);
-            connection._receiving = Task.Run(connection.ReceiveLoopAsync, CancellationToken.None);
+            connection.StartReceiving();
             return connection;
         }
         catch
@@ -113,7 +102,7 @@ public sealed class MqttLoadConnection : IDisposable
     {
         var payloadBytes = payload.CalculateSize();
         var length = 2 + topic.Length + 2 + 1 + payloadBytes;
-        lock (_sendLock)
+        lock (SendLock)
         {
             if (_send.Length < 5 + length)
             {
@@ -138,39 +127,13 @@ public sealed class MqttLoadConnection : IDisposable
             _startedAt[id] = Stopwatch.GetTimestamp();
             _readings[id] = readings;
             Volatile.Write(ref _waiting[id], true);
-            Interlocked.Increment(ref _inFlight);
+            Sent();
             SendAll(_send.AsSpan(0, at + 3 + payloadBytes));
         }
     }
 
-    /// <summary>Waits up to <paramref name="timeout"/> for every publish to be answered; false when some were not (or the connection ended).</summary>
-    public async Task<bool> DrainAsync(TimeSpan timeout)
-    {
-        var until = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
-        while (InFlight > 0 && !_receiving.IsCompleted && Stopwatch.GetTimestamp() < until)
-        {
-            await Task.Delay(10);
-        }
-
-        return InFlight == 0;
-    }
-
-    /// <summary>Sends DISCONNECT and closes the connection.</summary>
-    public void Dispose()
-    {
-        _disposed = true;
-        try
-        {
-            Send([0xE0, 0x00]);
-            _socket.Shutdown(SocketShutdown.Both);
-        }
-        catch (Exception exception) when (exception is SocketException or ObjectDisposedException)
-        {
-            // Already gone.
-        }
-
-        _socket.Dispose();
-    }
+    /// <summary>DISCONNECT.</summary>
+    protected override void SayGoodbye() => Send([0xE0, 0x00]);
 
     private ushort NextId()
     {
@@ -216,9 +179,15 @@ public sealed class MqttLoadConnection : IDisposable
         var read = 0;
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(TimeSpan.FromSeconds(10));
-        while (!TryReadPacket(_receive.AsSpan(0, read), out _, out _, out _))
+        var connack = new byte[4_096];
+        while (!TryReadPacket(connack.AsSpan(0, read), out _, out _, out _))
         {
-            var received = await _socket.ReceiveAsync(_receive.AsMemory(read), SocketFlags.None, timeout.Token);
+            if (read == connack.Length)
+            {
+                throw new InvalidOperationException($"{clientId}: a CONNACK larger than {connack.Length} bytes");
+            }
+
+            var received = await Socket.ReceiveAsync(connack.AsMemory(read), SocketFlags.None, timeout.Token);
             if (received == 0)
             {
                 throw new InvalidOperationException($"{clientId}: the server closed the connection before CONNACK");
@@ -227,7 +196,7 @@ public sealed class MqttLoadConnection : IDisposable
             read += received;
         }
 
-        TryReadPacket(_receive.AsSpan(0, read), out var type, out var body, out var consumed);
+        TryReadPacket(connack.AsSpan(0, read), out var type, out var body, out var consumed);
         if (type != 0x20 || body.Length < 2)
         {
             throw new InvalidOperationException($"{clientId}: expected CONNACK, got packet type 0x{type:x2}");
@@ -244,93 +213,53 @@ public sealed class MqttLoadConnection : IDisposable
         }
     }
 
-    private async Task ReceiveLoopAsync()
+    protected override int Receive(ReadOnlySpan<byte> received, long now)
     {
-        var start = 0;
-        var end = 0;
-        var acks = new byte[1024];
-        while (true)
+        var taken = 0;
+        var acksLength = 0;
+        while (TryReadPacket(received[taken..], out var type, out var body, out var consumed))
         {
-            if (end == _receive.Length)
+            var first = received[taken];
+            taken += consumed;
+            switch (type)
             {
-                if (start == 0)
-                {
-                    throw new InvalidOperationException("a packet larger than the receive buffer");
-                }
-
-                _receive.AsSpan(start, end - start).CopyTo(_receive);
-                end -= start;
-                start = 0;
-            }
-
-            int received;
-            try
-            {
-                received = await _socket.ReceiveAsync(_receive.AsMemory(end), SocketFlags.None);
-            }
-            catch (Exception exception) when (exception is ObjectDisposedException or SocketException { SocketErrorCode: SocketError.OperationAborted })
-            {
-                return;
-            }
-
-            if (received == 0)
-            {
-                if (_disposed)
-                {
-                    return;
-                }
-
-                throw new InvalidOperationException($"the server closed the connection ({InFlight} publishes unanswered)");
-            }
-
-            end += received;
-            var acksLength = 0;
-            var now = Stopwatch.GetTimestamp();
-            while (TryReadPacket(_receive.AsSpan(start, end - start), out var type, out var body, out var consumed))
-            {
-                start += consumed;
-                switch (type)
-                {
-                    case 0x40:
-                        OnPubAck(body, now);
-                        break;
-                    case 0x30:
-                        if (OnPublish(_receive[start - consumed], body) is { } id)
+                case 0x40:
+                    OnPubAck(body, now);
+                    break;
+                case 0x30:
+                    if (OnPublish(first, body) is { } id)
+                    {
+                        if (acksLength + 4 > _acks.Length)
                         {
-                            if (acksLength + 4 > acks.Length)
-                            {
-                                Send(acks.AsSpan(0, acksLength));
-                                acksLength = 0;
-                            }
-
-                            acks[acksLength] = 0x40;
-                            acks[acksLength + 1] = 0x02;
-                            BinaryPrimitives.WriteUInt16BigEndian(acks.AsSpan(acksLength + 2), id);
-                            acksLength += 4;
+                            Send(_acks.AsSpan(0, acksLength));
+                            acksLength = 0;
                         }
 
-                        break;
-                    case 0x90:
-                        // SUBACK: packet id, properties, one reason code.
-                        var propertiesAt = 2;
-                        var properties = ReadVariableInt(body, ref propertiesAt);
-                        _subscribed?.TrySetResult(body[propertiesAt + properties]);
-                        break;
-                    case 0xE0:
-                        throw new InvalidOperationException($"the server ended the connection: reason 0x{(body.Length > 0 ? body[0] : 0):x2}");
-                }
-            }
+                        _acks[acksLength] = 0x40;
+                        _acks[acksLength + 1] = 0x02;
+                        BinaryPrimitives.WriteUInt16BigEndian(_acks.AsSpan(acksLength + 2), id);
+                        acksLength += 4;
+                    }
 
-            if (acksLength > 0)
-            {
-                Send(acks.AsSpan(0, acksLength));
-            }
-
-            if (start == end)
-            {
-                start = end = 0;
+                    break;
+                case 0x90:
+                    // SUBACK: packet id, properties, one reason code.
+                    var propertiesAt = 2;
+                    var properties = ReadVariableInt(body, ref propertiesAt);
+                    _subscribed?.TrySetResult(body[propertiesAt + properties]);
+                    break;
+                case 0xE0:
+                    throw new InvalidOperationException($"the server ended the connection: reason 0x{(body.Length > 0 ? body[0] : 0):x2}");
             }
         }
+
+        // The PUBACKs for the messages taken in, in one send.
+        if (acksLength > 0)
+        {
+            Send(_acks.AsSpan(0, acksLength));
+        }
+
+        return taken;
     }
 
     private void OnPubAck(ReadOnlySpan<byte> body, long now)
@@ -344,7 +273,7 @@ public sealed class MqttLoadConnection : IDisposable
         var started = _startedAt[id];
         var readings = _readings[id];
         Volatile.Write(ref _waiting[id], false);
-        Interlocked.Decrement(ref _inFlight);
+        Answered();
         Acked?.Invoke(readings, started, now, body.Length > 2 ? body[2] : (byte)0);
     }
 
@@ -365,22 +294,6 @@ public sealed class MqttLoadConnection : IDisposable
         at += properties;
         MessageReceived?.Invoke(body.Slice(2, topicLength), body[at..]);
         return qos == 1 ? id : null;
-    }
-
-    private void Send(ReadOnlySpan<byte> packet)
-    {
-        lock (_sendLock)
-        {
-            SendAll(packet);
-        }
-    }
-
-    private void SendAll(ReadOnlySpan<byte> packet)
-    {
-        while (!packet.IsEmpty)
-        {
-            packet = packet[_socket.Send(packet)..];
-        }
     }
 
     /// <summary>A whole packet at the start of <paramref name="buffer"/>: its type (high nibble), body and size; false when it has not all arrived.</summary>
