@@ -25,14 +25,10 @@ public sealed partial class SlowStoreTests(ITestOutputHelper output)
     {
         await using var series = await VictoriaMetrics.StartNewAsync();
         await using var proxy = new FaultyProxy(series.Port);
-        await using var server = await TelemetryServer.StartNewAsync(new Dictionary<string, string>
+        await using var server = await StartOnAsync(proxy, new Dictionary<string, string>
         {
-            ["Telemetry__Storage__RawStore"] = "VictoriaMetrics",
-            ["Telemetry__Storage__VictoriaMetrics__Url"] = $"http://127.0.0.1:{proxy.Port}",
-            ["Telemetry__Storage__VictoriaMetrics__RequestTimeout"] = "00:01:00",
             ["Telemetry__Ingest__SlowCommitWait"] = "00:00:02",
             ["Telemetry__Ingest__MaxInFlightBatchesPerStream"] = $"{InFlightPerStream}",
-            ["Telemetry__Ingest__MaxMessagesPerSecondPerDevice"] = "1000000",
         });
 
         var start = Devices.RecentMinute(60);
@@ -131,14 +127,10 @@ public sealed partial class SlowStoreTests(ITestOutputHelper output)
         const int Streams = 4;
         await using var series = await VictoriaMetrics.StartNewAsync();
         await using var proxy = new FaultyProxy(series.Port);
-        await using var server = await TelemetryServer.StartNewAsync(new Dictionary<string, string>
+        await using var server = await StartOnAsync(proxy, new Dictionary<string, string>
         {
-            ["Telemetry__Storage__RawStore"] = "VictoriaMetrics",
-            ["Telemetry__Storage__VictoriaMetrics__Url"] = $"http://127.0.0.1:{proxy.Port}",
-            ["Telemetry__Storage__VictoriaMetrics__RequestTimeout"] = "00:01:00",
             ["Telemetry__Ingest__CommitQueueCapacity"] = "2",
             ["Telemetry__Ingest__MaxInFlightBatchesPerStream"] = "64",
-            ["Telemetry__Ingest__MaxMessagesPerSecondPerDevice"] = "1000000",
         });
 
         proxy.Delay = TimeSpan.FromMilliseconds(500);
@@ -155,15 +147,17 @@ public sealed partial class SlowStoreTests(ITestOutputHelper output)
 
         // Each stream could have 64 batches in flight; with the queue full, the server reads no further than the one
         // batch per stream that found it full, instead of decoding the rest and holding them.
-        var mostWaiting = 0;
+        var (mostQueued, mostWaiting) = (0, 0);
         for (var until = DateTime.UtcNow.AddSeconds(6); DateTime.UtcNow < until; await Task.Delay(50))
         {
             var metrics = await server.Http.GetStringAsync("/metrics");
+            mostQueued = Math.Max(mostQueued, int.Parse(Queued().Match(metrics).Groups[1].Value, CultureInfo.InvariantCulture));
             mostWaiting = Math.Max(mostWaiting, int.Parse(WaitingForRoom().Match(metrics).Groups[1].Value, CultureInfo.InvariantCulture));
         }
 
-        output.WriteLine($"most batches waiting for room in the commit queue: {mostWaiting}; {string.Join("; ", floods)}");
-        Assert.InRange(mostWaiting, 1, Streams);
+        output.WriteLine($"most batches queued {mostQueued}, waiting for room in the queue {mostWaiting}; {string.Join("; ", floods)}");
+        Assert.Equal(2, mostQueued);
+        Assert.InRange(mostWaiting, 0, Streams);
 
         proxy.Delay = TimeSpan.Zero;
         await stopWriting.CancelAsync();
@@ -171,8 +165,24 @@ public sealed partial class SlowStoreTests(ITestOutputHelper output)
         Assert.All(floods, flood => Assert.Equal(flood.Written, flood.Acked));
     }
 
+    /// <summary>
+    /// A server whose raw store is VictoriaMetrics behind <paramref name="proxy"/>, patient with it (a minute per
+    /// request), with no limit on a device's message rate, and <paramref name="ingest"/>'s settings.
+    /// </summary>
+    private static Task<TelemetryServer> StartOnAsync(FaultyProxy proxy, Dictionary<string, string> ingest) =>
+        TelemetryServer.StartNewAsync(new Dictionary<string, string>(ingest)
+        {
+            ["Telemetry__Storage__RawStore"] = "VictoriaMetrics",
+            ["Telemetry__Storage__VictoriaMetrics__Url"] = $"http://127.0.0.1:{proxy.Port}",
+            ["Telemetry__Storage__VictoriaMetrics__RequestTimeout"] = "00:01:00",
+            ["Telemetry__Ingest__MaxMessagesPerSecondPerDevice"] = "1000000",
+        });
+
     [GeneratedRegex(@"^telemetry_commit_oldest_wait_seconds(?:\{[^}]*\})? ([0-9.eE+-]+)", RegexOptions.Multiline)]
     private static partial Regex OldestWait();
+
+    [GeneratedRegex(@"^telemetry_commit_queued(?:\{[^}]*\})? ([0-9]+)", RegexOptions.Multiline)]
+    private static partial Regex Queued();
 
     [GeneratedRegex(@"^telemetry_commit_waiting_for_room(?:\{[^}]*\})? ([0-9]+)", RegexOptions.Multiline)]
     private static partial Regex WaitingForRoom();
