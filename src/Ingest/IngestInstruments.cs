@@ -129,7 +129,7 @@ public sealed class IngestInstruments
 
     public void CommitFailed() => _commitFailures.Add(1);
 
-    /// <summary>Reports the commit queue's depth and the wait of its oldest batch, read when metrics are collected.</summary>
+    /// <summary>Reports the commit queue's depth, the batches waiting for room in it and the wait of its oldest batch, read when metrics are collected.</summary>
     public void ObserveCommitQueue(Func<int> queued, Func<int> waitingForRoom, Func<double> oldestWaitSeconds)
     {
         _meter.CreateObservableGauge(CommitQueued, queued, "{batch}", "Device batches waiting for a commit.");
