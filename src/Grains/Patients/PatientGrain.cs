@@ -171,9 +171,7 @@ public sealed partial class PatientGrain(
 
         try
         {
-            _alerts.RecordJudged();
-            await alertState.WriteStateAsync();
-            _writtenOutboxHandedOn = false;
+            await CommitAlertsAsync(writeState: true, force: true);
         }
         catch (Exception exception)
         {
