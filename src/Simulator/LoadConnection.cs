@@ -119,8 +119,9 @@ public abstract class LoadConnection : IDisposable
             {
                 received = await Socket.ReceiveAsync(_receive.AsMemory(end), SocketFlags.None);
             }
-            catch (Exception exception) when (exception is ObjectDisposedException or SocketException { SocketErrorCode: SocketError.OperationAborted })
+            catch (Exception exception) when (_disposed || exception is ObjectDisposedException or SocketException { SocketErrorCode: SocketError.OperationAborted })
             {
+                // This side closed the connection: a reset is the server's answer to that, not an error of the run.
                 return;
             }
 

@@ -34,8 +34,17 @@ public static class LoadBenchmark
     /// </summary>
     private const int MessagesPerDevice = 50;
 
-    /// <summary>A pause between steps, so one step's backlog does not count against the next.</summary>
+    /// <summary>
+    /// The least pause between steps, so one step's backlog does not count against the next; after an overloaded step
+    /// the pause lasts until the target is quiet (<see cref="SettleAsync"/>).
+    /// </summary>
     private static readonly TimeSpan Settle = TimeSpan.FromSeconds(5);
+
+    /// <summary>The longest pause between steps: a target still busy after it is measured as it is.</summary>
+    private static readonly TimeSpan SettleLimit = TimeSpan.FromSeconds(90);
+
+    /// <summary>The target's share of one core under which it counts as quiet: its timers and scrapes, no backlog.</summary>
+    private const double QuietCpuPercent = 15;
 
     public static async Task<int> RunAsync(string[] args)
     {
@@ -241,7 +250,7 @@ public static class LoadBenchmark
             Console.Error.WriteLine($"  a device ended badly: {exception.Message}");
         }
 
-        await Task.Delay(Settle);
+        await SettleAsync(target);
         var elapsed = (last.At - first.At).TotalSeconds;
         var sent = (last.Sent - first.Sent) / elapsed;
         var acked = (last.Acked - first.Acked) / elapsed;
@@ -292,6 +301,34 @@ public static class LoadBenchmark
         }
 
         return started.Elapsed;
+    }
+
+    /// <summary>
+    /// Waits at least <see cref="Settle"/> and then until the target has used under <see cref="QuietCpuPercent"/> of a
+    /// core for a whole second (at most <see cref="SettleLimit"/>). An overloaded step leaves the server working for
+    /// tens of seconds after its devices stop: grains folding the readings it took, a checkpoint of the WAL, a GC of a
+    /// grown heap. The step after it, the half-rate step above all, would otherwise measure that work's latencies.
+    /// </summary>
+    private static async Task SettleAsync(Target target)
+    {
+        await Task.Delay(Settle);
+        var waited = Stopwatch.StartNew();
+        target.Process.Refresh();
+        var before = target.Process.TotalProcessorTime;
+        while (waited.Elapsed < SettleLimit)
+        {
+            await Task.Delay(TimeSpan.FromSeconds(1));
+            target.Process.Refresh();
+            var now = target.Process.TotalProcessorTime;
+            if ((now - before).TotalMilliseconds < QuietCpuPercent * 10)
+            {
+                return;
+            }
+
+            before = now;
+        }
+
+        Console.Error.WriteLine($"  {target.Name} still busy {SettleLimit.TotalSeconds:0} s after the step");
     }
 
     private static SimulatorOptions Options(Target target, string protocol, int batch, int rate, int devices, bool probes, int seconds) => new()
