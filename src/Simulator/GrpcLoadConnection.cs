@@ -84,20 +84,16 @@ public sealed class GrpcLoadConnection : LoadConnection
     public static async Task<GrpcLoadConnection> ConnectAsync(string host, int port, string token, int maxInFlight, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxInFlight, 1);
-        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        try
-        {
-            await socket.ConnectAsync(host, port, cancellationToken);
-            var connection = new GrpcLoadConnection(socket, maxInFlight);
-            connection.Open($"{host}:{port}", token);
-            connection.StartReceiving();
-            return connection;
-        }
-        catch
-        {
-            socket.Dispose();
-            throw;
-        }
+        return await ConnectAsync(
+            host,
+            port,
+            socket => new GrpcLoadConnection(socket, maxInFlight),
+            (connection, _) =>
+            {
+                connection.Open($"{host}:{port}", token);
+                return Task.CompletedTask;
+            },
+            cancellationToken);
     }
 
     /// <summary>

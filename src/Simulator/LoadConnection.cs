@@ -47,6 +47,30 @@ public abstract class LoadConnection : IDisposable
         return InFlight == 0;
     }
 
+    /// <summary>
+    /// Connects to <paramref name="host"/>:<paramref name="port"/> (no Nagle delay: each packet or frame goes at once),
+    /// makes the connection on the socket with <paramref name="create"/>, opens it in the protocol's way with
+    /// <paramref name="open"/>, then starts its receive loop; the socket is closed when any of that fails.
+    /// </summary>
+    protected static async Task<T> ConnectAsync<T>(string host, int port, Func<Socket, T> create, Func<T, CancellationToken, Task> open, CancellationToken cancellationToken)
+        where T : LoadConnection
+    {
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            await socket.ConnectAsync(host, port, cancellationToken);
+            var connection = create(socket);
+            await open(connection, cancellationToken);
+            connection.StartReceiving();
+            return connection;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>Says goodbye in the protocol's way and closes the connection.</summary>
     public void Dispose()
     {
@@ -73,7 +97,7 @@ public abstract class LoadConnection : IDisposable
     /// </summary>
     protected abstract int Receive(ReadOnlySpan<byte> received, long now);
 
-    protected void StartReceiving() => _receiving = Task.Run(ReceiveLoopAsync, CancellationToken.None);
+    private void StartReceiving() => _receiving = Task.Run(ReceiveLoopAsync, CancellationToken.None);
 
     protected void Sent() => Interlocked.Increment(ref _inFlight);
 

@@ -56,20 +56,12 @@ public sealed class MqttLoadConnection : LoadConnection
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxInFlight, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(maxInFlight, ushort.MaxValue);
-        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        try
-        {
-            await socket.ConnectAsync(host, port, cancellationToken);
-            var connection = new MqttLoadConnection(socket, maxInFlight);
-            await connection.SignInAsync(clientId, userName, password, cancellationToken);
-            connection.StartReceiving();
-            return connection;
-        }
-        catch
-        {
-            socket.Dispose();
-            throw;
-        }
+        return await ConnectAsync(
+            host,
+            port,
+            socket => new MqttLoadConnection(socket, maxInFlight),
+            (connection, token) => connection.SignInAsync(clientId, userName, password, token),
+            cancellationToken);
     }
 
     /// <summary>Subscribes to <paramref name="topicFilter"/> at QoS 1; throws when the server refuses it.</summary>
