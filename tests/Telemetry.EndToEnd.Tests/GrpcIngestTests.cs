@@ -1,3 +1,4 @@
+using System.Net.Sockets;
 using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Net.Client;
@@ -107,6 +108,52 @@ public sealed class GrpcIngestTests(ServerFixture fixture) : IClassFixture<Serve
 
         Assert.Equal(AckStatus.Rejected, call.ResponseStream.Current.Status);
         Assert.Contains("1 time deltas but 2 values", call.ResponseStream.Current.Reason);
+    }
+
+    [Fact]
+    public async Task A_device_whose_connection_drops_mid_stream_ends_its_stream_quietly_and_can_stream_again()
+    {
+        // A server of its own, so that its log holds this device's streams alone, with the stream's end logged.
+        await using var server = new TelemetryServer(new Dictionary<string, string> { ["Logging__LogLevel__Telemetry.Ingest.Grpc"] = "Debug" });
+        await server.StartAsync();
+        var token = await server.ProvisionAsync("grpc-dropping", "p-grpc-drop");
+        var start = Devices.RecentMinute();
+        var headers = new Metadata { { "authorization", $"Bearer {token}" } };
+
+        // The device's one connection, its socket at hand, closed as a network that goes away closes it: a reset, no
+        // END_STREAM, no goodbye, while the server waits for the next batch.
+        Socket? socket = null;
+        var handler = new SocketsHttpHandler
+        {
+            ConnectCallback = async (context, cancellationToken) =>
+            {
+                socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+                await socket.ConnectAsync(context.DnsEndPoint, cancellationToken);
+                return new NetworkStream(socket, ownsSocket: true);
+            },
+        };
+        using (var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{server.GrpcPort}", new GrpcChannelOptions { HttpHandler = handler }))
+        {
+            using var call = new Ingest.IngestClient(channel).Stream(headers);
+            await call.RequestStream.WriteAsync(Devices.ProtobufBatch(1, start, "heart_rate", "/min", 70));
+            Assert.True(await call.ResponseStream.MoveNext());
+            Assert.Equal(AckStatus.Committed, call.ResponseStream.Current.Status);
+            socket!.LingerState = new LingerOption(true, 0);
+            socket.Close();
+        }
+
+        var output = await server.OutputWhenAsync("Device grpc-dropping's gRPC stream ended with its connection");
+        Assert.Contains("Device grpc-dropping's gRPC stream ended with its connection", output);
+        Assert.DoesNotContain("Error when executing service method", output);
+
+        // The device connects again and goes on; what it had acked is stored once.
+        using var again = GrpcChannel.ForAddress($"http://127.0.0.1:{server.GrpcPort}");
+        using var next = new Ingest.IngestClient(again).Stream(headers);
+        await next.RequestStream.WriteAsync(Devices.ProtobufBatch(2, start.AddSeconds(1), "heart_rate", "/min", 72));
+        await next.RequestStream.CompleteAsync();
+        Assert.True(await next.ResponseStream.MoveNext());
+        Assert.Equal(AckStatus.Committed, next.ResponseStream.Current.Status);
+        Assert.Equal(2, Assert.Single((await server.TrendAsync("p-grpc-drop", "heart_rate", start, start.AddMinutes(1), count: 2)).Points).Count);
     }
 
     private async Task<long> MalformedAsync()

@@ -61,6 +61,7 @@ public sealed partial class GrpcIngestService(
             var acks = WriteAcksAsync(inFlight.Reader, responseStream, reading, context.CancellationToken);
             var batch = new ReadingBatchBuilder(options.Value.ToLimits(), timeProvider);
             RpcException? refusal = null;
+            var dropped = false;
             try
             {
                 while (await requestStream.MoveNext(reading.Token))
@@ -86,9 +87,24 @@ public sealed partial class GrpcIngestService(
                 // Refused from here on (rate limit): the acks of batches already taken still go out first.
                 refusal = exception;
             }
+            catch (Exception exception) when (exception is IOException || (exception is OperationCanceledException && context.CancellationToken.IsCancellationRequested))
+            {
+                // The device's connection or call dropped (a phone losing its network; Kestrel's "request stream was
+                // aborted", which can come before the call's token is cancelled): a device's everyday, not the server's
+                // error. What was taken still commits; the device sends again what it has no ack for.
+                dropped = true;
+            }
             finally
             {
                 inFlight.Writer.TryComplete();
+            }
+
+            if (dropped)
+            {
+                // Nothing can be answered any more; the acks' writer ends on the same cancellation.
+                await acks.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                LogStreamDropped(logger, device.DeviceId);
+                return;
             }
 
             await acks;
@@ -241,4 +257,7 @@ public sealed partial class GrpcIngestService(
 
     [LoggerMessage(EventId = 1201, Level = LogLevel.Warning, Message = "gRPC ingest stream ended without further acks: {Reason}")]
     private static partial void LogStreamEnded(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 1202, Level = LogLevel.Debug, Message = "Device {DeviceId}'s gRPC stream ended with its connection; what it sent without an ack it sends again")]
+    private static partial void LogStreamDropped(ILogger logger, string deviceId);
 }
