@@ -101,7 +101,8 @@ public sealed partial class GrpcIngestService(
 
             if (dropped)
             {
-                // Nothing can be answered any more; the acks' writer ends on the same cancellation.
+                // Nothing can be answered any more: the acks' writer ends once what was taken has committed (its
+                // writes go nowhere) or the call's cancellation stops it.
                 await acks.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
                 LogStreamDropped(logger, device.DeviceId);
                 return;
