@@ -123,7 +123,7 @@ public sealed class GrpcIngestTests(ServerFixture fixture) : IClassFixture<Serve
         // The device's one connection, its socket at hand, closed as a network that goes away closes it: a reset, no
         // END_STREAM, no goodbye, while the server waits for the next batch.
         Socket? socket = null;
-        var handler = new SocketsHttpHandler
+        using var handler = new SocketsHttpHandler
         {
             ConnectCallback = async (context, cancellationToken) =>
             {
