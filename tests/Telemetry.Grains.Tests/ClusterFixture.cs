@@ -12,8 +12,9 @@ using Telemetry.Storage;
 namespace Telemetry.Grains.Tests;
 
 /// <summary>One in-process Orleans silo over a real DuckDB file in a temporary folder, shared by a test class.</summary>
-public sealed class ClusterFixture : IAsyncLifetime
+public class ClusterFixture : IAsyncLifetime
 {
+    private const string ShowsCommitsLateKey = "Telemetry:Tests:StoreShowsCommitsLate";
     private readonly string _directory = Path.Combine(Path.GetTempPath(), "telemetry-grains-" + Guid.NewGuid().ToString("N"));
 
     public TestCluster Cluster { get; private set; } = null!;
@@ -22,6 +23,9 @@ public sealed class ClusterFixture : IAsyncLifetime
 
     // The store takes one committer at a time, as the pipeline guarantees in the server.
     private readonly Lock _commitLock = new();
+
+    /// <summary>Whether the grains' raw store says it shows a commit a while after answering it (<see cref="LateShowingRawStore"/>).</summary>
+    protected virtual bool StoreShowsCommitsLate => false;
 
     public IPatientGrain Patient(string patientId) => Cluster.GrainFactory.GetGrain<IPatientGrain>(patientId);
 
@@ -50,6 +54,7 @@ public sealed class ClusterFixture : IAsyncLifetime
     {
         var builder = new TestClusterBuilder(1);
         builder.Properties["Telemetry:Storage:DuckDb:Path"] = Path.Combine(_directory, "telemetry.duckdb");
+        builder.Properties[ShowsCommitsLateKey] = StoreShowsCommitsLate ? "true" : "false";
         builder.AddSiloBuilderConfigurator<SiloConfigurator>();
         Cluster = builder.Build();
         await Cluster.DeployAsync();
@@ -71,6 +76,11 @@ public sealed class ClusterFixture : IAsyncLifetime
             siloBuilder.Services.AddSingleton<TimeProvider>(sp => sp.GetRequiredService<ShiftableClock>());
             siloBuilder.Services.AddSingleton<GrainInstruments>();
             siloBuilder.Services.AddDuckDbStorage();
+            if (siloBuilder.Configuration[ShowsCommitsLateKey] == "true")
+            {
+                siloBuilder.Services.AddSingleton<IRawSeriesStore>(sp => new LateShowingRawStore(sp.GetRequiredService<Telemetry.Storage.DuckDb.DuckDbRawSeriesStore>()));
+            }
+
             siloBuilder.Services.AddSingleton<RecordingAlertPublisher>();
             siloBuilder.Services.AddSingleton<IAlertPublisher>(sp => sp.GetRequiredService<RecordingAlertPublisher>());
         }

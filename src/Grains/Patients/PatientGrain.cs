@@ -46,9 +46,11 @@ public sealed partial class PatientGrain(
     // every window over such a minute is recomputed from the store as it closes.
     private readonly HashSet<(VitalKind Kind, long MinuteStartMs)> _unsettled = [];
 
-    // What the activation rebuilt from the raw store: commits up to this id, readings from this time on.
+    // What the activation rebuilt from the raw store: commits up to this id, readings from this time on, and the last
+    // minute it read of each vital (it read nothing of that vital after it).
     private long _rebuiltThroughCommit;
     private long _rebuiltFromMs = long.MaxValue;
+    private readonly Dictionary<VitalKind, long> _rebuiltLastMinute = [];
 
     // The latest commits applied since the activation (at most MaxAppliedCommits): a repair of one of them finds its
     // readings already in the windows, and need not rebuild.
@@ -123,6 +125,7 @@ public sealed partial class PatientGrain(
         _checkpointedDays.Clear();
         _applied.Clear();
         _appliedOrder.Clear();
+        _rebuiltLastMinute.Clear();
         _rebuiltThroughCommit = minutes.HighestCommitId;
         _rebuiltFromMs = rebuildFrom;
         _checkpointedBeforeMs = today;
@@ -131,6 +134,7 @@ public sealed partial class PatientGrain(
             var kind = group.Key;
             var ordered = group.Select(window => window.Window).OrderBy(window => window.StartMs).ToList();
             _vitals[kind] = VitalWindows.Rebuild(kind, ordered, CloseWindow);
+            _rebuiltLastMinute[kind] = ordered[^1].StartMs;
         }
 
         await FlushClosedAsync(cancellationToken);
@@ -185,6 +189,7 @@ public sealed partial class PatientGrain(
         // range are not in the grain's windows at all: the windows they fall in are recomputed from the raw store.
         var rebuilt = readings.CommitId <= _rebuiltThroughCommit;
         NoteApplied(readings.CommitId);
+        HashSet<(VitalKind Kind, long MinuteStartMs)>? partlyRead = null;
         foreach (var reading in readings.Readings)
         {
             if (reading.TimestampMs < _rebuiltFromMs)
@@ -195,19 +200,29 @@ public sealed partial class PatientGrain(
 
             if (rebuilt)
             {
-                if (rawStore.ReadableAfter > TimeSpan.Zero)
+                if (rawStore.ReadableAfter == TimeSpan.Zero)
                 {
-                    // The rebuild may have seen part of this commit: its windows are taken from the store as they
-                    // close, and those already closed (which close no more) now, as a late reading's are.
-                    var minute = Resolution.Minute.WindowStart(reading.TimestampMs);
+                    // The rebuild read all of this commit.
+                    continue;
+                }
+
+                // The rebuild may have read part of this commit (a series server shows a commit a piece at a time).
+                // Past the last minute it read of the vital, it read none of it: those readings go in as new ones.
+                var minute = Resolution.Minute.WindowStart(reading.TimestampMs);
+                if (_rebuiltLastMinute.TryGetValue(reading.Kind, out var lastRead) && minute <= lastRead)
+                {
+                    // Up to it, which part it read is not known: the windows over the minute are taken from the store
+                    // as they close, those already closed (which close no more) now, as a late reading's are, and all
+                    // of them again once the store shows the whole commit.
                     _unsettled.Add((reading.Kind, minute));
+                    (partlyRead ??= []).Add((reading.Kind, minute));
                     if (!_vitals.TryGetValue(reading.Kind, out var known) || known.Open(Resolution.Minute) is not { } open || minute < open.StartMs)
                     {
                         _late.Add((reading.Kind, minute));
                     }
-                }
 
-                continue;
+                    continue;
+                }
             }
 
             if (!_vitals.TryGetValue(reading.Kind, out var windows))
@@ -238,9 +253,9 @@ public sealed partial class PatientGrain(
 
         // A store that shows a commit a moment after answering it may not show these readings yet: the windows
         // recomputed now are recomputed again once it does.
-        CommittedMinute[] unsettled = rawStore.ReadableAfter == TimeSpan.Zero || _late.Count == 0
+        CommittedMinute[] unsettled = rawStore.ReadableAfter == TimeSpan.Zero || (_late.Count == 0 && partlyRead is null)
             ? []
-            : [.. _late.Select(minute => new CommittedMinute(minute.Kind, minute.MinuteStartMs, readings.CommitId, readings.CommitId))];
+            : [.. _late.Union(partlyRead ?? []).Select(minute => new CommittedMinute(minute.Kind, minute.MinuteStartMs, readings.CommitId, readings.CommitId))];
         try
         {
             // Alerts first: they are what someone is waiting for.

@@ -1,0 +1,54 @@
+using Microsoft.Extensions.DependencyInjection;
+using Telemetry.Core.Readings;
+using Telemetry.Core.Rollups;
+using Telemetry.Core.Storage;
+using Telemetry.Core.Vitals;
+using static Telemetry.Grains.Tests.ClusterFixture;
+
+namespace Telemetry.Grains.Tests;
+
+/// <summary>
+/// The patient grain over a store that shows a commit a while after answering it, as a time-series server does: an
+/// activation may read part of a commit it is handed a moment later.
+/// </summary>
+public sealed class PatientGrainLateStoreTests(LateShowingClusterFixture fixture) : IClassFixture<LateShowingClusterFixture>
+{
+    // An hour into today (UTC), so the windows fall into the day the grain rebuilds on activation.
+    private readonly long _base = Resolution.Day.WindowStart(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()) + 3_600_000;
+
+    private IRollupStore Rollups => fixture.SiloServices.GetRequiredService<IRollupStore>();
+
+    [Fact]
+    public async Task A_commit_the_activation_read_only_part_of_ends_up_whole_in_every_minute()
+    {
+        var patient = "p-part-read";
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 1_000, 60));
+        await fixture.DeactivateIdleGrainsAsync();
+
+        // One commit over two minutes, of which the store showed only its first reading when the grain activated and
+        // read it; the rest it shows after the commit's call (written under an id of its own, which no grain is told).
+        VitalReading[] commit = [Heart(_base + 61_000, 70), Heart(_base + 62_000, 72), Heart(_base + 121_000, 80), Heart(_base + 122_000, 82)];
+        var commitId = fixture.Commit(patient, commit[0]);
+        var grain = fixture.Patient(patient);
+        await grain.GetLiveAsync();
+        var unsettled = await grain.ApplyAsync(new PatientReadings(commitId, commit));
+        fixture.Commit(patient, commit[1..]);
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 181_000, 90));
+
+        // The minute the grain read part of closed while the store still showed only that part; the one after it read
+        // none of, and holds as sent.
+        Assert.Equal([1, 1, 2], (await MinutesAsync(patient)).Select(minute => minute.Count));
+
+        // Settled once the store shows the whole commit, as the ingest pipeline has it (ReadableAfter later).
+        Assert.Contains(unsettled, minute => minute.MinuteStartMs == _base + 60_000);
+        await grain.SettleAsync(unsettled);
+        var minutes = await MinutesAsync(patient);
+        Assert.Equal([1, 2, 2], minutes.Select(minute => minute.Count));
+        Assert.Equal([60, 72, 82], minutes.Select(minute => minute.Max));
+        Assert.Equal(1, (await grain.GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Minute))?.Count);
+        Assert.Equal(90, (await grain.GetLiveAsync()).Vitals.Single().Value);
+    }
+
+    private Task<IReadOnlyList<RollupWindow>> MinutesAsync(string patientId) =>
+        Rollups.QueryAsync(patientId, VitalKind.HeartRate, Resolution.Minute, _base, _base + 180_000);
+}
