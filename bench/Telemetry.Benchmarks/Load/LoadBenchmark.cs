@@ -17,7 +17,7 @@ namespace Telemetry.Benchmarks.Load;
 /// </summary>
 /// <remarks>
 /// Run: <c>dotnet run -c Release --project bench/Telemetry.Benchmarks -- load [--step-seconds 10] [--half-seconds 30]
-/// [--batch 50] [--start 20000] [--max 4000000] [--runs grpc,mqtt,mqtt1,mosquitto]</c>. The soak:
+/// [--batch 50] [--start 20000] [--max 4000000] [--bisections 2] [--runs grpc,mqtt,mqtt1,mosquitto]</c>. The soak:
 /// <c>-- load --soak-minutes 60 --rate 160000 [--protocol grpc|mqtt] [--batch 50]</c>. The load generator shares the machine with
 /// the server, as the targets say; a step the generator itself cannot pace is marked so rather than counted as the
 /// server's limit.
@@ -56,6 +56,7 @@ public static class LoadBenchmark
         var batch = Option(args, "--batch", 50);
         var start = Option(args, "--start", 20_000);
         var ceiling = Option(args, "--max", 4_000_000);
+        var bisections = Option(args, "--bisections", 2);
         var runs = (OptionText(args, "--runs") ?? "grpc,mqtt,mqtt1,mosquitto").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         if (Option(args, "--soak-minutes", 0) is var soakMinutes and > 0)
         {
@@ -84,7 +85,7 @@ public static class LoadBenchmark
                     "mqtt1" => ("mqtt", 1),
                     _ => throw new ArgumentException($"unknown run '{run}': grpc, mqtt, mqtt1 or mosquitto"),
                 };
-                var (max, half) = await LadderAsync(telemetry, protocol, size, size == 1 ? Math.Max(1_000, start / 10) : start, ceiling, stepSeconds, halfSeconds);
+                var (max, half) = await LadderAsync(telemetry, protocol, size, size == 1 ? Math.Max(1_000, start / 10) : start, ceiling, bisections, stepSeconds, halfSeconds);
                 summary.Add($"{run}: highest sustained {max?.SentPerSecond ?? 0:N0} readings/s; at half of it, ack p50 {half?.AckP50:0.0} ms, p99 {half?.AckP99:0.0} ms" +
                     (half?.AlertP99 is > 0 ? $", publish-to-alert p50 {half.AlertP50:0.0} ms, p99 {half.AlertP99:0.0} ms" : "") +
                     (max is null ? "" : $"; server CPU {max.ServerCpu:0}%, RSS {max.ServerRssMb:N0} MB"));
@@ -98,7 +99,7 @@ public static class LoadBenchmark
             {
                 await using var mosquitto = await MosquittoProcess.StartAsync();
                 var broker = new Target("mosquitto", "", mosquitto.Port, "", null, mosquitto.Process) { Subscriber = mosquitto };
-                var (max, _) = await LadderAsync(broker, "mqtt", 1, Math.Max(1_000, start / 10), ceiling, stepSeconds, stepSeconds);
+                var (max, _) = await LadderAsync(broker, "mqtt", 1, Math.Max(1_000, start / 10), ceiling, bisections, stepSeconds, stepSeconds);
                 summary.Add($"mosquitto (one subscriber): highest sustained {max?.SentPerSecond ?? 0:N0} messages/s");
                 if (oneReadingMax is { } ours && max is { SentPerSecond: > 0 } theirs)
                 {
@@ -165,10 +166,10 @@ public static class LoadBenchmark
     /// <summary>
     /// Warms the target up at the first rate (not counted: a cold server's first seconds are its JIT and caches, and
     /// with one reading per message a slow first step stops the ladder), then doubles the rate until a step is not
-    /// sustained, bisects twice between the last two, and runs half the highest for latencies, for
-    /// <paramref name="halfSeconds"/>.
+    /// sustained, bisects <paramref name="bisections"/> times between the last two, and runs half the highest for
+    /// latencies, for <paramref name="halfSeconds"/>.
     /// </summary>
-    private static async Task<(Step? Max, Step? Half)> LadderAsync(Target target, string protocol, int batch, int start, int ceiling, int seconds, int halfSeconds)
+    private static async Task<(Step? Max, Step? Half)> LadderAsync(Target target, string protocol, int batch, int start, int ceiling, int bisections, int seconds, int halfSeconds)
     {
         var warmUp = await RunStepAsync(target, protocol, batch, start, seconds, probes: false);
         Console.WriteLine(warmUp with { Note = "warm-up, not counted" });
@@ -187,7 +188,7 @@ public static class LoadBenchmark
             best = step;
         }
 
-        for (var i = 0; i < 2 && failedAt is { } high; i++)
+        for (var i = 0; i < bisections && failedAt is { } high; i++)
         {
             var low = best?.TargetRate ?? start / 2;
             var rate = (low + high) / 2;
