@@ -109,11 +109,12 @@ internal sealed class ResendingDevice(string deviceId, string patientId, string 
                 {
                     // The server died, the connection was cut, or the ack never came: no ack, so it is sent again. The
                     // client reports how its connection ended a moment after the publish fails; disposed first, it would
-                    // report the device's own end instead, so it is given that moment (a second at most).
+                    // report the device's own end instead, so it is given that moment (5 s at most: on a busy machine,
+                    // with other tests' servers running, a second was once not enough).
                     Refused++;
                     if (client is not null)
                     {
-                        await Task.WhenAny(_connectionEnded.Task, Task.Delay(1_000, cancellationToken));
+                        await Task.WhenAny(_connectionEnded.Task, Task.Delay(5_000, cancellationToken));
                     }
 
                     client?.Dispose();
