@@ -3,6 +3,7 @@ using Orleans.TestingHost;
 using Telemetry.Core.Alerts;
 using Telemetry.Core.Grains;
 using Telemetry.Core.Readings;
+using Telemetry.Core.Rollups;
 using Telemetry.Core.Storage;
 using Telemetry.Core.Vitals;
 using Telemetry.Grains;
@@ -26,6 +27,12 @@ public class ClusterFixture : IAsyncLifetime
 
     /// <summary>Whether the grains' raw store says it shows a commit a while after answering it (<see cref="LateShowingRawStore"/>).</summary>
     protected virtual bool StoreShowsCommitsLate => false;
+
+    /// <summary>The rollup store the silo's grains write.</summary>
+    public IRollupStore Rollups => SiloServices.GetRequiredService<IRollupStore>();
+
+    /// <summary>An hour into today (UTC, by the real clock): windows there fall into the days a grain rebuilds on activation.</summary>
+    public static long AnHourIntoToday() => Resolution.Day.WindowStart(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()) + 3_600_000;
 
     public IPatientGrain Patient(string patientId) => Cluster.GrainFactory.GetGrain<IPatientGrain>(patientId);
 

@@ -2,7 +2,6 @@ using Microsoft.Extensions.DependencyInjection;
 using Telemetry.Core.Grains;
 using Telemetry.Core.Readings;
 using Telemetry.Core.Rollups;
-using Telemetry.Core.Storage;
 using Telemetry.Core.Vitals;
 using static Telemetry.Grains.Tests.ClusterFixture;
 
@@ -17,11 +16,9 @@ public sealed class PatientGrainDayTests(ClusterFixture fixture) : IClassFixture
     private static readonly long Day = Resolution.Day.Milliseconds();
 
     // An hour into today (UTC), by the clock before any test moves it.
-    private readonly long _base = Resolution.Day.WindowStart(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()) + 3_600_000;
+    private readonly long _base = AnHourIntoToday();
 
     private ShiftableClock Clock => fixture.SiloServices.GetRequiredService<ShiftableClock>();
-
-    private IRollupStore Rollups => fixture.SiloServices.GetRequiredService<IRollupStore>();
 
     public void Dispose() => Clock.Offset = TimeSpan.Zero;
 
@@ -37,7 +34,7 @@ public sealed class PatientGrainDayTests(ClusterFixture fixture) : IClassFixture
 
         foreach (var resolution in ResolutionExtensions.All)
         {
-            var window = Assert.Single(await Rollups.QueryAsync(patient, VitalKind.OxygenSaturation, resolution, resolution.WindowStart(_base), _base + 1));
+            var window = Assert.Single(await fixture.Rollups.QueryAsync(patient, VitalKind.OxygenSaturation, resolution, resolution.WindowStart(_base), _base + 1));
             Assert.Equal((2, 97.0), (window.Count, window.Mean));
         }
     }
@@ -55,7 +52,7 @@ public sealed class PatientGrainDayTests(ClusterFixture fixture) : IClassFixture
 
         foreach (var resolution in ResolutionExtensions.All)
         {
-            var window = Assert.Single(await Rollups.QueryAsync(patient, VitalKind.HeartRate, resolution, resolution.WindowStart(_base), _base + 1));
+            var window = Assert.Single(await fixture.Rollups.QueryAsync(patient, VitalKind.HeartRate, resolution, resolution.WindowStart(_base), _base + 1));
             Assert.Equal((2, 70.0), (window.Count, window.Mean));
         }
     }

@@ -1,7 +1,5 @@
-using Microsoft.Extensions.DependencyInjection;
 using Telemetry.Core.Readings;
 using Telemetry.Core.Rollups;
-using Telemetry.Core.Storage;
 using Telemetry.Core.Vitals;
 using static Telemetry.Grains.Tests.ClusterFixture;
 
@@ -13,10 +11,7 @@ namespace Telemetry.Grains.Tests;
 /// </summary>
 public sealed class PatientGrainLateStoreTests(LateShowingClusterFixture fixture) : IClassFixture<LateShowingClusterFixture>
 {
-    // An hour into today (UTC), so the windows fall into the day the grain rebuilds on activation.
-    private readonly long _base = Resolution.Day.WindowStart(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()) + 3_600_000;
-
-    private IRollupStore Rollups => fixture.SiloServices.GetRequiredService<IRollupStore>();
+    private readonly long _base = AnHourIntoToday();
 
     [Fact]
     public async Task A_commit_the_activation_read_only_part_of_ends_up_whole_in_every_minute()
@@ -50,5 +45,5 @@ public sealed class PatientGrainLateStoreTests(LateShowingClusterFixture fixture
     }
 
     private Task<IReadOnlyList<RollupWindow>> MinutesAsync(string patientId) =>
-        Rollups.QueryAsync(patientId, VitalKind.HeartRate, Resolution.Minute, _base, _base + 180_000);
+        fixture.Rollups.QueryAsync(patientId, VitalKind.HeartRate, Resolution.Minute, _base, _base + 180_000);
 }

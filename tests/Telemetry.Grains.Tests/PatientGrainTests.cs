@@ -15,12 +15,9 @@ namespace Telemetry.Grains.Tests;
 public sealed class PatientGrainTests(ClusterFixture fixture) : IClassFixture<ClusterFixture>
 {
 
-    // An hour into today (UTC), so every test's windows fall into the day the grain rebuilds on activation.
-    private readonly long _base = Resolution.Day.WindowStart(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()) + 3_600_000;
+    private readonly long _base = AnHourIntoToday();
 
     private IRawSeriesStore RawStore => fixture.SiloServices.GetRequiredService<IRawSeriesStore>();
-
-    private IRollupStore Rollups => fixture.SiloServices.GetRequiredService<IRollupStore>();
 
     [Fact]
     public async Task Readings_show_at_once_in_the_open_minute_and_the_live_picture()
@@ -48,7 +45,7 @@ public sealed class PatientGrainTests(ClusterFixture fixture) : IClassFixture<Cl
         await fixture.CommitAndApplyAsync(patient, Heart(_base + 1_000, 60), Heart(_base + 30_000, 62));
         await fixture.CommitAndApplyAsync(patient, Heart(_base + 61_000, 90));
 
-        var stored = await Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Minute, _base, _base + 3_600_000);
+        var stored = await fixture.Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Minute, _base, _base + 3_600_000);
 
         var closed = Assert.Single(stored);
         Assert.Equal(_base, closed.StartMs);
@@ -64,7 +61,7 @@ public sealed class PatientGrainTests(ClusterFixture fixture) : IClassFixture<Cl
         await fixture.CommitAndApplyAsync(patient, Heart(_base + 10_000, 50), Heart(_base + 120_000, 70));
         await fixture.CommitAndApplyAsync(patient, Heart(_base + 3_600_000 + 5_000, 100));
 
-        var hours = await Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Hour, _base, _base + 7_200_000);
+        var hours = await fixture.Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Hour, _base, _base + 7_200_000);
         var day = await fixture.Patient(patient).GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Day);
 
         var hour = Assert.Single(hours);
@@ -82,7 +79,7 @@ public sealed class PatientGrainTests(ClusterFixture fixture) : IClassFixture<Cl
         await fixture.CommitAndApplyAsync(patient, Heart(_base + 65_000, 70));
         await fixture.CommitAndApplyAsync(patient, Heart(_base + 2_000, 80));
 
-        var minutes = await Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Minute, _base, _base + 60_000);
+        var minutes = await fixture.Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Minute, _base, _base + 60_000);
         var hour = await fixture.Patient(patient).GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Hour);
 
         var first = Assert.Single(minutes);
@@ -131,8 +128,8 @@ public sealed class PatientGrainTests(ClusterFixture fixture) : IClassFixture<Cl
         await fixture.CommitAndApplyAsync(patient, Oxygen(threeDaysAgo + 1_000, 90), Oxygen(threeDaysAgo + 2_000, 92));
         await fixture.CommitAndApplyAsync(patient, Oxygen(threeDaysAgo + 10_000, 95));
 
-        var minute = Assert.Single(await Rollups.QueryAsync(patient, VitalKind.OxygenSaturation, Resolution.Minute, threeDaysAgo, threeDaysAgo + 60_000));
-        var day = Assert.Single(await Rollups.QueryAsync(patient, VitalKind.OxygenSaturation, Resolution.Day, Resolution.Day.WindowStart(threeDaysAgo), threeDaysAgo + 1));
+        var minute = Assert.Single(await fixture.Rollups.QueryAsync(patient, VitalKind.OxygenSaturation, Resolution.Minute, threeDaysAgo, threeDaysAgo + 60_000));
+        var day = Assert.Single(await fixture.Rollups.QueryAsync(patient, VitalKind.OxygenSaturation, Resolution.Day, Resolution.Day.WindowStart(threeDaysAgo), threeDaysAgo + 1));
         Assert.Equal(3, minute.Count);
         Assert.Equal(95, minute.Max);
         Assert.Equal(3, day.Count);
@@ -149,7 +146,7 @@ public sealed class PatientGrainTests(ClusterFixture fixture) : IClassFixture<Cl
         // Committed, but the call that carried them never arrived: readings from days ago and one from today.
         var commitId = fixture.Commit(patient, Heart(threeDaysAgo + 1_000, 80), Heart(threeDaysAgo + 2_000, 90), Heart(_base + 2_000, 74));
         CommittedMinute[] minutes = [new(VitalKind.HeartRate, threeDaysAgo, commitId, commitId), new(VitalKind.HeartRate, _base, commitId, commitId)];
-        Assert.Empty(await Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Minute, threeDaysAgo, threeDaysAgo + 60_000));
+        Assert.Empty(await fixture.Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Minute, threeDaysAgo, threeDaysAgo + 60_000));
         Assert.Equal(1, (await fixture.Patient(patient).GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Minute))?.Count);
 
         // A repair may be asked for again (a restart repeats what may already be done): nothing counts twice.
@@ -157,9 +154,9 @@ public sealed class PatientGrainTests(ClusterFixture fixture) : IClassFixture<Cl
         {
             await fixture.Patient(patient).RecomputeAsync(minutes);
 
-            var minute = Assert.Single(await Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Minute, threeDaysAgo, threeDaysAgo + 60_000));
-            var hour = Assert.Single(await Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Hour, threeDaysAgo, threeDaysAgo + 1));
-            var day = Assert.Single(await Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Day, Resolution.Day.WindowStart(threeDaysAgo), threeDaysAgo + 1));
+            var minute = Assert.Single(await fixture.Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Minute, threeDaysAgo, threeDaysAgo + 60_000));
+            var hour = Assert.Single(await fixture.Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Hour, threeDaysAgo, threeDaysAgo + 1));
+            var day = Assert.Single(await fixture.Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Day, Resolution.Day.WindowStart(threeDaysAgo), threeDaysAgo + 1));
             Assert.Equal((2, 90), (minute.Count, minute.Max));
             Assert.Equal(2, hour.Count);
             Assert.Equal(2, day.Count);
@@ -186,8 +183,8 @@ public sealed class PatientGrainTests(ClusterFixture fixture) : IClassFixture<Cl
         for (var i = 0; i < 2; i++)
         {
             await fixture.Patient(patient).SettleAsync([new(VitalKind.HeartRate, threeDaysAgo, commitId, commitId), new(VitalKind.HeartRate, _base, commitId, commitId)]);
-            var minute = Assert.Single(await Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Minute, threeDaysAgo, threeDaysAgo + 60_000));
-            var day = Assert.Single(await Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Day, Resolution.Day.WindowStart(threeDaysAgo), threeDaysAgo + 1));
+            var minute = Assert.Single(await fixture.Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Minute, threeDaysAgo, threeDaysAgo + 60_000));
+            var day = Assert.Single(await fixture.Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Day, Resolution.Day.WindowStart(threeDaysAgo), threeDaysAgo + 1));
             Assert.Equal((2, 90), (minute.Count, minute.Max));
             Assert.Equal(2, day.Count);
             Assert.Equal(1, (await fixture.Patient(patient).GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Minute))?.Count);
