@@ -103,6 +103,7 @@ public static class StorageServiceCollectionExtensions
 
         services.AddSingleton<InfluxRawSeriesStore>();
         services.AddSingleton<IRawSeriesStore>(sp => sp.GetRequiredService<InfluxRawSeriesStore>());
-        services.AddSingleton<ICommitLog>(sp => DuckDbCommitLog.ForLedger(sp.GetRequiredService<DuckDbDatabase>()));
+        services.AddSingleton<ICommitLog>(sp => DuckDbCommitLog.ForLedger(
+            sp.GetRequiredService<DuckDbDatabase>(), sp.GetRequiredService<SeriesBackend>().ReadableAfter, sp.GetRequiredService<TimeProvider>()));
     }
 }

@@ -198,7 +198,8 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
 
     /// <summary>
     /// The same with VictoriaMetrics as the raw store, which shows a write a moment after answering it: the late windows
-    /// a grain call recomputed before then are recomputed again once it does, and after a restart.
+    /// a grain call recomputed before then are recomputed again once it does, and after a restart; and the minutes of
+    /// the commits applied just before the stop are settled from it after the start.
     /// </summary>
     [Theory]
     [InlineData("SIGTERM")]
@@ -210,10 +211,11 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
         {
             ["Telemetry__Storage__RawStore"] = "VictoriaMetrics",
             ["Telemetry__Storage__VictoriaMetrics__Url"] = series.Url,
-        });
+        },
+        expectedAfterStart: "settling their windows from it once it shows them");
     }
 
-    private async Task StopWhileManyPublishesAreInFlightAsync(string signal, Dictionary<string, string> settings)
+    private async Task StopWhileManyPublishesAreInFlightAsync(string signal, Dictionary<string, string> settings, string? expectedAfterStart = null)
     {
         const int Batches = 1_500;
         const int ReadingsEach = 100;
@@ -282,6 +284,11 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
         {
             var trend = await server.TrendWhenAsync("p-term-window", "heart_rate", start.AddDays(-1), end.AddDays(1), resolution, t => t.TotalCount == stored.Count);
             Assert.True(trend.TotalCount == stored.Count, $"the {resolution} trend holds {trend.TotalCount} readings of {stored.Count}");
+        }
+
+        if (expectedAfterStart is not null)
+        {
+            Assert.Contains(expectedAfterStart, await server.OutputWhenAsync(expectedAfterStart), StringComparison.Ordinal);
         }
     }
 }

@@ -11,10 +11,11 @@ namespace Telemetry.Core.Grains;
 public interface IPatientGrain : IGrainWithStringKey
 {
     /// <summary>
-    /// Folds readings that are already committed to the raw store into the patient's windows. Returns the minutes of
-    /// late readings (closed windows, or before the rebuilt days) whose windows were recomputed from a raw store that
-    /// shows a commit only a moment after answering it: they are to be settled later (<see cref="SettleAsync"/>).
-    /// Empty with a store that shows a commit at once.
+    /// Folds readings that are already committed to the raw store into the patient's windows. Returns the minutes
+    /// whose windows were taken from a raw store that shows a commit only a moment after answering it (those of late
+    /// readings, closed windows or before the rebuilt days; those an activation read part of; closed windows over
+    /// minutes so read): they are to be settled later (<see cref="SettleAsync"/>). Empty with a store that shows a
+    /// commit at once.
     /// </summary>
     [Alias("apply")]
     Task<CommittedMinute[]> ApplyAsync(PatientReadings readings);
@@ -32,6 +33,14 @@ public interface IPatientGrain : IGrainWithStringKey
     /// </summary>
     [Alias("settle")]
     Task SettleAsync(CommittedMinute[] minutes);
+
+    /// <summary>
+    /// Takes from the raw store the windows over <paramref name="minutes"/>, which hold readings of commits applied
+    /// before this activation that a store showing commits late may not have shown to its rebuild (the server restarted
+    /// just after them): the closed windows now, those still open as they close.
+    /// </summary>
+    [Alias("settle-rebuilt")]
+    Task SettleRebuiltAsync(CommittedMinute[] minutes);
 
     /// <summary>The latest value of every vital the patient has, with its still-open minute.</summary>
     [Alias("live")]

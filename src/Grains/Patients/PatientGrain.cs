@@ -46,6 +46,10 @@ public sealed partial class PatientGrain(
     // every window over such a minute is recomputed from the store as it closes.
     private readonly HashSet<(VitalKind Kind, long MinuteStartMs)> _unsettled = [];
 
+    // Unsettled minutes whose windows closed since the last call returned: taken from a store that may not yet have
+    // shown the latest readings in them, they are settled again once it does.
+    private readonly HashSet<(VitalKind Kind, long MinuteStartMs)> _resettle = [];
+
     // What the activation rebuilt from the raw store: commits up to this id, readings from this time on, and the last
     // minute it read of each vital (it read nothing of that vital after it).
     private long _rebuiltThroughCommit;
@@ -253,9 +257,9 @@ public sealed partial class PatientGrain(
 
         // A store that shows a commit a moment after answering it may not show these readings yet: the windows
         // recomputed now are recomputed again once it does.
-        CommittedMinute[] unsettled = rawStore.ReadableAfter == TimeSpan.Zero || (_late.Count == 0 && partlyRead is null)
-            ? []
-            : [.. _late.Union(partlyRead ?? []).Select(minute => new CommittedMinute(minute.Kind, minute.MinuteStartMs, readings.CommitId, readings.CommitId))];
+        var unsettled = rawStore.ReadableAfter == TimeSpan.Zero || (_late.Count == 0 && partlyRead is null)
+            ? null
+            : _late.Union(partlyRead ?? []).ToHashSet();
         try
         {
             // Alerts first: they are what someone is waiting for.
@@ -263,7 +267,15 @@ public sealed partial class PatientGrain(
             ScheduleAlertTimer();
             await CheckpointEndedDaysAsync(now);
             await RecomputeLateAndFlushAsync();
-            return unsettled;
+            if (_resettle.Count > 0)
+            {
+                (unsettled ??= []).UnionWith(_resettle);
+                _resettle.Clear();
+            }
+
+            return unsettled is null
+                ? []
+                : [.. unsettled.Select(minute => new CommittedMinute(minute.Kind, minute.MinuteStartMs, readings.CommitId, readings.CommitId))];
         }
         catch (Exception exception)
         {
@@ -281,13 +293,36 @@ public sealed partial class PatientGrain(
 
         try
         {
+            // Settling reads the store long enough after the commits for it to show them whole: what closes here needs
+            // no settling again.
             await RecomputeLateAndFlushAsync();
+            _resettle.Clear();
         }
         catch (Exception exception)
         {
             StartOver(exception);
             throw;
         }
+    }
+
+    public async Task SettleRebuiltAsync(CommittedMinute[] minutes)
+    {
+        var today = Resolution.Day.WindowStart(NowMs);
+        foreach (var minute in minutes)
+        {
+            // Closed windows over the minute are recomputed now, as a late reading's are; those still open (or yet to
+            // open, when the rebuild read nothing of the minute) are taken from the store as they close. Only a minute
+            // of a day still open waits that way: it is settled once its day closes.
+            var key = (minute.Kind, minute.MinuteStartMs);
+            _late.Add(key);
+            var openDay = _vitals.TryGetValue(minute.Kind, out var windows) && windows.Open(Resolution.Day) is { } day ? day.StartMs : today;
+            if (Resolution.Day.WindowStart(minute.MinuteStartMs) >= openDay)
+            {
+                _unsettled.Add(key);
+            }
+        }
+
+        await SettleAsync([]);
     }
 
     public async Task RecomputeAsync(CommittedMinute[] minutes)
@@ -612,14 +647,27 @@ public sealed partial class PatientGrain(
         _closed.Clear();
     }
 
-    /// <summary>Replaces each closed window over an unsettled minute with the store's own (one query per resolution).</summary>
+    /// <summary>
+    /// Replaces each closed window over an unsettled minute with the store's own (one query per resolution). The store
+    /// may not show the latest readings in it yet: those minutes are settled again (see <see cref="_resettle"/>).
+    /// </summary>
     private async Task SettleClosedAsync(CancellationToken cancellationToken)
     {
         var settle = new List<int>();
         for (var i = 0; i < _closed.Count; i++)
         {
             var rollup = _closed[i];
-            if (_unsettled.Any(minute => minute.Kind == rollup.Kind && rollup.Resolution.WindowStart(minute.MinuteStartMs) == rollup.Window.StartMs))
+            var over = false;
+            foreach (var minute in _unsettled)
+            {
+                if (minute.Kind == rollup.Kind && rollup.Resolution.WindowStart(minute.MinuteStartMs) == rollup.Window.StartMs)
+                {
+                    over = true;
+                    _resettle.Add(minute);
+                }
+            }
+
+            if (over)
             {
                 settle.Add(i);
             }

@@ -21,7 +21,9 @@ namespace Telemetry.Ingest.Pipeline;
 /// second, so it lags a little, which costs only a repair not needed. With a store that shows a commit a moment after
 /// answering it, a repair waits <c>settleDelay</c> first; and the late windows a grain call recomputed from such a
 /// store (which may not have shown the call's readings yet) are recomputed again once that delay has passed, the mark
-/// held before their commit until then.
+/// held before their commit until then. The commits applied within that delay before a stop were applied by grains
+/// since gone, and a grain activating after the start may rebuild without them: on start their minutes are settled
+/// from the store once it shows them (<see cref="IPatientGrain.SettleRebuiltAsync"/>).
 /// </para>
 /// </summary>
 internal sealed partial class GrainRepair(
@@ -52,13 +54,25 @@ internal sealed partial class GrainRepair(
     private Task _saving = Task.CompletedTask;
 
     /// <summary>
-    /// Reads where the commit log stands, queues the repair of the commits after its mark, and starts repairing once
+    /// Reads where the commit log stands, queues the repair of the commits after its mark (and the settling of those
+    /// applied just before it that the store may not show whole yet), and starts repairing once
     /// <paramref name="ready"/> is cancelled (the host started: grains can be called). Returns the last commit.
     /// </summary>
     public async Task<long> StartAsync(CancellationToken ready, CancellationToken stopping)
     {
         var position = await log.ReadPositionAsync(stopping);
         _saved = position.AppliedThrough;
+        if (position.ShownThrough < position.AppliedThrough)
+        {
+            // Applied just before the stop, by grains since gone: one activating now may rebuild before the store shows
+            // them whole, so their minutes are settled from the store once it does.
+            LogSettlingAfterStart(logger, position.ShownThrough, position.AppliedThrough);
+            lock (_lock)
+            {
+                Insert(new CommitRange(position.ShownThrough, position.AppliedThrough, Patients: null, DueIn(settleDelay), Attempts: 0) { Rebuilt = true });
+            }
+        }
+
         if (position.AppliedThrough < position.LastCommitId)
         {
             LogRepairingAfterStart(logger, position.LastCommitId - position.AppliedThrough, position.AppliedThrough);
@@ -83,7 +97,7 @@ internal sealed partial class GrainRepair(
             for (var i = _pending.Count - 1; i >= 0; i--)
             {
                 var other = _pending[i];
-                if (other.Attempts == 0 && other.Minutes is null && other.After <= range.Through && range.After <= other.Through)
+                if (other.Attempts == 0 && other.Minutes is null && !other.Rebuilt && other.After <= range.Through && range.After <= other.Through)
                 {
                     range = range with
                     {
@@ -400,7 +414,8 @@ internal sealed partial class GrainRepair(
                 return;
             }
 
-            calls.Add((patientId, grains.GetGrain<IPatientGrain>(patientId).RecomputeAsync([.. minutes])));
+            var grain = grains.GetGrain<IPatientGrain>(patientId);
+            calls.Add((patientId, range.Rebuilt ? grain.SettleRebuiltAsync([.. minutes]) : grain.RecomputeAsync([.. minutes])));
             minutes.Clear();
             made++;
             if (calls.Count == MaxCallsAtOnce)
@@ -451,6 +466,9 @@ internal sealed partial class GrainRepair(
     [LoggerMessage(EventId = 1003, Level = LogLevel.Warning, Message = "Patient grains may lack the readings of {Commits} commits after commit {AppliedThrough} (the server stopped before their calls were known to be applied): recomputing their windows from the raw store")]
     private static partial void LogRepairingAfterStart(ILogger logger, long commits, long appliedThrough);
 
+    [LoggerMessage(EventId = 1010, Level = LogLevel.Information, Message = "Patient grains activating now may not see the last commits applied before the stop, after commit {ShownThrough} to {AppliedThrough}, in the raw store yet: settling their windows from it once it shows them")]
+    private static partial void LogSettlingAfterStart(ILogger logger, long shownThrough, long appliedThrough);
+
     [LoggerMessage(EventId = 1004, Level = LogLevel.Information, Message = "Recomputed the windows of commits {After} (exclusive) to {Through} in {Calls} patient grain calls")]
     private static partial void LogRepaired(ILogger logger, long after, long through, int calls);
 
@@ -469,10 +487,14 @@ internal sealed partial class GrainRepair(
     /// <summary>
     /// Commits (<see cref="After"/>, <see cref="Through"/>] to repair, for <see cref="Patients"/> only when set; due at
     /// Stopwatch timestamp <see cref="NotBefore"/>. With <see cref="Minutes"/>, only those late minutes of the one
-    /// patient are recomputed (<see cref="IPatientGrain.SettleAsync"/>), without asking the commit log.
+    /// patient are recomputed (<see cref="IPatientGrain.SettleAsync"/>), without asking the commit log. A
+    /// <see cref="Rebuilt"/> range's commits were applied, but perhaps not shown to a rebuild since
+    /// (<see cref="IPatientGrain.SettleRebuiltAsync"/>).
     /// </summary>
     private sealed record CommitRange(long After, long Through, HashSet<string>? Patients, long NotBefore, int Attempts, CommittedMinute[]? Minutes = null)
     {
+        public bool Rebuilt { get; init; }
+
         /// <summary>For unsettled minutes: the Stopwatch timestamp until which more of the patient's join this range.</summary>
         public long GatherUntil { get; init; }
     }

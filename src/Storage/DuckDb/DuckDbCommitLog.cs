@@ -11,7 +11,8 @@ namespace Telemetry.Storage.DuckDb;
 /// embedded store (<see cref="ForReadings"/>) every reading carries the id of the commit that stored it (ids increase
 /// by one per commit within a run, a failed commit's too, and never repeat one that stored a reading). For a series
 /// server (<see cref="ForLedger"/>) the store records, with each commit's batch numbers, the minutes it stored readings
-/// in (table <c>commit_minutes</c>); its ids are the clock's microseconds, and rows the mark has passed are deleted.
+/// in (table <c>commit_minutes</c>); its ids are the clock's microseconds, and rows the mark has passed are deleted once
+/// the server shows their commits whole (<see cref="Influx.SeriesServerOptions.ReadableAfter"/> after they were made).
 /// </summary>
 public sealed class DuckDbCommitLog : ICommitLog
 {
@@ -23,12 +24,19 @@ public sealed class DuckDbCommitLog : ICommitLog
     private readonly string _minutes;
     private readonly bool _deleteApplied;
 
-    private DuckDbCommitLog(DuckDbDatabase database, Func<DuckDBConnection, long> lastCommitId, string minutes, bool deleteApplied)
+    // For a series server: the commits it may not show whole yet are those made this recently (their ids are times).
+    private readonly TimeSpan _readableAfter;
+    private readonly TimeProvider _clock;
+
+    private DuckDbCommitLog(
+        DuckDbDatabase database, Func<DuckDBConnection, long> lastCommitId, string minutes, bool deleteApplied, TimeSpan readableAfter, TimeProvider clock)
     {
         _database = database;
         _lastCommitId = lastCommitId;
         _minutes = minutes;
         _deleteApplied = deleteApplied;
+        _readableAfter = readableAfter;
+        _clock = clock;
     }
 
     /// <summary>The embedded store's log: the readings themselves.</summary>
@@ -40,10 +48,15 @@ public sealed class DuckDbCommitLog : ICommitLog
         FROM all_readings r JOIN all_series s USING (series_id)
         WHERE r.commit_id > $1 AND r.commit_id <= $2
         """,
-        deleteApplied: false);
+        deleteApplied: false,
+        readableAfter: TimeSpan.Zero,
+        TimeProvider.System);
 
-    /// <summary>A series server's log: the minutes its commits recorded in the local file.</summary>
-    public static DuckDbCommitLog ForLedger(DuckDbDatabase database) => new(
+    /// <summary>
+    /// A series server's log: the minutes its commits recorded in the local file. The server shows a commit whole
+    /// <paramref name="readableAfter"/> after it was made, by <paramref name="clock"/>.
+    /// </summary>
+    public static DuckDbCommitLog ForLedger(DuckDbDatabase database, TimeSpan readableAfter, TimeProvider clock) => new(
         database,
         connection =>
         {
@@ -52,7 +65,9 @@ public sealed class DuckDbCommitLog : ICommitLog
             return Convert.ToInt64(command.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
         },
         "SELECT patient_id, kind, minute, commit_id FROM all_commit_minutes WHERE commit_id > $1 AND commit_id <= $2",
-        deleteApplied: true);
+        deleteApplied: true,
+        readableAfter,
+        clock);
 
     public Task<CommitLogPosition> ReadPositionAsync(CancellationToken cancellationToken = default) =>
         Task.Run(() =>
@@ -69,11 +84,20 @@ public sealed class DuckDbCommitLog : ICommitLog
             if (saved is null or DBNull || Convert.ToInt64(saved, System.Globalization.CultureInfo.InvariantCulture) > last)
             {
                 Save(connection, last);
-                return new CommitLogPosition(last, last);
+                return new CommitLogPosition(last, last, Math.Min(last, ShownThrough()));
             }
 
-            return new CommitLogPosition(Convert.ToInt64(saved, System.Globalization.CultureInfo.InvariantCulture), last);
+            var applied = Convert.ToInt64(saved, System.Globalization.CultureInfo.InvariantCulture);
+            return new CommitLogPosition(applied, last, Math.Min(applied, ShownThrough()));
         }, cancellationToken);
+
+    /// <summary>
+    /// The last commit the store is sure to show whole by now: any, for the embedded store; for a series server, one
+    /// made <see cref="_readableAfter"/> ago (an id is at least its commit's time in microseconds, so a commit with a
+    /// lower id was made before).
+    /// </summary>
+    private long ShownThrough() =>
+        _readableAfter <= TimeSpan.Zero ? long.MaxValue : (_clock.GetUtcNow() - _readableAfter).ToUnixTimeMilliseconds() * 1_000;
 
     public Task SaveAppliedThroughAsync(long commitId, CancellationToken cancellationToken = default) =>
         Task.Run(() =>
@@ -82,12 +106,14 @@ public sealed class DuckDbCommitLog : ICommitLog
             Save(connection, commitId);
             if (_deleteApplied)
             {
-                // What the mark has passed is not needed again.
+                // What the mark has passed is not needed again once the server shows it whole: until then a start
+                // settles it again (see CommitLogPosition.ShownThrough).
+                var forget = Math.Min(commitId, ShownThrough());
                 foreach (var catalog in _database.Readings.Catalogs)
                 {
                     using var delete = connection.CreateCommand();
                     delete.CommandText = $"DELETE FROM {DuckDbDatabase.Quote(catalog)}.main.commit_minutes WHERE commit_id <= $1";
-                    delete.Parameters.Add(new DuckDBParameter(commitId));
+                    delete.Parameters.Add(new DuckDBParameter(forget));
                     delete.ExecuteNonQuery();
                 }
             }

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Time.Testing;
 using Telemetry.Core.Grains;
 using Telemetry.Core.Readings;
 using Telemetry.Core.Storage;
@@ -136,7 +137,7 @@ public sealed class InfluxWriteTests : IAsyncLifetime
         Assert.Equal(CommitOutcome.Duplicate, outcomes[1].Outcome);
 
         // A resent batch stored nothing, so it records no minute.
-        var log = DuckDbCommitLog.ForLedger(_file.Database);
+        var log = DuckDbCommitLog.ForLedger(_file.Database, TimeSpan.Zero, TimeProvider.System);
         Assert.Equal(new CommitLogPosition(second, second), await log.ReadPositionAsync());
         Assert.Equal(
             [
@@ -149,9 +150,38 @@ public sealed class InfluxWriteTests : IAsyncLifetime
         // What the mark has passed is gone, and stays gone after a restart.
         await log.SaveAppliedThroughAsync(first);
         _file.Reopen();
-        log = DuckDbCommitLog.ForLedger(_file.Database);
+        log = DuckDbCommitLog.ForLedger(_file.Database, TimeSpan.Zero, TimeProvider.System);
         Assert.Equal(new CommitLogPosition(first, second), await log.ReadPositionAsync());
         Assert.Equal([new PatientMinute("patient-2", new CommittedMinute(VitalKind.HeartRate, T0, second, second))], await MinutesAsync(log, 0, second));
+    }
+
+    [Fact]
+    public async Task Commits_applied_lately_stay_in_the_log_past_the_mark_until_the_server_shows_them_whole()
+    {
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var (first, _) = await _file.CommitAsync(Of("watch-1", "patient-1", 1, Heart(0, 61), Heart(61_000, 63)));
+        var (second, _) = await _file.CommitAsync(Of("ring-2", "patient-2", 1, Heart(0, 55)));
+        var log = DuckDbCommitLog.ForLedger(_file.Database, TimeSpan.FromSeconds(15), clock);
+
+        // Applied a moment ago: a start now would settle both (a grain activating may not see them yet), so the mark
+        // passing them forgets neither.
+        await log.SaveAppliedThroughAsync(second);
+        var position = await log.ReadPositionAsync();
+        Assert.Equal((second, second), (position.AppliedThrough, position.LastCommitId));
+        Assert.True(position.ShownThrough < first);
+        Assert.Equal(
+            [
+                new PatientMinute("patient-1", new CommittedMinute(VitalKind.HeartRate, T0, first, first)),
+                new PatientMinute("patient-1", new CommittedMinute(VitalKind.HeartRate, T0 + 60_000, first, first)),
+                new PatientMinute("patient-2", new CommittedMinute(VitalKind.HeartRate, T0, second, second)),
+            ],
+            await MinutesAsync(log, position.ShownThrough, second));
+
+        // Once the server shows them whole, there is nothing to settle, and the next save forgets them.
+        clock.Advance(TimeSpan.FromMinutes(1));
+        Assert.Equal(new CommitLogPosition(second, second, second), await log.ReadPositionAsync());
+        await log.SaveAppliedThroughAsync(second);
+        Assert.Empty(await MinutesAsync(log, 0, second));
     }
 
     private static async Task<List<PatientMinute>> MinutesAsync(ICommitLog log, long after, long through)
