@@ -101,6 +101,7 @@ public static partial class TelemetryServerExtensions
         if (cluster.Enabled)
         {
             services.AddHostedService<AlertTail>();
+            services.AddHostedService<ClusterDepartures>();
         }
 
         services.AddOptions<AlertOptions>().BindConfiguration(AlertOptions.Section).ValidateDataAnnotations().ValidateOnStart();

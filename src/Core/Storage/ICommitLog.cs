@@ -15,6 +15,13 @@ public interface ICommitLog
     /// </summary>
     Task<CommitLogPosition> ReadPositionAsync(CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// The last commit the store is sure to show whole by now, so that a grain rebuilding now reads all of it and of
+    /// every commit before it: any commit for the embedded store; one made a while ago for a server that shows a commit
+    /// a while after answering it.
+    /// </summary>
+    long ShownWholeThrough();
+
     /// <summary>Records that grains have applied every commit through <paramref name="commitId"/>.</summary>
     Task SaveAppliedThroughAsync(long commitId, CancellationToken cancellationToken = default);
 

@@ -152,6 +152,13 @@ public sealed partial class CommitPipeline : BackgroundService
     }
 
     /// <summary>
+    /// A server left the cluster, and the patient grains it held come back elsewhere: with a raw store that shows a
+    /// commit a while after answering it, the commits they had applied lately are settled from it once it shows them
+    /// (a grain coming back may rebuild before then). Nothing otherwise.
+    /// </summary>
+    public void ServerLeftCluster() => _repair?.SettleRecentlyApplied();
+
+    /// <summary>
     /// Commits <paramref name="batch"/> and completes once it is durable (or was already committed earlier). Throws
     /// <see cref="StoreUnavailableException"/> when the store refused it (through the returned task, never at once);
     /// nothing was acknowledged then. Cancelling

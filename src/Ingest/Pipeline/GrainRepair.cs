@@ -67,10 +67,7 @@ internal sealed partial class GrainRepair(
             // Applied just before the stop, by grains since gone: one activating now may rebuild before the store shows
             // them whole, so their minutes are settled from the store once it does.
             LogSettlingAfterStart(logger, position.ShownThrough, position.AppliedThrough);
-            lock (_lock)
-            {
-                Insert(new CommitRange(position.ShownThrough, position.AppliedThrough, Patients: null, DueIn(settleDelay), Attempts: 0) { Rebuilt = true });
-            }
+            AddRebuilt(position.ShownThrough, position.AppliedThrough);
         }
 
         if (position.AppliedThrough < position.LastCommitId)
@@ -108,6 +105,43 @@ internal sealed partial class GrainRepair(
                     };
                     _pending.RemoveAt(i);
                 }
+            }
+
+            Insert(range);
+        }
+
+        _signal.Release();
+    }
+
+    /// <summary>
+    /// Queues, for once <c>settleDelay</c> has passed, the settling of the commits applied that the store may not show
+    /// whole yet: some grains that applied them are gone (a server left the cluster), and one activating elsewhere may
+    /// rebuild without them (<see cref="IPatientGrain.SettleRebuiltAsync"/>). Nothing with a store that shows a commit
+    /// at once.
+    /// </summary>
+    public void SettleRecentlyApplied()
+    {
+        var applied = appliedThrough();
+        var shown = log.ShownWholeThrough();
+        if (shown < applied)
+        {
+            LogSettlingRecentlyApplied(logger, shown, applied);
+            AddRebuilt(shown, applied);
+        }
+    }
+
+    /// <summary>Queues a <see cref="CommitRange.Rebuilt"/> range, merged with one waiting that it meets.</summary>
+    private void AddRebuilt(long after, long through)
+    {
+        var range = new CommitRange(after, through, Patients: null, DueIn(settleDelay), Attempts: 0) { Rebuilt = true };
+        lock (_lock)
+        {
+            var at = _pending.FindIndex(other => other.Rebuilt && other.Attempts == 0 && other.After <= range.Through && range.After <= other.Through);
+            if (at >= 0)
+            {
+                var other = _pending[at];
+                _pending.RemoveAt(at);
+                range = range with { After = Math.Min(range.After, other.After), Through = Math.Max(range.Through, other.Through) };
             }
 
             Insert(range);
@@ -468,6 +502,9 @@ internal sealed partial class GrainRepair(
 
     [LoggerMessage(EventId = 1010, Level = LogLevel.Information, Message = "Patient grains activating now may not see the last commits applied before the stop, after commit {ShownThrough} to {AppliedThrough}, in the raw store yet: settling their windows from it once it shows them")]
     private static partial void LogSettlingAfterStart(ILogger logger, long shownThrough, long appliedThrough);
+
+    [LoggerMessage(EventId = 1011, Level = LogLevel.Information, Message = "A server left the cluster: the grains it held may come back elsewhere before the raw store shows the commits applied after commit {ShownThrough} to {AppliedThrough}; settling their windows from it once it shows them")]
+    private static partial void LogSettlingRecentlyApplied(ILogger logger, long shownThrough, long appliedThrough);
 
     [LoggerMessage(EventId = 1004, Level = LogLevel.Information, Message = "Recomputed the windows of commits {After} (exclusive) to {Through} in {Calls} patient grain calls")]
     private static partial void LogRepaired(ILogger logger, long after, long through, int calls);

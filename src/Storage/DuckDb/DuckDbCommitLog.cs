@@ -84,19 +84,18 @@ public sealed class DuckDbCommitLog : ICommitLog
             if (saved is null or DBNull || Convert.ToInt64(saved, System.Globalization.CultureInfo.InvariantCulture) > last)
             {
                 Save(connection, last);
-                return new CommitLogPosition(last, last, Math.Min(last, ShownThrough()));
+                return new CommitLogPosition(last, last, Math.Min(last, ShownWholeThrough()));
             }
 
             var applied = Convert.ToInt64(saved, System.Globalization.CultureInfo.InvariantCulture);
-            return new CommitLogPosition(applied, last, Math.Min(applied, ShownThrough()));
+            return new CommitLogPosition(applied, last, Math.Min(applied, ShownWholeThrough()));
         }, cancellationToken);
 
-    /// <summary>
-    /// The last commit the store is sure to show whole by now: any, for the embedded store; for a series server, one
-    /// made <see cref="_readableAfter"/> ago (an id is at least its commit's time in microseconds, so a commit with a
-    /// lower id was made before).
-    /// </summary>
-    private long ShownThrough() =>
+    /// <remarks>
+    /// For a series server, a commit made <see cref="_readableAfter"/> ago: an id is at least its commit's time in
+    /// microseconds, so a commit with a lower id was made before.
+    /// </remarks>
+    public long ShownWholeThrough() =>
         _readableAfter <= TimeSpan.Zero ? long.MaxValue : (_clock.GetUtcNow() - _readableAfter).ToUnixTimeMilliseconds() * 1_000;
 
     public Task SaveAppliedThroughAsync(long commitId, CancellationToken cancellationToken = default) =>
@@ -108,7 +107,7 @@ public sealed class DuckDbCommitLog : ICommitLog
             {
                 // What the mark has passed is not needed again once the server shows it whole: until then a start
                 // settles it again (see CommitLogPosition.ShownThrough).
-                var forget = Math.Min(commitId, ShownThrough());
+                var forget = Math.Min(commitId, ShownWholeThrough());
                 foreach (var catalog in _database.Readings.Catalogs)
                 {
                     using var delete = connection.CreateCommand();
