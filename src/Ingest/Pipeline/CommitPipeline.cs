@@ -108,6 +108,9 @@ public sealed partial class CommitPipeline : BackgroundService
 
     private volatile bool _storeFailing;
 
+    // When the last commit ended (Stopwatch timestamp; zero before the first).
+    private long _lastCommitTimestamp;
+
     /// <summary>True once the last commit attempt failed and until one succeeds.</summary>
     public bool StoreFailing => _storeFailing;
 
@@ -209,6 +212,17 @@ public sealed partial class CommitPipeline : BackgroundService
         // Stop taking batches, then let the loop commit and answer what is already queued.
         _queue.Writer.TryComplete();
         await base.StopAsync(cancellationToken);
+
+        // A store that shows a commit a while after answering it: the grains stay active (the silo stops after ingest)
+        // until it shows the last commits, so that none of them comes back, here or on another server, to a rebuild
+        // that lacks what it had applied. (A shutdown cut short leaves those commits to be settled by the next start.)
+        var last = Volatile.Read(ref _lastCommitTimestamp);
+        var wait = _store.ReadableAfter - Stopwatch.GetElapsedTime(last);
+        if (_store.ReadableAfter > TimeSpan.Zero && last != 0 && wait > TimeSpan.Zero)
+        {
+            LogWaitingForStoreToShow(_logger, wait.TotalSeconds);
+            await Task.Delay(wait, cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -257,10 +271,12 @@ public sealed partial class CommitPipeline : BackgroundService
                 {
                     // Not cancelled by shutdown: what is queued is committed and answered before the server stops.
                     commitId = await _store.CommitAsync(batches, outcomes.AsMemory(0, flush.Count), CancellationToken.None);
+                    Volatile.Write(ref _lastCommitTimestamp, Stopwatch.GetTimestamp());
                     _storeFailing = false;
                 }
                 catch (Exception exception)
                 {
+                    Volatile.Write(ref _lastCommitTimestamp, Stopwatch.GetTimestamp());
                     _storeFailing = true;
                     failedSince = true;
                     Volatile.Write(ref _committingSince, 0);
@@ -582,6 +598,9 @@ public sealed partial class CommitPipeline : BackgroundService
 
     [LoggerMessage(EventId = 1002, Level = LogLevel.Warning, Message = "A patient grain call failed after commit")]
     private static partial void LogGrainCallFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 1012, Level = LogLevel.Information, Message = "Waiting {Seconds:0.0} s for the raw store to show the last commits before the patient grains deactivate")]
+    private static partial void LogWaitingForStoreToShow(ILogger logger, double seconds);
 
     [LoggerMessage(EventId = 1007, Level = LogLevel.Error, Message = "The commit log could not be read: patient grains are not repaired until the next start")]
     private static partial void LogRepairUnavailable(ILogger logger, Exception exception);
