@@ -146,9 +146,11 @@ public sealed partial class SlowStoreTests(ITestOutputHelper output)
         var flooding = floods.Select(flood => flood.RunAsync(server.GrpcPort, stopWriting.Token)).ToList();
 
         // Each stream could have 64 batches in flight; with the queue full, the server reads no further than the one
-        // batch per stream that found it full, instead of decoding the rest and holding them.
+        // batch per stream that found it full, instead of decoding the rest and holding them. Watched for 6 s, and on
+        // (up to 20 s) until the queue has been seen full: on a busy machine the first commits can take that long.
         var (mostQueued, mostWaiting) = (0, 0);
-        for (var until = DateTime.UtcNow.AddSeconds(6); DateTime.UtcNow < until; await Task.Delay(50))
+        var watchedFor = DateTime.UtcNow.AddSeconds(6);
+        for (var until = DateTime.UtcNow.AddSeconds(20); DateTime.UtcNow < until && (DateTime.UtcNow < watchedFor || mostQueued < 2); await Task.Delay(50))
         {
             var metrics = await server.Http.GetStringAsync("/metrics");
             mostQueued = Math.Max(mostQueued, int.Parse(Queued().Match(metrics).Groups[1].Value, CultureInfo.InvariantCulture));
