@@ -213,7 +213,8 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
             ["Telemetry__Storage__RawStore"] = "VictoriaMetrics",
             ["Telemetry__Storage__VictoriaMetrics__Url"] = series.Url,
         },
-        expectedInOutput: signal == "SIGTERM" ? "for the raw store to show the last commits" : "settling their windows from it once it shows them");
+        // The host allows the shutdown the drain (10 s), that wait (15 s) and the silo's own stop (20 s), not only its 30 s.
+        expectedInOutput: signal == "SIGTERM" ? "for the raw store to show the last commits before the patient grains deactivate (the shutdown may take 45 s in all)" : "settling their windows from it once it shows them");
     }
 
     private async Task StopWhileManyPublishesAreInFlightAsync(string signal, Dictionary<string, string> settings, string? expectedInOutput = null)

@@ -19,6 +19,7 @@ using Telemetry.Ingest;
 using Telemetry.Ingest.Mqtt;
 using Telemetry.Storage;
 using Telemetry.Storage.Audit;
+using Telemetry.Storage.Influx;
 using Telemetry.Storage.Redis;
 
 namespace Telemetry.Api.Hosting;
@@ -92,6 +93,8 @@ public static partial class TelemetryServerExtensions
         var cluster = builder.Configuration.GetSection(TelemetryClusterOptions.Section).Get<TelemetryClusterOptions>() ?? new TelemetryClusterOptions();
         services.AddOptions<TelemetryClusterOptions>().BindConfiguration(TelemetryClusterOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddTelemetryStorage(storage, cluster);
+        services.AddOptions<HostOptions>().PostConfigure<IOptions<IngestOptions>, IServiceProvider>((host, ingest, sp) =>
+            host.ShutdownTimeout = ShutdownTimeout(host.ShutdownTimeout, ingest.Value.DrainTimeout, ReadableAfter(storage, sp)));
         services.AddSingleton<GrainInstruments>();
         builder.UseOrleans(silo => UseClustering(silo, server, cluster));
         services.AddIngest();
@@ -214,6 +217,28 @@ public static partial class TelemetryServerExtensions
         networks.ForEach(forwarded.KnownIPNetworks.Add);
         app.UseForwardedHeaders(forwarded);
     }
+
+    /// <summary>
+    /// What the host allows a shutdown: ingest's drain (<see cref="IngestOptions.DrainTimeout"/>), then, with a series
+    /// store, the wait until it shows the last commits (<paramref name="readableAfter"/>), then the silo deactivating the
+    /// grains and the store closing, which <see cref="ShutdownRest"/> is left for. Never less than the host's own
+    /// setting (30 s unless configured).
+    /// </summary>
+    private static TimeSpan ShutdownTimeout(TimeSpan configured, TimeSpan drain, TimeSpan readableAfter)
+    {
+        var needed = drain + readableAfter + ShutdownRest;
+        return needed > configured ? needed : configured;
+    }
+
+    private static readonly TimeSpan ShutdownRest = TimeSpan.FromSeconds(20);
+
+    /// <summary>How long the raw store may take to show a commit (zero for the embedded store), from its options.</summary>
+    private static TimeSpan ReadableAfter(StorageOptions storage, IServiceProvider services) => storage.RawStore switch
+    {
+        RawStoreKind.InfluxDb => services.GetRequiredService<IOptions<InfluxOptions>>().Value.ReadableAfter,
+        RawStoreKind.VictoriaMetrics => services.GetRequiredService<IOptions<VictoriaMetricsOptions>>().Value.ReadableAfter,
+        _ => TimeSpan.Zero,
+    };
 
     /// <summary>
     /// MQTT on a listener. Packets far over the payload limit are refused from their header, before they are buffered;

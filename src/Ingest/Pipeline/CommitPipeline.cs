@@ -68,6 +68,7 @@ public sealed partial class CommitPipeline : BackgroundService
     // (or it could not be read at start).
     private GrainRepair? _repair;
     private readonly CancellationToken _hostStarted;
+    private readonly TimeSpan _shutdownTimeout;
 
     // The commit through which every grain call has answered, as the commit loop last worked it out (for the repair's
     // saves).
@@ -80,8 +81,10 @@ public sealed partial class CommitPipeline : BackgroundService
         IOptions<IngestOptions> options,
         ILogger<CommitPipeline> logger,
         IHostApplicationLifetime lifetime,
+        IOptions<HostOptions> host,
         ICommitLog? commitLog = null)
     {
+        _shutdownTimeout = host.Value.ShutdownTimeout;
         _store = store;
         _grains = grains;
         _instruments = instruments;
@@ -220,8 +223,12 @@ public sealed partial class CommitPipeline : BackgroundService
         var wait = _store.ReadableAfter - Stopwatch.GetElapsedTime(last);
         if (_store.ReadableAfter > TimeSpan.Zero && last != 0 && wait > TimeSpan.Zero)
         {
-            LogWaitingForStoreToShow(_logger, wait.TotalSeconds);
+            LogWaitingForStoreToShow(_logger, wait.TotalSeconds, _shutdownTimeout.TotalSeconds);
             await Task.Delay(wait, cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            if (cancellationToken.IsCancellationRequested)
+            {
+                LogStoreWaitCutShort(_logger);
+            }
         }
     }
 
@@ -599,8 +606,11 @@ public sealed partial class CommitPipeline : BackgroundService
     [LoggerMessage(EventId = 1002, Level = LogLevel.Warning, Message = "A patient grain call failed after commit")]
     private static partial void LogGrainCallFailed(ILogger logger, Exception exception);
 
-    [LoggerMessage(EventId = 1012, Level = LogLevel.Information, Message = "Waiting {Seconds:0.0} s for the raw store to show the last commits before the patient grains deactivate")]
-    private static partial void LogWaitingForStoreToShow(ILogger logger, double seconds);
+    [LoggerMessage(EventId = 1012, Level = LogLevel.Information, Message = "Waiting {Seconds:0.0} s for the raw store to show the last commits before the patient grains deactivate (the shutdown may take {ShutdownTimeoutSeconds:0} s in all)")]
+    private static partial void LogWaitingForStoreToShow(ILogger logger, double seconds, double shutdownTimeoutSeconds);
+
+    [LoggerMessage(EventId = 1013, Level = LogLevel.Warning, Message = "The host's shutdown timeout ended the wait for the raw store to show the last commits: the next start settles the windows they touched")]
+    private static partial void LogStoreWaitCutShort(ILogger logger);
 
     [LoggerMessage(EventId = 1007, Level = LogLevel.Error, Message = "The commit log could not be read: patient grains are not repaired until the next start")]
     private static partial void LogRepairUnavailable(ILogger logger, Exception exception);
