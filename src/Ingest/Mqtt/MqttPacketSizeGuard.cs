@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Runtime.CompilerServices;
+using System.Threading.Tasks.Sources;
 using Microsoft.AspNetCore.Connections;
 
 namespace Telemetry.Ingest.Mqtt;
@@ -10,7 +11,7 @@ namespace Telemetry.Ingest.Mqtt;
 /// an MQTT 5 client gets DISCONNECT with reason 0x95 (Packet too large), a 3.1.1 client a closed connection. MQTTnet
 /// itself has no such limit and would read a packet of any size into memory first.
 /// </summary>
-public sealed class MqttPacketSizeGuard : PipeReader
+public sealed class MqttPacketSizeGuard : PipeReader, IValueTaskSource<ReadResult>
 {
     private const byte ProtocolLevel5 = 5;
 
@@ -24,12 +25,20 @@ public sealed class MqttPacketSizeGuard : PipeReader
     private byte _protocolLevel;
     private bool _refusedAlready;
 
+    // A read the inner reader had to wait for: answered through this one reusable source (a pipe has one read pending
+    // at a time), so that waiting costs no allocation per read.
+    private ManualResetValueTaskSourceCore<ReadResult> _pending;
+    private ValueTaskAwaiter<ReadResult> _innerRead;
+    private CancellationToken _pendingCancellation;
+    private readonly Action _innerReadDone;
+
     private MqttPacketSizeGuard(PipeReader inner, PipeWriter output, long limit, Action refused)
     {
         _inner = inner;
         _output = output;
         _limit = limit;
         _refused = refused;
+        _innerReadDone = InnerReadDone;
     }
 
     /// <summary>Kestrel connection middleware that refuses packets of more than <paramref name="limit"/> bytes on every connection of the listener.</summary>
@@ -72,20 +81,72 @@ public sealed class MqttPacketSizeGuard : PipeReader
     }
 
     /// <summary>
-    /// Every read of the connection passes here: without an allocation or a second await when the packets in it are
-    /// within the limit, the one case that matters for speed.
+    /// Every read of the connection passes here, without an allocation or an await of its own when the packets in it
+    /// are within the limit, the one case that matters for speed.
     /// </summary>
     public override ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
     {
         var read = _inner.ReadAsync(cancellationToken);
-        if (!read.IsCompletedSuccessfully)
+        if (read.IsCompletedSuccessfully)
         {
-            return InspectWhenReadAsync(read, cancellationToken);
+            var result = read.Result;
+            return Inspect(result) ? new ValueTask<ReadResult>(result) : RefuseAsync(result, cancellationToken);
         }
 
-        var result = read.Result;
-        return Inspect(result) ? new ValueTask<ReadResult>(result) : RefuseAsync(result, cancellationToken);
+        _pending.Reset();
+        _pendingCancellation = cancellationToken;
+        _innerRead = read.GetAwaiter();
+        var pending = new ValueTask<ReadResult>(this, _pending.Version);
+        _innerRead.UnsafeOnCompleted(_innerReadDone);
+        return pending;
     }
+
+    /// <summary>The inner read a <see cref="ReadAsync"/> waited for has completed: inspected, it completes that read.</summary>
+    private void InnerReadDone()
+    {
+        ReadResult result;
+        try
+        {
+            result = _innerRead.GetResult();
+        }
+        catch (Exception exception)
+        {
+            _pending.SetException(exception);
+            return;
+        }
+        finally
+        {
+            _innerRead = default;
+        }
+
+        if (Inspect(result))
+        {
+            _pending.SetResult(result);
+        }
+        else
+        {
+            _ = CompleteWithRefusalAsync(result);
+        }
+    }
+
+    private async Task CompleteWithRefusalAsync(ReadResult result)
+    {
+        try
+        {
+            _pending.SetResult(await RefuseAsync(result, _pendingCancellation));
+        }
+        catch (Exception exception)
+        {
+            _pending.SetException(exception);
+        }
+    }
+
+    ReadResult IValueTaskSource<ReadResult>.GetResult(short token) => _pending.GetResult(token);
+
+    ValueTaskSourceStatus IValueTaskSource<ReadResult>.GetStatus(short token) => _pending.GetStatus(token);
+
+    void IValueTaskSource<ReadResult>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+        _pending.OnCompleted(continuation, state, token, flags);
 
     public override bool TryRead(out ReadResult result)
     {
@@ -114,13 +175,6 @@ public sealed class MqttPacketSizeGuard : PipeReader
     public override void CancelPendingRead() => _inner.CancelPendingRead();
 
     public override void Complete(Exception? exception = null) => _inner.Complete(exception);
-
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<ReadResult> InspectWhenReadAsync(ValueTask<ReadResult> read, CancellationToken cancellationToken)
-    {
-        var result = await read;
-        return Inspect(result) ? result : await RefuseAsync(result, cancellationToken);
-    }
 
     /// <summary>Reads the headers of the packets that begin in <paramref name="result"/>; false once one is over the limit.</summary>
     private bool Inspect(in ReadResult result)
