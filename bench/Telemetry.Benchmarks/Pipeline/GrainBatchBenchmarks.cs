@@ -71,6 +71,6 @@ public class GrainBatchBenchmarks
         }
 
         _nextMs[patient] = start + (readings.Length * ReadingSpacingMs);
-        return _grains[patient].ApplyAsync(new PatientReadings(Interlocked.Increment(ref _commitId), readings));
+        return _grains[patient].ApplyAsync(new PatientReadings(Interlocked.Increment(ref _commitId), readings)).AsTask();
     }
 }

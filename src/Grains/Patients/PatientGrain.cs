@@ -187,7 +187,7 @@ public sealed partial class PatientGrain(
         }
     }
 
-    public async Task<CommittedMinute[]> ApplyAsync(PatientReadings readings)
+    public async ValueTask<CommittedMinute[]> ApplyAsync(PatientReadings readings)
     {
         // A commit the activation already read from the raw store is counted once. Readings from before the rebuilt
         // range are not in the grain's windows at all: the windows they fall in are recomputed from the raw store.

@@ -443,7 +443,7 @@ public sealed partial class CommitPipeline : BackgroundService
         {
             while (reader.TryRead(out var committed))
             {
-                List<(string PatientId, Task<CommittedMinute[]> Call)> calls;
+                List<(string PatientId, ValueTask<CommittedMinute[]> Call)> calls;
                 try
                 {
                     // A call that could not be made comes back as a failed one, repaired with the others.
@@ -469,10 +469,10 @@ public sealed partial class CommitPipeline : BackgroundService
     /// and returns the calls; a call that could not be made is a faulted one. The lists here are reused for the next
     /// flush.
     /// </summary>
-    private List<(string PatientId, Task<CommittedMinute[]> Call)> CallGrains(CommittedFlush committed)
+    private List<(string PatientId, ValueTask<CommittedMinute[]> Call)> CallGrains(CommittedFlush committed)
     {
         var byPatient = _byPatient;
-        var calls = new List<(string PatientId, Task<CommittedMinute[]> Call)>();
+        var calls = new List<(string PatientId, ValueTask<CommittedMinute[]> Call)>();
         try
         {
             foreach (var (batch, outcome) in committed.Batches)
@@ -498,7 +498,7 @@ public sealed partial class CommitPipeline : BackgroundService
             calls.Capacity = byPatient.Count;
             foreach (var (patientId, parts) in byPatient)
             {
-                Task<CommittedMinute[]> call;
+                ValueTask<CommittedMinute[]> call;
                 try
                 {
                     var readings = new PatientReadings(committed.CommitId, Concat(parts.Stored), parts.Implausible.Count == 0 ? null : Concat(parts.Implausible));
@@ -506,7 +506,7 @@ public sealed partial class CommitPipeline : BackgroundService
                 }
                 catch (Exception exception)
                 {
-                    call = Task.FromException<CommittedMinute[]>(exception);
+                    call = ValueTask.FromException<CommittedMinute[]>(exception);
                 }
 
                 calls.Add((patientId, call));
@@ -558,22 +558,28 @@ public sealed partial class CommitPipeline : BackgroundService
     /// Awaits a flush's grain calls, queues the repair of what failed, and completes <see cref="CommittedFlush.Done"/>;
     /// never faults.
     /// </summary>
-    private async Task AwaitGrainCallsAsync(CommittedFlush committed, List<(string PatientId, Task<CommittedMinute[]> Call)> calls)
+    private async Task AwaitGrainCallsAsync(CommittedFlush committed, List<(string PatientId, ValueTask<CommittedMinute[]> Call)> calls)
     {
         try
         {
             List<string>? failed = null;
             foreach (var (patientId, call) in calls)
             {
-                await ((Task)call).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-                if (!call.IsCompletedSuccessfully)
+                CommittedMinute[] unsettled;
+                try
+                {
+                    unsettled = await call;
+                }
+                catch (Exception exception)
                 {
                     // Faulted, or cancelled (a timeout can end a call that way).
                     _instruments.GrainCallFailed();
-                    LogGrainCallFailed(_logger, call.Exception?.GetBaseException() ?? new TaskCanceledException(call));
+                    LogGrainCallFailed(_logger, exception.GetBaseException());
                     (failed ??= []).Add(patientId);
+                    continue;
                 }
-                else if (call.Result is { Length: > 0 } unsettled)
+
+                if (unsettled is { Length: > 0 })
                 {
                     // Late windows recomputed before the store showed the commit: again, once it does.
                     _repair?.AddUnsettled(patientId, committed.CommitId, unsettled);
