@@ -26,7 +26,7 @@ public sealed class PatientGrainLateStoreTests(LateShowingClusterFixture fixture
         var commitId = fixture.Commit(patient, commit[0]);
         var grain = fixture.Patient(patient);
         await grain.GetLiveAsync();
-        var unsettled = await grain.ApplyAsync(new PatientReadings(commitId, commit));
+        var unsettled = (await grain.ApplyAsync(new PatientReadings(commitId, commit))).Value;
         fixture.Commit(patient, commit[1..]);
         await fixture.CommitAndApplyAsync(patient, Heart(_base + 181_000, 90));
 
@@ -65,7 +65,7 @@ public sealed class PatientGrainLateStoreTests(LateShowingClusterFixture fixture
         Assert.Equal([60, 70, 80], (await MinutesAsync(patient)).Select(minute => minute.Max));
         var nextHour = _base + Resolution.Hour.Milliseconds();
         var readings = new[] { Heart(nextHour + 1_000, 100) };
-        var unsettled = await grain.ApplyAsync(new PatientReadings(fixture.Commit(patient, readings), readings));
+        var unsettled = (await grain.ApplyAsync(new PatientReadings(fixture.Commit(patient, readings), readings))).Value;
         var hour = Assert.Single(await fixture.Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Hour, _base, nextHour));
         Assert.Equal((4L, 60.0, 90.0), (hour.Count, hour.Min, hour.Max));
 

@@ -173,9 +173,9 @@ public sealed class PatientGrainTests(ClusterFixture fixture) : IClassFixture<Cl
 
         // The embedded store shows a commit at once: no call leaves anything to settle.
         var today = Heart(_base + 1_000, 70);
-        Assert.Empty(await fixture.Patient(patient).ApplyAsync(new PatientReadings(fixture.Commit(patient, today), [today])));
+        Assert.Empty((await fixture.Patient(patient).ApplyAsync(new PatientReadings(fixture.Commit(patient, today), [today]))).Value);
         var late = Heart(threeDaysAgo + 1_000, 80);
-        Assert.Empty(await fixture.Patient(patient).ApplyAsync(new PatientReadings(fixture.Commit(patient, late), [late])));
+        Assert.Empty((await fixture.Patient(patient).ApplyAsync(new PatientReadings(fixture.Commit(patient, late), [late]))).Value);
 
         // What a store that shows commits late had not shown when the late window was recomputed: one more reading in
         // that minute, and one in the open minute the grain was never handed.

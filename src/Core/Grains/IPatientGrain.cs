@@ -15,11 +15,11 @@ public interface IPatientGrain : IGrainWithStringKey
     /// whose windows were taken from a raw store that shows a commit only a moment after answering it (those of late
     /// readings, closed windows or before the rebuilt days; those an activation read part of; closed windows over
     /// minutes so read): they are to be settled later (<see cref="SettleAsync"/>). Empty with a store that shows a
-    /// commit at once. A <see cref="ValueTask{TResult}"/>: made for every patient of every commit, a call that completes
-    /// at once allocates no task on either side.
+    /// commit at once. Made for every patient of every commit, so a call that completes at once allocates no task on
+    /// either side (a <see cref="ValueTask{TResult}"/>), and its answer is not copied (<see cref="Immutable{T}"/>).
     /// </summary>
     [Alias("apply")]
-    ValueTask<CommittedMinute[]> ApplyAsync(PatientReadings readings);
+    ValueTask<Immutable<CommittedMinute[]>> ApplyAsync(PatientReadings readings);
 
     /// <summary>
     /// Recomputes from the raw store the windows over <paramref name="minutes"/>, whose readings are committed but may

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using Orleans.Concurrency;
 using Telemetry.Core.Alerts;
 using Telemetry.Core.Grains;
 using Telemetry.Core.Readings;
@@ -187,7 +188,7 @@ public sealed partial class PatientGrain(
         }
     }
 
-    public async ValueTask<CommittedMinute[]> ApplyAsync(PatientReadings readings)
+    public async ValueTask<Immutable<CommittedMinute[]>> ApplyAsync(PatientReadings readings)
     {
         // A commit the activation already read from the raw store is counted once. Readings from before the rebuilt
         // range are not in the grain's windows at all: the windows they fall in are recomputed from the raw store.
@@ -273,9 +274,9 @@ public sealed partial class PatientGrain(
                 _resettle.Clear();
             }
 
-            return unsettled is null
+            return new(unsettled is null
                 ? []
-                : [.. unsettled.Select(minute => new CommittedMinute(minute.Kind, minute.MinuteStartMs, readings.CommitId, readings.CommitId))];
+                : [.. unsettled.Select(minute => new CommittedMinute(minute.Kind, minute.MinuteStartMs, readings.CommitId, readings.CommitId))]);
         }
         catch (Exception exception)
         {

@@ -4,6 +4,7 @@ using System.Threading.Channels;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Orleans.Concurrency;
 using Telemetry.Core.Grains;
 using Telemetry.Core.Readings;
 using Telemetry.Core.Storage;
@@ -443,7 +444,7 @@ public sealed partial class CommitPipeline : BackgroundService
         {
             while (reader.TryRead(out var committed))
             {
-                List<(string PatientId, ValueTask<CommittedMinute[]> Call)> calls;
+                List<(string PatientId, ValueTask<Immutable<CommittedMinute[]>> Call)> calls;
                 try
                 {
                     // A call that could not be made comes back as a failed one, repaired with the others.
@@ -469,10 +470,10 @@ public sealed partial class CommitPipeline : BackgroundService
     /// and returns the calls; a call that could not be made is a faulted one. The lists here are reused for the next
     /// flush.
     /// </summary>
-    private List<(string PatientId, ValueTask<CommittedMinute[]> Call)> CallGrains(CommittedFlush committed)
+    private List<(string PatientId, ValueTask<Immutable<CommittedMinute[]>> Call)> CallGrains(CommittedFlush committed)
     {
         var byPatient = _byPatient;
-        var calls = new List<(string PatientId, ValueTask<CommittedMinute[]> Call)>();
+        var calls = new List<(string PatientId, ValueTask<Immutable<CommittedMinute[]>> Call)>();
         try
         {
             foreach (var (batch, outcome) in committed.Batches)
@@ -498,7 +499,7 @@ public sealed partial class CommitPipeline : BackgroundService
             calls.Capacity = byPatient.Count;
             foreach (var (patientId, parts) in byPatient)
             {
-                ValueTask<CommittedMinute[]> call;
+                ValueTask<Immutable<CommittedMinute[]>> call;
                 try
                 {
                     var readings = new PatientReadings(committed.CommitId, Concat(parts.Stored), parts.Implausible.Count == 0 ? null : Concat(parts.Implausible));
@@ -506,7 +507,7 @@ public sealed partial class CommitPipeline : BackgroundService
                 }
                 catch (Exception exception)
                 {
-                    call = ValueTask.FromException<CommittedMinute[]>(exception);
+                    call = ValueTask.FromException<Immutable<CommittedMinute[]>>(exception);
                 }
 
                 calls.Add((patientId, call));
@@ -558,7 +559,7 @@ public sealed partial class CommitPipeline : BackgroundService
     /// Awaits a flush's grain calls, queues the repair of what failed, and completes <see cref="CommittedFlush.Done"/>;
     /// never faults.
     /// </summary>
-    private async Task AwaitGrainCallsAsync(CommittedFlush committed, List<(string PatientId, ValueTask<CommittedMinute[]> Call)> calls)
+    private async Task AwaitGrainCallsAsync(CommittedFlush committed, List<(string PatientId, ValueTask<Immutable<CommittedMinute[]>> Call)> calls)
     {
         try
         {
@@ -568,7 +569,7 @@ public sealed partial class CommitPipeline : BackgroundService
                 CommittedMinute[] unsettled;
                 try
                 {
-                    unsettled = await call;
+                    unsettled = (await call).Value;
                 }
                 catch (Exception exception)
                 {
