@@ -50,13 +50,9 @@ public sealed partial class CommitPipeline : BackgroundService
     private readonly long _maxReadingsInGrainCalls;
     private long _readingsInGrainCalls;
 
-    // The patient grain's Orleans type and interface, resolved on the first dispatch: GetGrain<T>(key) resolves the
-    // interface by reflection on every call, a few percent of the server's CPU at one reading per MQTT message.
-    private (GrainType Type, GrainInterfaceType Interface)? _patientGrain;
-
-    // The patient grains' references, by patient (only the dispatching loop uses them): making one runs Orleans'
-    // reference activator, about 1% of the server's CPU at one reading per MQTT message. Bounded: forgotten all at once
-    // when it holds too many.
+    // The patient grains' references, by patient (only the dispatching loop uses them): making one resolves the grain
+    // interface by reflection and runs Orleans' reference activator, a few percent of the server's CPU at one reading
+    // per MQTT message if done per call. Bounded: forgotten all at once when it holds too many.
     private readonly Dictionary<string, IPatientGrain> _patientGrains = new(StringComparer.Ordinal);
     private const int MaxPatientGrainReferences = 200_000;
 
@@ -535,17 +531,7 @@ public sealed partial class CommitPipeline : BackgroundService
             return grain;
         }
 
-        if (_patientGrain is { } resolved)
-        {
-            grain = (IPatientGrain)_grains.GetGrain(GrainId.Create(resolved.Type, patientId), resolved.Interface);
-        }
-        else
-        {
-            grain = _grains.GetGrain<IPatientGrain>(patientId);
-            var reference = (GrainReference)grain;
-            _patientGrain = (reference.GrainId.Type, reference.InterfaceType);
-        }
-
+        grain = _grains.GetGrain<IPatientGrain>(patientId);
         if (_patientGrains.Count >= MaxPatientGrainReferences)
         {
             _patientGrains.Clear();
