@@ -94,7 +94,7 @@ public static partial class TelemetryServerExtensions
         services.AddOptions<TelemetryClusterOptions>().BindConfiguration(TelemetryClusterOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddTelemetryStorage(storage, cluster);
         services.AddOptions<HostOptions>().PostConfigure<IOptions<IngestOptions>, IServiceProvider>((host, ingest, sp) =>
-            host.ShutdownTimeout = ShutdownTimeout(host.ShutdownTimeout, ingest.Value.DrainTimeout, ReadableAfter(storage, sp)));
+            host.ShutdownTimeout = ShutdownTimeout(host.ShutdownTimeout, ingest.Value.DrainTimeout, sp.GetService<SeriesBackend>()?.ReadableAfter ?? TimeSpan.Zero));
         services.AddSingleton<GrainInstruments>();
         builder.UseOrleans(silo => UseClustering(silo, server, cluster));
         services.AddIngest();
@@ -231,14 +231,6 @@ public static partial class TelemetryServerExtensions
     }
 
     private static readonly TimeSpan ShutdownRest = TimeSpan.FromSeconds(20);
-
-    /// <summary>How long the raw store may take to show a commit (zero for the embedded store), from its options.</summary>
-    private static TimeSpan ReadableAfter(StorageOptions storage, IServiceProvider services) => storage.RawStore switch
-    {
-        RawStoreKind.InfluxDb => services.GetRequiredService<IOptions<InfluxOptions>>().Value.ReadableAfter,
-        RawStoreKind.VictoriaMetrics => services.GetRequiredService<IOptions<VictoriaMetricsOptions>>().Value.ReadableAfter,
-        _ => TimeSpan.Zero,
-    };
 
     /// <summary>
     /// MQTT on a listener. Packets far over the payload limit are refused from their header, before they are buffered;
