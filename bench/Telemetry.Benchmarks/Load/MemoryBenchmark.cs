@@ -32,7 +32,10 @@ namespace Telemetry.Benchmarks.Load;
 /// <remarks>
 /// Run: <c>dotnet run -c Release --project bench/Telemetry.Benchmarks -- memory [--patients 100000]
 /// [--server-patients N] [--connections 100000] [--hold-seconds 0]</c>; <c>--server-patients</c> (the patients made active
-/// in the server, by default as many as in process) keeps the run short, as each needs a device provisioned first. It raises its open-file limit (the server inherits it), which needs
+/// in the server, by default as many as in process) keeps the run short, as each needs a device provisioned first;
+/// <c>--hold-seconds</c> pauses with the patients active, in this process and then in the server, for a heap dump;
+/// <c>--patients 0</c> leaves out the grains in process, <c>--connections 0</c> the connections;
+/// <c>--streaming-patients N [--commits 1200]</c> adds grains in process that each apply that many commits, a second apart. It raises its open-file limit (the server inherits it), which needs
 /// a hard limit above the connections (<c>ulimit -Hn</c>); where it cannot, it measures as many as the limit allows and
 /// says so.
 /// </remarks>
@@ -61,7 +64,23 @@ public static class MemoryBenchmark
 
         Console.WriteLine("| per | count | memory before (MB) | after (MB) | per item (KB) | took (s) |");
         Console.WriteLine("| --- | ---: | ---: | ---: | ---: | ---: |");
-        Console.WriteLine(await PatientGrainsInProcessAsync(patients, TimeSpan.FromSeconds(Option(args, "--hold-seconds", 0))));
+        var hold = TimeSpan.FromSeconds(Option(args, "--hold-seconds", 0));
+        if (patients > 0)
+        {
+            Console.WriteLine(await PatientGrainsInProcessAsync(patients, hold));
+        }
+
+        var streaming = Option(args, "--streaming-patients", 0);
+        if (streaming > 0)
+        {
+            Console.WriteLine(await StreamingPatientGrainsInProcessAsync(streaming, Option(args, "--commits", 1_200)));
+        }
+
+        if (serverPatients == 0 && connections == 0)
+        {
+            return 0;
+        }
+
         var directory = Directory.CreateTempSubdirectory("telemetry-memory-bench-");
         var sockets = new List<Socket>(connections);
         try
@@ -72,11 +91,18 @@ public static class MemoryBenchmark
             Console.WriteLine($"provisioned {devices:N0} devices in {started.Elapsed.TotalSeconds:0} s");
             var before = await SettleAsync(server);
             Console.WriteLine($"server resident memory with {devices:N0} devices provisioned: {before / (1 << 20):N0} MB");
+            await HoldAsync(server, hold, "with the devices provisioned, before the patients are made active");
 
             started.Restart();
             await ActivateAsync(server, tokens, serverPatients);
             var active = await SettleAsync(server);
             Console.WriteLine(Row("active patient (4 vitals each, uploaded over HTTP), server RSS", serverPatients, before, active, started.Elapsed));
+            await HoldAsync(server, hold, $"with {serverPatients:N0} active patients");
+
+            if (connections == 0)
+            {
+                return 0;
+            }
 
             started.Restart();
             await ConnectAsync(server, tokens, connections, sockets);
@@ -119,6 +145,42 @@ public static class MemoryBenchmark
         return Row("active patient grain (4 vitals each), managed heap in process", patients, before, after, took);
     }
 
+    /// <summary>
+    /// As <see cref="PatientGrainsInProcessAsync"/>, but each patient streams: <paramref name="commits"/> commits of a
+    /// reading of each of the four vitals a second, as a watch uploading every second for that long, so that what a grain
+    /// keeps per commit it applied shows (its windows close a minute at a time and are written to the store).
+    /// </summary>
+    private static async Task<string> StreamingPatientGrainsInProcessAsync(int patients, int commits)
+    {
+        using var silo = InProcessSilo.Start();
+        await ApplyAsync(silo.Grains, "warm", 1_000);
+        var before = GC.GetTotalMemory(forceFullCollection: true);
+        var started = Stopwatch.StartNew();
+        VitalKind[] kinds = [VitalKind.HeartRate, VitalKind.OxygenSaturation, VitalKind.RespiratoryRate, VitalKind.BodyTemperature];
+        double[] values = [72, 97, 16, 36.8];
+        var start = DateTimeOffset.UtcNow.AddSeconds(-commits - 60).ToUnixTimeMilliseconds();
+        var commitId = 1_000_000L;
+        for (var c = 0; c < commits; c++)
+        {
+            var timestampMs = start + (c * 1_000L);
+            await Parallel.ForAsync(0, patients, new ParallelOptions { MaxDegreeOfParallelism = 256 }, async (i, _) =>
+            {
+                var readings = new VitalReading[kinds.Length];
+                for (var k = 0; k < kinds.Length; k++)
+                {
+                    readings[k] = new VitalReading(kinds[k], timestampMs, values[k] + (i % 5));
+                }
+
+                var id = string.Create(CultureInfo.InvariantCulture, $"ps-{i:D6}");
+                await silo.Grains.GetGrain<IPatientGrain>(id).ApplyAsync(new PatientReadings(Interlocked.Increment(ref commitId), readings));
+            });
+        }
+
+        var took = started.Elapsed;
+        var after = GC.GetTotalMemory(forceFullCollection: true);
+        return Row($"streaming patient grain (4 vitals, {commits:N0} commits of one reading each a second), managed heap in process", patients, before, after, took);
+    }
+
     private static async Task ApplyAsync(IGrainFactory grains, string prefix, int patients)
     {
         VitalKind[] kinds = [VitalKind.HeartRate, VitalKind.OxygenSaturation, VitalKind.RespiratoryRate, VitalKind.BodyTemperature];
@@ -151,6 +213,15 @@ public static class MemoryBenchmark
         await Task.Delay(SettleTime);
         server.Process.Refresh();
         return server.Process.WorkingSet64;
+    }
+
+    private static async Task HoldAsync(ServerProcess server, TimeSpan hold, string what)
+    {
+        if (hold > TimeSpan.Zero)
+        {
+            Console.WriteLine($"holding the server (process {server.Process.Id}) {what} for {hold.TotalSeconds:0} s");
+            await Task.Delay(hold);
+        }
     }
 
     private static async Task<string[]> ProvisionAsync(ServerProcess server, int devices)
