@@ -57,12 +57,9 @@ public sealed partial class PatientGrain(
     private long _rebuiltFromMs = long.MaxValue;
     private readonly Dictionary<VitalKind, long> _rebuiltLastMinute = [];
 
-    // The latest commits applied since the activation (at most MaxAppliedCommits): a repair of one of them finds its
-    // readings already in the windows, and need not rebuild.
-    private const int MaxAppliedCommits = 1_024;
-
-    private readonly HashSet<long> _applied = [];
-    private readonly Queue<long> _appliedOrder = new();
+    // The latest commits applied since the activation: a repair of one of them finds its readings already in the
+    // windows, and need not rebuild.
+    private readonly RecentCommits _applied = new();
 
     // Start of the day from which on open windows have not been written: once a day has ended, the windows still open
     // are written, so a crash days later keeps them (an activation rebuilds only yesterday and today); a vital's open
@@ -129,7 +126,6 @@ public sealed partial class PatientGrain(
         _vitals.Clear();
         _checkpointedDays.Clear();
         _applied.Clear();
-        _appliedOrder.Clear();
         _rebuiltLastMinute.Clear();
         _rebuiltThroughCommit = minutes.HighestCommitId;
         _rebuiltFromMs = rebuildFrom;
@@ -193,7 +189,7 @@ public sealed partial class PatientGrain(
         // A commit the activation already read from the raw store is counted once. Readings from before the rebuilt
         // range are not in the grain's windows at all: the windows they fall in are recomputed from the raw store.
         var rebuilt = readings.CommitId <= _rebuiltThroughCommit;
-        NoteApplied(readings.CommitId);
+        _applied.Add(readings.CommitId);
         HashSet<(VitalKind Kind, long MinuteStartMs)>? partlyRead = null;
         foreach (var reading in readings.Readings)
         {
@@ -391,20 +387,6 @@ public sealed partial class PatientGrain(
         }
 
         await FlushClosedAsync(CancellationToken.None);
-    }
-
-    private void NoteApplied(long commitId)
-    {
-        if (!_applied.Add(commitId))
-        {
-            return;
-        }
-
-        _appliedOrder.Enqueue(commitId);
-        if (_appliedOrder.Count > MaxAppliedCommits)
-        {
-            _applied.Remove(_appliedOrder.Dequeue());
-        }
     }
 
     /// <summary>Once a day has ended, writes the windows still open from before it (a vital that stopped, say).</summary>
