@@ -35,9 +35,9 @@ namespace Telemetry.Benchmarks.Load;
 /// in the server, by default as many as in process) keeps the run short, as each needs a device provisioned first;
 /// <c>--hold-seconds</c> pauses with the patients active, in this process and then in the server, for a heap dump;
 /// <c>--patients 0</c> leaves out the grains in process, <c>--connections 0</c> the connections;
-/// <c>--streaming-patients N [--commits 1200]</c> adds grains in process that each apply that many commits, a second apart. It raises its open-file limit (the server inherits it), which needs
-/// a hard limit above the connections (<c>ulimit -Hn</c>); where it cannot, it measures as many as the limit allows and
-/// says so.
+/// <c>--streaming-patients N [--commits 1200]</c> adds grains in process that each apply that many commits, a second
+/// apart. It raises its open-file limit (the server inherits it), which needs a hard limit above the connections
+/// (<c>ulimit -Hn</c>); where it cannot, it measures as many as the limit allows and says so.
 /// </remarks>
 public static class MemoryBenchmark
 {
