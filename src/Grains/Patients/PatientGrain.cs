@@ -39,23 +39,27 @@ public sealed partial class PatientGrain(
     private static readonly TimeSpan MaxTimerDelay = TimeSpan.FromSeconds(60);
     private static readonly TimeSpan TimerRetryDelay = TimeSpan.FromSeconds(5);
 
-    private readonly Dictionary<VitalKind, VitalWindows> _vitals = [];
+    // A grain is kept for every active patient, so what it holds is sized to what the patient has: one entry per vital
+    // seen (a handful), and the sets below made only when something goes in them (rarely: late readings, a series
+    // server's partly read commits).
+    private VitalWindows[] _vitals = [];
     private readonly List<Rollup> _closed = [];
-    private readonly HashSet<(VitalKind Kind, long MinuteStartMs)> _late = [];
+
+    // Minutes late readings fell in, whose closed windows are recomputed from the raw store.
+    private HashSet<(VitalKind Kind, long MinuteStartMs)>? _late;
 
     // Minutes holding readings of commits the activation read, when the store may have shown only part of them:
     // every window over such a minute is recomputed from the store as it closes.
-    private readonly HashSet<(VitalKind Kind, long MinuteStartMs)> _unsettled = [];
+    private HashSet<(VitalKind Kind, long MinuteStartMs)>? _unsettled;
 
     // Unsettled minutes whose windows closed since the last call returned: taken from a store that may not yet have
     // shown the latest readings in them, they are settled again once it does.
-    private readonly HashSet<(VitalKind Kind, long MinuteStartMs)> _resettle = [];
+    private HashSet<(VitalKind Kind, long MinuteStartMs)>? _resettle;
 
-    // What the activation rebuilt from the raw store: commits up to this id, readings from this time on, and the last
-    // minute it read of each vital (it read nothing of that vital after it).
+    // What the activation rebuilt from the raw store: commits up to this id and readings from this time on (and, in
+    // each vital's windows, the last minute it read of that vital).
     private long _rebuiltThroughCommit;
     private long _rebuiltFromMs = long.MaxValue;
-    private readonly Dictionary<VitalKind, long> _rebuiltLastMinute = [];
 
     // The latest commits applied since the activation: a repair of one of them finds its readings already in the
     // windows, and need not rebuild.
@@ -65,7 +69,7 @@ public sealed partial class PatientGrain(
     // are written, so a crash days later keeps them (an activation rebuilds only yesterday and today); a vital's open
     // day as last written, so a vital that stopped is not written again every night.
     private long _checkpointedBeforeMs;
-    private readonly Dictionary<VitalKind, RollupWindow> _checkpointedDays = [];
+    private Dictionary<VitalKind, RollupWindow>? _checkpointedDays;
 
     // One delegate for the grain's life: folding a reading allocates nothing.
     private Action<VitalKind, Resolution, RollupWindow>? _closeWindow;
@@ -93,11 +97,11 @@ public sealed partial class PatientGrain(
         // Readings a crash or a lost call kept from the rules are judged first, in time order, before any new one; then
         // the latest of every vital is taken as seen, without judging.
         await JudgeUnjudgedAsync(cancellationToken);
-        foreach (var (kind, windows) in _vitals)
+        foreach (var windows in _vitals)
         {
             if (windows.LatestMs != long.MinValue)
             {
-                _alerts.Seed(kind, windows.LatestMs, windows.LatestValue, now);
+                _alerts.Seed(windows.Kind, windows.LatestMs, windows.LatestValue, now);
             }
         }
 
@@ -123,20 +127,13 @@ public sealed partial class PatientGrain(
         // An active grain rebuilding (a repair) first writes what it holds from before the days it rebuilds.
         await CheckpointOpenWindowsAsync(endingBy: rebuildFrom, cancellationToken);
         var minutes = await rawStore.AggregateAsync(PatientId, rebuildFrom, long.MaxValue, Resolution.Minute, cancellationToken);
-        _vitals.Clear();
-        _checkpointedDays.Clear();
+        _checkpointedDays = null;
         _applied.Clear();
-        _rebuiltLastMinute.Clear();
         _rebuiltThroughCommit = minutes.HighestCommitId;
         _rebuiltFromMs = rebuildFrom;
         _checkpointedBeforeMs = today;
-        foreach (var group in minutes.Windows.GroupBy(window => window.Kind))
-        {
-            var kind = group.Key;
-            var ordered = group.Select(window => window.Window).OrderBy(window => window.StartMs).ToList();
-            _vitals[kind] = VitalWindows.Rebuild(kind, ordered, CloseWindow);
-            _rebuiltLastMinute[kind] = ordered[^1].StartMs;
-        }
+        _vitals = [.. minutes.Windows.GroupBy(window => window.Kind).Select(group =>
+            VitalWindows.Rebuild(group.Key, [.. group.Select(window => window.Window).OrderBy(window => window.StartMs)], CloseWindow))];
 
         await FlushClosedAsync(cancellationToken);
         return minutes.Windows.Count;
@@ -146,13 +143,13 @@ public sealed partial class PatientGrain(
     {
         // Checkpoint the open windows, so trends stay complete while the patient is inactive. A later activation
         // rebuilds them from the raw store and replaces these.
-        foreach (var (kind, windows) in _vitals)
+        foreach (var windows in _vitals)
         {
             foreach (var resolution in ResolutionExtensions.All)
             {
                 if (windows.Open(resolution) is { } open)
                 {
-                    Close(kind, resolution, open);
+                    Close(windows.Kind, resolution, open);
                 }
             }
         }
@@ -195,7 +192,7 @@ public sealed partial class PatientGrain(
         {
             if (reading.TimestampMs < _rebuiltFromMs)
             {
-                _late.Add((reading.Kind, Resolution.Minute.WindowStart(reading.TimestampMs)));
+                (_late ??= []).Add((reading.Kind, Resolution.Minute.WindowStart(reading.TimestampMs)));
                 continue;
             }
 
@@ -210,31 +207,27 @@ public sealed partial class PatientGrain(
                 // The rebuild may have read part of this commit (a series server shows a commit a piece at a time).
                 // Past the last minute it read of the vital, it read none of it: those readings go in as new ones.
                 var minute = Resolution.Minute.WindowStart(reading.TimestampMs);
-                if (_rebuiltLastMinute.TryGetValue(reading.Kind, out var lastRead) && minute <= lastRead)
+                var known = Find(reading.Kind);
+                if (known is not null && minute <= known.RebuiltLastMinuteMs)
                 {
                     // Up to it, which part it read is not known: the windows over the minute are taken from the store
                     // as they close, those already closed (which close no more) now, as a late reading's are, and all
                     // of them again once the store shows the whole commit.
-                    _unsettled.Add((reading.Kind, minute));
+                    (_unsettled ??= []).Add((reading.Kind, minute));
                     (partlyRead ??= []).Add((reading.Kind, minute));
-                    if (!_vitals.TryGetValue(reading.Kind, out var known) || known.Open(Resolution.Minute) is not { } open || minute < open.StartMs)
+                    if (known.Open(Resolution.Minute) is not { } open || minute < open.StartMs)
                     {
-                        _late.Add((reading.Kind, minute));
+                        (_late ??= []).Add((reading.Kind, minute));
                     }
 
                     continue;
                 }
             }
 
-            if (!_vitals.TryGetValue(reading.Kind, out var windows))
-            {
-                windows = new VitalWindows(reading.Kind);
-                _vitals[reading.Kind] = windows;
-            }
-
+            var windows = Find(reading.Kind) ?? AddVital(reading.Kind);
             if (!windows.Add(reading.TimestampMs, reading.Value, CloseWindow))
             {
-                _late.Add((reading.Kind, Resolution.Minute.WindowStart(reading.TimestampMs)));
+                (_late ??= []).Add((reading.Kind, Resolution.Minute.WindowStart(reading.TimestampMs)));
             }
         }
 
@@ -254,9 +247,9 @@ public sealed partial class PatientGrain(
 
         // A store that shows a commit a moment after answering it may not show these readings yet: the windows
         // recomputed now are recomputed again once it does.
-        var unsettled = rawStore.ReadableAfter == TimeSpan.Zero || (_late.Count == 0 && partlyRead is null)
+        var unsettled = rawStore.ReadableAfter == TimeSpan.Zero || (_late is null && partlyRead is null)
             ? null
-            : _late.Union(partlyRead ?? []).ToHashSet();
+            : (_late ?? []).Union(partlyRead ?? []).ToHashSet();
         try
         {
             // Alerts first: they are what someone is waiting for.
@@ -264,10 +257,10 @@ public sealed partial class PatientGrain(
             ScheduleAlertTimer();
             await CheckpointEndedDaysAsync(now);
             await RecomputeLateAndFlushAsync();
-            if (_resettle.Count > 0)
+            if (_resettle is not null)
             {
                 (unsettled ??= []).UnionWith(_resettle);
-                _resettle.Clear();
+                _resettle = null;
             }
 
             return new(unsettled is null
@@ -285,7 +278,7 @@ public sealed partial class PatientGrain(
     {
         foreach (var minute in minutes)
         {
-            _late.Add((minute.Kind, minute.MinuteStartMs));
+            (_late ??= []).Add((minute.Kind, minute.MinuteStartMs));
         }
 
         try
@@ -293,7 +286,7 @@ public sealed partial class PatientGrain(
             // Settling reads the store long enough after the commits for it to show them whole: what closes here needs
             // no settling again.
             await RecomputeLateAndFlushAsync();
-            _resettle.Clear();
+            _resettle = null;
         }
         catch (Exception exception)
         {
@@ -311,11 +304,11 @@ public sealed partial class PatientGrain(
             // open, when the rebuild read nothing of the minute) are taken from the store as they close. Only a minute
             // of a day still open waits that way: it is settled once its day closes.
             var key = (minute.Kind, minute.MinuteStartMs);
-            _late.Add(key);
-            var openDay = _vitals.TryGetValue(minute.Kind, out var windows) && windows.Open(Resolution.Day) is { } day ? day.StartMs : today;
+            (_late ??= []).Add(key);
+            var openDay = Find(minute.Kind)?.Open(Resolution.Day) is { } day ? day.StartMs : today;
             if (Resolution.Day.WindowStart(minute.MinuteStartMs) >= openDay)
             {
-                _unsettled.Add(key);
+                (_unsettled ??= []).Add(key);
             }
         }
 
@@ -341,7 +334,7 @@ public sealed partial class PatientGrain(
             {
                 if (minute.MinuteStartMs < _rebuiltFromMs)
                 {
-                    _late.Add((minute.Kind, minute.MinuteStartMs));
+                    (_late ??= []).Add((minute.Kind, minute.MinuteStartMs));
                 }
             }
 
@@ -365,14 +358,15 @@ public sealed partial class PatientGrain(
     /// </summary>
     private async Task JudgeUnjudgedAsync(CancellationToken cancellationToken)
     {
-        if (!_alerts.HasRules || _vitals.Count == 0)
+        if (!_alerts.HasRules || _vitals.Length == 0)
         {
             return;
         }
 
         var now = NowMs;
-        var from = Math.Max(now - AlertEngine.StaleAfterMs, _vitals.Keys.Min(kind => _alerts.JudgedThroughMs(kind)) + 1);
-        await foreach (var reading in rawStore.StreamAsync(PatientId, _vitals.Keys, from, now + Resolution.Day.Milliseconds(), cancellationToken))
+        var from = Math.Max(now - AlertEngine.StaleAfterMs, _vitals.Min(windows => _alerts.JudgedThroughMs(windows.Kind)) + 1);
+        var kinds = _vitals.Select(windows => windows.Kind).ToArray();
+        await foreach (var reading in rawStore.StreamAsync(PatientId, kinds, from, now + Resolution.Day.Milliseconds(), cancellationToken))
         {
             _alerts.Observe(new VitalReading(reading.Kind, reading.TimestampMs, reading.Value), now);
         }
@@ -381,9 +375,9 @@ public sealed partial class PatientGrain(
     /// <summary>Recomputes the windows late readings fell into, if any, and writes every window closed.</summary>
     private async Task RecomputeLateAndFlushAsync()
     {
-        if (_late.Count > 0)
+        if (_late is not null)
         {
-            await RecomputeLateAsync();
+            await RecomputeLateAsync(_late);
         }
 
         await FlushClosedAsync(CancellationToken.None);
@@ -408,10 +402,10 @@ public sealed partial class PatientGrain(
     private async Task CheckpointOpenWindowsAsync(long endingBy, CancellationToken cancellationToken)
     {
         var checkpoints = new List<Rollup>();
-        foreach (var (kind, windows) in _vitals)
+        foreach (var windows in _vitals)
         {
             if (windows.Open(Resolution.Day) is not { } day || day.StartMs + Resolution.Day.Milliseconds() > endingBy
-                || (_checkpointedDays.TryGetValue(kind, out var written) && written == day))
+                || (_checkpointedDays?.TryGetValue(windows.Kind, out var written) is true && written == day))
             {
                 continue;
             }
@@ -420,11 +414,11 @@ public sealed partial class PatientGrain(
             {
                 if (windows.Open(resolution) is { Count: > 0 } open)
                 {
-                    checkpoints.Add(new Rollup(PatientId, kind, resolution, open));
+                    checkpoints.Add(new Rollup(PatientId, windows.Kind, resolution, open));
                 }
             }
 
-            _checkpointedDays[kind] = day;
+            (_checkpointedDays ??= [])[windows.Kind] = day;
         }
 
         if (checkpoints.Count > 0)
@@ -440,7 +434,7 @@ public sealed partial class PatientGrain(
     private void StartOver(Exception exception)
     {
         LogApplyFailed(logger, exception, PatientId);
-        _late.Clear();
+        _late = null;
         _closed.Clear();
         DeactivateOnIdle();
     }
@@ -448,15 +442,15 @@ public sealed partial class PatientGrain(
     public Task<LiveSnapshot> GetLiveAsync()
     {
         var vitals = _vitals
-            .Where(pair => pair.Value.LatestMs != long.MinValue)
-            .OrderBy(pair => pair.Key)
-            .Select(pair => new LiveVital(pair.Key, pair.Value.LatestValue, pair.Value.LatestMs, pair.Value.Minute))
+            .Where(windows => windows.LatestMs != long.MinValue)
+            .OrderBy(windows => windows.Kind)
+            .Select(windows => new LiveVital(windows.Kind, windows.LatestValue, windows.LatestMs, windows.Minute))
             .ToArray();
         return Task.FromResult(new LiveSnapshot(PatientId, vitals));
     }
 
     public Task<RollupWindow?> GetOpenWindowAsync(VitalKind kind, Resolution resolution) =>
-        Task.FromResult(_vitals.TryGetValue(kind, out var windows) ? windows.Open(resolution) : null);
+        Task.FromResult(Find(kind)?.Open(resolution));
 
     public Task<AlertRuleSet> GetAlertRulesAsync() => Task.FromResult(alertState.State.Rules);
 
@@ -580,12 +574,12 @@ public sealed partial class PatientGrain(
     }
 
     /// <summary>Recomputes, from the raw store, every closed window that late readings fell into: one query per resolution.</summary>
-    private async Task RecomputeLateAsync()
+    private async Task RecomputeLateAsync(HashSet<(VitalKind Kind, long MinuteStartMs)> late)
     {
         var touched = new HashSet<(VitalKind Kind, Resolution Resolution, long StartMs)>();
-        foreach (var (kind, minuteStart) in _late)
+        foreach (var (kind, minuteStart) in late)
         {
-            _vitals.TryGetValue(kind, out var open);
+            var open = Find(kind);
             foreach (var resolution in ResolutionExtensions.All)
             {
                 var start = resolution.WindowStart(minuteStart);
@@ -611,7 +605,7 @@ public sealed partial class PatientGrain(
             }
         }
 
-        _late.Clear();
+        _late = null;
     }
 
     private async Task FlushClosedAsync(CancellationToken cancellationToken)
@@ -621,9 +615,9 @@ public sealed partial class PatientGrain(
             return;
         }
 
-        if (_unsettled.Count > 0)
+        if (_unsettled is not null)
         {
-            await SettleClosedAsync(cancellationToken);
+            await SettleClosedAsync(_unsettled, cancellationToken);
         }
 
         await rollupStore.WriteAsync(_closed.ToArray(), cancellationToken);
@@ -634,19 +628,19 @@ public sealed partial class PatientGrain(
     /// Replaces each closed window over an unsettled minute with the store's own (one query per resolution). The store
     /// may not show the latest readings in it yet: those minutes are settled again (see <see cref="_resettle"/>).
     /// </summary>
-    private async Task SettleClosedAsync(CancellationToken cancellationToken)
+    private async Task SettleClosedAsync(HashSet<(VitalKind Kind, long MinuteStartMs)> unsettled, CancellationToken cancellationToken)
     {
         var settle = new List<int>();
         for (var i = 0; i < _closed.Count; i++)
         {
             var rollup = _closed[i];
             var over = false;
-            foreach (var minute in _unsettled)
+            foreach (var minute in unsettled)
             {
                 if (minute.Kind == rollup.Kind && rollup.Resolution.WindowStart(minute.MinuteStartMs) == rollup.Window.StartMs)
                 {
                     over = true;
-                    _resettle.Add(minute);
+                    (_resettle ??= []).Add(minute);
                 }
             }
 
@@ -674,8 +668,33 @@ public sealed partial class PatientGrain(
         }
 
         // A minute is settled once its last window (the day's) has closed.
-        _unsettled.RemoveWhere(minute => settle.Any(i => _closed[i].Kind == minute.Kind && _closed[i].Resolution == Resolution.Day
+        unsettled.RemoveWhere(minute => settle.Any(i => _closed[i].Kind == minute.Kind && _closed[i].Resolution == Resolution.Day
             && Resolution.Day.WindowStart(minute.MinuteStartMs) == _closed[i].Window.StartMs));
+        if (unsettled.Count == 0)
+        {
+            _unsettled = null;
+        }
+    }
+
+    /// <summary>The open windows of <paramref name="kind"/>, or null when the activation has seen none of it.</summary>
+    private VitalWindows? Find(VitalKind kind)
+    {
+        foreach (var windows in _vitals)
+        {
+            if (windows.Kind == kind)
+            {
+                return windows;
+            }
+        }
+
+        return null;
+    }
+
+    private VitalWindows AddVital(VitalKind kind)
+    {
+        var windows = new VitalWindows(kind);
+        _vitals = [.. _vitals, windows];
+        return windows;
     }
 
     [LoggerMessage(EventId = 2002, Level = LogLevel.Warning, Message = "Applying readings to patient {PatientId} failed; the grain rebuilds from the raw store")]

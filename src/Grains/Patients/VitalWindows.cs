@@ -21,6 +21,12 @@ internal sealed class VitalWindows(VitalKind kind)
 
     public RollupWindow Minute => _minute;
 
+    /// <summary>
+    /// The last minute of this vital an activation read from the raw store when it rebuilt (it read nothing of the
+    /// vital after it), or <see cref="long.MinValue"/> for windows that started from readings.
+    /// </summary>
+    public long RebuiltLastMinuteMs { get; private set; } = long.MinValue;
+
     /// <summary>Starts from windows rebuilt out of the raw store, oldest first, all of one vital and one day.</summary>
     public static VitalWindows Rebuild(VitalKind kind, IReadOnlyList<RollupWindow> minutes, Action<VitalKind, Resolution, RollupWindow> closed)
     {
@@ -28,6 +34,7 @@ internal sealed class VitalWindows(VitalKind kind)
         foreach (var minute in minutes)
         {
             windows.Fold(minute, closed);
+            windows.RebuiltLastMinuteMs = minute.StartMs;
             if (minute.LastMs >= windows.LatestMs)
             {
                 windows.LatestMs = minute.LastMs;
