@@ -36,7 +36,7 @@ namespace Telemetry.Benchmarks.Load;
 /// <c>--hold-seconds</c> pauses with the patients active, in this process and then in the server, for a heap dump;
 /// <c>--patients 0</c> leaves out the grains in process, <c>--connections 0</c> the connections;
 /// <c>--streaming-patients N [--commits 1200]</c> adds grains in process that each apply that many commits, a second
-/// apart. It raises its open-file limit (the server inherits it), which needs a hard limit above the connections
+/// apart; <c>--device-grains N</c> adds devices' grains in process, each active as after a sign-in. It raises its open-file limit (the server inherits it), which needs a hard limit above the connections
 /// (<c>ulimit -Hn</c>); where it cannot, it measures as many as the limit allows and says so.
 /// </remarks>
 public static class MemoryBenchmark
@@ -74,6 +74,12 @@ public static class MemoryBenchmark
         if (streaming > 0)
         {
             Console.WriteLine(await StreamingPatientGrainsInProcessAsync(streaming, Option(args, "--commits", 1_200)));
+        }
+
+        var deviceGrains = Option(args, "--device-grains", 0);
+        if (deviceGrains > 0)
+        {
+            Console.WriteLine(await DeviceGrainsInProcessAsync(deviceGrains));
         }
 
         if (serverPatients == 0 && connections == 0)
@@ -180,6 +186,33 @@ public static class MemoryBenchmark
         var after = GC.GetTotalMemory(forceFullCollection: true);
         return Row($"streaming patient grain (4 vitals, {commits:N0} commits of one reading each a second), managed heap in process", patients, before, after, took);
     }
+
+    /// <summary>
+    /// A device's grain as every sign-in leaves it (each HTTP upload, each MQTT or gRPC connection): active, with its
+    /// binding and its secret's salted hash, until Orleans' idle collection. The managed heap in process before and after
+    /// <paramref name="devices"/> devices are provisioned.
+    /// </summary>
+    private static async Task<string> DeviceGrainsInProcessAsync(int devices)
+    {
+        using var silo = InProcessSilo.Start();
+        await ProvisionInProcessAsync(silo.Grains, "warm", 1_000);
+        var before = GC.GetTotalMemory(forceFullCollection: true);
+        var started = Stopwatch.StartNew();
+        await ProvisionInProcessAsync(silo.Grains, "dv", devices);
+        var took = started.Elapsed;
+        var after = GC.GetTotalMemory(forceFullCollection: true);
+        return Row("device grain (provisioned, as after a sign-in), managed heap in process", devices, before, after, took);
+    }
+
+    private static Task ProvisionInProcessAsync(IGrainFactory grains, string prefix, int devices) =>
+        Parallel.ForAsync(0, devices, new ParallelOptions { MaxDegreeOfParallelism = 256 }, async (i, _) =>
+        {
+            var id = string.Create(CultureInfo.InvariantCulture, $"{prefix}-{i:D6}");
+            if (await grains.GetGrain<IDeviceGrain>(id).ProvisionAsync($"{id}-patient") is null)
+            {
+                throw new InvalidOperationException($"device {id} was already provisioned");
+            }
+        });
 
     private static async Task ApplyAsync(IGrainFactory grains, string prefix, int patients)
     {
