@@ -70,6 +70,9 @@ public sealed class DuckDbDatabase : IDisposable
             applied_through BIGINT NOT NULL);
         """;
 
+    /// <summary>DuckDB's own memory by what holds it (<c>duckdb_memory()</c>'s tags: its cache of the files' blocks, indexes, hash tables, ...).</summary>
+    public const string MemorySize = "telemetry.duckdb.memory.size";
+
     private readonly string _connectionString;
 
     // Held open for the life of the process so the database instance, and its cache, stay loaded between queries.
@@ -105,6 +108,9 @@ public sealed class DuckDbDatabase : IDisposable
             _anchor.Dispose();
             throw;
         }
+
+        meterFactory?.Create(ReadingsFiles.MeterName).CreateObservableGauge(
+            MemorySize, ReadMemory, "By", "Memory DuckDB holds, by what holds it (its cache of the files' blocks, indexes, ...); bounded by MemoryLimit.");
     }
 
     private ReadingsFiles Open(DuckDbOptions options, ILogger logger, IMeterFactory? meterFactory)
@@ -266,6 +272,29 @@ public sealed class DuckDbDatabase : IDisposable
         var connection = new DuckDBConnection(_connectionString);
         connection.Open();
         return connection;
+    }
+
+    /// <summary>DuckDB's memory by tag, read when the metrics are scraped; nothing once the database is closed.</summary>
+    private IEnumerable<Measurement<long>> ReadMemory()
+    {
+        var measurements = new List<Measurement<long>>();
+        try
+        {
+            using var connection = OpenConnection();
+            using var command = connection.CreateCommand();
+            command.CommandText = "SELECT tag, memory_usage_bytes FROM duckdb_memory() WHERE memory_usage_bytes > 0";
+            using var reader = command.ExecuteReader();
+            while (reader.Read())
+            {
+                measurements.Add(new(reader.GetInt64(1), new KeyValuePair<string, object?>("tag", reader.GetString(0).ToLowerInvariant())));
+            }
+        }
+        catch (Exception exception) when (exception is DuckDBException or ObjectDisposedException or InvalidOperationException)
+        {
+            // Closed (or closing) with the server: a scrape then has no figure to give.
+        }
+
+        return measurements;
     }
 
     public void Dispose()
