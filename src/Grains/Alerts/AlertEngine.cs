@@ -30,35 +30,27 @@ public sealed class AlertEngine
     /// <summary>An unacknowledged alert escalates at most this many times.</summary>
     public const int MaxEscalations = 3;
 
-    // One slot per vital kind, indexed by its value: a patient's engine holds five small arrays of these, not of 256
-    // (which cost 8 KB per active patient).
-    private static readonly int KindSlots = Enum.GetValues<VitalKind>().Max(kind => (int)kind) + 1;
-
     private readonly string _patientId;
-    private readonly List<RuleRuntime>[] _byKind = new List<RuleRuntime>[KindSlots];
-    private readonly List<RuleRuntime> _earlyWarning = [];
-    private readonly List<RuleRuntime> _noData = [];
-    private readonly List<RuleRuntime> _implausible = [];
 
-    // What has been seen: arrival time per vital and of any vital (no-data), the latest reading per vital (NEWS2).
-    private readonly long[] _lastSeenMs = new long[KindSlots];
-    private readonly long[] _latestMs = new long[KindSlots];
-    private readonly double[] _latestValue = new double[KindSlots];
+    // One entry per vital the patient has (seen, or named by a rule): a handful, found by a scan. The engine is kept for
+    // every active patient, so it holds what the patient has rather than a slot for every kind there is.
+    private VitalTrack[] _vitals = [];
+
+    // The rules not of one vital's readings; empty arrays (shared) when the patient has none.
+    private RuleRuntime[] _earlyWarning = [];
+    private RuleRuntime[] _noData = [];
+    private RuleRuntime[] _implausible = [];
+
+    // When any vital last arrived (no-data rules of no one vital).
     private long _lastSeenAnyMs = long.MinValue;
-
-    // The latest reading per vital the rules judged: readings are judged in time order, each once (see AlertState.JudgedThroughMs).
-    private readonly long[] _judgedMs = new long[KindSlots];
 
     public AlertEngine(string patientId, AlertState state)
     {
         _patientId = patientId;
         State = state;
-        Array.Fill(_lastSeenMs, long.MinValue);
-        Array.Fill(_latestMs, long.MinValue);
-        Array.Fill(_judgedMs, long.MinValue);
-        foreach (var (kind, judgedMs) in state.JudgedThroughMs)
+        foreach (var (kind, judgedMs) in state.JudgedThroughMs ?? [])
         {
-            _judgedMs[(byte)kind] = judgedMs;
+            Track(kind).JudgedMs = judgedMs;
         }
 
         BuildRuntimes();
@@ -104,27 +96,27 @@ public sealed class AlertEngine
     /// </summary>
     public void Seed(VitalKind kind, long latestMs, double latestValue, long nowMs)
     {
-        var slot = (byte)kind;
-        _lastSeenMs[slot] = Math.Max(_lastSeenMs[slot], nowMs);
+        ref var vital = ref Track(kind);
+        vital.LastSeenMs = Math.Max(vital.LastSeenMs, nowMs);
         _lastSeenAnyMs = Math.Max(_lastSeenAnyMs, nowMs);
-        if (latestMs > _latestMs[slot])
+        if (latestMs > vital.LatestMs)
         {
-            _latestMs[slot] = latestMs;
-            _latestValue[slot] = latestValue;
+            vital.LatestMs = latestMs;
+            vital.LatestValue = latestValue;
         }
     }
 
     /// <summary>The time of the latest reading of <paramref name="kind"/> the rules judged (<see cref="long.MinValue"/> when none).</summary>
-    public long JudgedThroughMs(VitalKind kind) => _judgedMs[(byte)kind];
+    public long JudgedThroughMs(VitalKind kind) => Find(kind) is var i and >= 0 ? _vitals[i].JudgedMs : long.MinValue;
 
     /// <summary>Records in <see cref="State"/>, about to be written, how far the rules have judged each vital.</summary>
     public void RecordJudged()
     {
-        for (var slot = 0; slot < KindSlots; slot++)
+        foreach (ref readonly var vital in _vitals.AsSpan())
         {
-            if (_judgedMs[slot] != long.MinValue)
+            if (vital.JudgedMs != long.MinValue)
             {
-                State.JudgedThroughMs[(VitalKind)slot] = _judgedMs[slot];
+                (State.JudgedThroughMs ??= [])[vital.Kind] = vital.JudgedMs;
             }
         }
     }
@@ -143,15 +135,8 @@ public sealed class AlertEngine
             }
         }
 
-        foreach (var id in State.ClearedAtMs.Keys.Where(id => !ids.Contains(id)).ToArray())
-        {
-            State.ClearedAtMs.Remove(id);
-        }
-
-        foreach (var id in State.SnoozedUntilMs.Keys.Where(id => !ids.Contains(id)).ToArray())
-        {
-            State.SnoozedUntilMs.Remove(id);
-        }
+        State.ClearedAtMs = WithRulesOf(State.ClearedAtMs, ids);
+        State.SnoozedUntilMs = WithRulesOf(State.SnoozedUntilMs, ids);
 
         BuildRuntimes();
     }
@@ -159,22 +144,24 @@ public sealed class AlertEngine
     /// <summary>Judges one committed, plausible reading.</summary>
     public void Observe(in VitalReading reading, long nowMs)
     {
-        var slot = (byte)reading.Kind;
-        _lastSeenMs[slot] = nowMs;
+        ref var vital = ref Track(reading.Kind);
+        vital.LastSeenMs = nowMs;
         _lastSeenAnyMs = nowMs;
         var fresh = reading.TimestampMs >= nowMs - StaleAfterMs;
-        if (fresh && reading.TimestampMs > _latestMs[slot])
+        if (fresh && reading.TimestampMs > vital.LatestMs)
         {
-            _latestMs[slot] = reading.TimestampMs;
-            _latestValue[slot] = reading.Value;
+            vital.LatestMs = reading.TimestampMs;
+            vital.LatestValue = reading.Value;
         }
 
         // Judged if it is news and after what was judged (readings come back after a crash, see AlertState.JudgedThroughMs).
-        var present = fresh && reading.TimestampMs > _judgedMs[slot];
+        var present = fresh && reading.TimestampMs > vital.JudgedMs;
         if (present)
         {
-            _judgedMs[slot] = reading.TimestampMs;
+            vital.JudgedMs = reading.TimestampMs;
         }
+
+        var rules = vital.Rules;
 
         if (!HasRules)
         {
@@ -187,7 +174,7 @@ public sealed class AlertEngine
             return;
         }
 
-        if (_byKind[slot] is { } rules)
+        if (rules is not null)
         {
             foreach (var runtime in rules)
             {
@@ -206,7 +193,7 @@ public sealed class AlertEngine
             }
         }
 
-        if (_earlyWarning.Count > 0 && EarlyWarningScore.IsParameter(reading.Kind))
+        if (_earlyWarning.Length > 0 && EarlyWarningScore.IsParameter(reading.Kind))
         {
             var score = CurrentEarlyWarningScore(reading.TimestampMs);
             foreach (var runtime in _earlyWarning)
@@ -220,7 +207,7 @@ public sealed class AlertEngine
             if (FindOpen(runtime.Rule.Id) is { } open && open.Kind == reading.Kind && nowMs - runtime.LastImplausibleMs >= ImplausibleQuietMs)
             {
                 Clear(open, nowMs);
-                State.ClearedAtMs[runtime.Rule.Id] = nowMs;
+                (State.ClearedAtMs ??= [])[runtime.Rule.Id] = nowMs;
             }
         }
     }
@@ -271,12 +258,17 @@ public sealed class AlertEngine
             }
         }
 
-        foreach (var (rule, until) in State.SnoozedUntilMs.ToArray())
+        if (State.SnoozedUntilMs is { } snoozes)
         {
-            if (until <= nowMs)
+            foreach (var (rule, until) in snoozes.ToArray())
             {
-                State.SnoozedUntilMs.Remove(rule);
+                if (until <= nowMs)
+                {
+                    snoozes.Remove(rule);
+                }
             }
+
+            State.SnoozedUntilMs = snoozes.Count > 0 ? snoozes : null;
         }
 
         foreach (var runtime in _noData)
@@ -336,7 +328,7 @@ public sealed class AlertEngine
             SnoozedUntil = DateTimeOffset.FromUnixTimeMilliseconds(untilMs),
             EscalatesAt = null,
         };
-        State.SnoozedUntilMs[alert.RuleId] = untilMs;
+        (State.SnoozedUntilMs ??= [])[alert.RuleId] = untilMs;
         Replace(alert, snoozed);
         Emit(AlertEventType.Snoozed, snoozed, nowMs);
         return snoozed;
@@ -346,12 +338,11 @@ public sealed class AlertEngine
     public int CurrentEarlyWarningScore(long atMs)
     {
         var score = 0;
-        foreach (var kind in EarlyWarningScore.Parameters)
+        foreach (ref readonly var vital in _vitals.AsSpan())
         {
-            var slot = (byte)kind;
-            if (_latestMs[slot] != long.MinValue && _latestMs[slot] >= atMs - EarlyWarningFreshMs)
+            if (EarlyWarningScore.IsParameter(vital.Kind) && vital.LatestMs != long.MinValue && vital.LatestMs >= atMs - EarlyWarningFreshMs)
             {
-                score += EarlyWarningScore.Points(kind, _latestValue[slot]);
+                score += EarlyWarningScore.Points(vital.Kind, vital.LatestValue);
             }
         }
 
@@ -376,7 +367,7 @@ public sealed class AlertEngine
             if (recovered)
             {
                 Clear(open, nowMs);
-                State.ClearedAtMs[rule.Id] = timestampMs;
+                (State.ClearedAtMs ??= [])[rule.Id] = timestampMs;
                 runtime.PendingSinceMs = long.MinValue;
             }
 
@@ -404,11 +395,11 @@ public sealed class AlertEngine
     }
 
     private bool IsArmed(AlertRule rule, long atMs) =>
-        !State.ClearedAtMs.TryGetValue(rule.Id, out var clearedAt) || atMs >= clearedAt + (rule.RearmSeconds * 1000L);
+        State.ClearedAtMs?.TryGetValue(rule.Id, out var clearedAt) != true || atMs >= clearedAt + (rule.RearmSeconds * 1000L);
 
     private long? SilenceDeadline(RuleRuntime runtime)
     {
-        var lastSeen = runtime.Rule.Kind is { } kind ? _lastSeenMs[(byte)kind] : _lastSeenAnyMs;
+        var lastSeen = runtime.Rule.Kind is not { } kind ? _lastSeenAnyMs : Find(kind) is var i and >= 0 ? _vitals[i].LastSeenMs : long.MinValue;
         if (lastSeen == long.MinValue)
         {
             // Nothing has arrived yet: a device that never sent is not a device that went silent.
@@ -416,7 +407,7 @@ public sealed class AlertEngine
         }
 
         var deadline = lastSeen + (runtime.Rule.SilenceSeconds!.Value * 1000L);
-        return State.ClearedAtMs.TryGetValue(runtime.Rule.Id, out var clearedAt)
+        return State.ClearedAtMs?.TryGetValue(runtime.Rule.Id, out var clearedAt) == true
             ? Math.Max(deadline, clearedAt + (runtime.Rule.RearmSeconds * 1000L))
             : deadline;
     }
@@ -428,14 +419,14 @@ public sealed class AlertEngine
             if ((runtime.Rule.Kind is null || runtime.Rule.Kind == kind) && FindOpen(runtime.Rule.Id) is { } open)
             {
                 Clear(open, nowMs);
-                State.ClearedAtMs[runtime.Rule.Id] = nowMs;
+                (State.ClearedAtMs ??= [])[runtime.Rule.Id] = nowMs;
             }
         }
     }
 
     private void Raise(AlertRule rule, VitalKind? kind, double? value, long triggeredAtMs, string message, long nowMs)
     {
-        var snoozedUntil = State.SnoozedUntilMs.TryGetValue(rule.Id, out var until) && until > nowMs ? until : (long?)null;
+        var snoozedUntil = State.SnoozedUntilMs?.TryGetValue(rule.Id, out var until) == true && until > nowMs ? until : (long?)null;
         var alert = new Alert(
             AlertIds.Format(_patientId, ++State.LastEpisode),
             _patientId,
@@ -531,33 +522,97 @@ public sealed class AlertEngine
 
     private void BuildRuntimes()
     {
-        Array.Clear(_byKind);
-        _earlyWarning.Clear();
-        _noData.Clear();
-        _implausible.Clear();
+        foreach (ref var vital in _vitals.AsSpan())
+        {
+            vital.Rules = null;
+        }
+
+        _earlyWarning = _noData = _implausible = [];
         foreach (var rule in State.Rules.Rules)
         {
             var runtime = new RuleRuntime(rule);
             switch (rule.Type)
             {
-                case AlertRuleType.Threshold:
-                    (_byKind[(byte)rule.Kind!.Value] ??= []).Add(runtime);
-                    break;
-                case AlertRuleType.RateOfChange:
-                    runtime.Rate = new RateWindow((rule.WindowSeconds ?? AlertRule.DefaultWindowSeconds) * 1000L);
-                    (_byKind[(byte)rule.Kind!.Value] ??= []).Add(runtime);
+                case AlertRuleType.Threshold or AlertRuleType.RateOfChange:
+                    if (rule.Type == AlertRuleType.RateOfChange)
+                    {
+                        runtime.Rate = new RateWindow((rule.WindowSeconds ?? AlertRule.DefaultWindowSeconds) * 1000L);
+                    }
+
+                    ref var vital = ref Track(rule.Kind!.Value);
+                    vital.Rules = Appended(vital.Rules, runtime);
                     break;
                 case AlertRuleType.EarlyWarning:
-                    _earlyWarning.Add(runtime);
+                    _earlyWarning = Appended(_earlyWarning, runtime);
                     break;
                 case AlertRuleType.NoData:
-                    _noData.Add(runtime);
+                    _noData = Appended(_noData, runtime);
                     break;
                 case AlertRuleType.Implausible:
-                    _implausible.Add(runtime);
+                    _implausible = Appended(_implausible, runtime);
                     break;
             }
         }
+    }
+
+    /// <summary>The entries of rules still in <paramref name="ids"/>; null when none is left.</summary>
+    private static Dictionary<string, long>? WithRulesOf(Dictionary<string, long>? byRule, HashSet<string> ids)
+    {
+        foreach (var id in byRule?.Keys.Where(id => !ids.Contains(id)).ToArray() ?? [])
+        {
+            byRule!.Remove(id);
+        }
+
+        return byRule?.Count > 0 ? byRule : null;
+    }
+
+    private static RuleRuntime[] Appended(RuleRuntime[]? runtimes, RuleRuntime runtime) => [.. runtimes ?? [], runtime];
+
+    private int Find(VitalKind kind)
+    {
+        for (var i = 0; i < _vitals.Length; i++)
+        {
+            if (_vitals[i].Kind == kind)
+            {
+                return i;
+            }
+        }
+
+        return -1;
+    }
+
+    /// <summary>The entry of <paramref name="kind"/>, made (nothing seen, nothing judged) when the patient had none.</summary>
+    private ref VitalTrack Track(VitalKind kind)
+    {
+        var i = Find(kind);
+        if (i < 0)
+        {
+            i = _vitals.Length;
+            Array.Resize(ref _vitals, i + 1);
+            _vitals[i] = new VitalTrack(kind);
+        }
+
+        return ref _vitals[i];
+    }
+
+    /// <summary>What the engine knows of one vital of the patient.</summary>
+    private struct VitalTrack(VitalKind kind)
+    {
+        public readonly VitalKind Kind = kind;
+
+        /// <summary>When a reading of it last arrived (no-data rules).</summary>
+        public long LastSeenMs = long.MinValue;
+
+        /// <summary>The latest fresh reading (NEWS2).</summary>
+        public long LatestMs = long.MinValue;
+
+        public double LatestValue;
+
+        /// <summary>The latest reading the rules judged: readings are judged in time order, each once (see AlertState.JudgedThroughMs).</summary>
+        public long JudgedMs = long.MinValue;
+
+        /// <summary>The threshold and rate-of-change rules of this vital, or null when it has none.</summary>
+        public RuleRuntime[]? Rules;
     }
 
     /// <summary>What the engine tracks per rule between readings; derived, so not persisted.</summary>

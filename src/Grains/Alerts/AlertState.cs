@@ -16,13 +16,16 @@ public sealed class AlertState : IAlertOutbox
     [Id(1)]
     public List<Alert> Open { get; set; } = [];
 
+    // The three maps below are null until they hold something: most patients' alerts never clear or snooze, and the
+    // state is kept for every active patient.
+
     /// <summary>Per rule, when its last episode cleared: the re-arm guard counts from here.</summary>
     [Id(2)]
-    public Dictionary<string, long> ClearedAtMs { get; set; } = [];
+    public Dictionary<string, long>? ClearedAtMs { get; set; }
 
     /// <summary>Per rule, until when it is snoozed: a new episode of the rule in that time starts snoozed.</summary>
     [Id(3)]
-    public Dictionary<string, long> SnoozedUntilMs { get; set; } = [];
+    public Dictionary<string, long>? SnoozedUntilMs { get; set; }
 
     [Id(4)]
     public long LastEpisode { get; set; }
@@ -43,7 +46,7 @@ public sealed class AlertState : IAlertOutbox
     /// the grain activates (a crash, or a failed call, may have kept them from the rules) and when it is repaired.
     /// </summary>
     [Id(8)]
-    public Dictionary<VitalKind, long> JudgedThroughMs { get; set; } = [];
+    public Dictionary<VitalKind, long>? JudgedThroughMs { get; set; }
 
     IReadOnlyList<AlertEvent> IAlertOutbox.PendingEvents => Outbox;
 }
