@@ -38,6 +38,14 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
     }
 
     [Fact]
+    public async Task The_metrics_give_what_holds_duckdbs_memory()
+    {
+        var metrics = await Server.Http.GetStringAsync("/metrics");
+
+        Assert.Matches(@"telemetry_duckdb_memory_size_bytes\{[^}]*tag=""[a-z_]+""[^}]*\} [1-9]\d*", metrics);
+    }
+
+    [Fact]
     public async Task Mqtt_over_websocket_at_slash_mqtt_is_acked_after_commit()
     {
         var token = await Server.ProvisionAsync("mqtt-ws", "p-mqtt-ws");
