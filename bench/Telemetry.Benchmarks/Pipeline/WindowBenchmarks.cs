@@ -21,14 +21,14 @@ public class WindowBenchmarks
     private readonly List<Rollup> _closed = new(Readings);
     private readonly VitalReading[] _everySecond = new VitalReading[Readings];
     private readonly VitalReading[] _everyMinute = new VitalReading[Readings];
-    private Action<VitalKind, Resolution, RollupWindow> _close = null!;
+    private ClosedWindows _close = null!;
     private AlertEngine _alerts = null!;
     private long _now;
 
     [GlobalSetup]
     public void Setup()
     {
-        _close = (kind, resolution, window) => _closed.Add(new Rollup("patient-1", kind, resolution, window));
+        _close = new ClosedWindows(_closed);
         var hour = Resolution.Hour.WindowStart(DateTimeOffset.UtcNow.AddHours(-2).ToUnixTimeMilliseconds());
         for (var i = 0; i < Readings; i++)
         {
@@ -73,5 +73,10 @@ public class WindowBenchmarks
         }
 
         return _closed.Count;
+    }
+
+    private sealed class ClosedWindows(List<Rollup> closed) : IClosedWindows
+    {
+        public void Add(VitalKind kind, Resolution resolution, RollupWindow window) => closed.Add(new Rollup("patient-1", kind, resolution, window));
     }
 }

@@ -33,7 +33,7 @@ public sealed partial class PatientGrain(
     IAlertPublisher alertPublisher,
     TimeProvider timeProvider,
     GrainInstruments instruments,
-    ILogger<PatientGrain> logger) : Grain, IPatientGrain
+    ILogger<PatientGrain> logger) : Grain, IPatientGrain, IClosedWindows
 {
     // The alert timer wakes at least this often while anything waits on the clock, which also keeps the grain active.
     private static readonly TimeSpan MaxTimerDelay = TimeSpan.FromSeconds(60);
@@ -71,9 +71,6 @@ public sealed partial class PatientGrain(
     private long _checkpointedBeforeMs;
     private Dictionary<VitalKind, RollupWindow>? _checkpointedDays;
 
-    // One delegate for the grain's life: folding a reading allocates nothing.
-    private Action<VitalKind, Resolution, RollupWindow>? _closeWindow;
-
     private AlertEngine _alerts = null!;
     private IGrainTimer? _alertTimer;
 
@@ -84,8 +81,6 @@ public sealed partial class PatientGrain(
     private string PatientId => this.GetPrimaryKeyString();
 
     private long NowMs => timeProvider.GetUtcNow().ToUnixTimeMilliseconds();
-
-    private Action<VitalKind, Resolution, RollupWindow> CloseWindow => _closeWindow ??= Close;
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
@@ -133,7 +128,7 @@ public sealed partial class PatientGrain(
         _rebuiltFromMs = rebuildFrom;
         _checkpointedBeforeMs = today;
         _vitals = [.. minutes.Windows.GroupBy(window => window.Kind).Select(group =>
-            VitalWindows.Rebuild(group.Key, [.. group.Select(window => window.Window).OrderBy(window => window.StartMs)], CloseWindow))];
+            VitalWindows.Rebuild(group.Key, [.. group.Select(window => window.Window).OrderBy(window => window.StartMs)], this))];
 
         await FlushClosedAsync(cancellationToken);
         return minutes.Windows.Count;
@@ -225,7 +220,7 @@ public sealed partial class PatientGrain(
             }
 
             var windows = Find(reading.Kind) ?? AddVital(reading.Kind);
-            if (!windows.Add(reading.TimestampMs, reading.Value, CloseWindow))
+            if (!windows.Add(reading.TimestampMs, reading.Value, this))
             {
                 (_late ??= []).Add((reading.Kind, Resolution.Minute.WindowStart(reading.TimestampMs)));
             }
@@ -565,6 +560,9 @@ public sealed partial class PatientGrain(
         }
     }
 
+    // The grain takes its vitals' closed windows itself: folding a reading allocates nothing, and no delegate is kept.
+    void IClosedWindows.Add(VitalKind kind, Resolution resolution, RollupWindow window) => Close(kind, resolution, window);
+
     private void Close(VitalKind kind, Resolution resolution, RollupWindow window)
     {
         if (window.Count > 0)
@@ -621,7 +619,10 @@ public sealed partial class PatientGrain(
         }
 
         await rollupStore.WriteAsync(_closed.ToArray(), cancellationToken);
+
+        // Windows close about once a minute; between times the grain, kept for every active patient, holds no array for them.
         _closed.Clear();
+        _closed.Capacity = 0;
     }
 
     /// <summary>

@@ -15,9 +15,14 @@ internal sealed class VitalWindows(VitalKind kind)
 
     public VitalKind Kind { get; } = kind;
 
-    public double LatestValue { get; private set; }
+    // The latest reading is the open minute's last: a reading later than it opens a new minute or folds into this one,
+    // and one that falls in a closed minute is earlier than it.
 
-    public long LatestMs { get; private set; } = long.MinValue;
+    /// <summary>The value of the vital's latest reading (meaningless while <see cref="LatestMs"/> is <see cref="long.MinValue"/>).</summary>
+    public double LatestValue => _minute.Last;
+
+    /// <summary>The time of the vital's latest reading, or <see cref="long.MinValue"/> before any.</summary>
+    public long LatestMs => _minute.Count == 0 ? long.MinValue : _minute.LastMs;
 
     public RollupWindow Minute => _minute;
 
@@ -28,18 +33,13 @@ internal sealed class VitalWindows(VitalKind kind)
     public long RebuiltLastMinuteMs { get; private set; } = long.MinValue;
 
     /// <summary>Starts from windows rebuilt out of the raw store, oldest first, all of one vital and one day.</summary>
-    public static VitalWindows Rebuild(VitalKind kind, IReadOnlyList<RollupWindow> minutes, Action<VitalKind, Resolution, RollupWindow> closed)
+    public static VitalWindows Rebuild(VitalKind kind, IReadOnlyList<RollupWindow> minutes, IClosedWindows closed)
     {
         var windows = new VitalWindows(kind);
         foreach (var minute in minutes)
         {
             windows.Fold(minute, closed);
             windows.RebuiltLastMinuteMs = minute.StartMs;
-            if (minute.LastMs >= windows.LatestMs)
-            {
-                windows.LatestMs = minute.LastMs;
-                windows.LatestValue = minute.Last;
-            }
         }
 
         return windows;
@@ -49,14 +49,8 @@ internal sealed class VitalWindows(VitalKind kind)
     /// Folds one reading in. Returns false when the reading falls in a minute that is already closed; the caller then has
     /// the closed windows it touches recomputed from the raw store, and the open hour and day have already taken it.
     /// </summary>
-    public bool Add(long timestampMs, double value, Action<VitalKind, Resolution, RollupWindow> closed)
+    public bool Add(long timestampMs, double value, IClosedWindows closed)
     {
-        if (timestampMs >= LatestMs)
-        {
-            LatestMs = timestampMs;
-            LatestValue = value;
-        }
-
         var minuteStart = Resolution.Minute.WindowStart(timestampMs);
         if (_minute.Count > 0 && minuteStart < _minute.StartMs)
         {
@@ -84,7 +78,7 @@ internal sealed class VitalWindows(VitalKind kind)
         };
     }
 
-    private void Fold(RollupWindow minute, Action<VitalKind, Resolution, RollupWindow> closed)
+    private void Fold(RollupWindow minute, IClosedWindows closed)
     {
         if (_minute.Count == 0)
         {
@@ -101,18 +95,18 @@ internal sealed class VitalWindows(VitalKind kind)
         }
 
         // The open minute closes; so do the hour and the day when the new minute lies past them.
-        closed(Kind, Resolution.Minute, _minute);
+        closed.Add(Kind, Resolution.Minute, _minute);
         _hour = _hour.Merge(_minute);
         if (Resolution.Hour.WindowStart(minute.StartMs) != _hour.StartMs)
         {
-            closed(Kind, Resolution.Hour, _hour);
+            closed.Add(Kind, Resolution.Hour, _hour);
             _day = _day.Merge(_hour);
             _hour = Empty(Resolution.Hour, minute.StartMs);
         }
 
         if (Resolution.Day.WindowStart(minute.StartMs) != _day.StartMs)
         {
-            closed(Kind, Resolution.Day, _day);
+            closed.Add(Kind, Resolution.Day, _day);
             _day = Empty(Resolution.Day, minute.StartMs);
         }
 
