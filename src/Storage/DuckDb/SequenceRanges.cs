@@ -12,14 +12,16 @@ internal sealed class SequenceRanges
     /// </summary>
     public const int MaxRanges = 4_096;
 
-    private readonly List<(ulong First, ulong Last)> _ranges = [];
+    // Exactly as long as there are ranges (one, for most devices): the ledger keeps this for every device it has seen,
+    // and the array changes size only when a gap opens or closes.
+    private (ulong First, ulong Last)[] _ranges = [];
 
     public IReadOnlyList<(ulong First, ulong Last)> Ranges => _ranges;
 
     public bool Contains(ulong sequence)
     {
         var index = FindFirstEndingAtOrAfter(sequence);
-        return index < _ranges.Count && _ranges[index].First <= sequence;
+        return index < _ranges.Length && _ranges[index].First <= sequence;
     }
 
     public void Add(ulong sequence) => Add(sequence, sequence);
@@ -29,24 +31,44 @@ internal sealed class SequenceRanges
         // Merge with every range that overlaps or touches [first, last].
         var index = FindFirstEndingAtOrAfter(first == 0 ? 0 : first - 1);
         var end = index;
-        while (end < _ranges.Count && (last == ulong.MaxValue || _ranges[end].First <= last + 1))
+        while (end < _ranges.Length && (last == ulong.MaxValue || _ranges[end].First <= last + 1))
         {
             first = Math.Min(first, _ranges[end].First);
             last = Math.Max(last, _ranges[end].Last);
             end++;
         }
 
-        _ranges.RemoveRange(index, end - index);
-        _ranges.Insert(index, (first, last));
-        if (_ranges.Count > MaxRanges)
+        if (end - index == 1)
         {
-            _ranges.RemoveAt(0);
+            _ranges[index] = (first, last);
+            return;
         }
+
+        // The merged range replaces ranges index..end-1 (none when it touches none); past the most kept, the oldest goes.
+        var dropped = _ranges.Length - (end - index) + 1 > MaxRanges ? 1 : 0;
+        var ranges = new (ulong First, ulong Last)[_ranges.Length - (end - index) + 1 - dropped];
+        var written = 0;
+        for (var i = dropped; i < index; i++)
+        {
+            ranges[written++] = _ranges[i];
+        }
+
+        if (index >= dropped)
+        {
+            ranges[written++] = (first, last);
+        }
+
+        for (var i = end; i < _ranges.Length; i++)
+        {
+            ranges[written++] = _ranges[i];
+        }
+
+        _ranges = ranges;
     }
 
     private int FindFirstEndingAtOrAfter(ulong sequence)
     {
-        int low = 0, high = _ranges.Count;
+        int low = 0, high = _ranges.Length;
         while (low < high)
         {
             var middle = (low + high) / 2;
