@@ -8,6 +8,7 @@ using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
+using Microsoft.Diagnostics.NETCore.Client;
 using Telemetry.Benchmarks.Pipeline;
 using Telemetry.Core.Grains;
 using Telemetry.Core.Readings;
@@ -27,12 +28,17 @@ namespace Telemetry.Benchmarks.Load;
 /// addresses (a loopback address has about 28,000 ephemeral ports).</item>
 /// </list>
 /// Each step's figure is the growth of the server's resident memory divided by the count, after a pause for the
-/// server to settle.
+/// server to settle. For the patients, two more: the growth of the server's managed heap after a full collection (asked
+/// for over its diagnostics port), and of what its resident memory holds besides the GC's committed memory (DuckDB's
+/// cache, the runtime's own). The GC keeps memory committed that it has no objects in, as much as the busiest moment
+/// needed, while memory is plentiful: the resident figure is where the GC stands, the other two what the patients hold.
 /// </summary>
 /// <remarks>
 /// Run: <c>dotnet run -c Release --project bench/Telemetry.Benchmarks -- memory [--patients 100000]
-/// [--server-patients N] [--connections 100000] [--hold-seconds 0]</c>; <c>--server-patients</c> (the patients made active
+/// [--server-patients N] [--uploads 1] [--connections 100000] [--hold-seconds 0]</c>; <c>--server-patients</c> (the patients made active
 /// in the server, by default as many as in process) keeps the run short, as each needs a device provisioned first;
+/// <c>--uploads</c> is how many times each device uploads (three minutes of readings each, the later ones closing the
+/// patient's minutes);
 /// <c>--hold-seconds</c> pauses with the patients active, in this process and then in the server, for a heap dump;
 /// <c>--patients 0</c> leaves out the grains in process, <c>--connections 0</c> the connections;
 /// <c>--streaming-patients N [--commits 1200]</c> adds grains in process that each apply that many commits, a second
@@ -96,13 +102,24 @@ public static class MemoryBenchmark
             var tokens = await ProvisionAsync(server, devices);
             Console.WriteLine($"provisioned {devices:N0} devices in {started.Elapsed.TotalSeconds:0} s");
             var before = await SettleAsync(server);
+            var heldBefore = await CollectServerAsync(server);
             Console.WriteLine($"server resident memory with {devices:N0} devices provisioned: {before / (1 << 20):N0} MB");
             await HoldAsync(server, hold, "with the devices provisioned, before the patients are made active");
 
             started.Restart();
-            await ActivateAsync(server, tokens, serverPatients);
+            var uploads = Option(args, "--uploads", 1);
+            for (var upload = 0; upload < uploads; upload++)
+            {
+                await ActivateAsync(server, tokens, serverPatients, upload, uploads);
+            }
+
             var active = await SettleAsync(server);
-            Console.WriteLine(Row("active patient (4 vitals each, uploaded over HTTP), server RSS", serverPatients, before, active, started.Elapsed));
+            var took = started.Elapsed;
+            var held = await CollectServerAsync(server);
+            var what = $"active patient (4 vitals each, {uploads} upload{(uploads == 1 ? "" : "s")} over HTTP)";
+            Console.WriteLine(Row($"{what}, server RSS", serverPatients, before, active, took));
+            Console.WriteLine(Row($"{what}, server managed heap after a full collection", serverPatients, heldBefore.Live, held.Live, took));
+            Console.WriteLine(Row($"{what}, server memory outside the GC's (RSS less the GC's committed)", serverPatients, heldBefore.Native, held.Native, took));
             await HoldAsync(server, hold, $"with {serverPatients:N0} active patients");
 
             if (connections == 0)
@@ -249,6 +266,59 @@ public static class MemoryBenchmark
         string.Create(CultureInfo.InvariantCulture,
             $"| {what} | {count:N0} | {before / (1 << 20):N0} | {after / (1 << 20):N0} | {(after - before) / 1024.0 / count:0.0} | {took.TotalSeconds:0} |");
 
+    /// <summary>
+    /// Asks the server's runtime, over its diagnostics port, for a full collection (as <c>dotnet-gcdump</c> does), then reads
+    /// from its metrics the managed heap that collection left (less its free space), and what the server's resident memory
+    /// holds besides the GC's committed memory (DuckDB's cache, the runtime's own). The GC keeps memory committed that it
+    /// has no objects in (it gives it back when memory runs short), so the resident figure alone overstates what is held.
+    /// </summary>
+    private static async Task<(long Live, long Native)> CollectServerAsync(ServerProcess server)
+    {
+        const long GcHeapCollectKeyword = 0x800000;
+        var collections = Metric(await server.Http.GetStringAsync("/metrics"), "dotnet_gc_collections_total", "gen2");
+        var client = new DiagnosticsClient(server.Process.Id);
+        using (var session = client.StartEventPipeSession(
+            new EventPipeProvider("Microsoft-Windows-DotNETRuntime", System.Diagnostics.Tracing.EventLevel.Informational, GcHeapCollectKeyword), requestRundown: false))
+        {
+            var drained = session.EventStream.CopyToAsync(Stream.Null);
+            var asked = Stopwatch.StartNew();
+            while (Metric(await server.Http.GetStringAsync("/metrics"), "dotnet_gc_collections_total", "gen2") == collections)
+            {
+                if (asked.Elapsed > TimeSpan.FromMinutes(1))
+                {
+                    throw new TimeoutException("the server did not run the full collection it was asked for within a minute");
+                }
+
+                await Task.Delay(100);
+            }
+
+            await session.StopAsync(CancellationToken.None);
+            await drained;
+        }
+
+        var metrics = await server.Http.GetStringAsync("/metrics");
+        server.Process.Refresh();
+        return (
+            Metric(metrics, "dotnet_gc_last_collection_heap_size_bytes") - Metric(metrics, "dotnet_gc_last_collection_heap_fragmentation_size_bytes"),
+            server.Process.WorkingSet64 - Metric(metrics, "dotnet_gc_last_collection_memory_committed_size_bytes"));
+    }
+
+    /// <summary>The sum of a metric's series in Prometheus' text (those whose labels hold <paramref name="label"/>, if given).</summary>
+    private static long Metric(string metrics, string name, string? label = null)
+    {
+        var sum = 0.0;
+        foreach (var line in metrics.Split('\n'))
+        {
+            if (line.StartsWith(name, StringComparison.Ordinal) && line.Length > name.Length && line[name.Length] is '{' or ' '
+                && (label is null || line.Contains($"\"{label}\"", StringComparison.Ordinal)))
+            {
+                sum += double.Parse(line[(line.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture);
+            }
+        }
+
+        return (long)sum;
+    }
+
     /// <summary>The server's resident memory once it has been left alone for a moment.</summary>
     private static async Task<long> SettleAsync(ServerProcess server)
     {
@@ -285,11 +355,11 @@ public static class MemoryBenchmark
     }
 
     /// <summary>Each device uploads three readings of each of four vitals from the last minutes: its patient's grain activates and keeps them.</summary>
-    private static async Task ActivateAsync(ServerProcess server, string[] tokens, int patients)
+    private static async Task ActivateAsync(ServerProcess server, string[] tokens, int patients, int upload, int uploads)
     {
         string[] kinds = ["heart_rate", "spo2", "respiratory_rate", "body_temperature"];
         double[] values = [72, 97, 16, 36.8];
-        var start = DateTimeOffset.UtcNow.AddMinutes(-3);
+        var start = DateTimeOffset.UtcNow.AddMinutes(3 * (upload - uploads));
         await Parallel.ForAsync(0, patients, new ParallelOptions { MaxDegreeOfParallelism = Parallelism }, async (i, cancellationToken) =>
         {
             var readings = new StringBuilder();
@@ -304,7 +374,7 @@ public static class MemoryBenchmark
 
             using var request = new HttpRequestMessage(HttpMethod.Post, $"/api/devices/{DeviceId(i)}/readings")
             {
-                Content = new StringContent($$"""{"seq":1,"readings":[{{readings}}]}""", Encoding.UTF8, "application/json"),
+                Content = new StringContent($$"""{"seq":{{upload + 1}},"readings":[{{readings}}]}""", Encoding.UTF8, "application/json"),
             };
             request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", tokens[i]);
             using var response = await server.Http.SendAsync(request, cancellationToken);
