@@ -441,7 +441,7 @@ public static class LoadBenchmark
             {
                 if (line.StartsWith(CommitSum, StringComparison.Ordinal))
                 {
-                    commitSeconds += double.Parse(line[(line.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture);
+                    commitSeconds += PrometheusText.Value(line);
                     continue;
                 }
 
@@ -453,7 +453,7 @@ public static class LoadBenchmark
 
                 var text = line[(bound + 4)..line.IndexOf('"', bound + 4)];
                 var le = text == "+Inf" ? double.PositiveInfinity : double.Parse(text, CultureInfo.InvariantCulture);
-                buckets[le] = buckets.GetValueOrDefault(le) + double.Parse(line[(line.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture);
+                buckets[le] = buckets.GetValueOrDefault(le) + PrometheusText.Value(line);
             }
 
             return new ServerCommits(buckets, commitSeconds);

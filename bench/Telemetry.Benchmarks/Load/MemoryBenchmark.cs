@@ -303,21 +303,8 @@ public static class MemoryBenchmark
             server.Process.WorkingSet64 - Metric(metrics, "dotnet_gc_last_collection_memory_committed_size_bytes"));
     }
 
-    /// <summary>The sum of a metric's series in Prometheus' text (those whose labels hold <paramref name="label"/>, if given).</summary>
-    private static long Metric(string metrics, string name, string? label = null)
-    {
-        var sum = 0.0;
-        foreach (var line in metrics.Split('\n'))
-        {
-            if (line.StartsWith(name, StringComparison.Ordinal) && line.Length > name.Length && line[name.Length] is '{' or ' '
-                && (label is null || line.Contains($"\"{label}\"", StringComparison.Ordinal)))
-            {
-                sum += double.Parse(line[(line.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture);
-            }
-        }
-
-        return (long)sum;
-    }
+    /// <summary>A metric of the server's, summed over its series, in whole units.</summary>
+    private static long Metric(string metrics, string name, string? label = null) => (long)PrometheusText.Sum(metrics, name, label);
 
     /// <summary>The server's resident memory once it has been left alone for a moment.</summary>
     private static async Task<long> SettleAsync(ServerProcess server)
