@@ -42,6 +42,10 @@ public sealed partial class CommitPipeline : BackgroundService
     private readonly IngestInstruments _instruments;
     private readonly ILogger<CommitPipeline> _logger;
     private readonly int _maxReadingsPerCommit;
+
+    // The shortest time from one commit's start to the next's (see GatherAsync), unless this many batches wait.
+    private readonly TimeSpan _commitInterval;
+    private const int EnoughToCommitAtOnce = 256;
     private readonly int _capacity;
 
     // Committed readings whose grain calls may be outstanding while the next flushes commit: a patient whose call is
@@ -93,6 +97,7 @@ public sealed partial class CommitPipeline : BackgroundService
         _instruments = instruments;
         _logger = logger;
         _maxReadingsPerCommit = options.Value.MaxReadingsPerCommit;
+        _commitInterval = options.Value.CommitInterval;
         _capacity = options.Value.CommitQueueCapacity;
         _maxReadingsInGrainCalls = options.Value.MaxReadingsInGrainCalls;
         _repair = commitLog is null ? null : new GrainRepair(
@@ -257,8 +262,11 @@ public sealed partial class CommitPipeline : BackgroundService
         var failedSince = false;
         try
         {
+            var lastStarted = 0L;
             while (await reader.WaitToReadAsync(CancellationToken.None))
             {
+                await GatherAsync(reader, lastStarted);
+                lastStarted = Stopwatch.GetTimestamp();
                 flush.Clear();
                 batches.Clear();
                 var readings = 0;
@@ -373,6 +381,23 @@ public sealed partial class CommitPipeline : BackgroundService
         {
             await _repair.SaveLastAsync(lastCommitId);
         }
+    }
+
+    /// <summary>
+    /// Before a commit: when the one before started less than <see cref="IngestOptions.CommitInterval"/> ago, waits the
+    /// rest of it, so that batches arriving meanwhile share this commit (and its WAL fsync) instead of each few starting
+    /// one of their own. A commit that took the interval or longer, a first one after a quiet spell and a flush already
+    /// large enough go at once: only a steady stream of small commits is spaced out.
+    /// </summary>
+    private ValueTask GatherAsync(ChannelReader<PendingBatch> reader, long lastStarted)
+    {
+        if (_commitInterval <= TimeSpan.Zero || reader.Count >= EnoughToCommitAtOnce)
+        {
+            return ValueTask.CompletedTask;
+        }
+
+        var since = Stopwatch.GetElapsedTime(lastStarted);
+        return since < _commitInterval ? new ValueTask(Task.Delay(_commitInterval - since)) : ValueTask.CompletedTask;
     }
 
     /// <summary>Starts repairing what grains may lack from before this start; returns the last commit.</summary>
