@@ -84,34 +84,8 @@ internal sealed partial class GrainRepair(
     /// Queues the repair of the commits in (<paramref name="after"/>, <paramref name="through"/>], for
     /// <paramref name="patients"/> only when given. Ranges that meet are merged into one.
     /// </summary>
-    public void Add(long after, long through, IReadOnlyCollection<string>? patients)
-    {
-        var range = new CommitRange(after, through, patients?.ToHashSet(StringComparer.Ordinal), NotBefore: DueIn(settleDelay), Attempts: 0);
-        lock (_lock)
-        {
-            // Merged with the waiting ranges it meets that are not being retried: a run of failed calls under load
-            // becomes one range, one query. (A retry keeps its own pace.)
-            for (var i = _pending.Count - 1; i >= 0; i--)
-            {
-                var other = _pending[i];
-                if (other.Attempts == 0 && other.Minutes is null && !other.Rebuilt && other.After <= range.Through && range.After <= other.Through)
-                {
-                    range = range with
-                    {
-                        NotBefore = Math.Min(range.NotBefore, other.NotBefore),
-                        After = Math.Min(range.After, other.After),
-                        Through = Math.Max(range.Through, other.Through),
-                        Patients = range.Patients is null || other.Patients is null ? null : [.. range.Patients, .. other.Patients],
-                    };
-                    _pending.RemoveAt(i);
-                }
-            }
-
-            Insert(range);
-        }
-
-        _signal.Release();
-    }
+    public void Add(long after, long through, IReadOnlyCollection<string>? patients) =>
+        Queue(new CommitRange(after, through, patients?.ToHashSet(StringComparer.Ordinal), NotBefore: DueIn(settleDelay), Attempts: 0));
 
     /// <summary>
     /// Queues, for once <c>settleDelay</c> has passed, the settling of the commits applied that the store may not show
@@ -130,18 +104,39 @@ internal sealed partial class GrainRepair(
         }
     }
 
-    /// <summary>Queues a <see cref="CommitRange.Rebuilt"/> range, merged with one waiting that it meets.</summary>
-    private void AddRebuilt(long after, long through)
+    /// <summary>Queues a <see cref="CommitRange.Rebuilt"/> range, merged with those waiting that it meets.</summary>
+    private void AddRebuilt(long after, long through) =>
+        Queue(new CommitRange(after, through, Patients: null, DueIn(settleDelay), Attempts: 0) { Rebuilt = true });
+
+    /// <summary>
+    /// Queues a new range of repair or settling, merged with the waiting ranges of its kind that it meets and that are
+    /// not being retried: a run of failed calls under load becomes one range, one query. (A retry keeps its own pace.)
+    /// A merged range is due once its newest commits have settled, as a repair that read them sooner could find them
+    /// not yet shown whole; and a range takes in new ones only within <c>settleDelay</c> of its first, so calls that
+    /// keep failing start a range of their own rather than put the first off for good.
+    /// </summary>
+    private void Queue(CommitRange range)
     {
-        var range = new CommitRange(after, through, Patients: null, DueIn(settleDelay), Attempts: 0) { Rebuilt = true };
+        var settle = (long)(settleDelay.TotalSeconds * Stopwatch.Frequency);
+        range = range with { FirstDue = range.NotBefore };
         lock (_lock)
         {
-            var at = _pending.FindIndex(other => other.Rebuilt && other.Attempts == 0 && other.After <= range.Through && range.After <= other.Through);
-            if (at >= 0)
+            for (var i = _pending.Count - 1; i >= 0; i--)
             {
-                var other = _pending[at];
-                _pending.RemoveAt(at);
-                range = range with { After = Math.Min(range.After, other.After), Through = Math.Max(range.Through, other.Through) };
+                var other = _pending[i];
+                if (other.Attempts == 0 && other.Minutes is null && other.Rebuilt == range.Rebuilt
+                    && other.After <= range.Through && range.After <= other.Through && range.NotBefore - other.FirstDue <= settle)
+                {
+                    range = range with
+                    {
+                        NotBefore = Math.Max(range.NotBefore, other.NotBefore),
+                        FirstDue = Math.Min(range.FirstDue, other.FirstDue),
+                        After = Math.Min(range.After, other.After),
+                        Through = Math.Max(range.Through, other.Through),
+                        Patients = range.Patients is null || other.Patients is null ? null : [.. range.Patients, .. other.Patients],
+                    };
+                    _pending.RemoveAt(i);
+                }
             }
 
             Insert(range);
@@ -531,6 +526,9 @@ internal sealed partial class GrainRepair(
     private sealed record CommitRange(long After, long Through, HashSet<string>? Patients, long NotBefore, int Attempts, CommittedMinute[]? Minutes = null)
     {
         public bool Rebuilt { get; init; }
+
+        /// <summary>When the first of the ranges merged into this one came due (Stopwatch timestamp; 0: at once).</summary>
+        public long FirstDue { get; init; }
 
         /// <summary>For unsettled minutes: the Stopwatch timestamp until which more of the patient's join this range.</summary>
         public long GatherUntil { get; init; }
