@@ -41,11 +41,11 @@ public sealed class IngestOptions
     /// <summary>
     /// The shortest time from the start of one group commit to the next while batches keep coming: a commit due sooner
     /// waits the rest, and the batches that arrive meanwhile join it. Without it a steady stream of small messages (one
-    /// reading each, from many devices) makes a commit, and a WAL fsync, of every few: at 20,000–30,000 one-reading
-    /// messages a second the default makes a half to two thirds fewer commits and takes a tenth to a fifth off the
-    /// server's CPU, for about a millisecond more ack latency at the median. A commit that itself took the interval or
-    /// longer, the first after a quiet spell and one with 256 batches or more waiting do not wait. Zero commits whatever
-    /// has gathered as soon as the last commit ends.
+    /// reading each, from many devices) makes a commit, and a WAL fsync, of every few: the default halves the server's
+    /// CPU at 2,000 one-reading messages a second and takes a tenth to a fifth off it at 20,000–30,000, for a
+    /// millisecond or two more ack latency. A commit that itself took the interval or longer, the first after a quiet
+    /// spell and one with 256 batches or more waiting do not wait. Zero commits whatever has gathered as soon as the
+    /// last commit ends.
     /// </summary>
     [Range(typeof(TimeSpan), "00:00:00", "00:00:01")]
     public TimeSpan CommitInterval { get; set; } = TimeSpan.FromMilliseconds(2);
