@@ -10,15 +10,20 @@ public sealed class GrainInstruments
     public const string ActivePatients = "telemetry.patients.active";
 
     public const string AlertEvents = "telemetry.alerts.events";
+    public const string AlertDelay = "telemetry.alerts.delay";
 
     private readonly UpDownCounter<long> _activePatients;
     private readonly Counter<long> _alertEvents;
+    private readonly Histogram<double> _alertDelay;
 
     public GrainInstruments(IMeterFactory meterFactory)
     {
         var meter = meterFactory.Create(MeterName);
         _activePatients = meter.CreateUpDownCounter<long>(ActivePatients, unit: "{patient}", description: "Patient grains active in this process.");
         _alertEvents = meter.CreateCounter<long>(AlertEvents, unit: "{event}", description: "Alert events (raised, escalated, cleared, ...) by type and priority.");
+        _alertDelay = meter.CreateHistogram(AlertDelay, "s",
+            "Per alert event a reading raised or cleared, from the hand-over of its batch to the ingest pipeline to the event's hand-off to subscribers (the reading's commit, the grain's judgement, the alert's own write): the server's part of an alert's latency.",
+            tags: null, advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] });
     }
 
     public void AlertEventsStored(IReadOnlyList<AlertEvent> events)
@@ -26,6 +31,15 @@ public sealed class GrainInstruments
         foreach (var item in events)
         {
             _alertEvents.Add(1, new("type", item.Type.ToString()), new("priority", item.Alert.Priority.ToString()), new("category", item.Alert.Category.ToString()));
+        }
+    }
+
+    /// <summary>Records <paramref name="events"/> alert events, made by readings handed over <paramref name="delay"/> ago, as handed off now.</summary>
+    public void AlertEventsHandedOff(int events, TimeSpan delay)
+    {
+        for (var i = 0; i < events; i++)
+        {
+            _alertDelay.Record(Math.Max(0, delay.TotalSeconds));
         }
     }
 

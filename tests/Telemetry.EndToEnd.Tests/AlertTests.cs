@@ -81,6 +81,12 @@ public sealed partial class AlertTests
         Assert.True(stored.GetProperty("escalationLevel").GetInt32() >= 1);
         Assert.Empty((await server.Http.GetFromJsonAsync<JsonElement>("/api/alerts")).EnumerateArray());
 
+        // The server timed the two events readings made, raised and cleared, from the readings' arrival to the alert's
+        // hand-off; not the escalations (the clock made them) nor the acknowledgement (a clinician did).
+        var (count, seconds) = AlertDelays(await server.Http.GetStringAsync("/metrics"));
+        Assert.Equal(2, count);
+        Assert.True(seconds > 0, $"two events handed off {seconds} s after their readings arrived");
+
         // SSE ids are positions: a client that reconnects after the first event gets the rest, in order.
         var firstId = stream.Received.First().Id;
         await using var resumed = await AlertStreamClient.OpenAsync(server, "/api/patients/p-alert/alerts/stream", firstId);
@@ -160,6 +166,17 @@ public sealed partial class AlertTests
 
     [GeneratedRegex(@"^telemetry_alerts_events_total\S*\s+(\d+)", RegexOptions.Multiline)]
     private static partial Regex AlertEvents();
+
+    /// <summary>The alert events timed by <c>telemetry_alerts_delay_seconds</c>, and their delays' sum.</summary>
+    private static (long Count, double Seconds) AlertDelays(string metrics) => (
+        long.Parse(AlertDelayCount().Match(metrics).Groups[1].Value, CultureInfo.InvariantCulture),
+        double.Parse(AlertDelaySum().Match(metrics).Groups[1].Value, CultureInfo.InvariantCulture));
+
+    [GeneratedRegex(@"^telemetry_alerts_delay_seconds_count\S*\s+(\d+)", RegexOptions.Multiline)]
+    private static partial Regex AlertDelayCount();
+
+    [GeneratedRegex(@"^telemetry_alerts_delay_seconds_sum\S*\s+(\S+)", RegexOptions.Multiline)]
+    private static partial Regex AlertDelaySum();
 
     [Fact]
     public async Task Rules_are_validated_templates_apply_and_replay_shows_what_history_would_have_raised()

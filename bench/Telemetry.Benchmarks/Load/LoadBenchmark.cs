@@ -269,6 +269,7 @@ public static class LoadBenchmark
             target.Name, protocol, batch, devices, rate, windowAt?.TotalSeconds, sent, acked, received, ackP50, ackP99,
             ServerWaits.P99(waitsBefore?.Buckets, waitsAfter?.Buckets),
             probes ? alertP50 : null, probes ? alertP99 : null,
+            probes ? ServerWaits.P99(waitsBefore?.AlertBuckets, waitsAfter?.AlertBuckets) : null,
             (last.Cpu - first.Cpu).TotalSeconds / elapsed * 100,
             waitsAfter?.CommitSeconds - waitsBefore?.CommitSeconds is { } committing ? committing / elapsed * 100 : null,
             (last.GeneratorCpu - first.GeneratorCpu).TotalSeconds / elapsed * 100,
@@ -386,29 +387,32 @@ public static class LoadBenchmark
 
     private sealed record Step(
         string Name, string Protocol, int Batch, int Devices, int TargetRate, double? WindowAtSeconds, double SentPerSecond, double AckedPerSecond, double? ReceivedPerSecond,
-        double AckP50, double AckP99, double? ServerWaitP99, double? AlertP50, double? AlertP99, double ServerCpu, double? CommitBusy, double GeneratorCpu, double ServerRssMb, bool Sustained, string Note)
+        double AckP50, double AckP99, double? ServerWaitP99, double? AlertP50, double? AlertP99, double? ServerAlertP99, double ServerCpu, double? CommitBusy, double GeneratorCpu, double ServerRssMb, bool Sustained, string Note)
     {
         public const string Header =
-            "| target | protocol | batch | devices | offered/s | window at s | sent/s | acked/s | delivered/s | ack p50 ms | ack p99 ms | server wait p99 ms | alert p50 ms | alert p99 ms | server CPU % | commit busy % | generator CPU % | RSS MB | sustained | note |\n" +
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |";
+            "| target | protocol | batch | devices | offered/s | window at s | sent/s | acked/s | delivered/s | ack p50 ms | ack p99 ms | server wait p99 ms | alert p50 ms | alert p99 ms | server alert p99 ms | server CPU % | commit busy % | generator CPU % | RSS MB | sustained | note |\n" +
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |";
 
         public override string ToString() =>
             string.Create(CultureInfo.InvariantCulture,
-                $"| {Name} | {Protocol} | {Batch} | {Devices} | {TargetRate:N0} | {WindowAtSeconds?.ToString("0.0", CultureInfo.InvariantCulture) ?? "late"} | {SentPerSecond:N0} | {AckedPerSecond:N0} | {ReceivedPerSecond?.ToString("N0", CultureInfo.InvariantCulture) ?? "-"} | {AckP50:0.0} | {AckP99:0.0} | {ServerWaitP99?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {AlertP50?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {AlertP99?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {ServerCpu:0} | {CommitBusy?.ToString("0", CultureInfo.InvariantCulture) ?? "-"} | {GeneratorCpu:0} | {ServerRssMb:N0} | {(Sustained ? "yes" : "no")} | {Note} |");
+                $"| {Name} | {Protocol} | {Batch} | {Devices} | {TargetRate:N0} | {WindowAtSeconds?.ToString("0.0", CultureInfo.InvariantCulture) ?? "late"} | {SentPerSecond:N0} | {AckedPerSecond:N0} | {ReceivedPerSecond?.ToString("N0", CultureInfo.InvariantCulture) ?? "-"} | {AckP50:0.0} | {AckP99:0.0} | {ServerWaitP99?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {AlertP50?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {AlertP99?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {ServerAlertP99?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {ServerCpu:0} | {CommitBusy?.ToString("0", CultureInfo.InvariantCulture) ?? "-"} | {GeneratorCpu:0} | {ServerRssMb:N0} | {(Sustained ? "yes" : "no")} | {Note} |");
     }
 
     /// <summary>
     /// What the server's <c>/metrics</c> tell of its commits at one moment: batches answered within each bucket's bound
-    /// (seconds, every outcome summed) and the time spent committing so far.
+    /// (seconds, every outcome summed), the time spent committing so far, and alert events handed off within each
+    /// bucket's bound of their readings' hand-over (<c>telemetry_alerts_delay_seconds</c>).
     /// </summary>
-    private sealed record ServerCommits(SortedDictionary<double, double> Buckets, double CommitSeconds);
+    private sealed record ServerCommits(SortedDictionary<double, double> Buckets, double CommitSeconds, SortedDictionary<double, double> AlertBuckets);
 
     /// <summary>
     /// The server's own wait per batch, from its hand-over to the commit pipeline to the answer (the histogram
     /// <c>telemetry_commit_wait_seconds</c> on <c>/metrics</c>): the server's part of the ack latency, apart from the
-    /// network and the generator's own scheduling on the shared cores. And how much of the time the commit loop spent
-    /// committing (the sum of <c>telemetry_commit_duration_seconds</c>): it commits whatever is waiting as soon as its
-    /// last commit ends, so it is busy most of the time at all but low rates.
+    /// network and the generator's own scheduling on the shared cores. How much of the time the commit loop spent
+    /// committing (the sum of <c>telemetry_commit_duration_seconds</c>): it commits whatever is waiting once its last
+    /// commit ends and the commit interval has passed, so it is busy much of the time at all but low rates. And, for the
+    /// probes' alerts, the server's part of their latency, from their readings' hand-over to the alert's hand-off to
+    /// the alerts topic (<c>telemetry_alerts_delay_seconds</c>).
     /// </summary>
     private static class ServerWaits
     {
@@ -434,8 +438,10 @@ public static class LoadBenchmark
             }
 
             const string Prefix = "telemetry_commit_wait_seconds_bucket{";
+            const string AlertPrefix = "telemetry_alerts_delay_seconds_bucket{";
             const string CommitSum = "telemetry_commit_duration_seconds_sum";
             var buckets = new SortedDictionary<double, double>();
+            var alertBuckets = new SortedDictionary<double, double>();
             var commitSeconds = 0.0;
             foreach (var line in body.Split('\n'))
             {
@@ -446,17 +452,20 @@ public static class LoadBenchmark
                 }
 
                 var bound = line.IndexOf("le=\"", StringComparison.Ordinal);
-                if (!line.StartsWith(Prefix, StringComparison.Ordinal) || bound < 0)
+                var into = line.StartsWith(Prefix, StringComparison.Ordinal) ? buckets
+                    : line.StartsWith(AlertPrefix, StringComparison.Ordinal) ? alertBuckets
+                    : null;
+                if (into is null || bound < 0)
                 {
                     continue;
                 }
 
                 var text = line[(bound + 4)..line.IndexOf('"', bound + 4)];
                 var le = text == "+Inf" ? double.PositiveInfinity : double.Parse(text, CultureInfo.InvariantCulture);
-                buckets[le] = buckets.GetValueOrDefault(le) + PrometheusText.Value(line);
+                into[le] = into.GetValueOrDefault(le) + PrometheusText.Value(line);
             }
 
-            return new ServerCommits(buckets, commitSeconds);
+            return new ServerCommits(buckets, commitSeconds, alertBuckets);
         }
 
         /// <summary>The 99th percentile in milliseconds of the waits between two readings, interpolated within its bucket.</summary>

@@ -6,4 +6,12 @@ namespace Telemetry.Core.Readings;
 /// readings the same batches had quarantined as implausible: never part of the series, but a sign of a faulty sensor.
 /// </summary>
 [GenerateSerializer, Immutable]
-public sealed record PatientReadings(long CommitId, VitalReading[] Readings, VitalReading[]? Implausible = null);
+public sealed record PatientReadings(long CommitId, VitalReading[] Readings, VitalReading[]? Implausible = null)
+{
+    /// <summary>
+    /// When the earliest of the batches these readings came in was handed to the ingest pipeline (before its commit),
+    /// if known: what an alert these readings raise or clear is timed from (<c>telemetry_alerts_delay_seconds</c>).
+    /// </summary>
+    [Id(3)]
+    public DateTimeOffset? HandedOverAt { get; init; }
+}

@@ -227,6 +227,7 @@ public sealed partial class PatientGrain(
         }
 
         var now = NowMs;
+        var outboxBefore = alertState.State.Outbox.Count;
         foreach (var reading in readings.Readings)
         {
             _alerts.Observe(reading, now);
@@ -248,7 +249,7 @@ public sealed partial class PatientGrain(
         try
         {
             // Alerts first: they are what someone is waiting for.
-            await CommitAlertsAsync(writeState: true);
+            await CommitAlertsAsync(writeState: true, judged: (alertState.State.Outbox.Count - outboxBefore, readings.HandedOverAt));
             ScheduleAlertTimer();
             await CheckpointEndedDaysAsync(now);
             await RecomputeLateAndFlushAsync();
@@ -485,7 +486,8 @@ public sealed partial class PatientGrain(
     /// events stay in the persisted outbox and go with the next change (or the next activation). The DuckDB grain
     /// storage stores the events in the state's own transaction, and the append finds them stored.
     /// </summary>
-    private async Task CommitAlertsAsync(bool writeState, bool force = false)
+    /// <param name="judged">How many of the outbox's events the readings of this call made, and when those readings were handed to the ingest pipeline: timed as they are handed off.</param>
+    private async Task CommitAlertsAsync(bool writeState, bool force = false, (int Events, DateTimeOffset? HandedOverAt) judged = default)
     {
         var outbox = alertState.State.Outbox;
         if (outbox.Count == 0 && !force)
@@ -509,6 +511,11 @@ public sealed partial class PatientGrain(
         outbox.Clear();
         _writtenOutboxHandedOn = true;
         instruments.AlertEventsStored(stored);
+        if (judged is { Events: > 0, HandedOverAt: { } handedOverAt })
+        {
+            instruments.AlertEventsHandedOff(judged.Events, timeProvider.GetUtcNow() - handedOverAt);
+        }
+
         alertPublisher.Publish(stored);
     }
 

@@ -497,13 +497,16 @@ public sealed partial class CommitPipeline : BackgroundService
         var calls = new List<(string PatientId, ValueTask<Immutable<CommittedMinute[]>> Call)>();
         try
         {
-            foreach (var (batch, outcome) in committed.Batches)
+            foreach (var (batch, outcome, queued) in committed.Batches)
             {
                 if (!byPatient.TryGetValue(batch.PatientId, out var parts))
                 {
                     parts = _spareParts.TryPop(out var spare) ? spare : new PatientParts();
+                    parts.FirstQueued = queued;
                     byPatient[batch.PatientId] = parts;
                 }
+
+                parts.FirstQueued = Math.Min(parts.FirstQueued, queued);
 
                 if (!outcome.Stored.IsEmpty)
                 {
@@ -518,12 +521,17 @@ public sealed partial class CommitPipeline : BackgroundService
             }
 
             calls.Capacity = byPatient.Count;
+            var now = DateTimeOffset.UtcNow;
+            var nowTimestamp = Stopwatch.GetTimestamp();
             foreach (var (patientId, parts) in byPatient)
             {
                 ValueTask<Immutable<CommittedMinute[]>> call;
                 try
                 {
-                    var readings = new PatientReadings(committed.CommitId, Concat(parts.Stored), parts.Implausible.Count == 0 ? null : Concat(parts.Implausible));
+                    var readings = new PatientReadings(committed.CommitId, Concat(parts.Stored), parts.Implausible.Count == 0 ? null : Concat(parts.Implausible))
+                    {
+                        HandedOverAt = now - Stopwatch.GetElapsedTime(parts.FirstQueued, nowTimestamp),
+                    };
                     call = PatientGrain(patientId).ApplyAsync(readings);
                 }
                 catch (Exception exception)
@@ -664,7 +672,7 @@ public sealed partial class CommitPipeline : BackgroundService
     /// the commit loop to the dispatching loop. <see cref="Done"/> completes when its grain calls have all answered,
     /// those that failed queued for repair.
     /// </summary>
-    private sealed class CommittedFlush(long previousCommitId, long commitId, int readings, (DeviceBatch Batch, BatchOutcome Outcome)[] batches)
+    private sealed class CommittedFlush(long previousCommitId, long commitId, int readings, (DeviceBatch Batch, BatchOutcome Outcome, long Queued)[] batches)
     {
         public long PreviousCommitId { get; } = previousCommitId;
 
@@ -673,7 +681,8 @@ public sealed partial class CommitPipeline : BackgroundService
         /// <summary>The readings handed to grains: stored and implausible.</summary>
         public int Readings { get; } = readings;
 
-        public (DeviceBatch Batch, BatchOutcome Outcome)[] Batches { get; } = batches;
+        /// <summary>The batches, each with when it was handed to the pipeline (a <see cref="Stopwatch"/> timestamp).</summary>
+        public (DeviceBatch Batch, BatchOutcome Outcome, long Queued)[] Batches { get; } = batches;
 
         public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
@@ -694,12 +703,12 @@ public sealed partial class CommitPipeline : BackgroundService
                 return null;
             }
 
-            var batches = new (DeviceBatch, BatchOutcome)[count];
+            var batches = new (DeviceBatch, BatchOutcome, long)[count];
             for (int i = 0, j = 0; i < flush.Count; i++)
             {
                 if (outcomes[i].Stored.Length + Implausible(flush[i].Batch, outcomes[i]).Length > 0)
                 {
-                    batches[j++] = (flush[i].Batch, outcomes[i]);
+                    batches[j++] = (flush[i].Batch, outcomes[i], flush[i].Queued);
                 }
             }
 
@@ -713,6 +722,9 @@ public sealed partial class CommitPipeline : BackgroundService
 
     private sealed class PatientParts
     {
+        /// <summary>When the earliest of the patient's batches in the flush was handed to the pipeline.</summary>
+        public long FirstQueued { get; set; }
+
         public List<ReadOnlyMemory<VitalReading>> Stored { get; } = [];
 
         public List<ReadOnlyMemory<VitalReading>> Implausible { get; } = [];
