@@ -272,6 +272,7 @@ public static class LoadBenchmark
             probes ? ServerWaits.P99(waitsBefore?.AlertBuckets, waitsAfter?.AlertBuckets) : null,
             (last.Cpu - first.Cpu).TotalSeconds / elapsed * 100,
             waitsAfter?.CommitSeconds - waitsBefore?.CommitSeconds is { } committing ? committing / elapsed * 100 : null,
+            waitsAfter?.GcPauseSeconds - waitsBefore?.GcPauseSeconds is { } paused ? paused / elapsed * 100 : null,
             (last.GeneratorCpu - first.GeneratorCpu).TotalSeconds / elapsed * 100,
             last.RssMb, sustained,
             generatorLimited ? "under 90% of the offered rate sent: the generator's pace, or devices' windows full of publishes waiting for acks" : "");
@@ -387,23 +388,24 @@ public static class LoadBenchmark
 
     private sealed record Step(
         string Name, string Protocol, int Batch, int Devices, int TargetRate, double? WindowAtSeconds, double SentPerSecond, double AckedPerSecond, double? ReceivedPerSecond,
-        double AckP50, double AckP99, double? ServerWaitP99, double? AlertP50, double? AlertP99, double? ServerAlertP99, double ServerCpu, double? CommitBusy, double GeneratorCpu, double ServerRssMb, bool Sustained, string Note)
+        double AckP50, double AckP99, double? ServerWaitP99, double? AlertP50, double? AlertP99, double? ServerAlertP99, double ServerCpu, double? CommitBusy, double? ServerGcPause, double GeneratorCpu, double ServerRssMb, bool Sustained, string Note)
     {
         public const string Header =
-            "| target | protocol | batch | devices | offered/s | window at s | sent/s | acked/s | delivered/s | ack p50 ms | ack p99 ms | server wait p99 ms | alert p50 ms | alert p99 ms | server alert p99 ms | server CPU % | commit busy % | generator CPU % | RSS MB | sustained | note |\n" +
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |";
+            "| target | protocol | batch | devices | offered/s | window at s | sent/s | acked/s | delivered/s | ack p50 ms | ack p99 ms | server wait p99 ms | alert p50 ms | alert p99 ms | server alert p99 ms | server CPU % | commit busy % | server GC pause % | generator CPU % | RSS MB | sustained | note |\n" +
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |";
 
         public override string ToString() =>
             string.Create(CultureInfo.InvariantCulture,
-                $"| {Name} | {Protocol} | {Batch} | {Devices} | {TargetRate:N0} | {WindowAtSeconds?.ToString("0.0", CultureInfo.InvariantCulture) ?? "late"} | {SentPerSecond:N0} | {AckedPerSecond:N0} | {ReceivedPerSecond?.ToString("N0", CultureInfo.InvariantCulture) ?? "-"} | {AckP50:0.0} | {AckP99:0.0} | {ServerWaitP99?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {AlertP50?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {AlertP99?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {ServerAlertP99?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {ServerCpu:0} | {CommitBusy?.ToString("0", CultureInfo.InvariantCulture) ?? "-"} | {GeneratorCpu:0} | {ServerRssMb:N0} | {(Sustained ? "yes" : "no")} | {Note} |");
+                $"| {Name} | {Protocol} | {Batch} | {Devices} | {TargetRate:N0} | {WindowAtSeconds?.ToString("0.0", CultureInfo.InvariantCulture) ?? "late"} | {SentPerSecond:N0} | {AckedPerSecond:N0} | {ReceivedPerSecond?.ToString("N0", CultureInfo.InvariantCulture) ?? "-"} | {AckP50:0.0} | {AckP99:0.0} | {ServerWaitP99?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {AlertP50?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {AlertP99?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {ServerAlertP99?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {ServerCpu:0} | {CommitBusy?.ToString("0", CultureInfo.InvariantCulture) ?? "-"} | {ServerGcPause?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"} | {GeneratorCpu:0} | {ServerRssMb:N0} | {(Sustained ? "yes" : "no")} | {Note} |");
     }
 
     /// <summary>
     /// What the server's <c>/metrics</c> tell of its commits at one moment: batches answered within each bucket's bound
     /// (seconds, every outcome summed), the time spent committing so far, and alert events handed off within each
-    /// bucket's bound of their readings' hand-over (<c>telemetry_alerts_delay_seconds</c>).
+    /// bucket's bound of their readings' hand-over (<c>telemetry_alerts_delay_seconds</c>), and the time its garbage
+    /// collector has paused it so far.
     /// </summary>
-    private sealed record ServerCommits(SortedDictionary<double, double> Buckets, double CommitSeconds, SortedDictionary<double, double> AlertBuckets);
+    private sealed record ServerCommits(SortedDictionary<double, double> Buckets, double CommitSeconds, SortedDictionary<double, double> AlertBuckets, double GcPauseSeconds);
 
     /// <summary>
     /// The server's own wait per batch, from its hand-over to the commit pipeline to the answer (the histogram
@@ -412,7 +414,9 @@ public static class LoadBenchmark
     /// committing (the sum of <c>telemetry_commit_duration_seconds</c>): it commits whatever is waiting once its last
     /// commit ends and the commit interval has passed, so it is busy much of the time at all but low rates. And, for the
     /// probes' alerts, the server's part of their latency, from their readings' hand-over to the alert's hand-off to
-    /// the alerts topic (<c>telemetry_alerts_delay_seconds</c>).
+    /// the alerts topic (<c>telemetry_alerts_delay_seconds</c>). And the share of the window the server's threads stood
+    /// paused for its garbage collector (<c>dotnet_gc_pause_time_seconds_total</c>): every batch and alert in flight
+    /// waits out a pause, so a step's tails are read beside it.
     /// </summary>
     private static class ServerWaits
     {
@@ -440,14 +444,22 @@ public static class LoadBenchmark
             const string Prefix = "telemetry_commit_wait_seconds_bucket{";
             const string AlertPrefix = "telemetry_alerts_delay_seconds_bucket{";
             const string CommitSum = "telemetry_commit_duration_seconds_sum";
+            const string GcPause = "dotnet_gc_pause_time_seconds_total";
             var buckets = new SortedDictionary<double, double>();
             var alertBuckets = new SortedDictionary<double, double>();
             var commitSeconds = 0.0;
+            var gcPauseSeconds = 0.0;
             foreach (var line in body.Split('\n'))
             {
                 if (line.StartsWith(CommitSum, StringComparison.Ordinal))
                 {
                     commitSeconds += PrometheusText.Value(line);
+                    continue;
+                }
+
+                if (line.StartsWith(GcPause, StringComparison.Ordinal))
+                {
+                    gcPauseSeconds += PrometheusText.Value(line);
                     continue;
                 }
 
@@ -465,7 +477,7 @@ public static class LoadBenchmark
                 into[le] = into.GetValueOrDefault(le) + PrometheusText.Value(line);
             }
 
-            return new ServerCommits(buckets, commitSeconds, alertBuckets);
+            return new ServerCommits(buckets, commitSeconds, alertBuckets, gcPauseSeconds);
         }
 
         /// <summary>The 99th percentile in milliseconds of the waits between two readings, interpolated within its bucket.</summary>
