@@ -118,6 +118,31 @@ public sealed class PatientGrainTests(ClusterFixture fixture) : IClassFixture<Cl
     }
 
     [Fact]
+    public async Task A_flush_of_several_batches_is_folded_whole_and_crosses_silos_whole()
+    {
+        var patient = "p-batches";
+        var grain = fixture.Patient(patient);
+        await grain.GetLiveAsync();
+        VitalReading[] first = [Heart(_base + 1_000, 60), Heart(_base + 2_000, 62)];
+        VitalReading[] second = [Heart(_base + 3_000, 64)];
+        VitalReading[] third = [Oxygen(_base + 4_000, 97), Heart(_base + 5_000, 70)];
+        var readings = new PatientReadings(fixture.Commit(patient, [.. first, .. second, .. third]), first) { MoreReadings = [second, third] };
+
+        await grain.ApplyAsync(readings);
+
+        var minute = await grain.GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Minute);
+        Assert.Equal(4, minute?.Count);
+        Assert.Equal(70, minute?.Max);
+        Assert.Equal(97, (await grain.GetLiveAsync()).Vitals.Single(vital => vital.Kind == VitalKind.OxygenSaturation).Value);
+
+        // Between silos the call is serialized: the further batches go with it.
+        var serializer = fixture.SiloServices.GetRequiredService<Orleans.Serialization.Serializer>();
+        var copy = serializer.Deserialize<PatientReadings>(serializer.SerializeToArray(readings));
+        Assert.NotNull(copy);
+        Assert.Equal([.. first, .. second, .. third], Listed(copy));
+    }
+
+    [Fact]
     public async Task Readings_from_before_the_rebuilt_days_are_recomputed_into_stored_rollups()
     {
         var patient = "p-backfill";
@@ -189,5 +214,16 @@ public sealed class PatientGrainTests(ClusterFixture fixture) : IClassFixture<Cl
             Assert.Equal(2, day.Count);
             Assert.Equal(1, (await fixture.Patient(patient).GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Minute))?.Count);
         }
+    }
+
+    private static List<VitalReading> Listed(PatientReadings readings)
+    {
+        var all = new List<VitalReading>();
+        foreach (var reading in readings.All)
+        {
+            all.Add(reading);
+        }
+
+        return all;
     }
 }

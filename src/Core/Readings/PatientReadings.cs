@@ -5,6 +5,12 @@ namespace Telemetry.Core.Readings;
 /// <see cref="CommitId"/> is the raw store's number for the commit that stored them. <see cref="Implausible"/> are the
 /// readings the same batches had quarantined as implausible: never part of the series, but a sign of a faulty sensor.
 /// </summary>
+/// <remarks>
+/// A flush that holds several of the patient's batches hands their arrays over as they are, the first as
+/// <see cref="Readings"/> and the others as <see cref="MoreReadings"/>, rather than copied into one: a device streaming
+/// fast has thousands of readings in a flush, and one array of them would be a large object, each one a step towards
+/// a full garbage collection. <see cref="All"/> goes through every one of them, in order.
+/// </remarks>
 [GenerateSerializer, Immutable]
 public sealed record PatientReadings(long CommitId, VitalReading[] Readings, VitalReading[]? Implausible = null)
 {
@@ -14,4 +20,43 @@ public sealed record PatientReadings(long CommitId, VitalReading[] Readings, Vit
     /// </summary>
     [Id(3)]
     public DateTimeOffset? HandedOverAt { get; init; }
+
+    /// <summary>The readings of the flush's further batches for the patient, after <see cref="Readings"/>; null when none.</summary>
+    [Id(4)]
+    public VitalReading[][]? MoreReadings { get; init; }
+
+    /// <summary>Every reading: <see cref="Readings"/>, then each of <see cref="MoreReadings"/>.</summary>
+    public AllReadings All => new(this);
+
+    /// <summary>The readings of <see cref="Readings"/> and <see cref="MoreReadings"/>, enumerated without allocating.</summary>
+    public readonly struct AllReadings(PatientReadings readings)
+    {
+        public Enumerator GetEnumerator() => new(readings);
+
+        public struct Enumerator(PatientReadings readings)
+        {
+            private VitalReading[] _part = readings.Readings;
+            private int _nextPart;
+            private int _index = -1;
+
+            public readonly VitalReading Current => _part[_index];
+
+            public bool MoveNext()
+            {
+                while (++_index >= _part.Length)
+                {
+                    if (readings.MoreReadings is not { } more || _nextPart >= more.Length)
+                    {
+                        _index = _part.Length;
+                        return false;
+                    }
+
+                    _part = more[_nextPart++];
+                    _index = -1;
+                }
+
+                return true;
+            }
+        }
+    }
 }

@@ -183,7 +183,7 @@ public sealed partial class PatientGrain(
         var rebuilt = readings.CommitId <= _rebuiltThroughCommit;
         _applied.Add(readings.CommitId);
         HashSet<(VitalKind Kind, long MinuteStartMs)>? partlyRead = null;
-        foreach (var reading in readings.Readings)
+        foreach (var reading in readings.All)
         {
             if (reading.TimestampMs < _rebuiltFromMs)
             {
@@ -228,7 +228,7 @@ public sealed partial class PatientGrain(
 
         var now = NowMs;
         var outboxBefore = alertState.State.Outbox.Count;
-        foreach (var reading in readings.Readings)
+        foreach (var reading in readings.All)
         {
             _alerts.Observe(reading, now);
         }

@@ -528,9 +528,10 @@ public sealed partial class CommitPipeline : BackgroundService
                 ValueTask<Immutable<CommittedMinute[]>> call;
                 try
                 {
-                    var readings = new PatientReadings(committed.CommitId, Concat(parts.Stored), parts.Implausible.Count == 0 ? null : Concat(parts.Implausible))
+                    var readings = new PatientReadings(committed.CommitId, parts.Stored.Count == 0 ? [] : Whole(parts.Stored[0]), parts.Implausible.Count == 0 ? null : Concat(parts.Implausible))
                     {
                         HandedOverAt = now - Stopwatch.GetElapsedTime(parts.FirstQueued, nowTimestamp),
+                        MoreReadings = parts.Stored.Count <= 1 ? null : AfterFirst(parts.Stored),
                     };
                     call = PatientGrain(patientId).ApplyAsync(readings);
                 }
@@ -621,6 +622,22 @@ public sealed partial class CommitPipeline : BackgroundService
         }
     }
 
+    /// <summary>A batch's readings as an array of their own: the batch's own array when they are all of it (it is immutable).</summary>
+    private static VitalReading[] Whole(ReadOnlyMemory<VitalReading> part) =>
+        MemoryMarshal.TryGetArray(part, out var whole) && whole.Offset == 0 && whole.Count == whole.Array!.Length ? whole.Array : part.ToArray();
+
+    /// <summary>The readings of every batch but the first, each batch's as an array of its own.</summary>
+    private static VitalReading[][] AfterFirst(List<ReadOnlyMemory<VitalReading>> parts)
+    {
+        var rest = new VitalReading[parts.Count - 1][];
+        for (var i = 1; i < parts.Count; i++)
+        {
+            rest[i - 1] = Whole(parts[i]);
+        }
+
+        return rest;
+    }
+
     private static VitalReading[] Concat(List<ReadOnlyMemory<VitalReading>> parts)
     {
         if (parts.Count == 0)
@@ -628,10 +645,10 @@ public sealed partial class CommitPipeline : BackgroundService
             return [];
         }
 
-        // The common case, one batch from one device: its array is immutable and goes to the grain as it is.
-        if (parts.Count == 1 && MemoryMarshal.TryGetArray(parts[0], out var whole) && whole.Offset == 0 && whole.Count == whole.Array!.Length)
+        // The common case, one batch from one device: its array goes to the grain as it is.
+        if (parts.Count == 1)
         {
-            return whole.Array;
+            return Whole(parts[0]);
         }
 
         var total = parts.Sum(part => part.Length);
