@@ -25,7 +25,7 @@ public sealed class DuckDbOptions
 
     /// <summary>
     /// How large a file's write-ahead log grows before it is checkpointed into the file: the commit loop then moves the
-    /// readings to the other readings file, so the checkpoint holds no commit (see the README's storage section).
+    /// readings to the other readings file, so the checkpoint holds no commit (see the README's section on the DuckDB store).
     /// Default 16 MiB, DuckDB's own threshold.
     /// </summary>
     [Range(typeof(long), "65536", "17179869184")]
@@ -35,7 +35,7 @@ public sealed class DuckDbOptions
     /// How many threads DuckDB's executor uses; 0 (the default) leaves DuckDB its own choice, one per core. One thread
     /// runs each commit's insert on the commit loop's own thread, where it does not wait behind a checkpoint's work on
     /// DuckDB's worker: on two cores that halved the server's wait p99 at half the batched rate, but cost a quarter of
-    /// the highest rate of one reading per message (see the README's performance section), and runs every read on one
+    /// the highest rate of one reading per message (see docs/performance.md), and runs every read on one
     /// core.
     /// </summary>
     [Range(0, 1024)]
@@ -54,7 +54,7 @@ public sealed class DuckDbOptions
     [Range(typeof(TimeSpan), "00:00:00", "1.00:00:00")]
     public TimeSpan JournalDelay { get; set; } = TimeSpan.FromMilliseconds(500);
 
-    /// <summary>How often rollup windows of closed buckets are packed into blocks (see the README's storage section). Default one minute.</summary>
+    /// <summary>How often rollup windows of closed buckets are packed into blocks (see the README's architecture section). Default one minute.</summary>
     [Range(typeof(TimeSpan), "00:00:01", "7.00:00:00")]
     public TimeSpan CompactionInterval { get; set; } = TimeSpan.FromMinutes(1);
 }
