@@ -35,8 +35,7 @@ public sealed class DuckDbOptions
     /// How many threads DuckDB's executor uses; 0 (the default) leaves DuckDB its own choice, one per core. One thread
     /// runs each commit's insert on the commit loop's own thread, where it does not wait behind a checkpoint's work on
     /// DuckDB's worker: on two cores that halved the server's wait p99 at half the batched rate, but cost a quarter of
-    /// the highest rate of one reading per message (see docs/performance.md), and runs every read on one
-    /// core.
+    /// the highest rate of one reading per message (see docs/performance.md), and runs every read on one core.
     /// </summary>
     [Range(0, 1024)]
     public int Threads { get; set; }
