@@ -63,6 +63,19 @@ public static class LoadBenchmark
             return await SoakAsync(OptionText(args, "--protocol") ?? "grpc", batch, Option(args, "--rate", 150_000), soakMinutes);
         }
 
+        // Checked before the first ladder: a run that cannot go should not cost the quarter of an hour of those before it.
+        if (runs.FirstOrDefault(run => run is not ("grpc" or "mqtt" or "mqtt1" or "mosquitto")) is { } unknown)
+        {
+            Console.Error.WriteLine($"unknown run '{unknown}': grpc, mqtt, mqtt1 or mosquitto");
+            return 2;
+        }
+
+        if (runs.Contains("mosquitto") && MosquittoProcess.Missing() is { } missing)
+        {
+            Console.Error.WriteLine($"{missing} (or leave mosquitto out of --runs)");
+            return 2;
+        }
+
         Console.WriteLine($"machine: {Environment.ProcessorCount} cores, {GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (1L << 30)} GiB, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, .NET {Environment.Version}");
         Console.WriteLine(Step.Header);
         var summary = new List<string>();

@@ -36,11 +36,14 @@ internal sealed class MosquittoProcess : IAsyncDisposable
         ? throw new InvalidOperationException("Mosquitto's subscriber lost its connection", _subscriber.Completion.Exception?.InnerException)
         : Interlocked.Read(ref _received);
 
+    /// <summary>What to install when Debian's Mosquitto is not on this machine; null when it is.</summary>
+    public static string? Missing() => File.Exists(Binary) ? null : $"{Binary} is missing: apt-get install mosquitto";
+
     public static async Task<MosquittoProcess> StartAsync()
     {
-        if (!File.Exists(Binary))
+        if (Missing() is { } missing)
         {
-            throw new InvalidOperationException($"{Binary} is missing: apt-get install mosquitto");
+            throw new InvalidOperationException(missing);
         }
 
         var port = ServerProcess.FreePort();
