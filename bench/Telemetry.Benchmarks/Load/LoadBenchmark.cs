@@ -96,7 +96,7 @@ public static class LoadBenchmark
                     "grpc" => ("grpc", batch),
                     "mqtt" => ("mqtt", batch),
                     "mqtt1" => ("mqtt", 1),
-                    _ => throw new ArgumentException($"unknown run '{run}': grpc, mqtt, mqtt1 or mosquitto"),
+                    _ => throw new UnreachableException($"run '{run}' was checked before the first ladder"),
                 };
                 var (max, half) = await LadderAsync(telemetry, protocol, size, size == 1 ? Math.Max(1_000, start / 10) : start, ceiling, bisections, stepSeconds, halfSeconds);
                 summary.Add($"{run}: highest sustained {max?.SentPerSecond ?? 0:N0} readings/s; at half of it, ack p50 {half?.AckP50:0.0} ms, p99 {half?.AckP99:0.0} ms" +
