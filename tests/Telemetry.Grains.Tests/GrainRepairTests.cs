@@ -116,6 +116,30 @@ public sealed class GrainRepairTests(ClusterFixture fixture) : IClassFixture<Clu
         await stopping.CancelAsync();
     }
 
+    [Fact]
+    public async Task Unsettled_minutes_reported_out_of_commit_order_keep_the_mark_before_the_earlier_commit()
+    {
+        var patient = "p-repair-reordered";
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 1_000, 70));
+        var before = (await Log.ReadPositionAsync()).LastCommitId;
+        await Log.SaveAppliedThroughAsync(before);
+        using var stopping = new CancellationTokenSource();
+        var repair = Repair(appliedThrough: before, settleDelay: TimeSpan.FromMinutes(1));
+        await repair.StartAsync(ready: new CancellationToken(canceled: true), stopping.Token);
+
+        // Two commits whose calls recomputed minutes the store did not show yet; the later commit's call answers first,
+        // the earlier one's within the same second. The minutes are not yet due to be settled when the server stops.
+        var earlier = fixture.Commit(patient, Heart(_threeDaysAgo + 1_000, 100));
+        var later = fixture.Commit(patient, Heart(_threeDaysAgo + 61_000, 110));
+        repair.AddUnsettled(patient, later, [new(VitalKind.HeartRate, _threeDaysAgo + 60_000, later, later)]);
+        repair.AddUnsettled(patient, earlier, [new(VitalKind.HeartRate, _threeDaysAgo, earlier, earlier)]);
+        await stopping.CancelAsync();
+        await repair.SaveLastAsync(later);
+
+        // So the next start repairs both commits, the earlier one's minute included.
+        Assert.Equal(earlier - 1, (await Log.ReadPositionAsync()).AppliedThrough);
+    }
+
     private GrainRepair Repair(long appliedThrough, TimeSpan settleDelay = default) => new(
         Log,
         fixture.Cluster.GrainFactory,

@@ -160,19 +160,22 @@ internal sealed partial class GrainRepair(
         lock (_lock)
         {
             // Into the patient's range still gathering, if any: it keeps its time of gathering, so it is due at most
-            // that long after its first minutes were due.
+            // that long after its first minutes were due. Calls can answer out of commit order (the first calls to a
+            // grain still being placed have been seen to run in another order): the range then starts before the
+            // earlier commit, so that the mark stays before it until its minutes are settled.
             var at = _pending.FindLastIndex(other => other.Minutes is not null && other.Attempts == 0 && now < other.GatherUntil
                 && other.Patients!.Contains(patientId) && other.Minutes.Length + minutes.Length <= MaxMinutesPerCall);
             if (at >= 0)
             {
                 var other = _pending[at];
-                _pending[at] = other with
+                _pending.RemoveAt(at);
+                range = other with
                 {
+                    After = Math.Min(range.After, other.After),
                     Through = Math.Max(range.Through, other.Through),
                     NotBefore = range.NotBefore,
                     Minutes = [.. other.Minutes!.Concat(minutes).DistinctBy(minute => (minute.Kind, minute.MinuteStartMs))],
                 };
-                return;
             }
 
             Insert(range);
