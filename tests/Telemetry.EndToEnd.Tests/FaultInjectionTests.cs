@@ -222,6 +222,8 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
         const int Batches = 1_500;
         const int ReadingsEach = 100;
         settings["Telemetry__Ingest__MaxMessagesPerSecondPerDevice"] = "100000";
+        // The grain's activations and rebuilds, for a failure's message.
+        settings["Logging__LogLevel__Telemetry.Grains"] = "Debug";
         await using var server = await TelemetryServer.StartNewAsync(settings);
         var token = await server.ProvisionAsync("term-window", "p-term-window");
         var start = Devices.RecentMinute(60 * 48);
@@ -285,6 +287,20 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
         foreach (var resolution in (string[])["1m", "1h", "1d"])
         {
             var trend = await server.TrendWhenAsync("p-term-window", "heart_rate", start.AddDays(-1), end.AddDays(1), resolution, t => t.TotalCount == stored.Count);
+            if (trend.TotalCount != stored.Count)
+            {
+                // What a failure needs to be understood: the windows that differ from the readings sent (each second from
+                // the start), and what the server said of its work.
+                var length = resolution switch { "1m" => 60L, "1h" => 3_600L, _ => 86_400L };
+                var sent = Enumerable.Range(0, Batches * ReadingsEach).Select(i => start.ToUnixTimeSeconds() + i)
+                    .GroupBy(second => second / length * length).ToDictionary(group => group.Key, group => (long)group.Count());
+                var held = trend.Points.ToDictionary(point => point.Start.ToUnixTimeSeconds(), point => point.Count);
+                var differing = sent.Where(window => held.GetValueOrDefault(window.Key) != window.Value)
+                    .Select(window => $"{DateTimeOffset.FromUnixTimeSeconds(window.Key):O} holds {held.GetValueOrDefault(window.Key)} of {window.Value}");
+                output.WriteLine($"windows that differ: {string.Join(", ", differing.Take(20))}");
+                output.WriteLine(server.OwnOutput());
+            }
+
             Assert.True(trend.TotalCount == stored.Count, $"the {resolution} trend holds {trend.TotalCount} readings of {stored.Count}");
         }
 

@@ -75,6 +75,30 @@ public sealed class TelemetryServer : IAsyncDisposable
     }
 
     /// <summary>
+    /// What the server said of its own work, for a failure's message: the entries of the project's own loggers and every
+    /// warning or error, without the hosts' informational chatter (requests, placement, options).
+    /// </summary>
+    public string OwnOutput()
+    {
+        var own = new StringBuilder();
+        var keep = false;
+        foreach (var line in Output.Split('\n'))
+        {
+            if (line.Length > 6 && line[4] == ':' && line[5] == ' ' && !char.IsWhiteSpace(line[0]))
+            {
+                keep = !line.StartsWith("info: ", StringComparison.Ordinal) || line.AsSpan(6).StartsWith("Telemetry.", StringComparison.Ordinal);
+            }
+
+            if (keep)
+            {
+                own.AppendLine(line.TrimEnd('\r'));
+            }
+        }
+
+        return own.ToString();
+    }
+
+    /// <summary>
     /// The output once it holds <paramref name="text"/>, or as it is after 10 s: the server logs through a queue and
     /// its output is read as it comes, so what a test caused reaches <see cref="Output"/> a moment later.
     /// </summary>
