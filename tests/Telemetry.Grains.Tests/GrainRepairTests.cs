@@ -146,6 +146,7 @@ public sealed class GrainRepairTests(ClusterFixture fixture) : IClassFixture<Clu
         new IngestInstruments(fixture.SiloServices.GetRequiredService<IMeterFactory>()),
         NullLogger.Instance,
         () => appliedThrough,
+        () => appliedThrough,
         settleDelay);
 
     private Task<IReadOnlyList<RollupWindow>> MinuteRollupsAsync(string patientId, long minuteStartMs) =>

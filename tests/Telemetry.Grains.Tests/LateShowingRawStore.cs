@@ -1,3 +1,5 @@
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 using Telemetry.Core.Readings;
 using Telemetry.Core.Rollups;
 using Telemetry.Core.Storage;
@@ -9,29 +11,52 @@ namespace Telemetry.Grains.Tests;
 /// <summary>
 /// The real DuckDB store, declared to show a commit only a while after answering it, as a time-series server does. A
 /// test commits part of a commit's readings, lets the grain read the store, and commits the rest later: the store
-/// showing a commit a piece at a time, at the moments the test chooses.
+/// showing a commit a piece at a time, at the moments the test chooses. Or it hides a patient's vital for a while
+/// (<see cref="Hide"/>): the store holds its readings, and shows them to no one until <see cref="ShowAll"/> (a series
+/// server shows one series' samples before another's).
 /// </summary>
 internal sealed class LateShowingRawStore(DuckDbRawSeriesStore store) : IRawSeriesStore
 {
+    private readonly ConcurrentDictionary<(string PatientId, VitalKind Kind), bool> _hidden = new();
+
     public TimeSpan ReadableAfter => TimeSpan.FromSeconds(15);
+
+    /// <summary>Shows none of <paramref name="patientId"/>'s readings of <paramref name="kind"/> until <see cref="ShowAll"/>.</summary>
+    public void Hide(string patientId, VitalKind kind) => _hidden[(patientId, kind)] = true;
+
+    public void ShowAll() => _hidden.Clear();
+
+    private bool Shows(string patientId, VitalKind kind) => !_hidden.ContainsKey((patientId, kind));
 
     public ValueTask<long> CommitAsync(IReadOnlyList<DeviceBatch> batches, Memory<BatchOutcome> outcomes, CancellationToken cancellationToken = default) =>
         store.CommitAsync(batches, outcomes, cancellationToken);
 
-    public Task<RawAggregate> AggregateAsync(string patientId, long fromMs, long toMs, Resolution resolution, CancellationToken cancellationToken = default) =>
-        store.AggregateAsync(patientId, fromMs, toMs, resolution, cancellationToken);
+    public async Task<RawAggregate> AggregateAsync(string patientId, long fromMs, long toMs, Resolution resolution, CancellationToken cancellationToken = default)
+    {
+        var aggregate = await store.AggregateAsync(patientId, fromMs, toMs, resolution, cancellationToken);
+        return aggregate with { Windows = [.. aggregate.Windows.Where(window => Shows(patientId, window.Kind))] };
+    }
 
     public Task<IReadOnlyList<QuarantinedReading>> ReadQuarantineAsync(string deviceId, int limit, CancellationToken cancellationToken = default) =>
         store.ReadQuarantineAsync(deviceId, limit, cancellationToken);
 
-    public Task<IReadOnlyList<StoredReading>> ReadAsync(string patientId, VitalKind kind, long fromMs, long toMs, int limit, CancellationToken cancellationToken = default) =>
-        store.ReadAsync(patientId, kind, fromMs, toMs, limit, cancellationToken);
+    public async Task<IReadOnlyList<StoredReading>> ReadAsync(string patientId, VitalKind kind, long fromMs, long toMs, int limit, CancellationToken cancellationToken = default) =>
+        Shows(patientId, kind) ? await store.ReadAsync(patientId, kind, fromMs, toMs, limit, cancellationToken) : [];
 
-    public Task<IReadOnlyList<StoredReading>> ReadLatestAsync(string patientId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, int perKind, CancellationToken cancellationToken = default) =>
-        store.ReadLatestAsync(patientId, kinds, fromMs, toMs, perKind, cancellationToken);
+    public async Task<IReadOnlyList<StoredReading>> ReadLatestAsync(string patientId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, int perKind, CancellationToken cancellationToken = default) =>
+        [.. (await store.ReadLatestAsync(patientId, kinds, fromMs, toMs, perKind, cancellationToken)).Where(reading => Shows(patientId, reading.Kind))];
 
-    public IAsyncEnumerable<StoredReading> StreamAsync(string patientId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, CancellationToken cancellationToken = default) =>
-        store.StreamAsync(patientId, kinds, fromMs, toMs, cancellationToken);
+    public async IAsyncEnumerable<StoredReading> StreamAsync(
+        string patientId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        await foreach (var reading in store.StreamAsync(patientId, kinds, fromMs, toMs, cancellationToken))
+        {
+            if (Shows(patientId, reading.Kind))
+            {
+                yield return reading;
+            }
+        }
+    }
 
     public Task<long> DeleteBeforeAsync(long beforeMs, CancellationToken cancellationToken = default) => store.DeleteBeforeAsync(beforeMs, cancellationToken);
 }

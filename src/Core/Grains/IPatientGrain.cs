@@ -23,10 +23,13 @@ public interface IPatientGrain : IGrainWithStringKey
 
     /// <summary>
     /// Recomputes from the raw store the windows over <paramref name="minutes"/>, whose readings are committed but may
-    /// never have reached the grain (its call lost in a crash, or failed). Safe to call whether or not they did.
+    /// never have reached the grain (its call lost in a crash, or failed). Safe to call whether or not they did. Returns
+    /// true when the grain rebuilt its days from the raw store to do so: a store that shows a commit a while after
+    /// answering it may not have shown that rebuild the commits the grain had applied just before, whose minutes are
+    /// then to be settled (<see cref="SettleRebuiltAsync"/>).
     /// </summary>
     [Alias("recompute")]
-    Task RecomputeAsync(CommittedMinute[] minutes);
+    Task<bool> RecomputeAsync(CommittedMinute[] minutes);
 
     /// <summary>
     /// Recomputes from the raw store the closed windows over <paramref name="minutes"/>, the late minutes an earlier
@@ -37,8 +40,9 @@ public interface IPatientGrain : IGrainWithStringKey
 
     /// <summary>
     /// Takes from the raw store the windows over <paramref name="minutes"/>, which hold readings of commits applied
-    /// before this activation that a store showing commits late may not have shown to its rebuild (the server restarted
-    /// just after them): the closed windows now, those still open as they close.
+    /// before its last rebuild that a store showing commits late may not have shown to it (the server restarted just
+    /// after them, a failed call started the grain over, a repair rebuilt it): the closed windows now, those still open
+    /// as they close.
     /// </summary>
     [Alias("settle-rebuilt")]
     Task SettleRebuiltAsync(CommittedMinute[] minutes);

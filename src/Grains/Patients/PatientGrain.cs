@@ -311,7 +311,7 @@ public sealed partial class PatientGrain(
         await SettleAsync([]);
     }
 
-    public async Task RecomputeAsync(CommittedMinute[] minutes)
+    public async Task<bool> RecomputeAsync(CommittedMinute[] minutes)
     {
         // A minute within the rebuilt days holds readings this activation has if their commits are ones it read or was
         // handed (known only when the minute holds one commit); otherwise it may lack them (a call failed, or never
@@ -338,6 +338,7 @@ public sealed partial class PatientGrain(
             await JudgeUnjudgedAsync(CancellationToken.None);
             await CommitAlertsAsync(writeState: true);
             ScheduleAlertTimer();
+            return missed;
         }
         catch (Exception exception)
         {

@@ -81,6 +81,9 @@ public sealed partial class CommitPipeline : BackgroundService
     // saves).
     private long _appliedThrough;
 
+    // The last commit made, as the commit loop last wrote it (for the repair's settling after a grain rebuilt).
+    private long _lastCommitId;
+
     public CommitPipeline(
         IRawSeriesStore store,
         IGrainFactory grains,
@@ -106,6 +109,7 @@ public sealed partial class CommitPipeline : BackgroundService
             instruments,
             logger,
             () => Volatile.Read(ref _appliedThrough),
+            () => Volatile.Read(ref _lastCommitId),
             settleDelay: store.ReadableAfter);
         _hostStarted = lifetime.ApplicationStarted;
         // Not SingleReader: health peeks at the oldest waiting batch while the loop reads.
@@ -258,6 +262,7 @@ public sealed partial class CommitPipeline : BackgroundService
         // failed since (its readings may be stored all the same).
         var lastCommitId = await StartRepairAsync(stoppingToken);
         Volatile.Write(ref _appliedThrough, lastCommitId);
+        Volatile.Write(ref _lastCommitId, lastCommitId);
         var dispatching = DispatchLoopAsync();
         var failedSince = false;
         try
@@ -363,6 +368,7 @@ public sealed partial class CommitPipeline : BackgroundService
                 }
 
                 lastCommitId = commitId;
+                Volatile.Write(ref _lastCommitId, commitId);
                 await MakeRoomForGrainCallsAsync(dispatches);
                 var appliedThrough = AppliedThrough(dispatches, lastCommitId);
                 Volatile.Write(ref _appliedThrough, appliedThrough);
@@ -608,11 +614,13 @@ public sealed partial class CommitPipeline : BackgroundService
             }
 
             // The readings are committed, but the grain may lack them (a call that timed out may never have arrived),
-            // and windows older than the days a grain rebuilds would lack them for good: they are recomputed.
+            // and windows older than the days a grain rebuilds would lack them for good: they are recomputed. A failed
+            // call also starts its grain over, whose next activation may rebuild before the store shows the commits it
+            // had applied: those are settled.
             if (failed is not null)
             {
                 // From the commit before (ids need not be consecutive): failed calls of neighbouring commits make one range.
-                _repair?.Add(committed.PreviousCommitId, committed.CommitId, failed);
+                _repair?.CallsFailed(committed.PreviousCommitId, committed.CommitId, failed);
             }
         }
         finally

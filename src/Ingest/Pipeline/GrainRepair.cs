@@ -23,11 +23,19 @@ namespace Telemetry.Ingest.Pipeline;
 /// store (which may not have shown the call's readings yet) are recomputed again once that delay has passed, the mark
 /// held before their commit until then. The commits applied within that delay before a stop were applied by grains
 /// since gone, and a grain activating after the start may rebuild without them: on start their minutes are settled
-/// from the store once it shows them (<see cref="IPatientGrain.SettleRebuiltAsync"/>).
+/// from the store once it shows them (<see cref="IPatientGrain.SettleRebuiltAsync"/>). So are, for its patient, those
+/// applied within that delay before a grain rebuilt in the middle of its life: a failed call starts the grain over (the
+/// next activation rebuilds), and a repair may rebuild it.
 /// </para>
 /// </summary>
 internal sealed partial class GrainRepair(
-    ICommitLog log, IGrainFactory grains, IngestInstruments instruments, ILogger logger, Func<long> appliedThrough, TimeSpan settleDelay)
+    ICommitLog log,
+    IGrainFactory grains,
+    IngestInstruments instruments,
+    ILogger logger,
+    Func<long> appliedThrough,
+    Func<long> lastCommitted,
+    TimeSpan settleDelay)
 {
     private const int MaxAttempts = 12;
     private static readonly TimeSpan FirstRetryDelay = TimeSpan.FromSeconds(1);
@@ -104,9 +112,36 @@ internal sealed partial class GrainRepair(
         }
     }
 
+    /// <summary>
+    /// Queues the repair of commit <paramref name="commitId"/> for <paramref name="patients"/>, whose grain calls failed;
+    /// and, for once <c>settleDelay</c> has passed, the settling of the commits those grains applied that the store may
+    /// not show whole yet: a failed call starts its grain over, and the next activation rebuilds without them.
+    /// </summary>
+    public void CallsFailed(long previousCommitId, long commitId, IReadOnlyCollection<string> patients)
+    {
+        var shown = log.ShownWholeThrough();
+        Add(previousCommitId, commitId, patients);
+        SettleRebuilt(shown, patients);
+    }
+
+    /// <summary>
+    /// Queues, for once <c>settleDelay</c> has passed, the settling of the commits after <paramref name="shown"/> (the
+    /// last one the store showed whole before the grains of <paramref name="patients"/> rebuilt, or may have) through
+    /// the last one made: the grains may have applied some of them before the rebuild, which then lacked them.
+    /// </summary>
+    private void SettleRebuilt(long shown, IReadOnlyCollection<string> patients)
+    {
+        var last = lastCommitted();
+        if (shown < last && patients.Count > 0)
+        {
+            LogSettlingRebuilt(logger, patients.Count, shown, last);
+            AddRebuilt(shown, last, patients);
+        }
+    }
+
     /// <summary>Queues a <see cref="CommitRange.Rebuilt"/> range, merged with those waiting that it meets.</summary>
-    private void AddRebuilt(long after, long through) =>
-        Queue(new CommitRange(after, through, Patients: null, DueIn(settleDelay), Attempts: 0) { Rebuilt = true });
+    private void AddRebuilt(long after, long through, IReadOnlyCollection<string>? patients = null) =>
+        Queue(new CommitRange(after, through, patients?.ToHashSet(StringComparer.Ordinal), DueIn(settleDelay), Attempts: 0) { Rebuilt = true });
 
     /// <summary>
     /// Queues a new range of repair or settling, merged with the waiting ranges of its kind that it meets and that are
@@ -293,7 +328,12 @@ internal sealed partial class GrainRepair(
                     continue;
                 }
 
-                var failures = ranges[0].Minutes is null ? [await RepairAsync(ranges[0], stopping)] : await SettleAsync(ranges);
+                // The store as it stood before the calls: those that rebuild a grain (or fail, starting it over) may
+                // find it without the last commits the grain applied.
+                var shown = log.ShownWholeThrough();
+                var rebuilt = new HashSet<string>(StringComparer.Ordinal);
+                var failures = ranges[0].Minutes is null ? [await RepairAsync(ranges[0], rebuilt, stopping)] : await SettleAsync(ranges, rebuilt);
+                SettleRebuilt(shown, rebuilt);
                 lock (_lock)
                 {
                     _repairing.Clear();
@@ -330,6 +370,14 @@ internal sealed partial class GrainRepair(
 
         // Tried again later, for the patients whose repair failed only; the others go on meanwhile.
         var delay = TimeSpan.FromTicks(Math.Min(MaxRetryDelay.Ticks, FirstRetryDelay.Ticks << Math.Min(range.Attempts, 16)));
+        if (range.Rebuilt && failed.Count > 0)
+        {
+            // The failed calls started those grains over, and their next activation may not see the commits they applied
+            // since the range was queued: settled too, once the store shows them.
+            range = range with { Through = Math.Max(range.Through, lastCommitted()) };
+            delay = delay < settleDelay ? settleDelay : delay;
+        }
+
         Insert(range with
         {
             Patients = failed.Count == 0 ? range.Patients : failed,
@@ -382,9 +430,9 @@ internal sealed partial class GrainRepair(
 
     /// <summary>
     /// Has each range's patient recompute its unsettled minutes, all at once. Returns, per range, null when it
-    /// succeeded, else the patient.
+    /// succeeded, else the patient (also added to <paramref name="rebuilt"/>: the failed call started its grain over).
     /// </summary>
-    private async Task<HashSet<string>?[]> SettleAsync(List<CommitRange> ranges)
+    private async Task<HashSet<string>?[]> SettleAsync(List<CommitRange> ranges, HashSet<string> rebuilt)
     {
         var calls = ranges.Select(range => grains.GetGrain<IPatientGrain>(range.Patients!.Single()).SettleAsync(range.Minutes!)).ToArray();
         var failures = new HashSet<string>?[ranges.Count];
@@ -394,6 +442,7 @@ internal sealed partial class GrainRepair(
             if (await SucceededAsync(calls[i], patient) is false)
             {
                 failures[i] = [patient];
+                rebuilt.Add(patient);
             }
         }
 
@@ -416,9 +465,10 @@ internal sealed partial class GrainRepair(
 
     /// <summary>
     /// Has every patient with readings in <paramref name="range"/> recompute their minutes. Returns null when all
-    /// succeeded; else the patients whose calls failed (empty when the store could not list the minutes).
+    /// succeeded; else the patients whose calls failed (empty when the store could not list the minutes). The patients
+    /// whose grains rebuilt from the store to recompute, or whose calls failed, are added to <paramref name="rebuilt"/>.
     /// </summary>
-    private async Task<HashSet<string>?> RepairAsync(CommitRange range, CancellationToken cancellationToken)
+    private async Task<HashSet<string>?> RepairAsync(CommitRange range, HashSet<string> rebuilt, CancellationToken cancellationToken)
     {
         var failed = new HashSet<string>(StringComparer.Ordinal);
         var made = 0;
@@ -433,6 +483,15 @@ internal sealed partial class GrainRepair(
                 if (!await SucceededAsync(call, patient))
                 {
                     failed.Add(patient);
+                    if (!range.Rebuilt)
+                    {
+                        // (A settling that failed takes in the commits since when it is tried again: see Retry.)
+                        rebuilt.Add(patient);
+                    }
+                }
+                else if (call is Task<bool> { Result: true })
+                {
+                    rebuilt.Add(patient);
                 }
             }
 
@@ -503,6 +562,9 @@ internal sealed partial class GrainRepair(
 
     [LoggerMessage(EventId = 1011, Level = LogLevel.Information, Message = "A server left the cluster: the grains it held may come back elsewhere before the raw store shows the commits applied after commit {ShownThrough} to {AppliedThrough}; settling their windows from it once it shows them")]
     private static partial void LogSettlingRecentlyApplied(ILogger logger, long shownThrough, long appliedThrough);
+
+    [LoggerMessage(EventId = 1014, Level = LogLevel.Information, Message = "{Patients} patient grains rebuilt from the raw store (a failed call started them over, or a repair rebuilt them) before it may have shown the commits after commit {ShownThrough} to {LastCommitId}: settling their windows from it once it shows them")]
+    private static partial void LogSettlingRebuilt(ILogger logger, int patients, long shownThrough, long lastCommitId);
 
     [LoggerMessage(EventId = 1004, Level = LogLevel.Information, Message = "Recomputed the windows of commits {After} (exclusive) to {Through} in {Calls} patient grain calls")]
     private static partial void LogRepaired(ILogger logger, long after, long through, int calls);
