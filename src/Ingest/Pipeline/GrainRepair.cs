@@ -563,7 +563,7 @@ internal sealed partial class GrainRepair(
     [LoggerMessage(EventId = 1011, Level = LogLevel.Information, Message = "A server left the cluster: the grains it held may come back elsewhere before the raw store shows the commits applied after commit {ShownThrough} to {AppliedThrough}; settling their windows from it once it shows them")]
     private static partial void LogSettlingRecentlyApplied(ILogger logger, long shownThrough, long appliedThrough);
 
-    [LoggerMessage(EventId = 1014, Level = LogLevel.Information, Message = "{Patients} patient grains rebuilt from the raw store (a failed call started them over, or a repair rebuilt them) before it may have shown the commits after commit {ShownThrough} to {LastCommitId}: settling their windows from it once it shows them")]
+    [LoggerMessage(EventId = 1014, Level = LogLevel.Debug, Message = "{Patients} patient grains rebuilt from the raw store (a failed call started them over, or a repair rebuilt them) before it may have shown the commits after commit {ShownThrough} to {LastCommitId}: settling their windows from it once it shows them")]
     private static partial void LogSettlingRebuilt(ILogger logger, int patients, long shownThrough, long lastCommitId);
 
     [LoggerMessage(EventId = 1004, Level = LogLevel.Information, Message = "Recomputed the windows of commits {After} (exclusive) to {Through} in {Calls} patient grain calls")]
