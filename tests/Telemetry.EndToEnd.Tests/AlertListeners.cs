@@ -116,7 +116,11 @@ public sealed class AlertStreamClient : IAsyncDisposable
 
     public ConcurrentQueue<(long Id, ReceivedAlert Alert)> Received { get; } = new();
 
-    public static async Task<AlertStreamClient> OpenAsync(TelemetryServer server, string path, long? lastEventId = null)
+    /// <summary>The events other than alerts the stream sent (<c>expired</c>, <c>revoked</c>: it ends with one).</summary>
+    public ConcurrentQueue<string> Others { get; } = new();
+
+    /// <summary>Opens the stream as the admin, or as the caller <paramref name="client"/> stands for.</summary>
+    public static async Task<AlertStreamClient> OpenAsync(TelemetryServer server, string path, long? lastEventId = null, HttpClient? client = null)
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, path);
         if (lastEventId is { } id)
@@ -124,7 +128,7 @@ public sealed class AlertStreamClient : IAsyncDisposable
             request.Headers.Add("Last-Event-ID", id.ToString(System.Globalization.CultureInfo.InvariantCulture));
         }
 
-        var response = await server.Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        var response = await (client ?? server.Http).SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
         return new AlertStreamClient(response);
@@ -143,11 +147,16 @@ public sealed class AlertStreamClient : IAsyncDisposable
         using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(_stop.Token));
         long id = 0;
         string? data = null;
+        var name = "alert";
         while (await reader.ReadLineAsync(_stop.Token) is { } line)
         {
             if (line.StartsWith("id: ", StringComparison.Ordinal))
             {
                 id = long.Parse(line[4..], System.Globalization.CultureInfo.InvariantCulture);
+            }
+            else if (line.StartsWith("event: ", StringComparison.Ordinal))
+            {
+                name = line[7..];
             }
             else if (line.StartsWith("data: ", StringComparison.Ordinal))
             {
@@ -155,8 +164,16 @@ public sealed class AlertStreamClient : IAsyncDisposable
             }
             else if (line.Length == 0 && data is not null)
             {
-                Received.Enqueue((id, ReceivedAlert.Parse(data)));
-                data = null;
+                if (name == "alert")
+                {
+                    Received.Enqueue((id, ReceivedAlert.Parse(data)));
+                }
+                else
+                {
+                    Others.Enqueue(name);
+                }
+
+                (data, name) = (null, "alert");
             }
         }
     }

@@ -101,6 +101,48 @@ public sealed partial class AlertTests
     }
 
     [Fact]
+    public async Task Alert_streams_keep_to_what_their_reader_may_see_and_end_when_the_token_expires()
+    {
+        // Streams ask again every second whom their reader may see (30 s by default).
+        await using var server = await TelemetryServer.StartNewAsync(new Dictionary<string, string> { ["Telemetry__Auth__StreamAccessCheckSeconds"] = "1" });
+        var firstToken = await server.ProvisionAsync("sa-watch-1", "p-sa-1");
+        var secondToken = await server.ProvisionAsync("sa-watch-2", "p-sa-2");
+        const string Rules = """{"rules":[{"id":"hr-high","type":"threshold","kind":"heart_rate","direction":"above","level":120,"clearLevel":110,"priority":"high"}]}""";
+        await PutRulesAsync(server, "p-sa-1", Rules);
+        await PutRulesAsync(server, "p-sa-2", Rules);
+        using var team = await server.Http.PutAsJsonAsync("/api/care-teams/sa-ward", new { patients = new[] { "p-sa-1", "p-sa-2" } });
+        using var clinician = server.ClientWith(await server.MintTokenAsync("--role", "clinician", "--sub", "dr-sa", "--care-team", "sa-ward"));
+        await using var one = await AlertStreamClient.OpenAsync(server, "/api/patients/p-sa-1/alerts/stream", client: clinician);
+        await using var all = await AlertStreamClient.OpenAsync(server, "/api/alerts/stream", client: clinician);
+        await using var admin = await AlertStreamClient.OpenAsync(server, "/api/alerts/stream");
+        using var first = await Devices.ConnectMqttAsync(server, "sa-watch-1", firstToken);
+        using var second = await Devices.ConnectMqttAsync(server, "sa-watch-2", secondToken);
+
+        await Devices.PublishAsync(first, "devices/sa-watch-1/vitals", Devices.JsonHeartRates(1, DateTimeOffset.UtcNow, 135));
+        await Eventually.FirstAsync(one.Received, e => e.Alert.Type == "raised");
+        await Eventually.FirstAsync(all.Received, e => e.Alert.Type == "raised");
+
+        // The stream across patients recorded the patient whose alert it sent, beside its own record.
+        var recorded = await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?actor=dr-sa&patientId=p-sa-1");
+        Assert.Contains(recorded.EnumerateArray(), record => record.GetProperty("action").GetString() == "GET /api/alerts/stream");
+
+        // The first patient leaves the clinician's team: the one-patient stream ends, the other no longer sends theirs.
+        using var moved = await server.Http.PutAsJsonAsync("/api/care-teams/sa-ward", new { patients = new[] { "p-sa-2" } });
+        Assert.Equal("revoked", await Eventually.FirstAsync(one.Others, _ => true));
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        await Devices.PublishAsync(first, "devices/sa-watch-1/vitals", Devices.JsonHeartRates(2, DateTimeOffset.UtcNow, 100));
+        await Eventually.FirstAsync(admin.Received, e => e.Alert.Type == "cleared");
+        await Devices.PublishAsync(second, "devices/sa-watch-2/vitals", Devices.JsonHeartRates(1, DateTimeOffset.UtcNow, 140));
+        await Eventually.FirstAsync(all.Received, e => e.Alert.AlertId.StartsWith("p-sa-2~", StringComparison.Ordinal));
+        Assert.DoesNotContain(all.Received, e => e.Alert.Type == "cleared");
+
+        // A token that expires ends its stream with 'expired' (about 4 s from now).
+        using var brief = server.ClientWith(await server.MintTokenAsync("--role", "clinician", "--care-team", "sa-ward", "--hours", "0.001"));
+        await using var expiring = await AlertStreamClient.OpenAsync(server, "/api/alerts/stream", client: brief);
+        Assert.Equal("expired", await Eventually.FirstAsync(expiring.Others, _ => true));
+    }
+
+    [Fact]
     public async Task A_restart_keeps_the_open_episode_and_its_escalation()
     {
         await using var server = await TelemetryServer.StartNewAsync();

@@ -40,6 +40,40 @@ public sealed class AuditTests
     }
 
     [Fact]
+    public async Task Reads_that_name_their_patient_outside_the_route_and_refused_streams_are_recorded_as_they_were()
+    {
+        await using var server = await TelemetryServer.StartNewAsync();
+        await server.ProvisionAsync("audit-w3", "audit-p3");
+        using var team = await server.Http.PutAsJsonAsync("/api/care-teams/audit-ward-3", new { patients = new[] { "audit-p3" } });
+        using var clinician = server.ClientWith(await server.MintTokenAsync("--role", "clinician", "--sub", "dr-audit-3", "--care-team", "audit-ward-3"));
+
+        // $stats with its subject in the body; a device's quarantined readings (the patient's); the same patient named
+        // twice in a search; a stream of a patient the clinician may not read, and one of a patient they may.
+        using var stats = await server.Http.PostAsync("/fhir/Observation/$stats", new StringContent(
+            """{"resourceType":"Parameters","parameter":[{"name":"subject","valueReference":{"reference":"Patient/audit-p3"}},{"name":"code","valueString":"8867-4"},{"name":"statistic","valueString":"count"},{"name":"duration","valueDecimal":1}]}""",
+            System.Text.Encoding.UTF8,
+            "application/fhir+json"));
+        using var rejects = await server.Http.GetAsync("/api/devices/audit-w3/rejects");
+        using var twice = await server.Http.GetAsync("/fhir/Observation?patient=audit-p3&patient=Patient/audit-p3&code=8867-4");
+        using var refused = await clinician.GetAsync("/api/patients/audit-p4/alerts/stream", HttpCompletionOption.ResponseHeadersRead);
+        using var opened = await clinician.GetAsync("/api/patients/audit-p3/live/stream", HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(HttpStatusCode.OK, stats.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, rejects.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, twice.StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, refused.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, opened.StatusCode);
+
+        var patient = (await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?patientId=audit-p3")).EnumerateArray()
+            .Select(record => (Action: record.GetProperty("action").GetString()!, Status: record.GetProperty("status").GetInt32())).ToList();
+        Assert.Contains(("POST /fhir/Observation/$stats", 200), patient);
+        Assert.Contains(("GET /api/devices/audit-w3/rejects", 200), patient);
+        Assert.Contains(patient, record => record.Action.StartsWith("GET /fhir/Observation?patient=audit-p3&patient=", StringComparison.Ordinal));
+        Assert.Contains(("GET /api/patients/audit-p3/live/stream", 200), patient);
+        var denied = Assert.Single((await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?patientId=audit-p4")).EnumerateArray());
+        Assert.Equal(("GET /api/patients/audit-p4/alerts/stream", 403, "denied"), (denied.GetProperty("action").GetString(), denied.GetProperty("status").GetInt32(), denied.GetProperty("outcome").GetString()));
+    }
+
+    [Fact]
     public async Task Altering_a_stored_record_breaks_verification_from_that_record()
     {
         await using var server = await TelemetryServer.StartNewAsync();

@@ -192,6 +192,8 @@ public sealed class FhirTests(SeededServer seeded)
     [InlineData("/fhir/Observation?code=8867-4", HttpStatusCode.BadRequest, "invalid")]
     [InlineData("/fhir/Observation?patient=p-seeded&date=2026-13-40", HttpStatusCode.BadRequest, "invalid")]
     [InlineData("/fhir/Observation?patient=p-seeded&date=sa2026-01-01", HttpStatusCode.BadRequest, "invalid")]
+    [InlineData("/fhir/Observation?patient=p-seeded&date=x", HttpStatusCode.BadRequest, "invalid")]
+    [InlineData("/fhir/Observation/$lastn?patient=p-seeded&code=8867-4&date=x", HttpStatusCode.BadRequest, "invalid")]
     [InlineData("/fhir/Observation?patient=p-seeded&_sort=code", HttpStatusCode.BadRequest, "not-supported")]
     [InlineData("/fhir/Observation?patient=p-seeded&resolution=1m&date=ge2020-01-01", HttpStatusCode.BadRequest, "too-costly")]
     [InlineData("/fhir/Observation?patient=p-seeded&_count=5000", HttpStatusCode.BadRequest, "invalid")]

@@ -95,6 +95,12 @@ public sealed class TrendApiTests(SeededServer seeded)
     [InlineData("trends?kind=heart_rate&resolution=2m", "resolution")]
     [InlineData("trends?kind=heart_rate&resolution=1m&from=2026-01-01T00:00:00Z&to=2026-03-01T00:00:00Z", "from")]
     [InlineData("daily?timeZone=Mars/Olympus", "timeZone")]
+    [InlineData("daily?timeZone=America", "timeZone")]
+    [InlineData("daily?timeZone=../../../etc/passwd", "timeZone")]
+    [InlineData("daily?to=9999-12-31", "to")]
+    [InlineData("daily?to=0001-01-02", "to")]
+    [InlineData("trends?kind=heart_rate&to=0001-01-01T00:00:00Z", "from")]
+    [InlineData("export.csv?to=0001-01-01T00:00:00Z", "from")]
     [InlineData("export.csv?resolution=5m", "resolution")]
     public async Task Bad_queries_get_a_problem_naming_the_parameter(string query, string parameter)
     {

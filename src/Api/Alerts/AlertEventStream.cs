@@ -1,21 +1,28 @@
 using System.Globalization;
 using System.Text.Json;
+using Telemetry.Api.Audit;
+using Telemetry.Api.Hosting;
+using Telemetry.Api.Security;
 using Telemetry.Core;
 using Telemetry.Core.Alerts;
 using Telemetry.Core.Storage;
+using Telemetry.Storage.Audit;
 
 namespace Telemetry.Api.Alerts;
 
 /// <summary>
 /// A live stream of alert events as server-sent events (<c>text/event-stream</c>), of one patient or of all. Each event's
 /// id is its store position: a client that reconnects with <c>Last-Event-ID</c> (or <c>?after=</c>) gets what it
-/// missed from the store before the live events, with none twice.
+/// missed from the store before the live events, with none twice. Like the live vitals stream, it asks again every so
+/// often whom its reader may see (a one-patient stream whose reader lost access ends with <c>revoked</c>; one across
+/// patients drops and takes in patients as care teams change) and ends with <c>expired</c> when the reader's token
+/// does. A stream across patients records each patient in the audit log as it first sends one of their alerts.
 /// </summary>
 public static class AlertEventStream
 {
     private const int CatchUpPage = 500;
 
-    public static async Task RunAsync(HttpContext context, string? patientId, IReadOnlySet<string>? visible, IAlertStore store, AlertBroadcaster broadcaster)
+    public static async Task RunAsync(HttpContext context, string? patientId, IAlertStore store, AlertBroadcaster broadcaster)
     {
         var cancellationToken = context.RequestAborted;
         var after = StartPosition(context.Request);
@@ -25,28 +32,67 @@ public static class AlertEventStream
             return;
         }
 
+        var reader = new Reader(context, patientId);
+        var timeProvider = context.RequestServices.GetRequiredService<TimeProvider>();
+        var accessCheckInterval = EventStream.AccessCheckInterval(context);
+        var expires = EventStream.ExpiryOf(context.User);
+        if (!await reader.CheckAccessAsync(cancellationToken))
+        {
+            await TypedResults.Forbid().ExecuteAsync(context);
+            return;
+        }
+
         // Subscribed before the catch-up read, so nothing stored in between is missed; what both deliver is sent once.
         using var subscription = broadcaster.Subscribe(patientId);
         var response = context.Response;
-        await Hosting.EventStream.BeginAsync(response, "telemetry alert stream", cancellationToken);
+        await EventStream.BeginAsync(response, "telemetry alert stream", cancellationToken);
 
         var position = after.Value == -1 ? await store.LastPositionAsync(cancellationToken) : after.Value;
+        var checkedAt = timeProvider.GetTimestamp();
+        var quietSince = timeProvider.GetTimestamp();
         try
         {
-            position = await CatchUpAsync(response, store, patientId, visible, position, cancellationToken);
+            position = await CatchUpAsync(reader, store, patientId, position, cancellationToken);
             while (!cancellationToken.IsCancellationRequested)
             {
-                using var keepAlive = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-                keepAlive.CancelAfter(Hosting.EventStream.KeepAliveInterval);
+                if (expires is { } end && timeProvider.GetUtcNow() >= end)
+                {
+                    await EventStream.EndAsync(response, "expired", cancellationToken);
+                    return;
+                }
+
+                if (timeProvider.GetElapsedTime(checkedAt) >= accessCheckInterval)
+                {
+                    if (!await reader.CheckAccessAsync(cancellationToken))
+                    {
+                        await EventStream.EndAsync(response, "revoked", cancellationToken);
+                        return;
+                    }
+
+                    checkedAt = timeProvider.GetTimestamp();
+                }
+
+                // Woken by an event, or by the first of: the keep-alive, the next access check, the token's expiry.
+                var wait = Min(
+                    EventStream.KeepAliveInterval - timeProvider.GetElapsedTime(quietSince),
+                    accessCheckInterval - timeProvider.GetElapsedTime(checkedAt),
+                    expires is { } expiry ? expiry - timeProvider.GetUtcNow() : Timeout.InfiniteTimeSpan);
+                using var woken = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                woken.CancelAfter(wait);
                 bool available;
                 try
                 {
-                    available = await subscription.Events.WaitToReadAsync(keepAlive.Token);
+                    available = await subscription.Events.WaitToReadAsync(woken.Token);
                 }
                 catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
                 {
-                    await response.WriteAsync(": keep-alive\n\n", cancellationToken);
-                    await response.Body.FlushAsync(cancellationToken);
+                    if (timeProvider.GetElapsedTime(quietSince) >= EventStream.KeepAliveInterval)
+                    {
+                        await response.WriteAsync(": keep-alive\n\n", cancellationToken);
+                        await response.Body.FlushAsync(cancellationToken);
+                        quietSince = timeProvider.GetTimestamp();
+                    }
+
                     continue;
                 }
 
@@ -59,27 +105,39 @@ public static class AlertEventStream
                 {
                     if (item.Position > position)
                     {
-                        if (visible is null || visible.Contains(item.PatientId))
-                        {
-                            await WriteAsync(response, item, cancellationToken);
-                        }
-
+                        await reader.WriteAsync(item, cancellationToken);
                         position = item.Position;
                     }
                 }
 
                 if (subscription.TakeOverflow())
                 {
-                    position = await CatchUpAsync(response, store, patientId, visible, position, cancellationToken);
+                    position = await CatchUpAsync(reader, store, patientId, position, cancellationToken);
                 }
 
                 await response.Body.FlushAsync(cancellationToken);
+                quietSince = timeProvider.GetTimestamp();
             }
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
             // The client went away.
         }
+    }
+
+    /// <summary>The shortest of the waits, none below zero; infinite ones count as none.</summary>
+    private static TimeSpan Min(params ReadOnlySpan<TimeSpan> waits)
+    {
+        var shortest = Timeout.InfiniteTimeSpan;
+        foreach (var wait in waits)
+        {
+            if (wait != Timeout.InfiniteTimeSpan && (shortest == Timeout.InfiniteTimeSpan || wait < shortest))
+            {
+                shortest = wait;
+            }
+        }
+
+        return shortest == Timeout.InfiniteTimeSpan || shortest > TimeSpan.Zero ? shortest : TimeSpan.Zero;
     }
 
     /// <summary>Where to start: after Last-Event-ID or ?after=, or (-1) from now. Null when either is malformed.</summary>
@@ -94,23 +152,18 @@ public static class AlertEventStream
         return long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var position) ? position : null;
     }
 
-    private static async Task<long> CatchUpAsync(
-        HttpResponse response, IAlertStore store, string? patientId, IReadOnlySet<string>? visible, long position, CancellationToken cancellationToken)
+    private static async Task<long> CatchUpAsync(Reader reader, IAlertStore store, string? patientId, long position, CancellationToken cancellationToken)
     {
         while (true)
         {
             var events = await store.ReadEventsAsync(position, patientId, CatchUpPage, cancellationToken);
             foreach (var item in events)
             {
-                if (visible is null || visible.Contains(item.PatientId))
-                {
-                    await WriteAsync(response, item, cancellationToken);
-                }
-
+                await reader.WriteAsync(item, cancellationToken);
                 position = item.Position;
             }
 
-            await response.Body.FlushAsync(cancellationToken);
+            await reader.Response.Body.FlushAsync(cancellationToken);
             if (events.Count < CatchUpPage)
             {
                 return position;
@@ -118,9 +171,49 @@ public static class AlertEventStream
         }
     }
 
-    private static async Task WriteAsync(HttpResponse response, AlertEvent item, CancellationToken cancellationToken)
+    /// <summary>The stream's reader: whom they may see, and which patients' alerts the stream has recorded reading.</summary>
+    private sealed class Reader(HttpContext context, string? patientId)
     {
-        var json = JsonSerializer.Serialize(item, TelemetryJson.Options);
-        await response.WriteAsync(string.Create(CultureInfo.InvariantCulture, $"id: {item.Position}\nevent: alert\ndata: {json}\n\n"), cancellationToken);
+        private readonly PatientAccess _access = context.RequestServices.GetRequiredService<PatientAccess>();
+        private readonly AuditLog _audit = context.RequestServices.GetRequiredService<AuditLog>();
+
+        // Across patients: those the reader may see (null: every patient, for an admin), and those recorded so far.
+        private IReadOnlySet<string>? _visible;
+        private readonly HashSet<string> _recorded = new(StringComparer.Ordinal);
+
+        public HttpResponse Response => context.Response;
+
+        /// <summary>
+        /// Asks again whom the reader may see; false when the reader of a one-patient stream may no longer read the
+        /// patient (the stream ends).
+        /// </summary>
+        public async Task<bool> CheckAccessAsync(CancellationToken cancellationToken)
+        {
+            if (patientId is not null)
+            {
+                return await _access.AllowsAsync(context.User, patientId, PatientRight.Read, cancellationToken);
+            }
+
+            _visible = await _access.ReadablePatientsAsync(context.User, cancellationToken);
+            return true;
+        }
+
+        /// <summary>Sends <paramref name="item"/> if the reader may see its patient, recording a new patient first.</summary>
+        public async Task WriteAsync(AlertEvent item, CancellationToken cancellationToken)
+        {
+            if (_visible is not null && !_visible.Contains(item.PatientId))
+            {
+                return;
+            }
+
+            if (patientId is null && _recorded.Add(item.PatientId))
+            {
+                // The request's own record names no patient: each one whose alerts go out is recorded beside it.
+                await AuditFilter.RecordAsync(_audit, context, item.PatientId, StatusCodes.Status200OK);
+            }
+
+            var json = JsonSerializer.Serialize(item, TelemetryJson.Options);
+            await context.Response.WriteAsync(string.Create(CultureInfo.InvariantCulture, $"id: {item.Position}\nevent: alert\ndata: {json}\n\n"), cancellationToken);
+        }
     }
 }

@@ -6,11 +6,20 @@ namespace Telemetry.Api.Audit;
 
 /// <summary>
 /// Writes an <see cref="AuditRecord"/> for every request it wraps, before the response is sent: who (the token's
-/// subject and role), which patient (the route's, an alert's, or FHIR's <c>patient</c>/<c>subject</c>), what (method
-/// and path), and the status answered, refusals included. A stream is recorded as it opens.
+/// subject and role), which patient (the route's, an alert's, the one a handler names with <see cref="ReadsPatient"/>,
+/// or FHIR's <c>patient</c>/<c>subject</c>), what (method and path), and the status answered, refusals included. A
+/// stream is recorded as its response starts: with 200 as it opens, or with the status of its refusal.
 /// </summary>
 public sealed class AuditFilter : IEndpointFilter
 {
+    private static readonly object PatientKey = new();
+
+    /// <summary>
+    /// Names the patient whose record the request reads, where neither its route nor its query string does (a FHIR
+    /// operation's body, a device's quarantined readings): the audit record names that patient.
+    /// </summary>
+    public static void ReadsPatient(HttpContext http, string patientId) => http.Items[PatientKey] = patientId;
+
     public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
         var http = context.HttpContext;
@@ -22,8 +31,24 @@ public sealed class AuditFilter : IEndpointFilter
 
         if (http.Request.Path.Value?.EndsWith("/stream", StringComparison.Ordinal) == true)
         {
-            await WriteAsync(audit, http, StatusCodes.Status200OK);
-            return await next(context);
+            // A stream answers only when it ends: it is recorded as its response starts (before the client sees a byte),
+            // with the status it starts with; or, if it fails before that, as a failure.
+            var recorded = 0;
+            http.Response.OnStarting(() =>
+                Interlocked.Exchange(ref recorded, 1) == 0 ? WriteAsync(audit, http, http.Response.StatusCode) : Task.CompletedTask);
+            try
+            {
+                return await next(context);
+            }
+            catch (Exception) when (!http.RequestAborted.IsCancellationRequested && !http.Response.HasStarted)
+            {
+                if (Interlocked.Exchange(ref recorded, 1) == 0)
+                {
+                    await WriteAsync(audit, http, StatusCodes.Status500InternalServerError);
+                }
+
+                throw;
+            }
         }
 
         object? result;
@@ -64,6 +89,11 @@ public sealed class AuditFilter : IEndpointFilter
 
     private static string? PatientOf(HttpContext http)
     {
+        if (http.Items.TryGetValue(PatientKey, out var named) && named is string patientId)
+        {
+            return patientId;
+        }
+
         if (PatientAccessFilter.PatientOfRoute(http.Request) is { } routed)
         {
             return routed;

@@ -1,3 +1,4 @@
+using Telemetry.Api.Audit;
 using Telemetry.Api.Cluster;
 using Telemetry.Api.Security;
 using Telemetry.Core;
@@ -17,7 +18,7 @@ public static class DeviceEndpoints
         var devices = routes.MapGroup("/api/devices").RequireAuthorization(TelemetryAuthentication.AdminPolicy).RequireRateLimiting(TelemetryAuthentication.ApiRateLimit).WithTags("Devices");
         devices.MapPost("/", ProvisionAsync);
         devices.MapGet("/{deviceId}", GetAsync);
-        devices.MapGet("/{deviceId}/rejects", GetRejectsAsync);
+        devices.MapGet("/{deviceId}/rejects", GetRejectsAsync).AddEndpointFilter<AuditFilter>();
         devices.MapPost("/{deviceId}/token", RotateAsync)
             .WithSummary("Issues the device a new token, shown this once; the old one stops working (a revoked device works again)");
         devices.MapDelete("/{deviceId}/token", RevokeAsync)
@@ -60,12 +61,16 @@ public static class DeviceEndpoints
     }
 
     /// <summary>What the device sent that was refused, and its quarantined readings: for MQTT 3.1.1 senders and integrators.</summary>
-    private static async Task<IResult> GetRejectsAsync(string deviceId, IGrainFactory grains, DeviceRejectLog rejectLog, IRawSeriesStore store, CancellationToken cancellationToken)
+    private static async Task<IResult> GetRejectsAsync(
+        string deviceId, HttpContext context, IGrainFactory grains, DeviceRejectLog rejectLog, IRawSeriesStore store, CancellationToken cancellationToken)
     {
-        if (!Identifier.IsValid(deviceId) || await grains.GetGrain<IDeviceGrain>(deviceId).GetAsync() is null)
+        if (!Identifier.IsValid(deviceId) || await grains.GetGrain<IDeviceGrain>(deviceId).GetAsync() is not { } device)
         {
             return TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown device", detail: $"No device '{deviceId}' is provisioned.");
         }
+
+        // The quarantined readings are the device's patient's: the read is audited as theirs.
+        AuditFilter.ReadsPatient(context, device.PatientId);
 
         var quarantined = await store.ReadQuarantineAsync(deviceId, DeviceRejectLog.PerDevice, cancellationToken);
         return TypedResults.Ok(new DeviceRejects(

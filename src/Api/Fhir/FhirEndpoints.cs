@@ -306,7 +306,7 @@ public static class FhirEndpoints
         else if (decimal.TryParse(statsRequest.Duration, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var hours) && hours > 0)
         {
             toMs = timeProvider.GetUtcNow().ToUnixTimeMilliseconds();
-            fromMs = toMs - (long)Math.Min(hours * 3_600_000m, (decimal)MaxStatsPeriod.TotalMilliseconds);
+            fromMs = toMs - (long)(Math.Min(hours, (decimal)MaxStatsPeriod.TotalHours) * 3_600_000m);
         }
         else
         {
@@ -396,6 +396,9 @@ public static class FhirEndpoints
             fromMs = toMs - (long)defaultRange.TotalMilliseconds;
         }
 
+        // Nothing is stored from before 1970: a range is cut there (one wholly before it finds nothing).
+        fromMs = Math.Max(0, fromMs);
+        toMs = Math.Max(fromMs, toMs);
         return true;
     }
 
@@ -488,6 +491,11 @@ public static class FhirEndpoints
             && !FhirParameters.TryReadPatient(request.Query, out patientId, out var patientError, "patient", "entity"))
         {
             return FhirResult.Invalid(patientError!);
+        }
+
+        if (patientId is not null)
+        {
+            Audit.AuditFilter.ReadsPatient(request.HttpContext, patientId);
         }
 
         if (!FhirParameters.TryReadCount(request.Query, "_count", DefaultCount, MaxCount, out var count, out var error))

@@ -54,6 +54,8 @@ public sealed partial class FhirGuardFilter(ILogger<FhirGuardFilter> logger) : I
     /// </summary>
     public static async ValueTask<FhirResult?> ForbiddenAsync(HttpContext http, string patientId)
     {
+        // The patient the request reads (or is refused), as the handler found it (in the body, say): what the audit records.
+        Audit.AuditFilter.ReadsPatient(http, patientId);
         var user = http.User;
         var allowed = user.IsInRole(TelemetryRoles.Admin)
             || (await http.RequestServices.GetRequiredService<PatientAccess>().AllowsAsync(user, patientId, PatientRight.Read, http.RequestAborted)

@@ -72,7 +72,7 @@ public static partial class FhirParameters
         {
             var value = raw ?? string.Empty;
             var prefix = value.Length > 2 && char.IsAsciiLetter(value[0]) ? value[..2] : "eq";
-            var date = prefix == "eq" && !char.IsAsciiLetter(value.FirstOrDefault()) ? value : value[2..];
+            var date = prefix == "eq" && (value.Length <= 2 || !char.IsAsciiLetter(value[0])) ? value : value[2..];
             if (!TryParseDate(date, out var startMs, out var endMs))
             {
                 error = $"'date={value}' is not a FHIR date: give yyyy, yyyy-MM, yyyy-MM-dd or yyyy-MM-ddThh:mm[:ss[.fff]](Z|+hh:mm), with a prefix ge, gt, le, lt or eq.";

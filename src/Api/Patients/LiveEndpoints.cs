@@ -21,7 +21,6 @@ public static partial class LiveEndpoints
     public const int MaxPatients = 500;
 
     private static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(1);
-    private static readonly TimeSpan AccessCheckInterval = TimeSpan.FromSeconds(30);
 
     public static IEndpointRouteBuilder MapLiveEndpoints(this IEndpointRouteBuilder routes)
     {
@@ -79,8 +78,9 @@ public static partial class LiveEndpoints
     /// <summary>
     /// Reads the patients' live pictures from their grains every second and sends each patient whose vitals changed
     /// (every patient once at the start) as an event <c>vitals</c>. Reading the grains, not the ingest path, keeps the
-    /// stream off the hot path and right in a cluster. Every 30 seconds the stream asks again which patients its reader
-    /// may see (a care team changed, a patient added; each new one audited), and it ends when the reader's token expires.
+    /// stream off the hot path and right in a cluster. Every 30 seconds (by default) the stream asks again which patients
+    /// its reader may see (a care team changed, a patient added; each new one audited), and it ends when the reader's
+    /// token expires.
     /// </summary>
     private static async Task StreamAsync(
         HttpContext context, Func<CancellationToken, Task<IReadOnlyList<string>>> readable, IGrainFactory grains, LiveStreamSlots slots, TimeProvider timeProvider, ILoggerFactory loggers)
@@ -107,7 +107,8 @@ public static partial class LiveEndpoints
     {
         var cancellationToken = context.RequestAborted;
         var audit = context.RequestServices.GetRequiredService<AuditLog>();
-        var expires = ExpiryOf(context.User);
+        var expires = EventStream.ExpiryOf(context.User);
+        var accessCheckInterval = EventStream.AccessCheckInterval(context);
         var patients = await readable(cancellationToken);
         await AuditFilter.RecordEachAsync(audit, context, patients);
         var response = context.Response;
@@ -123,11 +124,11 @@ public static partial class LiveEndpoints
             {
                 if (expires is { } end && timeProvider.GetUtcNow() >= end)
                 {
-                    await response.WriteAsync("event: expired\ndata: {}\n\n", cancellationToken);
+                    await EventStream.EndAsync(response, "expired", cancellationToken);
                     return;
                 }
 
-                if (timeProvider.GetElapsedTime(checkedAt) >= AccessCheckInterval)
+                if (timeProvider.GetElapsedTime(checkedAt) >= accessCheckInterval)
                 {
                     var now = await readable(cancellationToken);
                     await AuditFilter.RecordEachAsync(audit, context, now.Except(patients, StringComparer.Ordinal));
@@ -191,12 +192,6 @@ public static partial class LiveEndpoints
             return null;
         }
     }
-
-    /// <summary>When the caller's token stops being valid: a JWT's <c>exp</c>; never for the admin token.</summary>
-    private static DateTimeOffset? ExpiryOf(ClaimsPrincipal user) =>
-        long.TryParse(user.FindFirst("exp")?.Value, NumberStyles.Integer, CultureInfo.InvariantCulture, out var seconds)
-            ? DateTimeOffset.FromUnixTimeSeconds(seconds)
-            : null;
 
     [LoggerMessage(EventId = 3301, Level = LogLevel.Warning, Message = "A live stream could not read patient {PatientId}'s vitals this time")]
     private static partial void LogReadFailed(ILogger logger, Exception exception, string patientId);

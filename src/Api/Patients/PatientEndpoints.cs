@@ -73,7 +73,7 @@ public static class PatientEndpoints
 
         if (!TryReadRange(from, to, timeProvider, out var fromMs, out var toMs))
         {
-            return Invalid("from", "must be before 'to'");
+            return Invalid("from", RangeRule);
         }
 
         if (scale is { Window: { } window } && scale.Value.WindowsSpanned(fromMs, toMs) > TrendReader.MaxWindows)
@@ -164,7 +164,7 @@ public static class PatientEndpoints
 
         if (!TryReadRange(from, to, timeProvider, out var fromMs, out var toMs))
         {
-            return Invalid("from", "must be before 'to'");
+            return Invalid("from", RangeRule);
         }
 
         if (toMs - fromMs > (long)MaxExportRange.TotalMilliseconds)
@@ -225,14 +225,19 @@ public static class PatientEndpoints
             return InvalidPatient();
         }
 
-        TimeZoneInfo zone;
-        try
-        {
-            zone = timeZone is null ? TimeZoneInfo.Utc : TimeZoneInfo.FindSystemTimeZoneById(timeZone);
-        }
-        catch (Exception exception) when (exception is TimeZoneNotFoundException or InvalidTimeZoneException)
+        if (!TryFindTimeZone(timeZone, out var zone))
         {
             return Invalid("timeZone", "an IANA time zone such as Europe/Berlin or America/New_York (UTC when left out)");
+        }
+
+        if (from is { } f && (f < FirstDay || f > LastDay))
+        {
+            return Invalid("from", DayRule);
+        }
+
+        if (to is { } t && (t < FirstDay || t > LastDay))
+        {
+            return Invalid("to", DayRule);
         }
 
         var goal = stepsGoal ?? DefaultStepsGoal;
@@ -255,7 +260,7 @@ public static class PatientEndpoints
         }
 
         // Days are read from 1-hour windows, so a day runs midnight to midnight in the patient's zone (to the hour).
-        var fromMs = LocalMidnightMs(firstDay, zone);
+        var fromMs = Math.Max(0, LocalMidnightMs(firstDay, zone));
         var toMs = LocalMidnightMs(lastDay.AddDays(1), zone);
         DateOnly DayOf(long ms) => DateOnly.FromDateTime(TimeZoneInfo.ConvertTime(DateTimeOffset.FromUnixTimeMilliseconds(ms), zone).DateTime);
 
@@ -322,11 +327,52 @@ public static class PatientEndpoints
     }
 
     /// <summary>The range asked for in Unix milliseconds: <c>to</c> defaults to now, <c>from</c> to a day before it. False when empty.</summary>
+    /// <summary>
+    /// The range asked for, in Unix milliseconds: by default the day up to <paramref name="to"/> (or now). Nothing is
+    /// stored from before 1970, so a range is cut there; false when nothing is left of it.
+    /// </summary>
     private static bool TryReadRange(DateTimeOffset? from, DateTimeOffset? to, TimeProvider timeProvider, out long fromMs, out long toMs)
     {
         toMs = (to ?? timeProvider.GetUtcNow()).ToUnixTimeMilliseconds();
-        fromMs = from?.ToUnixTimeMilliseconds() ?? toMs - (long)TimeSpan.FromDays(1).TotalMilliseconds;
+        fromMs = Math.Max(0, from?.ToUnixTimeMilliseconds() ?? toMs - (long)TimeSpan.FromDays(1).TotalMilliseconds);
         return fromMs < toMs;
+    }
+
+    private const string RangeRule = "must be before 'to', and the range after 1970-01-01T00:00:00Z (nothing is stored before)";
+
+    // The days a summary may name: a day ending before 1970 holds nothing; the calendar's last day has no day after it.
+    private static readonly DateOnly FirstDay = DateOnly.FromDateTime(DateTime.UnixEpoch);
+    private static readonly DateOnly LastDay = DateOnly.MaxValue.AddDays(-1);
+    private static readonly string DayRule = $"a day from {FirstDay:yyyy-MM-dd} to {LastDay:yyyy-MM-dd}";
+
+    /// <summary>
+    /// The IANA time zone <paramref name="id"/> names (UTC when null). False for anything else: an id is looked up
+    /// among the system's zone files only when it has a zone id's shape, so it can name no other file or folder.
+    /// </summary>
+    private static bool TryFindTimeZone(string? id, out TimeZoneInfo zone)
+    {
+        zone = TimeZoneInfo.Utc;
+        if (id is null)
+        {
+            return true;
+        }
+
+        if (id.Length is 0 or > 64 || id.Contains("..", StringComparison.Ordinal) || id[0] == '/'
+            || !id.All(c => char.IsAsciiLetterOrDigit(c) || c is '/' or '_' or '-' or '+'))
+        {
+            return false;
+        }
+
+        try
+        {
+            zone = TimeZoneInfo.FindSystemTimeZoneById(id);
+            return true;
+        }
+        catch (Exception exception) when (exception is TimeZoneNotFoundException or InvalidTimeZoneException
+            or System.Security.SecurityException or IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
     }
 
     private static long LocalMidnightMs(DateOnly day, TimeZoneInfo zone)

@@ -10,4 +10,11 @@ public sealed class AuthOptions
     /// <c>admin-token</c> beside the database (readable by the owner only); it is never logged.
     /// </summary>
     public string? AdminToken { get; set; }
+
+    /// <summary>
+    /// How often a live or alert stream asks again whom its reader may see (a care team changed): patients no longer
+    /// readable leave it, new ones join it (and are audited), a one-patient alert stream ends with <c>revoked</c>.
+    /// </summary>
+    [System.ComponentModel.DataAnnotations.Range(1, 3600)]
+    public int StreamAccessCheckSeconds { get; set; } = 30;
 }

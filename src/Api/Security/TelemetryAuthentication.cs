@@ -28,7 +28,7 @@ public static class TelemetryAuthentication
 
     public static IServiceCollection AddTelemetryAuthentication(this IServiceCollection services)
     {
-        services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section);
+        services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddOptions<JwtOptions>().BindConfiguration(JwtOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<AdminToken>();
         services.AddSingleton<DevelopmentTokens>();
