@@ -6,7 +6,8 @@ namespace Telemetry.Ingest.Codecs;
 
 /// <summary>
 /// Decodes the project's JSON batch: <c>{"seq":42,"readings":[{"kind":"heart_rate","time":"2026-11-24T10:00:00Z","value":72,"unit":"/min"}]}</c>.
-/// A reading whose fields are wrong is rejected alone; a payload that is not this JSON is refused whole.
+/// A reading whose fields are wrong is rejected alone; a payload that is not this JSON is refused whole. A time without
+/// an offset is UTC (never the server's own time zone).
 /// </summary>
 public static class JsonBatchDecoder
 {
@@ -108,9 +109,9 @@ public static class JsonBatchDecoder
             else if (reader.ValueTextEquals("time"u8))
             {
                 reader.Read();
-                if (reader.TokenType == JsonTokenType.String && reader.TryGetDateTimeOffset(out var time))
+                if (reader.TokenType == JsonTokenType.String && TryReadTime(ref reader, out var time))
                 {
-                    timestampMs = time.ToUnixTimeMilliseconds();
+                    timestampMs = time;
                 }
                 else
                 {
@@ -171,6 +172,36 @@ public static class JsonBatchDecoder
         }
     }
 
+    /// <summary>
+    /// The ISO 8601 time of the current string token, in Unix milliseconds: with its offset (or Z) as given, and as UTC
+    /// without one. (<see cref="Utf8JsonReader.TryGetDateTimeOffset"/> alone would take a time without an offset as the
+    /// server's local time.)
+    /// </summary>
+    private static bool TryReadTime(ref Utf8JsonReader reader, out long timestampMs)
+    {
+        timestampMs = 0;
+        if (!reader.TryGetDateTime(out var time))
+        {
+            return false;
+        }
+
+        if (time.Kind != DateTimeKind.Local)
+        {
+            // Z, or no offset at all: UTC either way.
+            timestampMs = new DateTimeOffset(DateTime.SpecifyKind(time, DateTimeKind.Utc)).ToUnixTimeMilliseconds();
+            return true;
+        }
+
+        // Another offset: read again with it, rather than through the server's zone.
+        if (!reader.TryGetDateTimeOffset(out var withOffset))
+        {
+            return false;
+        }
+
+        timestampMs = withOffset.ToUnixTimeMilliseconds();
+        return true;
+    }
+
     /// <summary>Reads an array of exactly two numbers; anything else is skipped and reads as no value.</summary>
     private static bool TryReadPair(ref Utf8JsonReader reader, out double first, out double second)
     {
@@ -211,7 +242,10 @@ public static class JsonBatchDecoder
     internal static string? RequireEnd(ref Utf8JsonReader reader) =>
         reader.Read() ? "unexpected content after the end of the payload" : null;
 
-    /// <summary>Unescapes the current string token into <paramref name="destination"/>; -1 when it is not a short string.</summary>
+    /// <summary>
+    /// Unescapes the current string token into <paramref name="destination"/>; -1 when it is not a short string, or
+    /// not one that unescapes to text (a lone surrogate escape such as <c>\ud800</c>): that field alone is wrong.
+    /// </summary>
     internal static int CopyString(ref Utf8JsonReader reader, scoped Span<byte> destination)
     {
         if (reader.TokenType != JsonTokenType.String)
@@ -221,6 +255,18 @@ public static class JsonBatchDecoder
         }
 
         var length = reader.HasValueSequence ? reader.ValueSequence.Length : reader.ValueSpan.Length;
-        return length <= destination.Length ? reader.CopyString(destination) : -1;
+        if (length > destination.Length)
+        {
+            return -1;
+        }
+
+        try
+        {
+            return reader.CopyString(destination);
+        }
+        catch (InvalidOperationException)
+        {
+            return -1;
+        }
     }
 }

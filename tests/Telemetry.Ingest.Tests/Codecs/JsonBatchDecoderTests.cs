@@ -38,6 +38,22 @@ public sealed class JsonBatchDecoderTests
         AssertReading(readings[3], VitalKind.OxygenSaturation, Wearable.NowMs - 120_000, 97.0);
     }
 
+    [Theory]
+    [InlineData("2026-11-24T09:59:00Z", -60_000)]
+    [InlineData("2026-11-24T09:59:00", -60_000)]
+    [InlineData("2026-11-24T09:59:00.250", -59_750)]
+    [InlineData("2026-11-24T11:59:00+02:00", -60_000)]
+    [InlineData("2026-11-24T04:59:00-05:00", -60_000)]
+    [InlineData("2026-11-24", -36_000_000)]
+    public void A_time_is_read_with_its_offset_and_as_utc_without_one(string time, long fromNowMs)
+    {
+        var builder = Wearable.NewBuilder();
+
+        Assert.True(Wearable.Decode(builder, $$"""{"seq":1,"readings":[{"kind":"heart_rate","time":"{{time}}","value":72}]}""", out _, out var error), error);
+
+        Assert.Equal(Wearable.NowMs + fromNowMs, Assert.Single(builder.ToArray()).TimestampMs);
+    }
+
     [Fact]
     public void A_missing_unit_means_the_canonical_unit_and_unknown_fields_are_ignored()
     {
