@@ -1,4 +1,6 @@
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Http.Connections;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -57,7 +59,9 @@ public static class IngestServiceCollectionExtensions
 
     /// <summary>
     /// Maps the gRPC ingest stream, the HTTP bulk upload and MQTT over WebSocket at <paramref name="mqttWebSocketPath"/>
-    /// (none when devices use an external broker), and attaches the MQTT handlers.
+    /// (none when devices use an external broker), and attaches the MQTT handlers. MQTT over WebSocket is what MQTTnet's
+    /// <c>MapMqtt</c> maps (its connection handler, the <c>mqtt</c> subprotocol), WebSocket only, behind the same packet
+    /// size guard as MQTT over TCP: MQTTnet would otherwise read a packet of any size its header claims.
     /// </summary>
     public static WebApplication MapIngest(this WebApplication app, string mqttWebSocketPath = "/mqtt")
     {
@@ -65,7 +69,12 @@ public static class IngestServiceCollectionExtensions
         HttpIngestEndpoint.Map(app);
         if (!app.Services.GetRequiredService<IOptions<ExternalBrokerOptions>>().Value.Enabled)
         {
-            app.MapMqtt(mqttWebSocketPath);
+            var options = new HttpConnectionDispatcherOptions { Transports = HttpTransportType.WebSockets };
+            options.WebSockets.SubProtocolSelector = MqttSubProtocolSelector.SelectSubProtocol;
+            app.MapConnections(
+                mqttWebSocketPath,
+                options,
+                connection => connection.Use(MqttPacketSizeGuard.ForIngest(app.Services)).UseConnectionHandler<MqttConnectionHandler>());
         }
 
         var endpoint = app.Services.GetRequiredService<MqttIngestEndpoint>();

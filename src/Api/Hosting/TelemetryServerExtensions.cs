@@ -27,9 +27,6 @@ namespace Telemetry.Api.Hosting;
 /// <summary>The composition root: what the one Telemetry executable runs and where it listens.</summary>
 public static partial class TelemetryServerExtensions
 {
-    /// <summary>Room in an MQTT packet beyond its payload: fixed header, a device's topic and a few properties.</summary>
-    private const int MqttPacketOverheadBytes = 4_096;
-
     /// <summary>HTTP/2's flow-control windows, for a connection and for each of its streams.</summary>
     private const int Http2WindowBytes = 128 * 1024;
 
@@ -239,11 +236,7 @@ public static partial class TelemetryServerExtensions
     /// </summary>
     private static void UseMqtt(ListenOptions listen)
     {
-        var ingest = listen.ApplicationServices.GetRequiredService<IOptions<IngestOptions>>().Value;
-        var instruments = listen.ApplicationServices.GetRequiredService<IngestInstruments>();
-        listen.Use(MqttPacketSizeGuard.Middleware(
-            ingest.MaxMessageBytes + MqttPacketOverheadBytes,
-            () => instruments.PayloadRejected(MqttIngestEndpoint.Protocol, "packet_too_large")));
+        listen.Use(MqttPacketSizeGuard.ForIngest(listen.ApplicationServices));
         listen.Use(MqttOrderlyClose.Middleware);
         listen.UseMqtt();
     }

@@ -6,10 +6,15 @@ namespace Telemetry.Ingest.Codecs;
 /// <summary>
 /// Collects a payload's readings as a decoder finds them: resolves kind and unit, converts to the canonical unit,
 /// validates, and counts what it refuses and why. A bad reading is counted and skipped; its neighbours stay.
-/// Reusable: <see cref="Reset"/> before each payload.
+/// Reusable: <see cref="Reset"/> before each payload. A builder kept between payloads (a gRPC stream's, an MQTT
+/// thread's) gives back what one large payload made it grow to once a payload needs far less, so a stream open for
+/// hours does not hold its largest backfill's memory.
 /// </summary>
 public sealed class ReadingBatchBuilder
 {
+    // What a builder keeps between payloads at most: 1,024 readings, 24 KB.
+    internal const int KeptCapacity = 1024;
+
     private readonly int[] _rejects = new int[RejectReasonExtensions.Count];
     private readonly List<VitalReading> _quarantined = [];
     private VitalReading[] _readings = new VitalReading[64];
@@ -45,8 +50,22 @@ public sealed class ReadingBatchBuilder
     /// <summary>Readings refused as implausible, kept to be stored in quarantine (counted among the rejects too).</summary>
     public IReadOnlyList<VitalReading> Quarantined => _quarantined;
 
+    /// <summary>How many readings the builder has room for without growing (for tests).</summary>
+    internal int Capacity => _readings.Length;
+
     public void Reset()
     {
+        if (_readings.Length > KeptCapacity && Count <= KeptCapacity / 2)
+        {
+            _readings = new VitalReading[KeptCapacity];
+        }
+
+        if (_quarantined.Count <= KeptCapacity / 2 && _quarantined.Capacity > KeptCapacity)
+        {
+            _quarantined.Clear();
+            _quarantined.Capacity = KeptCapacity;
+        }
+
         Count = 0;
         RejectedCount = 0;
         Sequence = 0;

@@ -3,6 +3,8 @@ using System.IO.Pipelines;
 using System.Runtime.CompilerServices;
 using System.Threading.Tasks.Sources;
 using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 
 namespace Telemetry.Ingest.Mqtt;
 
@@ -41,7 +43,22 @@ public sealed class MqttPacketSizeGuard : PipeReader, IValueTaskSource<ReadResul
         _innerReadDone = InnerReadDone;
     }
 
-    /// <summary>Kestrel connection middleware that refuses packets of more than <paramref name="limit"/> bytes on every connection of the listener.</summary>
+    /// <summary>Room in an MQTT packet beyond its payload: fixed header, a device's topic and a few properties.</summary>
+    public const int PacketOverheadBytes = 4_096;
+
+    /// <summary>
+    /// Connection middleware for the ingest's MQTT, over TCP or WebSocket: refuses packets over the payload limit
+    /// (<see cref="IngestOptions.MaxMessageBytes"/>) and the room around it, counting each refusal.
+    /// </summary>
+    public static Func<ConnectionDelegate, ConnectionDelegate> ForIngest(IServiceProvider services)
+    {
+        var instruments = services.GetRequiredService<IngestInstruments>();
+        return Middleware(
+            services.GetRequiredService<IOptions<IngestOptions>>().Value.MaxMessageBytes + PacketOverheadBytes,
+            () => instruments.PayloadRejected(MqttIngestEndpoint.Protocol, "packet_too_large"));
+    }
+
+    /// <summary>Connection middleware that refuses packets of more than <paramref name="limit"/> bytes on every connection it wraps.</summary>
     public static Func<ConnectionDelegate, ConnectionDelegate> Middleware(long limit, Action refused) => next => connection =>
     {
         var transport = connection.Transport;

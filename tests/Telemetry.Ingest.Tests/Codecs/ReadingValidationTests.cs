@@ -138,4 +138,25 @@ public sealed class ReadingValidationTests
 
         Assert.Null(builder.DescribeRejects());
     }
+
+    [Fact]
+    public void A_builder_kept_between_payloads_gives_back_what_a_large_one_grew_it_to()
+    {
+        var builder = Wearable.NewBuilder();
+        for (var i = 0; i < 10_000; i++)
+        {
+            builder.Add(VitalCatalogue.Get(VitalKind.HeartRate), VitalCatalogue.Get(VitalKind.HeartRate).FindUnit("/min"u8), Wearable.NowMs - i, 72);
+        }
+
+        Assert.True(builder.Capacity >= 10_000);
+
+        // The next large payload keeps the room; a small one after it lets it go.
+        builder.Reset();
+        builder.Add(VitalCatalogue.Get(VitalKind.HeartRate), VitalCatalogue.Get(VitalKind.HeartRate).FindUnit("/min"u8), Wearable.NowMs, 72);
+        Assert.True(builder.Capacity >= 10_000);
+        builder.Reset();
+
+        Assert.Equal(ReadingBatchBuilder.KeptCapacity, builder.Capacity);
+        Assert.Equal(0, builder.Count);
+    }
 }
