@@ -1,3 +1,5 @@
+using System.Numerics;
+
 namespace Telemetry.Storage.DuckDb;
 
 /// <summary>
@@ -12,16 +14,19 @@ internal sealed class SequenceRanges
     /// </summary>
     public const int MaxRanges = 4_096;
 
-    // Exactly as long as there are ranges (one, for most devices): the ledger keeps this for every device it has seen,
-    // and the array changes size only when a gap opens or closes.
+    // Exactly as long as there are ranges while there are few (one, for most devices: the ledger keeps this for every
+    // device it has seen); past SmallRanges the room doubles, so that a device whose every batch opens a gap (one that
+    // numbers its batches by a clock, say) costs an allocation now and then, not a copy of all its ranges per batch.
+    private const int SmallRanges = 4;
     private (ulong First, ulong Last)[] _ranges = [];
+    private int _count;
 
-    public IReadOnlyList<(ulong First, ulong Last)> Ranges => _ranges;
+    public IReadOnlyList<(ulong First, ulong Last)> Ranges => new ArraySegment<(ulong First, ulong Last)>(_ranges, 0, _count);
 
     public bool Contains(ulong sequence)
     {
         var index = FindFirstEndingAtOrAfter(sequence);
-        return index < _ranges.Length && _ranges[index].First <= sequence;
+        return index < _count && _ranges[index].First <= sequence;
     }
 
     public void Add(ulong sequence) => Add(sequence, sequence);
@@ -31,7 +36,7 @@ internal sealed class SequenceRanges
         // Merge with every range that overlaps or touches [first, last].
         var index = FindFirstEndingAtOrAfter(first == 0 ? 0 : first - 1);
         var end = index;
-        while (end < _ranges.Length && (last == ulong.MaxValue || _ranges[end].First <= last + 1))
+        while (end < _count && (last == ulong.MaxValue || _ranges[end].First <= last + 1))
         {
             first = Math.Min(first, _ranges[end].First);
             last = Math.Max(last, _ranges[end].Last);
@@ -44,31 +49,48 @@ internal sealed class SequenceRanges
             return;
         }
 
-        // The merged range replaces ranges index..end-1 (none when it touches none); past the most kept, the oldest goes.
-        var dropped = _ranges.Length - (end - index) + 1 > MaxRanges ? 1 : 0;
-        var ranges = new (ulong First, ulong Last)[_ranges.Length - (end - index) + 1 - dropped];
-        var written = 0;
-        for (var i = dropped; i < index; i++)
+        if (end == index && _count == MaxRanges)
         {
-            ranges[written++] = _ranges[i];
+            // Past the most kept, the oldest goes: the new range itself when it is older than every one kept.
+            if (index > 0)
+            {
+                Array.Copy(_ranges, 1, _ranges, 0, index - 1);
+                _ranges[index - 1] = (first, last);
+            }
+
+            return;
         }
 
-        if (index >= dropped)
+        // The merged range replaces ranges index..end-1 (none when it touches none).
+        var count = _count - (end - index) + 1;
+        if (count > _ranges.Length)
         {
-            ranges[written++] = (first, last);
+            var grown = new (ulong First, ulong Last)[count <= SmallRanges ? count : Math.Min(MaxRanges, (int)BitOperations.RoundUpToPowerOf2((uint)count))];
+            Array.Copy(_ranges, 0, grown, 0, index);
+            grown[index] = (first, last);
+            Array.Copy(_ranges, end, grown, index + 1, _count - end);
+            _ranges = grown;
+        }
+        else
+        {
+            Array.Copy(_ranges, end, _ranges, index + 1, _count - end);
+            _ranges[index] = (first, last);
+            if (count <= SmallRanges && _ranges.Length > SmallRanges)
+            {
+                _ranges = _ranges[..count];
+            }
+            else if (count < _count)
+            {
+                Array.Clear(_ranges, count, _count - count);
+            }
         }
 
-        for (var i = end; i < _ranges.Length; i++)
-        {
-            ranges[written++] = _ranges[i];
-        }
-
-        _ranges = ranges;
+        _count = count;
     }
 
     private int FindFirstEndingAtOrAfter(ulong sequence)
     {
-        int low = 0, high = _ranges.Length;
+        int low = 0, high = _count;
         while (low < high)
         {
             var middle = (low + high) / 2;
