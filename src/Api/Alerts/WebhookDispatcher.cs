@@ -85,10 +85,14 @@ public sealed partial class WebhookDispatcher(
         {
             try
             {
-                position = await store.ReadCursorAsync(consumer, stoppingToken);
-                if (position == 0)
+                if (await store.ReadCursorAsync(consumer, stoppingToken) is { } delivered)
                 {
-                    // A new webhook starts from now, not from the whole history; the mark is kept before anything is sent.
+                    position = delivered;
+                }
+                else
+                {
+                    // A new webhook starts from now, not from the whole history; the mark is kept before anything is sent
+                    // (at 0 in an empty log: from its first event on).
                     position = await store.LastPositionAsync(stoppingToken);
                     await store.WriteCursorAsync(consumer, position, stoppingToken);
                 }
@@ -117,7 +121,7 @@ public sealed partial class WebhookDispatcher(
 
                 if (!held)
                 {
-                    position = await store.ReadCursorAsync(consumer, stoppingToken);
+                    position = await store.ReadCursorAsync(consumer, stoppingToken) ?? position;
                     held = true;
                 }
 

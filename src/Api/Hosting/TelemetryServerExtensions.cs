@@ -21,6 +21,7 @@ using Telemetry.Storage;
 using Telemetry.Storage.Audit;
 using Telemetry.Storage.Influx;
 using Telemetry.Storage.Redis;
+using Telemetry.Storage.Retention;
 
 namespace Telemetry.Api.Hosting;
 
@@ -95,6 +96,12 @@ public static partial class TelemetryServerExtensions
         services.AddSingleton<GrainInstruments>();
         builder.UseOrleans(silo => UseClustering(silo, server, cluster));
         services.AddIngest();
+
+        // A late reading's minute, hour and day are recomputed from the raw readings: all of them must still be there
+        // for any reading ingest takes, even one at the backfill horizon, in a day that began the day before.
+        services.AddOptions<RetentionOptions>().Validate<IOptions<IngestOptions>>(
+            (retention, ingest) => retention.RawDays == 0 || retention.RawDays >= Math.Ceiling(ingest.Value.BackfillHorizon.TotalDays) + 1,
+            "Telemetry:Retention:RawDays must be 0 (forever) or at least a day more than Telemetry:Ingest:BackfillHorizon: a late reading's windows are recomputed from the raw readings.");
         services.AddSingleton<ClusterSignals>();
         services.AddHostedService(sp => sp.GetRequiredService<ClusterSignals>());
         services.AddSingleton<DeliveryLease>();

@@ -29,8 +29,11 @@ public interface IAlertStore
     /// <summary>Every patient with alert rules.</summary>
     Task<IReadOnlyList<string>> WatchedPatientsAsync(CancellationToken cancellationToken = default);
 
-    /// <summary>How far a named consumer (a webhook) has delivered; zero when it has not started.</summary>
-    Task<long> ReadCursorAsync(string consumer, CancellationToken cancellationToken = default);
+    /// <summary>
+    /// How far a named consumer (a webhook) has delivered: the last position it took; null when it has never started
+    /// (zero is a position it can stand at: before the first event of an empty log).
+    /// </summary>
+    Task<long?> ReadCursorAsync(string consumer, CancellationToken cancellationToken = default);
 
     Task WriteCursorAsync(string consumer, long position, CancellationToken cancellationToken = default);
 }

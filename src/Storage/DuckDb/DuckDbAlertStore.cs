@@ -143,13 +143,13 @@ public sealed class DuckDbAlertStore : IAlertStore
             return patients;
         }, cancellationToken);
 
-    public Task<long> ReadCursorAsync(string consumer, CancellationToken cancellationToken = default) => Task.Run(() =>
+    public Task<long?> ReadCursorAsync(string consumer, CancellationToken cancellationToken = default) => Task.Run(() =>
     {
         using var connection = _database.OpenConnection();
         using var command = connection.CreateCommand();
         command.CommandText = "SELECT position FROM alert_cursors WHERE consumer = $1";
         command.Parameters.Add(new DuckDBParameter(consumer));
-        return command.ExecuteScalar() is long position ? position : 0L;
+        return command.ExecuteScalar() is long position ? position : (long?)null;
     }, cancellationToken);
 
     public Task WriteCursorAsync(string consumer, long position, CancellationToken cancellationToken = default) => Task.Run(() =>

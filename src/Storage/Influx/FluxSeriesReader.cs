@@ -100,7 +100,9 @@ internal sealed class FluxSeriesReader(InfluxDBClient client, string bucket, str
 
     public async Task<bool> DeleteBeforeAsync(string measurement, Resolution? resolution, long beforeMs, CancellationToken cancellationToken)
     {
-        var before = DateTimeOffset.FromUnixTimeMilliseconds(beforeMs).UtcDateTime;
+        // InfluxDB deletes [start, stop], its stop included: the last millisecond before beforeMs (points are written to
+        // the millisecond), so a window stamped at beforeMs stays.
+        var before = DateTimeOffset.FromUnixTimeMilliseconds(beforeMs - 1).UtcDateTime;
         var predicate = resolution is { } of
             ? $"_measurement=\"{measurement}\" AND {InfluxLayout.ResolutionTag}=\"{of.ToWireName()}\""
             : $"_measurement=\"{measurement}\"";

@@ -144,8 +144,8 @@ public sealed class RedisAlertStore(RedisConnection redis) : IAlertStore
     public async Task<IReadOnlyList<string>> WatchedPatientsAsync(CancellationToken cancellationToken = default) =>
         [.. (await (await redis.DatabaseAsync()).SetMembersAsync(_watched)).Select(id => (string)id!).Order(StringComparer.Ordinal)];
 
-    public async Task<long> ReadCursorAsync(string consumer, CancellationToken cancellationToken = default) =>
-        (long?)await (await redis.DatabaseAsync()).HashGetAsync(_cursors, consumer) ?? 0;
+    public async Task<long?> ReadCursorAsync(string consumer, CancellationToken cancellationToken = default) =>
+        (long?)await (await redis.DatabaseAsync()).HashGetAsync(_cursors, consumer);
 
     public async Task WriteCursorAsync(string consumer, long position, CancellationToken cancellationToken = default) =>
         await (await redis.DatabaseAsync()).HashSetAsync(_cursors, consumer, position);

@@ -69,6 +69,7 @@ public sealed class DuckDbAlertStoreTests : IDisposable
     {
         await _store.AppendAsync([Event("p-1", 1, AlertEventType.Raised, Alert("p-1~1", AlertStatus.Active))]);
         await _store.WriteCursorAsync("webhook:ward", 1);
+        await _store.WriteCursorAsync("webhook:new", 0);
         await _store.SetWatchedAsync("p-1", true);
         await _store.SetWatchedAsync("p-2", true);
         await _store.SetWatchedAsync("p-2", false);
@@ -81,7 +82,8 @@ public sealed class DuckDbAlertStoreTests : IDisposable
         Assert.Equal(2, appended[0].Position);
         Assert.Equal(2, await _store.LastPositionAsync());
         Assert.Equal(1, await _store.ReadCursorAsync("webhook:ward"));
-        Assert.Equal(0, await _store.ReadCursorAsync("webhook:other"));
+        Assert.Equal(0, await _store.ReadCursorAsync("webhook:new"));
+        Assert.Null(await _store.ReadCursorAsync("webhook:other"));
         Assert.Equal(["p-1"], await _store.WatchedPatientsAsync());
         Assert.Equal([2L], (await _store.ReadEventsAsync(1, "p-1", 10)).Select(e => e.Position));
         Assert.Empty(await _store.ReadEventsAsync(0, "p-9", 10));

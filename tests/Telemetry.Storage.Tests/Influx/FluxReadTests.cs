@@ -26,6 +26,20 @@ public sealed class FluxReadTests : IDisposable
     }
 
     [Fact]
+    public async Task Retention_deletes_through_the_millisecond_before_its_cutoff_as_influxdb_deletes_both_ends_of_a_range()
+    {
+        await _file.Store.DeleteBeforeAsync(T0);
+
+        var deletes = _server.Requests.Where(request => request.Path == "/api/v2/delete").ToList();
+        Assert.NotEmpty(deletes);
+        Assert.All(deletes, delete =>
+        {
+            using var json = System.Text.Json.JsonDocument.Parse(delete.Body);
+            Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(T0 - 1), json.RootElement.GetProperty("stop").GetDateTimeOffset());
+        });
+    }
+
+    [Fact]
     public async Task Aggregates_are_windows_per_vital_with_the_highest_commit()
     {
         var lastNs = (T0 + 59_000) * 1_000_000;

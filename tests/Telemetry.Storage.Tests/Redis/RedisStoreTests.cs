@@ -78,12 +78,14 @@ public sealed class RedisStoreTests : IAsyncLifetime
         var other = new RedisAlertStore(_second);
 
         await store.WriteCursorAsync("webhook:pager", 42);
+        await store.WriteCursorAsync("webhook:new", 0);
         await store.SetWatchedAsync("patient-2", true);
         await store.SetWatchedAsync("patient-1", true);
         await other.SetWatchedAsync("patient-2", false);
 
         Assert.Equal(42, await other.ReadCursorAsync("webhook:pager"));
-        Assert.Equal(0, await other.ReadCursorAsync("webhook:other"));
+        Assert.Equal(0, await other.ReadCursorAsync("webhook:new"));
+        Assert.Null(await other.ReadCursorAsync("webhook:other"));
         Assert.Equal(["patient-1"], await other.WatchedPatientsAsync());
     }
 

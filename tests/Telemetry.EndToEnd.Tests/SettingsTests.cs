@@ -1,0 +1,17 @@
+namespace Telemetry.EndToEnd.Tests;
+
+/// <summary>Settings that cannot work together are refused at start, with what to change.</summary>
+public sealed class SettingsTests
+{
+    [Theory]
+    [InlineData("30")]
+    [InlineData("7")]
+    public async Task Raw_readings_kept_no_longer_than_the_backfill_horizon_are_refused_at_start(string rawDays)
+    {
+        await using var server = new TelemetryServer(new Dictionary<string, string> { ["Telemetry__Retention__RawDays"] = rawDays });
+
+        var refused = await Assert.ThrowsAsync<InvalidOperationException>(server.StartAsync);
+
+        Assert.Contains("Telemetry:Retention:RawDays must be 0 (forever) or at least a day more than Telemetry:Ingest:BackfillHorizon", refused.Message, StringComparison.Ordinal);
+    }
+}
