@@ -106,6 +106,21 @@ public sealed class AlertEngine
         }
     }
 
+    /// <summary>
+    /// Gives a vital its latest reading as the rules last knew it (<paramref name="latestMs"/>, at or before what they had
+    /// judged of it), without judging it or counting it as data arriving: what an activation restores before the rules
+    /// judge again the readings after it, so that a score over several vitals is judged with all of them.
+    /// </summary>
+    public void Restore(VitalKind kind, long latestMs, double latestValue)
+    {
+        ref var vital = ref Track(kind);
+        if (latestMs > vital.LatestMs)
+        {
+            vital.LatestMs = latestMs;
+            vital.LatestValue = latestValue;
+        }
+    }
+
     /// <summary>The time of the latest reading of <paramref name="kind"/> the rules judged (<see cref="long.MinValue"/> when none).</summary>
     public long JudgedThroughMs(VitalKind kind) => Find(kind) is var i and >= 0 ? _vitals[i].JudgedMs : long.MinValue;
 
@@ -245,7 +260,16 @@ public sealed class AlertEngine
         {
             if (alert.Status == AlertStatus.Snoozed && alert.SnoozedUntil is { } until && until.ToUnixTimeMilliseconds() <= nowMs)
             {
-                var active = alert with { Status = AlertStatus.Active, SnoozedUntil = null, EscalatesAt = EscalationTime(alert.RuleId, nowMs) };
+                // Back to what it was: an acknowledged alert stays acknowledged (someone is on it), and one that has
+                // escalated as often as it may escalates no more.
+                var active = alert.AcknowledgedAt is not null
+                    ? alert with { Status = AlertStatus.Acknowledged, SnoozedUntil = null, EscalatesAt = null }
+                    : alert with
+                    {
+                        Status = AlertStatus.Active,
+                        SnoozedUntil = null,
+                        EscalatesAt = alert.EscalationLevel < MaxEscalations ? EscalationTime(alert.RuleId, nowMs) : null,
+                    };
                 Replace(alert, active);
                 Emit(AlertEventType.Reactivated, active, nowMs);
             }
@@ -312,8 +336,9 @@ public sealed class AlertEngine
     }
 
     /// <summary>
-    /// Silences an open alert until <paramref name="untilMs"/>; if its condition still holds then, it is active again.
-    /// A new episode of the same rule raised meanwhile starts snoozed too. Null when no such alert is open.
+    /// Silences an open alert until <paramref name="untilMs"/>; if its condition still holds then, it is active again
+    /// (acknowledged again, when it was: it does not escalate). A new episode of the same rule raised meanwhile starts
+    /// snoozed too. Null when no such alert is open.
     /// </summary>
     public Alert? Snooze(string alertId, long untilMs, string by, long nowMs)
     {

@@ -88,6 +88,7 @@ public sealed partial class PatientGrain(
         var now = NowMs;
         var rebuilt = await RebuildAsync(cancellationToken);
         _alerts = new AlertEngine(PatientId, alertState.State);
+        RestoreJudged(rebuilt.Windows);
 
         // Readings a crash or a lost call kept from the rules are judged first, in time order, before any new one; then
         // the latest of every vital is taken as seen, without judging.
@@ -107,14 +108,36 @@ public sealed partial class PatientGrain(
         }
 
         ScheduleAlertTimer();
-        LogRebuilt(logger, PatientId, rebuilt);
+        LogRebuilt(logger, PatientId, rebuilt.Windows.Count);
+    }
+
+    /// <summary>
+    /// Gives the rules each vital's latest reading as they had judged it when the state was last written (to the minute,
+    /// from the rebuilt minutes), before they judge again the readings after it: a score over several vitals (NEWS2)
+    /// judged again without a vital that came earlier (a cuff's pressure an hour ago) would fall, and could clear an alert
+    /// whose condition still holds.
+    /// </summary>
+    private void RestoreJudged(IReadOnlyList<KindWindow> minutes)
+    {
+        if (!_alerts.HasRules)
+        {
+            return;
+        }
+
+        foreach (var (kind, minute) in minutes)
+        {
+            if (minute.LastMs <= _alerts.JudgedThroughMs(kind))
+            {
+                _alerts.Restore(kind, minute.LastMs, minute.Last);
+            }
+        }
     }
 
     /// <summary>
     /// Rebuilds yesterday's and today's windows from the raw store, and rewrites their closed rollups (which a crash, or
-    /// a call that never arrived, may have kept from the store). Returns how many minute windows it read.
+    /// a call that never arrived, may have kept from the store). Returns the minute windows it read.
     /// </summary>
-    private async Task<int> RebuildAsync(CancellationToken cancellationToken)
+    private async Task<RawAggregate> RebuildAsync(CancellationToken cancellationToken)
     {
         var today = Resolution.Day.WindowStart(NowMs);
         var rebuildFrom = today - Resolution.Day.Milliseconds();
@@ -131,7 +154,7 @@ public sealed partial class PatientGrain(
             VitalWindows.Rebuild(group.Key, [.. group.Select(window => window.Window).OrderBy(window => window.StartMs)], this))];
 
         await FlushClosedAsync(cancellationToken);
-        return minutes.Windows.Count;
+        return minutes;
     }
 
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)

@@ -340,6 +340,50 @@ public sealed class AlertEngineTests
     }
 
     [Fact]
+    public void An_acknowledged_alert_snoozed_is_acknowledged_again_when_the_snooze_ends_and_does_not_escalate()
+    {
+        var engine = Engine(new AlertRule("hr-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.HeartRate, AlertDirection.Below, 40, 45, EscalateAfterSeconds: 120));
+        Send(engine, VitalKind.HeartRate, 38);
+        var alertId = engine.State.Open.Single().AlertId;
+        engine.Acknowledge(alertId, "nurse-1", Now);
+        engine.Snooze(alertId, Now + 600_000, "dr-a", Now);
+
+        Advance(600);
+        engine.Tick(Now);
+        var back = engine.State.Outbox[^1].Alert;
+        Assert.Equal((AlertEventType.Reactivated, AlertStatus.Acknowledged, "nurse-1"), (engine.State.Outbox[^1].Type, back.Status, back.AcknowledgedBy));
+        Assert.Null(engine.NextDueMs);
+
+        Advance(3600);
+        engine.Tick(Now);
+        Assert.DoesNotContain(engine.State.Outbox, e => e.Type == AlertEventType.Escalated);
+    }
+
+    [Fact]
+    public void An_alert_that_escalated_as_often_as_it_may_escalates_no_more_after_a_snooze()
+    {
+        var engine = Engine(new AlertRule("hr-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.HeartRate, AlertDirection.Below, 40, 45, EscalateAfterSeconds: 120));
+        Send(engine, VitalKind.HeartRate, 38);
+        var alertId = engine.State.Open.Single().AlertId;
+        for (var i = 0; i < AlertEngine.MaxEscalations; i++)
+        {
+            Advance(120);
+            engine.Tick(Now);
+        }
+
+        Assert.Equal(AlertEngine.MaxEscalations, engine.State.Open.Single().EscalationLevel);
+        engine.Snooze(alertId, Now + 60_000, "dr-a", Now);
+        Advance(60);
+        engine.Tick(Now);
+        Assert.Equal(AlertStatus.Active, engine.State.Open.Single().Status);
+
+        Advance(3600);
+        engine.Tick(Now);
+        Assert.Equal(AlertEngine.MaxEscalations, engine.State.Outbox.Count(e => e.Type == AlertEventType.Escalated));
+        Assert.Equal(AlertEngine.MaxEscalations, engine.State.Open.Single().EscalationLevel);
+    }
+
+    [Fact]
     public void A_new_episode_of_a_snoozed_rule_starts_snoozed()
     {
         var engine = Engine(new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 110));

@@ -91,6 +91,33 @@ public sealed class PatientAlertTests(ClusterFixture fixture) : IClassFixture<Cl
     }
 
     [Fact]
+    public async Task A_score_over_several_vitals_judged_again_after_a_crash_keeps_every_vital_it_had()
+    {
+        var patient = "p-alert-news2-crash";
+        await fixture.Patient(patient).SetAlertRulesAsync(new AlertRuleSet(
+            [new AlertRule("news2-medium", AlertRuleType.EarlyWarning, AlertPriority.Medium, Direction: AlertDirection.Above, Level: 5, RearmSeconds: 900)]));
+        var now = Now;
+
+        // A cuff's systolic pressure (3 points), then the oxygen saturation (2 points): NEWS2 5, raised.
+        await fixture.CommitAndApplyAsync(patient, new VitalReading(VitalKind.SystolicPressure, now - 600_000, 88));
+        await fixture.CommitAndApplyAsync(patient, new VitalReading(VitalKind.OxygenSaturation, now - 540_000, 93));
+        Assert.Equal("news2-medium", Assert.Single(await fixture.Patient(patient).GetOpenAlertsAsync()).RuleId);
+
+        // The oxygen goes on at 93, but the process dies before those calls (nothing was written after the raise): the
+        // grain that comes back judges them again, with the pressure it had, and the score still holds.
+        for (var minute = 8; minute >= 1; minute--)
+        {
+            fixture.Commit(patient, new VitalReading(VitalKind.OxygenSaturation, now - (minute * 60_000), 93));
+        }
+
+        await fixture.DeactivateIdleGrainsAsync();
+        await fixture.CommitAndApplyAsync(patient, new VitalReading(VitalKind.OxygenSaturation, now, 93));
+
+        Assert.Equal("news2-medium", Assert.Single(await fixture.Patient(patient).GetOpenAlertsAsync()).RuleId);
+        Assert.Equal([AlertEventType.Raised], Publisher.Of(patient).Select(e => e.Type));
+    }
+
+    [Fact]
     public async Task Events_handed_on_are_not_handed_on_again_by_the_next_activation()
     {
         var patient = "p-alert-handed-on";
