@@ -143,6 +143,36 @@ public sealed partial class AlertTests
     }
 
     [Fact]
+    public async Task The_stream_of_every_patient_sends_every_alert_of_many_patients_raised_at_once_in_order()
+    {
+        const int Patients = 40;
+        await using var server = await TelemetryServer.StartNewAsync();
+        const string Rules = """{"rules":[{"id":"hr-high","type":"threshold","kind":"heart_rate","direction":"above","level":120,"clearLevel":110,"priority":"high"}]}""";
+        var watches = new List<MQTTnet.IMqttClient>();
+        for (var i = 0; i < Patients; i++)
+        {
+            var token = await server.ProvisionAsync($"burst-watch-{i}", $"p-burst-{i}");
+            await PutRulesAsync(server, $"p-burst-{i}", Rules);
+            watches.Add(await Devices.ConnectMqttAsync(server, $"burst-watch-{i}", token));
+        }
+
+        await using var dashboard = await AlertStreamClient.OpenAsync(server, "/api/alerts/stream");
+
+        // Their alerts are stored together and handed on by each patient's grain as it resumes, in any order.
+        var now = DateTimeOffset.UtcNow;
+        await Task.WhenAll(watches.Select((watch, i) => Devices.PublishAsync(watch, $"devices/burst-watch-{i}/vitals", Devices.JsonHeartRates(1, now, 140))));
+        await Eventually.ReadAsync(() => Task.FromResult(dashboard.Received.Count), count => count >= Patients);
+
+        var received = dashboard.Received.ToList();
+        Assert.Equal(Patients, received.Select(e => e.Alert.Json.GetProperty("patientId").GetString()).Distinct().Count());
+        Assert.Equal(received.Select(e => e.Id).Order(), received.Select(e => e.Id));
+        foreach (var watch in watches)
+        {
+            watch.Dispose();
+        }
+    }
+
+    [Fact]
     public async Task A_restart_keeps_the_open_episode_and_its_escalation()
     {
         await using var server = await TelemetryServer.StartNewAsync();

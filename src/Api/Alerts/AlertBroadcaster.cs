@@ -4,15 +4,38 @@ using Telemetry.Core.Alerts;
 namespace Telemetry.Api.Alerts;
 
 /// <summary>
-/// Hands alert events to live server-sent event streams in this process. Each stream has a bounded queue; a stream that
-/// falls behind is told so and catches up from the alert store rather than holding memory.
+/// Hands alert events to live server-sent event streams in this process, in the order of their positions in the alert
+/// log. Each stream has a bounded queue; a stream that falls behind is told so and catches up from the alert store
+/// rather than holding memory.
 /// </summary>
-public sealed class AlertBroadcaster
+/// <remarks>
+/// Events stored together are handed on by each patient's grain as it resumes, in any order; a stream that took a later
+/// position first would take the earlier ones for events it had sent (a burst of forty alerts reached the stream of
+/// every patient as one or two). So events wait here for the positions before them (the log numbers them one by one),
+/// for <see cref="MaxWait"/> at most: a position never handed on (an event stored by a grain that failed before
+/// handing it on, which its next activation hands on late) holds back the ones after it no longer than that. An event
+/// from before the next awaited position (handed on again after a crash, or late) goes at once.
+/// </remarks>
+public sealed class AlertBroadcaster(TimeProvider timeProvider)
 {
     private const int QueueCapacity = 1_024;
 
+    /// <summary>The longest an event waits for the positions before it.</summary>
+    public static readonly TimeSpan MaxWait = TimeSpan.FromMilliseconds(100);
+
     private readonly Lock _lock = new();
     private Subscription[] _subscriptions = [];
+
+    // The position awaited next (0: none yet, so the first events wait their while, as their order is not known), and
+    // the events after it that came first, with the timer that lets them go once they have waited long enough.
+    private readonly Lock _order = new();
+    private long _next;
+    private readonly SortedList<long, AlertEvent> _waiting = [];
+    private ITimer? _release;
+
+    // The first waiting position when the timer was armed: the timer runs from when that one began to wait, and is not
+    // put off by events that come after it.
+    private long _armedFor = -1;
 
     public Subscription Subscribe(string? patientId)
     {
@@ -27,14 +50,64 @@ public sealed class AlertBroadcaster
 
     public void Publish(IReadOnlyList<AlertEvent> events)
     {
-        foreach (var subscription in Volatile.Read(ref _subscriptions))
+        lock (_order)
         {
             foreach (var item in events)
             {
-                if (subscription.PatientId is null || subscription.PatientId == item.PatientId)
+                if (_next != 0 && item.Position < _next)
                 {
-                    subscription.Offer(item);
+                    Deliver(item);
                 }
+                else
+                {
+                    _waiting.TryAdd(item.Position, item);
+                }
+            }
+
+            DeliverInOrder(releaseAll: false);
+        }
+    }
+
+    /// <summary>Delivers the waiting events that are next in order, or all of them; arms the timer for the rest (under the order lock).</summary>
+    private void DeliverInOrder(bool releaseAll)
+    {
+        while (_waiting.Count > 0 && (releaseAll || _waiting.Keys[0] == _next))
+        {
+            var item = _waiting.Values[0];
+            _waiting.RemoveAt(0);
+            Deliver(item);
+            _next = item.Position + 1;
+        }
+
+        if (_waiting.Count == 0)
+        {
+            _release?.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+            _armedFor = -1;
+        }
+        else if (_waiting.Keys[0] != _armedFor)
+        {
+            _release ??= timeProvider.CreateTimer(_ => ReleaseWaiting(), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+            _release.Change(MaxWait, Timeout.InfiniteTimeSpan);
+            _armedFor = _waiting.Keys[0];
+        }
+    }
+
+    /// <summary>The positions awaited did not come in time: what waits goes, in order.</summary>
+    private void ReleaseWaiting()
+    {
+        lock (_order)
+        {
+            DeliverInOrder(releaseAll: true);
+        }
+    }
+
+    private void Deliver(AlertEvent item)
+    {
+        foreach (var subscription in Volatile.Read(ref _subscriptions))
+        {
+            if (subscription.PatientId is null || subscription.PatientId == item.PatientId)
+            {
+                subscription.Offer(item);
             }
         }
     }

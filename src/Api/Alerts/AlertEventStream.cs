@@ -105,8 +105,14 @@ public static class AlertEventStream
                 {
                     if (item.Position > position)
                     {
-                        await reader.WriteAsync(item, cancellationToken);
+                        await reader.WriteAsync(item, item.Position, cancellationToken);
                         position = item.Position;
+                    }
+                    else if (reader.IsLate(item.Position))
+                    {
+                        // Handed on after events stored behind it (rarely: see AlertBroadcaster): sent all the same, under
+                        // the highest id sent, so that a client resuming from its last id misses nothing sent before.
+                        await reader.WriteAsync(item, position, cancellationToken);
                     }
                 }
 
@@ -159,13 +165,14 @@ public static class AlertEventStream
             var events = await store.ReadEventsAsync(position, patientId, CatchUpPage, cancellationToken);
             foreach (var item in events)
             {
-                await reader.WriteAsync(item, cancellationToken);
+                await reader.WriteAsync(item, item.Position, cancellationToken);
                 position = item.Position;
             }
 
             await reader.Response.Body.FlushAsync(cancellationToken);
             if (events.Count < CatchUpPage)
             {
+                reader.CaughtUp(position);
                 return position;
             }
         }
@@ -180,6 +187,13 @@ public static class AlertEventStream
         // Across patients: those the reader may see (null: every patient, for an admin), and those recorded so far.
         private IReadOnlySet<string>? _visible;
         private readonly HashSet<string> _recorded = new(StringComparer.Ordinal);
+
+        // What the store's catch-up covered (every event through it was read from the store), and the positions sent
+        // live since, the latest LateWindow of them: a live event behind the highest sent is sent if it is neither.
+        private const int LateWindow = 4_096;
+        private long _caughtUpTo = long.MaxValue;
+        private readonly HashSet<long> _sentLive = [];
+        private readonly Queue<long> _sentOrder = new();
 
         public HttpResponse Response => context.Response;
 
@@ -198,9 +212,33 @@ public static class AlertEventStream
             return true;
         }
 
-        /// <summary>Sends <paramref name="item"/> if the reader may see its patient, recording a new patient first.</summary>
-        public async Task WriteAsync(AlertEvent item, CancellationToken cancellationToken)
+        /// <summary>The catch-up from the store has sent every event through <paramref name="position"/>.</summary>
+        public void CaughtUp(long position)
         {
+            _caughtUpTo = position;
+            _sentLive.Clear();
+            _sentOrder.Clear();
+        }
+
+        /// <summary>Whether an event behind the highest position sent has not been sent: the catch-up did not cover it, nor was it sent live.</summary>
+        public bool IsLate(long position) =>
+            position > _caughtUpTo && !_sentLive.Contains(position) && (_sentOrder.Count < LateWindow || position > _sentOrder.Peek());
+
+        /// <summary>
+        /// Sends <paramref name="item"/> under the SSE id <paramref name="id"/> if the reader may see its patient, recording
+        /// a new patient first.
+        /// </summary>
+        public async Task WriteAsync(AlertEvent item, long id, CancellationToken cancellationToken)
+        {
+            if (item.Position > _caughtUpTo && _sentLive.Add(item.Position))
+            {
+                _sentOrder.Enqueue(item.Position);
+                if (_sentOrder.Count > LateWindow)
+                {
+                    _sentLive.Remove(_sentOrder.Dequeue());
+                }
+            }
+
             if (_visible is not null && !_visible.Contains(item.PatientId))
             {
                 return;
@@ -213,7 +251,7 @@ public static class AlertEventStream
             }
 
             var json = JsonSerializer.Serialize(item, TelemetryJson.Options);
-            await context.Response.WriteAsync(string.Create(CultureInfo.InvariantCulture, $"id: {item.Position}\nevent: alert\ndata: {json}\n\n"), cancellationToken);
+            await context.Response.WriteAsync(string.Create(CultureInfo.InvariantCulture, $"id: {id}\nevent: alert\ndata: {json}\n\n"), cancellationToken);
         }
     }
 }
