@@ -73,6 +73,22 @@ public sealed class PatientGrainLateStoreTests(LateShowingClusterFixture fixture
         Assert.Contains(unsettled, minute => Resolution.Hour.WindowStart(minute.MinuteStartMs) == _base);
     }
 
+    [Fact]
+    public async Task A_window_just_written_to_a_store_that_shows_it_late_is_still_served_by_the_grain()
+    {
+        var patient = "p-recent-windows";
+        var grain = fixture.Patient(patient);
+        await grain.GetLiveAsync();
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 1_000, 60), Heart(_base + 2_000, 62));
+
+        // The next minute's reading closes the first: written, but the store may not show it for a while.
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 61_000, 70));
+
+        var recent = await grain.GetRecentWindowsAsync(VitalKind.HeartRate, Resolution.Minute);
+        Assert.Equal([(_base, 2L), (_base + 60_000, 1L)], recent.Select(window => (window.StartMs, window.Count)));
+        Assert.Equal([_base], (await grain.GetRecentWindowsAsync(VitalKind.HeartRate, Resolution.Hour)).Select(window => window.StartMs));
+    }
+
     private Task<IReadOnlyList<RollupWindow>> MinutesAsync(string patientId) =>
         fixture.Rollups.QueryAsync(patientId, VitalKind.HeartRate, Resolution.Minute, _base, _base + 180_000);
 }

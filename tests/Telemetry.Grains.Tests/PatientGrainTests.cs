@@ -52,6 +52,9 @@ public sealed class PatientGrainTests(ClusterFixture fixture) : IClassFixture<Cl
         Assert.Equal(2, closed.Count);
         Assert.Equal(61, closed.Mean);
         Assert.Equal(90, (await fixture.Patient(patient).GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Minute))?.Max);
+
+        // The store shows it at once: the grain's recent windows are the open one only.
+        Assert.Equal([_base + 60_000], (await fixture.Patient(patient).GetRecentWindowsAsync(VitalKind.HeartRate, Resolution.Minute)).Select(window => window.StartMs));
     }
 
     [Fact]

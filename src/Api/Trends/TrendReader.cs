@@ -29,22 +29,27 @@ public sealed class TrendReader(IRollupStore rollups, IRawSeriesStore rawStore, 
     {
         var startMs = resolution.WindowStart(fromMs);
 
-        // The grain first, then the store: a window that closes in between is then in the store's answer.
-        var open = await grains.GetGrain<IPatientGrain>(patientId).GetOpenWindowAsync(kind, resolution);
+        // The grain first, then the store: a window the grain writes in between is in the store's answer, and one it
+        // closed but has not written yet (or that the store may not show yet) is among the grain's recent windows.
+        var recent = await grains.GetGrain<IPatientGrain>(patientId).GetRecentWindowsAsync(kind, resolution);
         var stored = await rollups.QueryAsync(patientId, kind, resolution, startMs, toMs, cancellationToken);
-        if (open is not { } current || current.StartMs < startMs || current.StartMs >= toMs)
+        var windows = default(Dictionary<long, RollupWindow>);
+        foreach (var current in recent)
         {
-            return stored;
+            if (current.StartMs < startMs || current.StartMs >= toMs)
+            {
+                continue;
+            }
+
+            // Where both have a window of the same start, the one that has seen more readings is the fresher.
+            windows ??= stored.ToDictionary(window => window.StartMs);
+            if (!windows.TryGetValue(current.StartMs, out var checkpoint) || current.Count >= checkpoint.Count)
+            {
+                windows[current.StartMs] = current;
+            }
         }
 
-        // Where both have a window of the same start, the one that has seen more readings is the fresher.
-        var windows = stored.ToDictionary(window => window.StartMs);
-        if (!windows.TryGetValue(current.StartMs, out var checkpoint) || current.Count >= checkpoint.Count)
-        {
-            windows[current.StartMs] = current;
-        }
-
-        return [.. windows.Values.OrderBy(window => window.StartMs)];
+        return windows is null ? stored : [.. windows.Values.OrderBy(window => window.StartMs)];
     }
 
     /// <summary>The raw readings of <paramref name="kind"/> in [<paramref name="fromMs"/>, <paramref name="toMs"/>), oldest first, at most <paramref name="limit"/>.</summary>

@@ -57,6 +57,15 @@ public interface IPatientGrain : IGrainWithStringKey
     [AlwaysInterleave]
     Task<RollupWindow?> GetOpenWindowAsync(VitalKind kind, Resolution resolution);
 
+    /// <summary>
+    /// The windows of <paramref name="kind"/> at <paramref name="resolution"/> a trend read may not find in the rollup
+    /// store yet: those closed but not yet written (the grain writes them after the alert state), those written to a
+    /// store that shows a write a while after answering it and may not show yet, and the one still open. Oldest first.
+    /// </summary>
+    [Alias("recent-windows")]
+    [AlwaysInterleave]
+    Task<RollupWindow[]> GetRecentWindowsAsync(VitalKind kind, Resolution resolution);
+
     /// <summary>The patient's alert rules.</summary>
     [Alias("alert-rules")]
     [AlwaysInterleave]

@@ -61,6 +61,11 @@ public sealed partial class PatientGrain(
     private long _rebuiltThroughCommit;
     private long _rebuiltFromMs = long.MaxValue;
 
+    // Closed windows written to a store that shows a write a while after answering it, with when they were written: a
+    // trend read is served them until the store shows them. Made only with such a store; those it shows by now are
+    // forgotten at the next write.
+    private List<(Rollup Rollup, long WrittenMs)>? _written;
+
     // The latest commits applied since the activation: a repair of one of them finds its readings already in the
     // windows, and need not rebuild.
     private readonly RecentCommits _applied = new();
@@ -469,6 +474,26 @@ public sealed partial class PatientGrain(
         return Task.FromResult(new LiveSnapshot(PatientId, vitals));
     }
 
+    public Task<RollupWindow[]> GetRecentWindowsAsync(VitalKind kind, Resolution resolution)
+    {
+        var recent = new List<RollupWindow>();
+        if (_written is not null)
+        {
+            var shownBefore = NowMs - (long)rawStore.ReadableAfter.TotalMilliseconds;
+            recent.AddRange(_written
+                .Where(written => written.WrittenMs > shownBefore && written.Rollup.Kind == kind && written.Rollup.Resolution == resolution)
+                .Select(written => written.Rollup.Window));
+        }
+
+        recent.AddRange(_closed.Where(rollup => rollup.Kind == kind && rollup.Resolution == resolution).Select(rollup => rollup.Window));
+        if (Find(kind)?.Open(resolution) is { } open)
+        {
+            recent.Add(open);
+        }
+
+        return Task.FromResult(recent.OrderBy(window => window.StartMs).ToArray());
+    }
+
     public Task<RollupWindow?> GetOpenWindowAsync(VitalKind kind, Resolution resolution) =>
         Task.FromResult(Find(kind)?.Open(resolution));
 
@@ -650,10 +675,30 @@ public sealed partial class PatientGrain(
         }
 
         await rollupStore.WriteAsync(_closed.ToArray(), cancellationToken);
+        KeepWrittenUntilShown();
 
         // Windows close about once a minute; between times the grain, kept for every active patient, holds no array for them.
         _closed.Clear();
         _closed.Capacity = 0;
+    }
+
+    /// <summary>
+    /// With a store that shows a write a while after answering it, keeps the closed windows just written for trend reads
+    /// until it shows them (<see cref="IRawSeriesStore.ReadableAfter"/>), forgetting those it shows by now.
+    /// </summary>
+    private void KeepWrittenUntilShown()
+    {
+        if (rawStore.ReadableAfter <= TimeSpan.Zero)
+        {
+            return;
+        }
+
+        // A window written again (recomputed) replaces the one written before.
+        var now = NowMs;
+        var shownBefore = now - (long)rawStore.ReadableAfter.TotalMilliseconds;
+        _written?.RemoveAll(written => written.WrittenMs <= shownBefore || _closed.Any(rollup =>
+            rollup.Kind == written.Rollup.Kind && rollup.Resolution == written.Rollup.Resolution && rollup.Window.StartMs == written.Rollup.Window.StartMs));
+        (_written ??= []).AddRange(_closed.Select(rollup => (rollup, now)));
     }
 
     /// <summary>
