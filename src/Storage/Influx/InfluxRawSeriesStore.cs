@@ -43,6 +43,9 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
     // grain call lost or failed after the commit can be repaired (see DuckDbCommitLog.ForLedger).
     private readonly HashSet<(string PatientId, VitalKind Kind, long MinuteStartMs)> _minutes = [];
     private readonly StringBuilder _lines = new();
+    // The longest span of a device's series one lookup of readings sent before exports.
+    private static readonly long MaxLookupSpanMs = (long)TimeSpan.FromHours(1).TotalMilliseconds;
+
     private long _lastCommitId;
 
     public InfluxRawSeriesStore(SeriesBackend backend, DuckDbDatabase database, TimeProvider timeProvider, ILogger<InfluxRawSeriesStore> logger)
@@ -143,9 +146,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         foreach (var ((deviceId, patientId), list) in candidates)
         {
             NoteNewReadingsOf(deviceId, batches, list);
-            var from = list.Min(at => batches[at.Batch].Readings.Span[at.Reading].TimestampMs);
-            var to = list.Max(at => batches[at.Batch].Readings.Span[at.Reading].TimestampMs);
-            var stored = await Reader.ExistingAsync(patientId, deviceId, from, to + 1, cancellationToken);
+            var stored = await ExistingAsync(patientId, deviceId, list.Select(at => batches[at.Batch].Readings.Span[at.Reading].TimestampMs), cancellationToken);
             foreach (var (i, j) in list)
             {
                 var reading = batches[i].Readings.Span[j];
@@ -160,6 +161,41 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
                 _flushLatest[key] = Math.Max(latest, reading.TimestampMs);
             }
         }
+    }
+
+    /// <summary>
+    /// The (vital, time) pairs the server holds of the device's series at <paramref name="times"/>, asked in spans of at
+    /// most <see cref="MaxLookupSpanMs"/> around them: a device whose readings to look up lie far apart (one from a
+    /// month ago, one from a minute ago) costs a few small exports, not one of everything it sent in between, which
+    /// would hold up every commit behind it.
+    /// </summary>
+    private async Task<HashSet<(VitalKind Kind, long TimestampMs)>> ExistingAsync(
+        string patientId, string deviceId, IEnumerable<long> times, CancellationToken cancellationToken)
+    {
+        var sorted = times.Order().ToArray();
+        HashSet<(VitalKind Kind, long TimestampMs)>? existing = null;
+        for (var first = 0; first < sorted.Length;)
+        {
+            var last = first;
+            while (last + 1 < sorted.Length && sorted[last + 1] - sorted[first] < MaxLookupSpanMs)
+            {
+                last++;
+            }
+
+            var stored = await Reader.ExistingAsync(patientId, deviceId, sorted[first], sorted[last] + 1, cancellationToken);
+            if (existing is null)
+            {
+                existing = stored;
+            }
+            else
+            {
+                existing.UnionWith(stored);
+            }
+
+            first = last + 1;
+        }
+
+        return existing ?? [];
     }
 
     /// <summary>

@@ -1,3 +1,4 @@
+using Telemetry.Core.Readings;
 using Telemetry.Core.Rollups;
 using Telemetry.Core.Storage;
 using Telemetry.Core.Vitals;
@@ -37,6 +38,23 @@ public sealed class FluxReadTests : IDisposable
             using var json = System.Text.Json.JsonDocument.Parse(delete.Body);
             Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(T0 - 1), json.RootElement.GetProperty("stop").GetDateTimeOffset());
         });
+    }
+
+    [Fact]
+    public async Task Readings_to_look_up_far_apart_are_looked_up_in_short_spans_not_one_long_one()
+    {
+        // The device's latest reading is known; then it sends two older ones a month apart (a resend and a backfill).
+        await _file.CommitAsync(Of("watch-1", "patient-1", 1, new VitalReading(VitalKind.HeartRate, T0, 70)));
+        var before = _server.Requests.Count;
+        var monthAgo = T0 - (30 * 86_400_000L);
+        await _file.CommitAsync(Of("watch-1", "patient-1", 2, new VitalReading(VitalKind.HeartRate, monthAgo, 71), new VitalReading(VitalKind.HeartRate, T0 - 1_000, 72)));
+
+        var lookups = _server.Requests.Skip(before)
+            .Where(request => request.Path == "/api/v2/query" && RecordingInfluxServer.Flux(request).Contains("keep(columns:", StringComparison.Ordinal))
+            .Select(request => RecordingInfluxServer.Flux(request)).ToList();
+        Assert.Equal(2, lookups.Count);
+        Assert.Contains(lookups, flux => flux.Contains($"range(start: {At(monthAgo)}, stop: {At(monthAgo + 1)})", StringComparison.Ordinal));
+        Assert.Contains(lookups, flux => flux.Contains($"range(start: {At(T0 - 1_000)}, stop: {At(T0 - 999)})", StringComparison.Ordinal));
     }
 
     [Fact]
