@@ -219,7 +219,18 @@ public sealed class AlertEngine
 
         foreach (var runtime in _implausible)
         {
-            if (FindOpen(runtime.Rule.Id) is { } open && open.Kind == reading.Kind && nowMs - runtime.LastImplausibleMs >= ImplausibleQuietMs)
+            if (FindOpen(runtime.Rule.Id) is not { } open || open.Kind != reading.Kind)
+            {
+                continue;
+            }
+
+            if (runtime.LastImplausibleMs == long.MinValue)
+            {
+                // Open from before this activation (or these rules): when the last implausible reading came is not known,
+                // so the quiet period runs from now.
+                runtime.LastImplausibleMs = nowMs;
+            }
+            else if (nowMs - runtime.LastImplausibleMs >= ImplausibleQuietMs)
             {
                 Clear(open, nowMs);
                 (State.ClearedAtMs ??= [])[runtime.Rule.Id] = nowMs;
@@ -647,7 +658,7 @@ public sealed class AlertEngine
 
         public long PendingSinceMs { get; set; } = long.MinValue;
 
-        public long LastImplausibleMs { get; set; }
+        public long LastImplausibleMs { get; set; } = long.MinValue;
 
         public RateWindow? Rate { get; set; }
     }

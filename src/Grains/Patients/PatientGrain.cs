@@ -501,9 +501,21 @@ public sealed partial class PatientGrain(
 
     public async Task<AlertRuleSet> SetAlertRulesAsync(AlertRuleSet rules)
     {
+        // Watched before rules are written, unwatched after they are gone: a crash in between leaves at worst a patient
+        // woken at start with no rules, never one with rules whose clock (no data, escalation) no start wakes.
+        var watched = rules.Rules.Length > 0;
+        if (watched)
+        {
+            await alertStore.SetWatchedAsync(PatientId, true);
+        }
+
         _alerts.SetRules(rules, NowMs);
         await CommitAlertsAsync(writeState: true, force: true);
-        await alertStore.SetWatchedAsync(PatientId, rules.Rules.Length > 0);
+        if (!watched)
+        {
+            await alertStore.SetWatchedAsync(PatientId, false);
+        }
+
         ScheduleAlertTimer();
         LogRulesChanged(logger, PatientId, rules.Rules.Length, rules.Template);
         return alertState.State.Rules;

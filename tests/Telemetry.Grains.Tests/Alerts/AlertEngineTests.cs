@@ -426,6 +426,22 @@ public sealed class AlertEngineTests
     }
 
     [Fact]
+    public void An_implausible_alert_open_across_a_restart_clears_only_after_a_quiet_minute_from_then()
+    {
+        var engine = Engine(new AlertRule("implausible", AlertRuleType.Implausible, AlertPriority.Low));
+        engine.ObserveImplausible(new VitalReading(VitalKind.HeartRate, Now, 400), Now);
+        Advance(10);
+
+        // The grain comes back (its engine from the state written): the next plausible reading starts the quiet minute.
+        var next = new AlertEngine("p-1", engine.State);
+        Send(next, VitalKind.HeartRate, 80);
+        Assert.Equal([AlertEventType.Raised], next.State.Outbox.Select(e => e.Type));
+        Advance(60);
+        Send(next, VitalKind.HeartRate, 80);
+        Assert.Equal(AlertEventType.Cleared, next.State.Outbox[^1].Type);
+    }
+
+    [Fact]
     public void Readings_from_long_ago_or_out_of_order_raise_nothing()
     {
         var engine = Engine(new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 110));
