@@ -180,26 +180,49 @@ public static class JsonBatchDecoder
     private static bool TryReadTime(ref Utf8JsonReader reader, out long timestampMs)
     {
         timestampMs = 0;
+        if (HasOffset(ref reader))
+        {
+            // One parse, with the offset as given (Z, +hh:mm): the common case.
+            if (!reader.TryGetDateTimeOffset(out var withOffset))
+            {
+                return false;
+            }
+
+            timestampMs = withOffset.ToUnixTimeMilliseconds();
+            return true;
+        }
+
         if (!reader.TryGetDateTime(out var time))
         {
             return false;
         }
 
-        if (time.Kind != DateTimeKind.Local)
+        timestampMs = new DateTimeOffset(DateTime.SpecifyKind(time, DateTimeKind.Utc)).ToUnixTimeMilliseconds();
+        return true;
+    }
+
+    /// <summary>Whether the current string token is a time with an offset: it ends with Z, or its time part has a sign.</summary>
+    private static bool HasOffset(ref Utf8JsonReader reader)
+    {
+        if (reader.HasValueSequence || reader.ValueIsEscaped)
         {
-            // Z, or no offset at all: UTC either way.
-            timestampMs = new DateTimeOffset(DateTime.SpecifyKind(time, DateTimeKind.Utc)).ToUnixTimeMilliseconds();
+            // Rare: parsed for its kind instead (a time without an offset reads as Unspecified, one with it as Local).
+            return !reader.TryGetDateTime(out var parsed) || parsed.Kind != DateTimeKind.Unspecified;
+        }
+
+        var text = reader.ValueSpan;
+        if (text.Length == 0)
+        {
             return true;
         }
 
-        // Another offset: read again with it, rather than through the server's zone.
-        if (!reader.TryGetDateTimeOffset(out var withOffset))
+        if (text[^1] is (byte)'Z' or (byte)'z')
         {
-            return false;
+            return true;
         }
 
-        timestampMs = withOffset.ToUnixTimeMilliseconds();
-        return true;
+        var clock = text.IndexOfAny((byte)'T', (byte)'t');
+        return clock >= 0 && text[clock..].IndexOfAny((byte)'+', (byte)'-') >= 0;
     }
 
     /// <summary>Reads an array of exactly two numbers; anything else is skipped and reads as no value.</summary>
