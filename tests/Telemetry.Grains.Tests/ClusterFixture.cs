@@ -55,6 +55,20 @@ public class ClusterFixture : IAsyncLifetime
 
     public static VitalReading Heart(long timestampMs, double value) => new(VitalKind.HeartRate, timestampMs, value);
 
+    /// <summary>The first value <paramref name="done"/> accepts, read every 50 ms; the last one read after 15 s.</summary>
+    public static async Task<T> WhenAsync<T>(Func<Task<T>> read, Func<T, bool> done)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(15);
+        var value = await read();
+        while (!done(value) && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(50);
+            value = await read();
+        }
+
+        return value;
+    }
+
     public static VitalReading Oxygen(long timestampMs, double value) => new(VitalKind.OxygenSaturation, timestampMs, value);
 
     public async Task InitializeAsync()

@@ -122,18 +122,4 @@ public sealed class GrainRepairLateStoreTests(LateShowingClusterFixture fixture)
         await repair.StartAsync(ready: new CancellationToken(canceled: true), stopping);
         return repair;
     }
-
-    /// <summary>The first value <paramref name="done"/> accepts, read every 50 ms; the last one read after 15 s.</summary>
-    private static async Task<T> WhenAsync<T>(Func<Task<T>> read, Func<T, bool> done)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(15);
-        var value = await read();
-        while (!done(value) && DateTime.UtcNow < deadline)
-        {
-            await Task.Delay(50);
-            value = await read();
-        }
-
-        return value;
-    }
 }
