@@ -18,6 +18,7 @@ public sealed class DeviceRejectLog(TimeProvider timeProvider)
 
     public void Record(string deviceId, string protocol, string reason)
     {
+        var now = timeProvider.GetUtcNow();
         if (!_byDevice.TryGetValue(deviceId, out var entries))
         {
             if (_byDevice.Count >= MaxDevices)
@@ -25,10 +26,10 @@ public sealed class DeviceRejectLog(TimeProvider timeProvider)
                 ForgetOldest();
             }
 
-            entries = _byDevice.GetOrAdd(deviceId, _ => new Entries());
+            // Made as refused now, so that forgetting under way elsewhere does not take it for the oldest.
+            entries = _byDevice.GetOrAdd(deviceId, _ => new Entries { LatestTicks = now.UtcTicks });
         }
 
-        var now = timeProvider.GetUtcNow();
         lock (entries)
         {
             if (entries.Queue.Count == PerDevice)
@@ -39,6 +40,9 @@ public sealed class DeviceRejectLog(TimeProvider timeProvider)
             entries.Queue.Enqueue(new DeviceReject(now, protocol, reason));
             entries.LatestTicks = now.UtcTicks;
         }
+
+        // Forgotten elsewhere between the look-up and now (it had been refused longest ago): back it goes.
+        _byDevice.TryAdd(deviceId, entries);
     }
 
     /// <summary>The device's latest refusals, newest first.</summary>

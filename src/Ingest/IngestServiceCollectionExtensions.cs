@@ -59,9 +59,10 @@ public static class IngestServiceCollectionExtensions
 
     /// <summary>
     /// Maps the gRPC ingest stream, the HTTP bulk upload and MQTT over WebSocket at <paramref name="mqttWebSocketPath"/>
-    /// (none when devices use an external broker), and attaches the MQTT handlers. MQTT over WebSocket is what MQTTnet's
-    /// <c>MapMqtt</c> maps (its connection handler, the <c>mqtt</c> subprotocol), WebSocket only, behind the same packet
-    /// size guard as MQTT over TCP: MQTTnet would otherwise read a packet of any size its header claims.
+    /// (none when devices use an external broker), and attaches the MQTT handlers. MQTT over WebSocket is MQTTnet's
+    /// connection handler with its <c>mqtt</c> subprotocol, as its <c>MapMqtt</c> maps it, but over WebSocket only (not the
+    /// other transports of ASP.NET Core's connections) and behind the same packet size guard as MQTT over TCP: MQTTnet
+    /// would otherwise read a packet of any size its header claims.
     /// </summary>
     public static WebApplication MapIngest(this WebApplication app, string mqttWebSocketPath = "/mqtt")
     {

@@ -27,15 +27,12 @@ public sealed class AlertBroadcaster(TimeProvider timeProvider)
     private Subscription[] _subscriptions = [];
 
     // The position awaited next (0: none yet, so the first events wait their while, as their order is not known), and
-    // the events after it that came first, with the timer that lets them go once they have waited long enough.
+    // the events after it that came first, each with when it came (a Stopwatch timestamp of the time provider), with the
+    // timer that lets them go once the earliest of them has waited long enough.
     private readonly Lock _order = new();
     private long _next;
-    private readonly SortedList<long, AlertEvent> _waiting = [];
+    private readonly SortedList<long, (AlertEvent Event, long Since)> _waiting = [];
     private ITimer? _release;
-
-    // The first waiting position when the timer was armed: the timer runs from when that one began to wait, and is not
-    // put off by events that come after it.
-    private long _armedFor = -1;
 
     public Subscription Subscribe(string? patientId)
     {
@@ -60,7 +57,7 @@ public sealed class AlertBroadcaster(TimeProvider timeProvider)
                 }
                 else
                 {
-                    _waiting.TryAdd(item.Position, item);
+                    _waiting.TryAdd(item.Position, (item, timeProvider.GetTimestamp()));
                 }
             }
 
@@ -73,7 +70,7 @@ public sealed class AlertBroadcaster(TimeProvider timeProvider)
     {
         while (_waiting.Count > 0 && (releaseAll || _waiting.Keys[0] == _next))
         {
-            var item = _waiting.Values[0];
+            var item = _waiting.Values[0].Event;
             _waiting.RemoveAt(0);
             Deliver(item);
             _next = item.Position + 1;
@@ -82,22 +79,36 @@ public sealed class AlertBroadcaster(TimeProvider timeProvider)
         if (_waiting.Count == 0)
         {
             _release?.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
-            _armedFor = -1;
+            return;
         }
-        else if (_waiting.Keys[0] != _armedFor)
+
+        // Due once the earliest of them has waited MaxWait: no later event puts that off.
+        var since = long.MaxValue;
+        foreach (var (_, waiting) in _waiting)
         {
-            _release ??= timeProvider.CreateTimer(_ => ReleaseWaiting(), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
-            _release.Change(MaxWait, Timeout.InfiniteTimeSpan);
-            _armedFor = _waiting.Keys[0];
+            since = Math.Min(since, waiting.Since);
         }
+
+        var left = MaxWait - timeProvider.GetElapsedTime(since);
+        _release ??= timeProvider.CreateTimer(_ => ReleaseWaiting(), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        _release.Change(left > TimeSpan.Zero ? left : TimeSpan.Zero, Timeout.InfiniteTimeSpan);
     }
 
-    /// <summary>The positions awaited did not come in time: what waits goes, in order.</summary>
+    /// <summary>
+    /// The timer: once the earliest waiting event has waited its while, the positions awaited did not come in time, and
+    /// what waits goes, in order. (A timer fired just as events were delivered finds the rest not yet due, and re-arms.)
+    /// </summary>
     private void ReleaseWaiting()
     {
         lock (_order)
         {
-            DeliverInOrder(releaseAll: true);
+            var due = false;
+            foreach (var (_, waiting) in _waiting)
+            {
+                due |= timeProvider.GetElapsedTime(waiting.Since) >= MaxWait;
+            }
+
+            DeliverInOrder(releaseAll: due);
         }
     }
 

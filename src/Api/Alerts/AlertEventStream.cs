@@ -53,6 +53,7 @@ public static class AlertEventStream
         try
         {
             position = await CatchUpAsync(reader, store, patientId, position, cancellationToken);
+            reader.CaughtUp(position);
             while (!cancellationToken.IsCancellationRequested)
             {
                 if (expires is { } end && timeProvider.GetUtcNow() >= end)
@@ -172,7 +173,6 @@ public static class AlertEventStream
             await reader.Response.Body.FlushAsync(cancellationToken);
             if (events.Count < CatchUpPage)
             {
-                reader.CaughtUp(position);
                 return position;
             }
         }
@@ -212,13 +212,11 @@ public static class AlertEventStream
             return true;
         }
 
-        /// <summary>The catch-up from the store has sent every event through <paramref name="position"/>.</summary>
-        public void CaughtUp(long position)
-        {
-            _caughtUpTo = position;
-            _sentLive.Clear();
-            _sentOrder.Clear();
-        }
+        /// <summary>
+        /// The first catch-up from the store has sent every event through <paramref name="position"/>. (One after an
+        /// overflow reads only after the highest position sent, so it does not move this on.)
+        /// </summary>
+        public void CaughtUp(long position) => _caughtUpTo = position;
 
         /// <summary>Whether an event behind the highest position sent has not been sent: the catch-up did not cover it, nor was it sent live.</summary>
         public bool IsLate(long position) =>

@@ -326,7 +326,6 @@ public static class PatientEndpoints
         return true;
     }
 
-    /// <summary>The range asked for in Unix milliseconds: <c>to</c> defaults to now, <c>from</c> to a day before it. False when empty.</summary>
     /// <summary>
     /// The range asked for, in Unix milliseconds: by default the day up to <paramref name="to"/> (or now). Nothing is
     /// stored from before 1970, so a range is cut there; false when nothing is left of it.

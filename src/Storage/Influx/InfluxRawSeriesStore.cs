@@ -43,8 +43,9 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
     // grain call lost or failed after the commit can be repaired (see DuckDbCommitLog.ForLedger).
     private readonly HashSet<(string PatientId, VitalKind Kind, long MinuteStartMs)> _minutes = [];
     private readonly StringBuilder _lines = new();
-    // The longest span of a device's series one lookup of readings sent before exports.
-    private static readonly long MaxLookupSpanMs = (long)TimeSpan.FromHours(1).TotalMilliseconds;
+    // A lookup of readings sent before is cut where they lie this far apart, into this many lookups at most.
+    private static readonly long MaxLookupGapMs = (long)TimeSpan.FromHours(1).TotalMilliseconds;
+    private const int MaxLookups = 16;
 
     private long _lastCommitId;
 
@@ -164,25 +165,31 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
     }
 
     /// <summary>
-    /// The (vital, time) pairs the server holds of the device's series at <paramref name="times"/>, asked in spans of at
-    /// most <see cref="MaxLookupSpanMs"/> around them: a device whose readings to look up lie far apart (one from a
-    /// month ago, one from a minute ago) costs a few small exports, not one of everything it sent in between, which
-    /// would hold up every commit behind it.
+    /// The (vital, time) pairs the server holds of the device's series at <paramref name="times"/>, asked span by span:
+    /// the times are cut where they lie an hour or more apart (at the widest such gaps, <see cref="MaxLookups"/> spans at
+    /// most). A device whose readings to look up lie far apart (one from a month ago, one from a minute ago) costs two
+    /// small exports, not one of everything it sent in between, which would hold up every commit behind it.
     /// </summary>
     private async Task<HashSet<(VitalKind Kind, long TimestampMs)>> ExistingAsync(
         string patientId, string deviceId, IEnumerable<long> times, CancellationToken cancellationToken)
     {
         var sorted = times.Order().ToArray();
-        HashSet<(VitalKind Kind, long TimestampMs)>? existing = null;
-        for (var first = 0; first < sorted.Length;)
+        if (sorted.Length == 0)
         {
-            var last = first;
-            while (last + 1 < sorted.Length && sorted[last + 1] - sorted[first] < MaxLookupSpanMs)
-            {
-                last++;
-            }
+            return [];
+        }
 
-            var stored = await Reader.ExistingAsync(patientId, deviceId, sorted[first], sorted[last] + 1, cancellationToken);
+        var cuts = Enumerable.Range(1, sorted.Length - 1)
+            .Where(i => sorted[i] - sorted[i - 1] >= MaxLookupGapMs)
+            .OrderByDescending(i => sorted[i] - sorted[i - 1])
+            .Take(MaxLookups - 1)
+            .Order()
+            .Append(sorted.Length);
+        HashSet<(VitalKind Kind, long TimestampMs)>? existing = null;
+        var first = 0;
+        foreach (var end in cuts)
+        {
+            var stored = await Reader.ExistingAsync(patientId, deviceId, sorted[first], sorted[end - 1] + 1, cancellationToken);
             if (existing is null)
             {
                 existing = stored;
@@ -192,7 +199,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
                 existing.UnionWith(stored);
             }
 
-            first = last + 1;
+            first = end;
         }
 
         return existing ?? [];

@@ -10,7 +10,10 @@ public sealed class RetentionOptions : IValidatableObject
 {
     public const string Section = "Telemetry:Retention";
 
-    /// <summary>Raw readings (and quarantined ones). At least the ingest backfill horizon, so a resend is still recognised.</summary>
+    /// <summary>
+    /// Raw readings (and quarantined ones). At least a day more than the ingest backfill horizon (the server refuses to
+    /// start otherwise): a late reading's windows are recomputed from them, and a resend is still recognised.
+    /// </summary>
     [Range(0, 36_500)]
     public int RawDays { get; set; } = 90;
 

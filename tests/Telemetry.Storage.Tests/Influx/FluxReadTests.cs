@@ -55,6 +55,11 @@ public sealed class FluxReadTests : IDisposable
         Assert.Equal(2, lookups.Count);
         Assert.Contains(lookups, flux => flux.Contains($"range(start: {At(monthAgo)}, stop: {At(monthAgo + 1)})", StringComparison.Ordinal));
         Assert.Contains(lookups, flux => flux.Contains($"range(start: {At(T0 - 1_000)}, stop: {At(T0 - 999)})", StringComparison.Ordinal));
+
+        // Forty readings two hours apart: sixteen lookups at most, cut at the widest gaps.
+        before = _server.Requests.Count;
+        await _file.CommitAsync(Of("watch-1", "patient-1", 3, [.. Enumerable.Range(1, 40).Select(i => new VitalReading(VitalKind.HeartRate, T0 - (i * 7_200_000L), 73))]));
+        Assert.Equal(16, _server.Requests.Skip(before).Count(request => request.Path == "/api/v2/query" && RecordingInfluxServer.Flux(request).Contains("keep(columns:", StringComparison.Ordinal)));
     }
 
     [Fact]
