@@ -1,3 +1,5 @@
+using Orleans;
+using Orleans.Runtime;
 using Telemetry.Core.Grains;
 
 namespace Telemetry.Grains.Tests;
@@ -15,6 +17,28 @@ public sealed class DeviceGrainTests(ClusterFixture fixture) : IClassFixture<Clu
         Assert.Equal("p-auth", (await device.AuthenticateAsync(secret))?.PatientId);
         Assert.Null(await device.AuthenticateAsync(secret[..^1] + (secret[^1] == '0' ? '1' : '0')));
         Assert.Null(await device.AuthenticateAsync(string.Empty));
+    }
+
+    [Fact]
+    public async Task A_sign_in_naming_a_device_never_provisioned_does_not_keep_its_grain_active()
+    {
+        var unknown = fixture.Cluster.GrainFactory.GetGrain<IDeviceGrain>("watch-never-provisioned");
+        var known = fixture.Cluster.GrainFactory.GetGrain<IDeviceGrain>("watch-provisioned");
+        var secret = await known.ProvisionAsync("p-provisioned");
+
+        Assert.Null(await unknown.AuthenticateAsync("guess"));
+        Assert.NotNull(await known.AuthenticateAsync(secret!));
+
+        var management = fixture.Cluster.GrainFactory.GetGrain<IManagementGrain>(0);
+        async Task<bool> ActiveAsync(IDeviceGrain device) => (await management.GetActiveGrains(device.GetGrainId().Type)).Contains(device.GetGrainId());
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (await ActiveAsync(unknown) && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(50);
+        }
+
+        Assert.False(await ActiveAsync(unknown));
+        Assert.True(await ActiveAsync(known));
     }
 
     [Fact]

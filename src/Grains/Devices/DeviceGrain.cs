@@ -84,7 +84,14 @@ public sealed class DeviceGrain(
     public Task<DeviceBinding?> AuthenticateAsync(string secret)
     {
         var current = state.State;
-        if (current.PatientId is null || current.RevokedAt is not null
+        if (current.PatientId is null)
+        {
+            // Any id a sign-in names activates its grain: one never provisioned is not kept in memory for it.
+            DeactivateOnIdle();
+            return Task.FromResult<DeviceBinding?>(null);
+        }
+
+        if (current.RevokedAt is not null
             || !CryptographicOperations.FixedTimeEquals(Hash(current.Salt, secret), current.SecretHash))
         {
             return Task.FromResult<DeviceBinding?>(null);
