@@ -22,6 +22,11 @@ internal sealed class VictoriaMetricsSeriesReader : ISeriesReader
     /// <summary>The most readings one read holds in memory (a month of one vital at 1 Hz is 2.6 million).</summary>
     private const int MaxSamples = 10_000_000;
 
+    private const long Day = 86_400_000;
+
+    /// <summary>The first stretch a forward read of raw readings asks for: an hour, 3,600 readings of a vital at 1 Hz.</summary>
+    private const long FirstStretchMs = 3_600_000;
+
     private readonly HttpClient _http;
     private readonly TimeProvider _timeProvider;
 
@@ -82,25 +87,69 @@ internal sealed class VictoriaMetricsSeriesReader : ISeriesReader
     public async Task<IReadOnlyList<QuarantinedReading>> ReadQuarantineAsync(string deviceId, int limit, CancellationToken cancellationToken)
     {
         // VictoriaMetrics keeps numbers only: the reason (a string field) is not kept, and every quarantine is "implausible".
-        var readings = new List<QuarantinedReading>();
-        await foreach (var series in ExportAsync($"{{__name__=\"quarantine_value\",{InfluxLayout.DeviceTag}={Quote(deviceId)}}}", 0, LatestMs, cancellationToken))
+        // Walked back from a day ahead in growing steps (a day, then eight, ...), so the latest few never read a
+        // device's whole history when the recent past has enough.
+        var found = new List<QuarantinedReading>();
+        var selector = $"{{__name__=\"quarantine_value\",{InfluxLayout.DeviceTag}={Quote(deviceId)}}}";
+        var end = Math.Min(_timeProvider.GetUtcNow().ToUnixTimeMilliseconds() + Day, LatestMs);
+        var step = Day;
+        while (end > 0 && found.Count < limit)
         {
-            if (InfluxLayout.TryParseKind(series.Label(InfluxLayout.KindTag), out var kind))
+            var start = Math.Max(0, end - step);
+            var stretch = new List<QuarantinedReading>();
+            await foreach (var series in ExportAsync(selector, start, end, cancellationToken))
             {
-                for (var i = 0; i < series.Timestamps.Length; i++)
+                if (InfluxLayout.TryParseKind(series.Label(InfluxLayout.KindTag), out var kind))
                 {
-                    readings.Add(new QuarantinedReading(new VitalReading(kind, series.Timestamps[i], series.Values[i]), "implausible"));
+                    for (var i = 0; i < series.Timestamps.Length; i++)
+                    {
+                        stretch.Add(new QuarantinedReading(new VitalReading(kind, series.Timestamps[i], series.Values[i]), "implausible"));
+                    }
                 }
             }
+
+            found.AddRange(stretch.OrderByDescending(reading => reading.Reading.TimestampMs));
+            end = start;
+            step = Math.Min(step * 8, LatestMs);
         }
 
-        return [.. readings.OrderByDescending(reading => reading.Reading.TimestampMs).Take(limit)];
+        return found.Count > limit ? found[..limit] : found;
     }
 
     public async Task<IReadOnlyList<StoredReading>> ReadAsync(string patientId, VitalKind kind, long fromMs, long toMs, int limit, CancellationToken cancellationToken)
     {
-        var readings = await CollectAsync(patientId, [kind], fromMs, toMs, cancellationToken);
-        return [.. readings.OrderBy(reading => reading.TimestampMs).ThenBy(reading => reading.DeviceId, StringComparer.Ordinal).Take(limit)];
+        // Read forward a stretch at a time, each sized from the readings the last one held, so the first page of a
+        // long range reads about a page, not the whole range.
+        var found = new List<StoredReading>();
+        var end = Math.Min(toMs, LatestMs);
+        var start = Math.Max(0, fromMs);
+        var span = FirstStretchMs;
+        while (start < end && found.Count < limit)
+        {
+            var stop = end - start <= span ? end : start + span;
+            var readings = await CollectAsync(patientId, [kind], start, stop, cancellationToken);
+            found.AddRange(readings.OrderBy(reading => reading.TimestampMs).ThenBy(reading => reading.DeviceId, StringComparer.Ordinal));
+            span = NextStretch(span, readings.Count, limit - found.Count);
+            start = stop;
+        }
+
+        return found.Count > limit ? found[..limit] : found;
+    }
+
+    /// <summary>
+    /// The next stretch of a read walking a range for <paramref name="wanted"/> more readings, the last stretch
+    /// (<paramref name="spanMs"/>) having held <paramref name="held"/>: as long again for as many as it held per
+    /// wanted reading, at most eight times as long.
+    /// </summary>
+    internal static long NextStretch(long spanMs, int held, int wanted)
+    {
+        if (held == 0)
+        {
+            return spanMs > long.MaxValue / 8 ? long.MaxValue : spanMs * 8;
+        }
+
+        var scaled = (double)spanMs * Math.Max(wanted, 1) / held;
+        return (long)Math.Clamp(scaled, 1_000, Math.Min(spanMs * 8.0, long.MaxValue / 8.0));
     }
 
     public async Task<IReadOnlyList<StoredReading>> ReadLatestAsync(string patientId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, int perKind, CancellationToken cancellationToken)
@@ -110,7 +159,7 @@ internal sealed class VictoriaMetricsSeriesReader : ISeriesReader
         var found = new List<StoredReading>();
         var wanted = kinds.ToHashSet();
         var end = Math.Min(toMs, LatestMs);
-        var step = 86_400_000L;
+        var step = Day;
         while (end > fromMs && wanted.Count > 0)
         {
             var start = Math.Max(fromMs, end - step);
@@ -135,7 +184,6 @@ internal sealed class VictoriaMetricsSeriesReader : ISeriesReader
     public async IAsyncEnumerable<StoredReading> StreamAsync(string patientId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         // The export API answers series by series; putting them in time order means holding one day's at a time.
-        const long Day = 86_400_000;
         for (var dayStart = Math.Max(0, fromMs); dayStart < Math.Min(toMs, LatestMs); dayStart += Day)
         {
             var readings = await CollectAsync(patientId, kinds, dayStart, Math.Min(dayStart + Day, toMs), cancellationToken);
@@ -247,7 +295,11 @@ internal sealed class VictoriaMetricsSeriesReader : ISeriesReader
         using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
         response.EnsureSuccessStatusCode();
         using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancellationToken));
-        while (await reader.ReadLineAsync(cancellationToken) is { } line)
+
+        // The client's timeout ends with the headers: a body that stops coming (a half-open connection) would hold the
+        // read, and a commit's lookup of what is stored, for good. Each wait for the next line is bounded instead.
+        using var idle = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        while (await ReadLineAsync(reader, idle, cancellationToken) is { } line)
         {
             if (line.Length == 0)
             {
@@ -260,6 +312,19 @@ internal sealed class VictoriaMetricsSeriesReader : ISeriesReader
             var timestamps = root.GetProperty("timestamps").EnumerateArray().Select(value => value.GetInt64()).ToArray();
             var values = root.GetProperty("values").EnumerateArray().Select(ReadNumber).ToArray();
             yield return new Series(labels, timestamps, values);
+        }
+    }
+
+    private async Task<string?> ReadLineAsync(StreamReader reader, CancellationTokenSource idle, CancellationToken cancellationToken)
+    {
+        idle.CancelAfter(_http.Timeout);
+        try
+        {
+            return await reader.ReadLineAsync(idle.Token);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new TimeoutException($"VictoriaMetrics sent no more of an export for {_http.Timeout.TotalSeconds:0} s (the request timeout).");
         }
     }
 

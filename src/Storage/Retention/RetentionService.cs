@@ -21,15 +21,31 @@ public sealed partial class RetentionService(
     private readonly Counter<long> _deleted = meterFactory.Create(MeterName).CreateCounter<long>(
         "telemetry.retention.deleted", "{row}", "Readings and rollup windows deleted by retention, by resolution.");
 
-    /// <summary>Applies every resolution's retention once; returns how many rows went, by resolution name.</summary>
+    /// <summary>
+    /// Applies every resolution's retention once; returns how many rows went, by resolution name. A step that fails
+    /// (a store's delete timing out, say) is logged and left for the next interval; the steps after it still run.
+    /// </summary>
     public async Task<IReadOnlyDictionary<string, long>> ApplyAsync(CancellationToken cancellationToken = default)
     {
         var retention = options.Value;
         var now = timeProvider.GetUtcNow();
         var deleted = new Dictionary<string, long>();
+        async Task StepAsync(string name, Func<Task<long>> delete)
+        {
+            try
+            {
+                deleted[name] = await delete();
+            }
+            catch (Exception exception) when (!cancellationToken.IsCancellationRequested)
+            {
+                // Nothing is lost by a late deletion: it is tried again at the next interval.
+                LogFailed(logger, exception, name);
+            }
+        }
+
         if (retention.RawDays > 0)
         {
-            deleted["raw"] = await rawStore.DeleteBeforeAsync(now.AddDays(-retention.RawDays).ToUnixTimeMilliseconds(), cancellationToken);
+            await StepAsync("raw", () => rawStore.DeleteBeforeAsync(now.AddDays(-retention.RawDays).ToUnixTimeMilliseconds(), cancellationToken));
         }
 
         foreach (var (resolution, days) in new[] { (Resolution.Minute, retention.MinuteRollupDays), (Resolution.Hour, retention.HourRollupDays), (Resolution.Day, retention.DayRollupDays) })
@@ -38,7 +54,7 @@ public sealed partial class RetentionService(
             {
                 // Whole windows only: a window goes when all of it is older than the retention.
                 var cutoff = resolution.WindowStart(now.AddDays(-days).ToUnixTimeMilliseconds());
-                deleted[resolution.ToWireName()] = await rollupStore.DeleteBeforeAsync(resolution, cutoff, cancellationToken);
+                await StepAsync(resolution.ToWireName(), () => rollupStore.DeleteBeforeAsync(resolution, cutoff, cancellationToken));
             }
         }
 
@@ -55,16 +71,8 @@ public sealed partial class RetentionService(
         using var timer = new PeriodicTimer(options.Value.Interval, timeProvider);
         do
         {
-            try
-            {
-                var deleted = await ApplyAsync(stoppingToken);
-                LogApplied(logger, string.Join(", ", deleted.Select(pair => $"{pair.Key} {pair.Value}")));
-            }
-            catch (Exception exception) when (!stoppingToken.IsCancellationRequested)
-            {
-                // Nothing is lost by a late deletion: try again at the next interval.
-                LogFailed(logger, exception);
-            }
+            var deleted = await ApplyAsync(stoppingToken);
+            LogApplied(logger, string.Join(", ", deleted.Select(pair => $"{pair.Key} {pair.Value}")));
         }
         while (await timer.WaitForNextTickAsync(stoppingToken));
     }
@@ -72,6 +80,6 @@ public sealed partial class RetentionService(
     [LoggerMessage(EventId = 3101, Level = LogLevel.Information, Message = "Retention applied; rows deleted: {Deleted}")]
     private static partial void LogApplied(ILogger logger, string deleted);
 
-    [LoggerMessage(EventId = 3102, Level = LogLevel.Warning, Message = "Applying retention failed; it runs again at the next interval")]
-    private static partial void LogFailed(ILogger logger, Exception exception);
+    [LoggerMessage(EventId = 3102, Level = LogLevel.Warning, Message = "Applying the {Resolution} retention failed; it runs again at the next interval")]
+    private static partial void LogFailed(ILogger logger, Exception exception, string resolution);
 }

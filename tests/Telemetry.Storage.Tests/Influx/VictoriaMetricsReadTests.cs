@@ -77,6 +77,60 @@ public sealed class VictoriaMetricsReadTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_raw_read_over_a_long_range_walks_it_in_stretches_and_keeps_order_and_limit()
+    {
+        // Weeks of sparse readings, the first two either side of the first stretch's end (an hour in).
+        const long Hour = 3_600_000;
+        const long Day = 86_400_000;
+        var from = T0 - (20 * Day);
+        long[] offsets = [0, Hour - 1, Hour, 5 * Day, 19 * Day];
+        await _file.CommitAsync(Of("watch-1", "patient-1", 1, [.. offsets.Select((offset, i) => new VitalReading(VitalKind.HeartRate, from + offset, 60 + i))]));
+        await _file.CommitAsync(Of("ring-2", "patient-1", 1, new VitalReading(VitalKind.HeartRate, from + Hour, 90)));
+        await _server.FlushAsync();
+
+        var firstFour = await Store.ReadAsync("patient-1", VitalKind.HeartRate, from, T0 + Day, 4);
+        Assert.Equal(
+            [("watch-1", from), ("watch-1", from + Hour - 1), ("ring-2", from + Hour), ("watch-1", from + Hour)],
+            firstFour.Select(reading => (reading.DeviceId, reading.TimestampMs)));
+
+        var all = await Store.ReadAsync("patient-1", VitalKind.HeartRate, from, T0 + Day, 100);
+        Assert.Equal([60, 61, 90, 62, 63, 64], all.Select(reading => reading.Value));
+        Assert.Equal([62.0, 63], (await Store.ReadAsync("patient-1", VitalKind.HeartRate, from + Hour, from + (19 * Day), 100)).Where(reading => reading.DeviceId == "watch-1").Select(reading => reading.Value));
+    }
+
+    [Fact]
+    public async Task An_export_whose_body_stops_coming_fails_after_the_request_timeout_instead_of_waiting_for_good()
+    {
+        // A server that answers the headers and then sends nothing more (a half-open connection, say).
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        var stalled = Task.Run(async () =>
+        {
+            using var client = await listener.AcceptTcpClientAsync();
+            var stream = client.GetStream();
+            _ = await stream.ReadAtLeastAsync(new byte[8192], 1, throwOnEndOfStream: false);
+            await stream.WriteAsync("HTTP/1.1 200 OK\r\nContent-Type: application/stream+json\r\nTransfer-Encoding: chunked\r\n\r\n"u8.ToArray());
+            await Task.Delay(TimeSpan.FromSeconds(30));
+        });
+        var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        using var reader = new VictoriaMetricsSeriesReader(new VictoriaMetricsOptions { Url = $"http://127.0.0.1:{port}", RequestTimeout = TimeSpan.FromSeconds(1) }, TimeProvider.System);
+
+        var read = reader.ReadAsync("patient-1", VitalKind.HeartRate, T0, T0 + 60_000, 10, CancellationToken.None);
+        Assert.Same(read, await Task.WhenAny(read, Task.Delay(TimeSpan.FromSeconds(20))));
+        var timedOut = await Assert.ThrowsAsync<TimeoutException>(() => read);
+        Assert.Contains("VictoriaMetrics", timedOut.Message, StringComparison.Ordinal);
+        listener.Stop();
+    }
+
+    [Theory]
+    [InlineData(3_600_000, 0, 1_000, 28_800_000)]
+    [InlineData(3_600_000, 3_600, 1_000, 1_000_000)]
+    [InlineData(3_600_000, 10, 20_000, 28_800_000)]
+    [InlineData(3_600_000, 1_000_000, 1, 1_000)]
+    public void A_stretch_follows_the_density_of_the_last_within_bounds(long spanMs, int held, int wanted, long expected) =>
+        Assert.Equal(expected, VictoriaMetricsSeriesReader.NextStretch(spanMs, held, wanted));
+
+    [Fact]
     public async Task Quarantined_readings_are_read_back_newest_first()
     {
         await _file.CommitAsync(Of("watch-1", "patient-1", 1, Heart(0, 60)) with { Quarantined = new[] { Heart(1_000, 300), Heart(2_000, 400) } });

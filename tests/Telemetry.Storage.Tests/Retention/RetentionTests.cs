@@ -1,10 +1,12 @@
 using System.ComponentModel.DataAnnotations;
 using System.Diagnostics.Metrics;
+using System.Reflection;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
 using Telemetry.Core.Readings;
 using Telemetry.Core.Rollups;
+using Telemetry.Core.Storage;
 using Telemetry.Core.Vitals;
 using Telemetry.Storage.DuckDb;
 using Telemetry.Storage.Retention;
@@ -82,9 +84,32 @@ public sealed class RetentionTests : IAsyncLifetime
         Assert.Equal(invalid is null ? [] : [invalid], results.SelectMany(r => r.MemberNames));
     }
 
-    private RetentionService Service(long nowMs, RetentionOptions options) =>
-        new(_raw, _rollups, Options.Create(options), new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(nowMs)),
+    [Fact]
+    public async Task A_step_that_fails_is_left_for_the_next_interval_and_the_steps_after_it_still_run()
+    {
+        var now = T0 + (400 * Day);
+        var at = now - (200 * Day);
+        await _rollups.WriteAsync([new Rollup("patient-1", VitalKind.HeartRate, Resolution.Minute, new RollupWindow(Resolution.Minute.WindowStart(at), 1, 70, 70, 70, 4_900, 70, at))]);
+
+        // The raw store's delete fails (a series server's delete timing out, say).
+        var service = Service(now, new RetentionOptions { RawDays = 90, MinuteRollupDays = 180, HourRollupDays = 1_095, DayRollupDays = 0 }, DispatchProxy.Create<IRawSeriesStore, Unavailable>());
+        var deleted = await service.ApplyAsync();
+
+        Assert.False(deleted.ContainsKey("raw"));
+        Assert.Equal(1, deleted["1m"]);
+        Assert.Empty(await _rollups.QueryAsync("patient-1", VitalKind.HeartRate, Resolution.Minute, 0, now));
+    }
+
+    private RetentionService Service(long nowMs, RetentionOptions options, IRawSeriesStore? raw = null) =>
+        new(raw ?? _raw, _rollups, Options.Create(options), new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(nowMs)),
             new TestMeterFactory(), NullLogger<RetentionService>.Instance);
+
+    /// <summary>A raw store every call of which fails.</summary>
+    public class Unavailable : DispatchProxy
+    {
+        protected override object? Invoke(MethodInfo? targetMethod, object?[]? args) =>
+            throw new InvalidOperationException($"{targetMethod?.Name} failed: the store is unavailable");
+    }
 
     private sealed class TestMeterFactory : IMeterFactory
     {
