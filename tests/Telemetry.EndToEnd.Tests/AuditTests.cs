@@ -1,5 +1,8 @@
+using System.Globalization;
 using System.Net;
+using System.Net.Http.Headers;
 using System.Net.Http.Json;
+using System.Text;
 using System.Text.Json;
 
 namespace Telemetry.EndToEnd.Tests;
@@ -71,6 +74,47 @@ public sealed class AuditTests
         Assert.Contains(("GET /api/patients/audit-p3/live/stream", 200), patient);
         var denied = Assert.Single((await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?patientId=audit-p4")).EnumerateArray());
         Assert.Equal(("GET /api/patients/audit-p4/alerts/stream", 403, "denied"), (denied.GetProperty("action").GetString(), denied.GetProperty("status").GetInt32(), denied.GetProperty("outcome").GetString()));
+    }
+
+    [Fact]
+    public async Task An_export_is_recorded_as_its_first_bytes_go_out_and_a_client_hanging_up_leaves_the_record()
+    {
+        await using var server = await TelemetryServer.StartNewAsync();
+        var token = await server.ProvisionAsync("audit-w5", "audit-p5");
+
+        // Three days of heart rate at 1 Hz: a CSV of some 15 MB, more than the sockets between hold, so the export is
+        // still writing when the client has its headers.
+        var start = Devices.RecentMinute(0).AddDays(-3);
+        const int Seconds = 3 * 86_400;
+        var lines = new StringBuilder(Seconds * 80);
+        for (var i = 0; i < Seconds; i++)
+        {
+            lines.Append(CultureInfo.InvariantCulture, $$"""{"kind":"heart_rate","time":"{{start.AddSeconds(i):O}}","value":{{60 + (i % 40)}}}""").Append('\n');
+        }
+
+        using var upload = new HttpRequestMessage(HttpMethod.Post, "/api/devices/audit-w5/readings") { Content = new StringContent(lines.ToString(), Encoding.UTF8, "application/x-ndjson") };
+        upload.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        using (var uploaded = await server.Http.SendAsync(upload))
+        {
+            Assert.Equal(HttpStatusCode.OK, uploaded.StatusCode);
+        }
+
+        var range = $"from={Uri.EscapeDataString(start.ToString("O", CultureInfo.InvariantCulture))}&to={Uri.EscapeDataString(start.AddDays(3).ToString("O", CultureInfo.InvariantCulture))}";
+        var export = await server.Http.GetAsync($"/api/patients/audit-p5/export.csv?kind=heart_rate&{range}", HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(HttpStatusCode.OK, export.StatusCode);
+        var record = Assert.Single((await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?patientId=audit-p5")).EnumerateArray());
+        Assert.StartsWith("GET /api/patients/audit-p5/export.csv?", record.GetProperty("action").GetString(), StringComparison.Ordinal);
+        Assert.Equal(200, record.GetProperty("status").GetInt32());
+
+        // The client hangs up part way: the export ends there, recorded once.
+        await using (var body = await export.Content.ReadAsStreamAsync())
+        {
+            Assert.True(await body.ReadAsync(new byte[64 * 1024]) > 0);
+        }
+
+        export.Dispose();
+        await Task.Delay(500);
+        Assert.Single((await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?patientId=audit-p5")).EnumerateArray());
     }
 
     [Fact]

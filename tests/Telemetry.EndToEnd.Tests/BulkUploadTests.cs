@@ -108,6 +108,37 @@ public sealed class BulkUploadTests(ServerFixture fixture) : IClassFixture<Serve
         Assert.Equal(1, malformed.Accepted);
     }
 
+    [Fact]
+    public async Task An_upload_whose_token_is_revoked_part_way_stores_nothing_after_and_gets_401()
+    {
+        var token = await Server.ProvisionAsync("upload-revoked", "p-upload-revoked");
+        var start = Devices.RecentMinute(0).AddHours(-5);
+        var body = new System.IO.Pipelines.Pipe();
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/api/devices/upload-revoked/readings") { Content = new StreamContent(body.Reader.AsStream()) };
+        request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/x-ndjson");
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        using var client = new HttpClient { BaseAddress = Server.Http.BaseAddress, Timeout = TimeSpan.FromMinutes(2) };
+        var sending = client.SendAsync(request);
+
+        // The first part (6,000 readings) commits its first 5,000; then the token is revoked, and the rest follows.
+        await body.Writer.WriteAsync(Ndjson(Enumerable.Range(0, 6_000).Select(i => Reading(start.AddSeconds(i), 70))));
+        var stored = await Eventually.ReadAsync(() => Server.RawHeartRatesAsync("p-upload-revoked", start, start.AddHours(4)), rows => rows.Count >= 5_000);
+        Assert.Equal(5_000, stored.Count);
+        using (var revoked = await Server.Http.DeleteAsync("/api/devices/upload-revoked/token"))
+        {
+            Assert.Equal(HttpStatusCode.OK, revoked.StatusCode);
+        }
+
+        await body.Writer.WriteAsync(Ndjson(Enumerable.Range(6_000, 6_000).Select(i => Reading(start.AddSeconds(i), 70))));
+        await body.Writer.CompleteAsync();
+        using var response = await sending;
+        using var problem = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+
+        Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+        Assert.Equal(5_000, problem.RootElement.GetProperty("accepted").GetInt64());
+        Assert.Equal(5_000, (await Server.RawHeartRatesAsync("p-upload-revoked", start, start.AddHours(4))).Count);
+    }
+
     private async Task<UploadAnswer> UploadAsync(string deviceId, string? token, string contentType, byte[] body)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, $"/api/devices/{deviceId}/readings")

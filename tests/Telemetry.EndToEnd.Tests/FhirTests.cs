@@ -101,6 +101,30 @@ public sealed class FhirTests(SeededServer seeded)
     }
 
     [Fact]
+    public async Task Links_fix_the_range_and_resolution_a_search_was_read_with_and_an_end_ahead_reads_up_to_now()
+    {
+        // Left to its defaults (the last 30 days, a resolution chosen by the range), a search's links name what it read,
+        // so the next page is of the same list however the clock moves; a _count over the most served is cut to it.
+        var bundle = await SearchAsync($"patient={Patient}&code=8867-4&_count=5000");
+        var self = LinkParameters(bundle.Link.Single(l => l.Relation == "self").Url);
+        Assert.Equal(["1000"], self["_count"]);
+        Assert.Equal("1h", Assert.Single(self["resolution"]));
+        var dates = self["date"].Select(date => (Prefix: date[..2], Time: DateTimeOffset.Parse(date[2..], CultureInfo.InvariantCulture))).ToList();
+        Assert.Equal(["ge", "lt"], dates.Select(date => date.Prefix));
+        Assert.Equal(TimeSpan.FromDays(30), dates[1].Time - dates[0].Time);
+        Assert.Equal(bundle.Total, (await SearchAsync(new Uri(bundle.Link.Single(l => l.Relation == "self").Url).Query.TrimStart('?'))).Total);
+
+        // Only an end given, weeks ahead: the 30 days up to now, not the 30 before that end.
+        var ahead = await SearchAsync($"patient={Patient}&code=8867-4&date=le{Iso(DateTimeOffset.UtcNow.AddDays(40))}&resolution=1h");
+        Assert.Equal(bundle.Total, ahead.Total);
+        Assert.True(ahead.Total > 0);
+    }
+
+    private static Dictionary<string, List<string>> LinkParameters(string url) =>
+        Microsoft.AspNetCore.WebUtilities.QueryHelpers.ParseQuery(new Uri(url).Query)
+            .ToDictionary(p => p.Key, p => p.Value.Select(v => v!).ToList(), StringComparer.Ordinal);
+
+    [Fact]
     public async Task Blood_pressure_is_the_panel_with_systolic_and_diastolic_components_and_spo2_carries_both_codes()
     {
         var from = seeded.Start.AddHours(10);
@@ -115,7 +139,10 @@ public sealed class FhirTests(SeededServer seeded)
         var diastolic = panel.Component.Single(c => c.Code.Coding.Count == 1 && c.Code.Coding[0].Code == "8462-4");
         Assert.Equal(("mm[Hg]", (decimal)seeded.Values("systolic_bp", from, from.AddHours(1)).Single()), (((Quantity)systolic.Value).Code, ((Quantity)systolic.Value).Value));
         Assert.Equal(("mm[Hg]", (decimal)seeded.Values("diastolic_bp", from, from.AddHours(1)).Single()), (((Quantity)diastolic.Value).Code, ((Quantity)diastolic.Value).Value));
-        Assert.Contains(panel.Component, c => c.Code.Coding.Any(x => x.System == Statistics && x.Code == "maximum") && c.Code.Coding.Any(x => x.Code == "8462-4"));
+        // The bp profile allows one component coded 8480-6 and one 8462-4, the parts' values: their statistics name the part in text.
+        Assert.Single(panel.Component, c => c.Code.Coding.Any(x => x.Code == "8480-6"));
+        Assert.Single(panel.Component, c => c.Code.Coding.Any(x => x.Code == "8462-4"));
+        Assert.Contains(panel.Component, c => c.Code.Coding.Single() is { System: Statistics, Code: "maximum" } && c.Code.Text.StartsWith("Diastolic", StringComparison.Ordinal));
         Assert.Equal("8480-6", ((Observation)systolicAlone.Entry.Single().Resource!).Code.Coding[0].Code);
         var oximetry = (Observation)spo2.Entry.Single().Resource!;
         Assert.Equal(["59408-5", "2708-6"], oximetry.Code.Coding.Select(c => c.Code));
@@ -196,7 +223,7 @@ public sealed class FhirTests(SeededServer seeded)
     [InlineData("/fhir/Observation/$lastn?patient=p-seeded&code=8867-4&date=x", HttpStatusCode.BadRequest, "invalid")]
     [InlineData("/fhir/Observation?patient=p-seeded&_sort=code", HttpStatusCode.BadRequest, "not-supported")]
     [InlineData("/fhir/Observation?patient=p-seeded&resolution=1m&date=ge2020-01-01", HttpStatusCode.BadRequest, "too-costly")]
-    [InlineData("/fhir/Observation?patient=p-seeded&_count=5000", HttpStatusCode.BadRequest, "invalid")]
+    [InlineData("/fhir/Observation?patient=p-seeded&_count=-5", HttpStatusCode.BadRequest, "invalid")]
     [InlineData("/fhir/Observation/$lastn?patient=p-seeded", HttpStatusCode.BadRequest, "invalid")]
     [InlineData("/fhir/Observation/$stats?subject=Patient/p-seeded&code=8867-4&statistic=median&duration=1", HttpStatusCode.BadRequest, "not-supported")]
     [InlineData("/fhir/Observation/$stats?subject=Patient/p-seeded&code=1234-5&statistic=count&duration=1", HttpStatusCode.BadRequest, "invalid")]
@@ -227,6 +254,20 @@ public sealed class FhirTests(SeededServer seeded)
         Assert.IsType<OperationOutcome>(Strict.DeserializeResource(await strict.Content.ReadAsStringAsync()));
         Assert.Equal(2, lenient.Total);
         Assert.DoesNotContain("colour", lenient.Link[0].Url, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_scope_narrowed_to_the_vital_signs_category_reads_and_one_narrowed_otherwise_does_not()
+    {
+        const string Category = "category=http://terminology.hl7.org/CodeSystem/observation-category|";
+        using var vitalSigns = Server.ClientWith(await Server.MintTokenAsync("--role", "patient", "--patient", Patient, "--scope", $"patient/Observation.rs?{Category}vital-signs"));
+        using var laboratory = Server.ClientWith(await Server.MintTokenAsync("--role", "patient", "--patient", Patient, "--scope", $"patient/Observation.rs?{Category}laboratory"));
+
+        using var allowed = await vitalSigns.GetAsync($"/fhir/Observation?patient={Patient}&code=8867-4&_count=1");
+        using var refused = await laboratory.GetAsync($"/fhir/Observation?patient={Patient}&code=8867-4&_count=1");
+
+        Assert.Equal(HttpStatusCode.OK, allowed.StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, refused.StatusCode);
     }
 
     private static decimal Statistic(Observation observation, string code) =>

@@ -94,6 +94,7 @@ public sealed class TrendApiTests(SeededServer seeded)
     [InlineData("trends?kind=mood", "kind")]
     [InlineData("trends?kind=heart_rate&resolution=2m", "resolution")]
     [InlineData("trends?kind=heart_rate&resolution=1m&from=2026-01-01T00:00:00Z&to=2026-03-01T00:00:00Z", "from")]
+    [InlineData("trends?kind=heart_rate&from=1970-01-01T00:00:00Z", "from")]
     [InlineData("daily?timeZone=Mars/Olympus", "timeZone")]
     [InlineData("daily?timeZone=America", "timeZone")]
     [InlineData("daily?timeZone=../../../etc/passwd", "timeZone")]

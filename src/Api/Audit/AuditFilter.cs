@@ -8,7 +8,8 @@ namespace Telemetry.Api.Audit;
 /// Writes an <see cref="AuditRecord"/> for every request it wraps, before the response is sent: who (the token's
 /// subject and role), which patient (the route's, an alert's, the one a handler names with <see cref="ReadsPatient"/>,
 /// or FHIR's <c>patient</c>/<c>subject</c>), what (method and path), and the status answered, refusals included. A
-/// stream is recorded as its response starts: with 200 as it opens, or with the status of its refusal.
+/// handler that writes its own body (a stream, a CSV export) is recorded as its response starts: with 200 as it opens,
+/// or with the status of its refusal.
 /// </summary>
 public sealed class AuditFilter : IEndpointFilter
 {
@@ -29,41 +30,24 @@ public sealed class AuditFilter : IEndpointFilter
             return await next(context);
         }
 
-        if (http.Request.Path.Value?.EndsWith("/stream", StringComparison.Ordinal) == true)
-        {
-            // A stream answers only when it ends: it is recorded as its response starts (before the client sees a byte),
-            // with the status it starts with; or, if it fails before that, as a failure.
-            var recorded = 0;
-            http.Response.OnStarting(() =>
-                Interlocked.Exchange(ref recorded, 1) == 0 ? WriteAsync(audit, http, http.Response.StatusCode) : Task.CompletedTask);
-            try
-            {
-                return await next(context);
-            }
-            catch (Exception) when (!http.RequestAborted.IsCancellationRequested && !http.Response.HasStarted)
-            {
-                if (Interlocked.Exchange(ref recorded, 1) == 0)
-                {
-                    await WriteAsync(audit, http, StatusCodes.Status500InternalServerError);
-                }
-
-                throw;
-            }
-        }
-
+        // A handler that writes its own body (a stream, an export) answers only when it ends, after the client has the
+        // data: it is recorded as its response starts (before the client sees a byte), with the status it starts with.
+        // Any other is recorded with the status it answers, before that answer is written. Once either way.
+        var recorded = 0;
+        Task RecordOnceAsync(int status) => Interlocked.Exchange(ref recorded, 1) == 0 ? WriteAsync(audit, http, status) : Task.CompletedTask;
+        http.Response.OnStarting(() => RecordOnceAsync(http.Response.StatusCode));
         object? result;
         try
         {
             result = await next(context);
         }
-        catch (Exception) when (!http.RequestAborted.IsCancellationRequested)
+        catch (Exception) when (!http.RequestAborted.IsCancellationRequested && !http.Response.HasStarted)
         {
-            await WriteAsync(audit, http, StatusCodes.Status500InternalServerError);
+            await RecordOnceAsync(StatusCodes.Status500InternalServerError);
             throw;
         }
 
-        var status = result is IStatusCodeHttpResult { StatusCode: { } code } ? code : StatusCodes.Status200OK;
-        await WriteAsync(audit, http, status);
+        await RecordOnceAsync(result is IStatusCodeHttpResult { StatusCode: { } code } ? code : StatusCodes.Status200OK);
         return result;
     }
 

@@ -57,11 +57,14 @@ public static class FhirEndpoints
         if (!FhirParameters.TryReadPatient(query, out var patientId, out var error, "patient", "subject")
             || !TrySelectSeries(query, out var series, out error)
             || !TryReadRange(query, timeProvider, DefaultSearchRange, out var fromMs, out var toMs, out error)
-            || !FhirParameters.TryReadCount(query, "_count", DefaultCount, MaxCount, out var count, out error)
+            || !FhirParameters.TryReadCount(query, "_count", DefaultCount, int.MaxValue, out var count, out error)
             || !FhirParameters.TryReadCount(query, "_offset", 0, int.MaxValue, out var offset, out error))
         {
             return FhirResult.Invalid(error!);
         }
+
+        // A server may return fewer than _count asks for: a larger page is cut to the most it serves.
+        count = Math.Min(count, MaxCount);
 
         if (await FhirGuardFilter.ForbiddenAsync(request.HttpContext, patientId) is { } forbidden)
         {
@@ -112,7 +115,15 @@ public static class FhirEndpoints
             Timestamp = timeProvider.GetUtcNow(),
             Total = matches.Count,
         };
-        var self = SearchLinkParameters(query);
+        // The links name the range and resolution this page was read with, so the next page is of the same list: one
+        // left to its defaults (the last 30 days to now, a resolution chosen by the range) would move with the clock.
+        List<KeyValuePair<string, string?>> self =
+        [
+            .. SearchLinkParameters(query).Where(p => p.Key is not ("date" or "resolution")),
+            new("date", "ge" + Instant(fromMs)),
+            new("date", "lt" + Instant(toMs)),
+            new("resolution", scale.WireName),
+        ];
         var url = BaseUrl(request) + "/Observation";
         bundle.Link.Add(Link("self", url, self, offset, count));
         bundle.Link.Add(Link("first", url, self, 0, count));
@@ -121,7 +132,7 @@ public static class FhirEndpoints
             bundle.Link.Add(Link("previous", url, self, Math.Max(0, offset - count), count));
         }
 
-        if (count > 0 && offset + count < matches.Count)
+        if (count > 0 && (long)offset + count < matches.Count)
         {
             bundle.Link.Add(Link("next", url, self, offset + count, count));
             bundle.Link.Add(Link("last", url, self, (matches.Count - 1) / count * count, count));
@@ -393,7 +404,8 @@ public static class FhirEndpoints
 
         if (fromMs == long.MinValue)
         {
-            fromMs = toMs - (long)defaultRange.TotalMilliseconds;
+            // Only an end given: the default range up to it, or up to now when it lies ahead (nothing is stored there).
+            fromMs = Math.Min(toMs, now + 1) - (long)defaultRange.TotalMilliseconds;
         }
 
         // Nothing is stored from before 1970: a range is cut there (one wholly before it finds nothing).
@@ -537,6 +549,10 @@ public static class FhirEndpoints
             Relation = relation,
             Url = QueryHelpers.AddQueryString(url, [.. parameters, new("_count", count.ToString(CultureInfo.InvariantCulture)), new("_offset", offset.ToString(CultureInfo.InvariantCulture))]),
         };
+
+    /// <summary>An instant as a FHIR <c>dateTime</c> to the millisecond, in UTC.</summary>
+    private static string Instant(long ms) =>
+        DateTimeOffset.FromUnixTimeMilliseconds(Math.Min(ms, DateTimeOffset.MaxValue.ToUnixTimeMilliseconds())).ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
 
     private static string BaseUrl(HttpRequest request) => $"{request.Scheme}://{request.Host}{request.PathBase}/fhir";
 

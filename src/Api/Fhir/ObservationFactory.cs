@@ -41,7 +41,13 @@ public static class ObservationFactory
         {
             if (parts[i] is { } window)
             {
-                observation.Component.AddRange(WindowStatistics(series.Parts[i], window, series.Parts[i].Loinc));
+                // Each named by its part in text, not by the part's LOINC code: the panel's profile (bp) takes a
+                // component coded 8480-6 or 8462-4 as that part's value, and allows one of each.
+                foreach (var statistic in WindowStatistics(series.Parts[i], window, partCode: null))
+                {
+                    statistic.Code.Text = $"{series.Parts[i].Display}: {statistic.Code.Coding[0].Display}";
+                    observation.Component.Add(statistic);
+                }
             }
         }
 

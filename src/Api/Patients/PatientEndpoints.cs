@@ -76,7 +76,7 @@ public static class PatientEndpoints
             return Invalid("from", RangeRule);
         }
 
-        if (scale is { Window: { } window } && scale.Value.WindowsSpanned(fromMs, toMs) > TrendReader.MaxWindows)
+        if ((scale ?? TrendScale.Auto(fromMs, toMs)) is { Window: { } window } chosen && chosen.WindowsSpanned(fromMs, toMs) > TrendReader.MaxWindows)
         {
             return Invalid("from", $"a {window.ToWireName()} trend spans at most {TrendReader.MaxWindows} windows; narrow the range or choose a coarser resolution");
         }

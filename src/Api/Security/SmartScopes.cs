@@ -28,9 +28,27 @@ public static class SmartScopes
             : ObservationRead.None;
     }
 
-    /// <summary>The context (<c>patient</c>, <c>user</c>, <c>system</c>) of a scope that grants reading Observations, or null.</summary>
+    /// <summary>The one category a v2 scope may narrow to and still read here: every Observation served is a vital sign.</summary>
+    private const string VitalSignsCategory = "category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs";
+
+    /// <summary>
+    /// The context (<c>patient</c>, <c>user</c>, <c>system</c>) of a scope that grants reading Observations, or null. A v2
+    /// scope narrowed by a query (<c>patient/Observation.rs?category=…|vital-signs</c>) grants it when it narrows to the
+    /// vital-signs category, which every Observation here is in; narrowed any other way, it grants nothing here.
+    /// </summary>
     private static string? ReadContext(string scope)
     {
+        var question = scope.IndexOf('?', StringComparison.Ordinal);
+        if (question >= 0)
+        {
+            if (!string.Equals(scope[(question + 1)..], VitalSignsCategory, StringComparison.Ordinal))
+            {
+                return null;
+            }
+
+            scope = scope[..question];
+        }
+
         var slash = scope.IndexOf('/', StringComparison.Ordinal);
         var dot = scope.LastIndexOf('.');
         if (slash <= 0 || dot <= slash)

@@ -89,6 +89,16 @@ public sealed class HttpIngestEndpoint(
                 body.AdvanceTo(consumed, status == UploadReadStatus.NeedMoreData ? read.Buffer.End : consumed);
                 if (status is UploadReadStatus.BatchFull or UploadReadStatus.Completed or UploadReadStatus.Malformed)
                 {
+                    // A long upload outlives its sign-in: a token revoked or replaced meanwhile stores nothing more.
+                    if (upload.Parts > 0 && !await authenticator.IsCurrentAsync(identity))
+                    {
+                        instruments.AuthenticationFailed(Protocol);
+                        context.Response.Headers.WWWAuthenticate = "Bearer";
+                        return Problem(StatusCodes.Status401Unauthorized, "Unauthorized",
+                            "The device's token was revoked or replaced during the upload. Readings counted as accepted are stored; send the rest with the current token.",
+                            upload.Result());
+                    }
+
                     await CommitAsync(identity, upload, context.RequestAborted);
                 }
 
@@ -156,6 +166,7 @@ public sealed class HttpIngestEndpoint(
         }
 
         batch.Reset();
+        upload.Parts++;
     }
 
     private static UploadFormat? FormatOf(string? contentType)
@@ -206,6 +217,9 @@ public sealed class HttpIngestEndpoint(
         public ReadingBatchBuilder Batch { get; }
 
         public long Accepted { get; set; }
+
+        /// <summary>Parts of the body read and handed to the store so far (each up to <see cref="IngestOptions.UploadCommitReadings"/> readings).</summary>
+        public int Parts { get; set; }
 
         public long Duplicates { get; set; }
 
