@@ -431,7 +431,7 @@ public sealed partial class DuckDbRollupStore(
         var inSlice = $"resolution = $1 AND start < $2 AND ((series % {slices}) + {slices}) % {slices} = {slice}";
         using var transaction = connection.BeginTransaction();
         var groups = new Dictionary<(string PatientId, VitalKind Kind, long BucketStart), Dictionary<long, RollupWindow>>();
-        long moved = 0, earliest = long.MaxValue;
+        long moved = 0;
         using (var select = connection.CreateCommand())
         {
             select.CommandText = $"SELECT patient_id, kind, {RowColumns} FROM rollups WHERE {inSlice}";
@@ -449,7 +449,6 @@ public sealed partial class DuckDbRollupStore(
                 }
 
                 group[window.StartMs] = window;
-                earliest = Math.Min(earliest, bucketStart);
                 moved++;
             }
         }
@@ -459,28 +458,52 @@ public sealed partial class DuckDbRollupStore(
             return 0;
         }
 
-        // Blocks these windows join: a bucket compacted before, whose windows were written again since.
+        // Blocks these windows join: a bucket compacted before, whose windows were written again since. The bucket just
+        // ended is read by its range (every series' blocks there: few, as it is compacted now for the first time); one
+        // from before it (a late reading's window, a backfill's) by its series' group key, so a backfill weeks back
+        // reads its own series' blocks, not every patient's since.
         var merged = new Dictionary<(string, VitalKind, long), List<RollupWindow>>();
-        using (var existing = connection.CreateCommand())
+        void Merge(DuckDBCommand command)
         {
-            existing.CommandText = $"""
-                SELECT patient_id, kind, epoch_ms(bucket_start), windows FROM rollup_blocks
-                WHERE resolution = $1 AND bucket_start >= $3 AND bucket_start < $2
-                """;
-            existing.Parameters.Add(new DuckDBParameter((int)resolution));
-            existing.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(cutoff)));
-            existing.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(earliest)));
-            using var reader = existing.ExecuteReader();
+            using var reader = command.ExecuteReader();
             while (reader.Read())
             {
                 var key = (reader.GetString(0), (VitalKind)reader.GetByte(1), reader.GetInt64(2));
-                if (groups.ContainsKey(key))
+                if (reader.GetInt32(3) == (int)resolution && groups.ContainsKey(key))
                 {
                     var windows = new List<RollupWindow>();
-                    DecodeBlock(reader, 3, long.MinValue, long.MaxValue, windows);
+                    DecodeBlock(reader, 4, long.MinValue, long.MaxValue, windows);
                     merged[key] = windows;
                 }
             }
+        }
+
+        const string SelectBlocks = "SELECT patient_id, kind, epoch_ms(bucket_start), resolution, windows FROM rollup_blocks";
+        var lastBucket = cutoff - RollupKeys.BucketMilliseconds(resolution);
+        if (groups.Keys.Any(key => key.BucketStart >= lastBucket))
+        {
+            using var recent = connection.CreateCommand();
+            recent.CommandText = $"{SelectBlocks} WHERE resolution = $1 AND bucket_start >= $2 AND bucket_start < $3";
+            recent.Parameters.Add(new DuckDBParameter((int)resolution));
+            recent.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(lastBucket)));
+            recent.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(cutoff)));
+            Merge(recent);
+        }
+
+        var older = groups.Keys.Where(key => key.BucketStart < lastBucket)
+            .Select(key => RollupKeys.Group(key.PatientId, key.Kind, resolution, RollupKeys.GroupStart(resolution, key.BucketStart)))
+            .Distinct();
+        foreach (var chunk in older.Chunk(MaxLookupGroups))
+        {
+            // The group key named as the only condition: with any other, DuckDB scans the table instead of using the index.
+            using var lookup = connection.CreateCommand();
+            lookup.CommandText = $"{SelectBlocks} WHERE bucket_group IN ({string.Join(", ", chunk.Select((_, i) => $"${i + 1}"))})";
+            foreach (var key in chunk)
+            {
+                lookup.Parameters.Add(new DuckDBParameter(key));
+            }
+
+            Merge(lookup);
         }
 
         using (var appender = connection.CreateAppender("block_staging"))

@@ -85,6 +85,31 @@ public sealed class RollupCompactionTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Windows_written_again_weeks_back_and_in_the_bucket_just_ended_fold_into_their_blocks_alone()
+    {
+        // Three weeks of hours for two patients, packed.
+        var first = Hours("patient-1", VitalKind.HeartRate, 21 * 24, 60);
+        var second = Hours("patient-2", VitalKind.HeartRate, 21 * 24, 80);
+        await _store.WriteAsync([.. first, .. second]);
+        _time.SetUtcNow(DateTimeOffset.FromUnixTimeMilliseconds(Midnight + (21 * Day) + Hour));
+        await _store.CompactAsync();
+
+        // A backfill rewrites an hour of the first day, a late reading one of the last day; both of patient 1.
+        var expected = Windows(first);
+        foreach (var hour in new[] { 10, (20 * 24) + 5 })
+        {
+            expected[hour] = first[hour].Window.Add(first[hour].Window.StartMs + 1_000, 150);
+            await _store.WriteAsync([new Rollup("patient-1", VitalKind.HeartRate, Resolution.Hour, expected[hour])]);
+        }
+
+        Assert.Equal(2, await _store.CompactAsync());
+        Assert.Equal(0, Count("SELECT count(*) FROM rollups"));
+        Assert.Equal(2 * 21, Count("SELECT count(*) FROM rollup_blocks"));
+        Assert.Equal(expected, await QueryAsync("patient-1", VitalKind.HeartRate, Midnight, Midnight + (21 * Day)));
+        Assert.Equal(Windows(second), await QueryAsync("patient-2", VitalKind.HeartRate, Midnight, Midnight + (21 * Day)));
+    }
+
+    [Fact]
     public async Task Retention_deletes_whole_blocks_and_trims_the_one_across_the_cutoff()
     {
         var heart = Hours("patient-1", VitalKind.HeartRate, 72, 60);
