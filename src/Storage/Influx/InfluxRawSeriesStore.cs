@@ -74,6 +74,11 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         var commitId = Math.Max(_lastCommitId + 1, _timeProvider.GetUtcNow().ToUnixTimeMilliseconds() * 1_000);
         await FindRepeatedAsync(batches, cancellationToken);
         Stage(batches, outcomes.Span, commitId);
+
+        // The minutes go to the local file before the lines go to the server: a write cut short (a failure, or a crash
+        // in the middle of it) may have stored some lines, which a resend then finds stored and hands to no grain, so the
+        // repair after it (or on the next start) must find their minutes.
+        var minutesRecorded = RecordMinutes(commitId);
         try
         {
             if (_chunks.Count > 0)
@@ -83,12 +88,14 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         }
         catch
         {
-            // A write that failed may still have stored some lines, which a resend then finds stored and hands to no
-            // grain: its minutes are recorded all the same (as far as the local file takes them), and its id not
-            // used again, so the repair after a failed commit finds them.
+            // Its id is not used again, so the repair after a failed commit finds its minutes.
             _sequences.RolledBack();
             _lastCommitId = commitId;
-            RecordMinutesOfFailedCommit();
+            if (!minutesRecorded)
+            {
+                RecordMinutes(commitId);
+            }
+
             throw;
         }
 
@@ -99,7 +106,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
             _latest[key] = timestampMs;
         }
 
-        RecordSequences();
+        RecordSequences(minutesRecorded);
         return commitId;
     }
 
@@ -308,54 +315,67 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         return 0;
     }
 
-    private void RecordSequences()
+    private void RecordSequences(bool minutesRecorded)
     {
+        if (!_sequences.HasStaged && minutesRecorded)
+        {
+            _sequences.Committed(_ledgerConnection, _ledgerFiles.Active, _lastCommitId);
+            return;
+        }
+
         try
         {
             _ledgerFiles.BetweenCommits();
             var catalog = _ledgerFiles.Active;
             using var transaction = _ledgerConnection.BeginTransaction();
             _sequences.AppendStaged(_ledgerConnection, catalog);
-            AppendMinutes(catalog);
+            if (!minutesRecorded)
+            {
+                AppendMinutes(catalog, _lastCommitId);
+            }
+
             transaction.Commit();
             _sequences.Committed(_ledgerConnection, catalog, _lastCommitId);
         }
         catch (Exception exception)
         {
             // The readings are stored; only the memory of their batch numbers is lost, so a resend is stored once
-            // again (same series and time) and may be counted twice in the live windows until the next rebuild. So is
-            // the record of their minutes: a grain call of theirs that fails is not repaired.
+            // again (same series and time) and may be counted twice in the live windows until the next rebuild.
             _sequences.RolledBack();
             LogLedgerFailed(_logger, exception);
         }
     }
 
-    private void RecordMinutesOfFailedCommit()
+    /// <summary>Records the minutes of the commit <paramref name="commitId"/> stores readings in; false if the local file did not take them.</summary>
+    private bool RecordMinutes(long commitId)
     {
+        if (_minutes.Count == 0)
+        {
+            return true;
+        }
+
         try
         {
             _ledgerFiles.BetweenCommits();
             using var transaction = _ledgerConnection.BeginTransaction();
-            AppendMinutes(_ledgerFiles.Active);
+            AppendMinutes(_ledgerFiles.Active, commitId);
             transaction.Commit();
+            return true;
         }
         catch (Exception exception)
         {
-            LogFailedCommitMinutesLost(_logger, exception);
+            // A grain call of this commit that fails, or a write of it cut short, is then not repaired.
+            LogMinutesLost(_logger, exception);
+            return false;
         }
     }
 
-    private void AppendMinutes(string catalog)
+    private void AppendMinutes(string catalog, long commitId)
     {
-        if (_minutes.Count == 0)
-        {
-            return;
-        }
-
         using var appender = _ledgerConnection.CreateAppender(catalog, "main", "commit_minutes");
         foreach (var (patientId, kind, minute) in _minutes)
         {
-            appender.CreateRow().AppendValue(_lastCommitId).AppendValue(patientId).AppendValue((byte)kind).AppendValue(minute).EndRow();
+            appender.CreateRow().AppendValue(commitId).AppendValue(patientId).AppendValue((byte)kind).AppendValue(minute).EndRow();
         }
     }
 
@@ -390,6 +410,6 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
     [LoggerMessage(EventId = 2301, Level = LogLevel.Warning, Message = "Readings are in InfluxDB but their batch numbers could not be recorded in the local file; a resend of those batches will be stored once but may be counted twice in live windows")]
     private static partial void LogLedgerFailed(ILogger logger, Exception exception);
 
-    [LoggerMessage(EventId = 2302, Level = LogLevel.Warning, Message = "The minutes of a failed commit could not be recorded in the local file; patients' trends may lack readings the failed write stored")]
-    private static partial void LogFailedCommitMinutesLost(ILogger logger, Exception exception);
+    [LoggerMessage(EventId = 2302, Level = LogLevel.Warning, Message = "The minutes of a commit could not be recorded in the local file; if its write is cut short or a grain call of it fails, patients' trends may lack its readings")]
+    private static partial void LogMinutesLost(ILogger logger, Exception exception);
 }

@@ -31,6 +31,9 @@ internal sealed class RecordingInfluxServer : IDisposable
 
     public ConcurrentQueue<Request> Requests { get; } = new();
 
+    /// <summary>Runs when a write has arrived, before it is answered (the writer waiting in its write).</summary>
+    public Action? WhileWriting { get; set; }
+
     /// <summary>While set, every write is answered with this status, whatever the script holds.</summary>
     public int? FailingWith { get; set; }
 
@@ -90,6 +93,11 @@ internal sealed class RecordingInfluxServer : IDisposable
             }
 
             var isQuery = request.Url.AbsolutePath == "/api/v2/query";
+            if (!isQuery)
+            {
+                WhileWriting?.Invoke();
+            }
+
             var answer = isQuery
                 ? _queries.TryDequeue(out var query) ? query : new Answer(200, "\r\n", "text/csv; charset=utf-8", [])
                 : FailingWith is { } failing ? new Answer(failing, "", "text/plain", [])
