@@ -44,9 +44,10 @@ internal static class FluxQueries
         """;
 
     /// <summary>The vital and time of each of the device's readings (to recognise a reading sent again).</summary>
-    public static string Existing(string bucket, string patientId, string deviceId, long fromMs, long toMs) => $"""
+    public static string Existing(string bucket, string patientId, string deviceId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs) => $"""
         {Patient(bucket, InfluxLayout.Vitals, patientId, fromMs, toMs)}
           |> filter(fn: (r) => r._field == "{InfluxLayout.ValueField}" and r.{InfluxLayout.DeviceTag} == {Quote(deviceId)})
+          |> filter(fn: (r) => contains(value: r.{InfluxLayout.KindTag}, set: [{string.Join(", ", kinds.Select(kind => Quote(VitalCatalogue.Get(kind).Name)))}]))
           |> keep(columns: ["_time", "{InfluxLayout.KindTag}", "{InfluxLayout.DeviceTag}", "_value"])
         """;
 

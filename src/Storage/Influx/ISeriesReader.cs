@@ -8,7 +8,7 @@ namespace Telemetry.Storage.Influx;
 internal interface ISeriesReader : IDisposable
 {
     /// <summary>The (vital, time) of every reading the device has stored for the patient in [<paramref name="fromMs"/>, <paramref name="toMs"/>).</summary>
-    Task<HashSet<(VitalKind Kind, long TimestampMs)>> ExistingAsync(string patientId, string deviceId, long fromMs, long toMs, CancellationToken cancellationToken);
+    Task<HashSet<(VitalKind Kind, long TimestampMs)>> ExistingAsync(string patientId, string deviceId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, CancellationToken cancellationToken);
 
     Task<RawAggregate> AggregateAsync(string patientId, long fromMs, long toMs, Resolution resolution, CancellationToken cancellationToken);
 

@@ -38,6 +38,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
     private readonly Dictionary<(string DeviceId, VitalKind Kind), long> _flushLatest = [];
     private readonly HashSet<(string DeviceId, VitalKind Kind, long TimestampMs)> _inFlush = [];
     private readonly HashSet<(int Batch, int Reading)> _repeated = [];
+    private readonly RecentReadings _recent;
 
     // The minutes, per patient and vital, this commit stores readings in: recorded with its batch numbers, so that a
     // grain call lost or failed after the commit can be repaired (see DuckDbCommitLog.ForLedger).
@@ -57,6 +58,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         _ledgerFiles = database.Readings;
         _ledgerConnection = database.OpenConnection();
         _sequences = new SequenceLedger(_ledgerConnection, _ledgerFiles.Active, lastCommitId: 0, readingsCarrySequences: false);
+        _recent = new RecentReadings(backend.ReadableAfter);
     }
 
     private ISeriesReader Reader => _backend.Reader;
@@ -106,6 +108,8 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
             _latest[key] = timestampMs;
         }
 
+        RememberUnnumbered(batches, outcomes.Span);
+
         RecordSequences(minutesRecorded);
         return commitId;
     }
@@ -154,11 +158,13 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         foreach (var ((deviceId, patientId), list) in candidates)
         {
             NoteNewReadingsOf(deviceId, batches, list);
-            var stored = await ExistingAsync(patientId, deviceId, list.Select(at => batches[at.Batch].Readings.Span[at.Reading].TimestampMs), cancellationToken);
+            var kinds = list.Select(at => batches[at.Batch].Readings.Span[at.Reading].Kind).ToHashSet();
+            var stored = await ExistingAsync(patientId, deviceId, kinds, list.Select(at => batches[at.Batch].Readings.Span[at.Reading].TimestampMs), cancellationToken);
             foreach (var (i, j) in list)
             {
                 var reading = batches[i].Readings.Span[j];
-                if (stored.Contains((reading.Kind, reading.TimestampMs)) || !_inFlush.Add((deviceId, reading.Kind, reading.TimestampMs)))
+                if (stored.Contains((reading.Kind, reading.TimestampMs)) || _recent.Contains(deviceId, reading.Kind, reading.TimestampMs)
+                    || !_inFlush.Add((deviceId, reading.Kind, reading.TimestampMs)))
                 {
                     _repeated.Add((i, j));
                     continue;
@@ -172,13 +178,34 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
     }
 
     /// <summary>
-    /// The (vital, time) pairs the server holds of the device's series at <paramref name="times"/>, asked span by span:
+    /// Remembers the readings of batches without a number that this commit stored, for as long as the server may not
+    /// show them yet: a resend of them (its ack lost) is then known for one, not handed to the grain twice.
+    /// </summary>
+    private void RememberUnnumbered(IReadOnlyList<DeviceBatch> batches, ReadOnlySpan<BatchOutcome> outcomes)
+    {
+        var nowMs = _timeProvider.GetUtcNow().ToUnixTimeMilliseconds();
+        _recent.Sweep(nowMs);
+        for (var i = 0; i < batches.Count; i++)
+        {
+            if (batches[i].Sequence == 0 && outcomes[i].Outcome == CommitOutcome.Stored)
+            {
+                foreach (var reading in outcomes[i].Stored.Span)
+                {
+                    _recent.Add(batches[i].DeviceId, reading.Kind, reading.TimestampMs, nowMs);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// The (vital, time) pairs the server holds of the device's series of <paramref name="kinds"/> at <paramref name="times"/>
+    /// (a lookup of a few daily weights does not read the heart rate sent every second between them), asked span by span:
     /// the times are cut where they lie an hour or more apart (at the widest such gaps, <see cref="MaxLookups"/> spans at
     /// most). A device whose readings to look up lie far apart (one from a month ago, one from a minute ago) costs two
     /// small exports, not one of everything it sent in between, which would hold up every commit behind it.
     /// </summary>
     private async Task<HashSet<(VitalKind Kind, long TimestampMs)>> ExistingAsync(
-        string patientId, string deviceId, IEnumerable<long> times, CancellationToken cancellationToken)
+        string patientId, string deviceId, IReadOnlyCollection<VitalKind> kinds, IEnumerable<long> times, CancellationToken cancellationToken)
     {
         var sorted = times.Order().ToArray();
         if (sorted.Length == 0)
@@ -196,7 +223,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         var first = 0;
         foreach (var end in cuts)
         {
-            var stored = await Reader.ExistingAsync(patientId, deviceId, sorted[first], sorted[end - 1] + 1, cancellationToken);
+            var stored = await Reader.ExistingAsync(patientId, deviceId, kinds, sorted[first], sorted[end - 1] + 1, cancellationToken);
             if (existing is null)
             {
                 existing = stored;

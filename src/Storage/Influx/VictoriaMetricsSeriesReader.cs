@@ -36,10 +36,11 @@ internal sealed class VictoriaMetricsSeriesReader : ISeriesReader
         _http = new HttpClient { BaseAddress = new Uri(options.Url), Timeout = options.RequestTimeout };
     }
 
-    public async Task<HashSet<(VitalKind Kind, long TimestampMs)>> ExistingAsync(string patientId, string deviceId, long fromMs, long toMs, CancellationToken cancellationToken)
+    public async Task<HashSet<(VitalKind Kind, long TimestampMs)>> ExistingAsync(string patientId, string deviceId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, CancellationToken cancellationToken)
     {
         var existing = new HashSet<(VitalKind Kind, long TimestampMs)>();
-        var selector = $"{{__name__=\"vitals_value\",{InfluxLayout.PatientTag}={Quote(patientId)},{InfluxLayout.DeviceTag}={Quote(deviceId)}}}";
+        var names = string.Join('|', kinds.Select(kind => VitalCatalogue.Get(kind).Name));
+        var selector = $"{{__name__=\"vitals_value\",{InfluxLayout.PatientTag}={Quote(patientId)},{InfluxLayout.DeviceTag}={Quote(deviceId)},{InfluxLayout.KindTag}=~\"{names}\"}}";
         await foreach (var series in ExportAsync(selector, fromMs, toMs, cancellationToken))
         {
             if (InfluxLayout.TryParseKind(series.Label(InfluxLayout.KindTag), out var kind))

@@ -56,6 +56,9 @@ public sealed class FluxReadTests : IDisposable
         Assert.Contains(lookups, flux => flux.Contains($"range(start: {At(monthAgo)}, stop: {At(monthAgo + 1)})", StringComparison.Ordinal));
         Assert.Contains(lookups, flux => flux.Contains($"range(start: {At(T0 - 1_000)}, stop: {At(T0 - 999)})", StringComparison.Ordinal));
 
+        // Of the vitals looked up only: a device's daily weights do not read its heart rate of every second between them.
+        Assert.All(lookups, flux => Assert.Contains("contains(value: r.kind, set: [\"heart_rate\"])", flux, StringComparison.Ordinal));
+
         // Forty readings two hours apart: sixteen lookups at most, cut at the widest gaps.
         before = _server.Requests.Count;
         await _file.CommitAsync(Of("watch-1", "patient-1", 3, [.. Enumerable.Range(1, 40).Select(i => new VitalReading(VitalKind.HeartRate, T0 - (i * 7_200_000L), 73))]));

@@ -1,5 +1,6 @@
 using Telemetry.Core.Readings;
 using Telemetry.Core.Vitals;
+using Telemetry.Storage.Influx;
 using Xunit;
 using static Telemetry.Storage.Tests.DuckDb.Batches;
 
@@ -44,6 +45,40 @@ public sealed class InfluxRetryTests : IDisposable
         await _file.CommitAsync(Of("watch-1", "patient-1", 1, new VitalReading(VitalKind.HeartRate, T0, 72.5), new VitalReading(VitalKind.HeartRate, T0 + 60_000, 73)));
 
         Assert.Equal([2L], minutesWhileWriting);
+    }
+
+    [Fact]
+    public async Task A_resend_without_a_batch_number_that_the_server_does_not_show_yet_is_known_as_one()
+    {
+        // The server here shows nothing of what it was sent (as a series server does for a while after a write): a
+        // resend of readings without a batch number (SenML, say) is known from what this server committed lately.
+        DeviceBatch Unnumbered() => Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.HeartRate, T0, 72.5), new VitalReading(VitalKind.HeartRate, T0 + 1_000, 73));
+        var (_, first) = await _file.CommitAsync(Unnumbered());
+        var (_, again) = await _file.CommitAsync(Unnumbered());
+
+        Assert.Equal(2, first[0].Stored.Length);
+        Assert.Equal((CommitOutcome.Stored, 0, 2), (again[0].Outcome, again[0].Stored.Length, again[0].Duplicates));
+        Assert.Single(_server.Writes);
+    }
+
+    [Fact]
+    public void Recent_readings_are_kept_for_their_time_and_at_most_so_many_per_series()
+    {
+        var recent = new RecentReadings(TimeSpan.FromSeconds(15));
+        for (var i = 0; i <= RecentReadings.MaxPerSeries; i++)
+        {
+            recent.Add("watch-1", VitalKind.HeartRate, i, nowMs: 1_000);
+        }
+
+        recent.Add("ring-2", VitalKind.HeartRate, 7, nowMs: 10_000);
+
+        Assert.False(recent.Contains("watch-1", VitalKind.HeartRate, 0));
+        Assert.True(recent.Contains("watch-1", VitalKind.HeartRate, RecentReadings.MaxPerSeries));
+        Assert.False(recent.Contains("watch-1", VitalKind.OxygenSaturation, 1));
+        recent.Sweep(nowMs: 16_000);
+        Assert.False(recent.Contains("watch-1", VitalKind.HeartRate, RecentReadings.MaxPerSeries));
+        Assert.True(recent.Contains("ring-2", VitalKind.HeartRate, 7));
+        Assert.Equal(1, recent.Count);
     }
 
     [Fact]
