@@ -206,13 +206,33 @@ public sealed partial class WebhookDispatcher(
             }
 
             LogRetrying(logger, webhook.Name, item.EventId, attempt, failure, delay);
-            await Task.Delay(delay, timeProvider, stoppingToken);
+            if (!await WaitHoldingAsync(consumer, delay, stoppingToken))
+            {
+                return false;
+            }
+
             delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, maxDelay.Ticks));
+        }
+    }
+
+    /// <summary>
+    /// Waits <paramref name="delay"/> before the next attempt, renewing the delivery lease every third of its term: a
+    /// wait longer than the term (the backoff reaches a minute) would let it lapse, another server take the event over
+    /// from its first attempt, and the attempts never reach their limit. False when the lease was lost meanwhile.
+    /// </summary>
+    private async Task<bool> WaitHoldingAsync(string consumer, TimeSpan delay, CancellationToken stoppingToken)
+    {
+        var slice = DeliveryLease.Term / 3;
+        for (var left = delay; left > TimeSpan.Zero; left -= slice)
+        {
+            await Task.Delay(left < slice ? left : slice, timeProvider, stoppingToken);
             if (!await lease.HoldAsync(consumer))
             {
                 return false;
             }
         }
+
+        return true;
     }
 
     private static bool IsWorthRetrying(HttpStatusCode status) =>
