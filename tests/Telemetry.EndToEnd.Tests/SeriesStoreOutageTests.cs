@@ -15,6 +15,27 @@ public sealed class SeriesStoreOutageTests(ITestOutputHelper output)
     private const int Batches = 200;
     private const int ReadingsPerBatch = 5;
 
+    [Fact]
+    public async Task Health_follows_the_series_server_while_no_device_sends()
+    {
+        await using var series = await VictoriaMetrics.StartNewAsync();
+        await using var server = await TelemetryServer.StartNewAsync(new Dictionary<string, string>
+        {
+            ["Telemetry__Storage__RawStore"] = "VictoriaMetrics",
+            ["Telemetry__Storage__VictoriaMetrics__Url"] = series.Url,
+        });
+        Assert.Equal(HttpStatusCode.OK, (await server.HealthAsync()).StatusCode);
+
+        // No commit runs to notice it: the health check asks the server itself.
+        await series.StopAsync();
+        var away = await Eventually.ReadAsync(server.HealthAsync, answer => answer.StatusCode == HttpStatusCode.ServiceUnavailable);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, away.StatusCode);
+        Assert.Contains("does not answer", away.Body, StringComparison.Ordinal);
+
+        await series.StartAsync();
+        Assert.Equal(HttpStatusCode.OK, (await Eventually.ReadAsync(server.HealthAsync, answer => answer.StatusCode == HttpStatusCode.OK)).StatusCode);
+    }
+
     [Theory]
     [InlineData("stopped")]
     [InlineData("half-open")]
@@ -56,7 +77,7 @@ public sealed class SeriesStoreOutageTests(ITestOutputHelper output)
         }
 
         // Health turns unready with the reason, and while the store is away nothing more is acknowledged.
-        var health = await Eventually.ReadAsync(server.HealthAsync, answer => answer.StatusCode == HttpStatusCode.ServiceUnavailable);
+        var health = await Eventually.ReadAsync(server.HealthAsync, answer => answer.Body.Contains("the last commit to the raw store failed", StringComparison.Ordinal));
         Assert.Equal(HttpStatusCode.ServiceUnavailable, health.StatusCode);
         Assert.Contains("the last commit to the raw store failed", health.Body, StringComparison.Ordinal);
         var ackedWhileAway = devices.Sum(device => device.Acked);

@@ -10,34 +10,48 @@ using Telemetry.Storage.Influx;
 namespace Telemetry.Api.Health;
 
 /// <summary>
-/// Healthy when the DuckDB file answers a query, the last group commit succeeded (to whichever store holds the raw
-/// series), and no batch has waited longer than <see cref="IngestOptions.SlowCommitWait"/> for its commit (nor the
-/// commit loop as long for patients' grains to take what was committed).
+/// Healthy when the DuckDB file answers a query, the series server (if the raw series are on one) answers its ping, the
+/// last group commit succeeded (to whichever store holds the raw series), and no batch has waited longer than
+/// <see cref="IngestOptions.SlowCommitWait"/> for its commit (nor the commit loop as long for patients' grains to take
+/// what was committed). A series server that answers again after a failed commit makes it degraded (served, so a load
+/// balancer sends devices again, whose next commit tells), not unhealthy: no commit comes to clear it otherwise.
 /// </summary>
 public sealed class StoreHealthCheck(DuckDbDatabase database, CommitPipeline pipeline, IRawSeriesStore rawStore, IOptions<IngestOptions> ingest) : IHealthCheck
 {
-    public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    private static readonly TimeSpan PingTimeout = TimeSpan.FromSeconds(2);
+
+    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
+        var series = rawStore as InfluxRawSeriesStore;
+        var answers = series is null || await series.AnswersAsync(PingTimeout, cancellationToken);
         if (pipeline.StoreFailing)
         {
-            return Task.FromResult(HealthCheckResult.Unhealthy("the last commit to the raw store failed; devices are not being acknowledged"));
+            return answers && series is not null
+                ? HealthCheckResult.Degraded($"the last commit to the raw store failed; {series.Describe()} answers again, and the next commit will tell")
+                : HealthCheckResult.Unhealthy("the last commit to the raw store failed; devices are not being acknowledged"
+                    + (series is null ? "" : $" ({series.Describe()} does not answer)"));
         }
 
         // The commit loop waiting for patients' grains holds commits back too: name the cause, not the symptom.
         var grainWait = pipeline.GrainWait;
         if (grainWait > ingest.Value.SlowCommitWait)
         {
-            return Task.FromResult(HealthCheckResult.Unhealthy(string.Create(
+            return HealthCheckResult.Unhealthy(string.Create(
                 CultureInfo.InvariantCulture,
-                $"patients' live state is slower than the load: commits have waited {grainWait.TotalSeconds:0.0} s for grains to take {pipeline.ReadingsInGrainCalls} readings; devices are acknowledged late")));
+                $"patients' live state is slower than the load: commits have waited {grainWait.TotalSeconds:0.0} s for grains to take {pipeline.ReadingsInGrainCalls} readings; devices are acknowledged late"));
         }
 
         var wait = pipeline.OldestWait;
         if (wait > ingest.Value.SlowCommitWait)
         {
-            return Task.FromResult(HealthCheckResult.Unhealthy(string.Create(
+            return HealthCheckResult.Unhealthy(string.Create(
                 CultureInfo.InvariantCulture,
-                $"the raw store is slower than the load: a batch has waited {wait.TotalSeconds:0.0} s for its commit ({pipeline.Queued} batches queued); devices are acknowledged late")));
+                $"the raw store is slower than the load: a batch has waited {wait.TotalSeconds:0.0} s for its commit ({pipeline.Queued} batches queued); devices are acknowledged late"));
+        }
+
+        if (!answers)
+        {
+            return HealthCheckResult.Unhealthy($"{series!.Describe()} does not answer: the next commit to it will fail, and trends and exports cannot be read");
         }
 
         try
@@ -46,12 +60,12 @@ public sealed class StoreHealthCheck(DuckDbDatabase database, CommitPipeline pip
             using var command = connection.CreateCommand();
             command.CommandText = "SELECT 1";
             command.ExecuteScalar();
-            var raw = rawStore is InfluxRawSeriesStore influx ? $"; raw series in {influx.Describe()}" : "";
-            return Task.FromResult(HealthCheckResult.Healthy($"DuckDB at {database.FilePath}{raw}"));
+            var raw = series is null ? "" : $"; raw series in {series.Describe()}";
+            return HealthCheckResult.Healthy($"DuckDB at {database.FilePath}{raw}");
         }
         catch (Exception exception)
         {
-            return Task.FromResult(HealthCheckResult.Unhealthy("the DuckDB file does not answer", exception));
+            return HealthCheckResult.Unhealthy("the DuckDB file does not answer", exception);
         }
     }
 }

@@ -69,6 +69,9 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
     /// <summary>Where the series are written, for health reports.</summary>
     public string Describe() => _backend.Description;
 
+    /// <summary>True when the series server answers its ping within <paramref name="within"/>.</summary>
+    public Task<bool> AnswersAsync(TimeSpan within, CancellationToken cancellationToken) => _backend.AnswersAsync(within, cancellationToken);
+
     public async ValueTask<long> CommitAsync(IReadOnlyList<DeviceBatch> batches, Memory<BatchOutcome> outcomes, CancellationToken cancellationToken = default)
     {
         // Commit ids are microseconds of the clock, so they keep increasing across restarts and across the nodes of a

@@ -26,6 +26,19 @@ public sealed class SeriesBackend : IDisposable
         Description = description;
     }
 
+    /// <summary>True when the server answers its ping (<c>/ping</c>) within <paramref name="within"/>.</summary>
+    public async Task<bool> AnswersAsync(TimeSpan within, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await _client.PingAsync().WaitAsync(within, cancellationToken);
+        }
+        catch (Exception) when (!cancellationToken.IsCancellationRequested)
+        {
+            return false;
+        }
+    }
+
     /// <summary>Where the series are, for health reports and logs (no secrets).</summary>
     public string Description { get; }
 
