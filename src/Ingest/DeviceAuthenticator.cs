@@ -20,7 +20,7 @@ public sealed class DeviceAuthenticator(IGrainFactory grains)
             return null;
         }
 
-        return ToIdentity(await grains.GetGrain<IDeviceGrain>(deviceId).AuthenticateAsync(secret));
+        return ToIdentity(await AskAsync(() => grains.GetGrain<IDeviceGrain>(deviceId).AuthenticateAsync(secret)));
     }
 
     /// <summary>
@@ -34,15 +34,36 @@ public sealed class DeviceAuthenticator(IGrainFactory grains)
     /// rules), or null when it is not provisioned or was revoked.
     /// </summary>
     public async Task<DeviceIdentity?> IdentifyAsync(string deviceId) =>
-        ToIdentity(await grains.GetGrain<IDeviceGrain>(deviceId).GetAsync());
+        ToIdentity(await AskAsync(() => grains.GetGrain<IDeviceGrain>(deviceId).GetAsync()));
+
+    /// <summary>
+    /// Asks the device registry; a registry that cannot answer (its storage away, a grain call timing out) is a
+    /// <see cref="DeviceRegistryUnavailableException"/>, which each protocol answers as "try again later", not as a
+    /// wrong token or a server error.
+    /// </summary>
+    private static async Task<DeviceBinding?> AskAsync(Func<Task<DeviceBinding?>> ask)
+    {
+        try
+        {
+            return await ask();
+        }
+        catch (Exception exception) when (exception is not OperationCanceledException)
+        {
+            throw new DeviceRegistryUnavailableException(exception);
+        }
+    }
 
     /// <summary>
     /// False when the device's credentials changed (rotated or revoked) since <paramref name="identity"/> signed in.
     /// A connection checks this once it is registered, so a change that raced its sign-in still ends it.
     /// </summary>
     public async Task<bool> IsCurrentAsync(DeviceIdentity identity) =>
-        ToIdentity(await grains.GetGrain<IDeviceGrain>(identity.DeviceId).GetAsync()) == identity;
+        ToIdentity(await AskAsync(() => grains.GetGrain<IDeviceGrain>(identity.DeviceId).GetAsync())) == identity;
 
     private static DeviceIdentity? ToIdentity(DeviceBinding? binding) =>
         binding is { RevokedAt: null } ? new DeviceIdentity(binding.DeviceId, binding.PatientId, binding.RotatedAt ?? binding.ProvisionedAt) : null;
 }
+
+/// <summary>The device registry could not answer a sign-in; the device should try again shortly.</summary>
+public sealed class DeviceRegistryUnavailableException(Exception inner)
+    : Exception("The device registry is unavailable; try again shortly.", inner);

@@ -1,3 +1,4 @@
+using MQTTnet;
 using System.Net;
 using Telemetry.Testing;
 using Xunit.Abstractions;
@@ -51,6 +52,18 @@ public sealed class ClusterStoreOutageTests(ITestOutputHelper output)
         var ackedWhileAway = devices.Sum(device => device.Acked) - ackedWhenStopped;
         output.WriteLine($"acked while Redis was away: {ackedWhileAway} batches");
         Assert.True(ackedWhileAway > 0 && devices.All(device => device.Acked < Batches), $"acks stopped while Redis was away: {string.Join("; ", devices)}");
+
+        // A device the registry has to read from Redis (one this server has not seen) cannot be checked meanwhile: that
+        // is "server unavailable" (try again later), not a wrong token and not a dropped connection.
+        var ghost = $"ghost-watch.{new string('a', 64)}";
+        Assert.Equal(MqttClientConnectResultCode.ServerUnavailable, await Devices.TryConnectMqttAsync(Devices.MqttOptions(server.MqttPort, "ghost-watch", "ghost-watch", ghost).Build()));
+        using (var upload = new HttpRequestMessage(HttpMethod.Post, "/api/devices/ghost-watch/readings") { Content = new StringContent("[]", System.Text.Encoding.UTF8, "application/json") })
+        {
+            upload.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", ghost);
+            using var refused = await server.Http.SendAsync(upload);
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+            Assert.NotNull(refused.Headers.RetryAfter);
+        }
 
         await redis.RestartAsync();
         await Task.WhenAll(load);

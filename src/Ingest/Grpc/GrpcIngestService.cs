@@ -41,7 +41,7 @@ public sealed partial class GrpcIngestService(
         using var registration = streams.Open(device.DeviceId, context.CancellationToken);
 
         // Registered now, so a rotation or revocation from here on ends this stream; one that raced the sign-in is caught here.
-        if (!await authenticator.IsCurrentAsync(device))
+        if (!await CheckedAsync(() => authenticator.IsCurrentAsync(device)))
         {
             instruments.AuthenticationFailed(Protocol);
             throw new RpcException(new Status(StatusCode.Unauthenticated, "the device's token was rotated or revoked; connect again with a valid token"));
@@ -140,7 +140,7 @@ public sealed partial class GrpcIngestService(
             throw new RpcException(new Status(StatusCode.Unauthenticated, "send the device token as 'authorization: Bearer <token>'"));
         }
 
-        var identity = await authenticator.AuthenticateAsync(header[Scheme.Length..].Trim());
+        var identity = await CheckedAsync(() => authenticator.AuthenticateAsync(header[Scheme.Length..].Trim()));
         if (identity is null)
         {
             instruments.AuthenticationFailed(Protocol);
@@ -148,6 +148,20 @@ public sealed partial class GrpcIngestService(
         }
 
         return identity;
+    }
+
+    /// <summary>Asks the device registry; one that cannot answer is not the device's fault: UNAVAILABLE, so it tries again later.</summary>
+    private async Task<T> CheckedAsync<T>(Func<Task<T>> ask)
+    {
+        try
+        {
+            return await ask();
+        }
+        catch (DeviceRegistryUnavailableException exception)
+        {
+            LogSignInUnavailable(logger, exception.InnerException!);
+            throw new RpcException(new Status(StatusCode.Unavailable, exception.Message));
+        }
     }
 
     /// <summary>Decodes one batch synchronously (the builder is reused) and returns the task of its ack.</summary>
@@ -258,6 +272,9 @@ public sealed partial class GrpcIngestService(
 
     [LoggerMessage(EventId = 1201, Level = LogLevel.Warning, Message = "gRPC ingest stream ended without further acks: {Reason}")]
     private static partial void LogStreamEnded(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 1203, Level = LogLevel.Warning, Message = "A device's gRPC sign-in could not be checked: the device registry did not answer")]
+    private static partial void LogSignInUnavailable(ILogger logger, Exception exception);
 
     [LoggerMessage(EventId = 1202, Level = LogLevel.Debug, Message = "Device {DeviceId}'s gRPC stream ended with its connection; what it sent without an ack it sends again")]
     private static partial void LogStreamDropped(ILogger logger, string deviceId);

@@ -37,9 +37,18 @@ public sealed class HttpIngestEndpoint(
         var request = context.Request;
         var header = request.Headers.Authorization.ToString();
         const string Scheme = "Bearer ";
-        var identity = header.StartsWith(Scheme, StringComparison.OrdinalIgnoreCase)
-            ? await authenticator.AuthenticateAsync(header[Scheme.Length..].Trim())
-            : null;
+        DeviceIdentity? identity;
+        try
+        {
+            identity = header.StartsWith(Scheme, StringComparison.OrdinalIgnoreCase)
+                ? await authenticator.AuthenticateAsync(header[Scheme.Length..].Trim())
+                : null;
+        }
+        catch (DeviceRegistryUnavailableException exception)
+        {
+            return RegistryUnavailable(context, exception);
+        }
+
         if (identity is null)
         {
             instruments.AuthenticationFailed(Protocol);
@@ -125,6 +134,10 @@ public sealed class HttpIngestEndpoint(
         {
             return Problem(exception.StatusCode, "Upload not read", $"{exception.Message}. Readings counted as accepted are stored.", upload.Result());
         }
+        catch (DeviceRegistryUnavailableException exception)
+        {
+            return RegistryUnavailable(context, exception, upload.Result());
+        }
         catch (StoreUnavailableException exception)
         {
             context.Response.Headers.RetryAfter = "5";
@@ -187,6 +200,13 @@ public sealed class HttpIngestEndpoint(
         instruments.PayloadRejected(Protocol, "too_large");
         return Problem(StatusCodes.Status413PayloadTooLarge, "Upload too large",
             $"An upload may be at most {limit} bytes; split it (stored readings count as duplicates when sent again).", partial);
+    }
+
+    private static IResult RegistryUnavailable(HttpContext context, DeviceRegistryUnavailableException exception, UploadResult? partial = null)
+    {
+        context.Response.Headers.RetryAfter = "5";
+        return Problem(StatusCodes.Status503ServiceUnavailable, "Device registry unavailable",
+            partial is null ? exception.Message : $"{exception.Message} Readings counted as accepted are stored; send the rest again.", partial);
     }
 
     private static IResult Problem(int status, string title, string detail, UploadResult? partial = null) =>

@@ -137,9 +137,22 @@ public sealed partial class MqttIngestEndpoint(
 
     private async Task ValidateConnectionAsync(ValidatingConnectionEventArgs args)
     {
-        var identity = args.ClientCertificate is { } certificate && certificates.Enabled
-            ? await AuthenticateCertificateAsync(args, certificate)
-            : await AuthenticateTokenAsync(args);
+        DeviceIdentity? identity;
+        try
+        {
+            identity = args.ClientCertificate is { } certificate && certificates.Enabled
+                ? await AuthenticateCertificateAsync(args, certificate)
+                : await AuthenticateTokenAsync(args);
+        }
+        catch (DeviceRegistryUnavailableException exception)
+        {
+            // Not the device's fault: "server unavailable" (3.1.1: code 3), so it tries again later.
+            args.ReasonCode = MqttConnectReasonCode.ServerUnavailable;
+            args.ReasonString = exception.Message;
+            LogSignInUnavailable(logger, exception.InnerException!, Protocol);
+            return;
+        }
+
         if (identity is null)
         {
             return;
@@ -555,6 +568,9 @@ public sealed partial class MqttIngestEndpoint(
 
     [LoggerMessage(EventId = 1103, Level = LogLevel.Error, Message = "An MQTT publish could not be handled; it was refused, not acknowledged")]
     private static partial void LogPublishFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 1110, Level = LogLevel.Warning, Message = "A device's {Protocol} sign-in could not be checked: the device registry did not answer")]
+    private static partial void LogSignInUnavailable(ILogger logger, Exception exception, string protocol);
 
     [LoggerMessage(EventId = 1102, Level = LogLevel.Information, Message = "MQTT connection of {Device} refused: {Reason}")]
     private static partial void LogConnectionRefused(ILogger logger, string device, string reason);
