@@ -34,7 +34,7 @@ public sealed class FhirTests(SeededServer seeded)
         var resources = Assert.Single(capability.Rest).Resource;
         Assert.Equal(["Observation", "AuditEvent"], resources.Select(r => r.Type));
         var observation = resources[0];
-        Assert.Equal(["patient", "entity", "_count"], resources[1].SearchParam.Select(p => p.Name));
+        Assert.Equal(["patient", "entity", "date", "_count"], resources[1].SearchParam.Select(p => p.Name));
         Assert.Equal([CapabilityStatement.TypeRestfulInteraction.SearchType], observation.Interaction.Select(i => i.Code));
         Assert.Equal(["patient", "subject", "code", "category", "date", "resolution"], observation.SearchParam.Select(p => p.Name));
         Assert.Equal(["http://hl7.org/fhir/OperationDefinition/Observation-lastn", "http://hl7.org/fhir/OperationDefinition/Observation-stats"], observation.Operation.Select(o => o.Definition));
@@ -295,6 +295,26 @@ public sealed class FhirTests(SeededServer seeded)
         var search = events.First(e => e.Entity[0].Description.StartsWith("GET /fhir/Observation?", StringComparison.Ordinal));
         Assert.Equal(AuditEvent.AuditEventAction.R, search.Action);
         Assert.Equal(AuditEvent.AuditEventOutcome.N0, search.Outcome);
+
+        // Page by page, older each time, by the next links: every record read once at least, none skipped. No total
+        // (counting would read the whole log).
+        for (var i = 0; i < 3; i++)
+        {
+            await SearchAsync($"patient=Patient/{Patient}&code=8867-4&_count=1");
+        }
+
+        var all = (await GetBundleAsync($"/fhir/AuditEvent?patient=Patient/{Patient}&_count=1000")).Entry.Select(e => e.Resource!.Id).ToList();
+        var paged = new List<string>();
+        Bundle? page = await GetBundleAsync($"/fhir/AuditEvent?patient=Patient/{Patient}&_count=2");
+        Assert.Null(page.Total);
+        while (page is not null && paged.Count < 10 * all.Count)
+        {
+            paged.AddRange(page.Entry.Select(e => e.Resource!.Id));
+            var next = page.Link.FirstOrDefault(l => l.Relation == "next")?.Url;
+            page = next is null ? null : await GetBundleAsync(new Uri(next).PathAndQuery);
+        }
+
+        Assert.Subset(paged.ToHashSet(), all.Skip(1).ToHashSet());
 
         using var clinician = Server.ClientWith(await Server.MintTokenAsync("--role", "clinician", "--care-team", "fhir-audit-ward"));
         using var refused = await clinician.GetAsync($"/fhir/AuditEvent?patient=Patient/{Patient}");

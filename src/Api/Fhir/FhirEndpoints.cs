@@ -28,7 +28,7 @@ public static class FhirEndpoints
 
     private static readonly HashSet<string> SearchParameters = ["patient", "subject", "code", "category", "date", "_count", "_offset", "_sort", "resolution"];
     private static readonly HashSet<string> LastNParameters = ["patient", "subject", "code", "category", "date", "max"];
-    private static readonly HashSet<string> AuditEventParameters = ["patient", "entity", "_count"];
+    private static readonly HashSet<string> AuditEventParameters = ["patient", "entity", "date", "_count"];
     private static readonly HashSet<string> StatsParameters = ["subject", "patient", "code", "system", "coding", "duration", "statistic", "include", "limit"];
 
     public static IEndpointRouteBuilder MapFhirEndpoints(this IEndpointRouteBuilder routes)
@@ -510,14 +510,35 @@ public static class FhirEndpoints
             Audit.AuditFilter.ReadsPatient(request.HttpContext, patientId);
         }
 
-        if (!FhirParameters.TryReadCount(request.Query, "_count", DefaultCount, MaxCount, out var count, out var error))
+        var (fromMs, toMs) = (long.MinValue, long.MaxValue);
+        if (!FhirParameters.TryReadCount(request.Query, "_count", DefaultCount, int.MaxValue, out var count, out var error)
+            || !FhirParameters.TryNarrowByDates(request.Query["date"], ref fromMs, ref toMs, out error))
         {
             return FhirResult.Invalid(error!);
         }
 
-        var records = await System.Threading.Tasks.Task.Run(() => audit.Query(patientId, null, null, null, count));
-        var bundle = new Bundle { Id = Guid.NewGuid().ToString(), Type = Bundle.BundleType.Searchset, Timestamp = timeProvider.GetUtcNow(), Total = records.Count };
+        count = Math.Min(count, MaxCount);
+        DateTimeOffset? from = fromMs == long.MinValue ? null : DateTimeOffset.FromUnixTimeMilliseconds(Math.Max(0, fromMs));
+        DateTimeOffset? to = toMs == long.MaxValue ? null : DateTimeOffset.FromUnixTimeMilliseconds(Math.Clamp(toMs, 0, DateTimeOffset.MaxValue.ToUnixTimeMilliseconds()));
+        var records = await System.Threading.Tasks.Task.Run(() => audit.Query(patientId, null, from, to, count));
+
+        // No total: counting every match would read the whole log. A full page links to the next (older) one, which
+        // starts at the millisecond this page ends in (a record of it may show on both pages; none is skipped).
+        var bundle = new Bundle { Id = Guid.NewGuid().ToString(), Type = Bundle.BundleType.Searchset, Timestamp = timeProvider.GetUtcNow() };
         bundle.Link.Add(new Bundle.LinkComponent { Relation = "self", Url = request.GetEncodedUrlWithoutFormat() });
+        if (records.Count == count && count > 0)
+        {
+            List<KeyValuePair<string, string?>> next =
+            [
+                .. request.Query.Where(p => p.Key is "patient" or "entity").SelectMany(p => p.Value.Select(v => new KeyValuePair<string, string?>(p.Key, v))),
+                .. request.Query["date"].Where(date => date is not null && !date.StartsWith("le", StringComparison.Ordinal) && !date.StartsWith("lt", StringComparison.Ordinal))
+                    .Select(date => new KeyValuePair<string, string?>("date", date)),
+                new("date", "le" + Instant(records[^1].At.ToUnixTimeMilliseconds())),
+                new("_count", count.ToString(CultureInfo.InvariantCulture)),
+            ];
+            bundle.Link.Add(new Bundle.LinkComponent { Relation = "next", Url = QueryHelpers.AddQueryString(BaseUrl(request) + "/AuditEvent", next) });
+        }
+
         foreach (var record in records)
         {
             bundle.Entry.Add(new Bundle.EntryComponent

@@ -48,7 +48,8 @@ function number(value, digits = 0) {
 async function show(current, patientId, days) {
   const timeZone = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
   const to = new Date();
-  const from = new Date(to.getTime() - (days - 1) * 86400_000);
+  // Calendar days back, not 24-hour steps: a week across a clock change is still seven days.
+  const from = new Date(to.getFullYear(), to.getMonth(), to.getDate() - (days - 1));
   const summary = await api(`/api/patients/${encodeURIComponent(patientId)}/daily?from=${isoDay(from)}&to=${isoDay(to)}&timeZone=${encodeURIComponent(timeZone)}`);
   if (!current()) return;
   const dates = summary.days.map(d => d.date);
