@@ -6,8 +6,11 @@ import { sparkline, trendChart, destroyCharts } from './charts.js';
 const priorities = { high: 3, medium: 2, low: 1 };
 const priorityMarks = { high: '▲▲▲ High', medium: '▲▲ Medium', low: '▲ Low' };
 
-/** The most patients the list loads, page by page. */
-const MaxListed = 2000;
+/** The most patients the list shows: as many as one live stream follows (the server's limit), so no row goes stale. */
+const MaxListed = 500;
+
+/** Sparklines fetched at once: a long list would otherwise meet the API's rate limit. */
+const SparklinesAtOnce = 6;
 
 requireSignIn(() => {
   const match = location.pathname.match(/^\/patients\/([^/]+)$/);
@@ -136,19 +139,19 @@ async function showCohort() {
   };
 
   try {
-    const patients = [];
-    let after = null;
+    let patients = [];
+    let more = false;
     await Promise.all([(async () => {
-      do {
-        const page = await api(`/api/patients?limit=500${after ? `&after=${encodeURIComponent(after)}` : ''}`);
-        patients.push(...page.patients);
-        after = page.next;
-      } while (after && patients.length < MaxListed);
+      const page = await api(`/api/patients?limit=${MaxListed}`);
+      patients = page.patients;
+      more = Boolean(page.next);
     })(), refreshAlerts()]);
 
     for (const patient of patients) addRow(patient);
     orderRows();
-    say(patients.length === 0 ? 'No patients to show yet.' : `${patients.length} patients.`);
+    say(patients.length === 0 ? 'No patients to show yet.'
+      : more ? `The first ${patients.length} patients by id, followed live: there are more than one dashboard follows. Narrow it by care team.`
+      : `${patients.length} patients.`);
   } catch (error) {
     failed(error);
     return;
@@ -176,13 +179,17 @@ async function showCohort() {
   }, 10_000);
 
   const from = new Date(Date.now() - 3600_000).toISOString();
-  await Promise.all([...rows.entries()].map(async ([patientId, row]) => {
-    try {
-      const trend = await api(`/api/patients/${encodeURIComponent(patientId)}/trends?kind=heart_rate&resolution=1m&from=${encodeURIComponent(from)}`);
-      row.sparkCell.setAttribute('aria-label', trend.points.length ? `Heart rate last hour: ${trend.points.length} minutes of readings` : 'No heart rate this hour');
-      sparkline(row.sparkCell, trend.points);
-    } catch {
-      // A sparkline that cannot be drawn leaves its cell empty; the row still shows the latest values.
+  const waiting = [...rows.entries()];
+  await Promise.all(Array.from({ length: SparklinesAtOnce }, async () => {
+    for (let next = waiting.shift(); next; next = waiting.shift()) {
+      const [patientId, row] = next;
+      try {
+        const trend = await api(`/api/patients/${encodeURIComponent(patientId)}/trends?kind=heart_rate&resolution=1m&from=${encodeURIComponent(from)}`);
+        row.sparkCell.setAttribute('aria-label', trend.points.length ? `Heart rate last hour: ${trend.points.length} minutes of readings` : 'No heart rate this hour');
+        sparkline(row.sparkCell, trend.points);
+      } catch {
+        // A sparkline that cannot be drawn leaves its cell empty; the row still shows the latest values.
+      }
     }
   }));
 }
