@@ -150,6 +150,18 @@ public sealed class FhirTests(SeededServer seeded)
     }
 
     [Fact]
+    public async Task A_window_of_steps_is_their_total_with_their_mean_as_a_statistic()
+    {
+        var from = new DateTimeOffset(seeded.Start.UtcDateTime.Date.AddDays(1), TimeSpan.Zero);
+        var day = (Observation)(await SearchAsync($"patient={Patient}&code=55423-8&date=ge{Iso(from)}&date=lt{Iso(from.AddDays(1))}&resolution=1d")).Entry.Single().Resource!;
+        var steps = seeded.Values("steps", from, from.AddDays(1));
+
+        Assert.Equal(24, steps.Count);
+        Assert.Equal((decimal)steps.Sum(), ((Quantity)day.Value).Value);
+        Assert.Equal((decimal)steps.Average(), Statistic(day, "average"));
+    }
+
+    [Fact]
     public async Task A_short_range_returns_the_raw_readings_with_their_device()
     {
         var from = seeded.Start.AddHours(30);

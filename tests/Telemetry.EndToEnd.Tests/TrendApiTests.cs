@@ -59,7 +59,7 @@ public sealed class TrendApiTests(SeededServer seeded)
         Assert.Equal(seeded.Values("heart_rate", from, to).Count + seeded.Values("systolic_bp", from, to).Count * 2, lines.Length - 1);
         Assert.Contains($"{from.UtcDateTime:yyyy-MM-ddTHH:mm:ss}.000Z,systolic_bp,8480-6,{seeded.Values("systolic_bp", from, to)[0]},mm[Hg],{SeededServer.DeviceId}", lines);
         var hours = hourly.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.Equal("start,kind,loinc,unit,count,min,max,mean,std_dev", hours[0]);
+        Assert.Equal("start,kind,loinc,unit,count,min,max,mean,std_dev,sum", hours[0]);
         Assert.Equal(5, hours.Length - 1);
         Assert.StartsWith($"{from.UtcDateTime:yyyy-MM-ddTHH:mm:ss}.000Z,spo2,59408-5,%,6,95,98,", hours[1], StringComparison.Ordinal);
     }

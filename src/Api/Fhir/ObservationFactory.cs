@@ -26,9 +26,16 @@ public static class ObservationFactory
         observation.Effective = new Period(Instant(start), Instant(start + resolution.Milliseconds()));
         if (!series.IsPanel)
         {
+            // A cumulative vital's window (the steps of an hour) is its total; the mean of its readings is a statistic.
             var window = parts[0]!.Value;
-            observation.Value = Quantity(series.Parts[0], window.Mean);
-            observation.Component.AddRange(WindowStatistics(series.Parts[0], window, partCode: null));
+            var vital = series.Parts[0];
+            observation.Value = Quantity(vital, vital.IsCumulative ? window.Sum : window.Mean);
+            observation.Component.AddRange(WindowStatistics(vital, window, partCode: null));
+            if (vital.IsCumulative)
+            {
+                observation.Component.Add(Statistic(vital, "average", window, partCode: null));
+            }
+
             return observation;
         }
 

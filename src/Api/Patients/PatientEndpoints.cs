@@ -196,13 +196,13 @@ public static class PatientEndpoints
         }
         else
         {
-            await writer.WriteLineAsync("start,kind,loinc,unit,count,min,max,mean,std_dev");
+            await writer.WriteLineAsync("start,kind,loinc,unit,count,min,max,mean,std_dev,sum");
             foreach (var vital in vitals)
             {
                 foreach (var point in await reader.ReadWindowsAsync(patientId, vital.Kind, window.Value, fromMs, toMs, cancellationToken))
                 {
                     await writer.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
-                        $"{Iso(point.StartMs)},{vital.Name},{vital.Loinc},{vital.Unit},{point.Count},{point.Min:R},{point.Max:R},{point.Mean:R},{point.StandardDeviation:R}"));
+                        $"{Iso(point.StartMs)},{vital.Name},{vital.Loinc},{vital.Unit},{point.Count},{point.Min:R},{point.Max:R},{point.Mean:R},{point.StandardDeviation:R},{point.Sum:R}"));
                 }
             }
         }
@@ -388,7 +388,7 @@ public static class PatientEndpoints
     private static string Iso(long ms) => DateTimeOffset.FromUnixTimeMilliseconds(ms).ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
 
     internal static TrendPoint ToPoint(RollupWindow window) =>
-        new(DateTimeOffset.FromUnixTimeMilliseconds(window.StartMs), window.Count, window.Min, window.Max, window.Mean);
+        new(DateTimeOffset.FromUnixTimeMilliseconds(window.StartMs), window.Count, window.Min, window.Max, window.Mean, window.Sum);
 
     private static ValidationProblem InvalidPatient() => Invalid("patientId", Identifier.Shape);
 

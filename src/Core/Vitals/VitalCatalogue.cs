@@ -53,6 +53,7 @@ public static class VitalCatalogue
             [new("{steps}"), new("steps"), new("1"), new("count")])
         {
             Label = "Steps",
+            IsCumulative = true,
         },
         new(VitalKind.BodyWeight, "body_weight", "29463-7", "Body weight", "kg", 0.5, 650,
             [new("kg"), new("g", 0.001), new("[lb_av]", 0.45359237), new("lb", 0.45359237)])
@@ -69,6 +70,7 @@ public static class VitalCatalogue
             [new("h"), new("min", 1.0 / 60), new("s", 1.0 / 3600)])
         {
             Aliases = ["sleep"],
+            IsCumulative = true,
         },
     ];
 

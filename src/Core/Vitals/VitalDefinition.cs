@@ -20,6 +20,12 @@ public sealed record VitalDefinition(
         init => _label = value;
     }
 
+    /// <summary>
+    /// A count or amount that adds up over time (steps, hours of sleep): a window's total is the sum of its readings,
+    /// and their mean says little.
+    /// </summary>
+    public bool IsCumulative { get; init; }
+
     /// <summary>Other names and LOINC codes a sender may use for this vital.</summary>
     public IReadOnlyList<string> Aliases { get; init; } = [];
 

@@ -229,14 +229,16 @@ async function showPatient(patientId) {
     } else {
       for (const trend of trends.series ?? [trends]) {
         const vital = describe(trend.kind, trend.unit);
+        // A window of steps or sleep is its total: drawn as one line of sums, not the mean of its readings.
+        const points = vital.cumulative ? trend.points.map(p => ({ ...p, mean: p.sum, min: p.sum, max: p.sum })) : trend.points;
         const thresholds = rules.rules
           .filter(rule => rule.type === 'threshold' && rule.kind === trend.kind && rule.level !== undefined && rule.level !== null)
           .map(rule => ({ level: rule.level, label: rule.direction === 'below' ? 'alert below' : 'alert above' }));
         const markers = history.filter(a => a.kind === trend.kind).map(a => ({ time: a.triggeredAt }));
-        const canvas = element('div', { role: 'img', 'aria-label': summary(vital, trend.points, thresholds, markers.length) });
+        const canvas = element('div', { role: 'img', 'aria-label': summary(vital, points, thresholds, markers.length) });
         charts.append(element('figure', { class: 'chart', 'data-kind': trend.kind },
           element('figcaption', { text: `${vital.label} (${vital.unit}), ${trend.resolution} windows` }), canvas));
-        if (trend.points.length > 0) trendChart(canvas, { points: trend.points, unit: vital.unit, from, to, thresholds, markers });
+        if (points.length > 0) trendChart(canvas, { points, unit: vital.unit, from, to, thresholds, markers });
         else canvas.append(element('p', { class: 'empty', text: 'No readings in this range.' }));
       }
     }
@@ -275,7 +277,7 @@ function summary(vital, points, thresholds, alertCount) {
   const low = Math.min(...points.map(p => p.min));
   const high = Math.max(...points.map(p => p.max));
   const last = points[points.length - 1];
-  return `${vital.label}: from ${low.toFixed(vital.digits)} to ${high.toFixed(vital.digits)} ${vital.unit}; latest mean ${last.mean.toFixed(vital.digits)} ${vital.unit}`
+  return `${vital.label}: from ${low.toFixed(vital.digits)} to ${high.toFixed(vital.digits)} ${vital.unit}; latest ${vital.cumulative ? 'total' : 'mean'} ${last.mean.toFixed(vital.digits)} ${vital.unit}`
     + (thresholds.length ? `; alert thresholds at ${thresholds.map(t => t.level).join(', ')} ${vital.unit}` : '')
     + (alertCount ? `; ${alertCount} alerts raised.` : '.');
 }

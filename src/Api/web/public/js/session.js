@@ -170,10 +170,10 @@ export const vitals = {
   body_temperature: { label: 'Temperature', unit: '°C', digits: 1 },
   systolic_bp: { label: 'Systolic BP', unit: 'mmHg', digits: 0 },
   diastolic_bp: { label: 'Diastolic BP', unit: 'mmHg', digits: 0 },
-  steps: { label: 'Steps', unit: 'steps', digits: 0 },
+  steps: { label: 'Steps', unit: 'steps', digits: 0, cumulative: true },
   body_weight: { label: 'Weight', unit: 'kg', digits: 1 },
   blood_glucose: { label: 'Blood glucose', unit: 'mg/dL', digits: 0 },
-  sleep_duration: { label: 'Sleep', unit: 'h', digits: 1 },
+  sleep_duration: { label: 'Sleep', unit: 'h', digits: 1, cumulative: true },
 };
 
 /** How a vital is shown; a kind this page does not know keeps the unit the API gave. */
