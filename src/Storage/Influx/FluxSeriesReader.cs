@@ -18,6 +18,9 @@ internal sealed class FluxSeriesReader(InfluxDBClient client, string bucket, str
         [.. (await QueryAsync(FluxQueries.Existing(bucket, patientId, deviceId, kinds, fromMs, toMs), cancellationToken))
             .Select(ToStoredReading).OfType<StoredReading>().Select(reading => (reading.Kind, reading.TimestampMs))];
 
+    /// <summary>InfluxDB cannot be asked to: a read waits out <see cref="SeriesServerOptions.ReadableAfter"/>.</summary>
+    public Task<bool> ShowAnsweredWritesAsync(CancellationToken cancellationToken) => Task.FromResult(false);
+
     public async Task<RawAggregate> AggregateAsync(string patientId, long fromMs, long toMs, Resolution resolution, CancellationToken cancellationToken)
     {
         var windows = new List<KindWindow>();

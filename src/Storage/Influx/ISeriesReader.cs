@@ -12,6 +12,13 @@ internal interface ISeriesReader : IDisposable
 
     Task<RawAggregate> AggregateAsync(string patientId, long fromMs, long toMs, Resolution resolution, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Makes every write the server has answered before this call searchable now, where the server can be asked to
+    /// (VictoriaMetrics' <c>/internal/force_flush</c>); false when it could not be (not such a server, or the request
+    /// failed: reads then rely on <see cref="SeriesServerOptions.ReadableAfter"/>, as they would anyway).
+    /// </summary>
+    Task<bool> ShowAnsweredWritesAsync(CancellationToken cancellationToken);
+
     Task<IReadOnlyList<QuarantinedReading>> ReadQuarantineAsync(string deviceId, int limit, CancellationToken cancellationToken);
 
     Task<IReadOnlyList<StoredReading>> ReadAsync(string patientId, VitalKind kind, long fromMs, long toMs, int limit, CancellationToken cancellationToken);

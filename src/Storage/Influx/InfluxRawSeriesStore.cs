@@ -50,6 +50,9 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
 
     private long _lastCommitId;
 
+    // Whether a refused flush before a read was logged (once: every rebuild would repeat it).
+    private int _flushRefusedLogged;
+
     public InfluxRawSeriesStore(SeriesBackend backend, DuckDbDatabase database, TimeProvider timeProvider, ILogger<InfluxRawSeriesStore> logger)
     {
         _backend = backend;
@@ -409,8 +412,19 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         }
     }
 
-    public Task<RawAggregate> AggregateAsync(string patientId, long fromMs, long toMs, Resolution resolution, CancellationToken cancellationToken = default) =>
-        Reader.AggregateAsync(patientId, fromMs, toMs, resolution, cancellationToken);
+    /// <summary>
+    /// What a grain rebuilds and recomputes its windows from: read once the server shows every write it answered before
+    /// (where it can be asked to), so a rebuild right after another server's last commits (one killed, say) has them.
+    /// </summary>
+    public async Task<RawAggregate> AggregateAsync(string patientId, long fromMs, long toMs, Resolution resolution, CancellationToken cancellationToken = default)
+    {
+        if (!await Reader.ShowAnsweredWritesAsync(cancellationToken) && _backend.CanShowAnsweredWrites && Interlocked.Exchange(ref _flushRefusedLogged, 1) == 0)
+        {
+            LogFlushRefused(_logger, _backend.Description);
+        }
+
+        return await Reader.AggregateAsync(patientId, fromMs, toMs, resolution, cancellationToken);
+    }
 
     public Task<IReadOnlyList<QuarantinedReading>> ReadQuarantineAsync(string deviceId, int limit, CancellationToken cancellationToken = default) =>
         Reader.ReadQuarantineAsync(deviceId, limit, cancellationToken);
@@ -439,6 +453,9 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
 
     [LoggerMessage(EventId = 2301, Level = LogLevel.Warning, Message = "Readings are in InfluxDB but their batch numbers could not be recorded in the local file; a resend of those batches will be stored once but may be counted twice in live windows")]
     private static partial void LogLedgerFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 2303, Level = LogLevel.Warning, Message = "{Server} did not flush its buffered writes when asked (/internal/force_flush); grains that rebuild rely on ReadableAfter alone")]
+    private static partial void LogFlushRefused(ILogger logger, string server);
 
     [LoggerMessage(EventId = 2302, Level = LogLevel.Warning, Message = "The minutes of a commit could not be recorded in the local file; if its write is cut short or a grain call of it fails, patients' trends may lack its readings")]
     private static partial void LogMinutesLost(ILogger logger, Exception exception);

@@ -49,6 +49,9 @@ public sealed class SeriesBackend : IDisposable
 
     internal ISeriesReader Reader { get; }
 
+    /// <summary>True when the server can be asked to show what it buffers (VictoriaMetrics).</summary>
+    internal bool CanShowAnsweredWrites => Reader is VictoriaMetricsSeriesReader;
+
     /// <summary>True when a point written twice is not reliably replaced, so rollups are written by time of writing (see <see cref="InfluxLayout.AppendRollup"/>).</summary>
     internal bool VersionedRollups { get; }
 

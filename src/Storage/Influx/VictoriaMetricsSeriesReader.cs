@@ -28,12 +28,36 @@ internal sealed class VictoriaMetricsSeriesReader : ISeriesReader
     private const long FirstStretchMs = 3_600_000;
 
     private readonly HttpClient _http;
+    private readonly CoalescedFlush _flush;
     private readonly TimeProvider _timeProvider;
 
     public VictoriaMetricsSeriesReader(VictoriaMetricsOptions options, TimeProvider timeProvider)
     {
         _timeProvider = timeProvider;
         _http = new HttpClient { BaseAddress = new Uri(options.Url), Timeout = options.RequestTimeout };
+        _flush = new CoalescedFlush(async cancellationToken =>
+        {
+            using var response = await _http.GetAsync("/internal/force_flush", cancellationToken);
+            response.EnsureSuccessStatusCode();
+        });
+    }
+
+    /// <summary>
+    /// Asks VictoriaMetrics to make what it buffers searchable (it does so by itself within about a second, and a new
+    /// series within about ten): one flush begun after the call, shared by every caller meanwhile.
+    /// </summary>
+    public async Task<bool> ShowAnsweredWritesAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _flush.FlushAsync().WaitAsync(cancellationToken);
+            return true;
+        }
+        catch (Exception) when (!cancellationToken.IsCancellationRequested)
+        {
+            // Refused (a server run with -forceFlushAuthKey, a proxy keeping /internal/ to itself) or away.
+            return false;
+        }
     }
 
     public async Task<HashSet<(VitalKind Kind, long TimestampMs)>> ExistingAsync(string patientId, string deviceId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, CancellationToken cancellationToken)

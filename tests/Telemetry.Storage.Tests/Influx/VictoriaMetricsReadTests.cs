@@ -50,6 +50,49 @@ public sealed class VictoriaMetricsReadTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task An_aggregate_right_after_a_commit_has_it_without_waiting_for_the_server_to_show_it()
+    {
+        // What a grain rebuilding right after another server's last commits (one killed, say) reads: the server is asked
+        // to show what it has answered, instead of a second or more later.
+        var (commitId, _) = await _file.CommitAsync(Of("watch-1", "patient-1", 1, Heart(0, 60), Heart(30_000, 70)));
+
+        var aggregate = await Store.AggregateAsync("patient-1", T0, T0 + 60_000, Resolution.Minute);
+
+        Assert.Equal(commitId, aggregate.HighestCommitId);
+        Assert.Equal(2, Assert.Single(aggregate.Windows).Window.Count);
+    }
+
+    [Fact]
+    public async Task Flushes_asked_for_while_one_runs_share_the_next_which_begins_after_they_asked()
+    {
+        var begun = new List<int>();
+        var release = new TaskCompletionSource();
+        var flush = new CoalescedFlush(async _ =>
+        {
+            lock (begun)
+            {
+                begun.Add(begun.Count);
+            }
+
+            await release.Task;
+        });
+
+        var first = flush.FlushAsync();
+        while (begun.Count == 0)
+        {
+            await Task.Delay(5);
+        }
+
+        var during = Enumerable.Range(0, 10).Select(_ => flush.FlushAsync()).ToList();
+        Assert.False(first.IsCompleted);
+        release.SetResult();
+        await first;
+        await Task.WhenAll(during);
+
+        Assert.Equal([0, 1], begun);
+    }
+
+    [Fact]
     public async Task Raw_reads_come_in_order_with_their_limits_and_ranges()
     {
         await _file.CommitAsync(
