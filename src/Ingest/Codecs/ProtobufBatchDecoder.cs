@@ -13,6 +13,9 @@ namespace Telemetry.Ingest.Codecs;
 /// </summary>
 public static class ProtobufBatchDecoder
 {
+    /// <summary>The most of a series' kind an error message repeats.</summary>
+    private const int MaxEchoedKindBytes = 64;
+
     [ThreadStatic]
     private static SeriesScratch? _scratch;
 
@@ -44,6 +47,8 @@ public static class ProtobufBatchDecoder
         {
             if (!ProtobufBatchReader.TryRead(payload, scratch, out var sequence, out var baseTimeMs, out var malformed))
             {
+                // Its sequence number, if read, goes with the answer, so the device knows which batch was refused.
+                batch.Sequence = sequence;
                 error = $"malformed protobuf VitalBatch: {malformed}";
                 return false;
             }
@@ -73,7 +78,8 @@ public static class ProtobufBatchDecoder
             var pairs = VitalCatalogue.TryFindPanel(kind, out _) ? 2 : 1;
             if (series.ValueCount != series.DeltaCount * pairs)
             {
-                var name = Encoding.UTF8.GetString(kind);
+                // Named as sent, cut short: a kind can be as long as the message, and the answer and the reject log are not.
+                var name = Encoding.UTF8.GetString(kind[..Math.Min(kind.Length, MaxEchoedKindBytes)]) + (kind.Length > MaxEchoedKindBytes ? "…" : "");
                 error = pairs == 2
                     ? $"series '{name}' has {series.DeltaCount} time deltas but {series.ValueCount} values; a panel needs two values per time"
                     : $"series '{name}' has {series.DeltaCount} time deltas but {series.ValueCount} values";

@@ -119,9 +119,10 @@ public sealed class ReadingBatchBuilder
         var canonical = unit.ToCanonical(value);
         if (!definition.IsPlausible(canonical))
         {
-            // Kept apart, with its reason, for whoever looks into the device; never part of the patient's series.
+            // Kept apart, with its reason, for whoever looks into the device; never part of the patient's series. One
+            // that overflows in the conversion (1e308 kPa) is not kept: no store, JSON or line protocol holds infinity.
             Reject(RejectReason.Implausible);
-            if (_quarantined.Count < Limits.MaxReadingsPerBatch)
+            if (double.IsFinite(canonical) && _quarantined.Count < Limits.MaxReadingsPerBatch)
             {
                 _quarantined.Add(new VitalReading(definition.Kind, timestampMs, canonical));
             }

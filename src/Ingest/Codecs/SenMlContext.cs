@@ -17,6 +17,15 @@ public sealed class SenMlContext
 
     internal double BaseValue { get; set; }
 
+    /// <summary>
+    /// A base time or value of the pack could not be read (<c>"bt":"1795566587"</c>): every record from there on depends
+    /// on it (RFC 8428 §4.1), so each is refused rather than read against a base it did not mean.
+    /// </summary>
+    internal bool BaseUnreadable { get; set; }
+
+    /// <summary>The latest base unit could not be read: a record without its own unit cannot be converted.</summary>
+    internal bool BaseUnitUnreadable { get; set; }
+
     /// <summary>Forgets the base fields, for a new pack.</summary>
     public void Reset()
     {
@@ -24,5 +33,7 @@ public sealed class SenMlContext
         BaseUnitLength = 0;
         BaseTime = 0;
         BaseValue = 0;
+        BaseUnreadable = false;
+        BaseUnitUnreadable = false;
     }
 }

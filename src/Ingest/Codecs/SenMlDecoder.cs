@@ -13,6 +13,9 @@ public static class SenMlDecoder
     /// <summary>RFC 8428 §4.5.3: times below 2^28 seconds are relative to now.</summary>
     private const double RelativeTimeLimitSeconds = 268_435_456;
 
+    /// <summary>The SenML version this decoder understands (RFC 8428's default, 10).</summary>
+    private const int SupportedVersion = 10;
+
     [ThreadStatic]
     private static SenMlContext? _contextOfThread;
 
@@ -77,6 +80,8 @@ public static class SenMlDecoder
             if (reader.ValueTextEquals("bn"u8))
             {
                 reader.Read();
+                // A base name that is not text costs its own record; later ones name their vital themselves (the
+                // kind is the part after the last ':' or '/'), or name none and are refused as unknown.
                 var length = JsonBatchDecoder.CopyString(ref reader, context.BaseName);
                 badField |= length < 0;
                 context.BaseNameLength = Math.Max(length, 0);
@@ -84,7 +89,7 @@ public static class SenMlDecoder
             else if (reader.ValueTextEquals("bt"u8))
             {
                 reader.Read();
-                badField |= !TryReadNumber(ref reader, out var baseTime);
+                context.BaseUnreadable |= !TryReadNumber(ref reader, out var baseTime);
                 context.BaseTime = baseTime;
             }
             else if (reader.ValueTextEquals("bu"u8))
@@ -92,12 +97,13 @@ public static class SenMlDecoder
                 reader.Read();
                 var length = JsonBatchDecoder.CopyString(ref reader, context.BaseUnit);
                 badField |= length < 0;
+                context.BaseUnitUnreadable = length < 0;
                 context.BaseUnitLength = Math.Max(length, 0);
             }
             else if (reader.ValueTextEquals("bv"u8))
             {
                 reader.Read();
-                badField |= !TryReadNumber(ref reader, out var baseValue);
+                context.BaseUnreadable |= !TryReadNumber(ref reader, out var baseValue);
                 context.BaseValue = baseValue;
             }
             else if (reader.ValueTextEquals("n"u8))
@@ -121,12 +127,32 @@ public static class SenMlDecoder
                 reader.Read();
                 value = TryReadNumber(ref reader, out var v) ? v : double.NaN;
             }
+            else if (reader.ValueTextEquals("bver"u8))
+            {
+                reader.Read();
+                if (!TryReadNumber(ref reader, out var version) || version > SupportedVersion)
+                {
+                    return $"SenML version (bver) {SupportedVersion} or below is understood here";
+                }
+            }
+            else if (IsMustUnderstand(ref reader))
+            {
+                // A must-understand field (RFC 8428 §4.4): a pack with one not understood is not used at all.
+                return "the pack has a must-understand SenML field (its name ends with '_') that is not understood here";
+            }
             else
             {
-                // vs, vb, vd, s, ut, bver and extensions: not numeric vitals; skipped.
+                // vs, vb, vd, s, ut and extensions: not numeric vitals; skipped.
                 reader.Read();
                 reader.Skip();
             }
+        }
+
+        if (context.BaseUnreadable)
+        {
+            // This record and every one after it depend on a base field that could not be read.
+            batch.Reject(RejectReason.MalformedRecord);
+            return null;
         }
 
         if (value is null && !hasName)
@@ -141,8 +167,9 @@ public static class SenMlDecoder
             return null;
         }
 
-        if (unitLength < 0)
+        if (unitLength < 0 || (unitLength == 0 && context.BaseUnitUnreadable))
         {
+            // Its unit, or the base unit it would take (not the canonical one in its place), could not be read.
             batch.Reject(RejectReason.UnknownUnit);
             return null;
         }
@@ -170,6 +197,10 @@ public static class SenMlDecoder
         batch.Add(kind, recordUnit, (long)Math.Round(seconds * 1000), context.BaseValue + value.Value);
         return null;
     }
+
+    private static bool IsMustUnderstand(ref Utf8JsonReader reader) => reader.HasValueSequence
+        ? reader.ValueSequence.Length > 0 && reader.ValueSequence.Slice(reader.ValueSequence.Length - 1).FirstSpan[0] == (byte)'_'
+        : reader.ValueSpan is [.., (byte)'_'];
 
     private static bool TryReadNumber(ref Utf8JsonReader reader, out double number)
     {

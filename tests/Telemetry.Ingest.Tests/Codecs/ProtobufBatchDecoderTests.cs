@@ -126,6 +126,35 @@ public sealed class ProtobufBatchDecoderTests
     }
 
     [Fact]
+    public void A_stream_batch_that_cannot_be_read_keeps_its_sequence_for_the_answer_and_a_long_kind_is_cut_in_the_reason()
+    {
+        // A gRPC stream answers each batch by its sequence number: a refused one must name it, or the device never
+        // learns which of its batches was refused.
+        var builder = Wearable.NewBuilder();
+        var bytes = new VitalBatch
+        {
+            Seq = 3,
+            BaseTimeMs = Wearable.NowMs,
+            Series = { new VitalSeries { Kind = "heart_rate", TimeDeltasMs = { 0, 1_000, 1_000 }, Values = { 70, 71, 72 } } },
+        }.ToByteArray();
+
+        Assert.False(ProtobufBatchDecoder.TryDecode(bytes.AsSpan(0, bytes.Length - 3), builder, out _));
+        Assert.Equal(3UL, builder.Sequence);
+
+        builder.Reset();
+        var longKind = new VitalBatch
+        {
+            Seq = 4,
+            BaseTimeMs = Wearable.NowMs,
+            Series = { new VitalSeries { Kind = new string('A', 200_000), TimeDeltasMs = { 0 }, Values = { 1, 2 } } },
+        }.ToByteArray();
+        Assert.False(ProtobufBatchDecoder.TryDecode(longKind, builder, out var error));
+        Assert.Equal(4UL, builder.Sequence);
+        Assert.InRange(error!.Length, 1, 200);
+        Assert.Contains(new string('A', 64) + "…'", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void A_batch_split_across_segments_decodes_the_same()
     {
         var builder = Wearable.NewBuilder();

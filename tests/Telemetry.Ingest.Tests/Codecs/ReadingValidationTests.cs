@@ -48,6 +48,25 @@ public sealed class ReadingValidationTests
         Assert.Equal(4, builder.RejectedFor(RejectReason.MissingValue));
     }
 
+    [Fact]
+    public void A_value_that_overflows_in_its_unit_conversion_is_implausible_and_not_quarantined_as_infinity()
+    {
+        var builder = Wearable.NewBuilder();
+        var payload = $$"""
+            {"readings":[
+              {"kind":"heart_rate","time":"{{At}}","value":400},
+              {"kind":"spo2","time":"{{At}}","value":1e307,"unit":"1"},
+              {"kind":"heart_rate","time":"{{At}}","value":72}
+            ]}
+            """;
+
+        Assert.True(Wearable.Decode(builder, payload, out _, out var error), error);
+
+        Assert.Equal([new VitalReading(VitalKind.HeartRate, Wearable.NowMs, 72)], builder.ToArray());
+        Assert.Equal(2, builder.RejectedFor(RejectReason.Implausible));
+        Assert.Equal([new VitalReading(VitalKind.HeartRate, Wearable.NowMs, 400)], builder.Quarantined.ToArray());
+    }
+
     [Theory]
     [InlineData(600_000, true)]
     [InlineData(600_001, false)]

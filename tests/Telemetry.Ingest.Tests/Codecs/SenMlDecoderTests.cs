@@ -121,6 +121,55 @@ public sealed class SenMlDecoderTests
         Assert.Equal(1, builder.RejectedFor(RejectReason.TooOld));
     }
 
+    [Fact]
+    public void A_base_time_or_value_that_cannot_be_read_refuses_every_record_after_it_instead_of_reading_them_against_zero()
+    {
+        var builder = Wearable.NewBuilder();
+        var payload = $$"""
+            [
+              {"n":"heart_rate","bt":{{NowSeconds}},"v":70},
+              {"bn":"watch-1:","bt":"{{NowSeconds}}"},
+              {"n":"heart_rate","v":72},
+              {"n":"heart_rate","t":60,"v":73}
+            ]
+            """;
+
+        Assert.True(Wearable.Decode(builder, payload, out _, out var error), error);
+
+        Assert.Equal([new VitalReading(VitalKind.HeartRate, Wearable.NowMs, 70)], builder.ToArray());
+        Assert.Equal(3, builder.RejectedFor(RejectReason.MalformedRecord));
+    }
+
+    [Fact]
+    public void A_base_unit_that_cannot_be_read_refuses_the_records_that_would_take_it_not_those_with_their_own()
+    {
+        var builder = Wearable.NewBuilder();
+        var payload = """
+            [
+              {"bu":"\ud800","n":"body_temperature","v":98.6},
+              {"n":"body_temperature","u":"Cel","v":37.2},
+              {"n":"body_temperature","v":99.1}
+            ]
+            """;
+
+        Assert.True(Wearable.Decode(builder, payload, out _, out var error), error);
+
+        Assert.Equal(37.2, Assert.Single(builder.ToArray()).Value);
+        Assert.Equal((2, 2), (builder.RejectedCount, builder.RejectedFor(RejectReason.UnknownUnit)));
+    }
+
+    [Theory]
+    [InlineData("""[{"n":"heart_rate","v":72,"rate_":1}]""", "must-understand")]
+    [InlineData("""[{"bver":11,"n":"heart_rate","v":72}]""", "bver")]
+    public void A_pack_with_a_field_that_must_be_understood_or_a_later_version_is_refused(string payload, string named)
+    {
+        var builder = Wearable.NewBuilder();
+
+        Assert.False(Wearable.Decode(builder, payload, out _, out var error));
+
+        Assert.Contains(named, error, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("""[{"n":"heart_rate","v":72}""")]
     [InlineData("""[{"n":"heart_rate","v":72},""")]
