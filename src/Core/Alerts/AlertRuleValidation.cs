@@ -81,7 +81,12 @@ public static class AlertRuleValidation
             {
                 case AlertRuleType.Threshold:
                     RequireKind(rule, at, Add);
-                    CheckLevels(rule, at, [AlertDirection.Above, AlertDirection.Below], "above or below", Add);
+                    if (CheckLevels(rule, at, [AlertDirection.Above, AlertDirection.Below], "above or below", Add)
+                        && rule.Kind is { } watched && VitalCatalogue.TryGet(watched, out var vital))
+                    {
+                        CheckPlausible(rule, vital, at, Add);
+                    }
+
                     break;
                 case AlertRuleType.RateOfChange:
                     RequireKind(rule, at, Add);
@@ -116,6 +121,12 @@ public static class AlertRuleValidation
                         Add($"{at}.level", "a NEWS2 score from 1 to 20");
                     }
 
+                    // The alert clears once the score falls below its clear level: below 1 it never would.
+                    if (rule.ClearLevel is { } clearScore && clearScore < 1)
+                    {
+                        Add($"{at}.clearLevel", "a NEWS2 score from 1 to the level: the alert clears when the score falls below it");
+                    }
+
                     break;
                 case AlertRuleType.Implausible:
                     break;
@@ -136,24 +147,48 @@ public static class AlertRuleValidation
         }
     }
 
-    private static void CheckLevels(AlertRule rule, string at, AlertDirection[] directions, string allowed, Action<string, string> add)
+    /// <summary>
+    /// A threshold is compared with readings in the vital's canonical unit, and a reading outside its plausible range
+    /// never reaches the rules: a level beyond it (a temperature in °F, SpO2 as a fraction) would never fire, or fire
+    /// on every reading, with no one told.
+    /// </summary>
+    private static void CheckPlausible(AlertRule rule, VitalDefinition vital, string at, Action<string, string> add)
+    {
+        var range = $"in {vital.Unit} (the unit {vital.Name} is judged in), inside its plausible range {vital.PlausibleMin} to {vital.PlausibleMax}";
+        var level = rule.Level!.Value;
+        var reachable = rule.Direction is AlertDirection.Below
+            ? level > vital.PlausibleMin && level <= vital.PlausibleMax
+            : level >= vital.PlausibleMin && level < vital.PlausibleMax;
+        if (!reachable)
+        {
+            add($"{at}.level", $"{range}, with room {(rule.Direction is AlertDirection.Below ? "below" : "above")} it for a reading to cross it");
+        }
+
+        if (rule.ClearLevel is { } clear && double.IsFinite(clear) && (clear < vital.PlausibleMin || clear > vital.PlausibleMax))
+        {
+            add($"{at}.clearLevel", range);
+        }
+    }
+
+    /// <summary>Checks the direction and levels; true when the level is there to check further.</summary>
+    private static bool CheckLevels(AlertRule rule, string at, AlertDirection[] directions, string allowed, Action<string, string> add)
     {
         var direction = rule.Direction ?? (directions.Length == 1 ? directions[0] : (AlertDirection?)null);
         if (direction is null || !directions.Contains(direction.Value))
         {
             add($"{at}.direction", $"required: {allowed}");
-            return;
+            return false;
         }
 
         if (rule.Level is not { } level || !double.IsFinite(level))
         {
             add($"{at}.level", "required: the level that raises the alert");
-            return;
+            return false;
         }
 
         if (rule.ClearLevel is not { } clear)
         {
-            return;
+            return true;
         }
 
         // Hysteresis: the clear level lies on the safe side of the raise level, or the alert could never clear.
@@ -164,6 +199,8 @@ public static class AlertRuleValidation
                 ? "at or above the level: the value must recover past it before the alert clears"
                 : "at or below the level: the value must recover past it before the alert clears");
         }
+
+        return true;
     }
 
     private static void CheckDuration(int seconds, string field, Action<string, string> add)

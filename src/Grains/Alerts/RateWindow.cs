@@ -2,11 +2,15 @@ namespace Telemetry.Grains.Alerts;
 
 /// <summary>
 /// The readings of one vital in a trailing window, for a rate of change: the least-squares slope of the points, which
-/// one noisy reading moves far less than a difference of two would. Bounded: the oldest points go first.
+/// one noisy reading moves far less than a difference of two would. Bounded: points are kept at least a
+/// <see cref="Capacity"/>/2-th of the window apart (a reading closer to the one before the last replaces the last), so
+/// however fast the vital comes the points span the whole window, and the latest reading is always one of them.
 /// </summary>
 internal sealed class RateWindow(long windowMs)
 {
     private const int Capacity = 512;
+
+    private readonly long _spacingMs = windowMs / (Capacity / 2);
 
     // A rate needs enough of the window covered to mean anything: a third of it, and three points.
     private const int MinPoints = 3;
@@ -23,7 +27,12 @@ internal sealed class RateWindow(long windowMs)
             return;
         }
 
-        if (_count == Capacity)
+        if (_count >= 2 && timestampMs - _times[(_start + _count - 2) % Capacity] < _spacingMs)
+        {
+            // Close to the point before the last: it takes the last one's place.
+            _count--;
+        }
+        else if (_count == Capacity)
         {
             _start = (_start + 1) % Capacity;
             _count--;

@@ -29,6 +29,27 @@ public sealed class AlertRuleValidationTests
     }
 
     [Fact]
+    public void A_level_no_plausible_reading_can_cross_or_a_score_that_could_never_clear_is_refused()
+    {
+        // Degrees Fahrenheit and SpO2 as a fraction, for vitals judged in Cel and %: silent for good, or firing on every
+        // reading; a clear level out of range; a NEWS2 alert that would clear only below 0.
+        var errors = AlertRuleValidation.Validate(new AlertRuleSet(
+        [
+            new AlertRule("fever", AlertRuleType.Threshold, AlertPriority.High, VitalKind.BodyTemperature, AlertDirection.Above, 100.4),
+            new AlertRule("cold", AlertRuleType.Threshold, AlertPriority.High, VitalKind.BodyTemperature, AlertDirection.Below, 95),
+            new AlertRule("spo2-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 0.9),
+            new AlertRule("spo2-clear", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 90, 101),
+            new AlertRule("news2", AlertRuleType.EarlyWarning, AlertPriority.High, Level: 5, ClearLevel: 0),
+            new AlertRule("fine", AlertRuleType.Threshold, AlertPriority.High, VitalKind.BodyTemperature, AlertDirection.Above, 38.5, 38),
+        ]));
+
+        Assert.Equal(
+            ["rules[0].level", "rules[1].level", "rules[2].level", "rules[3].clearLevel", "rules[4].clearLevel"],
+            errors.Keys.Order(StringComparer.Ordinal));
+        Assert.Contains("Cel", errors["rules[0].level"][0], StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Each_type_says_what_it_is_missing()
     {
         var errors = AlertRuleValidation.Validate(new AlertRuleSet(

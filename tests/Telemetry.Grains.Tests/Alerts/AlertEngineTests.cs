@@ -119,6 +119,25 @@ public sealed class AlertEngineTests
     }
 
     [Fact]
+    public void A_rate_over_an_hour_of_a_vital_sent_every_second_is_seen()
+    {
+        // Rising a beat a minute for half an hour: a rate needs a third of the hour covered, 1,200 readings at 1 Hz,
+        // more than the window keeps; kept spaced, they span it, and the rate is seen once 20 minutes are covered.
+        var engine = Engine(new AlertRule("hr-rising", AlertRuleType.RateOfChange, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Rising, 0.5, WindowSeconds: 3600));
+        var raisedAt = -1;
+        for (var second = 0; second < 1800 && raisedAt < 0; second++)
+        {
+            Send(engine, VitalKind.HeartRate, 70 + (second / 60.0));
+            Advance(1);
+            raisedAt = engine.State.Outbox.Count > 0 ? second : -1;
+        }
+
+        Assert.InRange(raisedAt, 1200, 1300);
+        Assert.Equal(AlertRuleType.RateOfChange, Assert.Single(engine.State.Outbox).Alert.RuleType);
+        Assert.InRange(engine.State.Outbox[0].Alert.Value!.Value, 0.99, 1.01);
+    }
+
+    [Fact]
     public void Glucose_falling_slowly_raises_nothing()
     {
         var engine = Engine(new AlertRule("falling", AlertRuleType.RateOfChange, AlertPriority.Medium, VitalKind.BloodGlucose, AlertDirection.Falling, 2, WindowSeconds: 900));
