@@ -232,6 +232,31 @@ public sealed partial class AlertTests
         Assert.Equal("spo2-low", Assert.Single(OpenAlerts(server)).GetProperty("ruleId").GetString());
     }
 
+    [Fact]
+    public async Task The_open_list_puts_the_most_urgent_first_before_it_takes_its_limit()
+    {
+        await using var server = await TelemetryServer.StartNewAsync();
+        var token = await server.ProvisionAsync("urgent-watch", "p-urgent");
+        await PutRulesAsync(server, "p-urgent", """
+            {"rules":[{"id":"spo2-low","type":"threshold","kind":"spo2","direction":"below","level":90,"clearLevel":92,"priority":"high"},
+                      {"id":"hr-high","type":"threshold","kind":"heart_rate","direction":"above","level":120,"clearLevel":110,"priority":"low"}]}
+            """);
+
+        // The high-priority alert first, the low one after it: the newest by time is the low one.
+        using (var watch = await Devices.ConnectMqttAsync(server, "urgent-watch", token))
+        {
+            var spo2 = Encoding.UTF8.GetBytes($$"""{"seq":1,"readings":[{"kind":"spo2","time":"{{DateTimeOffset.UtcNow.AddSeconds(-2):O}}","value":86}]}""");
+            Assert.Equal(MqttClientPublishReasonCode.Success, (await Devices.PublishAsync(watch, "devices/urgent-watch/vitals", spo2)).ReasonCode);
+            await Eventually.ReadAsync(() => Task.FromResult(OpenAlerts(server).Count()), count => count == 1);
+            var heart = Encoding.UTF8.GetBytes($$"""{"seq":2,"readings":[{"kind":"heart_rate","time":"{{DateTimeOffset.UtcNow:O}}","value":130}]}""");
+            Assert.Equal(MqttClientPublishReasonCode.Success, (await Devices.PublishAsync(watch, "devices/urgent-watch/vitals", heart)).ReasonCode);
+            await Eventually.ReadAsync(() => Task.FromResult(OpenAlerts(server).Count()), count => count == 2);
+        }
+
+        var first = Assert.Single((await server.Http.GetFromJsonAsync<JsonElement>("/api/alerts?status=open&limit=1")).EnumerateArray());
+        Assert.Equal(("spo2-low", "high"), (first.GetProperty("ruleId").GetString(), first.GetProperty("priority").GetString()));
+    }
+
     /// <summary>Alert events this server process stored and handed on, from <c>/metrics</c>.</summary>
     private static async Task<long> AlertEventsHandedOnAsync(TelemetryServer server) =>
         AlertEvents().Matches(await server.Http.GetStringAsync("/metrics")).Sum(match => long.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture));

@@ -16,6 +16,9 @@ namespace Telemetry.Api.Alerts;
 public static class AlertEndpoints
 {
     public const int MaxListed = 1_000;
+
+    /// <summary>Open alerts read at most to order a list of them by priority (a patient holds at most 64 open).</summary>
+    private const int MaxOpenConsidered = 10_000;
     public const int MaxReplayReadings = 500_000;
     public static readonly TimeSpan MaxReplayRange = TimeSpan.FromDays(31);
     public static readonly TimeSpan MaxSnooze = TimeSpan.FromHours(24);
@@ -165,10 +168,16 @@ public static class AlertEndpoints
             return Invalid("from", "must be before 'to'");
         }
 
+        // Open alerts come most urgent first, then newest: the order a clinician works through them. The store keeps
+        // them by time, so the open ones are read (up to MaxOpenConsidered, the newest) and the limit taken after the
+        // ordering: an older high-priority alert is not pushed off the list by newer low ones.
+        var open = status == "open";
+        var take = limit ?? 100;
+        var read = open ? MaxOpenConsidered : take;
         IReadOnlyList<Alert> alerts;
         if (visible is null)
         {
-            alerts = await store.QueryAsync(new AlertQuery(patientId, from, to, status == "open", limit ?? 100), cancellationToken);
+            alerts = await store.QueryAsync(new AlertQuery(patientId, from, to, open, read), cancellationToken);
         }
         else
         {
@@ -176,14 +185,15 @@ public static class AlertEndpoints
             var found = new List<Alert>();
             foreach (var visiblePatient in visible.Order(StringComparer.Ordinal))
             {
-                found.AddRange(await store.QueryAsync(new AlertQuery(visiblePatient, from, to, status == "open", limit ?? 100), cancellationToken));
+                found.AddRange(await store.QueryAsync(new AlertQuery(visiblePatient, from, to, open, read), cancellationToken));
             }
 
-            alerts = [.. found.OrderByDescending(a => a.RaisedAt).Take(limit ?? 100)];
+            alerts = [.. found.OrderByDescending(a => a.RaisedAt)];
         }
 
-        // Most urgent first, then newest: the order a clinician works through them.
-        return TypedResults.Ok(status == "open" ? [.. alerts.OrderByDescending(a => a.Priority).ThenByDescending(a => a.RaisedAt)] : alerts);
+        return TypedResults.Ok(open
+            ? [.. alerts.OrderByDescending(a => a.Priority).ThenByDescending(a => a.RaisedAt).Take(take)]
+            : alerts.Take(take).ToList());
     }
 
     private static async Task<IResult> GetAlertAsync(string alertId, IAlertStore store, CancellationToken cancellationToken)
