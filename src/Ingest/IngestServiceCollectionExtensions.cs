@@ -32,6 +32,7 @@ public static class IngestServiceCollectionExtensions
         services.AddHostedService<IngestDrain>();
         services.AddSingleton<CommitPipeline>();
         services.AddHostedService(sp => sp.GetRequiredService<CommitPipeline>());
+        services.AddSingleton(sp => new SenMlResendClock(TimeSpan.FromMinutes(10), sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton<MqttPayloadIngest>();
         services.AddSingleton<MqttIngestEndpoint>();
         services.AddOptions<ExternalBrokerOptions>().BindConfiguration(ExternalBrokerOptions.Section).ValidateDataAnnotations().ValidateOnStart();

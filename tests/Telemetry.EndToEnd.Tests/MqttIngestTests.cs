@@ -122,6 +122,41 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
     }
 
     [Fact]
+    public async Task A_senml_publish_without_times_sent_again_is_not_stored_twice_and_a_new_one_like_it_is_stored()
+    {
+        // SenML with no time means "now": read again later, it would come out at a new time. The publish the device
+        // marks as sent again (DUP) is read as of its first arrival; a new publish with the same payload is a new reading.
+        var token = await Server.ProvisionAsync("mqtt-senml-resender", "p-mqtt-senml");
+        using var client = await Devices.ConnectMqttAsync(Server, "mqtt-senml-resender", token);
+        var from = DateTimeOffset.UtcNow.AddMinutes(-1);
+        var payload = System.Text.Encoding.UTF8.GetBytes("""[{"n":"heart_rate","u":"beat/min","v":72}]""");
+        MqttApplicationMessage Publish(bool dup) => new MqttApplicationMessageBuilder()
+            .WithTopic("devices/mqtt-senml-resender/vitals")
+            .WithPayload(payload)
+            .WithQualityOfServiceLevel(MQTTnet.Protocol.MqttQualityOfServiceLevel.AtLeastOnce)
+            .WithRetainFlag(false)
+            .Build() is var message && dup ? WithDup(message) : message;
+
+        var first = await client.PublishAsync(Publish(dup: false));
+        await Task.Delay(1_100);
+        var again = await client.PublishAsync(Publish(dup: true));
+        await Task.Delay(1_100);
+        var next = await client.PublishAsync(Publish(dup: false));
+
+        Assert.Equal(
+            [MqttClientPublishReasonCode.Success, MqttClientPublishReasonCode.Success, MqttClientPublishReasonCode.Success],
+            new[] { first.ReasonCode, again.ReasonCode, next.ReasonCode });
+        Assert.Equal("1 reading was already stored", again.ReasonString);
+        Assert.Equal(2, (await Server.RawHeartRatesAsync("p-mqtt-senml", from, DateTimeOffset.UtcNow.AddMinutes(1))).Count);
+    }
+
+    private static MqttApplicationMessage WithDup(MqttApplicationMessage message)
+    {
+        message.Dup = true;
+        return message;
+    }
+
+    [Fact]
     public async Task Bad_readings_are_refused_with_a_reason_and_good_neighbours_stored()
     {
         var token = await Server.ProvisionAsync("mqtt-mixed", "p-mqtt-4");

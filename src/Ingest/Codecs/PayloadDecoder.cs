@@ -30,9 +30,13 @@ public static class PayloadDecoder
     /// Decodes <paramref name="payload"/> into <paramref name="batch"/> (which is reset first). False, with the reason in
     /// <paramref name="error"/>, when the payload as a whole is unreadable; individual bad readings are counted in the batch instead.
     /// </summary>
-    public static bool TryDecode(in ReadOnlySequence<byte> payload, ReadingBatchBuilder batch, out PayloadFormat format, out string? error)
+    public static bool TryDecode(in ReadOnlySequence<byte> payload, ReadingBatchBuilder batch, out PayloadFormat format, out string? error) =>
+        TryDecode(payload, batch, nowMs: null, out format, out error);
+
+    /// <summary>As <see cref="TryDecode(in ReadOnlySequence{byte}, ReadingBatchBuilder, out PayloadFormat, out string?)"/>, judged as of <paramref name="nowMs"/> (the clock's now when null).</summary>
+    public static bool TryDecode(in ReadOnlySequence<byte> payload, ReadingBatchBuilder batch, long? nowMs, out PayloadFormat format, out string? error)
     {
-        batch.Reset();
+        batch.Reset(nowMs);
         if (payload.IsEmpty)
         {
             format = PayloadFormat.Protobuf;
@@ -56,7 +60,7 @@ public static class PayloadDecoder
 
         if (!decoded)
         {
-            batch.Reset();
+            batch.Reset(batch.NowMs);
         }
 
         return decoded;

@@ -35,6 +35,9 @@ public sealed class ReadingBatchBuilder
     /// <summary>The time relative SenML times and the validation window are taken from, fixed at <see cref="Reset"/>.</summary>
     public long NowMs { get; private set; }
 
+    /// <summary>True when a reading's time was given relative to the payload's arrival (SenML's times below 2^28 s).</summary>
+    public bool UsedRelativeTime { get; set; }
+
     /// <summary>The device's batch sequence number, when the payload carries one.</summary>
     public ulong Sequence { get; set; }
 
@@ -53,7 +56,13 @@ public sealed class ReadingBatchBuilder
     /// <summary>How many readings the builder has room for without growing (for tests).</summary>
     internal int Capacity => _readings.Length;
 
-    public void Reset()
+    public void Reset() => Reset(null);
+
+    /// <summary>
+    /// Empties the builder for a new batch, judged as of <paramref name="nowMs"/> (the clock's now when null): a
+    /// payload sent again is read as of when it first came, so times relative to its arrival come out the same.
+    /// </summary>
+    public void Reset(long? nowMs)
     {
         if (_readings.Length > KeptCapacity && Count <= KeptCapacity / 2)
         {
@@ -72,7 +81,8 @@ public sealed class ReadingBatchBuilder
         Overflowed = false;
         Array.Clear(_rejects);
         _quarantined.Clear();
-        NowMs = TimeProvider.GetUtcNow().ToUnixTimeMilliseconds();
+        UsedRelativeTime = false;
+        NowMs = nowMs ?? TimeProvider.GetUtcNow().ToUnixTimeMilliseconds();
         _minTimestampMs = NowMs - (long)Limits.BackfillHorizon.TotalMilliseconds;
         _maxTimestampMs = NowMs + (long)Limits.MaxFutureSkew.TotalMilliseconds;
     }

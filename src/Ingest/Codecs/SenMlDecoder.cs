@@ -191,6 +191,7 @@ public static class SenMlDecoder
         if (seconds < RelativeTimeLimitSeconds)
         {
             seconds += batch.NowMs / 1000.0;
+            batch.UsedRelativeTime = true;
         }
 
         var recordUnit = unitLength > 0 ? unit[..unitLength] : context.BaseUnit.AsSpan(0, context.BaseUnitLength);

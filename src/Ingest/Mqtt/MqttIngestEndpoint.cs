@@ -487,7 +487,9 @@ public sealed partial class MqttIngestEndpoint(
             return false;
         }
 
-        if (!payloads.TrySubmit(device, args.ApplicationMessage.Payload, args.CancellationToken, out var answer, out pending))
+        var message = args.ApplicationMessage;
+        var resendable = message.QualityOfServiceLevel != MqttQualityOfServiceLevel.AtMostOnce;
+        if (!payloads.TrySubmit(device, message.Payload, resendable, sentAgain: resendable && message.Dup, args.CancellationToken, out var answer, out pending))
         {
             refusal = Decide(args, answer);
             return false;

@@ -15,6 +15,7 @@ public sealed class MqttPayloadIngest(
     CommitPipeline pipeline,
     IngestInstruments instruments,
     DeviceRejectLog rejectLog,
+    SenMlResendClock resends,
     IOptions<IngestOptions> options,
     TimeProvider timeProvider)
 {
@@ -45,7 +46,15 @@ public sealed class MqttPayloadIngest(
     /// message, the wait for its commit; then <see cref="Committed"/> or, when the commit throws
     /// <see cref="StoreUnavailableException"/>, <see cref="Unavailable"/> gives the answer.
     /// </summary>
-    public bool TrySubmit(DeviceIdentity device, ReadOnlySequence<byte> payload, CancellationToken cancellationToken, out MqttPayloadAnswer refusal, out PendingPayload pending)
+    public bool TrySubmit(DeviceIdentity device, ReadOnlySequence<byte> payload, CancellationToken cancellationToken, out MqttPayloadAnswer refusal, out PendingPayload pending) =>
+        TrySubmit(device, payload, resendable: false, sentAgain: false, cancellationToken, out refusal, out pending);
+
+    /// <summary>
+    /// As the overload without them, for a publish the device may send again until acknowledged
+    /// (<paramref name="resendable"/>: QoS 1) and one it marks as sent again (<paramref name="sentAgain"/>: the DUP
+    /// flag): a SenML payload with relative times, sent again, is read as of its first arrival (see <see cref="SenMlResendClock"/>).
+    /// </summary>
+    public bool TrySubmit(DeviceIdentity device, ReadOnlySequence<byte> payload, bool resendable, bool sentAgain, CancellationToken cancellationToken, out MqttPayloadAnswer refusal, out PendingPayload pending)
     {
         pending = default;
         var limit = options.Value.MaxMessageBytes;
@@ -56,7 +65,9 @@ public sealed class MqttPayloadIngest(
         }
 
         var batch = _batchOfThread ??= new ReadingBatchBuilder(options.Value.ToLimits(), timeProvider);
-        if (!PayloadDecoder.TryDecode(payload, batch, out _, out var error))
+        var senMl = resendable && PayloadDecoder.Detect(payload) == PayloadFormat.SenMl;
+        var firstReadAt = senMl && sentAgain ? resends.FirstReadAt(device.DeviceId, payload) : null;
+        if (!PayloadDecoder.TryDecode(payload, batch, firstReadAt, out _, out var error))
         {
             refusal = Refuse(device, MqttPubAckReasonCode.PayloadFormatInvalid, error!, "malformed");
             return false;
@@ -75,6 +86,11 @@ public sealed class MqttPayloadIngest(
                 ? Refuse(device, MqttPubAckReasonCode.PayloadFormatInvalid, "no readings", "empty")
                 : Refused(MqttPubAckReasonCode.PayloadFormatInvalid, rejects, "all_rejected");
             return false;
+        }
+
+        if (senMl && firstReadAt is null && batch.UsedRelativeTime)
+        {
+            resends.Remember(device.DeviceId, payload, batch.NowMs);
         }
 
         var deviceBatch = batch.ToBatch(device.DeviceId, device.PatientId);

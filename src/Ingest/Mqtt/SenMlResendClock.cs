@@ -1,0 +1,116 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.IO.Hashing;
+
+namespace Telemetry.Ingest.Mqtt;
+
+/// <summary>
+/// When each device's recent SenML payloads with relative times (times below 2^28 s, or none: "now") were first read.
+/// SenML resolves such times against the payload's arrival, so a QoS 1 publish sent again after its PUBACK was lost
+/// would come out at new times and be stored twice. A publish the device marks as sent again (MQTT's DUP flag) whose
+/// payload is one of these is read as of its first arrival instead, so its readings come out the same and are known as
+/// repeats. Only a DUP publish is matched: a device that sends the same payload again as a new message (the same value
+/// a minute later, with no time) gets a new reading. Kept for <c>keepFor</c>, the last <see cref="PerDevice"/> per
+/// device; a device silent that long is forgotten.
+/// </summary>
+public sealed class SenMlResendClock(TimeSpan keepFor, TimeProvider timeProvider)
+{
+    public const int PerDevice = 8;
+
+    private readonly long _keepForMs = (long)keepFor.TotalMilliseconds;
+    private readonly ConcurrentDictionary<string, Recent> _devices = new(StringComparer.Ordinal);
+    private long _sweepDueMs;
+
+    /// <summary>Devices remembered now.</summary>
+    public int Devices => _devices.Count;
+
+    /// <summary>When the payload, sent again, was first read; null when it was not (or long ago).</summary>
+    public long? FirstReadAt(string deviceId, in ReadOnlySequence<byte> payload)
+    {
+        if (!_devices.TryGetValue(deviceId, out var recent))
+        {
+            return null;
+        }
+
+        var hash = Hash(payload);
+        var expired = timeProvider.GetUtcNow().ToUnixTimeMilliseconds() - _keepForMs;
+        lock (recent)
+        {
+            foreach (var (entryHash, readAtMs) in recent.Entries)
+            {
+                if (entryHash == hash && readAtMs > expired)
+                {
+                    return readAtMs;
+                }
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>Notes that the payload was read as of <paramref name="readAtMs"/>.</summary>
+    public void Remember(string deviceId, in ReadOnlySequence<byte> payload, long readAtMs)
+    {
+        var recent = _devices.GetOrAdd(deviceId, static _ => new Recent());
+        var hash = Hash(payload);
+        lock (recent)
+        {
+            if (recent.Entries.Count == PerDevice)
+            {
+                recent.Entries.Dequeue();
+            }
+
+            recent.Entries.Enqueue((hash, readAtMs));
+            recent.LatestMs = readAtMs;
+        }
+
+        Sweep(readAtMs);
+    }
+
+    /// <summary>Forgets the devices with nothing kept, at most once per keeping time.</summary>
+    private void Sweep(long nowMs)
+    {
+        var due = Interlocked.Read(ref _sweepDueMs);
+        if (nowMs < due || Interlocked.CompareExchange(ref _sweepDueMs, nowMs + _keepForMs, due) != due)
+        {
+            return;
+        }
+
+        foreach (var (deviceId, recent) in _devices)
+        {
+            bool stale;
+            lock (recent)
+            {
+                stale = recent.LatestMs <= nowMs - _keepForMs;
+            }
+
+            if (stale)
+            {
+                _devices.TryRemove(new KeyValuePair<string, Recent>(deviceId, recent));
+            }
+        }
+    }
+
+    private static ulong Hash(in ReadOnlySequence<byte> payload)
+    {
+        if (payload.IsSingleSegment)
+        {
+            return XxHash3.HashToUInt64(payload.FirstSpan);
+        }
+
+        var hash = new XxHash3();
+        foreach (var segment in payload)
+        {
+            hash.Append(segment.Span);
+        }
+
+        return hash.GetCurrentHashAsUInt64();
+    }
+
+    private sealed class Recent
+    {
+        public Queue<(ulong Hash, long ReadAtMs)> Entries { get; } = new(PerDevice);
+
+        public long LatestMs { get; set; }
+    }
+}
