@@ -242,6 +242,10 @@ public sealed partial class AlertTests
                       {"id":"hr-high","type":"threshold","kind":"heart_rate","direction":"above","level":120,"clearLevel":110,"priority":"low"}]}
             """);
 
+        // A stream resumed from a position the store has not reached (restored from a backup) is told to read anew, and
+        // goes on from now rather than taking every event for one it had sent.
+        await using var resumed = await AlertStreamClient.OpenAsync(server, "/api/alerts/stream", lastEventId: 1_000_000);
+
         // The high-priority alert first, the low one after it: the newest by time is the low one.
         using (var watch = await Devices.ConnectMqttAsync(server, "urgent-watch", token))
         {
@@ -255,6 +259,10 @@ public sealed partial class AlertTests
 
         var first = Assert.Single((await server.Http.GetFromJsonAsync<JsonElement>("/api/alerts?status=open&limit=1")).EnumerateArray());
         Assert.Equal(("spo2-low", "high"), (first.GetProperty("ruleId").GetString(), first.GetProperty("priority").GetString()));
+
+        await Eventually.ReadAsync(() => Task.FromResult(resumed.Received.Count), count => count >= 2);
+        Assert.Equal(["reset"], resumed.Others);
+        Assert.Equal(["spo2-low", "hr-high"], resumed.Received.Select(item => item.Alert.Json.GetProperty("alert").GetProperty("ruleId").GetString()));
     }
 
     /// <summary>Alert events this server process stored and handed on, from <c>/metrics</c>.</summary>

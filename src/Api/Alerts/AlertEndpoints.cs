@@ -191,9 +191,11 @@ public static class AlertEndpoints
             alerts = [.. found.OrderByDescending(a => a.RaisedAt)];
         }
 
-        return TypedResults.Ok(open
+        // Typed as the caller that audits a list across patients reads it.
+        IReadOnlyList<Alert> listed = open
             ? [.. alerts.OrderByDescending(a => a.Priority).ThenByDescending(a => a.RaisedAt).Take(take)]
-            : alerts.Take(take).ToList());
+            : [.. alerts.Take(take)];
+        return TypedResults.Ok(listed);
     }
 
     private static async Task<IResult> GetAlertAsync(string alertId, IAlertStore store, CancellationToken cancellationToken)

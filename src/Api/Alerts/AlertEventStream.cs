@@ -47,7 +47,17 @@ public static class AlertEventStream
         var response = context.Response;
         await EventStream.BeginAsync(response, "telemetry alert stream", cancellationToken);
 
-        var position = after.Value == -1 ? await store.LastPositionAsync(cancellationToken) : after.Value;
+        var last = await store.LastPositionAsync(cancellationToken);
+        var position = after.Value == -1 ? last : after.Value;
+        if (position > last)
+        {
+            // A position the store has not reached: it was restored from a backup, or started over. Every event would
+            // be taken for one already sent; the client is told to read the alerts anew, and the stream goes on from now.
+            await response.WriteAsync(string.Create(CultureInfo.InvariantCulture, $"event: reset\ndata: {{\"position\":{last}}}\n\n"), cancellationToken);
+            await response.Body.FlushAsync(cancellationToken);
+            position = last;
+        }
+
         var checkedAt = timeProvider.GetTimestamp();
         var quietSince = timeProvider.GetTimestamp();
         try

@@ -11,6 +11,7 @@ namespace Telemetry.Core.Alerts;
 /// <param name="TriggeredAt">The time of the reading that raised it (for no-data, when the silence began).</param>
 /// <param name="RaisedAt">When the server raised it.</param>
 /// <param name="EscalatesAt">When it escalates next if nobody acknowledges it.</param>
+/// <param name="SnoozedBy">Who snoozed it last (as <paramref name="AcknowledgedBy"/> names who acknowledged it).</param>
 [GenerateSerializer, Immutable]
 public sealed record Alert(
     string AlertId,
@@ -30,7 +31,8 @@ public sealed record Alert(
     DateTimeOffset? SnoozedUntil = null,
     DateTimeOffset? ClearedAt = null,
     int EscalationLevel = 0,
-    DateTimeOffset? EscalatesAt = null)
+    DateTimeOffset? EscalatesAt = null,
+    string? SnoozedBy = null)
 {
     public bool IsOpen => Status != AlertStatus.Cleared;
 }

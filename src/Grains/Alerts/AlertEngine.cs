@@ -127,11 +127,28 @@ public sealed class AlertEngine
     /// <summary>Records in <see cref="State"/>, about to be written, how far the rules have judged each vital.</summary>
     public void RecordJudged()
     {
+        State.PendingSinceMs = null;
         foreach (ref readonly var vital in _vitals.AsSpan())
         {
             if (vital.JudgedMs != long.MinValue)
             {
                 (State.JudgedThroughMs ??= [])[vital.Kind] = vital.JudgedMs;
+            }
+
+            RecordPending(vital.Rules);
+        }
+
+        RecordPending(_earlyWarning);
+    }
+
+    /// <summary>Records the sustains under way (see <see cref="AlertState.PendingSinceMs"/>).</summary>
+    private void RecordPending(RuleRuntime[]? runtimes)
+    {
+        foreach (var runtime in runtimes ?? [])
+        {
+            if (runtime.PendingSinceMs != long.MinValue)
+            {
+                (State.PendingSinceMs ??= [])[runtime.Rule.Id] = runtime.PendingSinceMs;
             }
         }
     }
@@ -152,6 +169,9 @@ public sealed class AlertEngine
 
         State.ClearedAtMs = WithRulesOf(State.ClearedAtMs, ids);
         State.SnoozedUntilMs = WithRulesOf(State.SnoozedUntilMs, ids);
+
+        // New levels: a sustain under way by the old ones starts again by the new.
+        State.PendingSinceMs = null;
 
         BuildRuntimes();
     }
@@ -362,6 +382,7 @@ public sealed class AlertEngine
         {
             Status = AlertStatus.Snoozed,
             SnoozedUntil = DateTimeOffset.FromUnixTimeMilliseconds(untilMs),
+            SnoozedBy = by,
             EscalatesAt = null,
         };
         (State.SnoozedUntilMs ??= [])[alert.RuleId] = untilMs;
@@ -566,7 +587,10 @@ public sealed class AlertEngine
         _earlyWarning = _noData = _implausible = [];
         foreach (var rule in State.Rules.Rules)
         {
-            var runtime = new RuleRuntime(rule);
+            var runtime = new RuleRuntime(rule)
+            {
+                PendingSinceMs = State.PendingSinceMs?.GetValueOrDefault(rule.Id, long.MinValue) ?? long.MinValue,
+            };
             switch (rule.Type)
             {
                 case AlertRuleType.Threshold or AlertRuleType.RateOfChange:

@@ -48,5 +48,12 @@ public sealed class AlertState : IAlertOutbox
     [Id(8)]
     public Dictionary<VitalKind, long>? JudgedThroughMs { get; set; }
 
+    /// <summary>
+    /// Per rule, since when (reading time) its condition had held without raising yet (a sustain under way) when this
+    /// state was last written: an activation carries the sustain on from there instead of starting it again.
+    /// </summary>
+    [Id(9)]
+    public Dictionary<string, long>? PendingSinceMs { get; set; }
+
     IReadOnlyList<AlertEvent> IAlertOutbox.PendingEvents => Outbox;
 }

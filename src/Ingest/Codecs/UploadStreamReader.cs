@@ -12,6 +12,9 @@ namespace Telemetry.Ingest.Codecs;
 public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch, int maxRecordBytes)
 {
     private readonly SenMlContext _senMl = new();
+    private const int JsonRecordDepth = 6;
+    private const int SenMlRecordDepth = 3;
+
     private JsonReaderState _json = new(new JsonReaderOptions { MaxDepth = 8 });
     private Phase _phase = Phase.Start;
 
@@ -123,7 +126,8 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
                         break;
                     }
 
-                    var isReadings = _phase == Phase.Properties && reader.ValueTextEquals("readings"u8);
+                    // A second "readings" array is read too, as an MQTT payload's is: none is dropped unanswered.
+                    var isReadings = reader.ValueTextEquals("readings"u8);
                     if (!reader.Read())
                     {
                         return UploadReadStatus.NeedMoreData;
@@ -201,7 +205,9 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
 
     private void DecodeRecord(in ReadOnlySequence<byte> record, ReadingBatchBuilder batch)
     {
-        var reader = new Utf8JsonReader(record, new JsonReaderOptions { MaxDepth = 4 });
+        // As deep as the same record may be in an MQTT payload: the JSON batch allows 8 levels, two above its readings;
+        // SenML 4, one above its records.
+        var reader = new Utf8JsonReader(record, new JsonReaderOptions { MaxDepth = format == UploadFormat.SenMl ? SenMlRecordDepth : JsonRecordDepth });
         reader.Read();
         if (format == UploadFormat.SenMl)
         {
@@ -267,7 +273,7 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
     /// <summary>Decodes one NDJSON line; false, having added nothing, when it is not one JSON reading object.</summary>
     private static bool TryReadLine(in ReadOnlySequence<byte> line, ReadingBatchBuilder batch)
     {
-        var options = new JsonReaderOptions { MaxDepth = 4 };
+        var options = new JsonReaderOptions { MaxDepth = JsonRecordDepth };
         try
         {
             // Check the whole line first, so a broken one is refused before any of it is taken.

@@ -335,7 +335,8 @@ public sealed class AlertEngineTests
         Send(engine, VitalKind.HeartRate, 38);
         var alertId = engine.State.Open.Single().AlertId;
         var snoozed = engine.Snooze(alertId, Now + 600_000, "nurse-1", Now);
-        Assert.Equal(AlertStatus.Snoozed, snoozed?.Status);
+        Assert.Equal((AlertStatus.Snoozed, "nurse-1"), (snoozed?.Status, snoozed?.SnoozedBy));
+        Assert.Equal("nurse-1", engine.State.Outbox[^1].Alert.SnoozedBy);
         Assert.Equal(Now + 600_000, engine.NextDueMs);
 
         // No escalation while snoozed, however long the condition lasts.
@@ -518,6 +519,31 @@ public sealed class AlertEngineTests
         next.Observe(new VitalReading(VitalKind.HeartRate, Now, 150), Now);
         Assert.Equal(AlertEventType.Raised, Assert.Single(next.State.Outbox).Type);
         Assert.Equal(Now, next.JudgedThroughMs(VitalKind.HeartRate));
+    }
+
+    [Fact]
+    public void A_sustain_under_way_when_the_state_was_written_carries_on_in_the_next_activation()
+    {
+        // SpO2 low for five minutes raises. Four minutes in, the state is written (an acknowledgement of another alert,
+        // say) and the grain starts over: the next activation carries the sustain on, raising at five minutes, not nine.
+        var rule = new AlertRule("spo2-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 88, 90, SustainSeconds: 300);
+        var engine = Engine(rule);
+        var start = Now;
+        for (var i = 0; i < 5; i++)
+        {
+            Send(engine, VitalKind.OxygenSaturation, 85);
+            Advance(60);
+        }
+
+        engine.RecordJudged();
+        Assert.Empty(engine.State.Outbox);
+
+        var next = new AlertEngine("p-1", engine.State);
+        Send(next, VitalKind.OxygenSaturation, 85);
+
+        var raised = Assert.Single(next.State.Outbox);
+        Assert.Equal(AlertEventType.Raised, raised.Type);
+        Assert.Equal(start + 300_000, raised.Alert.TriggeredAt.ToUnixTimeMilliseconds());
     }
 
     private AlertEngine Engine(params AlertRule[] rules)

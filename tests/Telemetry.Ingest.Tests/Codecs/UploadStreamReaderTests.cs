@@ -60,6 +60,20 @@ public sealed class UploadStreamReaderTests
     }
 
     [Fact]
+    public async Task An_upload_reads_what_an_mqtt_payload_reads_a_second_readings_array_and_records_as_deep()
+    {
+        // Both arrays are read, and a record holding an extension three levels deep, as the MQTT decoder reads them.
+        var payload = Encoding.UTF8.GetBytes(
+            "{\"readings\":[{\"kind\":\"heart_rate\",\"time\":\"2026-11-24T09:59:00Z\",\"value\":70,\"meta\":{\"a\":{\"b\":{\"c\":1}}}}]," +
+            "\"seq\":3,\"readings\":[{\"kind\":\"heart_rate\",\"time\":\"2026-11-24T09:59:01Z\",\"value\":71}]}");
+
+        var (status, batches, error) = await ReadAsync(UploadFormat.JsonBatch, payload, chunk: 7);
+
+        Assert.True(status == UploadReadStatus.Completed, error);
+        Assert.Equal([70.0, 71.0], batches.SelectMany(b => b).Select(r => r.Value));
+    }
+
+    [Fact]
     public void A_broken_ndjson_line_is_refused_alone_and_its_neighbours_kept()
     {
         var payload = Encoding.UTF8.GetBytes(
