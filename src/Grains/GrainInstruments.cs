@@ -24,7 +24,7 @@ public sealed class GrainInstruments
         // Seconds; buckets close together from 5 to 100 ms, where an alert's latency falls on a loaded server, so that a
         // percentile read from them is close to the true one.
         _alertDelay = meter.CreateHistogram(AlertDelay, "s",
-            "Per alert event a reading raised or cleared, from the hand-over of its batch to the ingest pipeline to the event's hand-off to subscribers (the reading's commit, the grain's judgement, the alert's own write): the server's part of an alert's latency.",
+            "Per alert event a reading raised or cleared (by type), from the hand-over of its batch to the ingest pipeline to the event's hand-off to subscribers (the reading's commit, the grain's judgement, the alert's own write): the server's part of an alert's latency.",
             tags: null, advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] });
     }
 
@@ -36,12 +36,12 @@ public sealed class GrainInstruments
         }
     }
 
-    /// <summary>Records <paramref name="events"/> alert events, made by readings handed over <paramref name="delay"/> ago, as handed off now.</summary>
-    public void AlertEventsHandedOff(int events, TimeSpan delay)
+    /// <summary>Records <paramref name="events"/>, made by readings handed over <paramref name="delay"/> ago, as handed off now, by type (raised, cleared).</summary>
+    public void AlertEventsHandedOff(IEnumerable<AlertEvent> events, TimeSpan delay)
     {
-        for (var i = 0; i < events; i++)
+        foreach (var item in events)
         {
-            _alertDelay.Record(Math.Max(0, delay.TotalSeconds));
+            _alertDelay.Record(Math.Max(0, delay.TotalSeconds), new KeyValuePair<string, object?>("type", item.Type.ToString()));
         }
     }
 

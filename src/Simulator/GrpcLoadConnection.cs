@@ -102,7 +102,10 @@ public sealed class GrpcLoadConnection : LoadConnection
     /// in flight or the server's flow-control windows cannot take it now (the server reads a stream only as fast as it
     /// commits, so its windows fill as a device gets ahead of it).
     /// </summary>
-    public bool TrySend(VitalBatch batch, int readings)
+    /// <param name="intendedAt">When the batch was due to go (a <see cref="Stopwatch"/> timestamp), which its ack is timed
+    /// from: a pacer running late, or a batch held for flow control, is part of the latency, not left out of it (now when
+    /// null).</param>
+    public bool TrySend(VitalBatch batch, int readings, long? intendedAt = null)
     {
         var size = batch.CalculateSize();
         var payload = MessagePrefixBytes + size;
@@ -146,9 +149,9 @@ public sealed class GrpcLoadConnection : LoadConnection
             _connectionWindow -= payload;
             _streamWindow -= payload;
 
-            // Timed from just before the send, as a device times its batch.
+            // Timed from when it was due, or from just before the send.
             _sequences[slot] = batch.Seq;
-            _startedAt[slot] = Stopwatch.GetTimestamp();
+            _startedAt[slot] = intendedAt ?? Stopwatch.GetTimestamp();
             _readings[slot] = readings;
             Volatile.Write(ref _waiting[slot], true);
             Sent();

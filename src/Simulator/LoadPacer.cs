@@ -76,8 +76,11 @@ internal sealed class LoadPacer
         /// <summary>Completes when the connection ends.</summary>
         Task Completion { get; }
 
-        /// <summary>Sends the batch, valid only during the call; false when the connection cannot take it now.</summary>
-        bool TrySend(VitalBatch batch, int readings);
+        /// <summary>
+        /// Sends the batch, valid only during the call, timed from <paramref name="intendedAt"/> (when it was due); false
+        /// when the connection cannot take it now.
+        /// </summary>
+        bool TrySend(VitalBatch batch, int readings, long intendedAt);
     }
 
     /// <summary>An MQTT connection publishing to one device's topic.</summary>
@@ -89,9 +92,9 @@ internal sealed class LoadPacer
 
         public Task Completion => connection.Completion;
 
-        public bool TrySend(VitalBatch batch, int readings)
+        public bool TrySend(VitalBatch batch, int readings, long intendedAt)
         {
-            connection.Publish(_topic, batch, readings);
+            connection.Publish(_topic, batch, readings, intendedAt);
             return true;
         }
     }
@@ -103,7 +106,7 @@ internal sealed class LoadPacer
 
         public Task Completion => connection.Completion;
 
-        public bool TrySend(VitalBatch batch, int readings) => connection.TrySend(batch, readings);
+        public bool TrySend(VitalBatch batch, int readings, long intendedAt) => connection.TrySend(batch, readings, intendedAt);
     }
 
     /// <summary>One device's pace: a batch of <c>batch</c> readings every period, up to <c>window</c> waiting for their answers.</summary>
@@ -161,9 +164,11 @@ internal sealed class LoadPacer
                     // Encoded into the connection's buffer before the next is made: one reusable batch serves.
                     // A batch the connection cannot take now (the server's flow control) is kept, and tried again
                     // before another is made.
+                    // Timed from when it was due, not when it went: a pacer running late (the generator shares the
+                    // server's cores) or a full window is waiting a device does, and is part of its latency.
                     var next = _unsent ?? wearable.NextBatchReused((long)_nextMs, _intervalMs, batch);
-                    probe?.Mark(next, Stopwatch.GetTimestamp());
-                    _unsent = connection.TrySend(next, batch) ? null : next;
+                    probe?.Mark(next, _next);
+                    _unsent = connection.TrySend(next, batch, _next) ? null : next;
                     if (_unsent is not null)
                     {
                         break;

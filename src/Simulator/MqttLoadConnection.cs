@@ -90,7 +90,10 @@ public sealed class MqttLoadConnection : LoadConnection
     /// through <see cref="Acked"/> with <paramref name="readings"/> and the moment it was sent. Throws when the most
     /// publishes in flight are already waiting.
     /// </summary>
-    public void Publish(ReadOnlySpan<byte> topic, IMessage payload, int readings)
+    /// <param name="intendedAt">When the publish was due to go (a <see cref="Stopwatch"/> timestamp), which its PUBACK is
+    /// timed from: a pacer running late, or a publish held while the device's window was full, is part of the latency,
+    /// not left out of it (now when null).</param>
+    public void Publish(ReadOnlySpan<byte> topic, IMessage payload, int readings, long? intendedAt = null)
     {
         var payloadBytes = payload.CalculateSize();
         var length = 2 + topic.Length + 2 + 1 + payloadBytes;
@@ -115,8 +118,8 @@ public sealed class MqttLoadConnection : LoadConnection
             _send[at + 2] = 0; // no properties
             payload.WriteTo(_send.AsSpan(at + 3, payloadBytes));
 
-            // Timed from just before the send, as a device times its publish.
-            _startedAt[id] = Stopwatch.GetTimestamp();
+            // Timed from when it was due, or from just before the send.
+            _startedAt[id] = intendedAt ?? Stopwatch.GetTimestamp();
             _readings[id] = readings;
             Volatile.Write(ref _waiting[id], true);
             Sent();

@@ -83,8 +83,11 @@ public sealed partial class AlertTests
 
         // The server timed the two events readings made, raised and cleared, from the readings' arrival to the alert's
         // hand-off; not the escalations (the clock made them) nor the acknowledgement (a clinician did).
-        var (count, seconds) = AlertDelays(await server.Http.GetStringAsync("/metrics"));
+        var metrics = await server.Http.GetStringAsync("/metrics");
+        var (count, seconds) = AlertDelays(metrics);
         Assert.Equal(2, count);
+        Assert.Matches("""telemetry_alerts_delay_seconds_count\{[^}]*type="Raised"[^}]*\} 1""", metrics);
+        Assert.Matches("""telemetry_alerts_delay_seconds_count\{[^}]*type="Cleared"[^}]*\} 1""", metrics);
         Assert.True(seconds > 0, $"two events handed off {seconds} s after their readings arrived");
 
         // SSE ids are positions: a client that reconnects after the first event gets the rest, in order.
@@ -272,10 +275,10 @@ public sealed partial class AlertTests
     [GeneratedRegex(@"^telemetry_alerts_events_total\S*\s+(\d+)", RegexOptions.Multiline)]
     private static partial Regex AlertEvents();
 
-    /// <summary>The alert events timed by <c>telemetry_alerts_delay_seconds</c>, and their delays' sum.</summary>
+    /// <summary>The alert events timed by <c>telemetry_alerts_delay_seconds</c> (each type its series), and their delays' sum.</summary>
     private static (long Count, double Seconds) AlertDelays(string metrics) => (
-        long.Parse(AlertDelayCount().Match(metrics).Groups[1].Value, CultureInfo.InvariantCulture),
-        double.Parse(AlertDelaySum().Match(metrics).Groups[1].Value, CultureInfo.InvariantCulture));
+        AlertDelayCount().Matches(metrics).Sum(match => long.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture)),
+        AlertDelaySum().Matches(metrics).Sum(match => double.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture)));
 
     [GeneratedRegex(@"^telemetry_alerts_delay_seconds_count\S*\s+(\d+)", RegexOptions.Multiline)]
     private static partial Regex AlertDelayCount();

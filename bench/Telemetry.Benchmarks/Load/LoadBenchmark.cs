@@ -99,24 +99,27 @@ public static class LoadBenchmark
                     _ => throw new UnreachableException($"run '{run}' was checked before the first ladder"),
                 };
                 var (max, half) = await LadderAsync(telemetry, protocol, size, size == 1 ? Math.Max(1_000, start / 10) : start, ceiling, bisections, stepSeconds, halfSeconds);
-                summary.Add($"{run}: highest sustained {max?.SentPerSecond ?? 0:N0} readings/s; at half of it, ack p50 {half?.AckP50:0.0} ms, p99 {half?.AckP99:0.0} ms" +
+                summary.Add($"{run}: highest sustained {max?.AckedPerSecond ?? 0:N0} readings/s acknowledged; at half of it, ack p50 {half?.AckP50:0.0} ms, p99 {half?.AckP99:0.0} ms" +
                     (half?.AlertP99 is > 0 ? $", publish-to-alert p50 {half.AlertP50:0.0} ms, p99 {half.AlertP99:0.0} ms" : "") +
                     (max is null ? "" : $"; server CPU {max.ServerCpu:0}%, RSS {max.ServerRssMb:N0} MB"));
                 if (run == "mqtt1")
                 {
-                    oneReadingMax = max?.SentPerSecond;
+                    oneReadingMax = max?.AckedPerSecond;
                 }
             }
 
+            // Stopped before Mosquitto's ladder: left running on the same two cores, its background work (compaction,
+            // retention, idle grains collected) would take from the broker's share, and flatter the ratio.
+            await server.DisposeAsync();
             if (runs.Contains("mosquitto"))
             {
                 await using var mosquitto = await MosquittoProcess.StartAsync();
                 var broker = new Target("mosquitto", "", mosquitto.Port, "", null, mosquitto.Process) { Subscriber = mosquitto };
                 var (max, _) = await LadderAsync(broker, "mqtt", 1, Math.Max(1_000, start / 10), ceiling, bisections, stepSeconds, stepSeconds);
-                summary.Add($"mosquitto (one subscriber): highest sustained {max?.SentPerSecond ?? 0:N0} messages/s");
-                if (oneReadingMax is { } ours && max is { SentPerSecond: > 0 } theirs)
+                summary.Add($"mosquitto (one subscriber): highest sustained {max?.AckedPerSecond ?? 0:N0} messages/s acknowledged");
+                if (oneReadingMax is { } ours && max is { AckedPerSecond: > 0 } theirs)
                 {
-                    summary.Add($"one reading per MQTT message, Telemetry (committed before each ack) / Mosquitto (relayed): {ours / theirs.SentPerSecond:0.00}x");
+                    summary.Add($"one reading per MQTT message, Telemetry (committed before each ack) / Mosquitto (relayed): {ours / theirs.AckedPerSecond:0.00}x");
                 }
             }
         }
@@ -222,7 +225,8 @@ public static class LoadBenchmark
             return (null, null);
         }
 
-        var half = await RunStepAsync(target, protocol, batch, Math.Max(1, best.TargetRate / 2), halfSeconds, probes: protocol == "mqtt" && target.AdminToken is not null);
+        // Half of what was achieved (acknowledged), not of the step's offered rate.
+        var half = await RunStepAsync(target, protocol, batch, Math.Max(1, (int)(best.AckedPerSecond / 2)), halfSeconds, probes: protocol == "mqtt" && target.AdminToken is not null);
         Console.WriteLine(half with { Note = "half the highest sustained" });
         return (best, half);
     }
@@ -270,14 +274,16 @@ public static class LoadBenchmark
         var acked = (last.Acked - first.Acked) / elapsed;
         var received = target.Subscriber is null ? (double?)null : (last.Received - first.Received) / elapsed;
 
-        // Sustained: the fleet caught up after joining, what was sent was acknowledged (and, for a broker, delivered), and
-        // the backlog neither stood at more than half a second's worth when the window opened nor grew by that much. (A
-        // backlog left by the step's start that drains within the window would otherwise pass, with acks seconds late.)
+        // Sustained: the fleet caught up after joining, it sent what was offered (a device whose window is full of
+        // publishes waiting for acks sends less: with one reading per message that is how a saturated target shows), what
+        // was sent was acknowledged (and, for a broker, delivered), and the backlog neither stood at more than half a
+        // second's worth when the window opened nor grew by a quarter of that. (A backlog left by the step's start that
+        // drains within the window would otherwise pass, with acks seconds late.) The same for Telemetry and Mosquitto.
         var backlogAtStart = first.Sent - first.Acked;
         var backlogGrowth = (last.Sent - last.Acked) - backlogAtStart;
-        var generatorLimited = sent < 0.9 * rate;
-        var sustained = windowAt is not null && !generatorLimited && acked >= 0.95 * sent && backlogAtStart <= 0.5 * rate && backlogGrowth <= 0.5 * rate
-            && (received is null || received >= 0.95 * sent);
+        var generatorLimited = sent < 0.97 * rate;
+        var sustained = windowAt is not null && !generatorLimited && acked >= 0.99 * sent && backlogAtStart <= 0.5 * rate && backlogGrowth <= 0.125 * rate
+            && (received is null || received >= 0.99 * sent);
         return new Step(
             target.Name, protocol, batch, devices, rate, windowAt?.TotalSeconds, sent, acked, received, ackP50, ackP99,
             ServerWaits.P99(waitsBefore?.Buckets, waitsAfter?.Buckets),
@@ -288,7 +294,7 @@ public static class LoadBenchmark
             waitsAfter?.GcPauseSeconds - waitsBefore?.GcPauseSeconds is { } paused ? paused / elapsed * 100 : null,
             (last.GeneratorCpu - first.GeneratorCpu).TotalSeconds / elapsed * 100,
             last.RssMb, sustained,
-            generatorLimited ? "under 90% of the offered rate sent: the generator's pace, or devices' windows full of publishes waiting for acks" : "");
+            generatorLimited ? "under 97% of the offered rate sent: the generator's pace, or devices' windows full of publishes waiting for acks" : "");
     }
 
     /// <summary>
@@ -455,7 +461,9 @@ public static class LoadBenchmark
             }
 
             const string Prefix = "telemetry_commit_wait_seconds_bucket{";
+            // The raised events only: what the probes time at the client (each probe's clearing is timed by the server too).
             const string AlertPrefix = "telemetry_alerts_delay_seconds_bucket{";
+            const string Raised = "type=\"Raised\"";
             const string CommitSum = "telemetry_commit_duration_seconds_sum";
             const string GcPause = "dotnet_gc_pause_time_seconds_total";
             var buckets = new SortedDictionary<double, double>();
@@ -478,7 +486,7 @@ public static class LoadBenchmark
 
                 var bound = line.IndexOf("le=\"", StringComparison.Ordinal);
                 var into = line.StartsWith(Prefix, StringComparison.Ordinal) ? buckets
-                    : line.StartsWith(AlertPrefix, StringComparison.Ordinal) ? alertBuckets
+                    : line.StartsWith(AlertPrefix, StringComparison.Ordinal) && line.Contains(Raised, StringComparison.Ordinal) ? alertBuckets
                     : null;
                 if (into is null || bound < 0)
                 {

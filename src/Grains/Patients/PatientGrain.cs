@@ -574,7 +574,7 @@ public sealed partial class PatientGrain(
         instruments.AlertEventsStored(stored);
         if (judged is { Events: > 0, HandedOverAt: { } handedOverAt })
         {
-            instruments.AlertEventsHandedOff(judged.Events, timeProvider.GetUtcNow() - handedOverAt);
+            instruments.AlertEventsHandedOff(stored.Skip(Math.Max(0, stored.Count - judged.Events)), timeProvider.GetUtcNow() - handedOverAt);
         }
 
         alertPublisher.Publish(stored);
