@@ -1,5 +1,5 @@
-using MQTTnet;
 using System.Net;
+using MQTTnet;
 using Telemetry.Testing;
 using Xunit.Abstractions;
 
