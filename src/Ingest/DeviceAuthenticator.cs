@@ -63,7 +63,3 @@ public sealed class DeviceAuthenticator(IGrainFactory grains)
     private static DeviceIdentity? ToIdentity(DeviceBinding? binding) =>
         binding is { RevokedAt: null } ? new DeviceIdentity(binding.DeviceId, binding.PatientId, binding.RotatedAt ?? binding.ProvisionedAt) : null;
 }
-
-/// <summary>The device registry could not answer a sign-in; the device should try again shortly.</summary>
-public sealed class DeviceRegistryUnavailableException(Exception inner)
-    : Exception("The device registry is unavailable; try again shortly.", inner);

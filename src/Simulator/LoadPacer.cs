@@ -130,6 +130,7 @@ internal sealed class LoadPacer
         private long _next;
         private double _nextMs;
         private VitalBatch? _unsent;
+        private long _unsentDue;
 
         public Task Stopped => _stopped.Task;
 
@@ -167,10 +168,13 @@ internal sealed class LoadPacer
                     // Timed from when it was due, not when it went: a pacer running late (the generator shares the
                     // server's cores) or a full window is waiting a device does, and is part of its latency.
                     var next = _unsent ?? wearable.NextBatchReused((long)_nextMs, _intervalMs, batch);
-                    probe?.Mark(next, _next);
-                    _unsent = connection.TrySend(next, batch, _next) ? null : next;
+                    var due = _unsent is null ? _next : _unsentDue;
+                    probe?.Mark(next, due);
+                    _unsent = connection.TrySend(next, batch, due) ? null : next;
                     if (_unsent is not null)
                     {
+                        // Held for flow control: timed from when it was first due, however long that takes.
+                        _unsentDue = due;
                         break;
                     }
 
@@ -179,7 +183,8 @@ internal sealed class LoadPacer
                     _nextMs += batch * _intervalMs;
                 }
 
-                // Behind by more than a period (a full window): the missed batches are not sent later in a burst.
+                // Behind by more than a period (a full window): the missed batches are not sent later in a burst. They
+                // are not timed either, but they are not sent: a step short of its offered rate by them does not hold.
                 if (now - _next > _period)
                 {
                     var skipped = (now - _next) / _period;

@@ -523,7 +523,8 @@ public static class FhirEndpoints
         var records = await System.Threading.Tasks.Task.Run(() => audit.Query(patientId, null, from, to, count));
 
         // No total: counting every match would read the whole log. A full page links to the next (older) one, which
-        // starts at the millisecond this page ends in (a record of it may show on both pages; none is skipped).
+        // starts at the millisecond this page ends in (a record of it may show on both pages; none is skipped, unless a
+        // whole page falls in one millisecond: the next then starts before it).
         var bundle = new Bundle { Id = Guid.NewGuid().ToString(), Type = Bundle.BundleType.Searchset, Timestamp = timeProvider.GetUtcNow() };
         bundle.Link.Add(new Bundle.LinkComponent { Relation = "self", Url = request.GetEncodedUrlWithoutFormat() });
         if (records.Count == count && count > 0)
@@ -533,7 +534,8 @@ public static class FhirEndpoints
                 .. request.Query.Where(p => p.Key is "patient" or "entity").SelectMany(p => p.Value.Select(v => new KeyValuePair<string, string?>(p.Key, v))),
                 .. request.Query["date"].Where(date => date is not null && !date.StartsWith("le", StringComparison.Ordinal) && !date.StartsWith("lt", StringComparison.Ordinal))
                     .Select(date => new KeyValuePair<string, string?>("date", date)),
-                new("date", "le" + Instant(records[^1].At.ToUnixTimeMilliseconds())),
+                // A page within one millisecond goes on before it: with "le" it would be this page again, for good.
+                new("date", (records[0].At.ToUnixTimeMilliseconds() == records[^1].At.ToUnixTimeMilliseconds() ? "lt" : "le") + Instant(records[^1].At.ToUnixTimeMilliseconds())),
                 new("_count", count.ToString(CultureInfo.InvariantCulture)),
             ];
             bundle.Link.Add(new Bundle.LinkComponent { Relation = "next", Url = QueryHelpers.AddQueryString(BaseUrl(request) + "/AuditEvent", next) });

@@ -30,7 +30,7 @@ public static class ObservationFactory
             var window = parts[0]!.Value;
             var vital = series.Parts[0];
             observation.Value = Quantity(vital, vital.IsCumulative ? window.Sum : window.Mean);
-            observation.Component.AddRange(WindowStatistics(vital, window, partCode: null));
+            observation.Component.AddRange(WindowStatistics(vital, window));
             if (vital.IsCumulative)
             {
                 observation.Component.Add(Statistic(vital, "average", window, partCode: null));
@@ -50,7 +50,7 @@ public static class ObservationFactory
             {
                 // Each named by its part in text, not by the part's LOINC code: the panel's profile (bp) takes a
                 // component coded 8480-6 or 8462-4 as that part's value, and allows one of each.
-                foreach (var statistic in WindowStatistics(series.Parts[i], window, partCode: null))
+                foreach (var statistic in WindowStatistics(series.Parts[i], window))
                 {
                     statistic.Code.Text = $"{series.Parts[i].Display}: {statistic.Code.Coding[0].Display}";
                     observation.Component.Add(statistic);
@@ -129,11 +129,11 @@ public static class ObservationFactory
         return concept;
     }
 
-    private static IEnumerable<Observation.ComponentComponent> WindowStatistics(VitalDefinition vital, RollupWindow window, string? partCode)
+    private static IEnumerable<Observation.ComponentComponent> WindowStatistics(VitalDefinition vital, RollupWindow window)
     {
-        yield return Statistic(vital, "minimum", window, partCode);
-        yield return Statistic(vital, "maximum", window, partCode);
-        yield return Statistic(vital, "count", window, partCode);
+        yield return Statistic(vital, "minimum", window, partCode: null);
+        yield return Statistic(vital, "maximum", window, partCode: null);
+        yield return Statistic(vital, "count", window, partCode: null);
     }
 
     private static Observation.ComponentComponent Statistic(VitalDefinition vital, string statistic, RollupWindow? window, string? partCode)

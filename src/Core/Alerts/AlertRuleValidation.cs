@@ -155,13 +155,12 @@ public static class AlertRuleValidation
     private static void CheckPlausible(AlertRule rule, VitalDefinition vital, string at, Action<string, string> add)
     {
         var range = $"in {vital.Unit} (the unit {vital.Name} is judged in), inside its plausible range {vital.PlausibleMin} to {vital.PlausibleMax}";
+        // Strictly inside: a rule fires at or past its level, so "below" the plausible maximum would fire on every
+        // reading, and below the minimum on none (and "above" the other way round).
         var level = rule.Level!.Value;
-        var reachable = rule.Direction is AlertDirection.Below
-            ? level > vital.PlausibleMin && level <= vital.PlausibleMax
-            : level >= vital.PlausibleMin && level < vital.PlausibleMax;
-        if (!reachable)
+        if (level <= vital.PlausibleMin || level >= vital.PlausibleMax)
         {
-            add($"{at}.level", $"{range}, with room {(rule.Direction is AlertDirection.Below ? "below" : "above")} it for a reading to cross it");
+            add($"{at}.level", $"{range}, strictly: a level at either end fires on every reading or on none");
         }
 
         if (rule.ClearLevel is { } clear && double.IsFinite(clear) && (clear < vital.PlausibleMin || clear > vital.PlausibleMax))

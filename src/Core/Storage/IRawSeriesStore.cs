@@ -17,6 +17,13 @@ public interface IRawSeriesStore
     TimeSpan ReadableAfter => TimeSpan.Zero;
 
     /// <summary>
+    /// Makes every commit answered before this call readable now, where the store can be asked to (VictoriaMetrics);
+    /// elsewhere nothing (a store that shows writes at once, or one whose reads wait out <see cref="ReadableAfter"/>).
+    /// A grain asks before it rebuilds.
+    /// </summary>
+    Task ShowAnsweredWritesAsync(CancellationToken cancellationToken = default) => Task.CompletedTask;
+
+    /// <summary>
     /// Durably commits <paramref name="batches"/> in one transaction (group commit) and says for each what was stored: a
     /// batch whose sequence number the device already committed stores nothing, and a reading the device already sent
     /// (same vital and time) is stored once. Returns the commit's id, which increases with every commit that stores

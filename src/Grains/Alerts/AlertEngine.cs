@@ -141,6 +141,25 @@ public sealed class AlertEngine
         RecordPending(_earlyWarning);
     }
 
+    /// <summary>
+    /// At activation: forgets a sustain under way of a vital whose judged readings end before the last
+    /// <see cref="StaleAfterMs"/>. The readings between could have ended the condition, and are not judged again (only
+    /// what is still news is), so the sustain would be carried on over a gap and raise on one reading.
+    /// </summary>
+    public void ForgetStaleSustains(long nowMs)
+    {
+        foreach (ref readonly var vital in _vitals.AsSpan())
+        {
+            if (vital.JudgedMs < nowMs - StaleAfterMs)
+            {
+                foreach (var runtime in vital.Rules ?? [])
+                {
+                    runtime.PendingSinceMs = long.MinValue;
+                }
+            }
+        }
+    }
+
     /// <summary>Records the sustains under way (see <see cref="AlertState.PendingSinceMs"/>).</summary>
     private void RecordPending(RuleRuntime[]? runtimes)
     {

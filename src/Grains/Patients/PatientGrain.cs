@@ -93,6 +93,7 @@ public sealed partial class PatientGrain(
         var now = NowMs;
         var rebuilt = await RebuildAsync(cancellationToken);
         _alerts = new AlertEngine(PatientId, alertState.State);
+        _alerts.ForgetStaleSustains(now);
         RestoreJudged(rebuilt.Windows);
 
         // Readings a crash or a lost call kept from the rules are judged first, in time order, before any new one; then
@@ -149,6 +150,7 @@ public sealed partial class PatientGrain(
 
         // An active grain rebuilding (a repair) first writes what it holds from before the days it rebuilds.
         await CheckpointOpenWindowsAsync(endingBy: rebuildFrom, cancellationToken);
+        await rawStore.ShowAnsweredWritesAsync(cancellationToken);
         var minutes = await rawStore.AggregateAsync(PatientId, rebuildFrom, long.MaxValue, Resolution.Minute, cancellationToken);
         _checkpointedDays = null;
         _applied.Clear();

@@ -18,10 +18,14 @@ public sealed class SenMlContext
     internal double BaseValue { get; set; }
 
     /// <summary>
-    /// A base time or value of the pack could not be read (<c>"bt":"1795566587"</c>): every record from there on depends
-    /// on it (RFC 8428 §4.1), so each is refused rather than read against a base it did not mean.
+    /// The latest base time of the pack could not be read (<c>"bt":"1795566587"</c>): every record from there on, until
+    /// a base time that can be read, depends on it (RFC 8428 §4.1), so each is refused rather than read against a base
+    /// it did not mean.
     /// </summary>
-    internal bool BaseUnreadable { get; set; }
+    internal bool BaseTimeUnreadable { get; set; }
+
+    /// <summary>The latest base value could not be read: as <see cref="BaseTimeUnreadable"/>.</summary>
+    internal bool BaseValueUnreadable { get; set; }
 
     /// <summary>The latest base unit could not be read: a record without its own unit cannot be converted.</summary>
     internal bool BaseUnitUnreadable { get; set; }
@@ -33,7 +37,8 @@ public sealed class SenMlContext
         BaseUnitLength = 0;
         BaseTime = 0;
         BaseValue = 0;
-        BaseUnreadable = false;
+        BaseTimeUnreadable = false;
+        BaseValueUnreadable = false;
         BaseUnitUnreadable = false;
     }
 }

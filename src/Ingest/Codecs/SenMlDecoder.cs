@@ -57,7 +57,8 @@ public static class SenMlDecoder
 
     /// <summary>
     /// Decodes the record whose start the reader is on into <paramref name="batch"/>, updating the base fields in
-    /// <paramref name="context"/>. Returns an error only when the record is not an object; a bad record is counted.
+    /// <paramref name="context"/>. Returns an error when the record is not an object, or the pack may not be used at
+    /// all (a must-understand field, a later <c>bver</c>); a bad record is counted.
     /// </summary>
     public static string? DecodeRecord(ref Utf8JsonReader reader, SenMlContext context, ReadingBatchBuilder batch)
     {
@@ -89,7 +90,7 @@ public static class SenMlDecoder
             else if (reader.ValueTextEquals("bt"u8))
             {
                 reader.Read();
-                context.BaseUnreadable |= !TryReadNumber(ref reader, out var baseTime);
+                context.BaseTimeUnreadable = !TryReadNumber(ref reader, out var baseTime);
                 context.BaseTime = baseTime;
             }
             else if (reader.ValueTextEquals("bu"u8))
@@ -103,7 +104,7 @@ public static class SenMlDecoder
             else if (reader.ValueTextEquals("bv"u8))
             {
                 reader.Read();
-                context.BaseUnreadable |= !TryReadNumber(ref reader, out var baseValue);
+                context.BaseValueUnreadable = !TryReadNumber(ref reader, out var baseValue);
                 context.BaseValue = baseValue;
             }
             else if (reader.ValueTextEquals("n"u8))
@@ -148,7 +149,7 @@ public static class SenMlDecoder
             }
         }
 
-        if (context.BaseUnreadable)
+        if (context.BaseTimeUnreadable || context.BaseValueUnreadable)
         {
             // This record and every one after it depend on a base field that could not be read.
             batch.Reject(RejectReason.MalformedRecord);

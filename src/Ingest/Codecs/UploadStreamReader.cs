@@ -186,7 +186,12 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
                         return Fail($"a record may be at most {maxRecordBytes} bytes");
                     }
 
-                    DecodeRecord(buffer.Slice(start, reader.BytesConsumed - start), batch);
+                    if (DecodeRecord(buffer.Slice(start, reader.BytesConsumed - start), batch) is { } refused)
+                    {
+                        // A SenML pack the decoder may not use (a must-understand field, a later version): refused whole.
+                        return Fail(refused);
+                    }
+
                     Save(ref reader, buffer, ref consumed);
                     break;
 
@@ -203,7 +208,8 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
         }
     }
 
-    private void DecodeRecord(in ReadOnlySequence<byte> record, ReadingBatchBuilder batch)
+    /// <summary>Decodes one record into <paramref name="batch"/>; an error when the whole upload is to be refused.</summary>
+    private string? DecodeRecord(in ReadOnlySequence<byte> record, ReadingBatchBuilder batch)
     {
         // As deep as the same record may be in an MQTT payload: the JSON batch allows 8 levels, two above its readings;
         // SenML 4, one above its records.
@@ -211,12 +217,11 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
         reader.Read();
         if (format == UploadFormat.SenMl)
         {
-            SenMlDecoder.DecodeRecord(ref reader, _senMl, batch);
+            return SenMlDecoder.DecodeRecord(ref reader, _senMl, batch);
         }
-        else
-        {
-            JsonBatchDecoder.ReadReading(ref reader, batch);
-        }
+
+        JsonBatchDecoder.ReadReading(ref reader, batch);
+        return null;
     }
 
     private void Save(ref Utf8JsonReader reader, in ReadOnlySequence<byte> buffer, ref SequencePosition consumed)

@@ -36,6 +36,7 @@ public sealed class SenMlResendClock(TimeSpan keepFor, TimeProvider timeProvider
         var expired = timeProvider.GetUtcNow().ToUnixTimeMilliseconds() - _keepForMs;
         lock (recent)
         {
+            // One entry per payload, its latest reading (see Remember).
             foreach (var (entryHash, readAtMs) in recent.Entries)
             {
                 if (entryHash == hash && readAtMs > expired)
@@ -49,25 +50,45 @@ public sealed class SenMlResendClock(TimeSpan keepFor, TimeProvider timeProvider
     }
 
     /// <summary>Notes that the payload was read as of <paramref name="readAtMs"/>.</summary>
+    /// <remarks>
+    /// A payload read again as a new message (the same value a minute later) replaces its entry: a resend is of the
+    /// latest such message, the one that may have gone without an answer.
+    /// </remarks>
     public void Remember(string deviceId, in ReadOnlySequence<byte> payload, long readAtMs)
     {
-        var recent = _devices.GetOrAdd(deviceId, static _ => new Recent());
         var hash = Hash(payload);
-        lock (recent)
+        while (true)
         {
-            if (recent.Entries.Count == PerDevice)
+            var recent = _devices.GetOrAdd(deviceId, static _ => new Recent());
+            lock (recent)
             {
-                recent.Entries.Dequeue();
-            }
+                if (recent.Forgotten)
+                {
+                    // Swept away meanwhile: a new entry is made.
+                    continue;
+                }
 
-            recent.Entries.Enqueue((hash, readAtMs));
-            recent.LatestMs = readAtMs;
+                var kept = recent.Entries.Where(entry => entry.Hash != hash).ToList();
+                if (kept.Count == PerDevice)
+                {
+                    kept.RemoveAt(0);
+                }
+
+                recent.Entries.Clear();
+                kept.ForEach(recent.Entries.Enqueue);
+                recent.Entries.Enqueue((hash, readAtMs));
+                recent.LatestMs = readAtMs;
+                break;
+            }
         }
 
         Sweep(readAtMs);
     }
 
-    /// <summary>Forgets the devices with nothing kept, at most once per keeping time.</summary>
+    /// <summary>
+    /// Forgets the devices with nothing kept, at most once per keeping time (a walk over the devices that send SenML with
+    /// relative times, on the publish that finds it due).
+    /// </summary>
     private void Sweep(long nowMs)
     {
         var due = Interlocked.Read(ref _sweepDueMs);
@@ -78,15 +99,14 @@ public sealed class SenMlResendClock(TimeSpan keepFor, TimeProvider timeProvider
 
         foreach (var (deviceId, recent) in _devices)
         {
-            bool stale;
             lock (recent)
             {
-                stale = recent.LatestMs <= nowMs - _keepForMs;
-            }
-
-            if (stale)
-            {
-                _devices.TryRemove(new KeyValuePair<string, Recent>(deviceId, recent));
+                // Marked under its lock, so a Remember holding it makes a new one rather than adding to one forgotten.
+                if (recent.LatestMs <= nowMs - _keepForMs)
+                {
+                    recent.Forgotten = true;
+                    _devices.TryRemove(new KeyValuePair<string, Recent>(deviceId, recent));
+                }
             }
         }
     }
@@ -112,5 +132,7 @@ public sealed class SenMlResendClock(TimeSpan keepFor, TimeProvider timeProvider
         public Queue<(ulong Hash, long ReadAtMs)> Entries { get; } = new(PerDevice);
 
         public long LatestMs { get; set; }
+
+        public bool Forgotten { get; set; }
     }
 }

@@ -413,18 +413,19 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
     }
 
     /// <summary>
-    /// What a grain rebuilds and recomputes its windows from: read once the server shows every write it answered before
-    /// (where it can be asked to), so a rebuild right after another server's last commits (one killed, say) has them.
+    /// Asks the server to show every write it answered before (where it can be asked to), so a grain rebuilding right
+    /// after another server's last commits (one killed, say) has them.
     /// </summary>
-    public async Task<RawAggregate> AggregateAsync(string patientId, long fromMs, long toMs, Resolution resolution, CancellationToken cancellationToken = default)
+    public async Task ShowAnsweredWritesAsync(CancellationToken cancellationToken = default)
     {
         if (!await Reader.ShowAnsweredWritesAsync(cancellationToken) && _backend.CanShowAnsweredWrites && Interlocked.Exchange(ref _flushRefusedLogged, 1) == 0)
         {
             LogFlushRefused(_logger, _backend.Description);
         }
-
-        return await Reader.AggregateAsync(patientId, fromMs, toMs, resolution, cancellationToken);
     }
+
+    public Task<RawAggregate> AggregateAsync(string patientId, long fromMs, long toMs, Resolution resolution, CancellationToken cancellationToken = default) =>
+        Reader.AggregateAsync(patientId, fromMs, toMs, resolution, cancellationToken);
 
     public Task<IReadOnlyList<QuarantinedReading>> ReadQuarantineAsync(string deviceId, int limit, CancellationToken cancellationToken = default) =>
         Reader.ReadQuarantineAsync(deviceId, limit, cancellationToken);

@@ -41,10 +41,12 @@ public sealed class AlertRuleValidationTests
             new AlertRule("spo2-clear", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 90, 101),
             new AlertRule("news2", AlertRuleType.EarlyWarning, AlertPriority.High, Level: 5, ClearLevel: 0),
             new AlertRule("fine", AlertRuleType.Threshold, AlertPriority.High, VitalKind.BodyTemperature, AlertDirection.Above, 38.5, 38),
+            new AlertRule("spo2-below-max", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 100),
+            new AlertRule("hr-above-min", AlertRuleType.Threshold, AlertPriority.High, VitalKind.HeartRate, AlertDirection.Above, VitalCatalogue.Get(VitalKind.HeartRate).PlausibleMin),
         ]));
 
         Assert.Equal(
-            ["rules[0].level", "rules[1].level", "rules[2].level", "rules[3].clearLevel", "rules[4].clearLevel"],
+            ["rules[0].level", "rules[1].level", "rules[2].level", "rules[3].clearLevel", "rules[4].clearLevel", "rules[6].level", "rules[7].level"],
             errors.Keys.Order(StringComparer.Ordinal));
         Assert.Contains("Cel", errors["rules[0].level"][0], StringComparison.Ordinal);
     }

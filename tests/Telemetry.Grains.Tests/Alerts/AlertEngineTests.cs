@@ -539,11 +539,20 @@ public sealed class AlertEngineTests
         Assert.Empty(engine.State.Outbox);
 
         var next = new AlertEngine("p-1", engine.State);
+        next.ForgetStaleSustains(Now);
         Send(next, VitalKind.OxygenSaturation, 85);
 
         var raised = Assert.Single(next.State.Outbox);
         Assert.Equal(AlertEventType.Raised, raised.Type);
         Assert.Equal(start + 300_000, raised.Alert.TriggeredAt.ToUnixTimeMilliseconds());
+
+        // An activation long after (the readings between not judged again: they are no longer news) starts it again.
+        var state = new AlertState { Rules = engine.State.Rules, JudgedThroughMs = engine.State.JudgedThroughMs, PendingSinceMs = new() { ["spo2-low"] = start } };
+        Advance(7_200);
+        var late = new AlertEngine("p-1", state);
+        late.ForgetStaleSustains(Now);
+        Send(late, VitalKind.OxygenSaturation, 85);
+        Assert.Empty(late.State.Outbox);
     }
 
     private AlertEngine Engine(params AlertRule[] rules)

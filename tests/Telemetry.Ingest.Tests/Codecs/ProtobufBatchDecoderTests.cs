@@ -111,12 +111,7 @@ public sealed class ProtobufBatchDecoderTests
     public void A_truncated_batch_is_refused_and_keeps_nothing()
     {
         var builder = Wearable.NewBuilder();
-        var bytes = new VitalBatch
-        {
-            Seq = 3,
-            BaseTimeMs = Wearable.NowMs,
-            Series = { new VitalSeries { Kind = "heart_rate", TimeDeltasMs = { 0, 1_000, 1_000 }, Values = { 70, 71, 72 } } },
-        }.ToByteArray();
+        var bytes = ThreeHeartRates(seq: 3);
 
         Assert.False(PayloadDecoder.TryDecode(new ReadOnlySequence<byte>(bytes.AsMemory(0, bytes.Length - 3)), builder, out _, out var error));
 
@@ -131,12 +126,7 @@ public sealed class ProtobufBatchDecoderTests
         // A gRPC stream answers each batch by its sequence number: a refused one must name it, or the device never
         // learns which of its batches was refused.
         var builder = Wearable.NewBuilder();
-        var bytes = new VitalBatch
-        {
-            Seq = 3,
-            BaseTimeMs = Wearable.NowMs,
-            Series = { new VitalSeries { Kind = "heart_rate", TimeDeltasMs = { 0, 1_000, 1_000 }, Values = { 70, 71, 72 } } },
-        }.ToByteArray();
+        var bytes = ThreeHeartRates(seq: 3);
 
         Assert.False(ProtobufBatchDecoder.TryDecode(bytes.AsSpan(0, bytes.Length - 3), builder, out _));
         Assert.Equal(3UL, builder.Sequence);
@@ -217,4 +207,12 @@ public sealed class ProtobufBatchDecoderTests
         Assert.Equal(timestampMs, reading.TimestampMs);
         Assert.Equal(value, reading.Value, 1e-6);
     }
+
+    /// <summary>A batch of three heart rates a second apart, encoded.</summary>
+    private static byte[] ThreeHeartRates(ulong seq) => new VitalBatch
+    {
+        Seq = seq,
+        BaseTimeMs = Wearable.NowMs,
+        Series = { new VitalSeries { Kind = "heart_rate", TimeDeltasMs = { 0, 1_000, 1_000 }, Values = { 70, 71, 72 } } },
+    }.ToByteArray();
 }

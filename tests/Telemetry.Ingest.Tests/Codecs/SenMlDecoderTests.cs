@@ -130,13 +130,15 @@ public sealed class SenMlDecoderTests
               {"n":"heart_rate","bt":{{NowSeconds}},"v":70},
               {"bn":"watch-1:","bt":"{{NowSeconds}}"},
               {"n":"heart_rate","v":72},
-              {"n":"heart_rate","t":60,"v":73}
+              {"n":"heart_rate","t":60,"v":73},
+              {"bt":{{NowSeconds - 60}},"n":"heart_rate","v":74}
             ]
             """;
 
         Assert.True(Wearable.Decode(builder, payload, out _, out var error), error);
 
-        Assert.Equal([new VitalReading(VitalKind.HeartRate, Wearable.NowMs, 70)], builder.ToArray());
+        // Until a base time that can be read replaces it.
+        Assert.Equal([new VitalReading(VitalKind.HeartRate, Wearable.NowMs, 70), new VitalReading(VitalKind.HeartRate, Wearable.NowMs - 60_000, 74)], builder.ToArray());
         Assert.Equal(3, builder.RejectedFor(RejectReason.MalformedRecord));
     }
 

@@ -50,6 +50,7 @@ public sealed class UploadStreamReaderTests
     [InlineData(UploadFormat.SenMl, "[{\"n\":\"heart_rate\",\"v\":70,\"t\":-1},{\"n\":")]
     [InlineData(UploadFormat.JsonBatch, "{\"readings\":[{\"kind\":\"heart_rate\",\"time\":\"2026-11-24T09:59:00Z\",\"value\":70}]}{\"readings\":[]}")]
     [InlineData(UploadFormat.JsonBatch, "{\"seq\":1}")]
+    [InlineData(UploadFormat.SenMl, "[{\"n\":\"heart_rate\",\"v\":70,\"t\":-1},{\"n\":\"heart_rate\",\"v\":71,\"t\":-2,\"rate_\":1}]")]
     public async Task A_broken_upload_is_refused_with_a_reason_after_the_readings_before_it(UploadFormat format, string payload)
     {
         var (status, batches, error) = await ReadAsync(format, Encoding.UTF8.GetBytes(payload), chunk: 5);

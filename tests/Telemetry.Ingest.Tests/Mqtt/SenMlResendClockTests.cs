@@ -22,6 +22,12 @@ public sealed class SenMlResendClockTests
         Assert.Null(clock.FirstReadAt("watch-2", Payload));
         Assert.Null(clock.FirstReadAt("watch-1", new ReadOnlySequence<byte>(Encoding.UTF8.GetBytes("""[{"n":"heart_rate","v":73}]"""))));
 
+        // The same payload as a new message a minute later: a resend is of that one.
+        time.Advance(TimeSpan.FromMinutes(1));
+        var second = time.GetUtcNow().ToUnixTimeMilliseconds();
+        clock.Remember("watch-1", Payload, second);
+        Assert.Equal(second, clock.FirstReadAt("watch-1", Payload));
+
         time.Advance(TimeSpan.FromMinutes(10));
         Assert.Null(clock.FirstReadAt("watch-1", Payload));
     }

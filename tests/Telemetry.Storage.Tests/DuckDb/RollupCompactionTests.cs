@@ -87,11 +87,13 @@ public sealed class RollupCompactionTests : IAsyncLifetime
     [Fact]
     public async Task Windows_written_again_weeks_back_and_in_the_bucket_just_ended_fold_into_their_blocks_alone()
     {
-        // Three weeks of hours for two patients, packed.
-        var first = Hours("patient-1", VitalKind.HeartRate, 21 * 24, 60);
-        var second = Hours("patient-2", VitalKind.HeartRate, 21 * 24, 80);
+        // Three weeks of hours for two patients, packed. (Ending a day after the clock's start: moving it a week on would
+        // start the compaction timer, which would race the compactions asked for.)
+        var from = Midnight - (20 * Day);
+        var first = Hours("patient-1", VitalKind.HeartRate, 21 * 24, 60, from);
+        var second = Hours("patient-2", VitalKind.HeartRate, 21 * 24, 80, from);
         await _store.WriteAsync([.. first, .. second]);
-        _time.SetUtcNow(DateTimeOffset.FromUnixTimeMilliseconds(Midnight + (21 * Day) + Hour));
+        _time.SetUtcNow(DateTimeOffset.FromUnixTimeMilliseconds(Midnight + Day + Hour));
         await _store.CompactAsync();
 
         // A backfill rewrites an hour of the first day, a late reading one of the last day; both of patient 1.
@@ -105,8 +107,8 @@ public sealed class RollupCompactionTests : IAsyncLifetime
         Assert.Equal(2, await _store.CompactAsync());
         Assert.Equal(0, Count("SELECT count(*) FROM rollups"));
         Assert.Equal(2 * 21, Count("SELECT count(*) FROM rollup_blocks"));
-        Assert.Equal(expected, await QueryAsync("patient-1", VitalKind.HeartRate, Midnight, Midnight + (21 * Day)));
-        Assert.Equal(Windows(second), await QueryAsync("patient-2", VitalKind.HeartRate, Midnight, Midnight + (21 * Day)));
+        Assert.Equal(expected, await QueryAsync("patient-1", VitalKind.HeartRate, from, Midnight + Day));
+        Assert.Equal(Windows(second), await QueryAsync("patient-2", VitalKind.HeartRate, from, Midnight + Day));
     }
 
     [Fact]
@@ -173,10 +175,10 @@ public sealed class RollupCompactionTests : IAsyncLifetime
         Assert.Equal([replaced], await _store.QueryAsync("patient-1", VitalKind.HeartRate, Resolution.Minute, Midnight, Midnight + Hour));
     }
 
-    private static List<Rollup> Hours(string patientId, VitalKind kind, int hours, double baseline) =>
+    private static List<Rollup> Hours(string patientId, VitalKind kind, int hours, double baseline, long? fromMs = null) =>
         [.. Enumerable.Range(0, hours).Select(hour =>
         {
-            var start = Midnight + (hour * Hour);
+            var start = (fromMs ?? Midnight) + (hour * Hour);
             var window = RollupWindow.Of(start, start + 60_000, baseline + (hour % 7)).Add(start + 1_800_000, baseline + (hour % 5));
             return new Rollup(patientId, kind, Resolution.Hour, window);
         })];

@@ -50,12 +50,13 @@ public sealed class VictoriaMetricsReadTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task An_aggregate_right_after_a_commit_has_it_without_waiting_for_the_server_to_show_it()
+    public async Task An_aggregate_asked_for_as_a_rebuild_asks_right_after_a_commit_has_it_without_waiting_for_the_server_to_show_it()
     {
         // What a grain rebuilding right after another server's last commits (one killed, say) reads: the server is asked
         // to show what it has answered, instead of a second or more later.
         var (commitId, _) = await _file.CommitAsync(Of("watch-1", "patient-1", 1, Heart(0, 60), Heart(30_000, 70)));
 
+        await Store.ShowAnsweredWritesAsync();
         var aggregate = await Store.AggregateAsync("patient-1", T0, T0 + 60_000, Resolution.Minute);
 
         Assert.Equal(commitId, aggregate.HighestCommitId);
