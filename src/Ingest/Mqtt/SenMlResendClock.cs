@@ -68,15 +68,13 @@ public sealed class SenMlResendClock(TimeSpan keepFor, TimeProvider timeProvider
                     continue;
                 }
 
-                var kept = recent.Entries.Where(entry => entry.Hash != hash).ToList();
-                if (kept.Count == PerDevice)
+                recent.Entries.RemoveAll(entry => entry.Hash == hash);
+                if (recent.Entries.Count == PerDevice)
                 {
-                    kept.RemoveAt(0);
+                    recent.Entries.RemoveAt(0);
                 }
 
-                recent.Entries.Clear();
-                kept.ForEach(recent.Entries.Enqueue);
-                recent.Entries.Enqueue((hash, readAtMs));
+                recent.Entries.Add((hash, readAtMs));
                 recent.LatestMs = readAtMs;
                 break;
             }
@@ -129,7 +127,8 @@ public sealed class SenMlResendClock(TimeSpan keepFor, TimeProvider timeProvider
 
     private sealed class Recent
     {
-        public Queue<(ulong Hash, long ReadAtMs)> Entries { get; } = new(PerDevice);
+        // Oldest first; at most PerDevice, one per payload.
+        public List<(ulong Hash, long ReadAtMs)> Entries { get; } = new(PerDevice);
 
         public long LatestMs { get; set; }
 
