@@ -47,7 +47,7 @@ internal static class FluxQueries
     public static string Existing(string bucket, string patientId, string deviceId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs) => $"""
         {Patient(bucket, InfluxLayout.Vitals, patientId, fromMs, toMs)}
           |> filter(fn: (r) => r._field == "{InfluxLayout.ValueField}" and r.{InfluxLayout.DeviceTag} == {Quote(deviceId)})
-          |> filter(fn: (r) => contains(value: r.{InfluxLayout.KindTag}, set: [{string.Join(", ", kinds.Select(kind => Quote(VitalCatalogue.Get(kind).Name)))}]))
+          |> filter(fn: (r) => contains(value: r.{InfluxLayout.KindTag}, set: {KindSet(kinds)}))
           |> keep(columns: ["_time", "{InfluxLayout.KindTag}", "{InfluxLayout.DeviceTag}", "_value"])
         """;
 
