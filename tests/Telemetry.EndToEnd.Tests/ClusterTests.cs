@@ -41,6 +41,9 @@ public sealed partial class ClusterTests(ITestOutputHelper output)
             ["Telemetry__Cluster__AdvertisedAddress"] = "127.0.0.1",
             ["Telemetry__Storage__RawStore"] = "VictoriaMetrics",
             ["Telemetry__Storage__VictoriaMetrics__Url"] = series.Url,
+
+            // Printed only if the test fails: what the grains rebuilt, settled and recomputed.
+            ["Logging__LogLevel__Telemetry"] = "Debug",
         };
         var adminToken = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
         await using var first = new TelemetryServer(settings, adminToken: adminToken);
@@ -139,6 +142,11 @@ public sealed partial class ClusterTests(ITestOutputHelper output)
         foreach (var device in devices)
         {
             var trend = await second.TrendAsync(device.PatientId, "heart_rate", device.Start.AddMinutes(-1), device.End, "1m", device.Readings);
+            if (trend.TotalCount != device.Readings)
+            {
+                await WriteMinutesAsync(second, device, trend);
+            }
+
             Assert.True(trend.TotalCount == device.Readings, $"{device.PatientId}'s 1m trend holds {trend.TotalCount} readings of {device.Readings}");
         }
 
@@ -205,6 +213,24 @@ public sealed partial class ClusterTests(ITestOutputHelper output)
                     output.WriteLine($"--- server on port {server.HttpPort} ---");
                     output.WriteLine(server.Output);
                 }
+            }
+        }
+    }
+
+    /// <summary>Writes the minutes where the trend and the raw series disagree, to tell which window lost what.</summary>
+    private async Task WriteMinutesAsync(TelemetryServer server, ResendingDevice device, TrendResponse trend)
+    {
+        var raw = (await server.RawHeartRatesAsync(device.PatientId, device.Start, device.End))
+            .Select(row => DateTimeOffset.Parse(row[..row.IndexOf(',', StringComparison.Ordinal)], CultureInfo.InvariantCulture))
+            .GroupBy(time => new DateTimeOffset(time.Year, time.Month, time.Day, time.Hour, time.Minute, 0, TimeSpan.Zero))
+            .ToDictionary(minute => minute.Key, minute => minute.Count());
+        var trended = trend.Points.ToDictionary(point => point.Start.ToUniversalTime(), point => point.Count);
+        foreach (var minute in raw.Keys.Union(trended.Keys).Order())
+        {
+            var (inRaw, inTrend) = (raw.GetValueOrDefault(minute), trended.GetValueOrDefault(minute));
+            if (inRaw != inTrend)
+            {
+                output.WriteLine($"{device.PatientId} minute {minute:HH:mm}: raw {inRaw}, trend {inTrend}");
             }
         }
     }

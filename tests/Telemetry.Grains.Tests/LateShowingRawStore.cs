@@ -26,6 +26,9 @@ internal sealed class LateShowingRawStore(DuckDbRawSeriesStore store) : IRawSeri
 
     public void ShowAll() => _hidden.Clear();
 
+    /// <summary>Run as each aggregate read returns, with the patient's id: what it does the read did not see, and reads after it do.</summary>
+    public Action<string>? AfterAggregate { get; set; }
+
     private bool Shows(string patientId, VitalKind kind) => !_hidden.ContainsKey((patientId, kind));
 
     public ValueTask<long> CommitAsync(IReadOnlyList<DeviceBatch> batches, Memory<BatchOutcome> outcomes, CancellationToken cancellationToken = default) =>
@@ -34,6 +37,7 @@ internal sealed class LateShowingRawStore(DuckDbRawSeriesStore store) : IRawSeri
     public async Task<RawAggregate> AggregateAsync(string patientId, long fromMs, long toMs, Resolution resolution, CancellationToken cancellationToken = default)
     {
         var aggregate = await store.AggregateAsync(patientId, fromMs, toMs, resolution, cancellationToken);
+        AfterAggregate?.Invoke(patientId);
         return aggregate with { Windows = [.. aggregate.Windows.Where(window => Shows(patientId, window.Kind))] };
     }
 

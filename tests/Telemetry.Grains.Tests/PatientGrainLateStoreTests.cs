@@ -1,5 +1,7 @@
+using Microsoft.Extensions.DependencyInjection;
 using Telemetry.Core.Readings;
 using Telemetry.Core.Rollups;
+using Telemetry.Core.Storage;
 using Telemetry.Core.Vitals;
 using static Telemetry.Grains.Tests.ClusterFixture;
 
@@ -20,18 +22,18 @@ public sealed class PatientGrainLateStoreTests(LateShowingClusterFixture fixture
         await fixture.CommitAndApplyAsync(patient, Heart(_base + 1_000, 60));
         await fixture.DeactivateIdleGrainsAsync();
 
-        // One commit over two minutes, of which the store showed only its first reading when the grain activated and
-        // read it; the rest it shows after the commit's call (written under an id of its own, which no grain is told).
+        // One commit over two minutes, of which the store showed only the first reading of each when the grain activated
+        // and read it; the rest it shows after the commit's call (written under an id of its own, which no grain is told).
         VitalReading[] commit = [Heart(_base + 61_000, 70), Heart(_base + 62_000, 72), Heart(_base + 121_000, 80), Heart(_base + 122_000, 82)];
-        var commitId = fixture.Commit(patient, commit[0]);
+        var commitId = fixture.Commit(patient, commit[0], commit[2]);
         var grain = fixture.Patient(patient);
         await grain.GetLiveAsync();
         var unsettled = (await grain.ApplyAsync(new PatientReadings(commitId, commit))).Value;
-        fixture.Commit(patient, commit[1..]);
+        fixture.Commit(patient, commit[1], commit[3]);
         await fixture.CommitAndApplyAsync(patient, Heart(_base + 181_000, 90));
 
-        // The minute the grain read part of closed while the store still showed only that part; the one after it read
-        // none of, and holds as sent.
+        // The minute the grain read part of, closed, was taken from the store while it still showed only that part; the
+        // one after it, the last the activation read, was read again reading by reading, and holds the commit's whole.
         Assert.Equal([1, 1, 2], (await MinutesAsync(patient)).Select(minute => minute.Count));
 
         // Settled once the store shows the whole commit, as the ingest pipeline has it (ReadableAfter later).
@@ -42,6 +44,44 @@ public sealed class PatientGrainLateStoreTests(LateShowingClusterFixture fixture
         Assert.Equal([60, 72, 82], minutes.Select(minute => minute.Max));
         Assert.Equal(1, (await grain.GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Minute))?.Count);
         Assert.Equal(90, (await grain.GetLiveAsync()).Vitals.Single().Value);
+    }
+
+    [Fact]
+    public async Task A_commit_the_activation_read_part_of_in_a_minute_still_open_is_whole_in_it_at_once()
+    {
+        var patient = "p-part-read-open";
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 1_000, 60));
+        await fixture.DeactivateIdleGrainsAsync();
+
+        // One commit within one minute, the grain's last: the store showed its first reading to the activation's
+        // aggregate, its second only to the read after it, its third only after the commit's call. No reading comes
+        // after it, so nothing closes the minute: the open minute itself must hold the commit whole.
+        VitalReading[] commit = [Heart(_base + 61_000, 70), Heart(_base + 62_000, 72), Heart(_base + 63_000, 74)];
+        var commitId = fixture.Commit(patient, commit[0]);
+        var store = (LateShowingRawStore)fixture.SiloServices.GetRequiredService<IRawSeriesStore>();
+        store.AfterAggregate = id =>
+        {
+            if (id == patient)
+            {
+                store.AfterAggregate = null;
+                fixture.Commit(patient, commit[1]);
+            }
+        };
+
+        var grain = fixture.Patient(patient);
+        await grain.GetLiveAsync();
+        var unsettled = (await grain.ApplyAsync(new PatientReadings(commitId, commit))).Value;
+        fixture.Commit(patient, commit[2]);
+
+        var open = await grain.GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Minute);
+        Assert.Equal((_base + 60_000, 3L, 70.0, 74.0), (open?.StartMs, open?.Count, open?.Min, open?.Max));
+        Assert.Equal(4, (await grain.GetOpenWindowAsync(VitalKind.HeartRate, Resolution.Hour))?.Count);
+        Assert.Equal([(_base, 1L), (_base + 60_000, 3L)], (await grain.GetRecentWindowsAsync(VitalKind.HeartRate, Resolution.Minute)).Select(window => (window.StartMs, window.Count)));
+        Assert.Empty(unsettled);
+
+        // The next minute closes it as it is: no settling from the store needed.
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 121_000, 80));
+        Assert.Equal([1, 3], (await MinutesAsync(patient)).Select(minute => minute.Count));
     }
 
     [Fact]

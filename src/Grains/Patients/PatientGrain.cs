@@ -61,6 +61,15 @@ public sealed partial class PatientGrain(
     private long _rebuiltThroughCommit;
     private long _rebuiltFromMs = long.MaxValue;
 
+    // With a store that shows a commit a piece at a time: per vital, the times of the readings the rebuild read in the
+    // vital's last minute (read on their own, see ReadLastMinutesAsync), while that minute is still open. A reading of
+    // the minute handed in later is in the open minute already if its time is among them, and goes in if not.
+    private Dictionary<VitalKind, HashSet<long>>? _readInLastMinute;
+
+    // The most readings of one vital's last minute an activation keeps the times of; past them (a vital sampled at
+    // over 68 Hz) that minute is settled from the store as it closes, as any other minute a commit was partly read in.
+    private const int MaxLastMinuteReadings = 4_096;
+
     // Closed windows written to a store that shows a write a while after answering it, with when they were written: a
     // trend read is served them until the store shows them. Made only with such a store; those it shows by now are
     // forgotten at the next write.
@@ -152,6 +161,12 @@ public sealed partial class PatientGrain(
         await CheckpointOpenWindowsAsync(endingBy: rebuildFrom, cancellationToken);
         await rawStore.ShowAnsweredWritesAsync(cancellationToken);
         var minutes = await rawStore.AggregateAsync(PatientId, rebuildFrom, long.MaxValue, Resolution.Minute, cancellationToken);
+        _readInLastMinute = null;
+        if (rawStore.ReadableAfter > TimeSpan.Zero)
+        {
+            minutes = minutes with { Windows = await ReadLastMinutesAsync(minutes.Windows, cancellationToken) };
+        }
+
         _checkpointedDays = null;
         _applied.Clear();
         _rebuiltThroughCommit = minutes.HighestCommitId;
@@ -162,6 +177,93 @@ public sealed partial class PatientGrain(
 
         await FlushClosedAsync(cancellationToken);
         return minutes;
+    }
+
+    /// <summary>
+    /// With a store that shows a commit a piece at a time, the rebuild's last minute of a vital may hold part of a
+    /// commit whose call comes after it: which of that commit's readings it holds is not known, and while the minute is
+    /// open nothing settles it from the store (a device that stops sending keeps it open, short, for as long as the
+    /// grain lives). So each vital's last minute is read again, reading by reading, and taken as read; the times kept
+    /// tell a reading handed in later that is already in it from one that is not. Returns the minutes with those
+    /// replaced.
+    /// </summary>
+    private async Task<IReadOnlyList<KindWindow>> ReadLastMinutesAsync(IReadOnlyList<KindWindow> minutes, CancellationToken cancellationToken)
+    {
+        var last = new Dictionary<VitalKind, long>();
+        foreach (var (kind, window) in minutes)
+        {
+            if (!last.TryGetValue(kind, out var startMs) || window.StartMs > startMs)
+            {
+                last[kind] = window.StartMs;
+            }
+        }
+
+        // Vitals whose last minute is the same (a watch's, as a rule) are read together. A vital with more readings in
+        // it than are kept, or with two at one time (two devices), is left as the aggregate had it.
+        var read = new Dictionary<VitalKind, (RollupWindow Window, HashSet<long>? Times)>();
+        foreach (var group in last.GroupBy(entry => entry.Value, entry => entry.Key))
+        {
+            var startMs = group.Key;
+            var kinds = group.ToArray();
+            await foreach (var reading in rawStore.StreamAsync(PatientId, kinds, startMs, startMs + Resolution.Minute.Milliseconds(), cancellationToken))
+            {
+                if (!read.TryGetValue(reading.Kind, out var found))
+                {
+                    read[reading.Kind] = (RollupWindow.Of(startMs, reading.TimestampMs, reading.Value), [reading.TimestampMs]);
+                }
+                else if (found.Times is not null)
+                {
+                    var kept = found.Times.Count < MaxLastMinuteReadings && found.Times.Add(reading.TimestampMs);
+                    read[reading.Kind] = (found.Window.Add(reading.TimestampMs, reading.Value), kept ? found.Times : null);
+                }
+            }
+        }
+
+        foreach (var (kind, found) in read)
+        {
+            if (found.Times is not null)
+            {
+                (_readInLastMinute ??= [])[kind] = found.Times;
+            }
+        }
+
+        return _readInLastMinute is null
+            ? minutes
+            : [.. minutes.Select(minute => minute.Window.StartMs == last[minute.Kind] && _readInLastMinute.TryGetValue(minute.Kind, out _)
+                ? minute with { Window = read[minute.Kind].Window }
+                : minute)];
+    }
+
+    /// <summary>
+    /// Whether <paramref name="reading"/>, of a vital's last minute as the rebuild read it again, is in the open minute
+    /// already (it is then taken off the times kept); null when the reading is not of such a minute.
+    /// </summary>
+    private bool? ReadInLastMinute(VitalReading reading)
+    {
+        if (_readInLastMinute is null || !_readInLastMinute.TryGetValue(reading.Kind, out var times)
+            || Find(reading.Kind) is not { } windows || Resolution.Minute.WindowStart(reading.TimestampMs) != windows.RebuiltLastMinuteMs)
+        {
+            return null;
+        }
+
+        return times.Remove(reading.TimestampMs);
+    }
+
+    /// <summary>Forgets the times read of a vital's last minute once that minute has closed: a reading of it then is a late one.</summary>
+    private void ForgetClosedLastMinutes()
+    {
+        foreach (var kind in _readInLastMinute!.Keys)
+        {
+            if (Find(kind) is not { } windows || windows.Open(Resolution.Minute)?.StartMs != windows.RebuiltLastMinuteMs)
+            {
+                _readInLastMinute.Remove(kind);
+            }
+        }
+
+        if (_readInLastMinute.Count == 0)
+        {
+            _readInLastMinute = null;
+        }
     }
 
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
@@ -221,7 +323,15 @@ public sealed partial class PatientGrain(
                 continue;
             }
 
-            if (rebuilt)
+            if (ReadInLastMinute(reading) is { } alreadyIn)
+            {
+                // The vital's last minute as the rebuild read it, still open: the reading is in it, or goes in now.
+                if (alreadyIn)
+                {
+                    continue;
+                }
+            }
+            else if (rebuilt)
             {
                 if (rawStore.ReadableAfter == TimeSpan.Zero)
                 {
@@ -254,6 +364,11 @@ public sealed partial class PatientGrain(
             {
                 (_late ??= []).Add((reading.Kind, Resolution.Minute.WindowStart(reading.TimestampMs)));
             }
+        }
+
+        if (_readInLastMinute is not null)
+        {
+            ForgetClosedLastMinutes();
         }
 
         var now = NowMs;
