@@ -121,6 +121,40 @@ public sealed class AlertEngine
         }
     }
 
+    /// <summary>
+    /// Gives the rate-of-change rules of the reading's vital a reading they judged before this activation (at or before
+    /// <see cref="JudgedThroughMs"/>, and still news), without judging it again or counting it as data arriving: an
+    /// activation's rate windows start from what the store holds of them, not empty (which would keep a rate from being
+    /// seen until a third of its window had come in again).
+    /// </summary>
+    public void Warm(in VitalReading reading, long nowMs)
+    {
+        if (reading.TimestampMs < nowMs - StaleAfterMs || Find(reading.Kind) is not (var i and >= 0) || reading.TimestampMs > _vitals[i].JudgedMs)
+        {
+            return;
+        }
+
+        foreach (var runtime in _vitals[i].Rules ?? [])
+        {
+            runtime.Rate?.Add(reading.TimestampMs, reading.Value);
+        }
+    }
+
+    /// <summary>How far back of what it judged a vital's readings fill its rate-of-change windows (see <see cref="Warm"/>): the longest window of its rules, 0 without any.</summary>
+    public long RateWindowMs(VitalKind kind)
+    {
+        var longest = 0L;
+        foreach (var runtime in Find(kind) is var i and >= 0 ? _vitals[i].Rules ?? [] : [])
+        {
+            if (runtime.Rule.Type == AlertRuleType.RateOfChange)
+            {
+                longest = Math.Max(longest, (runtime.Rule.WindowSeconds ?? AlertRule.DefaultWindowSeconds) * 1000L);
+            }
+        }
+
+        return longest;
+    }
+
     /// <summary>The time of the latest reading of <paramref name="kind"/> the rules judged (<see cref="long.MinValue"/> when none).</summary>
     public long JudgedThroughMs(VitalKind kind) => Find(kind) is var i and >= 0 ? _vitals[i].JudgedMs : long.MinValue;
 

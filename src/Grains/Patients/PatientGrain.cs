@@ -497,6 +497,8 @@ public sealed partial class PatientGrain(
     /// after what they had judged when the alert state was last written: those a crash, or a call that failed or never
     /// arrived, kept from them (their batches acked all the same). Readings judged before without raising or clearing
     /// anything may be judged again, which rebuilds what the rules remember of them (a sustained condition, a rate).
+    /// Before them, the rate-of-change rules' windows are filled with the readings they had judged (still news), so a
+    /// rate under way is seen from the next reading on, not once a third of its window has come in again.
     /// </summary>
     private async Task JudgeUnjudgedAsync(CancellationToken cancellationToken)
     {
@@ -506,11 +508,26 @@ public sealed partial class PatientGrain(
         }
 
         var now = NowMs;
-        var from = Math.Max(now - AlertEngine.StaleAfterMs, _vitals.Min(windows => _alerts.JudgedThroughMs(windows.Kind)) + 1);
-        var kinds = _vitals.Select(windows => windows.Kind).ToArray();
-        await foreach (var reading in rawStore.StreamAsync(PatientId, kinds, from, now + Resolution.Day.Milliseconds(), cancellationToken))
+        var stale = now - AlertEngine.StaleAfterMs;
+        var from = long.MaxValue;
+        foreach (var windows in _vitals)
         {
-            _alerts.Observe(new VitalReading(reading.Kind, reading.TimestampMs, reading.Value), now);
+            var judged = _alerts.JudgedThroughMs(windows.Kind);
+            from = Math.Min(from, judged == long.MinValue ? stale : Math.Max(stale, judged + 1 - _alerts.RateWindowMs(windows.Kind)));
+        }
+
+        var kinds = _vitals.Select(windows => windows.Kind).ToArray();
+        await foreach (var stored in rawStore.StreamAsync(PatientId, kinds, from, now + Resolution.Day.Milliseconds(), cancellationToken))
+        {
+            var reading = new VitalReading(stored.Kind, stored.TimestampMs, stored.Value);
+            if (reading.TimestampMs <= _alerts.JudgedThroughMs(reading.Kind))
+            {
+                _alerts.Warm(reading, now);
+            }
+            else
+            {
+                _alerts.Observe(reading, now);
+            }
         }
     }
 

@@ -91,6 +91,37 @@ public sealed class PatientAlertTests(ClusterFixture fixture) : IClassFixture<Cl
     }
 
     [Fact]
+    public async Task A_rate_under_way_when_the_grain_deactivates_is_seen_by_the_next_activation_from_its_first_reading()
+    {
+        var patient = "p-alert-rate-restart";
+        await fixture.Patient(patient).SetAlertRulesAsync(new AlertRuleSet(
+        [
+            new AlertRule("glucose-falling", AlertRuleType.RateOfChange, AlertPriority.High, VitalKind.BloodGlucose, AlertDirection.Falling, 2, 1, WindowSeconds: 600),
+            new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.High, VitalKind.HeartRate, AlertDirection.Above, 120, 110),
+        ]));
+        var now = Now;
+
+        // A CGM every minute, falling 3 mg/dL a minute: two readings, too few for a rate, before the grain goes (a
+        // restart, a move to another server). An alert of another rule wrote the state after them, with how far the
+        // rules had judged: the next activation does not judge them again.
+        await fixture.CommitAndApplyAsync(patient, new VitalReading(VitalKind.BloodGlucose, now - 300_000, 140));
+        await fixture.CommitAndApplyAsync(patient, new VitalReading(VitalKind.BloodGlucose, now - 240_000, 137));
+        await fixture.CommitAndApplyAsync(patient, new VitalReading(VitalKind.HeartRate, now - 230_000, 130));
+        await fixture.DeactivateIdleGrainsAsync();
+
+        // Three more after it: on their own they cover two minutes, under the third of the window a rate needs; with the
+        // two before, four minutes.
+        await fixture.CommitAndApplyAsync(patient, new VitalReading(VitalKind.BloodGlucose, now - 180_000, 134));
+        await fixture.CommitAndApplyAsync(patient, new VitalReading(VitalKind.BloodGlucose, now - 120_000, 131));
+        Assert.Equal(["hr-high"], (await fixture.Patient(patient).GetOpenAlertsAsync()).Select(alert => alert.RuleId));
+        await fixture.CommitAndApplyAsync(patient, new VitalReading(VitalKind.BloodGlucose, now - 60_000, 128));
+
+        var open = Assert.Single(await fixture.Patient(patient).GetOpenAlertsAsync(), alert => alert.RuleId == "glucose-falling");
+        Assert.InRange(open.Value!.Value, 2.9, 3.1);
+        Assert.Equal(["hr-high", "glucose-falling"], Publisher.Of(patient).Select(e => e.Alert.RuleId));
+    }
+
+    [Fact]
     public async Task A_score_over_several_vitals_judged_again_after_a_crash_keeps_every_vital_it_had()
     {
         var patient = "p-alert-news2-crash";
