@@ -5,6 +5,7 @@ using System.Text.Json;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Microsoft.Win32.SafeHandles;
 using Telemetry.Core;
 using Telemetry.Storage.DuckDb;
 
@@ -13,8 +14,10 @@ namespace Telemetry.Storage.Audit;
 /// <summary>
 /// The audit log: append-only files of JSON lines beside the database, one per UTC day (<c>audit-2026-12-01.log</c>),
 /// one <see cref="AuditRecord"/> per access, each hashing the one before across files. A record is written to its file
-/// before the response it describes is sent, so a killed process loses none; the file is flushed to disk every
-/// <see cref="SyncInterval"/>, so a power cut loses at most that much (a commit's fsync per read would cost every
+/// (one write at the file's end, nothing kept back in the process) before the response it describes is sent, so a
+/// killed process loses none, and a write that fails (a full disk) is cut off again, so the chain never holds a record
+/// of a request that failed, nor one twice. The file is flushed to disk every <see cref="SyncInterval"/>, beside the
+/// writes rather than between them, so a power cut loses at most that much (a commit's fsync per read would cost every
 /// trend read about 9 ms). Reads go from the newest day back and stop when they have enough, so they cost what they
 /// return rather than the log's whole history.
 /// </summary>
@@ -33,12 +36,16 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
     private readonly TimeProvider _timeProvider;
     private readonly ILogger<AuditLog> _logger;
     private readonly CancellationTokenSource _stopping = new();
-    private FileStream? _file;
+    // The open file and where its end is (both changed under the gate only). Writes are counted, and the count the
+    // last flush to disk covered kept, so the flush runs beside the writes and only when there is something to flush.
+    private SafeFileHandle? _file;
+    private long _length;
     private DateOnly _day;
     private Task _syncing = Task.CompletedTask;
     private long _seq;
     private string _last = Genesis;
-    private bool _dirty;
+    private long _written;
+    private long _synced;
     private int _disposed;
 
     public AuditLog(IOptions<DuckDbOptions> storage, TimeProvider timeProvider, ILogger<AuditLog> logger)
@@ -87,9 +94,20 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
             var line = new byte[json.Length + 1];
             json.CopyTo(line, 0);
             line[^1] = (byte)'\n';
-            await file.WriteAsync(line, CancellationToken.None);
-            await file.FlushAsync(CancellationToken.None);
-            (_seq, _last, _dirty) = (record.Seq, record.Hash, true);
+            try
+            {
+                RandomAccess.Write(file, line, _length);
+            }
+            catch (Exception)
+            {
+                // Whatever part of it reached the file is cut off: the request fails, and the record is not in the chain.
+                CutBack(file);
+                throw;
+            }
+
+            _length += line.Length;
+            (_seq, _last) = (record.Seq, record.Hash);
+            Interlocked.Increment(ref _written);
             return record;
         }
         finally
@@ -102,6 +120,7 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
     public IReadOnlyList<AuditRecord> Query(string? patientId, string? actor, DateTimeOffset? from, DateTimeOffset? to, int limit)
     {
         var newest = new List<AuditRecord>(Math.Min(limit, 1_024));
+        var latest = new Queue<AuditRecord>();
         foreach (var segment in Segments().Reverse())
         {
             // A day's file holds nothing from after that day (the day only moves forward), so whole files before 'from' are skipped.
@@ -110,14 +129,24 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
                 break;
             }
 
-            var matching = ReadAll(segment.Path, skipDamaged: true)
-                .Where(record => (patientId is null || record.PatientId == patientId) && (actor is null || record.Actor == actor)
-                    && (from is null || record.At >= from) && (to is null || record.At < to))
-                .ToList();
-            for (var i = matching.Count - 1; i >= 0 && newest.Count < limit; i--)
+            // A day's file is read through once, holding only its latest matches that are still wanted.
+            var wanted = limit - newest.Count;
+            latest.Clear();
+            foreach (var record in ReadAll(segment.Path, skipDamaged: true))
             {
-                newest.Add(matching[i]);
+                if ((patientId is null || record.PatientId == patientId) && (actor is null || record.Actor == actor)
+                    && (from is null || record.At >= from) && (to is null || record.At < to))
+                {
+                    if (latest.Count == wanted)
+                    {
+                        latest.Dequeue();
+                    }
+
+                    latest.Enqueue(record);
+                }
             }
+
+            newest.AddRange(latest.Reverse());
 
             if (newest.Count == limit)
             {
@@ -211,7 +240,17 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
     {
         await _stopping.CancelAsync();
         await _syncing;
-        Sync();
+
+        // The last flush waits for any write under way, so none goes unflushed.
+        await _gate.WaitAsync(CancellationToken.None);
+        try
+        {
+            Sync();
+        }
+        finally
+        {
+            _gate.Release();
+        }
     }
 
     /// <summary>Closes the file. Safe to call twice: the host disposes a singleton that is also its hosted service twice.</summary>
@@ -224,10 +263,7 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
 
         await _stopping.CancelAsync();
         await _syncing;
-        if (_file is not null)
-        {
-            await _file.DisposeAsync();
-        }
+        _file?.Dispose();
 
         _stopping.Dispose();
         _gate.Dispose();
@@ -262,7 +298,7 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
     /// The open file for a record of <paramref name="day"/>. The day never moves back, in this process or across
     /// restarts, so a clock set back keeps writing the newest file and the files stay in chain order.
     /// </summary>
-    private FileStream FileFor(DateOnly day)
+    private SafeFileHandle FileFor(DateOnly day)
     {
         var target = day > _day ? day : _day;
         if (_file is not null && target == _day)
@@ -272,17 +308,29 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
 
         if (_file is not null)
         {
-            _file.Flush(flushToDisk: true);
+            RandomAccess.FlushToDisk(_file);
             _file.Dispose();
+            _file = null;
         }
 
         var path = Path.Combine(Directory, SegmentPrefix + target.ToString(DayFormat, CultureInfo.InvariantCulture) + SegmentSuffix);
         var created = !File.Exists(path);
-        var file = new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.Read, 4_096, FileOptions.None);
-        if (file.Position > 0 && !EndsWithNewLine(path))
+        var file = File.OpenHandle(path, FileMode.OpenOrCreate, FileAccess.Write, FileShare.Read);
+        var length = RandomAccess.GetLength(file);
+        if (length > 0 && !EndsWithNewLine(path))
         {
             // After a torn record: the next one starts on its own line.
-            file.WriteByte((byte)'\n');
+            try
+            {
+                RandomAccess.Write(file, "\n"u8, length);
+            }
+            catch (Exception)
+            {
+                file.Dispose();
+                throw;
+            }
+
+            length++;
         }
 
         if (created)
@@ -292,8 +340,27 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
             SyncDirectory(Directory);
         }
 
-        (_file, _day) = (file, target);
+        (_file, _length, _day) = (file, length, target);
         return file;
+    }
+
+    /// <summary>
+    /// After a failed write: cuts the file back to its last whole record. If even that fails, the file is closed, and
+    /// the next write opens it again (starting on a line of its own after whatever part is left, which the chain skips
+    /// as a torn record).
+    /// </summary>
+    private void CutBack(SafeFileHandle file)
+    {
+        try
+        {
+            RandomAccess.SetLength(file, _length);
+        }
+        catch (Exception exception)
+        {
+            LogCutBackFailed(_logger, exception, Directory);
+            file.Dispose();
+            _file = null;
+        }
     }
 
     /// <summary>Flushes a folder's entries to disk (fsync on the folder); a no-op where the platform has no such call.</summary>
@@ -392,33 +459,39 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Flushes what was written to disk, beside the writes: each write is already in the operating system's hands, so
+    /// writers never wait for the flush, nor the flush for a stream of writers. A file closed meanwhile (the day moved
+    /// on) was flushed as it closed.
+    /// </summary>
     private void Sync()
     {
-        if (!_gate.Wait(0))
+        var written = Interlocked.Read(ref _written);
+        if (written == _synced || Volatile.Read(ref _file) is not { } file)
         {
             return;
         }
 
         try
         {
-            if (_dirty && _file is not null)
-            {
-                _file.Flush(flushToDisk: true);
-                _dirty = false;
-            }
+            RandomAccess.FlushToDisk(file);
+            _synced = written;
+        }
+        catch (ObjectDisposedException)
+        {
+            _synced = written;
         }
         catch (IOException exception)
         {
             LogSyncFailed(_logger, exception, Directory);
         }
-        finally
-        {
-            _gate.Release();
-        }
     }
 
     [LoggerMessage(EventId = 4101, Level = LogLevel.Error, Message = "Flushing the audit log in {Directory} to disk failed")]
     private static partial void LogSyncFailed(ILogger logger, Exception exception, string directory);
+
+    [LoggerMessage(EventId = 4102, Level = LogLevel.Error, Message = "A record the audit log in {Directory} could not write could not be cut off its file either; the file is opened again for the next record")]
+    private static partial void LogCutBackFailed(ILogger logger, Exception exception, string directory);
 }
 
 /// <summary>
