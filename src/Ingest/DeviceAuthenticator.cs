@@ -20,7 +20,7 @@ public sealed class DeviceAuthenticator(IGrainFactory grains)
             return null;
         }
 
-        return ToIdentity(await AskAsync(() => grains.GetGrain<IDeviceGrain>(deviceId).AuthenticateAsync(secret)));
+        return ToIdentity(await AskAsync(() => grains.GetGrain<IDeviceGrain>(deviceId).AuthenticateAsync(new DeviceSecret(secret))));
     }
 
     /// <summary>

@@ -1,5 +1,6 @@
 using Orleans;
 using Orleans.Runtime;
+using Telemetry.Core.Devices;
 using Telemetry.Core.Grains;
 
 namespace Telemetry.Grains.Tests;
@@ -14,9 +15,9 @@ public sealed class DeviceGrainTests(ClusterFixture fixture) : IClassFixture<Clu
         var secret = await device.ProvisionAsync("p-auth");
 
         Assert.NotNull(secret);
-        Assert.Equal("p-auth", (await device.AuthenticateAsync(secret))?.PatientId);
-        Assert.Null(await device.AuthenticateAsync(secret[..^1] + (secret[^1] == '0' ? '1' : '0')));
-        Assert.Null(await device.AuthenticateAsync(string.Empty));
+        Assert.Equal("p-auth", (await device.AuthenticateAsync(new DeviceSecret(secret)))?.PatientId);
+        Assert.Null(await device.AuthenticateAsync(new DeviceSecret(secret[..^1] + (secret[^1] == '0' ? '1' : '0'))));
+        Assert.Null(await device.AuthenticateAsync(new DeviceSecret(string.Empty)));
     }
 
     [Fact]
@@ -26,8 +27,8 @@ public sealed class DeviceGrainTests(ClusterFixture fixture) : IClassFixture<Clu
         var known = fixture.Cluster.GrainFactory.GetGrain<IDeviceGrain>("watch-provisioned");
         var secret = await known.ProvisionAsync("p-provisioned");
 
-        Assert.Null(await unknown.AuthenticateAsync("guess"));
-        Assert.NotNull(await known.AuthenticateAsync(secret!));
+        Assert.Null(await unknown.AuthenticateAsync(new DeviceSecret("guess")));
+        Assert.NotNull(await known.AuthenticateAsync(new DeviceSecret(secret!)));
 
         var management = fixture.Cluster.GrainFactory.GetGrain<IManagementGrain>(0);
         async Task<bool> ActiveAsync(IDeviceGrain device) => (await management.GetActiveGrains(device.GetGrainId().Type)).Contains(device.GetGrainId());
@@ -63,17 +64,17 @@ public sealed class DeviceGrainTests(ClusterFixture fixture) : IClassFixture<Clu
 
         Assert.NotNull(first);
         Assert.NotNull(second);
-        Assert.Null(await device.AuthenticateAsync(first));
-        Assert.Equal("p-rotate", (await device.AuthenticateAsync(second))?.PatientId);
+        Assert.Null(await device.AuthenticateAsync(new DeviceSecret(first)));
+        Assert.Equal("p-rotate", (await device.AuthenticateAsync(new DeviceSecret(second)))?.PatientId);
         Assert.NotNull((await device.GetAsync())?.RotatedAt);
 
         Assert.True(await device.RevokeAsync());
-        Assert.Null(await device.AuthenticateAsync(second));
+        Assert.Null(await device.AuthenticateAsync(new DeviceSecret(second)));
         Assert.NotNull((await device.GetAsync())?.RevokedAt);
 
         var third = await device.RotateAsync();
         Assert.NotNull(third);
-        Assert.Equal("p-rotate", (await device.AuthenticateAsync(third))?.PatientId);
+        Assert.Equal("p-rotate", (await device.AuthenticateAsync(new DeviceSecret(third)))?.PatientId);
         Assert.Null((await device.GetAsync())?.RevokedAt);
         Assert.Equal("p-rotate", (await device.GetAsync())?.PatientId);
     }
@@ -93,7 +94,7 @@ public sealed class DeviceGrainTests(ClusterFixture fixture) : IClassFixture<Clu
     {
         var device = fixture.Cluster.GrainFactory.GetGrain<IDeviceGrain>("watch-never-provisioned");
 
-        Assert.Null(await device.AuthenticateAsync("00"));
+        Assert.Null(await device.AuthenticateAsync(new DeviceSecret("00")));
         Assert.Null(await device.GetAsync());
     }
 
@@ -105,6 +106,6 @@ public sealed class DeviceGrainTests(ClusterFixture fixture) : IClassFixture<Clu
 
         await fixture.DeactivateIdleGrainsAsync();
 
-        Assert.Equal("p-durable", (await device.AuthenticateAsync(secret!))?.PatientId);
+        Assert.Equal("p-durable", (await device.AuthenticateAsync(new DeviceSecret(secret!)))?.PatientId);
     }
 }

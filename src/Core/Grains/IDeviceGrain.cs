@@ -1,3 +1,5 @@
+using Telemetry.Core.Devices;
+
 namespace Telemetry.Core.Grains;
 
 /// <summary>A device's binding to its patient and its secret (kept only as a salted hash). Keyed by device id.</summary>
@@ -13,7 +15,7 @@ public interface IDeviceGrain : IGrainWithStringKey
     /// <paramref name="secret"/> is the device's secret and it is not revoked; otherwise null.
     /// </summary>
     [Alias("authenticate")]
-    Task<DeviceBinding?> AuthenticateAsync(string secret);
+    Task<DeviceBinding?> AuthenticateAsync(DeviceSecret secret);
 
     /// <summary>
     /// Replaces the device's secret with a new one and returns it (the old one stops working at once, and a revoked

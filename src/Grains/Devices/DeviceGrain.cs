@@ -81,7 +81,7 @@ public sealed class DeviceGrain(
         return true;
     }
 
-    public Task<DeviceBinding?> AuthenticateAsync(string secret)
+    public Task<DeviceBinding?> AuthenticateAsync(DeviceSecret secret)
     {
         var current = state.State;
         if (current.PatientId is null)
@@ -92,7 +92,7 @@ public sealed class DeviceGrain(
         }
 
         if (current.RevokedAt is not null
-            || !CryptographicOperations.FixedTimeEquals(Hash(current.Salt, secret), current.SecretHash))
+            || !CryptographicOperations.FixedTimeEquals(Hash(current.Salt, secret.Value), current.SecretHash))
         {
             return Task.FromResult<DeviceBinding?>(null);
         }

@@ -63,4 +63,13 @@ public sealed class DeviceTokenTests
     [InlineData("watch-42.0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", true)]
     public void Text_that_may_hold_a_secret_is_recognised(string text, bool mayHoldSecret) =>
         Assert.Equal(mayHoldSecret, DeviceToken.MayHoldSecret(text));
+
+    [Fact]
+    public void A_secret_carried_in_a_grain_call_is_never_written_out()
+    {
+        var secret = new DeviceSecret(DeviceToken.NewSecret());
+
+        Assert.Equal("***", secret.ToString());
+        Assert.DoesNotContain(secret.Value, $"authenticate({secret}) {new { secret }}", StringComparison.Ordinal);
+    }
 }
