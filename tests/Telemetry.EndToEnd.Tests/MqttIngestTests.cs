@@ -228,6 +228,37 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
     }
 
     [Fact]
+    public async Task Topic_aliases_of_the_devices_own_topic_work_and_one_never_set_ends_the_connection_with_0x94()
+    {
+        var token = await Server.ProvisionAsync("mqtt-aliaser", "p-mqtt-alias");
+        using var client = await Devices.ConnectMqttAsync(Server, "mqtt-aliaser", token);
+        var ended = new TaskCompletionSource<MqttClientDisconnectedEventArgs>(TaskCreationOptions.RunContinuationsAsynchronously);
+        client.DisconnectedAsync += args =>
+        {
+            ended.TrySetResult(args);
+            return Task.CompletedTask;
+        };
+        var start = Devices.RecentMinute();
+
+        MqttApplicationMessage Message(string topic, ushort alias, int second) => new MqttApplicationMessageBuilder()
+            .WithTopic(topic)
+            .WithTopicAlias(alias)
+            .WithPayload(Devices.JsonHeartRates((ulong)second + 1, start.AddSeconds(second), 70 + second))
+            .WithQualityOfServiceLevel(MQTTnet.Protocol.MqttQualityOfServiceLevel.AtLeastOnce)
+            .Build();
+
+        // Alias 3 is given the device's topic, then used alone.
+        Assert.Equal(MqttClientPublishReasonCode.Success, (await client.PublishAsync(Message("devices/mqtt-aliaser/vitals", 3, 0))).ReasonCode);
+        Assert.Equal(MqttClientPublishReasonCode.Success, (await client.PublishAsync(Message("", 3, 1))).ReasonCode);
+        Assert.Equal(2, (await Server.TrendAsync("p-mqtt-alias", "heart_rate", start, start.AddMinutes(1), count: 2)).TotalCount);
+
+        // Alias 5 was never given a topic: a protocol error.
+        _ = client.PublishAsync(Message("", 5, 2));
+        Assert.Equal(MqttClientDisconnectReason.TopicAliasInvalid, (await ended.Task.WaitAsync(TimeSpan.FromSeconds(10))).Reason);
+        Assert.Matches(@"telemetry_payloads_rejected_total\{[^}]*reason=""topic_alias""[^}]*\} [1-9]", await Server.Http.GetStringAsync("/metrics"));
+    }
+
+    [Fact]
     public async Task Device_subscribes_only_to_its_own_patients_alerts()
     {
         var token = await Server.ProvisionAsync("mqtt-listener", "p-mqtt-10");

@@ -165,6 +165,8 @@ public sealed class TelemetryServer : IAsyncDisposable
         {
             if (_process.HasExited)
             {
+                // Waited for again without a timeout: that also waits for the last of its output to be read.
+                _process.WaitForExit();
                 throw new InvalidOperationException($"The server exited with {_process.ExitCode}:\n{Output}");
             }
 

@@ -38,6 +38,10 @@ public sealed partial class MqttIngestEndpoint(
 
     private const string IdentityItem = "telemetry.device";
     private const string ProtocolVersionItem = "telemetry.protocol-version";
+    private const string TopicAliasesItem = "telemetry.topic-aliases";
+
+    /// <summary>The most topic alias numbers a connection may give its vitals topic (it needs one).</summary>
+    private const int MaxTopicAliases = 16;
 
     private MqttServer? _server;
     private int _inFlight;
@@ -57,11 +61,14 @@ public sealed partial class MqttIngestEndpoint(
         server.ValidatingConnectionAsync += ValidateConnectionAsync;
         server.InterceptingPublishAsync += InterceptPublishAsync;
         server.InterceptingOutboundPacketAsync += InterceptOutboundAsync;
+        server.InterceptingInboundPacketAsync += InterceptInboundAsync;
         server.InterceptingSubscriptionAsync += InterceptSubscriptionAsync;
         server.ClientConnectedAsync += args =>
         {
             // Set here, after the session is chosen: a session taken over from an older connection keeps its items.
+            // Topic aliases are the connection's, not the session's.
             args.SessionItems[ProtocolVersionItem] = args.ProtocolVersion;
+            args.SessionItems.Remove(TopicAliasesItem);
             instruments.DeviceConnected(Protocol);
             if (args.SessionItems[IdentityItem] is DeviceIdentity device)
             {
@@ -327,6 +334,69 @@ public sealed partial class MqttIngestEndpoint(
         acks = _pendingAcks.GetOrAdd(connection, static (token, endpoint) => new PendingAcks(endpoint), this);
         acks.ForgetWhenEnded(connection, _pendingAcks);
         return acks;
+    }
+
+    /// <summary>
+    /// Topic aliases, taken here rather than by the broker. The broker's CONNACK offers 65,535 of them and it keeps,
+    /// per connection, every topic a publish names by one (a device could fill the server's memory with them); a
+    /// device writes to one topic. So the aliases a connection gives its own vitals topic are kept here, as numbers
+    /// (at most <see cref="MaxTopicAliases"/>), and every publish reaches the broker with its topic and no alias. An
+    /// alias given another topic is forgotten (the publish is refused as to the wrong topic, as without one), and one
+    /// never given a topic on this connection, or one past the limit, ends the connection with DISCONNECT 0x94.
+    /// </summary>
+    private Task InterceptInboundAsync(InterceptingPacketEventArgs args)
+    {
+        if (args.Packet is not MqttPublishPacket { TopicAlias: not 0 } publish || args.SessionItems?[IdentityItem] is not DeviceIdentity device)
+        {
+            return Task.CompletedTask;
+        }
+
+        var alias = publish.TopicAlias;
+        var aliases = args.SessionItems[TopicAliasesItem] as TopicAliases;
+        if (!string.IsNullOrEmpty(publish.Topic))
+        {
+            if (!MqttTopics.IsDeviceVitals(publish.Topic, device.DeviceId))
+            {
+                aliases?.Numbers.Remove(alias);
+            }
+            else if (aliases?.Numbers.Contains(alias) is not true)
+            {
+                aliases ??= new TopicAliases(publish.Topic);
+                if (aliases.Numbers.Count == MaxTopicAliases)
+                {
+                    return RefuseTopicAlias(args, $"at most {MaxTopicAliases} topic aliases a connection");
+                }
+
+                aliases.Numbers.Add(alias);
+                args.SessionItems[TopicAliasesItem] = aliases;
+            }
+        }
+        else if (aliases?.Numbers.Contains(alias) is true)
+        {
+            publish.Topic = aliases.Topic;
+        }
+        else
+        {
+            return RefuseTopicAlias(args, $"topic alias {alias} was not given a topic on this connection");
+        }
+
+        publish.TopicAlias = 0;
+        return Task.CompletedTask;
+    }
+
+    private Task RefuseTopicAlias(InterceptingPacketEventArgs args, string reason)
+    {
+        args.ProcessPacket = false;
+        instruments.PayloadRejected(Protocol, "topic_alias");
+        return DisconnectAsync(args.ClientId, MqttDisconnectReasonCode.TopicAliasInvalid, reason);
+    }
+
+    /// <summary>The topic alias numbers a connection gave its device's vitals topic.</summary>
+    private sealed class TopicAliases(string topic)
+    {
+        public string Topic { get; } = topic;
+
+        public HashSet<ushort> Numbers { get; } = [];
     }
 
     private Task InterceptOutboundAsync(InterceptingPacketEventArgs args) =>
