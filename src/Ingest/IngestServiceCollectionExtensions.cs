@@ -49,7 +49,10 @@ public static class IngestServiceCollectionExtensions
         // It starts at 256 bytes (MQTTnet's default is 4 KB), grows for a larger packet, and gives back anything above
         // 4 KB after one: about 4 KB less per idle connection. (The writer's size never lost a DISCONNECT's reason code,
         // as was once thought: the connection's close did, and MqttOrderlyClose mends it.)
-        var mqttOptions = new MqttServerOptionsBuilder().WithoutDefaultEndpoint().Build();
+        // A packet to send waits at most 10 s for the connection (MQTTnet's default is 100 s): a device that stopped
+        // reading its socket holds a DISCONNECT, at shutdown or when its token changes, no longer than that. It is also
+        // how long a new connection has to send its CONNECT.
+        var mqttOptions = new MqttServerOptionsBuilder().WithoutDefaultEndpoint().WithDefaultCommunicationTimeout(TimeSpan.FromSeconds(10)).Build();
         mqttOptions.WriterBufferSize = 256;
         mqttOptions.WriterBufferSizeMax = 4096;
         services.AddHostedMqttServer(mqttOptions);

@@ -26,6 +26,13 @@ public sealed class GrpcStreamRegistry
             return stream;
         });
         previous?.End(StreamEnd.Replaced);
+
+        // Opened after the shutdown's walk over the streams (its sign-in was under way): ended as they were.
+        if (_shuttingDown)
+        {
+            stream.End(StreamEnd.ShuttingDown);
+        }
+
         return stream;
     }
 

@@ -510,12 +510,13 @@ public sealed partial class MqttIngestEndpoint(
             await Task.Delay(10, cancellationToken);
         }
 
+        // Many at once: a device that does not read its socket holds its own DISCONNECT (up to the broker's
+        // communication timeout), not every other device's.
         var clients = await server.GetClientsAsync();
-        foreach (var client in clients)
-        {
-            await TryDisconnectAsync(client, MqttDisconnectReasonCode.ServerShuttingDown, ShuttingDown);
-        }
-
+        await Parallel.ForEachAsync(
+            clients,
+            new ParallelOptions { MaxDegreeOfParallelism = 64 },
+            async (client, _) => await TryDisconnectAsync(client, MqttDisconnectReasonCode.ServerShuttingDown, ShuttingDown));
         return clients.Count;
     }
 
