@@ -40,6 +40,26 @@ public sealed class PatientGrainDayTests(ClusterFixture fixture) : IClassFixture
     }
 
     [Fact]
+    public async Task A_late_upload_into_a_stopped_vitals_ended_day_reaches_the_store_before_the_call_answers()
+    {
+        var patient = "p-stopped-vital-upload";
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 1_000, 70), Oxygen(_base + 1_000, 96));
+
+        // Two days on (the oximeter's windows were written when its day ended), the phone uploads more of that day's
+        // oximetry: it folds into the windows still open, of a day the next activation would not rebuild.
+        Clock.Offset = TimeSpan.FromDays(2);
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + (2 * Day) + 1_000, 72));
+        await fixture.CommitAndApplyAsync(patient, Oxygen(_base + 2_000, 98), Oxygen(_base + 3_000, 100));
+
+        // A crash now loses nothing: the store has them.
+        foreach (var resolution in ResolutionExtensions.All)
+        {
+            var window = Assert.Single(await fixture.Rollups.QueryAsync(patient, VitalKind.OxygenSaturation, resolution, resolution.WindowStart(_base), _base + 1));
+            Assert.Equal((3, 98.0), (window.Count, window.Mean));
+        }
+    }
+
+    [Fact]
     public async Task A_repair_days_after_the_activation_recomputes_a_day_the_grain_no_longer_rebuilds()
     {
         var patient = "p-repair-later";

@@ -315,6 +315,7 @@ public sealed partial class PatientGrain(
         var rebuilt = readings.CommitId <= _rebuiltThroughCommit;
         _applied.Add(readings.CommitId);
         HashSet<(VitalKind Kind, long MinuteStartMs)>? partlyRead = null;
+        var intoEndedDay = false;
         foreach (var reading in readings.All)
         {
             if (reading.TimestampMs < _rebuiltFromMs)
@@ -364,6 +365,12 @@ public sealed partial class PatientGrain(
             {
                 (_late ??= []).Add((reading.Kind, Resolution.Minute.WindowStart(reading.TimestampMs)));
             }
+            else if (reading.TimestampMs < _checkpointedBeforeMs)
+            {
+                // Into the open windows of a day already ended (a vital whose latest reading is from then): a crash
+                // before that day's windows close would lose it, and the next activation may not rebuild that day.
+                intoEndedDay = true;
+            }
         }
 
         if (_readInLastMinute is not null)
@@ -397,6 +404,11 @@ public sealed partial class PatientGrain(
             await CommitAlertsAsync(writeState: true, judged: (alertState.State.Outbox.Count - outboxBefore, readings.HandedOverAt));
             ScheduleAlertTimer();
             await CheckpointEndedDaysAsync(now);
+            if (intoEndedDay)
+            {
+                await CheckpointOpenWindowsAsync(endingBy: _checkpointedBeforeMs, CancellationToken.None);
+            }
+
             await RecomputeLateAndFlushAsync();
             if (_resettle is not null)
             {

@@ -15,7 +15,8 @@ namespace Telemetry.Ingest.Pipeline;
 /// So the commits whose calls are not known to have been applied are repaired: the store lists the minutes they stored
 /// readings in (<see cref="ICommitLog"/>) and each patient's grain recomputes them (<see cref="IPatientGrain.RecomputeAsync"/>).
 /// A patient whose repair fails is tried again later (after 1 s, doubling to 5 minutes, as soon as the store recovers),
-/// while the others go on; after <see cref="MaxAttempts"/> tries it is given up, with an error in the log,
+/// while the others go on; after <see cref="MaxAttempts"/> tries, and at least <see cref="MinTimeBeforeGivingUp"/> of
+/// failing, it is given up, with an error in the log,
 /// so that one broken patient does not hold back the mark for good. A durable mark records the commit through which
 /// every call was applied or repaired; on start, everything after it is repaired. The mark is saved about once a
 /// second, so it lags a little, which costs only a repair not needed. With a store that shows a commit a moment after
@@ -38,6 +39,10 @@ internal sealed partial class GrainRepair(
     TimeSpan settleDelay)
 {
     private const int MaxAttempts = 12;
+
+    // A range is given up only once it has also been failing this long: retries a recovering store makes due at once
+    // (RetryNow) do not use up its tries in seconds while the store flaps.
+    private static readonly TimeSpan MinTimeBeforeGivingUp = TimeSpan.FromMinutes(20);
     private static readonly TimeSpan FirstRetryDelay = TimeSpan.FromSeconds(1);
     private static readonly TimeSpan MaxRetryDelay = TimeSpan.FromMinutes(5);
     private static readonly TimeSpan SaveInterval = TimeSpan.FromSeconds(1);
@@ -361,7 +366,8 @@ internal sealed partial class GrainRepair(
             return;
         }
 
-        if (range.Attempts + 1 >= MaxAttempts)
+        var firstFailed = range.FirstFailed == 0 ? Stopwatch.GetTimestamp() : range.FirstFailed;
+        if (range.Attempts + 1 >= MaxAttempts && Stopwatch.GetElapsedTime(firstFailed) >= MinTimeBeforeGivingUp)
         {
             // Given up: these windows may lack those readings until the patient's readings are sent again.
             LogRepairGivenUp(logger, range.After, range.Through, string.Join(", ", failed.Count == 0 ? (IEnumerable<string>)["all patients"] : failed.Take(10)));
@@ -383,6 +389,7 @@ internal sealed partial class GrainRepair(
             Patients = failed.Count == 0 ? range.Patients : failed,
             NotBefore = DueIn(delay),
             Attempts = range.Attempts + 1,
+            FirstFailed = firstFailed,
         });
     }
 
@@ -597,5 +604,8 @@ internal sealed partial class GrainRepair(
 
         /// <summary>For unsettled minutes: the Stopwatch timestamp until which more of the patient's join this range.</summary>
         public long GatherUntil { get; init; }
+
+        /// <summary>When its repair first failed (Stopwatch timestamp; 0: it has not).</summary>
+        public long FirstFailed { get; init; }
     }
 }
