@@ -66,6 +66,30 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
     }
 
     [Fact]
+    public async Task A_device_over_websocket_hears_why_it_is_disconnected()
+    {
+        var token = await Server.ProvisionAsync("mqtt-ws-revoked", "p-mqtt-ws-revoked");
+        using var client = new MqttClientFactory().CreateMqttClient();
+        var ended = new TaskCompletionSource<MqttClientDisconnectedEventArgs>(TaskCreationOptions.RunContinuationsAsynchronously);
+        client.DisconnectedAsync += args =>
+        {
+            ended.TrySetResult(args);
+            return Task.CompletedTask;
+        };
+        await client.ConnectAsync(new MqttClientOptionsBuilder()
+            .WithWebSocketServer(ws => ws.WithUri($"ws://127.0.0.1:{Server.HttpPort}/mqtt"))
+            .WithClientId("mqtt-ws-revoked")
+            .WithCredentials("mqtt-ws-revoked", token)
+            .WithProtocolVersion(MqttProtocolVersion.V500)
+            .Build());
+
+        using var revoked = await Server.Http.DeleteAsync("/api/devices/mqtt-ws-revoked/token");
+
+        Assert.Equal(System.Net.HttpStatusCode.OK, revoked.StatusCode);
+        Assert.Equal(MqttClientDisconnectReason.NotAuthorized, (await ended.Task.WaitAsync(TimeSpan.FromSeconds(10))).Reason);
+    }
+
+    [Fact]
     public async Task A_large_batch_over_websocket_is_acked_after_commit()
     {
         var token = await Server.ProvisionAsync("mqtt-ws-large", "p-mqtt-ws-large");
