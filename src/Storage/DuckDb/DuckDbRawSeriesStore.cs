@@ -23,6 +23,10 @@ namespace Telemetry.Storage.DuckDb;
 /// </remarks>
 public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
 {
+    // The duplicate lookup's stretches of candidate times (see MarkDuplicates).
+    private const int MaxLookupStretches = 8;
+    private const long MinLookupGapMs = 3_600_000;
+
     private readonly DuckDbDatabase _database;
     private readonly DuckDBConnection _writer;
     private readonly ReadingsInsert _insert;
@@ -372,21 +376,19 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
             }
         }
 
-        // The candidates' time range bounds the readings scanned: DuckDB skips the row groups outside it by their zone
-        // maps, so a few repeated readings cost a look at the recent part of the table, not a join over all of it.
-        var (fromMs, toMs) = (long.MaxValue, long.MinValue);
-        foreach (var (i, j) in _candidates)
-        {
-            var timestampMs = batches[i].Readings.Span[j].TimestampMs;
-            (fromMs, toMs) = (Math.Min(fromMs, timestampMs), Math.Max(toMs, timestampMs));
-        }
-
+        // The candidates' times bound the readings scanned: DuckDB skips the row groups outside a range by their zone
+        // maps, so a few repeated readings cost a look at the recent part of the table, not a join over all of it. The
+        // times go in stretches split at their widest gaps (over an hour), each looked up on its own: one device
+        // resending a month-old batch beside another's reading a moment out of order scans two small ranges, not the
+        // month between them.
         var stored = new HashSet<(string DeviceId, VitalKind Kind, long TimestampMs)>();
-        using (var query = _writer.CreateCommand())
+        foreach (var (fromMs, toMs) in CandidateStretches(batches))
         {
+            using var query = _writer.CreateCommand();
             query.CommandText = """
                 SELECT DISTINCT c.device_id, c.kind, epoch_ms(c.ts) FROM dedup_candidates c
-                WHERE EXISTS (SELECT 1 FROM all_readings r JOIN all_series s USING (series_id)
+                WHERE c.ts BETWEEN $1 AND $2
+                  AND EXISTS (SELECT 1 FROM all_readings r JOIN all_series s USING (series_id)
                               WHERE r.ts BETWEEN $1 AND $2 AND s.device_id = c.device_id AND s.kind = c.kind AND r.ts = c.ts)
                 """;
             query.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(fromMs)));
@@ -420,6 +422,37 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// The candidates' times as at most <see cref="MaxLookupStretches"/> stretches, split at the widest gaps between
+    /// them that are over <see cref="MinLookupGapMs"/>.
+    /// </summary>
+    private List<(long FromMs, long ToMs)> CandidateStretches(IReadOnlyList<DeviceBatch> batches)
+    {
+        var times = new long[_candidates.Count];
+        for (var k = 0; k < times.Length; k++)
+        {
+            var (i, j) = _candidates[k];
+            times[k] = batches[i].Readings.Span[j].TimestampMs;
+        }
+
+        Array.Sort(times);
+        var splits = Enumerable.Range(1, times.Length - 1)
+            .Where(k => times[k] - times[k - 1] > MinLookupGapMs)
+            .OrderByDescending(k => times[k] - times[k - 1])
+            .Take(MaxLookupStretches - 1)
+            .Order()
+            .ToList();
+        var stretches = new List<(long FromMs, long ToMs)>(splits.Count + 1);
+        var start = 0;
+        foreach (var split in splits.Append(times.Length))
+        {
+            stretches.Add((times[start], times[split - 1]));
+            start = split;
+        }
+
+        return stretches;
     }
 
     public Task<RawAggregate> AggregateAsync(string patientId, long fromMs, long toMs, Resolution resolution, CancellationToken cancellationToken = default) =>

@@ -29,6 +29,26 @@ public sealed class ReadingDeduplicationTests : IDisposable
     }
 
     [Fact]
+    public async Task Resends_weeks_apart_in_one_commit_are_each_found_stored()
+    {
+        // A phone resending a batch from three weeks ago, and a watch a moment out of order, in one commit: looked up as
+        // two stretches of time (not the weeks between), and every repeat is found in either.
+        const int weeks = 3 * 7 * 86_400;
+        Store.Commit(Of("phone-1", "patient-1", 0, Heart(0, 60), Heart(1, 61)), Of("watch-1", "patient-2", 0, Heart(weeks, 70), Heart(weeks + 2, 72)));
+
+        var (_, _, batches) = Store.Commit(
+            Of("phone-1", "patient-1", 0, Heart(0, 60), Heart(1, 61), Heart(2, 62)),
+            Of("watch-1", "patient-2", 0, Heart(weeks + 1, 71), Heart(weeks + 2, 72)));
+
+        Assert.Equal((1, 2), (batches[0].Stored.Length, batches[0].Duplicates));
+        Assert.Equal((1, 1), (batches[1].Stored.Length, batches[1].Duplicates));
+        double[] phone = [60.0, 61.0, 62.0];
+        Assert.Equal(phone, await Values(VitalKind.HeartRate));
+        double[] watch = [70.0, 71.0, 72.0];
+        Assert.Equal(watch, (await Store.ReadAsync("patient-2", VitalKind.HeartRate, T0, T0 + ((weeks + 60) * 1_000L), limit: 1_000)).Select(reading => reading.Value));
+    }
+
+    [Fact]
     public async Task Two_uploaders_of_the_same_readings_in_one_commit_store_them_once()
     {
         var (_, _, batches) = Store.Commit(
