@@ -283,6 +283,57 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
     }
 
     [Fact]
+    public async Task A_device_that_does_not_read_its_answers_is_not_read_either()
+    {
+        var token = await Server.ProvisionAsync("mqtt-deaf", "p-mqtt-deaf");
+        using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp) { SendTimeout = 3_000 };
+        await socket.ConnectAsync(System.Net.IPAddress.Loopback, Server.MqttPort);
+
+        // An MQTT 5 CONNECT (keep-alive 60 s), then its CONNACK: the last the client reads.
+        static byte[] Text(string text) => [(byte)(text.Length >> 8), (byte)text.Length, .. System.Text.Encoding.UTF8.GetBytes(text)];
+        static byte[] Packet(byte type, byte[] body) => [type, .. RemainingLength(body.Length), .. body];
+        static byte[] RemainingLength(int length)
+        {
+            var bytes = new List<byte>();
+            do
+            {
+                var b = (byte)(length % 128);
+                length /= 128;
+                bytes.Add(length > 0 ? (byte)(b | 0x80) : b);
+            }
+            while (length > 0);
+            return [.. bytes];
+        }
+
+        socket.Send(Packet(0x10, [.. Text("MQTT"), 5, 0xC2, 0, 60, 0, .. Text("mqtt-deaf"), .. Text("mqtt-deaf"), .. Text(token)]));
+        var connack = new byte[64];
+        Assert.True(socket.Receive(connack) >= 4 && connack[0] == 0x20 && connack[3] == 0, "CONNACK success");
+
+        // Publishes to another device's topic, each refused at once with a PUBACK the client never reads. Once those
+        // back up, the server stops reading: the client's sends stall long before it has sent all it had.
+        var publish = Packet(0x32, [.. Text("devices/someone-else/vitals"), 0, 1, 0, .. "[]"u8.ToArray()]);
+        var chunk = Enumerable.Repeat(publish, 65_536 / publish.Length).SelectMany(packet => packet).ToArray();
+        const long budget = 256L << 20;
+        long sent = 0;
+        var stalled = false;
+        var started = DateTime.UtcNow;
+        while (sent < budget && DateTime.UtcNow - started < TimeSpan.FromSeconds(60))
+        {
+            try
+            {
+                sent += socket.Send(chunk);
+            }
+            catch (System.Net.Sockets.SocketException exception) when (exception.SocketErrorCode == System.Net.Sockets.SocketError.TimedOut)
+            {
+                stalled = true;
+                break;
+            }
+        }
+
+        Assert.True(stalled, $"the server read all {sent >> 20} MiB sent in {(DateTime.UtcNow - started).TotalSeconds:F0} s without its answers being read");
+    }
+
+    [Fact]
     public async Task Device_subscribes_only_to_its_own_patients_alerts()
     {
         var token = await Server.ProvisionAsync("mqtt-listener", "p-mqtt-10");

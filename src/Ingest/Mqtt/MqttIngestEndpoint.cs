@@ -734,8 +734,9 @@ public sealed partial class MqttIngestEndpoint(
         /// <summary>
         /// Right after <see cref="Owe"/>: completes once fewer than <paramref name="limit"/> of the connection's publishes
         /// await their commits (this one included, so a limit of 1 waits for this one's), and fewer than
-        /// <paramref name="limit"/> PUBACKs made before this one's have yet to leave (a device that does not read its
-        /// PUBACKs is not read either); or once the connection has ended.
+        /// <paramref name="limit"/> PUBACKs made before this one's have yet to leave; or once the connection has ended.
+        /// (A device that does not read its socket at all is not read either once its output backs up: see
+        /// <see cref="MqttPacketSizeGuard"/>.)
         /// </summary>
         public async Task WaitForRoomAsync(int limit)
         {

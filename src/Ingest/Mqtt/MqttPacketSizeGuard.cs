@@ -12,13 +12,18 @@ namespace Telemetry.Ingest.Mqtt;
 /// Refuses MQTT packets larger than the limit as soon as their fixed header arrives, before the broker buffers them:
 /// an MQTT 5 client gets DISCONNECT with reason 0x95 (Packet too large), a 3.1.1 client a closed connection. MQTTnet
 /// itself has no such limit and would read a packet of any size into memory first.
+/// <para>
+/// It also stops reading a connection while what the server sends it is backed up (the client does not read its
+/// socket): the broker queues a PUBACK for every publish it reads, with no bound, and a publish refused at once
+/// (a wrong topic, over its rate) costs the client almost nothing. The client is read again once its answers drain.
+/// </para>
 /// </summary>
 public sealed class MqttPacketSizeGuard : PipeReader, IValueTaskSource<ReadResult>
 {
     private const byte ProtocolLevel5 = 5;
 
     private readonly PipeReader _inner;
-    private readonly PipeWriter _output;
+    private readonly BacklogWriter _output;
     private readonly long _limit;
     private readonly Action _refused;
     private ReadOnlySequence<byte> _lastBuffer;
@@ -34,7 +39,7 @@ public sealed class MqttPacketSizeGuard : PipeReader, IValueTaskSource<ReadResul
     private CancellationToken _pendingCancellation;
     private readonly Action _innerReadDone;
 
-    private MqttPacketSizeGuard(PipeReader inner, PipeWriter output, long limit, Action refused)
+    private MqttPacketSizeGuard(PipeReader inner, BacklogWriter output, long limit, Action refused)
     {
         _inner = inner;
         _output = output;
@@ -62,7 +67,8 @@ public sealed class MqttPacketSizeGuard : PipeReader, IValueTaskSource<ReadResul
     public static Func<ConnectionDelegate, ConnectionDelegate> Middleware(long limit, Action refused) => next => connection =>
     {
         var transport = connection.Transport;
-        connection.Transport = new GuardedPipe(new MqttPacketSizeGuard(transport.Input, transport.Output, limit, refused), transport.Output);
+        var output = new BacklogWriter(transport.Output);
+        connection.Transport = new GuardedPipe(new MqttPacketSizeGuard(transport.Input, output, limit, refused), output);
         return next(connection);
     };
 
@@ -103,6 +109,11 @@ public sealed class MqttPacketSizeGuard : PipeReader, IValueTaskSource<ReadResul
     /// </summary>
     public override ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
     {
+        if (_output.Backlog is { IsCompleted: false } backlog)
+        {
+            return ReadOnceDrainedAsync(backlog, cancellationToken);
+        }
+
         var read = _inner.ReadAsync(cancellationToken);
         if (read.IsCompletedSuccessfully)
         {
@@ -116,6 +127,14 @@ public sealed class MqttPacketSizeGuard : PipeReader, IValueTaskSource<ReadResul
         var pending = new ValueTask<ReadResult>(this, _pending.Version);
         _innerRead.UnsafeOnCompleted(_innerReadDone);
         return pending;
+    }
+
+    /// <summary>Reads once what the server sends the connection has drained (or the connection ends).</summary>
+    private async ValueTask<ReadResult> ReadOnceDrainedAsync(Task backlog, CancellationToken cancellationToken)
+    {
+        await backlog.WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        cancellationToken.ThrowIfCancellationRequested();
+        return await ReadAsync(cancellationToken);
     }
 
     /// <summary>The inner read a <see cref="ReadAsync"/> waited for has completed: inspected, it completes that read.</summary>
@@ -167,6 +186,12 @@ public sealed class MqttPacketSizeGuard : PipeReader, IValueTaskSource<ReadResul
 
     public override bool TryRead(out ReadResult result)
     {
+        if (_output.Backlog is { IsCompleted: false })
+        {
+            result = default;
+            return false;
+        }
+
         if (!_inner.TryRead(out result))
         {
             return false;
@@ -266,6 +291,51 @@ public sealed class MqttPacketSizeGuard : PipeReader, IValueTaskSource<ReadResul
 
         reader.Advance(nameLength);
         return reader.TryRead(out var level) ? level : (byte)0;
+    }
+
+    /// <summary>
+    /// The connection's output, noting a flush that did not complete at once: the transport's buffer is over its
+    /// threshold, the client not reading fast enough. Only then is anything allocated.
+    /// </summary>
+    private sealed class BacklogWriter(PipeWriter inner) : PipeWriter
+    {
+        private Task<FlushResult>? _backlog;
+
+        /// <summary>The latest flush that had to wait; done once the output has drained below the threshold.</summary>
+        public Task<FlushResult>? Backlog => Volatile.Read(ref _backlog);
+
+        public override bool CanGetUnflushedBytes => inner.CanGetUnflushedBytes;
+
+        public override long UnflushedBytes => inner.UnflushedBytes;
+
+        public override void Advance(int bytes) => inner.Advance(bytes);
+
+        public override Memory<byte> GetMemory(int sizeHint = 0) => inner.GetMemory(sizeHint);
+
+        public override Span<byte> GetSpan(int sizeHint = 0) => inner.GetSpan(sizeHint);
+
+        public override void CancelPendingFlush() => inner.CancelPendingFlush();
+
+        public override void Complete(Exception? exception = null) => inner.Complete(exception);
+
+        public override ValueTask CompleteAsync(Exception? exception = null) => inner.CompleteAsync(exception);
+
+        public override ValueTask<FlushResult> FlushAsync(CancellationToken cancellationToken = default) => Noted(inner.FlushAsync(cancellationToken));
+
+        public override ValueTask<FlushResult> WriteAsync(ReadOnlyMemory<byte> source, CancellationToken cancellationToken = default) =>
+            Noted(inner.WriteAsync(source, cancellationToken));
+
+        private ValueTask<FlushResult> Noted(ValueTask<FlushResult> flush)
+        {
+            if (flush.IsCompleted)
+            {
+                return flush;
+            }
+
+            var waiting = flush.AsTask();
+            Volatile.Write(ref _backlog, waiting);
+            return new ValueTask<FlushResult>(waiting);
+        }
     }
 
     private sealed class GuardedPipe(PipeReader input, PipeWriter output) : IDuplexPipe
