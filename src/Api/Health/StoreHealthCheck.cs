@@ -51,7 +51,9 @@ public sealed class StoreHealthCheck(DuckDbDatabase database, CommitPipeline pip
 
         if (!answers)
         {
-            return HealthCheckResult.Unhealthy($"{series!.Describe()} does not answer: the next commit to it will fail, and trends and exports cannot be read");
+            return HealthCheckResult.Unhealthy(string.Create(
+                CultureInfo.InvariantCulture,
+                $"{series!.Describe()} does not answer its ping within {PingTimeout.TotalSeconds:0} s: the next commit to it will fail or be slow, and trends and exports cannot be read"));
         }
 
         try
