@@ -246,8 +246,10 @@ public sealed partial class CommitPipeline : BackgroundService
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        // The embedded store commits synchronously: start the loop off the host's start-up path, on a thread of its own.
-        await Task.Factory.StartNew(() => RunAsync(stoppingToken), stoppingToken, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+        // The embedded store commits synchronously: the loop runs on a thread of its own, every await of it coming back
+        // there, so that a commit never holds one of the thread pool's.
+        using var thread = new CommitThread("telemetry-commit");
+        await Task.Factory.StartNew(() => RunAsync(stoppingToken), stoppingToken, TaskCreationOptions.DenyChildAttach, thread).Unwrap();
     }
 
     private async Task RunAsync(CancellationToken stoppingToken)
@@ -263,7 +265,8 @@ public sealed partial class CommitPipeline : BackgroundService
         var lastCommitId = await StartRepairAsync(stoppingToken);
         Volatile.Write(ref _appliedThrough, lastCommitId);
         Volatile.Write(ref _lastCommitId, lastCommitId);
-        var dispatching = DispatchLoopAsync();
+        // The grain calls are made on the thread pool, not the commit's thread.
+        var dispatching = Task.Run(DispatchLoopAsync, CancellationToken.None);
         var failedSince = false;
         try
         {
@@ -322,7 +325,7 @@ public sealed partial class CommitPipeline : BackgroundService
 
                     // Give a failing store a moment rather than spinning on it.
                     await Task.Delay(RetryDelay, stoppingToken.IsCancellationRequested ? CancellationToken.None : stoppingToken)
-                        .ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                        .ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing | ConfigureAwaitOptions.ContinueOnCapturedContext);
                     continue;
                 }
 
