@@ -252,7 +252,7 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
     }
 
     [Fact]
-    public async Task Topic_aliases_of_the_devices_own_topic_work_and_one_never_set_ends_the_connection_with_0x94()
+    public async Task Topic_aliases_of_the_devices_own_topic_work_another_topics_are_refused_and_one_never_set_ends_the_connection_with_0x94()
     {
         var token = await Server.ProvisionAsync("mqtt-aliaser", "p-mqtt-alias");
         using var client = await Devices.ConnectMqttAsync(Server, "mqtt-aliaser", token);
@@ -276,8 +276,12 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
         Assert.Equal(MqttClientPublishReasonCode.Success, (await client.PublishAsync(Message("", 3, 1))).ReasonCode);
         Assert.Equal(2, (await Server.TrendAsync("p-mqtt-alias", "heart_rate", start, start.AddMinutes(1), count: 2)).TotalCount);
 
+        // Alias 4 is given another device's topic: refused as that topic is, then and when used alone.
+        Assert.Equal(MqttClientPublishReasonCode.NotAuthorized, (await client.PublishAsync(Message("devices/someone-else/vitals", 4, 2))).ReasonCode);
+        Assert.Equal(MqttClientPublishReasonCode.NotAuthorized, (await client.PublishAsync(Message("", 4, 3))).ReasonCode);
+
         // Alias 5 was never given a topic: a protocol error.
-        _ = client.PublishAsync(Message("", 5, 2));
+        _ = client.PublishAsync(Message("", 5, 4));
         Assert.Equal(MqttClientDisconnectReason.TopicAliasInvalid, (await ended.Task.WaitAsync(TimeSpan.FromSeconds(10))).Reason);
         Assert.Matches(@"telemetry_payloads_rejected_total\{[^}]*reason=""topic_alias""[^}]*\} [1-9]", await Server.Http.GetStringAsync("/metrics"));
     }

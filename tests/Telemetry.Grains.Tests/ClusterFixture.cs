@@ -40,12 +40,15 @@ public class ClusterFixture : IAsyncLifetime
     public Task DeactivateIdleGrainsAsync() => Cluster.GrainFactory.GetGrain<IManagementGrain>(0).ForceActivationCollection(TimeSpan.Zero);
 
     /// <summary>Commits <paramref name="readings"/> to the raw store, from the patient's one device; returns the commit's id.</summary>
-    public long Commit(string patientId, params VitalReading[] readings)
+    public long Commit(string patientId, params VitalReading[] readings) => CommitFrom("device-" + patientId, patientId, readings);
+
+    /// <summary>Commits <paramref name="readings"/> to the raw store from <paramref name="deviceId"/>; returns the commit's id.</summary>
+    public long CommitFrom(string deviceId, string patientId, params VitalReading[] readings)
     {
         lock (_commitLock)
         {
             var outcomes = new BatchOutcome[1];
-            return SiloServices.GetRequiredService<Telemetry.Storage.DuckDb.DuckDbRawSeriesStore>().Commit([new DeviceBatch("device-" + patientId, patientId, 0, readings)], outcomes);
+            return SiloServices.GetRequiredService<Telemetry.Storage.DuckDb.DuckDbRawSeriesStore>().Commit([new DeviceBatch(deviceId, patientId, 0, readings)], outcomes);
         }
     }
 

@@ -43,19 +43,30 @@ public sealed class PatientGrainDayTests(ClusterFixture fixture) : IClassFixture
     public async Task A_late_upload_into_a_stopped_vitals_ended_day_reaches_the_store_before_the_call_answers()
     {
         var patient = "p-stopped-vital-upload";
-        await fixture.CommitAndApplyAsync(patient, Heart(_base + 1_000, 70), Oxygen(_base + 1_000, 96));
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 1_000, 70), Oxygen(_base + 61_000, 96));
 
         // Two days on (the oximeter's windows were written when its day ended), the phone uploads more of that day's
-        // oximetry: it folds into the windows still open, of a day the next activation would not rebuild.
+        // oximetry: a reading into the minute still open, then one into an earlier minute of the open hour (the open
+        // hour and day take it), each into the windows of a day the next activation would not rebuild.
         Clock.Offset = TimeSpan.FromDays(2);
         await fixture.CommitAndApplyAsync(patient, Heart(_base + (2 * Day) + 1_000, 72));
-        await fixture.CommitAndApplyAsync(patient, Oxygen(_base + 2_000, 98), Oxygen(_base + 3_000, 100));
+        await fixture.CommitAndApplyAsync(patient, Oxygen(_base + 62_000, 98));
+        await AssertOxygenAsync(hourAndDay: (2, 97.0), minutes: [(2, 97.0)]);
+        await fixture.CommitAndApplyAsync(patient, Oxygen(_base + 2_000, 100));
 
         // A crash now loses nothing: the store has them.
-        foreach (var resolution in ResolutionExtensions.All)
+        await AssertOxygenAsync(hourAndDay: (3, 98.0), minutes: [(1, 100.0), (2, 97.0)]);
+
+        async Task AssertOxygenAsync((long Count, double Mean) hourAndDay, (long Count, double Mean)[] minutes)
         {
-            var window = Assert.Single(await fixture.Rollups.QueryAsync(patient, VitalKind.OxygenSaturation, resolution, resolution.WindowStart(_base), _base + 1));
-            Assert.Equal((3, 98.0), (window.Count, window.Mean));
+            foreach (var resolution in new[] { Resolution.Hour, Resolution.Day })
+            {
+                var window = Assert.Single(await fixture.Rollups.QueryAsync(patient, VitalKind.OxygenSaturation, resolution, resolution.WindowStart(_base), _base + 1));
+                Assert.Equal(hourAndDay, (window.Count, window.Mean));
+            }
+
+            var stored = await fixture.Rollups.QueryAsync(patient, VitalKind.OxygenSaturation, Resolution.Minute, _base, _base + 120_000);
+            Assert.Equal(minutes, stored.Select(minute => (minute.Count, minute.Mean)));
         }
     }
 

@@ -85,6 +85,27 @@ public sealed class PatientGrainLateStoreTests(LateShowingClusterFixture fixture
     }
 
     [Fact]
+    public async Task A_second_devices_reading_at_a_time_the_activation_read_from_the_first_is_in_the_minute_once_it_closes()
+    {
+        var patient = "p-two-devices";
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 1_000, 60));
+        await fixture.DeactivateIdleGrainsAsync();
+
+        // The watch's reading at 61 s was shown to the activation; the ring's at the same millisecond was committed and
+        // handed over after it. The grain knows readings by time, not device: it takes the ring's for the watch's.
+        fixture.CommitFrom("watch", patient, Heart(_base + 61_000, 70));
+        var grain = fixture.Patient(patient);
+        await grain.GetLiveAsync();
+        VitalReading[] ring = [Heart(_base + 61_000, 74)];
+        await grain.ApplyAsync(new PatientReadings(fixture.CommitFrom("ring", patient, ring), ring));
+
+        // So the minute is taken from the store as it closes.
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 121_000, 80));
+        var minute = (await MinutesAsync(patient))[1];
+        Assert.Equal((2L, 72.0), (minute.Count, minute.Mean));
+    }
+
+    [Fact]
     public async Task Minutes_of_a_commit_applied_before_a_restart_that_the_store_showed_only_after_the_rebuild_end_up_whole()
     {
         var patient = "p-restarted";

@@ -329,6 +329,9 @@ public sealed partial class PatientGrain(
                 // The vital's last minute as the rebuild read it, still open: the reading is in it, or goes in now.
                 if (alreadyIn)
                 {
+                    // Known by its time only: another device's reading at the same time would be taken for it, so the
+                    // minute is still settled from the store once it closes.
+                    (_unsettled ??= []).Add((reading.Kind, Resolution.Minute.WindowStart(reading.TimestampMs)));
                     continue;
                 }
             }
@@ -365,12 +368,11 @@ public sealed partial class PatientGrain(
             {
                 (_late ??= []).Add((reading.Kind, Resolution.Minute.WindowStart(reading.TimestampMs)));
             }
-            else if (reading.TimestampMs < _checkpointedBeforeMs)
-            {
-                // Into the open windows of a day already ended (a vital whose latest reading is from then): a crash
-                // before that day's windows close would lose it, and the next activation may not rebuild that day.
-                intoEndedDay = true;
-            }
+
+            // Into the open windows of a day already ended (a vital whose latest reading is from then; a late reading
+            // goes into its open hour or day too): a crash before that day's windows close would lose it, and the next
+            // activation may not rebuild that day.
+            intoEndedDay |= reading.TimestampMs < _checkpointedBeforeMs;
         }
 
         if (_readInLastMinute is not null)

@@ -40,6 +40,9 @@ public sealed partial class MqttIngestEndpoint(
     private const string ProtocolVersionItem = "telemetry.protocol-version";
     private const string TopicAliasesItem = "telemetry.topic-aliases";
 
+    // The topic of a publish by an alias given a topic not the device's own (not kept): never a device's vitals topic.
+    private const string ForeignAliasTopic = "(a topic alias given another topic)";
+
     /// <summary>The most topic alias numbers a connection may give its vitals topic (it needs one).</summary>
     private const int MaxTopicAliases = 16;
 
@@ -341,8 +344,9 @@ public sealed partial class MqttIngestEndpoint(
     /// per connection, every topic a publish names by one (a device could fill the server's memory with them); a
     /// device writes to one topic. So the aliases a connection gives its own vitals topic are kept here, as numbers
     /// (at most <see cref="MaxTopicAliases"/>), and every publish reaches the broker with its topic and no alias. An
-    /// alias given another topic is forgotten (the publish is refused as to the wrong topic, as without one), and one
-    /// never given a topic on this connection, or one past the limit, ends the connection with DISCONNECT 0x94.
+    /// alias given another topic is noted as such, without its topic: that publish, and each later one by the alias, is
+    /// refused as to the wrong topic (0x87), as without an alias. One never given a topic on this connection, or one
+    /// past the limit, ends the connection with DISCONNECT 0x94.
     /// </summary>
     private Task InterceptInboundAsync(InterceptingPacketEventArgs args)
     {
@@ -355,25 +359,28 @@ public sealed partial class MqttIngestEndpoint(
         var aliases = args.SessionItems[TopicAliasesItem] as TopicAliases;
         if (!string.IsNullOrEmpty(publish.Topic))
         {
-            if (!MqttTopics.IsDeviceVitals(publish.Topic, device.DeviceId))
+            var own = MqttTopics.IsDeviceVitals(publish.Topic, device.DeviceId);
+            if ((own ? aliases?.Numbers : aliases?.Foreign)?.Contains(alias) is not true)
             {
-                aliases?.Numbers.Remove(alias);
-            }
-            else if (aliases?.Numbers.Contains(alias) is not true)
-            {
-                aliases ??= new TopicAliases(publish.Topic);
-                if (aliases.Numbers.Count == MaxTopicAliases)
+                aliases ??= new TopicAliases(MqttTopics.DeviceVitals(device.DeviceId));
+                if (aliases.Numbers.Count + aliases.Foreign.Count == MaxTopicAliases)
                 {
                     return RefuseTopicAlias(args, $"at most {MaxTopicAliases} topic aliases a connection");
                 }
 
-                aliases.Numbers.Add(alias);
+                (own ? aliases.Foreign : aliases.Numbers).Remove(alias);
+                (own ? aliases.Numbers : aliases.Foreign).Add(alias);
                 args.SessionItems[TopicAliasesItem] = aliases;
             }
         }
         else if (aliases?.Numbers.Contains(alias) is true)
         {
             publish.Topic = aliases.Topic;
+        }
+        else if (aliases?.Foreign.Contains(alias) is true)
+        {
+            // Refused as to the wrong topic by the publish check, as it was when the alias was given its topic.
+            publish.Topic = ForeignAliasTopic;
         }
         else
         {
@@ -391,12 +398,14 @@ public sealed partial class MqttIngestEndpoint(
         return DisconnectAsync(args.ClientId, MqttDisconnectReasonCode.TopicAliasInvalid, reason);
     }
 
-    /// <summary>The topic alias numbers a connection gave its device's vitals topic.</summary>
+    /// <summary>The topic alias numbers a connection gave its device's vitals topic, and those it gave other topics.</summary>
     private sealed class TopicAliases(string topic)
     {
         public string Topic { get; } = topic;
 
         public HashSet<ushort> Numbers { get; } = [];
+
+        public HashSet<ushort> Foreign { get; } = [];
     }
 
     private Task InterceptOutboundAsync(InterceptingPacketEventArgs args) =>

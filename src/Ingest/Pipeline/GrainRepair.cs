@@ -89,7 +89,8 @@ internal sealed partial class GrainRepair(
             Add(position.AppliedThrough, position.LastCommitId, patients: null);
         }
 
-        _loop = RunAsync(ready, stopping);
+        // On the thread pool: the caller is the commit loop, on a thread of its own that the repair must not share.
+        _loop = Task.Run(() => RunAsync(ready, stopping), CancellationToken.None);
         return position.LastCommitId;
     }
 

@@ -119,6 +119,11 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
     /// <summary>The newest records first that match, at most <paramref name="limit"/>; reads back only as far as it must.</summary>
     public IReadOnlyList<AuditRecord> Query(string? patientId, string? actor, DateTimeOffset? from, DateTimeOffset? to, int limit)
     {
+        if (limit <= 0)
+        {
+            return [];
+        }
+
         var newest = new List<AuditRecord>(Math.Min(limit, 1_024));
         var latest = new Queue<AuditRecord>();
         foreach (var segment in Segments().Reverse())
@@ -479,7 +484,8 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
         }
         catch (ObjectDisposedException)
         {
-            _synced = written;
+            // Closed meanwhile: by the day moving on (which flushed it), or after a write that failed. The next tick
+            // flushes the file now open, and with it (one file, whichever handle) what this one had.
         }
         catch (IOException exception)
         {
