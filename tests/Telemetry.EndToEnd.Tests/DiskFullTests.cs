@@ -1,5 +1,5 @@
-using System.Diagnostics;
 using MQTTnet;
+using Telemetry.Testing;
 
 namespace Telemetry.EndToEnd.Tests;
 
@@ -9,26 +9,18 @@ namespace Telemetry.EndToEnd.Tests;
 /// </summary>
 public sealed class DiskFullTests : IAsyncLifetime
 {
-    private readonly string _mount = Path.Combine(Path.GetTempPath(), "telemetry-diskfull-" + Guid.NewGuid().ToString("N"));
+    private SmallDisk _disk = null!;
 
-    public async Task InitializeAsync()
-    {
-        Directory.CreateDirectory(_mount);
-        await RunAsync("mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", _mount);
-    }
+    public async Task InitializeAsync() => _disk = await SmallDisk.MountAsync("48m");
 
-    public async Task DisposeAsync()
-    {
-        await RunAsync("umount", "-l", _mount);
-        Directory.Delete(_mount, recursive: true);
-    }
+    public async Task DisposeAsync() => await _disk.DisposeAsync();
 
     [Fact]
     public async Task A_full_disk_stops_acks_turns_health_unready_and_recovers_when_space_returns()
     {
         await using var server = await TelemetryServer.StartNewAsync(new Dictionary<string, string>
         {
-            ["Telemetry__Storage__DuckDb__Path"] = Path.Combine(_mount, "telemetry.duckdb"),
+            ["Telemetry__Storage__DuckDb__Path"] = Path.Combine(_disk.Path, "telemetry.duckdb"),
         });
         var token = await server.ProvisionAsync("disk-watch", "p-disk");
         using var client = await Devices.ConnectMqttAsync(server, "disk-watch", token);
@@ -48,7 +40,7 @@ public sealed class DiskFullTests : IAsyncLifetime
         }
 
         // Fill the disk but for a sliver.
-        var filler = Path.Combine(_mount, "filler");
+        var filler = Path.Combine(_disk.Path, "filler");
         await FillAsync(filler);
 
         MqttClientPublishResult refused;
@@ -116,13 +108,5 @@ public sealed class DiskFullTests : IAsyncLifetime
         }
 
         file.SetLength(Math.Max(0, file.Length - (1 << 16)));
-    }
-
-    private static async Task RunAsync(string command, params string[] arguments)
-    {
-        using var process = Process.Start(new ProcessStartInfo(command, arguments) { RedirectStandardError = true }) ?? throw new InvalidOperationException(command);
-        var error = await process.StandardError.ReadToEndAsync();
-        await process.WaitForExitAsync();
-        Assert.True(process.ExitCode == 0, $"{command} {string.Join(' ', arguments)}: {error}");
     }
 }

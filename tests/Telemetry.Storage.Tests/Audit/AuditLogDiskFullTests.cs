@@ -1,7 +1,7 @@
-using System.Diagnostics;
 using Microsoft.Extensions.Logging.Abstractions;
 using Telemetry.Storage.Audit;
 using Telemetry.Storage.DuckDb;
+using Telemetry.Testing;
 
 namespace Telemetry.Storage.Tests.Audit;
 
@@ -11,29 +11,21 @@ namespace Telemetry.Storage.Tests.Audit;
 /// </summary>
 public sealed class AuditLogDiskFullTests : IAsyncLifetime
 {
-    private readonly string _mount = Path.Combine(Path.GetTempPath(), "telemetry-audit-full-" + Guid.NewGuid().ToString("N"));
+    private SmallDisk _disk = null!;
 
-    public async Task InitializeAsync()
-    {
-        Directory.CreateDirectory(_mount);
-        await RunAsync("mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", _mount);
-    }
+    public async Task InitializeAsync() => _disk = await SmallDisk.MountAsync("256k");
 
-    public async Task DisposeAsync()
-    {
-        await RunAsync("umount", "-l", _mount);
-        Directory.Delete(_mount, recursive: true);
-    }
+    public async Task DisposeAsync() => await _disk.DisposeAsync();
 
     [Fact]
     public async Task A_record_the_full_disk_refused_is_not_in_the_chain_and_the_chain_goes_on_whole_after_it()
     {
-        var options = Microsoft.Extensions.Options.Options.Create(new DuckDbOptions { Path = Path.Combine(_mount, "telemetry.duckdb") });
+        var options = Microsoft.Extensions.Options.Options.Create(new DuckDbOptions { Path = Path.Combine(_disk.Path, "telemetry.duckdb") });
         await using var log = new AuditLog(options, TimeProvider.System, NullLogger<AuditLog>.Instance);
         await log.WriteAsync("dr-a", "clinician", "p-1", "GET /api/patients/p-1/live", 200);
 
         // Fill the disk, then write until a record no longer fits in the file's last page.
-        var filler = Path.Combine(_mount, "filler");
+        var filler = Path.Combine(_disk.Path, "filler");
         Fill(filler);
         var written = 1;
         IOException? refused = null;
@@ -81,13 +73,5 @@ public sealed class AuditLogDiskFullTests : IAsyncLifetime
         {
             // Full.
         }
-    }
-
-    private static async Task RunAsync(string command, params string[] arguments)
-    {
-        using var process = Process.Start(new ProcessStartInfo(command, arguments) { RedirectStandardError = true }) ?? throw new InvalidOperationException(command);
-        var error = await process.StandardError.ReadToEndAsync();
-        await process.WaitForExitAsync();
-        Assert.True(process.ExitCode == 0, $"{command} {string.Join(' ', arguments)}: {error}");
     }
 }
