@@ -350,9 +350,14 @@ public sealed partial class MqttIngestEndpoint(
     /// </summary>
     private Task InterceptInboundAsync(InterceptingPacketEventArgs args)
     {
-        if (args.Packet is not MqttPublishPacket { TopicAlias: not 0 } publish || args.SessionItems?[IdentityItem] is not DeviceIdentity device)
+        if (args.Packet is not MqttPublishPacket { TopicAlias: not 0 } publish)
         {
             return Task.CompletedTask;
+        }
+
+        if (args.SessionItems?[IdentityItem] is not DeviceIdentity device)
+        {
+            return RefuseTopicAlias(args, "not authenticated");
         }
 
         var alias = publish.TopicAlias;
