@@ -217,6 +217,9 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
 
     private void AppendQuarantined(IReadOnlyList<DeviceBatch> batches, Span<BatchOutcome> outcomes, string catalog, long commitId)
     {
+        // A quarantined reading (device, vital, time) is kept once, as a reading is: one sent again in a batch not
+        // known by its number (SenML carries none; a failed commit forgets its numbers) is found and not kept twice.
+        var kept = StoredQuarantine(batches, outcomes);
         DuckDBAppender? appender = null;
         try
         {
@@ -228,9 +231,14 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
                     continue;
                 }
 
-                appender ??= _writer.CreateAppender(catalog, "main", "quarantine");
                 foreach (var reading in batch.Quarantined.Span)
                 {
+                    if (!kept.Add((batch.DeviceId, reading.Kind, reading.TimestampMs)))
+                    {
+                        continue;
+                    }
+
+                    appender ??= _writer.CreateAppender(catalog, "main", "quarantine");
                     appender.CreateRow()
                         .AppendValue(batch.PatientId)
                         .AppendValue(batch.DeviceId)
@@ -247,6 +255,43 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         {
             appender?.Dispose();
         }
+    }
+
+    /// <summary>The quarantined readings already kept of the devices whose batches in the flush bring some, in their time ranges.</summary>
+    private HashSet<(string DeviceId, VitalKind Kind, long TimestampMs)> StoredQuarantine(IReadOnlyList<DeviceBatch> batches, Span<BatchOutcome> outcomes)
+    {
+        var ranges = new Dictionary<string, (long FromMs, long ToMs)>(StringComparer.Ordinal);
+        for (var i = 0; i < batches.Count; i++)
+        {
+            if (outcomes[i].Outcome == CommitOutcome.Duplicate)
+            {
+                continue;
+            }
+
+            foreach (var reading in batches[i].Quarantined.Span)
+            {
+                ranges[batches[i].DeviceId] = ranges.TryGetValue(batches[i].DeviceId, out var range)
+                    ? (Math.Min(range.FromMs, reading.TimestampMs), Math.Max(range.ToMs, reading.TimestampMs))
+                    : (reading.TimestampMs, reading.TimestampMs);
+            }
+        }
+
+        var stored = new HashSet<(string DeviceId, VitalKind Kind, long TimestampMs)>();
+        foreach (var (deviceId, (fromMs, toMs)) in ranges)
+        {
+            using var query = _writer.CreateCommand();
+            query.CommandText = "SELECT kind, epoch_ms(ts) FROM all_quarantine WHERE device_id = $1 AND ts BETWEEN $2 AND $3";
+            query.Parameters.Add(new DuckDBParameter(deviceId));
+            query.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(fromMs)));
+            query.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(toMs)));
+            using var reader = query.ExecuteReader();
+            while (reader.Read())
+            {
+                stored.Add((deviceId, (VitalKind)reader.GetByte(0), reader.GetInt64(1)));
+            }
+        }
+
+        return stored;
     }
 
     public Task<IReadOnlyList<QuarantinedReading>> ReadQuarantineAsync(string deviceId, int limit, CancellationToken cancellationToken = default) =>

@@ -34,6 +34,22 @@ public sealed class QuarantineTests : IDisposable
     }
 
     [Fact]
+    public async Task A_quarantined_reading_sent_again_without_a_batch_number_is_kept_once()
+    {
+        // SenML carries no batch number: the resend is known by its readings, the quarantined one included.
+        var batch = Of("watch-3", "patient-3", 0, new VitalReading(VitalKind.HeartRate, T0, 70)) with
+        {
+            Quarantined = new[] { new VitalReading(VitalKind.HeartRate, T0 + 1_000, 900), new VitalReading(VitalKind.HeartRate, T0 + 1_000, 900) },
+        };
+
+        Store.Commit(batch);
+        Store.Commit(batch);
+
+        var quarantined = Assert.Single(await Store.ReadQuarantineAsync("watch-3", limit: 10));
+        Assert.Equal(new VitalReading(VitalKind.HeartRate, T0 + 1_000, 900), quarantined.Reading);
+    }
+
+    [Fact]
     public async Task A_batch_of_only_quarantined_readings_commits_them()
     {
         var batch = Of("watch-2", "patient-2", 0) with { Quarantined = new[] { new VitalReading(VitalKind.OxygenSaturation, T0, 12) } };
