@@ -23,6 +23,13 @@ public interface IAlertStore
     /// <summary>The alert as it stands, or null when there is no such alert.</summary>
     Task<Alert?> GetAsync(string alertId, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// Deletes the history older than <paramref name="cutoff"/> (retention): events that happened before it, and alerts
+    /// raised before it that are no longer open. An open alert stays however old it is, and positions never go back: a
+    /// consumer's cursor stays valid. Returns how many events and alerts went.
+    /// </summary>
+    Task<long> DeleteBeforeAsync(DateTimeOffset cutoff, CancellationToken cancellationToken = default);
+
     /// <summary>Marks whether a patient has alert rules, so the patient's timers are started again when the server starts.</summary>
     Task SetWatchedAsync(string patientId, bool watched, CancellationToken cancellationToken = default);
 

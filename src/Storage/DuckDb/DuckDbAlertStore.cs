@@ -116,6 +116,9 @@ public sealed class DuckDbAlertStore : IAlertStore
         return await Task.Run(read, cancellationToken);
     }
 
+    public Task<long> DeleteBeforeAsync(DateTimeOffset cutoff, CancellationToken cancellationToken = default) =>
+        _database.StateWrites.DeleteBeforeAsync(cutoff, cancellationToken);
+
     public Task SetWatchedAsync(string patientId, bool watched, CancellationToken cancellationToken = default) => Task.Run(() =>
     {
         using var connection = _database.OpenConnection();

@@ -169,6 +169,20 @@ internal sealed partial class DuckDbStateWrites : IDisposable
         }
     }
 
+    /// <summary>
+    /// Deletes the alert history older than <paramref name="cutoff"/>: the events that happened before it and the alerts
+    /// raised before it that are no longer open (an open alert stays, however old). The latest event stays whatever its
+    /// age: positions go on from it when the file is opened again, and a consumer standing at it misses nothing after.
+    /// Runs in the writer, after the journal's records are in the file, so it meets no write of the same rows.
+    /// Returns how many events and alerts went.
+    /// </summary>
+    public async Task<long> DeleteBeforeAsync(DateTimeOffset cutoff, CancellationToken cancellationToken)
+    {
+        var written = await _writes.WriteAsync(new Write(null, [], DeleteBefore: cutoff), cancellationToken);
+        written.Failure?.Throw();
+        return written.Deleted;
+    }
+
     private async Task SettleWritingAsync(CancellationToken cancellationToken)
     {
         var written = await _writes.WriteAsync(new Write(null, [], Settle: true), cancellationToken);
@@ -232,6 +246,10 @@ internal sealed partial class DuckDbStateWrites : IDisposable
             {
                 close = true;
             }
+            else if (group[i].DeleteBefore is not null)
+            {
+                continue;
+            }
             else if (group[i].Settle)
             {
                 settle = true;
@@ -254,6 +272,23 @@ internal sealed partial class DuckDbStateWrites : IDisposable
                 foreach (var i in writes)
                 {
                     results[i] = new Written(null, [], failure);
+                }
+            }
+        }
+
+        for (var i = 0; i < group.Count; i++)
+        {
+            if (group[i].DeleteBefore is { } cutoff)
+            {
+                try
+                {
+                    ApplyPending();
+                    using var connection = _database.OpenConnection();
+                    results[i] = new Written(null, [], Deleted: DeleteHistory(connection, cutoff.UtcDateTime));
+                }
+                catch (Exception exception)
+                {
+                    results[i] = new Written(null, [], ExceptionDispatchInfo.Capture(exception));
                 }
             }
         }
@@ -724,6 +759,20 @@ internal sealed partial class DuckDbStateWrites : IDisposable
     private static object?[] AlertRow(Alert alert) =>
         [alert.AlertId, alert.PatientId, alert.RaisedAt.UtcDateTime, alert.IsOpen, JsonSerializer.Serialize(alert, TelemetryJson.Options)];
 
+    /// <summary>The alert history before <paramref name="cutoff"/>, in one transaction (see <see cref="DeleteBeforeAsync"/>).</summary>
+    private static long DeleteHistory(DuckDBConnection connection, DateTime cutoff)
+    {
+        using var transaction = connection.BeginTransaction();
+        using var command = connection.CreateCommand();
+        command.Parameters.Add(new DuckDBParameter(cutoff));
+        command.CommandText = "DELETE FROM alert_events WHERE occurred_at < $1 AND position < (SELECT MAX(position) FROM alert_events)";
+        long deleted = command.ExecuteNonQuery();
+        command.CommandText = "DELETE FROM alerts WHERE raised_at < $1 AND NOT is_open";
+        deleted += command.ExecuteNonQuery();
+        transaction.Commit();
+        return deleted;
+    }
+
     /// <summary>Each patient's last stored event number.</summary>
     private static Dictionary<string, long> LastSeqs(DuckDBConnection connection)
     {
@@ -761,14 +810,17 @@ internal sealed partial class DuckDbStateWrites : IDisposable
 
     /// <summary>
     /// A state change with the events it carries (stored with it when it is accepted), an append alone, a read waiting
-    /// for the file (<paramref name="Settle"/>), or the last request (<paramref name="Close"/>).
+    /// for the file (<paramref name="Settle"/>), a deletion of the history before a time (<paramref name="DeleteBefore"/>),
+    /// or the last request (<paramref name="Close"/>).
     /// </summary>
-    private readonly record struct Write(StateChange? State, IReadOnlyList<AlertEvent> Events, bool Settle = false, bool Close = false);
+    private readonly record struct Write(
+        StateChange? State, IReadOnlyList<AlertEvent> Events, bool Settle = false, bool Close = false, DateTimeOffset? DeleteBefore = null);
 
     /// <summary>
-    /// A write's answer: the refusal of its state change, or its events as stored (with their positions); or, when it
-    /// failed, the exception. A read waiting for the file waits for <paramref name="Applied"/> as well.
+    /// A write's answer: the refusal of its state change, or its events as stored (with their positions), or how many
+    /// rows a deletion took; or, when it failed, the exception. A read waiting for the file waits for
+    /// <paramref name="Applied"/> as well.
     /// </summary>
     private readonly record struct Written(
-        InconsistentStateException? Refused, IReadOnlyList<AlertEvent> Stored, ExceptionDispatchInfo? Failure = null, Task? Applied = null);
+        InconsistentStateException? Refused, IReadOnlyList<AlertEvent> Stored, ExceptionDispatchInfo? Failure = null, Task? Applied = null, long Deleted = 0);
 }

@@ -127,6 +127,81 @@ public sealed class RedisAlertStore(RedisConnection redis) : IAlertStore
             ? JsonSerializer.Deserialize<Alert>((string)json!, TelemetryJson.Options)
             : null;
 
+    /// <summary>
+    /// Deletes the history older than <paramref name="cutoff"/> a page at a time: events from the lowest position on,
+    /// until one that is not older (an event handed over again after a crash can sit later than newer ones; it goes at a
+    /// later run), and alerts raised before it that are not open. Positions come from their own counter, so they never
+    /// go back. Servers of a cluster may run this at once: each deletion is one whatever the others did.
+    /// </summary>
+    public async Task<long> DeleteBeforeAsync(DateTimeOffset cutoff, CancellationToken cancellationToken = default)
+    {
+        const int PageSize = 500;
+        var database = await redis.DatabaseAsync();
+        long deleted = 0;
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            var page = await database.SortedSetRangeByRankAsync(_events, 0, PageSize - 1);
+            var old = page.Select(entry => (Member: entry, Event: JsonSerializer.Deserialize<AlertEvent>((string)entry!, TelemetryJson.Options)!))
+                .TakeWhile(entry => entry.Event.At < cutoff)
+                .ToList();
+            if (old.Count == 0)
+            {
+                break;
+            }
+
+            var batch = database.CreateBatch();
+            var removals = new List<Task> { batch.SortedSetRemoveAsync(_events, [.. old.Select(entry => entry.Member)]) };
+            foreach (var patient in old.GroupBy(entry => entry.Event.PatientId, StringComparer.Ordinal))
+            {
+                removals.Add(batch.SortedSetRemoveAsync(redis.Key($"alerts:events:{patient.Key}"), [.. patient.Select(entry => entry.Member)]));
+                removals.Add(batch.HashDeleteAsync(redis.Key($"alerts:seq:{patient.Key}"), [.. patient.Select(entry => (RedisValue)entry.Event.Seq)]));
+            }
+
+            batch.Execute();
+            await Task.WhenAll(removals);
+            deleted += old.Count;
+            if (old.Count < page.Length || page.Length < PageSize)
+            {
+                break;
+            }
+        }
+
+        // Alerts raised before the cutoff, oldest first; the open ones among them are stepped over.
+        var skip = 0L;
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            var ids = await database.SortedSetRangeByScoreAsync(_raised, double.NegativeInfinity, cutoff.ToUnixTimeMilliseconds(), Exclude.Stop, Order.Ascending, skip, PageSize);
+            if (ids.Length == 0)
+            {
+                break;
+            }
+
+            var open = await database.SortedSetScoresAsync(_open, ids);
+            var closed = ids.Where((_, i) => open[i] is null).ToArray();
+            skip += ids.Length - closed.Length;
+            if (closed.Length > 0)
+            {
+                var batch = database.CreateBatch();
+                var removals = new List<Task> { batch.HashDeleteAsync(_alerts, closed), batch.SortedSetRemoveAsync(_raised, closed) };
+                foreach (var patient in closed.GroupBy(id => AlertIds.TryParse(id, out var patientId, out _) ? patientId : string.Empty, StringComparer.Ordinal))
+                {
+                    removals.Add(batch.SortedSetRemoveAsync(redis.Key($"alerts:raised:{patient.Key}"), [.. patient]));
+                }
+
+                batch.Execute();
+                await Task.WhenAll(removals);
+                deleted += closed.Length;
+            }
+
+            if (ids.Length < PageSize)
+            {
+                break;
+            }
+        }
+
+        return deleted;
+    }
+
     public async Task SetWatchedAsync(string patientId, bool watched, CancellationToken cancellationToken = default)
     {
         var database = await redis.DatabaseAsync();

@@ -29,6 +29,13 @@ public sealed class RetentionOptions : IValidatableObject
     [Range(0, 36_500)]
     public int DayRollupDays { get; set; }
 
+    /// <summary>
+    /// Alert history: events older than this, and alerts raised before it that are no longer open (an open alert stays
+    /// however old). A year by default: in a cluster the history lives in Redis's memory.
+    /// </summary>
+    [Range(0, 36_500)]
+    public int AlertDays { get; set; } = 365;
+
     /// <summary>How often the retention job runs.</summary>
     [Range(typeof(TimeSpan), "00:00:01", "7.00:00:00")]
     public TimeSpan Interval { get; set; } = TimeSpan.FromHours(1);

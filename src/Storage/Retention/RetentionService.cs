@@ -7,10 +7,14 @@ using Telemetry.Core.Storage;
 
 namespace Telemetry.Storage.Retention;
 
-/// <summary>Deletes what is older than each resolution's retention, on start and then every <see cref="RetentionOptions.Interval"/>.</summary>
+/// <summary>
+/// Deletes what is older than each resolution's retention, and the alert history older than its own, on start and then
+/// every <see cref="RetentionOptions.Interval"/>.
+/// </summary>
 public sealed partial class RetentionService(
     IRawSeriesStore rawStore,
     IRollupStore rollupStore,
+    IAlertStore alertStore,
     IOptions<RetentionOptions> options,
     TimeProvider timeProvider,
     IMeterFactory meterFactory,
@@ -19,7 +23,7 @@ public sealed partial class RetentionService(
     public const string MeterName = "Telemetry";
 
     private readonly Counter<long> _deleted = meterFactory.Create(MeterName).CreateCounter<long>(
-        "telemetry.retention.deleted", "{row}", "Readings and rollup windows deleted by retention, by resolution.");
+        "telemetry.retention.deleted", "{row}", "Readings, rollup windows and alert history deleted by retention, by resolution (alerts: events and alerts).");
 
     /// <summary>
     /// Applies every resolution's retention once; returns how many rows went, by resolution name. A step that fails
@@ -56,6 +60,11 @@ public sealed partial class RetentionService(
                 var cutoff = resolution.WindowStart(now.AddDays(-days).ToUnixTimeMilliseconds());
                 await StepAsync(resolution.ToWireName(), () => rollupStore.DeleteBeforeAsync(resolution, cutoff, cancellationToken));
             }
+        }
+
+        if (retention.AlertDays > 0)
+        {
+            await StepAsync("alerts", () => alertStore.DeleteBeforeAsync(now.AddDays(-retention.AlertDays), cancellationToken));
         }
 
         foreach (var (name, count) in deleted.Where(entry => entry.Value >= 0))

@@ -90,6 +90,38 @@ public sealed class DuckDbAlertStoreTests : IDisposable
     }
 
     [Fact]
+    public async Task Retention_deletes_old_events_and_old_closed_alerts_keeps_open_ones_and_positions_go_on_after_the_latest()
+    {
+        var old = T0.AddDays(-400);
+        await _store.AppendAsync(
+        [
+            new AlertEvent("p-1", 1, AlertEventType.Raised, old, Alert("p-1~1", AlertStatus.Active) with { RaisedAt = old }),
+            new AlertEvent("p-1", 2, AlertEventType.Cleared, old.AddMinutes(5), Alert("p-1~1", AlertStatus.Cleared) with { RaisedAt = old }),
+            new AlertEvent("p-1", 3, AlertEventType.Raised, old.AddMinutes(10), Alert("p-1~2", AlertStatus.Active) with { RaisedAt = old.AddMinutes(10) }),
+            new AlertEvent("p-2", 1, AlertEventType.Raised, T0.AddDays(-1), Alert("p-2~1", AlertStatus.Active, "p-2") with { RaisedAt = T0.AddDays(-1) }),
+        ]);
+
+        // Three events and one alert: the alert raised long ago and still open stays.
+        Assert.Equal(4, await _store.DeleteBeforeAsync(T0.AddDays(-365)));
+        Assert.Equal([4L], (await _store.ReadEventsAsync(0, null, 10)).Select(e => e.Position));
+        Assert.Null(await _store.GetAsync("p-1~1"));
+        Assert.Equal(["p-2~1", "p-1~2"], (await _store.QueryAsync(new AlertQuery(null, null, null, OpenOnly: false, Limit: 10))).Select(a => a.AlertId));
+
+        // Every event is old now, but the latest stays: positions go on from it when the file is opened again.
+        Assert.Equal(0, await _store.DeleteBeforeAsync(T0.AddDays(1)));
+        _database.Dispose();
+        _database = new DuckDbDatabase(_directory.Options);
+        _store = new DuckDbAlertStore(_database);
+        var appended = await _store.AppendAsync([Event("p-2", 2, AlertEventType.Cleared, Alert("p-2~1", AlertStatus.Cleared, "p-2") with { RaisedAt = T0.AddDays(-1) })]);
+
+        Assert.Equal(5, appended[0].Position);
+        Assert.Equal(AlertStatus.Cleared, (await _store.GetAsync("p-2~1"))!.Status);
+        Assert.Equal(2, await _store.DeleteBeforeAsync(T0.AddDays(1)));
+        Assert.Equal([5L], (await _store.ReadEventsAsync(0, null, 10)).Select(e => e.Position));
+        Assert.Equal(["p-1~2"], (await _store.QueryAsync(new AlertQuery(null, null, null, OpenOnly: false, Limit: 10))).Select(a => a.AlertId));
+    }
+
+    [Fact]
     public async Task Appends_made_at_once_by_many_patients_are_stored_together_in_order_and_a_resend_among_them_keeps_its_position()
     {
         var early = await _store.AppendAsync([Event("p-0", 1, AlertEventType.Raised, Alert("p-0~1", AlertStatus.Active, "p-0"))]);

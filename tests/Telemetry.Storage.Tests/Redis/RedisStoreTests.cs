@@ -72,6 +72,32 @@ public sealed class RedisStoreTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Retention_deletes_old_events_and_old_closed_alerts_keeps_open_ones_and_positions_go_on()
+    {
+        var store = new RedisAlertStore(_first);
+        var old = T0.AddDays(-400);
+        await store.AppendAsync([Event("patient-1", 1, AlertStatus.Active, episode: 1, raisedAt: old)]);
+        await store.AppendAsync([Event("patient-1", 2, AlertStatus.Cleared, episode: 1, raisedAt: old)]);
+        await store.AppendAsync([Event("patient-1", 3, AlertStatus.Active, episode: 2, raisedAt: old.AddMinutes(10))]);
+        await store.AppendAsync([Event("patient-2", 1, AlertStatus.Active, episode: 1, raisedAt: T0.AddDays(-1))]);
+
+        // Three events and one alert: the alert raised long ago and still open stays. The second server finds nothing more.
+        Assert.Equal(4, await store.DeleteBeforeAsync(T0.AddDays(-365)));
+        Assert.Equal(0, await new RedisAlertStore(_second).DeleteBeforeAsync(T0.AddDays(-365)));
+
+        Assert.Equal([4L], (await store.ReadEventsAsync(0, null, 10)).Select(item => item.Position));
+        Assert.Empty(await store.ReadEventsAsync(0, "patient-1", 10));
+        Assert.Null(await store.GetAsync("patient-1~1"));
+        Assert.Equal(["patient-2~1", "patient-1~2"], (await store.QueryAsync(new AlertQuery(null, null, null, OpenOnly: false, Limit: 10))).Select(alert => alert.AlertId));
+        Assert.Equal(["patient-1~2"], (await store.QueryAsync(new AlertQuery("patient-1", null, null, OpenOnly: false, Limit: 10))).Select(alert => alert.AlertId));
+
+        // Positions go on from the counter: a consumer standing at 4 misses nothing.
+        var next = await store.AppendAsync([Event("patient-2", 2, AlertStatus.Cleared, episode: 1, raisedAt: T0.AddDays(-1))]);
+        Assert.Equal(5, next[0].Position);
+        Assert.Equal([5L], (await store.ReadEventsAsync(4, null, 10)).Select(item => item.Position));
+    }
+
+    [Fact]
     public async Task Cursors_and_watched_patients_are_shared()
     {
         var store = new RedisAlertStore(_first);

@@ -4,6 +4,7 @@ using System.Reflection;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
+using Telemetry.Core.Alerts;
 using Telemetry.Core.Readings;
 using Telemetry.Core.Rollups;
 using Telemetry.Core.Storage;
@@ -23,11 +24,13 @@ public sealed class RetentionTests : IAsyncLifetime
     private DuckDbDatabase _database = null!;
     private DuckDbRawSeriesStore _raw = null!;
     private DuckDbRollupStore _rollups = null!;
+    private DuckDbAlertStore _alerts = null!;
 
     public async Task InitializeAsync()
     {
         _database = new DuckDbDatabase(_directory.Options);
         _raw = new DuckDbRawSeriesStore(_database);
+        _alerts = new DuckDbAlertStore(_database);
         _rollups = new DuckDbRollupStore(_database, _directory.Options, TimeProvider.System, NullLogger<DuckDbRollupStore>.Instance);
         await _rollups.StartAsync(CancellationToken.None);
     }
@@ -54,13 +57,24 @@ public sealed class RetentionTests : IAsyncLifetime
                 new Rollup("patient-1", VitalKind.HeartRate, r, new RollupWindow(r.WindowStart(at), 1, 70, 70, 70, 4_900, 70, at)))]);
         }
 
-        var service = Service(now, new RetentionOptions { RawDays = 90, MinuteRollupDays = 180, HourRollupDays = 1_095, DayRollupDays = 0 });
+        // An alert raised and cleared 400 days ago, with its two events, and one raised a day ago.
+        foreach (var (seq, age, status) in new[] { (1L, 400, AlertStatus.Active), (2L, 400, AlertStatus.Cleared), (3L, 1, AlertStatus.Active) })
+        {
+            var raisedAt = DateTimeOffset.FromUnixTimeMilliseconds(now - (age * Day));
+            var alert = new Alert($"patient-1~{(age == 1 ? 2 : 1)}", "patient-1", "hr-high", AlertRuleType.Threshold, AlertCategory.Clinical,
+                AlertPriority.Medium, VitalKind.HeartRate, status, "Heart rate high", 130, raisedAt, raisedAt);
+            await _alerts.AppendAsync([new AlertEvent("patient-1", seq, status == AlertStatus.Cleared ? AlertEventType.Cleared : AlertEventType.Raised, raisedAt, alert)]);
+        }
+
+        var service = Service(now, new RetentionOptions { RawDays = 90, MinuteRollupDays = 180, HourRollupDays = 1_095, DayRollupDays = 0, AlertDays = 365 });
         var deleted = await service.ApplyAsync();
 
         Assert.Equal(3, deleted["raw"]);
         Assert.Equal(2, deleted["1m"]);
         Assert.Equal(1, deleted["1h"]);
         Assert.False(deleted.ContainsKey("1d"));
+        Assert.Equal(3, deleted["alerts"]);
+        Assert.Equal(["patient-1~2"], (await _alerts.QueryAsync(new AlertQuery(null, null, null, OpenOnly: false, Limit: 10))).Select(alert => alert.AlertId));
         Assert.Single(await _raw.ReadAsync("patient-1", VitalKind.HeartRate, 0, now, 10));
         Assert.Equal(2, (await _rollups.QueryAsync("patient-1", VitalKind.HeartRate, Resolution.Minute, 0, now)).Count);
         Assert.Equal(3, (await _rollups.QueryAsync("patient-1", VitalKind.HeartRate, Resolution.Hour, 0, now)).Count);
@@ -101,7 +115,7 @@ public sealed class RetentionTests : IAsyncLifetime
     }
 
     private RetentionService Service(long nowMs, RetentionOptions options, IRawSeriesStore? raw = null) =>
-        new(raw ?? _raw, _rollups, Options.Create(options), new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(nowMs)),
+        new(raw ?? _raw, _rollups, _alerts, Options.Create(options), new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(nowMs)),
             new TestMeterFactory(), NullLogger<RetentionService>.Instance);
 
     /// <summary>A raw store every call of which fails.</summary>
