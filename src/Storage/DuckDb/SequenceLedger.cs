@@ -16,19 +16,31 @@ internal sealed class SequenceLedger
 {
     public const int FoldEvery = 100_000;
 
+    /// <summary>
+    /// The most ranges kept across the fleet (16 bytes each): a device's share is this over the devices known, between
+    /// <see cref="MinRangesPerDevice"/> and <see cref="SequenceRanges.MaxRanges"/>. A device sending in order needs
+    /// one; a fleet numbering its batches by a clock (every batch a gap) would otherwise keep 4,096 a device.
+    /// </summary>
+    public const int MaxTotalRanges = 1_048_576;
+
+    /// <summary>The fewest ranges a device keeps however large the fleet: room for a few batches waiting to be sent again.</summary>
+    public const int MinRangesPerDevice = 4;
+
     private readonly Dictionary<string, SequenceRanges> _committed = new(StringComparer.Ordinal);
     private readonly HashSet<(string DeviceId, ulong Sequence)> _staged = [];
     private readonly List<(string DeviceId, ulong Sequence)> _withoutReadings = [];
     private readonly bool _readingsCarrySequences;
+    private readonly int _maxTotalRanges;
     private int _stagedSinceFold;
 
     /// <summary>
     /// Reads the log and, when <paramref name="readingsCarrySequences"/>, the numbers on readings committed since it was
     /// last folded; then folds them.
     /// </summary>
-    public SequenceLedger(DuckDBConnection connection, string catalog, long lastCommitId, bool readingsCarrySequences)
+    public SequenceLedger(DuckDBConnection connection, string catalog, long lastCommitId, bool readingsCarrySequences, int maxTotalRanges = MaxTotalRanges)
     {
         _readingsCarrySequences = readingsCarrySequences;
+        _maxTotalRanges = maxTotalRanges;
         using (var load = connection.CreateCommand())
         {
             load.CommandText = "SELECT device_id, first_seq, last_seq FROM all_device_sequences";
@@ -95,7 +107,7 @@ internal sealed class SequenceLedger
     {
         foreach (var (deviceId, sequence) in _staged)
         {
-            Ranges(deviceId).Add(sequence);
+            Ranges(deviceId).Add(sequence, sequence, RangesPerDevice);
         }
 
         _stagedSinceFold += _staged.Count;
@@ -120,6 +132,17 @@ internal sealed class SequenceLedger
         _staged.Clear();
         _withoutReadings.Clear();
     }
+
+    /// <summary>
+    /// Each device's share of the fleet's ranges (<see cref="MaxTotalRanges"/>). A device past it is cut back as it commits, and every device
+    /// at each fold: the fleet keeps no more than the total and what was committed since the last fold. A number
+    /// forgotten is taken for new if its batch comes again, and its readings are still stored once by the
+    /// reading-level check.
+    /// </summary>
+    public int RangesPerDevice => Math.Clamp(_maxTotalRanges / Math.Max(1, _committed.Count), MinRangesPerDevice, SequenceRanges.MaxRanges);
+
+    /// <summary>The ranges kept across the fleet.</summary>
+    public long RangeCount => _committed.Values.Sum(ranges => (long)ranges.Ranges.Count);
 
     private SequenceRanges Ranges(string deviceId)
     {
@@ -150,8 +173,10 @@ internal sealed class SequenceLedger
 
         using (var appender = connection.CreateAppender(catalog, "main", "device_sequences"))
         {
+            var perDevice = RangesPerDevice;
             foreach (var (deviceId, ranges) in _committed)
             {
+                ranges.TrimTo(perDevice);
                 foreach (var (first, last) in ranges.Ranges)
                 {
                     appender.CreateRow().AppendValue(deviceId).AppendValue(first).AppendValue(last).EndRow();

@@ -31,8 +31,14 @@ internal sealed class SequenceRanges
 
     public void Add(ulong sequence) => Add(sequence, sequence);
 
-    public void Add(ulong first, ulong last)
+    /// <summary>Adds [<paramref name="first"/>, <paramref name="last"/>], keeping at most <paramref name="maxRanges"/> ranges (the latest).</summary>
+    public void Add(ulong first, ulong last, int maxRanges = MaxRanges)
     {
+        if (_count > maxRanges)
+        {
+            TrimTo(maxRanges);
+        }
+
         // Merge with every range that overlaps or touches [first, last].
         var index = FindFirstEndingAtOrAfter(first == 0 ? 0 : first - 1);
         var end = index;
@@ -49,7 +55,7 @@ internal sealed class SequenceRanges
             return;
         }
 
-        if (end == index && _count == MaxRanges)
+        if (end == index && _count >= maxRanges)
         {
             // Past the most kept, the oldest goes: the new range itself when it is older than every one kept.
             if (index > 0)
@@ -86,6 +92,20 @@ internal sealed class SequenceRanges
         }
 
         _count = count;
+    }
+
+    /// <summary>Forgets the oldest ranges past the latest <paramref name="maxRanges"/>.</summary>
+    public void TrimTo(int maxRanges)
+    {
+        if (_count <= maxRanges)
+        {
+            return;
+        }
+
+        var kept = new (ulong First, ulong Last)[maxRanges];
+        Array.Copy(_ranges, _count - maxRanges, kept, 0, maxRanges);
+        _ranges = kept;
+        _count = maxRanges;
     }
 
     private int FindFirstEndingAtOrAfter(ulong sequence)
