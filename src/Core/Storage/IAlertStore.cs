@@ -8,7 +8,10 @@ namespace Telemetry.Core.Storage;
 /// </summary>
 public interface IAlertStore
 {
-    /// <summary>Stores the events not stored before and returns every one of them with its position.</summary>
+    /// <summary>
+    /// Stores the events not stored before and returns every one of them with its position; one from before the history
+    /// kept (see <see cref="DeleteBeforeAsync"/>) that is not in it is neither stored again nor returned.
+    /// </summary>
     Task<IReadOnlyList<AlertEvent>> AppendAsync(IReadOnlyList<AlertEvent> events, CancellationToken cancellationToken = default);
 
     /// <summary>Events after <paramref name="afterPosition"/> in stored order, of one patient or (when null) of all, at most <paramref name="limit"/>.</summary>

@@ -68,6 +68,9 @@ public sealed class DuckDbDatabase : IDisposable
         CREATE TABLE IF NOT EXISTS grain_progress (
             id UTINYINT PRIMARY KEY,
             applied_through BIGINT NOT NULL);
+        CREATE TABLE IF NOT EXISTS alert_retention (
+            id UTINYINT PRIMARY KEY,
+            deleted_before TIMESTAMP NOT NULL);
         """;
 
     /// <summary>DuckDB's own memory by what holds it (<c>duckdb_memory()</c>'s tags: its cache of the files' blocks, indexes, hash tables, ...).</summary>

@@ -39,6 +39,9 @@ internal sealed partial class DuckDbStateWrites : IDisposable
     // append that misses finds its events stored anyway.
     private const int MaxStoredWithState = 4_096;
 
+    // Events, and alerts, deleted by retention in one transaction at most.
+    private const int DeletionChunk = 5_000;
+
     // Records waiting for the database file, at most: beyond, a write first writes them (or fails, when it cannot).
     private const int MaxPendingRecords = 1_024;
 
@@ -62,6 +65,10 @@ internal sealed partial class DuckDbStateWrites : IDisposable
     private readonly Dictionary<(string StateName, string GrainId), string?> _etags = [];
     private long _lastPosition;
     private readonly Dictionary<string, long> _lastSeq;
+
+    // The alert history before this was deleted by retention (writer only): an event from before it that is not found
+    // stored is one deleted (or one that would be), and is not stored again.
+    private DateTime _deletedBefore;
 
     // Reads waiting for the file to take the journal's records, answered after the group they came in (writer only);
     // and whether the journal is closed (writer only).
@@ -97,6 +104,7 @@ internal sealed partial class DuckDbStateWrites : IDisposable
 
             _lastPosition = LastPosition(connection);
             _lastSeq = LastSeqs(connection);
+            DuckDbValues.ReadRow(connection, "SELECT deleted_before FROM alert_retention WHERE id = 0", [], reader => _deletedBefore = reader.GetDateTime(0));
         }
         catch
         {
@@ -173,14 +181,24 @@ internal sealed partial class DuckDbStateWrites : IDisposable
     /// Deletes the alert history older than <paramref name="cutoff"/>: the events that happened before it and the alerts
     /// raised before it that are no longer open (an open alert stays, however old). The latest event stays whatever its
     /// age: positions go on from it when the file is opened again, and a consumer standing at it misses nothing after.
-    /// Runs in the writer, after the journal's records are in the file, so it meets no write of the same rows.
+    /// From then on an event from before the cutoff that is handed over again (an outbox a year old) is not stored again,
+    /// nor its alert brought back. Runs in the writer, after the journal's records are in the file, so it meets no write
+    /// of the same rows, <see cref="DeletionChunk"/> rows at a time, so writes wait for no more than one chunk.
     /// Returns how many events and alerts went.
     /// </summary>
     public async Task<long> DeleteBeforeAsync(DateTimeOffset cutoff, CancellationToken cancellationToken)
     {
-        var written = await _writes.WriteAsync(new Write(null, [], DeleteBefore: cutoff), cancellationToken);
-        written.Failure?.Throw();
-        return written.Deleted;
+        long total = 0;
+        while (true)
+        {
+            var written = await _writes.WriteAsync(new Write(null, [], DeleteBefore: cutoff), cancellationToken);
+            written.Failure?.Throw();
+            total += written.Deleted;
+            if (!written.MoreToDelete)
+            {
+                return total;
+            }
+        }
     }
 
     private async Task SettleWritingAsync(CancellationToken cancellationToken)
@@ -284,7 +302,10 @@ internal sealed partial class DuckDbStateWrites : IDisposable
                 {
                     ApplyPending();
                     using var connection = _database.OpenConnection();
-                    results[i] = new Written(null, [], Deleted: DeleteHistory(connection, cutoff.UtcDateTime));
+                    var deletedBefore = cutoff.UtcDateTime > _deletedBefore ? cutoff.UtcDateTime : _deletedBefore;
+                    var (deleted, more) = DeleteHistory(connection, cutoff.UtcDateTime, deletedBefore);
+                    results[i] = new Written(null, [], Deleted: deleted, MoreToDelete: more);
+                    _deletedBefore = deletedBefore;
                 }
                 catch (Exception exception)
                 {
@@ -414,6 +435,11 @@ internal sealed partial class DuckDbStateWrites : IDisposable
                         if (storedBefore && StoredPosition(key, ref connection) is { } found)
                         {
                             position = found;
+                        }
+                        else if (item.At.UtcDateTime < _deletedBefore)
+                        {
+                            // Older than the history kept, and not in it: deleted by retention (or it would be).
+                            continue;
                         }
                         else
                         {
@@ -759,18 +785,29 @@ internal sealed partial class DuckDbStateWrites : IDisposable
     private static object?[] AlertRow(Alert alert) =>
         [alert.AlertId, alert.PatientId, alert.RaisedAt.UtcDateTime, alert.IsOpen, JsonSerializer.Serialize(alert, TelemetryJson.Options)];
 
-    /// <summary>The alert history before <paramref name="cutoff"/>, in one transaction (see <see cref="DeleteBeforeAsync"/>).</summary>
-    private static long DeleteHistory(DuckDBConnection connection, DateTime cutoff)
+    /// <summary>
+    /// Up to <see cref="DeletionChunk"/> events and as many alerts of the history before <paramref name="cutoff"/>, in one
+    /// transaction with the mark of what was deleted (see <see cref="DeleteBeforeAsync"/>); returns how many went, and
+    /// whether a chunk was full (there may be more).
+    /// </summary>
+    private static (long Deleted, bool More) DeleteHistory(DuckDBConnection connection, DateTime cutoff, DateTime deletedBefore)
     {
         using var transaction = connection.BeginTransaction();
         using var command = connection.CreateCommand();
         command.Parameters.Add(new DuckDBParameter(cutoff));
-        command.CommandText = "DELETE FROM alert_events WHERE occurred_at < $1 AND position < (SELECT MAX(position) FROM alert_events)";
-        long deleted = command.ExecuteNonQuery();
-        command.CommandText = "DELETE FROM alerts WHERE raised_at < $1 AND NOT is_open";
-        deleted += command.ExecuteNonQuery();
+        command.Parameters.Add(new DuckDBParameter(DeletionChunk));
+        command.CommandText = """
+            DELETE FROM alert_events WHERE position IN (
+                SELECT position FROM alert_events
+                WHERE occurred_at < $1 AND position < (SELECT MAX(position) FROM alert_events)
+                ORDER BY position LIMIT $2)
+            """;
+        long events = command.ExecuteNonQuery();
+        command.CommandText = "DELETE FROM alerts WHERE alert_id IN (SELECT alert_id FROM alerts WHERE raised_at < $1 AND NOT is_open LIMIT $2)";
+        long alerts = command.ExecuteNonQuery();
+        DuckDbValues.ExecuteRow(connection, "INSERT OR REPLACE INTO alert_retention VALUES (0, $1)", deletedBefore);
         transaction.Commit();
-        return deleted;
+        return (events + alerts, events == DeletionChunk || alerts == DeletionChunk);
     }
 
     /// <summary>Each patient's last stored event number.</summary>
@@ -818,9 +855,9 @@ internal sealed partial class DuckDbStateWrites : IDisposable
 
     /// <summary>
     /// A write's answer: the refusal of its state change, or its events as stored (with their positions), or how many
-    /// rows a deletion took; or, when it failed, the exception. A read waiting for the file waits for
+    /// rows a deletion took (and whether it left more); or, when it failed, the exception. A read waiting for the file waits for
     /// <paramref name="Applied"/> as well.
     /// </summary>
     private readonly record struct Written(
-        InconsistentStateException? Refused, IReadOnlyList<AlertEvent> Stored, ExceptionDispatchInfo? Failure = null, Task? Applied = null, long Deleted = 0);
+        InconsistentStateException? Refused, IReadOnlyList<AlertEvent> Stored, ExceptionDispatchInfo? Failure = null, Task? Applied = null, long Deleted = 0, bool MoreToDelete = false);
 }

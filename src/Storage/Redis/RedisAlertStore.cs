@@ -17,10 +17,13 @@ public sealed class RedisAlertStore(RedisConnection redis) : IAlertStore
     public const string AppendedChannel = "alerts:appended";
 
     // KEYS: seq hash of the patient, position counter, all events, the patient's events, alerts by id, raised (all),
-    // raised (patient), open (all), open (patient). ARGV: seq, event, alert id, alert, raised at (ms), open (1/0).
+    // raised (patient), open (all), open (patient), deleted-before mark. ARGV: seq, event, alert id, alert, raised at
+    // (ms), open (1/0), the event's time (ms). Answers the event's position; 0 for one older than the history kept and
+    // not in it (deleted by retention, or it would be), which is not stored again.
     private const string AppendScript = """
         local existing = redis.call('HGET', KEYS[1], ARGV[1])
         if existing then return tonumber(existing) end
+        if tonumber(ARGV[7]) < tonumber(redis.call('GET', KEYS[10]) or '0') then return 0 end
         local position = redis.call('INCR', KEYS[2])
         redis.call('HSET', KEYS[1], ARGV[1], position)
         redis.call('ZADD', KEYS[3], position, ARGV[2])
@@ -45,6 +48,7 @@ public sealed class RedisAlertStore(RedisConnection redis) : IAlertStore
     private readonly RedisKey _open = redis.Key("alerts:open");
     private readonly RedisKey _watched = redis.Key("alerts:watched");
     private readonly RedisKey _cursors = redis.Key("alerts:cursors");
+    private readonly RedisKey _deletedBefore = redis.Key("alerts:deleted-before");
     private readonly RedisChannel _appended = redis.Channel(AppendedChannel);
 
     public async Task<IReadOnlyList<AlertEvent>> AppendAsync(IReadOnlyList<AlertEvent> events, CancellationToken cancellationToken = default)
@@ -63,16 +67,24 @@ public sealed class RedisAlertStore(RedisConnection redis) : IAlertStore
                 AppendScript,
                 [
                     redis.Key($"alerts:seq:{item.PatientId}"), _position, _events, redis.Key($"alerts:events:{item.PatientId}"), _alerts,
-                    _raised, redis.Key($"alerts:raised:{item.PatientId}"), _open, redis.Key($"alerts:open:{item.PatientId}"),
+                    _raised, redis.Key($"alerts:raised:{item.PatientId}"), _open, redis.Key($"alerts:open:{item.PatientId}"), _deletedBefore,
                 ],
                 [
                     item.Seq, JsonSerializer.Serialize(item with { Position = 0 }, TelemetryJson.Options), alert.AlertId,
                     JsonSerializer.Serialize(alert, TelemetryJson.Options), alert.RaisedAt.ToUnixTimeMilliseconds(), alert.IsOpen ? 1 : 0,
+                    item.At.ToUnixTimeMilliseconds(),
                 ]);
-            stored.Add(item with { Position = position });
+            if (position != 0)
+            {
+                stored.Add(item with { Position = position });
+            }
         }
 
-        await database.PublishAsync(_appended, stored[^1].Position);
+        if (stored.Count > 0)
+        {
+            await database.PublishAsync(_appended, stored[^1].Position);
+        }
+
         return stored;
     }
 
@@ -128,15 +140,19 @@ public sealed class RedisAlertStore(RedisConnection redis) : IAlertStore
             : null;
 
     /// <summary>
-    /// Deletes the history older than <paramref name="cutoff"/> a page at a time: events from the lowest position on,
-    /// until one that is not older (an event handed over again after a crash can sit later than newer ones; it goes at a
-    /// later run), and alerts raised before it that are not open. Positions come from their own counter, so they never
-    /// go back. Servers of a cluster may run this at once: each deletion is one whatever the others did.
+    /// Deletes the history older than <paramref name="cutoff"/> a page at a time, each page in one transaction: events
+    /// from the lowest position on, until one that is not older (an event handed over again after a crash can sit later
+    /// than newer ones; it goes at a later run), and alerts raised before it that are not open. The cutoff is marked
+    /// first, so an event from before it handed over again meanwhile is not stored again. Positions come from their own
+    /// counter, so they never go back. Servers of a cluster may run this at once: what each deletes is counted once.
     /// </summary>
     public async Task<long> DeleteBeforeAsync(DateTimeOffset cutoff, CancellationToken cancellationToken = default)
     {
         const int PageSize = 500;
         var database = await redis.DatabaseAsync();
+        await database.ScriptEvaluateAsync(
+            "if tonumber(ARGV[1]) > tonumber(redis.call('GET', KEYS[1]) or '0') then redis.call('SET', KEYS[1], ARGV[1]) end",
+            [_deletedBefore], [cutoff.ToUnixTimeMilliseconds()]);
         long deleted = 0;
         while (!cancellationToken.IsCancellationRequested)
         {
@@ -149,17 +165,18 @@ public sealed class RedisAlertStore(RedisConnection redis) : IAlertStore
                 break;
             }
 
-            var batch = database.CreateBatch();
-            var removals = new List<Task> { batch.SortedSetRemoveAsync(_events, [.. old.Select(entry => entry.Member)]) };
+            var transaction = database.CreateTransaction();
+            var removed = transaction.SortedSetRemoveAsync(_events, [.. old.Select(entry => entry.Member)]);
+            var alongside = new List<Task>();
             foreach (var patient in old.GroupBy(entry => entry.Event.PatientId, StringComparer.Ordinal))
             {
-                removals.Add(batch.SortedSetRemoveAsync(redis.Key($"alerts:events:{patient.Key}"), [.. patient.Select(entry => entry.Member)]));
-                removals.Add(batch.HashDeleteAsync(redis.Key($"alerts:seq:{patient.Key}"), [.. patient.Select(entry => (RedisValue)entry.Event.Seq)]));
+                alongside.Add(transaction.SortedSetRemoveAsync(redis.Key($"alerts:events:{patient.Key}"), [.. patient.Select(entry => entry.Member)]));
+                alongside.Add(transaction.HashDeleteAsync(redis.Key($"alerts:seq:{patient.Key}"), [.. patient.Select(entry => (RedisValue)entry.Event.Seq)]));
             }
 
-            batch.Execute();
-            await Task.WhenAll(removals);
-            deleted += old.Count;
+            await transaction.ExecuteAsync();
+            await Task.WhenAll(alongside);
+            deleted += await removed;
             if (old.Count < page.Length || page.Length < PageSize)
             {
                 break;
@@ -181,16 +198,17 @@ public sealed class RedisAlertStore(RedisConnection redis) : IAlertStore
             skip += ids.Length - closed.Length;
             if (closed.Length > 0)
             {
-                var batch = database.CreateBatch();
-                var removals = new List<Task> { batch.HashDeleteAsync(_alerts, closed), batch.SortedSetRemoveAsync(_raised, closed) };
+                var transaction = database.CreateTransaction();
+                var removed = transaction.SortedSetRemoveAsync(_raised, closed);
+                var alongside = new List<Task> { transaction.HashDeleteAsync(_alerts, closed) };
                 foreach (var patient in closed.GroupBy(id => AlertIds.TryParse(id, out var patientId, out _) ? patientId : string.Empty, StringComparer.Ordinal))
                 {
-                    removals.Add(batch.SortedSetRemoveAsync(redis.Key($"alerts:raised:{patient.Key}"), [.. patient]));
+                    alongside.Add(transaction.SortedSetRemoveAsync(redis.Key($"alerts:raised:{patient.Key}"), [.. patient]));
                 }
 
-                batch.Execute();
-                await Task.WhenAll(removals);
-                deleted += closed.Length;
+                await transaction.ExecuteAsync();
+                await Task.WhenAll(alongside);
+                deleted += await removed;
             }
 
             if (ids.Length < PageSize)

@@ -108,10 +108,14 @@ public sealed class DuckDbAlertStoreTests : IDisposable
         Assert.Equal(["p-2~1", "p-1~2"], (await _store.QueryAsync(new AlertQuery(null, null, null, OpenOnly: false, Limit: 10))).Select(a => a.AlertId));
 
         // Every event is old now, but the latest stays: positions go on from it when the file is opened again.
-        Assert.Equal(0, await _store.DeleteBeforeAsync(T0.AddDays(1)));
+        Assert.Equal(0, await _store.DeleteBeforeAsync(T0));
         _database.Dispose();
         _database = new DuckDbDatabase(_directory.Options);
         _store = new DuckDbAlertStore(_database);
+
+        // A deleted event handed over again (an outbox kept a year) is not stored again, nor its alert brought back.
+        Assert.Empty(await _store.AppendAsync([new AlertEvent("p-1", 1, AlertEventType.Raised, old, Alert("p-1~1", AlertStatus.Active) with { RaisedAt = old })]));
+        Assert.Null(await _store.GetAsync("p-1~1"));
         var appended = await _store.AppendAsync([Event("p-2", 2, AlertEventType.Cleared, Alert("p-2~1", AlertStatus.Cleared, "p-2") with { RaisedAt = T0.AddDays(-1) })]);
 
         Assert.Equal(5, appended[0].Position);
@@ -119,6 +123,20 @@ public sealed class DuckDbAlertStoreTests : IDisposable
         Assert.Equal(2, await _store.DeleteBeforeAsync(T0.AddDays(1)));
         Assert.Equal([5L], (await _store.ReadEventsAsync(0, null, 10)).Select(e => e.Position));
         Assert.Equal(["p-1~2"], (await _store.QueryAsync(new AlertQuery(null, null, null, OpenOnly: false, Limit: 10))).Select(a => a.AlertId));
+    }
+
+    [Fact]
+    public async Task Retention_deletes_a_long_history_in_chunks_and_counts_all_of_it()
+    {
+        var old = T0.AddDays(-400);
+        var raised = Alert("p-1~1", AlertStatus.Active) with { RaisedAt = old };
+        await _store.AppendAsync([.. Enumerable.Range(1, 12_000).Select(seq =>
+            new AlertEvent("p-1", seq, seq == 1 ? AlertEventType.Raised : AlertEventType.Acknowledged, old.AddSeconds(seq), raised))]);
+        await _store.AppendAsync([new AlertEvent("p-1", 12_001, AlertEventType.Cleared, T0, Alert("p-1~1", AlertStatus.Cleared) with { RaisedAt = old })]);
+
+        Assert.Equal(12_001, await _store.DeleteBeforeAsync(T0.AddDays(-365)));
+        Assert.Equal([12_001L], (await _store.ReadEventsAsync(0, null, 10)).Select(e => e.Position));
+        Assert.Null(await _store.GetAsync("p-1~1"));
     }
 
     [Fact]

@@ -91,10 +91,32 @@ public sealed class RedisStoreTests : IAsyncLifetime
         Assert.Equal(["patient-2~1", "patient-1~2"], (await store.QueryAsync(new AlertQuery(null, null, null, OpenOnly: false, Limit: 10))).Select(alert => alert.AlertId));
         Assert.Equal(["patient-1~2"], (await store.QueryAsync(new AlertQuery("patient-1", null, null, OpenOnly: false, Limit: 10))).Select(alert => alert.AlertId));
 
+        // A deleted event handed over again (an outbox kept a year) is not stored again, nor its alert brought back.
+        Assert.Empty(await new RedisAlertStore(_second).AppendAsync([Event("patient-1", 1, AlertStatus.Active, episode: 1, raisedAt: old)]));
+        Assert.Null(await store.GetAsync("patient-1~1"));
+
         // Positions go on from the counter: a consumer standing at 4 misses nothing.
         var next = await store.AppendAsync([Event("patient-2", 2, AlertStatus.Cleared, episode: 1, raisedAt: T0.AddDays(-1))]);
         Assert.Equal(5, next[0].Position);
         Assert.Equal([5L], (await store.ReadEventsAsync(4, null, 10)).Select(item => item.Position));
+    }
+
+    [Fact]
+    public async Task Retention_pages_through_a_long_history_stepping_over_open_alerts()
+    {
+        var store = new RedisAlertStore(_first);
+        var old = T0.AddDays(-400);
+
+        // 1,200 alerts raised long ago, one event each; every hundredth still open.
+        for (var episode = 1; episode <= 1_200; episode++)
+        {
+            await store.AppendAsync([Event("patient-1", episode, episode % 100 == 0 ? AlertStatus.Active : AlertStatus.Cleared, episode, old.AddMinutes(episode))]);
+        }
+
+        Assert.Equal(1_200 + 1_188, await store.DeleteBeforeAsync(T0.AddDays(-365)));
+        var left = await store.QueryAsync(new AlertQuery("patient-1", null, null, OpenOnly: false, Limit: 2_000));
+        Assert.Equal(Enumerable.Range(1, 12).Select(i => $"patient-1~{(13 - i) * 100}"), left.Select(alert => alert.AlertId));
+        Assert.Empty(await store.ReadEventsAsync(0, null, 10));
     }
 
     [Fact]
