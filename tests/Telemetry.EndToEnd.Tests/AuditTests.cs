@@ -60,6 +60,12 @@ public sealed class AuditTests
         using var twice = await server.Http.GetAsync("/fhir/Observation?patient=audit-p3&patient=Patient/audit-p3&code=8867-4");
         using var refused = await clinician.GetAsync("/api/patients/audit-p4/alerts/stream", HttpCompletionOption.ResponseHeadersRead);
         using var opened = await clinician.GetAsync("/api/patients/audit-p3/live/stream", HttpCompletionOption.ResponseHeadersRead);
+
+        // Refused for their arguments: by the handler (a vital that does not exist), and before it (a number that is not one).
+        using var badKind = await clinician.GetAsync("/api/patients/audit-p3/trends?kind=bogus");
+        using var unbound = await clinician.GetAsync("/api/patients/audit-p3/daily?stepsGoal=abc");
+        Assert.Equal(HttpStatusCode.BadRequest, badKind.StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, unbound.StatusCode);
         Assert.Equal(HttpStatusCode.OK, stats.StatusCode);
         Assert.Equal(HttpStatusCode.OK, rejects.StatusCode);
         Assert.Equal(HttpStatusCode.OK, twice.StatusCode);
@@ -72,6 +78,8 @@ public sealed class AuditTests
         Assert.Contains(("GET /api/devices/audit-w3/rejects", 200), patient);
         Assert.Contains(patient, record => record.Action.StartsWith("GET /fhir/Observation?patient=audit-p3&patient=", StringComparison.Ordinal));
         Assert.Contains(("GET /api/patients/audit-p3/live/stream", 200), patient);
+        Assert.Contains(("GET /api/patients/audit-p3/trends?kind=bogus", 400), patient);
+        Assert.Contains(("GET /api/patients/audit-p3/daily?stepsGoal=abc", 400), patient);
         var denied = Assert.Single((await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?patientId=audit-p4")).EnumerateArray());
         Assert.Equal(("GET /api/patients/audit-p4/alerts/stream", 403, "denied"), (denied.GetProperty("action").GetString(), denied.GetProperty("status").GetInt32(), denied.GetProperty("outcome").GetString()));
     }

@@ -47,8 +47,23 @@ public sealed class AuditFilter : IEndpointFilter
             throw;
         }
 
-        await RecordOnceAsync(result is IStatusCodeHttpResult { StatusCode: { } code } ? code : StatusCodes.Status200OK);
+        await RecordOnceAsync(StatusOf(result, http.Response));
         return result;
+    }
+
+    /// <summary>
+    /// The status a handler's result answers with: that of the result inside a <c>Results&lt;…&gt;</c> union, or, for a
+    /// result without one (the empty result of a request whose arguments could not be bound, a handler that answered
+    /// itself), the response's.
+    /// </summary>
+    private static int StatusOf(object? result, HttpResponse response)
+    {
+        while (result is INestedHttpResult nested)
+        {
+            result = nested.Result;
+        }
+
+        return result is IStatusCodeHttpResult { StatusCode: { } code } ? code : response.StatusCode;
     }
 
     private static Task WriteAsync(AuditLog audit, HttpContext http, int status) => RecordAsync(audit, http, PatientOf(http), status);
