@@ -76,8 +76,19 @@ public sealed class DeviceGrain(
             return false;
         }
 
+        var previous = state.State.RevokedAt;
         state.State.RevokedAt ??= timeProvider.GetUtcNow();
-        await state.WriteStateAsync();
+        try
+        {
+            await state.WriteStateAsync();
+        }
+        catch
+        {
+            // Answered as failed: nothing of it stays (live sessions were not ended either); the caller revokes again.
+            state.State.RevokedAt = previous;
+            throw;
+        }
+
         return true;
     }
 

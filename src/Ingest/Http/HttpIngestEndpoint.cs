@@ -49,6 +49,7 @@ public sealed class HttpIngestEndpoint(
             return RegistryUnavailable(context, exception);
         }
 
+        var signedIn = timeProvider.GetTimestamp();
         if (identity is null)
         {
             instruments.AuthenticationFailed(Protocol);
@@ -98,8 +99,9 @@ public sealed class HttpIngestEndpoint(
                 body.AdvanceTo(consumed, status == UploadReadStatus.NeedMoreData ? read.Buffer.End : consumed);
                 if (status is UploadReadStatus.BatchFull or UploadReadStatus.Completed or UploadReadStatus.Malformed)
                 {
-                    // A long upload outlives its sign-in: a token revoked or replaced meanwhile stores nothing more.
-                    if (upload.Parts > 0 && !await authenticator.IsCurrentAsync(identity))
+                    // A long upload outlives its sign-in: a token revoked or replaced meanwhile stores nothing more. A
+                    // first part read within a second of the sign-in is not asked about again.
+                    if ((upload.Parts > 0 || timeProvider.GetElapsedTime(signedIn) > TimeSpan.FromSeconds(1)) && !await authenticator.IsCurrentAsync(identity))
                     {
                         instruments.AuthenticationFailed(Protocol);
                         context.Response.Headers.WWWAuthenticate = "Bearer";
