@@ -47,6 +47,7 @@ public sealed class AuthenticationTests(ServerFixture fixture) : IClassFixture<S
     [InlineData("wrong-audience")]
     [InlineData("wrong-issuer")]
     [InlineData("unsigned")]
+    [InlineData("no-subject")]
     public async Task A_token_that_does_not_validate_is_refused_with_401(string flaw)
     {
         var key = new SymmetricSecurityKey(Convert.FromBase64String(File.ReadAllText(Path.Combine(Server.DataDirectory, "development-signing-key")).Trim())) { KeyId = "development" };
@@ -55,7 +56,7 @@ public sealed class AuthenticationTests(ServerFixture fixture) : IClassFixture<S
         {
             Issuer = flaw == "wrong-issuer" ? "someone-else" : "telemetry-development",
             Audience = flaw == "wrong-audience" ? "another-service" : "telemetry",
-            Claims = new Dictionary<string, object> { ["sub"] = "mallory", ["role"] = "admin" },
+            Claims = flaw == "no-subject" ? new Dictionary<string, object> { ["role"] = "admin" } : new Dictionary<string, object> { ["sub"] = "mallory", ["role"] = "admin" },
             IssuedAt = now.AddHours(-3),
             NotBefore = now.AddHours(-3),
             Expires = flaw == "expired" ? now.AddHours(-2) : now.AddHours(1),
@@ -95,6 +96,52 @@ public sealed class AuthenticationTests(ServerFixture fixture) : IClassFixture<S
 
         Assert.Equal(HttpStatusCode.OK, acknowledged.StatusCode);
         Assert.Equal("ops-7", (await acknowledged.Content.ReadFromJsonAsync<System.Text.Json.JsonElement>()).GetProperty("acknowledgedBy").GetString());
+    }
+
+    [Fact]
+    public async Task A_caller_holds_a_few_alert_streams_at_once_and_another_once_one_closes()
+    {
+        using var clinician = Server.ClientWith(await Server.MintTokenAsync("--role", "clinician", "--sub", "dr-many-tabs"));
+        var open = new List<HttpResponseMessage>();
+        try
+        {
+            for (var i = 0; i < 8; i++)
+            {
+                open.Add(await clinician.GetAsync("/api/alerts/stream", HttpCompletionOption.ResponseHeadersRead));
+                Assert.Equal(HttpStatusCode.OK, open[^1].StatusCode);
+            }
+
+            using (var ninth = await clinician.GetAsync("/api/alerts/stream", HttpCompletionOption.ResponseHeadersRead))
+            {
+                Assert.Equal(HttpStatusCode.TooManyRequests, ninth.StatusCode);
+                Assert.Contains("8 alert streams", await ninth.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+            }
+
+            // Live streams are counted apart; a closed alert stream frees its slot once the server sees it go.
+            using (var live = await clinician.GetAsync("/api/live/stream", HttpCompletionOption.ResponseHeadersRead))
+            {
+                Assert.Equal(HttpStatusCode.OK, live.StatusCode);
+            }
+
+            open[0].Dispose();
+            open.RemoveAt(0);
+            var deadline = DateTime.UtcNow.AddSeconds(15);
+            HttpStatusCode status;
+            do
+            {
+                await Task.Delay(100);
+                var again = await clinician.GetAsync("/api/alerts/stream", HttpCompletionOption.ResponseHeadersRead);
+                status = again.StatusCode;
+                open.Add(again);
+            }
+            while (status != HttpStatusCode.OK && DateTime.UtcNow < deadline);
+
+            Assert.Equal(HttpStatusCode.OK, status);
+        }
+        finally
+        {
+            open.ForEach(response => response.Dispose());
+        }
     }
 
     [Fact]

@@ -74,6 +74,24 @@ public sealed class FhirTests(SeededServer seeded)
     }
 
     [Fact]
+    public async Task A_window_not_yet_ended_is_preliminary_and_the_ended_ones_final()
+    {
+        // Daily windows over the seeded days: today's (seeded up to this hour) has not ended.
+        var bundle = await SearchAsync($"patient={Patient}&code=8867-4&date=ge{Iso(seeded.Start.AddDays(-1))}&date=lt{Iso(seeded.Start.AddDays(5))}&resolution=1d");
+        var now = DateTimeOffset.UtcNow;
+        var observations = bundle.Entry.Select(e => Assert.IsType<Observation>(e.Resource)).ToList();
+
+        Assert.NotEmpty(observations);
+        Assert.All(observations, observation => Assert.Equal(
+            ((Period)observation.Effective!).EndElement!.ToDateTimeOffset(TimeSpan.Zero) > now ? ObservationStatus.Preliminary : ObservationStatus.Final,
+            observation.Status));
+        if (seeded.Start.AddDays(3).Hour > 0 && seeded.Start.AddDays(3).UtcDateTime.Date == now.UtcDateTime.Date)
+        {
+            Assert.Equal(ObservationStatus.Preliminary, observations[^1].Status);
+        }
+    }
+
+    [Fact]
     public async Task Paging_walks_every_observation_once_in_date_order_either_way()
     {
         var query = $"patient={Patient}&code=8867-4,59408-5&date=ge{Iso(seeded.Start)}&date=lt{Iso(seeded.Start.AddDays(2))}&resolution=1h&_count=7";
@@ -346,6 +364,23 @@ public sealed class FhirTests(SeededServer seeded)
     }
 
     /// <summary>GETs a FHIR URL and parses the body strictly: any element Firely does not know, or any invalid value, fails the test.</summary>
+    [Fact]
+    public async Task A_stats_body_over_the_size_allowed_is_refused_with_413()
+    {
+        // Kestrel's limit for a request body is 30 MB: a Parameters resource padded past it.
+        var padding = new string(' ', 31 * 1024 * 1024);
+        using var content = new StringContent("{\"resourceType\":\"Parameters\"," + padding + "\"parameter\":[]}", Encoding.UTF8, "application/fhir+json");
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/fhir/Observation/$stats") { Content = content };
+
+        // The client waits for the server's go-ahead before sending the body, and so hears its refusal.
+        request.Headers.ExpectContinue = true;
+        using var response = await Server.Http.SendAsync(request);
+
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
+        var outcome = Assert.IsType<OperationOutcome>(Strict.DeserializeResource(await response.Content.ReadAsStringAsync()));
+        Assert.Equal(OperationOutcome.IssueType.TooLong, outcome.Issue[0].Code);
+    }
+
     private async Task<(HttpStatusCode Status, Resource Resource)> GetAsync(string url, bool token = true)
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, url);

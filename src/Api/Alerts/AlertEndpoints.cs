@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Telemetry.Api.Audit;
+using Telemetry.Api.Hosting;
 using Telemetry.Api.Security;
 using Telemetry.Core;
 using Telemetry.Core.Alerts;
@@ -32,15 +33,16 @@ public static class AlertEndpoints
         patient.MapPut("/alert-rules", PutRulesAsync).AddEndpointFilter(act);
         patient.MapPost("/alert-rules/replay", ReplayAsync).AddEndpointFilter(act);
         patient.MapGet("/alerts", GetPatientAlertsAsync).AddEndpointFilter(read);
-        patient.MapGet("/alerts/stream", (string patientId, HttpContext context, IAlertStore store, AlertBroadcaster broadcaster) =>
+        patient.MapGet("/alerts/stream", (string patientId, HttpContext context, IAlertStore store, AlertBroadcaster broadcaster, AlertStreamSlots slots) =>
             Identifier.IsValid(patientId)
-                ? AlertEventStream.RunAsync(context, patientId, store, broadcaster)
+                ? AlertEventStream.RunAsync(context, patientId, store, broadcaster, slots)
                 : InvalidPatient().ExecuteAsync(context)).AddEndpointFilter(read);
 
         // Across patients: an admin sees every patient's alerts, anyone else those of the patients they may read.
         var alerts = routes.MapGroup("/api/alerts").RequireAuthorization(TelemetryAuthentication.PersonPolicy).RequireRateLimiting(TelemetryAuthentication.ApiRateLimit).AddEndpointFilter<AuditFilter>().WithTags("Alerts");
         alerts.MapGet("/", GetOpenAlertsAsync);
-        alerts.MapGet("/stream", (HttpContext context, IAlertStore store, AlertBroadcaster broadcaster) => AlertEventStream.RunAsync(context, null, store, broadcaster));
+        alerts.MapGet("/stream", (HttpContext context, IAlertStore store, AlertBroadcaster broadcaster, AlertStreamSlots slots) =>
+            AlertEventStream.RunAsync(context, null, store, broadcaster, slots));
         alerts.MapGet("/{alertId}", GetAlertAsync).AddEndpointFilter(read);
         alerts.MapPost("/{alertId}/ack", AcknowledgeAsync).AddEndpointFilter(act);
         alerts.MapPost("/{alertId}/snooze", SnoozeAsync).AddEndpointFilter(act);

@@ -89,12 +89,12 @@ public static class FhirEndpoints
                 $"A {scale.WireName} search spans at most {TrendReader.MaxWindows} windows; narrow 'date' or choose a coarser 'resolution'.");
         }
 
-        var matches = fromMs < toMs ? await ReadSeriesAsync(reader, patientId, series, scale, fromMs, toMs, cancellationToken) : [];
+        var matches = fromMs < toMs ? await ReadSeriesAsync(reader, patientId, series, scale, fromMs, toMs, timeProvider.GetUtcNow().ToUnixTimeMilliseconds(), cancellationToken) : [];
         if (matches is null && asked is null)
         {
             // Auto chose raw readings for a short range, but they are too dense to list: minutes say it better.
             scale = new TrendScale(Resolution.Minute);
-            matches = await ReadSeriesAsync(reader, patientId, series, scale, fromMs, toMs, cancellationToken);
+            matches = await ReadSeriesAsync(reader, patientId, series, scale, fromMs, toMs, timeProvider.GetUtcNow().ToUnixTimeMilliseconds(), cancellationToken);
         }
 
         if (matches is null)
@@ -419,7 +419,7 @@ public static class FhirEndpoints
 
     /// <summary>The matches of every series; null when raw readings were asked for and one series has too many.</summary>
     private static async Task<List<Match>?> ReadSeriesAsync(
-        TrendReader reader, string patientId, List<FhirSeries> series, TrendScale scale, long fromMs, long toMs, CancellationToken cancellationToken)
+        TrendReader reader, string patientId, List<FhirSeries> series, TrendScale scale, long fromMs, long toMs, long nowMs, CancellationToken cancellationToken)
     {
         var matches = new List<Match>();
         for (var order = 0; order < series.Count; order++)
@@ -438,7 +438,7 @@ public static class FhirEndpoints
                     }
                 }
 
-                matches.AddRange(byStart.Select(pair => new Match(pair.Key, index, () => ObservationFactory.FromWindow(patientId, one, resolution, pair.Value))));
+                matches.AddRange(byStart.Select(pair => new Match(pair.Key, index, () => ObservationFactory.FromWindow(patientId, one, resolution, pair.Value, nowMs))));
                 continue;
             }
 

@@ -39,6 +39,13 @@ public sealed partial class FhirGuardFilter(ILogger<FhirGuardFilter> logger) : I
         {
             return await next(context);
         }
+        catch (BadHttpRequestException exception) when (!http.RequestAborted.IsCancellationRequested)
+        {
+            // The request itself was at fault as it was read (a body over the size allowed): its status, not a 500.
+            return FhirResult.Error(exception.StatusCode, exception.StatusCode == StatusCodes.Status413PayloadTooLarge
+                ? OperationOutcome.IssueType.TooLong
+                : OperationOutcome.IssueType.Invalid, exception.Message);
+        }
         catch (Exception exception) when (!http.RequestAborted.IsCancellationRequested)
         {
             LogFailed(logger, exception, http.Request.Path);

@@ -18,12 +18,21 @@ public static class ObservationFactory
     /// <summary>The statistic codes of the observation-statistics code system this server computes.</summary>
     public static IReadOnlyList<string> Statistics { get; } = ["average", "minimum", "maximum", "count", "sum", "std-dev", "variance"];
 
-    /// <summary>One Observation per rollup window of a series; a panel's windows are paired by start.</summary>
-    public static Observation FromWindow(string patientId, FhirSeries series, Resolution resolution, IReadOnlyList<RollupWindow?> parts)
+    /// <summary>
+    /// One Observation per rollup window of a series; a panel's windows are paired by start. A window still open at
+    /// <paramref name="nowMs"/> (this hour's) is <c>preliminary</c>: its values change under the same id until it ends.
+    /// </summary>
+    public static Observation FromWindow(string patientId, FhirSeries series, Resolution resolution, IReadOnlyList<RollupWindow?> parts, long nowMs)
     {
         var start = parts.First(part => part is not null)!.Value.StartMs;
         var observation = New(patientId, series, $"{resolution.ToWireName()}|{start}");
-        observation.Effective = new Period(Instant(start), Instant(start + resolution.Milliseconds()));
+        var end = start + resolution.Milliseconds();
+        observation.Effective = new Period(Instant(start), Instant(end));
+        if (end > nowMs)
+        {
+            observation.Status = ObservationStatus.Preliminary;
+        }
+
         if (!series.IsPanel)
         {
             // A cumulative vital's window (the steps of an hour) is its total; the mean of its readings is a statistic.

@@ -1,16 +1,17 @@
 using System.Collections.Concurrent;
 
-namespace Telemetry.Api.Patients;
+namespace Telemetry.Api.Hosting;
 
 /// <summary>
-/// How many live streams each caller has open: each polls its patients' grains every second, so a caller may hold
-/// only a few (a dashboard needs one or two), however fast they may make requests.
+/// How many streams of one kind each caller has open: a stream holds its connection, a queue and (for the live ones) a
+/// poll of its patients' grains every second, so a caller may hold only a few, however fast they may make requests.
 /// </summary>
-public sealed class LiveStreamSlots
+public abstract class StreamSlots(int perCaller)
 {
-    public const int PerCaller = 4;
-
     private readonly ConcurrentDictionary<string, int> _open = new(StringComparer.Ordinal);
+
+    /// <summary>The most streams of this kind one caller may hold.</summary>
+    public int PerCaller { get; } = perCaller;
 
     /// <summary>Takes a slot for <paramref name="caller"/>; false when they have <see cref="PerCaller"/> open already.</summary>
     public bool TryTake(string caller)
@@ -41,3 +42,9 @@ public sealed class LiveStreamSlots
         }
     }
 }
+
+/// <summary>Live vitals streams: a dashboard needs one or two.</summary>
+public sealed class LiveStreamSlots() : StreamSlots(4);
+
+/// <summary>Alert event streams: one a dashboard or progress page, so a few tabs' worth.</summary>
+public sealed class AlertStreamSlots() : StreamSlots(8);

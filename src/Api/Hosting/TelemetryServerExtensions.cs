@@ -121,6 +121,7 @@ public static partial class TelemetryServerExtensions
 
         services.AddSingleton<TrendReader>();
         services.AddSingleton<LiveStreamSlots>();
+        services.AddSingleton<AlertStreamSlots>();
         services.AddTelemetryAuthentication();
         services.AddSingleton<AuditLog>();
         services.AddHostedService(sp => sp.GetRequiredService<AuditLog>());

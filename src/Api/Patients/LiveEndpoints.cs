@@ -89,7 +89,7 @@ public static partial class LiveEndpoints
         if (!slots.TryTake(caller))
         {
             await TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests, title: "Too many live streams",
-                detail: $"A caller may hold {LiveStreamSlots.PerCaller} live streams at once; close one first.").ExecuteAsync(context);
+                detail: $"A caller may hold {slots.PerCaller} live streams at once; close one first.").ExecuteAsync(context);
             return;
         }
 

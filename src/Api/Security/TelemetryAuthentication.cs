@@ -150,5 +150,20 @@ public static class TelemetryAuthentication
             RoleClaimType = TelemetryClaims.Role,
             ClockSkew = TimeSpan.FromMinutes(1),
         };
+
+        // A person is known by their subject: acknowledgements, snoozes and the audit log record it, and rate limits and
+        // stream slots are per subject. A token without one names nobody and is refused.
+        bearer.Events = new JwtBearerEvents
+        {
+            OnTokenValidated = context =>
+            {
+                if (string.IsNullOrWhiteSpace(context.Principal?.FindFirst(TelemetryClaims.Subject)?.Value))
+                {
+                    context.Fail("The token names no subject ('sub' claim).");
+                }
+
+                return Task.CompletedTask;
+            },
+        };
     }
 }
