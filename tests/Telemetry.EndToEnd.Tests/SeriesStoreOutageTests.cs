@@ -32,6 +32,11 @@ public sealed class SeriesStoreOutageTests(ITestOutputHelper output)
         Assert.Equal(HttpStatusCode.ServiceUnavailable, away.StatusCode);
         Assert.Contains("does not answer", away.Body, StringComparison.Ordinal);
 
+        // An export that cannot read its first readings answers as failed, not as a 200 file holding its header alone.
+        using var export = await server.Http.GetAsync("/api/patients/outage-p1/export.csv?kind=heart_rate");
+        Assert.True((int)export.StatusCode >= 500, $"the export answered {export.StatusCode}");
+        Assert.Equal("application/problem+json", export.Content.Headers.ContentType?.MediaType);
+
         await series.StartAsync();
         Assert.Equal(HttpStatusCode.OK, (await Eventually.ReadAsync(server.HealthAsync, answer => answer.StatusCode == HttpStatusCode.OK)).StatusCode);
     }

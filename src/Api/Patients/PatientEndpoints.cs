@@ -181,8 +181,28 @@ public static class PatientEndpoints
         response.ContentType = "text/csv; charset=utf-8";
         var name = $"{patientId}_{DateTimeOffset.FromUnixTimeMilliseconds(fromMs):yyyyMMdd'T'HHmm}_{window?.ToWireName() ?? "raw"}.csv".Replace(':', '-');
         response.Headers.ContentDisposition = $"attachment; filename=\"{name}\"";
-        await using var writer = new StreamWriter(response.Body, new UTF8Encoding(false), bufferSize: 64 * 1024, leaveOpen: true);
-        var cancellationToken = context.RequestAborted;
+        var writer = new StreamWriter(response.Body, new UTF8Encoding(false), bufferSize: 64 * 1024, leaveOpen: true);
+        try
+        {
+            await WriteExportAsync(writer, patientId, vitals, window, fromMs, toMs, rawStore, reader, context.RequestAborted);
+            await writer.FlushAsync(context.RequestAborted);
+        }
+        catch (Exception) when (!response.HasStarted)
+        {
+            // Nothing has gone out (the header line waits in the writer's buffer, which is dropped unwritten): the failure
+            // is answered as one, not as a 200 file holding a header alone.
+            response.Headers.ContentDisposition = default;
+            response.ContentType = null;
+            throw;
+        }
+
+        await writer.DisposeAsync();
+        return TypedResults.Empty;
+    }
+
+    private static async Task WriteExportAsync(
+        StreamWriter writer, string patientId, IReadOnlyList<VitalDefinition> vitals, Resolution? window, long fromMs, long toMs, IRawSeriesStore rawStore, TrendReader reader, CancellationToken cancellationToken)
+    {
         if (window is null)
         {
             await writer.WriteLineAsync("time,kind,loinc,value,unit,device_id");
@@ -206,8 +226,6 @@ public static class PatientEndpoints
                 }
             }
         }
-
-        return TypedResults.Empty;
     }
 
     private static async Task<Results<Ok<DailySummary>, ValidationProblem>> GetDailyAsync(
