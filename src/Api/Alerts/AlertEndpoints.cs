@@ -176,27 +176,31 @@ public static class AlertEndpoints
         var open = status == "open";
         var take = limit ?? 100;
         var read = open ? MaxOpenConsidered : take;
-        IReadOnlyList<Alert> alerts;
+        IEnumerable<Alert> Listed(IEnumerable<Alert> alerts) => open
+            ? alerts.OrderByDescending(a => a.Priority).ThenByDescending(a => a.RaisedAt).ThenByDescending(a => a.AlertId, StringComparer.Ordinal).Take(take)
+            : alerts.Take(take);
+
+        IReadOnlyList<Alert> listed;
         if (visible is null)
         {
-            alerts = await store.QueryAsync(new AlertQuery(patientId, from, to, open, read), cancellationToken);
+            listed = [.. Listed(await store.QueryAsync(new AlertQuery(patientId, from, to, open, read), cancellationToken))];
         }
         else
         {
-            // Someone who may read only some patients gets theirs, each read on its own (a care team is tens of patients).
-            var found = new List<Alert>();
+            // Someone who may read only some patients gets theirs, each read on its own (a care team is tens of patients),
+            // and only the first `limit` of those read so far are held: a caller of thousands of patients does not hold
+            // thousands of lists.
+            List<Alert> found = [];
             foreach (var visiblePatient in visible.Order(StringComparer.Ordinal))
             {
-                found.AddRange(await store.QueryAsync(new AlertQuery(visiblePatient, from, to, open, read), cancellationToken));
+                var theirs = await store.QueryAsync(new AlertQuery(visiblePatient, from, to, open, read), cancellationToken);
+                found = [.. Listed(found.Concat(theirs).OrderByDescending(a => a.RaisedAt).ThenByDescending(a => a.AlertId, StringComparer.Ordinal))];
             }
 
-            alerts = [.. found.OrderByDescending(a => a.RaisedAt)];
+            listed = found;
         }
 
         // Typed as the caller that audits a list across patients reads it.
-        IReadOnlyList<Alert> listed = open
-            ? [.. alerts.OrderByDescending(a => a.Priority).ThenByDescending(a => a.RaisedAt).Take(take)]
-            : [.. alerts.Take(take)];
         return TypedResults.Ok(listed);
     }
 
