@@ -188,14 +188,13 @@ internal sealed class VictoriaMetricsSeriesReader : ISeriesReader
         while (end > fromMs && wanted.Count > 0)
         {
             var start = Math.Max(fromMs, end - step);
-            var readings = await CollectAsync(patientId, wanted, start, end, cancellationToken);
-            foreach (var kind in readings.GroupBy(reading => reading.Kind))
+            foreach (var (kind, newest) in await CollectNewestAsync(patientId, wanted, start, end, perKind, cancellationToken))
             {
-                var have = found.Count(reading => reading.Kind == kind.Key);
-                found.AddRange(kind.OrderByDescending(reading => reading.TimestampMs).Take(perKind - have));
-                if (have + kind.Count() >= perKind)
+                var have = found.Count(reading => reading.Kind == kind);
+                found.AddRange(newest.Take(perKind - have));
+                if (have + newest.Count >= perKind)
                 {
-                    wanted.Remove(kind.Key);
+                    wanted.Remove(kind);
                 }
             }
 
@@ -204,6 +203,48 @@ internal sealed class VictoriaMetricsSeriesReader : ISeriesReader
         }
 
         return [.. found.GroupBy(reading => reading.Kind).SelectMany(kind => kind.OrderByDescending(reading => reading.TimestampMs))];
+    }
+
+    /// <summary>
+    /// The newest <paramref name="perKind"/> readings of each kind in [<paramref name="fromMs"/>, <paramref name="toMs"/>),
+    /// newest first, holding no more than that many per kind however many the range has: a stretch walked back a year
+    /// for a vital not sent in months is read through, not held.
+    /// </summary>
+    private async Task<Dictionary<VitalKind, List<StoredReading>>> CollectNewestAsync(
+        string patientId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, int perKind, CancellationToken cancellationToken)
+    {
+        var newest = new Dictionary<VitalKind, PriorityQueue<StoredReading, long>>();
+        var names = string.Join('|', kinds.Select(kind => VitalCatalogue.Get(kind).Name));
+        var selector = $"{{__name__=\"vitals_value\",{InfluxLayout.PatientTag}={Quote(patientId)},{InfluxLayout.KindTag}=~\"{names}\"}}";
+        await foreach (var series in ExportAsync(selector, fromMs, toMs, cancellationToken))
+        {
+            if (!InfluxLayout.TryParseKind(series.Label(InfluxLayout.KindTag), out var kind) || series.Label(InfluxLayout.DeviceTag) is not { } deviceId)
+            {
+                continue;
+            }
+
+            if (!newest.TryGetValue(kind, out var kept))
+            {
+                newest[kind] = kept = new PriorityQueue<StoredReading, long>(perKind + 1);
+            }
+
+            for (var i = 0; i < series.Timestamps.Length; i++)
+            {
+                // The oldest kept is at the head: a newer reading takes its place once the kind has its fill.
+                if (kept.Count < perKind)
+                {
+                    kept.Enqueue(new StoredReading(deviceId, kind, series.Timestamps[i], series.Values[i]), series.Timestamps[i]);
+                }
+                else if (kept.TryPeek(out _, out var oldest) && series.Timestamps[i] > oldest)
+                {
+                    kept.DequeueEnqueue(new StoredReading(deviceId, kind, series.Timestamps[i], series.Values[i]), series.Timestamps[i]);
+                }
+            }
+        }
+
+        return newest.ToDictionary(
+            entry => entry.Key,
+            entry => entry.Value.UnorderedItems.Select(item => item.Element).OrderByDescending(reading => reading.TimestampMs).ToList());
     }
 
     public async IAsyncEnumerable<StoredReading> StreamAsync(string patientId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, [EnumeratorCancellation] CancellationToken cancellationToken)

@@ -121,6 +121,28 @@ public sealed class VictoriaMetricsReadTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task The_latest_of_a_vital_not_sent_in_months_are_found_walking_back_newest_first()
+    {
+        const long Day = 86_400_000;
+        var old = -100 * Day;
+        await _file.CommitAsync(
+            Of("watch-1", "patient-1", 1, Heart(old, 60), Heart(old + 2_000, 62), Heart(old + 4_000, 64), Oxygen(0, 97)),
+            Of("ring-2", "patient-1", 1, Heart(old + 1_000, 61), Heart(old + 3_000, 63)));
+        await _server.FlushAsync();
+
+        var latest = await Store.ReadLatestAsync("patient-1", [VitalKind.HeartRate, VitalKind.OxygenSaturation], 0, T0 + 60_000, 3);
+
+        Assert.Equal(
+            [
+                new StoredReading("watch-1", VitalKind.HeartRate, T0 + old + 4_000, 64),
+                new StoredReading("ring-2", VitalKind.HeartRate, T0 + old + 3_000, 63),
+                new StoredReading("watch-1", VitalKind.HeartRate, T0 + old + 2_000, 62),
+                new StoredReading("watch-1", VitalKind.OxygenSaturation, T0, 97),
+            ],
+            latest.OrderBy(reading => reading.Kind).ThenByDescending(reading => reading.TimestampMs));
+    }
+
+    [Fact]
     public async Task A_raw_read_over_a_long_range_walks_it_in_stretches_and_keeps_order_and_limit()
     {
         // Weeks of sparse readings, the first two either side of the first stretch's end (an hour in).
