@@ -323,7 +323,8 @@ public sealed class FhirTests(SeededServer seeded)
             Assert.NotNull(audit.Source.Observer);
         });
         var search = events.First(e => e.Entity[0].Description.StartsWith("GET /fhir/Observation?", StringComparison.Ordinal));
-        Assert.Equal(AuditEvent.AuditEventAction.R, search.Action);
+        Assert.Equal(("http://hl7.org/fhir/restful-interaction", "search-type"), (search.Subtype[0].System, search.Subtype[0].Code));
+        Assert.Equal(AuditEvent.AuditEventAction.E, search.Action);
         Assert.Equal(AuditEvent.AuditEventOutcome.N0, search.Outcome);
 
         // Page by page, older each time, by the next links: every record read once at least, none skipped. No total

@@ -12,15 +12,7 @@ public static class AuditEventFactory
 
     public static AuditEvent Create(AuditRecord record)
     {
-        var method = record.Action.Split(' ', 2)[0];
-        var (interaction, action) = method switch
-        {
-            "GET" => ("read", AuditEvent.AuditEventAction.R),
-            "POST" => ("create", AuditEvent.AuditEventAction.E),
-            "PUT" => ("update", AuditEvent.AuditEventAction.U),
-            "DELETE" => ("delete", AuditEvent.AuditEventAction.D),
-            _ => ("operation", AuditEvent.AuditEventAction.E),
-        };
+        var (interaction, action) = Interaction(record.Action);
         var audit = new AuditEvent
         {
             Id = record.Seq.ToString(System.Globalization.CultureInfo.InvariantCulture),
@@ -54,5 +46,30 @@ public static class AuditEventFactory
 
         audit.Entity.Add(entity);
         return audit;
+    }
+
+    /// <summary>
+    /// The RESTful interaction a recorded request (<c>METHOD /path?query</c>) was, and its action as the Basic Audit Log
+    /// Patterns code it: a FHIR search (<c>/fhir/Observation?…</c>) and an operation (<c>$stats</c>, an alert's replay)
+    /// execute (E); a read reads (R); an acknowledgement or snooze updates the alert (U); other POSTs create (C).
+    /// </summary>
+    public static (string Interaction, AuditEvent.AuditEventAction Action) Interaction(string requestLine)
+    {
+        var parts = requestLine.Split(' ', 2);
+        var path = parts.Length > 1 ? parts[1].Split('?', 2)[0] : string.Empty;
+        var segments = path.Split('/', StringSplitOptions.RemoveEmptyEntries);
+        return parts[0] switch
+        {
+            _ when path.Contains("/$", StringComparison.Ordinal) => ("operation", AuditEvent.AuditEventAction.E),
+            "GET" when path == "/fhir/metadata" => ("capabilities", AuditEvent.AuditEventAction.R),
+            "GET" when segments is ["fhir", _] => ("search-type", AuditEvent.AuditEventAction.E),
+            "GET" => ("read", AuditEvent.AuditEventAction.R),
+            "POST" when segments is [.., "ack" or "snooze"] => ("update", AuditEvent.AuditEventAction.U),
+            "POST" when segments is [.., "replay"] => ("operation", AuditEvent.AuditEventAction.E),
+            "POST" => ("create", AuditEvent.AuditEventAction.C),
+            "PUT" => ("update", AuditEvent.AuditEventAction.U),
+            "DELETE" => ("delete", AuditEvent.AuditEventAction.D),
+            _ => ("operation", AuditEvent.AuditEventAction.E),
+        };
     }
 }
