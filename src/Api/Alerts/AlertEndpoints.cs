@@ -28,7 +28,7 @@ public static class AlertEndpoints
     {
         var read = new PatientAccessFilter(PatientRight.Read);
         var act = new PatientAccessFilter(PatientRight.Act);
-        var patient = routes.MapGroup("/api/patients/{patientId}").RequireAuthorization(TelemetryAuthentication.PersonPolicy).RequireRateLimiting(TelemetryAuthentication.ApiRateLimit).AddEndpointFilter<AuditFilter>().WithTags("Alerts");
+        var patient = routes.MapGroup("/api/patients/{patientId}").RequireAuthorization(TelemetryAuthentication.PersonPolicy).RequireRateLimiting(TelemetryAuthentication.ApiRateLimit).Audited().WithTags("Alerts");
         patient.MapGet("/alert-rules", GetRulesAsync).AddEndpointFilter(read);
         patient.MapPut("/alert-rules", PutRulesAsync).AddEndpointFilter(act);
         patient.MapPost("/alert-rules/replay", ReplayAsync).AddEndpointFilter(act);
@@ -39,7 +39,7 @@ public static class AlertEndpoints
                 : InvalidPatient().ExecuteAsync(context)).AddEndpointFilter(read);
 
         // Across patients: an admin sees every patient's alerts, anyone else those of the patients they may read.
-        var alerts = routes.MapGroup("/api/alerts").RequireAuthorization(TelemetryAuthentication.PersonPolicy).RequireRateLimiting(TelemetryAuthentication.ApiRateLimit).AddEndpointFilter<AuditFilter>().WithTags("Alerts");
+        var alerts = routes.MapGroup("/api/alerts").RequireAuthorization(TelemetryAuthentication.PersonPolicy).RequireRateLimiting(TelemetryAuthentication.ApiRateLimit).Audited().WithTags("Alerts");
         alerts.MapGet("/", GetOpenAlertsAsync);
         alerts.MapGet("/stream", (HttpContext context, IAlertStore store, AlertBroadcaster broadcaster, AlertStreamSlots slots) =>
             AlertEventStream.RunAsync(context, null, store, broadcaster, slots));

@@ -86,7 +86,8 @@ public sealed class AuditFilter : IEndpointFilter
         return audit.WriteAsync(user.Identity?.Name ?? "anonymous", roles.Length > 0 ? roles : "none", patientId, action, status, CancellationToken.None);
     }
 
-    private static string? PatientOf(HttpContext http)
+    /// <summary>The patient a request reads: one a handler named, the route's, or FHIR's <c>patient</c>/<c>subject</c>.</summary>
+    public static string? PatientOf(HttpContext http)
     {
         if (http.Items.TryGetValue(PatientKey, out var named) && named is string patientId)
         {

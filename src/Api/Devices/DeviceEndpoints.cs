@@ -18,7 +18,7 @@ public static class DeviceEndpoints
         var devices = routes.MapGroup("/api/devices").RequireAuthorization(TelemetryAuthentication.AdminPolicy).RequireRateLimiting(TelemetryAuthentication.ApiRateLimit).WithTags("Devices");
         devices.MapPost("/", ProvisionAsync);
         devices.MapGet("/{deviceId}", GetAsync);
-        devices.MapGet("/{deviceId}/rejects", GetRejectsAsync).AddEndpointFilter<AuditFilter>();
+        devices.MapGet("/{deviceId}/rejects", GetRejectsAsync).Audited();
         devices.MapPost("/{deviceId}/token", RotateAsync)
             .WithSummary("Issues the device a new token, shown this once; the old one stops working (a revoked device works again)");
         devices.MapDelete("/{deviceId}/token", RevokeAsync)

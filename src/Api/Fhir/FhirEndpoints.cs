@@ -33,7 +33,7 @@ public static class FhirEndpoints
 
     public static IEndpointRouteBuilder MapFhirEndpoints(this IEndpointRouteBuilder routes)
     {
-        var fhir = routes.MapGroup("/fhir").RequireRateLimiting(TelemetryAuthentication.ApiRateLimit).AddEndpointFilter<AuditFilter>().AddEndpointFilter<FhirGuardFilter>().ExcludeFromDescription();
+        var fhir = routes.MapGroup("/fhir").RequireRateLimiting(TelemetryAuthentication.ApiRateLimit).Audited().AddEndpointFilter<FhirGuardFilter>().ExcludeFromDescription();
         fhir.MapGet("/metadata", (HttpRequest request) => new FhirResult(CapabilityStatementFactory.Create(BaseUrl(request))));
         fhir.MapGet("/Observation", SearchAsync);
         fhir.MapGet("/Observation/$lastn", LastNAsync);

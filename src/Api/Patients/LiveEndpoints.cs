@@ -26,11 +26,11 @@ public static partial class LiveEndpoints
     {
         routes.MapGet("/api/patients", ListAsync)
             .RequireAuthorization(TelemetryAuthentication.PersonPolicy).RequireRateLimiting(TelemetryAuthentication.ApiRateLimit)
-            .AddEndpointFilter<AuditFilter>()
+            .Audited()
             .WithTags("Patients").WithSummary("The patients the caller may read, in id order, with their latest vitals");
         routes.MapGet("/api/live/stream", StreamAllAsync)
             .RequireAuthorization(TelemetryAuthentication.PersonPolicy).RequireRateLimiting(TelemetryAuthentication.ApiRateLimit)
-            .AddEndpointFilter<AuditFilter>()
+            .Audited()
             .WithTags("Patients").WithSummary("Server-sent events: a patient's latest vitals whenever they change, for every patient the caller may read");
         return routes;
     }

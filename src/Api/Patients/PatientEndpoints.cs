@@ -30,7 +30,7 @@ public static class PatientEndpoints
     {
         var patients = routes.MapGroup("/api/patients/{patientId}")
             .RequireAuthorization(TelemetryAuthentication.PersonPolicy).RequireRateLimiting(TelemetryAuthentication.ApiRateLimit)
-            .AddEndpointFilter<AuditFilter>()
+            .Audited()
             .AddEndpointFilter(new PatientAccessFilter(PatientRight.Read))
             .WithTags("Patients");
         patients.MapGet("/trends", GetTrendsAsync)

@@ -72,6 +72,7 @@ public static class TelemetryAuthentication
             .AddJwtBearer();
         services.AddOptions<JwtBearerOptions>(JwtBearerDefaults.AuthenticationScheme)
             .Configure<IOptions<JwtOptions>, DevelopmentTokens>((bearer, jwt, development) => Configure(bearer, jwt.Value, development));
+        services.AddSingleton<Microsoft.AspNetCore.Authorization.IAuthorizationMiddlewareResultHandler, Audit.AuditedAuthorizationResultHandler>();
         services.AddAuthorizationBuilder()
             .AddPolicy(AdminPolicy, policy => policy.RequireRole(TelemetryRoles.Admin))
             .AddPolicy(PersonPolicy, policy => policy.RequireRole(TelemetryRoles.All));

@@ -1,0 +1,43 @@
+using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.Authorization.Policy;
+using Telemetry.Storage.Audit;
+
+namespace Telemetry.Api.Audit;
+
+/// <summary>Marks an endpoint whose every request is audited, so a refusal before it runs is recorded too.</summary>
+public sealed class AuditedEndpoint
+{
+    public static readonly AuditedEndpoint Instance = new();
+
+    private AuditedEndpoint()
+    {
+    }
+}
+
+public static class AuditedEndpoints
+{
+    /// <summary>Audits every request of the endpoints <paramref name="builder"/> makes: those they answer (<see cref="AuditFilter"/>) and those refused before they run.</summary>
+    public static TBuilder Audited<TBuilder>(this TBuilder builder)
+        where TBuilder : IEndpointConventionBuilder =>
+        builder.AddEndpointFilter<TBuilder, AuditFilter>().WithMetadata(AuditedEndpoint.Instance);
+}
+
+/// <summary>
+/// Records the requests to audited endpoints that authorization refuses before they run (no token or a bad one: 401;
+/// a role without the right: 403), as the FHIR endpoints' own guard records theirs; then answers them as it would have.
+/// </summary>
+public sealed class AuditedAuthorizationResultHandler(AuditLog audit) : IAuthorizationMiddlewareResultHandler
+{
+    private readonly AuthorizationMiddlewareResultHandler _answer = new();
+
+    public async Task HandleAsync(RequestDelegate next, HttpContext context, AuthorizationPolicy policy, PolicyAuthorizationResult authorizeResult)
+    {
+        if ((authorizeResult.Challenged || authorizeResult.Forbidden) && context.GetEndpoint()?.Metadata.GetMetadata<AuditedEndpoint>() is not null)
+        {
+            var status = authorizeResult.Challenged ? StatusCodes.Status401Unauthorized : StatusCodes.Status403Forbidden;
+            await AuditFilter.RecordAsync(audit, context, AuditFilter.PatientOf(context), status);
+        }
+
+        await _answer.HandleAsync(next, context, policy, authorizeResult);
+    }
+}
