@@ -1,5 +1,7 @@
 using System.Net;
 using System.Security.Cryptography;
+using Microsoft.IdentityModel.JsonWebTokens;
+using Microsoft.IdentityModel.Tokens;
 
 namespace Telemetry.EndToEnd.Tests;
 
@@ -37,5 +39,41 @@ public sealed class OidcProviderTests
         Assert.Equal(HttpStatusCode.Unauthorized, await GetAsync(provider.Issue("ops-1", "admin", issuer: "http://127.0.0.1:1"), "/api/audit"));
         Assert.Equal(HttpStatusCode.Unauthorized, await GetAsync(provider.Issue("ops-1", "admin", audience: "someone-else"), "/api/audit"));
         Assert.Equal(HttpStatusCode.Unauthorized, await GetAsync(await server.MintTokenAsync("--role", "admin"), "/api/audit"));
+    }
+
+    [Fact]
+    public async Task With_development_tokens_accepted_beside_a_provider_neither_key_vouches_for_the_other_issuer()
+    {
+        await using var provider = await LoopbackOidcProvider.StartAsync();
+        await using var server = await TelemetryServer.StartNewAsync(new Dictionary<string, string>
+        {
+            ["Telemetry__Auth__Jwt__Authority"] = provider.Issuer,
+            ["Telemetry__Auth__Jwt__RequireHttpsMetadata"] = "false",
+            ["Telemetry__Auth__Jwt__AcceptDevelopmentTokens"] = "true",
+        });
+
+        async Task<HttpStatusCode> GetAsync(string token)
+        {
+            using var client = server.ClientWith(token);
+            using var response = await client.GetAsync("/api/audit");
+            return response.StatusCode;
+        }
+
+        // Each with its own key and issuer: accepted.
+        Assert.Equal(HttpStatusCode.OK, await GetAsync(provider.Issue("ops-1", "admin")));
+        Assert.Equal(HttpStatusCode.OK, await GetAsync(await server.MintTokenAsync("--role", "admin", "--sub", "dev-1")));
+
+        // The provider's key claiming the development issuer, and the development key claiming the provider's.
+        Assert.Equal(HttpStatusCode.Unauthorized, await GetAsync(provider.Issue("ops-1", "admin", issuer: "telemetry-development")));
+        var developmentKey = new SymmetricSecurityKey(Convert.FromBase64String(File.ReadAllText(Path.Combine(server.DataDirectory, "development-signing-key")).Trim())) { KeyId = "development" };
+        var forged = new JsonWebTokenHandler().CreateToken(new SecurityTokenDescriptor
+        {
+            Issuer = provider.Issuer,
+            Audience = "telemetry",
+            Claims = new Dictionary<string, object> { ["sub"] = "mallory", ["role"] = "admin" },
+            Expires = DateTime.UtcNow.AddHours(1),
+            SigningCredentials = new SigningCredentials(developmentKey, SecurityAlgorithms.HmacSha256),
+        });
+        Assert.Equal(HttpStatusCode.Unauthorized, await GetAsync(forged));
     }
 }

@@ -151,6 +151,14 @@ public static class TelemetryAuthentication
             RoleClaimType = TelemetryClaims.Role,
             ClockSkew = TimeSpan.FromMinutes(1),
         };
+        if (jwt.DevelopmentTokensAccepted)
+        {
+            // The development key signs for the development issuer alone, and only it does: beside a provider's keys,
+            // neither may vouch for the other's tokens.
+            bearer.TokenValidationParameters.ValidateIssuerSigningKey = true;
+            bearer.TokenValidationParameters.IssuerSigningKeyValidator = (key, token, _) =>
+                ReferenceEquals(key, development.SigningKey) == string.Equals(token.Issuer, DevelopmentTokens.Issuer, StringComparison.Ordinal);
+        }
 
         // A person is known by their subject: acknowledgements, snoozes and the audit log record it, and rate limits and
         // stream slots are per subject. A token without one names nobody and is refused.
