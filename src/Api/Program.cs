@@ -1,9 +1,14 @@
 using Telemetry.Api.Hosting;
 using Telemetry.Api.Security;
 
-// The configuration files are read once. Watching them for changes watches the working directory and all below it,
-// the database's directory included by default, so every write to the database would wake the watcher.
-var builder = WebApplication.CreateBuilder(["--hostBuilder:reloadConfigOnChange=false", .. args is [TokenCommand.Name, ..] ? [] : args]);
+// appsettings.json is read from beside the server's assembly (src/Api's, copied there at build), wherever the server
+// is started from: `dotnet run` starts it in the folder it was run from, so that ./data is there. The files are read
+// once: watching them for changes would watch their folder and all below it.
+var builder = WebApplication.CreateBuilder(new WebApplicationOptions
+{
+    Args = ["--hostBuilder:reloadConfigOnChange=false", .. args is [TokenCommand.Name, ..] ? [] : args],
+    ContentRootPath = AppContext.BaseDirectory,
+});
 builder.AddTelemetryServer();
 
 var app = builder.Build();

@@ -16,6 +16,7 @@ public sealed class IngestOptions
     /// How long a batch may wait for its commit before health turns unready: the store is slower than the load, and
     /// devices are acknowledged late.
     /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00.100", "01:00:00")]
     public TimeSpan SlowCommitWait { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>
@@ -59,15 +60,18 @@ public sealed class IngestOptions
     public int MaxMessageBytes { get; set; } = 256 * 1024;
 
     /// <summary>How far ahead of the server's clock a reading's time may be.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
     public TimeSpan MaxFutureSkew { get; set; } = TimeSpan.FromMinutes(10);
 
     /// <summary>How old a reading may be and still be taken (backfill after a phone was offline).</summary>
+    [Range(typeof(TimeSpan), "00:01:00", "3650.00:00:00")]
     public TimeSpan BackfillHorizon { get; set; } = TimeSpan.FromDays(30);
 
     /// <summary>
     /// On shutdown, how long publishes already being committed may take to get their acks before every device is told
     /// to reconnect (MQTT DISCONNECT 0x8B, gRPC UNAVAILABLE). A device resends what it has no ack for.
     /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00", "00:10:00")]
     public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>The largest bulk upload (<c>POST /api/devices/{id}/readings</c>) accepted, in bytes. A day of 1 Hz heart rate as JSON is about 7 MB.</summary>

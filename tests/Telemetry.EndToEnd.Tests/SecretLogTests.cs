@@ -29,6 +29,8 @@ public sealed class SecretLogTests
             ["Logging__LogLevel__Default"] = "Trace",
             ["Logging__LogLevel__Microsoft"] = "Trace",
             ["Logging__LogLevel__Orleans"] = "Trace",
+            ["Logging__LogLevel__Microsoft.AspNetCore"] = "Trace",
+            ["Logging__LogLevel__MQTTnet"] = "Trace",
             ["Telemetry__Server__Tls__CertificatePath"] = certificates.ServerCertificatePath,
             ["Telemetry__Server__Tls__KeyPath"] = certificates.ServerKeyPath,
             ["Telemetry__Server__Tls__Password"] = keyPassword,

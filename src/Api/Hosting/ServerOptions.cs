@@ -82,6 +82,11 @@ public sealed class ServerOptions : IValidatableObject
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
+        if (ListenAddress is not ("*" or "0.0.0.0" or "::" or "localhost") && !System.Net.IPAddress.TryParse(ListenAddress, out _))
+        {
+            yield return new ValidationResult($"ListenAddress: '{ListenAddress}' is neither *, localhost nor an IP address such as 127.0.0.1.", [nameof(ListenAddress)]);
+        }
+
         if (!TryParseTrustedProxies(out _, out _, out var invalid))
         {
             yield return new ValidationResult($"TrustedProxies: '{invalid}' is neither an IP address nor a network such as 10.0.0.0/8.", [nameof(TrustedProxies)]);

@@ -126,6 +126,10 @@ public static partial class TelemetryServerExtensions
         services.AddSingleton<AuditLog>();
         services.AddHostedService(sp => sp.GetRequiredService<AuditLog>());
         services.AddProblemDetails();
+
+        // A request whose arguments cannot be bound is answered 400 through the endpoint's filters (so it is audited), in
+        // every environment: Development would otherwise throw before them.
+        services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(routeHandlers => routeHandlers.ThrowOnBadRequest = false);
         services.AddOpenApi();
         services.AddTelemetryHealthChecks();
         services.AddOpenTelemetry().WithMetrics(metrics => metrics
@@ -265,7 +269,13 @@ public static partial class TelemetryServerExtensions
                 kestrel.ListenLocalhost(port, configure);
                 break;
             default:
-                kestrel.Listen(System.Net.IPAddress.Parse(address), port, configure);
+                // Kestrel's listeners are set before the options are validated at start: the setting is named here too.
+                kestrel.Listen(
+                    System.Net.IPAddress.TryParse(address, out var ip)
+                        ? ip
+                        : throw new InvalidOperationException($"{ServerOptions.Section}:ListenAddress: '{address}' is neither *, localhost nor an IP address such as 127.0.0.1."),
+                    port,
+                    configure);
                 break;
         }
     }
