@@ -38,6 +38,15 @@ public sealed class RateLimitTests
         Assert.Equal(HttpStatusCode.TooManyRequests, lockedFhir.StatusCode);
         Assert.Contains("\"throttled\"", await lockedFhir.Content.ReadAsStringAsync());
 
+        // A device behind the same address (phones share their carrier's) still uploads: its token is a device's.
+        var deviceToken = await server.ProvisionAsync("rl-watch", "rl-patient");
+        using var device = server.ClientWith(deviceToken);
+        device.DefaultRequestHeaders.Add("X-Forwarded-For", Guesser);
+        var at = Devices.RecentMinute().ToString("O", System.Globalization.CultureInfo.InvariantCulture);
+        using var upload = await device.PostAsync("/api/devices/rl-watch/readings", new StringContent(
+            $$"""{"readings":[{"kind":"heart_rate","time":"{{at}}","value":72,"unit":"/min"}]}""", System.Text.Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.OK, upload.StatusCode);
+
         // Other clients behind the same proxy are not locked out.
         using var neighbour = server.ClientWith(server.AdminToken);
         neighbour.DefaultRequestHeaders.Add("X-Forwarded-For", "203.0.113.8");

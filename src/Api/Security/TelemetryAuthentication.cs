@@ -89,7 +89,7 @@ public static class TelemetryAuthentication
         app.Use(async (context, next) =>
         {
             var address = context.Connection.RemoteIpAddress;
-            var presented = address is not null && BearerToken(context.Request) is not null;
+            var presented = address is not null && !IsDeviceIngest(context.Request) && BearerToken(context.Request) is not null;
             if (presented && throttle.IsLockedOut(address!, out var retryAfter))
             {
                 throttle.Throttled("sign_in");
@@ -108,6 +108,17 @@ public static class TelemetryAuthentication
         app.UseRateLimiter();
         return app;
     }
+
+    /// <summary>
+    /// A device's upload or gRPC stream: its token is a device's (a random secret of 256 bits, nothing to guess), and
+    /// phones share addresses behind their carriers' NAT, so neither counts towards nor is held by the people's
+    /// lockout. A device whose token was revoked, retrying, would otherwise shut out every device and person behind its
+    /// address.
+    /// </summary>
+    private static bool IsDeviceIngest(HttpRequest request) =>
+        request.Path.StartsWithSegments("/telemetry.v1.Ingest")
+        || (HttpMethods.IsPost(request.Method) && request.Path.StartsWithSegments("/api/devices", out var rest)
+            && rest.Value is { } tail && tail.EndsWith("/readings", StringComparison.Ordinal) && tail.Count(c => c == '/') == 2);
 
     /// <summary>The token of an <c>Authorization: Bearer</c> header, if there is one.</summary>
     public static string? BearerToken(HttpRequest request)
