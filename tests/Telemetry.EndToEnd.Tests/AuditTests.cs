@@ -64,7 +64,10 @@ public sealed class AuditTests
         // Refused for their arguments: by the handler (a vital that does not exist), and before it (a number that is not one).
         using var anonymous = server.ClientWith(null);
         using var unsigned = await anonymous.GetAsync("/api/patients/audit-p3/trends?kind=heart_rate");
+        using var wrongToken = server.ClientWith("not-a-token-anyone-issued");
+        using var refusedToken = await wrongToken.GetAsync("/api/patients/audit-p3/trends?kind=spo2");
         Assert.Equal(HttpStatusCode.Unauthorized, unsigned.StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, refusedToken.StatusCode);
         using var badKind = await clinician.GetAsync("/api/patients/audit-p3/trends?kind=bogus");
         using var unbound = await clinician.GetAsync("/api/patients/audit-p3/daily?stepsGoal=abc");
         Assert.Equal(HttpStatusCode.BadRequest, badKind.StatusCode);
@@ -83,7 +86,8 @@ public sealed class AuditTests
         Assert.Contains(("GET /api/patients/audit-p3/live/stream", 200), patient);
         Assert.Contains(("GET /api/patients/audit-p3/trends?kind=bogus", 400), patient);
         Assert.Contains(("GET /api/patients/audit-p3/daily?stepsGoal=abc", 400), patient);
-        Assert.Contains(("GET /api/patients/audit-p3/trends?kind=heart_rate", 401), patient);
+        Assert.Contains(("GET /api/patients/audit-p3/trends?kind=spo2", 401), patient);
+        Assert.DoesNotContain(("GET /api/patients/audit-p3/trends?kind=heart_rate", 401), patient);
         var denied = Assert.Single((await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?patientId=audit-p4")).EnumerateArray());
         Assert.Equal(("GET /api/patients/audit-p4/alerts/stream", 403, "denied"), (denied.GetProperty("action").GetString(), denied.GetProperty("status").GetInt32(), denied.GetProperty("outcome").GetString()));
     }

@@ -41,9 +41,10 @@ public sealed class AuditFilter : IEndpointFilter
         {
             result = await next(context);
         }
-        catch (Exception) when (!http.RequestAborted.IsCancellationRequested && !http.Response.HasStarted)
+        catch (Exception exception) when (!http.RequestAborted.IsCancellationRequested && !http.Response.HasStarted)
         {
-            await RecordOnceAsync(StatusCodes.Status500InternalServerError);
+            // A request at fault as it was read (a body over the size allowed, one cut short) is answered with its own status.
+            await RecordOnceAsync(exception is BadHttpRequestException bad ? bad.StatusCode : StatusCodes.Status500InternalServerError);
             throw;
         }
 

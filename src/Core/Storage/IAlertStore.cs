@@ -28,7 +28,7 @@ public interface IAlertStore
 
     /// <summary>
     /// Deletes the history older than <paramref name="cutoff"/> (retention): events that happened before it, and alerts
-    /// raised before it that are no longer open. An open alert stays however old it is, and positions never go back: a
+    /// no longer open that were raised and cleared before it. An open alert stays however old it is, and positions never go back: a
     /// consumer's cursor stays valid. Returns how many events and alerts went.
     /// </summary>
     Task<long> DeleteBeforeAsync(DateTimeOffset cutoff, CancellationToken cancellationToken = default);

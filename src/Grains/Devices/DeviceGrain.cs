@@ -76,7 +76,6 @@ public sealed class DeviceGrain(
             return false;
         }
 
-        var previous = state.State.RevokedAt;
         state.State.RevokedAt ??= timeProvider.GetUtcNow();
         try
         {
@@ -84,8 +83,9 @@ public sealed class DeviceGrain(
         }
         catch
         {
-            // Answered as failed: nothing of it stays (live sessions were not ended either); the caller revokes again.
-            state.State.RevokedAt = previous;
+            // Answered as failed, but the write may have landed (a reply lost): the device stays refused while this
+            // grain lives, and the grain goes once this call ends, so the next sign-in reads what the storage holds.
+            DeactivateOnIdle();
             throw;
         }
 

@@ -179,7 +179,8 @@ internal sealed partial class DuckDbStateWrites : IDisposable
 
     /// <summary>
     /// Deletes the alert history older than <paramref name="cutoff"/>: the events that happened before it and the alerts
-    /// raised before it that are no longer open (an open alert stays, however old). The latest event stays whatever its
+    /// that are no longer open and whose every change came before it (an open alert stays, however old, and one open
+    /// for longer than the history kept stays until its clearing is as old). The latest event stays whatever its
     /// age: positions go on from it when the file is opened again, and a consumer standing at it misses nothing after.
     /// From then on an event from before the cutoff that is handed over again (an outbox a year old) is not stored again,
     /// nor its alert brought back. Runs in the writer, after the journal's records are in the file, so it meets no write
@@ -803,7 +804,13 @@ internal sealed partial class DuckDbStateWrites : IDisposable
                 ORDER BY position LIMIT $2)
             """;
         long events = command.ExecuteNonQuery();
-        command.CommandText = "DELETE FROM alerts WHERE alert_id IN (SELECT alert_id FROM alerts WHERE raised_at < $1 AND NOT is_open LIMIT $2)";
+        command.CommandText = """
+            DELETE FROM alerts WHERE alert_id IN (
+                SELECT a.alert_id FROM alerts a
+                WHERE a.raised_at < $1 AND NOT a.is_open
+                    AND NOT EXISTS (SELECT 1 FROM alert_events e WHERE e.alert_id = a.alert_id AND e.occurred_at >= $1)
+                LIMIT $2)
+            """;
         long alerts = command.ExecuteNonQuery();
         DuckDbValues.ExecuteRow(connection, "INSERT OR REPLACE INTO alert_retention VALUES (0, $1)", deletedBefore);
         transaction.Commit();

@@ -207,8 +207,8 @@ internal sealed class VictoriaMetricsSeriesReader : ISeriesReader
 
     /// <summary>
     /// The newest <paramref name="perKind"/> readings of each kind in [<paramref name="fromMs"/>, <paramref name="toMs"/>),
-    /// newest first, holding no more than that many per kind however many the range has: a stretch walked back a year
-    /// for a vital not sent in months is read through, not held.
+    /// newest first, holding no more than that many per kind however many the range has, and reading the series a block
+    /// at a time: a stretch walked back a year for a vital not sent in months is read through, not held.
     /// </summary>
     private async Task<Dictionary<VitalKind, List<StoredReading>>> CollectNewestAsync(
         string patientId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, int perKind, CancellationToken cancellationToken)
@@ -216,7 +216,7 @@ internal sealed class VictoriaMetricsSeriesReader : ISeriesReader
         var newest = new Dictionary<VitalKind, PriorityQueue<StoredReading, long>>();
         var names = string.Join('|', kinds.Select(kind => VitalCatalogue.Get(kind).Name));
         var selector = $"{{__name__=\"vitals_value\",{InfluxLayout.PatientTag}={Quote(patientId)},{InfluxLayout.KindTag}=~\"{names}\"}}";
-        await foreach (var series in ExportAsync(selector, fromMs, toMs, cancellationToken))
+        await foreach (var series in ExportAsync(selector, fromMs, toMs, cancellationToken, inBlocks: true))
         {
             if (!InfluxLayout.TryParseKind(series.Label(InfluxLayout.KindTag), out var kind) || series.Label(InfluxLayout.DeviceTag) is not { } deviceId)
             {
@@ -341,7 +341,12 @@ internal sealed class VictoriaMetricsSeriesReader : ISeriesReader
     }
 
     /// <summary>Every series matching <paramref name="selector"/> with its samples in [<paramref name="fromMs"/>, <paramref name="toMs"/>).</summary>
-    private async IAsyncEnumerable<Series> ExportAsync(string selector, long fromMs, long toMs, [EnumeratorCancellation] CancellationToken cancellationToken)
+    /// <param name="inBlocks">
+    /// Whether the server may answer a series in several lines, one per block it stores, samples unsorted
+    /// (<c>reduce_mem_usage=1</c>): no line then holds a whole series, for a caller that needs neither order nor a
+    /// series whole.
+    /// </param>
+    private async IAsyncEnumerable<Series> ExportAsync(string selector, long fromMs, long toMs, [EnumeratorCancellation] CancellationToken cancellationToken, bool inBlocks = false)
     {
         fromMs = Math.Clamp(fromMs, 0, LatestMs);
         toMs = Math.Clamp(toMs, 0, LatestMs);
@@ -351,12 +356,13 @@ internal sealed class VictoriaMetricsSeriesReader : ISeriesReader
         }
 
         // The export range includes its end: stop a millisecond short of it.
-        using var form = new FormUrlEncodedContent(
-        [
-            new("match[]", selector),
-            new("start", Seconds(fromMs)),
-            new("end", Seconds(toMs - 1)),
-        ]);
+        List<KeyValuePair<string, string>> fields = [new("match[]", selector), new("start", Seconds(fromMs)), new("end", Seconds(toMs - 1))];
+        if (inBlocks)
+        {
+            fields.Add(new("reduce_mem_usage", "1"));
+        }
+
+        using var form = new FormUrlEncodedContent(fields);
         using var request = new HttpRequestMessage(HttpMethod.Post, "/api/v1/export") { Content = form };
         using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
         response.EnsureSuccessStatusCode();

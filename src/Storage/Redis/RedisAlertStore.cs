@@ -141,8 +141,9 @@ public sealed class RedisAlertStore(RedisConnection redis) : IAlertStore
 
     /// <summary>
     /// Deletes the history older than <paramref name="cutoff"/> a page at a time, each page in one transaction: events
-    /// from the lowest position on, until one that is not older (an event handed over again after a crash can sit later
-    /// than newer ones; it goes at a later run), and alerts raised before it that are not open. The cutoff is marked
+    /// from the lowest position on, until a page of them is not older (an event handed over again after a crash can sit
+    /// later than newer ones; it goes at a later run), and alerts raised before it that are not open and were cleared
+    /// before it. The cutoff is marked
     /// first, so an event from before it handed over again meanwhile is not stored again. Positions come from their own
     /// counter, so they never go back. Servers of a cluster may run this at once: what each deletes is counted once.
     /// </summary>
@@ -154,12 +155,17 @@ public sealed class RedisAlertStore(RedisConnection redis) : IAlertStore
             "if tonumber(ARGV[1]) > tonumber(redis.call('GET', KEYS[1]) or '0') then redis.call('SET', KEYS[1], ARGV[1]) end",
             [_deletedBefore], [cutoff.ToUnixTimeMilliseconds()]);
         long deleted = 0;
+
+        // Events newer than the cutoff among the oldest positions (one stamped by a server whose clock ran ahead, say)
+        // are stepped over; a page holding only newer ones ends the walk.
+        var keptEvents = 0L;
         while (!cancellationToken.IsCancellationRequested)
         {
-            var page = await database.SortedSetRangeByRankAsync(_events, 0, PageSize - 1);
+            var page = await database.SortedSetRangeByRankAsync(_events, keptEvents, keptEvents + PageSize - 1);
             var old = page.Select(entry => (Member: entry, Event: JsonSerializer.Deserialize<AlertEvent>((string)entry!, TelemetryJson.Options)!))
-                .TakeWhile(entry => entry.Event.At < cutoff)
+                .Where(entry => entry.Event.At < cutoff)
                 .ToList();
+            keptEvents += page.Length - old.Count;
             if (old.Count == 0)
             {
                 break;
@@ -177,7 +183,7 @@ public sealed class RedisAlertStore(RedisConnection redis) : IAlertStore
             await transaction.ExecuteAsync();
             await Task.WhenAll(alongside);
             deleted += await removed;
-            if (old.Count < page.Length || page.Length < PageSize)
+            if (page.Length < PageSize)
             {
                 break;
             }
@@ -193,8 +199,10 @@ public sealed class RedisAlertStore(RedisConnection redis) : IAlertStore
                 break;
             }
 
+            // Those still open stay, and so do those that changed (cleared) after the cutoff.
             var open = await database.SortedSetScoresAsync(_open, ids);
-            var closed = ids.Where((_, i) => open[i] is null).ToArray();
+            var alerts = await database.HashGetAsync(_alerts, ids);
+            var closed = ids.Where((_, i) => open[i] is null && ClosedBefore(alerts[i], cutoff)).ToArray();
             skip += ids.Length - closed.Length;
             if (closed.Length > 0)
             {
@@ -219,6 +227,10 @@ public sealed class RedisAlertStore(RedisConnection redis) : IAlertStore
 
         return deleted;
     }
+
+    /// <summary>Whether a closed alert's last change (its clearing) came before <paramref name="cutoff"/>; one no longer stored is gone already.</summary>
+    private static bool ClosedBefore(RedisValue json, DateTimeOffset cutoff) =>
+        !json.HasValue || JsonSerializer.Deserialize<Alert>((string)json!, TelemetryJson.Options) is not { } alert || (alert.ClearedAt ?? alert.RaisedAt) < cutoff;
 
     public async Task SetWatchedAsync(string patientId, bool watched, CancellationToken cancellationToken = default)
     {

@@ -126,6 +126,22 @@ public sealed class DuckDbAlertStoreTests : IDisposable
     }
 
     [Fact]
+    public async Task Retention_keeps_an_alert_raised_long_ago_and_cleared_since_the_cutoff()
+    {
+        var old = T0.AddDays(-400);
+        var raised = Alert("p-1~1", AlertStatus.Active) with { RaisedAt = old };
+        await _store.AppendAsync([new AlertEvent("p-1", 1, AlertEventType.Raised, old, raised)]);
+        await _store.AppendAsync([new AlertEvent("p-1", 2, AlertEventType.Cleared, T0.AddDays(-1), raised with { Status = AlertStatus.Cleared, ClearedAt = T0.AddDays(-1) })]);
+        await _store.AppendAsync([new AlertEvent("p-1", 3, AlertEventType.Raised, T0, Alert("p-1~2", AlertStatus.Active))]);
+
+        // The raise event goes; the alert stays until its clearing is as old.
+        Assert.Equal(1, await _store.DeleteBeforeAsync(T0.AddDays(-365)));
+        Assert.Equal(AlertStatus.Cleared, (await _store.GetAsync("p-1~1"))!.Status);
+        Assert.Equal(2, await _store.DeleteBeforeAsync(T0));
+        Assert.Null(await _store.GetAsync("p-1~1"));
+    }
+
+    [Fact]
     public async Task Retention_deletes_a_long_history_in_chunks_and_counts_all_of_it()
     {
         var old = T0.AddDays(-400);
@@ -134,9 +150,10 @@ public sealed class DuckDbAlertStoreTests : IDisposable
             new AlertEvent("p-1", seq, seq == 1 ? AlertEventType.Raised : AlertEventType.Acknowledged, old.AddSeconds(seq), raised))]);
         await _store.AppendAsync([new AlertEvent("p-1", 12_001, AlertEventType.Cleared, T0, Alert("p-1~1", AlertStatus.Cleared) with { RaisedAt = old })]);
 
-        Assert.Equal(12_001, await _store.DeleteBeforeAsync(T0.AddDays(-365)));
+        // Every event but the latest; the alert, cleared since, stays.
+        Assert.Equal(12_000, await _store.DeleteBeforeAsync(T0.AddDays(-365)));
         Assert.Equal([12_001L], (await _store.ReadEventsAsync(0, null, 10)).Select(e => e.Position));
-        Assert.Null(await _store.GetAsync("p-1~1"));
+        Assert.Equal(AlertStatus.Cleared, (await _store.GetAsync("p-1~1"))!.Status);
     }
 
     [Fact]

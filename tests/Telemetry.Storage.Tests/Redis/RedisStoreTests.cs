@@ -102,6 +102,29 @@ public sealed class RedisStoreTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Retention_steps_over_an_event_stamped_ahead_and_keeps_an_alert_cleared_since_the_cutoff()
+    {
+        var store = new RedisAlertStore(_first);
+        var old = T0.AddDays(-400);
+
+        // At the lowest position, an event from a server whose clock ran a month ahead; then an old one.
+        var ahead = Event("patient-5", 1, AlertStatus.Active, episode: 1, raisedAt: old);
+        await store.AppendAsync([ahead with { At = T0.AddDays(30) }]);
+        await store.AppendAsync([Event("patient-5", 2, AlertStatus.Cleared, episode: 1, raisedAt: old)]);
+
+        // An alert raised long ago and cleared only yesterday.
+        var raised = Event("patient-6", 1, AlertStatus.Active, episode: 1, raisedAt: old);
+        await store.AppendAsync([raised]);
+        await store.AppendAsync([new AlertEvent("patient-6", 2, AlertEventType.Cleared, T0.AddDays(-1), raised.Alert with { Status = AlertStatus.Cleared, ClearedAt = T0.AddDays(-1) })]);
+
+        // Two old events and patient-5's alert; the event stamped ahead, yesterday's and patient-6's alert stay.
+        Assert.Equal(3, await store.DeleteBeforeAsync(T0.AddDays(-365)));
+        Assert.Equal([1L, 4L], (await store.ReadEventsAsync(0, null, 10)).Select(item => item.Position));
+        Assert.Null(await store.GetAsync("patient-5~1"));
+        Assert.Equal(AlertStatus.Cleared, (await store.GetAsync("patient-6~1"))!.Status);
+    }
+
+    [Fact]
     public async Task Retention_pages_through_a_long_history_stepping_over_open_alerts()
     {
         var store = new RedisAlertStore(_first);
