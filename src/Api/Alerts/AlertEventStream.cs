@@ -22,25 +22,8 @@ public static class AlertEventStream
 {
     private const int CatchUpPage = 500;
 
-    public static async Task RunAsync(HttpContext context, string? patientId, IAlertStore store, AlertBroadcaster broadcaster, AlertStreamSlots slots)
-    {
-        var caller = context.User.Identity?.Name ?? "anonymous";
-        if (!slots.TryTake(caller))
-        {
-            await TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests, title: "Too many alert streams",
-                detail: $"A caller may hold {slots.PerCaller} alert streams at once; close one first.").ExecuteAsync(context);
-            return;
-        }
-
-        try
-        {
-            await StreamAsync(context, patientId, store, broadcaster);
-        }
-        finally
-        {
-            slots.Release(caller);
-        }
-    }
+    public static Task RunAsync(HttpContext context, string? patientId, IAlertStore store, AlertBroadcaster broadcaster, AlertStreamSlots slots) =>
+        slots.RunAsync(context, () => StreamAsync(context, patientId, store, broadcaster));
 
     private static async Task StreamAsync(HttpContext context, string? patientId, IAlertStore store, AlertBroadcaster broadcaster)
     {

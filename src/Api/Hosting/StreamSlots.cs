@@ -6,12 +6,36 @@ namespace Telemetry.Api.Hosting;
 /// How many streams of one kind each caller has open: a stream holds its connection, a queue and (for the live ones) a
 /// poll of its patients' grains every second, so a caller may hold only a few, however fast they may make requests.
 /// </summary>
-public abstract class StreamSlots(int perCaller)
+public abstract class StreamSlots(int perCaller, string kind)
 {
     private readonly ConcurrentDictionary<string, int> _open = new(StringComparer.Ordinal);
 
     /// <summary>The most streams of this kind one caller may hold.</summary>
     public int PerCaller { get; } = perCaller;
+
+    /// <summary>
+    /// Runs <paramref name="stream"/> in one of the caller's (the token's subject's) slots, given back when it ends; or
+    /// answers 429 when they hold every one.
+    /// </summary>
+    public async Task RunAsync(HttpContext context, Func<Task> stream)
+    {
+        var caller = context.User.Identity?.Name ?? "anonymous";
+        if (!TryTake(caller))
+        {
+            await TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests, title: $"Too many {kind}",
+                detail: $"A caller may hold {PerCaller} {kind} at once; close one first.").ExecuteAsync(context);
+            return;
+        }
+
+        try
+        {
+            await stream();
+        }
+        finally
+        {
+            Release(caller);
+        }
+    }
 
     /// <summary>Takes a slot for <paramref name="caller"/>; false when they have <see cref="PerCaller"/> open already.</summary>
     public bool TryTake(string caller)
@@ -44,7 +68,7 @@ public abstract class StreamSlots(int perCaller)
 }
 
 /// <summary>Live vitals streams: a dashboard needs one or two.</summary>
-public sealed class LiveStreamSlots() : StreamSlots(4);
+public sealed class LiveStreamSlots() : StreamSlots(4, "live streams");
 
 /// <summary>Alert event streams: one a dashboard or progress page, so a few tabs' worth.</summary>
-public sealed class AlertStreamSlots() : StreamSlots(8);
+public sealed class AlertStreamSlots() : StreamSlots(8, "alert streams");

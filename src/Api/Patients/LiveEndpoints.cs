@@ -82,26 +82,9 @@ public static partial class LiveEndpoints
     /// its reader may see (a care team changed, a patient added; each new one audited), and it ends when the reader's
     /// token expires.
     /// </summary>
-    private static async Task StreamAsync(
-        HttpContext context, Func<CancellationToken, Task<IReadOnlyList<string>>> readable, IGrainFactory grains, LiveStreamSlots slots, TimeProvider timeProvider, ILoggerFactory loggers)
-    {
-        var caller = context.User.Identity?.Name ?? "anonymous";
-        if (!slots.TryTake(caller))
-        {
-            await TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests, title: "Too many live streams",
-                detail: $"A caller may hold {slots.PerCaller} live streams at once; close one first.").ExecuteAsync(context);
-            return;
-        }
-
-        try
-        {
-            await RunAsync(context, readable, grains, timeProvider, loggers.CreateLogger(typeof(LiveEndpoints)));
-        }
-        finally
-        {
-            slots.Release(caller);
-        }
-    }
+    private static Task StreamAsync(
+        HttpContext context, Func<CancellationToken, Task<IReadOnlyList<string>>> readable, IGrainFactory grains, LiveStreamSlots slots, TimeProvider timeProvider, ILoggerFactory loggers) =>
+        slots.RunAsync(context, () => RunAsync(context, readable, grains, timeProvider, loggers.CreateLogger(typeof(LiveEndpoints))));
 
     private static async Task RunAsync(HttpContext context, Func<CancellationToken, Task<IReadOnlyList<string>>> readable, IGrainFactory grains, TimeProvider timeProvider, ILogger logger)
     {
