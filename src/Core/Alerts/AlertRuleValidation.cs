@@ -96,6 +96,12 @@ public static class AlertRuleValidation
                         Add($"{at}.level", "a rate per minute greater than 0");
                     }
 
+                    // A rate is judged in its direction: a clear level below 0 would ask for the opposite trend to clear.
+                    if (rule.ClearLevel is < 0)
+                    {
+                        Add($"{at}.clearLevel", "a rate per minute of 0 or more: the alert clears once the rate falls below it");
+                    }
+
                     if (rule.WindowSeconds is { } window && (window < MinWindowSeconds || window > MaxWindowSeconds))
                     {
                         Add($"{at}.windowSeconds", $"{MinWindowSeconds} to {MaxWindowSeconds} seconds");
@@ -116,9 +122,10 @@ public static class AlertRuleValidation
                     }
 
                     CheckLevels(rule, at, [AlertDirection.Above], "above", Add);
-                    if (rule.Level is { } score && (score < 1 || score > 20))
+                    // Five vitals of 3 points at most: a level above 15 could never be reached.
+                    if (rule.Level is { } score && (score < 1 || score > 15))
                     {
-                        Add($"{at}.level", "a NEWS2 score from 1 to 20");
+                        Add($"{at}.level", "a NEWS2 score from 1 to 15, the most the five vitals it is computed from can score");
                     }
 
                     // The alert clears once the score falls below its clear level: below 1 it never would.

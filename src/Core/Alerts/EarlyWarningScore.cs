@@ -16,8 +16,17 @@ public static class EarlyWarningScore
     public static bool IsParameter(VitalKind kind) =>
         kind is VitalKind.RespiratoryRate or VitalKind.OxygenSaturation or VitalKind.SystolicPressure or VitalKind.HeartRate or VitalKind.BodyTemperature;
 
-    /// <summary>The points <paramref name="value"/> of <paramref name="kind"/> adds to the score (0 to 3); 0 for a vital that is not a parameter.</summary>
-    public static int Points(VitalKind kind, double value) => kind switch
+    /// <summary>
+    /// The points <paramref name="value"/> of <paramref name="kind"/> adds to the score (0 to 3); 0 for a vital that is not
+    /// a parameter. The chart's bands are whole numbers (temperature's, tenths): a value between them is rounded as the
+    /// chart's user would round it, half away from zero, before it is banded (a respiratory rate of 8.4 is 8, 3 points;
+    /// a systolic 12.0 kPa, 90.0 mmHg, is 90).
+    /// </summary>
+    public static int Points(VitalKind kind, double value) => Banded(kind, kind == VitalKind.BodyTemperature
+        ? Math.Round(value, 1, MidpointRounding.AwayFromZero)
+        : Math.Round(value, MidpointRounding.AwayFromZero));
+
+    private static int Banded(VitalKind kind, double value) => kind switch
     {
         VitalKind.RespiratoryRate => value switch
         {

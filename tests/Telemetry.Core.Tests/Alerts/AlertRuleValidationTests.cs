@@ -52,6 +52,21 @@ public sealed class AlertRuleValidationTests
     }
 
     [Fact]
+    public void A_score_no_patient_can_reach_or_a_rate_that_would_clear_only_on_the_opposite_trend_is_refused()
+    {
+        // Five vitals of 3 points each: 15 at most. A falling rate that would clear only once the value rises.
+        var errors = AlertRuleValidation.Validate(new AlertRuleSet(
+        [
+            new AlertRule("news2-16", AlertRuleType.EarlyWarning, AlertPriority.High, Direction: AlertDirection.Above, Level: 16),
+            new AlertRule("news2-15", AlertRuleType.EarlyWarning, AlertPriority.High, Direction: AlertDirection.Above, Level: 15),
+            new AlertRule("falling", AlertRuleType.RateOfChange, AlertPriority.Medium, VitalKind.BloodGlucose, AlertDirection.Falling, 2, -1),
+            new AlertRule("falling-0", AlertRuleType.RateOfChange, AlertPriority.Medium, VitalKind.BloodGlucose, AlertDirection.Falling, 2, 0),
+        ]));
+
+        Assert.Equal(["rules[0].level", "rules[2].clearLevel"], errors.Keys.Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
     public void Each_type_says_what_it_is_missing()
     {
         var errors = AlertRuleValidation.Validate(new AlertRuleSet(
