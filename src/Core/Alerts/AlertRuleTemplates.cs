@@ -19,7 +19,12 @@ public static class AlertRuleTemplates
             new("hr-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.HeartRate, AlertDirection.Below, 40, 45, SustainSeconds: 30, RearmSeconds: 300, EscalateAfterSeconds: 300),
             new("spo2-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 90, 92, SustainSeconds: 60, RearmSeconds: 300, EscalateAfterSeconds: 300),
             new("rr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.RespiratoryRate, AlertDirection.Above, 25, 22, SustainSeconds: 120, RearmSeconds: 300),
+
+            // NEWS2 scores a respiratory rate of 8 or less, and a temperature of 35.0 °C or less, 3 points alone: a single
+            // red score asks for an urgent response even while the total stays under the news2 levels.
+            new("rr-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.RespiratoryRate, AlertDirection.Below, 8, 10, SustainSeconds: 60, RearmSeconds: 300, EscalateAfterSeconds: 300),
             new("temp-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.BodyTemperature, AlertDirection.Above, 38.5, 38.0, RearmSeconds: 600),
+            new("temp-low", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.BodyTemperature, AlertDirection.Below, 35.0, 35.5, RearmSeconds: 600),
             new("sbp-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.SystolicPressure, AlertDirection.Above, 180, 170, RearmSeconds: 600),
             new("sbp-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.SystolicPressure, AlertDirection.Below, 90, 95, RearmSeconds: 600, EscalateAfterSeconds: 300),
             new("news2-medium", AlertRuleType.EarlyWarning, AlertPriority.Medium, Direction: AlertDirection.Above, Level: 5, RearmSeconds: 900),

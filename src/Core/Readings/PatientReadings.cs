@@ -33,6 +33,19 @@ public sealed record PatientReadings(long CommitId, VitalReading[] Readings, Vit
     {
         public Enumerator GetEnumerator() => new(readings);
 
+        /// <summary>Every reading in time order (those at the same time in the order they came): a copy.</summary>
+        public List<VitalReading> ToTimeOrder()
+        {
+            var all = new List<VitalReading>();
+            foreach (var reading in this)
+            {
+                all.Add(reading);
+            }
+
+            // A stable sort: List.Sort is not.
+            return [.. all.Select((reading, index) => (reading, index)).OrderBy(entry => entry.reading.TimestampMs).ThenBy(entry => entry.index).Select(entry => entry.reading)];
+        }
+
         public struct Enumerator(PatientReadings readings)
         {
             private VitalReading[] _part = readings.Readings;

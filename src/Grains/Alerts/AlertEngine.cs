@@ -182,6 +182,7 @@ public sealed class AlertEngine
     /// </summary>
     public void ForgetStaleSustains(long nowMs)
     {
+        var scoreJudged = false;
         foreach (ref readonly var vital in _vitals.AsSpan())
         {
             if (vital.JudgedMs < nowMs - StaleAfterMs)
@@ -190,6 +191,19 @@ public sealed class AlertEngine
                 {
                     runtime.PendingSinceMs = long.MinValue;
                 }
+            }
+            else if (EarlyWarningScore.IsParameter(vital.Kind))
+            {
+                scoreJudged = true;
+            }
+        }
+
+        // A score's sustain likewise, when none of the vitals it is computed from was judged in that time.
+        if (!scoreJudged)
+        {
+            foreach (var runtime in _earlyWarning)
+            {
+                runtime.PendingSinceMs = long.MinValue;
             }
         }
     }
@@ -233,9 +247,15 @@ public sealed class AlertEngine
     public void Observe(in VitalReading reading, long nowMs)
     {
         ref var vital = ref Track(reading.Kind);
-        vital.LastSeenMs = nowMs;
-        _lastSeenAnyMs = nowMs;
         var fresh = reading.TimestampMs >= nowMs - StaleAfterMs;
+        if (fresh)
+        {
+            // Data arriving, as the no-data rules mean it: a live reading, not yesterday's uploaded late, which neither
+            // clears a no-data alert nor starts the silence again while live monitoring is still absent.
+            vital.LastSeenMs = nowMs;
+            _lastSeenAnyMs = nowMs;
+        }
+
         if (fresh && reading.TimestampMs > vital.LatestMs)
         {
             vital.LatestMs = reading.TimestampMs;
@@ -256,7 +276,11 @@ public sealed class AlertEngine
             return;
         }
 
-        ClearNoData(reading.Kind, nowMs);
+        if (fresh)
+        {
+            ClearNoData(reading.Kind, nowMs);
+        }
+
         if (!present)
         {
             return;
@@ -406,6 +430,8 @@ public sealed class AlertEngine
             return alert;
         }
 
+        // Acknowledged, the alert is no longer snoozed, and nor is its rule: a later episode does not start snoozed.
+        State.SnoozedUntilMs?.Remove(alert.RuleId);
         var acknowledged = alert with
         {
             Status = AlertStatus.Acknowledged,

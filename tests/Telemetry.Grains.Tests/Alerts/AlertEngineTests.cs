@@ -181,6 +181,24 @@ public sealed class AlertEngineTests
     }
 
     [Fact]
+    public void An_old_reading_uploaded_late_neither_clears_a_no_data_alert_nor_restarts_the_silence()
+    {
+        var engine = Engine(new AlertRule("no-data", AlertRuleType.NoData, AlertPriority.Low, SilenceSeconds: 600));
+        Send(engine, VitalKind.HeartRate, 70);
+        Advance(600);
+        engine.Tick(Now);
+        Assert.Equal(AlertEventType.Raised, Assert.Single(engine.State.Outbox).Type);
+
+        // Yesterday's steps, uploaded by the phone: not live monitoring coming back.
+        engine.Observe(new VitalReading(VitalKind.Steps, Now - 86_400_000, 4_000), Now);
+        Assert.Single(engine.State.Outbox);
+        Assert.Single(engine.State.Open);
+
+        Send(engine, VitalKind.HeartRate, 72);
+        Assert.Equal([AlertEventType.Raised, AlertEventType.Cleared], engine.State.Outbox.Select(e => e.Type));
+    }
+
+    [Fact]
     public void A_device_that_never_sent_raises_no_no_data_alert()
     {
         var engine = Engine(new AlertRule("no-data", AlertRuleType.NoData, AlertPriority.Low, SilenceSeconds: 60));
@@ -251,6 +269,18 @@ public sealed class AlertEngineTests
     [InlineData(VitalKind.BodyTemperature, 39.0, 1)]
     [InlineData(VitalKind.BodyTemperature, 39.1, 2)]
     [InlineData(VitalKind.BloodGlucose, 40, 0)]
+
+    // Between the chart's whole numbers (tenths, for temperature): rounded half away from zero, then banded.
+    [InlineData(VitalKind.RespiratoryRate, 8.4, 3)]
+    [InlineData(VitalKind.RespiratoryRate, 20.6, 2)]
+    [InlineData(VitalKind.RespiratoryRate, 24.6, 3)]
+    [InlineData(VitalKind.HeartRate, 40.4, 3)]
+    [InlineData(VitalKind.HeartRate, 130.5, 3)]
+    [InlineData(VitalKind.OxygenSaturation, 91.6, 2)]
+    [InlineData(VitalKind.SystolicPressure, 90.007, 3)]
+    [InlineData(VitalKind.SystolicPressure, 219.8, 3)]
+    [InlineData(VitalKind.BodyTemperature, 35.04, 3)]
+    [InlineData(VitalKind.BodyTemperature, 38.06, 1)]
     public void Early_warning_score_bands_follow_NEWS2(VitalKind kind, double value, int points) =>
         Assert.Equal(points, EarlyWarningScore.Points(kind, value));
 
@@ -419,6 +449,49 @@ public sealed class AlertEngineTests
         Assert.Equal(AlertEventType.Raised, second.Type);
         Assert.Equal(AlertStatus.Snoozed, second.Alert.Status);
         Assert.NotEqual(engine.State.Outbox[0].Alert.AlertId, second.Alert.AlertId);
+    }
+
+    [Fact]
+    public void Acknowledging_a_snoozed_alert_ends_its_rules_snooze_so_a_later_episode_starts_active()
+    {
+        var engine = Engine(new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 110));
+
+        Send(engine, VitalKind.HeartRate, 130);
+        var first = engine.State.Open.Single().AlertId;
+        engine.Snooze(first, Now + 3_600_000, "dr-a", Now);
+        Advance(300);
+        engine.Acknowledge(first, "dr-a", Now);
+        Advance(300);
+        Send(engine, VitalKind.HeartRate, 100);
+        Advance(600);
+        Send(engine, VitalKind.HeartRate, 135);
+
+        var second = engine.State.Outbox[^1];
+        Assert.Equal(AlertEventType.Raised, second.Type);
+        Assert.NotEqual(first, second.Alert.AlertId);
+        Assert.Equal(AlertStatus.Active, second.Alert.Status);
+    }
+
+    [Fact]
+    public void An_early_warning_sustain_is_forgotten_by_an_activation_long_after_its_vitals_were_judged()
+    {
+        var rule = new AlertRule("news2-medium", AlertRuleType.EarlyWarning, AlertPriority.Medium, Direction: AlertDirection.Above, Level: 3, SustainSeconds: 1800);
+        var engine = Engine(rule);
+        var start = Now;
+        Send(engine, VitalKind.RespiratoryRate, 26);
+        Advance(60);
+        Send(engine, VitalKind.RespiratoryRate, 26);
+        engine.RecordJudged();
+        Assert.Empty(engine.State.Outbox);
+        Assert.Equal(start, engine.State.PendingSinceMs!["news2-medium"]);
+
+        // Five hours later (a crash between: the readings that may have ended the condition are not judged again), one
+        // score over the level does not raise at once on a sustain carried over the gap.
+        Advance(18_000);
+        var late = new AlertEngine("p-1", engine.State);
+        late.ForgetStaleSustains(Now);
+        Send(late, VitalKind.RespiratoryRate, 26);
+        Assert.Empty(late.State.Outbox);
     }
 
     [Fact]

@@ -44,6 +44,21 @@ public sealed class PatientAlertTests(ClusterFixture fixture) : IClassFixture<Cl
     }
 
     [Fact]
+    public async Task A_batch_sent_newest_first_is_judged_in_time_order()
+    {
+        var patient = "p-alert-newest-first";
+        await fixture.Patient(patient).SetAlertRulesAsync(new AlertRuleSet(
+            [new AlertRule("spo2-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 90, 92, SustainSeconds: 60)]));
+        var start = Now - 240_000;
+
+        // Five minutes of SpO2 86, one a minute, the newest first: judged so, only the newest would count.
+        await fixture.CommitAndApplyAsync(patient, [.. Enumerable.Range(0, 5).Reverse().Select(minute => new VitalReading(VitalKind.OxygenSaturation, start + (minute * 60_000L), 86))]);
+
+        var open = Assert.Single(await fixture.Patient(patient).GetOpenAlertsAsync());
+        Assert.Equal(start + 60_000, open.TriggeredAt.ToUnixTimeMilliseconds());
+    }
+
+    [Fact]
     public async Task A_reading_whose_call_was_lost_is_judged_when_repaired_and_only_once()
     {
         var patient = "p-alert-lost-call";
