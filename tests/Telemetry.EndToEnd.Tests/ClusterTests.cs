@@ -88,6 +88,16 @@ public sealed partial class ClusterTests(ITestOutputHelper output)
             });
         }
 
+        // A patient whose only device goes quiet just before its server dies: its grain is on the first server (its rules
+        // set while that one is alone), and the silence must still raise its no-data alert on the second.
+        const string SilentPatient = "p-silent-cluster";
+        var silentToken = await first.ProvisionAsync("cluster-silent-watch", SilentPatient);
+        using (var rules = await first.Http.PutAsync($"/api/patients/{SilentPatient}/alert-rules", new StringContent(
+            """{"rules":[{"id":"silent","type":"no_data","silenceSeconds":10,"priority":"medium"}]}""", Encoding.UTF8, "application/json")))
+        {
+            Assert.Equal(HttpStatusCode.OK, rules.StatusCode);
+        }
+
         await second.StartAsync();
         await ActiveSilosAsync(second, 2);
         for (var i = 1; i < Patients; i += 2)
@@ -117,6 +127,13 @@ public sealed partial class ClusterTests(ITestOutputHelper output)
         var onSecond = await ActivePatientsAsync(second);
         output.WriteLine($"patients active before the kill: {onFirst} on the first server, {onSecond} on the second");
         Assert.True(onFirst > 0, $"no grain on the server about to be killed: {onFirst} and {onSecond}");
+
+        using (var silentDevice = first.ClientWith(silentToken))
+        using (var last = await silentDevice.PostAsync("/api/devices/cluster-silent-watch/readings", new StringContent(
+            $$"""{"readings":[{"kind":"heart_rate","time":"{{DateTimeOffset.UtcNow:O}}","value":70}]}""", Encoding.UTF8, "application/json")))
+        {
+            Assert.Equal(HttpStatusCode.OK, last.StatusCode);
+        }
 
         Volatile.Write(ref firstAlive, 0);
         await first.KillAsync();
@@ -164,13 +181,20 @@ public sealed partial class ClusterTests(ITestOutputHelper output)
 
         // The second server's dashboard stream carried every patient's alerts, whichever server raised them, each
         // raised once.
-        var raised = await Eventually.ReadAsync(
-            () => Task.FromResult(alerts.Received.Where(item => item.Alert.Type == "raised").Select(item => item.Alert.AlertId).ToList()),
-            ids => ids.Count >= 2 * Patients);
+        List<string> RaisedForDevices() =>
+            [.. alerts.Received.Where(item => item.Alert.Type == "raised" && item.Alert.AlertId.StartsWith("p-cluster-", StringComparison.Ordinal)).Select(item => item.Alert.AlertId)];
+        var raised = await Eventually.ReadAsync(() => Task.FromResult(RaisedForDevices()), ids => ids.Count >= 2 * Patients);
         await Task.Delay(500);
-        raised = [.. alerts.Received.Where(item => item.Alert.Type == "raised").Select(item => item.Alert.AlertId)];
+        raised = RaisedForDevices();
         Assert.Equal(2 * Patients, raised.Count);
         Assert.Equal(2 * Patients, raised.Distinct().Count());
+
+        // The silent patient's grain came back on the second server once the first was dead, and its silence raised.
+        var silence = await Eventually.ReadAsync(
+            () => second.Http.GetFromJsonAsync<JsonElement>($"/api/patients/{SilentPatient}/alerts?status=all"),
+            list => list.GetArrayLength() > 0,
+            TimeSpan.FromSeconds(60));
+        Assert.Equal("silent", Assert.Single(silence.EnumerateArray()).GetProperty("ruleId").GetString());
 
         using (var health = await second.Http.GetAsync("/healthz"))
         {

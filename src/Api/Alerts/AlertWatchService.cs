@@ -6,13 +6,18 @@ namespace Telemetry.Api.Alerts;
 
 /// <summary>
 /// At start, activates every patient with alert rules, so their clocks run again: a device that went silent during a
-/// restart still raises its no-data alert, and escalations and snoozes fire on time with no reading to wake them.
+/// restart still raises its no-data alert, and escalations and snoozes fire on time with no reading to wake them. In a
+/// cluster the same is done when a server leaves it (<see cref="WakeWatchedAsync"/>): the alert clocks of the patients
+/// it held ran on its timers, and nothing else would call those grains back to life on the others.
 /// </summary>
 public sealed partial class AlertWatchService(IAlertStore store, IGrainFactory grains, ILogger<AlertWatchService> logger) : BackgroundService
 {
     private const int Parallelism = 16;
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) => WakeWatchedAsync(stoppingToken);
+
+    /// <summary>Activates every patient with alert rules (one already active only answers).</summary>
+    public async Task WakeWatchedAsync(CancellationToken stoppingToken)
     {
         var patients = await store.WatchedPatientsAsync(stoppingToken);
         await Parallel.ForEachAsync(

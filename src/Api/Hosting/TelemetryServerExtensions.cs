@@ -116,7 +116,8 @@ public static partial class TelemetryServerExtensions
         services.AddSingleton<WebhookDispatcher>();
         services.AddHostedService(sp => sp.GetRequiredService<WebhookDispatcher>());
         services.AddSingleton<IAlertPublisher, AlertFanOut>();
-        services.AddHostedService<AlertWatchService>();
+        services.AddSingleton<AlertWatchService>();
+        services.AddHostedService(sp => sp.GetRequiredService<AlertWatchService>());
         services.ConfigureHttpJsonOptions(json => Core.TelemetryJson.Configure(json.SerializerOptions));
 
         services.AddSingleton<TrendReader>();
