@@ -382,6 +382,17 @@ public sealed partial class PatientGrain(
 
         var now = NowMs;
         var outboxBefore = alertState.State.Outbox.Count;
+
+        // Implausible readings first: a sensor still sending them keeps its technical alert open, rather than a plausible
+        // reading of the same batch clearing it and the re-arm guard then holding the next episode back.
+        if (readings.Implausible is { } implausible)
+        {
+            foreach (var reading in implausible)
+            {
+                _alerts.ObserveImplausible(reading, now);
+            }
+        }
+
         if (InTimeOrder(readings))
         {
             foreach (var reading in readings.All)
@@ -396,14 +407,6 @@ public sealed partial class PatientGrain(
             foreach (var reading in readings.All.ToTimeOrder())
             {
                 _alerts.Observe(reading, now);
-            }
-        }
-
-        if (readings.Implausible is { } implausible)
-        {
-            foreach (var reading in implausible)
-            {
-                _alerts.ObserveImplausible(reading, now);
             }
         }
 

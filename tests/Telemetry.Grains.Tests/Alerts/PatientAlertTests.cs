@@ -228,6 +228,32 @@ public sealed class PatientAlertTests(ClusterFixture fixture) : IClassFixture<Cl
     }
 
     [Fact]
+    public async Task A_batch_still_holding_an_implausible_reading_keeps_the_technical_alert_open()
+    {
+        var patient = "p-alert-implausible-still";
+        var clock = fixture.SiloServices.GetRequiredService<ShiftableClock>();
+        await fixture.Patient(patient).SetAlertRulesAsync(new AlertRuleSet([new AlertRule("implausible", AlertRuleType.Implausible, AlertPriority.Low, RearmSeconds: 300)]));
+        var commitId = fixture.Commit(patient, new VitalReading(VitalKind.HeartRate, Now, 70));
+        await fixture.Patient(patient).ApplyAsync(new PatientReadings(commitId, [new VitalReading(VitalKind.HeartRate, Now, 70)], [new VitalReading(VitalKind.HeartRate, Now, 400)]));
+        var open = Assert.Single(await fixture.Patient(patient).GetOpenAlertsAsync());
+
+        // Two minutes on (past the quiet minute), a batch with a plausible reading and an implausible one after it.
+        clock.Offset = TimeSpan.FromMinutes(2);
+        try
+        {
+            var later = Now + 120_000;
+            commitId = fixture.Commit(patient, new VitalReading(VitalKind.HeartRate, later, 80));
+            await fixture.Patient(patient).ApplyAsync(new PatientReadings(commitId, [new VitalReading(VitalKind.HeartRate, later, 80)], [new VitalReading(VitalKind.HeartRate, later + 1, 350)]));
+        }
+        finally
+        {
+            clock.Offset = TimeSpan.Zero;
+        }
+
+        Assert.Equal(open.AlertId, Assert.Single(await fixture.Patient(patient).GetOpenAlertsAsync()).AlertId);
+    }
+
+    [Fact]
     public async Task A_silent_device_raises_a_no_data_alert_with_no_traffic_at_all()
     {
         var patient = "p-alert-silent";
