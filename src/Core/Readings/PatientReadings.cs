@@ -34,16 +34,32 @@ public sealed record PatientReadings(long CommitId, VitalReading[] Readings, Vit
         public Enumerator GetEnumerator() => new(readings);
 
         /// <summary>Every reading in time order (those at the same time in the order they came): a copy.</summary>
-        public List<VitalReading> ToTimeOrder()
+        public VitalReading[] ToTimeOrder()
         {
-            var all = new List<VitalReading>();
-            foreach (var reading in this)
+            var count = 0;
+            foreach (var _ in this)
             {
-                all.Add(reading);
+                count++;
             }
 
-            // A stable sort: List.Sort is not.
-            return [.. all.Select((reading, index) => (reading, index)).OrderBy(entry => entry.reading.TimestampMs).ThenBy(entry => entry.index).Select(entry => entry.reading)];
+            var all = new VitalReading[count];
+            var order = new int[count];
+            var i = 0;
+            foreach (var reading in this)
+            {
+                order[i] = i;
+                all[i++] = reading;
+            }
+
+            // Stable: by time, then by the order they came (Array.Sort alone is not stable).
+            Array.Sort(order, (a, b) => all[a].TimestampMs != all[b].TimestampMs ? all[a].TimestampMs.CompareTo(all[b].TimestampMs) : a.CompareTo(b));
+            var sorted = new VitalReading[count];
+            for (i = 0; i < count; i++)
+            {
+                sorted[i] = all[order[i]];
+            }
+
+            return sorted;
         }
 
         public struct Enumerator(PatientReadings readings)

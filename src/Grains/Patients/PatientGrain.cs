@@ -393,7 +393,7 @@ public sealed partial class PatientGrain(
             }
         }
 
-        if (InTimeOrder(readings))
+        if (!_alerts.HasRules || EachVitalInTimeOrder(readings))
         {
             foreach (var reading in readings.All)
             {
@@ -402,8 +402,9 @@ public sealed partial class PatientGrain(
         }
         else
         {
-            // The rules judge in reading time and pass over a reading older than one they judged: a batch sent newest
-            // first, or two devices' batches in one flush, are judged in time order rather than losing all but a few.
+            // The rules judge each vital in reading time and pass over a reading older than one of it they judged: a
+            // batch sent newest first, or two devices' batches in one flush, are judged in time order rather than losing
+            // all but a few.
             foreach (var reading in readings.All.ToTimeOrder())
             {
                 _alerts.Observe(reading, now);
@@ -705,18 +706,23 @@ public sealed partial class PatientGrain(
 
     public Task WakeAsync() => Task.CompletedTask;
 
-    /// <summary>Whether the readings come in time order, as one device sending in order sends them: one pass, no copy.</summary>
-    private static bool InTimeOrder(PatientReadings readings)
+    /// <summary>
+    /// Whether each vital's readings come in time order, as one device sending in order sends them (a batch holds its
+    /// vitals one after another: all its heart rates, then all its SpO2): one pass, nothing allocated.
+    /// </summary>
+    private static bool EachVitalInTimeOrder(PatientReadings readings)
     {
-        var last = long.MinValue;
+        Span<long> last = stackalloc long[byte.MaxValue + 1];
+        last.Fill(long.MinValue);
         foreach (var reading in readings.All)
         {
-            if (reading.TimestampMs < last)
+            ref var latest = ref last[(byte)reading.Kind];
+            if (reading.TimestampMs < latest)
             {
                 return false;
             }
 
-            last = reading.TimestampMs;
+            latest = reading.TimestampMs;
         }
 
         return true;
