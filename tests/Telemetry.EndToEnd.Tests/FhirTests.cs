@@ -383,6 +383,17 @@ public sealed class FhirTests(SeededServer seeded)
         Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
         var outcome = Assert.IsType<OperationOutcome>(Strict.DeserializeResource(await response.Content.ReadAsStringAsync()));
         Assert.Equal(OperationOutcome.IssueType.TooLong, outcome.Issue[0].Code);
+
+        // The REST API's answer to the same: a problem with 413, not a server error.
+        using var rules = new HttpRequestMessage(HttpMethod.Put, $"/api/patients/{Patient}/alert-rules")
+        {
+            Content = new StringContent("{\"rules\":[]," + padding + "\"template\":null}", Encoding.UTF8, "application/json"),
+        };
+        rules.Headers.ExpectContinue = true;
+        rules.Headers.Authorization = new AuthenticationHeaderValue("Bearer", Server.AdminToken);
+        using var refused = await patient.SendAsync(rules);
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, refused.StatusCode);
+        Assert.Equal("application/problem+json", refused.Content.Headers.ContentType?.MediaType);
     }
 
     private async Task<(HttpStatusCode Status, Resource Resource)> GetAsync(string url, bool token = true)

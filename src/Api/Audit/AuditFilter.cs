@@ -67,7 +67,14 @@ public sealed class AuditFilter : IEndpointFilter
         return result is IStatusCodeHttpResult { StatusCode: { } code } ? code : response.StatusCode;
     }
 
-    private static Task WriteAsync(AuditLog audit, HttpContext http, int status) => RecordAsync(audit, http, PatientOf(http), status);
+    /// <summary>
+    /// Records the request, unless it came with no token at all and was answered 401: it read nothing and names nobody,
+    /// and an anonymous flood must not fill the log (as for refusals before the endpoint runs, see <see cref="AuditedAuthorizationResultHandler"/>).
+    /// </summary>
+    private static Task WriteAsync(AuditLog audit, HttpContext http, int status) =>
+        status == StatusCodes.Status401Unauthorized && Security.TelemetryAuthentication.BearerToken(http.Request) is null
+            ? Task.CompletedTask
+            : RecordAsync(audit, http, PatientOf(http), status);
 
     /// <summary>Records that the request <paramref name="http"/> read each of <paramref name="patients"/>' records: for responses that hold several patients, beside the request's own record.</summary>
     public static async Task RecordEachAsync(AuditLog audit, HttpContext http, IEnumerable<string> patients)

@@ -131,6 +131,11 @@ public static partial class TelemetryServerExtensions
         // A request whose arguments cannot be bound is answered 400 through the endpoint's filters (so it is audited), in
         // every environment: Development would otherwise throw before them.
         services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(routeHandlers => routeHandlers.ThrowOnBadRequest = false);
+
+        // A request at fault as it was read (a body over the size allowed, one that stopped coming) is answered with its
+        // own status (413, 408, 400), as the audit records it, not as a server error.
+        services.Configure<ExceptionHandlerOptions>(handler =>
+            handler.StatusCodeSelector = exception => exception is Microsoft.AspNetCore.Http.BadHttpRequestException bad ? bad.StatusCode : StatusCodes.Status500InternalServerError);
         services.AddOpenApi();
         services.AddTelemetryHealthChecks();
         services.AddOpenTelemetry().WithMetrics(metrics => metrics

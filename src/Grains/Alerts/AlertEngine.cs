@@ -13,8 +13,9 @@ namespace Telemetry.Grains.Alerts;
 /// <remarks>
 /// Conditions are judged in reading time (a sustained condition holds for N seconds of the patient's readings), so a
 /// burst of buffered readings is judged as it happened; silence, snoozes and escalation run on the server's clock.
-/// A reading older than <see cref="StaleAfterMs"/>, or older than one of its vital already judged, is history: it
-/// counts as data arriving, but it raises or clears nothing (replay judges history).
+/// A reading older than <see cref="StaleAfterMs"/> is history: it raises or clears nothing and is not data arriving for
+/// a no-data rule (replay judges history). One older than a reading of its vital already judged raises or clears
+/// nothing either, but it is data arriving.
 /// </remarks>
 public sealed class AlertEngine
 {

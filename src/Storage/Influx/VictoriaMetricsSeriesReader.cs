@@ -213,7 +213,10 @@ internal sealed class VictoriaMetricsSeriesReader : ISeriesReader
     private async Task<Dictionary<VitalKind, List<StoredReading>>> CollectNewestAsync(
         string patientId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, int perKind, CancellationToken cancellationToken)
     {
+        // Read block by block, a reading written twice comes twice (the server's deduplication applies to whole series
+        // only): what is kept is known by device and time, and kept once.
         var newest = new Dictionary<VitalKind, PriorityQueue<StoredReading, long>>();
+        var kept = new HashSet<(VitalKind Kind, string DeviceId, long TimestampMs)>();
         var names = string.Join('|', kinds.Select(kind => VitalCatalogue.Get(kind).Name));
         var selector = $"{{__name__=\"vitals_value\",{InfluxLayout.PatientTag}={Quote(patientId)},{InfluxLayout.KindTag}=~\"{names}\"}}";
         await foreach (var series in ExportAsync(selector, fromMs, toMs, cancellationToken, inBlocks: true))
@@ -223,21 +226,30 @@ internal sealed class VictoriaMetricsSeriesReader : ISeriesReader
                 continue;
             }
 
-            if (!newest.TryGetValue(kind, out var kept))
+            if (!newest.TryGetValue(kind, out var heap))
             {
-                newest[kind] = kept = new PriorityQueue<StoredReading, long>(perKind + 1);
+                newest[kind] = heap = new PriorityQueue<StoredReading, long>(perKind + 1);
             }
 
             for (var i = 0; i < series.Timestamps.Length; i++)
             {
                 // The oldest kept is at the head: a newer reading takes its place once the kind has its fill.
-                if (kept.Count < perKind)
+                var timestampMs = series.Timestamps[i];
+                var full = heap.Count >= perKind;
+                if ((full && (!heap.TryPeek(out _, out var oldest) || timestampMs <= oldest)) || !kept.Add((kind, deviceId, timestampMs)))
                 {
-                    kept.Enqueue(new StoredReading(deviceId, kind, series.Timestamps[i], series.Values[i]), series.Timestamps[i]);
+                    continue;
                 }
-                else if (kept.TryPeek(out _, out var oldest) && series.Timestamps[i] > oldest)
+
+                var reading = new StoredReading(deviceId, kind, timestampMs, series.Values[i]);
+                if (full)
                 {
-                    kept.DequeueEnqueue(new StoredReading(deviceId, kind, series.Timestamps[i], series.Values[i]), series.Timestamps[i]);
+                    var dropped = heap.DequeueEnqueue(reading, timestampMs);
+                    kept.Remove((kind, dropped.DeviceId, dropped.TimestampMs));
+                }
+                else
+                {
+                    heap.Enqueue(reading, timestampMs);
                 }
             }
         }
