@@ -183,8 +183,9 @@ internal sealed partial class DuckDbStateWrites : IDisposable
     /// for longer than the history kept stays until its clearing is as old). The latest event stays whatever its
     /// age: positions go on from it when the file is opened again, and a consumer standing at it misses nothing after.
     /// From then on an event from before the cutoff that is handed over again (an outbox a year old) is not stored again,
-    /// nor its alert brought back. Runs in the writer, after the journal's records are in the file, so it meets no write
-    /// of the same rows, <see cref="DeletionChunk"/> rows at a time, so writes wait for no more than one chunk.
+    /// nor its alert brought back. The alerts to go are found outside the writer (a read that joins them with the events
+    /// kept); the deletions run in it, after the journal's records are in the file, so they meet no write of the same
+    /// rows, <see cref="DeletionChunk"/> rows at a time, so writes wait for no more than one chunk.
     /// Returns how many events and alerts went.
     /// </summary>
     public async Task<long> DeleteBeforeAsync(DateTimeOffset cutoff, CancellationToken cancellationToken)
@@ -192,7 +193,9 @@ internal sealed partial class DuckDbStateWrites : IDisposable
         long total = 0;
         while (true)
         {
-            var written = await _writes.WriteAsync(new Write(null, [], DeleteBefore: cutoff), cancellationToken);
+            await SettleAsync(cancellationToken);
+            var alerts = await Task.Run(() => ClosedAlertsBefore(cutoff.UtcDateTime), cancellationToken);
+            var written = await _writes.WriteAsync(new Write(null, [], DeleteBefore: cutoff, DeleteAlerts: alerts), cancellationToken);
             written.Failure?.Throw();
             total += written.Deleted;
             if (!written.MoreToDelete)
@@ -304,7 +307,7 @@ internal sealed partial class DuckDbStateWrites : IDisposable
                     ApplyPending();
                     using var connection = _database.OpenConnection();
                     var deletedBefore = cutoff.UtcDateTime > _deletedBefore ? cutoff.UtcDateTime : _deletedBefore;
-                    var (deleted, more) = DeleteHistory(connection, cutoff.UtcDateTime, deletedBefore);
+                    var (deleted, more) = DeleteHistory(connection, cutoff.UtcDateTime, deletedBefore, group[i].DeleteAlerts ?? []);
                     results[i] = new Written(null, [], Deleted: deleted, MoreToDelete: more);
                     _deletedBefore = deletedBefore;
                 }
@@ -791,7 +794,7 @@ internal sealed partial class DuckDbStateWrites : IDisposable
     /// transaction with the mark of what was deleted (see <see cref="DeleteBeforeAsync"/>); returns how many went, and
     /// whether a chunk was full (there may be more).
     /// </summary>
-    private static (long Deleted, bool More) DeleteHistory(DuckDBConnection connection, DateTime cutoff, DateTime deletedBefore)
+    private static (long Deleted, bool More) DeleteHistory(DuckDBConnection connection, DateTime cutoff, DateTime deletedBefore, IReadOnlyList<string> alertIds)
     {
         using var transaction = connection.BeginTransaction();
         using var command = connection.CreateCommand();
@@ -804,17 +807,31 @@ internal sealed partial class DuckDbStateWrites : IDisposable
                 ORDER BY position LIMIT $2)
             """;
         long events = command.ExecuteNonQuery();
-        command.CommandText = """
-            DELETE FROM alerts WHERE alert_id IN (
-                SELECT a.alert_id FROM alerts a
-                WHERE a.raised_at < $1 AND NOT a.is_open
-                    AND NOT EXISTS (SELECT 1 FROM alert_events e WHERE e.alert_id = a.alert_id AND e.occurred_at >= $1)
-                LIMIT $2)
-            """;
-        long alerts = command.ExecuteNonQuery();
+        long alerts = DuckDbValues.Execute(connection, "DELETE FROM alerts WHERE NOT is_open AND alert_id IN (SELECT * FROM (VALUES {values}))", alertIds, id => [id]);
         DuckDbValues.ExecuteRow(connection, "INSERT OR REPLACE INTO alert_retention VALUES (0, $1)", deletedBefore);
         transaction.Commit();
-        return (events + alerts, events == DeletionChunk || alerts == DeletionChunk);
+        return (events + alerts, events == DeletionChunk || alertIds.Count == DeletionChunk);
+    }
+
+    /// <summary>
+    /// Up to <see cref="DeletionChunk"/> alerts no longer open that were raised before <paramref name="cutoff"/> and have
+    /// no event since (their clearing too is older): read on a connection of its own, outside the writer.
+    /// </summary>
+    private List<string> ClosedAlertsBefore(DateTime cutoff)
+    {
+        using var connection = _database.OpenConnection();
+        var ids = new List<string>();
+        DuckDbValues.ReadRow(
+            connection,
+            """
+            SELECT a.alert_id FROM alerts a
+            WHERE a.raised_at < $1 AND NOT a.is_open
+                AND NOT EXISTS (SELECT 1 FROM alert_events e WHERE e.alert_id = a.alert_id AND e.occurred_at >= $1)
+            LIMIT $2
+            """,
+            [cutoff, DeletionChunk],
+            reader => ids.Add(reader.GetString(0)));
+        return ids;
     }
 
     /// <summary>Each patient's last stored event number.</summary>
@@ -854,11 +871,17 @@ internal sealed partial class DuckDbStateWrites : IDisposable
 
     /// <summary>
     /// A state change with the events it carries (stored with it when it is accepted), an append alone, a read waiting
-    /// for the file (<paramref name="Settle"/>), a deletion of the history before a time (<paramref name="DeleteBefore"/>),
+    /// for the file (<paramref name="Settle"/>), a deletion of the history before a time (<paramref name="DeleteBefore"/>,
+    /// with the alerts found to go, <paramref name="DeleteAlerts"/>),
     /// or the last request (<paramref name="Close"/>).
     /// </summary>
     private readonly record struct Write(
-        StateChange? State, IReadOnlyList<AlertEvent> Events, bool Settle = false, bool Close = false, DateTimeOffset? DeleteBefore = null);
+        StateChange? State,
+        IReadOnlyList<AlertEvent> Events,
+        bool Settle = false,
+        bool Close = false,
+        DateTimeOffset? DeleteBefore = null,
+        IReadOnlyList<string>? DeleteAlerts = null);
 
     /// <summary>
     /// A write's answer: the refusal of its state change, or its events as stored (with their positions), or how many
