@@ -712,10 +712,15 @@ public sealed partial class PatientGrain(
     /// </summary>
     private static bool EachVitalInTimeOrder(PatientReadings readings)
     {
-        Span<long> last = stackalloc long[byte.MaxValue + 1];
+        Span<long> last = stackalloc long[16];
         last.Fill(long.MinValue);
         foreach (var reading in readings.All)
         {
+            if ((byte)reading.Kind >= last.Length)
+            {
+                return false;
+            }
+
             ref var latest = ref last[(byte)reading.Kind];
             if (reading.TimestampMs < latest)
             {
