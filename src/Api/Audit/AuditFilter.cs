@@ -34,7 +34,7 @@ public sealed class AuditFilter : IEndpointFilter
         // data: it is recorded as its response starts (before the client sees a byte), with the status it starts with.
         // Any other is recorded with the status it answers, before that answer is written. Once either way.
         var recorded = 0;
-        Task RecordOnceAsync(int status) => Interlocked.Exchange(ref recorded, 1) == 0 ? WriteAsync(audit, http, status) : Task.CompletedTask;
+        Task RecordOnceAsync(int status) => Interlocked.Exchange(ref recorded, 1) == 0 ? RecordRequestAsync(audit, http, status) : Task.CompletedTask;
         http.Response.OnStarting(() => RecordOnceAsync(http.Response.StatusCode));
         object? result;
         try
@@ -68,10 +68,11 @@ public sealed class AuditFilter : IEndpointFilter
     }
 
     /// <summary>
-    /// Records the request, unless it came with no token at all and was answered 401: it read nothing and names nobody,
-    /// and an anonymous flood must not fill the log (as for refusals before the endpoint runs, see <see cref="AuditedAuthorizationResultHandler"/>).
+    /// Records the request with the status it was answered, unless it came with no token at all and was answered 401: it
+    /// read nothing and names nobody, and an anonymous flood, which no rate limit holds before authorization, must not
+    /// fill the log (refused tokens are bounded by the sign-in lockout).
     /// </summary>
-    private static Task WriteAsync(AuditLog audit, HttpContext http, int status) =>
+    public static Task RecordRequestAsync(AuditLog audit, HttpContext http, int status) =>
         status == StatusCodes.Status401Unauthorized && Security.TelemetryAuthentication.BearerToken(http.Request) is null
             ? Task.CompletedTask
             : RecordAsync(audit, http, PatientOf(http), status);

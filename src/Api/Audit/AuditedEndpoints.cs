@@ -24,10 +24,9 @@ public static class AuditedEndpoints
 
 /// <summary>
 /// Records the requests to audited endpoints that authorization refuses before they run (a token refused: 401; a role
-/// without the right: 403), as the FHIR endpoints' own guard records theirs; then answers them as it would have. A
-/// request with no token at all reads nothing and presents nobody: it is answered 401 and not recorded, so that an
-/// anonymous flood, which no rate limit holds before authorization, cannot fill the log. Refused tokens are bounded
-/// by the sign-in lockout.
+/// without the right: 403), as the FHIR endpoints' own guard records theirs, by the same rule
+/// (<see cref="AuditFilter.RecordRequestAsync"/>: a request with no token at all is not recorded); then answers them as
+/// it would have.
 /// </summary>
 public sealed class AuditedAuthorizationResultHandler(AuditLog audit) : IAuthorizationMiddlewareResultHandler
 {
@@ -35,11 +34,9 @@ public sealed class AuditedAuthorizationResultHandler(AuditLog audit) : IAuthori
 
     public async Task HandleAsync(RequestDelegate next, HttpContext context, AuthorizationPolicy policy, PolicyAuthorizationResult authorizeResult)
     {
-        if ((authorizeResult.Forbidden || (authorizeResult.Challenged && Security.TelemetryAuthentication.BearerToken(context.Request) is not null))
-            && context.GetEndpoint()?.Metadata.GetMetadata<AuditedEndpoint>() is not null)
+        if ((authorizeResult.Forbidden || authorizeResult.Challenged) && context.GetEndpoint()?.Metadata.GetMetadata<AuditedEndpoint>() is not null)
         {
-            var status = authorizeResult.Challenged ? StatusCodes.Status401Unauthorized : StatusCodes.Status403Forbidden;
-            await AuditFilter.RecordAsync(audit, context, AuditFilter.PatientOf(context), status);
+            await AuditFilter.RecordRequestAsync(audit, context, authorizeResult.Challenged ? StatusCodes.Status401Unauthorized : StatusCodes.Status403Forbidden);
         }
 
         await _answer.HandleAsync(next, context, policy, authorizeResult);

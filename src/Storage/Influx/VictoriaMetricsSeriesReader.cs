@@ -217,8 +217,7 @@ internal sealed class VictoriaMetricsSeriesReader : ISeriesReader
         // only): what is kept is known by device and time, and kept once.
         var newest = new Dictionary<VitalKind, PriorityQueue<StoredReading, long>>();
         var kept = new HashSet<(VitalKind Kind, string DeviceId, long TimestampMs)>();
-        var names = string.Join('|', kinds.Select(kind => VitalCatalogue.Get(kind).Name));
-        var selector = $"{{__name__=\"vitals_value\",{InfluxLayout.PatientTag}={Quote(patientId)},{InfluxLayout.KindTag}=~\"{names}\"}}";
+        var selector = ValuesOf(patientId, kinds);
         await foreach (var series in ExportAsync(selector, fromMs, toMs, cancellationToken, inBlocks: true))
         {
             if (!InfluxLayout.TryParseKind(series.Label(InfluxLayout.KindTag), out var kind) || series.Label(InfluxLayout.DeviceTag) is not { } deviceId)
@@ -318,6 +317,10 @@ internal sealed class VictoriaMetricsSeriesReader : ISeriesReader
             (long)entry.Value.Fields.GetValueOrDefault("lastTime")))];
     }
 
+    /// <summary>The series selector of a patient's readings of <paramref name="kinds"/>, every device's.</summary>
+    private static string ValuesOf(string patientId, IReadOnlyCollection<VitalKind> kinds) =>
+        $"{{__name__=\"vitals_value\",{InfluxLayout.PatientTag}={Quote(patientId)},{InfluxLayout.KindTag}=~\"{string.Join('|', kinds.Select(kind => VitalCatalogue.Get(kind).Name))}\"}}";
+
     /// <summary>VictoriaMetrics deletes whole series only; what it keeps is its own <c>-retentionPeriod</c>.</summary>
     public Task<bool> DeleteBeforeAsync(string measurement, Resolution? resolution, long beforeMs, CancellationToken cancellationToken) => Task.FromResult(false);
 
@@ -331,8 +334,7 @@ internal sealed class VictoriaMetricsSeriesReader : ISeriesReader
             return readings;
         }
 
-        var names = string.Join('|', kinds.Select(kind => VitalCatalogue.Get(kind).Name));
-        var selector = $"{{__name__=\"vitals_value\",{InfluxLayout.PatientTag}={Quote(patientId)},{InfluxLayout.KindTag}=~\"{names}\"}}";
+        var selector = ValuesOf(patientId, kinds);
         await foreach (var series in ExportAsync(selector, fromMs, toMs, cancellationToken))
         {
             if (InfluxLayout.TryParseKind(series.Label(InfluxLayout.KindTag), out var kind) && series.Label(InfluxLayout.DeviceTag) is { } deviceId)
