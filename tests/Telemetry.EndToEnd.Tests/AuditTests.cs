@@ -93,7 +93,7 @@ public sealed class AuditTests
     }
 
     [Fact]
-    public async Task An_export_is_recorded_as_its_first_bytes_go_out_and_a_client_hanging_up_leaves_the_record()
+    public async Task An_export_is_recorded_as_its_first_bytes_go_out_and_a_client_hanging_up_before_or_after_leaves_the_record()
     {
         await using var server = await TelemetryServer.StartNewAsync();
         var token = await server.ProvisionAsync("audit-w5", "audit-p5");
@@ -131,6 +131,28 @@ public sealed class AuditTests
         export.Dispose();
         await Task.Delay(500);
         Assert.Single((await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?patientId=audit-p5")).EnumerateArray());
+
+        // A client that hangs up before any answer begins (the export of minute windows writes nothing until it has
+        // read them all): the read it asked for is recorded all the same, as abandoned. (Its hang-up may also come before
+        // the server takes the request up at all, which reads and records nothing: so it asks again until one is taken.)
+        List<JsonElement> abandoned = [];
+        for (var attempt = 0; attempt < 20 && abandoned.Count == 0; attempt++)
+        {
+            using (var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp))
+            {
+                await socket.ConnectAsync(IPAddress.Loopback, server.HttpPort);
+                var request = $"GET /api/patients/audit-p5/export.csv?kind=heart_rate&resolution=1m&{range} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {server.AdminToken}\r\n\r\n";
+                await socket.SendAsync(Encoding.ASCII.GetBytes(request));
+                socket.LingerState = new System.Net.Sockets.LingerOption(true, 0);
+            }
+
+            await Task.Delay(300);
+            abandoned = (await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?patientId=audit-p5")).EnumerateArray()
+                .Where(r => r.GetProperty("action").GetString()!.Contains("resolution=1m", StringComparison.Ordinal)).ToList();
+        }
+
+        Assert.NotEmpty(abandoned);
+        Assert.All(abandoned, hungUp => Assert.Equal((499, "abandoned"), (hungUp.GetProperty("status").GetInt32(), hungUp.GetProperty("outcome").GetString())));
     }
 
     [Fact]

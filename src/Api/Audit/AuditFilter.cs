@@ -13,6 +13,9 @@ namespace Telemetry.Api.Audit;
 /// </summary>
 public sealed class AuditFilter : IEndpointFilter
 {
+    /// <summary>The status recorded for a request whose client hung up before its answer began (as proxies log it).</summary>
+    public const int ClientClosedRequest = 499;
+
     private static readonly object PatientKey = new();
 
     /// <summary>
@@ -41,10 +44,15 @@ public sealed class AuditFilter : IEndpointFilter
         {
             result = await next(context);
         }
-        catch (Exception exception) when (!http.RequestAborted.IsCancellationRequested && !http.Response.HasStarted)
+        catch (Exception exception) when (!http.Response.HasStarted)
         {
-            // A request at fault as it was read (a body over the size allowed, one cut short) is answered with its own status.
-            await RecordOnceAsync(exception is BadHttpRequestException bad ? bad.StatusCode : StatusCodes.Status500InternalServerError);
+            // A request at fault as it was read (a body over the size allowed, one cut short) is answered with its own
+            // status; one whose client hung up before its answer began (an export still gathering its first rows) is
+            // recorded as such: it was asked for and read, whether or not a byte of it went out.
+            await RecordOnceAsync(
+                http.RequestAborted.IsCancellationRequested ? ClientClosedRequest
+                : exception is BadHttpRequestException bad ? bad.StatusCode
+                : StatusCodes.Status500InternalServerError);
             throw;
         }
 

@@ -79,6 +79,7 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
         {
             < 400 => "success",
             401 or 403 => "denied",
+            499 => "abandoned",
             < 500 => "refused",
             _ => "failed",
         };
