@@ -123,6 +123,26 @@ public sealed class AuthenticationTests(ServerFixture fixture) : IClassFixture<S
                 Assert.Equal(HttpStatusCode.OK, live.StatusCode);
             }
 
+            // The same subject from another issuer is another caller: a person whose sub is 'admin' holds no slot of
+            // the admin token's, nor it of theirs.
+            using var namedAdmin = Server.ClientWith(await Server.MintTokenAsync("--role", "admin", "--sub", "admin"));
+            var admins = new List<HttpResponseMessage>();
+            try
+            {
+                for (var i = 0; i < 8; i++)
+                {
+                    admins.Add(await namedAdmin.GetAsync("/api/alerts/stream", HttpCompletionOption.ResponseHeadersRead));
+                    Assert.Equal(HttpStatusCode.OK, admins[^1].StatusCode);
+                }
+
+                using var adminToken = await Server.Http.GetAsync("/api/alerts/stream", HttpCompletionOption.ResponseHeadersRead);
+                Assert.Equal(HttpStatusCode.OK, adminToken.StatusCode);
+            }
+            finally
+            {
+                admins.ForEach(response => response.Dispose());
+            }
+
             open[0].Dispose();
             open.RemoveAt(0);
             var deadline = DateTime.UtcNow.AddSeconds(15);

@@ -14,12 +14,12 @@ public abstract class StreamSlots(int perCaller, string kind)
     public int PerCaller { get; } = perCaller;
 
     /// <summary>
-    /// Runs <paramref name="stream"/> in one of the caller's (the token's subject's) slots, given back when it ends; or
+    /// Runs <paramref name="stream"/> in one of the caller's (see <see cref="Security.TelemetryClaims.CallerKey"/>) slots, given back when it ends; or
     /// answers 429 when they hold every one.
     /// </summary>
     public async Task RunAsync(HttpContext context, Func<Task> stream)
     {
-        var caller = context.User.Identity?.Name ?? "anonymous";
+        var caller = Security.TelemetryClaims.CallerKey(context.User) ?? "anonymous";
         if (!TryTake(caller))
         {
             await TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests, title: $"Too many {kind}",

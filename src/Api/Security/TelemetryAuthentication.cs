@@ -45,7 +45,7 @@ public static class TelemetryAuthentication
             limiter.AddPolicy(ApiRateLimit, context =>
             {
                 var limits = context.RequestServices.GetRequiredService<IOptions<RateLimitOptions>>().Value;
-                var caller = context.User.Identity is { IsAuthenticated: true, Name: { } name } ? "sub:" + name : "address:" + context.Connection.RemoteIpAddress;
+                var caller = TelemetryClaims.CallerKey(context.User) is { } key ? "sub:" + key : "address:" + context.Connection.RemoteIpAddress;
                 return RateLimitPartition.GetTokenBucketLimiter(caller, _ => new TokenBucketRateLimiterOptions
                 {
                     TokenLimit = limits.Burst,

@@ -1,8 +1,20 @@
+using System.Security.Claims;
+
 namespace Telemetry.Api.Security;
 
 /// <summary>The claims people's tokens carry (see the README's access section).</summary>
 public static class TelemetryClaims
 {
+    /// <summary>
+    /// What a caller's limits (requests per second, open streams) are counted by: their subject as its issuer names it,
+    /// so that the same <c>sub</c> from two issuers (the provider's and the development tokens', or a person whose
+    /// <c>sub</c> is <c>admin</c> and the admin token) is two callers. Null for no one.
+    /// </summary>
+    public static string? CallerKey(ClaimsPrincipal user) =>
+        user.Identity is { IsAuthenticated: true } && user.FindFirst(Subject) is { } subject
+            ? $"{subject.Issuer}\n{subject.Value}"
+            : null;
+
     /// <summary>Who the person is; recorded as who acknowledged an alert and in the audit log.</summary>
     public const string Subject = "sub";
 
