@@ -1,3 +1,5 @@
+using System.Net;
+using Microsoft.Extensions.Options;
 using Telemetry.Core;
 using Telemetry.Core.Devices;
 using Telemetry.Core.Grains;
@@ -5,22 +7,41 @@ using Telemetry.Core.Grains;
 namespace Telemetry.Ingest;
 
 /// <summary>Checks a device token and finds the patient the device is bound to. The patient never comes from the device.</summary>
-public sealed class DeviceAuthenticator(IGrainFactory grains)
+/// <remarks>
+/// Every token checked asks the device's grain, activating it and reading its state: so an address whose tokens are
+/// refused more than <see cref="IngestOptions.FailedDeviceSignInsPerMinute"/> times a minute is held for
+/// <see cref="IngestOptions.DeviceSignInLockout"/> without asking (<see cref="DeviceSignInsHeldException"/>), on
+/// every protocol. A revoked device retrying now and then behind a shared address does not come near it.
+/// </remarks>
+public sealed class DeviceAuthenticator(IGrainFactory grains, IOptions<IngestOptions> options, TimeProvider timeProvider)
 {
+    private readonly FailedSignIns _failures = new(
+        () => options.Value.FailedDeviceSignInsPerMinute, () => options.Value.DeviceSignInLockout, timeProvider);
+
     /// <summary>
     /// The device the token belongs to, or null when the token is malformed, names another device than
-    /// <paramref name="claimedDeviceId"/> (when given), or does not match the device's secret.
+    /// <paramref name="claimedDeviceId"/> (when given), or does not match the device's secret. A refusal counts against
+    /// <paramref name="from"/>, the client's address (when known); one held for too many is a
+    /// <see cref="DeviceSignInsHeldException"/>, the token not looked at.
     /// </summary>
-    public async Task<DeviceIdentity?> AuthenticateAsync(string token, string? claimedDeviceId = null)
+    public async Task<DeviceIdentity?> AuthenticateAsync(string token, string? claimedDeviceId = null, IPAddress? from = null)
     {
-        if (!DeviceToken.TryParse(token, out var deviceId, out var secret)
-            || !Identifier.IsValid(deviceId)
-            || (claimedDeviceId is not null && !string.Equals(claimedDeviceId, deviceId, StringComparison.Ordinal)))
+        if (from is not null && _failures.IsLockedOut(from, out var retryAfter))
         {
-            return null;
+            throw new DeviceSignInsHeldException(retryAfter);
         }
 
-        return ToIdentity(await AskAsync(() => grains.GetGrain<IDeviceGrain>(deviceId).AuthenticateAsync(new DeviceSecret(secret))));
+        var identity = DeviceToken.TryParse(token, out var deviceId, out var secret)
+            && Identifier.IsValid(deviceId)
+            && (claimedDeviceId is null || string.Equals(claimedDeviceId, deviceId, StringComparison.Ordinal))
+            ? ToIdentity(await AskAsync(() => grains.GetGrain<IDeviceGrain>(deviceId).AuthenticateAsync(new DeviceSecret(secret))))
+            : null;
+        if (identity is null && from is not null)
+        {
+            _failures.Failed(from);
+        }
+
+        return identity;
     }
 
     /// <summary>

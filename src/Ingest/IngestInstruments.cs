@@ -20,6 +20,7 @@ public sealed class IngestInstruments
     public const string AlertsPublished = "telemetry.alerts.published";
     public const string DevicesConnected = "telemetry.devices.connected";
     public const string AuthenticationFailures = "telemetry.devices.authentication_failures";
+    public const string SignInsHeld = "telemetry.devices.sign_ins_held";
     public const string GrainCallFailures = "telemetry.grain_calls.failures";
     public const string CommitQueued = "telemetry.commit.queued";
     public const string CommitWaitingForRoom = "telemetry.commit.waiting_for_room";
@@ -43,6 +44,7 @@ public sealed class IngestInstruments
     private readonly Counter<long> _alertsPublished;
     private readonly UpDownCounter<long> _connected;
     private readonly Counter<long> _authenticationFailures;
+    private readonly Counter<long> _signInsHeld;
     private readonly Counter<long> _grainCallFailures;
     private readonly Counter<long> _grainCallsRepaired;
 
@@ -65,6 +67,7 @@ public sealed class IngestInstruments
         _alertsPublished = meter.CreateCounter<long>(AlertsPublished, "{event}", "Alert events published, by channel (mqtt, sse, webhook).");
         _connected = meter.CreateUpDownCounter<long>(DevicesConnected, "{device}", "Devices connected now.");
         _authenticationFailures = meter.CreateCounter<long>(AuthenticationFailures, "{attempt}", "Device connections refused for bad credentials.");
+        _signInsHeld = meter.CreateCounter<long>(SignInsHeld, "{attempt}", "Device sign-ins refused unread: their address had too many tokens refused in the last minute.");
         _grainCallFailures = meter.CreateCounter<long>(GrainCallFailures, "{call}", "Patient grain calls that failed after commit.");
         _grainCallsRepaired = meter.CreateCounter<long>(GrainCallsRepaired, "{call}", "Patient grain calls that recomputed, from the raw store, windows a crash or a failed call may have kept from the grain.");
     }
@@ -151,6 +154,8 @@ public sealed class IngestInstruments
 
     public void AuthenticationFailed(string protocol) =>
         _authenticationFailures.Add(1, new KeyValuePair<string, object?>("protocol", protocol));
+
+    public void SignInHeld(string protocol) => _signInsHeld.Add(1, new KeyValuePair<string, object?>("protocol", protocol));
 
     public void GrainCallFailed() => _grainCallFailures.Add(1);
 

@@ -51,6 +51,18 @@ public sealed class IngestOptions
     [Range(typeof(TimeSpan), "00:00:00", "00:00:01")]
     public TimeSpan CommitInterval { get; set; } = TimeSpan.FromMilliseconds(2);
 
+    /// <summary>
+    /// Device tokens an address may have refused in a minute (over MQTT, gRPC and uploads together) before its
+    /// sign-ins are held for <see cref="DeviceSignInLockout"/>: each refusal costs a look in the device registry. High
+    /// enough for many devices behind one carrier's address, each retrying a revoked token every few seconds.
+    /// </summary>
+    [Range(1, 1_000_000)]
+    public int FailedDeviceSignInsPerMinute { get; set; } = 300;
+
+    /// <summary>How long an address over <see cref="FailedDeviceSignInsPerMinute"/> has its device sign-ins held.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "01:00:00")]
+    public TimeSpan DeviceSignInLockout { get; set; } = TimeSpan.FromMinutes(1);
+
     /// <summary>The most readings one message or batch may carry.</summary>
     [Range(1, 1_000_000)]
     public int MaxReadingsPerBatch { get; set; } = 10_000;

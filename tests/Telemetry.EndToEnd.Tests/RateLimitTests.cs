@@ -1,5 +1,7 @@
 using System.Net;
 using System.Security.Cryptography;
+using Grpc.Core;
+using MQTTnet;
 
 namespace Telemetry.EndToEnd.Tests;
 
@@ -55,6 +57,56 @@ public sealed class RateLimitTests
         // Without a token there is nothing to guess: such requests are still simply unauthorised.
         Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync("/api/alerts")).StatusCode);
         Assert.True(Counted(await anonymous.GetStringAsync("/metrics"), "sign_in"));
+    }
+
+    [Fact]
+    public async Task An_address_whose_device_tokens_keep_being_refused_has_its_device_sign_ins_held_on_every_protocol()
+    {
+        await using var server = await TelemetryServer.StartNewAsync(new Dictionary<string, string>
+        {
+            ["Telemetry__Ingest__FailedDeviceSignInsPerMinute"] = "3",
+            ["Telemetry__Ingest__DeviceSignInLockout"] = "00:02:00",
+        });
+        var token = await server.ProvisionAsync("rl-held", "rl-held-patient");
+        var wrong = "rl-held." + new string('0', 64);
+
+        // Refused over MQTT and uploads alike; the fourth refusal in a minute holds the address.
+        Assert.Equal(MqttClientConnectResultCode.BadUserNameOrPassword, await ConnectAsync(server, wrong));
+        Assert.Equal(MqttClientConnectResultCode.BadUserNameOrPassword, await ConnectAsync(server, wrong));
+        Assert.Equal(HttpStatusCode.Unauthorized, (await UploadAsync(server, wrong)).StatusCode);
+        Assert.Equal(MqttClientConnectResultCode.BadUserNameOrPassword, await ConnectAsync(server, wrong));
+
+        // Held now, the right token too, each protocol with its own answer and a time to come back.
+        Assert.Equal(MqttClientConnectResultCode.ConnectionRateExceeded, await ConnectAsync(server, token));
+        using var upload = await UploadAsync(server, token);
+        Assert.Equal(HttpStatusCode.TooManyRequests, upload.StatusCode);
+        Assert.Equal("application/problem+json", upload.Content.Headers.ContentType?.MediaType);
+        Assert.InRange(upload.Headers.RetryAfter?.Delta ?? TimeSpan.Zero, TimeSpan.FromSeconds(100), TimeSpan.FromSeconds(120));
+        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress($"http://127.0.0.1:{server.GrpcPort}");
+        using (var call = new Telemetry.Protos.Ingest.IngestClient(channel).Stream(new Metadata { { "authorization", "Bearer " + token } }))
+        {
+            await call.RequestStream.WriteAsync(Devices.ProtobufBatch(1, Devices.RecentMinute(), "heart_rate", "", 70));
+            var error = await Assert.ThrowsAsync<RpcException>(async () => await call.ResponseStream.MoveNext());
+            Assert.Equal(StatusCode.ResourceExhausted, error.StatusCode);
+        }
+
+        // People's requests from the same address are not held, and the held sign-ins are counted.
+        Assert.Equal(HttpStatusCode.OK, (await server.Http.GetAsync("/api/devices/rl-held")).StatusCode);
+        var metrics = await server.Http.GetStringAsync("/metrics");
+        Assert.Matches(@"telemetry_devices_sign_ins_held_total\{[^}]*protocol=""mqtt""[^}]*\} 1\b", metrics);
+        Assert.Matches(@"telemetry_devices_sign_ins_held_total\{[^}]*protocol=""http""[^}]*\} 1\b", metrics);
+        Assert.Matches(@"telemetry_devices_sign_ins_held_total\{[^}]*protocol=""grpc""[^}]*\} 1\b", metrics);
+    }
+
+    private static Task<MqttClientConnectResultCode> ConnectAsync(TelemetryServer server, string token) =>
+        Devices.TryConnectMqttAsync(Devices.MqttOptions(server.MqttPort, "rl-held", "rl-held", token).WithCleanSession().Build());
+
+    private static async Task<HttpResponseMessage> UploadAsync(TelemetryServer server, string token)
+    {
+        using var device = server.ClientWith(token);
+        var at = Devices.RecentMinute().ToString("O", System.Globalization.CultureInfo.InvariantCulture);
+        return await device.PostAsync("/api/devices/rl-held/readings", new StringContent(
+            $$"""{"readings":[{"kind":"heart_rate","time":"{{at}}","value":72,"unit":"/min"}]}""", System.Text.Encoding.UTF8, "application/json"));
     }
 
     [Fact]

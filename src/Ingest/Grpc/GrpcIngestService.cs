@@ -140,7 +140,7 @@ public sealed partial class GrpcIngestService(
             throw new RpcException(new Status(StatusCode.Unauthenticated, "send the device token as 'authorization: Bearer <token>'"));
         }
 
-        var identity = await CheckedAsync(() => authenticator.AuthenticateAsync(header[Scheme.Length..].Trim()));
+        var identity = await CheckedAsync(() => authenticator.AuthenticateAsync(header[Scheme.Length..].Trim(), from: context.GetHttpContext().Connection.RemoteIpAddress));
         if (identity is null)
         {
             instruments.AuthenticationFailed(Protocol);
@@ -161,6 +161,11 @@ public sealed partial class GrpcIngestService(
         {
             LogSignInUnavailable(logger, exception.InnerException!);
             throw new RpcException(new Status(StatusCode.Unavailable, exception.Message));
+        }
+        catch (DeviceSignInsHeldException exception)
+        {
+            instruments.SignInHeld(Protocol);
+            throw new RpcException(new Status(StatusCode.ResourceExhausted, exception.Message), new Metadata { { "retry-after", exception.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture) } });
         }
     }
 

@@ -41,12 +41,18 @@ public sealed class HttpIngestEndpoint(
         try
         {
             identity = header.StartsWith(Scheme, StringComparison.OrdinalIgnoreCase)
-                ? await authenticator.AuthenticateAsync(header[Scheme.Length..].Trim())
+                ? await authenticator.AuthenticateAsync(header[Scheme.Length..].Trim(), from: context.Connection.RemoteIpAddress)
                 : null;
         }
         catch (DeviceRegistryUnavailableException exception)
         {
             return RegistryUnavailable(context, exception);
+        }
+        catch (DeviceSignInsHeldException exception)
+        {
+            instruments.SignInHeld(Protocol);
+            context.Response.Headers.RetryAfter = exception.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            return Problem(StatusCodes.Status429TooManyRequests, "Too many refused sign-ins", exception.Message);
         }
 
         var signedIn = timeProvider.GetTimestamp();

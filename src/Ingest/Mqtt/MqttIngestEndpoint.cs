@@ -162,6 +162,14 @@ public sealed partial class MqttIngestEndpoint(
             LogSignInUnavailable(logger, exception.InnerException!, Protocol);
             return;
         }
+        catch (DeviceSignInsHeldException exception)
+        {
+            // MQTT 5's own answer for it (3.1.1 has none closer than "server unavailable").
+            args.ReasonCode = MqttConnectReasonCode.ConnectionRateExceeded;
+            args.ReasonString = exception.Message;
+            instruments.SignInHeld(Protocol);
+            return;
+        }
 
         if (identity is null)
         {
@@ -188,7 +196,7 @@ public sealed partial class MqttIngestEndpoint(
             return null;
         }
 
-        var identity = await authenticator.AuthenticateAsync(args.Password, args.UserName);
+        var identity = await authenticator.AuthenticateAsync(args.Password, args.UserName, AddressOf(args));
         if (identity is null)
         {
             Refuse(args, MqttConnectReasonCode.BadUserNameOrPassword, "unknown device or wrong token");
@@ -217,7 +225,7 @@ public sealed partial class MqttIngestEndpoint(
 
         var identity = string.IsNullOrEmpty(args.Password)
             ? await authenticator.AuthenticateCertificateAsync(deviceId)
-            : await authenticator.AuthenticateAsync(args.Password, deviceId);
+            : await authenticator.AuthenticateAsync(args.Password, deviceId, AddressOf(args));
         if (identity is null)
         {
             Refuse(args, MqttConnectReasonCode.NotAuthorized, "the certificate's device is unknown or revoked, or the token is wrong", deviceId);
@@ -225,6 +233,8 @@ public sealed partial class MqttIngestEndpoint(
 
         return identity;
     }
+
+    private static System.Net.IPAddress? AddressOf(ValidatingConnectionEventArgs args) => (args.RemoteEndPoint as System.Net.IPEndPoint)?.Address;
 
     private void Refuse(ValidatingConnectionEventArgs args, MqttConnectReasonCode code, string reason, string? deviceId = null)
     {
