@@ -40,6 +40,9 @@ public sealed partial class MqttIngestEndpoint(
     private const string ProtocolVersionItem = "telemetry.protocol-version";
     private const string TopicAliasesItem = "telemetry.topic-aliases";
 
+    // The packet identifier of the connection's publish being read (see InboundPublish).
+    private const string InboundPublishItem = "telemetry.inbound-publish";
+
     // The topic of a publish by an alias given a topic not the device's own (not kept): never a device's vitals topic.
     private const string ForeignAliasTopic = "(a topic alias given another topic)";
 
@@ -72,6 +75,7 @@ public sealed partial class MqttIngestEndpoint(
             // Topic aliases are the connection's, not the session's.
             args.SessionItems[ProtocolVersionItem] = args.ProtocolVersion;
             args.SessionItems.Remove(TopicAliasesItem);
+            args.SessionItems[InboundPublishItem] = new InboundPublish();
             instruments.DeviceConnected(Protocol);
             if (args.SessionItems[IdentityItem] is DeviceIdentity device)
             {
@@ -360,7 +364,17 @@ public sealed partial class MqttIngestEndpoint(
     /// </summary>
     private Task InterceptInboundAsync(InterceptingPacketEventArgs args)
     {
-        if (args.Packet is not MqttPublishPacket { TopicAlias: not 0 } publish)
+        if (args.Packet is not MqttPublishPacket publish)
+        {
+            return Task.CompletedTask;
+        }
+
+        if (publish.QualityOfServiceLevel != MqttQualityOfServiceLevel.AtMostOnce && args.SessionItems?[InboundPublishItem] is InboundPublish inbound)
+        {
+            inbound.PacketId = publish.PacketIdentifier;
+        }
+
+        if (publish.TopicAlias == 0)
         {
             return Task.CompletedTask;
         }
@@ -411,6 +425,16 @@ public sealed partial class MqttIngestEndpoint(
         args.ProcessPacket = false;
         instruments.PayloadRejected(Protocol, "topic_alias");
         return DisconnectAsync(args.ClientId, MqttDisconnectReasonCode.TopicAliasInvalid, reason);
+    }
+
+    /// <summary>
+    /// The packet identifier of the QoS 1 publish a connection is reading: noted as the packet comes in, read as its
+    /// publish is checked (MQTTnet reads a connection's packets one at a time, each through both before the next), for
+    /// telling a resend of it from a new message with the same payload (see <see cref="SenMlResendClock"/>).
+    /// </summary>
+    private sealed class InboundPublish
+    {
+        public ushort PacketId { get; set; }
     }
 
     /// <summary>The topic alias numbers a connection gave its device's vitals topic, and those it gave other topics.</summary>
@@ -584,7 +608,8 @@ public sealed partial class MqttIngestEndpoint(
 
         var message = args.ApplicationMessage;
         var resendable = message.QualityOfServiceLevel != MqttQualityOfServiceLevel.AtMostOnce;
-        if (!payloads.TrySubmit(device, message.Payload, resendable, sentAgain: resendable && message.Dup, args.CancellationToken, out var answer, out pending))
+        var packetId = resendable && args.SessionItems[InboundPublishItem] is InboundPublish inbound ? inbound.PacketId : (ushort)0;
+        if (!payloads.TrySubmit(device, message.Payload, resendable, sentAgain: resendable && message.Dup, packetId, args.CancellationToken, out var answer, out pending))
         {
             refusal = Decide(args, answer);
             return false;

@@ -47,14 +47,16 @@ public sealed class MqttPayloadIngest(
     /// <see cref="StoreUnavailableException"/>, <see cref="Unavailable"/> gives the answer.
     /// </summary>
     public bool TrySubmit(DeviceIdentity device, ReadOnlySequence<byte> payload, CancellationToken cancellationToken, out MqttPayloadAnswer refusal, out PendingPayload pending) =>
-        TrySubmit(device, payload, resendable: false, sentAgain: false, cancellationToken, out refusal, out pending);
+        TrySubmit(device, payload, resendable: false, sentAgain: false, packetId: 0, cancellationToken, out refusal, out pending);
 
     /// <summary>
     /// As the overload without them, for a publish the device may send again until acknowledged
-    /// (<paramref name="resendable"/>: QoS 1) and one it marks as sent again (<paramref name="sentAgain"/>: the DUP
-    /// flag): a SenML payload with relative times, sent again, is read as of its first arrival (see <see cref="SenMlResendClock"/>).
+    /// (<paramref name="resendable"/>: QoS 1, under packet identifier <paramref name="packetId"/>) and one it marks as
+    /// sent again (<paramref name="sentAgain"/>: the DUP flag): a SenML payload with relative times, sent again under
+    /// the same identifier, is read as of its first arrival (see <see cref="SenMlResendClock"/>).
     /// </summary>
-    public bool TrySubmit(DeviceIdentity device, ReadOnlySequence<byte> payload, bool resendable, bool sentAgain, CancellationToken cancellationToken, out MqttPayloadAnswer refusal, out PendingPayload pending)
+    public bool TrySubmit(
+        DeviceIdentity device, ReadOnlySequence<byte> payload, bool resendable, bool sentAgain, ushort packetId, CancellationToken cancellationToken, out MqttPayloadAnswer refusal, out PendingPayload pending)
     {
         pending = default;
         var limit = options.Value.MaxMessageBytes;
@@ -66,7 +68,7 @@ public sealed class MqttPayloadIngest(
 
         var batch = _batchOfThread ??= new ReadingBatchBuilder(options.Value.ToLimits(), timeProvider);
         var senMl = resendable && PayloadDecoder.Detect(payload) == PayloadFormat.SenMl;
-        var firstReadAt = senMl && sentAgain ? resends.FirstReadAt(device.DeviceId, payload) : null;
+        var firstReadAt = senMl && sentAgain ? resends.FirstReadAt(device.DeviceId, payload, packetId) : null;
         if (!PayloadDecoder.TryDecode(payload, batch, firstReadAt, out _, out var error))
         {
             refusal = Refuse(device, MqttPubAckReasonCode.PayloadFormatInvalid, error!, "malformed");
@@ -90,7 +92,7 @@ public sealed class MqttPayloadIngest(
 
         if (senMl && firstReadAt is null && batch.UsedRelativeTime)
         {
-            resends.Remember(device.DeviceId, payload, batch.NowMs);
+            resends.Remember(device.DeviceId, payload, packetId, batch.NowMs);
         }
 
         var deviceBatch = batch.ToBatch(device.DeviceId, device.PatientId);

@@ -8,9 +8,13 @@ namespace Telemetry.Ingest.Mqtt;
 /// When each device's recent SenML payloads with relative times (times below 2^28 s, or none: "now") were first read.
 /// SenML resolves such times against the payload's arrival, so a QoS 1 publish sent again after its PUBACK was lost
 /// would come out at new times and be stored twice. A publish the device marks as sent again (MQTT's DUP flag) whose
-/// payload is one of these is read as of its first arrival instead, so its readings come out the same and are known as
-/// repeats. Only a DUP publish is matched: a device that sends the same payload again as a new message (the same value
-/// a minute later, with no time) gets a new reading. Kept for <c>keepFor</c>, the last <see cref="PerDevice"/> per
+/// payload and packet identifier are one of these is read as of its first arrival instead, so its readings come out
+/// the same and are known as repeats. Only a DUP publish is matched, and only by both: a device that sends the same
+/// payload again as a new message (the same value a minute later, with no time) gets a new reading, and so does that
+/// new message when it is lost on the way and sent again (a resend keeps its packet identifier; a new message takes
+/// another while the first's may still be unanswered). A client that gives every message the same identifier (one in
+/// flight at a time) and loses such a second message on the way has its resend taken for the first's: a device that
+/// must not lose one sends times, or a <c>seq</c>. Kept for <c>keepFor</c>, the last <see cref="PerDevice"/> per
 /// device; a device silent that long is forgotten.
 /// </summary>
 public sealed class SenMlResendClock(TimeSpan keepFor, TimeProvider timeProvider)
@@ -24,8 +28,11 @@ public sealed class SenMlResendClock(TimeSpan keepFor, TimeProvider timeProvider
     /// <summary>Devices remembered now.</summary>
     public int Devices => _devices.Count;
 
-    /// <summary>When the payload, sent again, was first read; null when it was not (or long ago).</summary>
-    public long? FirstReadAt(string deviceId, in ReadOnlySequence<byte> payload)
+    /// <summary>
+    /// When the payload, sent again under packet identifier <paramref name="packetId"/>, was first read; null when it
+    /// was not (or long ago).
+    /// </summary>
+    public long? FirstReadAt(string deviceId, in ReadOnlySequence<byte> payload, ushort packetId)
     {
         if (!_devices.TryGetValue(deviceId, out var recent))
         {
@@ -36,10 +43,10 @@ public sealed class SenMlResendClock(TimeSpan keepFor, TimeProvider timeProvider
         var expired = timeProvider.GetUtcNow().ToUnixTimeMilliseconds() - _keepForMs;
         lock (recent)
         {
-            // One entry per payload, its latest reading (see Remember).
-            foreach (var (entryHash, readAtMs) in recent.Entries)
+            // One entry per payload and identifier, its latest reading (see Remember).
+            foreach (var (entryHash, entryPacketId, readAtMs) in recent.Entries)
             {
-                if (entryHash == hash && readAtMs > expired)
+                if (entryHash == hash && entryPacketId == packetId && readAtMs > expired)
                 {
                     return readAtMs;
                 }
@@ -49,12 +56,12 @@ public sealed class SenMlResendClock(TimeSpan keepFor, TimeProvider timeProvider
         return null;
     }
 
-    /// <summary>Notes that the payload was read as of <paramref name="readAtMs"/>.</summary>
+    /// <summary>Notes that the payload, sent under packet identifier <paramref name="packetId"/>, was read as of <paramref name="readAtMs"/>.</summary>
     /// <remarks>
-    /// A payload read again as a new message (the same value a minute later) replaces its entry: a resend is of the
-    /// latest such message, the one that may have gone without an answer.
+    /// A payload read again as a new message under the same identifier (a client with one in flight at a time) replaces
+    /// its entry: a resend is of the latest such message, the one that may have gone without an answer.
     /// </remarks>
-    public void Remember(string deviceId, in ReadOnlySequence<byte> payload, long readAtMs)
+    public void Remember(string deviceId, in ReadOnlySequence<byte> payload, ushort packetId, long readAtMs)
     {
         var hash = Hash(payload);
         while (true)
@@ -68,13 +75,13 @@ public sealed class SenMlResendClock(TimeSpan keepFor, TimeProvider timeProvider
                     continue;
                 }
 
-                recent.Entries.RemoveAll(entry => entry.Hash == hash);
+                recent.Entries.RemoveAll(entry => entry.Hash == hash && entry.PacketId == packetId);
                 if (recent.Entries.Count == PerDevice)
                 {
                     recent.Entries.RemoveAt(0);
                 }
 
-                recent.Entries.Add((hash, readAtMs));
+                recent.Entries.Add((hash, packetId, readAtMs));
                 recent.LatestMs = readAtMs;
                 break;
             }
@@ -127,8 +134,8 @@ public sealed class SenMlResendClock(TimeSpan keepFor, TimeProvider timeProvider
 
     private sealed class Recent
     {
-        // Oldest first; at most PerDevice, one per payload.
-        public List<(ulong Hash, long ReadAtMs)> Entries { get; } = new(PerDevice);
+        // Oldest first; at most PerDevice, one per payload and packet identifier.
+        public List<(ulong Hash, ushort PacketId, long ReadAtMs)> Entries { get; } = new(PerDevice);
 
         public long LatestMs { get; set; }
 
