@@ -372,9 +372,12 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
         var token = await Server.ProvisionAsync("mqtt-311-stray", "p-mqtt-8");
         using var client = await Devices.ConnectMqttAsync(Server, "mqtt-311-stray", token, MqttProtocolVersion.V311);
 
-        // A 3.1.1 PUBACK carries no reason code: any PUBACK would read as "stored".
+        // A 3.1.1 PUBACK carries no reason code: any PUBACK would read as "stored". Why it was cut off is in its rejects.
         await Assert.ThrowsAnyAsync<MQTTnet.Exceptions.MqttCommunicationException>(
             () => Devices.PublishAsync(client, "devices/somebody-else/vitals", Devices.JsonHeartRates(1, Devices.RecentMinute(), 70)));
+        var rejects = System.Text.Json.JsonDocument.Parse(await Server.Http.GetStringAsync("/api/devices/mqtt-311-stray/rejects")).RootElement;
+        var reason = Assert.Single(rejects.GetProperty("rejects").EnumerateArray()).GetProperty("reason").GetString();
+        Assert.Contains("a device publishes only to devices/mqtt-311-stray/vitals", reason);
     }
 
     [Fact]

@@ -78,6 +78,8 @@ public sealed class RateLimitTests
 
         // Held now, the right token too, each protocol with its own answer and a time to come back.
         Assert.Equal(MqttClientConnectResultCode.ConnectionRateExceeded, await ConnectAsync(server, token));
+        Assert.Equal(MqttClientConnectResultCode.ServerUnavailable, await Devices.TryConnectMqttAsync(
+            Devices.MqttOptions(server.MqttPort, "rl-held", "rl-held", token, MQTTnet.Formatter.MqttProtocolVersion.V311).WithCleanSession().Build()));
         using var upload = await UploadAsync(server, token);
         Assert.Equal(HttpStatusCode.TooManyRequests, upload.StatusCode);
         Assert.Equal("application/problem+json", upload.Content.Headers.ContentType?.MediaType);
@@ -93,7 +95,7 @@ public sealed class RateLimitTests
         // People's requests from the same address are not held, and the held sign-ins are counted.
         Assert.Equal(HttpStatusCode.OK, (await server.Http.GetAsync("/api/devices/rl-held")).StatusCode);
         var metrics = await server.Http.GetStringAsync("/metrics");
-        Assert.Matches(@"telemetry_devices_sign_ins_held_total\{[^}]*protocol=""mqtt""[^}]*\} 1\b", metrics);
+        Assert.Matches(@"telemetry_devices_sign_ins_held_total\{[^}]*protocol=""mqtt""[^}]*\} 2\b", metrics);
         Assert.Matches(@"telemetry_devices_sign_ins_held_total\{[^}]*protocol=""http""[^}]*\} 1\b", metrics);
         Assert.Matches(@"telemetry_devices_sign_ins_held_total\{[^}]*protocol=""grpc""[^}]*\} 1\b", metrics);
     }

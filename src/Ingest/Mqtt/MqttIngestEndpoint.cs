@@ -168,8 +168,8 @@ public sealed partial class MqttIngestEndpoint(
         }
         catch (DeviceSignInsHeldException exception)
         {
-            // MQTT 5's own answer for it (3.1.1 has none closer than "server unavailable").
-            args.ReasonCode = MqttConnectReasonCode.ConnectionRateExceeded;
+            // MQTT 5's own answer for it; 3.1.1 has none closer than "server unavailable" (code 3), so it tries again later.
+            args.ReasonCode = args.ProtocolVersion == MqttProtocolVersion.V500 ? MqttConnectReasonCode.ConnectionRateExceeded : MqttConnectReasonCode.ServerUnavailable;
             args.ReasonString = exception.Message;
             instruments.SignInHeld(Protocol);
             return;
@@ -656,17 +656,15 @@ public sealed partial class MqttIngestEndpoint(
             instruments.PayloadRejected(Protocol, metricReason);
         }
 
-        if (args.SessionItems?[ProtocolVersionItem] is not MqttProtocolVersion.V500)
-        {
-            return PublishAnswer.CloseInstead;
-        }
-
+        // Logged whichever the protocol: a 3.1.1 device, disconnected without a reason, finds it only there.
         if (metricReason is not null && args.SessionItems?[IdentityItem] is DeviceIdentity device)
         {
             rejectLog.Record(device.DeviceId, Protocol, reason);
         }
 
-        return new PublishAnswer(code, reason);
+        return args.SessionItems?[ProtocolVersionItem] is not MqttProtocolVersion.V500
+            ? PublishAnswer.CloseInstead
+            : new PublishAnswer(code, reason);
     }
 
     private Task InterceptSubscriptionAsync(InterceptingSubscriptionEventArgs args)
