@@ -65,8 +65,8 @@ public static class IngestServiceCollectionExtensions
     /// Maps the gRPC ingest stream, the HTTP bulk upload and MQTT over WebSocket at <paramref name="mqttWebSocketPath"/>
     /// (none when devices use an external broker), and attaches the MQTT handlers. MQTT over WebSocket is MQTTnet's
     /// connection handler with its <c>mqtt</c> subprotocol, as its <c>MapMqtt</c> maps it, but over WebSocket only (not the
-    /// other transports of ASP.NET Core's connections) and behind the same packet size guard as MQTT over TCP: MQTTnet
-    /// would otherwise read a packet of any size its header claims.
+    /// other transports of ASP.NET Core's connections) and behind the same packet size guard and orderly close as MQTT
+    /// over TCP: MQTTnet would otherwise read a packet of any size its header claims.
     /// </summary>
     public static WebApplication MapIngest(this WebApplication app, string mqttWebSocketPath = "/mqtt")
     {
@@ -79,7 +79,7 @@ public static class IngestServiceCollectionExtensions
             app.MapConnections(
                 mqttWebSocketPath,
                 options,
-                connection => connection.Use(MqttPacketSizeGuard.ForIngest(app.Services)).UseConnectionHandler<MqttConnectionHandler>());
+                connection => connection.Use(MqttPacketSizeGuard.ForIngest(app.Services)).Use(MqttOrderlyClose.Middleware).UseConnectionHandler<MqttConnectionHandler>());
         }
 
         var endpoint = app.Services.GetRequiredService<MqttIngestEndpoint>();

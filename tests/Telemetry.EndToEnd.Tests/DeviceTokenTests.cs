@@ -76,15 +76,27 @@ public sealed class DeviceTokenTests(ServerFixture fixture) : IClassFixture<Serv
             $"gRPC ended with {error.StatusCode} '{error.Status.Detail}'\n{Server.Output}");
     }
 
-    [Fact]
-    public async Task Every_device_whose_token_is_rotated_hears_why_even_many_at_once()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Every_device_whose_token_is_rotated_hears_why_even_many_at_once(bool webSocket)
     {
-        // The server's DISCONNECT must reach each device before its connection closes, however the connections' ends interleave.
+        // The server's DISCONNECT must reach each device before its connection closes, however the connections' ends
+        // interleave, over TCP and over WebSocket alike.
         const int count = 40;
         var devices = await Task.WhenAll(Enumerable.Range(0, count).Select(async i =>
         {
-            var deviceId = $"token-many-{i}";
-            var mqtt = await Devices.ConnectMqttAsync(Server, deviceId, await Server.ProvisionAsync(deviceId, $"token-many-p{i}"));
+            var deviceId = webSocket ? $"token-many-ws-{i}" : $"token-many-{i}";
+            var token = await Server.ProvisionAsync(deviceId, $"token-many-p{i}");
+            var mqtt = webSocket
+                ? await Devices.ConnectMqttAsync(new MqttClientOptionsBuilder()
+                    .WithWebSocketServer(ws => ws.WithUri($"ws://127.0.0.1:{Server.HttpPort}/mqtt"))
+                    .WithClientId(deviceId)
+                    .WithCredentials(deviceId, token)
+                    .WithProtocolVersion(MqttProtocolVersion.V500)
+                    .WithCleanSession()
+                    .Build())
+                : await Devices.ConnectMqttAsync(Server, deviceId, token);
             var disconnected = new TaskCompletionSource<MqttClientDisconnectedEventArgs>(TaskCreationOptions.RunContinuationsAsynchronously);
             mqtt.DisconnectedAsync += args =>
             {
