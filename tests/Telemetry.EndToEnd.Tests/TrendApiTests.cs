@@ -103,6 +103,11 @@ public sealed class TrendApiTests(SeededServer seeded)
     [InlineData("trends?kind=heart_rate&to=0001-01-01T00:00:00Z", "from")]
     [InlineData("export.csv?to=0001-01-01T00:00:00Z", "from")]
     [InlineData("export.csv?resolution=5m", "resolution")]
+    [InlineData("trends?kind=heart_rate&from=2026-11-24T10:00:00+02:00", "from")]
+    [InlineData("trends?kind=heart_rate&to=yesterday", "to")]
+    [InlineData("daily?stepsGoal=abc", "stepsGoal")]
+    [InlineData("daily?from=2026-11-24T00:00Z", "from")]
+    [InlineData("alerts?limit=ten", "limit")]
     public async Task Bad_queries_get_a_problem_naming_the_parameter(string query, string parameter)
     {
         using var response = await Server.Http.GetAsync($"/api/patients/{SeededServer.PatientId}/{query}");

@@ -11,7 +11,8 @@ public static class AuditEndpoints
 
     public static IEndpointRouteBuilder MapAuditEndpoints(this IEndpointRouteBuilder routes)
     {
-        var audit = routes.MapGroup("/api/audit").RequireAuthorization(TelemetryAuthentication.AdminPolicy).RequireRateLimiting(TelemetryAuthentication.ApiRateLimit).WithTags("Access");
+        var audit = routes.MapGroup("/api/audit").RequireAuthorization(TelemetryAuthentication.AdminPolicy).RequireRateLimiting(TelemetryAuthentication.ApiRateLimit)
+            .AddEndpointFilter<RouteGroupBuilder, Hosting.UnboundArgumentsFilter>().WithTags("Access");
         audit.MapGet("/", ListAsync).WithSummary("Accesses to patients' records, newest first");
         audit.MapGet("/verify", (AuditLog log) => Task.Run(() => TypedResults.Ok(log.Verify())))
             .WithSummary("Checks every record's hash and link; says where the chain first breaks");

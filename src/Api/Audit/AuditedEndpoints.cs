@@ -16,10 +16,14 @@ public sealed class AuditedEndpoint
 
 public static class AuditedEndpoints
 {
-    /// <summary>Audits every request of the endpoints <paramref name="builder"/> makes: those they answer (<see cref="AuditFilter"/>) and those refused before they run.</summary>
+    /// <summary>
+    /// Audits every request of the endpoints <paramref name="builder"/> makes: those they answer (<see cref="AuditFilter"/>)
+    /// and those refused before they run; a request whose arguments could not be bound is answered naming them
+    /// (<see cref="Hosting.UnboundArgumentsFilter"/>, inside the audit, which records its 400).
+    /// </summary>
     public static TBuilder Audited<TBuilder>(this TBuilder builder)
         where TBuilder : IEndpointConventionBuilder =>
-        builder.AddEndpointFilter<TBuilder, AuditFilter>().WithMetadata(AuditedEndpoint.Instance);
+        builder.AddEndpointFilter<TBuilder, AuditFilter>().AddEndpointFilter<TBuilder, Hosting.UnboundArgumentsFilter>().WithMetadata(AuditedEndpoint.Instance);
 }
 
 /// <summary>
