@@ -89,6 +89,21 @@ public sealed class BulkUploadTests(ServerFixture fixture) : IClassFixture<Serve
     }
 
     [Fact]
+    public async Task A_senml_pack_with_a_must_understand_field_stores_none_of_its_records()
+    {
+        // RFC 8428: a pack holding a field the reader must understand and does not is not used, not even its first records.
+        var token = await Server.ProvisionAsync("upload-must", "p-upload-must");
+        var at = Devices.RecentMinute().ToUnixTimeSeconds();
+        var body = $$"""[{"n":"heart_rate","u":"beat/min","v":70,"t":{{at}}},{"n":"heart_rate","u":"beat/min","v":71,"t":{{at + 1}}},{"n":"heart_rate","v":72,"t":{{at + 2}},"rate_":1}]""";
+
+        var result = await UploadAsync("upload-must", token, "application/senml+json", Encoding.UTF8.GetBytes(body));
+
+        Assert.Equal(HttpStatusCode.BadRequest, result.Status);
+        Assert.Equal(0, result.Accepted);
+        Assert.Empty(await Server.RawHeartRatesAsync("p-upload-must", DateTimeOffset.FromUnixTimeSeconds(at), DateTimeOffset.FromUnixTimeSeconds(at + 60)));
+    }
+
+    [Fact]
     public async Task Uploads_need_the_devices_own_token_and_a_known_format()
     {
         var token = await Server.ProvisionAsync("upload-owner", "p-upload-owner");

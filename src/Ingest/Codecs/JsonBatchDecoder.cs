@@ -62,7 +62,10 @@ public static class JsonBatchDecoder
                 {
                     if (reader.TokenType != JsonTokenType.StartObject)
                     {
-                        return "each reading must be an object";
+                        // Refused alone (counted): its neighbours are read on.
+                        batch.Reject(RejectReason.MalformedRecord);
+                        reader.Skip();
+                        continue;
                     }
 
                     ReadReading(ref reader, batch);

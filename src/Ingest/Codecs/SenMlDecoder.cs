@@ -57,14 +57,17 @@ public static class SenMlDecoder
 
     /// <summary>
     /// Decodes the record whose start the reader is on into <paramref name="batch"/>, updating the base fields in
-    /// <paramref name="context"/>. Returns an error when the record is not an object, or the pack may not be used at
-    /// all (a must-understand field, a later <c>bver</c>); a bad record is counted.
+    /// <paramref name="context"/>. Returns an error when the pack may not be used at all (a must-understand field, a
+    /// later <c>bver</c>); a bad record, one that is not an object too, is counted.
     /// </summary>
     public static string? DecodeRecord(ref Utf8JsonReader reader, SenMlContext context, ReadingBatchBuilder batch)
     {
         if (reader.TokenType != JsonTokenType.StartObject)
         {
-            return "each SenML record must be an object";
+            // Refused alone (counted): the records after it are read on.
+            batch.Reject(RejectReason.MalformedRecord);
+            reader.Skip();
+            return null;
         }
 
         Span<byte> name = stackalloc byte[SenMlContext.MaxNameBytes];

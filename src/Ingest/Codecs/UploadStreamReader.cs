@@ -33,6 +33,12 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
     public string? Error { get; private set; }
 
     /// <summary>
+    /// After <see cref="UploadReadStatus.Malformed"/>: the refusal is of the SenML pack as a whole (a must-understand
+    /// field, a later version), so the part of it in the batch is not to be stored either.
+    /// </summary>
+    public bool PackRefused { get; private set; }
+
+    /// <summary>
     /// Decodes complete records from <paramref name="buffer"/> until it runs out or <paramref name="batch"/> holds a
     /// batch's worth. <paramref name="consumed"/> is where the next call's buffer must start.
     /// </summary>
@@ -168,11 +174,8 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
                         break;
                     }
 
-                    if (reader.TokenType != JsonTokenType.StartObject)
-                    {
-                        return Fail("each record must be an object");
-                    }
-
+                    // A record that is not an object is refused alone (counted), as a bad line of NDJSON is.
+                    var isRecord = reader.TokenType == JsonTokenType.StartObject;
                     var start = reader.TokenStartIndex;
                     if (!reader.TrySkip())
                     {
@@ -186,9 +189,15 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
                         return Fail($"a record may be at most {maxRecordBytes} bytes");
                     }
 
-                    if (DecodeRecord(buffer.Slice(start, reader.BytesConsumed - start), batch) is { } refused)
+                    if (!isRecord)
                     {
-                        // A SenML pack the decoder may not use (a must-understand field, a later version): refused whole.
+                        batch.Reject(RejectReason.MalformedRecord);
+                    }
+                    else if (DecodeRecord(buffer.Slice(start, reader.BytesConsumed - start), batch) is { } refused)
+                    {
+                        // A SenML pack the decoder may not use (a must-understand field, a later version): refused, and
+                        // the part read so far with it (parts committed before it are stored).
+                        PackRefused = true;
                         return Fail(refused);
                     }
 

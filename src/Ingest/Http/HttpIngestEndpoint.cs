@@ -103,6 +103,12 @@ public sealed class HttpIngestEndpoint(
                 var read = await body.ReadAsync(context.RequestAborted);
                 var status = reader.Read(read.Buffer, read.IsCompleted, upload.Batch, out var consumed);
                 body.AdvanceTo(consumed, status == UploadReadStatus.NeedMoreData ? read.Buffer.End : consumed);
+                if (status == UploadReadStatus.Malformed && reader.PackRefused)
+                {
+                    // RFC 8428: a pack that may not be used is not used; what earlier parts stored stays.
+                    upload.Batch.Reset();
+                }
+
                 if (status is UploadReadStatus.BatchFull or UploadReadStatus.Completed or UploadReadStatus.Malformed)
                 {
                     // A long upload outlives its sign-in: a token revoked or replaced meanwhile stores nothing more. A

@@ -188,14 +188,14 @@ public sealed class SenMlDecoderTests
     }
 
     [Fact]
-    public void A_SenML_pack_of_non_records_is_refused()
+    public void A_SenML_entry_that_is_not_a_record_is_refused_alone_and_its_neighbours_stored()
     {
         var builder = Wearable.NewBuilder();
 
-        Assert.False(Wearable.Decode(builder, """[{"n":"heart_rate","v":72},72]""", out _, out var error));
+        Assert.True(Wearable.Decode(builder, """[{"n":"heart_rate","v":72},72,[{"n":"x"}],{"n":"heart_rate","v":73,"t":-1}]""", out _, out var error), error);
 
-        Assert.Equal("each SenML record must be an object", error);
-        Assert.Equal(0, builder.Count);
+        Assert.Equal(2, builder.Count);
+        Assert.Equal(2, builder.RejectedFor(RejectReason.MalformedRecord));
     }
 
     [Fact]

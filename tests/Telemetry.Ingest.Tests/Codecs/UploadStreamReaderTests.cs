@@ -74,6 +74,32 @@ public sealed class UploadStreamReaderTests
         Assert.Equal([70.0, 71.0], batches.SelectMany(b => b).Select(r => r.Value));
     }
 
+    [Theory]
+    [InlineData(UploadFormat.JsonBatch, "{\"readings\":[{\"kind\":\"heart_rate\",\"time\":\"2026-11-24T09:59:00Z\",\"value\":70},72,null,[{\"kind\":\"x\"}],{\"kind\":\"heart_rate\",\"time\":\"2026-11-24T09:59:01Z\",\"value\":71}]}")]
+    [InlineData(UploadFormat.SenMl, "[{\"n\":\"heart_rate\",\"v\":70,\"t\":-2},72,null,[{\"n\":\"x\"}],{\"n\":\"heart_rate\",\"v\":71,\"t\":-1}]")]
+    public async Task An_entry_that_is_not_a_record_is_refused_alone_and_its_neighbours_kept(UploadFormat format, string payload)
+    {
+        var (status, batches, error) = await ReadAsync(format, Encoding.UTF8.GetBytes(payload), chunk: 3);
+        var (_, _, _, rejected) = ReadWhole(format, Encoding.UTF8.GetBytes(payload));
+
+        Assert.True(status == UploadReadStatus.Completed, error);
+        Assert.Equal([70.0, 71.0], batches.SelectMany(b => b).Select(r => r.Value));
+        Assert.Equal(3, rejected);
+    }
+
+    [Fact]
+    public void A_senml_pack_that_may_not_be_used_is_refused_as_a_pack()
+    {
+        var reader = new UploadStreamReader(UploadFormat.SenMl, BatchSize, 64 * 1024);
+        var payload = Encoding.UTF8.GetBytes("[{\"n\":\"heart_rate\",\"v\":70,\"t\":-1},{\"n\":\"heart_rate\",\"v\":71,\"t\":-2,\"rate_\":1}]");
+
+        Assert.Equal(UploadReadStatus.Malformed, reader.Read(new System.Buffers.ReadOnlySequence<byte>(payload), isFinalBlock: true, Wearable.NewBuilder(), out _));
+        Assert.True(reader.PackRefused);
+        var broken = new UploadStreamReader(UploadFormat.SenMl, BatchSize, 64 * 1024);
+        Assert.Equal(UploadReadStatus.Malformed, broken.Read(new System.Buffers.ReadOnlySequence<byte>("[{\"n\":"u8.ToArray()), isFinalBlock: true, Wearable.NewBuilder(), out _));
+        Assert.False(broken.PackRefused);
+    }
+
     [Fact]
     public void A_broken_ndjson_line_is_refused_alone_and_its_neighbours_kept()
     {
