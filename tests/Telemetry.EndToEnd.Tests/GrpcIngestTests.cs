@@ -80,6 +80,7 @@ public sealed class GrpcIngestTests(ServerFixture fixture) : IClassFixture<Serve
             Marshallers.Create<IngestAck>(ack => ack.ToByteArray(), IngestAck.Parser.ParseFrom));
         using var call = channel.CreateCallInvoker().AsyncDuplexStreamingCall(raw, null, new CallOptions(new Metadata { { "authorization", $"Bearer {token}" } }));
         var before = await MalformedAsync();
+        var acksBefore = await CountedAsync("telemetry_acks_sent_total{", "protocol=\"grpc\"");
 
         await call.RequestStream.WriteAsync([0x1A, 0x40, 0x0A, 0x02]);
         await call.RequestStream.WriteAsync(Devices.ProtobufBatch(2, start, "heart_rate", "", 71).ToByteArray());
@@ -90,6 +91,7 @@ public sealed class GrpcIngestTests(ServerFixture fixture) : IClassFixture<Serve
         Assert.StartsWith("malformed protobuf VitalBatch: ", acks[0].Reason, StringComparison.Ordinal);
         Assert.Equal(2UL, acks[1].Seq);
         Assert.Equal(before + 1, await MalformedAsync());
+        Assert.Equal(acksBefore + 1, await CountedAsync("telemetry_acks_sent_total{", "protocol=\"grpc\""));
         Assert.Equal(71, Assert.Single((await Server.TrendAsync("p-grpc-5", "heart_rate", start, start.AddMinutes(1))).Points).Min);
     }
 
@@ -156,11 +158,14 @@ public sealed class GrpcIngestTests(ServerFixture fixture) : IClassFixture<Serve
         Assert.Equal(2, Assert.Single((await server.TrendAsync("p-grpc-drop", "heart_rate", start, start.AddMinutes(1), count: 2)).Points).Count);
     }
 
-    private async Task<long> MalformedAsync()
+    private Task<long> MalformedAsync() => CountedAsync("telemetry_payloads_rejected_total{", "protocol=\"grpc\"", "reason=\"malformed\"");
+
+    /// <summary>A counter's value in <c>/metrics</c>: the first line of <paramref name="metric"/> holding every one of <paramref name="labels"/>.</summary>
+    private async Task<long> CountedAsync(string metric, params string[] labels)
     {
         var metrics = await Server.Http.GetStringAsync("/metrics");
-        var line = metrics.Split('\n').FirstOrDefault(line => line.StartsWith("telemetry_payloads_rejected_total{", StringComparison.Ordinal)
-            && line.Contains("protocol=\"grpc\"", StringComparison.Ordinal) && line.Contains("reason=\"malformed\"", StringComparison.Ordinal));
+        var line = metrics.Split('\n').FirstOrDefault(line => line.StartsWith(metric, StringComparison.Ordinal)
+            && labels.All(label => line.Contains(label, StringComparison.Ordinal)));
         return line is null ? 0 : long.Parse(line[(line.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
     }
 }

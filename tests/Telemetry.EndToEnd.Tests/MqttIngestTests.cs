@@ -146,6 +146,26 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
     }
 
     [Fact]
+    public async Task A_resent_batch_with_an_implausible_reading_quarantines_it_once_and_counts_it_once()
+    {
+        var token = await Server.ProvisionAsync("mqtt-resent-quarantine", "p-mqtt-rq");
+        using var client = await Devices.ConnectMqttAsync(Server, "mqtt-resent-quarantine", token);
+        var payload = Devices.JsonHeartRates(9, Devices.RecentMinute(), 61, 400);
+        var before = await QuarantinedAsync();
+
+        await Devices.PublishAsync(client, "devices/mqtt-resent-quarantine/vitals", payload);
+        var again = await Devices.PublishAsync(client, "devices/mqtt-resent-quarantine/vitals", payload);
+
+        Assert.Contains("already committed", again.ReasonString);
+        Assert.Equal(before + 1, await QuarantinedAsync());
+    }
+
+    private async Task<long> QuarantinedAsync() =>
+        (await Server.Http.GetStringAsync("/metrics")).Split('\n')
+            .Where(line => line.StartsWith("telemetry_readings_quarantined_total{", StringComparison.Ordinal) && line.Contains("protocol=\"mqtt\"", StringComparison.Ordinal))
+            .Sum(line => long.Parse(line[(line.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture));
+
+    [Fact]
     public async Task A_senml_publish_without_times_sent_again_is_not_stored_twice_and_a_new_one_like_it_is_stored()
     {
         // SenML with no time means "now": read again later, it would come out at a new time. The publish the device

@@ -264,7 +264,11 @@ public sealed partial class GrpcIngestService(
                 }
 
                 await responseStream.WriteAsync(ack, cancellationToken);
-                instruments.AckSent(Protocol);
+                if (ack.Status is AckStatus.Committed or AckStatus.Duplicate)
+                {
+                    // As over MQTT: an ack of what is stored; a refusal is counted as such.
+                    instruments.AckSent(Protocol);
+                }
             }
         }
         catch

@@ -107,7 +107,12 @@ public sealed class MqttPayloadIngest(
         var deviceBatch = pending.Batch;
         instruments.Accepted(MqttIngestEndpoint.Protocol, result.Stored);
         instruments.Duplicate(MqttIngestEndpoint.Protocol, result.Duplicates);
-        instruments.Quarantined(MqttIngestEndpoint.Protocol, deviceBatch.Quarantined.Length);
+        if (result.Outcome != CommitOutcome.Duplicate)
+        {
+            // A batch resent whole quarantines nothing again.
+            instruments.Quarantined(MqttIngestEndpoint.Protocol, deviceBatch.Quarantined.Length);
+        }
+
         if (deviceBatch.Readings.IsEmpty && result.Outcome != CommitOutcome.Duplicate)
         {
             // Only quarantined readings: stored apart, but nothing the sender should count as accepted.
