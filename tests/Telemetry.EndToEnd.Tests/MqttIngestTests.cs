@@ -178,7 +178,11 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
         await client.SendAsync(
             new MQTTnet.Packets.MqttConnectPacket { ClientId = "mqtt-senml-resender", Username = "mqtt-senml-resender", Password = System.Text.Encoding.UTF8.GetBytes(token), CleanSession = true, KeepAlivePeriod = 60 },
             CancellationToken.None);
-        Assert.Equal(MQTTnet.Protocol.MqttConnectReasonCode.Success, Assert.IsType<MQTTnet.Packets.MqttConnAckPacket>(await client.ReceiveAsync(CancellationToken.None)).ReasonCode);
+        var connack = Assert.IsType<MQTTnet.Packets.MqttConnAckPacket>(await client.ReceiveAsync(CancellationToken.None));
+        Assert.Equal(MQTTnet.Protocol.MqttConnectReasonCode.Success, connack.ReasonCode);
+
+        // The CONNACK says what the broker takes: 16 topic aliases, and packets of the payload limit and some room.
+        Assert.Equal((16, 256 * 1024 + 4096), (connack.TopicAliasMaximum, (int)connack.MaximumPacketSize));
         var from = DateTimeOffset.UtcNow.AddMinutes(-1);
         var payload = System.Text.Encoding.UTF8.GetBytes("""[{"n":"heart_rate","u":"beat/min","v":72}]""");
         async Task<MQTTnet.Packets.MqttPubAckPacket> PublishAsync(ushort packetId, bool dup)

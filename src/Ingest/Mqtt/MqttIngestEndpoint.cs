@@ -447,10 +447,23 @@ public sealed partial class MqttIngestEndpoint(
         public HashSet<ushort> Foreign { get; } = [];
     }
 
-    private Task InterceptOutboundAsync(InterceptingPacketEventArgs args) =>
-        args.Packet is MqttPubAckPacket puback && PendingAcks.IsOwed(puback.ReasonString)
-            ? SendAnswerAsync(args, puback)
-            : Task.CompletedTask;
+    private Task InterceptOutboundAsync(InterceptingPacketEventArgs args)
+    {
+        if (args.Packet is MqttPubAckPacket puback && PendingAcks.IsOwed(puback.ReasonString))
+        {
+            return SendAnswerAsync(args, puback);
+        }
+
+        if (args.Packet is MqttConnAckPacket connack)
+        {
+            // What this broker takes, said as MQTT 5 lets it be said (MQTTnet's own CONNACK offers 65,535 aliases and
+            // names no packet size): a client that keeps to it is never disconnected for either.
+            connack.TopicAliasMaximum = MaxTopicAliases;
+            connack.MaximumPacketSize = (uint)(options.Value.MaxMessageBytes + MqttPacketSizeGuard.PacketOverheadBytes);
+        }
+
+        return Task.CompletedTask;
+    }
 
     /// <summary>
     /// A PUBACK made before its publish was committed, about to leave: waits for the publish's answer and writes it into
