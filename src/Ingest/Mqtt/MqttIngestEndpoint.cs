@@ -40,8 +40,8 @@ public sealed partial class MqttIngestEndpoint(
     private const string ProtocolVersionItem = "telemetry.protocol-version";
     private const string TopicAliasesItem = "telemetry.topic-aliases";
 
-    // The packet identifier of the connection's publish being read (see InboundPublish).
-    private const string InboundPublishItem = "telemetry.inbound-publish";
+    // The connection's own state in its session's items (see ConnectionState).
+    private const string ConnectionItem = "telemetry.connection";
 
     // The topic of a publish by an alias given a topic not the device's own (not kept): never a device's vitals topic.
     private const string ForeignAliasTopic = "(a topic alias given another topic)";
@@ -75,19 +75,25 @@ public sealed partial class MqttIngestEndpoint(
             // Topic aliases are the connection's, not the session's.
             args.SessionItems[ProtocolVersionItem] = args.ProtocolVersion;
             args.SessionItems.Remove(TopicAliasesItem);
-            args.SessionItems[InboundPublishItem] = new InboundPublish();
+            var connection = new ConnectionState();
+            args.SessionItems[ConnectionItem] = connection;
             instruments.DeviceConnected(Protocol);
             if (args.SessionItems[IdentityItem] is DeviceIdentity device)
             {
                 // The client is registered now, so a rotation or revocation from here on ends it; one that raced the
                 // sign-in is caught by this check.
-                _ = EndIfOutdatedAsync(device);
+                _ = EndIfOutdatedAsync(device, connection);
             }
 
             return Task.CompletedTask;
         };
         server.ClientDisconnectedAsync += args =>
         {
+            if (args.SessionItems?[ConnectionItem] is ConnectionState ended)
+            {
+                ended.Ended = true;
+            }
+
             if (args.SessionItems?.Contains(IdentityItem) == true)
             {
                 instruments.DeviceDisconnected(Protocol);
@@ -133,11 +139,13 @@ public sealed partial class MqttIngestEndpoint(
         }
     }
 
-    private async Task EndIfOutdatedAsync(DeviceIdentity device)
+    private async Task EndIfOutdatedAsync(DeviceIdentity device, ConnectionState connection)
     {
         try
         {
-            if (!await authenticator.IsCurrentAsync(device))
+            // Only while this connection lasts: the device's id may be another connection's by then (the device came
+            // back with its new token), which is not ended for the old one.
+            if (!await authenticator.IsCurrentAsync(device) && !connection.Ended)
             {
                 instruments.AuthenticationFailed(Protocol);
                 await DisconnectAsync(device.DeviceId, MqttDisconnectReasonCode.NotAuthorized, "the device's token was rotated or revoked while it connected");
@@ -369,9 +377,9 @@ public sealed partial class MqttIngestEndpoint(
             return Task.CompletedTask;
         }
 
-        if (publish.QualityOfServiceLevel != MqttQualityOfServiceLevel.AtMostOnce && args.SessionItems?[InboundPublishItem] is InboundPublish inbound)
+        if (publish.QualityOfServiceLevel != MqttQualityOfServiceLevel.AtMostOnce && args.SessionItems?[ConnectionItem] is ConnectionState connection)
         {
-            inbound.PacketId = publish.PacketIdentifier;
+            connection.PacketId = publish.PacketIdentifier;
         }
 
         if (publish.TopicAlias == 0)
@@ -428,13 +436,20 @@ public sealed partial class MqttIngestEndpoint(
     }
 
     /// <summary>
-    /// The packet identifier of the QoS 1 publish a connection is reading: noted as the packet comes in, read as its
-    /// publish is checked (MQTTnet reads a connection's packets one at a time, each through both before the next), for
-    /// telling a resend of it from a new message with the same payload (see <see cref="SenMlResendClock"/>).
+    /// A connection's own state, kept in its session's items from its CONNACK on (a session resumed by the device's next
+    /// connection gets that connection's).
     /// </summary>
-    private sealed class InboundPublish
+    private sealed class ConnectionState
     {
+        /// <summary>
+        /// The packet identifier of the QoS 1 publish the connection is reading: noted as the packet comes in, read as
+        /// its publish is checked (MQTTnet reads a connection's packets one at a time, each through both before the
+        /// next), for telling a resend of it from a new message with the same payload (see <see cref="SenMlResendClock"/>).
+        /// </summary>
         public ushort PacketId { get; set; }
+
+        /// <summary>Whether the connection has ended (the device may be connected again by another).</summary>
+        public volatile bool Ended;
     }
 
     /// <summary>The topic alias numbers a connection gave its device's vitals topic, and those it gave other topics.</summary>
@@ -621,7 +636,7 @@ public sealed partial class MqttIngestEndpoint(
 
         var message = args.ApplicationMessage;
         var resendable = message.QualityOfServiceLevel != MqttQualityOfServiceLevel.AtMostOnce;
-        var packetId = resendable && args.SessionItems[InboundPublishItem] is InboundPublish inbound ? inbound.PacketId : (ushort)0;
+        var packetId = resendable && args.SessionItems[ConnectionItem] is ConnectionState connection ? connection.PacketId : (ushort)0;
         if (!payloads.TrySubmit(device, message.Payload, resendable, sentAgain: resendable && message.Dup, packetId, args.CancellationToken, out var answer, out pending))
         {
             refusal = Decide(args, answer);
