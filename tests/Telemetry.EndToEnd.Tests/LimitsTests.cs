@@ -168,24 +168,27 @@ public sealed class LimitsTests(LimitsTests.LimitedServer fixture) : IClassFixtu
     public async Task A_device_over_its_upload_rate_gets_429_with_retry_after()
     {
         var token = await Server.ProvisionAsync("limit-upload", "p-limit-6");
-        async Task<HttpResponseMessage> UploadAsync()
+        async Task<HttpResponseMessage> UploadAsync(string contentType = "application/x-ndjson")
         {
             using var request = new HttpRequestMessage(HttpMethod.Post, "/api/devices/limit-upload/readings")
             {
                 Content = new StringContent($$"""{"kind":"heart_rate","time":"{{Devices.RecentMinute():O}}","value":70}""" + "\n"),
             };
-            request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/x-ndjson");
+            request.Content.Headers.ContentType = new MediaTypeHeaderValue(contentType);
             request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
             using var client = new HttpClient { BaseAddress = Server.Http.BaseAddress };
             return await client.SendAsync(request);
         }
 
+        // An upload in a format not taken reads nothing and takes nothing from the allowance (one a minute here).
+        using var unsupported = await UploadAsync("text/plain");
         using var first = await UploadAsync();
         using var second = await UploadAsync();
 
+        Assert.Equal(HttpStatusCode.UnsupportedMediaType, unsupported.StatusCode);
         Assert.Equal(HttpStatusCode.OK, first.StatusCode);
         Assert.Equal(HttpStatusCode.TooManyRequests, second.StatusCode);
-        Assert.NotNull(second.Headers.RetryAfter);
+        Assert.Equal(TimeSpan.FromSeconds(60), second.Headers.RetryAfter?.Delta);
     }
 
     [Fact]

@@ -78,8 +78,16 @@ public static class ProtobufBatchDecoder
             var pairs = VitalCatalogue.TryFindPanel(kind, out _) ? 2 : 1;
             if (series.ValueCount != series.DeltaCount * pairs)
             {
-                // Named as sent, cut short: a kind can be as long as the message, and the answer and the reject log are not.
-                var name = Encoding.UTF8.GetString(kind[..Math.Min(kind.Length, MaxEchoedKindBytes)]) + (kind.Length > MaxEchoedKindBytes ? "…" : "");
+                // Named as sent, cut short (a kind can be as long as the message, and the answer and the reject log are
+                // not), its control characters shown as '?': an MQTT reason string may not hold U+0000, nor should others.
+                var sent = Encoding.UTF8.GetString(kind[..Math.Min(kind.Length, MaxEchoedKindBytes)]);
+                var name = string.Create(sent.Length, sent, static (shown, text) =>
+                {
+                    for (var i = 0; i < text.Length; i++)
+                    {
+                        shown[i] = char.IsControl(text[i]) ? '?' : text[i];
+                    }
+                }) + (kind.Length > MaxEchoedKindBytes ? "…" : "");
                 error = pairs == 2
                     ? $"series '{name}' has {series.DeltaCount} time deltas but {series.ValueCount} values; a panel needs two values per time"
                     : $"series '{name}' has {series.DeltaCount} time deltas but {series.ValueCount} values";

@@ -68,18 +68,20 @@ public sealed class HttpIngestEndpoint(
             return Problem(StatusCodes.Status403Forbidden, "Forbidden", "A device uploads only its own readings.");
         }
 
-        if (!rateLimiter.TryTakeUpload(identity.DeviceId))
-        {
-            instruments.PayloadRejected(Protocol, "rate_limited");
-            context.Response.Headers.RetryAfter = "60";
-            return Problem(StatusCodes.Status429TooManyRequests, "Too many uploads",
-                $"A device may start {options.Value.MaxUploadsPerMinutePerDevice} uploads a minute; send more readings per upload.");
-        }
-
+        // The format first: an upload refused for it reads nothing, and takes nothing from the device's allowance.
         if (FormatOf(request.ContentType) is not { } format)
         {
             return Problem(StatusCodes.Status415UnsupportedMediaType, "Unsupported media type",
                 "Send application/senml+json, application/json, application/x-ndjson or application/x-protobuf (length-delimited VitalBatch messages).");
+        }
+
+        if (!rateLimiter.TryTakeUpload(identity.DeviceId))
+        {
+            // The allowance refills one upload every 60 / MaxUploadsPerMinutePerDevice seconds.
+            instruments.PayloadRejected(Protocol, "rate_limited");
+            context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(60.0 / options.Value.MaxUploadsPerMinutePerDevice)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            return Problem(StatusCodes.Status429TooManyRequests, "Too many uploads",
+                $"A device may start {options.Value.MaxUploadsPerMinutePerDevice} uploads a minute; send more readings per upload.");
         }
 
         var limits = options.Value;

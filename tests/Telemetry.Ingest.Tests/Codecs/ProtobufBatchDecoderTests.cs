@@ -91,6 +91,17 @@ public sealed class ProtobufBatchDecoderTests
         Assert.Equal(0UL, builder.Sequence);
     }
 
+    [Fact]
+    public void A_series_name_echoed_in_a_refusal_shows_its_control_characters_as_question_marks()
+    {
+        // An MQTT 5 reason string may not hold U+0000: the PUBACK carrying this answer would be a malformed packet.
+        var batch = new VitalBatch { BaseTimeMs = Wearable.NowMs, Series = { new VitalSeries { Kind = "sp\0o2\n", TimeDeltasMs = { 0 }, Values = { 97, 98 } } } };
+
+        Assert.False(Decode(Wearable.NewBuilder(), batch, out _, out var error));
+
+        Assert.Equal("series 'sp?o2?' has 1 time deltas but 2 values", error);
+    }
+
     [Theory]
     [InlineData(new byte[] { 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF })]
     [InlineData(new byte[] { 0x1A, 0x40, 0x0A, 0x02 })]
