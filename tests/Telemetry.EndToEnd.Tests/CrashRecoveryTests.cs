@@ -30,6 +30,9 @@ public sealed class CrashRecoveryTests
         var afterCrash = await server.TrendAsync("p-crash", "heart_rate", start, start.AddMinutes(5), count: 200);
         Assert.Equal(200, afterCrash.TotalCount);
 
+        // The start knows the stop was not clean, and has the windows the grains held open recomputed.
+        Assert.Contains("Recomputed the windows the unclean stop left open, of 1 patients", await server.OutputWhenAsync("the unclean stop left open"));
+
         // The device did not trust the acks it got before the crash and sends everything again.
         using (var client = await Devices.ConnectMqttAsync(server, "crash-watch", token))
         {

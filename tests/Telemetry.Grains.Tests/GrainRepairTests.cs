@@ -140,6 +140,44 @@ public sealed class GrainRepairTests(ClusterFixture fixture) : IClassFixture<Clu
         Assert.Equal(earlier - 1, (await Log.ReadPositionAsync()).AppliedThrough);
     }
 
+    [Fact]
+    public async Task After_an_unclean_stop_the_windows_grains_held_open_are_recomputed_however_long_the_patient_is_silent()
+    {
+        var patient = "p-open-at-stop";
+
+        // Committed and applied, then the server was killed: the grain's open minute, hour and day were in its memory
+        // only (here the call is left out, so none of them reached the rollup store either), and the mark had passed.
+        var last = fixture.Commit(patient, Heart(_base + 1_000, 70), Heart(_base + 2_000, 80));
+        await Log.SaveAppliedThroughAsync(last);
+
+        // Two days on, before anything of the patient's is asked for: an activation now rebuilds only yesterday and today.
+        var clock = fixture.SiloServices.GetRequiredService<ShiftableClock>();
+        clock.Offset = TimeSpan.FromDays(2);
+        try
+        {
+            var log = new UncleanlyStoppedCommitLog((Telemetry.Storage.DuckDb.DuckDbCommitLog)Log);
+            using var stopping = new CancellationTokenSource();
+            var repair = new GrainRepair(log, fixture.Cluster.GrainFactory, new IngestInstruments(fixture.SiloServices.GetRequiredService<IMeterFactory>()), NullLogger.Instance, () => last, () => last, TimeSpan.Zero);
+            await repair.StartAsync(ready: new CancellationToken(canceled: true), stopping.Token);
+
+            foreach (var resolution in ResolutionExtensions.All)
+            {
+                var windows = await WhenAsync(
+                    () => fixture.Rollups.QueryAsync(patient, VitalKind.HeartRate, resolution, resolution.WindowStart(_base), _base + 1),
+                    found => found.Count == 1);
+                Assert.Equal((2, 75.0), (Assert.Single(windows).Count, windows[0].Mean));
+            }
+
+            Assert.True(await WhenAsync(() => Task.FromResult(log.Recovered), recovered => recovered));
+            await stopping.CancelAsync();
+            await repair.SaveLastAsync(last);
+        }
+        finally
+        {
+            clock.Offset = TimeSpan.Zero;
+        }
+    }
+
     private GrainRepair Repair(long appliedThrough, TimeSpan settleDelay = default) => new(
         Log,
         fixture.Cluster.GrainFactory,

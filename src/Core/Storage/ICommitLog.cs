@@ -30,4 +30,19 @@ public interface ICommitLog
     /// <paramref name="throughCommitId"/>], ordered by patient: streamed, however many there are.
     /// </summary>
     IAsyncEnumerable<PatientMinute> MinutesCommittedAsync(long afterCommitId, long throughCommitId, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// After a stop that was not clean (the process killed, the machine lost): for each patient and vital with readings
+    /// in the last two days that have any, the last minute holding one on each of those days. The grains held those
+    /// days' open windows (the minute, hour and day still filling) in memory only, and an activation rebuilds only
+    /// yesterday and today: recomputed from these minutes, none is lost however long the patient, or the server, stays
+    /// silent. Empty after a clean stop, and from a log that cannot tell.
+    /// </summary>
+    Task<IReadOnlyList<PatientMinute>> MinutesOpenAtStopAsync(CancellationToken cancellationToken = default) =>
+        Task.FromResult<IReadOnlyList<PatientMinute>>([]);
+
+    /// <summary>Records that the windows over <see cref="MinutesOpenAtStopAsync"/> were recomputed, so that a clean stop from here on is one.</summary>
+    void OpenWindowsRecovered()
+    {
+    }
 }

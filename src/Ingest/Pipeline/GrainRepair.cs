@@ -63,6 +63,9 @@ internal sealed partial class GrainRepair(
     private readonly SemaphoreSlim _signal = new(0);
     private Task _loop = Task.CompletedTask;
     private long _saved = -1;
+
+    // After an unclean stop: the minutes whose windows the grains held open (see ICommitLog.MinutesOpenAtStopAsync).
+    private IReadOnlyList<PatientMinute> _openAtStop = [];
     private long _lastSaveTimestamp;
     private Task _saving = Task.CompletedTask;
 
@@ -87,6 +90,12 @@ internal sealed partial class GrainRepair(
         {
             LogRepairingAfterStart(logger, position.LastCommitId - position.AppliedThrough, position.AppliedThrough);
             Add(position.AppliedThrough, position.LastCommitId, patients: null);
+        }
+
+        _openAtStop = await log.MinutesOpenAtStopAsync(stopping);
+        if (_openAtStop.Count > 0)
+        {
+            LogRecoveringOpenWindows(logger, _openAtStop.Select(minute => minute.PatientId).Distinct(StringComparer.Ordinal).Count());
         }
 
         // On the thread pool: the caller is the commit loop, on a thread of its own that the repair must not share.
@@ -324,6 +333,11 @@ internal sealed partial class GrainRepair(
                 await Task.Delay(Timeout.Infinite, readyOrStopping.Token).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             }
 
+            if (_openAtStop.Count > 0)
+            {
+                await RecoverOpenWindowsAsync(stopping);
+            }
+
             while (!stopping.IsCancellationRequested)
             {
                 var ranges = TakeDue(out var wait);
@@ -357,6 +371,52 @@ internal sealed partial class GrainRepair(
         {
             // What is not repaired stays behind the mark, for the next start.
         }
+    }
+
+    /// <summary>
+    /// Has each patient whose grain held windows open at an unclean stop recompute them from the raw store (the last
+    /// minute of each vital on each of the days concerned: its minute, hour and day), <see cref="MaxCallsAtOnce"/> calls
+    /// at a time, a failed one tried again twice. Once all have, the log records it; otherwise the next start tries again.
+    /// </summary>
+    private async Task RecoverOpenWindowsAsync(CancellationToken stopping)
+    {
+        var remaining = _openAtStop.GroupBy(minute => minute.PatientId, StringComparer.Ordinal)
+            .Select(patient => (PatientId: patient.Key, Minutes: patient.Select(minute => minute.Minute).ToArray()))
+            .ToList();
+        for (var attempt = 0; attempt < 3 && remaining.Count > 0 && !stopping.IsCancellationRequested; attempt++)
+        {
+            if (attempt > 0)
+            {
+                await Task.Delay(FirstRetryDelay * attempt, stopping);
+            }
+
+            var failed = new List<(string PatientId, CommittedMinute[] Minutes)>();
+            foreach (var chunk in remaining.Chunk(MaxCallsAtOnce))
+            {
+                var calls = chunk.Select(patient => grains.GetGrain<IPatientGrain>(patient.PatientId).RecomputeAsync(patient.Minutes)).ToArray();
+                for (var i = 0; i < calls.Length; i++)
+                {
+                    if (!await SucceededAsync(calls[i], chunk[i].PatientId))
+                    {
+                        failed.Add(chunk[i]);
+                    }
+                }
+            }
+
+            remaining = failed;
+        }
+
+        if (remaining.Count == 0)
+        {
+            log.OpenWindowsRecovered();
+            LogRecoveredOpenWindows(logger, _openAtStop.Select(minute => minute.PatientId).Distinct(StringComparer.Ordinal).Count());
+        }
+        else
+        {
+            LogOpenWindowsNotRecovered(logger, remaining.Count, string.Join(", ", remaining.Take(10).Select(patient => patient.PatientId)));
+        }
+
+        _openAtStop = [];
     }
 
     /// <summary>Queues a range whose repair failed for <paramref name="failed"/> again, or gives it up (under the lock).</summary>
@@ -585,6 +645,15 @@ internal sealed partial class GrainRepair(
 
     [LoggerMessage(EventId = 1009, Level = LogLevel.Error, Message = "Gave up recomputing the windows of commits {After} (exclusive) to {Through} for {Patients}: their minute, hour and day trends may lack readings the raw store has")]
     private static partial void LogRepairGivenUp(ILogger logger, long after, long through, string patients);
+
+    [LoggerMessage(EventId = 1015, Level = LogLevel.Warning, Message = "The server before did not stop cleanly: the open windows of {Patients} patients' last days were in its memory only; recomputing them from the raw store")]
+    private static partial void LogRecoveringOpenWindows(ILogger logger, int patients);
+
+    [LoggerMessage(EventId = 1016, Level = LogLevel.Information, Message = "Recomputed the windows the unclean stop left open, of {Patients} patients")]
+    private static partial void LogRecoveredOpenWindows(ILogger logger, int patients);
+
+    [LoggerMessage(EventId = 1017, Level = LogLevel.Error, Message = "Recomputing the windows left open by the unclean stop failed for {Count} patients ({Patients}); the next start tries again")]
+    private static partial void LogOpenWindowsNotRecovered(ILogger logger, int count, string patients);
 
     [LoggerMessage(EventId = 1006, Level = LogLevel.Warning, Message = "Saving how far patient grains have applied the commits failed; a restart repairs from the mark saved before")]
     private static partial void LogSaveFailed(ILogger logger, Exception exception);

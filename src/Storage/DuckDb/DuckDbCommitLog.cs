@@ -28,8 +28,11 @@ public sealed class DuckDbCommitLog : ICommitLog
     private readonly TimeSpan _readableAfter;
     private readonly TimeProvider _clock;
 
+    // Whether the log is the readings' own (the embedded store), which can say what an unclean stop left open.
+    private readonly bool _readings;
+
     private DuckDbCommitLog(
-        DuckDbDatabase database, Func<DuckDBConnection, long> lastCommitId, string minutes, bool deleteApplied, TimeSpan readableAfter, TimeProvider clock)
+        DuckDbDatabase database, Func<DuckDBConnection, long> lastCommitId, string minutes, bool deleteApplied, TimeSpan readableAfter, TimeProvider clock, bool readings = false)
     {
         _database = database;
         _lastCommitId = lastCommitId;
@@ -37,6 +40,7 @@ public sealed class DuckDbCommitLog : ICommitLog
         _deleteApplied = deleteApplied;
         _readableAfter = readableAfter;
         _clock = clock;
+        _readings = readings;
     }
 
     /// <summary>The embedded store's log: the readings themselves.</summary>
@@ -50,7 +54,8 @@ public sealed class DuckDbCommitLog : ICommitLog
         """,
         deleteApplied: false,
         readableAfter: TimeSpan.Zero,
-        TimeProvider.System);
+        TimeProvider.System,
+        readings: true);
 
     /// <summary>
     /// A series server's log: the minutes its commits recorded in the local file. The server shows a commit whole
@@ -137,6 +142,52 @@ public sealed class DuckDbCommitLog : ICommitLog
         }
         while (page.Count == PageSize);
     }
+
+    /// <remarks>
+    /// For the embedded store, after an unclean stop (see <see cref="DuckDbDatabase.StoppedUncleanly"/>): the days are
+    /// those of the newest reading not in the future and the day before (a grain's windows of a day stay open until its
+    /// first call after the day ends, or it goes idle). One read of those two days of readings. A series server's log
+    /// (<see cref="ForLedger"/>) keeps no readings to read them from: it says nothing.
+    /// </remarks>
+    public Task<IReadOnlyList<PatientMinute>> MinutesOpenAtStopAsync(CancellationToken cancellationToken = default) =>
+        !_readings || !_database.StoppedUncleanly ? Task.FromResult<IReadOnlyList<PatientMinute>>([]) : LastMinutesOfLastDaysAsync(cancellationToken);
+
+    /// <summary>
+    /// For each patient and vital with readings on the day of the newest reading not in the future or the day before,
+    /// the last minute holding one on each of those days (see <see cref="MinutesOpenAtStopAsync"/>).
+    /// </summary>
+    public Task<IReadOnlyList<PatientMinute>> LastMinutesOfLastDaysAsync(CancellationToken cancellationToken = default) =>
+        !_readings
+            ? Task.FromResult<IReadOnlyList<PatientMinute>>([])
+            : Task.Run<IReadOnlyList<PatientMinute>>(
+                () =>
+                {
+                    using var connection = _database.OpenConnection();
+                    using var command = connection.CreateCommand();
+                    command.CommandText = """
+                        WITH newest AS (SELECT max(ts) AS ts FROM all_readings WHERE ts <= $1)
+                        SELECT s.patient_id, s.kind, max((epoch_ms(r.ts) // 60000) * 60000) AS minute
+                        FROM all_readings r JOIN all_series s USING (series_id), newest
+                        WHERE r.ts >= date_trunc('day', newest.ts) - INTERVAL 1 DAY AND r.ts <= newest.ts
+                        GROUP BY s.patient_id, s.kind, epoch_ms(r.ts) // 86400000
+                        ORDER BY s.patient_id, s.kind, minute
+                        """;
+
+                    // Not after now and the clock skew a device is allowed: a reading stamped far ahead says nothing of the stop.
+                    command.Parameters.Add(new DuckDBParameter(_clock.GetUtcNow().UtcDateTime.AddMinutes(10)));
+                    var minutes = new List<PatientMinute>();
+                    using var reader = command.ExecuteReader();
+                    while (reader.Read())
+                    {
+                        var minute = reader.GetInt64(2);
+                        minutes.Add(new PatientMinute(reader.GetString(0), new CommittedMinute((VitalKind)reader.GetByte(1), minute, 0, 0)));
+                    }
+
+                    return minutes;
+                },
+                cancellationToken);
+
+    public void OpenWindowsRecovered() => _database.Recovered();
 
     /// <summary>One page of the minutes, in (patient, vital, minute) order, after <paramref name="after"/>.</summary>
     private void ReadPage(long afterCommitId, long throughCommitId, PatientMinute? after, List<PatientMinute> page)

@@ -81,6 +81,10 @@ public sealed class DuckDbDatabase : IDisposable
     // Held open for the life of the process so the database instance, and its cache, stay loaded between queries.
     private readonly DuckDBConnection _anchor;
 
+    // Present while a server has the database open; left behind by one that did not stop cleanly (see StoppedUncleanly).
+    private readonly string _runningMarker;
+    private volatile bool _recoveryPending;
+
     public DuckDbDatabase(IOptions<DuckDbOptions> options, ILogger<DuckDbDatabase>? logger = null, IMeterFactory? meterFactory = null)
     {
         var path = System.IO.Path.GetFullPath(options.Value.Path);
@@ -114,7 +118,21 @@ public sealed class DuckDbDatabase : IDisposable
 
         meterFactory?.Create(ReadingsFiles.MeterName).CreateObservableGauge(
             MemorySize, ReadMemory, "By", "Memory DuckDB holds, by what holds it (its cache of the files' blocks, indexes, ...); bounded by MemoryLimit.");
+
+        _runningMarker = System.IO.Path.ChangeExtension(path, null) + ".running";
+        StoppedUncleanly = _recoveryPending = File.Exists(_runningMarker);
+        File.WriteAllText(_runningMarker, $"opened {DateTimeOffset.UtcNow:O} by process {Environment.ProcessId}\n");
     }
+
+    /// <summary>
+    /// Whether the server that had the database open before did not stop cleanly (it was killed, or the machine went
+    /// down): the marker a server leaves beside the file while it has it open (<c>telemetry.running</c>) was still there.
+    /// Its grains' open windows were then lost with its memory (see <see cref="DuckDbCommitLog.MinutesOpenAtStopAsync"/>).
+    /// </summary>
+    public bool StoppedUncleanly { get; }
+
+    /// <summary>Records that what an unclean stop left to recover is recovered: a clean stop from here on removes the marker.</summary>
+    public void Recovered() => _recoveryPending = false;
 
     private ReadingsFiles Open(DuckDbOptions options, ILogger logger, IMeterFactory? meterFactory)
     {
@@ -305,5 +323,12 @@ public sealed class DuckDbDatabase : IDisposable
         StateWrites.Dispose();
         Readings.Dispose();
         _anchor.Dispose();
+
+        // A clean stop, everything written (the grains, deactivated before, wrote their open windows): unless an unclean
+        // stop's recovery has not finished, in which case the next start does it again.
+        if (!_recoveryPending)
+        {
+            File.Delete(_runningMarker);
+        }
     }
 }

@@ -17,11 +17,15 @@ internal sealed class RawStoreFile : IDisposable
 
     public DuckDbRawSeriesStore Store { get; private set; }
 
-    /// <summary>Closes every connection to the file and opens it again, as a restart does.</summary>
-    public void Reopen()
+    /// <summary>
+    /// Closes every connection to the file and opens it again, as a restart does; <paramref name="between"/> runs when it
+    /// is closed (to leave behind what a killed server would).
+    /// </summary>
+    public void Reopen(Action? between = null)
     {
         Store.Dispose();
         Database.Dispose();
+        between?.Invoke();
         Database = new DuckDbDatabase(Directory.Options);
         Store = new DuckDbRawSeriesStore(Database);
     }
