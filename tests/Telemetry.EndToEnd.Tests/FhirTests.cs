@@ -253,6 +253,7 @@ public sealed class FhirTests(SeededServer seeded)
     [InlineData("/fhir/Observation/$lastn?patient=p-seeded&code=8867-4&date=x", HttpStatusCode.BadRequest, "invalid")]
     [InlineData("/fhir/Observation?patient=p-seeded&_sort=code", HttpStatusCode.BadRequest, "not-supported")]
     [InlineData("/fhir/Observation?patient=p-seeded&resolution=1m&date=ge2020-01-01", HttpStatusCode.BadRequest, "too-costly")]
+    [InlineData("/fhir/Observation?patient=p-seeded&resolution=raw&date=ge2026-01-01&date=lt2026-01-09", HttpStatusCode.BadRequest, "too-costly")]
     [InlineData("/fhir/Observation?patient=p-seeded&_count=-5", HttpStatusCode.BadRequest, "invalid")]
     [InlineData("/fhir/Observation/$lastn?patient=p-seeded", HttpStatusCode.BadRequest, "invalid")]
     [InlineData("/fhir/Observation/$stats?subject=Patient/p-seeded&code=8867-4&statistic=median&duration=1", HttpStatusCode.BadRequest, "not-supported")]

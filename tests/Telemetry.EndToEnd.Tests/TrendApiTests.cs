@@ -104,6 +104,7 @@ public sealed class TrendApiTests(SeededServer seeded)
     [InlineData("export.csv?to=0001-01-01T00:00:00Z", "from")]
     [InlineData("export.csv?resolution=5m", "resolution")]
     [InlineData("trends?kind=heart_rate&from=2026-11-24T10:00:00+02:00", "from")]
+    [InlineData("trends?kind=heart_rate&resolution=raw&from=2026-01-01T00:00:00Z&to=2026-01-09T00:00:00Z", "from")]
     [InlineData("trends?kind=heart_rate&to=yesterday", "to")]
     [InlineData("daily?stepsGoal=abc", "stepsGoal")]
     [InlineData("daily?from=2026-11-24T00:00Z", "from")]

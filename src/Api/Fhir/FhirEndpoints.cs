@@ -89,6 +89,12 @@ public static class FhirEndpoints
                 $"A {scale.WireName} search spans at most {TrendReader.MaxWindows} windows; narrow 'date' or choose a coarser 'resolution'.");
         }
 
+        if (scale.IsRaw && toMs - fromMs > (long)TrendReader.MaxRawRange.TotalMilliseconds)
+        {
+            return FhirResult.Error(StatusCodes.Status400BadRequest, OperationOutcome.IssueType.TooCostly,
+                $"Raw readings are searched at most {TrendReader.MaxRawRange.TotalDays} days at a time; narrow 'date' or choose 'resolution=1m'.");
+        }
+
         var matches = fromMs < toMs ? await ReadSeriesAsync(reader, patientId, series, scale, fromMs, toMs, timeProvider.GetUtcNow().ToUnixTimeMilliseconds(), cancellationToken) : [];
         if (matches is null && asked is null)
         {

@@ -81,6 +81,11 @@ public static class PatientEndpoints
             return Invalid("from", $"a {window.ToWireName()} trend spans at most {TrendReader.MaxWindows} windows; narrow the range or choose a coarser resolution");
         }
 
+        if (scale is { IsRaw: true } && toMs - fromMs > (long)TrendReader.MaxRawRange.TotalMilliseconds)
+        {
+            return Invalid("from", $"raw readings are read at most {TrendReader.MaxRawRange.TotalDays} days at a time; narrow the range or choose 1m");
+        }
+
         var series = new List<Trend>(vitals.Count);
         foreach (var vital in vitals)
         {

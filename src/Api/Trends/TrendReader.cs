@@ -18,6 +18,12 @@ public sealed class TrendReader(IRollupStore rollups, IRawSeriesStore rawStore, 
     /// <summary>The most raw readings one read returns.</summary>
     public const int MaxRawReadings = 20_000;
 
+    /// <summary>
+    /// The longest range raw readings are read over at once (as long as a 1-minute trend's): the readings of all
+    /// patients in a range are read to find one patient's, so a range of months would cost a scan of months.
+    /// </summary>
+    public static readonly TimeSpan MaxRawRange = TimeSpan.FromDays(7);
+
     private static readonly Resolution[] Coarsest = [Resolution.Day, Resolution.Hour, Resolution.Minute];
 
     /// <summary>

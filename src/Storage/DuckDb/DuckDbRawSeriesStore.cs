@@ -625,7 +625,10 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
                     ORDER BY r.ts, s.kind, s.device_id LIMIT {PageSize}
                     """;
                 command.Parameters.Add(new DuckDBParameter(patientId));
-                command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(fromMs)));
+
+                // From the cursor on, as a bound of the readings' own: the scan skips what earlier pages read (by the
+                // row groups' time ranges), where the cursor's condition alone, across both tables, could not.
+                command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(Math.Max(fromMs, cursor.TimestampMs))));
                 command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(toMs)));
                 command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(cursor.TimestampMs)));
                 command.Parameters.Add(new DuckDBParameter(cursor.Kind));

@@ -37,8 +37,11 @@ public sealed partial class DuckDbRollupStore(
     /// <summary>About how many rows one compaction transaction moves, so writes waiting behind it wait briefly.</summary>
     private const int CompactionSliceRows = 100_000;
 
-    /// <summary>The most groups of blocks a read looks up by key; a wider range is scanned.</summary>
-    private const int MaxLookupGroups = 64;
+    /// <summary>
+    /// The most groups of blocks a read looks up by key; a wider range is scanned. Enough for the widest read the API
+    /// makes, a CSV export of 100,800 one-minute windows (70 days: 71 or 72 groups of a day).
+    /// </summary>
+    private const int MaxLookupGroups = 128;
 
     private const string RowColumns = "series_check, epoch_ms(start), count, sum, min, max, sum_sq, last, epoch_ms(last_ts)";
 
