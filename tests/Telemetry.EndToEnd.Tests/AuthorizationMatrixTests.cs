@@ -86,6 +86,23 @@ public sealed class AuthorizationMatrixTests(ServerFixture fixture) : IClassFixt
     }
 
     [Fact]
+    public async Task A_token_scoped_to_one_patient_reaches_only_that_patient_on_the_rest_api_too()
+    {
+        // A clinician's SMART launch for one patient of their ward: the ward's other patients are out of its reach,
+        // by the REST API as by FHIR; the same clinician's token without scopes reaches the whole ward.
+        using var team = await Server.Http.PutAsJsonAsync("/api/care-teams/mx-ward-5", new { patients = new[] { "mx-p5", "mx-p6" } });
+        using var launched = Server.ClientWith(await Server.MintTokenAsync("--role", "clinician", "--care-team", "mx-ward-5", "--patient", "mx-p5", "--scope", "launch patient/Observation.rs"));
+        using var unscoped = Server.ClientWith(await Server.MintTokenAsync("--role", "clinician", "--care-team", "mx-ward-5"));
+
+        Assert.Equal(HttpStatusCode.OK, (await launched.GetAsync("/api/patients/mx-p5/trends?kind=heart_rate")).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await launched.GetAsync("/api/patients/mx-p6/trends?kind=heart_rate")).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await launched.GetAsync("/api/patients/mx-p6/export.csv?kind=heart_rate")).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await launched.GetAsync("/fhir/Observation?patient=mx-p6&code=8867-4")).StatusCode);
+        Assert.Equal(["mx-p5"], await ListedPatientsAsync(launched));
+        Assert.Equal(HttpStatusCode.OK, (await unscoped.GetAsync("/api/patients/mx-p6/trends?kind=heart_rate")).StatusCode);
+    }
+
+    [Fact]
     public async Task Lists_across_patients_hold_only_the_patients_a_caller_may_read()
     {
         var deviceToken = await Server.ProvisionAsync("mx-watch-3", "mx-p3");

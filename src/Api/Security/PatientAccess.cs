@@ -15,12 +15,18 @@ public enum PatientRight
 
 /// <summary>
 /// Object-level access to a patient's record (OWASP API1): an admin may reach every patient, a clinician the patients
-/// of their care teams, a patient only themself.
+/// of their care teams, a patient only themself. A token whose SMART scopes read only in a patient's context reaches
+/// only its <c>patient</c>, within that (see <see cref="SmartScopes.NarrowsToOwnPatient"/>).
 /// </summary>
 public sealed class PatientAccess(CareTeams careTeams)
 {
     public async ValueTask<bool> AllowsAsync(ClaimsPrincipal user, string patientId, PatientRight right, CancellationToken cancellationToken = default)
     {
+        if (SmartScopes.NarrowsToOwnPatient(user) && !user.FindAll(TelemetryClaims.Patient).Any(claim => claim.Value == patientId))
+        {
+            return false;
+        }
+
         if (user.IsInRole(TelemetryRoles.Admin))
         {
             return true;
@@ -43,6 +49,20 @@ public sealed class PatientAccess(CareTeams careTeams)
     /// </summary>
     public async ValueTask<IReadOnlySet<string>?> ReadablePatientsAsync(ClaimsPrincipal user, CancellationToken cancellationToken = default)
     {
+        if (SmartScopes.NarrowsToOwnPatient(user))
+        {
+            var own = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var patientId in user.FindAll(TelemetryClaims.Patient).Select(claim => claim.Value).Distinct(StringComparer.Ordinal))
+            {
+                if (await AllowsAsync(user, patientId, PatientRight.Read, cancellationToken))
+                {
+                    own.Add(patientId);
+                }
+            }
+
+            return own;
+        }
+
         if (user.IsInRole(TelemetryRoles.Admin))
         {
             return null;

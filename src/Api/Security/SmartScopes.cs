@@ -28,6 +28,14 @@ public static class SmartScopes
             : ObservationRead.None;
     }
 
+    /// <summary>
+    /// Whether the token carries SMART scopes that read only in a patient's context (<c>patient/Observation.rs</c>, a
+    /// launch for one patient): it then reads only its <c>patient</c>'s record, on the REST API as on FHIR, whatever its
+    /// role would reach. A token without scopes reads as its role allows.
+    /// </summary>
+    public static bool NarrowsToOwnPatient(ClaimsPrincipal user) =>
+        user.HasClaim(claim => claim.Type == TelemetryClaims.Scope) && ForObservations(user) == ObservationRead.OwnPatient;
+
     /// <summary>The one category a v2 scope may narrow to and still read here: every Observation served is a vital sign.</summary>
     private const string VitalSignsCategory = "category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs";
 
