@@ -45,6 +45,10 @@ public sealed partial class ExternalBrokerIngest(
     // the broker sends what was not acknowledged again, under a session that may have reused the packet id).
     private int _generation;
 
+    // Whether the current connection resumed the session the ones before had: only then does the broker send again
+    // what they took and did not acknowledge. False from the start of a connection until the broker says.
+    private volatile bool _sessionResumed;
+
     /// <summary>True while the server is connected and subscribed to the broker.</summary>
     public bool IsConnected { get; private set; }
 
@@ -152,12 +156,15 @@ public sealed partial class ExternalBrokerIngest(
             builder.WithTlsOptions(tls => tls.UseTls());
         }
 
+        _sessionResumed = false;
         Interlocked.Increment(ref _generation);
         var connected = await client.ConnectAsync(builder.Build(), cancellationToken);
         if (connected.ResultCode != MqttClientConnectResultCode.Success)
         {
             throw new InvalidOperationException($"the broker refused the connection: {connected.ResultCode} {connected.ReasonString}");
         }
+
+        _sessionResumed = connected.IsSessionPresent;
 
         var topic = $"$share/{broker.SharedGroup}/{MqttTopics.AllDeviceVitals}";
         try
@@ -250,9 +257,10 @@ public sealed partial class ExternalBrokerIngest(
                 LogProcessFailed(logger, exception, deviceId);
             }
 
-            // Not stored: try again until it is, or until the server stops or the connection it came on is gone (then
-            // it stays with the broker, which sends it again).
-            if (generation is not { } of || of != Volatile.Read(ref _generation) || _draining.IsCancellationRequested)
+            // Not stored: try again until it is, or until the server stops, or the connection it came on is gone and
+            // the next one resumed its session (the broker then sends it again). A session the broker lost (expired,
+            // or the broker restarted without it) sends nothing again: what this server holds of it is tried on.
+            if (generation is not { } of || (of != Volatile.Read(ref _generation) && _sessionResumed) || _draining.IsCancellationRequested)
             {
                 return false;
             }
