@@ -564,6 +564,8 @@ public sealed partial class MqttIngestEndpoint(
         }
     }
 
+    private static readonly TimeSpan SendLoopGrace = TimeSpan.FromMilliseconds(100);
+
     private const string ShuttingDown = "the server is shutting down; reconnect shortly and publish again what has no ack";
 
     /// <summary>
@@ -585,6 +587,11 @@ public sealed partial class MqttIngestEndpoint(
         {
             await Task.Delay(10, cancellationToken);
         }
+
+        // A publish counts itself out as its answer is decided, and an owed PUBACK as it is handed to the connection's
+        // send loop: both a moment before the PUBACK is written. The DISCONNECTs wait that moment, so that they do not
+        // end a send loop with a PUBACK still in its queue (the device would send that publish again, a duplicate).
+        await Task.Delay(SendLoopGrace, cancellationToken);
 
         // Many at once: a device that does not read its socket holds its own DISCONNECT (up to the broker's
         // communication timeout), not every other device's.
