@@ -12,8 +12,11 @@ namespace Telemetry.Storage.Influx;
 /// </summary>
 public sealed class SeriesRollupStore(SeriesBackend backend, TimeProvider timeProvider) : IRollupStore
 {
-    /// <summary>The most series whose last time of writing is remembered; past it the memory starts over.</summary>
-    private const int MaxRemembered = 100_000;
+    /// <summary>
+    /// The most series whose last time of writing is remembered; past it, those whose time the clock has passed are
+    /// forgotten (the clock's time is later than theirs anyway), and only if none has, all.
+    /// </summary>
+    internal const int MaxRemembered = 100_000;
 
     private readonly Dictionary<(string PatientId, VitalKind Kind, Resolution Resolution), long> _lastWrittenAtMs = [];
 
@@ -51,14 +54,27 @@ public sealed class SeriesRollupStore(SeriesBackend backend, TimeProvider timePr
     /// patient's grain lives on one server at a time, and the times stay with the clock however many windows a grain
     /// writes at once (each series gets one per window, from now on).
     /// </summary>
-    private long NextWriteTime(Rollup rollup)
+    internal long NextWriteTime(Rollup rollup)
     {
         var now = timeProvider.GetUtcNow().ToUnixTimeMilliseconds();
         lock (_lastWrittenAtMs)
         {
             if (_lastWrittenAtMs.Count >= MaxRemembered)
             {
-                _lastWrittenAtMs.Clear();
+                // A series whose time ran ahead of the clock (many windows written at once) keeps it: handed the clock's
+                // time again, its next window would lose to an older one, or two windows share a time.
+                foreach (var (series, lastMs) in _lastWrittenAtMs)
+                {
+                    if (lastMs < now)
+                    {
+                        _lastWrittenAtMs.Remove(series);
+                    }
+                }
+
+                if (_lastWrittenAtMs.Count >= MaxRemembered)
+                {
+                    _lastWrittenAtMs.Clear();
+                }
             }
 
             var key = (rollup.PatientId, rollup.Kind, rollup.Resolution);
