@@ -70,6 +70,10 @@ public sealed partial class PatientGrain(
     // over 68 Hz) that minute is settled from the store as it closes, as any other minute a commit was partly read in.
     private const int MaxLastMinuteReadings = 4_096;
 
+    // Late windows are recomputed in stretches split where they lie this far apart (or two windows' length), at most so many.
+    private const long LateStretchGapMs = 3_600_000;
+    private const int MaxLateStretches = 8;
+
     // Closed windows written to a store that shows a write a while after answering it, with when they were written: a
     // trend read is served them until the store shows them. Made only with such a store; those it shows by now are
     // forgotten at the next write.
@@ -830,7 +834,11 @@ public sealed partial class PatientGrain(
         }
     }
 
-    /// <summary>Recomputes, from the raw store, every closed window that late readings fell into: one query per resolution.</summary>
+    /// <summary>
+    /// Recomputes, from the raw store, every closed window that late readings fell into: per resolution, one query per
+    /// stretch of those windows (at most <see cref="MaxLateStretches"/>), so that late readings days apart (a weight a day
+    /// from a phone back online after a month) read those days, not every minute of the month between.
+    /// </summary>
     private async Task RecomputeLateAsync(HashSet<(VitalKind Kind, long MinuteStartMs)> late)
     {
         var touched = new HashSet<(VitalKind Kind, Resolution Resolution, long StartMs)>();
@@ -850,14 +858,17 @@ public sealed partial class PatientGrain(
         foreach (var group in touched.GroupBy(window => window.Resolution))
         {
             var resolution = group.Key;
-            var from = group.Min(window => window.StartMs);
-            var to = group.Max(window => window.StartMs) + resolution.Milliseconds();
-            var recomputed = await rawStore.AggregateAsync(PatientId, from, to, resolution);
-            foreach (var window in recomputed.Windows)
+            var starts = group.Select(window => window.StartMs).Distinct().Order().ToArray();
+            var minGapMs = Math.Max(LateStretchGapMs, 2 * resolution.Milliseconds());
+            foreach (var (first, last) in TimeStretches.Of(starts, minGapMs, MaxLateStretches))
             {
-                if (touched.Contains((window.Kind, resolution, window.Window.StartMs)))
+                var recomputed = await rawStore.AggregateAsync(PatientId, first, last + resolution.Milliseconds(), resolution);
+                foreach (var window in recomputed.Windows)
                 {
-                    Close(window.Kind, resolution, window.Window);
+                    if (touched.Contains((window.Kind, resolution, window.Window.StartMs)))
+                    {
+                        Close(window.Kind, resolution, window.Window);
+                    }
                 }
             }
         }

@@ -471,9 +471,9 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
 
     /// <summary>
     /// The candidates' times as at most <see cref="MaxLookupStretches"/> stretches, split at the widest gaps between
-    /// them that are over <see cref="MinLookupGapMs"/>.
+    /// them of <see cref="MinLookupGapMs"/> or more.
     /// </summary>
-    private List<(long FromMs, long ToMs)> CandidateStretches(IReadOnlyList<DeviceBatch> batches)
+    private List<(long FirstMs, long LastMs)> CandidateStretches(IReadOnlyList<DeviceBatch> batches)
     {
         var times = new long[_candidates.Count];
         for (var k = 0; k < times.Length; k++)
@@ -483,21 +483,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         }
 
         Array.Sort(times);
-        var splits = Enumerable.Range(1, times.Length - 1)
-            .Where(k => times[k] - times[k - 1] > MinLookupGapMs)
-            .OrderByDescending(k => times[k] - times[k - 1])
-            .Take(MaxLookupStretches - 1)
-            .Order()
-            .ToList();
-        var stretches = new List<(long FromMs, long ToMs)>(splits.Count + 1);
-        var start = 0;
-        foreach (var split in splits.Append(times.Length))
-        {
-            stretches.Add((times[start], times[split - 1]));
-            start = split;
-        }
-
-        return stretches;
+        return TimeStretches.Of(times, MinLookupGapMs, MaxLookupStretches);
     }
 
     public Task<RawAggregate> AggregateAsync(string patientId, long fromMs, long toMs, Resolution resolution, CancellationToken cancellationToken = default) =>

@@ -219,17 +219,10 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
             return [];
         }
 
-        var cuts = Enumerable.Range(1, sorted.Length - 1)
-            .Where(i => sorted[i] - sorted[i - 1] >= MaxLookupGapMs)
-            .OrderByDescending(i => sorted[i] - sorted[i - 1])
-            .Take(MaxLookups - 1)
-            .Order()
-            .Append(sorted.Length);
         HashSet<(VitalKind Kind, long TimestampMs)>? existing = null;
-        var first = 0;
-        foreach (var end in cuts)
+        foreach (var (firstMs, lastMs) in TimeStretches.Of(sorted, MaxLookupGapMs, MaxLookups))
         {
-            var stored = await Reader.ExistingAsync(patientId, deviceId, kinds, sorted[first], sorted[end - 1] + 1, cancellationToken);
+            var stored = await Reader.ExistingAsync(patientId, deviceId, kinds, firstMs, lastMs + 1, cancellationToken);
             if (existing is null)
             {
                 existing = stored;
@@ -238,8 +231,6 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
             {
                 existing.UnionWith(stored);
             }
-
-            first = end;
         }
 
         return existing ?? [];
