@@ -100,6 +100,12 @@ public sealed class AuthorizationMatrixTests(ServerFixture fixture) : IClassFixt
         Assert.Equal(HttpStatusCode.Forbidden, (await launched.GetAsync("/fhir/Observation?patient=mx-p6&code=8867-4")).StatusCode);
         Assert.Equal(["mx-p5"], await ListedPatientsAsync(launched));
         Assert.Equal(HttpStatusCode.OK, (await unscoped.GetAsync("/api/patients/mx-p6/trends?kind=heart_rate")).StatusCode);
+
+        // Read scopes read, and no more: its own patient's alert rules are not its to change; a write scope may.
+        var rules = new StringContent("""{"rules":[]}""", Encoding.UTF8, "application/json");
+        Assert.Equal(HttpStatusCode.Forbidden, (await launched.PutAsync("/api/patients/mx-p5/alert-rules", rules)).StatusCode);
+        using var writer = Server.ClientWith(await Server.MintTokenAsync("--role", "clinician", "--care-team", "mx-ward-5", "--patient", "mx-p5", "--scope", "patient/Observation.rs patient/Observation.cu"));
+        Assert.Equal(HttpStatusCode.OK, (await writer.PutAsync("/api/patients/mx-p5/alert-rules", new StringContent("""{"rules":[]}""", Encoding.UTF8, "application/json"))).StatusCode);
     }
 
     [Fact]

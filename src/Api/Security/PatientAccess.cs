@@ -22,7 +22,8 @@ public sealed class PatientAccess(CareTeams careTeams)
 {
     public async ValueTask<bool> AllowsAsync(ClaimsPrincipal user, string patientId, PatientRight right, CancellationToken cancellationToken = default)
     {
-        if (SmartScopes.NarrowsToOwnPatient(user) && !user.FindAll(TelemetryClaims.Patient).Any(claim => claim.Value == patientId))
+        if ((SmartScopes.NarrowsToOwnPatient(user) && !user.FindAll(TelemetryClaims.Patient).Any(claim => claim.Value == patientId))
+            || (right == PatientRight.Act && SmartScopes.NarrowsToOwnPatient(user) && !SmartScopes.Writes(user)))
         {
             return false;
         }

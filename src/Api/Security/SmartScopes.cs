@@ -36,6 +36,30 @@ public static class SmartScopes
     public static bool NarrowsToOwnPatient(ClaimsPrincipal user) =>
         user.HasClaim(claim => claim.Type == TelemetryClaims.Scope) && ForObservations(user) == ObservationRead.OwnPatient;
 
+    /// <summary>
+    /// Whether one of the token's scopes writes (v1 <c>write</c> or <c>*</c>, v2 any of <c>c</c>, <c>u</c>, <c>d</c>)
+    /// Observations or every resource. A token launched for one patient (see <see cref="NarrowsToOwnPatient"/>) acts on
+    /// that record (acknowledges, snoozes, sets alert rules) only with such a scope: a SMART app given read scopes reads,
+    /// and no more. Other tokens act as their role allows.
+    /// </summary>
+    public static bool Writes(ClaimsPrincipal user) =>
+        user.FindAll(TelemetryClaims.Scope).SelectMany(claim => claim.Value.Split(' ', StringSplitOptions.RemoveEmptyEntries)).Any(Writes);
+
+    private static bool Writes(string scope)
+    {
+        var slash = scope.IndexOf('/', StringComparison.Ordinal);
+        var dot = scope.LastIndexOf('.');
+        if (slash <= 0 || dot <= slash || scope.Contains('?', StringComparison.Ordinal))
+        {
+            return false;
+        }
+
+        var resource = scope[(slash + 1)..dot];
+        var permission = scope[(dot + 1)..];
+        return scope[..slash] is "patient" or "user" or "system" && resource is "Observation" or "*"
+            && (permission is "write" or "*" || (permission.Length > 0 && permission.All(c => "cruds".Contains(c)) && permission.Any(c => "cud".Contains(c))));
+    }
+
     /// <summary>The one category a v2 scope may narrow to and still read here: every Observation served is a vital sign.</summary>
     private const string VitalSignsCategory = "category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs";
 
