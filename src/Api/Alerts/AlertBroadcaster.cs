@@ -156,9 +156,14 @@ public sealed class AlertBroadcaster(TimeProvider timeProvider)
 
         public void Dispose() => owner.Remove(this);
 
+        /// <remarks>
+        /// Once an event could not be queued, none after it is either, until the reader takes the overflow: what the
+        /// queue holds then all comes before the first event dropped, so the reader's catch-up from the last it sent
+        /// reads every dropped one. (Queuing later ones meanwhile would move the reader past the dropped ones.)
+        /// </remarks>
         internal void Offer(AlertEvent item)
         {
-            if (!_queue.Writer.TryWrite(item))
+            if (_overflowed || !_queue.Writer.TryWrite(item))
             {
                 _overflowed = true;
             }

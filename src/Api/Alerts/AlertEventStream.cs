@@ -56,7 +56,8 @@ public static class AlertEventStream
         {
             // A position the store has not reached: it was restored from a backup, or started over. Every event would
             // be taken for one already sent; the client is told to read the alerts anew, and the stream goes on from now.
-            await response.WriteAsync(string.Create(CultureInfo.InvariantCulture, $"event: reset\ndata: {{\"position\":{last}}}\n\n"), cancellationToken);
+            // With the position as its id, so that a client reconnecting before the next event resumes from it.
+            await response.WriteAsync(string.Create(CultureInfo.InvariantCulture, $"id: {last}\nevent: reset\ndata: {{\"position\":{last}}}\n\n"), cancellationToken);
             await response.Body.FlushAsync(cancellationToken);
             position = last;
         }

@@ -14,21 +14,31 @@ public sealed partial class AlertWatchService(IAlertStore store, IGrainFactory g
 {
     private const int Parallelism = 16;
 
-    protected override Task ExecuteAsync(CancellationToken stoppingToken) => WakeWatchedAsync(stoppingToken, attempts: 3);
+    // Between rounds of waking those that could not be woken: 5 s more each round, up to a minute.
+    private static readonly TimeSpan RetryStep = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan MaxRetryDelay = TimeSpan.FromMinutes(1);
+
+    // The round whose failures are logged one by one (later ones only count): a store away for long would fill the log.
+    private const int LoggedAttempt = 3;
+
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) => WakeWatchedAsync(stoppingToken);
 
     /// <summary>
     /// Activates every patient with alert rules (one already active only answers); those that could not be are tried
-    /// again, up to <paramref name="attempts"/> times in all, a few seconds apart (a server that just died leaves calls
-    /// failing for a moment while its grains' places are given up). Never throws.
+    /// again, 5 s later, then 10, up to a minute apart, until they are or <paramref name="attempts"/> rounds have been
+    /// made (by default, until the server stops): an activation reads the patient's days from the raw store, and a
+    /// silent device's patient has nothing else to wake it while that store, or a dead server's grains' places, are
+    /// away. Never throws.
     /// </summary>
-    public async Task WakeWatchedAsync(CancellationToken stoppingToken, int attempts = 1)
+    public async Task WakeWatchedAsync(CancellationToken stoppingToken, int attempts = int.MaxValue)
     {
         IReadOnlyCollection<string>? left = null;
         for (var attempt = 1; attempt <= attempts && !stoppingToken.IsCancellationRequested; attempt++)
         {
             if (attempt > 1)
             {
-                await Task.Delay(TimeSpan.FromSeconds(5 * (attempt - 1)), stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                var delay = RetryStep * (attempt - 1) < MaxRetryDelay ? RetryStep * (attempt - 1) : MaxRetryDelay;
+                await Task.Delay(delay, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             }
 
             try
@@ -47,7 +57,7 @@ public sealed partial class AlertWatchService(IAlertStore store, IGrainFactory g
                         catch (Exception exception)
                         {
                             failed.Add(patientId);
-                            if (attempt == attempts)
+                            if (attempt == Math.Min(LoggedAttempt, attempts))
                             {
                                 LogWakeFailed(logger, exception, patientId);
                             }
@@ -75,7 +85,7 @@ public sealed partial class AlertWatchService(IAlertStore store, IGrainFactory g
     [LoggerMessage(EventId = 3101, Level = LogLevel.Information, Message = "Alert clocks running again for {Patients} patients")]
     private static partial void LogWoken(ILogger logger, int patients);
 
-    [LoggerMessage(EventId = 3102, Level = LogLevel.Warning, Message = "Patient {PatientId} could not be activated for its alerts; its next reading, or the next server to start, activates it")]
+    [LoggerMessage(EventId = 3102, Level = LogLevel.Warning, Message = "Patient {PatientId} could not be activated for its alerts; trying again, up to a minute apart, until it is (or its next reading activates it)")]
     private static partial void LogWakeFailed(ILogger logger, Exception exception, string patientId);
 
     [LoggerMessage(EventId = 3103, Level = LogLevel.Error, Message = "Reading the patients with alert rules failed (attempt {Attempt} of {Attempts}); their alert clocks run again with their next reading")]

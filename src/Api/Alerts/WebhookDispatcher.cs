@@ -34,7 +34,9 @@ public sealed partial class WebhookDispatcher(
     private static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(5);
     private static readonly TimeSpan AttemptTimeout = TimeSpan.FromSeconds(10);
 
-    private readonly HttpClient _http = new(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(2) }) { Timeout = AttemptTimeout };
+    // Redirects are not followed: a receiver may not send the signed events elsewhere (an address inside the network),
+    // and a POST redirected is sent on as a GET without its event. A 3xx is an answer not worth retrying.
+    private readonly HttpClient _http = new(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(2), AllowAutoRedirect = false }) { Timeout = AttemptTimeout };
     private readonly List<SemaphoreSlim> _wakeups = [];
 
     /// <summary>Tells every webhook loop that new events are stored.</summary>
@@ -180,7 +182,8 @@ public sealed partial class WebhookDispatcher(
             string failure;
             try
             {
-                using var response = await _http.SendAsync(request, stoppingToken);
+                // Only the status is read: a receiver's body, however large, is not.
+                using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, stoppingToken);
                 if (response.IsSuccessStatusCode)
                 {
                     instruments.AlertPublished("webhook");
@@ -205,8 +208,9 @@ public sealed partial class WebhookDispatcher(
                 return true;
             }
 
+            // The attempt may have taken its whole timeout: the lease is renewed before the wait, not a third of a term in.
             LogRetrying(logger, webhook.Name, item.EventId, attempt, failure, delay);
-            if (!await WaitHoldingAsync(consumer, delay, stoppingToken))
+            if (!await lease.HoldAsync(consumer) || !await WaitHoldingAsync(consumer, delay, stoppingToken))
             {
                 return false;
             }

@@ -17,6 +17,7 @@ public sealed partial class AlertTail(
     RedisConnection redis,
     AlertBroadcaster streams,
     MqttAlertRelay mqtt,
+    WebhookDispatcher webhooks,
     IOptions<TelemetryClusterOptions> cluster,
     ILogger<AlertTail> logger) : BackgroundService
 {
@@ -62,6 +63,9 @@ public sealed partial class AlertTail(
                         }
 
                         streams.Publish(events);
+
+                        // The server holding a webhook's delivery lease may not be the one that raised the alert.
+                        webhooks.Notify();
                         position = events[^1].Position;
                     }
                 }

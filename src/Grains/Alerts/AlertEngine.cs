@@ -408,7 +408,8 @@ public sealed class AlertEngine
         {
             if (SilenceDeadline(runtime) is { } deadline && deadline <= nowMs && FindOpen(runtime.Rule.Id) is null)
             {
-                var lastSeen = deadline - (runtime.Rule.SilenceSeconds!.Value * 1000L);
+                // When the vital was last seen (the deadline may be the re-arm's, later than the silence's).
+                var lastSeen = LastSeen(runtime);
                 var silence = FormatDuration(runtime.Rule.SilenceSeconds!.Value);
                 var message = runtime.Rule.Kind is { } kind
                     ? $"{VitalCatalogue.Get(kind).Label}: no readings for {silence}; check the device and its connection"
@@ -534,9 +535,13 @@ public sealed class AlertEngine
     private bool IsArmed(AlertRule rule, long atMs) =>
         State.ClearedAtMs?.TryGetValue(rule.Id, out var clearedAt) != true || atMs >= clearedAt + (rule.RearmSeconds * 1000L);
 
+    /// <summary>When the rule's vital (or any vital) was last seen; <see cref="long.MinValue"/> when never.</summary>
+    private long LastSeen(RuleRuntime runtime) =>
+        runtime.Rule.Kind is not { } kind ? _lastSeenAnyMs : Find(kind) is var i and >= 0 ? _vitals[i].LastSeenMs : long.MinValue;
+
     private long? SilenceDeadline(RuleRuntime runtime)
     {
-        var lastSeen = runtime.Rule.Kind is not { } kind ? _lastSeenAnyMs : Find(kind) is var i and >= 0 ? _vitals[i].LastSeenMs : long.MinValue;
+        var lastSeen = LastSeen(runtime);
         if (lastSeen == long.MinValue)
         {
             // Nothing has arrived yet: a device that never sent is not a device that went silent.

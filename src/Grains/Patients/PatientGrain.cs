@@ -285,9 +285,17 @@ public sealed partial class PatientGrain(
             }
         }
 
-        await FlushClosedAsync(cancellationToken);
-        await ForgetHandedOnEventsAsync();
-        instruments.PatientDeactivated();
+        // The alert state is emptied of events handed on whether or not the windows could be written (a series store
+        // away at shutdown): otherwise the next activation hands them on again, as only a crash should.
+        try
+        {
+            await FlushClosedAsync(cancellationToken);
+        }
+        finally
+        {
+            await ForgetHandedOnEventsAsync();
+            instruments.PatientDeactivated();
+        }
     }
 
     /// <summary>
