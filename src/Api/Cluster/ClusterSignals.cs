@@ -47,6 +47,8 @@ public sealed partial class ClusterSignals(
         }
     }
 
+    private static readonly TimeSpan StartMargin = TimeSpan.FromSeconds(5);
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         if (!cluster.Value.Enabled)
@@ -56,16 +58,17 @@ public sealed partial class ClusterSignals(
 
         var redis = services.GetRequiredService<RedisConnection>();
         var key = redis.Key(CredentialsStream);
-        RedisValue? position = null;
+
+        // From the changes made since this server started (a stream id is its entry's time in milliseconds; a few seconds
+        // earlier, for the clocks' differences), not from when Redis first answers it: a revocation made while Redis was
+        // away from this server would be passed over, and a connection opened meanwhile with the old token kept.
+        RedisValue position = $"{(timeProvider.GetUtcNow() - StartMargin).ToUnixTimeMilliseconds()}-0";
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
                 var database = await redis.DatabaseAsync();
-
-                // From the changes after this server started: connections opened before are its own.
-                position ??= (await database.StreamRangeAsync(key, "-", "+", count: 1, messageOrder: Order.Descending)) is [var last, ..] ? last.Id : "0-0";
-                foreach (var entry in await database.StreamReadAsync(key, position.Value, count: 100))
+                foreach (var entry in await database.StreamReadAsync(key, position, count: 100))
                 {
                     position = entry.Id;
                     if (entry["device"] is { IsNullOrEmpty: false } device)

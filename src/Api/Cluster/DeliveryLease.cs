@@ -43,8 +43,9 @@ public sealed class DeliveryLease(IOptions<TelemetryClusterOptions> cluster, ISe
 
             return (long)await database.ScriptEvaluateAsync(RenewScript, [key], [_holder, (long)Term.TotalMilliseconds]) == 1;
         }
-        catch (RedisException)
+        catch (Exception exception) when (exception is RedisException or TimeoutException or ObjectDisposedException)
         {
+            // Not known to be held (a timeout is no RedisException): whoever delivers next reads the delivered mark again.
             return false;
         }
     }

@@ -28,7 +28,13 @@ public static class TelemetryAuthentication
 
     public static IServiceCollection AddTelemetryAuthentication(this IServiceCollection services)
     {
-        services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.Section).ValidateDataAnnotations()
+            .Validate<IOptions<Telemetry.Storage.Redis.TelemetryClusterOptions>>(
+                // Each server would make an admin token of its own, in its own data folder: behind a load balancer an admin
+                // request would be refused by every server but one.
+                (auth, cluster) => !cluster.Value.Enabled || !string.IsNullOrWhiteSpace(auth.AdminToken),
+                $"A cluster needs {AuthOptions.Section}:AdminToken set, the same on every server.")
+            .ValidateOnStart();
         services.AddOptions<JwtOptions>().BindConfiguration(JwtOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<AdminToken>();
         services.AddSingleton<DevelopmentTokens>();

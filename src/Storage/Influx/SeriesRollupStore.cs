@@ -50,7 +50,8 @@ public sealed class SeriesRollupStore(SeriesBackend backend, TimeProvider timePr
     }
 
     /// <summary>
-    /// A time of writing for the rollup's series later than any this store gave it, and otherwise the clock's: a
+    /// A time of writing for the rollup's series later than any this store gave it, and not before the window's start,
+    /// and otherwise the clock's: a
     /// patient's grain lives on one server at a time, and the times stay with the clock however many windows a grain
     /// writes at once (each series gets one per window, from now on).
     /// </summary>
@@ -77,8 +78,10 @@ public sealed class SeriesRollupStore(SeriesBackend backend, TimeProvider timePr
                 }
             }
 
+            // Never before the window's start (a device whose clock runs ahead closes windows the server's clock has not
+            // reached): a read from a time finds the windows starting then, by their times of writing.
             var key = (rollup.PatientId, rollup.Kind, rollup.Resolution);
-            var next = _lastWrittenAtMs.TryGetValue(key, out var last) ? Math.Max(last + 1, now) : now;
+            var next = Math.Max(_lastWrittenAtMs.TryGetValue(key, out var last) ? Math.Max(last + 1, now) : now, rollup.Window.StartMs);
             _lastWrittenAtMs[key] = next;
             return next;
         }

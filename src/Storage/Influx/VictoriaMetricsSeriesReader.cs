@@ -34,10 +34,12 @@ internal sealed class VictoriaMetricsSeriesReader : ISeriesReader
     public VictoriaMetricsSeriesReader(VictoriaMetricsOptions options, TimeProvider timeProvider)
     {
         _timeProvider = timeProvider;
-        _http = new HttpClient { BaseAddress = new Uri(options.Url), Timeout = options.RequestTimeout };
+        // Paths relative to the URL's own (a VictoriaMetrics behind a proxy at http://proxy/vm/): with a trailing slash, and
+        // asked for without a leading one.
+        _http = new HttpClient { BaseAddress = new Uri(options.Url.TrimEnd('/') + "/"), Timeout = options.RequestTimeout };
         _flush = new CoalescedFlush(async cancellationToken =>
         {
-            using var response = await _http.GetAsync("/internal/force_flush", cancellationToken);
+            using var response = await _http.GetAsync("internal/force_flush", cancellationToken);
             response.EnsureSuccessStatusCode();
         });
     }
@@ -377,7 +379,7 @@ internal sealed class VictoriaMetricsSeriesReader : ISeriesReader
         }
 
         using var form = new FormUrlEncodedContent(fields);
-        using var request = new HttpRequestMessage(HttpMethod.Post, "/api/v1/export") { Content = form };
+        using var request = new HttpRequestMessage(HttpMethod.Post, "api/v1/export") { Content = form };
         using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
         response.EnsureSuccessStatusCode();
         using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancellationToken));

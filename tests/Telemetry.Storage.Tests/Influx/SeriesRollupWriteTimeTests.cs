@@ -35,6 +35,18 @@ public sealed class SeriesRollupWriteTimeTests
         Assert.Equal(now + 3, store.NextWriteTime(busy));
     }
 
+    [Fact]
+    public void A_window_that_starts_ahead_of_the_servers_clock_is_written_at_its_start()
+    {
+        // A device whose clock runs five minutes fast closes a minute the server's clock has not reached.
+        var clock = new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(1_800_000_000_000));
+        var store = new SeriesRollupStore(null!, clock);
+        var ahead = new Rollup("p-fast", VitalKind.HeartRate, Resolution.Minute, RollupWindow.Of(1_800_000_300_000, 1_800_000_310_000, 70));
+
+        Assert.Equal(1_800_000_300_000, store.NextWriteTime(ahead));
+        Assert.Equal(1_800_000_300_001, store.NextWriteTime(ahead));
+    }
+
     private static Rollup Window(string patientId) =>
         new(patientId, VitalKind.HeartRate, Resolution.Minute, RollupWindow.Of(1_799_999_940_000, 1_799_999_950_000, 70));
 }
