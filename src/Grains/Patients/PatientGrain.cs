@@ -823,6 +823,20 @@ public sealed partial class PatientGrain(
             // The timer keeps the grain active without readings: what a day left open is written once it ends.
             await CheckpointEndedDaysAsync(now);
         }
+        catch (Orleans.Storage.InconsistentStateException exception)
+        {
+            // The stored state is not the one this activation last wrote (a write that timed out here but was made):
+            // every write from this activation would be refused the same way. It makes way for a new one, which reads
+            // the state as stored, hands on its events and runs the clocks again; woken at once, as no reading may come.
+            LogAlertTimerFailed(logger, exception, PatientId);
+            DeactivateOnIdle();
+            var self = this.AsReference<IPatientGrain>();
+            _ = Task.Run(async () =>
+            {
+                await Task.Delay(TimerRetryDelay);
+                await self.WakeAsync();
+            });
+        }
         catch (Exception exception)
         {
             // The events are in memory (and, if the state was written, in the outbox): try again shortly.
