@@ -14,7 +14,8 @@ namespace Telemetry.Api.Health;
 /// last group commit succeeded (to whichever store holds the raw series), and no batch has waited longer than
 /// <see cref="IngestOptions.SlowCommitWait"/> for its commit (nor the commit loop as long for patients' grains to take
 /// what was committed). A series server that answers again after a failed commit makes it degraded (served, so a load
-/// balancer sends devices again, whose next commit tells), not unhealthy: no commit comes to clear it otherwise.
+/// balancer sends devices again, whose next commit tells), not unhealthy: no commit comes to clear it otherwise; unless
+/// it refused that commit's writes (a wrong token or bucket), which the next would meet the same way.
 /// </summary>
 public sealed class StoreHealthCheck(DuckDbDatabase database, CommitPipeline pipeline, IRawSeriesStore rawStore, IOptions<IngestOptions> ingest) : IHealthCheck
 {
@@ -26,6 +27,12 @@ public sealed class StoreHealthCheck(DuckDbDatabase database, CommitPipeline pip
         var answers = series is null || await series.AnswersAsync(PingTimeout, cancellationToken);
         if (pipeline.StoreFailing)
         {
+            // A server that answers but refuses the writes (a wrong token, organisation or bucket) refuses the next too.
+            if (series?.Refusal is { } refusal)
+            {
+                return HealthCheckResult.Unhealthy($"{series.Describe()} refuses the writes: {refusal}; devices are not being acknowledged (check its token, organisation and bucket)");
+            }
+
             return answers && series is not null
                 ? HealthCheckResult.Degraded($"the last commit to the raw store failed; {series.Describe()} answers again, and the next commit will tell")
                 : HealthCheckResult.Unhealthy("the last commit to the raw store failed; devices are not being acknowledged"

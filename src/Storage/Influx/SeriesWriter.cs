@@ -21,6 +21,14 @@ internal sealed partial class SeriesWriter(IWriteApiAsync writes, SeriesServerOp
 {
     private const int Concurrency = 2;
 
+    private volatile string? _refusal;
+
+    /// <summary>
+    /// Why the server refused the last write that failed, when it refused (a token, organisation or bucket it does not
+    /// know, a line it will not take) rather than failed to answer; null since a write was taken.
+    /// </summary>
+    public string? Refusal => _refusal;
+
     public async Task WriteAsync(IReadOnlyList<string> chunks, CancellationToken cancellationToken)
     {
         if (chunks.Count == 1)
@@ -44,7 +52,13 @@ internal sealed partial class SeriesWriter(IWriteApiAsync writes, SeriesServerOp
             try
             {
                 await writes.WriteRecordAsync(lines, WritePrecision.Ms, bucket, org, cancellationToken);
+                _refusal = null;
                 return;
+            }
+            catch (HttpException refused) when (!cancellationToken.IsCancellationRequested && !IsTransient(refused, out _))
+            {
+                _refusal = $"{Status(refused)} ({refused.Message})";
+                throw;
             }
             catch (Exception exception) when (!cancellationToken.IsCancellationRequested && IsTransient(exception, out var retryAfter))
             {

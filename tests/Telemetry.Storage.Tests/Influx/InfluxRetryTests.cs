@@ -113,10 +113,15 @@ public sealed class InfluxRetryTests : IDisposable
     [Fact]
     public async Task A_refusal_that_waiting_cannot_change_fails_the_commit_at_once()
     {
-        _server.Then(400, """{"code":"invalid","message":"unable to parse"}""");
+        _server.Then(401, """{"code":"unauthorized","message":"unauthorized access"}""");
 
         await Assert.ThrowsAnyAsync<Exception>(() => _file.CommitAsync(Of("watch-1", "patient-1", 1, new VitalReading(VitalKind.HeartRate, T0, 72))));
         Assert.Single(_server.Writes);
+
+        // Health says why, until a write is taken.
+        Assert.Contains("Unauthorized", _file.Store.Refusal);
+        await _file.CommitAsync(Of("watch-1", "patient-1", 2, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 73)));
+        Assert.Null(_file.Store.Refusal);
     }
 
     [Fact]
