@@ -50,6 +50,9 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
 
     private long _lastCommitId;
 
+    /// <summary>The last three digits of this server's commit ids: drawn at start, so two servers share them one time in a thousand.</summary>
+    internal long CommitNode { get; } = Random.Shared.Next(1_000);
+
     // Whether a refused flush before a read was logged (once: every rebuild would repeat it).
     private int _flushRefusedLogged;
 
@@ -81,8 +84,16 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
     public async ValueTask<long> CommitAsync(IReadOnlyList<DeviceBatch> batches, Memory<BatchOutcome> outcomes, CancellationToken cancellationToken = default)
     {
         // Commit ids are microseconds of the clock, so they keep increasing across restarts and across the nodes of a
-        // cluster (as far as their clocks agree), as the grains' rebuild expects.
-        var commitId = Math.Max(_lastCommitId + 1, _timeProvider.GetUtcNow().ToUnixTimeMilliseconds() * 1_000);
+        // cluster (as far as their clocks agree), as the grains' rebuild expects; each server's end in its own three
+        // digits (CommitNode), so that two servers committing in the same millisecond do not give one id (a grain that
+        // applied one server's commit would take the other's, whose call failed, as applied too, and not repair it).
+        var earliest = Math.Max(_lastCommitId + 1, _timeProvider.GetUtcNow().ToUnixTimeMilliseconds() * 1_000);
+        var commitId = earliest - (earliest % 1_000) + CommitNode;
+        if (commitId < earliest)
+        {
+            commitId += 1_000;
+        }
+
         await FindRepeatedAsync(batches, cancellationToken);
         Stage(batches, outcomes.Span, commitId);
 

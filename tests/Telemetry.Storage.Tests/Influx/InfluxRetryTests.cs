@@ -125,6 +125,21 @@ public sealed class InfluxRetryTests : IDisposable
     }
 
     [Fact]
+    public async Task Commit_ids_increase_and_end_in_the_servers_own_three_digits_however_fast_they_come()
+    {
+        // Two servers committing in the same millisecond give different ids (unless they drew the same digits).
+        var ids = new List<long>();
+        for (var i = 0; i < 5; i++)
+        {
+            ids.Add((await _file.CommitAsync(Of("watch-1", "patient-1", (ulong)(i + 1), new VitalReading(VitalKind.HeartRate, T0 + i, 72)))).CommitId);
+        }
+
+        Assert.Equal(ids.Order(), ids);
+        Assert.Equal(ids.Count, ids.Distinct().Count());
+        Assert.All(ids, id => Assert.Equal(_file.Store.CommitNode, id % 1_000));
+    }
+
+    [Fact]
     public async Task A_commit_that_failed_leaves_its_batch_unrecorded_so_the_resend_is_stored()
     {
         using var impatient = new InfluxStoreFile(_server.Url, options =>
