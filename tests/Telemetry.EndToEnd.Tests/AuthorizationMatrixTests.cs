@@ -101,6 +101,12 @@ public sealed class AuthorizationMatrixTests(ServerFixture fixture) : IClassFixt
         Assert.Equal(["mx-p5"], await ListedPatientsAsync(launched));
         Assert.Equal(HttpStatusCode.OK, (await unscoped.GetAsync("/api/patients/mx-p6/trends?kind=heart_rate")).StatusCode);
 
+        // Whatever the resource its patient scopes name; and a patient out of reach is refused as such, arguments or not.
+        using var patientResource = Server.ClientWith(await Server.MintTokenAsync("--role", "clinician", "--care-team", "mx-ward-5", "--patient", "mx-p5", "--scope", "launch patient/Patient.rs"));
+        Assert.Equal(HttpStatusCode.Forbidden, (await patientResource.GetAsync("/api/patients/mx-p6/trends?kind=heart_rate")).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await launched.GetAsync("/api/patients/mx-p6/trends?kind=heart_rate&from=yesterday")).StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, (await launched.GetAsync("/api/patients/mx-p5/trends?kind=heart_rate&from=yesterday")).StatusCode);
+
         // Read scopes read, and no more: its own patient's alert rules are not its to change; a write scope may.
         var rules = new StringContent("""{"rules":[]}""", Encoding.UTF8, "application/json");
         Assert.Equal(HttpStatusCode.Forbidden, (await launched.PutAsync("/api/patients/mx-p5/alert-rules", rules)).StatusCode);

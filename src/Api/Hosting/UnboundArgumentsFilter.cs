@@ -13,12 +13,17 @@ namespace Telemetry.Api.Hosting;
 /// </summary>
 public sealed class UnboundArgumentsFilter : IEndpointFilter
 {
-    public ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
         var http = context.HttpContext;
-        if (http.Response.StatusCode != StatusCodes.Status400BadRequest || http.Response.HasStarted)
+        var unbound = http.Response.StatusCode == StatusCodes.Status400BadRequest && !http.Response.HasStarted;
+
+        // The filters after this one still run (the access check answers 403 for a patient not the caller's, before any
+        // word on its arguments); only the framework's own empty answer is replaced.
+        var result = await next(context);
+        if (!unbound || http.Response.HasStarted || result is not (null or Microsoft.AspNetCore.Http.HttpResults.EmptyHttpResult))
         {
-            return next(context);
+            return result;
         }
 
         var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
@@ -33,10 +38,9 @@ public sealed class UnboundArgumentsFilter : IEndpointFilter
             }
         }
 
-        IResult answer = errors.Count > 0
+        return errors.Count > 0
             ? TypedResults.ValidationProblem(errors)
             : TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Bad request", detail: "An argument of the request could not be read.");
-        return ValueTask.FromResult<object?>(answer);
     }
 
     /// <summary>What a parameter of <paramref name="type"/> takes, for the types the endpoints bind from the query; null for others.</summary>

@@ -29,12 +29,19 @@ public static class SmartScopes
     }
 
     /// <summary>
-    /// Whether the token carries SMART scopes that read only in a patient's context (<c>patient/Observation.rs</c>, a
-    /// launch for one patient): it then reads only its <c>patient</c>'s record, on the REST API as on FHIR, whatever its
-    /// role would reach. A token without scopes reads as its role allows.
+    /// Whether the token's SMART scopes are all in a patient's context (<c>patient/…</c>, whatever the resource or
+    /// permission: a launch for one patient), none in a user's or system's: it then reaches only its <c>patient</c>'s
+    /// record, on the REST API as on FHIR, whatever its role would reach. A token without scopes reaches what its role
+    /// allows.
     /// </summary>
-    public static bool NarrowsToOwnPatient(ClaimsPrincipal user) =>
-        user.HasClaim(claim => claim.Type == TelemetryClaims.Scope) && ForObservations(user) == ObservationRead.OwnPatient;
+    public static bool NarrowsToOwnPatient(ClaimsPrincipal user)
+    {
+        var contexts = user.FindAll(TelemetryClaims.Scope)
+            .SelectMany(claim => claim.Value.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            .Select(scope => scope.IndexOf('/', StringComparison.Ordinal) is > 0 and var slash ? scope[..slash] : null)
+            .ToHashSet(StringComparer.Ordinal);
+        return contexts.Contains("patient") && !contexts.Contains("user") && !contexts.Contains("system");
+    }
 
     /// <summary>
     /// Whether one of the token's scopes writes (v1 <c>write</c> or <c>*</c>, v2 any of <c>c</c>, <c>u</c>, <c>d</c>)
