@@ -63,9 +63,6 @@ internal sealed partial class GrainRepair(
     private readonly SemaphoreSlim _signal = new(0);
     private Task _loop = Task.CompletedTask;
     private long _saved = -1;
-
-    // After an unclean stop: the minutes whose windows the grains held open (see ICommitLog.MinutesOpenAtStopAsync).
-    private IReadOnlyList<PatientMinute> _openAtStop = [];
     private long _lastSaveTimestamp;
     private Task _saving = Task.CompletedTask;
 
@@ -90,12 +87,6 @@ internal sealed partial class GrainRepair(
         {
             LogRepairingAfterStart(logger, position.LastCommitId - position.AppliedThrough, position.AppliedThrough);
             Add(position.AppliedThrough, position.LastCommitId, patients: null);
-        }
-
-        _openAtStop = await log.MinutesOpenAtStopAsync(stopping);
-        if (_openAtStop.Count > 0)
-        {
-            LogRecoveringOpenWindows(logger, _openAtStop.Select(minute => minute.PatientId).Distinct(StringComparer.Ordinal).Count());
         }
 
         // On the thread pool: the caller is the commit loop, on a thread of its own that the repair must not share.
@@ -333,10 +324,7 @@ internal sealed partial class GrainRepair(
                 await Task.Delay(Timeout.Infinite, readyOrStopping.Token).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             }
 
-            if (_openAtStop.Count > 0)
-            {
-                await RecoverOpenWindowsAsync(stopping);
-            }
+            await RecoverOpenWindowsAsync(stopping);
 
             while (!stopping.IsCancellationRequested)
             {
@@ -380,7 +368,29 @@ internal sealed partial class GrainRepair(
     /// </summary>
     private async Task RecoverOpenWindowsAsync(CancellationToken stopping)
     {
-        var remaining = _openAtStop.GroupBy(minute => minute.PatientId, StringComparer.Ordinal)
+        // Read once the host has started, off the commit loop's start: the read goes through the readings of the last
+        // days, and ingest (and the usual repair) must not wait for it, nor lose the repair if it fails.
+        IReadOnlyList<PatientMinute> openAtStop;
+        try
+        {
+            openAtStop = await log.MinutesOpenAtStopAsync(stopping);
+        }
+        catch (Exception exception) when (!stopping.IsCancellationRequested)
+        {
+            LogOpenWindowsNotRecovered(logger, exception, 0, "the minutes could not be listed");
+            return;
+        }
+
+        if (openAtStop.Count == 0)
+        {
+            // Nothing left open (a clean stop, no readings, or a log that cannot tell): nothing for a next start either.
+            log.OpenWindowsRecovered();
+            return;
+        }
+
+        var patients = openAtStop.Select(minute => minute.PatientId).Distinct(StringComparer.Ordinal).Count();
+        LogRecoveringOpenWindows(logger, patients);
+        var remaining = openAtStop.GroupBy(minute => minute.PatientId, StringComparer.Ordinal)
             .Select(patient => (PatientId: patient.Key, Minutes: patient.Select(minute => minute.Minute).ToArray()))
             .ToList();
         for (var attempt = 0; attempt < 3 && remaining.Count > 0 && !stopping.IsCancellationRequested; attempt++)
@@ -409,14 +419,12 @@ internal sealed partial class GrainRepair(
         if (remaining.Count == 0)
         {
             log.OpenWindowsRecovered();
-            LogRecoveredOpenWindows(logger, _openAtStop.Select(minute => minute.PatientId).Distinct(StringComparer.Ordinal).Count());
+            LogRecoveredOpenWindows(logger, patients);
         }
         else
         {
-            LogOpenWindowsNotRecovered(logger, remaining.Count, string.Join(", ", remaining.Take(10).Select(patient => patient.PatientId)));
+            LogOpenWindowsNotRecovered(logger, null, remaining.Count, string.Join(", ", remaining.Take(10).Select(patient => patient.PatientId)));
         }
-
-        _openAtStop = [];
     }
 
     /// <summary>Queues a range whose repair failed for <paramref name="failed"/> again, or gives it up (under the lock).</summary>
@@ -653,7 +661,7 @@ internal sealed partial class GrainRepair(
     private static partial void LogRecoveredOpenWindows(ILogger logger, int patients);
 
     [LoggerMessage(EventId = 1017, Level = LogLevel.Error, Message = "Recomputing the windows left open by the unclean stop failed for {Count} patients ({Patients}); the next start tries again")]
-    private static partial void LogOpenWindowsNotRecovered(ILogger logger, int count, string patients);
+    private static partial void LogOpenWindowsNotRecovered(ILogger logger, Exception? exception, int count, string patients);
 
     [LoggerMessage(EventId = 1006, Level = LogLevel.Warning, Message = "Saving how far patient grains have applied the commits failed; a restart repairs from the mark saved before")]
     private static partial void LogSaveFailed(ILogger logger, Exception exception);
