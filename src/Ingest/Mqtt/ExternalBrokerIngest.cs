@@ -45,9 +45,10 @@ public sealed partial class ExternalBrokerIngest(
     // the broker sends what was not acknowledged again, under a session that may have reused the packet id).
     private int _generation;
 
-    // Whether the current connection resumed the session the ones before had: only then does the broker send again
-    // what they took and did not acknowledge. False from the start of a connection until the broker says.
-    private volatile bool _sessionResumed;
+    // The latest connection whose session the broker did not have (it expired, or the broker restarted without it), or
+    // that is still connecting: what the connections before it took and did not acknowledge, the broker will not send
+    // again. A message taken on an earlier connection is left to the broker's resend only when none since lost it.
+    private int _sessionLostAt;
 
     /// <summary>True while the server is connected and subscribed to the broker.</summary>
     public bool IsConnected { get; private set; }
@@ -156,15 +157,20 @@ public sealed partial class ExternalBrokerIngest(
             builder.WithTlsOptions(tls => tls.UseTls());
         }
 
-        _sessionResumed = false;
-        Interlocked.Increment(ref _generation);
+        // Taken as lost until the broker says it kept the session.
+        var generation = Interlocked.Increment(ref _generation);
+        var lostBefore = Volatile.Read(ref _sessionLostAt);
+        Volatile.Write(ref _sessionLostAt, generation);
         var connected = await client.ConnectAsync(builder.Build(), cancellationToken);
         if (connected.ResultCode != MqttClientConnectResultCode.Success)
         {
             throw new InvalidOperationException($"the broker refused the connection: {connected.ResultCode} {connected.ReasonString}");
         }
 
-        _sessionResumed = connected.IsSessionPresent;
+        if (connected.IsSessionPresent)
+        {
+            Interlocked.CompareExchange(ref _sessionLostAt, lostBefore, generation);
+        }
 
         var topic = $"$share/{broker.SharedGroup}/{MqttTopics.AllDeviceVitals}";
         try
@@ -260,7 +266,7 @@ public sealed partial class ExternalBrokerIngest(
             // Not stored: try again until it is, or until the server stops, or the connection it came on is gone and
             // the next one resumed its session (the broker then sends it again). A session the broker lost (expired,
             // or the broker restarted without it) sends nothing again: what this server holds of it is tried on.
-            if (generation is not { } of || (of != Volatile.Read(ref _generation) && _sessionResumed) || _draining.IsCancellationRequested)
+            if (generation is not { } of || (of != Volatile.Read(ref _generation) && Volatile.Read(ref _sessionLostAt) <= of) || _draining.IsCancellationRequested)
             {
                 return false;
             }
