@@ -14,12 +14,13 @@ namespace Telemetry.Api.Health;
 /// last group commit succeeded (to whichever store holds the raw series), and no batch has waited longer than
 /// <see cref="IngestOptions.SlowCommitWait"/> for its commit (nor the commit loop as long for patients' grains to take
 /// what was committed). A series server that answers again after a failed commit makes it degraded (served, so a load
-/// balancer sends devices again, whose next commit tells), not unhealthy: no commit comes to clear it otherwise; unless
-/// it refused that commit's writes (a wrong token or bucket), which the next would meet the same way.
+/// balancer sends devices again, whose next commit tells), not unhealthy: no commit comes to clear it otherwise; one
+/// that refused that commit's writes (a wrong token or bucket) is unhealthy for a minute first.
 /// </summary>
-public sealed class StoreHealthCheck(DuckDbDatabase database, CommitPipeline pipeline, IRawSeriesStore rawStore, IOptions<IngestOptions> ingest) : IHealthCheck
+public sealed class StoreHealthCheck(DuckDbDatabase database, CommitPipeline pipeline, IRawSeriesStore rawStore, IOptions<IngestOptions> ingest, TimeProvider timeProvider) : IHealthCheck
 {
     private static readonly TimeSpan PingTimeout = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan RefusalUnhealthyFor = TimeSpan.FromMinutes(1);
 
     public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
@@ -27,10 +28,15 @@ public sealed class StoreHealthCheck(DuckDbDatabase database, CommitPipeline pip
         var answers = series is null || await series.AnswersAsync(PingTimeout, cancellationToken);
         if (pipeline.StoreFailing)
         {
-            // A server that answers but refuses the writes (a wrong token, organisation or bucket) refuses the next too.
+            // A server that answers but refused the writes (a wrong token, organisation or bucket) would refuse the next
+            // too: unhealthy for a while, then degraded, so that a load balancer sends devices again after the setting
+            // is mended, whose next commit tells (no commit would come to clear it otherwise).
             if (series?.Refusal is { } refusal)
             {
-                return HealthCheckResult.Unhealthy($"{series.Describe()} refuses the writes: {refusal}; devices are not being acknowledged (check its token, organisation and bucket)");
+                var message = $"{series.Describe()} refused the writes: {refusal.Reason}; check its token, organisation and bucket";
+                return timeProvider.GetUtcNow() - refusal.At < RefusalUnhealthyFor
+                    ? HealthCheckResult.Unhealthy(message + "; devices are not being acknowledged")
+                    : HealthCheckResult.Degraded(message + "; the next commit will tell whether it still does");
             }
 
             return answers && series is not null

@@ -76,7 +76,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
     public string Describe() => _backend.Description;
 
     /// <summary>Why the server refused the last write that failed, if it refused it (see <see cref="SeriesWriter.Refusal"/>).</summary>
-    public string? Refusal => _backend.Writer.Refusal;
+    public (string Reason, DateTimeOffset At)? Refusal => _backend.Writer.Refusal;
 
     /// <summary>True when the series server answers its ping within <paramref name="within"/>.</summary>
     public Task<bool> AnswersAsync(TimeSpan within, CancellationToken cancellationToken) => _backend.AnswersAsync(within, cancellationToken);

@@ -21,13 +21,14 @@ internal sealed partial class SeriesWriter(IWriteApiAsync writes, SeriesServerOp
 {
     private const int Concurrency = 2;
 
-    private volatile string? _refusal;
+    private volatile Refused? _refusal;
 
     /// <summary>
-    /// Why the server refused the last write that failed, when it refused (a token, organisation or bucket it does not
-    /// know, a line it will not take) rather than failed to answer; null since a write was taken.
+    /// Why the server refused the last write that failed, and when, if it refused (a token, organisation or bucket it
+    /// does not know, a line it will not take) rather than failed to answer; null since a write was taken, or failed
+    /// otherwise.
     /// </summary>
-    public string? Refusal => _refusal;
+    public (string Reason, DateTimeOffset At)? Refusal => _refusal is { } refused ? (refused.Reason, refused.At) : null;
 
     public async Task WriteAsync(IReadOnlyList<string> chunks, CancellationToken cancellationToken)
     {
@@ -57,11 +58,12 @@ internal sealed partial class SeriesWriter(IWriteApiAsync writes, SeriesServerOp
             }
             catch (HttpException refused) when (!cancellationToken.IsCancellationRequested && !IsTransient(refused, out _))
             {
-                _refusal = $"{Status(refused)} ({refused.Message})";
+                _refusal = new Refused($"{Status(refused)} ({refused.Message})", timeProvider.GetUtcNow());
                 throw;
             }
             catch (Exception exception) when (!cancellationToken.IsCancellationRequested && IsTransient(exception, out var retryAfter))
             {
+                _refusal = null;
                 var left = options.RetryFor - timeProvider.GetElapsedTime(started);
                 if (left <= TimeSpan.Zero)
                 {
@@ -104,6 +106,8 @@ internal sealed partial class SeriesWriter(IWriteApiAsync writes, SeriesServerOp
     };
 
     private static TimeSpan Min(TimeSpan a, TimeSpan b) => a < b ? a : b;
+
+    private sealed record Refused(string Reason, DateTimeOffset At);
 
     [LoggerMessage(EventId = 2300, Level = LogLevel.Warning, Message = "Series write attempt {Attempt} failed ({Status}); retrying in {DelayMs} ms")]
     private static partial void LogRetrying(ILogger logger, int attempt, string status, double delayMs);

@@ -119,7 +119,7 @@ public sealed class InfluxRetryTests : IDisposable
         Assert.Single(_server.Writes);
 
         // Health says why, until a write is taken.
-        Assert.Contains("Unauthorized", _file.Store.Refusal);
+        Assert.Contains("Unauthorized", _file.Store.Refusal?.Reason);
         await _file.CommitAsync(Of("watch-1", "patient-1", 2, new VitalReading(VitalKind.HeartRate, T0 + 1_000, 73)));
         Assert.Null(_file.Store.Refusal);
     }
