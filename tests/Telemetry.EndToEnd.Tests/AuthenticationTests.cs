@@ -98,6 +98,16 @@ public sealed class AuthenticationTests(ServerFixture fixture) : IClassFixture<S
         Assert.Equal("ops-7", (await acknowledged.Content.ReadFromJsonAsync<System.Text.Json.JsonElement>()).GetProperty("acknowledgedBy").GetString());
     }
 
+    /// <summary>Opens <paramref name="count"/> alert streams as <paramref name="client"/>, each answered 200, into <paramref name="open"/>.</summary>
+    private static async Task OpenAlertStreamsAsync(HttpClient client, int count, List<HttpResponseMessage> open)
+    {
+        for (var i = 0; i < count; i++)
+        {
+            open.Add(await client.GetAsync("/api/alerts/stream", HttpCompletionOption.ResponseHeadersRead));
+            Assert.Equal(HttpStatusCode.OK, open[^1].StatusCode);
+        }
+    }
+
     [Fact]
     public async Task A_caller_holds_a_few_alert_streams_at_once_and_another_once_one_closes()
     {
@@ -105,11 +115,7 @@ public sealed class AuthenticationTests(ServerFixture fixture) : IClassFixture<S
         var open = new List<HttpResponseMessage>();
         try
         {
-            for (var i = 0; i < 8; i++)
-            {
-                open.Add(await clinician.GetAsync("/api/alerts/stream", HttpCompletionOption.ResponseHeadersRead));
-                Assert.Equal(HttpStatusCode.OK, open[^1].StatusCode);
-            }
+            await OpenAlertStreamsAsync(clinician, 8, open);
 
             using (var ninth = await clinician.GetAsync("/api/alerts/stream", HttpCompletionOption.ResponseHeadersRead))
             {
@@ -129,11 +135,7 @@ public sealed class AuthenticationTests(ServerFixture fixture) : IClassFixture<S
             var admins = new List<HttpResponseMessage>();
             try
             {
-                for (var i = 0; i < 8; i++)
-                {
-                    admins.Add(await namedAdmin.GetAsync("/api/alerts/stream", HttpCompletionOption.ResponseHeadersRead));
-                    Assert.Equal(HttpStatusCode.OK, admins[^1].StatusCode);
-                }
+                await OpenAlertStreamsAsync(namedAdmin, 8, admins);
 
                 using var adminToken = await Server.Http.GetAsync("/api/alerts/stream", HttpCompletionOption.ResponseHeadersRead);
                 Assert.Equal(HttpStatusCode.OK, adminToken.StatusCode);
