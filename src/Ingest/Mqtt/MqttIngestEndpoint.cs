@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Collections.Concurrent;
+using System.Net;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using MQTTnet.Formatter;
@@ -75,7 +76,7 @@ public sealed partial class MqttIngestEndpoint(
             // Topic aliases are the connection's, not the session's.
             args.SessionItems[ProtocolVersionItem] = args.ProtocolVersion;
             args.SessionItems.Remove(TopicAliasesItem);
-            var connection = new ConnectionState();
+            var connection = new ConnectionState(args.RemoteEndPoint);
             args.SessionItems[ConnectionItem] = connection;
             instruments.DeviceConnected(Protocol);
             if (args.SessionItems[IdentityItem] is DeviceIdentity device)
@@ -89,7 +90,9 @@ public sealed partial class MqttIngestEndpoint(
         };
         server.ClientDisconnectedAsync += args =>
         {
-            if (args.SessionItems?[ConnectionItem] is ConnectionState ended)
+            // Only the state of the connection that ended: a session taken over holds its successor's by the time the
+            // older connection's end may be reported (which would turn the successor's own credential check off).
+            if (args.SessionItems?[ConnectionItem] is ConnectionState ended && ended.IsFrom(args.RemoteEndPoint))
             {
                 ended.Ended = true;
             }
@@ -439,7 +442,7 @@ public sealed partial class MqttIngestEndpoint(
     /// A connection's own state, kept in its session's items from its CONNACK on (a session resumed by the device's next
     /// connection gets that connection's).
     /// </summary>
-    private sealed class ConnectionState
+    private sealed class ConnectionState(EndPoint? remoteEndPoint)
     {
         /// <summary>
         /// The packet identifier of the QoS 1 publish the connection is reading: noted as the packet comes in, read as
@@ -450,6 +453,12 @@ public sealed partial class MqttIngestEndpoint(
 
         /// <summary>Whether the connection has ended (the device may be connected again by another).</summary>
         public volatile bool Ended;
+
+        /// <summary>
+        /// Whether this is the state of the connection from <paramref name="endPoint"/>: two connections of one device
+        /// open at once come from two addresses or ports, and one without an address (none known) is taken for this one.
+        /// </summary>
+        public bool IsFrom(EndPoint? endPoint) => remoteEndPoint is null || endPoint is null || remoteEndPoint.Equals(endPoint);
     }
 
     /// <summary>The topic alias numbers a connection gave its device's vitals topic, and those it gave other topics.</summary>
