@@ -7,7 +7,7 @@ namespace Telemetry.Api.Alerts;
 /// <summary>
 /// At start, activates every patient with alert rules, so their clocks run again: a device that went silent during a
 /// restart still raises its no-data alert, and escalations and snoozes fire on time with no reading to wake them. In a
-/// cluster the same is done when a server leaves it (<see cref="WakeWatchedAsync"/>): the alert clocks of the patients
+/// cluster the same is done when a server leaves it (<see cref="RequestWake"/>): the alert clocks of the patients
 /// it held ran on its timers, and nothing else would call those grains back to life on the others.
 /// </summary>
 public sealed partial class AlertWatchService(IAlertStore store, IGrainFactory grains, ILogger<AlertWatchService> logger) : BackgroundService
@@ -21,19 +21,57 @@ public sealed partial class AlertWatchService(IAlertStore store, IGrainFactory g
     // The round whose failures are logged one by one (later ones only count): a store away for long would fill the log.
     private const int LoggedAttempt = 3;
 
-    protected override Task ExecuteAsync(CancellationToken stoppingToken) => WakeWatchedAsync(stoppingToken);
+    // Wakes asked for (at start and by each server's death) and the count as of the loop's last listing of the patients;
+    // whether the one loop runs.
+    private int _requested;
+    private int _listedAt;
+    private int _running;
+
+    protected override Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        RequestWake(stoppingToken);
+        return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// Has every patient with alert rules woken (see <see cref="WakeWatchedAsync"/>), by the one loop: one already
+    /// running lists the patients again at its next round rather than a second loop starting, so a server's deaths, one
+    /// after another while a patient cannot be woken, keep one loop going, not one each. Returns at once.
+    /// </summary>
+    public void RequestWake(CancellationToken stoppingToken)
+    {
+        Interlocked.Increment(ref _requested);
+        if (Interlocked.Exchange(ref _running, 1) == 0)
+        {
+            _ = Task.Run(() => RunWakesAsync(stoppingToken), CancellationToken.None);
+        }
+    }
+
+    private async Task RunWakesAsync(CancellationToken stoppingToken)
+    {
+        while (true)
+        {
+            await WakeWatchedAsync(stoppingToken);
+            Volatile.Write(ref _running, 0);
+
+            // A request after the last listing may have found the loop running, and left it to this one.
+            if (stoppingToken.IsCancellationRequested || Volatile.Read(ref _requested) == Volatile.Read(ref _listedAt) || Interlocked.Exchange(ref _running, 1) != 0)
+            {
+                return;
+            }
+        }
+    }
 
     /// <summary>
     /// Activates every patient with alert rules (one already active only answers); those that could not be are tried
-    /// again, 5 s later, then 10, up to a minute apart, until they are or <paramref name="attempts"/> rounds have been
-    /// made (by default, until the server stops): an activation reads the patient's days from the raw store, and a
+    /// again, 5 s later, then 10, up to a minute apart, until they are or the server stops: an activation reads the patient's days from the raw store, and a
     /// silent device's patient has nothing else to wake it while that store, or a dead server's grains' places, are
     /// away. Never throws.
     /// </summary>
-    public async Task WakeWatchedAsync(CancellationToken stoppingToken, int attempts = int.MaxValue)
+    private async Task WakeWatchedAsync(CancellationToken stoppingToken)
     {
         IReadOnlyCollection<string>? left = null;
-        for (var attempt = 1; attempt <= attempts && !stoppingToken.IsCancellationRequested; attempt++)
+        for (var attempt = 1; !stoppingToken.IsCancellationRequested; attempt++)
         {
             if (attempt > 1)
             {
@@ -43,6 +81,14 @@ public sealed partial class AlertWatchService(IAlertStore store, IGrainFactory g
 
             try
             {
+                // A wake asked for since the last listing (another server died meanwhile) needs them listed again.
+                var requested = Volatile.Read(ref _requested);
+                if (requested != Volatile.Read(ref _listedAt))
+                {
+                    left = null;
+                }
+
+                Volatile.Write(ref _listedAt, requested);
                 var patients = left ?? await store.WatchedPatientsAsync(stoppingToken);
                 var failed = new System.Collections.Concurrent.ConcurrentBag<string>();
                 await Parallel.ForEachAsync(
@@ -57,7 +103,7 @@ public sealed partial class AlertWatchService(IAlertStore store, IGrainFactory g
                         catch (Exception exception)
                         {
                             failed.Add(patientId);
-                            if (attempt == Math.Min(LoggedAttempt, attempts))
+                            if (attempt == LoggedAttempt)
                             {
                                 LogWakeFailed(logger, exception, patientId);
                             }
@@ -73,7 +119,7 @@ public sealed partial class AlertWatchService(IAlertStore store, IGrainFactory g
             }
             catch (Exception exception) when (!stoppingToken.IsCancellationRequested)
             {
-                LogListFailed(logger, exception, attempt, attempts);
+                LogListFailed(logger, exception, attempt);
             }
             catch (OperationCanceledException)
             {
@@ -88,6 +134,6 @@ public sealed partial class AlertWatchService(IAlertStore store, IGrainFactory g
     [LoggerMessage(EventId = 3102, Level = LogLevel.Warning, Message = "Patient {PatientId} could not be activated for its alerts; trying again, up to a minute apart, until it is (or its next reading activates it)")]
     private static partial void LogWakeFailed(ILogger logger, Exception exception, string patientId);
 
-    [LoggerMessage(EventId = 3103, Level = LogLevel.Error, Message = "Reading the patients with alert rules failed (attempt {Attempt} of {Attempts}); their alert clocks run again with their next reading")]
-    private static partial void LogListFailed(ILogger logger, Exception exception, int attempt, int attempts);
+    [LoggerMessage(EventId = 3103, Level = LogLevel.Error, Message = "Reading the patients with alert rules failed (attempt {Attempt}); trying again, up to a minute apart")]
+    private static partial void LogListFailed(ILogger logger, Exception exception, int attempt);
 }

@@ -51,7 +51,7 @@ public sealed partial class ClusterDepartures(
                 if (died && FirstActive(snapshot) is { } waker && waker.Equals(localSilo.SiloAddress))
                 {
                     LogWakingAlertClocks(logger);
-                    _ = Task.Run(() => alertWatch.WakeWatchedAsync(stoppingToken), CancellationToken.None);
+                    alertWatch.RequestWake(stoppingToken);
                 }
             }
         }
