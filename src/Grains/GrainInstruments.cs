@@ -45,6 +45,20 @@ public sealed class GrainInstruments
         }
     }
 
+    // Patient grains active here whose open windows are not written yet (see PatientsHoldingOpenWindows).
+    private int _holdingOpenWindows;
+
+    /// <summary>
+    /// Patient grains in this process holding open windows not written yet: from their activation until their
+    /// deactivation has written them. Above zero once the server has stopped, its shutdown cut a deactivation short or
+    /// a write failed, and the windows are left for the next start to recover (<see cref="Core.Storage.ICommitLog.OpenWindowsLeft"/>).
+    /// </summary>
+    public int PatientsHoldingOpenWindows => Volatile.Read(ref _holdingOpenWindows);
+
+    public void OpenWindowsHeld() => Interlocked.Increment(ref _holdingOpenWindows);
+
+    public void OpenWindowsWritten() => Interlocked.Decrement(ref _holdingOpenWindows);
+
     public void PatientActivated() => _activePatients.Add(1);
 
     public void PatientDeactivated() => _activePatients.Add(-1);

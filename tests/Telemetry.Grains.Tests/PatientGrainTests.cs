@@ -107,6 +107,22 @@ public sealed class PatientGrainTests(ClusterFixture fixture) : IClassFixture<Cl
     }
 
     [Fact]
+    public async Task A_grain_counts_as_holding_open_windows_until_its_deactivation_has_written_them()
+    {
+        var instruments = fixture.SiloServices.GetRequiredService<GrainInstruments>();
+        await fixture.DeactivateIdleGrainsAsync();
+        var before = instruments.PatientsHoldingOpenWindows;
+
+        await fixture.CommitAndApplyAsync("p-holding", Heart(_base + 1_000, 60));
+        Assert.Equal(before + 1, instruments.PatientsHoldingOpenWindows);
+
+        // What a server checks once it has stopped: none left means every open window was written.
+        await fixture.DeactivateIdleGrainsAsync();
+        Assert.Equal(0, instruments.PatientsHoldingOpenWindows);
+        Assert.Single(await fixture.Rollups.QueryAsync("p-holding", VitalKind.HeartRate, Resolution.Minute, _base, _base + 60_000));
+    }
+
+    [Fact]
     public async Task A_commit_the_activation_already_read_is_not_counted_twice()
     {
         var patient = "p-race";

@@ -23,7 +23,7 @@ internal sealed class UncleanlyStoppedCommitLog(DuckDbCommitLog log) : ICommitLo
     public IAsyncEnumerable<PatientMinute> MinutesCommittedAsync(long afterCommitId, long throughCommitId, CancellationToken cancellationToken = default) =>
         log.MinutesCommittedAsync(afterCommitId, throughCommitId, cancellationToken);
 
-    public Task<IReadOnlyList<PatientMinute>> MinutesOpenAtStopAsync(CancellationToken cancellationToken = default) => log.LastMinutesOfLastDaysAsync(cancellationToken);
+    public Task<IReadOnlyList<PatientMinute>> MinutesOpenAtStopAsync(CancellationToken cancellationToken = default) => log.LastMinutesOfLastDaysAsync(cancellationToken: cancellationToken);
 
     public void OpenWindowsRecovered() => _recovered = true;
 }

@@ -14,6 +14,7 @@ using Telemetry.Api.Patients;
 using Telemetry.Api.Security;
 using Telemetry.Api.Trends;
 using Telemetry.Core.Alerts;
+using Telemetry.Core.Storage;
 using Telemetry.Grains;
 using Telemetry.Ingest;
 using Telemetry.Ingest.Mqtt;
@@ -167,6 +168,17 @@ public static partial class TelemetryServerExtensions
         app.MapPrometheusScrapingEndpoint("/metrics");
         app.MapOpenApi();
 
+        // A stop whose shutdown timeout cut the grains' deactivation short, or whose windows could not be written, leaves
+        // them to the next start to recover, as after a crash (the database keeps its marker).
+        app.Lifetime.ApplicationStopped.Register(() =>
+        {
+            if (app.Services.GetRequiredService<GrainInstruments>().PatientsHoldingOpenWindows is > 0 and var holding)
+            {
+                LogOpenWindowsLeft(app.Logger, holding);
+                app.Services.GetRequiredService<ICommitLog>().OpenWindowsLeft();
+            }
+        });
+
         // Make the admin token and the development signing key (or their files) exist from the first second.
         app.Services.GetRequiredService<AdminToken>();
         app.Services.GetRequiredService<DevelopmentTokens>();
@@ -285,6 +297,10 @@ public static partial class TelemetryServerExtensions
                 break;
         }
     }
+
+    [LoggerMessage(EventId = 1504, Level = LogLevel.Warning,
+        Message = "{Patients} patients' open windows were not written as the server stopped (the shutdown timeout cut their deactivation short, or the write failed): the next start recomputes them")]
+    private static partial void LogOpenWindowsLeft(ILogger logger, int patients);
 
     [LoggerMessage(EventId = 1500, Level = LogLevel.Information,
         Message = "TLS on HTTPS port {HttpsPort} and MQTT port {MqttTlsPort}, certificate {Subject} valid until {NotAfter:u}; device certificates accepted: {DeviceCertificates}")]

@@ -45,4 +45,12 @@ public interface ICommitLog
     void OpenWindowsRecovered()
     {
     }
+
+    /// <summary>
+    /// Records that the server stops with grains whose open windows were not written (its shutdown timeout cut their
+    /// deactivation short, or the write failed): the next start recovers them as after a stop that was not clean.
+    /// </summary>
+    void OpenWindowsLeft()
+    {
+    }
 }

@@ -96,6 +96,9 @@ public sealed partial class PatientGrain(
     // emptied, as it deactivates, or the next activation would hand them on again.
     private bool _writtenOutboxHandedOn;
 
+    // Counted in the instruments' patients holding open windows: from a whole activation until a deactivation wrote them.
+    private bool _holdsOpenWindows;
+
     private string PatientId => this.GetPrimaryKeyString();
 
     private long NowMs => timeProvider.GetUtcNow().ToUnixTimeMilliseconds();
@@ -127,6 +130,8 @@ public sealed partial class PatientGrain(
         }
 
         ScheduleAlertTimer();
+        _holdsOpenWindows = true;
+        instruments.OpenWindowsHeld();
         LogRebuilt(logger, PatientId, rebuilt.Windows.Count);
     }
 
@@ -290,6 +295,11 @@ public sealed partial class PatientGrain(
         try
         {
             await FlushClosedAsync(cancellationToken);
+            if (_holdsOpenWindows)
+            {
+                _holdsOpenWindows = false;
+                instruments.OpenWindowsWritten();
+            }
         }
         finally
         {

@@ -145,18 +145,20 @@ public sealed class DuckDbCommitLog : ICommitLog
 
     /// <remarks>
     /// For the embedded store, after an unclean stop (see <see cref="DuckDbDatabase.StoppedUncleanly"/>): the days are
-    /// those of the newest reading not in the future and the day before (a grain's windows of a day stay open until its
-    /// first call after the day ends, or it goes idle). One read of those two days of readings. A series server's log
+    /// those of the newest reading not in the future as of the start that found the stop (<see cref="DuckDbDatabase.RecoverAsOf"/>)
+    /// and the day before (a grain's windows of a day stay open until its first call after the day ends, or it goes
+    /// idle). One read of those two days of readings. A series server's log
     /// (<see cref="ForLedger"/>) keeps no readings to read them from: it says nothing.
     /// </remarks>
     public Task<IReadOnlyList<PatientMinute>> MinutesOpenAtStopAsync(CancellationToken cancellationToken = default) =>
-        !_readings || !_database.StoppedUncleanly ? Task.FromResult<IReadOnlyList<PatientMinute>>([]) : LastMinutesOfLastDaysAsync(cancellationToken);
+        !_readings || !_database.StoppedUncleanly ? Task.FromResult<IReadOnlyList<PatientMinute>>([]) : LastMinutesOfLastDaysAsync(_database.RecoverAsOf, cancellationToken);
 
     /// <summary>
-    /// For each patient and vital with readings on the day of the newest reading not in the future or the day before,
-    /// the last minute holding one on each of those days (see <see cref="MinutesOpenAtStopAsync"/>).
+    /// For each patient and vital with readings on the day of the newest reading not in the future (as of
+    /// <paramref name="asOf"/>, by default now) or the day before, the last minute holding one on each of those days
+    /// (see <see cref="MinutesOpenAtStopAsync"/>).
     /// </summary>
-    public Task<IReadOnlyList<PatientMinute>> LastMinutesOfLastDaysAsync(CancellationToken cancellationToken = default) =>
+    public Task<IReadOnlyList<PatientMinute>> LastMinutesOfLastDaysAsync(DateTimeOffset? asOf = null, CancellationToken cancellationToken = default) =>
         !_readings
             ? Task.FromResult<IReadOnlyList<PatientMinute>>([])
             : Task.Run<IReadOnlyList<PatientMinute>>(
@@ -174,7 +176,7 @@ public sealed class DuckDbCommitLog : ICommitLog
                         """;
 
                     // Not after now and the clock skew a device is allowed: a reading stamped far ahead says nothing of the stop.
-                    command.Parameters.Add(new DuckDBParameter(_clock.GetUtcNow().UtcDateTime.AddMinutes(10)));
+                    command.Parameters.Add(new DuckDBParameter((asOf ?? _clock.GetUtcNow()).UtcDateTime.AddMinutes(10)));
                     var minutes = new List<PatientMinute>();
                     using var reader = command.ExecuteReader();
                     while (reader.Read())
@@ -188,6 +190,8 @@ public sealed class DuckDbCommitLog : ICommitLog
                 cancellationToken);
 
     public void OpenWindowsRecovered() => _database.Recovered();
+
+    public void OpenWindowsLeft() => _database.RecoveryNeeded();
 
     /// <summary>One page of the minutes, in (patient, vital, minute) order, after <paramref name="after"/>.</summary>
     private void ReadPage(long afterCommitId, long throughCommitId, PatientMinute? after, List<PatientMinute> page)

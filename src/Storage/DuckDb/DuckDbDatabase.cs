@@ -1,4 +1,5 @@
 using System.Diagnostics.Metrics;
+using System.Globalization;
 using DuckDB.NET.Data;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -83,6 +84,7 @@ public sealed class DuckDbDatabase : IDisposable
 
     // Present while a server has the database open; left behind by one that did not stop cleanly (see StoppedUncleanly).
     private readonly string _runningMarker;
+    private const string RecoverAsOfField = "recover as of ";
     private volatile bool _recoveryPending;
 
     public DuckDbDatabase(IOptions<DuckDbOptions> options, ILogger<DuckDbDatabase>? logger = null, IMeterFactory? meterFactory = null)
@@ -121,7 +123,43 @@ public sealed class DuckDbDatabase : IDisposable
 
         _runningMarker = System.IO.Path.ChangeExtension(path, null) + ".running";
         StoppedUncleanly = _recoveryPending = File.Exists(_runningMarker);
-        File.WriteAllText(_runningMarker, $"opened {DateTimeOffset.UtcNow:O} by process {Environment.ProcessId}\n");
+        var now = DateTimeOffset.UtcNow;
+        if (StoppedUncleanly)
+        {
+            RecoverAsOf = ReadRecoverAsOf(_runningMarker) ?? now;
+        }
+
+        File.WriteAllText(
+            _runningMarker,
+            $"opened {now:O} by process {Environment.ProcessId}\n" + (RecoverAsOf is { } asOf ? $"{RecoverAsOfField}{asOf:O}\n" : ""));
+    }
+
+    /// <summary>
+    /// After an unclean stop, the time its recovery looks back from (see <see cref="DuckDbCommitLog.MinutesOpenAtStopAsync"/>):
+    /// when a start first found the stop. Kept in the marker until the recovery is done, so that a start after one that
+    /// failed looks at the days of the stop, not at those of the readings stored since.
+    /// </summary>
+    public DateTimeOffset? RecoverAsOf { get; }
+
+    private static DateTimeOffset? ReadRecoverAsOf(string marker)
+    {
+        try
+        {
+            foreach (var line in File.ReadLines(marker))
+            {
+                if (line.StartsWith(RecoverAsOfField, StringComparison.Ordinal)
+                    && DateTimeOffset.TryParse(line.AsSpan(RecoverAsOfField.Length), CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind, out var asOf))
+                {
+                    return asOf;
+                }
+            }
+        }
+        catch (IOException)
+        {
+            // Unreadable: the stop is taken as just found.
+        }
+
+        return null;
     }
 
     /// <summary>
@@ -133,6 +171,9 @@ public sealed class DuckDbDatabase : IDisposable
 
     /// <summary>Records that what an unclean stop left to recover is recovered: a clean stop from here on removes the marker.</summary>
     public void Recovered() => _recoveryPending = false;
+
+    /// <summary>Records that this stop leaves windows to recover (see <see cref="ICommitLog.OpenWindowsLeft"/>): the marker stays, as after an unclean stop.</summary>
+    public void RecoveryNeeded() => _recoveryPending = true;
 
     private ReadingsFiles Open(DuckDbOptions options, ILogger logger, IMeterFactory? meterFactory)
     {

@@ -83,6 +83,43 @@ public sealed class DuckDbCommitLogTests : IDisposable
         Log.OpenWindowsRecovered();
         _file.Reopen();
         Assert.False(_file.Database.StoppedUncleanly);
+
+        // A stop that left grains' windows unwritten (its shutdown cut short) is taken as unclean.
+        Log.OpenWindowsLeft();
+        _file.Reopen();
+        Assert.True(_file.Database.StoppedUncleanly);
+    }
+
+    [Fact]
+    public async Task A_recovery_not_done_looks_again_at_the_days_of_the_stop_not_at_those_of_the_readings_since()
+    {
+        const long Day = 86_400_000;
+        _file.Store.Commit(Of("watch-1", "patient-1", 1, new VitalReading(VitalKind.HeartRate, T0, 70)));
+        var marker = Path.Combine(_file.Directory.Path, "telemetry.running");
+        var left = File.ReadAllBytes(marker);
+
+        // The start that finds the stop notes when it did, and the starts after it read that back until it is recovered.
+        _file.Reopen(between: () => File.WriteAllBytes(marker, left));
+        var found = _file.Database.RecoverAsOf;
+        Assert.NotNull(found);
+        _file.Reopen();
+        Assert.Equal(found, _file.Database.RecoverAsOf);
+
+        // Found an hour after the reading; the server took readings for two more days before a start whose recovery
+        // had not finished: it still looks at the stop's day.
+        var foundAt = DateTimeOffset.FromUnixTimeMilliseconds(T0 + 3_600_000);
+        _file.Reopen(between: () => File.WriteAllText(marker, $"opened {foundAt:O} by process 1\nrecover as of {foundAt:O}\n"));
+        _file.Store.Commit(Of("watch-1", "patient-1", 2, new VitalReading(VitalKind.HeartRate, T0 + (2 * Day), 71)));
+        _file.Reopen();
+
+        Assert.Equal(foundAt, _file.Database.RecoverAsOf);
+        Assert.Equal([new PatientMinute("patient-1", new CommittedMinute(VitalKind.HeartRate, T0, 0, 0))], await Log.MinutesOpenAtStopAsync());
+
+        // Recovered: the next clean stop leaves no marker, and the start after has nothing to recover.
+        Log.OpenWindowsRecovered();
+        _file.Reopen();
+        Assert.Null(_file.Database.RecoverAsOf);
+        Assert.Empty(await Log.MinutesOpenAtStopAsync());
     }
 
     [Fact]
