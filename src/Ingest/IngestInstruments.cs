@@ -18,6 +18,7 @@ public sealed class IngestInstruments
     public const string CommitFailures = "telemetry.commit.failures";
     public const string AcksSent = "telemetry.acks.sent";
     public const string AlertsPublished = "telemetry.alerts.published";
+    public const string AlertsGivenUp = "telemetry.alerts.given_up";
     public const string DevicesConnected = "telemetry.devices.connected";
     public const string AuthenticationFailures = "telemetry.devices.authentication_failures";
     public const string SignInsHeld = "telemetry.devices.sign_ins_held";
@@ -42,6 +43,7 @@ public sealed class IngestInstruments
     private readonly Counter<long> _commitFailures;
     private readonly Counter<long> _acks;
     private readonly Counter<long> _alertsPublished;
+    private readonly Counter<long> _alertsGivenUp;
     private readonly UpDownCounter<long> _connected;
     private readonly Counter<long> _authenticationFailures;
     private readonly Counter<long> _signInsHeld;
@@ -61,10 +63,11 @@ public sealed class IngestInstruments
         _commitDuration = meter.CreateHistogram(CommitDuration, "s", "Time to commit one group of batches to the raw store.", tags: null,
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] });
         _commitWait = meter.CreateHistogram(CommitWait, "s", "Time from a device batch's hand-over to the commit pipeline to its commit's answer (waiting for room, in the queue, and the commit), by outcome: the server's part of an ack's latency.", tags: null,
-            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] });
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] });
         _commitFailures = meter.CreateCounter<long>(CommitFailures, "{commit}", "Group commits the raw store refused.");
         _acks = meter.CreateCounter<long>(AcksSent, "{ack}", "Acknowledgements sent to devices after commit.");
         _alertsPublished = meter.CreateCounter<long>(AlertsPublished, "{event}", "Alert events published, by channel (mqtt, sse, webhook).");
+        _alertsGivenUp = meter.CreateCounter<long>(AlertsGivenUp, "{event}", "Alert events a channel gave up delivering (a webhook's receiver refused them, or failed until they were too old), by channel.");
         _connected = meter.CreateUpDownCounter<long>(DevicesConnected, "{device}", "Devices connected now.");
         _authenticationFailures = meter.CreateCounter<long>(AuthenticationFailures, "{attempt}", "Device connections refused for bad credentials.");
         _signInsHeld = meter.CreateCounter<long>(SignInsHeld, "{attempt}", "Device sign-ins refused unread: their address had too many tokens refused in the last minute.");
@@ -145,6 +148,8 @@ public sealed class IngestInstruments
         _meter.CreateObservableGauge(GrainCallReadings, readings, "{reading}", "Committed readings handed to patient grains and not yet answered for.");
 
     public void AlertPublished(string channel) => _alertsPublished.Add(1, new KeyValuePair<string, object?>("channel", channel));
+
+    public void AlertGivenUp(string channel) => _alertsGivenUp.Add(1, new KeyValuePair<string, object?>("channel", channel));
 
     public void AckSent(string protocol) => _acks.Add(1, new KeyValuePair<string, object?>("protocol", protocol));
 

@@ -16,12 +16,14 @@ public sealed partial class AlertTests
     [Fact]
     public async Task A_reading_over_MQTT_raises_an_alert_for_MQTT_SSE_and_webhook_and_acknowledging_it_stops_escalation()
     {
-        using var webhook = new WebhookReceiver(WebhookSecret) { FailFirst = 1 };
+        // The receiver is down for a dozen attempts (a second apart here): the event waits for it, and so do those after it.
+        using var webhook = new WebhookReceiver(WebhookSecret) { FailFirst = 12 };
         await using var server = await TelemetryServer.StartNewAsync(new Dictionary<string, string>
         {
             ["Telemetry__Alerts__Webhooks__0__Name"] = "ward",
             ["Telemetry__Alerts__Webhooks__0__Url"] = webhook.Url,
             ["Telemetry__Alerts__Webhooks__0__Secret"] = WebhookSecret,
+            ["Telemetry__Alerts__WebhookMaxBackoffSeconds"] = "1",
         });
         var watchToken = await server.ProvisionAsync("alert-watch", "p-alert");
         var phoneToken = await server.ProvisionAsync("alert-phone", "p-alert");
@@ -42,7 +44,7 @@ public sealed partial class AlertTests
         var overMqtt = await Eventually.FirstAsync(mqtt, a => a.Type == "raised");
         var overSse = await Eventually.FirstAsync(stream.Received, e => e.Alert.Type == "raised");
         var inList = await Eventually.FirstAsync(clinicianList.Received, e => e.Alert.Type == "raised");
-        var overWebhook = await Eventually.FirstAsync(webhook.Received, a => a.Type == "raised");
+        var overWebhook = await Eventually.FirstAsync(webhook.Received, a => a.Type == "raised", seconds: 60);
         var alertId = overMqtt.AlertId;
         Assert.Equal(alertId, overSse.Alert.AlertId);
         Assert.Equal(alertId, inList.Alert.AlertId);
@@ -51,7 +53,8 @@ public sealed partial class AlertTests
         Assert.Equal("Heart rate 135 /min is at or above 120 /min", overMqtt.Json.GetProperty("alert").GetProperty("message").GetString());
         Assert.Equal("heart_rate", overMqtt.Json.GetProperty("alert").GetProperty("kind").GetString());
         Assert.Equal("high", overMqtt.Json.GetProperty("alert").GetProperty("priority").GetString());
-        Assert.True(webhook.Attempts >= 2, "the first delivery was refused with 503 and retried");
+        Assert.True(webhook.Attempts >= 13, "the first twelve deliveries were refused with 503 and retried");
+        Assert.Equal("raised", webhook.Received.First().Type);
         Assert.Empty(webhook.BadSignatures);
 
         // Not acknowledged within two seconds: it escalates, on every channel.

@@ -10,9 +10,13 @@ public sealed class AlertOptions : IValidatableObject
     /// <summary>Where alert events are POSTed, each signed with its webhook's secret.</summary>
     public List<WebhookOptions> Webhooks { get; set; } = [];
 
-    /// <summary>How many times a webhook delivery is tried before the event is given up for that webhook (it stays in the history).</summary>
-    [Range(1, 100)]
-    public int WebhookMaxAttempts { get; set; } = 10;
+    /// <summary>
+    /// How old an event (by its time) may grow while its webhook fails (network, 408, 429, 5xx) before it is given up for
+    /// that webhook (logged and counted; it stays in the history): until then it is tried again, and the events after it
+    /// wait, so that a receiver down for a while gets them all, in order, once it is back. Tried once at least.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:01", "30.00:00:00")]
+    public TimeSpan WebhookGiveUpAfter { get; set; } = TimeSpan.FromDays(1);
 
     /// <summary>The longest wait between two attempts; waits double from one second up to this.</summary>
     [Range(1, 3600)]

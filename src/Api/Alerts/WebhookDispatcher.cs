@@ -16,7 +16,8 @@ namespace Telemetry.Api.Alerts;
 /// Delivers alert events to each configured webhook, in order, from the alert store: its position is kept in the store,
 /// so an event is delivered at least once across restarts. Each POST carries the event as JSON and a signature,
 /// <c>X-Telemetry-Signature: sha256=hex(HMAC-SHA256(secret, timestamp + "." + body))</c>, with the timestamp in
-/// <c>X-Telemetry-Timestamp</c>. Failures (network, 408, 429, 5xx) are retried with doubling waits.
+/// <c>X-Telemetry-Timestamp</c>. Failures (network, 408, 429, 5xx) are retried with doubling waits, the events after
+/// it waiting, until the event is <see cref="AlertOptions.WebhookGiveUpAfter"/> old.
 /// </summary>
 public sealed partial class WebhookDispatcher(
     IAlertStore store,
@@ -193,7 +194,7 @@ public sealed partial class WebhookDispatcher(
                 failure = $"HTTP {(int)response.StatusCode}";
                 if (!IsWorthRetrying(response.StatusCode))
                 {
-                    LogGivenUp(logger, webhook.Name, item.EventId, attempt, failure);
+                    GiveUp(webhook, item, attempt, failure);
                     return true;
                 }
             }
@@ -202,9 +203,11 @@ public sealed partial class WebhookDispatcher(
                 failure = exception.GetType().Name;
             }
 
-            if (attempt >= options.Value.WebhookMaxAttempts)
+            // By the event's own time: after a long outage the events too old by then are given up one attempt each, and
+            // the webhook comes back to those still worth sending.
+            if (timeProvider.GetUtcNow() - item.At >= options.Value.WebhookGiveUpAfter)
             {
-                LogGivenUp(logger, webhook.Name, item.EventId, attempt, failure);
+                GiveUp(webhook, item, attempt, failure);
                 return true;
             }
 
@@ -221,8 +224,8 @@ public sealed partial class WebhookDispatcher(
 
     /// <summary>
     /// Waits <paramref name="delay"/> before the next attempt, renewing the delivery lease every third of its term: a
-    /// wait longer than the term (the backoff reaches a minute) would let it lapse, another server take the event over
-    /// from its first attempt, and the attempts never reach their limit. False when the lease was lost meanwhile.
+    /// wait longer than the term (the backoff reaches a minute) would let it lapse and another server take the event over
+    /// while this one still tries it. False when the lease was lost meanwhile.
     /// </summary>
     private async Task<bool> WaitHoldingAsync(string consumer, TimeSpan delay, CancellationToken stoppingToken)
     {
@@ -237,6 +240,12 @@ public sealed partial class WebhookDispatcher(
         }
 
         return true;
+    }
+
+    private void GiveUp(WebhookOptions webhook, AlertEvent item, int attempts, string failure)
+    {
+        instruments.AlertGivenUp("webhook");
+        LogGivenUp(logger, webhook.Name, item.EventId, attempts, failure);
     }
 
     private static bool IsWorthRetrying(HttpStatusCode status) =>
