@@ -115,6 +115,32 @@ public sealed class AuthorizationMatrixTests(ServerFixture fixture) : IClassFixt
     }
 
     [Fact]
+    public async Task A_token_that_carries_SMART_scopes_does_what_they_grant_and_no_more()
+    {
+        // A clinician's app given read scopes reads the ward's records and acts on none of them; a write scope acts.
+        using var team = await Server.Http.PutAsJsonAsync("/api/care-teams/mx-ward-7", new { patients = new[] { "mx-p7" } });
+        using var reader = Server.ClientWith(await Server.MintTokenAsync("--role", "clinician", "--care-team", "mx-ward-7", "--scope", "user/Observation.rs"));
+        using var writer = Server.ClientWith(await Server.MintTokenAsync("--role", "clinician", "--care-team", "mx-ward-7", "--scope", "user/Observation.rs user/Observation.cu"));
+        Assert.Equal(HttpStatusCode.OK, (await reader.GetAsync("/api/patients/mx-p7/alert-rules")).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await reader.PutAsync("/api/patients/mx-p7/alert-rules", NoRules())).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await reader.PostAsJsonAsync("/api/alerts/mx-p7~1/ack", new { })).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await writer.PutAsync("/api/patients/mx-p7/alert-rules", NoRules())).StatusCode);
+
+        // An admin's: the administration, no FHIR resource, needs a scope that writes every resource; scopes that are not
+        // SMART's (openid, profile) leave it to the role.
+        using var adminReader = Server.ClientWith(await Server.MintTokenAsync("--role", "admin", "--scope", "user/Observation.rs"));
+        using var adminAll = Server.ClientWith(await Server.MintTokenAsync("--role", "admin", "--scope", "user/*.*"));
+        using var adminPlain = Server.ClientWith(await Server.MintTokenAsync("--role", "admin", "--scope", "openid profile"));
+        Assert.Equal(HttpStatusCode.Forbidden, (await adminReader.GetAsync("/api/audit")).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await adminReader.GetAsync("/api/care-teams/mx-ward-7")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await adminReader.GetAsync("/api/patients/mx-p7/alert-rules")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await adminAll.GetAsync("/api/audit")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await adminPlain.GetAsync("/api/care-teams/mx-ward-7")).StatusCode);
+
+        static StringContent NoRules() => new("""{"rules":[]}""", Encoding.UTF8, "application/json");
+    }
+
+    [Fact]
     public async Task Lists_across_patients_hold_only_the_patients_a_caller_may_read()
     {
         var deviceToken = await Server.ProvisionAsync("mx-watch-3", "mx-p3");

@@ -60,7 +60,7 @@ public sealed class BrowserFixture : IAsyncLifetime
             await UploadAsync(deviceId, token, [("heart_rate", DateTimeOffset.UtcNow.AddSeconds(-5), 150)]);
         }
 
-        ClinicianToken = await Server.MintTokenAsync("--role", "clinician", "--sub", "dr-web", "--care-team", "ward-web", "--scope", "user/Observation.rs");
+        ClinicianToken = await Server.MintTokenAsync("--role", "clinician", "--sub", "dr-web", "--care-team", "ward-web", "--scope", "user/Observation.rs user/Observation.cu");
         PatientToken = await Server.MintTokenAsync("--role", "patient", "--sub", "pat-web", "--patient", "p-web-2", "--scope", "patient/Observation.rs");
         await WaitForAlertsAsync();
     }

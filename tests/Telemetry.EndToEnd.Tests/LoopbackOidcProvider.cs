@@ -78,7 +78,7 @@ public sealed class LoopbackOidcProvider : IAsyncDisposable
     /// <summary>A token as the provider issues it; <paramref name="signWith"/> and <paramref name="issuer"/> make forgeries.</summary>
     public string Issue(string subject, string role, string? patient = null, RSA? signWith = null, string? issuer = null, string audience = "telemetry")
     {
-        var claims = new Dictionary<string, object> { ["role"] = role, ["scope"] = "user/Observation.rs" };
+        var claims = new Dictionary<string, object> { ["role"] = role, ["scope"] = role == "admin" ? "user/*.*" : "user/Observation.rs" };
         if (patient is not null)
         {
             claims["patient"] = patient;

@@ -16,14 +16,15 @@ public enum PatientRight
 /// <summary>
 /// Object-level access to a patient's record (OWASP API1): an admin may reach every patient, a clinician the patients
 /// of their care teams, a patient only themself. A token whose SMART scopes read only in a patient's context reaches
-/// only its <c>patient</c>, within that (see <see cref="SmartScopes.NarrowsToOwnPatient"/>).
+/// only its <c>patient</c>, within that (see <see cref="SmartScopes.NarrowsToOwnPatient"/>); one that carries SMART
+/// scopes acts only with a scope that writes (see <see cref="SmartScopes.Writes"/>).
 /// </summary>
 public sealed class PatientAccess(CareTeams careTeams)
 {
     public async ValueTask<bool> AllowsAsync(ClaimsPrincipal user, string patientId, PatientRight right, CancellationToken cancellationToken = default)
     {
         if ((SmartScopes.NarrowsToOwnPatient(user) && !user.FindAll(TelemetryClaims.Patient).Any(claim => claim.Value == patientId))
-            || (right == PatientRight.Act && SmartScopes.NarrowsToOwnPatient(user) && !SmartScopes.Writes(user)))
+            || (right == PatientRight.Act && SmartScopes.Carries(user) && !SmartScopes.Writes(user)))
         {
             return false;
         }

@@ -44,27 +44,43 @@ public static class SmartScopes
     }
 
     /// <summary>
-    /// Whether one of the token's scopes writes (v1 <c>write</c> or <c>*</c>, v2 any of <c>c</c>, <c>u</c>, <c>d</c>)
-    /// Observations or every resource. A token launched for one patient (see <see cref="NarrowsToOwnPatient"/>) acts on
-    /// that record (acknowledges, snoozes, sets alert rules) only with such a scope: a SMART app given read scopes reads,
-    /// and no more. Other tokens act as their role allows.
+    /// Whether the token carries SMART scopes (<c>patient/…</c>, <c>user/…</c>, <c>system/…</c>): a SMART app's token,
+    /// which does what they grant and no more, whatever its role would allow. A token without them (other scopes, such
+    /// as <c>openid</c>, are not theirs) does what its role allows.
     /// </summary>
-    public static bool Writes(ClaimsPrincipal user) =>
-        user.FindAll(TelemetryClaims.Scope).SelectMany(claim => claim.Value.Split(' ', StringSplitOptions.RemoveEmptyEntries)).Any(Writes);
+    public static bool Carries(ClaimsPrincipal user) =>
+        Scopes(user).Any(scope => scope.IndexOf('/', StringComparison.Ordinal) is > 0 and var slash && scope[..slash] is "patient" or "user" or "system");
 
-    private static bool Writes(string scope)
+    /// <summary>
+    /// Whether one of the token's scopes writes (v1 <c>write</c> or <c>*</c>, v2 any of <c>c</c>, <c>u</c>, <c>d</c>)
+    /// Observations or every resource. A token that carries SMART scopes (see <see cref="Carries"/>) acts on a record
+    /// (acknowledges, snoozes, sets alert rules) only with such a scope: a SMART app given read scopes reads, and no more.
+    /// </summary>
+    public static bool Writes(ClaimsPrincipal user) => Scopes(user).Any(scope => WriteGrant(scope) is ("patient" or "user" or "system", "Observation" or "*"));
+
+    /// <summary>
+    /// Whether one of the token's scopes writes every resource as a user or the system (<c>user/*.cud</c>,
+    /// <c>user/*.write</c>, <c>user/*.*</c>, <c>system/*.…</c>): what a token that carries SMART scopes needs for the
+    /// administration (devices, care teams, the audit log), which is no FHIR resource a narrower scope could name.
+    /// </summary>
+    public static bool WritesEverything(ClaimsPrincipal user) => Scopes(user).Any(scope => WriteGrant(scope) is ("user" or "system", "*"));
+
+    private static IEnumerable<string> Scopes(ClaimsPrincipal user) =>
+        user.FindAll(TelemetryClaims.Scope).SelectMany(claim => claim.Value.Split(' ', StringSplitOptions.RemoveEmptyEntries));
+
+    /// <summary>The context and resource a scope grants writing to, or null when it grants none (a scope narrowed by a query grants none here).</summary>
+    private static (string Context, string Resource)? WriteGrant(string scope)
     {
         var slash = scope.IndexOf('/', StringComparison.Ordinal);
         var dot = scope.LastIndexOf('.');
         if (slash <= 0 || dot <= slash || scope.Contains('?', StringComparison.Ordinal))
         {
-            return false;
+            return null;
         }
 
-        var resource = scope[(slash + 1)..dot];
         var permission = scope[(dot + 1)..];
-        return scope[..slash] is "patient" or "user" or "system" && resource is "Observation" or "*"
-            && (permission is "write" or "*" || (permission.Length > 0 && permission.All(c => "cruds".Contains(c)) && permission.Any(c => "cud".Contains(c))));
+        var writes = permission is "write" or "*" || (permission.Length > 0 && permission.All(c => "cruds".Contains(c)) && permission.Any(c => "cud".Contains(c)));
+        return writes ? (scope[..slash], scope[(slash + 1)..dot]) : null;
     }
 
     /// <summary>The one category a v2 scope may narrow to and still read here: every Observation served is a vital sign.</summary>

@@ -14,7 +14,8 @@ public static class TokenCommand
         usage: token --role admin|clinician|patient [--sub <who>] [--patient <id>]... [--care-team <id>]... [--scope "<scopes>"] [--hours <n>]
           --patient    for a patient: the patient they are
           --care-team  for a clinician: a care team they belong to (repeatable)
-          --scope      SMART on FHIR scopes, space-separated (default: user/Observation.rs, or patient/Observation.rs for a patient)
+          --scope      SMART on FHIR scopes, space-separated (default: for an admin user/*.*, for a clinician
+                       user/Observation.rs user/Observation.cu, for a patient patient/Observation.rs)
           --hours      lifetime (default 8)
         The server must read the same configuration (Telemetry:Storage:DuckDb:Path) to find the key.
         """;
@@ -60,7 +61,13 @@ public static class TokenCommand
             error.WriteLine("token: note that this server is configured not to accept development tokens (Telemetry:Auth:Jwt).");
         }
 
-        scope ??= role == TelemetryRoles.Patient ? "patient/Observation.rs" : "user/Observation.rs";
+        // What each role's own pages and tools need: a token that carries SMART scopes does what they grant and no more.
+        scope ??= role switch
+        {
+            TelemetryRoles.Admin => "user/*.*",
+            TelemetryRoles.Clinician => "user/Observation.rs user/Observation.cu",
+            _ => "patient/Observation.rs",
+        };
         var token = app.Services.GetRequiredService<DevelopmentTokens>()
             .Mint(subject ?? role, role, patients, teams, scope, TimeSpan.FromHours(hours), TimeProvider.System);
         output.WriteLine(token);
