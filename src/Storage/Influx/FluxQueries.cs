@@ -12,7 +12,7 @@ namespace Telemetry.Storage.Influx;
 internal static class FluxQueries
 {
     /// <summary>Flux times stop at 2262; queries open to the future stop here instead.</summary>
-    private static readonly long LatestMs = new DateTimeOffset(2200, 1, 1, 0, 0, 0, TimeSpan.Zero).ToUnixTimeMilliseconds();
+    public static readonly long LatestMs = new DateTimeOffset(2200, 1, 1, 0, 0, 0, TimeSpan.Zero).ToUnixTimeMilliseconds();
 
     /// <summary>
     /// Per vital and window of <paramref name="resolution"/>: count, sum, min, max, sum of squares and the last reading
@@ -77,10 +77,10 @@ internal static class FluxQueries
           |> sort(columns: ["_time"])
         """;
 
-    /// <summary>The device's newest quarantined readings with their reasons, newest first.</summary>
-    public static string Quarantine(string bucket, string deviceId, int limit) => $"""
+    /// <summary>The device's newest quarantined readings in [<paramref name="fromMs"/>, <paramref name="toMs"/>) with their reasons, newest first.</summary>
+    public static string Quarantine(string bucket, string deviceId, long fromMs, long toMs, int limit) => $"""
         from(bucket: {Quote(bucket)})
-          |> range(start: 0)
+          |> range(start: {Time(fromMs)}, stop: {Time(toMs)})
           |> filter(fn: (r) => r._measurement == "{InfluxLayout.Quarantine}" and r.{InfluxLayout.DeviceTag} == {Quote(deviceId)})
           |> filter(fn: (r) => r._field == "{InfluxLayout.ValueField}" or r._field == "{InfluxLayout.ReasonField}")
           |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")

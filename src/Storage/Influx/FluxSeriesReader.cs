@@ -9,9 +9,15 @@ using Telemetry.Core.Vitals;
 
 namespace Telemetry.Storage.Influx;
 
-/// <summary>Reads the series from InfluxDB 2 through Flux (see <see cref="FluxQueries"/>).</summary>
-internal sealed class FluxSeriesReader(InfluxDBClient client, string bucket, string org) : ISeriesReader
+/// <summary>
+/// Reads the series from InfluxDB 2 through Flux (see <see cref="FluxQueries"/>). A query that sorts holds what it sorts
+/// in the server's memory, so none sorts more than a bounded stretch: the newest readings and quarantined readings are
+/// looked for a day back, then eight, and so on, until found; an export is sorted a day at a time.
+/// </summary>
+internal sealed class FluxSeriesReader(InfluxDBClient client, string bucket, string org, TimeProvider timeProvider) : ISeriesReader
 {
+    private const long Day = 86_400_000;
+
     private readonly IQueryApi _queries = client.GetQueryApi();
 
     public async Task<HashSet<(VitalKind Kind, long TimestampMs)>> ExistingAsync(string patientId, string deviceId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, CancellationToken cancellationToken) =>
@@ -46,27 +52,72 @@ internal sealed class FluxSeriesReader(InfluxDBClient client, string bucket, str
 
     public async Task<IReadOnlyList<QuarantinedReading>> ReadQuarantineAsync(string deviceId, int limit, CancellationToken cancellationToken)
     {
+        // From a day ahead (a reading may be that far ahead of the clock) back to the start of time, newest first.
         var readings = new List<QuarantinedReading>();
-        foreach (var record in await QueryAsync(FluxQueries.Quarantine(bucket, deviceId, limit), cancellationToken))
+        foreach (var (fromMs, toMs) in StretchesBack(0, timeProvider.GetUtcNow().ToUnixTimeMilliseconds() + Day))
         {
-            if (InfluxLayout.TryParseKind(record.GetValueByKey(InfluxLayout.KindTag), out var kind) && record.GetTime() is { } time)
+            foreach (var record in await QueryAsync(FluxQueries.Quarantine(bucket, deviceId, fromMs, toMs, limit - readings.Count), cancellationToken))
             {
-                readings.Add(new QuarantinedReading(
-                    new VitalReading(kind, time.ToUnixTimeMilliseconds(), Double(record, InfluxLayout.ValueField)),
-                    record.GetValueByKey(InfluxLayout.ReasonField) as string ?? "implausible"));
+                if (InfluxLayout.TryParseKind(record.GetValueByKey(InfluxLayout.KindTag), out var kind) && record.GetTime() is { } time)
+                {
+                    readings.Add(new QuarantinedReading(
+                        new VitalReading(kind, time.ToUnixTimeMilliseconds(), Double(record, InfluxLayout.ValueField)),
+                        record.GetValueByKey(InfluxLayout.ReasonField) as string ?? "implausible"));
+                }
+            }
+
+            if (readings.Count >= limit)
+            {
+                break;
             }
         }
 
         return readings;
     }
 
+    /// <summary>
+    /// [<paramref name="fromMs"/>, <paramref name="toMs"/>) from its end back, in stretches a day long, then eight
+    /// times as long each (a day, eight, 64, ...), so a read of the newest few sorts about what it needs when the recent
+    /// past has them, and reaches the start of the range in a dozen stretches when it does not.
+    /// </summary>
+    internal static IEnumerable<(long FromMs, long ToMs)> StretchesBack(long fromMs, long toMs)
+    {
+        var step = Day;
+        for (var end = Math.Min(toMs, FluxQueries.LatestMs); end > fromMs;)
+        {
+            var start = end - fromMs <= step ? fromMs : end - step;
+            yield return (start, end);
+            end = start;
+            step = step > long.MaxValue / 8 ? long.MaxValue : step * 8;
+        }
+    }
+
     public async Task<IReadOnlyList<StoredReading>> ReadAsync(string patientId, VitalKind kind, long fromMs, long toMs, int limit, CancellationToken cancellationToken) =>
         [.. (await QueryAsync(FluxQueries.Read(bucket, patientId, kind, fromMs, toMs, limit), cancellationToken)).Select(ToStoredReading).OfType<StoredReading>()];
 
-    public async Task<IReadOnlyList<StoredReading>> ReadLatestAsync(string patientId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, int perKind, CancellationToken cancellationToken) =>
-        kinds.Count == 0
-            ? []
-            : [.. (await QueryAsync(FluxQueries.ReadLatest(bucket, patientId, kinds, fromMs, toMs, perKind), cancellationToken)).Select(ToStoredReading).OfType<StoredReading>()];
+    public async Task<IReadOnlyList<StoredReading>> ReadLatestAsync(string patientId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, int perKind, CancellationToken cancellationToken)
+    {
+        // Each vital's newest first, stretch after stretch back, until each has its fill or the range is walked.
+        var found = kinds.Distinct().ToDictionary(kind => kind, _ => new List<StoredReading>());
+        foreach (var (start, end) in StretchesBack(fromMs, toMs))
+        {
+            var wanted = found.Where(entry => entry.Value.Count < perKind).Select(entry => entry.Key).ToList();
+            if (wanted.Count == 0)
+            {
+                break;
+            }
+
+            foreach (var reading in (await QueryAsync(FluxQueries.ReadLatest(bucket, patientId, wanted, start, end, perKind), cancellationToken)).Select(ToStoredReading).OfType<StoredReading>())
+            {
+                if (found.TryGetValue(reading.Kind, out var newest) && newest.Count < perKind)
+                {
+                    newest.Add(reading);
+                }
+            }
+        }
+
+        return [.. found.Values.SelectMany(newest => newest)];
+    }
 
     public async IAsyncEnumerable<StoredReading> StreamAsync(string patientId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
     {
@@ -75,12 +126,17 @@ internal sealed class FluxSeriesReader(InfluxDBClient client, string bucket, str
             yield break;
         }
 
-        // Rows are read from the response as it arrives, so an export never holds the whole range.
-        await foreach (var row in _queries.QueryAsyncEnumerable<ReadingRow>(FluxQueries.Stream(bucket, patientId, kinds, fromMs, toMs), org, cancellationToken))
+        // A day at a time, so the server sorts a day's readings at most; rows are read from each response as it
+        // arrives, so an export never holds even that.
+        for (var dayStart = Math.Max(0, fromMs); dayStart < Math.Min(toMs, FluxQueries.LatestMs); dayStart += Day)
         {
-            if (InfluxLayout.TryParseKind(row.Kind, out var kind) && row.Device is { } deviceId)
+            var dayEnd = Math.Min(dayStart + Day, toMs);
+            await foreach (var row in _queries.QueryAsyncEnumerable<ReadingRow>(FluxQueries.Stream(bucket, patientId, kinds, dayStart, dayEnd), org, cancellationToken))
             {
-                yield return new StoredReading(deviceId, kind, new DateTimeOffset(DateTime.SpecifyKind(row.Time, DateTimeKind.Utc)).ToUnixTimeMilliseconds(), row.Value);
+                if (InfluxLayout.TryParseKind(row.Kind, out var kind) && row.Device is { } deviceId)
+                {
+                    yield return new StoredReading(deviceId, kind, new DateTimeOffset(DateTime.SpecifyKind(row.Time, DateTimeKind.Utc)).ToUnixTimeMilliseconds(), row.Value);
+                }
             }
         }
     }

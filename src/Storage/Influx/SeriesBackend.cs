@@ -64,7 +64,7 @@ public sealed class SeriesBackend : IDisposable
             Bucket = options.Bucket,
             Timeout = options.RequestTimeout,
         });
-        return new SeriesBackend(client, options, options.Bucket, options.Org, client => new FluxSeriesReader(client, options.Bucket, options.Org),
+        return new SeriesBackend(client, options, options.Bucket, options.Org, client => new FluxSeriesReader(client, options.Bucket, options.Org, timeProvider),
             $"InfluxDB bucket {options.Bucket} at {options.Url}", versionedRollups: false, timeProvider, logger);
     }
 

@@ -154,6 +154,48 @@ public sealed class FluxReadTests : IDisposable
     }
 
     [Fact]
+    public async Task The_newest_readings_are_looked_for_a_day_back_then_further_until_found_never_sorting_the_whole_range()
+    {
+        // A heart rate in the last day; the oxygen saturation's newest is found only in the stretch before it.
+        const long Day = 86_400_000;
+        var to = T0 + Day;
+        _server.ThenCsv(RawCsv((T0 + 5_000, "watch-1", 61)));
+        _server.ThenCsv(RawCsv((T0 - (3 * Day), "watch-1", 97)).Replace(",heart_rate,", ",spo2,", StringComparison.Ordinal));
+
+        var latest = await _file.Store.ReadLatestAsync("patient-1", [VitalKind.HeartRate, VitalKind.OxygenSaturation], 0, to, 1);
+
+        var queries = _server.Reads.Select(RecordingInfluxServer.Flux).ToArray();
+        Assert.Equal(2, queries.Length);
+        Assert.Contains($"range(start: {At(T0)}, stop: {At(to)})", queries[0]);
+        Assert.Contains("set: [\"heart_rate\", \"spo2\"]", queries[0]);
+        Assert.Contains($"range(start: {At(T0 - (8 * Day))}, stop: {At(T0)})", queries[1]);
+        Assert.Contains("set: [\"spo2\"]", queries[1]);
+        Assert.Equal(2, latest.Count);
+        Assert.Equal(new StoredReading("watch-1", VitalKind.HeartRate, T0 + 5_000, 61), latest[0]);
+
+        // Nothing at all: the walk reaches the start of time in a dozen stretches or fewer, then stops.
+        var before = _server.Reads.Count();
+        Assert.Empty(await _file.Store.ReadLatestAsync("patient-1", [VitalKind.Steps], 0, to, 5));
+        var walked = _server.Reads.Skip(before).Select(RecordingInfluxServer.Flux).ToArray();
+        Assert.InRange(walked.Length, 2, 12);
+        Assert.Contains("range(start: 1970-01-01T00:00:00.000Z", walked[^1]);
+    }
+
+    [Fact]
+    public async Task An_export_is_sorted_a_day_at_a_time()
+    {
+        const long Day = 86_400_000;
+        await foreach (var _ in _file.Store.StreamAsync("patient-1", [VitalKind.HeartRate], T0, T0 + (2 * Day) + 1_000))
+        {
+        }
+
+        var queries = _server.Reads.Select(RecordingInfluxServer.Flux).ToArray();
+        Assert.Equal(3, queries.Length);
+        Assert.Contains($"range(start: {At(T0)}, stop: {At(T0 + Day)})", queries[0]);
+        Assert.Contains($"range(start: {At(T0 + (2 * Day))}, stop: {At(T0 + (2 * Day) + 1_000)})", queries[2]);
+    }
+
+    [Fact]
     public async Task Quarantine_reads_the_value_and_reason_of_each_point()
     {
         _server.ThenCsv($"""
@@ -165,11 +207,15 @@ public sealed class FluxReadTests : IDisposable
 
             """);
 
-        var quarantined = Assert.Single(await _file.Store.ReadQuarantineAsync("watch-1", 20));
+        var quarantined = Assert.Single(await _file.Store.ReadQuarantineAsync("watch-1", 1));
 
         Assert.Equal(new Core.Readings.VitalReading(VitalKind.HeartRate, T0 + 2_000, 400), quarantined.Reading);
         Assert.Equal("implausible", quarantined.Reason);
-        Assert.Contains("r.device == \"watch-1\"", RecordingInfluxServer.Flux(Assert.Single(_server.Reads)));
+
+        // Found in the last day's stretch (from a day ahead of the clock): the device's whole history is not sorted.
+        var flux = RecordingInfluxServer.Flux(Assert.Single(_server.Reads));
+        Assert.Contains("r.device == \"watch-1\"", flux);
+        Assert.Contains($"range(start: {At(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds())[..10]}", flux);
     }
 
     [Fact]
