@@ -16,18 +16,24 @@ internal sealed class VictoriaMetrics : IAsyncDisposable
     private readonly HttpClient _http = new();
     private Process? _process;
 
-    public VictoriaMetrics()
+    private readonly string _retentionPeriod;
+    private readonly string? _dedupInterval;
+
+    /// <summary>A server keeping samples for <paramref name="retentionPeriod"/>, deduplicating each series to <paramref name="dedupInterval"/> (null: not at all).</summary>
+    public VictoriaMetrics(string retentionPeriod = "100y", string? dedupInterval = "1ms")
     {
         Port = TestPorts.Free();
+        _retentionPeriod = retentionPeriod;
+        _dedupInterval = dedupInterval;
     }
 
     public int Port { get; }
 
     public string Url => $"http://127.0.0.1:{Port}";
 
-    public static async Task<VictoriaMetrics> StartNewAsync()
+    public static async Task<VictoriaMetrics> StartNewAsync(string retentionPeriod = "100y", string? dedupInterval = "1ms")
     {
-        var server = new VictoriaMetrics();
+        var server = new VictoriaMetrics(retentionPeriod, dedupInterval);
         await server.StartAsync();
         return server;
     }
@@ -44,14 +50,15 @@ internal sealed class VictoriaMetrics : IAsyncDisposable
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
-        foreach (var argument in new[]
-        {
+        string[] arguments =
+        [
             $"-storageDataPath={_data}",
             $"-httpListenAddr=127.0.0.1:{Port}",
-            "-retentionPeriod=100y",
-            "-dedup.minScrapeInterval=1ms",
+            $"-retentionPeriod={_retentionPeriod}",
             "-search.latencyOffset=0s",
-        })
+            .. _dedupInterval is null ? [] : new[] { $"-dedup.minScrapeInterval={_dedupInterval}" },
+        ];
+        foreach (var argument in arguments)
         {
             start.ArgumentList.Add(argument);
         }

@@ -15,9 +15,16 @@ namespace Telemetry.Api.Health;
 /// <see cref="IngestOptions.SlowCommitWait"/> for its commit (nor the commit loop as long for patients' grains to take
 /// what was committed). A series server that answers again after a failed commit makes it degraded (served, so a load
 /// balancer sends devices again, whose next commit tells), not unhealthy: no commit comes to clear it otherwise; one
-/// that refused that commit's writes (a wrong token or bucket) is unhealthy for a minute first.
+/// that refused that commit's writes (a wrong token or bucket) is unhealthy for a minute first. A series server whose own
+/// settings lose or double readings (<see cref="SeriesSettingsCheck"/>) makes it degraded, naming them.
 /// </summary>
-public sealed class StoreHealthCheck(DuckDbDatabase database, CommitPipeline pipeline, IRawSeriesStore rawStore, IOptions<IngestOptions> ingest, TimeProvider timeProvider) : IHealthCheck
+public sealed class StoreHealthCheck(
+    DuckDbDatabase database,
+    CommitPipeline pipeline,
+    IRawSeriesStore rawStore,
+    SeriesSettingsCheck seriesSettings,
+    IOptions<IngestOptions> ingest,
+    TimeProvider timeProvider) : IHealthCheck
 {
     private static readonly TimeSpan PingTimeout = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan RefusalUnhealthyFor = TimeSpan.FromMinutes(1);
@@ -76,7 +83,11 @@ public sealed class StoreHealthCheck(DuckDbDatabase database, CommitPipeline pip
             command.CommandText = "SELECT 1";
             command.ExecuteScalar();
             var raw = series is null ? "" : $"; raw series in {series.Describe()}";
-            return HealthCheckResult.Healthy($"DuckDB at {database.FilePath}{raw}");
+
+            // Served (it takes and keeps most readings), but told: what the server's settings lose or double.
+            return seriesSettings.Problems is { Count: > 0 } problems
+                ? HealthCheckResult.Degraded($"{series!.Describe()}: {string.Join("; ", problems)}")
+                : HealthCheckResult.Healthy($"DuckDB at {database.FilePath}{raw}");
         }
         catch (Exception exception)
         {

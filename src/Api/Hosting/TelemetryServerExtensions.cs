@@ -105,6 +105,8 @@ public static partial class TelemetryServerExtensions
             "Telemetry:Retention:RawDays must be 0 (forever) or at least a day more than Telemetry:Ingest:BackfillHorizon: a late reading's windows are recomputed from the raw readings.");
         services.AddSingleton<ClusterSignals>();
         services.AddHostedService(sp => sp.GetRequiredService<ClusterSignals>());
+        services.AddSingleton<SeriesSettingsCheck>();
+        services.AddHostedService(sp => sp.GetRequiredService<SeriesSettingsCheck>());
         services.AddSingleton<DeliveryLease>();
         if (cluster.Enabled)
         {

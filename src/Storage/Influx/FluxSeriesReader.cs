@@ -1,5 +1,6 @@
 using System.Globalization;
 using InfluxDB.Client;
+using InfluxDB.Client.Api.Domain;
 using InfluxDB.Client.Core;
 using InfluxDB.Client.Core.Flux.Domain;
 using Telemetry.Core.Readings;
@@ -23,6 +24,32 @@ internal sealed class FluxSeriesReader(InfluxDBClient client, string bucket, str
     public async Task<HashSet<(VitalKind Kind, long TimestampMs)>> ExistingAsync(string patientId, string deviceId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, CancellationToken cancellationToken) =>
         [.. (await QueryAsync(FluxQueries.Existing(bucket, patientId, deviceId, kinds, fromMs, toMs), cancellationToken))
             .Select(ToStoredReading).OfType<StoredReading>().Select(reading => (reading.Kind, reading.TimestampMs))];
+
+    public async Task<IReadOnlyList<string>?> SettingsProblemsAsync(TimeSpan backfillHorizon, CancellationToken cancellationToken)
+    {
+        Bucket? found;
+        try
+        {
+            found = await client.GetBucketsApi().FindBucketByNameAsync(bucket, cancellationToken);
+        }
+        catch (Exception) when (!cancellationToken.IsCancellationRequested)
+        {
+            return null;
+        }
+
+        // Not found may be a token that writes but may not list buckets: a missing bucket shows in the writes' refusal.
+        if (found is null)
+        {
+            return null;
+        }
+
+        var keepsSeconds = found.RetentionRules?.Where(rule => rule.EverySeconds > 0).Select(rule => rule.EverySeconds).DefaultIfEmpty(0).Min() ?? 0;
+        var needed = backfillHorizon + TimeSpan.FromDays(1);
+        return keepsSeconds > 0 && TimeSpan.FromSeconds(keepsSeconds) < needed
+            ? [string.Create(CultureInfo.InvariantCulture,
+                $"InfluxDB bucket {bucket} keeps points for {TimeSpan.FromSeconds(keepsSeconds).TotalDays:0.##} days, less than Telemetry:Ingest:BackfillHorizon ({backfillHorizon.TotalDays:0.##} days) and a day: a commit holding a reading older than the bucket keeps is refused whole, and its devices are not acknowledged; lengthen the bucket's retention or shorten the horizon")]
+            : [];
+    }
 
     /// <summary>InfluxDB cannot be asked to: a read waits out <see cref="SeriesServerOptions.ReadableAfter"/>.</summary>
     public Task<bool> ShowAnsweredWritesAsync(CancellationToken cancellationToken) => Task.FromResult(false);

@@ -19,6 +19,12 @@ internal interface ISeriesReader : IDisposable
     /// </summary>
     Task<bool> ShowAnsweredWritesAsync(CancellationToken cancellationToken);
 
+    /// <summary>
+    /// What in the server's own settings would refuse, drop or double readings this server acknowledges (see
+    /// <see cref="SeriesBackend.SettingsProblemsAsync"/>): empty when nothing, null when they could not be read.
+    /// </summary>
+    Task<IReadOnlyList<string>?> SettingsProblemsAsync(TimeSpan backfillHorizon, CancellationToken cancellationToken);
+
     Task<IReadOnlyList<QuarantinedReading>> ReadQuarantineAsync(string deviceId, int limit, CancellationToken cancellationToken);
 
     Task<IReadOnlyList<StoredReading>> ReadAsync(string patientId, VitalKind kind, long fromMs, long toMs, int limit, CancellationToken cancellationToken);

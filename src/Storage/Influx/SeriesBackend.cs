@@ -39,6 +39,17 @@ public sealed class SeriesBackend : IDisposable
         }
     }
 
+    /// <summary>
+    /// What in the server's own settings would lose or double readings this server acknowledges, readings being up to
+    /// <paramref name="backfillHorizon"/> old: an InfluxDB bucket that keeps points for less than that and a day (a
+    /// commit holding an older reading is refused whole); a VictoriaMetrics that keeps samples for less (it answers 204
+    /// and drops them), or that deduplicates not to the millisecond (a reading written twice kept twice, or a device's
+    /// readings closer together than its interval dropped). Empty when nothing; null when the settings could not be
+    /// read (the server away, or its token or setup not letting them be read).
+    /// </summary>
+    public Task<IReadOnlyList<string>?> SettingsProblemsAsync(TimeSpan backfillHorizon, CancellationToken cancellationToken) =>
+        Reader.SettingsProblemsAsync(backfillHorizon, cancellationToken);
+
     /// <summary>Where the series are, for health reports and logs (no secrets).</summary>
     public string Description { get; }
 

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net.Http;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using Telemetry.Core.Readings;
 using Telemetry.Core.Rollups;
 using Telemetry.Core.Storage;
@@ -15,7 +16,7 @@ namespace Telemetry.Storage.Influx;
 /// holding at most <see cref="MaxSamples"/> readings. Line protocol field
 /// <c>value</c> of measurement <c>vitals</c> is the series <c>vitals_value</c> there, and so on.
 /// </summary>
-internal sealed class VictoriaMetricsSeriesReader : ISeriesReader
+internal sealed partial class VictoriaMetricsSeriesReader : ISeriesReader
 {
     private static readonly long LatestMs = new DateTimeOffset(2200, 1, 1, 0, 0, 0, TimeSpan.Zero).ToUnixTimeMilliseconds();
 
@@ -61,6 +62,105 @@ internal sealed class VictoriaMetricsSeriesReader : ISeriesReader
             return false;
         }
     }
+
+    public async Task<IReadOnlyList<string>?> SettingsProblemsAsync(TimeSpan backfillHorizon, CancellationToken cancellationToken)
+    {
+        // The server's flags are among its own metrics: flag{name="retentionPeriod", value="1", is_set="false"} 1.
+        var flags = new Dictionary<string, string>(StringComparer.Ordinal);
+        try
+        {
+            using var response = await _http.GetAsync("metrics", HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+            if (!response.IsSuccessStatusCode)
+            {
+                return null;
+            }
+
+            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancellationToken));
+            while (await reader.ReadLineAsync(cancellationToken) is { } line)
+            {
+                if (FlagLine().Match(line) is { Success: true } flag)
+                {
+                    flags[flag.Groups["name"].Value] = flag.Groups["value"].Value;
+                }
+            }
+        }
+        catch (Exception) when (!cancellationToken.IsCancellationRequested)
+        {
+            return null;
+        }
+
+        if (!flags.TryGetValue("retentionPeriod", out var retention) || !flags.TryGetValue("dedup.minScrapeInterval", out var dedup))
+        {
+            return null;
+        }
+
+        var problems = new List<string>();
+        var needed = backfillHorizon + TimeSpan.FromDays(1);
+        if (ParseFlagDuration(retention, bareUnit: TimeSpan.FromDays(31)) is { } keeps && keeps < needed)
+        {
+            problems.Add(string.Create(CultureInfo.InvariantCulture,
+                $"VictoriaMetrics keeps samples for {keeps.TotalDays:0.##} days (-retentionPeriod={retention}), less than Telemetry:Ingest:BackfillHorizon ({backfillHorizon.TotalDays:0.##} days) and a day: it answers 204 for an older reading and drops it, so readings acknowledged are lost; run it with a longer -retentionPeriod"));
+        }
+
+        var interval = ParseFlagDuration(dedup, bareUnit: TimeSpan.FromSeconds(1));
+        if (interval is null || interval == TimeSpan.Zero)
+        {
+            problems.Add("VictoriaMetrics does not deduplicate (-dedup.minScrapeInterval is not set): a reading written twice (a commit retried after a failure) is kept twice, in trends and exports; run it with -dedup.minScrapeInterval=1ms");
+        }
+        else if (interval > TimeSpan.FromMilliseconds(1))
+        {
+            problems.Add($"VictoriaMetrics keeps one sample per series in each {dedup} (-dedup.minScrapeInterval): a device's readings of a vital closer together than that are dropped after their acknowledgement; run it with -dedup.minScrapeInterval=1ms");
+        }
+
+        return problems;
+    }
+
+    /// <summary>
+    /// A VictoriaMetrics duration flag as its metrics print it: its own form (<c>90d</c>, <c>1y</c>, <c>2w</c>) or Go's
+    /// (<c>1m0s</c>, <c>1h30m0s</c>, <c>1ms</c>); a bare number counts in <paramref name="bareUnit"/>; null when unreadable.
+    /// </summary>
+    internal static TimeSpan? ParseFlagDuration(string value, TimeSpan bareUnit)
+    {
+        var parts = FlagDuration().Match(value);
+        if (!parts.Success)
+        {
+            return null;
+        }
+
+        var total = TimeSpan.Zero;
+        for (var i = 0; i < parts.Groups["number"].Captures.Count; i++)
+        {
+            var number = double.Parse(parts.Groups["number"].Captures[i].Value, NumberStyles.Float, CultureInfo.InvariantCulture);
+            TimeSpan? unit = parts.Groups["unit"].Captures[i].Value switch
+            {
+                "" when parts.Groups["number"].Captures.Count == 1 => bareUnit,
+                "ns" => TimeSpan.FromTicks(1) / 100,
+                "us" or "\u00b5s" => TimeSpan.FromMicroseconds(1),
+                "ms" => TimeSpan.FromMilliseconds(1),
+                "s" => TimeSpan.FromSeconds(1),
+                "m" => TimeSpan.FromMinutes(1),
+                "h" => TimeSpan.FromHours(1),
+                "d" => TimeSpan.FromDays(1),
+                "w" => TimeSpan.FromDays(7),
+                "y" => TimeSpan.FromDays(365),
+                _ => null,
+            };
+            if (unit is not { } of)
+            {
+                return null;
+            }
+
+            total += of * number;
+        }
+
+        return total;
+    }
+
+    [GeneratedRegex(@"^flag\{name=""(?<name>[^""]+)"",\s*value=""(?<value>[^""]*)""")]
+    private static partial Regex FlagLine();
+
+    [GeneratedRegex(@"^(?:(?<number>[0-9]+(?:\.[0-9]+)?)(?<unit>[a-z\u00b5]*))+$")]
+    private static partial Regex FlagDuration();
 
     public async Task<HashSet<(VitalKind Kind, long TimestampMs)>> ExistingAsync(string patientId, string deviceId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, CancellationToken cancellationToken)
     {

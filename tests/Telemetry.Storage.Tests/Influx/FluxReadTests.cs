@@ -27,6 +27,22 @@ public sealed class FluxReadTests : IDisposable
     }
 
     [Fact]
+    public async Task A_bucket_keeping_points_for_less_than_the_backfill_horizon_is_named()
+    {
+        _server.Then(200, """{"buckets":[{"id":"b1","name":"vitals","orgID":"o1","retentionRules":[{"type":"expire","everySeconds":604800}]}]}""");
+        _server.Then(200, """{"buckets":[{"id":"b1","name":"vitals","orgID":"o1","retentionRules":[{"type":"expire","everySeconds":0}]}]}""");
+
+        var problem = Assert.Single(await _file.Backend.SettingsProblemsAsync(TimeSpan.FromDays(30), CancellationToken.None) ?? []);
+        var forever = await _file.Backend.SettingsProblemsAsync(TimeSpan.FromDays(30), CancellationToken.None);
+
+        Assert.Contains("bucket vitals keeps points for 7 days", problem, StringComparison.Ordinal);
+        Assert.Equal("/api/v2/buckets", _server.Requests.First().Path);
+        Assert.Contains("name=vitals", _server.Requests.First().Query, StringComparison.Ordinal);
+        Assert.NotNull(forever);
+        Assert.Empty(forever);
+    }
+
+    [Fact]
     public async Task Retention_deletes_through_the_millisecond_before_its_cutoff_as_influxdb_deletes_both_ends_of_a_range()
     {
         await _file.Store.DeleteBeforeAsync(T0);

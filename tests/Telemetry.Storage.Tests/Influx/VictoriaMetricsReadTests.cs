@@ -30,6 +30,53 @@ public sealed class VictoriaMetricsReadTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Settings_that_keep_every_reading_once_are_no_problem()
+    {
+        Assert.Empty(await _file.Backend.SettingsProblemsAsync(TimeSpan.FromDays(30), CancellationToken.None) ?? ["could not be read"]);
+    }
+
+    [Fact]
+    public async Task A_retention_shorter_than_the_backfill_horizon_and_no_deduplication_are_named()
+    {
+        // VictoriaMetrics' defaults: a month (31 days), and every sample kept; readings may be 45 days old.
+        await using var defaults = await VictoriaMetrics.StartNewAsync(retentionPeriod: "1", dedupInterval: null);
+        using var file = InfluxStoreFile.ForVictoriaMetrics(defaults.Url);
+
+        var problems = await file.Backend.SettingsProblemsAsync(TimeSpan.FromDays(45), CancellationToken.None);
+
+        Assert.NotNull(problems);
+        Assert.Equal(2, problems.Count);
+        Assert.Contains("keeps samples for 31 days (-retentionPeriod=1)", problems[0], StringComparison.Ordinal);
+        Assert.Contains("does not deduplicate", problems[1], StringComparison.Ordinal);
+        Assert.Single(await file.Backend.SettingsProblemsAsync(TimeSpan.FromDays(30), CancellationToken.None) ?? []);
+    }
+
+    [Fact]
+    public async Task Deduplication_coarser_than_a_millisecond_is_named_as_it_drops_readings()
+    {
+        await using var coarse = await VictoriaMetrics.StartNewAsync(dedupInterval: "1m");
+        using var file = InfluxStoreFile.ForVictoriaMetrics(coarse.Url);
+
+        var problem = Assert.Single(await file.Backend.SettingsProblemsAsync(TimeSpan.FromDays(30), CancellationToken.None) ?? []);
+        Assert.Contains("one sample per series in each 1m", problem, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("1", 31 * 86_400.0)]
+    [InlineData("90d", 90 * 86_400.0)]
+    [InlineData("2w", 14 * 86_400.0)]
+    [InlineData("1y", 365 * 86_400.0)]
+    [InlineData("1.5h", 5_400.0)]
+    [InlineData("1ms", 0.001)]
+    [InlineData("0s", 0.0)]
+    [InlineData("1m0s", 60.0)]
+    [InlineData("1h30m0s", 5_400.0)]
+    public void Duration_flags_are_read_with_their_unit_a_bare_number_in_months(string flag, double seconds)
+    {
+        Assert.Equal(TimeSpan.FromSeconds(seconds), VictoriaMetricsSeriesReader.ParseFlagDuration(flag, TimeSpan.FromDays(31)));
+    }
+
+    [Fact]
     public async Task Aggregates_rebuild_windows_and_report_the_highest_commit()
     {
         var (first, _) = await _file.CommitAsync(Of("watch-1", "patient-1", 1, Heart(0, 60), Heart(30_000, 70), Oxygen(10_000, 97)));
