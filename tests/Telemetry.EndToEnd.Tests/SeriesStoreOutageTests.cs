@@ -41,6 +41,23 @@ public sealed class SeriesStoreOutageTests(ITestOutputHelper output)
         Assert.Equal(HttpStatusCode.OK, (await Eventually.ReadAsync(server.HealthAsync, answer => answer.StatusCode == HttpStatusCode.OK)).StatusCode);
     }
 
+    [Fact]
+    public async Task Series_server_settings_that_would_double_readings_are_reported_on_health()
+    {
+        // Run without deduplication, VictoriaMetrics keeps a reading written twice (a commit retried) twice.
+        await using var series = await VictoriaMetrics.StartNewAsync(dedupInterval: null);
+        await using var server = await TelemetryServer.StartNewAsync(new Dictionary<string, string>
+        {
+            ["Telemetry__Storage__RawStore"] = "VictoriaMetrics",
+            ["Telemetry__Storage__VictoriaMetrics__Url"] = series.Url,
+        });
+
+        var health = await Eventually.ReadAsync(server.HealthAsync, answer => answer.Body.Contains("does not deduplicate", StringComparison.Ordinal));
+        Assert.Equal(HttpStatusCode.OK, health.StatusCode);
+        Assert.Contains("\"status\":\"Degraded\"", health.Body, StringComparison.Ordinal);
+        Assert.Contains("-dedup.minScrapeInterval=1ms", health.Body, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("stopped")]
     [InlineData("half-open")]
