@@ -43,6 +43,30 @@ public sealed class DeviceTokenTests(ServerFixture fixture) : IClassFixture<Serv
         Assert.Equal(JsonValueKind.Null, (await Server.Http.GetFromJsonAsync<JsonElement>("/api/devices/token-watch")).GetProperty("revokedAt").ValueKind);
     }
 
+    [Fact]
+    public async Task A_will_left_with_the_broker_is_not_stored_when_a_revocation_ends_the_connection()
+    {
+        // A token in the wrong hands connects with a will of readings on its vitals topic, for the broker to publish
+        // once the connection ends without a DISCONNECT, as a revocation ends it.
+        const string DeviceId = "token-will";
+        var token = await Server.ProvisionAsync(DeviceId, "token-p-will");
+        var at = Devices.RecentMinute();
+        using var mqtt = await Devices.ConnectMqttAsync(Devices.MqttOptions(Server.MqttPort, DeviceId, DeviceId, token)
+            .WithWillTopic($"devices/{DeviceId}/vitals")
+            .WithWillPayload(Devices.JsonHeartRates(1, at, 180))
+            .WithWillQualityOfServiceLevel(MQTTnet.Protocol.MqttQualityOfServiceLevel.AtLeastOnce)
+            .Build());
+
+        using var revoked = await Server.Http.DeleteAsync($"/api/devices/{DeviceId}/token");
+        Assert.Equal(HttpStatusCode.OK, revoked.StatusCode);
+
+        var metrics = await Eventually.ReadAsync(
+            () => Server.Http.GetStringAsync("/metrics"),
+            text => text.Contains("reason=\"will\"", StringComparison.Ordinal));
+        Assert.Matches(@"telemetry_payloads_rejected_total\{[^}]*reason=""will""[^}]*\} [1-9]", metrics);
+        Assert.Empty(await Server.RawHeartRatesAsync("token-p-will", at.AddMinutes(-1), at.AddMinutes(2)));
+    }
+
     [Theory]
     [InlineData(false, MqttClientDisconnectReason.AdministrativeAction, "rotated")]
     [InlineData(true, MqttClientDisconnectReason.NotAuthorized, "revoked")]

@@ -272,6 +272,16 @@ public sealed partial class MqttIngestEndpoint(
         // Readings are for Telemetry alone: never routed on to other subscribers.
         args.ProcessPublish = false;
 
+        // A publish the broker makes itself for a client comes with no connection's token: its will, published when the
+        // connection ends without a DISCONNECT (a revocation or rotation ending it, a lost link). Not stored: its
+        // readings would be a revoked token's, or a message written when the device connected, sent whenever it drops.
+        if (!args.CancellationToken.CanBeCanceled)
+        {
+            instruments.PayloadRejected(Protocol, "will");
+            LogWillRefused(logger, args.ClientId);
+            return;
+        }
+
         // Counted before the drain flag is read, so a drain waits for every publish that got past it.
         Interlocked.Increment(ref _inFlight);
         Task<PublishAnswer>? answer = null;
@@ -735,6 +745,9 @@ public sealed partial class MqttIngestEndpoint(
 
     [LoggerMessage(EventId = 1110, Level = LogLevel.Warning, Message = "A device's {Protocol} sign-in could not be checked: the device registry did not answer")]
     private static partial void LogSignInUnavailable(ILogger logger, Exception exception, string protocol);
+
+    [LoggerMessage(EventId = 1105, Level = LogLevel.Information, Message = "The will of {Device}'s MQTT connection, published as it ended, was not stored: a device's readings are taken from its own publishes only")]
+    private static partial void LogWillRefused(ILogger logger, string device);
 
     [LoggerMessage(EventId = 1102, Level = LogLevel.Information, Message = "MQTT connection of {Device} refused: {Reason}")]
     private static partial void LogConnectionRefused(ILogger logger, string device, string reason);
