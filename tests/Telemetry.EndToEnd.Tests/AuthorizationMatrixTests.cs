@@ -136,6 +136,16 @@ public sealed class AuthorizationMatrixTests(ServerFixture fixture) : IClassFixt
         Assert.Equal(HttpStatusCode.OK, (await adminReader.GetAsync("/api/patients/mx-p7/alert-rules")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await adminAll.GetAsync("/api/audit")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await adminPlain.GetAsync("/api/care-teams/mx-ward-7")).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await adminReader.GetAsync("/fhir/AuditEvent?_count=1")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await adminAll.GetAsync("/fhir/AuditEvent?_count=1")).StatusCode);
+
+        // An admin's SMART app launched for one patient reads that patient only, on FHIR as on REST.
+        using var adminLaunch = Server.ClientWith(await Server.MintTokenAsync("--role", "admin", "--patient", "mx-p7", "--scope", "launch patient/Observation.rs"));
+        Assert.Equal(HttpStatusCode.OK, (await adminLaunch.GetAsync("/fhir/Observation?patient=mx-p7&code=8867-4")).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await adminLaunch.GetAsync("/fhir/Observation?patient=mx-p8&code=8867-4")).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await adminLaunch.GetAsync("/api/patients/mx-p8/trends?kind=heart_rate")).StatusCode);
+        using var adminOtherResource = Server.ClientWith(await Server.MintTokenAsync("--role", "admin", "--scope", "user/Patient.rs"));
+        Assert.Equal(HttpStatusCode.Forbidden, (await adminOtherResource.GetAsync("/fhir/Observation?patient=mx-p8&code=8867-4")).StatusCode);
 
         static StringContent NoRules() => new("""{"rules":[]}""", Encoding.UTF8, "application/json");
     }

@@ -494,9 +494,10 @@ public static class FhirEndpoints
     /// <summary>The audit log as AuditEvents, newest first; for admins only.</summary>
     private static async Task<FhirResult> SearchAuditEventsAsync(HttpRequest request, AuditLog audit, TimeProvider timeProvider)
     {
-        if (!request.HttpContext.User.IsInRole(TelemetryRoles.Admin))
+        if (!SmartScopes.AllowsAdministration(request.HttpContext.User))
         {
-            return FhirResult.Error(StatusCodes.Status403Forbidden, OperationOutcome.IssueType.Forbidden, "Only an admin may read the audit log.");
+            return FhirResult.Error(StatusCodes.Status403Forbidden, OperationOutcome.IssueType.Forbidden,
+                "Only an admin may read the audit log, with a token that carries no SMART scopes or one that writes every resource (user/*.*).");
         }
 
         if (FhirGuardFilter.RefuseUnknown(request, AuditEventParameters) is { } refused)

@@ -28,7 +28,7 @@ public sealed partial class FhirGuardFilter(ILogger<FhirGuardFilter> logger) : I
                 return FhirResult.Error(StatusCodes.Status401Unauthorized, OperationOutcome.IssueType.Login, "Send a valid bearer token: 'Authorization: Bearer <token>'.");
             }
 
-            if (!http.User.IsInRole(TelemetryRoles.Admin) && SmartScopes.ForObservations(http.User) == SmartScopes.ObservationRead.None)
+            if (!SmartScopes.IsUnscopedAdmin(http.User) && SmartScopes.ForObservations(http.User) == SmartScopes.ObservationRead.None)
             {
                 return FhirResult.Error(StatusCodes.Status403Forbidden, OperationOutcome.IssueType.Forbidden,
                     "This token has no SMART scope that reads Observations (user/Observation.rs or patient/Observation.rs).");
@@ -57,14 +57,14 @@ public sealed partial class FhirGuardFilter(ILogger<FhirGuardFilter> logger) : I
     /// <summary>
     /// A 403 OperationOutcome when the caller may not read <paramref name="patientId"/>'s Observations: by role (an
     /// admin any patient, a clinician their care teams', a patient their own) and, with only <c>patient/</c> scopes,
-    /// only the patient the token names.
+    /// only the patient the token names, whatever the role (an admin's SMART app launched for one patient included).
     /// </summary>
     public static async ValueTask<FhirResult?> ForbiddenAsync(HttpContext http, string patientId)
     {
         // The patient the request reads (or is refused), as the handler found it (in the body, say): what the audit records.
         Audit.AuditFilter.ReadsPatient(http, patientId);
         var user = http.User;
-        var allowed = user.IsInRole(TelemetryRoles.Admin)
+        var allowed = SmartScopes.IsUnscopedAdmin(user)
             || (await http.RequestServices.GetRequiredService<PatientAccess>().AllowsAsync(user, patientId, PatientRight.Read, http.RequestAborted)
                 && (SmartScopes.ForObservations(user) == SmartScopes.ObservationRead.AsRoleAllows
                     || user.FindAll(TelemetryClaims.Patient).Any(claim => claim.Value == patientId)));

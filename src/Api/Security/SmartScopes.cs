@@ -65,6 +65,16 @@ public static class SmartScopes
     /// </summary>
     public static bool WritesEverything(ClaimsPrincipal user) => Scopes(user).Any(scope => WriteGrant(scope) is ("user" or "system", "*"));
 
+    /// <summary>
+    /// Whether the token may administer (devices, care teams, the audit log, on REST and FHIR alike): an admin's, without
+    /// SMART scopes or with one that writes every resource (see <see cref="WritesEverything"/>).
+    /// </summary>
+    public static bool AllowsAdministration(ClaimsPrincipal user) =>
+        user.IsInRole(TelemetryRoles.Admin) && (!Carries(user) || WritesEverything(user));
+
+    /// <summary>An admin's token without SMART scopes: it reads every patient's Observations, needing no scope to.</summary>
+    public static bool IsUnscopedAdmin(ClaimsPrincipal user) => user.IsInRole(TelemetryRoles.Admin) && !Carries(user);
+
     private static IEnumerable<string> Scopes(ClaimsPrincipal user) =>
         user.FindAll(TelemetryClaims.Scope).SelectMany(claim => claim.Value.Split(' ', StringSplitOptions.RemoveEmptyEntries));
 

@@ -80,8 +80,7 @@ public static class TelemetryAuthentication
             .Configure<IOptions<JwtOptions>, DevelopmentTokens>((bearer, jwt, development) => Configure(bearer, jwt.Value, development));
         services.AddSingleton<Microsoft.AspNetCore.Authorization.IAuthorizationMiddlewareResultHandler, Audit.AuditedAuthorizationResultHandler>();
         services.AddAuthorizationBuilder()
-            .AddPolicy(AdminPolicy, policy => policy.RequireRole(TelemetryRoles.Admin)
-                .RequireAssertion(context => !SmartScopes.Carries(context.User) || SmartScopes.WritesEverything(context.User)))
+            .AddPolicy(AdminPolicy, policy => policy.RequireRole(TelemetryRoles.Admin).RequireAssertion(context => SmartScopes.AllowsAdministration(context.User)))
             .AddPolicy(PersonPolicy, policy => policy.RequireRole(TelemetryRoles.All));
         return services;
     }
