@@ -105,6 +105,8 @@ public sealed class AuthorizationMatrixTests(ServerFixture fixture) : IClassFixt
         using var patientResource = Server.ClientWith(await Server.MintTokenAsync("--role", "clinician", "--care-team", "mx-ward-5", "--patient", "mx-p5", "--scope", "launch patient/Patient.rs"));
         Assert.Equal(HttpStatusCode.Forbidden, (await patientResource.GetAsync("/api/patients/mx-p6/trends?kind=heart_rate")).StatusCode);
         Assert.Equal(HttpStatusCode.Forbidden, (await launched.GetAsync("/api/patients/mx-p6/trends?kind=heart_rate&from=yesterday")).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await launched.GetAsync("/fhir/Observation?patient=mx-p6&code=8867-4&date=yesterday")).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await launched.GetAsync("/fhir/Observation/$lastn?patient=mx-p6&code=8867-4&max=-1")).StatusCode);
         Assert.Equal(HttpStatusCode.BadRequest, (await launched.GetAsync("/api/patients/mx-p5/trends?kind=heart_rate&from=yesterday")).StatusCode);
 
         // Read scopes read, and no more: its own patient's alert rules are not its to change; a write scope may.

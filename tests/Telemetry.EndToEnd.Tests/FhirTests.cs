@@ -136,6 +136,12 @@ public sealed class FhirTests(SeededServer seeded)
         var ahead = await SearchAsync($"patient={Patient}&code=8867-4&date=le{Iso(DateTimeOffset.UtcNow.AddDays(40))}&resolution=1h");
         Assert.Equal(bundle.Total, ahead.Total);
         Assert.True(ahead.Total > 0);
+
+        // An open-ended search (an end in 2100) reads up to what can be stored, its windows chosen for that range.
+        var openEnded = await SearchAsync($"patient={Patient}&code=8867-4&date=le2100-01-01");
+        Assert.Equal(bundle.Total, openEnded.Total);
+        var sinceSeeded = await SearchAsync($"patient={Patient}&code=8867-4&date=ge{Iso(seeded.Start)}&date=le2100-01-01&resolution=1h");
+        Assert.True(sinceSeeded.Total > 0);
     }
 
     private static Dictionary<string, List<string>> LinkParameters(string url) =>

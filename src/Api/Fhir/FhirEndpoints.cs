@@ -23,6 +23,9 @@ public static class FhirEndpoints
     /// <summary>A search without a lower date bound covers this long before its upper bound.</summary>
     public static readonly TimeSpan DefaultSearchRange = TimeSpan.FromDays(30);
 
+    // How far ahead of the clock a search range may end: the most a reading may be stamped ahead (MaxFutureSkew, at most a day).
+    private const long MaxAheadMs = 86_400_000;
+
     /// <summary>The longest period <c>$stats</c> summarises.</summary>
     public static readonly TimeSpan MaxStatsPeriod = TimeSpan.FromDays(366 * 5);
 
@@ -54,8 +57,18 @@ public static class FhirEndpoints
             return refused;
         }
 
-        if (!FhirParameters.TryReadPatient(query, out var patientId, out var error, "patient", "subject")
-            || !TrySelectSeries(query, out var series, out error)
+        // The patient first: one out of reach is refused as such (and audited as denied), whatever else is asked.
+        if (!FhirParameters.TryReadPatient(query, out var patientId, out var error, "patient", "subject"))
+        {
+            return FhirResult.Invalid(error!);
+        }
+
+        if (await FhirGuardFilter.ForbiddenAsync(request.HttpContext, patientId) is { } forbidden)
+        {
+            return forbidden;
+        }
+
+        if (!TrySelectSeries(query, out var series, out error)
             || !TryReadRange(query, timeProvider, DefaultSearchRange, out var fromMs, out var toMs, out error)
             || !FhirParameters.TryReadCount(query, "_count", DefaultCount, int.MaxValue, out var count, out error)
             || !FhirParameters.TryReadCount(query, "_offset", 0, int.MaxValue, out var offset, out error))
@@ -65,11 +78,6 @@ public static class FhirEndpoints
 
         // A server may return fewer than _count asks for: a larger page is cut to the most it serves.
         count = Math.Min(count, MaxCount);
-
-        if (await FhirGuardFilter.ForbiddenAsync(request.HttpContext, patientId) is { } forbidden)
-        {
-            return forbidden;
-        }
 
         var sort = query["_sort"].ToString();
         if (sort is not ("" or "date" or "-date"))
@@ -165,9 +173,8 @@ public static class FhirEndpoints
             return FhirResult.Invalid("$lastn needs 'category' or 'code' (for example category=vital-signs).");
         }
 
-        if (!FhirParameters.TryReadPatient(query, out var patientId, out var error, "patient", "subject")
-            || !TrySelectSeries(query, out var series, out error)
-            || !FhirParameters.TryReadCount(query, "max", 1, MaxLastN, out var max, out error))
+        // The patient first: one out of reach is refused as such (and audited as denied), whatever else is asked.
+        if (!FhirParameters.TryReadPatient(query, out var patientId, out var error, "patient", "subject"))
         {
             return FhirResult.Invalid(error!);
         }
@@ -175,6 +182,12 @@ public static class FhirEndpoints
         if (await FhirGuardFilter.ForbiddenAsync(request.HttpContext, patientId) is { } forbidden)
         {
             return forbidden;
+        }
+
+        if (!TrySelectSeries(query, out var series, out error)
+            || !FhirParameters.TryReadCount(query, "max", 1, MaxLastN, out var max, out error))
+        {
+            return FhirResult.Invalid(error!);
         }
 
         // Without a date, the latest readings the store still holds, however old.
@@ -413,6 +426,10 @@ public static class FhirEndpoints
             // Only an end given: the default range up to it, or up to now when it lies ahead (nothing is stored there).
             fromMs = Math.Min(toMs, now + 1) - (long)defaultRange.TotalMilliseconds;
         }
+
+        // An end far ahead (an open-ended search, le2100) ends a day ahead, past any reading's allowed skew: the range's
+        // length, which chooses the windows and bounds them, is that of what can be stored.
+        toMs = Math.Min(toMs, now + MaxAheadMs);
 
         // Nothing is stored from before 1970: a range is cut there (one wholly before it finds nothing).
         fromMs = Math.Max(0, fromMs);
