@@ -28,4 +28,22 @@ public static class TimeStretches
 
         return stretches;
     }
+
+    /// <summary>
+    /// [<paramref name="fromMs"/>, <paramref name="toMs"/>) from its end back, in stretches a day long, then eight times
+    /// as long each (a day, eight, 64, ...): a read of the newest few reads about what it needs when the recent past
+    /// holds them, and reaches the start of a long range in a few stretches when it does not.
+    /// </summary>
+    public static IEnumerable<(long FromMs, long ToMs)> Back(long fromMs, long toMs)
+    {
+        const long Day = 86_400_000;
+        var step = Day;
+        for (var end = toMs; end > fromMs;)
+        {
+            var start = end - fromMs <= step ? fromMs : end - step;
+            yield return (start, end);
+            end = start;
+            step = step > long.MaxValue / 8 ? long.MaxValue : step * 8;
+        }
+    }
 }

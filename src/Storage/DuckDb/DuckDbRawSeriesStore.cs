@@ -572,22 +572,58 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
             return ReadAll(command);
         }, cancellationToken);
 
+    /// <remarks>
+    /// Every patient's readings lie together by time, so a read over a long range scans all of them: the range is walked
+    /// back from its end a stretch at a time (<see cref="TimeStretches.Back"/>), for the vitals the patient has a series
+    /// of at all and has not yet their fill, so the newest few of a patient sending now cost about a day's scan.
+    /// </remarks>
     public Task<IReadOnlyList<StoredReading>> ReadLatestAsync(string patientId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, int perKind, CancellationToken cancellationToken = default) =>
         Task.Run<IReadOnlyList<StoredReading>>(() =>
         {
             using var connection = _database.OpenConnection();
-            using var command = connection.CreateCommand();
-            command.CommandText = $"""
-                SELECT s.device_id, s.kind, epoch_ms(r.ts), r.value FROM all_readings r JOIN all_series s USING (series_id)
-                WHERE s.patient_id = $1 AND s.kind IN ({KindList(kinds)}) AND r.ts >= $2 AND r.ts < $3
-                QUALIFY row_number() OVER (PARTITION BY s.kind ORDER BY r.ts DESC, s.device_id) <= $4
-                ORDER BY s.kind, r.ts DESC, s.device_id
-                """;
-            command.Parameters.Add(new DuckDBParameter(patientId));
-            command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(fromMs)));
-            command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(toMs)));
-            command.Parameters.Add(new DuckDBParameter((long)perKind));
-            return ReadAll(command);
+            var found = new SortedDictionary<VitalKind, List<StoredReading>>();
+            if (kinds.Count > 0)
+            {
+                using var present = connection.CreateCommand();
+                present.CommandText = $"SELECT DISTINCT kind FROM all_series WHERE patient_id = $1 AND kind IN ({KindList(kinds)})";
+                present.Parameters.Add(new DuckDBParameter(patientId));
+                using var reader = present.ExecuteReader();
+                while (reader.Read())
+                {
+                    found[(VitalKind)reader.GetByte(0)] = [];
+                }
+            }
+
+            foreach (var (start, end) in TimeStretches.Back(fromMs, toMs))
+            {
+                var wanted = found.Where(entry => entry.Value.Count < perKind).Select(entry => entry.Key).ToList();
+                if (wanted.Count == 0 || cancellationToken.IsCancellationRequested)
+                {
+                    break;
+                }
+
+                using var command = connection.CreateCommand();
+                command.CommandText = $"""
+                    SELECT s.device_id, s.kind, epoch_ms(r.ts), r.value FROM all_readings r JOIN all_series s USING (series_id)
+                    WHERE s.patient_id = $1 AND s.kind IN ({KindList(wanted)}) AND r.ts >= $2 AND r.ts < $3
+                    QUALIFY row_number() OVER (PARTITION BY s.kind ORDER BY r.ts DESC, s.device_id) <= $4
+                    ORDER BY s.kind, r.ts DESC, s.device_id
+                    """;
+                command.Parameters.Add(new DuckDBParameter(patientId));
+                command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(start)));
+                command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(end)));
+                command.Parameters.Add(new DuckDBParameter((long)perKind));
+                foreach (var reading in ReadAll(command))
+                {
+                    var newest = found[reading.Kind];
+                    if (newest.Count < perKind)
+                    {
+                        newest.Add(reading);
+                    }
+                }
+            }
+
+            return [.. found.Values.SelectMany(newest => newest)];
         }, cancellationToken);
 
     public async IAsyncEnumerable<StoredReading> StreamAsync(

@@ -81,7 +81,7 @@ internal sealed class FluxSeriesReader(InfluxDBClient client, string bucket, str
     {
         // From a day ahead (a reading may be that far ahead of the clock) back to the start of time, newest first.
         var readings = new List<QuarantinedReading>();
-        foreach (var (fromMs, toMs) in StretchesBack(0, timeProvider.GetUtcNow().ToUnixTimeMilliseconds() + Day))
+        foreach (var (fromMs, toMs) in TimeStretches.Back(0, Math.Min(timeProvider.GetUtcNow().ToUnixTimeMilliseconds() + Day, FluxQueries.LatestMs)))
         {
             foreach (var record in await QueryAsync(FluxQueries.Quarantine(bucket, deviceId, fromMs, toMs, limit - readings.Count), cancellationToken))
             {
@@ -102,23 +102,6 @@ internal sealed class FluxSeriesReader(InfluxDBClient client, string bucket, str
         return readings;
     }
 
-    /// <summary>
-    /// [<paramref name="fromMs"/>, <paramref name="toMs"/>) from its end back, in stretches a day long, then eight
-    /// times as long each (a day, eight, 64, ...), so a read of the newest few sorts about what it needs when the recent
-    /// past has them, and reaches the start of the range in a dozen stretches when it does not.
-    /// </summary>
-    internal static IEnumerable<(long FromMs, long ToMs)> StretchesBack(long fromMs, long toMs)
-    {
-        var step = Day;
-        for (var end = Math.Min(toMs, FluxQueries.LatestMs); end > fromMs;)
-        {
-            var start = end - fromMs <= step ? fromMs : end - step;
-            yield return (start, end);
-            end = start;
-            step = step > long.MaxValue / 8 ? long.MaxValue : step * 8;
-        }
-    }
-
     public async Task<IReadOnlyList<StoredReading>> ReadAsync(string patientId, VitalKind kind, long fromMs, long toMs, int limit, CancellationToken cancellationToken) =>
         [.. (await QueryAsync(FluxQueries.Read(bucket, patientId, kind, fromMs, toMs, limit), cancellationToken)).Select(ToStoredReading).OfType<StoredReading>()];
 
@@ -126,7 +109,7 @@ internal sealed class FluxSeriesReader(InfluxDBClient client, string bucket, str
     {
         // Each vital's newest first, stretch after stretch back, until each has its fill or the range is walked.
         var found = kinds.Distinct().ToDictionary(kind => kind, _ => new List<StoredReading>());
-        foreach (var (start, end) in StretchesBack(fromMs, toMs))
+        foreach (var (start, end) in TimeStretches.Back(fromMs, Math.Min(toMs, FluxQueries.LatestMs)))
         {
             var wanted = found.Where(entry => entry.Value.Count < perKind).Select(entry => entry.Key).ToList();
             if (wanted.Count == 0)

@@ -218,11 +218,13 @@ internal sealed partial class VictoriaMetricsSeriesReader : ISeriesReader
         // device's whole history when the recent past has enough.
         var found = new List<QuarantinedReading>();
         var selector = $"{{__name__=\"quarantine_value\",{InfluxLayout.DeviceTag}={Quote(deviceId)}}}";
-        var end = Math.Min(_timeProvider.GetUtcNow().ToUnixTimeMilliseconds() + Day, LatestMs);
-        var step = Day;
-        while (end > 0 && found.Count < limit)
+        foreach (var (start, end) in TimeStretches.Back(0, Math.Min(_timeProvider.GetUtcNow().ToUnixTimeMilliseconds() + Day, LatestMs)))
         {
-            var start = Math.Max(0, end - step);
+            if (found.Count >= limit)
+            {
+                break;
+            }
+
             var stretch = new List<QuarantinedReading>();
             await foreach (var series in ExportAsync(selector, start, end, cancellationToken))
             {
@@ -236,8 +238,6 @@ internal sealed partial class VictoriaMetricsSeriesReader : ISeriesReader
             }
 
             found.AddRange(stretch.OrderByDescending(reading => reading.Reading.TimestampMs));
-            end = start;
-            step = Math.Min(step * 8, LatestMs);
         }
 
         return found.Count > limit ? found[..limit] : found;
@@ -285,11 +285,13 @@ internal sealed partial class VictoriaMetricsSeriesReader : ISeriesReader
         // history when the recent past has enough.
         var found = new List<StoredReading>();
         var wanted = kinds.ToHashSet();
-        var end = Math.Min(toMs, LatestMs);
-        var step = Day;
-        while (end > fromMs && wanted.Count > 0)
+        foreach (var (start, end) in TimeStretches.Back(fromMs, Math.Min(toMs, LatestMs)))
         {
-            var start = Math.Max(fromMs, end - step);
+            if (wanted.Count == 0)
+            {
+                break;
+            }
+
             foreach (var (kind, newest) in await CollectNewestAsync(patientId, wanted, start, end, perKind, cancellationToken))
             {
                 var have = found.Count(reading => reading.Kind == kind);
@@ -299,9 +301,6 @@ internal sealed partial class VictoriaMetricsSeriesReader : ISeriesReader
                     wanted.Remove(kind);
                 }
             }
-
-            end = start;
-            step *= 8;
         }
 
         return [.. found.GroupBy(reading => reading.Kind).SelectMany(kind => kind.OrderByDescending(reading => reading.TimestampMs))];

@@ -36,6 +36,31 @@ public sealed class RawReadTests : IDisposable
     }
 
     [Fact]
+    public async Task The_newest_readings_are_found_however_far_back_they_lie_and_in_order()
+    {
+        // A heart rate an hour and three days before the end, an oxygen saturation forty days before it: stretches apart.
+        const long Day = 86_400_000;
+        var end = T0 + (50 * Day);
+        _file.Store.Commit(
+            Of("watch-1", "patient-1", 1,
+                new VitalReading(VitalKind.OxygenSaturation, end - (40 * Day), 96),
+                new VitalReading(VitalKind.HeartRate, end - (3 * Day), 62),
+                new VitalReading(VitalKind.HeartRate, end - 3_600_000, 64)),
+            Of("watch-2", "patient-2", 1, new VitalReading(VitalKind.HeartRate, end - 1_000, 99)));
+
+        var latest = await Store.ReadLatestAsync("patient-1", [VitalKind.HeartRate, VitalKind.OxygenSaturation, VitalKind.Steps], 0, end, perKind: 2);
+
+        Assert.Equal(
+            [
+                new StoredReading("watch-1", VitalKind.HeartRate, end - 3_600_000, 64),
+                new StoredReading("watch-1", VitalKind.HeartRate, end - (3 * Day), 62),
+                new StoredReading("watch-1", VitalKind.OxygenSaturation, end - (40 * Day), 96),
+            ],
+            latest);
+        Assert.Equal([new StoredReading("watch-1", VitalKind.HeartRate, end - 3_600_000, 64)], await Store.ReadLatestAsync("patient-1", [VitalKind.HeartRate], 0, end, perKind: 1));
+    }
+
+    [Fact]
     public async Task A_stream_returns_every_reading_once_in_time_order_across_pages()
     {
         // 12,000 readings at 3,000 distinct times from two devices and two vitals: pages of 10,000 end inside one time.
