@@ -353,6 +353,7 @@ public sealed class FhirTests(SeededServer seeded)
         }
 
         Assert.Subset(paged.ToHashSet(), all.Skip(1).ToHashSet());
+        Assert.Equal(paged.Count, paged.Distinct().Count());
 
         using var clinician = Server.ClientWith(await Server.MintTokenAsync("--role", "clinician", "--care-team", "fhir-audit-ward"));
         using var refused = await clinician.GetAsync($"/fhir/AuditEvent?patient=Patient/{Patient}");

@@ -19,8 +19,13 @@ public static class AuditEndpoints
         return routes;
     }
 
-    private static async Task<IResult> ListAsync(string? patientId, string? actor, DateTimeOffset? from, DateTimeOffset? to, int? limit, AuditLog log)
+    private static async Task<IResult> ListAsync(string? patientId, string? actor, DateTimeOffset? from, DateTimeOffset? to, int? limit, long? before, AuditLog log)
     {
+        if (before is <= 0)
+        {
+            return Invalid("before", "the seq of the last record of the page before: records older than it follow");
+        }
+
         if (patientId is not null && !Identifier.IsValid(patientId))
         {
             return Invalid("patientId", Identifier.Shape);
@@ -31,7 +36,7 @@ public static class AuditEndpoints
             return Invalid("limit", $"1 to {MaxListed}");
         }
 
-        return TypedResults.Ok(await Task.Run(() => log.Query(patientId, actor, from, to, limit ?? 100)));
+        return TypedResults.Ok(await Task.Run(() => log.Query(patientId, actor, from, to, limit ?? 100, before)));
     }
 
     private static IResult Invalid(string field, string expected) =>

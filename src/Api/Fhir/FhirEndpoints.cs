@@ -31,7 +31,7 @@ public static class FhirEndpoints
 
     private static readonly HashSet<string> SearchParameters = ["patient", "subject", "code", "category", "date", "_count", "_offset", "_sort", "resolution"];
     private static readonly HashSet<string> LastNParameters = ["patient", "subject", "code", "category", "date", "max"];
-    private static readonly HashSet<string> AuditEventParameters = ["patient", "entity", "date", "_count"];
+    private static readonly HashSet<string> AuditEventParameters = ["patient", "entity", "date", "_count", "_before"];
     private static readonly HashSet<string> StatsParameters = ["subject", "patient", "code", "system", "coding", "duration", "statistic", "include", "limit"];
 
     public static IEndpointRouteBuilder MapFhirEndpoints(this IEndpointRouteBuilder routes)
@@ -541,25 +541,33 @@ public static class FhirEndpoints
             return FhirResult.Invalid(error!);
         }
 
+        long? beforeSeq = null;
+        if (request.Query["_before"].Count > 0)
+        {
+            if (!long.TryParse(request.Query["_before"].ToString(), NumberStyles.None, CultureInfo.InvariantCulture, out var before) || before <= 0)
+            {
+                return FhirResult.Invalid("'_before' is the sequence number of the last record of the page before (from its 'next' link).");
+            }
+
+            beforeSeq = before;
+        }
+
         count = Math.Min(count, MaxCount);
         DateTimeOffset? from = fromMs == long.MinValue ? null : DateTimeOffset.FromUnixTimeMilliseconds(Math.Max(0, fromMs));
         DateTimeOffset? to = toMs == long.MaxValue ? null : DateTimeOffset.FromUnixTimeMilliseconds(Math.Clamp(toMs, 0, DateTimeOffset.MaxValue.ToUnixTimeMilliseconds()));
-        var records = await System.Threading.Tasks.Task.Run(() => audit.Query(patientId, null, from, to, count));
+        var records = await System.Threading.Tasks.Task.Run(() => audit.Query(patientId, null, from, to, count, beforeSeq));
 
-        // No total: counting every match would read the whole log. A full page links to the next (older) one, which
-        // starts at the millisecond this page ends in (a record of it may show on both pages; none is skipped, unless a
-        // whole page falls in one millisecond: the next then starts before it).
+        // No total: counting every match would read the whole log. A full page links to the next (older) one: the same
+        // search, from before this page's last record in the chain, so that no record is skipped or shown twice however
+        // the clock stepped while they were written.
         var bundle = new Bundle { Id = Guid.NewGuid().ToString(), Type = Bundle.BundleType.Searchset, Timestamp = timeProvider.GetUtcNow() };
         bundle.Link.Add(new Bundle.LinkComponent { Relation = "self", Url = request.GetEncodedUrlWithoutFormat() });
         if (records.Count == count && count > 0)
         {
             List<KeyValuePair<string, string?>> next =
             [
-                .. request.Query.Where(p => p.Key is "patient" or "entity").SelectMany(p => p.Value.Select(v => new KeyValuePair<string, string?>(p.Key, v))),
-                .. request.Query["date"].Where(date => date is not null && !date.StartsWith("le", StringComparison.Ordinal) && !date.StartsWith("lt", StringComparison.Ordinal))
-                    .Select(date => new KeyValuePair<string, string?>("date", date)),
-                // A page within one millisecond goes on before it: with "le" it would be this page again, for good.
-                new("date", (records[0].At.ToUnixTimeMilliseconds() == records[^1].At.ToUnixTimeMilliseconds() ? "lt" : "le") + Instant(records[^1].At.ToUnixTimeMilliseconds())),
+                .. request.Query.Where(p => p.Key is "patient" or "entity" or "date").SelectMany(p => p.Value.Select(v => new KeyValuePair<string, string?>(p.Key, v))),
+                new("_before", records[^1].Seq.ToString(CultureInfo.InvariantCulture)),
                 new("_count", count.ToString(CultureInfo.InvariantCulture)),
             ];
             bundle.Link.Add(new Bundle.LinkComponent { Relation = "next", Url = QueryHelpers.AddQueryString(BaseUrl(request) + "/AuditEvent", next) });

@@ -117,8 +117,14 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
         }
     }
 
-    /// <summary>The newest records first that match, at most <paramref name="limit"/>; reads back only as far as it must.</summary>
-    public IReadOnlyList<AuditRecord> Query(string? patientId, string? actor, DateTimeOffset? from, DateTimeOffset? to, int limit)
+    /// <summary>
+    /// The newest records first (in the chain's order) that match, at most <paramref name="limit"/>, from before
+    /// <paramref name="beforeSeq"/> when given: a page after one that ended at record N asks for those before N, which
+    /// no step of the clock can make it skip or repeat. Reads back only as far as it must: a day's file after
+    /// <paramref name="to"/> (by a day more, for a clock stepped back) or all of whose records are from
+    /// <paramref name="beforeSeq"/> on is not read through.
+    /// </summary>
+    public IReadOnlyList<AuditRecord> Query(string? patientId, string? actor, DateTimeOffset? from, DateTimeOffset? to, int limit, long? beforeSeq = null)
     {
         if (limit <= 0)
         {
@@ -135,13 +141,24 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
                 break;
             }
 
+            // A day's file begins (its first record) after the day began, unless the clock stepped back: by a day at most.
+            if (to is { } end && segment.Day is { } of && of.AddDays(-1).ToDateTime(TimeOnly.MinValue, DateTimeKind.Utc) >= end.UtcDateTime)
+            {
+                continue;
+            }
+
+            if (beforeSeq is { } before && ReadAll(segment.Path, skipDamaged: true).FirstOrDefault() is { } first && first.Seq >= before)
+            {
+                continue;
+            }
+
             // A day's file is read through once, holding only its latest matches that are still wanted.
             var wanted = limit - newest.Count;
             latest.Clear();
             foreach (var record in ReadAll(segment.Path, skipDamaged: true))
             {
                 if ((patientId is null || record.PatientId == patientId) && (actor is null || record.Actor == actor)
-                    && (from is null || record.At >= from) && (to is null || record.At < to))
+                    && (from is null || record.At >= from) && (to is null || record.At < to) && (beforeSeq is null || record.Seq < beforeSeq))
                 {
                     if (latest.Count == wanted)
                     {

@@ -189,6 +189,46 @@ public sealed class AuditLogTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Pages_from_before_a_record_hold_every_older_record_once_however_the_clock_stepped()
+    {
+        var clock = new SettableClock { Now = Start.AddDays(1) };
+        await using var log = new AuditLog(_directory.Options, clock, NullLogger<AuditLog>.Instance);
+        for (var i = 0; i < 7; i++)
+        {
+            // The clock steps back half an hour after the fourth record: the later three are stamped before it.
+            clock.Now = i == 4 ? clock.Now.AddMinutes(-30) : clock.Now.AddMinutes(1);
+            await log.WriteAsync("dr-a", "clinician", "p-1", "GET /api/patients/p-1/live", 200);
+        }
+
+        var paged = new List<long>();
+        long? before = null;
+        while (true)
+        {
+            var page = log.Query(null, null, null, null, 3, before);
+            paged.AddRange(page.Select(record => record.Seq));
+            if (page.Count < 3)
+            {
+                break;
+            }
+
+            before = page[^1].Seq;
+        }
+
+        Assert.Equal([7L, 6, 5, 4, 3, 2, 1], paged);
+    }
+
+    [Fact]
+    public async Task A_query_up_to_a_time_does_not_read_the_files_of_later_days()
+    {
+        await WriteDaysAsync(4, perDay: 4);
+
+        // A later day's file that cannot be opened (today's is the log's own): a query up to a day before must not need it.
+        using var locked = new FileStream(Path.Combine(_directory.Path, "audit-2026-11-30.log"), FileMode.Open, FileAccess.ReadWrite, FileShare.None);
+
+        Assert.Equal([4L, 3, 2, 1], _log.Query(null, null, null, new DateTimeOffset(2026, 11, 29, 0, 0, 0, TimeSpan.Zero), 100).Select(record => record.Seq));
+    }
+
+    [Fact]
     public async Task The_single_file_of_earlier_versions_is_the_oldest_part_of_the_chain()
     {
         await WriteDaysAsync(1, perDay: 2);
