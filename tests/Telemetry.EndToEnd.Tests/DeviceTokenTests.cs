@@ -162,6 +162,22 @@ public sealed class DeviceTokenTests(ServerFixture fixture) : IClassFixture<Serv
         Assert.Equal(HttpStatusCode.Forbidden, (await clinician.DeleteAsync("/api/devices/token-watch-2/token")).StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await Server.Http.PostAsync("/api/devices/token-nobody/token", null)).StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await Server.Http.DeleteAsync("/api/devices/token-nobody/token")).StatusCode);
+
+        // An id no device can have is answered as such, naming the shape an id takes, not as a device not found.
+        foreach (var answer in new[]
+        {
+            await Server.Http.GetAsync("/api/devices/bad%20id"),
+            await Server.Http.PostAsync("/api/devices/bad%20id/token", null),
+            await Server.Http.DeleteAsync("/api/devices/bad%20id/token"),
+            await Server.Http.GetAsync("/api/devices/bad%20id/rejects"),
+        })
+        {
+            using (answer)
+            {
+                Assert.Equal(HttpStatusCode.BadRequest, answer.StatusCode);
+                Assert.Contains("deviceId", await answer.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+            }
+        }
     }
 
     private Task<MqttClientConnectResultCode> ConnectAsync(string token) =>

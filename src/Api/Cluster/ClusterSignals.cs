@@ -22,28 +22,46 @@ public sealed partial class ClusterSignals(
     private const int StreamLength = 10_000;
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(500);
 
-    public async Task DeviceCredentialsChangedAsync(string deviceId, bool revoked)
+    // Tries at telling the cluster, and the waits between them.
+    private static readonly TimeSpan[] AnnounceRetries = [TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(1)];
+
+    /// <summary>
+    /// Ends the device's live connections on every server: false when the cluster could not be told (Redis away after
+    /// three tries; this server's own are ended all the same), and those on other servers may go on: the caller says so,
+    /// and a repeat of the change tells it again.
+    /// </summary>
+    public async Task<bool> DeviceCredentialsChangedAsync(string deviceId, bool revoked)
     {
         if (!cluster.Value.Enabled)
         {
             await sessions.EndAsync(deviceId, revoked);
-            return;
+            return true;
         }
 
-        try
+        for (var attempt = 0; ; attempt++)
         {
-            var redis = services.GetRequiredService<RedisConnection>();
-            await (await redis.DatabaseAsync()).StreamAddAsync(
-                redis.Key(CredentialsStream),
-                [new NameValueEntry("device", deviceId), new NameValueEntry("revoked", revoked ? 1 : 0)],
-                maxLength: StreamLength,
-                useApproximateMaxLength: true);
-        }
-        catch (Exception exception)
-        {
-            // Never fail the rotation (its new token is shown once): end what this server holds at least.
-            LogAnnounceFailed(logger, exception, deviceId);
-            await sessions.EndAsync(deviceId, revoked);
+            try
+            {
+                var redis = services.GetRequiredService<RedisConnection>();
+                await (await redis.DatabaseAsync()).StreamAddAsync(
+                    redis.Key(CredentialsStream),
+                    [new NameValueEntry("device", deviceId), new NameValueEntry("revoked", revoked ? 1 : 0)],
+                    maxLength: StreamLength,
+                    useApproximateMaxLength: true);
+                return true;
+            }
+            catch (Exception exception) when (attempt < AnnounceRetries.Length)
+            {
+                LogAnnounceRetrying(logger, exception, deviceId, attempt + 1);
+                await Task.Delay(AnnounceRetries[attempt], timeProvider);
+            }
+            catch (Exception exception)
+            {
+                // This server's own connections end at least.
+                LogAnnounceFailed(logger, exception, deviceId);
+                await sessions.EndAsync(deviceId, revoked);
+                return false;
+            }
         }
     }
 
@@ -59,16 +77,26 @@ public sealed partial class ClusterSignals(
         var redis = services.GetRequiredService<RedisConnection>();
         var key = redis.Key(CredentialsStream);
 
-        // From the changes made since this server started (a stream id is its entry's time in milliseconds; a few seconds
-        // earlier, for the clocks' differences), not from when Redis first answers it: a revocation made while Redis was
-        // away from this server would be passed over, and a connection opened meanwhile with the old token kept.
-        RedisValue position = $"{(timeProvider.GetUtcNow() - StartMargin).ToUnixTimeMilliseconds()}-0";
+        // From the changes made since this server started, not from when Redis first answers it: a revocation made while
+        // Redis was away from this server would be passed over, and a connection opened meanwhile with the old token
+        // kept. A stream id is its entry's time by Redis's clock, in milliseconds: the start is read on that clock (its
+        // time at first contact, less the time this server has run since, and a few seconds), so a server whose own
+        // clock runs ahead does not pass over the changes of its first minutes.
+        var started = timeProvider.GetTimestamp();
+        RedisValue? position = null;
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
                 var database = await redis.DatabaseAsync();
-                foreach (var entry in await database.StreamReadAsync(key, position, count: 100))
+                if (position is null)
+                {
+                    var time = (RedisResult[])(await database.ExecuteAsync("TIME"))!;
+                    var redisNowMs = ((long)time[0] * 1_000) + ((long)time[1] / 1_000);
+                    position = $"{redisNowMs - (long)(timeProvider.GetElapsedTime(started) + StartMargin).TotalMilliseconds}-0";
+                }
+
+                foreach (var entry in await database.StreamReadAsync(key, position.Value, count: 100))
                 {
                     position = entry.Id;
                     if (entry["device"] is { IsNullOrEmpty: false } device)
@@ -86,7 +114,10 @@ public sealed partial class ClusterSignals(
         }
     }
 
-    [LoggerMessage(EventId = 2410, Level = LogLevel.Warning, Message = "Could not tell the cluster that device {DeviceId}'s token changed; only this server's connections were ended")]
+    [LoggerMessage(EventId = 2412, Level = LogLevel.Warning, Message = "Could not tell the cluster that device {DeviceId}'s token changed (try {Attempt} of 3); trying again")]
+    private static partial void LogAnnounceRetrying(ILogger logger, Exception exception, string deviceId, int attempt);
+
+    [LoggerMessage(EventId = 2410, Level = LogLevel.Error, Message = "Could not tell the cluster that device {DeviceId}'s token changed; only this server's connections were ended, and the change was answered 503")]
     private static partial void LogAnnounceFailed(ILogger logger, Exception exception, string deviceId);
 
     [LoggerMessage(EventId = 2411, Level = LogLevel.Warning, Message = "Could not read the cluster's token changes; retrying")]

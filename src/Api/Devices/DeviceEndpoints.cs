@@ -64,9 +64,14 @@ public static class DeviceEndpoints
     private static async Task<IResult> GetRejectsAsync(
         string deviceId, HttpContext context, IGrainFactory grains, DeviceRejectLog rejectLog, IRawSeriesStore store, CancellationToken cancellationToken)
     {
-        if (!Identifier.IsValid(deviceId) || await grains.GetGrain<IDeviceGrain>(deviceId).GetAsync() is not { } device)
+        if (!Identifier.IsValid(deviceId))
         {
-            return TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown device", detail: $"No device '{deviceId}' is provisioned.");
+            return InvalidDeviceId();
+        }
+
+        if (await grains.GetGrain<IDeviceGrain>(deviceId).GetAsync() is not { } device)
+        {
+            return UnknownDevice(deviceId);
         }
 
         // The quarantined readings are the device's patient's: the read is audited as theirs.
@@ -85,27 +90,47 @@ public static class DeviceEndpoints
 
     private static async Task<IResult> RotateAsync(string deviceId, IGrainFactory grains, ClusterSignals signals)
     {
+        if (!Identifier.IsValid(deviceId))
+        {
+            return InvalidDeviceId();
+        }
+
         var device = grains.GetGrain<IDeviceGrain>(deviceId);
-        if (!Identifier.IsValid(deviceId) || await device.RotateAsync() is not { } secret || await device.GetAsync() is not { } binding)
+        if (await device.RotateAsync() is not { } secret)
         {
             return UnknownDevice(deviceId);
         }
 
-        // A connection opened with the old token ends now, on whichever server holds it, so the old token buys nothing more.
-        await signals.DeviceCredentialsChangedAsync(deviceId, revoked: false);
+        // A connection opened with the old token ends now, on whichever server holds it, so the old token buys nothing
+        // more: told before anything else can fail. A cluster that could not be told leaves the new token unshown; the
+        // next rotation issues another and tells it again.
+        if (!await signals.DeviceCredentialsChangedAsync(deviceId, revoked: false))
+        {
+            return ClusterNotTold(deviceId, "rotated");
+        }
 
-        return TypedResults.Ok(new ProvisionedDevice(deviceId, binding.PatientId, DeviceToken.Format(deviceId, secret)));
+        var binding = await device.GetAsync();
+        return TypedResults.Ok(new ProvisionedDevice(deviceId, binding!.PatientId, DeviceToken.Format(deviceId, secret)));
     }
 
     private static async Task<IResult> RevokeAsync(string deviceId, IGrainFactory grains, ClusterSignals signals)
     {
+        if (!Identifier.IsValid(deviceId))
+        {
+            return InvalidDeviceId();
+        }
+
         var device = grains.GetGrain<IDeviceGrain>(deviceId);
-        if (!Identifier.IsValid(deviceId) || !await device.RevokeAsync() || await device.GetAsync() is not { } binding)
+        if (!await device.RevokeAsync() || await device.GetAsync() is not { } binding)
         {
             return UnknownDevice(deviceId);
         }
 
-        await signals.DeviceCredentialsChangedAsync(deviceId, revoked: true);
+        // A revocation stays; one the cluster could not be told of is told again when repeated.
+        if (!await signals.DeviceCredentialsChangedAsync(deviceId, revoked: true))
+        {
+            return ClusterNotTold(deviceId, "revoked");
+        }
 
         return TypedResults.Ok(binding);
     }
@@ -113,9 +138,23 @@ public static class DeviceEndpoints
     private static IResult UnknownDevice(string deviceId) =>
         TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Unknown device", detail: $"No device '{deviceId}' is provisioned.");
 
+    private static IResult InvalidDeviceId() =>
+        TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["deviceId"] = [Identifier.Shape] });
+
+    private static IResult ClusterNotTold(string deviceId, string change) =>
+        TypedResults.Problem(
+            statusCode: StatusCodes.Status503ServiceUnavailable,
+            title: "The cluster could not be told",
+            detail: $"The token of device '{deviceId}' was {change}, and its connections to this server ended, but the other servers could not be told (Redis did not answer): connections to them may go on. Send the request again.");
+
     private static async Task<IResult> GetAsync(string deviceId, IGrainFactory grains)
     {
-        if (!Identifier.IsValid(deviceId) || await grains.GetGrain<IDeviceGrain>(deviceId).GetAsync() is not { } binding)
+        if (!Identifier.IsValid(deviceId))
+        {
+            return InvalidDeviceId();
+        }
+
+        if (await grains.GetGrain<IDeviceGrain>(deviceId).GetAsync() is not { } binding)
         {
             return UnknownDevice(deviceId);
         }

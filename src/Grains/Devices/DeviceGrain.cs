@@ -36,8 +36,11 @@ public sealed class DeviceGrain(
         }
         catch
         {
-            // Nobody received this secret: leave the device unprovisioned, so provisioning can be tried again.
+            // Nobody received this secret: leave the device unprovisioned, so provisioning can be tried again. The write may
+            // have landed all the same (a reply lost): the grain goes once this call ends, so the next call reads what
+            // the storage holds (then provisioned: a rotation issues its token).
             state.State = new DeviceState();
+            DeactivateOnIdle();
             throw;
         }
 
@@ -61,8 +64,10 @@ public sealed class DeviceGrain(
         }
         catch
         {
-            // Nobody received the new secret: the old one stays in force.
+            // Nobody received the new secret: the old one stays in force, unless the write landed all the same (a reply
+            // lost): the grain goes once this call ends, so the next sign-in reads what the storage holds.
             (state.State.Salt, state.State.SecretHash, state.State.RevokedAt, state.State.RotatedAt) = previous;
+            DeactivateOnIdle();
             throw;
         }
 
