@@ -26,4 +26,26 @@ public sealed class SettingsTests
 
         Assert.Contains(named, refused.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task An_admin_token_that_would_be_read_as_a_JWT_is_refused_at_start()
+    {
+        await using var server = new TelemetryServer(adminToken: "ops.admin.0123456789abcdef");
+
+        var refused = await Assert.ThrowsAsync<InvalidOperationException>(server.StartAsync);
+
+        Assert.Contains("must not hold exactly two '.'", refused.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_secret_file_left_empty_by_a_crash_is_made_again()
+    {
+        await using var server = new TelemetryServer();
+        await File.WriteAllTextAsync(Path.Combine(server.DataDirectory, "development-signing-key"), "");
+        await server.StartAsync();
+
+        using var patient = server.ClientWith(await server.MintTokenAsync("--role", "patient", "--patient", "p-secret-file"));
+        Assert.Equal(System.Net.HttpStatusCode.OK, (await patient.GetAsync("/api/patients/p-secret-file/live")).StatusCode);
+        Assert.NotEmpty(await File.ReadAllTextAsync(Path.Combine(server.DataDirectory, "development-signing-key")));
+    }
 }

@@ -32,6 +32,13 @@ public sealed partial class AdminToken
                 $"The admin token must be at least {MinimumLength} characters (Telemetry:Auth:AdminToken or the {FileName} file).");
         }
 
+        // A bearer token with two dots is taken for a JWT and checked as one: such an admin token could never sign in.
+        if (token.Count(c => c == '.') == 2)
+        {
+            throw new InvalidOperationException(
+                $"The admin token must not hold exactly two '.' (it would be read as a JWT): Telemetry:Auth:AdminToken or the {FileName} file.");
+        }
+
         _hash = SHA256.HashData(Encoding.UTF8.GetBytes(token));
     }
 
