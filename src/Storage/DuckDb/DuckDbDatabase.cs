@@ -96,7 +96,7 @@ public sealed class DuckDbDatabase : IDisposable
         _connectionString = $"Data Source={path}";
         _anchor = new DuckDBConnection(_connectionString);
         _anchor.Open();
-        var log = logger ?? (ILogger)Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
+        var log = Logger = logger ?? (ILogger)Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
         try
         {
             Readings = Open(options.Value, log, meterFactory);
@@ -168,6 +168,9 @@ public sealed class DuckDbDatabase : IDisposable
     /// Its grains' open windows were then lost with its memory (see <see cref="DuckDbCommitLog.MinutesOpenAtStopAsync"/>).
     /// </summary>
     public bool StoppedUncleanly { get; }
+
+    /// <summary>Where the database's own parts (the sequence ledger, say) log what an operator should know.</summary>
+    internal ILogger Logger { get; }
 
     /// <summary>Records that what an unclean stop left to recover is recovered: a clean stop from here on removes the marker.</summary>
     public void Recovered() => _recoveryPending = false;

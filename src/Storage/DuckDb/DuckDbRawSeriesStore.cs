@@ -64,7 +64,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
             _lastCommitId = Convert.ToInt64(last.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
         }
 
-        _sequences = new SequenceLedger(_writer, database.Readings.Active, _lastCommitId, readingsCarrySequences: true);
+        _sequences = new SequenceLedger(_writer, database.Readings.Active, _lastCommitId, readingsCarrySequences: true, database.Logger);
         _series = new SeriesCatalog(_writer);
 
         using var latest = _writer.CreateCommand();

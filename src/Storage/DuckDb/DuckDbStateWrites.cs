@@ -465,7 +465,17 @@ internal sealed partial class DuckDbStateWrites : IDisposable
             if (journaled)
             {
                 var record = new StateJournalRecord(states, added);
-                _journal.Append(record);
+                try
+                {
+                    _journal.Append(record);
+                }
+                catch (IOException) when (_journal.IsBroken)
+                {
+                    // Grain state and alerts cannot be written until the journal is emptied: the next apply tries.
+                    LogJournalBroken(_logger, _journal.Path);
+                    ScheduleApply();
+                    throw;
+                }
                 _pending.Add(record);
                 foreach (var state in states)
                 {
@@ -592,13 +602,15 @@ internal sealed partial class DuckDbStateWrites : IDisposable
     /// <summary>Writes the journal's records into the file in one transaction, then empties the journal.</summary>
     private void ApplyPending()
     {
-        if (_pending.Count == 0)
+        // A broken journal (a failed record it could not cut off) is emptied even with nothing to write, so writes go on.
+        if (_pending.Count == 0 && !_journal.IsBroken)
         {
             return;
         }
 
-        using (var connection = _database.OpenConnection())
+        if (_pending.Count > 0)
         {
+            using var connection = _database.OpenConnection();
             Apply(connection, _pending, replay: false);
         }
 
@@ -862,6 +874,9 @@ internal sealed partial class DuckDbStateWrites : IDisposable
 
     [LoggerMessage(EventId = 3103, Level = LogLevel.Warning, Message = "Emptying {Journal} failed; the database holds its records, and it is emptied again after the next write")]
     private static partial void LogNotEmptied(ILogger logger, Exception exception, string journal);
+
+    [LoggerMessage(EventId = 3104, Level = LogLevel.Critical, Message = "{Journal} could not cut off a record that failed: grain state and alerts are not written until it is emptied, which the next write of its records into the database tries")]
+    private static partial void LogJournalBroken(ILogger logger, string journal);
 
     [LoggerMessage(EventId = 3102, Level = LogLevel.Error, Message = "Writing the records of {Journal} into the database failed; they stay in the journal and are tried again")]
     private static partial void LogApplyFailed(ILogger logger, Exception exception, string journal);

@@ -1,4 +1,5 @@
 using DuckDB.NET.Data;
+using Microsoft.Extensions.Logging;
 
 namespace Telemetry.Storage.DuckDb;
 
@@ -12,7 +13,7 @@ namespace Telemetry.Storage.DuckDb;
 /// <c>sequence_folds</c>: opening the file reads the log and the readings committed after that commit. A store whose
 /// readings live elsewhere (InfluxDB, VictoriaMetrics) logs every number.
 /// </summary>
-internal sealed class SequenceLedger
+internal sealed partial class SequenceLedger
 {
     public const int FoldEvery = 100_000;
 
@@ -31,14 +32,16 @@ internal sealed class SequenceLedger
     private readonly List<(string DeviceId, ulong Sequence)> _withoutReadings = [];
     private readonly bool _readingsCarrySequences;
     private readonly int _maxTotalRanges;
+    private readonly ILogger _logger;
     private int _stagedSinceFold;
 
     /// <summary>
     /// Reads the log and, when <paramref name="readingsCarrySequences"/>, the numbers on readings committed since it was
     /// last folded; then folds them.
     /// </summary>
-    public SequenceLedger(DuckDBConnection connection, string catalog, long lastCommitId, bool readingsCarrySequences, int maxTotalRanges = MaxTotalRanges)
+    public SequenceLedger(DuckDBConnection connection, string catalog, long lastCommitId, bool readingsCarrySequences, ILogger? logger = null, int maxTotalRanges = MaxTotalRanges)
     {
+        _logger = logger ?? Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
         _readingsCarrySequences = readingsCarrySequences;
         _maxTotalRanges = maxTotalRanges;
         using (var load = connection.CreateCommand())
@@ -119,9 +122,12 @@ internal sealed class SequenceLedger
             {
                 Fold(connection, catalog, commitId);
             }
-            catch (Exception)
+            catch (Exception exception)
             {
-                // The log and the readings still hold every number; the next commit tries again.
+                // The log and the readings still hold every number: tried again once as many more are staged, not at
+                // every commit (each try a transaction, on the commit loop, before its acks).
+                _stagedSinceFold = 0;
+                LogFoldFailed(_logger, exception, FoldEvery);
             }
         }
     }
@@ -207,4 +213,7 @@ internal sealed class SequenceLedger
         command.CommandText = "ALTER TABLE readings ADD COLUMN seq UBIGINT DEFAULT 0; ALTER TABLE readings ALTER COLUMN seq SET NOT NULL;";
         command.ExecuteNonQuery();
     }
+
+    [LoggerMessage(EventId = 2230, Level = LogLevel.Warning, Message = "Folding the devices' batch numbers failed; resends are still recognised, from the log, which grows until the next fold is tried, {Numbers} numbers later")]
+    private static partial void LogFoldFailed(ILogger logger, Exception exception, int numbers);
 }

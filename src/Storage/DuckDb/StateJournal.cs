@@ -22,7 +22,8 @@ internal sealed class StateJournal : IDisposable
 
     private readonly FileStream _file;
 
-    // Set when a failed record could not be cut off: what follows it would not be read, so nothing more is appended.
+    // Set when a failed record could not be cut off: what follows it would not be read, so nothing more is appended
+    // until the journal is emptied (the database file then holding every whole record before it).
     private Exception? _broken;
 
     public StateJournal(string path)
@@ -32,6 +33,9 @@ internal sealed class StateJournal : IDisposable
     }
 
     public string Path { get; }
+
+    /// <summary>Whether a failed record could not be cut off: appends fail until the journal is emptied (<see cref="Clear"/>).</summary>
+    public bool IsBroken => _broken is not null;
 
     /// <summary>The records in the file, oldest first, up to the first that is torn; the file is cut there, so the next record follows the last whole one.</summary>
     public List<StateJournalRecord> ReadAll()
@@ -75,7 +79,7 @@ internal sealed class StateJournal : IDisposable
     {
         if (_broken is not null)
         {
-            throw new IOException($"{Path} could not cut off a record that failed; the server must be restarted to write to it again.", _broken);
+            throw new IOException($"{Path} could not cut off a record that failed; nothing more is written to it until it is emptied (once the database file holds the records before it).", _broken);
         }
 
         var body = JsonSerializer.SerializeToUtf8Bytes(record, TelemetryJson.Options);
@@ -118,6 +122,7 @@ internal sealed class StateJournal : IDisposable
         _file.SetLength(0);
         _file.Position = 0;
         _file.Flush(flushToDisk: true);
+        _broken = null;
     }
 
     public void Dispose() => _file.Dispose();

@@ -63,7 +63,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         _logger = logger;
         _ledgerFiles = database.Readings;
         _ledgerConnection = database.OpenConnection();
-        _sequences = new SequenceLedger(_ledgerConnection, _ledgerFiles.Active, lastCommitId: 0, readingsCarrySequences: false);
+        _sequences = new SequenceLedger(_ledgerConnection, _ledgerFiles.Active, lastCommitId: 0, readingsCarrySequences: false, logger);
         _recent = new RecentReadings(backend.ReadableAfter);
     }
 
