@@ -34,7 +34,10 @@ public sealed partial class DuckDbRollupStore(
     DuckDbDatabase database, IOptions<DuckDbOptions> options, TimeProvider timeProvider, ILogger<DuckDbRollupStore> logger)
     : BackgroundService, IRollupStore
 {
-    /// <summary>About how many rows one compaction transaction moves, so writes waiting behind it wait briefly.</summary>
+    /// <summary>
+    /// About how many rows one compaction transaction moves: each is a turn of the writer of its own, and the writes
+    /// queued meanwhile go before the next, so they wait for one slice, not the whole compaction.
+    /// </summary>
     private const int CompactionSliceRows = 100_000;
 
     /// <summary>
@@ -220,7 +223,14 @@ public sealed partial class DuckDbRollupStore(
             }
             else if (_queue.Reader.TryRead(out var work))
             {
-                Complete([work], () => work.Run(this, connection), 0);
+                if (work is CompactWork compaction)
+                {
+                    CompactStep(connection, compaction);
+                }
+                else
+                {
+                    Complete([work], () => work.Run(this, connection), 0);
+                }
             }
         }
 
@@ -404,28 +414,57 @@ public sealed partial class DuckDbRollupStore(
         return 0;
     }
 
-    private long Compact(DuckDBConnection connection)
+    /// <summary>
+    /// One turn of a compaction: packs its next slice (sizing a resolution's slices as it comes to it), then queues it
+    /// again behind what was queued meanwhile, until every resolution is done; its caller learns then how many windows
+    /// moved. A server stopping (the queue closed) does the rest at once.
+    /// </summary>
+    private void CompactStep(DuckDBConnection connection, CompactWork work)
     {
-        var now = timeProvider.GetUtcNow().ToUnixTimeMilliseconds();
-        long moved = 0;
-        foreach (var resolution in ResolutionExtensions.All)
+        try
         {
-            // Every bucket before the one holding the current window is over.
-            var cutoff = RollupKeys.BucketStart(resolution, resolution.WindowStart(now));
-            var rows = Scalar(connection, "SELECT count(*) FROM rollups WHERE resolution = $1 AND start < $2", (int)resolution, Timestamps.ToDateTime(cutoff));
-            var slices = (int)Math.Clamp((rows + CompactionSliceRows - 1) / CompactionSliceRows, 1, 10_000);
-            for (var slice = 0; rows > 0 && slice < slices; slice++)
+            work.StartedMs ??= timeProvider.GetUtcNow().ToUnixTimeMilliseconds();
+            while (work.ResolutionIndex < ResolutionExtensions.All.Count)
             {
-                moved += CompactSlice(connection, resolution, cutoff, slice, slices);
+                var resolution = ResolutionExtensions.All[work.ResolutionIndex];
+                if (work.Slices == 0)
+                {
+                    // Every bucket before the one holding the current window is over.
+                    work.Cutoff = RollupKeys.BucketStart(resolution, resolution.WindowStart(work.StartedMs.Value));
+                    var rows = Scalar(connection, "SELECT count(*) FROM rollups WHERE resolution = $1 AND start < $2", (int)resolution, Timestamps.ToDateTime(work.Cutoff));
+                    if (rows == 0)
+                    {
+                        work.ResolutionIndex++;
+                        continue;
+                    }
+
+                    (work.Slices, work.Slice) = ((int)Math.Clamp((rows + CompactionSliceRows - 1) / CompactionSliceRows, 1, 10_000), 0);
+                }
+
+                work.Moved += CompactSlice(connection, resolution, work.Cutoff, work.Slice, work.Slices);
+                if (++work.Slice == work.Slices)
+                {
+                    (work.ResolutionIndex, work.Slices) = (work.ResolutionIndex + 1, 0);
+                }
+
+                if (work.ResolutionIndex < ResolutionExtensions.All.Count && _queue.Writer.TryWrite(work))
+                {
+                    return;
+                }
             }
-        }
 
-        if (moved > 0)
+            if (work.Moved > 0)
+            {
+                LogCompacted(logger, work.Moved);
+            }
+
+            work.Completion.TrySetResult(work.Moved);
+        }
+        catch (Exception exception)
         {
-            LogCompacted(logger, moved);
+            LogWorkFailed(logger, exception, work.Name, 0);
+            work.Completion.TrySetException(exception);
         }
-
-        return moved;
     }
 
     /// <summary>Packs the rows of one slice of the series (by series hash) that lie before <paramref name="cutoff"/>, in one transaction.</summary>
@@ -621,9 +660,21 @@ public sealed partial class DuckDbRollupStore(
         public IReadOnlyCollection<Rollup> Rollups { get; } = rollups;
     }
 
+    /// <summary>A compaction, and where it is: the writer runs it a slice at a time (see <see cref="CompactStep"/>).</summary>
     private sealed class CompactWork() : Work("compaction")
     {
-        public override long Run(DuckDbRollupStore store, DuckDBConnection connection) => store.Compact(connection);
+        public long? StartedMs { get; set; }
+
+        public int ResolutionIndex { get; set; }
+
+        public long Cutoff { get; set; }
+
+        public int Slice { get; set; }
+
+        /// <summary>The current resolution's slices; zero until it is sized.</summary>
+        public int Slices { get; set; }
+
+        public long Moved { get; set; }
     }
 
     private sealed class DeleteWork(Resolution resolution, long beforeMs) : Work("retention")

@@ -112,6 +112,28 @@ public sealed class RollupCompactionTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_compaction_of_many_slices_lets_writes_queued_meanwhile_go_between_them()
+    {
+        // 1,000 series of four hours of minutes: 240,000 rows, three slices.
+        var minutes = Enumerable.Range(0, 1_000).SelectMany(series => Enumerable.Range(0, 240).Select(minute =>
+        {
+            var startMs = Midnight + (minute * 60_000L);
+            return new Rollup($"patient-{series}", VitalKind.HeartRate, Resolution.Minute, new RollupWindow(startMs, 1, 60, 60, 60, 3_600, 60, startMs));
+        })).ToList();
+        await _store.WriteAsync(minutes);
+        _time.SetUtcNow(DateTimeOffset.FromUnixTimeMilliseconds(Midnight + (4 * Hour) + 1_000));
+
+        var compaction = _store.CompactAsync();
+        await _store.WriteAsync([new Rollup("patient-late", VitalKind.HeartRate, Resolution.Minute, new RollupWindow(Midnight, 1, 70, 70, 70, 4_900, 70, Midnight))]);
+
+        // The write was answered while the compaction still had slices to go; then it packed every row of the four hours.
+        Assert.False(compaction.IsCompleted);
+        Assert.Equal(240_000 + 1, await compaction);
+        Assert.Equal(0, Count("SELECT count(*) FROM rollups"));
+        Assert.Equal(240, (await _store.QueryAsync("patient-999", VitalKind.HeartRate, Resolution.Minute, Midnight, Midnight + Day)).Count);
+    }
+
+    [Fact]
     public async Task Retention_deletes_whole_blocks_and_trims_the_one_across_the_cutoff()
     {
         var heart = Hours("patient-1", VitalKind.HeartRate, 72, 60);
