@@ -673,26 +673,56 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         }
     }
 
+    /// <remarks>
+    /// In transactions of about <see cref="DeletionChunkRows"/> readings each, by stretches of time sized from how many
+    /// the range holds, the stop asked for checked between them: one DELETE of a day of a busy server's readings (or of
+    /// months, the first time a shorter retention runs) would hold a transaction open for minutes, its WAL growing,
+    /// and the file's checkpoints (and so, in the end, commits) waiting for it.
+    /// </remarks>
     public Task<long> DeleteBeforeAsync(long beforeMs, CancellationToken cancellationToken = default) =>
+        DeleteBeforeAsync(beforeMs, DeletionChunkRows, cancellationToken);
+
+    /// <summary>Deletes the readings before <paramref name="beforeMs"/> in transactions of about <paramref name="chunkRows"/> each.</summary>
+    internal Task<long> DeleteBeforeAsync(long beforeMs, long chunkRows, CancellationToken cancellationToken) =>
         Task.Run(() =>
         {
             using var connection = _database.OpenConnection();
-            using var command = connection.CreateCommand();
+
             // Deleted readings take their batch numbers with them until the next fold, which is harmless: a resend of such
             // a batch is a duplicate only while all its readings are stored, and they are not.
-            command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(beforeMs)));
             var deleted = 0L;
             foreach (var catalog in _database.Readings.Catalogs)
             {
                 foreach (var table in (ReadOnlySpan<string>)["readings", "quarantine"])
                 {
-                    command.CommandText = $"DELETE FROM {DuckDbDatabase.Quote(catalog)}.main.{table} WHERE ts < $1";
-                    deleted += command.ExecuteNonQuery();
+                    var name = $"{DuckDbDatabase.Quote(catalog)}.main.{table}";
+                    long oldestMs = 0, rows = 0;
+                    DuckDbValues.ReadRow(connection, $"SELECT coalesce(epoch_ms(min(ts)), 0), count(*) FROM {name} WHERE ts < $1", [Timestamps.ToDateTime(beforeMs)],
+                        reader => (oldestMs, rows) = (reader.GetInt64(0), reader.GetInt64(1)));
+                    if (rows == 0)
+                    {
+                        continue;
+                    }
+
+                    var stepMs = Math.Max(1_000, (long)((double)(beforeMs - oldestMs) * chunkRows / rows) + 1);
+                    using var command = connection.CreateCommand();
+                    command.CommandText = $"DELETE FROM {name} WHERE ts >= $1 AND ts < $2";
+                    for (var fromMs = oldestMs; fromMs < beforeMs; fromMs += stepMs)
+                    {
+                        cancellationToken.ThrowIfCancellationRequested();
+                        command.Parameters.Clear();
+                        command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(fromMs)));
+                        command.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(Math.Min(beforeMs, fromMs + stepMs))));
+                        deleted += command.ExecuteNonQuery();
+                    }
                 }
             }
 
             return deleted;
         }, cancellationToken);
+
+    /// <summary>About how many readings one transaction of retention deletes.</summary>
+    internal const long DeletionChunkRows = 1_000_000;
 
     private static string KindList(IReadOnlyCollection<VitalKind> kinds) =>
         kinds.Count == 0 ? "NULL" : string.Join(", ", kinds.Select(kind => ((byte)kind).ToString(System.Globalization.CultureInfo.InvariantCulture)));

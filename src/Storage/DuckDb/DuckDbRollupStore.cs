@@ -93,8 +93,14 @@ public sealed partial class DuckDbRollupStore(
         ON CONFLICT (patient_id, kind, resolution, bucket_start) DO UPDATE SET series_check = excluded.series_check, windows = excluded.windows;
         """;
 
+    // Compactions begun and not yet done (writer only): their slices go on between other work.
+    private int _compacting;
+
     private readonly Channel<Work> _queue = Channel.CreateBounded<Work>(
         new BoundedChannelOptions(1_024) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
+
+    /// <summary>Writes <paramref name="rollups"/>; returns how many compactions were part way through as they were written.</summary>
+    internal Task<long> WriteCountingCompactionsAsync(IReadOnlyCollection<Rollup> rollups) => RunAsync(new WriteWork(rollups), CancellationToken.None);
 
     public async Task WriteAsync(IReadOnlyCollection<Rollup> rollups, CancellationToken cancellationToken = default)
     {
@@ -219,7 +225,7 @@ public sealed partial class DuckDbRollupStore(
 
             if (writes.Count > 0)
             {
-                Complete(writes, () => Write(connection, latest.Values), latest.Count);
+                Complete(writes, () => Write(connection, latest.Values) + _compacting, latest.Count);
             }
             else if (_queue.Reader.TryRead(out var work))
             {
@@ -423,7 +429,12 @@ public sealed partial class DuckDbRollupStore(
     {
         try
         {
-            work.StartedMs ??= timeProvider.GetUtcNow().ToUnixTimeMilliseconds();
+            if (work.StartedMs is null)
+            {
+                work.StartedMs = timeProvider.GetUtcNow().ToUnixTimeMilliseconds();
+                _compacting++;
+            }
+
             while (work.ResolutionIndex < ResolutionExtensions.All.Count)
             {
                 var resolution = ResolutionExtensions.All[work.ResolutionIndex];
@@ -458,10 +469,12 @@ public sealed partial class DuckDbRollupStore(
                 LogCompacted(logger, work.Moved);
             }
 
+            _compacting--;
             work.Completion.TrySetResult(work.Moved);
         }
         catch (Exception exception)
         {
+            _compacting--;
             LogWorkFailed(logger, exception, work.Name, 0);
             work.Completion.TrySetException(exception);
         }

@@ -24,6 +24,22 @@ public sealed class DuckDbRawSeriesStoreTests : IDisposable
     }
 
     [Fact]
+    public async Task Retention_deletes_in_many_small_transactions_exactly_what_lies_before_its_cutoff()
+    {
+        // A thousand readings twenty minutes apart (about two weeks); the cutoff falls between two of them.
+        const long Step = 1_200_000;
+        Store.Commit(Of("watch-1", "patient-1", 1, [.. Enumerable.Range(0, 1_000).Select(i => new VitalReading(VitalKind.HeartRate, T0 + (i * Step), 60 + (i % 40)))]));
+        var cutoff = T0 + (600 * Step) - 1;
+
+        var deleted = await Store.DeleteBeforeAsync(cutoff, chunkRows: 37, CancellationToken.None);
+
+        Assert.Equal(600, deleted);
+        var left = await Store.ReadAsync("patient-1", VitalKind.HeartRate, T0, T0 + (1_000 * Step), 2_000);
+        Assert.Equal(400, left.Count);
+        Assert.Equal(T0 + (600 * Step), left[0].TimestampMs);
+    }
+
+    [Fact]
     public async Task Committed_readings_aggregate_into_minute_windows_per_kind()
     {
         var (commitId, outcomes, _) = Store.Commit(
