@@ -120,13 +120,24 @@ public sealed class AuthorizationMatrixTests(ServerFixture fixture) : IClassFixt
     public async Task A_token_that_carries_SMART_scopes_does_what_they_grant_and_no_more()
     {
         // A clinician's app given read scopes reads the ward's records and acts on none of them; a write scope acts.
-        using var team = await Server.Http.PutAsJsonAsync("/api/care-teams/mx-ward-7", new { patients = new[] { "mx-p7" } });
+        using var team = await Server.Http.PutAsJsonAsync("/api/care-teams/mx-ward-7", new { patients = new[] { "mx-p7", "mx-p8" } });
         using var reader = Server.ClientWith(await Server.MintTokenAsync("--role", "clinician", "--care-team", "mx-ward-7", "--scope", "user/Observation.rs"));
         using var writer = Server.ClientWith(await Server.MintTokenAsync("--role", "clinician", "--care-team", "mx-ward-7", "--scope", "user/Observation.rs user/Observation.cu"));
         Assert.Equal(HttpStatusCode.OK, (await reader.GetAsync("/api/patients/mx-p7/alert-rules")).StatusCode);
         Assert.Equal(HttpStatusCode.Forbidden, (await reader.PutAsync("/api/patients/mx-p7/alert-rules", NoRules())).StatusCode);
         Assert.Equal(HttpStatusCode.Forbidden, (await reader.PostAsJsonAsync("/api/alerts/mx-p7~1/ack", new { })).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await writer.PutAsync("/api/patients/mx-p7/alert-rules", NoRules())).StatusCode);
+
+        // A write scope in a patient's context acts on that patient only, whatever else the token reads.
+        using var launchWriter = Server.ClientWith(await Server.MintTokenAsync("--role", "clinician", "--care-team", "mx-ward-7", "--patient", "mx-p7", "--scope", "user/Observation.rs patient/Observation.cu"));
+        Assert.Equal(HttpStatusCode.OK, (await launchWriter.PutAsync("/api/patients/mx-p7/alert-rules", NoRules())).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await launchWriter.PutAsync("/api/patients/mx-p8/alert-rules", NoRules())).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await launchWriter.GetAsync("/api/patients/mx-p8/alert-rules")).StatusCode);
+
+        // Scopes of another resource read no Observations: not the ward's trends over REST, no more than over FHIR.
+        using var otherResource = Server.ClientWith(await Server.MintTokenAsync("--role", "clinician", "--care-team", "mx-ward-7", "--scope", "user/Patient.rs"));
+        Assert.Equal(HttpStatusCode.Forbidden, (await otherResource.GetAsync("/api/patients/mx-p7/trends?kind=heart_rate")).StatusCode);
+        Assert.Empty(await ListedPatientsAsync(otherResource));
 
         // An admin's: the administration, no FHIR resource, needs a scope that writes every resource; scopes that are not
         // SMART's (openid, profile) leave it to the role.

@@ -16,15 +16,14 @@ public enum PatientRight
 /// <summary>
 /// Object-level access to a patient's record (OWASP API1): an admin may reach every patient, a clinician the patients
 /// of their care teams, a patient only themself. A token whose SMART scopes read only in a patient's context reaches
-/// only its <c>patient</c>, within that (see <see cref="SmartScopes.NarrowsToOwnPatient"/>); one that carries SMART
-/// scopes acts only with a scope that writes (see <see cref="SmartScopes.Writes"/>).
+/// only its <c>patient</c>, within that; one that carries SMART scopes reads and acts only as they grant (see
+/// <see cref="SmartScopes.Reach"/>).
 /// </summary>
 public sealed class PatientAccess(CareTeams careTeams)
 {
     public async ValueTask<bool> AllowsAsync(ClaimsPrincipal user, string patientId, PatientRight right, CancellationToken cancellationToken = default)
     {
-        if ((SmartScopes.NarrowsToOwnPatient(user) && !user.FindAll(TelemetryClaims.Patient).Any(claim => claim.Value == patientId))
-            || (right == PatientRight.Act && SmartScopes.Carries(user) && !SmartScopes.Writes(user)))
+        if (!SmartScopes.Reach(user, patientId, right))
         {
             return false;
         }
@@ -51,7 +50,9 @@ public sealed class PatientAccess(CareTeams careTeams)
     /// </summary>
     public async ValueTask<IReadOnlySet<string>?> ReadablePatientsAsync(ClaimsPrincipal user, CancellationToken cancellationToken = default)
     {
-        if (SmartScopes.NarrowsToOwnPatient(user))
+        // A token whose SMART scopes read Observations only in a patient's context (or not at all) lists its own patient
+        // at most, whatever its role would list.
+        if (SmartScopes.Carries(user) && SmartScopes.ForObservations(user) != SmartScopes.ObservationRead.AsRoleAllows)
         {
             var own = new HashSet<string>(StringComparer.Ordinal);
             foreach (var patientId in user.FindAll(TelemetryClaims.Patient).Select(claim => claim.Value).Distinct(StringComparer.Ordinal))

@@ -29,21 +29,6 @@ public static class SmartScopes
     }
 
     /// <summary>
-    /// Whether the token's SMART scopes are all in a patient's context (<c>patient/…</c>, whatever the resource or
-    /// permission: a launch for one patient), none in a user's or system's: it then reaches only its <c>patient</c>'s
-    /// record, on the REST API as on FHIR, whatever its role would reach. A token without scopes reaches what its role
-    /// allows.
-    /// </summary>
-    public static bool NarrowsToOwnPatient(ClaimsPrincipal user)
-    {
-        var contexts = user.FindAll(TelemetryClaims.Scope)
-            .SelectMany(claim => claim.Value.Split(' ', StringSplitOptions.RemoveEmptyEntries))
-            .Select(scope => scope.IndexOf('/', StringComparison.Ordinal) is > 0 and var slash ? scope[..slash] : null)
-            .ToHashSet(StringComparer.Ordinal);
-        return contexts.Contains("patient") && !contexts.Contains("user") && !contexts.Contains("system");
-    }
-
-    /// <summary>
     /// Whether the token carries SMART scopes (<c>patient/…</c>, <c>user/…</c>, <c>system/…</c>): a SMART app's token,
     /// which does what they grant and no more, whatever its role would allow. A token without them (other scopes, such
     /// as <c>openid</c>, are not theirs) does what its role allows.
@@ -52,11 +37,30 @@ public static class SmartScopes
         Scopes(user).Any(scope => scope.IndexOf('/', StringComparison.Ordinal) is > 0 and var slash && scope[..slash] is "patient" or "user" or "system");
 
     /// <summary>
-    /// Whether one of the token's scopes writes (v1 <c>write</c> or <c>*</c>, v2 any of <c>c</c>, <c>u</c>, <c>d</c>)
-    /// Observations or every resource. A token that carries SMART scopes (see <see cref="Carries"/>) acts on a record
-    /// (acknowledges, snoozes, sets alert rules) only with such a scope: a SMART app given read scopes reads, and no more.
+    /// Whether the token's SMART scopes (if it carries any: see <see cref="Carries"/>) reach <paramref name="patientId"/>'s
+    /// record for <paramref name="right"/>, its role's say apart. To read: a scope that reads Observations (or every
+    /// resource) as a user or the system, or in a patient's context for the token's own <c>patient</c>. To act
+    /// (acknowledge, snooze, set alert rules): a scope that writes them (v1 <c>write</c> or <c>*</c>, v2 any of
+    /// <c>c</c>, <c>u</c>, <c>d</c>) likewise; a <c>patient/…</c> write scope acts on the token's own patient only.
+    /// A SMART app given read scopes reads, and no more.
     /// </summary>
-    public static bool Writes(ClaimsPrincipal user) => Scopes(user).Any(scope => WriteGrant(scope) is ("patient" or "user" or "system", "Observation" or "*"));
+    public static bool Reach(ClaimsPrincipal user, string patientId, PatientRight right)
+    {
+        if (!Carries(user))
+        {
+            return true;
+        }
+
+        var own = user.FindAll(TelemetryClaims.Patient).Any(claim => claim.Value == patientId);
+        return right == PatientRight.Read
+            ? ForObservations(user) switch
+            {
+                ObservationRead.AsRoleAllows => true,
+                ObservationRead.OwnPatient => own,
+                _ => false,
+            }
+            : Scopes(user).Any(scope => WriteGrant(scope) is ({ } context, "Observation" or "*") && (context is "user" or "system" || (context == "patient" && own)));
+    }
 
     /// <summary>
     /// Whether one of the token's scopes writes every resource as a user or the system (<c>user/*.cud</c>,
