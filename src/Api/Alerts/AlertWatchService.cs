@@ -27,6 +27,9 @@ public sealed partial class AlertWatchService(IAlertStore store, IGrainFactory g
     private int _listedAt;
     private int _running;
 
+    // Tells a loop waiting between rounds that a wake was asked for: it lists the patients again at once.
+    private readonly SemaphoreSlim _asked = new(0, 1);
+
     protected override Task ExecuteAsync(CancellationToken stoppingToken)
     {
         RequestWake(stoppingToken);
@@ -44,6 +47,16 @@ public sealed partial class AlertWatchService(IAlertStore store, IGrainFactory g
         if (Interlocked.Exchange(ref _running, 1) == 0)
         {
             _ = Task.Run(() => RunWakesAsync(stoppingToken), CancellationToken.None);
+            return;
+        }
+
+        try
+        {
+            _asked.Release();
+        }
+        catch (SemaphoreFullException)
+        {
+            // Told already.
         }
     }
 
@@ -52,7 +65,10 @@ public sealed partial class AlertWatchService(IAlertStore store, IGrainFactory g
         while (true)
         {
             await WakeWatchedAsync(stoppingToken);
-            Volatile.Write(ref _running, 0);
+
+            // Both sides fence (an exchange here, an increment then an exchange in RequestWake): a request either sees
+            // the loop stopped, and starts it, or is seen here.
+            Interlocked.Exchange(ref _running, 0);
 
             // A request after the last listing may have found the loop running, and left it to this one.
             if (stoppingToken.IsCancellationRequested || Volatile.Read(ref _requested) == Volatile.Read(ref _listedAt) || Interlocked.Exchange(ref _running, 1) != 0)
@@ -75,8 +91,19 @@ public sealed partial class AlertWatchService(IAlertStore store, IGrainFactory g
         {
             if (attempt > 1)
             {
+                // A wake asked for meanwhile (another server died) starts the rounds over, its patients listed at once.
                 var delay = RetryStep * (attempt - 1) < MaxRetryDelay ? RetryStep * (attempt - 1) : MaxRetryDelay;
-                await Task.Delay(delay, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                try
+                {
+                    if (await _asked.WaitAsync(delay, stoppingToken))
+                    {
+                        attempt = 1;
+                    }
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
             }
 
             try
