@@ -93,8 +93,9 @@ public sealed partial class DuckDbRollupStore(
         ON CONFLICT (patient_id, kind, resolution, bucket_start) DO UPDATE SET series_check = excluded.series_check, windows = excluded.windows;
         """;
 
-    // Compactions begun and not yet done (writer only): their slices go on between other work.
-    private int _compacting;
+    // The compaction under way (writer only): a slice of it runs after each turn of the writer, and while nothing waits.
+    private CompactWork? _compaction;
+    private readonly Queue<CompactWork> _compactionsWaiting = new();
 
     private readonly Channel<Work> _queue = Channel.CreateBounded<Work>(
         new BoundedChannelOptions(1_024) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
@@ -207,8 +208,20 @@ public sealed partial class DuckDbRollupStore(
 
         var writes = new List<WriteWork>();
         var latest = new Dictionary<(string, VitalKind, Resolution, long), Rollup>();
-        while (await _queue.Reader.WaitToReadAsync(CancellationToken.None))
+        while (true)
         {
+            // With nothing waiting, the compaction under way goes on, a slice at a time.
+            if (_compaction is not null && !_queue.Reader.TryPeek(out _))
+            {
+                CompactStep(connection);
+                continue;
+            }
+
+            if (!await _queue.Reader.WaitToReadAsync(CancellationToken.None))
+            {
+                break;
+            }
+
             // Consecutive writes go to the file together; other work runs alone, in the order it was asked for.
             writes.Clear();
             latest.Clear();
@@ -225,19 +238,39 @@ public sealed partial class DuckDbRollupStore(
 
             if (writes.Count > 0)
             {
-                Complete(writes, () => Write(connection, latest.Values) + _compacting, latest.Count);
+                Complete(writes, () => Write(connection, latest.Values) + (_compaction is null ? 0 : 1), latest.Count);
             }
             else if (_queue.Reader.TryRead(out var work))
             {
                 if (work is CompactWork compaction)
                 {
-                    CompactStep(connection, compaction);
+                    // One asked for while another is under way follows it, with the clock as it starts.
+                    if (_compaction is null)
+                    {
+                        _compaction = compaction;
+                    }
+                    else
+                    {
+                        _compactionsWaiting.Enqueue(compaction);
+                    }
                 }
                 else
                 {
                     Complete([work], () => work.Run(this, connection), 0);
                 }
             }
+
+            // A slice after every turn, so that a compaction moves on however busy the writer is.
+            if (_compaction is not null)
+            {
+                CompactStep(connection);
+            }
+        }
+
+        // Stopping: the compaction under way finishes.
+        while (_compaction is not null)
+        {
+            CompactStep(connection);
         }
 
         await compactions;
@@ -421,20 +454,15 @@ public sealed partial class DuckDbRollupStore(
     }
 
     /// <summary>
-    /// One turn of a compaction: packs its next slice (sizing a resolution's slices as it comes to it), then queues it
-    /// again behind what was queued meanwhile, until every resolution is done; its caller learns then how many windows
-    /// moved. A server stopping (the queue closed) does the rest at once.
+    /// One slice of the compaction under way (<see cref="_compaction"/>), sizing a resolution's slices as it comes to
+    /// it; once every resolution is done, its callers learn how many windows moved.
     /// </summary>
-    private void CompactStep(DuckDBConnection connection, CompactWork work)
+    private void CompactStep(DuckDBConnection connection)
     {
+        var work = _compaction!;
         try
         {
-            if (work.StartedMs is null)
-            {
-                work.StartedMs = timeProvider.GetUtcNow().ToUnixTimeMilliseconds();
-                _compacting++;
-            }
-
+            work.StartedMs ??= timeProvider.GetUtcNow().ToUnixTimeMilliseconds();
             while (work.ResolutionIndex < ResolutionExtensions.All.Count)
             {
                 var resolution = ResolutionExtensions.All[work.ResolutionIndex];
@@ -458,7 +486,7 @@ public sealed partial class DuckDbRollupStore(
                     (work.ResolutionIndex, work.Slices) = (work.ResolutionIndex + 1, 0);
                 }
 
-                if (work.ResolutionIndex < ResolutionExtensions.All.Count && _queue.Writer.TryWrite(work))
+                if (work.ResolutionIndex < ResolutionExtensions.All.Count)
                 {
                     return;
                 }
@@ -469,12 +497,12 @@ public sealed partial class DuckDbRollupStore(
                 LogCompacted(logger, work.Moved);
             }
 
-            _compacting--;
+            _compaction = _compactionsWaiting.TryDequeue(out var next) ? next : null;
             work.Completion.TrySetResult(work.Moved);
         }
         catch (Exception exception)
         {
-            _compacting--;
+            _compaction = _compactionsWaiting.TryDequeue(out var next) ? next : null;
             LogWorkFailed(logger, exception, work.Name, 0);
             work.Completion.TrySetException(exception);
         }

@@ -120,13 +120,16 @@ public sealed class RollupCompactionTests : IAsyncLifetime
             var startMs = Midnight + (minute * 60_000L);
             return new Rollup($"patient-{series}", VitalKind.HeartRate, Resolution.Minute, new RollupWindow(startMs, 1, 60, 60, 60, 3_600, 60, startMs));
         })).ToList();
-        await _store.WriteAsync(minutes);
         _time.SetUtcNow(DateTimeOffset.FromUnixTimeMilliseconds(Midnight + (4 * Hour) + 1_000));
 
+        // Queued one after the other while the writer is busy with the first: the rows, the compaction, a late window
+        // (of a series the compaction's second slice packs).
+        var written = _store.WriteAsync(minutes);
         var compaction = _store.CompactAsync();
         var compacting = await _store.WriteCountingCompactionsAsync([new Rollup("patient-late", VitalKind.HeartRate, Resolution.Minute, new RollupWindow(Midnight, 1, 70, 70, 70, 4_900, 70, Midnight))]);
+        await written;
 
-        // The write was made while the compaction still had slices to go; then it packed every row of the four hours.
+        // The late write was made while the compaction still had slices to go; then it packed every row of the four hours.
         Assert.Equal(1, compacting);
         Assert.Equal(240_000 + 1, await compaction);
         Assert.Equal(0, Count("SELECT count(*) FROM rollups"));
