@@ -150,8 +150,21 @@ public sealed class DuckDbCommitLog : ICommitLog
     /// idle). One read of those two days of readings. A series server's log
     /// (<see cref="ForLedger"/>) keeps no readings to read them from: it says nothing.
     /// </remarks>
-    public Task<IReadOnlyList<PatientMinute>> MinutesOpenAtStopAsync(CancellationToken cancellationToken = default) =>
-        !_readings || !_database.StoppedUncleanly ? Task.FromResult<IReadOnlyList<PatientMinute>>([]) : LastMinutesOfLastDaysAsync(_database.RecoverAsOf, cancellationToken);
+    public async Task<IReadOnlyList<PatientMinute>> MinutesOpenAtStopAsync(CancellationToken cancellationToken = default)
+    {
+        if (!_readings || !_database.StoppedUncleanly)
+        {
+            return [];
+        }
+
+        var atStop = await LastMinutesOfLastDaysAsync(_database.RecoverAsOf, cancellationToken);
+
+        // Found by an earlier start whose recovery did not finish: that stop's days, and those as of now (the server may
+        // have stopped uncleanly again since). Windows recomputed that were not lost come out the same.
+        return _database.RecoverAsOf is { } asOf && _clock.GetUtcNow() - asOf > TimeSpan.FromMinutes(1)
+            ? [.. atStop.Union(await LastMinutesOfLastDaysAsync(cancellationToken: cancellationToken))]
+            : atStop;
+    }
 
     /// <summary>
     /// For each patient and vital with readings on the day of the newest reading not in the future (as of

@@ -84,6 +84,7 @@ public sealed class DuckDbDatabase : IDisposable
 
     // Present while a server has the database open; left behind by one that did not stop cleanly (see StoppedUncleanly).
     private readonly string _runningMarker;
+    private readonly string _openedLine;
     private const string RecoverAsOfField = "recover as of ";
     private volatile bool _recoveryPending;
 
@@ -129,9 +130,8 @@ public sealed class DuckDbDatabase : IDisposable
             RecoverAsOf = ReadRecoverAsOf(_runningMarker) ?? now;
         }
 
-        File.WriteAllText(
-            _runningMarker,
-            $"opened {now:O} by process {Environment.ProcessId}\n" + (RecoverAsOf is { } asOf ? $"{RecoverAsOfField}{asOf:O}\n" : ""));
+        _openedLine = $"opened {now:O} by process {Environment.ProcessId}\n";
+        File.WriteAllText(_runningMarker, _openedLine + (RecoverAsOf is { } asOf ? $"{RecoverAsOfField}{asOf:O}\n" : ""));
     }
 
     /// <summary>
@@ -173,7 +173,21 @@ public sealed class DuckDbDatabase : IDisposable
     internal ILogger Logger { get; }
 
     /// <summary>Records that what an unclean stop left to recover is recovered: a clean stop from here on removes the marker.</summary>
-    public void Recovered() => _recoveryPending = false;
+    public void Recovered()
+    {
+        _recoveryPending = false;
+
+        // A stop from here on that is not clean is one of its own, found as of the start after it: the time this run
+        // found the last one goes.
+        try
+        {
+            File.WriteAllText(_runningMarker, _openedLine);
+        }
+        catch (IOException)
+        {
+            // The next unclean stop's recovery then looks at this one's days too (see DuckDbCommitLog.MinutesOpenAtStopAsync).
+        }
+    }
 
     /// <summary>Records that this stop leaves windows to recover (see <see cref="ICommitLog.OpenWindowsLeft"/>): the marker stays, as after an unclean stop.</summary>
     public void RecoveryNeeded() => _recoveryPending = true;

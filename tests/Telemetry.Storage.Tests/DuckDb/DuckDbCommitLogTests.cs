@@ -113,13 +113,25 @@ public sealed class DuckDbCommitLogTests : IDisposable
         _file.Reopen();
 
         Assert.Equal(foundAt, _file.Database.RecoverAsOf);
-        Assert.Equal([new PatientMinute("patient-1", new CommittedMinute(VitalKind.HeartRate, T0, 0, 0))], await Log.MinutesOpenAtStopAsync());
+        Assert.Equal(
+            [
+                new PatientMinute("patient-1", new CommittedMinute(VitalKind.HeartRate, T0, 0, 0)),
+                new PatientMinute("patient-1", new CommittedMinute(VitalKind.HeartRate, T0 + (2 * Day), 0, 0)),
+            ],
+            await Log.MinutesOpenAtStopAsync());
 
         // Recovered: the next clean stop leaves no marker, and the start after has nothing to recover.
         Log.OpenWindowsRecovered();
         _file.Reopen();
         Assert.Null(_file.Database.RecoverAsOf);
         Assert.Empty(await Log.MinutesOpenAtStopAsync());
+
+        // Recovered, then killed again: the next start looks at the days as of itself, not as of the start before.
+        Log.OpenWindowsRecovered();
+        left = File.ReadAllBytes(marker);
+        _file.Reopen(between: () => File.WriteAllBytes(marker, left));
+        Assert.NotEqual(foundAt, _file.Database.RecoverAsOf);
+        Assert.Equal([new PatientMinute("patient-1", new CommittedMinute(VitalKind.HeartRate, T0 + (2 * Day), 0, 0))], await Log.MinutesOpenAtStopAsync());
     }
 
     [Fact]
