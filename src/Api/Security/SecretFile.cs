@@ -64,8 +64,9 @@ public static class SecretFile
         {
             return File.ReadAllText(path).Trim() is { Length: > 0 } secret ? secret : null;
         }
-        catch (FileNotFoundException)
+        catch (Exception exception) when (exception is FileNotFoundException or DirectoryNotFoundException)
         {
+            // Not made yet; nor, before the server's first start, its folder.
             return null;
         }
     }
