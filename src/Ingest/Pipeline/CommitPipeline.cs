@@ -43,7 +43,7 @@ public sealed partial class CommitPipeline : BackgroundService
     private readonly ILogger<CommitPipeline> _logger;
     private readonly int _maxReadingsPerCommit;
 
-    // The shortest time from one commit's start to the next's (see GatherAsync), unless this many batches wait.
+    // The shortest time (to the millisecond) from one commit's start to the next's (see Gather), unless this many batches wait.
     private readonly TimeSpan _commitInterval;
     private const int EnoughToCommitAtOnce = 256;
     private readonly int _capacity;
@@ -273,7 +273,7 @@ public sealed partial class CommitPipeline : BackgroundService
             var lastStarted = 0L;
             while (await reader.WaitToReadAsync(CancellationToken.None))
             {
-                await GatherAsync(reader, lastStarted);
+                Gather(reader, lastStarted);
                 lastStarted = Stopwatch.GetTimestamp();
                 flush.Clear();
                 batches.Clear();
@@ -398,15 +398,20 @@ public sealed partial class CommitPipeline : BackgroundService
     /// one of their own. A commit that took the interval or longer, a first one after a quiet spell and a flush already
     /// large enough go at once: only a steady stream of small commits is spaced out.
     /// </summary>
-    private ValueTask GatherAsync(ChannelReader<PendingBatch> reader, long lastStarted)
+    private void Gather(ChannelReader<PendingBatch> reader, long lastStarted)
     {
         if (_commitInterval <= TimeSpan.Zero || reader.Count >= EnoughToCommitAtOnce)
         {
-            return ValueTask.CompletedTask;
+            return;
         }
 
-        var since = Stopwatch.GetElapsedTime(lastStarted);
-        return since < _commitInterval ? new ValueTask(Task.Delay(_commitInterval - since)) : ValueTask.CompletedTask;
+        // Slept on the commit's own thread: a timer's callback would wait for a thread-pool thread, behind the very
+        // work of the load, and hold the commit (and every ack) for as long.
+        var rest = _commitInterval - Stopwatch.GetElapsedTime(lastStarted);
+        if (rest > TimeSpan.Zero)
+        {
+            Thread.Sleep(rest);
+        }
     }
 
     /// <summary>Starts repairing what grains may lack from before this start; returns the last commit.</summary>
