@@ -16,6 +16,9 @@ public sealed class BrowserFixture : IAsyncLifetime
 
     public string ClinicianToken { get; private set; } = null!;
 
+    /// <summary>A clinician of the same ward whose token's SMART scopes only read.</summary>
+    public string ReaderToken { get; private set; } = null!;
+
     public string PatientToken { get; private set; } = null!;
 
     /// <summary>The token of web-live, p-web-4's device, for the scenario that sends a new reading.</summary>
@@ -61,6 +64,7 @@ public sealed class BrowserFixture : IAsyncLifetime
         }
 
         ClinicianToken = await Server.MintTokenAsync("--role", "clinician", "--sub", "dr-web", "--care-team", "ward-web", "--scope", "user/Observation.rs user/Observation.cu");
+        ReaderToken = await Server.MintTokenAsync("--role", "clinician", "--sub", "dr-reader", "--care-team", "ward-web", "--scope", "user/Observation.rs");
         PatientToken = await Server.MintTokenAsync("--role", "patient", "--sub", "pat-web", "--patient", "p-web-2", "--scope", "patient/Observation.rs");
         await WaitForAlertsAsync();
     }

@@ -22,6 +22,9 @@ public sealed class BrowserTests(BrowserFixture fixture) : IClassFixture<Browser
     [Fact]
     public Task A_patient_sees_their_progress_and_not_another_patients_page() => RunAsync("patient-own-only.mjs");
 
+    [Fact]
+    public Task A_clinician_whose_token_only_reads_is_offered_nothing_to_act_with() => RunAsync("reader-no-actions.mjs");
+
     private async Task RunAsync(string scenario)
     {
         Assert.True(File.Exists(Chromium), $"Chromium is not at {Chromium}: install Debian's package (apt-get install chromium); .ci/run does.");
@@ -36,6 +39,7 @@ public sealed class BrowserTests(BrowserFixture fixture) : IClassFixture<Browser
         start.Environment["TELEMETRY_URL"] = $"http://127.0.0.1:{fixture.Server.HttpPort}";
         start.Environment["CLINICIAN_TOKEN"] = fixture.ClinicianToken;
         start.Environment["PATIENT_TOKEN"] = fixture.PatientToken;
+        start.Environment["READER_TOKEN"] = fixture.ReaderToken;
         start.Environment["DEVICE_TOKEN"] = fixture.DeviceToken;
         start.Environment["SCREENSHOTS"] = Path.Combine(root, "TestResults", "screenshots");
         start.Environment["CHROMIUM"] = Chromium;

@@ -36,10 +36,15 @@ function failed(error) {
     : `Something went wrong: ${error.message}`, true);
 }
 
-/** Who may act on alerts: admins and clinicians (a patient reads only). */
+/**
+ * Who may act on alerts: admins and clinicians (a patient reads only), with a token whose SMART scopes, if it carries
+ * any, write Observations (user/Observation.cu, v1 .write, or *): the server refuses the others' actions.
+ */
 function mayAct() {
-  const roles = person().roles;
-  return roles.includes('admin') || roles.includes('clinician');
+  const { roles, scopes } = person();
+  const smart = scopes.filter(scope => /^(patient|user|system)\//.test(scope));
+  const writes = smart.some(scope => /^(patient|user|system)\/(Observation|\*)\.(write|\*|[cruds]*[cud][cruds]*)$/.test(scope));
+  return (roles.includes('admin') || roles.includes('clinician')) && (smart.length === 0 || writes);
 }
 
 // ---- The cohort: every patient the person may read, the most urgent first, and the alerts waiting for someone.

@@ -17,14 +17,15 @@ export function person() {
   const value = token();
   if (!value) return null;
   const parts = value.split('.');
-  if (parts.length !== 3) return { sub: 'admin', roles: ['admin'], patients: [] };
+  if (parts.length !== 3) return { sub: 'admin', roles: ['admin'], patients: [], scopes: [] };
   try {
     const json = atob(parts[1].replace(/-/g, '+').replace(/_/g, '/'));
     const claims = JSON.parse(json);
     const list = v => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
-    return { sub: claims.sub ?? '(unknown)', roles: list(claims.role), patients: list(claims.patient) };
+    const scopes = list(claims.scope).flatMap(scope => String(scope).split(' ')).filter(Boolean);
+    return { sub: claims.sub ?? '(unknown)', roles: list(claims.role), patients: list(claims.patient), scopes };
   } catch {
-    return { sub: '(unreadable token)', roles: [], patients: [] };
+    return { sub: '(unreadable token)', roles: [], patients: [], scopes: [] };
   }
 }
 
