@@ -16,6 +16,9 @@ public sealed class GrainInstruments
     private readonly Counter<long> _alertEvents;
     private readonly Histogram<double> _alertDelay;
 
+    // Patient grains active here whose open windows are not written yet (see PatientsHoldingOpenWindows).
+    private int _holdingOpenWindows;
+
     public GrainInstruments(IMeterFactory meterFactory)
     {
         var meter = meterFactory.Create(MeterName);
@@ -44,9 +47,6 @@ public sealed class GrainInstruments
             _alertDelay.Record(Math.Max(0, delay.TotalSeconds), new KeyValuePair<string, object?>("type", item.Type.ToString()));
         }
     }
-
-    // Patient grains active here whose open windows are not written yet (see PatientsHoldingOpenWindows).
-    private int _holdingOpenWindows;
 
     /// <summary>
     /// Patient grains in this process holding open windows not written yet: from their activation until their

@@ -27,6 +27,9 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
     private const int MaxLookupStretches = 8;
     private const long MinLookupGapMs = 3_600_000;
 
+    /// <summary>About how many readings one transaction of retention deletes.</summary>
+    internal const long DeletionChunkRows = 1_000_000;
+
     private readonly DuckDbDatabase _database;
     private readonly DuckDBConnection _writer;
     private readonly ReadingsInsert _insert;
@@ -720,9 +723,6 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
 
             return deleted;
         }, cancellationToken);
-
-    /// <summary>About how many readings one transaction of retention deletes.</summary>
-    internal const long DeletionChunkRows = 1_000_000;
 
     private static string KindList(IReadOnlyCollection<VitalKind> kinds) =>
         kinds.Count == 0 ? "NULL" : string.Join(", ", kinds.Select(kind => ((byte)kind).ToString(System.Globalization.CultureInfo.InvariantCulture)));
