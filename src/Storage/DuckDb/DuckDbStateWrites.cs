@@ -19,7 +19,9 @@ namespace Telemetry.Storage.DuckDb;
 /// within <see cref="DuckDbOptions.JournalDelay"/>, before any read of the alert log (<see cref="SettleAsync(CancellationToken)"/>) and any read
 /// of a grain's state the journal holds (<see cref="SettleAsync(string, string, CancellationToken)"/>), when the server stops,
 /// and, for what a crash left in the journal, when the file is opened again. A DuckDB transaction costs a few
-/// milliseconds however little it writes; a record in the journal, a fraction of one, and an alert waits for no more.
+/// milliseconds however little it writes (tens on a loaded machine); a record in the journal, a fraction of one, and an
+/// alert waits for no more: the transaction runs beside the writer, which goes on journaling meanwhile, and the
+/// journal is emptied once the file holds every record in it.
 /// <para>
 /// A grain state that carries alert events (<see cref="IAlertOutbox"/>) is written with them: the events are stored in
 /// the state's record, so the state and the log never disagree. The grain then hands the same events to
@@ -44,6 +46,10 @@ internal sealed partial class DuckDbStateWrites : IDisposable
 
     // Records waiting for the database file, at most: beyond, a write first writes them (or fails, when it cannot).
     private const int MaxPendingRecords = 1_024;
+
+    // The journal's size at which the writer has the file take every record at once: under a steady stream of alerts
+    // each write into the file may end with a newer record waiting, and the journal is emptied only when none is.
+    private const long MaxJournalBytes = 64L * 1024 * 1024;
 
     // ETags remembered, at most; forgotten all at once when the file holds every record, and read from it again.
     private const int MaxKnownETags = 200_000;
@@ -70,15 +76,21 @@ internal sealed partial class DuckDbStateWrites : IDisposable
     // stored is one deleted (or one that would be), and is not stored again.
     private DateTime _deletedBefore;
 
-    // Reads waiting for the file to take the journal's records, answered after the group they came in (writer only);
-    // and whether the journal is closed (writer only).
-    private TaskCompletionSource? _settled;
+    // Writer only: the write into the file under way beside the writer (of the first of _pending), if one is; the
+    // records journaled and written into the file since the start; the reads waiting for the file to hold the records
+    // journaled before them, by how many that is; whether a write into the file is wanted once the one under way ends;
+    // and whether the journal is closed.
+    private Applying? _applying;
+    private long _journaled;
+    private long _applied;
+    private readonly List<(long Through, TaskCompletionSource Settled)> _settling = [];
+    private bool _applyWanted;
     private bool _closed;
 
-    // Records in the journal that the file does not hold yet, and the grains whose states they hold; read by the
-    // SettleAsync overloads outside the writer.
+    // Records in the journal that the file does not hold yet, and the grains whose states they hold (with how many of
+    // those records hold each); read by the SettleAsync overloads outside the writer.
     private int _pendingCount;
-    private readonly ConcurrentDictionary<(string StateName, string GrainId), byte> _pendingStates = new();
+    private readonly ConcurrentDictionary<(string StateName, string GrainId), int> _pendingStates = new();
     private int _applyScheduled;
     private volatile bool _disposed;
 
@@ -114,6 +126,9 @@ internal sealed partial class DuckDbStateWrites : IDisposable
 
         _applyTimer = new Timer(static state => ((DuckDbStateWrites)state!).ApplyOnTimer(), this, Timeout.Infinite, Timeout.Infinite);
     }
+
+    /// <summary>For tests: runs as a write into the file beside the writer begins (and may hold it up, or fail it by throwing).</summary>
+    internal Action? BeforeApplyingBeside { get; set; }
 
     /// <summary>
     /// Writes (or, without <see cref="StateChange.Data"/>, clears) a grain's state with the alert events it carries.
@@ -264,7 +279,16 @@ internal sealed partial class DuckDbStateWrites : IDisposable
         var writes = new List<int>(group.Count);
         for (var i = 0; i < group.Count; i++)
         {
-            if (group[i].Close)
+            if (group[i].Ended is { } ended)
+            {
+                // A write into the file that ended beside the writer; one already taken in by the writer is no news.
+                results[i] = new Written(null, []);
+                if (ReferenceEquals(ended, _applying))
+                {
+                    EndApplying(ended);
+                }
+            }
+            else if (group[i].Close)
             {
                 close = true;
             }
@@ -304,7 +328,7 @@ internal sealed partial class DuckDbStateWrites : IDisposable
             {
                 try
                 {
-                    ApplyPending();
+                    ApplyAllNow();
                     using var connection = _database.OpenConnection();
                     var deletedBefore = cutoff.UtcDateTime > _deletedBefore ? cutoff.UtcDateTime : _deletedBefore;
                     var (deleted, more) = DeleteHistory(connection, cutoff.UtcDateTime, deletedBefore, group[i].DeleteAlerts ?? []);
@@ -323,7 +347,7 @@ internal sealed partial class DuckDbStateWrites : IDisposable
             ExceptionDispatchInfo? failure = null;
             try
             {
-                ApplyPending();
+                ApplyAllNow();
             }
             catch (Exception exception)
             {
@@ -332,6 +356,7 @@ internal sealed partial class DuckDbStateWrites : IDisposable
 
             _journal.Dispose();
             _closed = true;
+            FailSettling(failure?.SourceException ?? new ObjectDisposedException(nameof(DuckDbDatabase), "The database is closed."));
             for (var i = 0; i < group.Count; i++)
             {
                 if (group[i].Close || group[i].Settle)
@@ -342,12 +367,22 @@ internal sealed partial class DuckDbStateWrites : IDisposable
         }
         else if (settle)
         {
-            _settled ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            // Waits for the file to hold every record journaled so far, this group's too; the write into the file starts
+            // once the group is answered (AfterAnswered).
+            Task applied = Task.CompletedTask;
+            if (_applied < _journaled)
+            {
+                var settled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                _settling.Add((_journaled, settled));
+                applied = settled.Task;
+            }
+
+            _applyWanted = true;
             for (var i = 0; i < group.Count; i++)
             {
                 if (group[i].Settle)
                 {
-                    results[i] = new Written(null, [], Applied: _settled.Task);
+                    results[i] = new Written(null, [], Applied: applied);
                 }
             }
         }
@@ -355,24 +390,193 @@ internal sealed partial class DuckDbStateWrites : IDisposable
         return results;
     }
 
-    /// <summary>Once a group's writes are answered: the file takes the journal's records, if a read waits for it.</summary>
+    /// <summary>
+    /// Once a group's writes are answered: when a read waits for the file (or the timer asked), starts writing the
+    /// journal's records into it beside the writer, unless a write into it is under way already (the next starts as that
+    /// one ends).
+    /// </summary>
     private void AfterAnswered()
     {
-        if (_settled is not { } settled)
+        if (_applying is not null || _closed)
         {
             return;
         }
 
-        _settled = null;
         try
         {
-            ApplyPending();
-            settled.TrySetResult();
+            if (_pending.Count == 0)
+            {
+                _applyWanted = false;
+                if (_journal.IsBroken)
+                {
+                    // Nothing to write, but no record is journaled until it is emptied.
+                    FileHoldsAll();
+                }
+
+                return;
+            }
+
+            if (_applyWanted || _settling.Count > 0)
+            {
+                _applyWanted = false;
+                StartApplying();
+            }
         }
         catch (Exception exception)
         {
-            settled.TrySetException(exception);
+            // Never thrown out of the writer's loop; what could not be written stays in the journal and is tried again.
+            FailSettling(exception);
+            LogApplyFailed(_logger, exception, _journal.Path);
+            ScheduleApply(RetryDelay);
         }
+    }
+
+    /// <summary>Starts writing every record pending into the file, on a thread of the pool; its end comes back to the writer as a request.</summary>
+    private void StartApplying()
+    {
+        var records = _pending.ToArray();
+        var applying = new Applying(records.Length, Task.Run(() => ApplyOutside(records)));
+        _applying = applying;
+        _ = applying.Done.ContinueWith(
+            static (_, state) =>
+            {
+                var (writes, ended) = ((DuckDbStateWrites, Applying))state!;
+                return writes._writes.WriteAsync(new Write(null, [], Ended: ended));
+            },
+            (this, applying), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+    }
+
+    /// <summary>Writes records into the file on a connection of its own; returns the failure rather than throwing it.</summary>
+    private Exception? ApplyOutside(StateJournalRecord[] records)
+    {
+        try
+        {
+            BeforeApplyingBeside?.Invoke();
+            using var connection = _database.OpenConnection();
+            Apply(connection, records, replay: false);
+            return null;
+        }
+        catch (Exception exception)
+        {
+            return exception;
+        }
+    }
+
+    /// <summary>In the writer, once a write into the file beside it has ended: its records leave the pending ones, or its failure goes to the reads waiting.</summary>
+    private void EndApplying(Applying applying)
+    {
+        _applying = null;
+        if (applying.Done.Result is { } failure)
+        {
+            FailSettling(failure);
+            LogApplyFailed(_logger, failure, _journal.Path);
+            ScheduleApply(RetryDelay);
+            return;
+        }
+
+        Applied(applying.Count);
+        if (_pending.Count == 0)
+        {
+            FileHoldsAll();
+        }
+        else
+        {
+            ScheduleApply();
+        }
+    }
+
+    /// <summary>
+    /// In the writer: has the file take every record pending now, waiting for a write into it under way first. Throws
+    /// when the file cannot take them (they stay pending).
+    /// </summary>
+    private void ApplyAllNow()
+    {
+        if (_applying is { } applying)
+        {
+            // Never faults: the write's failure is its result.
+            applying.Done.Wait();
+            EndApplying(applying);
+        }
+
+        if (_pending.Count > 0)
+        {
+            using var connection = _database.OpenConnection();
+            Apply(connection, _pending, replay: false);
+            Applied(_pending.Count);
+        }
+
+        if (_pending.Count == 0)
+        {
+            FileHoldsAll();
+        }
+    }
+
+    /// <summary>The first <paramref name="count"/> pending records are in the file: they leave the pending ones, and the reads that waited for them go on.</summary>
+    private void Applied(int count)
+    {
+        for (var i = 0; i < count; i++)
+        {
+            var record = _pending[i];
+            foreach (var state in record.States)
+            {
+                var key = (state.StateName, state.GrainId);
+                if (_pendingStates.TryGetValue(key, out var records) && records > 1)
+                {
+                    _pendingStates[key] = records - 1;
+                }
+                else
+                {
+                    _pendingStates.TryRemove(key, out _);
+                }
+            }
+
+            foreach (var item in record.Events)
+            {
+                _pendingPositions.Remove((item.Event.PatientId, item.Event.Seq));
+            }
+        }
+
+        _pending.RemoveRange(0, count);
+        Volatile.Write(ref _pendingCount, _pending.Count);
+        _applied += count;
+        _settling.RemoveAll(waiting =>
+        {
+            if (waiting.Through > _applied)
+            {
+                return false;
+            }
+
+            waiting.Settled.TrySetResult();
+            return true;
+        });
+    }
+
+    /// <summary>The file holds every record journaled: the journal is emptied (and works again, if it was broken), and the ETags known are forgotten when they are many.</summary>
+    private void FileHoldsAll()
+    {
+        if (_etags.Count > MaxKnownETags)
+        {
+            _etags.Clear();
+        }
+
+        try
+        {
+            _journal.Clear();
+        }
+        catch (Exception exception)
+        {
+            LogNotEmptied(_logger, exception, _journal.Path);
+        }
+    }
+
+    private void FailSettling(Exception failure)
+    {
+        foreach (var (_, settled) in _settling)
+        {
+            settled.TrySetException(failure);
+        }
+
+        _settling.Clear();
     }
 
     /// <summary>
@@ -381,9 +585,9 @@ internal sealed partial class DuckDbStateWrites : IDisposable
     /// </summary>
     private void JournalWrites(IReadOnlyList<Write> group, List<int> writes, Written[] results)
     {
-        if (_pending.Count >= MaxPendingRecords)
+        if (_pending.Count >= MaxPendingRecords || (_pending.Count > 0 && _journal.Length > MaxJournalBytes))
         {
-            ApplyPending();
+            ApplyAllNow();
         }
 
         DuckDBConnection? connection = null;
@@ -477,9 +681,10 @@ internal sealed partial class DuckDbStateWrites : IDisposable
                     throw;
                 }
                 _pending.Add(record);
+                _journaled++;
                 foreach (var state in states)
                 {
-                    _pendingStates.TryAdd((state.StateName, state.GrainId), 0);
+                    _pendingStates.AddOrUpdate((state.StateName, state.GrainId), 1, static (_, records) => records + 1);
                 }
             }
 
@@ -586,52 +791,17 @@ internal sealed partial class DuckDbStateWrites : IDisposable
     {
         try
         {
-            await SettleAsync();
+            // Through the writer even with nothing pending: a broken journal is emptied there.
+            await SettleWritingAsync(CancellationToken.None);
         }
-        catch (Exception exception) when (!_disposed)
+        catch (Exception) when (!_disposed)
         {
-            LogApplyFailed(_logger, exception, _journal.Path);
+            // Logged where the write into the file failed; tried again.
             ScheduleApply(RetryDelay);
         }
         catch (Exception)
         {
             // Stopping: the Dispose writes what the journal holds, or reports why it could not.
-        }
-    }
-
-    /// <summary>Writes the journal's records into the file in one transaction, then empties the journal.</summary>
-    private void ApplyPending()
-    {
-        // A broken journal (a failed record it could not cut off) is emptied even with nothing to write, so writes go on.
-        if (_pending.Count == 0 && !_journal.IsBroken)
-        {
-            return;
-        }
-
-        if (_pending.Count > 0)
-        {
-            using var connection = _database.OpenConnection();
-            Apply(connection, _pending, replay: false);
-        }
-
-        // The file holds the records now, whether or not the journal empties: one not emptied holds records that a
-        // replay skips (their events) or writes again before the later ones (their states), and the next apply empties it.
-        _pending.Clear();
-        _pendingStates.Clear();
-        _pendingPositions.Clear();
-        Volatile.Write(ref _pendingCount, 0);
-        if (_etags.Count > MaxKnownETags)
-        {
-            _etags.Clear();
-        }
-
-        try
-        {
-            _journal.Clear();
-        }
-        catch (Exception exception)
-        {
-            LogNotEmptied(_logger, exception, _journal.Path);
         }
     }
 
@@ -887,8 +1057,8 @@ internal sealed partial class DuckDbStateWrites : IDisposable
     /// <summary>
     /// A state change with the events it carries (stored with it when it is accepted), an append alone, a read waiting
     /// for the file (<paramref name="Settle"/>), a deletion of the history before a time (<paramref name="DeleteBefore"/>,
-    /// with the alerts found to go, <paramref name="DeleteAlerts"/>),
-    /// or the last request (<paramref name="Close"/>).
+    /// with the alerts found to go, <paramref name="DeleteAlerts"/>), the last request (<paramref name="Close"/>), or the
+    /// end of a write into the file beside the writer (<paramref name="Ended"/>).
     /// </summary>
     private readonly record struct Write(
         StateChange? State,
@@ -896,7 +1066,11 @@ internal sealed partial class DuckDbStateWrites : IDisposable
         bool Settle = false,
         bool Close = false,
         DateTimeOffset? DeleteBefore = null,
-        IReadOnlyList<string>? DeleteAlerts = null);
+        IReadOnlyList<string>? DeleteAlerts = null,
+        Applying? Ended = null);
+
+    /// <summary>A write into the file of the first <paramref name="Count"/> pending records, under way beside the writer; <paramref name="Done"/> never faults, its result the failure, if any.</summary>
+    private sealed record Applying(int Count, Task<Exception?> Done);
 
     /// <summary>
     /// A write's answer: the refusal of its state change, or its events as stored (with their positions), or how many

@@ -34,6 +34,9 @@ internal sealed class StateJournal : IDisposable
 
     public string Path { get; }
 
+    /// <summary>The journal's size in bytes.</summary>
+    public long Length => _file.Length;
+
     /// <summary>Whether a failed record could not be cut off: appends fail until the journal is emptied (<see cref="Clear"/>).</summary>
     public bool IsBroken => _broken is not null;
 

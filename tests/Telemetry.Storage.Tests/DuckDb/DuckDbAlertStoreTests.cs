@@ -347,6 +347,90 @@ public sealed class DuckDbAlertStoreTests : IDisposable
         Assert.False(read.RecordExists);
     }
 
+    [Fact]
+    public async Task The_writer_goes_on_journaling_while_the_file_takes_the_records_before_and_a_crash_then_stores_each_once()
+    {
+        _database.Dispose();
+        var options = Microsoft.Extensions.Options.Options.Create(new DuckDbOptions { Path = _directory.Options.Value.Path, JournalDelay = TimeSpan.FromDays(1) });
+        _database = new DuckDbDatabase(options);
+        _store = new DuckDbAlertStore(_database);
+        var storage = new DuckDbGrainStorage(_database, new JsonStateSerializer());
+        await storage.WriteStateAsync("alerts", PatientGrain("p-1"), new GrainState<OutboxState>(
+            new OutboxState { Rules = 1, Outbox = [Event("p-1", 1, AlertEventType.Raised, Alert("p-1~1", AlertStatus.Active))] }));
+
+        // A read has the file take the journal's record; the file's transaction is held up beside the writer.
+        using var gate = new ManualResetEventSlim();
+        var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _database.StateWrites.BeforeApplyingBeside = () =>
+        {
+            entered.TrySetResult();
+            gate.Wait(TimeSpan.FromMinutes(2));
+        };
+        var read = _store.ReadEventsAsync(0, null, 10);
+        await entered.Task.WaitAsync(TimeSpan.FromMinutes(1));
+
+        // Meanwhile another patient's alert is journaled and answered: it waits for no transaction of the file's (held
+        // up for two minutes at most; the write is given half a minute).
+        await storage.WriteStateAsync("alerts", PatientGrain("p-2"), new GrainState<OutboxState>(
+            new OutboxState { Rules = 2, Outbox = [Event("p-2", 1, AlertEventType.Raised, Alert("p-2~1", AlertStatus.Active, "p-2"))] }))
+            .WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.False(read.IsCompleted);
+
+        // The read sees what was answered before it, and not the write after it, still only in the journal.
+        _database.StateWrites.BeforeApplyingBeside = null;
+        gate.Set();
+        Assert.Equal(["p-1"], (await read).Select(e => e.PatientId));
+        var journal = Path.Combine(_directory.Path, "telemetry.state-journal");
+        Assert.True(new FileInfo(journal).Length > 0);
+
+        // Crashed now: the journal holds both records, the file the first; opened again, each is stored once.
+        var crashed = CopyFiles(_directory.Path);
+        using (var reopened = new DuckDbDatabase(Microsoft.Extensions.Options.Options.Create(new DuckDbOptions { Path = Path.Combine(crashed, "telemetry.duckdb") })))
+        {
+            Assert.Equal([("p-1", 1L), ("p-2", 2L)], (await new DuckDbAlertStore(reopened).ReadEventsAsync(0, null, 10)).Select(e => (e.PatientId, e.Position)));
+            var reopenedStorage = new DuckDbGrainStorage(reopened, new JsonStateSerializer());
+            foreach (var (patient, rules) in new[] { ("p-1", 1), ("p-2", 2) })
+            {
+                var state = new GrainState<OutboxState>();
+                await reopenedStorage.ReadStateAsync("alerts", PatientGrain(patient), state);
+                Assert.Equal(rules, state.State?.Rules);
+            }
+        }
+
+        // Not crashed: the next read has the file take the second record, and the journal, all in the file, is emptied.
+        Assert.Equal([1L, 2L], (await _store.ReadEventsAsync(0, null, 10)).Select(e => e.Position));
+        Assert.Equal(0, new FileInfo(journal).Length);
+    }
+
+    [Fact]
+    public async Task A_failed_write_of_the_journal_into_the_file_fails_the_read_waiting_for_it_and_keeps_the_records_for_the_next()
+    {
+        _database.Dispose();
+        var options = Microsoft.Extensions.Options.Options.Create(new DuckDbOptions { Path = _directory.Options.Value.Path, JournalDelay = TimeSpan.FromDays(1) });
+        _database = new DuckDbDatabase(options);
+        _store = new DuckDbAlertStore(_database);
+        var storage = new DuckDbGrainStorage(_database, new JsonStateSerializer());
+        var outbox = new OutboxState { Rules = 1, Outbox = [Event("p-1", 1, AlertEventType.Raised, Alert("p-1~1", AlertStatus.Active))] };
+        var state = new GrainState<OutboxState>(outbox);
+        await storage.WriteStateAsync("alerts", PatientGrain("p-1"), state);
+
+        _database.StateWrites.BeforeApplyingBeside = () => throw new IOException("the disk is full");
+        var failure = await Assert.ThrowsAsync<IOException>(() => _store.ReadEventsAsync(0, null, 10));
+        Assert.Equal("the disk is full", failure.Message);
+
+        // Written on: the state's ETag still checked against the journal's, the next alert numbered after the first.
+        outbox.Rules = 2;
+        outbox.Outbox = [Event("p-1", 2, AlertEventType.Cleared, Alert("p-1~1", AlertStatus.Cleared))];
+        await storage.WriteStateAsync("alerts", PatientGrain("p-1"), state);
+
+        _database.StateWrites.BeforeApplyingBeside = null;
+        Assert.Equal([1L, 2L], (await _store.ReadEventsAsync(0, null, 10)).Select(e => e.Position));
+        var read = new GrainState<OutboxState>();
+        await storage.ReadStateAsync("alerts", PatientGrain("p-1"), read);
+        Assert.Equal((2, state.ETag), (read.State?.Rules, read.ETag));
+        Assert.Equal(0, new FileInfo(Path.Combine(_directory.Path, "telemetry.state-journal")).Length);
+    }
+
     /// <summary>A copy of a folder's files as they stand, in a new folder inside the test's.</summary>
     private static string CopyFiles(string from)
     {
