@@ -31,7 +31,9 @@ public sealed partial class CommitPipeline : BackgroundService
     private int _waitingForRoom;
 
     // Committed flushes for the dispatching loop, in commit order; bounded by the readings they hold (see
-    // MaxReadingsInGrainCalls), which the commit loop counts before it hands a flush over.
+    // MaxReadingsInGrainCalls), which the commit loop counts before it hands a flush over. And how many flushes were
+    // handed over whose calls the loop has not yet made: while none, the commit loop may make a flush's calls itself.
+    private int _flushesHandedOver;
     private readonly Channel<CommittedFlush> _toGrains = Channel.CreateUnbounded<CommittedFlush>(new UnboundedChannelOptions
     {
         SingleReader = true,
@@ -54,14 +56,14 @@ public sealed partial class CommitPipeline : BackgroundService
     private readonly long _maxReadingsInGrainCalls;
     private long _readingsInGrainCalls;
 
-    // The patient grains' references, by patient (only the dispatching loop uses them): making one resolves the grain
-    // interface by reflection and runs Orleans' reference activator, a few percent of the server's CPU at one reading
-    // per MQTT message if done per call. Bounded: forgotten all at once when it holds too many.
+    // The patient grains' references, by patient (used by one maker of grain calls at a time, see MakeGrainCalls):
+    // making one resolves the grain interface by reflection and runs Orleans' reference activator, a few percent of the
+    // server's CPU at one reading per MQTT message if done per call. Bounded: forgotten all at once when it holds too many.
     private readonly Dictionary<string, IPatientGrain> _patientGrains = new(StringComparer.Ordinal);
     private const int MaxPatientGrainReferences = 200_000;
 
-    // A flush's readings by patient, and the lists that held them, kept for the next flush (only the dispatching loop
-    // uses them).
+    // A flush's readings by patient, and the lists that held them, kept for the next flush (used by one maker of grain
+    // calls at a time, see MakeGrainCalls).
     private readonly Dictionary<string, PatientParts> _byPatient = new(StringComparer.Ordinal);
     private readonly Stack<PatientParts> _spareParts = new();
 
@@ -353,7 +355,8 @@ public sealed partial class CommitPipeline : BackgroundService
                     failedSince = false;
                 }
 
-                // The grain calls are made by the dispatching loop, so the next commit need not wait for them to be issued.
+                // The grain calls are made by the dispatching loop, so the next commit need not wait for them to be issued,
+                // unless the loop has time to spare before the next commit.
                 var committed = CommittedFlush.Of(lastCommitId, commitId, flush, outcomes);
                 if (committed is null)
                 {
@@ -362,9 +365,20 @@ public sealed partial class CommitPipeline : BackgroundService
                 else
                 {
                     Interlocked.Add(ref _readingsInGrainCalls, committed.Readings);
-                    if (!_toGrains.Writer.TryWrite(committed))
+                    if (Volatile.Read(ref _flushesHandedOver) == 0 && _commitInterval > TimeSpan.Zero && Stopwatch.GetElapsedTime(lastStarted) < _commitInterval)
                     {
-                        throw new UnreachableException("the dispatching loop's channel is completed only after the commit loop ends");
+                        // The loop would sleep out the rest of its interval next: the calls are made here in that time,
+                        // without a hand-over to a pool thread that, on a loaded machine, may wait milliseconds to run
+                        // (and every alert with it). The dispatching loop has made the calls of every flush before.
+                        MakeGrainCalls(committed);
+                    }
+                    else
+                    {
+                        Interlocked.Increment(ref _flushesHandedOver);
+                        if (!_toGrains.Writer.TryWrite(committed))
+                        {
+                            throw new UnreachableException("the dispatching loop's channel is completed only after the commit loop ends");
+                        }
                     }
 
                     dispatches.Enqueue(new Dispatch(commitId, committed.Done.Task));
@@ -479,25 +493,35 @@ public sealed partial class CommitPipeline : BackgroundService
         {
             while (reader.TryRead(out var committed))
             {
-                List<(string PatientId, ValueTask<Immutable<CommittedMinute[]>> Call)> calls;
-                try
-                {
-                    // A call that could not be made comes back as a failed one, repaired with the others.
-                    calls = CallGrains(committed);
-                }
-                catch (Exception exception)
-                {
-                    // Not even the flush's patients could be told apart: all of them are repaired.
-                    _instruments.GrainCallFailed();
-                    LogGrainCallFailed(_logger, exception);
-                    _repair?.Add(committed.PreviousCommitId, committed.CommitId, patients: null);
-                    calls = [];
-                }
-
-                // Never faults; releases the flush's readings and completes its Done once its calls have answered.
-                _ = AwaitGrainCallsAsync(committed, calls);
+                MakeGrainCalls(committed);
+                Interlocked.Decrement(ref _flushesHandedOver);
             }
         }
+    }
+
+    /// <summary>
+    /// Makes a committed flush's grain calls, then leaves them to answer; never throws. Made by one thread at a time, in
+    /// commit order: the dispatching loop, or the commit loop while no flush handed over waits for its calls.
+    /// </summary>
+    private void MakeGrainCalls(CommittedFlush committed)
+    {
+        List<(string PatientId, ValueTask<Immutable<CommittedMinute[]>> Call)> calls;
+        try
+        {
+            // A call that could not be made comes back as a failed one, repaired with the others.
+            calls = CallGrains(committed);
+        }
+        catch (Exception exception)
+        {
+            // Not even the flush's patients could be told apart: all of them are repaired.
+            _instruments.GrainCallFailed();
+            LogGrainCallFailed(_logger, exception);
+            _repair?.Add(committed.PreviousCommitId, committed.CommitId, patients: null);
+            calls = [];
+        }
+
+        // Never faults; releases the flush's readings and completes its Done once its calls have answered.
+        _ = AwaitGrainCallsAsync(committed, calls);
     }
 
     /// <summary>
@@ -603,7 +627,8 @@ public sealed partial class CommitPipeline : BackgroundService
                 CommittedMinute[] unsettled;
                 try
                 {
-                    unsettled = (await call).Value;
+                    // Resumed wherever the call answers: not on the commit loop's thread, which may have made it.
+                    unsettled = (await call.ConfigureAwait(false)).Value;
                 }
                 catch (Exception exception)
                 {
