@@ -29,7 +29,19 @@ internal sealed class LateShowingRawStore(DuckDbRawSeriesStore store) : IRawSeri
     /// <summary>Run as each aggregate read returns, with the patient's id: what it does the read did not see, and reads after it do.</summary>
     public Action<string>? AfterAggregate { get; set; }
 
+    /// <summary>Run (once) when the store is asked to show every write it answered (<see cref="ShowAnsweredWritesAsync"/>): what it commits, reads after it see.</summary>
+    public Action? OnShowAnsweredWrites { get; set; }
+
     private bool Shows(string patientId, VitalKind kind) => !_hidden.ContainsKey((patientId, kind));
+
+    public Task ShowAnsweredWritesAsync(CancellationToken cancellationToken = default)
+    {
+        // Once: the writes it shows are shown from then on.
+        var show = OnShowAnsweredWrites;
+        OnShowAnsweredWrites = null;
+        show?.Invoke();
+        return Task.CompletedTask;
+    }
 
     public ValueTask<long> CommitAsync(IReadOnlyList<DeviceBatch> batches, Memory<BatchOutcome> outcomes, CancellationToken cancellationToken = default) =>
         store.CommitAsync(batches, outcomes, cancellationToken);

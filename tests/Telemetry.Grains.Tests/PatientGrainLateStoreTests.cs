@@ -150,6 +150,30 @@ public sealed class PatientGrainLateStoreTests(LateShowingClusterFixture fixture
         Assert.Equal([_base], (await grain.GetRecentWindowsAsync(VitalKind.HeartRate, Resolution.Hour)).Select(window => window.StartMs));
     }
 
+    [Fact]
+    public async Task A_settle_right_after_a_commit_the_store_answered_and_does_not_show_yet_keeps_it_in_the_minute()
+    {
+        var patient = "p-settle-fresh";
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 1_000, 60));
+        var grain = fixture.Patient(patient);
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 61_000, 70));
+
+        // A commit answered a moment ago and handed to the grain, of which the store shows one reading; the other only
+        // once asked to show what it answered (VictoriaMetrics' flush), written under an id of its own when it is.
+        VitalReading[] commit = [Heart(_base + 62_000, 74), Heart(_base + 63_000, 76)];
+        var store = (LateShowingRawStore)fixture.SiloServices.GetRequiredService<IRawSeriesStore>();
+        store.OnShowAnsweredWrites = () => fixture.Commit(patient, commit[0]);
+        await grain.ApplyAsync(new PatientReadings(fixture.Commit(patient, commit[1]), commit));
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 121_000, 80));
+        Assert.Equal([1, 3], (await MinutesAsync(patient)).Take(2).Select(minute => minute.Count));
+
+        // A repair's settle of the minute (a failed call's, a rebuild's) reads it from the store: the fresh commit stays in it.
+        await grain.SettleAsync([new(VitalKind.HeartRate, _base + 60_000, 1, 1)]);
+        var minute = (await MinutesAsync(patient))[1];
+        Assert.Equal((3L, 70.0, 76.0), (minute.Count, minute.Min, minute.Max));
+        Assert.Null(store.OnShowAnsweredWrites);
+    }
+
     private Task<IReadOnlyList<RollupWindow>> MinutesAsync(string patientId) =>
         fixture.Rollups.QueryAsync(patientId, VitalKind.HeartRate, Resolution.Minute, _base, _base + 180_000);
 }

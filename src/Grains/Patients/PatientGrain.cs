@@ -477,7 +477,10 @@ public sealed partial class PatientGrain(
         try
         {
             // Settling reads the store long enough after the commits for it to show them whole: what closes here needs
-            // no settling again.
+            // no settling again. But a minute recomputed may also hold a commit this grain applied a moment ago, which the
+            // store answered and may not show yet (a settle after a rebuild, while readings flow): the store shows every
+            // write it answered first where it can (VictoriaMetrics), or the window would be written short of it.
+            await rawStore.ShowAnsweredWritesAsync(CancellationToken.None);
             await RecomputeLateAndFlushAsync();
             _resettle = null;
         }
