@@ -47,8 +47,11 @@ internal sealed partial class DuckDbStateWrites : IDisposable
     // Records waiting for the database file, at most: beyond, a write first writes them (or fails, when it cannot).
     private const int MaxPendingRecords = 1_024;
 
-    // The journal's size at which the writer has the file take every record at once: under a steady stream of alerts
-    // each write into the file may end with a newer record waiting, and the journal is emptied only when none is.
+    // The journal's size from which a write into the file that ends with newer records waiting is followed by the next
+    // at once, rather than within JournalDelay: under a steady stream of alerts each may end so, and the journal is
+    // emptied only when none waits. And, should the file fall behind all the same, the size at which the writer has it
+    // take every record before it journals more.
+    private const long CatchUpJournalBytes = 1024 * 1024;
     private const long MaxJournalBytes = 64L * 1024 * 1024;
 
     // ETags remembered, at most; forgotten all at once when the file holds every record, and read from it again.
@@ -427,7 +430,7 @@ internal sealed partial class DuckDbStateWrites : IDisposable
             // Never thrown out of the writer's loop; what could not be written stays in the journal and is tried again.
             FailSettling(exception);
             LogApplyFailed(_logger, exception, _journal.Path);
-            ScheduleApply(RetryDelay);
+            RetryApplyLater();
         }
     }
 
@@ -463,14 +466,21 @@ internal sealed partial class DuckDbStateWrites : IDisposable
     }
 
     /// <summary>In the writer, once a write into the file beside it has ended: its records leave the pending ones, or its failure goes to the reads waiting.</summary>
-    private void EndApplying(Applying applying)
+    private void EndApplying(Applying applying, bool failReads = true)
     {
         _applying = null;
         if (applying.Done.Result is { } failure)
         {
-            FailSettling(failure);
             LogApplyFailed(_logger, failure, _journal.Path);
-            ScheduleApply(RetryDelay);
+            if (failReads)
+            {
+                // The reads waiting fail (a read that comes later tries again); the timer tries again after a pause,
+                // however soon it was due.
+                FailSettling(failure);
+                _applyWanted = false;
+                RetryApplyLater();
+            }
+
             return;
         }
 
@@ -479,10 +489,18 @@ internal sealed partial class DuckDbStateWrites : IDisposable
         {
             FileHoldsAll();
         }
+        else if (_journal.Length > CatchUpJournalBytes)
+        {
+            // Records came in while the file took the ones before, again and again: the next write into the file goes
+            // at once, so the journal empties before it grows large.
+            _applyWanted = true;
+        }
         else
         {
             ScheduleApply();
         }
+
+        ReleaseSettled();
     }
 
     /// <summary>
@@ -493,9 +511,9 @@ internal sealed partial class DuckDbStateWrites : IDisposable
     {
         if (_applying is { } applying)
         {
-            // Never faults: the write's failure is its result.
+            // Never faults: the write's failure is its result. When it failed, the records are written here again.
             applying.Done.Wait();
-            EndApplying(applying);
+            EndApplying(applying, failReads: false);
         }
 
         if (_pending.Count > 0)
@@ -505,13 +523,11 @@ internal sealed partial class DuckDbStateWrites : IDisposable
             Applied(_pending.Count);
         }
 
-        if (_pending.Count == 0)
-        {
-            FileHoldsAll();
-        }
+        FileHoldsAll();
+        ReleaseSettled();
     }
 
-    /// <summary>The first <paramref name="count"/> pending records are in the file: they leave the pending ones, and the reads that waited for them go on.</summary>
+    /// <summary>The first <paramref name="count"/> pending records are in the file: they leave the pending ones (the reads that waited for them go on at <see cref="ReleaseSettled"/>).</summary>
     private void Applied(int count)
     {
         for (var i = 0; i < count; i++)
@@ -539,6 +555,10 @@ internal sealed partial class DuckDbStateWrites : IDisposable
         _pending.RemoveRange(0, count);
         Volatile.Write(ref _pendingCount, _pending.Count);
         _applied += count;
+    }
+
+    /// <summary>The reads waiting for records the file now holds go on: once the journal is emptied, if it could be.</summary>
+    private void ReleaseSettled() =>
         _settling.RemoveAll(waiting =>
         {
             if (waiting.Through > _applied)
@@ -549,11 +569,15 @@ internal sealed partial class DuckDbStateWrites : IDisposable
             waiting.Settled.TrySetResult();
             return true;
         });
-    }
 
     /// <summary>The file holds every record journaled: the journal is emptied (and works again, if it was broken), and the ETags known are forgotten when they are many.</summary>
     private void FileHoldsAll()
     {
+        if (_pending.Count > 0)
+        {
+            return;
+        }
+
         if (_etags.Count > MaxKnownETags)
         {
             _etags.Clear();
@@ -781,6 +805,23 @@ internal sealed partial class DuckDbStateWrites : IDisposable
         }
     }
 
+    /// <summary>Has the timer try the file again after <see cref="RetryDelay"/>, even when it was due sooner.</summary>
+    private void RetryApplyLater()
+    {
+        if (!_disposed)
+        {
+            Volatile.Write(ref _applyScheduled, 1);
+            try
+            {
+                _applyTimer.Change(RetryDelay, Timeout.InfiniteTimeSpan);
+            }
+            catch (ObjectDisposedException)
+            {
+                // Stopping: the Dispose writes what the journal holds.
+            }
+        }
+    }
+
     private void ApplyOnTimer()
     {
         Interlocked.Exchange(ref _applyScheduled, 0);
@@ -796,8 +837,7 @@ internal sealed partial class DuckDbStateWrites : IDisposable
         }
         catch (Exception) when (!_disposed)
         {
-            // Logged where the write into the file failed; tried again.
-            ScheduleApply(RetryDelay);
+            // Logged where the write into the file failed, which has the timer try again.
         }
         catch (Exception)
         {
@@ -1039,10 +1079,10 @@ internal sealed partial class DuckDbStateWrites : IDisposable
         return Convert.ToInt64(command.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
     }
 
-    [LoggerMessage(EventId = 3101, Level = LogLevel.Warning, Message = "Wrote {Records} records that the last run left in {Journal} into the database")]
+    [LoggerMessage(EventId = 3101, Level = LogLevel.Warning, Message = "Wrote {Records} records that the last run left in {Journal} into the database (the first of them may have been in it already)")]
     private static partial void LogReplayed(ILogger logger, int records, string journal);
 
-    [LoggerMessage(EventId = 3103, Level = LogLevel.Warning, Message = "Emptying {Journal} failed; the database holds its records, and it is emptied again after the next write")]
+    [LoggerMessage(EventId = 3103, Level = LogLevel.Warning, Message = "Emptying {Journal} failed; the database holds its records, and it is emptied again once the database next holds every record")]
     private static partial void LogNotEmptied(ILogger logger, Exception exception, string journal);
 
     [LoggerMessage(EventId = 3104, Level = LogLevel.Critical, Message = "{Journal} could not cut off a record that failed: grain state and alerts are not written until it is emptied, which the next write of its records into the database tries")]

@@ -36,7 +36,7 @@ internal sealed class WriteGroups<TRequest, TResult>(Func<IReadOnlyList<TRequest
         if (group is not null)
         {
             Write(group);
-            afterAnswered?.Invoke();
+            AfterAnswered();
             if (!StopWriting())
             {
                 _ = Task.Run(WriteWaiting, CancellationToken.None);
@@ -59,11 +59,23 @@ internal sealed class WriteGroups<TRequest, TResult>(Func<IReadOnlyList<TRequest
             }
 
             Write(group);
-            afterAnswered?.Invoke();
+            AfterAnswered();
             if (StopWriting())
             {
                 return;
             }
+        }
+    }
+
+    private void AfterAnswered()
+    {
+        try
+        {
+            afterAnswered?.Invoke();
+        }
+        catch (Exception)
+        {
+            // It reports its own failures; were one to escape, the writer would never be let go and every write would wait.
         }
     }
 

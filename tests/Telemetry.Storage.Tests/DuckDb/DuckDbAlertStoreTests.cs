@@ -403,6 +403,40 @@ public sealed class DuckDbAlertStoreTests : IDisposable
     }
 
     [Fact]
+    public async Task Stopping_while_the_file_takes_the_journal_beside_the_writer_waits_for_it_and_writes_the_rest()
+    {
+        _database.Dispose();
+        var options = Microsoft.Extensions.Options.Options.Create(new DuckDbOptions { Path = _directory.Options.Value.Path, JournalDelay = TimeSpan.FromDays(1) });
+        _database = new DuckDbDatabase(options);
+        _store = new DuckDbAlertStore(_database);
+        var storage = new DuckDbGrainStorage(_database, new JsonStateSerializer());
+        await _store.AppendAsync([Event("p-1", 1, AlertEventType.Raised, Alert("p-1~1", AlertStatus.Active))]);
+        using var gate = new ManualResetEventSlim();
+        var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _database.StateWrites.BeforeApplyingBeside = () =>
+        {
+            entered.TrySetResult();
+            gate.Wait(TimeSpan.FromMinutes(2));
+        };
+        var read = _store.ReadEventsAsync(0, null, 10);
+        await entered.Task.WaitAsync(TimeSpan.FromMinutes(1));
+        await storage.WriteStateAsync("alerts", PatientGrain("p-2"), new GrainState<OutboxState>(
+            new OutboxState { Rules = 2, Outbox = [Event("p-2", 1, AlertEventType.Raised, Alert("p-2~1", AlertStatus.Active, "p-2"))] }));
+
+        // Stopping waits for the transaction under way, then writes the record after it.
+        var database = _database;
+        var stopping = Task.Run(database.Dispose);
+        gate.Set();
+        await stopping.WaitAsync(TimeSpan.FromMinutes(1));
+        Assert.Equal(["p-1"], (await read).Select(e => e.PatientId));
+        Assert.Equal(0, new FileInfo(Path.Combine(_directory.Path, "telemetry.state-journal")).Length);
+
+        _database = new DuckDbDatabase(_directory.Options);
+        _store = new DuckDbAlertStore(_database);
+        Assert.Equal([("p-1", 1L), ("p-2", 2L)], (await _store.ReadEventsAsync(0, null, 10)).Select(e => (e.PatientId, e.Position)));
+    }
+
+    [Fact]
     public async Task A_failed_write_of_the_journal_into_the_file_fails_the_read_waiting_for_it_and_keeps_the_records_for_the_next()
     {
         _database.Dispose();
