@@ -15,7 +15,8 @@ namespace Telemetry.Ingest.Pipeline;
 /// The one way readings enter Telemetry. Every front door hands its device batches here and waits: batches queue in
 /// a bounded channel, one loop commits whatever has gathered in one transaction (group commit), answers each waiter
 /// only then, and hands the flush to a second loop, which calls each patient's grain once with all of that patient's
-/// readings from the flush (one flush after another, so a patient's calls are issued in commit order). A flush's grain
+/// readings from the flush (one flush after another, so a patient's calls are issued in commit order); while that loop
+/// has no flush waiting and the commit left time before the next is due, the commit loop makes the calls itself. A flush's grain
 /// calls run while the next flushes commit, up to <see cref="IngestOptions.MaxReadingsInGrainCalls"/> readings handed
 /// over and not yet answered for. When the store (or the grains) are slow the queue fills and the front doors stop
 /// acking: backpressure, not growth. Grain calls lost to a crash or failed are made good from the raw store by
@@ -267,7 +268,7 @@ public sealed partial class CommitPipeline : BackgroundService
         var lastCommitId = await StartRepairAsync(stoppingToken);
         Volatile.Write(ref _appliedThrough, lastCommitId);
         Volatile.Write(ref _lastCommitId, lastCommitId);
-        // The grain calls are made on the thread pool, not the commit's thread.
+        // The grain calls are made on the thread pool, unless the commit loop has time to spare (see MakeGrainCalls's callers).
         var dispatching = Task.Run(DispatchLoopAsync, CancellationToken.None);
         var failedSince = false;
         try
@@ -358,6 +359,7 @@ public sealed partial class CommitPipeline : BackgroundService
                 // The grain calls are made by the dispatching loop, so the next commit need not wait for them to be issued,
                 // unless the loop has time to spare before the next commit.
                 var committed = CommittedFlush.Of(lastCommitId, commitId, flush, outcomes);
+                Volatile.Write(ref _lastCommitId, commitId);
                 if (committed is null)
                 {
                     dispatches.Enqueue(new Dispatch(commitId, Task.CompletedTask));
@@ -365,12 +367,14 @@ public sealed partial class CommitPipeline : BackgroundService
                 else
                 {
                     Interlocked.Add(ref _readingsInGrainCalls, committed.Readings);
-                    if (Volatile.Read(ref _flushesHandedOver) == 0 && _commitInterval > TimeSpan.Zero && Stopwatch.GetElapsedTime(lastStarted) < _commitInterval)
+                    if (Volatile.Read(ref _flushesHandedOver) == 0 && HasTimeToSpare(reader, lastStarted, committed))
                     {
                         // The loop would sleep out the rest of its interval next: the calls are made here in that time,
                         // without a hand-over to a pool thread that, on a loaded machine, may wait milliseconds to run
                         // (and every alert with it). The dispatching loop has made the calls of every flush before.
-                        MakeGrainCalls(committed);
+                        // Made as a task of the default scheduler's, run here: a continuation inside Orleans' call
+                        // (a grain's address looked up) then goes to the pool, not to this loop's own thread.
+                        new Task(() => MakeGrainCalls(committed)).RunSynchronously(TaskScheduler.Default);
                     }
                     else
                     {
@@ -385,7 +389,6 @@ public sealed partial class CommitPipeline : BackgroundService
                 }
 
                 lastCommitId = commitId;
-                Volatile.Write(ref _lastCommitId, commitId);
                 await MakeRoomForGrainCallsAsync(dispatches);
                 var appliedThrough = AppliedThrough(dispatches, lastCommitId);
                 Volatile.Write(ref _appliedThrough, appliedThrough);
@@ -405,6 +408,16 @@ public sealed partial class CommitPipeline : BackgroundService
             await _repair.SaveLastAsync(lastCommitId);
         }
     }
+
+    /// <summary>
+    /// Whether the commit loop may make a flush's grain calls itself: the next commit is not due yet (it would sleep out
+    /// the rest of the interval in <see cref="Gather"/>: no backlog waits) and the flush is small enough to call in that time.
+    /// </summary>
+    private bool HasTimeToSpare(ChannelReader<PendingBatch> reader, long lastStarted, CommittedFlush committed) =>
+        _commitInterval > TimeSpan.Zero
+        && reader.Count < EnoughToCommitAtOnce
+        && committed.Batches.Length <= EnoughToCommitAtOnce
+        && Stopwatch.GetElapsedTime(lastStarted) < _commitInterval;
 
     /// <summary>
     /// Before a commit: when the one before started less than <see cref="IngestOptions.CommitInterval"/> ago, waits the
@@ -483,8 +496,8 @@ public sealed partial class CommitPipeline : BackgroundService
     }
 
     /// <summary>
-    /// The dispatching loop: for each committed flush, in commit order, makes its grain calls; they run on while the
-    /// next flushes' calls are made. Ends once the commit loop has handed over its last flush.
+    /// The dispatching loop: for each committed flush handed over, in commit order, makes its grain calls; they run on
+    /// while the next flushes' calls are made. Ends once the commit loop has handed over its last flush.
     /// </summary>
     private async Task DispatchLoopAsync()
     {
