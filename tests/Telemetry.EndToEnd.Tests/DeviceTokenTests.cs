@@ -65,6 +65,10 @@ public sealed class DeviceTokenTests(ServerFixture fixture) : IClassFixture<Serv
             text => text.Contains("reason=\"will\"", StringComparison.Ordinal));
         Assert.Matches(@"telemetry_payloads_rejected_total\{[^}]*reason=""will""[^}]*\} [1-9]", metrics);
         Assert.Empty(await Server.RawHeartRatesAsync("token-p-will", at.AddMinutes(-1), at.AddMinutes(2)));
+
+        // The device's maker finds why in its rejects.
+        var rejects = System.Text.Json.JsonDocument.Parse(await Server.Http.GetStringAsync($"/api/devices/{DeviceId}/rejects")).RootElement;
+        Assert.Contains(rejects.GetProperty("rejects").EnumerateArray(), reject => reject.GetProperty("reason").GetString()!.Contains("will message", StringComparison.Ordinal));
     }
 
     [Theory]

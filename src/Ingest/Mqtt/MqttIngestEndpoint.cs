@@ -279,6 +279,11 @@ public sealed partial class MqttIngestEndpoint(
         {
             instruments.PayloadRejected(Protocol, "will");
             LogWillRefused(logger, args.ClientId);
+            if (args.SessionItems?[IdentityItem] is DeviceIdentity device)
+            {
+                rejectLog.Record(device.DeviceId, Protocol, "a will message (published by the broker as the connection ended) is not stored: a device's readings are taken from its own publishes only");
+            }
+
             return;
         }
 

@@ -18,7 +18,8 @@ namespace Telemetry.Storage.Influx;
 /// </summary>
 internal sealed partial class VictoriaMetricsSeriesReader : ISeriesReader
 {
-    private static readonly long LatestMs = new DateTimeOffset(2200, 1, 1, 0, 0, 0, TimeSpan.Zero).ToUnixTimeMilliseconds();
+    // Reads open to the future stop where InfluxDB's do.
+    private static readonly long LatestMs = FluxQueries.LatestMs;
 
     /// <summary>The most readings one read holds in memory (a month of one vital at 1 Hz is 2.6 million).</summary>
     private const int MaxSamples = 10_000_000;
