@@ -350,30 +350,18 @@ public sealed class DuckDbAlertStoreTests : IDisposable
     [Fact]
     public async Task The_writer_goes_on_journaling_while_the_file_takes_the_records_before_and_a_crash_then_stores_each_once()
     {
-        _database.Dispose();
-        var options = Microsoft.Extensions.Options.Options.Create(new DuckDbOptions { Path = _directory.Options.Value.Path, JournalDelay = TimeSpan.FromDays(1) });
-        _database = new DuckDbDatabase(options);
-        _store = new DuckDbAlertStore(_database);
-        var storage = new DuckDbGrainStorage(_database, new JsonStateSerializer());
-        await storage.WriteStateAsync("alerts", PatientGrain("p-1"), new GrainState<OutboxState>(
-            new OutboxState { Rules = 1, Outbox = [Event("p-1", 1, AlertEventType.Raised, Alert("p-1~1", AlertStatus.Active))] }));
+        var storage = ReopenTakingTheJournalWhenRead();
+        await storage.WriteStateAsync("alerts", PatientGrain("p-1"), Raising("p-1", rules: 1));
 
         // A read has the file take the journal's record; the file's transaction is held up beside the writer.
         using var gate = new ManualResetEventSlim();
-        var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        _database.StateWrites.BeforeApplyingBeside = () =>
-        {
-            entered.TrySetResult();
-            gate.Wait(TimeSpan.FromMinutes(2));
-        };
+        var held = HoldTheFilesNextTransaction(gate);
         var read = _store.ReadEventsAsync(0, null, 10);
-        await entered.Task.WaitAsync(TimeSpan.FromMinutes(1));
+        await held.WaitAsync(TimeSpan.FromMinutes(1));
 
         // Meanwhile another patient's alert is journaled and answered: it waits for no transaction of the file's (held
         // up for two minutes at most; the write is given half a minute).
-        await storage.WriteStateAsync("alerts", PatientGrain("p-2"), new GrainState<OutboxState>(
-            new OutboxState { Rules = 2, Outbox = [Event("p-2", 1, AlertEventType.Raised, Alert("p-2~1", AlertStatus.Active, "p-2"))] }))
-            .WaitAsync(TimeSpan.FromSeconds(30));
+        await storage.WriteStateAsync("alerts", PatientGrain("p-2"), Raising("p-2", rules: 2)).WaitAsync(TimeSpan.FromSeconds(30));
         Assert.False(read.IsCompleted);
 
         // The read sees what was answered before it, and not the write after it, still only in the journal.
@@ -405,23 +393,13 @@ public sealed class DuckDbAlertStoreTests : IDisposable
     [Fact]
     public async Task Stopping_while_the_file_takes_the_journal_beside_the_writer_waits_for_it_and_writes_the_rest()
     {
-        _database.Dispose();
-        var options = Microsoft.Extensions.Options.Options.Create(new DuckDbOptions { Path = _directory.Options.Value.Path, JournalDelay = TimeSpan.FromDays(1) });
-        _database = new DuckDbDatabase(options);
-        _store = new DuckDbAlertStore(_database);
-        var storage = new DuckDbGrainStorage(_database, new JsonStateSerializer());
+        var storage = ReopenTakingTheJournalWhenRead();
         await _store.AppendAsync([Event("p-1", 1, AlertEventType.Raised, Alert("p-1~1", AlertStatus.Active))]);
         using var gate = new ManualResetEventSlim();
-        var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        _database.StateWrites.BeforeApplyingBeside = () =>
-        {
-            entered.TrySetResult();
-            gate.Wait(TimeSpan.FromMinutes(2));
-        };
+        var held = HoldTheFilesNextTransaction(gate);
         var read = _store.ReadEventsAsync(0, null, 10);
-        await entered.Task.WaitAsync(TimeSpan.FromMinutes(1));
-        await storage.WriteStateAsync("alerts", PatientGrain("p-2"), new GrainState<OutboxState>(
-            new OutboxState { Rules = 2, Outbox = [Event("p-2", 1, AlertEventType.Raised, Alert("p-2~1", AlertStatus.Active, "p-2"))] }));
+        await held.WaitAsync(TimeSpan.FromMinutes(1));
+        await storage.WriteStateAsync("alerts", PatientGrain("p-2"), Raising("p-2", rules: 2));
 
         // Stopping waits for the transaction under way, then writes the record after it.
         var database = _database;
@@ -439,11 +417,7 @@ public sealed class DuckDbAlertStoreTests : IDisposable
     [Fact]
     public async Task A_failed_write_of_the_journal_into_the_file_fails_the_read_waiting_for_it_and_keeps_the_records_for_the_next()
     {
-        _database.Dispose();
-        var options = Microsoft.Extensions.Options.Options.Create(new DuckDbOptions { Path = _directory.Options.Value.Path, JournalDelay = TimeSpan.FromDays(1) });
-        _database = new DuckDbDatabase(options);
-        _store = new DuckDbAlertStore(_database);
-        var storage = new DuckDbGrainStorage(_database, new JsonStateSerializer());
+        var storage = ReopenTakingTheJournalWhenRead();
         var outbox = new OutboxState { Rules = 1, Outbox = [Event("p-1", 1, AlertEventType.Raised, Alert("p-1~1", AlertStatus.Active))] };
         var state = new GrainState<OutboxState>(outbox);
         await storage.WriteStateAsync("alerts", PatientGrain("p-1"), state);
@@ -464,6 +438,31 @@ public sealed class DuckDbAlertStoreTests : IDisposable
         Assert.Equal((2, state.ETag), (read.State?.Rules, read.ETag));
         Assert.Equal(0, new FileInfo(Path.Combine(_directory.Path, "telemetry.state-journal")).Length);
     }
+
+    /// <summary>Opens the file again with a journal the file takes only when read (or at a stop); returns its grain storage.</summary>
+    private DuckDbGrainStorage ReopenTakingTheJournalWhenRead()
+    {
+        _database.Dispose();
+        _database = new DuckDbDatabase(Microsoft.Extensions.Options.Options.Create(new DuckDbOptions { Path = _directory.Options.Value.Path, JournalDelay = TimeSpan.FromDays(1) }));
+        _store = new DuckDbAlertStore(_database);
+        return new DuckDbGrainStorage(_database, new JsonStateSerializer());
+    }
+
+    /// <summary>Holds the file's next transaction beside the journal's writer until <paramref name="gate"/> is set (two minutes at most); completes once it is held.</summary>
+    private Task HoldTheFilesNextTransaction(ManualResetEventSlim gate)
+    {
+        var held = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _database.StateWrites.BeforeApplyingBeside = () =>
+        {
+            held.TrySetResult();
+            gate.Wait(TimeSpan.FromMinutes(2));
+        };
+        return held.Task;
+    }
+
+    /// <summary>A patient's alert state raising its first alert.</summary>
+    private static GrainState<OutboxState> Raising(string patientId, int rules) =>
+        new(new OutboxState { Rules = rules, Outbox = [Event(patientId, 1, AlertEventType.Raised, Alert($"{patientId}~1", AlertStatus.Active, patientId))] });
 
     /// <summary>A copy of a folder's files as they stand, in a new folder inside the test's.</summary>
     private static string CopyFiles(string from)
