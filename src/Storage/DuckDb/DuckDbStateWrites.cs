@@ -49,9 +49,11 @@ internal sealed partial class DuckDbStateWrites : IDisposable
 
     // The journal's size from which a write into the file that ends with newer records waiting is followed by the next
     // at once, rather than within JournalDelay: under a steady stream of alerts each may end so, and the journal is
-    // emptied only when none waits. And, should the file fall behind all the same, the size at which the writer has it
-    // take every record before it journals more.
+    // emptied only when none waits.
     private const long CatchUpJournalBytes = 1024 * 1024;
+
+    // The journal's size at which, should it not have emptied all the same, the writer has the file take every record
+    // itself before it journals more (the writes then wait for that one transaction).
     private const long MaxJournalBytes = 64L * 1024 * 1024;
 
     // ETags remembered, at most; forgotten all at once when the file holds every record, and read from it again.
@@ -394,9 +396,9 @@ internal sealed partial class DuckDbStateWrites : IDisposable
     }
 
     /// <summary>
-    /// Once a group's writes are answered: when a read waits for the file (or the timer asked), starts writing the
-    /// journal's records into it beside the writer, unless a write into it is under way already (the next starts as that
-    /// one ends).
+    /// Once a group's writes are answered: when a read waits for the file (or the timer asked, or the journal is to catch
+    /// up), starts writing the journal's records into it beside the writer, unless a write into it is under way already
+    /// (the next starts as that one ends).
     /// </summary>
     private void AfterAnswered()
     {
@@ -465,7 +467,10 @@ internal sealed partial class DuckDbStateWrites : IDisposable
         }
     }
 
-    /// <summary>In the writer, once a write into the file beside it has ended: its records leave the pending ones, or its failure goes to the reads waiting.</summary>
+    /// <summary>
+    /// In the writer, once a write into the file beside it has ended: its records leave the pending ones, or its failure
+    /// goes to the reads waiting (unless <paramref name="failReads"/> is false: the writer is about to try itself).
+    /// </summary>
     private void EndApplying(Applying applying, bool failReads = true)
     {
         _applying = null;
@@ -518,11 +523,24 @@ internal sealed partial class DuckDbStateWrites : IDisposable
 
         if (_pending.Count > 0)
         {
-            using var connection = _database.OpenConnection();
-            Apply(connection, _pending, replay: false);
+            try
+            {
+                using var connection = _database.OpenConnection();
+                Apply(connection, _pending, replay: false);
+            }
+            catch (Exception exception)
+            {
+                // The reads waiting fail, and the timer tries again after a pause.
+                FailSettling(exception);
+                _applyWanted = false;
+                RetryApplyLater();
+                throw;
+            }
+
             Applied(_pending.Count);
         }
 
+        _applyWanted = false;
         FileHoldsAll();
         ReleaseSettled();
     }
@@ -557,7 +575,7 @@ internal sealed partial class DuckDbStateWrites : IDisposable
         _applied += count;
     }
 
-    /// <summary>The reads waiting for records the file now holds go on: once the journal is emptied, if it could be.</summary>
+    /// <summary>The reads waiting for records the file now holds go on (after the journal is emptied, when it is).</summary>
     private void ReleaseSettled() =>
         _settling.RemoveAll(waiting =>
         {
@@ -581,6 +599,12 @@ internal sealed partial class DuckDbStateWrites : IDisposable
         if (_etags.Count > MaxKnownETags)
         {
             _etags.Clear();
+        }
+
+        if (_journal.Length == 0 && !_journal.IsBroken)
+        {
+            // Emptied already (by the write into the file that ApplyAllNow waited for).
+            return;
         }
 
         try
@@ -790,13 +814,13 @@ internal sealed partial class DuckDbStateWrites : IDisposable
         return position;
     }
 
-    private void ScheduleApply(TimeSpan? delay = null)
+    private void ScheduleApply()
     {
         if (!_disposed && Interlocked.Exchange(ref _applyScheduled, 1) == 0)
         {
             try
             {
-                _applyTimer.Change(delay ?? _applyDelay, Timeout.InfiniteTimeSpan);
+                _applyTimer.Change(_applyDelay, Timeout.InfiniteTimeSpan);
             }
             catch (ObjectDisposedException)
             {
