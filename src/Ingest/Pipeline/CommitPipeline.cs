@@ -518,7 +518,7 @@ public sealed partial class CommitPipeline : BackgroundService
     /// </summary>
     private void MakeGrainCalls(CommittedFlush committed)
     {
-        List<(string PatientId, ValueTask<Immutable<CommittedMinute[]>> Call)> calls;
+        List<(string PatientId, ValueTask<Immutable<CommittedMinute[]>> Call)> calls = [];
         try
         {
             // A call that could not be made comes back as a failed one, repaired with the others.
@@ -530,11 +530,13 @@ public sealed partial class CommitPipeline : BackgroundService
             _instruments.GrainCallFailed();
             LogGrainCallFailed(_logger, exception);
             _repair?.Add(committed.PreviousCommitId, committed.CommitId, patients: null);
-            calls = [];
         }
-
-        // Never faults; releases the flush's readings and completes its Done once its calls have answered.
-        _ = AwaitGrainCallsAsync(committed, calls);
+        finally
+        {
+            // Never faults; releases the flush's readings and completes its Done once its calls have answered, whatever
+            // happened above (the commit loop may wait on Done).
+            _ = AwaitGrainCallsAsync(committed, calls);
+        }
     }
 
     /// <summary>
