@@ -16,10 +16,10 @@ namespace Telemetry.Ingest.Pipeline;
 /// a bounded channel, one loop commits whatever has gathered in one transaction (group commit), answers each waiter
 /// only then, and hands the flush to a second loop, which calls each patient's grain once with all of that patient's
 /// readings from the flush (one flush after another, so a patient's calls are issued in commit order); while that loop
-/// has no flush waiting and the commit left time before the next is due, the commit loop makes the calls itself. A flush's grain
-/// calls run while the next flushes commit, up to <see cref="IngestOptions.MaxReadingsInGrainCalls"/> readings handed
-/// over and not yet answered for. When the store (or the grains) are slow the queue fills and the front doors stop
-/// acking: backpressure, not growth. Grain calls lost to a crash or failed are made good from the raw store by
+/// has no flush waiting and the commit left time before the next is due, the commit loop makes the calls itself. A
+/// flush's grain calls run while the next flushes commit, up to <see cref="IngestOptions.MaxReadingsInGrainCalls"/>
+/// readings handed over and not yet answered for. When the store (or the grains) are slow the queue fills and the
+/// front doors stop acking: backpressure, not growth. Grain calls lost to a crash or failed are made good from the raw store by
 /// <see cref="GrainRepair"/>, when the store keeps a commit log.
 /// </summary>
 public sealed partial class CommitPipeline : BackgroundService
@@ -268,7 +268,7 @@ public sealed partial class CommitPipeline : BackgroundService
         var lastCommitId = await StartRepairAsync(stoppingToken);
         Volatile.Write(ref _appliedThrough, lastCommitId);
         Volatile.Write(ref _lastCommitId, lastCommitId);
-        // The grain calls are made on the thread pool, unless the commit loop has time to spare (see MakeGrainCalls's callers).
+        // The grain calls are made on the thread pool, unless the commit loop has time to spare (see HasTimeToSpare).
         var dispatching = Task.Run(DispatchLoopAsync, CancellationToken.None);
         var failedSince = false;
         try
@@ -357,7 +357,7 @@ public sealed partial class CommitPipeline : BackgroundService
                 }
 
                 // The grain calls are made by the dispatching loop, so the next commit need not wait for them to be issued,
-                // unless the loop has time to spare before the next commit.
+                // unless the commit loop has time to spare before the next commit (below).
                 var committed = CommittedFlush.Of(lastCommitId, commitId, flush, outcomes);
                 Volatile.Write(ref _lastCommitId, commitId);
                 if (committed is null)
