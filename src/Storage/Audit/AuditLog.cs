@@ -360,7 +360,7 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
         {
             // The new file's name is in the folder only once the folder is on disk too; the file's own flushes do not
             // cover it, so without this a power cut just after midnight could lose the day's first records.
-            SyncDirectory(Directory);
+            _ = Folders.Sync(Directory);
         }
 
         (_file, _length, _day) = (file, length, target);
@@ -384,42 +384,6 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
             file.Dispose();
             _file = null;
         }
-    }
-
-    /// <summary>Flushes a folder's entries to disk (fsync on the folder); a no-op where the platform has no such call.</summary>
-    private static void SyncDirectory(string directory)
-    {
-        if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS())
-        {
-            return;
-        }
-
-        var descriptor = NativeMethods.Open(directory, 0);
-        if (descriptor < 0)
-        {
-            return;
-        }
-
-        try
-        {
-            _ = NativeMethods.Fsync(descriptor);
-        }
-        finally
-        {
-            _ = NativeMethods.Close(descriptor);
-        }
-    }
-
-    private static class NativeMethods
-    {
-        [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "open", CharSet = System.Runtime.InteropServices.CharSet.Ansi)]
-        internal static extern int Open(string path, int flags);
-
-        [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "fsync")]
-        internal static extern int Fsync(int descriptor);
-
-        [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "close")]
-        internal static extern int Close(int descriptor);
     }
 
     private static bool EndsWithNewLine(string path)

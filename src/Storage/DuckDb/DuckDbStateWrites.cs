@@ -47,13 +47,13 @@ internal sealed partial class DuckDbStateWrites : IDisposable
     // Records waiting for the database file, at most: beyond, a write first writes them (or fails, when it cannot).
     private const int MaxPendingRecords = 1_024;
 
-    // The journal's size from which a write into the file that ends with newer records waiting is followed by the next
-    // at once, rather than within JournalDelay: under a steady stream of alerts each may end so, and the journal is
-    // emptied only when none waits.
-    private const long CatchUpJournalBytes = 1024 * 1024;
+    // The journal's size from which a write into the file that ends with newer records waiting cuts the journal down to
+    // those: under a steady stream of alerts each may end so, and the journal is emptied only when none waits.
+    private const long CutDownJournalBytes = 1024 * 1024;
 
-    // The journal's size at which, should it not have emptied all the same, the writer has the file take every record
-    // itself before it journals more (the writes then wait for that one transaction).
+    // The journal's size at which, should it not have been emptied or cut down all the same (cutting it down failed),
+    // the writer has the file take every record itself before it journals more (the writes then wait for that one
+    // transaction).
     private const long MaxJournalBytes = 64L * 1024 * 1024;
 
     // ETags remembered, at most; forgotten all at once when the file holds every record, and read from it again.
@@ -134,6 +134,9 @@ internal sealed partial class DuckDbStateWrites : IDisposable
 
     /// <summary>For tests: runs as a write into the file beside the writer begins (and may hold it up, or fail it by throwing).</summary>
     internal Action? BeforeApplyingBeside { get; set; }
+
+    /// <summary>For tests: the journal's size from which it is cut down to the records the file does not hold yet.</summary>
+    internal long CutDownJournalFrom { get; set; } = CutDownJournalBytes;
 
     /// <summary>
     /// Writes (or, without <see cref="StateChange.Data"/>, clears) a grain's state with the alert events it carries.
@@ -494,14 +497,15 @@ internal sealed partial class DuckDbStateWrites : IDisposable
         {
             FileHoldsAll();
         }
-        else if (_journal.Length > CatchUpJournalBytes)
-        {
-            // Records came in while the file took the ones before, again and again: the next write into the file goes
-            // at once, so the journal empties before it grows large.
-            _applyWanted = true;
-        }
         else
         {
+            if (_journal.Length > CutDownJournalFrom)
+            {
+                // Records came in while the file took the ones before, again and again: the journal keeps only those,
+                // so it stays small however long the stream of writes lasts.
+                CutDownJournal();
+            }
+
             ScheduleApply();
         }
 
@@ -614,6 +618,21 @@ internal sealed partial class DuckDbStateWrites : IDisposable
         catch (Exception exception)
         {
             LogNotEmptied(_logger, exception, _journal.Path);
+        }
+    }
+
+    /// <summary>The journal drops the records the file holds and keeps the pending ones (the last it holds).</summary>
+    private void CutDownJournal()
+    {
+        try
+        {
+            _journal.DropOldest(_journal.Count - _pending.Count);
+        }
+        catch (Exception exception)
+        {
+            // The journal is as it was, and emptied once the file holds every record (or, if broken, as soon as that is
+            // so: no record is journaled until then).
+            LogNotCutDown(_logger, exception, _journal.Path);
         }
     }
 
@@ -1109,7 +1128,10 @@ internal sealed partial class DuckDbStateWrites : IDisposable
     [LoggerMessage(EventId = 3103, Level = LogLevel.Warning, Message = "Emptying {Journal} failed; the database holds its records, and it is emptied again once the database next holds every record")]
     private static partial void LogNotEmptied(ILogger logger, Exception exception, string journal);
 
-    [LoggerMessage(EventId = 3104, Level = LogLevel.Critical, Message = "{Journal} could not cut off a record that failed: grain state and alerts are not written until it is emptied, which the next write of its records into the database tries")]
+    [LoggerMessage(EventId = 3105, Level = LogLevel.Warning, Message = "Cutting {Journal} down to the records the database does not hold yet failed; it is emptied once the database holds every record")]
+    private static partial void LogNotCutDown(ILogger logger, Exception exception, string journal);
+
+    [LoggerMessage(EventId = 3104, Level = LogLevel.Critical, Message = "{Journal} could not cut off a record that failed, or be cut down for sure: grain state and alerts are not written until it is emptied, which the next write of its records into the database tries")]
     private static partial void LogJournalBroken(ILogger logger, string journal);
 
     [LoggerMessage(EventId = 3102, Level = LogLevel.Error, Message = "Writing the records of {Journal} into the database failed; they stay in the journal and are tried again")]

@@ -11,7 +11,8 @@ namespace Telemetry.Storage.DuckDb;
 /// group of writes is appended as one record and flushed to the disk before any of its writers is answered, and the
 /// records are written into the database file later, many at once. A record is its length, a CRC-32 of its body and the
 /// body (JSON); reading stops at the first record that is torn or does not match its CRC, as the tail of a write a
-/// crash interrupted is.
+/// crash interrupted is. The journal is emptied once the file holds every record in it, and, when records keep coming
+/// while the file takes the ones before, cut down to the records the file does not hold yet (<see cref="DropOldest"/>).
 /// </summary>
 internal sealed class StateJournal : IDisposable
 {
@@ -20,16 +21,20 @@ internal sealed class StateJournal : IDisposable
     // A record larger than this is not one this journal wrote: the length of a torn header.
     private const int MaxRecordBytes = 256 * 1024 * 1024;
 
-    private readonly FileStream _file;
+    private FileStream _file;
 
-    // Set when a failed record could not be cut off: what follows it would not be read, so nothing more is appended
-    // until the journal is emptied (the database file then holding every whole record before it).
+    // Where each record in the file starts, oldest first.
+    private readonly List<long> _starts = [];
+
+    // Set when a failed record could not be cut off (what follows it would not be read), or the journal's cutting down
+    // not made sure on the disk: nothing more is appended until the journal is emptied (the database file then holding
+    // every whole record before it).
     private Exception? _broken;
 
     public StateJournal(string path)
     {
         Path = path;
-        _file = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.Read, bufferSize: 0);
+        _file = Open(path, FileMode.OpenOrCreate);
     }
 
     public string Path { get; }
@@ -37,13 +42,17 @@ internal sealed class StateJournal : IDisposable
     /// <summary>The journal's size in bytes.</summary>
     public long Length => _file.Length;
 
-    /// <summary>Whether a failed record could not be cut off: appends fail until the journal is emptied (<see cref="Clear"/>).</summary>
+    /// <summary>How many records the journal holds.</summary>
+    public int Count => _starts.Count;
+
+    /// <summary>Whether a failed record could not be cut off, or the journal's cutting down not made sure on the disk: appends fail until the journal is emptied (<see cref="Clear"/>).</summary>
     public bool IsBroken => _broken is not null;
 
     /// <summary>The records in the file, oldest first, up to the first that is torn; the file is cut there, so the next record follows the last whole one.</summary>
     public List<StateJournalRecord> ReadAll()
     {
         var records = new List<StateJournalRecord>();
+        _starts.Clear();
         _file.Position = 0;
         var header = new byte[HeaderBytes];
         long end = 0;
@@ -64,6 +73,7 @@ internal sealed class StateJournal : IDisposable
             }
 
             records.Add(JsonSerializer.Deserialize<StateJournalRecord>(body, TelemetryJson.Options)!);
+            _starts.Add(end);
             end = _file.Position;
         }
 
@@ -82,7 +92,7 @@ internal sealed class StateJournal : IDisposable
     {
         if (_broken is not null)
         {
-            throw new IOException($"{Path} could not cut off a record that failed; nothing more is written to it until it is emptied (once the database file holds the records before it).", _broken);
+            throw new IOException($"Nothing more is written to {Path} until it is emptied (once the database file holds the records before it): {_broken.Message}", _broken);
         }
 
         var body = JsonSerializer.SerializeToUtf8Bytes(record, TelemetryJson.Options);
@@ -100,6 +110,7 @@ internal sealed class StateJournal : IDisposable
         {
             _file.Write(buffer);
             _file.Flush(flushToDisk: true);
+            _starts.Add(start);
         }
         catch (Exception failure)
         {
@@ -112,7 +123,7 @@ internal sealed class StateJournal : IDisposable
             }
             catch (Exception exception)
             {
-                _broken = exception;
+                _broken = new IOException($"A record that failed could not be cut off: {exception.Message}", exception);
             }
 
             throw new IOException($"Appending to {Path} failed.", failure);
@@ -123,12 +134,81 @@ internal sealed class StateJournal : IDisposable
     public void Clear()
     {
         _file.SetLength(0);
+        _starts.Clear();
         _file.Position = 0;
         _file.Flush(flushToDisk: true);
         _broken = null;
     }
 
+    /// <summary>
+    /// Drops the oldest <paramref name="count"/> records, once the database file holds them: the records after them are
+    /// copied to a new file, flushed, which then takes the journal's name; returns once that is on the disk. When this
+    /// throws before the new file took the name, the journal is as it was; after (the folder's entry could not be made
+    /// sure on the disk, so a crash might bring back the journal as it was, without what is appended next), nothing more
+    /// is appended until it is emptied, as when a record could not be cut off.
+    /// </summary>
+    public void DropOldest(int count)
+    {
+        if (count <= 0 || _broken is not null)
+        {
+            return;
+        }
+
+        if (count >= _starts.Count)
+        {
+            Clear();
+            return;
+        }
+
+        var from = _starts[count];
+        var end = _file.Position;
+        var next = Path + ".next";
+        FileStream? kept = null;
+        try
+        {
+            kept = Open(next, FileMode.Create);
+            _file.Position = from;
+            _file.CopyTo(kept);
+            kept.Flush(flushToDisk: true);
+            File.Move(next, Path, overwrite: true);
+        }
+        catch
+        {
+            kept?.Dispose();
+            _file.Position = end;
+            try
+            {
+                File.Delete(next);
+            }
+            catch (IOException)
+            {
+                // Left for the next attempt, which writes over it.
+            }
+
+            throw;
+        }
+
+        // The new file has the journal's name: from here on it is the journal.
+        _file.Dispose();
+        _file = kept;
+        _starts.RemoveRange(0, count);
+        for (var i = 0; i < _starts.Count; i++)
+        {
+            _starts[i] -= from;
+        }
+
+        if (!Folders.Sync(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(Path))!))
+        {
+            _broken = new IOException($"The folder of {Path} could not be flushed to the disk after the journal was cut down.");
+            throw _broken;
+        }
+    }
+
     public void Dispose() => _file.Dispose();
+
+    // Unbuffered (each record is written whole and flushed), and open to being renamed over while open (DropOldest).
+    private static FileStream Open(string path, FileMode mode) =>
+        new(path, mode, FileAccess.ReadWrite, FileShare.Read | FileShare.Delete, bufferSize: 0);
 }
 
 /// <summary>One group of writes: the grain states it leaves (in order) and the alert events it stored, with their positions.</summary>

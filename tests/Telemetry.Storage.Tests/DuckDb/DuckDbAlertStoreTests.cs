@@ -391,6 +391,50 @@ public sealed class DuckDbAlertStoreTests : IDisposable
     }
 
     [Fact]
+    public async Task A_journal_that_grows_while_the_file_takes_its_records_is_cut_down_to_the_rest_and_a_crash_then_loses_none()
+    {
+        var storage = ReopenTakingTheJournalWhenRead();
+        _database.StateWrites.CutDownJournalFrom = 1;
+        await storage.WriteStateAsync("alerts", PatientGrain("p-1"), Raising("p-1", rules: 1));
+        var journal = Path.Combine(_directory.Path, "telemetry.state-journal");
+        var first = new FileInfo(journal).Length;
+
+        // The file takes the first record while the second is journaled beside it.
+        using var gate = new ManualResetEventSlim();
+        var held = HoldTheFilesNextTransaction(gate);
+        var read = _store.ReadEventsAsync(0, null, 10);
+        await held.WaitAsync(TimeSpan.FromMinutes(1));
+        await storage.WriteStateAsync("alerts", PatientGrain("p-2"), Raising("p-2", rules: 2));
+        var both = new FileInfo(journal).Length;
+        _database.StateWrites.BeforeApplyingBeside = null;
+        gate.Set();
+        Assert.Equal(["p-1"], (await read).Select(e => e.PatientId));
+
+        // The journal keeps only the second record, and takes the third after it.
+        Assert.Equal(both - first, new FileInfo(journal).Length);
+        await storage.WriteStateAsync("alerts", PatientGrain("p-3"), Raising("p-3", rules: 3));
+        Assert.False(File.Exists(journal + ".next"));
+
+        // Crashed now: the file holds the first record, the journal the others; opened again, each is stored once.
+        var crashed = CopyFiles(_directory.Path);
+        using (var reopened = new DuckDbDatabase(Microsoft.Extensions.Options.Options.Create(new DuckDbOptions { Path = Path.Combine(crashed, "telemetry.duckdb") })))
+        {
+            Assert.Equal([("p-1", 1L), ("p-2", 2L), ("p-3", 3L)], (await new DuckDbAlertStore(reopened).ReadEventsAsync(0, null, 10)).Select(e => (e.PatientId, e.Position)));
+            var reopenedStorage = new DuckDbGrainStorage(reopened, new JsonStateSerializer());
+            foreach (var (patient, rules) in new[] { ("p-1", 1), ("p-2", 2), ("p-3", 3) })
+            {
+                var state = new GrainState<OutboxState>();
+                await reopenedStorage.ReadStateAsync("alerts", PatientGrain(patient), state);
+                Assert.Equal(rules, state.State?.Rules);
+            }
+        }
+
+        // Not crashed: the next read has the file take the rest, and the journal is emptied.
+        Assert.Equal([1L, 2L, 3L], (await _store.ReadEventsAsync(0, null, 10)).Select(e => e.Position));
+        Assert.Equal(0, new FileInfo(journal).Length);
+    }
+
+    [Fact]
     public async Task Stopping_while_the_file_takes_the_journal_beside_the_writer_waits_for_it_and_writes_the_rest()
     {
         var storage = ReopenTakingTheJournalWhenRead();
