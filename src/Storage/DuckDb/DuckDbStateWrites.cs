@@ -47,8 +47,10 @@ internal sealed partial class DuckDbStateWrites : IDisposable
     // Records waiting for the database file, at most: beyond, a write first writes them (or fails, when it cannot).
     private const int MaxPendingRecords = 1_024;
 
-    // The journal's size from which a write into the file that ends with newer records waiting cuts the journal down to
-    // those: under a steady stream of alerts each may end so, and the journal is emptied only when none waits.
+    // The size of the records the file holds from which a write into the file that ends with newer records waiting cuts
+    // the journal down to those: under a steady stream of alerts each may end so, and the journal is emptied only when
+    // none waits. Should cutting it down fail, the next write into the file goes at once instead, until the journal is
+    // emptied.
     private const long CutDownJournalBytes = 1024 * 1024;
 
     // The journal's size at which, should it not have been emptied or cut down all the same (cutting it down failed),
@@ -91,6 +93,9 @@ internal sealed partial class DuckDbStateWrites : IDisposable
     private readonly List<(long Through, TaskCompletionSource Settled)> _settling = [];
     private bool _applyWanted;
     private bool _closed;
+
+    // Writer only: whether cutting the journal down failed since it was last emptied (it is not tried again until then).
+    private bool _cutDownFailed;
 
     // Records in the journal that the file does not hold yet, and the grains whose states they hold (with how many of
     // those records hold each); read by the SettleAsync overloads outside the writer.
@@ -135,7 +140,7 @@ internal sealed partial class DuckDbStateWrites : IDisposable
     /// <summary>For tests: runs as a write into the file beside the writer begins (and may hold it up, or fail it by throwing).</summary>
     internal Action? BeforeApplyingBeside { get; set; }
 
-    /// <summary>For tests: the journal's size from which it is cut down to the records the file does not hold yet.</summary>
+    /// <summary>For tests: the size of the records the file holds from which the journal is cut down to the others.</summary>
     internal long CutDownJournalFrom { get; set; } = CutDownJournalBytes;
 
     /// <summary>
@@ -497,15 +502,14 @@ internal sealed partial class DuckDbStateWrites : IDisposable
         {
             FileHoldsAll();
         }
+        else if (_journal.LengthOf(_journal.Count - _pending.Count) > CutDownJournalFrom && !CutDownJournal())
+        {
+            // Records came in while the file took the ones before, again and again, and the journal could not be cut
+            // down to them: the next write into the file goes at once, so the journal empties before it grows large.
+            _applyWanted = true;
+        }
         else
         {
-            if (_journal.Length > CutDownJournalFrom)
-            {
-                // Records came in while the file took the ones before, again and again: the journal keeps only those,
-                // so it stays small however long the stream of writes lasts.
-                CutDownJournal();
-            }
-
             ScheduleApply();
         }
 
@@ -608,12 +612,14 @@ internal sealed partial class DuckDbStateWrites : IDisposable
         if (_journal.Length == 0 && !_journal.IsBroken)
         {
             // Emptied already (by the write into the file that ApplyAllNow waited for).
+            _cutDownFailed = false;
             return;
         }
 
         try
         {
             _journal.Clear();
+            _cutDownFailed = false;
         }
         catch (Exception exception)
         {
@@ -621,18 +627,30 @@ internal sealed partial class DuckDbStateWrites : IDisposable
         }
     }
 
-    /// <summary>The journal drops the records the file holds and keeps the pending ones (the last it holds).</summary>
-    private void CutDownJournal()
+    /// <summary>
+    /// Records came in while the file took the ones before: the journal drops the records the file holds and keeps the
+    /// pending ones (the last it holds), so it stays small however long the stream of writes lasts. Returns false when
+    /// that failed, now or earlier since the journal was last emptied.
+    /// </summary>
+    private bool CutDownJournal()
     {
+        if (_cutDownFailed)
+        {
+            return false;
+        }
+
         try
         {
             _journal.DropOldest(_journal.Count - _pending.Count);
+            return true;
         }
         catch (Exception exception)
         {
-            // The journal is as it was, and emptied once the file holds every record (or, if broken, as soon as that is
-            // so: no record is journaled until then).
+            // The journal is as it was, or broken (no record is journaled until it is emptied); emptied once the file
+            // holds every record either way.
+            _cutDownFailed = true;
             LogNotCutDown(_logger, exception, _journal.Path);
+            return false;
         }
     }
 
@@ -1128,7 +1146,7 @@ internal sealed partial class DuckDbStateWrites : IDisposable
     [LoggerMessage(EventId = 3103, Level = LogLevel.Warning, Message = "Emptying {Journal} failed; the database holds its records, and it is emptied again once the database next holds every record")]
     private static partial void LogNotEmptied(ILogger logger, Exception exception, string journal);
 
-    [LoggerMessage(EventId = 3105, Level = LogLevel.Warning, Message = "Cutting {Journal} down to the records the database does not hold yet failed; it is emptied once the database holds every record")]
+    [LoggerMessage(EventId = 3105, Level = LogLevel.Warning, Message = "Cutting {Journal} down to the records the database does not hold yet failed; the database takes them at once instead, until it holds every record and the journal is emptied")]
     private static partial void LogNotCutDown(ILogger logger, Exception exception, string journal);
 
     [LoggerMessage(EventId = 3104, Level = LogLevel.Critical, Message = "{Journal} could not cut off a record that failed, or be cut down for sure: grain state and alerts are not written until it is emptied, which the next write of its records into the database tries")]

@@ -31,10 +31,17 @@ internal sealed class StateJournal : IDisposable
     // every whole record before it).
     private Exception? _broken;
 
+    // Set when the journal was cut down and its folder could not be flushed after: a crash might bring back the journal
+    // as it was, records the file holds with it, so the folder is flushed before the journal is emptied.
+    private bool _folderUnsynced;
+
     public StateJournal(string path)
     {
         Path = path;
         _file = Open(path, FileMode.OpenOrCreate);
+
+        // A copy that a crash cut short, before it took the journal's name (it is whole, then).
+        DeleteCopy();
     }
 
     public string Path { get; }
@@ -44,6 +51,9 @@ internal sealed class StateJournal : IDisposable
 
     /// <summary>How many records the journal holds.</summary>
     public int Count => _starts.Count;
+
+    /// <summary>The bytes the journal's first <paramref name="count"/> records take (<see cref="DropOldest"/> would drop).</summary>
+    public long LengthOf(int count) => count <= 0 ? 0 : count < _starts.Count ? _starts[count] : _file.Length;
 
     /// <summary>Whether a failed record could not be cut off, or the journal's cutting down not made sure on the disk: appends fail until the journal is emptied (<see cref="Clear"/>).</summary>
     public bool IsBroken => _broken is not null;
@@ -133,6 +143,16 @@ internal sealed class StateJournal : IDisposable
     /// <summary>Empties the journal once the database file holds every record in it; returns once that is on the disk.</summary>
     public void Clear()
     {
+        if (_folderUnsynced)
+        {
+            if (!SyncFolder())
+            {
+                throw new IOException($"The folder of {Path} could not be flushed to the disk; the journal is not emptied until it is.");
+            }
+
+            _folderUnsynced = false;
+        }
+
         _file.SetLength(0);
         _starts.Clear();
         _file.Position = 0;
@@ -145,7 +165,8 @@ internal sealed class StateJournal : IDisposable
     /// copied to a new file, flushed, which then takes the journal's name; returns once that is on the disk. When this
     /// throws before the new file took the name, the journal is as it was; after (the folder's entry could not be made
     /// sure on the disk, so a crash might bring back the journal as it was, without what is appended next), nothing more
-    /// is appended until it is emptied, as when a record could not be cut off.
+    /// is appended until it is emptied, as when a record could not be cut off, and it is emptied only once the folder is
+    /// flushed.
     /// </summary>
     public void DropOldest(int count)
     {
@@ -162,7 +183,7 @@ internal sealed class StateJournal : IDisposable
 
         var from = _starts[count];
         var end = _file.Position;
-        var next = Path + ".next";
+        var next = CopyPath;
         FileStream? kept = null;
         try
         {
@@ -176,15 +197,7 @@ internal sealed class StateJournal : IDisposable
         {
             kept?.Dispose();
             _file.Position = end;
-            try
-            {
-                File.Delete(next);
-            }
-            catch (IOException)
-            {
-                // Left for the next attempt, which writes over it.
-            }
-
+            DeleteCopy();
             throw;
         }
 
@@ -197,14 +210,42 @@ internal sealed class StateJournal : IDisposable
             _starts[i] -= from;
         }
 
-        if (!Folders.Sync(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(Path))!))
+        if (!SyncFolder())
         {
+            _folderUnsynced = true;
             _broken = new IOException($"The folder of {Path} could not be flushed to the disk after the journal was cut down.");
             throw _broken;
         }
     }
 
     public void Dispose() => _file.Dispose();
+
+    private string CopyPath => Path + ".next";
+
+    private void DeleteCopy()
+    {
+        try
+        {
+            File.Delete(CopyPath);
+        }
+        catch (Exception exception) when (exception is IOException or UnauthorizedAccessException)
+        {
+            // Left for the next cut-down, which writes over it.
+        }
+    }
+
+    private bool SyncFolder()
+    {
+        try
+        {
+            return Folders.Sync(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(Path))!);
+        }
+        catch (Exception)
+        {
+            // The call itself missing (a platform without it) counts as a failure here: the cut-down is then not known to be on the disk.
+            return false;
+        }
+    }
 
     // Unbuffered (each record is written whole and flushed), and open to being renamed over while open (DropOldest).
     private static FileStream Open(string path, FileMode mode) =>
