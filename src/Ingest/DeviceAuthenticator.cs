@@ -1,4 +1,8 @@
+using System.Buffers.Binary;
+using System.Collections.Concurrent;
 using System.Net;
+using System.Security.Cryptography;
+using System.Text;
 using Microsoft.Extensions.Options;
 using Telemetry.Core;
 using Telemetry.Core.Devices;
@@ -11,37 +15,70 @@ namespace Telemetry.Ingest;
 /// Every token checked asks the device's grain, activating it and reading its state: so an address whose tokens are
 /// refused more than <see cref="IngestOptions.FailedDeviceSignInsPerMinute"/> times a minute is held for
 /// <see cref="IngestOptions.DeviceSignInLockout"/> without asking (<see cref="DeviceSignInsHeldException"/>), on
-/// every protocol. A revoked device retrying now and then behind a shared address does not come near it.
+/// every protocol. A revoked device retrying now and then behind a shared address does not come near it. A token that
+/// signed in before is still asked about while its address is held: a device presenting wrong tokens behind a
+/// carrier's address holds back devices new there, not every phone behind it that was already sending.
 /// </remarks>
 public sealed class DeviceAuthenticator(IGrainFactory grains, IOptions<IngestOptions> options, TimeProvider timeProvider)
 {
+    // Devices remembered at most as signed in before; beyond, all are forgotten at once (and remembered again as they
+    // next sign in).
+    private const int MaxSignedIn = 200_000;
+
     private readonly FailedSignIns _failures = new(
         () => options.Value.FailedDeviceSignInsPerMinute, () => options.Value.DeviceSignInLockout, timeProvider);
+
+    // The devices whose tokens signed in since the server started, each with a keyed hash of its token's secret (the
+    // key drawn at start): only whether a token is worth asking the registry about while its address is held, never
+    // whether it is right.
+    private readonly ConcurrentDictionary<string, ulong> _signedIn = new(StringComparer.Ordinal);
+    private readonly byte[] _fingerprintKey = RandomNumberGenerator.GetBytes(32);
 
     /// <summary>
     /// The device the token belongs to, or null when the token is malformed, names another device than
     /// <paramref name="claimedDeviceId"/> (when given), or does not match the device's secret. A refusal counts against
     /// <paramref name="from"/>, the client's address (when known); one held for too many is a
-    /// <see cref="DeviceSignInsHeldException"/>, the token not looked at.
+    /// <see cref="DeviceSignInsHeldException"/>, the token not looked at unless it signed in before.
     /// </summary>
     public async Task<DeviceIdentity?> AuthenticateAsync(string token, string? claimedDeviceId = null, IPAddress? from = null)
     {
-        if (from is not null && _failures.IsLockedOut(from, out var retryAfter))
+        var wellFormed = DeviceToken.TryParse(token, out var deviceId, out var secret)
+            && Identifier.IsValid(deviceId)
+            && (claimedDeviceId is null || string.Equals(claimedDeviceId, deviceId, StringComparison.Ordinal));
+        var fingerprint = wellFormed ? Fingerprint(secret) : 0;
+        if (from is not null && _failures.IsLockedOut(from, out var retryAfter)
+            && !(wellFormed && _signedIn.TryGetValue(deviceId, out var known) && known == fingerprint))
         {
             throw new DeviceSignInsHeldException(retryAfter);
         }
 
-        var identity = DeviceToken.TryParse(token, out var deviceId, out var secret)
-            && Identifier.IsValid(deviceId)
-            && (claimedDeviceId is null || string.Equals(claimedDeviceId, deviceId, StringComparison.Ordinal))
+        var identity = wellFormed
             ? ToIdentity(await AskAsync(() => grains.GetGrain<IDeviceGrain>(deviceId).AuthenticateAsync(new DeviceSecret(secret))))
             : null;
-        if (identity is null && from is not null)
+        if (identity is not null)
+        {
+            if (_signedIn.Count >= MaxSignedIn && !_signedIn.ContainsKey(deviceId))
+            {
+                _signedIn.Clear();
+            }
+
+            _signedIn[deviceId] = fingerprint;
+            return identity;
+        }
+
+        if (wellFormed)
+        {
+            // A token that signed in before and is refused now (rotated, revoked) is no longer one; a wrong token for a
+            // device leaves the device's right one remembered.
+            _signedIn.TryRemove(new KeyValuePair<string, ulong>(deviceId, fingerprint));
+        }
+
+        if (from is not null)
         {
             _failures.Failed(from);
         }
 
-        return identity;
+        return null;
     }
 
     /// <summary>
@@ -80,6 +117,9 @@ public sealed class DeviceAuthenticator(IGrainFactory grains, IOptions<IngestOpt
     /// </summary>
     public async Task<bool> IsCurrentAsync(DeviceIdentity identity) =>
         ToIdentity(await AskAsync(() => grains.GetGrain<IDeviceGrain>(identity.DeviceId).GetAsync())) == identity;
+
+    private ulong Fingerprint(string secret) =>
+        BinaryPrimitives.ReadUInt64LittleEndian(HMACSHA256.HashData(_fingerprintKey, Encoding.UTF8.GetBytes(secret)));
 
     private static DeviceIdentity? ToIdentity(DeviceBinding? binding) =>
         binding is { RevokedAt: null } ? new DeviceIdentity(binding.DeviceId, binding.PatientId, binding.RotatedAt ?? binding.ProvisionedAt) : null;

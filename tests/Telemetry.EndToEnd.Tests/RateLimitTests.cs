@@ -70,6 +70,10 @@ public sealed class RateLimitTests
         var token = await server.ProvisionAsync("rl-held", "rl-held-patient");
         var wrong = "rl-held." + new string('0', 64);
 
+        // A phone behind the same address has signed in before.
+        var known = await server.ProvisionAsync("rl-known", "rl-known-patient");
+        Assert.Equal(MqttClientConnectResultCode.Success, await ConnectAsync(server, known, "rl-known"));
+
         // Refused over MQTT and uploads alike; the fourth refusal in a minute holds the address.
         Assert.Equal(MqttClientConnectResultCode.BadUserNameOrPassword, await ConnectAsync(server, wrong));
         Assert.Equal(MqttClientConnectResultCode.BadUserNameOrPassword, await ConnectAsync(server, wrong));
@@ -98,10 +102,15 @@ public sealed class RateLimitTests
         Assert.Matches(@"telemetry_devices_sign_ins_held_total\{[^}]*protocol=""mqtt""[^}]*\} 2\b", metrics);
         Assert.Matches(@"telemetry_devices_sign_ins_held_total\{[^}]*protocol=""http""[^}]*\} 1\b", metrics);
         Assert.Matches(@"telemetry_devices_sign_ins_held_total\{[^}]*protocol=""grpc""[^}]*\} 1\b", metrics);
+
+        // The device that signed in before still does, from the held address; a wrong token for it is held.
+        Assert.Equal(MqttClientConnectResultCode.Success, await ConnectAsync(server, known, "rl-known"));
+        Assert.Equal(MqttClientConnectResultCode.ConnectionRateExceeded, await ConnectAsync(server, "rl-known." + new string('0', 64), "rl-known"));
+        Assert.Equal(MqttClientConnectResultCode.Success, await ConnectAsync(server, known, "rl-known"));
     }
 
-    private static Task<MqttClientConnectResultCode> ConnectAsync(TelemetryServer server, string token) =>
-        Devices.TryConnectMqttAsync(Devices.MqttOptions(server.MqttPort, "rl-held", "rl-held", token).WithCleanSession().Build());
+    private static Task<MqttClientConnectResultCode> ConnectAsync(TelemetryServer server, string token, string deviceId = "rl-held") =>
+        Devices.TryConnectMqttAsync(Devices.MqttOptions(server.MqttPort, deviceId, deviceId, token).WithCleanSession().Build());
 
     private static async Task<HttpResponseMessage> UploadAsync(TelemetryServer server, string token)
     {
