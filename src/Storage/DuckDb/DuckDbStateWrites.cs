@@ -477,15 +477,16 @@ internal sealed partial class DuckDbStateWrites : IDisposable
 
     /// <summary>
     /// In the writer, once a write into the file beside it has ended: its records leave the pending ones, or its failure
-    /// goes to the reads waiting (unless <paramref name="failReads"/> is false: the writer is about to try itself).
+    /// goes to the reads waiting (unless <paramref name="writerAppliesAll"/>: the writer is about to write every record
+    /// into the file itself, so the reads wait for that, and the journal is not cut down either).
     /// </summary>
-    private void EndApplying(Applying applying, bool failReads = true)
+    private void EndApplying(Applying applying, bool writerAppliesAll = false)
     {
         _applying = null;
         if (applying.Done.Result is { } failure)
         {
             LogApplyFailed(_logger, failure, _journal.Path);
-            if (failReads)
+            if (!writerAppliesAll)
             {
                 // The reads waiting fail (a read that comes later tries again); the timer tries again after a pause,
                 // however soon it was due.
@@ -502,7 +503,7 @@ internal sealed partial class DuckDbStateWrites : IDisposable
         {
             FileHoldsAll();
         }
-        else if (_journal.LengthOf(_journal.Count - _pending.Count) > CutDownJournalFrom && !CutDownJournal())
+        else if (!writerAppliesAll && _journal.LengthOf(_journal.Count - _pending.Count) > CutDownJournalFrom && !CutDownJournal())
         {
             // Records came in while the file took the ones before, again and again, and the journal could not be cut
             // down to them: the next write into the file goes at once, so the journal empties before it grows large.
@@ -526,7 +527,7 @@ internal sealed partial class DuckDbStateWrites : IDisposable
         {
             // Never faults: the write's failure is its result. When it failed, the records are written here again.
             applying.Done.Wait();
-            EndApplying(applying, failReads: false);
+            EndApplying(applying, writerAppliesAll: true);
         }
 
         if (_pending.Count > 0)

@@ -40,8 +40,10 @@ internal sealed class StateJournal : IDisposable
         Path = path;
         _file = Open(path, FileMode.OpenOrCreate);
 
-        // A copy that a crash cut short, before it took the journal's name (it is whole, then).
+        // A copy that a crash cut short, before it took the journal's name (it is whole, then). And the folder flushed,
+        // as far as it can be: the journal's name may be that of a copy whose rename a stop (not a crash) left unflushed.
         DeleteCopy();
+        _ = SyncFolder();
     }
 
     public string Path { get; }
