@@ -1,8 +1,4 @@
-using System.Buffers.Binary;
-using System.Collections.Concurrent;
 using System.Net;
-using System.Security.Cryptography;
-using System.Text;
 using Microsoft.Extensions.Options;
 using Telemetry.Core;
 using Telemetry.Core.Devices;
@@ -21,18 +17,10 @@ namespace Telemetry.Ingest;
 /// </remarks>
 public sealed class DeviceAuthenticator(IGrainFactory grains, IOptions<IngestOptions> options, TimeProvider timeProvider)
 {
-    // Devices remembered at most as signed in before; beyond, all are forgotten at once (and remembered again as they
-    // next sign in).
-    private const int MaxSignedIn = 200_000;
-
     private readonly FailedSignIns _failures = new(
         () => options.Value.FailedDeviceSignInsPerMinute, () => options.Value.DeviceSignInLockout, timeProvider);
 
-    // The devices whose tokens signed in since the server started, each with a keyed hash of its token's secret (the
-    // key drawn at start): only whether a token is worth asking the registry about while its address is held, never
-    // whether it is right.
-    private readonly ConcurrentDictionary<string, ulong> _signedIn = new(StringComparer.Ordinal);
-    private readonly byte[] _fingerprintKey = RandomNumberGenerator.GetBytes(32);
+    private readonly SignedInDevices _signedIn = new(timeProvider);
 
     /// <summary>
     /// The device the token belongs to, or null when the token is malformed, names another device than
@@ -45,9 +33,7 @@ public sealed class DeviceAuthenticator(IGrainFactory grains, IOptions<IngestOpt
         var wellFormed = DeviceToken.TryParse(token, out var deviceId, out var secret)
             && Identifier.IsValid(deviceId)
             && (claimedDeviceId is null || string.Equals(claimedDeviceId, deviceId, StringComparison.Ordinal));
-        var fingerprint = wellFormed ? Fingerprint(secret) : 0;
-        if (from is not null && _failures.IsLockedOut(from, out var retryAfter)
-            && !(wellFormed && _signedIn.TryGetValue(deviceId, out var known) && known == fingerprint))
+        if (from is not null && _failures.IsLockedOut(from, out var retryAfter) && !(wellFormed && _signedIn.SignedInWith(deviceId, secret)))
         {
             throw new DeviceSignInsHeldException(retryAfter);
         }
@@ -57,20 +43,13 @@ public sealed class DeviceAuthenticator(IGrainFactory grains, IOptions<IngestOpt
             : null;
         if (identity is not null)
         {
-            if (_signedIn.Count >= MaxSignedIn && !_signedIn.ContainsKey(deviceId))
-            {
-                _signedIn.Clear();
-            }
-
-            _signedIn[deviceId] = fingerprint;
+            _signedIn.SignedInNow(deviceId, secret);
             return identity;
         }
 
         if (wellFormed)
         {
-            // A token that signed in before and is refused now (rotated, revoked) is no longer one; a wrong token for a
-            // device leaves the device's right one remembered.
-            _signedIn.TryRemove(new KeyValuePair<string, ulong>(deviceId, fingerprint));
+            _signedIn.Refused(deviceId, secret);
         }
 
         if (from is not null)
@@ -117,9 +96,6 @@ public sealed class DeviceAuthenticator(IGrainFactory grains, IOptions<IngestOpt
     /// </summary>
     public async Task<bool> IsCurrentAsync(DeviceIdentity identity) =>
         ToIdentity(await AskAsync(() => grains.GetGrain<IDeviceGrain>(identity.DeviceId).GetAsync())) == identity;
-
-    private ulong Fingerprint(string secret) =>
-        BinaryPrimitives.ReadUInt64LittleEndian(HMACSHA256.HashData(_fingerprintKey, Encoding.UTF8.GetBytes(secret)));
 
     private static DeviceIdentity? ToIdentity(DeviceBinding? binding) =>
         binding is { RevokedAt: null } ? new DeviceIdentity(binding.DeviceId, binding.PatientId, binding.RotatedAt ?? binding.ProvisionedAt) : null;
