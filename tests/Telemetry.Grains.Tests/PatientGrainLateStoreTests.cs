@@ -1,8 +1,13 @@
+using System.Diagnostics.Metrics;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
+using Telemetry.Core.Grains;
 using Telemetry.Core.Readings;
 using Telemetry.Core.Rollups;
 using Telemetry.Core.Storage;
 using Telemetry.Core.Vitals;
+using Telemetry.Ingest;
+using Telemetry.Ingest.Pipeline;
 using static Telemetry.Grains.Tests.ClusterFixture;
 
 namespace Telemetry.Grains.Tests;
@@ -172,6 +177,74 @@ public sealed class PatientGrainLateStoreTests(LateShowingClusterFixture fixture
         var minute = (await MinutesAsync(patient))[1];
         Assert.Equal((3L, 70.0, 76.0), (minute.Count, minute.Min, minute.Max));
         Assert.Null(store.OnShowAnsweredWrites);
+    }
+
+    [Fact]
+    public async Task A_settle_right_after_a_commit_a_store_that_cannot_be_asked_does_not_show_yet_hands_the_minute_back()
+    {
+        var patient = "p-settle-fresh-unasked";
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 1_000, 60));
+        var grain = fixture.Patient(patient);
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 61_000, 70));
+
+        // A commit answered a moment ago and handed to the grain, of which the store shows one reading so far and cannot
+        // be asked to show the other (InfluxDB): it shows it later, written under an id of its own.
+        VitalReading[] commit = [Heart(_base + 62_000, 74), Heart(_base + 63_000, 76)];
+        var commitId = fixture.Commit(patient, commit[1]);
+        Assert.Empty((await grain.ApplyAsync(new PatientReadings(commitId, commit))).Value);
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 121_000, 80));
+
+        // A repair's settle of the minute reads it short from the store, and hands it back, with the commit's id.
+        var again = await grain.SettleAsync([new(VitalKind.HeartRate, _base + 60_000, 1, 1)]);
+        Assert.Equal(2, (await MinutesAsync(patient))[1].Count);
+        Assert.Equal([new CommittedMinute(VitalKind.HeartRate, _base + 60_000, commitId, commitId)], again);
+
+        // Settled again once the store shows the commit, ReadableAfter later, as the repair has it: whole, and not handed
+        // back again.
+        fixture.Commit(patient, commit[0]);
+        var clock = fixture.SiloServices.GetRequiredService<ShiftableClock>();
+        clock.Offset = TimeSpan.FromSeconds(16);
+        try
+        {
+            Assert.Empty(await grain.SettleAsync(again));
+        }
+        finally
+        {
+            clock.Offset = TimeSpan.Zero;
+        }
+
+        var minute = (await MinutesAsync(patient))[1];
+        Assert.Equal((3L, 70.0, 76.0), (minute.Count, minute.Min, minute.Max));
+    }
+
+    [Fact]
+    public async Task The_repair_settles_again_a_minute_a_settle_hands_back_until_it_is_whole()
+    {
+        var patient = "p-settle-fresh-repair";
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 1_000, 60));
+        var grain = fixture.Patient(patient);
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 61_000, 70));
+        VitalReading[] commit = [Heart(_base + 62_000, 74), Heart(_base + 63_000, 76)];
+        var commitId = fixture.Commit(patient, commit[1]);
+        await grain.ApplyAsync(new PatientReadings(commitId, commit));
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 121_000, 80));
+
+        // The repair settles the minute a second after a call reported it, while the store shows 2 of its 3 readings.
+        var log = fixture.SiloServices.GetRequiredService<ICommitLog>();
+        var last = (await log.ReadPositionAsync()).LastCommitId;
+        using var stopping = new CancellationTokenSource();
+        var repair = new GrainRepair(
+            log, fixture.Cluster.GrainFactory, new IngestInstruments(fixture.SiloServices.GetRequiredService<IMeterFactory>()), NullLogger.Instance,
+            () => last, () => last, settleDelay: TimeSpan.FromSeconds(1));
+        await repair.StartAsync(ready: new CancellationToken(canceled: true), stopping.Token);
+        repair.AddUnsettled(patient, commitId, [new(VitalKind.HeartRate, _base + 60_000, commitId, commitId)]);
+        Assert.Equal(2, (await WhenAsync(() => MinutesAsync(patient), minutes => minutes[1].Count == 2))[1].Count);
+
+        // The settle handed it back: once the store shows the rest, the repair's next settle makes it whole.
+        fixture.Commit(patient, commit[0]);
+        var minute = (await WhenAsync(() => MinutesAsync(patient), minutes => minutes[1].Count == 3))[1];
+        Assert.Equal((3L, 70.0, 76.0), (minute.Count, minute.Min, minute.Max));
+        await stopping.CancelAsync();
     }
 
     private Task<IReadOnlyList<RollupWindow>> MinutesAsync(string patientId) =>

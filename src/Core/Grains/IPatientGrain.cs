@@ -33,19 +33,23 @@ public interface IPatientGrain : IGrainWithStringKey
 
     /// <summary>
     /// Recomputes from the raw store the closed windows over <paramref name="minutes"/>, the late minutes an earlier
-    /// call recomputed before the store may have shown all of their readings (see <see cref="ApplyAsync"/>).
+    /// call recomputed before the store may have shown all of their readings (see <see cref="ApplyAsync"/>). Returns the
+    /// minutes it recomputed that hold readings of a commit the grain applied less than the store's
+    /// <see cref="Storage.IRawSeriesStore.ReadableAfter"/> ago, which a store that cannot be asked to show what it
+    /// answered (InfluxDB) may not have shown: they are to be settled again, later. Empty with a store that shows a
+    /// commit at once.
     /// </summary>
     [Alias("settle")]
-    Task SettleAsync(CommittedMinute[] minutes);
+    Task<CommittedMinute[]> SettleAsync(CommittedMinute[] minutes);
 
     /// <summary>
     /// Takes from the raw store the windows over <paramref name="minutes"/>, which hold readings of commits applied
     /// before its last rebuild that a store showing commits late may not have shown to it (the server restarted just
     /// after them, a failed call started the grain over, a repair rebuilt it): the closed windows now, those still open
-    /// as they close.
+    /// as they close. Returns what <see cref="SettleAsync"/> does.
     /// </summary>
     [Alias("settle-rebuilt")]
-    Task SettleRebuiltAsync(CommittedMinute[] minutes);
+    Task<CommittedMinute[]> SettleRebuiltAsync(CommittedMinute[] minutes);
 
     /// <summary>The latest value of every vital the patient has, with its still-open minute.</summary>
     [Alias("live")]

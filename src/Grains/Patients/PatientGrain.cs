@@ -83,6 +83,11 @@ public sealed partial class PatientGrain(
     // windows, and need not rebuild.
     private readonly RecentCommits _applied = new();
 
+    // With a store that shows a commit a while after answering it: the minutes the commits applied within that while
+    // hold readings in, with when (and the latest such commit). A settle that recomputes one of them from the store may
+    // not see that commit, and hands the minute back to be settled again (see SettleAsync).
+    private Dictionary<(VitalKind Kind, long MinuteStartMs), (long AppliedMs, long CommitId)>? _appliedLately;
+
     // Start of the day from which on open windows have not been written: once a day has ended, the windows still open
     // are written, so a crash days later keeps them (an activation rebuilds only yesterday and today); a vital's open
     // day as last written, so a vital that stopped is not written again every night.
@@ -336,6 +341,10 @@ public sealed partial class PatientGrain(
         // range are not in the grain's windows at all: the windows they fall in are recomputed from the raw store.
         var rebuilt = readings.CommitId <= _rebuiltThroughCommit;
         _applied.Add(readings.CommitId);
+        if (rawStore.ReadableAfter > TimeSpan.Zero)
+        {
+            NoteAppliedLately(readings);
+        }
         HashSet<(VitalKind Kind, long MinuteStartMs)>? partlyRead = null;
         var intoEndedDay = false;
         foreach (var reading in readings.All)
@@ -467,7 +476,7 @@ public sealed partial class PatientGrain(
         }
     }
 
-    public async Task SettleAsync(CommittedMinute[] minutes)
+    public async Task<CommittedMinute[]> SettleAsync(CommittedMinute[] minutes)
     {
         foreach (var minute in minutes)
         {
@@ -479,10 +488,18 @@ public sealed partial class PatientGrain(
             // Settling reads the store long enough after the commits for it to show them whole: what closes here needs
             // no settling again. But a minute recomputed may also hold a commit this grain applied a moment ago, which the
             // store answered and may not show yet (a settle after a rebuild, while readings flow): the store shows every
-            // write it answered first where it can (VictoriaMetrics), or the window would be written short of it.
+            // write it answered first where it can (VictoriaMetrics); where it cannot (InfluxDB), such minutes are handed
+            // back to be settled again once it does.
             await rawStore.ShowAnsweredWritesAsync(CancellationToken.None);
+            HashSet<(VitalKind Kind, long MinuteStartMs)>? settling = _appliedLately is null ? null : [.. _late ?? []];
             await RecomputeLateAndFlushAsync();
+            if (settling is not null && _resettle is not null)
+            {
+                settling.UnionWith(_resettle);
+            }
+
             _resettle = null;
+            return settling is null ? [] : AppliedLately(settling);
         }
         catch (Exception exception)
         {
@@ -491,7 +508,7 @@ public sealed partial class PatientGrain(
         }
     }
 
-    public async Task SettleRebuiltAsync(CommittedMinute[] minutes)
+    public async Task<CommittedMinute[]> SettleRebuiltAsync(CommittedMinute[] minutes)
     {
         var today = Resolution.Day.WindowStart(NowMs);
         foreach (var minute in minutes)
@@ -508,7 +525,7 @@ public sealed partial class PatientGrain(
             }
         }
 
-        await SettleAsync([]);
+        return await SettleAsync([]);
     }
 
     public async Task<bool> RecomputeAsync(CommittedMinute[] minutes)
@@ -1000,6 +1017,53 @@ public sealed partial class PatientGrain(
         {
             _unsettled = null;
         }
+    }
+
+    /// <summary>
+    /// Notes the minutes a commit applied now holds readings in (see <see cref="_appliedLately"/>), forgetting those
+    /// noted longer ago than the store takes to show a commit.
+    /// </summary>
+    private void NoteAppliedLately(PatientReadings readings)
+    {
+        var now = NowMs;
+        var shownBefore = now - (long)rawStore.ReadableAfter.TotalMilliseconds;
+        if (_appliedLately is { } noted)
+        {
+            foreach (var (minute, applied) in noted)
+            {
+                if (applied.AppliedMs <= shownBefore)
+                {
+                    noted.Remove(minute);
+                }
+            }
+        }
+
+        (VitalKind Kind, long MinuteStartMs) last = default;
+        foreach (var reading in readings.All)
+        {
+            var minute = (reading.Kind, Resolution.Minute.WindowStart(reading.TimestampMs));
+            if (minute != last)
+            {
+                (_appliedLately ??= [])[minute] = (now, readings.CommitId);
+                last = minute;
+            }
+        }
+
+        if (_appliedLately?.Count == 0)
+        {
+            _appliedLately = null;
+        }
+    }
+
+    /// <summary>Of <paramref name="minutes"/>, those a commit applied less than the store's <see cref="IRawSeriesStore.ReadableAfter"/> ago holds readings in.</summary>
+    private CommittedMinute[] AppliedLately(HashSet<(VitalKind Kind, long MinuteStartMs)> minutes)
+    {
+        var shownBefore = NowMs - (long)rawStore.ReadableAfter.TotalMilliseconds;
+        return _appliedLately is null
+            ? []
+            : [.. minutes
+                .Where(minute => _appliedLately.TryGetValue(minute, out var applied) && applied.AppliedMs > shownBefore)
+                .Select(minute => new CommittedMinute(minute.Kind, minute.MinuteStartMs, _appliedLately[minute].CommitId, _appliedLately[minute].CommitId))];
     }
 
     /// <summary>The open windows of <paramref name="kind"/>, or null when the activation has seen none of it.</summary>

@@ -520,9 +520,25 @@ internal sealed partial class GrainRepair(
                 failures[i] = [patient];
                 rebuilt.Add(patient);
             }
+            else
+            {
+                SettleAgain(patient, calls[i].Result);
+            }
         }
 
         return failures;
+    }
+
+    /// <summary>
+    /// The minutes a settle recomputed while the store may not have shown a commit the grain applied a moment before
+    /// (see <see cref="IPatientGrain.SettleAsync"/>): settled again once it shows it.
+    /// </summary>
+    private void SettleAgain(string patientId, CommittedMinute[] minutes)
+    {
+        if (minutes.Length > 0)
+        {
+            AddUnsettled(patientId, minutes.Max(minute => minute.LastCommitId), minutes);
+        }
     }
 
     /// <summary>Awaits a repair call; a failed one (faulted, or cancelled by a timeout) is counted and logged.</summary>
@@ -568,6 +584,10 @@ internal sealed partial class GrainRepair(
                 else if (call is Task<bool> { Result: true })
                 {
                     rebuilt.Add(patient);
+                }
+                else if (call is Task<CommittedMinute[]> settled)
+                {
+                    SettleAgain(patient, settled.Result);
                 }
             }
 
