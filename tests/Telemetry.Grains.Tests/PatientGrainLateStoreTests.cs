@@ -194,10 +194,13 @@ public sealed class PatientGrainLateStoreTests(LateShowingClusterFixture fixture
         Assert.Empty((await grain.ApplyAsync(new PatientReadings(commitId, commit))).Value);
         await fixture.CommitAndApplyAsync(patient, Heart(_base + 121_000, 80));
 
-        // A repair's settle of the minute reads it short from the store, and hands it back, with the commit's id.
+        // A repair's settle of the minute reads it short from the store, and hands it back, with the commits applied
+        // lately in it (the one before, of the minute's first reading, too).
         var again = await grain.SettleAsync([new(VitalKind.HeartRate, _base + 60_000, 1, 1)]);
         Assert.Equal(2, (await MinutesAsync(patient))[1].Count);
-        Assert.Equal([new CommittedMinute(VitalKind.HeartRate, _base + 60_000, commitId, commitId)], again);
+        var handedBack = Assert.Single(again);
+        Assert.Equal((VitalKind.HeartRate, _base + 60_000, commitId), (handedBack.Kind, handedBack.MinuteStartMs, handedBack.LastCommitId));
+        Assert.Equal(commitId - 1, handedBack.FirstCommitId);
 
         // Settled again once the store shows the commit, ReadableAfter later, as the repair has it: whole, and not handed
         // back again.
@@ -237,14 +240,20 @@ public sealed class PatientGrainLateStoreTests(LateShowingClusterFixture fixture
             log, fixture.Cluster.GrainFactory, new IngestInstruments(fixture.SiloServices.GetRequiredService<IMeterFactory>()), NullLogger.Instance,
             () => last, () => last, settleDelay: TimeSpan.FromSeconds(1));
         await repair.StartAsync(ready: new CancellationToken(canceled: true), stopping.Token);
-        repair.AddUnsettled(patient, commitId, [new(VitalKind.HeartRate, _base + 60_000, commitId, commitId)]);
-        Assert.Equal(2, (await WhenAsync(() => MinutesAsync(patient), minutes => minutes[1].Count == 2))[1].Count);
+        try
+        {
+            repair.AddUnsettled(patient, commitId, [new(VitalKind.HeartRate, _base + 60_000, commitId, commitId)]);
+            Assert.Equal(2, (await WhenAsync(() => MinutesAsync(patient), minutes => minutes[1].Count == 2))[1].Count);
 
-        // The settle handed it back: once the store shows the rest, the repair's next settle makes it whole.
-        fixture.Commit(patient, commit[0]);
-        var minute = (await WhenAsync(() => MinutesAsync(patient), minutes => minutes[1].Count == 3))[1];
-        Assert.Equal((3L, 70.0, 76.0), (minute.Count, minute.Min, minute.Max));
-        await stopping.CancelAsync();
+            // The settle handed it back: once the store shows the rest, the repair's next settle makes it whole.
+            fixture.Commit(patient, commit[0]);
+            var minute = (await WhenAsync(() => MinutesAsync(patient), minutes => minutes[1].Count == 3))[1];
+            Assert.Equal((3L, 70.0, 76.0), (minute.Count, minute.Min, minute.Max));
+        }
+        finally
+        {
+            await stopping.CancelAsync();
+        }
     }
 
     private Task<IReadOnlyList<RollupWindow>> MinutesAsync(string patientId) =>

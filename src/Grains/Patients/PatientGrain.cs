@@ -83,10 +83,13 @@ public sealed partial class PatientGrain(
     // windows, and need not rebuild.
     private readonly RecentCommits _applied = new();
 
-    // With a store that shows a commit a while after answering it: the minutes the commits applied within that while
-    // hold readings in, with when (and the latest such commit). A settle that recomputes one of them from the store may
-    // not see that commit, and hands the minute back to be settled again (see SettleAsync).
-    private Dictionary<(VitalKind Kind, long MinuteStartMs), (long AppliedMs, long CommitId)>? _appliedLately;
+    // With a store that shows a commit a while after answering it: the spans of time the commits applied within that
+    // while hold readings of each vital in, with when and which commit (one span per vital and commit, or per minute
+    // while a vital streams into it). A settle that recomputes a window over one of them from the store may not see
+    // that commit, and hands its minute back to be settled again (see SettleAsync). At most MaxAppliedSpans, the
+    // first noted dropped first (a backfill of many commits at once): a minute it held is then settled once, as before.
+    private List<AppliedSpan>? _appliedLately;
+    private const int MaxAppliedSpans = 64;
 
     // Start of the day from which on open windows have not been written: once a day has ended, the windows still open
     // are written, so a crash days later keeps them (an activation rebuilds only yesterday and today); a vital's open
@@ -491,15 +494,25 @@ public sealed partial class PatientGrain(
             // write it answered first where it can (VictoriaMetrics); where it cannot (InfluxDB), such minutes are handed
             // back to be settled again once it does.
             await rawStore.ShowAnsweredWritesAsync(CancellationToken.None);
+            var shownBefore = NowMs - (long)rawStore.ReadableAfter.TotalMilliseconds;
             HashSet<(VitalKind Kind, long MinuteStartMs)>? settling = _appliedLately is null ? null : [.. _late ?? []];
-            await RecomputeLateAndFlushAsync();
+            if (_late is not null)
+            {
+                await RecomputeLateAsync(_late);
+            }
+
+            // Every window written now was read from the store: those recomputed, and those over unsettled minutes.
+            HashSet<(VitalKind Kind, Resolution Resolution, long StartMs)>? recomputed = settling is null
+                ? null
+                : [.. _closed.Select(rollup => (rollup.Kind, rollup.Resolution, rollup.Window.StartMs))];
+            await FlushClosedAsync(CancellationToken.None);
             if (settling is not null && _resettle is not null)
             {
                 settling.UnionWith(_resettle);
             }
 
             _resettle = null;
-            return settling is null ? [] : AppliedLately(settling);
+            return settling is null ? [] : AppliedLately(settling, recomputed!, shownBefore);
         }
         catch (Exception exception)
         {
@@ -1020,33 +1033,39 @@ public sealed partial class PatientGrain(
     }
 
     /// <summary>
-    /// Notes the minutes a commit applied now holds readings in (see <see cref="_appliedLately"/>), forgetting those
-    /// noted longer ago than the store takes to show a commit.
+    /// Notes the spans of time a commit applied now holds readings of each vital in (see <see cref="_appliedLately"/>),
+    /// forgetting those noted longer ago than the store takes to show a commit.
     /// </summary>
     private void NoteAppliedLately(PatientReadings readings)
     {
         var now = NowMs;
         var shownBefore = now - (long)rawStore.ReadableAfter.TotalMilliseconds;
-        if (_appliedLately is { } noted)
-        {
-            foreach (var (minute, applied) in noted)
-            {
-                if (applied.AppliedMs <= shownBefore)
-                {
-                    noted.Remove(minute);
-                }
-            }
-        }
+        _appliedLately?.RemoveAll(span => span.AppliedMs <= shownBefore);
 
-        (VitalKind Kind, long MinuteStartMs) last = default;
+        // A commit's readings come vital by vital, each vital's in time order, as a rule: a vital met again later in
+        // the commit is another span.
+        VitalKind? kind = null;
+        long fromMs = 0, toMs = 0;
         foreach (var reading in readings.All)
         {
-            var minute = (reading.Kind, Resolution.Minute.WindowStart(reading.TimestampMs));
-            if (minute != last)
+            if (reading.Kind != kind)
             {
-                (_appliedLately ??= [])[minute] = (now, readings.CommitId);
-                last = minute;
+                if (kind is { } noted)
+                {
+                    NoteSpan(new AppliedSpan(noted, fromMs, toMs, now, readings.CommitId, readings.CommitId));
+                }
+
+                (kind, fromMs, toMs) = (reading.Kind, reading.TimestampMs, reading.TimestampMs);
+                continue;
             }
+
+            fromMs = Math.Min(fromMs, reading.TimestampMs);
+            toMs = Math.Max(toMs, reading.TimestampMs);
+        }
+
+        if (kind is { } last)
+        {
+            NoteSpan(new AppliedSpan(last, fromMs, toMs, now, readings.CommitId, readings.CommitId));
         }
 
         if (_appliedLately?.Count == 0)
@@ -1055,15 +1074,83 @@ public sealed partial class PatientGrain(
         }
     }
 
-    /// <summary>Of <paramref name="minutes"/>, those a commit applied less than the store's <see cref="IRawSeriesStore.ReadableAfter"/> ago holds readings in.</summary>
-    private CommittedMinute[] AppliedLately(HashSet<(VitalKind Kind, long MinuteStartMs)> minutes)
+    /// <summary>
+    /// Adds a span, or, for a vital streaming into one minute, extends the span of that minute to the commit, so that a
+    /// minute stops being noted once the time the store takes to show its last commit has passed.
+    /// </summary>
+    private void NoteSpan(AppliedSpan span)
     {
-        var shownBefore = NowMs - (long)rawStore.ReadableAfter.TotalMilliseconds;
-        return _appliedLately is null
-            ? []
-            : [.. minutes
-                .Where(minute => _appliedLately.TryGetValue(minute, out var applied) && applied.AppliedMs > shownBefore)
-                .Select(minute => new CommittedMinute(minute.Kind, minute.MinuteStartMs, _appliedLately[minute].CommitId, _appliedLately[minute].CommitId))];
+        var spans = _appliedLately ??= [];
+        var minute = Resolution.Minute.WindowStart(span.FromMs);
+        if (Resolution.Minute.WindowStart(span.ToMs) == minute)
+        {
+            for (var i = 0; i < spans.Count; i++)
+            {
+                var other = spans[i];
+                if (other.Kind == span.Kind && Resolution.Minute.WindowStart(other.FromMs) == minute && Resolution.Minute.WindowStart(other.ToMs) == minute)
+                {
+                    spans[i] = other with
+                    {
+                        FromMs = Math.Min(other.FromMs, span.FromMs),
+                        ToMs = Math.Max(other.ToMs, span.ToMs),
+                        AppliedMs = span.AppliedMs,
+                        LastCommitId = Math.Max(other.LastCommitId, span.LastCommitId),
+                    };
+                    return;
+                }
+            }
+        }
+
+        if (spans.Count == MaxAppliedSpans)
+        {
+            spans.RemoveAt(0);
+        }
+
+        spans.Add(span);
+    }
+
+    /// <summary>
+    /// Of the minutes settled, those with a window <paramref name="recomputed"/> over them that a commit applied after
+    /// <paramref name="shownBefore"/> holds readings in (with the first and last such commit).
+    /// </summary>
+    private CommittedMinute[] AppliedLately(
+        HashSet<(VitalKind Kind, long MinuteStartMs)> settled, HashSet<(VitalKind Kind, Resolution Resolution, long StartMs)> recomputed, long shownBefore)
+    {
+        var fresh = _appliedLately?.Where(span => span.AppliedMs > shownBefore).ToArray() ?? [];
+        if (fresh.Length == 0 || recomputed.Count == 0)
+        {
+            return [];
+        }
+
+        var again = new List<CommittedMinute>();
+        foreach (var (kind, minuteStartMs) in settled)
+        {
+            long first = long.MaxValue, last = long.MinValue;
+            foreach (var resolution in ResolutionExtensions.All)
+            {
+                var startMs = resolution.WindowStart(minuteStartMs);
+                if (!recomputed.Contains((kind, resolution, startMs)))
+                {
+                    continue;
+                }
+
+                var endMs = startMs + resolution.Milliseconds();
+                foreach (var span in fresh)
+                {
+                    if (span.Kind == kind && span.FromMs < endMs && span.ToMs >= startMs)
+                    {
+                        (first, last) = (Math.Min(first, span.FirstCommitId), Math.Max(last, span.LastCommitId));
+                    }
+                }
+            }
+
+            if (first != long.MaxValue)
+            {
+                again.Add(new CommittedMinute(kind, minuteStartMs, first, last));
+            }
+        }
+
+        return [.. again];
     }
 
     /// <summary>The open windows of <paramref name="kind"/>, or null when the activation has seen none of it.</summary>
@@ -1101,4 +1188,7 @@ public sealed partial class PatientGrain(
 
     [LoggerMessage(EventId = 2001, Level = LogLevel.Debug, Message = "Patient {PatientId} activated; rebuilt from {Windows} minute windows of the raw store")]
     private static partial void LogRebuilt(ILogger logger, string patientId, int windows);
+
+    /// <summary>Readings of one vital from <see cref="FromMs"/> to <see cref="ToMs"/> that commits applied, the last at <see cref="AppliedMs"/>, hold.</summary>
+    private readonly record struct AppliedSpan(VitalKind Kind, long FromMs, long ToMs, long AppliedMs, long FirstCommitId, long LastCommitId);
 }

@@ -531,13 +531,14 @@ internal sealed partial class GrainRepair(
 
     /// <summary>
     /// The minutes a settle recomputed while the store may not have shown a commit the grain applied a moment before
-    /// (see <see cref="IPatientGrain.SettleAsync"/>): settled again once it shows it.
+    /// (see <see cref="IPatientGrain.SettleAsync"/>): settled again once it shows it, the mark held before the earliest
+    /// such commit until then.
     /// </summary>
     private void SettleAgain(string patientId, CommittedMinute[] minutes)
     {
         if (minutes.Length > 0)
         {
-            AddUnsettled(patientId, minutes.Max(minute => minute.LastCommitId), minutes);
+            AddUnsettled(patientId, minutes.Min(minute => minute.FirstCommitId), minutes);
         }
     }
 
