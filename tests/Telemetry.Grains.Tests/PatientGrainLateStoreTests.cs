@@ -221,6 +221,48 @@ public sealed class PatientGrainLateStoreTests(LateShowingClusterFixture fixture
     }
 
     [Fact]
+    public async Task A_settle_hands_back_one_minute_for_an_hour_it_read_short_of_a_commit_applied_lately()
+    {
+        var patient = "p-settle-fresh-hour";
+        var grain = fixture.Patient(patient);
+        await grain.GetLiveAsync();
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 1_000, 60));
+
+        // A commit at the hour's end, of which the store shows one reading so far; the next reading closes the hour.
+        VitalReading[] commit = [Heart(_base + 3_598_000, 88), Heart(_base + 3_599_000, 90)];
+        var commitId = fixture.Commit(patient, commit[0]);
+        await grain.ApplyAsync(new PatientReadings(commitId, commit));
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 3_601_000, 70));
+        Assert.Equal(3, (await HourAsync(patient)).Count);
+
+        // Settling two minutes of that hour that hold no reading rewrites the hour short from the store: one of them is
+        // handed back for it.
+        var again = await grain.SettleAsync([new(VitalKind.HeartRate, _base + 600_000, 1, 1), new(VitalKind.HeartRate, _base + 1_200_000, 1, 1)]);
+        Assert.Equal(2, (await HourAsync(patient)).Count);
+        var handedBack = Assert.Single(again);
+        Assert.Equal((_base + 600_000, commitId), (handedBack.MinuteStartMs, handedBack.LastCommitId));
+
+        // Settled again once the store shows the commit, ReadableAfter later: the hour whole, nothing handed back.
+        fixture.Commit(patient, commit[1]);
+        var clock = fixture.SiloServices.GetRequiredService<ShiftableClock>();
+        clock.Offset = TimeSpan.FromSeconds(16);
+        try
+        {
+            Assert.Empty(await grain.SettleAsync(again));
+        }
+        finally
+        {
+            clock.Offset = TimeSpan.Zero;
+        }
+
+        var hour = await HourAsync(patient);
+        Assert.Equal((3L, 60.0, 90.0), (hour.Count, hour.Min, hour.Max));
+    }
+
+    private async Task<RollupWindow> HourAsync(string patientId) =>
+        Assert.Single(await fixture.Rollups.QueryAsync(patientId, VitalKind.HeartRate, Resolution.Hour, _base, _base + 3_600_000));
+
+    [Fact]
     public async Task The_repair_settles_again_a_minute_a_settle_hands_back_until_it_is_whole()
     {
         var patient = "p-settle-fresh-repair";

@@ -86,8 +86,8 @@ public sealed partial class PatientGrain(
     // With a store that shows a commit a while after answering it: the spans of time the commits applied within that
     // while hold readings of each vital in, with when and which commit (one span per vital and commit, or per minute
     // while a vital streams into it). A settle that recomputes a window over one of them from the store may not see
-    // that commit, and hands its minute back to be settled again (see SettleAsync). At most MaxAppliedSpans, the
-    // first noted dropped first (a backfill of many commits at once): a minute it held is then settled once, as before.
+    // that commit, and hands its minute back to be settled again (see SettleAsync). At most MaxAppliedSpans, the one
+    // applied longest ago dropped first (a backfill of many commits at once): a minute it held is then settled once.
     private List<AppliedSpan>? _appliedLately;
     private const int MaxAppliedSpans = 64;
 
@@ -344,10 +344,6 @@ public sealed partial class PatientGrain(
         // range are not in the grain's windows at all: the windows they fall in are recomputed from the raw store.
         var rebuilt = readings.CommitId <= _rebuiltThroughCommit;
         _applied.Add(readings.CommitId);
-        if (rawStore.ReadableAfter > TimeSpan.Zero)
-        {
-            NoteAppliedLately(readings);
-        }
         HashSet<(VitalKind Kind, long MinuteStartMs)>? partlyRead = null;
         var intoEndedDay = false;
         foreach (var reading in readings.All)
@@ -407,6 +403,11 @@ public sealed partial class PatientGrain(
             // goes into its open hour or day too): a crash before that day's windows close would lose it, and the next
             // activation may not rebuild that day.
             intoEndedDay |= reading.TimestampMs < _checkpointedBeforeMs;
+        }
+
+        if (rawStore.ReadableAfter > TimeSpan.Zero)
+        {
+            NoteAppliedLately(readings);
         }
 
         if (_readInLastMinute is not null)
@@ -1034,7 +1035,8 @@ public sealed partial class PatientGrain(
 
     /// <summary>
     /// Notes the spans of time a commit applied now holds readings of each vital in (see <see cref="_appliedLately"/>),
-    /// forgetting those noted longer ago than the store takes to show a commit.
+    /// forgetting those noted longer ago than the store takes to show a commit. Late readings are left out: their
+    /// minutes are settled anyway (the call answers with them, see <see cref="_late"/>), after any settle now.
     /// </summary>
     private void NoteAppliedLately(PatientReadings readings)
     {
@@ -1042,13 +1044,21 @@ public sealed partial class PatientGrain(
         var shownBefore = now - (long)rawStore.ReadableAfter.TotalMilliseconds;
         _appliedLately?.RemoveAll(span => span.AppliedMs <= shownBefore);
 
-        // A commit's readings come vital by vital, each vital's in time order, as a rule: a vital met again later in
-        // the commit is another span.
+        // A commit's readings come batch by batch, each vital's in time order as a rule: a span ends where the vital
+        // changes, or where a reading lies more than a minute from it (another device's batch, a backfill).
         VitalKind? kind = null;
         long fromMs = 0, toMs = 0;
         foreach (var reading in readings.All)
         {
-            if (reading.Kind != kind)
+            var minute = Resolution.Minute.WindowStart(reading.TimestampMs);
+            if (_late?.Contains((reading.Kind, minute)) is true)
+            {
+                continue;
+            }
+
+            if (reading.Kind != kind
+                || minute < Resolution.Minute.WindowStart(fromMs) - Resolution.Minute.Milliseconds()
+                || minute > Resolution.Minute.WindowStart(toMs) + Resolution.Minute.Milliseconds())
             {
                 if (kind is { } noted)
                 {
@@ -1103,7 +1113,16 @@ public sealed partial class PatientGrain(
 
         if (spans.Count == MaxAppliedSpans)
         {
-            spans.RemoveAt(0);
+            var oldest = 0;
+            for (var i = 1; i < spans.Count; i++)
+            {
+                if (spans[i].AppliedMs < spans[oldest].AppliedMs)
+                {
+                    oldest = i;
+                }
+            }
+
+            spans.RemoveAt(oldest);
         }
 
         spans.Add(span);
@@ -1111,7 +1130,8 @@ public sealed partial class PatientGrain(
 
     /// <summary>
     /// Of the minutes settled, those with a window <paramref name="recomputed"/> over them that a commit applied after
-    /// <paramref name="shownBefore"/> holds readings in (with the first and last such commit).
+    /// <paramref name="shownBefore"/> holds readings in (with the first and last such commit): each minute whose own
+    /// window does, and one minute for each hour or day window that does (settling it again recomputes that window).
     /// </summary>
     private CommittedMinute[] AppliedLately(
         HashSet<(VitalKind Kind, long MinuteStartMs)> settled, HashSet<(VitalKind Kind, Resolution Resolution, long StartMs)> recomputed, long shownBefore)
@@ -1123,13 +1143,14 @@ public sealed partial class PatientGrain(
         }
 
         var again = new List<CommittedMinute>();
-        foreach (var (kind, minuteStartMs) in settled)
+        var covered = new HashSet<(VitalKind Kind, Resolution Resolution, long StartMs)>();
+        foreach (var (kind, minuteStartMs) in settled.OrderBy(minute => minute.MinuteStartMs))
         {
             long first = long.MaxValue, last = long.MinValue;
             foreach (var resolution in ResolutionExtensions.All)
             {
                 var startMs = resolution.WindowStart(minuteStartMs);
-                if (!recomputed.Contains((kind, resolution, startMs)))
+                if (!recomputed.Contains((kind, resolution, startMs)) || covered.Contains((kind, resolution, startMs)))
                 {
                     continue;
                 }
@@ -1147,6 +1168,10 @@ public sealed partial class PatientGrain(
             if (first != long.MaxValue)
             {
                 again.Add(new CommittedMinute(kind, minuteStartMs, first, last));
+                foreach (var resolution in ResolutionExtensions.All)
+                {
+                    covered.Add((kind, resolution, resolution.WindowStart(minuteStartMs)));
+                }
             }
         }
 

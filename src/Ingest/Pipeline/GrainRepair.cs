@@ -531,8 +531,7 @@ internal sealed partial class GrainRepair(
 
     /// <summary>
     /// The minutes a settle recomputed while the store may not have shown a commit the grain applied a moment before
-    /// (see <see cref="IPatientGrain.SettleAsync"/>): settled again once it shows it, the mark held before the earliest
-    /// such commit until then.
+    /// (see <see cref="IPatientGrain.SettleAsync"/>): settled again once it shows it.
     /// </summary>
     private void SettleAgain(string patientId, CommittedMinute[] minutes)
     {
