@@ -183,16 +183,7 @@ public sealed class PatientGrainLateStoreTests(LateShowingClusterFixture fixture
     public async Task A_settle_right_after_a_commit_a_store_that_cannot_be_asked_does_not_show_yet_hands_the_minute_back()
     {
         var patient = "p-settle-fresh-unasked";
-        await fixture.CommitAndApplyAsync(patient, Heart(_base + 1_000, 60));
-        var grain = fixture.Patient(patient);
-        await fixture.CommitAndApplyAsync(patient, Heart(_base + 61_000, 70));
-
-        // A commit answered a moment ago and handed to the grain, of which the store shows one reading so far and cannot
-        // be asked to show the other (InfluxDB): it shows it later, written under an id of its own.
-        VitalReading[] commit = [Heart(_base + 62_000, 74), Heart(_base + 63_000, 76)];
-        var commitId = fixture.Commit(patient, commit[1]);
-        Assert.Empty((await grain.ApplyAsync(new PatientReadings(commitId, commit))).Value);
-        await fixture.CommitAndApplyAsync(patient, Heart(_base + 121_000, 80));
+        var (grain, hidden, commitId) = await ApplyACommitTheStoreShowsHalfOfAsync(patient);
 
         // A repair's settle of the minute reads it short from the store, and hands it back, with the commits applied
         // lately in it (the one before, of the minute's first reading, too).
@@ -204,17 +195,8 @@ public sealed class PatientGrainLateStoreTests(LateShowingClusterFixture fixture
 
         // Settled again once the store shows the commit, ReadableAfter later, as the repair has it: whole, and not handed
         // back again.
-        fixture.Commit(patient, commit[0]);
-        var clock = fixture.SiloServices.GetRequiredService<ShiftableClock>();
-        clock.Offset = TimeSpan.FromSeconds(16);
-        try
-        {
-            Assert.Empty(await grain.SettleAsync(again));
-        }
-        finally
-        {
-            clock.Offset = TimeSpan.Zero;
-        }
+        fixture.Commit(patient, hidden);
+        Assert.Empty(await SettleOnceTheStoreShowsItAsync(grain, again));
 
         var minute = (await MinutesAsync(patient))[1];
         Assert.Equal((3L, 70.0, 76.0), (minute.Count, minute.Min, minute.Max));
@@ -244,19 +226,42 @@ public sealed class PatientGrainLateStoreTests(LateShowingClusterFixture fixture
 
         // Settled again once the store shows the commit, ReadableAfter later: the hour whole, nothing handed back.
         fixture.Commit(patient, commit[1]);
+        Assert.Empty(await SettleOnceTheStoreShowsItAsync(grain, again));
+
+        var hour = await HourAsync(patient);
+        Assert.Equal((3L, 60.0, 90.0), (hour.Count, hour.Min, hour.Max));
+    }
+
+    /// <summary>
+    /// A patient's second minute (70 at its start) takes a commit answered a moment ago and handed to the grain (74 and
+    /// 76), of which the store shows only 76 and cannot be asked to show 74 (InfluxDB): <c>hidden</c>, for the test to
+    /// commit later (under an id of its own). Then 80 closes the minute.
+    /// </summary>
+    private async Task<(IPatientGrain Grain, VitalReading Hidden, long CommitId)> ApplyACommitTheStoreShowsHalfOfAsync(string patient)
+    {
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 1_000, 60));
+        var grain = fixture.Patient(patient);
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 61_000, 70));
+        VitalReading[] commit = [Heart(_base + 62_000, 74), Heart(_base + 63_000, 76)];
+        var commitId = fixture.Commit(patient, commit[1]);
+        Assert.Empty((await grain.ApplyAsync(new PatientReadings(commitId, commit))).Value);
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 121_000, 80));
+        return (grain, commit[0], commitId);
+    }
+
+    /// <summary>Settles <paramref name="minutes"/> as the repair does, the store's ReadableAfter (15 s) after they were applied.</summary>
+    private async Task<CommittedMinute[]> SettleOnceTheStoreShowsItAsync(IPatientGrain grain, CommittedMinute[] minutes)
+    {
         var clock = fixture.SiloServices.GetRequiredService<ShiftableClock>();
         clock.Offset = TimeSpan.FromSeconds(16);
         try
         {
-            Assert.Empty(await grain.SettleAsync(again));
+            return await grain.SettleAsync(minutes);
         }
         finally
         {
             clock.Offset = TimeSpan.Zero;
         }
-
-        var hour = await HourAsync(patient);
-        Assert.Equal((3L, 60.0, 90.0), (hour.Count, hour.Min, hour.Max));
     }
 
     private async Task<RollupWindow> HourAsync(string patientId) =>
@@ -266,13 +271,7 @@ public sealed class PatientGrainLateStoreTests(LateShowingClusterFixture fixture
     public async Task The_repair_settles_again_a_minute_a_settle_hands_back_until_it_is_whole()
     {
         var patient = "p-settle-fresh-repair";
-        await fixture.CommitAndApplyAsync(patient, Heart(_base + 1_000, 60));
-        var grain = fixture.Patient(patient);
-        await fixture.CommitAndApplyAsync(patient, Heart(_base + 61_000, 70));
-        VitalReading[] commit = [Heart(_base + 62_000, 74), Heart(_base + 63_000, 76)];
-        var commitId = fixture.Commit(patient, commit[1]);
-        await grain.ApplyAsync(new PatientReadings(commitId, commit));
-        await fixture.CommitAndApplyAsync(patient, Heart(_base + 121_000, 80));
+        var (_, hidden, commitId) = await ApplyACommitTheStoreShowsHalfOfAsync(patient);
 
         // The repair settles the minute a second after a call reported it, while the store shows 2 of its 3 readings.
         var log = fixture.SiloServices.GetRequiredService<ICommitLog>();
@@ -288,7 +287,7 @@ public sealed class PatientGrainLateStoreTests(LateShowingClusterFixture fixture
             Assert.Equal(2, (await WhenAsync(() => MinutesAsync(patient), minutes => minutes[1].Count == 2))[1].Count);
 
             // The settle handed it back: once the store shows the rest, the repair's next settle makes it whole.
-            fixture.Commit(patient, commit[0]);
+            fixture.Commit(patient, hidden);
             var minute = (await WhenAsync(() => MinutesAsync(patient), minutes => minutes[1].Count == 3))[1];
             Assert.Equal((3L, 70.0, 76.0), (minute.Count, minute.Min, minute.Max));
         }
