@@ -34,10 +34,11 @@ public interface IPatientGrain : IGrainWithStringKey
     /// <summary>
     /// Recomputes from the raw store the closed windows over <paramref name="minutes"/>, the late minutes an earlier
     /// call recomputed before the store may have shown all of their readings (see <see cref="ApplyAsync"/>). Returns the
-    /// minutes it recomputed that hold readings of a commit the grain applied less than the store's
-    /// <see cref="Storage.IRawSeriesStore.ReadableAfter"/> ago, which a store that cannot be asked to show what it
-    /// answered (InfluxDB) may not have shown: they are to be settled again, later. Empty with a store that shows a
-    /// commit at once.
+    /// minutes to be settled again, later: of those it settled, each whose minute, hour or day window it read from the
+    /// store while that window held readings of a commit the grain applied less than the store's
+    /// <see cref="Storage.IRawSeriesStore.ReadableAfter"/> ago (one minute per hour or day window), which a store that
+    /// cannot be asked to show what it answered (InfluxDB) may not have shown. Empty with a store that shows a commit
+    /// at once.
     /// </summary>
     [Alias("settle")]
     Task<CommittedMinute[]> SettleAsync(CommittedMinute[] minutes);

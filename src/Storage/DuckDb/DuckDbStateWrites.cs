@@ -21,7 +21,7 @@ namespace Telemetry.Storage.DuckDb;
 /// and, for what a crash left in the journal, when the file is opened again. A DuckDB transaction costs a few
 /// milliseconds however little it writes (tens on a loaded machine); a record in the journal, a fraction of one, and an
 /// alert waits for no more: the transaction runs beside the writer, which goes on journaling meanwhile, and the
-/// journal is emptied once the file holds every record in it.
+/// journal is emptied once the file holds every record in it (or, while records keep coming, cut down to the others).
 /// <para>
 /// A grain state that carries alert events (<see cref="IAlertOutbox"/>) is written with them: the events are stored in
 /// the state's record, so the state and the log never disagree. The grain then hands the same events to

@@ -18,9 +18,6 @@ namespace Telemetry.Storage.Influx;
 /// </summary>
 internal sealed partial class VictoriaMetricsSeriesReader : ISeriesReader
 {
-    // Reads open to the future stop where InfluxDB's do.
-    private static readonly long LatestMs = FluxQueries.LatestMs;
-
     /// <summary>The most readings one read holds in memory (a month of one vital at 1 Hz is 2.6 million).</summary>
     private const int MaxSamples = 10_000_000;
 
@@ -219,7 +216,7 @@ internal sealed partial class VictoriaMetricsSeriesReader : ISeriesReader
         // device's whole history when the recent past has enough.
         var found = new List<QuarantinedReading>();
         var selector = $"{{__name__=\"quarantine_value\",{InfluxLayout.DeviceTag}={Quote(deviceId)}}}";
-        foreach (var (start, end) in TimeStretches.Back(0, Math.Min(_timeProvider.GetUtcNow().ToUnixTimeMilliseconds() + Day, LatestMs)))
+        foreach (var (start, end) in TimeStretches.Back(0, Math.Min(_timeProvider.GetUtcNow().ToUnixTimeMilliseconds() + Day, FluxQueries.LatestMs)))
         {
             if (found.Count >= limit)
             {
@@ -249,7 +246,7 @@ internal sealed partial class VictoriaMetricsSeriesReader : ISeriesReader
         // Read forward a stretch at a time, each sized from the readings the last one held, so the first page of a
         // long range reads about a page, not the whole range.
         var found = new List<StoredReading>();
-        var end = Math.Min(toMs, LatestMs);
+        var end = Math.Min(toMs, FluxQueries.LatestMs);
         var start = Math.Max(0, fromMs);
         var span = FirstStretchMs;
         while (start < end && found.Count < limit)
@@ -286,7 +283,7 @@ internal sealed partial class VictoriaMetricsSeriesReader : ISeriesReader
         // history when the recent past has enough.
         var found = new List<StoredReading>();
         var wanted = kinds.ToHashSet();
-        foreach (var (start, end) in TimeStretches.Back(fromMs, Math.Min(toMs, LatestMs)))
+        foreach (var (start, end) in TimeStretches.Back(fromMs, Math.Min(toMs, FluxQueries.LatestMs)))
         {
             if (wanted.Count == 0)
             {
@@ -363,7 +360,7 @@ internal sealed partial class VictoriaMetricsSeriesReader : ISeriesReader
     public async IAsyncEnumerable<StoredReading> StreamAsync(string patientId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         // The export API answers series by series; putting them in time order means holding one day's at a time.
-        for (var dayStart = Math.Max(0, fromMs); dayStart < Math.Min(toMs, LatestMs); dayStart += Day)
+        for (var dayStart = Math.Max(0, fromMs); dayStart < Math.Min(toMs, FluxQueries.LatestMs); dayStart += Day)
         {
             var readings = await CollectAsync(patientId, kinds, dayStart, Math.Min(dayStart + Day, toMs), cancellationToken);
             foreach (var reading in readings.OrderBy(reading => reading.TimestampMs))
@@ -464,8 +461,8 @@ internal sealed partial class VictoriaMetricsSeriesReader : ISeriesReader
     /// </param>
     private async IAsyncEnumerable<Series> ExportAsync(string selector, long fromMs, long toMs, [EnumeratorCancellation] CancellationToken cancellationToken, bool inBlocks = false)
     {
-        fromMs = Math.Clamp(fromMs, 0, LatestMs);
-        toMs = Math.Clamp(toMs, 0, LatestMs);
+        fromMs = Math.Clamp(fromMs, 0, FluxQueries.LatestMs);
+        toMs = Math.Clamp(toMs, 0, FluxQueries.LatestMs);
         if (toMs <= fromMs)
         {
             yield break;
