@@ -9,6 +9,7 @@ using Telemetry.Core.Grains;
 using Telemetry.Core.Readings;
 using Telemetry.Core.Storage;
 using Telemetry.Grains.Alerts;
+using Telemetry.Storage;
 using Telemetry.Storage.Audit;
 
 namespace Telemetry.Api.Alerts;

@@ -6,6 +6,7 @@ using Telemetry.Api.Security;
 using Telemetry.Core;
 using Telemetry.Core.Alerts;
 using Telemetry.Core.Storage;
+using Telemetry.Storage;
 using Telemetry.Storage.Audit;
 
 namespace Telemetry.Api.Alerts;
@@ -125,8 +126,9 @@ public static class AlertEventStream
                     }
                     else if (reader.IsLate(item.Position))
                     {
-                        // Handed on after events stored behind it (rarely: see AlertBroadcaster): sent all the same, under
-                        // the highest id sent, so that a client resuming from its last id misses nothing sent before.
+                        // Handed on after events stored behind it (only when the log could not be read in time: see
+                        // AlertBroadcaster): sent all the same, under the highest id sent, so that a client resuming from
+                        // its last id misses nothing sent before.
                         await reader.WriteAsync(item, position, cancellationToken);
                     }
                 }

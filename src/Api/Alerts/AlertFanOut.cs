@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Options;
 using Telemetry.Core.Alerts;
 using Telemetry.Ingest.Mqtt;
+using Telemetry.Storage;
 using Telemetry.Storage.Redis;
 
 namespace Telemetry.Api.Alerts;

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Options;
 using Telemetry.Api.Alerts;
 using Telemetry.Core.Storage;
 using Telemetry.Ingest.Mqtt;
+using Telemetry.Storage;
 using Telemetry.Storage.Redis;
 
 namespace Telemetry.Api.Cluster;

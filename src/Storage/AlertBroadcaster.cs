@@ -1,7 +1,9 @@
 using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
 using Telemetry.Core.Alerts;
+using Telemetry.Core.Storage;
 
-namespace Telemetry.Api.Alerts;
+namespace Telemetry.Storage;
 
 /// <summary>
 /// Hands alert events to live server-sent event streams in this process, in the order of their positions in the alert
@@ -12,27 +14,43 @@ namespace Telemetry.Api.Alerts;
 /// Events stored together are handed on by each patient's grain as it resumes, in any order; a stream that took a later
 /// position first would take the earlier ones for events it had sent (a burst of forty alerts reached the stream of
 /// every patient as one or two). So events wait here for the positions before them (the log numbers them one by one),
-/// for <see cref="MaxWait"/> at most: a position never handed on (an event stored by a grain that failed before
-/// handing it on, which its next activation hands on late) holds back the ones after it no longer than that. An event
-/// from before the next awaited position (handed on again after a crash, or late) goes at once.
+/// for <see cref="MaxWait"/>. A position still missing then (its grain slow to resume under load, or failed before
+/// handing its events on, which its next activation does late) is read from the store, which holds every event before
+/// the latest it has numbered, and goes before the events that waited for it: a client that reconnects with the id of
+/// a later event does not step over it. Only when the store cannot be read (within <see cref="FillTimeout"/>) does
+/// what waits go without it. An event from before the next awaited position (handed on again after a crash, late, or
+/// already read from the store) goes at once, unless it was read from the store.
 /// </remarks>
-public sealed class AlertBroadcaster(TimeProvider timeProvider)
+public sealed partial class AlertBroadcaster(IAlertStore store, TimeProvider timeProvider, ILogger<AlertBroadcaster> logger)
 {
     private const int QueueCapacity = 1_024;
 
-    /// <summary>The longest an event waits for the positions before it.</summary>
+    /// <summary>The longest an event waits for the positions before it to be handed on, before they are read from the store.</summary>
     public static readonly TimeSpan MaxWait = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>The longest the missing positions' read from the store may take; the events waiting go without them after it.</summary>
+    public static readonly TimeSpan FillTimeout = TimeSpan.FromSeconds(2);
+
+    // The most missing positions read from the store at once (a wider gap: the first this many, the rest go as late).
+    private const int MaxFill = 256;
+
+    // Positions read from the store and delivered, remembered so that their grains' late hand-on is not delivered again.
+    private const int FilledRemembered = 1_024;
 
     private readonly Lock _lock = new();
     private Subscription[] _subscriptions = [];
 
     // The position awaited next (0: none yet, so the first events wait their while, as their order is not known), and
     // the events after it that came first, each with when it came (a Stopwatch timestamp of the time provider), with the
-    // timer that lets them go once the earliest of them has waited long enough.
+    // timer that lets them go once the earliest of them has waited long enough; whether the positions missing are being
+    // read from the store, and those that were.
     private readonly Lock _order = new();
     private long _next;
     private readonly SortedList<long, (AlertEvent Event, long Since)> _waiting = [];
     private ITimer? _release;
+    private bool _filling;
+    private readonly HashSet<long> _filled = [];
+    private readonly Queue<long> _filledOrder = new();
 
     public Subscription Subscribe(string? patientId)
     {
@@ -53,7 +71,10 @@ public sealed class AlertBroadcaster(TimeProvider timeProvider)
             {
                 if (_next != 0 && item.Position < _next)
                 {
-                    Deliver(item);
+                    if (!_filled.Remove(item.Position))
+                    {
+                        Deliver(item);
+                    }
                 }
                 else
                 {
@@ -95,20 +116,83 @@ public sealed class AlertBroadcaster(TimeProvider timeProvider)
     }
 
     /// <summary>
-    /// The timer: once the earliest waiting event has waited its while, the positions awaited did not come in time, and
-    /// what waits goes, in order. (A timer fired just as events were delivered finds the rest not yet due, and re-arms.)
+    /// The timer: once the earliest waiting event has waited its while, the positions awaited were not handed on in time.
+    /// They are read from the store (see <see cref="FillAsync"/>); the first events after a start, whose order is not
+    /// known, go as they are. (A timer fired just as events were delivered finds the rest not yet due, and re-arms.)
     /// </summary>
     private void ReleaseWaiting()
     {
+        long from, to;
         lock (_order)
         {
+            if (_filling)
+            {
+                // The fill delivers what waits when it ends.
+                return;
+            }
+
             var due = false;
             foreach (var (_, waiting) in _waiting)
             {
                 due |= timeProvider.GetElapsedTime(waiting.Since) >= MaxWait;
             }
 
-            DeliverInOrder(releaseAll: due);
+            if (!due || _next == 0 || _waiting.Count == 0)
+            {
+                DeliverInOrder(releaseAll: due);
+                return;
+            }
+
+            _filling = true;
+            (from, to) = (_next, Math.Min(_waiting.Keys[0], _next + MaxFill));
+        }
+
+        // Outside the lock: the store's read may do work before its first wait.
+        _ = FillAsync(from, to);
+    }
+
+    /// <summary>
+    /// Reads the events at positions [<paramref name="from"/>, <paramref name="to"/>) from the store, delivers those not
+    /// handed on meanwhile in order, then what waited for them.
+    /// </summary>
+    private async Task FillAsync(long from, long to)
+    {
+        IReadOnlyList<AlertEvent> found = [];
+        try
+        {
+            using var timeout = new CancellationTokenSource(FillTimeout, timeProvider);
+            found = await store.ReadEventsAsync(from - 1, null, (int)(to - from), timeout.Token).ConfigureAwait(false);
+        }
+        catch (Exception exception)
+        {
+            LogFillFailed(logger, exception, from, to - 1);
+        }
+
+        lock (_order)
+        {
+            _filling = false;
+            foreach (var item in found)
+            {
+                if (item.Position >= _next && item.Position < to && _waiting.TryAdd(item.Position, (item, timeProvider.GetTimestamp())))
+                {
+                    Remember(item.Position);
+                }
+            }
+
+            DeliverInOrder(releaseAll: true);
+        }
+    }
+
+    private void Remember(long position)
+    {
+        if (_filled.Add(position))
+        {
+            _filledOrder.Enqueue(position);
+        }
+
+        while (_filledOrder.Count > FilledRemembered)
+        {
+            _filled.Remove(_filledOrder.Dequeue());
         }
     }
 
@@ -130,6 +214,9 @@ public sealed class AlertBroadcaster(TimeProvider timeProvider)
             _subscriptions = [.. _subscriptions.Where(s => s != subscription)];
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Alert positions {From} to {To} were not handed on in time and could not be read from the alert store; the events after them go to live streams without them")]
+    private static partial void LogFillFailed(ILogger logger, Exception exception, long from, long to);
 
     /// <summary>One live stream's queue: of one patient, or (null) of all.</summary>
     public sealed class Subscription(AlertBroadcaster owner, string? patientId) : IDisposable

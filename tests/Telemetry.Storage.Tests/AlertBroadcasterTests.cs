@@ -1,0 +1,104 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
+using Telemetry.Core.Alerts;
+using Telemetry.Core.Vitals;
+using Telemetry.Storage.DuckDb;
+using Telemetry.Storage.Tests.DuckDb;
+
+namespace Telemetry.Storage.Tests;
+
+/// <summary>
+/// Live alert streams' order over a real DuckDB alert log: an event whose grain hands it on late is read from the log
+/// and goes before the events stored after it, so a stream never sends a later position first.
+/// </summary>
+public sealed class AlertBroadcasterTests : IDisposable
+{
+    private static readonly DateTimeOffset T0 = new(2026, 11, 25, 9, 0, 0, TimeSpan.Zero);
+
+    private readonly TemporaryDirectory _directory = new();
+    private readonly DuckDbDatabase _database;
+    private readonly DuckDbAlertStore _store;
+    private readonly FakeTimeProvider _clock = new(T0);
+    private readonly AlertBroadcaster _broadcaster;
+
+    public AlertBroadcasterTests()
+    {
+        _database = new DuckDbDatabase(_directory.Options);
+        _store = new DuckDbAlertStore(_database);
+        _broadcaster = new AlertBroadcaster(_store, _clock, NullLogger<AlertBroadcaster>.Instance);
+    }
+
+    public void Dispose()
+    {
+        _database.Dispose();
+        _directory.Dispose();
+    }
+
+    [Fact]
+    public async Task A_position_not_handed_on_in_time_is_read_from_the_log_and_goes_first()
+    {
+        var stored = await _store.AppendAsync([Raised("p-1", 1), Raised("p-2", 1), Raised("p-1", 2)]);
+        Assert.Equal([1L, 2, 3], stored.Select(item => item.Position));
+        using var all = _broadcaster.Subscribe(null);
+        using var first = _broadcaster.Subscribe("p-1");
+
+        // The first events after a start wait their while; then the order is known from them on.
+        _broadcaster.Publish([stored[0]]);
+        _clock.Advance(AlertBroadcaster.MaxWait);
+        Assert.Equal(1, (await NextAsync(all)).Position);
+
+        // p-2's grain is slow to hand its event on: p-1's later one waits for it, then it is read from the log.
+        _broadcaster.Publish([stored[2]]);
+        _clock.Advance(AlertBroadcaster.MaxWait);
+        Assert.Equal(2, (await NextAsync(all)).Position);
+        Assert.Equal(3, (await NextAsync(all)).Position);
+
+        // Handed on at last, it is not sent again.
+        _broadcaster.Publish([stored[1]]);
+        _broadcaster.Publish([await Next(Raised("p-1", 3))]);
+        Assert.Equal(4, (await NextAsync(all)).Position);
+        var ofFirst = await DrainAsync(first, 3);
+        Assert.Equal([1L, 3, 4], ofFirst);
+        Assert.False(all.Events.TryRead(out _));
+    }
+
+    [Fact]
+    public async Task A_position_the_log_does_not_hold_holds_nothing_back_beyond_the_wait()
+    {
+        var stored = await _store.AppendAsync([Raised("p-1", 1)]);
+        using var all = _broadcaster.Subscribe(null);
+        _broadcaster.Publish(stored);
+        _clock.Advance(AlertBroadcaster.MaxWait);
+        Assert.Equal(1, (await NextAsync(all)).Position);
+
+        // Position 2 was never stored (numbered ahead of the log here, as a write that failed after numbering would).
+        _broadcaster.Publish([Raised("p-1", 3) with { Position = 3 }]);
+        _clock.Advance(AlertBroadcaster.MaxWait);
+        Assert.Equal(3, (await NextAsync(all)).Position);
+    }
+
+    private async Task<AlertEvent> Next(AlertEvent item) => (await _store.AppendAsync([item])).Single();
+
+    private static async Task<AlertEvent> NextAsync(AlertBroadcaster.Subscription subscription)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        return await subscription.Events.ReadAsync(timeout.Token);
+    }
+
+    private static async Task<long[]> DrainAsync(AlertBroadcaster.Subscription subscription, int count)
+    {
+        var positions = new long[count];
+        for (var i = 0; i < count; i++)
+        {
+            positions[i] = (await NextAsync(subscription)).Position;
+        }
+
+        Assert.False(subscription.Events.TryRead(out _));
+        return positions;
+    }
+
+    private static AlertEvent Raised(string patientId, long seq) =>
+        new(patientId, seq, AlertEventType.Raised, T0.AddSeconds(seq), new Alert(
+            $"{patientId}~{seq}", patientId, "hr-high", AlertRuleType.Threshold, AlertCategory.Clinical, AlertPriority.Medium, VitalKind.HeartRate,
+            AlertStatus.Active, "Heart rate 130 /min is at or above 120 /min", 130, T0, T0));
+}
