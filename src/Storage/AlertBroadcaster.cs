@@ -18,8 +18,9 @@ namespace Telemetry.Storage;
 /// handing its events on, which its next activation does late) is read from the store, which holds every event before
 /// the latest it has numbered, and goes before the events that waited for it: a client that reconnects with the id of
 /// a later event does not step over it. Only when the store cannot be read (within <see cref="FillTimeout"/>) does
-/// what waits go without it. An event from before the next awaited position (handed on again after a crash, late, or
-/// already read from the store) goes at once, unless it was read from the store.
+/// what waits go without it, as do the first events after a start, before which the order is not known. An event from
+/// before the next awaited position (handed on again after a crash, or late after such a release) goes at once;
+/// one read from the store before its grain handed it on is not sent again.
 /// </remarks>
 public sealed partial class AlertBroadcaster(IAlertStore store, TimeProvider timeProvider, ILogger<AlertBroadcaster> logger)
 {
@@ -143,8 +144,9 @@ public sealed partial class AlertBroadcaster(IAlertStore store, TimeProvider tim
                 return;
             }
 
+            // Up to the latest waiting: every position before a handed-on event is in the log (numbered in order).
             _filling = true;
-            (from, to) = (_next, Math.Min(_waiting.Keys[0], _next + MaxFill));
+            (from, to) = (_next, Math.Min(_waiting.Keys[^1], _next + MaxFill));
         }
 
         // Outside the lock: the store's read may do work before its first wait.
@@ -152,35 +154,68 @@ public sealed partial class AlertBroadcaster(IAlertStore store, TimeProvider tim
     }
 
     /// <summary>
-    /// Reads the events at positions [<paramref name="from"/>, <paramref name="to"/>) from the store, delivers those not
-    /// handed on meanwhile in order, then what waited for them.
+    /// Reads the events at positions [<paramref name="from"/>, <paramref name="to"/>) from the store and delivers them
+    /// with the waiting events among them, in order (those handed on meanwhile went already); a position the store does
+    /// not hold there never comes (retention deleted it). Events after <paramref name="to"/> go on waiting their own while.
+    /// When the store cannot be read in time, everything waiting goes, in order.
     /// </summary>
+    /// <remarks>
+    /// One fill at a time, each after an event has waited <see cref="MaxWait"/>. On DuckDB the read first has the file
+    /// take the alert state's journal (a transaction), which is why fills are kept to the positions actually missing.
+    /// </remarks>
     private async Task FillAsync(long from, long to)
     {
-        IReadOnlyList<AlertEvent> found = [];
+        IReadOnlyList<AlertEvent>? found = null;
         try
         {
+            // The stores honour the token only in part (a Redis command runs to its own timeout): the wait is bounded here.
             using var timeout = new CancellationTokenSource(FillTimeout, timeProvider);
-            found = await store.ReadEventsAsync(from - 1, null, (int)(to - from), timeout.Token).ConfigureAwait(false);
+            found = await store.ReadEventsAsync(from - 1, null, (int)(to - from), timeout.Token)
+                .WaitAsync(FillTimeout, timeProvider, timeout.Token)
+                .ConfigureAwait(false);
         }
         catch (Exception exception)
         {
             LogFillFailed(logger, exception, from, to - 1);
         }
-
-        lock (_order)
+        finally
         {
-            _filling = false;
-            foreach (var item in found)
+            lock (_order)
             {
-                if (item.Position >= _next && item.Position < to && _waiting.TryAdd(item.Position, (item, timeProvider.GetTimestamp())))
+                _filling = false;
+                if (found is null)
                 {
-                    Remember(item.Position);
+                    DeliverInOrder(releaseAll: true);
+                }
+                else
+                {
+                    DeliverFilled(found, to);
                 }
             }
-
-            DeliverInOrder(releaseAll: true);
         }
+    }
+
+    /// <summary>Delivers what was read and what waits before <paramref name="to"/>, in order; then the rest as ever (under the order lock).</summary>
+    private void DeliverFilled(IReadOnlyList<AlertEvent> found, long to)
+    {
+        foreach (var item in found)
+        {
+            if (item.Position >= _next && item.Position < to && _waiting.TryAdd(item.Position, (item, timeProvider.GetTimestamp())))
+            {
+                Remember(item.Position);
+            }
+        }
+
+        while (_waiting.Count > 0 && _waiting.Keys[0] < to)
+        {
+            var item = _waiting.Values[0].Event;
+            _waiting.RemoveAt(0);
+            Deliver(item);
+            _next = item.Position + 1;
+        }
+
+        _next = Math.Max(_next, to);
+        DeliverInOrder(releaseAll: false);
     }
 
     private void Remember(long position)

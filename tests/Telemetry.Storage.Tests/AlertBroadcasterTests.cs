@@ -63,18 +63,58 @@ public sealed class AlertBroadcasterTests : IDisposable
     }
 
     [Fact]
-    public async Task A_position_the_log_does_not_hold_holds_nothing_back_beyond_the_wait()
+    public async Task Every_gap_before_the_latest_waiting_event_is_read_at_once()
     {
-        var stored = await _store.AppendAsync([Raised("p-1", 1)]);
+        var stored = await _store.AppendAsync([.. Enumerable.Range(1, 5).Select(seq => Raised($"p-{seq}", 1))]);
         using var all = _broadcaster.Subscribe(null);
-        _broadcaster.Publish(stored);
+        _broadcaster.Publish([stored[0]]);
         _clock.Advance(AlertBroadcaster.MaxWait);
         Assert.Equal(1, (await NextAsync(all)).Position);
 
-        // Position 2 was never stored (numbered ahead of the log here, as a write that failed after numbering would).
-        _broadcaster.Publish([Raised("p-1", 3) with { Position = 3 }]);
-        _clock.Advance(AlertBroadcaster.MaxWait);
-        Assert.Equal(3, (await NextAsync(all)).Position);
+        // 2 and 4 are slow: 3 waits its while, 5 half of it; both gaps are read when 3's runs out.
+        _broadcaster.Publish([stored[2]]);
+        _clock.Advance(AlertBroadcaster.MaxWait / 2);
+        _broadcaster.Publish([stored[4]]);
+        _clock.Advance(AlertBroadcaster.MaxWait / 2);
+        var positions = await DrainAsync(all, 4);
+        Assert.Equal([2L, 3, 4, 5], positions);
+    }
+
+    [Fact]
+    public async Task When_the_log_cannot_be_read_in_time_what_waits_goes_and_the_missing_one_when_it_comes()
+    {
+        // The database file's next take of the alert journal is held, and with it every read of the log.
+        using var gate = new ManualResetEventSlim();
+        var held = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _database.StateWrites.BeforeApplyingBeside = () =>
+        {
+            held.TrySetResult();
+            gate.Wait(TimeSpan.FromMinutes(2));
+        };
+
+        try
+        {
+            var stored = await _store.AppendAsync([Raised("p-1", 1), Raised("p-2", 1), Raised("p-1", 2)]);
+            using var all = _broadcaster.Subscribe(null);
+            _broadcaster.Publish([stored[0]]);
+            _clock.Advance(AlertBroadcaster.MaxWait);
+            Assert.Equal(1, (await NextAsync(all)).Position);
+
+            _broadcaster.Publish([stored[2]]);
+            _clock.Advance(AlertBroadcaster.MaxWait);
+            await held.Task.WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.False(all.Events.TryRead(out _));
+
+            _clock.Advance(AlertBroadcaster.FillTimeout);
+            Assert.Equal(3, (await NextAsync(all)).Position);
+            _broadcaster.Publish([stored[1]]);
+            Assert.Equal(2, (await NextAsync(all)).Position);
+        }
+        finally
+        {
+            _database.StateWrites.BeforeApplyingBeside = null;
+            gate.Set();
+        }
     }
 
     private async Task<AlertEvent> Next(AlertEvent item) => (await _store.AppendAsync([item])).Single();
