@@ -18,9 +18,11 @@ namespace Telemetry.Storage;
 /// handing its events on, which its next activation does late) is read from the store, which holds every event before
 /// the latest it has numbered, and goes before the events that waited for it: a client that reconnects with the id of
 /// a later event does not step over it. Only when the store cannot be read (within <see cref="FillTimeout"/>) does
-/// what waits go without it, as do the first events after a start, before which the order is not known. An event from
-/// before the next awaited position (handed on again after a crash, or late after such a release) goes at once;
-/// one read from the store before its grain handed it on is not sent again.
+/// what waits go without it. The order starts after the log's latest position when the server started (read then;
+/// until it is known, or if it cannot be, what waits goes after its while in the order it has). An event from before
+/// the next awaited position (history handed on again after a crash, or late after such a release) goes at once; one
+/// read from the store before its grain handed it on is not sent again (the last 1,024 such are remembered; the
+/// streams drop an older one as sent).
 /// </remarks>
 public sealed partial class AlertBroadcaster(IAlertStore store, TimeProvider timeProvider, ILogger<AlertBroadcaster> logger)
 {
@@ -32,16 +34,22 @@ public sealed partial class AlertBroadcaster(IAlertStore store, TimeProvider tim
     /// <summary>The longest the missing positions' read from the store may take; the events waiting go without them after it.</summary>
     public static readonly TimeSpan FillTimeout = TimeSpan.FromSeconds(2);
 
-    // The most missing positions read from the store at once (a wider gap: the first this many, the rest go as late).
+    // The most missing positions read from the store at once (a wider gap is read this many at a time).
     private const int MaxFill = 256;
 
-    // Positions read from the store and delivered, remembered so that their grains' late hand-on is not delivered again.
+    // Positions read from the store and delivered, remembered so that their grains' late hand-on is not delivered again
+    // (one older than these is, and the streams drop it as sent).
     private const int FilledRemembered = 1_024;
+
+    // The log's latest position when this server started (read at once; -1 if it could not be): events up to it are
+    // history handed on again (a grain's outbox after a crash), the order starts after it.
+    private readonly Task<long> _started = Task.Run(() => LatestPositionAsync(store, logger));
 
     private readonly Lock _lock = new();
     private Subscription[] _subscriptions = [];
 
-    // The position awaited next (0: none yet, so the first events wait their while, as their order is not known), and
+    // The position awaited next (0: not known yet, the log's latest at the start not read, so the first events wait
+    // their while and go in the order they have), and
     // the events after it that came first, each with when it came (a Stopwatch timestamp of the time provider), with the
     // timer that lets them go once the earliest of them has waited long enough; whether the positions missing are being
     // read from the store, and those that were.
@@ -64,10 +72,14 @@ public sealed partial class AlertBroadcaster(IAlertStore store, TimeProvider tim
         return subscription;
     }
 
+    /// <summary>The read of where the order starts (for tests).</summary>
+    internal Task Started => _started;
+
     public void Publish(IReadOnlyList<AlertEvent> events)
     {
         lock (_order)
         {
+            KnowWhereTheOrderStarts();
             foreach (var item in events)
             {
                 if (_next != 0 && item.Position < _next)
@@ -87,17 +99,40 @@ public sealed partial class AlertBroadcaster(IAlertStore store, TimeProvider tim
         }
     }
 
+    /// <summary>Once the log's latest position at the start is known, the order starts after it (under the order lock).</summary>
+    private void KnowWhereTheOrderStarts()
+    {
+        if (_next == 0 && _started.IsCompletedSuccessfully && _started.Result >= 0)
+        {
+            _next = _started.Result + 1;
+        }
+    }
+
     /// <summary>Delivers the waiting events that are next in order, or all of them; arms the timer for the rest (under the order lock).</summary>
     private void DeliverInOrder(bool releaseAll)
     {
-        while (_waiting.Count > 0 && (releaseAll || _waiting.Keys[0] == _next))
+        DeliverNext(releaseAll);
+        Arm();
+    }
+
+    /// <summary>
+    /// Delivers the waiting events that are next in order (and any from before it: history that waited while where the
+    /// order starts was not known), or all of them (under the order lock).
+    /// </summary>
+    private void DeliverNext(bool releaseAll)
+    {
+        while (_waiting.Count > 0 && (releaseAll || _waiting.Keys[0] <= _next))
         {
             var item = _waiting.Values[0].Event;
             _waiting.RemoveAt(0);
             Deliver(item);
-            _next = item.Position + 1;
+            _next = Math.Max(_next, item.Position + 1);
         }
+    }
 
+    /// <summary>Arms the timer for the earliest waiting event's while, or disarms it when none waits (under the order lock).</summary>
+    private void Arm()
+    {
         if (_waiting.Count == 0)
         {
             _release?.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
@@ -118,8 +153,8 @@ public sealed partial class AlertBroadcaster(IAlertStore store, TimeProvider tim
 
     /// <summary>
     /// The timer: once the earliest waiting event has waited its while, the positions awaited were not handed on in time.
-    /// They are read from the store (see <see cref="FillAsync"/>); the first events after a start, whose order is not
-    /// known, go as they are. (A timer fired just as events were delivered finds the rest not yet due, and re-arms.)
+    /// They are read from the store (see <see cref="FillAsync"/>); while where the order starts is not known, what waits
+    /// goes as it is. (A timer fired just as events were delivered finds the rest not yet due, and re-arms.)
     /// </summary>
     private void ReleaseWaiting()
     {
@@ -132,13 +167,15 @@ public sealed partial class AlertBroadcaster(IAlertStore store, TimeProvider tim
                 return;
             }
 
+            KnowWhereTheOrderStarts();
+            DeliverNext(releaseAll: false);
             var due = false;
             foreach (var (_, waiting) in _waiting)
             {
                 due |= timeProvider.GetElapsedTime(waiting.Since) >= MaxWait;
             }
 
-            if (!due || _next == 0 || _waiting.Count == 0)
+            if (!due || _next == 0)
             {
                 DeliverInOrder(releaseAll: due);
                 return;
@@ -168,6 +205,8 @@ public sealed partial class AlertBroadcaster(IAlertStore store, TimeProvider tim
         IReadOnlyList<AlertEvent>? found = null;
         try
         {
+            // Off the caller's thread, which may hold the order lock (a timer that fires inside the call that arms it).
+            await Task.Yield();
             // The stores honour the token only in part (a Redis command runs to its own timeout): the wait is bounded here.
             using var timeout = new CancellationTokenSource(FillTimeout, timeProvider);
             found = await store.ReadEventsAsync(from - 1, null, (int)(to - from), timeout.Token)
@@ -218,6 +257,19 @@ public sealed partial class AlertBroadcaster(IAlertStore store, TimeProvider tim
         DeliverInOrder(releaseAll: false);
     }
 
+    private static async Task<long> LatestPositionAsync(IAlertStore store, ILogger logger)
+    {
+        try
+        {
+            return await store.LastPositionAsync().ConfigureAwait(false);
+        }
+        catch (Exception exception)
+        {
+            LogStartUnknown(logger, exception);
+            return -1;
+        }
+    }
+
     private void Remember(long position)
     {
         if (_filled.Add(position))
@@ -250,8 +302,11 @@ public sealed partial class AlertBroadcaster(IAlertStore store, TimeProvider tim
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Alert positions {From} to {To} were not handed on in time and could not be read from the alert store; the events after them go to live streams without them")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Alert positions {From} to {To} were not handed on in time and could not be read from the alert store; the events waiting go to live streams without them")]
     private static partial void LogFillFailed(ILogger logger, Exception exception, long from, long to);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The alert store's latest position could not be read at the start; live streams take the first events in the order they come")]
+    private static partial void LogStartUnknown(ILogger logger, Exception exception);
 
     /// <summary>One live stream's queue: of one patient, or (null) of all.</summary>
     public sealed class Subscription(AlertBroadcaster owner, string? patientId) : IDisposable
