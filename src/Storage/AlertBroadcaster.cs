@@ -175,7 +175,8 @@ public sealed partial class AlertBroadcaster(IAlertStore store, TimeProvider tim
                 due |= timeProvider.GetElapsedTime(waiting.Since) >= MaxWait;
             }
 
-            if (!due || _next == 0)
+            // With no stream to serve, what waits goes as it is: nobody to keep the order for, no read worth making.
+            if (!due || _next == 0 || Volatile.Read(ref _subscriptions).Length == 0)
             {
                 DeliverInOrder(releaseAll: due);
                 return;
