@@ -24,7 +24,7 @@ namespace Telemetry.Storage;
 /// read from the store before its grain handed it on is not sent again (the last 1,024 such are remembered; the
 /// streams drop an older one as sent).
 /// </remarks>
-public sealed partial class AlertBroadcaster(IAlertStore store, TimeProvider timeProvider, ILogger<AlertBroadcaster> logger)
+public sealed partial class AlertBroadcaster(IAlertStore store, TimeProvider timeProvider, ILogger<AlertBroadcaster> logger) : IDisposable
 {
     private const int QueueCapacity = 1_024;
 
@@ -58,6 +58,7 @@ public sealed partial class AlertBroadcaster(IAlertStore store, TimeProvider tim
     private readonly SortedList<long, (AlertEvent Event, long Since)> _waiting = [];
     private ITimer? _release;
     private bool _filling;
+    private bool _disposed;
     private readonly HashSet<long> _filled = [];
     private readonly Queue<long> _filledOrder = new();
 
@@ -133,6 +134,11 @@ public sealed partial class AlertBroadcaster(IAlertStore store, TimeProvider tim
     /// <summary>Arms the timer for the earliest waiting event's while, or disarms it when none waits (under the order lock).</summary>
     private void Arm()
     {
+        if (_disposed)
+        {
+            return;
+        }
+
         if (_waiting.Count == 0)
         {
             _release?.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
@@ -161,7 +167,7 @@ public sealed partial class AlertBroadcaster(IAlertStore store, TimeProvider tim
         long from, to;
         lock (_order)
         {
-            if (_filling)
+            if (_filling || _disposed)
             {
                 // The fill delivers what waits when it ends.
                 return;
@@ -204,14 +210,17 @@ public sealed partial class AlertBroadcaster(IAlertStore store, TimeProvider tim
     private async Task FillAsync(long from, long to)
     {
         IReadOnlyList<AlertEvent>? found = null;
+
+        // Counted from the fill's start, not from when the pool runs it.
+        using var timeout = new CancellationTokenSource(FillTimeout, timeProvider);
         try
         {
             // Off the caller's thread, which may hold the order lock (a timer that fires inside the call that arms it).
             await Task.Yield();
-            // The stores honour the token only in part (a Redis command runs to its own timeout): the wait is bounded here.
-            using var timeout = new CancellationTokenSource(FillTimeout, timeProvider);
+
+            // The stores honour the token only in part (a Redis command runs to its own timeout): the wait ends with it here.
             found = await store.ReadEventsAsync(from - 1, null, (int)(to - from), timeout.Token)
-                .WaitAsync(FillTimeout, timeProvider, timeout.Token)
+                .WaitAsync(timeout.Token)
                 .ConfigureAwait(false);
         }
         catch (Exception exception)
@@ -292,6 +301,16 @@ public sealed partial class AlertBroadcaster(IAlertStore store, TimeProvider tim
             {
                 subscription.Offer(item);
             }
+        }
+    }
+
+    /// <summary>Stops the timer: events still waiting are not delivered (the server is stopping, and its streams with it).</summary>
+    public void Dispose()
+    {
+        lock (_order)
+        {
+            _disposed = true;
+            _release?.Dispose();
         }
     }
 

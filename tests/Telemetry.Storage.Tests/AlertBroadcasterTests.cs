@@ -30,6 +30,8 @@ public sealed class AlertBroadcasterTests : IDisposable
 
     public void Dispose()
     {
+        _broadcaster.Started.Wait(TimeSpan.FromSeconds(30));
+        _broadcaster.Dispose();
         _database.Dispose();
         _directory.Dispose();
     }
@@ -129,6 +131,31 @@ public sealed class AlertBroadcasterTests : IDisposable
             Assert.Equal(3, (await NextAsync(all)).Position);
             _broadcaster.Publish([stored[1]]);
             Assert.Equal(2, (await NextAsync(all)).Position);
+        }
+        finally
+        {
+            _database.StateWrites.BeforeApplyingBeside = null;
+            gate.Set();
+        }
+    }
+
+    [Fact]
+    public async Task With_no_stream_subscribed_a_gap_is_not_read()
+    {
+        await _broadcaster.Started;
+        var stored = await _store.AppendAsync([Raised("p-1", 1), Raised("p-2", 1), Raised("p-1", 2), Raised("p-2", 2)]);
+        using var gate = new ManualResetEventSlim();
+        _database.StateWrites.BeforeApplyingBeside = () => gate.Wait(TimeSpan.FromMinutes(2));
+        try
+        {
+            // Every read of the log is held now: a read made for the gap at 2 would hold everything after it.
+            _broadcaster.Publish([stored[0]]);
+            _broadcaster.Publish([stored[2]]);
+            _clock.Advance(AlertBroadcaster.MaxWait);
+
+            using var all = _broadcaster.Subscribe(null);
+            _broadcaster.Publish([stored[3]]);
+            Assert.Equal(4, (await NextAsync(all)).Position);
         }
         finally
         {

@@ -184,6 +184,9 @@ public static partial class TelemetryServerExtensions
         // Make the admin token and the development signing key (or their files) exist from the first second.
         app.Services.GetRequiredService<AdminToken>();
         app.Services.GetRequiredService<DevelopmentTokens>();
+
+        // The live alert streams' broadcaster reads where the alert log stands before any grain hands an event on.
+        app.Services.GetRequiredService<AlertBroadcaster>();
         if (app.Services.GetService<ServerTls>() is { } tls)
         {
             var server = app.Services.GetRequiredService<IOptions<ServerOptions>>().Value;
