@@ -337,6 +337,23 @@ public sealed partial class AlertTests
         Assert.Empty((await server.Http.GetFromJsonAsync<JsonElement>("/api/patients/p-rules/alerts")).EnumerateArray());
     }
 
+    [Fact]
+    public async Task An_implausible_reading_over_MQTT_raises_a_sensor_alert()
+    {
+        // The quarantined reading's way to its patient's grain: the commit names it as kept, and the grain judges it.
+        await using var server = await TelemetryServer.StartNewAsync(new Dictionary<string, string>());
+        var token = await server.ProvisionAsync("implausible-watch", "p-implausible");
+        await PutRulesAsync(server, "p-implausible", """{"rules":[{"id":"sensor","type":"implausible","kind":"heart_rate","priority":"low"}]}""");
+        using var watch = await Devices.ConnectMqttAsync(server, "implausible-watch", token);
+        var alerts = await Eventually.SubscribeAsync(watch, "patients/p-implausible/alerts");
+
+        await Devices.PublishAsync(watch, "devices/implausible-watch/vitals", Devices.JsonHeartRates(1, DateTimeOffset.UtcNow, 61, 400));
+
+        var raised = await Eventually.FirstAsync(alerts, a => a.Type == "raised");
+        Assert.Equal("sensor", raised.Json.GetProperty("alert").GetProperty("ruleId").GetString());
+        Assert.Contains("implausible", raised.Json.GetProperty("alert").GetProperty("message").GetString(), StringComparison.Ordinal);
+    }
+
     private static async Task PutRulesAsync(TelemetryServer server, string patientId, string json)
     {
         using var response = await server.Http.PutAsync($"/api/patients/{patientId}/alert-rules", Json(json));

@@ -566,7 +566,7 @@ public sealed partial class CommitPipeline : BackgroundService
                     parts.Stored.Add(outcome.Stored);
                 }
 
-                var implausible = CommittedFlush.Implausible(batch, outcome);
+                var implausible = outcome.Quarantined;
                 if (!implausible.IsEmpty)
                 {
                     parts.Implausible.Add(implausible);
@@ -766,7 +766,7 @@ public sealed partial class CommitPipeline : BackgroundService
             var readings = 0;
             for (var i = 0; i < flush.Count; i++)
             {
-                var forGrains = outcomes[i].Stored.Length + Implausible(flush[i].Batch, outcomes[i]).Length;
+                var forGrains = outcomes[i].Stored.Length + outcomes[i].Quarantined.Length;
                 count += forGrains > 0 ? 1 : 0;
                 readings += forGrains;
             }
@@ -779,7 +779,7 @@ public sealed partial class CommitPipeline : BackgroundService
             var batches = new (DeviceBatch, BatchOutcome, long)[count];
             for (int i = 0, j = 0; i < flush.Count; i++)
             {
-                if (outcomes[i].Stored.Length + Implausible(flush[i].Batch, outcomes[i]).Length > 0)
+                if (outcomes[i].Stored.Length + outcomes[i].Quarantined.Length > 0)
                 {
                     batches[j++] = (flush[i].Batch, outcomes[i], flush[i].Queued);
                 }
@@ -787,10 +787,6 @@ public sealed partial class CommitPipeline : BackgroundService
 
             return new CommittedFlush(previousCommitId, commitId, readings, batches);
         }
-
-        /// <summary>A batch's implausible readings for its grain: none when resent (the grain saw them the first time).</summary>
-        public static ReadOnlyMemory<VitalReading> Implausible(DeviceBatch batch, BatchOutcome outcome) =>
-            outcome.Outcome == CommitOutcome.Duplicate ? ReadOnlyMemory<VitalReading>.Empty : batch.Quarantined;
     }
 
     private sealed class PatientParts

@@ -181,9 +181,10 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
                 _sequences.StageWithoutReadings(batch.DeviceId, batch.Sequence);
             }
 
+            // The quarantined readings kept are settled in AppendQuarantined.
             outcomes[i] = stored is null || stored.Count == readings.Length
-                ? new BatchOutcome(CommitOutcome.Stored, batch.Readings, 0)
-                : new BatchOutcome(CommitOutcome.Stored, stored.ToArray(), readings.Length - stored.Count);
+                ? new BatchOutcome(CommitOutcome.Stored, batch.Readings, 0, ReadOnlyMemory<VitalReading>.Empty)
+                : new BatchOutcome(CommitOutcome.Stored, stored.ToArray(), readings.Length - stored.Count, ReadOnlyMemory<VitalReading>.Empty);
         }
 
         if (transaction is null && (_series.HasStaged || _sequences.HasStaged || HasQuarantined(batches, outcomes)))
@@ -221,7 +222,8 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
     private void AppendQuarantined(IReadOnlyList<DeviceBatch> batches, Span<BatchOutcome> outcomes, string catalog, long commitId)
     {
         // A quarantined reading (device, vital, time) is kept once, as a reading is: one sent again in a batch not
-        // known by its number (SenML carries none; a failed commit forgets its numbers) is found and not kept twice.
+        // known by its number (SenML carries none; a failed commit forgets its numbers) is found, not kept twice, and
+        // not named in the batch's outcome (its grain judged it the first time).
         var kept = StoredQuarantine(batches, outcomes);
         DuckDBAppender? appender = null;
         try
@@ -234,12 +236,19 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
                     continue;
                 }
 
-                foreach (var reading in batch.Quarantined.Span)
+                var quarantined = batch.Quarantined.Span;
+                List<VitalReading>? keptHere = null;
+                for (var j = 0; j < quarantined.Length; j++)
                 {
+                    var reading = quarantined[j];
                     if (!kept.Add((batch.DeviceId, reading.Kind, reading.TimestampMs)))
                     {
+                        // Kept before: the ones of the batch kept here are copied out (rarely: a batch sent again).
+                        keptHere ??= [.. quarantined[..j]];
                         continue;
                     }
+
+                    keptHere?.Add(reading);
 
                     appender ??= _writer.CreateAppender(catalog, "main", "quarantine");
                     appender.CreateRow()
@@ -252,6 +261,8 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
                         .AppendValue(commitId)
                         .EndRow();
                 }
+
+                outcomes[i] = outcomes[i] with { Quarantined = keptHere is null ? batch.Quarantined : keptHere.ToArray() };
             }
         }
         finally
@@ -331,7 +342,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         for (var i = 0; i < batches.Count; i++)
         {
             var batch = batches[i];
-            outcomes[i] = new BatchOutcome(CommitOutcome.Stored, batch.Readings, 0);
+            outcomes[i] = new BatchOutcome(CommitOutcome.Stored, batch.Readings, 0, ReadOnlyMemory<VitalReading>.Empty);
 
             // Known: committed before, or carried by an earlier batch of this flush.
             var known = batch.Sequence != 0 && _sequences.IsCommitted(batch.DeviceId, batch.Sequence);

@@ -43,9 +43,9 @@ internal static class FluxQueries
           |> yield(name: "commit")
         """;
 
-    /// <summary>The vital and time of each of the device's readings (to recognise a reading sent again).</summary>
-    public static string Existing(string bucket, string patientId, string deviceId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs) => $"""
-        {Patient(bucket, InfluxLayout.Vitals, patientId, fromMs, toMs)}
+    /// <summary>The vital and time of each of the device's readings, or its quarantined ones (to recognise one sent again).</summary>
+    public static string Existing(string bucket, string measurement, string patientId, string deviceId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs) => $"""
+        {Patient(bucket, measurement, patientId, fromMs, toMs)}
           |> filter(fn: (r) => r._field == "{InfluxLayout.ValueField}" and r.{InfluxLayout.DeviceTag} == {Quote(deviceId)})
           |> filter(fn: (r) => contains(value: r.{InfluxLayout.KindTag}, set: {KindSet(kinds)}))
           |> keep(columns: ["_time", "{InfluxLayout.KindTag}", "{InfluxLayout.DeviceTag}", "_value"])

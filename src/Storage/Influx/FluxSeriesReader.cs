@@ -21,8 +21,9 @@ internal sealed class FluxSeriesReader(InfluxDBClient client, string bucket, str
 
     private readonly IQueryApi _queries = client.GetQueryApi();
 
-    public async Task<HashSet<(VitalKind Kind, long TimestampMs)>> ExistingAsync(string patientId, string deviceId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, CancellationToken cancellationToken) =>
-        [.. (await QueryAsync(FluxQueries.Existing(bucket, patientId, deviceId, kinds, fromMs, toMs), cancellationToken))
+    public async Task<HashSet<(VitalKind Kind, long TimestampMs)>> ExistingAsync(
+        string measurement, string patientId, string deviceId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, CancellationToken cancellationToken) =>
+        [.. (await QueryAsync(FluxQueries.Existing(bucket, measurement, patientId, deviceId, kinds, fromMs, toMs), cancellationToken))
             .Select(ToStoredReading).OfType<StoredReading>().Select(reading => (reading.Kind, reading.TimestampMs))];
 
     public async Task<IReadOnlyList<string>?> SettingsProblemsAsync(TimeSpan backfillHorizon, CancellationToken cancellationToken)

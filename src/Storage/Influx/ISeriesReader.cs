@@ -7,8 +7,12 @@ namespace Telemetry.Storage.Influx;
 /// <summary>How the series written as line protocol are read back: Flux for InfluxDB, the export API for VictoriaMetrics.</summary>
 internal interface ISeriesReader : IDisposable
 {
-    /// <summary>The (vital, time) of every reading the device has stored for the patient in [<paramref name="fromMs"/>, <paramref name="toMs"/>).</summary>
-    Task<HashSet<(VitalKind Kind, long TimestampMs)>> ExistingAsync(string patientId, string deviceId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, CancellationToken cancellationToken);
+    /// <summary>
+    /// The (vital, time) of every reading the device has stored for the patient in [<paramref name="fromMs"/>, <paramref name="toMs"/>),
+    /// in <paramref name="measurement"/>: <see cref="InfluxLayout.Vitals"/>, or <see cref="InfluxLayout.Quarantine"/> for its quarantined readings.
+    /// </summary>
+    Task<HashSet<(VitalKind Kind, long TimestampMs)>> ExistingAsync(
+        string measurement, string patientId, string deviceId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, CancellationToken cancellationToken);
 
     Task<RawAggregate> AggregateAsync(string patientId, long fromMs, long toMs, Resolution resolution, CancellationToken cancellationToken);
 

@@ -40,6 +40,12 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
     private readonly HashSet<(int Batch, int Reading)> _repeated = [];
     private readonly RecentReadings _recent;
 
+    // The same for quarantined readings: one sent again is neither kept again nor handed to the grain twice.
+    private readonly Dictionary<(string DeviceId, VitalKind Kind), long> _latestQuarantined = [];
+    private readonly Dictionary<(string DeviceId, VitalKind Kind), long> _flushLatestQuarantined = [];
+    private readonly HashSet<(int Batch, int Reading)> _quarantineRepeated = [];
+    private readonly RecentReadings _recentQuarantined;
+
     // The minutes, per patient and vital, this commit stores readings in: recorded with its batch numbers, so that a
     // grain call lost or failed after the commit can be repaired (see DuckDbCommitLog.ForLedger).
     private readonly HashSet<(string PatientId, VitalKind Kind, long MinuteStartMs)> _minutes = [];
@@ -65,6 +71,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         _ledgerConnection = database.OpenConnection();
         _sequences = new SequenceLedger(_ledgerConnection, _ledgerFiles.Active, lastCommitId: 0, readingsCarrySequences: false, logger);
         _recent = new RecentReadings(backend.ReadableAfter);
+        _recentQuarantined = new RecentReadings(backend.ReadableAfter);
     }
 
     private ISeriesReader Reader => _backend.Reader;
@@ -95,6 +102,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         }
 
         await FindRepeatedAsync(batches, cancellationToken);
+        await FindRepeatedQuarantineAsync(batches, cancellationToken);
         Stage(batches, outcomes.Span, commitId);
 
         // The minutes go to the local file before the lines go to the server: a write cut short (a failure, or a crash
@@ -126,6 +134,11 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         foreach (var (key, timestampMs) in _flushLatest)
         {
             _latest[key] = timestampMs;
+        }
+
+        foreach (var (key, timestampMs) in _flushLatestQuarantined)
+        {
+            _latestQuarantined[key] = timestampMs;
         }
 
         RememberUnnumbered(batches, outcomes.Span);
@@ -179,7 +192,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         {
             NoteNewReadingsOf(deviceId, batches, list);
             var kinds = list.Select(at => batches[at.Batch].Readings.Span[at.Reading].Kind).ToHashSet();
-            var stored = await ExistingAsync(patientId, deviceId, kinds, list.Select(at => batches[at.Batch].Readings.Span[at.Reading].TimestampMs), cancellationToken);
+            var stored = await ExistingAsync(InfluxLayout.Vitals, patientId, deviceId, kinds, list.Select(at => batches[at.Batch].Readings.Span[at.Reading].TimestampMs), cancellationToken);
             foreach (var (i, j) in list)
             {
                 var reading = batches[i].Readings.Span[j];
@@ -198,6 +211,76 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
     }
 
     /// <summary>
+    /// Finds the quarantined readings kept before (same device, vital and time) or twice in this flush, as
+    /// <see cref="FindRepeatedAsync"/> does for readings: one after the latest this server kept for the device and vital
+    /// is new without a lookup; the rest are looked up, once per device and flush. Only batches bringing quarantined
+    /// readings (a sensor reporting the implausible) pay for it.
+    /// </summary>
+    private async Task FindRepeatedQuarantineAsync(IReadOnlyList<DeviceBatch> batches, CancellationToken cancellationToken)
+    {
+        _quarantineRepeated.Clear();
+        _flushLatestQuarantined.Clear();
+        HashSet<(string DeviceId, VitalKind Kind, long TimestampMs)>? inFlush = null;
+        Dictionary<(string DeviceId, string PatientId), List<(int Batch, int Reading)>>? candidates = null;
+        for (var i = 0; i < batches.Count; i++)
+        {
+            var batch = batches[i];
+            if (batch.Quarantined.IsEmpty || (batch.Sequence != 0 && _sequences.IsCommitted(batch.DeviceId, batch.Sequence)))
+            {
+                continue;
+            }
+
+            var quarantined = batch.Quarantined.Span;
+            for (var j = 0; j < quarantined.Length; j++)
+            {
+                var reading = quarantined[j];
+                inFlush ??= [];
+                if (!inFlush.Add((batch.DeviceId, reading.Kind, reading.TimestampMs)))
+                {
+                    _quarantineRepeated.Add((i, j));
+                    continue;
+                }
+
+                var key = (batch.DeviceId, reading.Kind);
+                if (!(_latestQuarantined.TryGetValue(key, out var latest) && reading.TimestampMs > latest))
+                {
+                    candidates ??= [];
+                    if (!candidates.TryGetValue((batch.DeviceId, batch.PatientId), out var list))
+                    {
+                        candidates[(batch.DeviceId, batch.PatientId)] = list = [];
+                    }
+
+                    list.Add((i, j));
+                    continue;
+                }
+
+                NoteQuarantined(key, reading.TimestampMs);
+            }
+        }
+
+        foreach (var ((deviceId, patientId), list) in candidates ?? [])
+        {
+            var kinds = list.Select(at => batches[at.Batch].Quarantined.Span[at.Reading].Kind).ToHashSet();
+            var stored = await ExistingAsync(
+                InfluxLayout.Quarantine, patientId, deviceId, kinds, list.Select(at => batches[at.Batch].Quarantined.Span[at.Reading].TimestampMs), cancellationToken);
+            foreach (var (i, j) in list)
+            {
+                var reading = batches[i].Quarantined.Span[j];
+                if (stored.Contains((reading.Kind, reading.TimestampMs)) || _recentQuarantined.Contains(deviceId, reading.Kind, reading.TimestampMs))
+                {
+                    _quarantineRepeated.Add((i, j));
+                    continue;
+                }
+
+                NoteQuarantined((deviceId, reading.Kind), reading.TimestampMs);
+            }
+        }
+    }
+
+    private void NoteQuarantined((string DeviceId, VitalKind Kind) key, long timestampMs) =>
+        _flushLatestQuarantined[key] = _flushLatestQuarantined.TryGetValue(key, out var latest) ? Math.Max(latest, timestampMs) : timestampMs;
+
+    /// <summary>
     /// Remembers the readings of batches without a number that this commit stored, for as long as the server may not
     /// show them yet: a resend of them (its ack lost) is then known for one, not handed to the grain twice.
     /// </summary>
@@ -213,6 +296,11 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
                 {
                     _recent.Add(batches[i].DeviceId, reading.Kind, reading.TimestampMs, nowMs);
                 }
+
+                foreach (var reading in outcomes[i].Quarantined.Span)
+                {
+                    _recentQuarantined.Add(batches[i].DeviceId, reading.Kind, reading.TimestampMs, nowMs);
+                }
             }
         }
     }
@@ -225,7 +313,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
     /// small exports, not one of everything it sent in between, which would hold up every commit behind it.
     /// </summary>
     private async Task<HashSet<(VitalKind Kind, long TimestampMs)>> ExistingAsync(
-        string patientId, string deviceId, IReadOnlyCollection<VitalKind> kinds, IEnumerable<long> times, CancellationToken cancellationToken)
+        string measurement, string patientId, string deviceId, IReadOnlyCollection<VitalKind> kinds, IEnumerable<long> times, CancellationToken cancellationToken)
     {
         var sorted = times.Order().ToArray();
         if (sorted.Length == 0)
@@ -236,7 +324,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         HashSet<(VitalKind Kind, long TimestampMs)>? existing = null;
         foreach (var (firstMs, lastMs) in TimeStretches.Of(sorted, MaxLookupGapMs, MaxLookups))
         {
-            var stored = await Reader.ExistingAsync(patientId, deviceId, kinds, firstMs, lastMs + 1, cancellationToken);
+            var stored = await Reader.ExistingAsync(measurement, patientId, deviceId, kinds, firstMs, lastMs + 1, cancellationToken);
             if (existing is null)
             {
                 existing = stored;
@@ -324,15 +412,26 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
                 lines = EndChunkIfFull(lines + 1);
             }
 
-            foreach (var reading in batch.Quarantined.Span)
+            var quarantined = batch.Quarantined.Span;
+            List<VitalReading>? kept = null;
+            for (var j = 0; j < quarantined.Length; j++)
             {
-                InfluxLayout.AppendLine(_lines, InfluxLayout.Quarantine, batch.DeviceId, batch.PatientId, reading, commitId, "implausible");
+                if (_quarantineRepeated.Contains((i, j)))
+                {
+                    // Kept before: the ones of the batch kept here are copied out (rarely: a batch sent again).
+                    kept ??= [.. quarantined[..j]];
+                    continue;
+                }
+
+                kept?.Add(quarantined[j]);
+                InfluxLayout.AppendLine(_lines, InfluxLayout.Quarantine, batch.DeviceId, batch.PatientId, quarantined[j], commitId, "implausible");
                 lines = EndChunkIfFull(lines + 1);
             }
 
+            var keptQuarantined = kept is null ? batch.Quarantined : kept.ToArray();
             outcomes[i] = stored is null || stored.Count == readings.Length
-                ? new BatchOutcome(CommitOutcome.Stored, batch.Readings, 0)
-                : new BatchOutcome(CommitOutcome.Stored, stored.ToArray(), readings.Length - stored.Count);
+                ? new BatchOutcome(CommitOutcome.Stored, batch.Readings, 0, keptQuarantined)
+                : new BatchOutcome(CommitOutcome.Stored, stored.ToArray(), readings.Length - stored.Count, keptQuarantined);
         }
 
         if (lines > 0)

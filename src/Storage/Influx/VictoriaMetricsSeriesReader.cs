@@ -160,11 +160,12 @@ internal sealed partial class VictoriaMetricsSeriesReader : ISeriesReader
     [GeneratedRegex(@"^(?:(?<number>[0-9]+(?:\.[0-9]+)?)(?<unit>[a-z\u00b5]*))+$")]
     private static partial Regex FlagDuration();
 
-    public async Task<HashSet<(VitalKind Kind, long TimestampMs)>> ExistingAsync(string patientId, string deviceId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, CancellationToken cancellationToken)
+    public async Task<HashSet<(VitalKind Kind, long TimestampMs)>> ExistingAsync(
+        string measurement, string patientId, string deviceId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, CancellationToken cancellationToken)
     {
         var existing = new HashSet<(VitalKind Kind, long TimestampMs)>();
         var names = string.Join('|', kinds.Select(kind => VitalCatalogue.Get(kind).Name));
-        var selector = $"{{__name__=\"vitals_value\",{InfluxLayout.PatientTag}={Quote(patientId)},{InfluxLayout.DeviceTag}={Quote(deviceId)},{InfluxLayout.KindTag}=~\"{names}\"}}";
+        var selector = $"{{__name__=\"{measurement}_value\",{InfluxLayout.PatientTag}={Quote(patientId)},{InfluxLayout.DeviceTag}={Quote(deviceId)},{InfluxLayout.KindTag}=~\"{names}\"}}";
         await foreach (var series in ExportAsync(selector, fromMs, toMs, cancellationToken))
         {
             if (InfluxLayout.TryParseKind(series.Label(InfluxLayout.KindTag), out var kind))

@@ -34,19 +34,20 @@ public sealed class QuarantineTests : IDisposable
     }
 
     [Fact]
-    public async Task A_quarantined_reading_sent_again_without_a_batch_number_is_kept_once()
+    public async Task A_quarantined_reading_sent_again_without_a_batch_number_is_kept_once_and_handed_on_once()
     {
         // SenML carries no batch number: the resend is known by its readings, the quarantined one included.
-        var batch = Of("watch-3", "patient-3", 0, new VitalReading(VitalKind.HeartRate, T0, 70)) with
-        {
-            Quarantined = new[] { new VitalReading(VitalKind.HeartRate, T0 + 1_000, 900), new VitalReading(VitalKind.HeartRate, T0 + 1_000, 900) },
-        };
+        var implausible = new VitalReading(VitalKind.HeartRate, T0 + 1_000, 900);
+        var batch = Of("watch-3", "patient-3", 0, new VitalReading(VitalKind.HeartRate, T0, 70)) with { Quarantined = new[] { implausible, implausible } };
 
-        Store.Commit(batch);
-        Store.Commit(batch);
+        var first = Store.Commit(batch);
+        var again = Store.Commit(batch with { Quarantined = new[] { implausible, new VitalReading(VitalKind.HeartRate, T0 + 2_000, 950) } });
 
-        var quarantined = Assert.Single(await Store.ReadQuarantineAsync("watch-3", limit: 10));
-        Assert.Equal(new VitalReading(VitalKind.HeartRate, T0 + 1_000, 900), quarantined.Reading);
+        Assert.Equal([implausible, new VitalReading(VitalKind.HeartRate, T0 + 2_000, 950)], (await Store.ReadQuarantineAsync("watch-3", limit: 10)).Select(q => q.Reading).Reverse());
+
+        // What each commit kept is what the patient's grain is handed to judge: each implausible reading once.
+        Assert.Equal([implausible], first.Batches[0].Quarantined.ToArray());
+        Assert.Equal([new VitalReading(VitalKind.HeartRate, T0 + 2_000, 950)], again.Batches[0].Quarantined.ToArray());
     }
 
     [Fact]
@@ -58,6 +59,7 @@ public sealed class QuarantineTests : IDisposable
 
         Assert.Equal([CommitOutcome.Stored], outcomes);
         Assert.True(batches[0].Stored.IsEmpty);
+        Assert.Equal(12, Assert.Single(batches[0].Quarantined.ToArray()).Value);
         Assert.Equal(12, Assert.Single(await Store.ReadQuarantineAsync("watch-2", limit: 10)).Reading.Value);
     }
 }

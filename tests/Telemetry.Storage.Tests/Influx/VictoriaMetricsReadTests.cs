@@ -255,6 +255,26 @@ public sealed class VictoriaMetricsReadTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_quarantined_reading_sent_again_without_a_batch_number_is_kept_once_and_handed_on_once()
+    {
+        var implausible = Heart(1_000, 300);
+        var batch = Of("watch-2", "patient-2", 0, Heart(0, 60)) with { Quarantined = new[] { implausible, implausible } };
+        var (_, first) = await _file.CommitAsync(batch);
+
+        // Sent again while the server may not show it yet, and after it does (by a server that has not seen the device).
+        var (_, soon) = await _file.CommitAsync(batch);
+        await _server.FlushAsync();
+        using var restarted = InfluxStoreFile.ForVictoriaMetrics(_server.Url);
+        var (_, later) = await restarted.CommitAsync(batch with { Quarantined = new[] { implausible, Heart(2_000, 400) } });
+        await _server.FlushAsync();
+
+        Assert.Equal([implausible], first[0].Quarantined.ToArray());
+        Assert.True(soon[0].Quarantined.IsEmpty);
+        Assert.Equal([Heart(2_000, 400)], later[0].Quarantined.ToArray());
+        Assert.Equal([Heart(2_000, 400), implausible], (await Store.ReadQuarantineAsync("watch-2", 10)).Select(q => q.Reading));
+    }
+
+    [Fact]
     public async Task Rollups_written_beside_the_series_are_read_back_and_a_rewrite_replaces_a_window()
     {
         var rollups = new SeriesRollupStore(_file.Backend, TimeProvider.System);
