@@ -226,7 +226,7 @@ public sealed partial class GrpcIngestService(
             return new IngestAck { Seq = batch.Sequence, Status = AckStatus.Duplicate, Duplicates = (uint)result.Duplicates, Reason = $"batch {batch.Sequence} was already committed; not stored again" };
         }
 
-        instruments.Quarantined(Protocol, batch.Quarantined.Length);
+        instruments.Quarantined(Protocol, result.Quarantined);
         if (batch.Readings.IsEmpty)
         {
             instruments.PayloadRejected(Protocol, "all_rejected");

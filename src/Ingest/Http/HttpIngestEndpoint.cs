@@ -187,7 +187,7 @@ public sealed class HttpIngestEndpoint(
             // Uploads carry no sequence numbers: resends are recognised reading by reading.
             batch.Sequence = 0;
             var result = await pipeline.CommitAsync(batch.ToBatch(device.DeviceId, device.PatientId), cancellationToken);
-            instruments.Quarantined(Protocol, batch.Quarantined.Count);
+            instruments.Quarantined(Protocol, result.Quarantined);
             upload.Accepted += result.Stored;
             upload.Duplicates += result.Duplicates;
             instruments.Accepted(Protocol, result.Stored);

@@ -107,11 +107,8 @@ public sealed class MqttPayloadIngest(
         var deviceBatch = pending.Batch;
         instruments.Accepted(MqttIngestEndpoint.Protocol, result.Stored);
         instruments.Duplicate(MqttIngestEndpoint.Protocol, result.Duplicates);
-        if (result.Outcome != CommitOutcome.Duplicate)
-        {
-            // A batch resent whole quarantines nothing again.
-            instruments.Quarantined(MqttIngestEndpoint.Protocol, deviceBatch.Quarantined.Length);
-        }
+        // A batch resent (whole, or its readings without a number) quarantines nothing again.
+        instruments.Quarantined(MqttIngestEndpoint.Protocol, result.Quarantined);
 
         if (deviceBatch.Readings.IsEmpty && result.Outcome != CommitOutcome.Duplicate)
         {

@@ -50,6 +50,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
     // entry belongs to the batch whose number it carries.
     private readonly (long Before, long Latest, int Batch)[] _timesOfKind = new (long, long, int)[byte.MaxValue + 1];
     private readonly List<VitalKind> _kindsOfBatch = [];
+    private readonly UnjudgedQuarantine _unjudged = new();
     private int _batchNumber;
     private long _lastCommitId;
 
@@ -115,6 +116,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
             NoteLatest();
             _sequences.RolledBack();
             _series.Failed();
+            _unjudged.Note(batches);
             throw;
         }
         finally
@@ -243,6 +245,13 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
                     var reading = quarantined[j];
                     if (!kept.Add((batch.DeviceId, reading.Kind, reading.TimestampMs)))
                     {
+                        if (_unjudged.Take(batch.DeviceId, reading.Kind, reading.TimestampMs))
+                        {
+                            // Kept by a commit that failed all the same: judged now, not kept again.
+                            keptHere?.Add(reading);
+                            continue;
+                        }
+
                         // Kept before: the ones of the batch kept here are copied out (rarely: a batch sent again).
                         keptHere ??= [.. quarantined[..j]];
                         continue;

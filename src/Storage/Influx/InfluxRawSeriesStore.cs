@@ -44,7 +44,9 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
     private readonly Dictionary<(string DeviceId, VitalKind Kind), long> _latestQuarantined = [];
     private readonly Dictionary<(string DeviceId, VitalKind Kind), long> _flushLatestQuarantined = [];
     private readonly HashSet<(int Batch, int Reading)> _quarantineRepeated = [];
+    private readonly HashSet<(int Batch, int Reading)> _quarantineJudgedOnly = [];
     private readonly RecentReadings _recentQuarantined;
+    private readonly UnjudgedQuarantine _unjudged = new();
 
     // The minutes, per patient and vital, this commit stores readings in: recorded with its batch numbers, so that a
     // grain call lost or failed after the commit can be repaired (see DuckDbCommitLog.ForLedger).
@@ -120,6 +122,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         {
             // Its id is not used again, so the repair after a failed commit finds its minutes.
             _sequences.RolledBack();
+            _unjudged.Note(batches);
             _lastCommitId = commitId;
             if (!minutesRecorded)
             {
@@ -219,6 +222,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
     private async Task FindRepeatedQuarantineAsync(IReadOnlyList<DeviceBatch> batches, CancellationToken cancellationToken)
     {
         _quarantineRepeated.Clear();
+        _quarantineJudgedOnly.Clear();
         _flushLatestQuarantined.Clear();
         HashSet<(string DeviceId, VitalKind Kind, long TimestampMs)>? inFlush = null;
         Dictionary<(string DeviceId, string PatientId), List<(int Batch, int Reading)>>? candidates = null;
@@ -258,7 +262,12 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
             }
         }
 
-        foreach (var ((deviceId, patientId), list) in candidates ?? [])
+        if (candidates is null)
+        {
+            return;
+        }
+
+        foreach (var ((deviceId, patientId), list) in candidates)
         {
             var kinds = list.Select(at => batches[at.Batch].Quarantined.Span[at.Reading].Kind).ToHashSet();
             var stored = await ExistingAsync(
@@ -268,7 +277,8 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
                 var reading = batches[i].Quarantined.Span[j];
                 if (stored.Contains((reading.Kind, reading.TimestampMs)) || _recentQuarantined.Contains(deviceId, reading.Kind, reading.TimestampMs))
                 {
-                    _quarantineRepeated.Add((i, j));
+                    // Kept before; by a commit that failed all the same, it is judged now (and not written again).
+                    (_unjudged.Take(deviceId, reading.Kind, reading.TimestampMs) ? _quarantineJudgedOnly : _quarantineRepeated).Add((i, j));
                     continue;
                 }
 
@@ -288,6 +298,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
     {
         var nowMs = _timeProvider.GetUtcNow().ToUnixTimeMilliseconds();
         _recent.Sweep(nowMs);
+        _recentQuarantined.Sweep(nowMs);
         for (var i = 0; i < batches.Count; i++)
         {
             if (batches[i].Sequence == 0 && outcomes[i].Outcome == CommitOutcome.Stored)
@@ -424,6 +435,11 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
                 }
 
                 kept?.Add(quarantined[j]);
+                if (_quarantineJudgedOnly.Contains((i, j)))
+                {
+                    continue;
+                }
+
                 InfluxLayout.AppendLine(_lines, InfluxLayout.Quarantine, batch.DeviceId, batch.PatientId, quarantined[j], commitId, "implausible");
                 lines = EndChunkIfFull(lines + 1);
             }

@@ -268,6 +268,45 @@ public sealed class FluxReadTests : IDisposable
         Assert.Contains("r.patient == \"p\\\" or true or r.patient == \\\"\\${x}\"", RecordingInfluxServer.Flux(Assert.Single(_server.Reads)));
     }
 
+    [Fact]
+    public async Task A_quarantined_reading_a_failed_commit_kept_all_the_same_is_judged_when_its_batch_comes_again()
+    {
+        using var file = new InfluxStoreFile(_server.Url, options => options.RetryFor = TimeSpan.Zero);
+        var implausible = new VitalReading(VitalKind.HeartRate, T0 + 1_000, 400);
+        var batch = Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.HeartRate, T0, 61)) with { Quarantined = new[] { implausible } };
+
+        // The write is refused as far as the store can tell, but InfluxDB kept it (an answer lost on the way).
+        _server.FailingWith = 500;
+        await Assert.ThrowsAnyAsync<Exception>(() => file.CommitAsync(batch));
+        _server.FailingWith = null;
+
+        // Sent again: both lookups find the first write's points.
+        var writes = _server.Writes.Count();
+        _server.ThenCsv(LookupCsv((T0, 61)));
+        _server.ThenCsv(LookupCsv((T0 + 1_000, 400)));
+        var (_, outcomes) = await file.CommitAsync(batch);
+        Assert.Contains(_server.Requests, request => request.Path == "/api/v2/query" && RecordingInfluxServer.Flux(request).Contains("\"quarantine\"", StringComparison.Ordinal));
+
+        // Not written again, but handed to the patient's grain, which never judged it.
+        Assert.Equal([implausible], outcomes[0].Quarantined.ToArray());
+        Assert.True(outcomes[0].Stored.IsEmpty);
+        Assert.Equal(writes, _server.Writes.Count());
+    }
+
+    /// <summary>A lookup's answer (of readings or of quarantine), as InfluxDB gives the columns the query keeps.</summary>
+    private static string LookupCsv(params (long TimestampMs, double Value)[] rows)
+    {
+        var lines = new List<string>
+        {
+            "#group,false,false,false,false,true,true",
+            "#datatype,string,long,dateTime:RFC3339,double,string,string",
+            "#default,_result,,,,,",
+            ",result,table,_time,_value,device,kind",
+        };
+        lines.AddRange(rows.Select(row => $",,0,{At(row.TimestampMs)},{row.Value.ToString(System.Globalization.CultureInfo.InvariantCulture)},watch-1,heart_rate"));
+        return string.Join('\n', lines) + "\n\n";
+    }
+
     private static string RawCsv(params (long TimestampMs, string Device, double Value)[] rows)
     {
         var lines = new List<string>
