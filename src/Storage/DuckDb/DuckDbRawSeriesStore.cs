@@ -116,7 +116,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
             NoteLatest();
             _sequences.RolledBack();
             _series.Failed();
-            _unjudged.Note(batches);
+            _unjudged.Failed(batches, outcomes);
             throw;
         }
         finally
@@ -130,6 +130,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
 
         _sequences.Committed(_writer, catalog, commitId);
         _series.Committed();
+        _unjudged.Committed(batches, outcomes);
 
         return commitId;
     }
@@ -227,6 +228,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         // known by its number (SenML carries none; a failed commit forgets its numbers) is found, not kept twice, and
         // not named in the batch's outcome (its grain judged it the first time).
         var kept = StoredQuarantine(batches, outcomes);
+        HashSet<(string DeviceId, VitalKind Kind, long TimestampMs)>? handedAgain = null;
         DuckDBAppender? appender = null;
         try
         {
@@ -245,9 +247,10 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
                     var reading = quarantined[j];
                     if (!kept.Add((batch.DeviceId, reading.Kind, reading.TimestampMs)))
                     {
-                        if (_unjudged.Take(batch.DeviceId, reading.Kind, reading.TimestampMs))
+                        if (_unjudged.Contains(batch.DeviceId, reading.Kind, reading.TimestampMs)
+                            && (handedAgain ??= []).Add((batch.DeviceId, reading.Kind, reading.TimestampMs)))
                         {
-                            // Kept by a commit that failed all the same: judged now, not kept again.
+                            // Kept by a commit that failed all the same: judged now (once), not kept again.
                             keptHere?.Add(reading);
                             continue;
                         }
@@ -258,6 +261,11 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
                     }
 
                     keptHere?.Add(reading);
+                    if (_unjudged.Contains(batch.DeviceId, reading.Kind, reading.TimestampMs))
+                    {
+                        // Noted by a commit that failed before keeping it: handed on here, and once.
+                        (handedAgain ??= []).Add((batch.DeviceId, reading.Kind, reading.TimestampMs));
+                    }
 
                     appender ??= _writer.CreateAppender(catalog, "main", "quarantine");
                     appender.CreateRow()

@@ -122,7 +122,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         {
             // Its id is not used again, so the repair after a failed commit finds its minutes.
             _sequences.RolledBack();
-            _unjudged.Note(batches);
+            _unjudged.Failed(batches, outcomes.Span);
             _lastCommitId = commitId;
             if (!minutesRecorded)
             {
@@ -145,6 +145,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         }
 
         RememberUnnumbered(batches, outcomes.Span);
+        _unjudged.Committed(batches, outcomes.Span);
 
         RecordSequences(minutesRecorded);
         return commitId;
@@ -278,7 +279,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
                 if (stored.Contains((reading.Kind, reading.TimestampMs)) || _recentQuarantined.Contains(deviceId, reading.Kind, reading.TimestampMs))
                 {
                     // Kept before; by a commit that failed all the same, it is judged now (and not written again).
-                    (_unjudged.Take(deviceId, reading.Kind, reading.TimestampMs) ? _quarantineJudgedOnly : _quarantineRepeated).Add((i, j));
+                    (_unjudged.Contains(deviceId, reading.Kind, reading.TimestampMs) ? _quarantineJudgedOnly : _quarantineRepeated).Add((i, j));
                     continue;
                 }
 

@@ -293,6 +293,26 @@ public sealed class FluxReadTests : IDisposable
         Assert.Equal(writes, _server.Writes.Count());
     }
 
+    [Fact]
+    public async Task A_quarantined_reading_a_failed_commit_did_not_keep_is_judged_once_when_kept_and_not_again()
+    {
+        using var file = new InfluxStoreFile(_server.Url, options => options.RetryFor = TimeSpan.Zero);
+        var implausible = new VitalReading(VitalKind.HeartRate, T0 + 1_000, 400);
+        var batch = Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.HeartRate, T0, 61)) with { Quarantined = new[] { implausible } };
+        _server.FailingWith = 500;
+        await Assert.ThrowsAnyAsync<Exception>(() => file.CommitAsync(batch));
+        _server.FailingWith = null;
+
+        // Sent again, found nowhere: kept and handed on. Sent once more: kept before, and judged then.
+        var (_, kept) = await file.CommitAsync(batch);
+        _server.ThenCsv(LookupCsv((T0, 61)));
+        _server.ThenCsv(LookupCsv((T0 + 1_000, 400)));
+        var (_, again) = await file.CommitAsync(batch);
+
+        Assert.Equal([implausible], kept[0].Quarantined.ToArray());
+        Assert.True(again[0].Quarantined.IsEmpty);
+    }
+
     /// <summary>A lookup's answer (of readings or of quarantine), as InfluxDB gives the columns the query keeps.</summary>
     private static string LookupCsv(params (long TimestampMs, double Value)[] rows)
     {
