@@ -30,11 +30,10 @@ internal sealed class UnjudgedQuarantine
         {
             foreach (var reading in outcomes[i].Quarantined.Span)
             {
+                // Noted again (the same batch failing again), it takes a new place: its older one is passed over.
                 var key = (batches[i].DeviceId, reading.Kind, reading.TimestampMs);
-                if (_readings.TryAdd(key, ++_noted))
-                {
-                    _order.Enqueue((key, _noted));
-                }
+                _readings[key] = ++_noted;
+                _order.Enqueue((key, _noted));
             }
         }
 

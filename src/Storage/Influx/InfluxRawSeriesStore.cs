@@ -288,8 +288,12 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         }
     }
 
-    private void NoteQuarantined((string DeviceId, VitalKind Kind) key, long timestampMs) =>
-        _flushLatestQuarantined[key] = _flushLatestQuarantined.TryGetValue(key, out var latest) ? Math.Max(latest, timestampMs) : timestampMs;
+    /// <summary>Raises the latest quarantined time kept for the device and vital, as of this flush (never lowers it: an older one kept late does not).</summary>
+    private void NoteQuarantined((string DeviceId, VitalKind Kind) key, long timestampMs)
+    {
+        var latest = _flushLatestQuarantined.TryGetValue(key, out var inFlush) ? inFlush : _latestQuarantined.GetValueOrDefault(key, long.MinValue);
+        _flushLatestQuarantined[key] = Math.Max(latest, timestampMs);
+    }
 
     /// <summary>
     /// Remembers the readings of batches without a number that this commit stored, for as long as the server may not

@@ -313,6 +313,20 @@ public sealed class FluxReadTests : IDisposable
         Assert.True(again[0].Quarantined.IsEmpty);
     }
 
+    [Fact]
+    public async Task An_older_quarantined_reading_kept_later_does_not_let_a_newer_one_sent_again_be_kept_twice()
+    {
+        Task<(long CommitId, BatchOutcome[] Outcomes)> CommitAsync(long atMs) =>
+            _file.CommitAsync(Of("watch-1", "patient-1", 0) with { Quarantined = new[] { new VitalReading(VitalKind.HeartRate, T0 + atMs, 400) } });
+
+        await CommitAsync(2_000);
+        await CommitAsync(1_000);
+        var (_, again) = await CommitAsync(2_000);
+
+        Assert.True(again[0].Quarantined.IsEmpty);
+        Assert.Equal(2, _server.Writes.Count());
+    }
+
     /// <summary>A lookup's answer (of readings or of quarantine), as InfluxDB gives the columns the query keeps.</summary>
     private static string LookupCsv(params (long TimestampMs, double Value)[] rows)
     {
