@@ -17,8 +17,8 @@ namespace Telemetry.Storage;
 /// for <see cref="MaxWait"/>. A position still missing then (its grain slow to resume under load, or failed before
 /// handing its events on, which its next activation does late) is read from the store, which holds every event before
 /// the latest it has numbered, and goes before the events that waited for it: a client that reconnects with the id of
-/// a later event does not step over it. Only when the store cannot be read (within <see cref="FillTimeout"/>) does
-/// what waits go without it. The order starts after the log's latest position when the server started (read then;
+/// a later event does not step over it (with no stream subscribed nothing is read: what waits goes). Only when the
+/// store cannot be read (within <see cref="FillTimeout"/>) does what waits go without it. The order starts after the log's latest position when the server started (read then;
 /// until it is known, or if it cannot be, what waits goes after its while in the order it has). An event from before
 /// the next awaited position (history handed on again after a crash, or late after such a release) goes at once; one
 /// read from the store before its grain handed it on is not sent again (the last 1,024 such are remembered; the
@@ -49,10 +49,9 @@ public sealed partial class AlertBroadcaster(IAlertStore store, TimeProvider tim
     private Subscription[] _subscriptions = [];
 
     // The position awaited next (0: not known yet, the log's latest at the start not read, so the first events wait
-    // their while and go in the order they have), and
-    // the events after it that came first, each with when it came (a Stopwatch timestamp of the time provider), with the
-    // timer that lets them go once the earliest of them has waited long enough; whether the positions missing are being
-    // read from the store, and those that were.
+    // their while and go in the order they have), and the events after it that came first, each with when it came (a
+    // Stopwatch timestamp of the time provider), with the timer that lets them go once the earliest of them has waited
+    // long enough; whether the positions missing are being read from the store, and those that were.
     private readonly Lock _order = new();
     private long _next;
     private readonly SortedList<long, (AlertEvent Event, long Since)> _waiting = [];
