@@ -271,14 +271,9 @@ public sealed class FluxReadTests : IDisposable
     [Fact]
     public async Task A_quarantined_reading_a_failed_commit_kept_all_the_same_is_judged_when_its_batch_comes_again()
     {
-        using var file = new InfluxStoreFile(_server.Url, options => options.RetryFor = TimeSpan.Zero);
-        var implausible = new VitalReading(VitalKind.HeartRate, T0 + 1_000, 400);
-        var batch = Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.HeartRate, T0, 61)) with { Quarantined = new[] { implausible } };
-
         // The write is refused as far as the store can tell, but InfluxDB kept it (an answer lost on the way).
-        _server.FailingWith = 500;
-        await Assert.ThrowsAnyAsync<Exception>(() => file.CommitAsync(batch));
-        _server.FailingWith = null;
+        var (file, batch, implausible) = await AfterAFailedCommitAsync();
+        using var _ = file;
 
         // Sent again: both lookups find the first write's points.
         var writes = _server.Writes.Count();
@@ -296,12 +291,8 @@ public sealed class FluxReadTests : IDisposable
     [Fact]
     public async Task A_quarantined_reading_a_failed_commit_did_not_keep_is_judged_once_when_kept_and_not_again()
     {
-        using var file = new InfluxStoreFile(_server.Url, options => options.RetryFor = TimeSpan.Zero);
-        var implausible = new VitalReading(VitalKind.HeartRate, T0 + 1_000, 400);
-        var batch = Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.HeartRate, T0, 61)) with { Quarantined = new[] { implausible } };
-        _server.FailingWith = 500;
-        await Assert.ThrowsAnyAsync<Exception>(() => file.CommitAsync(batch));
-        _server.FailingWith = null;
+        var (file, batch, implausible) = await AfterAFailedCommitAsync();
+        using var _ = file;
 
         // Sent again, found nowhere: kept and handed on. Sent once more: kept before, and judged then.
         var (_, kept) = await file.CommitAsync(batch);
@@ -325,6 +316,18 @@ public sealed class FluxReadTests : IDisposable
 
         Assert.True(again[0].Quarantined.IsEmpty);
         Assert.Equal(2, _server.Writes.Count());
+    }
+
+    /// <summary>A store that does not retry, whose first commit (a batch with an implausible reading) failed: its write was answered 500.</summary>
+    private async Task<(InfluxStoreFile File, DeviceBatch Batch, VitalReading Implausible)> AfterAFailedCommitAsync()
+    {
+        var file = new InfluxStoreFile(_server.Url, options => options.RetryFor = TimeSpan.Zero);
+        var implausible = new VitalReading(VitalKind.HeartRate, T0 + 1_000, 400);
+        var batch = Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.HeartRate, T0, 61)) with { Quarantined = new[] { implausible } };
+        _server.FailingWith = 500;
+        await Assert.ThrowsAnyAsync<Exception>(() => file.CommitAsync(batch));
+        _server.FailingWith = null;
+        return (file, batch, implausible);
     }
 
     /// <summary>A lookup's answer (of readings or of quarantine), as InfluxDB gives the columns the query keeps.</summary>
