@@ -111,17 +111,18 @@ public sealed partial class AlertBroadcaster(IAlertStore store, TimeProvider tim
     /// <summary>Delivers the waiting events that are next in order, or all of them; arms the timer for the rest (under the order lock).</summary>
     private void DeliverInOrder(bool releaseAll)
     {
-        DeliverNext(releaseAll);
+        DeliverNext(through: releaseAll ? long.MaxValue : long.MinValue);
         Arm();
     }
 
     /// <summary>
-    /// Delivers the waiting events that are next in order (and any from before it: history that waited while where the
-    /// order starts was not known), or all of them (under the order lock).
+    /// Delivers, in order, the waiting events at positions up to <paramref name="through"/> and those next in order after
+    /// them (and any from before the next awaited position: history that waited while where the order starts was not
+    /// known) (under the order lock).
     /// </summary>
-    private void DeliverNext(bool releaseAll)
+    private void DeliverNext(long through = long.MinValue)
     {
-        while (_waiting.Count > 0 && (releaseAll || _waiting.Keys[0] <= _next))
+        while (_waiting.Count > 0 && _waiting.Keys[0] <= Math.Max(_next, through))
         {
             var item = _waiting.Values[0].Event;
             _waiting.RemoveAt(0);
@@ -173,7 +174,7 @@ public sealed partial class AlertBroadcaster(IAlertStore store, TimeProvider tim
             }
 
             KnowWhereTheOrderStarts();
-            DeliverNext(releaseAll: false);
+            DeliverNext();
             var due = false;
             foreach (var (_, waiting) in _waiting)
             {
@@ -254,14 +255,7 @@ public sealed partial class AlertBroadcaster(IAlertStore store, TimeProvider tim
             }
         }
 
-        while (_waiting.Count > 0 && _waiting.Keys[0] < to)
-        {
-            var item = _waiting.Values[0].Event;
-            _waiting.RemoveAt(0);
-            Deliver(item);
-            _next = item.Position + 1;
-        }
-
+        DeliverNext(through: to - 1);
         _next = Math.Max(_next, to);
         DeliverInOrder(releaseAll: false);
     }
