@@ -126,9 +126,9 @@ public static class AlertEventStream
                     }
                     else if (reader.IsLate(item.Position))
                     {
-                        // Handed on after events stored behind it (only when the log could not be read in time: see
-                        // AlertBroadcaster): sent all the same, under the highest id sent, so that a client resuming from
-                        // its last id misses nothing sent before.
+                        // Handed on after events stored behind it (when the log could not be read in time, or history
+                        // handed on again after a crash: see AlertBroadcaster): sent all the same, under the highest id
+                        // sent, so that a client resuming from its last id misses nothing sent before.
                         await reader.WriteAsync(item, position, cancellationToken);
                     }
                 }
