@@ -86,7 +86,7 @@ public sealed class IngestOptions
     [Range(typeof(TimeSpan), "00:00:00", "00:10:00")]
     public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
-    /// <summary>The largest bulk upload (<c>POST /api/devices/{id}/readings</c>) accepted, in bytes. A day of 1 Hz heart rate as JSON is about 7 MB.</summary>
+    /// <summary>The largest bulk upload (<c>POST /api/devices/{id}/readings</c>) accepted, in bytes, as sent and, for a gzip-compressed one, as expanded. A day of 1 Hz heart rate as JSON is about 7 MB.</summary>
     [Range(1_024, long.MaxValue)]
     public long MaxUploadBytes { get; set; } = 256L * 1024 * 1024;
 

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.IO.Compression;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
@@ -124,6 +125,30 @@ public sealed class BulkUploadTests(ServerFixture fixture) : IClassFixture<Serve
     }
 
     [Fact]
+    public async Task A_gzip_compressed_upload_is_stored_and_one_in_another_coding_is_refused_with_415()
+    {
+        var token = await Server.ProvisionAsync("upload-gzip", "p-upload-gzip");
+        var start = Devices.RecentMinute(0).AddHours(-2);
+        var body = Ndjson(Enumerable.Range(0, 600).Select(i => Reading(start.AddSeconds(i * 10), 60 + (i % 40))));
+
+        var gzipped = await UploadAsync("upload-gzip", token, "application/x-ndjson", Gzip(body), "gzip");
+        var brotli = await UploadAsync("upload-gzip", token, "application/x-ndjson", body, "br");
+        var broken = await UploadAsync("upload-gzip", token, "application/x-ndjson", [.. Gzip(body)[..200], .. new byte[64]], "gzip");
+
+        Assert.Equal(HttpStatusCode.OK, gzipped.Status);
+        Assert.Equal((600, 0, 0), (gzipped.Accepted, gzipped.Duplicates, gzipped.Rejected));
+        Assert.Equal(600, (await Server.RawHeartRatesAsync("p-upload-gzip", start, start.AddHours(2))).Count);
+        Assert.Equal(HttpStatusCode.UnsupportedMediaType, brotli.Status);
+        Assert.Equal(HttpStatusCode.BadRequest, broken.Status);
+        Assert.Equal(0, broken.Accepted);
+        var rejects = await Server.Http.GetStringAsync("/api/devices/upload-gzip/rejects");
+        Assert.Contains("Content-Encoding 'br'", rejects, StringComparison.Ordinal);
+        Assert.Contains("gzip body could not be read", rejects, StringComparison.Ordinal);
+        var metrics = await Server.Http.GetStringAsync("/metrics");
+        Assert.Matches(@"telemetry_payloads_rejected_total\{[^}]*protocol=""http""[^}]*reason=""unsupported_encoding""[^}]*\} [1-9]", metrics);
+    }
+
+    [Fact]
     public async Task An_upload_whose_token_is_revoked_part_way_stores_nothing_after_and_gets_401()
     {
         var token = await Server.ProvisionAsync("upload-revoked", "p-upload-revoked");
@@ -154,13 +179,18 @@ public sealed class BulkUploadTests(ServerFixture fixture) : IClassFixture<Serve
         Assert.Equal(5_000, (await Server.RawHeartRatesAsync("p-upload-revoked", start, start.AddHours(4))).Count);
     }
 
-    private async Task<UploadAnswer> UploadAsync(string deviceId, string? token, string contentType, byte[] body)
+    private async Task<UploadAnswer> UploadAsync(string deviceId, string? token, string contentType, byte[] body, string? contentEncoding = null)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, $"/api/devices/{deviceId}/readings")
         {
             Content = new ByteArrayContent(body),
         };
         request.Content.Headers.ContentType = new MediaTypeHeaderValue(contentType);
+        if (contentEncoding is not null)
+        {
+            request.Content.Headers.ContentEncoding.Add(contentEncoding);
+        }
+
         request.Headers.Authorization = token is null ? null : new AuthenticationHeaderValue("Bearer", token);
         using var client = new HttpClient { BaseAddress = Server.Http.BaseAddress, Timeout = TimeSpan.FromMinutes(2) };
         using var response = await client.SendAsync(request);
@@ -192,6 +222,17 @@ public sealed class BulkUploadTests(ServerFixture fixture) : IClassFixture<Serve
 
     private static string Reading(DateTimeOffset time, double value) =>
         string.Create(CultureInfo.InvariantCulture, $$"""{"kind":"heart_rate","time":"{{Iso(time)}}","value":{{value}}}""");
+
+    internal static byte[] Gzip(byte[] body)
+    {
+        using var compressed = new MemoryStream();
+        using (var gzip = new GZipStream(compressed, CompressionLevel.Fastest))
+        {
+            gzip.Write(body);
+        }
+
+        return compressed.ToArray();
+    }
 
     private static byte[] Ndjson(IEnumerable<string> lines) => Encoding.UTF8.GetBytes(string.Join('\n', lines) + "\n");
 

@@ -192,6 +192,25 @@ public sealed class LimitsTests(LimitsTests.LimitedServer fixture) : IClassFixtu
     }
 
     [Fact]
+    public async Task A_gzip_upload_that_expands_past_the_upload_limit_gets_413()
+    {
+        var token = await Server.ProvisionAsync("limit-upload-gzip", "p-limit-7");
+        var line = $$"""{"kind":"heart_rate","time":"{{Devices.RecentMinute():O}}","value":70}""" + "\n";
+        var body = BulkUploadTests.Gzip(System.Text.Encoding.UTF8.GetBytes(string.Concat(Enumerable.Repeat(line, 20_000))));
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/api/devices/limit-upload-gzip/readings") { Content = new ByteArrayContent(body) };
+        request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/x-ndjson");
+        request.Content.Headers.ContentEncoding.Add("gzip");
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        using var client = new HttpClient { BaseAddress = Server.Http.BaseAddress };
+
+        using var response = await client.SendAsync(request);
+
+        // Far under the 64 KiB limit as sent, over a megabyte once expanded.
+        Assert.InRange(body.Length, 1, 65_536);
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
+    }
+
+    [Fact]
     public async Task Connections_over_the_servers_limit_are_closed_at_once_and_counted()
     {
         await using var server = await TelemetryServer.StartNewAsync(new Dictionary<string, string> { ["Telemetry__Server__MaxConnections"] = "4" });
@@ -245,6 +264,7 @@ public sealed class LimitsTests(LimitsTests.LimitedServer fixture) : IClassFixtu
             ["Telemetry__Ingest__MaxUploadsPerMinutePerDevice"] = "1",
             ["Telemetry__Ingest__MaxMessageBytes"] = "2048",
             ["Telemetry__Ingest__MaxInFlightPublishesPerConnection"] = "1",
+            ["Telemetry__Ingest__MaxUploadBytes"] = "65536",
         });
 
         public async Task DisposeAsync() => await Server.DisposeAsync();

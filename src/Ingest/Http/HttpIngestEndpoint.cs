@@ -1,3 +1,4 @@
+using System.IO.Compression;
 using System.IO.Pipelines;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -65,14 +66,26 @@ public sealed class HttpIngestEndpoint(
 
         if (!string.Equals(identity.DeviceId, deviceId, StringComparison.Ordinal))
         {
+            Refused(identity, "forbidden", $"an upload to another device's path ({deviceId})");
             return Problem(StatusCodes.Status403Forbidden, "Forbidden", "A device uploads only its own readings.");
         }
 
         // The format first: an upload refused for it reads nothing, and takes nothing from the device's allowance.
         if (FormatOf(request.ContentType) is not { } format)
         {
+            Refused(identity, "unsupported_media_type", $"an upload of content type '{request.ContentType}'");
             return Problem(StatusCodes.Status415UnsupportedMediaType, "Unsupported media type",
                 "Send application/senml+json, application/json, application/x-ndjson or application/x-protobuf (length-delimited VitalBatch messages).");
+        }
+
+        // Compressed bodies are read as gzip or not at all: any other coding, read as the format, would be garbage
+        // counted as rejected readings under a 200.
+        if (CodingOf(request.Headers.ContentEncoding.ToString()) is not { } gzip)
+        {
+            Refused(identity, "unsupported_encoding", $"an upload with Content-Encoding '{request.Headers.ContentEncoding}'");
+            context.Response.Headers.AcceptEncoding = "gzip";
+            return Problem(StatusCodes.Status415UnsupportedMediaType, "Unsupported content encoding",
+                "Send the body as it is or gzip-compressed (Content-Encoding: gzip).");
         }
 
         if (!rateLimiter.TryTakeUpload(identity.DeviceId))
@@ -97,7 +110,10 @@ public sealed class HttpIngestEndpoint(
 
         var upload = new Upload(limits, timeProvider);
         var reader = new UploadStreamReader(format, limits.UploadCommitReadings, limits.MaxMessageBytes);
-        var body = request.BodyReader;
+        // The limit holds for what a compressed body expands to, as for a body sent as it is.
+        var body = gzip
+            ? PipeReader.Create(new ExpandedLimit(new GZipStream(request.Body, CompressionMode.Decompress, leaveOpen: true), limits.MaxUploadBytes))
+            : request.BodyReader;
         try
         {
             while (true)
@@ -150,6 +166,14 @@ public sealed class HttpIngestEndpoint(
         {
             return Problem(exception.StatusCode, "Upload not read", $"{exception.Message}. Readings counted as accepted are stored.", upload.Result());
         }
+        catch (InvalidDataException exception) when (gzip)
+        {
+            instruments.PayloadRejected(Protocol, "malformed");
+            rejectLog.Record(deviceId, Protocol, $"an upload whose gzip body could not be read: {exception.Message}");
+            return Problem(StatusCodes.Status400BadRequest, "Malformed upload",
+                $"The gzip body could not be decompressed ({exception.Message}). Readings before this point are stored; send it again (stored readings count as duplicates).",
+                upload.Result());
+        }
         catch (DeviceRegistryUnavailableException exception)
         {
             return RegistryUnavailable(context, exception, upload.Result());
@@ -197,6 +221,21 @@ public sealed class HttpIngestEndpoint(
         batch.Reset();
         upload.Parts++;
     }
+
+    private void Refused(DeviceIdentity device, string reason, string description)
+    {
+        instruments.PayloadRejected(Protocol, reason);
+        rejectLog.Record(device.DeviceId, Protocol, description);
+    }
+
+    /// <summary>Whether a body is gzip-compressed (true), as it is (false), or in a coding not read here (null).</summary>
+    private static bool? CodingOf(string contentEncoding) =>
+        contentEncoding.Trim().ToLowerInvariant() switch
+        {
+            "" or "identity" => false,
+            "gzip" or "x-gzip" => true,
+            _ => null,
+        };
 
     private static UploadFormat? FormatOf(string? contentType)
     {
