@@ -143,6 +143,7 @@ public sealed class LimitsTests(LimitsTests.LimitedServer fixture) : IClassFixtu
         Assert.InRange(acks.Count, 1, 11);
         Assert.All(acks, ack => Assert.Equal(AckStatus.Committed, ack.Status));
         Assert.Equal(acks.Count, (await Server.TrendAsync("p-limit-4", "heart_rate", start, start.AddMinutes(1), count: acks.Count)).TotalCount);
+        Assert.Contains("batches a second", await Server.Http.GetStringAsync("/api/devices/limit-grpc-rate/rejects"), StringComparison.Ordinal);
     }
 
     [Fact]

@@ -181,8 +181,9 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
         var connack = Assert.IsType<MQTTnet.Packets.MqttConnAckPacket>(await client.ReceiveAsync(CancellationToken.None));
         Assert.Equal(MQTTnet.Protocol.MqttConnectReasonCode.Success, connack.ReasonCode);
 
-        // The CONNACK says what the broker takes: 16 topic aliases, and packets of the payload limit and some room.
-        Assert.Equal((16, 256 * 1024 + 4096), (connack.TopicAliasMaximum, (int)connack.MaximumPacketSize));
+        // The CONNACK says what the broker takes: 16 topic aliases, packets of the payload limit and some room, and 32
+        // publishes in flight.
+        Assert.Equal((16, 256 * 1024 + 4096, 32), (connack.TopicAliasMaximum, (int)connack.MaximumPacketSize, (int)connack.ReceiveMaximum));
         var from = DateTimeOffset.UtcNow.AddMinutes(-1);
         var payload = System.Text.Encoding.UTF8.GetBytes("""[{"n":"heart_rate","u":"beat/min","v":72}]""");
         async Task<MQTTnet.Packets.MqttPubAckPacket> PublishAsync(ushort packetId, bool dup)

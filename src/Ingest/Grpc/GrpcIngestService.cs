@@ -186,9 +186,10 @@ public sealed partial class GrpcIngestService(
     {
         if (!rateLimiter.TryTakeMessage(device.DeviceId))
         {
+            var reason = $"more than {options.Value.MaxMessagesPerSecondPerDevice} batches a second; batch readings or slow down, then resend what has no ack";
             instruments.PayloadRejected(Protocol, "rate_limited");
-            throw new RpcException(new Status(StatusCode.ResourceExhausted,
-                $"more than {options.Value.MaxMessagesPerSecondPerDevice} batches a second; batch readings or slow down, then resend what has no ack"));
+            rejectLog.Record(device.DeviceId, Protocol, reason);
+            throw new RpcException(new Status(StatusCode.ResourceExhausted, reason));
         }
 
         batch.Reset();

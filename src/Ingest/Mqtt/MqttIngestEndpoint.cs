@@ -495,10 +495,12 @@ public sealed partial class MqttIngestEndpoint(
 
         if (args.Packet is MqttConnAckPacket connack)
         {
-            // What this broker takes, said as MQTT 5 lets it be said (MQTTnet's own CONNACK offers 65,535 aliases and
-            // names no packet size): a client that keeps to it is never disconnected for either.
+            // What this broker takes, said as MQTT 5 lets it be said (MQTTnet's own CONNACK offers 65,535 aliases, names
+            // no packet size and no receive maximum, which a client reads as 65,535): a client that keeps to it is never
+            // disconnected for aliases or size, and never has a publish waiting unread behind the ones in flight.
             connack.TopicAliasMaximum = MaxTopicAliases;
             connack.MaximumPacketSize = (uint)(options.Value.MaxMessageBytes + MqttPacketSizeGuard.PacketOverheadBytes);
+            connack.ReceiveMaximum = (ushort)options.Value.MaxInFlightPublishesPerConnection;
         }
 
         return Task.CompletedTask;
