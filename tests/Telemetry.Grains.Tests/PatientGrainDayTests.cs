@@ -71,6 +71,26 @@ public sealed class PatientGrainDayTests(ClusterFixture fixture) : IClassFixture
     }
 
     [Fact]
+    public async Task A_vital_last_seen_before_yesterday_stays_in_the_live_view_of_the_next_activation()
+    {
+        var patient = "p-weekly-scale";
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 1_000, 70), new VitalReading(VitalKind.BodyWeight, _base + 61_000, 80.5));
+
+        // Three days on the grain has gone (its open windows written as it went); the watch goes on, the scale does not.
+        Clock.Offset = TimeSpan.FromDays(3);
+        await fixture.DeactivateIdleGrainsAsync();
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + (3 * Day) + 1_000, 72));
+
+        var live = await fixture.Patient(patient).GetLiveAsync();
+
+        Assert.Equal(
+            [(VitalKind.HeartRate, 72.0, _base + (3 * Day) + 1_000), (VitalKind.BodyWeight, 80.5, _base + 61_000)],
+            live.Vitals.Select(vital => (vital.Kind, vital.Value, vital.TimestampMs)));
+        var minute = live.Vitals[1].CurrentMinute;
+        Assert.Equal((_base + 60_000, 1L, 80.5), (minute.StartMs, minute.Count, minute.Last));
+    }
+
+    [Fact]
     public async Task A_repair_days_after_the_activation_recomputes_a_day_the_grain_no_longer_rebuilds()
     {
         var patient = "p-repair-later";

@@ -39,6 +39,9 @@ public sealed partial class PatientGrain(
     private static readonly TimeSpan MaxTimerDelay = TimeSpan.FromSeconds(60);
     private static readonly TimeSpan TimerRetryDelay = TimeSpan.FromSeconds(5);
 
+    /// <summary>How far before the days an activation rebuilds the live view looks for a vital's latest reading.</summary>
+    public static readonly TimeSpan EarlierLookback = TimeSpan.FromDays(366);
+
     // A grain is kept for every active patient, so what it holds is sized to what the patient has: one entry per vital
     // seen (a handful), and the sets below made only when something goes in them (rarely: late readings, a series
     // server's partly read commits).
@@ -60,6 +63,11 @@ public sealed partial class PatientGrain(
     // each vital's windows, the last minute it read of that vital).
     private long _rebuiltThroughCommit;
     private long _rebuiltFromMs = long.MaxValue;
+
+    // The latest reading of each vital last seen before the days the activation rebuilt (a weekly cuff, a scale), read
+    // from the rollups when the live view is first asked for (most grains are never asked); null until then, and again
+    // when a reading from before those days comes.
+    private LiveVital[]? _earlier;
 
     // With a store that shows a commit a piece at a time: per vital, the times of the readings the rebuild read in the
     // vital's last minute (read on their own, see ReadLastMinutesAsync), while that minute is still open. A reading of
@@ -351,6 +359,7 @@ public sealed partial class PatientGrain(
             if (reading.TimestampMs < _rebuiltFromMs)
             {
                 (_late ??= []).Add((reading.Kind, Resolution.Minute.WindowStart(reading.TimestampMs)));
+                _earlier = null;
                 continue;
             }
 
@@ -684,14 +693,50 @@ public sealed partial class PatientGrain(
         DeactivateOnIdle();
     }
 
-    public Task<LiveSnapshot> GetLiveAsync()
+    public async Task<LiveSnapshot> GetLiveAsync()
     {
+        // The grain holds yesterday's and today's readings; a vital last seen before them is still the patient's latest.
+        var earlier = _earlier ??= await ReadEarlierAsync();
         var vitals = _vitals
             .Where(windows => windows.LatestMs != long.MinValue)
-            .OrderBy(windows => windows.Kind)
             .Select(windows => new LiveVital(windows.Kind, windows.LatestValue, windows.LatestMs, windows.Minute))
+            .Concat(earlier.Where(vital => Find(vital.Kind) is not { LatestMs: not long.MinValue }))
+            .OrderBy(vital => vital.Kind)
             .ToArray();
-        return Task.FromResult(new LiveSnapshot(PatientId, vitals));
+        return new LiveSnapshot(PatientId, vitals);
+    }
+
+    /// <summary>
+    /// Each vital not in the grain's windows as last seen within <see cref="EarlierLookback"/> before the days the
+    /// activation rebuilt: its latest day window's last reading, with that reading's minute window (a window of the one
+    /// reading where the minute rollups no longer keep it).
+    /// </summary>
+    private async Task<LiveVital[]> ReadEarlierAsync()
+    {
+        var toMs = _rebuiltFromMs;
+        if (toMs == long.MaxValue)
+        {
+            return [];
+        }
+
+        var kinds = Enum.GetValues<VitalKind>().Where(kind => Find(kind) is not { LatestMs: not long.MinValue }).ToArray();
+        var days = await Task.WhenAll(kinds.Select(kind =>
+            rollupStore.QueryAsync(PatientId, kind, Resolution.Day, toMs - (long)EarlierLookback.TotalMilliseconds, toMs)));
+        var earlier = new List<LiveVital>();
+        for (var i = 0; i < kinds.Length; i++)
+        {
+            if (days[i].Count == 0 || days[i][^1] is not { Count: > 0 } day)
+            {
+                continue;
+            }
+
+            var minuteStartMs = Resolution.Minute.WindowStart(day.LastMs);
+            var minutes = await rollupStore.QueryAsync(PatientId, kinds[i], Resolution.Minute, minuteStartMs, minuteStartMs + 1);
+            var minute = minutes.Count > 0 && minutes[0].LastMs == day.LastMs ? minutes[0] : RollupWindow.Of(minuteStartMs, day.LastMs, day.Last);
+            earlier.Add(new LiveVital(kinds[i], day.Last, day.LastMs, minute));
+        }
+
+        return [.. earlier];
     }
 
     public Task<RollupWindow[]> GetRecentWindowsAsync(VitalKind kind, Resolution resolution)
