@@ -7,7 +7,7 @@ namespace Telemetry.EndToEnd.Tests;
 /// <summary>
 /// A server for the browser tests: a care team (ward-web) with four patients, the last hour and two days of heart
 /// rate, a high heart-rate alert raised for p-web-1 (trends) and p-web-3 (acknowledged by a scenario), a week of
-/// steps, resting heart rate, sleep and weight for p-web-2, p-web-4 for the live scenario's new reading, and a patient
+/// steps, resting heart rate, sleep and weight for p-web-2, p-web-4 (with the same heart-rate rule, no alert) for the live scenario's new reading and alert, and a patient
 /// outside the team (p-web-other). Tokens for a clinician of the team and for p-web-2.
 /// </summary>
 public sealed class BrowserFixture : IAsyncLifetime
@@ -62,6 +62,11 @@ public sealed class BrowserFixture : IAsyncLifetime
                 """))).EnsureSuccessStatusCode();
             await UploadAsync(deviceId, token, [("heart_rate", DateTimeOffset.UtcNow.AddSeconds(-5), 150)]);
         }
+
+        // p-web-4 has the same rule, and no alert until a scenario raises one.
+        (await Server.Http.PutAsync("/api/patients/p-web-4/alert-rules", Json("""
+            {"rules":[{"id":"hr-high","type":"threshold","kind":"heart_rate","direction":"above","level":120,"priority":"high"}]}
+            """))).EnsureSuccessStatusCode();
 
         ClinicianToken = await Server.MintTokenAsync("--role", "clinician", "--sub", "dr-web", "--care-team", "ward-web", "--scope", "user/Observation.rs user/Observation.cu");
         ReaderToken = await Server.MintTokenAsync("--role", "clinician", "--sub", "dr-reader", "--care-team", "ward-web", "--scope", "user/Observation.rs");

@@ -1,4 +1,5 @@
-// A clinician signs in, finds their patient with the latest heart rate, and sees a new reading arrive without reloading.
+// A clinician signs in, finds their patient with the latest heart rate, and sees a new reading arrive without reloading;
+// then, on the patient's page, a new alert.
 
 import { run, signIn, env, base, screenshot, until } from './harness.mjs';
 
@@ -19,4 +20,18 @@ await run('clinician-live', async page => {
   if (!response.ok) throw new Error(`the upload answered ${response.status}`);
   await until('the new heart rate of 93 beats/min', async () => (await heartRate.textContent()) === '93 beats/min');
   await screenshot(page, 'clinician-dashboard');
+
+  // On the patient's page, an alert raised while it is open is listed as it comes, with no reload.
+  await row.locator('a').click();
+  await page.waitForURL('**/patients/p-web-4');
+  const alerts = page.locator('#patient-alerts');
+  await until('the empty alert list', async () => (await alerts.textContent())?.includes('No alerts'));
+  const high = await fetch(`${base()}/api/devices/web-live/readings`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${env('DEVICE_TOKEN')}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ readings: [{ kind: 'heart_rate', time: new Date().toISOString(), value: 150 }] }),
+  });
+  if (!high.ok) throw new Error(`the upload answered ${high.status}`);
+  await until('the new alert on the patient page', async () => (await alerts.textContent())?.includes('High'));
+  await screenshot(page, 'patient-alert-live');
 });

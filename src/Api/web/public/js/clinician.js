@@ -216,11 +216,15 @@ async function showPatient(patientId) {
     const to = new Date();
     const from = new Date(to.getTime() - ranges[range] * 86400_000);
     const window = `from=${encodeURIComponent(from.toISOString())}&to=${encodeURIComponent(to.toISOString())}`;
-    const [live, rules, history] = await Promise.all([
+    const [live, rules, inRange, open] = await Promise.all([
       api(`${base}/live`),
       api(`${base}/alert-rules`),
       api(`${base}/alerts?status=all&limit=500&${window}`),
+      // An alert raised before the range and still open is still the patient's: listed whatever the range.
+      api(`${base}/alerts?status=open&limit=500`),
     ]);
+    const history = [...new Map([...open, ...inRange].map(a => [a.alertId, a])).values()]
+      .sort((a, b) => new Date(b.triggeredAt) - new Date(a.triggeredAt));
     const kinds = live.vitals.map(v => v.kind);
     const trends = kinds.length === 0 ? null : await api(`${base}/trends?${window}&${kinds.map(k => `kind=${encodeURIComponent(k)}`).join('&')}`);
     if (!current()) return;
@@ -239,7 +243,7 @@ async function showPatient(patientId) {
         const thresholds = rules.rules
           .filter(rule => rule.type === 'threshold' && rule.kind === trend.kind && rule.level !== undefined && rule.level !== null)
           .map(rule => ({ level: rule.level, label: rule.direction === 'below' ? 'alert below' : 'alert above' }));
-        const markers = history.filter(a => a.kind === trend.kind).map(a => ({ time: a.triggeredAt }));
+        const markers = history.filter(a => a.kind === trend.kind && new Date(a.triggeredAt) >= from).map(a => ({ time: a.triggeredAt }));
         const canvas = element('div', { role: 'img', 'aria-label': summary(vital, points, thresholds, markers.length) });
         charts.append(element('figure', { class: 'chart', 'data-kind': trend.kind },
           element('figcaption', { text: `${vital.label} (${vital.unit}), ${trend.resolution} windows` }), canvas));
@@ -270,11 +274,25 @@ async function showPatient(patientId) {
     return;
   }
 
+  const stop = new AbortController();
   follow(`${base}/live/stream`, {
     onEvent: (name, view) => {
       if (name === 'vitals') showLatest(view.vitals);
     },
-  }, new AbortController().signal);
+  }, stop.signal);
+  // An alert raised, cleared or acknowledged while the page is open is listed (and marked on its chart) as it comes;
+  // on a reconnect the page is read again, so nothing raised meanwhile is missed.
+  let connected = false;
+  follow(`${base}/alerts/stream`, {
+    onOpen: () => {
+      if (connected) draw().catch(failed);
+      connected = true;
+    },
+    onEvent: () => draw().catch(failed),
+  }, stop.signal);
+  setInterval(() => {
+    for (const time of document.querySelectorAll('#patient-latest time')) time.textContent = ago(time.getAttribute('datetime'));
+  }, 10_000);
 }
 
 function summary(vital, points, thresholds, alertCount) {
