@@ -90,6 +90,10 @@ public sealed class AuditTests
         Assert.DoesNotContain(("GET /api/patients/audit-p3/trends?kind=heart_rate", 401), patient);
         var denied = Assert.Single((await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?patientId=audit-p4")).EnumerateArray());
         Assert.Equal(("GET /api/patients/audit-p4/alerts/stream", 403, "denied"), (denied.GetProperty("action").GetString(), denied.GetProperty("status").GetInt32(), denied.GetProperty("outcome").GetString()));
+
+        // Reading a patient's accesses is an access to their record: the admin's look at audit-p4's is recorded.
+        var looked = (await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?patientId=audit-p4")).EnumerateArray().First();
+        Assert.Equal(("GET /api/audit?patientId=audit-p4", "admin", 200), (looked.GetProperty("action").GetString(), looked.GetProperty("role").GetString(), looked.GetProperty("status").GetInt32()));
     }
 
     [Fact]
@@ -130,7 +134,8 @@ public sealed class AuditTests
 
         export.Dispose();
         await Task.Delay(500);
-        Assert.Single((await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?patientId=audit-p5")).EnumerateArray());
+        Assert.Single((await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?patientId=audit-p5")).EnumerateArray(),
+            record => record.GetProperty("action").GetString()!.Contains("/export.csv?", StringComparison.Ordinal));
 
         // A client that hangs up before any answer begins (the export of minute windows writes nothing until it has
         // read them all): the read it asked for is recorded all the same, as abandoned. Its hang-up may come before the

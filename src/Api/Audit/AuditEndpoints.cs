@@ -11,15 +11,16 @@ public static class AuditEndpoints
 
     public static IEndpointRouteBuilder MapAuditEndpoints(this IEndpointRouteBuilder routes)
     {
+        // Audited as any read of patient data: who looked at whose accesses is itself an access to that patient's record.
         var audit = routes.MapGroup("/api/audit").RequireAuthorization(TelemetryAuthentication.AdminPolicy).RequireRateLimiting(TelemetryAuthentication.ApiRateLimit)
-            .AddEndpointFilter<RouteGroupBuilder, Hosting.UnboundArgumentsFilter>().WithTags("Access");
+            .Audited().WithTags("Access");
         audit.MapGet("/", ListAsync).WithSummary("Accesses to patients' records, newest first");
         audit.MapGet("/verify", (AuditLog log) => Task.Run(() => TypedResults.Ok(log.Verify())))
             .WithSummary("Checks every record's hash and link; says where the chain first breaks");
         return routes;
     }
 
-    private static async Task<IResult> ListAsync(string? patientId, string? actor, DateTimeOffset? from, DateTimeOffset? to, int? limit, long? before, AuditLog log)
+    private static async Task<IResult> ListAsync(string? patientId, string? actor, DateTimeOffset? from, DateTimeOffset? to, int? limit, long? before, AuditLog log, HttpContext context)
     {
         if (before is <= 0)
         {
@@ -34,6 +35,11 @@ public static class AuditEndpoints
         if (limit is < 1 or > MaxListed)
         {
             return Invalid("limit", $"1 to {MaxListed}");
+        }
+
+        if (patientId is not null)
+        {
+            AuditFilter.ReadsPatient(context, patientId);
         }
 
         return TypedResults.Ok(await Task.Run(() => log.Query(patientId, actor, from, to, limit ?? 100, before)));
