@@ -217,6 +217,7 @@ public sealed class LimitsTests(LimitsTests.LimitedServer fixture) : IClassFixtu
         await using var server = await TelemetryServer.StartNewAsync(new Dictionary<string, string> { ["Telemetry__Server__MaxConnections"] = "4" });
         var sockets = new List<TcpClient>();
         var closed = 0;
+        bool httpRefused;
         try
         {
             for (var i = 0; i < 8; i++)
@@ -242,6 +243,10 @@ public sealed class LimitsTests(LimitsTests.LimitedServer fixture) : IClassFixtu
                     closed++;
                 }
             }
+
+            // The limit is the server's, over every listener: with it held over MQTT, a new HTTP connection is closed too.
+            using var other = new HttpClient { BaseAddress = server.Http.BaseAddress, Timeout = TimeSpan.FromSeconds(5) };
+            httpRefused = await Record.ExceptionAsync(() => other.GetAsync("/healthz")) is HttpRequestException;
         }
         finally
         {
@@ -250,8 +255,22 @@ public sealed class LimitsTests(LimitsTests.LimitedServer fixture) : IClassFixtu
 
         // Four at most are held (the test's own HTTP connection may be one of them).
         Assert.InRange(closed, 4, 8);
-        var metrics = await Eventually.ReadAsync(() => server.Http.GetStringAsync("/metrics"), text => text.Contains("kestrel_rejected_connections", StringComparison.Ordinal));
-        Assert.Matches(@"kestrel_rejected_connections\S*\{[^}]*\} [1-9]", metrics);
+        Assert.True(httpRefused, "an HTTP connection was taken while MQTT connections held the server's limit");
+        var metrics = await Eventually.ReadAsync(MetricsAsync, text => text.Contains("telemetry_connections_rejected", StringComparison.Ordinal));
+        Assert.Matches(@"telemetry_connections_rejected_total\S*\{[^}]*\} ([5-9]|\d\d+)\n", metrics);
+
+        // Read once the closed sockets have left the count.
+        async Task<string> MetricsAsync()
+        {
+            try
+            {
+                return await server.Http.GetStringAsync("/metrics");
+            }
+            catch (HttpRequestException)
+            {
+                return string.Empty;
+            }
+        }
     }
 
     /// <summary>A server with small limits, so tests reach them quickly.</summary>

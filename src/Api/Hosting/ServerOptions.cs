@@ -39,7 +39,7 @@ public sealed class ServerOptions : IValidatableObject
 
     /// <summary>
     /// Connections the server holds open at once, over every listener (devices' MQTT and gRPC, people's HTTP). Beyond it
-    /// a new connection is closed at once, and counted in <c>kestrel_rejected_connections_total</c>. An idle MQTT
+    /// a new connection is closed at once, and counted in <c>telemetry_connections_rejected_total</c> (see <see cref="ConnectionLimit"/>). An idle MQTT
     /// connection costs the server a few KB; the machine's open-file limit must allow this many too.
     /// </summary>
     [Range(1, 10_000_000)]

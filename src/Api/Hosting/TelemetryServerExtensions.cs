@@ -53,7 +53,13 @@ public static partial class TelemetryServerExtensions
         var hostsMqtt = builder.Configuration.GetSection(ExternalBrokerOptions.Section).Get<ExternalBrokerOptions>() is not { Enabled: true };
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
-            kestrel.Limits.MaxConcurrentConnections = server.MaxConnections;
+            // One limit over every listener (ConnectionLimit), instead of Kestrel's, which each listener counts apart.
+            var limit = new ConnectionLimit(server.MaxConnections, kestrel.ApplicationServices.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>());
+            void Listen(string address, int port, Action<ListenOptions> configure) => ListenOn(kestrel, address, port, listen =>
+            {
+                listen.Use(limit.Wrap);
+                configure(listen);
+            });
 
             // What an HTTP/2 connection may send that the server has not read: Kestrel's windows (1 MiB a connection,
             // 768 KiB a stream by default) let every device's connection fill that much while its stream is held back
@@ -61,21 +67,21 @@ public static partial class TelemetryServerExtensions
             // still carries a stream of about 130,000 readings a second over a 100 ms round trip.
             kestrel.Limits.Http2.InitialConnectionWindowSize = Http2WindowBytes;
             kestrel.Limits.Http2.InitialStreamWindowSize = Http2WindowBytes;
-            Listen(kestrel, server.ListenAddress, server.HttpPort, listen => listen.Protocols = HttpProtocols.Http1);
-            Listen(kestrel, server.ListenAddress, server.GrpcPort, listen => listen.Protocols = HttpProtocols.Http2);
-            Listen(kestrel, server.ListenAddress, hostsMqtt ? server.MqttPort : 0, UseMqtt);
+            Listen(server.ListenAddress, server.HttpPort, listen => listen.Protocols = HttpProtocols.Http1);
+            Listen(server.ListenAddress, server.GrpcPort, listen => listen.Protocols = HttpProtocols.Http2);
+            Listen(server.ListenAddress, hostsMqtt ? server.MqttPort : 0, UseMqtt);
             if (!tls.Enabled)
             {
                 return;
             }
 
             var serverTls = kestrel.ApplicationServices.GetRequiredService<ServerTls>();
-            Listen(kestrel, server.ListenAddress, server.HttpsPort, listen =>
+            Listen(server.ListenAddress, server.HttpsPort, listen =>
             {
                 listen.Protocols = HttpProtocols.Http1AndHttp2;
                 listen.UseHttps(serverTls.Https());
             });
-            Listen(kestrel, server.ListenAddress, hostsMqtt ? server.MqttTlsPort : 0, listen =>
+            Listen(server.ListenAddress, hostsMqtt ? server.MqttTlsPort : 0, listen =>
             {
                 var instruments = listen.ApplicationServices.GetRequiredService<IngestInstruments>();
                 listen.UseHttps(serverTls.Mqtt(
@@ -276,7 +282,7 @@ public static partial class TelemetryServerExtensions
         listen.UseMqtt();
     }
 
-    private static void Listen(KestrelServerOptions kestrel, string address, int port, Action<ListenOptions> configure)
+    private static void ListenOn(KestrelServerOptions kestrel, string address, int port, Action<ListenOptions> configure)
     {
         if (port == 0)
         {
