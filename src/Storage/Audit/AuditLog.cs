@@ -184,12 +184,16 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
     /// Checks the whole chain across every file: every record exactly as it is on disk, its hash, its link and its
     /// sequence number. A line that is not a record, followed by one that links to the record before it, was torn by a
     /// power cut and never joined the chain: it is listed, not counted as a break. The answer ends with the newest
-    /// record's hash, to keep elsewhere: truncating the newest records is found only against such a copy.
+    /// record's hash, to keep elsewhere: truncating the newest records is found only against such a copy. The chain is
+    /// checked from the first record of the oldest file here: when older days' files were archived, that record's
+    /// number is past 1, and the answer names it and the hash it links to, to match against the archive's last record.
     /// </summary>
     public AuditVerification Verify()
     {
         var previous = Genesis;
         long records = 0;
+        long? firstSeq = null;
+        var anchor = Genesis;
         var torn = new List<string>();
         (string File, long Line)? damaged = null;
         foreach (var segment in Segments())
@@ -225,7 +229,15 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
                     continue;
                 }
 
-                var links = record.Seq == records + 1 && record.Previous == previous
+                if (firstSeq is null)
+                {
+                    // The log's first record links to the genesis hash; a later one, where older files were archived,
+                    // is taken as where the chain here starts.
+                    firstSeq = record.Seq;
+                    previous = anchor = record.Seq > 1 ? record.Previous : Genesis;
+                }
+
+                var links = record.Seq == firstSeq + records && record.Previous == previous
                     && Seal(record with { Hash = string.Empty }).Hash == record.Hash
                     && JsonSerializer.Serialize(record, TelemetryJson.Options) == text;
                 if (!links)
@@ -248,9 +260,9 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
             torn.Add($"{tail.File}:{tail.Line}");
         }
 
-        return new AuditVerification(true, records, null, null, previous, torn);
+        return new AuditVerification(true, records, null, null, previous, torn, firstSeq ?? 1, anchor);
 
-        AuditVerification Broken(string file, long line) => new(false, records, line, file, previous, torn);
+        AuditVerification Broken(string file, long line) => new(false, records, line, file, previous, torn, firstSeq ?? 1, anchor);
     }
 
     public Task StartAsync(CancellationToken cancellationToken)
@@ -484,6 +496,8 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
 
 /// <summary>
 /// The result of checking the audit chain: whether it is intact, how many records were good, where it first breaks
-/// (the file and its line), the hash of the last good record, and the lines torn by a power cut (<c>file:line</c>).
+/// (the file and its line), the hash of the last good record, the lines torn by a power cut (<c>file:line</c>), and
+/// where the chain checked starts: the first record's number (1, unless older days' files were archived) and the hash
+/// it links to.
 /// </summary>
-public sealed record AuditVerification(bool Intact, long Records, long? FirstBrokenLine, string? File, string LastHash, IReadOnlyList<string> Torn);
+public sealed record AuditVerification(bool Intact, long Records, long? FirstBrokenLine, string? File, string LastHash, IReadOnlyList<string> Torn, long FirstSeq, string AnchorHash);

@@ -103,6 +103,26 @@ public sealed class AuditLogTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Archiving_the_oldest_days_files_leaves_the_rest_verifiable_from_the_first_record_kept()
+    {
+        await WriteDaysAsync(3, perDay: 4);
+        var before = _log.Verify();
+        var lastArchived = Assert.Single(_log.Query(null, null, null, null, 9), record => record.Seq == 4);
+
+        File.Delete(Path.Combine(_directory.Path, "audit-2026-11-28.log"));
+        var verified = _log.Verify();
+
+        // Checked from record 5, which links to the archive's last record; a broken link after it is still found.
+        Assert.Equal((true, 1L, AuditLog.Genesis), (before.Intact, before.FirstSeq, before.AnchorHash));
+        Assert.Equal((true, 8L, 5L, lastArchived.Hash), (verified.Intact, verified.Records, verified.FirstSeq, verified.AnchorHash));
+        await _log.DisposeAsync();
+        var path = Path.Combine(_directory.Path, "audit-2026-11-29.log");
+        File.WriteAllLines(path, File.ReadAllLines(path).Where((_, i) => i != 1));
+        var altered = _log.Verify();
+        Assert.Equal((false, "audit-2026-11-29.log", 2L, 5L), (altered.Intact, altered.File, altered.FirstBrokenLine, altered.FirstSeq));
+    }
+
+    [Fact]
     public async Task A_record_torn_by_a_power_cut_is_listed_and_the_chain_goes_on_after_it()
     {
         await WriteDaysAsync(1, perDay: 2);
