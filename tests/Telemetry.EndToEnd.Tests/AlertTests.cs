@@ -335,6 +335,13 @@ public sealed partial class AlertTests
         Assert.Equal(start.AddMinutes(31), dip.GetProperty("triggeredAt").GetDateTimeOffset());
         Assert.Equal("cleared", dip.GetProperty("status").GetString());
         Assert.Empty((await server.Http.GetFromJsonAsync<JsonElement>("/api/patients/p-rules/alerts")).EnumerateArray());
+
+        // A replay reads raw readings, so over 7 days at most, as any read of them.
+        using var tooLong = await server.Http.PostAsync("/api/patients/p-rules/alert-rules/replay", Json($$"""
+            {"template":"adult-default","from":"{{start.AddDays(-8):O}}","to":"{{start:O}}"}
+            """));
+        Assert.Equal(HttpStatusCode.BadRequest, tooLong.StatusCode);
+        Assert.Contains("at most 7 days", await tooLong.Content.ReadAsStringAsync(), StringComparison.Ordinal);
     }
 
     [Fact]

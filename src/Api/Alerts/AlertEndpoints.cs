@@ -22,7 +22,11 @@ public static class AlertEndpoints
     /// <summary>Open alerts read at most to order a list of them by priority (a patient holds at most 64 open).</summary>
     private const int MaxOpenConsidered = 10_000;
     public const int MaxReplayReadings = 500_000;
-    public static readonly TimeSpan MaxReplayRange = TimeSpan.FromDays(31);
+    /// <summary>
+    /// The longest range a replay reads, as any read of raw readings (<see cref="Trends.TrendReader.MaxRawRange"/>): each
+    /// vital's read scans every patient's readings in the range, so a month would cost a month's scan per vital.
+    /// </summary>
+    public static readonly TimeSpan MaxReplayRange = Trends.TrendReader.MaxRawRange;
     public static readonly TimeSpan MaxSnooze = TimeSpan.FromHours(24);
 
     public static IEndpointRouteBuilder MapAlertEndpoints(this IEndpointRouteBuilder routes)
