@@ -26,7 +26,7 @@ internal sealed class FluxSeriesReader(InfluxDBClient client, string bucket, str
         [.. (await QueryAsync(FluxQueries.Existing(bucket, measurement, patientId, deviceId, kinds, fromMs, toMs), cancellationToken))
             .Select(ToStoredReading).OfType<StoredReading>().Select(reading => (reading.Kind, reading.TimestampMs))];
 
-    public async Task<IReadOnlyList<string>?> SettingsProblemsAsync(TimeSpan backfillHorizon, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<string>?> SettingsProblemsAsync(TimeSpan backfillHorizon, TimeSpan? rollupsKept, CancellationToken cancellationToken)
     {
         Bucket? found;
         try
@@ -45,11 +45,26 @@ internal sealed class FluxSeriesReader(InfluxDBClient client, string bucket, str
         }
 
         var keepsSeconds = found.RetentionRules?.Where(rule => rule.EverySeconds > 0).Select(rule => rule.EverySeconds).DefaultIfEmpty(0).Min() ?? 0;
-        var needed = backfillHorizon + TimeSpan.FromDays(1);
-        return keepsSeconds > 0 && TimeSpan.FromSeconds(keepsSeconds) < needed
-            ? [string.Create(CultureInfo.InvariantCulture,
-                $"InfluxDB bucket {bucket} keeps points for {TimeSpan.FromSeconds(keepsSeconds).TotalDays:0.##} days, less than Telemetry:Ingest:BackfillHorizon ({backfillHorizon.TotalDays:0.##} days) and a day: a commit holding a reading older than the bucket keeps is refused whole, and its devices are not acknowledged; lengthen the bucket's retention or shorten the horizon")]
-            : [];
+        if (keepsSeconds == 0)
+        {
+            return [];
+        }
+
+        var keeps = TimeSpan.FromSeconds(keepsSeconds);
+        var problems = new List<string>();
+        if (keeps < backfillHorizon + TimeSpan.FromDays(1))
+        {
+            problems.Add(string.Create(CultureInfo.InvariantCulture,
+                $"InfluxDB bucket {bucket} keeps points for {keeps.TotalDays:0.##} days, less than Telemetry:Ingest:BackfillHorizon ({backfillHorizon.TotalDays:0.##} days) and a day: a commit holding a reading older than the bucket keeps is refused whole, and its devices are not acknowledged; lengthen the bucket's retention or shorten the horizon"));
+        }
+
+        if (rollupsKept is { } kept && keeps < kept)
+        {
+            problems.Add(string.Create(CultureInfo.InvariantCulture,
+                $"InfluxDB bucket {bucket} keeps points for {keeps.TotalDays:0.##} days, less than the rollups in it are to be kept (Telemetry:Retention:DayRollupDays: {(kept == TimeSpan.MaxValue ? "for good" : $"{kept.TotalDays:0.##} days")}): the bucket deletes older windows, and the long trends and daily summaries with them; lengthen the bucket's retention (0: for good), or shorten the rollups'"));
+        }
+
+        return problems;
     }
 
     /// <summary>InfluxDB cannot be asked to: a read waits out <see cref="SeriesServerOptions.ReadableAfter"/>.</summary>

@@ -27,7 +27,7 @@ internal interface ISeriesReader : IDisposable
     /// What in the server's own settings would refuse, drop or double readings this server acknowledges (see
     /// <see cref="SeriesBackend.SettingsProblemsAsync"/>): empty when nothing, null when they could not be read.
     /// </summary>
-    Task<IReadOnlyList<string>?> SettingsProblemsAsync(TimeSpan backfillHorizon, CancellationToken cancellationToken);
+    Task<IReadOnlyList<string>?> SettingsProblemsAsync(TimeSpan backfillHorizon, TimeSpan? rollupsKept, CancellationToken cancellationToken);
 
     Task<IReadOnlyList<QuarantinedReading>> ReadQuarantineAsync(string deviceId, int limit, CancellationToken cancellationToken);
 

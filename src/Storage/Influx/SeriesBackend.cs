@@ -44,11 +44,13 @@ public sealed class SeriesBackend : IDisposable
     /// <paramref name="backfillHorizon"/> old: an InfluxDB bucket that keeps points for less than that and a day (a
     /// commit holding an older reading is refused whole); a VictoriaMetrics that keeps samples for less (it answers 204
     /// and drops them), or that deduplicates not to the millisecond (a reading written twice kept twice, or a device's
-    /// readings closer together than its interval dropped). Empty when nothing; null when the settings could not be
-    /// read (the server away, or its token or setup not letting them be read).
+    /// readings closer together than its interval dropped); and an InfluxDB bucket that keeps points for less than the
+    /// rollups in it are to be kept (<paramref name="rollupsKept"/>: null when they are elsewhere, <see cref="TimeSpan.MaxValue"/>
+    /// for good; VictoriaMetrics keeps everything for its own period). Empty when nothing; null when the settings could
+    /// not be read (the server away, or its token or setup not letting them be read).
     /// </summary>
-    public Task<IReadOnlyList<string>?> SettingsProblemsAsync(TimeSpan backfillHorizon, CancellationToken cancellationToken) =>
-        Reader.SettingsProblemsAsync(backfillHorizon, cancellationToken);
+    public Task<IReadOnlyList<string>?> SettingsProblemsAsync(TimeSpan backfillHorizon, TimeSpan? rollupsKept, CancellationToken cancellationToken) =>
+        Reader.SettingsProblemsAsync(backfillHorizon, rollupsKept, cancellationToken);
 
     /// <summary>Where the series are, for health reports and logs (no secrets).</summary>
     public string Description { get; }

@@ -61,7 +61,8 @@ internal sealed partial class VictoriaMetricsSeriesReader : ISeriesReader
         }
     }
 
-    public async Task<IReadOnlyList<string>?> SettingsProblemsAsync(TimeSpan backfillHorizon, CancellationToken cancellationToken)
+    // The rollups' retention is not VictoriaMetrics': it keeps everything for its own -retentionPeriod (see the README).
+    public async Task<IReadOnlyList<string>?> SettingsProblemsAsync(TimeSpan backfillHorizon, TimeSpan? rollupsKept, CancellationToken cancellationToken)
     {
         // The server's flags are among its own metrics: flag{name="retentionPeriod", value="1", is_set="false"} 1.
         var flags = new Dictionary<string, string>(StringComparer.Ordinal);

@@ -32,14 +32,32 @@ public sealed class FluxReadTests : IDisposable
         _server.Then(200, """{"buckets":[{"id":"b1","name":"vitals","orgID":"o1","retentionRules":[{"type":"expire","everySeconds":604800}]}]}""");
         _server.Then(200, """{"buckets":[{"id":"b1","name":"vitals","orgID":"o1","retentionRules":[{"type":"expire","everySeconds":0}]}]}""");
 
-        var problem = Assert.Single(await _file.Backend.SettingsProblemsAsync(TimeSpan.FromDays(30), CancellationToken.None) ?? []);
-        var forever = await _file.Backend.SettingsProblemsAsync(TimeSpan.FromDays(30), CancellationToken.None);
+        var problem = Assert.Single(await _file.Backend.SettingsProblemsAsync(TimeSpan.FromDays(30), rollupsKept: null, CancellationToken.None) ?? []);
+        var forever = await _file.Backend.SettingsProblemsAsync(TimeSpan.FromDays(30), rollupsKept: null, CancellationToken.None);
 
         Assert.Contains("bucket vitals keeps points for 7 days", problem, StringComparison.Ordinal);
         Assert.Equal("/api/v2/buckets", _server.Requests.First().Path);
         Assert.Contains("name=vitals", _server.Requests.First().Query, StringComparison.Ordinal);
         Assert.NotNull(forever);
         Assert.Empty(forever);
+    }
+
+    [Fact]
+    public async Task A_bucket_keeping_points_for_less_than_its_rollups_are_kept_is_named()
+    {
+        // 90 days, as RawDays: enough for the horizon, not for day windows kept for good or for a year.
+        const string NinetyDays = """{"buckets":[{"id":"b1","name":"vitals","orgID":"o1","retentionRules":[{"type":"expire","everySeconds":7776000}]}]}""";
+        _server.Then(200, NinetyDays);
+        _server.Then(200, NinetyDays);
+        _server.Then(200, NinetyDays);
+
+        var forGood = Assert.Single(await _file.Backend.SettingsProblemsAsync(TimeSpan.FromDays(30), TimeSpan.MaxValue, CancellationToken.None) ?? []);
+        var aYear = Assert.Single(await _file.Backend.SettingsProblemsAsync(TimeSpan.FromDays(30), TimeSpan.FromDays(365), CancellationToken.None) ?? []);
+        var elsewhere = await _file.Backend.SettingsProblemsAsync(TimeSpan.FromDays(30), rollupsKept: null, CancellationToken.None);
+
+        Assert.Contains("keeps points for 90 days, less than the rollups in it are to be kept (Telemetry:Retention:DayRollupDays: for good)", forGood, StringComparison.Ordinal);
+        Assert.Contains("(Telemetry:Retention:DayRollupDays: 365 days)", aYear, StringComparison.Ordinal);
+        Assert.Equal([], elsewhere);
     }
 
     [Fact]

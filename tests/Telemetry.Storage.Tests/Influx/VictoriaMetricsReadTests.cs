@@ -32,7 +32,7 @@ public sealed class VictoriaMetricsReadTests : IAsyncLifetime
     [Fact]
     public async Task Settings_that_keep_every_reading_once_are_no_problem()
     {
-        Assert.Empty(await _file.Backend.SettingsProblemsAsync(TimeSpan.FromDays(30), CancellationToken.None) ?? ["could not be read"]);
+        Assert.Empty(await _file.Backend.SettingsProblemsAsync(TimeSpan.FromDays(30), rollupsKept: null, CancellationToken.None) ?? ["could not be read"]);
     }
 
     [Fact]
@@ -42,13 +42,13 @@ public sealed class VictoriaMetricsReadTests : IAsyncLifetime
         await using var defaults = await VictoriaMetrics.StartNewAsync(retentionPeriod: "1", dedupInterval: null);
         using var file = InfluxStoreFile.ForVictoriaMetrics(defaults.Url);
 
-        var problems = await file.Backend.SettingsProblemsAsync(TimeSpan.FromDays(45), CancellationToken.None);
+        var problems = await file.Backend.SettingsProblemsAsync(TimeSpan.FromDays(45), rollupsKept: null, CancellationToken.None);
 
         Assert.NotNull(problems);
         Assert.Equal(2, problems.Count);
         Assert.Contains("keeps samples for 31 days (-retentionPeriod=1)", problems[0], StringComparison.Ordinal);
         Assert.Contains("does not deduplicate", problems[1], StringComparison.Ordinal);
-        Assert.Single(await file.Backend.SettingsProblemsAsync(TimeSpan.FromDays(30), CancellationToken.None) ?? []);
+        Assert.Single(await file.Backend.SettingsProblemsAsync(TimeSpan.FromDays(30), rollupsKept: null, CancellationToken.None) ?? []);
     }
 
     [Fact]
@@ -57,7 +57,7 @@ public sealed class VictoriaMetricsReadTests : IAsyncLifetime
         await using var coarse = await VictoriaMetrics.StartNewAsync(dedupInterval: "1m");
         using var file = InfluxStoreFile.ForVictoriaMetrics(coarse.Url);
 
-        var problem = Assert.Single(await file.Backend.SettingsProblemsAsync(TimeSpan.FromDays(30), CancellationToken.None) ?? []);
+        var problem = Assert.Single(await file.Backend.SettingsProblemsAsync(TimeSpan.FromDays(30), rollupsKept: null, CancellationToken.None) ?? []);
         Assert.Contains("one sample per series in each 1m", problem, StringComparison.Ordinal);
     }
 
