@@ -88,6 +88,11 @@ public sealed class PatientGrainDayTests(ClusterFixture fixture) : IClassFixture
             live.Vitals.Select(vital => (vital.Kind, vital.Value, vital.TimestampMs)));
         var minute = live.Vitals[1].CurrentMinute;
         Assert.Equal((_base + 60_000, 1L, 80.5), (minute.StartMs, minute.Count, minute.Last));
+
+        // The phone then uploads a weighing of the day after (still before the days the grain rebuilt): the latest now.
+        await fixture.CommitAndApplyAsync(patient, new VitalReading(VitalKind.BodyWeight, _base + Day + 61_000, 80.1));
+        var later = await fixture.Patient(patient).GetLiveAsync();
+        Assert.Equal((80.1, _base + Day + 61_000), (later.Vitals[1].Value, later.Vitals[1].TimestampMs));
     }
 
     [Fact]

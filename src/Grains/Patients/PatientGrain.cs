@@ -64,10 +64,14 @@ public sealed partial class PatientGrain(
     private long _rebuiltThroughCommit;
     private long _rebuiltFromMs = long.MaxValue;
 
-    // The latest reading of each vital last seen before the days the activation rebuilt (a weekly cuff, a scale), read
-    // from the rollups when the live view is first asked for (most grains are never asked); null until then, and again
-    // when a reading from before those days comes.
-    private LiveVital[]? _earlier;
+    // The latest reading of each vital last seen before the days the activation rebuilt (a weekly cuff, a scale): the
+    // read of the rollups, made when the live view is first asked for (most grains are never asked) and shared by the
+    // callers while it runs; null until then, and again after a rebuild, which moves those days on.
+    private Task<LiveVital[]>? _earlier;
+
+    // The latest reading of each vital handed in from before the rebuilt days (a backfill), newer than the rollups the
+    // read above may have found: made when the first such reading comes.
+    private Dictionary<VitalKind, VitalReading>? _lateLatest;
 
     // With a store that shows a commit a piece at a time: per vital, the times of the readings the rebuild read in the
     // vital's last minute (read on their own, see ReadLastMinutesAsync), while that minute is still open. A reading of
@@ -196,6 +200,7 @@ public sealed partial class PatientGrain(
         _applied.Clear();
         _rebuiltThroughCommit = minutes.HighestCommitId;
         _rebuiltFromMs = rebuildFrom;
+        _earlier = null;
         _checkpointedBeforeMs = today;
         _vitals = [.. minutes.Windows.GroupBy(window => window.Kind).Select(group =>
             VitalWindows.Rebuild(group.Key, [.. group.Select(window => window.Window).OrderBy(window => window.StartMs)], this))];
@@ -359,7 +364,7 @@ public sealed partial class PatientGrain(
             if (reading.TimestampMs < _rebuiltFromMs)
             {
                 (_late ??= []).Add((reading.Kind, Resolution.Minute.WindowStart(reading.TimestampMs)));
-                _earlier = null;
+                NoteLate(reading);
                 continue;
             }
 
@@ -696,14 +701,56 @@ public sealed partial class PatientGrain(
     public async Task<LiveSnapshot> GetLiveAsync()
     {
         // The grain holds yesterday's and today's readings; a vital last seen before them is still the patient's latest.
-        var earlier = _earlier ??= await ReadEarlierAsync();
+        var read = _earlier ??= ReadEarlierAsync();
+        LiveVital[] earlier;
+        try
+        {
+            earlier = await read;
+        }
+        catch (Exception exception)
+        {
+            // Answered without them this time (the grain's own vitals are the live part); the next view reads again.
+            if (ReferenceEquals(_earlier, read))
+            {
+                _earlier = null;
+            }
+
+            LogEarlierUnread(logger, exception, PatientId);
+            earlier = [];
+        }
+
+        var older = new Dictionary<VitalKind, LiveVital>();
+        foreach (var vital in earlier)
+        {
+            older[vital.Kind] = vital;
+        }
+
+        foreach (var (kind, reading) in _lateLatest ?? [])
+        {
+            if (!older.TryGetValue(kind, out var found) || found.TimestampMs < reading.TimestampMs)
+            {
+                var minuteStartMs = Resolution.Minute.WindowStart(reading.TimestampMs);
+                older[kind] = new LiveVital(kind, reading.Value, reading.TimestampMs, RollupWindow.Of(minuteStartMs, reading.TimestampMs, reading.Value));
+            }
+        }
+
         var vitals = _vitals
             .Where(windows => windows.LatestMs != long.MinValue)
             .Select(windows => new LiveVital(windows.Kind, windows.LatestValue, windows.LatestMs, windows.Minute))
-            .Concat(earlier.Where(vital => Find(vital.Kind) is not { LatestMs: not long.MinValue }))
+            .Concat(older.Values.Where(vital => Find(vital.Kind) is not { LatestMs: not long.MinValue }))
             .OrderBy(vital => vital.Kind)
             .ToArray();
         return new LiveSnapshot(PatientId, vitals);
+    }
+
+    /// <summary>Keeps a reading from before the rebuilt days as its vital's latest of them, if it is.</summary>
+    private void NoteLate(VitalReading reading)
+    {
+        _lateLatest ??= [];
+        if (!_lateLatest.TryGetValue(reading.Kind, out var latest) || latest.TimestampMs < reading.TimestampMs)
+        {
+            _lateLatest[reading.Kind] = reading;
+        }
     }
 
     /// <summary>
@@ -1252,6 +1299,9 @@ public sealed partial class PatientGrain(
 
     [LoggerMessage(EventId = 2004, Level = LogLevel.Warning, Message = "The alert timer of patient {PatientId} failed; it runs again shortly")]
     private static partial void LogAlertTimerFailed(ILogger logger, Exception exception, string patientId);
+
+    [LoggerMessage(EventId = 2006, Level = LogLevel.Warning, Message = "The live view of patient {PatientId} is shown without the vitals last seen before yesterday: the rollups could not be read")]
+    private static partial void LogEarlierUnread(ILogger logger, Exception exception, string patientId);
 
     [LoggerMessage(EventId = 2005, Level = LogLevel.Warning, Message = "Patient {PatientId} deactivates with alert events already handed on still in its written state; its next activation hands them on again")]
     private static partial void LogHandedOnEventsKept(ILogger logger, Exception exception, string patientId);

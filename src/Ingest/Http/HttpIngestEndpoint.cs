@@ -66,14 +66,14 @@ public sealed class HttpIngestEndpoint(
 
         if (!string.Equals(identity.DeviceId, deviceId, StringComparison.Ordinal))
         {
-            Refused(identity, "forbidden", $"an upload to another device's path ({deviceId})");
+            Refused(identity, "forbidden", $"an upload to another device's path ({Clip(deviceId)})");
             return Problem(StatusCodes.Status403Forbidden, "Forbidden", "A device uploads only its own readings.");
         }
 
         // The format first: an upload refused for it reads nothing, and takes nothing from the device's allowance.
         if (FormatOf(request.ContentType) is not { } format)
         {
-            Refused(identity, "unsupported_media_type", $"an upload of content type '{request.ContentType}'");
+            Refused(identity, "unsupported_media_type", $"an upload of content type '{Clip(request.ContentType)}'");
             return Problem(StatusCodes.Status415UnsupportedMediaType, "Unsupported media type",
                 "Send application/senml+json, application/json, application/x-ndjson or application/x-protobuf (length-delimited VitalBatch messages).");
         }
@@ -82,7 +82,7 @@ public sealed class HttpIngestEndpoint(
         // counted as rejected readings under a 200.
         if (CodingOf(request.Headers.ContentEncoding.ToString()) is not { } gzip)
         {
-            Refused(identity, "unsupported_encoding", $"an upload with Content-Encoding '{request.Headers.ContentEncoding}'");
+            Refused(identity, "unsupported_encoding", $"an upload with Content-Encoding '{Clip(request.Headers.ContentEncoding.ToString())}'");
             context.Response.Headers.AcceptEncoding = "gzip";
             return Problem(StatusCodes.Status415UnsupportedMediaType, "Unsupported content encoding",
                 "Send the body as it is or gzip-compressed (Content-Encoding: gzip).");
@@ -221,6 +221,9 @@ public sealed class HttpIngestEndpoint(
         batch.Reset();
         upload.Parts++;
     }
+
+    /// <summary>What a device sent, cut short for its reject log, which keeps a bounded number of entries of any length.</summary>
+    private static string Clip(string? sent) => sent is { Length: > 64 } ? string.Concat(sent.AsSpan(0, 64), "…") : sent ?? string.Empty;
 
     private void Refused(DeviceIdentity device, string reason, string description)
     {

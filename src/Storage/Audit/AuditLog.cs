@@ -26,6 +26,12 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
     /// <summary>The single file of earlier versions, read as the oldest part of the chain.</summary>
     public const string LegacyFileName = "audit.log";
     public const string Genesis = "0000000000000000000000000000000000000000000000000000000000000000";
+
+    /// <summary>
+    /// The file, beside the audit files, in which whoever archives the oldest days' files writes the hash of the last
+    /// record archived: the chain left then starts from it.
+    /// </summary>
+    public const string AnchorFileName = "audit-archived-through";
     public static readonly TimeSpan SyncInterval = TimeSpan.FromMilliseconds(100);
 
     private const string SegmentPrefix = "audit-";
@@ -184,9 +190,10 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
     /// Checks the whole chain across every file: every record exactly as it is on disk, its hash, its link and its
     /// sequence number. A line that is not a record, followed by one that links to the record before it, was torn by a
     /// power cut and never joined the chain: it is listed, not counted as a break. The answer ends with the newest
-    /// record's hash, to keep elsewhere: truncating the newest records is found only against such a copy. The chain is
-    /// checked from the first record of the oldest file here: when older days' files were archived, that record's
-    /// number is past 1, and the answer names it and the hash it links to, to match against the archive's last record.
+    /// record's hash, to keep elsewhere: truncating the newest records is found only against such a copy. The chain starts
+    /// at the genesis hash, or, once the oldest days' files are archived, at the hash of the last record archived, which
+    /// the archiver writes into <see cref="AnchorFileName"/>: a first record that links to neither is a break, so records
+    /// removed from the start of the log are found as those removed anywhere else.
     /// </summary>
     public AuditVerification Verify()
     {
@@ -232,9 +239,12 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
                 if (firstSeq is null)
                 {
                     // The log's first record links to the genesis hash; a later one, where older files were archived,
-                    // is taken as where the chain here starts.
+                    // to the hash the archiver declared.
                     firstSeq = record.Seq;
-                    previous = anchor = record.Seq > 1 ? record.Previous : Genesis;
+                    if (record.Seq > 1 && DeclaredAnchor() is { } declared)
+                    {
+                        previous = anchor = declared;
+                    }
                 }
 
                 var links = record.Seq == firstSeq + records && record.Previous == previous
@@ -263,6 +273,13 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
         return new AuditVerification(true, records, null, null, previous, torn, firstSeq ?? 1, anchor);
 
         AuditVerification Broken(string file, long line) => new(false, records, line, file, previous, torn, firstSeq ?? 1, anchor);
+    }
+
+    /// <summary>The hash the archiver declared the chain left starts from; null when none was.</summary>
+    private string? DeclaredAnchor()
+    {
+        var path = Path.Combine(Directory, AnchorFileName);
+        return File.Exists(path) ? File.ReadAllText(path).Trim() : null;
     }
 
     public Task StartAsync(CancellationToken cancellationToken)
@@ -498,6 +515,6 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
 /// The result of checking the audit chain: whether it is intact, how many records were good, where it first breaks
 /// (the file and its line), the hash of the last good record, the lines torn by a power cut (<c>file:line</c>), and
 /// where the chain checked starts: the first record's number (1, unless older days' files were archived) and the hash
-/// it links to.
+/// it links to (the genesis hash, or the one declared archived through).
 /// </summary>
 public sealed record AuditVerification(bool Intact, long Records, long? FirstBrokenLine, string? File, string LastHash, IReadOnlyList<string> Torn, long FirstSeq, string AnchorHash);

@@ -44,9 +44,9 @@ public sealed class SeriesBackend : IDisposable
     /// <paramref name="backfillHorizon"/> old: an InfluxDB bucket that keeps points for less than that and a day (a
     /// commit holding an older reading is refused whole); a VictoriaMetrics that keeps samples for less (it answers 204
     /// and drops them), or that deduplicates not to the millisecond (a reading written twice kept twice, or a device's
-    /// readings closer together than its interval dropped); and an InfluxDB bucket that keeps points for less than the
-    /// rollups in it are to be kept (<paramref name="rollupsKept"/>: null when they are elsewhere, <see cref="TimeSpan.MaxValue"/>
-    /// for good; VictoriaMetrics keeps everything for its own period). Empty when nothing; null when the settings could
+    /// readings closer together than its interval dropped); and a server that keeps points for less than the rollups in
+    /// it are to be kept (<paramref name="rollupsKept"/>: null when they are elsewhere, <see cref="TimeSpan.MaxValue"/>
+    /// for good, which VictoriaMetrics' longest period, 100y, stands for). Empty when nothing; null when the settings could
     /// not be read (the server away, or its token or setup not letting them be read).
     /// </summary>
     public Task<IReadOnlyList<string>?> SettingsProblemsAsync(TimeSpan backfillHorizon, TimeSpan? rollupsKept, CancellationToken cancellationToken) =>

@@ -61,7 +61,6 @@ internal sealed partial class VictoriaMetricsSeriesReader : ISeriesReader
         }
     }
 
-    // The rollups' retention is not VictoriaMetrics': it keeps everything for its own -retentionPeriod (see the README).
     public async Task<IReadOnlyList<string>?> SettingsProblemsAsync(TimeSpan backfillHorizon, TimeSpan? rollupsKept, CancellationToken cancellationToken)
     {
         // The server's flags are among its own metrics: flag{name="retentionPeriod", value="1", is_set="false"} 1.
@@ -99,6 +98,15 @@ internal sealed partial class VictoriaMetricsSeriesReader : ISeriesReader
         {
             problems.Add(string.Create(CultureInfo.InvariantCulture,
                 $"VictoriaMetrics keeps samples for {keeps.TotalDays:0.##} days (-retentionPeriod={retention}), less than Telemetry:Ingest:BackfillHorizon ({backfillHorizon.TotalDays:0.##} days) and a day: it answers 204 for an older reading and drops it, so readings acknowledged are lost; run it with a longer -retentionPeriod"));
+        }
+
+        // Telemetry:Retention does not apply here: the rollups go when the samples do, at -retentionPeriod (at most 100y,
+        // which stands for good).
+        if (rollupsKept is { } kept && ParseFlagDuration(retention, bareUnit: TimeSpan.FromDays(31)) is { } keepsAll
+            && keepsAll < (kept == TimeSpan.MaxValue ? TimeSpan.FromDays(36_500) : kept))
+        {
+            problems.Add(string.Create(CultureInfo.InvariantCulture,
+                $"VictoriaMetrics keeps samples for {keepsAll.TotalDays:0.##} days (-retentionPeriod={retention}), less than the rollups in it are to be kept (Telemetry:Retention:DayRollupDays: {(kept == TimeSpan.MaxValue ? "for good" : $"{kept.TotalDays:0.##} days")}): older windows go with the samples, and the long trends and daily summaries with them; run it with a longer -retentionPeriod (100y for good)"));
         }
 
         var interval = ParseFlagDuration(dedup, bareUnit: TimeSpan.FromSeconds(1));

@@ -103,18 +103,26 @@ public sealed class AuditLogTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Archiving_the_oldest_days_files_leaves_the_rest_verifiable_from_the_first_record_kept()
+    public async Task Archiving_the_oldest_days_files_leaves_the_rest_verifiable_from_the_hash_declared_archived_through()
     {
         await WriteDaysAsync(3, perDay: 4);
         var before = _log.Verify();
         var lastArchived = Assert.Single(_log.Query(null, null, null, null, 9), record => record.Seq == 4);
 
+        // Removed with nothing declared, the first day is a break, as records removed anywhere else are.
         File.Delete(Path.Combine(_directory.Path, "audit-2026-11-28.log"));
+        var undeclared = _log.Verify();
+        File.WriteAllText(Path.Combine(_directory.Path, AuditLog.AnchorFileName), "0123" + lastArchived.Hash[4..] + "\n");
+        var misdeclared = _log.Verify();
+        File.WriteAllText(Path.Combine(_directory.Path, AuditLog.AnchorFileName), lastArchived.Hash + "\n");
         var verified = _log.Verify();
 
-        // Checked from record 5, which links to the archive's last record; a broken link after it is still found.
         Assert.Equal((true, 1L, AuditLog.Genesis), (before.Intact, before.FirstSeq, before.AnchorHash));
+        Assert.Equal((false, "audit-2026-11-29.log", 1L), (undeclared.Intact, undeclared.File, undeclared.FirstBrokenLine));
+        Assert.False(misdeclared.Intact);
         Assert.Equal((true, 8L, 5L, lastArchived.Hash), (verified.Intact, verified.Records, verified.FirstSeq, verified.AnchorHash));
+
+        // A broken link after the first record kept is still found.
         await _log.DisposeAsync();
         var path = Path.Combine(_directory.Path, "audit-2026-11-29.log");
         File.WriteAllLines(path, File.ReadAllLines(path).Where((_, i) => i != 1));

@@ -33,6 +33,9 @@ public sealed class VictoriaMetricsReadTests : IAsyncLifetime
     public async Task Settings_that_keep_every_reading_once_are_no_problem()
     {
         Assert.Empty(await _file.Backend.SettingsProblemsAsync(TimeSpan.FromDays(30), rollupsKept: null, CancellationToken.None) ?? ["could not be read"]);
+
+        // 100y, the longest VictoriaMetrics keeps, stands for good.
+        Assert.Empty(await _file.Backend.SettingsProblemsAsync(TimeSpan.FromDays(30), TimeSpan.MaxValue, CancellationToken.None) ?? ["could not be read"]);
     }
 
     [Fact]
@@ -49,6 +52,11 @@ public sealed class VictoriaMetricsReadTests : IAsyncLifetime
         Assert.Contains("keeps samples for 31 days (-retentionPeriod=1)", problems[0], StringComparison.Ordinal);
         Assert.Contains("does not deduplicate", problems[1], StringComparison.Ordinal);
         Assert.Single(await file.Backend.SettingsProblemsAsync(TimeSpan.FromDays(30), rollupsKept: null, CancellationToken.None) ?? []);
+
+        // With the rollups in it, kept for good by default: a month ends the long trends.
+        var withRollups = await file.Backend.SettingsProblemsAsync(TimeSpan.FromDays(30), TimeSpan.MaxValue, CancellationToken.None) ?? [];
+        Assert.Equal(2, withRollups.Count);
+        Assert.Contains("less than the rollups in it are to be kept (Telemetry:Retention:DayRollupDays: for good)", withRollups[0], StringComparison.Ordinal);
     }
 
     [Fact]

@@ -281,13 +281,9 @@ async function showPatient(patientId) {
     },
   }, stop.signal);
   // An alert raised, cleared or acknowledged while the page is open is listed (and marked on its chart) as it comes;
-  // on a reconnect the page is read again, so nothing raised meanwhile is missed.
-  let connected = false;
+  // each time the stream opens the page is read again, so nothing raised before it was following is missed.
   follow(`${base}/alerts/stream`, {
-    onOpen: () => {
-      if (connected) draw().catch(failed);
-      connected = true;
-    },
+    onOpen: () => draw().catch(failed),
     onEvent: () => draw().catch(failed),
   }, stop.signal);
   setInterval(() => {
