@@ -719,6 +719,14 @@ public sealed partial class PatientGrain(
             earlier = [];
         }
 
+        var vitals = _vitals
+            .Where(windows => windows.LatestMs != long.MinValue)
+            .Select(windows => new LiveVital(windows.Kind, windows.LatestValue, windows.LatestMs, windows.Minute));
+        if (earlier.Length == 0 && _lateLatest is null)
+        {
+            return new LiveSnapshot(PatientId, [.. vitals.OrderBy(vital => vital.Kind)]);
+        }
+
         var older = new Dictionary<VitalKind, LiveVital>();
         foreach (var vital in earlier)
         {
@@ -734,13 +742,9 @@ public sealed partial class PatientGrain(
             }
         }
 
-        var vitals = _vitals
-            .Where(windows => windows.LatestMs != long.MinValue)
-            .Select(windows => new LiveVital(windows.Kind, windows.LatestValue, windows.LatestMs, windows.Minute))
+        return new LiveSnapshot(PatientId, [.. vitals
             .Concat(older.Values.Where(vital => Find(vital.Kind) is not { LatestMs: not long.MinValue }))
-            .OrderBy(vital => vital.Kind)
-            .ToArray();
-        return new LiveSnapshot(PatientId, vitals);
+            .OrderBy(vital => vital.Kind)]);
     }
 
     /// <summary>Keeps a reading from before the rebuilt days as its vital's latest of them, if it is.</summary>
