@@ -24,9 +24,6 @@ public sealed class ConnectionLimit
             .CreateCounter<long>("telemetry.connections.rejected", "{connection}", "Connections closed as they came because the server held its limit of connections over every listener.");
     }
 
-    /// <summary>The connections held now.</summary>
-    public int Held => Volatile.Read(ref _held);
-
     /// <summary>The middleware every listener runs first.</summary>
     public ConnectionDelegate Wrap(ConnectionDelegate next) => async connection =>
     {
