@@ -93,6 +93,12 @@ public sealed class PatientGrainDayTests(ClusterFixture fixture) : IClassFixture
         await fixture.CommitAndApplyAsync(patient, new VitalReading(VitalKind.BodyWeight, _base + Day + 61_000, 80.1));
         var later = await fixture.Patient(patient).GetLiveAsync();
         Assert.Equal((80.1, _base + Day + 61_000), (later.Vitals[1].Value, later.Vitals[1].TimestampMs));
+
+        // And one an hour after it whose call never came, handed to the grain by a repair.
+        var lost = fixture.Commit(patient, new VitalReading(VitalKind.BodyWeight, _base + Day + 3_601_000, 79.9));
+        await fixture.Patient(patient).RecomputeAsync([new CommittedMinute(VitalKind.BodyWeight, _base + Day + 3_600_000, lost, lost)]);
+        var repaired = await fixture.Patient(patient).GetLiveAsync();
+        Assert.Equal((79.9, _base + Day + 3_601_000), (repaired.Vitals[1].Value, repaired.Vitals[1].TimestampMs));
     }
 
     [Fact]

@@ -69,6 +69,11 @@ public sealed partial class PatientGrain(
     // callers while it runs; null until then, and again after a rebuild, which moves those days on.
     private Task<LiveVital[]>? _earlier;
 
+    // The last of those reads that succeeded, shown while a later one cannot be read; and the rebuilds so far, which
+    // tell a read begun before one.
+    private LiveVital[]? _earlierRead;
+    private int _rebuilds;
+
     // The latest reading of each vital handed in from before the rebuilt days (a backfill), newer than the rollups the
     // read above may have found: made when the first such reading comes.
     private Dictionary<VitalKind, VitalReading>? _lateLatest;
@@ -201,6 +206,7 @@ public sealed partial class PatientGrain(
         _rebuiltThroughCommit = minutes.HighestCommitId;
         _rebuiltFromMs = rebuildFrom;
         _earlier = null;
+        _rebuilds++;
         _checkpointedBeforeMs = today;
         _vitals = [.. minutes.Windows.GroupBy(window => window.Kind).Select(group =>
             VitalWindows.Rebuild(group.Key, [.. group.Select(window => window.Window).OrderBy(window => window.StartMs)], this))];
@@ -701,23 +707,42 @@ public sealed partial class PatientGrain(
     public async Task<LiveSnapshot> GetLiveAsync()
     {
         // The grain holds yesterday's and today's readings; a vital last seen before them is still the patient's latest.
-        var read = _earlier ??= ReadEarlierAsync();
+        // A read begun before a rebuild moved those days on is read again: its days and the new windows would miss any
+        // vital seen between the two starts.
         LiveVital[] earlier;
-        try
+        int rebuilds;
+        do
         {
-            earlier = await read;
-        }
-        catch (Exception exception)
-        {
-            // Answered without them this time (the grain's own vitals are the live part); the next view reads again.
-            if (ReferenceEquals(_earlier, read))
+            rebuilds = _rebuilds;
+            var read = _earlier ??= ReadEarlierAsync();
+            try
             {
-                _earlier = null;
+                earlier = _earlierRead = await read;
             }
+            catch (Exception exception) when (_earlierRead is not null)
+            {
+                // The last read's answer stands (read again at the next view): a view that dropped them would tell a
+                // live stream they were gone.
+                if (ReferenceEquals(_earlier, read))
+                {
+                    _earlier = null;
+                }
 
-            LogEarlierUnread(logger, exception, PatientId);
-            earlier = [];
+                LogEarlierUnread(logger, exception, PatientId);
+                earlier = _earlierRead;
+            }
+            catch
+            {
+                // None read yet: the view fails, as a grain that cannot answer does (a stream skips it and tries again).
+                if (ReferenceEquals(_earlier, read))
+                {
+                    _earlier = null;
+                }
+
+                throw;
+            }
         }
+        while (rebuilds != _rebuilds);
 
         var vitals = _vitals
             .Where(windows => windows.LatestMs != long.MinValue)
@@ -1030,6 +1055,11 @@ public sealed partial class PatientGrain(
                     if (touched.Contains((window.Kind, resolution, window.Window.StartMs)))
                     {
                         Close(window.Kind, resolution, window.Window);
+                        if (resolution == Resolution.Minute && window.Window.Count > 0 && window.Window.LastMs < _rebuiltFromMs)
+                        {
+                            // A repair's late minute as well as a call's: the live view's latest of the days before.
+                            NoteLate(new VitalReading(window.Kind, window.Window.LastMs, window.Window.Last));
+                        }
                     }
                 }
             }
@@ -1304,7 +1334,7 @@ public sealed partial class PatientGrain(
     [LoggerMessage(EventId = 2004, Level = LogLevel.Warning, Message = "The alert timer of patient {PatientId} failed; it runs again shortly")]
     private static partial void LogAlertTimerFailed(ILogger logger, Exception exception, string patientId);
 
-    [LoggerMessage(EventId = 2006, Level = LogLevel.Warning, Message = "The live view of patient {PatientId} is shown without the vitals last seen before yesterday: the rollups could not be read")]
+    [LoggerMessage(EventId = 2006, Level = LogLevel.Warning, Message = "The live view of patient {PatientId} shows the vitals last seen before yesterday as last read: the rollups could not be read again")]
     private static partial void LogEarlierUnread(ILogger logger, Exception exception, string patientId);
 
     [LoggerMessage(EventId = 2005, Level = LogLevel.Warning, Message = "Patient {PatientId} deactivates with alert events already handed on still in its written state; its next activation hands them on again")]

@@ -28,8 +28,8 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
     public const string Genesis = "0000000000000000000000000000000000000000000000000000000000000000";
 
     /// <summary>
-    /// The file, beside the audit files, in which whoever archives the oldest days' files writes the hash of the last
-    /// record archived: the chain left then starts from it.
+    /// The file, beside the audit files, into which whoever archives the oldest days' files copies the last record
+    /// archived (its line): the chain left starts from it, and a log whose every file was archived goes on after it.
     /// </summary>
     public const string AnchorFileName = "audit-archived-through";
     public static readonly TimeSpan SyncInterval = TimeSpan.FromMilliseconds(100);
@@ -72,6 +72,12 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
                 (_seq, _last) = (last.Seq, last.Hash);
                 break;
             }
+        }
+
+        // Every file archived: the chain goes on from the last record archived, not from the start again.
+        if (_seq == 0 && DeclaredAnchor() is { } archived)
+        {
+            (_seq, _last) = (archived.Seq, archived.Hash);
         }
     }
 
@@ -241,9 +247,9 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
                     // The log's first record links to the genesis hash; a later one, where older files were archived,
                     // to the hash the archiver declared.
                     firstSeq = record.Seq;
-                    if (record.Seq > 1 && DeclaredAnchor() is { } declared)
+                    if (record.Seq > 1 && DeclaredAnchor() is { } declared && declared.Seq + 1 == record.Seq)
                     {
-                        previous = anchor = declared;
+                        previous = anchor = declared.Hash;
                     }
                 }
 
@@ -275,11 +281,21 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
         AuditVerification Broken(string file, long line) => new(false, records, line, file, previous, torn, firstSeq ?? 1, anchor);
     }
 
-    /// <summary>The hash the archiver declared the chain left starts from; null when none was.</summary>
-    private string? DeclaredAnchor()
+    /// <summary>The last record archived, as the archiver copied it (whole and sealed); null when none was, or it is not.</summary>
+    private AuditRecord? DeclaredAnchor()
     {
-        var path = Path.Combine(Directory, AnchorFileName);
-        return File.Exists(path) ? File.ReadAllText(path).Trim() : null;
+        try
+        {
+            var path = Path.Combine(Directory, AnchorFileName);
+            return File.Exists(path) && JsonSerializer.Deserialize<AuditRecord>(File.ReadAllText(path).Trim(), TelemetryJson.Options) is { } record
+                && Seal(record with { Hash = string.Empty }).Hash == record.Hash
+                ? record
+                : null;
+        }
+        catch (Exception exception) when (exception is IOException or UnauthorizedAccessException or JsonException)
+        {
+            return null;
+        }
     }
 
     public Task StartAsync(CancellationToken cancellationToken)

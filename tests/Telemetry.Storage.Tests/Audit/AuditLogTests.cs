@@ -110,11 +110,12 @@ public sealed class AuditLogTests : IAsyncLifetime
         var lastArchived = Assert.Single(_log.Query(null, null, null, null, 9), record => record.Seq == 4);
 
         // Removed with nothing declared, the first day is a break, as records removed anywhere else are.
-        File.Delete(Path.Combine(_directory.Path, "audit-2026-11-28.log"));
+        File.Move(Path.Combine(_directory.Path, "audit-2026-11-28.log"), Path.Combine(_directory.Path, "audit-2026-11-28.log.archived"));
         var undeclared = _log.Verify();
-        File.WriteAllText(Path.Combine(_directory.Path, AuditLog.AnchorFileName), "0123" + lastArchived.Hash[4..] + "\n");
+        var archivedLine = File.ReadLines(Path.Combine(_directory.Path, "audit-2026-11-28.log.archived")).Last();
+        File.WriteAllText(Path.Combine(_directory.Path, AuditLog.AnchorFileName), archivedLine.Replace("\"seq\":4", "\"seq\":3", StringComparison.Ordinal) + "\n");
         var misdeclared = _log.Verify();
-        File.WriteAllText(Path.Combine(_directory.Path, AuditLog.AnchorFileName), lastArchived.Hash + "\n");
+        File.WriteAllText(Path.Combine(_directory.Path, AuditLog.AnchorFileName), archivedLine + "\n");
         var verified = _log.Verify();
 
         Assert.Equal((true, 1L, AuditLog.Genesis), (before.Intact, before.FirstSeq, before.AnchorHash));
@@ -128,6 +129,27 @@ public sealed class AuditLogTests : IAsyncLifetime
         File.WriteAllLines(path, File.ReadAllLines(path).Where((_, i) => i != 1));
         var altered = _log.Verify();
         Assert.Equal((false, "audit-2026-11-29.log", 2L, 5L), (altered.Intact, altered.File, altered.FirstBrokenLine, altered.FirstSeq));
+    }
+
+    [Fact]
+    public async Task A_log_whose_every_file_was_archived_goes_on_after_the_last_record_archived()
+    {
+        await WriteDaysAsync(2, perDay: 2);
+        await _log.DisposeAsync();
+        var last = File.ReadLines(Path.Combine(_directory.Path, "audit-2026-11-29.log")).Last();
+        foreach (var file in Files())
+        {
+            File.Move(Path.Combine(_directory.Path, file), Path.Combine(_directory.Path, file + ".archived"));
+        }
+
+        File.WriteAllText(Path.Combine(_directory.Path, AuditLog.AnchorFileName), last + "\n");
+        _log = Open();
+
+        var next = await _log.WriteAsync("dr-a", "clinician", "p-1", "GET /api/patients/p-1/live", 200);
+
+        Assert.Equal(5, next.Seq);
+        var verified = _log.Verify();
+        Assert.Equal((true, 5L, 1L), (verified.Intact, verified.FirstSeq, verified.Records));
     }
 
     [Fact]
