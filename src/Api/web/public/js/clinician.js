@@ -281,11 +281,16 @@ async function showPatient(patientId) {
     },
   }, stop.signal);
   // An alert raised, cleared or acknowledged while the page is open is listed (and marked on its chart) as it comes;
-  // each time the stream opens the page is read again, so nothing raised before it was following is missed.
-  follow(`${base}/alerts/stream`, {
-    onOpen: () => draw().catch(failed),
-    onEvent: () => draw().catch(failed),
-  }, stop.signal);
+  // each time the stream opens the page is read again, so nothing raised before it was following is missed. Events
+  // that come together (an alert flapping, several rules at once) are read in one go, half a second after the first.
+  let redraw = null;
+  const redrawSoon = () => {
+    redraw ??= setTimeout(() => {
+      redraw = null;
+      draw().catch(failed);
+    }, 500);
+  };
+  follow(`${base}/alerts/stream`, { onOpen: redrawSoon, onEvent: redrawSoon }, stop.signal);
   setInterval(() => {
     for (const time of document.querySelectorAll('#patient-latest time')) time.textContent = ago(time.getAttribute('datetime'));
   }, 10_000);
