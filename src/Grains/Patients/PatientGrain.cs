@@ -719,27 +719,23 @@ public sealed partial class PatientGrain(
             {
                 earlier = _earlierRead = await read;
             }
-            catch (Exception exception) when (_earlierRead is not null)
+            catch (Exception exception)
             {
-                // The last read's answer stands (read again at the next view): a view that dropped them would tell a
-                // live stream they were gone.
+                // Read again at the next view. Meanwhile the last read's answer stands (a view that dropped them would
+                // tell a live stream they were gone); with none yet, the view fails, as a grain that cannot answer does
+                // (a stream skips it and tries again).
                 if (ReferenceEquals(_earlier, read))
                 {
                     _earlier = null;
+                }
+
+                if (_earlierRead is null)
+                {
+                    throw;
                 }
 
                 LogEarlierUnread(logger, exception, PatientId);
                 earlier = _earlierRead;
-            }
-            catch
-            {
-                // None read yet: the view fails, as a grain that cannot answer does (a stream skips it and tries again).
-                if (ReferenceEquals(_earlier, read))
-                {
-                    _earlier = null;
-                }
-
-                throw;
             }
         }
         while (rebuilds != _rebuilds);

@@ -61,7 +61,7 @@ internal sealed class FluxSeriesReader(InfluxDBClient client, string bucket, str
         if (rollupsKept is { } kept && keeps < kept)
         {
             problems.Add(string.Create(CultureInfo.InvariantCulture,
-                $"InfluxDB bucket {bucket} keeps points for {keeps.TotalDays:0.##} days, less than the rollups in it are to be kept (Telemetry:Retention:DayRollupDays: {(kept == TimeSpan.MaxValue ? "for good" : $"{kept.TotalDays:0.##} days")}): the bucket deletes older windows, and the long trends and daily summaries with them; lengthen the bucket's retention (0: for good), or shorten the rollups'"));
+                $"InfluxDB bucket {bucket} keeps points for {keeps.TotalDays:0.##} days, less than the rollups in it are to be kept (Telemetry:Retention:DayRollupDays: {SeriesBackend.Describe(kept)}): the bucket deletes older windows, and the long trends and daily summaries with them; lengthen the bucket's retention (0: for good), or shorten the rollups'"));
         }
 
         return problems;

@@ -1,3 +1,4 @@
+using System.Globalization;
 using InfluxDB.Client;
 using Microsoft.Extensions.Logging;
 
@@ -51,6 +52,10 @@ public sealed class SeriesBackend : IDisposable
     /// </summary>
     public Task<IReadOnlyList<string>?> SettingsProblemsAsync(TimeSpan backfillHorizon, TimeSpan? rollupsKept, CancellationToken cancellationToken) =>
         Reader.SettingsProblemsAsync(backfillHorizon, rollupsKept, cancellationToken);
+
+    /// <summary>How long the rollups are to be kept, as the settings problems name it.</summary>
+    internal static string Describe(TimeSpan rollupsKept) =>
+        rollupsKept == TimeSpan.MaxValue ? "for good" : string.Create(CultureInfo.InvariantCulture, $"{rollupsKept.TotalDays:0.##} days");
 
     /// <summary>Where the series are, for health reports and logs (no secrets).</summary>
     public string Description { get; }

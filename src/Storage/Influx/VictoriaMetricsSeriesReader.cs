@@ -93,20 +93,19 @@ internal sealed partial class VictoriaMetricsSeriesReader : ISeriesReader
         }
 
         var problems = new List<string>();
-        var needed = backfillHorizon + TimeSpan.FromDays(1);
-        if (ParseFlagDuration(retention, bareUnit: TimeSpan.FromDays(31)) is { } keeps && keeps < needed)
+        var keeps = ParseFlagDuration(retention, bareUnit: TimeSpan.FromDays(31));
+        if (keeps < backfillHorizon + TimeSpan.FromDays(1))
         {
             problems.Add(string.Create(CultureInfo.InvariantCulture,
-                $"VictoriaMetrics keeps samples for {keeps.TotalDays:0.##} days (-retentionPeriod={retention}), less than Telemetry:Ingest:BackfillHorizon ({backfillHorizon.TotalDays:0.##} days) and a day: it answers 204 for an older reading and drops it, so readings acknowledged are lost; run it with a longer -retentionPeriod"));
+                $"VictoriaMetrics keeps samples for {keeps.Value.TotalDays:0.##} days (-retentionPeriod={retention}), less than Telemetry:Ingest:BackfillHorizon ({backfillHorizon.TotalDays:0.##} days) and a day: it answers 204 for an older reading and drops it, so readings acknowledged are lost; run it with a longer -retentionPeriod"));
         }
 
         // Telemetry:Retention does not apply here: the rollups go when the samples do, at -retentionPeriod (at most 100y,
         // which stands for good).
-        if (rollupsKept is { } kept && ParseFlagDuration(retention, bareUnit: TimeSpan.FromDays(31)) is { } keepsAll
-            && keepsAll < (kept == TimeSpan.MaxValue ? TimeSpan.FromDays(36_500) : kept))
+        if (rollupsKept is { } kept && keeps < (kept == TimeSpan.MaxValue ? TimeSpan.FromDays(36_500) : kept))
         {
             problems.Add(string.Create(CultureInfo.InvariantCulture,
-                $"VictoriaMetrics keeps samples for {keepsAll.TotalDays:0.##} days (-retentionPeriod={retention}), less than the rollups in it are to be kept (Telemetry:Retention:DayRollupDays: {(kept == TimeSpan.MaxValue ? "for good" : $"{kept.TotalDays:0.##} days")}): older windows go with the samples, and the long trends and daily summaries with them; run it with a longer -retentionPeriod (100y for good)"));
+                $"VictoriaMetrics keeps samples for {keeps.Value.TotalDays:0.##} days (-retentionPeriod={retention}), less than the rollups in it are to be kept (Telemetry:Retention:DayRollupDays: {SeriesBackend.Describe(kept)}): older windows go with the samples, and the long trends and daily summaries with them; run it with a longer -retentionPeriod (100y for good)"));
         }
 
         var interval = ParseFlagDuration(dedup, bareUnit: TimeSpan.FromSeconds(1));
