@@ -61,6 +61,9 @@ public sealed class AuditTests
         using var refused = await clinician.GetAsync("/api/patients/audit-p4/alerts/stream", HttpCompletionOption.ResponseHeadersRead);
         using var opened = await clinician.GetAsync("/api/patients/audit-p3/live/stream", HttpCompletionOption.ResponseHeadersRead);
 
+        // A query parameter outside FHIR names nobody: the alerts listed are the clinician's own patients'.
+        using var spoofed = await clinician.GetAsync("/api/alerts?patient=audit-p5");
+
         // Refused for their arguments: by the handler (a vital that does not exist), and before it (a number that is not one).
         using var anonymous = server.ClientWith(null);
         using var unsigned = await anonymous.GetAsync("/api/patients/audit-p3/trends?kind=heart_rate");
@@ -77,6 +80,8 @@ public sealed class AuditTests
         Assert.Equal(HttpStatusCode.OK, twice.StatusCode);
         Assert.Equal(HttpStatusCode.Forbidden, refused.StatusCode);
         Assert.Equal(HttpStatusCode.OK, opened.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, spoofed.StatusCode);
+        Assert.Empty((await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?patientId=audit-p5")).EnumerateArray());
 
         var patient = (await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?patientId=audit-p3")).EnumerateArray()
             .Select(record => (Action: record.GetProperty("action").GetString()!, Status: record.GetProperty("status").GetInt32())).ToList();
@@ -94,6 +99,31 @@ public sealed class AuditTests
         // Reading a patient's accesses is an access to their record: the admin's look at audit-p4's is recorded.
         var looked = (await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?patientId=audit-p4")).EnumerateArray().First();
         Assert.Equal(("GET /api/audit?patientId=audit-p4", "admin", 200), (looked.GetProperty("action").GetString(), looked.GetProperty("role").GetString(), looked.GetProperty("status").GetInt32()));
+    }
+
+    [Fact]
+    public async Task Changes_of_who_reaches_a_patient_are_recorded_for_each_patient_given_or_taken_and_each_device_action_for_its_patient()
+    {
+        await using var server = await TelemetryServer.StartNewAsync();
+        using var first = await server.Http.PutAsJsonAsync("/api/care-teams/audit-ward-6", new { patients = new[] { "audit-p6", "audit-p7" } });
+        using var second = await server.Http.PutAsJsonAsync("/api/care-teams/audit-ward-6", new { patients = new[] { "audit-p7", "audit-p8" } });
+        await server.ProvisionAsync("audit-w9", "audit-p9");
+        using var looked = await server.Http.GetAsync("/api/devices/audit-w9");
+        using var rotated = await server.Http.PostAsync("/api/devices/audit-w9/token", null);
+        using var revoked = await server.Http.DeleteAsync("/api/devices/audit-w9/token");
+        Assert.Equal(HttpStatusCode.OK, second.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, revoked.StatusCode);
+
+        async Task<List<string>> ActionsAsync(string patientId) =>
+            [.. (await server.Http.GetFromJsonAsync<JsonElement>($"/api/audit?patientId={patientId}")).EnumerateArray().Select(r => r.GetProperty("action").GetString()!).Reverse()];
+
+        // Given, then taken away; given and kept (one record); given by the second change.
+        Assert.Equal(["PUT /api/care-teams/audit-ward-6", "PUT /api/care-teams/audit-ward-6"], await ActionsAsync("audit-p6"));
+        Assert.Equal(["PUT /api/care-teams/audit-ward-6"], await ActionsAsync("audit-p7"));
+        Assert.Equal(["PUT /api/care-teams/audit-ward-6"], await ActionsAsync("audit-p8"));
+        Assert.Equal(
+            ["POST /api/devices", "GET /api/devices/audit-w9", "POST /api/devices/audit-w9/token", "DELETE /api/devices/audit-w9/token"],
+            await ActionsAsync("audit-p9"));
     }
 
     [Fact]
@@ -122,7 +152,8 @@ public sealed class AuditTests
         var range = $"from={Uri.EscapeDataString(start.ToString("O", CultureInfo.InvariantCulture))}&to={Uri.EscapeDataString(start.AddDays(3).ToString("O", CultureInfo.InvariantCulture))}";
         var export = await server.Http.GetAsync($"/api/patients/audit-p5/export.csv?kind=heart_rate&{range}", HttpCompletionOption.ResponseHeadersRead);
         Assert.Equal(HttpStatusCode.OK, export.StatusCode);
-        var record = Assert.Single((await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?patientId=audit-p5")).EnumerateArray());
+        var record = Assert.Single((await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?patientId=audit-p5")).EnumerateArray(),
+            record => record.GetProperty("action").GetString()!.Contains("/export.csv?", StringComparison.Ordinal));
         Assert.StartsWith("GET /api/patients/audit-p5/export.csv?", record.GetProperty("action").GetString(), StringComparison.Ordinal);
         Assert.Equal(200, record.GetProperty("status").GetInt32());
 

@@ -75,10 +75,22 @@ public sealed class LoopbackOidcProvider : IAsyncDisposable
         return provider;
     }
 
-    /// <summary>A token as the provider issues it; <paramref name="signWith"/> and <paramref name="issuer"/> make forgeries.</summary>
-    public string Issue(string subject, string role, string? patient = null, RSA? signWith = null, string? issuer = null, string audience = "telemetry")
+    /// <summary>
+    /// A token as the provider issues it; <paramref name="signWith"/> and <paramref name="issuer"/> make forgeries.
+    /// <paramref name="scp"/>, given, names the scopes in an <c>scp</c> claim (a string, or an array) instead of <c>scope</c>.
+    /// </summary>
+    public string Issue(string subject, string role, string? patient = null, RSA? signWith = null, string? issuer = null, string audience = "telemetry", object? scp = null)
     {
-        var claims = new Dictionary<string, object> { ["role"] = role, ["scope"] = role == "admin" ? "user/*.*" : "user/Observation.rs" };
+        var claims = new Dictionary<string, object> { ["role"] = role };
+        if (scp is null)
+        {
+            claims["scope"] = role == "admin" ? "user/*.*" : "user/Observation.rs";
+        }
+        else
+        {
+            claims["scp"] = scp;
+        }
+
         if (patient is not null)
         {
             claims["patient"] = patient;

@@ -35,6 +35,16 @@ public sealed class OidcProviderTests
         Assert.Equal(HttpStatusCode.Forbidden, await GetAsync(provider.Issue("alex", "patient", patient: "p-oidc-1"), "/api/patients/p-oidc-2/trends?kind=heart_rate"));
         Assert.Equal(HttpStatusCode.Forbidden, await GetAsync(provider.Issue("alex", "patient", patient: "p-oidc-1"), "/api/audit"));
 
+        // Scopes in `scp` (Entra ID's string, Okta's array) narrow a token as `scope` does: launched for one patient, an
+        // admin's token reads that patient only, and administers nothing.
+        foreach (var scp in new object[] { "launch patient/Observation.rs", new[] { "launch", "patient/Observation.rs" } })
+        {
+            var launched = provider.Issue("ops-2", "admin", patient: "p-oidc-1", scp: scp);
+            Assert.Equal(HttpStatusCode.OK, await GetAsync(launched, "/api/patients/p-oidc-1/trends?kind=heart_rate"));
+            Assert.Equal(HttpStatusCode.Forbidden, await GetAsync(launched, "/api/patients/p-oidc-2/trends?kind=heart_rate"));
+            Assert.Equal(HttpStatusCode.Forbidden, await GetAsync(launched, "/api/audit"));
+        }
+
         Assert.Equal(HttpStatusCode.Unauthorized, await GetAsync(provider.Issue("ops-1", "admin", signWith: forgedKey), "/api/audit"));
         Assert.Equal(HttpStatusCode.Unauthorized, await GetAsync(provider.Issue("ops-1", "admin", issuer: "http://127.0.0.1:1"), "/api/audit"));
         Assert.Equal(HttpStatusCode.Unauthorized, await GetAsync(provider.Issue("ops-1", "admin", audience: "someone-else"), "/api/audit"));

@@ -19,8 +19,8 @@ public sealed class AuditFilter : IEndpointFilter
     private static readonly object PatientKey = new();
 
     /// <summary>
-    /// Names the patient whose record the request reads, where neither its route nor its query string does (a FHIR
-    /// operation's body, a device's quarantined readings): the audit record names that patient.
+    /// Names the patient whose record the request reads or changes, where neither its route nor its query string does (a
+    /// FHIR operation's body, a device's quarantined readings, the device bound to them): the audit record names that patient.
     /// </summary>
     public static void ReadsPatient(HttpContext http, string patientId) => http.Items[PatientKey] = patientId;
 
@@ -103,7 +103,7 @@ public sealed class AuditFilter : IEndpointFilter
         return audit.WriteAsync(user.Identity?.Name ?? "anonymous", roles.Length > 0 ? roles : "none", patientId, action, status, CancellationToken.None);
     }
 
-    /// <summary>The patient a request reads: one a handler named, the route's, or FHIR's <c>patient</c>/<c>subject</c>.</summary>
+    /// <summary>The patient a request reads: one a handler named, the route's, or a FHIR request's <c>patient</c>/<c>subject</c>.</summary>
     public static string? PatientOf(HttpContext http)
     {
         if (http.Items.TryGetValue(PatientKey, out var named) && named is string patientId)
@@ -114,6 +114,13 @@ public sealed class AuditFilter : IEndpointFilter
         if (PatientAccessFilter.PatientOfRoute(http.Request) is { } routed)
         {
             return routed;
+        }
+
+        // FHIR's search parameters name the patient a FHIR request reads; anywhere else a request's query is not the
+        // audit's to trust (GET /api/alerts?patient=p-002 lists the caller's own patients' alerts, read nobody else's).
+        if (!http.Request.Path.StartsWithSegments("/fhir", StringComparison.OrdinalIgnoreCase))
+        {
+            return null;
         }
 
         foreach (var name in new[] { "patient", "subject" })

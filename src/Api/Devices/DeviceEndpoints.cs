@@ -15,10 +15,13 @@ public static class DeviceEndpoints
 {
     public static IEndpointRouteBuilder MapDeviceEndpoints(this IEndpointRouteBuilder routes)
     {
-        var devices = routes.MapGroup("/api/devices").RequireAuthorization(TelemetryAuthentication.AdminPolicy).RequireRateLimiting(TelemetryAuthentication.ApiRateLimit).WithTags("Devices");
+        // Audited, each request naming the device's patient: which device writes to a patient, and who bound, rotated or
+        // revoked it, is part of that patient's record.
+        var devices = routes.MapGroup("/api/devices").RequireAuthorization(TelemetryAuthentication.AdminPolicy).RequireRateLimiting(TelemetryAuthentication.ApiRateLimit)
+            .Audited().WithTags("Devices");
         devices.MapPost("/", ProvisionAsync);
         devices.MapGet("/{deviceId}", GetAsync);
-        devices.MapGet("/{deviceId}/rejects", GetRejectsAsync).Audited();
+        devices.MapGet("/{deviceId}/rejects", GetRejectsAsync);
         devices.MapPost("/{deviceId}/token", RotateAsync)
             .WithSummary("Issues the device a new token, shown this once; the old one stops working (a revoked device works again)");
         devices.MapDelete("/{deviceId}/token", RevokeAsync)
@@ -26,7 +29,7 @@ public static class DeviceEndpoints
         return routes;
     }
 
-    private static async Task<IResult> ProvisionAsync(ProvisionDeviceRequest request, IGrainFactory grains, IPatientDirectory directory)
+    private static async Task<IResult> ProvisionAsync(ProvisionDeviceRequest request, HttpContext context, IGrainFactory grains, IPatientDirectory directory)
     {
         var errors = new Dictionary<string, string[]>();
         if (!Identifier.IsValid(request.DeviceId))
@@ -43,6 +46,8 @@ public static class DeviceEndpoints
         {
             return TypedResults.ValidationProblem(errors);
         }
+
+        AuditFilter.ReadsPatient(context, request.PatientId!);
 
         // Listed first (idempotent, and whatever the client does), so a device is never bound to a patient the
         // dashboards do not know.
@@ -88,7 +93,7 @@ public static class DeviceEndpoints
             })]));
     }
 
-    private static async Task<IResult> RotateAsync(string deviceId, IGrainFactory grains, ClusterSignals signals)
+    private static async Task<IResult> RotateAsync(string deviceId, HttpContext context, IGrainFactory grains, ClusterSignals signals)
     {
         if (!Identifier.IsValid(deviceId))
         {
@@ -101,6 +106,9 @@ public static class DeviceEndpoints
             return UnknownDevice(deviceId);
         }
 
+        var binding = await device.GetAsync();
+        AuditFilter.ReadsPatient(context, binding!.PatientId);
+
         // A connection opened with the old token ends now, on whichever server holds it, so the old token buys nothing
         // more: told before anything else can fail. A cluster that could not be told leaves the new token unshown; the
         // next rotation issues another and tells it again.
@@ -109,11 +117,10 @@ public static class DeviceEndpoints
             return ClusterNotTold(deviceId, "rotated");
         }
 
-        var binding = await device.GetAsync();
-        return TypedResults.Ok(new ProvisionedDevice(deviceId, binding!.PatientId, DeviceToken.Format(deviceId, secret)));
+        return TypedResults.Ok(new ProvisionedDevice(deviceId, binding.PatientId, DeviceToken.Format(deviceId, secret)));
     }
 
-    private static async Task<IResult> RevokeAsync(string deviceId, IGrainFactory grains, ClusterSignals signals)
+    private static async Task<IResult> RevokeAsync(string deviceId, HttpContext context, IGrainFactory grains, ClusterSignals signals)
     {
         if (!Identifier.IsValid(deviceId))
         {
@@ -125,6 +132,8 @@ public static class DeviceEndpoints
         {
             return UnknownDevice(deviceId);
         }
+
+        AuditFilter.ReadsPatient(context, binding.PatientId);
 
         // A revocation stays; one the cluster could not be told of is told again when repeated.
         if (!await signals.DeviceCredentialsChangedAsync(deviceId, revoked: true))
@@ -147,7 +156,7 @@ public static class DeviceEndpoints
             title: "The cluster could not be told",
             detail: $"The token of device '{deviceId}' was {change}, and its connections to this server ended, but the other servers could not be told (Redis did not answer): connections to them may go on. Send the request again.");
 
-    private static async Task<IResult> GetAsync(string deviceId, IGrainFactory grains)
+    private static async Task<IResult> GetAsync(string deviceId, HttpContext context, IGrainFactory grains)
     {
         if (!Identifier.IsValid(deviceId))
         {
@@ -159,6 +168,7 @@ public static class DeviceEndpoints
             return UnknownDevice(deviceId);
         }
 
+        AuditFilter.ReadsPatient(context, binding.PatientId);
         return TypedResults.Ok(binding);
     }
 }

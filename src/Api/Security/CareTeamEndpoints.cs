@@ -1,4 +1,6 @@
+using Telemetry.Api.Audit;
 using Telemetry.Core;
+using Telemetry.Storage.Audit;
 
 namespace Telemetry.Api.Security;
 
@@ -9,7 +11,9 @@ public static class CareTeamEndpoints
 
     public static IEndpointRouteBuilder MapCareTeamEndpoints(this IEndpointRouteBuilder routes)
     {
-        var teams = routes.MapGroup("/api/care-teams").RequireAuthorization(TelemetryAuthentication.AdminPolicy).RequireRateLimiting(TelemetryAuthentication.ApiRateLimit).WithTags("Access");
+        // Audited: a change of who may read a patient's record is recorded for each patient it gives or takes away.
+        var teams = routes.MapGroup("/api/care-teams").RequireAuthorization(TelemetryAuthentication.AdminPolicy).RequireRateLimiting(TelemetryAuthentication.ApiRateLimit)
+            .Audited().WithTags("Access");
         teams.MapGet("/{teamId}", async (string teamId, CareTeams careTeams, CancellationToken cancellationToken) =>
             Identifier.IsValid(teamId)
                 ? Results.Ok(new CareTeam(teamId, [.. (await careTeams.GetAsync(teamId, cancellationToken)).Order(StringComparer.Ordinal)]))
@@ -19,7 +23,7 @@ public static class CareTeamEndpoints
         return routes;
     }
 
-    private static async Task<IResult> PutAsync(string teamId, CareTeamRequest request, CareTeams careTeams, CancellationToken cancellationToken)
+    private static async Task<IResult> PutAsync(string teamId, CareTeamRequest request, HttpContext context, CareTeams careTeams, AuditLog audit, CancellationToken cancellationToken)
     {
         if (!Identifier.IsValid(teamId))
         {
@@ -32,7 +36,9 @@ public static class CareTeamEndpoints
         }
 
         var distinct = patients.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+        var before = await careTeams.GetAsync(teamId, cancellationToken);
         await careTeams.SetAsync(teamId, distinct, cancellationToken);
+        await AuditFilter.RecordEachAsync(audit, context, distinct.Except(before, StringComparer.Ordinal).Concat(before.Except(distinct, StringComparer.Ordinal)));
         return Results.Ok(new CareTeam(teamId, distinct));
     }
 

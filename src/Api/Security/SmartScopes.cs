@@ -18,8 +18,7 @@ public static class SmartScopes
 
     public static ObservationRead ForObservations(ClaimsPrincipal user)
     {
-        var contexts = user.FindAll(TelemetryClaims.Scope)
-            .SelectMany(claim => claim.Value.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+        var contexts = Scopes(user)
             .Select(ReadContext)
             .OfType<string>()
             .ToHashSet(StringComparer.Ordinal);
@@ -80,7 +79,8 @@ public static class SmartScopes
     public static bool IsUnscopedAdmin(ClaimsPrincipal user) => user.IsInRole(TelemetryRoles.Admin) && !Carries(user);
 
     private static IEnumerable<string> Scopes(ClaimsPrincipal user) =>
-        user.FindAll(TelemetryClaims.Scope).SelectMany(claim => claim.Value.Split(' ', StringSplitOptions.RemoveEmptyEntries));
+        user.FindAll(claim => claim.Type is TelemetryClaims.Scope or TelemetryClaims.ScopeAsScp)
+            .SelectMany(claim => claim.Value.Split(' ', StringSplitOptions.RemoveEmptyEntries));
 
     /// <summary>The context and resource a scope grants writing to, or null when it grants none (a scope narrowed by a query grants none here).</summary>
     private static (string Context, string Resource)? WriteGrant(string scope)

@@ -29,6 +29,12 @@ public static class TelemetryClaims
 
     /// <summary>SMART on FHIR scopes, space-separated (<c>user/Observation.rs</c>).</summary>
     public const string Scope = "scope";
+
+    /// <summary>
+    /// Scopes as Microsoft Entra ID (a space-separated string) and Okta (one claim per scope) name them: read as
+    /// <see cref="Scope"/> is, so a token whose provider names its scopes so is narrowed by them all the same.
+    /// </summary>
+    public const string ScopeAsScp = "scp";
 }
 
 /// <summary>The roles people act in.</summary>
