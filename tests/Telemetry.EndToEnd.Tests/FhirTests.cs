@@ -142,6 +142,15 @@ public sealed class FhirTests(SeededServer seeded)
         Assert.Equal(bundle.Total, openEnded.Total);
         var sinceSeeded = await SearchAsync($"patient={Patient}&code=8867-4&date=ge{Iso(seeded.Start)}&date=le2100-01-01&resolution=1h");
         Assert.True(sinceSeeded.Total > 0);
+
+        // Its links end with the hour under way, so the hours the clock opens later do not join the pages that follow.
+        var sinceSeededSelf = LinkOf(sinceSeeded, "self");
+        var end = DateTimeOffset.Parse(LinkParameters(sinceSeededSelf)["date"].Single(date => date.StartsWith("lt", StringComparison.Ordinal))[2..], CultureInfo.InvariantCulture);
+        Assert.InRange(end, DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddHours(1));
+        Assert.Equal(0, end.Minute + end.Second);
+        Assert.Equal(sinceSeeded.Total, (await SearchAsync(new Uri(sinceSeededSelf).Query.TrimStart('?'))).Total);
+
+        static string LinkOf(Bundle bundle, string relation) => bundle.Link.Single(l => l.Relation == relation).Url;
     }
 
     private static Dictionary<string, List<string>> LinkParameters(string url) =>
@@ -291,6 +300,21 @@ public sealed class FhirTests(SeededServer seeded)
         Assert.IsType<OperationOutcome>(Strict.DeserializeResource(await strict.Content.ReadAsStringAsync()));
         Assert.Equal(2, lenient.Total);
         Assert.DoesNotContain("colour", lenient.Link[0].Url, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_plus_sent_unencoded_in_a_zone_or_a_format_is_read_as_a_plus()
+    {
+        // A query string decodes '+' as a space: a hand-built client's "+01:00" and "fhir+json" arrive so.
+        var zoned = seeded.Start.ToOffset(TimeSpan.FromHours(1)).ToString("yyyy-MM-ddTHH:mm:ss", CultureInfo.InvariantCulture) + "+01:00";
+        var range = $"patient={Patient}&code=8867-4&date=lt{Iso(seeded.Start.AddHours(2))}&resolution=1h";
+        var encoded = await SearchAsync($"{range}&date=ge{Iso(seeded.Start)}");
+        var unencoded = await SearchAsync($"{range}&date=ge{zoned}&_format=application/fhir+json");
+        var older = await SearchAsync($"{range}&date=ge{Iso(seeded.Start)}&_format=application/json+fhir");
+
+        Assert.Equal(2, encoded.Total);
+        Assert.Equal(encoded.Total, unencoded.Total);
+        Assert.Equal(encoded.Total, older.Total);
     }
 
     [Fact]

@@ -131,11 +131,15 @@ public static class FhirEndpoints
         };
         // The links name the range and resolution this page was read with, so the next page is of the same list: one
         // left to its defaults (the last 30 days to now, a resolution chosen by the range) would move with the clock.
+        // A range that ends ahead (today, le2100) ends in the links with the window under way: windows the clock opens
+        // later do not join the list and push its entries from one page to the next.
+        var nowMs = timeProvider.GetUtcNow().ToUnixTimeMilliseconds();
+        var linkToMs = Math.Min(toMs, scale.Window is { } window ? window.WindowStart(nowMs) + window.Milliseconds() : nowMs + 1);
         List<KeyValuePair<string, string?>> self =
         [
             .. SearchLinkParameters(query).Where(p => p.Key is not ("date" or "resolution")),
             new("date", "ge" + Instant(fromMs)),
-            new("date", "lt" + Instant(toMs)),
+            new("date", "lt" + Instant(linkToMs > fromMs ? linkToMs : toMs)),
             new("resolution", scale.WireName),
         ];
         var url = BaseUrl(request) + "/Observation";

@@ -86,7 +86,8 @@ public sealed partial class FhirGuardFilter(ILogger<FhirGuardFilter> logger) : I
         var format = request.Query["_format"].ToString();
         if (format.Length > 0)
         {
-            return format is "json" or "application/json" or "application/fhir+json";
+            // A '+' sent unencoded reaches here as a space; DSTU2's type (application/json+fhir) is still sent by older clients.
+            return format is "json" or "application/json" or "application/fhir+json" or "application/fhir json" or "application/json+fhir" or "application/json fhir";
         }
 
         var accept = request.Headers.Accept.ToString();

@@ -125,6 +125,7 @@ public static partial class FhirParameters
             var offset = TimeSpan.Zero;
             if (match.Groups["tz"].Success && match.Groups["tz"].Value != "Z")
             {
+                // A '+' a client sent unencoded reaches here as a space (a query string decodes '+' so): read as '+'.
                 var tz = match.Groups["tz"].Value;
                 offset = new TimeSpan(int.Parse(tz[1..3], CultureInfo.InvariantCulture), int.Parse(tz[4..6], CultureInfo.InvariantCulture), 0);
                 offset = tz[0] == '-' ? -offset : offset;
@@ -172,6 +173,6 @@ public static partial class FhirParameters
         return true;
     }
 
-    [GeneratedRegex(@"^(?<y>\d{4})(-(?<m>\d{2})(-(?<d>\d{2})(T(?<h>\d{2}):(?<min>\d{2})(:(?<s>\d{2})(\.(?<f>\d{1,9}))?)?(?<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"^(?<y>\d{4})(-(?<m>\d{2})(-(?<d>\d{2})(T(?<h>\d{2}):(?<min>\d{2})(:(?<s>\d{2})(\.(?<f>\d{1,9}))?)?(?<tz>Z|[+\- ]\d{2}:\d{2})?)?)?)?$", RegexOptions.CultureInvariant)]
     private static partial Regex DatePattern();
 }
