@@ -162,8 +162,7 @@ public static class JsonBatchDecoder
                 return;
             }
 
-            batch.Add(panel.First, panel.First.FindUnit(unit[..unitLength]), timestampMs.Value, value);
-            batch.Add(panel.Second, panel.Second.FindUnit(unit[..unitLength]), timestampMs.Value, second);
+            batch.AddPair(panel, panel.First.FindUnit(unit[..unitLength]), panel.Second.FindUnit(unit[..unitLength]), timestampMs.Value, value, second);
         }
         else if (pair)
         {

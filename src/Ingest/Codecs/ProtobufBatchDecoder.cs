@@ -110,8 +110,7 @@ public static class ProtobufBatchDecoder
                 for (var i = 0; i < deltas.Length; i++)
                 {
                     time += deltas[i];
-                    batch.Add(panel.First, first, time, values[2 * i]);
-                    batch.Add(panel.Second, second, time, values[(2 * i) + 1]);
+                    batch.AddPair(panel, first, second, time, values[2 * i], values[(2 * i) + 1]);
                 }
 
                 continue;

@@ -102,56 +102,99 @@ public sealed class ReadingBatchBuilder
     /// <summary>Adds a reading whose kind and unit conversion are already resolved; a null unit means it was not recognised.</summary>
     public void Add(VitalDefinition definition, UnitConversion? unit, long timestampMs, double value)
     {
+        if (Check(definition, unit, timestampMs, value, out var canonical) is { } reason)
+        {
+            Refuse(definition.Kind, reason, timestampMs, canonical);
+            return;
+        }
+
+        if (HasRoomFor(1))
+        {
+            _readings[Count++] = new VitalReading(definition.Kind, timestampMs, canonical);
+        }
+    }
+
+    /// <summary>
+    /// Adds a panel's pair (a blood pressure's systolic and diastolic), kept or refused together: when either part is
+    /// refused, or the first is not above the second (a cuff's pair sent reversed or garbled), neither is kept, so no
+    /// half of a reading, and no diastolic filed as a systolic, joins the patient's series. Refused as implausible, both
+    /// parts are quarantined (counted as two rejects, as two readings refused apart would be).
+    /// </summary>
+    public void AddPair(VitalPanel panel, UnitConversion? firstUnit, UnitConversion? secondUnit, long timestampMs, double first, double second)
+    {
+        var firstRefused = Check(panel.First, firstUnit, timestampMs, first, out var firstCanonical);
+        var secondRefused = Check(panel.Second, secondUnit, timestampMs, second, out var secondCanonical);
+        if ((firstRefused ?? secondRefused ?? (firstCanonical > secondCanonical ? null : RejectReason.Implausible)) is { } refused)
+        {
+            Refuse(panel.First.Kind, refused, timestampMs, firstCanonical);
+            Refuse(panel.Second.Kind, refused, timestampMs, secondCanonical);
+            return;
+        }
+
+        if (HasRoomFor(2))
+        {
+            _readings[Count++] = new VitalReading(panel.First.Kind, timestampMs, firstCanonical);
+            _readings[Count++] = new VitalReading(panel.Second.Kind, timestampMs, secondCanonical);
+        }
+    }
+
+    /// <summary>Why a reading is refused, or null when it is kept; <paramref name="canonical"/> is its value in the vital's unit (NaN when it has none).</summary>
+    private RejectReason? Check(VitalDefinition definition, UnitConversion? unit, long timestampMs, double value, out double canonical)
+    {
+        canonical = double.NaN;
         if (unit is null)
         {
-            Reject(RejectReason.UnknownUnit);
-            return;
+            return RejectReason.UnknownUnit;
         }
 
         if (!double.IsFinite(value))
         {
-            Reject(RejectReason.MissingValue);
-            return;
+            return RejectReason.MissingValue;
         }
 
         if (timestampMs > _maxTimestampMs)
         {
-            Reject(RejectReason.FutureTimestamp);
-            return;
+            return RejectReason.FutureTimestamp;
         }
 
         if (timestampMs < _minTimestampMs)
         {
-            Reject(RejectReason.TooOld);
-            return;
+            return RejectReason.TooOld;
         }
 
-        var canonical = unit.ToCanonical(value);
-        if (!definition.IsPlausible(canonical))
+        canonical = unit.ToCanonical(value);
+        return definition.IsPlausible(canonical) ? null : RejectReason.Implausible;
+    }
+
+    /// <summary>
+    /// Counts a refused reading. One refused as implausible is kept apart, with its reason, for whoever looks into the
+    /// device; never part of the patient's series. One that overflows in the conversion (1e308 kPa) is not kept: no
+    /// store, JSON or line protocol holds infinity.
+    /// </summary>
+    private void Refuse(VitalKind kind, RejectReason reason, long timestampMs, double canonical)
+    {
+        Reject(reason);
+        if (reason == RejectReason.Implausible && double.IsFinite(canonical) && _quarantined.Count < Limits.MaxReadingsPerBatch)
         {
-            // Kept apart, with its reason, for whoever looks into the device; never part of the patient's series. One
-            // that overflows in the conversion (1e308 kPa) is not kept: no store, JSON or line protocol holds infinity.
-            Reject(RejectReason.Implausible);
-            if (double.IsFinite(canonical) && _quarantined.Count < Limits.MaxReadingsPerBatch)
-            {
-                _quarantined.Add(new VitalReading(definition.Kind, timestampMs, canonical));
-            }
-
-            return;
+            _quarantined.Add(new VitalReading(kind, timestampMs, canonical));
         }
+    }
 
-        if (Count == Limits.MaxReadingsPerBatch)
+    /// <summary>Whether <paramref name="readings"/> more fit the batch (growing it as needed); if not, the batch is marked overflowed.</summary>
+    private bool HasRoomFor(int readings)
+    {
+        if (Count + readings > Limits.MaxReadingsPerBatch)
         {
             Overflowed = true;
-            return;
+            return false;
         }
 
-        if (Count == _readings.Length)
+        if (Count + readings > _readings.Length)
         {
-            Array.Resize(ref _readings, Math.Min(_readings.Length * 2, Limits.MaxReadingsPerBatch));
+            Array.Resize(ref _readings, Math.Min(Math.Max(_readings.Length * 2, Count + readings), Limits.MaxReadingsPerBatch));
         }
 
-        _readings[Count++] = new VitalReading(definition.Kind, timestampMs, canonical);
+        return true;
     }
 
     public void Reject(RejectReason reason)

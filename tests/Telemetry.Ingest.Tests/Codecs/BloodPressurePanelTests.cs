@@ -44,6 +44,41 @@ public sealed class BloodPressurePanelTests
         Assert.Equal(1, builder.RejectedFor(RejectReason.MissingValue));
     }
 
+    [Theory]
+    [InlineData(80, 120)]
+    [InlineData(100, 100)]
+    [InlineData(120, 250)]
+    [InlineData(350, 80)]
+    public void A_pair_reversed_or_with_either_part_implausible_is_kept_by_neither_part_and_quarantined_whole(double systolic, double diastolic)
+    {
+        var builder = Wearable.NewBuilder();
+        var payload = $$"""{"readings":[{"kind":"blood_pressure","time":"{{At}}","value":[{{systolic}},{{diastolic}}]},{"kind":"heart_rate","time":"{{At}}","value":70}]}""";
+
+        Assert.True(Wearable.Decode(builder, payload, out _, out var error), error);
+
+        Assert.Equal([VitalKind.HeartRate], builder.ToArray().Select(r => r.Kind));
+        Assert.Equal(2, builder.RejectedFor(RejectReason.Implausible));
+        Assert.Equal([(VitalKind.SystolicPressure, systolic), (VitalKind.DiastolicPressure, diastolic)], builder.Quarantined.Select(r => (r.Kind, r.Value)));
+    }
+
+    [Fact]
+    public void A_protobuf_pair_reversed_is_refused_and_its_neighbours_kept()
+    {
+        var builder = Wearable.NewBuilder();
+        var series = new VitalSeries { Kind = "blood_pressure", TimeDeltasMs = { 0, 60_000 }, Values = { 80, 120, 125, 82 } };
+        var payload = new VitalBatch { BaseTimeMs = Wearable.NowMs - 120_000, Series = { series } }.ToByteArray();
+
+        Assert.True(PayloadDecoder.TryDecode(new(payload), builder, out _, out var error), error);
+
+        Assert.Equal(
+            [
+                new VitalReading(VitalKind.SystolicPressure, Wearable.NowMs - 60_000, 125),
+                new VitalReading(VitalKind.DiastolicPressure, Wearable.NowMs - 60_000, 82),
+            ],
+            builder.ToArray());
+        Assert.Equal(2, builder.RejectedFor(RejectReason.Implausible));
+    }
+
     [Fact]
     public void A_pair_for_a_single_vital_is_refused()
     {
