@@ -247,7 +247,7 @@ async function showPatient(patientId) {
         const canvas = element('div', { role: 'img', 'aria-label': summary(vital, points, thresholds, markers.length) });
         charts.append(element('figure', { class: 'chart', 'data-kind': trend.kind },
           element('figcaption', { text: `${vital.label} (${vital.unit}), ${trend.resolution} windows` }), canvas));
-        if (points.length > 0) trendChart(canvas, { points, unit: vital.unit, from, to, thresholds, markers });
+        if (points.length > 0) trendChart(canvas, { points, resolution: trend.resolution, unit: vital.unit, from, to, thresholds, markers });
         else canvas.append(element('p', { class: 'empty', text: 'No readings in this range.' }));
       }
     }

@@ -55,14 +55,20 @@ async function show(current, patientId, days) {
   const dates = summary.days.map(d => d.date);
   const known = key => summary.days.filter(d => d[key] !== null && d[key] !== undefined);
 
-  // Steps: the latest day with steps, how many days met the goal.
+  // Steps: the latest day with steps, how many days met the goal. Today is not over: it counts once its goal is met.
+  const today = isoDay(new Date());
   const stepDays = known('steps');
-  const met = stepDays.filter(d => d.stepsGoalMet).length;
+  const judged = stepDays.filter(d => d.date !== today || d.stepsGoalMet);
+  const met = judged.filter(d => d.stepsGoalMet).length;
   const latestSteps = stepDays[stepDays.length - 1];
   words('steps-words', stepDays.length === 0
     ? 'No steps recorded in this period yet.'
-    : `On ${dayName(latestSteps.date)} you walked ${number(latestSteps.steps)} steps${latestSteps.stepsGoalMet ? ', meeting your goal' : ''}. `
-      + `You met your goal of ${number(summary.stepsGoal)} steps on ${met} of ${stepDays.length} days.`);
+    : (latestSteps.date === today
+      ? `Today you have walked ${number(latestSteps.steps)} steps so far${latestSteps.stepsGoalMet ? ', meeting your goal' : ''}. `
+      : `On ${dayName(latestSteps.date)} you walked ${number(latestSteps.steps)} steps${latestSteps.stepsGoalMet ? ', meeting your goal' : ''}. `)
+      + (judged.length === 0
+        ? `Your goal is ${number(summary.stepsGoal)} steps a day.`
+        : `You met your goal of ${number(summary.stepsGoal)} steps on ${met} of ${judged.length} days.`));
   chart('steps-chart', `Steps per day against a goal of ${summary.stepsGoal}`, () =>
     dayBars(el('steps-chart'), { days: dates, values: summary.days.map(d => d.steps), unit: 'steps', goal: summary.stepsGoal }));
 
