@@ -31,7 +31,7 @@ public static class CapabilityStatementFactory
                 Param("patient", SearchParameterBase + "clinical-patient", SearchParamType.Reference, "Required (or subject): Patient/{id}. One patient per search."),
                 Param("subject", SearchParameterBase + "Observation-subject", SearchParamType.Reference, "Patient/{id}."),
                 Param("code", SearchParameterBase + "clinical-code", SearchParamType.Token, "LOINC code, with or without http://loinc.org|; comma for OR."),
-                Param("category", SearchParameterBase + "Observation-category", SearchParamType.Token, "vital-signs (every Observation here)."),
+                Param("category", SearchParameterBase + "Observation-category", SearchParamType.Token, "vital-signs, laboratory (blood glucose) or activity (steps, sleep duration)."),
                 Param("date", SearchParameterBase + "clinical-date", SearchParamType.Date, "Prefixes ge, gt, le, lt, eq; any precision; UTC unless a zone is given."),
                 Param("resolution", null, SearchParamType.Token,
                     $"auto (default), raw, 1m, 1h or 1d. Raw readings at most {TrendReader.MaxRawReadings} per code; windows at most {TrendReader.MaxWindows} per code."),
@@ -68,7 +68,7 @@ public static class CapabilityStatementFactory
                 new CapabilityStatement.RestComponent
                 {
                     Mode = CapabilityStatement.RestfulCapabilityMode.Server,
-                    Documentation = "Read-only access to wearable vital signs. Every request but metadata needs 'Authorization: Bearer <token>'.",
+                    Documentation = "Read-only access to wearable vital signs, blood glucose and activity. Every request but metadata needs 'Authorization: Bearer <token>'.",
                     Resource =
                     {
                         observation,

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Security.Claims;
 using Hl7.Fhir.Model;
 using Microsoft.AspNetCore.WebUtilities;
 using Telemetry.Api.Audit;
@@ -68,7 +69,7 @@ public static class FhirEndpoints
             return forbidden;
         }
 
-        if (!TrySelectSeries(query, out var series, out error)
+        if (!TrySelectSeries(query, request.HttpContext.User, out var series, out error)
             || !TryReadRange(query, timeProvider, DefaultSearchRange, out var fromMs, out var toMs, out error)
             || !FhirParameters.TryReadCount(query, "_count", DefaultCount, int.MaxValue, out var count, out error)
             || !FhirParameters.TryReadCount(query, "_offset", 0, int.MaxValue, out var offset, out error))
@@ -188,7 +189,7 @@ public static class FhirEndpoints
             return forbidden;
         }
 
-        if (!TrySelectSeries(query, out var series, out error)
+        if (!TrySelectSeries(query, request.HttpContext.User, out var series, out error)
             || !FhirParameters.TryReadCount(query, "max", 1, MaxLastN, out var max, out error))
         {
             return FhirResult.Invalid(error!);
@@ -302,6 +303,12 @@ public static class FhirEndpoints
                 return FhirResult.Invalid($"'{code}' is not a LOINC code this server holds; known: {string.Join(", ", FhirVitals.All.Select(s => s.Code))}.");
             }
 
+            if (SmartScopes.ReadableCategories(http.User) is { } readable && !readable.Contains(found.Category))
+            {
+                return FhirResult.Error(StatusCodes.Status403Forbidden, OperationOutcome.IssueType.Forbidden,
+                    $"This token's scopes do not read the {found.Category} category, which '{code}' is filed under.");
+            }
+
             if (!series.Contains(found))
             {
                 series.Add(found);
@@ -380,14 +387,19 @@ public static class FhirEndpoints
         return true;
     }
 
-    /// <summary>The series a search asks for, from <c>code</c> and <c>category</c>; every series when neither narrows it.</summary>
-    private static bool TrySelectSeries(IQueryCollection query, out List<FhirSeries> series, out string? error)
+    /// <summary>
+    /// The series a search asks for, from <c>code</c> and <c>category</c> (every series when neither narrows it), of
+    /// the categories the caller's scopes read.
+    /// </summary>
+    private static bool TrySelectSeries(IQueryCollection query, ClaimsPrincipal user, out List<FhirSeries> series, out string? error)
     {
         error = null;
 
-        // Every Observation here is a vital sign: another category matches none of them.
-        var vitalSigns = query["category"].All(values =>
-            FhirParameters.Tokens(values).Any(t => t.Code == FhirVitals.VitalSignsCategory && t.System is null or FhirVitals.CategorySystem));
+        // The values of one category parameter are alternatives (OR); repeated ones must all match (AND).
+        var readable = SmartScopes.ReadableCategories(user);
+        bool InCategories(FhirSeries candidate) =>
+            (readable is null || readable.Contains(candidate.Category))
+            && query["category"].All(values => FhirParameters.Tokens(values).Any(t => t.Code == candidate.Category && t.System is null or FhirVitals.CategorySystem));
 
         // The values of one code parameter are alternatives (OR); repeated code parameters must all match (AND).
         List<FhirSeries>? byCode = null;
@@ -405,7 +417,7 @@ public static class FhirEndpoints
             byCode = byCode is null ? named : [.. byCode.Where(named.Contains)];
         }
 
-        series = !vitalSigns ? [] : byCode ?? [.. FhirVitals.All];
+        series = [.. (byCode ?? [.. FhirVitals.All]).Where(InCategories)];
         return true;
     }
 

@@ -6,6 +6,8 @@ namespace Telemetry.Api.Fhir;
 /// <summary>
 /// What FHIR calls Telemetry's vitals: one series per catalogue vital, and the blood pressure panel (85354-9) whose
 /// components are the systolic and diastolic series. Codes are LOINC, units UCUM, as the R4 vital signs profile has them.
+/// Blood glucose is a laboratory result and steps and sleep are activity, not vital signs: they are filed under those
+/// categories and claim no vital signs profile (whose units, bound as required, have no mg/dL, steps or hours).
 /// </summary>
 public static class FhirVitals
 {
@@ -13,6 +15,24 @@ public static class FhirVitals
     public const string Ucum = "http://unitsofmeasure.org";
     public const string CategorySystem = "http://terminology.hl7.org/CodeSystem/observation-category";
     public const string VitalSignsCategory = "vital-signs";
+    public const string LaboratoryCategory = "laboratory";
+    public const string ActivityCategory = "activity";
+
+    /// <summary>The observation categories Observations here are filed under, each with its display.</summary>
+    public static IReadOnlyDictionary<string, string> Categories { get; } = new Dictionary<string, string>(StringComparer.Ordinal)
+    {
+        [VitalSignsCategory] = "Vital Signs",
+        [LaboratoryCategory] = "Laboratory",
+        [ActivityCategory] = "Activity",
+    };
+
+    /// <summary>The category a vital's Observations are filed under.</summary>
+    public static string CategoryOf(VitalKind kind) => kind switch
+    {
+        VitalKind.BloodGlucose => LaboratoryCategory,
+        VitalKind.Steps or VitalKind.SleepDuration => ActivityCategory,
+        _ => VitalSignsCategory,
+    };
     public const string StatisticsSystem = "http://terminology.hl7.org/CodeSystem/observation-statistics";
     public const string DataAbsentSystem = "http://terminology.hl7.org/CodeSystem/data-absent-reason";
     public const string DeviceIdentifierSystem = "urn:telemetry:device";
@@ -90,5 +110,10 @@ public sealed record FhirSeries(string Name, IReadOnlyList<VitalDefinition> Part
         ? [Code]
         : [Code, .. Parts[0].Aliases.Where(alias => char.IsAsciiDigit(alias[0]))];
 
-    public IEnumerable<string> Profiles => SpecificProfile is null ? [FhirVitals.VitalSignsProfile] : [FhirVitals.VitalSignsProfile, SpecificProfile];
+    /// <summary>The observation category its Observations are filed under (a panel's: its parts', vital signs).</summary>
+    public string Category => FhirVitals.CategoryOf(Parts[0].Kind);
+
+    /// <summary>The profiles its Observations claim: the vital signs profile and its specific one, for vital signs only.</summary>
+    public IEnumerable<string> Profiles => Category != FhirVitals.VitalSignsCategory ? []
+        : SpecificProfile is null ? [FhirVitals.VitalSignsProfile] : [FhirVitals.VitalSignsProfile, SpecificProfile];
 }

@@ -120,9 +120,9 @@ public static class ObservationFactory
     private static Observation New(string patientId, FhirSeries series, string identity) => new()
     {
         Id = StableId($"{patientId}|{series.Name}|{identity}"),
-        Meta = new Meta { Profile = series.Profiles },
+        Meta = series.Profiles.Any() ? new Meta { Profile = series.Profiles } : null,
         Status = ObservationStatus.Final,
-        Category = { Concept(FhirVitals.CategorySystem, FhirVitals.VitalSignsCategory, "Vital Signs") },
+        Category = { Concept(FhirVitals.CategorySystem, series.Category, FhirVitals.Categories[series.Category]) },
         Code = Code(series),
         Subject = new ResourceReference($"Patient/{patientId}"),
     };

@@ -21,9 +21,14 @@ public enum PatientRight
 /// </summary>
 public sealed class PatientAccess(CareTeams careTeams)
 {
-    public async ValueTask<bool> AllowsAsync(ClaimsPrincipal user, string patientId, PatientRight right, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Whether <paramref name="user"/> may read or act on <paramref name="patientId"/>'s record. A token whose scopes read
+    /// only some observation categories reads through a caller that leaves the others out
+    /// (<paramref name="categoriesLeftOut"/>: FHIR's searches), not through the REST API, which has no categories.
+    /// </summary>
+    public async ValueTask<bool> AllowsAsync(ClaimsPrincipal user, string patientId, PatientRight right, CancellationToken cancellationToken = default, bool categoriesLeftOut = false)
     {
-        if (!SmartScopes.Reach(user, patientId, right))
+        if (!SmartScopes.Reach(user, patientId, right) || (right == PatientRight.Read && !categoriesLeftOut && !SmartScopes.ReadsEveryCategory(user)))
         {
             return false;
         }
@@ -50,6 +55,12 @@ public sealed class PatientAccess(CareTeams careTeams)
     /// </summary>
     public async ValueTask<IReadOnlySet<string>?> ReadablePatientsAsync(ClaimsPrincipal user, CancellationToken cancellationToken = default)
     {
+        // Lists and streams are the REST API's: a token that reads only some observation categories lists nobody.
+        if (!SmartScopes.ReadsEveryCategory(user))
+        {
+            return new HashSet<string>();
+        }
+
         // A token whose SMART scopes read Observations only in a patient's context (or not at all) lists its own patient
         // at most, whatever its role would list.
         if (SmartScopes.Carries(user) && SmartScopes.ForObservations(user) != SmartScopes.ObservationRead.AsRoleAllows)

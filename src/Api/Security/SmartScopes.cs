@@ -97,20 +97,64 @@ public static class SmartScopes
         return writes ? (scope[..slash], scope[(slash + 1)..dot]) : null;
     }
 
-    /// <summary>The one category a v2 scope may narrow to and still read here: every Observation served is a vital sign.</summary>
-    private const string VitalSignsCategory = "category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs";
+    /// <summary>How a v2 scope narrows to an observation category: <c>category=</c> the category system, <c>|</c>, the code.</summary>
+    private const string CategoryQuery = "category=" + Fhir.FhirVitals.CategorySystem + "|";
+
+    /// <summary>
+    /// The observation categories <paramref name="user"/>'s SMART scopes read, or null for every one (a token without
+    /// SMART scopes, or with a scope that reads Observations unnarrowed). A token whose reading scopes are all narrowed
+    /// to categories (<c>patient/Observation.rs?category=…|vital-signs</c>) reads those categories only: FHIR searches
+    /// leave the others out, and the REST API, which has no categories, serves it only if they are every category here.
+    /// </summary>
+    public static IReadOnlySet<string>? ReadableCategories(ClaimsPrincipal user)
+    {
+        if (!Carries(user))
+        {
+            return null;
+        }
+
+        var categories = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var scope in Scopes(user))
+        {
+            if (ReadContext(scope) is null)
+            {
+                continue;
+            }
+
+            if (CategoryOf(scope) is not { } category)
+            {
+                return null;
+            }
+
+            categories.Add(category);
+        }
+
+        return categories;
+    }
+
+    /// <summary>Whether <paramref name="user"/>'s scopes read Observations of every category here (or carry no SMART scopes): what the REST API needs.</summary>
+    public static bool ReadsEveryCategory(ClaimsPrincipal user) =>
+        ReadableCategories(user) is not { } categories || Fhir.FhirVitals.Categories.Keys.All(categories.Contains);
+
+    /// <summary>The category a scope narrows to, or null when it is not narrowed to one.</summary>
+    private static string? CategoryOf(string scope)
+    {
+        var question = scope.IndexOf('?', StringComparison.Ordinal);
+        return question >= 0 && scope.AsSpan(question + 1).StartsWith(CategoryQuery, StringComparison.Ordinal) ? scope[(question + 1 + CategoryQuery.Length)..] : null;
+    }
 
     /// <summary>
     /// The context (<c>patient</c>, <c>user</c>, <c>system</c>) of a scope that grants reading Observations, or null. A v2
-    /// scope narrowed by a query (<c>patient/Observation.rs?category=…|vital-signs</c>) grants it when it narrows to the
-    /// vital-signs category, which every Observation here is in; narrowed any other way, it grants nothing here.
+    /// scope narrowed by a query (<c>patient/Observation.rs?category=…|laboratory</c>) grants it, for that category only
+    /// (see <see cref="ReadableCategories"/>), when it narrows to a category Observations here are filed under
+    /// (vital-signs, laboratory, activity); narrowed any other way, it grants nothing here.
     /// </summary>
     private static string? ReadContext(string scope)
     {
         var question = scope.IndexOf('?', StringComparison.Ordinal);
         if (question >= 0)
         {
-            if (!string.Equals(scope[(question + 1)..], VitalSignsCategory, StringComparison.Ordinal))
+            if (CategoryOf(scope) is not { } category || !Fhir.FhirVitals.Categories.ContainsKey(category))
             {
                 return null;
             }
