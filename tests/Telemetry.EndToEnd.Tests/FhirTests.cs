@@ -384,6 +384,12 @@ public sealed class FhirTests(SeededServer seeded)
             Assert.NotNull(audit.Source.Observer);
         });
         var search = events.First(e => e.Entity[0].Description.StartsWith("GET /fhir/Observation?", StringComparison.Ordinal));
+
+        // An entry's fullUrl reads it again; an id the log does not hold is not found.
+        var (readStatus, read) = await GetAsync(bundle.Entry[0].FullUrl);
+        Assert.Equal(HttpStatusCode.OK, readStatus);
+        Assert.Equal(events[0].Id, Assert.IsType<AuditEvent>(read).Id);
+        Assert.Equal(HttpStatusCode.NotFound, (await GetAsync("/fhir/AuditEvent/999999999")).Status);
         Assert.Equal(("http://hl7.org/fhir/restful-interaction", "search-type"), (search.Subtype[0].System, search.Subtype[0].Code));
         Assert.Equal(AuditEvent.AuditEventAction.E, search.Action);
         Assert.Equal(AuditEvent.AuditEventOutcome.N0, search.Outcome);

@@ -76,7 +76,11 @@ public static class CapabilityStatementFactory
                         {
                             Type = "AuditEvent",
                             Documentation = "The audit log of every access to a patient's record, newest first; admins only. patient (or entity) narrows it to one patient.",
-                            Interaction = { new CapabilityStatement.ResourceInteractionComponent { Code = CapabilityStatement.TypeRestfulInteraction.SearchType } },
+                            Interaction =
+                            {
+                                new CapabilityStatement.ResourceInteractionComponent { Code = CapabilityStatement.TypeRestfulInteraction.SearchType },
+                                new CapabilityStatement.ResourceInteractionComponent { Code = CapabilityStatement.TypeRestfulInteraction.Read, Documentation = "By its id, the record's sequence number (an entry's fullUrl)." },
+                            },
                             SearchParam =
                             {
                                 Param("patient", SearchParameterBase + "clinical-patient", SearchParamType.Reference, "Patient/{id}: accesses to this patient's record."),

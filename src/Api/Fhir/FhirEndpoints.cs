@@ -44,6 +44,7 @@ public static class FhirEndpoints
         fhir.MapGet("/Observation/$stats", StatsFromQueryAsync);
         fhir.MapPost("/Observation/$stats", StatsFromBodyAsync);
         fhir.MapGet("/AuditEvent", SearchAuditEventsAsync);
+        fhir.MapGet("/AuditEvent/{id}", ReadAuditEventAsync);
         fhir.MapMethods("/{**rest}", ["GET", "POST", "PUT", "PATCH", "DELETE"], (string? rest) =>
             FhirResult.Error(StatusCodes.Status404NotFound, OperationOutcome.IssueType.NotSupported,
                 $"'{rest}' is not served here: this server supports Observation search, Observation/$lastn, Observation/$stats, AuditEvent search and metadata."));
@@ -524,13 +525,42 @@ public static class FhirEndpoints
         return paired.Select(pair => (pair.Key.Item2, pair.Value));
     }
 
+    /// <summary>One record of the audit log as an AuditEvent, by its sequence number (its id, and its entry's fullUrl in a search); for admins only.</summary>
+    private static async Task<FhirResult> ReadAuditEventAsync(string id, HttpRequest request, AuditLog audit)
+    {
+        if (AuditLogRefused(request) is { } refused)
+        {
+            return refused;
+        }
+
+        // The newest record before the one after it: the record itself, unless it is not (or no longer) in the log.
+        var record = long.TryParse(id, NumberStyles.None, CultureInfo.InvariantCulture, out var seq) && seq is > 0 and < long.MaxValue
+            ? (await System.Threading.Tasks.Task.Run(() => audit.Query(null, null, null, null, 1, seq + 1))).FirstOrDefault()
+            : null;
+        if (record is null || record.Seq != seq)
+        {
+            return FhirResult.Error(StatusCodes.Status404NotFound, OperationOutcome.IssueType.NotFound, $"No AuditEvent '{id}' in this server's audit log.");
+        }
+
+        if (record.PatientId is not null)
+        {
+            Audit.AuditFilter.ReadsPatient(request.HttpContext, record.PatientId);
+        }
+
+        return new FhirResult(AuditEventFactory.Create(record));
+    }
+
+    /// <summary>A 403 unless the caller may read the audit log: an admin, with a token that carries no SMART scopes or one that writes every resource.</summary>
+    private static FhirResult? AuditLogRefused(HttpRequest request) => SmartScopes.AllowsAdministration(request.HttpContext.User) ? null
+        : FhirResult.Error(StatusCodes.Status403Forbidden, OperationOutcome.IssueType.Forbidden,
+            "Only an admin may read the audit log, with a token that carries no SMART scopes or one that writes every resource (user/*.*).");
+
     /// <summary>The audit log as AuditEvents, newest first; for admins only.</summary>
     private static async Task<FhirResult> SearchAuditEventsAsync(HttpRequest request, AuditLog audit, TimeProvider timeProvider)
     {
-        if (!SmartScopes.AllowsAdministration(request.HttpContext.User))
+        if (AuditLogRefused(request) is { } forbidden)
         {
-            return FhirResult.Error(StatusCodes.Status403Forbidden, OperationOutcome.IssueType.Forbidden,
-                "Only an admin may read the audit log, with a token that carries no SMART scopes or one that writes every resource (user/*.*).");
+            return forbidden;
         }
 
         if (FhirGuardFilter.RefuseUnknown(request, AuditEventParameters) is { } refused)
