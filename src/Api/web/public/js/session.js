@@ -207,10 +207,14 @@ export function say(text, isError = false) {
   status.classList.toggle('error', isError);
 }
 
-/** A vital's latest value: its name, the value with its unit, and how old it is. */
+/**
+ * A vital's latest value: its name, the value with its unit, and how old it is. A reading of steps or sleep is what
+ * was added since the one before (a day's total is the sum of its readings), so it is named as the latest reading.
+ */
 export function latestValue(tag, className, vital) {
+  const described = describe(vital.kind, vital.unit);
   return element(tag, { class: className, 'data-kind': vital.kind },
-    element('span', { class: 'label', text: describe(vital.kind, vital.unit).label }),
+    element('span', { class: 'label', text: described.cumulative ? `${described.label}, latest reading` : described.label }),
     element('span', { class: 'value', text: withUnit(vital.kind, vital.value, vital.unit) }),
     element('time', { datetime: vital.time, text: ago(vital.time) }));
 }
