@@ -142,9 +142,10 @@ public sealed class InfluxRetryTests : IDisposable
     [Fact]
     public async Task A_commit_that_failed_leaves_its_batch_unrecorded_so_the_resend_is_stored()
     {
+        // Long enough for a second try however busy the machine (a first write on a cold client can take a few hundred ms).
         using var impatient = new InfluxStoreFile(_server.Url, options =>
         {
-            options.RetryFor = TimeSpan.FromMilliseconds(200);
+            options.RetryFor = TimeSpan.FromSeconds(1);
             options.RetryDelay = TimeSpan.FromMilliseconds(20);
         });
         _server.FailingWith = 503;
