@@ -143,10 +143,11 @@ public sealed class FhirTests(SeededServer seeded)
         var sinceSeeded = await SearchAsync($"patient={Patient}&code=8867-4&date=ge{Iso(seeded.Start)}&date=le2100-01-01&resolution=1h");
         Assert.True(sinceSeeded.Total > 0);
 
-        // Its links end with the hour under way, so the hours the clock opens later do not join the pages that follow.
+        // Its links end with the hour of the latest time a reading may be stamped now (10 minutes ahead, the default
+        // MaxFutureSkew), so the hours the clock opens later do not join the pages that follow.
         var sinceSeededSelf = LinkOf(sinceSeeded, "self");
         var end = DateTimeOffset.Parse(LinkParameters(sinceSeededSelf)["date"].Single(date => date.StartsWith("lt", StringComparison.Ordinal))[2..], CultureInfo.InvariantCulture);
-        Assert.InRange(end, DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddHours(1));
+        Assert.InRange(end, DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddMinutes(71));
         Assert.Equal(0, end.Minute + end.Second);
         Assert.Equal(sinceSeeded.Total, (await SearchAsync(new Uri(sinceSeededSelf).Query.TrimStart('?'))).Total);
 
@@ -334,6 +335,9 @@ public sealed class FhirTests(SeededServer seeded)
         using var laboratory = await ClientAsync($"{Category}laboratory");
         using var everyCategory = await ClientAsync($"{Category}vital-signs {Category}laboratory {Category}activity");
         using var survey = await ClientAsync($"{Category}survey");
+
+        // A user/ scope narrowed beside an unnarrowed patient/ one: the user/ context reaches, with its category only.
+        using var mixed = await ClientAsync($"{Category.Replace("patient/", "user/", StringComparison.Ordinal)}vital-signs patient/Observation.rs");
         var range = $"patient={Patient}&date=ge{Iso(seeded.Start)}&date=lt{Iso(seeded.Start.AddHours(2))}&resolution=1h";
 
         async Task<int?> TotalAsync(HttpClient client, string query)
@@ -349,6 +353,7 @@ public sealed class FhirTests(SeededServer seeded)
         Assert.Equal(0, await TotalAsync(vitalSigns, $"{range}&code=55423-8"));
         Assert.Equal(0, await TotalAsync(laboratory, $"{range}&code=8867-4"));
         Assert.Equal(2, await TotalAsync(everyCategory, $"{range}&code=55423-8"));
+        Assert.Equal(0, await TotalAsync(mixed, $"{range}&code=55423-8"));
         using var stats = await laboratory.GetAsync($"/fhir/Observation/$stats?subject=Patient/{Patient}&code=8867-4&statistic=count&duration=1");
         using var otherwise = await survey.GetAsync($"/fhir/Observation?{range}&code=8867-4");
         Assert.Equal(HttpStatusCode.Forbidden, stats.StatusCode);
@@ -357,7 +362,9 @@ public sealed class FhirTests(SeededServer seeded)
         // The REST API has no categories: it serves a narrowed token only when its scopes name every category here.
         using var restNarrowed = await vitalSigns.GetAsync($"/api/patients/{Patient}/trends?kind=heart_rate");
         using var restEvery = await everyCategory.GetAsync($"/api/patients/{Patient}/trends?kind=heart_rate");
+        using var restMixed = await mixed.GetAsync($"/api/patients/{Patient}/trends?kind=heart_rate");
         Assert.Equal(HttpStatusCode.Forbidden, restNarrowed.StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, restMixed.StatusCode);
         Assert.Equal(HttpStatusCode.OK, restEvery.StatusCode);
     }
 

@@ -14,10 +14,12 @@ public static class CapabilityStatementFactory
         var observation = new CapabilityStatement.ResourceComponent
         {
             Type = "Observation",
-            Profile = FhirVitals.VitalSignsProfile,
+
+            // No base profile: blood glucose (laboratory), steps and sleep (activity) claim none; vital signs claim theirs.
             SupportedProfile = [.. FhirVitals.All.SelectMany(s => s.Profiles).Distinct()],
             Documentation =
-                "Vital signs of one patient per request, coded with LOINC and UCUM. Searches over a long range return one Observation per "
+                "Vital signs, blood glucose (category laboratory) and steps and sleep duration (category activity) of one patient per request, "
+                + "coded with LOINC and UCUM; vital signs claim the vitalsigns profile and their specific one. Searches over a long range return one Observation per "
                 + "rollup window (resolution auto: raw readings up to 1 hour, 1-minute windows up to 1 day, 1-hour windows up to 62 days, "
                 + "1-day windows beyond). A window's value is its mean over effectivePeriod; its minimum, maximum and count are components "
                 + $"coded from {FhirVitals.StatisticsSystem} (in the blood pressure panel named by their part in code.text, as the bp profile takes a component coded 8480-6 or 8462-4 as the part's value; $stats components carry the part's LOINC code as well). "

@@ -2,11 +2,13 @@ using System.Globalization;
 using System.Security.Claims;
 using Hl7.Fhir.Model;
 using Microsoft.AspNetCore.WebUtilities;
+using Microsoft.Extensions.Options;
 using Telemetry.Api.Audit;
 using Telemetry.Api.Security;
 using Telemetry.Api.Trends;
 using Telemetry.Core.Rollups;
 using Telemetry.Core.Storage;
+using Telemetry.Ingest;
 using Telemetry.Storage.Audit;
 
 namespace Telemetry.Api.Fhir;
@@ -51,7 +53,7 @@ public static class FhirEndpoints
         return routes;
     }
 
-    private static async Task<FhirResult> SearchAsync(HttpRequest request, TrendReader reader, TimeProvider timeProvider, CancellationToken cancellationToken)
+    private static async Task<FhirResult> SearchAsync(HttpRequest request, TrendReader reader, TimeProvider timeProvider, IOptions<IngestOptions> ingest, CancellationToken cancellationToken)
     {
         var query = request.Query;
         if (FhirGuardFilter.RefuseUnknown(request, SearchParameters) is { } refused)
@@ -133,10 +135,11 @@ public static class FhirEndpoints
         };
         // The links name the range and resolution this page was read with, so the next page is of the same list: one
         // left to its defaults (the last 30 days to now, a resolution chosen by the range) would move with the clock.
-        // A range that ends ahead (today, le2100) ends in the links with the window under way: windows the clock opens
-        // later do not join the list and push its entries from one page to the next.
-        var nowMs = timeProvider.GetUtcNow().ToUnixTimeMilliseconds();
-        var linkToMs = Math.Min(toMs, scale.Window is { } window ? window.WindowStart(nowMs) + window.Milliseconds() : nowMs + 1);
+        // A range that ends ahead (today, le2100) ends in the links with the window of the latest time a reading may be
+        // stamped now (the clock and MaxFutureSkew): windows the clock opens later do not join the list and push its
+        // entries from one page to the next.
+        var latestMs = timeProvider.GetUtcNow().ToUnixTimeMilliseconds() + (long)ingest.Value.MaxFutureSkew.TotalMilliseconds;
+        var linkToMs = Math.Min(toMs, scale.Window is { } window ? window.WindowStart(latestMs) + window.Milliseconds() : latestMs + 1);
         List<KeyValuePair<string, string?>> self =
         [
             .. SearchLinkParameters(query).Where(p => p.Key is not ("date" or "resolution")),

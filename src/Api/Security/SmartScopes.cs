@@ -105,6 +105,9 @@ public static class SmartScopes
     /// SMART scopes, or with a scope that reads Observations unnarrowed). A token whose reading scopes are all narrowed
     /// to categories (<c>patient/Observation.rs?category=…|vital-signs</c>) reads those categories only: FHIR searches
     /// leave the others out, and the REST API, which has no categories, serves it only if they are every category here.
+    /// Only the scopes of the context the token reads in count (see <see cref="ForObservations"/>): with any
+    /// <c>user/</c> or <c>system/</c> scope, what those grant, for every patient it reaches (its own patient's
+    /// <c>patient/</c> scopes do not widen the categories for the others'); otherwise its <c>patient/</c> scopes'.
     /// </summary>
     public static IReadOnlySet<string>? ReadableCategories(ClaimsPrincipal user)
     {
@@ -113,10 +116,11 @@ public static class SmartScopes
             return null;
         }
 
+        var reach = ForObservations(user);
         var categories = new HashSet<string>(StringComparer.Ordinal);
         foreach (var scope in Scopes(user))
         {
-            if (ReadContext(scope) is null)
+            if (ReadContext(scope) is not { } context || (context == "patient") != (reach == ObservationRead.OwnPatient))
             {
                 continue;
             }
