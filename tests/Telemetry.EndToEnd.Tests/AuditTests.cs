@@ -61,8 +61,10 @@ public sealed class AuditTests
         using var refused = await clinician.GetAsync("/api/patients/audit-p4/alerts/stream", HttpCompletionOption.ResponseHeadersRead);
         using var opened = await clinician.GetAsync("/api/patients/audit-p3/live/stream", HttpCompletionOption.ResponseHeadersRead);
 
-        // A query parameter outside FHIR names nobody: the alerts listed are the clinician's own patients'.
+        // A query parameter outside FHIR's searches names nobody: the alerts listed are the clinician's own patients', and
+        // a FHIR path that is no search reads no one.
         using var spoofed = await clinician.GetAsync("/api/alerts?patient=audit-p5");
+        using var notASearch = await clinician.GetAsync("/fhir/Patient?patient=audit-p5");
 
         // Refused for their arguments: by the handler (a vital that does not exist), and before it (a number that is not one).
         using var anonymous = server.ClientWith(null);

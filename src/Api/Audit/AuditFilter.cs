@@ -1,3 +1,4 @@
+using System.Collections.Frozen;
 using Telemetry.Api.Fhir;
 using Telemetry.Api.Security;
 using Telemetry.Storage.Audit;
@@ -17,6 +18,10 @@ public sealed class AuditFilter : IEndpointFilter
     public const int ClientClosedRequest = 499;
 
     private static readonly object PatientKey = new();
+
+    /// <summary>The FHIR searches and operations whose <c>patient</c> or <c>subject</c> parameter names the patient they read.</summary>
+    private static readonly FrozenSet<string> FhirSearches = new[] { "/fhir/Observation", "/fhir/Observation/$lastn", "/fhir/Observation/$stats", "/fhir/AuditEvent" }
+        .ToFrozenSet(StringComparer.OrdinalIgnoreCase);
 
     /// <summary>
     /// Names the patient whose record the request reads or changes, where neither its route nor its query string does (a
@@ -116,9 +121,10 @@ public sealed class AuditFilter : IEndpointFilter
             return routed;
         }
 
-        // FHIR's search parameters name the patient a FHIR request reads; anywhere else a request's query is not the
-        // audit's to trust (GET /api/alerts?patient=p-002 lists the caller's own patients' alerts, read nobody else's).
-        if (!http.Request.Path.StartsWithSegments("/fhir", StringComparison.OrdinalIgnoreCase))
+        // FHIR's search parameters name the patient a FHIR search reads; anywhere else a request's query is not the
+        // audit's to trust (GET /api/alerts?patient=p-002 lists the caller's own patients' alerts, read nobody else's;
+        // GET /fhir/Patient?patient=p-002 reads nothing).
+        if (!FhirSearches.Contains(http.Request.Path.Value ?? string.Empty))
         {
             return null;
         }

@@ -36,8 +36,7 @@ public static class CareTeamEndpoints
         }
 
         var distinct = patients.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
-        var before = await careTeams.GetAsync(teamId, cancellationToken);
-        await careTeams.SetAsync(teamId, distinct, cancellationToken);
+        var before = await careTeams.SetAsync(teamId, distinct, cancellationToken);
         await AuditFilter.RecordEachAsync(audit, context, distinct.Except(before, StringComparer.Ordinal).Concat(before.Except(distinct, StringComparer.Ordinal)));
         return Results.Ok(new CareTeam(teamId, distinct));
     }

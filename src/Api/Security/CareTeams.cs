@@ -44,12 +44,18 @@ public sealed class CareTeams
     public async ValueTask<IReadOnlySet<string>> GetAsync(string teamId, CancellationToken cancellationToken = default) =>
         (await LoadAsync(cancellationToken)).TryGetValue(teamId, out var patients) ? patients : new HashSet<string>();
 
-    public async Task SetAsync(string teamId, IReadOnlyCollection<string> patientIds, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Sets the whole of <paramref name="teamId"/>'s patients; answers the ones it had just before, as the store held
+    /// them (read under the same lock as the write, so two changes on this server each see the one before).
+    /// </summary>
+    public async Task<IReadOnlySet<string>> SetAsync(string teamId, IReadOnlyCollection<string> patientIds, CancellationToken cancellationToken = default)
     {
         await LoadAsync(cancellationToken);
         await _gate.WaitAsync(cancellationToken);
         try
         {
+            var stored = await _store.ReadAllAsync(cancellationToken);
+            IReadOnlySet<string> before = stored.TryGetValue(teamId, out var patients) ? patients : new HashSet<string>();
             await _store.SetAsync(teamId, patientIds, cancellationToken);
             var changes = Volatile.Read(ref _changes);
             var next = new Dictionary<string, IReadOnlySet<string>>(_teams ?? await _store.ReadAllAsync(cancellationToken), StringComparer.Ordinal);
@@ -63,6 +69,7 @@ public sealed class CareTeams
             }
 
             _teams = changes == Volatile.Read(ref _changes) ? next : null;
+            return before;
         }
         finally
         {
