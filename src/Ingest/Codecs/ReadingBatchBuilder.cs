@@ -117,8 +117,9 @@ public sealed class ReadingBatchBuilder
     /// <summary>
     /// Adds a panel's pair (a blood pressure's systolic and diastolic), kept or refused together: when either part is
     /// refused, or the first is not above the second (a cuff's pair sent reversed or garbled), neither is kept, so no
-    /// half of a reading, and no diastolic filed as a systolic, joins the patient's series. Refused as implausible, both
-    /// parts are quarantined (counted as two rejects, as two readings refused apart would be).
+    /// half of a reading, and no diastolic filed as a systolic, joins the patient's series. Each part is counted as a
+    /// reject for its own reason, or, refused only for its partner's, for that one; refused as implausible, a part is
+    /// quarantined (a reversed pair, or one with a part out of range, quarantined whole).
     /// </summary>
     public void AddPair(VitalPanel panel, UnitConversion? firstUnit, UnitConversion? secondUnit, long timestampMs, double first, double second)
     {
@@ -126,8 +127,8 @@ public sealed class ReadingBatchBuilder
         var secondRefused = Check(panel.Second, secondUnit, timestampMs, second, out var secondCanonical);
         if ((firstRefused ?? secondRefused ?? (firstCanonical > secondCanonical ? null : RejectReason.Implausible)) is { } refused)
         {
-            Refuse(panel.First.Kind, refused, timestampMs, firstCanonical);
-            Refuse(panel.Second.Kind, refused, timestampMs, secondCanonical);
+            Refuse(panel.First.Kind, firstRefused ?? refused, timestampMs, firstCanonical);
+            Refuse(panel.Second.Kind, secondRefused ?? refused, timestampMs, secondCanonical);
             return;
         }
 

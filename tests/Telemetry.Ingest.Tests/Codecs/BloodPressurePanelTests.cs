@@ -80,6 +80,20 @@ public sealed class BloodPressurePanelTests
     }
 
     [Fact]
+    public void A_pair_refused_for_two_reasons_counts_each_part_for_its_own_and_quarantines_the_implausible_one()
+    {
+        var builder = Wearable.NewBuilder();
+        var series = new VitalSeries { Kind = "blood_pressure", TimeDeltasMs = { 0, 60_000 }, Values = { 400, double.NaN, double.NaN, 250 } };
+        var payload = new VitalBatch { BaseTimeMs = Wearable.NowMs - 120_000, Series = { series } }.ToByteArray();
+
+        Assert.True(PayloadDecoder.TryDecode(new(payload), builder, out _, out var error), error);
+
+        Assert.Equal(0, builder.Count);
+        Assert.Equal((2, 2), (builder.RejectedFor(RejectReason.Implausible), builder.RejectedFor(RejectReason.MissingValue)));
+        Assert.Equal([(VitalKind.SystolicPressure, 400.0), (VitalKind.DiastolicPressure, 250.0)], builder.Quarantined.Select(r => (r.Kind, r.Value)));
+    }
+
+    [Fact]
     public void A_pair_for_a_single_vital_is_refused()
     {
         var builder = Wearable.NewBuilder();
