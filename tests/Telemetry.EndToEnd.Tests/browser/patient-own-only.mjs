@@ -7,7 +7,7 @@ await run('patient-own-only', async page => {
   const steps = page.locator('#steps-words');
   await until('the steps in words', async () => (await steps.textContent())?.includes('steps'));
   if (!(await steps.textContent()).includes('goal')) throw new Error(`no goal in: ${await steps.textContent()}`);
-  // Seven days of steps, today's (if any yet) under the goal: today is not over, so it is not counted as a day missed.
+  // Seven days of steps, today's under the goal: today is not over, so it is not counted as a day missed.
   if (!(await steps.textContent()).includes('on 4 of 6 days')) throw new Error(`today counted as a day missed: ${await steps.textContent()}`);
   await page.locator('#steps-chart canvas').first().waitFor();
   await page.locator('#weight-chart canvas').first().waitFor();
