@@ -106,13 +106,13 @@ public static class DeviceEndpoints
             return UnknownDevice(deviceId);
         }
 
-        var binding = await device.GetAsync();
-        AuditFilter.ReadsPatient(context, binding!.PatientId);
-
         // A connection opened with the old token ends now, on whichever server holds it, so the old token buys nothing
         // more: told before anything else can fail. A cluster that could not be told leaves the new token unshown; the
         // next rotation issues another and tells it again.
-        if (!await signals.DeviceCredentialsChangedAsync(deviceId, revoked: false))
+        var told = await signals.DeviceCredentialsChangedAsync(deviceId, revoked: false);
+        var binding = await device.GetAsync();
+        AuditFilter.ReadsPatient(context, binding!.PatientId);
+        if (!told)
         {
             return ClusterNotTold(deviceId, "rotated");
         }
