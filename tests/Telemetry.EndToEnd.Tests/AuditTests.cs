@@ -65,6 +65,7 @@ public sealed class AuditTests
         // a FHIR path that is no search reads no one.
         using var spoofed = await clinician.GetAsync("/api/alerts?patient=audit-p5");
         using var notASearch = await clinician.GetAsync("/fhir/Patient?patient=audit-p5");
+        using var notItsParameter = await clinician.GetAsync("/fhir/AuditEvent?subject=Patient/audit-p5");
 
         // Refused for their arguments: by the handler (a vital that does not exist), and before it (a number that is not one).
         using var anonymous = server.ClientWith(null);

@@ -19,9 +19,14 @@ public sealed class AuditFilter : IEndpointFilter
 
     private static readonly object PatientKey = new();
 
-    /// <summary>The FHIR searches and operations whose <c>patient</c> or <c>subject</c> parameter names the patient they read.</summary>
-    private static readonly FrozenSet<string> FhirSearches = new[] { "/fhir/Observation", "/fhir/Observation/$lastn", "/fhir/Observation/$stats", "/fhir/AuditEvent" }
-        .ToFrozenSet(StringComparer.OrdinalIgnoreCase);
+    /// <summary>The FHIR searches and operations whose parameters name the patient they read, with those parameters' names.</summary>
+    private static readonly FrozenDictionary<string, string[]> FhirSearches = new Dictionary<string, string[]>
+    {
+        ["/fhir/Observation"] = ["patient", "subject"],
+        ["/fhir/Observation/$lastn"] = ["patient", "subject"],
+        ["/fhir/Observation/$stats"] = ["subject"],
+        ["/fhir/AuditEvent"] = ["patient", "entity"],
+    }.ToFrozenDictionary(StringComparer.OrdinalIgnoreCase);
 
     /// <summary>
     /// Names the patient whose record the request reads or changes, where neither its route nor its query string does (a
@@ -90,7 +95,10 @@ public sealed class AuditFilter : IEndpointFilter
             ? Task.CompletedTask
             : RecordAsync(audit, http, PatientOf(http), status);
 
-    /// <summary>Records that the request <paramref name="http"/> read each of <paramref name="patients"/>' records: for responses that hold several patients, beside the request's own record.</summary>
+    /// <summary>
+    /// Records that the request <paramref name="http"/> read (or, for a care team's change, gave or took access to) each of
+    /// <paramref name="patients"/>' records: for requests that concern several patients, beside the request's own record.
+    /// </summary>
     public static async Task RecordEachAsync(AuditLog audit, HttpContext http, IEnumerable<string> patients)
     {
         foreach (var patientId in patients)
@@ -108,7 +116,7 @@ public sealed class AuditFilter : IEndpointFilter
         return audit.WriteAsync(user.Identity?.Name ?? "anonymous", roles.Length > 0 ? roles : "none", patientId, action, status, CancellationToken.None);
     }
 
-    /// <summary>The patient a request reads: one a handler named, the route's, or a FHIR request's <c>patient</c>/<c>subject</c>.</summary>
+    /// <summary>The patient a request reads: one a handler named, the route's, or a FHIR search's patient parameter.</summary>
     public static string? PatientOf(HttpContext http)
     {
         if (http.Items.TryGetValue(PatientKey, out var named) && named is string patientId)
@@ -123,13 +131,13 @@ public sealed class AuditFilter : IEndpointFilter
 
         // FHIR's search parameters name the patient a FHIR search reads; anywhere else a request's query is not the
         // audit's to trust (GET /api/alerts?patient=p-002 lists the caller's own patients' alerts, read nobody else's;
-        // GET /fhir/Patient?patient=p-002 reads nothing).
-        if (!FhirSearches.Contains(http.Request.Path.Value ?? string.Empty))
+        // GET /fhir/Patient?patient=p-002 reads nothing), nor is a parameter the search does not take.
+        if (!FhirSearches.TryGetValue(http.Request.Path.Value ?? string.Empty, out var names))
         {
             return null;
         }
 
-        foreach (var name in new[] { "patient", "subject" })
+        foreach (var name in names)
         {
             if (http.Request.Query.TryGetValue(name, out var values) && values.Count == 1 && FhirParameters.TryReadReference(values[0] ?? string.Empty, out var fhirPatient))
             {
