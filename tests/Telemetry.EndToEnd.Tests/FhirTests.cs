@@ -39,6 +39,8 @@ public sealed class FhirTests(SeededServer seeded)
         Assert.Equal(["patient", "subject", "code", "category", "date", "resolution"], observation.SearchParam.Select(p => p.Name));
         Assert.Equal(["http://hl7.org/fhir/OperationDefinition/Observation-lastn", "http://hl7.org/fhir/OperationDefinition/Observation-stats"], observation.Operation.Select(o => o.Definition));
         Assert.Contains("http://hl7.org/fhir/StructureDefinition/bp", observation.SupportedProfile);
+        Assert.Null(observation.Profile);
+        Assert.Equal([CapabilityStatement.TypeRestfulInteraction.SearchType, CapabilityStatement.TypeRestfulInteraction.Read], resources[1].Interaction.Select(i => i.Code));
     }
 
     [Fact]

@@ -49,7 +49,7 @@ public static class FhirEndpoints
         fhir.MapGet("/AuditEvent/{id}", ReadAuditEventAsync);
         fhir.MapMethods("/{**rest}", ["GET", "POST", "PUT", "PATCH", "DELETE"], (string? rest) =>
             FhirResult.Error(StatusCodes.Status404NotFound, OperationOutcome.IssueType.NotSupported,
-                $"'{rest}' is not served here: this server supports Observation search, Observation/$lastn, Observation/$stats, AuditEvent search and metadata."));
+                $"'{rest}' is not served here: this server supports Observation search, Observation/$lastn, Observation/$stats, AuditEvent search and read, and metadata."));
         return routes;
     }
 

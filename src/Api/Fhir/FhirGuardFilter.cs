@@ -64,7 +64,7 @@ public sealed partial class FhirGuardFilter(ILogger<FhirGuardFilter> logger) : I
         // The patient the request reads (or is refused), as the handler found it (in the body, say): what the audit records.
         Audit.AuditFilter.ReadsPatient(http, patientId);
         var user = http.User;
-        var allowed = await http.RequestServices.GetRequiredService<PatientAccess>().AllowsAsync(user, patientId, PatientRight.Read, http.RequestAborted, categoriesLeftOut: true);
+        var allowed = await http.RequestServices.GetRequiredService<PatientAccess>().AllowsFhirReadAsync(user, patientId, http.RequestAborted);
         return allowed ? null : FhirResult.Error(StatusCodes.Status403Forbidden, OperationOutcome.IssueType.Forbidden,
             "This token may not read this patient's Observations.");
     }

@@ -50,15 +50,15 @@ public sealed class CareTeams
     /// </summary>
     public async Task<IReadOnlySet<string>> SetAsync(string teamId, IReadOnlyCollection<string> patientIds, CancellationToken cancellationToken = default)
     {
-        await LoadAsync(cancellationToken);
         await _gate.WaitAsync(cancellationToken);
         try
         {
+            // Counted before the read: a change another server makes meanwhile leaves the cache to be read again.
+            var changes = Volatile.Read(ref _changes);
             var stored = await _store.ReadAllAsync(cancellationToken);
             IReadOnlySet<string> before = stored.TryGetValue(teamId, out var patients) ? patients : new HashSet<string>();
             await _store.SetAsync(teamId, patientIds, cancellationToken);
-            var changes = Volatile.Read(ref _changes);
-            var next = new Dictionary<string, IReadOnlySet<string>>(_teams ?? await _store.ReadAllAsync(cancellationToken), StringComparer.Ordinal);
+            var next = new Dictionary<string, IReadOnlySet<string>>(stored, StringComparer.Ordinal);
             if (patientIds.Count == 0)
             {
                 next.Remove(teamId);

@@ -22,11 +22,20 @@ public enum PatientRight
 public sealed class PatientAccess(CareTeams careTeams)
 {
     /// <summary>
-    /// Whether <paramref name="user"/> may read or act on <paramref name="patientId"/>'s record. A token whose scopes read
-    /// only some observation categories reads through a caller that leaves the others out
-    /// (<paramref name="categoriesLeftOut"/>: FHIR's searches), not through the REST API, which has no categories.
+    /// Whether <paramref name="user"/> may read or act on <paramref name="patientId"/>'s record through the REST API and
+    /// streams, which have no observation categories: a token whose scopes read only some categories reads none here.
     /// </summary>
-    public async ValueTask<bool> AllowsAsync(ClaimsPrincipal user, string patientId, PatientRight right, CancellationToken cancellationToken = default, bool categoriesLeftOut = false)
+    public ValueTask<bool> AllowsAsync(ClaimsPrincipal user, string patientId, PatientRight right, CancellationToken cancellationToken = default) =>
+        AllowsCoreAsync(user, patientId, right, categoriesLeftOut: false, cancellationToken);
+
+    /// <summary>
+    /// Whether <paramref name="user"/> may read <paramref name="patientId"/>'s Observations through FHIR, whose searches
+    /// leave out the categories the token's scopes do not read (see <see cref="SmartScopes.ReadableCategories"/>).
+    /// </summary>
+    public ValueTask<bool> AllowsFhirReadAsync(ClaimsPrincipal user, string patientId, CancellationToken cancellationToken = default) =>
+        AllowsCoreAsync(user, patientId, PatientRight.Read, categoriesLeftOut: true, cancellationToken);
+
+    private async ValueTask<bool> AllowsCoreAsync(ClaimsPrincipal user, string patientId, PatientRight right, bool categoriesLeftOut, CancellationToken cancellationToken)
     {
         if (!SmartScopes.Reach(user, patientId, right) || (right == PatientRight.Read && !categoriesLeftOut && !SmartScopes.ReadsEveryCategory(user)))
         {

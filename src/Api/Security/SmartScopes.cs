@@ -106,8 +106,9 @@ public static class SmartScopes
     /// to categories (<c>patient/Observation.rs?category=…|vital-signs</c>) reads those categories only: FHIR searches
     /// leave the others out, and the REST API, which has no categories, serves it only if they are every category here.
     /// Only the scopes of the context the token reads in count (see <see cref="ForObservations"/>): with any
-    /// <c>user/</c> or <c>system/</c> scope, what those grant, for every patient it reaches (its own patient's
-    /// <c>patient/</c> scopes do not widen the categories for the others'); otherwise its <c>patient/</c> scopes'.
+    /// <c>user/</c> or <c>system/</c> scope that reads Observations, what those grant, for every patient it reaches,
+    /// its own patient too (its <c>patient/</c> scopes then add nothing: narrower than SMART's sum of scopes, never
+    /// wider); otherwise its <c>patient/</c> scopes'.
     /// </summary>
     public static IReadOnlySet<string>? ReadableCategories(ClaimsPrincipal user)
     {
