@@ -48,7 +48,7 @@ public sealed class BrowserFixture : IAsyncLifetime
             return new[]
             {
                 // Today's steps are stamped before now whatever the hour (halfway from midnight), so today always has some.
-                ("steps", day == 0 ? new DateTimeOffset(now.Date, TimeSpan.Zero) + ((now - new DateTimeOffset(now.Date, TimeSpan.Zero)) / 2) : at.AddHours(3), 6_000.0 + (day * 700)),
+                ("steps", day == 0 ? now - (now.TimeOfDay / 2) : at.AddHours(3), 6_000.0 + (day * 700)),
                 ("resting_heart_rate", at, 58.0 + day),
                 ("sleep_duration", at, 6.5 + (day % 3 * 0.5)),
                 ("body_weight", at, 80.0 - (day * 0.2)),
