@@ -145,9 +145,13 @@ public sealed class GrainRepairTests(ClusterFixture fixture) : IClassFixture<Clu
     {
         var patient = "p-open-at-stop";
 
+        // Readings from before the stop, as ingest takes them (the stop's days are found from readings at most the allowed
+        // clock skew ahead): an hour into today, or, in today's first hour, a whole minute a couple of minutes ago.
+        var at = Math.Min(_base, Resolution.Minute.WindowStart(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - 120_000));
+
         // Committed and applied, then the server was killed: the grain's open minute, hour and day were in its memory
         // only (here the call is left out, so none of them reached the rollup store either), and the mark had passed.
-        var last = fixture.Commit(patient, Heart(_base + 1_000, 70), Heart(_base + 2_000, 80));
+        var last = fixture.Commit(patient, Heart(at + 1_000, 70), Heart(at + 2_000, 80));
         await Log.SaveAppliedThroughAsync(last);
 
         // Two days on, before anything of the patient's is asked for: an activation now rebuilds only yesterday and today.
@@ -163,7 +167,7 @@ public sealed class GrainRepairTests(ClusterFixture fixture) : IClassFixture<Clu
             foreach (var resolution in ResolutionExtensions.All)
             {
                 var windows = await WhenAsync(
-                    () => fixture.Rollups.QueryAsync(patient, VitalKind.HeartRate, resolution, resolution.WindowStart(_base), _base + 1),
+                    () => fixture.Rollups.QueryAsync(patient, VitalKind.HeartRate, resolution, resolution.WindowStart(at), at + 1),
                     found => found.Count == 1);
                 Assert.Equal((2, 75.0), (Assert.Single(windows).Count, windows[0].Mean));
             }
