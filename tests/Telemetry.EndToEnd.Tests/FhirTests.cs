@@ -41,6 +41,13 @@ public sealed class FhirTests(SeededServer seeded)
         Assert.Contains("http://hl7.org/fhir/StructureDefinition/bp", observation.SupportedProfile);
         Assert.Null(observation.Profile);
         Assert.Equal([CapabilityStatement.TypeRestfulInteraction.SearchType, CapabilityStatement.TypeRestfulInteraction.Read], resources[1].Interaction.Select(i => i.Code));
+
+        // Development tokens only: no authorization server for a SMART app to find, and the discovery says so.
+        Assert.Null(capability.Rest[0].Security);
+        using var smart = await Server.Http.GetAsync("/fhir/.well-known/smart-configuration");
+        Assert.Equal(HttpStatusCode.NotFound, smart.StatusCode);
+        Assert.Equal("application/problem+json", smart.Content.Headers.ContentType?.MediaType);
+        Assert.Contains("Telemetry:Auth:Jwt:Authority", await smart.Content.ReadAsStringAsync());
     }
 
     [Fact]

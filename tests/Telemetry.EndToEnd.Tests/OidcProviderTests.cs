@@ -1,7 +1,11 @@
 using System.Net;
 using System.Security.Cryptography;
+using System.Text.Json;
+using Hl7.Fhir.Model;
+using Hl7.Fhir.Serialization;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
+using Task = System.Threading.Tasks.Task;
 
 namespace Telemetry.EndToEnd.Tests;
 
@@ -49,6 +53,67 @@ public sealed class OidcProviderTests
         Assert.Equal(HttpStatusCode.Unauthorized, await GetAsync(provider.Issue("ops-1", "admin", issuer: "http://127.0.0.1:1"), "/api/audit"));
         Assert.Equal(HttpStatusCode.Unauthorized, await GetAsync(provider.Issue("ops-1", "admin", audience: "someone-else"), "/api/audit"));
         Assert.Equal(HttpStatusCode.Unauthorized, await GetAsync(await server.MintTokenAsync("--role", "admin"), "/api/audit"));
+    }
+
+    [Fact]
+    public async Task A_SMART_app_finds_the_providers_endpoints_and_the_scopes_read_here()
+    {
+        await using var provider = await LoopbackOidcProvider.StartAsync();
+        await using var server = await TelemetryServer.StartNewAsync(new Dictionary<string, string>
+        {
+            ["Telemetry__Auth__Jwt__Authority"] = provider.Issuer,
+            ["Telemetry__Auth__Jwt__RequireHttpsMetadata"] = "false",
+            ["Telemetry__Auth__Jwt__SmartCapabilities__0"] = "launch-standalone",
+            ["Telemetry__Auth__Jwt__SmartCapabilities__1"] = "context-standalone-patient",
+        });
+
+        // Anonymous, as SMART apps read it before anyone signs in.
+        using var response = await server.Http.GetAsync("/fhir/.well-known/smart-configuration");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        using var document = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        var root = document.RootElement;
+        string[] Strings(string name) => [.. root.GetProperty(name).EnumerateArray().Select(item => item.GetString()!)];
+        Assert.Equal(provider.Issuer, root.GetProperty("issuer").GetString());
+        Assert.Equal(provider.Issuer + "/authorize", root.GetProperty("authorization_endpoint").GetString());
+        Assert.Equal(provider.Issuer + "/token", root.GetProperty("token_endpoint").GetString());
+        Assert.Equal(provider.Issuer + "/jwks", root.GetProperty("jwks_uri").GetString());
+        Assert.Equal(["authorization_code", "refresh_token"], Strings("grant_types_supported"));
+
+        // SMART forbids plain PKCE, which this provider offers beside S256.
+        Assert.Equal(["S256"], Strings("code_challenge_methods_supported"));
+        Assert.Equal(["launch-standalone", "context-standalone-patient"], Strings("capabilities"));
+        Assert.Contains("patient/Observation.rs", Strings("scopes_supported"));
+        Assert.Contains("user/Observation.read", Strings("scopes_supported"));
+
+        // The CapabilityStatement names SMART on FHIR and the same endpoints.
+        using var metadata = await server.Http.GetAsync("/fhir/metadata");
+        var capability = Assert.IsType<CapabilityStatement>(new FhirJsonDeserializer().DeserializeResource(await metadata.Content.ReadAsStringAsync()));
+        var security = Assert.IsType<CapabilityStatement.SecurityComponent>(capability.Rest[0].Security);
+        Assert.Equal("SMART-on-FHIR", Assert.Single(security.Service).Coding[0].Code);
+        var uris = Assert.Single(security.Extension, extension => extension.Url == "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris");
+        Assert.Equal(provider.Issuer + "/authorize", Assert.IsType<FhirUri>(uris.Extension.Single(e => e.Url == "authorize").Value).Value);
+        Assert.Equal(provider.Issuer + "/token", Assert.IsType<FhirUri>(uris.Extension.Single(e => e.Url == "token").Value).Value);
+    }
+
+    [Fact]
+    public async Task A_provider_that_does_not_answer_makes_SMART_discovery_unavailable_not_wrong()
+    {
+        await using var server = await TelemetryServer.StartNewAsync(new Dictionary<string, string>
+        {
+            ["Telemetry__Auth__Jwt__Authority"] = "http://127.0.0.1:1",
+            ["Telemetry__Auth__Jwt__RequireHttpsMetadata"] = "false",
+        });
+
+        using var response = await server.Http.GetAsync("/fhir/.well-known/smart-configuration");
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        Assert.NotNull(response.Headers.RetryAfter);
+
+        // The CapabilityStatement is served all the same, without endpoints it cannot vouch for.
+        using var metadata = await server.Http.GetAsync("/fhir/metadata");
+        Assert.Equal(HttpStatusCode.OK, metadata.StatusCode);
+        var capability = Assert.IsType<CapabilityStatement>(new FhirJsonDeserializer().DeserializeResource(await metadata.Content.ReadAsStringAsync()));
+        Assert.Null(capability.Rest[0].Security);
     }
 
     [Fact]

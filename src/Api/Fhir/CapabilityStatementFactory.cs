@@ -1,4 +1,5 @@
 using Hl7.Fhir.Model;
+using Microsoft.IdentityModel.Protocols.OpenIdConnect;
 using Telemetry.Api.Trends;
 
 namespace Telemetry.Api.Fhir;
@@ -7,8 +8,14 @@ namespace Telemetry.Api.Fhir;
 public static class CapabilityStatementFactory
 {
     private const string SearchParameterBase = "http://hl7.org/fhir/SearchParameter/";
+    private const string RestfulSecurityService = "http://terminology.hl7.org/CodeSystem/restful-security-service";
+    private const string OAuthUris = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris";
 
-    public static CapabilityStatement Create(string baseUrl)
+    /// <summary>
+    /// The statement for the FHIR base at <paramref name="baseUrl"/>; with <paramref name="provider"/> (the OpenID
+    /// Connect provider tokens come from), its security names SMART on FHIR and the provider's endpoints.
+    /// </summary>
+    public static CapabilityStatement Create(string baseUrl, OpenIdConnectConfiguration? provider = null)
     {
         var version = typeof(CapabilityStatementFactory).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
         var observation = new CapabilityStatement.ResourceComponent
@@ -71,6 +78,7 @@ public static class CapabilityStatementFactory
                 {
                     Mode = CapabilityStatement.RestfulCapabilityMode.Server,
                     Documentation = "Read-only access to wearable vital signs, blood glucose and activity. Every request but metadata needs 'Authorization: Bearer <token>'.",
+                    Security = Security(provider),
                     Resource =
                     {
                         observation,
@@ -94,6 +102,28 @@ public static class CapabilityStatementFactory
                     },
                 },
             },
+        };
+    }
+
+    /// <summary>
+    /// SMART on FHIR with the provider's authorize and token endpoints (as SMART's oauth-uris extension, beside
+    /// <c>.well-known/smart-configuration</c>); none without a provider, whose development tokens no app can obtain.
+    /// </summary>
+    private static CapabilityStatement.SecurityComponent? Security(OpenIdConnectConfiguration? provider)
+    {
+        if (provider is null)
+        {
+            return null;
+        }
+
+        var uris = new Extension { Url = OAuthUris };
+        uris.AddExtension("authorize", new FhirUri(provider.AuthorizationEndpoint));
+        uris.AddExtension("token", new FhirUri(provider.TokenEndpoint));
+        return new CapabilityStatement.SecurityComponent
+        {
+            Service = [new CodeableConcept(RestfulSecurityService, "SMART-on-FHIR", "SMART on FHIR")],
+            Description = "Bearer tokens from the OpenID Connect provider named here (SMART App Launch; see .well-known/smart-configuration for its endpoints and the scopes this server reads).",
+            Extension = [uris],
         };
     }
 

@@ -40,7 +40,8 @@ public static class FhirEndpoints
     public static IEndpointRouteBuilder MapFhirEndpoints(this IEndpointRouteBuilder routes)
     {
         var fhir = routes.MapGroup("/fhir").RequireRateLimiting(TelemetryAuthentication.ApiRateLimit).Audited().AddEndpointFilter<FhirGuardFilter>().ExcludeFromDescription();
-        fhir.MapGet("/metadata", (HttpRequest request) => new FhirResult(CapabilityStatementFactory.Create(BaseUrl(request))));
+        fhir.MapGet("/metadata", async (HttpRequest request, SmartConfiguration smart) =>
+            new FhirResult(CapabilityStatementFactory.Create(BaseUrl(request), await smart.TryProviderAsync(request.HttpContext.RequestAborted))));
         fhir.MapGet("/Observation", SearchAsync);
         fhir.MapGet("/Observation/$lastn", LastNAsync);
         fhir.MapGet("/Observation/$stats", StatsFromQueryAsync);
@@ -50,6 +51,7 @@ public static class FhirEndpoints
         fhir.MapMethods("/{**rest}", ["GET", "POST", "PUT", "PATCH", "DELETE"], (string? rest) =>
             FhirResult.Error(StatusCodes.Status404NotFound, OperationOutcome.IssueType.NotSupported,
                 $"'{rest}' is not served here: this server supports Observation search, Observation/$lastn, Observation/$stats, AuditEvent search and read, and metadata."));
+        SmartConfiguration.Map(routes);
         return routes;
     }
 

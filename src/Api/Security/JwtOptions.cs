@@ -26,6 +26,13 @@ public sealed class JwtOptions : IValidatableObject
     /// </summary>
     public bool? AcceptDevelopmentTokens { get; set; }
 
+    /// <summary>
+    /// The SMART capabilities <c>/fhir/.well-known/smart-configuration</c> claims, for what the provider does (its
+    /// launches, its kinds of client). Default: standalone launch, public and confidential (symmetric) clients, and the
+    /// patient and user permissions in SMART's v1 and v2 scopes, which this server enforces.
+    /// </summary>
+    public string[]? SmartCapabilities { get; set; }
+
     public bool DevelopmentTokensAccepted => AcceptDevelopmentTokens ?? string.IsNullOrWhiteSpace(Authority);
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)

@@ -64,6 +64,7 @@ public static class TelemetryAuthentication
         });
         services.AddSingleton<CareTeams>();
         services.AddSingleton<PatientAccess>();
+        services.AddSingleton<Fhir.SmartConfiguration>();
         services.AddAuthentication(Scheme)
             .AddPolicyScheme(Scheme, Scheme, scheme =>
             {
