@@ -1,10 +1,18 @@
+using System.Net;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Telemetry.Api.Security;
 
 namespace Telemetry.Api.Health;
 
-/// <summary>Readiness at <c>/healthz</c>: 200 when the silo, the store and the listeners are all up, else 503, with each check's word.</summary>
+/// <summary>
+/// Readiness at <c>/healthz</c>: 200 when the silo, the store and the listeners are all up, else 503, with each check's
+/// status. Each check's word (which names the database file, the series server's address, what went wrong) is for the
+/// operator: a caller on the server's own machine or with an admin's token; anyone else, a load balancer's probe from
+/// another host say, gets the statuses alone.
+/// </summary>
 public static class HealthEndpoints
 {
     public static IServiceCollection AddTelemetryHealthChecks(this IServiceCollection services)
@@ -26,13 +34,24 @@ public static class HealthEndpoints
     private static Task WriteAsync(HttpContext context, HealthReport report)
     {
         context.Response.ContentType = "application/json";
+        var detailed = IsOperator(context);
         var body = new
         {
             status = report.Status.ToString(),
             checks = report.Entries.ToDictionary(
                 entry => entry.Key,
-                entry => new { status = entry.Value.Status.ToString(), description = entry.Value.Description }),
+                entry => new { status = entry.Value.Status.ToString(), description = detailed ? entry.Value.Description : null }),
         };
-        return JsonSerializer.SerializeAsync(context.Response.Body, body, JsonSerializerOptions.Web, context.RequestAborted);
+        return JsonSerializer.SerializeAsync(context.Response.Body, body, Json, context.RequestAborted);
     }
+
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerOptions.Web) { DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull };
+
+    /// <summary>
+    /// A caller on this machine (a forwarded client's address behind a trusted proxy is the client's, not the proxy's)
+    /// or one whose token may administer.
+    /// </summary>
+    private static bool IsOperator(HttpContext context) =>
+        (context.Connection.RemoteIpAddress is { } address && IPAddress.IsLoopback(address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address))
+        || SmartScopes.AllowsAdministration(context.User);
 }
