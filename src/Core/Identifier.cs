@@ -26,4 +26,18 @@ public static class Identifier
 
         return true;
     }
+
+    /// <summary>The longest patient id: a FHIR id's.</summary>
+    public const int MaxPatientIdLength = 64;
+
+    /// <summary>What a valid patient id looks like, in the words a refusal uses.</summary>
+    public const string PatientShape = "1 to 64 characters of letters, digits, - and . (a FHIR id, such as the EMR's Patient id)";
+
+    /// <summary>
+    /// A patient id as a new binding or care team may name it: a FHIR id (1 to 64 ASCII letters, digits, <c>-</c> and
+    /// <c>.</c>), so that it is the EMR's Patient id and <c>Patient/{id}</c> is a valid reference. Narrower than
+    /// <see cref="IsValid"/>, which reads still take.
+    /// </summary>
+    public static bool IsValidPatientId(ReadOnlySpan<char> id) =>
+        id.Length <= MaxPatientIdLength && IsValid(id) && !id.ContainsAny('_', ':');
 }

@@ -24,6 +24,23 @@ public sealed class IdentifierTests
     public void Ids_unsafe_in_topics_urls_or_logs_are_invalid(string id) =>
         Assert.False(Identifier.IsValid(id));
 
+    [Theory]
+    [InlineData("p-001", true)]
+    [InlineData("Patient.42", true)]
+    [InlineData("patient_0001", false)]
+    [InlineData("urn:p:1", false)]
+    [InlineData("", false)]
+    [InlineData("p 1", false)]
+    public void A_patient_id_is_a_FHIR_id(string id, bool valid) =>
+        Assert.Equal(valid, Identifier.IsValidPatientId(id));
+
+    [Fact]
+    public void A_patient_id_may_be_64_characters_but_not_65()
+    {
+        Assert.True(Identifier.IsValidPatientId(new string('p', 64)));
+        Assert.False(Identifier.IsValidPatientId(new string('p', 65)));
+    }
+
     [Fact]
     public void An_id_may_be_128_characters_but_not_129()
     {

@@ -182,6 +182,16 @@ public sealed class DeviceTokenTests(ServerFixture fixture) : IClassFixture<Serv
                 Assert.Contains("deviceId", await answer.Content.ReadAsStringAsync(), StringComparison.Ordinal);
             }
         }
+
+        // A patient id is a FHIR id (the EMR's Patient id): '_' and ':' are a device id's, not a patient's.
+        foreach (var patientId in new[] { "token_p3", "urn:p:3", new string('p', 65) })
+        {
+            using var provisioned = await Server.Http.PostAsJsonAsync("/api/devices", new { deviceId = "token-watch-3", patientId });
+            Assert.Equal(HttpStatusCode.BadRequest, provisioned.StatusCode);
+            Assert.Contains("FHIR id", await provisioned.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+            using var team = await Server.Http.PutAsJsonAsync("/api/care-teams/token-ward", new { patients = new[] { patientId } });
+            Assert.Equal(HttpStatusCode.BadRequest, team.StatusCode);
+        }
     }
 
     private Task<MqttClientConnectResultCode> ConnectAsync(string token) =>

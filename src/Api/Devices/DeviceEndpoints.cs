@@ -37,9 +37,9 @@ public static class DeviceEndpoints
             errors["deviceId"] = [Identifier.Shape];
         }
 
-        if (!Identifier.IsValid(request.PatientId))
+        if (!Identifier.IsValidPatientId(request.PatientId))
         {
-            errors["patientId"] = [Identifier.Shape];
+            errors["patientId"] = [Identifier.PatientShape];
         }
 
         if (errors.Count > 0)

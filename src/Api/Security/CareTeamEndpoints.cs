@@ -30,9 +30,9 @@ public static class CareTeamEndpoints
             return Invalid("teamId", Identifier.Shape);
         }
 
-        if (request.Patients is not { Count: <= MaxPatients } patients || patients.Any(patient => !Identifier.IsValid(patient)))
+        if (request.Patients is not { Count: <= MaxPatients } patients || patients.Any(patient => !Identifier.IsValidPatientId(patient)))
         {
-            return Invalid("patients", $"a list of at most {MaxPatients} patient ids ({Identifier.Shape})");
+            return Invalid("patients", $"a list of at most {MaxPatients} patient ids ({Identifier.PatientShape})");
         }
 
         var distinct = patients.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
