@@ -6,12 +6,12 @@ public static class Identifier
     public const int MaxLength = 128;
 
     /// <summary>What a valid id looks like, in the words a refusal uses.</summary>
-    public const string Shape = "1 to 128 characters of letters, digits and - _ : .";
+    public const string Shape = "1 to 128 characters of letters, digits and - _ : . (not . or .. alone)";
 
-    /// <summary>1 to 128 characters of ASCII letters, digits and <c>- _ : .</c></summary>
+    /// <summary>1 to 128 characters of ASCII letters, digits and <c>- _ : .</c>, but not <c>.</c> or <c>..</c> (a URL's path would read them as a step).</summary>
     public static bool IsValid(ReadOnlySpan<char> id)
     {
-        if (id.IsEmpty || id.Length > MaxLength)
+        if (id.IsEmpty || id.Length > MaxLength || id is "." or "..")
         {
             return false;
         }

@@ -21,6 +21,8 @@ public sealed class IdentifierTests
     [InlineData("patient%20")]
     [InlineData("café")]
     [InlineData("watch\n")]
+    [InlineData(".")]
+    [InlineData("..")]
     public void Ids_unsafe_in_topics_urls_or_logs_are_invalid(string id) =>
         Assert.False(Identifier.IsValid(id));
 

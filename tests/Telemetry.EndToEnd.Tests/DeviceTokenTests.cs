@@ -191,6 +191,9 @@ public sealed class DeviceTokenTests(ServerFixture fixture) : IClassFixture<Serv
             Assert.Contains("FHIR id", await provisioned.Content.ReadAsStringAsync(), StringComparison.Ordinal);
             using var team = await Server.Http.PutAsJsonAsync("/api/care-teams/token-ward", new { patients = new[] { patientId } });
             Assert.Equal(HttpStatusCode.BadRequest, team.StatusCode);
+            using var rules = await Server.Http.PutAsJsonAsync($"/api/patients/{patientId}/alert-rules", new { rules = Array.Empty<object>() });
+            Assert.Equal(HttpStatusCode.BadRequest, rules.StatusCode);
+            Assert.Contains("FHIR id", await rules.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         }
     }
 

@@ -45,7 +45,7 @@ public sealed class LoopbackOidcProvider : IAsyncDisposable
                 ["jwks_uri"] = provider.Issuer + "/jwks",
                 ["authorization_endpoint"] = provider.Issuer + "/authorize",
                 ["token_endpoint"] = provider.Issuer + "/token",
-                ["grant_types_supported"] = new[] { "authorization_code", "refresh_token" },
+                ["grant_types_supported"] = new[] { "authorization_code", "implicit", "password", "refresh_token" },
                 ["code_challenge_methods_supported"] = new[] { "plain", "S256" },
                 ["response_types_supported"] = new[] { "code" },
                 ["subject_types_supported"] = new[] { "public" },

@@ -67,23 +67,39 @@ public sealed class OidcProviderTests
             ["Telemetry__Auth__Jwt__SmartCapabilities__1"] = "context-standalone-patient",
         });
 
-        // Anonymous, as SMART apps read it before anyone signs in.
-        using var response = await server.Http.GetAsync("/fhir/.well-known/smart-configuration");
+        // Anonymous, as SMART apps read it before anyone signs in, from a page of any origin.
+        using var anonymous = server.ClientWith(null);
+        anonymous.DefaultRequestHeaders.Add("Origin", "https://app.example");
+        using var response = await anonymous.GetAsync("/fhir/.well-known/smart-configuration");
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("*", Assert.Single(response.Headers.GetValues("Access-Control-Allow-Origin")));
         using var document = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
         var root = document.RootElement;
         string[] Strings(string name) => [.. root.GetProperty(name).EnumerateArray().Select(item => item.GetString()!)];
-        Assert.Equal(provider.Issuer, root.GetProperty("issuer").GetString());
         Assert.Equal(provider.Issuer + "/authorize", root.GetProperty("authorization_endpoint").GetString());
         Assert.Equal(provider.Issuer + "/token", root.GetProperty("token_endpoint").GetString());
         Assert.Equal(provider.Issuer + "/jwks", root.GetProperty("jwks_uri").GetString());
-        Assert.Equal(["authorization_code", "refresh_token"], Strings("grant_types_supported"));
 
-        // SMART forbids plain PKCE, which this provider offers beside S256.
+        // What SMART allows of the provider's: no implicit or password grant, no plain PKCE, no issuer without
+        // SMART's OpenID Connect profile claimed.
+        Assert.Equal(["authorization_code", "refresh_token"], Strings("grant_types_supported"));
         Assert.Equal(["S256"], Strings("code_challenge_methods_supported"));
+        Assert.False(root.TryGetProperty("issuer", out _));
         Assert.Equal(["launch-standalone", "context-standalone-patient"], Strings("capabilities"));
         Assert.Contains("patient/Observation.rs", Strings("scopes_supported"));
         Assert.Contains("user/Observation.read", Strings("scopes_supported"));
+        Assert.Contains("launch/patient", Strings("scopes_supported"));
+        Assert.DoesNotContain("launch", Strings("scopes_supported"));
+
+        // A browser app's preflight for a search with its token is answered, before any token is asked for.
+        using var preflight = new HttpRequestMessage(HttpMethod.Options, "/fhir/Observation?patient=p-oidc-1");
+        preflight.Headers.Add("Origin", "https://app.example");
+        preflight.Headers.Add("Access-Control-Request-Method", "GET");
+        preflight.Headers.Add("Access-Control-Request-Headers", "authorization");
+        using var preflighted = await anonymous.SendAsync(preflight);
+        Assert.Equal(HttpStatusCode.NoContent, preflighted.StatusCode);
+        Assert.Equal("*", Assert.Single(preflighted.Headers.GetValues("Access-Control-Allow-Origin")));
+        Assert.Contains("authorization", preflighted.Headers.GetValues("Access-Control-Allow-Headers").Single(), StringComparison.OrdinalIgnoreCase);
 
         // The CapabilityStatement names SMART on FHIR and the same endpoints.
         using var metadata = await server.Http.GetAsync("/fhir/metadata");
@@ -98,19 +114,24 @@ public sealed class OidcProviderTests
     [Fact]
     public async Task A_provider_that_does_not_answer_makes_SMART_discovery_unavailable_not_wrong()
     {
+        // A provider that never answers: the kernel takes connections into the listener's backlog, and nobody reads them.
+        using var silent = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        silent.Start();
         await using var server = await TelemetryServer.StartNewAsync(new Dictionary<string, string>
         {
-            ["Telemetry__Auth__Jwt__Authority"] = "http://127.0.0.1:1",
+            ["Telemetry__Auth__Jwt__Authority"] = $"http://127.0.0.1:{((IPEndPoint)silent.LocalEndpoint).Port}",
             ["Telemetry__Auth__Jwt__RequireHttpsMetadata"] = "false",
         });
 
-        using var response = await server.Http.GetAsync("/fhir/.well-known/smart-configuration");
+        // Answered, not held for the provider's HTTP client's minute.
+        using var client = new HttpClient { BaseAddress = server.Http.BaseAddress, Timeout = TimeSpan.FromSeconds(30) };
+        using var response = await client.GetAsync("/fhir/.well-known/smart-configuration");
         Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
         Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
         Assert.NotNull(response.Headers.RetryAfter);
 
         // The CapabilityStatement is served all the same, without endpoints it cannot vouch for.
-        using var metadata = await server.Http.GetAsync("/fhir/metadata");
+        using var metadata = await client.GetAsync("/fhir/metadata");
         Assert.Equal(HttpStatusCode.OK, metadata.StatusCode);
         var capability = Assert.IsType<CapabilityStatement>(new FhirJsonDeserializer().DeserializeResource(await metadata.Content.ReadAsStringAsync()));
         Assert.Null(capability.Rest[0].Security);

@@ -68,11 +68,12 @@ public static class AlertEndpoints
         return TypedResults.Ok(await grains.GetGrain<IPatientGrain>(patientId).GetAlertRulesAsync());
     }
 
-    private static async Task<IResult> PutRulesAsync(string patientId, HttpRequest request, IGrainFactory grains)
+    private static async Task<IResult> PutRulesAsync(string patientId, HttpRequest request, IGrainFactory grains, IPatientDirectory directory)
     {
-        if (!Identifier.IsValid(patientId))
+        // Rules make a patient known (listed on the dashboards): a new one's id is a FHIR id, as a device's patient's.
+        if (!await Patients.PatientIds.MayNameAsync(patientId, directory, request.HttpContext.RequestAborted))
         {
-            return InvalidPatient();
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["patientId"] = [Identifier.PatientShape] });
         }
 
         var (rules, problem) = await ReadRulesAsync(request);

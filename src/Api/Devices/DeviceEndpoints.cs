@@ -37,7 +37,7 @@ public static class DeviceEndpoints
             errors["deviceId"] = [Identifier.Shape];
         }
 
-        if (!Identifier.IsValidPatientId(request.PatientId))
+        if (!await Patients.PatientIds.MayNameAsync(request.PatientId, directory, context.RequestAborted))
         {
             errors["patientId"] = [Identifier.PatientShape];
         }

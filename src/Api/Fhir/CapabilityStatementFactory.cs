@@ -116,14 +116,21 @@ public static class CapabilityStatementFactory
             return null;
         }
 
+        // Only the endpoints the provider names: an extension without a value is not valid FHIR.
         var uris = new Extension { Url = OAuthUris };
-        uris.AddExtension("authorize", new FhirUri(provider.AuthorizationEndpoint));
-        uris.AddExtension("token", new FhirUri(provider.TokenEndpoint));
+        foreach (var (name, uri) in new[] { ("authorize", provider.AuthorizationEndpoint), ("token", provider.TokenEndpoint) })
+        {
+            if (!string.IsNullOrEmpty(uri))
+            {
+                uris.AddExtension(name, new FhirUri(uri));
+            }
+        }
+
         return new CapabilityStatement.SecurityComponent
         {
             Service = [new CodeableConcept(RestfulSecurityService, "SMART-on-FHIR", "SMART on FHIR")],
             Description = "Bearer tokens from the OpenID Connect provider named here (SMART App Launch; see .well-known/smart-configuration for its endpoints and the scopes this server reads).",
-            Extension = [uris],
+            Extension = uris.Extension.Count == 0 ? [] : [uris],
         };
     }
 

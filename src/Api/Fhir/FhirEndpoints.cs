@@ -37,9 +37,12 @@ public static class FhirEndpoints
     private static readonly HashSet<string> AuditEventParameters = ["patient", "entity", "date", "_count", "_before"];
     private static readonly HashSet<string> StatsParameters = ["subject", "patient", "code", "system", "coding", "duration", "statistic", "include", "limit"];
 
+    /// <summary>The CORS policy of <c>/fhir</c>: any origin, for browser-based SMART apps.</summary>
+    public const string CorsPolicy = "fhir";
+
     public static IEndpointRouteBuilder MapFhirEndpoints(this IEndpointRouteBuilder routes)
     {
-        var fhir = routes.MapGroup("/fhir").RequireRateLimiting(TelemetryAuthentication.ApiRateLimit).Audited().AddEndpointFilter<FhirGuardFilter>().ExcludeFromDescription();
+        var fhir = routes.MapGroup("/fhir").RequireRateLimiting(TelemetryAuthentication.ApiRateLimit).RequireCors(CorsPolicy).Audited().AddEndpointFilter<FhirGuardFilter>().ExcludeFromDescription();
         fhir.MapGet("/metadata", async (HttpRequest request, SmartConfiguration smart) =>
             new FhirResult(CapabilityStatementFactory.Create(BaseUrl(request), await smart.TryProviderAsync(request.HttpContext.RequestAborted))));
         fhir.MapGet("/Observation", SearchAsync);

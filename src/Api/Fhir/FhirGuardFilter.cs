@@ -4,8 +4,8 @@ using Telemetry.Api.Security;
 namespace Telemetry.Api.Fhir;
 
 /// <summary>
-/// Every FHIR request passes here: JSON is the only format served (406 otherwise), a valid bearer token is required
-/// except for the CapabilityStatement (an admin's, or a person's with a SMART scope that reads Observations; which
+/// Every FHIR request passes here (but SMART's discovery, <see cref="SmartConfiguration"/>, which is plain JSON): JSON is
+/// the only format served (406 otherwise), a valid bearer token is required except for the CapabilityStatement (an admin's, or a person's with a SMART scope that reads Observations; which
 /// patient they may read is checked by <see cref="ForbiddenAsync"/>), and anything that goes wrong becomes an
 /// OperationOutcome rather than problem+json.
 /// </summary>

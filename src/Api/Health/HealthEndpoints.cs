@@ -34,6 +34,9 @@ public static class HealthEndpoints
     private static Task WriteAsync(HttpContext context, HealthReport report)
     {
         context.Response.ContentType = "application/json";
+
+        // Not kept by a cache between callers: whose answer it is depends on who asks.
+        context.Response.Headers.CacheControl = "no-store";
         var detailed = IsOperator(context);
         var body = new
         {
@@ -48,10 +51,16 @@ public static class HealthEndpoints
     private static readonly JsonSerializerOptions Json = new(JsonSerializerOptions.Web) { DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull };
 
     /// <summary>
-    /// A caller on this machine (a forwarded client's address behind a trusted proxy is the client's, not the proxy's)
-    /// or one whose token may administer.
+    /// One whose token may administer, or a caller on this machine connected directly: a request a proxy forwarded (it
+    /// names the client it came from, trusted or not: a proxy on this machine, or a forged <c>X-Forwarded-For:
+    /// 127.0.0.1</c>) is from elsewhere.
     /// </summary>
     private static bool IsOperator(HttpContext context) =>
-        (context.Connection.RemoteIpAddress is { } address && IPAddress.IsLoopback(address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address))
-        || SmartScopes.AllowsAdministration(context.User);
+        SmartScopes.AllowsAdministration(context.User)
+        || (context.Connection.RemoteIpAddress is { } address
+            && IPAddress.IsLoopback(address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address)
+            && !ForwardedHeaders.Any(context.Request.Headers.ContainsKey));
+
+    // The headers a proxy names the client by, and the one ASP.NET Core's forwarded headers leave for the address it replaced.
+    private static readonly string[] ForwardedHeaders = ["X-Forwarded-For", "Forwarded", "X-Original-For"];
 }

@@ -137,6 +137,15 @@ public static partial class TelemetryServerExtensions
         services.AddHostedService(sp => sp.GetRequiredService<AuditLog>());
         services.AddProblemDetails();
 
+        // FHIR for browser-based SMART apps on any origin: tokens go in the Authorization header, never in cookies, so
+        // a page of another origin reaches nothing its token does not.
+        services.AddCors(cors => cors.AddPolicy(Fhir.FhirEndpoints.CorsPolicy, policy => policy
+            .AllowAnyOrigin()
+            .WithMethods("GET", "POST")
+            .WithHeaders("Authorization", "Accept", "Content-Type", "Prefer")
+            .WithExposedHeaders("Retry-After", "WWW-Authenticate")
+            .SetPreflightMaxAge(TimeSpan.FromHours(1))));
+
         // A request whose arguments cannot be bound is answered 400 through the endpoint's filters (so it is audited), in
         // every environment: Development would otherwise throw before them.
         services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(routeHandlers => routeHandlers.ThrowOnBadRequest = false);
@@ -162,6 +171,9 @@ public static partial class TelemetryServerExtensions
         app.UseStatusCodePages();
         UseTrustedProxies(app, app.Services.GetRequiredService<IOptions<ServerOptions>>().Value);
         app.MapPages();
+
+        // Before access: a CORS preflight carries no token, and is answered here.
+        app.UseCors();
         app.UseTelemetryAccess();
         app.UseWebSockets();
         app.MapIngest(app.Services.GetRequiredService<IOptions<ServerOptions>>().Value.MqttWebSocketPath);

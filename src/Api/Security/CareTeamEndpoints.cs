@@ -1,5 +1,7 @@
 using Telemetry.Api.Audit;
+using Telemetry.Api.Patients;
 using Telemetry.Core;
+using Telemetry.Core.Storage;
 using Telemetry.Storage.Audit;
 
 namespace Telemetry.Api.Security;
@@ -23,16 +25,25 @@ public static class CareTeamEndpoints
         return routes;
     }
 
-    private static async Task<IResult> PutAsync(string teamId, CareTeamRequest request, HttpContext context, CareTeams careTeams, AuditLog audit, CancellationToken cancellationToken)
+    private static async Task<IResult> PutAsync(
+        string teamId, CareTeamRequest request, HttpContext context, CareTeams careTeams, IPatientDirectory directory, AuditLog audit, CancellationToken cancellationToken)
     {
         if (!Identifier.IsValid(teamId))
         {
             return Invalid("teamId", Identifier.Shape);
         }
 
-        if (request.Patients is not { Count: <= MaxPatients } patients || patients.Any(patient => !Identifier.IsValidPatientId(patient)))
+        if (request.Patients is not { Count: <= MaxPatients } patients)
         {
             return Invalid("patients", $"a list of at most {MaxPatients} patient ids ({Identifier.PatientShape})");
+        }
+
+        foreach (var patient in patients.Distinct(StringComparer.Ordinal))
+        {
+            if (!await PatientIds.MayNameAsync(patient, directory, cancellationToken))
+            {
+                return Invalid("patients", $"a list of at most {MaxPatients} patient ids ({Identifier.PatientShape})");
+            }
         }
 
         var distinct = patients.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();

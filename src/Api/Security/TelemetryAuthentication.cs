@@ -137,11 +137,11 @@ public static class TelemetryAuthentication
             : null;
     }
 
-    /// <summary>429 with Retry-After: problem+json, or an OperationOutcome on <c>/fhir</c>.</summary>
+    /// <summary>429 with Retry-After: problem+json, or an OperationOutcome on <c>/fhir</c> (but for SMART's discovery, plain JSON).</summary>
     private static Task RejectAsync(HttpContext context, TimeSpan retryAfter, string detail)
     {
         context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
-        IResult result = context.Request.Path.StartsWithSegments("/fhir")
+        IResult result = context.Request.Path.StartsWithSegments("/fhir") && !context.Request.Path.StartsWithSegments(Fhir.SmartConfiguration.Path)
             ? Fhir.FhirResult.Error(StatusCodes.Status429TooManyRequests, Hl7.Fhir.Model.OperationOutcome.IssueType.Throttled, detail)
             : TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests, title: "Too many requests", detail: detail);
         return result.ExecuteAsync(context);

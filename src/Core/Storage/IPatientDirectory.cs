@@ -9,6 +9,9 @@ public interface IPatientDirectory
     /// <summary>Records that <paramref name="patientId"/> exists (a device was provisioned for them); idempotent.</summary>
     Task RegisterAsync(string patientId, CancellationToken cancellationToken = default);
 
+    /// <summary>Whether <paramref name="patientId"/> is known (as <see cref="ListAsync"/> would list them).</summary>
+    Task<bool> ContainsAsync(string patientId, CancellationToken cancellationToken = default);
+
     /// <summary>Known patients in id order, at most <paramref name="limit"/>, after <paramref name="after"/> when given.</summary>
     Task<IReadOnlyList<string>> ListAsync(int limit, string? after = null, CancellationToken cancellationToken = default);
 }

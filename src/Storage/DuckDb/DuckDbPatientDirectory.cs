@@ -48,6 +48,20 @@ public sealed class DuckDbPatientDirectory(DuckDbDatabase database) : IPatientDi
             command.ExecuteNonQuery();
         }, cancellationToken);
 
+    public Task<bool> ContainsAsync(string patientId, CancellationToken cancellationToken = default) =>
+        Task.Run(() =>
+        {
+            using var connection = database.OpenConnection();
+            using var command = connection.CreateCommand();
+            command.CommandText = """
+                SELECT EXISTS (SELECT 1 FROM patients WHERE patient_id = $1)
+                    OR EXISTS (SELECT 1 FROM care_team_members WHERE patient_id = $1)
+                    OR EXISTS (SELECT 1 FROM alert_patients WHERE patient_id = $1)
+                """;
+            command.Parameters.Add(new DuckDBParameter(patientId));
+            return command.ExecuteScalar() is true;
+        }, cancellationToken);
+
     public Task<IReadOnlyList<string>> ListAsync(int limit, string? after = null, CancellationToken cancellationToken = default) =>
         Task.Run<IReadOnlyList<string>>(() =>
         {

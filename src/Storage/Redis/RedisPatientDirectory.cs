@@ -16,6 +16,9 @@ public sealed class RedisPatientDirectory(RedisConnection redis) : IPatientDirec
     public async Task RegisterAsync(string patientId, CancellationToken cancellationToken = default) =>
         await (await redis.DatabaseAsync()).SortedSetAddAsync(_patients, patientId, 0);
 
+    public async Task<bool> ContainsAsync(string patientId, CancellationToken cancellationToken = default) =>
+        (await (await redis.DatabaseAsync()).SortedSetScoreAsync(_patients, patientId)) is not null;
+
     public async Task<IReadOnlyList<string>> ListAsync(int limit, string? after = null, CancellationToken cancellationToken = default)
     {
         var database = await redis.DatabaseAsync();

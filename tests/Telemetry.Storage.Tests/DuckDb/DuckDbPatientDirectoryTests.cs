@@ -35,6 +35,15 @@ public sealed class DuckDbPatientDirectoryTests : IDisposable
         Assert.Equal(["p-1", "p-2"], await _patients.ListAsync(2));
         Assert.Equal(["p-3", "p-4"], await _patients.ListAsync(2, after: "p-2"));
         Assert.Empty(await _patients.ListAsync(2, after: "p-4"));
+
+        // Known as listed: registered, in a care team, or watched; and no other.
+        foreach (var known in new[] { "p-1", "p-2", "p-3", "p-4" })
+        {
+            Assert.True(await _patients.ContainsAsync(known), known);
+        }
+
+        Assert.False(await _patients.ContainsAsync("p-5"));
+        Assert.False(await _patients.ContainsAsync("p-"));
     }
 
     [Fact]

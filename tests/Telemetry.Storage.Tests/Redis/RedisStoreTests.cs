@@ -196,6 +196,9 @@ public sealed class RedisStoreTests : IAsyncLifetime
         Assert.Equal(["patient-1", "patient-2"], await other.ListAsync(2));
         Assert.Equal(["patient-3", "patient-4"], await other.ListAsync(5, "patient-2"));
         Assert.Empty(await other.ListAsync(5, "patient-4"));
+        Assert.True(await other.ContainsAsync("patient-2"));
+        Assert.True(await other.ContainsAsync("patient-4"));
+        Assert.False(await other.ContainsAsync("patient-5"));
     }
 
     [Fact]
