@@ -7,7 +7,8 @@ namespace Telemetry.Ingest.Codecs;
 /// <summary>
 /// Decodes the project's JSON batch: <c>{"seq":42,"readings":[{"kind":"heart_rate","time":"2026-11-24T10:00:00Z","value":72,"unit":"/min"}]}</c>.
 /// A reading whose fields are wrong is rejected alone; a payload that is not this JSON is refused whole. A time without
-/// an offset is UTC (never the server's own time zone).
+/// an offset is UTC (never the server's own time zone). An optional field given as <c>null</c> (<c>"unit":null</c>,
+/// <c>"seq":null</c>, as serializers write a field they have no value for) is absent; a required one so given is missing.
 /// </summary>
 public static class JsonBatchDecoder
 {
@@ -42,6 +43,11 @@ public static class JsonBatchDecoder
             if (reader.ValueTextEquals("seq"u8))
             {
                 reader.Read();
+                if (reader.TokenType == JsonTokenType.Null)
+                {
+                    continue;
+                }
+
                 if (reader.TokenType != JsonTokenType.Number || !reader.TryGetUInt64(out var seq))
                 {
                     return "\"seq\" must be a non-negative integer";
@@ -107,7 +113,7 @@ public static class JsonBatchDecoder
             else if (reader.ValueTextEquals("unit"u8))
             {
                 reader.Read();
-                unitLength = CopyString(ref reader, unit);
+                unitLength = reader.TokenType == JsonTokenType.Null ? 0 : CopyString(ref reader, unit);
             }
             else if (reader.ValueTextEquals("time"u8))
             {

@@ -2,9 +2,41 @@ using System.Buffers;
 
 namespace Telemetry.Ingest.Codecs;
 
-/// <summary>Decodes a device payload in whichever format its first byte names. Pure and synchronous.</summary>
+/// <summary>
+/// Decodes a device payload in whichever format its first byte names (after a UTF-8 byte order mark, which some
+/// platforms write before JSON, and which no protobuf message starts with). Pure and synchronous.
+/// </summary>
 public static class PayloadDecoder
 {
+    private static ReadOnlySpan<byte> ByteOrderMark => [0xEF, 0xBB, 0xBF];
+
+    /// <summary><paramref name="payload"/> without the UTF-8 byte order mark it starts with, if it does.</summary>
+    public static ReadOnlySequence<byte> WithoutByteOrderMark(in ReadOnlySequence<byte> payload)
+    {
+        if (payload.Length < ByteOrderMark.Length)
+        {
+            return payload;
+        }
+
+        Span<byte> start = stackalloc byte[3];
+        payload.Slice(0, 3).CopyTo(start);
+        return start.SequenceEqual(ByteOrderMark) ? payload.Slice(3) : payload;
+    }
+
+    /// <summary>Whether <paramref name="payload"/> may yet turn out to start with a byte order mark (it holds a beginning of one, and no more).</summary>
+    public static bool MayStartWithByteOrderMark(in ReadOnlySequence<byte> payload)
+    {
+        if (payload.Length is 0 or >= 3)
+        {
+            return false;
+        }
+
+        Span<byte> start = stackalloc byte[2];
+        var length = (int)payload.Length;
+        payload.CopyTo(start);
+        return start[..length].SequenceEqual(ByteOrderMark[..length]);
+    }
+
     public static PayloadFormat Detect(in ReadOnlySequence<byte> payload)
     {
         var reader = new SequenceReader<byte>(payload);
@@ -44,11 +76,12 @@ public static class PayloadDecoder
             return false;
         }
 
-        format = Detect(payload);
+        var body = WithoutByteOrderMark(payload);
+        format = Detect(body);
         var decoded = format switch
         {
-            PayloadFormat.SenMl => SenMlDecoder.TryDecode(payload, batch, out error),
-            PayloadFormat.Json => JsonBatchDecoder.TryDecode(payload, batch, out error),
+            PayloadFormat.SenMl => SenMlDecoder.TryDecode(body, batch, out error),
+            PayloadFormat.Json => JsonBatchDecoder.TryDecode(body, batch, out error),
             _ => ProtobufBatchDecoder.TryDecode(payload, batch, out error),
         };
 

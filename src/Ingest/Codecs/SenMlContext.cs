@@ -5,7 +5,10 @@ public sealed class SenMlContext
 {
     internal const int MaxNameBytes = 96;
 
-    internal byte[] BaseName { get; } = new byte[MaxNameBytes];
+    // A base name holds a device id (up to 128 characters) and whatever a device puts around it ("urn:dev:…:", "{id}/").
+    internal const int MaxBaseNameBytes = 256;
+
+    internal byte[] BaseName { get; } = new byte[MaxBaseNameBytes];
 
     internal byte[] BaseUnit { get; } = new byte[MaxNameBytes];
 

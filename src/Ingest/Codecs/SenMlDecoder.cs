@@ -6,7 +6,8 @@ namespace Telemetry.Ingest.Codecs;
 /// <summary>
 /// Decodes SenML JSON (RFC 8428): base name, time, unit and value carried from record to record, times in seconds,
 /// times below 2^28 relative to now. A record's vital is its resolved name, or the part after the last ':' or '/'
-/// (so <c>"bn":"watch-1:","n":"heart_rate"</c> names heart_rate).
+/// (so <c>"bn":"watch-1:","n":"heart_rate"</c> names heart_rate). A field given as <c>null</c> is absent, as serializers
+/// write a field they have no value for.
 /// </summary>
 public static class SenMlDecoder
 {
@@ -72,7 +73,7 @@ public static class SenMlDecoder
 
         Span<byte> name = stackalloc byte[SenMlContext.MaxNameBytes];
         Span<byte> unit = stackalloc byte[SenMlContext.MaxNameBytes];
-        Span<byte> fullName = stackalloc byte[SenMlContext.MaxNameBytes * 2];
+        Span<byte> fullName = stackalloc byte[SenMlContext.MaxBaseNameBytes + SenMlContext.MaxNameBytes];
         int nameLength = 0, unitLength = 0;
         double time = 0;
         double? value = null;
@@ -84,6 +85,11 @@ public static class SenMlDecoder
             if (reader.ValueTextEquals("bn"u8))
             {
                 reader.Read();
+                if (reader.TokenType == JsonTokenType.Null)
+                {
+                    continue;
+                }
+
                 // A base name that is not text costs its own record; later ones name their vital themselves (the
                 // kind is the part after the last ':' or '/'), or name none and are refused as unknown.
                 var length = JsonBatchDecoder.CopyString(ref reader, context.BaseName);
@@ -93,12 +99,22 @@ public static class SenMlDecoder
             else if (reader.ValueTextEquals("bt"u8))
             {
                 reader.Read();
+                if (reader.TokenType == JsonTokenType.Null)
+                {
+                    continue;
+                }
+
                 context.BaseTimeUnreadable = !TryReadNumber(ref reader, out var baseTime);
                 context.BaseTime = baseTime;
             }
             else if (reader.ValueTextEquals("bu"u8))
             {
                 reader.Read();
+                if (reader.TokenType == JsonTokenType.Null)
+                {
+                    continue;
+                }
+
                 var length = JsonBatchDecoder.CopyString(ref reader, context.BaseUnit);
                 badField |= length < 0;
                 context.BaseUnitUnreadable = length < 0;
@@ -107,28 +123,53 @@ public static class SenMlDecoder
             else if (reader.ValueTextEquals("bv"u8))
             {
                 reader.Read();
+                if (reader.TokenType == JsonTokenType.Null)
+                {
+                    continue;
+                }
+
                 context.BaseValueUnreadable = !TryReadNumber(ref reader, out var baseValue);
                 context.BaseValue = baseValue;
             }
             else if (reader.ValueTextEquals("n"u8))
             {
                 reader.Read();
+                if (reader.TokenType == JsonTokenType.Null)
+                {
+                    continue;
+                }
+
                 nameLength = JsonBatchDecoder.CopyString(ref reader, name);
                 hasName = true;
             }
             else if (reader.ValueTextEquals("u"u8))
             {
                 reader.Read();
+                if (reader.TokenType == JsonTokenType.Null)
+                {
+                    continue;
+                }
+
                 unitLength = JsonBatchDecoder.CopyString(ref reader, unit);
             }
             else if (reader.ValueTextEquals("t"u8))
             {
                 reader.Read();
+                if (reader.TokenType == JsonTokenType.Null)
+                {
+                    continue;
+                }
+
                 badField |= !TryReadNumber(ref reader, out time);
             }
             else if (reader.ValueTextEquals("v"u8))
             {
                 reader.Read();
+                if (reader.TokenType == JsonTokenType.Null)
+                {
+                    continue;
+                }
+
                 value = TryReadNumber(ref reader, out var v) ? v : double.NaN;
             }
             else if (reader.ValueTextEquals("bver"u8))

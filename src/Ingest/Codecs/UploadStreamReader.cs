@@ -18,6 +18,9 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
     private JsonReaderState _json = new(new JsonReaderOptions { MaxDepth = 8 });
     private Phase _phase = Phase.Start;
 
+    // Whether the upload's first bytes have been looked at (for a byte order mark).
+    private bool _started;
+
     private enum Phase
     {
         Start,
@@ -48,6 +51,22 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
         if (Error is not null)
         {
             return UploadReadStatus.Malformed;
+        }
+
+        if (!_started && format != UploadFormat.DelimitedProtobuf)
+        {
+            // A UTF-8 byte order mark before the text, as some platforms write: passed over.
+            if (!isFinalBlock && (buffer.IsEmpty || PayloadDecoder.MayStartWithByteOrderMark(buffer)))
+            {
+                return UploadReadStatus.NeedMoreData;
+            }
+
+            _started = true;
+            var text = PayloadDecoder.WithoutByteOrderMark(buffer);
+            if (text.Length != buffer.Length)
+            {
+                return Read(text, isFinalBlock, batch, out consumed);
+            }
         }
 
         try

@@ -38,6 +38,29 @@ public sealed class JsonBatchDecoderTests
         AssertReading(readings[3], VitalKind.OxygenSaturation, Wearable.NowMs - 120_000, 97.0);
     }
 
+    [Fact]
+    public void An_optional_field_given_as_null_is_absent_and_a_required_one_missing()
+    {
+        var builder = Wearable.NewBuilder();
+        var payload = $$"""
+            {
+              "seq": null,
+              "readings": [
+                { "kind": "heart_rate", "time": "{{At}}", "value": 72, "unit": null },
+                { "kind": "heart_rate", "time": "{{At}}", "value": null, "unit": "/min" },
+                { "kind": null, "time": "{{At}}", "value": 72 }
+              ]
+            }
+            """;
+
+        Assert.True(Wearable.Decode(builder, payload, out _, out var error), error);
+
+        Assert.Equal(0UL, builder.Sequence);
+        Assert.Equal([new VitalReading(VitalKind.HeartRate, Wearable.NowMs, 72)], builder.ToArray());
+        Assert.Equal(1, builder.RejectedFor(RejectReason.MissingValue));
+        Assert.Equal(1, builder.RejectedFor(RejectReason.UnknownKind));
+    }
+
     [Theory]
     [InlineData("2026-11-24T09:59:00Z", -60_000)]
     [InlineData("2026-11-24T09:59:00", -60_000)]

@@ -47,6 +47,19 @@ public sealed class PayloadDecoderTests
         Assert.Equal(PayloadFormat.Protobuf, protobufFormat);
     }
 
+    [Theory]
+    [InlineData("\uFEFF{\"readings\":[{\"kind\":\"heart_rate\",\"time\":\"2026-11-24T10:00:00Z\",\"value\":72}]}", PayloadFormat.Json)]
+    [InlineData("\uFEFF [{\"n\":\"heart_rate\",\"t\":1795514400,\"v\":72}]", PayloadFormat.SenMl)]
+    public void A_byte_order_mark_before_json_is_passed_over(string payload, PayloadFormat expected)
+    {
+        var builder = Wearable.NewBuilder();
+
+        Assert.True(Wearable.Decode(builder, payload, out var format, out var error), error);
+
+        Assert.Equal(expected, format);
+        Assert.Equal([new VitalReading(VitalKind.HeartRate, Wearable.NowMs, 72)], builder.ToArray());
+    }
+
     [Fact]
     public void An_empty_payload_is_refused()
     {

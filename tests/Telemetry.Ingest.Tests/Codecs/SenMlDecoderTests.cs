@@ -32,6 +32,37 @@ public sealed class SenMlDecoderTests
     }
 
     [Fact]
+    public void A_field_given_as_null_is_absent()
+    {
+        var builder = Wearable.NewBuilder();
+        var payload = $$"""
+            [
+              {"bn":"watch-1:","bt":{{NowSeconds}},"bu":"/min","bv":null,"n":"heart_rate","u":null,"t":null,"v":72},
+              {"bn":null,"bt":null,"bu":null,"n":"heart_rate","u":null,"t":-1,"v":71},
+              {"n":"heart_rate","t":-2,"v":null}
+            ]
+            """;
+
+        Assert.True(Wearable.Decode(builder, payload, out _, out var error), error);
+
+        Assert.Equal(
+            [new VitalReading(VitalKind.HeartRate, Wearable.NowMs, 72), new VitalReading(VitalKind.HeartRate, Wearable.NowMs - 1_000, 71)],
+            builder.ToArray());
+        Assert.Equal(1, builder.RejectedFor(RejectReason.MissingValue));
+    }
+
+    [Fact]
+    public void A_base_name_may_hold_the_longest_device_id()
+    {
+        var builder = Wearable.NewBuilder();
+        var payload = $$"""[{"bn":"urn:dev:{{new string('w', Telemetry.Core.Identifier.MaxLength)}}:","bt":{{NowSeconds}},"n":"heart_rate","v":72}]""";
+
+        Assert.True(Wearable.Decode(builder, payload, out _, out var error), error);
+
+        Assert.Equal([new VitalReading(VitalKind.HeartRate, Wearable.NowMs, 72)], builder.ToArray());
+    }
+
+    [Fact]
     public void A_base_value_is_added_to_every_value()
     {
         var builder = Wearable.NewBuilder();

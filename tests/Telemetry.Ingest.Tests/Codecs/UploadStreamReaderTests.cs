@@ -46,6 +46,22 @@ public sealed class UploadStreamReaderTests
     }
 
     [Theory]
+    [InlineData(UploadFormat.JsonBatch, 1)]
+    [InlineData(UploadFormat.JsonBatch, 2)]
+    [InlineData(UploadFormat.SenMl, 7)]
+    [InlineData(UploadFormat.NdJson, 1)]
+    [InlineData(UploadFormat.NdJson, 4096)]
+    public async Task A_byte_order_mark_before_a_text_upload_is_passed_over(UploadFormat format, int chunk)
+    {
+        var (payload, expected) = Build(format);
+
+        var (status, batches, error) = await ReadAsync(format, [0xEF, 0xBB, 0xBF, .. payload], chunk);
+
+        Assert.True(status == UploadReadStatus.Completed, error);
+        Assert.Equal(expected, batches.SelectMany(b => b));
+    }
+
+    [Theory]
     [InlineData(UploadFormat.JsonBatch, "{\"readings\":[{\"kind\":\"heart_rate\",\"time\":\"2026-11-24T09:59:00Z\",\"value\":70},{\"kind\":")]
     [InlineData(UploadFormat.SenMl, "[{\"n\":\"heart_rate\",\"v\":70,\"t\":-1},{\"n\":")]
     [InlineData(UploadFormat.JsonBatch, "{\"readings\":[{\"kind\":\"heart_rate\",\"time\":\"2026-11-24T09:59:00Z\",\"value\":70}]}{\"readings\":[]}")]
