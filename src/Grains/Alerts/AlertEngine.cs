@@ -308,10 +308,13 @@ public sealed class AlertEngine
 
         if (_earlyWarning.Length > 0 && EarlyWarningScore.IsParameter(reading.Kind))
         {
+            // Raised on the fresh vitals' score; cleared only when the latest value of every vital scored recovers: a
+            // vital whose bad reading grew old, with none after it, is missing, not better.
             var score = CurrentEarlyWarningScore(reading.TimestampMs);
+            var latestScore = CurrentEarlyWarningScore(long.MaxValue);
             foreach (var runtime in _earlyWarning)
             {
-                Judge(runtime, score, reading.TimestampMs, nowMs);
+                Judge(runtime, score, reading.TimestampMs, nowMs, recoveryValue: latestScore);
             }
         }
 
@@ -472,13 +475,17 @@ public sealed class AlertEngine
         return snoozed;
     }
 
-    /// <summary>The NEWS2 score of the latest fresh value of each parameter, judged at <paramref name="atMs"/>.</summary>
+    /// <summary>
+    /// The NEWS2 score of the latest fresh value of each parameter, judged at <paramref name="atMs"/> (with
+    /// <see cref="long.MaxValue"/>, of the latest value of each, however old).
+    /// </summary>
     public int CurrentEarlyWarningScore(long atMs)
     {
         var score = 0;
         foreach (ref readonly var vital in _vitals.AsSpan())
         {
-            if (EarlyWarningScore.IsParameter(vital.Kind) && vital.LatestMs != long.MinValue && vital.LatestMs >= atMs - EarlyWarningFreshMs)
+            if (EarlyWarningScore.IsParameter(vital.Kind) && vital.LatestMs != long.MinValue
+                && (atMs == long.MaxValue || vital.LatestMs >= atMs - EarlyWarningFreshMs))
             {
                 score += EarlyWarningScore.Points(vital.Kind, vital.LatestValue);
             }
@@ -489,16 +496,20 @@ public sealed class AlertEngine
 
     /// <summary>
     /// The one place a condition becomes an alert. Raise at the level, sustained; clear only past the clear level
-    /// (hysteresis), so a value hovering at the level makes one episode; after a clear, the re-arm guard must pass.
+    /// (hysteresis), so a value hovering at the level makes one episode, and a sustain under way is given up only past
+    /// it too, so a value swinging about the level (SpO2 89, 91, 89) still raises once it has been at or past it for the
+    /// sustain; after a clear, the re-arm guard must pass. <paramref name="recoveryValue"/>, when given, is what must
+    /// pass back over the clear level instead of <paramref name="value"/>.
     /// </summary>
-    private void Judge(RuleRuntime runtime, double value, long timestampMs, long nowMs)
+    private void Judge(RuleRuntime runtime, double value, long timestampMs, long nowMs, double? recoveryValue = null)
     {
         var rule = runtime.Rule;
         var level = rule.Level!.Value;
         var clearLevel = rule.ClearLevel ?? level;
         var below = rule.Direction == AlertDirection.Below;
         var inAlarm = below ? value <= level : value >= level;
-        var recovered = below ? value > clearLevel : value < clearLevel;
+        var recovering = recoveryValue ?? value;
+        var recovered = below ? recovering > clearLevel : recovering < clearLevel;
 
         if (FindOpen(rule.Id) is { } open)
         {
@@ -514,7 +525,11 @@ public sealed class AlertEngine
 
         if (!inAlarm)
         {
-            runtime.PendingSinceMs = long.MinValue;
+            if (recovered)
+            {
+                runtime.PendingSinceMs = long.MinValue;
+            }
+
             return;
         }
 

@@ -52,6 +52,26 @@ public sealed class AlertEngineTests
     }
 
     [Fact]
+    public void A_sustain_is_given_up_only_past_the_clear_level_so_a_value_swinging_about_the_level_still_raises()
+    {
+        var engine = Engine(new AlertRule("spo2-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 90, 92, SustainSeconds: 60));
+
+        // 89, 91, 89, 91, 89: never back over 92, at or under 90 from the first reading to the last.
+        foreach (var value in new[] { 89, 91, 89, 91 })
+        {
+            Send(engine, VitalKind.OxygenSaturation, value);
+            Assert.Empty(engine.State.Outbox);
+            Advance(15);
+        }
+
+        Send(engine, VitalKind.OxygenSaturation, 89);
+
+        var raised = Assert.Single(engine.State.Outbox);
+        Assert.Equal(AlertEventType.Raised, raised.Type);
+        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(Now), raised.Alert.TriggeredAt);
+    }
+
+    [Fact]
     public void A_heart_rate_alternating_around_the_threshold_gives_one_episode()
     {
         var engine = Engine(new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 115));
@@ -322,6 +342,27 @@ public sealed class AlertEngineTests
 
         Assert.Equal(2, engine.CurrentEarlyWarningScore(Now));
         Assert.Empty(engine.State.Outbox);
+    }
+
+    [Fact]
+    public void An_early_warning_alert_is_not_cleared_by_a_vital_growing_old_only_by_a_better_reading_of_it()
+    {
+        var engine = Engine(new AlertRule("news2", AlertRuleType.EarlyWarning, AlertPriority.Medium, Direction: AlertDirection.Above, Level: 5, ClearLevel: 3));
+
+        Send(engine, VitalKind.OxygenSaturation, 88); // 3
+        Send(engine, VitalKind.HeartRate, 115); // 2: 5
+        Assert.Equal(AlertEventType.Raised, Assert.Single(engine.State.Outbox).Type);
+
+        // An hour on, the SpO2 reading no longer counts towards a new score; with no SpO2 since, it is missing, not better.
+        Advance(3601);
+        Send(engine, VitalKind.HeartRate, 70); // 0
+        Assert.Equal(0, engine.CurrentEarlyWarningScore(Now));
+        Assert.Single(engine.State.Outbox);
+        Assert.Single(engine.State.Open);
+
+        Send(engine, VitalKind.OxygenSaturation, 97); // 0: recovered
+        Assert.Equal([AlertEventType.Raised, AlertEventType.Cleared], engine.State.Outbox.Select(e => e.Type));
+        Assert.Empty(engine.State.Open);
     }
 
     [Fact]
