@@ -44,8 +44,11 @@ public sealed class WebhookReceiver : IDisposable
 
     public ConcurrentQueue<string> BadSignatures { get; } = new();
 
-    /// <summary>How many deliveries to answer with 503 before accepting: the dispatcher must retry.</summary>
+    /// <summary>How many deliveries to answer with <see cref="FailWith"/> before accepting: the dispatcher must retry.</summary>
     public int FailFirst { get; set; }
+
+    /// <summary>The status the first <see cref="FailFirst"/> deliveries are answered with (503: the receiver is down).</summary>
+    public int FailWith { get; set; } = 503;
 
     public int Attempts => _attempts;
 
@@ -77,7 +80,7 @@ public sealed class WebhookReceiver : IDisposable
             var attempt = Interlocked.Increment(ref _attempts);
             if (attempt <= FailFirst)
             {
-                context.Response.StatusCode = 503;
+                context.Response.StatusCode = FailWith;
                 context.Response.Close();
                 continue;
             }

@@ -18,11 +18,17 @@ public sealed partial class AlertTests
     {
         // The receiver is down for a dozen attempts (a second apart here): the event waits for it, and so do those after it.
         using var webhook = new WebhookReceiver(WebhookSecret) { FailFirst = 12 };
+
+        // Another, being deployed, answers 404 a few times: the event waits for it too, and is not given up.
+        using var redeploying = new WebhookReceiver(WebhookSecret) { FailFirst = 3, FailWith = 404 };
         await using var server = await TelemetryServer.StartNewAsync(new Dictionary<string, string>
         {
             ["Telemetry__Alerts__Webhooks__0__Name"] = "ward",
             ["Telemetry__Alerts__Webhooks__0__Url"] = webhook.Url,
             ["Telemetry__Alerts__Webhooks__0__Secret"] = WebhookSecret,
+            ["Telemetry__Alerts__Webhooks__1__Name"] = "records",
+            ["Telemetry__Alerts__Webhooks__1__Url"] = redeploying.Url,
+            ["Telemetry__Alerts__Webhooks__1__Secret"] = WebhookSecret,
             ["Telemetry__Alerts__WebhookMaxBackoffSeconds"] = "1",
         });
         var watchToken = await server.ProvisionAsync("alert-watch", "p-alert");
@@ -54,6 +60,8 @@ public sealed partial class AlertTests
         Assert.Equal("heart_rate", overMqtt.Json.GetProperty("alert").GetProperty("kind").GetString());
         Assert.Equal("high", overMqtt.Json.GetProperty("alert").GetProperty("priority").GetString());
         Assert.True(webhook.Attempts >= 13, "the first twelve deliveries were refused with 503 and retried");
+        Assert.Equal(alertId, (await Eventually.FirstAsync(redeploying.Received, a => a.Type == "raised", seconds: 60)).AlertId);
+        Assert.True(redeploying.Attempts >= 4, "the first three deliveries were answered 404 and retried");
         Assert.Equal("raised", webhook.Received.First().Type);
         Assert.Empty(webhook.BadSignatures);
 

@@ -170,6 +170,9 @@ public sealed partial class WebhookDispatcher(
     {
         var body = JsonSerializer.SerializeToUtf8Bytes(item, TelemetryJson.Options);
         var delay = TimeSpan.FromSeconds(1);
+
+        // Since when the receiver has answered as if it were not there (401, 403, 404), if it has.
+        DateTimeOffset? refusedSince = null;
         var maxDelay = TimeSpan.FromSeconds(options.Value.WebhookMaxBackoffSeconds);
         for (var attempt = 1; ; attempt++)
         {
@@ -192,7 +195,18 @@ public sealed partial class WebhookDispatcher(
                 }
 
                 failure = $"HTTP {(int)response.StatusCode}";
-                if (!IsWorthRetrying(response.StatusCode))
+                if (IsMaybeRedeploying(response.StatusCode))
+                {
+                    // A receiver being deployed, or its credentials or route being changed, answers so for a while:
+                    // tried again for that while, not given up at the first answer (nor held for the day an outage is).
+                    refusedSince ??= timeProvider.GetUtcNow();
+                    if (timeProvider.GetUtcNow() - refusedSince >= RefusedRetryFor)
+                    {
+                        GiveUp(webhook, item, attempt, failure);
+                        return true;
+                    }
+                }
+                else if (!IsWorthRetrying(response.StatusCode))
                 {
                     GiveUp(webhook, item, attempt, failure);
                     return true;
@@ -250,6 +264,12 @@ public sealed partial class WebhookDispatcher(
 
     private static bool IsWorthRetrying(HttpStatusCode status) =>
         status is HttpStatusCode.RequestTimeout or HttpStatusCode.TooManyRequests || (int)status >= 500;
+
+    private static bool IsMaybeRedeploying(HttpStatusCode status) =>
+        status is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden or HttpStatusCode.NotFound;
+
+    /// <summary>How long a receiver may answer 401, 403 or 404 to one event before it is given up.</summary>
+    public static readonly TimeSpan RefusedRetryFor = TimeSpan.FromMinutes(15);
 
     [LoggerMessage(EventId = 3201, Level = LogLevel.Warning, Message = "Webhook {Webhook}: delivering event {EventId} failed (attempt {Attempt}: {Failure}); retrying in {Delay}")]
     private static partial void LogRetrying(ILogger logger, string webhook, string eventId, int attempt, string failure, TimeSpan delay);
