@@ -58,7 +58,7 @@ public sealed class LimitsTests(LimitsTests.LimitedServer fixture) : IClassFixtu
 
         var result = await Devices.PublishAsync(client, "devices/limit-mqtt-size/vitals", new byte[4_096]);
 
-        Assert.Equal(MqttClientPublishReasonCode.QuotaExceeded, result.ReasonCode);
+        Assert.Equal(MqttClientPublishReasonCode.PayloadFormatInvalid, result.ReasonCode);
         Assert.Contains("exceeds the limit of 2048 bytes", result.ReasonString);
     }
 

@@ -62,7 +62,9 @@ public sealed class MqttPayloadIngest(
         var limit = options.Value.MaxMessageBytes;
         if (payload.Length > limit)
         {
-            refusal = Refuse(device, MqttPubAckReasonCode.QuotaExceeded, $"payload of {payload.Length} bytes exceeds the limit of {limit} bytes", "too_large");
+            // 0x99, as every refusal of the message itself: sent again as it is, it would be refused again (0x97 is the
+            // rate limit's, whose messages are to be sent again, more slowly).
+            refusal = Refuse(device, MqttPubAckReasonCode.PayloadFormatInvalid, $"payload of {payload.Length} bytes exceeds the limit of {limit} bytes; split it", "too_large");
             return false;
         }
 
