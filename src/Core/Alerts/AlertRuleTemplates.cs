@@ -18,6 +18,11 @@ public static class AlertRuleTemplates
             new("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 110, SustainSeconds: 60, RearmSeconds: 300),
             new("hr-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.HeartRate, AlertDirection.Below, 40, 45, SustainSeconds: 30, RearmSeconds: 300, EscalateAfterSeconds: 300),
             new("spo2-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 90, 92, SustainSeconds: 60, RearmSeconds: 300, EscalateAfterSeconds: 300),
+
+            // Critical tiers: an episode acknowledged or snoozed at the first level is silenced for that rule alone, so a
+            // patient who worsens well past it (SpO2 from 89 to 84, a pulse from 125 to 145) raises an alert of its own.
+            new("spo2-critical", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 85, 88, SustainSeconds: 30, RearmSeconds: 120, EscalateAfterSeconds: 120),
+            new("hr-very-high", AlertRuleType.Threshold, AlertPriority.High, VitalKind.HeartRate, AlertDirection.Above, 140, 130, SustainSeconds: 60, RearmSeconds: 300, EscalateAfterSeconds: 300),
             new("rr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.RespiratoryRate, AlertDirection.Above, 25, 22, SustainSeconds: 120, RearmSeconds: 300),
 
             // NEWS2 scores a respiratory rate of 8 or less, and a temperature of 35.0 °C or less, 3 points alone: a single

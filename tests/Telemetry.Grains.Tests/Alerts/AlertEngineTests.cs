@@ -366,6 +366,32 @@ public sealed class AlertEngineTests
     }
 
     [Fact]
+    public void A_patient_worsening_while_the_first_alert_is_acknowledged_raises_the_critical_tier()
+    {
+        Assert.True(AlertRuleTemplates.TryGet(AlertRuleTemplates.AdultDefault, out var template));
+        var engine = Engine([.. template.Rules]);
+        for (var i = 0; i < 5; i++)
+        {
+            Send(engine, VitalKind.OxygenSaturation, 89);
+            Advance(15);
+        }
+
+        var low = Assert.Single(engine.State.Open);
+        Assert.Equal("spo2-low", low.RuleId);
+        Assert.NotNull(engine.Acknowledge(low.AlertId, "nurse-ana", Now));
+
+        for (var i = 0; i < 3; i++)
+        {
+            Send(engine, VitalKind.OxygenSaturation, 84);
+            Advance(15);
+        }
+
+        Assert.Equal(["spo2-low", "spo2-critical"], engine.State.Open.Select(a => a.RuleId));
+        Assert.Equal([AlertStatus.Acknowledged, AlertStatus.Active], engine.State.Open.Select(a => a.Status));
+        Assert.Equal(AlertPriority.High, engine.State.Open[1].Priority);
+    }
+
+    [Fact]
     public void A_high_alert_escalates_until_it_is_acknowledged()
     {
         var engine = Engine(new AlertRule("spo2-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 90, 92, EscalateAfterSeconds: 300));
