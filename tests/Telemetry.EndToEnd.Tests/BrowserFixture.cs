@@ -56,10 +56,11 @@ public sealed class BrowserFixture : IAsyncLifetime
         }).Where(reading => reading.Item2 < now).ToList();
         await UploadAsync("web-scale", progressToken, week);
 
-        foreach (var (patientId, deviceId, token) in new[] { ("p-web-1", "web-watch", watchToken), ("p-web-3", "web-band", alertToken) })
+        // p-web-3's alert escalates, unanswered, every second (three times at most) until a scenario acknowledges it.
+        foreach (var (patientId, deviceId, token, escalate) in new[] { ("p-web-1", "web-watch", watchToken, ""), ("p-web-3", "web-band", alertToken, ""","escalateAfterSeconds":1""") })
         {
-            (await Server.Http.PutAsync($"/api/patients/{patientId}/alert-rules", Json("""
-                {"rules":[{"id":"hr-high","type":"threshold","kind":"heart_rate","direction":"above","level":120,"priority":"high"}]}
+            (await Server.Http.PutAsync($"/api/patients/{patientId}/alert-rules", Json($$"""
+                {"rules":[{"id":"hr-high","type":"threshold","kind":"heart_rate","direction":"above","level":120,"priority":"high"{{escalate}}}]}
                 """))).EnsureSuccessStatusCode();
             await UploadAsync(deviceId, token, [("heart_rate", DateTimeOffset.UtcNow.AddSeconds(-5), 150)]);
         }

@@ -12,6 +12,7 @@ namespace Telemetry.Core.Alerts;
 /// <param name="RaisedAt">When the server raised it.</param>
 /// <param name="EscalatesAt">When it escalates next if nobody acknowledges it.</param>
 /// <param name="SnoozedBy">Who snoozed it last (as <paramref name="AcknowledgedBy"/> names who acknowledged it).</param>
+/// <param name="ClearReason">Why it was cleared when its condition did not end (its rule was removed); null when it did.</param>
 [GenerateSerializer, Immutable]
 public sealed record Alert(
     string AlertId,
@@ -32,7 +33,8 @@ public sealed record Alert(
     DateTimeOffset? ClearedAt = null,
     int EscalationLevel = 0,
     DateTimeOffset? EscalatesAt = null,
-    string? SnoozedBy = null)
+    string? SnoozedBy = null,
+    string? ClearReason = null)
 {
     public bool IsOpen => Status != AlertStatus.Cleared;
 }

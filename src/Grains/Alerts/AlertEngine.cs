@@ -221,7 +221,10 @@ public sealed class AlertEngine
         }
     }
 
-    /// <summary>Replaces the rules. Open alerts of rules that are gone are cleared; the others are judged by their new levels from the next reading.</summary>
+    /// <summary>
+    /// Replaces the rules. Open alerts of rules that are gone are cleared, saying so (<see cref="Alert.ClearReason"/>: not a
+    /// recovery); the others are judged by their new levels from the next reading.
+    /// </summary>
     public void SetRules(AlertRuleSet rules, long nowMs)
     {
         State.Rules = rules;
@@ -231,7 +234,7 @@ public sealed class AlertEngine
         {
             if (!ids.Contains(alert.RuleId))
             {
-                Clear(alert, nowMs);
+                Clear(alert, nowMs, RuleRemoved);
             }
         }
 
@@ -603,9 +606,12 @@ public sealed class AlertEngine
         Emit(AlertEventType.Raised, alert, nowMs);
     }
 
-    private void Clear(Alert alert, long nowMs)
+    /// <summary>What <see cref="Alert.ClearReason"/> says of an alert whose rule was removed.</summary>
+    public const string RuleRemoved = "its rule was removed from the patient's rules; the condition was not seen to end";
+
+    private void Clear(Alert alert, long nowMs, string? reason = null)
     {
-        var cleared = alert with { Status = AlertStatus.Cleared, ClearedAt = DateTimeOffset.FromUnixTimeMilliseconds(nowMs), EscalatesAt = null };
+        var cleared = alert with { Status = AlertStatus.Cleared, ClearedAt = DateTimeOffset.FromUnixTimeMilliseconds(nowMs), EscalatesAt = null, ClearReason = reason };
         State.Open.Remove(alert);
         Emit(AlertEventType.Cleared, cleared, nowMs);
     }

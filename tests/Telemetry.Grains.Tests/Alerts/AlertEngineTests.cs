@@ -614,7 +614,7 @@ public sealed class AlertEngineTests
     }
 
     [Fact]
-    public void Removing_a_rule_clears_its_open_alert()
+    public void Removing_a_rule_clears_its_open_alert_saying_why()
     {
         var engine = Engine(new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 110));
         Send(engine, VitalKind.HeartRate, 150);
@@ -623,6 +623,16 @@ public sealed class AlertEngineTests
 
         Assert.Equal([AlertEventType.Raised, AlertEventType.Cleared], engine.State.Outbox.Select(e => e.Type));
         Assert.Empty(engine.State.Open);
+
+        // Not a recovery: the clear says so. One the patient's values make says nothing.
+        Assert.Equal(AlertEngine.RuleRemoved, engine.State.Outbox[1].Alert.ClearReason);
+        engine.SetRules(new AlertRuleSet([new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 110)]), Now);
+        Advance(600);
+        Send(engine, VitalKind.HeartRate, 150);
+        Advance(1);
+        Send(engine, VitalKind.HeartRate, 100);
+        Assert.Equal(AlertEventType.Cleared, engine.State.Outbox[^1].Type);
+        Assert.Null(engine.State.Outbox[^1].Alert.ClearReason);
     }
 
     [Fact]

@@ -30,6 +30,28 @@ function priorityBadge(priority) {
   return element('span', { class: `priority ${priority}`, text: priorityMarks[priority] ?? priority });
 }
 
+/** How often an alert has escalated unanswered, when it has: nothing otherwise. */
+function escalationBadge(alert) {
+  return alert.escalationLevel > 0
+    ? element('span', { class: 'escalated', text: `Escalated ${alert.escalationLevel === 1 ? 'once' : `${alert.escalationLevel} times`}` })
+    : null;
+}
+
+/** Where an alert stands, and who put it there: what a clinician taking over needs to read. */
+function alertState(alert) {
+  const at = time => new Date(time).toLocaleString();
+  switch (alert.status) {
+    case 'acknowledged':
+      return `acknowledged by ${alert.acknowledgedBy ?? 'someone'}${alert.acknowledgedAt ? `, ${at(alert.acknowledgedAt)}` : ''}`;
+    case 'snoozed':
+      return `snoozed${alert.snoozedBy ? ` by ${alert.snoozedBy}` : ''}${alert.snoozedUntil ? ` until ${at(alert.snoozedUntil)}` : ''}`;
+    case 'cleared':
+      return `cleared${alert.clearedAt ? ` ${at(alert.clearedAt)}` : ''}${alert.clearReason ? ` (${alert.clearReason})` : ''}${alert.acknowledgedBy ? `, acknowledged by ${alert.acknowledgedBy}` : ''}`;
+    default:
+      return alert.escalationLevel > 0 ? `active, escalated ${alert.escalationLevel === 1 ? 'once' : `${alert.escalationLevel} times`}` : 'active';
+  }
+}
+
 function failed(error) {
   say(error instanceof ApiError && error.status === 403
     ? 'You may not see this. Your role or care team does not include it.'
@@ -55,7 +77,7 @@ async function showCohort() {
   let alerts = [];
 
   const alertItem = alert => element('li', { class: `alert ${alert.priority}`, 'data-alert': alert.alertId },
-    priorityBadge(alert.priority),
+    element('span', { class: 'marks' }, priorityBadge(alert.priority), escalationBadge(alert)),
     element('a', { href: `/patients/${encodeURIComponent(alert.patientId)}`, text: alert.patientId }),
     element('span', { class: 'message', text: alert.message }),
     element('time', { datetime: alert.raisedAt, text: ago(alert.raisedAt) }),
@@ -257,7 +279,7 @@ async function showPatient(patientId) {
       : history.map(a => element('li', { class: `alert ${a.priority}` },
         priorityBadge(a.priority),
         element('span', { class: 'message', text: a.message }),
-        element('span', { class: 'state', text: a.status }),
+        element('span', { class: 'state', text: alertState(a) }),
         element('time', { datetime: a.triggeredAt, text: new Date(a.triggeredAt).toLocaleString() })))));
   });
 
