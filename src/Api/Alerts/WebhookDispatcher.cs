@@ -110,6 +110,7 @@ public sealed partial class WebhookDispatcher(
         }
 
         var held = true;
+        var refusals = new Refusals();
         while (!stoppingToken.IsCancellationRequested)
         {
             try
@@ -138,7 +139,7 @@ public sealed partial class WebhookDispatcher(
                         break;
                     }
 
-                    if (!await DeliverAsync(webhook, consumer, item, stoppingToken))
+                    if (!await DeliverAsync(webhook, consumer, item, refusals, stoppingToken))
                     {
                         held = false;
                         break;
@@ -166,13 +167,10 @@ public sealed partial class WebhookDispatcher(
     }
 
     /// <summary>Delivers (or gives up on) the event; false when this server lost the delivery lease meanwhile and must stop.</summary>
-    private async Task<bool> DeliverAsync(WebhookOptions webhook, string consumer, AlertEvent item, CancellationToken stoppingToken)
+    private async Task<bool> DeliverAsync(WebhookOptions webhook, string consumer, AlertEvent item, Refusals refusals, CancellationToken stoppingToken)
     {
         var body = JsonSerializer.SerializeToUtf8Bytes(item, TelemetryJson.Options);
         var delay = TimeSpan.FromSeconds(1);
-
-        // Since when the receiver has answered as if it were not there (401, 403, 404), if it has.
-        DateTimeOffset? refusedSince = null;
         var maxDelay = TimeSpan.FromSeconds(options.Value.WebhookMaxBackoffSeconds);
         for (var attempt = 1; ; attempt++)
         {
@@ -190,6 +188,7 @@ public sealed partial class WebhookDispatcher(
                 using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, stoppingToken);
                 if (response.IsSuccessStatusCode)
                 {
+                    refusals.Since = null;
                     instruments.AlertPublished("webhook");
                     return true;
                 }
@@ -199,8 +198,10 @@ public sealed partial class WebhookDispatcher(
                 {
                     // A receiver being deployed, or its credentials or route being changed, answers so for a while:
                     // tried again for that while, not given up at the first answer (nor held for the day an outage is).
-                    refusedSince ??= timeProvider.GetUtcNow();
-                    if (timeProvider.GetUtcNow() - refusedSince >= RefusedRetryFor)
+                    // The while is the webhook's, from its first such answer since one it took: once it has passed,
+                    // each event is given up at its first such answer, and none holds the others back for long.
+                    refusals.Since ??= timeProvider.GetUtcNow();
+                    if (timeProvider.GetUtcNow() - refusals.Since >= RefusedRetryFor)
                     {
                         GiveUp(webhook, item, attempt, failure);
                         return true;
@@ -268,8 +269,14 @@ public sealed partial class WebhookDispatcher(
     private static bool IsMaybeRedeploying(HttpStatusCode status) =>
         status is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden or HttpStatusCode.NotFound;
 
-    /// <summary>How long a receiver may answer 401, 403 or 404 to one event before it is given up.</summary>
+    /// <summary>How long a receiver may answer 401, 403 or 404, taking nothing, before events it so answers are given up.</summary>
     public static readonly TimeSpan RefusedRetryFor = TimeSpan.FromMinutes(15);
+
+    /// <summary>Since when a webhook's receiver has answered 401, 403 or 404 and taken nothing; null when it took the last event.</summary>
+    private sealed class Refusals
+    {
+        public DateTimeOffset? Since { get; set; }
+    }
 
     [LoggerMessage(EventId = 3201, Level = LogLevel.Warning, Message = "Webhook {Webhook}: delivering event {EventId} failed (attempt {Attempt}: {Failure}); retrying in {Delay}")]
     private static partial void LogRetrying(ILogger logger, string webhook, string eventId, int attempt, string failure, TimeSpan delay);

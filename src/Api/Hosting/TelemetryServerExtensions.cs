@@ -284,7 +284,7 @@ public static partial class TelemetryServerExtensions
 
     /// <summary>
     /// MQTT on a listener. Packets far over the payload limit are refused from their header, before they are buffered;
-    /// the payload limit itself is answered per message (0x97) by the ingest endpoint. A connection the broker ends sends
+    /// the payload limit itself is answered per message (0x99) by the ingest endpoint. A connection the broker ends sends
     /// what was written to it (its DISCONNECT) before it closes.
     /// </summary>
     private static void UseMqtt(ListenOptions listen)

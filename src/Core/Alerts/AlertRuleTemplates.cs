@@ -32,8 +32,8 @@ public static class AlertRuleTemplates
             new("temp-low", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.BodyTemperature, AlertDirection.Below, 35.0, 35.5, RearmSeconds: 600),
             new("sbp-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.SystolicPressure, AlertDirection.Above, 180, 170, RearmSeconds: 600),
             new("sbp-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.SystolicPressure, AlertDirection.Below, 90, 95, RearmSeconds: 600, EscalateAfterSeconds: 300),
-            // Cleared two points under the level, so one noisy reading that moves a vital by a band neither clears an
-            // episode nor, re-armed for long, holds back the next.
+            // Cleared once the score is under the clear level (2 or less for medium, 4 or less for high), so one noisy
+            // reading that moves a vital by a band neither clears an episode nor, re-armed for long, holds back the next.
             new("news2-medium", AlertRuleType.EarlyWarning, AlertPriority.Medium, Direction: AlertDirection.Above, Level: 5, ClearLevel: 3, RearmSeconds: 300),
             new("news2-high", AlertRuleType.EarlyWarning, AlertPriority.High, Direction: AlertDirection.Above, Level: 7, ClearLevel: 5, RearmSeconds: 300, EscalateAfterSeconds: 300),
             new("no-data", AlertRuleType.NoData, AlertPriority.Low, SilenceSeconds: 900),

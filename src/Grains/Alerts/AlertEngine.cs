@@ -28,6 +28,12 @@ public sealed class AlertEngine
     /// <summary>A NEWS2 parameter counts towards the score while its latest reading is at most this much older than the newest.</summary>
     public const long EarlyWarningFreshMs = 60 * 60_000;
 
+    /// <summary>
+    /// An open early-warning alert clears only once the latest reading of each parameter, up to this old, scores under
+    /// the clear level: a vital whose bad reading grew stale is missing, not better, for a day.
+    /// </summary>
+    public const long EarlyWarningHoldMs = 24 * 60 * 60_000;
+
     /// <summary>An unacknowledged alert escalates at most this many times.</summary>
     public const int MaxEscalations = 3;
 
@@ -311,10 +317,10 @@ public sealed class AlertEngine
 
         if (_earlyWarning.Length > 0 && EarlyWarningScore.IsParameter(reading.Kind))
         {
-            // Raised on the fresh vitals' score; cleared only when the latest value of every vital scored recovers: a
-            // vital whose bad reading grew old, with none after it, is missing, not better.
+            // Raised on the fresh vitals' score; cleared only when the latest value of every vital scored in the last day
+            // recovers: a vital whose bad reading grew old, with none after it, is missing, not better.
             var score = CurrentEarlyWarningScore(reading.TimestampMs);
-            var latestScore = CurrentEarlyWarningScore(long.MaxValue);
+            var latestScore = CurrentEarlyWarningScore(reading.TimestampMs, EarlyWarningHoldMs);
             foreach (var runtime in _earlyWarning)
             {
                 Judge(runtime, score, reading.TimestampMs, nowMs, recoveryValue: latestScore);
@@ -479,16 +485,15 @@ public sealed class AlertEngine
     }
 
     /// <summary>
-    /// The NEWS2 score of the latest fresh value of each parameter, judged at <paramref name="atMs"/> (with
-    /// <see cref="long.MaxValue"/>, of the latest value of each, however old).
+    /// The NEWS2 score of the latest value of each parameter at most <paramref name="freshForMs"/> (an hour unless said)
+    /// older than <paramref name="atMs"/>.
     /// </summary>
-    public int CurrentEarlyWarningScore(long atMs)
+    public int CurrentEarlyWarningScore(long atMs, long freshForMs = EarlyWarningFreshMs)
     {
         var score = 0;
         foreach (ref readonly var vital in _vitals.AsSpan())
         {
-            if (EarlyWarningScore.IsParameter(vital.Kind) && vital.LatestMs != long.MinValue
-                && (atMs == long.MaxValue || vital.LatestMs >= atMs - EarlyWarningFreshMs))
+            if (EarlyWarningScore.IsParameter(vital.Kind) && vital.LatestMs != long.MinValue && vital.LatestMs >= atMs - freshForMs)
             {
                 score += EarlyWarningScore.Points(vital.Kind, vital.LatestValue);
             }
@@ -499,10 +504,12 @@ public sealed class AlertEngine
 
     /// <summary>
     /// The one place a condition becomes an alert. Raise at the level, sustained; clear only past the clear level
-    /// (hysteresis), so a value hovering at the level makes one episode, and a sustain under way is given up only past
-    /// it too, so a value swinging about the level (SpO2 89, 91, 89) still raises once it has been at or past it for the
-    /// sustain; after a clear, the re-arm guard must pass. <paramref name="recoveryValue"/>, when given, is what must
-    /// pass back over the clear level instead of <paramref name="value"/>.
+    /// (hysteresis), so a value hovering at the level makes one episode. A sustain under way is given up by a value past
+    /// the clear level, or by one between the two levels once the last at or past the level is longer ago than the
+    /// sustain: a value swinging about the level (SpO2 89, 91, 89) still raises, one sitting between the levels for
+    /// long (SpO2 91 for an hour after a single 90) does not. After a clear, the re-arm guard must pass.
+    /// <paramref name="recoveryValue"/>, when given, is what must pass back over the clear level to clear an open alert,
+    /// instead of <paramref name="value"/>.
     /// </summary>
     private void Judge(RuleRuntime runtime, double value, long timestampMs, long nowMs, double? recoveryValue = null)
     {
@@ -511,6 +518,7 @@ public sealed class AlertEngine
         var clearLevel = rule.ClearLevel ?? level;
         var below = rule.Direction == AlertDirection.Below;
         var inAlarm = below ? value <= level : value >= level;
+        var past = below ? value > clearLevel : value < clearLevel;
         var recovering = recoveryValue ?? value;
         var recovered = below ? recovering > clearLevel : recovering < clearLevel;
 
@@ -528,7 +536,7 @@ public sealed class AlertEngine
 
         if (!inAlarm)
         {
-            if (recovered)
+            if (past || (runtime.LastInAlarmMs != long.MinValue && timestampMs - runtime.LastInAlarmMs > rule.SustainSeconds * 1000L))
             {
                 runtime.PendingSinceMs = long.MinValue;
             }
@@ -536,6 +544,7 @@ public sealed class AlertEngine
             return;
         }
 
+        runtime.LastInAlarmMs = timestampMs;
         if (runtime.PendingSinceMs == long.MinValue)
         {
             runtime.PendingSinceMs = timestampMs;
@@ -696,6 +705,7 @@ public sealed class AlertEngine
             var runtime = new RuleRuntime(rule)
             {
                 PendingSinceMs = State.PendingSinceMs?.GetValueOrDefault(rule.Id, long.MinValue) ?? long.MinValue,
+                LastInAlarmMs = State.PendingSinceMs?.GetValueOrDefault(rule.Id, long.MinValue) ?? long.MinValue,
             };
             switch (rule.Type)
             {
@@ -787,6 +797,12 @@ public sealed class AlertEngine
         public AlertRule Rule { get; } = rule;
 
         public long PendingSinceMs { get; set; } = long.MinValue;
+
+        /// <summary>
+        /// The time of the last reading at or past the level while a sustain is under way; at activation, when the sustain
+        /// began (the last is not kept: taken so, a long spell between the levels since gives the sustain up no later).
+        /// </summary>
+        public long LastInAlarmMs { get; set; } = long.MinValue;
 
         public long LastImplausibleMs { get; set; } = long.MinValue;
 

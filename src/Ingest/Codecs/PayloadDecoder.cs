@@ -37,9 +37,10 @@ public static class PayloadDecoder
         return start[..length].SequenceEqual(ByteOrderMark[..length]);
     }
 
+    /// <summary>The format the payload's first byte other than white space names (after a byte order mark, if any).</summary>
     public static PayloadFormat Detect(in ReadOnlySequence<byte> payload)
     {
-        var reader = new SequenceReader<byte>(payload);
+        var reader = new SequenceReader<byte>(WithoutByteOrderMark(payload));
         while (reader.TryRead(out var first))
         {
             switch (first)

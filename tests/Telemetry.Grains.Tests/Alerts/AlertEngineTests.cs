@@ -72,6 +72,29 @@ public sealed class AlertEngineTests
     }
 
     [Fact]
+    public void A_value_sitting_between_the_levels_longer_than_the_sustain_gives_the_sustain_up()
+    {
+        var engine = Engine(new AlertRule("spo2-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 90, 92, SustainSeconds: 60));
+
+        // One 90, then 91 for two minutes: the 90 is long past when the next one comes, which starts a sustain of its own.
+        Send(engine, VitalKind.OxygenSaturation, 90);
+        for (var i = 0; i < 8; i++)
+        {
+            Advance(15);
+            Send(engine, VitalKind.OxygenSaturation, 91);
+        }
+
+        Advance(15);
+        Send(engine, VitalKind.OxygenSaturation, 90);
+        Assert.Empty(engine.State.Outbox);
+
+        // Held from there for the sustain, it raises.
+        Advance(60);
+        Send(engine, VitalKind.OxygenSaturation, 90);
+        Assert.Equal(AlertEventType.Raised, Assert.Single(engine.State.Outbox).Type);
+    }
+
+    [Fact]
     public void A_heart_rate_alternating_around_the_threshold_gives_one_episode()
     {
         var engine = Engine(new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 115));

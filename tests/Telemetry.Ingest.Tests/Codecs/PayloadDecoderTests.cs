@@ -15,6 +15,8 @@ public sealed class PayloadDecoderTests
     [InlineData(" \r\n\t[]", PayloadFormat.SenMl)]
     [InlineData("\n  {}", PayloadFormat.Json)]
     [InlineData("x", PayloadFormat.Protobuf)]
+    [InlineData("\uFEFF[]", PayloadFormat.SenMl)]
+    [InlineData("\uFEFF {}", PayloadFormat.Json)]
     public void The_first_non_blank_byte_names_the_format(string payload, PayloadFormat expected) =>
         Assert.Equal(expected, PayloadDecoder.Detect(Wearable.Utf8(payload)));
 
