@@ -125,7 +125,9 @@ public sealed partial class WebhookDispatcher(
 
                 if (!held)
                 {
+                    // Taken (back) over: where the others got to, and the receiver's refusals counted anew.
                     position = await store.ReadCursorAsync(consumer, stoppingToken) ?? position;
+                    refusals.Since = null;
                     held = true;
                 }
 

@@ -169,6 +169,7 @@ public sealed class AlertEngine
     public void RecordJudged()
     {
         State.PendingSinceMs = null;
+        State.LastInAlarmMs = null;
         foreach (ref readonly var vital in _vitals.AsSpan())
         {
             if (vital.JudgedMs != long.MinValue)
@@ -223,6 +224,7 @@ public sealed class AlertEngine
             if (runtime.PendingSinceMs != long.MinValue)
             {
                 (State.PendingSinceMs ??= [])[runtime.Rule.Id] = runtime.PendingSinceMs;
+                (State.LastInAlarmMs ??= [])[runtime.Rule.Id] = runtime.LastInAlarmMs;
             }
         }
     }
@@ -249,6 +251,7 @@ public sealed class AlertEngine
 
         // New levels: a sustain under way by the old ones starts again by the new.
         State.PendingSinceMs = null;
+        State.LastInAlarmMs = null;
 
         BuildRuntimes();
     }
@@ -518,7 +521,6 @@ public sealed class AlertEngine
         var clearLevel = rule.ClearLevel ?? level;
         var below = rule.Direction == AlertDirection.Below;
         var inAlarm = below ? value <= level : value >= level;
-        var past = below ? value > clearLevel : value < clearLevel;
         var recovering = recoveryValue ?? value;
         var recovered = below ? recovering > clearLevel : recovering < clearLevel;
 
@@ -534,9 +536,14 @@ public sealed class AlertEngine
             return;
         }
 
+        // How long a spell between the levels may last: the sustain, or two of the vital's intervals if it comes more
+        // rarely (a CGM's five minutes against a five-minute sustain, 69, 71, 69, is one sustain).
+        var interval = runtime.LastJudgedMs == long.MinValue ? 0 : Math.Max(0, timestampMs - runtime.LastJudgedMs);
+        runtime.LastJudgedMs = Math.Max(runtime.LastJudgedMs, timestampMs);
         if (!inAlarm)
         {
-            if (past || (runtime.LastInAlarmMs != long.MinValue && timestampMs - runtime.LastInAlarmMs > rule.SustainSeconds * 1000L))
+            var spell = Math.Max(rule.SustainSeconds * 1000L, 2 * interval);
+            if (recovered || (runtime.LastInAlarmMs != long.MinValue && timestampMs - runtime.LastInAlarmMs > spell))
             {
                 runtime.PendingSinceMs = long.MinValue;
             }
@@ -544,7 +551,7 @@ public sealed class AlertEngine
             return;
         }
 
-        runtime.LastInAlarmMs = timestampMs;
+        runtime.LastInAlarmMs = Math.Max(runtime.LastInAlarmMs, timestampMs);
         if (runtime.PendingSinceMs == long.MinValue)
         {
             runtime.PendingSinceMs = timestampMs;
@@ -705,7 +712,9 @@ public sealed class AlertEngine
             var runtime = new RuleRuntime(rule)
             {
                 PendingSinceMs = State.PendingSinceMs?.GetValueOrDefault(rule.Id, long.MinValue) ?? long.MinValue,
-                LastInAlarmMs = State.PendingSinceMs?.GetValueOrDefault(rule.Id, long.MinValue) ?? long.MinValue,
+                LastInAlarmMs = State.LastInAlarmMs?.GetValueOrDefault(rule.Id, long.MinValue) is { } last and not long.MinValue
+                    ? last
+                    : State.PendingSinceMs?.GetValueOrDefault(rule.Id, long.MinValue) ?? long.MinValue,
             };
             switch (rule.Type)
             {
@@ -798,11 +807,11 @@ public sealed class AlertEngine
 
         public long PendingSinceMs { get; set; } = long.MinValue;
 
-        /// <summary>
-        /// The time of the last reading at or past the level while a sustain is under way; at activation, when the sustain
-        /// began (the last is not kept: taken so, a long spell between the levels since gives the sustain up no later).
-        /// </summary>
+        /// <summary>The time of the last reading at or past the level (see <see cref="AlertState.LastInAlarmMs"/>).</summary>
         public long LastInAlarmMs { get; set; } = long.MinValue;
+
+        /// <summary>The time of the latest reading judged by the rule: the gap to the next is how often its vital comes.</summary>
+        public long LastJudgedMs { get; set; } = long.MinValue;
 
         public long LastImplausibleMs { get; set; } = long.MinValue;
 

@@ -55,5 +55,13 @@ public sealed class AlertState : IAlertOutbox
     [Id(9)]
     public Dictionary<string, long>? PendingSinceMs { get; set; }
 
+    /// <summary>
+    /// Per rule with a sustain under way, the time of its last reading at or past the level (see
+    /// <see cref="PendingSinceMs"/>): a spell between the levels is measured from it. Absent (a state written before it
+    /// was kept), the sustain's start stands in.
+    /// </summary>
+    [Id(10)]
+    public Dictionary<string, long>? LastInAlarmMs { get; set; }
+
     IReadOnlyList<AlertEvent> IAlertOutbox.PendingEvents => Outbox;
 }

@@ -95,6 +95,41 @@ public sealed class AlertEngineTests
     }
 
     [Fact]
+    public void A_vital_sent_about_as_rarely_as_the_sustain_swinging_about_the_level_still_raises()
+    {
+        // A CGM every five minutes (and a second), a five-minute sustain: 69, 71, 69 is one sustain.
+        var engine = Engine(new AlertRule("glucose-low", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.BloodGlucose, AlertDirection.Below, 70, 80, SustainSeconds: 300));
+
+        Send(engine, VitalKind.BloodGlucose, 69);
+        Advance(301);
+        Send(engine, VitalKind.BloodGlucose, 71);
+        Advance(301);
+        Send(engine, VitalKind.BloodGlucose, 69);
+
+        Assert.Equal(AlertEventType.Raised, Assert.Single(engine.State.Outbox).Type);
+    }
+
+    [Fact]
+    public void A_spell_between_the_levels_is_measured_from_the_last_reading_past_the_level_across_activations()
+    {
+        var engine = Engine(new AlertRule("spo2-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 90, 92, SustainSeconds: 60));
+        Send(engine, VitalKind.OxygenSaturation, 89);
+        Advance(50);
+        Send(engine, VitalKind.OxygenSaturation, 89);
+        engine.RecordJudged();
+
+        // The next activation: a 91 fifteen seconds after the last 89 keeps the sustain, which the next 89 completes.
+        var next = new AlertEngine("p-1", engine.State);
+        next.ForgetStaleSustains(Now);
+        Advance(15);
+        Send(next, VitalKind.OxygenSaturation, 91);
+        Advance(5);
+        Send(next, VitalKind.OxygenSaturation, 89);
+
+        Assert.Equal(AlertEventType.Raised, Assert.Single(next.State.Outbox).Type);
+    }
+
+    [Fact]
     public void A_heart_rate_alternating_around_the_threshold_gives_one_episode()
     {
         var engine = Engine(new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 115));
