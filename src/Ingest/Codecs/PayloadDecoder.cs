@@ -38,9 +38,12 @@ public static class PayloadDecoder
     }
 
     /// <summary>The format the payload's first byte other than white space names (after a byte order mark, if any).</summary>
-    public static PayloadFormat Detect(in ReadOnlySequence<byte> payload)
+    public static PayloadFormat Detect(in ReadOnlySequence<byte> payload) => DetectText(WithoutByteOrderMark(payload));
+
+    /// <summary>As <see cref="Detect"/>, of a payload whose byte order mark (if any) is already passed over.</summary>
+    private static PayloadFormat DetectText(in ReadOnlySequence<byte> payload)
     {
-        var reader = new SequenceReader<byte>(WithoutByteOrderMark(payload));
+        var reader = new SequenceReader<byte>(payload);
         while (reader.TryRead(out var first))
         {
             switch (first)
@@ -78,7 +81,7 @@ public static class PayloadDecoder
         }
 
         var body = WithoutByteOrderMark(payload);
-        format = Detect(body);
+        format = DetectText(body);
         var decoded = format switch
         {
             PayloadFormat.SenMl => SenMlDecoder.TryDecode(body, batch, out error),
