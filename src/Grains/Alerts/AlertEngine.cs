@@ -509,8 +509,8 @@ public sealed class AlertEngine
     /// The one place a condition becomes an alert. Raise at the level, sustained; clear only past the clear level
     /// (hysteresis), so a value hovering at the level makes one episode. A sustain under way is given up by a value past
     /// the clear level, or by one between the two levels once the last at or past the level is longer ago than the
-    /// sustain: a value swinging about the level (SpO2 89, 91, 89) still raises, one sitting between the levels for
-    /// long (SpO2 91 for an hour after a single 90) does not. After a clear, the re-arm guard must pass.
+    /// sustain (or two of the vital's intervals, if it comes more rarely): a value swinging about the level (SpO2 89,
+    /// 91, 89) still raises, one sitting between the levels for long (SpO2 91 for an hour after a single 90) does not. After a clear, the re-arm guard must pass.
     /// <paramref name="recoveryValue"/>, when given, is what must pass back over the clear level to clear an open alert,
     /// instead of <paramref name="value"/>.
     /// </summary>
@@ -524,6 +524,10 @@ public sealed class AlertEngine
         var recovering = recoveryValue ?? value;
         var recovered = below ? recovering > clearLevel : recovering < clearLevel;
 
+        // How often the rule's readings come (an episode open or not), for how long a spell between the levels may last.
+        var interval = runtime.LastJudgedMs == long.MinValue ? 0 : Math.Max(0, timestampMs - runtime.LastJudgedMs);
+        runtime.LastJudgedMs = Math.Max(runtime.LastJudgedMs, timestampMs);
+
         if (FindOpen(rule.Id) is { } open)
         {
             if (recovered)
@@ -536,12 +540,10 @@ public sealed class AlertEngine
             return;
         }
 
-        // How long a spell between the levels may last: the sustain, or two of the vital's intervals if it comes more
-        // rarely (a CGM's five minutes against a five-minute sustain, 69, 71, 69, is one sustain).
-        var interval = runtime.LastJudgedMs == long.MinValue ? 0 : Math.Max(0, timestampMs - runtime.LastJudgedMs);
-        runtime.LastJudgedMs = Math.Max(runtime.LastJudgedMs, timestampMs);
         if (!inAlarm)
         {
+            // A spell between the levels may last the sustain, or two of the vital's intervals if it comes more rarely
+            // (a CGM's five minutes against a five-minute sustain: 69, 71, 69 is one sustain).
             var spell = Math.Max(rule.SustainSeconds * 1000L, 2 * interval);
             if (recovered || (runtime.LastInAlarmMs != long.MinValue && timestampMs - runtime.LastInAlarmMs > spell))
             {
