@@ -10,8 +10,8 @@ namespace Telemetry.Api.Health;
 /// <summary>
 /// Readiness at <c>/healthz</c>: 200 when the silo, the store and the listeners are all up, else 503, with each check's
 /// status. Each check's word (which names the database file, the series server's address, what went wrong) is for the
-/// operator: a caller on the server's own machine or with an admin's token; anyone else, a load balancer's probe from
-/// another host say, gets the statuses alone.
+/// operator: a caller on the server's own machine, connected directly, or with an admin's token; anyone else, a load
+/// balancer's probe from another host say, gets the statuses alone.
 /// </summary>
 public static class HealthEndpoints
 {

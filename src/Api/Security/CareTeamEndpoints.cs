@@ -33,20 +33,23 @@ public static class CareTeamEndpoints
             return Invalid("teamId", Identifier.Shape);
         }
 
-        if (request.Patients is not { Count: <= MaxPatients } patients)
+        var distinct = request.Patients is { Count: <= MaxPatients } patients
+            ? patients.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList()
+            : null;
+        foreach (var patient in distinct ?? [])
+        {
+            if (!await PatientIds.MayNameAsync(patient, directory, cancellationToken))
+            {
+                distinct = null;
+                break;
+            }
+        }
+
+        if (distinct is null)
         {
             return Invalid("patients", $"a list of at most {MaxPatients} patient ids ({Identifier.PatientShape})");
         }
 
-        foreach (var patient in patients.Distinct(StringComparer.Ordinal))
-        {
-            if (!await PatientIds.MayNameAsync(patient, directory, cancellationToken))
-            {
-                return Invalid("patients", $"a list of at most {MaxPatients} patient ids ({Identifier.PatientShape})");
-            }
-        }
-
-        var distinct = patients.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
         var before = await careTeams.SetAsync(teamId, distinct, cancellationToken);
         await AuditFilter.RecordEachAsync(audit, context, distinct.Except(before, StringComparer.Ordinal).Concat(before.Except(distinct, StringComparer.Ordinal)));
         return Results.Ok(new CareTeam(teamId, distinct));
