@@ -13,7 +13,7 @@ namespace Telemetry.Core.Alerts;
 /// <param name="Direction">Above or below for a threshold, rising or falling for a rate; early warning is above.</param>
 /// <param name="Level">The level that raises the alert: a value, a rate per minute, or a score.</param>
 /// <param name="ClearLevel">The level the value must pass back over before the alert clears (hysteresis); the raise level when absent.</param>
-/// <param name="SustainSeconds">How long the condition must hold, in reading time, before the alert is raised.</param>
+/// <param name="SustainSeconds">How long the condition must hold, in reading time, before the alert is raised; and how long its recovery must, before it clears.</param>
 /// <param name="RearmSeconds">After an episode clears, how long before the rule may raise a new one.</param>
 /// <param name="WindowSeconds">The trailing window a rate of change is measured over.</param>
 /// <param name="SilenceSeconds">How long without readings raises a no-data alert.</param>

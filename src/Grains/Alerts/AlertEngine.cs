@@ -170,6 +170,7 @@ public sealed class AlertEngine
     {
         State.PendingSinceMs = null;
         State.LastInAlarmMs = null;
+        State.RecoveringSinceMs = null;
         foreach (ref readonly var vital in _vitals.AsSpan())
         {
             if (vital.JudgedMs != long.MinValue)
@@ -184,9 +185,10 @@ public sealed class AlertEngine
     }
 
     /// <summary>
-    /// At activation: forgets a sustain under way of a vital whose judged readings end before the last
-    /// <see cref="StaleAfterMs"/>. The readings between could have ended the condition, and are not judged again (only
-    /// what is still news is), so the sustain would be carried on over a gap and raise on one reading.
+    /// At activation: forgets a sustain (or an open alert's recovery) under way of a vital whose judged readings end
+    /// before the last <see cref="StaleAfterMs"/>. The readings between could have ended the condition (or the
+    /// recovery), and are not judged again (only what is still news is), so the sustain would be carried on over a gap
+    /// and raise (or clear) on one reading.
     /// </summary>
     public void ForgetStaleSustains(long nowMs)
     {
@@ -198,6 +200,7 @@ public sealed class AlertEngine
                 foreach (var runtime in vital.Rules ?? [])
                 {
                     runtime.PendingSinceMs = long.MinValue;
+                    runtime.RecoveringSinceMs = long.MinValue;
                 }
             }
             else if (EarlyWarningScore.IsParameter(vital.Kind))
@@ -212,11 +215,12 @@ public sealed class AlertEngine
             foreach (var runtime in _earlyWarning)
             {
                 runtime.PendingSinceMs = long.MinValue;
+                runtime.RecoveringSinceMs = long.MinValue;
             }
         }
     }
 
-    /// <summary>Records the sustains under way (see <see cref="AlertState.PendingSinceMs"/>).</summary>
+    /// <summary>Records the sustains and recoveries under way (see <see cref="AlertState.PendingSinceMs"/> and <see cref="AlertState.RecoveringSinceMs"/>).</summary>
     private void RecordPending(RuleRuntime[]? runtimes)
     {
         foreach (var runtime in runtimes ?? [])
@@ -225,6 +229,11 @@ public sealed class AlertEngine
             {
                 (State.PendingSinceMs ??= [])[runtime.Rule.Id] = runtime.PendingSinceMs;
                 (State.LastInAlarmMs ??= [])[runtime.Rule.Id] = runtime.LastInAlarmMs;
+            }
+
+            if (runtime.RecoveringSinceMs != long.MinValue)
+            {
+                (State.RecoveringSinceMs ??= [])[runtime.Rule.Id] = runtime.RecoveringSinceMs;
             }
         }
     }
@@ -249,9 +258,10 @@ public sealed class AlertEngine
         State.ClearedAtMs = WithRulesOf(State.ClearedAtMs, ids);
         State.SnoozedUntilMs = WithRulesOf(State.SnoozedUntilMs, ids);
 
-        // New levels: a sustain under way by the old ones starts again by the new.
+        // New levels: a sustain or a recovery under way by the old ones starts again by the new.
         State.PendingSinceMs = null;
         State.LastInAlarmMs = null;
+        State.RecoveringSinceMs = null;
 
         BuildRuntimes();
     }
@@ -507,7 +517,8 @@ public sealed class AlertEngine
 
     /// <summary>
     /// The one place a condition becomes an alert. Raise at the level, sustained; clear only past the clear level
-    /// (hysteresis), so a value hovering at the level makes one episode. A sustain under way is given up by a value past
+    /// (hysteresis), sustained as long, so a value hovering at the level makes one episode and a single reading does not
+    /// end one. A sustain under way is given up by a value past
     /// the clear level, or by one between the two levels once the last at or past the level is longer ago than the
     /// sustain (or two of the vital's intervals, if it comes more rarely): a value swinging about the level (SpO2 89,
     /// 91, 89) still raises, one sitting between the levels for long (SpO2 91 for an hour after a single 90) does not. After a clear, the re-arm guard must pass.
@@ -530,11 +541,26 @@ public sealed class AlertEngine
 
         if (FindOpen(rule.Id) is { } open)
         {
-            if (recovered)
+            // A recovery is confirmed as a condition is: past the clear level for the sustain, every reading of it. One
+            // reading past it (SpO2 93 once in an hour of 88) clears nothing, so the re-arm that follows a clear never
+            // holds back an episode that had not ended.
+            if (!recovered)
+            {
+                runtime.RecoveringSinceMs = long.MinValue;
+                return;
+            }
+
+            if (runtime.RecoveringSinceMs == long.MinValue)
+            {
+                runtime.RecoveringSinceMs = timestampMs;
+            }
+
+            if (timestampMs - runtime.RecoveringSinceMs >= rule.SustainSeconds * 1000L)
             {
                 Clear(open, nowMs);
                 (State.ClearedAtMs ??= [])[rule.Id] = timestampMs;
                 runtime.PendingSinceMs = long.MinValue;
+                runtime.RecoveringSinceMs = long.MinValue;
             }
 
             return;
@@ -717,6 +743,7 @@ public sealed class AlertEngine
                 LastInAlarmMs = State.LastInAlarmMs?.GetValueOrDefault(rule.Id, long.MinValue) is { } last and not long.MinValue
                     ? last
                     : State.PendingSinceMs?.GetValueOrDefault(rule.Id, long.MinValue) ?? long.MinValue,
+                RecoveringSinceMs = State.RecoveringSinceMs?.GetValueOrDefault(rule.Id, long.MinValue) ?? long.MinValue,
             };
             switch (rule.Type)
             {
@@ -811,6 +838,9 @@ public sealed class AlertEngine
 
         /// <summary>The time of the last reading at or past the level (see <see cref="AlertState.LastInAlarmMs"/>).</summary>
         public long LastInAlarmMs { get; set; } = long.MinValue;
+
+        /// <summary>While its alert is open, since when its readings have been past the clear level (see <see cref="AlertState.RecoveringSinceMs"/>).</summary>
+        public long RecoveringSinceMs { get; set; } = long.MinValue;
 
         /// <summary>The time of the latest reading judged by the rule: the gap to the next is how often its vital comes.</summary>
         public long LastJudgedMs { get; set; } = long.MinValue;

@@ -63,5 +63,12 @@ public sealed class AlertState : IAlertOutbox
     [Id(10)]
     public Dictionary<string, long>? LastInAlarmMs { get; set; }
 
+    /// <summary>
+    /// Per rule whose open alert is recovering, since when (reading time) its readings had been past the clear level when
+    /// this state was last written: the alert clears once that has lasted the rule's sustain.
+    /// </summary>
+    [Id(11)]
+    public Dictionary<string, long>? RecoveringSinceMs { get; set; }
+
     IReadOnlyList<AlertEvent> IAlertOutbox.PendingEvents => Outbox;
 }

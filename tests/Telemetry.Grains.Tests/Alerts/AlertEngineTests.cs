@@ -130,6 +130,79 @@ public sealed class AlertEngineTests
     }
 
     [Fact]
+    public void One_reading_past_the_clear_level_does_not_end_an_episode_and_a_recovery_held_for_the_sustain_does()
+    {
+        var engine = Engine(new AlertRule("spo2-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 90, 92, SustainSeconds: 60, RearmSeconds: 300));
+        RaiseSpO2Episode(engine);
+
+        // An artefact (93 in a run of 88) clears nothing: cleared, the re-arm would hold back the episode for five minutes.
+        Send(engine, VitalKind.OxygenSaturation, 93);
+        Advance(15);
+        Send(engine, VitalKind.OxygenSaturation, 88);
+        Advance(60);
+        Send(engine, VitalKind.OxygenSaturation, 88);
+        Assert.Equal(AlertStatus.Active, Assert.Single(engine.State.Open).Status);
+
+        // A recovery starts over at a reading between the levels, and clears once it has held a minute.
+        Send(engine, VitalKind.OxygenSaturation, 93);
+        Advance(30);
+        Send(engine, VitalKind.OxygenSaturation, 91);
+        Advance(30);
+        Send(engine, VitalKind.OxygenSaturation, 94);
+        Advance(30);
+        Send(engine, VitalKind.OxygenSaturation, 95);
+        Assert.DoesNotContain(engine.State.Outbox, item => item.Type == AlertEventType.Cleared);
+        Advance(30);
+        Send(engine, VitalKind.OxygenSaturation, 95);
+
+        var cleared = Assert.Single(engine.State.Outbox, item => item.Type == AlertEventType.Cleared);
+        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(Now), cleared.Alert.ClearedAt);
+        Assert.Null(cleared.Alert.ClearReason);
+        Assert.Empty(engine.State.Open);
+    }
+
+    [Fact]
+    public void A_recovery_under_way_is_carried_across_an_activation_and_forgotten_over_a_gap()
+    {
+        var engine = Engine(new AlertRule("spo2-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 90, 92, SustainSeconds: 60));
+        RaiseSpO2Episode(engine);
+        Send(engine, VitalKind.OxygenSaturation, 94);
+        engine.RecordJudged();
+
+        // The next activation carries the recovery on: a minute after its first reading, it clears.
+        var next = new AlertEngine("p-1", engine.State);
+        next.ForgetStaleSustains(Now);
+        Advance(60);
+        Send(next, VitalKind.OxygenSaturation, 95);
+        Assert.Single(next.State.Outbox, item => item.Type == AlertEventType.Cleared);
+
+        // After a gap longer than what is news, the readings between are unknown: the recovery starts again.
+        var other = Engine(new AlertRule("spo2-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 90, 92, SustainSeconds: 60));
+        RaiseSpO2Episode(other);
+        Send(other, VitalKind.OxygenSaturation, 94);
+        other.RecordJudged();
+        Advance((int)(AlertEngine.StaleAfterMs / 1000) + 60);
+        var afterGap = new AlertEngine("p-1", other.State);
+        afterGap.ForgetStaleSustains(Now);
+        Send(afterGap, VitalKind.OxygenSaturation, 95);
+        Assert.DoesNotContain(afterGap.State.Outbox, item => item.Type == AlertEventType.Cleared);
+        Advance(60);
+        Send(afterGap, VitalKind.OxygenSaturation, 95);
+        Assert.Single(afterGap.State.Outbox, item => item.Type == AlertEventType.Cleared);
+    }
+
+    /// <summary>SpO2 at 88 for a minute: the episode is open, and the outbox emptied.</summary>
+    private void RaiseSpO2Episode(AlertEngine engine)
+    {
+        Send(engine, VitalKind.OxygenSaturation, 88);
+        Advance(60);
+        Send(engine, VitalKind.OxygenSaturation, 88);
+        Assert.Equal(AlertEventType.Raised, Assert.Single(engine.State.Outbox).Type);
+        engine.State.Outbox.Clear();
+        Advance(15);
+    }
+
+    [Fact]
     public void A_heart_rate_alternating_around_the_threshold_gives_one_episode()
     {
         var engine = Engine(new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 115));
