@@ -69,6 +69,17 @@ public sealed partial class AlertTests
         await Eventually.FirstAsync(mqtt, a => a.Type == "escalated");
         await Eventually.FirstAsync(webhook.Received, a => a.Type == "escalated");
 
+        // A high-priority alert snoozes for an hour at most; a shorter snooze says who and until when.
+        using var tooLong = await server.Http.PostAsJsonAsync($"/api/alerts/{alertId}/snooze", new { minutes = 120, by = "nurse-ana" });
+        Assert.Equal(HttpStatusCode.BadRequest, tooLong.StatusCode);
+        Assert.Contains("at most 60 minutes", await tooLong.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        using var snoozedResponse = await server.Http.PostAsJsonAsync($"/api/alerts/{alertId}/snooze", new { minutes = 30, by = "nurse-ana" });
+        Assert.Equal(HttpStatusCode.OK, snoozedResponse.StatusCode);
+        var snoozed = JsonDocument.Parse(await snoozedResponse.Content.ReadAsStringAsync()).RootElement;
+        Assert.Equal(("snoozed", "nurse-ana"), (snoozed.GetProperty("status").GetString(), snoozed.GetProperty("snoozedBy").GetString()));
+        Assert.InRange(snoozed.GetProperty("snoozedUntil").GetDateTimeOffset() - DateTimeOffset.UtcNow, TimeSpan.FromMinutes(29), TimeSpan.FromMinutes(30));
+        await Eventually.FirstAsync(stream.Received, e => e.Alert.Type == "snoozed");
+
         using var acknowledged = await server.Http.PostAsJsonAsync($"/api/alerts/{alertId}/ack", new { by = "nurse-ana" });
         Assert.Equal(HttpStatusCode.OK, acknowledged.StatusCode);
         var body = JsonDocument.Parse(await acknowledged.Content.ReadAsStringAsync()).RootElement;

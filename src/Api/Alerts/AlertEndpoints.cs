@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Telemetry.Api.Audit;
@@ -27,7 +28,8 @@ public static class AlertEndpoints
     /// vital's read scans every patient's readings in the range, so a month would cost a month's scan per vital.
     /// </summary>
     public static readonly TimeSpan MaxReplayRange = Trends.TrendReader.MaxRawRange;
-    public static readonly TimeSpan MaxSnooze = TimeSpan.FromHours(24);
+    /// <summary>The longest snooze of any alert (a low-priority one's: see <see cref="AlertSnooze.Longest"/>).</summary>
+    public static readonly TimeSpan MaxSnooze = AlertSnooze.Longest(AlertPriority.Low);
 
     public static IEndpointRouteBuilder MapAlertEndpoints(this IEndpointRouteBuilder routes)
     {
@@ -253,6 +255,14 @@ public static class AlertEndpoints
         if (action.Minutes is not { } minutes || !double.IsFinite(minutes) || minutes <= 0 || minutes > MaxSnooze.TotalMinutes)
         {
             return Invalid("minutes", $"required: how long to snooze, more than 0 and at most {MaxSnooze.TotalMinutes} minutes");
+        }
+
+        // The alert's priority bounds its snooze (the grain holds it to that too, should the log not show the alert yet).
+        if (await store.GetAsync(alertId, request.HttpContext.RequestAborted) is { IsOpen: true } open
+            && minutes > AlertSnooze.Longest(open.Priority).TotalMinutes)
+        {
+            return Invalid("minutes", string.Create(CultureInfo.InvariantCulture,
+                $"a {open.Priority.ToString().ToLowerInvariant()}-priority alert snoozes for at most {AlertSnooze.Longest(open.Priority).TotalMinutes} minutes; to keep its condition quiet for longer, change the patient's alert rules"));
         }
 
         var alert = await grains.GetGrain<IPatientGrain>(patientId).SnoozeAsync(alertId, TimeSpan.FromMinutes(minutes), Actor(request, action));

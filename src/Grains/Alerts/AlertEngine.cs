@@ -257,6 +257,7 @@ public sealed class AlertEngine
 
         State.ClearedAtMs = WithRulesOf(State.ClearedAtMs, ids);
         State.SnoozedUntilMs = WithRulesOf(State.SnoozedUntilMs, ids);
+        State.SnoozedByRule = WithRulesOf(State.SnoozedByRule, ids);
 
         // New levels: a sustain or a recovery under way by the old ones starts again by the new.
         State.PendingSinceMs = null;
@@ -423,10 +424,12 @@ public sealed class AlertEngine
                 if (until <= nowMs)
                 {
                     snoozes.Remove(rule);
+                    State.SnoozedByRule?.Remove(rule);
                 }
             }
 
             State.SnoozedUntilMs = snoozes.Count > 0 ? snoozes : null;
+            State.SnoozedByRule = State.SnoozedByRule?.Count > 0 ? State.SnoozedByRule : null;
         }
 
         foreach (var runtime in _noData)
@@ -459,6 +462,7 @@ public sealed class AlertEngine
 
         // Acknowledged, the alert is no longer snoozed, and nor is its rule: a later episode does not start snoozed.
         State.SnoozedUntilMs?.Remove(alert.RuleId);
+        State.SnoozedByRule?.Remove(alert.RuleId);
         var acknowledged = alert with
         {
             Status = AlertStatus.Acknowledged,
@@ -473,9 +477,10 @@ public sealed class AlertEngine
     }
 
     /// <summary>
-    /// Silences an open alert until <paramref name="untilMs"/>; if its condition still holds then, it is active again
-    /// (acknowledged again, when it was: it does not escalate). A new episode of the same rule raised meanwhile starts
-    /// snoozed too. Null when no such alert is open.
+    /// Silences an open alert until <paramref name="untilMs"/>, at most for its priority's longest snooze
+    /// (<see cref="AlertSnooze.Longest"/>); if its condition still holds then, it is active again (acknowledged again,
+    /// when it was: it does not escalate). A new episode of the same rule raised meanwhile starts snoozed too, by the
+    /// same person. Null when no such alert is open.
     /// </summary>
     public Alert? Snooze(string alertId, long untilMs, string by, long nowMs)
     {
@@ -483,6 +488,8 @@ public sealed class AlertEngine
         {
             return null;
         }
+
+        untilMs = Math.Min(untilMs, nowMs + (long)AlertSnooze.Longest(alert.Priority).TotalMilliseconds);
 
         var snoozed = alert with
         {
@@ -492,6 +499,7 @@ public sealed class AlertEngine
             EscalatesAt = null,
         };
         (State.SnoozedUntilMs ??= [])[alert.RuleId] = untilMs;
+        (State.SnoozedByRule ??= [])[alert.RuleId] = by;
         Replace(alert, snoozed);
         Emit(AlertEventType.Snoozed, snoozed, nowMs);
         return snoozed;
@@ -645,7 +653,8 @@ public sealed class AlertEngine
             DateTimeOffset.FromUnixTimeMilliseconds(triggeredAtMs),
             DateTimeOffset.FromUnixTimeMilliseconds(nowMs),
             SnoozedUntil: snoozedUntil is { } snooze ? DateTimeOffset.FromUnixTimeMilliseconds(snooze) : null,
-            EscalatesAt: snoozedUntil is null ? EscalationTime(rule, nowMs) : null);
+            EscalatesAt: snoozedUntil is null ? EscalationTime(rule, nowMs) : null,
+            SnoozedBy: snoozedUntil is null ? null : State.SnoozedByRule?.GetValueOrDefault(rule.Id));
         State.Open.Add(alert);
         Emit(AlertEventType.Raised, alert, nowMs);
     }
@@ -770,7 +779,7 @@ public sealed class AlertEngine
     }
 
     /// <summary>The entries of rules still in <paramref name="ids"/>; null when none is left.</summary>
-    private static Dictionary<string, long>? WithRulesOf(Dictionary<string, long>? byRule, HashSet<string> ids)
+    private static Dictionary<string, T>? WithRulesOf<T>(Dictionary<string, T>? byRule, HashSet<string> ids)
     {
         foreach (var id in byRule?.Keys.Where(id => !ids.Contains(id)).ToArray() ?? [])
         {

@@ -16,7 +16,7 @@ public sealed class AlertState : IAlertOutbox
     [Id(1)]
     public List<Alert> Open { get; set; } = [];
 
-    // The three maps below are null until they hold something: most patients' alerts never clear or snooze, and the
+    // The maps below are null until they hold something: most patients' alerts never clear or snooze, and the
     // state is kept for every active patient.
 
     /// <summary>Per rule, when its last episode cleared: the re-arm guard counts from here.</summary>
@@ -69,6 +69,10 @@ public sealed class AlertState : IAlertOutbox
     /// </summary>
     [Id(11)]
     public Dictionary<string, long>? RecoveringSinceMs { get; set; }
+
+    /// <summary>Per rule in <see cref="SnoozedUntilMs"/>, who snoozed it: a new episode that starts snoozed says so.</summary>
+    [Id(12)]
+    public Dictionary<string, string>? SnoozedByRule { get; set; }
 
     IReadOnlyList<AlertEvent> IAlertOutbox.PendingEvents => Outbox;
 }

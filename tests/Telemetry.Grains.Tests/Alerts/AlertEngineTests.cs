@@ -646,7 +646,28 @@ public sealed class AlertEngineTests
         var second = engine.State.Outbox[^1];
         Assert.Equal(AlertEventType.Raised, second.Type);
         Assert.Equal(AlertStatus.Snoozed, second.Alert.Status);
+        Assert.Equal("dr-a", second.Alert.SnoozedBy);
         Assert.NotEqual(engine.State.Outbox[0].Alert.AlertId, second.Alert.AlertId);
+    }
+
+    [Fact]
+    public void A_snooze_lasts_at_most_its_priority_allows()
+    {
+        var engine = Engine(
+            new AlertRule("spo2-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 90, 92),
+            new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 110));
+        Send(engine, VitalKind.OxygenSaturation, 85);
+        Send(engine, VitalKind.HeartRate, 130);
+        var day = Now + 86_400_000;
+
+        var high = engine.Snooze(engine.State.Open.Single(alert => alert.RuleId == "spo2-low").AlertId, day, "dr-a", Now);
+        var medium = engine.Snooze(engine.State.Open.Single(alert => alert.RuleId == "hr-high").AlertId, day, "dr-a", Now);
+
+        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(Now) + TimeSpan.FromHours(1), high?.SnoozedUntil);
+        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(Now) + TimeSpan.FromHours(8), medium?.SnoozedUntil);
+        Advance(3_600);
+        Send(engine, VitalKind.OxygenSaturation, 85);
+        Assert.Equal(AlertStatus.Active, engine.State.Open.Single(alert => alert.RuleId == "spo2-low").Status);
     }
 
     [Fact]
