@@ -1,3 +1,4 @@
+using System.Net.Http.Json;
 using MQTTnet;
 using MQTTnet.Formatter;
 
@@ -416,8 +417,19 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
         await Devices.PublishAsync(client, "devices/mqtt-311-rejects/vitals", System.Text.Encoding.UTF8.GetBytes(
             $$"""{"seq":2,"readings":[{"kind":"heart_rate","time":"{{at}}","value":72},{"kind":"heart_rate","time":"{{at}}","value":400}]}"""));
 
-        using var response = await Server.Http.GetAsync("/api/devices/mqtt-311-rejects/rejects");
+        // The device reads them with its own token (an admin may too); another device's token, a person's who is not an
+        // admin, or a wrong one reads nothing.
+        using var device = Server.ClientWith(token);
+        using var response = await device.GetAsync("/api/devices/mqtt-311-rejects/rejects");
+        Assert.Equal(System.Net.HttpStatusCode.OK, response.StatusCode);
         var body = System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+        using var other = Server.ClientWith(await Server.ProvisionAsync("mqtt-311-other", "p-mqtt-10"));
+        Assert.Equal(System.Net.HttpStatusCode.Forbidden, (await other.GetAsync("/api/devices/mqtt-311-rejects/rejects")).StatusCode);
+        using var clinician = Server.ClientWith(await Server.MintTokenAsync("--role", "clinician", "--sub", "dr-rejects", "--care-team", "rejects-ward"));
+        Assert.Equal(System.Net.HttpStatusCode.Forbidden, (await clinician.GetAsync("/api/devices/mqtt-311-rejects/rejects")).StatusCode);
+        using var wrong = Server.ClientWith(token[..^4] + (token.EndsWith("0000", StringComparison.Ordinal) ? "1111" : "0000"));
+        Assert.Equal(System.Net.HttpStatusCode.Unauthorized, (await wrong.GetAsync("/api/devices/mqtt-311-rejects/rejects")).StatusCode);
+        Assert.Equal(System.Net.HttpStatusCode.OK, (await Server.Http.GetAsync("/api/devices/mqtt-311-rejects/rejects")).StatusCode);
         var reasons = body.GetProperty("rejects").EnumerateArray().Select(r => r.GetProperty("reason").GetString()).ToList();
         var quarantined = Assert.Single(body.GetProperty("quarantined").EnumerateArray());
         Assert.Equal(2, reasons.Count);
@@ -426,6 +438,11 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
         Assert.Equal(400, quarantined.GetProperty("value").GetDouble());
         Assert.Equal("/min", quarantined.GetProperty("unit").GetString());
         Assert.Equal("implausible", quarantined.GetProperty("reason").GetString());
+
+        // The device's read of its patient's quarantined readings is audited as the device's.
+        var audit = await Server.Http.GetFromJsonAsync<System.Text.Json.JsonElement>("/api/audit?patientId=p-mqtt-9");
+        Assert.Contains(audit.EnumerateArray(), record => record.GetProperty("actor").GetString() == "device:mqtt-311-rejects"
+            && record.GetProperty("action").GetString() == "GET /api/devices/mqtt-311-rejects/rejects" && record.GetProperty("status").GetInt32() == 200);
     }
 
     [Fact]

@@ -1,3 +1,6 @@
+using System.Globalization;
+using System.Security.Claims;
+using Microsoft.AspNetCore.Authorization;
 using Telemetry.Api.Audit;
 using Telemetry.Api.Cluster;
 using Telemetry.Api.Security;
@@ -21,11 +24,16 @@ public static class DeviceEndpoints
             .Audited().WithTags("Devices");
         devices.MapPost("/", ProvisionAsync);
         devices.MapGet("/{deviceId}", GetAsync);
-        devices.MapGet("/{deviceId}/rejects", GetRejectsAsync);
         devices.MapPost("/{deviceId}/token", RotateAsync)
             .WithSummary("Issues the device a new token, shown this once; the old one stops working (a revoked device works again)");
         devices.MapDelete("/{deviceId}/token", RevokeAsync)
             .WithSummary("Revokes the device's token: it is refused until the device gets a new one");
+
+        // An admin, or the device itself with its own token (an MQTT 3.1.1 device's PUBACK carries no reason, so this is
+        // where it learns why it was refused): authorized by the handler, so not by the group's admin policy.
+        routes.MapGet("/api/devices/{deviceId}/rejects", GetRejectsAsync)
+            .RequireRateLimiting(TelemetryAuthentication.ApiRateLimit).Audited().WithTags("Devices")
+            .WithSummary("The device's latest refusals and quarantined readings, newest first: for an admin, or the device with its own token");
         return routes;
     }
 
@@ -67,8 +75,14 @@ public static class DeviceEndpoints
 
     /// <summary>What the device sent that was refused, and its quarantined readings: for MQTT 3.1.1 senders and integrators.</summary>
     private static async Task<IResult> GetRejectsAsync(
-        string deviceId, HttpContext context, IGrainFactory grains, DeviceRejectLog rejectLog, IRawSeriesStore store, CancellationToken cancellationToken)
+        string deviceId, HttpContext context, IGrainFactory grains, DeviceRejectLog rejectLog, IRawSeriesStore store,
+        IAuthorizationService authorization, DeviceAuthenticator devices, CancellationToken cancellationToken)
     {
+        if (await RefuseRejectsReaderAsync(deviceId, context, authorization, devices) is { } refused)
+        {
+            return refused;
+        }
+
         if (!Identifier.IsValid(deviceId))
         {
             return InvalidDeviceId();
@@ -91,6 +105,59 @@ public static class DeviceEndpoints
                 var vital = VitalCatalogue.Get(q.Reading.Kind);
                 return new QuarantinedReadingView(vital.Name, DateTimeOffset.FromUnixTimeMilliseconds(q.Reading.TimestampMs), q.Reading.Value, vital.Unit, q.Reason);
             })]));
+    }
+
+    /// <summary>
+    /// Null when the caller may read <paramref name="deviceId"/>'s refusals: an admin, or that device signed in with its
+    /// own token (the caller, as audited, is then <c>device:{deviceId}</c>). A device's token is checked as an upload's is,
+    /// refusals counted against the caller's address; a person without the admin role is refused.
+    /// </summary>
+    private static async Task<IResult?> RefuseRejectsReaderAsync(string deviceId, HttpContext context, IAuthorizationService authorization, DeviceAuthenticator devices)
+    {
+        if ((await authorization.AuthorizeAsync(context.User, TelemetryAuthentication.AdminPolicy)).Succeeded)
+        {
+            return null;
+        }
+
+        if (context.User.Identity?.IsAuthenticated == true)
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status403Forbidden, title: "Forbidden",
+                detail: "A device's refusals are read by an admin, or by the device itself with its own token.");
+        }
+
+        DeviceIdentity? identity;
+        try
+        {
+            identity = TelemetryAuthentication.BearerToken(context.Request) is { } token
+                ? await devices.AuthenticateAsync(token, from: context.Connection.RemoteIpAddress)
+                : null;
+        }
+        catch (DeviceRegistryUnavailableException exception)
+        {
+            context.Response.Headers.RetryAfter = "5";
+            return TypedResults.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "Device registry unavailable", detail: exception.Message);
+        }
+        catch (DeviceSignInsHeldException exception)
+        {
+            context.Response.Headers.RetryAfter = exception.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
+            return TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests, title: "Too many refused sign-ins", detail: exception.Message);
+        }
+
+        if (identity is null)
+        {
+            context.Response.Headers.WWWAuthenticate = "Bearer";
+            return TypedResults.Problem(statusCode: StatusCodes.Status401Unauthorized, title: "Unauthorized",
+                detail: "Send the admin token, or the device's own token, as 'Authorization: Bearer <token>'.");
+        }
+
+        if (!string.Equals(identity.DeviceId, deviceId, StringComparison.Ordinal))
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status403Forbidden, title: "Forbidden", detail: "A device reads only its own refusals.");
+        }
+
+        context.User = new ClaimsPrincipal(new ClaimsIdentity(
+            [new Claim(TelemetryClaims.Subject, "device:" + identity.DeviceId)], "DeviceToken", TelemetryClaims.Subject, TelemetryClaims.Role));
+        return null;
     }
 
     private static async Task<IResult> RotateAsync(string deviceId, HttpContext context, IGrainFactory grains, ClusterSignals signals)
