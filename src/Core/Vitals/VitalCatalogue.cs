@@ -37,7 +37,7 @@ public static class VitalCatalogue
             Aliases = ["oxygen_saturation", "2708-6"],
         },
         new(VitalKind.BodyTemperature, "body_temperature", "8310-5", "Body temperature", "Cel", 25, 45,
-            [new("Cel"), new("degC"), new("[degF]", 5.0 / 9.0, -32 * 5.0 / 9.0), new("degF", 5.0 / 9.0, -32 * 5.0 / 9.0), new("K", 1, -273.15)])
+            [new("Cel"), new("degC"), new("°C"), new("[degF]", 5.0 / 9.0, -32 * 5.0 / 9.0), new("degF", 5.0 / 9.0, -32 * 5.0 / 9.0), new("°F", 5.0 / 9.0, -32 * 5.0 / 9.0), new("K", 1, -273.15)])
         {
             Aliases = ["temperature"],
         },
@@ -56,7 +56,7 @@ public static class VitalCatalogue
             IsCumulative = true,
         },
         new(VitalKind.BodyWeight, "body_weight", "29463-7", "Body weight", "kg", 0.5, 650,
-            [new("kg"), new("g", 0.001), new("[lb_av]", 0.45359237), new("lb", 0.45359237)])
+            [new("kg"), new("g", 0.001), new("[lb_av]", 0.45359237), new("lb", 0.45359237), new("lbs", 0.45359237)])
         {
             Aliases = ["weight"],
         },
@@ -151,9 +151,9 @@ public static class VitalCatalogue
                     throw new InvalidOperationException($"The conversion from '{unit.Unit}' for '{definition.Name}' is not a finite increasing one.");
                 }
 
-                if (definition.Units.Count(other => other.Unit == unit.Unit) > 1)
+                if (definition.Units.Count(other => other.Unit == unit.Unit || Ascii.EqualsIgnoreCase(other.Unit, unit.Unit)) > 1)
                 {
-                    throw new InvalidOperationException($"'{definition.Name}' lists the unit '{unit.Unit}' twice.");
+                    throw new InvalidOperationException($"'{definition.Name}' lists the unit '{unit.Unit}' twice (units are matched regardless of ASCII case).");
                 }
             }
         }

@@ -1,3 +1,5 @@
+using System.Text;
+
 namespace Telemetry.Core.Vitals;
 
 /// <summary>One entry of the vital catalogue: names, LOINC coding, canonical UCUM unit and plausible range.</summary>
@@ -32,7 +34,11 @@ public sealed record VitalDefinition(
     public bool IsPlausible(double canonicalValue) =>
         double.IsFinite(canonicalValue) && canonicalValue >= PlausibleMin && canonicalValue <= PlausibleMax;
 
-    /// <summary>Finds how to convert from <paramref name="unit"/>; an empty unit means the canonical one.</summary>
+    /// <summary>
+    /// Finds how to convert from <paramref name="unit"/>; an empty unit means the canonical one. Matched as written first,
+    /// then regardless of ASCII case (<c>mg/dl</c>, <c>BPM</c>): UCUM is case-sensitive, but no two units a vital takes
+    /// differ only in case (the catalogue's check), so a device's casing never changes what its reading means.
+    /// </summary>
     public UnitConversion? FindUnit(ReadOnlySpan<char> unit)
     {
         if (unit.IsEmpty)
@@ -48,10 +54,18 @@ public sealed record VitalDefinition(
             }
         }
 
+        foreach (var conversion in Units)
+        {
+            if (Ascii.EqualsIgnoreCase(unit, conversion.Unit))
+            {
+                return conversion;
+            }
+        }
+
         return null;
     }
 
-    /// <summary>Finds how to convert from a unit given as UTF-8 bytes; empty means the canonical one.</summary>
+    /// <summary>Finds how to convert from a unit given as UTF-8 bytes, as <see cref="FindUnit(ReadOnlySpan{char})"/> does; empty means the canonical one.</summary>
     public UnitConversion? FindUnit(ReadOnlySpan<byte> utf8Unit)
     {
         if (utf8Unit.IsEmpty)
@@ -62,6 +76,14 @@ public sealed record VitalDefinition(
         foreach (var conversion in Units)
         {
             if (utf8Unit.SequenceEqual(conversion.Utf8))
+            {
+                return conversion;
+            }
+        }
+
+        foreach (var conversion in Units)
+        {
+            if (Ascii.EqualsIgnoreCase(utf8Unit, conversion.Utf8))
             {
                 return conversion;
             }

@@ -63,15 +63,33 @@ public sealed class UnitConversionTests
     [Theory]
     [InlineData(VitalKind.BloodGlucose, "mg")]
     [InlineData(VitalKind.HeartRate, "%")]
-    [InlineData(VitalKind.BodyTemperature, "cel")]
-    [InlineData(VitalKind.SystolicPressure, "KPA")]
     [InlineData(VitalKind.BodyWeight, "stone")]
+    [InlineData(VitalKind.BodyTemperature, "°c")]
     public void A_unit_the_vital_does_not_list_is_not_found(VitalKind kind, string unit)
     {
         var definition = VitalCatalogue.Get(kind);
 
         Assert.Null(definition.FindUnit(unit.AsSpan()));
         Assert.Null(definition.FindUnit(System.Text.Encoding.UTF8.GetBytes(unit)));
+    }
+
+    [Theory]
+    [InlineData(VitalKind.BloodGlucose, "mg/dl", 99.0, 99.0)]
+    [InlineData(VitalKind.BloodGlucose, "MMOL/L", 1.0, 18.01559)]
+    [InlineData(VitalKind.HeartRate, "BPM", 72.0, 72.0)]
+    [InlineData(VitalKind.SystolicPressure, "mmhg", 120.0, 120.0)]
+    [InlineData(VitalKind.SystolicPressure, "KPA", 10.0, 75.00615758)]
+    [InlineData(VitalKind.BodyTemperature, "cel", 37.0, 37.0)]
+    [InlineData(VitalKind.BodyTemperature, "°C", 37.0, 37.0)]
+    [InlineData(VitalKind.BodyTemperature, "°F", 98.6, 37.0)]
+    [InlineData(VitalKind.BodyWeight, "lbs", 100.0, 45.359237)]
+    [InlineData(VitalKind.BodyWeight, "KG", 70.5, 70.5)]
+    public void A_unit_in_another_case_or_its_everyday_spelling_converts_as_the_unit(VitalKind kind, string unit, double value, double canonical)
+    {
+        var definition = VitalCatalogue.Get(kind);
+
+        Assert.Equal(canonical, Convert(kind, unit, value), 1e-8);
+        Assert.Same(definition.FindUnit(unit.AsSpan()), definition.FindUnit(System.Text.Encoding.UTF8.GetBytes(unit)));
     }
 
     [Fact]

@@ -39,6 +39,29 @@ public sealed class JsonBatchDecoderTests
     }
 
     [Fact]
+    public void Units_are_read_in_any_case_and_in_their_everyday_spellings()
+    {
+        var builder = Wearable.NewBuilder();
+        var payload = $$"""
+            {"readings":[
+              { "kind": "glucose", "time": "{{At}}", "value": 99, "unit": "mg/dl" },
+              { "kind": "heart_rate", "time": "{{At}}", "value": 72, "unit": "BPM" },
+              { "kind": "temperature", "time": "{{At}}", "value": 98.6, "unit": "°F" },
+              { "kind": "weight", "time": "{{At}}", "value": 154, "unit": "lbs" }
+            ]}
+            """;
+
+        Assert.True(Wearable.Decode(builder, payload, out _, out var error), error);
+
+        Assert.Equal(0, builder.RejectedCount);
+        var readings = builder.ToArray();
+        AssertReading(readings[0], VitalKind.BloodGlucose, Wearable.NowMs, 99);
+        AssertReading(readings[1], VitalKind.HeartRate, Wearable.NowMs, 72);
+        AssertReading(readings[2], VitalKind.BodyTemperature, Wearable.NowMs, 37.0);
+        AssertReading(readings[3], VitalKind.BodyWeight, Wearable.NowMs, 69.85322498);
+    }
+
+    [Fact]
     public void An_optional_field_given_as_null_is_absent_and_a_required_one_missing()
     {
         var builder = Wearable.NewBuilder();
