@@ -50,6 +50,9 @@ public sealed class WebhookReceiver : IDisposable
     /// <summary>The status the first <see cref="FailFirst"/> deliveries are answered with (503: the receiver is down).</summary>
     public int FailWith { get; set; } = 503;
 
+    /// <summary>Events this receiver cannot handle: answered 500 every time (a payload that trips the receiver up).</summary>
+    public Func<ReceivedAlert, bool>? FailsOn { get; set; }
+
     public int Attempts => _attempts;
 
     private int _attempts;
@@ -96,7 +99,15 @@ public sealed class WebhookReceiver : IDisposable
                 continue;
             }
 
-            Received.Enqueue(ReceivedAlert.Parse(Encoding.UTF8.GetString(body)));
+            var received = ReceivedAlert.Parse(Encoding.UTF8.GetString(body));
+            if (FailsOn?.Invoke(received) == true)
+            {
+                context.Response.StatusCode = 500;
+                context.Response.Close();
+                continue;
+            }
+
+            Received.Enqueue(received);
             context.Response.StatusCode = 204;
             context.Response.Close();
         }

@@ -126,6 +126,43 @@ public sealed partial class AlertTests
     }
 
     [Fact]
+    public async Task An_event_a_webhook_receiver_always_fails_is_passed_over_once_it_takes_the_next()
+    {
+        // The receiver fails every event of one patient (a patient its system does not know, answered 500), and takes
+        // the rest: that patient's alert must not hold back another patient's for the day a receiver that is down gets.
+        using var webhook = new WebhookReceiver(WebhookSecret) { FailsOn = alert => alert.AlertId.StartsWith("p-unknown-to-emr~", StringComparison.Ordinal) };
+        await using var server = await TelemetryServer.StartNewAsync(new Dictionary<string, string>
+        {
+            ["Telemetry__Alerts__Webhooks__0__Name"] = "emr",
+            ["Telemetry__Alerts__Webhooks__0__Url"] = webhook.Url,
+            ["Telemetry__Alerts__Webhooks__0__Secret"] = WebhookSecret,
+            ["Telemetry__Alerts__WebhookMaxBackoffSeconds"] = "1",
+            ["Telemetry__Alerts__WebhookPassOverAfter"] = "00:00:02",
+        });
+        const string Rules = """{"rules":[{"id":"hr-high","type":"threshold","kind":"heart_rate","direction":"above","level":120,"priority":"high"}]}""";
+        foreach (var patientId in new[] { "p-unknown-to-emr", "p-known-to-emr" })
+        {
+            await PutRulesAsync(server, patientId, Rules);
+        }
+
+        var unknownToken = await server.ProvisionAsync("emr-watch-1", "p-unknown-to-emr");
+        var knownToken = await server.ProvisionAsync("emr-watch-2", "p-known-to-emr");
+        await using var stream = await AlertStreamClient.OpenAsync(server, "/api/alerts/stream");
+        using var first = await Devices.ConnectMqttAsync(server, "emr-watch-1", unknownToken);
+        await Devices.PublishAsync(first, "devices/emr-watch-1/vitals", Devices.JsonHeartRates(1, DateTimeOffset.UtcNow, 135));
+        await Eventually.FirstAsync(stream.Received, e => e.Alert.AlertId.StartsWith("p-unknown-to-emr~", StringComparison.Ordinal));
+        using var second = await Devices.ConnectMqttAsync(server, "emr-watch-2", knownToken);
+        await Devices.PublishAsync(second, "devices/emr-watch-2/vitals", Devices.JsonHeartRates(1, DateTimeOffset.UtcNow, 135));
+
+        var delivered = await Eventually.FirstAsync(webhook.Received, alert => alert.Type == "raised", seconds: 30);
+        Assert.StartsWith("p-known-to-emr~", delivered.AlertId, StringComparison.Ordinal);
+        Assert.DoesNotContain(webhook.Received, alert => alert.AlertId.StartsWith("p-unknown-to-emr~", StringComparison.Ordinal));
+        var metrics = await server.Http.GetStringAsync("/metrics");
+        Assert.Matches("""telemetry_alerts_given_up_total\{[^}]*channel="webhook"[^}]*\} 1""", metrics);
+        Assert.Contains("the receiver took the event after it", server.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Alert_streams_keep_to_what_their_reader_may_see_and_end_when_the_token_expires()
     {
         // Streams ask again every second whom their reader may see (30 s by default).

@@ -18,6 +18,15 @@ public sealed class AlertOptions : IValidatableObject
     [Range(typeof(TimeSpan), "00:00:01", "30.00:00:00")]
     public TimeSpan WebhookGiveUpAfter { get; set; } = TimeSpan.FromDays(1);
 
+    /// <summary>
+    /// How long an event may fail (network, 408, 429, 5xx) before, at each further attempt, the receiver is offered the
+    /// event after it: taken, the failing event is the receiver's trouble alone (a payload it cannot handle) and is given
+    /// up (logged and counted), so it does not hold every later alert back for <see cref="WebhookGiveUpAfter"/>; refused
+    /// too, the receiver is down, and the event is tried again as before.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:01", "30.00:00:00")]
+    public TimeSpan WebhookPassOverAfter { get; set; } = TimeSpan.FromMinutes(5);
+
     /// <summary>The longest wait between two attempts; waits double from one second up to this.</summary>
     [Range(1, 3600)]
     public int WebhookMaxBackoffSeconds { get; set; } = 60;

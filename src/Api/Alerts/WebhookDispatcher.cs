@@ -17,7 +17,9 @@ namespace Telemetry.Api.Alerts;
 /// so an event is delivered at least once across restarts. Each POST carries the event as JSON and a signature,
 /// <c>X-Telemetry-Signature: sha256=hex(HMAC-SHA256(secret, timestamp + "." + body))</c>, with the timestamp in
 /// <c>X-Telemetry-Timestamp</c>. Failures (network, 408, 429, 5xx) are retried with doubling waits, the events after
-/// it waiting, until the event is <see cref="AlertOptions.WebhookGiveUpAfter"/> old.
+/// it waiting, until the event is <see cref="AlertOptions.WebhookGiveUpAfter"/> old; or, once it has failed for
+/// <see cref="AlertOptions.WebhookPassOverAfter"/>, until the receiver takes the event after it (it is up, and fails
+/// that one event alone: a payload it cannot handle holds no other patient's alerts back).
 /// </summary>
 public sealed partial class WebhookDispatcher(
     IAlertStore store,
@@ -134,6 +136,12 @@ public sealed partial class WebhookDispatcher(
                 var events = await store.ReadEventsAsync(position, null, PageSize, stoppingToken);
                 foreach (var item in events)
                 {
+                    // Delivered already, as the next event offered while the one before it was failing.
+                    if (item.Position <= position)
+                    {
+                        continue;
+                    }
+
                     // Renewed before each event, so a server that lost the lease (its retries outlasted it) stops at once.
                     if (!await lease.HoldAsync(consumer))
                     {
@@ -141,13 +149,14 @@ public sealed partial class WebhookDispatcher(
                         break;
                     }
 
-                    if (!await DeliverAsync(webhook, consumer, item, refusals, stoppingToken))
+                    var (holding, next) = await DeliverAsync(webhook, consumer, item, refusals, stoppingToken);
+                    if (!holding)
                     {
                         held = false;
                         break;
                     }
 
-                    position = item.Position;
+                    position = next?.Position ?? item.Position;
                     await store.WriteCursorAsync(consumer, position, stoppingToken);
                 }
 
@@ -168,35 +177,31 @@ public sealed partial class WebhookDispatcher(
         }
     }
 
-    /// <summary>Delivers (or gives up on) the event; false when this server lost the delivery lease meanwhile and must stop.</summary>
-    private async Task<bool> DeliverAsync(WebhookOptions webhook, string consumer, AlertEvent item, Refusals refusals, CancellationToken stoppingToken)
+    /// <summary>
+    /// Delivers (or gives up on) the event. <c>Holding</c> is false when this server lost the delivery lease meanwhile
+    /// and must stop; <c>Next</c> is the event after it when that was delivered in its stead (the receiver took it while
+    /// refusing this one).
+    /// </summary>
+    private async Task<(bool Holding, AlertEvent? Next)> DeliverAsync(WebhookOptions webhook, string consumer, AlertEvent item, Refusals refusals, CancellationToken stoppingToken)
     {
-        var body = JsonSerializer.SerializeToUtf8Bytes(item, TelemetryJson.Options);
         var delay = TimeSpan.FromSeconds(1);
         var maxDelay = TimeSpan.FromSeconds(options.Value.WebhookMaxBackoffSeconds);
+        var firstFailed = (DateTimeOffset?)null;
         for (var attempt = 1; ; attempt++)
         {
-            var timestamp = timeProvider.GetUtcNow().ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture);
-            using var request = new HttpRequestMessage(HttpMethod.Post, webhook.Url) { Content = new ByteArrayContent(body) };
-            request.Content.Headers.ContentType = new("application/json");
-            request.Headers.Add(EventIdHeader, item.EventId);
-            request.Headers.Add(TimestampHeader, timestamp);
-            request.Headers.Add(SignatureHeader, Sign(webhook.Secret, timestamp, body));
-
             string failure;
             try
             {
-                // Only the status is read: a receiver's body, however large, is not.
-                using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, stoppingToken);
-                if (response.IsSuccessStatusCode)
+                var status = await PostAsync(webhook, item, stoppingToken);
+                if ((int)status is >= 200 and < 300)
                 {
                     refusals.Since = null;
                     instruments.AlertPublished("webhook");
-                    return true;
+                    return (true, null);
                 }
 
-                failure = $"HTTP {(int)response.StatusCode}";
-                if (IsMaybeRedeploying(response.StatusCode))
+                failure = $"HTTP {(int)status}";
+                if (IsMaybeRedeploying(status))
                 {
                     // A receiver being deployed, or its credentials or route being changed, answers so for a while:
                     // tried again for that while, not given up at the first answer (nor held for the day an outage is).
@@ -206,13 +211,13 @@ public sealed partial class WebhookDispatcher(
                     if (timeProvider.GetUtcNow() - refusals.Since >= RefusedRetryFor)
                     {
                         GiveUp(webhook, item, attempt, failure);
-                        return true;
+                        return (true, null);
                     }
                 }
-                else if (!IsWorthRetrying(response.StatusCode))
+                else if (!IsWorthRetrying(status))
                 {
                     GiveUp(webhook, item, attempt, failure);
-                    return true;
+                    return (true, null);
                 }
             }
             catch (Exception exception) when (!stoppingToken.IsCancellationRequested)
@@ -225,18 +230,68 @@ public sealed partial class WebhookDispatcher(
             if (timeProvider.GetUtcNow() - item.At >= options.Value.WebhookGiveUpAfter)
             {
                 GiveUp(webhook, item, attempt, failure);
-                return true;
+                return (true, null);
+            }
+
+            // Failing for a while: is it the receiver, or this event? The event after it is offered once; taken, this one
+            // is given up (the receiver is up and refuses it alone), and delivery goes on after the one taken.
+            firstFailed ??= timeProvider.GetUtcNow();
+            if (timeProvider.GetUtcNow() - firstFailed >= options.Value.WebhookPassOverAfter
+                && await TryDeliverNextAsync(webhook, item, stoppingToken) is { } next)
+            {
+                refusals.Since = null;
+                GiveUp(webhook, item, attempt, failure + "; the receiver took the event after it");
+                return (true, next);
             }
 
             // The attempt may have taken its whole timeout: the lease is renewed before the wait, not a third of a term in.
             LogRetrying(logger, webhook.Name, item.EventId, attempt, failure, delay);
             if (!await lease.HoldAsync(consumer) || !await WaitHoldingAsync(consumer, delay, stoppingToken))
             {
-                return false;
+                return (false, null);
             }
 
             delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, maxDelay.Ticks));
         }
+    }
+
+    /// <summary>Offers the receiver the event after <paramref name="item"/>, once; returns it when taken (2xx), null otherwise or when there is none.</summary>
+    private async Task<AlertEvent?> TryDeliverNextAsync(WebhookOptions webhook, AlertEvent item, CancellationToken stoppingToken)
+    {
+        try
+        {
+            if ((await store.ReadEventsAsync(item.Position, null, 1, stoppingToken)) is not [var next])
+            {
+                return null;
+            }
+
+            if ((int)await PostAsync(webhook, next, stoppingToken) is not (>= 200 and < 300))
+            {
+                return null;
+            }
+
+            instruments.AlertPublished("webhook");
+            return next;
+        }
+        catch (Exception exception) when (!stoppingToken.IsCancellationRequested)
+        {
+            LogNextFailed(logger, webhook.Name, exception.GetType().Name);
+            return null;
+        }
+    }
+
+    /// <summary>POSTs the event once, signed; returns the receiver's status (only the status is read: a receiver's body, however large, is not).</summary>
+    private async Task<HttpStatusCode> PostAsync(WebhookOptions webhook, AlertEvent item, CancellationToken stoppingToken)
+    {
+        var body = JsonSerializer.SerializeToUtf8Bytes(item, TelemetryJson.Options);
+        var timestamp = timeProvider.GetUtcNow().ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture);
+        using var request = new HttpRequestMessage(HttpMethod.Post, webhook.Url) { Content = new ByteArrayContent(body) };
+        request.Content.Headers.ContentType = new("application/json");
+        request.Headers.Add(EventIdHeader, item.EventId);
+        request.Headers.Add(TimestampHeader, timestamp);
+        request.Headers.Add(SignatureHeader, Sign(webhook.Secret, timestamp, body));
+        using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, stoppingToken);
+        return response.StatusCode;
     }
 
     /// <summary>
@@ -285,6 +340,9 @@ public sealed partial class WebhookDispatcher(
 
     [LoggerMessage(EventId = 3202, Level = LogLevel.Error, Message = "Webhook {Webhook}: gave up on event {EventId} after {Attempts} attempts ({Failure}); it stays in the alert history")]
     private static partial void LogGivenUp(ILogger logger, string webhook, string eventId, int attempts, string failure);
+
+    [LoggerMessage(EventId = 3204, Level = LogLevel.Debug, Message = "Webhook {Webhook}: offering the next event while one fails did not reach the receiver ({Failure})")]
+    private static partial void LogNextFailed(ILogger logger, string webhook, string failure);
 
     [LoggerMessage(EventId = 3203, Level = LogLevel.Warning, Message = "Webhook {Webhook}: reading the alert store failed; trying again")]
     private static partial void LogStoreFailed(ILogger logger, Exception exception, string webhook);
