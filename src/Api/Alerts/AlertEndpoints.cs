@@ -257,16 +257,15 @@ public static class AlertEndpoints
             return Invalid("minutes", $"required: how long to snooze, more than 0 and at most {MaxSnooze.TotalMinutes} minutes");
         }
 
-        // The alert's priority bounds its snooze (the grain holds it to that too, should the log not show the alert yet).
-        if (await store.GetAsync(alertId, request.HttpContext.RequestAborted) is { IsOpen: true } open
-            && minutes > AlertSnooze.Longest(open.Priority).TotalMinutes)
+        // The alert's priority bounds its snooze: the grain, which holds the alert, refuses a longer one.
+        var snoozed = await grains.GetGrain<IPatientGrain>(patientId).SnoozeAsync(alertId, TimeSpan.FromMinutes(minutes), Actor(request, action));
+        if (snoozed.TooLongFor is { } priority)
         {
             return Invalid("minutes", string.Create(CultureInfo.InvariantCulture,
-                $"a {open.Priority.ToString().ToLowerInvariant()}-priority alert snoozes for at most {AlertSnooze.Longest(open.Priority).TotalMinutes} minutes; to keep its condition quiet for longer, change the patient's alert rules"));
+                $"a {priority.ToString().ToLowerInvariant()}-priority alert snoozes for at most {AlertSnooze.Longest(priority).TotalMinutes} minutes; to keep its condition quiet for longer, change the patient's alert rules"));
         }
 
-        var alert = await grains.GetGrain<IPatientGrain>(patientId).SnoozeAsync(alertId, TimeSpan.FromMinutes(minutes), Actor(request, action));
-        return alert is not null ? TypedResults.Ok(alert) : await NotOpenAsync(alertId, store);
+        return snoozed.Alert is { } alert ? TypedResults.Ok(alert) : await NotOpenAsync(alertId, store);
     }
 
     /// <summary>

@@ -10,8 +10,17 @@ public static class AlertSnooze
     /// </summary>
     public static TimeSpan Longest(AlertPriority priority) => priority switch
     {
-        AlertPriority.High => TimeSpan.FromHours(1),
+        AlertPriority.Low => TimeSpan.FromHours(24),
         AlertPriority.Medium => TimeSpan.FromHours(8),
-        _ => TimeSpan.FromHours(24),
+
+        // High, and any priority not known here: the shortest.
+        _ => TimeSpan.FromHours(1),
     };
 }
+
+/// <summary>
+/// What a snooze did: the alert as snoozed; or, refused as longer than its priority allows, that priority (the alert
+/// unchanged). Both null when the patient has no such open alert.
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record SnoozeResult(Alert? Alert, AlertPriority? TooLongFor = null);

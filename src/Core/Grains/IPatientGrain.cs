@@ -89,9 +89,12 @@ public interface IPatientGrain : IGrainWithStringKey
     [Alias("ack")]
     Task<Alert?> AcknowledgeAsync(string alertId, string by);
 
-    /// <summary>Snoozes an open alert for <paramref name="duration"/>; null when the patient has no such open alert.</summary>
+    /// <summary>
+    /// Snoozes an open alert for <paramref name="duration"/>, or refuses a duration longer than its priority allows
+    /// (<see cref="AlertSnooze.Longest"/>); an empty result when the patient has no such open alert.
+    /// </summary>
     [Alias("snooze")]
-    Task<Alert?> SnoozeAsync(string alertId, TimeSpan duration, string by);
+    Task<SnoozeResult> SnoozeAsync(string alertId, TimeSpan duration, string by);
 
     /// <summary>Activates the grain, so its alert timers (no-data, escalation, snooze) run again after a restart.</summary>
     [Alias("wake")]

@@ -552,9 +552,15 @@ public sealed class AlertEngine
             // A recovery is confirmed as a condition is: past the clear level for the sustain, every reading of it. One
             // reading past it (SpO2 93 once in an hour of 88) clears nothing, so the re-arm that follows a clear never
             // holds back an episode that had not ended.
-            if (!recovered)
+            // Confirmed by readings at most StaleAfterMs apart: across a longer gap, the readings between (come late, so
+            // not judged, or never sent) could have been bad, so the recovery starts again, as at an activation.
+            if (!recovered || interval > StaleAfterMs)
             {
                 runtime.RecoveringSinceMs = long.MinValue;
+            }
+
+            if (!recovered)
+            {
                 return;
             }
 
@@ -638,7 +644,11 @@ public sealed class AlertEngine
 
     private void Raise(AlertRule rule, VitalKind? kind, double? value, long triggeredAtMs, string message, long nowMs)
     {
-        var snoozedUntil = State.SnoozedUntilMs?.TryGetValue(rule.Id, out var until) == true && until > nowMs ? until : (long?)null;
+        // A new episode of a snoozed rule starts snoozed, for no longer than its priority allows (the rule's priority may
+        // have risen since the snooze).
+        var snoozedUntil = State.SnoozedUntilMs?.TryGetValue(rule.Id, out var until) == true && until > nowMs
+            ? Math.Min(until, nowMs + (long)AlertSnooze.Longest(rule.Priority).TotalMilliseconds)
+            : (long?)null;
         var alert = new Alert(
             AlertIds.Format(_patientId, ++State.LastEpisode),
             _patientId,
@@ -692,6 +702,9 @@ public sealed class AlertEngine
 
         return null;
     }
+
+    /// <summary>The patient's open alert of that id, or null.</summary>
+    public Alert? FindOpenAlert(string alertId) => FindOpenById(alertId);
 
     private Alert? FindOpenById(string alertId)
     {

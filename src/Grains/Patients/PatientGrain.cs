@@ -868,13 +868,18 @@ public sealed partial class PatientGrain(
         return alert;
     }
 
-    public async Task<Alert?> SnoozeAsync(string alertId, TimeSpan duration, string by)
+    public async Task<SnoozeResult> SnoozeAsync(string alertId, TimeSpan duration, string by)
     {
+        if (_alerts.FindOpenAlert(alertId) is { } open && duration > AlertSnooze.Longest(open.Priority))
+        {
+            return new SnoozeResult(null, open.Priority);
+        }
+
         var now = NowMs;
         var alert = _alerts.Snooze(alertId, now + (long)duration.TotalMilliseconds, by, now);
         await CommitAlertsAsync(writeState: true);
         ScheduleAlertTimer();
-        return alert;
+        return new SnoozeResult(alert);
     }
 
     public Task WakeAsync() => Task.CompletedTask;

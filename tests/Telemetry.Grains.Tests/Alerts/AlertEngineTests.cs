@@ -191,6 +191,43 @@ public sealed class AlertEngineTests
         Assert.Single(afterGap.State.Outbox, item => item.Type == AlertEventType.Cleared);
     }
 
+    [Fact]
+    public void A_recovery_across_a_gap_in_the_readings_starts_again()
+    {
+        var engine = Engine(new AlertRule("spo2-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 90, 92, SustainSeconds: 60));
+        RaiseSpO2Episode(engine);
+        Send(engine, VitalKind.OxygenSaturation, 94);
+
+        // Twenty minutes without a reading judged (the phone offline, its backlog come too late to judge): the next good
+        // reading starts the recovery again rather than completing it.
+        Advance(20 * 60);
+        Send(engine, VitalKind.OxygenSaturation, 95);
+        Assert.DoesNotContain(engine.State.Outbox, item => item.Type == AlertEventType.Cleared);
+
+        Advance(60);
+        Send(engine, VitalKind.OxygenSaturation, 95);
+        Assert.Single(engine.State.Outbox, item => item.Type == AlertEventType.Cleared);
+    }
+
+    [Fact]
+    public void A_new_episode_of_a_snoozed_rule_whose_priority_rose_starts_snoozed_no_longer_than_the_new_priority_allows()
+    {
+        var low = new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Low, VitalKind.HeartRate, AlertDirection.Above, 120, 110);
+        var engine = Engine(low);
+        Send(engine, VitalKind.HeartRate, 130);
+        engine.Snooze(engine.State.Open.Single().AlertId, Now + 86_400_000, "dr-a", Now);
+
+        engine.SetRules(new AlertRuleSet([low with { Priority = AlertPriority.High }]), Now);
+        Advance(60);
+        Send(engine, VitalKind.HeartRate, 100);
+        Advance(60);
+        Send(engine, VitalKind.HeartRate, 135);
+
+        var raised = engine.State.Outbox[^1];
+        Assert.Equal((AlertEventType.Raised, AlertStatus.Snoozed), (raised.Type, raised.Alert.Status));
+        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(Now) + AlertSnooze.Longest(AlertPriority.High), raised.Alert.SnoozedUntil);
+    }
+
     /// <summary>SpO2 at 88 for a minute: the episode is open, and the outbox emptied.</summary>
     private void RaiseSpO2Episode(AlertEngine engine)
     {
