@@ -443,6 +443,10 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
         var audit = await Server.Http.GetFromJsonAsync<System.Text.Json.JsonElement>("/api/audit?patientId=p-mqtt-9");
         Assert.Contains(audit.EnumerateArray(), record => record.GetProperty("actor").GetString() == "device:mqtt-311-rejects"
             && record.GetProperty("action").GetString() == "GET /api/devices/mqtt-311-rejects/rejects" && record.GetProperty("status").GetInt32() == 200);
+
+        // So is another device refused: the audit names who asked.
+        var refused = await Server.Http.GetFromJsonAsync<System.Text.Json.JsonElement>("/api/audit?actor=device:mqtt-311-other");
+        Assert.Contains(refused.EnumerateArray(), record => record.GetProperty("actor").GetString() == "device:mqtt-311-other" && record.GetProperty("status").GetInt32() == 403);
     }
 
     [Fact]

@@ -125,10 +125,13 @@ public static class DeviceEndpoints
                 detail: "A device's refusals are read by an admin, or by the device itself with its own token.");
         }
 
+        // Only a token shaped as a device's is checked as one: an expired person's token, or a guess at the admin's, is
+        // no device's failed sign-in (which would hold the address's devices back).
+        var token = TelemetryAuthentication.BearerToken(context.Request);
         DeviceIdentity? identity;
         try
         {
-            identity = TelemetryAuthentication.BearerToken(context.Request) is { } token
+            identity = token is not null && DeviceToken.TryParse(token, out _, out _)
                 ? await devices.AuthenticateAsync(token, from: context.Connection.RemoteIpAddress)
                 : null;
         }
@@ -145,19 +148,17 @@ public static class DeviceEndpoints
 
         if (identity is null)
         {
-            context.Response.Headers.WWWAuthenticate = "Bearer";
+            context.Response.Headers.WWWAuthenticate = token is null ? "Bearer" : "Bearer error=\"invalid_token\"";
             return TypedResults.Problem(statusCode: StatusCodes.Status401Unauthorized, title: "Unauthorized",
                 detail: "Send the admin token, or the device's own token, as 'Authorization: Bearer <token>'.");
         }
 
-        if (!string.Equals(identity.DeviceId, deviceId, StringComparison.Ordinal))
-        {
-            return TypedResults.Problem(statusCode: StatusCodes.Status403Forbidden, title: "Forbidden", detail: "A device reads only its own refusals.");
-        }
-
+        // The device is who the audit names, whether it reads its refusals or is refused another's.
         context.User = new ClaimsPrincipal(new ClaimsIdentity(
             [new Claim(TelemetryClaims.Subject, "device:" + identity.DeviceId)], "DeviceToken", TelemetryClaims.Subject, TelemetryClaims.Role));
-        return null;
+        return string.Equals(identity.DeviceId, deviceId, StringComparison.Ordinal)
+            ? null
+            : TypedResults.Problem(statusCode: StatusCodes.Status403Forbidden, title: "Forbidden", detail: "A device reads only its own refusals.");
     }
 
     private static async Task<IResult> RotateAsync(string deviceId, HttpContext context, IGrainFactory grains, ClusterSignals signals)

@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authentication.JwtBearer;
 using Microsoft.Extensions.Options;
 using Microsoft.IdentityModel.Tokens;
+using Telemetry.Core.Devices;
 
 namespace Telemetry.Api.Security;
 
@@ -117,15 +118,17 @@ public static class TelemetryAuthentication
     }
 
     /// <summary>
-    /// A device's upload or gRPC stream: its token is a device's (a random secret of 256 bits, nothing to guess), and
-    /// phones share addresses behind their carriers' NAT, so neither counts towards nor is held by the people's
-    /// lockout. A device whose token was revoked, retrying, would otherwise shut out every device and person behind its
-    /// address.
+    /// A device's upload or gRPC stream, or a device reading its own refusals with its own token: its token is a device's
+    /// (a random secret of 256 bits, nothing to guess; the device sign-in's own lockout counts its refusals), and phones
+    /// share addresses behind their carriers' NAT, so neither counts towards nor is held by the people's lockout. A
+    /// device whose token was revoked, retrying, would otherwise shut out every device and person behind its address.
     /// </summary>
     private static bool IsDeviceIngest(HttpRequest request) =>
         request.Path.StartsWithSegments("/telemetry.v1.Ingest")
-        || (HttpMethods.IsPost(request.Method) && request.Path.StartsWithSegments("/api/devices", out var rest)
-            && rest.Value is { } tail && tail.EndsWith("/readings", StringComparison.Ordinal) && tail.Count(c => c == '/') == 2);
+        || (request.Path.StartsWithSegments("/api/devices", out var rest) && rest.Value is { } tail && tail.Count(c => c == '/') == 2
+            && ((HttpMethods.IsPost(request.Method) && tail.EndsWith("/readings", StringComparison.Ordinal))
+                || (HttpMethods.IsGet(request.Method) && tail.EndsWith("/rejects", StringComparison.Ordinal)
+                    && BearerToken(request) is { } token && DeviceToken.TryParse(token, out _, out _))));
 
     /// <summary>The token of an <c>Authorization: Bearer</c> header, if there is one.</summary>
     public static string? BearerToken(HttpRequest request)
