@@ -19,10 +19,13 @@ public sealed class AlertOptions : IValidatableObject
     public TimeSpan WebhookGiveUpAfter { get; set; } = TimeSpan.FromDays(1);
 
     /// <summary>
-    /// How long an event may fail (network, 408, 429, 5xx) before, at each further attempt, the receiver is offered the
-    /// event after it: taken, the failing event is the receiver's trouble alone (a payload it cannot handle) and is given
-    /// up (logged and counted), so it does not hold every later alert back for <see cref="WebhookGiveUpAfter"/>; refused
-    /// too, the receiver is down, and the event is tried again as before.
+    /// How long an event may be answered 500 before, at each further such answer, the receiver is offered the next event
+    /// of another patient and, if it takes that, the failing one once more: refused again, the failing event is the
+    /// receiver's trouble alone (a patient it does not know, a payload it trips on) and is given up (logged and
+    /// counted), so it does not hold every other patient's alerts back for <see cref="WebhookGiveUpAfter"/>. A receiver
+    /// that is down (502, 503, 504, no answer) refuses the other patient's event too, or is never offered it, and the
+    /// event is tried again as before. After a pass-over, a further 500 for an event of the same patient within the hour
+    /// is told apart at once.
     /// </summary>
     [Range(typeof(TimeSpan), "00:00:01", "30.00:00:00")]
     public TimeSpan WebhookPassOverAfter { get; set; } = TimeSpan.FromMinutes(5);
@@ -33,6 +36,11 @@ public sealed class AlertOptions : IValidatableObject
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
+        if (WebhookPassOverAfter >= WebhookGiveUpAfter)
+        {
+            yield return new ValidationResult("WebhookPassOverAfter must be shorter than WebhookGiveUpAfter: an event is given up by then anyway.");
+        }
+
         var names = new HashSet<string>(StringComparer.Ordinal);
         for (var i = 0; i < Webhooks.Count; i++)
         {

@@ -17,9 +17,10 @@ namespace Telemetry.Api.Alerts;
 /// so an event is delivered at least once across restarts. Each POST carries the event as JSON and a signature,
 /// <c>X-Telemetry-Signature: sha256=hex(HMAC-SHA256(secret, timestamp + "." + body))</c>, with the timestamp in
 /// <c>X-Telemetry-Timestamp</c>. Failures (network, 408, 429, 5xx) are retried with doubling waits, the events after
-/// it waiting, until the event is <see cref="AlertOptions.WebhookGiveUpAfter"/> old; or, once it has failed for
-/// <see cref="AlertOptions.WebhookPassOverAfter"/>, until the receiver takes the event after it (it is up, and fails
-/// that one event alone: a payload it cannot handle holds no other patient's alerts back).
+/// it waiting, until the event is <see cref="AlertOptions.WebhookGiveUpAfter"/> old; or, for an event answered 500 for
+/// <see cref="AlertOptions.WebhookPassOverAfter"/>, until the receiver takes another patient's event while refusing
+/// this one again (it is up, and fails this event alone: a patient it does not know, a payload it trips on, holds no
+/// other patient's alerts back).
 /// </summary>
 public sealed partial class WebhookDispatcher(
     IAlertStore store,
@@ -113,6 +114,7 @@ public sealed partial class WebhookDispatcher(
 
         var held = true;
         var refusals = new Refusals();
+        var passOver = new PassOver();
         while (!stoppingToken.IsCancellationRequested)
         {
             try
@@ -130,18 +132,13 @@ public sealed partial class WebhookDispatcher(
                     // Taken (back) over: where the others got to, and the receiver's refusals counted anew.
                     position = await store.ReadCursorAsync(consumer, stoppingToken) ?? position;
                     refusals.Since = null;
+                    passOver.DeliveredAhead.Clear();
                     held = true;
                 }
 
                 var events = await store.ReadEventsAsync(position, null, PageSize, stoppingToken);
                 foreach (var item in events)
                 {
-                    // Delivered already, as the next event offered while the one before it was failing.
-                    if (item.Position <= position)
-                    {
-                        continue;
-                    }
-
                     // Renewed before each event, so a server that lost the lease (its retries outlasted it) stops at once.
                     if (!await lease.HoldAsync(consumer))
                     {
@@ -149,14 +146,15 @@ public sealed partial class WebhookDispatcher(
                         break;
                     }
 
-                    var (holding, next) = await DeliverAsync(webhook, consumer, item, refusals, stoppingToken);
-                    if (!holding)
+                    // An event offered ahead of its turn (see TryPassOverAsync) was taken then: not sent twice.
+                    if (!passOver.DeliveredAhead.Remove(item.Position)
+                        && !await DeliverAsync(webhook, consumer, item, refusals, passOver, stoppingToken))
                     {
                         held = false;
                         break;
                     }
 
-                    position = next?.Position ?? item.Position;
+                    position = item.Position;
                     await store.WriteCursorAsync(consumer, position, stoppingToken);
                 }
 
@@ -177,12 +175,8 @@ public sealed partial class WebhookDispatcher(
         }
     }
 
-    /// <summary>
-    /// Delivers (or gives up on) the event. <c>Holding</c> is false when this server lost the delivery lease meanwhile
-    /// and must stop; <c>Next</c> is the event after it when that was delivered in its stead (the receiver took it while
-    /// refusing this one).
-    /// </summary>
-    private async Task<(bool Holding, AlertEvent? Next)> DeliverAsync(WebhookOptions webhook, string consumer, AlertEvent item, Refusals refusals, CancellationToken stoppingToken)
+    /// <summary>Delivers (or gives up on) the event; false when this server lost the delivery lease meanwhile and must stop.</summary>
+    private async Task<bool> DeliverAsync(WebhookOptions webhook, string consumer, AlertEvent item, Refusals refusals, PassOver passOver, CancellationToken stoppingToken)
     {
         var delay = TimeSpan.FromSeconds(1);
         var maxDelay = TimeSpan.FromSeconds(options.Value.WebhookMaxBackoffSeconds);
@@ -197,10 +191,32 @@ public sealed partial class WebhookDispatcher(
                 {
                     refusals.Since = null;
                     instruments.AlertPublished("webhook");
-                    return (true, null);
+                    return true;
                 }
 
                 failure = $"HTTP {(int)status}";
+
+                // A 500 may be this event's alone; a receiver's outage answers 502, 503, 504 or nothing, and is waited out.
+                if (status == HttpStatusCode.InternalServerError)
+                {
+                    firstFailed ??= timeProvider.GetUtcNow();
+                    if (passOver.Due(item.PatientId, firstFailed.Value, timeProvider.GetUtcNow(), options.Value.WebhookPassOverAfter))
+                    {
+                        switch (await TryPassOverAsync(webhook, consumer, item, passOver, stoppingToken))
+                        {
+                            case PassOverOutcome.LeaseLost:
+                                return false;
+                            case PassOverOutcome.PassedOver:
+                                refusals.Since = null;
+                                GiveUp(webhook, item, attempt + 1, failure + ", again after the receiver took another patient's event");
+                                return true;
+                            case PassOverOutcome.Delivered:
+                                refusals.Since = null;
+                                instruments.AlertPublished("webhook");
+                                return true;
+                        }
+                    }
+                }
                 if (IsMaybeRedeploying(status))
                 {
                     // A receiver being deployed, or its credentials or route being changed, answers so for a while:
@@ -211,13 +227,13 @@ public sealed partial class WebhookDispatcher(
                     if (timeProvider.GetUtcNow() - refusals.Since >= RefusedRetryFor)
                     {
                         GiveUp(webhook, item, attempt, failure);
-                        return (true, null);
+                        return true;
                     }
                 }
                 else if (!IsWorthRetrying(status))
                 {
                     GiveUp(webhook, item, attempt, failure);
-                    return (true, null);
+                    return true;
                 }
             }
             catch (Exception exception) when (!stoppingToken.IsCancellationRequested)
@@ -230,52 +246,86 @@ public sealed partial class WebhookDispatcher(
             if (timeProvider.GetUtcNow() - item.At >= options.Value.WebhookGiveUpAfter)
             {
                 GiveUp(webhook, item, attempt, failure);
-                return (true, null);
-            }
-
-            // Failing for a while: is it the receiver, or this event? The event after it is offered once; taken, this one
-            // is given up (the receiver is up and refuses it alone), and delivery goes on after the one taken.
-            firstFailed ??= timeProvider.GetUtcNow();
-            if (timeProvider.GetUtcNow() - firstFailed >= options.Value.WebhookPassOverAfter
-                && await TryDeliverNextAsync(webhook, item, stoppingToken) is { } next)
-            {
-                refusals.Since = null;
-                GiveUp(webhook, item, attempt, failure + "; the receiver took the event after it");
-                return (true, next);
+                return true;
             }
 
             // The attempt may have taken its whole timeout: the lease is renewed before the wait, not a third of a term in.
             LogRetrying(logger, webhook.Name, item.EventId, attempt, failure, delay);
             if (!await lease.HoldAsync(consumer) || !await WaitHoldingAsync(consumer, delay, stoppingToken))
             {
-                return (false, null);
+                return false;
             }
 
             delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, maxDelay.Ticks));
         }
     }
 
-    /// <summary>Offers the receiver the event after <paramref name="item"/>, once; returns it when taken (2xx), null otherwise or when there is none.</summary>
-    private async Task<AlertEvent?> TryDeliverNextAsync(WebhookOptions webhook, AlertEvent item, CancellationToken stoppingToken)
+    /// <summary>
+    /// Tells a receiver that refuses one event from one that is down: offers it the next event of another patient
+    /// (<paramref name="item"/>'s own later events, an escalation or a clear, would be refused alike) and, if it takes
+    /// that, offers <paramref name="item"/> once more. Refused again, <paramref name="item"/> is passed over; taken, it
+    /// is delivered after all (the receiver was flapping). The event taken ahead of its turn is not sent again when its
+    /// turn comes (unless the delivery changes hands meanwhile: at least once).
+    /// </summary>
+    private async Task<PassOverOutcome> TryPassOverAsync(WebhookOptions webhook, string consumer, AlertEvent item, PassOver passOver, CancellationToken stoppingToken)
     {
+        AlertEvent? other;
         try
         {
-            if ((await store.ReadEventsAsync(item.Position, null, 1, stoppingToken)) is not [var next])
-            {
-                return null;
-            }
-
-            if ((int)await PostAsync(webhook, next, stoppingToken) is not (>= 200 and < 300))
-            {
-                return null;
-            }
-
-            instruments.AlertPublished("webhook");
-            return next;
+            other = (await store.ReadEventsAsync(item.Position, null, PageSize, stoppingToken))
+                .FirstOrDefault(later => !string.Equals(later.PatientId, item.PatientId, StringComparison.Ordinal) && !passOver.DeliveredAhead.Contains(later.Position));
         }
         catch (Exception exception) when (!stoppingToken.IsCancellationRequested)
         {
-            LogNextFailed(logger, webhook.Name, exception.GetType().Name);
+            LogStoreFailed(logger, exception, webhook.Name);
+            return PassOverOutcome.NotYet;
+        }
+
+        if (other is null)
+        {
+            // No other patient's event waits behind it: it holds nobody back.
+            return PassOverOutcome.NotYet;
+        }
+
+        // Each POST may take its whole timeout: the lease is renewed before each.
+        if (!await lease.HoldAsync(consumer))
+        {
+            return PassOverOutcome.LeaseLost;
+        }
+
+        var taken = await TryPostAsync(webhook, other, stoppingToken);
+        LogPassOverProbe(logger, webhook.Name, item.EventId, other.EventId, taken is { } status ? $"HTTP {(int)status}" : "no answer");
+        if ((int?)taken is not (>= 200 and < 300))
+        {
+            return PassOverOutcome.NotYet;
+        }
+
+        passOver.DeliveredAhead.Add(other.Position);
+        instruments.AlertPublished("webhook");
+        if (!await lease.HoldAsync(consumer))
+        {
+            return PassOverOutcome.LeaseLost;
+        }
+
+        var again = await TryPostAsync(webhook, item, stoppingToken);
+        if ((int?)again is >= 200 and < 300)
+        {
+            return PassOverOutcome.Delivered;
+        }
+
+        passOver.Passed(item.PatientId, timeProvider.GetUtcNow());
+        return PassOverOutcome.PassedOver;
+    }
+
+    /// <summary>POSTs the event once; the receiver's status, or null when the POST failed (network, timeout).</summary>
+    private async Task<HttpStatusCode?> TryPostAsync(WebhookOptions webhook, AlertEvent item, CancellationToken stoppingToken)
+    {
+        try
+        {
+            return await PostAsync(webhook, item, stoppingToken);
+        }
+        catch (Exception) when (!stoppingToken.IsCancellationRequested)
+        {
             return null;
         }
     }
@@ -335,14 +385,65 @@ public sealed partial class WebhookDispatcher(
         public DateTimeOffset? Since { get; set; }
     }
 
+    private enum PassOverOutcome
+    {
+        /// <summary>Not told apart yet (no other patient's event waits, or the receiver refused that too): tried again as before.</summary>
+        NotYet,
+
+        /// <summary>The receiver took another patient's event and refused this one again: given up.</summary>
+        PassedOver,
+
+        /// <summary>The receiver took this one on the second offer.</summary>
+        Delivered,
+
+        LeaseLost,
+    }
+
+    /// <summary>A webhook's events taken ahead of their turn, and the patients whose events it passed over lately.</summary>
+    private sealed class PassOver
+    {
+        private const int MaxPatients = 1_000;
+        private static readonly TimeSpan Remembered = TimeSpan.FromHours(1);
+        private readonly Dictionary<string, DateTimeOffset> _patients = new(StringComparer.Ordinal);
+
+        /// <summary>Positions of events taken ahead of their turn: skipped when their turn comes.</summary>
+        public HashSet<long> DeliveredAhead { get; } = [];
+
+        /// <summary>
+        /// Whether an event failing since <paramref name="firstFailed"/> is to be told apart now: once it has failed for
+        /// <paramref name="after"/>, or at once when the receiver refused an event of the same patient within the hour
+        /// (each of that patient's events would otherwise hold the others back again).
+        /// </summary>
+        public bool Due(string patientId, DateTimeOffset firstFailed, DateTimeOffset now, TimeSpan after) =>
+            now - firstFailed >= after || (_patients.TryGetValue(patientId, out var at) && now - at < Remembered);
+
+        public void Passed(string patientId, DateTimeOffset now)
+        {
+            if (_patients.Count >= MaxPatients)
+            {
+                foreach (var stale in _patients.Where(entry => now - entry.Value >= Remembered).Select(entry => entry.Key).ToList())
+                {
+                    _patients.Remove(stale);
+                }
+
+                if (_patients.Count >= MaxPatients)
+                {
+                    _patients.Clear();
+                }
+            }
+
+            _patients[patientId] = now;
+        }
+    }
+
     [LoggerMessage(EventId = 3201, Level = LogLevel.Warning, Message = "Webhook {Webhook}: delivering event {EventId} failed (attempt {Attempt}: {Failure}); retrying in {Delay}")]
     private static partial void LogRetrying(ILogger logger, string webhook, string eventId, int attempt, string failure, TimeSpan delay);
 
     [LoggerMessage(EventId = 3202, Level = LogLevel.Error, Message = "Webhook {Webhook}: gave up on event {EventId} after {Attempts} attempts ({Failure}); it stays in the alert history")]
     private static partial void LogGivenUp(ILogger logger, string webhook, string eventId, int attempts, string failure);
 
-    [LoggerMessage(EventId = 3204, Level = LogLevel.Debug, Message = "Webhook {Webhook}: offering the next event while one fails did not reach the receiver ({Failure})")]
-    private static partial void LogNextFailed(ILogger logger, string webhook, string failure);
+    [LoggerMessage(EventId = 3204, Level = LogLevel.Information, Message = "Webhook {Webhook}: event {EventId} failing, offered another patient's event {Other}: {Answer}")]
+    private static partial void LogPassOverProbe(ILogger logger, string webhook, string eventId, string other, string answer);
 
     [LoggerMessage(EventId = 3203, Level = LogLevel.Warning, Message = "Webhook {Webhook}: reading the alert store failed; trying again")]
     private static partial void LogStoreFailed(ILogger logger, Exception exception, string webhook);
