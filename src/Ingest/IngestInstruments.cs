@@ -101,6 +101,15 @@ public sealed class IngestInstruments
         }
     }
 
+    /// <summary>Counts readings refused at commit as conflicting (<see cref="RejectReason.Conflict"/>) among the rejected readings.</summary>
+    public void Conflicting(string protocol, int count)
+    {
+        if (count > 0)
+        {
+            _rejected.Add(count, new TagList { { "protocol", protocol }, { "reason", RejectReason.Conflict.ToTag() } });
+        }
+    }
+
     public void Duplicate(string protocol, int count)
     {
         if (count > 0)

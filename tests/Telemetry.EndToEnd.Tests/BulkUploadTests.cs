@@ -34,6 +34,20 @@ public sealed class BulkUploadTests(ServerFixture fixture) : IClassFixture<Serve
     }
 
     [Fact]
+    public async Task An_upload_changing_a_value_already_stored_counts_it_as_a_conflict()
+    {
+        var token = await Server.ProvisionAsync("upload-conflict", "p-upload-conflict");
+        var start = Devices.RecentMinute(0).AddHours(-1);
+
+        await UploadAsync("upload-conflict", token, "application/x-ndjson", Ndjson([Reading(start, 70), Reading(start.AddSeconds(5), 71)]));
+        var changed = await UploadAsync("upload-conflict", token, "application/x-ndjson", Ndjson([Reading(start, 70), Reading(start.AddSeconds(5), 90), Reading(start.AddSeconds(10), 72)]));
+
+        Assert.Equal(HttpStatusCode.OK, changed.Status);
+        Assert.Equal((1, 1, 1), (changed.Accepted, changed.Duplicates, changed.Rejected));
+        Assert.Equal(1, changed.Rejects["conflict"]);
+    }
+
+    [Fact]
     public async Task Shuffled_readings_give_the_same_trend_as_ordered_ones()
     {
         var orderedToken = await Server.ProvisionAsync("upload-ordered", "p-upload-ordered");

@@ -27,8 +27,10 @@ public sealed class GrpcIngestTests(ServerFixture fixture) : IClassFixture<Serve
             await call.RequestStream.WriteAsync(last);
         }
 
-        // The last batch again, as a device does when it saw no ack.
+        // The last batch again, as a device does when it saw no ack; then the first batch's times with other values,
+        // refused as conflicting with what is stored (the first values stand).
         await call.RequestStream.WriteAsync(last!);
+        await call.RequestStream.WriteAsync(Devices.ProtobufBatch(11, start, "heart_rate", "/min", [90, 91, 92, 93, 94, 95]));
         await call.RequestStream.CompleteAsync();
         var acks = new List<IngestAck>();
         await foreach (var ack in call.ResponseStream.ReadAllAsync())
@@ -36,10 +38,12 @@ public sealed class GrpcIngestTests(ServerFixture fixture) : IClassFixture<Serve
             acks.Add(ack);
         }
 
-        Assert.Equal(Enumerable.Range(1, 10).Select(i => (ulong)i).Append(10UL), acks.Select(a => a.Seq));
+        Assert.Equal(Enumerable.Range(1, 10).Select(i => (ulong)i).Append(10UL).Append(11UL), acks.Select(a => a.Seq));
         Assert.All(acks.Take(10), ack => Assert.Equal(AckStatus.Committed, ack.Status));
         Assert.All(acks.Take(10), ack => Assert.Equal(6u, ack.Accepted));
-        Assert.Equal(AckStatus.Duplicate, acks[^1].Status);
+        Assert.Equal(AckStatus.Duplicate, acks[10].Status);
+        Assert.Equal((AckStatus.Rejected, 6u, 0u), (acks[11].Status, acks[11].Rejected, acks[11].Accepted));
+        Assert.Contains("another value already stored", acks[11].Reason, StringComparison.Ordinal);
         var point = Assert.Single((await Server.TrendAsync("p-grpc-1", "heart_rate", start, start.AddMinutes(1), count: 60)).Points);
         Assert.Equal(60, point.Count);
         Assert.Equal(61, point.Min);

@@ -219,6 +219,30 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
     }
 
     [Fact]
+    public async Task A_changed_value_for_a_time_already_stored_is_refused_as_a_conflict_and_the_first_value_stands()
+    {
+        var token = await Server.ProvisionAsync("mqtt-conflict", "p-mqtt-conflict");
+        using var client = await Devices.ConnectMqttAsync(Server, "mqtt-conflict", token);
+        var start = Devices.RecentMinute();
+        string Batch(int seq, params (int Second, int Value)[] readings) =>
+            $$"""{"seq":{{seq}},"readings":[{{string.Join(",", readings.Select(r => $$"""{"kind":"heart_rate","time":"{{start.AddSeconds(r.Second):O}}","value":{{r.Value}}}"""))}}]}""";
+
+        var first = await Devices.PublishAsync(client, "devices/mqtt-conflict/vitals", System.Text.Encoding.UTF8.GetBytes(Batch(1, (0, 70), (1, 71))));
+        var corrected = await Devices.PublishAsync(client, "devices/mqtt-conflict/vitals", System.Text.Encoding.UTF8.GetBytes(Batch(2, (1, 75), (2, 72))));
+        var allChanged = await Devices.PublishAsync(client, "devices/mqtt-conflict/vitals", System.Text.Encoding.UTF8.GetBytes(Batch(3, (0, 80))));
+
+        Assert.Equal(MqttClientPublishReasonCode.Success, first.ReasonCode);
+        Assert.Equal(MqttClientPublishReasonCode.Success, corrected.ReasonCode);
+        Assert.Contains("1 with another value already stored for the same vital and time", corrected.ReasonString, StringComparison.Ordinal);
+        Assert.Equal(MqttClientPublishReasonCode.PayloadFormatInvalid, allChanged.ReasonCode);
+        Assert.Contains("another value already stored", allChanged.ReasonString, StringComparison.Ordinal);
+        var readings = await Server.RawHeartRatesAsync("p-mqtt-conflict", start.AddMinutes(-1), start.AddMinutes(1));
+        Assert.Equal([70.0, 71.0, 72.0], readings.Select(line => double.Parse(line.Split(',')[3], System.Globalization.CultureInfo.InvariantCulture)));
+        var metrics = await Server.Http.GetStringAsync("/metrics");
+        Assert.Matches("""telemetry_readings_rejected_total\{[^}]*reason="conflict"[^}]*\} [1-9]""", metrics);
+    }
+
+    [Fact]
     public async Task Bad_readings_are_refused_with_a_reason_and_good_neighbours_stored()
     {
         var token = await Server.ProvisionAsync("mqtt-mixed", "p-mqtt-4");

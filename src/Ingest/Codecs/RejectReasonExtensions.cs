@@ -3,7 +3,7 @@ namespace Telemetry.Ingest.Codecs;
 /// <summary>Words for <see cref="RejectReason"/>: a tag value for metrics and a phrase for senders.</summary>
 public static class RejectReasonExtensions
 {
-    public const int Count = (int)RejectReason.MalformedRecord + 1;
+    public const int Count = (int)RejectReason.Conflict + 1;
 
     public static string ToTag(this RejectReason reason) => reason switch
     {
@@ -14,6 +14,7 @@ public static class RejectReasonExtensions
         RejectReason.FutureTimestamp => "future_timestamp",
         RejectReason.TooOld => "too_old",
         RejectReason.MalformedRecord => "malformed_record",
+        RejectReason.Conflict => "conflict",
         _ => "other",
     };
 
@@ -26,6 +27,7 @@ public static class RejectReasonExtensions
         RejectReason.FutureTimestamp => "timestamp too far in the future",
         RejectReason.TooOld => "timestamp older than the backfill horizon",
         RejectReason.MalformedRecord => "record that could not be read",
+        RejectReason.Conflict => "with another value already stored for the same vital and time (the first value stands)",
         _ => "invalid",
     };
 }

@@ -234,13 +234,26 @@ public sealed partial class GrpcIngestService(
             return new IngestAck { Seq = batch.Sequence, Status = AckStatus.Rejected, Rejected = rejected, Reason = rejects };
         }
 
+        instruments.Conflicting(Protocol, result.Conflicts);
+        if (result.Conflicts > 0)
+        {
+            rejectLog.Record(batch.DeviceId, Protocol, CommitResult.DescribeConflicts(result.Conflicts));
+        }
+
+        if (result.AllConflicting)
+        {
+            // Refused for good: sent again, every reading would conflict again.
+            instruments.PayloadRejected(Protocol, "all_rejected");
+            return new IngestAck { Seq = batch.Sequence, Status = AckStatus.Rejected, Rejected = rejected + (uint)result.Conflicts, Reason = result.Describe(rejects.Length > 0 ? rejects : null)! };
+        }
+
         instruments.Accepted(Protocol, result.Stored);
         return new IngestAck
         {
             Seq = batch.Sequence,
             Status = AckStatus.Committed,
             Accepted = (uint)result.Stored,
-            Rejected = rejected,
+            Rejected = rejected + (uint)result.Conflicts,
             Duplicates = (uint)result.Duplicates,
             Reason = result.Describe(rejects.Length > 0 ? rejects : null) ?? string.Empty,
         };

@@ -214,8 +214,14 @@ public sealed class HttpIngestEndpoint(
             instruments.Quarantined(Protocol, result.Quarantined);
             upload.Accepted += result.Stored;
             upload.Duplicates += result.Duplicates;
+            upload.CountConflicts(result.Conflicts);
             instruments.Accepted(Protocol, result.Stored);
             instruments.Duplicate(Protocol, result.Duplicates);
+            instruments.Conflicting(Protocol, result.Conflicts);
+            if (result.Conflicts > 0)
+            {
+                rejectLog.Record(device.DeviceId, Protocol, CommitResult.DescribeConflicts(result.Conflicts));
+            }
         }
 
         batch.Reset();
@@ -308,6 +314,9 @@ public sealed class HttpIngestEndpoint(
                 _rejects[i] += Batch.RejectedFor((RejectReason)i);
             }
         }
+
+        /// <summary>Counts readings the commit refused for another value stored at their time (the decoder finds none).</summary>
+        public void CountConflicts(int conflicts) => _rejects[(int)RejectReason.Conflict] += conflicts;
 
         public UploadResult Result() => new(
             Accepted,

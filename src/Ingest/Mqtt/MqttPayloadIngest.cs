@@ -112,10 +112,17 @@ public sealed class MqttPayloadIngest(
         // A batch resent (whole, or its readings without a number) quarantines nothing again.
         instruments.Quarantined(MqttIngestEndpoint.Protocol, result.Quarantined);
 
-        if (deviceBatch.Readings.IsEmpty && result.Outcome != CommitOutcome.Duplicate)
+        instruments.Conflicting(MqttIngestEndpoint.Protocol, result.Conflicts);
+        if (result.Conflicts > 0)
         {
-            // Only quarantined readings: stored apart, but nothing the sender should count as accepted.
-            return Refused(MqttPubAckReasonCode.PayloadFormatInvalid, pending.Rejects!, "all_rejected");
+            rejectLog.Record(deviceBatch.DeviceId, MqttIngestEndpoint.Protocol, CommitResult.DescribeConflicts(result.Conflicts));
+        }
+
+        if ((deviceBatch.Readings.IsEmpty && result.Outcome != CommitOutcome.Duplicate) || result.AllConflicting)
+        {
+            // Only quarantined readings (stored apart), or only readings conflicting with those stored: nothing the
+            // sender should count as accepted, and nothing to send again.
+            return Refused(MqttPubAckReasonCode.PayloadFormatInvalid, result.Describe(pending.Rejects)!, "all_rejected");
         }
 
         return result.Outcome == CommitOutcome.Duplicate

@@ -335,7 +335,7 @@ public sealed partial class CommitPipeline : BackgroundService
                 var answeredAt = Stopwatch.GetTimestamp();
                 for (var i = 0; i < flush.Count; i++)
                 {
-                    flush[i].Completion.TrySetResult(new CommitResult(outcomes[i].Outcome, outcomes[i].Stored.Length, outcomes[i].Duplicates, outcomes[i].Quarantined.Length));
+                    flush[i].Completion.TrySetResult(new CommitResult(outcomes[i].Outcome, outcomes[i].Stored.Length, outcomes[i].Duplicates, outcomes[i].Quarantined.Length, outcomes[i].Conflicts));
                     flush[i].Answered();
                 }
 

@@ -40,6 +40,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
     private readonly Dictionary<(string DeviceId, VitalKind Kind), long> _flushLatest = [];
     private readonly List<(int Batch, int Reading)> _candidates = [];
     private readonly HashSet<(int Batch, int Reading)> _duplicates = [];
+    private readonly HashSet<(int Batch, int Reading)> _conflicts = [];
     private readonly List<bool> _knownSequence = [];
 
     // A batch's series id per vital kind, looked up on the batch's first reading of the kind; 0 when not yet.
@@ -155,7 +156,8 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
             var batch = batches[i];
             var readings = batch.Readings.Span;
             Array.Clear(_seriesOfKind);
-            var stored = _duplicates.Count == 0 ? null : new List<VitalReading>(readings.Length);
+            var stored = _duplicates.Count == 0 && _conflicts.Count == 0 ? null : new List<VitalReading>(readings.Length);
+            var conflicts = 0;
             for (var j = 0; j < readings.Length; j++)
             {
                 var reading = readings[j];
@@ -163,6 +165,12 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
                 {
                     if (_duplicates.Contains((i, j)))
                     {
+                        continue;
+                    }
+
+                    if (_conflicts.Contains((i, j)))
+                    {
+                        conflicts++;
                         continue;
                     }
 
@@ -187,7 +195,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
             // The quarantined readings kept are settled in AppendQuarantined.
             outcomes[i] = stored is null || stored.Count == readings.Length
                 ? new BatchOutcome(CommitOutcome.Stored, batch.Readings, 0, ReadOnlyMemory<VitalReading>.Empty)
-                : new BatchOutcome(CommitOutcome.Stored, stored.ToArray(), readings.Length - stored.Count, ReadOnlyMemory<VitalReading>.Empty);
+                : new BatchOutcome(CommitOutcome.Stored, stored.ToArray(), readings.Length - stored.Count - conflicts, ReadOnlyMemory<VitalReading>.Empty, conflicts);
         }
 
         if (transaction is null && (_series.HasStaged || _sequences.HasStaged || HasQuarantined(batches, outcomes)))
@@ -344,8 +352,9 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         }, cancellationToken);
 
     /// <summary>
-    /// Collects in <see cref="_duplicates"/> the readings that repeat one already stored or one earlier in this flush, and
-    /// marks as duplicate the batches whose sequence number was committed before and that bring nothing new. A known
+    /// Collects in <see cref="_duplicates"/> the readings that repeat one already stored or one earlier in this flush, in
+    /// <see cref="_conflicts"/> those that give another value for such a device, vital and time, and marks as duplicate
+    /// the batches whose sequence number was committed before and that bring nothing new. A known
     /// sequence number alone stores nothing twice but loses nothing either: a device that starts its numbering over
     /// (a reinstalled app) still has its new readings stored.
     /// </summary>
@@ -354,6 +363,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         _flushLatest.Clear();
         _candidates.Clear();
         _duplicates.Clear();
+        _conflicts.Clear();
         _knownSequence.Clear();
         _kindsOfBatch.Clear();
         for (var i = 0; i < batches.Count; i++)
@@ -428,23 +438,27 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
 
     /// <summary>
     /// Looks the flush's candidate readings up in the store by their exact (device, vital, time), through a temporary
-    /// table joined to the readings, so only matches come back however wide the candidates' time range; then walks each
-    /// such device's readings of the flush in order, so a repeat within the flush counts too.
+    /// table joined to the readings, so only matches come back (with their values) however wide the candidates' time
+    /// range; then walks each such device's readings of the flush in order, so a repeat within the flush counts too. A
+    /// candidate with the value stored (or first sent in the flush) is a duplicate; with another, a conflict: the first
+    /// value stands.
     /// </summary>
     private void MarkDuplicates(IReadOnlyList<DeviceBatch> batches)
     {
         using (var clear = _writer.CreateCommand())
         {
-            clear.CommandText = "CREATE TEMP TABLE IF NOT EXISTS dedup_candidates (device_id VARCHAR, kind UTINYINT, ts TIMESTAMP); DELETE FROM dedup_candidates;";
+            clear.CommandText = "CREATE TEMP TABLE IF NOT EXISTS dedup_candidates (n INTEGER, device_id VARCHAR, kind UTINYINT, ts TIMESTAMP); DELETE FROM dedup_candidates;";
             clear.ExecuteNonQuery();
         }
 
         using (var appender = _writer.CreateAppender("dedup_candidates"))
         {
-            foreach (var (i, j) in _candidates)
+            for (var n = 0; n < _candidates.Count; n++)
             {
+                var (i, j) = _candidates[n];
                 var reading = batches[i].Readings.Span[j];
                 appender.CreateRow()
+                    .AppendValue(n)
                     .AppendValue(batches[i].DeviceId)
                     .AppendValue((byte)reading.Kind)
                     .AppendValue(Timestamps.ToDateTime(reading.TimestampMs))
@@ -456,29 +470,39 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         // maps, so a few repeated readings cost a look at the recent part of the table, not a join over all of it. The
         // times go in stretches split at their widest gaps (over an hour), each looked up on its own: one device
         // resending a month-old batch beside another's reading a moment out of order scans two small ranges, not the
-        // month between them.
-        var stored = new HashSet<(string DeviceId, VitalKind Kind, long TimestampMs)>();
+        // month between them. Each candidate found comes back with the value stored (one, or one per patient for a
+        // device bound to another since): the same value is a repeat, none of them a conflict.
+        var found = new bool[_candidates.Count];
+        var same = new bool[_candidates.Count];
         foreach (var (fromMs, toMs) in CandidateStretches(batches))
         {
             using var query = _writer.CreateCommand();
             query.CommandText = """
-                SELECT DISTINCT c.device_id, c.kind, epoch_ms(c.ts) FROM dedup_candidates c
-                WHERE c.ts BETWEEN $1 AND $2
-                  AND EXISTS (SELECT 1 FROM all_readings r JOIN all_series s USING (series_id)
-                              WHERE r.ts BETWEEN $1 AND $2 AND s.device_id = c.device_id AND s.kind = c.kind AND r.ts = c.ts)
+                SELECT c.n, r.value FROM dedup_candidates c
+                JOIN all_series s ON s.device_id = c.device_id AND s.kind = c.kind
+                JOIN all_readings r ON r.series_id = s.series_id AND r.ts = c.ts
+                WHERE c.ts BETWEEN $1 AND $2 AND r.ts BETWEEN $1 AND $2
                 """;
             query.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(fromMs)));
             query.Parameters.Add(new DuckDBParameter(Timestamps.ToDateTime(toMs)));
             using var reader = query.ExecuteReader();
             while (reader.Read())
             {
-                stored.Add((reader.GetString(0), (VitalKind)reader.GetByte(1), reader.GetInt64(2)));
+                var n = reader.GetInt32(0);
+                var (i, j) = _candidates[n];
+                found[n] = true;
+                same[n] |= BatchOutcome.SameValue(reader.GetDouble(1), batches[i].Readings.Span[j].Value);
             }
         }
 
-        var candidates = _candidates.ToHashSet();
+        var candidates = new Dictionary<(int Batch, int Reading), int>(_candidates.Count);
+        for (var n = 0; n < _candidates.Count; n++)
+        {
+            candidates[_candidates[n]] = n;
+        }
+
         var devices = _candidates.Select(c => batches[c.Batch].DeviceId).ToHashSet(StringComparer.Ordinal);
-        var seen = new HashSet<(string DeviceId, VitalKind Kind, long TimestampMs)>();
+        var seen = new Dictionary<(string DeviceId, VitalKind Kind, long TimestampMs), double>();
         for (var i = 0; i < batches.Count; i++)
         {
             var batch = batches[i];
@@ -490,11 +514,20 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
             var readings = batch.Readings.Span;
             for (var j = 0; j < readings.Length; j++)
             {
-                var key = (batch.DeviceId, readings[j].Kind, readings[j].TimestampMs);
-                var firstInFlush = seen.Add(key);
-                if (candidates.Contains((i, j)) && (!firstInFlush || stored.Contains(key)))
+                var (key, sent) = ((batch.DeviceId, readings[j].Kind, readings[j].TimestampMs), readings[j].Value);
+                var firstInFlush = seen.TryAdd(key, sent);
+                if (!candidates.TryGetValue((i, j), out var n))
                 {
-                    _duplicates.Add((i, j));
+                    continue;
+                }
+
+                if (found[n])
+                {
+                    (same[n] ? _duplicates : _conflicts).Add((i, j));
+                }
+                else if (!firstInFlush)
+                {
+                    (BatchOutcome.SameValue(seen[key], sent) ? _duplicates : _conflicts).Add((i, j));
                 }
             }
         }

@@ -21,10 +21,18 @@ internal sealed class FluxSeriesReader(InfluxDBClient client, string bucket, str
 
     private readonly IQueryApi _queries = client.GetQueryApi();
 
-    public async Task<HashSet<(VitalKind Kind, long TimestampMs)>> ExistingAsync(
-        string measurement, string patientId, string deviceId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, CancellationToken cancellationToken) =>
-        [.. (await QueryAsync(FluxQueries.Existing(bucket, measurement, patientId, deviceId, kinds, fromMs, toMs), cancellationToken))
-            .Select(ToStoredReading).OfType<StoredReading>().Select(reading => (reading.Kind, reading.TimestampMs))];
+    public async Task<Dictionary<(VitalKind Kind, long TimestampMs), double>> ExistingAsync(
+        string measurement, string patientId, string deviceId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, CancellationToken cancellationToken)
+    {
+        var existing = new Dictionary<(VitalKind Kind, long TimestampMs), double>();
+        foreach (var reading in (await QueryAsync(FluxQueries.Existing(bucket, measurement, patientId, deviceId, kinds, fromMs, toMs), cancellationToken))
+            .Select(ToStoredReading).OfType<StoredReading>())
+        {
+            existing[(reading.Kind, reading.TimestampMs)] = reading.Value;
+        }
+
+        return existing;
+    }
 
     public async Task<IReadOnlyList<string>?> SettingsProblemsAsync(TimeSpan backfillHorizon, TimeSpan? rollupsKept, CancellationToken cancellationToken)
     {

@@ -9,9 +9,10 @@ internal interface ISeriesReader : IDisposable
 {
     /// <summary>
     /// The (vital, time) of every reading the device has stored for the patient in [<paramref name="fromMs"/>, <paramref name="toMs"/>),
-    /// in <paramref name="measurement"/>: <see cref="InfluxLayout.Vitals"/>, or <see cref="InfluxLayout.Quarantine"/> for its quarantined readings.
+    /// with its value, in <paramref name="measurement"/>: <see cref="InfluxLayout.Vitals"/>, or
+    /// <see cref="InfluxLayout.Quarantine"/> for its quarantined readings.
     /// </summary>
-    Task<HashSet<(VitalKind Kind, long TimestampMs)>> ExistingAsync(
+    Task<Dictionary<(VitalKind Kind, long TimestampMs), double>> ExistingAsync(
         string measurement, string patientId, string deviceId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, CancellationToken cancellationToken);
 
     Task<RawAggregate> AggregateAsync(string patientId, long fromMs, long toMs, Resolution resolution, CancellationToken cancellationToken);

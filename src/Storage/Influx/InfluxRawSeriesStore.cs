@@ -36,8 +36,9 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
     private readonly List<string> _chunks = [];
     private readonly Dictionary<(string DeviceId, VitalKind Kind), long> _latest = [];
     private readonly Dictionary<(string DeviceId, VitalKind Kind), long> _flushLatest = [];
-    private readonly HashSet<(string DeviceId, VitalKind Kind, long TimestampMs)> _inFlush = [];
+    private readonly Dictionary<(string DeviceId, VitalKind Kind, long TimestampMs), double> _inFlush = [];
     private readonly HashSet<(int Batch, int Reading)> _repeated = [];
+    private readonly HashSet<(int Batch, int Reading)> _conflicting = [];
     private readonly RecentReadings _recent;
 
     // The same for quarantined readings: one sent again is neither kept again nor handed to the grain twice.
@@ -153,7 +154,8 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
 
     /// <summary>
     /// Finds the readings the device sent before (same vital and time), so they are neither written again (which could
-    /// replace the stored value) nor handed to the grain twice. A reading after the latest this server committed for
+    /// replace the stored value) nor handed to the grain twice: with the value stored (or first sent in the flush),
+    /// repeats; with another, conflicts (the first value stands). A reading after the latest this server committed for
     /// the device and vital is new without a lookup, which is every reading of a device sending in order. The rest (a
     /// resend, out-of-order data, a device this server has not seen since it started) are looked up, with one query per
     /// device and flush, and checked against the flush itself.
@@ -161,6 +163,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
     private async Task FindRepeatedAsync(IReadOnlyList<DeviceBatch> batches, CancellationToken cancellationToken)
     {
         _repeated.Clear();
+        _conflicting.Clear();
         _flushLatest.Clear();
         _inFlush.Clear();
         var candidates = new Dictionary<(string DeviceId, string PatientId), List<(int Batch, int Reading)>>();
@@ -200,12 +203,16 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
             foreach (var (i, j) in list)
             {
                 var reading = batches[i].Readings.Span[j];
-                if (stored.Contains((reading.Kind, reading.TimestampMs)) || _recent.Contains(deviceId, reading.Kind, reading.TimestampMs)
-                    || !_inFlush.Add((deviceId, reading.Kind, reading.TimestampMs)))
+                var sent = (deviceId, reading.Kind, reading.TimestampMs);
+                if (stored.TryGetValue((reading.Kind, reading.TimestampMs), out var before)
+                    || _recent.TryGetValue(deviceId, reading.Kind, reading.TimestampMs, out before)
+                    || _inFlush.TryGetValue(sent, out before))
                 {
-                    _repeated.Add((i, j));
+                    (BatchOutcome.SameValue(before, reading.Value) ? _repeated : _conflicting).Add((i, j));
                     continue;
                 }
+
+                _inFlush[sent] = reading.Value;
 
                 var key = (deviceId, reading.Kind);
                 var latest = _flushLatest.TryGetValue(key, out var inFlush) ? inFlush : _latest.GetValueOrDefault(key, long.MinValue);
@@ -276,7 +283,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
             foreach (var (i, j) in list)
             {
                 var reading = batches[i].Quarantined.Span[j];
-                if (stored.Contains((reading.Kind, reading.TimestampMs)) || _recentQuarantined.Contains(deviceId, reading.Kind, reading.TimestampMs))
+                if (stored.ContainsKey((reading.Kind, reading.TimestampMs)) || _recentQuarantined.Contains(deviceId, reading.Kind, reading.TimestampMs))
                 {
                     // Kept before; by a commit that failed all the same, it is judged now (and not written again).
                     (_unjudged.Contains(deviceId, reading.Kind, reading.TimestampMs) ? _quarantineJudgedOnly : _quarantineRepeated).Add((i, j));
@@ -310,25 +317,25 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
             {
                 foreach (var reading in outcomes[i].Stored.Span)
                 {
-                    _recent.Add(batches[i].DeviceId, reading.Kind, reading.TimestampMs, nowMs);
+                    _recent.Add(batches[i].DeviceId, reading.Kind, reading.TimestampMs, reading.Value, nowMs);
                 }
 
                 foreach (var reading in outcomes[i].Quarantined.Span)
                 {
-                    _recentQuarantined.Add(batches[i].DeviceId, reading.Kind, reading.TimestampMs, nowMs);
+                    _recentQuarantined.Add(batches[i].DeviceId, reading.Kind, reading.TimestampMs, reading.Value, nowMs);
                 }
             }
         }
     }
 
     /// <summary>
-    /// The (vital, time) pairs the server holds of the device's series of <paramref name="kinds"/> at <paramref name="times"/>
+    /// The (vital, time) pairs, with their values, the server holds of the device's series of <paramref name="kinds"/> at <paramref name="times"/>
     /// (a lookup of a few daily weights does not read the heart rate sent every second between them), asked span by span:
     /// the times are cut where they lie an hour or more apart (at the widest such gaps, <see cref="MaxLookups"/> spans at
     /// most). A device whose readings to look up lie far apart (one from a month ago, one from a minute ago) costs two
     /// small exports, not one of everything it sent in between, which would hold up every commit behind it.
     /// </summary>
-    private async Task<HashSet<(VitalKind Kind, long TimestampMs)>> ExistingAsync(
+    private async Task<Dictionary<(VitalKind Kind, long TimestampMs), double>> ExistingAsync(
         string measurement, string patientId, string deviceId, IReadOnlyCollection<VitalKind> kinds, IEnumerable<long> times, CancellationToken cancellationToken)
     {
         var sorted = times.Order().ToArray();
@@ -337,7 +344,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
             return [];
         }
 
-        HashSet<(VitalKind Kind, long TimestampMs)>? existing = null;
+        Dictionary<(VitalKind Kind, long TimestampMs), double>? existing = null;
         foreach (var (firstMs, lastMs) in TimeStretches.Of(sorted, MaxLookupGapMs, MaxLookups))
         {
             var stored = await Reader.ExistingAsync(measurement, patientId, deviceId, kinds, firstMs, lastMs + 1, cancellationToken);
@@ -347,7 +354,10 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
             }
             else
             {
-                existing.UnionWith(stored);
+                foreach (var (at, value) in stored)
+                {
+                    existing[at] = value;
+                }
             }
         }
 
@@ -374,7 +384,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
             {
                 if (!looked.Contains((i, j)))
                 {
-                    _inFlush.Add((deviceId, readings[j].Kind, readings[j].TimestampMs));
+                    _inFlush.TryAdd((deviceId, readings[j].Kind, readings[j].TimestampMs), readings[j].Value);
                 }
             }
         }
@@ -402,7 +412,8 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
             }
 
             var readings = batch.Readings.Span;
-            var stored = _repeated.Count == 0 ? null : new List<VitalReading>(readings.Length);
+            var stored = _repeated.Count == 0 && _conflicting.Count == 0 ? null : new List<VitalReading>(readings.Length);
+            var conflicts = 0;
             var (lastKind, lastMinute) = ((VitalKind)0, long.MinValue);
             for (var j = 0; j < readings.Length; j++)
             {
@@ -410,6 +421,12 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
                 {
                     if (_repeated.Contains((i, j)))
                     {
+                        continue;
+                    }
+
+                    if (_conflicting.Contains((i, j)))
+                    {
+                        conflicts++;
                         continue;
                     }
 
@@ -452,7 +469,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
             var keptQuarantined = kept is null ? batch.Quarantined : kept.ToArray();
             outcomes[i] = stored is null || stored.Count == readings.Length
                 ? new BatchOutcome(CommitOutcome.Stored, batch.Readings, 0, keptQuarantined)
-                : new BatchOutcome(CommitOutcome.Stored, stored.ToArray(), readings.Length - stored.Count, keptQuarantined);
+                : new BatchOutcome(CommitOutcome.Stored, stored.ToArray(), readings.Length - stored.Count - conflicts, keptQuarantined, conflicts);
         }
 
         if (lines > 0)

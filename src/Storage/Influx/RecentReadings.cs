@@ -3,8 +3,8 @@ using Telemetry.Core.Vitals;
 namespace Telemetry.Storage.Influx;
 
 /// <summary>
-/// The times of the readings without a batch number (SenML, uploads, JSON without <c>seq</c>) that this server committed
-/// lately, per device and vital. A series server shows a write a while after answering it, so within that while its
+/// The times and values of the readings without a batch number (SenML, uploads, JSON without <c>seq</c>) that this
+/// server committed lately, per device and vital. A series server shows a write a while after answering it, so within that while its
 /// lookup cannot say that a resend of them (a device whose ack was lost) is stored; this can. Each entry is kept for
 /// <c>keepFor</c> (the server's <see cref="SeriesServerOptions.ReadableAfter"/>), and at most
 /// <see cref="MaxPerSeries"/> per device and vital, the oldest forgotten first (a bulk upload of a year, say: its
@@ -20,17 +20,23 @@ internal sealed class RecentReadings(TimeSpan keepFor)
 
     public int Count => _series.Values.Sum(series => series.Times.Count);
 
-    public bool Contains(string deviceId, VitalKind kind, long timestampMs) =>
-        _series.TryGetValue((deviceId, kind), out var series) && series.Times.Contains(timestampMs);
+    public bool Contains(string deviceId, VitalKind kind, long timestampMs) => TryGetValue(deviceId, kind, timestampMs, out _);
 
-    public void Add(string deviceId, VitalKind kind, long timestampMs, long nowMs)
+    /// <summary>The value committed lately for the device, vital and time, if any.</summary>
+    public bool TryGetValue(string deviceId, VitalKind kind, long timestampMs, out double value)
+    {
+        value = 0;
+        return _series.TryGetValue((deviceId, kind), out var series) && series.Times.TryGetValue(timestampMs, out value);
+    }
+
+    public void Add(string deviceId, VitalKind kind, long timestampMs, double value, long nowMs)
     {
         if (!_series.TryGetValue((deviceId, kind), out var series))
         {
             _series[(deviceId, kind)] = series = new Series();
         }
 
-        if (!series.Times.Add(timestampMs))
+        if (!series.Times.TryAdd(timestampMs, value))
         {
             return;
         }
@@ -71,7 +77,7 @@ internal sealed class RecentReadings(TimeSpan keepFor)
 
     private sealed class Series
     {
-        public HashSet<long> Times { get; } = [];
+        public Dictionary<long, double> Times { get; } = [];
 
         public Queue<(long AddedMs, long TimestampMs)> Order { get; } = new();
     }

@@ -168,19 +168,19 @@ internal sealed partial class VictoriaMetricsSeriesReader : ISeriesReader
     [GeneratedRegex(@"^(?:(?<number>[0-9]+(?:\.[0-9]+)?)(?<unit>[a-z\u00b5]*))+$")]
     private static partial Regex FlagDuration();
 
-    public async Task<HashSet<(VitalKind Kind, long TimestampMs)>> ExistingAsync(
+    public async Task<Dictionary<(VitalKind Kind, long TimestampMs), double>> ExistingAsync(
         string measurement, string patientId, string deviceId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, CancellationToken cancellationToken)
     {
-        var existing = new HashSet<(VitalKind Kind, long TimestampMs)>();
+        var existing = new Dictionary<(VitalKind Kind, long TimestampMs), double>();
         var names = string.Join('|', kinds.Select(kind => VitalCatalogue.Get(kind).Name));
         var selector = $"{{__name__=\"{measurement}_value\",{InfluxLayout.PatientTag}={Quote(patientId)},{InfluxLayout.DeviceTag}={Quote(deviceId)},{InfluxLayout.KindTag}=~\"{names}\"}}";
         await foreach (var series in ExportAsync(selector, fromMs, toMs, cancellationToken))
         {
             if (InfluxLayout.TryParseKind(series.Label(InfluxLayout.KindTag), out var kind))
             {
-                foreach (var timestampMs in series.Timestamps)
+                for (var i = 0; i < series.Timestamps.Length; i++)
                 {
-                    existing.Add((kind, timestampMs));
+                    existing[(kind, series.Timestamps[i])] = series.Values[i];
                 }
             }
         }

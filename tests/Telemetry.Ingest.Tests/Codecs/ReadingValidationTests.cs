@@ -139,12 +139,12 @@ public sealed class ReadingValidationTests
         }
 
         Assert.Equal(
-            "7 readings rejected: 1 unknown vital kind, 1 unit not convertible to the vital's unit, 1 missing or non-numeric value or time, "
+            "8 readings rejected: 1 unknown vital kind, 1 unit not convertible to the vital's unit, 1 missing or non-numeric value or time, "
             + "1 value outside the plausible range, 1 timestamp too far in the future, 1 timestamp older than the backfill horizon, "
-            + "1 record that could not be read",
+            + "1 record that could not be read, 1 with another value already stored for the same vital and time (the first value stands)",
             builder.DescribeRejects());
         Assert.Equal(
-            ["unknown_kind", "unknown_unit", "missing_value", "implausible", "future_timestamp", "too_old", "malformed_record"],
+            ["unknown_kind", "unknown_unit", "missing_value", "implausible", "future_timestamp", "too_old", "malformed_record", "conflict"],
             Enum.GetValues<RejectReason>().Select(reason => reason.ToTag()));
     }
 

@@ -62,6 +62,41 @@ public sealed class ReadingDeduplicationTests : IDisposable
     }
 
     [Fact]
+    public async Task Another_value_for_a_time_already_stored_is_a_conflict_and_the_first_value_stands()
+    {
+        Store.Commit(Of("watch-1", "patient-1", 1, Heart(0, 60), Heart(1, 61)));
+
+        // Resent with one value changed (a device's corrected reading), and in one flush a second uploader's value for a
+        // time the first gives: neither replaces what came first, nor counts as already stored.
+        var (_, _, batches) = Store.Commit(
+            Of("watch-1", "patient-1", 2, Heart(0, 60), Heart(1, 64), Heart(2, 62)),
+            Of("watch-1", "patient-1", 0, Heart(2, 62), Heart(3, 63)),
+            Of("watch-1", "patient-1", 0, Heart(3, 66)));
+
+        Assert.Equal((1, 1, 1), (batches[0].Stored.Length, batches[0].Duplicates, batches[0].Conflicts));
+        Assert.Equal((1, 1, 0), (batches[1].Stored.Length, batches[1].Duplicates, batches[1].Conflicts));
+        Assert.Equal((0, 0, 1), (batches[2].Stored.Length, batches[2].Duplicates, batches[2].Conflicts));
+        double[] expected = [60.0, 61.0, 62.0, 63.0];
+        Assert.Equal(expected, await Values(VitalKind.HeartRate));
+
+        // A batch number committed before, resent with a changed value, is no duplicate batch: its conflict is told.
+        var resent = Store.Commit(Of("watch-1", "patient-1", 1, Heart(0, 60), Heart(1, 65)));
+        Assert.Equal((CommitOutcome.Stored, 1, 1), (resent.Outcomes[0], resent.Batches[0].Duplicates, resent.Batches[0].Conflicts));
+    }
+
+    [Fact]
+    public void A_value_sent_again_in_another_unit_is_the_same_reading()
+    {
+        // 98.6 °F is 37 °C but for the last bits of its conversion.
+        var fahrenheit = VitalCatalogue.Get(VitalKind.BodyTemperature).FindUnit("[degF]".AsSpan())!.ToCanonical(98.6);
+        Store.Commit(Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.BodyTemperature, T0, 37.0)));
+
+        var again = Store.Commit(Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.BodyTemperature, T0, fahrenheit)));
+
+        Assert.Equal((1, 0), (again.Batches[0].Duplicates, again.Batches[0].Conflicts));
+    }
+
+    [Fact]
     public async Task Late_readings_that_were_never_stored_are_stored_even_though_later_ones_were()
     {
         Store.Commit(Of("watch-1", "patient-1", 0, Heart(10, 70)));

@@ -67,10 +67,10 @@ public sealed class InfluxRetryTests : IDisposable
         var recent = new RecentReadings(TimeSpan.FromSeconds(15));
         for (var i = 0; i <= RecentReadings.MaxPerSeries; i++)
         {
-            recent.Add("watch-1", VitalKind.HeartRate, i, nowMs: 1_000);
+            recent.Add("watch-1", VitalKind.HeartRate, i, 60 + (i % 40), nowMs: 1_000);
         }
 
-        recent.Add("ring-2", VitalKind.HeartRate, 7, nowMs: 10_000);
+        recent.Add("ring-2", VitalKind.HeartRate, 7, 72, nowMs: 10_000);
 
         Assert.False(recent.Contains("watch-1", VitalKind.HeartRate, 0));
         Assert.True(recent.Contains("watch-1", VitalKind.HeartRate, RecentReadings.MaxPerSeries));

@@ -66,13 +66,7 @@ public sealed class InfluxWriteTests : IAsyncLifetime
         // server shows what it was sent to the store's own lookup: a busy VictoriaMetrics can take a moment after its
         // flush, and a lookup over a few seconds reads its per-day index, which can show a new series later than the
         // export of everything does).
-        var visible = System.Diagnostics.Stopwatch.StartNew();
-        await _server.FlushAsync();
-        while ((await _file.Backend.Reader.ExistingAsync(InfluxLayout.Vitals, "patient-1", "watch-1", [VitalKind.HeartRate], T0, T0 + 2_001, default)).Count < 2)
-        {
-            Assert.True(visible.Elapsed < TimeSpan.FromSeconds(30), "the server never showed the first batch");
-            await Task.Delay(50);
-        }
+        await LookupShowsAsync(readings: 2);
 
         var (_, unnumbered) = await _file.CommitAsync(Of("watch-1", "patient-1", 0, Heart(0, 61), Heart(1_000, 62), Heart(2_000, 63)));
         Assert.Equal(2, unnumbered[0].Duplicates);
@@ -101,6 +95,36 @@ public sealed class InfluxWriteTests : IAsyncLifetime
         Assert.Equal([1, 0, 1], twice.Select(outcome => outcome.Stored.Length));
         Assert.Equal(1, twice[1].Duplicates);
         Assert.Equal(6, (await _server.ExportAsync("vitals_value")).Count);
+    }
+
+    [Fact]
+    public async Task Another_value_for_a_time_already_written_is_a_conflict_and_the_first_value_stands()
+    {
+        await _file.CommitAsync(Of("watch-1", "patient-1", 0, Heart(0, 60)));
+
+        // At once (the server may not show it yet: this server's memory of what it wrote lately tells), in one flush with
+        // another uploader's value, and after a restart (the server's lookup tells).
+        var (_, soon) = await _file.CommitAsync(Of("watch-1", "patient-1", 0, Heart(0, 65), Heart(1_000, 61)), Of("watch-1", "patient-1", 0, Heart(1_000, 67)));
+        Assert.Equal((1, 0, 1), (soon[0].Stored.Length, soon[0].Duplicates, soon[0].Conflicts));
+        Assert.Equal((0, 0, 1), (soon[1].Stored.Length, soon[1].Duplicates, soon[1].Conflicts));
+        _file.Reopen();
+        await LookupShowsAsync(readings: 2);
+        var (_, later) = await _file.CommitAsync(Of("watch-1", "patient-1", 0, Heart(0, 66), Heart(1_000, 61)));
+        Assert.Equal((0, 1, 1), (later[0].Stored.Length, later[0].Duplicates, later[0].Conflicts));
+
+        Assert.Equal([60.0, 61.0], (await _server.ExportAsync("vitals_value")).OrderBy(sample => sample.TimestampMs).Select(sample => sample.Value));
+    }
+
+    /// <summary>Waits until the store's own lookup shows watch-1's first heart rates, as a restarted store asks for them.</summary>
+    private async Task LookupShowsAsync(int readings)
+    {
+        var visible = System.Diagnostics.Stopwatch.StartNew();
+        await _server.FlushAsync();
+        while ((await _file.Backend.Reader.ExistingAsync(InfluxLayout.Vitals, "patient-1", "watch-1", [VitalKind.HeartRate], T0, T0 + 2_001, default)).Count < readings)
+        {
+            Assert.True(visible.Elapsed < TimeSpan.FromSeconds(30), "the server never showed the readings written");
+            await Task.Delay(50);
+        }
     }
 
     [Fact]
