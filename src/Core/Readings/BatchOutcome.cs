@@ -12,7 +12,7 @@ public readonly record struct BatchOutcome(CommitOutcome Outcome, ReadOnlyMemory
     /// <summary>
     /// Whether a reading sent again with <paramref name="sent"/> repeats the one stored with <paramref name="stored"/>
     /// (a duplicate) rather than contradicting it (a conflict): equal but for the last bits a unit's conversion may
-    /// leave (98.6 °F and 37 °C are one reading).
+    /// leave (100.4 °F and 38 °C are one reading).
     /// </summary>
     public static bool SameValue(double stored, double sent) =>
         stored == sent || Math.Abs(stored - sent) <= 1e-9 * Math.Max(1, Math.Max(Math.Abs(stored), Math.Abs(sent)));

@@ -10,8 +10,11 @@ namespace Telemetry.Ingest.Pipeline;
 /// </summary>
 public readonly record struct CommitResult(CommitOutcome Outcome, int Stored, int Duplicates, int Quarantined, int Conflicts = 0)
 {
-    /// <summary>True when the batch brought readings and none was stored, already stored or quarantined: every one conflicts.</summary>
-    public bool AllConflicting => Conflicts > 0 && Stored == 0 && Duplicates == 0 && Quarantined == 0;
+    /// <summary>
+    /// True when the batch's readings conflict and none was stored or already stored: nothing of it taken (its
+    /// quarantined readings, if any, are refused as implausible), so it is refused as a whole.
+    /// </summary>
+    public bool AllConflicting => Conflicts > 0 && Stored == 0 && Duplicates == 0;
 
     /// <summary>What to tell the sender of a stored batch, with the decoder's <paramref name="rejects"/>: null when every reading was new and valid.</summary>
     public string? Describe(string? rejects)

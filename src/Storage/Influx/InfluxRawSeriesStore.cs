@@ -169,12 +169,9 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         var candidates = new Dictionary<(string DeviceId, string PatientId), List<(int Batch, int Reading)>>();
         for (var i = 0; i < batches.Count; i++)
         {
+            // A batch whose number was committed before is checked reading by reading too, as in the embedded store: its
+            // readings sent again with the values stored make it a duplicate; a changed one is a conflict, a new one new.
             var batch = batches[i];
-            if (batch.Sequence != 0 && _sequences.IsCommitted(batch.DeviceId, batch.Sequence))
-            {
-                continue;
-            }
-
             var readings = batch.Readings.Span;
             for (var j = 0; j < readings.Length; j++)
             {
@@ -193,6 +190,14 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
 
                 list.Add((i, j));
             }
+        }
+
+        // Readings this server wrote lately may not be searchable yet: the server is asked to show them first (where it
+        // can be: VictoriaMetrics), so that a reading sent again under another batch number is known for one, and one
+        // sent with another value is not written over the first.
+        if (candidates.Count > 0 && _timeProvider.GetUtcNow().ToUnixTimeMilliseconds() - (_lastCommitId / 1_000) < (long)ReadableAfter.TotalMilliseconds)
+        {
+            await Reader.ShowAnsweredWritesAsync(cancellationToken);
         }
 
         foreach (var ((deviceId, patientId), list) in candidates)
@@ -237,7 +242,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         for (var i = 0; i < batches.Count; i++)
         {
             var batch = batches[i];
-            if (batch.Quarantined.IsEmpty || (batch.Sequence != 0 && _sequences.IsCommitted(batch.DeviceId, batch.Sequence)))
+            if (batch.Quarantined.IsEmpty)
             {
                 continue;
             }
@@ -374,7 +379,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         for (var i = 0; i < batches.Count; i++)
         {
             var batch = batches[i];
-            if (batch.DeviceId != deviceId || (batch.Sequence != 0 && _sequences.IsCommitted(batch.DeviceId, batch.Sequence)))
+            if (batch.DeviceId != deviceId)
             {
                 continue;
             }
@@ -400,18 +405,19 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         for (var i = 0; i < batches.Count; i++)
         {
             var batch = batches[i];
-            if (batch.Sequence != 0 && _sequences.IsCommitted(batch.DeviceId, batch.Sequence))
+            var readings = batch.Readings.Span;
+            var known = batch.Sequence != 0 && _sequences.IsCommitted(batch.DeviceId, batch.Sequence);
+            if (known && AllRepeated(i, readings.Length))
             {
                 outcomes[i] = BatchOutcome.DuplicateBatch(batch.Readings.Length);
                 continue;
             }
 
-            if (batch.Sequence != 0)
+            if (batch.Sequence != 0 && !known)
             {
                 _sequences.Stage(batch.DeviceId, batch.Sequence);
             }
 
-            var readings = batch.Readings.Span;
             var stored = _repeated.Count == 0 && _conflicting.Count == 0 ? null : new List<VitalReading>(readings.Length);
             var conflicts = 0;
             var (lastKind, lastMinute) = ((VitalKind)0, long.MinValue);
@@ -476,6 +482,20 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         {
             _chunks.Add(_lines.ToString());
         }
+    }
+
+    /// <summary>Whether every reading of batch <paramref name="batch"/> repeats one stored (or sent earlier in the flush) with its value.</summary>
+    private bool AllRepeated(int batch, int readings)
+    {
+        for (var j = 0; j < readings; j++)
+        {
+            if (!_repeated.Contains((batch, j)))
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     private int EndChunkIfFull(int lines)

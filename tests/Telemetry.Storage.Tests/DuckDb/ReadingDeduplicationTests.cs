@@ -87,9 +87,10 @@ public sealed class ReadingDeduplicationTests : IDisposable
     [Fact]
     public void A_value_sent_again_in_another_unit_is_the_same_reading()
     {
-        // 98.6 °F is 37 °C but for the last bits of its conversion.
-        var fahrenheit = VitalCatalogue.Get(VitalKind.BodyTemperature).FindUnit("[degF]".AsSpan())!.ToCanonical(98.6);
-        Store.Commit(Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.BodyTemperature, T0, 37.0)));
+        // 100.4 °F is 38 °C but for the last bits of its conversion.
+        var fahrenheit = VitalCatalogue.Get(VitalKind.BodyTemperature).FindUnit("[degF]".AsSpan())!.ToCanonical(100.4);
+        Assert.NotEqual(38.0, fahrenheit);
+        Store.Commit(Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.BodyTemperature, T0, 38.0)));
 
         var again = Store.Commit(Of("watch-1", "patient-1", 0, new VitalReading(VitalKind.BodyTemperature, T0, fahrenheit)));
 

@@ -115,6 +115,23 @@ public sealed class InfluxWriteTests : IAsyncLifetime
         Assert.Equal([60.0, 61.0], (await _server.ExportAsync("vitals_value")).OrderBy(sample => sample.TimestampMs).Select(sample => sample.Value));
     }
 
+    [Fact]
+    public async Task Numbered_batches_are_checked_reading_by_reading_at_once_after_their_write()
+    {
+        await _file.CommitAsync(Of("watch-1", "patient-1", 1, Heart(0, 60), Heart(1_000, 61)));
+
+        // At once (within ReadableAfter): another number with a changed value; the same number with a changed value; the
+        // same number as sent. The server is asked to show its writes, so none is taken for new.
+        var (_, renumbered) = await _file.CommitAsync(Of("watch-1", "patient-1", 2, Heart(0, 65)));
+        var (_, changed) = await _file.CommitAsync(Of("watch-1", "patient-1", 1, Heart(0, 60), Heart(1_000, 66)));
+        var (_, same) = await _file.CommitAsync(Of("watch-1", "patient-1", 1, Heart(0, 60), Heart(1_000, 61)));
+
+        Assert.Equal((CommitOutcome.Stored, 0, 1), (renumbered[0].Outcome, renumbered[0].Stored.Length, renumbered[0].Conflicts));
+        Assert.Equal((CommitOutcome.Stored, 0, 1, 1), (changed[0].Outcome, changed[0].Stored.Length, changed[0].Duplicates, changed[0].Conflicts));
+        Assert.Equal(CommitOutcome.Duplicate, same[0].Outcome);
+        Assert.Equal([60.0, 61.0], (await _server.ExportAsync("vitals_value")).OrderBy(sample => sample.TimestampMs).Select(sample => sample.Value));
+    }
+
     /// <summary>Waits until the store's own lookup shows watch-1's first heart rates, as a restarted store asks for them.</summary>
     private async Task LookupShowsAsync(int readings)
     {
