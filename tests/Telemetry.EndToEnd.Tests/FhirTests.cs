@@ -7,6 +7,7 @@ using System.Net.Http.Headers;
 using System.Text;
 using Hl7.Fhir.Model;
 using Hl7.Fhir.Serialization;
+using MQTTnet;
 using Task = System.Threading.Tasks.Task;
 
 namespace Telemetry.EndToEnd.Tests;
@@ -98,6 +99,46 @@ public sealed class FhirTests(SeededServer seeded)
         {
             Assert.Equal(ObservationStatus.Preliminary, observations[^1].Status);
         }
+    }
+
+    [Fact]
+    public async Task A_windows_version_changes_when_a_late_reading_changes_it_and_a_readings_never_does()
+    {
+        // A patient of its own: a late reading changes one of its ended hours.
+        const string PatientId = "p-fhir-versions";
+        var token = await Server.ProvisionAsync("fhir-versions-watch", PatientId);
+        using var watch = await Devices.ConnectMqttAsync(Server, "fhir-versions-watch", token);
+        var hour = Devices.RecentMinute(0).AddHours(-3);
+        hour = new DateTimeOffset(hour.Year, hour.Month, hour.Day, hour.Hour, 0, 0, TimeSpan.Zero);
+        Assert.Equal(MqttClientPublishReasonCode.Success, (await Devices.PublishAsync(watch, "devices/fhir-versions-watch/vitals", Devices.JsonHeartRates(1, hour.AddMinutes(10), 70, 72))).ReasonCode);
+        var query = $"patient={PatientId}&code=8867-4&date=ge{Iso(hour)}&date=lt{Iso(hour.AddHours(1))}&resolution=1h";
+
+        async Task<Observation> WindowAsync(int count)
+        {
+            for (var attempt = 0; ; attempt++)
+            {
+                var found = (await SearchAsync(query)).Entry.Select(e => Assert.IsType<Observation>(e.Resource)).SingleOrDefault();
+                if (found is not null && ((Integer)found.Component.Single(c => c.Code.Coding[0].Code == "count").Value).Value == count)
+                {
+                    return found;
+                }
+
+                Assert.True(attempt < 200, $"the window never counted {count} readings");
+                await Task.Delay(100);
+            }
+        }
+
+        var before = await WindowAsync(2);
+        Assert.Equal(before.Meta.VersionId, (await WindowAsync(2)).Meta.VersionId);
+        Assert.Equal(MqttClientPublishReasonCode.Success, (await Devices.PublishAsync(watch, "devices/fhir-versions-watch/vitals", Devices.JsonHeartRates(2, hour.AddMinutes(40), 90))).ReasonCode);
+        var after = await WindowAsync(3);
+
+        Assert.Equal(before.Id, after.Id);
+        Assert.False(string.IsNullOrEmpty(before.Meta.VersionId));
+        Assert.NotEqual(before.Meta.VersionId, after.Meta.VersionId);
+        var raw = (await SearchAsync(query.Replace("resolution=1h", "resolution=raw", StringComparison.Ordinal))).Entry.Select(e => Assert.IsType<Observation>(e.Resource)).ToList();
+        Assert.Equal(3, raw.Count);
+        Assert.All(raw, reading => Assert.Equal("1", reading.Meta.VersionId));
     }
 
     [Fact]

@@ -21,8 +21,17 @@ public static class ObservationFactory
     /// <summary>
     /// One Observation per rollup window of a series; a panel's windows are paired by start. A window still open at
     /// <paramref name="nowMs"/> (this hour's) is <c>preliminary</c>: its values change under the same id until it ends.
+    /// Its <c>meta.versionId</c> is drawn from what it says (status, value and components as served), so it changes
+    /// exactly when they do: a client keeping windows sees which to replace after a late upload.
     /// </summary>
     public static Observation FromWindow(string patientId, FhirSeries series, Resolution resolution, IReadOnlyList<RollupWindow?> parts, long nowMs)
+    {
+        var observation = WindowContent(patientId, series, resolution, parts, nowMs);
+        (observation.Meta ??= new Meta()).VersionId = ContentVersion(observation);
+        return observation;
+    }
+
+    private static Observation WindowContent(string patientId, FhirSeries series, Resolution resolution, IReadOnlyList<RollupWindow?> parts, long nowMs)
     {
         var start = parts.First(part => part is not null)!.Value.StartMs;
         var observation = New(patientId, series, $"{resolution.ToWireName()}|{start}");
@@ -75,6 +84,9 @@ public static class ObservationFactory
     {
         var first = parts.First(part => part is not null)!.Value;
         var observation = New(patientId, series, $"raw|{first.TimestampMs}|{first.DeviceId}");
+
+        // A stored reading never changes (another value sent for its time is refused as a conflict).
+        (observation.Meta ??= new Meta()).VersionId = "1";
         observation.Effective = Instant(first.TimestampMs);
         observation.Device = new ResourceReference
         {
@@ -226,6 +238,25 @@ public static class ObservationFactory
     };
 
     /// <summary>A UUID derived from what the Observation is, so the same window or reading has the same id in every response.</summary>
+    /// <summary>A short hash of what a window's Observation says: its status, value and components' values as served.</summary>
+    private static string ContentVersion(Observation observation)
+    {
+        var content = new StringBuilder(observation.Status?.ToString());
+        foreach (var value in observation.Component.Select(component => component.Value).Prepend(observation.Value))
+        {
+            content.Append('|').Append(value switch
+            {
+                Quantity quantity => quantity.Value?.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                Integer integer => integer.Value?.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                _ => null,
+            });
+        }
+
+        Span<byte> hash = stackalloc byte[32];
+        SHA256.HashData(Encoding.UTF8.GetBytes(content.ToString()), hash);
+        return Convert.ToHexStringLower(hash[..8]);
+    }
+
     private static string StableId(string identity)
     {
         Span<byte> hash = stackalloc byte[32];
