@@ -46,19 +46,20 @@ public sealed record VitalDefinition(
             return Units[0];
         }
 
-        foreach (var conversion in Units)
+        // Indexed, not enumerated: an enumerator of the list would be allocated for every reading decoded.
+        for (var i = 0; i < Units.Count; i++)
         {
-            if (unit.SequenceEqual(conversion.Unit))
+            if (unit.SequenceEqual(Units[i].Unit))
             {
-                return conversion;
+                return Units[i];
             }
         }
 
-        foreach (var conversion in Units)
+        for (var i = 0; i < Units.Count; i++)
         {
-            if (Ascii.EqualsIgnoreCase(unit, conversion.Unit))
+            if (Ascii.EqualsIgnoreCase(unit, Units[i].Unit))
             {
-                return conversion;
+                return Units[i];
             }
         }
 
@@ -73,19 +74,19 @@ public sealed record VitalDefinition(
             return Units[0];
         }
 
-        foreach (var conversion in Units)
+        for (var i = 0; i < Units.Count; i++)
         {
-            if (utf8Unit.SequenceEqual(conversion.Utf8))
+            if (utf8Unit.SequenceEqual(Units[i].Utf8))
             {
-                return conversion;
+                return Units[i];
             }
         }
 
-        foreach (var conversion in Units)
+        for (var i = 0; i < Units.Count; i++)
         {
-            if (Ascii.EqualsIgnoreCase(utf8Unit, conversion.Utf8))
+            if (Ascii.EqualsIgnoreCase(utf8Unit, Units[i].Utf8))
             {
-                return conversion;
+                return Units[i];
             }
         }
 
