@@ -128,8 +128,6 @@ public sealed partial class ClusterTests(ITestOutputHelper output)
         output.WriteLine($"patients active before the kill: {onFirst} on the first server, {onSecond} on the second");
         Assert.True(onFirst > 0, $"no grain on the server about to be killed: {onFirst} and {onSecond}");
 
-        // (Silent since its rules were set, it has raised a no-data alert already, which this reading clears.)
-        var lastReadingAt = DateTimeOffset.UtcNow;
         using (var silentDevice = first.ClientWith(silentToken))
         using (var last = await silentDevice.PostAsync("/api/devices/cluster-silent-watch/readings", new StringContent(
             $$"""{"readings":[{"kind":"heart_rate","time":"{{DateTimeOffset.UtcNow:O}}","value":70}]}""", Encoding.UTF8, "application/json")))
@@ -192,12 +190,11 @@ public sealed partial class ClusterTests(ITestOutputHelper output)
         Assert.Equal(2 * Patients, raised.Distinct().Count());
 
         // The silent patient's grain came back on the second server once the first was dead, and its silence raised.
-        bool AfterTheLastReading(JsonElement alert) => alert.GetProperty("raisedAt").GetDateTimeOffset() > lastReadingAt;
         var silence = await Eventually.ReadAsync(
             () => second.Http.GetFromJsonAsync<JsonElement>($"/api/patients/{SilentPatient}/alerts?status=all"),
-            list => list.EnumerateArray().Any(AfterTheLastReading),
+            list => list.GetArrayLength() > 0,
             TimeSpan.FromSeconds(60));
-        Assert.Equal("silent", Assert.Single(silence.EnumerateArray(), AfterTheLastReading).GetProperty("ruleId").GetString());
+        Assert.Equal("silent", Assert.Single(silence.EnumerateArray()).GetProperty("ruleId").GetString());
 
         using (var health = await second.Http.GetAsync("/healthz"))
         {

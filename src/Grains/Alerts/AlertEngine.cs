@@ -439,14 +439,10 @@ public sealed class AlertEngine
                 // When the vital was last seen (the deadline may be the re-arm's, later than the silence's).
                 var lastSeen = LastSeen(runtime);
                 var silence = FormatDuration(runtime.Rule.SilenceSeconds!.Value);
-                var message = (runtime.Rule.Kind, lastSeen) switch
-                {
-                    ({ } kind, long.MinValue) => $"{VitalCatalogue.Get(kind).Label}: no readings since monitoring began (the rules were set {FormatDuration((int)Math.Min(int.MaxValue, (nowMs - deadline) / 1000) + runtime.Rule.SilenceSeconds!.Value)} ago); check the device is worn, paired and connected",
-                    (null, long.MinValue) => $"No readings since monitoring began (the rules were set {FormatDuration((int)Math.Min(int.MaxValue, (nowMs - deadline) / 1000) + runtime.Rule.SilenceSeconds!.Value)} ago); check the devices are worn, paired and connected",
-                    ({ } kind, _) => $"{VitalCatalogue.Get(kind).Label}: no readings for {silence}; check the device and its connection",
-                    _ => $"No readings for {silence}; check the devices and their connection",
-                };
-                Raise(runtime.Rule, runtime.Rule.Kind, null, lastSeen == long.MinValue ? deadline - (runtime.Rule.SilenceSeconds!.Value * 1000L) : lastSeen, message, nowMs);
+                var message = runtime.Rule.Kind is { } kind
+                    ? $"{VitalCatalogue.Get(kind).Label}: no readings for {silence}; check the device and its connection"
+                    : $"No readings for {silence}; check the devices and their connection";
+                Raise(runtime.Rule, runtime.Rule.Kind, null, lastSeen, message, nowMs);
             }
         }
     }
@@ -624,14 +620,8 @@ public sealed class AlertEngine
         var lastSeen = LastSeen(runtime);
         if (lastSeen == long.MinValue)
         {
-            // Nothing has arrived since the rules were set: monitoring that never began (a device never worn, never
-            // paired) is silence too, counted from then, or the care team would read the quiet as a patient doing well.
-            if (State.RulesUpdatedAt is not { } rulesSet)
-            {
-                return null;
-            }
-
-            lastSeen = rulesSet.ToUnixTimeMilliseconds();
+            // Nothing has arrived yet: a device that never sent is not a device that went silent.
+            return null;
         }
 
         var deadline = lastSeen + (runtime.Rule.SilenceSeconds!.Value * 1000L);
