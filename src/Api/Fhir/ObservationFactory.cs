@@ -22,7 +22,8 @@ public static class ObservationFactory
     /// One Observation per rollup window of a series; a panel's windows are paired by start. A window still open at
     /// <paramref name="nowMs"/> (this hour's) is <c>preliminary</c>: its values change under the same id until it ends.
     /// Its <c>meta.versionId</c> is drawn from what it says (status, value and components as served), so it changes
-    /// exactly when they do: a client keeping windows sees which to replace after a late upload.
+    /// exactly when they do: a client keeping windows sees which to replace after a late upload. A raw reading's is
+    /// drawn the same way.
     /// </summary>
     public static Observation FromWindow(string patientId, FhirSeries series, Resolution resolution, IReadOnlyList<RollupWindow?> parts, long nowMs)
     {
@@ -84,9 +85,6 @@ public static class ObservationFactory
     {
         var first = parts.First(part => part is not null)!.Value;
         var observation = New(patientId, series, $"raw|{first.TimestampMs}|{first.DeviceId}");
-
-        // A stored reading never changes (another value sent for its time is refused as a conflict).
-        (observation.Meta ??= new Meta()).VersionId = "1";
         observation.Effective = Instant(first.TimestampMs);
         observation.Device = new ResourceReference
         {
@@ -105,6 +103,8 @@ public static class ObservationFactory
             observation.Value = Quantity(series.Parts[0], first.Value);
         }
 
+        // As a window's: a blood pressure's second part may come after the first was served.
+        (observation.Meta ??= new Meta()).VersionId = ContentVersion(observation);
         return observation;
     }
 
@@ -237,8 +237,7 @@ public static class ObservationFactory
         _ => code,
     };
 
-    /// <summary>A UUID derived from what the Observation is, so the same window or reading has the same id in every response.</summary>
-    /// <summary>A short hash of what a window's Observation says: its status, value and components' values as served.</summary>
+    /// <summary>A short hash of what an Observation says: its status, value and components' values as served.</summary>
     private static string ContentVersion(Observation observation)
     {
         var content = new StringBuilder(observation.Status?.ToString());
@@ -257,6 +256,7 @@ public static class ObservationFactory
         return Convert.ToHexStringLower(hash[..8]);
     }
 
+    /// <summary>A UUID derived from what the Observation is, so the same window or reading has the same id in every response.</summary>
     private static string StableId(string identity)
     {
         Span<byte> hash = stackalloc byte[32];
