@@ -169,8 +169,8 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         var candidates = new Dictionary<(string DeviceId, string PatientId), List<(int Batch, int Reading)>>();
         for (var i = 0; i < batches.Count; i++)
         {
-            // A batch whose number was committed before is checked reading by reading too, as in the embedded store: its
-            // readings sent again with the values stored make it a duplicate; a changed one is a conflict, a new one new.
+            // A batch whose number was committed before is looked up too, for readings sent again with another value (a
+            // conflict); the rest of it is taken for what its number sent before.
             var batch = batches[i];
             var readings = batch.Readings.Span;
             for (var j = 0; j < readings.Length; j++)
@@ -197,7 +197,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         // sent with another value is not written over the first.
         if (candidates.Count > 0 && _timeProvider.GetUtcNow().ToUnixTimeMilliseconds() - (_lastCommitId / 1_000) < (long)ReadableAfter.TotalMilliseconds)
         {
-            await Reader.ShowAnsweredWritesAsync(cancellationToken);
+            await ShowAnsweredWritesAsync(cancellationToken);
         }
 
         foreach (var ((deviceId, patientId), list) in candidates)
@@ -218,6 +218,13 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
                 }
 
                 _inFlush[sent] = reading.Value;
+                if (batches[i].Sequence != 0 && _sequences.IsCommitted(deviceId, batches[i].Sequence))
+                {
+                    // Not found, but its batch's number was committed: taken for sent before (the server may not show
+                    // every write yet, InfluxDB above all, which cannot be asked to), not written or counted again.
+                    _repeated.Add((i, j));
+                    continue;
+                }
 
                 var key = (deviceId, reading.Kind);
                 var latest = _flushLatest.TryGetValue(key, out var inFlush) ? inFlush : _latest.GetValueOrDefault(key, long.MinValue);

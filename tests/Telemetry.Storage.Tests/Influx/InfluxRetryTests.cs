@@ -62,6 +62,19 @@ public sealed class InfluxRetryTests : IDisposable
     }
 
     [Fact]
+    public async Task A_resent_numbered_batch_the_server_does_not_show_yet_is_a_duplicate_by_its_number()
+    {
+        // Nothing is found by the lookup here; the batch's number, committed before, still says it was sent: not written
+        // or handed to a grain again.
+        DeviceBatch Numbered() => Of("watch-1", "patient-1", 7, new VitalReading(VitalKind.HeartRate, T0, 72.5), new VitalReading(VitalKind.HeartRate, T0 + 1_000, 73));
+        await _file.CommitAsync(Numbered());
+        var (_, again) = await _file.CommitAsync(Numbered());
+
+        Assert.Equal((CommitOutcome.Duplicate, 2), (again[0].Outcome, again[0].Duplicates));
+        Assert.Single(_server.Writes);
+    }
+
+    [Fact]
     public void Recent_readings_are_kept_for_their_time_and_at_most_so_many_per_series()
     {
         var recent = new RecentReadings(TimeSpan.FromSeconds(15));
