@@ -9,6 +9,9 @@ namespace Telemetry.Grains.Tests.Alerts;
 /// <summary>The rule engine on a fake clock: readings arrive as a device would send them, and the clock moves only when a test moves it.</summary>
 public sealed class AlertEngineTests
 {
+    /// <summary>SpO2 at or under 90 % for a minute raises; over 92 % for a minute clears.</summary>
+    private static readonly AlertRule SpO2Low = new("spo2-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 90, 92, SustainSeconds: 60);
+
     private readonly FakeTimeProvider _clock = new(new DateTimeOffset(2026, 11, 25, 8, 0, 0, TimeSpan.Zero));
 
     private long Now => _clock.GetUtcNow().ToUnixTimeMilliseconds();
@@ -54,7 +57,7 @@ public sealed class AlertEngineTests
     [Fact]
     public void A_sustain_is_given_up_only_past_the_clear_level_so_a_value_swinging_about_the_level_still_raises()
     {
-        var engine = Engine(new AlertRule("spo2-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 90, 92, SustainSeconds: 60));
+        var engine = Engine(SpO2Low);
 
         // 89, 91, 89, 91, 89: never back over 92, at or under 90 from the first reading to the last.
         foreach (var value in new[] { 89, 91, 89, 91 })
@@ -74,7 +77,7 @@ public sealed class AlertEngineTests
     [Fact]
     public void A_value_sitting_between_the_levels_longer_than_the_sustain_gives_the_sustain_up()
     {
-        var engine = Engine(new AlertRule("spo2-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 90, 92, SustainSeconds: 60));
+        var engine = Engine(SpO2Low);
 
         // One 90, then 91 for two minutes: the 90 is long past when the next one comes, which starts a sustain of its own.
         Send(engine, VitalKind.OxygenSaturation, 90);
@@ -112,7 +115,7 @@ public sealed class AlertEngineTests
     [Fact]
     public void A_spell_between_the_levels_is_measured_from_the_last_reading_past_the_level_across_activations()
     {
-        var engine = Engine(new AlertRule("spo2-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 90, 92, SustainSeconds: 60));
+        var engine = Engine(SpO2Low);
         Send(engine, VitalKind.OxygenSaturation, 89);
         Advance(50);
         Send(engine, VitalKind.OxygenSaturation, 89);
@@ -164,7 +167,7 @@ public sealed class AlertEngineTests
     [Fact]
     public void A_recovery_under_way_is_carried_across_an_activation_and_forgotten_over_a_gap()
     {
-        var engine = Engine(new AlertRule("spo2-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 90, 92, SustainSeconds: 60));
+        var engine = Engine(SpO2Low);
         RaiseSpO2Episode(engine);
         Send(engine, VitalKind.OxygenSaturation, 94);
         engine.RecordJudged();
@@ -177,7 +180,7 @@ public sealed class AlertEngineTests
         Assert.Single(next.State.Outbox, item => item.Type == AlertEventType.Cleared);
 
         // After a gap longer than what is news, the readings between are unknown: the recovery starts again.
-        var other = Engine(new AlertRule("spo2-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 90, 92, SustainSeconds: 60));
+        var other = Engine(SpO2Low);
         RaiseSpO2Episode(other);
         Send(other, VitalKind.OxygenSaturation, 94);
         other.RecordJudged();
@@ -194,7 +197,7 @@ public sealed class AlertEngineTests
     [Fact]
     public void A_recovery_across_a_gap_in_the_readings_starts_again()
     {
-        var engine = Engine(new AlertRule("spo2-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 90, 92, SustainSeconds: 60));
+        var engine = Engine(SpO2Low);
         RaiseSpO2Episode(engine);
         Send(engine, VitalKind.OxygenSaturation, 94);
 
