@@ -36,11 +36,6 @@ public sealed class AlertOptions : IValidatableObject
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
-        if (WebhookPassOverAfter >= WebhookGiveUpAfter)
-        {
-            yield return new ValidationResult("WebhookPassOverAfter must be shorter than WebhookGiveUpAfter: an event is given up by then anyway.");
-        }
-
         var names = new HashSet<string>(StringComparer.Ordinal);
         for (var i = 0; i < Webhooks.Count; i++)
         {

@@ -200,7 +200,7 @@ public sealed partial class WebhookDispatcher(
                 if (status == HttpStatusCode.InternalServerError)
                 {
                     firstFailed ??= timeProvider.GetUtcNow();
-                    if (passOver.Due(item.PatientId, firstFailed.Value, timeProvider.GetUtcNow(), options.Value.WebhookPassOverAfter))
+                    if (passOver.Due(item.PatientId, firstFailed.Value, attempt, timeProvider.GetUtcNow(), options.Value.WebhookPassOverAfter))
                     {
                         switch (await TryPassOverAsync(webhook, consumer, item, passOver, stoppingToken))
                         {
@@ -396,6 +396,7 @@ public sealed partial class WebhookDispatcher(
         /// <summary>The receiver took this one on the second offer.</summary>
         Delivered,
 
+        /// <summary>This server lost the delivery lease meanwhile: it stops.</summary>
         LeaseLost,
     }
 
@@ -411,11 +412,12 @@ public sealed partial class WebhookDispatcher(
 
         /// <summary>
         /// Whether an event failing since <paramref name="firstFailed"/> is to be told apart now: once it has failed for
-        /// <paramref name="after"/>, or at once when the receiver refused an event of the same patient within the hour
-        /// (each of that patient's events would otherwise hold the others back again).
+        /// <paramref name="after"/>, or, when the receiver refused an event of the same patient within the hour, once it
+        /// has failed three times (two waits: a receiver's chance 500s pass in that time), so that each of that patient's
+        /// events does not hold the others back again.
         /// </summary>
-        public bool Due(string patientId, DateTimeOffset firstFailed, DateTimeOffset now, TimeSpan after) =>
-            now - firstFailed >= after || (_patients.TryGetValue(patientId, out var at) && now - at < Remembered);
+        public bool Due(string patientId, DateTimeOffset firstFailed, int attempts, DateTimeOffset now, TimeSpan after) =>
+            now - firstFailed >= after || (attempts >= 3 && _patients.TryGetValue(patientId, out var at) && now - at < Remembered);
 
         public void Passed(string patientId, DateTimeOffset now)
         {

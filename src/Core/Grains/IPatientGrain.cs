@@ -93,7 +93,7 @@ public interface IPatientGrain : IGrainWithStringKey
     /// Snoozes an open alert for <paramref name="duration"/>, or refuses a duration longer than its priority allows
     /// (<see cref="AlertSnooze.Longest"/>); an empty result when the patient has no such open alert.
     /// </summary>
-    [Alias("snooze")]
+    [Alias("snooze-refusing")]
     Task<SnoozeResult> SnoozeAsync(string alertId, TimeSpan duration, string by);
 
     /// <summary>Activates the grain, so its alert timers (no-data, escalation, snooze) run again after a restart.</summary>

@@ -450,7 +450,7 @@ public sealed class AlertEngine
     /// <summary>Acknowledges an open alert: it stops escalating and stays open until its condition clears. Null when no such alert is open.</summary>
     public Alert? Acknowledge(string alertId, string by, long nowMs)
     {
-        if (FindOpenById(alertId) is not { } alert)
+        if (FindOpenAlert(alertId) is not { } alert)
         {
             return null;
         }
@@ -484,7 +484,7 @@ public sealed class AlertEngine
     /// </summary>
     public Alert? Snooze(string alertId, long untilMs, string by, long nowMs)
     {
-        if (FindOpenById(alertId) is not { } alert)
+        if (FindOpenAlert(alertId) is not { } alert)
         {
             return null;
         }
@@ -704,9 +704,7 @@ public sealed class AlertEngine
     }
 
     /// <summary>The patient's open alert of that id, or null.</summary>
-    public Alert? FindOpenAlert(string alertId) => FindOpenById(alertId);
-
-    private Alert? FindOpenById(string alertId)
+    public Alert? FindOpenAlert(string alertId)
     {
         foreach (var alert in State.Open)
         {

@@ -295,7 +295,9 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
             foreach (var (i, j) in list)
             {
                 var reading = batches[i].Quarantined.Span[j];
-                if (stored.ContainsKey((reading.Kind, reading.TimestampMs)) || _recentQuarantined.Contains(deviceId, reading.Kind, reading.TimestampMs))
+                // Not found, but its batch's number was committed: kept before by that number, as for readings.
+                if (stored.ContainsKey((reading.Kind, reading.TimestampMs)) || _recentQuarantined.Contains(deviceId, reading.Kind, reading.TimestampMs)
+                    || (batches[i].Sequence != 0 && _sequences.IsCommitted(deviceId, batches[i].Sequence)))
                 {
                     // Kept before; by a commit that failed all the same, it is judged now (and not written again).
                     (_unjudged.Contains(deviceId, reading.Kind, reading.TimestampMs) ? _quarantineJudgedOnly : _quarantineRepeated).Add((i, j));
@@ -624,7 +626,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
     [LoggerMessage(EventId = 2301, Level = LogLevel.Warning, Message = "Readings are in InfluxDB but their batch numbers could not be recorded in the local file; a resend of those batches will be stored once but may be counted twice in live windows")]
     private static partial void LogLedgerFailed(ILogger logger, Exception exception);
 
-    [LoggerMessage(EventId = 2303, Level = LogLevel.Warning, Message = "{Server} did not flush its buffered writes when asked (/internal/force_flush); grains that rebuild rely on ReadableAfter alone")]
+    [LoggerMessage(EventId = 2303, Level = LogLevel.Warning, Message = "{Server} did not flush its buffered writes when asked (/internal/force_flush); grains that rebuild, and the lookups of readings sent again, rely on ReadableAfter alone")]
     private static partial void LogFlushRefused(ILogger logger, string server);
 
     [LoggerMessage(EventId = 2302, Level = LogLevel.Warning, Message = "The minutes of a commit could not be recorded in the local file; if its write is cut short or a grain call of it fails, patients' trends may lack its readings")]
