@@ -240,10 +240,12 @@ public sealed class AlertEngine
 
     /// <summary>
     /// Replaces the rules. Open alerts of rules that are gone are cleared, saying so (<see cref="Alert.ClearReason"/>: not a
-    /// recovery); the others are judged by their new levels from the next reading.
+    /// recovery); the others are judged by their new levels from the next reading. A rule kept as it was carries on where
+    /// it was (its sustain or recovery under way, its rate window): editing one rule does not hold back another's alert.
     /// </summary>
     public void SetRules(AlertRuleSet rules, long nowMs)
     {
+        var before = Runtimes().ToDictionary(runtime => runtime.Rule.Id, StringComparer.Ordinal);
         State.Rules = rules;
         State.RulesUpdatedAt = DateTimeOffset.FromUnixTimeMilliseconds(nowMs);
         var ids = rules.Rules.Select(rule => rule.Id).ToHashSet(StringComparer.Ordinal);
@@ -259,12 +261,30 @@ public sealed class AlertEngine
         State.SnoozedUntilMs = WithRulesOf(State.SnoozedUntilMs, ids);
         State.SnoozedByRule = WithRulesOf(State.SnoozedByRule, ids);
 
-        // New levels: a sustain or a recovery under way by the old ones starts again by the new.
+        // New levels: a sustain or a recovery under way by the old ones starts again by the new (BuildRuntimes carries
+        // on those of the rules unchanged, and the next write records them).
         State.PendingSinceMs = null;
         State.LastInAlarmMs = null;
         State.RecoveringSinceMs = null;
 
-        BuildRuntimes();
+        BuildRuntimes(before);
+    }
+
+    /// <summary>Every rule's runtime.</summary>
+    private IEnumerable<RuleRuntime> Runtimes()
+    {
+        foreach (var vital in _vitals)
+        {
+            foreach (var runtime in vital.Rules ?? [])
+            {
+                yield return runtime;
+            }
+        }
+
+        foreach (var runtime in _earlyWarning.Concat(_noData).Concat(_implausible))
+        {
+            yield return runtime;
+        }
     }
 
     /// <summary>Judges one committed, plausible reading.</summary>
@@ -747,7 +767,12 @@ public sealed class AlertEngine
         return string.Create(CultureInfo.InvariantCulture, $"{definition.Label} {value:0.##} {definition.Unit} is {side} {rule.Level:0.##} {definition.Unit}");
     }
 
-    private void BuildRuntimes()
+    /// <summary>
+    /// Makes each rule's runtime from <see cref="State"/>; a rule in <paramref name="before"/> (the rules replaced) as it
+    /// was keeps its runtime, and one whose rate window is as it was keeps the readings in it (they do not depend on the
+    /// levels).
+    /// </summary>
+    private void BuildRuntimes(Dictionary<string, RuleRuntime>? before = null)
     {
         foreach (ref var vital in _vitals.AsSpan())
         {
@@ -757,7 +782,8 @@ public sealed class AlertEngine
         _earlyWarning = _noData = _implausible = [];
         foreach (var rule in State.Rules.Rules)
         {
-            var runtime = new RuleRuntime(rule)
+            var old = before?.GetValueOrDefault(rule.Id);
+            var runtime = old is not null && old.Rule == rule ? old : new RuleRuntime(rule)
             {
                 PendingSinceMs = State.PendingSinceMs?.GetValueOrDefault(rule.Id, long.MinValue) ?? long.MinValue,
                 LastInAlarmMs = State.LastInAlarmMs?.GetValueOrDefault(rule.Id, long.MinValue) is { } last and not long.MinValue
@@ -768,9 +794,11 @@ public sealed class AlertEngine
             switch (rule.Type)
             {
                 case AlertRuleType.Threshold or AlertRuleType.RateOfChange:
-                    if (rule.Type == AlertRuleType.RateOfChange)
+                    if (rule.Type == AlertRuleType.RateOfChange && runtime != old)
                     {
-                        runtime.Rate = new RateWindow((rule.WindowSeconds ?? AlertRule.DefaultWindowSeconds) * 1000L);
+                        runtime.Rate = old is { Rule: { Type: AlertRuleType.RateOfChange } was } && was.Kind == rule.Kind && was.WindowSeconds == rule.WindowSeconds
+                            ? old.Rate
+                            : new RateWindow((rule.WindowSeconds ?? AlertRule.DefaultWindowSeconds) * 1000L);
                     }
 
                     ref var vital = ref Track(rule.Kind!.Value);

@@ -231,6 +231,68 @@ public sealed class AlertEngineTests
         Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(Now) + AlertSnooze.Longest(AlertPriority.High), raised.Alert.SnoozedUntil);
     }
 
+    [Fact]
+    public void Editing_one_rule_restarts_its_own_sustain_and_leaves_another_rules_running()
+    {
+        var hrHigh = new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 110, SustainSeconds: 60);
+        var engine = Engine(SpO2Low, hrHigh);
+        Send(engine, VitalKind.OxygenSaturation, 88);
+        Send(engine, VitalKind.HeartRate, 130);
+        Advance(30);
+
+        // Someone raises the pulse's level half-way through both sustains.
+        engine.SetRules(new AlertRuleSet([SpO2Low, hrHigh with { Level = 125 }]), Now);
+        Advance(30);
+        Send(engine, VitalKind.OxygenSaturation, 88);
+        Send(engine, VitalKind.HeartRate, 130);
+
+        var raised = Assert.Single(engine.State.Outbox);
+        Assert.Equal(("spo2-low", AlertEventType.Raised), (raised.Alert.RuleId, raised.Type));
+
+        // The edited rule's sustain started again by its new level, and holds a minute from the edit's next reading.
+        Advance(60);
+        Send(engine, VitalKind.HeartRate, 130);
+        Assert.Equal("hr-high", engine.State.Outbox[^1].Alert.RuleId);
+    }
+
+    [Fact]
+    public void A_recovery_under_way_carries_on_when_another_rule_is_edited()
+    {
+        var engine = Engine(SpO2Low, new AlertRule("temp-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.BodyTemperature, AlertDirection.Above, 38.5, 38.0));
+        RaiseSpO2Episode(engine);
+        Send(engine, VitalKind.OxygenSaturation, 94);
+        Advance(30);
+        engine.SetRules(new AlertRuleSet([SpO2Low, new AlertRule("temp-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.BodyTemperature, AlertDirection.Above, 39.0, 38.0)]), Now);
+        engine.RecordJudged();
+        Assert.NotNull(engine.State.RecoveringSinceMs);
+
+        Advance(30);
+        Send(engine, VitalKind.OxygenSaturation, 95);
+
+        Assert.Single(engine.State.Outbox, item => item.Type == AlertEventType.Cleared);
+    }
+
+    [Fact]
+    public void A_rate_window_keeps_its_readings_when_its_rule_is_edited_over_the_same_window()
+    {
+        var falling = new AlertRule("falling", AlertRuleType.RateOfChange, AlertPriority.Medium, VitalKind.BloodGlucose, AlertDirection.Falling, 2, 1, WindowSeconds: 900);
+        var engine = Engine(falling);
+        foreach (var value in new double[] { 140, 141, 139, 140, 125 })
+        {
+            Send(engine, VitalKind.BloodGlucose, value);
+            Advance(300);
+        }
+
+        // The clear level edited as glucose falls: the fall the window holds is still seen at the next reading, not
+        // after a third of a window of new ones.
+        engine.SetRules(new AlertRuleSet([falling with { ClearLevel = 1.5, Priority = AlertPriority.High }]), Now);
+        Assert.Empty(engine.State.Outbox);
+        Send(engine, VitalKind.BloodGlucose, 110);
+
+        var raised = Assert.Single(engine.State.Outbox);
+        Assert.Equal((AlertRuleType.RateOfChange, AlertPriority.High), (raised.Alert.RuleType, raised.Alert.Priority));
+    }
+
     /// <summary>SpO2 at 88 for a minute: the episode is open, and the outbox emptied.</summary>
     private void RaiseSpO2Episode(AlertEngine engine)
     {
