@@ -1,3 +1,5 @@
+using Telemetry.Core.Vitals;
+
 namespace Telemetry.Core.Readings;
 
 /// <summary>
@@ -10,12 +12,12 @@ namespace Telemetry.Core.Readings;
 public readonly record struct BatchOutcome(CommitOutcome Outcome, ReadOnlyMemory<VitalReading> Stored, int Duplicates, ReadOnlyMemory<VitalReading> Quarantined, int Conflicts = 0)
 {
     /// <summary>
-    /// Whether a reading sent again with <paramref name="sent"/> repeats the one stored with <paramref name="stored"/>
-    /// (a duplicate) rather than contradicting it (a conflict): equal but for the last bits a unit's conversion may
-    /// leave (100.4 °F and 38 °C are one reading).
+    /// Whether a reading of <paramref name="kind"/> sent again with <paramref name="sent"/> repeats the one stored with
+    /// <paramref name="stored"/> (a duplicate) rather than contradicting it (a conflict): within what a unit's conversion
+    /// and an app's rounding leave (100.4 °F and 38 °C, 154.3 lb and 70.0 kg are one reading; see
+    /// <see cref="VitalDefinition.SameReadingWithin"/>).
     /// </summary>
-    public static bool SameValue(double stored, double sent) =>
-        stored == sent || Math.Abs(stored - sent) <= 1e-9 * Math.Max(1, Math.Max(Math.Abs(stored), Math.Abs(sent)));
+    public static bool SameValue(VitalKind kind, double stored, double sent) => VitalCatalogue.Get(kind).IsSameReading(stored, sent);
 
     public static BatchOutcome DuplicateBatch(int readings) =>
         new(CommitOutcome.Duplicate, ReadOnlyMemory<VitalReading>.Empty, readings, ReadOnlyMemory<VitalReading>.Empty);

@@ -19,58 +19,74 @@ public static class VitalCatalogue
     private static readonly UnitConversion[] MillimetresOfMercury =
         [new("mm[Hg]"), new("mmHg"), new("kPa", 7.500615758)];
 
+    // SameReadingWithin: what a unit's conversion and an app's rounding leave between one reading sent twice (see
+    // VitalDefinition.SameReadingWithin). Temperature: 0.1 °F is 0.056 °C, on top of rounding to 0.1 °C; pressure: 0.1 kPa
+    // is 0.75 mmHg; weight: 0.1 lb is 0.045 kg; glucose: 0.1 mmol/L is 1.8 mg/dL; sleep: a minute.
     private static readonly VitalDefinition[] Definitions =
     [
         new(VitalKind.HeartRate, "heart_rate", "8867-4", "Heart rate", "/min", 20, 300, PerMinute)
         {
             Aliases = ["hr", "pulse"],
+            SameReadingWithin = 0.5,
         },
         new(VitalKind.RestingHeartRate, "resting_heart_rate", "40443-4", "Heart rate --resting", "/min", 20, 200, PerMinute)
         {
             Label = "Resting heart rate",
+            SameReadingWithin = 0.5,
         },
-        new(VitalKind.RespiratoryRate, "respiratory_rate", "9279-1", "Respiratory rate", "/min", 2, 80, BreathsPerMinute),
+        new(VitalKind.RespiratoryRate, "respiratory_rate", "9279-1", "Respiratory rate", "/min", 2, 80, BreathsPerMinute)
+        {
+            SameReadingWithin = 0.5,
+        },
         new(VitalKind.OxygenSaturation, "spo2", "59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry", "%", 50, 100,
             [new("%"), new("1", 100), new("/1", 100)])
         {
             Label = "SpO2",
             Aliases = ["oxygen_saturation", "2708-6"],
+            SameReadingWithin = 0.5,
         },
         new(VitalKind.BodyTemperature, "body_temperature", "8310-5", "Body temperature", "Cel", 25, 45,
             [new("Cel"), new("degC"), new("°C"), new("[degF]", 5.0 / 9.0, -32 * 5.0 / 9.0), new("degF", 5.0 / 9.0, -32 * 5.0 / 9.0), new("°F", 5.0 / 9.0, -32 * 5.0 / 9.0), new("K", 1, -273.15)])
         {
             Aliases = ["temperature"],
+            SameReadingWithin = 0.1,
         },
         new(VitalKind.SystolicPressure, "systolic_bp", "8480-6", "Systolic blood pressure", "mm[Hg]", 40, 300, MillimetresOfMercury)
         {
             Aliases = ["systolic"],
+            SameReadingWithin = 1,
         },
         new(VitalKind.DiastolicPressure, "diastolic_bp", "8462-4", "Diastolic blood pressure", "mm[Hg]", 20, 200, MillimetresOfMercury)
         {
             Aliases = ["diastolic"],
+            SameReadingWithin = 1,
         },
         new(VitalKind.Steps, "steps", "55423-8", "Number of steps", "{steps}", 0, 100_000,
             [new("{steps}"), new("steps"), new("1"), new("count")])
         {
             Label = "Steps",
             IsCumulative = true,
+            SameReadingWithin = 0.5,
         },
         new(VitalKind.BodyWeight, "body_weight", "29463-7", "Body weight", "kg", 0.5, 650,
             [new("kg"), new("g", 0.001), new("[lb_av]", 0.45359237), new("lb", 0.45359237), new("lbs", 0.45359237)])
         {
             Aliases = ["weight"],
+            SameReadingWithin = 0.1,
         },
         new(VitalKind.BloodGlucose, "blood_glucose", "2339-0", "Glucose [Mass/volume] in Blood", "mg/dL", 10, 1000,
             [new("mg/dL"), new("mmol/L", 18.01559)])
         {
             Label = "Blood glucose",
             Aliases = ["glucose"],
+            SameReadingWithin = 2,
         },
         new(VitalKind.SleepDuration, "sleep_duration", "93832-4", "Sleep duration", "h", 0, 24,
             [new("h"), new("min", 1.0 / 60), new("s", 1.0 / 3600)])
         {
             Aliases = ["sleep"],
             IsCumulative = true,
+            SameReadingWithin = 1.0 / 60,
         },
     ];
 
@@ -142,6 +158,12 @@ public static class VitalCatalogue
             if (!(definition.PlausibleMin < definition.PlausibleMax))
             {
                 throw new InvalidOperationException($"The plausible range of '{definition.Name}' is empty.");
+            }
+
+            // Values this close at one device and time are one reading sent again: it must stay far under the range.
+            if (!(definition.SameReadingWithin >= 0 && definition.SameReadingWithin <= (definition.PlausibleMax - definition.PlausibleMin) / 100))
+            {
+                throw new InvalidOperationException($"'{definition.Name}' takes values {definition.SameReadingWithin} apart for one reading: it must be from 0 to a hundredth of its plausible range.");
             }
 
             foreach (var unit in definition.Units)

@@ -28,6 +28,23 @@ public sealed record VitalDefinition(
     /// </summary>
     public bool IsCumulative { get; init; }
 
+    /// <summary>
+    /// How far apart, in the canonical unit, two values of this vital from one device at one time may be and still be the
+    /// same reading sent again, not a conflict: what converting it from another unit and rounding it as an app shows it
+    /// leaves (a weight of 70.0 kg sent again as 154.3 lb, 69.99 kg), well under anything that would tell a patient's
+    /// readings apart.
+    /// </summary>
+    public required double SameReadingWithin { get; init; }
+
+    /// <summary>
+    /// Whether a reading sent again with <paramref name="sent"/> repeats the one stored with <paramref name="stored"/> (a
+    /// duplicate) rather than contradicting it (a conflict): within <see cref="SameReadingWithin"/>, or equal but for the
+    /// last bits of a conversion.
+    /// </summary>
+    public bool IsSameReading(double stored, double sent) =>
+        stored == sent
+        || Math.Abs(stored - sent) <= Math.Max(SameReadingWithin, 1e-9 * Math.Max(1, Math.Max(Math.Abs(stored), Math.Abs(sent))));
+
     /// <summary>Other names and LOINC codes a sender may use for this vital.</summary>
     public IReadOnlyList<string> Aliases { get; init; } = [];
 

@@ -491,7 +491,8 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
                 var n = reader.GetInt32(0);
                 var (i, j) = _candidates[n];
                 found[n] = true;
-                same[n] |= BatchOutcome.SameValue(reader.GetDouble(1), batches[i].Readings.Span[j].Value);
+                var sent = batches[i].Readings.Span[j];
+                same[n] |= BatchOutcome.SameValue(sent.Kind, reader.GetDouble(1), sent.Value);
             }
         }
 
@@ -527,7 +528,7 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
                 }
                 else if (!firstInFlush)
                 {
-                    (BatchOutcome.SameValue(seen[key], sent) ? _duplicates : _conflicts).Add((i, j));
+                    (BatchOutcome.SameValue(key.Kind, seen[key], sent) ? _duplicates : _conflicts).Add((i, j));
                 }
             }
         }

@@ -213,7 +213,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
                     || _recent.TryGetValue(deviceId, reading.Kind, reading.TimestampMs, out before)
                     || _inFlush.TryGetValue(sent, out before))
                 {
-                    (BatchOutcome.SameValue(before, reading.Value) ? _repeated : _conflicting).Add((i, j));
+                    (BatchOutcome.SameValue(reading.Kind, before, reading.Value) ? _repeated : _conflicting).Add((i, j));
                     continue;
                 }
 

@@ -98,6 +98,20 @@ public sealed class ReadingDeduplicationTests : IDisposable
     }
 
     [Fact]
+    public void A_value_sent_again_converted_and_rounded_by_another_app_is_the_same_reading_and_more_a_conflict()
+    {
+        // A scale's 70.0 kg uploaded again by a second app that shows pounds to a tenth: 154.3 lb is 69.99 kg.
+        var pounds = VitalCatalogue.Get(VitalKind.BodyWeight).FindUnit("lb".AsSpan())!;
+        Store.Commit(Of("scale-1", "patient-1", 0, new VitalReading(VitalKind.BodyWeight, T0, 70.0), new VitalReading(VitalKind.BodyWeight, T0 + 1_000, 70.0)));
+
+        var again = Store.Commit(Of("scale-1", "patient-1", 0,
+            new VitalReading(VitalKind.BodyWeight, T0, pounds.ToCanonical(154.3)),
+            new VitalReading(VitalKind.BodyWeight, T0 + 1_000, pounds.ToCanonical(154.0))));
+
+        Assert.Equal((0, 1, 1), (again.Batches[0].Stored.Length, again.Batches[0].Duplicates, again.Batches[0].Conflicts));
+    }
+
+    [Fact]
     public async Task Late_readings_that_were_never_stored_are_stored_even_though_later_ones_were()
     {
         Store.Commit(Of("watch-1", "patient-1", 0, Heart(10, 70)));
