@@ -43,10 +43,12 @@ internal static class FluxQueries
           |> yield(name: "commit")
         """;
 
-    /// <summary>The vital and time of each of the device's readings, or its quarantined ones (to recognise one sent again).</summary>
-    public static string Existing(string bucket, string measurement, string patientId, string deviceId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs) => $"""
-        {Patient(bucket, measurement, patientId, fromMs, toMs)}
-          |> filter(fn: (r) => r._field == "{InfluxLayout.ValueField}" and r.{InfluxLayout.DeviceTag} == {Quote(deviceId)})
+    /// <summary>The vital and time of each of the device's readings, or its quarantined ones, under any patient (to recognise one sent again).</summary>
+    public static string Existing(string bucket, string measurement, string deviceId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs) => $"""
+        from(bucket: {Quote(bucket)})
+          |> range(start: {Time(fromMs)}, stop: {Time(toMs)})
+          |> filter(fn: (r) => r._measurement == "{measurement}" and r.{InfluxLayout.DeviceTag} == {Quote(deviceId)})
+          |> filter(fn: (r) => r._field == "{InfluxLayout.ValueField}")
           |> filter(fn: (r) => contains(value: r.{InfluxLayout.KindTag}, set: {KindSet(kinds)}))
           |> keep(columns: ["_time", "{InfluxLayout.KindTag}", "{InfluxLayout.DeviceTag}", "_value"])
         """;

@@ -22,10 +22,10 @@ internal sealed class FluxSeriesReader(InfluxDBClient client, string bucket, str
     private readonly IQueryApi _queries = client.GetQueryApi();
 
     public async Task<Dictionary<(VitalKind Kind, long TimestampMs), double>> ExistingAsync(
-        string measurement, string patientId, string deviceId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, CancellationToken cancellationToken)
+        string measurement, string deviceId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, CancellationToken cancellationToken)
     {
         var existing = new Dictionary<(VitalKind Kind, long TimestampMs), double>();
-        foreach (var reading in (await QueryAsync(FluxQueries.Existing(bucket, measurement, patientId, deviceId, kinds, fromMs, toMs), cancellationToken))
+        foreach (var reading in (await QueryAsync(FluxQueries.Existing(bucket, measurement, deviceId, kinds, fromMs, toMs), cancellationToken))
             .Select(ToStoredReading).OfType<StoredReading>())
         {
             existing[(reading.Kind, reading.TimestampMs)] = reading.Value;

@@ -8,12 +8,13 @@ namespace Telemetry.Storage.Influx;
 internal interface ISeriesReader : IDisposable
 {
     /// <summary>
-    /// The (vital, time) of every reading the device has stored for the patient in [<paramref name="fromMs"/>, <paramref name="toMs"/>),
-    /// with its value, in <paramref name="measurement"/>: <see cref="InfluxLayout.Vitals"/>, or
-    /// <see cref="InfluxLayout.Quarantine"/> for its quarantined readings.
+    /// The (vital, time) of every reading the device has stored in [<paramref name="fromMs"/>, <paramref name="toMs"/>), with its
+    /// value, in <paramref name="measurement"/>: <see cref="InfluxLayout.Vitals"/>, or <see cref="InfluxLayout.Quarantine"/>
+    /// for its quarantined readings. Under whichever patient: a device bound to another since sends again what it sent
+    /// for the first, which is not stored twice (as DuckDB looks a device's readings up).
     /// </summary>
     Task<Dictionary<(VitalKind Kind, long TimestampMs), double>> ExistingAsync(
-        string measurement, string patientId, string deviceId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, CancellationToken cancellationToken);
+        string measurement, string deviceId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, CancellationToken cancellationToken);
 
     Task<RawAggregate> AggregateAsync(string patientId, long fromMs, long toMs, Resolution resolution, CancellationToken cancellationToken);
 

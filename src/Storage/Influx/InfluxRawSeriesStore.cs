@@ -166,7 +166,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         _conflicting.Clear();
         _flushLatest.Clear();
         _inFlush.Clear();
-        var candidates = new Dictionary<(string DeviceId, string PatientId), List<(int Batch, int Reading)>>();
+        var candidates = new Dictionary<string, List<(int Batch, int Reading)>>(StringComparer.Ordinal);
         for (var i = 0; i < batches.Count; i++)
         {
             // A batch whose number was committed before is looked up too, for readings sent again with another value (a
@@ -183,9 +183,9 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
                     continue;
                 }
 
-                if (!candidates.TryGetValue((batch.DeviceId, batch.PatientId), out var list))
+                if (!candidates.TryGetValue(batch.DeviceId, out var list))
                 {
-                    candidates[(batch.DeviceId, batch.PatientId)] = list = [];
+                    candidates[batch.DeviceId] = list = [];
                 }
 
                 list.Add((i, j));
@@ -200,11 +200,11 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
             await ShowAnsweredWritesAsync(cancellationToken);
         }
 
-        foreach (var ((deviceId, patientId), list) in candidates)
+        foreach (var (deviceId, list) in candidates)
         {
             NoteNewReadingsOf(deviceId, batches, list);
             var kinds = list.Select(at => batches[at.Batch].Readings.Span[at.Reading].Kind).ToHashSet();
-            var stored = await ExistingAsync(InfluxLayout.Vitals, patientId, deviceId, kinds, list.Select(at => batches[at.Batch].Readings.Span[at.Reading].TimestampMs), cancellationToken);
+            var stored = await ExistingAsync(InfluxLayout.Vitals, deviceId, kinds, list.Select(at => batches[at.Batch].Readings.Span[at.Reading].TimestampMs), cancellationToken);
             foreach (var (i, j) in list)
             {
                 var reading = batches[i].Readings.Span[j];
@@ -245,7 +245,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         _quarantineJudgedOnly.Clear();
         _flushLatestQuarantined.Clear();
         HashSet<(string DeviceId, VitalKind Kind, long TimestampMs)>? inFlush = null;
-        Dictionary<(string DeviceId, string PatientId), List<(int Batch, int Reading)>>? candidates = null;
+        Dictionary<string, List<(int Batch, int Reading)>>? candidates = null;
         for (var i = 0; i < batches.Count; i++)
         {
             var batch = batches[i];
@@ -269,9 +269,9 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
                 if (!(_latestQuarantined.TryGetValue(key, out var latest) && reading.TimestampMs > latest))
                 {
                     candidates ??= [];
-                    if (!candidates.TryGetValue((batch.DeviceId, batch.PatientId), out var list))
+                    if (!candidates.TryGetValue(batch.DeviceId, out var list))
                     {
-                        candidates[(batch.DeviceId, batch.PatientId)] = list = [];
+                        candidates[batch.DeviceId] = list = [];
                     }
 
                     list.Add((i, j));
@@ -287,11 +287,11 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
             return;
         }
 
-        foreach (var ((deviceId, patientId), list) in candidates)
+        foreach (var (deviceId, list) in candidates)
         {
             var kinds = list.Select(at => batches[at.Batch].Quarantined.Span[at.Reading].Kind).ToHashSet();
             var stored = await ExistingAsync(
-                InfluxLayout.Quarantine, patientId, deviceId, kinds, list.Select(at => batches[at.Batch].Quarantined.Span[at.Reading].TimestampMs), cancellationToken);
+                InfluxLayout.Quarantine, deviceId, kinds, list.Select(at => batches[at.Batch].Quarantined.Span[at.Reading].TimestampMs), cancellationToken);
             foreach (var (i, j) in list)
             {
                 var reading = batches[i].Quarantined.Span[j];
@@ -350,7 +350,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
     /// small exports, not one of everything it sent in between, which would hold up every commit behind it.
     /// </summary>
     private async Task<Dictionary<(VitalKind Kind, long TimestampMs), double>> ExistingAsync(
-        string measurement, string patientId, string deviceId, IReadOnlyCollection<VitalKind> kinds, IEnumerable<long> times, CancellationToken cancellationToken)
+        string measurement, string deviceId, IReadOnlyCollection<VitalKind> kinds, IEnumerable<long> times, CancellationToken cancellationToken)
     {
         var sorted = times.Order().ToArray();
         if (sorted.Length == 0)
@@ -361,7 +361,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         Dictionary<(VitalKind Kind, long TimestampMs), double>? existing = null;
         foreach (var (firstMs, lastMs) in TimeStretches.Of(sorted, MaxLookupGapMs, MaxLookups))
         {
-            var stored = await Reader.ExistingAsync(measurement, patientId, deviceId, kinds, firstMs, lastMs + 1, cancellationToken);
+            var stored = await Reader.ExistingAsync(measurement, deviceId, kinds, firstMs, lastMs + 1, cancellationToken);
             if (existing is null)
             {
                 existing = stored;

@@ -169,11 +169,11 @@ internal sealed partial class VictoriaMetricsSeriesReader : ISeriesReader
     private static partial Regex FlagDuration();
 
     public async Task<Dictionary<(VitalKind Kind, long TimestampMs), double>> ExistingAsync(
-        string measurement, string patientId, string deviceId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, CancellationToken cancellationToken)
+        string measurement, string deviceId, IReadOnlyCollection<VitalKind> kinds, long fromMs, long toMs, CancellationToken cancellationToken)
     {
         var existing = new Dictionary<(VitalKind Kind, long TimestampMs), double>();
         var names = string.Join('|', kinds.Select(kind => VitalCatalogue.Get(kind).Name));
-        var selector = $"{{__name__=\"{measurement}_value\",{InfluxLayout.PatientTag}={Quote(patientId)},{InfluxLayout.DeviceTag}={Quote(deviceId)},{InfluxLayout.KindTag}=~\"{names}\"}}";
+        var selector = $"{{__name__=\"{measurement}_value\",{InfluxLayout.DeviceTag}={Quote(deviceId)},{InfluxLayout.KindTag}=~\"{names}\"}}";
         await foreach (var series in ExportAsync(selector, fromMs, toMs, cancellationToken))
         {
             if (InfluxLayout.TryParseKind(series.Label(InfluxLayout.KindTag), out var kind))

@@ -132,12 +132,29 @@ public sealed class InfluxWriteTests : IAsyncLifetime
         Assert.Equal([60.0, 61.0], (await _server.ExportAsync("vitals_value")).OrderBy(sample => sample.TimestampMs).Select(sample => sample.Value));
     }
 
+    [Fact]
+    public async Task A_device_bound_to_another_patient_sending_again_what_it_sent_for_the_first_stores_it_once()
+    {
+        await _file.CommitAsync(Of("watch-1", "patient-1", 0, Heart(0, 60), Heart(1_000, 61)));
+        _file.Reopen();
+        await LookupShowsAsync(readings: 2);
+
+        // The watch handed to patient-2; its app, after the rebind, uploads its backlog again, the old readings with it.
+        var (_, again) = await _file.CommitAsync(Of("watch-1", "patient-2", 0, Heart(0, 60), Heart(1_000, 64), Heart(2_000, 70)));
+
+        Assert.Equal((1, 1, 1), (again[0].Stored.Length, again[0].Duplicates, again[0].Conflicts));
+        await _server.FlushAsync();
+        Assert.Equal(
+            [("patient-1", "watch-1", "heart_rate", T0, 60.0), ("patient-1", "watch-1", "heart_rate", T0 + 1_000, 61.0), ("patient-2", "watch-1", "heart_rate", T0 + 2_000, 70.0)],
+            (await _server.ExportAsync("vitals_value")).Select(Row).Order());
+    }
+
     /// <summary>Waits until the store's own lookup shows watch-1's first heart rates, as a restarted store asks for them.</summary>
     private async Task LookupShowsAsync(int readings)
     {
         var visible = System.Diagnostics.Stopwatch.StartNew();
         await _server.FlushAsync();
-        while ((await _file.Backend.Reader.ExistingAsync(InfluxLayout.Vitals, "patient-1", "watch-1", [VitalKind.HeartRate], T0, T0 + 2_001, default)).Count < readings)
+        while ((await _file.Backend.Reader.ExistingAsync(InfluxLayout.Vitals, "watch-1", [VitalKind.HeartRate], T0, T0 + 2_001, default)).Count < readings)
         {
             Assert.True(visible.Elapsed < TimeSpan.FromSeconds(30), "the server never showed the readings written");
             await Task.Delay(50);
