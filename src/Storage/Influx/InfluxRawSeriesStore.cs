@@ -59,6 +59,13 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
 
     private long _lastCommitId;
 
+    // Whether the commit under way has had the server show its answered writes (one request serves all its lookups).
+    private bool _shownForLookups;
+
+    // When this store opened (ms): the server it writes to may hold writes the store before it made up to then, not
+    // searchable yet, and what those were is not remembered across the restart.
+    private readonly long _openedMs;
+
     /// <summary>The last three digits of this server's commit ids: drawn at start, so two servers share them one time in a thousand.</summary>
     internal long CommitNode { get; } = Random.Shared.Next(1_000);
 
@@ -69,6 +76,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
     {
         _backend = backend;
         _timeProvider = timeProvider;
+        _openedMs = timeProvider.GetUtcNow().ToUnixTimeMilliseconds();
         _logger = logger;
         _ledgerFiles = database.Readings;
         _ledgerConnection = database.OpenConnection();
@@ -104,6 +112,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
             commitId += 1_000;
         }
 
+        _shownForLookups = false;
         await FindRepeatedAsync(batches, cancellationToken);
         await FindRepeatedQuarantineAsync(batches, cancellationToken);
         Stage(batches, outcomes.Span, commitId);
@@ -192,12 +201,9 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
             }
         }
 
-        // Readings this server wrote lately may not be searchable yet: the server is asked to show them first (where it
-        // can be: VictoriaMetrics), so that a reading sent again under another batch number is known for one, and one
-        // sent with another value is not written over the first.
-        if (candidates.Count > 0 && _timeProvider.GetUtcNow().ToUnixTimeMilliseconds() - (_lastCommitId / 1_000) < (long)ReadableAfter.TotalMilliseconds)
+        if (candidates.Count > 0)
         {
-            await ShowAnsweredWritesAsync(cancellationToken);
+            await ShowRecentWritesAsync(cancellationToken);
         }
 
         foreach (var (deviceId, list) in candidates)
@@ -287,6 +293,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
             return;
         }
 
+        await ShowRecentWritesAsync(cancellationToken);
         foreach (var (deviceId, list) in candidates)
         {
             var kinds = list.Select(at => batches[at.Batch].Quarantined.Span[at.Reading].Kind).ToHashSet();
@@ -587,6 +594,26 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
     /// Asks the server to show every write it answered before (where it can be asked to), so a grain rebuilding right
     /// after another server's last commits (one killed, say) has them.
     /// </summary>
+    /// <summary>
+    /// Before a commit's lookups: readings (or quarantined ones) this server wrote lately may not be searchable yet, so the
+    /// server is asked to show them first (where it can be: VictoriaMetrics), once per commit, and only while its last
+    /// write (or this store's start: a store before it, just stopped, may have written then) is within
+    /// <see cref="ReadableAfter"/>. A reading sent again under another batch number, or by devices resending what had no
+    /// answer when the server restarted, is then known for one, and one sent with another value is not written over the
+    /// first.
+    /// </summary>
+    private async Task ShowRecentWritesAsync(CancellationToken cancellationToken)
+    {
+        var lastWriteMs = Math.Max(_lastCommitId / 1_000, _openedMs);
+        if (_shownForLookups || _timeProvider.GetUtcNow().ToUnixTimeMilliseconds() - lastWriteMs >= (long)ReadableAfter.TotalMilliseconds)
+        {
+            return;
+        }
+
+        _shownForLookups = true;
+        await ShowAnsweredWritesAsync(cancellationToken);
+    }
+
     public async Task ShowAnsweredWritesAsync(CancellationToken cancellationToken = default)
     {
         if (!await Reader.ShowAnsweredWritesAsync(cancellationToken) && _backend.CanShowAnsweredWrites && Interlocked.Exchange(ref _flushRefusedLogged, 1) == 0)

@@ -183,6 +183,20 @@ public sealed class InfluxWriteTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_quarantined_reading_sent_again_at_once_under_another_number_is_known_after_a_restart()
+    {
+        await _file.CommitAsync(Of("watch-1", "patient-1", 1, Heart(0, 61)) with { Quarantined = new[] { Heart(1_000, 400) } });
+
+        // Restarted at once (nothing of the write remembered), the app sends it again numbered anew: the server is asked
+        // to show its writes before the lookup, so the reading is neither kept nor handed to the grain to judge again.
+        _file.Reopen();
+        var (_, again) = await _file.CommitAsync(Of("watch-1", "patient-1", 2) with { Quarantined = new[] { Heart(1_000, 400) } });
+
+        Assert.True(again[0].Quarantined.IsEmpty);
+        Assert.Single(await _server.ExportAsync("quarantine_value"));
+    }
+
+    [Fact]
     public async Task A_flush_larger_than_one_request_is_written_in_several_and_all_arrive()
     {
         var readings = Enumerable.Range(0, (Telemetry.Storage.Influx.InfluxRawSeriesStore.MaxLinesPerWrite * 2) + 17).Select(i => Heart(i, 60 + (i % 40))).ToArray();
