@@ -16,6 +16,15 @@ public sealed class DeviceRejectLog(TimeProvider timeProvider)
     private readonly ConcurrentDictionary<string, Entries> _byDevice = new(StringComparer.Ordinal);
     private readonly Lock _forgetting = new();
 
+    /// <summary>Records that a commit refused <paramref name="conflicts"/> of the device's readings as conflicts (nothing when none).</summary>
+    public void RecordConflicts(string deviceId, string protocol, int conflicts)
+    {
+        if (conflicts > 0)
+        {
+            Record(deviceId, protocol, Pipeline.CommitResult.DescribeConflicts(conflicts));
+        }
+    }
+
     public void Record(string deviceId, string protocol, string reason)
     {
         var now = timeProvider.GetUtcNow();

@@ -101,6 +101,15 @@ public sealed class IngestInstruments
         }
     }
 
+    /// <summary>Counts what a commit did with one device batch: its readings stored, already stored, quarantined and conflicting.</summary>
+    public void Counted(string protocol, Pipeline.CommitResult result)
+    {
+        Accepted(protocol, result.Stored);
+        Duplicate(protocol, result.Duplicates);
+        Quarantined(protocol, result.Quarantined);
+        Conflicting(protocol, result.Conflicts);
+    }
+
     /// <summary>Counts readings refused at commit as conflicting (<see cref="RejectReason.Conflict"/>) among the rejected readings.</summary>
     public void Conflicting(string protocol, int count)
     {

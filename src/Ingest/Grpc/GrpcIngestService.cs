@@ -221,23 +221,17 @@ public sealed partial class GrpcIngestService(
     private async Task<IngestAck> CommitAsync(DeviceBatch batch, uint rejected, string rejects)
     {
         var result = await pipeline.CommitAsync(batch, CancellationToken.None);
-        instruments.Duplicate(Protocol, result.Duplicates);
+        instruments.Counted(Protocol, result);
+        rejectLog.RecordConflicts(batch.DeviceId, Protocol, result.Conflicts);
         if (result.Outcome == CommitOutcome.Duplicate)
         {
             return new IngestAck { Seq = batch.Sequence, Status = AckStatus.Duplicate, Duplicates = (uint)result.Duplicates, Reason = $"batch {batch.Sequence} was already committed; not stored again" };
         }
 
-        instruments.Quarantined(Protocol, result.Quarantined);
         if (batch.Readings.IsEmpty)
         {
             instruments.PayloadRejected(Protocol, "all_rejected");
             return new IngestAck { Seq = batch.Sequence, Status = AckStatus.Rejected, Rejected = rejected, Reason = rejects };
-        }
-
-        instruments.Conflicting(Protocol, result.Conflicts);
-        if (result.Conflicts > 0)
-        {
-            rejectLog.Record(batch.DeviceId, Protocol, CommitResult.DescribeConflicts(result.Conflicts));
         }
 
         if (result.AllConflicting)
@@ -247,7 +241,6 @@ public sealed partial class GrpcIngestService(
             return new IngestAck { Seq = batch.Sequence, Status = AckStatus.Rejected, Rejected = rejected + (uint)result.Conflicts, Reason = result.Describe(rejects.Length > 0 ? rejects : null)! };
         }
 
-        instruments.Accepted(Protocol, result.Stored);
         return new IngestAck
         {
             Seq = batch.Sequence,

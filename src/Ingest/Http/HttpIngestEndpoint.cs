@@ -211,17 +211,11 @@ public sealed class HttpIngestEndpoint(
             // Uploads carry no sequence numbers: resends are recognised reading by reading.
             batch.Sequence = 0;
             var result = await pipeline.CommitAsync(batch.ToBatch(device.DeviceId, device.PatientId), cancellationToken);
-            instruments.Quarantined(Protocol, result.Quarantined);
             upload.Accepted += result.Stored;
             upload.Duplicates += result.Duplicates;
             upload.CountConflicts(result.Conflicts);
-            instruments.Accepted(Protocol, result.Stored);
-            instruments.Duplicate(Protocol, result.Duplicates);
-            instruments.Conflicting(Protocol, result.Conflicts);
-            if (result.Conflicts > 0)
-            {
-                rejectLog.Record(device.DeviceId, Protocol, CommitResult.DescribeConflicts(result.Conflicts));
-            }
+            instruments.Counted(Protocol, result);
+            rejectLog.RecordConflicts(device.DeviceId, Protocol, result.Conflicts);
         }
 
         batch.Reset();

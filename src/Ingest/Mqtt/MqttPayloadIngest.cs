@@ -107,16 +107,9 @@ public sealed class MqttPayloadIngest(
     public MqttPayloadAnswer Committed(in PendingPayload pending, CommitResult result)
     {
         var deviceBatch = pending.Batch;
-        instruments.Accepted(MqttIngestEndpoint.Protocol, result.Stored);
-        instruments.Duplicate(MqttIngestEndpoint.Protocol, result.Duplicates);
         // A batch resent (whole, or its readings without a number) quarantines nothing again.
-        instruments.Quarantined(MqttIngestEndpoint.Protocol, result.Quarantined);
-
-        instruments.Conflicting(MqttIngestEndpoint.Protocol, result.Conflicts);
-        if (result.Conflicts > 0)
-        {
-            rejectLog.Record(deviceBatch.DeviceId, MqttIngestEndpoint.Protocol, CommitResult.DescribeConflicts(result.Conflicts));
-        }
+        instruments.Counted(MqttIngestEndpoint.Protocol, result);
+        rejectLog.RecordConflicts(deviceBatch.DeviceId, MqttIngestEndpoint.Protocol, result.Conflicts);
 
         if ((deviceBatch.Readings.IsEmpty && result.Outcome != CommitOutcome.Duplicate) || result.AllConflicting)
         {
