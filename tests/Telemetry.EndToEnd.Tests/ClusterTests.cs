@@ -189,12 +189,14 @@ public sealed partial class ClusterTests(ITestOutputHelper output)
         Assert.Equal(2 * Patients, raised.Count);
         Assert.Equal(2 * Patients, raised.Distinct().Count());
 
-        // The silent patient's grain came back on the second server once the first was dead, and its silence raised.
+        // The silent patient's grain came back on the second server once the first was dead, and its silence raised. (Its
+        // monitoring had not begun until its one reading, which may have raised an alert of its own, cleared by that reading.)
+        static bool Open(JsonElement alert) => alert.GetProperty("status").GetString() != "cleared";
         var silence = await Eventually.ReadAsync(
             () => second.Http.GetFromJsonAsync<JsonElement>($"/api/patients/{SilentPatient}/alerts?status=all"),
-            list => list.GetArrayLength() > 0,
+            list => list.EnumerateArray().Any(Open),
             TimeSpan.FromSeconds(60));
-        Assert.Equal("silent", Assert.Single(silence.EnumerateArray()).GetProperty("ruleId").GetString());
+        Assert.Equal("silent", Assert.Single(silence.EnumerateArray(), Open).GetProperty("ruleId").GetString());
 
         using (var health = await second.Http.GetAsync("/healthz"))
         {

@@ -185,6 +185,23 @@ public sealed class AlertEngine
     }
 
     /// <summary>
+    /// At activation: the no-data rules start watching now. One whose vital (or any vital, for a rule of none) has not
+    /// been seen counts its silence from here, so monitoring that never began (a device never paired, an app never
+    /// signed in) raises its alert too, and a restart gives every device a full period before it does, as
+    /// <see cref="Seed"/> gives the vitals it has seen.
+    /// </summary>
+    public void StartWatching(long nowMs)
+    {
+        foreach (var runtime in _noData)
+        {
+            if (runtime.WatchedSinceMs == long.MinValue)
+            {
+                runtime.WatchedSinceMs = nowMs;
+            }
+        }
+    }
+
+    /// <summary>
     /// At activation: forgets a sustain (or an open alert's recovery) under way of a vital whose judged readings end
     /// before the last <see cref="StaleAfterMs"/>. The readings between could have ended the condition (or the
     /// recovery), and are not judged again (only what is still news is), so the sustain would be carried on over a gap
@@ -268,6 +285,7 @@ public sealed class AlertEngine
         State.RecoveringSinceMs = null;
 
         BuildRuntimes(before);
+        StartWatching(nowMs);
     }
 
     /// <summary>Every rule's runtime.</summary>
@@ -456,13 +474,15 @@ public sealed class AlertEngine
         {
             if (SilenceDeadline(runtime) is { } deadline && deadline <= nowMs && FindOpen(runtime.Rule.Id) is null)
             {
-                // When the vital was last seen (the deadline may be the re-arm's, later than the silence's).
+                // When the vital was last seen, or the rule started watching (the deadline may be the re-arm's, later
+                // than the silence's).
                 var lastSeen = LastSeen(runtime);
                 var silence = FormatDuration(runtime.Rule.SilenceSeconds!.Value);
+                var since = lastSeen == long.MinValue ? $"no readings in the {silence} since monitoring started" : $"no readings for {silence}";
                 var message = runtime.Rule.Kind is { } kind
-                    ? $"{VitalCatalogue.Get(kind).Label}: no readings for {silence}; check the device and its connection"
-                    : $"No readings for {silence}; check the devices and their connection";
-                Raise(runtime.Rule, runtime.Rule.Kind, null, lastSeen, message, nowMs);
+                    ? $"{VitalCatalogue.Get(kind).Label}: {since}; check the device and its connection"
+                    : $"{char.ToUpperInvariant(since[0])}{since[1..]}; check the devices and their connection";
+                Raise(runtime.Rule, runtime.Rule.Kind, null, SilentSince(lastSeen, runtime), message, nowMs);
             }
         }
     }
@@ -635,16 +655,23 @@ public sealed class AlertEngine
     private long LastSeen(RuleRuntime runtime) =>
         runtime.Rule.Kind is not { } kind ? _lastSeenAnyMs : Find(kind) is var i and >= 0 ? _vitals[i].LastSeenMs : long.MinValue;
 
+    /// <summary>
+    /// Since when the rule counts its silence: when its vital (or any vital) was last seen, or when it started watching
+    /// if none has been since (<see cref="long.MinValue"/> when it has not started: an engine no activation started, as a
+    /// replay's is before its rules are set).
+    /// </summary>
+    private static long SilentSince(long lastSeen, RuleRuntime runtime) =>
+        lastSeen != long.MinValue ? lastSeen : runtime.WatchedSinceMs;
+
     private long? SilenceDeadline(RuleRuntime runtime)
     {
-        var lastSeen = LastSeen(runtime);
-        if (lastSeen == long.MinValue)
+        var silentSince = SilentSince(LastSeen(runtime), runtime);
+        if (silentSince == long.MinValue)
         {
-            // Nothing has arrived yet: a device that never sent is not a device that went silent.
             return null;
         }
 
-        var deadline = lastSeen + (runtime.Rule.SilenceSeconds!.Value * 1000L);
+        var deadline = silentSince + (runtime.Rule.SilenceSeconds!.Value * 1000L);
         return State.ClearedAtMs?.TryGetValue(runtime.Rule.Id, out var clearedAt) == true
             ? Math.Max(deadline, clearedAt + (runtime.Rule.RearmSeconds * 1000L))
             : deadline;
@@ -894,6 +921,9 @@ public sealed class AlertEngine
         public long LastJudgedMs { get; set; } = long.MinValue;
 
         public long LastImplausibleMs { get; set; } = long.MinValue;
+
+        /// <summary>A no-data rule's: since when it watches (its rules were set, or the grain activated), for a vital never seen.</summary>
+        public long WatchedSinceMs { get; set; } = long.MinValue;
 
         public RateWindow? Rate { get; set; }
     }

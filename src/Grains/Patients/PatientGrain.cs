@@ -135,6 +135,7 @@ public sealed partial class PatientGrain(
         var rebuilt = await RebuildAsync(cancellationToken);
         _alerts = new AlertEngine(PatientId, alertState.State);
         _alerts.ForgetStaleSustains(now);
+        _alerts.StartWatching(now);
         RestoreJudged(rebuilt.Windows);
 
         // Readings a crash or a lost call kept from the rules are judged first, in time order, before any new one; then

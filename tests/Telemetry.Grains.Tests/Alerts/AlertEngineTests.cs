@@ -452,15 +452,64 @@ public sealed class AlertEngineTests
     }
 
     [Fact]
-    public void A_device_that_never_sent_raises_no_no_data_alert()
+    public void Monitoring_that_never_began_raises_a_no_data_alert_a_silence_after_the_rules_were_set()
     {
-        var engine = Engine(new AlertRule("no-data", AlertRuleType.NoData, AlertPriority.Low, SilenceSeconds: 60));
+        var rulesSetAt = Now;
+        var engine = Engine(
+            new AlertRule("no-data", AlertRuleType.NoData, AlertPriority.Low, SilenceSeconds: 600),
+            new AlertRule("cgm-silent", AlertRuleType.NoData, AlertPriority.Medium, VitalKind.BloodGlucose, SilenceSeconds: 1200));
+        Assert.Equal(rulesSetAt + 600_000, engine.NextDueMs);
 
-        Advance(3600);
+        // The patient sent home with a watch and a CGM, neither ever paired.
+        Advance(1200);
         engine.Tick(Now);
 
-        Assert.Empty(engine.State.Outbox);
-        Assert.Null(engine.NextDueMs);
+        Assert.Equal(
+            ["No readings in the 10 min since monitoring started; check the devices and their connection",
+             "Blood glucose: no readings in the 20 min since monitoring started; check the device and its connection"],
+            engine.State.Outbox.Select(item => item.Alert.Message));
+        Assert.All(engine.State.Outbox, item => Assert.Equal(rulesSetAt, item.Alert.TriggeredAt.ToUnixTimeMilliseconds()));
+
+        // The watch paired: the silence of any vital ends, the CGM's goes on.
+        Send(engine, VitalKind.HeartRate, 70);
+        Assert.Equal(["cgm-silent"], engine.State.Open.Select(alert => alert.RuleId));
+    }
+
+    [Fact]
+    public void A_restart_gives_a_device_never_seen_a_whole_silence_before_its_no_data_alert()
+    {
+        var engine = Engine(new AlertRule("no-data", AlertRuleType.NoData, AlertPriority.Low, SilenceSeconds: 600));
+        engine.RecordJudged();
+
+        // The server restarts half-way through the silence: the new activation counts it from its start, so no device is
+        // taken for silent while the servers came back, nor at once.
+        Advance(300);
+        var restarted = new AlertEngine("p-1", engine.State);
+        Assert.Null(restarted.NextDueMs);
+        restarted.StartWatching(Now);
+        Assert.Equal(Now + 600_000, restarted.NextDueMs);
+
+        Advance(599);
+        restarted.Tick(Now);
+        Assert.Empty(restarted.State.Outbox);
+        Advance(1);
+        restarted.Tick(Now);
+        Assert.Equal(AlertEventType.Raised, Assert.Single(restarted.State.Outbox).Type);
+    }
+
+    [Fact]
+    public void Editing_other_rules_does_not_restart_the_silence_of_monitoring_that_never_began()
+    {
+        var noData = new AlertRule("no-data", AlertRuleType.NoData, AlertPriority.Low, SilenceSeconds: 600);
+        var engine = Engine(noData);
+        var due = engine.NextDueMs;
+
+        Advance(300);
+        engine.SetRules(new AlertRuleSet([noData, SpO2Low]), Now);
+        Assert.Equal(due, engine.NextDueMs);
+
+        engine.SetRules(new AlertRuleSet([noData with { SilenceSeconds = 900 }, SpO2Low]), Now);
+        Assert.Equal(Now + 900_000, engine.NextDueMs);
     }
 
     [Fact]

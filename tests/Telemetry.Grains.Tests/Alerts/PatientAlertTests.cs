@@ -276,6 +276,31 @@ public sealed class PatientAlertTests(ClusterFixture fixture) : IClassFixture<Cl
     }
 
     [Fact]
+    public async Task Monitoring_that_never_began_raises_a_no_data_alert_counted_from_the_grains_activation()
+    {
+        var patient = "p-alert-never-began";
+        await fixture.Patient(patient).SetAlertRulesAsync(new AlertRuleSet([new AlertRule("no-data", AlertRuleType.NoData, AlertPriority.Medium, SilenceSeconds: 4)]));
+        var rulesSetAt = DateTimeOffset.UtcNow;
+
+        // No device ever sends; the grain goes (a restart) and comes back: its watch starts again from then.
+        await Task.Delay(1_500);
+        await fixture.DeactivateIdleGrainsAsync();
+        var activatedAfter = DateTimeOffset.UtcNow;
+        Assert.Empty(await fixture.Patient(patient).GetOpenAlertsAsync());
+
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (Publisher.Of(patient).Count == 0 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(200);
+        }
+
+        var raised = Assert.Single(Publisher.Of(patient));
+        Assert.Equal(("no-data", AlertEventType.Raised), (raised.Alert.RuleId, raised.Type));
+        Assert.StartsWith("No readings in the 4 s since monitoring started", raised.Alert.Message, StringComparison.Ordinal);
+        Assert.True(raised.Alert.TriggeredAt >= activatedAfter.AddMilliseconds(-50), $"counted from {raised.Alert.TriggeredAt:O}, the rules set at {rulesSetAt:O}, the grain back after {activatedAfter:O}");
+    }
+
+    [Fact]
     public async Task Removing_every_rule_clears_open_alerts_and_stops_watching_the_patient()
     {
         var patient = "p-alert-remove";
