@@ -4,7 +4,7 @@ namespace Telemetry.Core.Readings;
 
 /// <summary>
 /// What committing one device batch did: whether its sequence number was new, which of its readings were stored, how
-/// many were already stored before (the same device, vital, time and value), how many conflict with one stored before
+/// many were already stored before (the same device, vital, time and value, see <see cref="SameValue"/>), how many conflict with one stored before
 /// (the same device, vital and time with another value: not stored, the first value stands), and which of its
 /// implausible readings its patient's grain is to judge: those kept in quarantine by this commit, and any a commit that
 /// failed kept all the same (one kept before, sent again, is not: the grain judged it the first time).

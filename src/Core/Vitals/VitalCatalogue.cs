@@ -20,8 +20,12 @@ public static class VitalCatalogue
         [new("mm[Hg]"), new("mmHg"), new("kPa", 7.500615758)];
 
     // SameReadingWithin: what a unit's conversion and an app's rounding leave between one reading sent twice (see
-    // VitalDefinition.SameReadingWithin). Temperature: 0.1 °F is 0.056 °C, on top of rounding to 0.1 °C; pressure: 0.1 kPa
-    // is 0.75 mmHg; weight: 0.1 lb is 0.045 kg; glucose: 0.1 mmol/L is 1.8 mg/dL; sleep: a minute.
+    // VitalDefinition.SameReadingWithin), and always less than a step of the vital as it is shown in its canonical unit, so
+    // a correction by one step (37.2 to 37.3 °C, 120 to 121 mmHg) is a conflict. Temperature: a tenth of a °F rounded
+    // (0.028 °C) and a tenth of a °C rounded (0.05), 0.078 at worst; pressure: a tenth of a kPa rounded (0.375 mmHg) and a
+    // mmHg rounded, 0.875; weight: a tenth of a pound rounded (0.023 kg) and a tenth of a kg rounded, 0.073; glucose: a
+    // tenth of a mmol/L rounded is 0.9 mg/dL alone, so a value rounded in both units may still be told a conflict (the
+    // first value stands all the same); sleep: half a minute.
     private static readonly VitalDefinition[] Definitions =
     [
         new(VitalKind.HeartRate, "heart_rate", "8867-4", "Heart rate", "/min", 20, 300, PerMinute)
@@ -49,17 +53,17 @@ public static class VitalCatalogue
             [new("Cel"), new("degC"), new("°C"), new("[degF]", 5.0 / 9.0, -32 * 5.0 / 9.0), new("degF", 5.0 / 9.0, -32 * 5.0 / 9.0), new("°F", 5.0 / 9.0, -32 * 5.0 / 9.0), new("K", 1, -273.15)])
         {
             Aliases = ["temperature"],
-            SameReadingWithin = 0.1,
+            SameReadingWithin = 0.08,
         },
         new(VitalKind.SystolicPressure, "systolic_bp", "8480-6", "Systolic blood pressure", "mm[Hg]", 40, 300, MillimetresOfMercury)
         {
             Aliases = ["systolic"],
-            SameReadingWithin = 1,
+            SameReadingWithin = 0.9,
         },
         new(VitalKind.DiastolicPressure, "diastolic_bp", "8462-4", "Diastolic blood pressure", "mm[Hg]", 20, 200, MillimetresOfMercury)
         {
             Aliases = ["diastolic"],
-            SameReadingWithin = 1,
+            SameReadingWithin = 0.9,
         },
         new(VitalKind.Steps, "steps", "55423-8", "Number of steps", "{steps}", 0, 100_000,
             [new("{steps}"), new("steps"), new("1"), new("count")])
@@ -72,21 +76,21 @@ public static class VitalCatalogue
             [new("kg"), new("g", 0.001), new("[lb_av]", 0.45359237), new("lb", 0.45359237), new("lbs", 0.45359237)])
         {
             Aliases = ["weight"],
-            SameReadingWithin = 0.1,
+            SameReadingWithin = 0.075,
         },
         new(VitalKind.BloodGlucose, "blood_glucose", "2339-0", "Glucose [Mass/volume] in Blood", "mg/dL", 10, 1000,
             [new("mg/dL"), new("mmol/L", 18.01559)])
         {
             Label = "Blood glucose",
             Aliases = ["glucose"],
-            SameReadingWithin = 2,
+            SameReadingWithin = 0.9,
         },
         new(VitalKind.SleepDuration, "sleep_duration", "93832-4", "Sleep duration", "h", 0, 24,
             [new("h"), new("min", 1.0 / 60), new("s", 1.0 / 3600)])
         {
             Aliases = ["sleep"],
             IsCumulative = true,
-            SameReadingWithin = 1.0 / 60,
+            SameReadingWithin = 0.5 / 60,
         },
     ];
 

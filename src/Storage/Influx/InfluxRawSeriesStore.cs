@@ -591,10 +591,6 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
     }
 
     /// <summary>
-    /// Asks the server to show every write it answered before (where it can be asked to), so a grain rebuilding right
-    /// after another server's last commits (one killed, say) has them.
-    /// </summary>
-    /// <summary>
     /// Before a commit's lookups: readings (or quarantined ones) this server wrote lately may not be searchable yet, so the
     /// server is asked to show them first (where it can be: VictoriaMetrics), once per commit, and only while its last
     /// write (or this store's start: a store before it, just stopped, may have written then) is within
@@ -614,6 +610,10 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         await ShowAnsweredWritesAsync(cancellationToken);
     }
 
+    /// <summary>
+    /// Asks the server to show every write it answered before (where it can be asked to), so a grain rebuilding right
+    /// after another server's last commits (one killed, say) has them.
+    /// </summary>
     public async Task ShowAnsweredWritesAsync(CancellationToken cancellationToken = default)
     {
         if (!await Reader.ShowAnsweredWritesAsync(cancellationToken) && _backend.CanShowAnsweredWrites && Interlocked.Exchange(ref _flushRefusedLogged, 1) == 0)
