@@ -51,6 +51,10 @@ public sealed class AlertEngine
     // When any vital last arrived (no-data rules of no one vital).
     private long _lastSeenAnyMs = long.MinValue;
 
+    // When this server started, as StartWatching was told (long.MinValue before): no silence is counted from before it,
+    // since no device could send while the server was down.
+    private long _serverStartedMs = long.MinValue;
+
     public AlertEngine(string patientId, AlertState state)
     {
         _patientId = patientId;
@@ -185,18 +189,20 @@ public sealed class AlertEngine
     }
 
     /// <summary>
-    /// At activation: the no-data rules start watching now. One whose vital (or any vital, for a rule of none) has not
-    /// been seen counts its silence from here, so monitoring that never began (a device never paired, an app never
-    /// signed in) raises its alert too, and a restart gives every device a full period before it does, as
-    /// <see cref="Seed"/> gives the vitals it has seen.
+    /// At activation: the no-data rules watch from when the rules were set (persisted), so monitoring that never began
+    /// (a device never paired, an app never signed in) raises its alert too, whatever activations came between; and no
+    /// silence is counted from before <paramref name="serverStartedMs"/>, so a restart gives every device a whole silence
+    /// period to come back, as <see cref="Seed"/> gives the vitals it has seen.
     /// </summary>
-    public void StartWatching(long nowMs)
+    public void StartWatching(long serverStartedMs)
     {
+        _serverStartedMs = serverStartedMs;
+        var rulesSetMs = State.RulesUpdatedAt?.ToUnixTimeMilliseconds() ?? serverStartedMs;
         foreach (var runtime in _noData)
         {
             if (runtime.WatchedSinceMs == long.MinValue)
             {
-                runtime.WatchedSinceMs = nowMs;
+                runtime.WatchedSinceMs = rulesSetMs;
             }
         }
     }
@@ -257,10 +263,13 @@ public sealed class AlertEngine
 
     /// <summary>
     /// Replaces the rules. Open alerts of rules that are gone are cleared, saying so (<see cref="Alert.ClearReason"/>: not a
-    /// recovery); the others are judged by their new levels from the next reading. A rule kept as it was carries on where
-    /// it was (its sustain or recovery under way, its rate window): editing one rule does not hold back another's alert.
+    /// recovery); the others are judged by their new levels from the next reading. A rule whose condition is as it was
+    /// (changed in its priority, re-arm or escalation only, or not at all) carries on where it was (its sustain or recovery
+    /// under way, its rate window, its watch for data): editing one rule does not hold back another's alert, nor its own.
+    /// A new no-data rule watches from <paramref name="nowMs"/>, unless <paramref name="startWatching"/> is false (a
+    /// replay, which cannot tell whether monitoring had begun before its first reading).
     /// </summary>
-    public void SetRules(AlertRuleSet rules, long nowMs)
+    public void SetRules(AlertRuleSet rules, long nowMs, bool startWatching = true)
     {
         var before = Runtimes().ToDictionary(runtime => runtime.Rule.Id, StringComparer.Ordinal);
         State.Rules = rules;
@@ -284,8 +293,7 @@ public sealed class AlertEngine
         State.LastInAlarmMs = null;
         State.RecoveringSinceMs = null;
 
-        BuildRuntimes(before);
-        StartWatching(nowMs);
+        BuildRuntimes(before, startWatching ? nowMs : long.MinValue);
     }
 
     /// <summary>Every rule's runtime.</summary>
@@ -474,15 +482,14 @@ public sealed class AlertEngine
         {
             if (SilenceDeadline(runtime) is { } deadline && deadline <= nowMs && FindOpen(runtime.Rule.Id) is null)
             {
-                // When the vital was last seen, or the rule started watching (the deadline may be the re-arm's, later
-                // than the silence's).
-                var lastSeen = LastSeen(runtime);
-                var silence = FormatDuration(runtime.Rule.SilenceSeconds!.Value);
-                var since = lastSeen == long.MinValue ? $"no readings in the {silence} since monitoring started" : $"no readings for {silence}";
+                // Triggered when the vital was last seen, or the rule started watching (the deadline may be the re-arm's,
+                // or a restart's, later than the silence's).
+                var (silentSince, everSeen) = SilentSince(runtime);
+                var since = everSeen ? $"no readings for {FormatDuration(runtime.Rule.SilenceSeconds!.Value)}" : "no readings since monitoring started";
                 var message = runtime.Rule.Kind is { } kind
                     ? $"{VitalCatalogue.Get(kind).Label}: {since}; check the device and its connection"
                     : $"{char.ToUpperInvariant(since[0])}{since[1..]}; check the devices and their connection";
-                Raise(runtime.Rule, runtime.Rule.Kind, null, SilentSince(lastSeen, runtime), message, nowMs);
+                Raise(runtime.Rule, runtime.Rule.Kind, null, silentSince, message, nowMs);
             }
         }
     }
@@ -656,22 +663,40 @@ public sealed class AlertEngine
         runtime.Rule.Kind is not { } kind ? _lastSeenAnyMs : Find(kind) is var i and >= 0 ? _vitals[i].LastSeenMs : long.MinValue;
 
     /// <summary>
-    /// Since when the rule counts its silence: when its vital (or any vital) was last seen, or when it started watching
-    /// if none has been since (<see cref="long.MinValue"/> when it has not started: an engine no activation started, as a
-    /// replay's is before its rules are set).
+    /// Since when the rule's vital (or any vital) has been silent: when it was last seen (this activation, or, before it,
+    /// its latest reading the rules judged, as persisted), or when the rule started watching if it never was
+    /// (<see cref="long.MinValue"/> when it has not started: a replay's before its first reading).
     /// </summary>
-    private static long SilentSince(long lastSeen, RuleRuntime runtime) =>
-        lastSeen != long.MinValue ? lastSeen : runtime.WatchedSinceMs;
+    private (long SilentSinceMs, bool EverSeen) SilentSince(RuleRuntime runtime)
+    {
+        var lastSeen = LastSeen(runtime);
+        if (lastSeen != long.MinValue)
+        {
+            return (lastSeen, true);
+        }
+
+        var judged = long.MinValue;
+        foreach (ref readonly var vital in _vitals.AsSpan())
+        {
+            if (runtime.Rule.Kind is null || runtime.Rule.Kind == vital.Kind)
+            {
+                judged = Math.Max(judged, vital.JudgedMs);
+            }
+        }
+
+        return judged != long.MinValue ? (judged, true) : (runtime.WatchedSinceMs, false);
+    }
 
     private long? SilenceDeadline(RuleRuntime runtime)
     {
-        var silentSince = SilentSince(LastSeen(runtime), runtime);
+        var (silentSince, _) = SilentSince(runtime);
         if (silentSince == long.MinValue)
         {
             return null;
         }
 
-        var deadline = silentSince + (runtime.Rule.SilenceSeconds!.Value * 1000L);
+        // Not counted from before the server started: no device could send while it was down.
+        var deadline = Math.Max(silentSince, _serverStartedMs) + (runtime.Rule.SilenceSeconds!.Value * 1000L);
         return State.ClearedAtMs?.TryGetValue(runtime.Rule.Id, out var clearedAt) == true
             ? Math.Max(deadline, clearedAt + (runtime.Rule.RearmSeconds * 1000L))
             : deadline;
@@ -795,11 +820,12 @@ public sealed class AlertEngine
     }
 
     /// <summary>
-    /// Makes each rule's runtime from <see cref="State"/>; a rule in <paramref name="before"/> (the rules replaced) as it
-    /// was keeps its runtime, and one whose rate window is as it was keeps the readings in it (they do not depend on the
-    /// levels).
+    /// Makes each rule's runtime from <see cref="State"/>; a rule in <paramref name="before"/> (the rules replaced) whose
+    /// condition is as it was keeps its runtime, one whose rate window is as it was keeps the readings in it, and a
+    /// no-data rule of the same vital its watch (neither depends on the levels); a new no-data rule watches from
+    /// <paramref name="watchFromMs"/>.
     /// </summary>
-    private void BuildRuntimes(Dictionary<string, RuleRuntime>? before = null)
+    private void BuildRuntimes(Dictionary<string, RuleRuntime>? before = null, long watchFromMs = long.MinValue)
     {
         foreach (ref var vital in _vitals.AsSpan())
         {
@@ -810,14 +836,16 @@ public sealed class AlertEngine
         foreach (var rule in State.Rules.Rules)
         {
             var old = before?.GetValueOrDefault(rule.Id);
-            var runtime = old is not null && old.Rule == rule ? old : new RuleRuntime(rule)
+            var runtime = old is not null && SameCondition(old.Rule, rule) ? old : new RuleRuntime(rule)
             {
                 PendingSinceMs = State.PendingSinceMs?.GetValueOrDefault(rule.Id, long.MinValue) ?? long.MinValue,
                 LastInAlarmMs = State.LastInAlarmMs?.GetValueOrDefault(rule.Id, long.MinValue) is { } last and not long.MinValue
                     ? last
                     : State.PendingSinceMs?.GetValueOrDefault(rule.Id, long.MinValue) ?? long.MinValue,
                 RecoveringSinceMs = State.RecoveringSinceMs?.GetValueOrDefault(rule.Id, long.MinValue) ?? long.MinValue,
+                WatchedSinceMs = old is { Rule.Type: AlertRuleType.NoData } && old.Rule.Kind == rule.Kind ? old.WatchedSinceMs : watchFromMs,
             };
+            runtime.Rule = rule;
             switch (rule.Type)
             {
                 case AlertRuleType.Threshold or AlertRuleType.RateOfChange:
@@ -843,6 +871,10 @@ public sealed class AlertEngine
             }
         }
     }
+
+    /// <summary>Whether <paramref name="rule"/> watches for what <paramref name="was"/> did: the same but for its priority, re-arm or escalation.</summary>
+    private static bool SameCondition(AlertRule was, AlertRule rule) =>
+        was with { Priority = rule.Priority, RearmSeconds = rule.RearmSeconds, EscalateAfterSeconds = rule.EscalateAfterSeconds } == rule;
 
     /// <summary>The entries of rules still in <paramref name="ids"/>; null when none is left.</summary>
     private static Dictionary<string, T>? WithRulesOf<T>(Dictionary<string, T>? byRule, HashSet<string> ids)
@@ -907,7 +939,7 @@ public sealed class AlertEngine
     /// <summary>What the engine tracks per rule between readings; derived, so not persisted.</summary>
     private sealed class RuleRuntime(AlertRule rule)
     {
-        public AlertRule Rule { get; } = rule;
+        public AlertRule Rule { get; set; } = rule;
 
         public long PendingSinceMs { get; set; } = long.MinValue;
 
@@ -922,7 +954,7 @@ public sealed class AlertEngine
 
         public long LastImplausibleMs { get; set; } = long.MinValue;
 
-        /// <summary>A no-data rule's: since when it watches (its rules were set, or the grain activated), for a vital never seen.</summary>
+        /// <summary>A no-data rule's: since when it watches (its rules were set), for a vital never seen; <see cref="long.MinValue"/> when it does not.</summary>
         public long WatchedSinceMs { get; set; } = long.MinValue;
 
         public RateWindow? Rate { get; set; }

@@ -45,7 +45,8 @@ public static class AlertReplay
     public static IReadOnlyList<Alert> Run(string patientId, AlertRuleSet rules, IEnumerable<VitalReading> readings, long fromMs, long toMs)
     {
         var engine = new AlertEngine(patientId, new AlertState());
-        engine.SetRules(rules, fromMs);
+        // Whether monitoring had begun before the range's first reading is not known: silences count from readings only.
+        engine.SetRules(rules, fromMs, startWatching: false);
         foreach (var reading in readings.OrderBy(r => r.TimestampMs))
         {
             engine.Tick(reading.TimestampMs);

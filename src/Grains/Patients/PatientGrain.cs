@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
 using Orleans.Concurrency;
 using Telemetry.Core.Alerts;
@@ -38,6 +39,12 @@ public sealed partial class PatientGrain(
     // The alert timer wakes at least this often while anything waits on the clock, which also keeps the grain active.
     private static readonly TimeSpan MaxTimerDelay = TimeSpan.FromSeconds(60);
     private static readonly TimeSpan TimerRetryDelay = TimeSpan.FromSeconds(5);
+
+    // When this server began to activate patients, by its clock (the earliest activation; every patient with rules is
+    // activated at start): a no-data rule counts no silence from before it (devices could not send while the server was
+    // down), however often a patient's grain activates after. Kept per clock, so that silos sharing a process (tests)
+    // each have their own.
+    private static readonly ConditionalWeakTable<TimeProvider, StrongBox<long>> ServerStarts = [];
 
     /// <summary>How far before the days an activation rebuilds the live view looks for a vital's latest reading.</summary>
     public static readonly TimeSpan EarlierLookback = TimeSpan.FromDays(366);
@@ -128,6 +135,21 @@ public sealed partial class PatientGrain(
 
     private long NowMs => timeProvider.GetUtcNow().ToUnixTimeMilliseconds();
 
+    /// <summary>The earliest time <paramref name="clock"/> showed at an activation, <paramref name="nowMs"/> included (see ServerStarts).</summary>
+    private static long ServerStarted(TimeProvider clock, long nowMs)
+    {
+        var started = ServerStarts.GetValue(clock, _ => new StrongBox<long>(nowMs));
+        for (var earliest = Volatile.Read(ref started.Value); nowMs < earliest; earliest = Volatile.Read(ref started.Value))
+        {
+            if (Interlocked.CompareExchange(ref started.Value, nowMs, earliest) == earliest)
+            {
+                return nowMs;
+            }
+        }
+
+        return Volatile.Read(ref started.Value);
+    }
+
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
         instruments.PatientActivated();
@@ -135,7 +157,7 @@ public sealed partial class PatientGrain(
         var rebuilt = await RebuildAsync(cancellationToken);
         _alerts = new AlertEngine(PatientId, alertState.State);
         _alerts.ForgetStaleSustains(now);
-        _alerts.StartWatching(now);
+        _alerts.StartWatching(ServerStarted(timeProvider, now));
         RestoreJudged(rebuilt.Windows);
 
         // Readings a crash or a lost call kept from the rules are judged first, in time order, before any new one; then

@@ -240,14 +240,14 @@ public sealed class AlertEngineTests
         Send(engine, VitalKind.HeartRate, 130);
         Advance(30);
 
-        // Someone raises the pulse's level half-way through both sustains.
-        engine.SetRules(new AlertRuleSet([SpO2Low, hrHigh with { Level = 125 }]), Now);
+        // Someone raises the pulse's level half-way through both sustains, and lowers SpO2's priority (its condition the same).
+        engine.SetRules(new AlertRuleSet([SpO2Low with { Priority = AlertPriority.Medium }, hrHigh with { Level = 125 }]), Now);
         Advance(30);
         Send(engine, VitalKind.OxygenSaturation, 88);
         Send(engine, VitalKind.HeartRate, 130);
 
         var raised = Assert.Single(engine.State.Outbox);
-        Assert.Equal(("spo2-low", AlertEventType.Raised), (raised.Alert.RuleId, raised.Type));
+        Assert.Equal(("spo2-low", AlertEventType.Raised, AlertPriority.Medium), (raised.Alert.RuleId, raised.Type, raised.Alert.Priority));
 
         // The edited rule's sustain started again by its new level, and holds a minute from the edit's next reading.
         Advance(60);
@@ -465,8 +465,8 @@ public sealed class AlertEngineTests
         engine.Tick(Now);
 
         Assert.Equal(
-            ["No readings in the 10 min since monitoring started; check the devices and their connection",
-             "Blood glucose: no readings in the 20 min since monitoring started; check the device and its connection"],
+            ["No readings since monitoring started; check the devices and their connection",
+             "Blood glucose: no readings since monitoring started; check the device and its connection"],
             engine.State.Outbox.Select(item => item.Alert.Message));
         Assert.All(engine.State.Outbox, item => Assert.Equal(rulesSetAt, item.Alert.TriggeredAt.ToUnixTimeMilliseconds()));
 
@@ -498,6 +498,43 @@ public sealed class AlertEngineTests
     }
 
     [Fact]
+    public void A_grain_activated_again_without_a_restart_keeps_counting_from_when_the_rules_were_set()
+    {
+        var serverStarted = Now - 3_600_000;
+        var rulesSetAt = Now;
+        var engine = Engine(new AlertRule("no-data", AlertRuleType.NoData, AlertPriority.Low, SilenceSeconds: 600));
+        engine.RecordJudged();
+
+        // Gone idle, or started over after a failure: activated again on the same server, the watch is not put back.
+        Advance(300);
+        var again = new AlertEngine("p-1", engine.State);
+        again.StartWatching(serverStarted);
+
+        Assert.Equal(rulesSetAt + 600_000, again.NextDueMs);
+    }
+
+    [Fact]
+    public void A_vital_last_seen_before_a_restart_is_silent_since_then_but_given_a_whole_period_after_it()
+    {
+        var seenAt = Now;
+        var engine = Engine(new AlertRule("no-data", AlertRuleType.NoData, AlertPriority.Low, SilenceSeconds: 600));
+        Send(engine, VitalKind.HeartRate, 70);
+        engine.RecordJudged();
+
+        // Three days on, the server restarts; the watch's reading is too old to be among those an activation reads again.
+        Advance(3 * 86_400);
+        var restarted = new AlertEngine("p-1", engine.State);
+        restarted.StartWatching(Now);
+        Assert.Equal(Now + 600_000, restarted.NextDueMs);
+
+        Advance(600);
+        restarted.Tick(Now);
+        var raised = Assert.Single(restarted.State.Outbox);
+        Assert.Equal("No readings for 10 min; check the devices and their connection", raised.Alert.Message);
+        Assert.Equal(seenAt, raised.Alert.TriggeredAt.ToUnixTimeMilliseconds());
+    }
+
+    [Fact]
     public void Editing_other_rules_does_not_restart_the_silence_of_monitoring_that_never_began()
     {
         var noData = new AlertRule("no-data", AlertRuleType.NoData, AlertPriority.Low, SilenceSeconds: 600);
@@ -508,8 +545,9 @@ public sealed class AlertEngineTests
         engine.SetRules(new AlertRuleSet([noData, SpO2Low]), Now);
         Assert.Equal(due, engine.NextDueMs);
 
+        // Its own silence lengthened: the watch began when it did.
         engine.SetRules(new AlertRuleSet([noData with { SilenceSeconds = 900 }, SpO2Low]), Now);
-        Assert.Equal(Now + 900_000, engine.NextDueMs);
+        Assert.Equal(due + 300_000, engine.NextDueMs);
     }
 
     [Fact]
