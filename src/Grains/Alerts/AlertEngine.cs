@@ -51,8 +51,8 @@ public sealed class AlertEngine
     // When any vital last arrived (no-data rules of no one vital).
     private long _lastSeenAnyMs = long.MinValue;
 
-    // When this server started, as StartWatching was told (long.MinValue before): no silence is counted from before it,
-    // since no device could send while the server was down.
+    // When this server started, as StartWatching was told (long.MinValue before): a silence raises no sooner than a while
+    // after it, since no device could send while the server was down.
     private long _serverStartedMs = long.MinValue;
 
     public AlertEngine(string patientId, AlertState state)
@@ -102,14 +102,16 @@ public sealed class AlertEngine
     }
 
     /// <summary>
-    /// Marks a vital as seen at <paramref name="nowMs"/> with its latest reading, without judging it: what an activation
-    /// knows from the raw store. A restart thus gives every device a full silence period to come back.
+    /// Marks a vital as seen with its latest reading (at its time, or <paramref name="nowMs"/> if later), without judging
+    /// it: what an activation knows from the raw store. A grain activated again goes on counting a silence from there; a
+    /// restart gives every device time to come back by itself (see <see cref="StartWatching"/>).
     /// </summary>
     public void Seed(VitalKind kind, long latestMs, double latestValue, long nowMs)
     {
         ref var vital = ref Track(kind);
-        vital.LastSeenMs = Math.Max(vital.LastSeenMs, nowMs);
-        _lastSeenAnyMs = Math.Max(_lastSeenAnyMs, nowMs);
+        var seenMs = Math.Min(latestMs, nowMs);
+        vital.LastSeenMs = Math.Max(vital.LastSeenMs, seenMs);
+        _lastSeenAnyMs = Math.Max(_lastSeenAnyMs, seenMs);
         if (latestMs > vital.LatestMs)
         {
             vital.LatestMs = latestMs;
@@ -175,6 +177,15 @@ public sealed class AlertEngine
         State.PendingSinceMs = null;
         State.LastInAlarmMs = null;
         State.RecoveringSinceMs = null;
+        State.WatchedSinceMs = null;
+        foreach (var runtime in _noData)
+        {
+            if (runtime.WatchedSinceMs != long.MinValue)
+            {
+                (State.WatchedSinceMs ??= [])[runtime.Rule.Id] = runtime.WatchedSinceMs;
+            }
+        }
+
         foreach (ref readonly var vital in _vitals.AsSpan())
         {
             if (vital.JudgedMs != long.MinValue)
@@ -189,10 +200,11 @@ public sealed class AlertEngine
     }
 
     /// <summary>
-    /// At activation: the no-data rules watch from when the rules were set (persisted), so monitoring that never began
-    /// (a device never paired, an app never signed in) raises its alert too, whatever activations came between; and no
-    /// silence is counted from before <paramref name="serverStartedMs"/>, so a restart gives every device a whole silence
-    /// period to come back, as <see cref="Seed"/> gives the vitals it has seen.
+    /// At activation: the no-data rules watch from when each was set (persisted; the rules' time for a state from before
+    /// that was kept), so monitoring that never began (a device never paired, an app never signed in) raises its alert
+    /// too, whatever activations came between; and after <paramref name="serverStartedMs"/> every device has the rule's
+    /// silence, <see cref="StaleAfterMs"/> at most, to come back before its silence raises (none could send while the
+    /// server was down).
     /// </summary>
     public void StartWatching(long serverStartedMs)
     {
@@ -292,6 +304,7 @@ public sealed class AlertEngine
         State.PendingSinceMs = null;
         State.LastInAlarmMs = null;
         State.RecoveringSinceMs = null;
+        State.WatchedSinceMs = null;
 
         BuildRuntimes(before, startWatching ? nowMs : long.MinValue);
     }
@@ -695,8 +708,10 @@ public sealed class AlertEngine
             return null;
         }
 
-        // Not counted from before the server started: no device could send while it was down.
-        var deadline = Math.Max(silentSince, _serverStartedMs) + (runtime.Rule.SilenceSeconds!.Value * 1000L);
+        // Raised no sooner than the silence, StaleAfterMs at most, after the server started: no device could send while it
+        // was down, and one that went silent well before still raises soon after a restart.
+        var silenceMs = runtime.Rule.SilenceSeconds!.Value * 1000L;
+        var deadline = Math.Max(silentSince + silenceMs, _serverStartedMs == long.MinValue ? long.MinValue : _serverStartedMs + Math.Min(silenceMs, StaleAfterMs));
         return State.ClearedAtMs?.TryGetValue(runtime.Rule.Id, out var clearedAt) == true
             ? Math.Max(deadline, clearedAt + (runtime.Rule.RearmSeconds * 1000L))
             : deadline;
@@ -843,7 +858,9 @@ public sealed class AlertEngine
                     ? last
                     : State.PendingSinceMs?.GetValueOrDefault(rule.Id, long.MinValue) ?? long.MinValue,
                 RecoveringSinceMs = State.RecoveringSinceMs?.GetValueOrDefault(rule.Id, long.MinValue) ?? long.MinValue,
-                WatchedSinceMs = old is { Rule.Type: AlertRuleType.NoData } && old.Rule.Kind == rule.Kind ? old.WatchedSinceMs : watchFromMs,
+                WatchedSinceMs = old is { Rule.Type: AlertRuleType.NoData } && old.Rule.Kind == rule.Kind
+                    ? old.WatchedSinceMs
+                    : State.WatchedSinceMs?.GetValueOrDefault(rule.Id, long.MinValue) is { } watched and not long.MinValue ? watched : watchFromMs,
             };
             runtime.Rule = rule;
             switch (rule.Type)

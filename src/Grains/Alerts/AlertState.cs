@@ -74,5 +74,12 @@ public sealed class AlertState : IAlertOutbox
     [Id(12)]
     public Dictionary<string, string>? SnoozedByRule { get; set; }
 
+    /// <summary>
+    /// Per no-data rule, since when it has watched for data (when it was set, or last changed): a vital not seen since is
+    /// silent since then, whatever activations came between.
+    /// </summary>
+    [Id(13)]
+    public Dictionary<string, long>? WatchedSinceMs { get; set; }
+
     IReadOnlyList<AlertEvent> IAlertOutbox.PendingEvents => Outbox;
 }

@@ -485,7 +485,6 @@ public sealed class AlertEngineTests
         // taken for silent while the servers came back, nor at once.
         Advance(300);
         var restarted = new AlertEngine("p-1", engine.State);
-        Assert.Null(restarted.NextDueMs);
         restarted.StartWatching(Now);
         Assert.Equal(Now + 600_000, restarted.NextDueMs);
 
@@ -509,6 +508,63 @@ public sealed class AlertEngineTests
         Advance(300);
         var again = new AlertEngine("p-1", engine.State);
         again.StartWatching(serverStarted);
+
+        Assert.Equal(rulesSetAt + 600_000, again.NextDueMs);
+    }
+
+    [Fact]
+    public void A_grain_activated_again_without_a_restart_counts_a_vitals_silence_from_its_last_reading()
+    {
+        var seenAt = Now;
+        var engine = Engine(new AlertRule("cgm-silent", AlertRuleType.NoData, AlertPriority.Medium, VitalKind.BloodGlucose, SilenceSeconds: 1800));
+        Send(engine, VitalKind.BloodGlucose, 110);
+        engine.RecordJudged();
+
+        // Started over 25 minutes into the CGM's silence, on a server running for an hour: still due at 30 minutes.
+        Advance(25 * 60);
+        var again = new AlertEngine("p-1", engine.State);
+        again.Seed(VitalKind.BloodGlucose, seenAt, 110, Now);
+        again.StartWatching(Now - 3_600_000);
+
+        Assert.Equal(seenAt + 1_800_000, again.NextDueMs);
+    }
+
+    [Fact]
+    public void A_restart_gives_devices_at_most_fifteen_minutes_more_before_a_long_silence_raises()
+    {
+        var seenAt = Now;
+        var engine = Engine(new AlertRule("scale-silent", AlertRuleType.NoData, AlertPriority.Low, VitalKind.BodyWeight, SilenceSeconds: 86_400));
+        Send(engine, VitalKind.BodyWeight, 70);
+        engine.RecordJudged();
+
+        // A restart 23 hours into a day's silence does not put the alert off by another day; one at 23 h 55 min puts it
+        // off by the quarter of an hour a device may need to come back.
+        Advance(23 * 3600);
+        var restarted = new AlertEngine("p-1", engine.State);
+        restarted.Seed(VitalKind.BodyWeight, seenAt, 70, Now);
+        restarted.StartWatching(Now);
+        Assert.Equal(seenAt + 86_400_000, restarted.NextDueMs);
+
+        Advance(55 * 60);
+        var later = new AlertEngine("p-1", engine.State);
+        later.Seed(VitalKind.BodyWeight, seenAt, 70, Now);
+        later.StartWatching(Now);
+        Assert.Equal(Now + 900_000, later.NextDueMs);
+    }
+
+    [Fact]
+    public void A_rules_edit_and_an_activation_after_it_keep_a_no_data_rules_watch_from_when_it_was_set()
+    {
+        var rulesSetAt = Now;
+        var noData = new AlertRule("no-data", AlertRuleType.NoData, AlertPriority.Low, SilenceSeconds: 600);
+        var engine = Engine(noData);
+
+        // Another rule added five minutes on (the rules' time moves), then the grain goes and comes back.
+        Advance(300);
+        engine.SetRules(new AlertRuleSet([noData, SpO2Low]), Now);
+        engine.RecordJudged();
+        var again = new AlertEngine("p-1", engine.State);
+        again.StartWatching(rulesSetAt - 3_600_000);
 
         Assert.Equal(rulesSetAt + 600_000, again.NextDueMs);
     }
