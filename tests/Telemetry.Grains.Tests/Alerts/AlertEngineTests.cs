@@ -484,8 +484,7 @@ public sealed class AlertEngineTests
         // The server restarts half-way through the silence: the new activation counts it from its start, so no device is
         // taken for silent while the servers came back, nor at once.
         Advance(300);
-        var restarted = new AlertEngine("p-1", engine.State);
-        restarted.StartWatching(Now);
+        var restarted = Reactivated(engine, Now);
         Assert.Equal(Now + 600_000, restarted.NextDueMs);
 
         Advance(599);
@@ -506,8 +505,7 @@ public sealed class AlertEngineTests
 
         // Gone idle, or started over after a failure: activated again on the same server, the watch is not put back.
         Advance(300);
-        var again = new AlertEngine("p-1", engine.State);
-        again.StartWatching(serverStarted);
+        var again = Reactivated(engine, serverStarted);
 
         Assert.Equal(rulesSetAt + 600_000, again.NextDueMs);
     }
@@ -522,9 +520,7 @@ public sealed class AlertEngineTests
 
         // Started over 25 minutes into the CGM's silence, on a server running for an hour: still due at 30 minutes.
         Advance(25 * 60);
-        var again = new AlertEngine("p-1", engine.State);
-        again.Seed(VitalKind.BloodGlucose, seenAt, 110, Now);
-        again.StartWatching(Now - 3_600_000);
+        var again = Reactivated(engine, Now - 3_600_000, (VitalKind.BloodGlucose, seenAt, 110));
 
         Assert.Equal(seenAt + 1_800_000, again.NextDueMs);
     }
@@ -540,15 +536,11 @@ public sealed class AlertEngineTests
         // A restart 23 hours into a day's silence does not put the alert off by another day; one at 23 h 55 min puts it
         // off by the quarter of an hour a device may need to come back.
         Advance(23 * 3600);
-        var restarted = new AlertEngine("p-1", engine.State);
-        restarted.Seed(VitalKind.BodyWeight, seenAt, 70, Now);
-        restarted.StartWatching(Now);
+        var restarted = Reactivated(engine, Now, (VitalKind.BodyWeight, seenAt, 70));
         Assert.Equal(seenAt + 86_400_000, restarted.NextDueMs);
 
         Advance(55 * 60);
-        var later = new AlertEngine("p-1", engine.State);
-        later.Seed(VitalKind.BodyWeight, seenAt, 70, Now);
-        later.StartWatching(Now);
+        var later = Reactivated(engine, Now, (VitalKind.BodyWeight, seenAt, 70));
         Assert.Equal(Now + 900_000, later.NextDueMs);
     }
 
@@ -563,8 +555,7 @@ public sealed class AlertEngineTests
         Advance(300);
         engine.SetRules(new AlertRuleSet([noData, SpO2Low]), Now);
         engine.RecordJudged();
-        var again = new AlertEngine("p-1", engine.State);
-        again.StartWatching(rulesSetAt - 3_600_000);
+        var again = Reactivated(engine, rulesSetAt - 3_600_000);
 
         Assert.Equal(rulesSetAt + 600_000, again.NextDueMs);
     }
@@ -579,8 +570,7 @@ public sealed class AlertEngineTests
 
         // Three days on, the server restarts; the watch's reading is too old to be among those an activation reads again.
         Advance(3 * 86_400);
-        var restarted = new AlertEngine("p-1", engine.State);
-        restarted.StartWatching(Now);
+        var restarted = Reactivated(engine, Now);
         Assert.Equal(Now + 600_000, restarted.NextDueMs);
 
         Advance(600);
@@ -1100,6 +1090,23 @@ public sealed class AlertEngineTests
         late.ForgetStaleSustains(Now);
         Send(late, VitalKind.OxygenSaturation, 85);
         Assert.Empty(late.State.Outbox);
+    }
+
+    /// <summary>
+    /// The engine an activation makes of <paramref name="engine"/>'s persisted state: the vitals the store shows
+    /// (<paramref name="seen"/>) seen at their latest readings, and the no-data rules watching, the server started at
+    /// <paramref name="serverStartedMs"/>.
+    /// </summary>
+    private AlertEngine Reactivated(AlertEngine engine, long serverStartedMs, params (VitalKind Kind, long LatestMs, double Value)[] seen)
+    {
+        var activated = new AlertEngine("p-1", engine.State);
+        foreach (var (kind, latestMs, value) in seen)
+        {
+            activated.Seed(kind, latestMs, value, Now);
+        }
+
+        activated.StartWatching(serverStartedMs);
+        return activated;
     }
 
     private AlertEngine Engine(params AlertRule[] rules)
