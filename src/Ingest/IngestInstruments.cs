@@ -75,7 +75,7 @@ public sealed class IngestInstruments
         _grainCallsRepaired = meter.CreateCounter<long>(GrainCallsRepaired, "{call}", "Patient grain calls that recomputed, from the raw store, windows a crash or a failed call may have kept from the grain.");
     }
 
-    public void Accepted(string protocol, int count)
+    private void Accepted(string protocol, int count)
     {
         if (count > 0)
         {
@@ -101,7 +101,10 @@ public sealed class IngestInstruments
         }
     }
 
-    /// <summary>Counts what a commit did with one device batch: its readings stored, already stored, quarantined and conflicting.</summary>
+    /// <summary>
+    /// Counts what a commit did with one device batch: its readings stored, already stored, quarantined (a batch resent,
+    /// whole or its readings without a number, quarantines nothing again) and conflicting.
+    /// </summary>
     public void Counted(string protocol, Pipeline.CommitResult result)
     {
         Accepted(protocol, result.Stored);
@@ -111,7 +114,7 @@ public sealed class IngestInstruments
     }
 
     /// <summary>Counts readings refused at commit as conflicting (<see cref="RejectReason.Conflict"/>) among the rejected readings.</summary>
-    public void Conflicting(string protocol, int count)
+    private void Conflicting(string protocol, int count)
     {
         if (count > 0)
         {
@@ -119,7 +122,7 @@ public sealed class IngestInstruments
         }
     }
 
-    public void Duplicate(string protocol, int count)
+    private void Duplicate(string protocol, int count)
     {
         if (count > 0)
         {
@@ -127,7 +130,7 @@ public sealed class IngestInstruments
         }
     }
 
-    public void Quarantined(string protocol, int count)
+    private void Quarantined(string protocol, int count)
     {
         if (count > 0)
         {

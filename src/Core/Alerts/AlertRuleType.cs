@@ -9,7 +9,7 @@ public enum AlertRuleType : byte
     /// <summary>A vital rising or falling faster than a rate per minute over a trailing window.</summary>
     RateOfChange = 2,
 
-    /// <summary>No reading (of one vital, or of any) for a time after readings had been arriving: a technical alert.</summary>
+    /// <summary>No reading (of one vital, or of any) for a time, since the last one or, when none came, since the rule was set: a technical alert.</summary>
     NoData = 3,
 
     /// <summary>The NEWS2 early-warning score of the patient's latest vitals at or above a level.</summary>

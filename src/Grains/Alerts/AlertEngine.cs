@@ -858,9 +858,10 @@ public sealed class AlertEngine
                     ? last
                     : State.PendingSinceMs?.GetValueOrDefault(rule.Id, long.MinValue) ?? long.MinValue,
                 RecoveringSinceMs = State.RecoveringSinceMs?.GetValueOrDefault(rule.Id, long.MinValue) ?? long.MinValue,
-                WatchedSinceMs = old is { Rule.Type: AlertRuleType.NoData } && old.Rule.Kind == rule.Kind
-                    ? old.WatchedSinceMs
-                    : State.WatchedSinceMs?.GetValueOrDefault(rule.Id, long.MinValue) is { } watched and not long.MinValue ? watched : watchFromMs,
+                WatchedSinceMs = rule.Type != AlertRuleType.NoData ? long.MinValue
+                    : old is { Rule.Type: AlertRuleType.NoData } && old.Rule.Kind == rule.Kind ? old.WatchedSinceMs
+                    : State.WatchedSinceMs?.GetValueOrDefault(rule.Id, long.MinValue) is { } watched and not long.MinValue ? watched
+                    : watchFromMs,
             };
             runtime.Rule = rule;
             switch (rule.Type)

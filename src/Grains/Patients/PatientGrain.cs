@@ -42,8 +42,9 @@ public sealed partial class PatientGrain(
 
     // When this server began to activate patients, by its clock (the earliest activation; every patient with rules is
     // activated at start): a no-data rule gives devices a while after it to come back (none could send while the server
-    // was down), however often a patient's grain activates after. Kept per clock, so that silos sharing a process with
-    // clocks of their own (tests) each have theirs.
+    // was down), however often a patient's grain activates after. In a cluster, a grain moved to a server that started
+    // later waits as after a restart. Kept per clock, so that silos sharing a process with clocks of their own (tests)
+    // each have theirs.
     private static readonly ConditionalWeakTable<TimeProvider, StrongBox<long>> ServerStarts = [];
 
     /// <summary>How far before the days an activation rebuilds the live view looks for a vital's latest reading.</summary>

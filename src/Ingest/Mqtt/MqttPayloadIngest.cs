@@ -107,7 +107,6 @@ public sealed class MqttPayloadIngest(
     public MqttPayloadAnswer Committed(in PendingPayload pending, CommitResult result)
     {
         var deviceBatch = pending.Batch;
-        // A batch resent (whole, or its readings without a number) quarantines nothing again.
         instruments.Counted(MqttIngestEndpoint.Protocol, result);
         rejectLog.RecordConflicts(deviceBatch.DeviceId, MqttIngestEndpoint.Protocol, result.Conflicts);
 
