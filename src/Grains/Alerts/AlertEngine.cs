@@ -300,7 +300,7 @@ public sealed class AlertEngine
         State.SnoozedByRule = WithRulesOf(State.SnoozedByRule, ids);
 
         // New levels: a sustain or a recovery under way by the old ones starts again by the new (BuildRuntimes carries
-        // on those of the rules unchanged, and the next write records them).
+        // on those of the rules whose condition is unchanged, and the next write records them).
         State.PendingSinceMs = null;
         State.LastInAlarmMs = null;
         State.RecoveringSinceMs = null;
@@ -954,7 +954,10 @@ public sealed class AlertEngine
         public RuleRuntime[]? Rules;
     }
 
-    /// <summary>What the engine tracks per rule between readings; derived, so not persisted.</summary>
+    /// <summary>
+    /// What the engine tracks per rule between readings; its sustain, recovery and watch are recorded in the state when it
+    /// is written (<see cref="RecordJudged"/>), the rest is derived again from readings.
+    /// </summary>
     private sealed class RuleRuntime(AlertRule rule)
     {
         public AlertRule Rule { get; set; } = rule;
