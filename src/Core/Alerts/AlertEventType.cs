@@ -13,4 +13,7 @@ public enum AlertEventType : byte
     /// <summary>A high alert was not acknowledged in time.</summary>
     Escalated = 5,
     Cleared = 6,
+
+    /// <summary>Its rule's priority or escalation was edited while it was open: the alert has the rule's now.</summary>
+    Updated = 7,
 }

@@ -284,14 +284,33 @@ public sealed class AlertEngine
     public void SetRules(AlertRuleSet rules, long nowMs, bool startWatching = true)
     {
         var before = Runtimes().ToDictionary(runtime => runtime.Rule.Id, StringComparer.Ordinal);
+        var previous = State.Rules.Rules.ToDictionary(rule => rule.Id, StringComparer.Ordinal);
         State.Rules = rules;
         State.RulesUpdatedAt = DateTimeOffset.FromUnixTimeMilliseconds(nowMs);
-        var ids = rules.Rules.Select(rule => rule.Id).ToHashSet(StringComparer.Ordinal);
+        var byId = rules.Rules.ToDictionary(rule => rule.Id, StringComparer.Ordinal);
+        var ids = byId.Keys.ToHashSet(StringComparer.Ordinal);
         foreach (var alert in State.Open.ToArray())
         {
-            if (!ids.Contains(alert.RuleId))
+            if (!byId.TryGetValue(alert.RuleId, out var rule))
             {
                 Clear(alert, nowMs, RuleRemoved);
+            }
+            else if (FollowingItsRule(alert, rule, previous.GetValueOrDefault(alert.RuleId), nowMs) is { } updated)
+            {
+                Replace(alert, updated);
+                Emit(AlertEventType.Updated, updated, nowMs);
+            }
+        }
+
+        if (State.SnoozedUntilMs is { } snoozes)
+        {
+            // A rule's snooze (for its next episode) no longer than its new priority allows from now.
+            foreach (var (ruleId, until) in snoozes.ToArray())
+            {
+                if (byId.TryGetValue(ruleId, out var rule))
+                {
+                    snoozes[ruleId] = Math.Min(until, nowMs + (long)AlertSnooze.Longest(rule.Priority).TotalMilliseconds);
+                }
             }
         }
 
@@ -307,6 +326,32 @@ public sealed class AlertEngine
         State.WatchedSinceMs = null;
 
         BuildRuntimes(before, startWatching ? nowMs : long.MinValue);
+    }
+
+    /// <summary>
+    /// An open alert as its edited rule has it (null when unchanged): of the rule's priority now, so a rule raised to high
+    /// makes its open alert high (snoozed for at most a high alert's longest snooze from now); and, when the rule's
+    /// escalation changed, an active alert escalates after the new time from the edit (not at all when the rule no
+    /// longer escalates). What the alert says, and when it was raised, stay as they were.
+    /// </summary>
+    private static Alert? FollowingItsRule(Alert alert, AlertRule rule, AlertRule? was, long nowMs)
+    {
+        var updated = alert with { Priority = rule.Priority };
+        if (alert.SnoozedUntil is { } until && rule.Priority != alert.Priority)
+        {
+            var longest = nowMs + (long)AlertSnooze.Longest(rule.Priority).TotalMilliseconds;
+            if (until.ToUnixTimeMilliseconds() > longest)
+            {
+                updated = updated with { SnoozedUntil = DateTimeOffset.FromUnixTimeMilliseconds(longest) };
+            }
+        }
+
+        if (alert.Status == AlertStatus.Active && was?.EscalateAfterSeconds != rule.EscalateAfterSeconds)
+        {
+            updated = updated with { EscalatesAt = alert.EscalationLevel < MaxEscalations ? EscalationTime(rule, nowMs) : null };
+        }
+
+        return updated == alert ? null : updated;
     }
 
     /// <summary>Every rule's runtime.</summary>

@@ -213,7 +213,7 @@ public sealed class AlertEngineTests
     }
 
     [Fact]
-    public void A_new_episode_of_a_snoozed_rule_whose_priority_rose_starts_snoozed_no_longer_than_the_new_priority_allows()
+    public void A_rule_raised_to_high_cuts_its_snoozes_to_an_hour_from_the_edit_for_the_open_alert_and_the_next_episode()
     {
         var low = new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Low, VitalKind.HeartRate, AlertDirection.Above, 120, 110);
         var engine = Engine(low);
@@ -221,6 +221,11 @@ public sealed class AlertEngineTests
         engine.Snooze(engine.State.Open.Single().AlertId, Now + 86_400_000, "dr-a", Now);
 
         engine.SetRules(new AlertRuleSet([low with { Priority = AlertPriority.High }]), Now);
+        var anHourFromTheEdit = DateTimeOffset.FromUnixTimeMilliseconds(Now) + AlertSnooze.Longest(AlertPriority.High);
+        var updated = engine.State.Outbox[^1];
+        Assert.Equal((AlertEventType.Updated, AlertPriority.High, AlertStatus.Snoozed), (updated.Type, updated.Alert.Priority, updated.Alert.Status));
+        Assert.Equal(anHourFromTheEdit, updated.Alert.SnoozedUntil);
+
         Advance(60);
         Send(engine, VitalKind.HeartRate, 100);
         Advance(60);
@@ -228,7 +233,44 @@ public sealed class AlertEngineTests
 
         var raised = engine.State.Outbox[^1];
         Assert.Equal((AlertEventType.Raised, AlertStatus.Snoozed), (raised.Type, raised.Alert.Status));
-        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(Now) + AlertSnooze.Longest(AlertPriority.High), raised.Alert.SnoozedUntil);
+        Assert.Equal(anHourFromTheEdit, raised.Alert.SnoozedUntil);
+    }
+
+    [Fact]
+    public void An_open_alert_takes_its_edited_rules_priority_and_escalation_and_an_edit_that_changes_neither_says_nothing()
+    {
+        var hrHigh = new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 110);
+        var engine = Engine(hrHigh);
+        Send(engine, VitalKind.HeartRate, 150);
+        var raised = engine.State.Open.Single();
+        Assert.Null(raised.EscalatesAt);
+
+        // The patient is worse than the rule allowed for: a clinician makes it high, escalating after five minutes.
+        Advance(600);
+        var high = hrHigh with { Priority = AlertPriority.High, EscalateAfterSeconds = 300 };
+        engine.SetRules(new AlertRuleSet([high]), Now);
+
+        var updated = engine.State.Outbox[^1];
+        Assert.Equal(AlertEventType.Updated, updated.Type);
+        Assert.Equal(raised with { Priority = AlertPriority.High, EscalatesAt = DateTimeOffset.FromUnixTimeMilliseconds(Now + 300_000) }, updated.Alert);
+        Assert.Equal(updated.Alert, engine.State.Open.Single());
+
+        // The same rules again, or a new level only: nothing about the open alert changes, and nothing is said.
+        engine.SetRules(new AlertRuleSet([high]), Now);
+        engine.SetRules(new AlertRuleSet([high with { Level = 125 }]), Now);
+        Assert.Equal(2, engine.State.Outbox.Count);
+
+        Advance(300);
+        engine.Tick(Now);
+        Assert.Equal((AlertEventType.Escalated, 1), (engine.State.Outbox[^1].Type, engine.State.Outbox[^1].Alert.EscalationLevel));
+
+        // The escalation taken off the rule: the alert escalates no more.
+        engine.SetRules(new AlertRuleSet([high with { EscalateAfterSeconds = null }]), Now);
+        Assert.Equal(AlertEventType.Updated, engine.State.Outbox[^1].Type);
+        Assert.Null(engine.State.Open.Single().EscalatesAt);
+        Advance(3600);
+        engine.Tick(Now);
+        Assert.Equal(AlertEventType.Updated, engine.State.Outbox[^1].Type);
     }
 
     [Fact]

@@ -305,6 +305,24 @@ public sealed class PatientAlertTests(ClusterFixture fixture) : IClassFixture<Cl
     }
 
     [Fact]
+    public async Task Raising_a_rules_priority_raises_its_open_alerts_and_says_so_to_subscribers_and_the_history()
+    {
+        var patient = "p-alert-reprioritise";
+        var medium = new AlertRuleSet([HeartRules.Rules[0] with { Priority = AlertPriority.Medium, EscalateAfterSeconds = null }]);
+        await fixture.Patient(patient).SetAlertRulesAsync(medium);
+        await fixture.CommitAndApplyAsync(patient, new VitalReading(VitalKind.HeartRate, Now, 150));
+
+        await fixture.Patient(patient).SetAlertRulesAsync(HeartRules);
+
+        var open = Assert.Single(await fixture.Patient(patient).GetOpenAlertsAsync());
+        Assert.Equal((AlertPriority.High, AlertStatus.Active), (open.Priority, open.Status));
+        Assert.NotNull(open.EscalatesAt);
+        Assert.Equal(open, await Store.GetAsync(open.AlertId));
+        Assert.Equal([AlertEventType.Raised, AlertEventType.Updated], Publisher.Of(patient).Select(e => e.Type));
+        Assert.Equal(AlertPriority.High, Publisher.Of(patient).Last().Alert.Priority);
+    }
+
+    [Fact]
     public async Task Removing_every_rule_clears_open_alerts_and_stops_watching_the_patient()
     {
         var patient = "p-alert-remove";
