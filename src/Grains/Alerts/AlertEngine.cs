@@ -331,8 +331,8 @@ public sealed class AlertEngine
     /// <summary>
     /// An open alert as its edited rule has it (null when unchanged): of the rule's priority now, so a rule raised to high
     /// makes its open alert high (snoozed for at most a high alert's longest snooze from now); and, when the rule's
-    /// escalation changed, an active alert escalates after the new time from the edit (not at all when the rule no
-    /// longer escalates). What the alert says, and when it was raised, stay as they were.
+    /// escalation changed, an active alert escalates after the new time (not at all when the rule no longer escalates,
+    /// nor after it has escalated as often as it may). What the alert says, and when it was raised, stay as they were.
     /// </summary>
     private static Alert? FollowingItsRule(Alert alert, AlertRule rule, AlertRule? was, long nowMs)
     {
@@ -346,9 +346,18 @@ public sealed class AlertEngine
             }
         }
 
-        if (alert.Status == AlertStatus.Active && was?.EscalateAfterSeconds != rule.EscalateAfterSeconds)
+        if (alert.Status == AlertStatus.Active && alert.EscalationLevel < MaxEscalations && was?.EscalateAfterSeconds != rule.EscalateAfterSeconds)
         {
-            updated = updated with { EscalatesAt = alert.EscalationLevel < MaxEscalations ? EscalationTime(rule, nowMs) : null };
+            // Counted from where the old time was counted from (the alert's activation or its last escalation), so a
+            // shorter time escalates sooner, at once when it is already past, and an edit never puts an escalation off
+            // by starting its count again; from the edit when the rule did not escalate before.
+            updated = updated with
+            {
+                EscalatesAt = rule.EscalateAfterSeconds is not { } seconds ? null
+                    : alert.EscalatesAt is { } due && was?.EscalateAfterSeconds is { } before
+                        ? DateTimeOffset.FromUnixTimeMilliseconds(Math.Max(nowMs, due.ToUnixTimeMilliseconds() + ((seconds - before) * 1000L)))
+                        : EscalationTime(rule, nowMs),
+            };
         }
 
         return updated == alert ? null : updated;

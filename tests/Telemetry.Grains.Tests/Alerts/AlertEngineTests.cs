@@ -219,6 +219,7 @@ public sealed class AlertEngineTests
         var engine = Engine(low);
         Send(engine, VitalKind.HeartRate, 130);
         engine.Snooze(engine.State.Open.Single().AlertId, Now + 86_400_000, "dr-a", Now);
+        Advance(600);
 
         engine.SetRules(new AlertRuleSet([low with { Priority = AlertPriority.High }]), Now);
         var anHourFromTheEdit = DateTimeOffset.FromUnixTimeMilliseconds(Now) + AlertSnooze.Longest(AlertPriority.High);
@@ -234,6 +235,22 @@ public sealed class AlertEngineTests
         var raised = engine.State.Outbox[^1];
         Assert.Equal((AlertEventType.Raised, AlertStatus.Snoozed), (raised.Type, raised.Alert.Status));
         Assert.Equal(anHourFromTheEdit, raised.Alert.SnoozedUntil);
+    }
+
+    [Fact]
+    public void A_rule_lowered_in_priority_leaves_its_open_alerts_snooze_as_it_was()
+    {
+        var medium = new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 110);
+        var engine = Engine(medium);
+        Send(engine, VitalKind.HeartRate, 130);
+        var snoozed = engine.Snooze(engine.State.Open.Single().AlertId, Now + (4 * 3_600_000), "dr-a", Now);
+        Advance(600);
+
+        engine.SetRules(new AlertRuleSet([medium with { Priority = AlertPriority.Low }]), Now);
+
+        Assert.Equal(snoozed! with { Priority = AlertPriority.Low }, engine.State.Outbox[^1].Alert);
+        Assert.Equal(AlertEventType.Updated, engine.State.Outbox[^1].Type);
+        Assert.Equal(snoozed.SnoozedUntil!.Value.ToUnixTimeMilliseconds(), engine.State.SnoozedUntilMs!["hr-high"]);
     }
 
     [Fact]
@@ -271,6 +288,52 @@ public sealed class AlertEngineTests
         Advance(3600);
         engine.Tick(Now);
         Assert.Equal(AlertEventType.Updated, engine.State.Outbox[^1].Type);
+    }
+
+    [Fact]
+    public void An_edited_escalation_counts_as_the_old_one_did_and_leaves_alerts_that_may_not_escalate_alone()
+    {
+        var hrHigh = new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.High, VitalKind.HeartRate, AlertDirection.Above, 120, 110, EscalateAfterSeconds: 900);
+        var engine = Engine(hrHigh);
+        Send(engine, VitalKind.HeartRate, 150);
+
+        // Fifteen minutes made five, thirteen minutes into the alert: it is overdue, and escalates at once.
+        Advance(800);
+        engine.SetRules(new AlertRuleSet([hrHigh with { EscalateAfterSeconds = 300 }]), Now);
+        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(Now), engine.State.Open.Single().EscalatesAt);
+        engine.Tick(Now);
+        Assert.Equal((AlertEventType.Escalated, 1), (engine.State.Outbox[^1].Type, engine.State.Outbox[^1].Alert.EscalationLevel));
+
+        // Made ten minutes a hundred seconds after that escalation: the next comes ten minutes after it, not after the edit.
+        var escalatedAt = Now;
+        Advance(100);
+        engine.SetRules(new AlertRuleSet([hrHigh with { EscalateAfterSeconds = 600 }]), Now);
+        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(escalatedAt + 600_000), engine.State.Open.Single().EscalatesAt);
+
+        // Escalated as often as it may, an edit gives it no further escalation.
+        Advance(500);
+        engine.Tick(Now);
+        Advance(600);
+        engine.Tick(Now);
+        Assert.Equal((AlertEventType.Escalated, AlertEngine.MaxEscalations), (engine.State.Outbox[^1].Type, engine.State.Outbox[^1].Alert.EscalationLevel));
+        engine.SetRules(new AlertRuleSet([hrHigh with { EscalateAfterSeconds = 60 }]), Now);
+        Assert.Equal(AlertEventType.Escalated, engine.State.Outbox[^1].Type);
+        Assert.Null(engine.State.Open.Single().EscalatesAt);
+
+        // Acknowledged or snoozed, an alert does not escalate, whatever the rule's escalation becomes.
+        foreach (var quieted in new Func<AlertEngine, string, Alert?>[]
+        {
+            (other, id) => other.Acknowledge(id, "nurse-1", Now),
+            (other, id) => other.Snooze(id, Now + 600_000, "nurse-1", Now),
+        })
+        {
+            var other = Engine(hrHigh);
+            Send(other, VitalKind.HeartRate, 150);
+            var before = quieted(other, other.State.Open.Single().AlertId);
+            other.SetRules(new AlertRuleSet([hrHigh with { EscalateAfterSeconds = 60 }]), Now);
+            Assert.Equal(before, other.State.Open.Single());
+            Assert.NotEqual(AlertEventType.Updated, other.State.Outbox[^1].Type);
+        }
     }
 
     [Fact]

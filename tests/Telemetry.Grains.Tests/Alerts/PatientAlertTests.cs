@@ -312,11 +312,14 @@ public sealed class PatientAlertTests(ClusterFixture fixture) : IClassFixture<Cl
         await fixture.Patient(patient).SetAlertRulesAsync(medium);
         await fixture.CommitAndApplyAsync(patient, new VitalReading(VitalKind.HeartRate, Now, 150));
 
+        var before = DateTimeOffset.UtcNow;
         await fixture.Patient(patient).SetAlertRulesAsync(HeartRules);
+        var after = DateTimeOffset.UtcNow;
 
+        // It did not escalate before: it escalates the rule's ten minutes after the edit.
         var open = Assert.Single(await fixture.Patient(patient).GetOpenAlertsAsync());
         Assert.Equal((AlertPriority.High, AlertStatus.Active), (open.Priority, open.Status));
-        Assert.NotNull(open.EscalatesAt);
+        Assert.InRange(open.EscalatesAt!.Value, before.AddSeconds(600), after.AddSeconds(600));
         Assert.Equal(open, await Store.GetAsync(open.AlertId));
         Assert.Equal([AlertEventType.Raised, AlertEventType.Updated], Publisher.Of(patient).Select(e => e.Type));
         Assert.Equal(AlertPriority.High, Publisher.Of(patient).Last().Alert.Priority);
