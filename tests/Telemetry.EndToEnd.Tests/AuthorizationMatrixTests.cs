@@ -128,6 +128,13 @@ public sealed class AuthorizationMatrixTests(ServerFixture fixture) : IClassFixt
         Assert.Equal(HttpStatusCode.Forbidden, (await reader.PostAsJsonAsync("/api/alerts/mx-p7~1/ack", new { })).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await writer.PutAsync("/api/patients/mx-p7/alert-rules", NoRules())).StatusCode);
 
+        // Write scopes alone do not act either: an acknowledgement, a snooze or a replay answers with what it read.
+        using var writeOnly = Server.ClientWith(await Server.MintTokenAsync("--role", "clinician", "--care-team", "mx-ward-7", "--scope", "user/Observation.cu"));
+        Assert.Equal(HttpStatusCode.Forbidden, (await writeOnly.PostAsync("/api/patients/mx-p7/alert-rules/replay", NoRules())).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await writeOnly.PostAsJsonAsync("/api/alerts/mx-p7~1/ack", new { })).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await writeOnly.PutAsync("/api/patients/mx-p7/alert-rules", NoRules())).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await writer.PostAsync("/api/patients/mx-p7/alert-rules/replay", NoRules())).StatusCode);
+
         // A write scope in a patient's context acts on that patient only, whatever else the token reads.
         using var launchWriter = Server.ClientWith(await Server.MintTokenAsync("--role", "clinician", "--care-team", "mx-ward-7", "--patient", "mx-p7", "--scope", "user/Observation.rs patient/Observation.cu"));
         Assert.Equal(HttpStatusCode.OK, (await launchWriter.PutAsync("/api/patients/mx-p7/alert-rules", NoRules())).StatusCode);
@@ -151,6 +158,13 @@ public sealed class AuthorizationMatrixTests(ServerFixture fixture) : IClassFixt
         Assert.Equal(HttpStatusCode.OK, (await adminPlain.GetAsync("/api/care-teams/mx-ward-7")).StatusCode);
         Assert.Equal(HttpStatusCode.Forbidden, (await adminReader.GetAsync("/fhir/AuditEvent?_count=1")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await adminAll.GetAsync("/fhir/AuditEvent?_count=1")).StatusCode);
+
+        // The audit log on FHIR as on REST: a scope that writes every resource reaches it, without one that reads
+        // Observations; it reaches no Observation.
+        using var adminAdministers = Server.ClientWith(await Server.MintTokenAsync("--role", "admin", "--scope", "user/*.cud"));
+        Assert.Equal(HttpStatusCode.OK, (await adminAdministers.GetAsync("/api/audit")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await adminAdministers.GetAsync("/fhir/AuditEvent?_count=1")).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await adminAdministers.GetAsync("/fhir/Observation?patient=mx-p7&code=8867-4")).StatusCode);
 
         // An admin's SMART app launched for one patient reads that patient only, on FHIR as on REST.
         using var adminLaunch = Server.ClientWith(await Server.MintTokenAsync("--role", "admin", "--patient", "mx-p7", "--scope", "launch patient/Observation.rs"));

@@ -28,7 +28,10 @@ public sealed partial class FhirGuardFilter(ILogger<FhirGuardFilter> logger) : I
                 return FhirResult.Error(StatusCodes.Status401Unauthorized, OperationOutcome.IssueType.Login, "Send a valid bearer token: 'Authorization: Bearer <token>'.");
             }
 
-            if (!SmartScopes.IsUnscopedAdmin(http.User) && SmartScopes.ForObservations(http.User) == SmartScopes.ObservationRead.None)
+            // The audit log is the administration's, not an Observation: a scope that writes every resource reaches it,
+            // as it does /api/audit (the endpoints check the rest).
+            var auditLog = http.Request.Path.StartsWithSegments("/fhir/AuditEvent", StringComparison.OrdinalIgnoreCase) && SmartScopes.AllowsAdministration(http.User);
+            if (!auditLog && !SmartScopes.IsUnscopedAdmin(http.User) && SmartScopes.ForObservations(http.User) == SmartScopes.ObservationRead.None)
             {
                 return FhirResult.Error(StatusCodes.Status403Forbidden, OperationOutcome.IssueType.Forbidden,
                     "This token has no SMART scope that reads Observations (user/Observation.rs or patient/Observation.rs).");

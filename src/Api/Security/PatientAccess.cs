@@ -9,7 +9,7 @@ public enum PatientRight
     /// <summary>Read trends, live values, alerts and exports: admins, the patient's care teams, the patient.</summary>
     Read,
 
-    /// <summary>Acknowledge and snooze alerts, set alert rules: admins and the patient's care teams.</summary>
+    /// <summary>Acknowledge and snooze alerts, set and replay alert rules (and so read them): admins and the patient's care teams.</summary>
     Act,
 }
 
@@ -37,7 +37,11 @@ public sealed class PatientAccess(CareTeams careTeams)
 
     private async ValueTask<bool> AllowsCoreAsync(ClaimsPrincipal user, string patientId, PatientRight right, bool categoriesLeftOut, CancellationToken cancellationToken)
     {
-        if (!SmartScopes.Reach(user, patientId, right) || (right == PatientRight.Read && !categoriesLeftOut && !SmartScopes.ReadsEveryCategory(user)))
+        // To act is to read too: an acknowledgement, a snooze or a replay answers with the patient's alerts and readings,
+        // so a token whose scopes write but do not read the record (user/Observation.cu alone) acts on none.
+        if (!SmartScopes.Reach(user, patientId, right)
+            || (right == PatientRight.Act && !SmartScopes.Reach(user, patientId, PatientRight.Read))
+            || (!categoriesLeftOut && !SmartScopes.ReadsEveryCategory(user)))
         {
             return false;
         }
