@@ -175,7 +175,7 @@ public static class SenMlDecoder
             else if (reader.ValueTextEquals("bver"u8))
             {
                 reader.Read();
-                if (!TryReadNumber(ref reader, out var version) || version > SupportedVersion)
+                if (reader.TokenType != JsonTokenType.Null && (!TryReadNumber(ref reader, out var version) || version > SupportedVersion))
                 {
                     return $"SenML version (bver) {SupportedVersion} or below is understood here";
                 }
@@ -240,7 +240,9 @@ public static class SenMlDecoder
         }
 
         var recordUnit = unitLength > 0 ? unit[..unitLength] : context.BaseUnit.AsSpan(0, context.BaseUnitLength);
-        batch.Add(kind, recordUnit, (long)Math.Round(seconds * 1000), context.BaseValue + value.Value);
+        // Cut to the millisecond, as an ISO 8601 time is (a JSON batch's, an upload's): the same moment sent in either
+        // form is one reading. First to the microsecond, past which a double's seconds hold no more than noise.
+        batch.Add(kind, recordUnit, (long)Math.Floor(Math.Round(seconds * 1_000_000) / 1000), context.BaseValue + value.Value);
         return null;
     }
 

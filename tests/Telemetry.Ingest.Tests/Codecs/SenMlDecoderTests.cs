@@ -51,6 +51,24 @@ public sealed class SenMlDecoderTests
         Assert.Equal(1, builder.RejectedFor(RejectReason.MissingValue));
     }
 
+    [Theory]
+    [InlineData(".0007", 0)]
+    [InlineData(".123", 123)]
+    [InlineData(".1239", 123)]
+    [InlineData(".9995", 999)]
+    public void A_time_is_cut_to_its_millisecond_as_the_same_time_in_a_JSON_batch_is(string fraction, int milliseconds)
+    {
+        var senMl = Wearable.NewBuilder();
+        var json = Wearable.NewBuilder();
+        var iso = DateTimeOffset.FromUnixTimeSeconds(NowSeconds).UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss", System.Globalization.CultureInfo.InvariantCulture) + fraction + "Z";
+
+        Assert.True(Wearable.Decode(senMl, $$"""[{"bver":null,"bt":{{NowSeconds}}{{fraction}},"n":"heart_rate","v":72}]""", out _, out var error), error);
+        Assert.True(Wearable.Decode(json, $$"""{"readings":[{"kind":"heart_rate","time":"{{iso}}","value":72}]}""", out _, out error), error);
+
+        Assert.Equal((NowSeconds * 1000) + milliseconds, Assert.Single(senMl.ToArray()).TimestampMs);
+        Assert.Equal(senMl.ToArray(), json.ToArray());
+    }
+
     [Fact]
     public void A_base_name_may_hold_the_longest_device_id()
     {
