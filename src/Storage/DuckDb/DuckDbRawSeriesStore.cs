@@ -287,7 +287,12 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
                         .EndRow();
                 }
 
-                outcomes[i] = outcomes[i] with { Quarantined = keptHere is null ? batch.Quarantined : keptHere.ToArray() };
+                var outcome = outcomes[i] = outcomes[i] with { Quarantined = keptHere is null ? batch.Quarantined : keptHere.ToArray() };
+                if (_knownSequence[i] && outcome.Quarantined.IsEmpty && outcome.Stored.IsEmpty && outcome.Conflicts == 0 && outcome.Duplicates == batch.Readings.Length)
+                {
+                    // Nothing new under a known number, its quarantined readings kept before too: a resend, answered as one.
+                    outcomes[i] = BatchOutcome.DuplicateBatch(batch.Readings.Length);
+                }
             }
         }
         finally
@@ -429,7 +434,9 @@ public sealed class DuckDbRawSeriesStore : IRawSeriesStore, IDisposable
         for (var i = 0; i < batches.Count; i++)
         {
             var batch = batches[i];
-            if (_knownSequence[i] && (duplicatesPerBatch?.GetValueOrDefault(i) ?? 0) == batch.Readings.Length)
+            // A batch bringing implausible readings is decided once they are looked up (AppendQuarantined): its number
+            // could be reused (an app installed again) with new ones.
+            if (_knownSequence[i] && batch.Quarantined.IsEmpty && (duplicatesPerBatch?.GetValueOrDefault(i) ?? 0) == batch.Readings.Length)
             {
                 outcomes[i] = BatchOutcome.DuplicateBatch(batch.Readings.Length);
             }

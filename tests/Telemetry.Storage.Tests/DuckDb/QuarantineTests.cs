@@ -51,6 +51,25 @@ public sealed class QuarantineTests : IDisposable
     }
 
     [Fact]
+    public async Task A_reused_batch_number_does_not_hide_new_implausible_readings()
+    {
+        // A reinstalled app numbers from 1 again; its first batch holds a sensor's implausible SpO2 only.
+        Store.Commit(Of("watch-4", "patient-4", 1, new VitalReading(VitalKind.HeartRate, T0, 70)));
+        var implausible = new VitalReading(VitalKind.OxygenSaturation, T0 + 60_000, 12);
+
+        var reused = Store.Commit(Of("watch-4", "patient-4", 1) with { Quarantined = new[] { implausible } });
+        var resent = Store.Commit(Of("watch-4", "patient-4", 1) with { Quarantined = new[] { implausible } });
+
+        Assert.Equal([CommitOutcome.Stored], reused.Outcomes);
+        Assert.Equal([implausible], reused.Batches[0].Quarantined.ToArray());
+        Assert.Equal([implausible], (await Store.ReadQuarantineAsync("watch-4", limit: 10)).Select(q => q.Reading));
+
+        // Sent again, it is a resend: nothing kept twice, nothing handed on to judge again.
+        Assert.Equal([CommitOutcome.Duplicate], resent.Outcomes);
+        Assert.True(resent.Batches[0].Quarantined.IsEmpty);
+    }
+
+    [Fact]
     public async Task A_batch_of_only_quarantined_readings_commits_them()
     {
         var batch = Of("watch-2", "patient-2", 0) with { Quarantined = new[] { new VitalReading(VitalKind.OxygenSaturation, T0, 12) } };
