@@ -107,6 +107,9 @@ public sealed class AuthorizationMatrixTests(ServerFixture fixture) : IClassFixt
         Assert.Equal(HttpStatusCode.Forbidden, (await launched.GetAsync("/api/patients/mx-p6/trends?kind=heart_rate&from=yesterday")).StatusCode);
         Assert.Equal(HttpStatusCode.Forbidden, (await launched.GetAsync("/fhir/Observation?patient=mx-p6&code=8867-4&date=yesterday")).StatusCode);
         Assert.Equal(HttpStatusCode.Forbidden, (await launched.GetAsync("/fhir/Observation/$lastn?patient=mx-p6&code=8867-4&max=-1")).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await launched.GetAsync("/fhir/Observation/$lastn?patient=mx-p6")).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await launched.GetAsync("/fhir/Observation?patient=mx-p6&code:not=8867-4")).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await launched.GetAsync("/fhir/Observation/$stats?subject=Patient/mx-p6&code:text=pulse&duration=1")).StatusCode);
         Assert.Equal(HttpStatusCode.BadRequest, (await launched.GetAsync("/api/patients/mx-p5/trends?kind=heart_rate&from=yesterday")).StatusCode);
 
         // Read scopes read, and no more: its own patient's alert rules are not its to change; a write scope may.

@@ -35,9 +35,9 @@ public sealed class FhirTests(SeededServer seeded)
         var resources = Assert.Single(capability.Rest).Resource;
         Assert.Equal(["Observation", "AuditEvent"], resources.Select(r => r.Type));
         var observation = resources[0];
-        Assert.Equal(["patient", "entity", "date", "_count"], resources[1].SearchParam.Select(p => p.Name));
+        Assert.Equal(["patient", "entity", "date", "_count", "_before"], resources[1].SearchParam.Select(p => p.Name));
         Assert.Equal([CapabilityStatement.TypeRestfulInteraction.SearchType], observation.Interaction.Select(i => i.Code));
-        Assert.Equal(["patient", "subject", "code", "category", "date", "resolution"], observation.SearchParam.Select(p => p.Name));
+        Assert.Equal(["patient", "subject", "code", "category", "date", "resolution", "_count", "_offset", "_sort"], observation.SearchParam.Select(p => p.Name));
         Assert.Equal(["http://hl7.org/fhir/OperationDefinition/Observation-lastn", "http://hl7.org/fhir/OperationDefinition/Observation-stats"], observation.Operation.Select(o => o.Definition));
         Assert.Contains("http://hl7.org/fhir/StructureDefinition/bp", observation.SupportedProfile);
         Assert.Null(observation.Profile);
@@ -334,6 +334,10 @@ public sealed class FhirTests(SeededServer seeded)
     [InlineData("/fhir/Observation/$stats?subject=Patient/p-seeded&code=1234-5&statistic=count&duration=1", HttpStatusCode.BadRequest, "invalid")]
     [InlineData("/fhir/Patient/p-seeded", HttpStatusCode.NotFound, "not-supported")]
     [InlineData("/fhir/Observation?patient=p-seeded&_format=xml", HttpStatusCode.NotAcceptable, "not-supported")]
+    [InlineData("/fhir/Observation?patient=p-seeded&code:not=8867-4", HttpStatusCode.BadRequest, "not-supported")]
+    [InlineData("/fhir/Observation/$lastn?patient=p-seeded&category=vital-signs&date:missing=true", HttpStatusCode.BadRequest, "not-supported")]
+    [InlineData("/fhir/Observation/$stats?subject=Patient/p-seeded&code:text=pulse&statistic=count&duration=1", HttpStatusCode.BadRequest, "not-supported")]
+    [InlineData("/fhir/AuditEvent?date:missing=true", HttpStatusCode.BadRequest, "not-supported")]
     public async Task Errors_are_operation_outcomes_with_the_right_status(string url, HttpStatusCode expected, string issueCode)
     {
         var (status, resource) = await GetAsync(url);
@@ -359,6 +363,12 @@ public sealed class FhirTests(SeededServer seeded)
         Assert.IsType<OperationOutcome>(Strict.DeserializeResource(await strict.Content.ReadAsStringAsync()));
         Assert.Equal(2, lenient.Total);
         Assert.DoesNotContain("colour", lenient.Link[0].Url, StringComparison.Ordinal);
+
+        // A method FHIR does not serve here is refused as FHIR refuses, not as the REST API does.
+        using var options = await Server.Http.SendAsync(new HttpRequestMessage(HttpMethod.Options, $"/fhir/Observation?patient={Patient}"));
+        Assert.Equal(HttpStatusCode.MethodNotAllowed, options.StatusCode);
+        Assert.Equal("not-supported", Hl7.Fhir.Utility.EnumUtility.GetLiteral(
+            Assert.IsType<OperationOutcome>(Strict.DeserializeResource(await options.Content.ReadAsStringAsync())).Issue.Single().Code));
     }
 
     [Fact]

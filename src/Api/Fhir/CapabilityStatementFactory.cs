@@ -44,6 +44,9 @@ public static class CapabilityStatementFactory
                 Param("date", SearchParameterBase + "clinical-date", SearchParamType.Date, "Prefixes ge, gt, le, lt, eq; any precision; UTC unless a zone is given."),
                 Param("resolution", null, SearchParamType.Token,
                     $"auto (default), raw, 1m, 1h or 1d. Raw readings at most {TrendReader.MaxRawReadings} per code; windows at most {TrendReader.MaxWindows} per code."),
+                Param("_count", null, SearchParamType.Number, $"Page size (default {FhirEndpoints.DefaultCount}; a larger one is cut to {FhirEndpoints.MaxCount})."),
+                Param("_offset", null, SearchParamType.Number, "Where the page starts in the list (the paging links carry it)."),
+                Param("_sort", null, SearchParamType.String, "date (default) or -date."),
             },
             Operation =
             {
@@ -97,6 +100,7 @@ public static class CapabilityStatementFactory
                                 Param("entity", SearchParameterBase + "AuditEvent-entity", SearchParamType.Reference, "Patient/{id}, as patient."),
                                 Param("date", SearchParameterBase + "AuditEvent-date", SearchParamType.Date, "When the access was recorded; a full page's next link narrows it."),
                                 Param("_count", null, SearchParamType.Number, $"How many, newest first (default {FhirEndpoints.DefaultCount}, at most {FhirEndpoints.MaxCount})."),
+                                Param("_before", null, SearchParamType.Number, "The records before this sequence number (a full page's next link carries it)."),
                             },
                         },
                     },

@@ -51,6 +51,12 @@ public static class FhirEndpoints
         fhir.MapPost("/Observation/$stats", StatsFromBodyAsync);
         fhir.MapGet("/AuditEvent", SearchAuditEventsAsync);
         fhir.MapGet("/AuditEvent/{id}", ReadAuditEventAsync);
+        // Methods no FHIR request here takes (a browser's CORS preflight is answered before routing picks these).
+        fhir.MapMethods("/{**rest}", ["HEAD", "OPTIONS"], (HttpResponse response) =>
+        {
+            response.Headers.Allow = "GET, POST";
+            return StatusOutcome(StatusCodes.Status405MethodNotAllowed);
+        });
         fhir.MapMethods("/{**rest}", ["GET", "POST", "PUT", "PATCH", "DELETE"], (string? rest) =>
             FhirResult.Error(StatusCodes.Status404NotFound, OperationOutcome.IssueType.NotSupported,
                 $"'{rest}' is not served here: this server supports Observation search, Observation/$lastn, Observation/$stats, AuditEvent search and read, and metadata."));
@@ -58,13 +64,14 @@ public static class FhirEndpoints
         return routes;
     }
 
+    /// <summary>What a bodiless error answer under <c>/fhir</c> says, as an OperationOutcome (a method not served, 405).</summary>
+    public static FhirResult StatusOutcome(int statusCode) => statusCode == StatusCodes.Status405MethodNotAllowed
+        ? FhirResult.Error(statusCode, OperationOutcome.IssueType.NotSupported, "This method is not served here: searches, reads and metadata are GET, and $stats is GET or POST.")
+        : FhirResult.Error(statusCode, OperationOutcome.IssueType.Processing, $"{statusCode} {Microsoft.AspNetCore.WebUtilities.ReasonPhrases.GetReasonPhrase(statusCode)}.");
+
     private static async Task<FhirResult> SearchAsync(HttpRequest request, TrendReader reader, TimeProvider timeProvider, IOptions<IngestOptions> ingest, CancellationToken cancellationToken)
     {
         var query = request.Query;
-        if (FhirGuardFilter.RefuseUnknown(request, SearchParameters) is { } refused)
-        {
-            return refused;
-        }
 
         // The patient first: one out of reach is refused as such (and audited as denied), whatever else is asked.
         if (!FhirParameters.TryReadPatient(query, out var patientId, out var error, "patient", "subject"))
@@ -75,6 +82,11 @@ public static class FhirEndpoints
         if (await FhirGuardFilter.ForbiddenAsync(request.HttpContext, patientId) is { } forbidden)
         {
             return forbidden;
+        }
+
+        if (FhirGuardFilter.RefuseUnknown(request, SearchParameters) is { } refused)
+        {
+            return refused;
         }
 
         if (!TrySelectSeries(query, request.HttpContext.User, out var series, out error)
@@ -177,15 +189,6 @@ public static class FhirEndpoints
     private static async Task<FhirResult> LastNAsync(HttpRequest request, IRawSeriesStore rawStore, TimeProvider timeProvider, CancellationToken cancellationToken)
     {
         var query = request.Query;
-        if (FhirGuardFilter.RefuseUnknown(request, LastNParameters) is { } refused)
-        {
-            return refused;
-        }
-
-        if (query["category"].Count == 0 && query["code"].Count == 0)
-        {
-            return FhirResult.Invalid("$lastn needs 'category' or 'code' (for example category=vital-signs).");
-        }
 
         // The patient first: one out of reach is refused as such (and audited as denied), whatever else is asked.
         if (!FhirParameters.TryReadPatient(query, out var patientId, out var error, "patient", "subject"))
@@ -196,6 +199,16 @@ public static class FhirEndpoints
         if (await FhirGuardFilter.ForbiddenAsync(request.HttpContext, patientId) is { } forbidden)
         {
             return forbidden;
+        }
+
+        if (FhirGuardFilter.RefuseUnknown(request, LastNParameters) is { } refused)
+        {
+            return refused;
+        }
+
+        if (query["category"].Count == 0 && query["code"].Count == 0)
+        {
+            return FhirResult.Invalid("$lastn needs 'category' or 'code' (for example category=vital-signs).");
         }
 
         if (!TrySelectSeries(query, request.HttpContext.User, out var series, out error)
@@ -234,11 +247,6 @@ public static class FhirEndpoints
 
     private static Task<FhirResult> StatsFromQueryAsync(HttpRequest request, TrendReader reader, TimeProvider timeProvider, CancellationToken cancellationToken)
     {
-        if (FhirGuardFilter.RefuseUnknown(request, StatsParameters) is { } refused)
-        {
-            return System.Threading.Tasks.Task.FromResult(refused);
-        }
-
         var query = request.Query;
         var statsRequest = new StatsRequest(
             [.. query["subject"].Concat(query["patient"]).Select(v => v ?? string.Empty)],
@@ -249,7 +257,7 @@ public static class FhirEndpoints
             null,
             [.. query["statistic"].SelectMany(v => (v ?? string.Empty).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))],
             query["include"].ToString());
-        return StatsAsync(request.HttpContext, statsRequest, reader, timeProvider, cancellationToken);
+        return StatsAsync(request.HttpContext, statsRequest, reader, timeProvider, cancellationToken, FhirGuardFilter.RefuseUnknown(request, StatsParameters));
     }
 
     private static async Task<FhirResult> StatsFromBodyAsync(HttpRequest request, TrendReader reader, TimeProvider timeProvider, CancellationToken cancellationToken)
@@ -287,7 +295,8 @@ public static class FhirEndpoints
         return await StatsAsync(request.HttpContext, statsRequest, reader, timeProvider, cancellationToken);
     }
 
-    private static async Task<FhirResult> StatsAsync(HttpContext http, StatsRequest statsRequest, TrendReader reader, TimeProvider timeProvider, CancellationToken cancellationToken)
+    /// <summary><c>$stats</c> of one patient; <paramref name="refused"/>, the query's parameters refused, is answered once the patient is known to be in reach.</summary>
+    private static async Task<FhirResult> StatsAsync(HttpContext http, StatsRequest statsRequest, TrendReader reader, TimeProvider timeProvider, CancellationToken cancellationToken, FhirResult? refused = null)
     {
         if (statsRequest.Subjects.Count != 1 || !FhirParameters.TryReadReference(statsRequest.Subjects[0], out var patientId))
         {
@@ -297,6 +306,11 @@ public static class FhirEndpoints
         if (await FhirGuardFilter.ForbiddenAsync(http, patientId) is { } forbidden)
         {
             return forbidden;
+        }
+
+        if (refused is not null)
+        {
+            return refused;
         }
 
         var series = new List<FhirSeries>();

@@ -72,9 +72,22 @@ public sealed partial class FhirGuardFilter(ILogger<FhirGuardFilter> logger) : I
             "This token may not read this patient's Observations.");
     }
 
-    /// <summary>Strict handling (<c>Prefer: handling=strict</c>) refuses parameters the server does not know instead of ignoring them.</summary>
+    /// <summary>
+    /// Refuses a modifier on a parameter of <paramref name="known"/> (<c>code:not</c>, <c>date:missing</c>): none is
+    /// supported, and ignoring one would answer another question than the one asked (every code for <c>code:not</c>),
+    /// so FHIR has a server refuse it whatever the handling. Under strict handling (<c>Prefer: handling=strict</c>) also
+    /// refuses parameters the server does not know instead of ignoring them.
+    /// </summary>
     public static FhirResult? RefuseUnknown(HttpRequest request, IReadOnlySet<string> known)
     {
+        foreach (var key in request.Query.Keys)
+        {
+            if (key.IndexOf(':', StringComparison.Ordinal) is > 0 and var colon && known.Contains(key[..colon]))
+            {
+                return FhirResult.NotSupported($"The modifier '{key[colon..]}' of '{key[..colon]}' is not supported: this server supports no search modifiers.");
+            }
+        }
+
         if (!request.Headers["Prefer"].ToString().Contains("handling=strict", StringComparison.OrdinalIgnoreCase))
         {
             return null;

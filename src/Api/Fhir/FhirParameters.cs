@@ -166,7 +166,7 @@ public static partial class FhirParameters
 
         if (!int.TryParse(query[name].ToString(), NumberStyles.None, CultureInfo.InvariantCulture, out count) || count < 0 || count > max)
         {
-            error = $"'{name}' must be a whole number from 0 to {max}.";
+            error = max == int.MaxValue ? $"'{name}' must be a whole number, 0 or more." : $"'{name}' must be a whole number from 0 to {max}.";
             return false;
         }
 

@@ -168,7 +168,23 @@ public static partial class TelemetryServerExtensions
     public static WebApplication MapTelemetryServer(this WebApplication app)
     {
         app.UseExceptionHandler();
-        app.UseStatusCodePages();
+
+        // Bodiless error answers become problem+json, but an OperationOutcome under /fhir, where every error is one (a
+        // method not served there, HEAD say, is answered 405 by routing, before any FHIR code runs).
+        app.UseStatusCodePages(async context =>
+        {
+            var http = context.HttpContext;
+            if (http.Request.Path.StartsWithSegments("/fhir", StringComparison.OrdinalIgnoreCase))
+            {
+                await FhirEndpoints.StatusOutcome(http.Response.StatusCode).ExecuteAsync(http);
+            }
+            else if (!await http.RequestServices.GetRequiredService<IProblemDetailsService>().TryWriteAsync(
+                new ProblemDetailsContext { HttpContext = http, ProblemDetails = { Status = http.Response.StatusCode } }))
+            {
+                http.Response.ContentType = "text/plain";
+                await http.Response.WriteAsync($"Status Code: {http.Response.StatusCode}");
+            }
+        });
         UseTrustedProxies(app, app.Services.GetRequiredService<IOptions<ServerOptions>>().Value);
         app.MapPages();
 
