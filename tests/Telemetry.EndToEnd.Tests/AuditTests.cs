@@ -127,6 +127,21 @@ public sealed class AuditTests
         Assert.Equal(
             ["POST /api/devices", "GET /api/devices/audit-w9", "POST /api/devices/audit-w9/token", "DELETE /api/devices/audit-w9/token"],
             await ActionsAsync("audit-p9"));
+
+        // A body that is not JSON, or none, is an argument refused: answered so, naming what to send, and recorded.
+        using var notJson = await server.Http.PostAsync("/api/devices", new StringContent("deviceId=w10", Encoding.UTF8, "application/x-www-form-urlencoded"));
+        using var empty = await server.Http.PutAsync("/api/care-teams/audit-ward-6", new StringContent("", Encoding.UTF8, "application/json"));
+        foreach (var refused in new[] { notJson, empty })
+        {
+            Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+            Assert.Equal("application/problem+json", refused.Content.Headers.ContentType?.MediaType);
+            Assert.Contains("\"body\"", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        var latest = (await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?limit=3")).EnumerateArray()
+            .Select(r => (r.GetProperty("action").GetString(), r.GetProperty("status").GetInt32(), r.GetProperty("outcome").GetString())).ToList();
+        Assert.Contains(("POST /api/devices", 400, "refused"), latest);
+        Assert.Contains(("PUT /api/care-teams/audit-ward-6", 400, "refused"), latest);
     }
 
     [Fact]

@@ -131,6 +131,15 @@ public sealed class TrendApiTests(SeededServer seeded)
         }
 
         Assert.DoesNotContain(paths.EnumerateObject(), p => p.Name.StartsWith("/fhir", StringComparison.Ordinal));
+
+        // Bodies read by their handlers are described all the same, as what a client sends.
+        var post = paths.GetProperty("/api/devices").GetProperty("post");
+        Assert.True(post.TryGetProperty("requestBody", out var body), post.ToString());
+        var provision = body.GetProperty("content").GetProperty("application/json").GetProperty("schema");
+        var schema = provision.TryGetProperty("$ref", out var reference)
+            ? document.RootElement.GetProperty("components").GetProperty("schemas").GetProperty(reference.GetString()![(reference.GetString()!.LastIndexOf('/') + 1)..])
+            : provision;
+        Assert.True(schema.TryGetProperty("properties", out var properties) && properties.TryGetProperty("deviceId", out _), schema.ToString());
     }
 
     private static double? Nullable(JsonElement day, string name) =>

@@ -3,6 +3,7 @@ using System.Security.Claims;
 using Microsoft.AspNetCore.Authorization;
 using Telemetry.Api.Audit;
 using Telemetry.Api.Cluster;
+using Telemetry.Api.Hosting;
 using Telemetry.Api.Security;
 using Telemetry.Core;
 using Telemetry.Core.Devices;
@@ -22,7 +23,7 @@ public static class DeviceEndpoints
         // revoked it, is part of that patient's record.
         var devices = routes.MapGroup("/api/devices").RequireAuthorization(TelemetryAuthentication.AdminPolicy).RequireRateLimiting(TelemetryAuthentication.ApiRateLimit)
             .Audited().WithTags("Devices");
-        devices.MapPost("/", ProvisionAsync);
+        devices.MapPost("/", ProvisionAsync).DescribedAs<ProvisionDeviceRequest>();
         devices.MapGet("/{deviceId}", GetAsync);
         devices.MapPost("/{deviceId}/token", RotateAsync)
             .WithSummary("Issues the device a new token, shown this once; the old one stops working (a revoked device works again)");
@@ -37,8 +38,14 @@ public static class DeviceEndpoints
         return routes;
     }
 
-    private static async Task<IResult> ProvisionAsync(ProvisionDeviceRequest request, HttpContext context, IGrainFactory grains, IPatientDirectory directory)
+    private static async Task<IResult> ProvisionAsync(HttpContext context, IGrainFactory grains, IPatientDirectory directory)
     {
+        var (request, problem) = await JsonBody.ReadAsync<ProvisionDeviceRequest>(context.Request, """{"deviceId":"…","patientId":"…"}""");
+        if (request is null)
+        {
+            return problem!;
+        }
+
         var errors = new Dictionary<string, string[]>();
         if (!Identifier.IsValid(request.DeviceId))
         {

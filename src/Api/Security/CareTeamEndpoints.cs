@@ -1,4 +1,5 @@
 using Telemetry.Api.Audit;
+using Telemetry.Api.Hosting;
 using Telemetry.Api.Patients;
 using Telemetry.Core;
 using Telemetry.Core.Storage;
@@ -21,16 +22,22 @@ public static class CareTeamEndpoints
                 ? Results.Ok(new CareTeam(teamId, [.. (await careTeams.GetAsync(teamId, cancellationToken)).Order(StringComparer.Ordinal)]))
                 : Invalid("teamId", Identifier.Shape))
             .WithSummary("The patients a care team looks after");
-        teams.MapPut("/{teamId}", PutAsync).WithSummary("Sets the whole of a care team's patients (an empty list removes the team)");
+        teams.MapPut("/{teamId}", PutAsync).DescribedAs<CareTeamRequest>().WithSummary("Sets the whole of a care team's patients (an empty list removes the team)");
         return routes;
     }
 
     private static async Task<IResult> PutAsync(
-        string teamId, CareTeamRequest request, HttpContext context, CareTeams careTeams, IPatientDirectory directory, AuditLog audit, CancellationToken cancellationToken)
+        string teamId, HttpContext context, CareTeams careTeams, IPatientDirectory directory, AuditLog audit, CancellationToken cancellationToken)
     {
         if (!Identifier.IsValid(teamId))
         {
             return Invalid("teamId", Identifier.Shape);
+        }
+
+        var (request, problem) = await JsonBody.ReadAsync<CareTeamRequest>(context.Request, """{"patients":["…"]}""");
+        if (request is null)
+        {
+            return problem!;
         }
 
         var distinct = request.Patients is { Count: <= MaxPatients } patients
