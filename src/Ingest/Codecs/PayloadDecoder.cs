@@ -37,6 +37,21 @@ public static class PayloadDecoder
         return start[..length].SequenceEqual(ByteOrderMark[..length]);
     }
 
+    /// <summary>The payload's first byte other than white space; 0 when none.</summary>
+    private static byte FirstByte(in ReadOnlySequence<byte> payload)
+    {
+        var reader = new SequenceReader<byte>(payload);
+        while (reader.TryRead(out var first))
+        {
+            if (first is not ((byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n'))
+            {
+                return first;
+            }
+        }
+
+        return 0;
+    }
+
     /// <summary>The format the payload's first byte other than white space names (after a byte order mark, if any).</summary>
     public static PayloadFormat Detect(in ReadOnlySequence<byte> payload) => DetectText(WithoutByteOrderMark(payload));
 
@@ -93,6 +108,12 @@ public static class PayloadDecoder
         {
             error = $"a batch may hold at most {batch.Limits.MaxReadingsPerBatch} readings";
             decoded = false;
+        }
+
+        if (!decoded && format == PayloadFormat.Protobuf && FirstByte(body) is (byte)'"' or (byte)'-' or >= (byte)'0' and <= (byte)'9' or (byte)'t' or (byte)'f' or (byte)'n')
+        {
+            // Not binary at all but a JSON value other than an array or an object: most often a batch encoded twice, as a string.
+            error = $"the payload is JSON that is neither a SenML array ('[') nor a batch object ('{{') (a batch encoded twice, as a JSON string?); read as protobuf: {error}";
         }
 
         if (!decoded)

@@ -21,6 +21,9 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
     // Whether the upload's first bytes have been looked at (for a byte order mark).
     private bool _started;
 
+    // Whether anything but white space has come: an upload of none is empty, whatever its format.
+    private bool _anyContent;
+
     private enum Phase
     {
         Start,
@@ -67,6 +70,12 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
             {
                 return Read(text, isFinalBlock, batch, out consumed);
             }
+        }
+
+        _anyContent = _anyContent || (format == UploadFormat.DelimitedProtobuf ? !buffer.IsEmpty : !IsWhiteSpace(buffer));
+        if (isFinalBlock && !_anyContent)
+        {
+            return Fail("the upload is empty: it holds no readings");
         }
 
         try
@@ -401,6 +410,20 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
                 {
                     return false;
                 }
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>Whether <paramref name="text"/> is white space only (JSON's: space, tab, line feed, carriage return).</summary>
+    private static bool IsWhiteSpace(in ReadOnlySequence<byte> text)
+    {
+        foreach (var segment in text)
+        {
+            if (segment.Span.IndexOfAnyExcept(" \t\r\n"u8) >= 0)
+            {
+                return false;
             }
         }
 

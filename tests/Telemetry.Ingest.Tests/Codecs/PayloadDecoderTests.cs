@@ -62,6 +62,20 @@ public sealed class PayloadDecoderTests
         Assert.Equal([new VitalReading(VitalKind.HeartRate, Wearable.NowMs, 72)], builder.ToArray());
     }
 
+    [Theory]
+    [InlineData("\"{\\\"seq\\\":1,\\\"readings\\\":[]}\"")]
+    [InlineData(" 72")]
+    [InlineData("null")]
+    public void JSON_that_is_neither_an_array_nor_an_object_is_told_so_not_only_as_protobuf(string payload)
+    {
+        var builder = Wearable.NewBuilder();
+
+        Assert.False(Wearable.Decode(builder, payload, out var format, out var error));
+
+        Assert.Equal(PayloadFormat.Protobuf, format);
+        Assert.Contains("encoded twice", error, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void An_empty_payload_is_refused()
     {

@@ -76,6 +76,21 @@ public sealed class UploadStreamReaderTests
         Assert.True(batches.Sum(b => b.Length) <= 1);
     }
 
+    [Theory]
+    [InlineData(UploadFormat.JsonBatch, "")]
+    [InlineData(UploadFormat.SenMl, " \r\n")]
+    [InlineData(UploadFormat.NdJson, "")]
+    [InlineData(UploadFormat.NdJson, "\n\n")]
+    [InlineData(UploadFormat.DelimitedProtobuf, "")]
+    public async Task An_empty_upload_is_refused_as_empty_in_every_format(UploadFormat format, string payload)
+    {
+        var (status, batches, error) = await ReadAsync(format, Encoding.UTF8.GetBytes(payload), chunk: 1);
+
+        Assert.Equal(UploadReadStatus.Malformed, status);
+        Assert.Contains("empty", error, StringComparison.Ordinal);
+        Assert.Empty(batches);
+    }
+
     [Fact]
     public async Task An_upload_reads_what_an_mqtt_payload_reads_a_second_readings_array_and_records_as_deep()
     {
