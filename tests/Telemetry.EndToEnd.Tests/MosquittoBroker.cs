@@ -65,6 +65,7 @@ internal sealed class MosquittoBroker : IAsyncDisposable
             acl_file {acl}
             persistence false
             max_queued_messages 100000
+            max_packet_size 266240
             log_dest stdout
             log_type error
             log_type warning

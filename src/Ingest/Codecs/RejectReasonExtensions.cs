@@ -20,9 +20,9 @@ public static class RejectReasonExtensions
 
     public static string Describe(this RejectReason reason) => reason switch
     {
-        RejectReason.UnknownKind => "unknown vital kind",
+        RejectReason.UnknownKind => "unknown vital kind (or none given)",
         RejectReason.UnknownUnit => "unit not convertible to the vital's unit",
-        RejectReason.MissingValue => "missing or non-numeric value or time",
+        RejectReason.MissingValue => "missing or non-numeric value or time (a JSON batch's time is ISO 8601 text)",
         RejectReason.Implausible => "value outside the plausible range",
         RejectReason.FutureTimestamp => "timestamp too far in the future",
         RejectReason.TooOld => "timestamp older than the backfill horizon",

@@ -115,7 +115,7 @@ public sealed class ReadingValidationTests
 
         Assert.True(Wearable.Decode(builder, payload, out _, out _));
 
-        Assert.Equal("3 readings rejected: 1 unknown vital kind, 2 value outside the plausible range", builder.DescribeRejects());
+        Assert.Equal("3 readings rejected: 1 unknown vital kind (or none given), 2 value outside the plausible range", builder.DescribeRejects());
     }
 
     [Fact]
@@ -139,7 +139,7 @@ public sealed class ReadingValidationTests
         }
 
         Assert.Equal(
-            "8 readings rejected: 1 unknown vital kind, 1 unit not convertible to the vital's unit, 1 missing or non-numeric value or time, "
+            "8 readings rejected: 1 unknown vital kind (or none given), 1 unit not convertible to the vital's unit, 1 missing or non-numeric value or time (a JSON batch's time is ISO 8601 text), "
             + "1 value outside the plausible range, 1 timestamp too far in the future, 1 timestamp older than the backfill horizon, "
             + "1 record that could not be read, 1 with another value already stored for the same vital and time (the first value stands)",
             builder.DescribeRejects());
