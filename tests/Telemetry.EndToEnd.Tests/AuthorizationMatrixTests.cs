@@ -138,6 +138,12 @@ public sealed class AuthorizationMatrixTests(ServerFixture fixture) : IClassFixt
         Assert.Equal(HttpStatusCode.Forbidden, (await writeOnly.PutAsync("/api/patients/mx-p7/alert-rules", NoRules())).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await writer.PostAsync("/api/patients/mx-p7/alert-rules/replay", NoRules())).StatusCode);
 
+        // Nor with reading scopes narrowed to one category, which read nothing through the REST API, beside them.
+        using var narrowWriter = Server.ClientWith(await Server.MintTokenAsync("--role", "clinician", "--care-team", "mx-ward-7", "--scope",
+            "user/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs user/Observation.cu"));
+        Assert.Equal(HttpStatusCode.Forbidden, (await narrowWriter.PostAsJsonAsync("/api/alerts/mx-p7~1/ack", new { })).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await narrowWriter.PutAsync("/api/patients/mx-p7/alert-rules", NoRules())).StatusCode);
+
         // A write scope in a patient's context acts on that patient only, whatever else the token reads.
         using var launchWriter = Server.ClientWith(await Server.MintTokenAsync("--role", "clinician", "--care-team", "mx-ward-7", "--patient", "mx-p7", "--scope", "user/Observation.rs patient/Observation.cu"));
         Assert.Equal(HttpStatusCode.OK, (await launchWriter.PutAsync("/api/patients/mx-p7/alert-rules", NoRules())).StatusCode);

@@ -329,6 +329,7 @@ public sealed class FhirTests(SeededServer seeded)
     [InlineData("/fhir/Observation?patient=p-seeded&resolution=1m&date=ge2020-01-01", HttpStatusCode.BadRequest, "too-costly")]
     [InlineData("/fhir/Observation?patient=p-seeded&resolution=raw&date=ge2026-01-01&date=lt2026-01-09", HttpStatusCode.BadRequest, "too-costly")]
     [InlineData("/fhir/Observation?patient=p-seeded&_count=-5", HttpStatusCode.BadRequest, "invalid")]
+    [InlineData("/fhir/Observation?patient=p-seeded&_count=1e3", HttpStatusCode.BadRequest, "invalid")]
     [InlineData("/fhir/Observation/$lastn?patient=p-seeded", HttpStatusCode.BadRequest, "invalid")]
     [InlineData("/fhir/Observation/$stats?subject=Patient/p-seeded&code=8867-4&statistic=median&duration=1", HttpStatusCode.BadRequest, "not-supported")]
     [InlineData("/fhir/Observation/$stats?subject=Patient/p-seeded&code=1234-5&statistic=count&duration=1", HttpStatusCode.BadRequest, "invalid")]
@@ -366,7 +367,10 @@ public sealed class FhirTests(SeededServer seeded)
 
         // A method FHIR does not serve here is refused as FHIR refuses, not as the REST API does.
         using var options = await Server.Http.SendAsync(new HttpRequestMessage(HttpMethod.Options, $"/fhir/Observation?patient={Patient}"));
-        Assert.Equal(HttpStatusCode.MethodNotAllowed, options.StatusCode);
+        using var head = await Server.Http.SendAsync(new HttpRequestMessage(HttpMethod.Head, $"/fhir/Observation?patient={Patient}"));
+        Assert.Equal((HttpStatusCode.MethodNotAllowed, HttpStatusCode.MethodNotAllowed), (options.StatusCode, head.StatusCode));
+        Assert.Equal(["GET", "POST"], head.Content.Headers.Allow);
+        Assert.Equal("application/fhir+json", head.Content.Headers.ContentType?.MediaType);
         Assert.Equal("not-supported", Hl7.Fhir.Utility.EnumUtility.GetLiteral(
             Assert.IsType<OperationOutcome>(Strict.DeserializeResource(await options.Content.ReadAsStringAsync())).Issue.Single().Code));
     }

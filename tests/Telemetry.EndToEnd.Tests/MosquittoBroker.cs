@@ -66,6 +66,7 @@ internal sealed class MosquittoBroker : IAsyncDisposable
             persistence false
             max_queued_messages 100000
             max_packet_size 266240
+            # (MaxMessageBytes, 256 KiB, and the 4 KiB the server allows a packet beyond it, as the README's sample)
             log_dest stdout
             log_type error
             log_type warning

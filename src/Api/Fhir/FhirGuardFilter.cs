@@ -6,7 +6,8 @@ namespace Telemetry.Api.Fhir;
 /// <summary>
 /// Every FHIR request passes here (but SMART's discovery, <see cref="SmartConfiguration"/>, which is plain JSON): JSON is
 /// the only format served (406 otherwise), a valid bearer token is required except for the CapabilityStatement (an admin's, or a person's with a SMART scope that reads Observations; which
-/// patient they may read is checked by <see cref="ForbiddenAsync"/>), and anything that goes wrong becomes an
+/// patient they may read is checked by <see cref="ForbiddenAsync"/>; the audit log's AuditEvents also take an admin's
+/// token with a scope that writes every resource, as <c>/api/audit</c> does), and anything that goes wrong becomes an
 /// OperationOutcome rather than problem+json.
 /// </summary>
 public sealed partial class FhirGuardFilter(ILogger<FhirGuardFilter> logger) : IEndpointFilter

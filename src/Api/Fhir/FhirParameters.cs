@@ -164,12 +164,14 @@ public static partial class FhirParameters
             return true;
         }
 
-        if (!int.TryParse(query[name].ToString(), NumberStyles.None, CultureInfo.InvariantCulture, out count) || count < 0 || count > max)
+        if (!long.TryParse(query[name].ToString(), NumberStyles.None, CultureInfo.InvariantCulture, out var asked) || (asked > max && max != int.MaxValue))
         {
             error = max == int.MaxValue ? $"'{name}' must be a whole number, 0 or more." : $"'{name}' must be a whole number from 0 to {max}.";
             return false;
         }
 
+        // Without a bound of its own (a page's size or start), a number past what an int holds asks for as much as there is.
+        count = (int)Math.Min(asked, max);
         return true;
     }
 

@@ -284,7 +284,6 @@ public sealed class AlertEngine
     public void SetRules(AlertRuleSet rules, long nowMs, bool startWatching = true)
     {
         var before = Runtimes().ToDictionary(runtime => runtime.Rule.Id, StringComparer.Ordinal);
-        var previous = State.Rules.Rules.ToDictionary(rule => rule.Id, StringComparer.Ordinal);
         State.Rules = rules;
         State.RulesUpdatedAt = DateTimeOffset.FromUnixTimeMilliseconds(nowMs);
         var byId = rules.Rules.ToDictionary(rule => rule.Id, StringComparer.Ordinal);
@@ -295,7 +294,7 @@ public sealed class AlertEngine
             {
                 Clear(alert, nowMs, RuleRemoved);
             }
-            else if (FollowingItsRule(alert, rule, previous.GetValueOrDefault(alert.RuleId), nowMs) is { } updated)
+            else if (FollowingItsRule(alert, rule, before.GetValueOrDefault(alert.RuleId)?.Rule, nowMs) is { } updated)
             {
                 Replace(alert, updated);
                 Emit(AlertEventType.Updated, updated, nowMs);

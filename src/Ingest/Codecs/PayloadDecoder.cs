@@ -56,26 +56,12 @@ public static class PayloadDecoder
     public static PayloadFormat Detect(in ReadOnlySequence<byte> payload) => DetectText(WithoutByteOrderMark(payload));
 
     /// <summary>As <see cref="Detect"/>, of a payload whose byte order mark (if any) is already passed over.</summary>
-    private static PayloadFormat DetectText(in ReadOnlySequence<byte> payload)
+    private static PayloadFormat DetectText(in ReadOnlySequence<byte> payload) => FirstByte(payload) switch
     {
-        var reader = new SequenceReader<byte>(payload);
-        while (reader.TryRead(out var first))
-        {
-            switch (first)
-            {
-                case (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n':
-                    continue;
-                case (byte)'[':
-                    return PayloadFormat.SenMl;
-                case (byte)'{':
-                    return PayloadFormat.Json;
-                default:
-                    return PayloadFormat.Protobuf;
-            }
-        }
-
-        return PayloadFormat.Protobuf;
-    }
+        (byte)'[' => PayloadFormat.SenMl,
+        (byte)'{' => PayloadFormat.Json,
+        _ => PayloadFormat.Protobuf,
+    };
 
     /// <summary>
     /// Decodes <paramref name="payload"/> into <paramref name="batch"/> (which is reset first). False, with the reason in

@@ -213,7 +213,7 @@ public sealed class ReadingBatchBuilder
     public DeviceBatch ToBatch(string deviceId, string patientId) =>
         new(deviceId, patientId, Sequence, ToArray()) { Quarantined = _quarantined.Count == 0 ? ReadOnlyMemory<VitalReading>.Empty : _quarantined.ToArray() };
 
-    /// <summary>A sentence for the sender, such as "2 readings rejected: 1 unknown vital kind, 1 value outside the plausible range".</summary>
+    /// <summary>A sentence for the sender, such as "2 readings rejected: 1 unknown vital kind (or none given), 1 value outside the plausible range".</summary>
     public string? DescribeRejects()
     {
         if (RejectedCount == 0)

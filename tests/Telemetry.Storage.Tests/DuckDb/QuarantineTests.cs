@@ -67,6 +67,13 @@ public sealed class QuarantineTests : IDisposable
         // Sent again, it is a resend: nothing kept twice, nothing handed on to judge again.
         Assert.Equal([CommitOutcome.Duplicate], resent.Outcomes);
         Assert.True(resent.Batches[0].Quarantined.IsEmpty);
+
+        // Under that number again, one kept before and one new: the new one is kept and handed on, alone.
+        var later = new VitalReading(VitalKind.OxygenSaturation, T0 + 120_000, 9);
+        var mixed = Store.Commit(Of("watch-4", "patient-4", 1) with { Quarantined = new[] { implausible, later } });
+        Assert.Equal([CommitOutcome.Stored], mixed.Outcomes);
+        Assert.Equal([later], mixed.Batches[0].Quarantined.ToArray());
+        Assert.Equal(2, (await Store.ReadQuarantineAsync("watch-4", limit: 10)).Count);
     }
 
     [Fact]
