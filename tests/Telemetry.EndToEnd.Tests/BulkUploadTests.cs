@@ -136,6 +136,14 @@ public sealed class BulkUploadTests(ServerFixture fixture) : IClassFixture<Serve
         var malformed = await UploadAsync("upload-owner", token, "application/json", truncated);
         Assert.Equal(HttpStatusCode.BadRequest, malformed.Status);
         Assert.Equal(1, malformed.Accepted);
+
+        // A protobuf message that cannot be read is refused alone, and why is in the device's reject log.
+        var brokenMessage = await UploadAsync("upload-owner", token, "application/x-protobuf", [3, 0x0A, 0xFF, 0xFF]);
+        Assert.Equal((HttpStatusCode.OK, 1L), (brokenMessage.Status, brokenMessage.Rejects["malformed_record"]));
+        using var ownRejects = new HttpRequestMessage(HttpMethod.Get, "/api/devices/upload-owner/rejects");
+        ownRejects.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        using var rejects = await Server.Http.SendAsync(ownRejects);
+        Assert.Contains("a protobuf message of the upload could not be read", await rejects.Content.ReadAsStringAsync(), StringComparison.Ordinal);
     }
 
     [Fact]

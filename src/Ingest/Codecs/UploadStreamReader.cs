@@ -24,6 +24,10 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
     // Whether anything but white space has come: an upload of none is empty, whatever its format.
     private bool _anyContent;
 
+    // Why the first record refused alone could not be read, when its decoder said (a protobuf message's), until taken.
+    private string? _recordError;
+    private bool _recordErrorTaken;
+
     private enum Phase
     {
         Start,
@@ -43,6 +47,21 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
     /// field, a later version), so the part of it in the batch is not to be stored either.
     /// </summary>
     public bool PackRefused { get; private set; }
+
+    /// <summary>
+    /// Why the upload's first record refused alone (counted as <c>malformed_record</c>) could not be read, once: for the
+    /// device's reject log, where a count alone would not say what to mend. Null when there is none, or once taken.
+    /// </summary>
+    public string? TakeRecordError()
+    {
+        if (_recordErrorTaken || _recordError is null)
+        {
+            return null;
+        }
+
+        _recordErrorTaken = true;
+        return _recordError;
+    }
 
     /// <summary>
     /// Decodes complete records from <paramref name="buffer"/> until it runs out or <paramref name="batch"/> holds a
@@ -370,9 +389,10 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
 
             // The message's bounds are known: one that cannot be read is refused alone (the decoder checks a whole
             // message before it adds any of it).
-            if (!ProtobufBatchDecoder.TryDecode(remaining.Slice(prefix.Position, (long)length), batch, out _))
+            if (!ProtobufBatchDecoder.TryDecode(remaining.Slice(prefix.Position, (long)length), batch, out var reason))
             {
                 batch.Reject(RejectReason.MalformedRecord);
+                _recordError ??= $"a protobuf message of the upload could not be read: {reason}";
             }
 
             remaining = remaining.Slice(remaining.GetPosition((long)length, prefix.Position));

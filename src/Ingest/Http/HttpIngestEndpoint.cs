@@ -141,6 +141,10 @@ public sealed class HttpIngestEndpoint(
                     }
 
                     await CommitAsync(identity, upload, context.RequestAborted);
+                    if (reader.TakeRecordError() is { } recordError)
+                    {
+                        rejectLog.Record(deviceId, Protocol, recordError);
+                    }
                 }
 
                 if (status == UploadReadStatus.Completed)

@@ -170,6 +170,12 @@ public sealed class UploadStreamReaderTests
         Assert.True(status == UploadReadStatus.Completed, error);
         Assert.Equal([70.0, 70.0], batches.SelectMany(b => b).Select(r => r.Value));
         Assert.Equal(2, rejected);
+
+        // Why the first could not be read is told once, for the device's reject log.
+        var reader = new UploadStreamReader(UploadFormat.DelimitedProtobuf, BatchSize, 64 * 1024);
+        Assert.Equal(UploadReadStatus.Completed, reader.Read(new System.Buffers.ReadOnlySequence<byte>(stream.ToArray()), isFinalBlock: true, Wearable.NewBuilder(), out _));
+        Assert.StartsWith("a protobuf message of the upload could not be read: ", reader.TakeRecordError(), StringComparison.Ordinal);
+        Assert.Null(reader.TakeRecordError());
     }
 
     [Theory]
