@@ -287,7 +287,6 @@ public sealed class AlertEngine
         State.Rules = rules;
         State.RulesUpdatedAt = DateTimeOffset.FromUnixTimeMilliseconds(nowMs);
         var byId = rules.Rules.ToDictionary(rule => rule.Id, StringComparer.Ordinal);
-        var ids = byId.Keys.ToHashSet(StringComparer.Ordinal);
         foreach (var alert in State.Open.ToArray())
         {
             if (!byId.TryGetValue(alert.RuleId, out var rule))
@@ -308,14 +307,14 @@ public sealed class AlertEngine
             {
                 if (byId.TryGetValue(ruleId, out var rule))
                 {
-                    snoozes[ruleId] = Math.Min(until, nowMs + (long)AlertSnooze.Longest(rule.Priority).TotalMilliseconds);
+                    snoozes[ruleId] = Math.Min(until, LongestSnoozeEndMs(rule.Priority, nowMs));
                 }
             }
         }
 
-        State.ClearedAtMs = WithRulesOf(State.ClearedAtMs, ids);
-        State.SnoozedUntilMs = WithRulesOf(State.SnoozedUntilMs, ids);
-        State.SnoozedByRule = WithRulesOf(State.SnoozedByRule, ids);
+        State.ClearedAtMs = WithRulesOf(State.ClearedAtMs, byId);
+        State.SnoozedUntilMs = WithRulesOf(State.SnoozedUntilMs, byId);
+        State.SnoozedByRule = WithRulesOf(State.SnoozedByRule, byId);
 
         // New levels: a sustain or a recovery under way by the old ones starts again by the new (BuildRuntimes carries
         // on those of the rules whose condition is unchanged, and the next write records them).
@@ -326,6 +325,9 @@ public sealed class AlertEngine
 
         BuildRuntimes(before, startWatching ? nowMs : long.MinValue);
     }
+
+    /// <summary>When a snooze of an alert of <paramref name="priority"/> begun at <paramref name="nowMs"/> ends at the latest (<see cref="AlertSnooze.Longest"/>).</summary>
+    private static long LongestSnoozeEndMs(AlertPriority priority, long nowMs) => nowMs + (long)AlertSnooze.Longest(priority).TotalMilliseconds;
 
     /// <summary>
     /// An open alert as its edited rule has it (null when unchanged): of the rule's priority now, so a rule raised to high
@@ -338,7 +340,7 @@ public sealed class AlertEngine
         var updated = alert with { Priority = rule.Priority };
         if (alert.SnoozedUntil is { } until && rule.Priority != alert.Priority)
         {
-            var longest = nowMs + (long)AlertSnooze.Longest(rule.Priority).TotalMilliseconds;
+            var longest = LongestSnoozeEndMs(rule.Priority, nowMs);
             if (until.ToUnixTimeMilliseconds() > longest)
             {
                 updated = updated with { SnoozedUntil = DateTimeOffset.FromUnixTimeMilliseconds(longest) };
@@ -602,7 +604,7 @@ public sealed class AlertEngine
             return null;
         }
 
-        untilMs = Math.Min(untilMs, nowMs + (long)AlertSnooze.Longest(alert.Priority).TotalMilliseconds);
+        untilMs = Math.Min(untilMs, LongestSnoozeEndMs(alert.Priority, nowMs));
 
         var snoozed = alert with
         {
@@ -787,7 +789,7 @@ public sealed class AlertEngine
         // A new episode of a snoozed rule starts snoozed, for no longer than its priority allows (the rule's priority may
         // have risen since the snooze).
         var snoozedUntil = State.SnoozedUntilMs?.TryGetValue(rule.Id, out var until) == true && until > nowMs
-            ? Math.Min(until, nowMs + (long)AlertSnooze.Longest(rule.Priority).TotalMilliseconds)
+            ? Math.Min(until, LongestSnoozeEndMs(rule.Priority, nowMs))
             : (long?)null;
         var alert = new Alert(
             AlertIds.Format(_patientId, ++State.LastEpisode),
@@ -947,10 +949,10 @@ public sealed class AlertEngine
     private static bool SameCondition(AlertRule was, AlertRule rule) =>
         was with { Priority = rule.Priority, RearmSeconds = rule.RearmSeconds, EscalateAfterSeconds = rule.EscalateAfterSeconds } == rule;
 
-    /// <summary>The entries of rules still in <paramref name="ids"/>; null when none is left.</summary>
-    private static Dictionary<string, T>? WithRulesOf<T>(Dictionary<string, T>? byRule, HashSet<string> ids)
+    /// <summary>The entries of rules still in <paramref name="rules"/>; null when none is left.</summary>
+    private static Dictionary<string, T>? WithRulesOf<T>(Dictionary<string, T>? byRule, Dictionary<string, AlertRule> rules)
     {
-        foreach (var id in byRule?.Keys.Where(id => !ids.Contains(id)).ToArray() ?? [])
+        foreach (var id in byRule?.Keys.Where(id => !rules.ContainsKey(id)).ToArray() ?? [])
         {
             byRule!.Remove(id);
         }
