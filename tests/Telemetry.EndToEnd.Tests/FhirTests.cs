@@ -371,6 +371,11 @@ public sealed class FhirTests(SeededServer seeded)
         Assert.Equal((HttpStatusCode.MethodNotAllowed, HttpStatusCode.MethodNotAllowed), (options.StatusCode, head.StatusCode));
         Assert.Equal(["GET", "POST"], head.Content.Headers.Allow);
         Assert.Equal("application/fhir+json", head.Content.Headers.ContentType?.MediaType);
+
+        // A method no route here takes is refused by routing, before any FHIR code: as an OperationOutcome all the same.
+        using var trace = await Server.Http.SendAsync(new HttpRequestMessage(HttpMethod.Trace, $"/fhir/Observation?patient={Patient}"));
+        Assert.False(trace.IsSuccessStatusCode);
+        Assert.IsType<OperationOutcome>(Strict.DeserializeResource(await trace.Content.ReadAsStringAsync()));
         Assert.Equal("not-supported", Hl7.Fhir.Utility.EnumUtility.GetLiteral(
             Assert.IsType<OperationOutcome>(Strict.DeserializeResource(await options.Content.ReadAsStringAsync())).Issue.Single().Code));
     }
