@@ -40,6 +40,16 @@ public sealed class AuditTests
         Assert.StartsWith("GET /fhir/Observation?", records[1].GetProperty("action").GetString(), StringComparison.Ordinal);
         Assert.True((await server.Http.GetFromJsonAsync<JsonElement>("/api/audit/verify")).GetProperty("intact").GetBoolean());
         Assert.Equal(HttpStatusCode.Forbidden, (await clinician.GetAsync("/api/audit")).StatusCode);
+
+        // A development token minted for the admin role is named "admin" by default, as the admin token is: the audit
+        // tells the two apart.
+        using var developer = server.ClientWith(await server.MintTokenAsync("--role", "admin"));
+        using var developerRead = await developer.GetAsync("/api/patients/audit-p1/trends?kind=spo2");
+        Assert.Equal(HttpStatusCode.OK, developerRead.StatusCode);
+        var byDeveloper = Assert.Single((await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?actor=dev:admin")).EnumerateArray());
+        Assert.StartsWith("GET /api/patients/audit-p1/trends?kind=spo2", byDeveloper.GetProperty("action").GetString(), StringComparison.Ordinal);
+        Assert.DoesNotContain((await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?actor=admin")).EnumerateArray(),
+            record => record.GetProperty("action").GetString()!.Contains("kind=spo2", StringComparison.Ordinal));
     }
 
     [Fact]

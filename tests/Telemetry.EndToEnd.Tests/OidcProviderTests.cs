@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Http.Json;
 using System.Security.Cryptography;
 using System.Text.Json;
 using Hl7.Fhir.Model;
@@ -157,7 +158,13 @@ public sealed class OidcProviderTests
 
         // Each with its own key and issuer: accepted.
         Assert.Equal(HttpStatusCode.OK, await GetAsync(provider.Issue("ops-1", "admin")));
-        Assert.Equal(HttpStatusCode.OK, await GetAsync(await server.MintTokenAsync("--role", "admin", "--sub", "dev-1")));
+        Assert.Equal(HttpStatusCode.OK, await GetAsync(await server.MintTokenAsync("--role", "admin", "--sub", "ops-1")));
+
+        // The same subject from each: the audit tells the provider's person from a development token naming them.
+        async Task<string[]> ActionsOfAsync(string actor) =>
+            (await server.Http.GetFromJsonAsync<JsonElement>($"/api/audit?actor={actor}")).EnumerateArray().Select(record => record.GetProperty("action").GetString()!).ToArray();
+        Assert.Equal(["GET /api/audit"], await ActionsOfAsync("ops-1"));
+        Assert.Equal(["GET /api/audit"], await ActionsOfAsync("dev:ops-1"));
 
         // The provider's key claiming the development issuer, and the development key claiming the provider's.
         Assert.Equal(HttpStatusCode.Unauthorized, await GetAsync(provider.Issue("ops-1", "admin", issuer: "telemetry-development")));

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.Extensions.Options;
 using Telemetry.Api.Audit;
 using Telemetry.Api.Hosting;
 using Telemetry.Api.Security;
@@ -275,7 +276,7 @@ public static class AlertEndpoints
     private static string Actor(HttpRequest request, AlertActionRequest action) =>
         request.HttpContext.User.Identity is { AuthenticationType: AdminTokenAuthenticationHandler.SchemeName }
             ? action.By ?? AdminToken.Principal
-            : request.HttpContext.User.Identity?.Name ?? AdminToken.Principal;
+            : TelemetryClaims.Actor(request.HttpContext.User, request.HttpContext.RequestServices.GetRequiredService<IOptions<JwtOptions>>().Value.HasProvider) ?? AdminToken.Principal;
 
     private static async Task<IResult> NotOpenAsync(string alertId, IAlertStore store) =>
         await store.GetAsync(alertId) is { } closed

@@ -1,4 +1,5 @@
 using System.Collections.Frozen;
+using Microsoft.Extensions.Options;
 using Telemetry.Api.Fhir;
 using Telemetry.Api.Security;
 using Telemetry.Storage.Audit;
@@ -113,7 +114,8 @@ public sealed class AuditFilter : IEndpointFilter
         var user = http.User;
         var roles = string.Join(',', Security.TelemetryRoles.All.Where(user.IsInRole));
         var action = $"{http.Request.Method} {http.Request.Path}{http.Request.QueryString}";
-        return audit.WriteAsync(user.Identity?.Name ?? "anonymous", roles.Length > 0 ? roles : "none", patientId, action, status, CancellationToken.None);
+        var actor = TelemetryClaims.Actor(user, http.RequestServices.GetRequiredService<IOptions<JwtOptions>>().Value.HasProvider);
+        return audit.WriteAsync(actor ?? "anonymous", roles.Length > 0 ? roles : "none", patientId, action, status, CancellationToken.None);
     }
 
     /// <summary>The patient a request reads: one a handler named, the route's, or a FHIR search's patient parameter.</summary>

@@ -51,7 +51,7 @@ public sealed partial class SmartConfiguration(
     /// </summary>
     public async Task<OpenIdConnectConfiguration?> ProviderAsync(CancellationToken cancellationToken)
     {
-        if (string.IsNullOrWhiteSpace(jwt.Value.Authority)
+        if (!jwt.Value.HasProvider
             || bearer.Get(JwtBearerDefaults.AuthenticationScheme).ConfigurationManager is not { } configurations)
         {
             return null;

@@ -33,7 +33,10 @@ public sealed class JwtOptions : IValidatableObject
     /// </summary>
     public string[]? SmartCapabilities { get; set; }
 
-    public bool DevelopmentTokensAccepted => AcceptDevelopmentTokens ?? string.IsNullOrWhiteSpace(Authority);
+    public bool DevelopmentTokensAccepted => AcceptDevelopmentTokens ?? !HasProvider;
+
+    /// <summary>Whether a provider's tokens are accepted (<see cref="Authority"/> is set).</summary>
+    public bool HasProvider => !string.IsNullOrWhiteSpace(Authority);
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {

@@ -156,7 +156,7 @@ public static class TelemetryAuthentication
     {
         bearer.MapInboundClaims = false;
         bearer.Audience = jwt.Audience;
-        if (!string.IsNullOrWhiteSpace(jwt.Authority))
+        if (jwt.HasProvider)
         {
             // The provider's issuer and signing keys come from its discovery document.
             bearer.Authority = jwt.Authority;

@@ -15,8 +15,29 @@ public static class TelemetryClaims
             ? $"{subject.Issuer}\n{subject.Value}"
             : null;
 
-    /// <summary>Who the person is; recorded as who acknowledged an alert and in the audit log.</summary>
+    /// <summary>Who the person is; recorded as who acknowledged an alert and in the audit log (see <see cref="Actor"/>).</summary>
     public const string Subject = "sub";
+
+    /// <summary>What <see cref="Actor"/> puts before a development token's subject where it could be taken for someone else's.</summary>
+    public const string DevelopmentActorPrefix = "dev:";
+
+    /// <summary>
+    /// Who a caller is, as the audit log and an alert's acknowledgement or snooze record them: a token's subject, and
+    /// <c>admin</c> for the admin token. A development token's subject is marked <c>dev:</c> wherever it could be taken
+    /// for someone else's: when it is <c>admin</c> (the admin token's name, and what the token command gives the admin
+    /// role by default), and whenever a provider's tokens are accepted too (<paramref name="besideProvider"/>: their
+    /// subjects are real people's, and anyone with the server's development key could mint one). Null for no one.
+    /// </summary>
+    public static string? Actor(ClaimsPrincipal user, bool besideProvider)
+    {
+        if (user.Identity is not { IsAuthenticated: true, Name: { } name })
+        {
+            return null;
+        }
+
+        var development = string.Equals(user.FindFirst(Subject)?.Issuer, DevelopmentTokens.Issuer, StringComparison.Ordinal);
+        return development && (besideProvider || name == AdminToken.Principal) ? DevelopmentActorPrefix + name : name;
+    }
 
     /// <summary>One of <see cref="TelemetryRoles"/>; may repeat.</summary>
     public const string Role = "role";
