@@ -192,6 +192,8 @@ public sealed partial class AlertTests
         await using var one = await AlertStreamClient.OpenAsync(server, "/api/patients/p-sa-1/alerts/stream", client: clinician);
         await using var all = await AlertStreamClient.OpenAsync(server, "/api/alerts/stream", client: clinician);
         await using var admin = await AlertStreamClient.OpenAsync(server, "/api/alerts/stream");
+        await using var oneLive = await AlertStreamClient.OpenAsync(server, "/api/patients/p-sa-1/live/stream", client: clinician);
+        await using var allLive = await AlertStreamClient.OpenAsync(server, "/api/live/stream", client: clinician);
         using var first = await Devices.ConnectMqttAsync(server, "sa-watch-1", firstToken);
         using var second = await Devices.ConnectMqttAsync(server, "sa-watch-2", secondToken);
 
@@ -206,6 +208,10 @@ public sealed partial class AlertTests
         // The first patient leaves the clinician's team: the one-patient stream ends, the other no longer sends theirs.
         using var moved = await server.Http.PutAsJsonAsync("/api/care-teams/sa-ward", new { patients = new[] { "p-sa-2" } });
         Assert.Equal("revoked", await Eventually.FirstAsync(one.Others, _ => true));
+
+        // So do the live vitals: the one-patient stream ends, the other says the patient was removed from it.
+        await Eventually.FirstAsync(oneLive.Others, name => name == "revoked");
+        await Eventually.FirstAsync(allLive.Others, name => name == "removed");
         await Task.Delay(TimeSpan.FromSeconds(2));
         await Devices.PublishAsync(first, "devices/sa-watch-1/vitals", Devices.JsonHeartRates(2, DateTimeOffset.UtcNow, 100));
         await Eventually.FirstAsync(admin.Received, e => e.Alert.Type == "cleared");

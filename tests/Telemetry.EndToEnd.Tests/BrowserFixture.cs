@@ -26,7 +26,8 @@ public sealed class BrowserFixture : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        Server = await TelemetryServer.StartNewAsync();
+        // Streams ask again every 2 s whom their reader may see (30 s by default): a scenario changes a care team.
+        Server = await TelemetryServer.StartNewAsync(new Dictionary<string, string> { ["Telemetry__Auth__StreamAccessCheckSeconds"] = "2" });
         var now = DateTimeOffset.UtcNow;
         var watchToken = await Server.ProvisionAsync("web-watch", "p-web-1");
         DeviceToken = await Server.ProvisionAsync("web-live", "p-web-4");

@@ -25,6 +25,9 @@ public sealed class BrowserTests(BrowserFixture fixture) : IClassFixture<Browser
     [Fact]
     public Task A_clinician_whose_token_only_reads_is_offered_nothing_to_act_with() => RunAsync("reader-no-actions.mjs");
 
+    [Fact]
+    public Task A_clinician_is_told_when_live_updates_pause_and_when_an_action_fails_and_a_patient_off_the_team_leaves_the_list() => RunAsync("clinician-offline.mjs");
+
     private async Task RunAsync(string scenario)
     {
         Assert.True(File.Exists(Chromium), $"Chromium is not at {Chromium}: install Debian's package (apt-get install chromium); .ci/run does.");
@@ -41,6 +44,7 @@ public sealed class BrowserTests(BrowserFixture fixture) : IClassFixture<Browser
         start.Environment["PATIENT_TOKEN"] = fixture.PatientToken;
         start.Environment["READER_TOKEN"] = fixture.ReaderToken;
         start.Environment["DEVICE_TOKEN"] = fixture.DeviceToken;
+        start.Environment["ADMIN_TOKEN"] = fixture.Server.AdminToken;
         start.Environment["SCREENSHOTS"] = Path.Combine(root, "TestResults", "screenshots");
         start.Environment["CHROMIUM"] = Chromium;
 

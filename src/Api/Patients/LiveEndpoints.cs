@@ -40,7 +40,7 @@ public static partial class LiveEndpoints
         Identifier.IsValid(patientId)
             ? StreamAsync(context, async cancellationToken =>
                 await access.AllowsAsync(context.User, patientId, PatientRight.Read, cancellationToken) ? [patientId] : [],
-                grains, slots, timeProvider, loggers)
+                grains, slots, timeProvider, loggers, onePatient: true)
             : TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["patientId"] = [Identifier.Shape] }).ExecuteAsync(context);
 
     private static async Task<IResult> ListAsync(
@@ -60,7 +60,7 @@ public static partial class LiveEndpoints
 
     private static Task StreamAllAsync(
         HttpContext context, PatientAccess access, IPatientDirectory directory, IGrainFactory grains, LiveStreamSlots slots, TimeProvider timeProvider, ILoggerFactory loggers) =>
-        StreamAsync(context, cancellationToken => VisibleAsync(context.User, access, directory, MaxPatients, null, cancellationToken), grains, slots, timeProvider, loggers);
+        StreamAsync(context, cancellationToken => VisibleAsync(context.User, access, directory, MaxPatients, null, cancellationToken), grains, slots, timeProvider, loggers, onePatient: false);
 
     /// <summary>The patients <paramref name="user"/> may read, in id order: every known patient for an admin.</summary>
     private static async Task<IReadOnlyList<string>> VisibleAsync(
@@ -79,14 +79,17 @@ public static partial class LiveEndpoints
     /// Reads the patients' live pictures from their grains every second and sends each patient whose vitals changed
     /// (every patient once at the start) as an event <c>vitals</c>. Reading the grains, not the ingest path, keeps the
     /// stream off the hot path and right in a cluster. Every 30 seconds (by default) the stream asks again which patients
-    /// its reader may see (a care team changed, a patient added; each new one audited), and it ends when the reader's
-    /// token expires.
+    /// its reader may see (a care team changed, a patient added; each new one audited): one no longer readable is sent as
+    /// an event <c>removed</c> (so a dashboard drops its row, not shows it frozen), and a one-patient stream whose
+    /// patient is no longer readable sends <c>revoked</c> and ends. It ends with <c>expired</c> when the reader's token
+    /// expires.
     /// </summary>
     private static Task StreamAsync(
-        HttpContext context, Func<CancellationToken, Task<IReadOnlyList<string>>> readable, IGrainFactory grains, LiveStreamSlots slots, TimeProvider timeProvider, ILoggerFactory loggers) =>
-        slots.RunAsync(context, () => RunAsync(context, readable, grains, timeProvider, loggers.CreateLogger(typeof(LiveEndpoints))));
+        HttpContext context, Func<CancellationToken, Task<IReadOnlyList<string>>> readable, IGrainFactory grains, LiveStreamSlots slots, TimeProvider timeProvider, ILoggerFactory loggers, bool onePatient) =>
+        slots.RunAsync(context, () => RunAsync(context, readable, grains, timeProvider, loggers.CreateLogger(typeof(LiveEndpoints)), onePatient));
 
-    private static async Task RunAsync(HttpContext context, Func<CancellationToken, Task<IReadOnlyList<string>>> readable, IGrainFactory grains, TimeProvider timeProvider, ILogger logger)
+    private static async Task RunAsync(
+        HttpContext context, Func<CancellationToken, Task<IReadOnlyList<string>>> readable, IGrainFactory grains, TimeProvider timeProvider, ILogger logger, bool onePatient)
     {
         var cancellationToken = context.RequestAborted;
         var audit = context.RequestServices.GetRequiredService<AuditLog>();
@@ -111,19 +114,27 @@ public static partial class LiveEndpoints
                     return;
                 }
 
+                var wrote = false;
                 if (timeProvider.GetElapsedTime(checkedAt) >= accessCheckInterval)
                 {
                     var now = await readable(cancellationToken);
+                    if (onePatient && now.Count == 0)
+                    {
+                        await EventStream.EndAsync(response, "revoked", cancellationToken);
+                        return;
+                    }
+
                     await AuditFilter.RecordEachAsync(audit, context, now.Except(patients, StringComparer.Ordinal));
                     foreach (var gone in patients.Except(now, StringComparer.Ordinal))
                     {
                         sent.Remove(gone);
+                        await response.WriteAsync($"event: removed\ndata: {{\"patientId\":\"{JsonEncodedText.Encode(gone)}\"}}\n\n", cancellationToken);
+                        wrote = true;
                     }
 
                     (patients, checkedAt) = (now, timeProvider.GetTimestamp());
                 }
 
-                var wrote = false;
                 foreach (var view in await Task.WhenAll(patients.Select(patientId => TryReadAsync(grains, patientId, logger))))
                 {
                     if (view is null)

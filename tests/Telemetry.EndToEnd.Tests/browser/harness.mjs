@@ -4,6 +4,7 @@
 
 import { chromium } from 'playwright-core';
 import { mkdirSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import { join } from 'node:path';
 
 export const env = name => {
@@ -74,4 +75,52 @@ export async function until(what, check, timeoutMs = 15_000) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise(resolve => setTimeout(resolve, 200));
   }
+}
+
+/**
+ * A TCP proxy on loopback in front of the server, for a page that must lose its network: down() resets every
+ * connection through it and refuses new ones, as a ward's Wi-Fi dropping would; up() lets them through again.
+ */
+export async function faultyProxy(target = base()) {
+  const { hostname, port } = new URL(target);
+  const sockets = new Set();
+  let refusing = false;
+  const server = net.createServer(client => {
+    if (refusing) {
+      client.resetAndDestroy();
+      return;
+    }
+
+    const upstream = net.connect(Number(port), hostname);
+    sockets.add(client);
+    sockets.add(upstream);
+    const drop = () => {
+      sockets.delete(client);
+      sockets.delete(upstream);
+      client.destroy();
+      upstream.destroy();
+    };
+    for (const socket of [client, upstream]) {
+      socket.on('error', drop);
+      socket.on('close', drop);
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise(resolve => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    down() {
+      refusing = true;
+      for (const socket of [...sockets]) socket.resetAndDestroy();
+      sockets.clear();
+    },
+    up() {
+      refusing = false;
+    },
+    close() {
+      this.down();
+      server.close();
+    },
+  };
 }

@@ -69,12 +69,68 @@ function mayAct() {
   return (roles.includes('admin') || roles.includes('clinician')) && (smart.length === 0 || writes);
 }
 
+// ---- Live updates: a banner says when any of the page's streams is away, and since when, so that what the page shows
+// is never taken for current when it is not.
+
+function liveUpdates() {
+  const away = new Map();
+  const banner = document.getElementById('connection');
+  const listeners = [];
+  const show = () => {
+    if (away.size === 0) {
+      banner.hidden = true;
+      banner.textContent = '';
+    } else {
+      const since = new Date(Math.min(...[...away.values()].map(a => a.since)));
+      const reason = [...away.values()].find(a => a.reason)?.reason;
+      const ended = [...away.values()].some(a => a.ended);
+      banner.textContent = `Live updates ${ended ? 'stopped' : 'paused'} since ${since.toLocaleTimeString()}: what this page shows may be out of date. `
+        + (reason ?? 'Trying to reconnect…');
+      banner.hidden = false;
+    }
+    for (const listener of listeners) listener();
+  };
+  return {
+    /** The onState callback of one stream, by name. */
+    of: name => (state, reason) => {
+      if (state === 'live') away.delete(name);
+      else away.set(name, { since: away.get(name)?.since ?? Date.now(), reason, ended: state === 'ended' });
+      show();
+    },
+    /** When live updates were last known whole: null while every stream is live. */
+    pausedSince: () => (away.size === 0 ? null : new Date(Math.min(...[...away.values()].map(a => a.since)))),
+    onChange: listener => listeners.push(listener),
+  };
+}
+
+/** What a person is told when acknowledging or snoozing an alert failed: the alert stays as it was. */
+function actionFailed(error, action, alert) {
+  const verb = action === 'ack' ? 'acknowledge' : 'snooze';
+  const what = `${alert.message} (${alert.patientId})`;
+  if (!(error instanceof ApiError)) return `Could not reach the server to ${verb} ${what}: it is unchanged. Try again.`;
+  switch (error.status) {
+    case 401:
+      return error.message;
+    case 403:
+      return `You may not ${verb} ${what}: your role, care team or sign-in does not allow it.`;
+    case 404:
+    case 409:
+      return `Could not ${verb} ${what}: ${error.message}`;
+    case 429:
+      return `Too many requests; wait a moment and try again to ${verb} ${what}.`;
+    default:
+      return `Could not ${verb} ${what}: ${error.message}`;
+  }
+}
+
 // ---- The cohort: every patient the person may read, the most urgent first, and the alerts waiting for someone.
 
 async function showCohort() {
   document.getElementById('cohort').hidden = false;
   const rows = new Map();
+  const live = liveUpdates();
   let alerts = [];
+  let announced = null;
 
   const alertItem = alert => element('li', { class: `alert ${alert.priority}`, 'data-alert': alert.alertId },
     element('span', { class: 'marks' }, priorityBadge(alert.priority), escalationBadge(alert)),
@@ -86,38 +142,72 @@ async function showCohort() {
       element('button', { type: 'button', 'data-action': 'snooze', class: 'quiet', text: 'Snooze 15 min', 'aria-label': `Snooze 15 minutes: ${alert.message} (${alert.patientId})`, onclick: event => act(event, alert, 'snooze', { minutes: 15 }) }))
       : null);
 
-  // Rebuilt on every change; the control that had the keyboard focus gets it back.
+  // Rebuilt on every change. The control that had the keyboard focus gets it back; when its alert has left the inbox
+  // (acknowledged, snoozed, cleared), the same control of the alert now in its place does, or the inbox's heading.
   const renderInbox = () => {
     const focused = document.activeElement?.closest?.('#inbox li');
-    const focusKey = focused ? [focused.dataset.alert, document.activeElement.dataset.action] : null;
-    const waiting = alerts.filter(a => a.status === 'active');
     const list = document.getElementById('inbox');
+    const focusKey = focused ? { alertId: focused.dataset.alert, action: document.activeElement.dataset.action, index: [...list.children].indexOf(focused) } : null;
+    const waiting = alerts.filter(a => a.status === 'active');
     list.replaceChildren(...waiting.map(alertItem));
     document.getElementById('inbox-count').textContent = `(${waiting.length})`;
-    document.getElementById('inbox-empty').hidden = waiting.length > 0;
+    document.title = waiting.length > 0 ? `(${waiting.length}) Telemetry — patients` : 'Telemetry — patients';
+    showInboxEmpty(waiting.length === 0);
     if (focusKey) {
-      list.querySelector(`li[data-alert="${CSS.escape(focusKey[0])}"] [data-action="${focusKey[1]}"]`)?.focus();
+      const same = list.querySelector(`li[data-alert="${CSS.escape(focusKey.alertId)}"] [data-action="${focusKey.action}"]`);
+      const next = list.children[Math.min(focusKey.index, list.children.length - 1)]?.querySelector(`[data-action="${focusKey.action}"]`);
+      (same ?? next ?? document.getElementById('inbox-title')).focus();
     }
 
+    // An alert newly waiting is told (the status line is read out by screen readers), but for those listed at first.
+    const ids = new Set(waiting.map(a => a.alertId));
+    if (announced) {
+      const fresh = waiting.filter(a => !announced.has(a.alertId));
+      if (fresh.length === 1) say(`New ${fresh[0].priority}-priority alert: ${fresh[0].message} (${fresh[0].patientId})`);
+      else if (fresh.length > 1) say(`${fresh.length} new alerts waiting, the first: ${fresh[0].message} (${fresh[0].patientId})`);
+    }
+    announced = ids;
     orderRows();
   };
 
+  // "No alerts waiting" is said only while the page is following them; otherwise as of when it last knew.
+  const showInboxEmpty = empty => {
+    const note = document.getElementById('inbox-empty');
+    const since = live.pausedSince();
+    note.hidden = !empty;
+    note.textContent = since ? `No alerts waiting as of ${since.toLocaleTimeString()}; live updates are paused.` : 'No alerts waiting.';
+  };
+  live.onChange(() => showInboxEmpty(!alerts.some(a => a.status === 'active')));
+
   const act = async (event, alert, action, body) => {
-    event.currentTarget.disabled = true;
+    // Kept before the wait: the event's currentTarget is gone by the time the answer comes.
+    const button = event.currentTarget;
+    button.disabled = true;
     try {
       const updated = await api(`/api/alerts/${encodeURIComponent(alert.alertId)}/${action}`, { method: 'POST', body });
-      alerts = alerts.map(a => (a.alertId === updated.alertId ? updated : a));
-      renderInbox();
+      apply(updated);
       say(action === 'ack' ? `Acknowledged: ${alert.message}` : `Snoozed for 15 minutes: ${alert.message}`);
     } catch (error) {
-      event.currentTarget.disabled = false;
-      failed(error);
+      button.disabled = false;
+      say(actionFailed(error, action, alert), true);
+      // Cleared or gone meanwhile: the inbox is read again, so it shows the alert as it now stands.
+      if (error instanceof ApiError && (error.status === 404 || error.status === 409)) refreshAlerts().catch(failed);
     }
   };
 
-  // One refresh at a time; changes that arrive meanwhile ask for one more afterwards.
+  // An alert as it now stands, from an event or an action's answer: listed while open, newest first, dropped once cleared.
+  const apply = alert => {
+    alerts = alerts.filter(a => a.alertId !== alert.alertId);
+    if (alert.status !== 'cleared') alerts.push(alert);
+    alerts.sort((a, b) => new Date(b.raisedAt) - new Date(a.raisedAt) || (a.alertId < b.alertId ? 1 : -1));
+    renderInbox();
+  };
+
+  // The inbox is read whole when the stream (re)connects; events in between apply one by one. Events that come while
+  // it is being read are applied after it, in order, so the list ends as the latest of them says.
   let refreshing = null;
   let again = false;
+  let held = [];
   const refreshAlerts = async () => {
     if (refreshing) {
       again = true;
@@ -132,8 +222,19 @@ async function showCohort() {
       } while (again);
     })().finally(() => {
       refreshing = null;
+      const waiting = held;
+      held = [];
+      for (const alert of waiting) apply(alert);
     });
     return refreshing;
+  };
+  const onAlertEvent = (name, event) => {
+    if (name === 'reset') {
+      refreshAlerts().catch(failed);
+    } else if (name === 'alert' && event?.alert) {
+      if (refreshing) held.push(event.alert);
+      else apply(event.alert);
+    }
   };
 
   const orderRows = () => {
@@ -152,7 +253,52 @@ async function showCohort() {
 
   const showVitals = (row, vitals) => row.vitals.replaceChildren(...vitals.map(v => latestValue('span', 'vital', v)));
 
-  // A row per patient; one the live stream brings later (a patient added to the care team) gets its row then.
+  // The last hour of heart rate, a point a minute: read once per row, then kept current from the live stream's minute
+  // of each heart rate, redrawn at most every few seconds.
+  const sparklineQueue = [];
+  let sparklineReaders = 0;
+  const readSparklines = async () => {
+    sparklineReaders++;
+    try {
+      for (let next = sparklineQueue.shift(); next; next = sparklineQueue.shift()) {
+        const [patientId, row] = next;
+        try {
+          const from = new Date(Date.now() - 3600_000).toISOString();
+          const trend = await api(`/api/patients/${encodeURIComponent(patientId)}/trends?kind=heart_rate&resolution=1m&from=${encodeURIComponent(from)}`);
+          for (const point of trend.points) if (!row.spark.has(point.start)) row.spark.set(point.start, point);
+          drawSparkline(row);
+        } catch {
+          // A sparkline that cannot be read leaves its cell empty; the row still shows the latest values.
+        }
+      }
+    } finally {
+      sparklineReaders--;
+    }
+  };
+  const queueSparkline = (patientId, row) => {
+    sparklineQueue.push([patientId, row]);
+    if (sparklineReaders < SparklinesAtOnce) readSparklines();
+  };
+  const drawSparkline = row => {
+    const from = Date.now() - 3600_000;
+    for (const start of row.spark.keys()) if (new Date(start).getTime() < from) row.spark.delete(start);
+    const points = [...row.spark.values()].sort((a, b) => new Date(a.start) - new Date(b.start));
+    row.sparkCell.setAttribute('aria-label', points.length ? `Heart rate last hour: ${points.length} minutes of readings` : 'No heart rate this hour');
+    sparkline(row.sparkCell, points);
+    row.sparkDirty = false;
+  };
+  const liveMinute = (row, vitals) => {
+    const minute = vitals.find(v => v.kind === 'heart_rate')?.currentMinute;
+    if (!minute) return;
+    row.spark.set(minute.start, minute);
+    row.sparkDirty = true;
+  };
+  setInterval(() => {
+    for (const row of rows.values()) if (row.sparkDirty) drawSparkline(row);
+  }, 5_000);
+
+  // A row per patient; one the live stream brings later (a patient added to the care team) gets its row then, and
+  // one it says is removed (no longer readable) loses it.
   const addRow = patient => {
     const vitals = element('div', { class: 'vitals' });
     const alertsCell = element('td');
@@ -160,9 +306,18 @@ async function showCohort() {
     const row = element('tr', { 'data-patient': patient.patientId },
       element('th', { scope: 'row' }, element('a', { href: `/patients/${encodeURIComponent(patient.patientId)}`, text: patient.patientId })),
       alertsCell, element('td', {}, vitals), sparkCell);
-    rows.set(patient.patientId, { row, vitals, alertsCell, sparkCell });
+    const entry = { row, vitals, alertsCell, sparkCell, spark: new Map(), sparkDirty: false };
+    rows.set(patient.patientId, entry);
     document.querySelector('#patients tbody').append(row);
-    showVitals(rows.get(patient.patientId), patient.vitals);
+    showVitals(entry, patient.vitals);
+    liveMinute(entry, patient.vitals);
+    return entry;
+  };
+  const removeRow = patientId => {
+    rows.get(patientId)?.row.remove();
+    rows.delete(patientId);
+    alerts = alerts.filter(a => a.patientId !== patientId);
+    renderInbox();
   };
 
   try {
@@ -187,38 +342,32 @@ async function showCohort() {
   const stop = new AbortController();
   follow('/api/live/stream', {
     onEvent: (name, view) => {
-      if (name !== 'vitals') return;
-      if (rows.has(view.patientId)) {
-        showVitals(rows.get(view.patientId), view.vitals);
-      } else {
-        addRow(view);
-        orderRows();
+      if (name === 'removed') {
+        removeRow(view.patientId);
+      } else if (name === 'vitals') {
+        if (rows.has(view.patientId)) {
+          const row = rows.get(view.patientId);
+          showVitals(row, view.vitals);
+          liveMinute(row, view.vitals);
+        } else {
+          queueSparkline(view.patientId, addRow(view));
+          orderRows();
+        }
       }
     },
+    onState: live.of('vitals'),
   }, stop.signal);
   follow('/api/alerts/stream', {
     // On every (re)connect the inbox is read whole, so nothing raised while the stream was away is missed.
     onOpen: () => refreshAlerts().catch(failed),
-    onEvent: () => refreshAlerts().catch(failed),
+    onEvent: onAlertEvent,
+    onState: live.of('alerts'),
   }, stop.signal);
   setInterval(() => {
     for (const time of document.querySelectorAll('#patients time, #inbox time')) time.textContent = ago(time.getAttribute('datetime'));
   }, 10_000);
 
-  const from = new Date(Date.now() - 3600_000).toISOString();
-  const waiting = [...rows.entries()];
-  await Promise.all(Array.from({ length: SparklinesAtOnce }, async () => {
-    for (let next = waiting.shift(); next; next = waiting.shift()) {
-      const [patientId, row] = next;
-      try {
-        const trend = await api(`/api/patients/${encodeURIComponent(patientId)}/trends?kind=heart_rate&resolution=1m&from=${encodeURIComponent(from)}`);
-        row.sparkCell.setAttribute('aria-label', trend.points.length ? `Heart rate last hour: ${trend.points.length} minutes of readings` : 'No heart rate this hour');
-        sparkline(row.sparkCell, trend.points);
-      } catch {
-        // A sparkline that cannot be drawn leaves its cell empty; the row still shows the latest values.
-      }
-    }
-  }));
+  for (const [patientId, row] of rows) queueSparkline(patientId, row);
 }
 
 // ---- One patient: latest values, trends over 24 hours, 7 days or 30 days, thresholds and alerts.
@@ -296,11 +445,13 @@ async function showPatient(patientId) {
     return;
   }
 
+  const live = liveUpdates();
   const stop = new AbortController();
   follow(`${base}/live/stream`, {
     onEvent: (name, view) => {
       if (name === 'vitals') showLatest(view.vitals);
     },
+    onState: live.of('vitals'),
   }, stop.signal);
   // An alert raised, cleared or acknowledged while the page is open is listed (and marked on its chart) as it comes;
   // each time the stream opens the page is read again, so nothing raised before it was following is missed. Events
@@ -312,10 +463,16 @@ async function showPatient(patientId) {
       draw().catch(failed);
     }, 500);
   };
-  follow(`${base}/alerts/stream`, { onOpen: redrawSoon, onEvent: redrawSoon }, stop.signal);
+  follow(`${base}/alerts/stream`, { onOpen: redrawSoon, onEvent: redrawSoon, onState: live.of('alerts') }, stop.signal);
   setInterval(() => {
     for (const time of document.querySelectorAll('#patient-latest time')) time.textContent = ago(time.getAttribute('datetime'));
   }, 10_000);
+
+  // The charts end at the moment they were drawn: drawn again every minute (while the page is seen), so "24 hours" is
+  // always the last 24 hours, and so the latest minutes are on them.
+  setInterval(() => {
+    if (document.visibilityState === 'visible' && !live.pausedSince()) draw().catch(failed);
+  }, 60_000);
 }
 
 function summary(vital, points, thresholds, alertCount) {

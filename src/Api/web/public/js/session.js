@@ -102,24 +102,55 @@ export async function api(path, { method = 'GET', body } = {}) {
   return json;
 }
 
+/** A stream silent this long is taken for lost and opened again: the server sends at least a comment every 15 s. */
+const StreamSilenceMs = 35_000;
+
 /**
  * Follows a server-sent event stream with the person's token (EventSource cannot send one): onOpen() each time the
  * stream (re)connects, so the page can fetch what it may have missed, and onEvent(name, data) for each event.
- * Reconnects after a drop until signal aborts; stops for good when the server refuses the token or the access.
+ * onState(state, reason) says where the stream stands: 'live' once open; 'retrying' while it is away (it tries again
+ * every 2 s, every 10 s when the server says too many are open); 'ended' when it stops for good, with why: the server
+ * refused the token or the access, or ended the stream because the token expired or the access was withdrawn. A stream
+ * silent for longer than the server's keep-alives allow (a network change or a laptop's sleep may drop a connection
+ * with no error) is opened again. Stops when signal aborts.
  */
-export async function follow(path, { onOpen = () => {}, onEvent }, signal) {
+export async function follow(path, { onOpen = () => {}, onEvent, onState = () => {} }, signal) {
   while (!signal?.aborted && token()) {
+    const connection = new AbortController();
+    const abort = () => connection.abort();
+    signal?.addEventListener('abort', abort, { once: true });
+    let silence = null;
+    const heard = () => {
+      clearTimeout(silence);
+      silence = setTimeout(abort, StreamSilenceMs);
+    };
     let reader = null;
+    let retryMs = 2000;
     try {
-      const response = await fetch(path, { headers: { Authorization: `Bearer ${token()}`, Accept: 'text/event-stream' }, signal });
-      if (response.status === 401 || response.status === 403) return;
+      heard();
+      const response = await fetch(path, { headers: { Authorization: `Bearer ${token()}`, Accept: 'text/event-stream' }, signal: connection.signal });
+      if (response.status === 401) {
+        onState('ended', 'Your sign-in is no longer valid; reload the page to sign in again.');
+        return;
+      }
+      if (response.status === 403) {
+        onState('ended', 'You may no longer see this; your role or care team has changed.');
+        return;
+      }
+      if (response.status === 429) {
+        retryMs = 10_000;
+        onState('retrying', 'Too many live views are open with your sign-in; close another tab or window.');
+        throw new ApiError(429, null);
+      }
       if (!response.ok) throw new ApiError(response.status, null);
       reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       onOpen();
+      onState('live');
       let buffer = '';
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
+        heard();
         // Lines may end in CRLF, LF or CR; a CR at the end of a chunk may be half of a CRLF, so it waits.
         buffer += value;
         const keep = buffer.endsWith('\r') ? 1 : 0;
@@ -127,20 +158,37 @@ export async function follow(path, { onOpen = () => {}, onEvent }, signal) {
         buffer = ready + buffer.slice(buffer.length - keep);
         let end;
         while ((end = buffer.indexOf('\n\n')) >= 0) {
-          dispatch(buffer.slice(0, end), onEvent);
+          const ended = dispatch(buffer.slice(0, end), onEvent);
           buffer = buffer.slice(end + 2);
+          if (ended) {
+            onState('ended', ended);
+            return;
+          }
         }
       }
     } catch {
       if (signal?.aborted) return;
     } finally {
+      clearTimeout(silence);
+      signal?.removeEventListener('abort', abort);
       reader?.cancel().catch(() => {});
     }
-    await new Promise(resolve => setTimeout(resolve, 2000));
+    if (signal?.aborted) return;
+    if (retryMs === 2000) onState('retrying');
+    await new Promise(resolve => setTimeout(resolve, retryMs));
   }
 }
 
-/** One event block: its name (default "message") and its data lines, as JSON; a bad event is skipped, not fatal. */
+/** The events that end a stream, and what each tells the person. */
+const endings = {
+  expired: 'Your sign-in has expired; reload the page to sign in again.',
+  revoked: 'You may no longer see this; your role or care team has changed.',
+};
+
+/**
+ * One event block: its name (default "message") and its data lines, as JSON; a bad event is skipped, not fatal. Returns
+ * what to tell the person when the event ends the stream.
+ */
 function dispatch(block, onEvent) {
   let name = 'message';
   const data = [];
@@ -154,12 +202,14 @@ function dispatch(block, onEvent) {
     else if (field === 'data') data.push(value);
   }
 
-  if (data.length === 0) return;
+  if (endings[name]) return endings[name];
+  if (data.length === 0) return null;
   try {
     onEvent(name, JSON.parse(data.join('\n')));
   } catch (error) {
     console.warn(`skipped a ${name} event: ${error.message}`);
   }
+  return null;
 }
 
 /** How each vital is named and in which unit it is shown (the API's UCUM unit, made readable). */
