@@ -96,10 +96,11 @@ public static class AlertRuleValidation
                         Add($"{at}.level", "a rate per minute greater than 0");
                     }
 
-                    // A rate is judged in its direction: a clear level below 0 would ask for the opposite trend to clear.
-                    if (rule.ClearLevel is < 0)
+                    // A rate is judged in its direction, and clears once it falls below the clear level: below 0 would ask
+                    // for the opposite trend, and at 0 too (a value that levels off, its rate about 0, might never clear).
+                    if (rule.ClearLevel is <= 0)
                     {
-                        Add($"{at}.clearLevel", "a rate per minute of 0 or more: the alert clears once the rate falls below it");
+                        Add($"{at}.clearLevel", "a rate per minute greater than 0: the alert clears once the rate falls below it, and a value that levels off has a rate of about 0");
                     }
 
                     if (rule.WindowSeconds is { } window && (window < MinWindowSeconds || window > MaxWindowSeconds))
@@ -170,9 +171,12 @@ public static class AlertRuleValidation
             add($"{at}.level", $"{range}, strictly: a level at either end fires on every reading or on none");
         }
 
-        if (rule.ClearLevel is { } clear && double.IsFinite(clear) && (clear < vital.PlausibleMin || clear > vital.PlausibleMax))
+        // Strictly inside too: an alert clears once a value is past its clear level, and no plausible reading is past
+        // either end (SpO2 below 90 clearing above 100 would stay open for good, and its rule silent for every later
+        // episode).
+        if (rule.ClearLevel is { } clear && double.IsFinite(clear) && (clear <= vital.PlausibleMin || clear >= vital.PlausibleMax))
         {
-            add($"{at}.clearLevel", range);
+            add($"{at}.clearLevel", $"{range}, strictly: no reading is past either end, so the alert would never clear");
         }
     }
 

@@ -43,10 +43,14 @@ public sealed class AlertRuleValidationTests
             new AlertRule("fine", AlertRuleType.Threshold, AlertPriority.High, VitalKind.BodyTemperature, AlertDirection.Above, 38.5, 38),
             new AlertRule("spo2-below-max", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 100),
             new AlertRule("hr-above-min", AlertRuleType.Threshold, AlertPriority.High, VitalKind.HeartRate, AlertDirection.Above, VitalCatalogue.Get(VitalKind.HeartRate).PlausibleMin),
+            // Clear levels at the ends of the range: no plausible reading is past them, so these would never clear.
+            new AlertRule("spo2-clear-at-max", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 90, VitalCatalogue.Get(VitalKind.OxygenSaturation).PlausibleMax),
+            new AlertRule("hr-clear-at-min", AlertRuleType.Threshold, AlertPriority.High, VitalKind.HeartRate, AlertDirection.Above, 120, VitalCatalogue.Get(VitalKind.HeartRate).PlausibleMin),
+            new AlertRule("spo2-clear-inside", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 90, 99.5),
         ]));
 
         Assert.Equal(
-            ["rules[0].level", "rules[1].level", "rules[2].level", "rules[3].clearLevel", "rules[4].clearLevel", "rules[6].level", "rules[7].level"],
+            ["rules[0].level", "rules[1].level", "rules[2].level", "rules[3].clearLevel", "rules[4].clearLevel", "rules[6].level", "rules[7].level", "rules[8].clearLevel", "rules[9].clearLevel"],
             errors.Keys.Order(StringComparer.Ordinal));
         Assert.Contains("Cel", errors["rules[0].level"][0], StringComparison.Ordinal);
     }
@@ -54,16 +58,18 @@ public sealed class AlertRuleValidationTests
     [Fact]
     public void A_score_no_patient_can_reach_or_a_rate_that_would_clear_only_on_the_opposite_trend_is_refused()
     {
-        // Five vitals of 3 points each: 15 at most. A falling rate that would clear only once the value rises.
+        // Five vitals of 3 points each: 15 at most. A falling rate that would clear only once the value rises, or, at 0,
+        // might never clear while the value stays level.
         var errors = AlertRuleValidation.Validate(new AlertRuleSet(
         [
             new AlertRule("news2-16", AlertRuleType.EarlyWarning, AlertPriority.High, Direction: AlertDirection.Above, Level: 16),
             new AlertRule("news2-15", AlertRuleType.EarlyWarning, AlertPriority.High, Direction: AlertDirection.Above, Level: 15),
             new AlertRule("falling", AlertRuleType.RateOfChange, AlertPriority.Medium, VitalKind.BloodGlucose, AlertDirection.Falling, 2, -1),
             new AlertRule("falling-0", AlertRuleType.RateOfChange, AlertPriority.Medium, VitalKind.BloodGlucose, AlertDirection.Falling, 2, 0),
+            new AlertRule("falling-slower", AlertRuleType.RateOfChange, AlertPriority.Medium, VitalKind.BloodGlucose, AlertDirection.Falling, 2, 0.5),
         ]));
 
-        Assert.Equal(["rules[0].level", "rules[2].clearLevel"], errors.Keys.Order(StringComparer.Ordinal));
+        Assert.Equal(["rules[0].level", "rules[2].clearLevel", "rules[3].clearLevel"], errors.Keys.Order(StringComparer.Ordinal));
     }
 
     [Fact]
