@@ -51,6 +51,11 @@ public sealed class AlertEngine
     // When any vital last arrived (no-data rules of no one vital).
     private long _lastSeenAnyMs = long.MinValue;
 
+    // The moment whose early-warning score is still to be judged: a score is judged once every reading of its moment is
+    // in (a batch's heart rate and SpO2 of one second are scored together, not each with the other's value from
+    // before), when a reading of another moment comes, on Tick, or at EndOfReadings.
+    private long _scoreDueMs = long.MinValue;
+
     // When this server started, as StartWatching was told (long.MinValue before): a silence raises no sooner than a while
     // after it, since no device could send while the server was down.
     private long _serverStartedMs = long.MinValue;
@@ -70,6 +75,12 @@ public sealed class AlertEngine
     public AlertState State { get; }
 
     public bool HasRules => State.Rules.Rules.Length > 0;
+
+    /// <summary>
+    /// Whether a rule is judged on several vitals at once (an early-warning score): its readings must then come in time
+    /// across vitals, not only within each, so that each moment is scored with the values of that moment.
+    /// </summary>
+    public bool JudgesAcrossVitals => _earlyWarning.Length > 0;
 
     /// <summary>When <see cref="Tick"/> must run next, or null when nothing is waiting on the clock.</summary>
     public long? NextDueMs
@@ -283,6 +294,8 @@ public sealed class AlertEngine
     /// </summary>
     public void SetRules(AlertRuleSet rules, long nowMs, bool startWatching = true)
     {
+        // A score the readings before left due is judged by the rules they came under.
+        EndOfReadings(nowMs);
         var before = Runtimes().ToDictionary(runtime => runtime.Rule.Id, StringComparer.Ordinal);
         State.Rules = rules;
         State.RulesUpdatedAt = DateTimeOffset.FromUnixTimeMilliseconds(nowMs);
@@ -381,9 +394,17 @@ public sealed class AlertEngine
         }
     }
 
-    /// <summary>Judges one committed, plausible reading.</summary>
+    /// <summary>
+    /// Judges one committed, plausible reading. Readings come in time order (within each vital, and across vitals when
+    /// <see cref="JudgesAcrossVitals"/>); after the last of a batch, <see cref="EndOfReadings"/>.
+    /// </summary>
     public void Observe(in VitalReading reading, long nowMs)
     {
+        if (_scoreDueMs != long.MinValue && reading.TimestampMs != _scoreDueMs)
+        {
+            JudgeScore(nowMs);
+        }
+
         ref var vital = ref Track(reading.Kind);
         var fresh = reading.TimestampMs >= nowMs - StaleAfterMs;
         if (fresh)
@@ -445,14 +466,7 @@ public sealed class AlertEngine
 
         if (_earlyWarning.Length > 0 && EarlyWarningScore.IsParameter(reading.Kind))
         {
-            // Raised on the fresh vitals' score; cleared only when the latest value of every vital scored in the last day
-            // recovers: a vital whose bad reading grew old, with none after it, is missing, not better.
-            var score = CurrentEarlyWarningScore(reading.TimestampMs);
-            var latestScore = CurrentEarlyWarningScore(reading.TimestampMs, EarlyWarningHoldMs);
-            foreach (var runtime in _earlyWarning)
-            {
-                Judge(runtime, score, reading.TimestampMs, nowMs, recoveryValue: latestScore);
-            }
+            _scoreDueMs = reading.TimestampMs;
         }
 
         foreach (var runtime in _implausible)
@@ -473,6 +487,32 @@ public sealed class AlertEngine
                 Clear(open, nowMs);
                 (State.ClearedAtMs ??= [])[runtime.Rule.Id] = nowMs;
             }
+        }
+    }
+
+    /// <summary>Judges what the last readings given to <see cref="Observe"/> left to judge: the early-warning score of their moment.</summary>
+    public void EndOfReadings(long nowMs)
+    {
+        if (_scoreDueMs != long.MinValue)
+        {
+            JudgeScore(nowMs);
+        }
+    }
+
+    /// <summary>
+    /// Judges the early-warning score of the moment due. Raised on the fresh vitals' score; cleared only when the latest
+    /// value of every vital scored in the last day recovers: a vital whose bad reading grew old, with none after it, is
+    /// missing, not better.
+    /// </summary>
+    private void JudgeScore(long nowMs)
+    {
+        var atMs = _scoreDueMs;
+        _scoreDueMs = long.MinValue;
+        var score = CurrentEarlyWarningScore(atMs);
+        var latestScore = CurrentEarlyWarningScore(atMs, EarlyWarningHoldMs);
+        foreach (var runtime in _earlyWarning)
+        {
+            Judge(runtime, score, atMs, nowMs, recoveryValue: latestScore);
         }
     }
 
@@ -505,6 +545,7 @@ public sealed class AlertEngine
     /// <summary>Runs what is due on the clock: snoozes that ran out, escalations, silences long enough to raise a no-data alert.</summary>
     public void Tick(long nowMs)
     {
+        EndOfReadings(nowMs);
         foreach (var alert in State.Open.ToArray())
         {
             if (alert.Status == AlertStatus.Snoozed && alert.SnoozedUntil is { } until && until.ToUnixTimeMilliseconds() <= nowMs)

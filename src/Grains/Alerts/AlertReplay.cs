@@ -47,12 +47,21 @@ public static class AlertReplay
         var engine = new AlertEngine(patientId, new AlertState());
         // Whether monitoring had begun before the range's first reading is not known: silences count from readings only.
         engine.SetRules(rules, fromMs, startWatching: false);
+        // Each moment is judged as of itself: a score due once its moment's readings are in, before the clock moves on.
+        var momentMs = long.MinValue;
         foreach (var reading in readings.OrderBy(r => r.TimestampMs))
         {
+            if (reading.TimestampMs != momentMs)
+            {
+                engine.EndOfReadings(momentMs);
+                momentMs = reading.TimestampMs;
+            }
+
             engine.Tick(reading.TimestampMs);
             engine.Observe(reading, reading.TimestampMs);
         }
 
+        engine.EndOfReadings(momentMs);
         engine.Tick(toMs);
         var latest = new Dictionary<string, Alert>(StringComparer.Ordinal);
         foreach (var item in engine.State.Outbox)

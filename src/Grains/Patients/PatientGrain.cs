@@ -472,7 +472,7 @@ public sealed partial class PatientGrain(
             }
         }
 
-        if (!_alerts.HasRules || EachVitalInTimeOrder(readings))
+        if (!_alerts.HasRules || InTimeOrder(readings, acrossVitals: _alerts.JudgesAcrossVitals))
         {
             foreach (var reading in readings.All)
             {
@@ -483,12 +483,16 @@ public sealed partial class PatientGrain(
         {
             // The rules judge each vital in reading time and pass over a reading older than one of it they judged: a
             // batch sent newest first, or two devices' batches in one flush, are judged in time order rather than losing
-            // all but a few.
+            // all but a few. An early-warning score is judged on every vital at each moment: a batch of a minute's heart
+            // rates followed by the same minute's SpO2 is judged in time order across them, or each heart rate would be
+            // scored with the SpO2 from before the batch.
             foreach (var reading in readings.All.ToTimeOrder())
             {
                 _alerts.Observe(reading, now);
             }
         }
+
+        _alerts.EndOfReadings(now);
 
         // A store that shows a commit a moment after answering it may not show these readings yet: the windows
         // recomputed now are recomputed again once it does.
@@ -659,6 +663,8 @@ public sealed partial class PatientGrain(
                 _alerts.Observe(reading, now);
             }
         }
+
+        _alerts.EndOfReadings(now);
     }
 
     /// <summary>Recomputes the windows late readings fell into, if any, and writes every window closed.</summary>
@@ -910,20 +916,22 @@ public sealed partial class PatientGrain(
 
     /// <summary>
     /// Whether each vital's readings come in time order, as one device sending in order sends them (a batch holds its
-    /// vitals one after another: all its heart rates, then all its SpO2): one pass, nothing allocated.
+    /// vitals one after another: all its heart rates, then all its SpO2), or, <paramref name="acrossVitals"/>, whether
+    /// all of them do: one pass, nothing allocated.
     /// </summary>
-    private static bool EachVitalInTimeOrder(PatientReadings readings)
+    private static bool InTimeOrder(PatientReadings readings, bool acrossVitals)
     {
         Span<long> last = stackalloc long[16];
         last.Fill(long.MinValue);
         foreach (var reading in readings.All)
         {
-            if ((byte)reading.Kind >= last.Length)
+            var slot = acrossVitals ? 0 : (byte)reading.Kind;
+            if (slot >= last.Length)
             {
                 return false;
             }
 
-            ref var latest = ref last[(byte)reading.Kind];
+            ref var latest = ref last[slot];
             if (reading.TimestampMs < latest)
             {
                 return false;

@@ -803,6 +803,34 @@ public sealed class AlertEngineTests
     }
 
     [Fact]
+    public void The_readings_of_one_moment_are_scored_together_not_each_with_the_others_values_from_before()
+    {
+        var engine = Engine(new AlertRule("news2", AlertRuleType.EarlyWarning, AlertPriority.Medium, Direction: AlertDirection.Above, Level: 5, ClearLevel: 3));
+        engine.Observe(new VitalReading(VitalKind.HeartRate, Now, 135), Now); // 3
+        engine.Observe(new VitalReading(VitalKind.OxygenSaturation, Now, 97), Now); // 0
+        engine.Observe(new VitalReading(VitalKind.RespiratoryRate, Now, 22), Now); // 2: 5
+        engine.EndOfReadings(Now);
+        Assert.Equal(AlertEventType.Raised, Assert.Single(engine.State.Outbox).Type);
+
+        // The heart rate falls (0) as the SpO2 does (3), at one moment: the score is 5 throughout, judged once both are in.
+        Advance(60);
+        engine.Observe(new VitalReading(VitalKind.HeartRate, Now, 85), Now);
+        engine.Observe(new VitalReading(VitalKind.OxygenSaturation, Now, 91), Now);
+        Assert.Single(engine.State.Outbox);
+        engine.EndOfReadings(Now);
+        Assert.Single(engine.State.Outbox);
+        Assert.Single(engine.State.Open);
+
+        // A reading of a later moment judges the one before first: here the SpO2 recovers (0), the score 2 clears.
+        Advance(1);
+        engine.Observe(new VitalReading(VitalKind.OxygenSaturation, Now, 97), Now);
+        Assert.Single(engine.State.Outbox);
+        Advance(1);
+        engine.Observe(new VitalReading(VitalKind.HeartRate, Now, 85), Now);
+        Assert.Equal([AlertEventType.Raised, AlertEventType.Cleared], engine.State.Outbox.Select(e => e.Type));
+    }
+
+    [Fact]
     public void A_vital_measured_over_an_hour_before_the_newest_no_longer_counts_towards_the_score()
     {
         var engine = Engine(new AlertRule("news2", AlertRuleType.EarlyWarning, AlertPriority.Medium, Direction: AlertDirection.Above, Level: 5));
@@ -1227,6 +1255,7 @@ public sealed class AlertEngineTests
     {
         engine.Tick(Now);
         engine.Observe(new VitalReading(kind, Now, value), Now);
+        engine.EndOfReadings(Now);
     }
 
     private void Advance(int seconds) => _clock.Advance(TimeSpan.FromSeconds(seconds));

@@ -59,6 +59,30 @@ public sealed class PatientAlertTests(ClusterFixture fixture) : IClassFixture<Cl
     }
 
     [Fact]
+    public async Task A_batch_of_each_vital_in_turn_is_scored_moment_by_moment_across_its_vitals()
+    {
+        var patient = "p-alert-news2-batch";
+        await fixture.Patient(patient).SetAlertRulesAsync(new AlertRuleSet(
+            [new AlertRule("news2-medium", AlertRuleType.EarlyWarning, AlertPriority.Medium, Direction: AlertDirection.Above, Level: 5, ClearLevel: 3, RearmSeconds: 300)]));
+        var start = Now - 120_000;
+
+        // Heart rate 135 (3 points), SpO2 97 (0), respiratory rate 22 (2): NEWS2 5, raised.
+        await fixture.CommitAndApplyAsync(patient,
+            new VitalReading(VitalKind.HeartRate, start, 135), new VitalReading(VitalKind.OxygenSaturation, start, 97), new VitalReading(VitalKind.RespiratoryRate, start, 22));
+        Assert.Equal("news2-medium", Assert.Single(await fixture.Patient(patient).GetOpenAlertsAsync()).RuleId);
+
+        // A minute on, the heart rate falls to 85 (0) as the SpO2 falls to 91 (3): still 5 at every second. The batch
+        // holds the minute's heart rates, then its SpO2 (as a device sends each vital's series): scored heart rate by
+        // heart rate with the SpO2 of before, the score would read 2 and clear the alert.
+        var seconds = Enumerable.Range(0, 30).Select(second => start + 60_000 + (second * 1_000L)).ToArray();
+        await fixture.CommitAndApplyAsync(patient,
+            [.. seconds.Select(at => new VitalReading(VitalKind.HeartRate, at, 85)), .. seconds.Select(at => new VitalReading(VitalKind.OxygenSaturation, at, 91))]);
+
+        Assert.Equal("news2-medium", Assert.Single(await fixture.Patient(patient).GetOpenAlertsAsync()).RuleId);
+        Assert.Equal([AlertEventType.Raised], Publisher.Of(patient).Select(e => e.Type));
+    }
+
+    [Fact]
     public async Task A_reading_whose_call_was_lost_is_judged_when_repaired_and_only_once()
     {
         var patient = "p-alert-lost-call";
