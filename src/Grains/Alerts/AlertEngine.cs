@@ -954,6 +954,7 @@ public sealed class AlertEngine
                     ? last
                     : State.PendingSinceMs?.GetValueOrDefault(rule.Id, long.MinValue) ?? long.MinValue,
                 RecoveringSinceMs = State.RecoveringSinceMs?.GetValueOrDefault(rule.Id, long.MinValue) ?? long.MinValue,
+                LastJudgedMs = JudgedThroughMs(rule),
                 WatchedSinceMs = rule.Type != AlertRuleType.NoData ? long.MinValue
                     : old is { Rule.Type: AlertRuleType.NoData } && old.Rule.Kind == rule.Kind ? old.WatchedSinceMs
                     : State.WatchedSinceMs?.GetValueOrDefault(rule.Id, long.MinValue) is { } watched and not long.MinValue ? watched
@@ -984,6 +985,26 @@ public sealed class AlertEngine
                     break;
             }
         }
+    }
+
+    /// <summary>
+    /// The time of the latest reading judged of what <paramref name="rule"/> watches (as the state restores it), from
+    /// which a new runtime counts the gap to the next: a recovery carried into an activation starts again across a gap
+    /// that began before it, as it would have without the activation.
+    /// </summary>
+    private long JudgedThroughMs(AlertRule rule)
+    {
+        var judged = long.MinValue;
+        foreach (ref readonly var vital in _vitals.AsSpan())
+        {
+            var watched = rule.Type == AlertRuleType.EarlyWarning ? EarlyWarningScore.IsParameter(vital.Kind) : vital.Kind == rule.Kind;
+            if (watched)
+            {
+                judged = Math.Max(judged, vital.JudgedMs);
+            }
+        }
+
+        return judged;
     }
 
     /// <summary>Whether <paramref name="rule"/> watches for what <paramref name="was"/> did: the same but for its priority, re-arm or escalation.</summary>

@@ -195,6 +195,29 @@ public sealed class AlertEngineTests
     }
 
     [Fact]
+    public void A_recovery_carried_into_an_activation_starts_again_across_a_gap_after_it()
+    {
+        var engine = Engine(SpO2Low);
+        RaiseSpO2Episode(engine);
+        Send(engine, VitalKind.OxygenSaturation, 94);
+        engine.RecordJudged();
+
+        // An activation four minutes on carries the recovery on; then the sensor is off the finger for sixteen minutes.
+        // The gap is counted from the last reading judged before the activation, so the next good reading starts the
+        // recovery again rather than completing it across the gap.
+        Advance(4 * 60);
+        var next = new AlertEngine("p-1", engine.State);
+        next.ForgetStaleSustains(Now);
+        Advance(16 * 60);
+        Send(next, VitalKind.OxygenSaturation, 95);
+        Assert.DoesNotContain(next.State.Outbox, item => item.Type == AlertEventType.Cleared);
+
+        Advance(60);
+        Send(next, VitalKind.OxygenSaturation, 95);
+        Assert.Single(next.State.Outbox, item => item.Type == AlertEventType.Cleared);
+    }
+
+    [Fact]
     public void A_recovery_across_a_gap_in_the_readings_starts_again()
     {
         var engine = Engine(SpO2Low);
