@@ -285,8 +285,9 @@ public sealed class AlertEngine
     }
 
     /// <summary>
-    /// Replaces the rules. Open alerts of rules that are gone are cleared, saying so (<see cref="Alert.ClearReason"/>: not a
-    /// recovery); the others are judged by their new levels from the next reading. A rule whose condition is as it was
+    /// Replaces the rules. Open alerts of rules that are gone, or that now watch something else (another type, vital or
+    /// direction), are cleared, saying so (<see cref="Alert.ClearReason"/>: not a recovery); the others are judged by
+    /// their new levels from the next reading. A rule whose condition is as it was
     /// (changed in its priority, re-arm or escalation only, or not at all) carries on where it was (its sustain or recovery
     /// under way, its rate window, its watch for data): editing one rule does not hold back another's alert, nor its own.
     /// A new no-data rule watches from <paramref name="nowMs"/>, unless <paramref name="startWatching"/> is false (a
@@ -305,6 +306,12 @@ public sealed class AlertEngine
             if (!byId.TryGetValue(alert.RuleId, out var rule))
             {
                 Clear(alert, nowMs, RuleRemoved);
+            }
+            else if (before.GetValueOrDefault(alert.RuleId)?.Rule is { } was && WatchesSomethingElse(was, rule))
+            {
+                // Kept open, its old condition would be cleared by the new one's readings (a heart-rate alert by a good
+                // SpO2), as if the patient had recovered.
+                Clear(alert, nowMs, RuleChanged);
             }
             else if (FollowingItsRule(alert, rule, before.GetValueOrDefault(alert.RuleId)?.Rule, nowMs) is { } updated)
             {
@@ -854,6 +861,13 @@ public sealed class AlertEngine
 
     /// <summary>What <see cref="Alert.ClearReason"/> says of an alert whose rule was removed.</summary>
     public const string RuleRemoved = "its rule was removed from the patient's rules; the condition was not seen to end";
+
+    /// <summary>What <see cref="Alert.ClearReason"/> says of an alert whose rule, under the same id, now watches something else.</summary>
+    public const string RuleChanged = "its rule now watches another type, vital or direction; the condition was not seen to end";
+
+    /// <summary>Whether a rule edited under the same id watches another condition: not its levels, its subject.</summary>
+    private static bool WatchesSomethingElse(AlertRule was, AlertRule rule) =>
+        was.Type != rule.Type || was.Kind != rule.Kind || was.Direction != rule.Direction;
 
     private void Clear(Alert alert, long nowMs, string? reason = null)
     {

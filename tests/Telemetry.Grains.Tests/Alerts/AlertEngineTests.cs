@@ -218,6 +218,29 @@ public sealed class AlertEngineTests
     }
 
     [Fact]
+    public void A_rule_made_to_watch_another_vital_clears_its_open_alert_saying_so_not_as_a_recovery()
+    {
+        var heart = new AlertRule("r1", AlertRuleType.Threshold, AlertPriority.High, VitalKind.HeartRate, AlertDirection.Above, 120);
+        var engine = Engine(heart);
+        Send(engine, VitalKind.HeartRate, 135);
+        Assert.Single(engine.State.Open);
+
+        // Raised again, it keeps its alert (new levels are judged from the next reading).
+        engine.SetRules(new AlertRuleSet([heart with { Level = 125 }]), Now);
+        Assert.Single(engine.State.Open);
+
+        // Made to watch SpO2 under the same id: the heart-rate alert is cleared as the edit's, not by a good SpO2 after it.
+        engine.SetRules(new AlertRuleSet([heart with { Kind = VitalKind.OxygenSaturation, Direction = AlertDirection.Below, Level = 90 }]), Now);
+        var cleared = Assert.Single(engine.State.Outbox, item => item.Type == AlertEventType.Cleared).Alert;
+        Assert.Equal(AlertEngine.RuleChanged, cleared.ClearReason);
+        Assert.Empty(engine.State.Open);
+
+        // The new condition raises an alert of its own at once (no re-arm left by the old one).
+        Send(engine, VitalKind.OxygenSaturation, 88);
+        Assert.Equal(VitalKind.OxygenSaturation, Assert.Single(engine.State.Open).Kind);
+    }
+
+    [Fact]
     public void A_recovery_across_a_gap_in_the_readings_starts_again()
     {
         var engine = Engine(SpO2Low);
