@@ -28,7 +28,8 @@ public static class AlertEventStream
 
     private static async Task StreamAsync(HttpContext context, string? patientId, IAlertStore store, AlertBroadcaster broadcaster)
     {
-        var cancellationToken = context.RequestAborted;
+        using var running = EventStream.RunUntilStopping(context);
+        var cancellationToken = running.Token;
         var after = StartPosition(context.Request);
         if (after is null)
         {
@@ -144,7 +145,7 @@ public static class AlertEventStream
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
-            // The client went away.
+            // The client went away, or the server is stopping.
         }
     }
 

@@ -24,6 +24,16 @@ public static class EventStream
         await response.Body.FlushAsync(cancellationToken);
     }
 
+    /// <summary>
+    /// What a stream runs until: its reader leaving, or the server beginning to stop. A stream open at a graceful
+    /// shutdown would otherwise hold the web server's stop until the host's shutdown timeout, leaving no time for the
+    /// ingest drain, the grains' deactivation and the stores after it; ended, its reader reconnects (to this server once
+    /// it is back, or to another).
+    /// </summary>
+    public static CancellationTokenSource RunUntilStopping(HttpContext context) =>
+        CancellationTokenSource.CreateLinkedTokenSource(
+            context.RequestAborted, context.RequestServices.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping);
+
     /// <summary>How often a stream asks again whom its reader may see (<see cref="AuthOptions.StreamAccessCheckSeconds"/>).</summary>
     public static TimeSpan AccessCheckInterval(HttpContext context) =>
         TimeSpan.FromSeconds(context.RequestServices.GetRequiredService<IOptions<AuthOptions>>().Value.StreamAccessCheckSeconds);

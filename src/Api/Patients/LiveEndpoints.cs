@@ -91,7 +91,8 @@ public static partial class LiveEndpoints
     private static async Task RunAsync(
         HttpContext context, Func<CancellationToken, Task<IReadOnlyList<string>>> readable, IGrainFactory grains, TimeProvider timeProvider, ILogger logger, bool onePatient)
     {
-        var cancellationToken = context.RequestAborted;
+        using var running = EventStream.RunUntilStopping(context);
+        var cancellationToken = running.Token;
         var audit = context.RequestServices.GetRequiredService<AuditLog>();
         var expires = EventStream.ExpiryOf(context.User);
         var accessCheckInterval = EventStream.AccessCheckInterval(context);
@@ -169,7 +170,7 @@ public static partial class LiveEndpoints
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
-            // The client went away.
+            // The client went away, or the server is stopping.
         }
     }
 
