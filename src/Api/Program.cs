@@ -8,21 +8,42 @@ using Telemetry.Api.Security;
 string[] hostArgs = ["--hostBuilder:reloadConfigOnChange=false", .. args is [TokenCommand.Name, ..] ? [] : args];
 var contentRootGiven = Environment.GetEnvironmentVariable("ASPNETCORE_CONTENTROOT") is { Length: > 0 }
     || hostArgs.Any(arg => arg.StartsWith("--contentRoot", StringComparison.OrdinalIgnoreCase));
-var builder = WebApplication.CreateBuilder(new WebApplicationOptions
-{
-    Args = hostArgs,
-    ContentRootPath = contentRootGiven ? null : AppContext.BaseDirectory,
-});
-ConfigurationFiles.AddWorkingDirectorySettings(builder.Configuration, builder.Environment.ContentRootPath);
-builder.AddTelemetryServer();
 
-var app = builder.Build();
-if (args is [TokenCommand.Name, .. var options])
+// A setting that cannot work, a file that cannot be read or a port taken stops the start with what to change (exit 2),
+// not an unhandled exception's stack.
+WebApplication? app = null;
+try
 {
-    // Mints a development token with the server's configuration and exits; nothing is started.
-    return TokenCommand.Run(app, options, Console.Out, Console.Error);
+    var builder = WebApplication.CreateBuilder(new WebApplicationOptions
+    {
+        Args = hostArgs,
+        ContentRootPath = contentRootGiven ? null : AppContext.BaseDirectory,
+    });
+    ConfigurationFiles.AddWorkingDirectorySettings(builder.Configuration, builder.Environment.ContentRootPath);
+    builder.AddTelemetryServer();
+
+    app = builder.Build();
+    if (args is [TokenCommand.Name, .. var options])
+    {
+        // Mints a development token with the server's configuration and exits; nothing is started.
+        return TokenCommand.Run(app, options, Console.Out, Console.Error);
+    }
+
+    app.MapTelemetryServer();
+    await app.StartAsync();
+}
+catch (Exception exception) when (StartupFailure.Describe(exception) is { } problems)
+{
+    if (app is not null)
+    {
+        using var stopping = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        await app.StopAsync(stopping.Token).ContinueWith(_ => { }, TaskScheduler.Default);
+        await app.DisposeAsync();
+    }
+
+    return StartupFailure.Report(problems, Console.Error);
 }
 
-app.MapTelemetryServer();
-app.Run();
+await app.WaitForShutdownAsync();
+await app.DisposeAsync();
 return 0;

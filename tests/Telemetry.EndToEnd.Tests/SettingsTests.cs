@@ -17,14 +17,20 @@ public sealed class SettingsTests
 
     [Theory]
     [InlineData("Telemetry__Server__ListenAddress", "not-an-address", "ListenAddress")]
-    [InlineData("Telemetry__Ingest__BackfillHorizon", "00:00:00", "BackfillHorizon")]
+    [InlineData("Telemetry__Ingest__BackfillHorizon", "00:00:00", "Telemetry:Ingest:BackfillHorizon")]
+    [InlineData("Telemetry__Ingest__MaxMessageBytes", "0", "Telemetry:Ingest:MaxMessageBytes: ")]
+    [InlineData("Telemetry__Server__HttpPort", "eighty", "Telemetry:Server:HttpPort")]
     public async Task A_value_that_cannot_work_stops_the_start_naming_its_setting(string key, string value, string named)
     {
         await using var server = new TelemetryServer(new Dictionary<string, string> { [key] = value });
 
         var refused = await Assert.ThrowsAsync<InvalidOperationException>(server.StartAsync);
 
+        // Told in a line that names the setting as it is configured, with exit code 2: not an unhandled exception.
         Assert.Contains(named, refused.Message, StringComparison.Ordinal);
+        Assert.StartsWith("The server exited with 2:", refused.Message, StringComparison.Ordinal);
+        Assert.Contains("Telemetry did not start:", refused.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("Unhandled exception", refused.Message, StringComparison.Ordinal);
     }
 
     [Fact]

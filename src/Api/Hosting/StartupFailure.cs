@@ -1,0 +1,74 @@
+using System.Reflection;
+using System.Security.Cryptography;
+using System.Text.RegularExpressions;
+using Microsoft.Extensions.Options;
+
+namespace Telemetry.Api.Hosting;
+
+/// <summary>
+/// What an operator is told when the server cannot start for its settings or its surroundings (a value that cannot
+/// work, a file that cannot be read, a port taken): one line per problem, naming the setting as it is configured
+/// (<c>Telemetry:Ingest:MaxMessageBytes</c>, not the class that holds it), in place of an unhandled exception's stack.
+/// </summary>
+public static partial class StartupFailure
+{
+    /// <summary>
+    /// The problems <paramref name="exception"/> tells of, or null when it is not one of settings or surroundings (a
+    /// defect, whose stack is worth more than a line).
+    /// </summary>
+    public static IReadOnlyList<string>? Describe(Exception exception) => exception switch
+    {
+        AggregateException aggregate => aggregate.Flatten().InnerExceptions.Select(Describe).ToList() is var all && all.All(problems => problems is not null)
+            ? [.. all.SelectMany(problems => problems!)]
+            : null,
+        OptionsValidationException invalid => [.. invalid.Failures.Select(failure => Setting(invalid.OptionsType, failure))],
+        InvalidOperationException or ArgumentException or FormatException or IOException or UnauthorizedAccessException or CryptographicException
+            => [Messages(exception)],
+        _ => null,
+    };
+
+    /// <summary>Writes the problems and returns the exit code that says the server did not start for them (2).</summary>
+    public static int Report(IReadOnlyList<string> problems, TextWriter error)
+    {
+        error.WriteLine("Telemetry did not start:");
+        foreach (var problem in problems)
+        {
+            error.WriteLine($"  {problem}");
+        }
+
+        error.WriteLine("Change the settings named (appsettings.json, or an environment variable such as Telemetry__Server__HttpPort) and start it again.");
+        return 2;
+    }
+
+    /// <summary>A validation failure, its options class's members named as settings under the class's section.</summary>
+    private static string Setting(Type options, string failure)
+    {
+        var section = options.GetField("Section", BindingFlags.Public | BindingFlags.Static)?.GetValue(null) as string;
+        if (DataAnnotationFailure().Match(failure) is { Success: true } match)
+        {
+            var members = match.Groups["members"].Value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+            var named = section is null ? members : members.Select(member => $"{section}:{member}");
+            return $"{string.Join(", ", named)}: {match.Groups["error"].Value}";
+        }
+
+        return section is null || failure.Contains(section, StringComparison.Ordinal) ? failure : $"{section}: {failure}";
+    }
+
+    /// <summary>An exception's message and those of the exceptions within it, as one line.</summary>
+    private static string Messages(Exception exception)
+    {
+        var messages = new List<string>();
+        for (var current = exception; current is not null; current = current.InnerException)
+        {
+            if (!messages.Any(message => message.Contains(current.Message, StringComparison.Ordinal)))
+            {
+                messages.Add(current.Message);
+            }
+        }
+
+        return string.Join(" ", messages);
+    }
+
+    [GeneratedRegex(@"^DataAnnotation validation failed for '[^']*' members: '(?<members>[^']*)' with the error: '(?<error>.*)'\.?$", RegexOptions.Singleline)]
+    private static partial Regex DataAnnotationFailure();
+}
