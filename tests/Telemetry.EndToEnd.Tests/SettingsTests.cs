@@ -20,6 +20,7 @@ public sealed class SettingsTests
     [InlineData("Telemetry__Ingest__BackfillHorizon", "00:00:00", "Telemetry:Ingest:BackfillHorizon")]
     [InlineData("Telemetry__Ingest__MaxMessageBytes", "0", "Telemetry:Ingest:MaxMessageBytes: ")]
     [InlineData("Telemetry__Server__HttpPort", "eighty", "Telemetry:Server:HttpPort")]
+    [InlineData("Telemetry__Auth__Jwt__Authority", "http://127.0.0.1:1/realms/ward", "Telemetry:Auth:Jwt:Authority: Authority is http://")]
     public async Task A_value_that_cannot_work_stops_the_start_naming_its_setting(string key, string value, string named)
     {
         await using var server = new TelemetryServer(new Dictionary<string, string> { [key] = value });

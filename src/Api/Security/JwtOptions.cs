@@ -40,9 +40,21 @@ public sealed class JwtOptions : IValidatableObject
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
-        if (!string.IsNullOrWhiteSpace(Authority) && !Uri.TryCreate(Authority, UriKind.Absolute, out _))
+        if (string.IsNullOrWhiteSpace(Authority))
+        {
+            yield break;
+        }
+
+        if (!Uri.TryCreate(Authority, UriKind.Absolute, out var authority))
         {
             yield return new ValidationResult("Authority must be an absolute URL (the provider's issuer).", [nameof(Authority)]);
+        }
+        else if (authority.Scheme == Uri.UriSchemeHttp && RequireHttpsMetadata)
+        {
+            // Accepted, every person's sign-in would fail with 500 at the first token, and SMART's discovery with it.
+            yield return new ValidationResult(
+                "Authority is http://, and its discovery document must be fetched over HTTPS: give the provider's https:// issuer, or set RequireHttpsMetadata to false (a provider on this machine or a trusted network only).",
+                [nameof(Authority)]);
         }
     }
 }

@@ -36,7 +36,28 @@ public sealed class InfluxOptions : SeriesServerOptions, IValidatableObject
         }
     }
 
-    /// <summary>The token, from <see cref="Token"/> or read from <see cref="TokenFile"/>.</summary>
-    public string ResolveToken() =>
-        string.IsNullOrEmpty(TokenFile) ? Token : File.ReadAllText(TokenFile).Trim();
+    /// <summary>
+    /// The token, from <see cref="Token"/> or read from <see cref="TokenFile"/>: a file that cannot be read, or holds
+    /// nothing, stops the start naming the setting (an empty token would be refused only at the first commit, every
+    /// device left without its acks).
+    /// </summary>
+    public string ResolveToken()
+    {
+        if (string.IsNullOrEmpty(TokenFile))
+        {
+            return Token;
+        }
+
+        string token;
+        try
+        {
+            token = File.ReadAllText(TokenFile).Trim();
+        }
+        catch (Exception exception) when (exception is IOException or UnauthorizedAccessException)
+        {
+            throw new InvalidOperationException($"{Section}:TokenFile: {TokenFile} could not be read: {exception.Message}", exception);
+        }
+
+        return token.Length > 0 ? token : throw new InvalidOperationException($"{Section}:TokenFile: {TokenFile} is empty; it must hold the bucket's API token.");
+    }
 }
