@@ -5,7 +5,8 @@ using Telemetry.Api.Security;
 // is started from (`dotnet run` starts it in the folder it was run from, so that ./data is there), unless a content
 // root is given; then from the working directory, whose file wins where both are. The files are read once: watching
 // them for changes would watch their folder and all below it.
-string[] hostArgs = ["--hostBuilder:reloadConfigOnChange=false", .. args is [TokenCommand.Name, ..] ? [] : args];
+// The token command takes the server's settings given as --Telemetry:…=value, so that it finds the server's key.
+string[] hostArgs = ["--hostBuilder:reloadConfigOnChange=false", .. args is [TokenCommand.Name, ..] ? args.Where(TokenCommand.IsSetting) : args];
 var contentRootGiven = Environment.GetEnvironmentVariable("ASPNETCORE_CONTENTROOT") is { Length: > 0 }
     || hostArgs.Any(arg => arg.StartsWith("--contentRoot", StringComparison.OrdinalIgnoreCase));
 

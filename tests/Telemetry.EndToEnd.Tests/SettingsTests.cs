@@ -35,6 +35,49 @@ public sealed class SettingsTests
     }
 
     [Fact]
+    public async Task The_token_command_takes_the_servers_data_path_and_says_when_it_had_to_make_a_key()
+    {
+        var folder = Directory.CreateTempSubdirectory("token-command-");
+        try
+        {
+            // Run from an empty folder, given the data path of a server that never ran: no key there yet, so one is made
+            // there (not in ./data), and the person is told a running server elsewhere would refuse the token.
+            var database = Path.Combine(folder.FullName, "server", "telemetry.duckdb");
+            var first = await RunTokenCommandAsync(folder.FullName, "--role", "clinician", $"--Telemetry:Storage:DuckDb:Path={database}", "--sub", "dr-key");
+            Assert.Equal(0, first.ExitCode);
+            Assert.Contains("there was no development signing key at", first.Error, StringComparison.Ordinal);
+            Assert.True(File.Exists(Path.Combine(folder.FullName, "server", "development-signing-key")));
+            Assert.False(Directory.Exists(Path.Combine(folder.FullName, "data")));
+            Assert.Equal(2, first.Output.Trim().Count(c => c == '.'));
+
+            // With the key there, nothing to tell.
+            var second = await RunTokenCommandAsync(folder.FullName, $"--Telemetry:Storage:DuckDb:Path={database}", "--role", "admin");
+            Assert.Equal(0, second.ExitCode);
+            Assert.DoesNotContain("development signing key", second.Error, StringComparison.Ordinal);
+        }
+        finally
+        {
+            folder.Delete(recursive: true);
+        }
+    }
+
+    private static async Task<(int ExitCode, string Output, string Error)> RunTokenCommandAsync(string workingDirectory, params string[] arguments)
+    {
+        var start = new System.Diagnostics.ProcessStartInfo("dotnet", [TelemetryServer.ServerAssembly(), "token", .. arguments])
+        {
+            WorkingDirectory = workingDirectory,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        using var command = System.Diagnostics.Process.Start(start) ?? throw new InvalidOperationException("dotnet did not start");
+        var output = command.StandardOutput.ReadToEndAsync();
+        var error = command.StandardError.ReadToEndAsync();
+        await command.WaitForExitAsync();
+        return (command.ExitCode, await output, await error);
+    }
+
+    [Fact]
     public async Task An_admin_token_that_would_be_read_as_a_JWT_is_refused_at_start()
     {
         await using var server = new TelemetryServer(adminToken: "ops.admin.0123456789abcdef");

@@ -378,7 +378,7 @@ public sealed class TelemetryServer : IAsyncDisposable
     }
 
     /// <summary>The server built beside these tests: src/Api/bin/{Configuration}/net10.0/Telemetry.Api.dll.</summary>
-    private static string ServerAssembly()
+    public static string ServerAssembly()
     {
         var testOutput = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
         var framework = testOutput.Name;

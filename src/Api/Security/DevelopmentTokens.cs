@@ -18,12 +18,20 @@ public sealed class DevelopmentTokens
 
     public DevelopmentTokens(IOptions<DuckDbOptions> storage, IOptions<JwtOptions> jwt)
     {
-        var secret = SecretFile.LoadOrCreate(storage.Value.Beside(FileName), static () => Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)));
+        KeyPath = storage.Value.Beside(FileName);
+        KeyMadeNow = !File.Exists(KeyPath);
+        var secret = SecretFile.LoadOrCreate(KeyPath, static () => Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)));
         SigningKey = new SymmetricSecurityKey(Convert.FromBase64String(secret)) { KeyId = "development" };
         Audience = jwt.Value.Audience;
     }
 
     public SecurityKey SigningKey { get; }
+
+    /// <summary>Where the signing key is kept.</summary>
+    public string KeyPath { get; }
+
+    /// <summary>Whether there was no key there, and this one was made now.</summary>
+    public bool KeyMadeNow { get; }
 
     public string Audience { get; }
 

@@ -17,8 +17,13 @@ public static class TokenCommand
           --scope      SMART on FHIR scopes, space-separated (default: for an admin user/*.*, for a clinician
                        user/Observation.rs user/Observation.cu, for a patient patient/Observation.rs)
           --hours      lifetime (default 8)
-        The server must read the same configuration (Telemetry:Storage:DuckDb:Path) to find the key.
+        The server must read the same configuration (Telemetry:Storage:DuckDb:Path) to find the key: run the command
+        from the folder the server runs in, or give the same settings as --Telemetry:Storage:DuckDb:Path=<file>.
         """;
+
+    /// <summary>Whether a command-line argument is a setting for the server's configuration, not one of the command's.</summary>
+    public static bool IsSetting(string argument) =>
+        argument.StartsWith("--Telemetry", StringComparison.OrdinalIgnoreCase) && argument.Contains('=', StringComparison.Ordinal);
 
     public static int Run(WebApplication app, IReadOnlyList<string> args, TextWriter output, TextWriter error)
     {
@@ -28,6 +33,11 @@ public static class TokenCommand
         var hours = 8.0;
         for (var i = 0; i < args.Count; i++)
         {
+            if (IsSetting(args[i]))
+            {
+                continue;
+            }
+
             var value = i + 1 < args.Count ? args[i + 1] : null;
             var known = args[i] switch
             {
@@ -68,8 +78,15 @@ public static class TokenCommand
             TelemetryRoles.Clinician => "user/Observation.rs user/Observation.cu",
             _ => "patient/Observation.rs",
         };
-        var token = app.Services.GetRequiredService<DevelopmentTokens>()
-            .Mint(subject ?? role, role, patients, teams, scope, TimeSpan.FromHours(hours), TimeProvider.System);
+        var development = app.Services.GetRequiredService<DevelopmentTokens>();
+        var token = development.Mint(subject ?? role, role, patients, teams, scope, TimeSpan.FromHours(hours), TimeProvider.System);
+        if (development.KeyMadeNow)
+        {
+            // A server already running elsewhere (started from another folder, or with another data path) has a key of its
+            // own and refuses this token with 401: say where this one is.
+            error.WriteLine($"token: there was no development signing key at {development.KeyPath}, so one was made there. A server already running with another data folder refuses this token: run this command from the folder the server was started in, or give it the server's --Telemetry:Storage:DuckDb:Path=<file>.");
+        }
+
         output.WriteLine(token);
         return 0;
     }
