@@ -82,6 +82,36 @@ public sealed class AlertEngine
     /// </summary>
     public bool JudgesAcrossVitals => _earlyWarning.Length > 0;
 
+    /// <summary>Whether a rule's condition, or an open alert's recovery, is being sustained: what a checkpoint of the state keeps.</summary>
+    public bool HasSustainUnderWay
+    {
+        get
+        {
+            foreach (ref readonly var vital in _vitals.AsSpan())
+            {
+                if (UnderWay(vital.Rules))
+                {
+                    return true;
+                }
+            }
+
+            return UnderWay(_earlyWarning);
+
+            static bool UnderWay(RuleRuntime[]? runtimes)
+            {
+                foreach (var runtime in runtimes ?? [])
+                {
+                    if (runtime.PendingSinceMs != long.MinValue || runtime.RecoveringSinceMs != long.MinValue)
+                    {
+                        return true;
+                    }
+                }
+
+                return false;
+            }
+        }
+    }
+
     /// <summary>When <see cref="Tick"/> must run next, or null when nothing is waiting on the clock.</summary>
     public long? NextDueMs
     {

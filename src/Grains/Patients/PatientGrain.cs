@@ -40,6 +40,11 @@ public sealed partial class PatientGrain(
     private static readonly TimeSpan MaxTimerDelay = TimeSpan.FromSeconds(60);
     private static readonly TimeSpan TimerRetryDelay = TimeSpan.FromSeconds(5);
 
+    // While a sustain or a recovery is under way, the alert state is written at least this often (it is otherwise
+    // written with events only): an activation after a crash judges again only the readings after what was written, and
+    // at most the last 15 minutes of them, so a longer sustain (glucose over 250 for two hours) would start over.
+    private const long SustainCheckpointMs = 5 * 60_000;
+
     // When this server began to activate patients, by its clock (the earliest activation; every patient with rules is
     // activated at start): a no-data rule gives devices a while after it to come back (none could send while the server
     // was down), however often a patient's grain activates after. In a cluster, a grain moved to a server that started
@@ -128,6 +133,13 @@ public sealed partial class PatientGrain(
     // The alert state as last written still holds events that have since been handed on: the grain writes it again,
     // emptied, as it deactivates, or the next activation would hand them on again.
     private bool _writtenOutboxHandedOn;
+
+    // The rules judged readings since the alert state was last written (how far they judged, a sustain under way): the
+    // grain writes it as it deactivates, so the next activation carries a sustain on rather than starting it over.
+    private bool _judgedSinceWritten;
+
+    // When the alert state was last written, for SustainCheckpointMs.
+    private long _alertStateWrittenMs;
 
     // Counted in the instruments' patients holding open windows: from a whole activation until a deactivation wrote them.
     private bool _holdsOpenWindows;
@@ -354,19 +366,20 @@ public sealed partial class PatientGrain(
         }
         finally
         {
-            await ForgetHandedOnEventsAsync();
+            await WriteLastAlertStateAsync();
             instruments.PatientDeactivated();
         }
     }
 
     /// <summary>
-    /// Writes the alert state without the events it was last written with, once they have all been handed on, so the
-    /// next activation does not hand them on again. Only a crash leaves them there, and then they go again (at the
-    /// positions they were stored at), as they may not have gone at all.
+    /// As the grain deactivates: writes the alert state without the events it was last written with, once they have all
+    /// been handed on, so the next activation does not hand them on again (only a crash leaves them there, and then they
+    /// go again, at the positions they were stored at, as they may not have gone at all); and with how far the rules
+    /// judged, so that a sustain or recovery under way carries on in the next activation rather than starting over.
     /// </summary>
-    private async Task ForgetHandedOnEventsAsync()
+    private async Task WriteLastAlertStateAsync()
     {
-        if (!_writtenOutboxHandedOn || alertState.State.Outbox.Count > 0)
+        if ((!_writtenOutboxHandedOn && !_judgedSinceWritten) || alertState.State.Outbox.Count > 0)
         {
             return;
         }
@@ -502,7 +515,9 @@ public sealed partial class PatientGrain(
         try
         {
             // Alerts first: they are what someone is waiting for.
-            await CommitAlertsAsync(writeState: true, judged: (alertState.State.Outbox.Count - outboxBefore, readings.HandedOverAt));
+            _judgedSinceWritten |= _alerts.HasRules;
+            var checkpoint = now - _alertStateWrittenMs >= SustainCheckpointMs && _alerts.HasSustainUnderWay;
+            await CommitAlertsAsync(writeState: true, force: checkpoint, judged: (alertState.State.Outbox.Count - outboxBefore, readings.HandedOverAt));
             ScheduleAlertTimer();
             await CheckpointEndedDaysAsync(now);
             if (intoEndedDay)
@@ -962,6 +977,8 @@ public sealed partial class PatientGrain(
             _alerts.RecordJudged();
             await alertState.WriteStateAsync();
             _writtenOutboxHandedOn = false;
+            _judgedSinceWritten = false;
+            _alertStateWrittenMs = NowMs;
         }
 
         if (outbox.Count == 0)
@@ -1370,7 +1387,7 @@ public sealed partial class PatientGrain(
     [LoggerMessage(EventId = 2006, Level = LogLevel.Warning, Message = "The live view of patient {PatientId} shows the vitals last seen before yesterday as last read: the rollups could not be read again")]
     private static partial void LogEarlierUnread(ILogger logger, Exception exception, string patientId);
 
-    [LoggerMessage(EventId = 2005, Level = LogLevel.Warning, Message = "Patient {PatientId} deactivates with alert events already handed on still in its written state; its next activation hands them on again")]
+    [LoggerMessage(EventId = 2005, Level = LogLevel.Warning, Message = "Patient {PatientId}'s alert state could not be written as it deactivated: its next activation may hand on events again, or start a sustain under way over")]
     private static partial void LogHandedOnEventsKept(ILogger logger, Exception exception, string patientId);
 
     [LoggerMessage(EventId = 2001, Level = LogLevel.Debug, Message = "Patient {PatientId} activated; rebuilt from {Windows} minute windows of the raw store")]

@@ -83,6 +83,42 @@ public sealed class PatientAlertTests(ClusterFixture fixture) : IClassFixture<Cl
     }
 
     [Fact]
+    public async Task A_long_sustain_under_way_is_carried_across_a_deactivation()
+    {
+        var patient = "p-alert-long-sustain";
+        await fixture.Patient(patient).SetAlertRulesAsync(new AlertRuleSet(
+            [new AlertRule("hr-sustained", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, SustainSeconds: 1_200)]));
+        var clock = fixture.SiloServices.GetRequiredService<ShiftableClock>();
+        var start = Now;
+        try
+        {
+            // Fifteen minutes of a heart rate over 120, one every five as it comes: a sustain of twenty minutes under way,
+            // no alert yet.
+            for (var minute = 0; minute <= 15; minute += 5)
+            {
+                clock.Offset = TimeSpan.FromMinutes(minute);
+                await fixture.CommitAndApplyAsync(patient, new VitalReading(VitalKind.HeartRate, start + (minute * 60_000L), 130));
+            }
+
+            Assert.Empty(await fixture.Patient(patient).GetOpenAlertsAsync());
+
+            // The grain goes idle (a deploy, a patient moved to another server) and comes back on a reading 25 minutes
+            // into the condition: the sustain carried on, it raises. Started over from what an activation reads again
+            // (the last 15 minutes), it would wait till twenty minutes after its first reading of those.
+            await fixture.DeactivateIdleGrainsAsync();
+            clock.Offset = TimeSpan.FromMinutes(25);
+            await fixture.CommitAndApplyAsync(patient, new VitalReading(VitalKind.HeartRate, start + (25 * 60_000L), 130));
+
+            var open = Assert.Single(await fixture.Patient(patient).GetOpenAlertsAsync());
+            Assert.Equal("hr-sustained", open.RuleId);
+        }
+        finally
+        {
+            clock.Offset = TimeSpan.Zero;
+        }
+    }
+
+    [Fact]
     public async Task A_reading_whose_call_was_lost_is_judged_when_repaired_and_only_once()
     {
         var patient = "p-alert-lost-call";
