@@ -1,6 +1,7 @@
 using System.Diagnostics.Metrics;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
+using Telemetry.Core.Alerts;
 using Telemetry.Core.Grains;
 using Telemetry.Core.Readings;
 using Telemetry.Core.Rollups;
@@ -19,6 +20,49 @@ namespace Telemetry.Grains.Tests;
 public sealed class PatientGrainLateStoreTests(LateShowingClusterFixture fixture) : IClassFixture<LateShowingClusterFixture>
 {
     private readonly long _base = AnHourIntoToday();
+
+    [Fact]
+    public async Task A_patient_with_rules_whose_activation_gave_itself_up_comes_back_by_itself_and_its_clocks_run()
+    {
+        var patient = "p-comes-back";
+        var store = (LateShowingRawStore)fixture.SiloServices.GetRequiredService<IRawSeriesStore>();
+        var clock = fixture.SiloServices.GetRequiredService<ShiftableClock>();
+        await fixture.Patient(patient).SetAlertRulesAsync(new AlertRuleSet(
+            [new AlertRule("hr-silent", AlertRuleType.NoData, AlertPriority.Medium, VitalKind.HeartRate, SilenceSeconds: 300)]));
+        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        await fixture.CommitAndApplyAsync(patient, Heart(now, 70));
+
+        // The store fails the patient's reads: a late reading's windows cannot be recomputed, and the grain gives its
+        // activation up. Then the device goes silent: no reading, and no call from anyone, brings the grain back.
+        store.AfterAggregate = id =>
+        {
+            if (id == patient)
+            {
+                throw new IOException("the raw store is away");
+            }
+        };
+        await Assert.ThrowsAnyAsync<Exception>(() => fixture.CommitAndApplyAsync(patient, Heart(now - (5 * 60_000), 71)));
+        store.AfterAggregate = null;
+
+        // Ten minutes of silence later (the clock moved on), it has come back by itself and its no-data rule raised.
+        clock.Offset = TimeSpan.FromMinutes(10);
+        try
+        {
+            var alerts = fixture.SiloServices.GetRequiredService<IAlertStore>();
+            var raised = false;
+            for (var waited = 0; !raised && waited < 30_000; waited += 250)
+            {
+                await Task.Delay(250);
+                raised = (await alerts.QueryAsync(new AlertQuery(patient, null, null, OpenOnly: true, Limit: 10))).Any(alert => alert.RuleId == "hr-silent");
+            }
+
+            Assert.True(raised, "the patient's grain did not come back by itself: its no-data alert was not raised");
+        }
+        finally
+        {
+            clock.Offset = TimeSpan.Zero;
+        }
+    }
 
     [Fact]
     public async Task A_commit_the_activation_read_only_part_of_ends_up_whole_in_every_minute()

@@ -45,6 +45,9 @@ public sealed partial class PatientGrain(
     // at most the last 15 minutes of them, so a longer sustain (glucose over 250 for two hours) would start over.
     private const long SustainCheckpointMs = 5 * 60_000;
 
+    // How often a grain that gave its activation up tries to come back (ComeBackWhenPossible): about a day at a minute apart.
+    private const int MaxWakeAttempts = 1_440;
+
     // When this server began to activate patients, by its clock (the earliest activation; every patient with rules is
     // activated at start): a no-data rule gives devices a while after it to come back (none could send while the server
     // was down), however often a patient's grain activates after. In a cluster, a grain moved to a server that started
@@ -747,6 +750,43 @@ public sealed partial class PatientGrain(
         _late = null;
         _closed.Clear();
         DeactivateOnIdle();
+        ComeBackWhenPossible();
+    }
+
+    /// <summary>
+    /// After this activation gave itself up (a failed apply, a state write refused): a patient with alert rules is woken
+    /// again, 5 s on and then up to a minute apart, until an activation answers (for a day at most), as nothing else
+    /// may call it back while its device is silent: its no-data alert, escalations and snoozes run on its timers, and
+    /// the ingest's repair of the failed call gives up after 20 minutes. Without rules, the next reading brings it back.
+    /// </summary>
+    private void ComeBackWhenPossible()
+    {
+        if (!_alerts.HasRules)
+        {
+            return;
+        }
+
+        var self = this.AsReference<IPatientGrain>();
+        var (patientId, log, clock) = (PatientId, logger, timeProvider);
+        _ = Task.Run(async () =>
+        {
+            for (var attempt = 1; attempt <= MaxWakeAttempts; attempt++)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(Math.Min(60, 5 * attempt)), clock);
+                try
+                {
+                    await self.WakeAsync();
+                    return;
+                }
+                catch (Exception exception)
+                {
+                    if (attempt % 10 == 0)
+                    {
+                        LogWakeFailed(log, exception, patientId, attempt);
+                    }
+                }
+            }
+        });
     }
 
     public async Task<LiveSnapshot> GetLiveAsync()
@@ -1045,12 +1085,7 @@ public sealed partial class PatientGrain(
             // the state as stored, hands on its events and runs the clocks again; woken at once, as no reading may come.
             LogAlertTimerFailed(logger, exception, PatientId);
             DeactivateOnIdle();
-            var self = this.AsReference<IPatientGrain>();
-            _ = Task.Run(async () =>
-            {
-                await Task.Delay(TimerRetryDelay);
-                await self.WakeAsync();
-            });
+            ComeBackWhenPossible();
         }
         catch (Exception exception)
         {
@@ -1383,6 +1418,9 @@ public sealed partial class PatientGrain(
 
     [LoggerMessage(EventId = 2004, Level = LogLevel.Warning, Message = "The alert timer of patient {PatientId} failed; it runs again shortly")]
     private static partial void LogAlertTimerFailed(ILogger logger, Exception exception, string patientId);
+
+    [LoggerMessage(EventId = 2007, Level = LogLevel.Warning, Message = "Patient {PatientId} could not be activated again after giving its last activation up ({Attempts} tries so far); its alert clocks wait until it can")]
+    private static partial void LogWakeFailed(ILogger logger, Exception exception, string patientId, int attempts);
 
     [LoggerMessage(EventId = 2006, Level = LogLevel.Warning, Message = "The live view of patient {PatientId} shows the vitals last seen before yesterday as last read: the rollups could not be read again")]
     private static partial void LogEarlierUnread(ILogger logger, Exception exception, string patientId);
