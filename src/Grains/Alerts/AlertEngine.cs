@@ -433,9 +433,12 @@ public sealed class AlertEngine
 
     /// <summary>
     /// Judges one committed, plausible reading. Readings come in time order (within each vital, and across vitals when
-    /// <see cref="JudgesAcrossVitals"/>); after the last of a batch, <see cref="EndOfReadings"/>.
+    /// <see cref="JudgesAcrossVitals"/>); after the last of a batch, <see cref="EndOfReadings"/>. A fresh reading is
+    /// data arriving, seen at <paramref name="nowMs"/>; or, for one judged again at an activation (it arrived before it,
+    /// how long before is not known), at <paramref name="seenAtMs"/>, its own time: counted as seen when the activation
+    /// came, a silence after it would raise that much later.
     /// </summary>
-    public void Observe(in VitalReading reading, long nowMs)
+    public void Observe(in VitalReading reading, long nowMs, long? seenAtMs = null)
     {
         if (_scoreDueMs != long.MinValue && reading.TimestampMs != _scoreDueMs)
         {
@@ -448,8 +451,9 @@ public sealed class AlertEngine
         {
             // Data arriving, as the no-data rules mean it: a live reading, not yesterday's uploaded late, which neither
             // clears a no-data alert nor starts the silence again while live monitoring is still absent.
-            vital.LastSeenMs = nowMs;
-            _lastSeenAnyMs = nowMs;
+            var seenMs = seenAtMs is { } seen ? Math.Min(seen, nowMs) : nowMs;
+            vital.LastSeenMs = Math.Max(vital.LastSeenMs, seenMs);
+            _lastSeenAnyMs = Math.Max(_lastSeenAnyMs, seenMs);
         }
 
         if (fresh && reading.TimestampMs > vital.LatestMs)

@@ -678,7 +678,7 @@ public sealed partial class PatientGrain(
             }
             else
             {
-                _alerts.Observe(reading, now);
+                _alerts.Observe(reading, now, seenAtMs: reading.TimestampMs);
             }
         }
 

@@ -241,6 +241,24 @@ public sealed class AlertEngineTests
     }
 
     [Fact]
+    public void A_reading_judged_again_at_an_activation_counts_as_seen_at_its_own_time_for_a_silence()
+    {
+        var silent = new AlertRule("hr-silent", AlertRuleType.NoData, AlertPriority.Medium, VitalKind.HeartRate, SilenceSeconds: 900);
+        var arrived = Now - 600_000;
+
+        // Judged again ten minutes after it came (the grain activated then): the silence runs from the reading, so the
+        // alert is due in five minutes, not fifteen.
+        var again = Engine(silent);
+        again.Observe(new VitalReading(VitalKind.HeartRate, arrived, 70), Now, seenAtMs: arrived);
+        Assert.Equal(arrived + 900_000, again.NextDueMs);
+
+        // A reading arriving now is seen now.
+        var live = Engine(silent);
+        live.Observe(new VitalReading(VitalKind.HeartRate, arrived, 70), Now);
+        Assert.Equal(Now + 900_000, live.NextDueMs);
+    }
+
+    [Fact]
     public void A_recovery_across_a_gap_in_the_readings_starts_again()
     {
         var engine = Engine(SpO2Low);
