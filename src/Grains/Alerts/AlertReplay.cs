@@ -47,7 +47,8 @@ public static class AlertReplay
         var engine = new AlertEngine(patientId, new AlertState());
         // Whether monitoring had begun before the range's first reading is not known: silences count from readings only.
         engine.SetRules(rules, fromMs, startWatching: false);
-        // Each moment is judged as of itself: a score due once its moment's readings are in, before the clock moves on.
+        // Each moment is judged as of itself: a score due once its moment's readings are in, before the clock moves on
+        // (the clock runs once a moment: a tick judges what is due, and would score a moment's first reading alone).
         var momentMs = long.MinValue;
         foreach (var reading in readings.OrderBy(r => r.TimestampMs))
         {
@@ -55,9 +56,9 @@ public static class AlertReplay
             {
                 engine.EndOfReadings(momentMs);
                 momentMs = reading.TimestampMs;
+                engine.Tick(momentMs);
             }
 
-            engine.Tick(reading.TimestampMs);
             engine.Observe(reading, reading.TimestampMs);
         }
 

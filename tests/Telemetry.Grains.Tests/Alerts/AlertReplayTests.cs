@@ -32,6 +32,25 @@ public sealed class AlertReplayTests
     }
 
     [Fact]
+    public void Replay_scores_the_readings_of_one_moment_together()
+    {
+        var rules = new AlertRuleSet([new AlertRule("news2", AlertRuleType.EarlyWarning, AlertPriority.Medium, Direction: AlertDirection.Above, Level: 5, ClearLevel: 3)]);
+
+        // NEWS2 5 at the start (heart rate 135, SpO2 97, respiratory rate 22), then, a minute on, the heart rate falls as
+        // the SpO2 does, at one moment: still 5. Scored reading by reading, the heart rate alone would read 2 and clear.
+        VitalReading[] readings =
+        [
+            new(VitalKind.HeartRate, Start, 135), new(VitalKind.OxygenSaturation, Start, 97), new(VitalKind.RespiratoryRate, Start, 22),
+            new(VitalKind.HeartRate, Start + 60_000, 85), new(VitalKind.OxygenSaturation, Start + 60_000, 91),
+        ];
+
+        var alert = Assert.Single(AlertReplay.Run("p-1", rules, readings, Start, Start + 120_000));
+
+        Assert.Equal(AlertStatus.Active, alert.Status);
+        Assert.Equal(Start, alert.TriggeredAt.ToUnixTimeMilliseconds());
+    }
+
+    [Fact]
     public void Replay_raises_no_data_for_gaps_in_the_history()
     {
         var rules = new AlertRuleSet([new AlertRule("no-data", AlertRuleType.NoData, AlertPriority.Low, SilenceSeconds: 600)]);
