@@ -1,3 +1,5 @@
+using System.Buffers;
+
 namespace Telemetry.Core.Readings;
 
 /// <summary>
@@ -33,8 +35,11 @@ public sealed record PatientReadings(long CommitId, VitalReading[] Readings, Vit
     {
         public Enumerator GetEnumerator() => new(readings);
 
-        /// <summary>Every reading in time order (those at the same time in the order they came): a copy.</summary>
-        public VitalReading[] ToTimeOrder()
+        /// <summary>
+        /// Every reading in time order (those at the same time in the order they came), in arrays rented from the shared
+        /// pool: dispose it to give them back. Nothing is allocated once the pool holds arrays of the size.
+        /// </summary>
+        public TimeOrdered ToTimeOrder()
         {
             var count = 0;
             foreach (var _ in this)
@@ -42,8 +47,8 @@ public sealed record PatientReadings(long CommitId, VitalReading[] Readings, Vit
                 count++;
             }
 
-            var all = new VitalReading[count];
-            var order = new int[count];
+            var all = ArrayPool<VitalReading>.Shared.Rent(count);
+            var order = ArrayPool<int>.Shared.Rent(count);
             var i = 0;
             foreach (var reading in this)
             {
@@ -51,15 +56,9 @@ public sealed record PatientReadings(long CommitId, VitalReading[] Readings, Vit
                 all[i++] = reading;
             }
 
-            // Stable: by time, then by the order they came (Array.Sort alone is not stable).
-            Array.Sort(order, (a, b) => all[a].TimestampMs != all[b].TimestampMs ? all[a].TimestampMs.CompareTo(all[b].TimestampMs) : a.CompareTo(b));
-            var sorted = new VitalReading[count];
-            for (i = 0; i < count; i++)
-            {
-                sorted[i] = all[order[i]];
-            }
-
-            return sorted;
+            // By time, then by the order they came: a total order, so the sort (not stable by itself) keeps that order.
+            order.AsSpan(0, count).Sort(new ByTime(all));
+            return new TimeOrdered(all, order, count);
         }
 
         public struct Enumerator(PatientReadings readings)
@@ -87,5 +86,25 @@ public sealed record PatientReadings(long CommitId, VitalReading[] Readings, Vit
                 return true;
             }
         }
+    }
+
+    /// <summary>A patient's readings in time order (<see cref="AllReadings.ToTimeOrder"/>); disposing it gives its arrays back to the pool.</summary>
+    public readonly struct TimeOrdered(VitalReading[] all, int[] order, int count) : IDisposable
+    {
+        public int Count => count;
+
+        public VitalReading this[int index] => index < count ? all[order[index]] : throw new ArgumentOutOfRangeException(nameof(index));
+
+        public void Dispose()
+        {
+            ArrayPool<VitalReading>.Shared.Return(all);
+            ArrayPool<int>.Shared.Return(order);
+        }
+    }
+
+    private readonly struct ByTime(VitalReading[] all) : IComparer<int>
+    {
+        public int Compare(int a, int b) =>
+            all[a].TimestampMs != all[b].TimestampMs ? all[a].TimestampMs.CompareTo(all[b].TimestampMs) : a.CompareTo(b);
     }
 }

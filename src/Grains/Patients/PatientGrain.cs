@@ -502,9 +502,10 @@ public sealed partial class PatientGrain(
             // all but a few. An early-warning score is judged on every vital at each moment: a batch of a minute's heart
             // rates followed by the same minute's SpO2 is judged in time order across them, or each heart rate would be
             // scored with the SpO2 from before the batch.
-            foreach (var reading in readings.All.ToTimeOrder())
+            using var ordered = readings.All.ToTimeOrder();
+            for (var i = 0; i < ordered.Count; i++)
             {
-                _alerts.Observe(reading, now);
+                _alerts.Observe(ordered[i], now);
             }
         }
 
