@@ -42,7 +42,7 @@ catch (Exception exception) when (StartupFailure.Describe(exception) is { } prob
         await app.DisposeAsync();
     }
 
-    return StartupFailure.Report(problems, Console.Error);
+    return StartupFailure.Report(problems, exception, Console.Error);
 }
 
 await app.WaitForShutdownAsync();

@@ -27,8 +27,11 @@ public static partial class StartupFailure
         _ => null,
     };
 
-    /// <summary>Writes the problems and returns the exit code that says the server did not start for them (2).</summary>
-    public static int Report(IReadOnlyList<string> problems, TextWriter error)
+    /// <summary>
+    /// Writes the problems and returns the exit code that says the server did not start for them (2). One that does not
+    /// name a setting or a file (an exception of a kind a defect can throw too) is followed by the exception itself.
+    /// </summary>
+    public static int Report(IReadOnlyList<string> problems, Exception exception, TextWriter error)
     {
         error.WriteLine("Telemetry did not start:");
         foreach (var problem in problems)
@@ -36,9 +39,27 @@ public static partial class StartupFailure
             error.WriteLine($"  {problem}");
         }
 
-        error.WriteLine("Change the settings named (appsettings.json, or an environment variable such as Telemetry__Server__HttpPort) and start it again.");
+        if (NamesWhatToChange(exception))
+        {
+            error.WriteLine("Change what is named (appsettings.json, or an environment variable such as Telemetry__Server__HttpPort) and start it again.");
+        }
+        else
+        {
+            error.WriteLine("Details:");
+            error.WriteLine(exception);
+        }
+
         return 2;
     }
+
+    /// <summary>Whether the problems name the setting or the file to change: validation, a value that cannot be read as its type, a file, or a message naming a setting.</summary>
+    private static bool NamesWhatToChange(Exception exception) => exception switch
+    {
+        AggregateException aggregate => aggregate.Flatten().InnerExceptions.All(NamesWhatToChange),
+        OptionsValidationException or IOException or UnauthorizedAccessException or CryptographicException => true,
+        _ => exception.Message.StartsWith("Failed to convert configuration value", StringComparison.Ordinal)
+            || exception.Message.Contains("Telemetry:", StringComparison.Ordinal),
+    };
 
     /// <summary>A validation failure, its options class's members named as settings under the class's section.</summary>
     private static string Setting(Type options, string failure)
