@@ -199,21 +199,27 @@ public sealed class AuditTests
         // A client that hangs up before any answer begins (the export of minute windows writes nothing until it has
         // read them all): the read it asked for is recorded all the same, as abandoned. Its hang-up may come before the
         // server has read the request at all (the reset drops it unread, and nothing is recorded), or, on a busy
-        // machine, after the export's answer began (recorded as 200): so it asks again, hanging up a millisecond later
-        // each time, until one is recorded as abandoned.
+        // machine, after the export's answer began (recorded as 200): so it asks again, hanging up a little later each
+        // time, until one is recorded as abandoned. On a fast hour the window is under a millisecond: the waits step by
+        // 100 µs (spun, as a timer's are too coarse) from nothing to 8 ms, and then over again.
         List<JsonElement> taken = [];
-        for (var attempt = 0; attempt < 60 && !taken.Any(IsAbandoned); attempt++)
+        for (var attempt = 0; attempt < 160 && !taken.Any(IsAbandoned); attempt++)
         {
             using (var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp))
             {
                 await socket.ConnectAsync(IPAddress.Loopback, server.HttpPort);
                 var request = $"GET /api/patients/audit-p5/export.csv?kind=heart_rate&resolution=1m&{range} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {server.AdminToken}\r\n\r\n";
                 await socket.SendAsync(Encoding.ASCII.GetBytes(request));
-                await Task.Delay(attempt % 20);
+                var hangUpAt = System.Diagnostics.Stopwatch.GetTimestamp() + (System.Diagnostics.Stopwatch.Frequency * (attempt % 80) * 100 / 1_000_000);
+                while (System.Diagnostics.Stopwatch.GetTimestamp() < hangUpAt)
+                {
+                    Thread.SpinWait(20);
+                }
+
                 socket.LingerState = new System.Net.Sockets.LingerOption(true, 0);
             }
 
-            await Task.Delay(300);
+            await Task.Delay(100);
             taken = (await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?patientId=audit-p5")).EnumerateArray()
                 .Where(r => r.GetProperty("action").GetString()!.Contains("resolution=1m", StringComparison.Ordinal)).ToList();
         }

@@ -84,8 +84,10 @@ function liveUpdates() {
       const since = new Date(Math.min(...[...away.values()].map(a => a.since)));
       const reason = [...away.values()].find(a => a.reason)?.reason;
       const ended = [...away.values()].some(a => a.ended);
-      banner.textContent = `Live updates ${ended ? 'stopped' : 'paused'} since ${since.toLocaleTimeString()}: what this page shows may be out of date. `
+      // Written only when it says something new: the banner is read out each time it changes.
+      const text = `Live updates ${ended ? 'stopped' : 'paused'} since ${since.toLocaleTimeString()}: what this page shows may be out of date. `
         + (reason ?? 'Trying to reconnect…');
+      if (banner.textContent !== text) banner.textContent = text;
       banner.hidden = false;
     }
     for (const listener of listeners) listener();
@@ -131,6 +133,14 @@ async function showCohort() {
   const live = liveUpdates();
   let alerts = [];
   let announced = null;
+  // Patients taken off the page (no longer readable) and alerts seen cleared: events the streams still send of them
+  // (each stream checks access on its own clock; a late event may follow a newer one) add nothing back.
+  const removed = new Set();
+  const cleared = new Set();
+  // The latest event of each patient applied (events carry each patient's own sequence): an older one is passed over.
+  const lastSeq = new Map();
+  // Where the keyboard was when an action began (its button is disabled meanwhile, and may lose the focus).
+  let actionFocus = null;
 
   const alertItem = alert => element('li', { class: `alert ${alert.priority}`, 'data-alert': alert.alertId },
     element('span', { class: 'marks' }, priorityBadge(alert.priority), escalationBadge(alert)),
@@ -147,7 +157,8 @@ async function showCohort() {
   const renderInbox = () => {
     const focused = document.activeElement?.closest?.('#inbox li');
     const list = document.getElementById('inbox');
-    const focusKey = focused ? { alertId: focused.dataset.alert, action: document.activeElement.dataset.action, index: [...list.children].indexOf(focused) } : null;
+    const focusKey = focused ? { alertId: focused.dataset.alert, action: document.activeElement.dataset.action, index: [...list.children].indexOf(focused) } : actionFocus;
+    actionFocus = null;
     const waiting = alerts.filter(a => a.status === 'active');
     list.replaceChildren(...waiting.map(alertItem));
     document.getElementById('inbox-count').textContent = `(${waiting.length})`;
@@ -163,8 +174,8 @@ async function showCohort() {
     const ids = new Set(waiting.map(a => a.alertId));
     if (announced) {
       const fresh = waiting.filter(a => !announced.has(a.alertId));
-      if (fresh.length === 1) say(`New ${fresh[0].priority}-priority alert: ${fresh[0].message} (${fresh[0].patientId})`);
-      else if (fresh.length > 1) say(`${fresh.length} new alerts waiting, the first: ${fresh[0].message} (${fresh[0].patientId})`);
+      if (fresh.length === 1) say(`Alert waiting, ${fresh[0].priority} priority: ${fresh[0].message} (${fresh[0].patientId})`);
+      else if (fresh.length > 1) say(`${fresh.length} more alerts waiting, the first: ${fresh[0].message} (${fresh[0].patientId})`);
     }
     announced = ids;
     orderRows();
@@ -182,9 +193,12 @@ async function showCohort() {
   const act = async (event, alert, action, body) => {
     // Kept before the wait: the event's currentTarget is gone by the time the answer comes.
     const button = event.currentTarget;
+    const item = button.closest('li');
+    const focusKey = { alertId: alert.alertId, action, index: [...(item?.parentElement?.children ?? [])].indexOf(item) };
     button.disabled = true;
     try {
       const updated = await api(`/api/alerts/${encodeURIComponent(alert.alertId)}/${action}`, { method: 'POST', body });
+      if (document.activeElement === document.body || document.activeElement === button) actionFocus = focusKey;
       apply(updated);
       say(action === 'ack' ? `Acknowledged: ${alert.message}` : `Snoozed for 15 minutes: ${alert.message}`);
     } catch (error) {
@@ -197,8 +211,10 @@ async function showCohort() {
 
   // An alert as it now stands, from an event or an action's answer: listed while open, newest first, dropped once cleared.
   const apply = alert => {
+    if (removed.has(alert.patientId)) return;
+    if (alert.status === 'cleared') cleared.add(alert.alertId);
     alerts = alerts.filter(a => a.alertId !== alert.alertId);
-    if (alert.status !== 'cleared') alerts.push(alert);
+    if (!cleared.has(alert.alertId)) alerts.push(alert);
     alerts.sort((a, b) => new Date(b.raisedAt) - new Date(a.raisedAt) || (a.alertId < b.alertId ? 1 : -1));
     renderInbox();
   };
@@ -217,7 +233,8 @@ async function showCohort() {
     refreshing = (async () => {
       do {
         again = false;
-        alerts = await api('/api/alerts?status=open&limit=500');
+        const read = await api('/api/alerts?status=open&limit=500');
+        alerts = read.filter(a => !removed.has(a.patientId));
         renderInbox();
       } while (again);
     })().finally(() => {
@@ -230,12 +247,21 @@ async function showCohort() {
   };
   const onAlertEvent = (name, event) => {
     if (name === 'reset') {
+      // The alert log was started over (restored from a backup): its numbering with it.
+      lastSeq.clear();
+      cleared.clear();
       refreshAlerts().catch(failed);
     } else if (name === 'alert' && event?.alert) {
+      if (event.seq <= (lastSeq.get(event.patientId) ?? -Infinity)) return;
+      lastSeq.set(event.patientId, event.seq);
       if (refreshing) held.push(event.alert);
       else apply(event.alert);
     }
   };
+  // Read whole now and then besides: a safety net for an event the page could not place.
+  setInterval(() => {
+    if (!live.pausedSince()) refreshAlerts().catch(failed);
+  }, 120_000);
 
   const orderRows = () => {
     const tbody = document.querySelector('#patients tbody');
@@ -254,7 +280,7 @@ async function showCohort() {
   const showVitals = (row, vitals) => row.vitals.replaceChildren(...vitals.map(v => latestValue('span', 'vital', v)));
 
   // The last hour of heart rate, a point a minute: read once per row, then kept current from the live stream's minute
-  // of each heart rate, redrawn at most every few seconds.
+  // of each heart rate, redrawn at most every 30 seconds.
   const sparklineQueue = [];
   let sparklineReaders = 0;
   const readSparklines = async () => {
@@ -295,7 +321,7 @@ async function showCohort() {
   };
   setInterval(() => {
     for (const row of rows.values()) if (row.sparkDirty) drawSparkline(row);
-  }, 5_000);
+  }, 30_000);
 
   // A row per patient; one the live stream brings later (a patient added to the care team) gets its row then, and
   // one it says is removed (no longer readable) loses it.
@@ -314,6 +340,7 @@ async function showCohort() {
     return entry;
   };
   const removeRow = patientId => {
+    removed.add(patientId);
     rows.get(patientId)?.row.remove();
     rows.delete(patientId);
     alerts = alerts.filter(a => a.patientId !== patientId);
@@ -350,8 +377,11 @@ async function showCohort() {
           showVitals(row, view.vitals);
           liveMinute(row, view.vitals);
         } else {
+          // A patient added (or given back) to the person's care team: their alerts are read with the inbox.
+          const wasRemoved = removed.delete(view.patientId);
           queueSparkline(view.patientId, addRow(view));
           orderRows();
+          if (wasRemoved) refreshAlerts().catch(failed);
         }
       }
     },

@@ -177,6 +177,9 @@ export async function follow(path, { onOpen = () => {}, onEvent, onState = () =>
     if (retryMs === 2000) onState('retrying');
     await new Promise(resolve => setTimeout(resolve, retryMs));
   }
+
+  // Signed out meanwhile (an API call's answer said the sign-in is no longer valid): the stream stops for good.
+  if (!signal?.aborted && !token()) onState('ended', 'Your sign-in is no longer valid; reload the page to sign in again.');
 }
 
 /** The events that end a stream, and what each tells the person. */
