@@ -773,7 +773,8 @@ public sealed partial class PatientGrain(
         {
             for (var attempt = 1; attempt <= MaxWakeAttempts; attempt++)
             {
-                await Task.Delay(TimeSpan.FromSeconds(Math.Min(60, 5 * attempt)), clock);
+                // Spread by a quarter either way: grains that gave up together (a store away) do not all rebuild at once.
+                await Task.Delay(TimeSpan.FromSeconds(Math.Min(60, 5 * attempt) * (0.75 + (Random.Shared.NextDouble() / 2))), clock);
                 try
                 {
                     await self.WakeAsync();
