@@ -137,8 +137,9 @@ public sealed partial class PatientGrain(
     // emptied, as it deactivates, or the next activation would hand them on again.
     private bool _writtenOutboxHandedOn;
 
-    // The rules judged readings since the alert state was last written (how far they judged, a sustain under way): the
-    // grain writes it as it deactivates, so the next activation carries a sustain on rather than starting it over.
+    // The rules judged readings since the alert state was last written (how far they judged, a sustain under way): with a
+    // sustain under way, the grain writes it as it deactivates, so the next activation carries it on rather than
+    // starting it over.
     private bool _judgedSinceWritten;
 
     // When the alert state was last written, for SustainCheckpointMs.
@@ -382,7 +383,10 @@ public sealed partial class PatientGrain(
     /// </summary>
     private async Task WriteLastAlertStateAsync()
     {
-        if ((!_writtenOutboxHandedOn && !_judgedSinceWritten) || alertState.State.Outbox.Count > 0)
+        // Only a sustain under way is worth a write of its own: readings judged since the last write are judged again by
+        // the next activation (those of the last 15 minutes) as they were, and at a shutdown every patient deactivates.
+        var carriesSustain = _judgedSinceWritten && _alerts.HasSustainUnderWay;
+        if ((!_writtenOutboxHandedOn && !carriesSustain) || alertState.State.Outbox.Count > 0)
         {
             return;
         }
