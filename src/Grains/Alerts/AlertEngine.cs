@@ -215,7 +215,6 @@ public sealed class AlertEngine
     /// <summary>Records in <see cref="State"/>, about to be written, how far the rules have judged each vital.</summary>
     public void RecordJudged()
     {
-        System.Diagnostics.Debug.Assert(_scoreDueMs == long.MinValue, "A score is still due: EndOfReadings comes before the state is recorded.");
         State.PendingSinceMs = null;
         State.LastInAlarmMs = null;
         State.RecoveringSinceMs = null;

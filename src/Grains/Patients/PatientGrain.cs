@@ -201,10 +201,11 @@ public sealed partial class PatientGrain(
     }
 
     /// <summary>
-    /// Gives the rules each vital's latest reading as they had judged it when the state was last written (to the minute,
-    /// from the rebuilt minutes), before they judge again the readings after it: a score over several vitals (NEWS2)
-    /// judged again without a vital that came earlier (a cuff's pressure an hour ago) would fall, and could clear an alert
-    /// whose condition still holds.
+    /// Gives the rules each vital's latest reading as they had judged it (to the minute, from the rebuilt minutes), before
+    /// they judge again the readings after it: those up to what the state last written says they judged, and those too old
+    /// to be judged again (over 15 minutes), which they judged after that write or never will. A score over several vitals
+    /// (NEWS2) judged again without a vital that came earlier (a cuff's pressure an hour ago, an SpO2 that fell after the
+    /// last write) would fall, and could clear an alert whose condition still holds.
     /// </summary>
     private void RestoreJudged(IReadOnlyList<KindWindow> minutes)
     {
@@ -213,9 +214,10 @@ public sealed partial class PatientGrain(
             return;
         }
 
+        var judgedAgainFrom = NowMs - AlertEngine.StaleAfterMs;
         foreach (var (kind, minute) in minutes)
         {
-            if (minute.LastMs <= _alerts.JudgedThroughMs(kind))
+            if (minute.LastMs <= _alerts.JudgedThroughMs(kind) || minute.LastMs < judgedAgainFrom)
             {
                 _alerts.Restore(kind, minute.LastMs, minute.Last);
             }
@@ -383,8 +385,9 @@ public sealed partial class PatientGrain(
     /// </summary>
     private async Task WriteLastAlertStateAsync()
     {
-        // Only a sustain under way is worth a write of its own: readings judged since the last write are judged again by
-        // the next activation (those of the last 15 minutes) as they were, and at a shutdown every patient deactivates.
+        // Only a sustain under way is worth a write of its own (at a shutdown every patient deactivates): the next
+        // activation judges again the readings of the last 15 minutes after the last write, and takes those before as
+        // the latest values the rules had (RestoreJudged).
         var carriesSustain = _judgedSinceWritten && _alerts.HasSustainUnderWay;
         if ((!_writtenOutboxHandedOn && !carriesSustain) || alertState.State.Outbox.Count > 0)
         {
@@ -674,20 +677,26 @@ public sealed partial class PatientGrain(
         }
 
         var kinds = _vitals.Select(windows => windows.Kind).ToArray();
-        await foreach (var stored in rawStore.StreamAsync(PatientId, kinds, from, now + Resolution.Day.Milliseconds(), cancellationToken))
+        try
         {
-            var reading = new VitalReading(stored.Kind, stored.TimestampMs, stored.Value);
-            if (reading.TimestampMs <= _alerts.JudgedThroughMs(reading.Kind))
+            await foreach (var stored in rawStore.StreamAsync(PatientId, kinds, from, now + Resolution.Day.Milliseconds(), cancellationToken))
             {
-                _alerts.Warm(reading, now);
-            }
-            else
-            {
-                _alerts.Observe(reading, now, seenAtMs: reading.TimestampMs);
+                var reading = new VitalReading(stored.Kind, stored.TimestampMs, stored.Value);
+                if (reading.TimestampMs <= _alerts.JudgedThroughMs(reading.Kind))
+                {
+                    _alerts.Warm(reading, now);
+                }
+                else
+                {
+                    _alerts.Observe(reading, now, seenAtMs: reading.TimestampMs);
+                }
             }
         }
-
-        _alerts.EndOfReadings(now);
+        finally
+        {
+            // Also when the store's stream fails part way: what it gave is judged whole, nothing left due.
+            _alerts.EndOfReadings(now);
+        }
     }
 
     /// <summary>Recomputes the windows late readings fell into, if any, and writes every window closed.</summary>

@@ -119,6 +119,43 @@ public sealed class PatientAlertTests(ClusterFixture fixture) : IClassFixture<Cl
     }
 
     [Fact]
+    public async Task An_activation_scores_with_the_values_judged_after_the_last_write_that_are_too_old_to_judge_again()
+    {
+        var patient = "p-alert-news2-restore";
+        await fixture.Patient(patient).SetAlertRulesAsync(new AlertRuleSet(
+            [new AlertRule("news2-medium", AlertRuleType.EarlyWarning, AlertPriority.Medium, Direction: AlertDirection.Above, Level: 5, ClearLevel: 3)]));
+        var clock = fixture.SiloServices.GetRequiredService<ShiftableClock>();
+        var start = Now;
+        try
+        {
+            // SpO2 97 (0), respiratory rate 25 (3), heart rate 115 (2): NEWS2 5, raised (the state written with it).
+            await fixture.CommitAndApplyAsync(patient,
+                new VitalReading(VitalKind.OxygenSaturation, start, 97), new VitalReading(VitalKind.RespiratoryRate, start, 25), new VitalReading(VitalKind.HeartRate, start, 115));
+            Assert.Single(await fixture.Patient(patient).GetOpenAlertsAsync());
+            await fixture.DeactivateIdleGrainsAsync();
+
+            // Five minutes on the SpO2 falls to 91 (3): 8, no event, nothing written. The grain goes idle again.
+            clock.Offset = TimeSpan.FromMinutes(5);
+            await fixture.CommitAndApplyAsync(patient, new VitalReading(VitalKind.OxygenSaturation, start + 300_000, 91));
+            await fixture.DeactivateIdleGrainsAsync();
+
+            // Twenty-five minutes on, breathing and pulse settle (0 and 0): the score is 3, the SpO2's red score, still
+            // open. The activation must score with the SpO2 of 91, judged after the last write and now too old to judge
+            // again, not the 97 the write recorded (which would read 0 and clear the alert).
+            clock.Offset = TimeSpan.FromMinutes(25);
+            await fixture.CommitAndApplyAsync(patient,
+                new VitalReading(VitalKind.RespiratoryRate, start + 1_500_000, 16), new VitalReading(VitalKind.HeartRate, start + 1_500_000, 85));
+
+            Assert.Equal("news2-medium", Assert.Single(await fixture.Patient(patient).GetOpenAlertsAsync()).RuleId);
+            Assert.Equal([AlertEventType.Raised], Publisher.Of(patient).Select(e => e.Type));
+        }
+        finally
+        {
+            clock.Offset = TimeSpan.Zero;
+        }
+    }
+
+    [Fact]
     public async Task A_reading_whose_call_was_lost_is_judged_when_repaired_and_only_once()
     {
         var patient = "p-alert-lost-call";
