@@ -137,7 +137,8 @@ async function showCohort() {
   // (each stream checks access on its own clock; a late event may follow a newer one) add nothing back.
   const removed = new Set();
   const cleared = new Set();
-  // The latest event of each patient applied (events carry each patient's own sequence): an older one is passed over.
+  // The latest event applied of each alert (events carry their patient's sequence, which orders an alert's events):
+  // an older one, come late, is passed over.
   const lastSeq = new Map();
   // Where the keyboard was when an action began (its button is disabled meanwhile, and may lose the focus).
   let actionFocus = null;
@@ -211,7 +212,11 @@ async function showCohort() {
 
   // An alert as it now stands, from an event or an action's answer: listed while open, newest first, dropped once cleared.
   const apply = alert => {
-    if (removed.has(alert.patientId)) return;
+    if (removed.has(alert.patientId)) {
+      actionFocus = null;
+      return;
+    }
+
     if (alert.status === 'cleared') cleared.add(alert.alertId);
     alerts = alerts.filter(a => a.alertId !== alert.alertId);
     if (!cleared.has(alert.alertId)) alerts.push(alert);
@@ -224,6 +229,7 @@ async function showCohort() {
   let refreshing = null;
   let again = false;
   let held = [];
+  let inboxShown = false;
   const refreshAlerts = async () => {
     if (refreshing) {
       again = true;
@@ -233,9 +239,13 @@ async function showCohort() {
     refreshing = (async () => {
       do {
         again = false;
-        const read = await api('/api/alerts?status=open&limit=500');
-        alerts = read.filter(a => !removed.has(a.patientId));
-        renderInbox();
+        const read = (await api('/api/alerts?status=open&limit=500')).filter(a => !removed.has(a.patientId));
+        // Rebuilt only when it changed: a rebuild moves the focus back, which a screen reader reads out again.
+        if (!inboxShown || JSON.stringify(read) !== JSON.stringify(alerts)) {
+          alerts = read;
+          inboxShown = true;
+          renderInbox();
+        }
       } while (again);
     })().finally(() => {
       refreshing = null;
@@ -247,21 +257,15 @@ async function showCohort() {
   };
   const onAlertEvent = (name, event) => {
     if (name === 'reset') {
-      // The alert log was started over (restored from a backup): its numbering with it.
-      lastSeq.clear();
-      cleared.clear();
       refreshAlerts().catch(failed);
     } else if (name === 'alert' && event?.alert) {
-      if (event.seq <= (lastSeq.get(event.patientId) ?? -Infinity)) return;
-      lastSeq.set(event.patientId, event.seq);
+      if (event.seq <= (lastSeq.get(event.alert.alertId) ?? -Infinity)) return;
+      lastSeq.set(event.alert.alertId, event.seq);
       if (refreshing) held.push(event.alert);
       else apply(event.alert);
     }
   };
-  // Read whole now and then besides: a safety net for an event the page could not place.
-  setInterval(() => {
-    if (!live.pausedSince()) refreshAlerts().catch(failed);
-  }, 120_000);
+
 
   const orderRows = () => {
     const tbody = document.querySelector('#patients tbody');
@@ -388,14 +392,25 @@ async function showCohort() {
     onState: live.of('vitals'),
   }, stop.signal);
   follow('/api/alerts/stream', {
-    // On every (re)connect the inbox is read whole, so nothing raised while the stream was away is missed.
-    onOpen: () => refreshAlerts().catch(failed),
+    // On every (re)connect the inbox is read whole, so nothing raised while the stream was away is missed; the stream
+    // starts from now, so what was known of the events before (the alert log may have been restored meanwhile, its
+    // numbers and alert ids used again) is forgotten.
+    onOpen: () => {
+      lastSeq.clear();
+      cleared.clear();
+      refreshAlerts().catch(failed);
+    },
     onEvent: onAlertEvent,
     onState: live.of('alerts'),
   }, stop.signal);
   setInterval(() => {
     for (const time of document.querySelectorAll('#patients time, #inbox time')) time.textContent = ago(time.getAttribute('datetime'));
   }, 10_000);
+
+  // Read whole now and then besides: a safety net for an event the page could not place.
+  setInterval(() => {
+    if (!live.pausedSince()) refreshAlerts().catch(failed);
+  }, 120_000);
 
   for (const [patientId, row] of rows) queueSparkline(patientId, row);
 }
