@@ -79,6 +79,7 @@ public static class SenMlDecoder
         double? value = null;
         var hasName = false;
         var badField = false;
+        var badBase = false;
 
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
@@ -93,7 +94,7 @@ public static class SenMlDecoder
                 // A base name that is not text costs its own record; later ones name their vital themselves (the
                 // kind is the part after the last ':' or '/'), or name none and are refused as unknown.
                 var length = JsonBatchDecoder.CopyString(ref reader, context.BaseName);
-                badField |= length < 0;
+                badBase |= length < 0;
                 context.BaseNameLength = Math.Max(length, 0);
             }
             else if (reader.ValueTextEquals("bt"u8))
@@ -116,7 +117,7 @@ public static class SenMlDecoder
                 }
 
                 var length = JsonBatchDecoder.CopyString(ref reader, context.BaseUnit);
-                badField |= length < 0;
+                badBase |= length < 0;
                 context.BaseUnitUnreadable = length < 0;
                 context.BaseUnitLength = Math.Max(length, 0);
             }
@@ -216,6 +217,14 @@ public static class SenMlDecoder
         {
             // Its unit, or the base unit it would take (not the canonical one in its place), could not be read.
             batch.Reject(RejectReason.UnknownUnit);
+            return null;
+        }
+
+        if (badBase)
+        {
+            // A base name or unit that is not text: the record carrying it could not be read as sent (later ones may name
+            // their vital and unit themselves). Not a missing value, which would send its maker looking in the wrong place.
+            batch.Reject(RejectReason.MalformedRecord);
             return null;
         }
 

@@ -13,7 +13,7 @@ public sealed class InvalidTextTests
     [InlineData("{\"seq\":1,\"readings\":[{\"kind\":\"\\ud800\",\"time\":\"2026-11-24T10:00:00Z\",\"value\":72},{\"kind\":\"heart_rate\",\"time\":\"2026-11-24T10:00:00Z\",\"value\":73}]}", RejectReason.UnknownKind)]
     [InlineData("{\"seq\":1,\"readings\":[{\"kind\":\"heart_rate\",\"unit\":\"\\udc00\",\"time\":\"2026-11-24T09:59:59Z\",\"value\":72},{\"kind\":\"heart_rate\",\"time\":\"2026-11-24T10:00:00Z\",\"value\":73}]}", RejectReason.UnknownUnit)]
     [InlineData("[{\"bn\":\"w:\",\"n\":\"\\udfff\",\"v\":72},{\"n\":\"heart_rate\",\"v\":73}]", RejectReason.UnknownKind)]
-    [InlineData("[{\"bn\":\"\\ud800x\",\"n\":\"heart_rate\",\"v\":72},{\"n\":\"heart_rate\",\"v\":73}]", RejectReason.MissingValue)]
+    [InlineData("[{\"bn\":\"\\ud800x\",\"n\":\"heart_rate\",\"v\":72},{\"n\":\"heart_rate\",\"v\":73}]", RejectReason.MalformedRecord)]
     public void A_lone_surrogate_escape_costs_only_its_own_reading(string payload, RejectReason reason)
     {
         var builder = Wearable.NewBuilder();

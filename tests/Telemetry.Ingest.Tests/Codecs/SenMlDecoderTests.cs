@@ -209,6 +209,25 @@ public sealed class SenMlDecoderTests
         Assert.Equal((2, 2), (builder.RejectedCount, builder.RejectedFor(RejectReason.UnknownUnit)));
     }
 
+    [Fact]
+    public void A_base_name_or_unit_that_is_not_text_refuses_its_record_as_malformed_not_as_missing_its_value()
+    {
+        var builder = Wearable.NewBuilder();
+        var payload = """
+            [
+              {"bn":42,"n":"heart_rate","v":72},
+              {"bu":["/min"],"n":"heart_rate","u":"/min","v":73},
+              {"n":"heart_rate","u":"/min","v":74}
+            ]
+            """;
+
+        Assert.True(Wearable.Decode(builder, payload, out _, out var error), error);
+
+        // The third names its own unit: the base unit that could not be read is not the one it takes.
+        Assert.Equal(74, Assert.Single(builder.ToArray()).Value);
+        Assert.Equal((2, 2), (builder.RejectedCount, builder.RejectedFor(RejectReason.MalformedRecord)));
+    }
+
     [Theory]
     [InlineData("""[{"n":"heart_rate","v":72,"rate_":1}]""", "must-understand")]
     [InlineData("""[{"bver":11,"n":"heart_rate","v":72}]""", "bver")]
