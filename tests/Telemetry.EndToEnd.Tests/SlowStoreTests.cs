@@ -65,8 +65,11 @@ public sealed partial class SlowStoreTests(ITestOutputHelper output)
         var maxResident = before;
         (HttpStatusCode StatusCode, string Body) slowHealth = default;
         var oldestWait = 0.0;
+        // At least 12 s, and until each stream has had an ack (60 s at most): a commit's request to the slowed store is
+        // held a second for every chunk of it, so one that gathered many batches takes longer than 12 s to answer.
         var slowUntil = DateTime.UtcNow.AddSeconds(12);
-        while (DateTime.UtcNow < slowUntil)
+        var slowAtMost = DateTime.UtcNow.AddSeconds(60);
+        while (DateTime.UtcNow < slowUntil || (floods.Any(flood => flood.Acked == 0) && DateTime.UtcNow < slowAtMost))
         {
             maxUnacked = Math.Max(maxUnacked, floods.Max(flood => flood.Written - flood.Acked));
             maxResident = Math.Max(maxResident, server.ResidentBytes());
