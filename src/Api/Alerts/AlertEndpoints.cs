@@ -1,7 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.Extensions.Options;
 using Telemetry.Api.Audit;
 using Telemetry.Api.Hosting;
 using Telemetry.Api.Security;
@@ -276,7 +275,7 @@ public static class AlertEndpoints
     private static string Actor(HttpRequest request, AlertActionRequest action) =>
         request.HttpContext.User.Identity is { AuthenticationType: AdminTokenAuthenticationHandler.SchemeName }
             ? action.By ?? AdminToken.Principal
-            : TelemetryClaims.Actor(request.HttpContext.User, request.HttpContext.RequestServices.GetRequiredService<IOptions<JwtOptions>>().Value.HasProvider) ?? AdminToken.Principal;
+            : TelemetryClaims.Actor(request.HttpContext) ?? AdminToken.Principal;
 
     private static async Task<IResult> NotOpenAsync(string alertId, IAlertStore store) =>
         await store.GetAsync(alertId) is { } closed

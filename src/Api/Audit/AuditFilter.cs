@@ -1,5 +1,4 @@
 using System.Collections.Frozen;
-using Microsoft.Extensions.Options;
 using Telemetry.Api.Fhir;
 using Telemetry.Api.Security;
 using Telemetry.Storage.Audit;
@@ -114,8 +113,7 @@ public sealed class AuditFilter : IEndpointFilter
         var user = http.User;
         var roles = string.Join(',', Security.TelemetryRoles.All.Where(user.IsInRole));
         var action = $"{http.Request.Method} {http.Request.Path}{http.Request.QueryString}";
-        var actor = TelemetryClaims.Actor(user, http.RequestServices.GetRequiredService<IOptions<JwtOptions>>().Value.HasProvider);
-        return audit.WriteAsync(actor ?? "anonymous", roles.Length > 0 ? roles : "none", patientId, action, status, CancellationToken.None);
+        return audit.WriteAsync(TelemetryClaims.Actor(http) ?? "anonymous", roles.Length > 0 ? roles : "none", patientId, action, status, CancellationToken.None);
     }
 
     /// <summary>The patient a request reads: one a handler named, the route's, or a FHIR search's patient parameter.</summary>

@@ -1,4 +1,5 @@
 using System.Security.Claims;
+using Microsoft.Extensions.Options;
 
 namespace Telemetry.Api.Security;
 
@@ -38,6 +39,10 @@ public static class TelemetryClaims
         var development = string.Equals(user.FindFirst(Subject)?.Issuer, DevelopmentTokens.Issuer, StringComparison.Ordinal);
         return development && (besideProvider || name == AdminToken.Principal) ? DevelopmentActorPrefix + name : name;
     }
+
+    /// <summary>Who the caller of <paramref name="http"/> is (<see cref="Actor(ClaimsPrincipal, bool)"/>), beside a provider when one is configured.</summary>
+    public static string? Actor(HttpContext http) =>
+        Actor(http.User, http.RequestServices.GetRequiredService<IOptions<JwtOptions>>().Value.HasProvider);
 
     /// <summary>One of <see cref="TelemetryRoles"/>; may repeat.</summary>
     public const string Role = "role";
