@@ -400,7 +400,7 @@ public sealed partial class PatientGrain(
         }
         catch (Exception exception)
         {
-            LogHandedOnEventsKept(logger, exception, PatientId);
+            LogLastAlertStateUnwritten(logger, exception, PatientId);
         }
     }
 
@@ -1441,7 +1441,7 @@ public sealed partial class PatientGrain(
     private static partial void LogEarlierUnread(ILogger logger, Exception exception, string patientId);
 
     [LoggerMessage(EventId = 2005, Level = LogLevel.Warning, Message = "Patient {PatientId}'s alert state could not be written as it deactivated: its next activation may hand on events again, or start a sustain under way over")]
-    private static partial void LogHandedOnEventsKept(ILogger logger, Exception exception, string patientId);
+    private static partial void LogLastAlertStateUnwritten(ILogger logger, Exception exception, string patientId);
 
     [LoggerMessage(EventId = 2001, Level = LogLevel.Debug, Message = "Patient {PatientId} activated; rebuilt from {Windows} minute windows of the raw store")]
     private static partial void LogRebuilt(ILogger logger, string patientId, int windows);
