@@ -68,6 +68,9 @@ export function requireSignIn(start, example) {
   field.focus();
 }
 
+/** What a person is told when the server no longer takes their sign-in. */
+const SignInInvalid = 'Your sign-in is no longer valid; reload the page to sign in again.';
+
 /** An API answer that was not a success: its status and the problem's title and detail. */
 export class ApiError extends Error {
   constructor(status, problem) {
@@ -87,7 +90,7 @@ export async function api(path, { method = 'GET', body } = {}) {
   });
   if (response.status === 401) {
     sessionStorage.removeItem(TokenKey);
-    throw new ApiError(401, { detail: 'Your sign-in is no longer valid; reload the page to sign in again.' });
+    throw new ApiError(401, { detail: SignInInvalid });
   }
 
   const text = await response.text();
@@ -125,20 +128,20 @@ export async function follow(path, { onOpen = () => {}, onEvent, onState = () =>
       silence = setTimeout(abort, StreamSilenceMs);
     };
     let reader = null;
-    let retryMs = 2000;
+    let throttled = false;
     try {
       heard();
       const response = await fetch(path, { headers: { Authorization: `Bearer ${token()}`, Accept: 'text/event-stream' }, signal: connection.signal });
       if (response.status === 401) {
-        onState('ended', 'Your sign-in is no longer valid; reload the page to sign in again.');
+        onState('ended', SignInInvalid);
         return;
       }
       if (response.status === 403) {
-        onState('ended', 'You may no longer see this; your role or care team has changed.');
+        onState('ended', endings.revoked);
         return;
       }
       if (response.status === 429) {
-        retryMs = 10_000;
+        throttled = true;
         onState('retrying', 'Too many live views are open with your sign-in; close another tab or window.');
         throw new ApiError(429, null);
       }
@@ -174,12 +177,12 @@ export async function follow(path, { onOpen = () => {}, onEvent, onState = () =>
       reader?.cancel().catch(() => {});
     }
     if (signal?.aborted) return;
-    if (retryMs === 2000) onState('retrying');
-    await new Promise(resolve => setTimeout(resolve, retryMs));
+    if (!throttled) onState('retrying');
+    await new Promise(resolve => setTimeout(resolve, throttled ? 10_000 : 2000));
   }
 
   // Signed out meanwhile (an API call's answer said the sign-in is no longer valid): the stream stops for good.
-  if (!signal?.aborted && !token()) onState('ended', 'Your sign-in is no longer valid; reload the page to sign in again.');
+  if (!signal?.aborted && !token()) onState('ended', SignInInvalid);
 }
 
 /** The events that end a stream, and what each tells the person. */
