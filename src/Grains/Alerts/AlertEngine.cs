@@ -150,9 +150,10 @@ public sealed class AlertEngine
     public void Seed(VitalKind kind, long latestMs, double latestValue, long nowMs)
     {
         ref var vital = ref Track(kind);
-        var seenMs = Math.Min(latestMs, nowMs);
-        vital.LastSeenMs = Math.Max(vital.LastSeenMs, seenMs);
-        _lastSeenAnyMs = Math.Max(_lastSeenAnyMs, seenMs);
+        // A reading stamped ahead of the clock is taken as of now, as Observe judges it: later readings then replace it.
+        latestMs = Math.Min(latestMs, nowMs);
+        vital.LastSeenMs = Math.Max(vital.LastSeenMs, latestMs);
+        _lastSeenAnyMs = Math.Max(_lastSeenAnyMs, latestMs);
         if (latestMs > vital.LatestMs)
         {
             vital.LatestMs = latestMs;
@@ -440,13 +441,18 @@ public sealed class AlertEngine
     /// </summary>
     public void Observe(in VitalReading reading, long nowMs, long? seenAtMs = null)
     {
-        if (_scoreDueMs != long.MinValue && reading.TimestampMs != _scoreDueMs)
+        // A reading stamped ahead of the server's clock (a device's clock running fast; ingest takes up to
+        // MaxFutureSkew of it) is judged as of now: at its own time it would move its vital's judged mark ahead, and the
+        // readings of a device set right (or of this one, once its clock is put right) would be passed over as older
+        // until that time came. The grain shifts such a batch back whole first, keeping its spacing (see PatientGrain).
+        var timestampMs = Math.Min(reading.TimestampMs, nowMs);
+        if (_scoreDueMs != long.MinValue && timestampMs != _scoreDueMs)
         {
             JudgeScore(nowMs);
         }
 
         ref var vital = ref Track(reading.Kind);
-        var fresh = reading.TimestampMs >= nowMs - StaleAfterMs;
+        var fresh = timestampMs >= nowMs - StaleAfterMs;
         if (fresh)
         {
             // Data arriving, as the no-data rules mean it: a live reading, not yesterday's uploaded late, which neither
@@ -456,17 +462,17 @@ public sealed class AlertEngine
             _lastSeenAnyMs = Math.Max(_lastSeenAnyMs, seenMs);
         }
 
-        if (fresh && reading.TimestampMs > vital.LatestMs)
+        if (fresh && timestampMs > vital.LatestMs)
         {
-            vital.LatestMs = reading.TimestampMs;
+            vital.LatestMs = timestampMs;
             vital.LatestValue = reading.Value;
         }
 
         // Judged if it is news and after what was judged (readings come back after a crash, see AlertState.JudgedThroughMs).
-        var present = fresh && reading.TimestampMs > vital.JudgedMs;
+        var present = fresh && timestampMs > vital.JudgedMs;
         if (present)
         {
-            vital.JudgedMs = reading.TimestampMs;
+            vital.JudgedMs = timestampMs;
         }
 
         var rules = vital.Rules;
@@ -492,14 +498,14 @@ public sealed class AlertEngine
             {
                 if (runtime.Rule.Type == AlertRuleType.Threshold)
                 {
-                    Judge(runtime, reading.Value, reading.TimestampMs, nowMs);
+                    Judge(runtime, reading.Value, timestampMs, nowMs);
                 }
                 else
                 {
-                    runtime.Rate!.Add(reading.TimestampMs, reading.Value);
+                    runtime.Rate!.Add(timestampMs, reading.Value);
                     if (runtime.Rate.TryGetSlopePerMinute(out var slope))
                     {
-                        Judge(runtime, runtime.Rule.Direction == AlertDirection.Falling ? -slope : slope, reading.TimestampMs, nowMs);
+                        Judge(runtime, runtime.Rule.Direction == AlertDirection.Falling ? -slope : slope, timestampMs, nowMs);
                     }
                 }
             }
@@ -507,7 +513,7 @@ public sealed class AlertEngine
 
         if (_earlyWarning.Length > 0 && EarlyWarningScore.IsParameter(reading.Kind))
         {
-            _scoreDueMs = reading.TimestampMs;
+            _scoreDueMs = timestampMs;
         }
 
         foreach (var runtime in _implausible)

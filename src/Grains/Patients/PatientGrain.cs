@@ -495,11 +495,12 @@ public sealed partial class PatientGrain(
             }
         }
 
+        var aheadMs = _alerts.HasRules ? AheadOfClockMs(readings, now) : 0;
         if (!_alerts.HasRules || InTimeOrder(readings, acrossVitals: _alerts.JudgesAcrossVitals))
         {
             foreach (var reading in readings.All)
             {
-                _alerts.Observe(reading, now);
+                _alerts.Observe(aheadMs == 0 ? reading : reading with { TimestampMs = reading.TimestampMs - aheadMs }, now);
             }
         }
         else
@@ -512,7 +513,8 @@ public sealed partial class PatientGrain(
             using var ordered = readings.All.ToTimeOrder();
             for (var i = 0; i < ordered.Count; i++)
             {
-                _alerts.Observe(ordered[i], now);
+                var reading = ordered[i];
+                _alerts.Observe(aheadMs == 0 ? reading : reading with { TimestampMs = reading.TimestampMs - aheadMs }, now);
             }
         }
 
@@ -650,6 +652,24 @@ public sealed partial class PatientGrain(
             StartOver(exception);
             throw;
         }
+    }
+
+    /// <summary>
+    /// How far the latest of <paramref name="readings"/> is stamped ahead of <paramref name="nowMs"/>, 0 when none is
+    /// (ingest takes readings up to <c>MaxFutureSkew</c> ahead). The rules judge the batch shifted back by as much: a
+    /// device whose clock runs fast has its readings judged as they arrive, their spacing kept, rather than at their own
+    /// time (which would move the judged marks ahead, passing over a device set right until that time came) or all at
+    /// now (which would judge one of them).
+    /// </summary>
+    private static long AheadOfClockMs(PatientReadings readings, long nowMs)
+    {
+        var latestMs = long.MinValue;
+        foreach (var reading in readings.All)
+        {
+            latestMs = Math.Max(latestMs, reading.TimestampMs);
+        }
+
+        return Math.Max(0, latestMs - nowMs);
     }
 
     /// <summary>

@@ -1186,6 +1186,22 @@ public sealed class AlertEngineTests
     }
 
     [Fact]
+    public void A_reading_stamped_ahead_of_the_clock_is_judged_as_of_now_and_leaves_the_next_reading_judged()
+    {
+        var engine = Engine(new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 110));
+
+        // A device nine minutes fast: at its own time, its reading would keep every reading before then from being judged.
+        engine.Observe(new VitalReading(VitalKind.HeartRate, Now + 540_000, 80), Now);
+        engine.EndOfReadings(Now);
+        Assert.Equal(Now, engine.JudgedThroughMs(VitalKind.HeartRate));
+
+        Advance(1);
+        Send(engine, VitalKind.HeartRate, 150);
+
+        Assert.Equal(AlertEventType.Raised, Assert.Single(engine.State.Outbox).Type);
+    }
+
+    [Fact]
     public void Readings_from_long_ago_or_out_of_order_raise_nothing()
     {
         var engine = Engine(new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 110));

@@ -59,6 +59,35 @@ public sealed class PatientAlertTests(ClusterFixture fixture) : IClassFixture<Cl
     }
 
     [Fact]
+    public async Task A_device_whose_clock_runs_fast_is_judged_as_its_readings_arrive_and_a_device_set_right_after_it_is_judged_too()
+    {
+        var patient = "p-alert-fast-clock";
+        await fixture.Patient(patient).SetAlertRulesAsync(new AlertRuleSet(
+            [new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.High, VitalKind.HeartRate, AlertDirection.Above, 120, 110, SustainSeconds: 20)]));
+        var clock = fixture.SiloServices.GetRequiredService<ShiftableClock>();
+        try
+        {
+            // A watch five minutes fast sends 30 s of heart rate 135, one every 10 s: judged as it arrives, its spacing
+            // kept, the 20 s sustain holds (all judged at now, only one reading of the batch would count).
+            var watch = Now + 300_000;
+            await fixture.CommitAndApplyAsync(patient, [.. Enumerable.Range(0, 4).Select(i => ClusterFixture.Heart(watch - 30_000 + (i * 10_000L), 135))]);
+            var open = Assert.Single(await fixture.Patient(patient).GetOpenAlertsAsync());
+            Assert.True(open.TriggeredAt.ToUnixTimeMilliseconds() <= Now);
+
+            // Forty seconds on, a chest strap set right sends 20 s of heart rate 90. Judged (not passed over as older than
+            // the watch's readings, as it was while those moved the judged mark five minutes ahead), it clears the alert.
+            clock.Offset = TimeSpan.FromSeconds(40);
+            var strap = Now + 40_000;
+            await fixture.CommitAndApplyAsync(patient, [.. Enumerable.Range(0, 3).Select(i => ClusterFixture.Heart(strap - 20_000 + (i * 10_000L), 90))]);
+            Assert.Empty(await fixture.Patient(patient).GetOpenAlertsAsync());
+        }
+        finally
+        {
+            clock.Offset = TimeSpan.Zero;
+        }
+    }
+
+    [Fact]
     public async Task A_batch_of_each_vital_in_turn_is_scored_moment_by_moment_across_its_vitals()
     {
         var patient = "p-alert-news2-batch";
