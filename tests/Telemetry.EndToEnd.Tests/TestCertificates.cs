@@ -42,8 +42,11 @@ public sealed class TestCertificates : IDisposable
 
     public string ServerKeyPath { get; }
 
-    /// <summary>Writes a new server certificate and key over the old files, as a renewal would; returns its serial number.</summary>
-    public string RenewServerCertificate()
+    /// <summary>
+    /// Writes a new server certificate and key over the old files, as a renewal would; returns its serial number. It is
+    /// valid for <paramref name="validFor"/> from now (30 days unless given).
+    /// </summary>
+    public string RenewServerCertificate(TimeSpan? validFor = null)
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var request = new CertificateRequest("CN=localhost", key, HashAlgorithmName.SHA256);
@@ -52,7 +55,7 @@ public sealed class TestCertificates : IDisposable
         names.AddIpAddress(IPAddress.Loopback);
         request.CertificateExtensions.Add(names.Build());
         request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([ServerAuthentication], critical: false));
-        using var server = request.Create(Authority, DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(30), Serial());
+        using var server = request.Create(Authority, DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow + (validFor ?? TimeSpan.FromDays(30)), Serial());
         File.WriteAllText(ServerCertificatePath, server.ExportCertificatePem());
         File.WriteAllText(ServerKeyPath, _keyPassword is null
             ? key.ExportPkcs8PrivateKeyPem()

@@ -12,7 +12,12 @@ public sealed class TlsFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         Certificates = new TestCertificates(_directory);
-        Server = new TelemetryServer(new Dictionary<string, string> { ["Telemetry__Server__Tls__ReloadInterval"] = "00:00:01" }, Certificates);
+        Server = new TelemetryServer(new Dictionary<string, string>
+        {
+            ["Telemetry__Server__Tls__ReloadInterval"] = "00:00:01",
+            ["Telemetry__Health__Period"] = "00:00:01",
+            ["Telemetry__Health__Delay"] = "00:00:01",
+        }, Certificates);
         await Server.StartAsync();
     }
 

@@ -1,5 +1,7 @@
+using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography.X509Certificates;
+using System.Text.Json;
 using Grpc.Core;
 using Grpc.Net.Client;
 using MQTTnet;
@@ -147,6 +149,53 @@ public sealed class TlsTests(TlsFixture fixture) : IClassFixture<TlsFixture>
         Assert.Equal(renewed, await ServedSerialAsync(Server.MqttTlsPort));
         Assert.Contains("TLS certificate reloaded", await Server.OutputWhenAsync("TLS certificate reloaded"));
     }
+
+    [Fact]
+    public async Task A_certificate_near_its_end_is_reported_until_renewed_and_each_change_logged_once()
+    {
+        try
+        {
+            // A renewal that went wrong: a certificate for five days only. Seen with no connection coming (the background
+            // checks read the files again), logged once, and /healthz says so while the server stays ready.
+            Certificates.RenewServerCertificate(TimeSpan.FromDays(5));
+            Assert.Contains("expires on", Line(await Server.OutputWhenAsync("Health check certificate turned Degraded"), "Health check certificate turned Degraded"));
+            using var client = Server.ClientWith(null);
+            for (var probe = 0; probe < 3; probe++)
+            {
+                using var health = await client.GetAsync("/healthz");
+                Assert.Equal(HttpStatusCode.OK, health.StatusCode);
+                using var report = JsonDocument.Parse(await health.Content.ReadAsStringAsync());
+                Assert.Equal("Degraded", report.RootElement.GetProperty("status").GetString());
+                var certificate = report.RootElement.GetProperty("checks").GetProperty("certificate");
+                Assert.Equal("Degraded", certificate.GetProperty("status").GetString());
+                Assert.Contains("in 4 days", certificate.GetProperty("description").GetString());
+            }
+
+            using (var live = await client.GetAsync("/livez"))
+            {
+                Assert.Equal(HttpStatusCode.OK, live.StatusCode);
+                Assert.Contains("\"Healthy\"", await live.Content.ReadAsStringAsync());
+            }
+
+            var metrics = await client.GetStringAsync("/metrics");
+            var expiration = double.Parse(
+                Line(metrics, "telemetry_tls_certificate_expiration_timestamp_seconds").Split(' ')[^1], System.Globalization.CultureInfo.InvariantCulture);
+            Assert.InRange(DateTimeOffset.FromUnixTimeSeconds((long)expiration) - DateTimeOffset.UtcNow, TimeSpan.FromDays(4.9), TimeSpan.FromDays(5));
+
+            // Probes of /healthz log nothing themselves, however often they find it degraded: the change was logged.
+            Assert.Single(Server.Output.Split('\n'), line => line.Contains("Health check certificate turned Degraded", StringComparison.Ordinal));
+            Assert.DoesNotContain("with status Degraded", Server.Output, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Certificates.RenewServerCertificate();
+        }
+
+        await Server.OutputWhenAsync("Health check certificate is Healthy again");
+    }
+
+    private static string Line(string text, string containing) =>
+        text.Split('\n').LastOrDefault(line => line.Contains(containing, StringComparison.Ordinal) && !line.StartsWith('#')) ?? $"(no line with {containing})";
 
     private async Task<string> ServedSerialAsync(int port)
     {

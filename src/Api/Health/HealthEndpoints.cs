@@ -9,9 +9,10 @@ namespace Telemetry.Api.Health;
 
 /// <summary>
 /// Readiness at <c>/healthz</c>: 200 when the silo, the store and the listeners are all up, else 503, with each check's
-/// status. Each check's word (which names the database file, the series server's address, what went wrong) is for the
-/// operator: a caller on the server's own machine, connected directly, or with an admin's token; anyone else, a load
-/// balancer's probe from another host say, gets the statuses alone.
+/// status; liveness at <c>/livez</c>: 200 whenever the server answers at all, running no check (a server whose store is
+/// away is not ready, and restarting it mends nothing). Each check's word (which names the database file, the series
+/// server's address, what went wrong) is for the operator: a caller on the server's own machine, connected directly, or
+/// with an admin's token; anyone else, a load balancer's probe from another host say, gets the statuses alone.
 /// </summary>
 public static class HealthEndpoints
 {
@@ -21,13 +22,19 @@ public static class HealthEndpoints
             .AddCheck<SiloHealthCheck>("silo")
             .AddCheck<StoreHealthCheck>("store")
             .AddCheck<ListenerHealthCheck>("listeners")
-            .AddCheck<ClusterHealthCheck>("cluster");
+            .AddCheck<ClusterHealthCheck>("cluster")
+            .AddCheck<CertificateHealthCheck>("certificate");
+
+        // The checks also run in the background, each change of status logged once (HealthChangeLog).
+        services.AddOptions<HealthCheckPublisherOptions>().BindConfiguration(HealthChangeLog.Section);
+        services.AddSingleton<IHealthCheckPublisher, HealthChangeLog>();
         return services;
     }
 
     public static IEndpointRouteBuilder MapTelemetryHealthChecks(this IEndpointRouteBuilder routes)
     {
         routes.MapHealthChecks("/healthz", new HealthCheckOptions { ResponseWriter = WriteAsync });
+        routes.MapHealthChecks("/livez", new HealthCheckOptions { Predicate = _ => false, ResponseWriter = WriteAsync });
         return routes;
     }
 

@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using System.Net.Security;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
@@ -20,7 +21,7 @@ public sealed partial class ServerTls
     private byte[] _filesHash;
     private long _checkedAt;
 
-    public ServerTls(TlsOptions options, TimeProvider timeProvider, ILogger logger)
+    public ServerTls(TlsOptions options, TimeProvider timeProvider, ILogger logger, IMeterFactory meterFactory)
     {
         _options = options;
         _timeProvider = timeProvider;
@@ -29,10 +30,48 @@ public sealed partial class ServerTls
         _certificate = Load(options);
         _filesHash = FilesHash();
         _checkedAt = timeProvider.GetTimestamp();
+        meterFactory.Create(IngestInstruments.MeterName).CreateObservableGauge(
+            "telemetry.tls.certificate.expiration_timestamp",
+            ExpirationTimestampSeconds,
+            "s",
+            "When the TLS certificate served now ends, in seconds since 1970: alert on it less some days, as renewals fail.");
     }
 
-    /// <summary>The subject and expiry of the certificate served now, for the start-up log.</summary>
-    public X509Certificate2 Certificate => _certificate.TargetCertificate;
+    /// <summary>
+    /// The certificate served now, its files read again first when they changed and <see cref="TlsOptions.ReloadInterval"/>
+    /// has passed since they were last looked at (as a handshake does): a renewal is seen with no connection coming.
+    /// </summary>
+    public X509Certificate2 Certificate => Current().TargetCertificate;
+
+    /// <summary>How long before its end the certificate is reported as ending soon (<see cref="TlsOptions.ExpiryWarning"/>).</summary>
+    public TimeSpan ExpiryWarning => _options.ExpiryWarning;
+
+    /// <summary>
+    /// What an operator needs to hear of <paramref name="certificate"/> at <paramref name="now"/>: that it has expired
+    /// (TLS clients refuse it), that it ends within <see cref="TlsOptions.ExpiryWarning"/>, or nothing (null).
+    /// </summary>
+    public string? ExpiryProblem(X509Certificate2 certificate, DateTimeOffset now)
+    {
+        var notAfter = new DateTimeOffset(certificate.NotAfter.ToUniversalTime(), TimeSpan.Zero);
+        if (notAfter <= now)
+        {
+            return $"the TLS certificate {Printable(certificate.Subject)} expired on {notAfter:u}: devices and browsers refuse it; renew its files (they are read again when they change)";
+        }
+
+        var left = notAfter - now;
+        return left <= _options.ExpiryWarning
+            ? $"the TLS certificate {Printable(certificate.Subject)} expires on {notAfter:u}, in {Spell(left)}: renew its files (they are read again when they change)"
+            : null;
+
+        static string Spell(TimeSpan left) => left.TotalDays >= 1
+            ? Plural((int)left.TotalDays, "day")
+            : Plural(Math.Max(1, (int)left.TotalHours), "hour");
+
+        static string Plural(int count, string unit) => count == 1 ? $"1 {unit}" : $"{count} {unit}s";
+    }
+
+    /// <summary>The end of the certificate served now, in seconds since 1970 (<c>telemetry_tls_certificate_expiration_timestamp_seconds</c>).</summary>
+    public double ExpirationTimestampSeconds() => new DateTimeOffset(Certificate.NotAfter.ToUniversalTime(), TimeSpan.Zero).ToUnixTimeMilliseconds() / 1000.0;
 
     /// <summary>The authorities of <see cref="TlsOptions.DeviceCertificateAuthorityPath"/>, or none.</summary>
     public static DeviceCertificates LoadDeviceAuthorities(TlsOptions options)

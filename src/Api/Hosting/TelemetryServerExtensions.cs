@@ -46,7 +46,8 @@ public static partial class TelemetryServerExtensions
         {
             // Registered before ingest, whose default accepts no device certificates.
             services.AddSingleton(_ => ServerTls.LoadDeviceAuthorities(tls));
-            services.AddSingleton(sp => new ServerTls(tls, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<ServerTls>>()));
+            services.AddSingleton(sp => new ServerTls(
+                tls, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<ServerTls>>(), sp.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>()));
         }
 
         // With an external broker the devices' MQTT goes there: the server listens for no MQTT of its own.
@@ -224,7 +225,22 @@ public static partial class TelemetryServerExtensions
         if (app.Services.GetService<ServerTls>() is { } tls)
         {
             var server = app.Services.GetRequiredService<IOptions<ServerOptions>>().Value;
-            LogTls(app.Logger, server.HttpsPort, server.MqttTlsPort, tls.Certificate.Subject, tls.Certificate.NotAfter, app.Services.GetRequiredService<DeviceCertificates>().Enabled);
+            var certificate = tls.Certificate;
+            LogTls(app.Logger, server.HttpsPort, server.MqttTlsPort, certificate.Subject, certificate.NotAfter, app.Services.GetRequiredService<DeviceCertificates>().Enabled);
+            var now = app.Services.GetRequiredService<TimeProvider>().GetUtcNow();
+            if (tls.ExpiryProblem(certificate, now) is { } problem)
+            {
+                // Served all the same (the plain ports, and the dashboards over them, go on working), and told until renewed
+                // by /healthz (Degraded) and by telemetry_tls_certificate_expiration_timestamp_seconds.
+                if (certificate.NotAfter.ToUniversalTime() <= now.UtcDateTime)
+                {
+                    LogTlsExpired(app.Logger, problem);
+                }
+                else
+                {
+                    LogTlsEnding(app.Logger, problem);
+                }
+            }
         }
 
         return app;
@@ -340,6 +356,12 @@ public static partial class TelemetryServerExtensions
     [LoggerMessage(EventId = 1504, Level = LogLevel.Warning,
         Message = "{Patients} patients' open windows were not written as the server stopped (the shutdown timeout cut their deactivation short, or the write failed): the next start recomputes them")]
     private static partial void LogOpenWindowsLeft(ILogger logger, int patients);
+
+    [LoggerMessage(EventId = 1505, Level = LogLevel.Error, Message = "TLS: {Problem}")]
+    private static partial void LogTlsExpired(ILogger logger, string problem);
+
+    [LoggerMessage(EventId = 1506, Level = LogLevel.Warning, Message = "TLS: {Problem}")]
+    private static partial void LogTlsEnding(ILogger logger, string problem);
 
     [LoggerMessage(EventId = 1500, Level = LogLevel.Information,
         Message = "TLS on HTTPS port {HttpsPort} and MQTT port {MqttTlsPort}, certificate {Subject} valid until {NotAfter:u}; device certificates accepted: {DeviceCertificates}")]

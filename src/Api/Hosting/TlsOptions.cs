@@ -32,6 +32,12 @@ public sealed class TlsOptions : IValidatableObject
     /// <summary>How often the certificate files are checked for a renewed certificate.</summary>
     public TimeSpan ReloadInterval { get; set; } = TimeSpan.FromMinutes(1);
 
+    /// <summary>
+    /// How long before the certificate's end <c>/healthz</c> reports it <c>Degraded</c> (and the start-up log warns), so
+    /// that a renewal that did not happen is seen before devices and browsers refuse the server.
+    /// </summary>
+    public TimeSpan ExpiryWarning { get; set; } = TimeSpan.FromDays(14);
+
     public bool Enabled => !string.IsNullOrWhiteSpace(CertificatePath);
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
@@ -44,6 +50,11 @@ public sealed class TlsOptions : IValidatableObject
         if (RequireDeviceCertificate && string.IsNullOrWhiteSpace(DeviceCertificateAuthorityPath))
         {
             yield return new ValidationResult("RequireDeviceCertificate needs DeviceCertificateAuthorityPath: without authorities no device certificate can be accepted.", [nameof(RequireDeviceCertificate)]);
+        }
+
+        if (ExpiryWarning < TimeSpan.Zero)
+        {
+            yield return new ValidationResult("ExpiryWarning must not be negative.", [nameof(ExpiryWarning)]);
         }
 
         if (ReloadInterval <= TimeSpan.Zero)
