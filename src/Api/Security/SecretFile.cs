@@ -18,7 +18,7 @@ public static class SecretFile
             return existing;
         }
 
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        Core.Storage.PrivateFolder.Create(Path.GetDirectoryName(path)!);
         var secret = create();
         var written = $"{path}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp";
         var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };

@@ -59,7 +59,7 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
         _timeProvider = timeProvider;
         _logger = logger;
         Directory = Path.GetDirectoryName(storage.Value.Beside(LegacyFileName))!;
-        System.IO.Directory.CreateDirectory(Directory);
+        Core.Storage.PrivateFolder.Create(Directory);
 
         // Continue the chain where the newest file ends, and in no older file than that even if the clock says so; a
         // record torn by a power cut is left for Verify to report.

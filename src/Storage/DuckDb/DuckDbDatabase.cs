@@ -91,7 +91,7 @@ public sealed class DuckDbDatabase : IDisposable
     public DuckDbDatabase(IOptions<DuckDbOptions> options, ILogger<DuckDbDatabase>? logger = null, IMeterFactory? meterFactory = null)
     {
         var path = System.IO.Path.GetFullPath(options.Value.Path);
-        Directory.CreateDirectory(System.IO.Path.GetDirectoryName(path)!);
+        Core.Storage.PrivateFolder.Create(System.IO.Path.GetDirectoryName(path)!);
         FilePath = path;
         ReadingsPaths = [.. ReadingsCatalogs.Select((_, i) => System.IO.Path.ChangeExtension(path, null) + $".readings-{i + 1}.duckdb")];
         _connectionString = $"Data Source={path}";
