@@ -120,7 +120,7 @@ public sealed partial class ExternalBrokerIngest(
                 }
                 catch (Exception exception) when (!stopping.IsCancellationRequested)
                 {
-                    LogConnectFailed(logger, exception, options.Value.Host!, options.Value.Port, delay.TotalSeconds);
+                    LogConnectFailed(logger, exception, options.Value.Host!, options.Value.BrokerPort, delay.TotalSeconds);
                     await Task.Delay(delay, timeProvider, stopping.Token).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
                     delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(30).Ticks));
                     continue;
@@ -138,7 +138,7 @@ public sealed partial class ExternalBrokerIngest(
     {
         var broker = options.Value;
         var builder = new MqttClientOptionsBuilder()
-            .WithTcpServer(broker.Host, broker.Port)
+            .WithTcpServer(broker.Host, broker.BrokerPort)
             .WithProtocolVersion(MQTTnet.Formatter.MqttProtocolVersion.V500)
             .WithClientId(broker.ClientId)
             .WithCleanStart(false)
@@ -191,7 +191,7 @@ public sealed partial class ExternalBrokerIngest(
         }
 
         IsConnected = true;
-        LogConnected(logger, broker.Host!, broker.Port, topic, broker.ClientId!, connected.IsSessionPresent);
+        LogConnected(logger, broker.Host!, broker.BrokerPort, topic, broker.ClientId!, connected.IsSessionPresent);
     }
 
     private async Task Receive(MqttApplicationMessageReceivedEventArgs args)

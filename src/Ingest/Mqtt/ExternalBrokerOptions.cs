@@ -16,11 +16,15 @@ public sealed class ExternalBrokerOptions : IValidatableObject
     /// <summary>The broker's host name or address. Unset (the default): the server hosts MQTT itself.</summary>
     public string? Host { get; set; }
 
+    /// <summary>The broker's port; unset, MQTT's own: 8883 with <see cref="UseTls"/>, else 1883 (see <see cref="BrokerPort"/>).</summary>
     [Range(1, 65535)]
-    public int Port { get; set; } = 1883;
+    public int? Port { get; set; }
 
     /// <summary>Connect with TLS (the broker's certificate checked against the machine's trusted roots).</summary>
     public bool UseTls { get; set; }
+
+    /// <summary>The port connected to: <see cref="Port"/>, or MQTT's own for TLS or not.</summary>
+    public int BrokerPort => Port ?? (UseTls ? 8883 : 1883);
 
     /// <summary>The server's own account at the broker, allowed to subscribe to every device's readings.</summary>
     public string? Username { get; set; }

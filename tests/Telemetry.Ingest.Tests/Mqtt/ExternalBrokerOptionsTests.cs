@@ -24,6 +24,15 @@ public sealed class ExternalBrokerOptionsTests
         Assert.Contains(Validate(new ExternalBrokerOptions { Host = "mqtt.internal", ClientId = "telemetry-1", SharedGroup = "a/b" }), error => error.MemberNames.Contains("SharedGroup"));
     }
 
+    [Fact]
+    public void The_port_unset_is_mqtts_own_for_tls_or_not_and_one_set_is_kept()
+    {
+        Assert.Equal(1883, new ExternalBrokerOptions { Host = "mqtt.internal" }.BrokerPort);
+        Assert.Equal(8883, new ExternalBrokerOptions { Host = "mqtt.internal", UseTls = true }.BrokerPort);
+        Assert.Equal(1884, new ExternalBrokerOptions { Host = "mqtt.internal", UseTls = true, Port = 1884 }.BrokerPort);
+        Assert.Contains(Validate(new ExternalBrokerOptions { Host = "mqtt.internal", ClientId = "telemetry-1", Port = 0 }), error => error.MemberNames.Contains("Port"));
+    }
+
     private static List<ValidationResult> Validate(ExternalBrokerOptions options)
     {
         var results = new List<ValidationResult>();
