@@ -15,7 +15,8 @@ namespace Telemetry.Grains.Alerts;
 /// burst of buffered readings is judged as it happened; silence, snoozes and escalation run on the server's clock.
 /// A reading older than <see cref="StaleAfterMs"/> is history: it raises or clears nothing and is not data arriving for
 /// a no-data rule (replay judges history). One older than a reading of its vital already judged raises or clears
-/// nothing either, but it is data arriving.
+/// nothing either, but it is data arriving; while that reading is stamped ahead of the server's clock, older means
+/// older than what was judged by the clock (see <see cref="Observe"/>).
 /// </remarks>
 public sealed class AlertEngine
 {
@@ -66,7 +67,9 @@ public sealed class AlertEngine
         State = state;
         foreach (var (kind, judgedMs) in state.JudgedThroughMs ?? [])
         {
-            Track(kind).JudgedMs = judgedMs;
+            ref var vital = ref Track(kind);
+            vital.JudgedMs = judgedMs;
+            vital.JudgedByClockMs = judgedMs;
         }
 
         BuildRuntimes();
@@ -150,10 +153,9 @@ public sealed class AlertEngine
     public void Seed(VitalKind kind, long latestMs, double latestValue, long nowMs)
     {
         ref var vital = ref Track(kind);
-        // A reading stamped ahead of the clock is taken as of now, as Observe judges it: later readings then replace it.
-        latestMs = Math.Min(latestMs, nowMs);
-        vital.LastSeenMs = Math.Max(vital.LastSeenMs, latestMs);
-        _lastSeenAnyMs = Math.Max(_lastSeenAnyMs, latestMs);
+        var seenMs = Math.Min(latestMs, nowMs);
+        vital.LastSeenMs = Math.Max(vital.LastSeenMs, seenMs);
+        _lastSeenAnyMs = Math.Max(_lastSeenAnyMs, seenMs);
         if (latestMs > vital.LatestMs)
         {
             vital.LatestMs = latestMs;
@@ -258,6 +260,19 @@ public sealed class AlertEngine
             {
                 runtime.WatchedSinceMs = rulesSetMs;
             }
+        }
+    }
+
+    /// <summary>
+    /// At activation: what each vital's rules judged before counts by the clock as judged by <paramref name="nowMs"/> at
+    /// the latest, so that while a reading they judged is still ahead of the clock, the readings arriving from now on are
+    /// judged (see <see cref="Observe"/>); readings judged before arrived before now.
+    /// </summary>
+    public void ResumeJudging(long nowMs)
+    {
+        foreach (ref var vital in _vitals.AsSpan())
+        {
+            vital.JudgedByClockMs = Math.Min(vital.JudgedByClockMs, nowMs);
         }
     }
 
@@ -441,18 +456,13 @@ public sealed class AlertEngine
     /// </summary>
     public void Observe(in VitalReading reading, long nowMs, long? seenAtMs = null)
     {
-        // A reading stamped ahead of the server's clock (a device's clock running fast; ingest takes up to
-        // MaxFutureSkew of it) is judged as of now: at its own time it would move its vital's judged mark ahead, and the
-        // readings of a device set right (or of this one, once its clock is put right) would be passed over as older
-        // until that time came. The grain shifts such a batch back whole first, keeping its spacing (see PatientGrain).
-        var timestampMs = Math.Min(reading.TimestampMs, nowMs);
-        if (_scoreDueMs != long.MinValue && timestampMs != _scoreDueMs)
+        if (_scoreDueMs != long.MinValue && reading.TimestampMs != _scoreDueMs)
         {
             JudgeScore(nowMs);
         }
 
         ref var vital = ref Track(reading.Kind);
-        var fresh = timestampMs >= nowMs - StaleAfterMs;
+        var fresh = reading.TimestampMs >= nowMs - StaleAfterMs;
         if (fresh)
         {
             // Data arriving, as the no-data rules mean it: a live reading, not yesterday's uploaded late, which neither
@@ -462,17 +472,22 @@ public sealed class AlertEngine
             _lastSeenAnyMs = Math.Max(_lastSeenAnyMs, seenMs);
         }
 
-        if (fresh && timestampMs > vital.LatestMs)
-        {
-            vital.LatestMs = timestampMs;
-            vital.LatestValue = reading.Value;
-        }
-
         // Judged if it is news and after what was judged (readings come back after a crash, see AlertState.JudgedThroughMs).
-        var present = fresh && timestampMs > vital.JudgedMs;
+        // While the latest judged is stamped ahead of the server's clock (a device's clock running fast: ingest takes up
+        // to MaxFutureSkew of it), what was judged is counted by the clock instead: a device set right (or this one, its
+        // clock put right) is judged, not passed over as older until the clock reaches that stamp.
+        var present = fresh && reading.TimestampMs > (vital.JudgedMs > nowMs ? vital.JudgedByClockMs : vital.JudgedMs);
         if (present)
         {
-            vital.JudgedMs = timestampMs;
+            vital.JudgedMs = Math.Max(vital.JudgedMs, reading.TimestampMs);
+            vital.JudgedByClockMs = Math.Max(vital.JudgedByClockMs, Math.Min(reading.TimestampMs, nowMs));
+        }
+
+        // The latest value (NEWS2 scores with it): the newest, or the one judged last while the newest is stamped ahead.
+        if (fresh && (reading.TimestampMs > vital.LatestMs || (present && vital.LatestMs > nowMs)))
+        {
+            vital.LatestMs = reading.TimestampMs;
+            vital.LatestValue = reading.Value;
         }
 
         var rules = vital.Rules;
@@ -498,14 +513,14 @@ public sealed class AlertEngine
             {
                 if (runtime.Rule.Type == AlertRuleType.Threshold)
                 {
-                    Judge(runtime, reading.Value, timestampMs, nowMs);
+                    Judge(runtime, reading.Value, reading.TimestampMs, nowMs);
                 }
                 else
                 {
-                    runtime.Rate!.Add(timestampMs, reading.Value);
+                    runtime.Rate!.Add(reading.TimestampMs, reading.Value);
                     if (runtime.Rate.TryGetSlopePerMinute(out var slope))
                     {
-                        Judge(runtime, runtime.Rule.Direction == AlertDirection.Falling ? -slope : slope, timestampMs, nowMs);
+                        Judge(runtime, runtime.Rule.Direction == AlertDirection.Falling ? -slope : slope, reading.TimestampMs, nowMs);
                     }
                 }
             }
@@ -513,7 +528,7 @@ public sealed class AlertEngine
 
         if (_earlyWarning.Length > 0 && EarlyWarningScore.IsParameter(reading.Kind))
         {
-            _scoreDueMs = timestampMs;
+            _scoreDueMs = reading.TimestampMs;
         }
 
         foreach (var runtime in _implausible)
@@ -890,7 +905,8 @@ public sealed class AlertEngine
             snoozedUntil is null ? AlertStatus.Active : AlertStatus.Snoozed,
             message,
             value,
-            DateTimeOffset.FromUnixTimeMilliseconds(triggeredAtMs),
+            // Not after it was raised: a reading stamped ahead of the server's clock (a device's clock running fast).
+            DateTimeOffset.FromUnixTimeMilliseconds(Math.Min(triggeredAtMs, nowMs)),
             DateTimeOffset.FromUnixTimeMilliseconds(nowMs),
             SnoozedUntil: snoozedUntil is { } snooze ? DateTimeOffset.FromUnixTimeMilliseconds(snooze) : null,
             EscalatesAt: snoozedUntil is null ? EscalationTime(rule, nowMs) : null,
@@ -1120,6 +1136,13 @@ public sealed class AlertEngine
 
         /// <summary>The latest reading the rules judged: readings are judged in time order, each once (see AlertState.JudgedThroughMs).</summary>
         public long JudgedMs = long.MinValue;
+
+        /// <summary>
+        /// What the rules judged as counted by the server's clock: the latest judged reading's time, or when it was
+        /// judged if that was earlier (a reading stamped ahead). Stands for <see cref="JudgedMs"/> while that is ahead of
+        /// the clock; at activation, at most the activation's time (<see cref="ResumeJudging"/>).
+        /// </summary>
+        public long JudgedByClockMs = long.MinValue;
 
         /// <summary>The threshold and rate-of-change rules of this vital, or null when it has none.</summary>
         public RuleRuntime[]? Rules;

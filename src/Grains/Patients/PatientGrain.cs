@@ -174,6 +174,7 @@ public sealed partial class PatientGrain(
         var rebuilt = await RebuildAsync(cancellationToken);
         _alerts = new AlertEngine(PatientId, alertState.State);
         _alerts.ForgetStaleSustains(now);
+        _alerts.ResumeJudging(now);
         _alerts.StartWatching(ServerStarted(timeProvider, now));
         RestoreJudged(rebuilt.Windows);
 
@@ -495,12 +496,11 @@ public sealed partial class PatientGrain(
             }
         }
 
-        var aheadMs = _alerts.HasRules ? AheadOfClockMs(readings, now) : 0;
         if (!_alerts.HasRules || InTimeOrder(readings, acrossVitals: _alerts.JudgesAcrossVitals))
         {
             foreach (var reading in readings.All)
             {
-                _alerts.Observe(aheadMs == 0 ? reading : reading with { TimestampMs = reading.TimestampMs - aheadMs }, now);
+                _alerts.Observe(reading, now);
             }
         }
         else
@@ -513,8 +513,7 @@ public sealed partial class PatientGrain(
             using var ordered = readings.All.ToTimeOrder();
             for (var i = 0; i < ordered.Count; i++)
             {
-                var reading = ordered[i];
-                _alerts.Observe(aheadMs == 0 ? reading : reading with { TimestampMs = reading.TimestampMs - aheadMs }, now);
+                _alerts.Observe(ordered[i], now);
             }
         }
 
@@ -652,24 +651,6 @@ public sealed partial class PatientGrain(
             StartOver(exception);
             throw;
         }
-    }
-
-    /// <summary>
-    /// How far the latest of <paramref name="readings"/> is stamped ahead of <paramref name="nowMs"/>, 0 when none is
-    /// (ingest takes readings up to <c>MaxFutureSkew</c> ahead). The rules judge the batch shifted back by as much: a
-    /// device whose clock runs fast has its readings judged as they arrive, their spacing kept, rather than at their own
-    /// time (which would move the judged marks ahead, passing over a device set right until that time came) or all at
-    /// now (which would judge one of them).
-    /// </summary>
-    private static long AheadOfClockMs(PatientReadings readings, long nowMs)
-    {
-        var latestMs = long.MinValue;
-        foreach (var reading in readings.All)
-        {
-            latestMs = Math.Max(latestMs, reading.TimestampMs);
-        }
-
-        return Math.Max(0, latestMs - nowMs);
     }
 
     /// <summary>

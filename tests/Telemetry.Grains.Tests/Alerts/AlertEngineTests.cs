@@ -1186,19 +1186,44 @@ public sealed class AlertEngineTests
     }
 
     [Fact]
-    public void A_reading_stamped_ahead_of_the_clock_is_judged_as_of_now_and_leaves_the_next_reading_judged()
+    public void A_reading_stamped_ahead_of_the_clock_leaves_the_readings_after_it_by_the_clock_judged_across_an_activation()
     {
-        var engine = Engine(new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 110));
+        var rule = new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 110);
+        var engine = Engine(rule);
 
-        // A device nine minutes fast: at its own time, its reading would keep every reading before then from being judged.
+        // A device nine minutes fast: what was judged counted by its stamp, every reading before then would be passed over.
         engine.Observe(new VitalReading(VitalKind.HeartRate, Now + 540_000, 80), Now);
         engine.EndOfReadings(Now);
-        Assert.Equal(Now, engine.JudgedThroughMs(VitalKind.HeartRate));
-
         Advance(1);
         Send(engine, VitalKind.HeartRate, 150);
 
-        Assert.Equal(AlertEventType.Raised, Assert.Single(engine.State.Outbox).Type);
+        var raised = Assert.Single(engine.State.Outbox);
+        Assert.Equal(AlertEventType.Raised, raised.Type);
+        Assert.Equal(Now, raised.Alert.TriggeredAt.ToUnixTimeMilliseconds());
+
+        // Nor is a reading it judged judged again, nor one arriving after an activation passed over.
+        engine.Observe(new VitalReading(VitalKind.HeartRate, Now, 80), Now);
+        engine.Observe(new VitalReading(VitalKind.HeartRate, Now - 500, 80), Now);
+        Assert.Single(engine.State.Outbox);
+        engine.RecordJudged();
+        var activated = new AlertEngine("p-1", engine.State);
+        Advance(1);
+        activated.ResumeJudging(Now);
+        Advance(1);
+        activated.Observe(new VitalReading(VitalKind.HeartRate, Now - 1_500, 80), Now);
+        Assert.Single(engine.State.Outbox);
+        activated.Observe(new VitalReading(VitalKind.HeartRate, Now, 80), Now);
+        Assert.Equal(AlertEventType.Cleared, engine.State.Outbox[^1].Type);
+    }
+
+    [Fact]
+    public void An_alert_raised_on_a_reading_stamped_ahead_of_the_clock_triggered_when_it_was_raised()
+    {
+        var engine = Engine(new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 110));
+
+        engine.Observe(new VitalReading(VitalKind.HeartRate, Now + 300_000, 150), Now);
+
+        Assert.Equal(Now, Assert.Single(engine.State.Outbox).Alert.TriggeredAt.ToUnixTimeMilliseconds());
     }
 
     [Fact]
