@@ -6,7 +6,7 @@ namespace Telemetry.Api.Health;
 /// Logs each health check as its status changes, from the checks run every 30 s in the background: once when the store
 /// goes away (with its description), once when it is back, rather than a line per probe of <c>/healthz</c> (whose own
 /// log, under <c>Microsoft.Extensions.Diagnostics.HealthChecks.DefaultHealthCheckService</c>, the default settings keep
-/// quiet). A check that is not healthy at the first run is logged then.
+/// quiet). A check that is not healthy at the first run after the server started is logged then.
 /// </summary>
 public sealed partial class HealthChangeLog(IHostApplicationLifetime lifetime, ILogger<HealthChangeLog> logger) : IHealthCheckPublisher
 {
@@ -18,8 +18,8 @@ public sealed partial class HealthChangeLog(IHostApplicationLifetime lifetime, I
 
     public Task PublishAsync(HealthReport report, CancellationToken cancellationToken)
     {
-        // A server stopping is not ready, as it should be, and says so itself.
-        if (lifetime.ApplicationStopping.IsCancellationRequested)
+        // A server starting or stopping is not ready, as it should be, and says so itself.
+        if (!lifetime.ApplicationStarted.IsCancellationRequested || lifetime.ApplicationStopping.IsCancellationRequested)
         {
             return Task.CompletedTask;
         }
@@ -35,14 +35,15 @@ public sealed partial class HealthChangeLog(IHostApplicationLifetime lifetime, I
                     continue;
                 }
 
+                // A check that threw has its exception logged with it (its stack too): what the check's own log said.
                 var description = entry.Description ?? entry.Exception?.Message ?? "(no description)";
                 switch (entry.Status)
                 {
                     case HealthStatus.Unhealthy:
-                        LogUnhealthy(logger, name, description);
+                        LogUnhealthy(logger, entry.Exception, name, description);
                         break;
                     case HealthStatus.Degraded:
-                        LogDegraded(logger, name, description);
+                        LogDegraded(logger, entry.Exception, name, description);
                         break;
                     default:
                         LogHealthyAgain(logger, name, description);
@@ -55,10 +56,10 @@ public sealed partial class HealthChangeLog(IHostApplicationLifetime lifetime, I
     }
 
     [LoggerMessage(EventId = 2601, Level = LogLevel.Error, Message = "Health check {Check} turned Unhealthy: {Description}")]
-    private static partial void LogUnhealthy(ILogger logger, string check, string description);
+    private static partial void LogUnhealthy(ILogger logger, Exception? exception, string check, string description);
 
     [LoggerMessage(EventId = 2602, Level = LogLevel.Warning, Message = "Health check {Check} turned Degraded: {Description}")]
-    private static partial void LogDegraded(ILogger logger, string check, string description);
+    private static partial void LogDegraded(ILogger logger, Exception? exception, string check, string description);
 
     [LoggerMessage(EventId = 2603, Level = LogLevel.Information, Message = "Health check {Check} is Healthy again: {Description}")]
     private static partial void LogHealthyAgain(ILogger logger, string check, string description);

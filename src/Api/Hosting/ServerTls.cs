@@ -173,7 +173,7 @@ public sealed partial class ServerTls
                     }
 
                     (_certificate, _filesHash) = (renewed, hash);
-                    LogCertificateReloaded(_logger, _certificate.TargetCertificate.Subject, _certificate.TargetCertificate.NotAfter);
+                    LogCertificateReloaded(_logger, _certificate.TargetCertificate.Subject, _certificate.TargetCertificate.NotAfter.ToUniversalTime());
                 }
             }
             catch (Exception exception) when (exception is InvalidOperationException or IOException or UnauthorizedAccessException)

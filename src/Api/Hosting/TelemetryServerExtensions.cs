@@ -226,7 +226,7 @@ public static partial class TelemetryServerExtensions
         {
             var server = app.Services.GetRequiredService<IOptions<ServerOptions>>().Value;
             var certificate = tls.Certificate;
-            LogTls(app.Logger, server.HttpsPort, server.MqttTlsPort, certificate.Subject, certificate.NotAfter, app.Services.GetRequiredService<DeviceCertificates>().Enabled);
+            LogTls(app.Logger, server.HttpsPort, server.MqttTlsPort, certificate.Subject, certificate.NotAfter.ToUniversalTime(), app.Services.GetRequiredService<DeviceCertificates>().Enabled);
             var now = app.Services.GetRequiredService<TimeProvider>().GetUtcNow();
             if (tls.ExpiryProblem(certificate, now) is { } problem)
             {
