@@ -384,6 +384,11 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
         var path = Path.Combine(Directory, SegmentPrefix + target.ToString(DayFormat, CultureInfo.InvariantCulture) + SegmentSuffix);
         var created = !File.Exists(path);
         var file = File.OpenHandle(path, FileMode.OpenOrCreate, FileAccess.Write, FileShare.Read);
+        if (created && !OperatingSystem.IsWindows())
+        {
+            // Who read which patient's data: its owner's alone, whatever the umask (and the folder's mode) gave it.
+            File.SetUnixFileMode(file, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        }
         var length = RandomAccess.GetLength(file);
         if (length > 0 && !EndsWithNewLine(path))
         {

@@ -10,7 +10,7 @@ namespace Telemetry.Storage.DuckDb;
 /// The embedded DuckDB file, with the two files the raw readings alternate between (see <see cref="ReadingsFiles"/>):
 /// creates the schema once and hands out connections to all three.
 /// </summary>
-public sealed class DuckDbDatabase : IDisposable
+public sealed partial class DuckDbDatabase : IDisposable
 {
     /// <summary>
     /// The tables a commit of readings writes, in each of the two readings files (see <see cref="ReadingsFiles"/>), and
@@ -98,6 +98,7 @@ public sealed class DuckDbDatabase : IDisposable
         _anchor = new DuckDBConnection(_connectionString);
         _anchor.Open();
         var log = Logger = logger ?? (ILogger)Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
+        WarnIfOpenToOthers(System.IO.Path.GetDirectoryName(path)!, log);
         try
         {
             Readings = Open(options.Value, log, meterFactory);
@@ -171,6 +172,28 @@ public sealed class DuckDbDatabase : IDisposable
 
     /// <summary>Where the database's own parts (the sequence ledger, say) log what an operator should know.</summary>
     internal ILogger Logger { get; }
+
+    /// <summary>
+    /// Warns when other users may read the database's folder (one made before, by its operator or an older version):
+    /// DuckDB makes its files with the umask's modes, readable by anyone in a folder they may enter.
+    /// </summary>
+    private static void WarnIfOpenToOthers(string folder, ILogger logger)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            return;
+        }
+
+        var mode = File.GetUnixFileMode(folder);
+        if ((mode & (UnixFileMode.OtherRead | UnixFileMode.OtherExecute)) != 0)
+        {
+            LogFolderOpenToOthers(logger, folder, Convert.ToString((int)mode, 8));
+        }
+    }
+
+    [LoggerMessage(EventId = 3003, Level = LogLevel.Warning,
+        Message = "The database's folder {Folder} is open to other users (mode {Mode}), and patients' readings are in it: make it its owner's alone (chmod 700)")]
+    private static partial void LogFolderOpenToOthers(ILogger logger, string folder, string mode);
 
     /// <summary>Records that what an unclean stop left to recover is recovered: a clean stop from here on removes the marker.</summary>
     public void Recovered()

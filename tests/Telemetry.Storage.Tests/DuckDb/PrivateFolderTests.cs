@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Telemetry.Core.Storage;
 using Telemetry.Storage.Audit;
@@ -5,44 +6,97 @@ using Telemetry.Storage.DuckDb;
 
 namespace Telemetry.Storage.Tests.DuckDb;
 
-/// <summary>The folders the database and the audit log make are their owner's alone, whatever the process's umask.</summary>
+/// <summary>
+/// The folders the database and the audit log make are their owner's alone, whatever the process's umask; one made
+/// before is left as it is, and the database warns when other users may read it.
+/// </summary>
 [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
 public sealed class PrivateFolderTests : IDisposable
 {
+    private const UnixFileMode OpenToAll = PrivateFolder.Mode | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute;
+
     private readonly TemporaryDirectory _directory = new();
 
     public void Dispose() => _directory.Dispose();
 
     [Fact]
-    public void The_database_makes_its_folders_for_their_owner_alone()
+    public void The_database_makes_its_folders_for_their_owner_alone_and_says_nothing()
     {
-        var options = Microsoft.Extensions.Options.Options.Create(new DuckDbOptions { Path = Path.Combine(_directory.Path, "data", "ward", "telemetry.duckdb") });
+        var warnings = new Warnings();
 
-        using (new DuckDbDatabase(options))
+        using (new DuckDbDatabase(Beside(Path.Combine(_directory.Path, "data", "ward")), warnings))
         {
         }
 
         Assert.Equal(PrivateFolder.Mode, File.GetUnixFileMode(Path.Combine(_directory.Path, "data")));
         Assert.Equal(PrivateFolder.Mode, File.GetUnixFileMode(Path.Combine(_directory.Path, "data", "ward")));
+        Assert.Empty(warnings.Said);
     }
 
     [Fact]
-    public async Task The_audit_log_makes_its_folder_for_its_owner_alone_and_leaves_one_made_by_the_operator_as_it_is()
+    public void A_folder_made_before_is_left_as_it_is_and_the_database_warns_when_others_may_read_it()
     {
-        var options = Microsoft.Extensions.Options.Options.Create(new DuckDbOptions { Path = Path.Combine(_directory.Path, "audit-here", "telemetry.duckdb") });
-        await using (new AuditLog(options, TimeProvider.System, NullLogger<AuditLog>.Instance))
+        var shared = Made("shared", OpenToAll);
+        var warnings = new Warnings();
+
+        using (new DuckDbDatabase(Beside(shared), warnings))
         {
         }
 
-        Assert.Equal(PrivateFolder.Mode, File.GetUnixFileMode(Path.Combine(_directory.Path, "audit-here")));
+        Assert.Equal(OpenToAll, File.GetUnixFileMode(shared));
+        Assert.Contains(warnings.Said, said => said.Contains(shared, StringComparison.Ordinal) && said.Contains("mode 755", StringComparison.Ordinal));
+    }
 
-        // The temporary folder was made before, as the operator's own would be: its mode stays.
-        var shared = Directory.CreateDirectory(Path.Combine(_directory.Path, "shared"), PrivateFolder.Mode | UnixFileMode.GroupRead | UnixFileMode.GroupExecute);
-        var beside = Microsoft.Extensions.Options.Options.Create(new DuckDbOptions { Path = Path.Combine(shared.FullName, "telemetry.duckdb") });
-        await using (new AuditLog(beside, TimeProvider.System, NullLogger<AuditLog>.Instance))
+    [Fact]
+    public async Task The_audit_log_makes_its_folder_and_its_files_for_their_owner_alone()
+    {
+        var made = Path.Combine(_directory.Path, "audit-here");
+        await using (var log = new AuditLog(Beside(made), TimeProvider.System, NullLogger<AuditLog>.Instance))
         {
+            await log.WriteAsync("dr-a", "clinician", "p-1", "GET /api/patients/p-1/live", 200);
         }
 
-        Assert.Equal(PrivateFolder.Mode | UnixFileMode.GroupRead | UnixFileMode.GroupExecute, File.GetUnixFileMode(shared.FullName));
+        Assert.Equal(PrivateFolder.Mode, File.GetUnixFileMode(made));
+
+        // In a folder made before, open to all, each day's file is still its owner's alone.
+        var shared = Made("shared-audit", OpenToAll);
+        await using (var log = new AuditLog(Beside(shared), TimeProvider.System, NullLogger<AuditLog>.Instance))
+        {
+            await log.WriteAsync("dr-a", "clinician", "p-1", "GET /api/patients/p-1/live", 200);
+        }
+
+        Assert.Equal(OpenToAll, File.GetUnixFileMode(shared));
+        var file = Assert.Single(Directory.GetFiles(shared, "audit-*.log"));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(file));
+    }
+
+    private static Microsoft.Extensions.Options.IOptions<DuckDbOptions> Beside(string folder) =>
+        Microsoft.Extensions.Options.Options.Create(new DuckDbOptions { Path = Path.Combine(folder, "telemetry.duckdb") });
+
+    /// <summary>A folder made as its operator would, with <paramref name="mode"/> whatever the umask.</summary>
+    private string Made(string name, UnixFileMode mode)
+    {
+        var path = Directory.CreateDirectory(Path.Combine(_directory.Path, name)).FullName;
+        File.SetUnixFileMode(path, mode);
+        return path;
+    }
+
+    /// <summary>The warnings logged, as text.</summary>
+    private sealed class Warnings : ILogger<DuckDbDatabase>
+    {
+        public List<string> Said { get; } = [];
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (logLevel >= LogLevel.Warning)
+            {
+                Said.Add(formatter(state, exception));
+            }
+        }
     }
 }
