@@ -8,7 +8,7 @@ namespace Telemetry.Core.Alerts;
 /// </summary>
 /// <param name="AlertId">Names the episode: the patient id, '~', and the patient's episode number.</param>
 /// <param name="Value">The value that raised it (a vital, a rate per minute, a score), when it has one.</param>
-/// <param name="TriggeredAt">The time of the reading that raised it (for no-data, when the silence began).</param>
+/// <param name="TriggeredAt">The time of the reading that raised it (for no-data, when the silence began); never after <paramref name="RaisedAt"/> (a reading stamped ahead of the server's clock counts as of when it came).</param>
 /// <param name="RaisedAt">When the server raised it.</param>
 /// <param name="EscalatesAt">When it escalates next if nobody acknowledges it.</param>
 /// <param name="SnoozedBy">Who snoozed it last (as <paramref name="AcknowledgedBy"/> names who acknowledged it).</param>

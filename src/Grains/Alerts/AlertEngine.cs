@@ -16,7 +16,7 @@ namespace Telemetry.Grains.Alerts;
 /// A reading older than <see cref="StaleAfterMs"/> is history: it raises or clears nothing and is not data arriving for
 /// a no-data rule (replay judges history). One older than a reading of its vital already judged raises or clears
 /// nothing either, but it is data arriving; while that reading is stamped ahead of the server's clock, older means
-/// older than what was judged by the clock (see <see cref="Observe"/>).
+/// older than what was judged by the clock, and a reading stamped ahead is judged as of now (see <see cref="Observe"/>).
 /// </remarks>
 public sealed class AlertEngine
 {
@@ -153,9 +153,10 @@ public sealed class AlertEngine
     public void Seed(VitalKind kind, long latestMs, double latestValue, long nowMs)
     {
         ref var vital = ref Track(kind);
-        var seenMs = Math.Min(latestMs, nowMs);
-        vital.LastSeenMs = Math.Max(vital.LastSeenMs, seenMs);
-        _lastSeenAnyMs = Math.Max(_lastSeenAnyMs, seenMs);
+        // A reading stamped ahead of the clock is taken as of now, as Observe judges it.
+        latestMs = Math.Min(latestMs, nowMs);
+        vital.LastSeenMs = Math.Max(vital.LastSeenMs, latestMs);
+        _lastSeenAnyMs = Math.Max(_lastSeenAnyMs, latestMs);
         if (latestMs > vital.LatestMs)
         {
             vital.LatestMs = latestMs;
@@ -186,7 +187,8 @@ public sealed class AlertEngine
     /// </summary>
     public void Warm(in VitalReading reading, long nowMs)
     {
-        if (reading.TimestampMs < nowMs - StaleAfterMs || Find(reading.Kind) is not (var i and >= 0) || reading.TimestampMs > _vitals[i].JudgedMs)
+        // Not one stamped ahead of the clock, which Observe judged as of when it came (not known now).
+        if (reading.TimestampMs < nowMs - StaleAfterMs || reading.TimestampMs > nowMs || Find(reading.Kind) is not (var i and >= 0) || reading.TimestampMs > _vitals[i].JudgedMs)
         {
             return;
         }
@@ -456,7 +458,12 @@ public sealed class AlertEngine
     /// </summary>
     public void Observe(in VitalReading reading, long nowMs, long? seenAtMs = null)
     {
-        if (_scoreDueMs != long.MinValue && reading.TimestampMs != _scoreDueMs)
+        // A reading stamped ahead of the server's clock (a device's clock running fast: ingest takes up to
+        // MaxFutureSkew of it) is judged as of now: at its own time, a sustain or recovery would be measured across the
+        // two clocks when another device of the vital is set right (its reading, then the fast one a second later,
+        // counted as five minutes held), and the re-arm guard likewise.
+        var atMs = Math.Min(reading.TimestampMs, nowMs);
+        if (_scoreDueMs != long.MinValue && atMs != _scoreDueMs)
         {
             JudgeScore(nowMs);
         }
@@ -473,20 +480,23 @@ public sealed class AlertEngine
         }
 
         // Judged if it is news and after what was judged (readings come back after a crash, see AlertState.JudgedThroughMs).
-        // While the latest judged is stamped ahead of the server's clock (a device's clock running fast: ingest takes up
-        // to MaxFutureSkew of it), what was judged is counted by the clock instead: a device set right (or this one, its
-        // clock put right) is judged, not passed over as older until the clock reaches that stamp.
-        var present = fresh && reading.TimestampMs > (vital.JudgedMs > nowMs ? vital.JudgedByClockMs : vital.JudgedMs);
+        // While the latest judged is stamped ahead of the clock, a reading not ahead is judged if after what was judged
+        // by the clock: a device set right (or this one, its clock put right) is judged, not passed over until the clock
+        // reaches that stamp. One still ahead is judged only after it, in its own time order: so a reading is never judged
+        // twice (an activation judges a commit's readings again from the store before its call does).
+        var present = fresh
+            && (reading.TimestampMs > vital.JudgedMs
+                || (vital.JudgedMs > nowMs && reading.TimestampMs <= nowMs && reading.TimestampMs > vital.JudgedByClockMs));
         if (present)
         {
             vital.JudgedMs = Math.Max(vital.JudgedMs, reading.TimestampMs);
-            vital.JudgedByClockMs = Math.Max(vital.JudgedByClockMs, Math.Min(reading.TimestampMs, nowMs));
+            vital.JudgedByClockMs = Math.Max(vital.JudgedByClockMs, atMs);
         }
 
-        // The latest value (NEWS2 scores with it): the newest, or the one judged last while the newest is stamped ahead.
-        if (fresh && (reading.TimestampMs > vital.LatestMs || (present && vital.LatestMs > nowMs)))
+        // The latest value (NEWS2 scores with it), on the clock too: of readings ahead, judged together at now, the last.
+        if (fresh && (atMs > vital.LatestMs || (present && atMs == vital.LatestMs)))
         {
-            vital.LatestMs = reading.TimestampMs;
+            vital.LatestMs = atMs;
             vital.LatestValue = reading.Value;
         }
 
@@ -513,14 +523,14 @@ public sealed class AlertEngine
             {
                 if (runtime.Rule.Type == AlertRuleType.Threshold)
                 {
-                    Judge(runtime, reading.Value, reading.TimestampMs, nowMs);
+                    Judge(runtime, reading.Value, atMs, nowMs);
                 }
                 else
                 {
-                    runtime.Rate!.Add(reading.TimestampMs, reading.Value);
+                    runtime.Rate!.Add(atMs, reading.Value);
                     if (runtime.Rate.TryGetSlopePerMinute(out var slope))
                     {
-                        Judge(runtime, runtime.Rule.Direction == AlertDirection.Falling ? -slope : slope, reading.TimestampMs, nowMs);
+                        Judge(runtime, runtime.Rule.Direction == AlertDirection.Falling ? -slope : slope, atMs, nowMs);
                     }
                 }
             }
@@ -528,7 +538,7 @@ public sealed class AlertEngine
 
         if (_earlyWarning.Length > 0 && EarlyWarningScore.IsParameter(reading.Kind))
         {
-            _scoreDueMs = reading.TimestampMs;
+            _scoreDueMs = atMs;
         }
 
         foreach (var runtime in _implausible)
@@ -1129,7 +1139,7 @@ public sealed class AlertEngine
         /// <summary>When a reading of it last arrived (no-data rules).</summary>
         public long LastSeenMs = long.MinValue;
 
-        /// <summary>The latest fresh reading (NEWS2).</summary>
+        /// <summary>The latest fresh reading (NEWS2), on the server's clock (a reading stamped ahead, as of when it came).</summary>
         public long LatestMs = long.MinValue;
 
         public double LatestValue;

@@ -215,12 +215,14 @@ public sealed partial class PatientGrain(
             return;
         }
 
-        var judgedAgainFrom = NowMs - AlertEngine.StaleAfterMs;
+        var now = NowMs;
+        var judgedAgainFrom = now - AlertEngine.StaleAfterMs;
         foreach (var (kind, minute) in minutes)
         {
             if (minute.LastMs <= _alerts.JudgedThroughMs(kind) || minute.LastMs < judgedAgainFrom)
             {
-                _alerts.Restore(kind, minute.LastMs, minute.Last);
+                // One stamped ahead of the clock as of now, as the rules judged it (see AlertEngine.Observe).
+                _alerts.Restore(kind, Math.Min(minute.LastMs, now), minute.Last);
             }
         }
     }

@@ -1201,9 +1201,11 @@ public sealed class AlertEngineTests
         Assert.Equal(AlertEventType.Raised, raised.Type);
         Assert.Equal(Now, raised.Alert.TriggeredAt.ToUnixTimeMilliseconds());
 
-        // Nor is a reading it judged judged again, nor one arriving after an activation passed over.
+        // No reading judged is judged again, the fast one neither; after an activation, one stamped before it and
+        // arriving after is passed over (as a late reading is), one stamped after it judged.
         engine.Observe(new VitalReading(VitalKind.HeartRate, Now, 80), Now);
         engine.Observe(new VitalReading(VitalKind.HeartRate, Now - 500, 80), Now);
+        engine.Observe(new VitalReading(VitalKind.HeartRate, Now + 539_000, 80), Now);
         Assert.Single(engine.State.Outbox);
         engine.RecordJudged();
         var activated = new AlertEngine("p-1", engine.State);
@@ -1214,6 +1216,49 @@ public sealed class AlertEngineTests
         Assert.Single(engine.State.Outbox);
         activated.Observe(new VitalReading(VitalKind.HeartRate, Now, 80), Now);
         Assert.Equal(AlertEventType.Cleared, engine.State.Outbox[^1].Type);
+    }
+
+    [Fact]
+    public void Readings_stamped_ahead_are_judged_once_though_given_again_as_an_activation_and_then_its_call_give_them()
+    {
+        var engine = Engine(new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 110, RearmSeconds: 300));
+        var watch = Now + 240_000;
+        VitalReading[] readings = [new(VitalKind.HeartRate, watch, 90), new(VitalKind.HeartRate, watch + 10_000, 135)];
+
+        foreach (var reading in readings)
+        {
+            engine.Observe(reading, Now, seenAtMs: reading.TimestampMs);
+        }
+
+        engine.EndOfReadings(Now);
+        foreach (var reading in readings)
+        {
+            engine.Observe(reading, Now);
+        }
+
+        // The 90 judged again would clear the alert the 135 raised, and the re-arm guard would keep it down.
+        Assert.Equal(AlertEventType.Raised, Assert.Single(engine.State.Outbox).Type);
+    }
+
+    [Fact]
+    public void A_sustain_is_measured_on_the_clock_when_a_device_set_right_and_a_fast_one_send_the_same_vital()
+    {
+        var engine = Engine(new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 110, SustainSeconds: 60));
+
+        // A chest strap set right, then a watch five minutes fast a second later: not a condition held five minutes.
+        Send(engine, VitalKind.HeartRate, 135);
+        Advance(1);
+        engine.Observe(new VitalReading(VitalKind.HeartRate, Now + 300_000, 135), Now);
+        Assert.Empty(engine.State.Outbox);
+
+        // Held for a minute of the clock, by either: raised then.
+        for (var second = 0; second < 60; second += 10)
+        {
+            Advance(10);
+            Send(engine, VitalKind.HeartRate, 135);
+        }
+
+        Assert.Equal(AlertEventType.Raised, Assert.Single(engine.State.Outbox).Type);
     }
 
     [Fact]
