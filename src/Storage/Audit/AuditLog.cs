@@ -383,12 +383,21 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
 
         var path = Path.Combine(Directory, SegmentPrefix + target.ToString(DayFormat, CultureInfo.InvariantCulture) + SegmentSuffix);
         var created = !File.Exists(path);
-        var file = File.OpenHandle(path, FileMode.OpenOrCreate, FileAccess.Write, FileShare.Read);
         if (created && !OperatingSystem.IsWindows())
         {
-            // Who read which patient's data: its owner's alone, whatever the umask (and the folder's mode) gave it.
-            File.SetUnixFileMode(file, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            // Who read which patient's data: made its owner's alone, whatever the umask (and the folder's mode), from the
+            // start (one tightened after it was made could be opened by another user meanwhile).
+            try
+            {
+                new FileStream(path, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite }).Dispose();
+            }
+            catch (IOException) when (File.Exists(path))
+            {
+                // Made meanwhile (by nothing else of this server's): it is opened as it is.
+            }
         }
+
+        var file = File.OpenHandle(path, FileMode.OpenOrCreate, FileAccess.Write, FileShare.Read);
         var length = RandomAccess.GetLength(file);
         if (length > 0 && !EndsWithNewLine(path))
         {

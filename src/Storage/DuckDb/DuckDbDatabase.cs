@@ -92,13 +92,13 @@ public sealed partial class DuckDbDatabase : IDisposable
     {
         var path = System.IO.Path.GetFullPath(options.Value.Path);
         Core.Storage.PrivateFolder.Create(System.IO.Path.GetDirectoryName(path)!);
+        WarnIfOpenToOthers(System.IO.Path.GetDirectoryName(path)!, logger ?? (ILogger)Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
         FilePath = path;
         ReadingsPaths = [.. ReadingsCatalogs.Select((_, i) => System.IO.Path.ChangeExtension(path, null) + $".readings-{i + 1}.duckdb")];
         _connectionString = $"Data Source={path}";
         _anchor = new DuckDBConnection(_connectionString);
         _anchor.Open();
         var log = Logger = logger ?? (ILogger)Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
-        WarnIfOpenToOthers(System.IO.Path.GetDirectoryName(path)!, log);
         try
         {
             Readings = Open(options.Value, log, meterFactory);
@@ -174,8 +174,8 @@ public sealed partial class DuckDbDatabase : IDisposable
     internal ILogger Logger { get; }
 
     /// <summary>
-    /// Warns when other users may read the database's folder (one made before, by its operator or an older version):
-    /// DuckDB makes its files with the umask's modes, readable by anyone in a folder they may enter.
+    /// Warns when other users (its group's, or anyone) may enter the database's folder (one made before, by its operator
+    /// or an older version): DuckDB makes its files with the umask's modes, readable by anyone in a folder they may enter.
     /// </summary>
     private static void WarnIfOpenToOthers(string folder, ILogger logger)
     {
@@ -185,7 +185,7 @@ public sealed partial class DuckDbDatabase : IDisposable
         }
 
         var mode = File.GetUnixFileMode(folder);
-        if ((mode & (UnixFileMode.OtherRead | UnixFileMode.OtherExecute)) != 0)
+        if ((mode & (UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute)) != 0)
         {
             LogFolderOpenToOthers(logger, folder, Convert.ToString((int)mode, 8));
         }

@@ -28,8 +28,8 @@ public sealed class PrivateFolderTests : IDisposable
         {
         }
 
-        Assert.Equal(PrivateFolder.Mode, File.GetUnixFileMode(Path.Combine(_directory.Path, "data")));
-        Assert.Equal(PrivateFolder.Mode, File.GetUnixFileMode(Path.Combine(_directory.Path, "data", "ward")));
+        Assert.Equal(PrivateFolder.Mode, Permissions(Path.Combine(_directory.Path, "data")));
+        Assert.Equal(PrivateFolder.Mode, Permissions(Path.Combine(_directory.Path, "data", "ward")));
         Assert.Empty(warnings.Said);
     }
 
@@ -43,7 +43,7 @@ public sealed class PrivateFolderTests : IDisposable
         {
         }
 
-        Assert.Equal(OpenToAll, File.GetUnixFileMode(shared));
+        Assert.Equal(OpenToAll, Permissions(shared));
         Assert.Contains(warnings.Said, said => said.Contains(shared, StringComparison.Ordinal) && said.Contains("mode 755", StringComparison.Ordinal));
     }
 
@@ -56,7 +56,7 @@ public sealed class PrivateFolderTests : IDisposable
             await log.WriteAsync("dr-a", "clinician", "p-1", "GET /api/patients/p-1/live", 200);
         }
 
-        Assert.Equal(PrivateFolder.Mode, File.GetUnixFileMode(made));
+        Assert.Equal(PrivateFolder.Mode, Permissions(made));
 
         // In a folder made before, open to all, each day's file is still its owner's alone.
         var shared = Made("shared-audit", OpenToAll);
@@ -65,10 +65,14 @@ public sealed class PrivateFolderTests : IDisposable
             await log.WriteAsync("dr-a", "clinician", "p-1", "GET /api/patients/p-1/live", 200);
         }
 
-        Assert.Equal(OpenToAll, File.GetUnixFileMode(shared));
+        Assert.Equal(OpenToAll, Permissions(shared));
         var file = Assert.Single(Directory.GetFiles(shared, "audit-*.log"));
-        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(file));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, Permissions(file));
     }
+
+    /// <summary>A file's or folder's permissions, without the set-id and sticky bits (a folder under a set-group-id one takes it).</summary>
+    private static UnixFileMode Permissions(string path) =>
+        File.GetUnixFileMode(path) & ~(UnixFileMode.SetUser | UnixFileMode.SetGroup | UnixFileMode.StickyBit);
 
     private static Microsoft.Extensions.Options.IOptions<DuckDbOptions> Beside(string folder) =>
         Microsoft.Extensions.Options.Options.Create(new DuckDbOptions { Path = Path.Combine(folder, "telemetry.duckdb") });
