@@ -43,9 +43,6 @@ public sealed partial class ServerTls
     /// </summary>
     public X509Certificate2 Certificate => Current().TargetCertificate;
 
-    /// <summary>How long before its end the certificate is reported as ending soon (<see cref="TlsOptions.ExpiryWarning"/>).</summary>
-    public TimeSpan ExpiryWarning => _options.ExpiryWarning;
-
     /// <summary>
     /// What an operator needs to hear of <paramref name="certificate"/> at <paramref name="now"/>: that it has expired
     /// (TLS clients refuse it), that it ends within <see cref="TlsOptions.ExpiryWarning"/>, or nothing (null).
