@@ -19,7 +19,7 @@ public sealed class CertificateHealthCheck(IServiceProvider services, TimeProvid
 
         var certificate = tls.Certificate;
         return Task.FromResult(tls.ExpiryProblem(certificate, timeProvider.GetUtcNow()) is { } problem
-            ? HealthCheckResult.Degraded(problem)
+            ? HealthCheckResult.Degraded(problem.Problem)
             : HealthCheckResult.Healthy($"the TLS certificate is valid until {certificate.NotAfter.ToUniversalTime():u}"));
     }
 }

@@ -45,19 +45,19 @@ public sealed partial class ServerTls
 
     /// <summary>
     /// What an operator needs to hear of <paramref name="certificate"/> at <paramref name="now"/>: that it has expired
-    /// (TLS clients refuse it), that it ends within <see cref="TlsOptions.ExpiryWarning"/>, or nothing (null).
+    /// (<c>Ended</c>: TLS clients refuse it), that it ends within <see cref="TlsOptions.ExpiryWarning"/>, or nothing (null).
     /// </summary>
-    public string? ExpiryProblem(X509Certificate2 certificate, DateTimeOffset now)
+    public (string Problem, bool Ended)? ExpiryProblem(X509Certificate2 certificate, DateTimeOffset now)
     {
         var notAfter = new DateTimeOffset(certificate.NotAfter.ToUniversalTime(), TimeSpan.Zero);
         if (notAfter <= now)
         {
-            return $"the TLS certificate {Printable(certificate.Subject)} expired on {notAfter:u}: devices and browsers refuse it; renew its files (they are read again when they change)";
+            return ($"the TLS certificate {Printable(certificate.Subject)} expired on {notAfter:u}: devices and browsers refuse it; renew its files (they are read again when they change)", true);
         }
 
         var left = notAfter - now;
         return left <= _options.ExpiryWarning
-            ? $"the TLS certificate {Printable(certificate.Subject)} expires on {notAfter:u}, in {Spell(left)}: renew its files (they are read again when they change)"
+            ? ($"the TLS certificate {Printable(certificate.Subject)} expires on {notAfter:u}, in {Spell(left)}: renew its files (they are read again when they change)", false)
             : null;
 
         static string Spell(TimeSpan left) => left.TotalDays >= 1

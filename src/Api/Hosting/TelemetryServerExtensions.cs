@@ -232,13 +232,13 @@ public static partial class TelemetryServerExtensions
             {
                 // Served all the same (the plain ports, and the dashboards over them, go on working), and told until renewed
                 // by /healthz (Degraded) and by telemetry_tls_certificate_expiration_timestamp_seconds.
-                if (certificate.NotAfter.ToUniversalTime() <= now.UtcDateTime)
+                if (problem.Ended)
                 {
-                    LogTlsExpired(app.Logger, problem);
+                    LogTlsExpired(app.Logger, problem.Problem);
                 }
                 else
                 {
-                    LogTlsEnding(app.Logger, problem);
+                    LogTlsEnding(app.Logger, problem.Problem);
                 }
             }
         }
