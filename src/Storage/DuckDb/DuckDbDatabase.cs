@@ -91,14 +91,15 @@ public sealed partial class DuckDbDatabase : IDisposable
     public DuckDbDatabase(IOptions<DuckDbOptions> options, ILogger<DuckDbDatabase>? logger = null, IMeterFactory? meterFactory = null)
     {
         var path = System.IO.Path.GetFullPath(options.Value.Path);
-        Core.Storage.PrivateFolder.Create(System.IO.Path.GetDirectoryName(path)!);
-        WarnIfOpenToOthers(System.IO.Path.GetDirectoryName(path)!, logger ?? (ILogger)Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+        var log = Logger = logger ?? (ILogger)Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
+        var folder = System.IO.Path.GetDirectoryName(path)!;
+        Core.Storage.PrivateFolder.Create(folder);
+        WarnIfOpenToOthers(folder, log);
         FilePath = path;
         ReadingsPaths = [.. ReadingsCatalogs.Select((_, i) => System.IO.Path.ChangeExtension(path, null) + $".readings-{i + 1}.duckdb")];
         _connectionString = $"Data Source={path}";
         _anchor = new DuckDBConnection(_connectionString);
         _anchor.Open();
-        var log = Logger = logger ?? (ILogger)Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
         try
         {
             Readings = Open(options.Value, log, meterFactory);
