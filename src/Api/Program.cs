@@ -33,7 +33,7 @@ try
     app.MapTelemetryServer();
     await app.StartAsync();
 }
-catch (Exception exception) when (StartupFailure.Describe(exception) is { } problems)
+catch (Exception exception) when (StartupFailure.Describe(exception, StartupFailure.ConfiguredServer(app?.Configuration)) is { } problems)
 {
     if (app is not null)
     {

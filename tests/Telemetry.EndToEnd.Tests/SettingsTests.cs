@@ -1,3 +1,5 @@
+using Telemetry.Testing;
+
 namespace Telemetry.EndToEnd.Tests;
 
 /// <summary>Settings that cannot work together are refused at start, with what to change.</summary>
@@ -32,6 +34,48 @@ public sealed class SettingsTests
         Assert.StartsWith("The server exited with 2:", refused.Message, StringComparison.Ordinal);
         Assert.Contains("Telemetry did not start:", refused.Message, StringComparison.Ordinal);
         Assert.DoesNotContain("Unhandled exception", refused.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("MqttPort", "(MQTT) is taken on 127.0.0.1 by another program")]
+    [InlineData("HttpPort", "(HTTP: the API, FHIR and the dashboards) is taken on 127.0.0.1 by another program")]
+    [InlineData("SiloPort", "(the Orleans silo's, between the servers of a cluster) is taken by another program")]
+    public async Task A_port_another_program_holds_stops_the_start_naming_its_setting(string setting, string told)
+    {
+        await using var server = new TelemetryServer();
+        var port = setting switch
+        {
+            "MqttPort" => server.MqttPort,
+            "HttpPort" => server.HttpPort,
+            _ => server.SiloPort,
+        };
+        var other = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, port);
+        other.Start();
+        try
+        {
+            var refused = await Assert.ThrowsAsync<InvalidOperationException>(server.StartAsync);
+
+            // One line naming the setting and the port, not Kestrel's or Orleans' bare "Address already in use" and a stack.
+            Assert.StartsWith("The server exited with 2:", refused.Message, StringComparison.Ordinal);
+            Assert.Contains($"Telemetry did not start:\n  Telemetry:Server:{setting}: port {port} {told}", refused.Message.ReplaceLineEndings("\n"), StringComparison.Ordinal);
+            Assert.DoesNotContain("Details:", refused.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            other.Stop();
+        }
+    }
+
+    [Fact]
+    public async Task Two_listeners_given_one_port_are_refused_at_start()
+    {
+        var port = TestPorts.Free().ToString(System.Globalization.CultureInfo.InvariantCulture);
+        await using var shared = new TelemetryServer(new Dictionary<string, string> { ["Telemetry__Server__HttpPort"] = port, ["Telemetry__Server__GrpcPort"] = port });
+
+        var refused = await Assert.ThrowsAsync<InvalidOperationException>(shared.StartAsync);
+
+        Assert.Contains("Telemetry:Server:HttpPort and Telemetry:Server:GrpcPort share port", refused.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("Details:", refused.Message, StringComparison.Ordinal);
     }
 
     [Fact]

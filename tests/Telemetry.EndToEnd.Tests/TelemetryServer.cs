@@ -170,9 +170,11 @@ public sealed class TelemetryServer : IAsyncDisposable
                 throw new InvalidOperationException($"The server exited with {_process.ExitCode}:\n{Output}");
             }
 
+            // Each probe bounded: a port held by another program may take the connection and never answer.
+            using var probe = new CancellationTokenSource(TimeSpan.FromSeconds(5));
             try
             {
-                using var health = await Http.GetAsync("/healthz");
+                using var health = await Http.GetAsync("/healthz", probe.Token);
                 if (health.StatusCode == HttpStatusCode.OK)
                 {
                     return;
@@ -181,6 +183,10 @@ public sealed class TelemetryServer : IAsyncDisposable
             catch (HttpRequestException)
             {
                 // Not listening yet.
+            }
+            catch (OperationCanceledException) when (probe.IsCancellationRequested)
+            {
+                // Not answering yet.
             }
 
             await Task.Delay(200);

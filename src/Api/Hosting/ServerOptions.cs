@@ -80,6 +80,26 @@ public sealed class ServerOptions : IValidatableObject
         return true;
     }
 
+    /// <summary>
+    /// Two of the listeners the server opens given one port, named as settings (null when each has its own): the MQTT
+    /// ports open only when <paramref name="mqtt"/> (no external broker), the TLS ones only with <paramref name="tls"/>.
+    /// </summary>
+    public string? SharedPort(bool mqtt, bool tls)
+    {
+        (string Setting, int Port)[] listeners =
+        [
+            (nameof(HttpPort), HttpPort),
+            (nameof(GrpcPort), GrpcPort),
+            (nameof(MqttPort), mqtt ? MqttPort : 0),
+            (nameof(HttpsPort), tls ? HttpsPort : 0),
+            (nameof(MqttTlsPort), mqtt && tls ? MqttTlsPort : 0),
+            (nameof(SiloPort), SiloPort),
+        ];
+        return listeners.Where(listener => listener.Port != 0).GroupBy(listener => listener.Port).FirstOrDefault(port => port.Count() > 1) is { } shared
+            ? $"{string.Join(" and ", shared.Select(listener => $"{Section}:{listener.Setting}"))} share port {shared.Key}: each listener needs a port of its own (0 turns a listener off)."
+            : null;
+    }
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         if (ListenAddress is not ("*" or "0.0.0.0" or "::" or "localhost") && !System.Net.IPAddress.TryParse(ListenAddress, out _))

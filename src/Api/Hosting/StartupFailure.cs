@@ -1,6 +1,8 @@
+using System.Globalization;
 using System.Reflection;
 using System.Security.Cryptography;
 using System.Text.RegularExpressions;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Options;
 
 namespace Telemetry.Api.Hosting;
@@ -16,16 +18,34 @@ public static partial class StartupFailure
     /// The problems <paramref name="exception"/> tells of, or null when it is not one of settings or surroundings (a
     /// defect, whose stack is worth more than a line).
     /// </summary>
-    public static IReadOnlyList<string>? Describe(Exception exception) => exception switch
+    /// <param name="server">The server's ports as configured, to name the setting of a port found taken (null: not named).</param>
+    public static IReadOnlyList<string>? Describe(Exception exception, ServerOptions? server = null) => exception switch
     {
-        AggregateException aggregate => aggregate.Flatten().InnerExceptions.Select(Describe).ToList() is var all && all.All(problems => problems is not null)
-            ? [.. all.SelectMany(problems => problems!)]
+        AggregateException aggregate => aggregate.Flatten().InnerExceptions.Select(inner => Describe(inner, server)).ToList() is var all && all.All(problems => problems is not null)
+            ? [.. all.SelectMany(problems => problems!).Distinct()]
             : null,
         OptionsValidationException invalid => [.. invalid.Failures.Select(failure => Setting(invalid.OptionsType, failure))],
+        _ when server is not null && PortTaken(exception, server) is { } taken => [taken],
         InvalidOperationException or ArgumentException or FormatException or IOException or UnauthorizedAccessException or CryptographicException
             => [Messages(exception)],
         _ => null,
     };
+
+    /// <summary>
+    /// The server's settings as configured, for <see cref="Describe"/> to name a port taken; null when they cannot be
+    /// read (then the failure is told without them).
+    /// </summary>
+    public static ServerOptions? ConfiguredServer(IConfiguration? configuration)
+    {
+        try
+        {
+            return configuration?.GetSection(ServerOptions.Section).Get<ServerOptions>() ?? new ServerOptions();
+        }
+        catch (InvalidOperationException)
+        {
+            return null;
+        }
+    }
 
     /// <summary>
     /// Writes the problems and returns the exit code that says the server did not start for them (2). One that does not
@@ -56,7 +76,7 @@ public static partial class StartupFailure
     private static bool NamesWhatToChange(Exception exception) => exception switch
     {
         AggregateException aggregate => aggregate.Flatten().InnerExceptions.All(NamesWhatToChange),
-        OptionsValidationException or IOException or UnauthorizedAccessException or CryptographicException => true,
+        OptionsValidationException or IOException or UnauthorizedAccessException or CryptographicException or AddressInUseException => true,
         _ => exception.Message.StartsWith("Failed to convert configuration value", StringComparison.Ordinal)
             || exception.Message.Contains("Telemetry:", StringComparison.Ordinal),
     };
@@ -75,6 +95,34 @@ public static partial class StartupFailure
         return section is null || failure.Contains(section, StringComparison.Ordinal) ? failure : $"{section}: {failure}";
     }
 
+    /// <summary>
+    /// A listener's port found taken, named by its setting: Kestrel's failure names the address it could not bind;
+    /// Orleans' names none, and its only listener is the silo's. Null when <paramref name="exception"/> is not one.
+    /// </summary>
+    private static string? PortTaken(Exception exception, ServerOptions server)
+    {
+        if (exception is IOException { InnerException: AddressInUseException } && BoundAddress().Match(exception.Message) is { Success: true } match
+            && int.TryParse(match.Groups["port"].ValueSpan, NumberStyles.None, CultureInfo.InvariantCulture, out var port))
+        {
+            (string Setting, int Port, string What)[] listeners =
+            [
+                (nameof(ServerOptions.HttpPort), server.HttpPort, "HTTP: the API, FHIR and the dashboards"),
+                (nameof(ServerOptions.GrpcPort), server.GrpcPort, "gRPC"),
+                (nameof(ServerOptions.MqttPort), server.MqttPort, "MQTT"),
+                (nameof(ServerOptions.HttpsPort), server.HttpsPort, "HTTPS"),
+                (nameof(ServerOptions.MqttTlsPort), server.MqttTlsPort, "MQTT over TLS"),
+            ];
+            return listeners.FirstOrDefault(listener => listener.Port == port) is { Setting: not null } taken
+                ? $"{ServerOptions.Section}:{taken.Setting}: port {port} ({taken.What}) is taken on {match.Groups["host"].Value} by another program; stop it, or give the server another port."
+                : null;
+        }
+
+        return exception is AddressInUseException
+            ? $"{ServerOptions.Section}:{nameof(ServerOptions.SiloPort)}: port {server.SiloPort} (the Orleans silo's, between the servers of a cluster) is taken by another program, " +
+                "or by another Telemetry server on this machine; stop it, or give this server another silo port."
+            : null;
+    }
+
     /// <summary>An exception's message and those of the exceptions within it, as one line.</summary>
     private static string Messages(Exception exception)
     {
@@ -89,6 +137,10 @@ public static partial class StartupFailure
 
         return string.Join(" ", messages);
     }
+
+    // Kestrel's "Failed to bind to address http://[::]:1883: address already in use."
+    [GeneratedRegex(@"Failed to bind to address \w+://(?<host>\[[^\]]*\]|[^/:\s]+):(?<port>\d+)")]
+    private static partial Regex BoundAddress();
 
     [GeneratedRegex(@"^DataAnnotation validation failed for '[^']*' members: '(?<members>[^']*)' with the error: '(?<error>.*)'\.?$", RegexOptions.Singleline)]
     private static partial Regex DataAnnotationFailure();

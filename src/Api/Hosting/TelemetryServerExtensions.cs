@@ -52,6 +52,11 @@ public static partial class TelemetryServerExtensions
 
         // With an external broker the devices' MQTT goes there: the server listens for no MQTT of its own.
         var hostsMqtt = builder.Configuration.GetSection(ExternalBrokerOptions.Section).Get<ExternalBrokerOptions>() is not { Enabled: true };
+        if (server.SharedPort(hostsMqtt, tls.Enabled) is { } shared)
+        {
+            throw new InvalidOperationException(shared);
+        }
+
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             // One limit over every listener (ConnectionLimit), instead of Kestrel's, which each listener counts apart.
