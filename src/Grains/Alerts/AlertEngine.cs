@@ -141,6 +141,17 @@ public sealed class AlertEngine
                 }
             }
 
+            foreach (ref readonly var vital in _vitals.AsSpan())
+            {
+                foreach (var runtime in vital.Rules ?? [])
+                {
+                    if (AloneDueMs(runtime) is { } due)
+                    {
+                        next = Math.Min(next, due);
+                    }
+                }
+            }
+
             return next == long.MaxValue ? null : next;
         }
     }
@@ -223,6 +234,7 @@ public sealed class AlertEngine
         State.PendingSinceMs = null;
         State.LastInAlarmMs = null;
         State.RecoveringSinceMs = null;
+        State.AloneValue = null;
         State.WatchedSinceMs = null;
         foreach (var runtime in _noData)
         {
@@ -291,10 +303,14 @@ public sealed class AlertEngine
         {
             if (vital.JudgedMs < nowMs - StaleAfterMs)
             {
+                // Not a lone reading's: nothing was to follow it, and its sustain completes by the clock (Tick).
                 foreach (var runtime in vital.Rules ?? [])
                 {
-                    runtime.PendingSinceMs = long.MinValue;
-                    runtime.RecoveringSinceMs = long.MinValue;
+                    if (runtime.AloneValue is null)
+                    {
+                        runtime.PendingSinceMs = long.MinValue;
+                        runtime.RecoveringSinceMs = long.MinValue;
+                    }
                 }
             }
             else if (EarlyWarningScore.IsParameter(vital.Kind))
@@ -328,6 +344,11 @@ public sealed class AlertEngine
             if (runtime.RecoveringSinceMs != long.MinValue)
             {
                 (State.RecoveringSinceMs ??= [])[runtime.Rule.Id] = runtime.RecoveringSinceMs;
+            }
+
+            if (runtime.AloneValue is { } alone)
+            {
+                (State.AloneValue ??= [])[runtime.Rule.Id] = alone;
             }
         }
     }
@@ -389,6 +410,7 @@ public sealed class AlertEngine
         State.PendingSinceMs = null;
         State.LastInAlarmMs = null;
         State.RecoveringSinceMs = null;
+        State.AloneValue = null;
         State.WatchedSinceMs = null;
 
         BuildRuntimes(before, startWatching ? nowMs : long.MinValue);
@@ -487,10 +509,19 @@ public sealed class AlertEngine
         var present = fresh
             && (reading.TimestampMs > vital.JudgedMs
                 || (vital.JudgedMs > nowMs && reading.TimestampMs <= nowMs && reading.TimestampMs > vital.JudgedByClockMs));
+
+        // Whether the vital was silent since the latest judged reading: no reading after it came and went unjudged (a
+        // backlog too old to judge), so a long gap before this one is a silence, not readings unknown to the rules.
+        var silentBefore = !vital.UnjudgedSinceJudged;
         if (present)
         {
             vital.JudgedMs = Math.Max(vital.JudgedMs, reading.TimestampMs);
             vital.JudgedByClockMs = Math.Max(vital.JudgedByClockMs, atMs);
+            vital.UnjudgedSinceJudged = false;
+        }
+        else if (reading.TimestampMs > vital.JudgedMs)
+        {
+            vital.UnjudgedSinceJudged = true;
         }
 
         // The latest value (NEWS2 scores with it), on the clock too: of readings ahead, judged together at now, the last.
@@ -523,7 +554,7 @@ public sealed class AlertEngine
             {
                 if (runtime.Rule.Type == AlertRuleType.Threshold)
                 {
-                    Judge(runtime, reading.Value, atMs, nowMs);
+                    Judge(runtime, reading.Value, atMs, nowMs, silentBefore: silentBefore);
                 }
                 else
                 {
@@ -591,6 +622,12 @@ public sealed class AlertEngine
     /// <summary>Judges a reading refused as implausible: a sensor fault, raised as a technical alert and never as a clinical one.</summary>
     public void ObserveImplausible(in VitalReading reading, long nowMs)
     {
+        // The vital was not silent: a lone reading after it is not one (see Judge).
+        if (Find(reading.Kind) is var found and >= 0 && reading.TimestampMs > _vitals[found].JudgedMs)
+        {
+            _vitals[found].UnjudgedSinceJudged = true;
+        }
+
         if (reading.TimestampMs < nowMs - StaleAfterMs)
         {
             return;
@@ -672,6 +709,56 @@ public sealed class AlertEngine
                     : $"{char.ToUpperInvariant(since[0])}{since[1..]}; check the devices and their connection";
                 Raise(runtime.Rule, runtime.Rule.Kind, null, silentSince, message, nowMs);
             }
+        }
+
+        foreach (ref readonly var vital in _vitals.AsSpan())
+        {
+            foreach (var runtime in vital.Rules ?? [])
+            {
+                if (AloneDueMs(runtime) is { } due && due <= nowMs)
+                {
+                    CompleteAlone(runtime, due, nowMs);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// When the sustain (or recovery) a lone reading began completes by the clock (see <see cref="Judge"/>), or null when
+    /// the rule has none under way.
+    /// </summary>
+    private long? AloneDueMs(RuleRuntime runtime)
+    {
+        if (runtime.AloneValue is null)
+        {
+            return null;
+        }
+
+        var since = FindOpen(runtime.Rule.Id) is null ? runtime.PendingSinceMs : runtime.RecoveringSinceMs;
+        return since == long.MinValue ? null : since + (runtime.Rule.SustainSeconds * 1000L);
+    }
+
+    /// <summary>
+    /// A lone reading with nothing after it for the rule's sustain stands for the whole of it: the alert is raised as
+    /// triggered at the reading (once the rule is re-armed), or the open alert cleared. A clear made so arms no re-arm
+    /// guard: had the vital's readings resumed at once, the guard would hold back an episode no reading had confirmed
+    /// over.
+    /// </summary>
+    private void CompleteAlone(RuleRuntime runtime, long dueMs, long nowMs)
+    {
+        var value = runtime.AloneValue!.Value;
+        runtime.AloneValue = null;
+        if (FindOpen(runtime.Rule.Id) is { } open)
+        {
+            Clear(open, nowMs);
+            runtime.PendingSinceMs = long.MinValue;
+            runtime.RecoveringSinceMs = long.MinValue;
+        }
+        else if (IsArmed(runtime.Rule, dueMs))
+        {
+            var triggeredMs = runtime.PendingSinceMs;
+            runtime.PendingSinceMs = long.MinValue;
+            Raise(runtime.Rule, runtime.Rule.Kind, value, triggeredMs, Describe(runtime.Rule, value), nowMs);
         }
     }
 
@@ -761,7 +848,7 @@ public sealed class AlertEngine
     /// <paramref name="recoveryValue"/>, when given, is what must pass back over the clear level to clear an open alert,
     /// instead of <paramref name="value"/>.
     /// </summary>
-    private void Judge(RuleRuntime runtime, double value, long timestampMs, long nowMs, double? recoveryValue = null)
+    private void Judge(RuleRuntime runtime, double value, long timestampMs, long nowMs, double? recoveryValue = null, bool silentBefore = false)
     {
         var rule = runtime.Rule;
         var level = rule.Level!.Value;
@@ -773,7 +860,16 @@ public sealed class AlertEngine
 
         // How often the rule's readings come (an episode open or not), for how long a spell between the levels may last.
         var interval = runtime.LastJudgedMs == long.MinValue ? 0 : Math.Max(0, timestampMs - runtime.LastJudgedMs);
+
+        // A threshold's reading that comes alone: the first of its vital judged, or the first after a silence longer than
+        // readings may be apart to confirm a sustain (a spot check: a cuff, a thermometer, a pulse oximeter clipped on now
+        // and then). Its sustain, or its alert's recovery, starts with it; a reading after it goes on from there as
+        // usual, and if none comes within the sustain, it completes by the clock (Tick): a spot check past the level
+        // raises, and one back past the clear level clears, where before nothing could confirm them.
+        var alone = silentBefore && rule.Type == AlertRuleType.Threshold && rule.SustainSeconds > 0
+            && (runtime.LastJudgedMs == long.MinValue || interval > StaleAfterMs);
         runtime.LastJudgedMs = Math.Max(runtime.LastJudgedMs, timestampMs);
+        runtime.AloneValue = null;
 
         if (FindOpen(rule.Id) is { } open)
         {
@@ -804,6 +900,10 @@ public sealed class AlertEngine
                 runtime.PendingSinceMs = long.MinValue;
                 runtime.RecoveringSinceMs = long.MinValue;
             }
+            else if (alone)
+            {
+                runtime.AloneValue = value;
+            }
 
             return;
         }
@@ -813,7 +913,7 @@ public sealed class AlertEngine
             // A spell between the levels may last the sustain, or two of the vital's intervals if it comes more rarely
             // (a CGM's five minutes against a five-minute sustain: 69, 71, 69 is one sustain).
             var spell = Math.Max(rule.SustainSeconds * 1000L, 2 * interval);
-            if (recovered || (runtime.LastInAlarmMs != long.MinValue && timestampMs - runtime.LastInAlarmMs > spell))
+            if (recovered || alone || (runtime.LastInAlarmMs != long.MinValue && timestampMs - runtime.LastInAlarmMs > spell))
             {
                 runtime.PendingSinceMs = long.MinValue;
             }
@@ -822,13 +922,19 @@ public sealed class AlertEngine
         }
 
         runtime.LastInAlarmMs = Math.Max(runtime.LastInAlarmMs, timestampMs);
-        if (runtime.PendingSinceMs == long.MinValue)
+        if (runtime.PendingSinceMs == long.MinValue || alone)
         {
+            // Across a silence, a sustain under way before it goes no further: the readings of the silence are unknown.
             runtime.PendingSinceMs = timestampMs;
         }
 
         if (timestampMs - runtime.PendingSinceMs < rule.SustainSeconds * 1000L || !IsArmed(rule, timestampMs))
         {
+            if (alone)
+            {
+                runtime.AloneValue = value;
+            }
+
             return;
         }
 
@@ -1034,6 +1140,7 @@ public sealed class AlertEngine
                     ? last
                     : State.PendingSinceMs?.GetValueOrDefault(rule.Id, long.MinValue) ?? long.MinValue,
                 RecoveringSinceMs = State.RecoveringSinceMs?.GetValueOrDefault(rule.Id, long.MinValue) ?? long.MinValue,
+                AloneValue = State.AloneValue?.TryGetValue(rule.Id, out var alone) == true ? alone : null,
                 LastJudgedMs = JudgedThroughMs(rule),
                 WatchedSinceMs = rule.Type != AlertRuleType.NoData ? long.MinValue
                     : old is { Rule.Type: AlertRuleType.NoData } && old.Rule.Kind == rule.Kind ? old.WatchedSinceMs
@@ -1148,6 +1255,12 @@ public sealed class AlertEngine
         public long JudgedMs = long.MinValue;
 
         /// <summary>
+        /// Whether a reading after <see cref="JudgedMs"/> came and was not judged (too old to be news, or implausible):
+        /// the vital was not silent since, whatever the gap to the next judged one.
+        /// </summary>
+        public bool UnjudgedSinceJudged;
+
+        /// <summary>
         /// What the rules judged as counted by the server's clock: the latest judged reading's time, or when it was
         /// judged if that was earlier (a reading stamped ahead). Stands for <see cref="JudgedMs"/> while that is ahead of
         /// the clock; at activation, at most the activation's time (<see cref="ResumeJudging"/>).
@@ -1176,6 +1289,12 @@ public sealed class AlertEngine
 
         /// <summary>The time of the latest reading judged by the rule: the gap to the next is how often its vital comes.</summary>
         public long LastJudgedMs { get; set; } = long.MinValue;
+
+        /// <summary>
+        /// The value of a lone reading whose sustain (or recovery) is under way with no reading after it yet: it completes by
+        /// the clock (see <see cref="AlertState.AloneValue"/>); null otherwise.
+        /// </summary>
+        public double? AloneValue { get; set; }
 
         public long LastImplausibleMs { get; set; } = long.MinValue;
 

@@ -56,14 +56,14 @@ public static class AlertReplay
             {
                 engine.EndOfReadings(momentMs);
                 momentMs = reading.TimestampMs;
-                engine.Tick(momentMs);
+                TickThrough(engine, momentMs);
             }
 
             engine.Observe(reading, reading.TimestampMs);
         }
 
         engine.EndOfReadings(momentMs);
-        engine.Tick(toMs);
+        TickThrough(engine, toMs);
         var latest = new Dictionary<string, Alert>(StringComparer.Ordinal);
         foreach (var item in engine.State.Outbox)
         {
@@ -71,5 +71,19 @@ public static class AlertReplay
         }
 
         return [.. latest.Values.OrderBy(alert => alert.TriggeredAt)];
+    }
+
+    /// <summary>
+    /// Runs the clock to <paramref name="nowMs"/>, stopping at each time something fell due on the way (a silence, an
+    /// escalation, a spot check's sustain), so that what the clock raises is raised when it would have been live.
+    /// </summary>
+    private static void TickThrough(AlertEngine engine, long nowMs)
+    {
+        for (var dueMs = engine.NextDueMs; dueMs is { } due && due < nowMs; dueMs = engine.NextDueMs is { } next && next > due ? next : null)
+        {
+            engine.Tick(due);
+        }
+
+        engine.Tick(nowMs);
     }
 }

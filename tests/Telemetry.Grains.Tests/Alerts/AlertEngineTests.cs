@@ -259,6 +259,140 @@ public sealed class AlertEngineTests
     }
 
     [Fact]
+    public void A_spot_check_past_the_level_raises_once_its_sustain_has_passed_with_no_reading_after_it()
+    {
+        var engine = Engine(SpO2Low);
+        var checkedAt = Now;
+
+        // A pulse oximeter clipped on for one reading: nothing follows to confirm the minute's sustain, so the clock does.
+        Send(engine, VitalKind.OxygenSaturation, 84);
+        Assert.Empty(engine.State.Outbox);
+        Assert.Equal(checkedAt + 60_000, engine.NextDueMs);
+        Advance(59);
+        engine.Tick(Now);
+        Assert.Empty(engine.State.Outbox);
+
+        Advance(1);
+        engine.Tick(Now);
+        var raised = Assert.Single(engine.State.Outbox);
+        Assert.Equal((AlertEventType.Raised, "spo2-low", 84d), (raised.Type, raised.Alert.RuleId, raised.Alert.Value));
+        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(checkedAt), raised.Alert.TriggeredAt);
+        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(Now), raised.Alert.RaisedAt);
+        Assert.Null(engine.NextDueMs);
+    }
+
+    [Fact]
+    public void Spot_checks_hours_apart_clear_their_alert_and_raise_the_next_episode()
+    {
+        var engine = Engine(SpO2Low);
+        Send(engine, VitalKind.OxygenSaturation, 84);
+        Advance(60);
+        engine.Tick(Now);
+        var first = Assert.Single(engine.State.Open).AlertId;
+        engine.State.Outbox.Clear();
+
+        // Four hours on, 91: between the levels, neither better nor worse, so the alert stays open.
+        Advance(4 * 3600);
+        Send(engine, VitalKind.OxygenSaturation, 91);
+        Advance(60);
+        engine.Tick(Now);
+        Assert.Empty(engine.State.Outbox);
+
+        // Then 97: back past the clear level, alone, so it clears once its minute has passed (before, an alert on a vital
+        // sent less often than every 15 minutes cleared only under a sustain of 0, and held back every next episode).
+        Advance(4 * 3600);
+        Send(engine, VitalKind.OxygenSaturation, 97);
+        Assert.Empty(engine.State.Outbox);
+        Advance(60);
+        engine.Tick(Now);
+        Assert.Equal(AlertEventType.Cleared, Assert.Single(engine.State.Outbox).Type);
+        engine.State.Outbox.Clear();
+
+        Advance(4 * 3600);
+        Send(engine, VitalKind.OxygenSaturation, 86);
+        Advance(60);
+        engine.Tick(Now);
+        var second = Assert.Single(engine.State.Outbox);
+        Assert.Equal(AlertEventType.Raised, second.Type);
+        Assert.NotEqual(first, second.Alert.AlertId);
+    }
+
+    [Fact]
+    public void A_lone_reading_followed_by_others_is_judged_by_them_not_by_the_clock()
+    {
+        // Refuted: the vital's readings resume within the sustain and are good.
+        var refuted = Engine(SpO2Low);
+        Send(refuted, VitalKind.OxygenSaturation, 84);
+        Advance(10);
+        Send(refuted, VitalKind.OxygenSaturation, 95);
+        Assert.Null(refuted.NextDueMs);
+        Advance(60);
+        refuted.Tick(Now);
+        Assert.Empty(refuted.State.Outbox);
+
+        // Carried on: the readings resume within the sustain and stop again before it has passed. A stream that stops
+        // part way is not taken for a spot check: the sustain waits for a reading, as before.
+        var carried = Engine(SpO2Low);
+        Send(carried, VitalKind.OxygenSaturation, 84);
+        Advance(30);
+        Send(carried, VitalKind.OxygenSaturation, 85);
+        Advance(60);
+        carried.Tick(Now);
+        Assert.Empty(carried.State.Outbox);
+        Send(carried, VitalKind.OxygenSaturation, 85);
+        Assert.Equal(AlertEventType.Raised, Assert.Single(carried.State.Outbox).Type);
+    }
+
+    [Fact]
+    public void A_reading_after_a_backlog_too_old_to_judge_or_an_implausible_one_is_not_alone()
+    {
+        foreach (var between in new[] { "stale", "implausible" })
+        {
+            var engine = Engine(SpO2Low);
+            RaiseSpO2Episode(engine);
+
+            // Twenty minutes on, the phone's backlog comes: its readings are too old to judge (or implausible), but the
+            // vital was not silent, so the next good reading starts the recovery as before and the clock completes nothing.
+            Advance(20 * 60);
+            if (between == "stale")
+            {
+                engine.Observe(new VitalReading(VitalKind.OxygenSaturation, Now - (16 * 60_000), 86), Now);
+            }
+            else
+            {
+                engine.ObserveImplausible(new VitalReading(VitalKind.OxygenSaturation, Now - 1, 0), Now);
+            }
+
+            Send(engine, VitalKind.OxygenSaturation, 95);
+            Assert.Null(engine.NextDueMs);
+            Advance(60);
+            engine.Tick(Now);
+            Assert.DoesNotContain(engine.State.Outbox, item => item.Type == AlertEventType.Cleared);
+        }
+    }
+
+    [Fact]
+    public void A_spot_checks_sustain_is_kept_across_an_activation_and_completed_by_the_clock()
+    {
+        var engine = Engine(SpO2Low);
+        var checkedAt = Now;
+        Send(engine, VitalKind.OxygenSaturation, 84);
+        engine.RecordJudged();
+        Assert.Equal(84, engine.State.AloneValue!["spo2-low"]);
+
+        // The server stops for twenty minutes: the next activation does not forget the spot check's sustain as stale, and
+        // raises it at once, triggered when it was taken.
+        Advance(20 * 60);
+        var next = new AlertEngine("p-1", engine.State);
+        next.ForgetStaleSustains(Now);
+        Assert.Equal(checkedAt + 60_000, next.NextDueMs);
+        next.Tick(Now);
+        var raised = Assert.Single(next.State.Outbox);
+        Assert.Equal(AlertEventType.Raised, raised.Type);
+        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(checkedAt), raised.Alert.TriggeredAt);
+    }
+
+    [Fact]
     public void A_recovery_across_a_gap_in_the_readings_starts_again()
     {
         var engine = Engine(SpO2Low);

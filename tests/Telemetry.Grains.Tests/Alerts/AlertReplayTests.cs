@@ -32,6 +32,22 @@ public sealed class AlertReplayTests
     }
 
     [Fact]
+    public void Replay_raises_and_clears_spot_checks_when_their_sustain_would_have_passed_live()
+    {
+        var rules = new AlertRuleSet([new AlertRule("spo2-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 90, 92, SustainSeconds: 60)]);
+
+        // Spot checks four hours apart: 84, then 97.
+        VitalReading[] readings = [new(VitalKind.OxygenSaturation, Start, 84), new(VitalKind.OxygenSaturation, Start + 14_400_000, 97)];
+
+        var alert = Assert.Single(AlertReplay.Run("p-1", rules, readings, Start, Start + 28_800_000));
+
+        // Raised a minute after the first, not when the next reading came; cleared a minute after the second.
+        Assert.Equal(Start, alert.TriggeredAt.ToUnixTimeMilliseconds());
+        Assert.Equal(Start + 60_000, alert.RaisedAt.ToUnixTimeMilliseconds());
+        Assert.Equal(Start + 14_460_000, alert.ClearedAt?.ToUnixTimeMilliseconds());
+    }
+
+    [Fact]
     public void Replay_scores_the_readings_of_one_moment_together()
     {
         var rules = new AlertRuleSet([new AlertRule("news2", AlertRuleType.EarlyWarning, AlertPriority.Medium, Direction: AlertDirection.Above, Level: 5, ClearLevel: 3)]);

@@ -44,6 +44,29 @@ public sealed class PatientAlertTests(ClusterFixture fixture) : IClassFixture<Cl
     }
 
     [Fact]
+    public async Task A_spot_check_past_the_level_is_raised_by_the_grains_clock_once_its_sustain_has_passed()
+    {
+        var patient = "p-alert-spot-check";
+        await fixture.Patient(patient).SetAlertRulesAsync(new AlertRuleSet(
+            [new AlertRule("spo2-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 90, 92, SustainSeconds: 3)]));
+        var checkedAt = Now;
+
+        // One reading, and nothing after it: only the grain's timer can raise it.
+        await fixture.CommitAndApplyAsync(patient, new VitalReading(VitalKind.OxygenSaturation, checkedAt, 85));
+        Assert.Empty(Publisher.Of(patient));
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (Publisher.Of(patient).Count == 0 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(200);
+        }
+
+        var raised = Assert.Single(Publisher.Of(patient));
+        Assert.Equal((AlertEventType.Raised, "spo2-low", 85d), (raised.Type, raised.Alert.RuleId, raised.Alert.Value));
+        Assert.Equal(checkedAt, raised.Alert.TriggeredAt.ToUnixTimeMilliseconds());
+        Assert.InRange(raised.Alert.RaisedAt.ToUnixTimeMilliseconds(), checkedAt + 3_000, checkedAt + 20_000);
+    }
+
+    [Fact]
     public async Task A_batch_sent_newest_first_is_judged_in_time_order()
     {
         var patient = "p-alert-newest-first";
