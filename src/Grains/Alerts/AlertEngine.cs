@@ -234,7 +234,7 @@ public sealed class AlertEngine
         State.PendingSinceMs = null;
         State.LastInAlarmMs = null;
         State.RecoveringSinceMs = null;
-        State.AloneValue = null;
+        State.Alone = null;
         State.WatchedSinceMs = null;
         foreach (var runtime in _noData)
         {
@@ -306,7 +306,7 @@ public sealed class AlertEngine
                 // Not a lone reading's: nothing was to follow it, and its sustain completes by the clock (Tick).
                 foreach (var runtime in vital.Rules ?? [])
                 {
-                    if (runtime.AloneValue is null)
+                    if (AloneDueMs(runtime) is null)
                     {
                         runtime.PendingSinceMs = long.MinValue;
                         runtime.RecoveringSinceMs = long.MinValue;
@@ -346,9 +346,9 @@ public sealed class AlertEngine
                 (State.RecoveringSinceMs ??= [])[runtime.Rule.Id] = runtime.RecoveringSinceMs;
             }
 
-            if (runtime.AloneValue is { } alone)
+            if (AloneDueMs(runtime) is not null)
             {
-                (State.AloneValue ??= [])[runtime.Rule.Id] = alone;
+                (State.Alone ??= [])[runtime.Rule.Id] = runtime.Alone!;
             }
         }
     }
@@ -410,7 +410,7 @@ public sealed class AlertEngine
         State.PendingSinceMs = null;
         State.LastInAlarmMs = null;
         State.RecoveringSinceMs = null;
-        State.AloneValue = null;
+        State.Alone = null;
         State.WatchedSinceMs = null;
 
         BuildRuntimes(before, startWatching ? nowMs : long.MinValue);
@@ -497,6 +497,11 @@ public sealed class AlertEngine
             // Data arriving, as the no-data rules mean it: a live reading, not yesterday's uploaded late, which neither
             // clears a no-data alert nor starts the silence again while live monitoring is still absent.
             var seenMs = seenAtMs is { } seen ? Math.Min(seen, nowMs) : nowMs;
+            if (vital.LastSeenMs != long.MinValue && seenMs > vital.LastSeenMs && seenMs - vital.LastSeenMs <= StaleAfterMs)
+            {
+                vital.ArrivalGapMs = seenMs - vital.LastSeenMs;
+            }
+
             vital.LastSeenMs = Math.Max(vital.LastSeenMs, seenMs);
             _lastSeenAnyMs = Math.Max(_lastSeenAnyMs, seenMs);
         }
@@ -510,18 +515,19 @@ public sealed class AlertEngine
             && (reading.TimestampMs > vital.JudgedMs
                 || (vital.JudgedMs > nowMs && reading.TimestampMs <= nowMs && reading.TimestampMs > vital.JudgedByClockMs));
 
-        // Whether the vital was silent since the latest judged reading: no reading after it came and went unjudged (a
-        // backlog too old to judge), so a long gap before this one is a silence, not readings unknown to the rules.
-        var silentBefore = !vital.UnjudgedSinceJudged;
+        // Whether the vital was silent before this reading for longer than what is news: no reading, judged or not (a
+        // backlog too old to judge, an implausible one), in that time. Then it comes alone (see Judge); its vital's first
+        // too.
+        var knownBeforeMs = Math.Max(vital.JudgedMs, vital.UnjudgedLatestMs);
+        var silentBefore = knownBeforeMs == long.MinValue || reading.TimestampMs - knownBeforeMs > StaleAfterMs;
         if (present)
         {
             vital.JudgedMs = Math.Max(vital.JudgedMs, reading.TimestampMs);
             vital.JudgedByClockMs = Math.Max(vital.JudgedByClockMs, atMs);
-            vital.UnjudgedSinceJudged = false;
         }
-        else if (reading.TimestampMs > vital.JudgedMs)
+        else
         {
-            vital.UnjudgedSinceJudged = true;
+            NotJudged(ref vital, reading.TimestampMs);
         }
 
         // The latest value (NEWS2 scores with it), on the clock too: of readings ahead, judged together at now, the last.
@@ -554,7 +560,7 @@ public sealed class AlertEngine
             {
                 if (runtime.Rule.Type == AlertRuleType.Threshold)
                 {
-                    Judge(runtime, reading.Value, atMs, nowMs, silentBefore: silentBefore);
+                    Judge(runtime, reading.Value, atMs, nowMs, aloneGraceMs: silentBefore ? Math.Min(2 * vital.ArrivalGapMs, StaleAfterMs) : null);
                 }
                 else
                 {
@@ -622,10 +628,11 @@ public sealed class AlertEngine
     /// <summary>Judges a reading refused as implausible: a sensor fault, raised as a technical alert and never as a clinical one.</summary>
     public void ObserveImplausible(in VitalReading reading, long nowMs)
     {
-        // The vital was not silent: a lone reading after it is not one (see Judge).
-        if (Find(reading.Kind) is var found and >= 0 && reading.TimestampMs > _vitals[found].JudgedMs)
+        // The vital was not silent (see Judge): a reading after this one does not come alone, and one before it that did
+        // is not alone any more.
+        if (Find(reading.Kind) is var found and >= 0)
         {
-            _vitals[found].UnjudgedSinceJudged = true;
+            NotJudged(ref _vitals[found], reading.TimestampMs);
         }
 
         if (reading.TimestampMs < nowMs - StaleAfterMs)
@@ -717,7 +724,7 @@ public sealed class AlertEngine
             {
                 if (AloneDueMs(runtime) is { } due && due <= nowMs)
                 {
-                    CompleteAlone(runtime, due, nowMs);
+                    CompleteAlone(runtime, nowMs);
                 }
             }
         }
@@ -725,40 +732,87 @@ public sealed class AlertEngine
 
     /// <summary>
     /// When the sustain (or recovery) a lone reading began completes by the clock (see <see cref="Judge"/>), or null when
-    /// the rule has none under way.
+    /// the rule has none under way: none began so, or it was broken since (the sustain or recovery under way is no longer
+    /// the one the reading began).
     /// </summary>
     private long? AloneDueMs(RuleRuntime runtime)
     {
-        if (runtime.AloneValue is null)
+        if (runtime.Alone is not { } alone)
         {
             return null;
         }
 
         var since = FindOpen(runtime.Rule.Id) is null ? runtime.PendingSinceMs : runtime.RecoveringSinceMs;
-        return since == long.MinValue ? null : since + (runtime.Rule.SustainSeconds * 1000L);
+        return since == alone.AtMs ? alone.DueMs : null;
     }
 
     /// <summary>
-    /// A lone reading with nothing after it for the rule's sustain stands for the whole of it: the alert is raised as
-    /// triggered at the reading (once the rule is re-armed), or the open alert cleared. A clear made so arms no re-arm
-    /// guard: had the vital's readings resumed at once, the guard would hold back an episode no reading had confirmed
-    /// over.
+    /// A reading of a vital that came and was not judged (too old to be news, late, or implausible) at
+    /// <paramref name="timestampMs"/>: its vital was not silent then. A lone reading of it is broken by one after it, whose
+    /// agreement the rules cannot know, or by one in the silence before it that made it lone.
     /// </summary>
-    private void CompleteAlone(RuleRuntime runtime, long dueMs, long nowMs)
+    private static void NotJudged(ref VitalTrack vital, long timestampMs)
     {
-        var value = runtime.AloneValue!.Value;
-        runtime.AloneValue = null;
+        vital.UnjudgedLatestMs = Math.Max(vital.UnjudgedLatestMs, timestampMs);
+        foreach (var runtime in vital.Rules ?? [])
+        {
+            if (runtime.Alone is { } alone && timestampMs > alone.AtMs - StaleAfterMs)
+            {
+                runtime.Alone = null;
+            }
+        }
+    }
+
+    /// <summary>
+    /// A lone reading that no reading broke before its due time stands for the whole of its sustain: the alert is raised
+    /// as triggered once the sustain had passed since the reading (as one confirmed by readings is), or the open alert
+    /// cleared. A clear made so arms no re-arm guard: had the vital's
+    /// readings resumed at once, the guard would hold back an episode no reading had confirmed over.
+    /// </summary>
+    private void CompleteAlone(RuleRuntime runtime, long nowMs)
+    {
+        var alone = runtime.Alone!;
+        runtime.Alone = null;
         if (FindOpen(runtime.Rule.Id) is { } open)
         {
             Clear(open, nowMs);
             runtime.PendingSinceMs = long.MinValue;
             runtime.RecoveringSinceMs = long.MinValue;
         }
-        else if (IsArmed(runtime.Rule, dueMs))
+        else
         {
-            var triggeredMs = runtime.PendingSinceMs;
             runtime.PendingSinceMs = long.MinValue;
-            Raise(runtime.Rule, runtime.Rule.Kind, value, triggeredMs, Describe(runtime.Rule, value), nowMs);
+            var triggeredMs = alone.AtMs + (runtime.Rule.SustainSeconds * 1000L);
+            Raise(runtime.Rule, runtime.Rule.Kind, alone.Value, triggeredMs, Describe(runtime.Rule, alone.Value), nowMs);
+        }
+    }
+
+    /// <summary>
+    /// Whether a lone reading's sustain under way differs from what the state was last written with (one began, or one
+    /// written was broken): the state is written again at once, so that a crash neither loses a spot check nor has the
+    /// next activation complete one that a reading had broken.
+    /// </summary>
+    public bool AloneChangedSinceRecorded
+    {
+        get
+        {
+            var recorded = 0;
+            foreach (ref readonly var vital in _vitals.AsSpan())
+            {
+                foreach (var runtime in vital.Rules ?? [])
+                {
+                    var alone = AloneDueMs(runtime) is null ? null : runtime.Alone;
+                    var written = State.Alone?.GetValueOrDefault(runtime.Rule.Id);
+                    if (alone != written)
+                    {
+                        return true;
+                    }
+
+                    recorded += written is null ? 0 : 1;
+                }
+            }
+
+            return recorded != (State.Alone?.Count ?? 0);
         }
     }
 
@@ -848,7 +902,7 @@ public sealed class AlertEngine
     /// <paramref name="recoveryValue"/>, when given, is what must pass back over the clear level to clear an open alert,
     /// instead of <paramref name="value"/>.
     /// </summary>
-    private void Judge(RuleRuntime runtime, double value, long timestampMs, long nowMs, double? recoveryValue = null, bool silentBefore = false)
+    private void Judge(RuleRuntime runtime, double value, long timestampMs, long nowMs, double? recoveryValue = null, long? aloneGraceMs = null)
     {
         var rule = runtime.Rule;
         var level = rule.Level!.Value;
@@ -861,15 +915,19 @@ public sealed class AlertEngine
         // How often the rule's readings come (an episode open or not), for how long a spell between the levels may last.
         var interval = runtime.LastJudgedMs == long.MinValue ? 0 : Math.Max(0, timestampMs - runtime.LastJudgedMs);
 
-        // A threshold's reading that comes alone: the first of its vital judged, or the first after a silence longer than
-        // readings may be apart to confirm a sustain (a spot check: a cuff, a thermometer, a pulse oximeter clipped on now
-        // and then). Its sustain, or its alert's recovery, starts with it; a reading after it goes on from there as
-        // usual, and if none comes within the sustain, it completes by the clock (Tick): a spot check past the level
-        // raises, and one back past the clear level clears, where before nothing could confirm them.
-        var alone = silentBefore && rule.Type == AlertRuleType.Threshold && rule.SustainSeconds > 0
-            && (runtime.LastJudgedMs == long.MinValue || interval > StaleAfterMs);
         runtime.LastJudgedMs = Math.Max(runtime.LastJudgedMs, timestampMs);
-        runtime.AloneValue = null;
+
+        // A threshold's reading that comes alone (aloneGraceMs given: its vital's first, or its first after a silence
+        // longer than what is news: a spot check, from a cuff, a thermometer, a pulse oximeter clipped on now and then) and
+        // starts a sustain, or its open alert's recovery: readings after it go on from there as usual, and while none
+        // breaks it (one short of the level, or back short of the clear level), it completes by the clock (Tick), where
+        // before a spot check's readings could not confirm it. Not before the reading's time plus the sustain, nor before
+        // two of the vital's intervals between arrivals (at most what is news) have passed since it came, so that a
+        // device's next reading can still break it, nor (to raise) before the rule is re-armed.
+        var sustainMs = rule.SustainSeconds * 1000L;
+        var alone = aloneGraceMs is { } graceMs && sustainMs > 0
+            ? new AloneReading(timestampMs, value, Math.Max(timestampMs + sustainMs, nowMs + graceMs))
+            : null;
 
         if (FindOpen(rule.Id) is { } open)
         {
@@ -885,24 +943,23 @@ public sealed class AlertEngine
 
             if (!recovered)
             {
+                runtime.Alone = null;
                 return;
             }
 
             if (runtime.RecoveringSinceMs == long.MinValue)
             {
                 runtime.RecoveringSinceMs = timestampMs;
+                runtime.Alone = alone;
             }
 
-            if (timestampMs - runtime.RecoveringSinceMs >= rule.SustainSeconds * 1000L)
+            if (timestampMs - runtime.RecoveringSinceMs >= sustainMs)
             {
                 Clear(open, nowMs);
                 (State.ClearedAtMs ??= [])[rule.Id] = timestampMs;
                 runtime.PendingSinceMs = long.MinValue;
                 runtime.RecoveringSinceMs = long.MinValue;
-            }
-            else if (alone)
-            {
-                runtime.AloneValue = value;
+                runtime.Alone = null;
             }
 
             return;
@@ -912,38 +969,38 @@ public sealed class AlertEngine
         {
             // A spell between the levels may last the sustain, or two of the vital's intervals if it comes more rarely
             // (a CGM's five minutes against a five-minute sustain: 69, 71, 69 is one sustain).
-            var spell = Math.Max(rule.SustainSeconds * 1000L, 2 * interval);
-            if (recovered || alone || (runtime.LastInAlarmMs != long.MinValue && timestampMs - runtime.LastInAlarmMs > spell))
+            var spell = Math.Max(sustainMs, 2 * interval);
+            if (recovered || (runtime.LastInAlarmMs != long.MinValue && timestampMs - runtime.LastInAlarmMs > spell))
             {
                 runtime.PendingSinceMs = long.MinValue;
             }
 
+            runtime.Alone = null;
             return;
         }
 
         runtime.LastInAlarmMs = Math.Max(runtime.LastInAlarmMs, timestampMs);
-        if (runtime.PendingSinceMs == long.MinValue || alone)
+        if (runtime.PendingSinceMs == long.MinValue)
         {
-            // Across a silence, a sustain under way before it goes no further: the readings of the silence are unknown.
             runtime.PendingSinceMs = timestampMs;
+            runtime.Alone = alone is null ? null : alone with { DueMs = Math.Max(alone.DueMs, RearmedAtMs(rule)) };
         }
 
-        if (timestampMs - runtime.PendingSinceMs < rule.SustainSeconds * 1000L || !IsArmed(rule, timestampMs))
+        if (timestampMs - runtime.PendingSinceMs < sustainMs || !IsArmed(rule, timestampMs))
         {
-            if (alone)
-            {
-                runtime.AloneValue = value;
-            }
-
             return;
         }
 
         runtime.PendingSinceMs = long.MinValue;
+        runtime.Alone = null;
         Raise(rule, rule.Kind, value, timestampMs, Describe(rule, value), nowMs);
     }
 
-    private bool IsArmed(AlertRule rule, long atMs) =>
-        State.ClearedAtMs?.TryGetValue(rule.Id, out var clearedAt) != true || atMs >= clearedAt + (rule.RearmSeconds * 1000L);
+    private bool IsArmed(AlertRule rule, long atMs) => atMs >= RearmedAtMs(rule);
+
+    /// <summary>When the re-arm guard of the rule's last clear ends (<see cref="long.MinValue"/> when it holds nothing back).</summary>
+    private long RearmedAtMs(AlertRule rule) =>
+        State.ClearedAtMs?.TryGetValue(rule.Id, out var clearedAt) == true ? clearedAt + (rule.RearmSeconds * 1000L) : long.MinValue;
 
     /// <summary>When the rule's vital (or any vital) was last seen; <see cref="long.MinValue"/> when never.</summary>
     private long LastSeen(RuleRuntime runtime) =>
@@ -1140,7 +1197,7 @@ public sealed class AlertEngine
                     ? last
                     : State.PendingSinceMs?.GetValueOrDefault(rule.Id, long.MinValue) ?? long.MinValue,
                 RecoveringSinceMs = State.RecoveringSinceMs?.GetValueOrDefault(rule.Id, long.MinValue) ?? long.MinValue,
-                AloneValue = State.AloneValue?.TryGetValue(rule.Id, out var alone) == true ? alone : null,
+                Alone = State.Alone?.GetValueOrDefault(rule.Id),
                 LastJudgedMs = JudgedThroughMs(rule),
                 WatchedSinceMs = rule.Type != AlertRuleType.NoData ? long.MinValue
                     : old is { Rule.Type: AlertRuleType.NoData } && old.Rule.Kind == rule.Kind ? old.WatchedSinceMs
@@ -1255,10 +1312,16 @@ public sealed class AlertEngine
         public long JudgedMs = long.MinValue;
 
         /// <summary>
-        /// Whether a reading after <see cref="JudgedMs"/> came and was not judged (too old to be news, or implausible):
-        /// the vital was not silent since, whatever the gap to the next judged one.
+        /// The time of the latest reading after <see cref="JudgedMs"/> that came and was not judged (too old to be news, or
+        /// implausible): the vital was not silent then, whatever the gap to the next judged one.
         /// </summary>
-        public bool UnjudgedSinceJudged;
+        public long UnjudgedLatestMs = long.MinValue;
+
+        /// <summary>
+        /// How long apart its readings last arrived, when under what is news (0 until known): how long a device's next
+        /// reading, which may break a lone one, may take to come.
+        /// </summary>
+        public long ArrivalGapMs;
 
         /// <summary>
         /// What the rules judged as counted by the server's clock: the latest judged reading's time, or when it was
@@ -1291,10 +1354,10 @@ public sealed class AlertEngine
         public long LastJudgedMs { get; set; } = long.MinValue;
 
         /// <summary>
-        /// The value of a lone reading whose sustain (or recovery) is under way with no reading after it yet: it completes by
-        /// the clock (see <see cref="AlertState.AloneValue"/>); null otherwise.
+        /// A lone reading whose sustain (or recovery) no reading has broken yet: it completes by the clock (see
+        /// <see cref="AlertState.Alone"/>); null otherwise.
         /// </summary>
-        public double? AloneValue { get; set; }
+        public AloneReading? Alone { get; set; }
 
         public long LastImplausibleMs { get; set; } = long.MinValue;
 

@@ -530,7 +530,8 @@ public sealed partial class PatientGrain(
         {
             // Alerts first: they are what someone is waiting for.
             _judgedSinceWritten |= _alerts.HasRules;
-            var checkpoint = now - _alertStateWrittenMs >= SustainCheckpointMs && _alerts.HasSustainUnderWay;
+            // A spot check's sustain begun, or one written broken, is written at once (see AlertEngine.AloneChangedSinceRecorded).
+            var checkpoint = (now - _alertStateWrittenMs >= SustainCheckpointMs && _alerts.HasSustainUnderWay) || _alerts.AloneChangedSinceRecorded;
             await CommitAlertsAsync(writeState: true, force: checkpoint, judged: (alertState.State.Outbox.Count - outboxBefore, readings.HandedOverAt));
             ScheduleAlertTimer();
             await CheckpointEndedDaysAsync(now);

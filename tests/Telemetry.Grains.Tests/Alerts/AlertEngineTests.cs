@@ -21,6 +21,9 @@ public sealed class AlertEngineTests
     {
         var engine = Engine(new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 110, SustainSeconds: 60));
 
+        // A stream under way (its first reading would come alone, and the clock could complete its sustain).
+        Send(engine, VitalKind.HeartRate, 80);
+        Advance(5);
         Send(engine, VitalKind.HeartRate, 125);
         Advance(30);
         Send(engine, VitalKind.HeartRate, 130);
@@ -276,7 +279,7 @@ public sealed class AlertEngineTests
         engine.Tick(Now);
         var raised = Assert.Single(engine.State.Outbox);
         Assert.Equal((AlertEventType.Raised, "spo2-low", 84d), (raised.Type, raised.Alert.RuleId, raised.Alert.Value));
-        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(checkedAt), raised.Alert.TriggeredAt);
+        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(checkedAt + 60_000), raised.Alert.TriggeredAt);
         Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(Now), raised.Alert.RaisedAt);
         Assert.Null(engine.NextDueMs);
     }
@@ -318,9 +321,23 @@ public sealed class AlertEngineTests
     }
 
     [Fact]
-    public void A_lone_reading_followed_by_others_is_judged_by_them_not_by_the_clock()
+    public void A_lone_reading_stands_while_the_readings_after_it_agree_and_falls_to_one_that_does_not()
     {
-        // Refuted: the vital's readings resume within the sustain and are good.
+        // A spot check of a few readings in 20 s, all under the level: the clock completes the minute from the first.
+        var burst = Engine(SpO2Low);
+        var checkedAt = Now;
+        Send(burst, VitalKind.OxygenSaturation, 84);
+        Advance(10);
+        Send(burst, VitalKind.OxygenSaturation, 85);
+        Advance(10);
+        Send(burst, VitalKind.OxygenSaturation, 84);
+        Advance(40);
+        burst.Tick(Now);
+        var raised = Assert.Single(burst.State.Outbox);
+        Assert.Equal((AlertEventType.Raised, 84d), (raised.Type, raised.Alert.Value));
+        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(checkedAt + 60_000), raised.Alert.TriggeredAt);
+
+        // Broken by a reading back past the clear level: nothing raised.
         var refuted = Engine(SpO2Low);
         Send(refuted, VitalKind.OxygenSaturation, 84);
         Advance(10);
@@ -330,45 +347,142 @@ public sealed class AlertEngineTests
         refuted.Tick(Now);
         Assert.Empty(refuted.State.Outbox);
 
-        // Carried on: the readings resume within the sustain and stop again before it has passed. A stream that stops
-        // part way is not taken for a spot check: the sustain waits for a reading, as before.
-        var carried = Engine(SpO2Low);
-        Send(carried, VitalKind.OxygenSaturation, 84);
+        // Broken by one between the levels (91): the sustain goes on as readings confirm it, not by the clock.
+        var between = Engine(SpO2Low);
+        Send(between, VitalKind.OxygenSaturation, 84);
         Advance(30);
-        Send(carried, VitalKind.OxygenSaturation, 85);
+        Send(between, VitalKind.OxygenSaturation, 91);
+        Assert.Null(between.NextDueMs);
         Advance(60);
-        carried.Tick(Now);
-        Assert.Empty(carried.State.Outbox);
-        Send(carried, VitalKind.OxygenSaturation, 85);
-        Assert.Equal(AlertEventType.Raised, Assert.Single(carried.State.Outbox).Type);
+        between.Tick(Now);
+        Assert.Empty(between.State.Outbox);
+        Send(between, VitalKind.OxygenSaturation, 88);
+        Assert.Equal(AlertEventType.Raised, Assert.Single(between.State.Outbox).Type);
     }
 
     [Fact]
-    public void A_reading_after_a_backlog_too_old_to_judge_or_an_implausible_one_is_not_alone()
+    public void A_lone_reading_of_a_vital_that_came_every_few_minutes_waits_for_its_next_reading_to_break_it()
     {
-        foreach (var between in new[] { "stale", "implausible" })
+        var low = new AlertRule("glucose-low", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.BloodGlucose, AlertDirection.Below, 70, 80, SustainSeconds: 300);
+        var engine = Engine(low);
+
+        // A CGM every five minutes, then twenty minutes of lost signal, then one 68: its next reading, five minutes on,
+        // may still say it was a compression low, so the clock waits two of its intervals, not the sustain alone.
+        for (var i = 0; i < 3; i++)
         {
-            var engine = Engine(SpO2Low);
-            RaiseSpO2Episode(engine);
-
-            // Twenty minutes on, the phone's backlog comes: its readings are too old to judge (or implausible), but the
-            // vital was not silent, so the next good reading starts the recovery as before and the clock completes nothing.
-            Advance(20 * 60);
-            if (between == "stale")
-            {
-                engine.Observe(new VitalReading(VitalKind.OxygenSaturation, Now - (16 * 60_000), 86), Now);
-            }
-            else
-            {
-                engine.ObserveImplausible(new VitalReading(VitalKind.OxygenSaturation, Now - 1, 0), Now);
-            }
-
-            Send(engine, VitalKind.OxygenSaturation, 95);
-            Assert.Null(engine.NextDueMs);
-            Advance(60);
-            engine.Tick(Now);
-            Assert.DoesNotContain(engine.State.Outbox, item => item.Type == AlertEventType.Cleared);
+            Send(engine, VitalKind.BloodGlucose, 100);
+            Advance(300);
         }
+
+        Advance(20 * 60);
+        Send(engine, VitalKind.BloodGlucose, 68);
+        Assert.Equal(Now + 600_000, engine.NextDueMs);
+        Advance(300);
+        Send(engine, VitalKind.BloodGlucose, 95);
+        Advance(600);
+        engine.Tick(Now);
+        Assert.Empty(engine.State.Outbox);
+
+        // Not broken (the next reading is lost too): raised ten minutes after the 68 came.
+        Advance(20 * 60);
+        var lowAt = Now;
+        Send(engine, VitalKind.BloodGlucose, 66);
+        Advance(599);
+        engine.Tick(Now);
+        Assert.Empty(engine.State.Outbox);
+        Advance(1);
+        engine.Tick(Now);
+        var raised = Assert.Single(engine.State.Outbox);
+        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(lowAt + 300_000), raised.Alert.TriggeredAt);
+    }
+
+    [Fact]
+    public void A_lone_reading_raises_no_sooner_than_its_rule_is_re_armed()
+    {
+        var rule = SpO2Low with { RearmSeconds = 3600 };
+        var engine = Engine(rule);
+        RaiseSpO2Episode(engine);
+        Send(engine, VitalKind.OxygenSaturation, 95);
+        Advance(60);
+        Send(engine, VitalKind.OxygenSaturation, 95);
+        Assert.Equal(AlertEventType.Cleared, Assert.Single(engine.State.Outbox).Type);
+        var clearedAt = Now;
+        engine.State.Outbox.Clear();
+
+        // Twenty minutes on, a spot check of 85: held back until the hour's re-arm ends, then raised.
+        Advance(20 * 60);
+        Send(engine, VitalKind.OxygenSaturation, 85);
+        Assert.Equal(clearedAt + 3_600_000, engine.NextDueMs);
+        Advance(40 * 60);
+        engine.Tick(Now);
+        Assert.Equal(AlertEventType.Raised, Assert.Single(engine.State.Outbox).Type);
+    }
+
+    [Fact]
+    public void A_reading_known_after_a_lone_one_but_too_old_to_judge_breaks_it()
+    {
+        // A half-hour sustain: the spot check's clock runs past what is news, so a reading after it may come too late to
+        // judge; it still says the vital was measured, so the clock does not stand for it.
+        var rule = SpO2Low with { SustainSeconds = 1800 };
+        var engine = Engine(rule);
+        var checkedAt = Now;
+        Send(engine, VitalKind.OxygenSaturation, 84);
+        Assert.Equal(checkedAt + 1_800_000, engine.NextDueMs);
+
+        Advance(20 * 60);
+        engine.Observe(new VitalReading(VitalKind.OxygenSaturation, checkedAt + 120_000, 96), Now);
+        Assert.Null(engine.NextDueMs);
+        Advance(20 * 60);
+        engine.Tick(Now);
+        Assert.Empty(engine.State.Outbox);
+    }
+
+    [Fact]
+    public void A_lone_reading_begun_or_broken_asks_for_the_state_to_be_written()
+    {
+        var engine = Engine(SpO2Low);
+        Send(engine, VitalKind.OxygenSaturation, 97);
+        Assert.False(engine.AloneChangedSinceRecorded);
+
+        Advance(20 * 60);
+        Send(engine, VitalKind.OxygenSaturation, 84);
+        Assert.True(engine.AloneChangedSinceRecorded);
+        engine.RecordJudged();
+        Assert.False(engine.AloneChangedSinceRecorded);
+
+        // Broken: written again, or an activation from the state as it stands would raise it by the clock.
+        Advance(10);
+        Send(engine, VitalKind.OxygenSaturation, 96);
+        Assert.True(engine.AloneChangedSinceRecorded);
+        engine.RecordJudged();
+        Assert.False(engine.AloneChangedSinceRecorded);
+        Assert.Null(engine.State.Alone);
+    }
+
+    [Fact]
+    public void A_reading_after_an_implausible_one_or_with_a_late_one_in_its_silence_is_not_alone()
+    {
+        // The sensor sent something a moment before (refused as implausible): not a spot check after a silence, so the
+        // recovery after it is confirmed by readings as before, not by the clock.
+        var implausible = Engine(SpO2Low);
+        RaiseSpO2Episode(implausible);
+        Advance(20 * 60);
+        implausible.ObserveImplausible(new VitalReading(VitalKind.OxygenSaturation, Now - 1, 0), Now);
+        Send(implausible, VitalKind.OxygenSaturation, 95);
+        Assert.Null(implausible.NextDueMs);
+
+        // A reading from the silence before a lone one comes after it (another device's, late): the vital was not silent,
+        // and the lone one's clock stops.
+        var late = Engine(SpO2Low);
+        RaiseSpO2Episode(late);
+        Advance(20 * 60);
+        Send(late, VitalKind.OxygenSaturation, 95);
+        Assert.NotNull(late.NextDueMs);
+        late.Observe(new VitalReading(VitalKind.OxygenSaturation, Now - 300_000, 86), Now);
+        Assert.Null(late.NextDueMs);
+        Advance(60);
+        late.Tick(Now);
+        Assert.DoesNotContain(late.State.Outbox, item => item.Type == AlertEventType.Cleared);
     }
 
     [Fact]
@@ -378,10 +492,10 @@ public sealed class AlertEngineTests
         var checkedAt = Now;
         Send(engine, VitalKind.OxygenSaturation, 84);
         engine.RecordJudged();
-        Assert.Equal(84, engine.State.AloneValue!["spo2-low"]);
+        Assert.Equal(84, engine.State.Alone!["spo2-low"].Value);
 
         // The server stops for twenty minutes: the next activation does not forget the spot check's sustain as stale, and
-        // raises it at once, triggered when it was taken.
+        // raises it at once, triggered when its minute had passed.
         Advance(20 * 60);
         var next = new AlertEngine("p-1", engine.State);
         next.ForgetStaleSustains(Now);
@@ -389,7 +503,7 @@ public sealed class AlertEngineTests
         next.Tick(Now);
         var raised = Assert.Single(next.State.Outbox);
         Assert.Equal(AlertEventType.Raised, raised.Type);
-        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(checkedAt), raised.Alert.TriggeredAt);
+        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(checkedAt + 60_000), raised.Alert.TriggeredAt);
     }
 
     [Fact]

@@ -42,7 +42,7 @@ public sealed class AlertReplayTests
         var alert = Assert.Single(AlertReplay.Run("p-1", rules, readings, Start, Start + 28_800_000));
 
         // Raised a minute after the first, not when the next reading came; cleared a minute after the second.
-        Assert.Equal(Start, alert.TriggeredAt.ToUnixTimeMilliseconds());
+        Assert.Equal(Start + 60_000, alert.TriggeredAt.ToUnixTimeMilliseconds());
         Assert.Equal(Start + 60_000, alert.RaisedAt.ToUnixTimeMilliseconds());
         Assert.Equal(Start + 14_460_000, alert.ClearedAt?.ToUnixTimeMilliseconds());
     }
