@@ -35,6 +35,12 @@ public sealed class AlertEngine
     /// </summary>
     public const long EarlyWarningHoldMs = 24 * 60 * 60_000;
 
+    /// <summary>
+    /// The least a lone reading's clock waits after its vital's last arrival (see <see cref="AloneDueMs"/>) for a reading
+    /// that could break it: a phone bridge that uploads every minute or so has sent its next by then.
+    /// </summary>
+    public const long AloneGraceFloorMs = 60_000;
+
     /// <summary>An unacknowledged alert escalates at most this many times.</summary>
     public const int MaxEscalations = 3;
 
@@ -145,9 +151,10 @@ public sealed class AlertEngine
             {
                 foreach (var runtime in vital.Rules ?? [])
                 {
-                    if (AloneDueMs(runtime) is { } due)
+                    if (AloneDueMs(vital, runtime) is { } due)
                     {
-                        next = Math.Min(next, due);
+                        // It completes once its due time has passed: a reading stamped at that very moment is judged first.
+                        next = Math.Min(next, due + 1);
                     }
                 }
             }
@@ -306,7 +313,7 @@ public sealed class AlertEngine
                 // Not a lone reading's: nothing was to follow it, and its sustain completes by the clock (Tick).
                 foreach (var runtime in vital.Rules ?? [])
                 {
-                    if (AloneDueMs(runtime) is null)
+                    if (!IsAlone(runtime))
                     {
                         runtime.PendingSinceMs = long.MinValue;
                         runtime.RecoveringSinceMs = long.MinValue;
@@ -346,7 +353,7 @@ public sealed class AlertEngine
                 (State.RecoveringSinceMs ??= [])[runtime.Rule.Id] = runtime.RecoveringSinceMs;
             }
 
-            if (AloneDueMs(runtime) is not null)
+            if (IsAlone(runtime))
             {
                 (State.Alone ??= [])[runtime.Rule.Id] = runtime.Alone!;
             }
@@ -527,7 +534,9 @@ public sealed class AlertEngine
         }
         else
         {
-            NotJudged(ref vital, reading.TimestampMs);
+            // Too old to be news, or late: at or before what was judged (another device's, or the same reading given
+            // again after an activation judged its commit from the store).
+            NotJudged(ref vital, reading.TimestampMs, mayHaveBeenJudged: fresh && reading.TimestampMs <= vital.JudgedMs);
         }
 
         // The latest value (NEWS2 scores with it), on the clock too: of readings ahead, judged together at now, the last.
@@ -560,7 +569,7 @@ public sealed class AlertEngine
             {
                 if (runtime.Rule.Type == AlertRuleType.Threshold)
                 {
-                    Judge(runtime, reading.Value, atMs, nowMs, aloneGraceMs: silentBefore ? Math.Min(2 * vital.ArrivalGapMs, StaleAfterMs) : null);
+                    Judge(runtime, reading.Value, atMs, nowMs, comesAlone: silentBefore);
                 }
                 else
                 {
@@ -628,13 +637,6 @@ public sealed class AlertEngine
     /// <summary>Judges a reading refused as implausible: a sensor fault, raised as a technical alert and never as a clinical one.</summary>
     public void ObserveImplausible(in VitalReading reading, long nowMs)
     {
-        // The vital was not silent (see Judge): a reading after this one does not come alone, and one before it that did
-        // is not alone any more.
-        if (Find(reading.Kind) is var found and >= 0)
-        {
-            NotJudged(ref _vitals[found], reading.TimestampMs);
-        }
-
         if (reading.TimestampMs < nowMs - StaleAfterMs)
         {
             return;
@@ -722,7 +724,7 @@ public sealed class AlertEngine
         {
             foreach (var runtime in vital.Rules ?? [])
             {
-                if (AloneDueMs(runtime) is { } due && due <= nowMs)
+                if (AloneDueMs(vital, runtime) is { } due && due < nowMs)
                 {
                     CompleteAlone(runtime, nowMs);
                 }
@@ -731,32 +733,46 @@ public sealed class AlertEngine
     }
 
     /// <summary>
-    /// When the sustain (or recovery) a lone reading began completes by the clock (see <see cref="Judge"/>), or null when
-    /// the rule has none under way: none began so, or it was broken since (the sustain or recovery under way is no longer
-    /// the one the reading began).
+    /// Whether the rule's sustain (or recovery) under way is one a lone reading began, and no reading has broken since
+    /// (see <see cref="Judge"/>): the one under way is still the one the reading began.
     /// </summary>
-    private long? AloneDueMs(RuleRuntime runtime)
+    private bool IsAlone(RuleRuntime runtime) =>
+        runtime.Alone is { } alone && alone.AtMs == (FindOpen(runtime.Rule.Id) is null ? runtime.PendingSinceMs : runtime.RecoveringSinceMs);
+
+    /// <summary>
+    /// When the sustain (or recovery) a lone reading began completes by the clock, or null when the rule has none under
+    /// way: once its time plus the sustain has passed, and a device's next reading, which could break it, has had time
+    /// to come (twice the time between the vital's last arrivals, at most what is news, at least
+    /// <see cref="AloneGraceFloorMs"/>, since the vital's last arrival or the server's start); to raise, once the rule is
+    /// re-armed.
+    /// </summary>
+    private long? AloneDueMs(in VitalTrack vital, RuleRuntime runtime)
     {
-        if (runtime.Alone is not { } alone)
+        if (!IsAlone(runtime))
         {
             return null;
         }
 
-        var since = FindOpen(runtime.Rule.Id) is null ? runtime.PendingSinceMs : runtime.RecoveringSinceMs;
-        return since == alone.AtMs ? alone.DueMs : null;
+        var alone = runtime.Alone!;
+        var graceMs = Math.Clamp(2 * vital.ArrivalGapMs, AloneGraceFloorMs, StaleAfterMs);
+        var due = Math.Max(alone.AtMs + (runtime.Rule.SustainSeconds * 1000L), Math.Max(vital.LastSeenMs, _serverStartedMs) + graceMs);
+        return FindOpen(runtime.Rule.Id) is null ? Math.Max(due, RearmedAtMs(runtime.Rule)) : due;
     }
 
     /// <summary>
-    /// A reading of a vital that came and was not judged (too old to be news, late, or implausible) at
-    /// <paramref name="timestampMs"/>: its vital was not silent then. A lone reading of it is broken by one after it, whose
-    /// agreement the rules cannot know, or by one in the silence before it that made it lone.
+    /// A reading of a vital that came and was not judged at <paramref name="timestampMs"/>: its vital was not silent then.
+    /// A lone reading of it is broken by one in the silence before it that made it lone (come since), or by one after it
+    /// that could not be judged (too old to be news by then), whose agreement the rules cannot know; not by one at or
+    /// before what was judged that <paramref name="mayHaveBeenJudged"/> (the lone reading, or a reading after it, given
+    /// again once an activation had judged its commit from the store).
     /// </summary>
-    private static void NotJudged(ref VitalTrack vital, long timestampMs)
+    private static void NotJudged(ref VitalTrack vital, long timestampMs, bool mayHaveBeenJudged)
     {
         vital.UnjudgedLatestMs = Math.Max(vital.UnjudgedLatestMs, timestampMs);
         foreach (var runtime in vital.Rules ?? [])
         {
-            if (runtime.Alone is { } alone && timestampMs > alone.AtMs - StaleAfterMs)
+            if (runtime.Alone is { } alone
+                && (timestampMs > alone.AtMs ? !mayHaveBeenJudged : timestampMs < alone.AtMs && timestampMs > alone.AtMs - StaleAfterMs))
             {
                 runtime.Alone = null;
             }
@@ -801,7 +817,7 @@ public sealed class AlertEngine
             {
                 foreach (var runtime in vital.Rules ?? [])
                 {
-                    var alone = AloneDueMs(runtime) is null ? null : runtime.Alone;
+                    var alone = IsAlone(runtime) ? runtime.Alone : null;
                     var written = State.Alone?.GetValueOrDefault(runtime.Rule.Id);
                     if (alone != written)
                     {
@@ -902,7 +918,7 @@ public sealed class AlertEngine
     /// <paramref name="recoveryValue"/>, when given, is what must pass back over the clear level to clear an open alert,
     /// instead of <paramref name="value"/>.
     /// </summary>
-    private void Judge(RuleRuntime runtime, double value, long timestampMs, long nowMs, double? recoveryValue = null, long? aloneGraceMs = null)
+    private void Judge(RuleRuntime runtime, double value, long timestampMs, long nowMs, double? recoveryValue = null, bool comesAlone = false)
     {
         var rule = runtime.Rule;
         var level = rule.Level!.Value;
@@ -917,17 +933,13 @@ public sealed class AlertEngine
 
         runtime.LastJudgedMs = Math.Max(runtime.LastJudgedMs, timestampMs);
 
-        // A threshold's reading that comes alone (aloneGraceMs given: its vital's first, or its first after a silence
-        // longer than what is news: a spot check, from a cuff, a thermometer, a pulse oximeter clipped on now and then) and
-        // starts a sustain, or its open alert's recovery: readings after it go on from there as usual, and while none
-        // breaks it (one short of the level, or back short of the clear level), it completes by the clock (Tick), where
-        // before a spot check's readings could not confirm it. Not before the reading's time plus the sustain, nor before
-        // two of the vital's intervals between arrivals (at most what is news) have passed since it came, so that a
-        // device's next reading can still break it, nor (to raise) before the rule is re-armed.
+        // A threshold's reading that comes alone (its vital's first, or its first after a silence longer than what is
+        // news: a spot check, from a cuff, a thermometer, a pulse oximeter clipped on now and then) and starts a sustain,
+        // or its open alert's recovery: readings after it go on from there as usual, and while none breaks it (one short
+        // of the level, or back short of the clear level), it completes by the clock (Tick, see AloneDueMs), where before
+        // a spot check's readings could not confirm it.
         var sustainMs = rule.SustainSeconds * 1000L;
-        var alone = aloneGraceMs is { } graceMs && sustainMs > 0
-            ? new AloneReading(timestampMs, value, Math.Max(timestampMs + sustainMs, nowMs + graceMs))
-            : null;
+        var alone = comesAlone && sustainMs > 0;
 
         if (FindOpen(rule.Id) is { } open)
         {
@@ -950,7 +962,7 @@ public sealed class AlertEngine
             if (runtime.RecoveringSinceMs == long.MinValue)
             {
                 runtime.RecoveringSinceMs = timestampMs;
-                runtime.Alone = alone;
+                runtime.Alone = alone ? new AloneReading(timestampMs, value) : null;
             }
 
             if (timestampMs - runtime.RecoveringSinceMs >= sustainMs)
@@ -983,7 +995,7 @@ public sealed class AlertEngine
         if (runtime.PendingSinceMs == long.MinValue)
         {
             runtime.PendingSinceMs = timestampMs;
-            runtime.Alone = alone is null ? null : alone with { DueMs = Math.Max(alone.DueMs, RearmedAtMs(rule)) };
+            runtime.Alone = alone ? new AloneReading(timestampMs, value) : null;
         }
 
         if (timestampMs - runtime.PendingSinceMs < sustainMs || !IsArmed(rule, timestampMs))

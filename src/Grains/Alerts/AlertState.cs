@@ -84,8 +84,8 @@ public sealed class AlertState : IAlertOutbox
     /// <summary>
     /// Per threshold rule whose sustain or recovery under way began with a reading that came alone (its vital's first, or
     /// its first after a silence of more than 15 minutes: a spot check) and has been broken by no reading since: unless
-    /// one comes first, the sustain completes by the clock at <see cref="AloneReading.DueMs"/>, raising (as triggered
-    /// the sustain after the reading), or clearing.
+    /// one comes first, the sustain completes by the clock (AlertEngine.AloneDueMs), raising (as triggered the sustain
+    /// after the reading), or clearing.
     /// </summary>
     [Id(14)]
     public Dictionary<string, AloneReading>? Alone { get; set; }

@@ -530,8 +530,7 @@ public sealed partial class PatientGrain(
         {
             // Alerts first: they are what someone is waiting for.
             _judgedSinceWritten |= _alerts.HasRules;
-            // A spot check's sustain begun, or one written broken, is written at once (see AlertEngine.AloneChangedSinceRecorded).
-            var checkpoint = (now - _alertStateWrittenMs >= SustainCheckpointMs && _alerts.HasSustainUnderWay) || _alerts.AloneChangedSinceRecorded;
+            var checkpoint = now - _alertStateWrittenMs >= SustainCheckpointMs && _alerts.HasSustainUnderWay;
             await CommitAlertsAsync(writeState: true, force: checkpoint, judged: (alertState.State.Outbox.Count - outboxBefore, readings.HandedOverAt));
             ScheduleAlertTimer();
             await CheckpointEndedDaysAsync(now);
@@ -1026,7 +1025,9 @@ public sealed partial class PatientGrain(
     private async Task CommitAlertsAsync(bool writeState, bool force = false, (int Events, DateTimeOffset? HandedOverAt) judged = default)
     {
         var outbox = alertState.State.Outbox;
-        if (outbox.Count == 0 && !force)
+
+        // A spot check's sustain begun, or one written broken, is written at once (see AlertEngine.AloneChangedSinceRecorded).
+        if (outbox.Count == 0 && !force && !(writeState && _alerts.AloneChangedSinceRecorded))
         {
             return;
         }

@@ -267,15 +267,16 @@ public sealed class AlertEngineTests
         var engine = Engine(SpO2Low);
         var checkedAt = Now;
 
-        // A pulse oximeter clipped on for one reading: nothing follows to confirm the minute's sustain, so the clock does.
+        // A pulse oximeter clipped on for one reading: nothing follows to confirm the minute's sustain, so the clock does,
+        // once the minute (and the minute a next reading may take to come) has passed.
         Send(engine, VitalKind.OxygenSaturation, 84);
         Assert.Empty(engine.State.Outbox);
-        Assert.Equal(checkedAt + 60_000, engine.NextDueMs);
-        Advance(59);
+        Assert.Equal(checkedAt + 60_001, engine.NextDueMs);
+        Advance(60);
         engine.Tick(Now);
         Assert.Empty(engine.State.Outbox);
 
-        Advance(1);
+        AdvanceMs(1);
         engine.Tick(Now);
         var raised = Assert.Single(engine.State.Outbox);
         Assert.Equal((AlertEventType.Raised, "spo2-low", 84d), (raised.Type, raised.Alert.RuleId, raised.Alert.Value));
@@ -289,7 +290,7 @@ public sealed class AlertEngineTests
     {
         var engine = Engine(SpO2Low);
         Send(engine, VitalKind.OxygenSaturation, 84);
-        Advance(60);
+        Advance(61);
         engine.Tick(Now);
         var first = Assert.Single(engine.State.Open).AlertId;
         engine.State.Outbox.Clear();
@@ -297,7 +298,7 @@ public sealed class AlertEngineTests
         // Four hours on, 91: between the levels, neither better nor worse, so the alert stays open.
         Advance(4 * 3600);
         Send(engine, VitalKind.OxygenSaturation, 91);
-        Advance(60);
+        Advance(61);
         engine.Tick(Now);
         Assert.Empty(engine.State.Outbox);
 
@@ -306,14 +307,14 @@ public sealed class AlertEngineTests
         Advance(4 * 3600);
         Send(engine, VitalKind.OxygenSaturation, 97);
         Assert.Empty(engine.State.Outbox);
-        Advance(60);
+        Advance(61);
         engine.Tick(Now);
         Assert.Equal(AlertEventType.Cleared, Assert.Single(engine.State.Outbox).Type);
         engine.State.Outbox.Clear();
 
         Advance(4 * 3600);
         Send(engine, VitalKind.OxygenSaturation, 86);
-        Advance(60);
+        Advance(61);
         engine.Tick(Now);
         var second = Assert.Single(engine.State.Outbox);
         Assert.Equal(AlertEventType.Raised, second.Type);
@@ -323,7 +324,8 @@ public sealed class AlertEngineTests
     [Fact]
     public void A_lone_reading_stands_while_the_readings_after_it_agree_and_falls_to_one_that_does_not()
     {
-        // A spot check of a few readings in 20 s, all under the level: the clock completes the minute from the first.
+        // A spot check of a few readings in 20 s, all under the level: the clock completes the minute from the first,
+        // once a minute has passed since the last came.
         var burst = Engine(SpO2Low);
         var checkedAt = Now;
         Send(burst, VitalKind.OxygenSaturation, 84);
@@ -331,7 +333,8 @@ public sealed class AlertEngineTests
         Send(burst, VitalKind.OxygenSaturation, 85);
         Advance(10);
         Send(burst, VitalKind.OxygenSaturation, 84);
-        Advance(40);
+        Assert.Equal(Now + 60_001, burst.NextDueMs);
+        Advance(61);
         burst.Tick(Now);
         var raised = Assert.Single(burst.State.Outbox);
         Assert.Equal((AlertEventType.Raised, 84d), (raised.Type, raised.Alert.Value));
@@ -343,7 +346,7 @@ public sealed class AlertEngineTests
         Advance(10);
         Send(refuted, VitalKind.OxygenSaturation, 95);
         Assert.Null(refuted.NextDueMs);
-        Advance(60);
+        Advance(120);
         refuted.Tick(Now);
         Assert.Empty(refuted.State.Outbox);
 
@@ -353,11 +356,21 @@ public sealed class AlertEngineTests
         Advance(30);
         Send(between, VitalKind.OxygenSaturation, 91);
         Assert.Null(between.NextDueMs);
-        Advance(60);
+        Advance(34);
         between.Tick(Now);
         Assert.Empty(between.State.Outbox);
+        Advance(1);
         Send(between, VitalKind.OxygenSaturation, 88);
         Assert.Equal(AlertEventType.Raised, Assert.Single(between.State.Outbox).Type);
+
+        // A reading stamped at the very moment the clock would complete it is judged first.
+        var tie = Engine(SpO2Low);
+        Send(tie, VitalKind.OxygenSaturation, 84);
+        Advance(60);
+        Send(tie, VitalKind.OxygenSaturation, 96);
+        Advance(120);
+        tie.Tick(Now);
+        Assert.Empty(tie.State.Outbox);
     }
 
     [Fact]
@@ -376,21 +389,21 @@ public sealed class AlertEngineTests
 
         Advance(20 * 60);
         Send(engine, VitalKind.BloodGlucose, 68);
-        Assert.Equal(Now + 600_000, engine.NextDueMs);
+        Assert.Equal(Now + 600_001, engine.NextDueMs);
         Advance(300);
         Send(engine, VitalKind.BloodGlucose, 95);
-        Advance(600);
+        Advance(601);
         engine.Tick(Now);
         Assert.Empty(engine.State.Outbox);
 
-        // Not broken (the next reading is lost too): raised ten minutes after the 68 came.
+        // Not broken (the next reading is lost too): raised ten minutes after the 66 came.
         Advance(20 * 60);
         var lowAt = Now;
         Send(engine, VitalKind.BloodGlucose, 66);
-        Advance(599);
+        Advance(600);
         engine.Tick(Now);
         Assert.Empty(engine.State.Outbox);
-        Advance(1);
+        AdvanceMs(1);
         engine.Tick(Now);
         var raised = Assert.Single(engine.State.Outbox);
         Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(lowAt + 300_000), raised.Alert.TriggeredAt);
@@ -412,8 +425,11 @@ public sealed class AlertEngineTests
         // Twenty minutes on, a spot check of 85: held back until the hour's re-arm ends, then raised.
         Advance(20 * 60);
         Send(engine, VitalKind.OxygenSaturation, 85);
-        Assert.Equal(clearedAt + 3_600_000, engine.NextDueMs);
+        Assert.Equal(clearedAt + 3_600_001, engine.NextDueMs);
         Advance(40 * 60);
+        engine.Tick(Now);
+        Assert.Empty(engine.State.Outbox);
+        AdvanceMs(1);
         engine.Tick(Now);
         Assert.Equal(AlertEventType.Raised, Assert.Single(engine.State.Outbox).Type);
     }
@@ -427,7 +443,7 @@ public sealed class AlertEngineTests
         var engine = Engine(rule);
         var checkedAt = Now;
         Send(engine, VitalKind.OxygenSaturation, 84);
-        Assert.Equal(checkedAt + 1_800_000, engine.NextDueMs);
+        Assert.Equal(checkedAt + 1_800_001, engine.NextDueMs);
 
         Advance(20 * 60);
         engine.Observe(new VitalReading(VitalKind.OxygenSaturation, checkedAt + 120_000, 96), Now);
@@ -460,19 +476,29 @@ public sealed class AlertEngineTests
     }
 
     [Fact]
-    public void A_reading_after_an_implausible_one_or_with_a_late_one_in_its_silence_is_not_alone()
+    public void What_came_without_being_judged_counts_for_a_spot_check_only_when_it_is_a_reading_it_could_not_know()
     {
-        // The sensor sent something a moment before (refused as implausible): not a spot check after a silence, so the
-        // recovery after it is confirmed by readings as before, not by the clock.
+        // An implausible reading (a probe's sentinel as it comes off the finger) neither makes the reading after it less
+        // alone nor breaks it.
         var implausible = Engine(SpO2Low);
         RaiseSpO2Episode(implausible);
         Advance(20 * 60);
         implausible.ObserveImplausible(new VitalReading(VitalKind.OxygenSaturation, Now - 1, 0), Now);
         Send(implausible, VitalKind.OxygenSaturation, 95);
-        Assert.Null(implausible.NextDueMs);
+        implausible.ObserveImplausible(new VitalReading(VitalKind.OxygenSaturation, Now + 1, 127), Now);
+        Advance(121); // its readings came a minute apart: the clock waits two of those
+        implausible.Tick(Now);
+        Assert.Equal(AlertEventType.Cleared, Assert.Single(implausible.State.Outbox).Type);
 
-        // A reading from the silence before a lone one comes after it (another device's, late): the vital was not silent,
-        // and the lone one's clock stops.
+        // The same reading given again (an activation judged its commit from the store, then the call brings it): no break.
+        var again = Engine(SpO2Low);
+        var checkedAt = Now;
+        Send(again, VitalKind.OxygenSaturation, 84);
+        again.Observe(new VitalReading(VitalKind.OxygenSaturation, checkedAt, 84), Now);
+        Assert.NotNull(again.NextDueMs);
+
+        // A reading from the silence before a lone one comes after it (another device's, late): the vital was not
+        // silent, and the lone one's clock stops.
         var late = Engine(SpO2Low);
         RaiseSpO2Episode(late);
         Advance(20 * 60);
@@ -480,13 +506,13 @@ public sealed class AlertEngineTests
         Assert.NotNull(late.NextDueMs);
         late.Observe(new VitalReading(VitalKind.OxygenSaturation, Now - 300_000, 86), Now);
         Assert.Null(late.NextDueMs);
-        Advance(60);
+        Advance(61);
         late.Tick(Now);
         Assert.DoesNotContain(late.State.Outbox, item => item.Type == AlertEventType.Cleared);
     }
 
     [Fact]
-    public void A_spot_checks_sustain_is_kept_across_an_activation_and_completed_by_the_clock()
+    public void A_spot_checks_sustain_is_kept_across_an_activation_and_completed_by_the_clock_once_devices_had_time_to_send()
     {
         var engine = Engine(SpO2Low);
         var checkedAt = Now;
@@ -494,12 +520,16 @@ public sealed class AlertEngineTests
         engine.RecordJudged();
         Assert.Equal(84, engine.State.Alone!["spo2-low"].Value);
 
-        // The server stops for twenty minutes: the next activation does not forget the spot check's sustain as stale, and
-        // raises it at once, triggered when its minute had passed.
+        // The server stops for twenty minutes: the next activation does not forget the spot check's sustain as stale;
+        // since the server has just started, the devices have a minute to send what they held before the clock raises it.
         Advance(20 * 60);
         var next = new AlertEngine("p-1", engine.State);
+        next.StartWatching(Now);
         next.ForgetStaleSustains(Now);
-        Assert.Equal(checkedAt + 60_000, next.NextDueMs);
+        Assert.Equal(Now + 60_001, next.NextDueMs);
+        next.Tick(Now);
+        Assert.Empty(next.State.Outbox);
+        Advance(61);
         next.Tick(Now);
         var raised = Assert.Single(next.State.Outbox);
         Assert.Equal(AlertEventType.Raised, raised.Type);
@@ -1657,4 +1687,6 @@ public sealed class AlertEngineTests
     }
 
     private void Advance(int seconds) => _clock.Advance(TimeSpan.FromSeconds(seconds));
+
+    private void AdvanceMs(int milliseconds) => _clock.Advance(TimeSpan.FromMilliseconds(milliseconds));
 }
