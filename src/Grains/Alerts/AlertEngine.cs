@@ -67,6 +67,9 @@ public sealed class AlertEngine
     // after it, since no device could send while the server was down.
     private long _serverStartedMs = long.MinValue;
 
+    // Whether a rule may have a lone reading's sustain under way (see Judge): Observe then completes those due first.
+    private bool _maybeAlone;
+
     public AlertEngine(string patientId, AlertState state)
     {
         _patientId = patientId;
@@ -498,19 +501,35 @@ public sealed class AlertEngine
         }
 
         ref var vital = ref Track(reading.Kind);
+
+        // A lone reading's sustain that fell due before this reading came completes first, as its timer would have had it
+        // run on time (a grain's timer waits behind its calls). Not for readings judged again at an activation, which
+        // came before it and may break it, nor for one at or before what was judged (the call bringing again what an
+        // activation judged from the store, the lone reading itself among them: it came now).
+        if (_maybeAlone && seenAtMs is null && reading.TimestampMs > vital.JudgedMs)
+        {
+            CompleteDueAlone(vital, nowMs);
+        }
+
         var fresh = reading.TimestampMs >= nowMs - StaleAfterMs;
         if (fresh)
         {
             // Data arriving, as the no-data rules mean it: a live reading, not yesterday's uploaded late, which neither
             // clears a no-data alert nor starts the silence again while live monitoring is still absent.
             var seenMs = seenAtMs is { } seen ? Math.Min(seen, nowMs) : nowMs;
-            if (vital.LastSeenMs != long.MinValue && seenMs > vital.LastSeenMs && seenMs - vital.LastSeenMs <= StaleAfterMs)
-            {
-                vital.ArrivalGapMs = seenMs - vital.LastSeenMs;
-            }
-
             vital.LastSeenMs = Math.Max(vital.LastSeenMs, seenMs);
             _lastSeenAnyMs = Math.Max(_lastSeenAnyMs, seenMs);
+        }
+
+        if (seenAtMs is null)
+        {
+            // How often its readings come in, live: not a reading's stamp from the store at an activation.
+            if (vital.LastArrivalMs != long.MinValue && nowMs > vital.LastArrivalMs && nowMs - vital.LastArrivalMs <= StaleAfterMs)
+            {
+                vital.ArrivalGapMs = nowMs - vital.LastArrivalMs;
+            }
+
+            vital.LastArrivalMs = Math.Max(vital.LastArrivalMs, nowMs);
         }
 
         // Judged if it is news and after what was judged (readings come back after a crash, see AlertState.JudgedThroughMs).
@@ -536,7 +555,7 @@ public sealed class AlertEngine
         {
             // Too old to be news, or late: at or before what was judged (another device's, or the same reading given
             // again after an activation judged its commit from the store).
-            NotJudged(ref vital, reading.TimestampMs, mayHaveBeenJudged: fresh && reading.TimestampMs <= vital.JudgedMs);
+            NotJudged(ref vital, reading, mayHaveBeenJudged: fresh && reading.TimestampMs <= vital.JudgedMs);
         }
 
         // The latest value (NEWS2 scores with it), on the clock too: of readings ahead, judged together at now, the last.
@@ -720,16 +739,17 @@ public sealed class AlertEngine
             }
         }
 
+        var maybeAlone = false;
         foreach (ref readonly var vital in _vitals.AsSpan())
         {
+            CompleteDueAlone(vital, nowMs);
             foreach (var runtime in vital.Rules ?? [])
             {
-                if (AloneDueMs(vital, runtime) is { } due && due < nowMs)
-                {
-                    CompleteAlone(runtime, nowMs);
-                }
+                maybeAlone |= runtime.Alone is not null;
             }
         }
+
+        _maybeAlone = maybeAlone;
     }
 
     /// <summary>
@@ -760,23 +780,72 @@ public sealed class AlertEngine
     }
 
     /// <summary>
-    /// A reading of a vital that came and was not judged at <paramref name="timestampMs"/>: its vital was not silent then.
-    /// A lone reading of it is broken by one in the silence before it that made it lone (come since), or by one after it
-    /// that could not be judged (too old to be news by then), whose agreement the rules cannot know; not by one at or
-    /// before what was judged that <paramref name="mayHaveBeenJudged"/> (the lone reading, or a reading after it, given
-    /// again once an activation had judged its commit from the store).
+    /// A reading of a vital that came and was not judged: its vital was not silent then. A lone reading of it is broken by
+    /// one from the silence before it that made it lone (come since), or by one after it that could not be judged (too old
+    /// to be news by then) and does not agree with it (short of the level, or of the clear level for a recovery); not
+    /// by one at or before what was judged that <paramref name="mayHaveBeenJudged"/> (the lone reading, or one after it,
+    /// given again once an activation had judged its commit from the store).
     /// </summary>
-    private static void NotJudged(ref VitalTrack vital, long timestampMs, bool mayHaveBeenJudged)
+    private void NotJudged(ref VitalTrack vital, in VitalReading reading, bool mayHaveBeenJudged)
     {
+        var timestampMs = reading.TimestampMs;
         vital.UnjudgedLatestMs = Math.Max(vital.UnjudgedLatestMs, timestampMs);
         foreach (var runtime in vital.Rules ?? [])
         {
             if (runtime.Alone is { } alone
-                && (timestampMs > alone.AtMs ? !mayHaveBeenJudged : timestampMs < alone.AtMs && timestampMs > alone.AtMs - StaleAfterMs))
+                && (timestampMs > alone.AtMs
+                    ? !mayHaveBeenJudged && !Agrees(runtime, reading.Value)
+                    : timestampMs < alone.AtMs && timestampMs > alone.AtMs - StaleAfterMs))
             {
                 runtime.Alone = null;
             }
         }
+    }
+
+    /// <summary>Whether <paramref name="value"/> holds the rule's sustain under way: at or past the level, or, while its alert is open, past the clear level.</summary>
+    private bool Agrees(RuleRuntime runtime, double value)
+    {
+        var rule = runtime.Rule;
+        var level = rule.Level!.Value;
+        var below = rule.Direction == AlertDirection.Below;
+        if (FindOpen(rule.Id) is null)
+        {
+            return below ? value <= level : value >= level;
+        }
+
+        var clearLevel = rule.ClearLevel ?? level;
+        return below ? value > clearLevel : value < clearLevel;
+    }
+
+    /// <summary>Completes the lone readings' sustains of <paramref name="vital"/> that fell due before <paramref name="nowMs"/> (see <see cref="Tick"/>).</summary>
+    private void CompleteDueAlone(in VitalTrack vital, long nowMs)
+    {
+        foreach (var runtime in vital.Rules ?? [])
+        {
+            if (AloneDueMs(vital, runtime) is { } due && due < nowMs)
+            {
+                CompleteAlone(runtime, nowMs);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The time of the earliest lone reading of <paramref name="kind"/> whose sustain is under way (see <see cref="Judge"/>),
+    /// or null: an activation reads the stored readings after it, so that one come since and lost with a crash before its
+    /// call still breaks it.
+    /// </summary>
+    public long? AloneSinceMs(VitalKind kind)
+    {
+        long? since = null;
+        foreach (var runtime in Find(kind) is var i and >= 0 ? _vitals[i].Rules ?? [] : [])
+        {
+            if (IsAlone(runtime))
+            {
+                since = Math.Min(since ?? long.MaxValue, runtime.Alone!.AtMs);
+            }
+        }
+
+        return since;
     }
 
     /// <summary>
@@ -963,6 +1032,7 @@ public sealed class AlertEngine
             {
                 runtime.RecoveringSinceMs = timestampMs;
                 runtime.Alone = alone ? new AloneReading(timestampMs, value) : null;
+                _maybeAlone |= alone;
             }
 
             if (timestampMs - runtime.RecoveringSinceMs >= sustainMs)
@@ -996,6 +1066,7 @@ public sealed class AlertEngine
         {
             runtime.PendingSinceMs = timestampMs;
             runtime.Alone = alone ? new AloneReading(timestampMs, value) : null;
+            _maybeAlone |= alone;
         }
 
         if (timestampMs - runtime.PendingSinceMs < sustainMs || !IsArmed(rule, timestampMs))
@@ -1193,6 +1264,7 @@ public sealed class AlertEngine
     /// </summary>
     private void BuildRuntimes(Dictionary<string, RuleRuntime>? before = null, long watchFromMs = long.MinValue)
     {
+        _maybeAlone |= State.Alone is not null || before?.Values.Any(runtime => runtime.Alone is not null) == true;
         foreach (ref var vital in _vitals.AsSpan())
         {
             vital.Rules = null;
@@ -1324,14 +1396,17 @@ public sealed class AlertEngine
         public long JudgedMs = long.MinValue;
 
         /// <summary>
-        /// The time of the latest reading after <see cref="JudgedMs"/> that came and was not judged (too old to be news, or
-        /// implausible): the vital was not silent then, whatever the gap to the next judged one.
+        /// The time of the latest reading that came and was not judged (too old to be news, or late): the vital was not
+        /// silent then, whatever the gap to the next judged one.
         /// </summary>
         public long UnjudgedLatestMs = long.MinValue;
 
+        /// <summary>When a reading of it last came in a call, live (not read from the store at an activation).</summary>
+        public long LastArrivalMs = long.MinValue;
+
         /// <summary>
-        /// How long apart its readings last arrived, when under what is news (0 until known): how long a device's next
-        /// reading, which may break a lone one, may take to come.
+        /// How long apart its readings last came in, live, when under what is news (0 until known): how long a device's
+        /// next reading, which may break a lone one, may take to come.
         /// </summary>
         public long ArrivalGapMs;
 

@@ -189,8 +189,9 @@ public sealed partial class PatientGrain(
             }
         }
 
-        // Events persisted before a crash but perhaps not handed on go now (the store keeps each once), with any just raised.
-        if (alertState.State.Outbox.Count > 0)
+        // Events persisted before a crash but perhaps not handed on go now (the store keeps each once), with any just raised;
+        // and a spot check's sustain the readings judged again began or broke.
+        if (alertState.State.Outbox.Count > 0 || _alerts.AloneChangedSinceRecorded)
         {
             await CommitAlertsAsync(writeState: true);
         }
@@ -677,6 +678,13 @@ public sealed partial class PatientGrain(
         {
             var judged = _alerts.JudgedThroughMs(windows.Kind);
             from = Math.Min(from, judged == long.MinValue ? stale : Math.Max(stale, judged + 1 - _alerts.RateWindowMs(windows.Kind)));
+
+            // A spot check's sustain under way: the readings since it, however old, as one come since and lost with a crash
+            // before its call may break it.
+            if (_alerts.AloneSinceMs(windows.Kind) is { } aloneSince)
+            {
+                from = Math.Min(from, aloneSince + 1);
+            }
         }
 
         var kinds = _vitals.Select(windows => windows.Kind).ToArray();

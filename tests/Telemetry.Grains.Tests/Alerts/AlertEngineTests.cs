@@ -435,10 +435,11 @@ public sealed class AlertEngineTests
     }
 
     [Fact]
-    public void A_reading_known_after_a_lone_one_but_too_old_to_judge_breaks_it()
+    public void A_reading_known_after_a_lone_one_but_too_old_to_judge_breaks_it_unless_it_agrees()
     {
         // A half-hour sustain: the spot check's clock runs past what is news, so a reading after it may come too late to
-        // judge; it still says the vital was measured, so the clock does not stand for it.
+        // judge (or be read from the store at an activation after a crash lost its call). Under the level it holds the
+        // sustain; back past the clear level it breaks it.
         var rule = SpO2Low with { SustainSeconds = 1800 };
         var engine = Engine(rule);
         var checkedAt = Now;
@@ -446,11 +447,42 @@ public sealed class AlertEngineTests
         Assert.Equal(checkedAt + 1_800_001, engine.NextDueMs);
 
         Advance(20 * 60);
-        engine.Observe(new VitalReading(VitalKind.OxygenSaturation, checkedAt + 120_000, 96), Now);
+        engine.Observe(new VitalReading(VitalKind.OxygenSaturation, checkedAt + 60_000, 85), Now, seenAtMs: checkedAt + 60_000);
+        Assert.Equal(checkedAt + 1_800_001, engine.NextDueMs);
+        engine.Observe(new VitalReading(VitalKind.OxygenSaturation, checkedAt + 120_000, 96), Now, seenAtMs: checkedAt + 120_000);
         Assert.Null(engine.NextDueMs);
         Advance(20 * 60);
         engine.Tick(Now);
         Assert.Empty(engine.State.Outbox);
+    }
+
+    [Fact]
+    public void A_lone_reading_due_before_a_call_brings_the_next_completes_first()
+    {
+        // The grain's timer waits behind its calls: a call that brings a good reading after the due time finds the spot
+        // check raised first, as it would have been on time, then starts its recovery.
+        var engine = Engine(SpO2Low);
+        Send(engine, VitalKind.OxygenSaturation, 84);
+        Advance(150);
+        engine.Observe(new VitalReading(VitalKind.OxygenSaturation, Now, 96), Now);
+        Assert.Equal(AlertEventType.Raised, Assert.Single(engine.State.Outbox).Type);
+    }
+
+    [Fact]
+    public void A_spot_check_judged_again_from_the_store_counts_its_clock_from_the_call_that_brought_it()
+    {
+        // The check's commit woke the grain four minutes after it was measured (a phone's sync): the activation judges it
+        // from the store, then the call brings it again. Its clock waits a minute from that arrival, not twice the
+        // delay, and the repeat of a reading after it (a burst's) does not break it.
+        var engine = Engine(SpO2Low);
+        var measuredAt = Now - 240_000;
+        engine.Observe(new VitalReading(VitalKind.OxygenSaturation, measuredAt, 84), Now, seenAtMs: measuredAt);
+        engine.Observe(new VitalReading(VitalKind.OxygenSaturation, measuredAt + 10_000, 85), Now, seenAtMs: measuredAt + 10_000);
+        engine.EndOfReadings(Now);
+        engine.Observe(new VitalReading(VitalKind.OxygenSaturation, measuredAt, 84), Now);
+        engine.Observe(new VitalReading(VitalKind.OxygenSaturation, measuredAt + 10_000, 85), Now);
+        engine.EndOfReadings(Now);
+        Assert.Equal(Now + 60_001, engine.NextDueMs);
     }
 
     [Fact]
