@@ -70,6 +70,10 @@ public sealed class AlertEngine
     // Whether a rule may have a lone reading's sustain under way (see Judge): Observe then completes those due first.
     private bool _maybeAlone;
 
+    // When this activation began (ResumeJudging; long.MinValue before): a lone reading's clock waits for devices from
+    // then as from the server's start (AloneDueMs).
+    private long _activatedMs = long.MinValue;
+
     public AlertEngine(string patientId, AlertState state)
     {
         _patientId = patientId;
@@ -294,6 +298,7 @@ public sealed class AlertEngine
     /// </summary>
     public void ResumeJudging(long nowMs)
     {
+        _activatedMs = nowMs;
         foreach (ref var vital in _vitals.AsSpan())
         {
             vital.JudgedByClockMs = Math.Min(vital.JudgedByClockMs, nowMs);
@@ -504,9 +509,8 @@ public sealed class AlertEngine
 
         // A lone reading's sustain that fell due before this reading came completes first, as its timer would have had it
         // run on time (a grain's timer waits behind its calls). Not for readings judged again at an activation, which
-        // came before it and may break it, nor for one at or before what was judged (the call bringing again what an
-        // activation judged from the store, the lone reading itself among them: it came now).
-        if (_maybeAlone && seenAtMs is null && reading.TimestampMs > vital.JudgedMs)
+        // came before it and may break it.
+        if (_maybeAlone && seenAtMs is null)
         {
             CompleteDueAlone(vital, nowMs);
         }
@@ -521,9 +525,9 @@ public sealed class AlertEngine
             _lastSeenAnyMs = Math.Max(_lastSeenAnyMs, seenMs);
         }
 
-        if (seenAtMs is null)
+        if (fresh && seenAtMs is null)
         {
-            // How often its readings come in, live: not a reading's stamp from the store at an activation.
+            // How often its readings come in, live: not a reading's stamp from the store at an activation, nor a backlog.
             if (vital.LastArrivalMs != long.MinValue && nowMs > vital.LastArrivalMs && nowMs - vital.LastArrivalMs <= StaleAfterMs)
             {
                 vital.ArrivalGapMs = nowMs - vital.LastArrivalMs;
@@ -555,7 +559,7 @@ public sealed class AlertEngine
         {
             // Too old to be news, or late: at or before what was judged (another device's, or the same reading given
             // again after an activation judged its commit from the store).
-            NotJudged(ref vital, reading, mayHaveBeenJudged: fresh && reading.TimestampMs <= vital.JudgedMs);
+            NotJudged(ref vital, reading);
         }
 
         // The latest value (NEWS2 scores with it), on the clock too: of readings ahead, judged together at now, the last.
@@ -775,30 +779,42 @@ public sealed class AlertEngine
 
         var alone = runtime.Alone!;
         var graceMs = Math.Clamp(2 * vital.ArrivalGapMs, AloneGraceFloorMs, StaleAfterMs);
-        var due = Math.Max(alone.AtMs + (runtime.Rule.SustainSeconds * 1000L), Math.Max(vital.LastSeenMs, _serverStartedMs) + graceMs);
+        var due = Math.Max(alone.AtMs + (runtime.Rule.SustainSeconds * 1000L), Math.Max(vital.LastSeenMs, Math.Max(_serverStartedMs, _activatedMs)) + graceMs);
         return FindOpen(runtime.Rule.Id) is null ? Math.Max(due, RearmedAtMs(runtime.Rule)) : due;
     }
 
     /// <summary>
-    /// A reading of a vital that came and was not judged: its vital was not silent then. A lone reading of it is broken by
-    /// one from the silence before it that made it lone (come since), or by one after it that could not be judged (too old
-    /// to be news by then) and does not agree with it (short of the level, or of the clear level for a recovery); not
-    /// by one at or before what was judged that <paramref name="mayHaveBeenJudged"/> (the lone reading, or one after it,
-    /// given again once an activation had judged its commit from the store).
+    /// A reading of a vital that came and was not judged (too old to be news, late, or judged before and given again):
+    /// its vital was not silent then. A lone reading of it is broken by one from its silence or after it that does not
+    /// agree with it (short of the level, or of the clear level for a recovery), as a judged one would; one that agrees
+    /// holds it (the same reading given again among them).
     /// </summary>
-    private void NotJudged(ref VitalTrack vital, in VitalReading reading, bool mayHaveBeenJudged)
+    private void NotJudged(ref VitalTrack vital, in VitalReading reading)
     {
-        var timestampMs = reading.TimestampMs;
-        vital.UnjudgedLatestMs = Math.Max(vital.UnjudgedLatestMs, timestampMs);
+        vital.UnjudgedLatestMs = Math.Max(vital.UnjudgedLatestMs, reading.TimestampMs);
+        if (!_maybeAlone)
+        {
+            return;
+        }
+
         foreach (var runtime in vital.Rules ?? [])
         {
-            if (runtime.Alone is { } alone
-                && (timestampMs > alone.AtMs
-                    ? !mayHaveBeenJudged && !Agrees(runtime, reading.Value)
-                    : timestampMs < alone.AtMs && timestampMs > alone.AtMs - StaleAfterMs))
+            if (runtime.Alone is { } alone && reading.TimestampMs > alone.AtMs - StaleAfterMs && !Agrees(runtime, reading.Value))
             {
                 runtime.Alone = null;
             }
+        }
+    }
+
+    /// <summary>
+    /// A stored reading an activation reads that the rules had judged (see <see cref="Warm"/>): a lone reading's sustain
+    /// under way is broken by it as by one that came and was not judged (<see cref="NotJudged"/>).
+    /// </summary>
+    public void ObserveJudgedBefore(in VitalReading reading)
+    {
+        if (_maybeAlone && Find(reading.Kind) is var i and >= 0)
+        {
+            NotJudged(ref _vitals[i], reading);
         }
     }
 

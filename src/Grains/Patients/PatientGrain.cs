@@ -45,6 +45,10 @@ public sealed partial class PatientGrain(
     // at most the last 15 minutes of them, so a longer sustain (glucose over 250 for two hours) would start over.
     private const long SustainCheckpointMs = 5 * 60_000;
 
+    // How far before what is news an activation reads the stored readings after a spot check's sustain under way (see
+    // JudgeUnjudgedAsync): one that stands longer (a custom sustain or re-arm of hours) is not read back further.
+    private const long AloneLookbackMs = 60 * 60_000;
+
     // How often a grain that gave its activation up tries to come back (ComeBackWhenPossible): about a day at a minute apart.
     private const int MaxWakeAttempts = 1_440;
 
@@ -679,11 +683,11 @@ public sealed partial class PatientGrain(
             var judged = _alerts.JudgedThroughMs(windows.Kind);
             from = Math.Min(from, judged == long.MinValue ? stale : Math.Max(stale, judged + 1 - _alerts.RateWindowMs(windows.Kind)));
 
-            // A spot check's sustain under way: the readings since it, however old, as one come since and lost with a crash
-            // before its call may break it.
+            // A spot check's sustain under way: the readings since it (an hour and what is news at most), as one come since
+            // and lost with a crash before its call may break it.
             if (_alerts.AloneSinceMs(windows.Kind) is { } aloneSince)
             {
-                from = Math.Min(from, aloneSince + 1);
+                from = Math.Min(from, Math.Max(aloneSince + 1, stale - AloneLookbackMs));
             }
         }
 
@@ -696,6 +700,7 @@ public sealed partial class PatientGrain(
                 if (reading.TimestampMs <= _alerts.JudgedThroughMs(reading.Kind))
                 {
                     _alerts.Warm(reading, now);
+                    _alerts.ObserveJudgedBefore(reading);
                 }
                 else
                 {

@@ -476,6 +476,7 @@ public sealed class AlertEngineTests
         // delay, and the repeat of a reading after it (a burst's) does not break it.
         var engine = Engine(SpO2Low);
         var measuredAt = Now - 240_000;
+        engine.ResumeJudging(Now);
         engine.Observe(new VitalReading(VitalKind.OxygenSaturation, measuredAt, 84), Now, seenAtMs: measuredAt);
         engine.Observe(new VitalReading(VitalKind.OxygenSaturation, measuredAt + 10_000, 85), Now, seenAtMs: measuredAt + 10_000);
         engine.EndOfReadings(Now);
@@ -483,6 +484,25 @@ public sealed class AlertEngineTests
         engine.Observe(new VitalReading(VitalKind.OxygenSaturation, measuredAt + 10_000, 85), Now);
         engine.EndOfReadings(Now);
         Assert.Equal(Now + 60_001, engine.NextDueMs);
+
+        // Another device's reading from between them, late: good, it breaks the check as it would have in its turn.
+        engine.Observe(new VitalReading(VitalKind.OxygenSaturation, measuredAt + 5_000, 97), Now);
+        Assert.Null(engine.NextDueMs);
+    }
+
+    [Fact]
+    public void A_late_reading_from_a_spot_checks_silence_that_agrees_with_it_holds_it()
+    {
+        // Another device's 84 from five minutes before the check comes after it: the condition held longer, not less.
+        var engine = Engine(SpO2Low);
+        Send(engine, VitalKind.OxygenSaturation, 84);
+        var due = engine.NextDueMs;
+        engine.Observe(new VitalReading(VitalKind.OxygenSaturation, Now - 300_000, 84), Now);
+        Assert.Equal(due, engine.NextDueMs);
+
+        // One that does not agree breaks it.
+        engine.Observe(new VitalReading(VitalKind.OxygenSaturation, Now - 200_000, 95), Now);
+        Assert.Null(engine.NextDueMs);
     }
 
     [Fact]
