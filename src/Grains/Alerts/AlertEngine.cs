@@ -507,12 +507,12 @@ public sealed class AlertEngine
 
         ref var vital = ref Track(reading.Kind);
 
-        // A lone reading's sustain that fell due before this reading came completes first, as its timer would have had it
-        // run on time (a grain's timer waits behind its calls). Not for readings judged again at an activation, which
-        // came before it and may break it.
+        // A lone reading's sustain that fell due before this reading came, and before its time, completes first, as its
+        // timer would have had it run on time (a grain's timer waits behind its calls); one stamped before the due time is
+        // judged first, and may break it. Not for readings judged again at an activation, which came before it.
         if (_maybeAlone && seenAtMs is null)
         {
-            CompleteDueAlone(vital, nowMs);
+            CompleteDueAlone(vital, Math.Min(nowMs, reading.TimestampMs), nowMs);
         }
 
         var fresh = reading.TimestampMs >= nowMs - StaleAfterMs;
@@ -746,7 +746,7 @@ public sealed class AlertEngine
         var maybeAlone = false;
         foreach (ref readonly var vital in _vitals.AsSpan())
         {
-            CompleteDueAlone(vital, nowMs);
+            CompleteDueAlone(vital, nowMs, nowMs);
             foreach (var runtime in vital.Rules ?? [])
             {
                 maybeAlone |= runtime.Alone is not null;
@@ -765,10 +765,10 @@ public sealed class AlertEngine
 
     /// <summary>
     /// When the sustain (or recovery) a lone reading began completes by the clock, or null when the rule has none under
-    /// way: once its time plus the sustain has passed, and a device's next reading, which could break it, has had time
-    /// to come (twice the time between the vital's last arrivals, at most what is news, at least
-    /// <see cref="AloneGraceFloorMs"/>, since the vital's last arrival or the server's start); to raise, once the rule is
-    /// re-armed.
+    /// way: once its time plus the sustain has passed (or, if later, the vital's last arrival, the server's start or the
+    /// activation), and after that a device's next reading, which could break it, has had time to come (twice the time
+    /// between the vital's last live arrivals, at most what is news, at least <see cref="AloneGraceFloorMs"/>: a reading
+    /// stamped at the sustain's end arrives after it); to raise, once the rule is re-armed.
     /// </summary>
     private long? AloneDueMs(in VitalTrack vital, RuleRuntime runtime)
     {
@@ -779,7 +779,7 @@ public sealed class AlertEngine
 
         var alone = runtime.Alone!;
         var graceMs = Math.Clamp(2 * vital.ArrivalGapMs, AloneGraceFloorMs, StaleAfterMs);
-        var due = Math.Max(alone.AtMs + (runtime.Rule.SustainSeconds * 1000L), Math.Max(vital.LastSeenMs, Math.Max(_serverStartedMs, _activatedMs)) + graceMs);
+        var due = Math.Max(alone.AtMs + (runtime.Rule.SustainSeconds * 1000L), Math.Max(vital.LastSeenMs, Math.Max(_serverStartedMs, _activatedMs))) + graceMs;
         return FindOpen(runtime.Rule.Id) is null ? Math.Max(due, RearmedAtMs(runtime.Rule)) : due;
     }
 
@@ -833,12 +833,15 @@ public sealed class AlertEngine
         return below ? value > clearLevel : value < clearLevel;
     }
 
-    /// <summary>Completes the lone readings' sustains of <paramref name="vital"/> that fell due before <paramref name="nowMs"/> (see <see cref="Tick"/>).</summary>
-    private void CompleteDueAlone(in VitalTrack vital, long nowMs)
+    /// <summary>
+    /// Completes the lone readings' sustains of <paramref name="vital"/> that fell due before <paramref name="dueBeforeMs"/>
+    /// (the clock's time, see <see cref="Tick"/>; or, for a reading coming in, the earlier of that and its own time).
+    /// </summary>
+    private void CompleteDueAlone(in VitalTrack vital, long dueBeforeMs, long nowMs)
     {
         foreach (var runtime in vital.Rules ?? [])
         {
-            if (AloneDueMs(vital, runtime) is { } due && due < nowMs)
+            if (AloneDueMs(vital, runtime) is { } due && due < dueBeforeMs)
             {
                 CompleteAlone(runtime, nowMs);
             }

@@ -268,11 +268,11 @@ public sealed class AlertEngineTests
         var checkedAt = Now;
 
         // A pulse oximeter clipped on for one reading: nothing follows to confirm the minute's sustain, so the clock does,
-        // once the minute (and the minute a next reading may take to come) has passed.
+        // once the minute, and then a minute for a next reading to come, have passed.
         Send(engine, VitalKind.OxygenSaturation, 84);
         Assert.Empty(engine.State.Outbox);
-        Assert.Equal(checkedAt + 60_001, engine.NextDueMs);
-        Advance(60);
+        Assert.Equal(checkedAt + 120_001, engine.NextDueMs);
+        Advance(120);
         engine.Tick(Now);
         Assert.Empty(engine.State.Outbox);
 
@@ -290,7 +290,7 @@ public sealed class AlertEngineTests
     {
         var engine = Engine(SpO2Low);
         Send(engine, VitalKind.OxygenSaturation, 84);
-        Advance(61);
+        Advance(121);
         engine.Tick(Now);
         var first = Assert.Single(engine.State.Open).AlertId;
         engine.State.Outbox.Clear();
@@ -298,23 +298,23 @@ public sealed class AlertEngineTests
         // Four hours on, 91: between the levels, neither better nor worse, so the alert stays open.
         Advance(4 * 3600);
         Send(engine, VitalKind.OxygenSaturation, 91);
-        Advance(61);
+        Advance(121);
         engine.Tick(Now);
         Assert.Empty(engine.State.Outbox);
 
-        // Then 97: back past the clear level, alone, so it clears once its minute has passed (before, an alert on a vital
+        // Then 97: back past the clear level, alone, so it clears once its minute, and a minute for a next reading, have passed (before, an alert on a vital
         // sent less often than every 15 minutes cleared only under a sustain of 0, and held back every next episode).
         Advance(4 * 3600);
         Send(engine, VitalKind.OxygenSaturation, 97);
         Assert.Empty(engine.State.Outbox);
-        Advance(61);
+        Advance(121);
         engine.Tick(Now);
         Assert.Equal(AlertEventType.Cleared, Assert.Single(engine.State.Outbox).Type);
         engine.State.Outbox.Clear();
 
         Advance(4 * 3600);
         Send(engine, VitalKind.OxygenSaturation, 86);
-        Advance(61);
+        Advance(121);
         engine.Tick(Now);
         var second = Assert.Single(engine.State.Outbox);
         Assert.Equal(AlertEventType.Raised, second.Type);
@@ -325,7 +325,7 @@ public sealed class AlertEngineTests
     public void A_lone_reading_stands_while_the_readings_after_it_agree_and_falls_to_one_that_does_not()
     {
         // A spot check of a few readings in 20 s, all under the level: the clock completes the minute from the first,
-        // once a minute has passed since the last came.
+        // and waits a minute more for a next reading.
         var burst = Engine(SpO2Low);
         var checkedAt = Now;
         Send(burst, VitalKind.OxygenSaturation, 84);
@@ -333,8 +333,8 @@ public sealed class AlertEngineTests
         Send(burst, VitalKind.OxygenSaturation, 85);
         Advance(10);
         Send(burst, VitalKind.OxygenSaturation, 84);
-        Assert.Equal(Now + 60_001, burst.NextDueMs);
-        Advance(61);
+        Assert.Equal(checkedAt + 120_001, burst.NextDueMs);
+        Advance(101);
         burst.Tick(Now);
         var raised = Assert.Single(burst.State.Outbox);
         Assert.Equal((AlertEventType.Raised, 84d), (raised.Type, raised.Alert.Value));
@@ -366,7 +366,7 @@ public sealed class AlertEngineTests
         // A reading stamped at the very moment the clock would complete it is judged first.
         var tie = Engine(SpO2Low);
         Send(tie, VitalKind.OxygenSaturation, 84);
-        Advance(60);
+        Advance(120);
         Send(tie, VitalKind.OxygenSaturation, 96);
         Advance(120);
         tie.Tick(Now);
@@ -380,7 +380,7 @@ public sealed class AlertEngineTests
         var engine = Engine(low);
 
         // A CGM every five minutes, then twenty minutes of lost signal, then one 68: its next reading, five minutes on,
-        // may still say it was a compression low, so the clock waits two of its intervals, not the sustain alone.
+        // may still say it was a compression low, so the clock waits two of its intervals after the sustain.
         for (var i = 0; i < 3; i++)
         {
             Send(engine, VitalKind.BloodGlucose, 100);
@@ -389,18 +389,18 @@ public sealed class AlertEngineTests
 
         Advance(20 * 60);
         Send(engine, VitalKind.BloodGlucose, 68);
-        Assert.Equal(Now + 600_001, engine.NextDueMs);
+        Assert.Equal(Now + 900_001, engine.NextDueMs);
         Advance(300);
         Send(engine, VitalKind.BloodGlucose, 95);
         Advance(601);
         engine.Tick(Now);
         Assert.Empty(engine.State.Outbox);
 
-        // Not broken (the next reading is lost too): raised ten minutes after the 66 came.
+        // Not broken (the next reading is lost too): raised fifteen minutes after the 66 came.
         Advance(20 * 60);
         var lowAt = Now;
         Send(engine, VitalKind.BloodGlucose, 66);
-        Advance(600);
+        Advance(900);
         engine.Tick(Now);
         Assert.Empty(engine.State.Outbox);
         AdvanceMs(1);
@@ -444,11 +444,11 @@ public sealed class AlertEngineTests
         var engine = Engine(rule);
         var checkedAt = Now;
         Send(engine, VitalKind.OxygenSaturation, 84);
-        Assert.Equal(checkedAt + 1_800_001, engine.NextDueMs);
+        Assert.Equal(checkedAt + 1_860_001, engine.NextDueMs);
 
         Advance(20 * 60);
         engine.Observe(new VitalReading(VitalKind.OxygenSaturation, checkedAt + 60_000, 85), Now, seenAtMs: checkedAt + 60_000);
-        Assert.Equal(checkedAt + 1_800_001, engine.NextDueMs);
+        Assert.Equal(checkedAt + 1_860_001, engine.NextDueMs);
         engine.Observe(new VitalReading(VitalKind.OxygenSaturation, checkedAt + 120_000, 96), Now, seenAtMs: checkedAt + 120_000);
         Assert.Null(engine.NextDueMs);
         Advance(20 * 60);
@@ -466,6 +466,16 @@ public sealed class AlertEngineTests
         Advance(150);
         engine.Observe(new VitalReading(VitalKind.OxygenSaturation, Now, 96), Now);
         Assert.Equal(AlertEventType.Raised, Assert.Single(engine.State.Outbox).Type);
+
+        // But a reading stamped before the due time, come a little after it (a device's next, on its way), is judged
+        // first: good, it breaks the check, and nothing is raised.
+        var onItsWay = Engine(SpO2Low);
+        var checkedAt = Now;
+        Send(onItsWay, VitalKind.OxygenSaturation, 84);
+        Advance(130);
+        onItsWay.Observe(new VitalReading(VitalKind.OxygenSaturation, checkedAt + 100_000, 96), Now);
+        Assert.Empty(onItsWay.State.Outbox);
+        Assert.Null(onItsWay.NextDueMs);
     }
 
     [Fact]
@@ -538,7 +548,7 @@ public sealed class AlertEngineTests
         implausible.ObserveImplausible(new VitalReading(VitalKind.OxygenSaturation, Now - 1, 0), Now);
         Send(implausible, VitalKind.OxygenSaturation, 95);
         implausible.ObserveImplausible(new VitalReading(VitalKind.OxygenSaturation, Now + 1, 127), Now);
-        Advance(121); // its readings came a minute apart: the clock waits two of those
+        Advance(181); // its readings came a minute apart: the clock waits the minute's sustain, then two of those
         implausible.Tick(Now);
         Assert.Equal(AlertEventType.Cleared, Assert.Single(implausible.State.Outbox).Type);
 

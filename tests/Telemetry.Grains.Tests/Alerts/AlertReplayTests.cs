@@ -41,10 +41,11 @@ public sealed class AlertReplayTests
 
         var alert = Assert.Single(AlertReplay.Run("p-1", rules, readings, Start, Start + 28_800_000));
 
-        // Raised once a minute had passed after the first, not when the next reading came; cleared likewise after the second.
+        // Raised once its minute, and a minute for a next reading, had passed after the first, not when the next reading
+        // came; cleared likewise after the second.
         Assert.Equal(Start + 60_000, alert.TriggeredAt.ToUnixTimeMilliseconds());
-        Assert.Equal(Start + 60_001, alert.RaisedAt.ToUnixTimeMilliseconds());
-        Assert.Equal(Start + 14_460_001, alert.ClearedAt?.ToUnixTimeMilliseconds());
+        Assert.Equal(Start + 120_001, alert.RaisedAt.ToUnixTimeMilliseconds());
+        Assert.Equal(Start + 14_520_001, alert.ClearedAt?.ToUnixTimeMilliseconds());
     }
 
     [Fact]
@@ -52,8 +53,9 @@ public sealed class AlertReplayTests
     {
         var rules = new AlertRuleSet([new AlertRule("hr-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 110, SustainSeconds: 60)]);
 
-        // The range's first reading is over the level, its next, a minute on, back under the clear level: no alert.
-        VitalReading[] readings = [new(VitalKind.HeartRate, Start, 130), new(VitalKind.HeartRate, Start + 60_000, 100)];
+        // The range's first reading is over the level, its next, at the very moment the clock would complete the first,
+        // back under the clear level: no alert.
+        VitalReading[] readings = [new(VitalKind.HeartRate, Start, 130), new(VitalKind.HeartRate, Start + 120_000, 100)];
 
         Assert.Empty(AlertReplay.Run("p-1", rules, readings, Start, Start + 3_600_000));
     }

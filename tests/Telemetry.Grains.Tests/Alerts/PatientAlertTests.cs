@@ -58,14 +58,14 @@ public sealed class PatientAlertTests(ClusterFixture fixture) : IClassFixture<Cl
         Assert.DoesNotContain(grainId, await fixture.Cluster.GrainFactory.GetGrain<IManagementGrain>(0).GetActiveGrains(grainId.Type));
         var checkedAt = Now;
 
-        // One SpO2 reading, and no SpO2 after it: only the grain's timer can raise it. Two minutes on (the clock shifted),
+        // One SpO2 reading, and no SpO2 after it: only the grain's timer can raise it. Three minutes on (the clock shifted),
         // a heart rate from the patient's watch, which leaves the SpO2's spot check alone, has the timer look again.
         await fixture.CommitAndApplyAsync(patient, new VitalReading(VitalKind.OxygenSaturation, checkedAt, 85));
         Assert.Empty(Publisher.Of(patient));
-        clock.Offset = TimeSpan.FromMinutes(2);
+        clock.Offset = TimeSpan.FromMinutes(3);
         try
         {
-            await fixture.CommitAndApplyAsync(patient, new VitalReading(VitalKind.HeartRate, Now + 120_000, 70));
+            await fixture.CommitAndApplyAsync(patient, new VitalReading(VitalKind.HeartRate, Now + 180_000, 70));
             var deadline = DateTime.UtcNow.AddSeconds(30);
             while (Publisher.Of(patient).Count == 0 && DateTime.UtcNow < deadline)
             {
