@@ -318,7 +318,7 @@ public sealed class AlertEngine
         {
             if (vital.JudgedMs < nowMs - StaleAfterMs)
             {
-                // Not a lone reading's: nothing was to follow it, and its sustain completes by the clock (Tick).
+                // Not a lone reading's: nothing was to follow it, and its sustain completes by the clock (see AloneDueMs).
                 foreach (var runtime in vital.Rules ?? [])
                 {
                     if (!IsAlone(runtime))
@@ -546,8 +546,7 @@ public sealed class AlertEngine
                 || (vital.JudgedMs > nowMs && reading.TimestampMs <= nowMs && reading.TimestampMs > vital.JudgedByClockMs));
 
         // Whether the vital was silent before this reading for longer than what is news: no reading, judged or not (a
-        // backlog too old to judge, an implausible one), in that time. Then it comes alone (see Judge); its vital's first
-        // too.
+        // backlog too old to judge, a late one), in that time. Then it comes alone (see Judge); its vital's first too.
         var knownBeforeMs = Math.Max(vital.JudgedMs, vital.UnjudgedLatestMs);
         var silentBefore = knownBeforeMs == long.MinValue || reading.TimestampMs - knownBeforeMs > StaleAfterMs;
         if (present)
@@ -870,8 +869,8 @@ public sealed class AlertEngine
     /// <summary>
     /// A lone reading that no reading broke before its due time stands for the whole of its sustain: the alert is raised
     /// as triggered once the sustain had passed since the reading (as one confirmed by readings is), or the open alert
-    /// cleared. A clear made so arms no re-arm guard: had the vital's
-    /// readings resumed at once, the guard would hold back an episode no reading had confirmed over.
+    /// cleared. A clear made so arms no re-arm guard: had the vital's readings resumed at once, the guard would hold back
+    /// an episode no reading had confirmed over.
     /// </summary>
     private void CompleteAlone(RuleRuntime runtime, long nowMs)
     {
@@ -1018,7 +1017,6 @@ public sealed class AlertEngine
 
         // How often the rule's readings come (an episode open or not), for how long a spell between the levels may last.
         var interval = runtime.LastJudgedMs == long.MinValue ? 0 : Math.Max(0, timestampMs - runtime.LastJudgedMs);
-
         runtime.LastJudgedMs = Math.Max(runtime.LastJudgedMs, timestampMs);
 
         // A threshold's reading that comes alone (its vital's first, or its first after a silence longer than what is
