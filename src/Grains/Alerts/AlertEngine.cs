@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using Telemetry.Core.Alerts;
 using Telemetry.Core.Readings;
 using Telemetry.Core.Vitals;
@@ -788,6 +789,7 @@ public sealed class AlertEngine
     /// agree with it (short of the level, or of the clear level for a recovery), as a judged one would; one that agrees
     /// holds it (the same reading given again among them).
     /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
     private void NotJudged(ref VitalTrack vital, in VitalReading reading)
     {
         vital.UnjudgedLatestMs = Math.Max(vital.UnjudgedLatestMs, reading.TimestampMs);
@@ -836,6 +838,7 @@ public sealed class AlertEngine
     /// Completes the lone readings' sustains of <paramref name="vital"/> that fell due before <paramref name="dueBeforeMs"/>
     /// (the clock's time, see <see cref="Tick"/>; or, for a reading coming in, the earlier of that and its own time).
     /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
     private void CompleteDueAlone(in VitalTrack vital, long dueBeforeMs, long nowMs)
     {
         foreach (var runtime in vital.Rules ?? [])
