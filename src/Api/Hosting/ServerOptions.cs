@@ -81,24 +81,28 @@ public sealed class ServerOptions : IValidatableObject
     }
 
     /// <summary>
-    /// Two of the listeners the server opens given one port, named as settings (null when each has its own): the MQTT
-    /// ports open only when <paramref name="mqtt"/> (no external broker), the TLS ones only with <paramref name="tls"/>.
+    /// The listeners the server opens, each with its setting, port and what it serves: the MQTT ports only when
+    /// <paramref name="mqtt"/> (no external broker), the TLS ones only with <paramref name="tls"/>, none whose port is 0.
     /// </summary>
-    public string? SharedPort(bool mqtt, bool tls)
+    public IEnumerable<(string Setting, int Port, string What)> Listeners(bool mqtt, bool tls)
     {
-        (string Setting, int Port)[] listeners =
+        (string Setting, int Port, string What)[] listeners =
         [
-            (nameof(HttpPort), HttpPort),
-            (nameof(GrpcPort), GrpcPort),
-            (nameof(MqttPort), mqtt ? MqttPort : 0),
-            (nameof(HttpsPort), tls ? HttpsPort : 0),
-            (nameof(MqttTlsPort), mqtt && tls ? MqttTlsPort : 0),
-            (nameof(SiloPort), SiloPort),
+            (nameof(HttpPort), HttpPort, "HTTP: the API, FHIR and the dashboards"),
+            (nameof(GrpcPort), GrpcPort, "gRPC"),
+            (nameof(MqttPort), mqtt ? MqttPort : 0, "MQTT"),
+            (nameof(HttpsPort), tls ? HttpsPort : 0, "HTTPS"),
+            (nameof(MqttTlsPort), mqtt && tls ? MqttTlsPort : 0, "MQTT over TLS"),
+            (nameof(SiloPort), SiloPort, "the Orleans silo's, between the servers of a cluster"),
         ];
-        return listeners.Where(listener => listener.Port != 0).GroupBy(listener => listener.Port).FirstOrDefault(port => port.Count() > 1) is { } shared
+        return listeners.Where(listener => listener.Port != 0);
+    }
+
+    /// <summary>Two of the listeners the server opens (see <see cref="Listeners"/>) given one port, named as settings; null when each has its own.</summary>
+    public string? SharedPort(bool mqtt, bool tls) =>
+        Listeners(mqtt, tls).GroupBy(listener => listener.Port).FirstOrDefault(port => port.Count() > 1) is { } shared
             ? $"{string.Join(" and ", shared.Select(listener => $"{Section}:{listener.Setting}"))} share port {shared.Key}: each listener needs a port of its own (0 turns a listener off)."
             : null;
-    }
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {

@@ -104,15 +104,8 @@ public static partial class StartupFailure
         if (exception is IOException { InnerException: AddressInUseException } && BoundAddress().Match(exception.Message) is { Success: true } match
             && int.TryParse(match.Groups["port"].ValueSpan, NumberStyles.None, CultureInfo.InvariantCulture, out var port))
         {
-            (string Setting, int Port, string What)[] listeners =
-            [
-                (nameof(ServerOptions.HttpPort), server.HttpPort, "HTTP: the API, FHIR and the dashboards"),
-                (nameof(ServerOptions.GrpcPort), server.GrpcPort, "gRPC"),
-                (nameof(ServerOptions.MqttPort), server.MqttPort, "MQTT"),
-                (nameof(ServerOptions.HttpsPort), server.HttpsPort, "HTTPS"),
-                (nameof(ServerOptions.MqttTlsPort), server.MqttTlsPort, "MQTT over TLS"),
-            ];
-            return listeners.FirstOrDefault(listener => listener.Port == port) is { Setting: not null } taken
+            // Kestrel's listeners: the silo's is Orleans' (below).
+            return server.Listeners(mqtt: true, tls: true).FirstOrDefault(listener => listener.Port == port && listener.Setting != nameof(ServerOptions.SiloPort)) is { Setting: not null } taken
                 ? $"{ServerOptions.Section}:{taken.Setting}: port {port} ({taken.What}) is taken on {match.Groups["host"].Value} by another program; stop it, or give the server another port."
                 : null;
         }
