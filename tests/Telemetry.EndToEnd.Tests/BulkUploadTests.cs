@@ -138,12 +138,45 @@ public sealed class BulkUploadTests(ServerFixture fixture) : IClassFixture<Serve
         Assert.Equal(1, malformed.Accepted);
 
         // A protobuf message that cannot be read is refused alone, and why is in the device's reject log.
-        var brokenMessage = await UploadAsync("upload-owner", token, "application/x-protobuf", [3, 0x0A, 0xFF, 0xFF]);
+        var brokenMessage = await UploadAsync("upload-owner", token, "application/x-protobuf; delimited=true", [3, 0x0A, 0xFF, 0xFF]);
         Assert.Equal((HttpStatusCode.OK, 1L), (brokenMessage.Status, brokenMessage.Rejects["malformed_record"]));
         using var ownRejects = new HttpRequestMessage(HttpMethod.Get, "/api/devices/upload-owner/rejects");
         ownRejects.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
         using var rejects = await Server.Http.SendAsync(ownRejects);
         Assert.Contains("a protobuf message of the upload could not be read", await rejects.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_upload_is_read_by_its_first_byte_as_an_mqtt_payload_is_whatever_payload_type_it_is_sent_as()
+    {
+        var token = await Server.ProvisionAsync("upload-payload", "p-upload-payload");
+        var start = Devices.RecentMinute(0).AddHours(-6);
+
+        // The bytes a device publishes: SenML sent as JSON, the JSON batch sent as SenML, and no type at all.
+        var senMl = await UploadAsync("upload-payload", token, "application/json", SenMlDay(start, 120));
+        var batch = Encoding.UTF8.GetBytes("{\"readings\":[" + Reading(start.AddMinutes(3), 80) + "]}");
+        var json = await UploadAsync("upload-payload", token, "application/senml+json", batch);
+        var untyped = await UploadAsync("upload-payload", token, null, batch);
+
+        // One protobuf VitalBatch (not length-delimited), larger than a commit's 5,000 readings, read a series at a time.
+        var vitalBatch = new Telemetry.Protos.VitalBatch { Seq = 1, BaseTimeMs = start.AddHours(1).ToUnixTimeMilliseconds() };
+        for (var part = 0; part < 3; part++)
+        {
+            var series = new Telemetry.Protos.VitalSeries { Kind = "heart_rate" };
+            series.TimeDeltasMs.Add(Enumerable.Range(0, 4_000).Select(i => i == 0 ? part * 4_000_000L : 1_000L));
+            series.Values.Add(Enumerable.Range(0, 4_000).Select(i => 60.0 + (i % 30)));
+            vitalBatch.Series.Add(series);
+        }
+
+        var protobuf = await UploadAsync("upload-payload", token, "application/x-protobuf", Google.Protobuf.MessageExtensions.ToByteArray(vitalBatch));
+        var resent = await UploadAsync("upload-payload", token, "application/octet-stream", Google.Protobuf.MessageExtensions.ToByteArray(vitalBatch));
+
+        Assert.Equal((HttpStatusCode.OK, 120L), (senMl.Status, senMl.Accepted));
+        Assert.Equal((HttpStatusCode.OK, 1L, 0L), (json.Status, json.Accepted, json.Duplicates));
+        Assert.Equal((HttpStatusCode.OK, 0L, 1L), (untyped.Status, untyped.Accepted, untyped.Duplicates));
+        Assert.Equal((HttpStatusCode.OK, 12_000L, 0L), (protobuf.Status, protobuf.Accepted, protobuf.Rejected));
+        Assert.Equal((HttpStatusCode.OK, 0L, 12_000L), (resent.Status, resent.Accepted, resent.Duplicates));
+        Assert.Equal(12_121, (await Server.RawHeartRatesAsync("p-upload-payload", start, start.AddHours(5))).Count);
     }
 
     [Fact]
@@ -201,13 +234,13 @@ public sealed class BulkUploadTests(ServerFixture fixture) : IClassFixture<Serve
         Assert.Equal(5_000, (await Server.RawHeartRatesAsync("p-upload-revoked", start, start.AddHours(4))).Count);
     }
 
-    private async Task<UploadAnswer> UploadAsync(string deviceId, string? token, string contentType, byte[] body, string? contentEncoding = null)
+    private async Task<UploadAnswer> UploadAsync(string deviceId, string? token, string? contentType, byte[] body, string? contentEncoding = null)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, $"/api/devices/{deviceId}/readings")
         {
             Content = new ByteArrayContent(body),
         };
-        request.Content.Headers.ContentType = new MediaTypeHeaderValue(contentType);
+        request.Content.Headers.ContentType = contentType is null ? null : MediaTypeHeaderValue.Parse(contentType);
         if (contentEncoding is not null)
         {
             request.Content.Headers.ContentEncoding.Add(contentEncoding);

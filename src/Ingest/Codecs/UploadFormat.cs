@@ -12,6 +12,15 @@ public enum UploadFormat
     /// <summary><c>application/x-ndjson</c>: one reading object per line.</summary>
     NdJson,
 
-    /// <summary><c>application/x-protobuf</c>: <c>VitalBatch</c> messages, each preceded by its length as a varint.</summary>
+    /// <summary><c>application/x-protobuf; delimited=true</c>: <c>VitalBatch</c> messages, each preceded by its length as a varint.</summary>
     DelimitedProtobuf,
+
+    /// <summary>One <c>VitalBatch</c> of any size, read a series at a time.</summary>
+    Protobuf,
+
+    /// <summary>
+    /// One payload, as on MQTT: its first byte other than white space (after a byte order mark) names its format, <c>[</c>
+    /// <see cref="SenMl"/>, <c>{</c> <see cref="JsonBatch"/>, anything else <see cref="Protobuf"/>.
+    /// </summary>
+    Payload,
 }

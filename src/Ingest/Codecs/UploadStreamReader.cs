@@ -18,6 +18,13 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
     private JsonReaderState _json = new(new JsonReaderOptions { MaxDepth = 8 });
     private Phase _phase = Phase.Start;
 
+    // The format read: a payload's once its first byte is known.
+    private UploadFormat _format = format;
+
+    // A protobuf VitalBatch's base time, and whether a series has been read with it (which a later base time would move).
+    private long _baseTimeMs;
+    private bool _seriesRead;
+
     // Whether the upload's first bytes have been looked at (for a byte order mark).
     private bool _started;
 
@@ -37,7 +44,8 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
         Done,
     }
 
-    public UploadFormat Format => format;
+    /// <summary>The upload's format: for a <see cref="UploadFormat.Payload"/>, the one its first byte named, once read.</summary>
+    public UploadFormat Format => _format;
 
     /// <summary>Why the upload was refused, after <see cref="UploadReadStatus.Malformed"/>.</summary>
     public string? Error { get; private set; }
@@ -75,7 +83,7 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
             return UploadReadStatus.Malformed;
         }
 
-        if (!_started && format != UploadFormat.DelimitedProtobuf)
+        if (!_started && _format != UploadFormat.DelimitedProtobuf)
         {
             // A UTF-8 byte order mark before the text, as some platforms write: passed over.
             if (!isFinalBlock && (buffer.IsEmpty || PayloadDecoder.MayStartWithByteOrderMark(buffer)))
@@ -91,7 +99,28 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
             }
         }
 
-        _anyContent = _anyContent || (format == UploadFormat.DelimitedProtobuf ? !buffer.IsEmpty : !IsWhiteSpace(buffer));
+        if (_format == UploadFormat.Payload)
+        {
+            // Read as an MQTT payload is: by its first byte other than white space.
+            if (FirstNonWhiteSpace(buffer) is not { } first)
+            {
+                if (isFinalBlock)
+                {
+                    return Fail("the upload is empty: it holds no readings");
+                }
+
+                return buffer.Length > maxRecordBytes ? Fail($"a record or value may be at most {maxRecordBytes} bytes") : UploadReadStatus.NeedMoreData;
+            }
+
+            _format = first switch
+            {
+                (byte)'[' => UploadFormat.SenMl,
+                (byte)'{' => UploadFormat.JsonBatch,
+                _ => UploadFormat.Protobuf,
+            };
+        }
+
+        _anyContent = _anyContent || (_format is UploadFormat.DelimitedProtobuf or UploadFormat.Protobuf ? !buffer.IsEmpty : FirstNonWhiteSpace(buffer) is not null);
         if (isFinalBlock && !_anyContent)
         {
             return Fail("the upload is empty: it holds no readings");
@@ -99,10 +128,11 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
 
         try
         {
-            var status = format switch
+            var status = _format switch
             {
                 UploadFormat.NdJson => ReadLines(buffer, isFinalBlock, batch, ref consumed),
                 UploadFormat.DelimitedProtobuf => ReadMessages(buffer, isFinalBlock, batch, ref consumed),
+                UploadFormat.Protobuf => ReadFields(buffer, isFinalBlock, batch, ref consumed),
                 _ => ReadJson(buffer, isFinalBlock, batch, ref consumed),
             };
 
@@ -122,7 +152,7 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
         catch (Exception exception) when (exception is JsonException or InvalidOperationException)
         {
             // InvalidOperationException: a string that is not valid UTF-8 or holds a lone surrogate escape.
-            return Fail($"malformed {Describe(format)}: {exception.Message}");
+            return Fail($"malformed {Describe(_format)}: {exception.Message}");
         }
     }
 
@@ -139,7 +169,7 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
                         return UploadReadStatus.NeedMoreData;
                     }
 
-                    if (format == UploadFormat.SenMl)
+                    if (_format == UploadFormat.SenMl)
                     {
                         if (reader.TokenType != JsonTokenType.StartArray)
                         {
@@ -216,7 +246,7 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
 
                     if (reader.TokenType == JsonTokenType.EndArray)
                     {
-                        _phase = format == UploadFormat.SenMl ? Phase.Done : Phase.Suffix;
+                        _phase = _format == UploadFormat.SenMl ? Phase.Done : Phase.Suffix;
                         Save(ref reader, buffer, ref consumed);
                         break;
                     }
@@ -269,9 +299,9 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
     {
         // As deep as the same record may be in an MQTT payload: the JSON batch allows 8 levels, two above its readings;
         // SenML 4, one above its records.
-        var reader = new Utf8JsonReader(record, new JsonReaderOptions { MaxDepth = format == UploadFormat.SenMl ? SenMlRecordDepth : JsonRecordDepth });
+        var reader = new Utf8JsonReader(record, new JsonReaderOptions { MaxDepth = _format == UploadFormat.SenMl ? SenMlRecordDepth : JsonRecordDepth });
         reader.Read();
-        if (format == UploadFormat.SenMl)
+        if (_format == UploadFormat.SenMl)
         {
             return SenMlDecoder.DecodeRecord(ref reader, _senMl, batch);
         }
@@ -372,9 +402,12 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
             }
 
             var prefix = new SequenceReader<byte>(remaining);
-            if (!TryReadVarint(ref prefix, out var length))
+            switch (ReadVarint(ref prefix, out var length))
             {
-                return prefix.Remaining >= 10 ? Fail("a message length is not a valid varint") : UploadReadStatus.NeedMoreData;
+                case VarintRead.Incomplete:
+                    return UploadReadStatus.NeedMoreData;
+                case VarintRead.Invalid:
+                    return Fail("a message length is not a valid varint");
             }
 
             if (length > (ulong)maxRecordBytes)
@@ -400,24 +433,189 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
         }
     }
 
-    private static bool TryReadVarint(ref SequenceReader<byte> reader, out ulong value)
+    /// <summary>
+    /// Reads one <c>VitalBatch</c> a field at a time, as it streams in: its base time, and each series as a record of its
+    /// own (one that cannot be read is refused alone, its bounds known). Its sequence number is not used (an upload's
+    /// resends are told reading by reading), and fields it does not know are passed over, as protobuf's parser does.
+    /// </summary>
+    private UploadReadStatus ReadFields(in ReadOnlySequence<byte> buffer, bool isFinalBlock, ReadingBatchBuilder batch, ref SequencePosition consumed)
+    {
+        const uint BaseTimeTag = (2 << 3) | 0;
+        const uint SeriesTag = (3 << 3) | 2;
+        var remaining = buffer;
+        while (true)
+        {
+            if (batch.Count >= readingsPerBatch)
+            {
+                return UploadReadStatus.BatchFull;
+            }
+
+            if (remaining.IsEmpty)
+            {
+                return isFinalBlock ? UploadReadStatus.Completed : UploadReadStatus.NeedMoreData;
+            }
+
+            var field = new SequenceReader<byte>(remaining);
+            switch (ReadVarint(ref field, out var tag))
+            {
+                case VarintRead.Incomplete:
+                    return UploadReadStatus.NeedMoreData;
+                case VarintRead.Invalid:
+                    return Fail("malformed protobuf VitalBatch: a field's tag is not a valid varint");
+            }
+
+            if (tag >> 3 is 0 or > 0x1FFF_FFFF)
+            {
+                return Fail($"malformed protobuf VitalBatch: field number {tag >> 3} is not a valid one");
+            }
+
+            switch (tag & 7)
+            {
+                case 0:
+                    switch (ReadVarint(ref field, out var value))
+                    {
+                        case VarintRead.Incomplete:
+                            return UploadReadStatus.NeedMoreData;
+                        case VarintRead.Invalid:
+                            return Fail("malformed protobuf VitalBatch: a value is not a valid varint");
+                    }
+
+                    if (tag == BaseTimeTag)
+                    {
+                        // The base time counts for every series, those before it too: canonical encoders write it first,
+                        // and series already stored cannot be moved.
+                        if (_seriesRead && (long)value != _baseTimeMs)
+                        {
+                            return Fail("malformed protobuf VitalBatch: its base_time_ms comes after a series read with another; write it before the series");
+                        }
+
+                        _baseTimeMs = (long)value;
+                    }
+
+                    break;
+                case 1 or 5:
+                    var size = (tag & 7) == 1 ? sizeof(ulong) : sizeof(uint);
+                    if (field.Remaining < size)
+                    {
+                        return UploadReadStatus.NeedMoreData;
+                    }
+
+                    field.Advance(size);
+                    break;
+                case 2:
+                    switch (ReadVarint(ref field, out var length))
+                    {
+                        case VarintRead.Incomplete:
+                            return UploadReadStatus.NeedMoreData;
+                        case VarintRead.Invalid:
+                            return Fail("malformed protobuf VitalBatch: a length is not a valid varint");
+                    }
+
+                    if (length > (ulong)maxRecordBytes)
+                    {
+                        return Fail($"a series or other field may be at most {maxRecordBytes} bytes; split the series");
+                    }
+
+                    if (field.Remaining < (long)length)
+                    {
+                        return UploadReadStatus.NeedMoreData;
+                    }
+
+                    field.Advance((long)length);
+                    if (tag == SeriesTag)
+                    {
+                        AddSeries(remaining.Slice(0, field.Position), batch);
+                    }
+
+                    break;
+                default:
+                    // Groups (wire types 3 and 4) are proto2's, and no VitalBatch holds one; 6 and 7 are not defined.
+                    return Fail($"malformed protobuf VitalBatch: field {tag >> 3} has wire type {tag & 7}, which an upload does not read");
+            }
+
+            remaining = remaining.Slice(field.Position);
+            consumed = remaining.Start;
+        }
+    }
+
+    /// <summary>Adds one series (its field as sent: tag, length, message) with the batch's base time, or refuses it alone.</summary>
+    private void AddSeries(in ReadOnlySequence<byte> series, ReadingBatchBuilder batch)
+    {
+        // Decoded as a VitalBatch of its own, this series and the base time, by the decoder MQTT and gRPC use.
+        var length = checked(1 + 10 + (int)series.Length);
+        var message = ArrayPool<byte>.Shared.Rent(length);
+        try
+        {
+            message[0] = (2 << 3) | 0;
+            var written = 1;
+            for (var value = (ulong)_baseTimeMs; ; value >>= 7)
+            {
+                if (value < 0x80)
+                {
+                    message[written++] = (byte)value;
+                    break;
+                }
+
+                message[written++] = (byte)(value | 0x80);
+            }
+
+            series.CopyTo(message.AsSpan(written));
+            written += (int)series.Length;
+            if (!ProtobufBatchDecoder.TryDecode(message.AsSpan(0, written), batch, out var reason))
+            {
+                batch.Reject(RejectReason.MalformedRecord);
+                _recordError ??= $"a series of the upload could not be read: {reason}";
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(message);
+        }
+
+        _seriesRead = true;
+    }
+
+    private enum VarintRead
+    {
+        Read,
+        Incomplete,
+        Invalid,
+    }
+
+    /// <summary>Reads a varint: incomplete when the input ends inside it, invalid when it runs past ten bytes.</summary>
+    private static VarintRead ReadVarint(ref SequenceReader<byte> reader, out ulong value)
     {
         value = 0;
         for (var shift = 0; shift < 70; shift += 7)
         {
             if (!reader.TryRead(out var next))
             {
-                return false;
+                return VarintRead.Incomplete;
             }
 
             value |= (ulong)(next & 0x7F) << shift;
             if ((next & 0x80) == 0)
             {
-                return true;
+                return VarintRead.Read;
             }
         }
 
-        return false;
+        return VarintRead.Invalid;
+    }
+
+    /// <summary>The first byte of <paramref name="text"/> other than JSON's white space; null when there is none.</summary>
+    private static byte? FirstNonWhiteSpace(in ReadOnlySequence<byte> text)
+    {
+        foreach (var segment in text)
+        {
+            var at = segment.Span.IndexOfAnyExcept(" \t\r\n"u8);
+            if (at >= 0)
+            {
+                return segment.Span[at];
+            }
+        }
+
+        return null;
     }
 
     private static bool IsBlank(in ReadOnlySequence<byte> line)
@@ -436,20 +634,6 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
         return true;
     }
 
-    /// <summary>Whether <paramref name="text"/> is white space only (JSON's: space, tab, line feed, carriage return).</summary>
-    private static bool IsWhiteSpace(in ReadOnlySequence<byte> text)
-    {
-        foreach (var segment in text)
-        {
-            if (segment.Span.IndexOfAnyExcept(" \t\r\n"u8) >= 0)
-            {
-                return false;
-            }
-        }
-
-        return true;
-    }
-
     private UploadReadStatus Fail(string error)
     {
         Error = error;
@@ -461,6 +645,7 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
         UploadFormat.SenMl => "SenML",
         UploadFormat.JsonBatch => "JSON batch",
         UploadFormat.NdJson => "NDJSON",
+        UploadFormat.Protobuf => "protobuf VitalBatch",
         _ => "protobuf stream",
     };
 }

@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Options;
+using Microsoft.Net.Http.Headers;
 using Telemetry.Core.Readings;
 using Telemetry.Ingest.Codecs;
 using Telemetry.Ingest.Pipeline;
@@ -75,7 +76,7 @@ public sealed class HttpIngestEndpoint(
         {
             Refused(identity, "unsupported_media_type", $"an upload of content type '{Clip(request.ContentType)}'");
             return Problem(StatusCodes.Status415UnsupportedMediaType, "Unsupported media type",
-                "Send application/senml+json, application/json, application/x-ndjson or application/x-protobuf (length-delimited VitalBatch messages).");
+                "Send application/json, application/senml+json or application/x-protobuf (one payload, read by its first byte as on MQTT: '[' SenML, '{' the JSON batch, anything else a protobuf VitalBatch), application/x-ndjson (a reading object per line) or application/x-protobuf; delimited=true (VitalBatch messages, each preceded by its varint length).");
         }
 
         // Compressed bodies are read as gzip or not at all: any other coding, read as the format, would be garbage
@@ -244,15 +245,31 @@ public sealed class HttpIngestEndpoint(
             _ => null,
         };
 
+    /// <summary>
+    /// An upload is one payload, read by its first byte as an MQTT payload is, whichever of the payloads' types it is
+    /// sent as (SenML sent as <c>application/json</c> is still SenML); lines of JSON, and protobuf messages each with its
+    /// length before it (<c>delimited=true</c>), are told by the type alone, as their first byte cannot tell them.
+    /// </summary>
     private static UploadFormat? FormatOf(string? contentType)
     {
-        var mediaType = contentType?.Split(';')[0].Trim().ToLowerInvariant();
-        return mediaType switch
+        if (string.IsNullOrWhiteSpace(contentType))
         {
-            "application/senml+json" => UploadFormat.SenMl,
-            "application/json" or null or "" => UploadFormat.JsonBatch,
+            return UploadFormat.Payload;
+        }
+
+        if (!MediaTypeHeaderValue.TryParse(contentType, out var parsed))
+        {
+            return null;
+        }
+
+        return parsed.MediaType.Value?.ToLowerInvariant() switch
+        {
+            "application/json" or "application/senml+json" => UploadFormat.Payload,
             "application/x-ndjson" or "application/jsonl" or "application/jsonlines" => UploadFormat.NdJson,
-            "application/x-protobuf" or "application/protobuf" or "application/octet-stream" => UploadFormat.DelimitedProtobuf,
+            "application/x-protobuf" or "application/protobuf" or "application/octet-stream" =>
+                parsed.Parameters.Any(p => p.Name.Equals("delimited", StringComparison.OrdinalIgnoreCase) && HeaderUtilities.RemoveQuotes(p.Value).Equals("true", StringComparison.OrdinalIgnoreCase))
+                    ? UploadFormat.DelimitedProtobuf
+                    : UploadFormat.Payload,
             _ => null,
         };
     }

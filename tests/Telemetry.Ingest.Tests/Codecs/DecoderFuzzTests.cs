@@ -84,6 +84,8 @@ public sealed class DecoderFuzzTests
     [InlineData(UploadFormat.JsonBatch)]
     [InlineData(UploadFormat.NdJson)]
     [InlineData(UploadFormat.DelimitedProtobuf)]
+    [InlineData(UploadFormat.Protobuf)]
+    [InlineData(UploadFormat.Payload)]
     public void Every_upload_read_in_random_pieces_completes_or_is_refused_with_a_reason(UploadFormat format)
     {
         var valid = format switch
@@ -91,7 +93,8 @@ public sealed class DecoderFuzzTests
             UploadFormat.SenMl => SenMl,
             UploadFormat.JsonBatch => Json,
             UploadFormat.NdJson => Encoding.UTF8.GetBytes("""{"kind":"heart_rate","time":"2026-11-24T09:59:00Z","value":72}""" + "\n" + """{"kind":"spo2","time":"2026-11-24T09:59:01Z","value":97}""" + "\n"),
-            _ => [.. Delimited(Protobuf), .. Delimited(Protobuf)],
+            UploadFormat.DelimitedProtobuf => [.. Delimited(Protobuf), .. Delimited(Protobuf)],
+            _ => Protobuf,
         };
 
         Gen.Select(Mutated(valid), Gen.Int[1, 64]).Sample((payload, piece) =>

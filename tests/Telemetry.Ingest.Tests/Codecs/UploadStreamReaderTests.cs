@@ -42,7 +42,8 @@ public sealed class UploadStreamReaderTests
 
         Assert.True(status == UploadReadStatus.Completed, error);
         Assert.Equal(expected, batches.SelectMany(b => b));
-        Assert.All(batches, b => Assert.InRange(b.Length, 1, format == UploadFormat.DelimitedProtobuf ? BatchSize + 25 : BatchSize));
+        // A protobuf message or series is taken whole: a batch may end up to one series past its size.
+        Assert.All(batches, b => Assert.InRange(b.Length, 1, format is UploadFormat.DelimitedProtobuf or UploadFormat.Protobuf or UploadFormat.Payload ? BatchSize + 25 : BatchSize));
     }
 
     [Theory]
@@ -192,6 +193,98 @@ public sealed class UploadStreamReaderTests
         Assert.Contains("at most 1000 bytes", error);
     }
 
+    [Theory]
+    [InlineData(UploadFormat.SenMl, 3)]
+    [InlineData(UploadFormat.JsonBatch, 64)]
+    [InlineData(UploadFormat.Protobuf, 1)]
+    [InlineData(UploadFormat.Protobuf, 4096)]
+    public async Task An_upload_sent_as_a_payload_is_read_as_its_first_byte_names(UploadFormat named, int chunk)
+    {
+        var (payload, expected) = Build(named);
+        if (named != UploadFormat.Protobuf)
+        {
+            // Before JSON, a byte order mark and white space are passed over, as in an MQTT payload.
+            payload = [0xEF, 0xBB, 0xBF, .. " \r\n"u8, .. payload];
+        }
+
+        var reader = new UploadStreamReader(UploadFormat.Payload, BatchSize, 64 * 1024);
+        var (status, batches, error) = await ReadAsync(reader, payload, chunk);
+
+        Assert.True(status == UploadReadStatus.Completed, error);
+        Assert.Equal(named, reader.Format);
+        Assert.Equal(expected, batches.SelectMany(b => b));
+    }
+
+    [Fact]
+    public void A_protobuf_batch_passes_over_fields_it_does_not_know_and_refuses_a_broken_series_alone()
+    {
+        var start = Wearable.NowMs - 60_000;
+        using var stream = new MemoryStream();
+        var output = new CodedOutputStream(stream);
+        output.WriteTag(1, WireFormat.WireType.Varint);
+        output.WriteUInt64(7);
+        output.WriteTag(2, WireFormat.WireType.Varint);
+        output.WriteInt64(start);
+        output.WriteTag(3, WireFormat.WireType.LengthDelimited);
+        output.WriteMessage(new VitalSeries { Kind = "heart_rate", TimeDeltasMs = { 0 }, Values = { 70 } });
+        output.WriteTag(9, WireFormat.WireType.Varint);
+        output.WriteUInt64(300);
+        output.WriteTag(10, WireFormat.WireType.Fixed64);
+        output.WriteFixed64(1);
+        output.WriteTag(11, WireFormat.WireType.Fixed32);
+        output.WriteFixed32(1);
+        output.WriteTag(12, WireFormat.WireType.LengthDelimited);
+        output.WriteString("a field of a later version");
+        output.WriteTag(3, WireFormat.WireType.LengthDelimited);
+        output.WriteMessage(new VitalSeries { Kind = "spo2", TimeDeltasMs = { 1_000, 1_000 }, Values = { 97 } });
+        output.WriteTag(3, WireFormat.WireType.LengthDelimited);
+        output.WriteMessage(new VitalSeries { Kind = "spo2", TimeDeltasMs = { 2_000 }, Values = { 96 } });
+        output.Flush();
+
+        var builder = Wearable.NewBuilder();
+        var reader = new UploadStreamReader(UploadFormat.Payload, BatchSize, 64 * 1024);
+        var status = reader.Read(new System.Buffers.ReadOnlySequence<byte>(stream.ToArray()), isFinalBlock: true, builder, out _);
+
+        Assert.True(status == UploadReadStatus.Completed, reader.Error);
+        Assert.Equal([(VitalKind.HeartRate, start, 70.0), (VitalKind.OxygenSaturation, start + 2_000, 96.0)], builder.ToArray().Select(r => (r.Kind, r.TimestampMs, r.Value)));
+        Assert.Equal(1, builder.RejectedCount);
+        Assert.StartsWith("a series of the upload could not be read: ", reader.TakeRecordError(), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(true, "base_time_ms comes after a series")]
+    [InlineData(false, "wire type 3")]
+    public void A_protobuf_batch_that_cannot_be_streamed_is_refused_after_what_came_before(bool lateBaseTime, string reason)
+    {
+        using var stream = new MemoryStream();
+        var output = new CodedOutputStream(stream);
+        output.WriteTag(2, WireFormat.WireType.Varint);
+        output.WriteInt64(Wearable.NowMs - 60_000);
+        output.WriteTag(3, WireFormat.WireType.LengthDelimited);
+        output.WriteMessage(new VitalSeries { Kind = "heart_rate", TimeDeltasMs = { 0 }, Values = { 70 } });
+        if (lateBaseTime)
+        {
+            // Its series already taken with the first base time, which this one would move.
+            output.WriteTag(2, WireFormat.WireType.Varint);
+            output.WriteInt64(Wearable.NowMs - 30_000);
+        }
+        else
+        {
+            output.WriteTag(9, WireFormat.WireType.StartGroup);
+            output.WriteTag(9, WireFormat.WireType.EndGroup);
+        }
+
+        output.Flush();
+
+        var builder = Wearable.NewBuilder();
+        var reader = new UploadStreamReader(UploadFormat.Protobuf, BatchSize, 64 * 1024);
+        var status = reader.Read(new System.Buffers.ReadOnlySequence<byte>(stream.ToArray()), isFinalBlock: true, builder, out _);
+
+        Assert.Equal(UploadReadStatus.Malformed, status);
+        Assert.Contains(reason, reader.Error, StringComparison.Ordinal);
+        Assert.Equal([70.0], builder.ToArray().Select(r => r.Value));
+    }
+
     private static (UploadReadStatus Status, List<VitalReading[]> Batches, string? Error, int Rejected) ReadWhole(UploadFormat format, byte[] payload)
     {
         var builder = Wearable.NewBuilder();
@@ -200,8 +293,12 @@ public sealed class UploadStreamReaderTests
         return (status, [builder.ToArray()], reader.Error, builder.RejectedCount);
     }
 
+    private static Task<(UploadReadStatus Status, List<VitalReading[]> Batches, string? Error)> ReadAsync(
+        UploadFormat format, byte[] payload, int chunk, int maxRecordBytes = 64 * 1024) =>
+        ReadAsync(new UploadStreamReader(format, BatchSize, maxRecordBytes), payload, chunk);
+
     private static async Task<(UploadReadStatus Status, List<VitalReading[]> Batches, string? Error)> ReadAsync(
-        UploadFormat format, byte[] payload, int chunk, int maxRecordBytes = 64 * 1024)
+        UploadStreamReader reader, byte[] payload, int chunk)
     {
         var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 0, minimumSegmentSize: 16));
         var writing = Task.Run(async () =>
@@ -215,7 +312,6 @@ public sealed class UploadStreamReaderTests
         });
 
         var builder = Wearable.NewBuilder();
-        var reader = new UploadStreamReader(format, BatchSize, maxRecordBytes);
         var batches = new List<VitalReading[]>();
         UploadReadStatus status;
         do
@@ -262,6 +358,17 @@ public sealed class UploadStreamReaderTests
                 }
 
                 return (Encoding.UTF8.GetBytes(text.Append("\n\n").ToString()), expected);
+            case UploadFormat.Protobuf or UploadFormat.Payload:
+                var batch = new VitalBatch { BaseTimeMs = start };
+                foreach (var part in expected.Chunk(25))
+                {
+                    var series = new VitalSeries { Kind = "heart_rate" };
+                    series.TimeDeltasMs.Add(part.Select((r, i) => i == 0 ? r.TimestampMs - start : 1_000L));
+                    series.Values.Add(part.Select(r => r.Value));
+                    batch.Series.Add(series);
+                }
+
+                return (batch.ToByteArray(), expected);
             default:
                 using (var stream = new MemoryStream())
                 {
