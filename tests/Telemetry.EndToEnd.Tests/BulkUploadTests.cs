@@ -177,6 +177,11 @@ public sealed class BulkUploadTests(ServerFixture fixture) : IClassFixture<Serve
         Assert.Equal((HttpStatusCode.OK, 12_000L, 0L), (protobuf.Status, protobuf.Accepted, protobuf.Rejected));
         Assert.Equal((HttpStatusCode.OK, 0L, 12_000L), (resent.Status, resent.Accepted, resent.Duplicates));
         Assert.Equal(12_121, (await Server.RawHeartRatesAsync("p-upload-payload", start, start.AddHours(5))).Count);
+
+        // Well formed with no reading in it: refused, as an empty MQTT payload is, and counted.
+        var empty = await UploadAsync("upload-payload", token, "application/json", "{\"readings\":[]}"u8.ToArray());
+        Assert.Equal((HttpStatusCode.BadRequest, 0L), (empty.Status, empty.Accepted));
+        Assert.Matches(@"telemetry_payloads_rejected_total\{[^}]*protocol=""http""[^}]*reason=""empty""[^}]*\} [1-9]", await Server.Http.GetStringAsync("/metrics"));
     }
 
     [Fact]

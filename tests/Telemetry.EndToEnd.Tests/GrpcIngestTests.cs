@@ -24,11 +24,17 @@ public sealed class GrpcIngestTests(ServerFixture fixture) : IClassFixture<Serve
         {
             var values = Enumerable.Range(0, 6).Select(i => 60.0 + (double)seq + i).ToArray();
             last = Devices.ProtobufBatch(seq, start.AddSeconds((double)(seq - 1) * 6), "heart_rate", "/min", values);
+            if (seq == 10)
+            {
+                // With a reading of a vital the server does not know, refused as it is read.
+                last.Series.Add(new VitalSeries { Kind = "mood", TimeDeltasMs = { 0 }, Values = { 3 } });
+            }
+
             await call.RequestStream.WriteAsync(last);
         }
 
-        // The last batch again, as a device does when it saw no ack; then the first batch's times with other values,
-        // refused as conflicting with what is stored (the first values stand).
+        // The last batch again, as a device does when it saw no ack (its unknown reading refused again); then the first
+        // batch's times with other values, refused as conflicting with what is stored (the first values stand).
         await call.RequestStream.WriteAsync(last!);
         await call.RequestStream.WriteAsync(Devices.ProtobufBatch(11, start, "heart_rate", "/min", [90, 91, 92, 93, 94, 95]));
         await call.RequestStream.CompleteAsync();
@@ -41,7 +47,8 @@ public sealed class GrpcIngestTests(ServerFixture fixture) : IClassFixture<Serve
         Assert.Equal(Enumerable.Range(1, 10).Select(i => (ulong)i).Append(10UL).Append(11UL), acks.Select(a => a.Seq));
         Assert.All(acks.Take(10), ack => Assert.Equal(AckStatus.Committed, ack.Status));
         Assert.All(acks.Take(10), ack => Assert.Equal(6u, ack.Accepted));
-        Assert.Equal(AckStatus.Duplicate, acks[10].Status);
+        Assert.Equal((AckStatus.Duplicate, 1u, 1u), (acks[10].Status, acks[9].Rejected, acks[10].Rejected));
+        Assert.Contains("unknown", acks[10].Reason, StringComparison.OrdinalIgnoreCase);
         Assert.Equal((AckStatus.Rejected, 6u, 0u), (acks[11].Status, acks[11].Rejected, acks[11].Accepted));
         Assert.Contains("another value already stored", acks[11].Reason, StringComparison.Ordinal);
         var point = Assert.Single((await Server.TrendAsync("p-grpc-1", "heart_rate", start, start.AddMinutes(1), count: 60)).Points);

@@ -115,6 +115,10 @@ public sealed class LimitsTests(LimitsTests.LimitedServer fixture) : IClassFixtu
 
         var error = await Assert.ThrowsAsync<RpcException>(async () => await call.ResponseStream.MoveNext());
         Assert.Equal(StatusCode.ResourceExhausted, error.StatusCode);
+
+        // Counted as the other ways in count theirs, and told in the device's reject log.
+        Assert.Matches(@"telemetry_payloads_rejected_total\{[^}]*protocol=""grpc""[^}]*reason=""too_large""[^}]*\} [1-9]", await Server.Http.GetStringAsync("/metrics"));
+        Assert.Contains("a message over the limit of 2048 bytes", await Server.Http.GetStringAsync("/api/devices/limit-grpc-size/rejects"), StringComparison.Ordinal);
     }
 
     [Fact]

@@ -170,13 +170,20 @@ public sealed class ReadingBatchBuilder
     /// <summary>
     /// Counts a refused reading. One refused as implausible is kept apart, with its reason, for whoever looks into the
     /// device; never part of the patient's series. One that overflows in the conversion (1e308 kPa) is not kept: no
-    /// store, JSON or line protocol holds infinity.
+    /// store, JSON or line protocol holds infinity. More kept apart than a batch may hold overflow the batch, as more
+    /// accepted ones do: the message is refused whole rather than some of them dropped unsaid.
     /// </summary>
     private void Refuse(VitalKind kind, RejectReason reason, long timestampMs, double canonical)
     {
         Reject(reason);
-        if (reason == RejectReason.Implausible && double.IsFinite(canonical) && _quarantined.Count < Limits.MaxReadingsPerBatch)
+        if (reason == RejectReason.Implausible && double.IsFinite(canonical))
         {
+            if (_quarantined.Count >= Limits.MaxReadingsPerBatch)
+            {
+                Overflowed = true;
+                return;
+            }
+
             _quarantined.Add(new VitalReading(kind, timestampMs, canonical));
         }
     }

@@ -234,7 +234,7 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
                     break;
 
                 case Phase.Records:
-                    if (batch.Count >= readingsPerBatch)
+                    if (IsFull(batch))
                     {
                         return UploadReadStatus.BatchFull;
                     }
@@ -321,7 +321,7 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
         var remaining = buffer;
         while (true)
         {
-            if (batch.Count >= readingsPerBatch)
+            if (IsFull(batch))
             {
                 return UploadReadStatus.BatchFull;
             }
@@ -391,7 +391,7 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
         var remaining = buffer;
         while (true)
         {
-            if (batch.Count >= readingsPerBatch)
+            if (IsFull(batch))
             {
                 return UploadReadStatus.BatchFull;
             }
@@ -445,7 +445,7 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
         var remaining = buffer;
         while (true)
         {
-            if (batch.Count >= readingsPerBatch)
+            if (IsFull(batch))
             {
                 return UploadReadStatus.BatchFull;
             }
@@ -633,6 +633,9 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
 
         return true;
     }
+
+    /// <summary>Whether a batch's worth has been read: readings kept apart as implausible count too, as they are stored too.</summary>
+    private bool IsFull(ReadingBatchBuilder batch) => batch.Count + batch.Quarantined.Count >= readingsPerBatch;
 
     private UploadReadStatus Fail(string error)
     {

@@ -64,7 +64,7 @@ public sealed partial class GrpcIngestService(
             var dropped = false;
             try
             {
-                while (await requestStream.MoveNext(reading.Token))
+                while (await NextAsync(requestStream, device, reading.Token))
                 {
                     var submitted = SubmitAsync(device, requestStream.Current, batch);
                     await inFlight.Writer.WriteAsync(submitted, reading.Token);
@@ -127,6 +127,28 @@ public sealed partial class GrpcIngestService(
         finally
         {
             instruments.DeviceDisconnected(Protocol);
+        }
+    }
+
+    /// <summary>
+    /// The stream's next message. One gRPC refuses as it is read (over <c>MaxMessageBytes</c>: RESOURCE_EXHAUSTED; in a
+    /// compression it does not read, or cut short) ends the stream as gRPC answers it, counted and in the device's
+    /// reject log as the other ways in count theirs.
+    /// </summary>
+    private async Task<bool> NextAsync(IAsyncStreamReader<EncodedBatch> requestStream, DeviceIdentity device, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await requestStream.MoveNext(cancellationToken);
+        }
+        catch (RpcException exception)
+        {
+            var tooLarge = exception.StatusCode == StatusCode.ResourceExhausted;
+            instruments.PayloadRejected(Protocol, tooLarge ? "too_large" : "malformed");
+            rejectLog.Record(device.DeviceId, Protocol, tooLarge
+                ? $"a message over the limit of {options.Value.MaxMessageBytes} bytes; split it"
+                : $"a message that could not be read: {exception.Status.Detail}");
+            throw;
         }
     }
 
@@ -225,7 +247,15 @@ public sealed partial class GrpcIngestService(
         rejectLog.RecordConflicts(batch.DeviceId, Protocol, result.Conflicts);
         if (result.Outcome == CommitOutcome.Duplicate)
         {
-            return new IngestAck { Seq = batch.Sequence, Status = AckStatus.Duplicate, Duplicates = (uint)result.Duplicates, Reason = $"batch {batch.Sequence} was already committed; not stored again" };
+            // Its readings refused as they were read are told again, as the first answer told them.
+            return new IngestAck
+            {
+                Seq = batch.Sequence,
+                Status = AckStatus.Duplicate,
+                Duplicates = (uint)result.Duplicates,
+                Rejected = rejected,
+                Reason = CommitResult.DescribeDuplicateBatch(batch.Sequence, rejects.Length > 0 ? rejects : null),
+            };
         }
 
         if (batch.Readings.IsEmpty)

@@ -150,7 +150,17 @@ public sealed class HttpIngestEndpoint(
 
                 if (status == UploadReadStatus.Completed)
                 {
-                    return TypedResults.Ok(upload.Result());
+                    var result = upload.Result();
+                    if (result.Accepted == 0 && result.Duplicates == 0 && result.Rejected == 0)
+                    {
+                        // Well formed, and no reading in it ({"readings":[]}, a SenML pack of base fields): refused as an
+                        // empty MQTT payload or gRPC batch is, rather than answered as if something had been taken.
+                        instruments.PayloadRejected(Protocol, "empty");
+                        rejectLog.Record(deviceId, Protocol, "an upload that holds no readings");
+                        return Problem(StatusCodes.Status400BadRequest, "Empty upload", "The upload holds no readings.", result);
+                    }
+
+                    return TypedResults.Ok(result);
                 }
 
                 if (status == UploadReadStatus.Malformed)

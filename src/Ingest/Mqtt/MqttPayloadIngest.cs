@@ -118,7 +118,7 @@ public sealed class MqttPayloadIngest(
         }
 
         return result.Outcome == CommitOutcome.Duplicate
-            ? new MqttPayloadAnswer(MqttPayloadVerdict.Stored, MqttPubAckReasonCode.Success, $"batch {deviceBatch.Sequence} was already committed; not stored again")
+            ? new MqttPayloadAnswer(MqttPayloadVerdict.Stored, MqttPubAckReasonCode.Success, CommitResult.DescribeDuplicateBatch(deviceBatch.Sequence, pending.Rejects))
             : new MqttPayloadAnswer(MqttPayloadVerdict.Stored, MqttPubAckReasonCode.Success, result.Describe(pending.Rejects));
     }
 

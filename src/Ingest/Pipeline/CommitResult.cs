@@ -28,6 +28,10 @@ public readonly record struct CommitResult(CommitOutcome Outcome, int Stored, in
         return parts.Any(part => part is not null) ? string.Join("; ", parts.OfType<string>()) : null;
     }
 
+    /// <summary>What a sender is told of a batch resent under a sequence number already committed, with the readings refused as it was read.</summary>
+    public static string DescribeDuplicateBatch(ulong sequence, string? rejects) =>
+        rejects is null ? $"batch {sequence} was already committed; not stored again" : $"batch {sequence} was already committed; not stored again; {rejects}";
+
     /// <summary>What a sender is told of <paramref name="conflicts"/> readings refused as conflicting.</summary>
     public static string DescribeConflicts(int conflicts) =>
         $"{conflicts} reading{(conflicts == 1 ? "" : "s")} rejected: {conflicts} {RejectReason.Conflict.Describe()}";

@@ -197,6 +197,25 @@ public sealed class ProtobufBatchDecoderTests
         Assert.False(builder.Overflowed);
     }
 
+    [Fact]
+    public void A_batch_with_more_implausible_readings_than_a_batch_holds_is_refused_whole_not_quarantined_in_part()
+    {
+        var builder = Wearable.NewBuilder();
+        var kept = Steps(ValidationLimits.Default.MaxReadingsPerBatch);
+        kept.Series[0].Kind = "heart_rate";
+        kept.Series[0].Values.Clear();
+        kept.Series[0].Values.Add(Enumerable.Repeat(900.0, ValidationLimits.Default.MaxReadingsPerBatch));
+
+        Assert.True(Decode(builder, kept, out _, out var error), error);
+        Assert.Equal(10_000, builder.Quarantined.Count);
+
+        kept.Series[0].TimeDeltasMs.Add(1);
+        kept.Series[0].Values.Add(900);
+        Assert.False(Decode(builder, kept, out _, out error));
+        Assert.Equal("a batch may hold at most 10000 readings", error);
+        Assert.Empty(builder.Quarantined);
+    }
+
     private static VitalBatch Steps(int count)
     {
         var series = new VitalSeries { Kind = "steps" };

@@ -285,6 +285,31 @@ public sealed class UploadStreamReaderTests
         Assert.Equal([70.0], builder.ToArray().Select(r => r.Value));
     }
 
+    [Fact]
+    public void Readings_kept_apart_as_implausible_fill_a_batch_too_so_none_is_dropped()
+    {
+        // A faulty sensor's day: every reading out of range, each to be kept apart, none beyond what a batch holds.
+        var start = Wearable.NowMs - 3_600_000;
+        var payload = Encoding.UTF8.GetBytes(string.Concat(Enumerable.Range(0, 100).Select(i =>
+            Json(new VitalReading(VitalKind.HeartRate, start + (i * 1_000L), 900)) + "\n")));
+        var builder = Wearable.NewBuilder();
+        var reader = new UploadStreamReader(UploadFormat.NdJson, BatchSize, 64 * 1024);
+        var buffer = new System.Buffers.ReadOnlySequence<byte>(payload);
+        var kept = new List<int>();
+        UploadReadStatus status;
+        do
+        {
+            status = reader.Read(buffer, isFinalBlock: true, builder, out var consumed);
+            buffer = buffer.Slice(consumed);
+            kept.Add(builder.Quarantined.Count);
+            builder.Reset();
+        }
+        while (status == UploadReadStatus.BatchFull);
+
+        Assert.Equal(UploadReadStatus.Completed, status);
+        Assert.Equal([BatchSize, BatchSize, 20], kept);
+    }
+
     private static (UploadReadStatus Status, List<VitalReading[]> Batches, string? Error, int Rejected) ReadWhole(UploadFormat format, byte[] payload)
     {
         var builder = Wearable.NewBuilder();
