@@ -65,6 +65,20 @@ public sealed partial class AlertTests
         Assert.Equal("raised", webhook.Received.First().Type);
         Assert.Empty(webhook.BadSignatures);
 
+        // Each event given to a receiver is recorded once (not once per attempt), before it goes; so is each device's
+        // subscription to its patient's alerts, and one refused with the patient it named.
+        var delivered = (await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?actor=webhook:ward&patientId=p-alert")).EnumerateArray()
+            .Select(r => r.GetProperty("action").GetString()!).ToList();
+        Assert.NotEmpty(delivered);
+        Assert.Equal(delivered.Count, delivered.Distinct().Count());
+        Assert.All(delivered, action => Assert.StartsWith("POST alert event ", action, StringComparison.Ordinal));
+        var subscribed = Assert.Single((await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?actor=device:alert-phone")).EnumerateArray());
+        Assert.Equal(("p-alert", "MQTT SUBSCRIBE patients/p-alert/alerts", 200), (subscribed.GetProperty("patientId").GetString(), subscribed.GetProperty("action").GetString(), subscribed.GetProperty("status").GetInt32()));
+        var refused = await watch.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter("patients/p-someone-else/alerts").Build());
+        Assert.Equal(MqttClientSubscribeResultCode.NotAuthorized, Assert.Single(refused.Items).ResultCode);
+        var denied = Assert.Single((await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?actor=device:alert-watch")).EnumerateArray());
+        Assert.Equal(("p-someone-else", 403), (denied.GetProperty("patientId").GetString(), denied.GetProperty("status").GetInt32()));
+
         // Not acknowledged within two seconds: it escalates, on every channel.
         await Eventually.FirstAsync(mqtt, a => a.Type == "escalated");
         await Eventually.FirstAsync(webhook.Received, a => a.Type == "escalated");

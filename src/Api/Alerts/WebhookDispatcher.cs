@@ -27,6 +27,7 @@ public sealed partial class WebhookDispatcher(
     DeliveryLease lease,
     IOptions<AlertOptions> options,
     IngestInstruments instruments,
+    IAuditTrail audit,
     TimeProvider timeProvider,
     ILogger<WebhookDispatcher> logger) : BackgroundService
 {
@@ -181,6 +182,7 @@ public sealed partial class WebhookDispatcher(
         var delay = TimeSpan.FromSeconds(1);
         var maxDelay = TimeSpan.FromSeconds(options.Value.WebhookMaxBackoffSeconds);
         var firstFailed = (DateTimeOffset?)null;
+        await RecordAsync(webhook, item);
         for (var attempt = 1; ; attempt++)
         {
             string failure;
@@ -293,6 +295,7 @@ public sealed partial class WebhookDispatcher(
             return PassOverOutcome.LeaseLost;
         }
 
+        await RecordAsync(webhook, other);
         var taken = await TryPostAsync(webhook, other, stoppingToken);
         LogPassOverProbe(logger, webhook.Name, item.EventId, other.EventId, taken is { } status ? $"HTTP {(int)status}" : "no answer");
         if ((int?)taken is not (>= 200 and < 300))
@@ -316,6 +319,13 @@ public sealed partial class WebhookDispatcher(
         passOver.Passed(item.PatientId, timeProvider.GetUtcNow());
         return PassOverOutcome.PassedOver;
     }
+
+    /// <summary>
+    /// Records that the webhook's receiver is sent the patient's alert event, once, before its first attempt: a record
+    /// that cannot be written throws, and the event waits for the next pass (nothing goes out unrecorded).
+    /// </summary>
+    private Task RecordAsync(WebhookOptions webhook, AlertEvent item) =>
+        audit.RecordAsync("webhook:" + webhook.Name, "none", item.PatientId, $"POST alert event {item.EventId} to webhook {webhook.Name}", StatusCodes.Status200OK);
 
     /// <summary>POSTs the event once; the receiver's status, or null when the POST failed (network, timeout).</summary>
     private async Task<HttpStatusCode?> TryPostAsync(WebhookOptions webhook, AlertEvent item, CancellationToken stoppingToken)
@@ -447,6 +457,6 @@ public sealed partial class WebhookDispatcher(
     [LoggerMessage(EventId = 3204, Level = LogLevel.Information, Message = "Webhook {Webhook}: event {EventId} failing, offered another patient's event {Other}: {Answer}")]
     private static partial void LogPassOverProbe(ILogger logger, string webhook, string eventId, string other, string answer);
 
-    [LoggerMessage(EventId = 3203, Level = LogLevel.Warning, Message = "Webhook {Webhook}: reading the alert store failed; trying again")]
+    [LoggerMessage(EventId = 3203, Level = LogLevel.Warning, Message = "Webhook {Webhook}: reading the alert store, or recording a delivery in the audit log, failed; trying again")]
     private static partial void LogStoreFailed(ILogger logger, Exception exception, string webhook);
 }

@@ -140,6 +140,7 @@ public static partial class TelemetryServerExtensions
         services.AddSingleton<AlertStreamSlots>();
         services.AddTelemetryAuthentication();
         services.AddSingleton<AuditLog>();
+        services.AddSingleton<Core.Storage.IAuditTrail>(sp => sp.GetRequiredService<AuditLog>());
         services.AddHostedService(sp => sp.GetRequiredService<AuditLog>());
         services.AddProblemDetails();
 

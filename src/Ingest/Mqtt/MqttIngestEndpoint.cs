@@ -10,6 +10,7 @@ using MQTTnet.Server;
 using Telemetry.Core;
 using Telemetry.Core.Devices;
 using Telemetry.Core.Readings;
+using Telemetry.Core.Storage;
 using Telemetry.Ingest.Codecs;
 using Telemetry.Ingest.Pipeline;
 
@@ -33,6 +34,7 @@ public sealed partial class MqttIngestEndpoint(
     DeviceRejectLog rejectLog,
     DeviceRateLimiter rateLimiter,
     IOptions<IngestOptions> options,
+    IAuditTrail audit,
     ILogger<MqttIngestEndpoint> logger)
 {
     public const string Protocol = "mqtt";
@@ -728,18 +730,40 @@ public sealed partial class MqttIngestEndpoint(
             : new PublishAnswer(code, reason);
     }
 
-    private Task InterceptSubscriptionAsync(InterceptingSubscriptionEventArgs args)
+    private async Task InterceptSubscriptionAsync(InterceptingSubscriptionEventArgs args)
     {
-        if (args.SessionItems?[IdentityItem] is not DeviceIdentity device
-            || args.TopicFilter.Topic != MqttTopics.PatientAlerts(device.PatientId))
+        var topic = args.TopicFilter.Topic;
+        var device = args.SessionItems?[IdentityItem] as DeviceIdentity;
+        var own = device is not null && topic == MqttTopics.PatientAlerts(device.PatientId);
+        if (device is not null)
+        {
+            // A subscription reads the patient's alerts from then on: recorded, as an alert stream is as it opens; one
+            // refused, with the patient it named, as a refused request is. Nothing is read unrecorded.
+            try
+            {
+                await audit.RecordAsync("device:" + device.DeviceId, "none", own ? device.PatientId : MqttTopics.PatientOfAlerts(topic),
+                    $"MQTT SUBSCRIBE {(topic.Length > 200 ? string.Concat(topic.AsSpan(0, 200), "…") : topic)}", own ? 200 : 403);
+            }
+            catch (Exception exception)
+            {
+                LogSubscriptionNotRecorded(logger, exception, device.DeviceId);
+                args.ProcessSubscription = false;
+                args.Response.ReasonCode = MqttSubscribeReasonCode.UnspecifiedError;
+                args.Response.ReasonString = "the subscription could not be recorded in the audit log; subscribe again later";
+                return;
+            }
+        }
+
+        if (!own)
         {
             args.ProcessSubscription = false;
             args.Response.ReasonCode = MqttSubscribeReasonCode.NotAuthorized;
             args.Response.ReasonString = "a device may subscribe only to its own patient's alerts";
         }
-
-        return Task.CompletedTask;
     }
+
+    [LoggerMessage(EventId = 1111, Level = LogLevel.Error, Message = "Device {DeviceId}'s subscription to its patient's alerts was refused: the audit log could not record it")]
+    private static partial void LogSubscriptionNotRecorded(ILogger logger, Exception exception, string deviceId);
 
     [LoggerMessage(EventId = 1101, Level = LogLevel.Debug, Message = "Device {DeviceId} connected over MQTT {ProtocolVersion}")]
     private static partial void LogDeviceConnected(ILogger logger, string deviceId, MqttProtocolVersion protocolVersion);

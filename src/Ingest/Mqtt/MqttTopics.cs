@@ -4,6 +4,7 @@ namespace Telemetry.Ingest.Mqtt;
 public static class MqttTopics
 {
     private const string DevicePrefix = "devices/", VitalsSuffix = "/vitals";
+    private const string PatientPrefix = "patients/", AlertsSuffix = "/alerts";
 
     /// <summary>Where a device publishes its readings.</summary>
     public static string DeviceVitals(string deviceId) => $"{DevicePrefix}{deviceId}{VitalsSuffix}";
@@ -43,5 +44,19 @@ public static class MqttTopics
     }
 
     /// <summary>Where a patient's alerts are published.</summary>
-    public static string PatientAlerts(string patientId) => $"patients/{patientId}/alerts";
+    public static string PatientAlerts(string patientId) => $"{PatientPrefix}{patientId}{AlertsSuffix}";
+
+    /// <summary>The patient an alerts topic (or a filter of one, no wildcards) names, if it is one with a valid patient id.</summary>
+    public static string? PatientOfAlerts(string topic)
+    {
+        if (topic.Length <= PatientPrefix.Length + AlertsSuffix.Length
+            || !topic.StartsWith(PatientPrefix, StringComparison.Ordinal)
+            || !topic.EndsWith(AlertsSuffix, StringComparison.Ordinal))
+        {
+            return null;
+        }
+
+        var id = topic[PatientPrefix.Length..^AlertsSuffix.Length];
+        return Core.Identifier.IsValid(id) ? id : null;
+    }
 }

@@ -7,6 +7,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Microsoft.Win32.SafeHandles;
 using Telemetry.Core;
+using Telemetry.Core.Storage;
 using Telemetry.Storage.DuckDb;
 
 namespace Telemetry.Storage.Audit;
@@ -21,7 +22,7 @@ namespace Telemetry.Storage.Audit;
 /// trend read about 9 ms). Reads go from the newest day back and stop when they have enough, so they cost what they
 /// return rather than the log's whole history.
 /// </summary>
-public sealed partial class AuditLog : IHostedService, IAsyncDisposable
+public sealed partial class AuditLog : IAuditTrail, IHostedService, IAsyncDisposable
 {
     /// <summary>The single file of earlier versions, read as the oldest part of the chain.</summary>
     public const string LegacyFileName = "audit.log";
@@ -83,6 +84,9 @@ public sealed partial class AuditLog : IHostedService, IAsyncDisposable
 
     /// <summary>The folder of the audit files: the database's.</summary>
     public string Directory { get; }
+
+    Task IAuditTrail.RecordAsync(string actor, string role, string? patientId, string action, int status, CancellationToken cancellationToken) =>
+        WriteAsync(actor, role, patientId, action, status, cancellationToken);
 
     /// <summary>Appends a record of one access; returns once it is in the file.</summary>
     public async Task<AuditRecord> WriteAsync(string actor, string role, string? patientId, string action, int status, CancellationToken cancellationToken = default)
