@@ -109,6 +109,17 @@ public sealed class AuditTests
         var denied = Assert.Single((await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?patientId=audit-p4")).EnumerateArray());
         Assert.Equal(("GET /api/patients/audit-p4/alerts/stream", 403, "denied"), (denied.GetProperty("action").GetString(), denied.GetProperty("status").GetInt32(), denied.GetProperty("outcome").GetString()));
 
+        // Refused before their handler (a token without Observation scopes), FHIR searches still name the patient they
+        // asked for: with a trailing slash, the same patient named twice, $stats by its patient parameter.
+        using var unscoped = server.ClientWith(await server.MintTokenAsync("--role", "clinician", "--sub", "dr-audit-10", "--scope", "user/Patient.rs"));
+        foreach (var path in new[] { "/fhir/Observation/?patient=audit-p10&code=8867-4", "/fhir/Observation?patient=audit-p10&patient=Patient/audit-p10", "/fhir/Observation/$stats?patient=audit-p10&code=8867-4&statistic=count&duration=1" })
+        {
+            using var response = await unscoped.GetAsync(path);
+            Assert.Equal(HttpStatusCode.Forbidden, response.StatusCode);
+        }
+
+        Assert.Equal(3, (await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?actor=dr-audit-10&patientId=audit-p10")).GetArrayLength());
+
         // Reading a patient's accesses is an access to their record: the admin's look at audit-p4's is recorded.
         var looked = (await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?patientId=audit-p4")).EnumerateArray().First();
         Assert.Equal(("GET /api/audit?patientId=audit-p4", "admin", 200), (looked.GetProperty("action").GetString(), looked.GetProperty("role").GetString(), looked.GetProperty("status").GetInt32()));

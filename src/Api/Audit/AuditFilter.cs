@@ -24,7 +24,7 @@ public sealed class AuditFilter : IEndpointFilter
     {
         ["/fhir/Observation"] = ["patient", "subject"],
         ["/fhir/Observation/$lastn"] = ["patient", "subject"],
-        ["/fhir/Observation/$stats"] = ["subject"],
+        ["/fhir/Observation/$stats"] = ["subject", "patient"],
         ["/fhir/AuditEvent"] = ["patient", "entity"],
     }.ToFrozenDictionary(StringComparer.OrdinalIgnoreCase);
 
@@ -132,19 +132,32 @@ public sealed class AuditFilter : IEndpointFilter
         // FHIR's search parameters name the patient a FHIR search reads; anywhere else a request's query is not the
         // audit's to trust (GET /api/alerts?patient=p-002 lists the caller's own patients' alerts, read nobody else's;
         // GET /fhir/Patient?patient=p-002 reads nothing), nor is a parameter the search does not take.
-        if (!FhirSearches.TryGetValue(http.Request.Path.Value ?? string.Empty, out var names))
+        // As routing reads the path: a trailing slash names the same search.
+        if (!FhirSearches.TryGetValue((http.Request.Path.Value ?? string.Empty).TrimEnd('/'), out var names))
         {
             return null;
         }
 
+        // A parameter given more than once names its patient if every value names the same one.
+        string? asked = null;
         foreach (var name in names)
         {
-            if (http.Request.Query.TryGetValue(name, out var values) && values.Count == 1 && FhirParameters.TryReadReference(values[0] ?? string.Empty, out var fhirPatient))
+            if (!http.Request.Query.TryGetValue(name, out var values))
             {
-                return fhirPatient;
+                continue;
+            }
+
+            foreach (var value in values)
+            {
+                if (!FhirParameters.TryReadReference(value ?? string.Empty, out var fhirPatient) || (asked is not null && asked != fhirPatient))
+                {
+                    return null;
+                }
+
+                asked = fhirPatient;
             }
         }
 
-        return null;
+        return asked;
     }
 }
