@@ -399,6 +399,28 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
         Assert.True(stalled, $"the server read all {sent >> 20} MiB sent in {(DateTime.UtcNow - started).TotalSeconds:F0} s without its answers being read");
     }
 
+    [Theory]
+    [InlineData(MQTTnet.Formatter.MqttProtocolVersion.V500)]
+    [InlineData(MQTTnet.Formatter.MqttProtocolVersion.V311)]
+    public async Task A_connection_with_clean_start_0_taking_an_open_one_over_keeps_its_session_and_publishes_as_the_device(MQTTnet.Formatter.MqttProtocolVersion version)
+    {
+        var deviceId = $"mqtt-takeover-{(int)version}";
+        var token = await Server.ProvisionAsync(deviceId, $"p-mqtt-takeover-{(int)version}");
+        MqttClientOptions Persistent() => Devices.MqttOptions(Server.MqttPort, deviceId, deviceId, token, version)
+            .WithCleanSession(false).WithSessionExpiryInterval(3_600).Build();
+        using var first = new MqttClientFactory().CreateMqttClient();
+        Assert.Equal(MqttClientConnectResultCode.Success, (await first.ConnectAsync(Persistent())).ResultCode);
+
+        // A phone changing networks: the new connection comes while the old one is still open.
+        using var second = new MqttClientFactory().CreateMqttClient();
+        var taken = await second.ConnectAsync(Persistent());
+
+        // The session goes on (its subscription to the patient's alerts, and alerts queued for it): Session Present 1.
+        Assert.Equal((MqttClientConnectResultCode.Success, true), (taken.ResultCode, taken.IsSessionPresent));
+        var ack = await Devices.PublishAsync(second, $"devices/{deviceId}/vitals", Devices.JsonHeartRates(1, Devices.RecentMinute(), 70));
+        Assert.Equal(MqttClientPublishReasonCode.Success, ack.ReasonCode);
+    }
+
     [Fact]
     public async Task Device_subscribes_only_to_its_own_patients_alerts()
     {
