@@ -79,6 +79,13 @@ public sealed partial class AlertTests
         var denied = Assert.Single((await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?actor=device:alert-watch")).EnumerateArray());
         Assert.Equal(("p-someone-else", 403), (denied.GetProperty("patientId").GetString(), denied.GetProperty("status").GetInt32()));
 
+        // Once a connection: subscribing again, or again to the same other patient's alerts, adds nothing; nor does a
+        // filter that names no patient.
+        await phone.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter("patients/p-alert/alerts").Build());
+        await watch.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter("patients/p-someone-else/alerts").WithTopicFilter("#").Build());
+        Assert.Single((await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?actor=device:alert-phone")).EnumerateArray());
+        Assert.Single((await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?actor=device:alert-watch")).EnumerateArray());
+
         // Not acknowledged within two seconds: it escalates, on every channel.
         await Eventually.FirstAsync(mqtt, a => a.Type == "escalated");
         await Eventually.FirstAsync(webhook.Received, a => a.Type == "escalated");
@@ -147,6 +154,9 @@ public sealed partial class AlertTests
         // Another receiver answers its first three deliveries 500 and then recovers: flapping, it loses nothing.
         using var webhook = new WebhookReceiver(WebhookSecret) { FailsOn = alert => alert.AlertId.StartsWith("p-unknown-to-emr~", StringComparison.Ordinal) };
         using var flapping = new WebhookReceiver(WebhookSecret) { FailFirst = 3, FailWith = 500 };
+
+        // A third answers 500 to everything: each pass-over offers it the other patient's event again.
+        using var down = new WebhookReceiver(WebhookSecret) { FailsOn = _ => true };
         await using var server = await TelemetryServer.StartNewAsync(new Dictionary<string, string>
         {
             ["Telemetry__Alerts__Webhooks__0__Name"] = "emr",
@@ -155,6 +165,9 @@ public sealed partial class AlertTests
             ["Telemetry__Alerts__Webhooks__1__Name"] = "flapping",
             ["Telemetry__Alerts__Webhooks__1__Url"] = flapping.Url,
             ["Telemetry__Alerts__Webhooks__1__Secret"] = WebhookSecret,
+            ["Telemetry__Alerts__Webhooks__2__Name"] = "down",
+            ["Telemetry__Alerts__Webhooks__2__Url"] = down.Url,
+            ["Telemetry__Alerts__Webhooks__2__Secret"] = WebhookSecret,
             ["Telemetry__Alerts__WebhookMaxBackoffSeconds"] = "1",
             ["Telemetry__Alerts__WebhookPassOverAfter"] = "00:00:02",
         });
@@ -189,6 +202,13 @@ public sealed partial class AlertTests
         Assert.DoesNotContain(webhook.Received, alert => alert.AlertId.StartsWith("p-unknown-to-emr~", StringComparison.Ordinal));
         var metrics = await server.Http.GetStringAsync("/metrics");
         Assert.Matches("""telemetry_alerts_given_up_total\{[^}]*channel="webhook"[^}]*\} 1\b""", metrics);
+
+        // The receiver that is down was offered each event, the second again at every pass-over: each recorded once.
+        await Eventually.ReadAsync(() => Task.FromResult(down.Attempts), attempts => attempts >= 6, TimeSpan.FromSeconds(30));
+        var offered = (await server.Http.GetFromJsonAsync<JsonElement>("/api/audit?actor=webhook:down")).EnumerateArray()
+            .Select(record => record.GetProperty("action").GetString()).ToList();
+        Assert.Equal(2, offered.Count);
+        Assert.Equal(2, offered.Distinct().Count());
     }
 
     [Fact]

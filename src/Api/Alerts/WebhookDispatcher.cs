@@ -134,6 +134,7 @@ public sealed partial class WebhookDispatcher(
                     position = await store.ReadCursorAsync(consumer, stoppingToken) ?? position;
                     refusals.Since = null;
                     passOver.DeliveredAhead.Clear();
+                    passOver.RecordedAhead.Clear();
                     held = true;
                 }
 
@@ -148,8 +149,11 @@ public sealed partial class WebhookDispatcher(
                     }
 
                     // An event offered ahead of its turn (see TryPassOverAsync) was taken then: not sent twice.
-                    if (!passOver.DeliveredAhead.Remove(item.Position)
-                        && !await DeliverAsync(webhook, consumer, item, refusals, passOver, stoppingToken))
+                    if (passOver.DeliveredAhead.Remove(item.Position))
+                    {
+                        passOver.RecordedAhead.Remove(item.Position);
+                    }
+                    else if (!await DeliverAsync(webhook, consumer, item, refusals, passOver, stoppingToken))
                     {
                         held = false;
                         break;
@@ -182,7 +186,10 @@ public sealed partial class WebhookDispatcher(
         var delay = TimeSpan.FromSeconds(1);
         var maxDelay = TimeSpan.FromSeconds(options.Value.WebhookMaxBackoffSeconds);
         var firstFailed = (DateTimeOffset?)null;
-        await RecordAsync(webhook, item);
+        if (!passOver.RecordedAhead.Remove(item.Position))
+        {
+            await RecordAsync(webhook, item);
+        }
         for (var attempt = 1; ; attempt++)
         {
             string failure;
@@ -295,7 +302,13 @@ public sealed partial class WebhookDispatcher(
             return PassOverOutcome.LeaseLost;
         }
 
-        await RecordAsync(webhook, other);
+        // Offered at each pass-over until it is taken, and in its own turn after: recorded once.
+        if (!passOver.RecordedAhead.Contains(other.Position))
+        {
+            await RecordAsync(webhook, other);
+            passOver.RecordedAhead.Add(other.Position);
+        }
+
         var taken = await TryPostAsync(webhook, other, stoppingToken);
         LogPassOverProbe(logger, webhook.Name, item.EventId, other.EventId, taken is { } status ? $"HTTP {(int)status}" : "no answer");
         if ((int?)taken is not (>= 200 and < 300))
@@ -419,6 +432,9 @@ public sealed partial class WebhookDispatcher(
 
         /// <summary>Positions of events taken ahead of their turn: skipped when their turn comes.</summary>
         public HashSet<long> DeliveredAhead { get; } = [];
+
+        /// <summary>Positions of events offered ahead of their turn, recorded in the audit log then: not recorded again.</summary>
+        public HashSet<long> RecordedAhead { get; } = [];
 
         /// <summary>
         /// Whether an event failing since <paramref name="firstFailed"/> is to be told apart now: once it has failed for

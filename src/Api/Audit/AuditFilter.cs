@@ -138,26 +138,22 @@ public sealed class AuditFilter : IEndpointFilter
             return null;
         }
 
-        // A parameter given more than once names its patient if every value names the same one.
-        string? asked = null;
+        // The first patient the parameters name (given more than once, or by both names, a search is refused for
+        // naming two: the first is the one recorded, as a lone one is).
         foreach (var name in names)
         {
-            if (!http.Request.Query.TryGetValue(name, out var values))
+            if (http.Request.Query.TryGetValue(name, out var values))
             {
-                continue;
-            }
-
-            foreach (var value in values)
-            {
-                if (!FhirParameters.TryReadReference(value ?? string.Empty, out var fhirPatient) || (asked is not null && asked != fhirPatient))
+                foreach (var value in values)
                 {
-                    return null;
+                    if (FhirParameters.TryReadReference(value ?? string.Empty, out var fhirPatient))
+                    {
+                        return fhirPatient;
+                    }
                 }
-
-                asked = fhirPatient;
             }
         }
 
-        return asked;
+        return null;
     }
 }

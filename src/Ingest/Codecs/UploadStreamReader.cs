@@ -15,6 +15,9 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
     private const int JsonRecordDepth = 6;
     private const int SenMlRecordDepth = 3;
 
+    // Room, beyond a record's own limit, for what may come before it while it is read in: a field's tag and length.
+    private const int FramingBytes = 16;
+
     private JsonReaderState _json = new(new JsonReaderOptions { MaxDepth = 8 });
     private Phase _phase = Phase.Start;
 
@@ -141,8 +144,9 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
                 return Fail("the upload ends in the middle of a record");
             }
 
-            // Whatever waits for more data (a record, a value outside the records, white space) is bounded too.
-            if (status == UploadReadStatus.NeedMoreData && buffer.Slice(consumed).Length > maxRecordBytes)
+            // Whatever waits for more data (a record, a value outside the records, white space) is bounded too, with room
+            // for what comes before a record of the largest size (a comma, a protobuf field's tag and length).
+            if (status == UploadReadStatus.NeedMoreData && buffer.Slice(consumed).Length > maxRecordBytes + FramingBytes)
             {
                 return Fail($"a record or value may be at most {maxRecordBytes} bytes");
             }
@@ -569,7 +573,8 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(message);
+            // A patient's readings: not left in the shared pool.
+            ArrayPool<byte>.Shared.Return(message, clearArray: true);
         }
 
         _seriesRead = true;

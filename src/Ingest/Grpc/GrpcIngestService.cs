@@ -141,7 +141,7 @@ public sealed partial class GrpcIngestService(
         {
             return await requestStream.MoveNext(cancellationToken);
         }
-        catch (RpcException exception)
+        catch (RpcException exception) when (exception.StatusCode is not (StatusCode.Cancelled or StatusCode.DeadlineExceeded))
         {
             var tooLarge = exception.StatusCode == StatusCode.ResourceExhausted;
             instruments.PayloadRejected(Protocol, tooLarge ? "too_large" : "malformed");

@@ -61,6 +61,11 @@ public sealed partial class MqttIngestEndpoint(
     private long _owedAcks;
     private volatile bool _draining;
 
+    // Each device's latest sign-in, from its validation to its connection: a connection with Clean Start 0 that takes an
+    // open one over goes on in that one's session, whose items hold the older sign-in (and MQTTnet drops the items the
+    // newer one's validation filled). One entry per device at most, taken as it connects.
+    private readonly ConcurrentDictionary<string, DeviceIdentity> _signingIn = new(StringComparer.Ordinal);
+
     /// <summary>True once the broker has started and the handlers are in place.</summary>
     public bool IsListening { get; private set; }
 
@@ -80,6 +85,11 @@ public sealed partial class MqttIngestEndpoint(
             args.SessionItems.Remove(TopicAliasesItem);
             var connection = new ConnectionState(args.RemoteEndPoint);
             args.SessionItems[ConnectionItem] = connection;
+            if (_signingIn.TryRemove(args.ClientId, out var signedIn))
+            {
+                args.SessionItems[IdentityItem] = signedIn;
+            }
+
             instruments.DeviceConnected(Protocol);
             if (args.SessionItems[IdentityItem] is DeviceIdentity device)
             {
@@ -202,6 +212,7 @@ public sealed partial class MqttIngestEndpoint(
         }
 
         args.SessionItems[IdentityItem] = identity;
+        _signingIn[identity.DeviceId] = identity;
         LogDeviceConnected(logger, identity.DeviceId, args.ProtocolVersion);
     }
 
@@ -471,6 +482,28 @@ public sealed partial class MqttIngestEndpoint(
         /// <summary>Whether the connection has ended (the device may be connected again by another).</summary>
         public volatile bool Ended;
 
+        // Which of the connection's subscriptions the audit log has: its own patient's alerts, and the first few of
+        // other patients' it was refused (a connection's packets are read one at a time: no lock).
+        private const int MaxRefusedSubscriptionsRecorded = 8;
+        private bool _ownAlertsRecorded;
+        private HashSet<string>? _refusedRecorded;
+
+        /// <summary>Whether a subscription to <paramref name="topic"/> (a patient's alerts) is to be recorded in the audit log.</summary>
+        public bool ShouldRecordSubscription(string topic, bool own) =>
+            own ? !_ownAlertsRecorded : _refusedRecorded is not { } refused || (refused.Count < MaxRefusedSubscriptionsRecorded && !refused.Contains(topic));
+
+        public void SubscriptionRecorded(string topic, bool own)
+        {
+            if (own)
+            {
+                _ownAlertsRecorded = true;
+            }
+            else
+            {
+                (_refusedRecorded ??= new HashSet<string>(StringComparer.Ordinal)).Add(topic);
+            }
+        }
+
         /// <summary>
         /// Whether this is the state of the connection from <paramref name="endPoint"/>: two connections of one device
         /// open at once come from two addresses or ports, and one without an address (none known) is taken for this one.
@@ -735,14 +768,18 @@ public sealed partial class MqttIngestEndpoint(
         var topic = args.TopicFilter.Topic;
         var device = args.SessionItems?[IdentityItem] as DeviceIdentity;
         var own = device is not null && topic == MqttTopics.PatientAlerts(device.PatientId);
-        if (device is not null)
+        var patient = device is null ? null : own ? device.PatientId : MqttTopics.PatientOfAlerts(topic);
+
+        // A subscription reads the patient's alerts from then on: recorded, as an alert stream is as it opens, once a
+        // connection; one refused that named another patient's alerts, with that patient, as a refused request is (the
+        // first few a connection makes: a device subscribing in a loop does not fill the log). A filter that names no
+        // patient reads nobody's record.
+        if (device is not null && patient is not null && args.SessionItems?[ConnectionItem] is ConnectionState connection && connection.ShouldRecordSubscription(topic, own))
         {
-            // A subscription reads the patient's alerts from then on: recorded, as an alert stream is as it opens; one
-            // refused, with the patient it named, as a refused request is. Nothing is read unrecorded.
             try
             {
-                await audit.RecordAsync("device:" + device.DeviceId, "none", own ? device.PatientId : MqttTopics.PatientOfAlerts(topic),
-                    $"MQTT SUBSCRIBE {(topic.Length > 200 ? string.Concat(topic.AsSpan(0, 200), "…") : topic)}", own ? 200 : 403);
+                await audit.RecordAsync("device:" + device.DeviceId, "none", patient, $"MQTT SUBSCRIBE {topic}", own ? 200 : 403);
+                connection.SubscriptionRecorded(topic, own);
             }
             catch (Exception exception)
             {

@@ -251,6 +251,31 @@ public sealed class UploadStreamReaderTests
         Assert.StartsWith("a series of the upload could not be read: ", reader.TakeRecordError(), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void A_series_of_exactly_the_largest_size_is_read_however_its_bytes_arrive()
+    {
+        var series = new VitalSeries { Kind = "heart_rate" };
+        series.TimeDeltasMs.Add(Enumerable.Range(0, 400).Select(i => i == 0 ? 0L : 1_000L));
+        series.Values.Add(Enumerable.Range(0, 400).Select(i => 60.0 + (i % 40)));
+        var payload = new VitalBatch { BaseTimeMs = Wearable.NowMs - 600_000, Series = { series } }.ToByteArray();
+
+        // The limit is the series' own size; its tag and length come before it while it is read in, a byte at a time.
+        var reader = new UploadStreamReader(UploadFormat.Protobuf, BatchSize, maxRecordBytes: series.CalculateSize());
+        var builder = Wearable.NewBuilder();
+        var buffered = Array.Empty<byte>();
+        var status = UploadReadStatus.NeedMoreData;
+        for (var offset = 0; offset < payload.Length && status is UploadReadStatus.NeedMoreData or UploadReadStatus.BatchFull; offset++)
+        {
+            buffered = [.. buffered, payload[offset]];
+            var sequence = new System.Buffers.ReadOnlySequence<byte>(buffered);
+            status = reader.Read(sequence, offset == payload.Length - 1, builder, out var consumed);
+            buffered = System.Buffers.BuffersExtensions.ToArray(sequence.Slice(consumed));
+        }
+
+        Assert.True(status is UploadReadStatus.Completed or UploadReadStatus.BatchFull, reader.Error);
+        Assert.Equal(400, builder.Count);
+    }
+
     [Theory]
     [InlineData(true, "base_time_ms comes after a series")]
     [InlineData(false, "wire type 3")]
