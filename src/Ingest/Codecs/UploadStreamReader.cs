@@ -406,12 +406,9 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
             }
 
             var prefix = new SequenceReader<byte>(remaining);
-            switch (ReadVarint(ref prefix, out var length))
+            if (!TryReadVarint(ref prefix, "a message length is not a valid varint", out var length, out var unread))
             {
-                case VarintRead.Incomplete:
-                    return UploadReadStatus.NeedMoreData;
-                case VarintRead.Invalid:
-                    return Fail("a message length is not a valid varint");
+                return unread;
             }
 
             if (length > (ulong)maxRecordBytes)
@@ -460,12 +457,9 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
             }
 
             var field = new SequenceReader<byte>(remaining);
-            switch (ReadVarint(ref field, out var tag))
+            if (!TryReadVarint(ref field, "malformed protobuf VitalBatch: a field's tag is not a valid varint", out var tag, out var unread))
             {
-                case VarintRead.Incomplete:
-                    return UploadReadStatus.NeedMoreData;
-                case VarintRead.Invalid:
-                    return Fail("malformed protobuf VitalBatch: a field's tag is not a valid varint");
+                return unread;
             }
 
             if (tag >> 3 is 0 or > 0x1FFF_FFFF)
@@ -476,12 +470,9 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
             switch (tag & 7)
             {
                 case 0:
-                    switch (ReadVarint(ref field, out var value))
+                    if (!TryReadVarint(ref field, "malformed protobuf VitalBatch: a value is not a valid varint", out var value, out var valueUnread))
                     {
-                        case VarintRead.Incomplete:
-                            return UploadReadStatus.NeedMoreData;
-                        case VarintRead.Invalid:
-                            return Fail("malformed protobuf VitalBatch: a value is not a valid varint");
+                        return valueUnread;
                     }
 
                     if (tag == BaseTimeTag)
@@ -507,12 +498,9 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
                     field.Advance(size);
                     break;
                 case 2:
-                    switch (ReadVarint(ref field, out var length))
+                    if (!TryReadVarint(ref field, "malformed protobuf VitalBatch: a length is not a valid varint", out var length, out var lengthUnread))
                     {
-                        case VarintRead.Incomplete:
-                            return UploadReadStatus.NeedMoreData;
-                        case VarintRead.Invalid:
-                            return Fail("malformed protobuf VitalBatch: a length is not a valid varint");
+                        return lengthUnread;
                     }
 
                     if (length > (ulong)maxRecordBytes)
@@ -580,32 +568,31 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
         _seriesRead = true;
     }
 
-    private enum VarintRead
-    {
-        Read,
-        Incomplete,
-        Invalid,
-    }
-
-    /// <summary>Reads a varint: incomplete when the input ends inside it, invalid when it runs past ten bytes.</summary>
-    private static VarintRead ReadVarint(ref SequenceReader<byte> reader, out ulong value)
+    /// <summary>
+    /// Reads a varint; false, with what to answer, when the input ends inside it (more data) or it runs past ten bytes
+    /// (refused, for <paramref name="invalid"/>).
+    /// </summary>
+    private bool TryReadVarint(ref SequenceReader<byte> reader, string invalid, out ulong value, out UploadReadStatus unread)
     {
         value = 0;
         for (var shift = 0; shift < 70; shift += 7)
         {
             if (!reader.TryRead(out var next))
             {
-                return VarintRead.Incomplete;
+                unread = UploadReadStatus.NeedMoreData;
+                return false;
             }
 
             value |= (ulong)(next & 0x7F) << shift;
             if ((next & 0x80) == 0)
             {
-                return VarintRead.Read;
+                unread = default;
+                return true;
             }
         }
 
-        return VarintRead.Invalid;
+        unread = Fail(invalid);
+        return false;
     }
 
     /// <summary>The first byte of <paramref name="text"/> other than JSON's white space; null when there is none.</summary>
