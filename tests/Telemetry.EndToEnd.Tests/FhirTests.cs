@@ -84,6 +84,17 @@ public sealed class FhirTests(SeededServer seeded)
     }
 
     [Fact]
+    public async Task An_all_history_search_reads_every_stored_day_rather_than_being_refused_as_too_costly()
+    {
+        // As an EMR pulls a patient's whole history: from 1900, open-ended.
+        var all = await SearchAsync($"patient={Patient}&code=8867-4&date=ge1900-01-01");
+        var days = await SearchAsync($"patient={Patient}&code=8867-4&date=ge{Iso(seeded.Start.AddDays(-1))}&date=lt{Iso(DateTimeOffset.UtcNow.AddDays(1))}&resolution=1d");
+
+        Assert.NotEqual(0, days.Total);
+        Assert.Equal(days.Total, all.Total);
+    }
+
+    [Fact]
     public async Task A_window_not_yet_ended_is_preliminary_and_the_ended_ones_final()
     {
         // Daily windows over the seeded days: today's (seeded up to this hour) has not ended.
@@ -229,6 +240,14 @@ public sealed class FhirTests(SeededServer seeded)
         Assert.Single(panel.Component, c => c.Code.Coding.Any(x => x.Code == "8462-4"));
         Assert.Contains(panel.Component, c => c.Code.Coding.Single() is { System: Statistics, Code: "maximum" } && c.Code.Text.StartsWith("Diastolic", StringComparison.Ordinal));
         Assert.Equal("8480-6", ((Observation)systolicAlone.Entry.Single().Resource!).Code.Coding[0].Code);
+
+        // $stats of the panel keeps to the same profile: one component of each part, statistics named by part in text.
+        var stats = Assert.IsType<Parameters>((await GetAsync($"/fhir/Observation/$stats?subject=Patient/{Patient}&code=85354-9&duration=72&statistic=count,maximum")).Resource);
+        var panelStats = (Observation)stats.Parameter.Single().Resource!;
+        Assert.Single(panelStats.Component, c => c.Code.Coding.Any(x => x.Code == "8480-6"));
+        Assert.Single(panelStats.Component, c => c.Code.Coding.Any(x => x.Code == "8462-4"));
+        Assert.Equal(4, panelStats.Component.Count(c => c.Code.Coding.Single().System == Statistics));
+        Assert.Contains(panelStats.Component, c => c.Code.Coding.Single() is { System: Statistics, Code: "maximum" } && c.Code.Text.StartsWith("Systolic", StringComparison.Ordinal));
         var oximetry = (Observation)spo2.Entry.Single().Resource!;
         Assert.Equal(["59408-5", "2708-6"], oximetry.Code.Coding.Select(c => c.Code));
         Assert.Equal("%", ((Quantity)oximetry.Value).Code);

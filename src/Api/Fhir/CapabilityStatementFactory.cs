@@ -29,7 +29,7 @@ public static class CapabilityStatementFactory
                 + "coded with LOINC and UCUM; vital signs claim the vitalsigns profile and their specific one. Searches over a long range return one Observation per "
                 + "rollup window (resolution auto: raw readings up to 1 hour, 1-minute windows up to 1 day, 1-hour windows up to 62 days, "
                 + "1-day windows beyond). A window's value is its mean over effectivePeriod; its minimum, maximum and count are components "
-                + $"coded from {FhirVitals.StatisticsSystem} (in the blood pressure panel named by their part in code.text, as the bp profile takes a component coded 8480-6 or 8462-4 as the part's value; $stats components carry the part's LOINC code as well). "
+                + $"coded from {FhirVitals.StatisticsSystem} (in the blood pressure panel named by their part in code.text, as the bp profile takes a component coded 8480-6 or 8462-4 as the part's value, which a window, and a $stats answer, carry once each with the mean). "
                 + "Raw readings carry effectiveDateTime and the sending device. Blood pressure is the 85354-9 panel with 8480-6 and 8462-4 "
                 + "components; SpO2 carries both 59408-5 and 2708-6. Without 'date', a search covers the 30 days up to now. Results sort by "
                 + $"date (ascending, or _sort=-date) and page with _count (default {FhirEndpoints.DefaultCount}, at most {FhirEndpoints.MaxCount}) "

@@ -470,8 +470,11 @@ public static class FhirEndpoints
         // length, which chooses the windows and bounds them, is that of what can be stored.
         toMs = Math.Min(toMs, now + MaxAheadMs);
 
-        // Nothing is stored from before 1970: a range is cut there (one wholly before it finds nothing).
-        fromMs = Math.Max(0, fromMs);
+        // Nothing is stored from before 1970: a range is cut there (one wholly before it finds nothing). Nor from further
+        // back than the most day windows a search spans (10,080, 27 years, before its end; a day less, as the range's
+        // ends need not fall on midnight): a reading is taken at most BackfillHorizon (10 years at most) before it
+        // comes, so an "all history" search (ge1900) reads every day that can be stored, rather than being refused.
+        fromMs = Math.Max(Math.Max(0, fromMs), toMs - ((TrendReader.MaxWindows - 1) * 86_400_000L));
         toMs = Math.Max(fromMs, toMs);
         return true;
     }

@@ -52,7 +52,7 @@ public static class ObservationFactory
             observation.Component.AddRange(WindowStatistics(vital, window));
             if (vital.IsCumulative)
             {
-                observation.Component.Add(Statistic(vital, "average", window, partCode: null));
+                observation.Component.Add(Statistic(vital, "average", window));
             }
 
             return observation;
@@ -114,12 +114,29 @@ public static class ObservationFactory
         var observation = New(patientId, series, $"stats|{fromMs}|{toMs}|{string.Join(',', statistics)}");
         observation.Meta = null;
         observation.Effective = new Period(Instant(fromMs), Instant(toMs));
+        if (series.IsPanel)
+        {
+            // As a window's: the parts the panel's profile (bp) asks for, one each, with their mean over the period.
+            for (var i = 0; i < series.Parts.Count; i++)
+            {
+                observation.Component.Add(Component(series.Parts[i], parts[i]?.Mean));
+            }
+        }
+
         for (var i = 0; i < series.Parts.Count; i++)
         {
             var part = series.Parts[i];
             foreach (var statistic in statistics)
             {
-                observation.Component.Add(Statistic(part, statistic, parts[i], series.IsPanel ? part.Loinc : null));
+                // A panel's statistics name their part in text, as a window's do (bp takes a component coded with the
+                // part's LOINC code as that part's value).
+                var component = Statistic(part, statistic, parts[i]);
+                if (series.IsPanel)
+                {
+                    component.Code.Text = $"{part.Display}: {component.Code.Coding[0].Display}";
+                }
+
+                observation.Component.Add(component);
             }
         }
 
@@ -152,20 +169,14 @@ public static class ObservationFactory
 
     private static IEnumerable<Observation.ComponentComponent> WindowStatistics(VitalDefinition vital, RollupWindow window)
     {
-        yield return Statistic(vital, "minimum", window, partCode: null);
-        yield return Statistic(vital, "maximum", window, partCode: null);
-        yield return Statistic(vital, "count", window, partCode: null);
+        yield return Statistic(vital, "minimum", window);
+        yield return Statistic(vital, "maximum", window);
+        yield return Statistic(vital, "count", window);
     }
 
-    private static Observation.ComponentComponent Statistic(VitalDefinition vital, string statistic, RollupWindow? window, string? partCode)
+    private static Observation.ComponentComponent Statistic(VitalDefinition vital, string statistic, RollupWindow? window)
     {
-        var code = Concept(FhirVitals.StatisticsSystem, statistic, StatisticDisplay(statistic));
-        if (partCode is not null)
-        {
-            code.Coding.Add(new Coding(FhirVitals.Loinc, partCode, vital.Display));
-        }
-
-        var component = new Observation.ComponentComponent { Code = code };
+        var component = new Observation.ComponentComponent { Code = Concept(FhirVitals.StatisticsSystem, statistic, StatisticDisplay(statistic)) };
         if (statistic == "count")
         {
             component.Value = new Integer((int)Math.Min(int.MaxValue, window?.Count ?? 0));
