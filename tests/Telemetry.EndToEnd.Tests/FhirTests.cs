@@ -95,6 +95,22 @@ public sealed class FhirTests(SeededServer seeded)
     }
 
     [Fact]
+    public async Task A_search_by_post_answers_as_the_same_search_by_get()
+    {
+        var query = $"patient={Patient}&code=8867-4&date=ge{Iso(seeded.Start)}&date=lt{Iso(seeded.Start.AddDays(2))}&resolution=1h&_count=7";
+        var byGet = await SearchAsync(query);
+        using var form = new FormUrlEncodedContent(query.Split('&').Select(pair => pair.Split('=', 2)).Select(pair => KeyValuePair.Create(pair[0], Uri.UnescapeDataString(pair[1]))));
+        using var posted = await Server.Http.PostAsync("/fhir/Observation/_search", form);
+        using var notAForm = await Server.Http.PostAsync("/fhir/Observation/_search", new StringContent(query, Encoding.UTF8, "text/plain"));
+
+        Assert.True(posted.StatusCode == HttpStatusCode.OK, await posted.Content.ReadAsStringAsync());
+        var byPost = Assert.IsType<Bundle>(Strict.DeserializeResource(await posted.Content.ReadAsStringAsync()));
+        Assert.Equal(byGet.Total, byPost.Total);
+        Assert.Equal(byGet.Entry.Select(e => e.Resource!.Id), byPost.Entry.Select(e => e.Resource!.Id));
+        Assert.Equal(HttpStatusCode.UnsupportedMediaType, notAForm.StatusCode);
+    }
+
+    [Fact]
     public async Task A_window_not_yet_ended_is_preliminary_and_the_ended_ones_final()
     {
         // Daily windows over the seeded days: today's (seeded up to this hour) has not ended.

@@ -23,6 +23,7 @@ public sealed class AuditFilter : IEndpointFilter
     private static readonly FrozenDictionary<string, string[]> FhirSearches = new Dictionary<string, string[]>
     {
         ["/fhir/Observation"] = ["patient", "subject"],
+        ["/fhir/Observation/_search"] = ["patient", "subject"],
         ["/fhir/Observation/$lastn"] = ["patient", "subject"],
         ["/fhir/Observation/$stats"] = ["subject", "patient"],
         ["/fhir/AuditEvent"] = ["patient", "entity"],

@@ -46,6 +46,7 @@ public static class FhirEndpoints
         fhir.MapGet("/metadata", async (HttpRequest request, SmartConfiguration smart) =>
             new FhirResult(CapabilityStatementFactory.Create(BaseUrl(request), await smart.TryProviderAsync(request.HttpContext.RequestAborted))));
         fhir.MapGet("/Observation", SearchAsync);
+        fhir.MapPost("/Observation/_search", SearchByPostAsync);
         fhir.MapGet("/Observation/$lastn", LastNAsync);
         fhir.MapGet("/Observation/$stats", StatsFromQueryAsync);
         fhir.MapPost("/Observation/$stats", StatsFromBodyAsync);
@@ -59,15 +60,42 @@ public static class FhirEndpoints
         });
         fhir.MapMethods("/{**rest}", ["GET", "POST", "PUT", "PATCH", "DELETE"], (string? rest) =>
             FhirResult.Error(StatusCodes.Status404NotFound, OperationOutcome.IssueType.NotSupported,
-                $"'{rest}' is not served here: this server supports Observation search, Observation/$lastn, Observation/$stats, AuditEvent search and read, and metadata."));
+                $"'{rest}' is not served here: this server supports Observation search (GET, or POST to Observation/_search), Observation/$lastn, Observation/$stats, AuditEvent search and read, and metadata."));
         SmartConfiguration.Map(routes);
         return routes;
     }
 
     /// <summary>What a bodiless error answer under <c>/fhir</c> says, as an OperationOutcome (a method not served, 405).</summary>
     public static FhirResult StatusOutcome(int statusCode) => statusCode == StatusCodes.Status405MethodNotAllowed
-        ? FhirResult.Error(statusCode, OperationOutcome.IssueType.NotSupported, "This method is not served here: searches, reads and metadata are GET, and $stats is GET or POST.")
+        ? FhirResult.Error(statusCode, OperationOutcome.IssueType.NotSupported, "This method is not served here: searches, reads and metadata are GET (an Observation search POST to _search too), and $stats is GET or POST.")
         : FhirResult.Error(statusCode, OperationOutcome.IssueType.Processing, $"{statusCode} {Microsoft.AspNetCore.WebUtilities.ReasonPhrases.GetReasonPhrase(statusCode)}.");
+
+    /// <summary>
+    /// FHIR's search by POST (which keeps a long query, or the patient's id, out of the URL): the parameters of a form
+    /// body, with any in the URL, answered as the same search by GET is (its paging links are GETs of the same search).
+    /// </summary>
+    private static async Task<FhirResult> SearchByPostAsync(HttpRequest request, TrendReader reader, TimeProvider timeProvider, IOptions<IngestOptions> ingest, CancellationToken cancellationToken)
+    {
+        if (!request.HasFormContentType)
+        {
+            return FhirResult.Error(StatusCodes.Status415UnsupportedMediaType, OperationOutcome.IssueType.NotSupported,
+                "A search by POST sends its parameters as application/x-www-form-urlencoded.");
+        }
+
+        var form = await request.ReadFormAsync(cancellationToken);
+        var parameters = new Microsoft.AspNetCore.Http.Extensions.QueryBuilder();
+        foreach (var (name, values) in request.Query.Concat(form))
+        {
+            foreach (var value in values)
+            {
+                parameters.Add(name, value ?? string.Empty);
+            }
+        }
+
+        // The search, its refusals, its links and its audit record read the request's query: the body's are put there.
+        request.QueryString = parameters.ToQueryString();
+        return await SearchAsync(request, reader, timeProvider, ingest, cancellationToken);
+    }
 
     private static async Task<FhirResult> SearchAsync(HttpRequest request, TrendReader reader, TimeProvider timeProvider, IOptions<IngestOptions> ingest, CancellationToken cancellationToken)
     {
