@@ -36,6 +36,7 @@ public sealed class FhirTests(SeededServer seeded)
         Assert.Equal(["Observation", "AuditEvent"], resources.Select(r => r.Type));
         var observation = resources[0];
         Assert.Equal(["patient", "entity", "date", "_count", "_before"], resources[1].SearchParam.Select(p => p.Name));
+        Assert.Equal("http://hl7.org/fhir/SearchParameter/AuditEvent-patient", resources[1].SearchParam[0].Definition);
         Assert.Equal([CapabilityStatement.TypeRestfulInteraction.SearchType], observation.Interaction.Select(i => i.Code));
         Assert.Equal(["patient", "subject", "code", "category", "date", "resolution", "_count", "_offset", "_sort"], observation.SearchParam.Select(p => p.Name));
         Assert.Equal(["http://hl7.org/fhir/OperationDefinition/Observation-lastn", "http://hl7.org/fhir/OperationDefinition/Observation-stats"], observation.Operation.Select(o => o.Definition));

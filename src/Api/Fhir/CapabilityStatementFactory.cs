@@ -96,7 +96,7 @@ public static class CapabilityStatementFactory
                             },
                             SearchParam =
                             {
-                                Param("patient", SearchParameterBase + "clinical-patient", SearchParamType.Reference, "Patient/{id}: accesses to this patient's record."),
+                                Param("patient", SearchParameterBase + "AuditEvent-patient", SearchParamType.Reference, "Patient/{id}: accesses to this patient's record."),
                                 Param("entity", SearchParameterBase + "AuditEvent-entity", SearchParamType.Reference, "Patient/{id}, as patient."),
                                 Param("date", SearchParameterBase + "AuditEvent-date", SearchParamType.Date, "When the access was recorded; a full page's next link narrows it."),
                                 Param("_count", null, SearchParamType.Number, $"How many, newest first (default {FhirEndpoints.DefaultCount}, at most {FhirEndpoints.MaxCount})."),
