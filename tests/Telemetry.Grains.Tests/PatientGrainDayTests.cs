@@ -40,6 +40,27 @@ public sealed class PatientGrainDayTests(ClusterFixture fixture) : IClassFixture
     }
 
     [Fact]
+    public async Task A_patient_kept_active_by_reads_alone_has_an_ended_days_windows_written()
+    {
+        // The device stops; no alert rule runs a timer; a dashboard reads the live view every second, so the grain
+        // never goes idle. Two days on, the day it left open is in the store, where a crash cannot take it.
+        var patient = "p-read-only";
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 1_000, 70), Heart(_base + 2_000, 74));
+
+        Clock.Offset = TimeSpan.FromDays(2);
+        await fixture.Patient(patient).GetLiveAsync();
+
+        // Written in a turn of the grain's own, just after the read.
+        foreach (var resolution in ResolutionExtensions.All)
+        {
+            var windows = await WhenAsync(
+                () => fixture.Rollups.QueryAsync(patient, VitalKind.HeartRate, resolution, resolution.WindowStart(_base), _base + 1),
+                stored => stored.Count > 0);
+            Assert.Equal((2, 72.0), (Assert.Single(windows).Count, windows[0].Mean));
+        }
+    }
+
+    [Fact]
     public async Task A_late_upload_into_a_stopped_vitals_ended_day_reaches_the_store_before_the_call_answers()
     {
         var patient = "p-stopped-vital-upload";

@@ -137,6 +137,9 @@ public sealed partial class PatientGrain(
     private AlertEngine _alerts = null!;
     private IGrainTimer? _alertTimer;
 
+    // The turn that writes what an ended day left open, when a read found one (see CheckpointEndedDaysSoon).
+    private IGrainTimer? _dayCheckpoint;
+
     // The alert state as last written still holds events that have since been handed on: the grain writes it again,
     // emptied, as it deactivates, or the next activation would hand them on again.
     private bool _writtenOutboxHandedOn;
@@ -726,6 +729,42 @@ public sealed partial class PatientGrain(
         await FlushClosedAsync(CancellationToken.None);
     }
 
+    /// <summary>
+    /// As readings and the alert timer do: a grain kept active by reads alone (a dashboard open on a patient whose
+    /// device stopped, with no alert clock running) writes what a day left open once it ends, which a crash days later
+    /// would take otherwise. Not in the read itself, which interleaves with the grain's other calls, but in a turn of
+    /// its own, at once; one that fails is tried at the next read, reading or tick.
+    /// </summary>
+    private void CheckpointEndedDaysSoon()
+    {
+        if (_dayCheckpoint is not null || Resolution.Day.WindowStart(NowMs) <= _checkpointedBeforeMs)
+        {
+            return;
+        }
+
+        _dayCheckpoint = this.RegisterGrainTimer(
+            static (grain, _) => grain.OnDayCheckpointAsync(),
+            this,
+            new GrainTimerCreationOptions(TimeSpan.Zero, Timeout.InfiniteTimeSpan));
+    }
+
+    private async Task OnDayCheckpointAsync()
+    {
+        try
+        {
+            await CheckpointEndedDaysAsync(NowMs);
+        }
+        catch (Exception exception) when (exception is not OperationCanceledException)
+        {
+            LogEndedDayNotWritten(logger, exception, PatientId);
+        }
+        finally
+        {
+            _dayCheckpoint?.Dispose();
+            _dayCheckpoint = null;
+        }
+    }
+
     /// <summary>Once a day has ended, writes the windows still open from before it (a vital that stopped, say).</summary>
     private async Task CheckpointEndedDaysAsync(long nowMs)
     {
@@ -822,6 +861,7 @@ public sealed partial class PatientGrain(
 
     public async Task<LiveSnapshot> GetLiveAsync()
     {
+        CheckpointEndedDaysSoon();
         // The grain holds yesterday's and today's readings; a vital last seen before them is still the patient's latest.
         // A read begun before a rebuild moved those days on is read again: its days and the new windows would miss any
         // vital seen between the two starts.
@@ -929,6 +969,7 @@ public sealed partial class PatientGrain(
 
     public Task<RollupWindow[]> GetRecentWindowsAsync(VitalKind kind, Resolution resolution)
     {
+        CheckpointEndedDaysSoon();
         var recent = new List<RollupWindow>();
         if (_written is not null)
         {
@@ -1448,6 +1489,9 @@ public sealed partial class PatientGrain(
 
     [LoggerMessage(EventId = 2003, Level = LogLevel.Information, Message = "Alert rules of patient {PatientId} set: {Rules} rules (template {Template})")]
     private static partial void LogRulesChanged(ILogger logger, string patientId, int rules, string? template);
+
+    [LoggerMessage(EventId = 2008, Level = LogLevel.Warning, Message = "The windows patient {PatientId}'s ended day left open could not be written; the next read or reading tries again")]
+    private static partial void LogEndedDayNotWritten(ILogger logger, Exception exception, string patientId);
 
     [LoggerMessage(EventId = 2004, Level = LogLevel.Warning, Message = "The alert timer of patient {PatientId} failed; it runs again shortly")]
     private static partial void LogAlertTimerFailed(ILogger logger, Exception exception, string patientId);
