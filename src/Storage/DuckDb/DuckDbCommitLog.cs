@@ -157,7 +157,7 @@ public sealed class DuckDbCommitLog : ICommitLog
             return [];
         }
 
-        var atStop = await LastMinutesOfLastDaysAsync(_database.RecoverAsOf, cancellationToken);
+        var atStop = await LastMinutesOfLastDaysAsync(_database.RecoverAsOf, _database.RecoverThroughCommitId, cancellationToken);
 
         // Found by an earlier start whose recovery did not finish: that stop's days, and those as of now (the server may
         // have stopped uncleanly again since). Windows recomputed that were not lost come out the same.
@@ -168,10 +168,10 @@ public sealed class DuckDbCommitLog : ICommitLog
 
     /// <summary>
     /// For each patient and vital with readings on the day of the newest reading not in the future (as of
-    /// <paramref name="asOf"/>, by default now) or the day before, the last minute holding one on each of those days
-    /// (see <see cref="MinutesOpenAtStopAsync"/>).
+    /// <paramref name="asOf"/>, by default now; of those committed through <paramref name="throughCommitId"/>, when
+    /// given) or the day before, the last minute holding one on each of those days (see <see cref="MinutesOpenAtStopAsync"/>).
     /// </summary>
-    public Task<IReadOnlyList<PatientMinute>> LastMinutesOfLastDaysAsync(DateTimeOffset? asOf = null, CancellationToken cancellationToken = default) =>
+    public Task<IReadOnlyList<PatientMinute>> LastMinutesOfLastDaysAsync(DateTimeOffset? asOf = null, long? throughCommitId = null, CancellationToken cancellationToken = default) =>
         !_readings
             ? Task.FromResult<IReadOnlyList<PatientMinute>>([])
             : Task.Run<IReadOnlyList<PatientMinute>>(
@@ -180,7 +180,7 @@ public sealed class DuckDbCommitLog : ICommitLog
                     using var connection = _database.OpenConnection();
                     using var command = connection.CreateCommand();
                     command.CommandText = """
-                        WITH newest AS (SELECT max(ts) AS ts FROM all_readings WHERE ts <= $1)
+                        WITH newest AS (SELECT max(ts) AS ts FROM all_readings WHERE ts <= $1 AND commit_id <= $2)
                         SELECT s.patient_id, s.kind, max((epoch_ms(r.ts) // 60000) * 60000) AS minute
                         FROM all_readings r JOIN all_series s USING (series_id), newest
                         WHERE r.ts >= date_trunc('day', newest.ts) - INTERVAL 1 DAY AND r.ts <= newest.ts
@@ -190,6 +190,7 @@ public sealed class DuckDbCommitLog : ICommitLog
 
                     // Not after now and the clock skew a device is allowed: a reading stamped far ahead says nothing of the stop.
                     command.Parameters.Add(new DuckDBParameter((asOf ?? _clock.GetUtcNow()).UtcDateTime.AddMinutes(10)));
+                    command.Parameters.Add(new DuckDBParameter(throughCommitId ?? long.MaxValue));
                     var minutes = new List<PatientMinute>();
                     using var reader = command.ExecuteReader();
                     while (reader.Read())

@@ -86,6 +86,7 @@ public sealed partial class DuckDbDatabase : IDisposable
     private readonly string _runningMarker;
     private readonly string _openedLine;
     private const string RecoverAsOfField = "recover as of ";
+    private const string RecoverThroughField = "recover through commit ";
     private volatile bool _recoveryPending;
 
     public DuckDbDatabase(IOptions<DuckDbOptions> options, ILogger<DuckDbDatabase>? logger = null, IMeterFactory? meterFactory = null)
@@ -129,11 +130,28 @@ public sealed partial class DuckDbDatabase : IDisposable
         var now = DateTimeOffset.UtcNow;
         if (StoppedUncleanly)
         {
-            RecoverAsOf = ReadRecoverAsOf(_runningMarker) ?? now;
+            var (asOf, through) = ReadRecoverAsOf(_runningMarker);
+            RecoverAsOf = asOf ?? now;
+            RecoverThroughCommitId = through ?? LastStoredCommitId();
         }
 
         _openedLine = $"opened {now:O} by process {Environment.ProcessId}\n";
-        File.WriteAllText(_runningMarker, _openedLine + (RecoverAsOf is { } asOf ? $"{RecoverAsOfField}{asOf:O}\n" : ""));
+        File.WriteAllText(_runningMarker, _openedLine + (RecoverAsOf is { } found ? $"{RecoverAsOfField}{found:O}\n{RecoverThroughField}{RecoverThroughCommitId}\n" : ""));
+    }
+
+    /// <summary>
+    /// After an unclean stop, the last commit stored before the start that found it: what the stop left open is judged
+    /// by the readings committed by then, not by those a device sent as the server came back (before the recovery's
+    /// query runs), which would put the newest day days past the stop's after a long outage.
+    /// </summary>
+    public long? RecoverThroughCommitId { get; }
+
+    private long LastStoredCommitId()
+    {
+        using var connection = OpenConnection();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT coalesce(max(commit_id), 0) FROM all_readings";
+        return Convert.ToInt64(command.ExecuteScalar(), CultureInfo.InvariantCulture);
     }
 
     /// <summary>
@@ -143,8 +161,10 @@ public sealed partial class DuckDbDatabase : IDisposable
     /// </summary>
     public DateTimeOffset? RecoverAsOf { get; }
 
-    private static DateTimeOffset? ReadRecoverAsOf(string marker)
+    private static (DateTimeOffset? AsOf, long? Through) ReadRecoverAsOf(string marker)
     {
+        DateTimeOffset? found = null;
+        long? through = null;
         try
         {
             foreach (var line in File.ReadLines(marker))
@@ -152,16 +172,23 @@ public sealed partial class DuckDbDatabase : IDisposable
                 if (line.StartsWith(RecoverAsOfField, StringComparison.Ordinal)
                     && DateTimeOffset.TryParse(line.AsSpan(RecoverAsOfField.Length), CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind, out var asOf))
                 {
-                    return asOf;
+                    found = asOf;
+                }
+                else if (line.StartsWith(RecoverThroughField, StringComparison.Ordinal)
+                    && long.TryParse(line.AsSpan(RecoverThroughField.Length), NumberStyles.None, CultureInfo.InvariantCulture, out var commit))
+                {
+                    through = commit;
                 }
             }
+
+            return (found, through);
         }
         catch (IOException)
         {
             // Unreadable: the stop is taken as just found.
         }
 
-        return null;
+        return (null, null);
     }
 
     /// <summary>

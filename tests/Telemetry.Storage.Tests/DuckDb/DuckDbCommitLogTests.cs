@@ -135,6 +135,26 @@ public sealed class DuckDbCommitLogTests : IDisposable
     }
 
     [Fact]
+    public async Task Readings_committed_as_the_server_comes_back_days_after_a_stop_do_not_hide_the_stops_day()
+    {
+        const long Day = 86_400_000;
+        _file.Store.Commit(Of("watch-1", "patient-1", 1, new VitalReading(VitalKind.HeartRate, T0, 70)));
+        var marker = Path.Combine(_file.Directory.Path, "telemetry.running");
+        var left = File.ReadAllBytes(marker);
+
+        // Killed; three days later the server comes back and a device's reading of today is committed before the
+        // recovery reads what the stop left open.
+        _file.Reopen(between: () => File.WriteAllBytes(marker, left));
+        _file.Store.Commit(Of("watch-2", "patient-2", 1, new VitalReading(VitalKind.HeartRate, T0 + (3 * Day), 80)));
+
+        Assert.Equal([new PatientMinute("patient-1", new CommittedMinute(VitalKind.HeartRate, T0, 0, 0))], await Log.MinutesOpenAtStopAsync());
+
+        // A start after one whose recovery did not finish reads the same bound back from the marker.
+        _file.Reopen();
+        Assert.Contains(new PatientMinute("patient-1", new CommittedMinute(VitalKind.HeartRate, T0, 0, 0)), await Log.MinutesOpenAtStopAsync());
+    }
+
+    [Fact]
     public async Task The_minutes_open_at_a_stop_are_each_vitals_last_on_the_newest_readings_day_and_the_day_before()
     {
         const long Day = 86_400_000;
