@@ -103,12 +103,14 @@ public sealed class FhirTests(SeededServer seeded)
         using var form = new FormUrlEncodedContent(query.Split('&').Select(pair => pair.Split('=', 2)).Select(pair => KeyValuePair.Create(pair[0], Uri.UnescapeDataString(pair[1]))));
         using var posted = await Server.Http.PostAsync("/fhir/Observation/_search", form);
         using var notAForm = await Server.Http.PostAsync("/fhir/Observation/_search", new StringContent(query, Encoding.UTF8, "text/plain"));
+        using var tooLong = await Server.Http.PostAsync("/fhir/Observation/_search", new StringContent($"patient={Patient}&x={new string('a', 10_000)}", Encoding.UTF8, "application/x-www-form-urlencoded"));
 
         Assert.True(posted.StatusCode == HttpStatusCode.OK, await posted.Content.ReadAsStringAsync());
         var byPost = Assert.IsType<Bundle>(Strict.DeserializeResource(await posted.Content.ReadAsStringAsync()));
         Assert.Equal(byGet.Total, byPost.Total);
         Assert.Equal(byGet.Entry.Select(e => e.Resource!.Id), byPost.Entry.Select(e => e.Resource!.Id));
         Assert.Equal(HttpStatusCode.UnsupportedMediaType, notAForm.StatusCode);
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, tooLong.StatusCode);
     }
 
     [Fact]

@@ -100,6 +100,8 @@ public class ClusterFixture : IAsyncLifetime
             siloBuilder.Services.AddSingleton<TimeProvider>(sp => sp.GetRequiredService<ShiftableClock>());
             siloBuilder.Services.AddSingleton<GrainInstruments>();
             siloBuilder.Services.AddDuckDbStorage();
+            siloBuilder.Services.AddSingleton<RefusingRollupStore>();
+            siloBuilder.Services.AddSingleton<IRollupStore>(sp => sp.GetRequiredService<RefusingRollupStore>());
             if (siloBuilder.Configuration[ShowsCommitsLateKey] == "true")
             {
                 siloBuilder.Services.AddSingleton<IRawSeriesStore>(sp => new LateShowingRawStore(sp.GetRequiredService<Telemetry.Storage.DuckDb.DuckDbRawSeriesStore>()));

@@ -61,6 +61,36 @@ public sealed class PatientGrainDayTests(ClusterFixture fixture) : IClassFixture
     }
 
     [Fact]
+    public async Task An_ended_days_windows_that_could_not_be_written_are_written_at_a_later_read()
+    {
+        var patient = "p-read-only-store-away";
+        var store = fixture.SiloServices.GetRequiredService<RefusingRollupStore>();
+        await fixture.CommitAndApplyAsync(patient, Heart(_base + 1_000, 70));
+
+        // Two days on, the store refuses the ended day's windows as a read schedules them; once it is back, the next
+        // read writes them.
+        Clock.Offset = TimeSpan.FromDays(2);
+        store.Refuse(patient);
+        var refused = store.Refusals;
+        try
+        {
+            await fixture.Patient(patient).GetLiveAsync();
+            Assert.True(await WhenAsync(() => Task.FromResult(store.Refusals), refusals => refusals > refused) > refused);
+        }
+        finally
+        {
+            store.Refuse(null);
+        }
+
+        Assert.Empty(await fixture.Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Day, Resolution.Day.WindowStart(_base), _base + 1));
+        await fixture.Patient(patient).GetLiveAsync();
+        var day = await WhenAsync(
+            () => fixture.Rollups.QueryAsync(patient, VitalKind.HeartRate, Resolution.Day, Resolution.Day.WindowStart(_base), _base + 1),
+            stored => stored.Count > 0);
+        Assert.Equal((1, 70.0), (Assert.Single(day).Count, day[0].Mean));
+    }
+
+    [Fact]
     public async Task A_late_upload_into_a_stopped_vitals_ended_day_reaches_the_store_before_the_call_answers()
     {
         var patient = "p-stopped-vital-upload";

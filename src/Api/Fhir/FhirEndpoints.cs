@@ -29,6 +29,18 @@ public static class FhirEndpoints
     // How far ahead of the clock a search range may end: the most a reading may be stamped ahead (MaxFutureSkew, at most a day).
     private const long MaxAheadMs = 86_400_000;
 
+    /// <summary>The most a search by POST sends of parameters, as a URL holds.</summary>
+    private const int MaxSearchBodyBytes = 8 * 1024;
+
+    // A search by POST's form: parameters as a URL's, bounded as a whole (a body with no length is held to it too).
+    private static readonly Microsoft.AspNetCore.Http.Features.FormOptions SearchForm = new()
+    {
+        ValueCountLimit = 64,
+        KeyLengthLimit = 64,
+        ValueLengthLimit = MaxSearchBodyBytes,
+        BufferBodyLengthLimit = MaxSearchBodyBytes,
+    };
+
     /// <summary>The longest period <c>$stats</c> summarises.</summary>
     public static readonly TimeSpan MaxStatsPeriod = TimeSpan.FromDays(366 * 5);
 
@@ -76,13 +88,29 @@ public static class FhirEndpoints
     /// </summary>
     private static async Task<FhirResult> SearchByPostAsync(HttpRequest request, TrendReader reader, TimeProvider timeProvider, IOptions<IngestOptions> ingest, CancellationToken cancellationToken)
     {
-        if (!request.HasFormContentType)
+        if (!Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(request.ContentType, out var type)
+            || !type.MediaType.Equals("application/x-www-form-urlencoded", StringComparison.OrdinalIgnoreCase))
         {
             return FhirResult.Error(StatusCodes.Status415UnsupportedMediaType, OperationOutcome.IssueType.NotSupported,
                 "A search by POST sends its parameters as application/x-www-form-urlencoded.");
         }
 
-        var form = await request.ReadFormAsync(cancellationToken);
+        // A search's parameters are what a URL holds (8 KiB): its audit record names them all.
+        if (request.ContentLength > MaxSearchBodyBytes)
+        {
+            return FhirResult.Error(StatusCodes.Status413PayloadTooLarge, OperationOutcome.IssueType.TooLong,
+                $"A search by POST sends at most {MaxSearchBodyBytes} bytes of parameters.");
+        }
+
+        IFormCollection form;
+        try
+        {
+            form = await request.ReadFormAsync(SearchForm, cancellationToken);
+        }
+        catch (InvalidDataException exception)
+        {
+            return FhirResult.Invalid($"The search's form could not be read: {exception.Message}");
+        }
         var parameters = new Microsoft.AspNetCore.Http.Extensions.QueryBuilder();
         foreach (var (name, values) in request.Query.Concat(form))
         {
@@ -501,7 +529,8 @@ public static class FhirEndpoints
         // Nothing is stored from before 1970: a range is cut there (one wholly before it finds nothing). Nor from further
         // back than the most day windows a search spans (10,080, 27 years, before its end; a day less, as the range's
         // ends need not fall on midnight): a reading is taken at most BackfillHorizon (10 years at most) before it
-        // comes, so an "all history" search (ge1900) reads every day that can be stored, rather than being refused.
+        // comes, so an "all history" search (ge1900) reads every day a store younger than 17 years can hold, rather
+        // than being refused.
         fromMs = Math.Max(Math.Max(0, fromMs), toMs - ((TrendReader.MaxWindows - 1) * 86_400_000L));
         toMs = Math.Max(fromMs, toMs);
         return true;

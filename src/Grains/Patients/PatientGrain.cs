@@ -784,6 +784,7 @@ public sealed partial class PatientGrain(
     private async Task CheckpointOpenWindowsAsync(long endingBy, CancellationToken cancellationToken)
     {
         var checkpoints = new List<Rollup>();
+        List<(VitalKind Kind, RollupWindow Day)>? days = null;
         foreach (var windows in _vitals)
         {
             if (windows.Open(Resolution.Day) is not { } day || day.StartMs + Resolution.Day.Milliseconds() > endingBy
@@ -800,12 +801,18 @@ public sealed partial class PatientGrain(
                 }
             }
 
-            (_checkpointedDays ??= [])[windows.Kind] = day;
+            (days ??= []).Add((windows.Kind, day));
         }
 
         if (checkpoints.Count > 0)
         {
             await rollupStore.WriteAsync(checkpoints, cancellationToken);
+        }
+
+        // Marked once written: a write that failed is made again by the next checkpoint.
+        foreach (var (kind, day) in days ?? [])
+        {
+            (_checkpointedDays ??= [])[kind] = day;
         }
     }
 
