@@ -395,14 +395,9 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
         var remaining = buffer;
         while (true)
         {
-            if (IsFull(batch))
+            if (StopsBefore(batch, remaining, isFinalBlock, out var stop))
             {
-                return UploadReadStatus.BatchFull;
-            }
-
-            if (remaining.IsEmpty)
-            {
-                return isFinalBlock ? UploadReadStatus.Completed : UploadReadStatus.NeedMoreData;
+                return stop;
             }
 
             var prefix = new SequenceReader<byte>(remaining);
@@ -446,14 +441,9 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
         var remaining = buffer;
         while (true)
         {
-            if (IsFull(batch))
+            if (StopsBefore(batch, remaining, isFinalBlock, out var stop))
             {
-                return UploadReadStatus.BatchFull;
-            }
-
-            if (remaining.IsEmpty)
-            {
-                return isFinalBlock ? UploadReadStatus.Completed : UploadReadStatus.NeedMoreData;
+                return stop;
             }
 
             var field = new SequenceReader<byte>(remaining);
@@ -624,6 +614,19 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
         }
 
         return true;
+    }
+
+    /// <summary>Whether a binary upload's next record waits: its batch is full, or the input has run out (for now, or for good).</summary>
+    private bool StopsBefore(ReadingBatchBuilder batch, in ReadOnlySequence<byte> remaining, bool isFinalBlock, out UploadReadStatus stop)
+    {
+        if (IsFull(batch))
+        {
+            stop = UploadReadStatus.BatchFull;
+            return true;
+        }
+
+        stop = isFinalBlock ? UploadReadStatus.Completed : UploadReadStatus.NeedMoreData;
+        return remaining.IsEmpty;
     }
 
     /// <summary>Whether a batch's worth has been read: readings kept apart as implausible count too, as they are stored too.</summary>
