@@ -62,11 +62,14 @@ public sealed partial class GrpcIngestService(
             var batch = new ReadingBatchBuilder(options.Value.ToLimits(), timeProvider);
             RpcException? refusal = null;
             var dropped = false;
+            var receiving = true;
             try
             {
-                while (await NextAsync(requestStream, device, reading.Token))
+                while (await requestStream.MoveNext(reading.Token))
                 {
+                    receiving = false;
                     var submitted = SubmitAsync(device, requestStream.Current, batch);
+                    receiving = true;
                     await inFlight.Writer.WriteAsync(submitted, reading.Token);
 
                     // With the commit queue full, the stream is not read on until this batch is committed: the device is
@@ -84,7 +87,13 @@ public sealed partial class GrpcIngestService(
             }
             catch (RpcException exception)
             {
-                // Refused from here on (rate limit): the acks of batches already taken still go out first.
+                // Refused from here on (the rate limit, or a message gRPC could not take): the acks of batches already
+                // taken still go out first.
+                if (receiving)
+                {
+                    Unreadable(device, exception);
+                }
+
                 refusal = exception;
             }
             catch (Exception exception) when (exception is IOException || (exception is OperationCanceledException && context.CancellationToken.IsCancellationRequested))
@@ -131,25 +140,22 @@ public sealed partial class GrpcIngestService(
     }
 
     /// <summary>
-    /// The stream's next message. One gRPC refuses as it is read (over <c>MaxMessageBytes</c>: RESOURCE_EXHAUSTED; in a
-    /// compression it does not read, or cut short) ends the stream as gRPC answers it, counted and in the device's
-    /// reject log as the other ways in count theirs.
+    /// Counts a message gRPC refused as it was read (over <c>MaxMessageBytes</c>: RESOURCE_EXHAUSTED; in a compression it
+    /// does not read, or cut short), which ends the stream as gRPC answers it, and puts it in the device's reject log, as
+    /// the other ways in count theirs. A call cancelled or past its deadline is not the message's fault.
     /// </summary>
-    private async Task<bool> NextAsync(IAsyncStreamReader<EncodedBatch> requestStream, DeviceIdentity device, CancellationToken cancellationToken)
+    private void Unreadable(DeviceIdentity device, RpcException exception)
     {
-        try
+        if (exception.StatusCode is StatusCode.Cancelled or StatusCode.DeadlineExceeded)
         {
-            return await requestStream.MoveNext(cancellationToken);
+            return;
         }
-        catch (RpcException exception) when (exception.StatusCode is not (StatusCode.Cancelled or StatusCode.DeadlineExceeded))
-        {
-            var tooLarge = exception.StatusCode == StatusCode.ResourceExhausted;
-            instruments.PayloadRejected(Protocol, tooLarge ? "too_large" : "malformed");
-            rejectLog.Record(device.DeviceId, Protocol, tooLarge
-                ? $"a message over the limit of {options.Value.MaxMessageBytes} bytes; split it"
-                : $"a message that could not be read: {exception.Status.Detail}");
-            throw;
-        }
+
+        var tooLarge = exception.StatusCode == StatusCode.ResourceExhausted;
+        instruments.PayloadRejected(Protocol, tooLarge ? "too_large" : "malformed");
+        rejectLog.Record(device.DeviceId, Protocol, tooLarge
+            ? $"a message over the limit of {options.Value.MaxMessageBytes} bytes; split it"
+            : $"a message that could not be read: {exception.Status.Detail}");
     }
 
     private async Task<DeviceIdentity> AuthenticateAsync(ServerCallContext context)
