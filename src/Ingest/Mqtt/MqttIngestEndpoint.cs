@@ -783,11 +783,15 @@ public sealed partial class MqttIngestEndpoint(
             }
             catch (Exception exception)
             {
-                LogSubscriptionNotRecorded(logger, exception, device.DeviceId);
-                args.ProcessSubscription = false;
-                args.Response.ReasonCode = MqttSubscribeReasonCode.UnspecifiedError;
-                args.Response.ReasonString = "the subscription could not be recorded in the audit log; subscribe again later";
-                return;
+                LogSubscriptionNotRecorded(logger, exception, device.DeviceId, topic);
+                if (own)
+                {
+                    // Nothing is read unrecorded. (One refused anyway is refused as it would have been.)
+                    args.ProcessSubscription = false;
+                    args.Response.ReasonCode = MqttSubscribeReasonCode.UnspecifiedError;
+                    args.Response.ReasonString = "the subscription could not be recorded in the audit log; subscribe again later";
+                    return;
+                }
             }
         }
 
@@ -799,8 +803,8 @@ public sealed partial class MqttIngestEndpoint(
         }
     }
 
-    [LoggerMessage(EventId = 1111, Level = LogLevel.Error, Message = "Device {DeviceId}'s subscription to its patient's alerts was refused: the audit log could not record it")]
-    private static partial void LogSubscriptionNotRecorded(ILogger logger, Exception exception, string deviceId);
+    [LoggerMessage(EventId = 1111, Level = LogLevel.Error, Message = "Device {DeviceId}'s subscription to {Topic} could not be recorded in the audit log; it is refused")]
+    private static partial void LogSubscriptionNotRecorded(ILogger logger, Exception exception, string deviceId, string topic);
 
     [LoggerMessage(EventId = 1101, Level = LogLevel.Debug, Message = "Device {DeviceId} connected over MQTT {ProtocolVersion}")]
     private static partial void LogDeviceConnected(ILogger logger, string deviceId, MqttProtocolVersion protocolVersion);
