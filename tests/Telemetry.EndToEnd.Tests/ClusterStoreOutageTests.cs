@@ -48,8 +48,9 @@ public sealed class ClusterStoreOutageTests(ITestOutputHelper output)
         Assert.Equal(HttpStatusCode.ServiceUnavailable, health.StatusCode);
         Assert.Contains("Redis does not answer", health.Body, StringComparison.Ordinal);
 
-        // The readings are safe in the series store, so the devices are still acknowledged while Redis is away.
-        var ackedWhileAway = devices.Sum(device => device.Acked) - ackedWhenStopped;
+        // The readings are safe in the series store, so the devices are still acknowledged while Redis is away (read
+        // after its health says so, which can take less time than a device's next batch).
+        var ackedWhileAway = await Eventually.ReadAsync(() => Task.FromResult(devices.Sum(device => device.Acked) - ackedWhenStopped), acked => acked > 0, TimeSpan.FromSeconds(10));
         output.WriteLine($"acked while Redis was away: {ackedWhileAway} batches");
         Assert.True(ackedWhileAway > 0 && devices.All(device => device.Acked < Batches), $"acks stopped while Redis was away: {string.Join("; ", devices)}");
 
