@@ -401,30 +401,20 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
             }
 
             var prefix = new SequenceReader<byte>(remaining);
-            if (!TryReadVarint(ref prefix, "a message length is not a valid varint", out var length, out var unread))
+            if (!TryReadLength(ref prefix, "a message length is not a valid varint", "a message", "", out var length, out var unread))
             {
                 return unread;
             }
 
-            if (length > (ulong)maxRecordBytes)
-            {
-                return Fail($"a message may be at most {maxRecordBytes} bytes");
-            }
-
-            if (prefix.Remaining < (long)length)
-            {
-                return UploadReadStatus.NeedMoreData;
-            }
-
             // The message's bounds are known: one that cannot be read is refused alone (the decoder checks a whole
             // message before it adds any of it).
-            if (!ProtobufBatchDecoder.TryDecode(remaining.Slice(prefix.Position, (long)length), batch, out var reason))
+            if (!ProtobufBatchDecoder.TryDecode(remaining.Slice(prefix.Position, length), batch, out var reason))
             {
                 batch.Reject(RejectReason.MalformedRecord);
                 _recordError ??= $"a protobuf message of the upload could not be read: {reason}";
             }
 
-            remaining = remaining.Slice(remaining.GetPosition((long)length, prefix.Position));
+            remaining = remaining.Slice(remaining.GetPosition(length, prefix.Position));
             consumed = remaining.Start;
         }
     }
@@ -488,22 +478,12 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
                     field.Advance(size);
                     break;
                 case 2:
-                    if (!TryReadVarint(ref field, "malformed protobuf VitalBatch: a length is not a valid varint", out var length, out var lengthUnread))
+                    if (!TryReadLength(ref field, "malformed protobuf VitalBatch: a length is not a valid varint", "a series or other field", "; split the series", out var length, out var lengthUnread))
                     {
                         return lengthUnread;
                     }
 
-                    if (length > (ulong)maxRecordBytes)
-                    {
-                        return Fail($"a series or other field may be at most {maxRecordBytes} bytes; split the series");
-                    }
-
-                    if (field.Remaining < (long)length)
-                    {
-                        return UploadReadStatus.NeedMoreData;
-                    }
-
-                    field.Advance((long)length);
+                    field.Advance(length);
                     if (tag == SeriesTag)
                     {
                         AddSeries(remaining.Slice(0, field.Position), batch);
@@ -556,6 +536,29 @@ public sealed class UploadStreamReader(UploadFormat format, int readingsPerBatch
         }
 
         _seriesRead = true;
+    }
+
+    /// <summary>
+    /// Reads the length before a length-delimited record (a message, a field) and checks that the record is at most
+    /// <c>maxRecordBytes</c> and all in the input; false, with what to answer, when it is not (more data, or refused).
+    /// </summary>
+    private bool TryReadLength(ref SequenceReader<byte> reader, string invalid, string what, string advice, out long length, out UploadReadStatus unread)
+    {
+        length = 0;
+        if (!TryReadVarint(ref reader, invalid, out var value, out unread))
+        {
+            return false;
+        }
+
+        if (value > (ulong)maxRecordBytes)
+        {
+            unread = Fail($"{what} may be at most {maxRecordBytes} bytes{advice}");
+            return false;
+        }
+
+        length = (long)value;
+        unread = UploadReadStatus.NeedMoreData;
+        return reader.Remaining >= length;
     }
 
     /// <summary>
