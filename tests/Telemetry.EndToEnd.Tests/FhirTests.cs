@@ -104,6 +104,7 @@ public sealed class FhirTests(SeededServer seeded)
         using var posted = await Server.Http.PostAsync("/fhir/Observation/_search", form);
         using var notAForm = await Server.Http.PostAsync("/fhir/Observation/_search", new StringContent(query, Encoding.UTF8, "text/plain"));
         using var tooLong = await Server.Http.PostAsync("/fhir/Observation/_search", new StringContent($"patient={Patient}&x={new string('a', 10_000)}", Encoding.UTF8, "application/x-www-form-urlencoded"));
+        using var asXml = await Server.Http.PostAsync("/fhir/Observation/_search", new StringContent(query + "&_format=xml", Encoding.UTF8, "application/x-www-form-urlencoded"));
 
         Assert.True(posted.StatusCode == HttpStatusCode.OK, await posted.Content.ReadAsStringAsync());
         var byPost = Assert.IsType<Bundle>(Strict.DeserializeResource(await posted.Content.ReadAsStringAsync()));
@@ -111,6 +112,48 @@ public sealed class FhirTests(SeededServer seeded)
         Assert.Equal(byGet.Entry.Select(e => e.Resource!.Id), byPost.Entry.Select(e => e.Resource!.Id));
         Assert.Equal(HttpStatusCode.UnsupportedMediaType, notAForm.StatusCode);
         Assert.Equal(HttpStatusCode.RequestEntityTooLarge, tooLong.StatusCode);
+
+        // A format asked for in the body is asked for as in the URL.
+        Assert.Equal(HttpStatusCode.NotAcceptable, asXml.StatusCode);
+        Assert.IsType<OperationOutcome>(Strict.DeserializeResource(await asXml.Content.ReadAsStringAsync()));
+    }
+
+    [Theory]
+    [InlineData("application/fhir+json; fhirVersion=4.0", HttpStatusCode.OK)]
+    [InlineData("application/fhir+json; fhirVersion=3.0", HttpStatusCode.NotAcceptable)]
+    [InlineData("application/fhir+json; fhirVersion=5.0, application/json; q=0.5", HttpStatusCode.OK)]
+    [InlineData("application/xml, application/json; q=0", HttpStatusCode.NotAcceptable)]
+    [InlineData("text/html, application/xhtml+xml, application/xml; q=0.9, */*; q=0.8", HttpStatusCode.OK)]
+    [InlineData("application/fhir+xml", HttpStatusCode.NotAcceptable)]
+    public async Task The_answer_is_r4_json_when_accept_allows_it_and_406_when_it_asks_for_another_format_or_version(string accept, HttpStatusCode expected)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/fhir/metadata");
+        request.Headers.TryAddWithoutValidation("Accept", accept);
+        using var response = await Server.Http.SendAsync(request);
+
+        Assert.Equal(expected, response.StatusCode);
+        var resource = Strict.DeserializeResource(await response.Content.ReadAsStringAsync());
+        Assert.IsType(expected == HttpStatusCode.OK ? typeof(CapabilityStatement) : typeof(OperationOutcome), resource);
+    }
+
+    [Fact]
+    public async Task A_stats_body_must_be_fhir_json_of_a_size_a_parameters_resource_has()
+    {
+        var body = new Parameters();
+        body.Add("subject", new FhirUri($"Patient/{Patient}"));
+        body.Add("code", new FhirString("8867-4"));
+        body.Add("duration", new FhirDecimal(1));
+        body.Add("statistic", new Code("count"));
+        using var asText = await Server.Http.PostAsync("/fhir/Observation/$stats", new StringContent(body.ToJson(), Encoding.UTF8, "text/plain"));
+        using var asJson = await Server.Http.PostAsync("/fhir/Observation/$stats", new StringContent(body.ToJson(), Encoding.UTF8, "application/json"));
+        var padded = body.ToJson().Insert(1, new string(' ', 100_000));
+        using var tooLong = await Server.Http.PostAsync("/fhir/Observation/$stats", new StringContent(padded, Encoding.UTF8, "application/fhir+json"));
+
+        Assert.Equal(HttpStatusCode.UnsupportedMediaType, asText.StatusCode);
+        Assert.IsType<OperationOutcome>(Strict.DeserializeResource(await asText.Content.ReadAsStringAsync()));
+        Assert.True(asJson.StatusCode == HttpStatusCode.OK, await asJson.Content.ReadAsStringAsync());
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, tooLong.StatusCode);
+        Assert.Equal(OperationOutcome.IssueType.TooLong, Assert.IsType<OperationOutcome>(Strict.DeserializeResource(await tooLong.Content.ReadAsStringAsync())).Issue[0].Code);
     }
 
     [Fact]

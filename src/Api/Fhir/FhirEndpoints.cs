@@ -41,6 +41,9 @@ public static class FhirEndpoints
         BufferBodyLengthLimit = MaxSearchBodyBytes,
     };
 
+    /// <summary>The most a <c>$stats</c> by POST sends: its Parameters resource.</summary>
+    private const int MaxStatsBodyBytes = 64 * 1024;
+
     /// <summary>The longest period <c>$stats</c> summarises.</summary>
     public static readonly TimeSpan MaxStatsPeriod = TimeSpan.FromDays(366 * 5);
 
@@ -122,6 +125,12 @@ public static class FhirEndpoints
 
         // The search, its refusals, its links and its audit record read the request's query: the body's are put there.
         request.QueryString = parameters.ToQueryString();
+
+        // The guard read the URL's _format before the body was: one in the body asks for a format as much.
+        if (!FhirGuardFilter.AcceptsJson(request))
+        {
+            return FhirGuardFilter.NotAcceptable();
+        }
         return await SearchAsync(request, reader, timeProvider, ingest, cancellationToken);
     }
 
@@ -318,6 +327,27 @@ public static class FhirEndpoints
 
     private static async Task<FhirResult> StatsFromBodyAsync(HttpRequest request, TrendReader reader, TimeProvider timeProvider, CancellationToken cancellationToken)
     {
+        if (!Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(request.ContentType, out var type)
+            || !(type.MediaType.Equals("application/fhir+json", StringComparison.OrdinalIgnoreCase)
+                || type.MediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase)
+                || type.MediaType.Equals("application/json+fhir", StringComparison.OrdinalIgnoreCase)))
+        {
+            return FhirResult.Error(StatusCodes.Status415UnsupportedMediaType, OperationOutcome.IssueType.NotSupported,
+                "$stats by POST sends a Parameters resource as application/fhir+json.");
+        }
+
+        // A Parameters of a few codes and statistics is small: a body far past that is refused as it is read (413).
+        if (request.ContentLength > MaxStatsBodyBytes)
+        {
+            return FhirResult.Error(StatusCodes.Status413PayloadTooLarge, OperationOutcome.IssueType.TooLong,
+                $"$stats by POST sends at most {MaxStatsBodyBytes} bytes.");
+        }
+
+        if (request.HttpContext.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } bodySize)
+        {
+            bodySize.MaxRequestBodySize = MaxStatsBodyBytes;
+        }
+
         Parameters parameters;
         try
         {

@@ -1,4 +1,5 @@
 using Hl7.Fhir.Model;
+using Microsoft.Net.Http.Headers;
 using Telemetry.Api.Security;
 
 namespace Telemetry.Api.Fhir;
@@ -17,8 +18,7 @@ public sealed partial class FhirGuardFilter(ILogger<FhirGuardFilter> logger) : I
         var http = context.HttpContext;
         if (!AcceptsJson(http.Request))
         {
-            return FhirResult.Error(StatusCodes.Status406NotAcceptable, OperationOutcome.IssueType.NotSupported,
-                "This server answers in FHIR JSON only: accept application/fhir+json (or _format=json).");
+            return NotAcceptable();
         }
 
         if (!http.Request.Path.Equals("/fhir/metadata", StringComparison.OrdinalIgnoreCase))
@@ -98,19 +98,49 @@ public sealed partial class FhirGuardFilter(ILogger<FhirGuardFilter> logger) : I
         return unknown.Count == 0 ? null : FhirResult.NotSupported($"Unknown parameter(s): {string.Join(", ", unknown)}.");
     }
 
-    private static bool AcceptsJson(HttpRequest request)
+    /// <summary>The answer to a request that accepts nothing this server writes.</summary>
+    public static FhirResult NotAcceptable() => FhirResult.Error(StatusCodes.Status406NotAcceptable, OperationOutcome.IssueType.NotSupported,
+        "This server answers in FHIR R4 JSON only: accept application/fhir+json (or _format=json), with fhirVersion=4.0 if any.");
+
+    /// <summary>
+    /// Whether the request accepts what this server answers, FHIR R4 in JSON: by <c>_format</c> when it has one, else by
+    /// <c>Accept</c> (none, or a JSON type, <c>*/*</c> or <c>application/*</c> not refused with <c>q=0</c>). A type asking
+    /// for another FHIR version (<c>application/fhir+json; fhirVersion=3.0</c>) is not taken: FHIR has a server that
+    /// cannot serve that version answer 406.
+    /// </summary>
+    public static bool AcceptsJson(HttpRequest request)
     {
-        var format = request.Query["_format"].ToString();
-        if (format.Length > 0)
+        var format = request.Query["_format"];
+        if (format.Count > 0)
         {
             // A '+' sent unencoded reaches here as a space; DSTU2's type (application/json+fhir) is still sent by older clients.
-            return format is "json" or "application/json" or "application/fhir+json" or "application/fhir json" or "application/json+fhir" or "application/json fhir";
+            return format.All(value => value?.Replace(' ', '+') is { } named && (MediaTypeHeaderValue.TryParse(named, out var type)
+                ? IsJson(type.MediaType.Value!) && IsR4(type)
+                : named is "json"));
         }
 
-        var accept = request.Headers.Accept.ToString();
-        return accept.Length == 0
-            || accept.Contains("json", StringComparison.OrdinalIgnoreCase)
-            || accept.Contains("*/*", StringComparison.Ordinal);
+        var accept = request.Headers.Accept;
+        if (accept.Count == 0 || (accept.Count == 1 && string.IsNullOrWhiteSpace(accept[0])))
+        {
+            return true;
+        }
+
+        // An Accept that cannot be parsed is taken as JSON, as before (the answer is JSON whatever it said).
+        return !MediaTypeHeaderValue.TryParseList(accept, out var types)
+            || types.Any(type => (type.Quality is null or > 0) && IsR4(type)
+                && (IsJson(type.MediaType.Value!) || type.MediaType.Equals("*/*", StringComparison.Ordinal) || type.MediaType.Equals("application/*", StringComparison.OrdinalIgnoreCase)));
+    }
+
+    private static bool IsJson(string mediaType) => mediaType.Equals("json", StringComparison.OrdinalIgnoreCase)
+        || mediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase)
+        || mediaType.Equals("application/fhir+json", StringComparison.OrdinalIgnoreCase)
+        || mediaType.Equals("application/json+fhir", StringComparison.OrdinalIgnoreCase);
+
+    // FHIR's version parameter names a major and minor release: R4 is 4.0 (4.0.1 is taken too).
+    private static bool IsR4(MediaTypeHeaderValue type)
+    {
+        var version = type.Parameters.FirstOrDefault(p => p.Name.Equals("fhirVersion", StringComparison.OrdinalIgnoreCase))?.Value.Value?.Trim('"');
+        return version is null or "4.0" or "4.0.1";
     }
 
     [LoggerMessage(EventId = 5001, Level = LogLevel.Error, Message = "FHIR request {Path} failed")]
