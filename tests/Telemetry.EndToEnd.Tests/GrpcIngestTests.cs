@@ -37,6 +37,11 @@ public sealed class GrpcIngestTests(ServerFixture fixture) : IClassFixture<Serve
         // batch's times with other values, refused as conflicting with what is stored (the first values stand).
         await call.RequestStream.WriteAsync(last!);
         await call.RequestStream.WriteAsync(Devices.ProtobufBatch(11, start, "heart_rate", "/min", [90, 91, 92, 93, 94, 95]));
+
+        // A batch of nothing but an implausible reading, twice (its ack lost): refused both times, as nothing was stored.
+        var implausible = Devices.ProtobufBatch(12, start.AddSeconds(50), "heart_rate", "/min", [400]);
+        await call.RequestStream.WriteAsync(implausible);
+        await call.RequestStream.WriteAsync(implausible);
         await call.RequestStream.CompleteAsync();
         var acks = new List<IngestAck>();
         await foreach (var ack in call.ResponseStream.ReadAllAsync())
@@ -44,13 +49,15 @@ public sealed class GrpcIngestTests(ServerFixture fixture) : IClassFixture<Serve
             acks.Add(ack);
         }
 
-        Assert.Equal(Enumerable.Range(1, 10).Select(i => (ulong)i).Append(10UL).Append(11UL), acks.Select(a => a.Seq));
+        Assert.Equal(Enumerable.Range(1, 10).Select(i => (ulong)i).Append(10UL).Append(11UL).Append(12UL).Append(12UL), acks.Select(a => a.Seq));
         Assert.All(acks.Take(10), ack => Assert.Equal(AckStatus.Committed, ack.Status));
         Assert.All(acks.Take(10), ack => Assert.Equal(6u, ack.Accepted));
         Assert.Equal((AckStatus.Duplicate, 1u, 1u), (acks[10].Status, acks[9].Rejected, acks[10].Rejected));
         Assert.Contains("unknown", acks[10].Reason, StringComparison.OrdinalIgnoreCase);
         Assert.Equal((AckStatus.Rejected, 6u, 0u), (acks[11].Status, acks[11].Rejected, acks[11].Accepted));
         Assert.Contains("another value already stored", acks[11].Reason, StringComparison.Ordinal);
+        Assert.Equal((AckStatus.Rejected, 1u, AckStatus.Rejected, 1u), (acks[12].Status, acks[12].Rejected, acks[13].Status, acks[13].Rejected));
+        Assert.Equal(acks[12].Reason, acks[13].Reason);
         var point = Assert.Single((await Server.TrendAsync("p-grpc-1", "heart_rate", start, start.AddMinutes(1), count: 60)).Points);
         Assert.Equal(60, point.Count);
         Assert.Equal(61, point.Min);

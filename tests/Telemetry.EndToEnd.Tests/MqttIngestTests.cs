@@ -231,11 +231,17 @@ public sealed class MqttIngestTests(ServerFixture fixture) : IClassFixture<Serve
         var corrected = await Devices.PublishAsync(client, "devices/mqtt-conflict/vitals", System.Text.Encoding.UTF8.GetBytes(Batch(2, (1, 75), (2, 72))));
         var allChanged = await Devices.PublishAsync(client, "devices/mqtt-conflict/vitals", System.Text.Encoding.UTF8.GetBytes(Batch(3, (0, 80))));
 
+        // A batch of nothing but an implausible reading is refused, and so is the same batch sent again (a lost ack).
+        var implausible = await Devices.PublishAsync(client, "devices/mqtt-conflict/vitals", System.Text.Encoding.UTF8.GetBytes(Batch(4, (5, 400))));
+        var implausibleAgain = await Devices.PublishAsync(client, "devices/mqtt-conflict/vitals", System.Text.Encoding.UTF8.GetBytes(Batch(4, (5, 400))));
+
         Assert.Equal(MqttClientPublishReasonCode.Success, first.ReasonCode);
         Assert.Equal(MqttClientPublishReasonCode.Success, corrected.ReasonCode);
         Assert.Contains("1 with another value already stored for the same vital and time", corrected.ReasonString, StringComparison.Ordinal);
         Assert.Equal(MqttClientPublishReasonCode.PayloadFormatInvalid, allChanged.ReasonCode);
         Assert.Contains("another value already stored", allChanged.ReasonString, StringComparison.Ordinal);
+        Assert.Equal((MqttClientPublishReasonCode.PayloadFormatInvalid, MqttClientPublishReasonCode.PayloadFormatInvalid), (implausible.ReasonCode, implausibleAgain.ReasonCode));
+        Assert.Equal(implausible.ReasonString, implausibleAgain.ReasonString);
         var readings = await Server.RawHeartRatesAsync("p-mqtt-conflict", start.AddMinutes(-1), start.AddMinutes(1));
         Assert.Equal([70.0, 71.0, 72.0], readings.Select(line => double.Parse(line.Split(',')[3], System.Globalization.CultureInfo.InvariantCulture)));
         var metrics = await Server.Http.GetStringAsync("/metrics");

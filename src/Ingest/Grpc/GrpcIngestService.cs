@@ -251,6 +251,14 @@ public sealed partial class GrpcIngestService(
         var result = await pipeline.CommitAsync(batch, CancellationToken.None);
         instruments.Counted(Protocol, result);
         rejectLog.RecordConflicts(batch.DeviceId, Protocol, result.Conflicts);
+        // Only quarantined readings (stored apart): nothing the sender should count as stored, also when it was sent
+        // again (its batch number already committed), as the first answer said.
+        if (batch.Readings.IsEmpty)
+        {
+            instruments.PayloadRejected(Protocol, "all_rejected");
+            return new IngestAck { Seq = batch.Sequence, Status = AckStatus.Rejected, Rejected = rejected, Reason = rejects };
+        }
+
         if (result.Outcome == CommitOutcome.Duplicate)
         {
             // Its readings refused as they were read are told again, as the first answer told them.
@@ -262,12 +270,6 @@ public sealed partial class GrpcIngestService(
                 Rejected = rejected,
                 Reason = CommitResult.DescribeDuplicateBatch(batch.Sequence, rejects.Length > 0 ? rejects : null),
             };
-        }
-
-        if (batch.Readings.IsEmpty)
-        {
-            instruments.PayloadRejected(Protocol, "all_rejected");
-            return new IngestAck { Seq = batch.Sequence, Status = AckStatus.Rejected, Rejected = rejected, Reason = rejects };
         }
 
         if (result.AllConflicting)

@@ -234,6 +234,9 @@ public sealed partial class ExternalBrokerIngest(
             return true;
         }
 
+        // Read as of when it came, however often it is tried: times relative to arrival (SenML's) stay where they were
+        // first put, so readings a failed commit stored after all are known as repeats when it is tried again.
+        var readAtMs = timeProvider.GetUtcNow().ToUnixTimeMilliseconds();
         var delay = TimeSpan.FromMilliseconds(200);
         while (true)
         {
@@ -246,7 +249,7 @@ public sealed partial class ExternalBrokerIngest(
                     return true;
                 }
 
-                var answer = await payloads.IngestAsync(device, new ReadOnlySequence<byte>(payload), CancellationToken.None);
+                var answer = await payloads.IngestAsync(device, new ReadOnlySequence<byte>(payload), readAtMs, CancellationToken.None);
                 if (answer.Verdict == MqttPayloadVerdict.Stored)
                 {
                     instruments.AckSent(MqttIngestEndpoint.Protocol);

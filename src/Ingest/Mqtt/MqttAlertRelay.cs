@@ -66,6 +66,6 @@ public sealed partial class MqttAlertRelay(IngestInstruments instruments, ILogge
         }
     }
 
-    [LoggerMessage(EventId = 1201, Level = LogLevel.Warning, Message = "Publishing an alert to {Topic} failed")]
+    [LoggerMessage(EventId = 1204, Level = LogLevel.Warning, Message = "Publishing an alert to {Topic} failed")]
     private static partial void LogPublishFailed(ILogger logger, Exception exception, string topic);
 }

@@ -22,10 +22,14 @@ public sealed class MqttPayloadIngest(
     [ThreadStatic]
     private static ReadingBatchBuilder? _batchOfThread;
 
-    /// <summary>Takes a payload in and waits for its commit; the answer never faults for a store that is away.</summary>
-    public async Task<MqttPayloadAnswer> IngestAsync(DeviceIdentity device, ReadOnlySequence<byte> payload, CancellationToken cancellationToken)
+    /// <summary>
+    /// Takes in a payload that came at <paramref name="readAtMs"/> and waits for its commit; the answer never faults for
+    /// a store that is away. Times relative to arrival count from <paramref name="readAtMs"/>, so a payload tried again
+    /// (its store away) is read as it was the first time, and a commit that failed after storing it makes no second copy.
+    /// </summary>
+    public async Task<MqttPayloadAnswer> IngestAsync(DeviceIdentity device, ReadOnlySequence<byte> payload, long readAtMs, CancellationToken cancellationToken)
     {
-        if (!TrySubmit(device, payload, cancellationToken, out var refusal, out var pending))
+        if (!TrySubmit(device, payload, resendable: false, sentAgain: false, packetId: 0, cancellationToken, out var refusal, out var pending, readAtMs))
         {
             return refusal;
         }
@@ -44,19 +48,13 @@ public sealed class MqttPayloadIngest(
     /// Checks, decodes and validates a payload and hands its readings to the commit pipeline (<paramref name="pending"/>),
     /// or refuses it (<paramref name="refusal"/>, false). Synchronous, so that a front door has one asynchronous step per
     /// message, the wait for its commit; then <see cref="Committed"/> or, when the commit throws
-    /// <see cref="StoreUnavailableException"/>, <see cref="Unavailable"/> gives the answer.
-    /// </summary>
-    public bool TrySubmit(DeviceIdentity device, ReadOnlySequence<byte> payload, CancellationToken cancellationToken, out MqttPayloadAnswer refusal, out PendingPayload pending) =>
-        TrySubmit(device, payload, resendable: false, sentAgain: false, packetId: 0, cancellationToken, out refusal, out pending);
-
-    /// <summary>
-    /// As the overload without them, for a publish the device may send again until acknowledged
-    /// (<paramref name="resendable"/>: QoS 1, under packet identifier <paramref name="packetId"/>) and one it marks as
-    /// sent again (<paramref name="sentAgain"/>: the DUP flag): a SenML payload with relative times, sent again under
-    /// the same identifier, is read as of its first arrival (see <see cref="SenMlResendClock"/>).
+    /// <see cref="StoreUnavailableException"/>, <see cref="Unavailable"/> gives the answer. A publish the device may send
+    /// again until acknowledged (<paramref name="resendable"/>: QoS 1, under packet identifier <paramref name="packetId"/>)
+    /// and marks as sent again (<paramref name="sentAgain"/>: the DUP flag), a SenML payload with relative times, is read
+    /// as of its first arrival (see <see cref="SenMlResendClock"/>); one given <paramref name="readAtMs"/> as of then.
     /// </summary>
     public bool TrySubmit(
-        DeviceIdentity device, ReadOnlySequence<byte> payload, bool resendable, bool sentAgain, ushort packetId, CancellationToken cancellationToken, out MqttPayloadAnswer refusal, out PendingPayload pending)
+        DeviceIdentity device, ReadOnlySequence<byte> payload, bool resendable, bool sentAgain, ushort packetId, CancellationToken cancellationToken, out MqttPayloadAnswer refusal, out PendingPayload pending, long? readAtMs = null)
     {
         pending = default;
         var limit = options.Value.MaxMessageBytes;
@@ -70,7 +68,7 @@ public sealed class MqttPayloadIngest(
 
         var batch = _batchOfThread ??= new ReadingBatchBuilder(options.Value.ToLimits(), timeProvider);
         var senMl = resendable && PayloadDecoder.Detect(payload) == PayloadFormat.SenMl;
-        var firstReadAt = senMl && sentAgain ? resends.FirstReadAt(device.DeviceId, payload, packetId) : null;
+        var firstReadAt = readAtMs ?? (senMl && sentAgain ? resends.FirstReadAt(device.DeviceId, payload, packetId) : null);
         if (!PayloadDecoder.TryDecode(payload, batch, firstReadAt, out _, out var error))
         {
             refusal = Refuse(device, MqttPubAckReasonCode.PayloadFormatInvalid, error!, "malformed");
@@ -110,10 +108,11 @@ public sealed class MqttPayloadIngest(
         instruments.Counted(MqttIngestEndpoint.Protocol, result);
         rejectLog.RecordConflicts(deviceBatch.DeviceId, MqttIngestEndpoint.Protocol, result.Conflicts);
 
-        if ((deviceBatch.Readings.IsEmpty && result.Outcome != CommitOutcome.Duplicate) || result.AllConflicting)
+        if (deviceBatch.Readings.IsEmpty || result.AllConflicting)
         {
-            // Only quarantined readings (stored apart), or only readings conflicting with those stored: nothing the
-            // sender should count as accepted, and nothing to send again.
+            // Only quarantined readings (stored apart; also when sent again, its batch number already committed, as the
+            // first answer said), or only readings conflicting with those stored: nothing the sender should count as
+            // accepted, and nothing to send again.
             return Refused(MqttPubAckReasonCode.PayloadFormatInvalid, result.Describe(pending.Rejects)!, "all_rejected");
         }
 
