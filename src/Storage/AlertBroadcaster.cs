@@ -315,10 +315,10 @@ public sealed partial class AlertBroadcaster(IAlertStore store, TimeProvider tim
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Alert positions {From} to {To} were not handed on in time and could not be read from the alert store; the events waiting go to live streams without them")]
+    [LoggerMessage(EventId = 3701, Level = LogLevel.Warning, Message = "Alert positions {From} to {To} were not handed on in time and could not be read from the alert store; the events waiting go to live streams without them")]
     private static partial void LogFillFailed(ILogger logger, Exception exception, long from, long to);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "The alert store's latest position could not be read at the start; live streams take the first events in the order they come")]
+    [LoggerMessage(EventId = 3702, Level = LogLevel.Warning, Message = "The alert store's latest position could not be read at the start; live streams take the first events in the order they come")]
     private static partial void LogStartUnknown(ILogger logger, Exception exception);
 
     /// <summary>One live stream's queue: of one patient, or (null) of all.</summary>

@@ -23,6 +23,9 @@ public sealed class SettingsTests
     [InlineData("Telemetry__Ingest__MaxMessageBytes", "0", "Telemetry:Ingest:MaxMessageBytes: ")]
     [InlineData("Telemetry__Server__HttpPort", "eighty", "Telemetry:Server:HttpPort")]
     [InlineData("Telemetry__Auth__Jwt__Authority", "http://127.0.0.1:1/realms/ward", "Telemetry:Auth:Jwt:Authority: Authority is http://")]
+    [InlineData("Telemetry__Auth__AdminToken", "an admin token with spaces", "The admin token must not hold spaces or control characters")]
+    [InlineData("Telemetry__Alerts__Webhooks__0__Name", "ward", "Telemetry:Alerts:Webhooks:0:Secret: must be at least 16 characters")]
+    [InlineData("Telemetry__Health__Delay", "-00:00:01", "Telemetry:Health:Delay must not be negative")]
     public async Task A_value_that_cannot_work_stops_the_start_naming_its_setting(string key, string value, string named)
     {
         await using var server = new TelemetryServer(new Dictionary<string, string> { [key] = value });
@@ -64,6 +67,42 @@ public sealed class SettingsTests
         {
             other.Stop();
         }
+    }
+
+    [Fact]
+    public async Task An_admin_token_configured_with_a_trailing_newline_signs_in_without_it()
+    {
+        var token = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
+        await using var mounted = new TelemetryServer(new Dictionary<string, string> { ["Telemetry__Auth__AdminToken"] = token + "\n" }, adminToken: token);
+        await mounted.StartAsync();
+
+        // Its Http client sends the token as a header carries it, without the newline.
+        using var audit = await mounted.Http.GetAsync("/api/audit");
+
+        Assert.Equal(System.Net.HttpStatusCode.OK, audit.StatusCode);
+    }
+
+    [Fact]
+    public async Task A_database_another_server_has_open_stops_the_start_naming_its_setting()
+    {
+        await using var first = new TelemetryServer();
+        await first.StartAsync();
+        await using var second = new TelemetryServer(new Dictionary<string, string>
+        {
+            ["Telemetry__Storage__DuckDb__Path"] = Path.Combine(first.DataDirectory, "telemetry.duckdb"),
+        });
+
+        var refused = await Assert.ThrowsAsync<InvalidOperationException>(second.StartAsync);
+
+        // A second server started on a folder in use (a `dotnet run` beside the service) hears which setting to change.
+        Assert.StartsWith("The server exited with 2:", refused.Message, StringComparison.Ordinal);
+        Assert.Contains("Telemetry:Storage:DuckDb:Path: the database", refused.Message, StringComparison.Ordinal);
+        Assert.Contains("If another Telemetry server uses this data folder", refused.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("Details:", refused.Message, StringComparison.Ordinal);
+
+        // The first goes on serving.
+        using var health = await first.Http.GetAsync("/healthz");
+        Assert.True(health.IsSuccessStatusCode);
     }
 
     [Fact]

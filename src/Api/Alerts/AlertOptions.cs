@@ -42,17 +42,17 @@ public sealed class AlertOptions : IValidatableObject
             var webhook = Webhooks[i];
             if (string.IsNullOrWhiteSpace(webhook.Name) || !Core.Identifier.IsValid(webhook.Name) || !names.Add(webhook.Name))
             {
-                yield return new ValidationResult($"Webhooks:{i}:Name must be a unique name of letters, digits and - _ : .");
+                yield return new ValidationResult("must be a unique name of letters, digits and - _ : .", [$"Webhooks:{i}:Name"]);
             }
 
             if (!Uri.TryCreate(webhook.Url, UriKind.Absolute, out var url) || url.Scheme is not ("http" or "https"))
             {
-                yield return new ValidationResult($"Webhooks:{i}:Url must be an absolute http or https URL.");
+                yield return new ValidationResult("must be an absolute http or https URL.", [$"Webhooks:{i}:Url"]);
             }
 
             if (string.IsNullOrEmpty(webhook.Secret) || webhook.Secret.Length < 16)
             {
-                yield return new ValidationResult($"Webhooks:{i}:Secret must be at least 16 characters: it signs every delivery.");
+                yield return new ValidationResult("must be at least 16 characters: it signs every delivery.", [$"Webhooks:{i}:Secret"]);
             }
         }
     }

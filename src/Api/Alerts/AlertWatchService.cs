@@ -155,12 +155,12 @@ public sealed partial class AlertWatchService(IAlertStore store, IGrainFactory g
         }
     }
 
-    [LoggerMessage(EventId = 3101, Level = LogLevel.Information, Message = "Alert clocks running again for {Patients} patients")]
+    [LoggerMessage(EventId = 3501, Level = LogLevel.Information, Message = "Alert clocks running again for {Patients} patients")]
     private static partial void LogWoken(ILogger logger, int patients);
 
-    [LoggerMessage(EventId = 3102, Level = LogLevel.Warning, Message = "Patient {PatientId} could not be activated for its alerts; trying again, up to a minute apart, until it is (or its next reading activates it)")]
+    [LoggerMessage(EventId = 3502, Level = LogLevel.Warning, Message = "Patient {PatientId} could not be activated for its alerts; trying again, up to a minute apart, until it is (or its next reading activates it)")]
     private static partial void LogWakeFailed(ILogger logger, Exception exception, string patientId);
 
-    [LoggerMessage(EventId = 3103, Level = LogLevel.Error, Message = "Reading the patients with alert rules failed (attempt {Attempt}); trying again, up to a minute apart")]
+    [LoggerMessage(EventId = 3503, Level = LogLevel.Error, Message = "Reading the patients with alert rules failed (attempt {Attempt}); trying again, up to a minute apart")]
     private static partial void LogListFailed(ILogger logger, Exception exception, int attempt);
 }

@@ -26,7 +26,9 @@ public static class HealthEndpoints
             .AddCheck<CertificateHealthCheck>("certificate");
 
         // The checks also run in the background, each change of status logged once (HealthChangeLog).
-        services.AddOptions<HealthCheckPublisherOptions>().BindConfiguration(HealthChangeLog.Section);
+        services.AddOptions<HealthCheckPublisherOptions>().BindConfiguration(HealthChangeLog.Section)
+            .Validate(options => options.Delay >= TimeSpan.Zero, $"{HealthChangeLog.Section}:Delay must not be negative.")
+            .ValidateOnStart();
         services.AddSingleton<IHealthCheckPublisher, HealthChangeLog>();
         return services;
     }

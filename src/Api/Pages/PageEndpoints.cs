@@ -54,6 +54,6 @@ public static partial class PageEndpoints
         response.Headers["Referrer-Policy"] = "no-referrer";
     }
 
-    [LoggerMessage(EventId = 1601, Level = LogLevel.Warning, Message = "No pages at {Root}: / and /me are not served (the build puts them there)")]
+    [LoggerMessage(EventId = 4201, Level = LogLevel.Warning, Message = "No pages at {Root}: / and /me are not served (the build puts them there)")]
     private static partial void LogPagesMissing(ILogger logger, string root);
 }

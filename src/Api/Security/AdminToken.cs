@@ -18,8 +18,9 @@ public sealed partial class AdminToken
 
     public AdminToken(IOptions<AuthOptions> auth, IOptions<DuckDbOptions> storage, ILogger<AdminToken> logger)
     {
-        var token = auth.Value.AdminToken;
-        if (string.IsNullOrWhiteSpace(token))
+        // Trimmed, as the file's is: a secret mounted from a file often ends in a newline, which no header carries.
+        var token = auth.Value.AdminToken?.Trim();
+        if (string.IsNullOrEmpty(token))
         {
             var path = storage.Value.Beside(FileName);
             token = SecretFile.LoadOrCreate(path, static () => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32)));
@@ -30,6 +31,12 @@ public sealed partial class AdminToken
         {
             throw new InvalidOperationException(
                 $"The admin token must be at least {MinimumLength} characters (Telemetry:Auth:AdminToken or the {FileName} file).");
+        }
+
+        if (token.Any(c => char.IsWhiteSpace(c) || char.IsControl(c)))
+        {
+            throw new InvalidOperationException(
+                $"The admin token must not hold spaces or control characters, which a bearer token cannot carry: Telemetry:Auth:AdminToken or the {FileName} file.");
         }
 
         // A bearer token with two dots is taken for a JWT and checked as one: such an admin token could never sign in.

@@ -100,7 +100,20 @@ public sealed partial class DuckDbDatabase : IDisposable
         ReadingsPaths = [.. ReadingsCatalogs.Select((_, i) => System.IO.Path.ChangeExtension(path, null) + $".readings-{i + 1}.duckdb")];
         _connectionString = $"Data Source={path}";
         _anchor = new DuckDBConnection(_connectionString);
-        _anchor.Open();
+        try
+        {
+            _anchor.Open();
+        }
+        catch (DuckDBException exception)
+        {
+            // Most often another server using the same folder (DuckDB's lock names its process): the start is refused
+            // with the setting to change, not DuckDB's stack.
+            _anchor.Dispose();
+            throw new IOException(
+                $"{DuckDbOptions.Section}:Path: the database {path} could not be opened: {exception.Message.Trim()} " +
+                "If another Telemetry server uses this data folder, stop it, or give this server a folder of its own.", exception);
+        }
+
         try
         {
             Readings = Open(options.Value, log, meterFactory);

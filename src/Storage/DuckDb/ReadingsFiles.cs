@@ -236,10 +236,10 @@ internal sealed partial class ReadingsFiles : IDisposable
         _stopping.Dispose();
     }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "The DuckDB checkpoint thread could not open a connection ({Failures} times in a row); it tries again")]
+    [LoggerMessage(EventId = 3801, Level = LogLevel.Warning, Message = "The DuckDB checkpoint thread could not open a connection ({Failures} times in a row); it tries again")]
     private static partial void LogConnectionFailed(ILogger logger, Exception exception, int failures);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Checkpointing the DuckDB file {Catalog} failed ({Failures} times in a row, WAL {WalBytes} bytes); the WAL keeps every commit, and it is tried again")]
+    [LoggerMessage(EventId = 3802, Level = LogLevel.Warning, Message = "Checkpointing the DuckDB file {Catalog} failed ({Failures} times in a row, WAL {WalBytes} bytes); the WAL keeps every commit, and it is tried again")]
     private static partial void LogCheckpointFailed(ILogger logger, Exception exception, string catalog, int failures, long walBytes);
 
     private sealed class File(string catalog, string path)

@@ -25,6 +25,9 @@ public sealed partial class RetentionService(
     private readonly Counter<long> _deleted = meterFactory.Create(MeterName).CreateCounter<long>(
         "telemetry.retention.deleted", "{row}", "Readings, rollup windows and alert history deleted by retention, by resolution (alerts: events and alerts).");
 
+    private readonly Counter<long> _failures = meterFactory.Create(MeterName).CreateCounter<long>(
+        "telemetry.retention.failures", "{run}", "Retention steps that failed, by resolution; each is tried again at the next interval.");
+
     /// <summary>
     /// Applies every resolution's retention once; returns how many rows went, by resolution name. A step that fails
     /// (a store's delete timing out, say) is logged and left for the next interval; the steps after it still run.
@@ -42,7 +45,9 @@ public sealed partial class RetentionService(
             }
             catch (Exception exception) when (!cancellationToken.IsCancellationRequested)
             {
-                // Nothing is lost by a late deletion: it is tried again at the next interval.
+                // Nothing is lost by a late deletion: it is tried again at the next interval. Counted, so that one
+                // failing run after run (data kept past the policy, the disk filling) can be alerted on.
+                _failures.Add(1, new KeyValuePair<string, object?>("resolution", name));
                 LogFailed(logger, exception, name);
             }
         }
@@ -80,15 +85,16 @@ public sealed partial class RetentionService(
         using var timer = new PeriodicTimer(options.Value.Interval, timeProvider);
         do
         {
+            // A step that failed is not in the list (its failure was logged): "applied" names only those that were.
             var deleted = await ApplyAsync(stoppingToken);
-            LogApplied(logger, string.Join(", ", deleted.Select(pair => $"{pair.Key} {pair.Value}")));
+            LogApplied(logger, string.Join(", ", deleted.Select(pair => pair.Value >= 0 ? $"{pair.Key} {pair.Value}" : $"{pair.Key} (not counted by the store)")));
         }
         while (await timer.WaitForNextTickAsync(stoppingToken));
     }
 
-    [LoggerMessage(EventId = 3101, Level = LogLevel.Information, Message = "Retention applied; rows deleted: {Deleted}")]
+    [LoggerMessage(EventId = 3601, Level = LogLevel.Information, Message = "Retention applied; rows deleted, by each step that ran: {Deleted}")]
     private static partial void LogApplied(ILogger logger, string deleted);
 
-    [LoggerMessage(EventId = 3102, Level = LogLevel.Warning, Message = "Applying the {Resolution} retention failed; it runs again at the next interval")]
+    [LoggerMessage(EventId = 3602, Level = LogLevel.Warning, Message = "Applying the {Resolution} retention failed; it runs again at the next interval")]
     private static partial void LogFailed(ILogger logger, Exception exception, string resolution);
 }

@@ -107,8 +107,27 @@ public sealed class RetentionTests : IAsyncLifetime
 
         // The raw store's delete fails (a series server's delete timing out, say).
         var service = Service(now, new RetentionOptions { RawDays = 90, MinuteRollupDays = 180, HourRollupDays = 1_095, DayRollupDays = 0 }, DispatchProxy.Create<IRawSeriesStore, Unavailable>());
+        var failed = new List<string?>();
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, listening) =>
+        {
+            if (instrument.Name == "telemetry.retention.failures")
+            {
+                listening.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<long>((_, count, tags, _) =>
+        {
+            lock (failed)
+            {
+                failed.Add($"{tags.ToArray().Single(tag => tag.Key == "resolution").Value} {count}");
+            }
+        });
+        listener.Start();
         var deleted = await service.ApplyAsync();
 
+        // Counted, for an operator to alert on a retention failing run after run.
+        Assert.Equal(["raw 1"], failed);
         Assert.False(deleted.ContainsKey("raw"));
         Assert.Equal(1, deleted["1m"]);
         Assert.Empty(await _rollups.QueryAsync("patient-1", VitalKind.HeartRate, Resolution.Minute, 0, now));
