@@ -31,7 +31,8 @@ public static class AlertRuleTemplates
             new("temp-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.BodyTemperature, AlertDirection.Above, 38.5, 38.0, RearmSeconds: 600),
             new("temp-low", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.BodyTemperature, AlertDirection.Below, 35.0, 35.5, RearmSeconds: 600),
             new("sbp-high", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.SystolicPressure, AlertDirection.Above, 180, 170, RearmSeconds: 600),
-            new("sbp-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.SystolicPressure, AlertDirection.Below, 90, 95, RearmSeconds: 600, EscalateAfterSeconds: 300),
+            // As glucose-urgent-low: one cuff reading past 95 clears it, and a low one five minutes later raises again.
+            new("sbp-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.SystolicPressure, AlertDirection.Below, 90, 95, RearmSeconds: 300, EscalateAfterSeconds: 300),
             // Cleared once the score is under the clear level (2 or less for medium, 4 or less for high), so one noisy
             // reading that moves a vital by a band neither clears an episode nor, re-armed for long, holds back the next.
             new("news2-medium", AlertRuleType.EarlyWarning, AlertPriority.Medium, Direction: AlertDirection.Above, Level: 5, ClearLevel: 3, RearmSeconds: 300),
@@ -41,7 +42,9 @@ public static class AlertRuleTemplates
         ], AdultDefault),
         [Glucose] = new AlertRuleSet(
         [
-            new("glucose-urgent-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.BloodGlucose, AlertDirection.Below, 54, 60, RearmSeconds: 900, EscalateAfterSeconds: 600),
+            // Raised on the first reading (no sustain), so cleared by the first past 60 too: re-armed after a CGM's
+            // five-minute interval, so that one reading of 61 between lows holds the next urgent alert back no longer.
+            new("glucose-urgent-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.BloodGlucose, AlertDirection.Below, 54, 60, RearmSeconds: 300, EscalateAfterSeconds: 600),
             new("glucose-low", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.BloodGlucose, AlertDirection.Below, 70, 80, SustainSeconds: 300, RearmSeconds: 900),
             new("glucose-high", AlertRuleType.Threshold, AlertPriority.Low, VitalKind.BloodGlucose, AlertDirection.Above, 250, 230, SustainSeconds: 900, RearmSeconds: 3600),
             new("glucose-falling-fast", AlertRuleType.RateOfChange, AlertPriority.Medium, VitalKind.BloodGlucose, AlertDirection.Falling, 2, 1, RearmSeconds: 900, WindowSeconds: 900),

@@ -417,9 +417,14 @@ public sealed class AlertEngine
             }
         }
 
-        State.ClearedAtMs = WithRulesOf(State.ClearedAtMs, byId);
-        State.SnoozedUntilMs = WithRulesOf(State.SnoozedUntilMs, byId);
-        State.SnoozedByRule = WithRulesOf(State.SnoozedByRule, byId);
+        // A rule kept under its id but made to watch another type, vital or direction is a new condition: the old one's
+        // snooze and re-arm guard do not hold its first episode back (a heart rate's snooze silencing a low SpO2).
+        var kept = byId
+            .Where(rule => before.GetValueOrDefault(rule.Key)?.Rule is not { } was || !WatchesSomethingElse(was, rule.Value))
+            .ToDictionary(rule => rule.Key, rule => rule.Value, StringComparer.Ordinal);
+        State.ClearedAtMs = WithRulesOf(State.ClearedAtMs, kept);
+        State.SnoozedUntilMs = WithRulesOf(State.SnoozedUntilMs, kept);
+        State.SnoozedByRule = WithRulesOf(State.SnoozedByRule, kept);
 
         // New levels: a sustain or a recovery under way by the old ones starts again by the new (BuildRuntimes carries
         // on those of the rules whose condition is unchanged, and the next write records them).

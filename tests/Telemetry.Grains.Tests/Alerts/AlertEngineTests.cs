@@ -1328,6 +1328,51 @@ public sealed class AlertEngineTests
     }
 
     [Fact]
+    public void An_urgent_low_glucose_cleared_by_one_reading_raises_again_at_the_next_low_reading_five_minutes_on()
+    {
+        Assert.True(AlertRuleTemplates.TryGet(AlertRuleTemplates.Glucose, out var template));
+        var engine = Engine([.. template.Rules]);
+        bool UrgentOpen() => engine.State.Open.Any(alert => alert.RuleId == "glucose-urgent-low");
+
+        // A CGM every five minutes: 52, then one reading of 61 (past the clear level), then 50 and 48.
+        Send(engine, VitalKind.BloodGlucose, 52);
+        Assert.True(UrgentOpen());
+        Advance(300);
+        Send(engine, VitalKind.BloodGlucose, 61);
+        Assert.False(UrgentOpen());
+        Advance(300);
+        Send(engine, VitalKind.BloodGlucose, 50);
+        Assert.True(UrgentOpen());
+    }
+
+    [Fact]
+    public void A_rule_made_to_watch_another_vital_drops_the_old_conditions_snooze_and_re_arm_guard()
+    {
+        var heart = new AlertRule("r1", AlertRuleType.Threshold, AlertPriority.Medium, VitalKind.HeartRate, AlertDirection.Above, 120, 110, RearmSeconds: 1_800);
+        var engine = Engine(heart);
+        Send(engine, VitalKind.HeartRate, 135);
+        engine.Snooze(engine.State.Open.Single().AlertId, Now + (8 * 3_600_000), "nurse-1", Now);
+
+        // The same id made to watch SpO2, high: its first episode is news, not snoozed by the heart rate's snooze.
+        Advance(60);
+        engine.SetRules(new AlertRuleSet([heart with { Priority = AlertPriority.High, Kind = VitalKind.OxygenSaturation, Direction = AlertDirection.Below, Level = 88, ClearLevel = 92 }]), Now);
+        Send(engine, VitalKind.OxygenSaturation, 85);
+        var raised = Assert.Single(engine.State.Open);
+        Assert.Equal((VitalKind.OxygenSaturation, AlertStatus.Active, null), (raised.Kind, raised.Status, raised.SnoozedBy));
+
+        // A heart-rate episode that had just cleared holds no SpO2 episode back by its re-arm either.
+        var other = Engine(heart);
+        Send(other, VitalKind.HeartRate, 135);
+        Advance(60);
+        Send(other, VitalKind.HeartRate, 100);
+        Assert.Empty(other.State.Open);
+        other.SetRules(new AlertRuleSet([heart with { Kind = VitalKind.OxygenSaturation, Direction = AlertDirection.Below, Level = 88, ClearLevel = 92 }]), Now);
+        Advance(60);
+        Send(other, VitalKind.OxygenSaturation, 85);
+        Assert.Equal(VitalKind.OxygenSaturation, Assert.Single(other.State.Open).Kind);
+    }
+
+    [Fact]
     public void A_snoozed_alert_is_silent_until_the_snooze_ends_and_then_active_again()
     {
         var engine = Engine(new AlertRule("hr-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.HeartRate, AlertDirection.Below, 40, 45, EscalateAfterSeconds: 120));
