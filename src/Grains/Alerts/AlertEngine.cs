@@ -662,12 +662,35 @@ public sealed class AlertEngine
         }
     }
 
-    /// <summary>Judges a reading refused as implausible: a sensor fault, raised as a technical alert and never as a clinical one.</summary>
+    /// <summary>
+    /// Judges a reading refused as implausible: a sensor fault, raised as a technical alert and never starts a clinical
+    /// one. But one past the plausible range on the side a threshold alarms on (SpO2 under 50 after readings of 84, a
+    /// respiratory rate of 0) goes on with that threshold's sustain already under way, or its open alert, as a reading
+    /// past the level: the condition it confirms is the one the patient was in, and refused, it would leave the sustain
+    /// waiting for a plausible reading that may never come while the patient worsens.
+    /// </summary>
     public void ObserveImplausible(in VitalReading reading, long nowMs)
     {
         if (reading.TimestampMs < nowMs - StaleAfterMs)
         {
             return;
+        }
+
+        var vitalAt = Find(reading.Kind);
+        if (vitalAt >= 0 && _vitals[vitalAt].Rules is { } rules && reading.TimestampMs > _vitals[vitalAt].JudgedMs)
+        {
+            var definition = VitalCatalogue.Get(reading.Kind);
+            var atMs = Math.Min(reading.TimestampMs, nowMs);
+            foreach (var runtime in rules)
+            {
+                var rule = runtime.Rule;
+                var pastTheAlarmSide = rule.Direction == AlertDirection.Below ? reading.Value < definition.PlausibleMin : reading.Value > definition.PlausibleMax;
+                if (rule.Type == AlertRuleType.Threshold && pastTheAlarmSide
+                    && (runtime.PendingSinceMs != long.MinValue || FindOpen(rule.Id) is not null))
+                {
+                    Judge(runtime, reading.Value, atMs, nowMs);
+                }
+            }
         }
 
         foreach (var runtime in _implausible)

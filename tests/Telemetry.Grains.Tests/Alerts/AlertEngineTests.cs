@@ -1328,6 +1328,46 @@ public sealed class AlertEngineTests
     }
 
     [Fact]
+    public void Readings_past_the_plausible_range_on_the_alarm_side_carry_a_sustain_under_way_to_its_alert_and_start_none()
+    {
+        var engine = Engine(
+            new AlertRule("spo2-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 90, 92, SustainSeconds: 60),
+            new AlertRule("implausible", AlertRuleType.Implausible, AlertPriority.Low));
+        void Refused(double value)
+        {
+            engine.Tick(Now);
+            engine.ObserveImplausible(new VitalReading(VitalKind.OxygenSaturation, Now, value), Now);
+        }
+
+        // Refused alone, with no sustain under way: a sensor fault, no clinical alert.
+        Refused(45);
+        Assert.Equal(["implausible"], engine.State.Open.Select(alert => alert.RuleId));
+
+        // 88, then readings under 50, refused as implausible, for the rest of the sustain: the patient worsening is not
+        // left waiting for a plausible reading (a reading over 100 on the other side confirms nothing).
+        Advance(60);
+        Send(engine, VitalKind.OxygenSaturation, 88);
+        Advance(20);
+        Refused(46);
+        Advance(20);
+        Refused(120);
+        Assert.DoesNotContain(engine.State.Open, alert => alert.RuleId == "spo2-low");
+        Advance(25);
+        Refused(44);
+        var raised = Assert.Single(engine.State.Open, alert => alert.RuleId == "spo2-low");
+        Assert.Equal(44, raised.Value);
+
+        // Open, it is not cleared by them either: its recovery starts with plausible readings past the clear level.
+        Advance(10);
+        Send(engine, VitalKind.OxygenSaturation, 95);
+        Advance(10);
+        Refused(40);
+        Advance(55);
+        Send(engine, VitalKind.OxygenSaturation, 95);
+        Assert.Contains(engine.State.Open, alert => alert.RuleId == "spo2-low");
+    }
+
+    [Fact]
     public void An_urgent_low_glucose_cleared_by_one_reading_raises_again_at_the_next_low_reading_five_minutes_on()
     {
         Assert.True(AlertRuleTemplates.TryGet(AlertRuleTemplates.Glucose, out var template));
