@@ -727,7 +727,7 @@ public sealed class AlertEngine
                     {
                         Status = AlertStatus.Active,
                         SnoozedUntil = null,
-                        EscalatesAt = alert.EscalationLevel < MaxEscalations ? EscalationTime(alert.RuleId, nowMs) : null,
+                        EscalatesAt = alert.EscalationLevel < MaxEscalations ? EscalationTime(alert.RuleId, until.ToUnixTimeMilliseconds(), nowMs) : null,
                     };
                 Replace(alert, active);
                 Emit(AlertEventType.Reactivated, active, nowMs);
@@ -735,7 +735,7 @@ public sealed class AlertEngine
             else if (alert.Status == AlertStatus.Active && alert.EscalatesAt is { } escalates && escalates.ToUnixTimeMilliseconds() <= nowMs)
             {
                 var level = alert.EscalationLevel + 1;
-                var escalated = alert with { EscalationLevel = level, EscalatesAt = level < MaxEscalations ? EscalationTime(alert.RuleId, nowMs) : null };
+                var escalated = alert with { EscalationLevel = level, EscalatesAt = level < MaxEscalations ? EscalationTime(alert.RuleId, escalates.ToUnixTimeMilliseconds(), nowMs) : null };
                 Replace(alert, escalated);
                 Emit(AlertEventType.Escalated, escalated, nowMs);
             }
@@ -1244,6 +1244,14 @@ public sealed class AlertEngine
     private DateTimeOffset? EscalationTime(string ruleId, long nowMs) =>
         State.Rules.Rules.FirstOrDefault(rule => rule.Id == ruleId) is { } rule ? EscalationTime(rule, nowMs) : null;
 
+    /// <summary>
+    /// The next escalation after one that fell due at <paramref name="dueMs"/> (or a snooze that ended then), counted from
+    /// then so that a timer run late does not push every later one back; from now when that time has passed too (the
+    /// server was down), so that escalations do not come in a burst.
+    /// </summary>
+    private DateTimeOffset? EscalationTime(string ruleId, long dueMs, long nowMs) =>
+        EscalationTime(ruleId, dueMs) is { } next && next.ToUnixTimeMilliseconds() > nowMs ? next : EscalationTime(ruleId, nowMs);
+
     private static DateTimeOffset? EscalationTime(AlertRule rule, long nowMs) =>
         rule.EscalateAfterSeconds is { } seconds ? DateTimeOffset.FromUnixTimeMilliseconds(nowMs + (seconds * 1000L)) : null;
 
@@ -1342,7 +1350,7 @@ public sealed class AlertEngine
                 case AlertRuleType.Threshold or AlertRuleType.RateOfChange:
                     if (rule.Type == AlertRuleType.RateOfChange && runtime != old)
                     {
-                        runtime.Rate = old is { Rule: { Type: AlertRuleType.RateOfChange } was } && was.Kind == rule.Kind && was.WindowSeconds == rule.WindowSeconds
+                        runtime.Rate = old is { Rule: { Type: AlertRuleType.RateOfChange } was } && was.Kind == rule.Kind && Explicit(was).WindowSeconds == Explicit(rule).WindowSeconds
                             ? old.Rate
                             : new RateWindow((rule.WindowSeconds ?? AlertRule.DefaultWindowSeconds) * 1000L);
                     }
@@ -1383,9 +1391,18 @@ public sealed class AlertEngine
         return judged;
     }
 
-    /// <summary>Whether <paramref name="rule"/> watches for what <paramref name="was"/> did: the same but for its priority, re-arm or escalation.</summary>
+    /// <summary>
+    /// Whether <paramref name="rule"/> watches for what <paramref name="was"/> did: the same but for its priority, re-arm or
+    /// escalation, a default left out and given (a rate's window of 900 s, a clear level equal to the level) being the same.
+    /// </summary>
     private static bool SameCondition(AlertRule was, AlertRule rule) =>
-        was with { Priority = rule.Priority, RearmSeconds = rule.RearmSeconds, EscalateAfterSeconds = rule.EscalateAfterSeconds } == rule;
+        Explicit(was) with { Priority = rule.Priority, RearmSeconds = rule.RearmSeconds, EscalateAfterSeconds = rule.EscalateAfterSeconds } == Explicit(rule);
+
+    private static AlertRule Explicit(AlertRule rule) => rule with
+    {
+        ClearLevel = rule.ClearLevel ?? rule.Level,
+        WindowSeconds = rule.Type == AlertRuleType.RateOfChange ? rule.WindowSeconds ?? AlertRule.DefaultWindowSeconds : rule.WindowSeconds,
+    };
 
     /// <summary>The entries of rules still in <paramref name="rules"/>; null when none is left.</summary>
     private static Dictionary<string, T>? WithRulesOf<T>(Dictionary<string, T>? byRule, Dictionary<string, AlertRule> rules)

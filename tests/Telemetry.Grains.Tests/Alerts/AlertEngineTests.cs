@@ -781,11 +781,14 @@ public sealed class AlertEngineTests
         Assert.Single(engine.State.Outbox, item => item.Type == AlertEventType.Cleared);
     }
 
-    [Fact]
-    public void A_rate_window_keeps_its_readings_when_its_rule_is_edited_over_the_same_window()
+    [Theory]
+    [InlineData(900)]
+    [InlineData(null)]
+    public void A_rate_window_keeps_its_readings_when_its_rule_is_edited_over_the_same_window(int? windowSeconds)
     {
+        // Its window given, or left out (900 s by default) and given as 900 in the edit: the same window.
         var falling = new AlertRule("falling", AlertRuleType.RateOfChange, AlertPriority.Medium, VitalKind.BloodGlucose, AlertDirection.Falling, 2, 1, WindowSeconds: 900);
-        var engine = Engine(falling);
+        var engine = Engine(falling with { WindowSeconds = windowSeconds });
         foreach (var value in new double[] { 140, 141, 139, 140, 125 })
         {
             Send(engine, VitalKind.BloodGlucose, value);
@@ -1292,6 +1295,27 @@ public sealed class AlertEngineTests
         Assert.Equal(["spo2-low", "spo2-critical"], engine.State.Open.Select(a => a.RuleId));
         Assert.Equal([AlertStatus.Acknowledged, AlertStatus.Active], engine.State.Open.Select(a => a.Status));
         Assert.Equal(AlertPriority.High, engine.State.Open[1].Priority);
+    }
+
+    [Fact]
+    public void Escalations_keep_their_cadence_when_a_tick_comes_late_and_start_again_from_now_after_a_long_stop()
+    {
+        var engine = Engine(new AlertRule("spo2-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 90, 92, EscalateAfterSeconds: 300));
+        Send(engine, VitalKind.OxygenSaturation, 85);
+        var raisedAt = Now;
+
+        // The first escalation's tick runs 20 s late (a busy grain): the second is still due 600 s after the raise.
+        Advance(320);
+        engine.Tick(Now);
+        Assert.Equal(1, engine.State.Outbox[^1].Alert.EscalationLevel);
+        Assert.Equal(raisedAt + 600_000, engine.NextDueMs);
+
+        // A tick long after (the server was down): one escalation, the next counted from now, not a burst.
+        Advance(1_000);
+        engine.Tick(Now);
+        engine.Tick(Now);
+        Assert.Equal(2, engine.State.Outbox[^1].Alert.EscalationLevel);
+        Assert.Equal(Now + 300_000, engine.NextDueMs);
     }
 
     [Fact]
