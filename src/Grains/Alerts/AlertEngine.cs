@@ -435,6 +435,20 @@ public sealed class AlertEngine
         State.WatchedSinceMs = null;
 
         BuildRuntimes(before, startWatching ? nowMs : long.MinValue);
+
+        // A spot check under way (a reading that came alone, no reading after it to confirm or break it) of a threshold
+        // whose condition the edit changed is judged again by the new one, as if it came now (its sustain starts again
+        // from the edit, as every sustain the edit changes): left to a next reading, it would wait for one that a cuff or
+        // a clipped-on oximeter may not send.
+        foreach (var runtime in Runtimes())
+        {
+            if (runtime.Rule.Type == AlertRuleType.Threshold
+                && before.GetValueOrDefault(runtime.Rule.Id) is { Alone: { } alone } old && old != runtime
+                && old.Rule.Type == AlertRuleType.Threshold && old.Rule.Kind == runtime.Rule.Kind)
+            {
+                Judge(runtime, alone.Value, Math.Max(alone.AtMs, nowMs), nowMs, comesAlone: true);
+            }
+        }
     }
 
     /// <summary>When a snooze of an alert of <paramref name="priority"/> begun at <paramref name="nowMs"/> ends at the latest (<see cref="AlertSnooze.Longest"/>).</summary>

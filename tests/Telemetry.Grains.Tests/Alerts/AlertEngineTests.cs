@@ -286,6 +286,34 @@ public sealed class AlertEngineTests
     }
 
     [Fact]
+    public void A_spot_check_under_way_when_its_rule_is_edited_is_judged_by_the_new_rule_and_still_raises_by_the_clock()
+    {
+        var engine = Engine(SpO2Low);
+        Send(engine, VitalKind.OxygenSaturation, 84);
+
+        // A minute into its sustain the rule's level is raised: the check, with no reading after it, is judged again by
+        // the new level, its sustain started again from the edit, and raises by the clock.
+        Advance(60);
+        engine.SetRules(new AlertRuleSet([SpO2Low with { Level = 92, ClearLevel = 94 }]), Now);
+        Advance(60);
+        engine.Tick(Now);
+        Assert.Empty(engine.State.Outbox);
+        Advance(120);
+        engine.Tick(Now);
+        var raised = Assert.Single(engine.State.Outbox);
+        Assert.Equal((AlertEventType.Raised, "spo2-low", 84d), (raised.Type, raised.Alert.RuleId, raised.Alert.Value));
+
+        // Edited to a level the check does not reach, it raises nothing.
+        var other = Engine(SpO2Low);
+        Send(other, VitalKind.OxygenSaturation, 84);
+        Advance(30);
+        other.SetRules(new AlertRuleSet([SpO2Low with { Level = 80, ClearLevel = 84.5 }]), Now);
+        Advance(300);
+        other.Tick(Now);
+        Assert.Empty(other.State.Outbox);
+    }
+
+    [Fact]
     public void Spot_checks_hours_apart_clear_their_alert_and_raise_the_next_episode()
     {
         var engine = Engine(SpO2Low);
