@@ -59,7 +59,7 @@ public static class StorageServiceCollectionExtensions
             services.AddSingleton<IPatientDirectory, RedisPatientDirectory>();
             services.AddRedisGrainStorage(GrainStorageNames.Durable, options => options.Configure<Orleans.Serialization.Serializer>((redis, serializer) =>
             {
-                redis.ConfigurationOptions = StackExchange.Redis.ConfigurationOptions.Parse(cluster.Redis!);
+                redis.ConfigurationOptions = cluster.RedisConfiguration();
                 redis.ConfigurationOptions.AbortOnConnectFail = false;
                 redis.GrainStorageSerializer = new OrleansGrainStorageSerializer(serializer);
                 redis.GetStorageKey = (grainType, grainId) => $"{cluster.KeyPrefix}grain:{grainType}:{grainId}";

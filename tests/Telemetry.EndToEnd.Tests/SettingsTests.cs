@@ -39,6 +39,23 @@ public sealed class SettingsTests
         Assert.DoesNotContain("Unhandled exception", refused.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task A_redis_connection_string_that_cannot_be_read_stops_the_start_naming_its_setting_not_its_secret()
+    {
+        await using var server = new TelemetryServer(new Dictionary<string, string>
+        {
+            ["Telemetry__Storage__RawStore"] = "VictoriaMetrics",
+            ["Telemetry__Cluster__Redis"] = "127.0.0.1:6379,pasword=not-logged-1",
+        });
+
+        var refused = await Assert.ThrowsAsync<InvalidOperationException>(server.StartAsync);
+
+        Assert.StartsWith("The server exited with 2:", refused.Message, StringComparison.Ordinal);
+        Assert.Contains("Telemetry:Cluster:Redis is not a Redis connection string: Keyword 'pasword' is not supported", refused.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("Details:", refused.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("not-logged-1", refused.Message, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("MqttPort", "(MQTT) is taken on 127.0.0.1 by another program")]
     [InlineData("HttpPort", "(HTTP: the API, FHIR and the dashboards) is taken on 127.0.0.1 by another program")]

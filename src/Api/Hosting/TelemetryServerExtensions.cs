@@ -266,7 +266,7 @@ public static partial class TelemetryServerExtensions
 
         silo.UseRedisClustering(options =>
         {
-            options.ConfigurationOptions = StackExchange.Redis.ConfigurationOptions.Parse(cluster.Redis!);
+            options.ConfigurationOptions = cluster.RedisConfiguration();
             options.ConfigurationOptions.AbortOnConnectFail = false;
         });
         silo.Configure<Orleans.Configuration.ClusterOptions>(options =>

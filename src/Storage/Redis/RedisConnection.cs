@@ -31,7 +31,7 @@ public sealed partial class RedisConnection(IOptions<TelemetryClusterOptions> op
 
     private static async Task<ConnectionMultiplexer> ConnectAsync(TelemetryClusterOptions options, ILogger logger)
     {
-        var configuration = ConfigurationOptions.Parse(options.Redis!);
+        var configuration = options.RedisConfiguration();
 
         // Keep trying in the background when Redis is away at start, rather than failing the first request for good.
         configuration.AbortOnConnectFail = false;

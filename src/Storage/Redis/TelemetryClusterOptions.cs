@@ -31,8 +31,36 @@ public sealed class TelemetryClusterOptions : IValidatableObject
     /// <summary>Where every key of this cluster starts; the braces keep them in one Redis Cluster slot, as scripts need.</summary>
     public string KeyPrefix => $"telemetry:{{{ClusterId}}}:";
 
+    /// <summary>
+    /// <see cref="Redis"/> read as StackExchange.Redis reads it; one it cannot read stops the start naming this setting
+    /// (the message names the keyword at fault, never the string, which may hold a password).
+    /// </summary>
+    public StackExchange.Redis.ConfigurationOptions RedisConfiguration() =>
+        TryReadRedis(out var configuration, out var problem) ? configuration : throw new InvalidOperationException($"{Section}:Redis {problem}");
+
+    private bool TryReadRedis(out StackExchange.Redis.ConfigurationOptions configuration, out string? problem)
+    {
+        try
+        {
+            configuration = StackExchange.Redis.ConfigurationOptions.Parse(Redis!);
+            problem = null;
+            return true;
+        }
+        catch (ArgumentException exception)
+        {
+            configuration = null!;
+            problem = $"is not a Redis connection string: {exception.Message}";
+            return false;
+        }
+    }
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
+        if (Enabled && !TryReadRedis(out _, out var problem))
+        {
+            yield return new ValidationResult(problem, [nameof(Redis)]);
+        }
+
         if (AdvertisedAddress is { Length: > 0 } address && !System.Net.IPAddress.TryParse(address, out _))
         {
             yield return new ValidationResult($"{Section}:AdvertisedAddress must be an IP address (it is '{address}').", [nameof(AdvertisedAddress)]);
