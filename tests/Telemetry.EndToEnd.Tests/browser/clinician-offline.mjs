@@ -1,6 +1,7 @@
 // A clinician's dashboard says when its live updates are away, and since when; an acknowledgement that cannot reach
-// the server says so and leaves the alert to act on again; and a patient taken off the care team leaves the list
-// (the server asks again every 2 s here whom the clinician may read).
+// the server says so and leaves the alert to act on again; and a patient taken off the care team leaves the list, as
+// it happens or, taken off while the page's connection was away, once it is back (the server asks again every 2 s here
+// whom the clinician may read).
 
 import { run, env, base, screenshot, until, faultyProxy } from './harness.mjs';
 
@@ -54,6 +55,22 @@ async function offline(page, network) {
   try {
     await until("p-web-1's row to leave the list", async () => (await page.locator('tr[data-patient="p-web-1"]').count()) === 0);
     await until("p-web-1's alert to leave the inbox", async () => (await waiting.count()) === 0);
+  } finally {
+    await putTeam(['p-web-1', 'p-web-2', 'p-web-3', 'p-web-4']);
+  }
+
+  // Back on the team, p-web-1 returns with its alert. Then it leaves the team while the page's connection is away:
+  // once the page is back, its row leaves too (a stream says `removed` only of patients dropped while it is open).
+  await until("p-web-1's row to come back", async () => (await page.locator('tr[data-patient="p-web-1"]').count()) === 1);
+  await until("p-web-1's alert to come back to the inbox", async () => (await waiting.count()) === 1);
+  network.down();
+  await until('the banner saying live updates are paused again', async () => (await banner.isVisible()) && (await banner.textContent())?.includes('paused since'));
+  await putTeam(['p-web-2', 'p-web-3', 'p-web-4']);
+  try {
+    network.up();
+    await until('the banner to go again', async () => !(await banner.isVisible()), 20_000);
+    await until("p-web-1's row to leave the list after the reconnect", async () => (await page.locator('tr[data-patient="p-web-1"]').count()) === 0);
+    await until("p-web-1's alert to leave the inbox after the reconnect", async () => (await waiting.count()) === 0);
   } finally {
     await putTeam(['p-web-1', 'p-web-2', 'p-web-3', 'p-web-4']);
   }

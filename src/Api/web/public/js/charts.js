@@ -97,8 +97,11 @@ function widthOf(container) {
   return Math.max(240, Math.floor(container.getBoundingClientRect().width || 600));
 }
 
-/** A last-hour sparkline of means, for a row of the patient list. */
-export function sparkline(container, points) {
+/**
+ * A last-hour sparkline of means, for a row of the patient list, its time axis the hour up to now (hidden, but fixed:
+ * a trace that stopped half an hour ago ends half-way, not at the right edge as if it were current).
+ */
+export function sparkline(container, points, now = Date.now()) {
   if (points.length < 2) {
     container.telemetryChart?.destroy();
     container.telemetryChart = null;
@@ -113,7 +116,7 @@ export function sparkline(container, points) {
     cursor: { show: false },
     legend: { show: false },
     select: { show: false },
-    scales: { x: { time: true } },
+    scales: { x: { time: true, range: () => [now / 1000 - 3600, now / 1000] } },
     axes: [{ show: false }, { show: false }],
     series: [{}, { stroke: colours.blue, width: 1.5, points: { show: false } }],
   }, data);

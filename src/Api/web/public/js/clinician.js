@@ -210,7 +210,8 @@ async function showCohort() {
     }
   };
 
-  // An alert as it now stands, from an event or an action's answer: listed while open, newest first, dropped once cleared.
+  // An alert as it now stands, from an event or an action's answer: listed while open, dropped once cleared, in the
+  // server's order (most urgent first, then newest), so that the inbox keeps one order between its readings.
   const apply = alert => {
     if (removed.has(alert.patientId)) {
       actionFocus = null;
@@ -220,7 +221,8 @@ async function showCohort() {
     if (alert.status === 'cleared') cleared.add(alert.alertId);
     alerts = alerts.filter(a => a.alertId !== alert.alertId);
     if (!cleared.has(alert.alertId)) alerts.push(alert);
-    alerts.sort((a, b) => new Date(b.raisedAt) - new Date(a.raisedAt) || (a.alertId < b.alertId ? 1 : -1));
+    alerts.sort((a, b) => (priorities[b.priority] ?? 0) - (priorities[a.priority] ?? 0)
+      || new Date(b.raisedAt) - new Date(a.raisedAt) || (a.alertId < b.alertId ? 1 : -1));
     renderInbox();
   };
 
@@ -323,8 +325,10 @@ async function showCohort() {
     row.spark.set(minute.start, minute);
     row.sparkDirty = true;
   };
+  // Every row, not only those with a new minute: the hour moves on, so a watch that stopped shows its trace ageing
+  // out of the hour rather than the last one it sent as if it were current.
   setInterval(() => {
-    for (const row of rows.values()) if (row.sparkDirty) drawSparkline(row);
+    for (const row of rows.values()) if (row.sparkDirty || row.spark.size > 0) drawSparkline(row);
   }, 30_000);
 
   // A row per patient; one the live stream brings later (a patient added to the care team) gets its row then, and
@@ -370,6 +374,42 @@ async function showCohort() {
     return;
   }
 
+  // The inbox read again (a reconnect, a patient added): until that succeeds the page says live updates are paused, and
+  // it is tried again, backing off, so that a failed read never leaves a stale inbox saying "No alerts waiting".
+  const inboxState = live.of('inbox');
+  let inboxRetry = null;
+  const rereadInbox = (delay = 1_000) => {
+    clearTimeout(inboxRetry);
+    inboxRetry = null;
+    refreshAlerts().then(() => inboxState('live'), error => {
+      if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
+        failed(error);
+        return;
+      }
+
+      inboxState('paused', `The alert inbox could not be read again (${error.message}); trying again…`);
+      inboxRetry = setTimeout(() => rereadInbox(Math.min(delay * 2, 30_000)), delay);
+    });
+  };
+
+  // The patients as the list reads them now: rows gone from it are removed, rows new to it added.
+  let vitalsOpened = false;
+  const resyncRows = async () => {
+    const page = await api(`/api/patients?limit=${MaxListed}`);
+    const listed = new Set(page.patients.map(p => p.patientId));
+    for (const patientId of [...rows.keys()]) if (!listed.has(patientId)) removeRow(patientId);
+    let added = false;
+    for (const patient of page.patients) {
+      if (rows.has(patient.patientId)) continue;
+      removed.delete(patient.patientId);
+      queueSparkline(patient.patientId, addRow(patient));
+      added = true;
+    }
+
+    orderRows();
+    if (added) rereadInbox();
+  };
+
   const stop = new AbortController();
   follow('/api/live/stream', {
     onEvent: (name, view) => {
@@ -381,13 +421,20 @@ async function showCohort() {
           showVitals(row, view.vitals);
           liveMinute(row, view.vitals);
         } else {
-          // A patient added (or given back) to the person's care team: their alerts are read with the inbox.
-          const wasRemoved = removed.delete(view.patientId);
+          // A patient added (or given back) to the person's care team: their alerts are read with the inbox at once
+          // (the alert stream sends theirs only once its own access check has caught up).
+          removed.delete(view.patientId);
           queueSparkline(view.patientId, addRow(view));
           orderRows();
-          if (wasRemoved) refreshAlerts().catch(failed);
+          rereadInbox();
         }
       }
+    },
+    // The stream says `removed` only of patients dropped while it is open: after a reconnect the list is read again,
+    // so a patient taken off the care team meanwhile leaves it rather than staying with frozen vitals.
+    onOpen: () => {
+      if (vitalsOpened) resyncRows().catch(failed);
+      vitalsOpened = true;
     },
     onState: live.of('vitals'),
   }, stop.signal);
@@ -398,7 +445,7 @@ async function showCohort() {
     onOpen: () => {
       lastSeq.clear();
       cleared.clear();
-      refreshAlerts().catch(failed);
+      rereadInbox();
     },
     onEvent: onAlertEvent,
     onState: live.of('alerts'),
