@@ -110,13 +110,10 @@ public sealed partial class FhirGuardFilter(ILogger<FhirGuardFilter> logger) : I
     /// </summary>
     public static bool AcceptsJson(HttpRequest request)
     {
-        var format = request.Query["_format"];
+        var format = request.Query["_format"].Where(value => !string.IsNullOrWhiteSpace(value)).ToList();
         if (format.Count > 0)
         {
-            // A '+' sent unencoded reaches here as a space; DSTU2's type (application/json+fhir) is still sent by older clients.
-            return format.All(value => value?.Replace(' ', '+') is { } named && (MediaTypeHeaderValue.TryParse(named, out var type)
-                ? IsJson(type.MediaType.Value!) && IsR4(type)
-                : named is "json"));
+            return format.All(value => FormatAccepted(value!));
         }
 
         var accept = request.Headers.Accept;
@@ -131,16 +128,26 @@ public sealed partial class FhirGuardFilter(ILogger<FhirGuardFilter> logger) : I
                 && (IsJson(type.MediaType.Value!) || type.MediaType.Equals("*/*", StringComparison.Ordinal) || type.MediaType.Equals("application/*", StringComparison.OrdinalIgnoreCase)));
     }
 
+    private static bool FormatAccepted(string value)
+    {
+        // A '+' sent unencoded reaches here as a space: in the type, before any parameter. DSTU2's type
+        // (application/json+fhir) is still sent by older clients.
+        var end = value.IndexOf(';', StringComparison.Ordinal);
+        var named = end < 0 ? value.Trim().Replace(' ', '+') : value[..end].Trim().Replace(' ', '+') + value[end..];
+        return MediaTypeHeaderValue.TryParse(named, out var type) ? IsJson(type.MediaType.Value!) && IsR4(type) : named is "json";
+    }
+
+    // Any JSON type: application/json, application/fhir+json, text/json, DSTU2's application/json+fhir.
     private static bool IsJson(string mediaType) => mediaType.Equals("json", StringComparison.OrdinalIgnoreCase)
-        || mediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase)
-        || mediaType.Equals("application/fhir+json", StringComparison.OrdinalIgnoreCase)
+        || mediaType.EndsWith("/json", StringComparison.OrdinalIgnoreCase)
+        || mediaType.EndsWith("+json", StringComparison.OrdinalIgnoreCase)
         || mediaType.Equals("application/json+fhir", StringComparison.OrdinalIgnoreCase);
 
-    // FHIR's version parameter names a major and minor release: R4 is 4.0 (4.0.1 is taken too).
+    // FHIR's version parameter names a major and minor release: R4 is 4.0 (4.0.0 and 4.0.1 are taken too).
     private static bool IsR4(MediaTypeHeaderValue type)
     {
         var version = type.Parameters.FirstOrDefault(p => p.Name.Equals("fhirVersion", StringComparison.OrdinalIgnoreCase))?.Value.Value?.Trim('"');
-        return version is null or "4.0" or "4.0.1";
+        return version is null || version == "4.0" || version.StartsWith("4.0.", StringComparison.Ordinal);
     }
 
     [LoggerMessage(EventId = 5001, Level = LogLevel.Error, Message = "FHIR request {Path} failed")]

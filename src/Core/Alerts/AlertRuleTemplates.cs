@@ -37,7 +37,9 @@ public static class AlertRuleTemplates
             // reading that moves a vital by a band neither clears an episode nor, re-armed for long, holds back the next.
             new("news2-medium", AlertRuleType.EarlyWarning, AlertPriority.Medium, Direction: AlertDirection.Above, Level: 5, ClearLevel: 3, RearmSeconds: 300),
             new("news2-high", AlertRuleType.EarlyWarning, AlertPriority.High, Direction: AlertDirection.Above, Level: 7, ClearLevel: 5, RearmSeconds: 300, EscalateAfterSeconds: 300),
-            new("no-data", AlertRuleType.NoData, AlertPriority.Low, SilenceSeconds: 900),
+            // The heart rate, which every watch, ring and patch sends: watching any vital, a phone still uploading its
+            // own steps would hide the monitor that stopped.
+            new("no-data", AlertRuleType.NoData, AlertPriority.Low, VitalKind.HeartRate, SilenceSeconds: 900),
             new("implausible", AlertRuleType.Implausible, AlertPriority.Low, RearmSeconds: 300),
         ], AdultDefault),
         [Glucose] = new AlertRuleSet(

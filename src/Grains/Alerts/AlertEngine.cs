@@ -380,8 +380,17 @@ public sealed class AlertEngine
     /// </summary>
     public void SetRules(AlertRuleSet rules, long nowMs, bool startWatching = true)
     {
-        // A score the readings before left due is judged by the rules they came under.
+        // A score the readings before left due is judged by the rules they came under, and so is a spot check that fell
+        // due before the edit (its timer waits behind this call).
         EndOfReadings(nowMs);
+        if (_maybeAlone)
+        {
+            foreach (ref readonly var vital in _vitals.AsSpan())
+            {
+                CompleteDueAlone(vital, nowMs, nowMs);
+            }
+        }
+
         var before = Runtimes().ToDictionary(runtime => runtime.Rule.Id, StringComparer.Ordinal);
         State.Rules = rules;
         State.RulesUpdatedAt = DateTimeOffset.FromUnixTimeMilliseconds(nowMs);
@@ -436,15 +445,17 @@ public sealed class AlertEngine
 
         BuildRuntimes(before, startWatching ? nowMs : long.MinValue);
 
-        // A spot check under way (a reading that came alone, no reading after it to confirm or break it) of a threshold
+        // A spot check under way (a reading that came alone, nothing after it to confirm or break it) of a threshold
         // whose condition the edit changed is judged again by the new one, as if it came now (its sustain starts again
         // from the edit, as every sustain the edit changes): left to a next reading, it would wait for one that a cuff or
-        // a clipped-on oximeter may not send.
+        // a clipped-on oximeter may not send. Only while it is its vital's latest reading: after a later one, the next
+        // reading judges by the new rule as any does.
         foreach (var runtime in Runtimes())
         {
             if (runtime.Rule.Type == AlertRuleType.Threshold
                 && before.GetValueOrDefault(runtime.Rule.Id) is { Alone: { } alone } old && old != runtime
-                && old.Rule.Type == AlertRuleType.Threshold && old.Rule.Kind == runtime.Rule.Kind)
+                && old.Rule.Type == AlertRuleType.Threshold && old.Rule.Kind == runtime.Rule.Kind
+                && Find(runtime.Rule.Kind!.Value) is var at and >= 0 && _vitals[at].JudgedByClockMs <= alone.AtMs)
             {
                 Judge(runtime, alone.Value, Math.Max(alone.AtMs, nowMs), nowMs, comesAlone: true);
             }
@@ -678,33 +689,13 @@ public sealed class AlertEngine
 
     /// <summary>
     /// Judges a reading refused as implausible: a sensor fault, raised as a technical alert and never starts a clinical
-    /// one. But one past the plausible range on the side a threshold alarms on (SpO2 under 50 after readings of 84, a
-    /// respiratory rate of 0) goes on with that threshold's sustain already under way, or its open alert, as a reading
-    /// past the level: the condition it confirms is the one the patient was in, and refused, it would leave the sustain
-    /// waiting for a plausible reading that may never come while the patient worsens.
+    /// one (but see <see cref="ObserveImplausibleBeyondRange"/>).
     /// </summary>
     public void ObserveImplausible(in VitalReading reading, long nowMs)
     {
         if (reading.TimestampMs < nowMs - StaleAfterMs)
         {
             return;
-        }
-
-        var vitalAt = Find(reading.Kind);
-        if (vitalAt >= 0 && _vitals[vitalAt].Rules is { } rules && reading.TimestampMs > _vitals[vitalAt].JudgedMs)
-        {
-            var definition = VitalCatalogue.Get(reading.Kind);
-            var atMs = Math.Min(reading.TimestampMs, nowMs);
-            foreach (var runtime in rules)
-            {
-                var rule = runtime.Rule;
-                var pastTheAlarmSide = rule.Direction == AlertDirection.Below ? reading.Value < definition.PlausibleMin : reading.Value > definition.PlausibleMax;
-                if (rule.Type == AlertRuleType.Threshold && pastTheAlarmSide
-                    && (runtime.PendingSinceMs != long.MinValue || FindOpen(rule.Id) is not null))
-                {
-                    Judge(runtime, reading.Value, atMs, nowMs);
-                }
-            }
         }
 
         foreach (var runtime in _implausible)
@@ -721,6 +712,39 @@ public sealed class AlertEngine
                 var message = string.Create(CultureInfo.InvariantCulture,
                     $"{definition.Label} reading implausible: {reading.Value:0.##} {definition.Unit} is outside {definition.PlausibleMin:0.##}–{definition.PlausibleMax:0.##} {definition.Unit}; check the sensor");
                 Raise(runtime.Rule, reading.Kind, reading.Value, reading.TimestampMs, message, nowMs);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Judges, for the thresholds of its vital, a reading refused as implausible past the plausible range on the side a
+    /// threshold alarms on (SpO2 under 50 after readings of 84, a respiratory rate of 0): it goes on with the sustain
+    /// already under way, or holds the open alert, as a reading past the level would; the condition it confirms is the
+    /// one the patient was in, and passed over, the sustain would wait for a plausible reading that may never come while
+    /// the patient worsens. It starts nothing. Given after the plausible readings that came with it, and judged only
+    /// when later than every reading of its vital judged, so it never comes before a reading stamped earlier.
+    /// </summary>
+    public void ObserveImplausibleBeyondRange(in VitalReading reading, long nowMs)
+    {
+        if (reading.TimestampMs < nowMs - StaleAfterMs)
+        {
+            return;
+        }
+
+        var vitalAt = Find(reading.Kind);
+        if (vitalAt >= 0 && _vitals[vitalAt].Rules is { } rules && reading.TimestampMs > _vitals[vitalAt].JudgedMs)
+        {
+            var definition = VitalCatalogue.Get(reading.Kind);
+            var atMs = Math.Min(reading.TimestampMs, nowMs);
+            foreach (var runtime in rules)
+            {
+                var rule = runtime.Rule;
+                var pastTheAlarmSide = rule.Direction == AlertDirection.Below ? reading.Value < definition.PlausibleMin : reading.Value > definition.PlausibleMax;
+                if (rule.Type == AlertRuleType.Threshold && pastTheAlarmSide && atMs > runtime.LastJudgedMs
+                    && (runtime.PendingSinceMs != long.MinValue || FindOpen(rule.Id) is not null))
+                {
+                    Judge(runtime, reading.Value, atMs, nowMs);
+                }
             }
         }
     }

@@ -527,6 +527,16 @@ public sealed partial class PatientGrain(
             }
         }
 
+        // Then those past the range on a threshold's alarm side, in time order: they carry on a sustain under way, and
+        // must not be judged before a plausible reading stamped earlier.
+        if (readings.Implausible is { } beyondRange && _alerts.HasRules)
+        {
+            foreach (var reading in beyondRange.Length == 1 ? beyondRange : [.. beyondRange.OrderBy(r => r.TimestampMs)])
+            {
+                _alerts.ObserveImplausibleBeyondRange(reading, now);
+            }
+        }
+
         _alerts.EndOfReadings(now);
 
         // A store that shows a commit a moment after answering it may not show these readings yet: the windows

@@ -303,6 +303,18 @@ public sealed class AlertEngineTests
         var raised = Assert.Single(engine.State.Outbox);
         Assert.Equal((AlertEventType.Raised, "spo2-low", 84d), (raised.Type, raised.Alert.RuleId, raised.Alert.Value));
 
+        // A reading after the check (89, under 90 but over the new level) is the vital's latest: the edit judges the
+        // next reading by the new rule, not the check again.
+        var followed = Engine(SpO2Low);
+        Send(followed, VitalKind.OxygenSaturation, 84);
+        Advance(10);
+        Send(followed, VitalKind.OxygenSaturation, 89);
+        Advance(20);
+        followed.SetRules(new AlertRuleSet([SpO2Low with { Level = 86, ClearLevel = 92 }]), Now);
+        Advance(300);
+        followed.Tick(Now);
+        Assert.Empty(followed.State.Outbox);
+
         // Edited to a level the check does not reach, it raises nothing.
         var other = Engine(SpO2Low);
         Send(other, VitalKind.OxygenSaturation, 84);
@@ -1300,6 +1312,26 @@ public sealed class AlertEngineTests
     }
 
     [Fact]
+    public void The_default_templates_no_data_rule_is_not_kept_quiet_by_a_phones_steps_once_the_monitor_stops()
+    {
+        Assert.True(AlertRuleTemplates.TryGet(AlertRuleTemplates.AdultDefault, out var template));
+        var engine = Engine([.. template.Rules]);
+        Send(engine, VitalKind.HeartRate, 72);
+
+        // The watch's battery dies; the phone goes on uploading its own steps every five minutes.
+        for (var i = 0; i < 4; i++)
+        {
+            Advance(300);
+            Send(engine, VitalKind.Steps, 40);
+        }
+
+        Advance(1);
+        engine.Tick(Now);
+        var silent = Assert.Single(engine.State.Open);
+        Assert.Equal(("no-data", VitalKind.HeartRate), (silent.RuleId, silent.Kind));
+    }
+
+    [Fact]
     public void A_patient_worsening_while_the_first_alert_is_acknowledged_raises_the_critical_tier()
     {
         Assert.True(AlertRuleTemplates.TryGet(AlertRuleTemplates.AdultDefault, out var template));
@@ -1389,6 +1421,7 @@ public sealed class AlertEngineTests
         {
             engine.Tick(Now);
             engine.ObserveImplausible(new VitalReading(VitalKind.OxygenSaturation, Now, value), Now);
+            engine.ObserveImplausibleBeyondRange(new VitalReading(VitalKind.OxygenSaturation, Now, value), Now);
         }
 
         // Refused alone, with no sustain under way: a sensor fault, no clinical alert.

@@ -419,6 +419,30 @@ public sealed class PatientAlertTests(ClusterFixture fixture) : IClassFixture<Cl
     }
 
     [Fact]
+    public async Task Readings_past_the_plausible_range_carry_a_sustain_on_only_after_the_plausible_readings_stamped_before_them()
+    {
+        var rules = new AlertRuleSet([new AlertRule("spo2-low", AlertRuleType.Threshold, AlertPriority.High, VitalKind.OxygenSaturation, AlertDirection.Below, 90, 92, SustainSeconds: 60)]);
+        async Task ApplyAsync(string patient, VitalReading[] plausible, VitalReading[] implausible) =>
+            await fixture.Patient(patient).ApplyAsync(new PatientReadings(fixture.Commit(patient, plausible), plausible, implausible));
+        static VitalReading SpO2(long atMs, double value) => new(VitalKind.OxygenSaturation, atMs, value);
+
+        // 88, then a batch whose 95 ended the sustain before its 45 (a probe slipping) came: no alert.
+        var recovered = "p-alert-beyond-recovered";
+        await fixture.Patient(recovered).SetAlertRulesAsync(rules);
+        await ApplyAsync(recovered, [SpO2(Now - 120_000, 88)], []);
+        await ApplyAsync(recovered, [SpO2(Now - 70_000, 95)], [SpO2(Now - 55_000, 45)]);
+        Assert.Empty(await fixture.Patient(recovered).GetOpenAlertsAsync());
+
+        // 88, then only readings under 50 for the rest of the sustain: raised.
+        var worsening = "p-alert-beyond-worsening";
+        await fixture.Patient(worsening).SetAlertRulesAsync(rules);
+        await ApplyAsync(worsening, [SpO2(Now - 120_000, 88)], []);
+        await ApplyAsync(worsening, [SpO2(Now - 110_000, 87)], [SpO2(Now - 55_000, 44), SpO2(Now - 90_000, 46)]);
+        var raised = Assert.Single(await fixture.Patient(worsening).GetOpenAlertsAsync());
+        Assert.Equal(("spo2-low", 44d), (raised.RuleId, raised.Value));
+    }
+
+    [Fact]
     public async Task A_batch_still_holding_an_implausible_reading_keeps_the_technical_alert_open()
     {
         var patient = "p-alert-implausible-still";

@@ -259,7 +259,7 @@ async function showCohort() {
   };
   const onAlertEvent = (name, event) => {
     if (name === 'reset') {
-      refreshAlerts().catch(failed);
+      rereadInbox();
     } else if (name === 'alert' && event?.alert) {
       if (event.seq <= (lastSeq.get(event.alert.alertId) ?? -Infinity)) return;
       lastSeq.set(event.alert.alertId, event.seq);
@@ -374,23 +374,29 @@ async function showCohort() {
     return;
   }
 
-  // The inbox read again (a reconnect, a patient added): until that succeeds the page says live updates are paused, and
-  // it is tried again, backing off, so that a failed read never leaves a stale inbox saying "No alerts waiting".
-  const inboxState = live.of('inbox');
-  let inboxRetry = null;
-  const rereadInbox = (delay = 1_000) => {
-    clearTimeout(inboxRetry);
-    inboxRetry = null;
-    refreshAlerts().then(() => inboxState('live'), error => {
-      if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
-        failed(error);
-        return;
-      }
+  // A read the page depends on after a reconnect (the inbox, the list of patients): until it succeeds the page counts
+  // as paused under its own name (from when the stream dropped, for the inbox), and it is tried again, backing off, so
+  // that a failed read never leaves a stale inbox saying "No alerts waiting" or a row that should have left.
+  const retrying = (name, read) => {
+    const state = live.of(name);
+    let retry = null;
+    const attempt = (delay = 1_000) => {
+      clearTimeout(retry);
+      retry = null;
+      read().then(() => state('live'), error => {
+        if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
+          failed(error);
+          return;
+        }
 
-      inboxState('paused', `The alert inbox could not be read again (${error.message}); trying again…`);
-      inboxRetry = setTimeout(() => rereadInbox(Math.min(delay * 2, 30_000)), delay);
-    });
+        state('paused', `The ${name} could not be read again (${error.message}); trying again…`);
+        retry = setTimeout(() => attempt(Math.min(delay * 2, 30_000)), delay);
+      });
+    };
+    return { attempt, away: reason => state('paused', reason) };
   };
+  const inbox = retrying('alert inbox', refreshAlerts);
+  const rereadInbox = () => inbox.attempt();
 
   // The patients as the list reads them now: rows gone from it are removed, rows new to it added.
   let vitalsOpened = false;
@@ -410,6 +416,8 @@ async function showCohort() {
     if (added) rereadInbox();
   };
 
+  const patientList = retrying('patient list', resyncRows);
+  const alertsState = live.of('alerts');
   const stop = new AbortController();
   follow('/api/live/stream', {
     onEvent: (name, view) => {
@@ -433,7 +441,7 @@ async function showCohort() {
     // The stream says `removed` only of patients dropped while it is open: after a reconnect the list is read again,
     // so a patient taken off the care team meanwhile leaves it rather than staying with frozen vitals.
     onOpen: () => {
-      if (vitalsOpened) resyncRows().catch(failed);
+      if (vitalsOpened) patientList.attempt();
       vitalsOpened = true;
     },
     onState: live.of('vitals'),
@@ -448,7 +456,11 @@ async function showCohort() {
       rereadInbox();
     },
     onEvent: onAlertEvent,
-    onState: live.of('alerts'),
+    // The inbox counts as away from when the stream dropped until it has been read again after the reconnect.
+    onState: (state, reason) => {
+      alertsState(state, reason);
+      if (state !== 'live') inbox.away(reason);
+    },
   }, stop.signal);
   setInterval(() => {
     for (const time of document.querySelectorAll('#patients time, #inbox time')) time.textContent = ago(time.getAttribute('datetime'));
