@@ -33,6 +33,21 @@ requireSignIn(() => {
   });
 
   draw();
+
+  // Read again when the page is looked at after a while, and when the day changes: a page left open overnight would
+  // otherwise call yesterday "today", and miss the steps walked since.
+  let drawnAt = Date.now();
+  let drawnDay = isoDay(new Date());
+  const refresh = () => {
+    if (document.visibilityState !== 'visible') return;
+    if (isoDay(new Date()) !== drawnDay || Date.now() - drawnAt >= 5 * 60_000) {
+      drawnAt = Date.now();
+      drawnDay = isoDay(new Date());
+      draw();
+    }
+  };
+  document.addEventListener('visibilitychange', refresh);
+  setInterval(refresh, 60_000);
 }, 'dotnet run --project src/Api -- token --role patient --patient p-001');
 
 /** The calendar day of date where the browser is, as the server's time zone parameter counts days. */
