@@ -120,6 +120,36 @@ public sealed class TrendApiTests(SeededServer seeded)
     }
 
     [Fact]
+    public async Task Auto_reads_a_range_older_than_a_resolution_is_kept_from_the_finest_one_still_kept_and_nothing_is_cached()
+    {
+        // Raw readings and minutes kept three days: a day-old hour is read raw, a four-day-old one from hourly windows
+        // (its minutes are gone), in REST and in FHIR alike.
+        await using var server = await TelemetryServer.StartNewAsync(new Dictionary<string, string>
+        {
+            ["Telemetry__Ingest__BackfillHorizon"] = "2.00:00:00",
+            ["Telemetry__Retention__RawDays"] = "3",
+            ["Telemetry__Retention__MinuteRollupDays"] = "3",
+        });
+        var now = DateTimeOffset.UtcNow;
+        async Task<string?> ResolutionAsync(DateTimeOffset from)
+        {
+            using var document = JsonDocument.Parse(await server.Http.GetStringAsync($"/api/patients/p-kept/trends?kind=heart_rate&from={Iso(from)}&to={Iso(from.AddHours(1))}"));
+            return document.RootElement.GetProperty("resolution").GetString();
+        }
+
+        Assert.Equal("raw", await ResolutionAsync(now.AddDays(-1)));
+        Assert.Equal("1h", await ResolutionAsync(now.AddDays(-4)));
+        using var search = JsonDocument.Parse(await server.Http.GetStringAsync(
+            $"/fhir/Observation?patient=p-kept&code=8867-4&date=ge{Iso(now.AddDays(-4))}&date=lt{Iso(now.AddDays(-4).AddHours(1))}"));
+        Assert.Contains("resolution=1h", search.RootElement.GetProperty("link")[0].GetProperty("url").GetString(), StringComparison.Ordinal);
+
+        // Patients' data is answered not to be kept in any cache.
+        using var trend = await server.Http.GetAsync($"/api/patients/p-kept/trends?kind=heart_rate");
+        using var fhir = await server.Http.GetAsync("/fhir/Observation?patient=p-kept");
+        Assert.Equal(("no-store", "no-store"), (trend.Headers.CacheControl?.ToString(), fhir.Headers.CacheControl?.ToString()));
+    }
+
+    [Fact]
     public async Task The_openapi_document_describes_the_rest_surface()
     {
         using var document = await GetJsonAsync("/openapi/v1.json");

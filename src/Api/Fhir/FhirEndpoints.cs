@@ -10,6 +10,7 @@ using Telemetry.Core.Rollups;
 using Telemetry.Core.Storage;
 using Telemetry.Ingest;
 using Telemetry.Storage.Audit;
+using Telemetry.Storage.Retention;
 
 namespace Telemetry.Api.Fhir;
 
@@ -89,7 +90,8 @@ public static class FhirEndpoints
     /// FHIR's search by POST (which keeps a long query, or the patient's id, out of the URL): the parameters of a form
     /// body, with any in the URL, answered as the same search by GET is (its paging links are GETs of the same search).
     /// </summary>
-    private static async Task<FhirResult> SearchByPostAsync(HttpRequest request, TrendReader reader, TimeProvider timeProvider, IOptions<IngestOptions> ingest, CancellationToken cancellationToken)
+    private static async Task<FhirResult> SearchByPostAsync(
+        HttpRequest request, TrendReader reader, TimeProvider timeProvider, IOptions<IngestOptions> ingest, IOptions<RetentionOptions> retention, CancellationToken cancellationToken)
     {
         if (!Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(request.ContentType, out var type)
             || !type.MediaType.Equals("application/x-www-form-urlencoded", StringComparison.OrdinalIgnoreCase))
@@ -131,10 +133,11 @@ public static class FhirEndpoints
         {
             return FhirGuardFilter.NotAcceptable();
         }
-        return await SearchAsync(request, reader, timeProvider, ingest, cancellationToken);
+        return await SearchAsync(request, reader, timeProvider, ingest, retention, cancellationToken);
     }
 
-    private static async Task<FhirResult> SearchAsync(HttpRequest request, TrendReader reader, TimeProvider timeProvider, IOptions<IngestOptions> ingest, CancellationToken cancellationToken)
+    private static async Task<FhirResult> SearchAsync(
+        HttpRequest request, TrendReader reader, TimeProvider timeProvider, IOptions<IngestOptions> ingest, IOptions<RetentionOptions> retention, CancellationToken cancellationToken)
     {
         var query = request.Query;
 
@@ -176,7 +179,7 @@ public static class FhirEndpoints
             return FhirResult.Invalid("'resolution' must be auto, raw, 1m, 1h or 1d.");
         }
 
-        var scale = asked ?? TrendScale.Auto(fromMs, toMs);
+        var scale = asked ?? TrendScale.Auto(fromMs, toMs, retention.Value, timeProvider.GetUtcNow().ToUnixTimeMilliseconds());
         if (scale.WindowsSpanned(fromMs, toMs) > TrendReader.MaxWindows)
         {
             return FhirResult.Error(StatusCodes.Status400BadRequest, OperationOutcome.IssueType.TooCostly,

@@ -193,6 +193,28 @@ public static partial class TelemetryServerExtensions
             }
         });
         UseTrustedProxies(app, app.Services.GetRequiredService<IOptions<ServerOptions>>().Value);
+
+        // Patients' data is not kept in caches: a phone's HTTP cache, a browser's disk cache, a proxy. An answer that
+        // says otherwise itself (a server-sent event stream's no-cache) keeps its own.
+        app.Use(static (context, next) =>
+        {
+            if (context.Request.Path.StartsWithSegments("/api", StringComparison.OrdinalIgnoreCase)
+                || context.Request.Path.StartsWithSegments("/fhir", StringComparison.OrdinalIgnoreCase))
+            {
+                context.Response.OnStarting(static state =>
+                {
+                    var headers = ((HttpResponse)state).Headers;
+                    if (headers.CacheControl.Count == 0)
+                    {
+                        headers.CacheControl = "no-store";
+                    }
+
+                    return Task.CompletedTask;
+                }, context.Response);
+            }
+
+            return next(context);
+        });
         app.MapPages();
 
         // Before access: a CORS preflight carries no token, and is answered here.

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.Extensions.Options;
 using Telemetry.Api.Audit;
 using Telemetry.Api.Security;
 using Telemetry.Api.Trends;
@@ -9,6 +10,7 @@ using Telemetry.Core.Grains;
 using Telemetry.Core.Rollups;
 using Telemetry.Core.Storage;
 using Telemetry.Core.Vitals;
+using Telemetry.Storage.Retention;
 
 namespace Telemetry.Api.Patients;
 
@@ -54,6 +56,7 @@ public static class PatientEndpoints
         string? resolution,
         TrendReader reader,
         TimeProvider timeProvider,
+        IOptions<RetentionOptions> retention,
         CancellationToken cancellationToken)
     {
         if (!Identifier.IsValid(patientId))
@@ -76,7 +79,8 @@ public static class PatientEndpoints
             return Invalid("from", RangeRule);
         }
 
-        if ((scale ?? TrendScale.Auto(fromMs, toMs)) is { Window: { } window } chosen && chosen.WindowsSpanned(fromMs, toMs) > TrendReader.MaxWindows)
+        var auto = TrendScale.Auto(fromMs, toMs, retention.Value, timeProvider.GetUtcNow().ToUnixTimeMilliseconds());
+        if ((scale ?? auto) is { Window: { } window } chosen && chosen.WindowsSpanned(fromMs, toMs) > TrendReader.MaxWindows)
         {
             return Invalid("from", $"a {window.ToWireName()} trend spans at most {TrendReader.MaxWindows} windows; narrow the range or choose a coarser resolution");
         }
@@ -89,7 +93,7 @@ public static class PatientEndpoints
         var series = new List<Trend>(vitals.Count);
         foreach (var vital in vitals)
         {
-            var trend = await ReadTrendAsync(reader, patientId, vital, scale, fromMs, toMs, cancellationToken);
+            var trend = await ReadTrendAsync(reader, patientId, vital, scale, auto, fromMs, toMs, cancellationToken);
             if (trend is null)
             {
                 return Invalid("resolution", $"more than {TrendReader.MaxRawReadings} raw readings of {vital.Name} in the range; narrow it or choose 1m");
@@ -105,9 +109,9 @@ public static class PatientEndpoints
 
     /// <summary>One vital's trend; null when raw readings were asked for and there are too many.</summary>
     private static async Task<Trend?> ReadTrendAsync(
-        TrendReader reader, string patientId, VitalDefinition vital, TrendScale? asked, long fromMs, long toMs, CancellationToken cancellationToken)
+        TrendReader reader, string patientId, VitalDefinition vital, TrendScale? asked, TrendScale auto, long fromMs, long toMs, CancellationToken cancellationToken)
     {
-        var scale = asked ?? TrendScale.Auto(fromMs, toMs);
+        var scale = asked ?? auto;
         if (scale.IsRaw)
         {
             var raw = await reader.ReadRawAsync(patientId, vital.Kind, fromMs, toMs, TrendReader.MaxRawReadings + 1, cancellationToken);

@@ -1,4 +1,5 @@
 using Telemetry.Core.Rollups;
+using Telemetry.Storage.Retention;
 
 namespace Telemetry.Api.Trends;
 
@@ -30,6 +31,36 @@ public readonly record struct TrendScale(Resolution? Window)
             : range <= AutoHoursUpTo ? new(Resolution.Hour)
             : new(Resolution.Day);
     }
+
+    /// <summary>
+    /// As <see cref="Auto(long, long)"/>, but never a resolution that retention has already emptied at
+    /// <paramref name="fromMs"/>: a range older than the raw readings kept is read from 1-minute windows, one older than
+    /// those from 1-hour windows, and so on (a day of seven months ago in 1-hour windows, not an empty list of minutes).
+    /// </summary>
+    public static TrendScale Auto(long fromMs, long toMs, RetentionOptions retention, long nowMs)
+    {
+        var scale = Auto(fromMs, toMs);
+        while (scale.Window != Resolution.Day && KeptDays(scale, retention) is > 0 and var days && fromMs < nowMs - (days * 86_400_000L))
+        {
+            scale = scale.Window switch
+            {
+                null => new(Resolution.Minute),
+                Resolution.Minute => new(Resolution.Hour),
+                _ => new(Resolution.Day),
+            };
+        }
+
+        return scale;
+    }
+
+    // How long retention keeps this scale's data (0: for ever).
+    private static int KeptDays(TrendScale scale, RetentionOptions retention) => scale.Window switch
+    {
+        null => retention.RawDays,
+        Resolution.Minute => retention.MinuteRollupDays,
+        Resolution.Hour => retention.HourRollupDays,
+        _ => retention.DayRollupDays,
+    };
 
     /// <summary>Parses raw, 1m, 1h or 1d; <c>auto</c> (or nothing) gives null, for the caller to choose by range.</summary>
     public static bool TryParse(string? name, out TrendScale? scale)
