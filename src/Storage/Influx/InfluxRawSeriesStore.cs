@@ -66,6 +66,10 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
     // searchable yet, and what those were is not remembered across the restart.
     private readonly long _openedMs;
 
+    // When this store last committed a numbered batch of each device (ms): a number it knows whose readings the server
+    // does not show was sent before only while that write may not show yet (see SentBeforeUnseen).
+    private readonly Dictionary<string, long> _numberedCommitMs = new(StringComparer.Ordinal);
+
     /// <summary>The last three digits of this server's commit ids: drawn at start, so two servers share them one time in a thousand.</summary>
     internal long CommitNode { get; } = Random.Shared.Next(1_000);
 
@@ -224,10 +228,10 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
                 }
 
                 _inFlush[sent] = reading.Value;
-                if (batches[i].Sequence != 0 && _sequences.IsCommitted(deviceId, batches[i].Sequence))
+                if (batches[i].Sequence != 0 && SentBeforeUnseen(deviceId, batches[i].Sequence))
                 {
-                    // Not found, but its batch's number was committed: taken for sent before (the server may not show
-                    // every write yet, InfluxDB above all, which cannot be asked to), not written or counted again.
+                    // Not found, but its batch's number was committed lately: taken for sent before (the server may not
+                    // show every write yet, InfluxDB above all, which cannot be asked to), not written or counted again.
                     _repeated.Add((i, j));
                     continue;
                 }
@@ -304,7 +308,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
                 var reading = batches[i].Quarantined.Span[j];
                 // Not found, but its batch's number was committed: kept before by that number, as for readings.
                 if (stored.ContainsKey((reading.Kind, reading.TimestampMs)) || _recentQuarantined.Contains(deviceId, reading.Kind, reading.TimestampMs)
-                    || (batches[i].Sequence != 0 && _sequences.IsCommitted(deviceId, batches[i].Sequence)))
+                    || (batches[i].Sequence != 0 && SentBeforeUnseen(deviceId, batches[i].Sequence)))
                 {
                     // Kept before; by a commit that failed all the same, it is judged now (and not written again).
                     (_unjudged.Contains(deviceId, reading.Kind, reading.TimestampMs) ? _quarantineJudgedOnly : _quarantineRepeated).Add((i, j));
@@ -429,6 +433,11 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
                 continue;
             }
 
+            if (batch.Sequence != 0)
+            {
+                _numberedCommitMs[batch.DeviceId] = _timeProvider.GetUtcNow().ToUnixTimeMilliseconds();
+            }
+
             if (batch.Sequence != 0 && !known)
             {
                 _sequences.Stage(batch.DeviceId, batch.Sequence);
@@ -524,6 +533,25 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
         _chunks.Add(_lines.ToString());
         _lines.Clear();
         return 0;
+    }
+
+    /// <summary>
+    /// Whether a batch whose readings the server does not show was sent before under its number: the number committed, and
+    /// its write possibly not searchable yet, as this store committed a numbered batch of the device within
+    /// <see cref="ReadableAfter"/>, or the store before it (a restart) may have while this one has been open less than
+    /// that. A number committed longer ago whose readings are not found is a number used again (an app reinstalled,
+    /// counting from 1 again): its readings are new, and stored.
+    /// </summary>
+    private bool SentBeforeUnseen(string deviceId, ulong sequence)
+    {
+        if (!_sequences.IsCommitted(deviceId, sequence))
+        {
+            return false;
+        }
+
+        var nowMs = _timeProvider.GetUtcNow().ToUnixTimeMilliseconds();
+        var readableAfterMs = (long)ReadableAfter.TotalMilliseconds;
+        return nowMs - _openedMs < readableAfterMs || (_numberedCommitMs.TryGetValue(deviceId, out var committedMs) && nowMs - committedMs < readableAfterMs);
     }
 
     private void RecordSequences(bool minutesRecorded)

@@ -75,6 +75,23 @@ public sealed class InfluxWriteTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_batch_number_used_again_after_a_restart_stores_its_new_readings_once_its_writes_would_show()
+    {
+        // The server shows writes within a second here: a store opened longer ago than that, finding none of a batch's
+        // readings, knows its number was used again (an app reinstalled, counting from 1), not sent before unseen.
+        using var file = InfluxStoreFile.ForVictoriaMetrics(_server.Url, options => options.ReadableAfter = TimeSpan.FromSeconds(1));
+        await file.CommitAsync(Of("watch-9", "patient-9", 7, Heart(0, 61)));
+        file.Reopen();
+        _ = file.Store;
+        await Task.Delay(TimeSpan.FromSeconds(1.2));
+
+        var (_, reused) = await file.CommitAsync(Of("watch-9", "patient-9", 7, Heart(60_000, 70)));
+
+        Assert.Equal(CommitOutcome.Stored, reused[0].Outcome);
+        Assert.Equal([Heart(60_000, 70)], reused[0].Stored.ToArray());
+    }
+
+    [Fact]
     public async Task Readings_sent_again_are_recognised_whether_in_order_late_or_twice_in_one_flush()
     {
         await _file.CommitAsync(Of("watch-1", "patient-1", 0, Heart(0, 60), Heart(10_000, 70)));
