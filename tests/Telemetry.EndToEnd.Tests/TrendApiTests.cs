@@ -120,6 +120,17 @@ public sealed class TrendApiTests(SeededServer seeded)
     }
 
     [Fact]
+    public async Task A_daily_summary_from_a_day_ahead_without_to_says_that_to_is_today()
+    {
+        using var response = await Server.Http.GetAsync($"/api/patients/{SeededServer.PatientId}/daily?from=2099-01-01&timeZone=UTC");
+        using var problem = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var told = problem.RootElement.GetProperty("errors").GetProperty("from")[0].GetString();
+        Assert.Contains($"which is today ({DateTime.UtcNow:yyyy-MM-dd} in UTC) when not given", told, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Auto_reads_a_range_older_than_a_resolution_is_kept_from_the_finest_one_still_kept_and_nothing_is_cached()
     {
         // Raw readings and minutes kept three days: a day-old hour is read raw, a four-day-old one from hourly windows

@@ -278,7 +278,7 @@ public static class PatientEndpoints
         var firstDay = from ?? lastDay.AddDays(-6);
         if (firstDay > lastDay)
         {
-            return Invalid("from", "must be on or before 'to'");
+            return Invalid("from", to is null ? $"must be on or before 'to', which is today ({today:yyyy-MM-dd} in {zone.Id}) when not given" : "must be on or before 'to'");
         }
 
         if (lastDay.DayNumber - firstDay.DayNumber + 1 > MaxDays)
