@@ -303,26 +303,28 @@ public sealed class AlertEngineTests
         var raised = Assert.Single(engine.State.Outbox);
         Assert.Equal((AlertEventType.Raised, "spo2-low", 84d), (raised.Type, raised.Alert.RuleId, raised.Alert.Value));
 
-        // A reading after the check (89, under 90 but over the new level) is the vital's latest: the edit judges the
-        // next reading by the new rule, not the check again.
-        var followed = Engine(SpO2Low);
-        Send(followed, VitalKind.OxygenSaturation, 84);
-        Advance(10);
-        Send(followed, VitalKind.OxygenSaturation, 89);
-        Advance(20);
-        followed.SetRules(new AlertRuleSet([SpO2Low with { Level = 86, ClearLevel = 92 }]), Now);
-        Advance(300);
-        followed.Tick(Now);
-        Assert.Empty(followed.State.Outbox);
+        // What five minutes after an edit raise: a check of 84, the readings given after it, then the rule edited.
+        List<AlertEvent> AfterEdit(AlertRule edited, params double[] after)
+        {
+            var checkedOnce = Engine(SpO2Low);
+            Send(checkedOnce, VitalKind.OxygenSaturation, 84);
+            foreach (var value in after)
+            {
+                Advance(10);
+                Send(checkedOnce, VitalKind.OxygenSaturation, value);
+            }
 
-        // Edited to a level the check does not reach, it raises nothing.
-        var other = Engine(SpO2Low);
-        Send(other, VitalKind.OxygenSaturation, 84);
-        Advance(30);
-        other.SetRules(new AlertRuleSet([SpO2Low with { Level = 80, ClearLevel = 84.5 }]), Now);
-        Advance(300);
-        other.Tick(Now);
-        Assert.Empty(other.State.Outbox);
+            Advance(20);
+            checkedOnce.SetRules(new AlertRuleSet([edited]), Now);
+            Advance(300);
+            checkedOnce.Tick(Now);
+            return checkedOnce.State.Outbox;
+        }
+
+        // A reading after the check (89, under 90 but over the new level) is the vital's latest: the edit judges the
+        // next reading by the new rule, not the check again. Edited to a level the check does not reach, it raises nothing.
+        Assert.Empty(AfterEdit(SpO2Low with { Level = 86, ClearLevel = 92 }, 89));
+        Assert.Empty(AfterEdit(SpO2Low with { Level = 80, ClearLevel = 84.5 }));
     }
 
     [Fact]
