@@ -18,7 +18,7 @@ public static class EventStream
     public static async Task BeginAsync(HttpResponse response, string name, CancellationToken cancellationToken)
     {
         response.ContentType = "text/event-stream";
-        response.Headers.CacheControl = "no-cache";
+        response.Headers.CacheControl = "no-cache, no-store";
         response.Headers["X-Accel-Buffering"] = "no";
         await response.WriteAsync($": {name}\n\n", cancellationToken);
         await response.Body.FlushAsync(cancellationToken);

@@ -66,9 +66,11 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
     // searchable yet, and what those were is not remembered across the restart.
     private readonly long _openedMs;
 
-    // When this store last committed a numbered batch of each device (ms): a number it knows whose readings the server
-    // does not show was sent before only while that write may not show yet (see SentBeforeUnseen).
-    private readonly Dictionary<string, long> _numberedCommitMs = new(StringComparer.Ordinal);
+    // The batch numbers this store's writes stored, with when the server answered each write (ms), for ReadableAfter: a
+    // number it knows whose readings the server does not show was sent before only while that write may not show yet
+    // (see SentBeforeUnseen). Dropped in the order written, once ReadableAfter has passed.
+    private readonly Dictionary<(string DeviceId, ulong Sequence), long> _numbersWrittenMs = [];
+    private readonly Queue<(string DeviceId, ulong Sequence, long AtMs)> _numbersWrittenOrder = new();
 
     /// <summary>The last three digits of this server's commit ids: drawn at start, so two servers share them one time in a thousand.</summary>
     internal long CommitNode { get; } = Random.Shared.Next(1_000);
@@ -148,6 +150,7 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
 
         // InfluxDB holds every line: the commit is durable and nothing from here on may fail it.
         _lastCommitId = commitId;
+        NoteNumbersWritten(batches, outcomes.Span);
         foreach (var (key, timestampMs) in _flushLatest)
         {
             _latest[key] = timestampMs;
@@ -433,11 +436,6 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
                 continue;
             }
 
-            if (batch.Sequence != 0)
-            {
-                _numberedCommitMs[batch.DeviceId] = _timeProvider.GetUtcNow().ToUnixTimeMilliseconds();
-            }
-
             if (batch.Sequence != 0 && !known)
             {
                 _sequences.Stage(batch.DeviceId, batch.Sequence);
@@ -537,9 +535,9 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
 
     /// <summary>
     /// Whether a batch whose readings the server does not show was sent before under its number: the number committed, and
-    /// its write possibly not searchable yet, as this store committed a numbered batch of the device within
-    /// <see cref="ReadableAfter"/>, or the store before it (a restart) may have while this one has been open less than
-    /// that. A number committed longer ago whose readings are not found is a number used again (an app reinstalled,
+    /// its write possibly not searchable yet, as this store's write of that number was answered less than
+    /// <see cref="ReadableAfter"/> ago, or the store before it (a restart) may have written it while this one has been
+    /// open less than that. A number committed longer ago whose readings are not found is a number used again (an app reinstalled,
     /// counting from 1 again): its readings are new, and stored.
     /// </summary>
     private bool SentBeforeUnseen(string deviceId, ulong sequence)
@@ -551,7 +549,32 @@ public sealed partial class InfluxRawSeriesStore : IRawSeriesStore, IDisposable
 
         var nowMs = _timeProvider.GetUtcNow().ToUnixTimeMilliseconds();
         var readableAfterMs = (long)ReadableAfter.TotalMilliseconds;
-        return nowMs - _openedMs < readableAfterMs || (_numberedCommitMs.TryGetValue(deviceId, out var committedMs) && nowMs - committedMs < readableAfterMs);
+        return nowMs - _openedMs < readableAfterMs
+            || (_numbersWrittenMs.TryGetValue((deviceId, sequence), out var writtenMs) && nowMs - writtenMs < readableAfterMs);
+    }
+
+    /// <summary>Remembers, for <see cref="ReadableAfter"/>, the numbers of the batches whose readings this write stored.</summary>
+    private void NoteNumbersWritten(IReadOnlyList<DeviceBatch> batches, ReadOnlySpan<BatchOutcome> outcomes)
+    {
+        var nowMs = _timeProvider.GetUtcNow().ToUnixTimeMilliseconds();
+        var readableAfterMs = (long)ReadableAfter.TotalMilliseconds;
+        while (_numbersWrittenOrder.TryPeek(out var oldest) && nowMs - oldest.AtMs >= readableAfterMs)
+        {
+            _numbersWrittenOrder.Dequeue();
+            if (_numbersWrittenMs.TryGetValue((oldest.DeviceId, oldest.Sequence), out var atMs) && atMs == oldest.AtMs)
+            {
+                _numbersWrittenMs.Remove((oldest.DeviceId, oldest.Sequence));
+            }
+        }
+
+        for (var i = 0; i < batches.Count; i++)
+        {
+            if (batches[i].Sequence != 0 && outcomes[i].Outcome == CommitOutcome.Stored)
+            {
+                _numbersWrittenMs[(batches[i].DeviceId, batches[i].Sequence)] = nowMs;
+                _numbersWrittenOrder.Enqueue((batches[i].DeviceId, batches[i].Sequence, nowMs));
+            }
+        }
     }
 
     private void RecordSequences(bool minutesRecorded)

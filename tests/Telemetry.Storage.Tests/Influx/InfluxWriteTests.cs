@@ -80,15 +80,24 @@ public sealed class InfluxWriteTests : IAsyncLifetime
         // The server shows writes within a second here: a store opened longer ago than that, finding none of a batch's
         // readings, knows its number was used again (an app reinstalled, counting from 1), not sent before unseen.
         using var file = InfluxStoreFile.ForVictoriaMetrics(_server.Url, options => options.ReadableAfter = TimeSpan.FromSeconds(1));
-        await file.CommitAsync(Of("watch-9", "patient-9", 7, Heart(0, 61)));
+        await file.CommitAsync(Of("watch-9", "patient-9", 7, Heart(0, 61)), Of("watch-9", "patient-9", 8, Heart(1_000, 62)));
         file.Reopen();
         _ = file.Store;
         await Task.Delay(TimeSpan.FromSeconds(1.2));
 
+        // Number 7 again, then at once number 8 with a vital the store has not seen since its start (looked up): both
+        // new, though 8 comes within a second of 7's write.
+        var spo2 = new VitalReading(VitalKind.OxygenSaturation, T0 + 61_000, 96);
         var (_, reused) = await file.CommitAsync(Of("watch-9", "patient-9", 7, Heart(60_000, 70)));
+        var (_, next) = await file.CommitAsync(Of("watch-9", "patient-9", 8, spo2));
 
-        Assert.Equal(CommitOutcome.Stored, reused[0].Outcome);
+        Assert.Equal((CommitOutcome.Stored, CommitOutcome.Stored), (reused[0].Outcome, next[0].Outcome));
         Assert.Equal([Heart(60_000, 70)], reused[0].Stored.ToArray());
+        Assert.Equal([spo2], next[0].Stored.ToArray());
+
+        // Number 7 sent again at once (its ack lost): its write may not show yet, so it is a duplicate.
+        var (_, again) = await file.CommitAsync(Of("watch-9", "patient-9", 7, Heart(60_000, 70)));
+        Assert.Equal(CommitOutcome.Duplicate, again[0].Outcome);
     }
 
     [Fact]

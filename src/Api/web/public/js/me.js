@@ -24,7 +24,13 @@ requireSignIn(() => {
   }
 
   let days = 30;
-  const draw = latestOnly(current => show(current, patientId, days).catch(error => say(error instanceof ApiError && error.status === 403
+  // When the page was last drawn whole, and the day it was drawn on (see refresh below).
+  let drawnAt = Date.now();
+  let drawnDay = isoDay(new Date());
+  const draw = latestOnly(current => show(current, patientId, days).then(() => {
+    drawnAt = Date.now();
+    drawnDay = isoDay(new Date());
+  }, error => say(error instanceof ApiError && error.status === 403
     ? 'You may not see this record.'
     : `Something went wrong: ${error.message}`, true)));
   choice([...document.querySelectorAll('.ranges button')], button => {
@@ -35,16 +41,11 @@ requireSignIn(() => {
   draw();
 
   // Read again when the page is looked at after a while, and when the day changes: a page left open overnight would
-  // otherwise call yesterday "today", and miss the steps walked since.
-  let drawnAt = Date.now();
-  let drawnDay = isoDay(new Date());
+  // otherwise call yesterday "today", and miss the steps walked since. A read that failed (a laptop waking offline) is
+  // tried again at the next minute.
   const refresh = () => {
     if (document.visibilityState !== 'visible') return;
-    if (isoDay(new Date()) !== drawnDay || Date.now() - drawnAt >= 5 * 60_000) {
-      drawnAt = Date.now();
-      drawnDay = isoDay(new Date());
-      draw();
-    }
+    if (isoDay(new Date()) !== drawnDay || Date.now() - drawnAt >= 5 * 60_000) draw();
   };
   document.addEventListener('visibilitychange', refresh);
   setInterval(refresh, 60_000);
