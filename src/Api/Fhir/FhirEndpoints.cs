@@ -93,18 +93,12 @@ public static class FhirEndpoints
     private static async Task<FhirResult> SearchByPostAsync(
         HttpRequest request, TrendReader reader, TimeProvider timeProvider, IOptions<IngestOptions> ingest, IOptions<RetentionOptions> retention, CancellationToken cancellationToken)
     {
-        if (!Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(request.ContentType, out var type)
-            || !type.MediaType.Equals("application/x-www-form-urlencoded", StringComparison.OrdinalIgnoreCase))
-        {
-            return FhirResult.Error(StatusCodes.Status415UnsupportedMediaType, OperationOutcome.IssueType.NotSupported,
-                "A search by POST sends its parameters as application/x-www-form-urlencoded.");
-        }
-
         // A search's parameters are what a URL holds (8 KiB): its audit record names them all.
-        if (request.ContentLength > MaxSearchBodyBytes)
+        if (RefuseBody(request, ["application/x-www-form-urlencoded"], MaxSearchBodyBytes,
+            "A search by POST sends its parameters as application/x-www-form-urlencoded.",
+            $"A search by POST sends at most {MaxSearchBodyBytes} bytes of parameters.") is { } refused)
         {
-            return FhirResult.Error(StatusCodes.Status413PayloadTooLarge, OperationOutcome.IssueType.TooLong,
-                $"A search by POST sends at most {MaxSearchBodyBytes} bytes of parameters.");
+            return refused;
         }
 
         IFormCollection form;
@@ -328,22 +322,30 @@ public static class FhirEndpoints
         return StatsAsync(request.HttpContext, statsRequest, reader, timeProvider, cancellationToken, FhirGuardFilter.RefuseUnknown(request, StatsParameters));
     }
 
-    private static async Task<FhirResult> StatsFromBodyAsync(HttpRequest request, TrendReader reader, TimeProvider timeProvider, CancellationToken cancellationToken)
+    /// <summary>
+    /// The refusal of a POST's body before it is read: 415 (<paramref name="wrongType"/>) unless its content type is one
+    /// of <paramref name="types"/>, 413 (<paramref name="tooLarge"/>) when its length is over <paramref name="maxBytes"/>.
+    /// </summary>
+    private static FhirResult? RefuseBody(HttpRequest request, string[] types, long maxBytes, string wrongType, string tooLarge)
     {
         if (!Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(request.ContentType, out var type)
-            || !(type.MediaType.Equals("application/fhir+json", StringComparison.OrdinalIgnoreCase)
-                || type.MediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase)
-                || type.MediaType.Equals("application/json+fhir", StringComparison.OrdinalIgnoreCase)))
+            || !types.Any(taken => type.MediaType.Equals(taken, StringComparison.OrdinalIgnoreCase)))
         {
-            return FhirResult.Error(StatusCodes.Status415UnsupportedMediaType, OperationOutcome.IssueType.NotSupported,
-                "$stats by POST sends a Parameters resource as application/fhir+json.");
+            return FhirResult.Error(StatusCodes.Status415UnsupportedMediaType, OperationOutcome.IssueType.NotSupported, wrongType);
         }
 
-        // A Parameters of a few codes and statistics is small: a body far past that is refused as it is read (413).
-        if (request.ContentLength > MaxStatsBodyBytes)
+        return request.ContentLength > maxBytes ? FhirResult.Error(StatusCodes.Status413PayloadTooLarge, OperationOutcome.IssueType.TooLong, tooLarge) : null;
+    }
+
+    private static async Task<FhirResult> StatsFromBodyAsync(HttpRequest request, TrendReader reader, TimeProvider timeProvider, CancellationToken cancellationToken)
+    {
+        // A Parameters of a few codes and statistics is small: a body far past that is refused (as it is read, below,
+        // when it comes with no length).
+        if (RefuseBody(request, ["application/fhir+json", "application/json", "application/json+fhir"], MaxStatsBodyBytes,
+            "$stats by POST sends a Parameters resource as application/fhir+json.",
+            $"$stats by POST sends at most {MaxStatsBodyBytes} bytes.") is { } refused)
         {
-            return FhirResult.Error(StatusCodes.Status413PayloadTooLarge, OperationOutcome.IssueType.TooLong,
-                $"$stats by POST sends at most {MaxStatsBodyBytes} bytes.");
+            return refused;
         }
 
         if (request.HttpContext.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } bodySize)
