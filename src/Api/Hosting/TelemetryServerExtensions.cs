@@ -194,8 +194,8 @@ public static partial class TelemetryServerExtensions
         });
         UseTrustedProxies(app, app.Services.GetRequiredService<IOptions<ServerOptions>>().Value);
 
-        // Patients' data is not kept in caches: a phone's HTTP cache, a browser's disk cache, a proxy. An answer that
-        // says otherwise itself (a server-sent event stream's no-cache) keeps its own.
+        // Patients' data is not kept in caches: a phone's HTTP cache, a browser's disk cache, a proxy. An answer that sets
+        // its own (an event stream's, SMART discovery's public max-age) keeps it.
         app.Use(static (context, next) =>
         {
             if (context.Request.Path.StartsWithSegments("/api", StringComparison.OrdinalIgnoreCase)
