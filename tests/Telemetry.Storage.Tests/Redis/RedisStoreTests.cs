@@ -163,8 +163,9 @@ public sealed class RedisStoreTests : IAsyncLifetime
     [Fact]
     public async Task A_care_team_changed_on_one_server_is_read_on_the_other_which_is_told()
     {
-        var store = new RedisCareTeamStore(_first);
-        var other = new RedisCareTeamStore(_second);
+        await using var store = new RedisCareTeamStore(_first);
+        await using var other = new RedisCareTeamStore(_second);
+        await store.ReadAllAsync();
         await other.ReadAllAsync();
         var told = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         other.ChangedElsewhere += () => told.TrySetResult();
@@ -176,10 +177,31 @@ public sealed class RedisStoreTests : IAsyncLifetime
 
         var teams = await other.ReadAllAsync();
         Assert.Equal(["patient-1", "patient-2"], teams["ward-7"].Order());
+
+        // Nor does its own server's reading of the version take it for a change made elsewhere.
+        await Task.Delay(RedisCareTeamStore.VersionPoll * 2.5);
         Assert.False(toldSelf);
 
         await other.SetAsync("ward-7", []);
         Assert.Empty(await store.ReadAllAsync());
+    }
+
+    [Fact]
+    public async Task A_care_team_change_whose_announcement_was_lost_is_found_by_the_other_server_all_the_same()
+    {
+        await using var other = new RedisCareTeamStore(_second);
+        await other.ReadAllAsync();
+        var told = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        other.ChangedElsewhere += () => told.TrySetResult();
+
+        // What a server leaves that changed a team and could not announce it (or announced it while the other was not
+        // listening): the change and its version, and no message.
+        var database = await _first.DatabaseAsync();
+        await database.HashSetAsync(_first.Key("care-teams"), "ward-7", """["patient-9"]""");
+        await database.StringIncrementAsync(_first.Key("care-teams:version"));
+
+        await told.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(["patient-9"], (await other.ReadAllAsync())["ward-7"]);
     }
 
     [Fact]
