@@ -386,6 +386,14 @@ public sealed partial class AlertTests
         var first = Assert.Single((await server.Http.GetFromJsonAsync<JsonElement>("/api/alerts?status=open&limit=1")).EnumerateArray());
         Assert.Equal(("spo2-low", "high"), (first.GetProperty("ruleId").GetString(), first.GetProperty("priority").GetString()));
 
+        // The next page starts after the last alert of the one before, in the list's own order; so does a patient's history.
+        var next = Assert.Single((await server.Http.GetFromJsonAsync<JsonElement>($"/api/alerts?status=open&limit=1&after={first.GetProperty("alertId").GetString()}")).EnumerateArray());
+        Assert.Equal("hr-high", next.GetProperty("ruleId").GetString());
+        Assert.Empty((await server.Http.GetFromJsonAsync<JsonElement>($"/api/alerts?status=open&limit=1&after={next.GetProperty("alertId").GetString()}")).EnumerateArray());
+        var newest = Assert.Single((await server.Http.GetFromJsonAsync<JsonElement>("/api/patients/p-urgent/alerts?limit=1")).EnumerateArray());
+        var older = Assert.Single((await server.Http.GetFromJsonAsync<JsonElement>($"/api/patients/p-urgent/alerts?limit=1&after={newest.GetProperty("alertId").GetString()}")).EnumerateArray());
+        Assert.Equal(("hr-high", "spo2-low"), (newest.GetProperty("ruleId").GetString(), older.GetProperty("ruleId").GetString()));
+
         await Eventually.ReadAsync(() => Task.FromResult(resumed.Received.Count), count => count >= 2);
         Assert.Equal(["reset"], resumed.Others);
         Assert.Equal(["spo2-low", "hr-high"], resumed.Received.Select(item => item.Alert.Json.GetProperty("alert").GetProperty("ruleId").GetString()));

@@ -109,6 +109,8 @@ public sealed class TrendApiTests(SeededServer seeded)
     [InlineData("daily?stepsGoal=abc", "stepsGoal")]
     [InlineData("daily?from=2026-11-24T00:00Z", "from")]
     [InlineData("alerts?limit=ten", "limit")]
+    [InlineData("alerts?after=nope", "after")]
+    [InlineData("alerts?after=someone-else~1", "after")]
     public async Task Bad_queries_get_a_problem_naming_the_parameter(string query, string parameter)
     {
         using var response = await Server.Http.GetAsync($"/api/patients/{SeededServer.PatientId}/{query}");

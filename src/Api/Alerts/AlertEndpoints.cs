@@ -135,20 +135,21 @@ public static class AlertEndpoints
     }
 
     private static async Task<IResult> GetPatientAlertsAsync(
-        string patientId, DateTimeOffset? from, DateTimeOffset? to, string? status, int? limit, IAlertStore store, CancellationToken cancellationToken)
+        string patientId, DateTimeOffset? from, DateTimeOffset? to, string? status, int? limit, string? after, IAlertStore store, CancellationToken cancellationToken)
     {
         if (!Identifier.IsValid(patientId))
         {
             return InvalidPatient();
         }
 
-        return await ListAsync(patientId, from, to, status ?? "all", limit, store, cancellationToken);
+        return await ListAsync(patientId, from, to, status ?? "all", limit, after, store, cancellationToken);
     }
 
     private static async Task<IResult> GetOpenAlertsAsync(
-        DateTimeOffset? from, DateTimeOffset? to, string? status, int? limit, HttpContext context, PatientAccess access, IAlertStore store, AuditLog audit, CancellationToken cancellationToken)
+        DateTimeOffset? from, DateTimeOffset? to, string? status, int? limit, string? after, HttpContext context, PatientAccess access, IAlertStore store, AuditLog audit,
+        CancellationToken cancellationToken)
     {
-        var result = await ListAsync(null, from, to, status ?? "open", limit, store, cancellationToken, await access.ReadablePatientsAsync(context.User, cancellationToken));
+        var result = await ListAsync(null, from, to, status ?? "open", limit, after, store, cancellationToken, await access.ReadablePatientsAsync(context.User, cancellationToken));
 
         // A list across patients reads each listed patient's alerts: each one is recorded, beside the request's record.
         if (result is Ok<IReadOnlyList<Alert>> { Value: { } alerts })
@@ -160,7 +161,7 @@ public static class AlertEndpoints
     }
 
     private static async Task<IResult> ListAsync(
-        string? patientId, DateTimeOffset? from, DateTimeOffset? to, string status, int? limit, IAlertStore store, CancellationToken cancellationToken,
+        string? patientId, DateTimeOffset? from, DateTimeOffset? to, string status, int? limit, string? after, IAlertStore store, CancellationToken cancellationToken,
         IReadOnlySet<string>? visible = null)
     {
         if (status is not ("open" or "all"))
@@ -178,20 +179,38 @@ public static class AlertEndpoints
             return Invalid("from", "must be before 'to'");
         }
 
+        // The next page starts after the last alert of the one before. An alert the caller could not list (another
+        // patient's, or one that is not there) is refused the same way, so the answer tells nothing about it.
+        Alert? cursor = null;
+        if (after is not null)
+        {
+            cursor = AlertIds.TryParse(after, out var afterPatient, out _)
+                && (patientId is null ? visible is null || visible.Contains(afterPatient) : afterPatient == patientId)
+                    ? await store.GetAsync(after, cancellationToken)
+                    : null;
+            if (cursor is null)
+            {
+                return Invalid("after", "the id of an alert this list holds (the last of the page before)");
+            }
+        }
+
         // Open alerts come most urgent first, then newest: the order a clinician works through them. The store keeps
         // them by time, so the open ones are read (up to MaxOpenConsidered, the newest) and the limit taken after the
-        // ordering: an older high-priority alert is not pushed off the list by newer low ones.
+        // ordering: an older high-priority alert is not pushed off the list by newer low ones. A page after an alert
+        // starts after it in that order; the store starts one of all alerts there itself.
         var open = status == "open";
         var take = limit ?? 100;
         var read = open ? MaxOpenConsidered : take;
+        var storeAfter = open || cursor is null ? ((DateTimeOffset, string)?)null : (cursor.RaisedAt, cursor.AlertId);
         IEnumerable<Alert> Listed(IEnumerable<Alert> alerts) => open
-            ? alerts.OrderByDescending(a => a.Priority).ThenByDescending(a => a.RaisedAt).ThenByDescending(a => a.AlertId, StringComparer.Ordinal).Take(take)
+            ? alerts.OrderByDescending(a => a.Priority).ThenByDescending(a => a.RaisedAt).ThenByDescending(a => a.AlertId, StringComparer.Ordinal)
+                .Where(a => cursor is null || ComesAfter(a, cursor)).Take(take)
             : alerts.Take(take);
 
         IReadOnlyList<Alert> listed;
         if (visible is null)
         {
-            listed = [.. Listed(await store.QueryAsync(new AlertQuery(patientId, from, to, open, read), cancellationToken))];
+            listed = [.. Listed(await store.QueryAsync(new AlertQuery(patientId, from, to, open, read, storeAfter), cancellationToken))];
         }
         else
         {
@@ -201,7 +220,7 @@ public static class AlertEndpoints
             List<Alert> found = [];
             foreach (var visiblePatient in visible.Order(StringComparer.Ordinal))
             {
-                var theirs = await store.QueryAsync(new AlertQuery(visiblePatient, from, to, open, read), cancellationToken);
+                var theirs = await store.QueryAsync(new AlertQuery(visiblePatient, from, to, open, read, storeAfter), cancellationToken);
                 found = [.. Listed(found.Concat(theirs).OrderByDescending(a => a.RaisedAt).ThenByDescending(a => a.AlertId, StringComparer.Ordinal))];
             }
 
@@ -211,6 +230,12 @@ public static class AlertEndpoints
         // Typed as the caller that audits a list across patients reads it.
         return TypedResults.Ok(listed);
     }
+
+    /// <summary>Whether <paramref name="alert"/> comes after <paramref name="cursor"/> in the open alerts' order: less urgent, or as urgent and older (by id within a millisecond).</summary>
+    private static bool ComesAfter(Alert alert, Alert cursor) =>
+        alert.Priority != cursor.Priority ? alert.Priority < cursor.Priority
+        : alert.RaisedAt != cursor.RaisedAt ? alert.RaisedAt < cursor.RaisedAt
+        : string.CompareOrdinal(alert.AlertId, cursor.AlertId) < 0;
 
     private static async Task<IResult> GetAlertAsync(string alertId, IAlertStore store, CancellationToken cancellationToken)
     {

@@ -86,6 +86,13 @@ public sealed class DuckDbAlertStore : IAlertStore
                 where.Add("is_open");
             }
 
+            if (query.After is { } after)
+            {
+                command.Parameters.Add(new DuckDBParameter("after_at", after.RaisedAt.UtcDateTime));
+                command.Parameters.Add(new DuckDBParameter("after_id", after.AlertId));
+                where.Add("(raised_at < $after_at OR (raised_at = $after_at AND alert_id < $after_id))");
+            }
+
             command.Parameters.Add(new DuckDBParameter("limit", query.Limit));
             command.CommandText = "SELECT alert FROM alerts"
                 + (where.Count > 0 ? " WHERE " + string.Join(" AND ", where) : string.Empty)

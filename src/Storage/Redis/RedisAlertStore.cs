@@ -116,15 +116,28 @@ public sealed class RedisAlertStore(RedisConnection redis) : IAlertStore
             (false, { } patientId) => redis.Key($"alerts:raised:{patientId}"),
         };
 
-        // Newest first; alerts raised in the same millisecond come by id, descending, as the embedded store orders them.
-        var ids = await database.SortedSetRangeByScoreAsync(
-            index,
-            query.From?.ToUnixTimeMilliseconds() ?? double.NegativeInfinity,
-            query.To?.ToUnixTimeMilliseconds() ?? double.PositiveInfinity,
-            query.To is null ? Exclude.None : Exclude.Stop,
-            Order.Descending,
-            0,
-            query.Limit);
+        // Newest first; alerts raised in the same millisecond come by id, descending, as the embedded store orders them
+        // (Redis orders a score's members by their bytes). After a given alert: first those raised in its millisecond
+        // with a lower id, then those raised before it.
+        var from = query.From?.ToUnixTimeMilliseconds() ?? double.NegativeInfinity;
+        var to = query.To?.ToUnixTimeMilliseconds() ?? double.PositiveInfinity;
+        var exclude = query.To is null ? Exclude.None : Exclude.Stop;
+        var tied = Array.Empty<RedisValue>();
+        if (query.After is { } after && after.RaisedAt.ToUnixTimeMilliseconds() is var afterMs && afterMs < to)
+        {
+            if (afterMs >= from)
+            {
+                tied = [.. (await database.SortedSetRangeByScoreAsync(index, afterMs, afterMs, Exclude.None, Order.Descending))
+                    .Where(id => string.CompareOrdinal(id, after.AlertId) < 0)
+                    .Take(query.Limit)];
+            }
+
+            (to, exclude) = (afterMs, Exclude.Stop);
+        }
+
+        var ids = tied.Length >= query.Limit
+            ? tied
+            : [.. tied, .. await database.SortedSetRangeByScoreAsync(index, from, to, exclude, Order.Descending, 0, query.Limit - tied.Length)];
         if (ids.Length == 0)
         {
             return [];

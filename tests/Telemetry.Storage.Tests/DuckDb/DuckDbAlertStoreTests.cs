@@ -65,6 +65,28 @@ public sealed class DuckDbAlertStoreTests : IDisposable
     }
 
     [Fact]
+    public async Task A_list_read_page_by_page_after_its_last_alert_steps_over_none_raised_in_one_millisecond()
+    {
+        // Three alerts of one reading (raised at one moment), one before them and one after.
+        string[] ids = ["p-1~1", "p-1~2", "p-1~3", "p-1~4", "p-1~5"];
+        var raisedAt = new[] { T0, T0, T0, T0.AddMinutes(-1), T0.AddMinutes(1) };
+        await _store.AppendAsync([.. ids.Select((id, i) => Event("p-1", i + 1, AlertEventType.Raised, Alert(id, AlertStatus.Active) with { RaisedAt = raisedAt[i] }))]);
+
+        var paged = new List<string>();
+        (DateTimeOffset, string)? after = null;
+        IReadOnlyList<Alert> page;
+        do
+        {
+            page = await _store.QueryAsync(new AlertQuery("p-1", null, null, OpenOnly: false, Limit: 2, after));
+            paged.AddRange(page.Select(alert => alert.AlertId));
+            after = page.Count > 0 ? (page[^1].RaisedAt, page[^1].AlertId) : null;
+        }
+        while (page.Count == 2 && paged.Count < 10);
+
+        Assert.Equal(["p-1~5", "p-1~3", "p-1~2", "p-1~1", "p-1~4"], paged);
+    }
+
+    [Fact]
     public async Task Positions_continue_after_the_file_is_opened_again()
     {
         await _store.AppendAsync([Event("p-1", 1, AlertEventType.Raised, Alert("p-1~1", AlertStatus.Active))]);

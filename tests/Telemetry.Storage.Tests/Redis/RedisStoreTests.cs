@@ -161,6 +161,36 @@ public sealed class RedisStoreTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_list_read_page_by_page_after_its_last_alert_steps_over_none_raised_in_one_millisecond_and_keeps_to_its_range()
+    {
+        var store = new RedisAlertStore(_first);
+        var raisedAt = new[] { T0, T0, T0, T0.AddMinutes(-1), T0.AddMinutes(1) };
+        for (var i = 0; i < raisedAt.Length; i++)
+        {
+            await store.AppendAsync([Event("patient-1", i + 1, AlertStatus.Active, episode: i + 1, raisedAt: raisedAt[i])]);
+        }
+
+        async Task<List<string>> PagedAsync(DateTimeOffset? to)
+        {
+            var paged = new List<string>();
+            (DateTimeOffset, string)? after = null;
+            IReadOnlyList<Alert> page;
+            do
+            {
+                page = await store.QueryAsync(new AlertQuery("patient-1", null, to, OpenOnly: false, Limit: 2, after));
+                paged.AddRange(page.Select(alert => alert.AlertId));
+                after = page.Count > 0 ? (page[^1].RaisedAt, page[^1].AlertId) : null;
+            }
+            while (page.Count == 2 && paged.Count < 10);
+            return paged;
+        }
+
+        Assert.Equal(["patient-1~5", "patient-1~3", "patient-1~2", "patient-1~1", "patient-1~4"], await PagedAsync(null));
+        Assert.Equal(["patient-1~3", "patient-1~2", "patient-1~1", "patient-1~4"], await PagedAsync(T0.AddSeconds(1)));
+        Assert.Equal(["patient-1~4"], await PagedAsync(T0));
+    }
+
+    [Fact]
     public async Task A_care_team_changed_on_one_server_is_read_on_the_other_which_is_told()
     {
         await using var store = new RedisCareTeamStore(_first);
