@@ -135,7 +135,8 @@ public sealed class RedisAlertStore(RedisConnection redis) : IAlertStore
             (to, exclude) = (afterMs, Exclude.Stop);
         }
 
-        var ids = tied.Length >= query.Limit
+        // A range emptied by the alert after which it starts is not read (the wrong way round, it would be read reversed).
+        var ids = tied.Length >= query.Limit || to <= from
             ? tied
             : [.. tied, .. await database.SortedSetRangeByScoreAsync(index, from, to, exclude, Order.Descending, 0, query.Limit - tied.Length)];
         if (ids.Length == 0)

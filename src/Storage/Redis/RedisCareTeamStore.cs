@@ -9,8 +9,8 @@ namespace Telemetry.Storage.Redis;
 /// change counts up a version in the same transaction and is announced on a channel, so the other servers' access
 /// caches reload at once. An announcement is told only to those listening at that moment, and a change whose
 /// announcement failed is still made: each server therefore also reads the version every second and reloads when it
-/// moved, so a server that missed an announcement keeps a removed team's patients readable for a second at most. A
-/// reconnection is treated as a change too.
+/// moved (or could not be read), so a server that missed an announcement keeps a removed team's patients readable for
+/// about a second. A reconnection is treated as a change too.
 /// </summary>
 public sealed class RedisCareTeamStore : ICareTeamStore, IAsyncDisposable
 {
@@ -104,12 +104,15 @@ public sealed class RedisCareTeamStore : ICareTeamStore, IAsyncDisposable
         await _subscribing.WaitAsync();
         try
         {
-            if (_subscribed)
+            if (_subscribed || _stopping.IsCancellationRequested)
             {
                 return;
             }
 
+            // Read before the teams are: a change from here on moves the version past it. Read first, so that a failed
+            // read leaves no handler behind to be added again at the next try.
             var connection = await _redis.MultiplexerAsync();
+            Interlocked.Exchange(ref _seenVersion, (long?)await connection.GetDatabase().StringGetAsync(_version) ?? 0);
             await connection.GetSubscriber().SubscribeAsync(_changes, (_, origin) =>
             {
                 if (origin != _self)
@@ -118,9 +121,6 @@ public sealed class RedisCareTeamStore : ICareTeamStore, IAsyncDisposable
                 }
             });
             connection.ConnectionRestored += (_, _) => ChangedElsewhere?.Invoke();
-
-            // Read before the teams are: a change from here on moves the version past it.
-            Interlocked.Exchange(ref _seenVersion, (long?)await connection.GetDatabase().StringGetAsync(_version) ?? 0);
             _polling = PollAsync(_stopping.Token);
             Volatile.Write(ref _subscribed, true);
         }
@@ -145,9 +145,11 @@ public sealed class RedisCareTeamStore : ICareTeamStore, IAsyncDisposable
                         ChangedElsewhere?.Invoke();
                     }
                 }
-                catch (Exception exception) when (exception is RedisException or TimeoutException)
+                catch (Exception exception) when (exception is not OperationCanceledException and not ObjectDisposedException)
                 {
-                    // Redis away: its reconnection is taken for a change.
+                    // Not known whether the teams changed: what was read goes, and the next access check reads them again
+                    // (while Redis is away, it fails rather than answer from teams that may be stale).
+                    ChangedElsewhere?.Invoke();
                 }
             }
         }

@@ -188,6 +188,10 @@ public sealed class RedisStoreTests : IAsyncLifetime
         Assert.Equal(["patient-1~5", "patient-1~3", "patient-1~2", "patient-1~1", "patient-1~4"], await PagedAsync(null));
         Assert.Equal(["patient-1~3", "patient-1~2", "patient-1~1", "patient-1~4"], await PagedAsync(T0.AddSeconds(1)));
         Assert.Equal(["patient-1~4"], await PagedAsync(T0));
+
+        // After an alert raised before the range: nothing (not the range read the wrong way round).
+        var before = (T0.AddMinutes(-1), "patient-1~4");
+        Assert.Empty(await store.QueryAsync(new AlertQuery("patient-1", T0, null, OpenOnly: false, Limit: 2, before)));
     }
 
     [Fact]
